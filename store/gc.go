@@ -1,0 +1,300 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/revlist"
+)
+
+// packWindow is how many objects the delta search compares each object
+// with; git's default.
+const packWindow = 10
+
+type gcState struct {
+	running atomic.Bool
+	commits atomic.Int64
+}
+
+// GCStats reports what a repack did.
+type GCStats struct {
+	// Objects is the number of reachable objects packed.
+	Objects int
+	// LooseBefore and PacksBefore count the loose objects and packs before.
+	LooseBefore, PacksBefore int
+	// Pruned counts unreachable loose objects removed.
+	Pruned int
+	// SizeBefore and SizeAfter are the bytes under objects/.
+	SizeBefore, SizeAfter int64
+	Duration              time.Duration
+}
+
+// GC repacks the repository: every object reachable from a reference goes
+// into one new pack (written and synced before anything is deleted), then
+// loose objects and older packs are removed. Unreachable loose objects (left
+// by a crash between writing objects and moving a branch) are pruned.
+// Writers wait while GC runs; readers are only paused while files are
+// deleted, so no reader ever loses an object it is reading.
+func (s *Store) GC(ctx context.Context) (GCStats, error) {
+	start := time.Now()
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return GCStats{}, err
+	}
+	defer unlock()
+	st := GCStats{}
+	objDir := filepath.Join(s.path, "objects")
+	st.SizeBefore = dirSize(objDir)
+	loose, oldPacks, err := s.objectFiles()
+	if err != nil {
+		return st, err
+	}
+	st.LooseBefore, st.PacksBefore = len(loose), len(oldPacks)
+
+	var hashes []plumbing.Hash
+	var newPack string
+	err = s.read(func(r *git.Repository) error {
+		var heads []plumbing.Hash
+		it, err := r.Storer.IterReferences()
+		if err != nil {
+			return err
+		}
+		err = it.ForEach(func(ref *plumbing.Reference) error {
+			if ref.Type() == plumbing.HashReference {
+				heads = append(heads, ref.Hash())
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if hashes, err = revlist.Objects(r.Storer, heads, nil); err != nil {
+			return fmt.Errorf("store: gc: listing reachable objects: %w", err)
+		}
+		if len(hashes) == 0 {
+			return nil
+		}
+		newPack, err = s.writePack(ctx, func(f *os.File) (plumbing.Hash, error) {
+			return packfile.NewEncoder(f, r.Storer, false).Encode(hashes, packWindow)
+		})
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	st.Objects = len(hashes)
+	reachable := make(map[plumbing.Hash]bool, len(hashes))
+	for _, h := range hashes {
+		reachable[h] = true
+	}
+
+	// Delete what the new pack makes redundant, with readers paused.
+	s.mu.Lock()
+	dirs := map[string]bool{}
+	for h, path := range loose {
+		if !reachable[h] {
+			st.Pruned++
+		}
+		if err := os.Remove(path); err == nil {
+			dirs[filepath.Dir(path)] = true
+		}
+	}
+	for _, p := range oldPacks {
+		if filepath.Base(p) == newPack {
+			continue
+		}
+		base := strings.TrimSuffix(p, ".pack")
+		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap", ".keep"} {
+			os.Remove(base + ext)
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for d := range dirs {
+		if err := os.Remove(d); err == nil { // an emptied objects/xx
+			dirs[filepath.Dir(d)] = true
+		}
+	}
+	s.mu.Unlock()
+	if !s.opts.noSync {
+		for d := range dirs {
+			if _, err := os.Stat(d); err == nil {
+				if err := syncDir(d); err != nil {
+					return st, fmt.Errorf("store: gc: sync %s: %w", d, err)
+				}
+			}
+		}
+	}
+	if err := s.reload(); err != nil {
+		return st, err
+	}
+	st.SizeAfter = dirSize(objDir)
+	st.Duration = time.Since(start)
+	s.log.Info("store: repacked", "objects", st.Objects, "loose_before", st.LooseBefore,
+		"packs_before", st.PacksBefore, "pruned", st.Pruned, "bytes_before", st.SizeBefore,
+		"bytes_after", st.SizeAfter, "took", st.Duration)
+	return st, nil
+}
+
+// writePack writes a pack with encode into a temporary file, syncs it,
+// indexes it, and renames pack and index into objects/pack (the index last,
+// since git finds packs by their index). It returns the pack's file name.
+func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.Hash, error)) (name string, err error) {
+	tmp := filepath.Join(s.path, tmpDir)
+	pf, err := os.CreateTemp(tmp, "pack-")
+	if err != nil {
+		return "", fmt.Errorf("store: write pack: %w", err)
+	}
+	defer func() {
+		pf.Close()
+		if err != nil {
+			os.Remove(pf.Name())
+		}
+	}()
+	sum, err := encode(pf)
+	if err != nil {
+		return "", fmt.Errorf("store: write pack: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if !s.opts.noSync {
+		if err := pf.Sync(); err != nil {
+			return "", fmt.Errorf("store: sync pack: %w", err)
+		}
+	}
+	if _, err := pf.Seek(0, 0); err != nil {
+		return "", err
+	}
+	iw := new(idxfile.Writer)
+	parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
+	if err != nil {
+		return "", fmt.Errorf("store: index pack: %w", err)
+	}
+	if _, err := parser.Parse(); err != nil {
+		return "", fmt.Errorf("store: index pack: %w", err)
+	}
+	idx, err := iw.Index()
+	if err != nil {
+		return "", fmt.Errorf("store: index pack: %w", err)
+	}
+	xf, err := os.CreateTemp(tmp, "idx-")
+	if err != nil {
+		return "", fmt.Errorf("store: write index: %w", err)
+	}
+	defer func() {
+		xf.Close()
+		if err != nil {
+			os.Remove(xf.Name())
+		}
+	}()
+	if _, err := idxfile.NewEncoder(xf).Encode(idx); err != nil {
+		return "", fmt.Errorf("store: write index: %w", err)
+	}
+	if !s.opts.noSync {
+		if err := xf.Sync(); err != nil {
+			return "", fmt.Errorf("store: sync index: %w", err)
+		}
+	}
+	dir := filepath.Join(s.path, "objects", "pack")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	name = "pack-" + sum.String() + ".pack"
+	os.Chmod(pf.Name(), 0o444)
+	os.Chmod(xf.Name(), 0o444)
+	if err := os.Rename(pf.Name(), filepath.Join(dir, name)); err != nil {
+		return "", fmt.Errorf("store: write pack: %w", err)
+	}
+	if err := os.Rename(xf.Name(), filepath.Join(dir, "pack-"+sum.String()+".idx")); err != nil {
+		return "", fmt.Errorf("store: write index: %w", err)
+	}
+	if !s.opts.noSync {
+		if err := syncDir(dir); err != nil {
+			return "", fmt.Errorf("store: sync %s: %w", dir, err)
+		}
+	}
+	return name, nil
+}
+
+// objectFiles lists the loose object files and the packs.
+func (s *Store) objectFiles() (loose map[plumbing.Hash]string, packs []string, err error) {
+	objDir := filepath.Join(s.path, "objects")
+	loose = map[plumbing.Hash]string{}
+	ents, err := os.ReadDir(objDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	for _, d := range ents {
+		if len(d.Name()) != 2 || !d.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(objDir, d.Name()))
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		for _, f := range files {
+			if len(f.Name()) == 38 && plumbing.IsHash(d.Name()+f.Name()) {
+				h := plumbing.NewHash(d.Name() + f.Name())
+				loose[h] = filepath.Join(objDir, d.Name(), f.Name())
+			}
+		}
+	}
+	packs, _ = filepath.Glob(filepath.Join(objDir, "pack", "pack-*.pack"))
+	return loose, packs, nil
+}
+
+func dirSize(root string) int64 {
+	var n int64
+	filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// maybeGC starts a background repack when loose objects pile up. Like git,
+// it estimates their number from one of the 256 object folders. The caller
+// holds the writer lock, so the repack starts after it is released.
+func (s *Store) maybeGC() {
+	if s.opts.GCLooseObjects < 0 || s.gcState.commits.Add(1)%64 != 0 {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(s.path, "objects", "17"))
+	if err != nil || len(ents)*256 < s.opts.GCLooseObjects {
+		return
+	}
+	if !s.gcState.running.CompareAndSwap(false, true) {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.gcState.running.Store(false)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if _, err := s.GC(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("store: automatic repack failed", "err", err)
+		}
+	}()
+}

@@ -1,0 +1,329 @@
+package store
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/revlist"
+)
+
+// maxPushBytes bounds the body of one push.
+const maxPushBytes = 2 << 30
+
+// GitHandler serves the store over git's smart HTTP protocol (version 0/1,
+// stateless RPC), so that stock git can clone, fetch and push:
+//
+//	git clone http://alice@host:9418/ mydata
+//
+// It answers GET .../info/refs?service=..., POST .../git-upload-pack and
+// POST .../git-receive-pack under any path prefix. Every request needs HTTP
+// basic authentication against the store's users; fetching needs git access
+// "read" or "write", pushing needs "write". Pushes may only fast-forward
+// branches (never rewrite history) and cannot delete the default branch;
+// received objects and references are written as durably as commits.
+// Logs go to log (nil discards).
+func (s *Store) GitHandler(log *slog.Logger) http.Handler {
+	if log == nil {
+		log = s.log
+	}
+	return &gitHandler{s: s, log: log}
+}
+
+type gitHandler struct {
+	s   *Store
+	log *slog.Logger
+}
+
+func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
+	var service string
+	switch {
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/info/refs"):
+		service = r.URL.Query().Get("service")
+		if service != "git-upload-pack" && service != "git-receive-pack" {
+			http.Error(w, "nymote serves git's smart HTTP protocol only (git 1.6.6 or later)", http.StatusForbidden)
+			return
+		}
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+		service = "git-upload-pack"
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
+		service = "git-receive-pack"
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	user, ok := h.authorize(w, r, service)
+	if !ok {
+		return
+	}
+	log := h.log.With("user", user.Name, "service", service, "remote", r.RemoteAddr)
+	if r.Method == http.MethodGet {
+		if err := h.advertise(w, service); err != nil {
+			log.Warn("git: advertising references failed", "err", err)
+		}
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-"+service+"-request" {
+		http.Error(w, fmt.Sprintf("Content-Type %q: want application/x-%s-request", ct, service), http.StatusUnsupportedMediaType)
+		return
+	}
+	body := io.Reader(http.MaxBytesReader(w, r.Body, maxPushBytes))
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(body)
+		if err != nil {
+			http.Error(w, "bad gzip body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		defer gz.Close()
+		body = gz
+	}
+	w.Header().Set("Content-Type", "application/x-"+service+"-result")
+	var err error
+	if service == "git-upload-pack" {
+		err = h.uploadPack(r.Context(), w, body)
+	} else {
+		err = h.receivePack(r.Context(), w, body, user, log)
+	}
+	if err != nil {
+		log.Warn("git: request failed", "err", err)
+	}
+}
+
+// authorize checks basic authentication and the user's git access.
+func (h *gitHandler) authorize(w http.ResponseWriter, r *http.Request, service string) (User, bool) {
+	name, pw, ok := r.BasicAuth()
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="nymote", charset="UTF-8"`)
+		http.Error(w, "authentication required", http.StatusUnauthorized)
+		return User{}, false
+	}
+	u, err := h.s.Authenticate(name, pw)
+	if err != nil {
+		if !errors.Is(err, ErrAuthFailed) {
+			h.log.Error("git: authentication error", "user", name, "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return User{}, false
+		}
+		h.log.Info("git: authentication failed", "user", name, "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Basic realm="nymote", charset="UTF-8"`)
+		http.Error(w, "wrong user name or password", http.StatusUnauthorized)
+		return User{}, false
+	}
+	need := GitRead
+	if service == "git-receive-pack" {
+		need = GitWrite
+	}
+	if u.Git == GitWrite || (u.Git == GitRead && need == GitRead) {
+		return u, true
+	}
+	verb := map[GitAccess]string{GitRead: "read", GitWrite: "push to"}[need]
+	http.Error(w, fmt.Sprintf("user %s may not %s this store over git (git access: %s)", u.Name, verb, u.Git), http.StatusForbidden)
+	return User{}, false
+}
+
+// advertise writes the reference advertisement.
+func (h *gitHandler) advertise(w http.ResponseWriter, service string) error {
+	ar := packp.NewAdvRefs()
+	caps := ar.Capabilities
+	caps.Set(capability.Agent, "nymote")
+	caps.Set(capability.OFSDelta)
+	if service == "git-receive-pack" {
+		caps.Set(capability.ReportStatus)
+		caps.Set(capability.DeleteRefs)
+	}
+	branches, err := h.s.Branches()
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return err
+	}
+	for _, b := range branches {
+		ar.References["refs/heads/"+b.Name] = b.Head
+		if b.Name == DefaultBranch && service == "git-upload-pack" {
+			head := b.Head
+			ar.Head = &head
+			caps.Set(capability.SymRef, "HEAD:refs/heads/"+DefaultBranch)
+		}
+	}
+	ar.Prefix = [][]byte{[]byte("# service=" + service), pktline.Flush}
+	w.Header().Set("Content-Type", "application/x-"+service+"-advertisement")
+	return ar.Encode(w)
+}
+
+// uploadPack answers one stateless upload-pack request. It acknowledges no
+// common objects during negotiation (always NAK, as a server without
+// multi_ack does before it finds one), so the client ends with "done" and
+// the haves it sent last; the pack holds what the wants reach and those
+// haves do not.
+func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader) error {
+	sc := pktline.NewScanner(body)
+	var wants, haves []plumbing.Hash
+	done := false
+	for sc.Scan() {
+		line := strings.TrimSuffix(string(sc.Bytes()), "\n")
+		switch {
+		case line == "":
+			continue // flush
+		case strings.HasPrefix(line, "want "):
+			f := strings.Fields(line)
+			if len(f) < 2 || !plumbing.IsHash(f[1]) {
+				return writeErrLine(w, "bad want line")
+			}
+			wants = append(wants, plumbing.NewHash(f[1]))
+		case strings.HasPrefix(line, "have "):
+			f := strings.Fields(line)
+			if len(f) >= 2 && plumbing.IsHash(f[1]) {
+				if hh := plumbing.NewHash(f[1]); h.s.has(hh) {
+					haves = append(haves, hh)
+				}
+			}
+		case line == "done":
+			done = true
+		case strings.HasPrefix(line, "shallow "), strings.HasPrefix(line, "deepen"):
+			return writeErrLine(w, "shallow clones are not supported")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	enc := pktline.NewEncoder(w)
+	if err := enc.EncodeString("NAK\n"); err != nil {
+		return err
+	}
+	if !done {
+		return nil
+	}
+	for _, want := range wants {
+		if !h.s.has(want) {
+			return fmt.Errorf("want %s: no such object", want)
+		}
+	}
+	return h.s.read(func(r *git.Repository) error {
+		var exclude []plumbing.Hash
+		if len(haves) > 0 {
+			var err error
+			if exclude, err = revlist.Objects(r.Storer, haves, nil); err != nil {
+				return err
+			}
+		}
+		objs, err := revlist.Objects(r.Storer, wants, exclude)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(w, 64<<10)
+		if _, err := packfile.NewEncoder(bw, r.Storer, false).Encode(objs, packWindow); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+func writeErrLine(w io.Writer, msg string) error {
+	pktline.NewEncoder(w).EncodeString("ERR " + msg + "\n")
+	return errors.New(msg)
+}
+
+// receivePack applies one push.
+func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reader, user User, log *slog.Logger) error {
+	req := packp.NewReferenceUpdateRequest()
+	if err := req.Decode(body); err != nil {
+		return writeErrLine(w, "bad push request: "+err.Error())
+	}
+	rs := packp.NewReportStatus()
+	rs.UnpackStatus = "ok"
+	unlock, err := h.s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if req.Packfile != nil {
+		d := &durableStorer{Storer: h.s.st, s: h.s}
+		err := packfile.UpdateObjectStorage(d, req.Packfile)
+		if err == nil {
+			err = d.flush()
+		}
+		if err != nil {
+			rs.UnpackStatus = "unpack failed: " + err.Error()
+			for _, c := range req.Commands {
+				rs.CommandStatuses = append(rs.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: "unpacker error"})
+			}
+			log.Warn("git: push: unpack failed", "err", err)
+			return h.reportStatus(w, req, rs)
+		}
+	}
+	for _, c := range req.Commands {
+		status := "ok"
+		if err := h.applyCommand(c); err != nil {
+			status = err.Error()
+			log.Info("git: push refused", "ref", c.Name, "reason", status)
+		} else {
+			log.Info("git: push", "ref", c.Name, "old", c.Old, "new", c.New)
+		}
+		rs.CommandStatuses = append(rs.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: status})
+	}
+	return h.reportStatus(w, req, rs)
+}
+
+func (h *gitHandler) reportStatus(w io.Writer, req *packp.ReferenceUpdateRequest, rs *packp.ReportStatus) error {
+	if !req.Capabilities.Supports(capability.ReportStatus) {
+		return nil
+	}
+	return rs.Encode(w)
+}
+
+// applyCommand applies one reference update of a push; the writer lock is
+// held.
+func (h *gitHandler) applyCommand(c *packp.Command) error {
+	name := c.Name
+	if !name.IsBranch() {
+		return errors.New("only branches (refs/heads/...) can be pushed")
+	}
+	branch := name.Short()
+	if err := validateBranch(branch); err != nil {
+		return errors.New("invalid branch name")
+	}
+	cur, err := h.s.head(branch)
+	if err != nil {
+		return errors.New("cannot read the branch")
+	}
+	if cur != c.Old {
+		return errors.New("the branch moved; fetch first")
+	}
+	switch c.Action() {
+	case packp.Delete:
+		if branch == DefaultBranch {
+			return errors.New("the default branch cannot be deleted")
+		}
+		if err := h.s.removeRef(name); err != nil {
+			return errors.New("cannot delete the branch")
+		}
+		return nil
+	case packp.Create, packp.Update:
+		if _, err := h.s.snapshotAt(c.New); err != nil {
+			return errors.New("pushed commit is missing or not a commit")
+		}
+		if !cur.IsZero() {
+			ok, err := h.s.isAncestor(cur, c.New)
+			if err != nil || !ok {
+				return errors.New("non-fast-forward (history cannot be rewritten; merge instead)")
+			}
+		}
+		if err := h.s.moveBranch(branch, cur, c.New); err != nil {
+			return errors.New("cannot update the branch")
+		}
+		return nil
+	}
+	return errors.New("invalid command")
+}

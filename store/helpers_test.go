@@ -1,0 +1,54 @@
+package store
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// newStore makes an empty store in a temporary folder.
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := Init(filepath.Join(t.TempDir(), "repo.git"), Options{})
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// put commits one item.
+func put(t testing.TB, s *Store, path, data string) Hash {
+	t.Helper()
+	h, err := s.Update(context.Background(), CommitOptions{Message: "put " + path}, func(tx *Tx) error {
+		return tx.Put(path, []byte(data))
+	})
+	if err != nil {
+		t.Fatalf("put %s: %v", path, err)
+	}
+	return h
+}
+
+// runGit runs stock git and returns its output.
+func runGit(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed (make test-deps installs it)")
+	}
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// fsck runs git fsck --strict on the store's repository.
+func fsck(t testing.TB, path string) {
+	t.Helper()
+	runGit(t, path, "fsck", "--strict", "--no-dangling")
+}

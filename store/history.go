@@ -1,0 +1,565 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// CommitInfo describes one commit.
+type CommitInfo struct {
+	Hash    Hash
+	Parents []Hash
+	Author  Signature
+	When    time.Time
+	Message string
+}
+
+// Subject is the first line of the message.
+func (c CommitInfo) Subject() string {
+	s, _, _ := strings.Cut(c.Message, "\n")
+	return s
+}
+
+func commitInfo(c *object.Commit) CommitInfo {
+	return CommitInfo{
+		Hash:    c.Hash,
+		Parents: append([]Hash(nil), c.ParentHashes...),
+		Author:  Signature{Name: c.Author.Name, Email: c.Author.Email},
+		When:    c.Author.When,
+		Message: c.Message,
+	}
+}
+
+// Change is one path that differs between two trees. From is zero for an
+// added path, To is zero for a deleted one.
+type Change struct {
+	Path     string
+	From, To Hash
+}
+
+// Action is "add", "delete" or "modify".
+func (c Change) Action() string {
+	switch {
+	case c.From.IsZero():
+		return "add"
+	case c.To.IsZero():
+		return "delete"
+	}
+	return "modify"
+}
+
+// ConflictError reports the paths that an operation could not reconcile.
+// Nothing was written. errors.Is(err, ErrConflict) is true for it.
+type ConflictError struct {
+	Op    string
+	Paths []string
+}
+
+// ErrConflict is matched by every *ConflictError.
+var ErrConflict = errors.New("store: conflict")
+
+func (e *ConflictError) Error() string {
+	const show = 10
+	ps := e.Paths
+	more := ""
+	if len(ps) > show {
+		more = fmt.Sprintf(" and %d more", len(ps)-show)
+		ps = ps[:show]
+	}
+	return fmt.Sprintf("store: %s: conflict in %d path(s): %s%s", e.Op, len(e.Paths), strings.Join(ps, ", "), more)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// LogOptions select the commits that Log returns.
+type LogOptions struct {
+	// Rev is where the history starts; "" means DefaultBranch.
+	Rev string
+	// Path, if set, keeps only the commits that changed it (an item or a
+	// folder).
+	Path string
+	// Limit is the most commits to return; zero means all.
+	Limit int
+}
+
+// Log lists the history from opts.Rev, newest first.
+func (s *Store) Log(opts LogOptions) ([]CommitInfo, error) {
+	if opts.Path != "" {
+		opts.Path = trimSlash(opts.Path)
+		if err := ValidatePath(opts.Path); err != nil {
+			return nil, err
+		}
+	}
+	start, err := s.Resolve(opts.Rev)
+	if err != nil {
+		if (opts.Rev == "" || opts.Rev == DefaultBranch) && errors.Is(err, ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []CommitInfo
+	err = s.read(func(r *git.Repository) error {
+		out = out[:0]
+		c, err := r.CommitObject(start)
+		if err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+		it := object.NewCommitIterCTime(c, nil, nil)
+		defer it.Close()
+		return it.ForEach(func(c *object.Commit) error {
+			if opts.Path != "" {
+				changed, err := changedPath(r, c, opts.Path)
+				if err != nil {
+					return err
+				}
+				if !changed {
+					return nil
+				}
+			}
+			out = append(out, commitInfo(c))
+			if opts.Limit > 0 && len(out) >= opts.Limit {
+				return storer.ErrStop
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// changedPath reports whether commit c changed path relative to every parent.
+func changedPath(r *git.Repository, c *object.Commit, path string) (bool, error) {
+	h, err := pathHash(r, c.TreeHash, path)
+	if err != nil {
+		return false, err
+	}
+	if c.NumParents() == 0 {
+		return !h.IsZero(), nil
+	}
+	for _, p := range c.ParentHashes {
+		pc, err := r.CommitObject(p)
+		if err != nil {
+			return false, err
+		}
+		ph, err := pathHash(r, pc.TreeHash, path)
+		if err != nil {
+			return false, err
+		}
+		if ph == h {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// pathHash returns the hash of the entry at path in tree, zero if absent.
+func pathHash(r *git.Repository, tree Hash, path string) (Hash, error) {
+	t, err := r.TreeObject(tree)
+	if err != nil {
+		return Hash{}, err
+	}
+	e, err := t.FindEntry(path)
+	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
+		return Hash{}, nil
+	}
+	if err != nil {
+		return Hash{}, err
+	}
+	return e.Hash, nil
+}
+
+// Show describes the commit at rev and what it changed against its first
+// parent (against nothing for the first commit).
+func (s *Store) Show(rev string) (CommitInfo, []Change, error) {
+	h, err := s.Resolve(rev)
+	if err != nil {
+		return CommitInfo{}, nil, err
+	}
+	var info CommitInfo
+	var parent Hash
+	err = s.read(func(r *git.Repository) error {
+		c, err := r.CommitObject(h)
+		if err != nil {
+			return fmt.Errorf("store: show %s: %w", rev, err)
+		}
+		info = commitInfo(c)
+		if c.NumParents() > 0 {
+			parent = c.ParentHashes[0]
+		}
+		return nil
+	})
+	if err != nil {
+		return CommitInfo{}, nil, err
+	}
+	changes, err := s.diffCommits(parent, h)
+	return info, changes, err
+}
+
+// diffCommits lists the paths that differ between the trees of two commits
+// (a zero commit is the empty tree), sorted by path.
+func (s *Store) diffCommits(a, b Hash) ([]Change, error) {
+	var out []Change
+	err := s.read(func(r *git.Repository) error {
+		ts, err := commitTrees(r, a, b)
+		if err != nil {
+			return err
+		}
+		out, err = diffTrees(r, ts[0], ts[1], "", nil)
+		return err
+	})
+	return out, err
+}
+
+func commitTrees(r *git.Repository, hs ...Hash) ([]Hash, error) {
+	out := make([]Hash, len(hs))
+	for i, h := range hs {
+		if h.IsZero() {
+			continue
+		}
+		c, err := r.CommitObject(h)
+		if err != nil {
+			return nil, fmt.Errorf("store: commit %s: %w", h, err)
+		}
+		out[i] = c.TreeHash
+	}
+	return out, nil
+}
+
+// diffTrees compares two trees (zero is empty), skipping equal subtrees, so
+// its cost follows the size of the change, not of the store.
+func diffTrees(r *git.Repository, ta, tb Hash, dir string, out []Change) ([]Change, error) {
+	if ta == tb {
+		return out, nil
+	}
+	load := func(h Hash) (map[string]object.TreeEntry, error) {
+		m := map[string]object.TreeEntry{}
+		if h.IsZero() {
+			return m, nil
+		}
+		t, err := r.TreeObject(h)
+		if err != nil {
+			return nil, fmt.Errorf("store: tree %s at %q: %w", h, dir, err)
+		}
+		for _, e := range t.Entries {
+			m[e.Name] = e
+		}
+		return m, nil
+	}
+	ea, err := load(ta)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := load(tb)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(ea)+len(eb))
+	for n := range ea {
+		names = append(names, n)
+	}
+	for n := range eb {
+		if _, ok := ea[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a, aok := ea[n]
+		b, bok := eb[n]
+		p := joinPath(dir, n)
+		if aok && bok && a.Hash == b.Hash && a.Mode == b.Mode {
+			continue
+		}
+		var aTree, bTree, aBlob, bBlob Hash
+		if aok {
+			if a.Mode == filemode.Dir {
+				aTree = a.Hash
+			} else {
+				aBlob = a.Hash
+			}
+		}
+		if bok {
+			if b.Mode == filemode.Dir {
+				bTree = b.Hash
+			} else {
+				bBlob = b.Hash
+			}
+		}
+		if aBlob != bBlob {
+			out = append(out, Change{Path: p, From: aBlob, To: bBlob})
+		}
+		if aTree != bTree {
+			if out, err = diffTrees(r, aTree, bTree, p, out); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// Revert makes a new commit on opts.Branch that undoes the commit at rev
+// (against its first parent). Paths that changed again since then are a
+// *ConflictError and nothing is written.
+func (s *Store) Revert(ctx context.Context, rev string, opts CommitOptions) (Hash, error) {
+	info, changes, err := s.Show(rev)
+	if err != nil {
+		return Hash{}, err
+	}
+	if opts.Message == "" {
+		opts.Message = fmt.Sprintf("Revert %q\n\nThis reverts commit %s.\n", info.Subject(), info.Hash)
+	}
+	return s.Update(ctx, opts, func(tx *Tx) error {
+		var conflicts []string
+		for _, c := range changes {
+			cur, err := tx.hash(c.Path)
+			if err != nil {
+				return err
+			}
+			if cur != c.To {
+				conflicts = append(conflicts, c.Path)
+				continue
+			}
+			if c.From.IsZero() {
+				tx.changes[c.Path] = change{del: true}
+			} else {
+				tx.changes[c.Path] = change{hash: c.From}
+			}
+		}
+		if len(conflicts) > 0 {
+			return &ConflictError{Op: "revert " + info.Hash.String(), Paths: conflicts}
+		}
+		return nil
+	})
+}
+
+// hash returns the blob hash at path as the transaction sees it (zero if
+// absent).
+func (tx *Tx) hash(path string) (Hash, error) {
+	if c, ok := tx.changes[path]; ok {
+		if c.del {
+			return Hash{}, nil
+		}
+		return c.hash, nil
+	}
+	e, err := tx.base.Stat(path)
+	if errors.Is(err, ErrNotExist) {
+		return Hash{}, nil
+	}
+	if err != nil {
+		return Hash{}, err
+	}
+	if e.Dir {
+		return Hash{}, nil
+	}
+	return e.Hash, nil
+}
+
+// blob reads a blob by hash.
+func (s *Store) blob(h Hash) ([]byte, error) {
+	var data []byte
+	err := s.read(func(r *git.Repository) error {
+		o, err := r.Storer.EncodedObject(plumbing.BlobObject, h)
+		if err != nil {
+			return fmt.Errorf("store: blob %s: %w", h, err)
+		}
+		data, err = readAll(o)
+		return err
+	})
+	return data, err
+}
+
+// Branch is a branch and the commit it points at.
+type Branch struct {
+	Name string
+	Head Hash
+}
+
+// validateBranch applies git's rules for reference names to a branch name.
+func validateBranch(name string) error {
+	bad := func(why string) error { return fmt.Errorf("store: branch name %q: %s", name, why) }
+	if err := ValidatePath(name); err != nil {
+		return bad("not a valid path")
+	}
+	switch {
+	case strings.HasPrefix(name, "-"):
+		return bad("starts with -")
+	case strings.Contains(name, ".."), strings.Contains(name, "@{"):
+		return bad("contains .. or @{")
+	case strings.ContainsAny(name, " ~^:?*[\\\x7f"):
+		return bad("contains one of: space ~ ^ : ? * [ \\")
+	case strings.HasSuffix(name, ".lock"), strings.HasSuffix(name, "."):
+		return bad("ends with .lock or .")
+	case name == "HEAD":
+		return bad("HEAD is reserved")
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return bad("a segment starts with .")
+		}
+	}
+	for _, r := range name {
+		if r < 0x20 {
+			return bad("contains a control character")
+		}
+	}
+	return nil
+}
+
+// Branches lists the branches, sorted by name.
+func (s *Store) Branches() ([]Branch, error) {
+	var out []Branch
+	err := s.read(func(r *git.Repository) error {
+		out = out[:0]
+		it, err := r.Storer.IterReferences()
+		if err != nil {
+			return fmt.Errorf("store: branches: %w", err)
+		}
+		return it.ForEach(func(ref *plumbing.Reference) error {
+			if ref.Name().IsBranch() && ref.Type() == plumbing.HashReference {
+				out = append(out, Branch{Name: ref.Name().Short(), Head: ref.Hash()})
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// CreateBranch creates branch name at rev. It fails if the branch exists.
+func (s *Store) CreateBranch(ctx context.Context, name, rev string) (Hash, error) {
+	if err := validateBranch(name); err != nil {
+		return Hash{}, err
+	}
+	h, err := s.Resolve(rev)
+	if err != nil {
+		return Hash{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer unlock()
+	cur, err := s.head(name)
+	if err != nil {
+		return Hash{}, err
+	}
+	if !cur.IsZero() {
+		return Hash{}, fmt.Errorf("store: create branch %s: %w", name, ErrExists)
+	}
+	return h, s.moveBranch(name, Hash{}, h)
+}
+
+// DeleteBranch deletes a branch. The default branch cannot be deleted.
+func (s *Store) DeleteBranch(ctx context.Context, name string) error {
+	if err := validateBranch(name); err != nil {
+		return err
+	}
+	if name == DefaultBranch {
+		return fmt.Errorf("store: delete branch %s: the default branch cannot be deleted", name)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := s.head(name)
+	if err != nil {
+		return err
+	}
+	if cur.IsZero() {
+		return fmt.Errorf("store: delete branch %s: %w", name, ErrNotExist)
+	}
+	if err := s.removeRef(plumbing.NewBranchReferenceName(name)); err != nil {
+		return fmt.Errorf("store: delete branch %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeRef deletes a reference (loose and packed) durably.
+func (s *Store) removeRef(name plumbing.ReferenceName) error {
+	err := s.read(func(r *git.Repository) error { return r.Storer.RemoveReference(name) })
+	if err != nil || s.opts.noSync {
+		return err
+	}
+	if err := syncDir(s.path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(filepath.Join(s.path, filepath.FromSlash(name.String()))))
+}
+
+// FastForward moves branch to rev, which must contain the branch's head
+// (ErrNotFastForward otherwise). A branch that does not exist is created.
+func (s *Store) FastForward(ctx context.Context, branch, rev string) (Hash, error) {
+	if branch == "" {
+		branch = DefaultBranch
+	}
+	h, err := s.Resolve(rev)
+	if err != nil {
+		return Hash{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer unlock()
+	return h, s.fastForwardLocked(branch, h)
+}
+
+func (s *Store) fastForwardLocked(branch string, h Hash) error {
+	cur, err := s.head(branch)
+	if err != nil {
+		return err
+	}
+	if cur == h {
+		return nil
+	}
+	if !cur.IsZero() {
+		ok, err := s.isAncestor(cur, h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("store: %s is at %s, which %s does not contain: %w", branch, short(cur), short(h), ErrNotFastForward)
+		}
+	}
+	return s.moveBranch(branch, cur, h)
+}
+
+// isAncestor reports whether commit a is b or one of b's ancestors.
+func (s *Store) isAncestor(a, b Hash) (bool, error) {
+	if a == b {
+		return true, nil
+	}
+	var ok bool
+	err := s.read(func(r *git.Repository) error {
+		ca, err := r.CommitObject(a)
+		if err != nil {
+			return err
+		}
+		cb, err := r.CommitObject(b)
+		if err != nil {
+			return err
+		}
+		ok, err = ca.IsAncestor(cb)
+		return err
+	})
+	return ok, err
+}
+
+func short(h Hash) string { return h.String()[:12] }
+
+func sortedStrings(ss []string) []string {
+	sort.Strings(ss)
+	return ss
+}

@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// Hash names a git object (a commit, a tree or a blob).
+type Hash = plumbing.Hash
+
+// DefaultBranch is the branch that Init creates and that an empty revision
+// or branch name means.
+const DefaultBranch = "main"
+
+// Errors that callers branch on. They are wrapped with context; test them
+// with errors.Is.
+var (
+	// ErrNotExist: the path, revision or branch does not exist.
+	ErrNotExist = fmt.Errorf("store: %w", fs.ErrNotExist)
+	// ErrExists: Init found a repository (or other files) already there.
+	ErrExists = fmt.Errorf("store: %w", fs.ErrExist)
+	// ErrCorrupt: the repository is damaged. The store never repairs or
+	// reinitialises it by itself.
+	ErrCorrupt = errors.New("store: repository is corrupt")
+	// ErrInvalidPath: a path that the store refuses (see ValidatePath).
+	ErrInvalidPath = errors.New("store: invalid path")
+	// ErrNotFastForward: a branch update would drop commits.
+	ErrNotFastForward = errors.New("store: not a fast-forward")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Options configure Open and Init. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's structured logs. Nil discards them.
+	Logger *slog.Logger
+	// Author is the default author of commits whose CommitOptions name
+	// none. Zero means "nymote <nymote@localhost>".
+	Author Signature
+	// GCLooseObjects is the number of loose objects above which a commit
+	// triggers a background repack (as git's gc.auto). Zero means 6700,
+	// git's default; a negative value turns automatic repacking off.
+	GCLooseObjects int
+
+	// noSync skips fsync; only tests and benchmarks that fill a store set it.
+	noSync bool
+}
+
+// Store is a versioned store over one bare git repository. Its methods are
+// safe for concurrent use.
+type Store struct {
+	path string
+	log  *slog.Logger
+	opts Options
+
+	// wmu serialises writers within the process; lockFile (flock) across
+	// processes.
+	wmu      sync.Mutex
+	lockFile *os.File
+
+	// mu guards st and repo: readers hold it shared, GC holds it exclusively
+	// while it deletes objects that are now in a pack.
+	mu   sync.RWMutex
+	st   *filesystem.Storage
+	repo *git.Repository
+
+	merges  mergeRegistry
+	watch   watchHub
+	authc   authCache
+	gcState gcState
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	bg        sync.WaitGroup
+}
+
+// Init creates a new bare repository at path (creating the directory) with
+// DefaultBranch as HEAD and no commits, and opens it. It refuses a path that
+// already holds a repository or any other files (ErrExists).
+func Init(path string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	if len(ents) > 0 {
+		return nil, fmt.Errorf("store: init %s: directory is not empty: %w", path, ErrExists)
+	}
+	_, err = git.PlainInitWithOptions(path, &git.PlainInitOptions{
+		Bare: true,
+		InitOptions: git.InitOptions{
+			DefaultBranch: plumbing.NewBranchReferenceName(DefaultBranch),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	for _, d := range []string{tmpDir, "objects/pack", "objects/info", "refs/heads", "refs/tags"} {
+		if err := os.MkdirAll(filepath.Join(path, d), 0o700); err != nil {
+			return nil, fmt.Errorf("store: init %s: %w", path, err)
+		}
+	}
+	if !opts.noSync {
+		if err := syncTree(path); err != nil {
+			return nil, fmt.Errorf("store: init %s: %w", path, err)
+		}
+	}
+	return Open(path, opts)
+}
+
+// Open opens the repository at path. A path without a repository gives
+// ErrNotExist; a damaged repository gives ErrCorrupt with what is wrong.
+func Open(path string, opts Options) (_ *Store, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Author.Name == "" {
+		opts.Author = Signature{Name: "nymote", Email: "nymote@localhost"}
+	}
+	if opts.GCLooseObjects == 0 {
+		opts.GCLooseObjects = 6700
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: open %s: no repository: %w", path, ErrNotExist)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store: open %s: not a directory: %w", path, ErrNotExist)
+	}
+	if _, err := os.Stat(filepath.Join(path, "HEAD")); err != nil {
+		ents, _ := os.ReadDir(path)
+		if len(ents) == 0 {
+			return nil, fmt.Errorf("store: open %s: no repository (run init first): %w", path, ErrNotExist)
+		}
+		return nil, fmt.Errorf("store: open %s: HEAD is missing: %w", path, ErrCorrupt)
+	}
+	for _, d := range []string{"objects", "refs"} {
+		if fi, err := os.Stat(filepath.Join(path, d)); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("store: open %s: %s/ is missing: %w", path, d, ErrCorrupt)
+		}
+	}
+	s := &Store{
+		path:   path,
+		log:    opts.Logger,
+		opts:   opts,
+		closed: make(chan struct{}),
+	}
+	// Check before creating anything, so a damaged repository is left as
+	// it was found.
+	if err := s.reload(); err != nil {
+		return nil, err
+	}
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, tmpDir), 0o700); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	lf, err := os.OpenFile(filepath.Join(path, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: lock file: %w", path, err)
+	}
+	s.lockFile = lf
+	s.cleanTmp()
+	return s, nil
+}
+
+// Path is the repository's directory.
+func (s *Store) Path() string { return s.path }
+
+// Close stops background work (repacking, watchers) and releases the
+// repository. Calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.watch.closeAll()
+	})
+	s.bg.Wait()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.lockFile != nil {
+		err := s.lockFile.Close()
+		s.lockFile = nil
+		return err
+	}
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// reload (re)creates the go-git storage, so that packs written by GC or by
+// another process are seen. Callers must not hold s.mu.
+func (s *Store) reload() error {
+	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(32*cache.MiByte), filesystem.Options{})
+	repo, err := git.Open(st, nil)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
+	}
+	s.mu.Lock()
+	s.st, s.repo = st, repo
+	s.mu.Unlock()
+	return nil
+}
+
+// check makes sure that every branch points at a readable commit and tree.
+func (s *Store) check() error {
+	branches, err := s.Branches()
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, ErrCorrupt)
+	}
+	for _, b := range branches {
+		snap, err := s.Snapshot(b.Name)
+		if err != nil {
+			return fmt.Errorf("branch %s: %v: %w", b.Name, err, ErrCorrupt)
+		}
+		if _, err := snap.ReadDir(""); err != nil {
+			return fmt.Errorf("branch %s at %s: %v: %w", b.Name, b.Head, err, ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// lock takes the writer lock: the process-wide mutex, then the repository's
+// flock. The returned function releases both.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	s.wmu.Lock()
+	if s.lockFile == nil {
+		s.wmu.Unlock()
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		s.wmu.Unlock()
+		return nil, err
+	}
+	fd := int(s.lockFile.Fd())
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EINTR) {
+			s.wmu.Unlock()
+			return nil, fmt.Errorf("store: lock %s: %w", s.path, err)
+		}
+	}
+	return func() {
+		syscall.Flock(fd, syscall.LOCK_UN)
+		s.wmu.Unlock()
+	}, nil
+}
+
+// read runs fn with the storage held shared. If an object is missing, which
+// happens when another process repacked the repository, it reloads the
+// storage and tries once more.
+func (s *Store) read(fn func(r *git.Repository) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	s.mu.RLock()
+	repo := s.repo
+	err := fn(repo)
+	s.mu.RUnlock()
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		if rerr := s.reload(); rerr != nil {
+			return rerr
+		}
+		s.mu.RLock()
+		err = fn(s.repo)
+		s.mu.RUnlock()
+	}
+	return err
+}

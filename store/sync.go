@@ -1,0 +1,407 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage"
+)
+
+// Remote is another replica of a store: the path of its repository, or the
+// http(s) URL of its git smart HTTP endpoint (see GitHandler).
+type Remote struct {
+	// URL is a path, a file:// URL or an http(s):// URL.
+	URL string
+	// Username and Password authenticate to an HTTP remote (basic auth).
+	Username, Password string
+	// Name names the remote-tracking branches, refs/remotes/NAME/BRANCH;
+	// "" means "origin".
+	Name string
+}
+
+func (r Remote) name() string {
+	if r.Name == "" {
+		return "origin"
+	}
+	return r.Name
+}
+
+func (r Remote) isHTTP() bool {
+	return strings.HasPrefix(r.URL, "http://") || strings.HasPrefix(r.URL, "https://")
+}
+
+func (r Remote) path() string { return strings.TrimPrefix(r.URL, "file://") }
+
+func (r Remote) auth() transport.AuthMethod {
+	if r.Username == "" && r.Password == "" {
+		return nil
+	}
+	return &githttp.BasicAuth{Username: r.Username, Password: r.Password}
+}
+
+// String is the remote's URL, never its password.
+func (r Remote) String() string { return r.URL }
+
+// SyncOptions configure Pull and Push.
+type SyncOptions struct {
+	// Commit names the local branch (Commit.Branch, "" for DefaultBranch)
+	// and describes the merge commit that Pull may make.
+	Commit CommitOptions
+	// RemoteBranch is the remote's branch; "" means the same name as the
+	// local one.
+	RemoteBranch string
+}
+
+func (o SyncOptions) branches() (local, remote string) {
+	local = o.Commit.branch()
+	remote = o.RemoteBranch
+	if remote == "" {
+		remote = local
+	}
+	return local, remote
+}
+
+// Pull fetches the remote's branch and merges it into the local branch
+// (see Merge: fast-forward when possible, a 3-way merge with the merge
+// functions otherwise, a *ConflictError and no change on conflict). The
+// fetched head is kept as refs/remotes/NAME/BRANCH either way.
+func (s *Store) Pull(ctx context.Context, remote Remote, opts SyncOptions) (MergeResult, error) {
+	local, rbranch := opts.branches()
+	if err := validateBranch(local); err != nil {
+		return MergeResult{}, err
+	}
+	if err := validateBranch(rbranch); err != nil {
+		return MergeResult{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	defer unlock()
+	theirs, err := s.fetchLocked(ctx, remote, rbranch)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	if theirs.IsZero() {
+		h, err := s.head(local)
+		return MergeResult{Head: h, UpToDate: true}, err
+	}
+	return s.mergeLocked(remote.name()+"/"+rbranch, theirs, opts.Commit)
+}
+
+// fetchLocked copies the remote branch's history into the store and records
+// it as refs/remotes/NAME/BRANCH. It returns the remote's head (zero if the
+// remote has no such branch yet).
+func (s *Store) fetchLocked(ctx context.Context, remote Remote, branch string) (Hash, error) {
+	tracking := plumbing.NewRemoteReferenceName(remote.name(), branch)
+	if remote.isHTTP() {
+		d := &durableStorer{Storer: s.st, s: s}
+		rem := git.NewRemote(d, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
+		spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, tracking))
+		err := rem.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags})
+		switch {
+		case errors.Is(err, git.NoErrAlreadyUpToDate):
+		case errors.Is(err, transport.ErrEmptyRemoteRepository), err != nil && strings.Contains(err.Error(), "couldn't find remote ref"):
+			return Hash{}, nil
+		case err != nil:
+			return Hash{}, fmt.Errorf("store: fetch %s from %s: %w", branch, remote, err)
+		}
+		if err := d.flush(); err != nil {
+			return Hash{}, err
+		}
+		var h Hash
+		err = s.read(func(r *git.Repository) error {
+			ref, err := r.Storer.Reference(tracking)
+			if err != nil {
+				return fmt.Errorf("store: fetch %s from %s: %w", branch, remote, err)
+			}
+			h = ref.Hash()
+			return nil
+		})
+		return h, err
+	}
+	src, err := Open(remote.path(), Options{Logger: s.log})
+	if err != nil {
+		return Hash{}, fmt.Errorf("store: fetch from %s: %w", remote, err)
+	}
+	defer src.Close()
+	h, err := src.head(branch)
+	if err != nil || h.IsZero() {
+		return Hash{}, err
+	}
+	if err := s.copyFrom(ctx, src, h); err != nil {
+		return Hash{}, fmt.Errorf("store: fetch %s from %s: %w", branch, remote, err)
+	}
+	return h, s.writeRef(tracking, h)
+}
+
+// Push sends the local branch to the remote's branch. Only a fast-forward
+// is accepted: if the remote has commits that the local branch lacks, Push
+// fails with ErrNotFastForward (pull first).
+func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error {
+	local, rbranch := opts.branches()
+	if err := validateBranch(rbranch); err != nil {
+		return err
+	}
+	h, err := s.head(local)
+	if err != nil {
+		return err
+	}
+	if h.IsZero() {
+		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
+	}
+	if remote.isHTTP() {
+		rem := git.NewRemote(s.st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
+		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
+		err := rem.PushContext(ctx, &git.PushOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth()})
+		switch {
+		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+			return nil
+		case strings.Contains(err.Error(), "non-fast-forward"), strings.Contains(err.Error(), "fast-forward"):
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+		return fmt.Errorf("store: push %s to %s: %w", local, remote, err)
+	}
+	dst, err := Open(remote.path(), Options{Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("store: push to %s: %w", remote, err)
+	}
+	defer dst.Close()
+	unlock, err := dst.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := dst.copyFrom(ctx, s, h); err != nil {
+		return fmt.Errorf("store: push %s to %s: %w", local, remote, err)
+	}
+	if err := dst.fastForwardLocked(rbranch, h); err != nil {
+		if errors.Is(err, ErrNotFastForward) {
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+		return err
+	}
+	return nil
+}
+
+// Clone creates a new store at path holding the remote's default branch.
+func Clone(ctx context.Context, remote Remote, path string, opts Options) (*Store, error) {
+	s, err := Init(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Pull(ctx, remote, SyncOptions{}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: clone %s: %w", remote, err)
+	}
+	return s, nil
+}
+
+// has reports whether the store holds object h (loose or packed).
+func (s *Store) has(h Hash) bool {
+	ok := false
+	s.read(func(r *git.Repository) error {
+		ok = r.Storer.HasEncodedObject(h) == nil
+		return nil
+	})
+	return ok
+}
+
+// copyFrom copies the history of commit head from src, writing parents
+// before children and a tree's contents before the tree, so that an object
+// present here always has everything it refers to, and the copy can stop at
+// the first commit or tree it already has.
+func (s *Store) copyFrom(ctx context.Context, src *Store, head Hash) error {
+	// Collect the missing commits, parents first.
+	var order []*object.Commit
+	seen := map[Hash]bool{}
+	type frame struct {
+		c    *object.Commit
+		next int
+	}
+	var stack []frame
+	load := func(h Hash) (*object.Commit, error) {
+		var c *object.Commit
+		err := src.read(func(r *git.Repository) error {
+			var err error
+			c, err = r.CommitObject(h)
+			return err
+		})
+		return c, err
+	}
+	if s.has(head) {
+		return nil
+	}
+	c, err := load(head)
+	if err != nil {
+		return err
+	}
+	seen[head] = true
+	stack = append(stack, frame{c: c})
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next < len(top.c.ParentHashes) {
+			p := top.c.ParentHashes[top.next]
+			top.next++
+			if seen[p] || s.has(p) {
+				continue
+			}
+			seen[p] = true
+			pc, err := load(p)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, frame{c: pc})
+			continue
+		}
+		order = append(order, top.c)
+		stack = stack[:len(stack)-1]
+	}
+	for _, c := range order {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.copyTree(src, c.TreeHash); err != nil {
+			return err
+		}
+		if err := s.copyObject(src, c.Hash, plumbing.CommitObject); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) copyTree(src *Store, h Hash) error {
+	if s.has(h) {
+		return nil
+	}
+	var t *object.Tree
+	if err := src.read(func(r *git.Repository) error {
+		var err error
+		t, err = r.TreeObject(h)
+		return err
+	}); err != nil {
+		return err
+	}
+	w := s.newObjWriter()
+	for _, e := range t.Entries {
+		if e.Mode == filemode.Dir {
+			if err := s.copyTree(src, e.Hash); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.has(e.Hash) {
+			continue
+		}
+		o, err := src.rawObject(e.Hash, plumbing.BlobObject)
+		if err != nil {
+			return err
+		}
+		w.write(o)
+	}
+	if err := w.wait(); err != nil {
+		return err
+	}
+	return s.copyObject(src, h, plumbing.TreeObject)
+}
+
+func (s *Store) copyObject(src *Store, h Hash, t plumbing.ObjectType) error {
+	o, err := src.rawObject(h, t)
+	if err != nil {
+		return err
+	}
+	_, err = s.writeObjects(o, nil)
+	return err
+}
+
+// rawObject reads an object into memory.
+func (s *Store) rawObject(h Hash, t plumbing.ObjectType) (plumbing.EncodedObject, error) {
+	var out plumbing.EncodedObject
+	err := s.read(func(r *git.Repository) error {
+		o, err := r.Storer.EncodedObject(t, h)
+		if err != nil {
+			return fmt.Errorf("store: object %s: %w", h, err)
+		}
+		data, err := readAll(o)
+		if err != nil {
+			return err
+		}
+		out = memObject(o.Type(), data)
+		return nil
+	})
+	return out, err
+}
+
+// durableStorer wraps the go-git storage for fetches and pushes received over
+// the network: it hides the storage's PackfileWriter, so that go-git hands
+// over each object, which is then written durably as a loose object, and it
+// writes references atomically after syncing the objects' directories.
+type durableStorer struct {
+	storage.Storer
+	s *Store
+
+	mu   sync.Mutex
+	dirs map[string]bool
+}
+
+func (d *durableStorer) SetEncodedObject(o plumbing.EncodedObject) (Hash, error) {
+	dirs, _, err := d.s.writeLoose(o)
+	if err != nil {
+		return Hash{}, err
+	}
+	d.mu.Lock()
+	if d.dirs == nil {
+		d.dirs = map[string]bool{}
+	}
+	for _, dir := range dirs {
+		d.dirs[dir] = true
+	}
+	d.mu.Unlock()
+	return o.Hash(), nil
+}
+
+// flush syncs the directories that gained objects.
+func (d *durableStorer) flush() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.s.opts.noSync {
+		for dir := range d.dirs {
+			if err := syncDir(dir); err != nil {
+				return fmt.Errorf("store: sync %s: %w", dir, err)
+			}
+		}
+	}
+	d.dirs = nil
+	return nil
+}
+
+func (d *durableStorer) SetReference(ref *plumbing.Reference) error {
+	if ref.Type() != plumbing.HashReference {
+		return d.Storer.SetReference(ref)
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	return d.s.writeRef(ref.Name(), ref.Hash())
+}
+
+func (d *durableStorer) CheckAndSetReference(ref, old *plumbing.Reference) error {
+	if old != nil {
+		cur, err := d.Storer.Reference(old.Name())
+		if err == nil && cur.Hash() != old.Hash() {
+			return fmt.Errorf("store: reference %s changed", ref.Name())
+		}
+	}
+	return d.SetReference(ref)
+}

@@ -1,0 +1,436 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// Signature names the author of a commit.
+type Signature struct {
+	Name  string
+	Email string
+}
+
+func (sig Signature) validate() error {
+	for _, f := range []struct{ what, v string }{{"name", sig.Name}, {"email", sig.Email}} {
+		if strings.ContainsAny(f.v, "<>\n\x00") {
+			return fmt.Errorf("store: author %s %q: must not contain <, >, NUL or a newline", f.what, f.v)
+		}
+	}
+	if sig.Name == "" {
+		return errors.New("store: author name is empty")
+	}
+	return nil
+}
+
+// CommitOptions describe the commit that a write makes.
+type CommitOptions struct {
+	// Branch to commit to; "" means DefaultBranch.
+	Branch string
+	// Author of the commit; zero means the store's default author.
+	Author Signature
+	// Message of the commit; "" means "update".
+	Message string
+	// When is the commit time; zero means now.
+	When time.Time
+}
+
+func (o CommitOptions) branch() string {
+	if o.Branch == "" {
+		return DefaultBranch
+	}
+	return o.Branch
+}
+
+// Tx is a write transaction: the puts and deletes made through it become one
+// commit when the function given to Update returns nil. Reads through a Tx
+// see its own writes. A Tx is not safe for concurrent use and must not be
+// kept after Update returns.
+type Tx struct {
+	s       *Store
+	base    *Snapshot
+	changes map[string]change
+}
+
+// change is a pending write: a blob (with its content if it is not stored
+// yet) or a deletion.
+type change struct {
+	del  bool
+	hash Hash
+	data []byte
+}
+
+// Base is the commit the transaction started from (zero in an empty store).
+func (tx *Tx) Base() Hash { return tx.base.commit }
+
+// Put stores data at path.
+func (tx *Tx) Put(path string, data []byte) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	tx.changes[path] = change{hash: plumbing.ComputeHash(plumbing.BlobObject, data), data: data}
+	return nil
+}
+
+// Delete removes the item at path. Deleting a path that holds nothing is not
+// an error.
+func (tx *Tx) Delete(path string) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	tx.changes[path] = change{del: true}
+	return nil
+}
+
+// Get returns the content at path as the transaction sees it.
+func (tx *Tx) Get(path string) ([]byte, error) {
+	if c, ok := tx.changes[path]; ok {
+		if c.del {
+			return nil, fmt.Errorf("store: %s: %w", path, ErrNotExist)
+		}
+		if c.data == nil {
+			return tx.s.blob(c.hash)
+		}
+		return c.data, nil
+	}
+	return tx.base.Read(path)
+}
+
+// Exists reports whether path holds an item, as the transaction sees it.
+func (tx *Tx) Exists(path string) (bool, error) {
+	if c, ok := tx.changes[path]; ok {
+		return !c.del, nil
+	}
+	return tx.base.Exists(path)
+}
+
+// List lists every item under prefix, as the transaction sees it.
+func (tx *Tx) List(prefix string) ([]Entry, error) {
+	base, err := tx.base.List(prefix)
+	if err != nil {
+		return nil, err
+	}
+	in := func(p string) bool { return prefix == "" || strings.HasPrefix(p, prefix+"/") }
+	seen := map[string]bool{}
+	var out []Entry
+	for _, e := range base {
+		seen[e.Path] = true
+		if c, ok := tx.changes[e.Path]; ok {
+			if c.del {
+				continue
+			}
+			e.Hash = c.hash
+		}
+		out = append(out, e)
+	}
+	for p, c := range tx.changes {
+		if !c.del && !seen[p] && in(p) {
+			out = append(out, Entry{Path: p, Hash: c.hash})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// Update runs fn in a write transaction on opts.Branch and commits what it
+// wrote as one commit. If fn returns an error nothing is written and the
+// error is returned. It returns the branch's new head; when fn changed
+// nothing, no commit is made and the current head is returned. When Update
+// returns, the commit is durable.
+func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) error) (Hash, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer unlock()
+	branch := opts.branch()
+	head, err := s.head(branch)
+	if err != nil {
+		return Hash{}, err
+	}
+	base, err := s.snapshotAt(head)
+	if err != nil {
+		return Hash{}, err
+	}
+	tx := &Tx{s: s, base: base, changes: map[string]change{}}
+	if err := fn(tx); err != nil {
+		return Hash{}, err
+	}
+	if len(tx.changes) == 0 {
+		return head, nil
+	}
+	tree, err := s.writeTree(base.tree, tx.changes)
+	if err != nil {
+		return Hash{}, err
+	}
+	if tree == base.tree && !head.IsZero() {
+		return head, nil
+	}
+	var parents []Hash
+	if !head.IsZero() {
+		parents = []Hash{head}
+	}
+	c, err := s.writeCommit(tree, parents, opts)
+	if err != nil {
+		return Hash{}, err
+	}
+	if err := s.moveBranch(branch, head, c); err != nil {
+		return Hash{}, err
+	}
+	return c, nil
+}
+
+// head returns the commit that branch points at, zero if it does not exist.
+func (s *Store) head(branch string) (Hash, error) {
+	if err := validateBranch(branch); err != nil {
+		return Hash{}, err
+	}
+	var h Hash
+	err := s.read(func(r *git.Repository) error {
+		ref, err := r.Storer.Reference(plumbing.NewBranchReferenceName(branch))
+		if errors.Is(err, plumbing.ErrReferenceNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("store: branch %s: %w", branch, err)
+		}
+		h = ref.Hash()
+		return nil
+	})
+	return h, err
+}
+
+// moveBranch points branch at h (the caller holds the writer lock and has
+// checked that it was at old), then tells watchers.
+func (s *Store) moveBranch(branch string, old, h Hash) error {
+	if err := s.writeRef(plumbing.NewBranchReferenceName(branch), h); err != nil {
+		return err
+	}
+	s.notify(branch, old, h)
+	s.maybeGC()
+	return nil
+}
+
+// writeCommit writes a commit object.
+func (s *Store) writeCommit(tree Hash, parents []Hash, opts CommitOptions) (Hash, error) {
+	author := opts.Author
+	if author.Name == "" {
+		author = s.opts.Author
+	}
+	if err := author.validate(); err != nil {
+		return Hash{}, err
+	}
+	when := opts.When
+	if when.IsZero() {
+		when = time.Now()
+	}
+	msg := opts.Message
+	if msg == "" {
+		msg = "update"
+	}
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	if tree.IsZero() {
+		// An empty tree: git knows it, but it must exist as an object.
+		h, err := s.writeObjects(nil, [][]plumbing.EncodedObject{{emptyTree()}})
+		if err != nil {
+			return Hash{}, err
+		}
+		tree = h
+	}
+	sig := object.Signature{Name: author.Name, Email: author.Email, When: when.Truncate(time.Second)}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
+	o := &plumbing.MemoryObject{}
+	if err := c.Encode(o); err != nil {
+		return Hash{}, fmt.Errorf("store: encode commit: %w", err)
+	}
+	return s.writeObjects(o, nil)
+}
+
+func emptyTree() plumbing.EncodedObject {
+	o := &plumbing.MemoryObject{}
+	(&object.Tree{}).Encode(o)
+	return o
+}
+
+// writeObjects writes levels of objects in order, each level in parallel and
+// durable before the next starts, then last (if not nil). Writing children
+// before parents keeps an invariant that copying relies on: a tree in the
+// repository has all of its contents. It returns the hash of last, or of the
+// last object written.
+func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.EncodedObject) (Hash, error) {
+	var h Hash
+	for _, lvl := range levels {
+		w := s.newObjWriter()
+		for _, o := range lvl {
+			w.write(o)
+			h = o.Hash()
+		}
+		if err := w.wait(); err != nil {
+			return Hash{}, err
+		}
+	}
+	if last != nil {
+		w := s.newObjWriter()
+		w.write(last)
+		if err := w.wait(); err != nil {
+			return Hash{}, err
+		}
+		h = last.Hash()
+	}
+	return h, nil
+}
+
+// writeTree applies changes to the tree base and writes the new objects. It
+// returns the new root tree (zero if the result is empty).
+func (s *Store) writeTree(base Hash, changes map[string]change) (Hash, error) {
+	b := &treeBuilder{s: s}
+	var root Hash
+	err := s.read(func(r *git.Repository) error {
+		b.r = r
+		b.levels = nil
+		var err error
+		root, err = b.build(base, "", changes, 0)
+		return err
+	})
+	if err != nil {
+		return Hash{}, err
+	}
+	// Deepest level first: blobs, then trees bottom-up.
+	levels := make([][]plumbing.EncodedObject, 0, len(b.levels))
+	for i := len(b.levels) - 1; i >= 0; i-- {
+		if len(b.levels[i]) > 0 {
+			levels = append(levels, b.levels[i])
+		}
+	}
+	if _, err := s.writeObjects(nil, levels); err != nil {
+		return Hash{}, err
+	}
+	return root, nil
+}
+
+type treeBuilder struct {
+	s      *Store
+	r      *git.Repository
+	levels [][]plumbing.EncodedObject // by depth; blobs at depth+1
+}
+
+func (b *treeBuilder) add(depth int, o plumbing.EncodedObject) {
+	for len(b.levels) <= depth {
+		b.levels = append(b.levels, nil)
+	}
+	b.levels[depth] = append(b.levels[depth], o)
+}
+
+func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, depth int) (Hash, error) {
+	entries := map[string]object.TreeEntry{}
+	if !base.IsZero() {
+		t, err := b.r.TreeObject(base)
+		if err != nil {
+			return Hash{}, fmt.Errorf("store: tree %s at %q: %w", base, dir, err)
+		}
+		for _, e := range t.Entries {
+			entries[e.Name] = e
+		}
+	}
+	sub := map[string]map[string]change{}
+	leaves := map[string]change{}
+	for p, c := range changes {
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			m := sub[p[:i]]
+			if m == nil {
+				m = map[string]change{}
+				sub[p[:i]] = m
+			}
+			m[p[i+1:]] = c
+		} else {
+			leaves[p] = c
+		}
+	}
+	// Folders first, so that a folder emptied here can become an item.
+	for name, m := range sub {
+		full := joinPath(dir, name)
+		var subBase Hash
+		if e, ok := entries[name]; ok && e.Mode == filemode.Dir {
+			subBase = e.Hash
+		} else if ok {
+			if c, isLeaf := leaves[name]; !isLeaf || !c.del {
+				return Hash{}, fmt.Errorf("%w %q: is an item, not a folder", ErrInvalidPath, full)
+			}
+		}
+		h, err := b.build(subBase, full, m, depth+1)
+		if err != nil {
+			return Hash{}, err
+		}
+		if h.IsZero() {
+			if e, ok := entries[name]; ok && e.Mode == filemode.Dir {
+				delete(entries, name)
+			}
+		} else {
+			if _, isLeaf := leaves[name]; isLeaf && !leaves[name].del {
+				return Hash{}, fmt.Errorf("%w %q: written both as an item and as a folder", ErrInvalidPath, full)
+			}
+			entries[name] = object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h}
+		}
+	}
+	for name, c := range leaves {
+		full := joinPath(dir, name)
+		e, exists := entries[name]
+		if exists && e.Mode == filemode.Dir {
+			if _, isSub := sub[name]; isSub && c.del {
+				continue // a folder that replaced the deleted item
+			}
+			return Hash{}, fmt.Errorf("%w %q: is a folder", ErrInvalidPath, full)
+		}
+		if c.del {
+			delete(entries, name)
+			continue
+		}
+		entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: c.hash}
+		if c.data != nil {
+			b.add(depth+1, memObject(plumbing.BlobObject, c.data))
+		}
+	}
+	if len(entries) == 0 {
+		return Hash{}, nil
+	}
+	t := &object.Tree{Entries: make([]object.TreeEntry, 0, len(entries))}
+	for _, e := range entries {
+		t.Entries = append(t.Entries, e)
+	}
+	sortTreeEntries(t.Entries)
+	o := &plumbing.MemoryObject{}
+	if err := t.Encode(o); err != nil {
+		return Hash{}, fmt.Errorf("store: encode tree %q: %w", dir, err)
+	}
+	if o.Hash() == base {
+		return base, nil
+	}
+	b.add(depth, o)
+	return o.Hash(), nil
+}
+
+// sortTreeEntries sorts entries as git does: by name, with a folder's name
+// compared as if it ended in "/".
+func sortTreeEntries(es []object.TreeEntry) {
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(es, func(i, j int) bool { return key(es[i]) < key(es[j]) })
+}

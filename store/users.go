@@ -1,0 +1,345 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// UsersPrefix is the folder that holds the store's users, one item each.
+const UsersPrefix = "users"
+
+// GitAccess is what a user may do over git smart HTTP. Git access covers the
+// whole store, every user's data included, so grant it only to the store's
+// owner.
+type GitAccess string
+
+// Git access levels.
+const (
+	GitNone  GitAccess = "none"
+	GitRead  GitAccess = "read"
+	GitWrite GitAccess = "write"
+)
+
+// ParseGitAccess parses "none", "read" or "write".
+func ParseGitAccess(s string) (GitAccess, error) {
+	switch a := GitAccess(s); a {
+	case GitNone, GitRead, GitWrite:
+		return a, nil
+	}
+	return "", fmt.Errorf("store: git access %q: want none, read or write", s)
+}
+
+// User is one of the store's users, as listed. The password hash is never
+// returned.
+type User struct {
+	Name    string    `json:"name"`
+	Git     GitAccess `json:"git"`
+	Created time.Time `json:"created"`
+}
+
+type userRecord struct {
+	User
+	Hash string `json:"hash"`
+}
+
+// ErrAuthFailed: wrong user name or password. It does not say which.
+var ErrAuthFailed = errors.New("store: authentication failed")
+
+// Password hashing with argon2id, at the parameters OWASP recommends as a
+// minimum (19 MiB, 2 passes, 1 thread): small enough for a 512 MiB board.
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+	minPassword  = 8
+	maxPassword  = 1024
+)
+
+var userNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidateUserName accepts 1 to 64 characters of lower-case letters, digits,
+// '.', '_' and '-', starting with a letter or digit.
+func ValidateUserName(name string) error {
+	if !userNameRE.MatchString(name) {
+		return fmt.Errorf("store: user name %q: use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+func validatePassword(pw string) error {
+	switch {
+	case len(pw) < minPassword:
+		return fmt.Errorf("store: password: at least %d characters, please", minPassword)
+	case len(pw) > maxPassword:
+		return fmt.Errorf("store: password: at most %d bytes", maxPassword)
+	case strings.ContainsAny(pw, "\x00\n\r"):
+		return errors.New("store: password: must not contain NUL or line breaks")
+	}
+	return nil
+}
+
+func userPath(name string) string { return UsersPrefix + "/" + name }
+
+func hashPassword(pw string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+func checkPassword(encoded, pw string) bool {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash is checked against when the user does not exist, so that a
+// wrong name takes as long as a wrong password.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := hashPassword("not a password of anyone")
+	return h
+})
+
+// AddUser adds a user with a password and git access (zero means GitNone).
+func (s *Store) AddUser(ctx context.Context, name, password string, access GitAccess) error {
+	if err := ValidateUserName(name); err != nil {
+		return err
+	}
+	if err := validatePassword(password); err != nil {
+		return err
+	}
+	if access == "" {
+		access = GitNone
+	}
+	if _, err := ParseGitAccess(string(access)); err != nil {
+		return err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return err
+	}
+	_, err = s.Update(ctx, CommitOptions{Message: "user add " + name}, func(tx *Tx) error {
+		if ok, err := tx.Exists(userPath(name)); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("store: user %s: %w", name, ErrExists)
+		}
+		return putUser(tx, userRecord{User: User{Name: name, Git: access, Created: time.Now().UTC().Truncate(time.Second)}, Hash: hash})
+	})
+	return err
+}
+
+func putUser(tx *Tx, u userRecord) error {
+	b, err := json.MarshalIndent(u, "", "  ")
+	if err != nil {
+		return err
+	}
+	return tx.Put(userPath(u.Name), append(b, '\n'))
+}
+
+func getUser(get func(string) ([]byte, error), name string) (userRecord, error) {
+	if err := ValidateUserName(name); err != nil {
+		return userRecord{}, err
+	}
+	b, err := get(userPath(name))
+	if errors.Is(err, ErrNotExist) {
+		return userRecord{}, fmt.Errorf("store: user %s: %w", name, ErrNotExist)
+	}
+	if err != nil {
+		return userRecord{}, err
+	}
+	var u userRecord
+	if err := json.Unmarshal(b, &u); err != nil {
+		return userRecord{}, fmt.Errorf("store: user %s: %s: %v: %w", name, userPath(name), err, ErrCorrupt)
+	}
+	return u, nil
+}
+
+// modifyUser changes a user's record in one commit.
+func (s *Store) modifyUser(ctx context.Context, name, msg string, fn func(*userRecord) error) error {
+	_, err := s.Update(ctx, CommitOptions{Message: msg}, func(tx *Tx) error {
+		u, err := getUser(tx.Get, name)
+		if err != nil {
+			return err
+		}
+		if err := fn(&u); err != nil {
+			return err
+		}
+		return putUser(tx, u)
+	})
+	if err == nil {
+		s.authc.forget(name)
+	}
+	return err
+}
+
+// SetPassword replaces a user's password.
+func (s *Store) SetPassword(ctx context.Context, name, password string) error {
+	if err := validatePassword(password); err != nil {
+		return err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return err
+	}
+	return s.modifyUser(ctx, name, "user passwd "+name, func(u *userRecord) error {
+		u.Hash = hash
+		return nil
+	})
+}
+
+// SetGitAccess changes what a user may do over git smart HTTP.
+func (s *Store) SetGitAccess(ctx context.Context, name string, access GitAccess) error {
+	if _, err := ParseGitAccess(string(access)); err != nil {
+		return err
+	}
+	return s.modifyUser(ctx, name, "user git "+name+" "+string(access), func(u *userRecord) error {
+		u.Git = access
+		return nil
+	})
+}
+
+// DeleteUser removes a user (not the user's data, which apps own).
+func (s *Store) DeleteUser(ctx context.Context, name string) error {
+	_, err := s.Update(ctx, CommitOptions{Message: "user del " + name}, func(tx *Tx) error {
+		if _, err := getUser(tx.Get, name); err != nil {
+			return err
+		}
+		return tx.Delete(userPath(name))
+	})
+	if err == nil {
+		s.authc.forget(name)
+	}
+	return err
+}
+
+// Users lists the users, sorted by name.
+func (s *Store) Users() ([]User, error) {
+	sn, err := s.Snapshot("")
+	if err != nil {
+		return nil, err
+	}
+	ents, err := sn.ReadDir(UsersPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []User
+	for _, e := range ents {
+		if e.Dir {
+			continue
+		}
+		u, err := getUser(sn.Read, Unshard(e.Path))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u.User)
+	}
+	return out, nil
+}
+
+// LookupUser returns one user.
+func (s *Store) LookupUser(name string) (User, error) {
+	sn, err := s.Snapshot("")
+	if err != nil {
+		return User{}, err
+	}
+	u, err := getUser(sn.Read, name)
+	return u.User, err
+}
+
+// Authenticate checks a user's password. It fails with ErrAuthFailed for a
+// wrong name or password alike, in the same time. Successful checks are
+// remembered for a few minutes (by a hash of name, password and stored hash)
+// so that clients that authenticate every request stay fast.
+func (s *Store) Authenticate(name, password string) (User, error) {
+	sn, err := s.Snapshot("")
+	if err != nil {
+		return User{}, err
+	}
+	rec, err := getUser(sn.Read, name)
+	if errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrNotExist) && ValidateUserName(name) == nil) {
+		return User{}, err
+	}
+	if err != nil {
+		checkPassword(dummyHash(), password)
+		return User{}, ErrAuthFailed
+	}
+	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + rec.Hash))
+	if s.authc.ok(name, key) {
+		return rec.User, nil
+	}
+	if !checkPassword(rec.Hash, password) {
+		return User{}, ErrAuthFailed
+	}
+	s.authc.remember(name, key)
+	return rec.User, nil
+}
+
+const authCacheTTL = 5 * time.Minute
+
+type authCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]authEntry
+}
+
+type authEntry struct {
+	user    string
+	expires time.Time
+}
+
+func (c *authCache) ok(user string, key [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return ok && e.user == user && time.Now().Before(e.expires)
+}
+
+func (c *authCache) remember(user string, key [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 1000 {
+		c.m = map[[32]byte]authEntry{}
+	}
+	c.m[key] = authEntry{user: user, expires: time.Now().Add(authCacheTTL)}
+}
+
+func (c *authCache) forget(user string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if e.user == user {
+			delete(c.m, k)
+		}
+	}
+}
