@@ -248,7 +248,11 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 		return err
 	}
 	defer unlock()
-	if req.Packfile != nil {
+	onlyDeletes := true
+	for _, c := range req.Commands {
+		onlyDeletes = onlyDeletes && c.Action() == packp.Delete
+	}
+	if req.Packfile != nil && !onlyDeletes {
 		d := &durableStorer{Storer: h.s.st, s: h.s}
 		err := packfile.UpdateObjectStorage(d, req.Packfile)
 		if err == nil {

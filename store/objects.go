@@ -24,90 +24,144 @@ const (
 	lockName = "nymote.lock"
 )
 
-// objWriter writes loose objects durably: each file is synced before it is
-// renamed into objects/xx/, and wait syncs the directories that gained
-// entries. Writes run in parallel, which lets the filesystem batch the
-// syncs into fewer journal commits.
+// objWriter writes loose objects durably in two phases. Queued objects are
+// written to temporary files and synced in parallel (which lets the
+// filesystem batch the syncs into few journal commits); wait then renames
+// them into objects/xx/ in the order they were queued, and syncs the
+// directories that gained entries. Callers queue an object's contents before
+// the object, so an object in the repository always has what it refers to.
 type objWriter struct {
-	s    *Store
-	sem  chan struct{}
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	dirs map[string]bool
-	err  error
-	n    int
+	s     *Store
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	files []*stagedObject
+	err   error
+}
+
+type stagedObject struct {
+	tmp, dir, final string
+	done            bool // nothing to rename: the object was already there
+	newDir          bool // dir was created for it
 }
 
 func (s *Store) newObjWriter() *objWriter {
-	return &objWriter{s: s, sem: make(chan struct{}, 4*runtime.GOMAXPROCS(0)), dirs: map[string]bool{}}
+	return &objWriter{s: s, sem: make(chan struct{}, 4*runtime.GOMAXPROCS(0))}
 }
 
-// write queues obj for writing. Objects already in the repository are
-// skipped.
+// write queues obj. Objects already in the repository are skipped.
 func (w *objWriter) write(obj plumbing.EncodedObject) {
+	so := &stagedObject{}
+	w.mu.Lock()
+	w.files = append(w.files, so)
+	w.mu.Unlock()
 	w.wg.Add(1)
 	w.sem <- struct{}{}
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
-		dirs, wrote, err := w.s.writeLoose(obj)
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		if wrote {
-			w.n++
-		}
-		for _, d := range dirs {
-			w.dirs[d] = true
+		if err := w.s.stageLoose(obj, so); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
 		}
 	}()
 }
 
-// wait waits for the queued writes and syncs the directories they touched.
+// wait finishes the queued writes: renames, then directory syncs.
 func (w *objWriter) wait() error {
 	w.wg.Wait()
 	if w.err != nil {
+		for _, so := range w.files {
+			if so.tmp != "" && !so.done {
+				os.Remove(so.tmp)
+			}
+		}
 		return w.err
+	}
+	dirs := map[string]bool{}
+	objects := filepath.Join(w.s.path, "objects")
+	for _, so := range w.files {
+		if so.done {
+			continue
+		}
+		if so.newDir {
+			dirs[objects] = true
+		}
+		if err := os.Rename(so.tmp, so.final); err != nil {
+			return fmt.Errorf("store: write object: %w", err)
+		}
+		so.done = true
+		dirs[so.dir] = true
 	}
 	if w.s.opts.noSync {
 		return nil
 	}
-	for d := range w.dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("store: sync %s: %w", d, err)
-		}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(dirs))
+	for d := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := syncDir(d); err != nil {
+				errs <- fmt.Errorf("store: sync %s: %w", d, err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
-// writeLoose writes one loose object. It returns the directories whose
-// entries changed and whether it wrote anything.
+// writeLoose writes one loose object at once (staged, renamed, its
+// directory synced). It returns the directories whose entries changed.
 func (s *Store) writeLoose(obj plumbing.EncodedObject) (dirs []string, wrote bool, err error) {
-	h := obj.Hash().String()
-	dir := filepath.Join(s.path, "objects", h[:2])
-	final := filepath.Join(dir, h[2:])
-	if fi, err := os.Stat(final); err == nil && fi.Size() > 0 {
+	w := s.newObjWriter()
+	w.write(obj)
+	if err := w.wait(); err != nil {
+		return nil, false, err
+	}
+	if w.files[0].tmp == "" {
 		return nil, false, nil
 	}
-	f, err := os.CreateTemp(filepath.Join(s.path, tmpDir), "obj-")
-	if err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
+	return []string{w.files[0].dir}, true, nil
+}
+
+// stageLoose writes obj to a synced temporary file, unless it exists.
+func (s *Store) stageLoose(obj plumbing.EncodedObject, so *stagedObject) (err error) {
+	h := obj.Hash().String()
+	so.dir = filepath.Join(s.path, "objects", h[:2])
+	so.final = filepath.Join(so.dir, h[2:])
+	if fi, err := os.Stat(so.final); err == nil && fi.Size() > 0 {
+		so.done = true
+		return nil
 	}
-	tmp := f.Name()
+	// The temporary file goes beside its final name, as git's own
+	// tmp_obj_ files do (git fsck ignores them), so that parallel writers
+	// do not all contend for one directory.
+	if err := os.Mkdir(so.dir, 0o755); err == nil {
+		so.newDir = true
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: write object %s: %w", h, err)
+	}
+	f, err := os.CreateTemp(so.dir, "tmp_obj_")
+	if err != nil {
+		return fmt.Errorf("store: write object %s: %w", h, err)
+	}
+	so.tmp = f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
 		}
 	}()
 	ow := objfile.NewWriter(f)
 	if err := ow.WriteHeader(obj.Type(), obj.Size()); err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
+		return fmt.Errorf("store: write object %s: %w", h, err)
 	}
 	r, err := obj.Reader()
 	if err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
+		return fmt.Errorf("store: write object %s: %w", h, err)
 	}
 	_, err = io.Copy(ow, r)
 	r.Close()
@@ -115,29 +169,17 @@ func (s *Store) writeLoose(obj plumbing.EncodedObject) (dirs []string, wrote boo
 		err = ow.Close()
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
+		return fmt.Errorf("store: write object %s: %w", h, err)
 	}
 	if !s.opts.noSync {
 		if err := f.Sync(); err != nil {
-			return nil, false, fmt.Errorf("store: sync object %s: %w", h, err)
+			return fmt.Errorf("store: sync object %s: %w", h, err)
 		}
 	}
 	if err := f.Close(); err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
+		return fmt.Errorf("store: write object %s: %w", h, err)
 	}
-	if err := os.Chmod(tmp, 0o444); err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
-	}
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
-		}
-		dirs = append(dirs, filepath.Join(s.path, "objects"))
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, false, fmt.Errorf("store: write object %s: %w", h, err)
-	}
-	return append(dirs, dir), true, nil
+	return os.Chmod(so.tmp, 0o444)
 }
 
 // writeRef points the reference name at h: a temporary file is written and

@@ -72,14 +72,13 @@ type change struct {
 // Base is the commit the transaction started from (zero in an empty store).
 func (tx *Tx) Base() Hash { return tx.base.commit }
 
-// Put stores data at path.
+// Put stores data at path. It keeps a copy of data, so the caller may reuse
+// the slice.
 func (tx *Tx) Put(path string, data []byte) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
-	if data == nil {
-		data = []byte{}
-	}
+	data = append([]byte{}, data...)
 	tx.changes[path] = change{hash: plumbing.ComputeHash(plumbing.BlobObject, data), data: data}
 	return nil
 }
@@ -266,32 +265,25 @@ func emptyTree() plumbing.EncodedObject {
 	return o
 }
 
-// writeObjects writes levels of objects in order, each level in parallel and
-// durable before the next starts, then last (if not nil). Writing children
-// before parents keeps an invariant that copying relies on: a tree in the
-// repository has all of its contents. It returns the hash of last, or of the
-// last object written.
+// writeObjects writes levels of objects, then last (if not nil), durably:
+// all are staged and synced in parallel, then renamed into place level by
+// level (see objWriter), so that a tree in the repository always has all of
+// its contents, an invariant that copying relies on. It returns the hash of
+// last, or of the last object written.
 func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.EncodedObject) (Hash, error) {
 	var h Hash
+	w := s.newObjWriter()
 	for _, lvl := range levels {
-		w := s.newObjWriter()
 		for _, o := range lvl {
 			w.write(o)
 			h = o.Hash()
 		}
-		if err := w.wait(); err != nil {
-			return Hash{}, err
-		}
 	}
 	if last != nil {
-		w := s.newObjWriter()
 		w.write(last)
-		if err := w.wait(); err != nil {
-			return Hash{}, err
-		}
 		h = last.Hash()
 	}
-	return h, nil
+	return h, w.wait()
 }
 
 // writeTree applies changes to the tree base and writes the new objects. It

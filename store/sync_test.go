@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPullPushByPath(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	b, err := Clone(ctx, Remote{URL: a.Path()}, filepath.Join(t.TempDir(), "b.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, _ := b.Read("", "x/1"); string(got) != "one" {
+		t.Fatalf("clone: x/1 = %q", got)
+	}
+	// Both sides change different paths: pull merges, push fast-forwards.
+	put(t, a, "x/2", "two")
+	put(t, b, "y/1", "b's")
+	if err := b.Push(ctx, Remote{URL: a.Path()}, SyncOptions{}); !errors.Is(err, ErrNotFastForward) {
+		t.Errorf("push of a diverged branch = %v, want ErrNotFastForward", err)
+	}
+	res, err := b.Pull(ctx, Remote{URL: a.Path()}, SyncOptions{})
+	if err != nil || res.FastForward || res.UpToDate {
+		t.Fatalf("Pull = %+v, %v; want a merge", res, err)
+	}
+	if err := b.Push(ctx, Remote{URL: a.Path()}, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contents(t, a, "main"), "x/1=one x/2=two y/1=b's"; got != want {
+		t.Errorf("a after push = %s, want %s", got, want)
+	}
+	ha, _ := a.Resolve("")
+	hb, _ := b.Resolve("")
+	if ha != hb {
+		t.Errorf("heads differ after push: %s %s", ha, hb)
+	}
+	// Conflicting edits: pull refuses and changes nothing.
+	put(t, a, "x/1", "a's edit")
+	put(t, b, "x/1", "b's edit")
+	if _, err := b.Pull(ctx, Remote{URL: a.Path()}, SyncOptions{}); !errors.Is(err, ErrConflict) {
+		t.Errorf("Pull = %v, want a conflict", err)
+	}
+	if got, _ := b.Read("", "x/1"); string(got) != "b's edit" {
+		t.Errorf("conflicting pull changed x/1 to %q", got)
+	}
+	// The fetched head is kept for inspection.
+	if h, err := b.Resolve("origin/main"); err != nil || h.IsZero() {
+		t.Errorf("origin/main = %s, %v", h, err)
+	}
+	fsck(t, a.Path())
+	fsck(t, b.Path())
+}
+
+// gitServer serves s over HTTP with users alice (write), reader (read) and
+// nobody (no git access).
+func gitServer(t *testing.T, s *Store) *httptest.Server {
+	t.Helper()
+	ctx := context.Background()
+	for _, u := range []struct {
+		name string
+		git  GitAccess
+	}{{"alice", GitWrite}, {"reader", GitRead}, {"nobody", GitNone}} {
+		if err := s.AddUser(ctx, u.name, u.name+"-password", u.git); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(s.GitHandler(nil))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func userURL(srv *httptest.Server, user string) string {
+	u, _ := url.Parse(srv.URL)
+	u.User = url.UserPassword(user, user+"-password")
+	u.Path = "/store.git"
+	return u.String()
+}
+
+// gitFail runs git and expects it to fail with a message containing want.
+func gitFail(t *testing.T, dir, want string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("git %s: err %v, output:\n%s\nwant a failure saying %q", strings.Join(args, " "), err, out, want)
+	}
+}
+
+func TestGitSmartHTTP(t *testing.T) {
+	s := newStore(t)
+	for i := 0; i < 20; i++ {
+		put(t, s, "items/"+Shard(fmt.Sprint(i)), fmt.Sprint("item ", i))
+	}
+	srv := gitServer(t, s)
+	work := t.TempDir()
+	clone := filepath.Join(work, "clone")
+	runGit(t, work, "clone", "--quiet", userURL(srv, "reader"), clone)
+	es, _ := s.List("", "")
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(clone, filepath.FromSlash(e.Path)))
+		want, _ := s.Read("", e.Path)
+		if err != nil || string(b) != string(want) {
+			t.Errorf("clone: %s = %q, %v; want %q", e.Path, b, err, want)
+		}
+	}
+	if got := strings.TrimSpace(runGit(t, clone, "rev-list", "--count", "HEAD")); got != "23" {
+		t.Errorf("clone has %s commits, want 24", got)
+	}
+
+	// An incremental fetch after more commits.
+	put(t, s, "items/late", "late")
+	runGit(t, clone, "pull", "--quiet", "--ff-only")
+	if b, _ := os.ReadFile(filepath.Join(clone, "items/late")); string(b) != "late" {
+		t.Errorf("after pull: items/late = %q", b)
+	}
+
+	// Pushing needs write access.
+	runGit(t, clone, "-c", "user.name=Carol", "-c", "user.email=carol@example.org", "commit", "--quiet", "--allow-empty", "-m", "from stock git")
+	os.WriteFile(filepath.Join(clone, "pushed.txt"), []byte("pushed by git\n"), 0o644)
+	runGit(t, clone, "add", "pushed.txt")
+	runGit(t, clone, "-c", "user.name=Carol", "-c", "user.email=carol@example.org", "commit", "--quiet", "-m", "add pushed.txt")
+	gitFail(t, clone, "may not push", "push", userURL(srv, "reader"), "main")
+	runGit(t, clone, "push", "--quiet", userURL(srv, "alice"), "main")
+	if b, err := s.Read("", "pushed.txt"); err != nil || string(b) != "pushed by git\n" {
+		t.Errorf("after push: pushed.txt = %q, %v", b, err)
+	}
+	// History cannot be rewritten.
+	runGit(t, clone, "reset", "--quiet", "--hard", "HEAD~2")
+	runGit(t, clone, "-c", "user.name=Carol", "-c", "user.email=carol@example.org", "commit", "--quiet", "--allow-empty", "-m", "rewrite")
+	gitFail(t, clone, "non-fast-forward", "push", "--force", userURL(srv, "alice"), "main")
+	gitFail(t, clone, "cannot be deleted", "push", userURL(srv, "alice"), ":main")
+	// Authentication is required, and a user without git access is refused.
+	gitFail(t, work, "could not read Username", "ls-remote", srv.URL+"/store.git")
+	gitFail(t, work, "Authentication failed", "ls-remote", strings.Replace(userURL(srv, "alice"), "alice-password", "wrong", 1))
+	gitFail(t, work, "403", "ls-remote", userURL(srv, "nobody"))
+	fsck(t, s.Path())
+
+	// Dumb HTTP and stray paths are refused.
+	for _, p := range []string{"/store.git/info/refs", "/store.git/HEAD", "/store.git/objects/info/packs"} {
+		req, _ := http.NewRequest("GET", srv.URL+p, nil)
+		req.SetBasicAuth("alice", "alice-password")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("GET %s = 200", p)
+		}
+	}
+}
+
+func TestPullPushOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
+	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, _ := b.Read("", "x/1"); string(got) != "one" {
+		t.Fatalf("clone over HTTP: x/1 = %q", got)
+	}
+	put(t, a, "x/2", "two")
+	put(t, b, "y/1", "b's")
+	if err := b.Push(ctx, rem, SyncOptions{}); !errors.Is(err, ErrNotFastForward) {
+		t.Errorf("push of a diverged branch = %v, want ErrNotFastForward", err)
+	}
+	if _, err := b.Pull(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contents(t, a, "main"), contents(t, b, "main"); got != want || !strings.Contains(got, "y/1=b's") {
+		t.Errorf("after push: a = %s, b = %s", got, want)
+	}
+	bad := rem
+	bad.Password = "s3cret-but-wrong"
+	if _, err := b.Pull(ctx, bad, SyncOptions{}); err == nil || strings.Contains(err.Error(), bad.Password) {
+		t.Errorf("pull with a wrong password = %v (and must not show the password)", err)
+	}
+	fsck(t, a.Path())
+	fsck(t, b.Path())
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestUsers(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.AddUser(ctx, "alice", "correct horse", GitWrite); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, "alice", "another password", GitRead); !errors.Is(err, ErrExists) {
+		t.Errorf("AddUser twice = %v, want ErrExists", err)
+	}
+	for _, tc := range []struct{ name, pw, why string }{
+		{"Bad Name", "long enough", "user name"},
+		{"../x", "long enough", "user name"},
+		{"bob", "short", "at least 8"},
+		{"bob", "line\nbreak!", "line breaks"},
+	} {
+		if err := s.AddUser(ctx, tc.name, tc.pw, GitNone); err == nil || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("AddUser(%q, %q) = %v, want an error about %s", tc.name, tc.pw, err, tc.why)
+		}
+	}
+	if err := s.AddUser(ctx, "bob", "bobs password", ""); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Authenticate("alice", "correct horse")
+	if err != nil || u.Name != "alice" || u.Git != GitWrite {
+		t.Errorf("Authenticate = %+v, %v", u, err)
+	}
+	for _, tc := range []struct{ name, pw string }{{"alice", "wrong"}, {"nobody", "correct horse"}, {"", ""}, {"Bad/Name", "x"}} {
+		if _, err := s.Authenticate(tc.name, tc.pw); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("Authenticate(%q, %q) = %v, want ErrAuthFailed", tc.name, tc.pw, err)
+		}
+	}
+	if err := s.SetPassword(ctx, "alice", "battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "correct horse"); !errors.Is(err, ErrAuthFailed) {
+		t.Error("the old password still works (auth cache not cleared)")
+	}
+	if _, err := s.Authenticate("alice", "battery staple"); err != nil {
+		t.Error(err)
+	}
+	us, _ := s.Users()
+	if len(us) != 2 || us[0].Name != "alice" || us[1].Name != "bob" || us[1].Git != GitNone {
+		t.Errorf("Users = %+v", us)
+	}
+	if err := s.DeleteUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("bob", "bobs password"); !errors.Is(err, ErrAuthFailed) {
+		t.Error("a deleted user can log in")
+	}
+	if err := s.DeleteUser(ctx, "bob"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("DeleteUser twice = %v", err)
+	}
+	// Passwords never reach the repository, only argon2id hashes.
+	if all := runGit(t, s.Path(), "cat-file", "--batch-all-objects", "--batch"); strings.Contains(all, "battery staple") || strings.Contains(all, "correct horse") {
+		t.Error("a password is stored in the repository")
+	}
+	b, _ := s.Read("", "users/alice")
+	if !strings.Contains(string(b), "$argon2id$") {
+		t.Errorf("user record %s", b)
+	}
+}
