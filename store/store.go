@@ -222,6 +222,12 @@ func (s *Store) reload() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
 	}
+	// go-git loads the pack indexes lazily, without a lock: a reader racing
+	// another could see a half-filled index and miss an object. Looking up
+	// a missing object loads them all now, before the storage is shared.
+	if _, err := st.EncodedObject(plumbing.AnyObject, plumbing.ZeroHash); err != nil && !errors.Is(err, plumbing.ErrObjectNotFound) {
+		return fmt.Errorf("store: open %s: reading pack indexes: %v: %w", s.path, err, ErrCorrupt)
+	}
 	s.mu.Lock()
 	s.st, s.repo = st, repo
 	s.mu.Unlock()

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	gitplumbing "github.com/go-git/go-git/v5/plumbing"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCrashChild is the child process of TestCrash: it commits in a loop and
+// reports each commit that Update returned, and repacks now and then, until
+// it is killed.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv("NYMOTE_CRASH_DIR")
+	if dir == "" {
+		t.Skip("only run as TestCrash's child")
+	}
+	s, err := Open(dir, Options{GCLooseObjects: -1})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(3)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	for i := 0; ; i++ {
+		key := fmt.Sprintf("%d-%d", os.Getpid(), i)
+		h, err := s.Update(context.Background(), CommitOptions{Message: key}, func(tx *Tx) error {
+			tx.Put("items/"+Shard(key), []byte(strings.Repeat(key, 100)))
+			if i%3 == 0 {
+				tx.Delete("items/" + Shard(fmt.Sprintf("%d-%d", os.Getpid(), i-1)))
+			}
+			return tx.Put("last", []byte(key))
+		})
+		if err != nil {
+			fmt.Println("update failed:", err)
+			os.Exit(4)
+		}
+		fmt.Fprintf(w, "%s %s\n", h, key)
+		w.Flush()
+		if i%40 == 39 {
+			if _, err := s.GC(context.Background()); err != nil {
+				fmt.Println("gc failed:", err)
+				os.Exit(5)
+			}
+		}
+	}
+}
+
+// TestCrash kills a committing process with SIGKILL at random moments; after
+// each kill the repository must open, pass git fsck, and hold every commit
+// the child was told about.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test skipped in -short mode")
+	}
+	dir := filepath.Join(t.TempDir(), "crash.git")
+	s, err := Init(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var reported []string
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	const kills = 25
+	for k := 0; k < kills; k++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "NYMOTE_CRASH_DIR="+dir)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		delay := time.Duration(50+rng.IntN(400)) * time.Millisecond
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		for l := range lines {
+			f := strings.Fields(l)
+			if len(f) != 2 || len(f[0]) != 40 {
+				t.Fatalf("child said %q", l)
+			}
+			reported = append(reported, f[0])
+		}
+		cmd.Wait()
+
+		s, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatalf("kill %d: reopen: %v", k+1, err)
+		}
+		head, _ := s.Resolve("")
+		for _, h := range reported {
+			ok, err := s.isAncestor(gitplumbing.NewHash(h), head)
+			if err != nil || !ok {
+				t.Fatalf("kill %d: reported commit %s is not in the history of %s: %v", k+1, h, head, err)
+			}
+		}
+		s.Close()
+		fsck(t, dir)
+	}
+	if len(reported) < kills {
+		t.Errorf("only %d commits in %d runs: the child hardly ran", len(reported), kills)
+	}
+	t.Logf("%d kills, %d reported commits, all present", kills, len(reported))
+}
