@@ -140,7 +140,7 @@ func TestMergeFunc(t *testing.T) {
 		b, o, th := lines(base), lines(ours), lines(theirs)
 		var out []string
 		for l := range union(o, th) {
-			if (b[l] && (!o[l] || !th[l])) {
+			if b[l] && (!o[l] || !th[l]) {
 				continue
 			}
 			out = append(out, l)

@@ -29,10 +29,12 @@ const DefaultBranch = "main"
 // Errors that callers branch on. They are wrapped with context; test them
 // with errors.Is.
 var (
-	// ErrNotExist: the path, revision or branch does not exist.
-	ErrNotExist = fmt.Errorf("store: %w", fs.ErrNotExist)
-	// ErrExists: Init found a repository (or other files) already there.
-	ErrExists = fmt.Errorf("store: %w", fs.ErrExist)
+	// ErrNotExist: the path, revision or branch does not exist. It matches
+	// fs.ErrNotExist too.
+	ErrNotExist error = kindError{"does not exist", fs.ErrNotExist}
+	// ErrExists: the thing to create exists already. It matches fs.ErrExist
+	// too.
+	ErrExists error = kindError{"already exists", fs.ErrExist}
 	// ErrCorrupt: the repository is damaged. The store never repairs or
 	// reinitialises it by itself.
 	ErrCorrupt = errors.New("store: repository is corrupt")
@@ -43,6 +45,15 @@ var (
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 )
+
+// kindError is a sentinel error that also matches an fs error.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e kindError) Error() string        { return e.msg }
+func (e kindError) Is(target error) bool { return target == e.kind }
 
 // Options configure Open and Init. The zero value is ready to use.
 type Options struct {
@@ -304,4 +315,19 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 		s.mu.RUnlock()
 	}
 	return err
+}
+
+// RepoDir is the folder of a data directory (a data disk's root, or the
+// --data folder of a service on a host) that holds the store's repository.
+const RepoDir = "store.git"
+
+// OpenData opens the store of a data directory.
+func OpenData(dataDir string, opts Options) (*Store, error) {
+	return Open(filepath.Join(dataDir, RepoDir), opts)
+}
+
+// InitData creates the store of a data directory (which may already exist
+// and hold other files, such as an ext4 root's lost+found).
+func InitData(dataDir string, opts Options) (*Store, error) {
+	return Init(filepath.Join(dataDir, RepoDir), opts)
 }

@@ -1,0 +1,58 @@
+# Nymote: personal cloud appliances in Go. See README.md.
+#
+#   make run        build and run the service on this machine
+#   make test       every test level that this machine can run
+#   make test-deps  install (with apt-get) what the tests need
+#   make bench      benchmarks; figures go into bench/README.md
+
+GO      ?= go
+DATA    ?= $(CURDIR)/.nymote-data
+LISTEN  ?= 127.0.0.1:9418
+# Test time bound for the whole suite (make test stays well under it).
+TESTTIMEOUT ?= 25m
+
+# Debian packages the tests use, as "command:package" pairs; test-deps
+# installs the packages whose command is missing.
+TEST_DEPS := git:git
+
+.PHONY: all build run test test-short test-deps vet bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/nymote ./cmd/nymote
+
+# Until the appliance images land, run serves a store on the host: it creates
+# the store in $(DATA) on first use and serves it over git smart HTTP.
+run: build
+	@test -d "$(DATA)/store.git" || ./bin/nymote store init --data "$(DATA)"
+	@echo "Add a user with:  ./bin/nymote user add NAME --git write --data $(DATA)"
+	./bin/nymote store serve --data "$(DATA)" --listen $(LISTEN) --log-level info
+
+test-deps:
+	@missing=""; for dep in $(TEST_DEPS); do \
+		cmd=$${dep%%:*}; pkg=$${dep#*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "test-deps: installing$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root to install:$$missing" >&2; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else echo "test-deps: all present"; fi
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+
+test: vet
+	$(GO) test -timeout $(TESTTIMEOUT) ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 60m ./store/
+
+clean:
+	rm -rf bin
