@@ -1,0 +1,171 @@
+// Package svc holds what every Nymote service program shares: opening (or
+// creating) the store of a data directory, and TLS configuration with a
+// self-signed certificate kept in the store when none is given.
+package svc
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nymote/nymote/store"
+)
+
+// OpenStore opens the store of data directory dir, creating it (and dir) on
+// first use.
+func OpenStore(dir string, log *slog.Logger) (*store.Store, error) {
+	if dir == "" {
+		return nil, errors.New("no data directory given (--data)")
+	}
+	s, err := store.OpenData(dir, store.Options{Logger: log})
+	if errors.Is(err, store.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		log.Info("creating a new store", "data", dir)
+		return store.InitData(dir, store.Options{Logger: log})
+	}
+	return s, err
+}
+
+// Paths of the generated certificate and key in the store.
+const (
+	CertPath = "tls/cert.pem"
+	KeyPath  = "tls/key.pem"
+)
+
+// TLSOptions say where the certificate comes from.
+type TLSOptions struct {
+	// CertFile and KeyFile are PEM files. If both are empty, a self-signed
+	// certificate is generated into the store on first use (and reused).
+	CertFile, KeyFile string
+	// Hostnames go into a generated certificate (DNS names or IP
+	// addresses). Empty means "localhost".
+	Hostnames []string
+}
+
+// TLSConfig returns a server TLS configuration (TLS 1.2 or later) and the
+// certificate's SHA-256 fingerprint, which callers print so that users can
+// check what their clients are shown. The private key is never logged.
+func TLSConfig(ctx context.Context, s *store.Store, opts TLSOptions, log *slog.Logger) (*tls.Config, string, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case opts.CertFile != "" && opts.KeyFile != "":
+		cert, err = tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("tls: loading %s and %s: %w", opts.CertFile, opts.KeyFile, err)
+		}
+	case opts.CertFile != "" || opts.KeyFile != "":
+		return nil, "", errors.New("tls: give both --tls-cert and --tls-key, or neither (for a generated certificate)")
+	default:
+		cert, err = storedCert(ctx, s, opts.Hostnames, log)
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	fp := fingerprint(sum[:])
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, fp, nil
+}
+
+func fingerprint(b []byte) string {
+	h := strings.ToUpper(hex.EncodeToString(b))
+	var parts []string
+	for i := 0; i < len(h); i += 2 {
+		parts = append(parts, h[i:i+2])
+	}
+	return strings.Join(parts, ":")
+}
+
+// storedCert loads the generated certificate from the store, generating it
+// on first use.
+func storedCert(ctx context.Context, s *store.Store, hosts []string, log *slog.Logger) (tls.Certificate, error) {
+	sn, err := s.Snapshot("")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM, err1 := sn.Read(CertPath)
+	keyPEM, err2 := sn.Read(KeyPath)
+	if err1 == nil && err2 == nil {
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("tls: the certificate in the store (%s, %s) is unusable: %w", CertPath, KeyPath, err)
+		}
+		return c, nil
+	}
+	if !errors.Is(err1, store.ErrNotExist) && err1 != nil {
+		return tls.Certificate{}, err1
+	}
+	certPEM, keyPEM, err = selfSigned(hosts)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	_, err = s.Update(ctx, store.CommitOptions{Message: "tls: generate a self-signed certificate"}, func(tx *store.Tx) error {
+		if err := tx.Put(CertPath, certPEM); err != nil {
+			return err
+		}
+		return tx.Put(KeyPath, keyPEM)
+	})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	log.Info("tls: generated a self-signed certificate", "hosts", hosts)
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// selfSigned makes a 10-year ECDSA P-256 certificate for hosts.
+func selfSigned(hosts []string) (certPEM, keyPEM []byte, err error) {
+	if len(hosts) == 0 {
+		hosts = []string{"localhost"}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{"Nymote appliance"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
+}
