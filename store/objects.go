@@ -51,6 +51,7 @@ func (s *Store) newObjWriter() *objWriter {
 
 // write queues obj. Objects already in the repository are skipped.
 func (w *objWriter) write(obj plumbing.EncodedObject) {
+	obj.Hash() // computed (and cached by MemoryObject) before sharing obj
 	so := &stagedObject{}
 	w.mu.Lock()
 	w.files = append(w.files, so)
