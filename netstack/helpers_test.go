@@ -1,11 +1,13 @@
 package netstack_test
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,3 +124,5 @@ func retry(timeout time.Duration, f func() error) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

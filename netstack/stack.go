@@ -163,13 +163,20 @@ func New(opts Options) (st *Stack, err error) {
 		return nil, fmt.Errorf("netstack: %w", err)
 	}
 
+	mode := dispatchMode()
 	st.ep, err = fdbased.New(&fdbased.Options{
 		FDs:                []int{opts.Link.fd},
 		MTU:                mtu,
 		EthernetHeader:     true,
 		Address:            tcpip.LinkAddress(opts.Link.mac),
-		PacketDispatchMode: dispatchMode(),
-		ClosedFunc:         st.linkClosed,
+		PacketDispatchMode: mode,
+		// One processor: frames are handed to the stack on the reading
+		// goroutine. With more, fdbased starts processor goroutines for
+		// a readv dispatcher that it then discards unused for sockets in
+		// RecvMMsg mode, and never stops them (a leak per Stack); on the
+		// small boards we target a second hand-off buys little anyway.
+		ProcessorsPerChannel: 1,
+		ClosedFunc:           st.linkClosed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netstack: link endpoint: %w", err)
@@ -206,7 +213,7 @@ func New(opts Options) (st *Stack, err error) {
 			c.run(st.ctx)
 		}()
 	}
-	log.Info("netstack up", "mac", opts.Link.MAC().String(), "mtu", mtu, "dispatch", dispatchMode().String())
+	log.Info("netstack up", "mac", opts.Link.MAC().String(), "mtu", mtu, "dispatch", mode.String())
 	return st, nil
 }
 
@@ -320,7 +327,9 @@ func (st *Stack) Addrs() []netip.Prefix {
 	var out []netip.Prefix
 	for _, pa := range st.s.AllAddresses()[nicID] {
 		a := fromAddr(pa.AddressWithPrefix.Address)
-		if !a.IsValid() || a.IsUnspecified() {
+		// gVisor lists 255.255.255.255 (it binds the broadcast address
+		// internally) and the DHCP client's 0.0.0.0.
+		if !a.IsValid() || a.IsUnspecified() || a == broadcast || a.IsMulticast() {
 			continue
 		}
 		out = append(out, netip.PrefixFrom(a, pa.AddressWithPrefix.PrefixLen))

@@ -158,7 +158,7 @@ func TestPing(t *testing.T) {
 	p := newPair(t)
 	netstacktest.NeedCommand(t, "ping", "iputils-ping")
 	for _, tc := range []struct {
-		name            string
+		name             string
 		netstack, kernel netip.Addr
 	}{
 		{"IPv4", p.netstack4, p.kernel4},
