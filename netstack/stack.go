@@ -128,6 +128,12 @@ func New(opts Options) (st *Stack, err error) {
 		ndp.DiscoverDefaultRouters = true
 		ndp.DiscoverOnLinkPrefixes = true
 		ndp.AutoGenGlobalAddresses = true
+		// No RFC 4941 temporary (privacy) addresses: they are for
+		// clients hiding among their connections, while an appliance is
+		// a server that wants its one stable SLAAC address, and source
+		// address selection would prefer the temporary one for outgoing
+		// connections (RFC 6724 rule 7).
+		ndp.AutoGenTempGlobalAddresses = false
 	}
 	st.s = stack.New(stack.Options{
 		NetworkProtocols: []stack.NetworkProtocolFactory{
