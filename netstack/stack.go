@@ -73,6 +73,15 @@ func dispatchMode() fdbased.PacketDispatchMode {
 	return fdbased.RecvMMsg
 }
 
+// gsoMaxSize returns the largest segment the stack may hand the link, or
+// 0 for no GSO.
+func gsoMaxSize(l *Link) uint32 {
+	if !l.gso {
+		return 0
+	}
+	return 1<<16 - 1
+}
+
 // forceReadv is set by tests to cover the 32-bit dispatch path.
 var forceReadv atomic.Bool
 
@@ -176,6 +185,11 @@ func New(opts Options) (st *Stack, err error) {
 		EthernetHeader:     true,
 		Address:            tcpip.LinkAddress(opts.Link.mac),
 		PacketDispatchMode: mode,
+		// Host GSO where the link carries virtio-net headers: TCP
+		// builds segments of up to 64 KiB and the kernel cuts them into
+		// frames. Sending bulk data costs a tenth of the CPU it does a
+		// frame at a time (see bench/README.md).
+		GSOMaxSize: gsoMaxSize(opts.Link),
 		// One processor: frames are handed to the stack on the reading
 		// goroutine. With more, fdbased starts processor goroutines for
 		// a readv dispatcher that it then discards unused for sockets in
@@ -218,6 +232,9 @@ func New(opts Options) (st *Stack, err error) {
 			defer st.wg.Done()
 			c.run(st.ctx)
 		}()
+	}
+	for _, note := range opts.Link.notes {
+		log.Warn("link set-up", "err", note)
 	}
 	log.Info("netstack up", "mac", opts.Link.MAC().String(), "mtu", mtu, "dispatch", mode.String())
 	return st, nil
