@@ -127,8 +127,10 @@ func OpenPacket(ifname string) (l *Link, err error) {
 		return nil, fmt.Errorf("netstack: open packet link %s: %w", ifname, err)
 	}
 	// Our own transmitted frames would otherwise be looped back to us.
+	// The filter drops them too; this saves the copies. (Optional: Linux
+	// 4.20 and later; qemu-user does not translate it.)
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
-		return nil, fmt.Errorf("netstack: open packet link %s: PACKET_IGNORE_OUTGOING: %w", ifname, err)
+		notes = append(notes, fmt.Errorf("PACKET_IGNORE_OUTGOING: %w", err))
 	}
 	// The kernel joins no multicast groups on the interface (its IPv6 is
 	// off), so a NIC with a multicast filter would drop NDP and MLD traffic
@@ -137,7 +139,7 @@ func OpenPacket(ifname string) (l *Link, err error) {
 		Ifindex: int32(ifc.Index),
 		Type:    unix.PACKET_MR_ALLMULTI,
 	}); err != nil {
-		return nil, fmt.Errorf("netstack: open packet link %s: PACKET_MR_ALLMULTI: %w", ifname, err)
+		notes = append(notes, fmt.Errorf("PACKET_MR_ALLMULTI: %w", err))
 	}
 	// SO_RCVBUFFORCE needs CAP_NET_ADMIN, which opening an AF_PACKET socket
 	// already required; fall back to the capped SO_RCVBUF.
@@ -150,9 +152,12 @@ func OpenPacket(ifname string) (l *Link, err error) {
 	// A virtio-net header on each frame lets the netstack hand the kernel
 	// TCP segments of up to 64 KiB for it to cut into frames (GSO), as
 	// gVisor's runsc does: one pass through the stack and one system
-	// call per 45 frames instead of one per frame.
+	// call per 45 frames instead of one per frame. Without it (qemu-user
+	// does not translate the option) the stack sends frame by frame.
+	gso := true
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
-		return nil, fmt.Errorf("netstack: open packet link %s: PACKET_VNET_HDR: %w", ifname, err)
+		notes = append(notes, fmt.Errorf("PACKET_VNET_HDR (no GSO): %w", err))
+		gso = false
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
 		return nil, fmt.Errorf("netstack: open packet link %s: bind: %w", ifname, err)
@@ -163,7 +168,7 @@ func OpenPacket(ifname string) (l *Link, err error) {
 		fd:    fd,
 		mac:   ifc.HardwareAddr,
 		mtu:   uint32(ifc.MTU),
-		gso:   true,
+		gso:   gso,
 		notes: notes,
 	}, nil
 }
@@ -250,26 +255,17 @@ func setUp(ifname string) error {
 
 // attachMACFilter attaches a classic BPF filter to an AF_PACKET socket that
 // passes only whole Ethernet frames addressed to mac or to a group
-// (multicast or broadcast) address.
+// (multicast or broadcast) address, and not sent from mac.
 //
 // The filter is needed for correctness, not only speed: gVisor's readv
 // packet dispatcher (the one used on 32-bit platforms, see dispatchMode)
 // stops for good when it reads a frame shorter than an Ethernet header or
 // one addressed to another station, which a switch flooding unknown
-// unicast delivers in normal operation.
+// unicast delivers in normal operation. Dropping frames from our own
+// address keeps our own multicast (duplicate address detection above
+// all) from coming back to us where PACKET_IGNORE_OUTGOING is missing.
 func attachMACFilter(fd int, mac net.HardwareAddr) error {
-	prog, err := bpf.Assemble([]bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtLen},
-		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 14, SkipTrue: 6},                              // short: drop
-		bpf.LoadAbsolute{Off: 0, Size: 1},                                                     // dst[0]
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 1, SkipTrue: 5},                                // group: accept
-		bpf.LoadAbsolute{Off: 0, Size: 4},                                                     // dst[0:4]
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: be32(mac[0:4]), SkipTrue: 2},                  // not us: drop
-		bpf.LoadAbsolute{Off: 4, Size: 2},                                                     // dst[4:6]
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(mac[4])<<8 | uint32(mac[5]), SkipTrue: 1}, // us: accept
-		bpf.RetConstant{Val: 0},                                                               // drop
-		bpf.RetConstant{Val: 0x40000},                                                         // accept
-	})
+	prog, err := bpf.Assemble(macFilter(mac))
 	if err != nil {
 		return fmt.Errorf("assemble BPF filter: %w", err)
 	}
@@ -283,6 +279,27 @@ func attachMACFilter(fd int, mac net.HardwareAddr) error {
 	}
 	runtime.KeepAlive(raw)
 	return nil
+}
+
+// macFilter is the program attachMACFilter attaches.
+func macFilter(mac net.HardwareAddr) []bpf.Instruction {
+	hi, lo := be32(mac[0:4]), uint32(mac[4])<<8|uint32(mac[5])
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadExtension{Num: bpf.ExtLen},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 14, SkipTrue: 10}, // short: drop
+		/* 2 */ bpf.LoadAbsolute{Off: 6, Size: 4}, // src[0:4]
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: hi, SkipTrue: 2},
+		/* 4 */ bpf.LoadAbsolute{Off: 10, Size: 2}, // src[4:6]
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: lo, SkipTrue: 6}, // from us: drop
+		/* 6 */ bpf.LoadAbsolute{Off: 0, Size: 1}, // dst[0]
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 1, SkipTrue: 5}, // group: accept
+		/* 8 */ bpf.LoadAbsolute{Off: 0, Size: 4}, // dst[0:4]
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: hi, SkipTrue: 2}, // not us: drop
+		/* 10 */ bpf.LoadAbsolute{Off: 4, Size: 2}, // dst[4:6]
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: lo, SkipTrue: 1}, // us: accept
+		/* 12 */ bpf.RetConstant{Val: 0}, // drop
+		/* 13 */ bpf.RetConstant{Val: 0x40000}, // accept
+	}
 }
 
 func be32(b []byte) uint32 {
