@@ -88,7 +88,7 @@ var forceReadv atomic.Bool
 // New starts a stack on opts.Link. It returns once the link is attached
 // and static addresses are configured; DHCP and SLAAC go on in the
 // background (see WaitIPv4). On error the link is closed.
-func New(opts Options) (st *Stack, err error) {
+func New(opts Options) (_ *Stack, err error) {
 	if opts.Link == nil {
 		return nil, errors.New("netstack: Options.Link is nil")
 	}
@@ -122,7 +122,7 @@ func New(opts Options) (st *Stack, err error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	st = &Stack{
+	st := &Stack{
 		opts:    opts,
 		log:     log,
 		link:    opts.Link,
@@ -197,6 +197,12 @@ func New(opts Options) (st *Stack, err error) {
 		// small boards we target a second hand-off buys little anyway.
 		ProcessorsPerChannel: 1,
 		ClosedFunc:           st.linkClosed,
+		// The link is set up already (OpenPacket, OpenTAP). Without this
+		// fdbased puts an AF_PACKET socket into a PACKET_FANOUT group,
+		// which is of no use with one socket, and fails where the
+		// option is missing (qemu-user, which runs our ARM tests).
+		PreConfigured:  true,
+		IsPacketSocket: []bool{opts.Link.kind == KindPacket},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netstack: link endpoint: %w", err)
