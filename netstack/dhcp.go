@@ -345,13 +345,16 @@ func (c *dhcpClient) keep(ctx context.Context) {
 			}
 			continue
 		case now.Before(l.Rebind) && l.Server.IsValid():
-			// RENEWING: unicast to our server, waiting half the time
-			// left until T2 (RFC 2131 4.4.5; at least 1 s here, since
-			// the RFC's 60 s minimum exceeds short test leases).
-			dst, wait = l.Server, max(l.Rebind.Sub(now)/2, time.Second)
+			// RENEWING: unicast to our server, retransmitting after
+			// half the time left until T2 (RFC 2131 4.4.5), but at
+			// least every minute (a server back from a reboot then
+			// hears from us soon) and at most every second (the RFC's
+			// 60 s minimum exceeds short leases).
+			dst, wait = l.Server, retransmitWait(l.Rebind.Sub(now))
 		case now.Before(l.Expiry):
-			// REBINDING: broadcast to any server.
-			dst, wait = broadcast, max(l.Expiry.Sub(now)/2, time.Second)
+			// REBINDING: broadcast to any server, likewise until the
+			// lease expires.
+			dst, wait = broadcast, retransmitWait(l.Expiry.Sub(now))
 		default:
 			c.log.Warn("lease expired", "addr", l.Addr.String())
 			c.unbind()
@@ -393,6 +396,12 @@ func (c *dhcpClient) keep(ctx context.Context) {
 		c.log.Info("lease renewed", "addr", nl.Addr.String(), "via", dst.String(),
 			"renew_in", time.Until(nl.Renew).Round(time.Second).String())
 	}
+}
+
+// retransmitWait returns how long to wait for a reply in the RENEWING
+// and REBINDING states, left being the time to the state's end.
+func retransmitWait(left time.Duration) time.Duration {
+	return min(max(left/2, time.Second), time.Minute)
 }
 
 // release tells the server we are done with the lease (RFC 2131 4.4.6)

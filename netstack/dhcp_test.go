@@ -37,18 +37,17 @@ func (b *lockedBuffer) String() string {
 
 // startDnsmasq runs dnsmasq on ifname in namespace ns as DHCP server
 // (short T1 and T2 so that a renewal happens within seconds), DNS server
-// for *.nymote.test and IPv6 router advertiser for SLAAC. It returns the
-// lease file.
-func startDnsmasq(t *testing.T, ns, ifname string) string {
+// for *.nymote.test and IPv6 router advertiser for SLAAC, keeping its
+// leases in the file leases. The returned function stops it; so does the
+// end of the test.
+func startDnsmasq(t *testing.T, ns, ifname, leases string, extra ...string) (stop func()) {
 	t.Helper()
 	dnsmasq := netstacktest.NeedCommand(t, "dnsmasq", "dnsmasq-base")
-	dir := t.TempDir()
-	leases := filepath.Join(dir, "leases")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := netstacktest.CommandNS(ctx, ns, dnsmasq,
+	args := append([]string{
 		"--keep-in-foreground", "--conf-file=/dev/null", "--user=root",
-		"--pid-file="+filepath.Join(dir, "pid"), "--dhcp-leasefile="+leases,
-		"--interface="+ifname, "--bind-interfaces", "--no-resolv", "--no-hosts",
+		"--pid-file=" + leases + ".pid", "--dhcp-leasefile=" + leases,
+		"--interface=" + ifname, "--bind-interfaces", "--no-resolv", "--no-hosts",
 		"--log-facility=-", "--log-dhcp", "--no-ping",
 		"--address=/nymote.test/10.78.0.1",
 		"--dhcp-range=10.78.0.50,10.78.0.99,255.255.255.0,2m",
@@ -56,22 +55,26 @@ func startDnsmasq(t *testing.T, ns, ifname string) string {
 		"--dhcp-option=option:dns-server,10.78.0.1",
 		"--dhcp-option=option:T1,2",
 		"--dhcp-option=option:T2,4",
-		"--enable-ra", "--dhcp-range=::,constructor:"+ifname+",ra-only,64,2m",
-	)
+	}, extra...)
+	cmd := netstacktest.CommandNS(ctx, ns, dnsmasq, args...)
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("start dnsmasq: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq output:\n%s", out.String())
-		}
-	})
-	return leases
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("dnsmasq output:\n%s", out.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
@@ -92,7 +95,8 @@ func TestDHCP(t *testing.T) {
 	link, _, nsK, _, ifK := newVeth(t)
 	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", "10.78.0.1/24", "dev", ifK)
 	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", "fd78::1/64", "dev", ifK, "nodad")
-	leases := startDnsmasq(t, nsK, ifK)
+	leases := filepath.Join(t.TempDir(), "leases")
+	startDnsmasq(t, nsK, ifK, leases, "--enable-ra", "--dhcp-range=::,constructor:"+ifK+",ra-only,64,2m")
 
 	st, err := netstack.New(netstack.Options{Link: link, Logger: testLogger(t), Hostname: "appliance"})
 	if err != nil {
@@ -134,6 +138,14 @@ func TestDHCP(t *testing.T) {
 	if b, _ := os.ReadFile(leases); !bytes.Contains(b, []byte("appliance")) {
 		t.Errorf("lease file %q does not name host %q", b, "appliance")
 	}
+
+	t.Run("default route", func(t *testing.T) {
+		// An address beyond the router, on the kernel's loopback.
+		netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", "192.0.2.1/32", "dev", "lo")
+		if _, err := st.Ping(ctx, netip.MustParseAddr("192.0.2.1")); err != nil {
+			t.Errorf("ping through the DHCP router: %v", err)
+		}
+	})
 
 	t.Run("ping", func(t *testing.T) {
 		netstacktest.NeedCommand(t, "ping", "iputils-ping")
@@ -215,4 +227,45 @@ func TestDHCP(t *testing.T) {
 		b, _ := os.ReadFile(leases)
 		return !strings.Contains(string(b), mac)
 	})
+}
+
+// TestDHCPRebind loses the DHCP server that gave the lease: renewals
+// (unicast to it) go unanswered, and at T2 the client broadcasts to any
+// server; a second server, knowing the lease, extends it.
+func TestDHCPRebind(t *testing.T) {
+	link, _, nsK, _, ifK := newVeth(t)
+	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", "10.78.0.1/24", "dev", ifK)
+	leases := filepath.Join(t.TempDir(), "leases")
+	stopA := startDnsmasq(t, nsK, ifK, leases)
+
+	st, err := netstack.New(netstack.Options{Link: link, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr, err := st.WaitIPv4(ctx)
+	if err != nil {
+		t.Fatalf("WaitIPv4: %v", err)
+	}
+	first, _ := st.Lease()
+
+	// Replace the server: same lease database, another address.
+	stopA()
+	// (Deleting a primary address deletes its subnet's secondaries: delete
+	// first.)
+	netstacktest.Run(t, "ip", "-n", nsK, "addr", "del", "10.78.0.1/24", "dev", ifK)
+	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", "10.78.0.2/24", "dev", ifK)
+	startDnsmasq(t, nsK, ifK, leases, "--dhcp-authoritative")
+
+	second := netip.MustParseAddr("10.78.0.2")
+	waitFor(t, "the lease rebound to the second server (T2 is 4s)", 15*time.Second, func() bool {
+		l, ok := st.Lease()
+		return ok && l.Server == second
+	})
+	l, _ := st.Lease()
+	if l.Addr != addr || !l.Expiry.After(first.Expiry) {
+		t.Errorf("rebound lease %+v, want address %v and expiry after %v", l, addr, first.Expiry)
+	}
 }

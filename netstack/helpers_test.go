@@ -93,11 +93,13 @@ func newPair(t *testing.T) *pair {
 	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", kernel4.String()+"/24", "dev", ifK)
 	netstacktest.Run(t, "ip", "-n", nsK, "addr", "add", kernel6.String()+"/64", "dev", ifK, "nodad")
 	st, err := netstack.New(netstack.Options{
-		Link:   link,
-		Logger: testLogger(t),
-		IPv4:   netip.PrefixFrom(netstack4, 24),
-		IPv6:   []netip.Prefix{netip.PrefixFrom(netstack6, 64)},
-		NoDHCP: true,
+		Link:     link,
+		Logger:   testLogger(t),
+		IPv4:     netip.PrefixFrom(netstack4, 24),
+		IPv6:     []netip.Prefix{netip.PrefixFrom(netstack6, 64)},
+		Gateway4: kernel4,
+		Gateway6: kernel6,
+		NoDHCP:   true,
 	})
 	if err != nil {
 		t.Fatal(err)

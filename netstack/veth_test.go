@@ -111,11 +111,25 @@ func TestKernelReachesNetstackHTTP(t *testing.T) {
 	}
 }
 
+// TestNetstackDialsKernel dials the kernel on the link, and beyond it
+// through the default routes (Options.Gateway4, Gateway6) to addresses
+// the kernel has on its loopback.
 func TestNetstackDialsKernel(t *testing.T) {
 	p := newPair(t)
-	for _, network := range []string{"tcp4", "tcp6"} {
-		t.Run(network, func(t *testing.T) {
-			ln, err := netstacktest.Listen(p.nsK, network, ":8080")
+	remote4, remote6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	netstacktest.Run(t, "ip", "-n", p.nsK, "addr", "add", remote4.String()+"/32", "dev", "lo")
+	netstacktest.Run(t, "ip", "-n", p.nsK, "addr", "add", remote6.String()+"/128", "dev", "lo")
+	for _, tc := range []struct {
+		name, network string
+		addr          netip.Addr
+	}{
+		{"IPv4 on link", "tcp4", p.kernel4},
+		{"IPv6 on link", "tcp6", p.kernel6},
+		{"IPv4 via gateway", "tcp4", remote4},
+		{"IPv6 via gateway", "tcp6", remote6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := netstacktest.Listen(p.nsK, tc.network, ":8080")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,10 +142,7 @@ func TestNetstackDialsKernel(t *testing.T) {
 				defer c.Close()
 				fmt.Fprintf(c, "hello %s", c.RemoteAddr())
 			}()
-			addr := p.kernel4
-			if network == "tcp6" {
-				addr = p.kernel6
-			}
+			addr := tc.addr
 			var c net.Conn
 			err = retry(5*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
