@@ -1,3 +1,5 @@
+//go:build linux
+
 package netstack
 
 // ForceReadv makes new stacks read AF_PACKET sockets with gVisor's readv
