@@ -85,6 +85,11 @@ const socketRcvBuf = 4 << 20
 // (~200 KiB) fills within one burst of a bulk transfer.
 const socketSndBuf = 4 << 20
 
+// ErrInterfaceInUse is wrapped by the error OpenPacket returns for an
+// interface on which the kernel has an address other than IPv6
+// link-local.
+var ErrInterfaceInUse = errors.New("interface in use by the kernel")
+
 // OpenPacket brings the named interface up without giving the kernel an
 // address, disables the kernel's IPv6 on it (so the kernel neither claims
 // the link-local address the netstack will use nor answers neighbour
@@ -102,6 +107,18 @@ func OpenPacket(ifname string) (l *Link, err error) {
 	}
 	if len(ifc.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("netstack: open packet link %s: not an Ethernet interface (hardware address %q)", ifname, ifc.HardwareAddr)
+	}
+	// The netstack takes the interface over, sharing its MAC address: a
+	// kernel still using it (a host's own eth0) would answer for it too,
+	// and lose its IPv6 below.
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("netstack: open packet link %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+			return nil, fmt.Errorf("netstack: open packet link %s: %w: the kernel has address %s on it", ifname, ErrInterfaceInUse, ipn)
+		}
 	}
 	// Best effort: a kernel built without IPv6 has no such file.
 	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/disable_ipv6", []byte("1\n"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {

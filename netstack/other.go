@@ -25,6 +25,10 @@ var ErrClosed = net.ErrClosed
 // ErrNoDNS is returned by the Resolver when no DNS server is known.
 var ErrNoDNS = errors.New("netstack: no DNS server")
 
+// ErrInterfaceInUse is wrapped by the error OpenPacket returns for an
+// interface the kernel uses.
+var ErrInterfaceInUse = errors.New("interface in use by the kernel")
+
 // Link is an open network link; it cannot be opened on this system.
 type Link struct{}
 

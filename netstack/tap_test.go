@@ -4,6 +4,7 @@ package netstack_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,5 +87,40 @@ func TestTAP(t *testing.T) {
 	st.Close()
 	if out, err := netstacktest.CommandNS(context.Background(), ns, "ip", "link", "show", name).CombinedOutput(); err == nil {
 		t.Errorf("TAP device %s still exists after Close:\n%s", name, out)
+	}
+}
+
+// TestOpenPacketErrors checks that OpenPacket refuses interfaces it must
+// not take over.
+func TestOpenPacketErrors(t *testing.T) {
+	netstacktest.NeedRoot(t)
+	ns := netstacktest.NewNS(t)
+	netstacktest.Run(t, "ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+	netstacktest.Run(t, "ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "d0")
+	tests := []struct {
+		name, ifname string
+		wantIs       error
+	}{
+		{"kernel has an address", "d0", netstack.ErrInterfaceInUse},
+		{"no such interface", "nosuch0", nil},
+		{"bad name", "a/b", nil},
+		{"loopback (not Ethernet)", "lo", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := netstacktest.Do(ns, func() error {
+				l, err := netstack.OpenPacket(tc.ifname)
+				if err == nil {
+					l.Close()
+				}
+				return err
+			})
+			if err == nil {
+				t.Fatalf("OpenPacket(%q) succeeded", tc.ifname)
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("OpenPacket(%q) = %v, want %v", tc.ifname, err, tc.wantIs)
+			}
+		})
 	}
 }
