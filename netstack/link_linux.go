@@ -95,8 +95,11 @@ var ErrInterfaceInUse = errors.New("interface in use by the kernel")
 // the link-local address the netstack will use nor answers neighbour
 // solicitations), turns off the NIC's receive offloads that would hand
 // it merged frames (GRO, LRO, checksum offload), and binds an AF_PACKET
-// socket to it. The netstack uses the
-// interface's own MAC address.
+// socket to it. The netstack uses the interface's own MAC address.
+//
+// The interface must be unused by the kernel: OpenPacket fails with
+// ErrInterfaceInUse if the kernel has an address on it other than an
+// IPv6 link-local one.
 func OpenPacket(ifname string) (l *Link, err error) {
 	if err := checkIfName(ifname); err != nil {
 		return nil, fmt.Errorf("netstack: open packet link: %w", err)

@@ -50,6 +50,7 @@ func uniqueName(prefix string) string {
 // knows it).
 func NewNS(t testing.TB) string {
 	t.Helper()
+	NeedCommand(t, "ip", "iproute2")
 	name := uniqueName("nst")
 	Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() {
