@@ -121,6 +121,13 @@ func New(opts Options) (_ *Stack, err error) {
 		mtu = uint32(opts.MTU)
 	}
 
+	routeGVisorLog(log)
+	defer func() {
+		if err != nil {
+			unrouteGVisorLog(log)
+		}
+	}()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &Stack{
 		opts:    opts,
@@ -207,6 +214,7 @@ func New(opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("netstack: link endpoint: %w", err)
 	}
+	st.ep = newSynGuard(st, st.ep)
 	if terr := st.s.CreateNICWithOptions(nicID, st.ep, stack.NICOptions{Name: opts.Link.Name()}); terr != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", terr)
 	}
@@ -270,6 +278,7 @@ func (st *Stack) Close() error {
 		st.s.Destroy()
 		st.closeErr = st.link.Close()
 		st.log.Info("netstack closed")
+		unrouteGVisorLog(st.log)
 	})
 	return st.closeErr
 }
