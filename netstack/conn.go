@@ -168,7 +168,7 @@ func (st *Stack) DialContext(ctx context.Context, network, address string) (net.
 }
 
 func (st *Stack) dialTCP(ctx context.Context, ip netip.Addr, port uint16) (net.Conn, error) {
-	remote := tcpip.FullAddress{Addr: toAddr(ip), Port: port}
+	remote := tcpip.FullAddress{Addr: toAddr(ip), Port: port, NIC: nicIDFor(ip)}
 	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: tcpAddr(remote), Err: err} }
 	proto := protoOf(ip)
 	var wq waiter.Queue
@@ -201,7 +201,7 @@ func (st *Stack) dialTCP(ctx context.Context, ip netip.Addr, port uint16) (net.C
 }
 
 func (st *Stack) dialUDP(ip netip.Addr, port uint16) (net.Conn, error) {
-	remote := tcpip.FullAddress{Addr: toAddr(ip), Port: port}
+	remote := tcpip.FullAddress{Addr: toAddr(ip), Port: port, NIC: nicIDFor(ip)}
 	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "udp", Addr: udpAddr(remote), Err: err} }
 	proto := protoOf(ip)
 	var wq waiter.Queue

@@ -127,6 +127,7 @@ func TestNetstackDialsKernel(t *testing.T) {
 	}{
 		{"IPv4 on link", "tcp4", p.kernel4},
 		{"IPv6 on link", "tcp6", p.kernel6},
+		{"IPv6 link-local", "tcp6", netip.Addr{}},
 		{"IPv4 via gateway", "tcp4", remote4},
 		{"IPv6 via gateway", "tcp6", remote6},
 	} {
@@ -145,6 +146,9 @@ func TestNetstackDialsKernel(t *testing.T) {
 				fmt.Fprintf(c, "hello %s", c.RemoteAddr())
 			}()
 			addr := tc.addr
+			if !addr.IsValid() {
+				addr = kernelLinkLocal(t, p)
+			}
 			var c net.Conn
 			err = retry(5*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -159,6 +163,10 @@ func TestNetstackDialsKernel(t *testing.T) {
 			got, err := io.ReadAll(c)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The kernel names a link-local peer with its zone.
+			if i, j := bytes.IndexByte(got, '%'), bytes.IndexByte(got, ']'); i > 0 && j > i {
+				got = append(got[:i:i], got[j:]...)
 			}
 			if want := "hello " + c.LocalAddr().String(); string(got) != want {
 				t.Errorf("got %q, want %q", got, want)
@@ -238,4 +246,31 @@ func TestUDP(t *testing.T) {
 			t.Errorf("UDP to %s: %v", addr, err)
 		}
 	}
+}
+
+// kernelLinkLocal returns the kernel's IPv6 link-local address on its
+// veth end.
+func kernelLinkLocal(t *testing.T, p *pair) netip.Addr {
+	t.Helper()
+	var addr netip.Addr
+	err := netstacktest.Do(p.nsK, func() error {
+		ifc, err := net.InterfaceByName(p.ifK)
+		if err != nil {
+			return err
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsLinkLocalUnicast() && ipn.IP.To4() == nil {
+				addr, _ = netip.AddrFromSlice(ipn.IP)
+			}
+		}
+		return nil
+	})
+	if err != nil || !addr.IsValid() {
+		t.Fatalf("no IPv6 link-local address on %s: %v", p.ifK, err)
+	}
+	return addr
 }
