@@ -21,15 +21,22 @@ const (
 	ethFlagLRO     = 1 << 15
 )
 
+// ifreqData is struct ifreq with its union used as a pointer.
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data unsafe.Pointer
+	_    [24 - unsafe.Sizeof(uintptr(0))]byte // the rest of the union
+}
+
 // ethtool issues SIOCETHTOOL with an ethtool_value {cmd, data} on the
 // interface ifname and returns the data the kernel leaves in it.
 func ethtool(sock int, ifname string, cmd, data uint32) (uint32, error) {
 	val := [2]uint32{cmd, data}
-	// struct ifreq { char name[IFNAMSIZ]; union { void *data; ... } }
-	var ifr [40]byte
-	copy(ifr[:unix.IFNAMSIZ-1], ifname)
-	*(*unsafe.Pointer)(unsafe.Pointer(&ifr[unix.IFNAMSIZ])) = unsafe.Pointer(&val)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(sock), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0])))
+	var ifr ifreqData
+	copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
+	ifr.data = unsafe.Pointer(&val)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(sock), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(&ifr)
 	runtime.KeepAlive(&val)
 	if errno != 0 {
 		return 0, errno

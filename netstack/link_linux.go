@@ -332,8 +332,8 @@ func be32(b []byte) uint32 {
 func setTAPFilter(fd int, mac net.HardwareAddr) error {
 	// struct tun_filter { __u16 flags; __u16 count; __u8 addr[][ETH_ALEN]; }
 	var f [10]byte
-	*(*uint16)(unsafe.Pointer(&f[0])) = tunFltAllMulti
-	*(*uint16)(unsafe.Pointer(&f[2])) = 1
+	binary.NativeEndian.PutUint16(f[0:], tunFltAllMulti)
+	binary.NativeEndian.PutUint16(f[2:], 1)
 	copy(f[4:], mac)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETTXFILTER, uintptr(unsafe.Pointer(&f[0]))); errno != 0 {
 		return fmt.Errorf("TUNSETTXFILTER: %w", errno)
@@ -348,5 +348,5 @@ const tunFltAllMulti = 0x0001
 func htons(v uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], v)
-	return *(*uint16)(unsafe.Pointer(&b[0]))
+	return binary.NativeEndian.Uint16(b[:])
 }
