@@ -102,7 +102,10 @@ func (c *dhcpClient) run(ctx context.Context) {
 		if !ok {
 			break
 		}
-		c.bind(ack)
+		if !c.bind(ack) {
+			sleep(ctx, dhcpFirstBackoff) // a broken server: do not spin
+			continue
+		}
 		c.keep(ctx)
 	}
 	if c.lease != nil {
@@ -291,15 +294,17 @@ func classfulBits(ip netip.Addr) int {
 	return 24
 }
 
-// bind configures the address and routes of a new lease.
-func (c *dhcpClient) bind(ack *dhcpv4.DHCPv4) {
+// bind configures the address and routes of a new lease. It reports
+// whether it could.
+func (c *dhcpClient) bind(ack *dhcpv4.DHCPv4) bool {
 	l := leaseFrom(ack, time.Now())
-	if !l.Addr.Addr().IsValid() {
-		c.log.Warn("ACK without an address; ignored")
-		return
+	if a := l.Addr.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == broadcast {
+		c.log.Warn("ACK without a usable address; ignored", "addr", l.Addr.String(), "server", l.Server.String())
+		return false
 	}
 	if err := c.st.addAddress(l.Addr); err != nil {
 		c.log.Error("configure lease", "err", err)
+		return false
 	}
 	if l.Router.IsValid() {
 		c.st.s.AddRoute(tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: toAddr(l.Router), NIC: nicID})
@@ -310,6 +315,7 @@ func (c *dhcpClient) bind(ack *dhcpv4.DHCPv4) {
 	c.log.Info("lease obtained", "addr", l.Addr.String(), "router", l.Router.String(), "dns", fmt.Sprint(l.DNS),
 		"server", l.Server.String(), "renew_in", time.Until(l.Renew).Round(time.Second).String(),
 		"expires_in", time.Until(l.Expiry).Round(time.Second).String())
+	return true
 }
 
 // unbind removes the current lease's address and routes.
@@ -388,7 +394,7 @@ func (c *dhcpClient) keep(ctx context.Context) {
 			c.log.Warn("renewal changed the lease; reconfiguring", "old", l.Addr.String(), "new", nl.Addr.String())
 			c.unbind()
 			c.bind(r)
-			continue
+			continue // with no lease if bind failed: back to run
 		}
 		nl.Renewals = l.Renewals + 1
 		c.ack, c.lease = r, nl
