@@ -37,6 +37,8 @@ type Stack struct {
 	link *Link
 	s    *stack.Stack
 	ep   stack.LinkEndpoint
+	// guard is the first receiver of every inbound packet (see synGuard).
+	guard *synGuard
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -178,6 +180,9 @@ func New(opts Options) (_ *Stack, err error) {
 		if err != nil {
 			cancel()
 			st.wg.Wait()
+			if st.guard != nil {
+				st.guard.shutdown()
+			}
 			st.s.Destroy()
 		}
 	}()
@@ -214,7 +219,8 @@ func New(opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("netstack: link endpoint: %w", err)
 	}
-	st.ep = newSynGuard(st, st.ep)
+	st.guard = newSynGuard(st, st.ep)
+	st.ep = st.guard
 	if terr := st.s.CreateNICWithOptions(nicID, st.ep, stack.NICOptions{Name: opts.Link.Name()}); terr != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", terr)
 	}
@@ -275,6 +281,7 @@ func (st *Stack) Close() error {
 	st.closeOnce.Do(func() {
 		st.cancel()
 		st.wg.Wait() // the DHCP client releases its lease before it returns
+		st.guard.shutdown()
 		st.s.Destroy()
 		st.closeErr = st.link.Close()
 		st.log.Info("netstack closed")

@@ -3,6 +3,8 @@
 package netstack
 
 import (
+	"sync"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
@@ -24,9 +26,29 @@ import (
 // bench/netstack as dials timing out. The protection TIME-WAIT gives
 // against a delayed segment of the old connection is kept for everything
 // but a SYN.
+//
+// It is also where Close stops inbound packets before it tears the stack
+// down (see shutdown).
 type synGuard struct {
 	nested.Endpoint
 	st *Stack
+
+	mu     sync.RWMutex // held for reading while a packet is delivered
+	closed bool
+}
+
+// shutdown makes the guard drop every inbound packet from now on, and
+// waits for the packet being delivered, if any.
+//
+// gVisor's Stack.Destroy holds the stack's lock while it waits for the
+// link's reader goroutine to stop, and that goroutine, delivering an IPv4
+// packet, may be waiting for the same lock: a deadlock whenever a packet
+// arrives during Close. With the guard shut first, the reader never
+// enters the stack again.
+func (g *synGuard) shutdown() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 var _ stack.NetworkDispatcher = (*synGuard)(nil)
@@ -40,6 +62,11 @@ func newSynGuard(st *Stack, child stack.LinkEndpoint) *synGuard {
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher.
 func (g *synGuard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return
+	}
 	if id, ok := synID(proto, pkt); ok {
 		ep := g.st.s.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, nicID)
 		if tep, ok := ep.(*tcp.Endpoint); ok && tcp.EndpointState(tep.State()) == tcp.StateTimeWait {
@@ -50,6 +77,16 @@ func (g *synGuard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *
 		}
 	}
 	g.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// DeliverLinkPacket implements stack.NetworkDispatcher.
+func (g *synGuard) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return
+	}
+	g.Endpoint.DeliverLinkPacket(proto, pkt)
 }
 
 // synID returns the connection a TCP segment with SYN set and ACK and RST
