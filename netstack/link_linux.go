@@ -58,6 +58,19 @@ func (l *Link) Close() error {
 	return err
 }
 
+// quiesce makes the kernel stop queueing frames for the link. gVisor's
+// reader goroutine looks at its stop signal only when it finds the queue
+// empty, so under a steady flood of frames a Stack's Close would wait for
+// it forever; with nothing new queued it drains the queue and stops.
+func (l *Link) quiesce() error {
+	if l.kind == KindTAP {
+		// Only frames to 00:00:00:00:00:00, that is none.
+		return tapFilter(l.fd, make(net.HardwareAddr, 6), false)
+	}
+	drop := []unix.SockFilter{{Code: 0x06, K: 0}} // BPF_RET|BPF_K 0
+	return unix.SetsockoptSockFprog(l.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]})
+}
+
 // OpenLink opens the link that spec names (see ParseSpec).
 func OpenLink(spec string) (*Link, error) {
 	s, err := ParseSpec(spec)
@@ -330,9 +343,17 @@ func be32(b []byte) uint32 {
 // a group address, for the same reason as attachMACFilter: TAP devices are
 // read with gVisor's readv dispatcher on every platform.
 func setTAPFilter(fd int, mac net.HardwareAddr) error {
+	return tapFilter(fd, mac, true)
+}
+
+// tapFilter sets the TAP driver's filter to pass frames to mac and, if
+// allMulti, to group addresses.
+func tapFilter(fd int, mac net.HardwareAddr, allMulti bool) error {
 	// struct tun_filter { __u16 flags; __u16 count; __u8 addr[][ETH_ALEN]; }
 	var f [10]byte
-	binary.NativeEndian.PutUint16(f[0:], tunFltAllMulti)
+	if allMulti {
+		binary.NativeEndian.PutUint16(f[0:], tunFltAllMulti)
+	}
 	binary.NativeEndian.PutUint16(f[2:], 1)
 	copy(f[4:], mac)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETTXFILTER, uintptr(unsafe.Pointer(&f[0]))); errno != 0 {

@@ -183,6 +183,7 @@ func New(opts Options) (_ *Stack, err error) {
 			if st.guard != nil {
 				st.guard.shutdown()
 			}
+			opts.Link.quiesce()
 			st.s.Destroy()
 		}
 	}()
@@ -282,6 +283,9 @@ func (st *Stack) Close() error {
 		st.cancel()
 		st.wg.Wait() // the DHCP client releases its lease before it returns
 		st.guard.shutdown()
+		if err := st.link.quiesce(); err != nil {
+			st.log.Warn("stop the link's input", "err", err)
+		}
 		st.s.Destroy()
 		st.closeErr = st.link.Close()
 		st.log.Info("netstack closed")
