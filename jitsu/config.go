@@ -199,6 +199,11 @@ func ParseConfig(b []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the configuration is empty")
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line per problem, without yaml's preamble.
+			return nil, errors.New(strings.Join(te.Errors, "; "))
+		}
 		return nil, err
 	}
 	if err := c.check(&root); err != nil {
