@@ -97,7 +97,7 @@ func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if poll == 0 {
 		poll = time.Second
 	}
-	v := &toolVM{run: run, cmds: cmds, guest: l.Guest, done: make(chan struct{})}
+	v := &toolVM{run: run, cmds: cmds, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
 	go v.watch(poll)
 	defer func() {
 		if err != nil {
@@ -110,7 +110,6 @@ func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
 			return nil, fmt.Errorf("jitsu: xl domain %s port %s: %w", dom, p.Name, err)
 		}
 	}
-	v.ports = l.Ports
 	return v, nil
 }
 
