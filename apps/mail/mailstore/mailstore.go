@@ -186,6 +186,11 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	s.mu.Lock()
 	s.users[name] = u
 	s.mu.Unlock()
+	for _, mb := range u.boxes {
+		if err := s.fixDuplicateUIDs(mb); err != nil {
+			return nil, err
+		}
+	}
 	if len(u.boxes) == 0 {
 		err := s.updateLocked(ctx, name, "mail: create the mailboxes of "+name, func(w *Writer) error {
 			for _, d := range DefaultMailboxes {

@@ -401,6 +401,9 @@ func (s *Store) resync(paths []string) error {
 				return err
 			}
 		}
+		if err := s.fixDuplicateUIDs(mb); err != nil {
+			return err
+		}
 	}
 	return nil
 }
