@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -105,6 +106,9 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 		cfg.Domains = []string{"example.org"}
 	}
 	cfg.InsecureAuth = true
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	out := &syncBuffer{}
 	cfg.Stdout = out
 	ctx, cancel := context.WithCancel(context.Background())
@@ -229,4 +233,12 @@ func runMayFail(dir string, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// testLog sends a server's logs to the test's log (shown on failure or -v).
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
 }

@@ -183,9 +183,6 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.users[name] = u
-	s.mu.Unlock()
 	for _, mb := range u.boxes {
 		if err := s.fixDuplicateUIDs(mb); err != nil {
 			return nil, err
@@ -204,6 +201,10 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 			return nil, err
 		}
 	}
+	// Shared only once complete: others look users up without s.wmu.
+	s.mu.Lock()
+	s.users[name] = u
+	s.mu.Unlock()
 	return u, nil
 }
 

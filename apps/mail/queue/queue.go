@@ -39,6 +39,7 @@ const Prefix = "queue"
 // Dial points at a test DNS server.
 type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
 }
 
 // Options configure a Queue.
@@ -161,8 +162,14 @@ func (q *Queue) Kick() {
 }
 
 // Entries lists the queue.
-func (q *Queue) Entries() ([]Entry, error) {
-	sn, err := q.st.Snapshot("")
+func (q *Queue) Entries() ([]Entry, error) { return List(q.st, q.log) }
+
+// List lists the queue of a store.
+func List(st *store.Store, log *slog.Logger) ([]Entry, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sn, err := st.Snapshot("")
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +188,7 @@ func (q *Queue) Entries() ([]Entry, error) {
 		}
 		var e Entry
 		if err := json.Unmarshal(data, &e); err != nil {
-			q.log.Warn("mail queue: skipping a damaged entry", "path", it.Path, "err", err)
+			log.Warn("mail queue: skipping a damaged entry", "path", it.Path, "err", err)
 			continue
 		}
 		e.ID = strings.TrimSuffix(path.Base(it.Path), ".json")
@@ -410,9 +417,17 @@ func (q *Queue) deliverDomain(ctx context.Context, domain, from string, rcpts []
 func (q *Queue) deliverHost(ctx context.Context, host, from string, rcpts []string, raw []byte) (res []error, err error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	addr := net.JoinHostPort(host, q.opts.Port)
-	dial := func() (net.Conn, error) {
-		conn, err := q.opts.Dial(dctx, "tcp", addr)
+	ips, err := q.opts.Resolver.LookupHost(dctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("address of %s: %w", host, err)
+	}
+	dial := func() (conn net.Conn, err error) {
+		for _, ip := range ips {
+			conn, err = q.opts.Dial(dctx, "tcp", net.JoinHostPort(ip, q.opts.Port))
+			if err == nil {
+				break
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
