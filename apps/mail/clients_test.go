@@ -256,5 +256,5 @@ SyncState *
 }
 
 func mailDefaults() mailsvcConfig {
-	return mailsvcConfig{MaxMessageBytes: 200000}
+	return mailsvcConfig{MaxMessageBytes: 200000, InsecureAuth: true}
 }

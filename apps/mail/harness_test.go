@@ -105,7 +105,6 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 	if cfg.Domains == nil {
 		cfg.Domains = []string{"example.org"}
 	}
-	cfg.InsecureAuth = true
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -209,7 +209,8 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 }
 
 // Update makes one commit of the writes fn makes through w, authored by user
-// (may be ""), and applies them to the index once it is durable.
+// (may be ""), and applies them to the index once it is durable. fn runs
+// under the mailstore's write lock: it must not call User or Update.
 func (s *Store) Update(ctx context.Context, user, message string, fn func(w *Writer) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

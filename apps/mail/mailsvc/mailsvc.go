@@ -77,8 +77,16 @@ func (ls Listeners) all() []named {
 }
 
 // Serve runs the mail service until ctx ends, then stops accepting, closes
-// connections and the store. It returns nil after a clean stop.
+// connections and the store. It returns nil after a clean stop. The
+// listeners are closed when it returns, whatever happened.
 func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
+	defer func() {
+		for _, n := range ls.all() {
+			if n.ln != nil {
+				n.ln.Close()
+			}
+		}
+	}()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -309,13 +309,22 @@ func (q *Queue) attempt(ctx context.Context, e Entry) {
 	}
 	b := q.opts.Backoff[min(e.Attempts-1, len(q.opts.Backoff)-1)]
 	e.Next = time.Now().Add(b)
+	// A local sender's mailbox is looked up before the commit: User may
+	// need the mailstore's write lock, which Update holds.
+	var sender *mailstore.User
+	if len(bounce) > 0 && q.isLocal(e.From) {
+		name := strings.ToLower(e.From[:strings.LastIndexByte(e.From, '@')])
+		if sender, err = q.opts.Mail.User(ctx, name); err != nil {
+			q.log.Warn("mail queue: bounce to an unknown local sender dropped", "id", e.ID)
+		}
+	}
 	err = q.opts.Mail.Update(ctx, "", "mail queue: attempt "+e.ID, func(w *mailstore.Writer) error {
 		tx := w.Tx()
 		if ok, err := tx.Exists(base + ".json"); err != nil || !ok {
 			return err // gone meanwhile
 		}
 		if len(bounce) > 0 && e.From != "" {
-			if err := q.bounce(ctx, w, e, bounce, raw); err != nil {
+			if err := q.bounce(w, e, sender, bounce, raw); err != nil {
 				return err
 			}
 		}
@@ -342,6 +351,15 @@ func (q *Queue) attempt(ctx context.Context, e Entry) {
 	if err != nil {
 		q.log.Warn("mail queue: recording an attempt", "id", e.ID, "err", err)
 	}
+}
+
+func (q *Queue) isLocal(addr string) bool {
+	for _, d := range q.opts.Domains {
+		if strings.EqualFold(domainOf(addr), d) {
+			return true
+		}
+	}
+	return false
 }
 
 func domainOf(addr string) string {
@@ -491,7 +509,7 @@ func (q *Queue) deliverHost(ctx context.Context, host, from string, rcpts []stri
 // bounce tells the sender which recipients failed, in the same commit that
 // drops them: into the sender's INBOX when the sender is local, else as a
 // new queued message with an empty sender (which never bounces again).
-func (q *Queue) bounce(ctx context.Context, w *mailstore.Writer, e Entry, failed []Recipient, raw []byte) error {
+func (q *Queue) bounce(w *mailstore.Writer, e Entry, sender *mailstore.User, failed []Recipient, raw []byte) error {
 	dom := "localhost"
 	if len(q.opts.Domains) > 0 {
 		dom = q.opts.Domains[0]
@@ -525,20 +543,11 @@ func (q *Queue) bounce(ctx context.Context, w *mailstore.Writer, e Entry, failed
 	b.Write(hdr)
 	fmt.Fprintf(&b, "\r\n--%s--\r\n", boundary)
 
-	local := false
-	for _, d := range q.opts.Domains {
-		if strings.EqualFold(domainOf(e.From), d) {
-			local = true
-		}
-	}
-	if local {
-		name := strings.ToLower(e.From[:strings.LastIndexByte(e.From, '@')])
-		u, err := q.opts.Mail.User(ctx, name)
-		if err != nil {
-			q.log.Warn("mail queue: bounce to an unknown local sender dropped", "id", e.ID)
+	if q.isLocal(e.From) {
+		if sender == nil {
 			return nil
 		}
-		inbox, err := u.Mailbox("INBOX")
+		inbox, err := sender.Mailbox("INBOX")
 		if err != nil {
 			return err
 		}
