@@ -9,15 +9,15 @@
 //	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
 //	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
-//	mail/USER/BOX/xx/yy/KEY.flags         the flags, one line
+//	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
 //
 // UIDNEXT is one above the highest UID in the mailbox, or what mailbox.json
 // says if that is higher: an APPEND writes only the message's three items,
 // and EXPUNGE records UIDNEXT in mailbox.json so that it never goes back.
 //
 // Messages are sharded (store.Shard) so that an APPEND writes a handful of
-// small trees whatever the mailbox's size, and flags sit in their own item so
-// that STORE writes a tiny blob (identical flag sets share one blob).
+// small trees whatever the mailbox's size; flags sit in chunks of 256 UIDs
+// (see flags.go) so that STORE on many messages writes few items.
 //
 // A Store keeps an in-memory index of each user's mailboxes, loaded on the
 // user's first use, changed by this process's writes after their commit, and
@@ -225,9 +225,13 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 	}
 	var base store.Hash
 	head, err := s.st.Update(ctx, opts, func(tx *store.Tx) error {
-		w = &Writer{s: s, tx: tx, infos: map[*Mailbox]*MailboxInfo{}}
+		w = &Writer{s: s, tx: tx, infos: map[*Mailbox]*MailboxInfo{}, flags: map[*Message][]imap.Flag{},
+			added: map[*Mailbox][]*Message{}, gone: map[*Message]bool{}}
 		base = tx.Base()
-		return fn(w)
+		if err := fn(w); err != nil {
+			return err
+		}
+		return w.flush()
 	})
 	if err != nil {
 		return err
@@ -306,10 +310,10 @@ func (s *Store) loadUser(name string) (*User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
-	flagsByHash := map[store.Hash][]imap.Flag{}
 	type pending struct {
-		meta, flags store.Entry
+		meta store.Entry
 	}
+	chunks := map[string][]store.Entry{}
 	byBox := map[string]map[string]*pending{}
 	for _, e := range entries {
 		rest := strings.TrimPrefix(e.Path, userDir(name)+"/")
@@ -330,6 +334,10 @@ func (s *Store) loadUser(name string) (*User, error) {
 			u.boxes[id] = mb
 			continue
 		}
+		if isChunkPath(sub) {
+			chunks[id] = append(chunks[id], e)
+			continue
+		}
 		key, ext := splitMsgPath(sub)
 		if key == "" {
 			continue
@@ -342,11 +350,8 @@ func (s *Store) loadUser(name string) (*User, error) {
 			p = &pending{}
 			byBox[id][key] = p
 		}
-		switch ext {
-		case ".meta":
+		if ext == ".meta" {
 			p.meta = e
-		case ".flags":
-			p.flags = e
 		}
 	}
 	for id, msgs := range byBox {
@@ -368,20 +373,19 @@ func (s *Store) loadUser(name string) (*User, error) {
 				continue
 			}
 			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache}
-			if p.flags.Path != "" {
-				f, ok := flagsByHash[p.flags.Hash]
-				if !ok {
-					data, err := sn.Read(p.flags.Path)
-					if err != nil {
-						return nil, err
-					}
-					f = parseFlags(data)
-					flagsByHash[p.flags.Hash] = f
-				}
-				msg.flags = f
-			}
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
+		}
+		for _, e := range chunks[id] {
+			data, err := sn.Read(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range parseChunk(data) {
+				if m := mb.byKey[l.key]; m != nil {
+					m.flags = l.flags
+				}
+			}
 		}
 		sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
 		if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {

@@ -3,7 +3,6 @@ package mailstore
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -15,8 +14,9 @@ import (
 //
 //   - A message deleted on either side stays deleted (set union minus
 //     deletions): a nil side gives nil.
-//   - Flags merge per flag: a flag in the base stays only if neither side
-//     removed it; a flag not in the base is kept if either side added it.
+//   - Flags (chunks of them) merge per message and per flag: a flag in the
+//     base stays only if neither side removed it; a flag not in the base is
+//     kept if either side added it.
 //   - mailbox.json keeps the higher UIDNEXT and each side's own changes of
 //     name and subscription (theirs wins when both changed one).
 //
@@ -24,12 +24,17 @@ import (
 // here; two of them may share a UID, which the index fixes when it next
 // loads or follows the merge (fixDuplicateUIDs), above UIDNEXT.
 func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
+	if strings.Contains(p, "/flags/") {
+		// A missing chunk is a chunk without lines, not a deletion.
+		if out := mergeChunk(base, ours, theirs); len(out) > 0 {
+			return out, nil
+		}
+		return nil, nil
+	}
 	if ours == nil || theirs == nil {
 		return nil, nil
 	}
 	switch {
-	case strings.HasSuffix(p, ".flags"):
-		return mergeFlags(base, ours, theirs), nil
 	case strings.HasSuffix(p, "/mailbox.json"):
 		return mergeInfo(base, ours, theirs)
 	case strings.HasSuffix(p, ".meta"), strings.HasSuffix(p, ".eml"):
@@ -38,30 +43,6 @@ func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 		return ours, nil
 	}
 	return nil, fmt.Errorf("mailstore: no merge for %s", p)
-}
-
-func mergeFlags(base, ours, theirs []byte) []byte {
-	b, o, t := flagSet(base), flagSet(ours), flagSet(theirs)
-	var out []imap.Flag
-	for f := range union(o, t) {
-		if b[f] {
-			if o[f] && t[f] {
-				out = append(out, f)
-			}
-		} else {
-			out = append(out, f)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return formatFlags(out)
-}
-
-func flagSet(data []byte) map[imap.Flag]bool {
-	m := map[imap.Flag]bool{}
-	for _, f := range parseFlags(data) {
-		m[f] = true
-	}
-	return m
 }
 
 func union(a, b map[imap.Flag]bool) map[imap.Flag]bool {
@@ -132,8 +113,13 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			return err
 		}
 		for _, m := range dups {
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache}
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, flags: mb.Flags(m)}
 			i.UIDNext++
+			// The flags move to the new UID's chunk.
+			w.gone[m] = true
+			w.added[mb] = append(w.added[mb], nm)
+			w.markChunk(mb, chunkOf(m.UID))
+			w.markChunk(mb, chunkOf(nm.UID))
 			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Cache: nm.Cache})
 			if err != nil {
 				return err
@@ -143,7 +129,6 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			}
 			old := m
 			w.apply = append(w.apply, func() {
-				nm.flags = mb.Flags(old)
 				mb.removeMessage(old)
 				mb.addMessage(nm)
 			})

@@ -14,19 +14,30 @@ import (
 )
 
 func TestMergeFlags(t *testing.T) {
+	line := func(flags string) string {
+		if flags == "" {
+			return ""
+		}
+		return "1 k " + flags + "\n"
+	}
 	for _, tc := range []struct{ base, ours, theirs, want string }{
 		{`\Seen`, `\Seen \Flagged`, `\Seen`, `\Flagged \Seen`},
 		{`\Seen`, ``, `\Seen \Flagged`, `\Flagged`},
 		{``, `$a`, `$b`, `$a $b`},
 		{`\Seen \Deleted`, `\Seen`, `\Deleted`, ``},
 	} {
-		got, err := Merge("mail/a/b/xx/yy/k.flags", []byte(tc.base), []byte(tc.ours), []byte(tc.theirs))
-		if err != nil || string(got) != tc.want {
-			t.Errorf("merge(%q, %q, %q): got %q, %v, want %q", tc.base, tc.ours, tc.theirs, got, err, tc.want)
+		got, err := Merge("mail/a/b/flags/0/0", []byte(line(tc.base)), []byte(line(tc.ours)), []byte(line(tc.theirs)))
+		if err != nil || string(got) != line(tc.want) {
+			t.Errorf("merge(%q, %q, %q): got %q, %v, want %q", tc.base, tc.ours, tc.theirs, got, err, line(tc.want))
 		}
 	}
-	if got, _ := Merge("mail/a/b/xx/yy/k.flags", []byte(`\Seen`), nil, []byte(`\Flagged`)); got != nil {
-		t.Errorf("delete vs. flags: got %q, want deleted", got)
+	// Two messages in one chunk, each changed on one side.
+	got, _ := Merge("mail/a/b/flags/0/0", []byte("1 a \\Seen\n"), []byte("1 a \\Seen\n2 b $x\n"), []byte("1 a \\Seen \\Flagged\n"))
+	if string(got) != "1 a \\Flagged \\Seen\n2 b $x\n" {
+		t.Errorf("two messages: got %q", got)
+	}
+	if got, _ := Merge("mail/a/b/x/y/k.eml", []byte("m"), nil, []byte("m")); got != nil {
+		t.Errorf("a message deleted on one side: got %q, want deleted", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"encoding/json"
+	"path"
 	"errors"
 	"fmt"
 	"sort"
@@ -24,6 +25,13 @@ type Writer struct {
 	apply []func()
 	infos map[*Mailbox]*MailboxInfo
 	made  []*Mailbox // created in this commit
+
+	// Flags chunks to write when fn returns, and what this commit did to
+	// the messages in them.
+	dirty map[*Mailbox]map[uint32]bool
+	flags map[*Message][]imap.Flag
+	added map[*Mailbox][]*Message
+	gone  map[*Message]bool
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -182,9 +190,10 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if err := w.tx.Put(base+".meta", meta); err != nil {
 		return 0, err
 	}
-	if err := w.tx.Put(base+".flags", formatFlags(flags)); err != nil {
-		return 0, err
+	if len(flags) > 0 {
+		w.markChunk(mb, chunkOf(msg.UID))
 	}
+	w.added[mb] = append(w.added[mb], msg)
 	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
 	// mailbox, and Expunge records it (the only way it could go back).
 	w.apply = append(w.apply, func() {
@@ -245,9 +254,8 @@ func (mb *Mailbox) seqLocked(msg *Message) uint32 {
 // that asked (it is told by its own FETCH responses, not by the tracker).
 func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *View) error {
 	flags = normFlags(flags)
-	if err := w.tx.Put(msgBase(mb.user.Name, mb.ID, msg.Key)+".flags", formatFlags(flags)); err != nil {
-		return err
-	}
+	w.flags[msg] = flags
+	w.markChunk(mb, chunkOf(msg.UID))
 	w.apply = append(w.apply, func() {
 		mb.setFlags(msg, flags, source)
 	})
@@ -281,8 +289,10 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 	if err := w.putInfo(mb, i); err != nil {
 		return err
 	}
+	w.gone[msg] = true
+	w.markChunk(mb, chunkOf(msg.UID))
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
-	for _, ext := range []string{".eml", ".meta", ".flags"} {
+	for _, ext := range []string{".eml", ".meta"} {
 		if err := w.tx.Delete(base + ext); err != nil {
 			return err
 		}
@@ -331,6 +341,7 @@ func (s *Store) resync(paths []string) error {
 	type boxKey struct{ user, id string }
 	infos := map[boxKey]bool{}
 	msgs := map[boxKey]map[string]bool{}
+	chunks := map[boxKey][]string{}
 	for _, p := range paths {
 		parts := strings.SplitN(p, "/", 4)
 		if len(parts) < 4 || parts[0] != Prefix {
@@ -345,6 +356,13 @@ func (s *Store) resync(paths []string) error {
 		bk := boxKey{parts[1], parts[2]}
 		if parts[3] == "mailbox.json" {
 			infos[bk] = true
+			continue
+		}
+		if isChunkPath(parts[3]) {
+			chunks[bk] = append(chunks[bk], p)
+			if msgs[bk] == nil {
+				msgs[bk] = map[string]bool{}
+			}
 			continue
 		}
 		if key, _ := splitMsgPath(parts[3]); key != "" {
@@ -401,6 +419,11 @@ func (s *Store) resync(paths []string) error {
 				return err
 			}
 		}
+		for _, p := range chunks[bk] {
+			if err := s.resyncChunk(sn, mb, p); err != nil {
+				return err
+			}
+		}
 		if err := s.fixDuplicateUIDs(mb); err != nil {
 			return err
 		}
@@ -423,21 +446,46 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 	if err != nil {
 		return err
 	}
-	fdata, err := sn.Read(base + ".flags")
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
-	}
-	flags := normFlags(parseFlags(fdata))
 	if msg == nil {
 		var m msgMeta
 		if err := json.Unmarshal(data, &m); err != nil {
 			return nil
 		}
-		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, flags: flags})
-		return nil
-	}
-	if string(formatFlags(flags)) != string(formatFlags(mb.Flags(msg))) {
-		mb.setFlags(msg, flags, nil)
+		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache})
 	}
 	return nil
 }
+
+// resyncChunk sets the flags of the messages of one flags chunk from the
+// head.
+func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
+	data, err := sn.Read(p)
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	var n uint32
+	if _, err := fmt.Sscanf(path.Base(p), "%d", &n); err != nil {
+		return nil
+	}
+	want := map[string][]imap.Flag{}
+	for _, l := range parseChunk(data) {
+		want[l.key] = l.flags
+	}
+	lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
+	mb.mu.RLock()
+	var msgs []*Message
+	for _, m := range mb.msgs {
+		if m.UID >= lo && m.UID < hi {
+			msgs = append(msgs, m)
+		}
+	}
+	mb.mu.RUnlock()
+	for _, msg := range msgs {
+		flags := want[msg.Key]
+		if string(formatFlags(flags)) != string(formatFlags(mb.Flags(msg))) {
+			mb.setFlags(msg, flags, nil)
+		}
+	}
+	return nil
+}
+
