@@ -106,7 +106,6 @@ func run(n int, seed uint64, keep bool) error {
 	return nil
 }
 
-
 func figure(r result) string {
 	s := fmt.Sprintf("%.3f s", r.dur.Seconds())
 	switch {

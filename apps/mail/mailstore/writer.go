@@ -2,9 +2,9 @@ package mailstore
 
 import (
 	"encoding/json"
-	"path"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -488,4 +488,3 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 	}
 	return nil
 }
-
