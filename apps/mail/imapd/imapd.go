@@ -62,7 +62,7 @@ var Caps = imap.CapSet{
 	imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
 	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 	imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
-	imap.CapLiteralPlus: {},
+	imap.CapLiteralPlus: {}, imap.CapUnauthenticate: {},
 }
 
 // New makes a server.
@@ -189,8 +189,9 @@ type Session struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2   = (*Session)(nil)
-	_ imapserver.SessionAppendLimit = (*Session)(nil)
+	_ imapserver.SessionIMAP4rev2      = (*Session)(nil)
+	_ imapserver.SessionAppendLimit    = (*Session)(nil)
+	_ imapserver.SessionUnauthenticate = (*Session)(nil)
 )
 
 func noMailbox(name string) error {
@@ -256,6 +257,13 @@ func (sess *Session) Login(username, password string) error {
 	return nil
 }
 
+// Unauthenticate ends the login (RFC 8437) without closing the connection.
+func (sess *Session) Unauthenticate() error {
+	sess.Close()
+	sess.user = nil
+	return nil
+}
+
 // AppendLimit implements APPENDLIMIT.
 func (sess *Session) AppendLimit() uint32 { return sess.s.opts.AppendLimit }
 
@@ -314,6 +322,17 @@ func (sess *Session) Create(name string, options *imap.CreateOptions) error {
 		}
 	}
 	err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: create "+name, func(w *mailstore.Writer) error {
+		// Superior names that do not exist yet are made too (RFC 3501 6.3.3).
+		parts := strings.Split(mailstore.NormName(name), string(mailstore.Delim))
+		for i := 1; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], string(mailstore.Delim))
+			if _, err := sess.user.Mailbox(parent); err == nil || mailstore.ValidName(parent) != nil {
+				continue
+			}
+			if _, err := w.Create(sess.user, parent, ""); err != nil {
+				return err
+			}
+		}
 		_, err := w.Create(sess.user, name, use)
 		return err
 	})

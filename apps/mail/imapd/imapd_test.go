@@ -429,3 +429,66 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
+
+func TestRenameSubscribeExamineRecent(t *testing.T) {
+	h := start(t)
+	c := h.login(t, "alice", nil)
+	if err := c.Create("Projects/2026/Q1", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, c, "Projects/2026/Q1", msg(1, "q1"))
+	if err := c.Rename("Projects", "Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := c.List("", "*", nil).Collect()
+	var names []string
+	for _, l := range list {
+		names = append(names, l.Mailbox)
+	}
+	got := strings.Join(names, " ")
+	if !strings.Contains(got, "Work/2026/Q1") || !strings.Contains(got, "Work/2026 ") || strings.Contains(got, "Projects") {
+		t.Errorf("after RENAME: %s", got)
+	}
+	st, err := c.Status("Work/2026/Q1", &imap.StatusOptions{NumMessages: true}).Wait()
+	if err != nil || *st.NumMessages != 1 {
+		t.Errorf("renamed mailbox: %+v, %v", st, err)
+	}
+	if err := c.Unsubscribe("Work/2026").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	subs, _ := c.List("", "Work*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	for _, l := range subs {
+		if l.Mailbox == "Work/2026" {
+			t.Error("unsubscribed mailbox listed by LSUB-like LIST")
+		}
+	}
+	// EXAMINE is read-only; \Recent goes to the first SELECT only.
+	appendMsg(t, c, "INBOX", msg(2, "recent"))
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Collect(); err == nil {
+		t.Error("STORE in an EXAMINEd mailbox: got OK")
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Search(&imap.SearchCriteria{Flag: []imap.Flag{`\Recent`}}, nil).Wait()
+	if err != nil || fmt.Sprint(d.AllSeqNums()) != "[1]" {
+		t.Errorf("SEARCH RECENT in the first session: %v, %v", d.AllSeqNums(), err)
+	}
+	c2 := h.login(t, "alice", nil)
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = c2.Search(&imap.SearchCriteria{Flag: []imap.Flag{`\Recent`}}, nil).Wait()
+	if err != nil || len(d.AllSeqNums()) != 0 {
+		t.Errorf("SEARCH RECENT in the second session: %v, %v", d.AllSeqNums(), err)
+	}
+	if err := c2.Unauthenticate().Wait(); err != nil {
+		t.Errorf("UNAUTHENTICATE: %v", err)
+	}
+}

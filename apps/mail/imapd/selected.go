@@ -94,18 +94,19 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 	}
 	mb := v.Mailbox()
+	rd := sess.s.opts.Mail.NewReader()
 	for _, it := range items {
 		if it.Seq == 0 {
 			continue // not announced to this client yet
 		}
-		if err := sess.fetchOne(w, mb, it, options); err != nil {
+		if err := sess.fetchOne(w, rd, mb, it, options); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (sess *Session) fetchOne(w *imapserver.FetchWriter, mb *mailstore.Mailbox, it mailstore.Item, options *imap.FetchOptions) error {
+func (sess *Session) fetchOne(w *imapserver.FetchWriter, rd *mailstore.Reader, mb *mailstore.Mailbox, it mailstore.Item, options *imap.FetchOptions) error {
 	rw := w.CreateMessage(it.Seq)
 	m := it.Msg
 	rw.WriteUID(m.UID)
@@ -129,7 +130,7 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, mb *mailstore.Mailbox, 
 		rw.WriteBodyStructure(m.Cache.Body.Structure())
 	}
 	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
-		raw, err := sess.s.opts.Mail.ReadRaw(mb, m)
+		raw, err := rd.ReadRaw(mb, m)
 		if err != nil {
 			rw.Close()
 			return err
@@ -354,7 +355,7 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	if len(all) > 0 {
 		max = all[len(all)-1].Msg.UID
 	}
-	sc := &searchCtx{sess: sess, mb: v.Mailbox(), numMessages: uint32(len(all)), maxUID: max, searchRes: v.SearchRes}
+	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: uint32(len(all)), maxUID: max, searchRes: v.SearchRes}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -394,6 +395,7 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 
 type searchCtx struct {
 	sess        *Session
+	rd          *mailstore.Reader
 	mb          *mailstore.Mailbox
 	numMessages uint32
 	maxUID      imap.UID
@@ -401,7 +403,7 @@ type searchCtx struct {
 }
 
 func (sc *searchCtx) raw(m *mailstore.Message) []byte {
-	b, err := sc.sess.s.opts.Mail.ReadRaw(sc.mb, m)
+	b, err := sc.rd.ReadRaw(sc.mb, m)
 	if err != nil {
 		return nil
 	}

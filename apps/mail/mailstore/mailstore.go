@@ -561,10 +561,35 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 
 // ReadRaw returns a message's raw bytes.
 func (s *Store) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
+	return s.NewReader().ReadRaw(mb, msg)
+}
+
+// Reader reads raw messages from one snapshot of the store, taken on first
+// use, so that a command reading many messages resolves the branch once.
+// Take it after looking the messages up in the index: the index only holds
+// committed messages, so the snapshot has them all.
+type Reader struct {
+	s  *Store
+	sn *store.Snapshot
+}
+
+// NewReader returns a Reader.
+func (s *Store) NewReader() *Reader { return &Reader{s: s} }
+
+// ReadRaw returns a message's raw bytes, from the cache or the snapshot.
+func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
+	s := r.s
 	if b := s.cache.get(msg.Key); b != nil {
 		return b, nil
 	}
-	b, err := s.st.Read("", msgBase(mb.user.Name, mb.ID, msg.Key)+".eml")
+	if r.sn == nil {
+		sn, err := s.st.Snapshot("")
+		if err != nil {
+			return nil, err
+		}
+		r.sn = sn
+	}
+	b, err := r.sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 	}
