@@ -273,7 +273,14 @@ func TestIdlePushAcrossSessions(t *testing.T) {
 	var mu sync.Mutex
 	var exists []uint32
 	got := make(chan struct{}, 10)
+	flagged := make(chan string, 10)
 	c1 := h.login(t, "alice", &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Fetch: func(m *imapclient.FetchMessageData) {
+			buf, _ := m.Collect()
+			if buf != nil {
+				flagged <- fmt.Sprint(buf.Flags)
+			}
+		},
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
 				mu.Lock()
@@ -313,6 +320,21 @@ func TestIdlePushAcrossSessions(t *testing.T) {
 	case <-got:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no EXISTS pushed for an external commit")
+	}
+	// Another session's flag change is pushed as FETCH FLAGS.
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Store(imap.UIDSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-flagged:
+		if !strings.Contains(f, `\Flagged`) {
+			t.Errorf("pushed flags: %s", f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no FETCH FLAGS pushed during IDLE")
 	}
 	idle.Close()
 	idle.Wait()
