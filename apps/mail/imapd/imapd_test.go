@@ -199,6 +199,13 @@ func TestAppendFetchSearchStore(t *testing.T) {
 			}
 		})
 	}
+	// ESEARCH: MIN, MAX, COUNT (SEARCHRES is in TestRawProtocol: imapclient
+	// does not send SAVE).
+	ed, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "hello"}}},
+		&imap.SearchOptions{ReturnMin: true, ReturnMax: true, ReturnCount: true}).Wait()
+	if err != nil || ed.Min != 1 || ed.Max != 9 || ed.Count != 5 {
+		t.Errorf("ESEARCH: got %+v, %v", ed, err)
+	}
 	// STORE and a non-peek fetch set flags.
 	if _, err := c.Store(imap.SeqSetNum(1, 2, 3), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Work"}}, nil).Collect(); err != nil {
 		t.Fatal(err)
@@ -412,8 +419,10 @@ func TestRawProtocol(t *testing.T) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(conn)
+	var untagged []string
 	readTagged := func(tag string) string {
 		t.Helper()
+		untagged = nil
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
@@ -422,6 +431,7 @@ func TestRawProtocol(t *testing.T) {
 			if strings.HasPrefix(line, tag+" ") || strings.HasPrefix(line, "+") {
 				return line
 			}
+			untagged = append(untagged, strings.TrimSpace(line))
 		}
 	}
 	r.ReadString('\n') // greeting
@@ -435,12 +445,19 @@ func TestRawProtocol(t *testing.T) {
 		{"a7 APPEND INBOX {2097152}\r\n", "a7 NO"},
 		{"a8 STORE 1 +FLAGS (\\Seen\r\n", "a8 BAD"},
 		{"a9 NOOP\r\n", "a9 OK"},
+		{"b1 APPEND INBOX {14+}\r\nSubject: x\r\n\r\n\r\n", "b1 OK"},
+		{"b2 APPEND INBOX {12+}\r\nSubject: y\r\n\r\n", "b2 OK"}, // no blank line
+		{"b3 UID SEARCH RETURN (SAVE) SUBJECT y\r\n", "b3 OK"},
+		{"b4 UID FETCH $ (UID)\r\n", "b4 OK"},
 	} {
 		if _, err := conn.Write([]byte(tc.cmd)); err != nil {
 			t.Fatal(err)
 		}
 		if got := readTagged(strings.Fields(tc.want)[0]); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%q: got %q, want %s", tc.cmd, got, tc.want)
+		}
+		if strings.HasPrefix(tc.cmd, "b4 ") && fmt.Sprint(untagged) != "[* 2 FETCH (UID 2)]" {
+			t.Errorf("UID FETCH $ after SEARCH RETURN (SAVE): got %q", untagged)
 		}
 	}
 }

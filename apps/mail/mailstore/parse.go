@@ -33,10 +33,16 @@ func Parse(raw []byte) *Cache {
 	c := &Cache{}
 	br := bufio.NewReader(bytes.NewReader(raw))
 	h, err := textproto.ReadHeader(br)
+	hdr := raw[:headerLen(raw)]
+	if err != nil && len(hdr) == len(raw) {
+		// A message that is all header, without the blank line.
+		hdr = append(append([]byte(nil), bytes.TrimRight(raw, "\r\n")...), "\r\n\r\n"...)
+		h, err = textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
+	}
 	if err == nil {
 		c.Envelope = imapserver.ExtractEnvelope(h)
-		if n := headerLen(raw); n <= maxCachedHeader {
-			c.Header = string(raw[:n])
+		if len(hdr) <= maxCachedHeader {
+			c.Header = string(hdr)
 		}
 	}
 	if c.Envelope == nil {
