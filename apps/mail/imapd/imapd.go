@@ -28,8 +28,8 @@ import (
 type Options struct {
 	// Mail is the mailstore to serve (required).
 	Mail *mailstore.Store
-	// Domain is the mail domain: "alice@Domain" logs in as "alice".
-	Domain string
+	// Domains are the mail domains: "alice@DOMAIN" logs in as "alice".
+	Domains []string
 	// TLSConfig enables STARTTLS; nil disables it.
 	TLSConfig *tls.Config
 	// InsecureAuth allows LOGIN and AUTHENTICATE without TLS (loopback
@@ -167,17 +167,20 @@ func remoteHost(c net.Conn) string {
 	return h
 }
 
-// UserName turns a login name ("alice" or "alice@domain") into a store user
-// name, or "" if it names another domain.
-func UserName(login, domain string) string {
+// UserName turns a login name ("alice" or "alice@DOMAIN") into a store
+// user name, or "" if it names a domain not in domains.
+func UserName(login string, domains []string) string {
 	login = strings.ToLower(login)
-	if local, dom, ok := strings.Cut(login, "@"); ok {
-		if domain == "" || !strings.EqualFold(dom, domain) {
-			return ""
-		}
-		return local
+	local, dom, ok := strings.Cut(login, "@")
+	if !ok {
+		return login
 	}
-	return login
+	for _, d := range domains {
+		if strings.EqualFold(d, dom) {
+			return local
+		}
+	}
+	return ""
 }
 
 // Session is one IMAP connection.
@@ -238,7 +241,7 @@ func (sess *Session) Login(username, password string) error {
 		sess.s.log.Warn("imap: login refused: too many failures", "remote", addr)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins; try again later"}
 	}
-	name := UserName(username, sess.s.opts.Domain)
+	name := UserName(username, sess.s.opts.Domains)
 	if name == "" || store.ValidateUserName(name) != nil {
 		sess.s.limiter.fail(addr)
 		return imapserver.ErrAuthFailed

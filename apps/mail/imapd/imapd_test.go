@@ -39,7 +39,7 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Mail: ms, Domain: "example.org", InsecureAuth: true, AppendLimit: 1 << 20, MaxFailures: 3, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	srv := New(Options{Mail: ms, Domains: []string{"example.org", "example.net"}, InsecureAuth: true, AppendLimit: 1 << 20, MaxFailures: 3, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,8 @@ func (h *harness) login(t *testing.T, user string, opts *imapclient.Options) *im
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, "password-"+strings.TrimSuffix(user, "@example.org")).Wait(); err != nil {
+	local, _, _ := strings.Cut(user, "@")
+	if err := c.Login(user, "password-"+local).Wait(); err != nil {
 		t.Fatalf("login %s: %v", user, err)
 	}
 	return c
@@ -80,6 +81,7 @@ func msg(i int, subject string) string {
 
 func TestCapabilitiesAndSpecialUse(t *testing.T) {
 	h := start(t)
+	h.login(t, "alice@example.net", nil) // the second domain
 	c := h.login(t, "alice@example.org", nil)
 	caps, err := c.Capability().Wait()
 	if err != nil {

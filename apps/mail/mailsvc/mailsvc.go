@@ -134,7 +134,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	q := queue.New(queue.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Resolver: cfg.Resolver,
 		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log})
-	imapSrv := imapd.New(imapd.Options{Mail: ms, Domain: cfg.Domains[0], TLSConfig: tlsConfig,
+	imapSrv := imapd.New(imapd.Options{Mail: ms, Domains: cfg.Domains, TLSConfig: tlsConfig,
 		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Logger: log})
 	inbound := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, TLSConfig: tlsConfig,
 		MaxMessageBytes: maxMsg, Logger: log})

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/store"
@@ -184,19 +185,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
-func userName(login string, domains []string) string {
-	login = strings.ToLower(login)
-	local, dom, ok := strings.Cut(login, "@")
-	if !ok {
-		return login
-	}
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return local
-		}
-	}
-	return ""
-}
+func userName(login string, domains []string) string { return imapd.UserName(login, domains) }
 
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.s.opts.Submission {
