@@ -77,11 +77,12 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 		if len(unseen) > 0 {
 			mb := v.Mailbox()
+			for _, i := range unseen {
+				items[i].Flags = append(items[i].Flags, imap.FlagSeen)
+			}
 			err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
 				for _, i := range unseen {
-					it := &items[i]
-					it.Flags = append(it.Flags, imap.FlagSeen)
-					if err := w.SetFlags(mb, it.Msg, it.Flags, v); err != nil {
+					if err := w.SetFlags(mb, items[i].Msg, items[i].Flags, v); err != nil {
 						return err
 					}
 				}
@@ -324,6 +325,7 @@ func (sess *Session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*im
 		verb = "move"
 	}
 	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: "+verb+" from "+src.Name()+" to "+dst.Name(), func(w *mailstore.Writer) error {
+		srcUIDs, dstUIDs = nil, nil // this may run twice (group commit)
 		for _, it := range items {
 			uid, err := w.Copy(src, it.Msg, dst)
 			if err != nil {

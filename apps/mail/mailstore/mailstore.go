@@ -87,6 +87,11 @@ type Store struct {
 	wmu sync.Mutex
 	own map[store.Hash]store.Hash // commits made here: new head -> base
 
+	// Updates waiting for the write lock; whoever gets it commits them all
+	// in one commit (group commit).
+	qmu   sync.Mutex
+	queue []*request
+
 	cache *rawCache
 
 	ctx    context.Context
@@ -210,11 +215,111 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 
 // Update makes one commit of the writes fn makes through w, authored by user
 // (may be ""), and applies them to the index once it is durable. fn runs
-// under the mailstore's write lock: it must not call User or Update.
+// under the mailstore's write lock: it must not call User or Update, and it
+// may run twice (see below), so it must only write through w and set
+// results.
+//
+// Updates that arrive while another is committing are committed together
+// in one commit when the lock frees (group commit), so that concurrent
+// deliveries and APPENDs share the cost of the fsyncs. If one of them fails,
+// nothing of the batch is written; the others run again together and the
+// one that failed runs last, alone.
 func (s *Store) Update(ctx context.Context, user, message string, fn func(w *Writer) error) error {
+	r := &request{ctx: ctx, user: user, message: message, fn: fn, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, r)
+	s.qmu.Unlock()
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.updateLocked(ctx, user, message, fn)
+	select {
+	case err := <-r.done: // committed by the previous holder of the lock
+		s.wmu.Unlock()
+		return err
+	default:
+	}
+	s.qmu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.qmu.Unlock()
+	s.commitBatch(batch)
+	s.wmu.Unlock()
+	return <-r.done
+}
+
+type request struct {
+	ctx           context.Context
+	user, message string
+	fn            func(w *Writer) error
+	done          chan error
+}
+
+// maxBatch bounds the updates in one commit.
+const maxBatch = 64
+
+// commitBatch commits the requests, as few commits as it can, and tells
+// each its outcome. The caller holds s.wmu.
+func (s *Store) commitBatch(batch []*request) {
+	for len(batch) > 0 {
+		n := min(len(batch), maxBatch)
+		s.commitPart(batch[:n])
+		batch = batch[n:]
+	}
+}
+
+type batchError struct {
+	i   int
+	err error
+}
+
+func (e *batchError) Error() string { return e.err.Error() }
+
+func (s *Store) commitPart(part []*request) {
+	if len(part) == 0 {
+		return
+	}
+	if len(part) == 1 {
+		r := part[0]
+		r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+		return
+	}
+	user := part[0].user
+	msgs := make([]string, 0, len(part))
+	for _, r := range part {
+		if r.user != user {
+			user = ""
+		}
+		msgs = append(msgs, r.message)
+	}
+	message := fmt.Sprintf("mail: %d changes\n\n%s", len(part), strings.Join(msgs, "\n"))
+	err := s.updateLocked(context.WithoutCancel(part[0].ctx), user, message, func(w *Writer) error {
+		for i, r := range part {
+			err := r.ctx.Err()
+			if err == nil {
+				err = r.fn(w)
+			}
+			if err != nil {
+				return &batchError{i, err}
+			}
+		}
+		return nil
+	})
+	var be *batchError
+	switch {
+	case err == nil:
+		for _, r := range part {
+			r.done <- nil
+		}
+	case errors.As(err, &be):
+		// Nothing was written. The others go again together, and the one
+		// that failed goes last, alone, to get its own answer.
+		rest := append(append([]*request(nil), part[:be.i]...), part[be.i+1:]...)
+		s.commitPart(rest)
+		r := part[be.i]
+		r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+	default:
+		for _, r := range part {
+			r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+		}
+	}
 }
 
 func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(w *Writer) error) error {

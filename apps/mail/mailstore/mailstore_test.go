@@ -2,8 +2,10 @@ package mailstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,5 +164,68 @@ func BenchmarkAppend(b *testing.B) {
 			_, err := w.Append(inbox, msg, nil, time.Time{})
 			return err
 		})
+	}
+}
+
+// TestGroupCommit: concurrent appends all get distinct UIDs, in fewer
+// commits than appends, and one failing update fails alone.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	before, _ := st.Log(store.LogOptions{})
+	const n = 40
+	var wg sync.WaitGroup
+	uids := make([]imap.UID, n) // fn may run twice: it sets results only
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := ms.Update(ctx, "alice", fmt.Sprint("append ", i), func(w *Writer) error {
+				if i == 7 {
+					return errors.New("refused")
+				}
+				var err error
+				uids[i], err = w.Append(inbox, testMsg(i), nil, time.Time{})
+				return err
+			})
+			if err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	if len(errs) != 1 {
+		t.Errorf("got %d failures, want 1", len(errs))
+	}
+	v, si := inbox.Open(true)
+	defer v.Close()
+	if si.NumMessages != n-1 {
+		t.Errorf("got %d messages, want %d", si.NumMessages, n-1)
+	}
+	seen := map[imap.UID]bool{}
+	for _, it := range v.Items(nil) {
+		if seen[it.Msg.UID] {
+			t.Errorf("UID %d twice", it.Msg.UID)
+		}
+		seen[it.Msg.UID] = true
+	}
+	for i, uid := range uids {
+		if i != 7 && !seen[uid] {
+			t.Errorf("append %d was told UID %d, which is not in the mailbox", i, uid)
+		}
+	}
+	after, _ := st.Log(store.LogOptions{})
+	t.Logf("%d appends in %d commits", n-1, len(after)-len(before))
+	// A fresh index agrees.
+	ms2, _ := Open(st, Options{})
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	if got := in2.Stats().Messages; got != n-1 {
+		t.Errorf("reloaded: %d messages, want %d", got, n-1)
 	}
 }
