@@ -147,6 +147,7 @@ func remoteHost(c *smtp.Conn) string {
 	return h
 }
 
+// AuthMechanisms offers PLAIN on submission only (inbound takes no AUTH).
 func (se *session) AuthMechanisms() []string {
 	if !se.s.opts.Submission {
 		return nil
@@ -154,6 +155,8 @@ func (se *session) AuthMechanisms() []string {
 	return []string{sasl.Plain}
 }
 
+// Auth checks PLAIN credentials against the store's users, rate-limited
+// per remote address.
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	if !se.s.opts.Submission || mech != sasl.Plain {
 		return nil, smtp.ErrAuthUnknownMechanism
@@ -187,6 +190,8 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 
 func userName(login string, domains []string) string { return imapd.UserName(login, domains) }
 
+// Mail takes the envelope sender: on submission the user's own address
+// only, after AUTH.
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.s.opts.Submission {
 		if se.user == "" {
@@ -206,6 +211,8 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
+// Rcpt takes a recipient: a local user (user+tag too), or on submission
+// any remote address (for the queue); inbound never relays.
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	at := strings.LastIndexByte(to, '@')
 	if at <= 0 || at == len(to)-1 {
@@ -238,6 +245,8 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
+// Data stores the message for every local recipient and queues it for the
+// remote ones, in one durable commit, before the 250.
 func (se *session) Data(r io.Reader) error {
 	if len(se.local) == 0 && len(se.remote) == 0 {
 		return errorf(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
@@ -316,10 +325,12 @@ func (se *session) received(b *bytes.Buffer) {
 		helo, remoteHost(se.conn), se.s.opts.Hostname, proto, time.Now().Format(time.RFC1123Z))
 }
 
+// Reset forgets the current transaction.
 func (se *session) Reset() {
 	se.from = ""
 	se.local = nil
 	se.remote = nil
 }
 
+// Logout ends the session.
 func (se *session) Logout() error { return nil }
