@@ -74,24 +74,30 @@ func run(n int, seed uint64, keep bool) error {
 	}
 	fmt.Fprintf(os.Stderr, "%d messages, %.1f MB\n", n, float64(total)/1e6)
 
-	dovecotAddr, stopDovecot, err := startDovecot(filepath.Join(tmp, "dovecot"))
+	dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
 	if err != nil {
 		return fmt.Errorf("dovecot: %w", err)
 	}
 	defer stopDovecot()
-	nymoteAddr, stopNymote, err := startNymote(filepath.Join(tmp, "nymote"))
+	nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"))
 	if err != nil {
 		return fmt.Errorf("nymote: %w", err)
 	}
 	defer stopNymote()
 
 	fmt.Fprintln(os.Stderr, "dovecot ...")
-	dres, err := phases(dovecotAddr, msgs, seed)
+	dres, err := phases(dovecotAddr, msgs, seed, func() {})
 	if err != nil {
 		return fmt.Errorf("dovecot: %w", err)
 	}
 	fmt.Fprintln(os.Stderr, "nymote ...")
-	nres, err := phases(nymoteAddr, msgs, seed)
+	// The store repacks in the background while APPENDs pile up loose
+	// objects; the read phases measure reads, so they wait until it is done
+	// (the wait is reported, not timed).
+	nres, err := phases(nymoteAddr, msgs, seed, func() {
+		d := waitIdle(nymotePID)
+		fmt.Fprintf(os.Stderr, "nymote: %.1f s of background work after the APPENDs\n", d.Seconds())
+	})
 	if err != nil {
 		return fmt.Errorf("nymote: %w", err)
 	}
@@ -184,7 +190,7 @@ func twice(name string, f func() (int64, int, error)) (result, error) {
 	return timed(name, f)
 }
 
-func phases(addr string, msgs [][]byte, seed uint64) ([]result, error) {
+func phases(addr string, msgs [][]byte, seed uint64, settle func()) ([]result, error) {
 	c, err := login(addr)
 	if err != nil {
 		return nil, err
@@ -210,6 +216,7 @@ func phases(addr string, msgs [][]byte, seed uint64) ([]result, error) {
 	})); err != nil {
 		return nil, err
 	}
+	settle()
 	if err := add(twice("SELECT", func() (int64, int, error) {
 		d, err := c.Select("INBOX", nil).Wait()
 		if err == nil && int(d.NumMessages) != len(msgs) {
@@ -336,20 +343,20 @@ func waitPort(addr string) error {
 // startDovecot runs Dovecot with a private configuration: maildir under
 // dir/home, one user "bench" in a passwd file, the IMAP login on a free
 // loopback port, everything else as shipped (fsync included).
-func startDovecot(dir string) (string, func(), error) {
+func startDovecot(dir string) (string, func(), int, error) {
 	addr, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	for _, d := range []string{"run", "home/bench"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return "", nil, err
+			return "", nil, 0, err
 		}
 	}
 	os.Chmod(dir, 0o755)
 	if err := exec.Command("chown", "-R", "nobody:nogroup", filepath.Join(dir, "home")).Run(); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	conf := fmt.Sprintf(`base_dir = %[1]s/run
 log_path = %[1]s/dovecot.log
@@ -385,45 +392,45 @@ service imap-login {
 }
 `, dir, port)
 	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte("bench:{PLAIN}"+password+"\n"), 0o644); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	cmd := exec.Command("dovecot", "-F", "-c", filepath.Join(dir, "dovecot.conf"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	stop := func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
 	if err := waitPort(addr); err != nil {
 		stop()
 		log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-		return "", nil, fmt.Errorf("%w: %s %s", err, stderr.String(), log)
+		return "", nil, 0, fmt.Errorf("%w: %s %s", err, stderr.String(), log)
 	}
-	return addr, stop, nil
+	return addr, stop, cmd.Process.Pid, nil
 }
 
 // startNymote builds the mail appliance and runs it on a fresh data folder
 // with user "bench".
-func startNymote(dir string) (string, func(), error) {
+func startNymote(dir string) (string, func(), int, error) {
 	bin := filepath.Join(dir, "mail")
 	if out, err := exec.Command("go", "build", "-o", bin, "./apps/mail").CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("go build: %v\n%s", err, out)
+		return "", nil, 0, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	data := filepath.Join(dir, "data")
 	if out, err := exec.Command("go", "run", "./cmd/nymote", "store", "init", "--data", data).CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("store init: %v\n%s", err, out)
+		return "", nil, 0, fmt.Errorf("store init: %v\n%s", err, out)
 	}
 	add := exec.Command("go", "run", "./cmd/nymote", "user", "add", "bench", "--password-stdin", "--data", data)
 	add.Stdin = strings.NewReader(password + "\n")
 	if out, err := add.CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("user add: %v\n%s", err, out)
+		return "", nil, 0, fmt.Errorf("user add: %v\n%s", err, out)
 	}
 	addr, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "--data", data, "--domain", "example.org", "--imap", addr, "--insecure-auth")
@@ -431,12 +438,42 @@ func startNymote(dir string) (string, func(), error) {
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	stop := func() { cancel(); cmd.Wait() }
 	if err := waitPort(addr); err != nil {
 		stop()
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	return addr, stop, nil
+	return addr, stop, cmd.Process.Pid, nil
+}
+
+// waitIdle waits until process pid has used under 2% of a CPU for two
+// seconds (at most two minutes), and returns how long that took.
+func waitIdle(pid int) time.Duration {
+	start := time.Now()
+	cpu := func() float64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		var u, s float64
+		fmt.Sscan(f[11], &u)
+		fmt.Sscan(f[12], &s)
+		return (u + s) / 100 // clock ticks
+	}
+	last := cpu()
+	quiet := 0
+	for time.Since(start) < 2*time.Minute && quiet < 4 {
+		time.Sleep(500 * time.Millisecond)
+		now := cpu()
+		if now-last < 0.01 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		last = now
+	}
+	return time.Since(start)
 }
