@@ -13,7 +13,8 @@ TESTTIMEOUT ?= 25m
 
 # Debian packages the tests use, as "command:package" pairs; test-deps
 # installs the packages whose command is missing.
-TEST_DEPS := git:git ip:iproute2 ping:iputils-ping dnsmasq:dnsmasq-base
+TEST_DEPS := git:git ip:iproute2 ping:iputils-ping dnsmasq:dnsmasq-base \
+	swaks:swaks python3:python3 curl:curl mbsync:isync
 
 .PHONY: all build run test test-short test-deps vet bench clean
 
