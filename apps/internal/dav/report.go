@@ -1,0 +1,170 @@
+package dav
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/nymote/nymote/store"
+)
+
+func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, t *target) error {
+	if t.missing {
+		return notFound(t)
+	}
+	body, err := readXMLBody(r)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		return Errorf(http.StatusBadRequest, errNoCond, "REPORT needs a body")
+	}
+	if t.isHome() || t.obj != nil {
+		return Errorf(http.StatusForbidden, Name(NSDAV, "supported-report"), "REPORT %s is answered on a collection, not on %s", body.Name.Local, r.URL.Path)
+	}
+	c := t.coll
+	pr := parsePropReq(body)
+	if pr.all && body.Child(Name(NSDAV, "allprop")) == nil {
+		// No DAV:prop: the ETag is what clients need.
+		pr = &propReq{props: []*Node{{Name: Name(NSDAV, "getetag")}}}
+	}
+	respond := func(objs []*Object) error {
+		ms := newMultistatus()
+		for _, o := range objs {
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+		return writeMultistatus(w, ms)
+	}
+	switch body.Name {
+	case Name(NSDAV, "sync-collection"):
+		return h.syncCollection(w, sn, c, body, pr)
+	case h.kind.MultigetReport():
+		ms := newMultistatus()
+		for _, hr := range body.All(Name(NSDAV, "href")) {
+			p, ok := hrefPath(hr.Text)
+			if !ok {
+				ms.statusResponse(hr.Text, http.StatusBadRequest)
+				continue
+			}
+			dir, name := p[:strings.LastIndexByte(p, '/')+1], p[strings.LastIndexByte(p, '/')+1:]
+			if dir != c.Href() || !segOK(name) {
+				ms.statusResponse(p, http.StatusNotFound)
+				continue
+			}
+			o, err := h.repo.statObject(sn, c, name)
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				ms.statusResponse(p, http.StatusNotFound)
+				continue
+			}
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+		return writeMultistatus(w, ms)
+	}
+	if c.Type != TypePlain {
+		handled, err := h.kind.Report(r.Context(), &ReportRequest{
+			Body:       body,
+			Collection: c,
+			Objects: func() ([]*Object, error) {
+				objs, err := h.repo.listObjects(sn, c)
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range objs {
+					if err := h.repo.readObject(sn, c, o); err != nil {
+						return nil, err
+					}
+				}
+				return objs, nil
+			},
+			Respond: respond,
+			W:       w,
+		})
+		if handled || err != nil {
+			return err
+		}
+	}
+	return Errorf(http.StatusForbidden, Name(NSDAV, "supported-report"), "REPORT %s is not supported on %s", body.Name.Local, c.Href())
+}
+
+// syncCollection answers an RFC 6578 sync-collection REPORT. A sync token
+// names a store commit; the changes since then are the difference between
+// the collection's objects in that commit and now.
+func (h *Handler) syncCollection(w http.ResponseWriter, sn *store.Snapshot, c *Collection, body *Node, pr *propReq) error {
+	if lvl := strings.TrimSpace(body.Child(Name(NSDAV, "sync-level")).textOr("1")); lvl != "1" && lvl != "infinite" {
+		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
+	}
+	tok := strings.TrimSpace(body.Child(Name(NSDAV, "sync-token")).textOr(""))
+	now, err := h.repo.listObjects(sn, c)
+	if err != nil {
+		return err
+	}
+	ms := newMultistatus()
+	if tok == "" {
+		for _, o := range now {
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+	} else {
+		old, err := h.objectsAtToken(tok, c)
+		if err != nil {
+			return err
+		}
+		before := make(map[string]store.Hash, len(old))
+		for _, o := range old {
+			before[o.Name] = o.ETag
+		}
+		for _, o := range now {
+			if e, ok := before[o.Name]; ok {
+				delete(before, o.Name)
+				if e == o.ETag {
+					continue
+				}
+			}
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+		for _, o := range old {
+			if _, gone := before[o.Name]; gone {
+				ms.statusResponse(o.Href, http.StatusNotFound)
+			}
+		}
+	}
+	ms.raw(Elem(Name(NSDAV, "sync-token"), Text(SyncToken(sn.Commit()))))
+	return writeMultistatus(w, ms)
+}
+
+// objectsAtToken lists a collection's objects at the commit a sync token
+// names. An unknown token is the DAV:valid-sync-token precondition.
+func (h *Handler) objectsAtToken(tok string, c *Collection) ([]*Object, error) {
+	bad := Errorf(http.StatusForbidden, Name(NSDAV, "valid-sync-token"), "unknown sync token %q: sync again from scratch", tok)
+	hex, ok := strings.CutPrefix(tok, SyncToken(store.Hash{})[:len(SyncToken(store.Hash{}))-40])
+	if !ok || len(hex) != 40 {
+		return nil, bad
+	}
+	if strings.Trim(hex, "0") == "" {
+		return nil, nil // the empty store
+	}
+	old, err := h.st.Snapshot(hex)
+	if err != nil {
+		return nil, bad
+	}
+	if old.Commit().String() != hex {
+		return nil, bad
+	}
+	return h.repo.listObjects(old, c)
+}
+
+func (n *Node) textOr(def string) string {
+	if n == nil {
+		return def
+	}
+	return n.Text
+}
