@@ -20,7 +20,6 @@ func propValue(c *ical.Component, name string) string {
 	return ""
 }
 
-
 // timeRange reads a CALDAV:time-range element; zero bounds are open.
 func timeRange(n *dav.Node) (start, end time.Time, err error) {
 	parse := func(s string) (time.Time, error) {

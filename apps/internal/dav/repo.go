@@ -60,8 +60,8 @@ type repo struct {
 
 	// wmu serialises this server's writes (the store serialises them
 	// anyway), so that the UID index moves with the commits.
-	wmu sync.Mutex
-	mu  sync.Mutex
+	wmu  sync.Mutex
+	mu   sync.Mutex
 	uids map[string]*uidIndex // by collection dir
 }
 
