@@ -115,7 +115,7 @@ func TestGoWebDAVClient(t *testing.T) {
 		}
 	}
 	objs, err := c.MultiGetCalendar(ctx, "/alice/default/", &wcaldav.CalendarMultiGet{
-		Paths: []string{"/alice/default/standup.ics", "/alice/default/dentist.ics"},
+		Paths:       []string{"/alice/default/standup.ics", "/alice/default/dentist.ics"},
 		CompRequest: wcaldav.CalendarCompRequest{Name: "VCALENDAR", AllProps: true, AllComps: true},
 	})
 	if err != nil || len(objs) != 2 {
