@@ -113,6 +113,10 @@ func ParseXML(r io.Reader) (*Node, error) {
 			}
 			n := &Node{Name: t.Name}
 			for _, a := range t.Attr {
+				if a.Name.Space == "xmlns" && a.Value == "" {
+					// XML Namespaces 1.0: a prefix cannot be bound to "".
+					return nil, fmt.Errorf("malformed XML: prefix %q bound to an empty namespace", a.Name.Local)
+				}
 				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 					continue
 				}
