@@ -110,7 +110,14 @@ func invalidObject(format string, args ...any) error {
 }
 
 // Parse decodes exactly one VCALENDAR.
-func Parse(data []byte) (*ical.Calendar, error) {
+func Parse(data []byte) (_ *ical.Calendar, err error) {
+	// go-ical's decoder panics on some malformed lines ("0;0=", found by
+	// FuzzValidate); such input is malformed, not a server failure.
+	defer func() {
+		if p := recover(); p != nil {
+			err = invalid("malformed iCalendar (the parser gave up: %v)", p)
+		}
+	}()
 	if !utf8.Valid(data) {
 		return nil, invalid("the iCalendar object is not valid UTF-8")
 	}

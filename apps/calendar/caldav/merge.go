@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-ical"
 
@@ -36,14 +38,8 @@ func encodeComp(c *ical.Component) string {
 	if c == nil {
 		return ""
 	}
-	cal := ical.NewCalendar()
-	cal.Props.SetText(ical.PropVersion, "2.0")
-	cal.Props.SetText(ical.PropProductID, "x")
-	cal.Children = []*ical.Component{c}
 	var b bytes.Buffer
-	if err := ical.NewEncoder(&b).Encode(cal); err != nil {
-		return "!" + err.Error()
-	}
+	encodeLenient(&b, c)
 	return b.String()
 }
 
@@ -153,8 +149,69 @@ func MergeICal(base, ours, theirs []byte) ([]byte, error) {
 		return nil, nil // nothing but time zones left: the object is gone
 	}
 	var buf bytes.Buffer
-	if err := ical.NewEncoder(&buf).Encode(out); err != nil {
-		return nil, err
-	}
+	encodeLenient(&buf, out.Component)
 	return buf.Bytes(), nil
+}
+
+// encodeLenient writes a calendar as iCalendar text without go-ical's
+// checks of required properties: merges must not fail on objects that
+// clients stored without, say, a DTSTAMP.
+func encodeLenient(b *bytes.Buffer, c *ical.Component) {
+	b.WriteString("BEGIN:" + c.Name + "\r\n")
+	names := make([]string, 0, len(c.Props))
+	for n := range c.Props {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	// BEGIN, then VERSION/UID first for readability, then the rest sorted.
+	sort.SliceStable(names, func(i, j int) bool {
+		rank := func(n string) int {
+			switch n {
+			case ical.PropVersion, ical.PropUID:
+				return 0
+			}
+			return 1
+		}
+		return rank(names[i]) < rank(names[j])
+	})
+	for _, n := range names {
+		for _, p := range c.Props[n] {
+			line := p.Name
+			pnames := make([]string, 0, len(p.Params))
+			for k := range p.Params {
+				pnames = append(pnames, k)
+			}
+			sort.Strings(pnames)
+			for _, k := range pnames {
+				vals := make([]string, len(p.Params[k]))
+				for i, v := range p.Params[k] {
+					if strings.ContainsAny(v, ":;,") {
+						v = `"` + strings.ReplaceAll(v, `"`, "") + `"`
+					}
+					vals[i] = v
+				}
+				line += ";" + k + "=" + strings.Join(vals, ",")
+			}
+			line += ":" + p.Value
+			writeFolded(b, line)
+		}
+	}
+	for _, ch := range c.Children {
+		encodeLenient(b, ch)
+	}
+	b.WriteString("END:" + c.Name + "\r\n")
+}
+
+// writeFolded writes a content line folded at 75 octets (RFC 5545 3.1),
+// never inside a UTF-8 sequence.
+func writeFolded(b *bytes.Buffer, line string) {
+	for len(line) > 75 {
+		i := 75
+		for i > 0 && !utf8.RuneStart(line[i]) {
+			i--
+		}
+		b.WriteString(line[:i] + "\r\n ")
+		line = line[i:]
+	}
+	b.WriteString(line + "\r\n")
 }

@@ -3,6 +3,8 @@ package caldav
 import (
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-ical"
 )
 
 func ev(rid, seq, stamp, summary string) string {
@@ -71,4 +73,31 @@ func TestMergeICal(t *testing.T) {
 	if got, _ := MergeICal(ics(master), nil, ics(ev("", "1", d2, "edited"))); !strings.Contains(string(got), "edited") {
 		t.Errorf("an edit did not beat a delete: %s", got)
 	}
+}
+
+// FuzzValidate feeds arbitrary bytes to the PUT ingestion path: it must
+// never panic, and what it accepts must expand, answer free-busy and merge.
+func FuzzValidate(f *testing.F) {
+	f.Add(ics(ev("", "0", "20260101T000000Z", "x")))
+	f.Add(ics("BEGIN:VEVENT\nUID:a\nDTSTART;VALUE=DATE:20260101\nRDATE;VALUE=PERIOD:20260105T000000Z/PT1H\nEXDATE:20260101\nEND:VEVENT"))
+	f.Add(ics("BEGIN:VTODO\nUID:t\nDUE;TZID=Europe/Berlin:20260101T100000\nEND:VTODO"))
+	f.Add([]byte("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"))
+	k := New(0)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := k.Validate(data, nil); err != nil {
+			return
+		}
+		c, err := Parse(data)
+		if err != nil {
+			t.Fatalf("accepted but does not parse: %v", err)
+		}
+		rs, re := utc("20250101T000000Z"), utc("20270101T000000Z")
+		if _, err := Expand(c, rs, re); err != nil {
+			t.Fatalf("accepted but does not expand: %v", err)
+		}
+		FreeBusy([]*ical.Calendar{c}, rs, re, rs)
+		if _, err := MergeICal(data, data, data); err != nil {
+			t.Fatalf("accepted but does not merge: %v", err)
+		}
+	})
 }

@@ -87,7 +87,14 @@ func invalid(format string, args ...any) error {
 }
 
 // Parse decodes exactly one vCard.
-func Parse(data []byte) (vcard.Card, error) {
+func Parse(data []byte) (_ vcard.Card, err error) {
+	// Malformed input must never take the request down with a panic in the
+	// parser (see the iCalendar side, where FuzzValidate found one).
+	defer func() {
+		if p := recover(); p != nil {
+			err = invalid("malformed vCard (the parser gave up: %v)", p)
+		}
+	}()
 	if !utf8.Valid(data) {
 		return nil, invalid("the vCard is not valid UTF-8")
 	}

@@ -113,3 +113,25 @@ func TestReplicaMerge(t *testing.T) {
 		t.Errorf("UID clash after merge: got %d, want 409", r.Status)
 	}
 }
+
+// FuzzValidate feeds arbitrary bytes to the PUT ingestion path: it must
+// never panic, and what it accepts must parse again and merge with itself.
+func FuzzValidate(f *testing.F) {
+	f.Add(vc("FN:Ann", "EMAIL:a@x"))
+	f.Add([]byte("BEGIN:VCARD\r\nVERSION:4.0\r\nUID:x\r\nFN:X\r\nN:a;b;;;\r\nADR;TYPE=home:;;1 Road;Town;;1;X\r\nEND:VCARD\r\n"))
+	f.Add([]byte("BEGIN:VCARD\r\nEND:VCARD\r\n"))
+	f.Add([]byte("BEGIN:VCARD\r\n FN:folded\r\n"))
+	k := carddav.New(0)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		uid, err := k.Validate(data, nil)
+		if err != nil {
+			return
+		}
+		if uid == "" {
+			t.Fatal("accepted without a UID")
+		}
+		if _, err := carddav.MergeVCard(data, data, data); err != nil {
+			t.Fatalf("accepted but does not merge: %v", err)
+		}
+	})
+}

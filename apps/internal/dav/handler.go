@@ -155,7 +155,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (h *Handler) allow() string {
-	a := "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, REPORT"
+	a := "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, REPORT, COPY, MOVE"
 	if h.kind.Capability() == "calendar-access" {
 		a += ", MKCALENDAR"
 	}
@@ -228,7 +228,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 		return name, h.proppatch(w, r, t)
 	case "REPORT":
 		return name, h.report(w, r, sn, t)
-	case "COPY", "MOVE", "LOCK", "UNLOCK":
+	case "COPY", "MOVE":
+		return name, h.copyMove(w, r, sn, t)
+	case "LOCK", "UNLOCK":
 		return name, Errorf(http.StatusNotImplemented, Name("", ""), "%s is not supported", r.Method)
 	default:
 		w.Header().Set("Allow", h.allow())
