@@ -51,8 +51,11 @@ test: vet
 test-short:
 	$(GO) test -short ./...
 
+# Store benchmarks: commit cost at 1k/10k/100k items, repack size against
+# git gc, merge time. Figures and how to read them: bench/README.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 60m ./store/
+	$(GO) test -run '^$$' -bench BenchmarkCommit -benchtime 300x -timeout 60m ./store/
+	$(GO) test -run '^$$' -bench 'BenchmarkRepack|BenchmarkMerge' -benchtime 1x -timeout 60m ./store/
 
 clean:
 	rm -rf bin

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,17 +12,32 @@ import (
 	"time"
 )
 
+// textItem makes 4 KiB of text-like content (words from a small
+// vocabulary, which compresses about as well as mail or vCards do).
+func textItem(rng *rand.Rand) []byte {
+	b := make([]byte, 0, 4096)
+	for len(b) < 4096-12 {
+		w := rng.IntN(2000)
+		b = append(b, strconv.FormatInt(int64(w*w*7919%1000003), 36)...)
+		b = append(b, ' ')
+		if rng.IntN(12) == 0 {
+			b = append(b, '\n')
+		}
+	}
+	return b[:4096-12]
+}
+
 // fill adds n items of 4 KiB under items/, sharded, 1000 per commit, without
 // fsync (it only builds the starting point of a benchmark).
 func fill(b *testing.B, s *Store, n int) {
 	b.Helper()
 	s.opts.noSync = true
 	defer func() { s.opts.noSync = false }()
-	item := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < n; i += 1000 {
 		_, err := s.Update(context.Background(), CommitOptions{Message: "fill"}, func(tx *Tx) error {
 			for j := i; j < i+1000 && j < n; j++ {
-				copy(item, strconv.Itoa(j))
+				item := append([]byte(fmt.Sprintf("%012d", j)), textItem(rng)...)
 				if err := tx.Put("items/"+Shard(strconv.Itoa(j)), item); err != nil {
 					return err
 				}

@@ -243,6 +243,14 @@ func (s *Store) objectFiles() (loose map[plumbing.Hash]string, packs []string, e
 			return nil, nil, fmt.Errorf("store: %w", err)
 		}
 		for _, f := range files {
+			// A crash can leave a half-written tmp_obj_ file; it is garbage
+			// once no writer can still be at work on it.
+			if strings.HasPrefix(f.Name(), "tmp_obj_") {
+				if fi, err := f.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+					os.Remove(filepath.Join(objDir, d.Name(), f.Name()))
+				}
+				continue
+			}
 			if len(f.Name()) == 38 && plumbing.IsHash(d.Name()+f.Name()) {
 				h := plumbing.NewHash(d.Name() + f.Name())
 				loose[h] = filepath.Join(objDir, d.Name(), f.Name())

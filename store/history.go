@@ -202,13 +202,28 @@ func (s *Store) Show(rev string) (CommitInfo, []Change, error) {
 	if err != nil {
 		return CommitInfo{}, nil, err
 	}
-	changes, err := s.diffCommits(parent, h)
+	changes, err := s.DiffCommits(parent, h)
 	return info, changes, err
 }
 
-// diffCommits lists the paths that differ between the trees of two commits
-// (a zero commit is the empty tree), sorted by path.
-func (s *Store) diffCommits(a, b Hash) ([]Change, error) {
+// Diff lists the items that differ between revisions from and to, sorted by
+// path. It follows the size of the change, not of the store, which makes a
+// commit hash a good sync token: Diff(token, "main") is what changed since.
+func (s *Store) Diff(from, to string) ([]Change, error) {
+	a, err := s.Resolve(from)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.Resolve(to)
+	if err != nil {
+		return nil, err
+	}
+	return s.DiffCommits(a, b)
+}
+
+// DiffCommits lists the items that differ between the trees of two commits
+// (a zero hash is the empty tree), sorted by path.
+func (s *Store) DiffCommits(a, b Hash) ([]Change, error) {
 	var out []Change
 	err := s.read(func(r *git.Repository) error {
 		ts, err := commitTrees(r, a, b)

@@ -54,6 +54,9 @@ func TestLogShowRevert(t *testing.T) {
 		t.Errorf("Show = %+v %+v", info, changes)
 	}
 
+	if d, err := s.Diff(c1.String(), "main"); err != nil || len(d) != 2 || d[0].Path != "notes/a" || d[1].Path != "notes/b" || d[1].Action() != "add" {
+		t.Errorf("Diff(c1, main) = %+v, %v", d, err)
+	}
 	// Revert c2: notes/b goes away.
 	r, err := s.Revert(ctx, c2.String(), CommitOptions{})
 	if err != nil {

@@ -51,6 +51,7 @@ func (s *Store) newObjWriter() *objWriter {
 
 // write queues obj. Objects already in the repository are skipped.
 func (w *objWriter) write(obj plumbing.EncodedObject) {
+	obj.Hash() // computed (and cached by MemoryObject) before sharing obj
 	so := &stagedObject{}
 	w.mu.Lock()
 	w.files = append(w.files, so)
@@ -114,18 +115,29 @@ func (w *objWriter) wait() error {
 	return <-errs
 }
 
-// writeLoose writes one loose object at once (staged, renamed, its
-// directory synced). It returns the directories whose entries changed.
+// writeLoose writes one loose object at once: staged, synced and renamed
+// into place. It returns the directories whose entries changed, which the
+// caller must sync before anything refers to the object durably.
 func (s *Store) writeLoose(obj plumbing.EncodedObject) (dirs []string, wrote bool, err error) {
-	w := s.newObjWriter()
-	w.write(obj)
-	if err := w.wait(); err != nil {
+	so := &stagedObject{}
+	if err := s.stageLoose(obj, so); err != nil {
+		if so.tmp != "" {
+			os.Remove(so.tmp)
+		}
 		return nil, false, err
 	}
-	if w.files[0].tmp == "" {
+	if so.done {
 		return nil, false, nil
 	}
-	return []string{w.files[0].dir}, true, nil
+	if err := os.Rename(so.tmp, so.final); err != nil {
+		os.Remove(so.tmp)
+		return nil, false, fmt.Errorf("store: write object: %w", err)
+	}
+	dirs = []string{so.dir}
+	if so.newDir {
+		dirs = append(dirs, filepath.Join(s.path, "objects"))
+	}
+	return dirs, true, nil
 }
 
 // stageLoose writes obj to a synced temporary file, unless it exists.

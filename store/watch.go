@@ -165,7 +165,7 @@ func (s *Store) notify(branch string, old, h Hash) {
 	if len(ws) == 0 {
 		return
 	}
-	changes, err := s.diffCommits(old, h)
+	changes, err := s.DiffCommits(old, h)
 	if err != nil {
 		s.log.Warn("store: watch: diff failed; watchers get an event without paths", "branch", branch, "err", err)
 	}

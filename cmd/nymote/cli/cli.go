@@ -149,3 +149,14 @@ func (g *globals) readPassword(fromStdin, confirm bool, prompt string) (string, 
 	}
 	return pw, nil
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// groupRun is the RunE of a command that only groups subcommands: without
+// arguments it shows help, with an unknown subcommand it fails.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())}
+	}
+	return cmd.Help()
+}

@@ -81,6 +81,8 @@ func newStoreCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
 		Short: "Create, inspect, merge, sync and repack a store",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 		Long: `A store is the versioned data of an appliance: a bare git repository
 (DATA/store.git) in which every change is a commit.`,
 	}

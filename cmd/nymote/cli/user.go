@@ -15,6 +15,8 @@ func newUserCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "user",
 		Short: "Add, list, change and delete the users of a store",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 		Long: `Users log in to the appliance's services (IMAP, SMTP, CardDAV, CalDAV)
 and, with git access, to the store's git endpoint. Passwords are stored as
 argon2id hashes in the store; they are never logged.`,

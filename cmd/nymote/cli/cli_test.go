@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nymote/nymote/store"
+)
+
+// run runs the command line in-process.
+func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, IO{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func mustRun(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	code, out, errs := run(t, stdin, args...)
+	if code != 0 {
+		t.Fatalf("nymote %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func TestStoreAndUserCommands(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	if code, _, errs := run(t, "", "store", "init", "--data", data); code != 1 || !strings.Contains(errs, "already exists") {
+		t.Errorf("second init: exit %d, %q", code, errs)
+	}
+	mustRun(t, "correct horse\n", "user", "add", "alice", "--git", "write", "--password-stdin", "--data", data)
+	mustRun(t, "bobs password\n", "user", "add", "bob", "--password-stdin", "--data", data)
+	out := mustRun(t, "", "user", "list", "--data", data)
+	if !strings.Contains(out, "alice  write") || !strings.Contains(out, "bob    none") {
+		t.Errorf("user list:\n%s", out)
+	}
+	mustRun(t, "new password\n", "user", "passwd", "bob", "--password-stdin", "--data", data)
+	mustRun(t, "", "user", "git", "bob", "read", "--data", data)
+	mustRun(t, "", "user", "del", "bob", "--data", data)
+
+	out = mustRun(t, "", "store", "log", "--data", data)
+	for _, want := range []string{"user add alice", "user passwd bob", "user del bob"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("store log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "correct horse") {
+		t.Error("a password appears in the log")
+	}
+	out = mustRun(t, "", "store", "log", "users/bob", "--data", data, "-n", "1")
+	if strings.Count(out, "\n") != 1 || !strings.Contains(out, "user del bob") {
+		t.Errorf("store log users/bob -n 1:\n%s", out)
+	}
+	out = mustRun(t, "", "store", "show", "--data", data)
+	if !strings.Contains(out, "delete users/bob") {
+		t.Errorf("store show:\n%s", out)
+	}
+	mustRun(t, "", "store", "revert", "main", "--data", data, "-m", "bring bob back")
+	if out := mustRun(t, "", "store", "ls", "users", "--data", data); !strings.Contains(out, "users/bob") {
+		t.Errorf("after revert, ls users:\n%s", out)
+	}
+	mustRun(t, "", "store", "branch", "create", "side", "--data", data)
+	if out := mustRun(t, "", "store", "branch", "--data", data); !strings.Contains(out, "side") || !strings.Contains(out, "main") {
+		t.Errorf("branch list:\n%s", out)
+	}
+	mustRun(t, "", "store", "branch", "delete", "side", "--data", data)
+	if out := mustRun(t, "", "store", "gc", "--data", data); !strings.Contains(out, "Packed") {
+		t.Errorf("gc: %s", out)
+	}
+
+	// Clone, diverge, pull (merge) and push by path.
+	data2 := t.TempDir()
+	mustRun(t, "", "store", "clone", filepath.Join(data, "store.git"), "--data", data2)
+	mustRun(t, "carols password\n", "user", "add", "carol", "--password-stdin", "--data", data2)
+	mustRun(t, "daves password\n", "user", "add", "dave", "--password-stdin", "--data", data)
+	if out := mustRun(t, "", "store", "pull", filepath.Join(data, "store.git"), "--data", data2); !strings.Contains(out, "Merged") {
+		t.Errorf("pull: %s", out)
+	}
+	mustRun(t, "", "store", "push", filepath.Join(data, "store.git"), "--data", data2)
+	if out := mustRun(t, "", "user", "list", "--data", data); !strings.Contains(out, "carol") || !strings.Contains(out, "dave") {
+		t.Errorf("after push, users:\n%s", out)
+	}
+	if _, err := exec.LookPath("git"); err == nil {
+		if out, err := exec.Command("git", "-C", filepath.Join(data, "store.git"), "fsck", "--strict").CombinedOutput(); err != nil {
+			t.Errorf("git fsck: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"store", "log"}, 2, "--data is required"},
+		{[]string{"store", "show", "a", "b", "--data", "x"}, 2, "usage: nymote store show [REV]"},
+		{[]string{"store", "frobnicate"}, 2, "unknown command"},
+		{[]string{"store", "log", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"store", "log", "--data", "/nonexistent"}, 1, "nymote store init --data /nonexistent"},
+		{[]string{"user", "add", "Bad Name", "--password-stdin", "--data", "/nonexistent"}, 1, "no repository"},
+		{[]string{"--log-level", "loud", "store", "log"}, 2, "--log-level \"loud\""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errs := run(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d saying %q", code, errs, tc.code, tc.want)
+			}
+		})
+	}
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{[]string{"user", "add", "Bad Name", "--password-stdin"}, "long enough\n", "user name"},
+		{[]string{"user", "add", "eve", "--password-stdin"}, "short\n", "at least 8"},
+		{[]string{"user", "add", "eve", "--git", "all", "--password-stdin"}, "long enough\n", "want none, read or write"},
+		{[]string{"user", "add", "eve"}, "", "use --password-stdin"},
+		{[]string{"user", "passwd", "nobody", "--password-stdin"}, "long enough\n", "user nobody"},
+		{[]string{"store", "cat", "../etc/passwd"}, "", `segment 1 is ".."`},
+		{[]string{"store", "show", "nosuchrev"}, "", `revision "nosuchrev"`},
+	} {
+		code, _, errs := run(t, tc.stdin, append(tc.args, "--data", data)...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("nymote %v: exit %d, stderr %q; want an error saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed (make test-deps installs it)")
+	}
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	mustRun(t, "owner password\n", "user", "add", "owner", "--git", "read", "--password-stdin", "--data", data)
+	s, err := store.OpenData(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() { done <- serveGit(ctx, &globals{stdio: IO{Out: &out, Err: &out}, log: discardLog()}, s, ln) }()
+	clone := filepath.Join(t.TempDir(), "c")
+	cmd := exec.Command("git", "clone", "--quiet", "http://owner:owner%20password@"+ln.Addr().String()+"/", clone)
+	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, b)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v after cancel", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(out.String(), "store git listening on http://"+ln.Addr().String()) {
+		t.Errorf("serve printed %q", out.String())
+	}
+}
