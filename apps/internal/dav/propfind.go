@@ -155,7 +155,9 @@ var privileges = Elem(Name(NSDAV, "privilege"), Elem(Name(NSDAV, "all"), "")) +
 	Elem(Name(NSDAV, "privilege"), Elem(Name(NSDAV, "read-current-user-privilege-set"), ""))
 
 // SyncToken is the sync token of a commit.
-func SyncToken(commit store.Hash) string { return "urn:x-nymote:sync:" + commit.String() }
+func SyncToken(commit store.Hash) string { return syncTokenPrefix + commit.String() }
+
+const syncTokenPrefix = "urn:x-nymote:sync:"
 
 func (h *Handler) principalResource(user string, root bool) *resource {
 	home := "/" + user + "/"

@@ -112,28 +112,23 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn *store.Snapshot, c *C
 			}
 		}
 	} else {
-		old, err := h.objectsAtToken(tok, c)
+		changes, err := h.changesSince(tok, sn.Commit())
 		if err != nil {
 			return err
 		}
-		before := make(map[string]store.Hash, len(old))
-		for _, o := range old {
-			before[o.Name] = o.ETag
-		}
-		for _, o := range now {
-			if e, ok := before[o.Name]; ok {
-				delete(before, o.Name)
-				if e == o.ETag {
-					continue
-				}
+		prefix := h.repo.collDir(c.User, c.Path) + "/o/"
+		for _, ch := range changes {
+			if !strings.HasPrefix(ch.Path, prefix) {
+				continue
 			}
+			name := store.Unshard(ch.Path)
+			if ch.To.IsZero() {
+				ms.statusResponse(c.Href()+name, http.StatusNotFound)
+				continue
+			}
+			o := &Object{Name: name, Href: c.Href() + name, ETag: ch.To}
 			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 				return err
-			}
-		}
-		for _, o := range old {
-			if _, gone := before[o.Name]; gone {
-				ms.statusResponse(o.Href, http.StatusNotFound)
 			}
 		}
 	}
@@ -141,25 +136,29 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn *store.Snapshot, c *C
 	return writeMultistatus(w, ms)
 }
 
-// objectsAtToken lists a collection's objects at the commit a sync token
-// names. An unknown token is the DAV:valid-sync-token precondition.
-func (h *Handler) objectsAtToken(tok string, c *Collection) ([]*Object, error) {
+// changesSince lists what changed in the store between the commit a sync
+// token names and head (store.Diff follows the size of the change, not of
+// the collection). An unknown token is the DAV:valid-sync-token
+// precondition.
+func (h *Handler) changesSince(tok string, head store.Hash) ([]store.Change, error) {
 	bad := Errorf(http.StatusForbidden, Name(NSDAV, "valid-sync-token"), "unknown sync token %q: sync again from scratch", tok)
-	hex, ok := strings.CutPrefix(tok, SyncToken(store.Hash{})[:len(SyncToken(store.Hash{}))-40])
+	hex, ok := strings.CutPrefix(tok, syncTokenPrefix)
 	if !ok || len(hex) != 40 {
 		return nil, bad
 	}
-	if strings.Trim(hex, "0") == "" {
-		return nil, nil // the empty store
+	from := store.Hash{}
+	if strings.Trim(hex, "0") != "" {
+		h, err := h.st.Resolve(hex)
+		if err != nil || h.String() != hex {
+			return nil, bad
+		}
+		from = h
 	}
-	old, err := h.st.Snapshot(hex)
+	changes, err := h.st.DiffCommits(from, head)
 	if err != nil {
 		return nil, bad
 	}
-	if old.Commit().String() != hex {
-		return nil, bad
-	}
-	return h.repo.listObjects(old, c)
+	return changes, nil
 }
 
 func (n *Node) textOr(def string) string {
