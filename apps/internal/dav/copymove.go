@@ -13,7 +13,7 @@ import (
 // copyMove answers COPY and MOVE of an object within the user's home (to
 // another name or collection); the object's dead properties go with it.
 // Collections are not copied or moved (501).
-func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, t *target) error {
+func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
 	if t.missing {
 		return notFound(t)
 	}
@@ -65,10 +65,7 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn *store.Sna
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
 	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, fmt.Sprintf("%s %s%s to %s%s", strings.ToLower(r.Method), src.Href(), t.name, dst.Href(), dt.name)), func(tx *store.Tx) error {
-		base, err := h.st.Snapshot(tx.Base().String())
-		if err != nil {
-			return err
-		}
+		base := h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, dst, dt.name)
 		if err != nil {
 			return err

@@ -285,3 +285,5 @@ func TestPlainWebDAV(t *testing.T) {
 		t.Errorf("dead property of a file: %s", r.Body)
 	}
 }
+
+func carddavKind() dav.Kind { return carddav.New(0) }

@@ -42,6 +42,7 @@ type Handler struct {
 	kind  Kind
 	log   *slog.Logger
 	repo  *repo
+	views *viewCache
 	homes sync.Map // users whose home is set up
 }
 
@@ -56,7 +57,7 @@ func NewHandler(opts Options) *Handler {
 	if opts.DefaultCollection == "" {
 		opts.DefaultCollection = "default"
 	}
-	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}}
+	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}, views: &viewCache{st: opts.Store}}
 }
 
 // target is what a request's path names.
@@ -205,7 +206,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 			return name, Errorf(http.StatusBadRequest, Name("", ""), "invalid path segment %q", s)
 		}
 	}
-	sn, err := h.st.Snapshot("")
+	sn, err := h.views.head()
 	if err != nil {
 		return name, err
 	}
@@ -259,7 +260,7 @@ func escapePath(p string) string {
 }
 
 // resolve finds what segs (after the user) name.
-func (h *Handler) resolve(sn *store.Snapshot, user string, segs []string) (*target, error) {
+func (h *Handler) resolve(sn reader, user string, segs []string) (*target, error) {
 	t := &target{user: user, segs: segs}
 	for i, s := range segs {
 		p := strings.Join(segs[:i+1], "/")

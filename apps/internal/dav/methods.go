@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/nymote/nymote/store"
 )
 
@@ -55,7 +53,7 @@ func checkConditions(r *http.Request, cur *Object) error {
 	return nil
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, t *target) error {
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
 	if t.missing {
 		return notFound(t)
 	}
@@ -165,10 +163,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 			}
 			return err
 		}
-		base, err := h.st.Snapshot(tx.Base().String())
-		if err != nil {
-			return err
-		}
+		base := h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, c, name)
 		if err != nil {
 			return err
@@ -196,7 +191,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	if c.Type != TypePlain {
 		h.afterWrite(head, c, oldTree, name, uid)
 	}
-	etag := `"` + plumbing.ComputeHash(plumbing.BlobObject, data).String() + `"`
+	etag := `"` + h.views.blobs.putData(data).String() + `"`
 	w.Header().Set("ETag", etag)
 	if created {
 		w.Header().Set("Location", c.Href()+name)
@@ -209,15 +204,12 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 
 // afterWrite moves the UID index of c to the commit head.
 func (h *Handler) afterWrite(head store.Hash, c *Collection, oldTree store.Hash, name, uid string) {
-	sn, err := h.st.Snapshot(head.String())
-	if err == nil {
-		var tree store.Hash
-		if tree, err = h.repo.objectsTree(sn, c); err == nil {
-			h.repo.updateIndex(c, oldTree, tree, name, uid)
-			return
-		}
+	tree, err := h.repo.objectsTree(h.views.at(head), c)
+	if err != nil {
+		h.repo.dropIndex(c)
+		return
 	}
-	h.repo.dropIndex(c)
+	h.repo.updateIndex(c, oldTree, tree, name, uid)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) error {
@@ -257,10 +249,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) erro
 	name := t.name
 	var oldTree store.Hash
 	head, err := h.st.Update(r.Context(), h.commitOpts(t.user, "delete "+c.Href()+name), func(tx *store.Tx) error {
-		base, err := h.st.Snapshot(tx.Base().String())
-		if err != nil {
-			return err
-		}
+		base := h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, c, name)
 		if err != nil {
 			return err

@@ -201,7 +201,7 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 	}}
 }
 
-func (h *Handler) collectionResource(sn *store.Snapshot, c *Collection) *resource {
+func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 	live := []xml.Name{Name(NSDAV, "resourcetype"), Name(NSDAV, "displayname"), h.kind.DescriptionProp(), h.kind.ColorProp(),
 		Name(NSCS, "getctag"), Name(NSDAV, "sync-token"), Name(NSDAV, "supported-report-set"), Name(NSDAV, "owner"),
 		Name(NSDAV, "current-user-privilege-set"), Name(NSDAV, "getetag")}
@@ -258,7 +258,7 @@ func (h *Handler) collectionResource(sn *store.Snapshot, c *Collection) *resourc
 	}, dead: func() (map[string]string, error) { return c.Dead, nil }}
 }
 
-func (h *Handler) objectResource(sn *store.Snapshot, c *Collection, o *Object) *resource {
+func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource {
 	live := []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
 	return &resource{href: o.Href, live: live, get: func(n xml.Name, req *Node) (string, bool, error) {
 		switch n {
@@ -330,7 +330,7 @@ func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, user string)
 	return Errorf(http.StatusMethodNotAllowed, errNoCond, "%s not allowed on /", r.Method)
 }
 
-func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, t *target) error {
+func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
 	if t.missing {
 		return notFound(t)
 	}

@@ -90,7 +90,7 @@ func segOK(s string) bool {
 }
 
 // loadCollection reads a collection; nil when it does not exist.
-func (r *repo) loadCollection(sn *store.Snapshot, user, p string) (*Collection, error) {
+func (r *repo) loadCollection(sn reader, user, p string) (*Collection, error) {
 	dir := r.collDir(user, p)
 	data, err := sn.Read(dir + "/props.json")
 	if errors.Is(err, store.ErrNotExist) {
@@ -119,7 +119,7 @@ func (r *repo) loadCollection(sn *store.Snapshot, user, p string) (*Collection, 
 }
 
 // listCollections lists the collections directly in parent ("" for the home).
-func (r *repo) listCollections(sn *store.Snapshot, user, parent string) ([]*Collection, error) {
+func (r *repo) listCollections(sn reader, user, parent string) ([]*Collection, error) {
 	var dir string
 	if parent == "" {
 		dir = r.homeDir(user) + "/c"
@@ -152,7 +152,7 @@ func (r *repo) listCollections(sn *store.Snapshot, user, parent string) ([]*Coll
 }
 
 // listObjects lists a collection's objects (without data), sorted by name.
-func (r *repo) listObjects(sn *store.Snapshot, c *Collection) ([]*Object, error) {
+func (r *repo) listObjects(sn reader, c *Collection) ([]*Object, error) {
 	ents, err := sn.List(r.collDir(c.User, c.Path) + "/o")
 	if err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func (r *repo) listObjects(sn *store.Snapshot, c *Collection) ([]*Object, error)
 }
 
 // statObject returns an object without data; nil when absent.
-func (r *repo) statObject(sn *store.Snapshot, c *Collection, name string) (*Object, error) {
+func (r *repo) statObject(sn reader, c *Collection, name string) (*Object, error) {
 	e, err := sn.Stat(objPath(r.collDir(c.User, c.Path), name))
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, nil
@@ -178,7 +178,7 @@ func (r *repo) statObject(sn *store.Snapshot, c *Collection, name string) (*Obje
 	return &Object{Name: name, Href: c.Href() + name, ETag: e.Hash}, nil
 }
 
-func (r *repo) readObject(sn *store.Snapshot, c *Collection, o *Object) error {
+func (r *repo) readObject(sn reader, c *Collection, o *Object) error {
 	if o.Data != nil {
 		return nil
 	}
@@ -192,7 +192,7 @@ func (r *repo) readObject(sn *store.Snapshot, c *Collection, o *Object) error {
 
 // objectsTree returns the hash of a collection's objects folder (zero when
 // it has none).
-func (r *repo) objectsTree(sn *store.Snapshot, c *Collection) (store.Hash, error) {
+func (r *repo) objectsTree(sn reader, c *Collection) (store.Hash, error) {
 	ents, err := sn.ReadDir(r.collDir(c.User, c.Path))
 	if err != nil {
 		return store.Hash{}, err
@@ -208,7 +208,7 @@ func (r *repo) objectsTree(sn *store.Snapshot, c *Collection) (store.Hash, error
 // uidIndexFor returns the UID index of a collection as of snapshot sn,
 // rebuilding it when the collection changed since it was built.
 // parse extracts a UID from an object's data.
-func (r *repo) uidIndexFor(sn *store.Snapshot, c *Collection, parse func([]byte) string) (*uidIndex, error) {
+func (r *repo) uidIndexFor(sn reader, c *Collection, parse func([]byte) string) (*uidIndex, error) {
 	tree, err := r.objectsTree(sn, c)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, t *target) error {
+func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
 	if t.missing {
 		return notFound(t)
 	}
@@ -95,7 +95,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn *store.Snaps
 // syncCollection answers an RFC 6578 sync-collection REPORT. A sync token
 // names a store commit; the changes since then are the difference between
 // the collection's objects in that commit and now.
-func (h *Handler) syncCollection(w http.ResponseWriter, sn *store.Snapshot, c *Collection, body *Node, pr *propReq) error {
+func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection, body *Node, pr *propReq) error {
 	if lvl := strings.TrimSpace(body.Child(Name(NSDAV, "sync-level")).textOr("1")); lvl != "1" && lvl != "infinite" {
 		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
 	}
