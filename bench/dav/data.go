@@ -61,8 +61,11 @@ func genEvents(n int, rng *rand.Rand) []item {
 		b.WriteString("BEGIN:VEVENT\r\nUID:" + uid + "\r\nDTSTAMP:20260101T000000Z\r\n")
 		fmt.Fprintf(&b, "SUMMARY:Event %d\r\n", i)
 		switch {
-		case i%7 == 1: // all-day, one or two days
+		case i%7 == 1: // all-day, one or two days; most of them free (TRANSP)
 			fmt.Fprintf(&b, "DTSTART;VALUE=DATE:%s\r\nDTEND;VALUE=DATE:%s\r\n", day.Format("20060102"), day.AddDate(0, 0, 1+i%2).Format("20060102"))
+			if i%4 != 1 {
+				b.WriteString("TRANSP:TRANSPARENT\r\n")
+			}
 		case tz:
 			fmt.Fprintf(&b, "DTSTART;TZID=Europe/Berlin:%s\r\nDTEND;TZID=Europe/Berlin:%s\r\n", start.Format("20060102T150405"), start.Add(dur).Format("20060102T150405"))
 		default:

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -336,7 +335,7 @@ func TextMatch(tm *dav.Node, value string) (bool, error) {
 	case "ends-with":
 		ok = strings.HasSuffix(value, want)
 	default:
-		return false, errors.New("unknown match-type " + mt)
+		return false, &dav.Error{Status: http.StatusBadRequest, Message: "unknown match-type " + mt}
 	}
 	if tm.AttrValue("negate-condition") == "yes" {
 		ok = !ok

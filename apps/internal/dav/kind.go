@@ -44,9 +44,10 @@ type Kind interface {
 	CollectionProps(c *Collection) []PropValue
 	// MultigetReport names the kind's multiget REPORT.
 	MultigetReport() xml.Name
-	// MkcolInit fills a collection created by extended MKCOL or MKCALENDAR
-	// from a property it knows (such as supported-calendar-component-set);
-	// ok is false for properties it does not handle.
+	// MkcolProp sets a property of a collection that the kind keeps
+	// itself (such as supported-calendar-component-set), on MKCOL,
+	// MKCALENDAR or PROPPATCH; ok is false for properties it does not
+	// handle.
 	MkcolProp(c *Collection, p *Node) (ok bool, err error)
 	// Report answers the kind's own REPORTs (queries, free-busy); handled
 	// is false for a REPORT it does not know.
