@@ -20,6 +20,8 @@ import (
 
 	"github.com/emersion/go-ical"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/store"
 )
@@ -198,7 +200,20 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 			return "", invalid("%s %q: %v", typ, uid, err)
 		}
 	}
+	k.remember(data, cal)
 	return uid, nil
+}
+
+// remember caches a validated object's parse under its ETag, so that the
+// first query after a PUT need not parse it again.
+func (k *Kind) remember(data []byte, c *ical.Calendar) {
+	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	k.mu.Lock()
+	if len(k.cals) > 50000 {
+		k.cals = map[store.Hash]*ical.Calendar{}
+	}
+	k.cals[h] = c
+	k.mu.Unlock()
 }
 
 // calendar returns the parsed object, cached by ETag. Callers must not

@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-vcard"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/store"
 )
@@ -134,6 +136,15 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 	if card.Get(vcard.FieldFormattedName) == nil {
 		return "", invalid("the vCard has no FN (formatted name)")
 	}
+	// Cache the parse under the ETag: the first query after a PUT need not
+	// parse the card again.
+	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	k.mu.Lock()
+	if len(k.cards) > 50000 {
+		k.cards = map[store.Hash]vcard.Card{}
+	}
+	k.cards[h] = card
+	k.mu.Unlock()
 	return uid, nil
 }
 

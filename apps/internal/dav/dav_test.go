@@ -287,3 +287,32 @@ func TestPlainWebDAV(t *testing.T) {
 }
 
 func carddavKind() dav.Kind { return carddav.New(0) }
+
+func TestCopyMove(t *testing.T) {
+	s := start(t)
+	s.Do("alice", "MKCOL", "/alice/other/", `<mkcol xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><set><prop><resourcetype><collection/><C:addressbook/></resourcetype></prop></set></mkcol>`)
+	s.Do("alice", "PUT", "/alice/default/a.vcf", vcf("a", "A"), "Content-Type", vcardType)
+	s.Do("alice", "PUT", "/alice/other/clash.vcf", vcf("c", "C"), "Content-Type", vcardType)
+	steps := []struct {
+		name, method, from, to string
+		headers                []string
+		want                   int
+	}{
+		{"move to another address book", "MOVE", "/alice/default/a.vcf", "/alice/other/a.vcf", nil, 201},
+		{"the source is gone", "GET", "/alice/default/a.vcf", "", nil, 404},
+		{"copy back", "COPY", "/alice/other/a.vcf", "/alice/default/a.vcf", nil, 201},
+		{"copy onto a UID clash", "COPY", "/alice/other/a.vcf", "/alice/other/b.vcf", nil, 409},
+		{"no overwrite", "COPY", "/alice/default/a.vcf", "/alice/other/clash.vcf", []string{"Overwrite", "F"}, 412},
+		{"into someone else's home", "MOVE", "/alice/default/a.vcf", "/bob/default/a.vcf", nil, 403},
+		{"rename within a collection", "MOVE", "/alice/default/a.vcf", "/alice/default/renamed.vcf", nil, 201},
+	}
+	for _, st := range steps {
+		h := append([]string{"Destination", s.URL + st.to}, st.headers...)
+		if st.to == "" {
+			h = nil
+		}
+		if r := s.Do("alice", st.method, st.from, "", h...); r.Status != st.want {
+			t.Errorf("%s: got %d, want %d (%s)", st.name, r.Status, st.want, r.Body)
+		}
+	}
+}

@@ -153,6 +153,19 @@ func (r *repo) listCollections(sn reader, user, parent string) ([]*Collection, e
 
 // listObjects lists a collection's objects (without data), sorted by name.
 func (r *repo) listObjects(sn reader, c *Collection) ([]*Object, error) {
+	if v, ok := sn.(*view); ok {
+		l, err := v.list(r.collDir(c.User, c.Path) + "/o")
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*Object, 0, len(l))
+		href := c.Href()
+		for name, h := range l {
+			out = append(out, &Object{Name: name, Href: href + name, ETag: h})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out, nil
+	}
 	ents, err := sn.List(r.collDir(c.User, c.Path) + "/o")
 	if err != nil {
 		return nil, err

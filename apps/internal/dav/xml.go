@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // XML namespaces this package speaks.
@@ -222,10 +224,41 @@ func Elem(n xml.Name, inner string) string {
 	return open + inner + close
 }
 
-// Text escapes s as XML character data.
+// Text escapes s as XML character data: &, < and > as entities, CR as a
+// character reference (so CRLF line ends survive XML parsing), and what
+// XML cannot carry (other control characters, invalid UTF-8) as U+FFFD.
 func Text(s string) string {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s))
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '&' || c == '<' || c == '>' || (c < 0x20 && c != '\n' && c != '\t') || c >= 0x80 {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/16)
+	for _, r := range s {
+		switch {
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '\r':
+			b.WriteString("&#13;")
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r < 0x20 || r == utf8.RuneError || (r >= 0xD800 && r <= 0xDFFF) || r == 0xFFFE || r == 0xFFFF:
+			b.WriteRune('\uFFFD')
+		default:
+			b.WriteRune(r)
+		}
+	}
 	return b.String()
 }
 
@@ -274,7 +307,7 @@ func (m *multistatus) response(href string, groups ...propstatGroup) {
 			m.b.WriteString(Elem(p.Name, p.Inner))
 		}
 		m.b.WriteString("</d:prop>")
-		fmt.Fprintf(&m.b, "<d:status>HTTP/1.1 %d %s</d:status>", g.status, statusText(g.status))
+		m.b.WriteString("<d:status>HTTP/1.1 " + strconv.Itoa(g.status) + " " + statusText(g.status) + "</d:status>")
 		if g.errXML != "" {
 			m.b.WriteString("<d:error>" + g.errXML + "</d:error>")
 		}
