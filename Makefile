@@ -13,7 +13,7 @@ TESTTIMEOUT ?= 25m
 
 # Debian packages the tests use, as "command:package" pairs; test-deps
 # installs the packages whose command is missing.
-TEST_DEPS := git:git
+TEST_DEPS := git:git ip:iproute2 ping:iputils-ping dnsmasq:dnsmasq-base
 
 .PHONY: all build run test test-short test-deps vet bench clean
 
