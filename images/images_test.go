@@ -17,7 +17,8 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
 
-	"github.com/nymote/nymote/boards")
+	"github.com/nymote/nymote/boards"
+)
 
 // TestReproducible builds the same image twice into different folders:
 // every artefact must be identical.
