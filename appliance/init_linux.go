@@ -73,7 +73,9 @@ func initMain(svc Service, console io.Writer) haltAction {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(console, "nymote: "+format+"\n", args...)
 	}
+	steps := newSteps()
 	libinit.Create(base, false)
+	steps.done("mounts")
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		say("reading /proc/cmdline: %v (is /proc mounted?)", err)
@@ -95,8 +97,11 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 
 	loadModules(cfg, say)
+	steps.done("modules")
 	waitEntropy(say)
+	steps.done("entropy")
 	setClock(log)
+	steps.done("clock")
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -114,6 +119,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 		return powerOff
 	}
 	defer unmount()
+	steps.done("data disk")
 
 	nw, addr, err := openNetwork(ctx, cfg, log)
 	if err != nil {
@@ -121,6 +127,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 		return crash
 	}
 	defer nw.Close()
+	steps.done("network")
 	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) })
 	if err != nil {
 		say("%v", err)
@@ -129,7 +136,8 @@ func initMain(svc Service, console io.Writer) haltAction {
 	for _, p := range svc.Ports {
 		fmt.Fprintln(console, listenLine(svc.Name, p.Name, ls[p.Name].Addr()))
 	}
-	say("%s ready at %s", svc.Name, uptime())
+	steps.done("listeners")
+	say("%s ready at %s (%s)", svc.Name, uptime(), steps)
 
 	env := &Env{
 		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: console,
@@ -162,6 +170,25 @@ func initMain(svc Service, console io.Writer) haltAction {
 		}
 	}
 	return powerOff
+}
+
+// steps times the boot steps of PID 1 for the console's ready line.
+type steps struct {
+	last  time.Time
+	start time.Time
+	parts []string
+}
+
+func newSteps() *steps { now := time.Now(); return &steps{last: now, start: now} }
+
+func (s *steps) done(name string) {
+	now := time.Now()
+	s.parts = append(s.parts, fmt.Sprintf("%s %s", name, now.Sub(s.last).Round(100*time.Microsecond)))
+	s.last = now
+}
+
+func (s *steps) String() string {
+	return fmt.Sprintf("init %s: %s", s.last.Sub(s.start).Round(100*time.Microsecond), strings.Join(s.parts, ", "))
 }
 
 // halt syncs and powers off or reboots. If the kernel refuses, PID 1 exits,

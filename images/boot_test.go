@@ -115,6 +115,9 @@ func TestBootHello(t *testing.T) {
 			}
 		}
 		timeline(t, vm, "init started", "listening on", "ready", "powering off")
+		if l, err := vm.WaitLine(context.Background(), " ready at "); err == nil {
+			t.Logf("boot %d: %s", n, l.Text)
+		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	if err := ExportDisk(context.Background(), disk, out); err != nil {
