@@ -42,42 +42,41 @@ type GCStats struct {
 // GC repacks the repository: every object reachable from a reference goes
 // into one new pack (written and synced before anything is deleted), then
 // loose objects and older packs are removed. Unreachable loose objects (left
-// by a crash between writing objects and moving a branch) are pruned.
-// Writers wait while GC runs; readers are only paused while files are
-// deleted, so no reader ever loses an object it is reading.
+// by a deleted branch, a refused merge or a crash between writing objects
+// and moving a branch) are pruned once older than Options.PruneAfter.
+//
+// Writers are held up only briefly: the pack is written without the writer
+// lock, from the references as they were when GC started; what writers add
+// meanwhile stays loose for the next GC. Readers are paused only while files
+// are deleted, so no reader loses an object it is reading.
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	start := time.Now()
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return GCStats{}, err
-	}
-	defer unlock()
 	st := GCStats{}
 	objDir := filepath.Join(s.path, "objects")
-	st.SizeBefore = dirSize(objDir)
-	loose, oldPacks, err := s.objectFiles()
+
+	// Phase 1, locked: the references and the files to replace.
+	unlock, err := s.lock(ctx)
 	if err != nil {
 		return st, err
 	}
+	heads, err := s.refHashes()
+	var loose map[plumbing.Hash]string
+	var oldPacks []string
+	if err == nil {
+		loose, oldPacks, err = s.objectFiles()
+	}
+	unlock()
+	if err != nil {
+		return st, err
+	}
+	st.SizeBefore = dirSize(objDir)
 	st.LooseBefore, st.PacksBefore = len(loose), len(oldPacks)
 
+	// Phase 2, unlocked: pack what those references reach.
 	var hashes []plumbing.Hash
 	var newPack string
 	err = s.read(func(r *git.Repository) error {
-		var heads []plumbing.Hash
-		it, err := r.Storer.IterReferences()
-		if err != nil {
-			return err
-		}
-		err = it.ForEach(func(ref *plumbing.Reference) error {
-			if ref.Type() == plumbing.HashReference {
-				heads = append(heads, ref.Hash())
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+		var err error
 		if hashes, err = revlist.Objects(r.Storer, heads, nil); err != nil {
 			return fmt.Errorf("store: gc: listing reachable objects: %w", err)
 		}
@@ -93,16 +92,51 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		return st, err
 	}
 	st.Objects = len(hashes)
-	reachable := make(map[plumbing.Hash]bool, len(hashes))
+	packed := make(map[plumbing.Hash]bool, len(hashes))
 	for _, h := range hashes {
-		reachable[h] = true
+		packed[h] = true
 	}
 
-	// Delete what the new pack makes redundant, with readers paused.
+	// Phase 3, locked: what became reachable meanwhile must stay.
+	unlock, err = s.lock(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	nowHeads, err := s.refHashes()
+	if err != nil {
+		return st, err
+	}
+	var newer []plumbing.Hash
+	err = s.read(func(r *git.Repository) error {
+		var err error
+		newer, err = revlist.Objects(r.Storer, nowHeads, hashes)
+		return err
+	})
+	if err != nil {
+		return st, fmt.Errorf("store: gc: listing new objects: %w", err)
+	}
+	keepPacks := false
+	keep := map[plumbing.Hash]bool{}
+	for _, h := range newer {
+		keep[h] = true
+		if _, isLoose := loose[h]; !isLoose && !packed[h] {
+			// Reachable again, and only in an old pack (a copy that found it
+			// there): the old packs stay until the next GC.
+			keepPacks = true
+		}
+	}
+
 	s.mu.Lock()
 	dirs := map[string]bool{}
 	for h, path := range loose {
-		if !reachable[h] {
+		if keep[h] {
+			continue
+		}
+		if !packed[h] {
+			if fi, err := os.Stat(path); err != nil || time.Since(fi.ModTime()) < s.opts.PruneAfter {
+				continue
+			}
 			st.Pruned++
 		}
 		if err := os.Remove(path); err == nil {
@@ -110,7 +144,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		}
 	}
 	for _, p := range oldPacks {
-		if filepath.Base(p) == newPack {
+		if keepPacks || filepath.Base(p) == newPack {
 			continue
 		}
 		base := strings.TrimSuffix(p, ".pack")
@@ -124,7 +158,16 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			dirs[filepath.Dir(d)] = true
 		}
 	}
+	// The new storage is opened after the deletions, so that its pack
+	// index knows only the packs that exist.
+	newSt, newRepo, err := s.newStorage()
+	if err == nil {
+		s.st, s.repo = newSt, newRepo
+	}
 	s.mu.Unlock()
+	if err != nil {
+		return st, err
+	}
 	if !s.opts.noSync {
 		for d := range dirs {
 			if _, err := os.Stat(d); err == nil {
@@ -134,15 +177,31 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			}
 		}
 	}
-	if err := s.reload(); err != nil {
-		return st, err
-	}
 	st.SizeAfter = dirSize(objDir)
 	st.Duration = time.Since(start)
 	s.log.Info("store: repacked", "objects", st.Objects, "loose_before", st.LooseBefore,
 		"packs_before", st.PacksBefore, "pruned", st.Pruned, "bytes_before", st.SizeBefore,
 		"bytes_after", st.SizeAfter, "took", st.Duration)
 	return st, nil
+}
+
+// refHashes lists what every reference points at.
+func (s *Store) refHashes() ([]plumbing.Hash, error) {
+	var heads []plumbing.Hash
+	err := s.read(func(r *git.Repository) error {
+		heads = heads[:0]
+		it, err := r.Storer.IterReferences()
+		if err != nil {
+			return err
+		}
+		return it.ForEach(func(ref *plumbing.Reference) error {
+			if ref.Type() == plumbing.HashReference {
+				heads = append(heads, ref.Hash())
+			}
+			return nil
+		})
+	})
+	return heads, err
 }
 
 // writePack writes a pack with encode into a temporary file, syncs it,

@@ -6,10 +6,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestGC(t *testing.T) {
 	s := newStore(t)
+	s.opts.PruneAfter = time.Nanosecond
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
 		_, err := s.Update(ctx, CommitOptions{Message: fmt.Sprint("batch ", i)}, func(tx *Tx) error {
@@ -136,6 +138,65 @@ func TestConcurrentWriters(t *testing.T) {
 	log, _ := s.Log(LogOptions{})
 	if len(log) != writers*each {
 		t.Errorf("%d commits, want %d", len(log), writers*each)
+	}
+	fsck(t, s.Path())
+}
+
+func TestGCKeepsYoungUnreachableObjects(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	put(t, s, "a", "1")
+	s.CreateBranch(ctx, "tmp", "main")
+	h, _ := s.Update(ctx, CommitOptions{Branch: "tmp"}, func(tx *Tx) error { return tx.Put("b", []byte("only on tmp")) })
+	sn, err := s.Snapshot(h.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.DeleteBranch(ctx, "tmp")
+	st, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pruned != 0 {
+		t.Errorf("pruned %d young objects", st.Pruned)
+	}
+	// A reader still holding the deleted branch's snapshot can read it.
+	if b, err := sn.Read("b"); err != nil || string(b) != "only on tmp" {
+		t.Errorf("read from a snapshot of a deleted branch after GC: %q, %v", b, err)
+	}
+	fsck(t, s.Path())
+}
+
+func TestGCWithConcurrentWriters(t *testing.T) {
+	s := newStore(t)
+	s.opts.PruneAfter = time.Nanosecond
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		put(t, s, "items/"+Shard(fmt.Sprint(i)), fmt.Sprint("item ", i))
+	}
+	done := make(chan struct{})
+	var written []string
+	go func() {
+		defer close(done)
+		for i := 0; i < 30; i++ {
+			p := "during/" + Shard(fmt.Sprint(i))
+			if _, err := s.Update(ctx, CommitOptions{}, func(tx *Tx) error { return tx.Put(p, []byte(p)) }); err != nil {
+				t.Error(err)
+				return
+			}
+			written = append(written, p)
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		if _, err := s.GC(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	for _, p := range written {
+		if b, err := s.Read("", p); err != nil || string(b) != p {
+			t.Errorf("%s after GC: %q, %v", p, b, err)
+		}
 	}
 	fsck(t, s.Path())
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
@@ -66,6 +67,11 @@ type Options struct {
 	// triggers a background repack (as git's gc.auto). Zero means 6700,
 	// git's default; a negative value turns automatic repacking off.
 	GCLooseObjects int
+
+	// PruneAfter is how old an unreachable object must be before GC
+	// removes it; younger ones may still be read through a Snapshot of a
+	// branch that was deleted or moved meanwhile. Zero means one hour.
+	PruneAfter time.Duration
 
 	// noSync skips fsync; only tests and benchmarks that fill a store set it.
 	noSync bool
@@ -143,6 +149,9 @@ func Open(path string, opts Options) (_ *Store, err error) {
 	}
 	if opts.Author.Name == "" {
 		opts.Author = Signature{Name: "nymote", Email: "nymote@localhost"}
+	}
+	if opts.PruneAfter == 0 {
+		opts.PruneAfter = time.Hour
 	}
 	if opts.GCLooseObjects == 0 {
 		opts.GCLooseObjects = 6700
@@ -228,21 +237,30 @@ func (s *Store) isClosed() bool {
 // reload (re)creates the go-git storage, so that packs written by GC or by
 // another process are seen. Callers must not hold s.mu.
 func (s *Store) reload() error {
-	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(32*cache.MiByte), filesystem.Options{})
-	repo, err := git.Open(st, nil)
+	st, repo, err := s.newStorage()
 	if err != nil {
-		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
-	}
-	// go-git loads the pack indexes lazily, without a lock: a reader racing
-	// another could see a half-filled index and miss an object. Looking up
-	// a missing object loads them all now, before the storage is shared.
-	if _, err := st.EncodedObject(plumbing.AnyObject, plumbing.ZeroHash); err != nil && !errors.Is(err, plumbing.ErrObjectNotFound) {
-		return fmt.Errorf("store: open %s: reading pack indexes: %v: %w", s.path, err, ErrCorrupt)
+		return err
 	}
 	s.mu.Lock()
 	s.st, s.repo = st, repo
 	s.mu.Unlock()
 	return nil
+}
+
+// newStorage opens the repository with go-git.
+func (s *Store) newStorage() (*filesystem.Storage, *git.Repository, error) {
+	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(32*cache.MiByte), filesystem.Options{})
+	repo, err := git.Open(st, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
+	}
+	// go-git loads the pack indexes lazily, without a lock: a reader racing
+	// another could see a half-filled index and miss an object. Looking up
+	// a missing object loads them all now, before the storage is shared.
+	if _, err := st.EncodedObject(plumbing.AnyObject, plumbing.ZeroHash); err != nil && !errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, nil, fmt.Errorf("store: open %s: reading pack indexes: %v: %w", s.path, err, ErrCorrupt)
+	}
+	return st, repo, nil
 }
 
 // check makes sure that every branch points at a readable commit and tree.

@@ -40,9 +40,10 @@ type watchHub struct {
 }
 
 // Watch subscribes to commits on branch ("" means DefaultBranch) that change
-// a path under prefix ("" means everything), from now on, whoever makes them:
-// Update, merges, pulls, pushes over HTTP and reverts. Close the watcher when
-// done.
+// a path under prefix ("" means everything), from now on, whatever makes them
+// through this Store: Update, merges, pulls, pushes received over HTTP,
+// reverts. (Commits made by another process on the same repository are not
+// seen.) Close the watcher when done.
 func (s *Store) Watch(branch, prefix string) (*Watcher, error) {
 	if branch == "" {
 		branch = DefaultBranch
