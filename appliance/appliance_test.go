@@ -19,9 +19,12 @@ func TestParseCmdline(t *testing.T) {
 				t.Errorf("got %+v, want the defaults", c)
 			}
 		}, ""},
-		{"static", "nymote.ip=10.0.2.15/24 nymote.gw=10.0.2.2 nymote.net=kernel", func(t *testing.T, c bootConfig) {
+		{"static", "nymote.ip=10.0.2.15/24 nymote.gw=10.0.2.2 nymote.dns=10.0.2.3,1.1.1.1 nymote.net=kernel", func(t *testing.T, c bootConfig) {
 			if c.ip != netip.MustParsePrefix("10.0.2.15/24") || c.gw != netip.MustParseAddr("10.0.2.2") || c.net != "kernel" {
 				t.Errorf("got ip %v gw %v net %s", c.ip, c.gw, c.net)
+			}
+			if len(c.dns) != 2 || c.dns[1] != netip.MustParseAddr("1.1.1.1") {
+				t.Errorf("got dns %v", c.dns)
 			}
 		}, ""},
 		{"service options", "nymote.domain=example.org nymote.oncrash=poweroff nymote.ephemeral=1 nymote.modules=a,b", func(t *testing.T, c bootConfig) {
@@ -34,6 +37,7 @@ func TestParseCmdline(t *testing.T) {
 		}, ""},
 		{"bad ip", "nymote.ip=10.0.2.15", nil, "nymote.ip"},
 		{"ipv6", "nymote.ip=fe80::1/64", nil, "IPv4"},
+		{"bad dns", "nymote.dns=10.0.2.3,x", nil, "nymote.dns"},
 		{"bad net", "nymote.net=wifi", nil, "netstack or kernel"},
 		{"bad oncrash", "nymote.oncrash=explode", nil, "reboot or poweroff"},
 	}

@@ -17,6 +17,9 @@ type bootConfig struct {
 	// ip and gw are a static address (nymote.ip, nymote.gw); zero: DHCP.
 	ip netip.Prefix
 	gw netip.Addr
+	// dns are name servers (nymote.dns=ADDR,ADDR), tried before those
+	// learned from DHCP.
+	dns []netip.Addr
 	// data is the data disk's device (nymote.data, default /dev/vda).
 	data string
 	// ephemeral serves from a tmpfs when there is no data disk
@@ -59,6 +62,14 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			}
 		case "gw":
 			c.gw, err = netip.ParseAddr(v)
+		case "dns":
+			for _, a := range strings.Split(v, ",") {
+				var ip netip.Addr
+				if ip, err = netip.ParseAddr(a); err != nil {
+					break
+				}
+				c.dns = append(c.dns, ip)
+			}
 		case "data":
 			c.data = v
 		case "ephemeral":

@@ -332,7 +332,7 @@ func openNetwork(ctx context.Context, cfg bootConfig, log *slog.Logger) (Network
 		return hostNetwork{}, ip.Addr(), nil
 	}
 	hostname, _ := os.Hostname()
-	nw, err := openNetstack(ctx, netstackConfig{link: "packet:" + cfg.nic, ip: cfg.ip, gw: cfg.gw, hostname: hostname}, log)
+	nw, err := openNetstack(ctx, netstackConfig{link: "packet:" + cfg.nic, ip: cfg.ip, gw: cfg.gw, dns: cfg.dns, hostname: hostname}, log)
 	if err != nil {
 		return nil, netip.Addr{}, err
 	}

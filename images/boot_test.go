@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/boards"
 )
 
-// guestNet is the network the boot tests give the appliance: "kernel" (the
-// guest kernel's own stack, a test-only path) until the netstack is part
-// of the build, then "netstack".
-const guestNet = "kernel"
+// guestNet is the network the boot tests give the appliance: the netstack
+// when it is part of the build, else the guest kernel's own stack (a
+// test-only path).
+var guestNet = map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn]
 
 // bootTimeout bounds one boot under TCG on a slow, shared machine.
 const bootTimeout = 3 * time.Minute

@@ -151,9 +151,15 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
 			}
 			fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
+			extra := []string{"nymote.net=" + guestNet}
+			if guestNet == "netstack" {
+				// QEMU's user network has fixed addresses: a static
+				// configuration saves the DHCP exchange at boot.
+				extra = append(extra, "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3")
+			}
 			vm, err := images.StartQEMU(context.WithoutCancel(ctx), m, images.QEMURun{
 				Dir: opts.OutDir, Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw,
-				ExtraCmdline: []string{"nymote.net=" + guestNet},
+				ExtraCmdline: extra,
 			}, cmd.OutOrStdout())
 			if err != nil {
 				return err
@@ -182,7 +188,11 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().IntVarP(&mem, "memory", "m", 256, "guest memory in MiB")
 	cmd.Flags().IntVar(&offset, "port-offset", 1000, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
-	cmd.Flags().StringVar(&guestNet, "guest-net", "kernel", "the appliance's network: netstack, or kernel (the guest kernel's stack; the default until the netstack is in the build)")
+	defaultNet := "kernel"
+	if appliance.NetstackBuiltIn {
+		defaultNet = "netstack"
+	}
+	cmd.Flags().StringVar(&guestNet, "guest-net", defaultNet, "the appliance's network: netstack, or kernel (the guest kernel's own stack, for tests)")
 	cmd.Flags().MarkHidden("guest-net")
 	return cmd
 }
