@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/images"
 )
 
@@ -31,10 +32,15 @@ func main() {
 	kvm := flag.Bool("kvm", false, "boot under KVM instead of TCG")
 	mem := flag.Int("m", 256, "guest memory in MiB for the timeline")
 	memSearch := flag.String("mem-search", "64,80,96,128", "memory sizes (MiB) to try for the smallest that serves; empty skips")
-	guestNet := flag.String("guest-net", "kernel", "the appliance's network (kernel or netstack)")
+	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
+	dhcp := flag.Bool("dhcp", false, "with the netstack, configure by DHCP instead of QEMU's fixed user-network addresses")
 	set := flag.String("set", "", "comma-separated KEY=VALUE service options (nymote.KEY=VALUE)")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, strings.Split(*apps, ","), *board, *runs, *kvm, *mem, *memSearch, *guestNet, *set); err != nil {
+	netArgs := []string{"nymote.net=" + *guestNet}
+	if *guestNet == "netstack" && !*dhcp {
+		netArgs = append(netArgs, "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3")
+	}
+	if err := run(context.Background(), os.Stdout, strings.Split(*apps, ","), *board, *runs, *kvm, *mem, *memSearch, netArgs, *set); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -51,7 +57,7 @@ type boot struct {
 	ready        string
 }
 
-func run(ctx context.Context, w io.Writer, apps []string, board string, runs int, kvm bool, mem int, memSearch, guestNet, set string) error {
+func run(ctx context.Context, w io.Writer, apps []string, board string, runs int, kvm bool, mem int, memSearch string, netArgs []string, set string) error {
 	tmp, err := os.MkdirTemp("", "nymote-bench-")
 	if err != nil {
 		return err
@@ -87,7 +93,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		}
 		r := result{app: app, m: m}
 		for i := 0; i < runs; i++ {
-			b, err := measure(ctx, m, dir, disk, kvm, mem, guestNet)
+			b, err := measure(ctx, m, dir, disk, kvm, mem, netArgs)
 			if err != nil {
 				return fmt.Errorf("%s boot %d: %w", app, i+1, err)
 			}
@@ -98,7 +104,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			for _, s := range strings.Split(memSearch, ",") {
 				var mib int
 				fmt.Sscan(s, &mib)
-				_, err := measure(ctx, m, dir, disk, kvm, mib, guestNet)
+				_, err := measure(ctx, m, dir, disk, kvm, mib, netArgs)
 				fmt.Fprintf(os.Stderr, "bench: %s with -m %d: %v\n", app, mib, errOK(err))
 				if err == nil {
 					r.minMem = mib
@@ -113,7 +119,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 	if kvm {
 		accel = "KVM"
 	}
-	fmt.Fprintf(w, "### Boot timeline (%s, %s, -m %d, median of %d boots)\n\n", board, accel, mem, runs)
+	fmt.Fprintf(w, "### Boot timeline (%s, %s, -m %d, median of %d boots, %s)\n\n", board, accel, mem, runs, strings.Join(netArgs, " "))
 	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | kernel start → /init (guest clock) | /init → listening (guest clock) |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
 	for _, r := range results {
@@ -152,7 +158,7 @@ func errOK(err error) string {
 
 // measure boots the image once and times it; the first port's greeting is
 // read by a client that keeps dialling from the moment QEMU starts.
-func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool, mem int, guestNet string) (boot, error) {
+func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool, mem int, netArgs []string) (boot, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return boot{}, err
@@ -164,7 +170,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 	vm, err := images.StartQEMU(ctx, m, images.QEMURun{
 		Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem,
 		Forwards:     []images.Forward{{Host: addr, Guest: m.Ports[0].Port}},
-		ExtraCmdline: []string{"nymote.net=" + guestNet},
+		ExtraCmdline: netArgs,
 	}, nil)
 	if err != nil {
 		return boot{}, err
