@@ -182,7 +182,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		for ctx.Err() == nil {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
-				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.SetDeadline(time.Now().Add(250 * time.Millisecond))
 				line, err := bufio.NewReader(c).ReadString('\n')
 				c.Close()
 				if err == nil && line != "" {
