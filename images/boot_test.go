@@ -25,7 +25,7 @@ const bootTimeout = 3 * time.Minute
 
 // boot starts the image in dir with disk (may be "") and forwards a free
 // host port to guestPort; it returns the VM and the host address.
-func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int) (*VM, string) {
+func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmdline ...string) (*VM, string) {
 	t.Helper()
 	b, _ := boards.Get(m.Board)
 	needTool(t, b.QEMU.Binary, "qemu-system-x86 qemu-system-arm")
@@ -33,7 +33,7 @@ func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int) (*V
 	vm, err := StartQEMU(context.Background(), m, QEMURun{
 		Dir: dir, Disk: disk, MemoryMiB: 256,
 		Forwards:     []Forward{{Host: addr, Guest: guestPort}},
-		ExtraCmdline: []string{"nymote.net=" + guestNet},
+		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, cmdline...),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +155,32 @@ func TestBootWithoutDataDisk(t *testing.T) {
 			c := vm.Console()
 			if !strings.Contains(c, "refusing to serve") || strings.Contains(c, "listening on") {
 				t.Errorf("console: want a refusal and no listener")
+			}
+		})
+	}
+}
+
+// TestBootCrash: when the service fails, the runtime says why and reboots
+// (QEMU, run with -no-reboot, then exits) or powers off, per nymote.oncrash.
+func TestBootCrash(t *testing.T) {
+	dir, m := build(t, "hello", "qemu-x86_64")
+	disk := filepath.Join(t.TempDir(), "data.img")
+	if err := CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ oncrash, want string }{{"reboot", "rebooting"}, {"poweroff", "powering off"}} {
+		t.Run(tc.oncrash, func(t *testing.T) {
+			vm, _ := boot(t, dir, m, disk, 7, "nymote.crash=now", "nymote.oncrash="+tc.oncrash)
+			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+			defer cancel()
+			if _, err := vm.WaitLine(ctx, "hello failed: hello: crashing as asked (crash=now); "+tc.want); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.Wait(ctx); err != nil {
+				t.Fatalf("QEMU did not exit after the crash: %v", err)
+			}
+			if !strings.Contains(vm.Console(), "nymote: "+tc.want+" at ") {
+				t.Errorf("console lacks the final %q line", tc.want)
 			}
 		})
 	}

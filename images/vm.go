@@ -166,17 +166,36 @@ func (vm *VM) Kill() {
 }
 
 // PowerOff presses the VM's power button (QMP system_powerdown) and waits
-// for QEMU to exit; if it has not within ctx, it kills QEMU and says so.
+// for QEMU to exit, pressing again every 15 seconds (an ACPI event can be
+// lost, as with a real button; the appliance acts on the first press it
+// sees). If QEMU has not exited when ctx ends, PowerOff kills it and says
+// so.
 func (vm *VM) PowerOff(ctx context.Context) error {
-	if err := vm.QMP(ctx, "system_powerdown"); err != nil {
-		vm.Kill()
-		return err
+	for {
+		if err := vm.QMP(ctx, "system_powerdown"); err != nil {
+			if vm.hasExited() {
+				return nil
+			}
+			vm.Kill()
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		vm.Wait(wctx) // an exit status other than 0 still means it stopped
+		cancel()
+		if vm.hasExited() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			vm.Kill()
+			return fmt.Errorf("images: the appliance did not power off after system_powerdown: %w", ctx.Err())
+		}
 	}
-	if err := vm.Wait(ctx); err != nil && ctx.Err() != nil {
-		vm.Kill()
-		return fmt.Errorf("images: the appliance did not power off after system_powerdown: %w", ctx.Err())
-	}
-	return nil
+}
+
+func (vm *VM) hasExited() bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.exited
 }
 
 // QMP runs one QMP command without arguments.

@@ -5,11 +5,14 @@
 //	hello from nymote (boot N)
 //
 // then echoes each line it receives. Build it with nymote build hello.
+// With the option crash=now (nymote.crash=now on the kernel command line)
+// it fails at once, for tests of the runtime's crash handling.
 package main
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +41,9 @@ const countFile = "hello-boots"
 func serve(ctx context.Context, env *appliance.Env) error {
 	ln := env.Listeners["hello"]
 	defer ln.Close()
+	if env.Config["crash"] == "now" {
+		return errors.New("hello: crashing as asked (crash=now)")
+	}
 	n, err := countBoot(env.DataDir)
 	if err != nil {
 		return err

@@ -216,7 +216,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 	pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer pcancel()
 	if err := vm.PowerOff(pctx); err != nil {
-		return b, err
+		return b, fmt.Errorf("%w\n%s", err, tail(vm.Console(), 30))
 	}
 	return b, nil
 }
