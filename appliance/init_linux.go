@@ -126,7 +126,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 		say("network: %v; powering off", err)
 		return crash
 	}
-	defer nw.Close()
+	defer closeWithin(nw, 3*time.Second, say)
 	steps.done("network")
 	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) })
 	if err != nil {
@@ -160,6 +160,12 @@ func initMain(svc Service, console io.Writer) haltAction {
 		}
 	case <-ctx.Done():
 		say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		// Whatever hangs from here on, the machine goes off: sync and
+		// power off 45 s after the request.
+		time.AfterFunc(45*time.Second, func() {
+			say("shutdown took more than 45s; powering off without unmounting")
+			halt(console, powerOff)
+		})
 		select {
 		case err := <-done:
 			if err != nil {
@@ -189,6 +195,21 @@ func (s *steps) done(name string) {
 
 func (s *steps) String() string {
 	return fmt.Sprintf("init %s: %s", s.last.Sub(s.start).Round(100*time.Microsecond), strings.Join(s.parts, ", "))
+}
+
+// closeWithin closes c, giving up after d (the power-off must not hang on
+// a network that does not close).
+func closeWithin(c io.Closer, d time.Duration, say func(string, ...any)) {
+	done := make(chan struct{})
+	go func() {
+		c.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		say("the network did not close within %s; going on", d)
+	}
 }
 
 // halt syncs and powers off or reboots. If the kernel refuses, PID 1 exits,

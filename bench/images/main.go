@@ -218,6 +218,11 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 	if err := vm.PowerOff(pctx); err != nil {
 		return b, fmt.Errorf("%w\n%s", err, tail(vm.Console(), 30))
 	}
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "did not") || strings.Contains(l.Text, "took more than") {
+			fmt.Fprintf(os.Stderr, "bench: shutdown warning: %s\n", l.Text)
+		}
+	}
 	return b, nil
 }
 
