@@ -1,6 +1,6 @@
 // Package images turns (app, board, options) into the artefacts of a Nymote
 // appliance: the app cross-compiled for the board as a static /init, an
-// initramfs written with u-root's cpio package and compressed with xz, then,
+// initramfs written with u-root's cpio package and compressed with zstd, then,
 // per board output, the kernel with a QEMU launch script or an uncompressed
 // vmlinux with a Firecracker configuration, and manifest.json with the size
 // and sha256 of every file. Builds are byte-reproducible: two builds of the

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
-	"github.com/ulikunitz/xz"
 
 	"github.com/nymote/nymote/boards"
 )
@@ -63,7 +63,7 @@ func TestManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if read.App != "hello" || read.Board != "qemu-x86_64" || read.GOARCH != "amd64" || !strings.HasPrefix(read.GoVersion, "go") ||
-		read.Kernel.Release == "" || read.AppVersion == "" || read.Compression != "xz" {
+		read.Kernel.Release == "" || read.AppVersion == "" || read.Compression != "zstd" {
 		t.Errorf("manifest fields: %+v", read)
 	}
 	for _, want := range []string{KernelFile, InitrdFile, CmdlineFile, QEMUScript} {
@@ -94,10 +94,11 @@ func TestInitramfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zr, err := xz.NewReader(bytes.NewReader(z))
+	zr, err := zstd.NewReader(bytes.NewReader(z))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer zr.Close()
 	raw, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
-	"github.com/ulikunitz/xz"
 
 	"github.com/nymote/nymote/kernel"
 )
@@ -20,7 +20,7 @@ import (
 type ramdisk struct {
 	cpio       []byte // uncompressed newc archive
 	compressed []byte // as the kernel loads it
-	format     string // compression: "xz"
+	format     string // compression: "zstd"
 	files      []string
 }
 
@@ -96,26 +96,29 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 	if err := cpio.WriteTrailer(w); err != nil {
 		return nil, fmt.Errorf("images: initramfs: %w", err)
 	}
-	z, err := compressXZ(buf.Bytes())
+	z, err := compressZstd(buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
-	return &ramdisk{cpio: buf.Bytes(), compressed: z, format: "xz", files: names}, nil
+	return &ramdisk{cpio: buf.Bytes(), compressed: z, format: "zstd", files: names}, nil
 }
 
-// compressXZ compresses b as the kernel's xz decoder wants it: LZMA2 with
-// CRC32 checks (it does not know CRC64, xz's default).
-func compressXZ(b []byte) ([]byte, error) {
+// compressZstd compresses b with zstd at its best level, with a checksum.
+// Of the formats the kernels unpack (CONFIG_RD_*), xz and zstd give the
+// smallest initramfs (for mail: xz 4.97 MB, zstd 4.99 MB, gzip -9 5.43 MB
+// of a 13.6 MB archive), and the kernel unpacks zstd several times faster:
+// 1.2 to 1.5 s less from kernel start to /init under TCG (bench/README.md).
+func compressZstd(b []byte) ([]byte, error) {
 	var out bytes.Buffer
-	w, err := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 8 << 20}.NewWriter(&out)
+	w, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		return nil, fmt.Errorf("images: xz: %w", err)
+		return nil, fmt.Errorf("images: zstd: %w", err)
 	}
 	if _, err := w.Write(b); err != nil {
-		return nil, fmt.Errorf("images: xz: %w", err)
+		return nil, fmt.Errorf("images: zstd: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("images: xz: %w", err)
+		return nil, fmt.Errorf("images: zstd: %w", err)
 	}
 	return out.Bytes(), nil
 }

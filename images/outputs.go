@@ -12,7 +12,7 @@ import (
 
 // Artefact file names.
 const (
-	InitrdFile      = "initrd.cpio.xz"
+	InitrdFile      = "initrd.cpio.zst"
 	KernelFile      = "vmlinuz"
 	VmlinuxFile     = "vmlinux"
 	CmdlineFile     = "cmdline.txt"

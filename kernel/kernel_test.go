@@ -70,7 +70,7 @@ func TestKernelConfig(t *testing.T) {
 	need := []string{
 		"CONFIG_DEVTMPFS", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_PCI",
 		"CONFIG_HW_RANDOM_VIRTIO", "CONFIG_EXT4_FS", "CONFIG_PACKET", "CONFIG_INPUT_EVDEV",
-		"CONFIG_RD_XZ", "CONFIG_BLK_DEV_INITRD",
+		"CONFIG_RD_ZSTD", "CONFIG_BLK_DEV_INITRD",
 	}
 	for _, tc := range []struct {
 		name  string
