@@ -133,7 +133,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		fmt.Fprintf(w, "%s, last boot: `%s`\n\n", r.app, r.boots[len(r.boots)-1].ready)
 	}
 	fmt.Fprintf(w, "### Sizes (%s)\n\n", board)
-	fmt.Fprintln(w, "| app | /init | initramfs (cpio) | initramfs (xz) | kernel | smallest -m that serves |")
+	fmt.Fprintln(w, "| app | /init | initramfs (cpio) | initramfs (compressed) | kernel | smallest -m that serves |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
 		ird, _ := r.m.File(images.InitrdFile)

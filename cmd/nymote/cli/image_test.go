@@ -1,11 +1,19 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestDiskCommands puts a store with a user on a data disk and reads it
@@ -58,5 +66,95 @@ func TestDiskCommands(t *testing.T) {
 				t.Errorf("nymote %s: exit %d, %q; want exit %d with %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a command and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunCommand builds the hello appliance, boots it with nymote run (TCG),
+// talks to it over the forwarded port and cancels the command as Ctrl-C
+// does: the appliance must power off cleanly.
+func TestRunCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				t.Skipf("%s not installed (apt-get install qemu-system-x86 e2fsprogs)", tool)
+			}
+		}
+	}
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	img := filepath.Join(t.TempDir(), "data.img")
+	mustRun(t, "", "disk", "create", "--data", data, "-o", img, "--size", "64M")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"run", "hello", "--disk", img, "-o", t.TempDir(), "--kvm", "off", "--port-offset", strconv.Itoa(port - 7)},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errs})
+	}()
+	deadline := time.Now().Add(4 * time.Minute)
+	for !strings.Contains(out.String(), "hello hello listening on") {
+		select {
+		case code := <-done:
+			t.Fatalf("nymote run exited with %d before the appliance listened:\n%s%s", code, out.String(), errs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listener line:\n%s%s", out.String(), errs.String())
+		}
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(time.Minute))
+	greeting, err := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if err != nil || !strings.HasPrefix(greeting, "hello from nymote (boot 1)") {
+		t.Errorf("greeting: %q, %v", greeting, err)
+	}
+	cancel() // Ctrl-C
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("nymote run: exit %d\n%s", code, errs.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("nymote run did not return after Ctrl-C")
+	}
+	for _, want := range []string{"power off requested by power button", "nymote: powering off"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errs.String(), "run: powered off") {
+		t.Errorf("stderr lacks the powered-off line:\n%s", errs.String())
 	}
 }
