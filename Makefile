@@ -16,9 +16,11 @@ TESTTIMEOUT ?= 25m
 #   netstack:          iproute2 iputils-ping dnsmasq-base
 #   mail:              swaks python3 curl isync
 #   contacts/calendar: vdirsyncer python3-caldav litmus
+#   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	swaks python3 curl isync \
-	vdirsyncer python3-caldav litmus
+	vdirsyncer python3-caldav litmus \
+	qemu-system-x86 qemu-system-arm e2fsprogs
 
 .PHONY: all build run test test-short test-deps vet bench clean
 
