@@ -30,8 +30,18 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	var err error
+	testTmp, err = os.MkdirTemp("", "jitsu-test-")
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(testTmp)
+	os.Exit(code)
 }
+
+// testTmp is a folder for what tests share (built programs).
+var testTmp string
 
 // testService counts its boots in DATA/boots and greets each connection on
 // its port with "hello from testsvc (boot N)"; then PUT TEXT appends a
