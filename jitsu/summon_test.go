@@ -175,11 +175,18 @@ func TestFailures(t *testing.T) {
 		svcApp(t, "crash.home.test", freePort(t), "30s", "", "--crash"),
 		strings.Replace(svcApp(t, "never.home.test", freePort(t), "30s", "", "--never"), "boot_timeout: 5s", "boot_timeout: 700ms", 1),
 		svcApp(t, "good.home.test", freePort(t), "30s", ""),
+		fmt.Sprintf(`
+  - name: noimage.home.test
+    address: 127.0.0.1
+    ports: [{name: imap, port: %d}]
+    launcher: {kind: qemu, image: /nonexistent/image, kvm: off}
+`, freePort(t)),
 	)
 	for _, tc := range []struct{ name, log string }{
 		{"missing.home.test", "/nonexistent/appliance"},
 		{"crash.home.test", "exited before listening"},
 		{"never.home.test", "did not listen on hello in time"},
+		{"noimage.home.test", "image /nonexistent/image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := query(t, s.DNSAddr(), "udp", tc.name, dns.TypeA)
