@@ -16,8 +16,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Config is the configuration of a jitsu server, as read from jitsu.yaml.
-// Unknown keys and bad values are errors that name the field and its line.
+// Config is the configuration of a jitsu server, as read from jitsu.yaml
+// (a fuller example: testdata/jitsu.yaml). Unknown keys and bad values are
+// errors that name the field and its line.
 //
 //	dns: 127.0.0.1:5353          # UDP and TCP
 //	control: 127.0.0.1:5380      # status over HTTP on loopback

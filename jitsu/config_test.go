@@ -80,3 +80,19 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("empty configuration: %v", err)
 	}
 }
+
+// TestExampleConfig keeps the example configuration valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfig("testdata/jitsu.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Appliances) != 2 || c.Appliances[1].Idle != IdleSuspend || c.Appliances[1].Launcher.Kind != "qemu" {
+		t.Errorf("example: %+v", c.Appliances)
+	}
+	for _, a := range c.Appliances {
+		if _, err := NewLauncher(a, testLog(t)); err != nil {
+			t.Errorf("%s: %v", a.Name, err)
+		}
+	}
+}
