@@ -19,6 +19,8 @@ const (
 	Running   State = "running"
 	Suspended State = "suspended"
 	Stopping  State = "stopping"
+	// Suspending is on the way to Suspended.
+	Suspending State = "suspending"
 	// Failed is a stopped appliance whose last boot failed or that
 	// crashed; it is tried again on a query after its back-off.
 	Failed State = "failed"
@@ -66,7 +68,7 @@ func (a *appliance) ensure(ctx context.Context) (Instance, error) {
 			inst := a.inst
 			a.mu.Unlock()
 			return inst, nil
-		case Booting, Stopping:
+		case Booting, Stopping, Suspending:
 			o, st := a.op, a.state
 			a.mu.Unlock()
 			select {
@@ -209,18 +211,27 @@ func (a *appliance) idleCheck(now time.Time) {
 	}
 	if a.cfg.Idle == IdleSuspend {
 		if s, ok := a.inst.(Suspender); ok {
-			ctx, cancel := context.WithTimeout(a.srv.ctx, a.srv.opts.StopTimeout)
-			err := s.Suspend(ctx)
-			cancel()
-			if err == nil {
-				a.state, a.since = Suspended, now
-				a.log.Info("suspended", "idle", idle.Round(time.Millisecond))
-				return
-			}
-			a.log.Warn("suspend failed: stopping instead", "err", err)
-		} else {
-			a.log.Warn("this launcher cannot suspend: stopping instead")
+			// In the background: a QMP or API call may take a while,
+			// and queries and status must not wait on a.mu meanwhile.
+			a.startOp(Suspending, func(o *op) {
+				ctx, cancel := context.WithTimeout(a.srv.ctx, a.srv.opts.StopTimeout)
+				err := s.Suspend(ctx)
+				cancel()
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				a.op = nil
+				if err == nil {
+					a.state, a.since = Suspended, a.srv.now()
+					a.log.Info("suspended", "idle", idle.Round(time.Millisecond))
+					return
+				}
+				a.log.Warn("suspend failed: stopping instead", "err", err)
+				a.state = Running
+				a.stopLocked("idle, and suspend failed")
+			})
+			return
 		}
+		a.log.Warn("this launcher cannot suspend: stopping instead")
 	}
 	a.stopLocked(fmt.Sprintf("idle for %v", idle.Round(time.Millisecond)))
 }
@@ -280,7 +291,7 @@ func (a *appliance) shutdown() {
 	case Running, Suspended:
 		a.stopLocked("jitsu is shutting down")
 		o = a.op
-	case Booting, Stopping:
+	case Booting, Stopping, Suspending:
 		o = a.op
 	}
 	a.mu.Unlock()
