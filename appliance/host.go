@@ -1,0 +1,126 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// HostPort is where a host process listens for port p by default: the same
+// port, or p+offset for ports under 1024 so that an unprivileged user can
+// bind it (mail's 143 becomes 1143).
+func HostPort(p, offset int) int {
+	if p < 1024 {
+		return p + offset
+	}
+	return p
+}
+
+// RunHost runs svc as a host process with command line args (without the
+// program name) until ctx is done:
+//
+//	--data DIR         data directory (required): the store is DIR/store.git
+//	--listen HOST      address to listen on (default 127.0.0.1)
+//	--port-offset N    added to ports under 1024 (default 1000)
+//	--port NAME=PORT   listen for NAME on PORT (repeatable)
+//	--net host|tap:IF  host sockets (default) or a netstack on a TAP device
+//	--set KEY=VALUE    a service option, as nymote.KEY=VALUE in an appliance
+//	--log-level LEVEL  debug, info, warn or error (default info)
+//
+// It prints one line per listener to stdout and logs to stderr.
+func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.Writer) (err error) {
+	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "data directory holding the store (DIR/store.git; created on first use)")
+	host := fs.String("listen", "127.0.0.1", "address to listen on")
+	offset := fs.Int("port-offset", 1000, "added to ports under 1024")
+	netSpec := fs.String("net", "host", "network: host (host sockets) or tap:NAME (a netstack on a TAP device)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	ports := map[string]int{}
+	fs.Func("port", "NAME=PORT: listen for NAME on PORT (repeatable)", func(s string) error {
+		name, v, ok := strings.Cut(s, "=")
+		p, err := strconv.Atoi(v)
+		if !ok || err != nil || p < 0 || p > 65535 {
+			return fmt.Errorf("want NAME=PORT, got %q", s)
+		}
+		ports[name] = p
+		return nil
+	})
+	config := map[string]string{}
+	fs.Func("set", "KEY=VALUE: a service option (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", s)
+		}
+		config[k] = v
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *data == "" {
+		return errors.New("no data directory given (--data DIR)")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	for name := range ports {
+		if !hasPort(svc, name) {
+			return fmt.Errorf("--port %s: %s has no port called %q", name, svc.Name, name)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	nw, err := openHostNetwork(ctx, *netSpec, log)
+	if err != nil {
+		return err
+	}
+	defer nw.Close()
+	ls, err := openListeners(nw, svc, func(p Port) string {
+		port, ok := ports[p.Name]
+		if !ok {
+			port = HostPort(p.Port, *offset)
+		}
+		return net.JoinHostPort(*host, strconv.Itoa(port))
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range svc.Ports {
+		fmt.Fprintln(stdout, listenLine(svc.Name, p.Name, ls[p.Name].Addr()))
+	}
+	env := &Env{
+		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: stdout,
+		Dial: nw.DialContext, Resolver: nw.Resolver(),
+	}
+	if err := serve(ctx, svc, env); err != nil {
+		return fmt.Errorf("%s: %w", svc.Name, err)
+	}
+	return nil
+}
+
+func hasPort(svc Service, name string) bool {
+	for _, p := range svc.Ports {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// openHostNetwork opens the network a host process serves on.
+func openHostNetwork(ctx context.Context, spec string, log *slog.Logger) (Network, error) {
+	if spec == "host" || spec == "" {
+		return hostNetwork{}, nil
+	}
+	return openNetstack(ctx, netstackConfig{link: spec}, log)
+}
