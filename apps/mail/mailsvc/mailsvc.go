@@ -61,6 +61,9 @@ type Config struct {
 	// Stdout receives the console lines ("nymote: mail imap listening on
 	// ADDR", the certificate's fingerprint); nil discards them.
 	Stdout io.Writer
+	// ListenLinesPrinted: the caller (the appliance runtime) has printed
+	// the "listening on" lines already.
+	ListenLinesPrinted bool
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -192,7 +195,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 				return nil
 			})
 		}
-		fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
+		if !cfg.ListenLinesPrinted {
+			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
+		}
 	}
 	select {
 	case <-ctx.Done():
