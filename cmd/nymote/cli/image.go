@@ -134,8 +134,8 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			case "on":
 				useKVM = true
 			case "auto":
-				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 20s)")
-				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 20*time.Second)
+				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
+				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 10*time.Second)
 			case "off":
 			default:
 				return usageError{fmt.Errorf("--kvm %q: want auto, on or off", kvm)}
