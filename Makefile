@@ -11,9 +11,16 @@ LISTEN  ?= 127.0.0.1:9418
 # Test time bound for the whole suite (make test stays well under it).
 TESTTIMEOUT ?= 25m
 
-# Debian packages the tests use, as "command:package" pairs; test-deps
-# installs the packages whose command is missing.
-TEST_DEPS := git:git
+# Debian packages the tests drive; test-deps installs the missing ones.
+#   store, CLI:        git
+#   netstack:          iproute2 iputils-ping dnsmasq-base
+#   mail:              swaks python3 curl isync
+#   contacts/calendar: vdirsyncer python3-caldav litmus
+#   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
+TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
+	swaks python3 curl isync \
+	vdirsyncer python3-caldav litmus \
+	qemu-system-x86 qemu-system-arm e2fsprogs
 
 .PHONY: all build run test test-short test-deps vet bench clean
 
@@ -30,15 +37,14 @@ run: build
 	./bin/nymote store serve --data "$(DATA)" --listen $(LISTEN) --log-level info
 
 test-deps:
-	@missing=""; for dep in $(TEST_DEPS); do \
-		cmd=$${dep%%:*}; pkg=$${dep#*:}; \
-		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	@missing=""; for pkg in $(TEST_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "test-deps: installing$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root to install:$$missing" >&2; exit 1; fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "test-deps: all present"; fi
 
 vet:

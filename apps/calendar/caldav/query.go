@@ -1,0 +1,425 @@
+package caldav
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-ical"
+
+	"github.com/nymote/nymote/apps/internal/dav"
+)
+
+func propValue(c *ical.Component, name string) string {
+	if p := c.Props.Get(name); p != nil {
+		return p.Value
+	}
+	return ""
+}
+
+// timeRange reads a CALDAV:time-range element; zero bounds are open.
+func timeRange(n *dav.Node) (start, end time.Time, err error) {
+	parse := func(s string) (time.Time, error) {
+		if s == "" {
+			return time.Time{}, nil
+		}
+		t, err := time.Parse("20060102T150405Z", s)
+		if err != nil {
+			return time.Time{}, dav.Errorf(http.StatusBadRequest, dav.Name(dav.NSCalDAV, "valid-filter"), "time-range %q: want a UTC date-time such as 20060102T150405Z", s)
+		}
+		return t, nil
+	}
+	if start, err = parse(n.AttrValue("start")); err != nil {
+		return
+	}
+	if end, err = parse(n.AttrValue("end")); err != nil {
+		return
+	}
+	if start.IsZero() && end.IsZero() {
+		err = dav.Errorf(http.StatusBadRequest, dav.Name(dav.NSCalDAV, "valid-filter"), "time-range needs a start or an end")
+	}
+	return
+}
+
+func (k *Kind) query(r *dav.ReportRequest) error {
+	filter := r.Body.Child(dav.Name(dav.NSCalDAV, "filter"))
+	var top *dav.Node
+	if filter != nil {
+		top = filter.Child(dav.Name(dav.NSCalDAV, "comp-filter"))
+	}
+	objs, err := r.Objects()
+	if err != nil {
+		return err
+	}
+	var out []*dav.Object
+	for _, o := range objs {
+		c, err := k.calendar(o)
+		if err != nil {
+			continue
+		}
+		ok, err := MatchFilter(top, c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			out = append(out, o)
+		}
+	}
+	return r.Respond(out)
+}
+
+// MatchFilter evaluates the top comp-filter of a calendar-query (RFC 4791
+// section 9.7) against a calendar object; nil matches everything.
+func MatchFilter(top *dav.Node, c *ical.Calendar) (bool, error) {
+	if top == nil {
+		return true, nil
+	}
+	if !strings.EqualFold(top.AttrValue("name"), ical.CompCalendar) {
+		return top.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil, nil
+	}
+	return matchComp(top, c.Component, c)
+}
+
+// matchComp checks the filters inside comp-filter f against comp.
+func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, error) {
+	for _, cf := range f.All(dav.Name(dav.NSCalDAV, "comp-filter")) {
+		name := strings.ToUpper(cf.AttrValue("name"))
+		var cands []*ical.Component
+		for _, ch := range comp.Children {
+			if ch.Name == name {
+				cands = append(cands, ch)
+			}
+		}
+		if cf.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil {
+			if len(cands) > 0 {
+				return false, nil
+			}
+			continue
+		}
+		if len(cands) == 0 {
+			return false, nil
+		}
+		matched := false
+		if tr := cf.Child(dav.Name(dav.NSCalDAV, "time-range")); tr != nil {
+			rs, re, err := timeRange(tr)
+			if err != nil {
+				return false, err
+			}
+			if comp == root.Component {
+				// An object's occurrences, recurrence and overrides included.
+				inst, err := Instances(root, name, rs, re, time.UTC)
+				if err != nil {
+					return false, nil
+				}
+				cands = cands[:0]
+				seen := map[*ical.Component]bool{}
+				for _, in := range inst {
+					if !seen[in.Comp] {
+						seen[in.Comp] = true
+						cands = append(cands, in.Comp)
+					}
+				}
+			} else {
+				cands = filterByOwnSpan(cands, rs, re)
+			}
+		}
+		for _, cand := range cands {
+			ok, err := matchComp(cf, cand, root)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			return false, nil
+		}
+	}
+	for _, pf := range f.All(dav.Name(dav.NSCalDAV, "prop-filter")) {
+		ok, err := matchProp(pf, comp)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// filterByOwnSpan keeps nested components (VALARM and the like) whose own
+// DTSTART/DTEND overlap the range; those without dates are kept.
+func filterByOwnSpan(cs []*ical.Component, rs, re time.Time) []*ical.Component {
+	var out []*ical.Component
+	for _, c := range cs {
+		s, e, _, ok, err := span(c, time.UTC)
+		if err != nil {
+			continue
+		}
+		if !ok || overlaps(s, e, rs, re) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func matchProp(pf *dav.Node, comp *ical.Component) (bool, error) {
+	name := strings.ToUpper(pf.AttrValue("name"))
+	props := comp.Props.Values(name)
+	if pf.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil {
+		return len(props) == 0, nil
+	}
+	if len(props) == 0 {
+		return false, nil
+	}
+	for _, p := range props {
+		ok := true
+		if tr := pf.Child(dav.Name(dav.NSCalDAV, "time-range")); tr != nil {
+			rs, re, err := timeRange(tr)
+			if err != nil {
+				return false, err
+			}
+			t, _, err := timeOf(&p, time.UTC)
+			ok = err == nil && overlaps(t, t, rs, re)
+		}
+		if tm := pf.Child(dav.Name(dav.NSCalDAV, "text-match")); ok && tm != nil {
+			m, err := textMatch(tm, p.Value)
+			if err != nil {
+				return false, err
+			}
+			ok = m
+		}
+		for _, paf := range pf.All(dav.Name(dav.NSCalDAV, "param-filter")) {
+			if !ok {
+				break
+			}
+			vals := p.Params.Values(strings.ToUpper(paf.AttrValue("name")))
+			if paf.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil {
+				ok = len(vals) == 0
+				continue
+			}
+			tm := paf.Child(dav.Name(dav.NSCalDAV, "text-match"))
+			any := len(vals) > 0 && tm == nil
+			for _, v := range vals {
+				if tm == nil {
+					break
+				}
+				m, err := textMatch(tm, v)
+				if err != nil {
+					return false, err
+				}
+				any = any || m
+			}
+			ok = any
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// textMatch is a CALDAV:text-match (i;ascii-casemap by default, substring).
+func textMatch(tm *dav.Node, value string) (bool, error) {
+	want := tm.Text
+	switch coll := tm.AttrValue("collation"); coll {
+	case "", "i;ascii-casemap", "i;unicode-casemap":
+		want, value = strings.ToLower(want), strings.ToLower(value)
+	case "i;octet":
+	default:
+		return false, dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "supported-collation"), "unsupported collation %q", coll)
+	}
+	ok := strings.Contains(value, want)
+	if tm.AttrValue("negate-condition") == "yes" {
+		ok = !ok
+	}
+	return ok, nil
+}
+
+const utcFormat = "20060102T150405Z"
+
+// RenderData renders calendar-data; with an expand element, the
+// occurrences in its range become separate components in UTC with
+// RECURRENCE-ID and no recurrence rules (RFC 4791 section 9.6.5).
+func (k *Kind) RenderData(o *dav.Object, req *dav.Node) (string, error) {
+	ex := req.Child(dav.Name(dav.NSCalDAV, "expand"))
+	if ex == nil {
+		return dav.Text(string(o.Data)), nil
+	}
+	rs, re, err := timeRange(ex)
+	if err != nil {
+		return "", err
+	}
+	c, err := k.calendar(o)
+	if err != nil {
+		return "", err
+	}
+	out, err := Expand(c, rs, re)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := ical.NewEncoder(&b).Encode(out); err != nil {
+		return "", err
+	}
+	return dav.Text(b.String()), nil
+}
+
+// Expand returns a copy of c with its occurrences in [rs, re) as separate
+// components, in UTC.
+func Expand(c *ical.Calendar, rs, re time.Time) (*ical.Calendar, error) {
+	out := ical.NewCalendar()
+	for name, ps := range c.Props {
+		out.Props[name] = ps
+	}
+	var typ string
+	for _, ch := range c.Children {
+		if ch.Name != ical.CompTimezone {
+			typ = ch.Name
+			break
+		}
+	}
+	if typ == "" {
+		return out, nil
+	}
+	inst, err := Instances(c, typ, rs, re, time.UTC)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range inst {
+		n := &ical.Component{Name: in.Comp.Name, Props: ical.Props{}, Children: in.Comp.Children}
+		for name, ps := range in.Comp.Props {
+			switch name {
+			case ical.PropRecurrenceRule, ical.PropRecurrenceDates, ical.PropExceptionDates, ical.PropDateTimeStart, ical.PropDateTimeEnd, ical.PropDuration, ical.PropRecurrenceID, ical.PropDue:
+				continue
+			}
+			n.Props[name] = ps
+		}
+		if !in.Start.IsZero() {
+			setTime(n, ical.PropDateTimeStart, in.Start, in.AllDay)
+			if !in.End.Equal(in.Start) {
+				endProp := ical.PropDateTimeEnd
+				if typ == ical.CompToDo {
+					endProp = ical.PropDue
+				}
+				setTime(n, endProp, in.End, in.AllDay)
+			}
+		}
+		if !in.RecurrenceID.IsZero() {
+			setTime(n, ical.PropRecurrenceID, in.RecurrenceID, in.AllDay)
+		}
+		out.Children = append(out.Children, n)
+	}
+	return out, nil
+}
+
+func setTime(c *ical.Component, name string, t time.Time, allDay bool) {
+	p := ical.NewProp(name)
+	if allDay {
+		p.Params.Set(ical.ParamValue, "DATE")
+		p.Value = t.Format("20060102")
+	} else {
+		p.Value = t.UTC().Format(utcFormat)
+	}
+	c.Props.Set(p)
+}
+
+// period is one busy interval.
+type period struct {
+	start, end time.Time
+	typ        string
+}
+
+func (k *Kind) freeBusy(r *dav.ReportRequest) error {
+	tr := r.Body.Child(dav.Name(dav.NSCalDAV, "time-range"))
+	if tr == nil {
+		return dav.Errorf(http.StatusBadRequest, dav.Name(dav.NSCalDAV, "valid-filter"), "free-busy-query needs a time-range")
+	}
+	rs, re, err := timeRange(tr)
+	if err != nil {
+		return err
+	}
+	if rs.IsZero() || re.IsZero() {
+		return dav.Errorf(http.StatusBadRequest, dav.Name(dav.NSCalDAV, "valid-filter"), "free-busy-query needs a start and an end")
+	}
+	objs, err := r.Objects()
+	if err != nil {
+		return err
+	}
+	var cals []*ical.Calendar
+	for _, o := range objs {
+		if c, err := k.calendar(o); err == nil {
+			cals = append(cals, c)
+		}
+	}
+	body, err := FreeBusy(cals, rs, re, time.Now())
+	if err != nil {
+		return err
+	}
+	r.W.Header().Set("Content-Type", MediaType+"; charset=utf-8")
+	r.W.WriteHeader(http.StatusOK)
+	_, err = r.W.Write(body)
+	return err
+}
+
+// FreeBusy computes a VFREEBUSY for the events of cals in [rs, re): each
+// opaque, not cancelled occurrence is busy (tentative ones BUSY-TENTATIVE),
+// clipped to the range, overlapping periods merged.
+func FreeBusy(cals []*ical.Calendar, rs, re, now time.Time) ([]byte, error) {
+	var ps []period
+	for _, c := range cals {
+		inst, err := Instances(c, ical.CompEvent, rs, re, time.UTC)
+		if err != nil {
+			continue
+		}
+		for _, in := range inst {
+			if strings.EqualFold(propValue(in.Comp, ical.PropTransparency), "TRANSPARENT") {
+				continue
+			}
+			typ := "BUSY"
+			switch strings.ToUpper(propValue(in.Comp, ical.PropStatus)) {
+			case "CANCELLED":
+				continue
+			case "TENTATIVE":
+				typ = "BUSY-TENTATIVE"
+			}
+			s, e := in.Start, in.End
+			if !e.After(s) {
+				continue
+			}
+			if s.Before(rs) {
+				s = rs
+			}
+			if e.After(re) {
+				e = re
+			}
+			ps = append(ps, period{s.UTC(), e.UTC(), typ})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].typ != ps[j].typ {
+			return ps[i].typ < ps[j].typ
+		}
+		return ps[i].start.Before(ps[j].start)
+	})
+	var merged []period
+	for _, p := range ps {
+		if n := len(merged); n > 0 && merged[n-1].typ == p.typ && !p.start.After(merged[n-1].end) {
+			if p.end.After(merged[n-1].end) {
+				merged[n-1].end = p.end
+			}
+			continue
+		}
+		merged = append(merged, p)
+	}
+	var b strings.Builder
+	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Nymote//calendar//EN\r\nBEGIN:VFREEBUSY\r\n")
+	fmt.Fprintf(&b, "DTSTAMP:%s\r\nDTSTART:%s\r\nDTEND:%s\r\n", now.UTC().Format(utcFormat), rs.UTC().Format(utcFormat), re.UTC().Format(utcFormat))
+	for _, p := range merged {
+		fmt.Fprintf(&b, "FREEBUSY;FBTYPE=%s:%s/%s\r\n", p.typ, p.start.Format(utcFormat), p.end.Format(utcFormat))
+	}
+	b.WriteString("END:VFREEBUSY\r\nEND:VCALENDAR\r\n")
+	return []byte(b.String()), nil
+}

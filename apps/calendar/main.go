@@ -1,0 +1,38 @@
+// Command calendar is Nymote's calendar appliance: a CalDAV server over the
+// versioned store. On a host:
+//
+//	go run ./apps/calendar --data DIR --http 127.0.0.1:8009
+//
+// Users come from the store (nymote user add NAME --data DIR).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	_ "time/tzdata" // appliances have no zoneinfo on disk
+
+	"github.com/nymote/nymote/apps/calendar/caldav"
+	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/dav/davapp"
+)
+
+// App is the calendar appliance.
+var App = davapp.App{
+	Name:               "calendar",
+	DefaultHTTP:        "127.0.0.1:8009",
+	NewKind:            func(max int64) dav.Kind { return caldav.New(max) },
+	DefaultDisplayName: "Calendar",
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := App.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "calendar:", err)
+		os.Exit(1)
+	}
+}

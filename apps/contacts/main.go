@@ -1,0 +1,38 @@
+// Command contacts is Nymote's contacts appliance: a CardDAV server over the
+// versioned store. On a host:
+//
+//	go run ./apps/contacts --data DIR --http 127.0.0.1:8008
+//
+// Users come from the store (nymote user add NAME --data DIR).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	_ "time/tzdata" // appliances have no zoneinfo on disk
+
+	"github.com/nymote/nymote/apps/contacts/carddav"
+	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/dav/davapp"
+)
+
+// App is the contacts appliance.
+var App = davapp.App{
+	Name:               "contacts",
+	DefaultHTTP:        "127.0.0.1:8008",
+	NewKind:            func(max int64) dav.Kind { return carddav.New(max) },
+	DefaultDisplayName: "Contacts",
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := App.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "contacts:", err)
+		os.Exit(1)
+	}
+}

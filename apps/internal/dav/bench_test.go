@@ -1,0 +1,87 @@
+package dav_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/nymote/nymote/apps/internal/dav/davtest"
+	"github.com/nymote/nymote/store"
+)
+
+// BenchmarkGet GETs objects of a 500-object address book over keep-alive
+// connections, in parallel.
+func BenchmarkGet(b *testing.B) {
+	s := davtest.Start(b, carddavKind())
+	for i := range 500 {
+		r := s.Do("alice", "PUT", fmt.Sprintf("/alice/default/%d.vcf", i), vcf(fmt.Sprint(i), "N"), "Content-Type", vcardType)
+		if r.Status != 201 {
+			b.Fatal(r.Status)
+		}
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/alice/default/%d.vcf", s.URL, i%500), nil)
+			req.SetBasicAuth("alice", davtest.Users["alice"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatal(resp.StatusCode)
+			}
+			i += 7
+		}
+	})
+}
+
+// BenchmarkListing answers PROPFIND Depth 1 with ETags and an initial
+// sync-collection on a 3000-object address book.
+func BenchmarkListing(b *testing.B) {
+	s := davtest.Start(b, carddavKind())
+	fill(b, s, 3000)
+	for _, tc := range []struct{ name, method, body string }{
+		{"propfind", "PROPFIND", `<propfind xmlns="DAV:"><prop><getetag/></prop></propfind>`},
+		{"sync", "REPORT", syncReport("")},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				if r := s.Do("alice", tc.method, "/alice/default/", tc.body, "Depth", "1"); r.Status != 207 {
+					b.Fatal(r.Status)
+				}
+			}
+		})
+	}
+}
+
+// fill PUTs n vCards straight into the store in one commit.
+func fill(b *testing.B, s *davtest.Server, n int) {
+	_, err := s.Store.Update(context.Background(), store.CommitOptions{}, func(tx *store.Tx) error {
+		for i := range n {
+			if err := tx.Put("contacts/alice/c/default/o/"+store.Shard(fmt.Sprintf("%d.vcf", i)), []byte(vcf(fmt.Sprint(i), "N"))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPut PUTs b.N vCards one after another, each a durable commit.
+func BenchmarkPut(b *testing.B) {
+	s := davtest.Start(b, carddavKind())
+	b.ResetTimer()
+	for i := range b.N {
+		if r := s.Do("alice", "PUT", fmt.Sprintf("/alice/default/%d.vcf", i), vcf(fmt.Sprint(i), "N"), "Content-Type", vcardType); r.Status != 201 {
+			b.Fatal(r.Status)
+		}
+	}
+}

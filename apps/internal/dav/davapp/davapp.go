@@ -1,0 +1,119 @@
+// Package davapp is the program side that the contacts and calendar
+// appliances share: flags, opening the store, TLS, listeners, and the
+// "listening" console lines. Their main functions are one call to Run.
+package davapp
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/svc"
+	"github.com/nymote/nymote/store"
+)
+
+// Merger is a Kind that reconciles its objects when store replicas merge.
+type Merger interface {
+	// MergeFunc merges one object path changed on both sides.
+	MergeFunc() store.MergeFunc
+}
+
+// App describes one appliance.
+type App struct {
+	// Name is the service name in console lines ("contacts").
+	Name string
+	// DefaultHTTP is the --http address when neither --http nor --https
+	// is given.
+	DefaultHTTP string
+	// NewKind makes the kind for an object size limit.
+	NewKind func(maxSize int64) dav.Kind
+	// DefaultDisplayName names the collection made for every new user.
+	DefaultDisplayName string
+}
+
+// Run parses args (without the program name), opens the store and serves
+// until ctx is done. Console lines go to stdout, logs to stderr.
+func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(a.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "data directory holding the store (created on first use)")
+	httpAddr := fs.String("http", "", "address for plain HTTP, such as 127.0.0.1:8008")
+	httpsAddr := fs.String("https", "", "address for HTTPS, such as :8443")
+	cert := fs.String("tls-cert", "", "PEM certificate for --https (default: a self-signed one kept in the store)")
+	key := fs.String("tls-key", "", "PEM key for --tls-cert")
+	hosts := fs.String("hostname", "localhost,127.0.0.1", "comma-separated names for a generated certificate")
+	maxSize := fs.Int64("max-object-size", dav.DefaultMaxObjectSize, "largest object accepted, in bytes")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if *httpAddr == "" && *httpsAddr == "" {
+		*httpAddr = a.DefaultHTTP
+	}
+	st, err := svc.OpenStore(*data, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var lns []dav.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.DefaultDisplayName}}
+	cfg.Kind = a.NewKind(*maxSize)
+	if m, ok := cfg.Kind.(Merger); ok {
+		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
+	}
+	if *httpsAddr != "" {
+		tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{CertFile: *cert, KeyFile: *key, Hostnames: splitList(*hosts)}, log)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tcfg
+		fmt.Fprintf(stdout, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
+	}
+	for _, l := range []struct{ proto, addr string }{{"http", *httpAddr}, {"https", *httpsAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, dav.Listener{Proto: l.proto, Listener: ln})
+	}
+	for _, l := range lns {
+		fmt.Fprintf(stdout, "nymote: %s %s listening on %s\n", a.Name, l.Proto, l.Addr())
+	}
+	err = dav.Serve(ctx, cfg, lns)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

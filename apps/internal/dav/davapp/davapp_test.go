@@ -1,0 +1,83 @@
+package davapp_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nymote/nymote/apps/contacts/carddav"
+	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/dav/davapp"
+	"github.com/nymote/nymote/apps/internal/svc"
+)
+
+// TestRun starts the contacts program in-process on HTTP and HTTPS with a
+// generated certificate, reads its console lines and talks to it.
+func TestRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	st, err := svc.OpenStore(dir, slog.New(slog.DiscardHandler))
+	if err == nil {
+		err = st.AddUser(context.Background(), "alice", "alice-password", "")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	app := davapp.App{Name: "contacts", NewKind: func(n int64) dav.Kind { return carddav.New(n) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"--data", dir, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	addrs := map[string]string{}
+	var fp string
+	for len(addrs) < 2 && sc.Scan() {
+		line := sc.Text()
+		var proto, addr string
+		if _, err := fmt.Sscanf(line, "nymote: contacts %s listening on %s", &proto, &addr); err == nil {
+			addrs[proto] = addr
+		}
+		if f, ok := strings.CutPrefix(line, "nymote: contacts tls certificate sha256 "); ok {
+			fp = f
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addrs["http"] == "" || addrs["https"] == "" || fp == "" {
+		t.Fatalf("console lines: %v, fingerprint %q", addrs, fp)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	for proto, addr := range addrs {
+		req, _ := http.NewRequest("PROPFIND", proto+"://"+addr+"/alice/", nil)
+		req.SetBasicAuth("alice", "alice-password")
+		req.Header.Set("Depth", "1")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", proto, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 207 {
+			t.Errorf("%s PROPFIND: %d", proto, resp.StatusCode)
+		}
+		if proto == "https" {
+			sum := sha256.Sum256(resp.TLS.PeerCertificates[0].Raw)
+			if got := strings.ReplaceAll(fmt.Sprintf("% X", sum[:]), " ", ":"); got != fp {
+				t.Errorf("certificate %s, printed %s", got, fp)
+			}
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

@@ -1,0 +1,27 @@
+// Package dav is the WebDAV core that Nymote's contacts (CardDAV) and
+// calendar (CalDAV) appliances share: collections and objects kept in the
+// versioned store, HTTP basic authentication against the store's users,
+// discovery (current-user-principal and home sets), PROPFIND, PROPPATCH,
+// MKCOL (extended, RFC 5689) and MKCALENDAR, PUT and DELETE with
+// If-Match/If-None-Match, multiget, and sync-collection (RFC 6578) with sync
+// tokens that name store commits.
+//
+// A Kind (apps/contacts/carddav, apps/calendar/caldav) supplies what differs:
+// the collection type, the object media type and its validation, and the
+// query REPORTs. NewHandler makes the http.Handler; Serve runs it on
+// listeners it is handed.
+//
+// Why not go-webdav's server: its carddav and caldav Handlers keep the
+// WebDAV machinery in an internal package, so properties (getctag,
+// sync-token, colours, supported-report-set, dead properties), PROPPATCH,
+// sync-collection, expand and free-busy cannot be added around them, and
+// they re-encode objects, so GET does not return what was PUT under the
+// stored ETag. This package therefore owns the HTTP side and uses go-vcard
+// and go-ical for the data; go-webdav's client drives the tests.
+//
+// Status codes for refused writes: a wrong Content-Type is 415, a malformed
+// object 400, a UID used by another object 409 (no-uid-conflict), an object
+// over the size limit 413 (max-resource-size), a failed If-Match or
+// If-None-Match 412; each with a DAV:error body that names the precondition
+// and a message. Nothing is stored on any of them.
+package dav

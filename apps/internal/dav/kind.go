@@ -1,0 +1,113 @@
+package dav
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+
+	"github.com/nymote/nymote/store"
+)
+
+// Kind is what makes a server a CardDAV or a CalDAV server: the type of its
+// collections, the media type of its objects, their validation, and the
+// REPORTs that query them. The generic WebDAV machinery (storage, auth,
+// PROPFIND, PROPPATCH, MKCOL, PUT, DELETE, multiget, sync-collection) lives
+// in this package; a Kind supplies the rest.
+type Kind interface {
+	// Name is the store prefix and the service name ("contacts").
+	Name() string
+	// Capability is the DAV: header token ("addressbook", "calendar-access").
+	Capability() string
+	// CollectionType is the resourcetype element of the kind's collections.
+	CollectionType() xml.Name
+	// HomeSet is the home-set property of a principal.
+	HomeSet() xml.Name
+	// MediaType is the objects' media type ("text/vcard").
+	MediaType() string
+	// AcceptsMediaType reports whether a PUT's media type is acceptable.
+	AcceptsMediaType(t string) bool
+	// Validate checks one object resource and returns its UID. Failures
+	// are *Error values saying what is wrong.
+	Validate(data []byte, c *Collection) (uid string, err error)
+	// DataProp is the property that carries an object's data in REPORTs
+	// (address-data, calendar-data).
+	DataProp() xml.Name
+	// RenderData renders DataProp's inner XML for an object, following the
+	// request element (nil or empty: the whole object).
+	RenderData(o *Object, req *Node) (string, error)
+	// DescriptionProp and ColorProp name the collection description and
+	// colour properties.
+	DescriptionProp() xml.Name
+	ColorProp() xml.Name
+	// CollectionProps returns the kind's live properties of a collection.
+	CollectionProps(c *Collection) []PropValue
+	// MultigetReport names the kind's multiget REPORT.
+	MultigetReport() xml.Name
+	// MkcolProp sets a property of a collection that the kind keeps
+	// itself (such as supported-calendar-component-set), on MKCOL,
+	// MKCALENDAR or PROPPATCH; ok is false for properties it does not
+	// handle.
+	MkcolProp(c *Collection, p *Node) (ok bool, err error)
+	// Report answers the kind's own REPORTs (queries, free-busy); handled
+	// is false for a REPORT it does not know.
+	Report(ctx context.Context, r *ReportRequest) (handled bool, err error)
+}
+
+// Object is one stored object resource.
+type Object struct {
+	// Name is the resource's last path segment; Href its full URL path.
+	Name, Href string
+	// ETag is the object's blob hash.
+	ETag store.Hash
+	// Data is the object's bytes, as the client sent them.
+	Data []byte
+}
+
+// ETagString is the quoted entity tag.
+func (o *Object) ETagString() string { return `"` + o.ETag.String() + `"` }
+
+// ReportRequest is a REPORT handed to a Kind.
+type ReportRequest struct {
+	Body       *Node
+	Collection *Collection
+	// Objects loads every object of the collection, data included.
+	Objects func() ([]*Object, error)
+	// Respond writes a 207 multistatus with the properties that Body's
+	// DAV:prop asks for, one response per object.
+	Respond func(objs []*Object) error
+	W       http.ResponseWriter
+}
+
+// Error is an HTTP error with an optional WebDAV precondition element and a
+// message that says what was wrong.
+type Error struct {
+	Status int
+	// Cond is the precondition or postcondition element (zero: none).
+	Cond xml.Name
+	// CondInner is inner XML of Cond (such as a DAV:href).
+	CondInner string
+	Message   string
+}
+
+func (e *Error) Error() string {
+	if e.Cond.Local != "" {
+		return fmt.Sprintf("%d %s: %s", e.Status, e.Cond.Local, e.Message)
+	}
+	return fmt.Sprintf("%d: %s", e.Status, e.Message)
+}
+
+// Errorf makes an *Error.
+func Errorf(status int, cond xml.Name, format string, args ...any) *Error {
+	return &Error{Status: status, Cond: cond, Message: fmt.Sprintf(format, args...)}
+}
+
+func statusText(code int) string {
+	if code == 207 {
+		return "Multi-Status"
+	}
+	if code == 424 {
+		return "Failed Dependency"
+	}
+	return http.StatusText(code)
+}

@@ -1,0 +1,169 @@
+package dav
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/nymote/nymote/store"
+)
+
+func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
+	if t.missing {
+		return notFound(t)
+	}
+	body, err := readXMLBody(r)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		return Errorf(http.StatusBadRequest, errNoCond, "REPORT needs a body")
+	}
+	if t.isHome() || t.obj != nil {
+		return Errorf(http.StatusForbidden, Name(NSDAV, "supported-report"), "REPORT %s is answered on a collection, not on %s", body.Name.Local, r.URL.Path)
+	}
+	c := t.coll
+	pr := parsePropReq(body)
+	if pr.all && body.Child(Name(NSDAV, "allprop")) == nil {
+		// No DAV:prop: the ETag is what clients need.
+		pr = &propReq{props: []*Node{{Name: Name(NSDAV, "getetag")}}}
+	}
+	respond := func(objs []*Object) error {
+		ms := newMultistatus()
+		for _, o := range objs {
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+		return writeMultistatus(w, ms)
+	}
+	switch body.Name {
+	case Name(NSDAV, "sync-collection"):
+		return h.syncCollection(w, sn, c, body, pr)
+	case h.kind.MultigetReport():
+		ms := newMultistatus()
+		for _, hr := range body.All(Name(NSDAV, "href")) {
+			p, ok := hrefPath(hr.Text)
+			if !ok {
+				ms.statusResponse(hr.Text, http.StatusBadRequest)
+				continue
+			}
+			dir, name := p[:strings.LastIndexByte(p, '/')+1], p[strings.LastIndexByte(p, '/')+1:]
+			if dir != c.Href() || !segOK(name) {
+				ms.statusResponse(p, http.StatusNotFound)
+				continue
+			}
+			o, err := h.repo.statObject(sn, c, name)
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				ms.statusResponse(p, http.StatusNotFound)
+				continue
+			}
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+		return writeMultistatus(w, ms)
+	}
+	if c.Type != TypePlain {
+		handled, err := h.kind.Report(r.Context(), &ReportRequest{
+			Body:       body,
+			Collection: c,
+			Objects: func() ([]*Object, error) {
+				objs, err := h.repo.listObjects(sn, c)
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range objs {
+					if err := h.repo.readObject(sn, c, o); err != nil {
+						return nil, err
+					}
+				}
+				return objs, nil
+			},
+			Respond: respond,
+			W:       w,
+		})
+		if handled || err != nil {
+			return err
+		}
+	}
+	return Errorf(http.StatusForbidden, Name(NSDAV, "supported-report"), "REPORT %s is not supported on %s", body.Name.Local, c.Href())
+}
+
+// syncCollection answers an RFC 6578 sync-collection REPORT. A sync token
+// names a store commit; the changes since then are the difference between
+// the collection's objects in that commit and now.
+func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection, body *Node, pr *propReq) error {
+	if lvl := strings.TrimSpace(body.Child(Name(NSDAV, "sync-level")).textOr("1")); lvl != "1" && lvl != "infinite" {
+		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
+	}
+	tok := strings.TrimSpace(body.Child(Name(NSDAV, "sync-token")).textOr(""))
+	now, err := h.repo.listObjects(sn, c)
+	if err != nil {
+		return err
+	}
+	ms := newMultistatus()
+	if tok == "" {
+		for _, o := range now {
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+	} else {
+		changes, err := h.changesSince(tok, sn.Commit())
+		if err != nil {
+			return err
+		}
+		prefix := h.repo.collDir(c.User, c.Path) + "/o/"
+		for _, ch := range changes {
+			if !strings.HasPrefix(ch.Path, prefix) {
+				continue
+			}
+			name := store.Unshard(ch.Path)
+			if ch.To.IsZero() {
+				ms.statusResponse(c.Href()+name, http.StatusNotFound)
+				continue
+			}
+			o := &Object{Name: name, Href: c.Href() + name, ETag: ch.To}
+			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				return err
+			}
+		}
+	}
+	ms.raw(Elem(Name(NSDAV, "sync-token"), Text(SyncToken(sn.Commit()))))
+	return writeMultistatus(w, ms)
+}
+
+// changesSince lists what changed in the store between the commit a sync
+// token names and head (store.Diff follows the size of the change, not of
+// the collection). An unknown token is the DAV:valid-sync-token
+// precondition.
+func (h *Handler) changesSince(tok string, head store.Hash) ([]store.Change, error) {
+	bad := Errorf(http.StatusForbidden, Name(NSDAV, "valid-sync-token"), "unknown sync token %q: sync again from scratch", tok)
+	hex, ok := strings.CutPrefix(tok, syncTokenPrefix)
+	if !ok || len(hex) != 40 {
+		return nil, bad
+	}
+	from := store.Hash{}
+	if strings.Trim(hex, "0") != "" {
+		h, err := h.st.Resolve(hex)
+		if err != nil || h.String() != hex {
+			return nil, bad
+		}
+		from = h
+	}
+	changes, err := h.st.DiffCommits(from, head)
+	if err != nil {
+		return nil, bad
+	}
+	return changes, nil
+}
+
+func (n *Node) textOr(def string) string {
+	if n == nil {
+		return def
+	}
+	return n.Text
+}

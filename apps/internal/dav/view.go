@@ -1,0 +1,359 @@
+package dav
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/nymote/nymote/store"
+)
+
+// reader is the read side of a store snapshot. *store.Snapshot is one; a
+// *view is a caching one.
+type reader interface {
+	Commit() store.Hash
+	Read(path string) ([]byte, error)
+	ReadDir(dir string) ([]store.Entry, error)
+	List(prefix string) ([]store.Entry, error)
+	Stat(path string) (store.Entry, error)
+}
+
+var _ reader = (*store.Snapshot)(nil)
+
+// viewCache keeps one view of the store's head that requests share and
+// that follows new commits by their diff (store.DiffCommits follows the
+// size of a change, not of the store). Reading through the store walks
+// trees object by object; the view answers most reads from memory:
+// collection listings (name → blob hash), directories, small files, and
+// object contents by blob hash.
+type viewCache struct {
+	st    *store.Store
+	mu    sync.Mutex
+	cur   *view
+	blobs blobCache
+}
+
+// view is a caching reader of one commit.
+type view struct {
+	vc     *viewCache
+	commit store.Hash
+
+	mu    sync.Mutex
+	sn    *store.Snapshot
+	files map[string]fileEntry
+	dirs  map[string][]store.Entry
+	// lists holds the listings of objects folders ("…/o"): name → hash.
+	lists map[string]map[string]store.Hash
+}
+
+type fileEntry struct {
+	data []byte
+	err  error
+}
+
+// maxDiff is the largest change a view follows; beyond it a fresh view is
+// cheaper.
+const maxDiff = 5000
+
+// head returns a view of the default branch's head.
+func (vc *viewCache) head() (*view, error) {
+	h, err := vc.st.Resolve("")
+	if errors.Is(err, store.ErrNotExist) {
+		h, err = store.Hash{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return vc.at(h), nil
+}
+
+// at returns a view of commit h.
+func (vc *viewCache) at(h store.Hash) *view {
+	vc.mu.Lock()
+	cur := vc.cur
+	vc.mu.Unlock()
+	if cur != nil && cur.commit == h {
+		return cur
+	}
+	var nv *view
+	if cur != nil && !cur.commit.IsZero() {
+		if changes, err := vc.st.DiffCommits(cur.commit, h); err == nil && len(changes) <= maxDiff {
+			nv = cur.advance(h, changes)
+		}
+	}
+	if nv == nil {
+		nv = &view{vc: vc, commit: h, files: map[string]fileEntry{}, dirs: map[string][]store.Entry{}, lists: map[string]map[string]store.Hash{}}
+	}
+	vc.mu.Lock()
+	if vc.cur == cur {
+		vc.cur = nv
+	}
+	vc.mu.Unlock()
+	return nv
+}
+
+// advance makes the view of commit h from v and the changes between them.
+func (v *view) advance(h store.Hash, changes []store.Change) *view {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	nv := &view{vc: v.vc, commit: h, files: make(map[string]fileEntry, len(v.files)), dirs: make(map[string][]store.Entry, len(v.dirs)), lists: make(map[string]map[string]store.Hash, len(v.lists))}
+	for k, e := range v.files {
+		nv.files[k] = e
+	}
+	for k, e := range v.dirs {
+		nv.dirs[k] = e
+	}
+	for k, l := range v.lists {
+		nv.lists[k] = l
+	}
+	copied := map[string]bool{}
+	for _, ch := range changes {
+		p := ch.Path
+		delete(nv.files, p)
+		for d := p; ; {
+			i := strings.LastIndexByte(d, '/')
+			if i < 0 {
+				delete(nv.dirs, "")
+				break
+			}
+			d = d[:i]
+			delete(nv.dirs, d)
+		}
+		if dir, name, ok := splitObjectPath(p); ok {
+			l, loaded := nv.lists[dir]
+			if !loaded {
+				continue
+			}
+			if !copied[dir] {
+				nl := make(map[string]store.Hash, len(l)+1)
+				for k, e := range l {
+					nl[k] = e
+				}
+				nv.lists[dir], l, copied[dir] = nl, nl, true
+			}
+			if ch.To.IsZero() {
+				delete(l, name)
+			} else {
+				l[name] = ch.To
+			}
+		}
+	}
+	return nv
+}
+
+// splitObjectPath splits "…/o/xx/yy/name" into "…/o" and name.
+func splitObjectPath(p string) (dir, name string, ok bool) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	name = p[i+1:]
+	rest := p[:i]
+	for range 2 { // the two shard levels
+		j := strings.LastIndexByte(rest, '/')
+		if j < 0 {
+			return "", "", false
+		}
+		rest = rest[:j]
+	}
+	if !strings.HasSuffix(rest, "/o") {
+		return "", "", false
+	}
+	return rest, name, true
+}
+
+func (v *view) Commit() store.Hash { return v.commit }
+
+func (v *view) snapshot() (*store.Snapshot, error) {
+	v.mu.Lock()
+	sn := v.sn
+	v.mu.Unlock()
+	if sn != nil {
+		return sn, nil
+	}
+	sn, err := v.vc.st.Snapshot(v.commit.String())
+	if v.commit.IsZero() {
+		sn, err = v.vc.st.Snapshot("")
+	}
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.sn = sn
+	v.mu.Unlock()
+	return sn, nil
+}
+
+// list returns the listing of an objects folder, loading it once.
+func (v *view) list(dir string) (map[string]store.Hash, error) {
+	v.mu.Lock()
+	l, ok := v.lists[dir]
+	v.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	ents, err := sn.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	l = make(map[string]store.Hash, len(ents))
+	for _, e := range ents {
+		l[store.Unshard(e.Path)] = e.Hash
+	}
+	v.mu.Lock()
+	v.lists[dir] = l
+	v.mu.Unlock()
+	return l, nil
+}
+
+func (v *view) Stat(p string) (store.Entry, error) {
+	if dir, name, ok := splitObjectPath(p); ok {
+		l, err := v.list(dir)
+		if err != nil {
+			return store.Entry{}, err
+		}
+		h, ok := l[name]
+		if !ok {
+			return store.Entry{}, store.ErrNotExist
+		}
+		return store.Entry{Path: p, Hash: h}, nil
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		return store.Entry{}, err
+	}
+	return sn.Stat(p)
+}
+
+func (v *view) Read(p string) ([]byte, error) {
+	if _, _, ok := splitObjectPath(p); ok {
+		e, err := v.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := v.vc.blobs.get(e.Hash); ok {
+			return d, nil
+		}
+		sn, err := v.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		d, err := sn.Read(p)
+		if err == nil {
+			v.vc.blobs.put(e.Hash, d)
+		}
+		return d, err
+	}
+	v.mu.Lock()
+	f, ok := v.files[p]
+	v.mu.Unlock()
+	if ok {
+		return f.data, f.err
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	d, err := sn.Read(p)
+	if err == nil || errors.Is(err, store.ErrNotExist) {
+		v.mu.Lock()
+		v.files[p] = fileEntry{d, err}
+		v.mu.Unlock()
+	}
+	return d, err
+}
+
+func (v *view) ReadDir(dir string) ([]store.Entry, error) {
+	v.mu.Lock()
+	ents, ok := v.dirs[dir]
+	v.mu.Unlock()
+	if ok {
+		return ents, nil
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	ents, err = sn.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.dirs[dir] = ents
+	v.mu.Unlock()
+	return ents, nil
+}
+
+func (v *view) List(prefix string) ([]store.Entry, error) {
+	if strings.HasSuffix(prefix, "/o") {
+		l, err := v.list(prefix)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]store.Entry, 0, len(l))
+		for name, h := range l {
+			out = append(out, store.Entry{Path: prefix + "/" + store.Shard(name), Hash: h})
+		}
+		return out, nil
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return sn.List(prefix)
+}
+
+// blobCache keeps object contents by blob hash, in two generations: when
+// the newer one is full, it becomes the older one and the oldest is dropped.
+type blobCache struct {
+	mu        sync.Mutex
+	cur, old  map[store.Hash][]byte
+	size, max int
+}
+
+const blobCacheBytes = 64 << 20
+
+func (b *blobCache) get(h store.Hash) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d, ok := b.cur[h]; ok {
+		return d, true
+	}
+	if d, ok := b.old[h]; ok {
+		b.putLocked(h, d)
+		return d, true
+	}
+	return nil, false
+}
+
+func (b *blobCache) put(h store.Hash, d []byte) {
+	b.mu.Lock()
+	b.putLocked(h, d)
+	b.mu.Unlock()
+}
+
+// putData caches data that was just written.
+func (b *blobCache) putData(d []byte) store.Hash {
+	h := plumbing.ComputeHash(plumbing.BlobObject, d)
+	b.put(h, d)
+	return h
+}
+
+func (b *blobCache) putLocked(h store.Hash, d []byte) {
+	if b.cur == nil {
+		b.cur = map[store.Hash][]byte{}
+	}
+	if b.size+len(d) > blobCacheBytes/2 {
+		b.old, b.cur, b.size = b.cur, map[store.Hash][]byte{}, 0
+	}
+	if _, ok := b.cur[h]; !ok {
+		b.cur[h] = d
+		b.size += len(d)
+	}
+}
