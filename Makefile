@@ -18,7 +18,7 @@ TESTTIMEOUT ?= 25m
 #   contacts/calendar: vdirsyncer python3-caldav litmus
 #   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
-	swaks python3 curl isync \
+	swaks libnet-ssleay-perl python3 curl isync \
 	vdirsyncer python3-caldav litmus \
 	qemu-system-x86 qemu-system-arm e2fsprogs
 

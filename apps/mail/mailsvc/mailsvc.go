@@ -46,6 +46,9 @@ type Config struct {
 	InsecureAuth bool
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
+	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
+	// 64 MiB, negative: none.
+	BodyCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window.
 	Resolver    queue.Resolver
@@ -120,7 +123,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
 
-	ms, err := mailstore.Open(st, mailstore.Options{Logger: log})
+	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
 	if err != nil {
 		return err
 	}
