@@ -96,7 +96,8 @@ func newRunCmd(g *globals) *cobra.Command {
 		Long: `run builds the image (unless --no-build), boots it under QEMU (with KVM when
 a probe boot works, TCG otherwise) with the data disk attached, forwards the
 service's ports to 127.0.0.1 (port + 1000 for ports under 1024: IMAP on 1143,
-SMTP on 1025, submission on 1587, IMAPS on 1993) and streams the console.
+SMTP on 1025, submission on 1587, IMAPS on 1993, submissions on 1465) and
+streams the console.
 Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 		Args: exactArgs("APP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
