@@ -116,11 +116,9 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	for _, p := range svc.Ports {
-		fmt.Fprintln(stdout, listenLine(svc.Name, p.Name, ls[p.Name].Addr()))
-	}
+	console := announce(stdout, svc, ls)
 	env := &Env{
-		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: stdout,
+		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: console,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
 	if err := serve(ctx, svc, env); err != nil {
