@@ -33,6 +33,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -152,3 +155,53 @@ func serve(ctx context.Context, svc Service, env *Env) (err error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// dedupWriter passes lines through to w, except lines the runtime has
+// already printed (a service may announce its own listeners too).
+type dedupWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	seen map[string]bool
+	buf  []byte
+}
+
+func newDedupWriter(w io.Writer, printed []string) *dedupWriter {
+	d := &dedupWriter{w: w, seen: map[string]bool{}}
+	for _, l := range printed {
+		d.seen[l] = true
+	}
+	return d
+}
+
+// Write writes whole lines; a partial line waits for its end.
+func (d *dedupWriter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf = append(d.buf, p...)
+	for {
+		i := bytes.IndexByte(d.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := d.buf[:i+1]
+		if !d.seen[strings.TrimRight(string(line), "\r\n")] {
+			if _, err := d.w.Write(line); err != nil {
+				return len(p), err
+			}
+		}
+		d.buf = d.buf[i+1:]
+	}
+}
+
+// announce prints the listener lines of svc and returns the console the
+// service gets: the same console, without those lines should the service
+// print them again.
+func announce(console io.Writer, svc Service, ls map[string]net.Listener) io.Writer {
+	var lines []string
+	for _, p := range svc.Ports {
+		l := listenLine(svc.Name, p.Name, ls[p.Name].Addr())
+		fmt.Fprintln(console, l)
+		lines = append(lines, l)
+	}
+	return newDedupWriter(console, lines)
+}

@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"bytes"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -63,5 +65,17 @@ func TestHostPort(t *testing.T) {
 		if got := HostPort(tc.port, tc.offset); got != tc.want {
 			t.Errorf("HostPort(%d, %d) = %d, want %d", tc.port, tc.offset, got, tc.want)
 		}
+	}
+}
+
+func TestDedupWriter(t *testing.T) {
+	var out bytes.Buffer
+	w := newDedupWriter(&out, []string{"nymote: mail imap listening on 10.0.2.15:143"})
+	fmt.Fprintf(w, "nymote: mail tls certificate sha256 AB\n")
+	fmt.Fprintf(w, "nymote: mail imap listening on 10.0.2.15:143\n")
+	w.Write([]byte("partial "))
+	w.Write([]byte("line\r\nnymote: mail imap listening on 10.0.2.15:143\r\n"))
+	if got, want := out.String(), "nymote: mail tls certificate sha256 AB\npartial line\r\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // HostPort is where a host process listens for port p by default: the same
@@ -26,10 +28,13 @@ func HostPort(p, offset int) int {
 // program name) until ctx is done:
 //
 //	--data DIR         data directory (required): the store is DIR/store.git
-//	--listen HOST      address to listen on (default 127.0.0.1)
+//	--listen HOST      address to listen on (default 127.0.0.1 on host
+//	                   sockets, the netstack's address with --net tap:IF)
 //	--port-offset N    added to ports under 1024 (default 1000)
 //	--port NAME=PORT   listen for NAME on PORT (repeatable)
 //	--net host|tap:IF  host sockets (default) or a netstack on a TAP device
+//	--ip ADDR/LEN      the netstack's static IPv4 address (default: DHCP)
+//	--gw ADDR          the netstack's IPv4 default router
 //	--set KEY=VALUE    a service option, as nymote.KEY=VALUE in an appliance
 //	--log-level LEVEL  debug, info, warn or error (default info)
 //
@@ -38,7 +43,9 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "data directory holding the store (DIR/store.git; created on first use)")
-	host := fs.String("listen", "127.0.0.1", "address to listen on")
+	host := fs.String("listen", "", "address to listen on (default 127.0.0.1 on host sockets, the netstack's address with --net tap:NAME)")
+	ipFlag := fs.String("ip", "", "with --net tap:NAME: the netstack's static IPv4 address, such as 192.0.2.10/24 (default: DHCP)")
+	gwFlag := fs.String("gw", "", "with --net tap:NAME: the netstack's IPv4 default router")
 	offset := fs.Int("port-offset", 1000, "added to ports under 1024")
 	netSpec := fs.String("net", "host", "network: host (host sockets) or tap:NAME (a netstack on a TAP device)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -79,12 +86,26 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 			return fmt.Errorf("--port %s: %s has no port called %q", name, svc.Name, name)
 		}
 	}
+	var nc netstackConfig
+	if *ipFlag != "" {
+		if nc.ip, err = netip.ParsePrefix(*ipFlag); err != nil || !nc.ip.Addr().Is4() {
+			return fmt.Errorf("--ip %q: want an IPv4 address with its prefix length, such as 192.0.2.10/24", *ipFlag)
+		}
+	}
+	if *gwFlag != "" {
+		if nc.gw, err = netip.ParseAddr(*gwFlag); err != nil {
+			return fmt.Errorf("--gw %q: %v", *gwFlag, err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	nw, err := openHostNetwork(ctx, *netSpec, log)
+	nw, addr, err := openHostNetwork(ctx, *netSpec, nc, log)
 	if err != nil {
 		return err
 	}
 	defer nw.Close()
+	if *host == "" {
+		*host = addr.String()
+	}
 	ls, err := openListeners(nw, svc, func(p Port) string {
 		port, ok := ports[p.Name]
 		if !ok {
@@ -95,11 +116,9 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	for _, p := range svc.Ports {
-		fmt.Fprintln(stdout, listenLine(svc.Name, p.Name, ls[p.Name].Addr()))
-	}
+	console := announce(stdout, svc, ls)
 	env := &Env{
-		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: stdout,
+		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: console,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
 	if err := serve(ctx, svc, env); err != nil {
@@ -117,10 +136,38 @@ func hasPort(svc Service, name string) bool {
 	return false
 }
 
-// openHostNetwork opens the network a host process serves on.
-func openHostNetwork(ctx context.Context, spec string, log *slog.Logger) (Network, error) {
+// openHostNetwork opens the network a host process serves on and returns
+// the address to listen on by default.
+func openHostNetwork(ctx context.Context, spec string, nc netstackConfig, log *slog.Logger) (Network, netip.Addr, error) {
 	if spec == "host" || spec == "" {
-		return hostNetwork{}, nil
+		if nc.ip.IsValid() || nc.gw.IsValid() {
+			return nil, netip.Addr{}, errors.New("--ip and --gw configure a netstack: use them with --net tap:NAME")
+		}
+		return hostNetwork{}, netip.MustParseAddr("127.0.0.1"), nil
 	}
-	return openNetstack(ctx, netstackConfig{link: spec}, log)
+	nc.link = spec
+	nw, err := openNetstack(ctx, nc, log)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	return nw, waitAddr(ctx, nw, 30*time.Second), nil
+}
+
+// waitAddr waits up to d for the network's IPv4 address (DHCP) and returns
+// it, or the unspecified address when the network cannot say or has none
+// yet.
+func waitAddr(ctx context.Context, nw Network, d time.Duration) netip.Addr {
+	a, ok := nw.(interface {
+		WaitIPv4(context.Context) (netip.Prefix, error)
+	})
+	if !ok {
+		return netip.IPv4Unspecified()
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	p, err := a.WaitIPv4(ctx)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return p.Addr()
 }

@@ -117,7 +117,9 @@ func TestRunHostErrors(t *testing.T) {
 		{"unknown port", failing, []string{"--data", "x", "--port", "q=1"}, `no port called "q"`},
 		{"bad port", failing, []string{"--data", "x", "--port", "p=http"}, "NAME=PORT"},
 		{"duplicate port", dup, []string{"--data", "x", "--port", "p=0"}, "used twice"},
-		{"tap without netstack", failing, []string{"--data", "x", "--net", "tap:nym0"}, "netstack"},
+		{"bad ip", failing, []string{"--data", "x", "--ip", "10.0.0.1"}, "--ip"},
+		{"ip without netstack", failing, []string{"--data", "x", "--ip", "10.0.0.1/24"}, "--net tap:NAME"},
+		{"bad link", failing, []string{"--data", "x", "--net", "wifi"}, "netstack"},
 		{"bad log level", failing, []string{"--data", "x", "--log-level", "loud"}, "--log-level"},
 	}
 	for _, tc := range tests {

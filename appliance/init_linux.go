@@ -133,14 +133,12 @@ func initMain(svc Service, console io.Writer) haltAction {
 		say("%v", err)
 		return crash
 	}
-	for _, p := range svc.Ports {
-		fmt.Fprintln(console, listenLine(svc.Name, p.Name, ls[p.Name].Addr()))
-	}
+	svcConsole := announce(console, svc, ls)
 	steps.done("listeners")
 	say("%s ready at %s (%s)", svc.Name, uptime(), steps)
 
 	env := &Env{
-		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: console,
+		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
 	done := make(chan error, 1)

@@ -32,7 +32,7 @@ var apps = map[string]App{
 	},
 	"mail": {
 		Name: "mail", Package: "github.com/nymote/nymote/apps/mail",
-		Ports: []AppPort{{"imap", 143}, {"smtp", 25}, {"submission", 587}, {"imaps", 993}},
+		Ports: []AppPort{{"imap", 143}, {"smtp", 25}, {"submission", 587}, {"imaps", 993}, {"submissions", 465}},
 	},
 }
 

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
@@ -104,5 +107,61 @@ func TestMainFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Main(%q): got %v, want an error about %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestSMTPBadInput talks SMTP by hand: malformed and out-of-order commands,
+// unknown and over-long users; each gets a 5xx and the session goes on;
+// 8-bit headers and broken MIME are delivered as they are.
+func TestSMTPBadInput(t *testing.T) {
+	st := newStore(t, "alice")
+	s := startServer(t, st, mailDefaults(), nil)
+	conn, err := net.Dial("tcp", s.addrs["smtp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	reply := func() string {
+		t.Helper()
+		var last string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading a reply: %v", err)
+			}
+			last = line
+			if len(line) < 4 || line[3] != '-' {
+				return strings.TrimSpace(last)
+			}
+		}
+	}
+	reply() // greeting
+	for _, tc := range []struct{ cmd, want string }{
+		{"EHLO client.test", "250"},
+		// go-smtp hangs up after more than three of these: three it is.
+		{"FROBNICATE", "5"},
+		{"RCPT TO:<alice@example.org>", "5"},
+		{"MAIL FROM:<bad", "5"},
+		{"MAIL FROM:<x@elsewhere.test>", "250"},
+		{"RCPT TO:<nobody@example.org>", "550"},
+		{"RCPT TO:<alice+lists@example.org>", "250"},
+		{"RCPT TO:<" + strings.Repeat("a", 300) + "@example.org>", "550"},
+		{"NOOP", "250"},
+		{"DATA", "354"},
+		{"Subject: caf\xe9 \xff\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nbroken\r\n.", "250"},
+		{"QUIT", "221"},
+	} {
+		if _, err := conn.Write([]byte(tc.cmd + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got := reply(); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%.40q: got %q, want %s", tc.cmd, got, tc.want)
+		}
+	}
+	got := s.messages(t, "alice", "INBOX")
+	if len(got) != 1 || !strings.Contains(got[0], "caf\xe9 \xff") {
+		t.Errorf("delivered: %q", got)
 	}
 }

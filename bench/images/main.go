@@ -25,6 +25,9 @@ import (
 	"github.com/nymote/nymote/images"
 )
 
+// prebuilt is the -prebuilt flag.
+var prebuilt string
+
 func main() {
 	apps := flag.String("apps", "hello", "comma-separated apps to measure")
 	board := flag.String("board", "qemu-x86_64", "board")
@@ -35,6 +38,7 @@ func main() {
 	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
 	dhcp := flag.Bool("dhcp", false, "with the netstack, configure by DHCP instead of QEMU's fixed user-network addresses")
 	set := flag.String("set", "", "comma-separated KEY=VALUE service options (nymote.KEY=VALUE)")
+	flag.StringVar(&prebuilt, "prebuilt", "", "folder with APP/ (from nymote build) and APP.img (from nymote disk create) for each app: boot those instead of building (for a machine without Go)")
 	flag.Parse()
 	netArgs := []string{"nymote.net=" + *guestNet}
 	if *guestNet == "netstack" && !*dhcp {
@@ -78,18 +82,34 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 	var results []result
 	for _, app := range apps {
 		dir := filepath.Join(tmp, app)
-		fmt.Fprintf(os.Stderr, "bench: building %s for %s\n", app, board)
-		m, err := images.Build(ctx, images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra})
-		if err != nil {
-			return err
-		}
 		disk := filepath.Join(tmp, app+".img")
-		empty := filepath.Join(tmp, "data-"+app)
-		if err := os.MkdirAll(empty, 0o700); err != nil {
-			return err
-		}
-		if err := images.CreateDisk(ctx, empty, disk, 256<<20); err != nil {
-			return err
+		var m *images.Manifest
+		if prebuilt != "" {
+			dir = filepath.Join(prebuilt, app)
+			if m, err = images.ReadManifest(dir); err != nil {
+				return err
+			}
+			// QEMU writes to the disk: boot a copy.
+			b, err := os.ReadFile(filepath.Join(prebuilt, app+".img"))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(disk, b, 0o600); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: building %s for %s\n", app, board)
+			m, err = images.Build(ctx, images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra})
+			if err != nil {
+				return err
+			}
+			empty := filepath.Join(tmp, "data-"+app)
+			if err := os.MkdirAll(empty, 0o700); err != nil {
+				return err
+			}
+			if err := images.CreateDisk(ctx, empty, disk, 256<<20); err != nil {
+				return err
+			}
 		}
 		r := result{app: app, m: m}
 		for i := 0; i < runs; i++ {

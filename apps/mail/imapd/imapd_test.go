@@ -533,3 +533,26 @@ func TestRenameSubscribeExamineRecent(t *testing.T) {
 		t.Errorf("UNAUTHENTICATE: %v", err)
 	}
 }
+
+// TestIMAP4rev2: a client that enables IMAP4rev2 gets its responses (ESEARCH
+// for SEARCH, no RECENT) and the commands work the same.
+func TestIMAP4rev2(t *testing.T) {
+	h := start(t)
+	c := h.login(t, "alice", nil)
+	if _, err := c.Enable(imap.CapIMAP4rev2).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, c, "INBOX", msg(1, "rev2"))
+	appendMsg(t, c, "INBOX", msg(2, "rev2 again"))
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Search(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "again"}}}, nil).Wait()
+	if err != nil || fmt.Sprint(d.AllSeqNums()) != "[2]" {
+		t.Errorf("SEARCH under IMAP4rev2: got %v, %v", d.AllSeqNums(), err)
+	}
+	md, err := c.Move(imap.SeqSetNum(1), "Archive").Wait()
+	if err != nil || fmt.Sprint(md.DestUIDs) != "1" {
+		t.Errorf("MOVE under IMAP4rev2: got %+v, %v", md, err)
+	}
+}

@@ -30,6 +30,8 @@ func Appliance() appliance.Service {
 				Dial:     env.Dial,
 				Logger:   env.Log,
 				Stdout:   env.Console,
+
+				ListenLinesPrinted: true,
 			}
 			if env.Resolver != nil {
 				cfg.Resolver = env.Resolver

@@ -46,6 +46,9 @@ type Config struct {
 	InsecureAuth bool
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
+	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
+	// 64 MiB, negative: none.
+	BodyCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window.
 	Resolver    queue.Resolver
@@ -58,6 +61,9 @@ type Config struct {
 	// Stdout receives the console lines ("nymote: mail imap listening on
 	// ADDR", the certificate's fingerprint); nil discards them.
 	Stdout io.Writer
+	// ListenLinesPrinted: the caller (the appliance runtime) has printed
+	// the "listening on" lines already.
+	ListenLinesPrinted bool
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -120,7 +126,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
 
-	ms, err := mailstore.Open(st, mailstore.Options{Logger: log})
+	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
 	if err != nil {
 		return err
 	}
@@ -189,7 +195,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 				return nil
 			})
 		}
-		fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
+		if !cfg.ListenLinesPrinted {
+			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
+		}
 	}
 	select {
 	case <-ctx.Done():

@@ -96,7 +96,8 @@ func newRunCmd(g *globals) *cobra.Command {
 		Long: `run builds the image (unless --no-build), boots it under QEMU (with KVM when
 a probe boot works, TCG otherwise) with the data disk attached, forwards the
 service's ports to 127.0.0.1 (port + 1000 for ports under 1024: IMAP on 1143,
-SMTP on 1025, submission on 1587, IMAPS on 1993) and streams the console.
+SMTP on 1025, submission on 1587, IMAPS on 1993, submissions on 1465) and
+streams the console.
 Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 		Args: exactArgs("APP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -134,8 +135,8 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			case "on":
 				useKVM = true
 			case "auto":
-				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 20s)")
-				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 20*time.Second)
+				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
+				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 10*time.Second)
 			case "off":
 			default:
 				return usageError{fmt.Errorf("--kvm %q: want auto, on or off", kvm)}
