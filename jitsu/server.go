@@ -369,8 +369,8 @@ func (s *Server) soa(z *Zone) *dns.SOA {
 		Hdr: dns.RR_Header{Name: z.Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:  z.NS[0], Mbox: z.Hostmaster, Serial: 1,
 		Refresh: 3600, Retry: 600, Expire: 86400,
-		// Negative answers are cached for the shortest appliance TTL at
-		// most, so a name does not vanish for long.
+		// Negative answers are cached for a minute at most, so that a
+		// name added to the configuration is not hidden for long.
 		Minttl: min(ttl, 60),
 	}
 }
