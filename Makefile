@@ -17,10 +17,12 @@ TESTTIMEOUT ?= 25m
 #   mail:              swaks python3 curl isync
 #   contacts/calendar: vdirsyncer python3-caldav litmus
 #   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
+#   jitsu:             bind9-dnsutils
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	swaks libnet-ssleay-perl python3 curl isync \
 	vdirsyncer python3-caldav litmus \
-	qemu-system-x86 qemu-system-arm e2fsprogs
+	qemu-system-x86 qemu-system-arm e2fsprogs \
+	bind9-dnsutils
 
 .PHONY: all build run serve-store test test-short test-deps vet bench clean
 
