@@ -1,6 +1,6 @@
 # Nymote: personal cloud appliances in Go. See README.md.
 #
-#   make run        build and run the service on this machine
+#   make run        boot the mail appliance under QEMU with a demo data disk
 #   make test       every test level that this machine can run
 #   make test-deps  install (with apt-get) what the tests need
 #   make bench      benchmarks; figures go into bench/README.md
@@ -11,34 +11,70 @@ LISTEN  ?= 127.0.0.1:9418
 # Test time bound for the whole suite (make test stays well under it).
 TESTTIMEOUT ?= 25m
 
-# Debian packages the tests use, as "command:package" pairs; test-deps
-# installs the packages whose command is missing.
-TEST_DEPS := git:git ip:iproute2 ping:iputils-ping dnsmasq:dnsmasq-base
+# Debian packages the tests drive; test-deps installs the missing ones.
+#   store, CLI:        git
+#   netstack:          iproute2 iputils-ping dnsmasq-base
+#   mail:              swaks python3 curl isync
+#   contacts/calendar: vdirsyncer python3-caldav litmus
+#   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
+#   jitsu:             bind9-dnsutils
+TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
+	swaks libnet-ssleay-perl python3 curl isync \
+	vdirsyncer python3-caldav litmus \
+	qemu-system-x86 qemu-system-arm e2fsprogs \
+	bind9-dnsutils
 
-.PHONY: all build run test test-short test-deps vet bench clean
+.PHONY: all build run serve-store test test-short test-deps vet bench clean
 
 all: build
 
 build:
 	$(GO) build -o bin/nymote ./cmd/nymote
 
-# Until the appliance images land, run serves a store on the host: it creates
-# the store in $(DATA) on first use and serves it over git smart HTTP.
+# run boots the mail appliance under QEMU (KVM when it works, TCG otherwise)
+# with a demo data disk, created on first use with user "demo" and a random
+# password (printed, and kept in $(DEMO)/password, mode 0600). IMAP is then
+# on 127.0.0.1:1143 (STARTTLS), IMAPS on 1993, submission on 1587. Ctrl-C
+# powers the appliance off cleanly.
+DEMO ?= $(CURDIR)/.nymote-demo
+RUN_PKGS := qemu-system-x86 e2fsprogs
+
 run: build
+	@missing=""; for pkg in $(RUN_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "run: installing$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run: run as root, or install:$$missing" >&2; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@if [ ! -f "$(DEMO)/data.img" ]; then \
+		set -e; mkdir -p "$(DEMO)"; chmod 700 "$(DEMO)"; \
+		pw=$$(head -c 12 /dev/urandom | base64 | tr -d '/+=' | head -c 16); \
+		./bin/nymote store init --data "$(DEMO)/data" >/dev/null; \
+		echo "$$pw" | ./bin/nymote user add demo --password-stdin --data "$(DEMO)/data" >/dev/null; \
+		./bin/nymote disk create --data "$(DEMO)/data" -o "$(DEMO)/data.img" --size 1G; \
+		rm -rf "$(DEMO)/data"; \
+		(umask 077; echo "$$pw" > "$(DEMO)/password"); \
+		echo "run: created a demo data disk: user demo, password $$pw (kept in $(DEMO)/password)"; \
+	fi
+	./bin/nymote run mail --board qemu-x86_64 --disk "$(DEMO)/data.img"
+
+# serve-store serves a store on the host over git smart HTTP (no VM).
+serve-store: build
 	@test -d "$(DATA)/store.git" || ./bin/nymote store init --data "$(DATA)"
-	@echo "Add a user with:  ./bin/nymote user add NAME --git write --data $(DATA)"
 	./bin/nymote store serve --data "$(DATA)" --listen $(LISTEN) --log-level info
 
 test-deps:
-	@missing=""; for dep in $(TEST_DEPS); do \
-		cmd=$${dep%%:*}; pkg=$${dep#*:}; \
-		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	@missing=""; for pkg in $(TEST_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "test-deps: installing$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root to install:$$missing" >&2; exit 1; fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "test-deps: all present"; fi
 
 vet:

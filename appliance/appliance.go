@@ -1,0 +1,207 @@
+// Package appliance is Nymote's runtime: it runs one service as PID 1 of an
+// appliance VM, or as an ordinary process on a host (the Mirage "unix
+// target"), handing the service the same things in both cases: a data
+// directory, one net.Listener per named port, a logger and a console.
+//
+// An appliance's main is one call:
+//
+//	func main() { appliance.Main(hello.Service()) }
+//
+// As PID 1 (see init_linux.go) Main mounts /proc, /sys, /dev and /tmp,
+// loads the image's kernel modules, waits for the kernel's entropy pool,
+// sets the clock from the RTC, mounts the data disk (ext4) on /data and
+// refuses to serve without one, brings up the network, opens the service's
+// listeners and prints one console line per listener:
+//
+//	nymote: hello hello listening on 10.0.2.15:7
+//
+// It powers the machine off cleanly on the ACPI power button (or the arm64
+// virt power key), SIGTERM or SIGINT: it cancels the service's context,
+// waits for Serve to return (the service flushes its store), syncs,
+// unmounts /data and calls reboot(POWER_OFF). When Serve fails or panics it
+// logs why and reboots (or powers off, with nymote.oncrash=poweroff).
+//
+// As a host process Main parses flags (see RunHost): the service listens on
+// host sockets, by default on 127.0.0.1 at its port plus 1000 for ports
+// under 1024.
+//
+// The kernel command line configures the PID 1 runtime: nymote.ip=ADDR/LEN
+// and nymote.gw=ADDR for a static address (DHCP otherwise), nymote.net=KIND,
+// nymote.data=DEVICE, nymote.ephemeral=1 (serve from a tmpfs without a data
+// disk), nymote.oncrash=reboot|poweroff, nymote.log=debug, and any other
+// nymote.KEY=VALUE reaches the service in Env.Config.
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Service is what an appliance runs.
+type Service struct {
+	// Name names the appliance in console lines ("mail").
+	Name string
+	// Ports are the TCP ports the service serves on; each gets a listener
+	// in Env.Listeners under its Name.
+	Ports []Port
+	// Serve runs the service on env's listeners until ctx is done, then
+	// stops accepting, finishes in-flight writes, closes its store and
+	// returns nil. Any other return is a crash.
+	Serve func(ctx context.Context, env *Env) error
+}
+
+// Port is one named TCP port of a service.
+type Port struct {
+	// Name is the port's service name, such as "imap".
+	Name string
+	// Port is the port number inside an appliance, such as 143.
+	Port int
+}
+
+// Env is what the runtime hands a service.
+type Env struct {
+	// DataDir is the data directory (on the data disk inside an
+	// appliance): the service keeps its store in DataDir/store.git.
+	DataDir string
+	// Listeners are the service's listeners by port name. The service
+	// owns them: it closes them when it stops.
+	Listeners map[string]net.Listener
+	// Config holds the nymote.KEY=VALUE options of the kernel command
+	// line (on a host: --set KEY=VALUE), without the "nymote." prefix.
+	Config map[string]string
+	// Log is the service's logger.
+	Log *slog.Logger
+	// Console is where the service prints lines meant for the person
+	// watching the console (a certificate fingerprint).
+	Console io.Writer
+	// Dial opens outbound connections over the appliance's network.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// Resolver resolves names over the appliance's network.
+	Resolver *net.Resolver
+}
+
+// Errors callers and tests branch on.
+var (
+	// ErrNoDataDisk: the appliance has no data disk and was not built
+	// for ephemeral data, so it refuses to serve.
+	ErrNoDataDisk = errors.New("no data disk")
+)
+
+// Main runs svc: as the appliance's init when the process is PID 1 (it
+// never returns then), else as a host process with os.Args' flags, until
+// SIGINT or SIGTERM. It exits the process.
+func Main(svc Service) {
+	if os.Getpid() == 1 {
+		runInit(svc) // does not return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := RunHost(ctx, svc, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", svc.Name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// listenLine is the console line printed for each listener.
+func listenLine(svc, port string, addr net.Addr) string {
+	return fmt.Sprintf("nymote: %s %s listening on %s", svc, port, addr)
+}
+
+// openListeners opens svc's ports on nw, calling addr for each port's
+// address; on error it closes those already open.
+func openListeners(nw Network, svc Service, addr func(Port) string) (_ map[string]net.Listener, err error) {
+	ls := map[string]net.Listener{}
+	defer func() {
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+	}()
+	for _, p := range svc.Ports {
+		if _, dup := ls[p.Name]; dup {
+			return nil, fmt.Errorf("appliance: port name %q used twice", p.Name)
+		}
+		l, err := nw.Listen("tcp", addr(p))
+		if err != nil {
+			return nil, fmt.Errorf("appliance: %s %s: %w", svc.Name, p.Name, err)
+		}
+		ls[p.Name] = l
+	}
+	return ls, nil
+}
+
+// serve runs svc.Serve, turning a panic into an error.
+func serve(ctx context.Context, svc Service, env *Env) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return svc.Serve(ctx, env)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// dedupWriter passes lines through to w, except lines the runtime has
+// already printed (a service may announce its own listeners too).
+type dedupWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	seen map[string]bool
+	buf  []byte
+}
+
+func newDedupWriter(w io.Writer, printed []string) *dedupWriter {
+	d := &dedupWriter{w: w, seen: map[string]bool{}}
+	for _, l := range printed {
+		d.seen[l] = true
+	}
+	return d
+}
+
+// Write writes whole lines; a partial line waits for its end.
+func (d *dedupWriter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf = append(d.buf, p...)
+	for {
+		i := bytes.IndexByte(d.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := d.buf[:i+1]
+		if !d.seen[strings.TrimRight(string(line), "\r\n")] {
+			if _, err := d.w.Write(line); err != nil {
+				return len(p), err
+			}
+		}
+		d.buf = d.buf[i+1:]
+	}
+}
+
+// announce prints the listener lines of svc and returns the console the
+// service gets: the same console, without those lines should the service
+// print them again.
+func announce(console io.Writer, svc Service, ls map[string]net.Listener) io.Writer {
+	var lines []string
+	for _, p := range svc.Ports {
+		l := listenLine(svc.Name, p.Name, ls[p.Name].Addr())
+		fmt.Fprintln(console, l)
+		lines = append(lines, l)
+	}
+	return newDedupWriter(console, lines)
+}

@@ -1,0 +1,102 @@
+package appliance
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// bootConfig is the runtime's configuration from the kernel command line.
+type bootConfig struct {
+	// net is the network kind: "netstack" (the default: a gVisor netstack
+	// on an AF_PACKET socket bound to nic) or "kernel" (the guest kernel's
+	// own stack; for tests of the boot pipeline).
+	net string
+	// nic is the network interface (nymote.nic, default eth0).
+	nic string
+	// ip and gw are a static address (nymote.ip, nymote.gw); zero: DHCP.
+	ip netip.Prefix
+	gw netip.Addr
+	// dns are name servers (nymote.dns=ADDR,ADDR), tried before those
+	// learned from DHCP.
+	dns []netip.Addr
+	// data is the data disk's device (nymote.data, default /dev/vda).
+	data string
+	// ephemeral serves from a tmpfs when there is no data disk
+	// (nymote.ephemeral=1).
+	ephemeral bool
+	// poweroffOnCrash powers off instead of rebooting when the service
+	// fails (nymote.oncrash=poweroff).
+	poweroffOnCrash bool
+	// debug logs at debug level (nymote.log=debug).
+	debug bool
+	// modules are kernel modules to load (nymote.modules=a,b), in
+	// addition to the image's /etc/nymote/modules.
+	modules []string
+	// service holds the other nymote.KEY=VALUE options.
+	service map[string]string
+}
+
+// parseCmdline reads the nymote.* options of a kernel command line.
+func parseCmdline(cmdline string) (bootConfig, error) {
+	c := bootConfig{net: "netstack", nic: "eth0", data: "/dev/vda", service: map[string]string{}}
+	for _, f := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(f, "=")
+		key, ok := strings.CutPrefix(k, "nymote.")
+		if !ok {
+			continue
+		}
+		var err error
+		switch key {
+		case "net":
+			if v != "netstack" && v != "kernel" {
+				err = fmt.Errorf("want netstack or kernel")
+			}
+			c.net = v
+		case "nic":
+			c.nic = v
+		case "ip":
+			c.ip, err = netip.ParsePrefix(v)
+			if err == nil && !c.ip.Addr().Is4() {
+				err = fmt.Errorf("want an IPv4 address with its prefix length, such as 10.0.2.15/24")
+			}
+		case "gw":
+			c.gw, err = netip.ParseAddr(v)
+		case "dns":
+			for _, a := range strings.Split(v, ",") {
+				var ip netip.Addr
+				if ip, err = netip.ParseAddr(a); err != nil {
+					break
+				}
+				c.dns = append(c.dns, ip)
+			}
+		case "data":
+			c.data = v
+		case "ephemeral":
+			c.ephemeral = v == "1" || v == "true" || v == ""
+		case "oncrash":
+			switch v {
+			case "reboot":
+				c.poweroffOnCrash = false
+			case "poweroff":
+				c.poweroffOnCrash = true
+			default:
+				err = fmt.Errorf("want reboot or poweroff")
+			}
+		case "log":
+			c.debug = v == "debug"
+		case "modules":
+			for _, m := range strings.Split(v, ",") {
+				if m != "" {
+					c.modules = append(c.modules, m)
+				}
+			}
+		default:
+			c.service[key] = v
+		}
+		if err != nil {
+			return c, fmt.Errorf("kernel command line %s: %v", f, err)
+		}
+	}
+	return c, nil
+}

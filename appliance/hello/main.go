@@ -1,0 +1,123 @@
+// Command hello is the smallest Nymote appliance, for boot tests and
+// benchmarks: it counts its boots in a file on the data disk and greets
+// every TCP connection on port 7 (host: 1007) with
+//
+//	hello from nymote (boot N)
+//
+// then echoes each line it receives. Build it with nymote build hello.
+// With the option crash=now (nymote.crash=now on the kernel command line)
+// it fails at once, for tests of the runtime's crash handling.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nymote/nymote/appliance"
+)
+
+func main() { appliance.Main(Service()) }
+
+// Service is the hello appliance.
+func Service() appliance.Service {
+	return appliance.Service{
+		Name:  "hello",
+		Ports: []appliance.Port{{Name: "hello", Port: 7}},
+		Serve: serve,
+	}
+}
+
+// countFile holds the number of boots, in the data directory.
+const countFile = "hello-boots"
+
+func serve(ctx context.Context, env *appliance.Env) error {
+	ln := env.Listeners["hello"]
+	defer ln.Close()
+	if env.Config["crash"] == "now" {
+		return errors.New("hello: crashing as asked (crash=now)")
+	}
+	n, err := countBoot(env.DataDir)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	conns := map[net.Conn]bool{}
+	var mu sync.Mutex
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				wg.Wait()
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		conns[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
+			fmt.Fprintf(c, "hello from nymote (boot %d)\r\n", n)
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				fmt.Fprintf(c, "%s\r\n", sc.Text())
+			}
+		}()
+	}
+}
+
+// countBoot adds one to the boot counter on the data disk and syncs it.
+func countBoot(dir string) (int, error) {
+	path := filepath.Join(dir, countFile)
+	n := 0
+	if b, err := os.ReadFile(path); err == nil {
+		n, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	n++
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return 0, fmt.Errorf("hello: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "%d\n", n)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("hello: counting boots: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return n, nil
+}

@@ -1,0 +1,173 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HostPort is where a host process listens for port p by default: the same
+// port, or p+offset for ports under 1024 so that an unprivileged user can
+// bind it (mail's 143 becomes 1143).
+func HostPort(p, offset int) int {
+	if p < 1024 {
+		return p + offset
+	}
+	return p
+}
+
+// RunHost runs svc as a host process with command line args (without the
+// program name) until ctx is done:
+//
+//	--data DIR         data directory (required): the store is DIR/store.git
+//	--listen HOST      address to listen on (default 127.0.0.1 on host
+//	                   sockets, the netstack's address with --net tap:IF)
+//	--port-offset N    added to ports under 1024 (default 1000)
+//	--port NAME=PORT   listen for NAME on PORT (repeatable)
+//	--net host|tap:IF  host sockets (default) or a netstack on a TAP device
+//	--ip ADDR/LEN      the netstack's static IPv4 address (default: DHCP)
+//	--gw ADDR          the netstack's IPv4 default router
+//	--set KEY=VALUE    a service option, as nymote.KEY=VALUE in an appliance
+//	--log-level LEVEL  debug, info, warn or error (default info)
+//
+// It prints one line per listener to stdout and logs to stderr.
+func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.Writer) (err error) {
+	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "data directory holding the store (DIR/store.git; created on first use)")
+	host := fs.String("listen", "", "address to listen on (default 127.0.0.1 on host sockets, the netstack's address with --net tap:NAME)")
+	ipFlag := fs.String("ip", "", "with --net tap:NAME: the netstack's static IPv4 address, such as 192.0.2.10/24 (default: DHCP)")
+	gwFlag := fs.String("gw", "", "with --net tap:NAME: the netstack's IPv4 default router")
+	offset := fs.Int("port-offset", 1000, "added to ports under 1024")
+	netSpec := fs.String("net", "host", "network: host (host sockets) or tap:NAME (a netstack on a TAP device)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	ports := map[string]int{}
+	fs.Func("port", "NAME=PORT: listen for NAME on PORT (repeatable)", func(s string) error {
+		name, v, ok := strings.Cut(s, "=")
+		p, err := strconv.Atoi(v)
+		if !ok || err != nil || p < 0 || p > 65535 {
+			return fmt.Errorf("want NAME=PORT, got %q", s)
+		}
+		ports[name] = p
+		return nil
+	})
+	config := map[string]string{}
+	fs.Func("set", "KEY=VALUE: a service option (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", s)
+		}
+		config[k] = v
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *data == "" {
+		return errors.New("no data directory given (--data DIR)")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	for name := range ports {
+		if !hasPort(svc, name) {
+			return fmt.Errorf("--port %s: %s has no port called %q", name, svc.Name, name)
+		}
+	}
+	var nc netstackConfig
+	if *ipFlag != "" {
+		if nc.ip, err = netip.ParsePrefix(*ipFlag); err != nil || !nc.ip.Addr().Is4() {
+			return fmt.Errorf("--ip %q: want an IPv4 address with its prefix length, such as 192.0.2.10/24", *ipFlag)
+		}
+	}
+	if *gwFlag != "" {
+		if nc.gw, err = netip.ParseAddr(*gwFlag); err != nil {
+			return fmt.Errorf("--gw %q: %v", *gwFlag, err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	nw, addr, err := openHostNetwork(ctx, *netSpec, nc, log)
+	if err != nil {
+		return err
+	}
+	defer nw.Close()
+	if *host == "" {
+		*host = addr.String()
+	}
+	ls, err := openListeners(nw, svc, func(p Port) string {
+		port, ok := ports[p.Name]
+		if !ok {
+			port = HostPort(p.Port, *offset)
+		}
+		return net.JoinHostPort(*host, strconv.Itoa(port))
+	})
+	if err != nil {
+		return err
+	}
+	console := announce(stdout, svc, ls)
+	env := &Env{
+		DataDir: *data, Listeners: ls, Config: config, Log: log, Console: console,
+		Dial: nw.DialContext, Resolver: nw.Resolver(),
+	}
+	if err := serve(ctx, svc, env); err != nil {
+		return fmt.Errorf("%s: %w", svc.Name, err)
+	}
+	return nil
+}
+
+func hasPort(svc Service, name string) bool {
+	for _, p := range svc.Ports {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// openHostNetwork opens the network a host process serves on and returns
+// the address to listen on by default.
+func openHostNetwork(ctx context.Context, spec string, nc netstackConfig, log *slog.Logger) (Network, netip.Addr, error) {
+	if spec == "host" || spec == "" {
+		if nc.ip.IsValid() || nc.gw.IsValid() {
+			return nil, netip.Addr{}, errors.New("--ip and --gw configure a netstack: use them with --net tap:NAME")
+		}
+		return hostNetwork{}, netip.MustParseAddr("127.0.0.1"), nil
+	}
+	nc.link = spec
+	nw, err := openNetstack(ctx, nc, log)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	return nw, waitAddr(ctx, nw, 30*time.Second), nil
+}
+
+// waitAddr waits up to d for the network's IPv4 address (DHCP) and returns
+// it, or the unspecified address when the network cannot say or has none
+// yet.
+func waitAddr(ctx context.Context, nw Network, d time.Duration) netip.Addr {
+	a, ok := nw.(interface {
+		WaitIPv4(context.Context) (netip.Prefix, error)
+	})
+	if !ok {
+		return netip.IPv4Unspecified()
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	p, err := a.WaitIPv4(ctx)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return p.Addr()
+}

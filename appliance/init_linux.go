@@ -1,0 +1,451 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/u-root/u-root/pkg/libinit"
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+)
+
+// dataMount is where the data disk is mounted; it is the service's DataDir.
+const dataMount = "/data"
+
+// modulesFile lists (one per line) the kernel modules the image carries,
+// for /init to load.
+const modulesFile = "/etc/nymote/modules"
+
+// haltAction is how PID 1 ends.
+type haltAction int
+
+const (
+	powerOff haltAction = iota
+	reboot
+)
+
+// runInit is Main as PID 1. It never returns.
+func runInit(svc Service) {
+	console := io.Writer(os.Stdout)
+	fmt.Fprintf(console, "nymote: %s init started at %s\n", svc.Name, uptime())
+	action := initMain(svc, console)
+	halt(console, action)
+}
+
+// uptime is the time since the kernel started, as a duration string.
+func uptime() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return "?"
+	}
+	return time.Duration(ts.Nano()).Round(time.Millisecond).String()
+}
+
+// base is the file system PID 1 sets up before anything else.
+var base = []libinit.Creator{
+	libinit.Dir{Name: "/dev", Mode: 0o755},
+	libinit.Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs"},
+	libinit.Dir{Name: "/proc", Mode: 0o555},
+	libinit.Mount{Source: "proc", Target: "/proc", FSType: "proc"},
+	libinit.Dir{Name: "/sys", Mode: 0o555},
+	libinit.Mount{Source: "sysfs", Target: "/sys", FSType: "sysfs"},
+	libinit.Dir{Name: "/tmp", Mode: 0o1777},
+	libinit.Mount{Source: "tmpfs", Target: "/tmp", FSType: "tmpfs"},
+	libinit.Dir{Name: dataMount, Mode: 0o700},
+}
+
+// initMain boots the appliance, serves until power-off or a crash, shuts
+// down and says how to halt.
+func initMain(svc Service, console io.Writer) haltAction {
+	say := func(format string, args ...any) {
+		fmt.Fprintf(console, "nymote: "+format+"\n", args...)
+	}
+	steps := newSteps()
+	libinit.Create(base, false)
+	steps.done("mounts")
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		say("reading /proc/cmdline: %v (is /proc mounted?)", err)
+		return powerOff
+	}
+	cfg, err := parseCmdline(string(cmdline))
+	if err != nil {
+		say("%v; powering off", err)
+		return powerOff
+	}
+	level := slog.LevelWarn
+	if cfg.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: level}))
+	crash := reboot
+	if cfg.poweroffOnCrash {
+		crash = powerOff
+	}
+
+	loadModules(cfg, say)
+	steps.done("modules")
+	waitEntropy(say)
+	steps.done("entropy")
+	setClock(log)
+	steps.done("clock")
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
+	go func() {
+		s := <-sigs
+		cancel(fmt.Errorf("signal %v", s))
+	}()
+	watchPowerButton(func(dev string) { cancel(fmt.Errorf("power button (%s)", dev)) }, log)
+
+	unmount, err := mountData(cfg, say)
+	if err != nil {
+		say("%v: refusing to serve; powering off", err)
+		return powerOff
+	}
+	defer unmount()
+	steps.done("data disk")
+
+	nw, addr, err := openNetwork(ctx, cfg, log)
+	if err != nil {
+		say("network: %v; powering off", err)
+		return crash
+	}
+	defer closeWithin(nw, 3*time.Second, say)
+	steps.done("network")
+	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) })
+	if err != nil {
+		say("%v", err)
+		return crash
+	}
+	svcConsole := announce(console, svc, ls)
+	steps.done("listeners")
+	say("%s ready at %s (%s)", svc.Name, uptime(), steps)
+
+	env := &Env{
+		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,
+		Dial: nw.DialContext, Resolver: nw.Resolver(),
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, svc, env) }()
+	select {
+	case err := <-done:
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("Serve returned without being asked to stop")
+			}
+			if crash == reboot {
+				say("%s failed: %v; rebooting", svc.Name, err)
+			} else {
+				say("%s failed: %v; powering off", svc.Name, err)
+			}
+			return crash
+		}
+	case <-ctx.Done():
+		say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		// Whatever hangs from here on, the machine goes off: sync and
+		// power off 45 s after the request.
+		time.AfterFunc(45*time.Second, func() {
+			say("shutdown took more than 45s; powering off without unmounting")
+			halt(console, powerOff)
+		})
+		select {
+		case err := <-done:
+			if err != nil {
+				say("%s stopped with an error: %v", svc.Name, err)
+			}
+		case <-time.After(20 * time.Second):
+			say("%s did not stop within 20s; powering off anyway", svc.Name)
+		}
+	}
+	return powerOff
+}
+
+// steps times the boot steps of PID 1 for the console's ready line.
+type steps struct {
+	last  time.Time
+	start time.Time
+	parts []string
+}
+
+func newSteps() *steps { now := time.Now(); return &steps{last: now, start: now} }
+
+func (s *steps) done(name string) {
+	now := time.Now()
+	s.parts = append(s.parts, fmt.Sprintf("%s %s", name, now.Sub(s.last).Round(100*time.Microsecond)))
+	s.last = now
+}
+
+func (s *steps) String() string {
+	return fmt.Sprintf("init %s: %s", s.last.Sub(s.start).Round(100*time.Microsecond), strings.Join(s.parts, ", "))
+}
+
+// closeWithin closes c, giving up after d (the power-off must not hang on
+// a network that does not close).
+func closeWithin(c io.Closer, d time.Duration, say func(string, ...any)) {
+	done := make(chan struct{})
+	go func() {
+		c.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		say("the network did not close within %s; going on", d)
+	}
+}
+
+// halt syncs and powers off or reboots. If the kernel refuses, PID 1 exits,
+// which makes the kernel panic (and, with panic=-1, reboot): it never hangs.
+func halt(console io.Writer, action haltAction) {
+	unix.Sync()
+	cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "powering off"
+	if action == reboot {
+		cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "rebooting"
+	}
+	fmt.Fprintf(console, "nymote: %s at %s\n", what, uptime())
+	err := unix.Reboot(cmd)
+	fmt.Fprintf(console, "nymote: reboot(2): %v; exiting\n", err)
+	os.Exit(1)
+}
+
+// loadModules loads the image's kernel modules and those named on the
+// command line, with their dependencies (kmodule reads modules.dep).
+func loadModules(cfg bootConfig, say func(string, ...any)) {
+	mods := cfg.modules
+	if b, err := os.ReadFile(modulesFile); err == nil {
+		mods = append(strings.Fields(string(b)), mods...)
+	}
+	for _, m := range mods {
+		if err := kmodule.Probe(m, ""); err != nil {
+			say("loading kernel module %s: %v", m, err)
+		}
+	}
+}
+
+// waitEntropy waits until the kernel's random pool is initialised, so that
+// Go's crypto/rand (getrandom) does not block later at an awkward moment.
+// With virtio-rng and random.trust_cpu it is ready at once.
+func waitEntropy(say func(string, ...any)) {
+	buf := make([]byte, 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for said := false; ; said = true {
+		_, err := unix.Getrandom(buf, unix.GRND_NONBLOCK)
+		if err != unix.EAGAIN {
+			return
+		}
+		if !said {
+			say("waiting for the kernel's entropy pool (give the VM a virtio-rng device)")
+		}
+		if time.Now().After(deadline) {
+			say("entropy pool still not ready after 30s; going on")
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// setClock sets the system clock from the RTC (the kernel does not when
+// built without RTC_HCTOSYS).
+func setClock(log *slog.Logger) {
+	f, err := os.Open("/dev/rtc0")
+	if err != nil {
+		log.Warn("no RTC: the clock starts at the epoch", "err", err)
+		return
+	}
+	defer f.Close()
+	rt, err := unix.IoctlGetRTCTime(int(f.Fd()))
+	if err != nil {
+		log.Warn("reading the RTC", "err", err)
+		return
+	}
+	t := time.Date(int(rt.Year)+1900, time.Month(rt.Mon+1), int(rt.Mday), int(rt.Hour), int(rt.Min), int(rt.Sec), 0, time.UTC)
+	if d := time.Since(t); d > -2*time.Second && d < 2*time.Second {
+		return
+	}
+	tv := unix.NsecToTimeval(t.UnixNano())
+	if err := unix.Settimeofday(&tv); err != nil {
+		log.Warn("setting the clock from the RTC", "err", err)
+	}
+}
+
+// mountData mounts the data disk on /data (or a tmpfs for an ephemeral
+// appliance) and returns how to unmount it.
+func mountData(cfg bootConfig, say func(string, ...any)) (func(), error) {
+	dev := cfg.data
+	found := waitFor(dev, 3*time.Second)
+	if !found && cfg.ephemeral {
+		say("no data disk at %s: serving from memory (ephemeral image); data is lost at power-off", dev)
+		if _, err := mount.Mount("tmpfs", dataMount, "tmpfs", "mode=0700", 0); err != nil {
+			return nil, fmt.Errorf("mounting a tmpfs on %s: %w", dataMount, err)
+		}
+		return func() {}, nil
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s does not exist (attach one made with: nymote disk create)", ErrNoDataDisk, dev)
+	}
+	mp, err := mount.Mount(dev, dataMount, "ext4", "", unix.MS_NOATIME)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot mount %s as ext4 (is it a data disk made with nymote disk create?): %v", ErrNoDataDisk, dev, err)
+	}
+	return func() {
+		unix.Sync()
+		for i := 0; i < 10; i++ {
+			if err = mp.Unmount(0); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Still busy: remount read-only so that the journal is clean.
+		if rerr := unix.Mount("", dataMount, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); rerr != nil {
+			say("unmounting %s: %v; remounting read-only: %v", dataMount, err, rerr)
+		}
+	}, nil
+}
+
+// waitFor waits up to d for path to exist.
+func waitFor(path string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// openNetwork brings up the appliance's network and returns the address
+// to listen on.
+func openNetwork(ctx context.Context, cfg bootConfig, log *slog.Logger) (Network, netip.Addr, error) {
+	if !waitFor(filepath.Join("/sys/class/net", cfg.nic), 3*time.Second) {
+		return nil, netip.Addr{}, fmt.Errorf("no network interface %s", cfg.nic)
+	}
+	if cfg.net == "kernel" {
+		ip := cfg.ip
+		if !ip.IsValid() {
+			// No DHCP client in this mode: QEMU's user network's
+			// default guest address.
+			ip = netip.MustParsePrefix("10.0.2.15/24")
+		}
+		if err := configureKernelNIC(cfg.nic, ip); err != nil {
+			return nil, netip.Addr{}, err
+		}
+		return hostNetwork{}, ip.Addr(), nil
+	}
+	hostname, _ := os.Hostname()
+	nw, err := openNetstack(ctx, netstackConfig{link: "packet:" + cfg.nic, ip: cfg.ip, gw: cfg.gw, dns: cfg.dns, hostname: hostname}, log)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	if a, ok := nw.(interface {
+		WaitIPv4(context.Context) (netip.Prefix, error)
+	}); ok {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		p, err := a.WaitIPv4(wctx)
+		if err != nil {
+			nw.Close()
+			return nil, netip.Addr{}, fmt.Errorf("no IPv4 address (DHCP): %w", err)
+		}
+		return nw, p.Addr(), nil
+	}
+	return nw, netip.IPv4Unspecified(), nil
+}
+
+// configureKernelNIC gives the guest kernel's own stack an address on nic
+// and brings nic and lo up (the nymote.net=kernel test path).
+func configureKernelNIC(nic string, ip netip.Prefix) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	up := func(name string) error {
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("%s: get flags: %w", name, err)
+		}
+		ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("%s: up: %w", name, err)
+		}
+		return nil
+	}
+	set := func(req uint, a netip.Addr) error {
+		ifr, err := unix.NewIfreq(nic)
+		if err != nil {
+			return err
+		}
+		if err := ifr.SetInet4Addr(a.AsSlice()); err != nil {
+			return err
+		}
+		return unix.IoctlIfreq(fd, req, ifr)
+	}
+	if err := set(unix.SIOCSIFADDR, ip.Addr()); err != nil {
+		return fmt.Errorf("%s: address %s: %w", nic, ip, err)
+	}
+	mask := net.CIDRMask(ip.Bits(), 32)
+	if err := set(unix.SIOCSIFNETMASK, netip.AddrFrom4([4]byte(mask))); err != nil {
+		return fmt.Errorf("%s: netmask: %w", nic, err)
+	}
+	if err := up("lo"); err != nil {
+		return err
+	}
+	return up(nic)
+}
+
+// watchPowerButton calls press when a power key (KEY_POWER: the ACPI power
+// button on x86, gpio-keys on arm64 virt) is pressed on any input device.
+func watchPowerButton(press func(dev string), log *slog.Logger) {
+	devs, _ := filepath.Glob("/dev/input/event*")
+	if len(devs) == 0 {
+		log.Warn("no input devices: the power button will not be seen (SIGTERM still powers off)")
+	}
+	var once sync.Once
+	for _, dev := range devs {
+		f, err := os.Open(dev)
+		if err != nil {
+			log.Warn("opening input device", "dev", dev, "err", err)
+			continue
+		}
+		go func() {
+			defer f.Close()
+			// struct input_event: a timeval, then u16 type, u16 code,
+			// s32 value.
+			tv := int(sizeofTimeval)
+			buf := make([]byte, tv+8)
+			for {
+				if _, err := io.ReadFull(f, buf); err != nil {
+					return
+				}
+				typ := nativeUint16(buf[tv:])
+				code := nativeUint16(buf[tv+2:])
+				value := int32(nativeUint32(buf[tv+4:]))
+				if typ == evKey && code == keyPower && value == 1 {
+					once.Do(func() { press(dev) })
+				}
+			}
+		}()
+	}
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package appliance
+
+import (
+	"fmt"
+	"os"
+)
+
+// runInit is Main as PID 1: only Linux appliances exist.
+func runInit(svc Service) {
+	fmt.Fprintln(os.Stderr, "nymote: the appliance runtime runs as PID 1 on Linux only")
+	os.Exit(1)
+}

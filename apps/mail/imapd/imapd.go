@@ -1,0 +1,570 @@
+// Package imapd serves a mailstore over IMAP (IMAP4rev1 and IMAP4rev2, with
+// go-imap's imapserver doing the protocol): one Session per connection, auth
+// against the store's users, IDLE pushed by the mailstore's trackers.
+//
+// A Server serves any net.Listener it is handed (Serve); it never opens
+// sockets itself. For implicit TLS (port 993) hand it a tls.Listener.
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Mail is the mailstore to serve (required).
+	Mail *mailstore.Store
+	// Domains are the mail domains: "alice@DOMAIN" logs in as "alice".
+	Domains []string
+	// TLSConfig enables STARTTLS; nil disables it.
+	TLSConfig *tls.Config
+	// InsecureAuth allows LOGIN and AUTHENTICATE without TLS (loopback
+	// tests only).
+	InsecureAuth bool
+	// AppendLimit is the largest message APPEND accepts; zero means 50 MiB.
+	AppendLimit uint32
+	// MaxFailures is the number of failed logins from one address within
+	// FailureWindow after which logins from it are refused until the window
+	// passes. Zero means 10.
+	MaxFailures int
+	// FailureWindow: zero means 5 minutes.
+	FailureWindow time.Duration
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is an IMAP server.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	srv     *imapserver.Server
+	limiter *limiter
+}
+
+// Caps are the capabilities advertised beyond those that imapserver adds by
+// itself (IDLE, UNSELECT, ENABLE, SASL-IR, LITERAL-, STARTTLS, AUTH=PLAIN).
+var Caps = imap.CapSet{
+	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+	imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
+	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
+	imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
+	imap.CapLiteralPlus: {}, imap.CapUnauthenticate: {},
+}
+
+// New makes a server.
+func New(opts Options) *Server {
+	if opts.AppendLimit == 0 {
+		opts.AppendLimit = 50 << 20
+	}
+	if opts.MaxFailures == 0 {
+		opts.MaxFailures = 10
+	}
+	if opts.FailureWindow == 0 {
+		opts.FailureWindow = 5 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log, limiter: &limiter{m: map[string]*failures{}, max: opts.MaxFailures, window: opts.FailureWindow}}
+	s.srv = imapserver.New(&imapserver.Options{
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &Session{s: s, conn: c}, nil, nil
+		},
+		Caps:         Caps,
+		Logger:       slogPrintf{log},
+		TLSConfig:    opts.TLSConfig,
+		InsecureAuth: opts.InsecureAuth,
+	})
+	return s
+}
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Close stops the server and closes its connections.
+func (s *Server) Close() error { return s.srv.Close() }
+
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
+}
+
+// limiter counts failed logins per remote address.
+type limiter struct {
+	mu     sync.Mutex
+	m      map[string]*failures
+	max    int
+	window time.Duration
+}
+
+type failures struct {
+	n     int
+	first time.Time
+}
+
+func (l *limiter) blocked(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.m[addr]
+	if f == nil {
+		return false
+	}
+	if time.Since(f.first) > l.window {
+		delete(l.m, addr)
+		return false
+	}
+	return f.n >= l.max
+}
+
+func (l *limiter) fail(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.m[addr]
+	if f == nil || time.Since(f.first) > l.window {
+		f = &failures{first: time.Now()}
+		l.m[addr] = f
+	}
+	f.n++
+}
+
+// Limiter is the per-address failed-login counter that SMTP AUTH shares.
+func (s *Server) Limiter() interface {
+	Blocked(addr string) bool
+	Fail(addr string)
+} {
+	return limiterAPI{s.limiter}
+}
+
+type limiterAPI struct{ l *limiter }
+
+func (a limiterAPI) Blocked(addr string) bool { return a.l.blocked(addr) }
+func (a limiterAPI) Fail(addr string)         { a.l.fail(addr) }
+
+func remoteHost(c net.Conn) string {
+	if c == nil {
+		return ""
+	}
+	h, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return h
+}
+
+// UserName turns a login name ("alice" or "alice@DOMAIN") into a store
+// user name, or "" if it names a domain not in domains.
+func UserName(login string, domains []string) string {
+	login = strings.ToLower(login)
+	local, dom, ok := strings.Cut(login, "@")
+	if !ok {
+		return login
+	}
+	for _, d := range domains {
+		if strings.EqualFold(d, dom) {
+			return local
+		}
+	}
+	return ""
+}
+
+// Session is one IMAP connection.
+type Session struct {
+	s    *Server
+	conn *imapserver.Conn
+	user *mailstore.User
+	view *mailstore.View
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2      = (*Session)(nil)
+	_ imapserver.SessionAppendLimit    = (*Session)(nil)
+	_ imapserver.SessionUnauthenticate = (*Session)(nil)
+)
+
+func noMailbox(name string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox: " + name}
+}
+
+func tryCreate(name string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox: " + name}
+}
+
+// mapErr turns mailstore errors into IMAP responses.
+func mapErr(err error) error {
+	var ie *imap.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ie):
+		return err
+	case errors.Is(err, mailstore.ErrNoMailbox):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: err.Error()}
+	case errors.Is(err, mailstore.ErrMailboxExists):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: err.Error()}
+	case errors.Is(err, mailstore.ErrBadName):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: err.Error()}
+	}
+	return err
+}
+
+func (sess *Session) ctx() context.Context { return context.Background() }
+
+// Close ends the session.
+func (sess *Session) Close() error {
+	if sess.view != nil {
+		sess.view.Close()
+		sess.view = nil
+	}
+	return nil
+}
+
+// Login checks a user's password against the store's users.
+func (sess *Session) Login(username, password string) error {
+	addr := remoteHost(sess.conn.NetConn())
+	if sess.s.limiter.blocked(addr) {
+		sess.s.log.Warn("imap: login refused: too many failures", "remote", addr)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins; try again later"}
+	}
+	name := UserName(username, sess.s.opts.Domains)
+	if name == "" || store.ValidateUserName(name) != nil {
+		sess.s.limiter.fail(addr)
+		return imapserver.ErrAuthFailed
+	}
+	if _, err := sess.s.opts.Mail.Backing().Authenticate(name, password); err != nil {
+		sess.s.limiter.fail(addr)
+		sess.s.log.Info("imap: login failed", "user", name, "remote", addr)
+		return imapserver.ErrAuthFailed
+	}
+	u, err := sess.s.opts.Mail.User(sess.ctx(), name)
+	if err != nil {
+		return err
+	}
+	sess.user = u
+	sess.s.log.Debug("imap: login", "user", name, "remote", addr)
+	return nil
+}
+
+// Unauthenticate ends the login (RFC 8437) without closing the connection.
+func (sess *Session) Unauthenticate() error {
+	sess.Close()
+	sess.user = nil
+	return nil
+}
+
+// AppendLimit implements APPENDLIMIT.
+func (sess *Session) AppendLimit() uint32 { return sess.s.opts.AppendLimit }
+
+// Namespace: one personal namespace.
+func (sess *Session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Delim: mailstore.Delim}}}, nil
+}
+
+// Select opens a mailbox (EXAMINE: read-only).
+func (sess *Session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	if sess.view != nil {
+		sess.view.Close()
+		sess.view = nil
+	}
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return nil, noMailbox(name)
+	}
+	v, si := mb.Open(options != nil && options.ReadOnly)
+	sess.view = v
+	perm := append([]imap.Flag(nil), si.Flags...)
+	perm = append(perm, imap.FlagWildcard)
+	if v.ReadOnly() {
+		perm = nil
+	}
+	return &imap.SelectData{
+		Flags:             si.Flags,
+		PermanentFlags:    perm,
+		NumMessages:       si.NumMessages,
+		FirstUnseenSeqNum: si.FirstUnseen,
+		NumRecent:         si.NumRecent,
+		UIDNext:           si.Info.UIDNext,
+		UIDValidity:       si.Info.UIDValidity,
+	}, nil
+}
+
+// Unselect closes the selected mailbox without expunging.
+func (sess *Session) Unselect() error {
+	if sess.view != nil {
+		sess.view.Close()
+		sess.view = nil
+	}
+	return nil
+}
+
+// Create makes a mailbox (with CREATE-SPECIAL-USE's USE).
+func (sess *Session) Create(name string, options *imap.CreateOptions) error {
+	var use imap.MailboxAttr
+	if options != nil && len(options.SpecialUse) > 0 {
+		use = options.SpecialUse[0]
+		switch use {
+		case imap.MailboxAttrAll, imap.MailboxAttrArchive, imap.MailboxAttrDrafts, imap.MailboxAttrFlagged,
+			imap.MailboxAttrJunk, imap.MailboxAttrSent, imap.MailboxAttrTrash:
+		default:
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "Unsupported special use"}
+		}
+	}
+	err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: create "+name, func(w *mailstore.Writer) error {
+		// Superior names that do not exist yet are made too (RFC 3501 6.3.3).
+		parts := strings.Split(mailstore.NormName(name), string(mailstore.Delim))
+		for i := 1; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], string(mailstore.Delim))
+			if _, err := sess.user.Mailbox(parent); err == nil || mailstore.ValidName(parent) != nil {
+				continue
+			}
+			if _, err := w.Create(sess.user, parent, ""); err != nil {
+				return err
+			}
+		}
+		_, err := w.Create(sess.user, name, use)
+		return err
+	})
+	return mapErr(err)
+}
+
+// Delete removes a mailbox and its messages.
+func (sess *Session) Delete(name string) error {
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return noMailbox(name)
+	}
+	return mapErr(sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: delete "+name, func(w *mailstore.Writer) error {
+		return w.Delete(mb)
+	}))
+}
+
+// Rename renames a mailbox and the mailboxes below it. Renaming INBOX moves
+// its messages to a new mailbox and leaves INBOX empty, as RFC 3501 says.
+func (sess *Session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+	mb, err := sess.user.Mailbox(oldName)
+	if err != nil {
+		return noMailbox(oldName)
+	}
+	newName = mailstore.NormName(newName)
+	if err := mailstore.ValidName(newName); err != nil {
+		return mapErr(err)
+	}
+	if _, err := sess.user.Mailbox(newName); err == nil {
+		return mapErr(mailstore.ErrMailboxExists)
+	}
+	oldName = mb.Name()
+	return mapErr(sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: rename "+oldName+" to "+newName, func(w *mailstore.Writer) error {
+		if oldName == "INBOX" {
+			dst, err := w.Create(sess.user, newName, "")
+			if err != nil {
+				return err
+			}
+			v, _ := mb.Open(true)
+			defer v.Close()
+			for _, it := range v.Items(nil) {
+				if _, err := w.Copy(mb, it.Msg, dst); err != nil {
+					return err
+				}
+				if err := w.Expunge(mb, it.Msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, c := range sess.user.Mailboxes() {
+			cn := c.Name()
+			if cn == oldName || strings.HasPrefix(cn, oldName+string(mailstore.Delim)) {
+				nn := newName + strings.TrimPrefix(cn, oldName)
+				if err := w.SetInfo(c, func(i *mailstore.MailboxInfo) { i.Name = nn }); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+}
+
+// Subscribe marks a mailbox subscribed.
+func (sess *Session) Subscribe(name string) error { return sess.subscribe(name, true) }
+
+// Unsubscribe marks a mailbox unsubscribed.
+func (sess *Session) Unsubscribe(name string) error { return sess.subscribe(name, false) }
+
+func (sess *Session) subscribe(name string, on bool) error {
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return noMailbox(name)
+	}
+	if mb.Info().Subscribed == on {
+		return nil
+	}
+	return mapErr(sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: subscribe "+name, func(w *mailstore.Writer) error {
+		return w.SetInfo(mb, func(i *mailstore.MailboxInfo) { i.Subscribed = on })
+	}))
+}
+
+// List lists mailboxes (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE).
+func (sess *Session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 0 {
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailstore.Delim})
+	}
+	boxes := sess.user.Mailboxes()
+	names := map[string]bool{}
+	for _, mb := range boxes {
+		names[mb.Name()] = true
+	}
+	for _, mb := range boxes {
+		info := mb.Info()
+		match := false
+		for _, p := range patterns {
+			if imapserver.MatchList(info.Name, mailstore.Delim, ref, p) {
+				match = true
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		if options.SelectSubscribed && !info.Subscribed {
+			continue
+		}
+		if options.SelectSpecialUse && len(info.SpecialUse) == 0 {
+			continue
+		}
+		data := imap.ListData{Mailbox: info.Name, Delim: mailstore.Delim}
+		if info.Subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		children := false
+		for n := range names {
+			if strings.HasPrefix(n, info.Name+string(mailstore.Delim)) {
+				children = true
+				break
+			}
+		}
+		if children {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		// Special use is always returned: clients that did not ask ignore it,
+		// and many (mbsync among them) read it from a plain LIST.
+		data.Attrs = append(data.Attrs, info.SpecialUse...)
+		if options.ReturnStatus != nil {
+			data.Status = statusData(mb, options.ReturnStatus)
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func statusData(mb *mailstore.Mailbox, o *imap.StatusOptions) *imap.StatusData {
+	info := mb.Info()
+	st := mb.Stats()
+	d := &imap.StatusData{Mailbox: info.Name}
+	if o.NumMessages {
+		d.NumMessages = &st.Messages
+	}
+	if o.UIDNext {
+		d.UIDNext = info.UIDNext
+	}
+	if o.UIDValidity {
+		d.UIDValidity = info.UIDValidity
+	}
+	if o.NumUnseen {
+		d.NumUnseen = &st.Unseen
+	}
+	if o.NumDeleted {
+		d.NumDeleted = &st.Deleted
+	}
+	if o.Size {
+		d.Size = &st.Size
+	}
+	if o.NumRecent {
+		d.NumRecent = &st.Recent
+	}
+	return d
+}
+
+// Status reports a mailbox's counts.
+func (sess *Session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return nil, noMailbox(name)
+	}
+	return statusData(mb, options), nil
+}
+
+// Append stores a message; the OK goes out only after its commit is durable.
+func (sess *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	raw := make([]byte, r.Size())
+	if _, err := readFull(r, raw); err != nil {
+		return nil, err
+	}
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return nil, tryCreate(name)
+	}
+	if len(raw) == 0 {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message"}
+	}
+	var uid imap.UID
+	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: append to "+mb.Name(), func(w *mailstore.Writer) error {
+		var err error
+		uid, err = w.Append(mb, raw, options.Flags, options.Time)
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &imap.AppendData{UID: uid, UIDValidity: mb.Info().UIDValidity}, nil
+}
+
+func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			if n == len(buf) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Poll writes the selected mailbox's pending updates.
+func (sess *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if sess.view == nil {
+		return nil
+	}
+	return sess.view.Tracker().Poll(w, allowExpunge)
+}
+
+// Idle writes updates as they come until stop is closed.
+func (sess *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if sess.view == nil {
+		<-stop
+		return nil
+	}
+	return sess.view.Tracker().Idle(w, stop)
+}

@@ -1,0 +1,626 @@
+package imapd
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+)
+
+func readOnlyErr() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is read-only"}
+}
+
+// Expunge removes the messages flagged \Deleted (within uids, for UID
+// EXPUNGE). The EXPUNGE responses go out through the session's tracker.
+func (sess *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	v := sess.view
+	if v.ReadOnly() {
+		return readOnlyErr()
+	}
+	var ns imap.NumSet
+	if uids != nil {
+		ns = *uids
+	}
+	var gone []mailstore.Item
+	for _, it := range v.Items(ns) {
+		for _, f := range it.Flags {
+			if f == imap.FlagDeleted {
+				gone = append(gone, it)
+				break
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	mb := v.Mailbox()
+	return sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: expunge from "+mb.Name(), func(w *mailstore.Writer) error {
+		for _, it := range gone {
+			if err := w.Expunge(mb, it.Msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Fetch writes the asked items, from the parse cache where it can; fetching
+// a body section without PEEK sets \Seen (one commit for the command).
+func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	v := sess.view
+	items := v.Items(numSet)
+	markSeen := false
+	if !v.ReadOnly() {
+		for _, bs := range options.BodySection {
+			if !bs.Peek {
+				markSeen = true
+			}
+		}
+		if len(options.BinarySection) > 0 {
+			markSeen = true
+		}
+	}
+	if markSeen {
+		var unseen []int
+		for i, it := range items {
+			if !hasFlag(it.Flags, imap.FlagSeen) {
+				unseen = append(unseen, i)
+			}
+		}
+		if len(unseen) > 0 {
+			mb := v.Mailbox()
+			for _, i := range unseen {
+				items[i].Flags = append(items[i].Flags, imap.FlagSeen)
+			}
+			err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
+				for _, i := range unseen {
+					if err := w.SetFlags(mb, items[i].Msg, items[i].Flags, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			options.Flags = true
+		}
+	}
+	mb := v.Mailbox()
+	rd := sess.s.opts.Mail.NewReader()
+	for _, it := range items {
+		if it.Seq == 0 {
+			continue // not announced to this client yet
+		}
+		if err := sess.fetchOne(w, rd, mb, it, options); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sess *Session) fetchOne(w *imapserver.FetchWriter, rd *mailstore.Reader, mb *mailstore.Mailbox, it mailstore.Item, options *imap.FetchOptions) error {
+	rw := w.CreateMessage(it.Seq)
+	m := it.Msg
+	rw.WriteUID(m.UID)
+	if options.Flags {
+		rw.WriteFlags(it.Flags)
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(m.Date)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if options.Envelope {
+		env := m.Cache.Envelope
+		if env == nil {
+			env = &imap.Envelope{}
+		}
+		rw.WriteEnvelope(env)
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(m.Cache.Body.Structure())
+	}
+	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		raw, err := rd.ReadRaw(mb, m)
+		if err != nil {
+			rw.Close()
+			return err
+		}
+		for _, bs := range options.BodySection {
+			var buf []byte
+			if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && bs.Partial == nil {
+				buf = raw // BODY[]: the message as it is, without a copy
+			} else {
+				buf = imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+			}
+			wc := rw.WriteBodySection(bs, int64(len(buf)))
+			_, werr := wc.Write(buf)
+			cerr := wc.Close()
+			if werr != nil {
+				return werr
+			}
+			if cerr != nil {
+				return cerr
+			}
+		}
+		for _, bs := range options.BinarySection {
+			buf := imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+			wc := rw.WriteBinarySection(bs, int64(len(buf)))
+			_, werr := wc.Write(buf)
+			cerr := wc.Close()
+			if werr != nil {
+				return werr
+			}
+			if cerr != nil {
+				return cerr
+			}
+		}
+		for _, bss := range options.BinarySectionSize {
+			rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss))
+		}
+	}
+	return rw.Close()
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Store changes flags in one commit; unless .SILENT, the new flags are
+// written back.
+func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	v := sess.view
+	if v.ReadOnly() {
+		return readOnlyErr()
+	}
+	items := v.Items(numSet)
+	mb := v.Mailbox()
+	type change struct {
+		i     int
+		flags []imap.Flag
+	}
+	var changes []change
+	for i, it := range items {
+		nf := applyStore(it.Flags, flags)
+		if !sameFlags(nf, it.Flags) {
+			changes = append(changes, change{i, nf})
+		}
+	}
+	if len(changes) > 0 {
+		err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: flags in "+mb.Name(), func(w *mailstore.Writer) error {
+			for _, c := range changes {
+				if err := w.SetFlags(mb, items[c.i].Msg, c.flags, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			items[c.i].Flags = c.flags
+		}
+	}
+	if flags.Silent {
+		return nil
+	}
+	for _, it := range items {
+		if it.Seq == 0 {
+			continue
+		}
+		rw := w.CreateMessage(it.Seq)
+		rw.WriteUID(it.Msg.UID)
+		rw.WriteFlags(it.Flags)
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyStore computes the flags after a STORE (\Recent is kept as it was:
+// clients cannot set it).
+func applyStore(cur []imap.Flag, sf *imap.StoreFlags) []imap.Flag {
+	set := map[imap.Flag]bool{}
+	recent := false
+	for _, f := range cur {
+		if f == `\Recent` {
+			recent = true
+			continue
+		}
+		set[f] = true
+	}
+	switch sf.Op {
+	case imap.StoreFlagsSet:
+		set = map[imap.Flag]bool{}
+		fallthrough
+	case imap.StoreFlagsAdd:
+		for _, f := range sf.Flags {
+			set[mailstore.CanonicalFlag(f)] = true
+		}
+	case imap.StoreFlagsDel:
+		for _, f := range sf.Flags {
+			delete(set, mailstore.CanonicalFlag(f))
+		}
+	}
+	delete(set, `\Recent`)
+	var out []imap.Flag
+	for f := range set {
+		out = append(out, f)
+	}
+	if recent {
+		out = append(out, `\Recent`)
+	}
+	return out
+}
+
+func sameFlags(a, b []imap.Flag) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[imap.Flag]bool{}
+	for _, f := range a {
+		m[f] = true
+	}
+	for _, f := range b {
+		if !m[f] {
+			return false
+		}
+	}
+	return true
+}
+
+// Copy copies messages to another mailbox in one commit (UIDPLUS COPYUID).
+func (sess *Session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	data, _, err := sess.copyOrMove(numSet, dest, false)
+	return data, err
+}
+
+// Move moves messages in one commit; the EXPUNGEs follow through the
+// tracker when the command ends.
+func (sess *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	data, n, err := sess.copyOrMove(numSet, dest, true)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	return w.WriteCopyData(data)
+}
+
+func (sess *Session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*imap.CopyData, int, error) {
+	v := sess.view
+	if move && v.ReadOnly() {
+		return nil, 0, readOnlyErr()
+	}
+	dst, err := sess.user.Mailbox(dest)
+	if err != nil {
+		return nil, 0, tryCreate(dest)
+	}
+	src := v.Mailbox()
+	if dst == src {
+		return nil, 0, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
+	}
+	items := v.Items(numSet)
+	var srcUIDs, dstUIDs imap.UIDSet
+	verb := "copy"
+	if move {
+		verb = "move"
+	}
+	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: "+verb+" from "+src.Name()+" to "+dst.Name(), func(w *mailstore.Writer) error {
+		srcUIDs, dstUIDs = nil, nil // this may run twice (group commit)
+		for _, it := range items {
+			uid, err := w.Copy(src, it.Msg, dst)
+			if err != nil {
+				return err
+			}
+			srcUIDs.AddNum(it.Msg.UID)
+			dstUIDs.AddNum(uid)
+			if move {
+				if err := w.Expunge(src, it.Msg); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return &imap.CopyData{UIDValidity: dst.Info().UIDValidity, SourceUIDs: srcUIDs, DestUIDs: dstUIDs}, len(items), nil
+}
+
+// Search runs SEARCH with every criterion of RFC 3501 and RFC 9051,
+// matching envelope and header fields from the parse cache and reading
+// message bodies only for BODY and TEXT.
+func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	v := sess.view
+	all := v.Items(nil)
+	max := imap.UID(0)
+	if len(all) > 0 {
+		max = all[len(all)-1].Msg.UID
+	}
+	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: uint32(len(all)), maxUID: max, searchRes: v.SearchRes}
+	data := &imap.SearchData{}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	for _, it := range all {
+		if !sc.match(it, criteria) {
+			continue
+		}
+		uids.AddNum(it.Msg.UID)
+		var n uint32
+		if kind == imapserver.NumKindSeq {
+			if it.Seq == 0 {
+				continue
+			}
+			seqs.AddNum(it.Seq)
+			n = it.Seq
+		} else {
+			n = uint32(it.Msg.UID)
+		}
+		if data.Min == 0 || n < data.Min {
+			data.Min = n
+		}
+		if n > data.Max {
+			data.Max = n
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqs
+	} else {
+		data.All = uids
+	}
+	if options != nil && options.ReturnSave {
+		v.SearchRes = uids
+	}
+	return data, nil
+}
+
+type searchCtx struct {
+	sess        *Session
+	rd          *mailstore.Reader
+	mb          *mailstore.Mailbox
+	numMessages uint32
+	maxUID      imap.UID
+	searchRes   imap.UIDSet
+}
+
+func (sc *searchCtx) raw(m *mailstore.Message) []byte {
+	b, err := sc.rd.ReadRaw(sc.mb, m)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
+	m := it.Msg
+	for _, ss := range c.SeqNum {
+		if imap.IsSearchRes(ss) {
+			if !sc.searchRes.Contains(m.UID) {
+				return false
+			}
+			continue
+		}
+		if it.Seq == 0 || !containsSeq(ss, it.Seq, sc.numMessages) {
+			return false
+		}
+	}
+	for _, us := range c.UID {
+		if imap.IsSearchRes(us) {
+			if !sc.searchRes.Contains(m.UID) {
+				return false
+			}
+			continue
+		}
+		if !containsUID(us, m.UID, sc.maxUID) {
+			return false
+		}
+	}
+	if !matchDate(m.Date, c.Since, c.Before) {
+		return false
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		if m.Cache.Envelope == nil || m.Cache.Envelope.Date.IsZero() || !matchDate(m.Cache.Envelope.Date, c.SentSince, c.SentBefore) {
+			return false
+		}
+	}
+	for _, f := range c.Flag {
+		if !hasFlag(it.Flags, mailstore.CanonicalFlag(f)) {
+			return false
+		}
+	}
+	for _, f := range c.NotFlag {
+		if hasFlag(it.Flags, mailstore.CanonicalFlag(f)) {
+			return false
+		}
+	}
+	if c.Larger != 0 && m.Size <= c.Larger {
+		return false
+	}
+	if c.Smaller != 0 && m.Size >= c.Smaller {
+		return false
+	}
+	for _, h := range c.Header {
+		vals, ok := m.HeaderField(h.Key)
+		if !ok {
+			vals = rawHeaderField(sc.raw(m), h.Key)
+		}
+		if !matchValues(vals, h.Value) {
+			return false
+		}
+	}
+	for _, t := range c.Text {
+		if !matchEntity(sc.raw(m), t, true) {
+			return false
+		}
+	}
+	for _, t := range c.Body {
+		if !matchEntity(sc.raw(m), t, false) {
+			return false
+		}
+	}
+	for i := range c.Not {
+		if sc.match(it, &c.Not[i]) {
+			return false
+		}
+	}
+	for i := range c.Or {
+		if !sc.match(it, &c.Or[i][0]) && !sc.match(it, &c.Or[i][1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsSeq(ss imap.SeqSet, seq, max uint32) bool {
+	for _, r := range ss {
+		a, b := r.Start, r.Stop
+		if a == 0 {
+			a = max
+		}
+		if b == 0 {
+			b = max
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if seq >= a && seq <= b {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUID(us imap.UIDSet, uid, max imap.UID) bool {
+	for _, r := range us {
+		a, b := r.Start, r.Stop
+		if a == 0 {
+			a = max
+		}
+		if b == 0 {
+			b = max
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if uid >= a && uid <= b {
+			return true
+		}
+	}
+	return false
+}
+
+func matchValues(vals []string, pattern string) bool {
+	if pattern == "" {
+		return len(vals) > 0
+	}
+	p := strings.ToLower(pattern)
+	for _, v := range vals {
+		if strings.Contains(v, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func rawHeaderField(raw []byte, key string) []string {
+	e, err := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		_ = err
+		return nil
+	}
+	h := mail.Header{Header: e.Header}
+	fields := h.FieldsByKey(key)
+	var out []string
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		out = append(out, strings.ToLower(v))
+	}
+	return out
+}
+
+// matchDate compares dates without time of day or zone, as RFC 3501 asks.
+func matchDate(t, since, before time.Time) bool {
+	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() && t.Before(since) {
+		return false
+	}
+	if !before.IsZero() && !t.Before(before) {
+		return false
+	}
+	return true
+}
+
+// matchEntity looks for pattern in the text parts of a message (and its
+// headers for TEXT), decoding transfer encodings and charsets as go-message
+// does. After go-imap's imapmemserver.
+func matchEntity(raw []byte, pattern string, includeHeader bool) bool {
+	if pattern == "" {
+		return true
+	}
+	if raw == nil {
+		return false
+	}
+	e, _ := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		return bytes.Contains(bytes.ToLower(raw), bytes.ToLower([]byte(pattern)))
+	}
+	return matchPart(e, strings.ToLower(pattern), includeHeader)
+}
+
+func matchPart(e *gomessage.Entity, pattern string, includeHeader bool) bool {
+	if includeHeader {
+		fields := e.Header.Fields()
+		for fields.Next() {
+			v, _ := fields.Text()
+			if strings.Contains(strings.ToLower(v), pattern) {
+				return true
+			}
+		}
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				return false
+			} else if err != nil {
+				return false
+			}
+			if matchPart(part, pattern, includeHeader) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	buf, err := io.ReadAll(e.Body)
+	if err != nil && len(buf) == 0 {
+		return false
+	}
+	return bytes.Contains(bytes.ToLower(buf), []byte(pattern))
+}

@@ -1,0 +1,703 @@
+// Package mailstore keeps mail in Nymote's versioned store: per user a set of
+// mailboxes, each a folder of messages with IMAP's UIDs, flags and internal
+// dates, every change one durable commit.
+//
+// Layout under the store's root (BOX is a mailbox's stable id, so that RENAME
+// rewrites one small item; KEY is a message's random key, so that replicas
+// that both add a message never write the same path):
+//
+//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use
+//	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
+//	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
+//	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
+//
+// UIDNEXT is one above the highest UID in the mailbox, or what mailbox.json
+// says if that is higher: an APPEND writes only the message's three items,
+// and EXPUNGE records UIDNEXT in mailbox.json so that it never goes back.
+//
+// Messages are sharded (store.Shard) so that an APPEND writes a handful of
+// small trees whatever the mailbox's size; flags sit in chunks of 256 UIDs
+// (see flags.go) so that STORE on many messages writes few items.
+//
+// A Store keeps an in-memory index of each user's mailboxes, loaded on the
+// user's first use, changed by this process's writes after their commit, and
+// brought up to date from store.Watch for commits made by others (git push,
+// merges). Sessions see changes through imapserver's MailboxTracker, which
+// gives IMAP IDLE its push.
+package mailstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/nymote/nymote/store"
+)
+
+// Prefix is the store folder that holds all mail.
+const Prefix = "mail"
+
+// Delim is the mailbox hierarchy delimiter.
+const Delim = '/'
+
+// Errors that callers branch on.
+var (
+	ErrNoMailbox     = errors.New("mailstore: no such mailbox")
+	ErrMailboxExists = errors.New("mailstore: mailbox already exists")
+	ErrBadName       = errors.New("mailstore: invalid mailbox name")
+	ErrNoUser        = errors.New("mailstore: no such user")
+)
+
+// DefaultMailboxes are created for every user on first use, with their
+// special use (RFC 6154).
+var DefaultMailboxes = []struct {
+	Name string
+	Use  imap.MailboxAttr
+}{
+	{"INBOX", ""},
+	{"Drafts", imap.MailboxAttrDrafts},
+	{"Sent", imap.MailboxAttrSent},
+	{"Trash", imap.MailboxAttrTrash},
+	{"Junk", imap.MailboxAttrJunk},
+	{"Archive", imap.MailboxAttrArchive},
+}
+
+// Store is the mail of every user of a store.Store.
+type Store struct {
+	st  *store.Store
+	log *slog.Logger
+
+	mu    sync.Mutex
+	users map[string]*User
+
+	// wmu serializes writes and their application to the index, so the
+	// index changes in commit order.
+	wmu sync.Mutex
+	own map[store.Hash]store.Hash // commits made here: new head -> base
+
+	// Updates waiting for the write lock; whoever gets it commits them all
+	// in one commit (group commit).
+	qmu   sync.Mutex
+	queue []*request
+
+	cache *rawCache
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Options configure Open.
+type Options struct {
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// RawCacheBytes bounds the in-memory cache of raw messages (recently
+	// read or written). Zero means 64 MiB; negative turns it off.
+	RawCacheBytes int64
+}
+
+// Open starts serving the mail in st. Close stops it (not st).
+func Open(st *store.Store, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w, err := st.Watch("", Prefix+"/")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: watch: %w", err)
+	}
+	n := opts.RawCacheBytes
+	if n == 0 {
+		n = 64 << 20
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
+		cache: newRawCache(n), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	go s.watch(w)
+	return s, nil
+}
+
+// Close stops following the store.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// Backing returns the underlying store.
+func (s *Store) Backing() *store.Store { return s.st }
+
+func (s *Store) watch(w *store.Watcher) {
+	defer close(s.done)
+	defer w.Close()
+	for {
+		ev, err := w.Next(s.ctx)
+		if err != nil {
+			return
+		}
+		s.wmu.Lock()
+		if base, ok := s.own[ev.New]; ok && base == ev.Old {
+			delete(s.own, ev.New)
+			s.wmu.Unlock()
+			continue
+		}
+		if err := s.resync(ev.Paths); err != nil {
+			s.log.Warn("mail: following a commit", "commit", ev.New.String(), "err", err)
+		}
+		s.wmu.Unlock()
+	}
+}
+
+// User returns a user's mail, loading the index on first use and creating
+// the default mailboxes for a user who has none. The user must exist in the
+// store (ErrNoUser otherwise).
+func (s *Store) User(ctx context.Context, name string) (*User, error) {
+	s.mu.Lock()
+	u := s.users[name]
+	s.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	if _, err := s.st.LookupUser(name); err != nil {
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNoUser, name)
+		}
+		return nil, err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	u = s.users[name]
+	s.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	u, err := s.loadUser(name)
+	if err != nil {
+		return nil, err
+	}
+	for _, mb := range u.boxes {
+		if err := s.fixDuplicateUIDs(mb); err != nil {
+			return nil, err
+		}
+	}
+	if len(u.boxes) == 0 {
+		err := s.updateLocked(ctx, name, "mail: create the mailboxes of "+name, func(w *Writer) error {
+			for _, d := range DefaultMailboxes {
+				if _, err := w.Create(u, d.Name, d.Use); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Shared only once complete: others look users up without s.wmu.
+	s.mu.Lock()
+	s.users[name] = u
+	s.mu.Unlock()
+	return u, nil
+}
+
+// Update makes one commit of the writes fn makes through w, authored by user
+// (may be ""), and applies them to the index once it is durable. fn runs
+// under the mailstore's write lock: it must not call User or Update, and it
+// may run twice (see below), so it must only write through w and set
+// results.
+//
+// Updates that arrive while another is committing are committed together
+// in one commit when the lock frees (group commit), so that concurrent
+// deliveries and APPENDs share the cost of the fsyncs. If one of them fails,
+// nothing of the batch is written; the others run again together and the
+// one that failed runs last, alone.
+func (s *Store) Update(ctx context.Context, user, message string, fn func(w *Writer) error) error {
+	r := &request{ctx: ctx, user: user, message: message, fn: fn, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, r)
+	s.qmu.Unlock()
+	s.wmu.Lock()
+	select {
+	case err := <-r.done: // committed by the previous holder of the lock
+		s.wmu.Unlock()
+		return err
+	default:
+	}
+	s.qmu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.qmu.Unlock()
+	s.commitBatch(batch)
+	s.wmu.Unlock()
+	return <-r.done
+}
+
+type request struct {
+	ctx           context.Context
+	user, message string
+	fn            func(w *Writer) error
+	done          chan error
+}
+
+// maxBatch bounds the updates in one commit.
+const maxBatch = 64
+
+// commitBatch commits the requests, as few commits as it can, and tells
+// each its outcome. The caller holds s.wmu.
+func (s *Store) commitBatch(batch []*request) {
+	for len(batch) > 0 {
+		n := min(len(batch), maxBatch)
+		s.commitPart(batch[:n])
+		batch = batch[n:]
+	}
+}
+
+type batchError struct {
+	i   int
+	err error
+}
+
+func (e *batchError) Error() string { return e.err.Error() }
+
+func (s *Store) commitPart(part []*request) {
+	if len(part) == 0 {
+		return
+	}
+	if len(part) == 1 {
+		r := part[0]
+		r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+		return
+	}
+	user := part[0].user
+	msgs := make([]string, 0, len(part))
+	for _, r := range part {
+		if r.user != user {
+			user = ""
+		}
+		msgs = append(msgs, r.message)
+	}
+	message := fmt.Sprintf("mail: %d changes\n\n%s", len(part), strings.Join(msgs, "\n"))
+	err := s.updateLocked(context.WithoutCancel(part[0].ctx), user, message, func(w *Writer) error {
+		for i, r := range part {
+			err := r.ctx.Err()
+			if err == nil {
+				err = r.fn(w)
+			}
+			if err != nil {
+				return &batchError{i, err}
+			}
+		}
+		return nil
+	})
+	var be *batchError
+	switch {
+	case err == nil:
+		for _, r := range part {
+			r.done <- nil
+		}
+	case errors.As(err, &be):
+		// Nothing was written. The others go again together, and the one
+		// that failed goes last, alone, to get its own answer.
+		rest := append(append([]*request(nil), part[:be.i]...), part[be.i+1:]...)
+		s.commitPart(rest)
+		r := part[be.i]
+		r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+	default:
+		for _, r := range part {
+			r.done <- s.updateLocked(r.ctx, r.user, r.message, r.fn)
+		}
+	}
+}
+
+func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(w *Writer) error) error {
+	var w *Writer
+	opts := store.CommitOptions{Message: message}
+	if user != "" {
+		opts.Author = store.Signature{Name: user, Email: user + "@localhost"}
+	}
+	var base store.Hash
+	head, err := s.st.Update(ctx, opts, func(tx *store.Tx) error {
+		w = &Writer{s: s, tx: tx, infos: map[*Mailbox]*MailboxInfo{}, flags: map[*Message][]imap.Flag{},
+			added: map[*Mailbox][]*Message{}, gone: map[*Message]bool{}}
+		base = tx.Base()
+		if err := fn(w); err != nil {
+			return err
+		}
+		return w.flush()
+	})
+	if err != nil {
+		return err
+	}
+	if head != base {
+		if len(s.own) > 4096 {
+			clear(s.own)
+		}
+		s.own[head] = base
+	}
+	for _, f := range w.apply {
+		f()
+	}
+	return nil
+}
+
+// User is one user's mail.
+type User struct {
+	Name string
+	s    *Store
+
+	mu    sync.RWMutex
+	boxes map[string]*Mailbox // by id
+}
+
+// MailboxInfo is what mailbox.json holds.
+type MailboxInfo struct {
+	Name        string             `json:"name"`
+	UIDValidity uint32             `json:"uidvalidity"`
+	UIDNext     imap.UID           `json:"uidnext"`
+	SpecialUse  []imap.MailboxAttr `json:"special_use,omitempty"`
+	Subscribed  bool               `json:"subscribed"`
+}
+
+// Message is one message of a mailbox, as the index holds it.
+type Message struct {
+	Key   string
+	UID   imap.UID
+	Date  time.Time
+	Size  int64
+	Cache *Cache
+
+	flags []imap.Flag // sorted; guarded by the mailbox's mu
+
+	hdrOnce sync.Once
+	hdr     map[string][]string
+}
+
+type msgMeta struct {
+	UID   imap.UID  `json:"uid"`
+	Date  time.Time `json:"date"`
+	Size  int64     `json:"size"`
+	Cache *Cache    `json:"cache"`
+}
+
+func userDir(user string) string         { return Prefix + "/" + user }
+func boxDir(user, id string) string      { return userDir(user) + "/" + id }
+func boxInfoPath(user, id string) string { return boxDir(user, id) + "/mailbox.json" }
+func msgBase(user, id, key string) string {
+	return boxDir(user, id) + "/" + path.Dir(store.Shard(key)) + "/" + key
+}
+
+func newKey() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Store) loadUser(name string) (*User, error) {
+	u := &User{Name: name, s: s, boxes: map[string]*Mailbox{}}
+	sn, err := s.st.Snapshot("")
+	if err != nil {
+		return nil, err
+	}
+	entries, err := sn.List(userDir(name))
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
+	}
+	type pending struct {
+		meta store.Entry
+	}
+	chunks := map[string][]store.Entry{}
+	byBox := map[string]map[string]*pending{}
+	for _, e := range entries {
+		rest := strings.TrimPrefix(e.Path, userDir(name)+"/")
+		id, sub, ok := strings.Cut(rest, "/")
+		if !ok {
+			continue
+		}
+		if sub == "mailbox.json" {
+			data, err := sn.Read(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			mb, err := newMailbox(u, id, data)
+			if err != nil {
+				s.log.Warn("mail: skipping a damaged mailbox", "path", e.Path, "err", err)
+				continue
+			}
+			u.boxes[id] = mb
+			continue
+		}
+		if isChunkPath(sub) {
+			chunks[id] = append(chunks[id], e)
+			continue
+		}
+		key, ext := splitMsgPath(sub)
+		if key == "" {
+			continue
+		}
+		if byBox[id] == nil {
+			byBox[id] = map[string]*pending{}
+		}
+		p := byBox[id][key]
+		if p == nil {
+			p = &pending{}
+			byBox[id][key] = p
+		}
+		if ext == ".meta" {
+			p.meta = e
+		}
+	}
+	for id, msgs := range byBox {
+		mb := u.boxes[id]
+		if mb == nil {
+			continue
+		}
+		for key, p := range msgs {
+			if p.meta.Path == "" {
+				continue
+			}
+			data, err := sn.Read(p.meta.Path)
+			if err != nil {
+				return nil, err
+			}
+			var m msgMeta
+			if err := json.Unmarshal(data, &m); err != nil {
+				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
+				continue
+			}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache}
+			mb.msgs = append(mb.msgs, msg)
+			mb.byKey[key] = msg
+		}
+		for _, e := range chunks[id] {
+			data, err := sn.Read(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range parseChunk(data) {
+				if m := mb.byKey[l.key]; m != nil {
+					m.flags = l.flags
+				}
+			}
+		}
+		sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
+		if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
+			mb.info.UIDNext = mb.msgs[n-1].UID + 1
+		}
+		mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.msgs)))
+		mb.recentFrom = mb.info.UIDNext
+	}
+	return u, nil
+}
+
+// splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
+func splitMsgPath(sub string) (key, ext string) {
+	if strings.Count(sub, "/") != 2 {
+		return "", ""
+	}
+	base := path.Base(sub)
+	ext = path.Ext(base)
+	return strings.TrimSuffix(base, ext), ext
+}
+
+func parseFlags(data []byte) []imap.Flag {
+	var out []imap.Flag
+	for _, f := range strings.Fields(string(data)) {
+		out = append(out, CanonicalFlag(imap.Flag(f)))
+	}
+	return out
+}
+
+func formatFlags(flags []imap.Flag) []byte {
+	var b strings.Builder
+	for i, f := range flags {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(string(f))
+	}
+	return []byte(b.String())
+}
+
+// normFlags canonicalizes, sorts and deduplicates flags, dropping \Recent
+// (which is a session's, never stored).
+func normFlags(in []imap.Flag) []imap.Flag {
+	seen := map[imap.Flag]bool{}
+	var out []imap.Flag
+	for _, f := range in {
+		f = CanonicalFlag(f)
+		if f == `\Recent` || f == "" || seen[f] {
+			continue
+		}
+		seen[f] = true
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Mailboxes lists the user's mailboxes sorted by name.
+func (u *User) Mailboxes() []*Mailbox {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	out := make([]*Mailbox, 0, len(u.boxes))
+	for _, mb := range u.boxes {
+		out = append(out, mb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// NormName canonicalizes a mailbox name: INBOX in any case is INBOX, and a
+// trailing delimiter is dropped.
+func NormName(name string) string {
+	name = strings.TrimRight(name, string(Delim))
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	return name
+}
+
+// Mailbox finds a mailbox by name.
+func (u *User) Mailbox(name string) (*Mailbox, error) {
+	name = NormName(name)
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	for _, mb := range u.boxes {
+		if mb.Name() == name {
+			return mb, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoMailbox, name)
+}
+
+// Mailbox is one mailbox.
+type Mailbox struct {
+	ID   string
+	user *User
+
+	mu         sync.RWMutex
+	info       MailboxInfo
+	msgs       []*Message // sorted by UID
+	byKey      map[string]*Message
+	tracker    *imapserver.MailboxTracker
+	views      []*View
+	recentFrom imap.UID // messages from this UID on are not yet anyone's \Recent
+}
+
+func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
+	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}}
+	if err := json.Unmarshal(data, &mb.info); err != nil {
+		return nil, err
+	}
+	if mb.info.UIDNext == 0 {
+		mb.info.UIDNext = 1
+	}
+	mb.tracker = imapserver.NewMailboxTracker(0)
+	mb.recentFrom = mb.info.UIDNext
+	return mb, nil
+}
+
+// Name is the mailbox's name.
+func (mb *Mailbox) Name() string {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	return mb.info.Name
+}
+
+// Info returns a copy of the mailbox's metadata.
+func (mb *Mailbox) Info() MailboxInfo {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	i := mb.info
+	i.SpecialUse = append([]imap.MailboxAttr(nil), i.SpecialUse...)
+	return i
+}
+
+// User is the mailbox's owner.
+func (mb *Mailbox) User() *User { return mb.user }
+
+// Stats are a mailbox's counts, for STATUS.
+type Stats struct {
+	Messages, Unseen, Deleted, Recent uint32
+	Size                              int64
+}
+
+// Stats counts the mailbox's messages.
+func (mb *Mailbox) Stats() Stats {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	st := Stats{Messages: uint32(len(mb.msgs))}
+	for _, m := range mb.msgs {
+		if !hasFlag(m.flags, imap.FlagSeen) {
+			st.Unseen++
+		}
+		if hasFlag(m.flags, imap.FlagDeleted) {
+			st.Deleted++
+		}
+		if m.UID >= mb.recentFrom {
+			st.Recent++
+		}
+		st.Size += m.Size
+	}
+	return st
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadRaw returns a message's raw bytes.
+func (s *Store) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
+	return s.NewReader().ReadRaw(mb, msg)
+}
+
+// Reader reads raw messages from one snapshot of the store, taken on first
+// use, so that a command reading many messages resolves the branch once.
+// Take it after looking the messages up in the index: the index only holds
+// committed messages, so the snapshot has them all.
+type Reader struct {
+	s  *Store
+	sn *store.Snapshot
+}
+
+// NewReader returns a Reader.
+func (s *Store) NewReader() *Reader { return &Reader{s: s} }
+
+// ReadRaw returns a message's raw bytes, from the cache or the snapshot.
+func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
+	s := r.s
+	if b := s.cache.get(msg.Key); b != nil {
+		return b, nil
+	}
+	if r.sn == nil {
+		sn, err := s.st.Snapshot("")
+		if err != nil {
+			return nil, err
+		}
+		r.sn = sn
+	}
+	b, err := r.sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
+	}
+	s.cache.put(msg.Key, b)
+	return b, nil
+}

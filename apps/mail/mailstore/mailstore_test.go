@@ -1,0 +1,231 @@
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/store"
+)
+
+func newStore(t testing.TB) (*store.Store, *Store) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.InitData(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(context.Background(), "alice", "password1", store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Open(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close(); st.Close() })
+	return st, ms
+}
+
+func testMsg(i int) []byte {
+	return []byte(fmt.Sprintf("From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: hello %d\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\nMessage-ID: <%d@example.org>\r\n\r\nbody %d\r\n", i, i, i))
+}
+
+func TestAppendFlagsExpungeReload(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, err := ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mb := range u.Mailboxes() {
+		names = append(names, mb.Name())
+	}
+	if got, want := fmt.Sprint(names), "[Archive Drafts INBOX Junk Sent Trash]"; got != want {
+		t.Fatalf("mailboxes: got %s, want %s", got, want)
+	}
+	inbox, _ := u.Mailbox("inbox")
+	for i := 1; i <= 5; i++ {
+		var uid imap.UID
+		err := ms.Update(ctx, "alice", "append", func(w *Writer) error {
+			var err error
+			uid, err = w.Append(inbox, testMsg(i), []imap.Flag{"\\seen"}, time.Time{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid != imap.UID(i) {
+			t.Fatalf("uid: got %d, want %d", uid, i)
+		}
+	}
+	v, si := inbox.Open(false)
+	defer v.Close()
+	if si.NumMessages != 5 || si.NumRecent != 5 || si.Info.UIDNext != 6 {
+		t.Fatalf("select: got %+v", si)
+	}
+	items := v.Items(imap.UIDSetNum(2, 4))
+	if len(items) != 2 || items[0].Msg.Cache.Envelope.Subject != "hello 2" {
+		t.Fatalf("items: got %+v", items)
+	}
+	err = ms.Update(ctx, "alice", "expunge", func(w *Writer) error {
+		if err := w.SetFlags(inbox, items[1].Msg, []imap.Flag{imap.FlagFlagged}, nil); err != nil {
+			return err
+		}
+		return w.Expunge(inbox, items[0].Msg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh index from the store must agree.
+	ms2, err := Open(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms2.Close()
+	u2, err := ms2.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in2, _ := u2.Mailbox("INBOX")
+	v2, si2 := in2.Open(true)
+	defer v2.Close()
+	if si2.NumMessages != 4 || si2.Info.UIDNext != 6 || si2.Info.UIDValidity != si.Info.UIDValidity {
+		t.Fatalf("reloaded: got %+v", si2)
+	}
+	its := v2.Items(nil)
+	var uids []imap.UID
+	for _, it := range its {
+		uids = append(uids, it.Msg.UID)
+	}
+	if fmt.Sprint(uids) != "[1 3 4 5]" {
+		t.Fatalf("uids: got %v", uids)
+	}
+	if fmt.Sprint(its[2].Flags) != `[\Flagged]` {
+		t.Fatalf("flags of 4: got %v", its[2].Flags)
+	}
+	raw, err := ms2.ReadRaw(in2, its[0].Msg)
+	if err != nil || string(raw) != string(testMsg(1)) {
+		t.Fatalf("raw: got %q, %v", raw, err)
+	}
+	_ = filepath.Join
+}
+
+// TestExternalCommit: a commit made outside the mailstore (here a second
+// mailstore on the same store, as a git push would be) reaches the index.
+func TestExternalCommit(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	v, _ := inbox.Open(false)
+	defer v.Close()
+	ms2, _ := Open(st, Options{})
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	if err := ms2.Update(ctx, "alice", "append", func(w *Writer) error {
+		_, err := w.Append(in2, testMsg(1), nil, time.Time{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(v.Items(nil)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the external append never reached the index")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	ctx := context.Background()
+	_, ms := newStore(b)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	raw := make([]byte, 20000)
+	for i := range raw {
+		raw[i] = 'a' + byte(i%26)
+		if i%70 == 69 {
+			raw[i] = '\n'
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		msg := append(testMsg(i), raw...)
+		ms.Update(ctx, "alice", "append", func(w *Writer) error {
+			_, err := w.Append(inbox, msg, nil, time.Time{})
+			return err
+		})
+	}
+}
+
+// TestGroupCommit: concurrent appends all get distinct UIDs, in fewer
+// commits than appends, and one failing update fails alone.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	before, _ := st.Log(store.LogOptions{})
+	const n = 40
+	var wg sync.WaitGroup
+	uids := make([]imap.UID, n) // fn may run twice: it sets results only
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := ms.Update(ctx, "alice", fmt.Sprint("append ", i), func(w *Writer) error {
+				if i == 7 {
+					return errors.New("refused")
+				}
+				var err error
+				uids[i], err = w.Append(inbox, testMsg(i), nil, time.Time{})
+				return err
+			})
+			if err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	if len(errs) != 1 {
+		t.Errorf("got %d failures, want 1", len(errs))
+	}
+	v, si := inbox.Open(true)
+	defer v.Close()
+	if si.NumMessages != n-1 {
+		t.Errorf("got %d messages, want %d", si.NumMessages, n-1)
+	}
+	seen := map[imap.UID]bool{}
+	for _, it := range v.Items(nil) {
+		if seen[it.Msg.UID] {
+			t.Errorf("UID %d twice", it.Msg.UID)
+		}
+		seen[it.Msg.UID] = true
+	}
+	for i, uid := range uids {
+		if i != 7 && !seen[uid] {
+			t.Errorf("append %d was told UID %d, which is not in the mailbox", i, uid)
+		}
+	}
+	after, _ := st.Log(store.LogOptions{})
+	t.Logf("%d appends in %d commits", n-1, len(after)-len(before))
+	// A fresh index agrees.
+	ms2, _ := Open(st, Options{})
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	if got := in2.Stats().Messages; got != n-1 {
+		t.Errorf("reloaded: %d messages, want %d", got, n-1)
+	}
+}

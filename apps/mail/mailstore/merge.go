@@ -1,0 +1,138 @@
+package mailstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Merge is the store.MergeFunc for mail/ (register it with
+// store.SetMergeFunc(Prefix+"/", Merge)): it reconciles one path that two
+// replicas changed differently since their merge base.
+//
+//   - A message deleted on either side stays deleted (set union minus
+//     deletions): a nil side gives nil.
+//   - Flags (chunks of them) merge per message and per flag: a flag in the
+//     base stays only if neither side removed it; a flag not in the base is
+//     kept if either side added it.
+//   - mailbox.json keeps the higher UIDNEXT and each side's own changes of
+//     name and subscription (theirs wins when both changed one).
+//
+// Messages that the replicas added have distinct keys, so they never meet
+// here; two of them may share a UID, which the index fixes when it next
+// loads or follows the merge (fixDuplicateUIDs), above UIDNEXT.
+func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
+	if strings.Contains(p, "/flags/") {
+		// A missing chunk is a chunk without lines, not a deletion.
+		if out := mergeChunk(base, ours, theirs); len(out) > 0 {
+			return out, nil
+		}
+		return nil, nil
+	}
+	if ours == nil || theirs == nil {
+		return nil, nil
+	}
+	switch {
+	case strings.HasSuffix(p, "/mailbox.json"):
+		return mergeInfo(base, ours, theirs)
+	case strings.HasSuffix(p, ".meta"), strings.HasSuffix(p, ".eml"):
+		// Only a UID renumbering on one side changes these; either is a
+		// valid state, and duplicate UIDs are fixed later.
+		return ours, nil
+	}
+	return nil, fmt.Errorf("mailstore: no merge for %s", p)
+}
+
+func union(a, b map[imap.Flag]bool) map[imap.Flag]bool {
+	m := map[imap.Flag]bool{}
+	for f := range a {
+		m[f] = true
+	}
+	for f := range b {
+		m[f] = true
+	}
+	return m
+}
+
+func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
+	var b, o, t MailboxInfo
+	if base != nil {
+		if err := json.Unmarshal(base, &b); err != nil {
+			return nil, err
+		}
+	}
+	if err := json.Unmarshal(ours, &o); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(theirs, &t); err != nil {
+		return nil, err
+	}
+	m := o
+	if t.UIDNext > m.UIDNext {
+		m.UIDNext = t.UIDNext
+	}
+	if t.Name != b.Name {
+		m.Name = t.Name
+	}
+	if t.Subscribed != b.Subscribed {
+		m.Subscribed = t.Subscribed
+	}
+	if fmt.Sprint(t.SpecialUse) != fmt.Sprint(b.SpecialUse) {
+		m.SpecialUse = t.SpecialUse
+	}
+	if t.UIDValidity != o.UIDValidity {
+		// Replicas never change UIDVALIDITY; if they differ the mailbox was
+		// made twice, and the higher one is safe for clients of both.
+		if t.UIDValidity > m.UIDValidity {
+			m.UIDValidity = t.UIDValidity
+		}
+	}
+	return json.Marshal(m)
+}
+
+// fixDuplicateUIDs gives every message that shares a UID with another (after
+// a merge of replicas) a new UID above UIDNEXT, in one commit. The caller
+// holds s.wmu.
+func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
+	mb.mu.RLock()
+	var dups []*Message
+	for i := 1; i < len(mb.msgs); i++ {
+		if mb.msgs[i].UID == mb.msgs[i-1].UID {
+			dups = append(dups, mb.msgs[i])
+		}
+	}
+	mb.mu.RUnlock()
+	if len(dups) == 0 {
+		return nil
+	}
+	return s.updateLocked(s.ctx, "", "mail: new UIDs for messages that a merge gave one UID", func(w *Writer) error {
+		i, err := w.info(mb)
+		if err != nil {
+			return err
+		}
+		for _, m := range dups {
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, flags: mb.Flags(m)}
+			i.UIDNext++
+			// The flags move to the new UID's chunk.
+			w.gone[m] = true
+			w.added[mb] = append(w.added[mb], nm)
+			w.markChunk(mb, chunkOf(m.UID))
+			w.markChunk(mb, chunkOf(nm.UID))
+			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Cache: nm.Cache})
+			if err != nil {
+				return err
+			}
+			if err := w.tx.Put(msgBase(mb.user.Name, mb.ID, m.Key)+".meta", meta); err != nil {
+				return err
+			}
+			old := m
+			w.apply = append(w.apply, func() {
+				mb.removeMessage(old)
+				mb.addMessage(nm)
+			})
+		}
+		return w.putInfo(mb, i)
+	})
+}

@@ -1,0 +1,61 @@
+package mailstore
+
+import (
+	"container/list"
+	"sync"
+)
+
+// rawCache keeps recently read or written raw messages, up to a byte
+// budget, so that clients that fetch what just arrived (or fetch a message
+// twice) do not inflate it from the repository again.
+type rawCache struct {
+	max int64
+
+	mu   sync.Mutex
+	size int64
+	ll   *list.List
+	m    map[string]*list.Element
+}
+
+type rawEntry struct {
+	key  string
+	data []byte
+}
+
+func newRawCache(max int64) *rawCache {
+	return &rawCache{max: max, ll: list.New(), m: map[string]*list.Element{}}
+}
+
+func (c *rawCache) get(key string) []byte {
+	if c.max <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*rawEntry).data
+	}
+	return nil
+}
+
+func (c *rawCache) put(key string, data []byte) {
+	if c.max <= 0 || int64(len(data)) > c.max/8 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.m[key] = c.ll.PushFront(&rawEntry{key, data})
+	c.size += int64(len(data))
+	for c.size > c.max {
+		e := c.ll.Back()
+		re := e.Value.(*rawEntry)
+		c.ll.Remove(e)
+		delete(c.m, re.key)
+		c.size -= int64(len(re.data))
+	}
+}

@@ -1,0 +1,185 @@
+package mailstore
+
+import (
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// View is one session's view of a selected mailbox: its own queue of
+// updates (sequence numbers as the client knows them) and its \Recent
+// messages.
+type View struct {
+	mb       *Mailbox
+	tracker  *imapserver.SessionTracker
+	readOnly bool
+	recent   map[imap.UID]bool // guarded by mb.mu
+
+	// SearchRes is the saved result of SEARCH RETURN (SAVE).
+	SearchRes imap.UIDSet
+}
+
+// SelectInfo is what SELECT reports.
+type SelectInfo struct {
+	Info        MailboxInfo
+	NumMessages uint32
+	NumRecent   uint32
+	FirstUnseen uint32
+	Flags       []imap.Flag
+}
+
+// Open selects mb for a session. A read-write view (SELECT, not EXAMINE)
+// takes the messages that are nobody's \Recent yet.
+func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}}
+	if !readOnly {
+		for _, m := range mb.msgs {
+			if m.UID >= mb.recentFrom {
+				v.recent[m.UID] = true
+			}
+		}
+		mb.recentFrom = mb.info.UIDNext
+	}
+	mb.views = append(mb.views, v)
+	si := SelectInfo{Info: mb.info, NumMessages: uint32(len(mb.msgs)), NumRecent: uint32(len(v.recent))}
+	set := map[imap.Flag]bool{}
+	for i, m := range mb.msgs {
+		if si.FirstUnseen == 0 && !hasFlag(m.flags, imap.FlagSeen) {
+			si.FirstUnseen = uint32(i + 1)
+		}
+		for _, f := range m.flags {
+			set[f] = true
+		}
+	}
+	for _, f := range []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft} {
+		set[f] = true
+	}
+	for f := range set {
+		si.Flags = append(si.Flags, f)
+	}
+	sort.Slice(si.Flags, func(i, j int) bool { return si.Flags[i] < si.Flags[j] })
+	return v, si
+}
+
+// Close ends the view.
+func (v *View) Close() {
+	v.mb.mu.Lock()
+	for i, x := range v.mb.views {
+		if x == v {
+			v.mb.views = append(v.mb.views[:i], v.mb.views[i+1:]...)
+			break
+		}
+	}
+	v.mb.mu.Unlock()
+	v.tracker.Close()
+}
+
+// Mailbox is the viewed mailbox.
+func (v *View) Mailbox() *Mailbox { return v.mb }
+
+// ReadOnly reports whether the view came from EXAMINE.
+func (v *View) ReadOnly() bool { return v.readOnly }
+
+// Tracker is the view's queue of updates.
+func (v *View) Tracker() *imapserver.SessionTracker { return v.tracker }
+
+// Item is one message as a view sees it.
+type Item struct {
+	Seq   uint32 // as the client knows it; 0 if the client does not know it yet
+	Msg   *Message
+	Flags []imap.Flag // a copy, with \Recent if this session has it
+}
+
+// Items returns the messages in numSet (all messages for a nil numSet),
+// taken under the lock so that callers can write them out without it.
+func (v *View) Items(numSet imap.NumSet) []Item {
+	v.mb.mu.RLock()
+	defer v.mb.mu.RUnlock()
+	if numSet != nil {
+		numSet = v.staticNumSetLocked(numSet)
+	}
+	var out []Item
+	add := func(i int, m *Message) {
+		seq := v.tracker.EncodeSeqNum(uint32(i + 1))
+		switch ns := numSet.(type) {
+		case imap.SeqSet:
+			if seq == 0 || !ns.Contains(seq) {
+				return
+			}
+		case imap.UIDSet:
+			if !ns.Contains(m.UID) {
+				return
+			}
+		}
+		flags := append(make([]imap.Flag, 0, len(m.flags)+1), m.flags...)
+		if v.recent[m.UID] {
+			flags = append(flags, `\Recent`)
+		}
+		out = append(out, Item{Seq: seq, Msg: m, Flags: flags})
+	}
+	// A UID set of a few ranges: find them by binary search rather than
+	// looking at every message.
+	if us, ok := numSet.(imap.UIDSet); ok && len(us) < 16 {
+		for _, r := range us {
+			lo := sort.Search(len(v.mb.msgs), func(i int) bool { return v.mb.msgs[i].UID >= r.Start })
+			for i := lo; i < len(v.mb.msgs) && v.mb.msgs[i].UID <= r.Stop; i++ {
+				add(i, v.mb.msgs[i])
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Msg.UID < out[j].Msg.UID })
+		// Ranges may overlap: drop duplicates.
+		k := 0
+		for i := range out {
+			if i == 0 || out[i].Msg != out[k-1].Msg {
+				out[k] = out[i]
+				k++
+			}
+		}
+		return out[:k]
+	}
+	for i, m := range v.mb.msgs {
+		add(i, m)
+	}
+	return out
+}
+
+// staticNumSetLocked resolves "*" and the SEARCHRES marker "$".
+func (v *View) staticNumSetLocked(numSet imap.NumSet) imap.NumSet {
+	if imap.IsSearchRes(numSet) {
+		return v.SearchRes
+	}
+	switch ns := numSet.(type) {
+	case imap.SeqSet:
+		out := make(imap.SeqSet, len(ns))
+		copy(out, ns)
+		max := uint32(len(v.mb.msgs))
+		for i := range out {
+			staticRange(&out[i].Start, &out[i].Stop, max)
+		}
+		return out
+	case imap.UIDSet:
+		out := make(imap.UIDSet, len(ns))
+		copy(out, ns)
+		max := uint32(v.mb.info.UIDNext) - 1
+		for i := range out {
+			staticRange((*uint32)(&out[i].Start), (*uint32)(&out[i].Stop), max)
+		}
+		return out
+	}
+	return numSet
+}
+
+func staticRange(start, stop *uint32, max uint32) {
+	if *start == 0 {
+		*start = max
+	}
+	if *stop == 0 {
+		*stop = max
+	}
+	if *start > *stop {
+		*start, *stop = *stop, *start
+	}
+}

@@ -1,0 +1,490 @@
+package mailstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/nymote/nymote/store"
+)
+
+// Writer makes the writes of one commit (see Store.Update). Its methods
+// write to the transaction at once and change the index only after the
+// commit is durable.
+type Writer struct {
+	s     *Store
+	tx    *store.Tx
+	apply []func()
+	infos map[*Mailbox]*MailboxInfo
+	made  []*Mailbox // created in this commit
+
+	// Flags chunks to write when fn returns, and what this commit did to
+	// the messages in them.
+	dirty map[*Mailbox]map[uint32]bool
+	flags map[*Message][]imap.Flag
+	added map[*Mailbox][]*Message
+	gone  map[*Message]bool
+}
+
+// Tx is the underlying transaction, for writes outside mail/ (the queue).
+func (w *Writer) Tx() *store.Tx { return w.tx }
+
+func (w *Writer) info(mb *Mailbox) (*MailboxInfo, error) {
+	if i := w.infos[mb]; i != nil {
+		return i, nil
+	}
+	i := mb.Info()
+	w.infos[mb] = &i
+	mbx := mb
+	w.apply = append(w.apply, func() {
+		mbx.mu.Lock()
+		if i.UIDNext > mbx.info.UIDNext {
+			mbx.info.UIDNext = i.UIDNext
+		}
+		mbx.mu.Unlock()
+	})
+	return &i, nil
+}
+
+func (w *Writer) putInfo(mb *Mailbox, i *MailboxInfo) error {
+	data, err := json.Marshal(i)
+	if err != nil {
+		return err
+	}
+	return w.tx.Put(boxInfoPath(mb.user.Name, mb.ID), data)
+}
+
+// ValidName checks a mailbox name.
+func ValidName(name string) error {
+	switch {
+	case name == "", !utf8.ValidString(name), strings.ContainsAny(name, "\x00\r\n"),
+		strings.HasPrefix(name, string(Delim)), strings.Contains(name, string(Delim)+string(Delim)),
+		len(name) > 512, strings.ContainsAny(name, "*%"):
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	return nil
+}
+
+func (w *Writer) findByName(u *User, name string) *Mailbox {
+	for _, mb := range w.made {
+		if mb.user == u && mb.info.Name == name {
+			return mb
+		}
+	}
+	mb, _ := u.Mailbox(name)
+	return mb
+}
+
+// Create makes a mailbox with an optional special use.
+func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, error) {
+	name = NormName(name)
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	if w.findByName(u, name) != nil {
+		return nil, fmt.Errorf("%w: %q", ErrMailboxExists, name)
+	}
+	// UIDVALIDITY: the time, and above every mailbox's, so that a mailbox
+	// deleted and created again never has the same one.
+	uv := uint32(time.Now().Unix())
+	for _, mb := range append(u.Mailboxes(), w.made...) {
+		if v := mb.Info().UIDValidity; v >= uv {
+			uv = v + 1
+		}
+	}
+	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{},
+		tracker: imapserver.NewMailboxTracker(0)}
+	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true}
+	if use != "" {
+		mb.info.SpecialUse = []imap.MailboxAttr{use}
+	}
+	mb.recentFrom = 1
+	if err := w.putInfo(mb, &mb.info); err != nil {
+		return nil, err
+	}
+	w.made = append(w.made, mb)
+	w.apply = append(w.apply, func() {
+		u.mu.Lock()
+		u.boxes[mb.ID] = mb
+		u.mu.Unlock()
+	})
+	return mb, nil
+}
+
+// Delete removes a mailbox and its messages.
+func (w *Writer) Delete(mb *Mailbox) error {
+	if mb.Name() == "INBOX" {
+		return fmt.Errorf("%w: INBOX cannot be deleted", ErrBadName)
+	}
+	entries, err := w.tx.List(boxDir(mb.user.Name, mb.ID))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := w.tx.Delete(e.Path); err != nil {
+			return err
+		}
+	}
+	w.apply = append(w.apply, func() {
+		mb.user.mu.Lock()
+		delete(mb.user.boxes, mb.ID)
+		mb.user.mu.Unlock()
+	})
+	return nil
+}
+
+// SetInfo changes a mailbox's name or subscription (UIDs are left alone).
+func (w *Writer) SetInfo(mb *Mailbox, fn func(i *MailboxInfo)) error {
+	i, err := w.info(mb)
+	if err != nil {
+		return err
+	}
+	fn(i)
+	if err := w.putInfo(mb, i); err != nil {
+		return err
+	}
+	ic := *i
+	w.apply = append(w.apply, func() {
+		mb.mu.Lock()
+		mb.info.Name, mb.info.Subscribed, mb.info.SpecialUse = ic.Name, ic.Subscribed, ic.SpecialUse
+		mb.mu.Unlock()
+	})
+	return nil
+}
+
+// Append adds a message to mb and returns its UID.
+func (w *Writer) Append(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time) (imap.UID, error) {
+	return w.appendCached(mb, raw, flags, date, nil)
+}
+
+func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time, c *Cache) (imap.UID, error) {
+	i, err := w.info(mb)
+	if err != nil {
+		return 0, err
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	if c == nil {
+		c = Parse(raw)
+	}
+	flags = normFlags(flags)
+	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: int64(len(raw)), Cache: c, flags: flags}
+	i.UIDNext++
+	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Cache: c})
+	if err != nil {
+		return 0, err
+	}
+	base := msgBase(mb.user.Name, mb.ID, msg.Key)
+	if err := w.tx.Put(base+".eml", raw); err != nil {
+		return 0, err
+	}
+	if err := w.tx.Put(base+".meta", meta); err != nil {
+		return 0, err
+	}
+	if len(flags) > 0 {
+		w.markChunk(mb, chunkOf(msg.UID))
+	}
+	w.added[mb] = append(w.added[mb], msg)
+	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
+	// mailbox, and Expunge records it (the only way it could go back).
+	w.apply = append(w.apply, func() {
+		w.s.cache.put(msg.Key, raw)
+		mb.addMessage(msg)
+	})
+	return msg.UID, nil
+}
+
+func (mb *Mailbox) addMessage(msg *Message) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if _, ok := mb.byKey[msg.Key]; ok {
+		return
+	}
+	mb.byKey[msg.Key] = msg
+	n := len(mb.msgs)
+	if n == 0 || mb.msgs[n-1].UID < msg.UID {
+		mb.msgs = append(mb.msgs, msg)
+	} else {
+		// Only after a merge: keep UID order.
+		k := sort.Search(n, func(i int) bool { return mb.msgs[i].UID > msg.UID })
+		mb.msgs = append(mb.msgs, nil)
+		copy(mb.msgs[k+1:], mb.msgs[k:])
+		mb.msgs[k] = msg
+	}
+	if msg.UID >= mb.info.UIDNext {
+		mb.info.UIDNext = msg.UID + 1
+	}
+	// \Recent: the first session that has the mailbox selected gets it.
+	if msg.UID >= mb.recentFrom {
+		for _, v := range mb.views {
+			if !v.readOnly {
+				v.recent[msg.UID] = true
+				mb.recentFrom = msg.UID + 1
+				break
+			}
+		}
+	}
+	mb.tracker.QueueNumMessages(uint32(len(mb.msgs)))
+}
+
+// seqLocked is the 1-based sequence number of msg, or 0.
+func (mb *Mailbox) seqLocked(msg *Message) uint32 {
+	k := sort.Search(len(mb.msgs), func(i int) bool { return mb.msgs[i].UID >= msg.UID })
+	if k < len(mb.msgs) && mb.msgs[k] == msg {
+		return uint32(k + 1)
+	}
+	for i, m := range mb.msgs {
+		if m == msg {
+			return uint32(i + 1)
+		}
+	}
+	return 0
+}
+
+// SetFlags replaces a message's flags. source, if not nil, is the session
+// that asked (it is told by its own FETCH responses, not by the tracker).
+func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *View) error {
+	flags = normFlags(flags)
+	w.flags[msg] = flags
+	w.markChunk(mb, chunkOf(msg.UID))
+	w.apply = append(w.apply, func() {
+		mb.setFlags(msg, flags, source)
+	})
+	return nil
+}
+
+func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, source *View) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	msg.flags = flags
+	seq := mb.seqLocked(msg)
+	if seq == 0 {
+		return
+	}
+	var st *imapserver.SessionTracker
+	if source != nil {
+		st = source.tracker
+	}
+	mb.tracker.QueueMessageFlags(seq, msg.UID, flags, st)
+}
+
+// Expunge removes a message.
+func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
+	i, err := w.info(mb)
+	if err != nil {
+		return err
+	}
+	if msg.UID >= i.UIDNext {
+		i.UIDNext = msg.UID + 1
+	}
+	if err := w.putInfo(mb, i); err != nil {
+		return err
+	}
+	w.gone[msg] = true
+	w.markChunk(mb, chunkOf(msg.UID))
+	base := msgBase(mb.user.Name, mb.ID, msg.Key)
+	for _, ext := range []string{".eml", ".meta"} {
+		if err := w.tx.Delete(base + ext); err != nil {
+			return err
+		}
+	}
+	w.apply = append(w.apply, func() { mb.removeMessage(msg) })
+	return nil
+}
+
+func (mb *Mailbox) removeMessage(msg *Message) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	seq := mb.seqLocked(msg)
+	if seq == 0 {
+		return
+	}
+	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
+	delete(mb.byKey, msg.Key)
+	mb.tracker.QueueExpunge(seq)
+}
+
+// Copy appends a copy of msg (from src) to dst, with the same flags and
+// internal date, and returns its UID. The parse cache is reused.
+func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error) {
+	raw, err := w.s.ReadRaw(src, msg)
+	if err != nil {
+		return 0, err
+	}
+	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Cache)
+}
+
+// Flags returns a copy of a message's flags.
+func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	return append([]imap.Flag(nil), msg.flags...)
+}
+
+// resync brings the index up to date with the head for the given changed
+// paths (from a commit this process did not make). It converges on the
+// head's content, so it is safe to repeat.
+func (s *Store) resync(paths []string) error {
+	sn, err := s.st.Snapshot("")
+	if err != nil {
+		return err
+	}
+	type boxKey struct{ user, id string }
+	infos := map[boxKey]bool{}
+	msgs := map[boxKey]map[string]bool{}
+	chunks := map[boxKey][]string{}
+	for _, p := range paths {
+		parts := strings.SplitN(p, "/", 4)
+		if len(parts) < 4 || parts[0] != Prefix {
+			continue
+		}
+		s.mu.Lock()
+		_, loaded := s.users[parts[1]]
+		s.mu.Unlock()
+		if !loaded {
+			continue
+		}
+		bk := boxKey{parts[1], parts[2]}
+		if parts[3] == "mailbox.json" {
+			infos[bk] = true
+			continue
+		}
+		if isChunkPath(parts[3]) {
+			chunks[bk] = append(chunks[bk], p)
+			if msgs[bk] == nil {
+				msgs[bk] = map[string]bool{}
+			}
+			continue
+		}
+		if key, _ := splitMsgPath(parts[3]); key != "" {
+			if msgs[bk] == nil {
+				msgs[bk] = map[string]bool{}
+			}
+			msgs[bk][key] = true
+		}
+	}
+	for bk := range infos {
+		s.mu.Lock()
+		u := s.users[bk.user]
+		s.mu.Unlock()
+		data, err := sn.Read(boxInfoPath(bk.user, bk.id))
+		u.mu.Lock()
+		mb := u.boxes[bk.id]
+		switch {
+		case errors.Is(err, store.ErrNotExist):
+			delete(u.boxes, bk.id)
+		case err != nil:
+			u.mu.Unlock()
+			return err
+		case mb == nil:
+			if nmb, err := newMailbox(u, bk.id, data); err == nil {
+				nmb.recentFrom = 1
+				u.boxes[bk.id] = nmb
+			}
+		default:
+			var i MailboxInfo
+			if json.Unmarshal(data, &i) == nil {
+				mb.mu.Lock()
+				uidNext := mb.info.UIDNext
+				mb.info = i
+				if uidNext > mb.info.UIDNext {
+					mb.info.UIDNext = uidNext
+				}
+				mb.mu.Unlock()
+			}
+		}
+		u.mu.Unlock()
+	}
+	for bk, keys := range msgs {
+		s.mu.Lock()
+		u := s.users[bk.user]
+		s.mu.Unlock()
+		u.mu.RLock()
+		mb := u.boxes[bk.id]
+		u.mu.RUnlock()
+		if mb == nil {
+			continue
+		}
+		for key := range keys {
+			if err := s.resyncMessage(sn, mb, key); err != nil {
+				return err
+			}
+		}
+		for _, p := range chunks[bk] {
+			if err := s.resyncChunk(sn, mb, p); err != nil {
+				return err
+			}
+		}
+		if err := s.fixDuplicateUIDs(mb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error {
+	base := msgBase(mb.user.Name, mb.ID, key)
+	data, err := sn.Read(base + ".meta")
+	mb.mu.RLock()
+	msg := mb.byKey[key]
+	mb.mu.RUnlock()
+	if errors.Is(err, store.ErrNotExist) {
+		if msg != nil {
+			mb.removeMessage(msg)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if msg == nil {
+		var m msgMeta
+		if err := json.Unmarshal(data, &m); err != nil {
+			return nil
+		}
+		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache})
+	}
+	return nil
+}
+
+// resyncChunk sets the flags of the messages of one flags chunk from the
+// head.
+func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
+	data, err := sn.Read(p)
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	var n uint32
+	if _, err := fmt.Sscanf(path.Base(p), "%d", &n); err != nil {
+		return nil
+	}
+	want := map[string][]imap.Flag{}
+	for _, l := range parseChunk(data) {
+		want[l.key] = l.flags
+	}
+	lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
+	mb.mu.RLock()
+	var msgs []*Message
+	for _, m := range mb.msgs {
+		if m.UID >= lo && m.UID < hi {
+			msgs = append(msgs, m)
+		}
+	}
+	mb.mu.RUnlock()
+	for _, msg := range msgs {
+		flags := want[msg.Key]
+		if string(formatFlags(flags)) != string(formatFlags(mb.Flags(msg))) {
+			mb.setFlags(msg, flags, nil)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package mailsvc
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/nymote/nymote/apps/internal/svc"
+)
+
+// Main is the mail program: it parses args (without the program name),
+// opens host listeners and runs Serve until ctx ends.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	fs := flag.NewFlagSet("mail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		data      = fs.String("data", "", "data directory holding the store (created on first use)")
+		domain    = fs.String("domain", "", "mail domain(s), comma-separated: user alice is alice@DOMAIN")
+		hostname  = fs.String("hostname", "", "server name (default: the first domain)")
+		imapAddr  = fs.String("imap", "", "IMAP address (STARTTLS), e.g. 127.0.0.1:1143")
+		imapsAddr = fs.String("imaps", "", "IMAP address with implicit TLS, e.g. :993")
+		smtpAddr  = fs.String("smtp", "", "inbound SMTP address, e.g. :25")
+		subAddr   = fs.String("submission", "", "SMTP submission address (STARTTLS), e.g. :587")
+		subsAddr  = fs.String("submissions", "", "SMTP submission address with implicit TLS, e.g. :465")
+		gitAddr   = fs.String("git", "", "address of the store's git smart HTTP endpoint, e.g. 127.0.0.1:9418")
+		certFile  = fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept in the store")
+		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
+		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS (loopback tests only)")
+		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
+		cacheMiB  = fs.Int64("body-cache", 64, "MiB of message bodies kept in memory (0: none)")
+		verbose   = fs.Bool("v", false, "debug logging")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := Config{
+		DataDir:         *data,
+		Domains:         SplitDomains(*domain),
+		Hostname:        *hostname,
+		TLS:             svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
+		InsecureAuth:    *insecure,
+		MaxMessageBytes: *maxSize,
+		BodyCacheBytes:  *cacheMiB << 20,
+		Logger:          log,
+		Stdout:          stdout,
+	}
+	if *cacheMiB <= 0 {
+		cfg.BodyCacheBytes = -1
+	}
+	if cfg.DataDir == "" {
+		return errors.New("no data directory given (--data)")
+	}
+	var ls Listeners
+	defer func() {
+		if err != nil {
+			for _, n := range ls.all() {
+				if n.ln != nil {
+					n.ln.Close()
+				}
+			}
+		}
+	}()
+	for _, l := range []struct {
+		addr string
+		ln   *net.Listener
+	}{{*imapAddr, &ls.IMAP}, {*imapsAddr, &ls.IMAPS}, {*smtpAddr, &ls.SMTP}, {*subAddr, &ls.Submission},
+		{*subsAddr, &ls.Submissions}, {*gitAddr, &ls.Git}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return err
+		}
+		*l.ln = ln
+	}
+	if ls == (Listeners{}) {
+		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions)")
+	}
+	return Serve(ctx, cfg, ls)
+}

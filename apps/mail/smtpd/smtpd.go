@@ -1,0 +1,336 @@
+// Package smtpd serves SMTP with go-smtp in two roles: inbound delivery
+// (port 25: mail for the local domains, from anyone, no relaying) and
+// submission (ports 587 and 465: users authenticate with AUTH PLAIN over TLS
+// and may send anywhere; mail for other domains goes to the queue).
+//
+// Whatever a server accepts is one durable commit (local deliveries and
+// queue entries together) before it answers 250.
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/nymote/nymote/apps/mail/imapd"
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/queue"
+	"github.com/nymote/nymote/store"
+)
+
+// Limiter counts failed logins per remote address (shared with IMAP).
+type Limiter interface {
+	Blocked(addr string) bool
+	Fail(addr string)
+}
+
+// Options configure a Server.
+type Options struct {
+	// Mail is the mailstore (required).
+	Mail *mailstore.Store
+	// Domains are the local mail domains (required).
+	Domains []string
+	// Hostname is the server's name in the greeting and Received headers;
+	// "" means Domains[0].
+	Hostname string
+	// Submission makes a submission server (AUTH required, relaying to the
+	// queue); otherwise an inbound one.
+	Submission bool
+	// Queue takes mail for other domains (submission only); nil refuses it.
+	Queue *queue.Queue
+	// TLSConfig enables STARTTLS; nil disables it.
+	TLSConfig *tls.Config
+	// InsecureAuth allows AUTH without TLS (loopback tests only).
+	InsecureAuth bool
+	// MaxMessageBytes limits a message; zero means 50 MiB.
+	MaxMessageBytes int64
+	// MaxRecipients limits the recipients of one message; zero means 100.
+	MaxRecipients int
+	// Limiter, if set, refuses AUTH from addresses with too many failures.
+	Limiter Limiter
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is an SMTP server.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	srv  *smtp.Server
+}
+
+// New makes a server.
+func New(opts Options) *Server {
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = 50 << 20
+	}
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = 100
+	}
+	if opts.Hostname == "" && len(opts.Domains) > 0 {
+		opts.Hostname = opts.Domains[0]
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{s: s, conn: c}, nil
+	}))
+	srv.Domain = opts.Hostname
+	srv.TLSConfig = opts.TLSConfig
+	srv.AllowInsecureAuth = opts.InsecureAuth
+	srv.MaxMessageBytes = opts.MaxMessageBytes
+	srv.MaxRecipients = opts.MaxRecipients
+	srv.MaxLineLength = 4000
+	srv.ReadTimeout = 5 * time.Minute
+	srv.WriteTimeout = 5 * time.Minute
+	srv.ErrorLog = printfLogger{log}
+	s.srv = srv
+	return s
+}
+
+type printfLogger struct{ log *slog.Logger }
+
+func (l printfLogger) Printf(format string, v ...any) {
+	l.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+}
+func (l printfLogger) Println(v ...any) { l.log.Warn("smtp: " + fmt.Sprint(v...)) }
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }
+
+func (s *Server) isLocal(domain string) bool {
+	for _, d := range s.opts.Domains {
+		if strings.EqualFold(d, domain) {
+			return true
+		}
+	}
+	return false
+}
+
+type session struct {
+	s    *Server
+	conn *smtp.Conn
+	user string // authenticated user, submission only
+
+	from   string
+	local  []string // local user names, deduplicated
+	remote []string // addresses for the queue
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func errorf(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
+}
+
+func remoteHost(c *smtp.Conn) string {
+	h, _, err := net.SplitHostPort(c.Conn().RemoteAddr().String())
+	if err != nil {
+		return c.Conn().RemoteAddr().String()
+	}
+	return h
+}
+
+// AuthMechanisms offers PLAIN on submission only (inbound takes no AUTH).
+func (se *session) AuthMechanisms() []string {
+	if !se.s.opts.Submission {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth checks PLAIN credentials against the store's users, rate-limited
+// per remote address.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if !se.s.opts.Submission || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		addr := remoteHost(se.conn)
+		if l := se.s.opts.Limiter; l != nil && l.Blocked(addr) {
+			return errorf(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins; try again later")
+		}
+		name := userName(username, se.s.opts.Domains)
+		if identity != "" && identity != username {
+			return smtp.ErrAuthFailed
+		}
+		if name == "" || store.ValidateUserName(name) != nil {
+			if l := se.s.opts.Limiter; l != nil {
+				l.Fail(addr)
+			}
+			return smtp.ErrAuthFailed
+		}
+		if _, err := se.s.opts.Mail.Backing().Authenticate(name, password); err != nil {
+			if l := se.s.opts.Limiter; l != nil {
+				l.Fail(addr)
+			}
+			se.s.log.Info("smtp: login failed", "user", name, "remote", addr)
+			return smtp.ErrAuthFailed
+		}
+		se.user = name
+		return nil
+	}), nil
+}
+
+func userName(login string, domains []string) string { return imapd.UserName(login, domains) }
+
+// Mail takes the envelope sender: on submission the user's own address
+// only, after AUTH.
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.s.opts.Submission {
+		if se.user == "" {
+			return smtp.ErrAuthRequired
+		}
+		// A user sends as themselves only.
+		if userName(from, se.s.opts.Domains) != se.user {
+			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address not owned by %s", se.user)
+		}
+	} else if from != "" && !strings.Contains(from, "@") {
+		return errorf(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address")
+	}
+	if opts != nil && opts.Size > se.s.opts.MaxMessageBytes {
+		return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
+	}
+	se.from = from
+	return nil
+}
+
+// Rcpt takes a recipient: a local user (user+tag too), or on submission
+// any remote address (for the queue); inbound never relays.
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || at == len(to)-1 {
+		return errorf(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address")
+	}
+	local, dom := strings.ToLower(to[:at]), to[at+1:]
+	if !se.s.isLocal(dom) {
+		if !se.s.opts.Submission || se.s.opts.Queue == nil {
+			return errorf(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
+		}
+		se.remote = append(se.remote, to)
+		return nil
+	}
+	// Subaddresses (alice+tag) go to alice.
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if store.ValidateUserName(local) != nil {
+		return errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such user")
+	}
+	if _, err := se.s.opts.Mail.Backing().LookupUser(local); err != nil {
+		return errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such user")
+	}
+	for _, l := range se.local {
+		if l == local {
+			return nil
+		}
+	}
+	se.local = append(se.local, local)
+	return nil
+}
+
+// Data stores the message for every local recipient and queues it for the
+// remote ones, in one durable commit, before the 250.
+func (se *session) Data(r io.Reader) error {
+	if len(se.local) == 0 && len(se.remote) == 0 {
+		return errorf(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
+	}
+	var body bytes.Buffer
+	se.received(&body)
+	hdrLen := body.Len()
+	if _, err := body.ReadFrom(r); err != nil {
+		var se2 *smtp.SMTPError
+		if errors.As(err, &se2) {
+			return se2
+		}
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
+		}
+		return err
+	}
+	if body.Len() == hdrLen {
+		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Empty message")
+	}
+	raw := body.Bytes()
+	ctx := context.Background()
+	users := make([]*mailstore.User, 0, len(se.local))
+	for _, name := range se.local {
+		u, err := se.s.opts.Mail.User(ctx, name)
+		if err != nil {
+			return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Mailbox unavailable")
+		}
+		users = append(users, u)
+	}
+	author := se.user
+	err := se.s.opts.Mail.Update(ctx, author, fmt.Sprintf("mail: deliver to %d local, %d remote", len(users), len(se.remote)), func(w *mailstore.Writer) error {
+		for _, u := range users {
+			inbox, err := u.Mailbox("INBOX")
+			if err != nil {
+				return err
+			}
+			if _, err := w.Append(inbox, raw, nil, time.Time{}); err != nil {
+				return err
+			}
+		}
+		if len(se.remote) > 0 {
+			if _, err := queue.Enqueue(w.Tx(), se.from, se.remote, raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		se.s.log.Warn("smtp: storing a message", "err", err)
+		return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Could not store the message; try again")
+	}
+	if len(se.remote) > 0 {
+		se.s.opts.Queue.Kick()
+	}
+	se.s.log.Debug("smtp: accepted", "local", len(users), "remote", len(se.remote), "bytes", len(raw))
+	return nil
+}
+
+// received writes the Received header (RFC 5321 4.4).
+func (se *session) received(b *bytes.Buffer) {
+	proto := "ESMTP"
+	if _, ok := se.conn.TLSConnectionState(); ok {
+		proto += "S"
+	}
+	if se.user != "" {
+		proto += "A"
+	}
+	helo := strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, se.conn.Hostname())
+	fmt.Fprintf(b, "Received: from %s (%s)\r\n\tby %s with %s;\r\n\t%s\r\n",
+		helo, remoteHost(se.conn), se.s.opts.Hostname, proto, time.Now().Format(time.RFC1123Z))
+}
+
+// Reset forgets the current transaction.
+func (se *session) Reset() {
+	se.from = ""
+	se.local = nil
+	se.remote = nil
+}
+
+// Logout ends the session.
+func (se *session) Logout() error { return nil }

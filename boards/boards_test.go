@@ -1,0 +1,118 @@
+package boards_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/kernel"
+)
+
+// TestTableInvariants checks what every board entry must satisfy.
+func TestTableInvariants(t *testing.T) {
+	consoles := map[string][]string{"amd64": {"ttyS0"}, "arm64": {"ttyAMA0"}, "arm": {"ttyAMA0", "ttyS0"}}
+	qemuBinary := map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64", "arm": "qemu-system-arm"}
+	known := map[boards.Output]bool{boards.OutputQEMU: true, boards.OutputFirecracker: true}
+	names := boards.Names()
+	if len(names) < 3 {
+		t.Fatalf("got %d boards, want at least 3", len(names))
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			b, err := boards.Get(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Name != name {
+				t.Errorf("entry %q has Name %q", name, b.Name)
+			}
+			if b.Description == "" {
+				t.Error("no Description")
+			}
+			cs, ok := consoles[b.GOARCH]
+			if !ok {
+				t.Fatalf("GOARCH %q: want amd64, arm64 or arm", b.GOARCH)
+			}
+			if (b.GOARCH == "arm") != (b.GOARM != "") {
+				t.Errorf("GOARM %q with GOARCH %q: GOARM is for (only) arm", b.GOARM, b.GOARCH)
+			}
+			if !contains(cs, b.Console) {
+				t.Errorf("Console %q: want one of %v for %s", b.Console, cs, b.GOARCH)
+			}
+			src, err := kernel.Lookup(b.Kernel)
+			if err != nil {
+				t.Errorf("Kernel: %v", err)
+			} else if src.GOARCH != b.GOARCH {
+				t.Errorf("kernel %s is for %s, board is %s", b.Kernel, src.GOARCH, b.GOARCH)
+			}
+			for _, a := range b.Cmdline {
+				if strings.HasPrefix(a, "console=") || strings.HasPrefix(a, "nymote.") || strings.HasPrefix(a, "init=") {
+					t.Errorf("Cmdline has %q: console=, init= and nymote.* are added by the image build", a)
+				}
+			}
+			if !strings.HasPrefix(b.DataDevice, "/dev/") {
+				t.Errorf("DataDevice %q: want a /dev/ path", b.DataDevice)
+			}
+			if b.NIC == "" {
+				t.Error("no NIC")
+			}
+			if len(b.Outputs) == 0 {
+				t.Error("no Outputs")
+			}
+			seen := map[boards.Output]bool{}
+			for _, o := range b.Outputs {
+				if !known[o] {
+					t.Errorf("unknown output %q", o)
+				}
+				if seen[o] {
+					t.Errorf("output %q listed twice", o)
+				}
+				seen[o] = true
+			}
+			if seen[boards.OutputQEMU] != (b.QEMU != nil) {
+				t.Errorf("qemu output %v but QEMU settings %v: want both or neither", seen[boards.OutputQEMU], b.QEMU != nil)
+			}
+			if q := b.QEMU; q != nil {
+				if q.Binary != qemuBinary[b.GOARCH] {
+					t.Errorf("QEMU binary %q, want %q for %s", q.Binary, qemuBinary[b.GOARCH], b.GOARCH)
+				}
+				if q.Machine == "" || q.NIC == "" || q.Disk == "" || q.RNG == "" {
+					t.Errorf("QEMU settings incomplete: %+v", *q)
+				}
+				if q.MinMemoryMiB < 32 || q.MinMemoryMiB > 1024 {
+					t.Errorf("MinMemoryMiB %d: want 32..1024", q.MinMemoryMiB)
+				}
+			}
+		})
+	}
+}
+
+func TestGetIsACopy(t *testing.T) {
+	b, _ := boards.Get("qemu-x86_64")
+	b.Cmdline[0] = "changed"
+	b.QEMU.Machine = "changed"
+	again, _ := boards.Get("qemu-x86_64")
+	if again.Cmdline[0] == "changed" || again.QEMU.Machine == "changed" {
+		t.Error("Get returned the table's own slices or QEMU settings")
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	_, err := boards.Get("pdp-11")
+	if !errors.Is(err, boards.ErrUnknown) {
+		t.Fatalf("got %v, want ErrUnknown", err)
+	}
+	if !strings.Contains(err.Error(), "qemu-x86_64") {
+		t.Errorf("error %q does not list the known boards", err)
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,209 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/images"
+)
+
+// imageFlags are the flags of build and run that say what to build.
+type imageFlags struct {
+	board     string
+	out       string
+	ephemeral bool
+	debug     bool
+	set       []string
+}
+
+func (f *imageFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.board, "board", "qemu-x86_64", "board to build for: "+strings.Join(boards.Names(), ", "))
+	cmd.Flags().StringVarP(&f.out, "output", "o", "", "output folder (default: the user cache, nymote/images/APP-BOARD)")
+	cmd.Flags().BoolVar(&f.ephemeral, "ephemeral", false, "serve from memory when there is no data disk (data is lost at power-off)")
+	cmd.Flags().BoolVar(&f.debug, "debug", false, "add u-root's shell and core commands on the console (not supported yet)")
+	cmd.Flags().StringArrayVar(&f.set, "set", nil, "KEY=VALUE: a service option, passed as nymote.KEY=VALUE on the kernel command line (repeatable)")
+}
+
+func (f *imageFlags) options(g *globals, app string) (images.Options, error) {
+	out := f.out
+	if out == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return images.Options{}, usageError{fmt.Errorf("no user cache folder (%v): give --output", err)}
+		}
+		out = filepath.Join(cache, "nymote", "images", app+"-"+f.board)
+	}
+	var cmdline []string
+	for _, kv := range f.set {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return images.Options{}, usageError{fmt.Errorf("--set %q: want KEY=VALUE", kv)}
+		}
+		cmdline = append(cmdline, "nymote."+k+"="+v)
+	}
+	return images.Options{App: app, Board: f.board, OutDir: out, Ephemeral: f.ephemeral, Debug: f.debug,
+		Cmdline: cmdline, Progress: g.stdio.Err}, nil
+}
+
+func newBuildCmd(g *globals) *cobra.Command {
+	var f imageFlags
+	cmd := &cobra.Command{
+		Use:   "build APP",
+		Short: "Build the appliance image of APP for a board (" + strings.Join(images.Apps(), ", ") + ")",
+		Long: `build cross-compiles APP as a static /init, packs it into an initramfs
+and writes the board's artefacts (kernel, initramfs, QEMU launch script or
+Firecracker configuration) with manifest.json. Two builds of the same
+commit are byte-identical. Run it inside the nymote source tree.`,
+		Args: exactArgs("APP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := f.options(g, args[0])
+			if err != nil {
+				return err
+			}
+			m, err := images.Build(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "Built %s for %s in %s:\n", m.App, m.Board, opts.OutDir)
+			for _, file := range m.Files {
+				fmt.Fprintf(w, "  %-16s %10d  %s\n", file.Name, file.Size, file.SHA256[:16])
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f imageFlags
+	var disk, kvm, guestNet string
+	var mem, offset int
+	var noBuild bool
+	cmd := &cobra.Command{
+		Use:   "run APP",
+		Short: "Build APP's appliance and boot it under QEMU with a data disk, ports forwarded to localhost",
+		Long: `run builds the image (unless --no-build), boots it under QEMU (with KVM when
+a probe boot works, TCG otherwise) with the data disk attached, forwards the
+service's ports to 127.0.0.1 (port + 1000 for ports under 1024: IMAP on 1143,
+SMTP on 1025, submission on 1587, IMAPS on 1993, submissions on 1465) and
+streams the console.
+Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
+		Args: exactArgs("APP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			opts, err := f.options(g, args[0])
+			if err != nil {
+				return err
+			}
+			b, err := boards.Get(f.board)
+			if err != nil {
+				return usageError{err}
+			}
+			if b.QEMU == nil {
+				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
+			}
+			if disk == "" && !f.ephemeral {
+				return usageError{errors.New("--disk is required (create one with: nymote disk create --data DIR -o data.img), or build with --ephemeral")}
+			}
+			if disk != "" {
+				if _, err := os.Stat(disk); err != nil {
+					return fmt.Errorf("--disk: %w (create one with: nymote disk create --data DIR -o %s)", err, disk)
+				}
+			}
+			var m *images.Manifest
+			if noBuild {
+				m, err = images.ReadManifest(opts.OutDir)
+			} else {
+				m, err = images.Build(ctx, opts)
+			}
+			if err != nil {
+				return err
+			}
+			useKVM := false
+			switch kvm {
+			case "on":
+				useKVM = true
+			case "auto":
+				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
+				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 10*time.Second)
+			case "off":
+			default:
+				return usageError{fmt.Errorf("--kvm %q: want auto, on or off", kvm)}
+			}
+			accel := "TCG (no working KVM: slower)"
+			if useKVM {
+				accel = "KVM"
+			}
+			var fw []images.Forward
+			for _, p := range m.Ports {
+				host := fmt.Sprintf("127.0.0.1:%d", appliance.HostPort(p.Port, offset))
+				fw = append(fw, images.Forward{Host: host, Guest: p.Port})
+				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
+			}
+			fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
+			extra := []string{"nymote.net=" + guestNet}
+			if guestNet == "netstack" {
+				// QEMU's user network has fixed addresses: a static
+				// configuration saves the DHCP exchange at boot.
+				extra = append(extra, "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3")
+			}
+			vm, err := images.StartQEMU(context.WithoutCancel(ctx), m, images.QEMURun{
+				Dir: opts.OutDir, Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw,
+				ExtraCmdline: extra,
+			}, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(g.stdio.Err, "run: pressing the power button; waiting for the appliance to stop cleanly")
+				pctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				if err := vm.PowerOff(pctx); err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdio.Err, "run: powered off")
+				return nil
+			case <-waitChan(vm):
+				if err := vm.Wait(context.Background()); err != nil {
+					return fmt.Errorf("QEMU: %w", err)
+				}
+				return nil
+			}
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&disk, "disk", "", "data disk image (from nymote disk create)")
+	cmd.Flags().StringVar(&kvm, "kvm", "auto", "use KVM: auto (when a probe boot works), on or off")
+	cmd.Flags().IntVarP(&mem, "memory", "m", 256, "guest memory in MiB")
+	cmd.Flags().IntVar(&offset, "port-offset", 1000, "added to the service's ports under 1024 for the forwarded host ports")
+	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
+	defaultNet := "kernel"
+	if appliance.NetstackBuiltIn {
+		defaultNet = "netstack"
+	}
+	cmd.Flags().StringVar(&guestNet, "guest-net", defaultNet, "the appliance's network: netstack, or kernel (the guest kernel's own stack, for tests)")
+	cmd.Flags().MarkHidden("guest-net")
+	return cmd
+}
+
+// waitChan is closed when vm's QEMU exits.
+func waitChan(vm *images.VM) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		vm.Wait(context.Background())
+		close(ch)
+	}()
+	return ch
+}

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestDiskCommands puts a store with a user on a data disk and reads it
+// back: the exported store passes git fsck and still has the user.
+func TestDiskCommands(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		if _, err := os.Stat("/usr/sbin/mkfs.ext4"); err != nil {
+			t.Skip("mkfs.ext4 not installed: apt-get install e2fsprogs")
+		}
+	}
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	mustRun(t, "secret pw\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	img := filepath.Join(t.TempDir(), "data.img")
+	out := mustRun(t, "", "disk", "create", "--data", data, "-o", img, "--size", "64M")
+	if !strings.Contains(out, "1 users") {
+		t.Errorf("disk create: %q", out)
+	}
+	exported := filepath.Join(t.TempDir(), "export")
+	mustRun(t, "", "disk", "export", img, exported)
+	if b, err := exec.Command("git", "--git-dir", filepath.Join(exported, "store.git"), "fsck", "--strict").CombinedOutput(); err != nil {
+		t.Errorf("git fsck on the exported store: %v\n%s", err, b)
+	}
+	if out := mustRun(t, "", "user", "list", "--data", exported); !strings.Contains(out, "alice") {
+		t.Errorf("user list of the exported store: %q", out)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no store", []string{"disk", "create", "--data", t.TempDir(), "-o", filepath.Join(t.TempDir(), "x.img")}, 1, "nymote store init"},
+		{"bad size", []string{"disk", "create", "--data", data, "-o", "x.img", "--size", "lots"}, 2, "--size"},
+		{"no output", []string{"disk", "create", "--data", data}, 2, "--output is required"},
+		{"existing disk", []string{"disk", "create", "--data", data, "-o", img}, 1, "exists"},
+		{"missing disk", []string{"disk", "export", filepath.Join(t.TempDir(), "none.img"), t.TempDir() + "/x"}, 1, "no such file"},
+		{"unknown app", []string{"build", "fax", "-o", t.TempDir()}, 1, `unknown app "fax"`},
+		{"unknown board", []string{"build", "hello", "--board", "vax", "-o", t.TempDir()}, 1, `unknown board "vax"`},
+		{"run without disk", []string{"run", "hello"}, 2, "--disk is required"},
+		{"run with a missing disk", []string{"run", "hello", "--disk", filepath.Join(t.TempDir(), "none.img")}, 1, "nymote disk create"},
+		{"run on firecracker", []string{"run", "hello", "--board", "firecracker-x86_64", "--disk", img}, 2, "does not boot under QEMU"},
+		{"bad set", []string{"build", "hello", "--set", "novalue", "-o", t.TempDir()}, 2, "KEY=VALUE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := run(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Errorf("nymote %s: exit %d, %q; want exit %d with %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a command and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunCommand builds the hello appliance, boots it with nymote run (TCG),
+// talks to it over the forwarded port and cancels the command as Ctrl-C
+// does: the appliance must power off cleanly.
+func TestRunCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				t.Skipf("%s not installed (apt-get install qemu-system-x86 e2fsprogs)", tool)
+			}
+		}
+	}
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	img := filepath.Join(t.TempDir(), "data.img")
+	mustRun(t, "", "disk", "create", "--data", data, "-o", img, "--size", "64M")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"run", "hello", "--disk", img, "-o", t.TempDir(), "--kvm", "off", "--port-offset", strconv.Itoa(port - 7)},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errs})
+	}()
+	deadline := time.Now().Add(4 * time.Minute)
+	for !strings.Contains(out.String(), "hello hello listening on") {
+		select {
+		case code := <-done:
+			t.Fatalf("nymote run exited with %d before the appliance listened:\n%s%s", code, out.String(), errs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listener line:\n%s%s", out.String(), errs.String())
+		}
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(time.Minute))
+	greeting, err := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if err != nil || !strings.HasPrefix(greeting, "hello from nymote (boot 1)") {
+		t.Errorf("greeting: %q, %v", greeting, err)
+	}
+	cancel() // Ctrl-C
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("nymote run: exit %d\n%s", code, errs.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("nymote run did not return after Ctrl-C")
+	}
+	for _, want := range []string{"power off requested by power button", "nymote: powering off"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errs.String(), "run: powered off") {
+		t.Errorf("stderr lacks the powered-off line:\n%s", errs.String())
+	}
+}

@@ -1,0 +1,66 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// binary is the compiled /init.
+type binary struct {
+	init       []byte
+	goVersion  string
+	appVersion string
+}
+
+// compile cross-compiles the app for the board: static (CGO_ENABLED=0),
+// with no file system paths (-trimpath), no build id and no VCS stamp, so
+// that the same commit gives the same bytes.
+func compile(ctx context.Context, p *plan) (*binary, error) {
+	tmp, err := os.MkdirTemp("", "nymote-build-")
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "init")
+	cmd := exec.CommandContext(ctx, p.goCmd, "build", "-trimpath", "-buildvcs=false",
+		"-ldflags=-s -w -buildid=", "-o", out, p.app.Package)
+	cmd.Dir = p.sourceDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+p.board.GOARCH, "GOARM="+p.board.GOARM, "GOFLAGS=", "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("images: compiling %s for %s: %v\n%s", p.app.Package, p.board.GOARCH, err, strings.TrimSpace(stderr.String()))
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	gv, err := exec.CommandContext(ctx, p.goCmd, "env", "GOVERSION").Output()
+	if err != nil {
+		return nil, fmt.Errorf("images: go env GOVERSION: %w", err)
+	}
+	return &binary{init: b, goVersion: strings.TrimSpace(string(gv)), appVersion: sourceVersion(ctx, p.sourceDir)}, nil
+}
+
+// sourceVersion names the commit the app was built from ("unknown" outside
+// git), with "-dirty" when the tree has uncommitted changes.
+func sourceVersion(ctx context.Context, dir string) string {
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "HEAD")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "unknown"
+	}
+	v := strings.TrimSpace(string(out))
+	cmd = exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no")
+	cmd.Dir = dir
+	if st, err := cmd.Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		v += "-dirty"
+	}
+	return v
+}

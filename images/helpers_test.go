@@ -1,0 +1,83 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	testRoot   string
+	buildsMu   sync.Mutex
+	builds     = map[string]*builtImage{}
+	sourceRoot string
+)
+
+type builtImage struct {
+	once sync.Once
+	dir  string
+	m    *Manifest
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	var err error
+	testRoot, err = os.MkdirTemp("", "nymote-images-test-")
+	if err != nil {
+		panic(err)
+	}
+	abs, _ := filepath.Abs("..")
+	sourceRoot = abs
+	code := m.Run()
+	os.RemoveAll(testRoot)
+	os.Exit(code)
+}
+
+// build builds app for board once per test binary and returns its folder.
+func build(t *testing.T, app, board string, extra ...string) (string, *Manifest) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("building images in -short mode")
+	}
+	key := fmt.Sprint(app, board, extra)
+	buildsMu.Lock()
+	b := builds[key]
+	if b == nil {
+		b = &builtImage{dir: filepath.Join(testRoot, fmt.Sprintf("%s-%s-%d", app, board, len(builds)))}
+		builds[key] = b
+	}
+	buildsMu.Unlock()
+	b.once.Do(func() {
+		b.m, b.err = Build(context.Background(), Options{App: app, Board: board, OutDir: b.dir, SourceDir: sourceRoot, Cmdline: extra})
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.dir, b.m
+}
+
+// needTool skips the test when a program is missing.
+func needTool(t *testing.T, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if _, err := lookTool(name); err != nil {
+			t.Skipf("%s not installed: apt-get install %s", name, pkg)
+		}
+	}
+}
+
+// freePort returns a free TCP port on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,279 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/nymote/nymote/boards"
+)
+
+// TestReproducible builds the same image twice into different folders:
+// every artefact must be identical.
+func TestReproducible(t *testing.T) {
+	dir1, m1 := build(t, "hello", "qemu-x86_64")
+	dir2 := t.TempDir()
+	m2, err := Build(context.Background(), Options{App: "hello", Board: "qemu-x86_64", OutDir: dir2, SourceDir: sourceRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m1.Files) == 0 || len(m1.Files) != len(m2.Files) {
+		t.Fatalf("got %d and %d files", len(m1.Files), len(m2.Files))
+	}
+	for _, name := range append(fileNames(m1), ManifestFile) {
+		a, err := os.ReadFile(filepath.Join(dir1, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir2, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two builds (%d and %d bytes)", name, len(a), len(b))
+		}
+	}
+}
+
+func fileNames(m *Manifest) []string {
+	var ns []string
+	for _, f := range m.Files {
+		ns = append(ns, f.Name)
+	}
+	return ns
+}
+
+// TestManifest checks that the manifest describes the files on disk.
+func TestManifest(t *testing.T) {
+	dir, m := build(t, "hello", "qemu-x86_64")
+	read, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.App != "hello" || read.Board != "qemu-x86_64" || read.GOARCH != "amd64" || !strings.HasPrefix(read.GoVersion, "go") ||
+		read.Kernel.Release == "" || read.AppVersion == "" || read.Compression != "zstd" {
+		t.Errorf("manifest fields: %+v", read)
+	}
+	for _, want := range []string{KernelFile, InitrdFile, CmdlineFile, QEMUScript} {
+		if _, ok := m.File(want); !ok {
+			t.Errorf("manifest has no %s", want)
+		}
+	}
+	for _, f := range m.Files {
+		b, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if int64(len(b)) != f.Size || hex.EncodeToString(sum[:]) != f.SHA256 {
+			t.Errorf("%s: manifest says %d bytes %s, file has %d bytes %x", f.Name, f.Size, f.SHA256, len(b), sum)
+		}
+	}
+	if !strings.Contains(m.Cmdline, "console=ttyS0") {
+		t.Errorf("cmdline %q has no console=ttyS0", m.Cmdline)
+	}
+}
+
+// TestInitramfs reads the initramfs back: only what the runtime needs,
+// with fixed metadata.
+func TestInitramfs(t *testing.T) {
+	dir, m := build(t, "hello", "qemu-x86_64")
+	z, err := os.ReadFile(filepath.Join(dir, InitrdFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(raw)) != m.InitramfsSize {
+		t.Errorf("uncompressed %d bytes, manifest says %d", len(raw), m.InitramfsSize)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]cpio.Record{}
+	var names []string
+	for _, r := range recs {
+		if r.Name == cpio.Trailer {
+			continue
+		}
+		got[r.Name] = r
+		names = append(names, r.Name)
+		if r.MTime != 0 || r.UID != 0 || r.GID != 0 {
+			t.Errorf("%s: mtime %d uid %d gid %d, want zeros", r.Name, r.MTime, r.UID, r.GID)
+		}
+	}
+	want := []string{"data", "dev", "dev/console", "etc", "etc/nymote", "etc/nymote/image", "init", "proc", "sys", "tmp"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("initramfs holds %v, want %v", names, want)
+	}
+	if c := got["dev/console"]; c.Mode&cpio.S_IFMT != cpio.S_IFCHR || c.Rmajor != 5 || c.Rminor != 1 {
+		t.Errorf("dev/console: mode %o %d,%d, want a char device 5,1", c.Mode, c.Rmajor, c.Rminor)
+	}
+	init := got["init"]
+	if init.Mode&0o111 == 0 || int64(init.FileSize) != m.InitSize {
+		t.Errorf("init: mode %o size %d, want executable, %d bytes", init.Mode, init.FileSize, m.InitSize)
+	}
+	b := make([]byte, 4)
+	init.ReadAt(b, 0)
+	if string(b) != "\x7fELF" {
+		t.Errorf("init starts with %q, want an ELF file", b)
+	}
+}
+
+// TestOutputs builds for every board and checks each board's artefacts.
+func TestOutputs(t *testing.T) {
+	for _, b := range boards.All() {
+		t.Run(b.Name, func(t *testing.T) {
+			dir, m := build(t, "hello", b.Name)
+			for _, o := range b.Outputs {
+				switch o {
+				case boards.OutputQEMU:
+					args, err := QEMUCommand(m, QEMURun{Dir: dir, Disk: "d.img", Forwards: []Forward{{"127.0.0.1:1007", 7}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					line := strings.Join(args, " ")
+					for _, want := range []string{b.QEMU.Binary, "-machine " + b.QEMU.Machine, "hostfwd=tcp:127.0.0.1:1007-:7", "console=" + b.Console, b.QEMU.RNG, "file=d.img"} {
+						if !strings.Contains(line, want) {
+							t.Errorf("QEMU command %q lacks %q", line, want)
+						}
+					}
+					script, _ := os.ReadFile(filepath.Join(dir, QEMUScript))
+					if !strings.HasPrefix(string(script), "#!/bin/sh") || !strings.Contains(string(script), b.QEMU.Binary) {
+						t.Errorf("%s: %q", QEMUScript, script)
+					}
+				case boards.OutputFirecracker:
+					ef, err := elf.Open(filepath.Join(dir, VmlinuxFile))
+					if err != nil {
+						t.Fatalf("vmlinux: %v", err)
+					}
+					if ef.Machine != elf.EM_X86_64 {
+						t.Errorf("vmlinux machine %v", ef.Machine)
+					}
+					ef.Close()
+					var cfg firecrackerConfig
+					raw, _ := os.ReadFile(filepath.Join(dir, FirecrackerFile))
+					if err := json.Unmarshal(raw, &cfg); err != nil {
+						t.Fatal(err)
+					}
+					if cfg.BootSource.KernelImagePath != VmlinuxFile || cfg.BootSource.InitrdPath != InitrdFile || !strings.Contains(cfg.BootSource.BootArgs, "reboot=k") {
+						t.Errorf("firecracker config: %+v", cfg.BootSource)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"unknown app", Options{App: "fax", Board: "qemu-x86_64"}, `unknown app "fax" (known apps: hello, mail)`},
+		{"unknown board", Options{App: "hello", Board: "vax"}, `unknown board "vax"`},
+		{"no output", Options{App: "hello", Board: "qemu-x86_64"}, "no output folder"},
+		{"debug", Options{App: "hello", Board: "qemu-x86_64", Debug: true}, "not supported yet"},
+		{"bad cmdline", Options{App: "hello", Board: "qemu-x86_64", Cmdline: []string{"a b"}}, "white space"},
+		{"not the source", Options{App: "hello", Board: "qemu-x86_64", SourceDir: os.TempDir()}, "not the github.com/nymote/nymote module"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.OutDir == "" && tc.name != "no output" {
+				tc.opts.OutDir = t.TempDir()
+			}
+			if tc.opts.SourceDir == "" {
+				tc.opts.SourceDir = sourceRoot
+			}
+			_, err := Build(ctx, tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("kernel download fails", func(t *testing.T) {
+		_, err := Build(ctx, Options{App: "hello", Board: "qemu-x86_64", OutDir: t.TempDir(), SourceDir: sourceRoot,
+			KernelEnv: []string{"GOPROXY=off", "GOMODCACHE=" + t.TempDir()}})
+		if err == nil || !strings.Contains(err.Error(), "downloading github.com/gokrazy/kernel.amd64") {
+			t.Fatalf("got %v, want a download error", err)
+		}
+	})
+}
+
+func TestDisk(t *testing.T) {
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	ctx := context.Background()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "store.git", "objects"), 0o755)
+	os.WriteFile(filepath.Join(src, "store.git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "note"), []byte("hello"), 0o644)
+	img := filepath.Join(t.TempDir(), "data.img")
+	if err := CreateDisk(ctx, src, img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateDisk(ctx, src, img, 32<<20); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("creating over an existing disk: got %v, want an error", err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if err := ExportDisk(ctx, img, out); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"store.git/HEAD": "ref: refs/heads/main\n", "note": "hello"} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil || string(b) != want {
+			t.Errorf("%s: got %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "lost+found")); err == nil {
+		t.Error("exported lost+found")
+	}
+	if err := ExportDisk(ctx, img, out); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("exporting into a non-empty folder: got %v", err)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.img")
+	os.WriteFile(bad, bytes.Repeat([]byte("garbage!"), 1<<17), 0o644)
+	if err := ExportDisk(ctx, bad, t.TempDir()+"/x"); !errors.Is(err, ErrBadDisk) {
+		t.Errorf("exporting garbage: got %v, want ErrBadDisk", err)
+	}
+	if err := ExportDisk(ctx, filepath.Join(t.TempDir(), "missing.img"), t.TempDir()+"/x"); err == nil {
+		t.Error("exporting a missing disk succeeded")
+	}
+	if err := CreateDisk(ctx, src, filepath.Join(t.TempDir(), "tiny.img"), 1<<20); err == nil {
+		t.Error("created a 1 MiB disk")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"1G", 1 << 30}, {"512M", 512 << 20}, {"512MiB", 512 << 20}, {"4096", 4096}, {"2g", 2 << 30}, {"x", 0}, {"-1G", 0}} {
+		got, err := ParseSize(tc.in)
+		if (err != nil) != (tc.want == 0) || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}

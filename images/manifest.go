@@ -1,0 +1,113 @@
+package images
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/nymote/nymote/kernel"
+)
+
+// Manifest describes a built image; Build writes it as manifest.json.
+type Manifest struct {
+	App        string    `json:"app"`
+	AppVersion string    `json:"app_version"`
+	Board      string    `json:"board"`
+	GOARCH     string    `json:"goarch"`
+	GoVersion  string    `json:"go_version"`
+	Kernel     KernelRef `json:"kernel"`
+	// Cmdline is the kernel command line the image boots with.
+	Cmdline string `json:"cmdline"`
+	// InitSize is the size of /init; InitramfsSize that of the
+	// uncompressed cpio archive.
+	InitSize      int64  `json:"init_size"`
+	InitramfsSize int64  `json:"initramfs_size"`
+	Compression   string `json:"compression"`
+	// InitramfsFiles are the paths in the initramfs, sorted.
+	InitramfsFiles []string `json:"initramfs_files"`
+	// Ports are the app's TCP ports inside the appliance.
+	Ports []AppPort `json:"ports"`
+	// Ephemeral images serve from memory without a data disk.
+	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Files are the artefacts, sorted by name.
+	Files []File `json:"files"`
+}
+
+// KernelRef names the kernel of an image.
+type KernelRef struct {
+	Source  string `json:"source"`
+	Module  string `json:"module"`
+	Version string `json:"version"`
+	Release string `json:"release"`
+}
+
+// File is one artefact.
+type File struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// File returns the artefact called name.
+func (m *Manifest) File(name string) (File, bool) {
+	for _, f := range m.Files {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return File{}, false
+}
+
+func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []string) (*Manifest, error) {
+	m := &Manifest{
+		App: p.app.Name, AppVersion: bin.appVersion, Board: p.board.Name, GOARCH: p.board.GOARCH,
+		GoVersion: bin.goVersion,
+		Kernel:    KernelRef{Source: k.Name, Module: k.Module, Version: k.Version, Release: k.Release},
+		Cmdline:   joinCmdline(p.cmdline),
+		InitSize:  int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
+		InitramfsFiles: rd.files, Ports: p.app.Ports, Ephemeral: p.opts.Ephemeral,
+	}
+	sort.Strings(files)
+	for _, name := range files {
+		f, err := hashFile(filepath.Join(p.opts.OutDir, name))
+		if err != nil {
+			return nil, err
+		}
+		f.Name = name
+		m.Files = append(m.Files, f)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, ManifestFile, append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func hashFile(path string) (File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, fmt.Errorf("images: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return File{Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// ReadManifest reads the manifest.json of a built image in dir.
+func ReadManifest(dir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("images: %w (build the image first: nymote build)", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("images: %s: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	return &m, nil
+}

@@ -1,0 +1,159 @@
+package images
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/kernel"
+)
+
+// Artefact file names.
+const (
+	InitrdFile      = "initrd.cpio.zst"
+	KernelFile      = "vmlinuz"
+	VmlinuxFile     = "vmlinux"
+	CmdlineFile     = "cmdline.txt"
+	QEMUScript      = "run-qemu.sh"
+	FirecrackerFile = "firecracker.json"
+	ManifestFile    = "manifest.json"
+)
+
+// output writes one kind of artefact set from the initramfs; it returns
+// the names of the files it wrote in the output folder.
+type output func(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error)
+
+// outputs is the registry of output writers, by board output.
+var outputs = map[boards.Output]output{
+	boards.OutputQEMU:        writeQEMU,
+	boards.OutputFirecracker: writeFirecracker,
+}
+
+// writeOutputs runs the board's output writers.
+func writeOutputs(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
+	seen := map[string]bool{}
+	var files []string
+	for _, o := range p.board.Outputs {
+		fs, err := outputs[o](ctx, p, k, rd)
+		if err != nil {
+			return nil, fmt.Errorf("images: %s output: %w", o, err)
+		}
+		for _, f := range fs {
+			if !seen[f] {
+				seen[f] = true
+				files = append(files, f)
+			}
+		}
+	}
+	return files, nil
+}
+
+func writeCommon(p *plan, rd *ramdisk) error {
+	if err := writeFile(p.opts.OutDir, InitrdFile, rd.compressed, 0o644); err != nil {
+		return err
+	}
+	return writeFile(p.opts.OutDir, CmdlineFile, []byte(joinCmdline(p.cmdline)+"\n"), 0o644)
+}
+
+// writeQEMU writes the kernel, the initramfs, the command line and a
+// launch script.
+func writeQEMU(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
+	img, err := os.ReadFile(k.ImagePath())
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, KernelFile, img, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeCommon(p, rd); err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, QEMUScript, []byte(qemuScript(p)), 0o755); err != nil {
+		return nil, err
+	}
+	return []string{KernelFile, InitrdFile, CmdlineFile, QEMUScript}, nil
+}
+
+// firecrackerConfig is Firecracker's --config-file format (the parts we
+// set).
+type firecrackerConfig struct {
+	BootSource struct {
+		KernelImagePath string `json:"kernel_image_path"`
+		InitrdPath      string `json:"initrd_path"`
+		BootArgs        string `json:"boot_args"`
+	} `json:"boot-source"`
+	Drives []struct {
+		DriveID      string `json:"drive_id"`
+		PathOnHost   string `json:"path_on_host"`
+		IsRootDevice bool   `json:"is_root_device"`
+		IsReadOnly   bool   `json:"is_read_only"`
+	} `json:"drives"`
+	MachineConfig struct {
+		VCPUCount  int `json:"vcpu_count"`
+		MemSizeMiB int `json:"mem_size_mib"`
+	} `json:"machine-config"`
+	NetworkInterfaces []struct {
+		IfaceID     string `json:"iface_id"`
+		HostDevName string `json:"host_dev_name"`
+	} `json:"network-interfaces"`
+}
+
+// writeFirecracker writes the uncompressed vmlinux that Firecracker boots,
+// the initramfs and a VM configuration that expects the data disk as
+// data.img and a TAP device called nymote0 beside it.
+func writeFirecracker(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
+	if k.ImageFormat != kernel.BzImage {
+		return nil, fmt.Errorf("kernel %s is a %s; Firecracker output needs an x86 bzImage", k.Name, k.ImageFormat)
+	}
+	bz, err := os.ReadFile(k.ImagePath())
+	if err != nil {
+		return nil, err
+	}
+	vmlinux, err := kernel.Vmlinux(bz)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, VmlinuxFile, vmlinux, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeCommon(p, rd); err != nil {
+		return nil, err
+	}
+	var c firecrackerConfig
+	c.BootSource.KernelImagePath = VmlinuxFile
+	c.BootSource.InitrdPath = InitrdFile
+	c.BootSource.BootArgs = joinCmdline(p.cmdline)
+	c.Drives = append(c.Drives, struct {
+		DriveID      string `json:"drive_id"`
+		PathOnHost   string `json:"path_on_host"`
+		IsRootDevice bool   `json:"is_root_device"`
+		IsReadOnly   bool   `json:"is_read_only"`
+	}{"data", "data.img", false, false})
+	c.MachineConfig.VCPUCount = 1
+	c.MachineConfig.MemSizeMiB = 128
+	c.NetworkInterfaces = append(c.NetworkInterfaces, struct {
+		IfaceID     string `json:"iface_id"`
+		HostDevName string `json:"host_dev_name"`
+	}{p.board.NIC, "nymote0"})
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, FirecrackerFile, append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return []string{VmlinuxFile, InitrdFile, CmdlineFile, FirecrackerFile}, nil
+}
+
+func outputNames(os []boards.Output) string {
+	s := ""
+	for i, o := range os {
+		if i > 0 {
+			s += ", "
+		}
+		s += string(o)
+	}
+	return s + " output"
+}

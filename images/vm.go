@@ -1,0 +1,270 @@
+package images
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// VM is a running QEMU process booting an image.
+type VM struct {
+	cmd   *exec.Cmd
+	qmp   string
+	start time.Time
+
+	mu      sync.Mutex
+	lines   []Line
+	changed chan struct{} // closed and replaced when a line arrives or QEMU exits
+	exited  bool
+	waitErr error
+}
+
+// Line is one console line and when it arrived.
+type Line struct {
+	Text string
+	// At is the time since QEMU was started.
+	At time.Duration
+}
+
+// ErrExited is returned by WaitLine when QEMU has exited.
+var ErrExited = errors.New("QEMU exited")
+
+// StartQEMU boots the image in r.Dir under QEMU. Console lines are copied
+// to console (if not nil) and kept for WaitLine. QEMU runs in its own
+// process group, so a Ctrl-C on the terminal reaches the caller, which can
+// then PowerOff. A QMP socket is always set up (in a temporary folder when
+// r.QMP is empty).
+func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (*VM, error) {
+	var tmp string
+	if r.QMP == "" {
+		var err error
+		tmp, err = os.MkdirTemp("", "nymote-qmp-")
+		if err != nil {
+			return nil, err
+		}
+		r.QMP = filepath.Join(tmp, "qmp.sock")
+	}
+	args, err := QEMUCommand(m, r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(args[0]); err != nil {
+		return nil, fmt.Errorf("images: %s not found: install QEMU (apt-get install qemu-system-x86 qemu-system-arm)", args[0])
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	vm := &VM{cmd: cmd, qmp: r.QMP, changed: make(chan struct{}), start: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("images: starting %s: %w", args[0], err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			text := strings.TrimRight(sc.Text(), "\r")
+			if console != nil {
+				fmt.Fprintln(console, text)
+			}
+			vm.mu.Lock()
+			vm.lines = append(vm.lines, Line{Text: text, At: time.Since(vm.start)})
+			close(vm.changed)
+			vm.changed = make(chan struct{})
+			vm.mu.Unlock()
+		}
+		err := cmd.Wait()
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+		vm.mu.Lock()
+		vm.exited, vm.waitErr = true, err
+		close(vm.changed)
+		vm.changed = make(chan struct{})
+		vm.mu.Unlock()
+	}()
+	return vm, nil
+}
+
+// Lines returns the console lines so far.
+func (vm *VM) Lines() []Line {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return append([]Line(nil), vm.lines...)
+}
+
+// Console returns the console output so far.
+func (vm *VM) Console() string {
+	var b strings.Builder
+	for _, l := range vm.Lines() {
+		b.WriteString(l.Text + "\n")
+	}
+	return b.String()
+}
+
+// WaitLine waits until a console line contains substr (looking at lines
+// from the start) and returns it, or fails when ctx ends or QEMU exits.
+func (vm *VM) WaitLine(ctx context.Context, substr string) (Line, error) {
+	for {
+		vm.mu.Lock()
+		for _, l := range vm.lines {
+			if strings.Contains(l.Text, substr) {
+				vm.mu.Unlock()
+				return l, nil
+			}
+		}
+		exited, ch := vm.exited, vm.changed
+		vm.mu.Unlock()
+		if exited {
+			return Line{}, fmt.Errorf("images: waiting for %q: %w", substr, ErrExited)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Line{}, fmt.Errorf("images: waiting for %q: %w", substr, ctx.Err())
+		}
+	}
+}
+
+// Wait waits until QEMU exits or ctx ends.
+func (vm *VM) Wait(ctx context.Context) error {
+	for {
+		vm.mu.Lock()
+		exited, err, ch := vm.exited, vm.waitErr, vm.changed
+		vm.mu.Unlock()
+		if exited {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Kill stops QEMU at once (like pulling the plug) and waits for it.
+func (vm *VM) Kill() {
+	if vm.cmd.Process != nil {
+		syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	vm.Wait(context.Background())
+}
+
+// PowerOff presses the VM's power button (QMP system_powerdown) and waits
+// for QEMU to exit, pressing again every 15 seconds (an ACPI event can be
+// lost, as with a real button; the appliance acts on the first press it
+// sees). If QEMU has not exited when ctx ends, PowerOff kills it and says
+// so.
+func (vm *VM) PowerOff(ctx context.Context) error {
+	for {
+		if err := vm.QMP(ctx, "system_powerdown"); err != nil {
+			if vm.hasExited() {
+				return nil
+			}
+			vm.Kill()
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		vm.Wait(wctx) // an exit status other than 0 still means it stopped
+		cancel()
+		if vm.hasExited() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			vm.Kill()
+			return fmt.Errorf("images: the appliance did not power off after system_powerdown: %w", ctx.Err())
+		}
+	}
+}
+
+func (vm *VM) hasExited() bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.exited
+}
+
+// QMP runs one QMP command without arguments.
+func (vm *VM) QMP(ctx context.Context, command string) error {
+	var d net.Dialer
+	var c net.Conn
+	var err error
+	for i := 0; ; i++ {
+		c, err = d.DialContext(ctx, "unix", vm.qmp)
+		if err == nil || i == 50 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("images: QMP: %w", err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	dec := json.NewDecoder(c)
+	var greeting map[string]any
+	if err := dec.Decode(&greeting); err != nil {
+		return fmt.Errorf("images: QMP greeting: %w", err)
+	}
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		if _, err := fmt.Fprintf(c, "{\"execute\":%q}\n", cmd); err != nil {
+			return fmt.Errorf("images: QMP %s: %w", cmd, err)
+		}
+		for {
+			var resp struct {
+				Return json.RawMessage `json:"return"`
+				Error  *struct {
+					Desc string `json:"desc"`
+				} `json:"error"`
+			}
+			if err := dec.Decode(&resp); err != nil {
+				return fmt.Errorf("images: QMP %s: %w", cmd, err)
+			}
+			if resp.Error != nil {
+				return fmt.Errorf("images: QMP %s: %s", cmd, resp.Error.Desc)
+			}
+			if resp.Return != nil {
+				break
+			}
+			// An event: read on.
+		}
+	}
+	return nil
+}
+
+// ProbeKVM says whether KVM works here for the image: it boots the image
+// without a data disk under KVM and waits up to timeout for /init to say it
+// started (the appliance then refuses to serve and powers off). Nested KVM
+// often exists as /dev/kvm but hangs; then ProbeKVM returns false.
+func ProbeKVM(ctx context.Context, m *Manifest, dir string, timeout time.Duration) bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	vm, err := StartQEMU(ctx, m, QEMURun{Dir: dir, KVM: true, MemoryMiB: 128}, nil)
+	if err != nil {
+		return false
+	}
+	defer vm.Kill()
+	_, err = vm.WaitLine(ctx, "init started")
+	return err == nil
+}

@@ -1,0 +1,433 @@
+package jitsu
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the configuration of a jitsu server, as read from jitsu.yaml
+// (a fuller example: testdata/jitsu.yaml). Unknown keys and bad values are
+// errors that name the field and its line.
+//
+//	dns: 127.0.0.1:5353          # UDP and TCP
+//	control: 127.0.0.1:5380      # status over HTTP on loopback
+//	forward: ""                  # resolver for other names; "" refuses them
+//	zones:
+//	  - name: home.example
+//	    ns: [ns1.home.example]   # default: ns.ZONE
+//	    hostmaster: hostmaster.home.example
+//	appliances:
+//	  - name: mail.home.example
+//	    address: 127.0.0.1       # answered in A/AAAA; jitsu holds its ports
+//	    ports: [{name: imap, port: 1143}]
+//	    ttl: 30s
+//	    idle: stop               # stop, suspend or never
+//	    boot_timeout: 60s
+//	    data: /srv/mail
+//	    launcher:
+//	      kind: process
+//	      command: [nymote-mail, --data, "${data}", --port, "imap=0"]
+type Config struct {
+	// DNS is the address the DNS server listens on (UDP and TCP).
+	DNS string `yaml:"dns"`
+	// Control is the loopback address of the status endpoint (HTTP);
+	// "" means none.
+	Control string `yaml:"control"`
+	// Forward is a resolver (host:port) that queries for names outside
+	// the zones are forwarded to; "" answers them REFUSED.
+	Forward string `yaml:"forward"`
+	// Zones are the zones served authoritatively.
+	Zones []Zone `yaml:"zones"`
+	// Appliances are the names that summon appliances.
+	Appliances []ApplianceConfig `yaml:"appliances"`
+}
+
+// Zone is one authoritative zone.
+type Zone struct {
+	// Name is the zone's apex, such as home.example.
+	Name string `yaml:"name"`
+	// NS are the zone's name servers; empty means ns.ZONE.
+	NS []string `yaml:"ns"`
+	// Hostmaster is the SOA's mailbox; empty means hostmaster.ZONE.
+	Hostmaster string `yaml:"hostmaster"`
+	// TTL of the SOA and NS records; zero means 1h.
+	TTL Duration `yaml:"ttl"`
+}
+
+// ApplianceConfig is one summonable appliance.
+type ApplianceConfig struct {
+	// Name is the DNS name that summons it; it must be in a zone.
+	Name string `yaml:"name"`
+	// Address is the IP address answered for Name (A or AAAA). jitsu
+	// listens on its ports at this address and proxies to the appliance.
+	Address string `yaml:"address"`
+	// Ports are the service's TCP ports at Address.
+	Ports []PortConfig `yaml:"ports"`
+	// TTL of the A/AAAA answer; zero means 30s. The appliance is idle
+	// after 2×TTL without queries and without open connections.
+	TTL Duration `yaml:"ttl"`
+	// Idle is what happens when it is idle: stop (the default), suspend
+	// (where the launcher can) or never.
+	Idle IdlePolicy `yaml:"idle"`
+	// BootTimeout bounds a boot: a query waits at most this long for the
+	// service port to accept, then gets SERVFAIL. Zero means 60s.
+	BootTimeout Duration `yaml:"boot_timeout"`
+	// Data is the appliance's data directory (process launcher) or data
+	// disk image (VM launchers).
+	Data string `yaml:"data"`
+	// Launcher says how the appliance is started.
+	Launcher LauncherConfig `yaml:"launcher"`
+}
+
+// PortConfig is one service port.
+type PortConfig struct {
+	// Name is the service's name for the port (imap, smtp, hello...).
+	Name string `yaml:"name"`
+	// Port is the TCP port at the appliance's address.
+	Port int `yaml:"port"`
+}
+
+// LauncherConfig configures a launcher.
+type LauncherConfig struct {
+	// Kind is process, qemu, xl or firecracker.
+	Kind string `yaml:"kind"`
+	// Command is the program and its arguments (process). ${data} is
+	// replaced by the data directory; ${port:NAME} by the port the
+	// appliance should listen on for NAME (0: any free port; the
+	// appliance prints "NAME listening on ADDR" for each).
+	Command []string `yaml:"command"`
+	// Env are extra KEY=VALUE environment variables (process).
+	Env []string `yaml:"env"`
+	// Image is the image folder built by nymote build (qemu, xl,
+	// firecracker).
+	Image string `yaml:"image"`
+	// KVM is auto, on or off (qemu).
+	KVM string `yaml:"kvm"`
+	// MemoryMiB is the guest's memory; zero means 256 (VM launchers).
+	MemoryMiB int `yaml:"memory"`
+	// Config is the xl or Firecracker configuration file.
+	Config string `yaml:"config"`
+	// Guest is the appliance's own address for xl and Firecracker (it is
+	// on a bridge or TAP device, not behind port forwards).
+	Guest string `yaml:"guest"`
+}
+
+// Duration is a time.Duration written as "30s" (or a number of seconds).
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 30s", n.Line)
+	}
+	if secs, err := strconv.Atoi(n.Value); err == nil {
+		*d = Duration(time.Duration(secs) * time.Second)
+	} else {
+		v, err := time.ParseDuration(n.Value)
+		if err != nil {
+			return fmt.Errorf("line %d: %q is not a duration such as 30s", n.Line, n.Value)
+		}
+		*d = Duration(v)
+	}
+	if *d < 0 {
+		return fmt.Errorf("line %d: %q: a duration must not be negative", n.Line, n.Value)
+	}
+	return nil
+}
+
+// IdlePolicy says what happens to an idle appliance.
+type IdlePolicy string
+
+// Idle policies.
+const (
+	IdleStop    IdlePolicy = "stop"
+	IdleSuspend IdlePolicy = "suspend"
+	IdleNever   IdlePolicy = "never"
+)
+
+// UnmarshalYAML checks the policy.
+func (p *IdlePolicy) UnmarshalYAML(n *yaml.Node) error {
+	switch v := IdlePolicy(n.Value); v {
+	case IdleStop, IdleSuspend, IdleNever:
+		*p = v
+		return nil
+	}
+	return fmt.Errorf("line %d: idle %q: want stop, suspend or never", n.Line, n.Value)
+}
+
+// Defaults.
+const (
+	DefaultTTL         = 30 * time.Second
+	DefaultBootTimeout = 60 * time.Second
+	defaultZoneTTL     = time.Hour
+)
+
+// LoadConfig reads and checks the configuration file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes a configuration strictly (unknown keys are errors)
+// and checks it, filling in defaults.
+func ParseConfig(b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the configuration is empty")
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line per problem, without yaml's preamble.
+			return nil, errors.New(strings.Join(te.Errors, "; "))
+		}
+		return nil, err
+	}
+	if err := c.check(&root); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// fieldError names a field (as a path such as appliances[0].ttl) and its
+// line in the file.
+type fieldError struct {
+	path string
+	line int
+	msg  string
+}
+
+func (e *fieldError) Error() string {
+	if e.line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", e.line, e.path, e.msg)
+	}
+	return e.path + ": " + e.msg
+}
+
+// lineOf finds the line of a field given as keys and indexes; it returns
+// the line of the deepest part found.
+func lineOf(root *yaml.Node, path ...any) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return line
+			}
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == p {
+					line, n, found = n.Content[i].Line, n.Content[i+1], true
+					break
+				}
+			}
+			if !found {
+				return line
+			}
+		case int:
+			if n.Kind != yaml.SequenceNode || p >= len(n.Content) {
+				return line
+			}
+			n = n.Content[p]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+func (c *Config) check(root *yaml.Node) error {
+	errf := func(msg string, path ...any) error {
+		var b strings.Builder
+		for _, p := range path {
+			switch p := p.(type) {
+			case string:
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(p)
+			case int:
+				fmt.Fprintf(&b, "[%d]", p)
+			}
+		}
+		return &fieldError{path: b.String(), line: lineOf(root, path...), msg: msg}
+	}
+	if c.DNS == "" {
+		return errf("required: the address to serve DNS on, such as 127.0.0.1:53", "dns")
+	}
+	if _, _, err := net.SplitHostPort(c.DNS); err != nil {
+		return errf(fmt.Sprintf("%q: want HOST:PORT", c.DNS), "dns")
+	}
+	if c.Control != "" {
+		ap, err := netip.ParseAddrPort(c.Control)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return errf(fmt.Sprintf("%q: want a loopback IP:PORT such as 127.0.0.1:5380", c.Control), "control")
+		}
+	}
+	if c.Forward != "" {
+		if _, _, err := net.SplitHostPort(c.Forward); err != nil {
+			return errf(fmt.Sprintf("%q: want HOST:PORT of a resolver, or nothing to refuse other names", c.Forward), "forward")
+		}
+	}
+	if len(c.Zones) == 0 {
+		return errf("at least one zone is required", "zones")
+	}
+	seenZone := map[string]bool{}
+	for i := range c.Zones {
+		z := &c.Zones[i]
+		if _, ok := dns.IsDomainName(z.Name); !ok || z.Name == "" {
+			return errf(fmt.Sprintf("%q is not a domain name", z.Name), "zones", i, "name")
+		}
+		z.Name = dns.CanonicalName(z.Name)
+		if seenZone[z.Name] {
+			return errf(fmt.Sprintf("zone %s is given twice", z.Name), "zones", i, "name")
+		}
+		seenZone[z.Name] = true
+		if len(z.NS) == 0 {
+			z.NS = []string{"ns." + z.Name}
+		}
+		for j, ns := range z.NS {
+			if _, ok := dns.IsDomainName(ns); !ok {
+				return errf(fmt.Sprintf("%q is not a domain name", ns), "zones", i, "ns", j)
+			}
+			z.NS[j] = dns.CanonicalName(ns)
+		}
+		if z.Hostmaster == "" {
+			z.Hostmaster = "hostmaster." + z.Name
+		}
+		if _, ok := dns.IsDomainName(z.Hostmaster); !ok {
+			return errf(fmt.Sprintf("%q is not a domain name", z.Hostmaster), "zones", i, "hostmaster")
+		}
+		z.Hostmaster = dns.CanonicalName(z.Hostmaster)
+		if z.TTL == 0 {
+			z.TTL = Duration(defaultZoneTTL)
+		}
+	}
+	seenName := map[string]bool{}
+	seenAddr := map[string]string{}
+	for i := range c.Appliances {
+		a := &c.Appliances[i]
+		if _, ok := dns.IsDomainName(a.Name); !ok || a.Name == "" {
+			return errf(fmt.Sprintf("%q is not a domain name", a.Name), "appliances", i, "name")
+		}
+		a.Name = dns.CanonicalName(a.Name)
+		if c.zoneOf(a.Name) == nil {
+			return errf(fmt.Sprintf("%s is in none of the zones", a.Name), "appliances", i, "name")
+		}
+		if seenName[a.Name] {
+			return errf(fmt.Sprintf("%s is given twice", a.Name), "appliances", i, "name")
+		}
+		seenName[a.Name] = true
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil {
+			return errf(fmt.Sprintf("%q is not an IP address", a.Address), "appliances", i, "address")
+		}
+		a.Address = ip.String()
+		if len(a.Ports) == 0 {
+			return errf("at least one port is required", "appliances", i, "ports")
+		}
+		for j, p := range a.Ports {
+			if p.Name == "" {
+				return errf("required: the service's name for the port", "appliances", i, "ports", j, "name")
+			}
+			if p.Port < 1 || p.Port > 65535 {
+				return errf(fmt.Sprintf("%d: want 1 to 65535", p.Port), "appliances", i, "ports", j, "port")
+			}
+			key := net.JoinHostPort(a.Address, strconv.Itoa(p.Port))
+			if other, ok := seenAddr[key]; ok {
+				return errf(fmt.Sprintf("%s is already used by %s", key, other), "appliances", i, "ports", j, "port")
+			}
+			seenAddr[key] = a.Name
+		}
+		if a.TTL == 0 {
+			a.TTL = Duration(DefaultTTL)
+		}
+		if a.Idle == "" {
+			a.Idle = IdleStop
+		}
+		if a.BootTimeout == 0 {
+			a.BootTimeout = Duration(DefaultBootTimeout)
+		}
+		l := &a.Launcher
+		switch l.Kind {
+		case "process":
+			if len(l.Command) == 0 {
+				return errf("required for the process launcher: the program and its arguments", "appliances", i, "launcher", "command")
+			}
+			for j, e := range l.Env {
+				if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+					return errf(fmt.Sprintf("%q: want KEY=VALUE", e), "appliances", i, "launcher", "env", j)
+				}
+			}
+		case "qemu", "xl", "firecracker":
+			if l.Kind == "qemu" && l.Image == "" {
+				return errf("required for the qemu launcher: the image folder (nymote build -o DIR)", "appliances", i, "launcher", "image")
+			}
+			if l.Kind != "qemu" {
+				if l.Config == "" {
+					return errf("required for the "+l.Kind+" launcher: its configuration file", "appliances", i, "launcher", "config")
+				}
+				if _, err := netip.ParseAddr(l.Guest); err != nil {
+					return errf(fmt.Sprintf("%q: want the guest's IP address", l.Guest), "appliances", i, "launcher", "guest")
+				}
+			}
+			switch l.KVM {
+			case "":
+				l.KVM = "auto"
+			case "auto", "on", "off":
+			default:
+				return errf(fmt.Sprintf("%q: want auto, on or off", l.KVM), "appliances", i, "launcher", "kvm")
+			}
+			if l.MemoryMiB < 0 {
+				return errf("must not be negative", "appliances", i, "launcher", "memory")
+			}
+		case "":
+			return errf("required: process, qemu, xl or firecracker", "appliances", i, "launcher", "kind")
+		default:
+			return errf(fmt.Sprintf("%q: want process, qemu, xl or firecracker", l.Kind), "appliances", i, "launcher", "kind")
+		}
+		if l.Kind != "process" && (len(l.Command) > 0 || len(l.Env) > 0) {
+			return errf("only the process launcher takes a command", "appliances", i, "launcher", "command")
+		}
+	}
+	return nil
+}
+
+// zoneOf returns the zone that name (canonical) is in, the longest match.
+func (c *Config) zoneOf(name string) *Zone {
+	var best *Zone
+	for i := range c.Zones {
+		z := &c.Zones[i]
+		if dns.IsSubDomain(z.Name, name) && (best == nil || len(z.Name) > len(best.Name)) {
+			best = z
+		}
+	}
+	return best
+}

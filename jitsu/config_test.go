@@ -1,0 +1,98 @@
+package jitsu
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `dns: 127.0.0.1:5353
+control: 127.0.0.1:5380
+zones:
+  - name: Home.Example
+appliances:
+  - name: mail.home.example
+    address: 127.0.0.1
+    ports: [{name: imap, port: 1143}, {name: smtp, port: 1025}]
+    data: /srv/mail
+    launcher:
+      kind: process
+      command: [nymote-mail, --data, "${data}", --port, "imap=${port:imap}"]
+`
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := c.Zones[0]
+	if z.Name != "home.example." || z.NS[0] != "ns.home.example." || z.Hostmaster != "hostmaster.home.example." || time.Duration(z.TTL) != time.Hour {
+		t.Errorf("zone defaults: %+v", z)
+	}
+	a := c.Appliances[0]
+	if a.Name != "mail.home.example." || time.Duration(a.TTL) != DefaultTTL || a.Idle != IdleStop || time.Duration(a.BootTimeout) != DefaultBootTimeout {
+		t.Errorf("appliance defaults: %+v", a)
+	}
+	l := &ProcessLauncher{Command: a.Launcher.Command, Data: a.Data}
+	if got, want := strings.Join(l.Args(), " "), "nymote-mail --data /srv/mail --port imap=0"; got != want {
+		t.Errorf("process command: got %q, want %q", got, want)
+	}
+}
+
+// TestConfigErrors: each broken configuration is refused with an error
+// that names the field and its line.
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"unknown top key", "dns:", "dnss:", "line 1: field dnss not found"},
+		{"unknown nested key", "    data: /srv/mail", "    data: /srv/mail\n    colour: blue", "line 10: field colour not found"},
+		{"bad ttl", "    data: /srv/mail", "    ttl: soon\n    data: /srv/mail", `line 9: "soon" is not a duration`},
+		{"negative ttl", "    data: /srv/mail", "    ttl: -5s\n    data: /srv/mail", "line 9: \"-5s\": a duration must not be negative"},
+		{"bad idle", "    data: /srv/mail", "    idle: hibernate\n    data: /srv/mail", `line 9: idle "hibernate": want stop, suspend or never`},
+		{"no dns", "dns: 127.0.0.1:5353\n", "", "dns: required"},
+		{"bad dns", "127.0.0.1:5353", "localhost", `line 1: dns: "localhost": want HOST:PORT`},
+		{"control not loopback", "127.0.0.1:5380", "0.0.0.0:5380", "line 2: control:"},
+		{"no zones", "zones:\n  - name: Home.Example\n", "zones: []\n", "line 3: zones: at least one zone"},
+		{"name outside zone", "name: mail.home.example", "name: mail.elsewhere.example", "line 6: appliances[0].name: mail.elsewhere.example. is in none of the zones"},
+		{"bad address", "address: 127.0.0.1", "address: localhost", `line 7: appliances[0].address: "localhost" is not an IP address`},
+		{"bad port", "port: 1025", "port: 70000", "line 8: appliances[0].ports[1].port: 70000: want 1 to 65535"},
+		{"port twice", "port: 1025", "port: 1143", "appliances[0].ports[1].port: 127.0.0.1:1143 is already used"},
+		{"port not a number", "port: 1025", "port: smtp", "line 8: cannot unmarshal !!str `smtp` into int"},
+		{"bad kind", "kind: process", "kind: docker", `line 11: appliances[0].launcher.kind: "docker": want process, qemu, xl or firecracker`},
+		{"no command", "      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]\n", "", "appliances[0].launcher.command: required"},
+		{"qemu without image", "kind: process", "kind: qemu", "appliances[0].launcher.image: required"},
+		{"xl without guest", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg", "appliances[0].launcher.guest"},
+		{"tabs", "dns:", "\tdns:", "found character that cannot start any token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := strings.Replace(goodConfig, tc.old, tc.new, 1)
+			if y == goodConfig {
+				t.Fatalf("the test's old text %q is not in the configuration", tc.old)
+			}
+			_, err := ParseConfig([]byte(y))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := ParseConfig(nil); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty configuration: %v", err)
+	}
+}
+
+// TestExampleConfig keeps the example configuration valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfig("testdata/jitsu.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Appliances) != 2 || c.Appliances[1].Idle != IdleSuspend || c.Appliances[1].Launcher.Kind != "qemu" {
+		t.Errorf("example: %+v", c.Appliances)
+	}
+	for _, a := range c.Appliances {
+		if _, err := NewLauncher(a, testLog(t)); err != nil {
+			t.Errorf("%s: %v", a.Name, err)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package jitsu
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestMain doubles as the test appliance: with JITSU_TESTSVC=1 in its
+// environment the test binary is a small service program run by the
+// process launcher, like an appliance program on host sockets.
+func TestMain(m *testing.M) {
+	if os.Getenv("JITSU_TESTSVC") == "1" {
+		if err := testService(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "testsvc:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	var err error
+	testTmp, err = os.MkdirTemp("", "jitsu-test-")
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(testTmp)
+	os.Exit(code)
+}
+
+// testTmp is a folder for what tests share (built programs).
+var testTmp string
+
+// testService counts its boots in DATA/boots and greets each connection on
+// its port with "hello from testsvc (boot N)"; then PUT TEXT appends a
+// line to DATA/notes (synced before the OK), GET returns the notes on one
+// line. SIGTERM is a clean power-off: it records the stop in
+// DATA/clean-stops and exits 0. --delay waits before listening, --crash
+// exits at once, --never never listens.
+func testService(args []string) error {
+	fs := flag.NewFlagSet("testsvc", flag.ContinueOnError)
+	data := fs.String("data", "", "data directory")
+	port := fs.String("port", "hello=0", "NAME=PORT")
+	delay := fs.Duration("delay", 0, "wait before listening")
+	crash := fs.Bool("crash", false, "exit 1 at once")
+	never := fs.Bool("never", false, "never listen")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *crash {
+		return errors.New("crashing as asked")
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	if *never {
+		fmt.Println("testsvc: not listening, as asked")
+		<-sig
+		return nil
+	}
+	boots, err := bump(filepath.Join(*data, "boots"))
+	if err != nil {
+		return err
+	}
+	time.Sleep(*delay)
+	name, p, _ := strings.Cut(*port, "=")
+	ln, err := net.Listen("tcp", "127.0.0.1:"+p)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("nymote: testsvc %s listening on %s\n", name, ln.Addr())
+	var mu sync.Mutex // one writer of notes at a time
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "hello from testsvc (boot %d)\r\n", boots)
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					cmd, arg, _ := strings.Cut(sc.Text(), " ")
+					switch cmd {
+					case "PUT":
+						mu.Lock()
+						err := appendSync(filepath.Join(*data, "notes"), arg+"\n")
+						mu.Unlock()
+						if err != nil {
+							fmt.Fprintf(c, "ERR %v\r\n", err)
+							continue
+						}
+						fmt.Fprint(c, "OK\r\n")
+					case "GET":
+						b, _ := os.ReadFile(filepath.Join(*data, "notes"))
+						fmt.Fprintf(c, "%s\r\n", strings.Join(strings.Fields(string(b)), ","))
+					default:
+						return
+					}
+				}
+			}()
+		}
+	}()
+	<-sig
+	ln.Close()
+	_, err = bump(filepath.Join(*data, "clean-stops"))
+	return err
+}
+
+// bump increments the number in file and returns it.
+func bump(file string) (int, error) {
+	b, _ := os.ReadFile(file)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	n++
+	if err := os.WriteFile(file, []byte(strconv.Itoa(n)), 0o600); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func appendSync(file, s string) error {
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readCount reads a counter file of the test service.
+func readCount(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// freePort returns a TCP port free on 127.0.0.1 just now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// svcApp is the YAML of an appliance running the test service.
+func svcApp(t testing.TB, name string, port int, ttl, extra string, svcArgs ...string) string {
+	data := t.TempDir()
+	cmd := []string{strconv.Quote(testExe), `"--data"`, `"${data}"`, `"--port"`, `"hello=${port:hello}"`}
+	for _, a := range svcArgs {
+		cmd = append(cmd, strconv.Quote(a))
+	}
+	return fmt.Sprintf(`
+  - name: %s
+    address: 127.0.0.1
+    ports: [{name: hello, port: %d}]
+    ttl: %s
+    boot_timeout: 5s
+    data: %s
+%s    launcher:
+      kind: process
+      env: [JITSU_TESTSVC=1]
+      command: [%s]
+`, name, port, ttl, data, extra, strings.Join(cmd, ", "))
+}
+
+// startServer parses the YAML (zone home.test, DNS on a free port) and
+// starts a Server, closed at the end of the test.
+func startServer(t testing.TB, opts Options, apps ...string) (*Server, *Config) {
+	t.Helper()
+	y := "dns: 127.0.0.1:0\ncontrol: 127.0.0.1:0\nzones:\n  - name: home.test\nappliances:\n" + strings.Join(apps, "")
+	cfg, err := ParseConfig([]byte(y))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, y)
+	}
+	if opts.Log == nil {
+		opts.Log = testLog(t)
+	}
+	s, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, cfg
+}
+
+// waitState polls until the appliance is in state st.
+func waitState(t testing.TB, s *Server, name string, st State, within time.Duration) Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		for _, x := range s.Status() {
+			if x.Name == dns.CanonicalName(name) && x.State == st {
+				return x
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not %s within %v: %+v", name, st, within, s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// greet connects and reads the greeting line.
+func greet(t testing.TB, addr string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		c.Close()
+		t.Fatalf("greeting from %s: %v", addr, err)
+	}
+	return c, r, strings.TrimSpace(line)
+}
+
+var testExe, _ = os.Executable()

@@ -1,0 +1,184 @@
+package jitsu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	nyappliance "github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/images"
+)
+
+// QEMULauncher boots an appliance image built by nymote build under QEMU
+// (package images: KVM when usable, TCG otherwise) with its data disk,
+// each service port forwarded from a free loopback port (jitsu proxies the
+// appliance's public address to it). It is ready when the console has
+// printed "NAME listening on" for each port; Stop presses the power
+// button (QMP system_powerdown: the appliance flushes its store and
+// powers off); Suspend and Resume are QMP stop and cont.
+type QEMULauncher struct {
+	// Image is the image folder (manifest.json and artefacts).
+	Image string
+	// Disk is the data disk image; "" boots without one (ephemeral
+	// images only).
+	Disk string
+	// Ports are the names of the service's ports, as in the manifest.
+	Ports []string
+	// KVM is "on", "off" or "auto" (probed once, by a boot without
+	// disk, at the first Start).
+	KVM string
+	// MemoryMiB is the guest's memory; zero means 256.
+	MemoryMiB int
+	Log       *slog.Logger
+
+	probeOnce sync.Once
+	kvm       bool
+}
+
+var _ Launcher = (*QEMULauncher)(nil)
+
+func newQEMULauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
+	l := &QEMULauncher{Image: a.Launcher.Image, Disk: a.Data, KVM: a.Launcher.KVM, MemoryMiB: a.Launcher.MemoryMiB, Log: log}
+	for _, p := range a.Ports {
+		l.Ports = append(l.Ports, p.Name)
+	}
+	return l, nil
+}
+
+// freeLoopbackPort returns a TCP port free on 127.0.0.1 at the moment.
+func freeLoopbackPort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// Start boots the image and waits for the console's listening lines.
+func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
+	m, err := images.ReadManifest(l.Image)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", l.Image, err, l.Image)
+	}
+	q := &qemuVM{addrs: map[string]string{}, done: make(chan struct{})}
+	var fw []images.Forward
+	for _, name := range l.Ports {
+		guest := 0
+		for _, p := range m.Ports {
+			if p.Name == name {
+				guest = p.Port
+			}
+		}
+		if guest == 0 {
+			return nil, fmt.Errorf("jitsu: image %s (%s) has no port called %s", l.Image, m.App, name)
+		}
+		host, err := freeLoopbackPort()
+		if err != nil {
+			return nil, err
+		}
+		q.addrs[name] = host
+		fw = append(fw, images.Forward{Host: host, Guest: guest})
+	}
+	switch l.KVM {
+	case "on":
+		l.kvm = true
+	case "auto":
+		l.probeOnce.Do(func() {
+			l.kvm = images.ProbeKVM(ctx, m, l.Image, 20*time.Second)
+			l.Log.Info("KVM probe", "kvm", l.kvm)
+		})
+	}
+	extra := []string{"nymote.net=kernel"}
+	if nyappliance.NetstackBuiltIn {
+		// QEMU's user network has fixed addresses: a static
+		// configuration saves the DHCP exchange (as nymote run does).
+		extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}
+	}
+	mem := l.MemoryMiB
+	if mem == 0 {
+		mem = 256
+	}
+	vm, err := images.StartQEMU(context.WithoutCancel(ctx), m, images.QEMURun{
+		Dir: l.Image, Disk: l.Disk, KVM: l.kvm, MemoryMiB: mem, Forwards: fw, ExtraCmdline: extra,
+	}, &lineLog{log: l.Log})
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: %w", err)
+	}
+	q.vm = vm
+	go func() {
+		q.exitErr = vm.Wait(context.Background())
+		close(q.done)
+	}()
+	defer func() {
+		if err != nil {
+			vm.Kill()
+		}
+	}()
+	for _, name := range l.Ports {
+		if _, err := vm.WaitLine(ctx, " "+name+" listening on "); err != nil {
+			return nil, fmt.Errorf("jitsu: %s port %s: %w; console: %s", m.App, name, err, lastLines(vm.Console(), 5))
+		}
+	}
+	return q, nil
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
+
+// lineLog logs console output at debug level.
+type lineLog struct{ log *slog.Logger }
+
+func (w *lineLog) Write(p []byte) (int, error) {
+	w.log.Debug("console", "line", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+type qemuVM struct {
+	vm      *images.VM
+	addrs   map[string]string
+	done    chan struct{}
+	exitErr error
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+var _ Suspender = (*qemuVM)(nil)
+
+func (q *qemuVM) Addr(name string) string { return q.addrs[name] }
+
+func (q *qemuVM) Stop(ctx context.Context) error {
+	q.mu.Lock()
+	q.stopped = true
+	q.mu.Unlock()
+	q.vm.QMP(ctx, "cont") // a suspended guest must run to power off
+	return q.vm.PowerOff(ctx)
+}
+
+func (q *qemuVM) Done() <-chan struct{} { return q.done }
+
+func (q *qemuVM) Err() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return nil
+	}
+	if q.exitErr != nil {
+		return fmt.Errorf("QEMU: %w", q.exitErr)
+	}
+	return errors.New("the appliance powered off by itself")
+}
+
+func (q *qemuVM) Suspend(ctx context.Context) error { return q.vm.QMP(ctx, "stop") }
+func (q *qemuVM) Resume(ctx context.Context) error  { return q.vm.QMP(ctx, "cont") }

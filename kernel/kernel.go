@@ -1,0 +1,237 @@
+// Package kernel finds the Linux kernel of a board: it fetches a pinned
+// kernel source (a Go module such as github.com/gokrazy/kernel.amd64,
+// downloaded with the go command into the module cache), checks it against
+// the pinned sums, and picks the kernel modules an image needs with their
+// dependencies (read from each module's modinfo). It also turns an x86
+// bzImage into the uncompressed vmlinux ELF that Firecracker boots, and reads
+// a kernel's built-in configuration (CONFIG_IKCONFIG).
+//
+// The addenda folder holds kernel config options, one reason per option,
+// for building a smaller kernel of our own (see addenda/README.md).
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Format is the format of a kernel image file.
+type Format string
+
+// Kernel image formats.
+const (
+	// BzImage is an x86 bzImage: a boot sector, setup code and a
+	// compressed vmlinux.
+	BzImage Format = "bzImage"
+	// ARM64Image is an uncompressed arm64 Image.
+	ARM64Image Format = "Image"
+)
+
+// Source is a pinned kernel.
+type Source struct {
+	// Name is how boards refer to the source.
+	Name string
+	// GOARCH is the architecture the kernel runs on.
+	GOARCH string
+	// Module and Version are the Go module holding the kernel and its
+	// pinned version; Sum is the module's go.sum hash ("h1:...").
+	Module, Version, Sum string
+	// Image is the kernel image's path in the module, ImageSHA256 its
+	// pinned sha256 (hex) and ImageFormat its format.
+	Image, ImageSHA256 string
+	ImageFormat        Format
+	// Release is the kernel release (uname -r), the name of its
+	// lib/modules folder.
+	Release string
+}
+
+// Versions of the pinned kernels: both built by gokrazy from Linux 7.1.3.
+var sources = map[string]Source{
+	"gokrazy-amd64": {
+		Name: "gokrazy-amd64", GOARCH: "amd64",
+		Module: "github.com/gokrazy/kernel.amd64", Version: "v0.0.0-20260705070735-de680abf072b",
+		Sum:   "h1:H9m4mwDqTyQG0AKVviBQp09T3OrY1X3tHNyrJCbqJfY=",
+		Image: "vmlinuz", ImageSHA256: "276e5c6eefee7d955d3b6808d214b535561ce426789e3b4f53bd899474612525",
+		ImageFormat: BzImage, Release: "7.1.3",
+	},
+	"gokrazy-arm64": {
+		Name: "gokrazy-arm64", GOARCH: "arm64",
+		Module: "github.com/gokrazy/kernel.arm64", Version: "v0.0.0-20260705071517-37841c4d6ff1",
+		Sum:   "h1:MYq3OcTlEz46i/DZxG3c6ePjE6Te/024cPW2VHTBVAs=",
+		Image: "vmlinuz", ImageSHA256: "b054a610dd89ee458fc77ba4bc50228b5036853c6fcbec46441a2d11bf3d9a9b",
+		ImageFormat: ARM64Image, Release: "7.1.3",
+	},
+}
+
+// ErrUnknown is wrapped by Lookup's error for a source not in the table.
+var ErrUnknown = errors.New("unknown kernel source")
+
+// ErrMismatch is wrapped by Fetch's error when a downloaded kernel does not
+// match its pinned sums.
+var ErrMismatch = errors.New("kernel does not match its pinned sum")
+
+// Lookup returns the kernel source called name.
+func Lookup(name string) (Source, error) {
+	s, ok := sources[name]
+	if !ok {
+		var names []string
+		for n := range sources {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return Source{}, fmt.Errorf("kernel: %w %q (known: %s)", ErrUnknown, name, strings.Join(names, ", "))
+	}
+	return s, nil
+}
+
+// Kernel is a fetched kernel on disk (in the Go module cache: read-only).
+type Kernel struct {
+	Source
+	// Dir is the module's folder.
+	Dir string
+}
+
+// ImagePath is the kernel image file.
+func (k *Kernel) ImagePath() string { return filepath.Join(k.Dir, k.Image) }
+
+// ModulesDir is the kernel's lib/modules/RELEASE folder.
+func (k *Kernel) ModulesDir() string { return filepath.Join(k.Dir, "lib", "modules", k.Release) }
+
+// FetchOptions configure Fetch. The zero value fetches with the go command
+// on $PATH and reports nothing.
+type FetchOptions struct {
+	// GoCommand is the go program; "" means "go" on $PATH.
+	GoCommand string
+	// Progress receives progress lines while downloading; nil means none.
+	Progress io.Writer
+	// Env is added to the go command's environment (for tests: GOPROXY,
+	// GOMODCACHE).
+	Env []string
+}
+
+// Fetch downloads (or finds in the module cache) the kernel of src and
+// checks it against the pinned sums.
+func Fetch(ctx context.Context, src Source, opts FetchOptions) (*Kernel, error) {
+	goCmd := opts.GoCommand
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	modver := src.Module + "@" + src.Version
+	cmd := exec.CommandContext(ctx, goCmd, "mod", "download", "-json", modver)
+	// Outside any module, so that the project's go.mod is neither read nor
+	// changed; GOFLAGS from the caller (-mod=vendor...) do not apply.
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off", "GO111MODULE=on")
+	cmd.Env = append(cmd.Env, opts.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+
+	done := make(chan struct{})
+	if opts.Progress != nil {
+		go progress(done, opts.Progress, modver, downloadDir(cmd.Env, goCmd, src))
+	}
+	err := cmd.Run()
+	close(done)
+	var info struct {
+		Dir, Sum, Error string
+	}
+	if jerr := json.Unmarshal(stdout.Bytes(), &info); jerr != nil && err == nil {
+		err = jerr
+	}
+	if err != nil || info.Error != "" {
+		msg := strings.TrimSpace(info.Error)
+		if msg == "" {
+			msg = strings.TrimSpace(stderr.String())
+		}
+		if msg == "" && err != nil {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("kernel: downloading %s with %q failed: %s (is the Go module proxy reachable? see GOPROXY)", modver, goCmd+" mod download", msg)
+	}
+	if info.Sum != src.Sum {
+		return nil, fmt.Errorf("kernel: %s: %w: module sum %s, pinned %s", modver, ErrMismatch, info.Sum, src.Sum)
+	}
+	k := &Kernel{Source: src, Dir: info.Dir}
+	sum, err := fileSHA256(k.ImagePath())
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", modver, err)
+	}
+	if sum != src.ImageSHA256 {
+		return nil, fmt.Errorf("kernel: %s: %w: %s has sha256 %s, pinned %s", modver, ErrMismatch, src.Image, sum, src.ImageSHA256)
+	}
+	if opts.Progress != nil {
+		fmt.Fprintf(opts.Progress, "kernel: %s %s ready (%s)\n", src.Name, src.Release, modver)
+	}
+	return k, nil
+}
+
+// downloadDir is where the go command puts the module's zip while
+// downloading it, or "" if unknown.
+func downloadDir(env []string, goCmd string, src Source) string {
+	cmd := exec.Command(goCmd, "env", "GOMODCACHE")
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	var esc strings.Builder
+	for _, r := range src.Module {
+		if unicode.IsUpper(r) {
+			esc.WriteByte('!')
+			r = unicode.ToLower(r)
+		}
+		esc.WriteRune(r)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "cache", "download", esc.String(), "@v")
+}
+
+// progress prints, every two seconds until done, how much of the module's
+// zip has arrived.
+func progress(done <-chan struct{}, w io.Writer, modver, dir string) {
+	start := time.Now()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			var size int64
+			if dir != "" {
+				ms, _ := filepath.Glob(filepath.Join(dir, "*.zip*"))
+				for _, m := range ms {
+					if fi, err := os.Stat(m); err == nil && fi.ModTime().After(start.Add(-time.Second)) && fi.Size() > size {
+						size = fi.Size()
+					}
+				}
+			}
+			fmt.Fprintf(w, "kernel: downloading %s: %.1f MiB, %s\n", modver, float64(size)/(1<<20), time.Since(start).Round(time.Second))
+		}
+	}
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

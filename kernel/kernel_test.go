@@ -1,0 +1,209 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLookup(t *testing.T) {
+	for _, name := range []string{"gokrazy-amd64", "gokrazy-arm64"} {
+		s, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Name != name || s.Module == "" || s.Version == "" || !strings.HasPrefix(s.Sum, "h1:") || len(s.ImageSHA256) != 64 {
+			t.Errorf("%s: incomplete pin: %+v", name, s)
+		}
+	}
+	if _, err := Lookup("nope"); !errors.Is(err, ErrUnknown) {
+		t.Errorf("got %v, want ErrUnknown", err)
+	}
+}
+
+// TestFetchFails checks that a download that cannot happen says so.
+func TestFetchFails(t *testing.T) {
+	src, _ := Lookup("gokrazy-amd64")
+	_, err := Fetch(context.Background(), src, FetchOptions{Env: []string{"GOPROXY=off", "GOMODCACHE=" + t.TempDir()}})
+	if err == nil {
+		t.Fatal("Fetch with GOPROXY=off and an empty module cache succeeded")
+	}
+	for _, want := range []string{"downloading " + src.Module, "GOPROXY"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	src.Sum = "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	if k, err := Fetch(context.Background(), src, FetchOptions{Env: []string{"GOFLAGS=-mod=mod"}}); err == nil {
+		t.Fatalf("Fetch with a wrong pinned sum returned %s", k.Dir)
+	} else if !errors.Is(err, ErrMismatch) && !strings.Contains(err.Error(), "downloading") {
+		t.Errorf("got %v, want ErrMismatch", err)
+	}
+}
+
+// fetch returns a pinned kernel, skipping in -short mode (it may download).
+func fetch(t *testing.T, name string) *Kernel {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fetching kernels in -short mode")
+	}
+	src, _ := Lookup(name)
+	var progress bytes.Buffer
+	k, err := Fetch(context.Background(), src, FetchOptions{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "ready") {
+		t.Errorf("progress %q: want a ready line", progress.String())
+	}
+	return k
+}
+
+// TestKernelConfig checks, in the pinned kernels' own configuration, what
+// the appliance runtime relies on being built in.
+func TestKernelConfig(t *testing.T) {
+	need := []string{
+		"CONFIG_DEVTMPFS", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_PCI",
+		"CONFIG_HW_RANDOM_VIRTIO", "CONFIG_EXT4_FS", "CONFIG_PACKET", "CONFIG_INPUT_EVDEV",
+		"CONFIG_RD_ZSTD", "CONFIG_BLK_DEV_INITRD",
+	}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"gokrazy-amd64", []string{"CONFIG_ACPI_BUTTON", "CONFIG_RTC_DRV_CMOS", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_VIRTIO_MMIO"}},
+		{"gokrazy-arm64", []string{"CONFIG_KEYBOARD_GPIO", "CONFIG_GPIO_PL061", "CONFIG_RTC_DRV_PL031", "CONFIG_SERIAL_AMBA_PL011_CONSOLE", "CONFIG_PCI_HOST_GENERIC"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := fetch(t, tc.name)
+			img, err := os.ReadFile(k.ImagePath())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.ImageFormat == BzImage {
+				img, err = Vmlinux(img)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := Config(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, opt := range append(need, tc.extra...) {
+				if cfg[opt] != "y" {
+					t.Errorf("%s=%q, want y (built in)", opt, cfg[opt])
+				}
+			}
+			if _, err := os.Stat(k.ModulesDir()); err != nil {
+				t.Errorf("modules folder: %v", err)
+			}
+		})
+	}
+}
+
+func TestVmlinuxRejects(t *testing.T) {
+	if _, err := Vmlinux(make([]byte, 4096)); err == nil {
+		t.Error("Vmlinux accepted zeros")
+	}
+	if _, err := Config([]byte("no config here")); err == nil {
+		t.Error("Config accepted a kernel without IKCONFIG")
+	}
+}
+
+// writeKO writes a minimal ELF64 file whose only section is .modinfo.
+func writeKO(t *testing.T, path string, modinfo string) {
+	t.Helper()
+	shstr := "\x00.modinfo\x00.shstrtab\x00"
+	var b bytes.Buffer
+	le := binary.LittleEndian
+	hdr := make([]byte, 64)
+	copy(hdr, "\x7fELF\x02\x01\x01")
+	le.PutUint16(hdr[16:], 1)  // ET_REL
+	le.PutUint16(hdr[18:], 62) // x86-64
+	le.PutUint32(hdr[20:], 1)
+	dataOff := 64
+	strOff := dataOff + len(modinfo)
+	shOff := strOff + len(shstr)
+	le.PutUint64(hdr[40:], uint64(shOff))
+	le.PutUint16(hdr[52:], 64)
+	le.PutUint16(hdr[58:], 64)
+	le.PutUint16(hdr[60:], 3)
+	le.PutUint16(hdr[62:], 2)
+	b.Write(hdr)
+	b.WriteString(modinfo)
+	b.WriteString(shstr)
+	sh := func(name, typ uint32, off, size int) {
+		s := make([]byte, 64)
+		le.PutUint32(s[0:], name)
+		le.PutUint32(s[4:], typ)
+		le.PutUint64(s[24:], uint64(off))
+		le.PutUint64(s[32:], uint64(size))
+		le.PutUint64(s[48:], 1)
+		b.Write(s)
+	}
+	sh(0, 0, 0, 0)
+	sh(1, 1, dataOff, len(modinfo))
+	sh(10, 3, strOff, len(shstr))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolveModules(t *testing.T) {
+	dir := t.TempDir()
+	writeKO(t, filepath.Join(dir, "kernel/net/virtio_net.ko"), "license=GPL\x00depends=net_failover,virtio_ring\x00name=virtio_net\x00")
+	writeKO(t, filepath.Join(dir, "kernel/net/net_failover.ko"), "depends=failover\x00")
+	writeKO(t, filepath.Join(dir, "kernel/net/failover.ko"), "depends=\x00")
+	writeKO(t, filepath.Join(dir, "kernel/a/loop-a.ko"), "depends=loop_b\x00")
+	writeKO(t, filepath.Join(dir, "kernel/a/loop-b.ko"), "depends=loop_a\x00")
+	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/drivers/virtio/virtio_ring.ko\n"), 0o644)
+
+	tests := []struct {
+		name    string
+		mods    []string
+		want    []string
+		wantErr string
+	}{
+		{"none", nil, nil, ""},
+		{"deps first", []string{"virtio-net"}, []string{"failover", "net_failover", "virtio_net"}, ""},
+		{"builtin", []string{"virtio_ring"}, nil, ""},
+		{"twice", []string{"failover", "virtio_net"}, []string{"failover", "net_failover", "virtio_net"}, ""},
+		{"missing", []string{"e1000"}, nil, "not found"},
+		{"cycle", []string{"loop_a"}, nil, "cycle"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mods, err := ResolveModules(dir, tc.mods)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range mods {
+				got = append(got, m.Name)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	mods, _ := ResolveModules(dir, []string{"virtio_net"})
+	dep := string(ModulesDep(mods))
+	if want := "kernel/net/virtio_net.ko: kernel/net/net_failover.ko\n"; !strings.Contains(dep, want) {
+		t.Errorf("modules.dep %q: want the line %q", dep, want)
+	}
+}
