@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nymote/nymote/apps/contacts/carddav"
@@ -314,5 +315,45 @@ func TestCopyMove(t *testing.T) {
 		if r := s.Do("alice", st.method, st.from, "", h...); r.Status != st.want {
 			t.Errorf("%s: got %d, want %d (%s)", st.name, r.Status, st.want, r.Body)
 		}
+	}
+}
+
+// TestConcurrentClients has 8 clients PUT, GET and list at once, and two of
+// them race to store one UID under different names: exactly one wins.
+func TestConcurrentClients(t *testing.T) {
+	s := start(t)
+	var wg sync.WaitGroup
+	statuses := make(chan int, 2)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if w < 2 {
+				statuses <- s.Do("alice", "PUT", fmt.Sprintf("/alice/default/race%d.vcf", w), vcf("race", "R"), "Content-Type", vcardType).Status
+			}
+			for i := range 5 {
+				p := fmt.Sprintf("/alice/default/w%d-%d.vcf", w, i)
+				if r := s.Do("alice", "PUT", p, vcf(fmt.Sprintf("w%d-%d", w, i), "W"), "Content-Type", vcardType); r.Status != 201 {
+					t.Errorf("PUT %s: %d %s", p, r.Status, r.Body)
+				}
+				if r := s.Do("alice", "GET", p, ""); r.Status != 200 {
+					t.Errorf("GET %s: %d", p, r.Status)
+				}
+				s.Do("alice", "PROPFIND", "/alice/default/", "", "Depth", "1")
+			}
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	var got []int
+	for st := range statuses {
+		got = append(got, st)
+	}
+	if !(got[0] == 201 && got[1] == 409 || got[0] == 409 && got[1] == 201) {
+		t.Errorf("racing PUTs of one UID: %v, want one 201 and one 409", got)
+	}
+	r := s.Do("alice", "REPORT", "/alice/default/", syncReport(""))
+	if n := strings.Count(r.Body, "<d:response>"); n != 41 {
+		t.Errorf("%d objects after the run, want 41", n)
 	}
 }
