@@ -27,8 +27,11 @@ import (
 )
 
 // OpenStore opens the store of data directory dir, creating it (and dir) on
-// first use.
+// first use. A nil log discards the logs.
 func OpenStore(dir string, log *slog.Logger) (*store.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if dir == "" {
 		return nil, errors.New("no data directory given (--data)")
 	}
