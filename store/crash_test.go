@@ -16,7 +16,7 @@ import (
 )
 
 // TestCrashChild is the child process of TestCrash: it commits in a loop and
-// reports each commit that Update returned, and repacks now and then, until
+// reports each commit that Update returned, and repacks (GC and PackLoose) now and then, until
 // it is killed.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv("NYMOTE_CRASH_DIR")
@@ -48,6 +48,12 @@ func TestCrashChild(t *testing.T) {
 			if _, err := s.GC(context.Background()); err != nil {
 				fmt.Println("gc failed:", err)
 				os.Exit(5)
+			}
+		}
+		if i%40 == 19 {
+			if _, err := s.PackLoose(context.Background()); err != nil {
+				fmt.Println("pack failed:", err)
+				os.Exit(6)
 			}
 		}
 	}

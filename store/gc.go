@@ -127,8 +127,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		}
 	}
 
-	s.mu.Lock()
-	dirs := map[string]bool{}
+	var remove []string
 	for h, path := range loose {
 		if keep[h] {
 			continue
@@ -139,9 +138,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			}
 			st.Pruned++
 		}
-		if err := os.Remove(path); err == nil {
-			dirs[filepath.Dir(path)] = true
-		}
+		remove = append(remove, path)
 	}
 	for _, p := range oldPacks {
 		if keepPacks || filepath.Base(p) == newPack {
@@ -149,33 +146,11 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		}
 		base := strings.TrimSuffix(p, ".pack")
 		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap", ".keep"} {
-			os.Remove(base + ext)
-		}
-		dirs[filepath.Dir(p)] = true
-	}
-	for d := range dirs {
-		if err := os.Remove(d); err == nil { // an emptied objects/xx
-			dirs[filepath.Dir(d)] = true
+			remove = append(remove, base+ext)
 		}
 	}
-	// The new storage is opened after the deletions, so that its pack
-	// index knows only the packs that exist.
-	newSt, newRepo, err := s.newStorage()
-	if err == nil {
-		s.st, s.repo = newSt, newRepo
-	}
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.removeAndReload(remove); err != nil {
 		return st, err
-	}
-	if !s.opts.noSync {
-		for d := range dirs {
-			if _, err := os.Stat(d); err == nil {
-				if err := syncDir(d); err != nil {
-					return st, fmt.Errorf("store: gc: sync %s: %w", d, err)
-				}
-			}
-		}
 	}
 	st.SizeAfter = dirSize(objDir)
 	st.Duration = time.Since(start)
@@ -183,6 +158,41 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		"packs_before", st.PacksBefore, "pruned", st.Pruned, "bytes_before", st.SizeBefore,
 		"bytes_after", st.SizeAfter, "took", st.Duration)
 	return st, nil
+}
+
+// removeAndReload deletes files that a new pack has made redundant, with
+// readers paused, and replaces the go-git storage (opened after the
+// deletions, so that its pack index knows only the packs that exist). Then
+// it syncs the directories that changed.
+func (s *Store) removeAndReload(paths []string) error {
+	s.mu.Lock()
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		if err := os.Remove(p); err == nil {
+			dirs[filepath.Dir(p)] = true
+		}
+	}
+	for d := range dirs {
+		if err := os.Remove(d); err == nil { // an emptied objects/xx
+			dirs[filepath.Dir(d)] = true
+		}
+	}
+	newSt, newRepo, err := s.newStorage()
+	if err == nil {
+		s.st, s.repo = newSt, newRepo
+	}
+	s.mu.Unlock()
+	if err != nil || s.opts.noSync {
+		return err
+	}
+	for d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			if err := syncDir(d); err != nil {
+				return fmt.Errorf("store: gc: sync %s: %w", d, err)
+			}
+		}
+	}
+	return nil
 }
 
 // refHashes lists what every reference points at.
@@ -360,7 +370,7 @@ func (s *Store) maybeGC() {
 			case <-ctx.Done():
 			}
 		}()
-		if _, err := s.GC(ctx); err != nil && ctx.Err() == nil {
+		if err := s.autoRepack(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("store: automatic repack failed", "err", err)
 		}
 	}()

@@ -200,3 +200,50 @@ func TestGCWithConcurrentWriters(t *testing.T) {
 	}
 	fsck(t, s.Path())
 }
+
+func TestPackLoose(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		put(t, s, "a/"+Shard(fmt.Sprint(i)), fmt.Sprint("first ", i))
+	}
+	// An unreachable object stays loose: pruning is GC's business.
+	s.CreateBranch(ctx, "tmp", "main")
+	s.Update(ctx, CommitOptions{Branch: "tmp"}, func(tx *Tx) error { return tx.Put("only-on-tmp", []byte("x")) })
+	s.DeleteBranch(ctx, "tmp")
+	st, err := s.PackLoose(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loose, packs, _ := s.objectFiles()
+	if st.Objects == 0 || len(packs) != 1 || len(loose) == 0 {
+		t.Fatalf("after PackLoose: %+v, %d loose, %d packs; want the reachable ones packed, the unreachable ones loose", st, len(loose), len(packs))
+	}
+	want := contents(t, s, "main")
+	for i := 0; i < 5; i++ {
+		put(t, s, "b/"+Shard(fmt.Sprint(i)), fmt.Sprint("second ", i))
+	}
+	st2, err := s.PackLoose(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only what was written since is packed: 5 commits, 5 blobs and their
+	// trees, not the first 10 items again.
+	if st2.Objects >= st.Objects || st2.Objects < 10 {
+		t.Errorf("second PackLoose packed %d objects (first: %d)", st2.Objects, st.Objects)
+	}
+	if _, packs, _ := s.objectFiles(); len(packs) != 2 {
+		t.Errorf("%d packs, want 2", len(packs))
+	}
+	if got := contents(t, s, "main~5"); got != want {
+		t.Error("contents changed across PackLoose")
+	}
+	fsck(t, s.Path())
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, packs, _ := s.objectFiles(); len(packs) != 1 {
+		t.Errorf("%d packs after GC, want 1", len(packs))
+	}
+	fsck(t, s.Path())
+}
