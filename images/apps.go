@@ -30,6 +30,14 @@ var apps = map[string]App{
 		Name: "hello", Package: "github.com/nymote/nymote/appliance/hello",
 		Ports: []AppPort{{"hello", 7}},
 	},
+	"contacts": {
+		Name: "contacts", Package: "github.com/nymote/nymote/apps/contacts",
+		Ports: []AppPort{{"http", 80}, {"https", 443}},
+	},
+	"calendar": {
+		Name: "calendar", Package: "github.com/nymote/nymote/apps/calendar",
+		Ports: []AppPort{{"http", 80}, {"https", 443}},
+	},
 	"mail": {
 		Name: "mail", Package: "github.com/nymote/nymote/apps/mail",
 		Ports: []AppPort{{"imap", 143}, {"smtp", 25}, {"submission", 587}, {"imaps", 993}, {"submissions", 465}},

@@ -15,6 +15,7 @@ import (
 
 	_ "time/tzdata" // appliances have no zoneinfo on disk
 
+	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/calendar/caldav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/dav/davapp"
@@ -29,6 +30,9 @@ var App = davapp.App{
 }
 
 func main() {
+	if os.Getpid() == 1 {
+		appliance.Main(App.Appliance()) // as an appliance's init; does not return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := App.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

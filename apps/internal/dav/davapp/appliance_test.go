@@ -1,0 +1,100 @@
+package davapp
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/apps/contacts/carddav"
+	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/svc"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestApplianceService runs the contacts app through the appliance runtime's
+// host mode, as it runs as PID 1 but on host sockets: both ports serve,
+// authentication is required, and it stops cleanly.
+func TestApplianceService(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	st, err := svc.OpenStore(data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(context.Background(), "alice", "alice-password", ""); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	app := App{Name: "contacts", NewKind: func(max int64) dav.Kind { return carddav.New(max) }, DefaultDisplayName: "Contacts"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- appliance.RunHost(ctx, app.Appliance(), []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
+	}()
+	var httpAddr string
+	deadline := time.Now().Add(20 * time.Second)
+	for httpAddr == "" && time.Now().Before(deadline) {
+		for _, l := range strings.Split(out.String(), "\n") {
+			if i := strings.Index(l, "contacts http listening on "); i >= 0 {
+				httpAddr = strings.TrimSpace(l[i+len("contacts http listening on "):])
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if httpAddr == "" {
+		t.Fatalf("no listener line:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "contacts https listening on") || !strings.Contains(out.String(), "tls certificate sha256") {
+		t.Errorf("console:\n%s", out.String())
+	}
+	for _, tc := range []struct {
+		user, pw string
+		want     int
+	}{{"", "", http.StatusUnauthorized}, {"alice", "wrong", http.StatusUnauthorized}, {"alice", "alice-password", http.StatusMultiStatus}} {
+		req, _ := http.NewRequest("PROPFIND", "http://"+httpAddr+"/", strings.NewReader(`<propfind xmlns="DAV:"><prop><current-user-principal/></prop></propfind>`))
+		req.Header.Set("Depth", "0")
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pw)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("PROPFIND as %q: %d, want %d", tc.user, resp.StatusCode, tc.want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("RunHost: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the service did not stop")
+	}
+}
