@@ -192,7 +192,7 @@ func TestBadInput(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"unknown app", Options{App: "fax", Board: "qemu-x86_64"}, `unknown app "fax" (known apps: hello, mail)`},
+		{"unknown app", Options{App: "fax", Board: "qemu-x86_64"}, `unknown app "fax" (known apps: calendar, contacts, hello, mail)`},
 		{"unknown board", Options{App: "hello", Board: "vax"}, `unknown board "vax"`},
 		{"no output", Options{App: "hello", Board: "qemu-x86_64"}, "no output folder"},
 		{"debug", Options{App: "hello", Board: "qemu-x86_64", Debug: true}, "not supported yet"},
