@@ -184,14 +184,14 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 	if len(conflicts) > 0 {
 		return MergeResult{}, &ConflictError{Op: op, Paths: conflicts}
 	}
-	tree, err := s.writeTree(trees[1], changes)
+	tree, levels, err := s.buildTree(trees[1], changes)
 	if err != nil {
 		return MergeResult{}, &ConflictError{Op: op + " (" + err.Error() + ")", Paths: changedPaths(changes)}
 	}
 	if opts.Message == "" {
 		opts.Message = fmt.Sprintf("Merge %s into %s", from, into)
 	}
-	c, err := s.writeCommit(tree, []Hash{ours, theirs}, opts)
+	c, err := s.writeTreeAndCommit(tree, levels, []Hash{ours, theirs}, opts)
 	if err != nil {
 		return MergeResult{}, err
 	}

@@ -170,7 +170,7 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if len(tx.changes) == 0 {
 		return head, nil
 	}
-	tree, err := s.writeTree(base.tree, tx.changes)
+	tree, levels, err := s.buildTree(base.tree, tx.changes)
 	if err != nil {
 		return Hash{}, err
 	}
@@ -181,7 +181,7 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if !head.IsZero() {
 		parents = []Hash{head}
 	}
-	c, err := s.writeCommit(tree, parents, opts)
+	c, err := s.writeTreeAndCommit(tree, levels, parents, opts)
 	if err != nil {
 		return Hash{}, err
 	}
@@ -222,8 +222,11 @@ func (s *Store) moveBranch(branch string, old, h Hash) error {
 	return nil
 }
 
-// writeCommit writes a commit object.
-func (s *Store) writeCommit(tree Hash, parents []Hash, opts CommitOptions) (Hash, error) {
+// writeTreeAndCommit writes the objects of a new tree (levels, from
+// buildTree) and the commit of that tree in one batch, the commit renamed
+// into place last: one round of syncs instead of one for the tree and one for
+// the commit.
+func (s *Store) writeTreeAndCommit(tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (Hash, error) {
 	author := opts.Author
 	if author.Name == "" {
 		author = s.opts.Author
@@ -244,11 +247,9 @@ func (s *Store) writeCommit(tree Hash, parents []Hash, opts CommitOptions) (Hash
 	}
 	if tree.IsZero() {
 		// An empty tree: git knows it, but it must exist as an object.
-		h, err := s.writeObjects(nil, [][]plumbing.EncodedObject{{emptyTree()}})
-		if err != nil {
-			return Hash{}, err
-		}
-		tree = h
+		et := emptyTree()
+		levels = append(levels, []plumbing.EncodedObject{et})
+		tree = et.Hash()
 	}
 	sig := object.Signature{Name: author.Name, Email: author.Email, When: when.Truncate(time.Second)}
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
@@ -256,7 +257,7 @@ func (s *Store) writeCommit(tree Hash, parents []Hash, opts CommitOptions) (Hash
 	if err := c.Encode(o); err != nil {
 		return Hash{}, fmt.Errorf("store: encode commit: %w", err)
 	}
-	return s.writeObjects(o, nil)
+	return s.writeObjects(o, levels)
 }
 
 func emptyTree() plumbing.EncodedObject {
@@ -286,9 +287,10 @@ func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.En
 	return h, w.wait()
 }
 
-// writeTree applies changes to the tree base and writes the new objects. It
-// returns the new root tree (zero if the result is empty).
-func (s *Store) writeTree(base Hash, changes map[string]change) (Hash, error) {
+// buildTree applies changes to the tree base in memory. It returns the new
+// root tree (zero if the result is empty) and the new objects in the order
+// they must be written: deepest first (blobs, then trees bottom-up).
+func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, error) {
 	b := &treeBuilder{s: s}
 	var root Hash
 	err := s.read(func(r *git.Repository) error {
@@ -299,19 +301,15 @@ func (s *Store) writeTree(base Hash, changes map[string]change) (Hash, error) {
 		return err
 	})
 	if err != nil {
-		return Hash{}, err
+		return Hash{}, nil, err
 	}
-	// Deepest level first: blobs, then trees bottom-up.
 	levels := make([][]plumbing.EncodedObject, 0, len(b.levels))
 	for i := len(b.levels) - 1; i >= 0; i-- {
 		if len(b.levels[i]) > 0 {
 			levels = append(levels, b.levels[i])
 		}
 	}
-	if _, err := s.writeObjects(nil, levels); err != nil {
-		return Hash{}, err
-	}
-	return root, nil
+	return root, levels, nil
 }
 
 type treeBuilder struct {
