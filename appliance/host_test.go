@@ -6,30 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nymote/nymote/appliance/appliancetest"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a bytes.Buffer safe for the service and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // echoService greets with its data dir and a config value, then closes.
 func echoService(gotEnv chan<- *Env) Service {
@@ -63,7 +45,7 @@ func TestRunHost(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	envs := make(chan *Env, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr appliancetest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- RunHost(ctx, echoService(envs), []string{"--data", "/srv/x", "--port", "a=0", "--port", "b=0", "--set", "greeting=hi"}, &stdout, &stderr)

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
+	"github.com/nymote/nymote/appliance/appliancetest"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,24 +28,7 @@ type server struct {
 	certPEM []byte
 	cancel  context.CancelFunc
 	done    chan error
-	out     *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out     *appliancetest.Buffer
 }
 
 const testPassword = "correct horse battery"
@@ -108,7 +90,7 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	out := &syncBuffer{}
+	out := &appliancetest.Buffer{}
 	cfg.Stdout = out
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{t: t, st: st, addrs: addrs, cancel: cancel, done: make(chan error, 1), out: out}

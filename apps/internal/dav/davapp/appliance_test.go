@@ -1,12 +1,11 @@
 package davapp
 
 import (
-	"bytes"
 	"context"
+	"github.com/nymote/nymote/appliance/appliancetest"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +14,6 @@ import (
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestApplianceService runs the contacts app through the appliance runtime's
 // host mode, as it runs as PID 1 but on host sockets: both ports serve,
@@ -49,7 +31,7 @@ func TestApplianceService(t *testing.T) {
 	app := App{Name: "contacts", NewKind: func(max int64) dav.Kind { return carddav.New(max) }, DefaultDisplayName: "Contacts"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out appliancetest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- appliance.RunHost(ctx, app.Appliance(), []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
