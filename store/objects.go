@@ -283,7 +283,7 @@ func memObject(t plumbing.ObjectType, data []byte) *plumbing.MemoryObject {
 	return o
 }
 
-// readBlob reads a whole object's content.
+// readAll reads a whole object's content.
 func readAll(o plumbing.EncodedObject) ([]byte, error) {
 	r, err := o.Reader()
 	if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -131,7 +132,7 @@ func (sn *Snapshot) Read(path string) ([]byte, error) {
 		}
 		defer rd.Close()
 		data = make([]byte, b.Size)
-		_, err = readFull(rd, data)
+		_, err = io.ReadFull(rd, data)
 		return err
 	})
 	return data, err
@@ -261,21 +262,6 @@ func walkTree(r *git.Repository, t *object.Tree, dir string, fn func(Entry)) err
 		fn(Entry{Path: p, Hash: e.Hash})
 	}
 	return nil
-}
-
-func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			if n == len(buf) {
-				return n, nil
-			}
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // trimSlash removes a trailing slash from a prefix.

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -515,7 +516,7 @@ func (sess *Session) Status(name string, options *imap.StatusOptions) (*imap.Sta
 // Append stores a message; the OK goes out only after its commit is durable.
 func (sess *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	raw := make([]byte, r.Size())
-	if _, err := readFull(r, raw); err != nil {
+	if _, err := io.ReadFull(r, raw); err != nil {
 		return nil, err
 	}
 	mb, err := sess.user.Mailbox(name)
@@ -535,21 +536,6 @@ func (sess *Session) Append(name string, r imap.LiteralReader, options *imap.App
 		return nil, mapErr(err)
 	}
 	return &imap.AppendData{UID: uid, UIDValidity: mb.Info().UIDValidity}, nil
-}
-
-func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			if n == len(buf) {
-				return n, nil
-			}
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // Poll writes the selected mailbox's pending updates.
