@@ -382,16 +382,7 @@ func (tx *Tx) hash(path string) (Hash, error) {
 
 // blob reads a blob by hash.
 func (s *Store) blob(h Hash) ([]byte, error) {
-	var data []byte
-	err := s.read(func(r *git.Repository) error {
-		o, err := r.Storer.EncodedObject(plumbing.BlobObject, h)
-		if err != nil {
-			return fmt.Errorf("store: blob %s: %w", h, err)
-		}
-		data, err = readAll(o)
-		return err
-	})
-	return data, err
+	return s.ReadBlob(h)
 }
 
 // Branch is a branch and the commit it points at.

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 
@@ -53,12 +52,12 @@ func (s *Store) snapshotAt(h Hash) (*Snapshot, error) {
 		return &Snapshot{s: s}, nil
 	}
 	sn := &Snapshot{s: s, commit: h}
-	err := s.read(func(r *git.Repository) error {
-		c, err := r.CommitObject(h)
+	err := s.readObjs(func(o *objReader) error {
+		t, err := o.commitTree(h)
 		if err != nil {
 			return fmt.Errorf("store: commit %s: %w", h, err)
 		}
-		sn.tree = c.TreeHash
+		sn.tree = t
 		return nil
 	})
 	return sn, err
@@ -114,28 +113,40 @@ func (sn *Snapshot) Read(path string) ([]byte, error) {
 		return nil, err
 	}
 	var data []byte
-	err := sn.s.read(func(r *git.Repository) error {
-		e, err := sn.entry(r, path)
+	err := sn.s.readObjs(func(o *objReader) error {
+		e, err := sn.entry(o, path)
 		if err != nil {
 			return err
 		}
 		if e.Mode == filemode.Dir {
 			return fmt.Errorf("store: read %s: is a folder: %w", path, ErrNotExist)
 		}
-		b, err := r.BlobObject(e.Hash)
+		data, err = o.readAs(e.Hash, plumbing.BlobObject)
 		if err != nil {
 			return fmt.Errorf("store: read %s: %w", path, err)
 		}
-		rd, err := b.Reader()
-		if err != nil {
-			return fmt.Errorf("store: read %s: %w", path, err)
-		}
-		defer rd.Close()
-		data = make([]byte, b.Size)
-		_, err = io.ReadFull(rd, data)
-		return err
+		return nil
 	})
 	return data, err
+}
+
+// ReadBlob returns the content of the blob with hash h (an Entry's Hash),
+// wherever it is in the store's history. Callers that keep the hashes of
+// what they stored read it back this way without walking a tree.
+func (s *Store) ReadBlob(h Hash) ([]byte, error) {
+	var data []byte
+	err := s.readObjs(func(o *objReader) error {
+		var err error
+		data, err = o.readAs(h, plumbing.BlobObject)
+		return err
+	})
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, fmt.Errorf("store: blob %s: %w", h, ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: blob %s: %w", h, err)
+	}
+	return data, nil
 }
 
 // Stat returns the entry at path (its blob hash), without reading it.
@@ -144,8 +155,8 @@ func (sn *Snapshot) Stat(path string) (Entry, error) {
 		return Entry{}, err
 	}
 	var out Entry
-	err := sn.s.read(func(r *git.Repository) error {
-		e, err := sn.entry(r, path)
+	err := sn.s.readObjs(func(o *objReader) error {
+		e, err := sn.entry(o, path)
 		if err != nil {
 			return err
 		}
@@ -156,45 +167,42 @@ func (sn *Snapshot) Stat(path string) (Entry, error) {
 }
 
 // entry finds the tree entry at path.
-func (sn *Snapshot) entry(r *git.Repository, path string) (*object.TreeEntry, error) {
+func (sn *Snapshot) entry(o *objReader, path string) (object.TreeEntry, error) {
 	if sn.tree.IsZero() {
-		return nil, fmt.Errorf("store: %s: %w", path, ErrNotExist)
+		return object.TreeEntry{}, fmt.Errorf("store: %s: %w", path, ErrNotExist)
 	}
-	t, err := r.TreeObject(sn.tree)
+	e, ok, err := o.entry(sn.tree, path)
 	if err != nil {
-		return nil, fmt.Errorf("store: tree %s: %w", sn.tree, err)
+		return e, fmt.Errorf("store: %s: %w", path, err)
 	}
-	e, err := t.FindEntry(path)
-	if err != nil {
-		if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-			return nil, fmt.Errorf("store: %s: %w", path, ErrNotExist)
-		}
-		return nil, fmt.Errorf("store: %s: %w", path, err)
+	if !ok {
+		return e, fmt.Errorf("store: %s: %w", path, ErrNotExist)
 	}
 	return e, nil
 }
 
 // subtree returns the tree at dir ("" is the root); ok is false if there
 // is none.
-func (sn *Snapshot) subtree(r *git.Repository, dir string) (*object.Tree, bool, error) {
+func (sn *Snapshot) subtree(o *objReader, dir string) (*tree, bool, error) {
 	if sn.tree.IsZero() {
 		return nil, false, nil
 	}
-	t, err := r.TreeObject(sn.tree)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: tree %s: %w", sn.tree, err)
-	}
-	if dir == "" {
-		return t, true, nil
-	}
-	st, err := t.Tree(dir)
-	if err != nil {
-		if errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+	h := sn.tree
+	if dir != "" {
+		e, ok, err := o.entry(sn.tree, dir)
+		if err != nil {
+			return nil, false, fmt.Errorf("store: %s: %w", dir, err)
+		}
+		if !ok || e.Mode != filemode.Dir {
 			return nil, false, nil
 		}
-		return nil, false, fmt.Errorf("store: %s: %w", dir, err)
+		h = e.Hash
 	}
-	return st, true, nil
+	t, err := o.tree(h)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: tree %s: %w", h, err)
+	}
+	return t, true, nil
 }
 
 // Exists reports whether path holds an item.
@@ -213,13 +221,13 @@ func (sn *Snapshot) ReadDir(dir string) ([]Entry, error) {
 		return nil, err
 	}
 	var out []Entry
-	err := sn.s.read(func(r *git.Repository) error {
+	err := sn.s.readObjs(func(o *objReader) error {
 		out = out[:0]
-		t, ok, err := sn.subtree(r, dir)
+		t, ok, err := sn.subtree(o, dir)
 		if !ok || err != nil {
 			return err
 		}
-		for _, e := range t.Entries {
+		for _, e := range t.entries {
 			out = append(out, Entry{Path: joinPath(dir, e.Name), Hash: e.Hash, Dir: e.Mode == filemode.Dir})
 		}
 		return nil
@@ -234,27 +242,27 @@ func (sn *Snapshot) List(prefix string) ([]Entry, error) {
 		return nil, err
 	}
 	var out []Entry
-	err := sn.s.read(func(r *git.Repository) error {
+	err := sn.s.readObjs(func(o *objReader) error {
 		out = out[:0]
-		t, ok, err := sn.subtree(r, prefix)
+		t, ok, err := sn.subtree(o, prefix)
 		if !ok || err != nil {
 			return err
 		}
-		return walkTree(r, t, prefix, func(e Entry) { out = append(out, e) })
+		return walkTree(o, t, prefix, func(e Entry) { out = append(out, e) })
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, err
 }
 
-func walkTree(r *git.Repository, t *object.Tree, dir string, fn func(Entry)) error {
-	for _, e := range t.Entries {
+func walkTree(o *objReader, t *tree, dir string, fn func(Entry)) error {
+	for _, e := range t.entries {
 		p := joinPath(dir, e.Name)
 		if e.Mode == filemode.Dir {
-			st, err := r.TreeObject(e.Hash)
+			st, err := o.tree(e.Hash)
 			if err != nil {
 				return fmt.Errorf("store: tree %s at %s: %w", e.Hash, p, err)
 			}
-			if err := walkTree(r, st, p, fn); err != nil {
+			if err := walkTree(o, st, p, fn); err != nil {
 				return err
 			}
 			continue

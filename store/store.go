@@ -94,6 +94,9 @@ type Store struct {
 	mu   sync.RWMutex
 	st   *filesystem.Storage
 	repo *git.Repository
+	objs *objReader // the read paths' own object reader (objread.go)
+
+	trees *treeCache
 
 	merges  mergeRegistry
 	watch   watchHub
@@ -183,6 +186,9 @@ func Open(path string, opts Options) (_ *Store, err error) {
 		log:    opts.Logger,
 		opts:   opts,
 		closed: make(chan struct{}),
+		// 64k tree entries: about 6 MiB, the trees of a few thousand
+		// recent lookups.
+		trees: newTreeCache(1 << 16),
 	}
 	// Check before creating anything, so a damaged repository is left as
 	// it was found.
@@ -217,6 +223,11 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.objs != nil {
+		s.objs.close()
+	}
+	s.mu.Unlock()
 	if s.lockFile != nil {
 		err := s.lockFile.Close()
 		s.lockFile = nil
@@ -241,9 +252,17 @@ func (s *Store) reload() error {
 	if err != nil {
 		return err
 	}
+	objs, err := openObjReader(s.path, s.trees)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
+	}
 	s.mu.Lock()
-	s.st, s.repo = st, repo
+	old := s.objs
+	s.st, s.repo, s.objs = st, repo, objs
 	s.mu.Unlock()
+	if old != nil {
+		old.close() // no reader holds it: they hold s.mu shared while reading
+	}
 	return nil
 }
 
@@ -330,6 +349,26 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 		}
 		s.mu.RLock()
 		err = fn(s.repo)
+		s.mu.RUnlock()
+	}
+	return err
+}
+
+// readObjs runs fn with the store's object reader, as read does with the
+// go-git repository (reloading once if an object is missing).
+func (s *Store) readObjs(fn func(o *objReader) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	s.mu.RLock()
+	err := fn(s.objs)
+	s.mu.RUnlock()
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		if rerr := s.reload(); rerr != nil {
+			return rerr
+		}
+		s.mu.RLock()
+		err = fn(s.objs)
 		s.mu.RUnlock()
 	}
 	return err

@@ -293,8 +293,8 @@ func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.En
 func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, error) {
 	b := &treeBuilder{s: s}
 	var root Hash
-	err := s.read(func(r *git.Repository) error {
-		b.r = r
+	err := s.readObjs(func(o *objReader) error {
+		b.o = o
 		b.levels = nil
 		var err error
 		root, err = b.build(base, "", changes, 0)
@@ -314,7 +314,7 @@ func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumb
 
 type treeBuilder struct {
 	s      *Store
-	r      *git.Repository
+	o      *objReader
 	levels [][]plumbing.EncodedObject // by depth; blobs at depth+1
 }
 
@@ -328,11 +328,11 @@ func (b *treeBuilder) add(depth int, o plumbing.EncodedObject) {
 func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, depth int) (Hash, error) {
 	entries := map[string]object.TreeEntry{}
 	if !base.IsZero() {
-		t, err := b.r.TreeObject(base)
+		t, err := b.o.tree(base)
 		if err != nil {
 			return Hash{}, fmt.Errorf("store: tree %s at %q: %w", base, dir, err)
 		}
-		for _, e := range t.Entries {
+		for _, e := range t.entries {
 			entries[e.Name] = e
 		}
 	}

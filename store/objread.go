@@ -1,0 +1,446 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// objReader reads objects (loose and packed) for the read paths of the
+// store: Snapshot reads, tree walks while committing, blobs by hash. It
+// keeps every pack open and reads with pread, so that any number of
+// goroutines read at once without opening a file per object, which go-git's
+// storage either does (slow) or avoids by sharing one seek offset (unsafe
+// for concurrent readers). Decoded trees are cached, as every lookup of a
+// sharded path walks the same few trees.
+//
+// An objReader sees the packs that existed when it was opened; the store
+// opens a new one after a repack (reload).
+type objReader struct {
+	dir   string // objects/
+	packs []*packReader
+	trees *treeCache
+	bases *baseCache
+}
+
+type packReader struct {
+	name string
+	f    *os.File
+	idx  *idxfile.MemoryIndex
+}
+
+func openObjReader(repo string, trees *treeCache) (*objReader, error) {
+	o := &objReader{dir: filepath.Join(repo, "objects"), trees: trees, bases: newBaseCache(8 << 20)}
+	idxs, err := filepath.Glob(filepath.Join(o.dir, "pack", "pack-*.idx"))
+	if err != nil {
+		return nil, err
+	}
+	for _, ip := range idxs {
+		pp := strings.TrimSuffix(ip, ".idx") + ".pack"
+		f, err := os.Open(pp)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // an index being written with its pack, or left by a crash
+		}
+		if err != nil {
+			o.close()
+			return nil, err
+		}
+		idx := idxfile.NewMemoryIndex()
+		if err := readIdx(ip, idx); err != nil {
+			f.Close()
+			o.close()
+			return nil, fmt.Errorf("pack index %s: %w", filepath.Base(ip), err)
+		}
+		o.packs = append(o.packs, &packReader{name: filepath.Base(pp), f: f, idx: idx})
+	}
+	return o, nil
+}
+
+func readIdx(path string, idx *idxfile.MemoryIndex) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return idxfile.NewDecoder(bufio.NewReader(f)).Decode(idx)
+}
+
+func (o *objReader) close() {
+	for _, p := range o.packs {
+		p.f.Close()
+	}
+	o.packs = nil
+}
+
+// errObjNotFound wraps plumbing.ErrObjectNotFound, so that Store.read
+// reloads and retries (the object may have moved into a new pack).
+func errObjNotFound(h Hash) error {
+	return fmt.Errorf("object %s: %w", h, plumbing.ErrObjectNotFound)
+}
+
+// read returns the type and content of object h.
+func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
+	for _, p := range o.packs {
+		off, err := p.idx.FindOffset(h)
+		if err != nil {
+			continue
+		}
+		return o.readPacked(p, off, 0)
+	}
+	return o.readLoose(h)
+}
+
+// readAs reads object h and checks that it has type want.
+func (o *objReader) readAs(h Hash, want plumbing.ObjectType) ([]byte, error) {
+	t, data, err := o.read(h)
+	if err != nil {
+		return nil, err
+	}
+	if t != want {
+		return nil, fmt.Errorf("object %s: is a %s, not a %s", h, t, want)
+	}
+	return data, nil
+}
+
+func (o *objReader) readLoose(h Hash) (plumbing.ObjectType, []byte, error) {
+	hx := h.String()
+	f, err := os.Open(filepath.Join(o.dir, hx[:2], hx[2:]))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil, errObjNotFound(h)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	zr, err := newZlibReader(bufio.NewReader(f))
+	if err != nil {
+		return 0, nil, fmt.Errorf("loose object %s: %w", h, err)
+	}
+	defer zlibReaders.Put(zr)
+	br := bufio.NewReader(zr)
+	hdr, err := br.ReadString(0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("loose object %s: header: %w", h, err)
+	}
+	typ, size, ok := strings.Cut(strings.TrimSuffix(hdr, "\x00"), " ")
+	t, terr := plumbing.ParseObjectType(typ)
+	n, nerr := strconv.ParseInt(size, 10, 64)
+	if !ok || terr != nil || nerr != nil || n < 0 {
+		return 0, nil, fmt.Errorf("loose object %s: bad header %q", h, hdr)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(br, data); err != nil {
+		return 0, nil, fmt.Errorf("loose object %s: %w", h, err)
+	}
+	return t, data, nil
+}
+
+// zlibReaders recycles zlib readers: each holds a 32 KiB window, which
+// would otherwise be allocated for every object read.
+var zlibReaders sync.Pool
+
+// inflate reads a zlib stream from r into data, which must be exactly the
+// stream's decompressed size.
+func inflate(r io.Reader, data []byte) error {
+	zr, err := newZlibReader(r)
+	if err != nil {
+		return err
+	}
+	_, err = io.ReadFull(zr, data)
+	if err == nil {
+		zlibReaders.Put(zr)
+	}
+	return err
+}
+
+// newZlibReader returns a zlib reader of r, recycled if one is free; give
+// it back to zlibReaders when done.
+func newZlibReader(r io.Reader) (io.ReadCloser, error) {
+	if v := zlibReaders.Get(); v != nil {
+		zr := v.(io.ReadCloser)
+		return zr, zr.(zlib.Resetter).Reset(r, nil)
+	}
+	return zlib.NewReader(r)
+}
+
+// maxDeltaDepth bounds delta chains (git's default --depth is 50).
+const maxDeltaDepth = 1000
+
+// readPacked reads the object at off in pack p, resolving deltas.
+func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.ObjectType, []byte, error) {
+	if depth > maxDeltaDepth {
+		return 0, nil, fmt.Errorf("pack %s: delta chain deeper than %d at offset %d", p.name, maxDeltaDepth, off)
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(p.f, off, 1<<62), 4096)
+	c, err := br.ReadByte()
+	if err != nil {
+		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+	}
+	t := plumbing.ObjectType((c >> 4) & 7)
+	size := int64(c & 0x0f)
+	for shift := 4; c&0x80 != 0; shift += 7 {
+		if c, err = br.ReadByte(); err != nil {
+			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		size |= int64(c&0x7f) << shift
+	}
+	var (
+		baseType plumbing.ObjectType
+		base     []byte
+	)
+	switch t {
+	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+	case plumbing.OFSDeltaObject:
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		rel := int64(c & 0x7f)
+		for c&0x80 != 0 {
+			if c, err = br.ReadByte(); err != nil {
+				return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+			}
+			rel = ((rel + 1) << 7) | int64(c&0x7f)
+		}
+		if rel <= 0 || rel > off {
+			return 0, nil, fmt.Errorf("pack %s offset %d: bad delta base offset %d", p.name, off, rel)
+		}
+		baseType, base, err = o.packedBase(p, off-rel, depth)
+		if err != nil {
+			return 0, nil, err
+		}
+	case plumbing.REFDeltaObject:
+		var bh Hash
+		if _, err := io.ReadFull(br, bh[:]); err != nil {
+			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		if boff, err := p.idx.FindOffset(bh); err == nil {
+			baseType, base, err = o.packedBase(p, boff, depth)
+			if err != nil {
+				return 0, nil, err
+			}
+		} else if baseType, base, err = o.read(bh); err != nil {
+			return 0, nil, err
+		}
+	default:
+		return 0, nil, fmt.Errorf("pack %s offset %d: bad object type %d", p.name, off, t)
+	}
+	data := make([]byte, size)
+	if err := inflate(br, data); err != nil {
+		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+	}
+	if base == nil && (t == plumbing.OFSDeltaObject || t == plumbing.REFDeltaObject) {
+		base = []byte{}
+	}
+	if base != nil {
+		out, err := packfile.PatchDelta(base, data)
+		if err != nil {
+			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		return baseType, out, nil
+	}
+	return t, data, nil
+}
+
+// packedBase reads a delta base, through the cache of recent bases (a chain
+// of deltas shares its bases).
+func (o *objReader) packedBase(p *packReader, off int64, depth int) (plumbing.ObjectType, []byte, error) {
+	key := baseKey{p, off}
+	if t, b, ok := o.bases.get(key); ok {
+		return t, b, nil
+	}
+	t, b, err := o.readPacked(p, off, depth+1)
+	if err != nil {
+		return 0, nil, err
+	}
+	o.bases.put(key, t, b)
+	return t, b, nil
+}
+
+type baseKey struct {
+	p   *packReader
+	off int64
+}
+
+type baseEntry struct {
+	t    plumbing.ObjectType
+	data []byte
+}
+
+// baseCache holds decoded delta bases up to a total size; when full it
+// forgets everything (bases are cheap to decode again, and a bound matters
+// more on a 128 MiB appliance than a perfect hit rate).
+type baseCache struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	items map[baseKey]baseEntry
+}
+
+func newBaseCache(max int) *baseCache {
+	return &baseCache{max: max, items: map[baseKey]baseEntry{}}
+}
+
+func (c *baseCache) get(k baseKey) (plumbing.ObjectType, []byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[k]
+	return e.t, e.data, ok
+}
+
+func (c *baseCache) put(k baseKey, t plumbing.ObjectType, b []byte) {
+	if len(b) > c.max/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.size+len(b) > c.max {
+		clear(c.items)
+		c.size = 0
+	}
+	c.items[k] = baseEntry{t, b}
+	c.size += len(b)
+}
+
+// tree is a decoded tree object: its entries in git's order.
+type tree struct {
+	entries []object.TreeEntry
+}
+
+// find returns the entry called name.
+func (t *tree) find(name string) (object.TreeEntry, bool) {
+	for _, e := range t.entries {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return object.TreeEntry{}, false
+}
+
+// parseTree decodes a tree object's content.
+func parseTree(h Hash, data []byte) (*tree, error) {
+	t := &tree{}
+	for len(data) > 0 {
+		sp := bytes.IndexByte(data, ' ')
+		nul := bytes.IndexByte(data, 0)
+		if sp < 0 || nul < sp || len(data) < nul+1+20 {
+			return nil, fmt.Errorf("tree %s: malformed entry", h)
+		}
+		mode, err := filemode.New(string(data[:sp]))
+		if err != nil {
+			return nil, fmt.Errorf("tree %s: %w", h, err)
+		}
+		var eh Hash
+		copy(eh[:], data[nul+1:nul+21])
+		t.entries = append(t.entries, object.TreeEntry{Name: string(data[sp+1 : nul]), Mode: mode, Hash: eh})
+		data = data[nul+21:]
+	}
+	return t, nil
+}
+
+// tree returns the decoded tree h.
+func (o *objReader) tree(h Hash) (*tree, error) {
+	if t := o.trees.get(h); t != nil {
+		return t, nil
+	}
+	data, err := o.readAs(h, plumbing.TreeObject)
+	if err != nil {
+		return nil, err
+	}
+	t, err := parseTree(h, data)
+	if err != nil {
+		return nil, err
+	}
+	o.trees.put(h, t)
+	return t, nil
+}
+
+// commitTree returns the tree of commit h.
+func (o *objReader) commitTree(h Hash) (Hash, error) {
+	data, err := o.readAs(h, plumbing.CommitObject)
+	if err != nil {
+		return Hash{}, err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	hx, ok := bytes.CutPrefix(line, []byte("tree "))
+	if !ok || !plumbing.IsHash(string(hx)) {
+		return Hash{}, fmt.Errorf("commit %s: no tree line", h)
+	}
+	return plumbing.NewHash(string(hx)), nil
+}
+
+// entry walks from tree root to path. ok is false when nothing is there.
+func (o *objReader) entry(root Hash, path string) (e object.TreeEntry, ok bool, err error) {
+	h := root
+	for {
+		name, rest, more := strings.Cut(path, "/")
+		t, err := o.tree(h)
+		if err != nil {
+			return e, false, err
+		}
+		e, ok = t.find(name)
+		if !ok || !more {
+			return e, ok, nil
+		}
+		if e.Mode != filemode.Dir {
+			return e, false, nil
+		}
+		h, path = e.Hash, rest
+	}
+}
+
+// treeCache keeps decoded trees in two generations: lookups promote from
+// the old generation, and when the current one holds maxEntries tree entries
+// it becomes the old one. Trees are immutable, so sharing them is safe.
+type treeCache struct {
+	mu         sync.Mutex
+	cur, old   map[Hash]*tree
+	n          int
+	maxEntries int
+}
+
+func newTreeCache(maxEntries int) *treeCache {
+	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries}
+}
+
+func (c *treeCache) get(h Hash) *tree {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.cur[h]; t != nil {
+		return t
+	}
+	if t := c.old[h]; t != nil {
+		c.putLocked(h, t)
+		return t
+	}
+	return nil
+}
+
+func (c *treeCache) put(h Hash, t *tree) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(h, t)
+}
+
+func (c *treeCache) putLocked(h Hash, t *tree) {
+	if c.n+len(t.entries) > c.maxEntries {
+		c.old, c.cur, c.n = c.cur, map[Hash]*tree{}, 0
+	}
+	c.cur[h] = t
+	c.n += len(t.entries)
+}

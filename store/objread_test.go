@@ -1,0 +1,106 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// TestObjReaderMatchesGit reads every object of a repository that stock git
+// packed with deltas (offset deltas, then reference deltas) through the
+// store's own object reader and through go-git, and compares them.
+func TestObjReaderMatchesGit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"loose", nil},
+		{"ofs-delta", []string{"repack", "-adf", "--depth=20", "--window=50"}},
+		{"ref-delta", []string{"-c", "repack.useDeltaBaseOffset=false", "repack", "-adf", "--depth=20", "--window=50"}},
+		{"loose-and-packed", []string{"repack", "-d"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			ctx := context.Background()
+			text := strings.Repeat("the quick brown fox jumps over the lazy dog\n", 200)
+			for i := 0; i < 30; i++ {
+				_, err := s.Update(ctx, CommitOptions{Message: fmt.Sprint(i)}, func(tx *Tx) error {
+					for j := 0; j < 5; j++ {
+						b := []byte(fmt.Sprintf("%d %d\n%s%d", i, j, text[:len(text)-i*40], i*j))
+						if err := tx.Put(fmt.Sprintf("d%d/f%d", j, i%7), b); err != nil {
+							return err
+						}
+					}
+					return tx.Put("empty", nil)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.name == "loose-and-packed" && i == 15 {
+					runGit(t, s.Path(), "repack", "-adf")
+				}
+			}
+			if tc.args != nil {
+				runGit(t, s.Path(), tc.args...)
+				if out := runGit(t, s.Path(), "verify-pack", "-v", globOne(t, s.Path()+"/objects/pack/*.idx")); tc.name != "loose-and-packed" && !strings.Contains(out, "chain length") {
+					t.Fatalf("git made no deltas:\n%s", out)
+				}
+			}
+			if err := s.reload(); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			iter, err := s.st.IterEncodedObjects(plumbing.AnyObject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = iter.ForEach(func(want plumbing.EncodedObject) error {
+				wantData, err := readAll(want)
+				if err != nil {
+					return err
+				}
+				typ, got, err := s.objs.read(want.Hash())
+				if err != nil {
+					return fmt.Errorf("objReader: %w", err)
+				}
+				if typ != want.Type() || !bytes.Equal(got, wantData) {
+					return fmt.Errorf("object %s: objReader gives %s of %d bytes, go-git %s of %d", want.Hash(), typ, len(got), want.Type(), len(wantData))
+				}
+				n++
+				return nil
+			})
+			if err != nil && err != storer.ErrStop {
+				t.Fatal(err)
+			}
+			if n < 100 {
+				t.Fatalf("compared only %d objects", n)
+			}
+			if _, _, err := s.objs.read(plumbing.NewHash("0123456789012345678901234567890123456789")); err == nil {
+				t.Fatal("reading a missing object did not fail")
+			}
+		})
+	}
+}
+
+func TestParseTreeRejectsGarbage(t *testing.T) {
+	for _, bad := range []string{"100644 name", "100644 x\x00short", "abc x\x00" + strings.Repeat("a", 20)} {
+		if _, err := parseTree(Hash{}, []byte(bad)); err == nil {
+			t.Errorf("parseTree(%q) did not fail", bad)
+		}
+	}
+}
+
+func globOne(t *testing.T, pattern string) string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no file matches %s", pattern)
+	}
+	return m[0]
+}
