@@ -13,11 +13,18 @@
 //	})
 //	data, err := st.Read("", "notes/"+store.Shard("n1"))
 //
-// Durability: when Update (or any call that moves a branch) returns, the new
-// objects and the branch reference are on disk: every object file is synced
-// before it is renamed into place, and the reference is replaced atomically
-// after its directory entries are synced. A crash at any moment leaves a
-// repository that git fsck accepts, holding every commit that was returned.
+// Durability: when Update (or any call that moves a branch) returns, the
+// commit survives a crash or power cut. Update appends the commit's new
+// objects and the branch move to a commit log (nymote-wal in the repository)
+// and syncs it, one fdatasync, before anyone can see the commit; the objects
+// and the branch file are then written into the repository without syncs,
+// and a checkpoint (syncfs) empties the log every thousand commits, before
+// any other kind of write, and on Close. Open replays what the log holds,
+// rewriting objects a power cut left missing or empty. Other writers (merge,
+// revert, branches, pull, push, GC) sync every object file before renaming it
+// into place and replace references atomically after syncing their
+// directories. Either way git fsck accepts the repository after a crash, and
+// it holds every commit that was returned.
 //
 // Concurrency: one writer at a time per repository (a mutex within the
 // process, an flock(2) on the repository across processes); any number of

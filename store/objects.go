@@ -31,7 +31,9 @@ const (
 // directories that gained entries. Callers queue an object's contents before
 // the object, so an object in the repository always has what it refers to.
 type objWriter struct {
-	s     *Store
+	s *Store
+	// lazy skips every sync: the objects are durable in the commit log.
+	lazy  bool
 	sem   chan struct{}
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -56,11 +58,19 @@ func (w *objWriter) write(obj plumbing.EncodedObject) {
 	w.mu.Lock()
 	w.files = append(w.files, so)
 	w.mu.Unlock()
+	if w.lazy {
+		// Without syncs there is nothing to overlap: writing here saves
+		// a goroutine hand-off per object.
+		if err := w.s.stageLoose(obj, so, false); err != nil && w.err == nil {
+			w.err = err
+		}
+		return
+	}
 	w.wg.Add(1)
 	w.sem <- struct{}{}
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
-		if err := w.s.stageLoose(obj, so); err != nil {
+		if err := w.s.stageLoose(obj, so, !w.lazy); err != nil {
 			w.mu.Lock()
 			if w.err == nil {
 				w.err = err
@@ -96,7 +106,7 @@ func (w *objWriter) wait() error {
 		so.done = true
 		dirs[so.dir] = true
 	}
-	if w.s.opts.noSync {
+	if w.s.opts.noSync || w.lazy {
 		return nil
 	}
 	var wg sync.WaitGroup
@@ -120,7 +130,7 @@ func (w *objWriter) wait() error {
 // caller must sync before anything refers to the object durably.
 func (s *Store) writeLoose(obj plumbing.EncodedObject) (dirs []string, wrote bool, err error) {
 	so := &stagedObject{}
-	if err := s.stageLoose(obj, so); err != nil {
+	if err := s.stageLoose(obj, so, true); err != nil {
 		if so.tmp != "" {
 			os.Remove(so.tmp)
 		}
@@ -140,8 +150,9 @@ func (s *Store) writeLoose(obj plumbing.EncodedObject) (dirs []string, wrote boo
 	return dirs, true, nil
 }
 
-// stageLoose writes obj to a synced temporary file, unless it exists.
-func (s *Store) stageLoose(obj plumbing.EncodedObject, so *stagedObject) (err error) {
+// stageLoose writes obj to a temporary file, synced if sync is set, unless
+// it exists.
+func (s *Store) stageLoose(obj plumbing.EncodedObject, so *stagedObject, sync bool) (err error) {
 	h := obj.Hash().String()
 	so.dir = filepath.Join(s.path, "objects", h[:2])
 	so.final = filepath.Join(so.dir, h[2:])
@@ -183,7 +194,7 @@ func (s *Store) stageLoose(obj plumbing.EncodedObject, so *stagedObject) (err er
 	if err != nil {
 		return fmt.Errorf("store: write object %s: %w", h, err)
 	}
-	if !s.opts.noSync {
+	if sync && !s.opts.noSync {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("store: sync object %s: %w", h, err)
 		}
@@ -197,11 +208,13 @@ func (s *Store) stageLoose(obj plumbing.EncodedObject, so *stagedObject) (err er
 // writeRef points the reference name at h: a temporary file is written and
 // synced, renamed over the reference, and the directory is synced.
 func (s *Store) writeRef(name plumbing.ReferenceName, h Hash) error {
-	return s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(name.String())), []byte(h.String()+"\n"))
+	return s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(name.String())), []byte(h.String()+"\n"), true)
 }
 
-// writeFileAtomic replaces the file at path with data, durably.
-func (s *Store) writeFileAtomic(path string, data []byte) (err error) {
+// writeFileAtomic replaces the file at path with data, durably if sync is
+// set (else only atomically, for readers).
+func (s *Store) writeFileAtomic(path string, data []byte, sync bool) (err error) {
+	sync = sync && !s.opts.noSync
 	f, err := os.CreateTemp(filepath.Join(s.path, tmpDir), "file-")
 	if err != nil {
 		return fmt.Errorf("store: write %s: %w", path, err)
@@ -215,7 +228,7 @@ func (s *Store) writeFileAtomic(path string, data []byte) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("store: write %s: %w", path, err)
 	}
-	if !s.opts.noSync {
+	if sync {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("store: sync %s: %w", path, err)
 		}
@@ -229,7 +242,7 @@ func (s *Store) writeFileAtomic(path string, data []byte) (err error) {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("store: write %s: %w", path, err)
 	}
-	if s.opts.noSync {
+	if !sync {
 		return nil
 	}
 	return syncDir(filepath.Dir(path))

@@ -88,6 +88,9 @@ type Store struct {
 	// processes.
 	wmu      sync.Mutex
 	lockFile *os.File
+	// wal is the commit log (wal.go); nil when syncing is off. Guarded by
+	// the writer lock.
+	wal *wal
 
 	// mu guards st and repo: readers hold it shared, GC holds it exclusively
 	// while it deletes objects that are now in a pack.
@@ -190,6 +193,24 @@ func Open(path string, opts Options) (_ *Store, err error) {
 		// recent lookups.
 		trees: newTreeCache(1 << 16),
 	}
+	// A commit log left by a crash or power cut is replayed first: the
+	// repository may be missing what it holds.
+	if fi, err := os.Stat(filepath.Join(path, walName)); err == nil && fi.Size() > 0 {
+		if err := s.openLockFile(); err != nil {
+			return nil, err
+		}
+		unlock, err := s.lockFor(context.Background(), false)
+		if err != nil {
+			s.lockFile.Close()
+			return nil, err
+		}
+		err = s.replayWAL()
+		unlock()
+		if err != nil {
+			s.lockFile.Close()
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+	}
 	// Check before creating anything, so a damaged repository is left as
 	// it was found.
 	if err := s.reload(); err != nil {
@@ -198,16 +219,33 @@ func Open(path string, opts Options) (_ *Store, err error) {
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Join(path, tmpDir), 0o700); err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	if s.lockFile == nil {
+		if err := s.openLockFile(); err != nil {
+			return nil, err
+		}
 	}
-	lf, err := os.OpenFile(filepath.Join(path, lockName), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: lock file: %w", path, err)
+	if !opts.noSync {
+		if s.wal, err = openWAL(path); err != nil {
+			s.lockFile.Close()
+			return nil, err
+		}
 	}
-	s.lockFile = lf
 	s.cleanTmp()
 	return s, nil
+}
+
+// openLockFile opens the file that writers flock (and the folder of
+// temporary files).
+func (s *Store) openLockFile() error {
+	if err := os.MkdirAll(filepath.Join(s.path, tmpDir), 0o700); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	lf, err := os.OpenFile(filepath.Join(s.path, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: lock file: %w", s.path, err)
+	}
+	s.lockFile = lf
+	return nil
 }
 
 // Path is the repository's directory.
@@ -223,6 +261,15 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	var cerr error
+	if s.wal != nil && s.lockFile != nil {
+		if cerr = flock(s.lockFile); cerr == nil {
+			cerr = s.checkpoint()
+			syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
+		}
+		s.wal.f.Close()
+		s.wal = nil
+	}
 	s.mu.Lock()
 	if s.objs != nil {
 		s.objs.close()
@@ -231,9 +278,9 @@ func (s *Store) Close() error {
 	if s.lockFile != nil {
 		err := s.lockFile.Close()
 		s.lockFile = nil
-		return err
+		return errors.Join(cerr, err)
 	}
-	return nil
+	return cerr
 }
 
 func (s *Store) isClosed() bool {
@@ -301,8 +348,15 @@ func (s *Store) check() error {
 }
 
 // lock takes the writer lock: the process-wide mutex, then the repository's
-// flock. The returned function releases both.
+// flock. The returned function releases both. Writers other than Update's
+// commits write durably themselves, so lock first empties the commit log
+// (checkpoint): whatever they write then comes after everything it held.
 func (s *Store) lock(ctx context.Context) (func(), error) {
+	return s.lockFor(ctx, true)
+}
+
+// lockFor is lock, with the checkpoint only if checkpoint is set.
+func (s *Store) lockFor(ctx context.Context, checkpoint bool) (func(), error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
@@ -315,21 +369,32 @@ func (s *Store) lock(ctx context.Context) (func(), error) {
 		s.wmu.Unlock()
 		return nil, err
 	}
-	fd := int(s.lockFile.Fd())
-	for {
-		err := syscall.Flock(fd, syscall.LOCK_EX)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EINTR) {
-			s.wmu.Unlock()
-			return nil, fmt.Errorf("store: lock %s: %w", s.path, err)
-		}
+	if err := flock(s.lockFile); err != nil {
+		s.wmu.Unlock()
+		return nil, fmt.Errorf("store: lock %s: %w", s.path, err)
 	}
-	return func() {
+	fd := int(s.lockFile.Fd())
+	unlock := func() {
 		syscall.Flock(fd, syscall.LOCK_UN)
 		s.wmu.Unlock()
-	}, nil
+	}
+	if checkpoint {
+		if err := s.checkpoint(); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	return unlock, nil
+}
+
+// flock takes f's exclusive flock, retrying when interrupted.
+func flock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
 }
 
 // read runs fn with the storage held shared. If an object is missing, which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -149,7 +150,7 @@ func (tx *Tx) List(prefix string) ([]Entry, error) {
 // nothing, no commit is made and the current head is returned. When Update
 // returns, the commit is durable.
 func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) error) (Hash, error) {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockFor(ctx, false)
 	if err != nil {
 		return Hash{}, err
 	}
@@ -181,12 +182,53 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if !head.IsZero() {
 		parents = []Hash{head}
 	}
-	c, err := s.writeTreeAndCommit(tree, levels, parents, opts)
+	if s.wal == nil {
+		c, err := s.writeTreeAndCommit(tree, levels, parents, opts)
+		if err != nil {
+			return Hash{}, err
+		}
+		return c, s.moveBranch(branch, head, c)
+	}
+	return s.commitLogged(branch, head, tree, levels, parents, opts)
+}
+
+// commitLogged makes a commit durable through the commit log (wal.go): the
+// new objects and the branch move are appended to the log and synced, then
+// written into the repository without syncs.
+func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (Hash, error) {
+	commit, levels, err := s.encodeCommit(tree, levels, parents, opts)
 	if err != nil {
 		return Hash{}, err
 	}
-	if err := s.moveBranch(branch, head, c); err != nil {
+	var objects []plumbing.EncodedObject
+	for _, lvl := range levels {
+		objects = append(objects, lvl...)
+	}
+	objects = append(objects, commit)
+	c := commit.Hash()
+	if err := s.wal.append(walRecord{branch: branch, old: head, new: c, objects: objects}); err != nil {
 		return Hash{}, err
+	}
+	w := s.newObjWriter()
+	w.lazy = true
+	for _, o := range objects {
+		w.write(o)
+	}
+	if err := w.wait(); err != nil {
+		return Hash{}, err
+	}
+	ref := plumbing.NewBranchReferenceName(branch)
+	if err := s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(ref.String())), []byte(c.String()+"\n"), false); err != nil {
+		return Hash{}, err
+	}
+	s.notify(branch, head, c)
+	s.maybeGC()
+	if s.wal.full() {
+		if err := s.checkpoint(); err != nil {
+			// The commit is durable in the log; the next checkpoint or
+			// Open finishes the work.
+			s.log.Warn("store: checkpoint failed", "err", err)
+		}
 	}
 	return c, nil
 }
@@ -227,12 +269,22 @@ func (s *Store) moveBranch(branch string, old, h Hash) error {
 // into place last: one round of syncs instead of one for the tree and one for
 // the commit.
 func (s *Store) writeTreeAndCommit(tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (Hash, error) {
+	commit, levels, err := s.encodeCommit(tree, levels, parents, opts)
+	if err != nil {
+		return Hash{}, err
+	}
+	return s.writeObjects(commit, levels)
+}
+
+// encodeCommit encodes the commit of tree; levels gain the empty tree if
+// tree is zero.
+func (s *Store) encodeCommit(tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (plumbing.EncodedObject, [][]plumbing.EncodedObject, error) {
 	author := opts.Author
 	if author.Name == "" {
 		author = s.opts.Author
 	}
 	if err := author.validate(); err != nil {
-		return Hash{}, err
+		return nil, nil, err
 	}
 	when := opts.When
 	if when.IsZero() {
@@ -255,9 +307,9 @@ func (s *Store) writeTreeAndCommit(tree Hash, levels [][]plumbing.EncodedObject,
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
 	o := &plumbing.MemoryObject{}
 	if err := c.Encode(o); err != nil {
-		return Hash{}, fmt.Errorf("store: encode commit: %w", err)
+		return nil, nil, fmt.Errorf("store: encode commit: %w", err)
 	}
-	return s.writeObjects(o, levels)
+	return o, levels, nil
 }
 
 func emptyTree() plumbing.EncodedObject {
