@@ -62,8 +62,16 @@ func (k *Kind) MultigetReport() xml.Name       { return dav.Name(dav.NSCalDAV, "
 // components are the object components a calendar may hold.
 var components = []string{ical.CompEvent, ical.CompToDo, ical.CompJournal, ical.CompFreeBusy}
 
-// MkcolProp handles supported-calendar-component-set.
+// MkcolProp handles supported-calendar-component-set, and checks a
+// calendar-timezone (which is then kept as a dead property): it must be a
+// VCALENDAR holding one VTIMEZONE (RFC 4791 section 5.2.2).
 func (k *Kind) MkcolProp(c *dav.Collection, p *dav.Node) (bool, error) {
+	if p.Name == calendarTimezone {
+		if _, err := parseCalendarTimezone(p.Text); err != nil {
+			return true, err
+		}
+		return false, nil
+	}
 	if p.Name != dav.Name(dav.NSCalDAV, "supported-calendar-component-set") {
 		return false, nil
 	}

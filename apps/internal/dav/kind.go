@@ -33,9 +33,9 @@ type Kind interface {
 	// DataProp is the property that carries an object's data in REPORTs
 	// (address-data, calendar-data).
 	DataProp() xml.Name
-	// RenderData renders DataProp's inner XML for an object, following the
-	// request element (nil or empty: the whole object).
-	RenderData(o *Object, req *Node) (string, error)
+	// RenderData renders DataProp's inner XML for an object of collection
+	// c, following the request element (nil or empty: the whole object).
+	RenderData(c *Collection, o *Object, req *Node) (string, error)
 	// DescriptionProp and ColorProp name the collection description and
 	// colour properties.
 	DescriptionProp() xml.Name
