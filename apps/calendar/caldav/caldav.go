@@ -1,8 +1,11 @@
 // Package caldav is the CalDAV (RFC 4791) kind of the dav core: calendars
 // of iCalendar objects, their validation, calendar-query with time ranges
-// that follow recurrence (RRULE, RDATE, EXDATE, overridden instances),
-// expanded calendar-data, free-busy-query, and the iCalendar merge function
-// that store replicas use.
+// that follow recurrence (RRULE, RDATE, EXDATE, overridden instances) and
+// time zones (the object's VTIMEZONE rules, else the IANA database; the
+// calendar's calendar-timezone for floating times), calendar-data with
+// partial retrieval (comp, prop, allprop, allcomp), expand,
+// limit-recurrence-set and limit-freebusy-set, free-busy-query, and the
+// iCalendar merge function that store replicas use.
 package caldav
 
 import (
