@@ -24,8 +24,13 @@ type Instance struct {
 	AllDay bool
 }
 
-// maxInstances bounds the occurrences one object may expand to in one range.
-const maxInstances = 20000
+// maxInstances bounds the occurrences one object may expand to in one
+// range; maxSteps the occurrences a rule is followed through to reach a
+// range (a rule every second from 1900 would never get there).
+const (
+	maxInstances = 20000
+	maxSteps     = 2_000_000
+)
 
 // dtValue is a DATE or DATE-TIME value: its wall-clock reading (as a UTC
 // time) and the zone it is read in (time.UTC for UTC values).
@@ -35,8 +40,13 @@ type dtValue struct {
 	allDay bool
 }
 
-// at is the value's instant, in its zone.
-func (v dtValue) at() time.Time { return instant(v.wall, v.loc) }
+// at is the value's instant, in its zone (zero for a zero value).
+func (v dtValue) at() time.Time {
+	if v.loc == nil {
+		return v.wall
+	}
+	return instant(v.wall, v.loc)
+}
 
 // timeOf parses a DATE or DATE-TIME property into an instant (in its zone).
 func timeOf(p *ical.Prop, z *zones) (t time.Time, allDay bool, err error) {
@@ -285,7 +295,7 @@ func instances(cal *ical.Calendar, name string, rs, re time.Time, z *zones) ([]I
 			from = s
 		}
 		n := 0
-		for {
+		for steps := 0; steps < maxSteps; steps++ {
 			t, more := next()
 			if !more || n >= maxInstances {
 				break
