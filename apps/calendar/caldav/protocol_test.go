@@ -293,23 +293,6 @@ END:VFREEBUSY`))
 	}
 }
 
-// outlookZone is Outlook's central European zone: not an IANA name.
-const outlookZone = `BEGIN:VTIMEZONE
-TZID:W. Europe Standard Time
-BEGIN:STANDARD
-DTSTART:16010101T030000
-TZOFFSETFROM:+0200
-TZOFFSETTO:+0100
-RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10
-END:STANDARD
-BEGIN:DAYLIGHT
-DTSTART:16010101T020000
-TZOFFSETFROM:+0100
-TZOFFSETTO:+0200
-RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3
-END:DAYLIGHT
-END:VTIMEZONE`
-
 const usEastern = `BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//test//EN
@@ -339,7 +322,7 @@ END:VCALENDAR
 func TestTimeZoneQueries(t *testing.T) {
 	s := davtest.Start(t, caldav.New(0))
 	mkcalendar(t, s, "/alice/ny/", `<C:calendar-timezone>`+strings.ReplaceAll(usEastern, "\n", "&#13;\n")+`</C:calendar-timezone>`)
-	put(t, s, "/alice/ny/weekly.ics", ics(outlookZone+`
+	put(t, s, "/alice/ny/weekly.ics", ics(caldav.OutlookZone+`
 BEGIN:VEVENT
 UID:weekly
 DTSTAMP:20260101T000000Z
@@ -348,7 +331,7 @@ DTEND;TZID=W. Europe Standard Time:20260316T110000
 RRULE:FREQ=WEEKLY;COUNT=4
 SUMMARY:weekly
 END:VEVENT`))
-	put(t, s, "/alice/ny/gap.ics", ics(outlookZone+`
+	put(t, s, "/alice/ny/gap.ics", ics(caldav.OutlookZone+`
 BEGIN:VEVENT
 UID:gap
 DTSTAMP:20260101T000000Z

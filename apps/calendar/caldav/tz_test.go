@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// outlookZone is Outlook's VTIMEZONE for central Europe: not an IANA name,
-// with rules that recur from 1601.
-const outlookZone = `BEGIN:VTIMEZONE
+// OutlookZone is Outlook's VTIMEZONE for central Europe: not an IANA name,
+// with rules that recur from 1601. (Exported for the protocol tests.)
+const OutlookZone = `BEGIN:VTIMEZONE
 TZID:W. Europe Standard Time
 BEGIN:STANDARD
 DTSTART:16010101T030000
@@ -86,15 +86,15 @@ func TestTimeZones(t *testing.T) {
 		rng      [2]time.Time
 		starts   []string
 	}{
-		{"Outlook zone, winter", outlookZone + "\n" + event("W. Europe Standard Time", "20260115T100000", ""), nil, all, []string{"20260115T090000Z"}},
-		{"Outlook zone, summer", outlookZone + "\n" + event("W. Europe Standard Time", "20260715T100000", ""), nil, all, []string{"20260715T080000Z"}},
-		{"Outlook zone, 02:30 on the spring-forward day", outlookZone + "\n" + event("W. Europe Standard Time", "20260329T023000", ""), nil, all, []string{"20260329T013000Z"}},
-		{"Outlook zone, 02:30 on the fall-back day is the first 02:30", outlookZone + "\n" + event("W. Europe Standard Time", "20261025T023000", ""), nil, all, []string{"20261025T003000Z"}},
-		{"Outlook zone, weekly across both DST changes keeps 10:00 local", outlookZone + "\n" + event("W. Europe Standard Time", "20260316T100000", "RRULE:FREQ=WEEKLY;COUNT=4\n"), nil, all,
+		{"Outlook zone, winter", OutlookZone + "\n" + event("W. Europe Standard Time", "20260115T100000", ""), nil, all, []string{"20260115T090000Z"}},
+		{"Outlook zone, summer", OutlookZone + "\n" + event("W. Europe Standard Time", "20260715T100000", ""), nil, all, []string{"20260715T080000Z"}},
+		{"Outlook zone, 02:30 on the spring-forward day", OutlookZone + "\n" + event("W. Europe Standard Time", "20260329T023000", ""), nil, all, []string{"20260329T013000Z"}},
+		{"Outlook zone, 02:30 on the fall-back day is the first 02:30", OutlookZone + "\n" + event("W. Europe Standard Time", "20261025T023000", ""), nil, all, []string{"20261025T003000Z"}},
+		{"Outlook zone, weekly across both DST changes keeps 10:00 local", OutlookZone + "\n" + event("W. Europe Standard Time", "20260316T100000", "RRULE:FREQ=WEEKLY;COUNT=4\n"), nil, all,
 			[]string{"20260316T090000Z", "20260323T090000Z", "20260330T080000Z", "20260406T080000Z"}},
-		{"Outlook zone, weekly at 02:30 across spring-forward", outlookZone + "\n" + event("W. Europe Standard Time", "20260322T023000", "RRULE:FREQ=WEEKLY;COUNT=3\n"), nil, all,
+		{"Outlook zone, weekly at 02:30 across spring-forward", OutlookZone + "\n" + event("W. Europe Standard Time", "20260322T023000", "RRULE:FREQ=WEEKLY;COUNT=3\n"), nil, all,
 			[]string{"20260322T013000Z", "20260329T013000Z", "20260405T003000Z"}},
-		{"Outlook zone, UNTIL in UTC and EXDATE in the zone", outlookZone + "\n" + event("W. Europe Standard Time", "20261019T100000", "RRULE:FREQ=WEEKLY;UNTIL=20261102T090000Z\nEXDATE;TZID=W. Europe Standard Time:20261026T100000\n"), nil, all,
+		{"Outlook zone, UNTIL in UTC and EXDATE in the zone", OutlookZone + "\n" + event("W. Europe Standard Time", "20261019T100000", "RRULE:FREQ=WEEKLY;UNTIL=20261102T090000Z\nEXDATE;TZID=W. Europe Standard Time:20261026T100000\n"), nil, all,
 			[]string{"20261019T080000Z", "20261102T090000Z"}},
 		{"old US rules under an IANA name win over the database", oldUSEastern + "\n" + event("America/New_York", "20260320T100000", ""), nil, all, []string{"20260320T150000Z"}},
 		{"IANA name without a VTIMEZONE", event("America/New_York", "20260320T100000", ""), nil, all, []string{"20260320T140000Z"}},
@@ -104,11 +104,11 @@ func TestTimeZones(t *testing.T) {
 			[]string{"20260701T080000Z", "20260801T080000Z", "20260901T080000Z", "20261001T090000Z"}},
 		{"unknown TZID is floating", event("Nowhere/Special", "20260320T100000", ""), nil, all, []string{"20260320T100000Z"}},
 		{"unknown TZID in a floating zone", event("Nowhere/Special", "20260320T100000", ""), mustZone(t, "Asia/Tokyo"), all, []string{"20260320T010000Z"}},
-		{"a weekly range query across the change", outlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=WEEKLY\n"),
+		{"a weekly range query across the change", OutlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=WEEKLY\n"),
 			nil, [2]time.Time{utc("20260329T000000Z"), utc("20260331T000000Z")}, nil},
-		{"a daily range query on the first summer day", outlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=DAILY\n"),
+		{"a daily range query on the first summer day", OutlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=DAILY\n"),
 			nil, [2]time.Time{utc("20260330T080000Z"), utc("20260330T083000Z")}, []string{"20260330T080000Z"}},
-		{"a daily range query misses the winter time", outlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=DAILY\n"),
+		{"a daily range query misses the winter time", OutlookZone + "\n" + event("W. Europe Standard Time", "20260101T100000", "RRULE:FREQ=DAILY\n"),
 			nil, [2]time.Time{utc("20260330T091000Z"), utc("20260330T093000Z")}, nil},
 	}
 	for _, tc := range tests {
