@@ -372,7 +372,19 @@ END:VEVENT`))
 			t.Errorf("%s: got %v, want %v (%d)", tc.name, got, tc.want, r.Status)
 		}
 	}
-	r := query(s, "/alice/ny/", `<C:calendar-data><C:expand start="20260301T000000Z" end="20260501T000000Z"/></C:calendar-data>`, timeRange("20260301T000000Z", "20260501T000000Z"))
+	// A query's own timezone takes the place of calendar-timezone: 09:00
+	// in Tokyo is 00:00 UTC.
+	tokyo := "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//test//EN\nBEGIN:VTIMEZONE\nTZID:Asia/Tokyo\nBEGIN:STANDARD\nDTSTART:19700101T000000\nTZOFFSETFROM:+0900\nTZOFFSETTO:+0900\nEND:STANDARD\nEND:VTIMEZONE\nEND:VCALENDAR\n"
+	withTZ := strings.Replace(calQuery, "</C:filter>", "</C:filter><C:timezone>"+tokyo+"</C:timezone>", 1)
+	r := s.Do("alice", "REPORT", "/alice/ny/", fmt.Sprintf(withTZ, "<D:getetag/>", timeRange("20260310T000000Z", "20260310T003000Z")), "Depth", "1")
+	if !strings.Contains(r.Body, "floating.ics") {
+		t.Errorf("a query with its own timezone: %d %s", r.Status, r.Body)
+	}
+	r = s.Do("alice", "REPORT", "/alice/ny/", fmt.Sprintf(withTZ, "<D:getetag/>", timeRange("20260310T130000Z", "20260310T133000Z")), "Depth", "1")
+	if strings.Contains(r.Body, "floating.ics") {
+		t.Errorf("a query with its own timezone used the calendar's: %s", r.Body)
+	}
+	r = query(s, "/alice/ny/", `<C:calendar-data><C:expand start="20260301T000000Z" end="20260501T000000Z"/></C:calendar-data>`, timeRange("20260301T000000Z", "20260501T000000Z"))
 	for _, want := range []string{"DTSTART:20260316T090000Z", "DTSTART:20260323T090000Z", "DTSTART:20260330T080000Z", "DTSTART:20260406T080000Z", "DTEND:20260406T090000Z", "DTSTART:20260329T013000Z", "DTSTART:20260310T130000Z"} {
 		if !strings.Contains(r.Body, want) {
 			t.Errorf("expand lacks %s: %s", want, r.Body)

@@ -49,7 +49,16 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 	if filter != nil {
 		top = filter.Child(dav.Name(dav.NSCalDAV, "comp-filter"))
 	}
+	// Floating times: the query's CALDAV:timezone (RFC 4791 section 9.8),
+	// else the calendar's calendar-timezone.
 	floating := k.floatingZone(r.Collection)
+	if tz := r.Body.Child(dav.Name(dav.NSCalDAV, "timezone")); tz != nil {
+		l, err := parseCalendarTimezone(tz.Text)
+		if err != nil {
+			return err
+		}
+		floating = l
+	}
 	objs, err := r.Objects()
 	if err != nil {
 		return err

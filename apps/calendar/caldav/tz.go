@@ -398,12 +398,13 @@ func tzif(first zoneType, txs []transition) []byte {
 // calendar's floating times (RFC 4791 sections 5.2.2 and 7.3).
 var calendarTimezone = dav.Name(dav.NSCalDAV, "calendar-timezone")
 
-// parseCalendarTimezone reads a calendar-timezone value: a VCALENDAR with
-// exactly one VTIMEZONE. Its zone is the VTIMEZONE's rules, or the IANA
-// zone of its TZID when the rules are unusable.
+// parseCalendarTimezone reads a calendar-timezone (or a calendar-query's
+// timezone) value: a VCALENDAR with exactly one VTIMEZONE. Its zone is the
+// VTIMEZONE's rules, or the IANA zone of its TZID when the rules are
+// unusable.
 func parseCalendarTimezone(text string) (*time.Location, error) {
 	bad := func(format string, args ...any) error {
-		return dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "valid-calendar-data"), "calendar-timezone: "+format, args...)
+		return dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "valid-calendar-data"), "time zone: "+format, args...)
 	}
 	cal, err := Parse([]byte(strings.TrimSpace(text)))
 	if err != nil {
