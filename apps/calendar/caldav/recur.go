@@ -15,7 +15,9 @@ type Instance struct {
 	// Comp is the component the occurrence comes from: the master, or the
 	// override whose RECURRENCE-ID names it.
 	Comp *ical.Component
-	// Start and End bound the occurrence (End == Start for an instant).
+	// Start and End bound the occurrence (End == Start for an instant);
+	// Start is in the zone of the component's DTSTART (so an all-day
+	// occurrence's Start formats as its date).
 	Start, End time.Time
 	// RecurrenceID is the occurrence's original start; zero for a
 	// component that does not recur.
