@@ -70,7 +70,7 @@ var components = []string{ical.CompEvent, ical.CompToDo, ical.CompJournal, ical.
 // VCALENDAR holding one VTIMEZONE (RFC 4791 section 5.2.2).
 func (k *Kind) MkcolProp(c *dav.Collection, p *dav.Node) (bool, error) {
 	if p.Name == calendarTimezone {
-		if _, err := parseCalendarTimezone(p.Text); err != nil {
+		if _, err := parseCalendarTimezone("calendar-timezone", p.Text); err != nil {
 			return true, err
 		}
 		return false, nil

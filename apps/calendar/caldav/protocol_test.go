@@ -399,7 +399,8 @@ END:VEVENT`))
 	}
 	// A calendar-timezone must be a VCALENDAR with one VTIMEZONE.
 	pp := `<D:propertyupdate xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>` + strings.ReplaceAll(ics(single), "\r\n", "\n") + `</C:calendar-timezone></D:prop></D:set></D:propertyupdate>`
-	if r := s.Do("alice", "PROPPATCH", "/alice/ny/", pp); r.Status != 207 || !strings.Contains(r.Body, "403 Forbidden") {
+	if r := s.Do("alice", "PROPPATCH", "/alice/ny/", pp); r.Status != 207 || !strings.Contains(r.Body, "403 Forbidden") ||
+		!strings.Contains(r.Body, "<cal:valid-calendar-data/>") || !strings.Contains(r.Body, "calendar-timezone: a VEVENT is not a time zone") {
 		t.Errorf("PROPPATCH of a bad calendar-timezone: %d %s", r.Status, r.Body)
 	}
 	pf := `<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-timezone/></D:prop></D:propfind>`

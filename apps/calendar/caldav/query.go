@@ -53,7 +53,7 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 	// else the calendar's calendar-timezone.
 	floating := k.floatingZone(r.Collection)
 	if tz := r.Body.Child(dav.Name(dav.NSCalDAV, "timezone")); tz != nil {
-		l, err := parseCalendarTimezone(tz.Text)
+		l, err := parseCalendarTimezone("calendar-query timezone", tz.Text)
 		if err != nil {
 			return err
 		}

@@ -402,9 +402,10 @@ var calendarTimezone = dav.Name(dav.NSCalDAV, "calendar-timezone")
 // timezone) value: a VCALENDAR with exactly one VTIMEZONE. Its zone is the
 // VTIMEZONE's rules, or the IANA zone of its TZID when the rules are
 // unusable.
-func parseCalendarTimezone(text string) (*time.Location, error) {
+// field names the element in errors.
+func parseCalendarTimezone(field, text string) (*time.Location, error) {
 	bad := func(format string, args ...any) error {
-		return dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "valid-calendar-data"), "time zone: "+format, args...)
+		return dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "valid-calendar-data"), field+": "+format, args...)
 	}
 	cal, err := Parse([]byte(strings.TrimSpace(text)))
 	if err != nil {
@@ -448,7 +449,7 @@ func (k *Kind) floatingZone(c *dav.Collection) *time.Location {
 	if err != nil {
 		return time.UTC
 	}
-	l, err := parseCalendarTimezone(n.Text)
+	l, err := parseCalendarTimezone("calendar-timezone", n.Text)
 	if err != nil {
 		return time.UTC
 	}
