@@ -1,8 +1,11 @@
 // Package caldav is the CalDAV (RFC 4791) kind of the dav core: calendars
 // of iCalendar objects, their validation, calendar-query with time ranges
-// that follow recurrence (RRULE, RDATE, EXDATE, overridden instances),
-// expanded calendar-data, free-busy-query, and the iCalendar merge function
-// that store replicas use.
+// that follow recurrence (RRULE, RDATE, EXDATE, overridden instances) and
+// time zones (the object's VTIMEZONE rules, else the IANA database; the
+// calendar's calendar-timezone for floating times), calendar-data with
+// partial retrieval (comp, prop, allprop, allcomp), expand,
+// limit-recurrence-set and limit-freebusy-set, free-busy-query, and the
+// iCalendar merge function that store replicas use.
 package caldav
 
 import (
@@ -62,8 +65,16 @@ func (k *Kind) MultigetReport() xml.Name       { return dav.Name(dav.NSCalDAV, "
 // components are the object components a calendar may hold.
 var components = []string{ical.CompEvent, ical.CompToDo, ical.CompJournal, ical.CompFreeBusy}
 
-// MkcolProp handles supported-calendar-component-set.
+// MkcolProp handles supported-calendar-component-set, and checks a
+// calendar-timezone (which is then kept as a dead property): it must be a
+// VCALENDAR holding one VTIMEZONE (RFC 4791 section 5.2.2).
 func (k *Kind) MkcolProp(c *dav.Collection, p *dav.Node) (bool, error) {
+	if p.Name == calendarTimezone {
+		if _, err := parseCalendarTimezone("calendar-timezone", p.Text); err != nil {
+			return true, err
+		}
+		return false, nil
+	}
 	if p.Name != dav.Name(dav.NSCalDAV, "supported-calendar-component-set") {
 		return false, nil
 	}

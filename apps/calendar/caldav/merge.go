@@ -25,7 +25,7 @@ func compKey(c *ical.Component) string {
 	}
 	rid := ""
 	if p := c.Props.Get(ical.PropRecurrenceID); p != nil {
-		if t, _, err := timeOf(p, time.UTC); err == nil {
+		if t, _, err := timeOf(p, newZones(nil, time.UTC)); err == nil {
 			rid = t.UTC().Format(utcFormat)
 		} else {
 			rid = p.Value

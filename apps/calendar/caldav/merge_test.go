@@ -82,6 +82,8 @@ func FuzzValidate(f *testing.F) {
 	f.Add(ics("BEGIN:VEVENT\nUID:a\nDTSTART;VALUE=DATE:20260101\nRDATE;VALUE=PERIOD:20260105T000000Z/PT1H\nEXDATE:20260101\nEND:VEVENT"))
 	f.Add(ics("BEGIN:VTODO\nUID:t\nDUE;TZID=Europe/Berlin:20260101T100000\nEND:VTODO"))
 	f.Add([]byte("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"))
+	f.Add(ics(OutlookZone + "\n" + event("W. Europe Standard Time", "20260329T023000", "RRULE:FREQ=WEEKLY;UNTIL=20261102T090000Z\n")))
+	f.Add(ics(rdateZone + "\n" + event("Custom/Steps", "20260701T120000", "")))
 	k := New(0)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := k.Validate(data, nil); err != nil {

@@ -1,7 +1,6 @@
 package caldav
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"sort"
@@ -50,6 +49,16 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 	if filter != nil {
 		top = filter.Child(dav.Name(dav.NSCalDAV, "comp-filter"))
 	}
+	// Floating times: the query's CALDAV:timezone (RFC 4791 section 9.8),
+	// else the calendar's calendar-timezone.
+	floating := k.floatingZone(r.Collection)
+	if tz := r.Body.Child(dav.Name(dav.NSCalDAV, "timezone")); tz != nil {
+		l, err := parseCalendarTimezone("calendar-query timezone", tz.Text)
+		if err != nil {
+			return err
+		}
+		floating = l
+	}
 	objs, err := r.Objects()
 	if err != nil {
 		return err
@@ -60,7 +69,7 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 		if err != nil {
 			continue
 		}
-		ok, err := MatchFilter(top, c)
+		ok, err := MatchFilter(top, c, floating)
 		if err != nil {
 			return err
 		}
@@ -72,19 +81,20 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 }
 
 // MatchFilter evaluates the top comp-filter of a calendar-query (RFC 4791
-// section 9.7) against a calendar object; nil matches everything.
-func MatchFilter(top *dav.Node, c *ical.Calendar) (bool, error) {
+// section 9.7) against a calendar object; nil matches everything. Floating
+// times are read in floating (the calendar's calendar-timezone; nil: UTC).
+func MatchFilter(top *dav.Node, c *ical.Calendar, floating *time.Location) (bool, error) {
 	if top == nil {
 		return true, nil
 	}
 	if !strings.EqualFold(top.AttrValue("name"), ical.CompCalendar) {
 		return top.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil, nil
 	}
-	return matchComp(top, c.Component, c)
+	return matchComp(top, c.Component, c, newZones(c, floating))
 }
 
 // matchComp checks the filters inside comp-filter f against comp.
-func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, error) {
+func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar, z *zones) (bool, error) {
 	for _, cf := range f.All(dav.Name(dav.NSCalDAV, "comp-filter")) {
 		name := strings.ToUpper(cf.AttrValue("name"))
 		var cands []*ical.Component
@@ -110,7 +120,7 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, er
 			}
 			if comp == root.Component {
 				// An object's occurrences, recurrence and overrides included.
-				inst, err := Instances(root, name, rs, re, time.UTC)
+				inst, err := instances(root, name, rs, re, z)
 				if err != nil {
 					return false, nil
 				}
@@ -123,11 +133,11 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, er
 					}
 				}
 			} else {
-				cands = filterByOwnSpan(cands, rs, re)
+				cands = filterByOwnSpan(cands, rs, re, z)
 			}
 		}
 		for _, cand := range cands {
-			ok, err := matchComp(cf, cand, root)
+			ok, err := matchComp(cf, cand, root, z)
 			if err != nil {
 				return false, err
 			}
@@ -141,7 +151,7 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, er
 		}
 	}
 	for _, pf := range f.All(dav.Name(dav.NSCalDAV, "prop-filter")) {
-		ok, err := matchProp(pf, comp)
+		ok, err := matchProp(pf, comp, z)
 		if err != nil || !ok {
 			return false, err
 		}
@@ -151,21 +161,21 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar) (bool, er
 
 // filterByOwnSpan keeps nested components (VALARM and the like) whose own
 // DTSTART/DTEND overlap the range; those without dates are kept.
-func filterByOwnSpan(cs []*ical.Component, rs, re time.Time) []*ical.Component {
+func filterByOwnSpan(cs []*ical.Component, rs, re time.Time, z *zones) []*ical.Component {
 	var out []*ical.Component
 	for _, c := range cs {
-		s, e, _, ok, err := span(c, time.UTC)
+		s, e, _, ok, err := span(c, z)
 		if err != nil {
 			continue
 		}
-		if !ok || overlaps(s, e, rs, re) {
+		if !ok || overlaps(s.at(), e, rs, re) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-func matchProp(pf *dav.Node, comp *ical.Component) (bool, error) {
+func matchProp(pf *dav.Node, comp *ical.Component, z *zones) (bool, error) {
 	name := strings.ToUpper(pf.AttrValue("name"))
 	props := comp.Props.Values(name)
 	if pf.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil {
@@ -181,7 +191,7 @@ func matchProp(pf *dav.Node, comp *ical.Component) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			t, _, err := timeOf(&p, time.UTC)
+			t, _, err := timeOf(&p, z)
 			ok = err == nil && overlaps(t, t, rs, re)
 		}
 		if tm := pf.Child(dav.Name(dav.NSCalDAV, "text-match")); ok && tm != nil {
@@ -240,36 +250,13 @@ func textMatch(tm *dav.Node, value string) (bool, error) {
 
 const utcFormat = "20060102T150405Z"
 
-// RenderData renders calendar-data; with an expand element, the
-// occurrences in its range become separate components in UTC with
-// RECURRENCE-ID and no recurrence rules (RFC 4791 section 9.6.5).
-func (k *Kind) RenderData(o *dav.Object, req *dav.Node) (string, error) {
-	ex := req.Child(dav.Name(dav.NSCalDAV, "expand"))
-	if ex == nil {
-		return dav.Text(string(o.Data)), nil
-	}
-	rs, re, err := timeRange(ex)
-	if err != nil {
-		return "", err
-	}
-	c, err := k.calendar(o)
-	if err != nil {
-		return "", err
-	}
-	out, err := Expand(c, rs, re)
-	if err != nil {
-		return "", err
-	}
-	var b bytes.Buffer
-	if err := ical.NewEncoder(&b).Encode(out); err != nil {
-		return "", err
-	}
-	return dav.Text(b.String()), nil
+// Expand returns a copy of c with its occurrences in [rs, re) as separate
+// components, in UTC (floating times read as UTC).
+func Expand(c *ical.Calendar, rs, re time.Time) (*ical.Calendar, error) {
+	return expand(c, rs, re, newZones(c, time.UTC))
 }
 
-// Expand returns a copy of c with its occurrences in [rs, re) as separate
-// components, in UTC.
-func Expand(c *ical.Calendar, rs, re time.Time) (*ical.Calendar, error) {
+func expand(c *ical.Calendar, rs, re time.Time, z *zones) (*ical.Calendar, error) {
 	out := ical.NewCalendar()
 	for name, ps := range c.Props {
 		out.Props[name] = ps
@@ -284,7 +271,7 @@ func Expand(c *ical.Calendar, rs, re time.Time) (*ical.Calendar, error) {
 	if typ == "" {
 		return out, nil
 	}
-	inst, err := Instances(c, typ, rs, re, time.UTC)
+	inst, err := instances(c, typ, rs, re, z)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +341,7 @@ func (k *Kind) freeBusy(r *dav.ReportRequest) error {
 			cals = append(cals, c)
 		}
 	}
-	body, err := FreeBusy(cals, rs, re, time.Now())
+	body, err := freeBusy(cals, rs, re, time.Now(), k.floatingZone(r.Collection))
 	if err != nil {
 		return err
 	}
@@ -368,9 +355,13 @@ func (k *Kind) freeBusy(r *dav.ReportRequest) error {
 // opaque, not cancelled occurrence is busy (tentative ones BUSY-TENTATIVE),
 // clipped to the range, overlapping periods merged.
 func FreeBusy(cals []*ical.Calendar, rs, re, now time.Time) ([]byte, error) {
+	return freeBusy(cals, rs, re, now, time.UTC)
+}
+
+func freeBusy(cals []*ical.Calendar, rs, re, now time.Time, floating *time.Location) ([]byte, error) {
 	var ps []period
 	for _, c := range cals {
-		inst, err := Instances(c, ical.CompEvent, rs, re, time.UTC)
+		inst, err := Instances(c, ical.CompEvent, rs, re, floating)
 		if err != nil {
 			continue
 		}

@@ -171,7 +171,7 @@ func (k *Kind) card(o *dav.Object) (vcard.Card, error) {
 
 // RenderData returns the vCard; an address-data request naming properties
 // gets only those (and VERSION, UID).
-func (k *Kind) RenderData(o *dav.Object, req *dav.Node) (string, error) {
+func (k *Kind) RenderData(_ *dav.Collection, o *dav.Object, req *dav.Node) (string, error) {
 	props := req.All(dav.Name(dav.NSCardDAV, "prop"))
 	if len(props) == 0 || req.Child(dav.Name(dav.NSCardDAV, "allprop")) != nil {
 		return dav.Text(string(o.Data)), nil

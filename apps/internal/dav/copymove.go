@@ -10,107 +10,290 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-// copyMove answers COPY and MOVE of an object within the user's home (to
-// another name or collection); the object's dead properties go with it.
-// Collections are not copied or moved (501).
+// copyMove answers COPY and MOVE (RFC 4918 sections 9.8 and 9.9) of an
+// object or a collection within the user's home. Objects keep their bytes
+// (so their ETags) and dead properties; a collection is copied with its
+// properties and, at Depth infinity (the default, and the only depth MOVE
+// takes), every member and inner collection. An existing destination is
+// replaced when Overwrite is T (the default; 204) and refused with 412 when
+// it is F; a new one is 201. The whole operation is one store commit, so
+// a failure leaves nothing half-done, and every sync token moves on.
+//
+// What the store layout allows: objects live in collections (a destination
+// outside one is 409), collections in the home or in plain collections (a
+// destination inside an address book or calendar is 403), and an object
+// copied into an address book or calendar must be valid there and not
+// clash with another object's UID (409).
 func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
 	if t.missing {
 		return notFound(t)
 	}
-	if t.obj == nil {
-		return Errorf(http.StatusNotImplemented, errNoCond, "%s of collections is not supported", r.Method)
+	if t.isHome() {
+		return Errorf(http.StatusForbidden, errNoCond, "a home cannot be copied or moved")
 	}
-	du, err := url.Parse(r.Header.Get("Destination"))
-	if err != nil || du.Path == "" {
-		return Errorf(http.StatusBadRequest, errNoCond, "missing or malformed Destination header")
-	}
-	if du.Host != "" && du.Host != r.Host {
-		return Errorf(http.StatusBadGateway, errNoCond, "destination %s is on another server", du.Host)
-	}
-	segs := splitPath(du.Path)
-	if len(segs) < 2 || segs[0] != t.user {
-		return Errorf(http.StatusForbidden, errNoCond, "destination %s is not in your home /%s/", du.Path, t.user)
-	}
-	for _, s := range segs[1:] {
-		if !segOK(s) {
-			return Errorf(http.StatusBadRequest, errNoCond, "invalid destination segment %q", s)
-		}
-	}
-	dt, err := h.resolve(sn, t.user, segs[1:])
+	move := r.Method == "MOVE"
+	verb := strings.ToLower(r.Method)
+	isColl := t.obj == nil
+	deep, err := copyDepth(r, move, isColl)
 	if err != nil {
 		return err
 	}
-	if dt.parentMissing || dt.coll == nil || dt.isCollection() {
-		return Errorf(http.StatusConflict, errNoCond, "no collection to %s %s into", strings.ToLower(r.Method), du.Path)
-	}
-	src, dst := t.coll, dt.coll
-	same := src.Href() == dst.Href() && t.name == dt.name
-	if same {
-		return Errorf(http.StatusForbidden, errNoCond, "source and destination are the same")
-	}
-	overwrite := r.Header.Get("Overwrite") != "F"
-	if err := h.repo.readObject(sn, src, t.obj); err != nil {
+	overwrite, err := overwriteHeader(r)
+	if err != nil {
 		return err
 	}
-	data := t.obj.Data
-	var uid string
-	if dst.Type != TypePlain {
-		if uid, err = h.kind.Validate(data, dst); err != nil {
-			return err
-		}
+	dsegs, err := destination(r, t.user)
+	if err != nil {
+		return err
 	}
-	move := r.Method == "MOVE"
-	srcDir, dstDir := h.repo.collDir(src.User, src.Path), h.repo.collDir(dst.User, dst.Path)
-	created := false
+	dpath := "/" + t.user + "/" + strings.Join(dsegs, "/")
+	switch {
+	case within(dsegs, t.segs) && len(dsegs) == len(t.segs):
+		return Errorf(http.StatusForbidden, errNoCond, "the source and the destination are the same")
+	case isColl && within(dsegs, t.segs):
+		return Errorf(http.StatusForbidden, errNoCond, "cannot %s %s into itself (%s)", verb, t.coll.Href(), dpath)
+	}
+	var created bool
+	var touched []string // collection folders whose UID indexes are stale
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
-	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, fmt.Sprintf("%s %s%s to %s%s", strings.ToLower(r.Method), src.Href(), t.name, dst.Href(), dt.name)), func(tx *store.Tx) error {
+	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, fmt.Sprintf("%s /%s/%s to %s", verb, t.user, strings.Join(t.segs, "/"), dpath)), func(tx *store.Tx) error {
+		// Plan against the transaction's base, so that nothing that
+		// committed since the request began is overlooked.
 		base := h.views.at(tx.Base())
-		cur, err := h.repo.statObject(base, dst, dt.name)
+		src, err := h.resolve(base, t.user, t.segs)
 		if err != nil {
 			return err
 		}
-		if cur != nil && !overwrite {
-			return Errorf(http.StatusPreconditionFailed, errNoCond, "%s exists and Overwrite is F", du.Path)
+		if src.missing || (src.obj == nil) != isColl {
+			return notFound(t)
 		}
-		created = cur == nil
-		if dst.Type != TypePlain {
-			idx, err := h.repo.uidIndexFor(base, dst, func(d []byte) string { u, _ := h.kind.Validate(d, dst); return u })
-			if err != nil {
+		dst, err := h.resolve(base, t.user, dsegs)
+		if err != nil {
+			return err
+		}
+		if dst.parentMissing {
+			return Errorf(http.StatusConflict, errNoCond, "the parent of %s does not exist", dpath)
+		}
+		var parent *Collection // nil: the home
+		if len(dsegs) > 1 {
+			if parent, err = h.repo.loadCollection(base, t.user, strings.Join(dsegs[:len(dsegs)-1], "/")); err != nil {
 				return err
 			}
-			if other, ok := idx.byUID[uid]; ok && other != dt.name && !(move && src.Href() == dst.Href() && other == t.name) {
-				return &Error{Status: http.StatusConflict, Cond: h.typePrecond("no-uid-conflict"), CondInner: Href(dst.Href() + other),
-					Message: fmt.Sprintf("UID %q is already used by %s%s", uid, dst.Href(), other)}
+			if parent == nil {
+				return Errorf(http.StatusConflict, errNoCond, "the parent of %s is not a collection", dpath)
 			}
 		}
-		if err := tx.Put(objPath(dstDir, dt.name), data); err != nil {
-			return err
-		}
-		props, err := tx.Get(propsPath(srcDir, t.name))
+		name := dsegs[len(dsegs)-1]
 		switch {
-		case err == nil:
-			err = tx.Put(propsPath(dstDir, dt.name), props)
-		case errors.Is(err, store.ErrNotExist):
-			err = tx.Delete(propsPath(dstDir, dt.name))
+		case !isColl && parent == nil:
+			return Errorf(http.StatusConflict, errNoCond, "objects live in collections; %s is not in one", dpath)
+		case isColl && parent != nil && parent.Type != TypePlain:
+			return Errorf(http.StatusForbidden, h.typePrecond(h.dataWord()+"-collection-location-ok"), "collections cannot be made inside the %s %s", parent.Type, parent.Href())
 		}
-		if err != nil || !move {
+		dstIsColl := dst.isCollection()
+		exists := !dst.missing && (dst.obj != nil || dstIsColl)
+		if exists && !overwrite {
+			return Errorf(http.StatusPreconditionFailed, errNoCond, "%s exists and Overwrite is F", dpath)
+		}
+		if exists && dstIsColl && within(t.segs, dsegs) {
+			return Errorf(http.StatusForbidden, errNoCond, "cannot overwrite %s: it holds the source", dpath)
+		}
+		created = !exists
+		// Clear the destination, as if by DELETE.
+		switch {
+		case dst.obj != nil:
+			dir := h.repo.collDir(parent.User, parent.Path)
+			if err := deleteAll(tx, objPath(dir, name), propsPath(dir, name)); err != nil {
+				return err
+			}
+			touched = append(touched, dir)
+		case dstIsColl:
+			if err := deleteTree(tx, h.repo.collDir(t.user, dst.coll.Path)); err != nil {
+				return err
+			}
+			touched = append(touched, h.repo.collDir(t.user, dst.coll.Path))
+		}
+		if isColl {
+			from, to := h.repo.collDir(t.user, src.coll.Path), h.repo.collDir(t.user, strings.Join(dsegs, "/"))
+			touched = append(touched, from, to)
+			if err := copyTree(tx, base, from, to, deep); err != nil {
+				return err
+			}
+			if move {
+				return deleteTree(tx, from)
+			}
+			return nil
+		}
+		sc := src.coll
+		if err := h.checkObjectCopy(base, src, parent, name, move); err != nil {
 			return err
 		}
-		if err := tx.Delete(objPath(srcDir, t.name)); err != nil {
+		sdir, ddir := h.repo.collDir(sc.User, sc.Path), h.repo.collDir(parent.User, parent.Path)
+		touched = append(touched, sdir, ddir)
+		if err := copyFile(tx, base, objPath(sdir, src.name), objPath(ddir, name)); err != nil {
 			return err
 		}
-		return tx.Delete(propsPath(srcDir, t.name))
+		if err := copyFile(tx, base, propsPath(sdir, src.name), propsPath(ddir, name)); err != nil {
+			return err
+		}
+		if move {
+			return deleteAll(tx, objPath(sdir, src.name), propsPath(sdir, src.name))
+		}
+		return nil
 	})
-	h.repo.dropIndex(src)
-	h.repo.dropIndex(dst)
+	h.repo.dropIndexes(touched)
 	if err != nil {
 		return err
 	}
 	if created {
+		w.Header().Set("Location", escapePath(dpath))
 		w.WriteHeader(http.StatusCreated)
 	} else {
 		w.WriteHeader(http.StatusNoContent)
+	}
+	return nil
+}
+
+// checkObjectCopy checks that the object src may be stored as name in the
+// collection dst: valid there, and no other object with its UID.
+func (h *Handler) checkObjectCopy(base reader, src *target, dst *Collection, name string, move bool) error {
+	if dst.Type == TypePlain {
+		return nil
+	}
+	if err := h.repo.readObject(base, src.coll, src.obj); err != nil {
+		return err
+	}
+	uid, err := h.kind.Validate(src.obj.Data, dst)
+	if err != nil {
+		return err
+	}
+	idx, err := h.repo.uidIndexFor(base, dst, func(d []byte) string { u, _ := h.kind.Validate(d, dst); return u })
+	if err != nil {
+		return err
+	}
+	other, ok := idx.byUID[uid]
+	if !ok || other == name || move && src.coll.Href() == dst.Href() && other == src.name {
+		return nil
+	}
+	return &Error{Status: http.StatusConflict, Cond: h.typePrecond("no-uid-conflict"), CondInner: Href(dst.Href() + other),
+		Message: fmt.Sprintf("UID %q is already used by %s%s", uid, dst.Href(), other)}
+}
+
+// copyDepth reads the Depth header of a COPY or MOVE: whether members go
+// with a collection. MOVE of a collection is always Depth infinity.
+func copyDepth(r *http.Request, move, isColl bool) (deep bool, err error) {
+	switch d := strings.TrimSpace(r.Header.Get("Depth")); {
+	case d == "" || strings.EqualFold(d, "infinity"):
+		return true, nil
+	case d == "0" && !move:
+		return false, nil
+	case !isColl && (d == "0" || d == "1"):
+		return true, nil
+	case move:
+		return false, Errorf(http.StatusBadRequest, errNoCond, "Depth %q: MOVE of a collection takes Depth infinity", d)
+	default:
+		return false, Errorf(http.StatusBadRequest, errNoCond, "Depth %q: COPY of a collection takes Depth 0 or infinity", d)
+	}
+}
+
+// overwriteHeader reads the Overwrite header (T when absent).
+func overwriteHeader(r *http.Request) (bool, error) {
+	switch o := strings.TrimSpace(r.Header.Get("Overwrite")); o {
+	case "", "T", "t":
+		return true, nil
+	case "F", "f":
+		return false, nil
+	default:
+		return false, Errorf(http.StatusBadRequest, errNoCond, "Overwrite %q: want T or F", o)
+	}
+}
+
+// destination reads the Destination header: the path segments after the
+// user's name, which must be in the user's home.
+func destination(r *http.Request, user string) ([]string, error) {
+	d := r.Header.Get("Destination")
+	du, err := url.Parse(d)
+	if err != nil || du.Path == "" {
+		return nil, Errorf(http.StatusBadRequest, errNoCond, "missing or malformed Destination header %q", d)
+	}
+	if du.Host != "" && du.Host != r.Host {
+		return nil, Errorf(http.StatusBadGateway, errNoCond, "destination %s is on another server", du.Host)
+	}
+	segs := splitPath(du.Path)
+	if len(segs) < 2 || segs[0] != user {
+		return nil, Errorf(http.StatusForbidden, errNoCond, "destination %s is not in your home /%s/", du.Path, user)
+	}
+	for _, s := range segs[1:] {
+		if !segOK(s) {
+			return nil, Errorf(http.StatusBadRequest, errNoCond, "invalid destination segment %q", s)
+		}
+	}
+	return segs[1:], nil
+}
+
+// within reports whether path segs is inside (or equal to) path dir.
+func within(segs, dir []string) bool {
+	if len(segs) < len(dir) {
+		return false
+	}
+	for i, s := range dir {
+		if segs[i] != s {
+			return false
+		}
+	}
+	return true
+}
+
+// copyTree copies a collection folder: with deep, everything in it (members,
+// their properties, inner collections); otherwise only its properties.
+func copyTree(tx *store.Tx, base reader, from, to string, deep bool) error {
+	if !deep {
+		return copyFile(tx, base, from+"/props.json", to+"/props.json")
+	}
+	ents, err := tx.List(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := copyFile(tx, base, e.Path, to+strings.TrimPrefix(e.Path, from)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyFile copies one store item (deleting the target when there is none).
+func copyFile(tx *store.Tx, base reader, from, to string) error {
+	data, err := base.Read(from)
+	if errors.Is(err, store.ErrNotExist) {
+		return tx.Delete(to)
+	}
+	if err != nil {
+		return err
+	}
+	return tx.Put(to, data)
+}
+
+// deleteTree deletes everything under dir.
+func deleteTree(tx *store.Tx, dir string) error {
+	ents, err := tx.List(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := tx.Delete(e.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteAll(tx *store.Tx, paths ...string) error {
+	for _, p := range paths {
+		if err := tx.Delete(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -357,3 +357,138 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("%d objects after the run, want 41", n)
 	}
 }
+
+var ctagRE = regexp.MustCompile(`<cs:getctag>([^<]*)</cs:getctag>`)
+
+// TestCopyMoveCollections covers COPY and MOVE of collections (RFC 4918
+// sections 9.8 and 9.9): depth, Overwrite, the statuses, objects keeping
+// their bytes and ETags, sync tokens, and refusals that change nothing.
+func TestCopyMoveCollections(t *testing.T) {
+	s := start(t)
+	ab := `<mkcol xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><set><prop><resourcetype><collection/><C:addressbook/></resourcetype><displayname>Work</displayname></prop></set></mkcol>`
+	if r := s.Do("alice", "MKCOL", "/alice/work/", ab); r.Status != 201 {
+		t.Fatalf("MKCOL: %d %s", r.Status, r.Body)
+	}
+	etags := map[string]string{}
+	for _, n := range []string{"a", "b"} {
+		r := s.Do("alice", "PUT", "/alice/work/"+n+".vcf", vcf(n, n), "Content-Type", vcardType)
+		if r.Status != 201 {
+			t.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+		etags[n] = r.Header.Get("ETag")
+	}
+	s.Do("alice", "MKCOL", "/alice/plain/", "")
+	s.Do("alice", "MKCOL", "/alice/plain/inner/", "")
+	s.Do("alice", "PUT", "/alice/plain/inner/f", "file", "Content-Type", "text/plain")
+	syncTok := func(p string) string {
+		r := s.Do("alice", "REPORT", p, syncReport(""))
+		m := tokenRE.FindStringSubmatch(r.Body)
+		if m == nil {
+			t.Fatalf("sync of %s: %d %s", p, r.Status, r.Body)
+		}
+		return m[1]
+	}
+	ctag := func(p string) string {
+		r := s.Do("alice", "PROPFIND", p, `<propfind xmlns="DAV:"><prop><getctag xmlns="http://calendarserver.org/ns/"/></prop></propfind>`, "Depth", "0")
+		if m := ctagRE.FindStringSubmatch(r.Body); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+	head := func() string {
+		sn, err := s.Store.Snapshot("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sn.Commit().String()
+	}
+	steps := []struct {
+		name, method, from, to string
+		headers                []string
+		want                   int
+	}{
+		{"copy an address book", "COPY", "/alice/work/", "/alice/copy/", nil, 201},
+		{"copy it again without overwrite", "COPY", "/alice/work/", "/alice/copy/", []string{"Overwrite", "F"}, 412},
+		{"copy it again", "COPY", "/alice/work/", "/alice/copy/", nil, 204},
+		{"copy with Depth 1", "COPY", "/alice/work/", "/alice/d1/", []string{"Depth", "1"}, 400},
+		{"move with Depth 0", "MOVE", "/alice/work/", "/alice/d0/", []string{"Depth", "0"}, 400},
+		{"bad Overwrite", "COPY", "/alice/work/", "/alice/x/", []string{"Overwrite", "maybe"}, 400},
+		{"onto itself", "MOVE", "/alice/work/", "/alice/work/", nil, 403},
+		{"into itself", "COPY", "/alice/plain/", "/alice/plain/inner/deeper/", nil, 403},
+		{"over its own parent", "MOVE", "/alice/plain/inner/", "/alice/plain/", nil, 403},
+		{"into an address book", "COPY", "/alice/plain/", "/alice/work/plain/", nil, 403},
+		{"without a parent", "COPY", "/alice/work/", "/alice/no/such/", nil, 409},
+		{"to someone else", "COPY", "/alice/work/", "/bob/work/", nil, 403},
+		{"shallow copy of a plain collection", "COPY", "/alice/plain/", "/alice/shallow/", []string{"Depth", "0"}, 201},
+		{"deep copy of a plain collection", "COPY", "/alice/plain/", "/alice/deep/", nil, 201},
+		{"an object over a collection", "COPY", "/alice/plain/inner/f", "/alice/deep/inner/", nil, 204},
+		{"move the copy", "MOVE", "/alice/copy/", "/alice/moved/", nil, 201},
+		{"move the address book over a plain collection", "MOVE", "/alice/moved/", "/alice/deep/", nil, 204},
+		{"an object into the home", "COPY", "/alice/work/a.vcf", "/alice/a.vcf", nil, 409},
+		{"a missing source", "MOVE", "/alice/nothing/", "/alice/else/", nil, 404},
+		{"the home", "COPY", "/alice/", "/alice/home2/", nil, 403},
+	}
+	workTok, workTag := syncTok("/alice/work/"), ctag("/alice/work/")
+	for _, st := range steps {
+		before := head()
+		r := s.Do("alice", st.method, st.from, "", append([]string{"Destination", s.URL + st.to}, st.headers...)...)
+		if r.Status != st.want {
+			t.Errorf("%s: got %d, want %d (%s)", st.name, r.Status, st.want, r.Body)
+		}
+		if r.Status >= 400 && head() != before {
+			t.Errorf("%s: refused with %d but the store changed", st.name, r.Status)
+		}
+	}
+	checks := []struct{ path, etag string }{
+		{"/alice/work/a.vcf", etags["a"]},
+		{"/alice/deep/a.vcf", etags["a"]},
+		{"/alice/deep/b.vcf", etags["b"]},
+		{"/alice/moved/a.vcf", ""},
+		{"/alice/copy/a.vcf", ""},
+		{"/alice/deep/inner/f", ""},
+		{"/alice/shallow/inner/f", ""},
+		{"/alice/plain/inner/f", `"`},
+	}
+	for _, c := range checks {
+		r := s.Do("alice", "GET", c.path, "")
+		switch {
+		case c.etag == "" && r.Status != 404:
+			t.Errorf("GET %s: got %d, want 404", c.path, r.Status)
+		case c.etag != "" && (r.Status != 200 || !strings.HasPrefix(r.Header.Get("ETag"), c.etag)):
+			t.Errorf("GET %s: got %d ETag %s, want 200 ETag %s", c.path, r.Status, r.Header.Get("ETag"), c.etag)
+		}
+	}
+	r := s.Do("alice", "PROPFIND", "/alice/deep/", `<propfind xmlns="DAV:"><prop><displayname/><resourcetype/></prop></propfind>`, "Depth", "0")
+	if !strings.Contains(r.Body, "<d:displayname>Work</d:displayname>") || !strings.Contains(r.Body, "<card:addressbook/>") {
+		t.Errorf("the moved address book lost its properties: %s", r.Body)
+	}
+	if r := s.Do("alice", "PROPFIND", "/alice/shallow/", "", "Depth", "1"); r.Status != 207 || strings.Contains(r.Body, "inner") {
+		t.Errorf("shallow copy: %d %s", r.Status, r.Body)
+	}
+	// The source's sync token and ctag move on with a copy out of it only
+	// when it changes; the destination's report what arrived.
+	if tag := ctag("/alice/work/"); tag != workTag {
+		t.Errorf("copying out of /alice/work/ changed its ctag from %s to %s", workTag, tag)
+	}
+	if syncTok("/alice/work/") == workTok {
+		t.Errorf("the sync token did not move on")
+	}
+	r = s.Do("alice", "REPORT", "/alice/deep/", syncReport(workTok))
+	for _, want := range []string{"/alice/deep/a.vcf</d:href><d:propstat>", "/alice/deep/b.vcf</d:href><d:propstat>"} {
+		if !strings.Contains(r.Body, want) {
+			t.Errorf("sync of the destination lacks %s: %s", want, r.Body)
+		}
+	}
+	// The moved address book still refuses UID clashes: its index moved too.
+	if r := s.Do("alice", "PUT", "/alice/deep/c.vcf", vcf("a", "again"), "Content-Type", vcardType); r.Status != 409 {
+		t.Errorf("UID clash in the moved address book: got %d, want 409", r.Status)
+	}
+	// A move refused for a UID clash leaves both sides as they were.
+	before := head()
+	if r := s.Do("alice", "MOVE", "/alice/work/a.vcf", "", "Destination", s.URL+"/alice/deep/other.vcf"); r.Status != 409 || !strings.Contains(r.Body, "no-uid-conflict") {
+		t.Errorf("a MOVE onto a UID clash: got %d %s, want 409 no-uid-conflict", r.Status, r.Body)
+	}
+	if head() != before || s.Do("alice", "GET", "/alice/work/a.vcf", "").Status != 200 {
+		t.Errorf("a refused MOVE changed the store")
+	}
+}

@@ -3,7 +3,8 @@
 // versioned store, HTTP basic authentication against the store's users,
 // discovery (current-user-principal and home sets), PROPFIND, PROPPATCH,
 // MKCOL (extended, RFC 5689) and MKCALENDAR, PUT and DELETE with
-// If-Match/If-None-Match, multiget, and sync-collection (RFC 6578) with sync
+// If-Match/If-None-Match, COPY and MOVE of objects and collections (one
+// commit each), multiget, and sync-collection (RFC 6578) with sync
 // tokens that name store commits.
 //
 // A Kind (apps/contacts/carddav, apps/calendar/caldav) supplies what differs:

@@ -33,9 +33,9 @@ type Kind interface {
 	// DataProp is the property that carries an object's data in REPORTs
 	// (address-data, calendar-data).
 	DataProp() xml.Name
-	// RenderData renders DataProp's inner XML for an object, following the
-	// request element (nil or empty: the whole object).
-	RenderData(o *Object, req *Node) (string, error)
+	// RenderData renders DataProp's inner XML for an object of collection
+	// c, following the request element (nil or empty: the whole object).
+	RenderData(c *Collection, o *Object, req *Node) (string, error)
 	// DescriptionProp and ColorProp name the collection description and
 	// colour properties.
 	DescriptionProp() xml.Name
@@ -47,7 +47,9 @@ type Kind interface {
 	// MkcolProp sets a property of a collection that the kind keeps
 	// itself (such as supported-calendar-component-set), on MKCOL,
 	// MKCALENDAR or PROPPATCH; ok is false for properties it does not
-	// handle.
+	// handle, which are kept as dead properties. It may refuse a value of
+	// such a property too (CalDAV's calendar-timezone must be a VTIMEZONE),
+	// with ok true and an error.
 	MkcolProp(c *Collection, p *Node) (ok bool, err error)
 	// Report answers the kind's own REPORTs (queries, free-busy); handled
 	// is false for a REPORT it does not know.

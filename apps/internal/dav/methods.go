@@ -478,6 +478,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 		href += t.name
 	}
 	failed := map[int]bool{}
+	refused := map[int]*Error{} // failed for another reason than protection
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
 	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, "change properties of "+href), func(tx *store.Tx) error {
@@ -492,8 +493,11 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 			}
 			cur.User, cur.Path = c.User, c.Path
 			for i, u := range ups {
-				if status, _ := h.setCollectionProp(cur, u.p, u.remove, false); status != 0 {
+				if status, err := h.setCollectionProp(cur, u.p, u.remove, false); status != 0 {
 					failed[i] = true
+					if de := (*Error)(nil); errors.As(err, &de) && de.Cond != Name(NSDAV, "cannot-modify-protected-property") {
+						refused[i] = de
+					}
 				}
 			}
 			if len(failed) > 0 {
@@ -539,9 +543,17 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 	ok := propstatGroup{status: http.StatusOK}
 	forbidden := propstatGroup{status: http.StatusForbidden, errXML: Elem(Name(NSDAV, "cannot-modify-protected-property"), "")}
 	dep := propstatGroup{status: http.StatusFailedDependency}
+	var others []propstatGroup
 	for i, u := range ups {
 		pv := PropValue{Name: u.p.Name}
 		switch {
+		case refused[i] != nil:
+			de := refused[i]
+			g := propstatGroup{status: de.Status, props: []PropValue{pv}, desc: de.Message}
+			if de.Cond.Local != "" {
+				g.errXML = Elem(de.Cond, de.CondInner)
+			}
+			others = append(others, g)
 		case failed[i]:
 			forbidden.props = append(forbidden.props, pv)
 		case len(failed) > 0:
@@ -551,7 +563,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 		}
 	}
 	ms := newMultistatus()
-	ms.response(href, ok, forbidden, dep)
+	ms.response(href, append([]propstatGroup{ok, forbidden, dep}, others...)...)
 	return writeMultistatus(w, ms)
 }
 

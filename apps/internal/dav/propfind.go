@@ -280,7 +280,7 @@ func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource 
 			if err := h.repo.readObject(sn, c, o); err != nil {
 				return "", false, err
 			}
-			s, err := h.kind.RenderData(o, req)
+			s, err := h.kind.RenderData(c, o, req)
 			return s, err == nil, err
 		}
 		return "", false, nil

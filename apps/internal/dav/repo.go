@@ -288,3 +288,17 @@ func (r *repo) dropIndex(c *Collection) {
 	delete(r.uids, r.collDir(c.User, c.Path))
 	r.mu.Unlock()
 }
+
+// dropIndexes drops the UID indexes of the collections in the folders dirs
+// and of every collection inside them.
+func (r *repo) dropIndexes(dirs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.uids {
+		for _, d := range dirs {
+			if k == d || strings.HasPrefix(k, d+"/") {
+				delete(r.uids, k)
+			}
+		}
+	}
+}

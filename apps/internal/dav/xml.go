@@ -290,8 +290,10 @@ func newMultistatus() *multistatus {
 type propstatGroup struct {
 	status int
 	props  []PropValue
-	// desc is an optional error element (inner XML of DAV:error).
+	// errXML is an optional error element (inner XML of DAV:error).
 	errXML string
+	// desc is an optional responsedescription: what was wrong.
+	desc string
 }
 
 // response adds a response with propstats.
@@ -310,6 +312,9 @@ func (m *multistatus) response(href string, groups ...propstatGroup) {
 		m.b.WriteString("<d:status>HTTP/1.1 " + strconv.Itoa(g.status) + " " + statusText(g.status) + "</d:status>")
 		if g.errXML != "" {
 			m.b.WriteString("<d:error>" + g.errXML + "</d:error>")
+		}
+		if g.desc != "" {
+			m.b.WriteString(Elem(Name(NSDAV, "responsedescription"), Text(g.desc)))
 		}
 		m.b.WriteString("</d:propstat>")
 	}
