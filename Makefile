@@ -84,6 +84,8 @@ test-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get update -q || echo "test-deps: apt-get update reported errors (an unrelated suite's index?); going on"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "test-deps: all present"; fi
+	@# QEMU 10 for the SD card boot test, unpacked beside the system's QEMU.
+	@if [ "$$(id -u)" = 0 ]; then sh scripts/install-qemu10.sh; else echo "test-deps: run as root to extract QEMU 10 (SD card boot test)"; fi
 
 vet:
 	$(GO) vet ./...
