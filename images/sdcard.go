@@ -90,7 +90,8 @@ type SDCardLayout struct {
 // bootable, where U-Boot finds uboot.env and boot.scr) holding the kernel,
 // the device tree, the initramfs, boot.scr, uboot.env and an empty random
 // seed file (see package internal/bootseed; nymote flash writes a seed),
-// then the ext4 data partition. The same input gives the same bytes. The
+// then the ext4 data partition. The same input gives the same bytes; an
+// image holding a data disk is readable by its owner only. The
 // image file is sparse; QEMU wants an SD card whose size is a power of two
 // (truncate a copy), real cards take it as it is.
 func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayout, err error) {
@@ -166,7 +167,12 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	l = SDCardLayout{BootStart: sdPartStart, BootSize: in.BootSize, DataStart: sdPartStart + in.BootSize, DataSize: (fi.Size() + 511) &^ 511}
 
 	img := filepath.Join(tmp, "sdcard.img")
-	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	// An image with a person's data disk is theirs alone.
+	perm := os.FileMode(0o644)
+	if in.DataDisk != "" {
+		perm = 0o600
+	}
+	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_RDWR, perm)
 	if err != nil {
 		return l, fmt.Errorf("sdcard: %w", err)
 	}

@@ -39,11 +39,11 @@ var ErrNoSDQEMU = errors.New("no qemu-system-arm 10 or later (QEMU 7.2 cannot bo
 func FindSDQEMU(ctx context.Context) (*SDQEMU, error) {
 	var seen []string
 	if p, err := exec.LookPath("qemu-system-arm"); err == nil {
-		if v, major := qemuVersion(ctx, p, nil); major >= 10 {
+		v, major := qemuVersion(ctx, p, nil)
+		if major >= 10 {
 			return &SDQEMU{Binary: p, Version: v}, nil
-		} else {
-			seen = append(seen, fmt.Sprintf("%s is %s", p, v))
 		}
+		seen = append(seen, fmt.Sprintf("%s is %s", p, v))
 	}
 	q := &SDQEMU{
 		Binary:  filepath.Join(QEMU10Dir, "usr/bin/qemu-system-arm"),

@@ -249,6 +249,9 @@ func TestSDCardDataDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(card); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("an image holding a data disk: mode %v (%v), want 0600", fi.Mode(), err)
+	}
 	want, _ := os.ReadFile(disk)
 	img, _ := os.ReadFile(card)
 	if l.DataSize != 20<<20+512 || int64(len(img)) != l.DataStart+l.DataSize {
