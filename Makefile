@@ -18,11 +18,16 @@ TESTTIMEOUT ?= 25m
 #   contacts/calendar: vdirsyncer python3-caldav litmus
 #   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
 #   jitsu:             bind9-dnsutils
+#   SD card images:    u-boot-sunxi:armhf (U-Boot for the Cubieboards; the
+#                      armhf architecture is added), fdisk (sfdisk), dosfstools,
+#                      mtools, u-boot-tools (mkimage, dumpimage),
+#                      libubootenv-tool (fw_printenv), device-tree-compiler
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	swaks libnet-ssleay-perl python3 curl isync \
 	vdirsyncer python3-caldav litmus \
 	qemu-system-x86 qemu-system-arm e2fsprogs \
-	bind9-dnsutils
+	bind9-dnsutils \
+	u-boot-sunxi:armhf fdisk dosfstools mtools u-boot-tools libubootenv-tool device-tree-compiler
 
 .PHONY: all build run serve-store test test-short test-deps vet bench clean
 
@@ -67,15 +72,20 @@ serve-store: build
 	./bin/nymote store serve --data "$(DATA)" --listen $(LISTEN) --log-level info
 
 test-deps:
+	@if [ "$$(id -u)" = 0 ] && ! dpkg --print-foreign-architectures | grep -qx armhf; then \
+		echo "test-deps: adding the armhf architecture (for u-boot-sunxi:armhf)"; dpkg --add-architecture armhf; \
+	fi
 	@missing=""; for pkg in $(TEST_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "test-deps: installing$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root to install:$$missing" >&2; exit 1; fi; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q || echo "test-deps: apt-get update reported errors (an unrelated suite's index?); going on"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "test-deps: all present"; fi
+	@# QEMU 10 for the SD card boot test, unpacked beside the system's QEMU.
+	@if [ "$$(id -u)" = 0 ]; then sh scripts/install-qemu10.sh; else echo "test-deps: run as root to extract QEMU 10 (SD card boot test)"; fi
 
 vet:
 	$(GO) vet ./...

@@ -29,11 +29,11 @@ func TestParseCmdline(t *testing.T) {
 				t.Errorf("got dns %v", c.dns)
 			}
 		}, ""},
-		{"service options", "nymote.domain=example.org nymote.oncrash=poweroff nymote.ephemeral=1 nymote.modules=a,b", func(t *testing.T, c bootConfig) {
+		{"service options", "nymote.domain=example.org nymote.oncrash=poweroff nymote.ephemeral=1 nymote.modules=a,b nymote.seed=/dev/mmcblk0p1", func(t *testing.T, c bootConfig) {
 			if !reflect.DeepEqual(c.service, map[string]string{"domain": "example.org"}) {
 				t.Errorf("got service options %v", c.service)
 			}
-			if !c.poweroffOnCrash || !c.ephemeral || !reflect.DeepEqual(c.modules, []string{"a", "b"}) {
+			if !c.poweroffOnCrash || !c.ephemeral || !reflect.DeepEqual(c.modules, []string{"a", "b"}) || c.seed != "/dev/mmcblk0p1" {
 				t.Errorf("got %+v", c)
 			}
 		}, ""},

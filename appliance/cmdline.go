@@ -30,6 +30,10 @@ type bootConfig struct {
 	poweroffOnCrash bool
 	// debug logs at debug level (nymote.log=debug).
 	debug bool
+	// seed is the FAT boot partition holding the random seed file that
+	// U-Boot hands to the kernel (nymote.seed=DEVICE, set by an SD card's
+	// boot.scr); the runtime replaces the seed at each boot. "": none.
+	seed string
 	// modules are kernel modules to load (nymote.modules=a,b), in
 	// addition to the image's /etc/nymote/modules.
 	modules []string
@@ -72,6 +76,8 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			}
 		case "data":
 			c.data = v
+		case "seed":
+			c.seed = v
 		case "ephemeral":
 			c.ephemeral = v == "1" || v == "true" || v == ""
 		case "oncrash":

@@ -98,7 +98,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 
 	loadModules(cfg, say)
 	steps.done("modules")
-	waitEntropy(say)
+	seedEntropy(cfg.seed, say)
 	steps.done("entropy")
 	setClock(log)
 	steps.done("clock")

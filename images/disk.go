@@ -43,11 +43,26 @@ func ParseSize(s string) (int64, error) {
 // mounts the disk as its data directory). It needs mkfs.ext4 (e2fsprogs),
 // not root. The image file is sparse.
 func CreateDisk(ctx context.Context, dataDir, path string, size int64) (err error) {
-	if size < 16<<20 {
-		return fmt.Errorf("disk: size %d bytes: want at least 16 MiB", size)
-	}
 	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("disk: data directory %s: not a folder (%v)", dataDir, err)
+	}
+	return createDisk(ctx, dataDir, path, size)
+}
+
+// Fixed identity of the empty data disks of SD card images, which are
+// byte-reproducible: file system UUID, directory hash seed and time stamps
+// (1980-01-01, as on the FAT boot partition).
+const (
+	emptyDiskUUID     = "6e796d6f-7465-4461-7461-000000000001"
+	emptyDiskHashSeed = "6e796d6f-7465-4461-7461-000000000002"
+	emptyDiskTime     = "315532800"
+)
+
+// createDisk is CreateDisk; with dataDir "" it writes an empty file system
+// with a fixed identity, so that the same size gives the same bytes.
+func createDisk(ctx context.Context, dataDir, path string, size int64) (err error) {
+	if size < 16<<20 {
+		return fmt.Errorf("disk: size %d bytes: want at least 16 MiB", size)
 	}
 	mkfs, err := lookTool("mkfs.ext4")
 	if err != nil {
@@ -72,7 +87,14 @@ func CreateDisk(ctx context.Context, dataDir, path string, size int64) (err erro
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-L", "nymote-data", "-E", "root_owner=0:0", "-d", dataDir, path)
+	args := []string{"-q", "-F", "-L", "nymote-data", "-E", "root_owner=0:0", "-d", dataDir, path}
+	var env []string
+	if dataDir == "" {
+		args = []string{"-q", "-F", "-L", "nymote-data", "-U", emptyDiskUUID, "-E", "root_owner=0:0,hash_seed=" + emptyDiskHashSeed, path}
+		env = []string{"E2FSPROGS_FAKE_TIME=" + emptyDiskTime}
+	}
+	cmd := exec.CommandContext(ctx, mkfs, args...)
+	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("disk: mkfs.ext4: %v: %s", err, strings.TrimSpace(string(out)))
 	}

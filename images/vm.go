@@ -62,14 +62,20 @@ func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return nil, fmt.Errorf("images: %s not found: install QEMU (apt-get install qemu-system-x86 qemu-system-arm)", args[0])
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	return startVM(exec.Command(args[0], args[1:]...), r.QMP, tmp, console)
+}
+
+// startVM starts a QEMU command whose QMP socket is qmp, keeping its
+// console lines; tmp (if not "") is removed when QEMU exits.
+func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
+	args := cmd.Args
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stderr = cmd.Stdout
-	vm := &VM{cmd: cmd, qmp: r.QMP, changed: make(chan struct{}), start: time.Now()}
+	vm := &VM{cmd: cmd, qmp: qmp, changed: make(chan struct{}), start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("images: starting %s: %w", args[0], err)
 	}

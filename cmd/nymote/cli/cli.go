@@ -82,7 +82,7 @@ users, and syncs replicas over git.`,
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())}
 	})
 	root.AddCommand(newStoreCmd(g), newUserCmd(g))
-	root.AddCommand(newBuildCmd(g), newRunCmd(g), newDiskCmd(g))
+	root.AddCommand(newBuildCmd(g), newRunCmd(g), newDiskCmd(g), newFlashCmd(g))
 	root.AddCommand(newSummonCmd(g))
 	return root
 }
