@@ -136,6 +136,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 	svcConsole := announce(console, svc, ls)
 	steps.done("listeners")
 	say("%s ready at %s (%s)", svc.Name, uptime(), steps)
+	startDebugShell(ctx, say)
 
 	env := &Env{
 		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,

@@ -12,7 +12,11 @@ import (
 
 // binary is the compiled /init.
 type binary struct {
-	init       []byte
+	init []byte
+	// debug is the busybox of u-root commands of a debug image, linked
+	// from /bbin under debugNames (buildDebugShell); nil otherwise.
+	debug      []byte
+	debugNames []string
 	goVersion  string
 	appVersion string
 }

@@ -37,8 +37,9 @@ type Options struct {
 	// data disk (for demos and benchmarks); by default an appliance
 	// without a data disk refuses to serve.
 	Ephemeral bool
-	// Debug would add u-root's shell and core commands for inspection on
-	// the console. Not supported yet: Build fails when it is set.
+	// Debug adds u-root's shell (gosh) and core commands in /bbin, for
+	// inspection on the console: the appliance runs the shell there once
+	// it serves. Without it the image has no shell.
 	Debug bool
 	// Cmdline are extra kernel command line options, such as
 	// nymote.domain=example.org.
@@ -74,6 +75,13 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	bin, err := compile(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Debug {
+		fmt.Fprintf(opts.Progress, "build: compiling the debug shell (u-root's gosh and core commands) for %s/%s\n", p.board.GOARCH, orDash(p.board.GOARM))
+		if bin.debug, bin.debugNames, err = buildDebugShell(ctx, p); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(opts.Progress, "build: debug shell is %s (%d commands)\n", human(int64(len(bin.debug))), len(bin.debugNames))
 	}
 	fmt.Fprintf(opts.Progress, "build: /init is %s; writing the initramfs\n", human(int64(len(bin.init))))
 	ird, err := initramfs(ctx, p, k, bin)

@@ -195,7 +195,6 @@ func TestBadInput(t *testing.T) {
 		{"unknown app", Options{App: "fax", Board: "qemu-x86_64"}, `unknown app "fax" (known apps: calendar, contacts, hello, mail)`},
 		{"unknown board", Options{App: "hello", Board: "vax"}, `unknown board "vax"`},
 		{"no output", Options{App: "hello", Board: "qemu-x86_64"}, "no output folder"},
-		{"debug", Options{App: "hello", Board: "qemu-x86_64", Debug: true}, "not supported yet"},
 		{"bad cmdline", Options{App: "hello", Board: "qemu-x86_64", Cmdline: []string{"a b"}}, "white space"},
 		{"not the source", Options{App: "hello", Board: "qemu-x86_64", SourceDir: os.TempDir()}, "not the github.com/nymote/nymote module"},
 	}

@@ -52,6 +52,12 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 	dir("data", 0o700)
 	recs["dev/console"] = cpio.CharDev("dev/console", 0o600, 5, 1)
 	file("init", bin.init, 0o755)
+	if bin.debug != nil {
+		file("bbin/bb", bin.debug, 0o755)
+		for _, n := range bin.debugNames {
+			recs["bbin/"+n] = cpio.Symlink("bbin/"+n, "bb")
+		}
+	}
 	file("etc/nymote/image", []byte(fmt.Sprintf("app=%s\nboard=%s\nversion=%s\n", p.app.Name, p.board.Name, bin.appVersion)), 0o644)
 
 	if len(p.board.Modules) > 0 {

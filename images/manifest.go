@@ -33,6 +33,9 @@ type Manifest struct {
 	Ports []AppPort `json:"ports"`
 	// Ephemeral images serve from memory without a data disk.
 	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Debug images have u-root's shell and core commands (/bbin) and run
+	// the shell on the console.
+	Debug bool `json:"debug,omitempty"`
 	// Files are the artefacts, sorted by name.
 	Files []File `json:"files"`
 }
@@ -70,6 +73,7 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 		Cmdline:   joinCmdline(p.cmdline),
 		InitSize:  int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
 		InitramfsFiles: rd.files, Ports: p.app.Ports, Ephemeral: p.opts.Ephemeral,
+		Debug: p.opts.Debug,
 	}
 	sort.Strings(files)
 	for _, name := range files {

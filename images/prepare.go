@@ -29,9 +29,6 @@ type plan struct {
 
 // prepare validates everything a build needs before any work is done.
 func prepare(ctx context.Context, opts Options) (*plan, error) {
-	if opts.Debug {
-		return nil, errors.New("images: --debug (a u-root shell in the image) is not supported yet")
-	}
 	if opts.OutDir == "" {
 		return nil, errors.New("images: no output folder given")
 	}

@@ -21,6 +21,7 @@ import (
 type VM struct {
 	cmd   *exec.Cmd
 	qmp   string
+	in    io.WriteCloser // the console's input (QEMU's standard input)
 	start time.Time
 
 	mu      sync.Mutex
@@ -75,7 +76,11 @@ func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 		return nil, err
 	}
 	cmd.Stderr = cmd.Stdout
-	vm := &VM{cmd: cmd, qmp: qmp, changed: make(chan struct{}), start: time.Now()}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	vm := &VM{cmd: cmd, qmp: qmp, in: in, changed: make(chan struct{}), start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("images: starting %s: %w", args[0], err)
 	}
@@ -104,6 +109,12 @@ func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 		vm.mu.Unlock()
 	}()
 	return vm, nil
+}
+
+// Type sends s to the console's input, as if typed on the serial line.
+func (vm *VM) Type(s string) error {
+	_, err := io.WriteString(vm.in, s)
+	return err
 }
 
 // Lines returns the console lines so far.

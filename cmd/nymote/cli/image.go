@@ -29,7 +29,7 @@ func (f *imageFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.board, "board", "qemu-x86_64", "board to build for: "+strings.Join(boards.Names(), ", "))
 	cmd.Flags().StringVarP(&f.out, "output", "o", "", "output folder (default: the user cache, nymote/images/APP-BOARD)")
 	cmd.Flags().BoolVar(&f.ephemeral, "ephemeral", false, "serve from memory when there is no data disk (data is lost at power-off)")
-	cmd.Flags().BoolVar(&f.debug, "debug", false, "add u-root's shell and core commands on the console (not supported yet)")
+	cmd.Flags().BoolVar(&f.debug, "debug", false, "add u-root's shell (gosh) and core commands in /bbin; the shell runs on the console")
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "KEY=VALUE: a service option, passed as nymote.KEY=VALUE on the kernel command line (repeatable)")
 }
 
