@@ -58,6 +58,10 @@ type pair struct {
 	kernelLink string
 }
 
+// peerOffload leaves the kernel end's transmit offloads (checksum, TSO)
+// on; set only by tests that do not run in parallel.
+var peerOffload bool
+
 var (
 	kernel4   = netip.MustParseAddr("10.77.0.1")
 	netstack4 = netip.MustParseAddr("10.77.0.2")
@@ -67,13 +71,19 @@ var (
 
 // newVeth creates the two namespaces and the veth pair, configures the
 // kernel's end, and opens the netstack's end as an AF_PACKET link.
+//
+// The kernel's end sends without checksum offload (full checksums in every
+// frame), as a NIC's frames arrive from the wire, unless the test runs
+// with peerOffload set (see TestTSOPeer).
 func newVeth(t *testing.T) (link *netstack.Link, nsN, nsK, ifN, ifK string) {
 	t.Helper()
 	netstacktest.NeedRoot(t)
 	nsN, nsK = netstacktest.NewNS(t), netstacktest.NewNS(t)
 	ifN, ifK = netstacktest.Veth(t, nsN, nsK)
-	if err := netstacktest.DisableTXChecksumOffload(nsK, ifK); err != nil {
-		t.Fatal(err)
+	if !peerOffload {
+		if err := netstacktest.DisableTXChecksumOffload(nsK, ifK); err != nil {
+			t.Fatal(err)
+		}
 	}
 	netstacktest.Run(t, "ip", "-n", nsK, "link", "set", ifK, "up")
 	err := netstacktest.Do(nsN, func() error {

@@ -26,12 +26,15 @@ import (
 // was current on the calling OS thread when it was opened, so a test can
 // open one inside another namespace (see package netstacktest).
 type Link struct {
-	kind  LinkKind
-	name  string
-	fd    int
-	mac   net.HardwareAddr // the netstack's MAC address on this link
-	mtu   uint32
-	gso   bool    // frames carry a virtio-net header (PACKET_VNET_HDR)
+	kind LinkKind
+	name string
+	fd   int
+	mac  net.HardwareAddr // the netstack's MAC address on this link
+	mtu  uint32
+	gso  bool // frames carry a virtio-net header (PACKET_VNET_HDR)
+	// txfd is a second AF_PACKET socket on the interface that only sends
+	// (vnetrx.go); -1 if there is none.
+	txfd  int
 	notes []error // problems opening the link that did not stop it; New logs them
 	close sync.Once
 }
@@ -54,6 +57,9 @@ func (l *Link) Close() error {
 	var err error
 	l.close.Do(func() {
 		err = unix.Close(l.fd)
+		if l.txfd >= 0 {
+			unix.Close(l.txfd)
+		}
 	})
 	return err
 }
@@ -195,10 +201,18 @@ func OpenPacket(ifname string) (l *Link, err error) {
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
 		return nil, fmt.Errorf("netstack: open packet link %s: bind: %w", ifname, err)
 	}
+	txfd := -1
+	if gso {
+		// Opened here, in the interface's network namespace.
+		if txfd, err = openTXSocket(ifc.Index); err != nil {
+			return nil, fmt.Errorf("netstack: open packet link %s: %w", ifname, err)
+		}
+	}
 	return &Link{
 		kind:  KindPacket,
 		name:  ifname,
 		fd:    fd,
+		txfd:  txfd,
 		mac:   ifc.HardwareAddr,
 		mtu:   uint32(ifc.MTU),
 		gso:   gso,
@@ -249,6 +263,7 @@ func OpenTAP(name string) (l *Link, err error) {
 		kind: KindTAP,
 		name: name,
 		fd:   fd,
+		txfd: -1,
 		mac:  mac,
 		mtu:  uint32(ifc.MTU),
 	}, nil

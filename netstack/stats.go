@@ -17,6 +17,9 @@ type Stats struct {
 	// Malformed counts received packets dropped as malformed (a subset
 	// of Drops).
 	Malformed uint64
+	// RxGSO counts TCP segments received unsegmented (up to 64 KiB) from
+	// a peer on the same host with TSO (see vnetReceiver).
+	RxGSO uint64
 
 	TCPRetransmits   uint64 // TCP segments retransmitted
 	TCPActiveOpens   uint64 // connections dialed
@@ -33,7 +36,7 @@ func (s Stats) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Uint64("rx_packets", s.RxPackets), slog.Uint64("rx_bytes", s.RxBytes),
 		slog.Uint64("tx_packets", s.TxPackets), slog.Uint64("tx_bytes", s.TxBytes),
-		slog.Uint64("drops", s.Drops), slog.Uint64("malformed", s.Malformed),
+		slog.Uint64("drops", s.Drops), slog.Uint64("malformed", s.Malformed), slog.Uint64("rx_gso", s.RxGSO),
 		slog.Uint64("tcp_retransmits", s.TCPRetransmits),
 		slog.Uint64("tcp_active_opens", s.TCPActiveOpens), slog.Uint64("tcp_passive_opens", s.TCPPassiveOpens),
 		slog.Uint64("tcp_established", s.TCPEstablished), slog.Uint64("tcp_failed", s.TCPFailedConnect),
@@ -63,6 +66,11 @@ func (st *Stack) Stats() Stats {
 		s.IP.InvalidDestinationAddressesReceived.Value() + s.IP.InvalidSourceAddressesReceived.Value() +
 		s.UDP.UnknownPortErrors.Value() + s.UDP.ReceiveBufferErrors.Value() +
 		s.TCP.SegmentSendErrors.Value()
+	if st.vnet != nil {
+		out.RxGSO = st.vnet.rxGSO.Load()
+		out.Drops += st.vnet.droppedGSO.Load() + st.vnet.badCsum.Load()
+		out.Malformed += st.vnet.badCsum.Load()
+	}
 	out.TCPRetransmits = s.TCP.Retransmits.Value()
 	out.TCPActiveOpens = s.TCP.ActiveConnectionOpenings.Value()
 	out.TCPPassiveOpens = s.TCP.PassiveConnectionOpenings.Value()

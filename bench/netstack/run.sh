@@ -4,6 +4,9 @@
 #
 #   bench/netstack/run.sh [COUNT] [BENCHTIME]
 #
+# It runs twice: with the client's transmit offloads on (checksum, TSO:
+# a host's own stack) and off (complete frames, as from a wire).
+#
 # COUNT (default 3) rounds of each measurement, BENCHTIME (default 3s)
 # each. The kernel and netstack runs of a round follow each other, so
 # that a noisy neighbour on a shared machine hits both alike; the figures
@@ -16,7 +19,9 @@ bin=$(mktemp)
 trap 'rm -f "$bin"' EXIT
 go test -c -o "$bin" ./bench/netstack
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r), GOMAXPROCS=${GOMAXPROCS:-default}"
-"$bin" -test.run '^$' -test.bench TCP -test.benchtime "$benchtime" -test.count "$count" |
+for offload in on off; do
+echo "# client transmit offloads (checksum, TSO): $offload"
+NYMOTE_BENCH_OFFLOAD=$offload "$bin" -test.run '^$' -test.bench TCP -test.benchtime "$benchtime" -test.count "$count" |
 	tee /dev/stderr |
 	awk '
 	/^BenchmarkTCP\// {
@@ -43,3 +48,4 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r), GOMAXPROCS=${GO
 			printf "%-10s %9.0f %-7s %6.0f %-7s %6.2fx\n", w, kv, units[w], nv, units[w], nv / kv
 		}
 	}'
+done
