@@ -2,8 +2,8 @@ package kernel
 
 import (
 	"bytes"
-	"debug/elf"
 	"compress/gzip"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
