@@ -68,6 +68,9 @@ type QEMU struct {
 	// MinMemoryMiB is the smallest -m at which the board's appliances
 	// boot and serve with its pinned kernel (bench/README.md).
 	MinMemoryMiB int
+	// FixedMemoryMiB is the memory size the machine insists on (QEMU's
+	// cubieboard takes only 512 MiB or 1 GiB); 0 lets -m choose.
+	FixedMemoryMiB int
 }
 
 // Board is one machine an appliance can be built for.
@@ -189,7 +192,10 @@ var table = map[string]Board{
 		NIC:        "eth0",
 		Outputs:    []Output{OutputQEMU},
 		QEMU: &QEMU{
-			Binary: "qemu-system-arm", Machine: "virt", CPU: "cortex-a15",
+			// highmem=off: with LPAE in the CPU, QEMU puts the PCIe
+			// ECAM above 4 GiB, where the armmp kernel (no LPAE)
+			// cannot reach it.
+			Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15",
 			NIC: "virtio-net-pci", Disk: "virtio-blk-pci", RNG: "virtio-rng-pci",
 			MinMemoryMiB: 128,
 		},
@@ -214,7 +220,7 @@ var table = map[string]Board{
 			// gets a seed in the device tree instead.
 			Binary: "qemu-system-arm", Machine: "cubieboard",
 			DiskInterface: "sd", NoPowerButton: true,
-			MinMemoryMiB: 128,
+			MinMemoryMiB: 512, FixedMemoryMiB: 512,
 		},
 	},
 	// Not emulated by QEMU: built as an SD card image only.

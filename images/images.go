@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	// Debug would add u-root's shell and core commands for inspection on
 	// the console. Not supported yet: Build fails when it is set.
 	Debug bool
+	// Outputs are the board outputs to write (see boards.Board.Outputs);
+	// nil means all of the board's.
+	Outputs []boards.Output
 	// Cmdline are extra kernel command line options, such as
 	// nymote.domain=example.org.
 	Cmdline []string
@@ -80,7 +84,7 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Progress, "build: initramfs %s (%s %s); writing %s\n", human(int64(len(ird.compressed))), human(int64(len(ird.cpio))), "cpio", outputNames(p.board.Outputs))
+	fmt.Fprintf(opts.Progress, "build: initramfs %s (%s %s); writing %s\n", human(int64(len(ird.compressed))), human(int64(len(ird.cpio))), "cpio", outputNames(p.outputs))
 	files, err := writeOutputs(ctx, p, k, ird)
 	if err != nil {
 		return nil, err
