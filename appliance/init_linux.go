@@ -37,6 +37,21 @@ const (
 	reboot
 )
 
+// poweroffHelper is the name of the image's /sbin/poweroff, a link to
+// /init. The kernel runs it (as its poweroff_cmd) for an orderly power off
+// it is asked for from outside: Xen's xl shutdown, for one. Main, called
+// by that name, asks PID 1 to stop cleanly (SIGTERM) and exits.
+const poweroffHelper = "poweroff"
+
+// runPoweroffHelper is Main run as /sbin/poweroff.
+func runPoweroffHelper() {
+	if err := unix.Kill(1, unix.SIGTERM); err != nil {
+		fmt.Fprintf(os.Stderr, "poweroff: signalling init: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // runInit is Main as PID 1. It never returns.
 func runInit(svc Service) {
 	console := io.Writer(os.Stdout)

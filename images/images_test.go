@@ -130,9 +130,12 @@ func TestInitramfs(t *testing.T) {
 			t.Errorf("%s: mtime %d uid %d gid %d, want zeros", r.Name, r.MTime, r.UID, r.GID)
 		}
 	}
-	want := []string{"data", "dev", "dev/console", "etc", "etc/nymote", "etc/nymote/image", "init", "proc", "sys", "tmp"}
+	want := []string{"data", "dev", "dev/console", "etc", "etc/nymote", "etc/nymote/image", "init", "proc", "sbin", "sbin/poweroff", "sys", "tmp"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("initramfs holds %v, want %v", names, want)
+	}
+	if p := got["sbin/poweroff"]; p.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+		t.Errorf("sbin/poweroff: mode %o, want a symbolic link to /init", p.Mode)
 	}
 	if c := got["dev/console"]; c.Mode&cpio.S_IFMT != cpio.S_IFCHR || c.Rmajor != 5 || c.Rminor != 1 {
 		t.Errorf("dev/console: mode %o %d,%d, want a char device 5,1", c.Mode, c.Rmajor, c.Rminor)

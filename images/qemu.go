@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nymote/nymote/boards"
@@ -40,6 +41,19 @@ type QEMURun struct {
 	// that have one; "" means the image's. StartQEMU gives each boot a
 	// copy with a fresh /chosen/rng-seed.
 	DeviceTree string
+}
+
+// QEMUOutputs returns the outputs of board b that a QEMU boot needs (for
+// Options.Outputs): the qemu output, or the xen output for a board QEMU
+// boots through the PVH entry; nil when QEMU cannot boot the board.
+func QEMUOutputs(b boards.Board) []boards.Output {
+	switch {
+	case b.QEMU == nil:
+		return nil
+	case slices.Contains(b.Outputs, boards.OutputQEMU):
+		return []boards.Output{boards.OutputQEMU}
+	}
+	return []boards.Output{boards.OutputXen}
 }
 
 // QEMUCommand returns the QEMU command line (program first) that boots the

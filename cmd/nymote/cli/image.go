@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -121,12 +120,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
 			}
 			if len(opts.Outputs) == 0 {
-				// Only what QEMU boots: the qemu output, or the
-				// xen output (booted through the PVH entry).
-				opts.Outputs = []boards.Output{boards.OutputXen}
-				if slices.Contains(b.Outputs, boards.OutputQEMU) {
-					opts.Outputs = []boards.Output{boards.OutputQEMU}
-				}
+				opts.Outputs = images.QEMUOutputs(b) // only what QEMU boots
 			}
 			if disk == "" && !f.ephemeral {
 				return usageError{errors.New("--disk is required (create one with: nymote disk create --data DIR -o data.img), or build with --ephemeral")}
