@@ -152,6 +152,9 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 	if kvm {
 		accel = "KVM"
 	}
+	if bd, err := boards.Get(board); err == nil && bd.QEMU != nil && bd.QEMU.FixedMemoryMiB != 0 {
+		mem = bd.QEMU.FixedMemoryMiB // what QEMUCommand gives the machine
+	}
 	fmt.Fprintf(w, "### Boot timeline (%s, %s, -m %d, median of %d boots, %s)\n\n", board, accel, mem, runs, strings.Join(netArgs, " "))
 	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | kernel start → /init (guest clock) | /init → listening (guest clock) | of which entropy wait |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
@@ -271,7 +274,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		return b, fmt.Errorf("%w\n%s", err, tail(vm.Console(), 30))
 	}
 	for _, l := range vm.Lines() {
-		if strings.Contains(l.Text, "did not") || strings.Contains(l.Text, "took more than") {
+		if strings.HasPrefix(l.Text, "nymote: ") && (strings.Contains(l.Text, "did not") || strings.Contains(l.Text, "took more than")) {
 			fmt.Fprintf(os.Stderr, "bench: shutdown warning: %s\n", l.Text)
 		}
 	}
