@@ -42,6 +42,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +103,9 @@ var (
 // never returns then), else as a host process with os.Args' flags, until
 // SIGINT or SIGTERM. It exits the process.
 func Main(svc Service) {
+	if filepath.Base(os.Args[0]) == poweroffHelper {
+		runPoweroffHelper() // does not return
+	}
 	if os.Getpid() == 1 {
 		runInit(svc) // does not return
 	}

@@ -37,6 +37,21 @@ const (
 	reboot
 )
 
+// poweroffHelper is the name of the image's /sbin/poweroff, a link to
+// /init. The kernel runs it (as its poweroff_cmd) for an orderly power off
+// it is asked for from outside: Xen's xl shutdown, for one. Main, called
+// by that name, asks PID 1 to stop cleanly (SIGTERM) and exits.
+const poweroffHelper = "poweroff"
+
+// runPoweroffHelper is Main run as /sbin/poweroff.
+func runPoweroffHelper() {
+	if err := unix.Kill(1, unix.SIGTERM); err != nil {
+		fmt.Fprintf(os.Stderr, "poweroff: signalling init: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // runInit is Main as PID 1. It never returns.
 func runInit(svc Service) {
 	console := io.Writer(os.Stdout)
@@ -233,7 +248,10 @@ func loadModules(cfg bootConfig, say func(string, ...any)) {
 		mods = append(strings.Fields(string(b)), mods...)
 	}
 	for _, m := range mods {
-		if err := kmodule.Probe(m, ""); err != nil {
+		// ENODEV: the module's hardware is not there (an image for
+		// Xen carries xen-netfront and virtio-net, and boots under
+		// Xen or QEMU): not worth a line on the console.
+		if err := kmodule.Probe(m, ""); err != nil && !errors.Is(err, unix.ENODEV) {
 			say("loading kernel module %s: %v", m, err)
 		}
 	}
@@ -241,23 +259,30 @@ func loadModules(cfg bootConfig, say func(string, ...any)) {
 
 // waitEntropy waits until the kernel's random pool is initialised, so that
 // Go's crypto/rand (getrandom) does not block later at an awkward moment.
-// With virtio-rng and random.trust_cpu it is ready at once.
+// With virtio-rng, random.trust_cpu or a bootloader seed (rng-seed in the
+// device tree) it is ready at once. Otherwise a blocking getrandom makes
+// the kernel gather jitter entropy (Linux 5.18 and later), which a
+// non-blocking poll would not; the boot timeline shows the wait as its
+// "entropy" step.
 func waitEntropy(say func(string, ...any)) {
 	buf := make([]byte, 1)
-	deadline := time.Now().Add(30 * time.Second)
-	for said := false; ; said = true {
-		_, err := unix.Getrandom(buf, unix.GRND_NONBLOCK)
-		if err != unix.EAGAIN {
-			return
+	if _, err := unix.Getrandom(buf, unix.GRND_NONBLOCK); err != unix.EAGAIN {
+		return
+	}
+	say("waiting for the kernel's entropy pool (give the VM a virtio-rng device, or the board a seed)")
+	done := make(chan struct{})
+	go func() {
+		for {
+			if _, err := unix.Getrandom(buf, 0); err != unix.EINTR {
+				break
+			}
 		}
-		if !said {
-			say("waiting for the kernel's entropy pool (give the VM a virtio-rng device)")
-		}
-		if time.Now().After(deadline) {
-			say("entropy pool still not ready after 30s; going on")
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		say("entropy pool still not ready after 30s; going on")
 	}
 }
 
@@ -288,8 +313,7 @@ func setClock(log *slog.Logger) {
 // mountData mounts the data disk on /data (or a tmpfs for an ephemeral
 // appliance) and returns how to unmount it.
 func mountData(cfg bootConfig, say func(string, ...any)) (func(), error) {
-	dev := cfg.data
-	found := waitFor(dev, 3*time.Second)
+	dev, found := findDataDisk(cfg.data, 3*time.Second)
 	if !found && cfg.ephemeral {
 		say("no data disk at %s: serving from memory (ephemeral image); data is lost at power-off", dev)
 		if _, err := mount.Mount("tmpfs", dataMount, "tmpfs", "mode=0700", 0); err != nil {

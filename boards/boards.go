@@ -25,6 +25,13 @@ const (
 	// OutputFirecracker is an uncompressed vmlinux ELF, the initramfs and
 	// a Firecracker VM configuration (JSON).
 	OutputFirecracker Output = "firecracker"
+	// OutputSDCard is an SD card image for a board that boots with
+	// U-Boot: U-Boot with its SPL, a boot partition (kernel, device
+	// tree, initramfs, boot script) and the data partition.
+	OutputSDCard Output = "sdcard"
+	// OutputXen is an uncompressed vmlinux ELF with the PVH entry note,
+	// the initramfs and an xl configuration (type = "pvh").
+	OutputXen Output = "xen"
 )
 
 // QEMU says how QEMU emulates a virtual board (for nymote run and the boot
@@ -38,11 +45,32 @@ type QEMU struct {
 	// nymote run uses "host".
 	CPU string
 	// NIC, Disk and RNG are the -device models of the network card, the
-	// data disk's controller and the entropy source.
+	// data disk's controller and the entropy source. NIC "" means the
+	// machine's built-in network card (-nic); Disk "" means DiskInterface
+	// instead; RNG "" means the machine has none, and each boot gets a
+	// fresh seed in the device tree's /chosen/rng-seed (the board then
+	// has a DeviceTree).
 	NIC, Disk, RNG string
+	// DiskInterface is the -drive if= value of a data disk that is not a
+	// -device, such as "sd" for the SD card slot of an emulated board.
+	DiskInterface string
+	// Kernel is the artefact QEMU boots with -kernel; "" means the
+	// image's kernel (vmlinuz). "vmlinux" boots an x86 kernel through its
+	// PVH entry, as Xen does.
+	Kernel string
+	// Cmdline are kernel command line options added for QEMU boots, such
+	// as console=ttyS0 for a board whose own console is Xen's hvc0.
+	Cmdline []string
+	// NoPowerButton says that QMP system_powerdown reaches nothing the
+	// appliance sees (no ACPI, no gpio-keys): stopping the VM cuts its
+	// power.
+	NoPowerButton bool
 	// MinMemoryMiB is the smallest -m at which the board's appliances
 	// boot and serve with its pinned kernel (bench/README.md).
 	MinMemoryMiB int
+	// FixedMemoryMiB is the memory size the machine insists on (QEMU's
+	// cubieboard takes only 512 MiB or 1 GiB); 0 lets -m choose.
+	FixedMemoryMiB int
 }
 
 // Board is one machine an appliance can be built for.
@@ -56,6 +84,13 @@ type Board struct {
 	GOARCH, GOARM string
 	// Kernel names the kernel source in package kernel.
 	Kernel string
+	// DeviceTree is the device tree file (.dtb) of the board, from the
+	// kernel's package; "" when the firmware or QEMU provides one.
+	DeviceTree string
+	// UBoot is the U-Boot image with its SPL, as Debian's u-boot-sunxi
+	// package installs it, for an SD card output; "" for boards that do
+	// not boot with U-Boot.
+	UBoot string
 	// Console is the kernel console device, such as ttyS0.
 	Console string
 	// Cmdline is the kernel command line, before console= and the
@@ -65,7 +100,8 @@ type Board struct {
 	// dependencies); empty when the kernel has the drivers built in.
 	Modules []string
 	// DataDevice is the block device of the data disk inside the
-	// appliance, such as /dev/vda.
+	// appliance, such as /dev/vda. The runtime looks for the ext4 file
+	// system labelled nymote-data first, and falls back to DataDevice.
 	DataDevice string
 	// NIC is the network interface the netstack runs on, such as eth0.
 	NIC string
@@ -140,6 +176,91 @@ var table = map[string]Board{
 			MinMemoryMiB: 128,
 		},
 	},
+	// Debian's armmp kernel is built for ARMv7 with many boards' drivers
+	// as modules: each 32-bit ARM board lists those it needs, ext4 (a
+	// module here) and crc32c_generic, which ext4 asks the crypto API for
+	// (it would run modprobe, which an appliance does not have).
+	"qemu-armv7": {
+		Name:        "qemu-armv7",
+		Description: "32-bit ARMv7 virtual machine under QEMU (virt, cortex-a15, virtio-net, virtio-blk, virtio-rng; Debian's armmp kernel)",
+		GOARCH:      "arm", GOARM: "7",
+		Kernel:     "debian-armmp",
+		Console:    "ttyAMA0",
+		Cmdline:    []string{"panic=-1", "quiet"},
+		Modules:    []string{"virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "evdev", "crc32c_generic", "ext4"},
+		DataDevice: "/dev/vda",
+		NIC:        "eth0",
+		Outputs:    []Output{OutputQEMU},
+		QEMU: &QEMU{
+			// highmem=off: with LPAE in the CPU, QEMU puts the PCIe
+			// ECAM above 4 GiB, where the armmp kernel (no LPAE)
+			// cannot reach it.
+			Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15",
+			NIC: "virtio-net-pci", Disk: "virtio-blk-pci", RNG: "virtio-rng-pci",
+			MinMemoryMiB: 128,
+		},
+	},
+	// The A10's EMAC needs its modules in this order: the PHY library,
+	// the MDIO bus driver, then the MAC.
+	"cubieboard": {
+		Name:        "cubieboard",
+		Description: "Cubieboard (Allwinner A10, 32-bit ARMv7): SD card with U-Boot; under QEMU -M cubieboard by direct kernel boot",
+		GOARCH:      "arm", GOARM: "7",
+		Kernel:     "debian-armmp",
+		DeviceTree: "sun4i-a10-cubieboard.dtb",
+		UBoot:      "/usr/lib/u-boot/Cubieboard/u-boot-sunxi-with-spl.bin",
+		Console:    "ttyS0",
+		Cmdline:    []string{"panic=-1", "quiet"},
+		Modules:    []string{"libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "mdio-sun4i", "sun4i-emac", "sunxi-mmc", "crc32c_generic", "ext4"},
+		DataDevice: "/dev/mmcblk0p2",
+		NIC:        "eth0",
+		Outputs:    []Output{OutputQEMU, OutputSDCard},
+		QEMU: &QEMU{
+			// The machine's EMAC, SD card slot and no RNG: each boot
+			// gets a seed in the device tree instead.
+			Binary: "qemu-system-arm", Machine: "cubieboard",
+			DiskInterface: "sd", NoPowerButton: true,
+			MinMemoryMiB: 512, FixedMemoryMiB: 512,
+		},
+	},
+	// Not emulated by QEMU: built as an SD card image only.
+	"cubieboard2": {
+		Name:        "cubieboard2",
+		Description: "Cubieboard2 (Allwinner A20, 32-bit ARMv7, GMAC): SD card with U-Boot",
+		GOARCH:      "arm", GOARM: "7",
+		Kernel:     "debian-armmp",
+		DeviceTree: "sun7i-a20-cubieboard2.dtb",
+		UBoot:      "/usr/lib/u-boot/Cubieboard2/u-boot-sunxi-with-spl.bin",
+		Console:    "ttyS0",
+		Cmdline:    []string{"panic=-1", "quiet"},
+		Modules: []string{"libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "phylink", "pcs_xpcs", "stmmac", "stmmac-platform", "dwmac-sunxi",
+			"sunxi-mmc", "crc32c_generic", "ext4"},
+		DataDevice: "/dev/mmcblk0p2",
+		NIC:        "eth0",
+		Outputs:    []Output{OutputSDCard},
+	},
+	// Xen PVH guest with Debian's cloud kernel (XEN_PVH, front-end
+	// drivers as modules). The same kernel boots under QEMU through its
+	// PVH entry with virtio devices, for tests and nymote run, so the
+	// virtio and ACPI power button modules are in the image too.
+	"xen-pvh-x86_64": {
+		Name:        "xen-pvh-x86_64",
+		Description: "x86-64 Xen PVH guest (xl create; xen-netfront, xen-blkfront); boots under QEMU through the PVH entry",
+		GOARCH:      "amd64",
+		Kernel:      "debian-cloud-amd64",
+		Console:     "hvc0",
+		Cmdline:     []string{"panic=-1", "quiet", "random.trust_cpu=on"},
+		Modules:     []string{"xen-netfront", "xen-blkfront", "virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "button", "evdev"},
+		DataDevice:  "/dev/xvda",
+		NIC:         "eth0",
+		Outputs:     []Output{OutputXen},
+		QEMU: &QEMU{
+			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
+			NIC: "virtio-net-pci", Disk: "virtio-blk-pci", RNG: "virtio-rng-pci",
+			Kernel: "vmlinux", Cmdline: []string{"console=ttyS0"},
+			MinMemoryMiB: 128,
+		},
+	},
 }
 
 // Names returns the names of all boards, sorted.
@@ -166,6 +287,7 @@ func Get(name string) (Board, error) {
 	b.Outputs = slices.Clone(b.Outputs)
 	if b.QEMU != nil {
 		q := *b.QEMU
+		q.Cmdline = slices.Clone(q.Cmdline)
 		b.QEMU = &q
 	}
 	return b, nil

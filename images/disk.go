@@ -1,6 +1,8 @@
 package images
 
 import (
+	"github.com/nymote/nymote/store"
+
 	"bytes"
 	"context"
 	"errors"
@@ -104,7 +106,9 @@ func createDisk(ctx context.Context, dataDir, path string, size int64) (err erro
 // ExportDisk copies the files of data disk image path (the appliance's
 // data directory: store.git and the rest) into dir, which must not exist or
 // be empty, without root (debugfs). The disk must have been cleanly
-// unmounted (the appliance powered off, not killed).
+// unmounted (the appliance powered off), or its journal replayed (e2fsck)
+// after a power cut; the store's own commit log is then replayed in the
+// copy.
 func ExportDisk(ctx context.Context, path, dir string) error {
 	debugfs, err := lookTool("debugfs")
 	if err != nil {
@@ -165,6 +169,18 @@ func ExportDisk(ctx context.Context, path, dir string) error {
 		// banner ("debugfs 1.47.0 ...") is not an error.
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "debugfs ") {
 			return fmt.Errorf("disk: debugfs rdump: %s", l)
+		}
+	}
+	// After a power cut the store's commit log may hold commits whose
+	// files were not yet written back (store/wal.go): opening the store
+	// replays it, so that stock git sees every acknowledged commit.
+	if _, err := os.Stat(filepath.Join(dir, store.RepoDir)); err == nil {
+		s, err := store.OpenData(dir, store.Options{})
+		if err != nil {
+			return fmt.Errorf("disk: the exported store: %w", err)
+		}
+		if err := s.Close(); err != nil {
+			return fmt.Errorf("disk: the exported store: %w", err)
 		}
 	}
 	return nil

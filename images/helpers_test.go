@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/nymote/nymote/boards"
 )
 
 var (
@@ -52,13 +54,34 @@ func build(t *testing.T, app, board string, extra ...string) (string, *Manifest)
 		builds[key] = b
 	}
 	buildsMu.Unlock()
+	outs := implementedOutputs(t, board)
 	b.once.Do(func() {
-		b.m, b.err = Build(context.Background(), Options{App: app, Board: board, OutDir: b.dir, SourceDir: sourceRoot, Cmdline: extra})
+		b.m, b.err = Build(context.Background(), Options{App: app, Board: board, OutDir: b.dir, SourceDir: sourceRoot, Cmdline: extra, Outputs: outs})
 	})
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.dir, b.m
+}
+
+// implementedOutputs returns the outputs of board that images can write,
+// skipping the test when there are none.
+func implementedOutputs(t *testing.T, board string) []boards.Output {
+	t.Helper()
+	b, err := boards.Get(board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []boards.Output
+	for _, o := range b.Outputs {
+		if Implemented(o) {
+			outs = append(outs, o)
+		}
+	}
+	if len(outs) == 0 {
+		t.Skipf("images cannot write any of %s's outputs (%v) yet", board, b.Outputs)
+	}
+	return outs
 }
 
 // needTool skips the test when a program is missing.

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
 )
 
@@ -41,6 +42,15 @@ type Options struct {
 	// inspection on the console: the appliance runs the shell there once
 	// it serves. Without it the image has no shell.
 	Debug bool
+	// Outputs are the board outputs to write (see boards.Board.Outputs);
+	// nil means all of the board's.
+	Outputs []boards.Output
+	// SDData is a data disk image (nymote disk create) that the SD card
+	// output copies into the card's data partition; "" gives the card an
+	// empty data partition of SDDataSize bytes (0: 256 MiB), which the
+	// appliance fills on first boot.
+	SDData     string
+	SDDataSize int64
 	// Cmdline are extra kernel command line options, such as
 	// nymote.domain=example.org.
 	Cmdline []string
@@ -88,7 +98,7 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Progress, "build: initramfs %s (%s %s); writing %s\n", human(int64(len(ird.compressed))), human(int64(len(ird.cpio))), "cpio", outputNames(p.board.Outputs))
+	fmt.Fprintf(opts.Progress, "build: initramfs %s (%s %s); writing %s\n", human(int64(len(ird.compressed))), human(int64(len(ird.cpio))), "cpio", outputNames(p.outputs))
 	files, err := writeOutputs(ctx, p, k, ird)
 	if err != nil {
 		return nil, err

@@ -18,32 +18,40 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/kernel"
 )
 
 // TestReproducible builds the same image twice into different folders:
-// every artefact must be identical.
+// every artefact must be identical. The 32-bit ARM and Xen images are
+// those the boot tests build (mail), so only the second build is extra.
 func TestReproducible(t *testing.T) {
-	dir1, m1 := build(t, "hello", "qemu-x86_64")
-	dir2 := t.TempDir()
-	m2, err := Build(context.Background(), Options{App: "hello", Board: "qemu-x86_64", OutDir: dir2, SourceDir: sourceRoot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m1.Files) == 0 || len(m1.Files) != len(m2.Files) {
-		t.Fatalf("got %d and %d files", len(m1.Files), len(m2.Files))
-	}
-	for _, name := range append(fileNames(m1), ManifestFile) {
-		a, err := os.ReadFile(filepath.Join(dir1, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(filepath.Join(dir2, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs between two builds (%d and %d bytes)", name, len(a), len(b))
-		}
+	for _, tc := range []struct{ app, board string }{
+		{"hello", "qemu-x86_64"}, {"mail", "qemu-armv7"}, {"mail", "cubieboard"}, {"mail", "xen-pvh-x86_64"},
+	} {
+		t.Run(tc.board, func(t *testing.T) {
+			dir1, m1 := build(t, tc.app, tc.board)
+			dir2 := t.TempDir()
+			m2, err := Build(context.Background(), Options{App: tc.app, Board: tc.board, OutDir: dir2, SourceDir: sourceRoot, Outputs: implementedOutputs(t, tc.board)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m1.Files) == 0 || len(m1.Files) != len(m2.Files) {
+				t.Fatalf("got %d and %d files", len(m1.Files), len(m2.Files))
+			}
+			for _, name := range append(fileNames(m1), ManifestFile) {
+				a, err := os.ReadFile(filepath.Join(dir1, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(filepath.Join(dir2, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(a, b) {
+					t.Errorf("%s differs between two builds (%d and %d bytes)", name, len(a), len(b))
+				}
+			}
+		})
 	}
 }
 
@@ -122,9 +130,12 @@ func TestInitramfs(t *testing.T) {
 			t.Errorf("%s: mtime %d uid %d gid %d, want zeros", r.Name, r.MTime, r.UID, r.GID)
 		}
 	}
-	want := []string{"data", "dev", "dev/console", "etc", "etc/nymote", "etc/nymote/image", "init", "proc", "sys", "tmp"}
+	want := []string{"data", "dev", "dev/console", "etc", "etc/nymote", "etc/nymote/image", "init", "proc", "sbin", "sbin/poweroff", "sys", "tmp"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("initramfs holds %v, want %v", names, want)
+	}
+	if p := got["sbin/poweroff"]; p.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+		t.Errorf("sbin/poweroff: mode %o, want a symbolic link to /init", p.Mode)
 	}
 	if c := got["dev/console"]; c.Mode&cpio.S_IFMT != cpio.S_IFCHR || c.Rmajor != 5 || c.Rminor != 1 {
 		t.Errorf("dev/console: mode %o %d,%d, want a char device 5,1", c.Mode, c.Rmajor, c.Rminor)
@@ -153,7 +164,20 @@ func TestOutputs(t *testing.T) {
 						t.Fatal(err)
 					}
 					line := strings.Join(args, " ")
-					for _, want := range []string{b.QEMU.Binary, "-machine " + b.QEMU.Machine, "hostfwd=tcp:127.0.0.1:1007-:7", "console=" + b.Console, b.QEMU.RNG, "file=d.img"} {
+					wants := []string{b.QEMU.Binary, "-machine " + b.QEMU.Machine, "hostfwd=tcp:127.0.0.1:1007-:7", "console=" + b.Console, b.QEMU.RNG, "file=d.img"}
+					if b.DeviceTree != "" {
+						wants = append(wants, "-dtb "+filepath.Join(dir, b.DeviceTree))
+						if _, ok := m.File(b.DeviceTree); !ok {
+							t.Errorf("manifest has no %s", b.DeviceTree)
+						}
+					}
+					if b.QEMU.DiskInterface != "" {
+						wants = append(wants, "if="+b.QEMU.DiskInterface)
+					}
+					if b.QEMU.NIC == "" {
+						wants = append(wants, "-nic user,hostfwd=")
+					}
+					for _, want := range wants {
 						if !strings.Contains(line, want) {
 							t.Errorf("QEMU command %q lacks %q", line, want)
 						}
@@ -179,9 +203,50 @@ func TestOutputs(t *testing.T) {
 					if cfg.BootSource.KernelImagePath != VmlinuxFile || cfg.BootSource.InitrdPath != InitrdFile || !strings.Contains(cfg.BootSource.BootArgs, "reboot=k") {
 						t.Errorf("firecracker config: %+v", cfg.BootSource)
 					}
+				case boards.OutputXen:
+					checkXen(t, dir, m)
 				}
 			}
 		})
+	}
+}
+
+// checkXen checks the Xen output: a vmlinux with the PVH entry, and an xl
+// configuration that parses, says PVH, and names the image's files.
+func checkXen(t *testing.T, dir string, m *Manifest) {
+	t.Helper()
+	v, err := os.ReadFile(filepath.Join(dir, VmlinuxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kernel.PVHEntry(v); err != nil {
+		t.Error(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, XenConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseXLConfig(string(raw))
+	if err != nil {
+		t.Fatalf("%s: %v", XenConfigFile, err)
+	}
+	if cfg["type"].atom != "pvh" || cfg["extra"].atom != m.Cmdline || cfg["memory"].atom == "" {
+		t.Errorf("%s: type %q, extra %q, memory %q; want pvh, %q and a size", XenConfigFile, cfg["type"].atom, cfg["extra"].atom, cfg["memory"].atom, m.Cmdline)
+	}
+	for _, key := range []string{"kernel", "ramdisk"} {
+		name := cfg[key].atom
+		if _, ok := m.File(name); !ok {
+			t.Errorf("%s: %s = %q is not a file of the image", XenConfigFile, key, name)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: %s: %v", XenConfigFile, key, err)
+		}
+	}
+	if d := cfg["disk"].list; len(d) != 1 || !strings.Contains(d[0], "vdev=xvda") || !strings.HasSuffix(d[0], "target=data.img") {
+		t.Errorf("%s: disk = %q, want one xvda disk with target last", XenConfigFile, d)
+	}
+	if v := cfg["vif"].list; len(v) != 1 {
+		t.Errorf("%s: vif = %q, want one", XenConfigFile, v)
 	}
 }
 
@@ -196,6 +261,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown board", Options{App: "hello", Board: "vax"}, `unknown board "vax"`},
 		{"no output", Options{App: "hello", Board: "qemu-x86_64"}, "no output folder"},
 		{"bad cmdline", Options{App: "hello", Board: "qemu-x86_64", Cmdline: []string{"a b"}}, "white space"},
+		{"output the board lacks", Options{App: "hello", Board: "qemu-x86_64", Outputs: []boards.Output{boards.OutputXen}}, `board qemu-x86_64 has no "xen" output`},
+		{"output not written yet", Options{App: "hello", Board: "cubieboard2"}, `the "sdcard" output (the SD card image`},
 		{"not the source", Options{App: "hello", Board: "qemu-x86_64", SourceDir: os.TempDir()}, "not the github.com/nymote/nymote module"},
 	}
 	for _, tc := range tests {

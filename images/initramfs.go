@@ -25,8 +25,8 @@ type ramdisk struct {
 }
 
 // initramfs writes the image's initramfs: /init, /dev/console (so that
-// /init has a console before it mounts devtmpfs), the mount points the
-// runtime uses, and the board's kernel modules with a modules.dep. Every
+// /init has a console before it mounts devtmpfs), /sbin/poweroff (a link
+// to /init), the mount points the runtime uses, and the board's kernel modules with a modules.dep. Every
 // record has mtime 0, owner root and a fixed inode number, in sorted order,
 // so the archive depends only on its contents.
 func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ramdisk, error) {
@@ -58,6 +58,11 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 			recs["bbin/"+n] = cpio.Symlink("bbin/"+n, "bb")
 		}
 	}
+	// The kernel's poweroff_cmd: run for an orderly power off asked from
+	// outside (Xen's xl shutdown), it is /init, which then asks PID 1 to
+	// stop cleanly.
+	dir("sbin", 0o755)
+	recs["sbin/poweroff"] = cpio.Symlink("sbin/poweroff", "../init")
 	file("etc/nymote/image", []byte(fmt.Sprintf("app=%s\nboard=%s\nversion=%s\n", p.app.Name, p.board.Name, bin.appVersion)), 0o644)
 
 	if len(p.board.Modules) > 0 {

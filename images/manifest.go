@@ -40,12 +40,19 @@ type Manifest struct {
 	Files []File `json:"files"`
 }
 
-// KernelRef names the kernel of an image.
+// KernelRef names the kernel of an image: a Go module and its version, or
+// a Debian package, its version and the sha256 of its .deb.
 type KernelRef struct {
 	Source  string `json:"source"`
-	Module  string `json:"module"`
+	Module  string `json:"module,omitempty"`
+	Package string `json:"package,omitempty"`
 	Version string `json:"version"`
 	Release string `json:"release"`
+	// PackageSHA256 is the sha256 of the Debian package used.
+	PackageSHA256 string `json:"package_sha256,omitempty"`
+	// Unpinned is set when the pinned Debian package had left the
+	// archive and the series' current package was used instead.
+	Unpinned bool `json:"unpinned,omitempty"`
 }
 
 // File is one artefact.
@@ -69,9 +76,10 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 	m := &Manifest{
 		App: p.app.Name, AppVersion: bin.appVersion, Board: p.board.Name, GOARCH: p.board.GOARCH,
 		GoVersion: bin.goVersion,
-		Kernel:    KernelRef{Source: k.Name, Module: k.Module, Version: k.Version, Release: k.Release},
-		Cmdline:   joinCmdline(p.cmdline),
-		InitSize:  int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
+		Kernel: KernelRef{Source: k.Name, Module: k.Module, Package: k.Package, Version: k.Version, Release: k.Release,
+			PackageSHA256: k.PackageSHA256, Unpinned: !k.Pinned},
+		Cmdline:  joinCmdline(p.cmdline),
+		InitSize: int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
 		InitramfsFiles: rd.files, Ports: p.app.Ports, Ephemeral: p.opts.Ephemeral,
 		Debug: p.opts.Debug,
 	}

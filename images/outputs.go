@@ -3,8 +3,10 @@ package images
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
@@ -18,6 +20,7 @@ const (
 	CmdlineFile     = "cmdline.txt"
 	QEMUScript      = "run-qemu.sh"
 	FirecrackerFile = "firecracker.json"
+	XenConfigFile   = "xl.cfg"
 	ManifestFile    = "manifest.json"
 )
 
@@ -29,13 +32,29 @@ type output func(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([
 var outputs = map[boards.Output]output{
 	boards.OutputQEMU:        writeQEMU,
 	boards.OutputFirecracker: writeFirecracker,
+	boards.OutputXen:         writeXen,
+	boards.OutputSDCard:      writeSDCardOutput,
 }
 
-// writeOutputs runs the board's output writers.
+// ErrNotImplemented is wrapped by Build's error for a board output that
+// images cannot write yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// notYet are the board outputs images knows of but cannot write yet, with
+// what to do instead.
+var notYet = map[boards.Output]string{}
+
+// Implemented says whether images can write output o.
+func Implemented(o boards.Output) bool {
+	_, ok := outputs[o]
+	return ok
+}
+
+// writeOutputs runs the plan's output writers.
 func writeOutputs(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
 	seen := map[string]bool{}
 	var files []string
-	for _, o := range p.board.Outputs {
+	for _, o := range p.outputs {
 		fs, err := outputs[o](ctx, p, k, rd)
 		if err != nil {
 			return nil, fmt.Errorf("images: %s output: %w", o, err)
@@ -70,10 +89,42 @@ func writeQEMU(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]s
 	if err := writeCommon(p, rd); err != nil {
 		return nil, err
 	}
+	files := []string{KernelFile, InitrdFile, CmdlineFile, QEMUScript}
+	if dtb := p.board.DeviceTree; dtb != "" {
+		if err := copyDTB(p, k); err != nil {
+			return nil, err
+		}
+		files = append(files, dtb)
+	}
 	if err := writeFile(p.opts.OutDir, QEMUScript, []byte(qemuScript(p)), 0o755); err != nil {
 		return nil, err
 	}
-	return []string{KernelFile, InitrdFile, CmdlineFile, QEMUScript}, nil
+	return files, nil
+}
+
+// copyDTB copies the board's device tree from the kernel's package.
+func copyDTB(p *plan, k *kernel.Kernel) error {
+	b, err := os.ReadFile(k.DTBPath(p.board.DeviceTree))
+	if err != nil {
+		return fmt.Errorf("device tree of %s: %w", p.board.Name, err)
+	}
+	return writeFile(p.opts.OutDir, p.board.DeviceTree, b, 0o644)
+}
+
+// writeVmlinux writes the uncompressed vmlinux ELF of an x86 kernel.
+func writeVmlinux(p *plan, k *kernel.Kernel, output string) ([]byte, error) {
+	if k.ImageFormat != kernel.BzImage {
+		return nil, fmt.Errorf("kernel %s is a %s; the %s output needs an x86 bzImage", k.Name, k.ImageFormat, output)
+	}
+	bz, err := os.ReadFile(k.ImagePath())
+	if err != nil {
+		return nil, err
+	}
+	vmlinux, err := kernel.Vmlinux(bz)
+	if err != nil {
+		return nil, err
+	}
+	return vmlinux, writeFile(p.opts.OutDir, VmlinuxFile, vmlinux, 0o644)
 }
 
 // firecrackerConfig is Firecracker's --config-file format (the parts we
@@ -104,18 +155,7 @@ type firecrackerConfig struct {
 // the initramfs and a VM configuration that expects the data disk as
 // data.img and a TAP device called nymote0 beside it.
 func writeFirecracker(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
-	if k.ImageFormat != kernel.BzImage {
-		return nil, fmt.Errorf("kernel %s is a %s; Firecracker output needs an x86 bzImage", k.Name, k.ImageFormat)
-	}
-	bz, err := os.ReadFile(k.ImagePath())
-	if err != nil {
-		return nil, err
-	}
-	vmlinux, err := kernel.Vmlinux(bz)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFile(p.opts.OutDir, VmlinuxFile, vmlinux, 0o644); err != nil {
+	if _, err := writeVmlinux(p, k, "Firecracker"); err != nil {
 		return nil, err
 	}
 	if err := writeCommon(p, rd); err != nil {
@@ -156,4 +196,31 @@ func outputNames(os []boards.Output) string {
 		s += string(o)
 	}
 	return s + " output"
+}
+
+// writeSDCardOutput writes the SD card image (sdcard.go) of a board that
+// boots from one: U-Boot, the boot partition with the kernel, the device
+// tree and the initramfs, and the data partition.
+func writeSDCardOutput(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
+	tmp, err := os.MkdirTemp("", "nymote-sdcard-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	initrd := filepath.Join(tmp, InitrdFile)
+	if err := os.WriteFile(initrd, rd.compressed, 0o644); err != nil {
+		return nil, err
+	}
+	size := p.opts.SDDataSize
+	if size == 0 && p.opts.SDData == "" {
+		size = 256 << 20
+	}
+	_, err = WriteSDCard(ctx, filepath.Join(p.opts.OutDir, SDCardFile), SDCardInput{
+		UBoot: p.board.UBoot, Kernel: k.ImagePath(), DTB: k.DTBPath(p.board.DeviceTree), Initrd: initrd,
+		Cmdline: joinCmdline(p.cmdline), DataDisk: p.opts.SDData, DataSize: size,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []string{SDCardFile}, nil
 }

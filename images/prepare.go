@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nymote/nymote/boards"
@@ -15,6 +16,10 @@ import (
 
 // modulePath is the module images builds apps from.
 const modulePath = "github.com/nymote/nymote"
+
+// defaultDataDevice is the runtime's data disk when the command line names
+// none (nymote.data).
+const defaultDataDevice = "/dev/vda"
 
 // plan is the validated input of a build.
 type plan struct {
@@ -25,6 +30,8 @@ type plan struct {
 	sourceDir string
 	goCmd     string
 	cmdline   []string
+	// outputs are the board outputs to write.
+	outputs []boards.Output
 }
 
 // prepare validates everything a build needs before any work is done.
@@ -44,7 +51,17 @@ func prepare(ctx context.Context, opts Options) (*plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images: board %s: %w", board.Name, err)
 	}
-	for _, o := range board.Outputs {
+	outs := board.Outputs
+	if len(opts.Outputs) > 0 {
+		outs = opts.Outputs
+	}
+	for _, o := range outs {
+		if !slices.Contains(board.Outputs, o) {
+			return nil, fmt.Errorf("images: board %s has no %q output (it has: %s)", board.Name, o, outputNames(board.Outputs))
+		}
+		if what, ok := notYet[o]; ok {
+			return nil, fmt.Errorf("images: board %s: the %q output (%s) is %w", board.Name, o, what, ErrNotImplemented)
+		}
 		if _, ok := outputs[o]; !ok {
 			return nil, fmt.Errorf("images: board %s wants output %q, which images cannot write", board.Name, o)
 		}
@@ -78,10 +95,14 @@ func prepare(ctx context.Context, opts Options) (*plan, error) {
 	}
 	cmdline := append([]string{}, board.Cmdline...)
 	cmdline = append(cmdline, "console="+board.Console)
+	if board.DataDevice != defaultDataDevice {
+		// The runtime's fallback when no disk is labelled nymote-data.
+		cmdline = append(cmdline, "nymote.data="+board.DataDevice)
+	}
 	if opts.Ephemeral {
 		cmdline = append(cmdline, "nymote.ephemeral=1")
 	}
 	cmdline = append(cmdline, app.Cmdline...)
 	cmdline = append(cmdline, opts.Cmdline...)
-	return &plan{opts: opts, app: app, board: board, kernel: src, sourceDir: dir, goCmd: goCmd, cmdline: cmdline}, nil
+	return &plan{opts: opts, app: app, board: board, kernel: src, sourceDir: dir, goCmd: goCmd, cmdline: cmdline, outputs: outs}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nymote/nymote/boards"
@@ -36,6 +37,23 @@ type QEMURun struct {
 	QMP string
 	// ExtraCmdline are added to the image's kernel command line.
 	ExtraCmdline []string
+	// DeviceTree is the device tree QEMU hands the kernel, for boards
+	// that have one; "" means the image's. StartQEMU gives each boot a
+	// copy with a fresh /chosen/rng-seed.
+	DeviceTree string
+}
+
+// QEMUOutputs returns the outputs of board b that a QEMU boot needs (for
+// Options.Outputs): the qemu output, or the xen output for a board QEMU
+// boots through the PVH entry; nil when QEMU cannot boot the board.
+func QEMUOutputs(b boards.Board) []boards.Output {
+	switch {
+	case b.QEMU == nil:
+		return nil
+	case slices.Contains(b.Outputs, boards.OutputQEMU):
+		return []boards.Output{boards.OutputQEMU}
+	}
+	return []boards.Output{boards.OutputXen}
 }
 
 // QEMUCommand returns the QEMU command line (program first) that boots the
@@ -50,12 +68,19 @@ func QEMUCommand(m *Manifest, r QEMURun) ([]string, error) {
 	if q == nil {
 		return nil, fmt.Errorf("images: board %s does not boot under QEMU", b.Name)
 	}
-	if _, ok := m.File(KernelFile); !ok {
-		return nil, errors.New("images: the image has no kernel for QEMU (" + KernelFile + ")")
+	kernelFile := KernelFile
+	if q.Kernel != "" {
+		kernelFile = q.Kernel
+	}
+	if _, ok := m.File(kernelFile); !ok {
+		return nil, errors.New("images: the image has no kernel for QEMU (" + kernelFile + ")")
 	}
 	mem := r.MemoryMiB
 	if mem == 0 {
 		mem = 256
+	}
+	if q.FixedMemoryMiB != 0 {
+		mem = q.FixedMemoryMiB
 	}
 	cpus := r.CPUs
 	if cpus == 0 {
@@ -70,26 +95,42 @@ func QEMUCommand(m *Manifest, r QEMURun) ([]string, error) {
 			args = append(args, "-cpu", q.CPU)
 		}
 	}
-	cmdline := m.Cmdline
-	if len(r.ExtraCmdline) > 0 {
-		cmdline += " " + strings.Join(r.ExtraCmdline, " ")
-	}
+	cmdline := strings.Join(append(append([]string{m.Cmdline}, q.Cmdline...), r.ExtraCmdline...), " ")
 	args = append(args,
 		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
-		"-kernel", filepath.Join(r.Dir, KernelFile),
+		"-kernel", filepath.Join(r.Dir, kernelFile),
 		"-initrd", filepath.Join(r.Dir, InitrdFile),
 		"-append", cmdline,
-		"-device", q.RNG,
 	)
+	if b.DeviceTree != "" {
+		dtb := r.DeviceTree
+		if dtb == "" {
+			dtb = filepath.Join(r.Dir, b.DeviceTree)
+		}
+		args = append(args, "-dtb", dtb)
+	}
+	if q.RNG != "" {
+		args = append(args, "-device", q.RNG)
+	}
 	netdev := "user,id=net0"
 	for _, f := range r.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:%s-:%d", f.Host, f.Guest)
 	}
-	args = append(args, "-netdev", netdev, "-device", q.NIC+",netdev=net0")
+	if q.NIC != "" {
+		args = append(args, "-netdev", netdev, "-device", q.NIC+",netdev=net0")
+	} else {
+		// The machine's own network card.
+		args = append(args, "-nic", strings.Replace(netdev, ",id=net0", "", 1))
+	}
 	if r.Disk != "" {
-		args = append(args, "-drive", "file="+r.Disk+",if=none,format=raw,id=data,cache=writeback", "-device", q.Disk+",drive=data")
+		drive := "file=" + r.Disk + ",format=raw,id=data,cache=writeback"
+		if q.DiskInterface != "" {
+			args = append(args, "-drive", drive+",if="+q.DiskInterface)
+		} else {
+			args = append(args, "-drive", drive+",if=none", "-device", q.Disk+",drive=data")
+		}
 	}
 	if r.QMP != "" {
 		args = append(args, "-qmp", "unix:"+r.QMP+",server=on,wait=off")
@@ -99,7 +140,7 @@ func QEMUCommand(m *Manifest, r QEMURun) ([]string, error) {
 
 // qemuScript is a shell script that boots the image from its folder.
 func qemuScript(p *plan) string {
-	m := &Manifest{Board: p.board.Name, Cmdline: joinCmdline(p.cmdline), Files: []File{{Name: KernelFile}}}
+	m := &Manifest{Board: p.board.Name, Cmdline: joinCmdline(p.cmdline), Files: []File{{Name: KernelFile}, {Name: VmlinuxFile}}}
 	var fw []Forward
 	for _, port := range p.app.Ports {
 		fw = append(fw, Forward{Host: fmt.Sprintf("127.0.0.1:%d", port.Port+1000*boolInt(port.Port < 1024)), Guest: port.Port})
@@ -112,6 +153,11 @@ func qemuScript(p *plan) string {
 	fmt.Fprintf(&b, "#!/bin/sh\n# Boots the %s appliance for %s under QEMU (TCG), console on this terminal.\n", p.app.Name, p.board.Name)
 	fmt.Fprintf(&b, "# Usage: %s DATA.img [QEMU OPTIONS]   (make DATA.img with: nymote disk create)\n", QEMUScript)
 	b.WriteString("# nymote run does the same with KVM when it works, and powers off cleanly on Ctrl-C.\n")
+	if p.board.QEMU != nil && p.board.QEMU.RNG == "" {
+		b.WriteString("# The machine has no RNG: nymote run gives each boot a fresh seed in a copy of the\n")
+		b.WriteString("# device tree; this script does not, so the kernel gathers entropy itself at boot\n")
+		b.WriteString("# (the console's ready line shows how long /init waited for it).\n")
+	}
 	b.WriteString("set -e\nDIR=$(dirname \"$0\")\nDISK=${1:?usage: $0 DATA.img [QEMU OPTIONS]}\nshift\nexec")
 	for i, a := range args {
 		// One option and its value per line.

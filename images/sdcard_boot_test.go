@@ -3,7 +3,9 @@ package images
 import (
 	"bytes"
 	"context"
+	endian "encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,79 +16,43 @@ import (
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
-	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/store"
 )
 
-// armmpKernel fetches Debian's armmp kernel package (what
-// linux-image-armmp:armhf depends on) with apt-get download and unpacks it
-// into a cache folder, once; it returns the unpacked root and the kernel
-// release. It skips when the package cannot be downloaded.
-//
-// Until package kernel has a Debian armmp source, the SD boot test fetches
-// the kernel itself.
-func armmpKernel(t *testing.T) (root, release string) {
+// sdPartitions reads the start and size, in bytes, of the first two
+// primary partitions of an MBR disk image.
+func sdPartitions(t *testing.T, image string) (boot, data [2]int64) {
 	t.Helper()
-	out, err := exec.Command("apt-cache", "depends", "linux-image-armmp:armhf").Output()
+	f, err := os.Open(image)
 	if err != nil {
-		t.Skipf("apt-cache depends linux-image-armmp:armhf: %v (dpkg --add-architecture armhf; apt-get update)", err)
-	}
-	pkg := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		if d, ok := strings.CutPrefix(strings.TrimSpace(l), "Depends: "); ok && strings.HasPrefix(d, "linux-image-") {
-			pkg = d
-			break
-		}
-	}
-	release = strings.TrimSuffix(strings.TrimPrefix(pkg, "linux-image-"), ":armhf")
-	if pkg == "" || release == "" {
-		t.Fatalf("linux-image-armmp:armhf depends on no kernel package:\n%s", out)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	root = filepath.Join(cache, "nymote-test", "linux-image-"+release)
-	if _, err := os.Stat(filepath.Join(root, "boot", "vmlinuz-"+release)); err == nil {
-		return root, release
-	}
-	tmp := t.TempDir()
-	os.Chmod(tmp, 0o755) // apt-get downloads as _apt when it can
-	cmd := exec.Command("apt-get", "download", "-q", pkg)
-	cmd.Dir = tmp
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("apt-get download %s: %v\n%s", pkg, err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download %s: got %v", pkg, debs)
-	}
-	os.RemoveAll(root + ".new")
-	if err := os.MkdirAll(root+".new", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("dpkg-deb", "-x", debs[0], root+".new").CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
-	}
-	if err := os.Rename(root+".new", root); err != nil {
+	defer f.Close()
+	mbr := make([]byte, 512)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
 		t.Fatal(err)
 	}
-	return root, release
+	part := func(i int) [2]int64 {
+		e := mbr[446+16*i:]
+		return [2]int64{int64(endian.LittleEndian.Uint32(e[8:])) * 512, int64(endian.LittleEndian.Uint32(e[12:])) * 512}
+	}
+	return part(0), part(1)
 }
 
-// cubieboardModules are the A10's modules for the appliance: the SD card
-// (to refresh the random seed) and the EMAC, in the order the EMAC needs.
-var cubieboardModules = []string{"sunxi-mmc", "libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "mdio-sun4i", "sun4i-emac"}
-
-// TestSDCardBootCubieboard boots the hello appliance from an SD card image
-// under qemu-system-arm 10 on -M cubieboard: the A10's boot ROM loads
-// U-Boot's SPL from the card, U-Boot reads uboot.env and boot.scr from the
-// boot partition and hands the card's random seed to the kernel, which
-// boots the appliance; the appliance answers over a forwarded port and
-// replaces the seed on the card.
+// TestSDCardBootCubieboard boots the mail appliance from the SD card image
+// that nymote build writes for the cubieboard, under qemu-system-arm 10 on
+// -M cubieboard: the A10's boot ROM loads U-Boot's SPL from the card,
+// U-Boot reads uboot.env and boot.scr from the boot partition and hands the
+// card's random seed to the kernel, which boots the appliance from the
+// initramfs; the appliance mounts the card's data partition, answers a real
+// IMAP client over a forwarded port and replaces the seed on the card. The
+// power is then cut (the board has no power button); the data partition's
+// store passes git fsck after the journal is replayed.
 func TestSDCardBootCubieboard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("booting under QEMU in -short mode")
 	}
+	needMailAppliance(t)
 	ctx := context.Background()
 	q, err := FindSDQEMU(ctx)
 	if err != nil {
@@ -94,44 +60,28 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	}
 	needUBoot(t, ubootCubieboard)
 	needTool(t, "mkfs.ext4", "e2fsprogs")
-	root, release := armmpKernel(t)
+	needTool(t, "python3", "python3")
 	dir := t.TempDir()
 
-	// The initramfs, by the image pipeline's own phases, for a stand-in
-	// of the cubieboard board.
-	app, err := LookupApp("hello")
+	data := t.TempDir()
+	st, err := store.InitData(data, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	board := boards.Board{Name: "cubieboard-sd-test", GOARCH: "arm", GOARM: "7", Console: "ttyS0", Modules: cubieboardModules}
-	p := &plan{opts: Options{App: app.Name, Board: board.Name, OutDir: dir, Ephemeral: true}, app: app, board: board, sourceDir: sourceRoot, goCmd: "go"}
-	bin, err := compile(ctx, p)
-	if err != nil {
+	if err := st.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
 		t.Fatal(err)
 	}
-	k := &kernel.Kernel{Source: kernel.Source{Name: "debian-armmp", GOARCH: "arm", Release: release}, Dir: root}
-	rd, err := initramfs(ctx, p, k, bin)
-	if err != nil {
+	st.Close()
+	disk := filepath.Join(t.TempDir(), "data.img")
+	if err := CreateDisk(ctx, data, disk, 64<<20); err != nil {
 		t.Fatal(err)
 	}
-	initrd := filepath.Join(dir, InitrdFile)
-	if err := os.WriteFile(initrd, rd.compressed, 0o644); err != nil {
+	if _, err := Build(ctx, Options{App: "mail", Board: "cubieboard", OutDir: dir, SourceDir: sourceRoot,
+		Outputs: []boards.Output{boards.OutputSDCard}, SDData: disk}); err != nil {
 		t.Fatal(err)
 	}
-
 	image := filepath.Join(dir, SDCardFile)
-	l, err := WriteSDCard(ctx, image, SDCardInput{
-		UBoot:   ubootCubieboard,
-		Kernel:  filepath.Join(root, "boot", "vmlinuz-"+release),
-		DTB:     filepath.Join(root, "usr", "lib", "linux-image-"+release, "sun4i-a10-cubieboard.dtb"),
-		Initrd:  initrd,
-		Cmdline: "console=ttyS0,115200 panic=-1 quiet nymote.ephemeral=1 nymote.net=kernel nymote.oncrash=poweroff",
-		// The data partition is not used by an ephemeral appliance.
-		DataSize: 16 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bootPart, dataPart := sdPartitions(t, image)
 	// Flashed onto a file, as onto a card: with a seed.
 	card := filepath.Join(dir, "card.img")
 	seed := bytes.Repeat([]byte{0x17}, bootseed.SeedBytes)
@@ -143,7 +93,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	}
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	vm, err := StartSDCard(q, SDRun{Card: card, Forwards: []Forward{{Host: addr, Guest: 7}}}, nil)
+	vm, err := StartSDCard(q, SDRun{Card: card, Forwards: []Forward{{Host: addr, Guest: 993}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,11 +105,11 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	})
 	wctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
-	if _, err := vm.WaitLine(wctx, "nymote: hello hello listening on"); err != nil {
+	if _, err := vm.WaitLine(wctx, "nymote: mail imaps listening on"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := greet(t, addr), "hello from nymote (boot 1)"; got != want {
-		t.Errorf("got greeting %q, want %q", got, want)
+	if out, err := imapSession(addr, true, "from an SD card"); err != nil {
+		t.Fatalf("IMAP: %v\n%s", err, out)
 	}
 	if _, err := vm.WaitLine(wctx, "replaced for the next boot"); err != nil {
 		t.Error(err)
@@ -197,7 +147,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	at, _, err := fat.Locate(f, l.BootStart, bootseed.FileName)
+	at, _, err := fat.Locate(f, bootPart[0], bootseed.FileName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,5 +157,33 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	}
 	if got, err := bootseed.Parse(b); err != nil || got == nil || bytes.Equal(got, seed) {
 		t.Errorf("seed on the card after the boot: got %x, %v; want a fresh one", got, err)
+	}
+
+	// The data partition, as a disk of its own: the journal replayed (the
+	// power was cut), then the store checked by git.
+	part := filepath.Join(t.TempDir(), "data.img")
+	pf, err := os.Create(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(pf, io.NewSectionReader(f, dataPart[0], dataPart[1])); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	e2fsck, err := lookTool("e2fsck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(e2fsck, "-fy", part).CombinedOutput(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+			t.Fatalf("e2fsck after the power cut: %v\n%s", err, out)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if err := ExportDisk(ctx, part, out); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {
+		t.Errorf("git fsck on the card's store: %v\n%s", err, b)
 	}
 }

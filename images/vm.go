@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nymote/nymote/boards"
 )
 
 // VM is a running QEMU process booting an image.
@@ -46,15 +48,35 @@ var ErrExited = errors.New("QEMU exited")
 // process group, so a Ctrl-C on the terminal reaches the caller, which can
 // then PowerOff. A QMP socket is always set up (in a temporary folder when
 // r.QMP is empty).
-func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (*VM, error) {
-	var tmp string
-	if r.QMP == "" {
-		var err error
-		tmp, err = os.MkdirTemp("", "nymote-qmp-")
+//
+// A board without an RNG (cubieboard) gets, at each start, a copy of its
+// device tree with a fresh seed (SeedDeviceTree), unless r.DeviceTree is
+// set.
+func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (vm *VM, err error) {
+	b, err := boards.Get(m.Board)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "nymote-qemu-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
 		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if r.QMP == "" {
+		r.QMP = filepath.Join(tmp, "qmp.sock")
+	}
+	if b.DeviceTree != "" && r.DeviceTree == "" {
+		r.DeviceTree = filepath.Join(tmp, b.DeviceTree)
+		if err := SeedDeviceTree(filepath.Join(r.Dir, b.DeviceTree), r.DeviceTree); err != nil {
 			return nil, err
 		}
-		r.QMP = filepath.Join(tmp, "qmp.sock")
+	}
+	if err := checkSDCardSize(b, r.Disk); err != nil {
+		return nil, err
 	}
 	args, err := QEMUCommand(m, r)
 	if err != nil {
@@ -99,9 +121,7 @@ func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 			vm.mu.Unlock()
 		}
 		err := cmd.Wait()
-		if tmp != "" {
-			os.RemoveAll(tmp)
-		}
+		os.RemoveAll(tmp)
 		vm.mu.Lock()
 		vm.exited, vm.waitErr = true, err
 		close(vm.changed)
@@ -115,6 +135,22 @@ func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 func (vm *VM) Type(s string) error {
 	_, err := io.WriteString(vm.in, s)
 	return err
+}
+
+// checkSDCardSize refuses a data disk for an emulated SD card slot whose
+// size QEMU would refuse (it wants a power of two).
+func checkSDCardSize(b boards.Board, disk string) error {
+	if disk == "" || b.QEMU == nil || b.QEMU.DiskInterface != "sd" {
+		return nil
+	}
+	fi, err := os.Stat(disk)
+	if err != nil {
+		return fmt.Errorf("images: data disk: %w", err)
+	}
+	if n := fi.Size(); n <= 0 || n&(n-1) != 0 {
+		return fmt.Errorf("images: data disk %s: %d bytes; QEMU's %s SD card slot needs a power of two (nymote disk create --size 256M, 1G...)", disk, n, b.QEMU.Machine)
+	}
+	return nil
 }
 
 // Lines returns the console lines so far.

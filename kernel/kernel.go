@@ -1,7 +1,8 @@
 // Package kernel finds the Linux kernel of a board: it fetches a pinned
 // kernel source (a Go module such as github.com/gokrazy/kernel.amd64,
-// downloaded with the go command into the module cache), checks it against
-// the pinned sums, and picks the kernel modules an image needs with their
+// downloaded with the go command into the module cache, or a Debian
+// linux-image package fetched with apt-get download and unpacked into the
+// user cache, see debian.go), checks it against the pinned sums, and picks the kernel modules an image needs with their
 // dependencies (read from each module's modinfo). It also turns an x86
 // bzImage into the uncompressed vmlinux ELF that Firecracker boots, and reads
 // a kernel's built-in configuration (CONFIG_IKCONFIG).
@@ -38,19 +39,45 @@ const (
 	BzImage Format = "bzImage"
 	// ARM64Image is an uncompressed arm64 Image.
 	ARM64Image Format = "Image"
+	// ZImage is a 32-bit ARM zImage (self-decompressing).
+	ZImage Format = "zImage"
+)
+
+// Kind is where a kernel source comes from.
+type Kind string
+
+// Kernel source kinds.
+const (
+	// GoModule is a Go module holding a built kernel (gokrazy's), fetched
+	// with go mod download.
+	GoModule Kind = "gomodule"
+	// DebianPackage is a linux-image package of Debian's archive, fetched
+	// with apt-get download.
+	DebianPackage Kind = "debian"
 )
 
 // Source is a pinned kernel.
 type Source struct {
 	// Name is how boards refer to the source.
 	Name string
+	// Kind is where the kernel comes from; "" means GoModule.
+	Kind Kind
 	// GOARCH is the architecture the kernel runs on.
 	GOARCH string
 	// Module and Version are the Go module holding the kernel and its
-	// pinned version; Sum is the module's go.sum hash ("h1:...").
+	// pinned version; Sum is the module's go.sum hash ("h1:..."). For a
+	// Debian package, Version is the package's version and Module and
+	// Sum are empty.
 	Module, Version, Sum string
-	// Image is the kernel image's path in the module, ImageSHA256 its
-	// pinned sha256 (hex) and ImageFormat its format.
+	// Package, DebArch and PackageSHA256 are a Debian kernel's package
+	// name (linux-image-6.1.0-50-armmp), Debian architecture and the
+	// pinned sha256 of its .deb; Series is the metapackage that names the
+	// current package of the series (linux-image-armmp), for when the pin
+	// has left the archive.
+	Package, DebArch, PackageSHA256, Series string
+	// Image is the kernel image's path in the module or package,
+	// ImageSHA256 its pinned sha256 (hex; Debian packages are pinned by
+	// PackageSHA256 instead) and ImageFormat its format.
 	Image, ImageSHA256 string
 	ImageFormat        Format
 	// Release is the kernel release (uname -r), the name of its
@@ -73,6 +100,22 @@ var sources = map[string]Source{
 		Sum:   "h1:MYq3OcTlEz46i/DZxG3c6ePjE6Te/024cPW2VHTBVAs=",
 		Image: "vmlinuz", ImageSHA256: "b054a610dd89ee458fc77ba4bc50228b5036853c6fcbec46441a2d11bf3d9a9b",
 		ImageFormat: ARM64Image, Release: "7.1.3",
+	},
+	// Debian bookworm's kernels (6.1 LTS). When the archive moves on,
+	// Fetch takes the series' current package; see debian.go.
+	"debian-armmp": {
+		Name: "debian-armmp", Kind: DebianPackage, GOARCH: "arm",
+		Package: "linux-image-6.1.0-50-armmp", Version: "6.1.176-1", DebArch: "armhf",
+		PackageSHA256: "ddd1d8dd0c6beabb9eb96bcfab26549eb30c63331bae31de481ffae4af0e982a",
+		Series:        "linux-image-armmp",
+		Image:         "boot/vmlinuz-6.1.0-50-armmp", ImageFormat: ZImage, Release: "6.1.0-50-armmp",
+	},
+	"debian-cloud-amd64": {
+		Name: "debian-cloud-amd64", Kind: DebianPackage, GOARCH: "amd64",
+		Package: "linux-image-6.1.0-50-cloud-amd64", Version: "6.1.176-1", DebArch: "amd64",
+		PackageSHA256: "efe19f605b6f54a8352e68d85a629abb2d30b72a085faef603a9152590baa791",
+		Series:        "linux-image-cloud-amd64",
+		Image:         "boot/vmlinuz-6.1.0-50-cloud-amd64", ImageFormat: BzImage, Release: "6.1.0-50-cloud-amd64",
 	},
 }
 
@@ -97,11 +140,36 @@ func Lookup(name string) (Source, error) {
 	return s, nil
 }
 
-// Kernel is a fetched kernel on disk (in the Go module cache: read-only).
+// Kernel is a fetched kernel on disk (in the Go module cache, read-only,
+// or unpacked in the kernel cache).
 type Kernel struct {
+	// Source is the source as fetched: for a Debian package whose pin
+	// has left the archive, Package, Version, PackageSHA256, Release and
+	// Image are those of the package actually used.
 	Source
-	// Dir is the module's folder.
+	// Dir is the module's folder, or the unpacked package's.
 	Dir string
+	// Pinned is false when the pinned Debian package was gone and
+	// Fetch took the series' current one.
+	Pinned bool
+}
+
+// DTBPath is the device tree file called name that the kernel's package
+// ships (Debian: /usr/lib/linux-image-RELEASE/NAME).
+func (k *Kernel) DTBPath(name string) string {
+	if k.Kind == DebianPackage {
+		return filepath.Join(k.Dir, "usr", "lib", "linux-image-"+k.Release, name)
+	}
+	return filepath.Join(k.Dir, name)
+}
+
+// ConfigFile is the kernel's configuration file shipped beside it (Debian
+// packages: boot/config-RELEASE), or "" when it has none.
+func (k *Kernel) ConfigFile() string {
+	if k.Kind == DebianPackage {
+		return filepath.Join(k.Dir, "boot", "config-"+k.Release)
+	}
+	return ""
 }
 
 // ImagePath is the kernel image file.
@@ -111,20 +179,35 @@ func (k *Kernel) ImagePath() string { return filepath.Join(k.Dir, k.Image) }
 func (k *Kernel) ModulesDir() string { return filepath.Join(k.Dir, "lib", "modules", k.Release) }
 
 // FetchOptions configure Fetch. The zero value fetches with the go command
-// on $PATH and reports nothing.
+// or apt on $PATH, into the user's cache, and reports nothing.
 type FetchOptions struct {
+	// CacheDir is where Debian kernel packages are unpacked; "" means
+	// the user cache's nymote/kernels (beside nymote/images).
+	CacheDir string
+	// AptGet and AptCache are the apt programs; "" means those on $PATH.
+	AptGet, AptCache string
+	// Strict refuses a Debian kernel whose pinned version has left the
+	// archive, instead of taking the series' current package.
+	Strict bool
 	// GoCommand is the go program; "" means "go" on $PATH.
 	GoCommand string
 	// Progress receives progress lines while downloading; nil means none.
 	Progress io.Writer
-	// Env is added to the go command's environment (for tests: GOPROXY,
-	// GOMODCACHE).
+	// Env is added to the go command's (or apt's) environment (for tests:
+	// GOPROXY, GOMODCACHE).
 	Env []string
 }
 
 // Fetch downloads (or finds in the module cache) the kernel of src and
 // checks it against the pinned sums.
 func Fetch(ctx context.Context, src Source, opts FetchOptions) (*Kernel, error) {
+	if src.Kind == DebianPackage {
+		k, err := fetchDebian(ctx, src, opts)
+		if err == nil && opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "kernel: %s %s ready (%s %s)\n", src.Name, k.Release, k.Package, k.Version)
+		}
+		return k, err
+	}
 	goCmd := opts.GoCommand
 	if goCmd == "" {
 		goCmd = "go"
@@ -141,7 +224,7 @@ func Fetch(ctx context.Context, src Source, opts FetchOptions) (*Kernel, error) 
 
 	done := make(chan struct{})
 	if opts.Progress != nil {
-		go progress(done, opts.Progress, modver, downloadDir(cmd.Env, goCmd, src))
+		go progress(done, opts.Progress, modver, downloadDir(cmd.Env, goCmd, src), "*.zip*")
 	}
 	err := cmd.Run()
 	close(done)
@@ -164,7 +247,7 @@ func Fetch(ctx context.Context, src Source, opts FetchOptions) (*Kernel, error) 
 	if info.Sum != src.Sum {
 		return nil, fmt.Errorf("kernel: %s: %w: module sum %s, pinned %s", modver, ErrMismatch, info.Sum, src.Sum)
 	}
-	k := &Kernel{Source: src, Dir: info.Dir}
+	k := &Kernel{Source: src, Dir: info.Dir, Pinned: true}
 	sum, err := fileSHA256(k.ImagePath())
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", modver, err)
@@ -198,9 +281,9 @@ func downloadDir(env []string, goCmd string, src Source) string {
 	return filepath.Join(strings.TrimSpace(string(out)), "cache", "download", esc.String(), "@v")
 }
 
-// progress prints, every two seconds until done, how much of the module's
-// zip has arrived.
-func progress(done <-chan struct{}, w io.Writer, modver, dir string) {
+// progress prints, every two seconds until done, how much has arrived of
+// the newest file in dir matching pattern (the module's zip, the .deb).
+func progress(done <-chan struct{}, w io.Writer, what, dir, pattern string) {
 	start := time.Now()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -211,14 +294,14 @@ func progress(done <-chan struct{}, w io.Writer, modver, dir string) {
 		case <-t.C:
 			var size int64
 			if dir != "" {
-				ms, _ := filepath.Glob(filepath.Join(dir, "*.zip*"))
+				ms, _ := filepath.Glob(filepath.Join(dir, pattern))
 				for _, m := range ms {
 					if fi, err := os.Stat(m); err == nil && fi.ModTime().After(start.Add(-time.Second)) && fi.Size() > size {
 						size = fi.Size()
 					}
 				}
 			}
-			fmt.Fprintf(w, "kernel: downloading %s: %.1f MiB, %s\n", modver, float64(size)/(1<<20), time.Since(start).Round(time.Second))
+			fmt.Fprintf(w, "kernel: downloading %s: %.1f MiB, %s\n", what, float64(size)/(1<<20), time.Since(start).Round(time.Second))
 		}
 	}
 }

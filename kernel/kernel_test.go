@@ -1,14 +1,18 @@
 package kernel
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ulikunitz/xz"
 )
 
 func TestLookup(t *testing.T) {
@@ -205,5 +209,182 @@ func TestResolveModules(t *testing.T) {
 	dep := string(ModulesDep(mods))
 	if want := "kernel/net/virtio_net.ko: kernel/net/net_failover.ko\n"; !strings.Contains(dep, want) {
 		t.Errorf("modules.dep %q: want the line %q", dep, want)
+	}
+}
+
+// needApt skips unless apt knows the Debian kernel source src.
+func needApt(t *testing.T, src Source) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fetching kernels in -short mode")
+	}
+	if _, err := aptShow(context.Background(), FetchOptions{}, src.Series+":"+src.DebArch); err != nil {
+		t.Skipf("apt does not know %s (not a Debian machine, or armhf not added: make test-deps): %v", src.Series, err)
+	}
+}
+
+// TestDebianFetch fetches the pinned Debian kernels and checks, in their
+// configuration, what the boards rely on.
+func TestDebianFetch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want map[string]string
+	}{
+		{"debian-armmp", map[string]string{"CONFIG_RD_ZSTD": "y", "CONFIG_PACKET": "y", "CONFIG_RANDOM_TRUST_BOOTLOADER": "y",
+			"CONFIG_SERIAL_8250_DW": "y", "CONFIG_SERIAL_AMBA_PL011_CONSOLE": "y", "CONFIG_MMC_BLOCK": "y", "CONFIG_PCI_HOST_GENERIC": "y"}},
+		{"debian-cloud-amd64", map[string]string{"CONFIG_RD_ZSTD": "y", "CONFIG_PACKET": "y", "CONFIG_XEN_PVH": "y", "CONFIG_PVH": "y",
+			"CONFIG_HVC_XEN": "y", "CONFIG_EXT4_FS": "y", "CONFIG_XEN_NETDEV_FRONTEND": "m", "CONFIG_XEN_BLKDEV_FRONTEND": "m"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, _ := Lookup(tc.name)
+			needApt(t, src)
+			var progress bytes.Buffer
+			k, err := Fetch(context.Background(), src, FetchOptions{Progress: &progress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !k.Pinned || k.Package != src.Package || k.PackageSHA256 != src.PackageSHA256 {
+				t.Errorf("got %s %s pinned=%v, want the pin %s", k.Package, k.Version, k.Pinned, src.Package)
+			}
+			if !strings.Contains(progress.String(), "ready") {
+				t.Errorf("progress %q: want a ready line", progress.String())
+			}
+			b, err := os.ReadFile(k.ConfigFile())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for opt, v := range tc.want {
+				if !strings.Contains(string(b), "\n"+opt+"="+v+"\n") {
+					t.Errorf("%s: want %s=%s", k.ConfigFile(), opt, v)
+				}
+			}
+			if _, err := os.Stat(k.ModulesDir()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestDebianPinGone: when the pinned version has left the archive, Fetch
+// takes the series' current package (not pinned) or, when strict,
+// refuses; a wrong pinned sha256 is refused before any download.
+func TestDebianPinGone(t *testing.T) {
+	src, _ := Lookup("debian-armmp")
+	needApt(t, src)
+	ctx := context.Background()
+	gone := src
+	gone.Package, gone.Version = "linux-image-6.1.0-1-armmp", "6.1.0-1"
+	if _, err := Fetch(ctx, gone, FetchOptions{Strict: true}); err == nil || !strings.Contains(err.Error(), "no longer in the archive") {
+		t.Errorf("strict: got %v, want a refusal", err)
+	}
+	var progress bytes.Buffer
+	k, err := Fetch(ctx, gone, FetchOptions{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Pinned || k.Package == gone.Package || len(k.PackageSHA256) != 64 || !strings.HasPrefix(k.Release, "6.1.") {
+		t.Errorf("fallback: got %s %s %s pinned=%v", k.Package, k.Version, k.Release, k.Pinned)
+	}
+	if !strings.Contains(progress.String(), "no longer in the archive") {
+		t.Errorf("progress %q does not say the pin is gone", progress.String())
+	}
+	if _, err := os.Stat(k.ImagePath()); err != nil {
+		t.Error(err)
+	}
+	bad := src
+	bad.PackageSHA256 = strings.Repeat("0", 64)
+	if _, err := Fetch(ctx, bad, FetchOptions{CacheDir: t.TempDir()}); !errors.Is(err, ErrMismatch) {
+		t.Errorf("wrong sha256: got %v, want ErrMismatch", err)
+	}
+}
+
+func TestSeriesPackage(t *testing.T) {
+	src, _ := Lookup("debian-armmp")
+	for _, tc := range []struct{ depends, want, wantErr string }{
+		{"linux-image-6.1.0-51-armmp (= 6.1.180-1)", "linux-image-6.1.0-51-armmp:armhf=6.1.180-1", ""},
+		{"linux-image-6.12.9-armmp (= 6.12.9-1)", "", "another upstream series"},
+		{"kmod", "", "depends on no linux-image"},
+	} {
+		got, err := seriesPackage(debInfo{Depends: tc.depends}, src)
+		if got != tc.want || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%q: got %q, %v; want %q, %q", tc.depends, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// TestUnpackDeb unpacks a package made here: an ar archive with a
+// data.tar.xz holding a kernel, a compressed module and files to skip.
+func TestUnpackDeb(t *testing.T) {
+	var ko bytes.Buffer
+	xw, _ := xz.NewWriter(&ko)
+	xw.Write([]byte("module bytes"))
+	xw.Close()
+	var data bytes.Buffer
+	xw, _ = xz.NewWriter(&data)
+	tw := tar.NewWriter(xw)
+	for _, f := range []struct{ name, body string }{
+		{"./boot/vmlinuz-6.1.0-9-test", "kernel"},
+		{"./lib/modules/6.1.0-9-test/kernel/a.ko.xz", ko.String()},
+		{"./usr/share/doc/x", "skipped"},
+	} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	xw.Close()
+	var deb bytes.Buffer
+	deb.WriteString("!<arch>\n")
+	member := func(name string, b []byte) {
+		fmt.Fprintf(&deb, "%-16s%-12s%-6s%-6s%-8s%-10d`\n", name, "0", "0", "0", "100644", len(b))
+		deb.Write(b)
+		if len(b)%2 == 1 {
+			deb.WriteByte('\n')
+		}
+	}
+	member("debian-binary", []byte("2.0\n"))
+	member("control.tar.xz", []byte("x"))
+	member("data.tar.xz", data.Bytes())
+	path := filepath.Join(t.TempDir(), "k.deb")
+	os.WriteFile(path, deb.Bytes(), 0o644)
+	dir := t.TempDir()
+	if err := unpackDeb(path, dir); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"boot/vmlinuz-6.1.0-9-test": "kernel", "lib/modules/6.1.0-9-test/kernel/a.ko": "module bytes"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != want {
+			t.Errorf("%s: got %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "usr/share/doc/x")); err == nil {
+		t.Error("unpacked a file outside the kernel's parts")
+	}
+	os.WriteFile(path, []byte("not a deb"), 0o644)
+	if err := unpackDeb(path, t.TempDir()); err == nil {
+		t.Error("unpacked a file that is not a .deb")
+	}
+}
+
+// TestVmlinuxLZ4 extracts the vmlinux ELF from Debian's cloud kernel (an
+// LZ4-compressed bzImage) and finds its PVH entry note.
+func TestVmlinuxLZ4(t *testing.T) {
+	src, _ := Lookup("debian-cloud-amd64")
+	needApt(t, src)
+	k, err := Fetch(context.Background(), src, FetchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bz, err := os.ReadFile(k.ImagePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Vmlinux(bz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry, err := PVHEntry(v); err != nil || entry == 0 {
+		t.Errorf("PVH entry: %#x, %v", entry, err)
+	}
+	if _, err := PVHEntry(bz); err == nil {
+		t.Error("PVHEntry accepted a bzImage")
 	}
 }

@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
 )
 
 // Vmlinux returns the uncompressed vmlinux ELF inside an x86 bzImage (as
@@ -49,6 +52,17 @@ func Vmlinux(bz []byte) ([]byte, error) {
 			zr.Multistream(false)
 			out, err = io.ReadAll(zr)
 		}
+	case bytes.HasPrefix(payload, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		var xr *xz.Reader
+		xr, err = xz.NewReader(bytes.NewReader(payload))
+		if err == nil {
+			xr.SingleStream = true
+			out, err = io.ReadAll(xr)
+		}
+	case bytes.HasPrefix(payload, []byte{0x02, 0x21, 0x4c, 0x18}):
+		// The legacy LZ4 frame, followed by the uncompressed size
+		// (4 bytes), which the reader would take for a block.
+		out, err = io.ReadAll(lz4.NewReader(bytes.NewReader(payload[:len(payload)-4])))
 	default:
 		return nil, fmt.Errorf("kernel: vmlinux: payload compressed with an unsupported format (magic % x)", payload[:4])
 	}
@@ -87,4 +101,41 @@ func Config(uncompressed []byte) (map[string]string, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// PVHEntry returns the 32-bit PVH entry point of a vmlinux ELF: its
+// XEN_ELFNOTE_PHYS32_ENTRY note, which Xen (type = "pvh") and QEMU
+// (-kernel with an ELF) boot through. A kernel without CONFIG_PVH has none.
+func PVHEntry(vmlinux []byte) (uint32, error) {
+	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+	if err != nil {
+		return 0, fmt.Errorf("kernel: PVH entry: not an ELF file: %w", err)
+	}
+	defer f.Close()
+	const xenElfnotePhys32Entry = 18
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		b, err := io.ReadAll(p.Open())
+		if err != nil {
+			return 0, fmt.Errorf("kernel: PVH entry: %w", err)
+		}
+		for len(b) >= 12 {
+			namesz := f.ByteOrder.Uint32(b[0:])
+			descsz := f.ByteOrder.Uint32(b[4:])
+			typ := f.ByteOrder.Uint32(b[8:])
+			nameEnd := 12 + int(namesz+3)&^3
+			descEnd := nameEnd + int(descsz+3)&^3
+			if descEnd > len(b) || nameEnd > len(b) {
+				break
+			}
+			name := string(bytes.TrimRight(b[12:12+namesz], "\x00"))
+			if name == "Xen" && typ == xenElfnotePhys32Entry && descsz >= 4 {
+				return f.ByteOrder.Uint32(b[nameEnd:]), nil
+			}
+			b = b[descEnd:]
+		}
+	}
+	return 0, errors.New("kernel: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): the kernel lacks CONFIG_PVH")
 }

@@ -23,8 +23,9 @@
 // rewriting objects a power cut left missing or empty. Other writers (merge,
 // revert, branches, pull, push, GC) sync every object file before renaming it
 // into place and replace references atomically after syncing their
-// directories. Either way git fsck accepts the repository after a crash, and
-// it holds every commit that was returned.
+// directories. After a process crash git fsck accepts the repository, which
+// holds every commit that was returned; after a power cut, once the store
+// has been opened again (the log replayed).
 //
 // Concurrency: one writer at a time per repository (a mutex within the
 // process, an flock(2) on the repository across processes); any number of

@@ -3,9 +3,11 @@
 // (QEMU start, /init started, listener up, first greeting received over the
 // forwarded port), the size of every artefact, and the smallest memory at
 // which the appliance boots and serves. It prints Markdown for
-// bench/README.md.
+// bench/README.md, with the time /init waited for the kernel's entropy pool
+// shown apart, and the mail/hello ratio when both are measured.
 //
 //	go run ./bench/images -apps hello,mail -runs 3
+//	go run ./bench/images -board cubieboard -apps hello,mail -mem-search ""
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 )
 
@@ -58,7 +61,10 @@ type boot struct {
 	// /init took to its listeners (the guest's clock: the console lines
 	// reach the host in bursts under TCG, so their arrival says little).
 	kernel, init time.Duration
-	ready        string
+	// entropy is /init's wait for the kernel's entropy pool (guest
+	// clock, part of init).
+	entropy time.Duration
+	ready   string
 }
 
 func run(ctx context.Context, w io.Writer, apps []string, board string, runs int, kvm bool, mem int, memSearch string, netArgs []string, set string) error {
@@ -99,7 +105,11 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			}
 		} else {
 			fmt.Fprintf(os.Stderr, "bench: building %s for %s\n", app, board)
-			m, err = images.Build(ctx, images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra})
+			bd, err := boards.Get(board)
+			if err != nil {
+				return err
+			}
+			m, err = images.Build(ctx, images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra, Outputs: images.QEMUOutputs(bd)})
 			if err != nil {
 				return err
 			}
@@ -120,6 +130,9 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			fmt.Fprintf(os.Stderr, "bench: %s boot %d: greeting %s after QEMU start; %s\n", app, i+1, b.greeting, b.ready)
 			r.boots = append(r.boots, b)
 		}
+		if bd, err := boards.Get(board); err == nil && bd.QEMU != nil && bd.QEMU.FixedMemoryMiB != 0 {
+			memSearch = "" // the machine takes one size only
+		}
 		if memSearch != "" {
 			for _, s := range strings.Split(memSearch, ",") {
 				var mib int
@@ -139,16 +152,29 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 	if kvm {
 		accel = "KVM"
 	}
+	if bd, err := boards.Get(board); err == nil && bd.QEMU != nil && bd.QEMU.FixedMemoryMiB != 0 {
+		mem = bd.QEMU.FixedMemoryMiB // what QEMUCommand gives the machine
+	}
 	fmt.Fprintf(w, "### Boot timeline (%s, %s, -m %d, median of %d boots, %s)\n\n", board, accel, mem, runs, strings.Join(netArgs, " "))
-	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | kernel start → /init (guest clock) | /init → listening (guest clock) |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | kernel start → /init (guest clock) | /init → listening (guest clock) | of which entropy wait |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+	type medians struct{ greeting, init time.Duration }
+	meds := map[string]medians{}
 	for _, r := range results {
 		gr := median(r.boots, func(b boot) time.Duration { return b.greeting })
 		k := median(r.boots, func(b boot) time.Duration { return b.kernel })
 		in := median(r.boots, func(b boot) time.Duration { return b.init })
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r.app, ms(gr), ms(k), ms(in))
+		en := median(r.boots, func(b boot) time.Duration { return b.entropy })
+		meds[r.app] = medians{gr, in}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.app, ms(gr), ms(k), ms(in), msFrac(en))
 	}
 	fmt.Fprintln(w)
+	if h, ok := meds["hello"]; ok && h.greeting > 0 && h.init > 0 {
+		if m, ok := meds["mail"]; ok {
+			fmt.Fprintf(w, "mail/hello: QEMU start → greeting %.2f×, /init → listening %.2f×\n\n",
+				float64(m.greeting)/float64(h.greeting), float64(m.init)/float64(h.init))
+		}
+	}
 	for _, r := range results {
 		fmt.Fprintf(w, "%s, last boot: `%s`\n\n", r.app, r.boots[len(r.boots)-1].ready)
 	}
@@ -233,13 +259,22 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		d, _, _ := strings.Cut(rest, ":")
 		b.init, _ = time.ParseDuration(d)
 	}
+	if _, rest, ok := strings.Cut(rd.Text, " entropy "); ok {
+		d, _, _ := strings.Cut(rest, ",")
+		b.entropy, _ = time.ParseDuration(d)
+	}
+	if bd, err := boards.Get(m.Board); err == nil && bd.QEMU.NoPowerButton {
+		// Nothing to press (cubieboard): cut the power.
+		vm.Kill()
+		return b, nil
+	}
 	pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer pcancel()
 	if err := vm.PowerOff(pctx); err != nil {
 		return b, fmt.Errorf("%w\n%s", err, tail(vm.Console(), 30))
 	}
 	for _, l := range vm.Lines() {
-		if strings.Contains(l.Text, "did not") || strings.Contains(l.Text, "took more than") {
+		if strings.HasPrefix(l.Text, "nymote: ") && (strings.Contains(l.Text, "did not") || strings.Contains(l.Text, "took more than")) {
 			fmt.Fprintf(os.Stderr, "bench: shutdown warning: %s\n", l.Text)
 		}
 	}
@@ -264,5 +299,10 @@ func median(bs []boot, f func(boot) time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+// msFrac formats a short duration with a tenth of a millisecond.
+func msFrac(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
 
 func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

@@ -23,6 +23,8 @@ type imageFlags struct {
 	ephemeral bool
 	debug     bool
 	set       []string
+	formats   []string
+	sdData    string
 }
 
 func (f *imageFlags) register(cmd *cobra.Command) {
@@ -31,6 +33,8 @@ func (f *imageFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.ephemeral, "ephemeral", false, "serve from memory when there is no data disk (data is lost at power-off)")
 	cmd.Flags().BoolVar(&f.debug, "debug", false, "add u-root's shell (gosh) and core commands in /bbin; the shell runs on the console")
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "KEY=VALUE: a service option, passed as nymote.KEY=VALUE on the kernel command line (repeatable)")
+	cmd.Flags().StringVar(&f.sdData, "sd-data", "", "data disk image (nymote disk create) for the SD card's data partition (default: an empty 256 MiB one)")
+	cmd.Flags().StringSliceVar(&f.formats, "format", nil, "outputs to write, of the board's (qemu, firecracker, sdcard, xen; default: all of the board's)")
 }
 
 func (f *imageFlags) options(g *globals, app string) (images.Options, error) {
@@ -50,8 +54,12 @@ func (f *imageFlags) options(g *globals, app string) (images.Options, error) {
 		}
 		cmdline = append(cmdline, "nymote."+k+"="+v)
 	}
+	var outs []boards.Output
+	for _, o := range f.formats {
+		outs = append(outs, boards.Output(o))
+	}
 	return images.Options{App: app, Board: f.board, OutDir: out, Ephemeral: f.ephemeral, Debug: f.debug,
-		Cmdline: cmdline, Progress: g.stdio.Err}, nil
+		Cmdline: cmdline, Outputs: outs, SDData: f.sdData, Progress: g.stdio.Err}, nil
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -113,6 +121,9 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			if b.QEMU == nil {
 				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
 			}
+			if len(opts.Outputs) == 0 {
+				opts.Outputs = images.QEMUOutputs(b) // only what QEMU boots
+			}
 			if disk == "" && !f.ephemeral {
 				return usageError{errors.New("--disk is required (create one with: nymote disk create --data DIR -o data.img), or build with --ephemeral")}
 			}
@@ -167,6 +178,13 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			}
 			select {
 			case <-ctx.Done():
+				if b.QEMU.NoPowerButton {
+					// Acknowledged writes are synced and the journal
+					// keeps the file system consistent.
+					fmt.Fprintf(g.stdio.Err, "run: %s has no power button QEMU can press: cutting the power\n", b.Name)
+					vm.Kill()
+					return nil
+				}
 				fmt.Fprintln(g.stdio.Err, "run: pressing the power button; waiting for the appliance to stop cleanly")
 				pctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 				defer cancel()

@@ -1,0 +1,92 @@
+package appliance
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// dataLabel is the ext4 label of a data disk (nymote disk create writes
+// it).
+const dataLabel = "nymote-data"
+
+// findDataDisk returns the block device holding the ext4 file system
+// labelled nymote-data: a whole disk (virtio-blk, xen-blkfront, an SD card
+// under QEMU) or a partition (an SD card's data partition). It scans
+// /sys/class/block until one appears, or until fallback exists and no
+// device has the label, or until wait has passed; then it returns
+// fallback (the board's data device, nymote.data) and whether it exists.
+func findDataDisk(fallback string, wait time.Duration) (string, bool) {
+	deadline := time.Now().Add(wait)
+	for {
+		fallbackThere := exists(fallback)
+		if dev := labelledDisk(dataLabel); dev != "" {
+			return dev, true
+		}
+		if fallbackThere {
+			return fallback, true
+		}
+		if time.Now().After(deadline) {
+			return fallback, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// labelledDisk returns the first block device (by name) whose ext4
+// superblock has label, or "".
+func labelledDisk(label string) string {
+	names, _ := os.ReadDir("/sys/class/block")
+	var devs []string
+	for _, n := range names {
+		name := n.Name()
+		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") || strings.HasPrefix(name, "zram") {
+			continue
+		}
+		devs = append(devs, filepath.Join("/dev", name))
+	}
+	sort.Strings(devs)
+	for _, dev := range devs {
+		if ext4Label(dev) == label {
+			return dev
+		}
+	}
+	return ""
+}
+
+// ext4Label reads the volume label of the ext2/3/4 file system on dev, or
+// "" when it has none or is not one.
+func ext4Label(dev string) string {
+	f, err := os.Open(dev)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		return ""
+	}
+	return superblockLabel(sb)
+}
+
+// superblockLabel returns the label of an ext2/3/4 superblock: s_magic
+// 0xEF53 at offset 0x38, s_volume_name (16 bytes) at 0x78.
+func superblockLabel(sb []byte) string {
+	if len(sb) < 0x88 || binary.LittleEndian.Uint16(sb[0x38:]) != 0xef53 {
+		return ""
+	}
+	name := sb[0x78:0x88]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return string(name)
+}
