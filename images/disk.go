@@ -174,7 +174,7 @@ func ExportDisk(ctx context.Context, path, dir string) error {
 	// After a power cut the store's commit log may hold commits whose
 	// files were not yet written back (store/wal.go): opening the store
 	// replays it, so that stock git sees every acknowledged commit.
-	if _, err := os.Stat(filepath.Join(dir, store.RepoDir)); err == nil {
+	if fi, err := os.Stat(filepath.Join(dir, store.RepoDir, store.CommitLogName)); err == nil && fi.Size() > 0 {
 		s, err := store.OpenData(dir, store.Options{})
 		if err != nil {
 			return fmt.Errorf("disk: the exported store: %w", err)

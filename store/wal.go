@@ -36,6 +36,9 @@ import (
 // payload: branch length (uint16), branch, old commit (20 bytes), new commit
 // (20 bytes), object count (uint32), then per object its type (uint8),
 // length (uint32) and content.
+// CommitLogName is the commit log's file name in the repository.
+const CommitLogName = walName
+
 const (
 	walName       = "nymote-wal"
 	walMagic      = "nyw1"
