@@ -42,8 +42,9 @@ func main() {
 	n := flag.Int("n", 5000, "messages to append")
 	seed := flag.Uint64("seed", 1, "random seed for the messages")
 	keep := flag.Bool("keep", false, "keep the temporary folder")
+	only := flag.String("only", "", `run one server only ("nymote" or "dovecot"), to profile it; no ratios`)
 	flag.Parse()
-	if err := run(*n, *seed, *keep); err != nil {
+	if err := run(*n, *seed, *keep, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -56,7 +57,10 @@ type result struct {
 	ops   int
 }
 
-func run(n int, seed uint64, keep bool) error {
+func run(n int, seed uint64, keep bool, only string) error {
+	if only != "" && only != "nymote" && only != "dovecot" {
+		return fmt.Errorf("-only %q: want nymote or dovecot", only)
+	}
 	tmp, err := os.MkdirTemp("", "nymote-mail-bench-")
 	if err != nil {
 		return err
@@ -74,32 +78,41 @@ func run(n int, seed uint64, keep bool) error {
 	}
 	fmt.Fprintf(os.Stderr, "%d messages, %.1f MB\n", n, float64(total)/1e6)
 
-	dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
+	var dres, nres []result
+	if only != "nymote" {
+		dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
+		if err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
+		defer stopDovecot()
+		fmt.Fprintln(os.Stderr, "dovecot ...")
+		if dres, err = phases(dovecotAddr, msgs, seed, func() {}); err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
 	}
-	defer stopDovecot()
-	nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"))
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
+	if only != "dovecot" {
+		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"))
+		if err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
+		defer stopNymote()
+		fmt.Fprintf(os.Stderr, "nymote (pid %d) ...\n", nymotePID)
+		// The store repacks in the background while APPENDs pile up loose
+		// objects; the read phases measure reads, so they wait until it is
+		// done (the wait is reported, not timed).
+		nres, err = phases(nymoteAddr, msgs, seed, func() {
+			d := waitIdle(nymotePID)
+			fmt.Fprintf(os.Stderr, "nymote: %.1f s of background work after the APPENDs\n", d.Seconds())
+		})
+		if err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
 	}
-	defer stopNymote()
-
-	fmt.Fprintln(os.Stderr, "dovecot ...")
-	dres, err := phases(dovecotAddr, msgs, seed, func() {})
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
-	}
-	fmt.Fprintln(os.Stderr, "nymote ...")
-	// The store repacks in the background while APPENDs pile up loose
-	// objects; the read phases measure reads, so they wait until it is done
-	// (the wait is reported, not timed).
-	nres, err := phases(nymoteAddr, msgs, seed, func() {
-		d := waitIdle(nymotePID)
-		fmt.Fprintf(os.Stderr, "nymote: %.1f s of background work after the APPENDs\n", d.Seconds())
-	})
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
+	if only != "" {
+		for _, r := range append(dres, nres...) {
+			fmt.Printf("| %s | %s |\n", r.name, figure(r))
+		}
+		return nil
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("%d messages (%.1f MB), %s, %s, %d CPUs\n\n", n, float64(total)/1e6, time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU())
@@ -199,6 +212,7 @@ func phases(addr string, msgs [][]byte, seed uint64, settle func()) ([]result, e
 	var res []result
 	add := func(r result, err error) error {
 		if err == nil {
+			fmt.Fprintf(os.Stderr, "  %s: %s\n", r.name, figure(r))
 			res = append(res, r)
 		}
 		return err

@@ -379,6 +379,10 @@ type Message struct {
 	Size  int64
 	Cache *Cache
 
+	// blob is the hash of the raw message's blob (zero if unknown), so
+	// that reading it skips the trees on its path.
+	blob store.Hash
+
 	flags []imap.Flag // sorted; guarded by the mailbox's mu
 
 	hdrOnce sync.Once
@@ -416,7 +420,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
 	type pending struct {
-		meta store.Entry
+		meta, eml store.Entry
 	}
 	chunks := map[string][]store.Entry{}
 	byBox := map[string]map[string]*pending{}
@@ -455,8 +459,11 @@ func (s *Store) loadUser(name string) (*User, error) {
 			p = &pending{}
 			byBox[id][key] = p
 		}
-		if ext == ".meta" {
+		switch ext {
+		case ".meta":
 			p.meta = e
+		case ".eml":
+			p.eml = e
 		}
 	}
 	for id, msgs := range byBox {
@@ -477,7 +484,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: p.eml.Hash}
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 		}
@@ -681,10 +688,19 @@ type Reader struct {
 // NewReader returns a Reader.
 func (s *Store) NewReader() *Reader { return &Reader{s: s} }
 
-// ReadRaw returns a message's raw bytes, from the cache or the snapshot.
+// ReadRaw returns a message's raw bytes, from the cache, by its blob's hash,
+// or from the snapshot.
 func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 	s := r.s
 	if b := s.cache.get(msg.Key); b != nil {
+		return b, nil
+	}
+	if !msg.blob.IsZero() {
+		b, err := s.st.ReadBlob(msg.blob)
+		if err != nil {
+			return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
+		}
+		s.cache.put(msg.Key, b)
 		return b, nil
 	}
 	if r.sn == nil {

@@ -113,7 +113,7 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			return err
 		}
 		for _, m := range dups {
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, flags: mb.Flags(m)}
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: m.blob, flags: mb.Flags(m)}
 			i.UIDNext++
 			// The flags move to the new UID's chunk.
 			w.gone[m] = true

@@ -184,7 +184,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 		return 0, err
 	}
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
-	if err := w.tx.Put(base+".eml", raw); err != nil {
+	if msg.blob, err = w.tx.PutBlob(base+".eml", raw); err != nil {
 		return 0, err
 	}
 	if err := w.tx.Put(base+".meta", meta); err != nil {
@@ -451,7 +451,11 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		if err := json.Unmarshal(data, &m); err != nil {
 			return nil
 		}
-		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache})
+		e, err := sn.Stat(base + ".eml")
+		if err != nil && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: e.Hash})
 	}
 	return nil
 }
