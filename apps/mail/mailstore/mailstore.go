@@ -681,12 +681,35 @@ func (s *Store) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 // Take it after looking the messages up in the index: the index only holds
 // committed messages, so the snapshot has them all.
 type Reader struct {
-	s  *Store
+	s    *Store
+	scan bool
+
+	mu sync.Mutex // ReadAhead's workers share the Reader
 	sn *store.Snapshot
 }
 
 // NewReader returns a Reader.
 func (s *Store) NewReader() *Reader { return &Reader{s: s} }
+
+// NewScanReader returns a Reader for a command that reads many messages
+// once (FETCH of a whole mailbox, SEARCH BODY): what it reads goes into the
+// cache only where there is room, so that a scan of more than the cache
+// holds does not push out what is in it (with plain LRU, reading a mailbox
+// larger than the cache in order twice would find nothing the second time).
+func (s *Store) NewScanReader() *Reader { return &Reader{s: s, scan: true} }
+
+func (r *Reader) snapshot() (*store.Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sn == nil {
+		sn, err := r.s.st.Snapshot("")
+		if err != nil {
+			return nil, err
+		}
+		r.sn = sn
+	}
+	return r.sn, nil
+}
 
 // ReadRaw returns a message's raw bytes, from the cache, by its blob's hash,
 // or from the snapshot.
@@ -700,20 +723,17 @@ func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 		}
-		s.cache.put(msg.Key, b)
+		s.cache.put(msg.Key, b, !r.scan)
 		return b, nil
 	}
-	if r.sn == nil {
-		sn, err := s.st.Snapshot("")
-		if err != nil {
-			return nil, err
-		}
-		r.sn = sn
+	sn, err := r.snapshot()
+	if err != nil {
+		return nil, err
 	}
-	b, err := r.sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
+	b, err := sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 	}
-	s.cache.put(msg.Key, b)
+	s.cache.put(msg.Key, b, !r.scan)
 	return b, nil
 }

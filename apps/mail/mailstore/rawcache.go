@@ -39,7 +39,9 @@ func (c *rawCache) get(key string) []byte {
 	return nil
 }
 
-func (c *rawCache) put(key string, data []byte) {
+// put adds data under key; unless evict is set, only if it fits without
+// pushing anything out.
+func (c *rawCache) put(key string, data []byte, evict bool) {
 	if c.max <= 0 || int64(len(data)) > c.max/8 {
 		return
 	}
@@ -47,6 +49,9 @@ func (c *rawCache) put(key string, data []byte) {
 	defer c.mu.Unlock()
 	if e, ok := c.m[key]; ok {
 		c.ll.MoveToFront(e)
+		return
+	}
+	if !evict && c.size+int64(len(data)) > c.max {
 		return
 	}
 	c.m[key] = c.ll.PushFront(&rawEntry{key, data})

@@ -197,7 +197,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
 	// mailbox, and Expunge records it (the only way it could go back).
 	w.apply = append(w.apply, func() {
-		w.s.cache.put(msg.Key, raw)
+		w.s.cache.put(msg.Key, raw, true)
 		mb.addMessage(msg)
 	})
 	return msg.UID, nil

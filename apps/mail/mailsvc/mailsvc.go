@@ -180,7 +180,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		case "imap":
 			run(n.name, func() error { return imapSrv.Serve(ln) })
 		case "imaps":
-			run(n.name, func() error { return imapSrv.Serve(tls.NewListener(ln, tlsConfig)) })
+			run(n.name, func() error { return imapSrv.ServeTLS(ln, tlsConfig) })
 		case "smtp":
 			run(n.name, func() error { return inbound.Serve(ln) })
 		case "submission":
