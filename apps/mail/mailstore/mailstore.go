@@ -94,6 +94,11 @@ type Store struct {
 
 	cache *rawCache
 
+	// Background writes (see goBackground); Close waits for them.
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -129,11 +134,30 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops following the store.
+// Close finishes the background writes and stops following the store.
 func (s *Store) Close() error {
+	s.bgMu.Lock()
+	s.bgClosed = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	s.cancel()
 	<-s.done
 	return nil
+}
+
+// goBackground runs fn in a goroutine that Close waits for (not at all once
+// Close has begun).
+func (s *Store) goBackground(fn func()) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgClosed {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
 }
 
 // Backing returns the underlying store.
@@ -369,6 +393,10 @@ type MailboxInfo struct {
 	UIDNext     imap.UID           `json:"uidnext"`
 	SpecialUse  []imap.MailboxAttr `json:"special_use,omitempty"`
 	Subscribed  bool               `json:"subscribed"`
+	// RecentFrom is the first UID that no read-write session has had as
+	// \Recent yet, so that \Recent survives a restart. Zero (a mailbox
+	// written before it was kept) means UIDNext.
+	RecentFrom imap.UID `json:"recent_from,omitempty"`
 }
 
 // Message is one message of a mailbox, as the index holds it.
@@ -504,7 +532,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 			mb.info.UIDNext = mb.msgs[n-1].UID + 1
 		}
 		mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.msgs)))
-		mb.recentFrom = mb.info.UIDNext
+		mb.initRecent()
 	}
 	return u, nil
 }
@@ -613,8 +641,16 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 		mb.info.UIDNext = 1
 	}
 	mb.tracker = imapserver.NewMailboxTracker(0)
-	mb.recentFrom = mb.info.UIDNext
+	mb.initRecent()
 	return mb, nil
+}
+
+// initRecent sets where \Recent starts from what mailbox.json says.
+func (mb *Mailbox) initRecent() {
+	mb.recentFrom = mb.info.UIDNext
+	if r := mb.info.RecentFrom; r != 0 && r < mb.recentFrom {
+		mb.recentFrom = r
+	}
 }
 
 // Name is the mailbox's name.
@@ -630,6 +666,7 @@ func (mb *Mailbox) Info() MailboxInfo {
 	defer mb.mu.RUnlock()
 	i := mb.info
 	i.SpecialUse = append([]imap.MailboxAttr(nil), i.SpecialUse...)
+	i.RecentFrom = mb.recentFrom
 	return i
 }
 

@@ -251,3 +251,74 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("reloaded: %d messages, want %d", got, n-1)
 	}
 }
+
+// TestRecentAcrossRestart: \Recent survives a restart of the mailstore:
+// messages no read-write session has seen are \Recent to the first one
+// after it, and messages that one had are \Recent to nobody after it,
+// whether it took them at SELECT or as they arrived.
+func TestRecentAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	reopen := func() *Mailbox {
+		t.Helper()
+		ms.Close()
+		var err error
+		if ms, err = Open(st, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		u, err := ms.User(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, _ := u.Mailbox("INBOX")
+		return mb
+	}
+	add := func(mb *Mailbox, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if err := ms.Update(ctx, "alice", "append", func(w *Writer) error {
+				_, err := w.Append(mb, testMsg(i), nil, time.Time{})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// recent selects mb (or examines it), and closes the view unless
+	// keep is set.
+	recent := func(mb *Mailbox, readOnly, keep bool) uint32 {
+		v, si := mb.Open(readOnly)
+		if !keep {
+			v.Close()
+		}
+		return si.NumRecent
+	}
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	add(inbox, 2)
+	inbox = reopen()
+	if n := recent(inbox, true, false); n != 0 {
+		t.Errorf("EXAMINE after a restart: %d recent, want 0 (EXAMINE does not take them)", n)
+	}
+	if n := recent(inbox, false, false); n != 2 {
+		t.Errorf("first SELECT after a restart: %d recent, want 2", n)
+	}
+	inbox = reopen()
+	if n := recent(inbox, false, true); n != 0 {
+		t.Errorf("SELECT after the one that took them and a restart: %d recent, want 0", n)
+	}
+	add(inbox, 1) // arrives while selected: that session's \Recent
+	if got := inbox.Stats().Recent; got != 0 {
+		t.Errorf("after a live delivery: %d messages nobody took, want 0", got)
+	}
+	inbox = reopen()
+	if n := recent(inbox, false, false); n != 0 {
+		t.Errorf("after a live delivery and a restart: %d recent, want 0", n)
+	}
+	add(inbox, 3)
+	inbox = reopen()
+	if n := recent(inbox, false, false); n != 3 {
+		t.Errorf("after 3 deliveries and a restart: %d recent, want 3", n)
+	}
+	ms.Close()
+}

@@ -17,8 +17,9 @@ import (
 //   - Flags (chunks of them) merge per message and per flag: a flag in the
 //     base stays only if neither side removed it; a flag not in the base is
 //     kept if either side added it.
-//   - mailbox.json keeps the higher UIDNEXT and each side's own changes of
-//     name and subscription (theirs wins when both changed one).
+//   - mailbox.json keeps the higher UIDNEXT and \Recent mark, and each
+//     side's own changes of name and subscription (theirs wins when both
+//     changed one).
 //
 // Messages that the replicas added have distinct keys, so they never meet
 // here; two of them may share a UID, which the index fixes when it next
@@ -72,6 +73,9 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 	m := o
 	if t.UIDNext > m.UIDNext {
 		m.UIDNext = t.UIDNext
+	}
+	if t.RecentFrom > m.RecentFrom {
+		m.RecentFrom = t.RecentFrom
 	}
 	if t.Name != b.Name {
 		m.Name = t.Name

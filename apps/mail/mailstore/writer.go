@@ -102,7 +102,7 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 	}
 	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{},
 		tracker: imapserver.NewMailboxTracker(0)}
-	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true}
+	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
 	}
@@ -193,6 +193,14 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if len(flags) > 0 {
 		w.markChunk(mb, chunkOf(msg.UID))
 	}
+	if mb.hasReadWriteView() {
+		// A session will have it as \Recent (addMessage): record that in
+		// the same commit.
+		i.RecentFrom = msg.UID + 1
+		if err := w.putInfo(mb, i); err != nil {
+			return 0, err
+		}
+	}
 	w.added[mb] = append(w.added[mb], msg)
 	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
 	// mailbox, and Expunge records it (the only way it could go back).
@@ -201,6 +209,17 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 		mb.addMessage(msg)
 	})
 	return msg.UID, nil
+}
+
+func (mb *Mailbox) hasReadWriteView() bool {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	for _, v := range mb.views {
+		if !v.readOnly {
+			return true
+		}
+	}
+	return false
 }
 
 func (mb *Mailbox) addMessage(msg *Message) {
