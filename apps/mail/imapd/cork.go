@@ -4,10 +4,16 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 )
 
-// corkMax is how much a corked connection holds before it writes.
-const corkMax = 64 << 10
+const (
+	// corkMax is how much a corked connection holds before it writes.
+	corkMax = 64 << 10
+	// uncorkTimeout bounds the write of what was held back (imapserver's
+	// own bound on writing a response).
+	uncorkTimeout = 30 * time.Second
+)
 
 // corkConn holds back what is written to it while corked, so that the many
 // responses of one command go out in few large writes: imapserver flushes
@@ -58,12 +64,19 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork writes what was held back and stops holding writes.
+// uncork writes what was held back and stops holding writes. imapserver
+// sets a deadline around each response it writes; this write is outside
+// them, so it sets its own, as long as imapserver's.
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
-	err := c.flushLocked()
+	var err error
+	if len(c.buf) > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(uncorkTimeout))
+		err = c.flushLocked()
+		c.Conn.SetWriteDeadline(time.Time{})
+	}
 	if cap(c.buf) > corkMax {
 		c.buf = nil
 	}

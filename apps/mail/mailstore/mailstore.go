@@ -109,7 +109,8 @@ type Options struct {
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 	// RawCacheBytes bounds the in-memory cache of raw messages (recently
-	// read or written). Zero means 64 MiB; negative turns it off.
+	// read or written). Zero means DefaultRawCacheBytes(); negative turns
+	// it off.
 	RawCacheBytes int64
 }
 
@@ -125,7 +126,7 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	}
 	n := opts.RawCacheBytes
 	if n == 0 {
-		n = 64 << 20
+		n = DefaultRawCacheBytes()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},

@@ -5,6 +5,17 @@ import (
 	"sync"
 )
 
+// DefaultRawCacheBytes is the raw cache's size unless Options say: an
+// eighth of the machine's memory, at least 8 MiB and at most 256 MiB (32 MiB
+// on a 256 MiB appliance, 8 MiB on a 64 MiB one). It plays the part that the
+// kernel's page cache plays for a server that keeps messages in files
+// (Dovecot's maildir): a message read from the repository is inflated, and
+// its deltas resolved, again on every read.
+func DefaultRawCacheBytes() int64 {
+	const lo, hi = 8 << 20, 256 << 20
+	return min(max(physicalMemory()/8, lo), hi)
+}
+
 // rawCache keeps recently read or written raw messages, up to a byte
 // budget, so that clients that fetch what just arrived (or fetch a message
 // twice) do not inflate it from the repository again.
