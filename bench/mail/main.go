@@ -1,7 +1,7 @@
 // Command mail benchmarks Nymote's mail appliance against Dovecot with the
 // same IMAP client (go-imap v2), in one run, on loopback:
 //
-//	go run ./bench/mail [-n 5000] [-seed 1]
+//	go run ./bench/mail [-n 5000] [-seed 1] [-only nymote|dovecot] [-nymote-flags "--body-cache 64"]
 //
 // It starts Dovecot (Debian's dovecot-imapd) with a private configuration
 // (maildir, fsync as shipped, plaintext auth on loopback) in a temporary
@@ -43,8 +43,9 @@ func main() {
 	seed := flag.Uint64("seed", 1, "random seed for the messages")
 	keep := flag.Bool("keep", false, "keep the temporary folder")
 	only := flag.String("only", "", `run one server only ("nymote" or "dovecot"), to profile it; no ratios`)
+	nymoteFlags := flag.String("nymote-flags", "", `more flags for the mail appliance, space-separated (e.g. "--body-cache 64")`)
 	flag.Parse()
-	if err := run(*n, *seed, *keep, *only); err != nil {
+	if err := run(*n, *seed, *keep, *only, strings.Fields(*nymoteFlags)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -57,7 +58,7 @@ type result struct {
 	ops   int
 }
 
-func run(n int, seed uint64, keep bool, only string) error {
+func run(n int, seed uint64, keep bool, only string, nymoteFlags []string) error {
 	if only != "" && only != "nymote" && only != "dovecot" {
 		return fmt.Errorf("-only %q: want nymote or dovecot", only)
 	}
@@ -91,7 +92,7 @@ func run(n int, seed uint64, keep bool, only string) error {
 		}
 	}
 	if only != "dovecot" {
-		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"))
+		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags)
 		if err != nil {
 			return fmt.Errorf("nymote: %w", err)
 		}
@@ -428,7 +429,7 @@ service imap-login {
 
 // startNymote builds the mail appliance and runs it on a fresh data folder
 // with user "bench".
-func startNymote(dir string) (string, func(), int, error) {
+func startNymote(dir string, flags []string) (string, func(), int, error) {
 	bin := filepath.Join(dir, "mail")
 	if out, err := exec.Command("go", "build", "-o", bin, "./apps/mail").CombinedOutput(); err != nil {
 		return "", nil, 0, fmt.Errorf("go build: %v\n%s", err, out)
@@ -447,7 +448,8 @@ func startNymote(dir string) (string, func(), int, error) {
 		return "", nil, 0, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--data", data, "--domain", "example.org", "--imap", addr, "--insecure-auth")
+	args := append([]string{"--data", data, "--domain", "example.org", "--imap", addr, "--insecure-auth"}, flags...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
