@@ -104,7 +104,7 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	}
 	items = items[:k]
 	var ra *mailstore.ReadAhead
-	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+	if needsBody(options) {
 		rd := sess.s.opts.Mail.NewReader()
 		if len(items) > scanItems {
 			rd = sess.s.opts.Mail.NewScanReader()
@@ -124,6 +124,12 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 		return nil
 	})
+}
+
+// needsBody reports whether a FETCH asks for anything read from the raw
+// message.
+func needsBody(options *imap.FetchOptions) bool {
+	return len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 }
 
 // scanItems is the number of messages above which a FETCH of bodies reads
@@ -155,7 +161,7 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(m.Cache.Body.Structure())
 	}
-	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+	if needsBody(options) {
 		raw, err := ra.Next()
 		if err != nil {
 			rw.Close()

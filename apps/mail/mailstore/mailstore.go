@@ -6,7 +6,7 @@
 // rewrites one small item; KEY is a message's random key, so that replicas
 // that both add a message never write the same path):
 //
-//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use
+//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
 //	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
 //	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
