@@ -1,7 +1,7 @@
 // Command mail benchmarks Nymote's mail appliance against Dovecot with the
 // same IMAP client (go-imap v2), in one run, on loopback:
 //
-//	go run ./bench/mail [-n 5000] [-seed 1]
+//	go run ./bench/mail [-n 5000] [-seed 1] [-only nymote|dovecot] [-nymote-flags "--body-cache 64"]
 //
 // It starts Dovecot (Debian's dovecot-imapd) with a private configuration
 // (maildir, fsync as shipped, plaintext auth on loopback) in a temporary
@@ -42,8 +42,10 @@ func main() {
 	n := flag.Int("n", 5000, "messages to append")
 	seed := flag.Uint64("seed", 1, "random seed for the messages")
 	keep := flag.Bool("keep", false, "keep the temporary folder")
+	only := flag.String("only", "", `run one server only ("nymote" or "dovecot"), to profile it; no ratios`)
+	nymoteFlags := flag.String("nymote-flags", "", `more flags for the mail appliance, space-separated (e.g. "--body-cache 64")`)
 	flag.Parse()
-	if err := run(*n, *seed, *keep); err != nil {
+	if err := run(*n, *seed, *keep, *only, strings.Fields(*nymoteFlags)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -56,7 +58,10 @@ type result struct {
 	ops   int
 }
 
-func run(n int, seed uint64, keep bool) error {
+func run(n int, seed uint64, keep bool, only string, nymoteFlags []string) error {
+	if only != "" && only != "nymote" && only != "dovecot" {
+		return fmt.Errorf("-only %q: want nymote or dovecot", only)
+	}
 	tmp, err := os.MkdirTemp("", "nymote-mail-bench-")
 	if err != nil {
 		return err
@@ -74,32 +79,41 @@ func run(n int, seed uint64, keep bool) error {
 	}
 	fmt.Fprintf(os.Stderr, "%d messages, %.1f MB\n", n, float64(total)/1e6)
 
-	dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
+	var dres, nres []result
+	if only != "nymote" {
+		dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
+		if err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
+		defer stopDovecot()
+		fmt.Fprintln(os.Stderr, "dovecot ...")
+		if dres, err = phases(dovecotAddr, msgs, seed, func() {}); err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
 	}
-	defer stopDovecot()
-	nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"))
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
+	if only != "dovecot" {
+		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags)
+		if err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
+		defer stopNymote()
+		fmt.Fprintf(os.Stderr, "nymote (pid %d) ...\n", nymotePID)
+		// The store repacks in the background while APPENDs pile up loose
+		// objects; the read phases measure reads, so they wait until it is
+		// done (the wait is reported, not timed).
+		nres, err = phases(nymoteAddr, msgs, seed, func() {
+			d := waitIdle(nymotePID)
+			fmt.Fprintf(os.Stderr, "nymote: %.1f s of background work after the APPENDs\n", d.Seconds())
+		})
+		if err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
 	}
-	defer stopNymote()
-
-	fmt.Fprintln(os.Stderr, "dovecot ...")
-	dres, err := phases(dovecotAddr, msgs, seed, func() {})
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
-	}
-	fmt.Fprintln(os.Stderr, "nymote ...")
-	// The store repacks in the background while APPENDs pile up loose
-	// objects; the read phases measure reads, so they wait until it is done
-	// (the wait is reported, not timed).
-	nres, err := phases(nymoteAddr, msgs, seed, func() {
-		d := waitIdle(nymotePID)
-		fmt.Fprintf(os.Stderr, "nymote: %.1f s of background work after the APPENDs\n", d.Seconds())
-	})
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
+	if only != "" {
+		for _, r := range append(dres, nres...) {
+			fmt.Printf("| %s | %s |\n", r.name, figure(r))
+		}
+		return nil
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("%d messages (%.1f MB), %s, %s, %d CPUs\n\n", n, float64(total)/1e6, time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU())
@@ -199,6 +213,7 @@ func phases(addr string, msgs [][]byte, seed uint64, settle func()) ([]result, e
 	var res []result
 	add := func(r result, err error) error {
 		if err == nil {
+			fmt.Fprintf(os.Stderr, "  %s: %s\n", r.name, figure(r))
 			res = append(res, r)
 		}
 		return err
@@ -414,7 +429,7 @@ service imap-login {
 
 // startNymote builds the mail appliance and runs it on a fresh data folder
 // with user "bench".
-func startNymote(dir string) (string, func(), int, error) {
+func startNymote(dir string, flags []string) (string, func(), int, error) {
 	bin := filepath.Join(dir, "mail")
 	if out, err := exec.Command("go", "build", "-o", bin, "./apps/mail").CombinedOutput(); err != nil {
 		return "", nil, 0, fmt.Errorf("go build: %v\n%s", err, out)
@@ -433,7 +448,8 @@ func startNymote(dir string) (string, func(), int, error) {
 		return "", nil, 0, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--data", data, "--domain", "example.org", "--imap", addr, "--insecure-auth")
+	args := append([]string{"--data", data, "--domain", "example.org", "--imap", addr, "--insecure-auth"}, flags...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

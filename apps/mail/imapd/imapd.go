@@ -2,8 +2,8 @@
 // go-imap's imapserver doing the protocol): one Session per connection, auth
 // against the store's users, IDLE pushed by the mailstore's trackers.
 //
-// A Server serves any net.Listener it is handed (Serve); it never opens
-// sockets itself. For implicit TLS (port 993) hand it a tls.Listener.
+// A Server serves any net.Listener it is handed (Serve, or ServeTLS for
+// implicit TLS on port 993); it never opens sockets itself.
 package imapd
 
 import (
@@ -84,7 +84,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: log, limiter: &limiter{m: map[string]*failures{}, max: opts.MaxFailures, window: opts.FailureWindow}}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &Session{s: s, conn: c}, nil, nil
+			return &Session{s: s, conn: c, cork: corkOf(c.NetConn())}, nil, nil
 		},
 		Caps:         Caps,
 		Logger:       slogPrintf{log},
@@ -95,7 +95,13 @@ func New(opts Options) *Server {
 }
 
 // Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(corkListener{ln}) }
+
+// ServeTLS accepts connections on ln with implicit TLS (port 993) until
+// Close.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.srv.Serve(tls.NewListener(corkListener{ln}, config))
+}
 
 // Close stops the server and closes its connections.
 func (s *Server) Close() error { return s.srv.Close() }
@@ -188,8 +194,23 @@ func UserName(login string, domains []string) string {
 type Session struct {
 	s    *Server
 	conn *imapserver.Conn
+	cork *corkConn // nil if the connection is not one of ours
 	user *mailstore.User
 	view *mailstore.View
+}
+
+// corked runs fn with the connection's writes held back (see corkConn), for
+// commands that write many responses.
+func (sess *Session) corked(fn func() error) error {
+	if sess.cork == nil {
+		return fn()
+	}
+	sess.cork.cork()
+	err := fn()
+	if uerr := sess.cork.uncork(); err == nil {
+		err = uerr
+	}
+	return err
 }
 
 var (

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +20,15 @@ import (
 )
 
 type harness struct {
-	addr string
-	ms   *mailstore.Store
-	st   *store.Store
+	addr   string
+	ms     *mailstore.Store
+	st     *store.Store
+	writes *countingListener
 }
 
-func start(t *testing.T) *harness {
+// start serves a fresh store with users alice and bob; opts, if given,
+// configure the mailstore.
+func start(t testing.TB, opts ...mailstore.Options) *harness {
 	t.Helper()
 	st, err := store.InitData(t.TempDir(), store.Options{})
 	if err != nil {
@@ -35,7 +39,11 @@ func start(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 	}
-	ms, err := mailstore.Open(st, mailstore.Options{})
+	var o mailstore.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	ms, err := mailstore.Open(st, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +52,37 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	writes := &countingListener{Listener: ln}
+	go srv.Serve(writes)
 	t.Cleanup(func() { srv.Close(); ms.Close(); st.Close() })
-	return &harness{addr: ln.Addr().String(), ms: ms, st: st}
+	return &harness{addr: ln.Addr().String(), ms: ms, st: st, writes: writes}
 }
 
-func (h *harness) login(t *testing.T, user string, opts *imapclient.Options) *imapclient.Client {
+// countingListener counts the writes to the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, &l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(b)
+}
+
+func (h *harness) login(t testing.TB, user string, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
 	c, err := imapclient.DialInsecure(h.addr, opts)
 	if err != nil {
@@ -464,7 +497,7 @@ func TestRawProtocol(t *testing.T) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -554,5 +587,41 @@ func TestIMAP4rev2(t *testing.T) {
 	md, err := c.Move(imap.SeqSetNum(1), "Archive").Wait()
 	if err != nil || fmt.Sprint(md.DestUIDs) != "1" {
 		t.Errorf("MOVE under IMAP4rev2: got %+v, %v", md, err)
+	}
+}
+
+// TestFetchManyCorked: a FETCH of many messages answers every one, bodies
+// in order and intact, in far fewer writes than responses (corkConn), and
+// the tagged OK comes after them all.
+func TestFetchManyCorked(t *testing.T) {
+	h := start(t)
+	c := h.login(t, "alice", nil)
+	const n = 300
+	var want []string
+	for i := 0; i < n; i++ {
+		m := msg(i, fmt.Sprintf("message %d %s", i, strings.Repeat("x", i*37%2000)))
+		want = append(want, m)
+		appendMsg(t, c, "INBOX", m)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	all := imap.SeqSet{{Start: 1, Stop: 0}}
+	before := h.writes.n.Load()
+	ms, err := c.Fetch(all, &imap.FetchOptions{UID: true, Envelope: true}).Collect()
+	if err != nil || len(ms) != n {
+		t.Fatalf("FETCH ENVELOPE: %d messages, %v", len(ms), err)
+	}
+	if w := h.writes.n.Load() - before; w > n/10 {
+		t.Errorf("FETCH ENVELOPE of %d messages took %d writes, want at most %d", n, w, n/10)
+	}
+	ms, err = c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil || len(ms) != n {
+		t.Fatalf("FETCH BODY[]: %d messages, %v", len(ms), err)
+	}
+	for i, m := range ms {
+		if got := string(m.FindBodySection(&imap.FetchItemBodySection{})); got != want[i] {
+			t.Fatalf("message %d: got %d bytes, want %d", i+1, len(got), len(want[i]))
+		}
 	}
 }

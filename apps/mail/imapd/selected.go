@@ -95,19 +95,50 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 	}
 	mb := v.Mailbox()
-	rd := sess.s.opts.Mail.NewReader()
+	k := 0
 	for _, it := range items {
-		if it.Seq == 0 {
-			continue // not announced to this client yet
-		}
-		if err := sess.fetchOne(w, rd, mb, it, options); err != nil {
-			return err
+		if it.Seq != 0 { // else not announced to this client yet
+			items[k] = it
+			k++
 		}
 	}
-	return nil
+	items = items[:k]
+	var ra *mailstore.ReadAhead
+	if needsBody(options) {
+		rd := sess.s.opts.Mail.NewReader()
+		if len(items) > scanItems {
+			rd = sess.s.opts.Mail.NewScanReader()
+		}
+		msgs := make([]*mailstore.Message, len(items))
+		for i, it := range items {
+			msgs[i] = it.Msg
+		}
+		ra = rd.ReadAhead(mb, msgs)
+		defer ra.Close()
+	}
+	return sess.corked(func() error {
+		for _, it := range items {
+			if err := sess.fetchOne(w, ra, it, options); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-func (sess *Session) fetchOne(w *imapserver.FetchWriter, rd *mailstore.Reader, mb *mailstore.Mailbox, it mailstore.Item, options *imap.FetchOptions) error {
+// needsBody reports whether a FETCH asks for anything read from the raw
+// message.
+func needsBody(options *imap.FetchOptions) bool {
+	return len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+}
+
+// scanItems is the number of messages above which a FETCH of bodies reads
+// them as a scan (see mailstore.NewScanReader).
+const scanItems = 64
+
+// fetchOne writes one message's items; ra has its raw bytes next if a body
+// section is asked for.
+func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead, it mailstore.Item, options *imap.FetchOptions) error {
 	rw := w.CreateMessage(it.Seq)
 	m := it.Msg
 	rw.WriteUID(m.UID)
@@ -130,8 +161,8 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, rd *mailstore.Reader, m
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(m.Cache.Body.Structure())
 	}
-	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
-		raw, err := rd.ReadRaw(mb, m)
+	if needsBody(options) {
+		raw, err := ra.Next()
 		if err != nil {
 			rw.Close()
 			return err
@@ -220,18 +251,20 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	if flags.Silent {
 		return nil
 	}
-	for _, it := range items {
-		if it.Seq == 0 {
-			continue
+	return sess.corked(func() error {
+		for _, it := range items {
+			if it.Seq == 0 {
+				continue
+			}
+			rw := w.CreateMessage(it.Seq)
+			rw.WriteUID(it.Msg.UID)
+			rw.WriteFlags(it.Flags)
+			if err := rw.Close(); err != nil {
+				return err
+			}
 		}
-		rw := w.CreateMessage(it.Seq)
-		rw.WriteUID(it.Msg.UID)
-		rw.WriteFlags(it.Flags)
-		if err := rw.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // applyStore computes the flags after a STORE (\Recent is kept as it was:

@@ -6,7 +6,7 @@
 // rewrites one small item; KEY is a message's random key, so that replicas
 // that both add a message never write the same path):
 //
-//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use
+//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
 //	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
 //	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
@@ -94,6 +94,11 @@ type Store struct {
 
 	cache *rawCache
 
+	// Background writes (see goBackground); Close waits for them.
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -104,7 +109,8 @@ type Options struct {
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 	// RawCacheBytes bounds the in-memory cache of raw messages (recently
-	// read or written). Zero means 64 MiB; negative turns it off.
+	// read or written). Zero means DefaultRawCacheBytes(); negative turns
+	// it off.
 	RawCacheBytes int64
 }
 
@@ -120,7 +126,7 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	}
 	n := opts.RawCacheBytes
 	if n == 0 {
-		n = 64 << 20
+		n = DefaultRawCacheBytes()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
@@ -129,11 +135,30 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops following the store.
+// Close finishes the background writes and stops following the store.
 func (s *Store) Close() error {
+	s.bgMu.Lock()
+	s.bgClosed = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	s.cancel()
 	<-s.done
 	return nil
+}
+
+// goBackground runs fn in a goroutine that Close waits for (not at all once
+// Close has begun).
+func (s *Store) goBackground(fn func()) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgClosed {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
 }
 
 // Backing returns the underlying store.
@@ -369,6 +394,10 @@ type MailboxInfo struct {
 	UIDNext     imap.UID           `json:"uidnext"`
 	SpecialUse  []imap.MailboxAttr `json:"special_use,omitempty"`
 	Subscribed  bool               `json:"subscribed"`
+	// RecentFrom is the first UID that no read-write session has had as
+	// \Recent yet, so that \Recent survives a restart. Zero (a mailbox
+	// written before it was kept) means UIDNext.
+	RecentFrom imap.UID `json:"recent_from,omitempty"`
 }
 
 // Message is one message of a mailbox, as the index holds it.
@@ -378,6 +407,10 @@ type Message struct {
 	Date  time.Time
 	Size  int64
 	Cache *Cache
+
+	// blob is the hash of the raw message's blob (zero if unknown), so
+	// that reading it skips the trees on its path.
+	blob store.Hash
 
 	flags []imap.Flag // sorted; guarded by the mailbox's mu
 
@@ -416,7 +449,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
 	type pending struct {
-		meta store.Entry
+		meta, eml store.Entry
 	}
 	chunks := map[string][]store.Entry{}
 	byBox := map[string]map[string]*pending{}
@@ -455,8 +488,11 @@ func (s *Store) loadUser(name string) (*User, error) {
 			p = &pending{}
 			byBox[id][key] = p
 		}
-		if ext == ".meta" {
+		switch ext {
+		case ".meta":
 			p.meta = e
+		case ".eml":
+			p.eml = e
 		}
 	}
 	for id, msgs := range byBox {
@@ -477,7 +513,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: p.eml.Hash}
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 		}
@@ -497,7 +533,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 			mb.info.UIDNext = mb.msgs[n-1].UID + 1
 		}
 		mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.msgs)))
-		mb.recentFrom = mb.info.UIDNext
+		mb.initRecent()
 	}
 	return u, nil
 }
@@ -606,8 +642,16 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 		mb.info.UIDNext = 1
 	}
 	mb.tracker = imapserver.NewMailboxTracker(0)
-	mb.recentFrom = mb.info.UIDNext
+	mb.initRecent()
 	return mb, nil
+}
+
+// initRecent sets where \Recent starts from what mailbox.json says.
+func (mb *Mailbox) initRecent() {
+	mb.recentFrom = mb.info.UIDNext
+	if r := mb.info.RecentFrom; r != 0 && r < mb.recentFrom {
+		mb.recentFrom = r
+	}
 }
 
 // Name is the mailbox's name.
@@ -623,6 +667,7 @@ func (mb *Mailbox) Info() MailboxInfo {
 	defer mb.mu.RUnlock()
 	i := mb.info
 	i.SpecialUse = append([]imap.MailboxAttr(nil), i.SpecialUse...)
+	i.RecentFrom = mb.recentFrom
 	return i
 }
 
@@ -674,30 +719,59 @@ func (s *Store) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 // Take it after looking the messages up in the index: the index only holds
 // committed messages, so the snapshot has them all.
 type Reader struct {
-	s  *Store
+	s    *Store
+	scan bool
+
+	mu sync.Mutex // ReadAhead's workers share the Reader
 	sn *store.Snapshot
 }
 
 // NewReader returns a Reader.
 func (s *Store) NewReader() *Reader { return &Reader{s: s} }
 
-// ReadRaw returns a message's raw bytes, from the cache or the snapshot.
-func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
-	s := r.s
-	if b := s.cache.get(msg.Key); b != nil {
-		return b, nil
-	}
+// NewScanReader returns a Reader for a command that reads many messages
+// once (FETCH of a whole mailbox, SEARCH BODY): what it reads goes into the
+// cache only where there is room, so that a scan of more than the cache
+// holds does not push out what is in it (with plain LRU, reading a mailbox
+// larger than the cache in order twice would find nothing the second time).
+func (s *Store) NewScanReader() *Reader { return &Reader{s: s, scan: true} }
+
+func (r *Reader) snapshot() (*store.Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.sn == nil {
-		sn, err := s.st.Snapshot("")
+		sn, err := r.s.st.Snapshot("")
 		if err != nil {
 			return nil, err
 		}
 		r.sn = sn
 	}
-	b, err := r.sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
+	return r.sn, nil
+}
+
+// ReadRaw returns a message's raw bytes, from the cache, by its blob's hash,
+// or from the snapshot.
+func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
+	s := r.s
+	if b := s.cache.get(msg.Key); b != nil {
+		return b, nil
+	}
+	if !msg.blob.IsZero() {
+		b, err := s.st.ReadBlob(msg.blob)
+		if err != nil {
+			return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
+		}
+		s.cache.put(msg.Key, b, !r.scan)
+		return b, nil
+	}
+	sn, err := r.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	b, err := sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 	}
-	s.cache.put(msg.Key, b)
+	s.cache.put(msg.Key, b, !r.scan)
 	return b, nil
 }

@@ -143,27 +143,49 @@ func TestExternalCommit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	checkReadByBlob(t, ms, inbox, "followed")
 }
 
-func BenchmarkAppend(b *testing.B) {
+// TestReadByBlob: every way a message reaches the index (its APPEND, a
+// fresh load) records its blob's hash, and bodies read by it match what
+// was appended, from loose objects and from a pack.
+func TestReadByBlob(t *testing.T) {
 	ctx := context.Background()
-	_, ms := newStore(b)
+	st, ms := newStore(t)
 	u, _ := ms.User(ctx, "alice")
 	inbox, _ := u.Mailbox("INBOX")
-	raw := make([]byte, 20000)
-	for i := range raw {
-		raw[i] = 'a' + byte(i%26)
-		if i%70 == 69 {
-			raw[i] = '\n'
+	for i := 1; i <= 3; i++ {
+		if err := ms.Update(ctx, "alice", "append", func(w *Writer) error {
+			_, err := w.Append(inbox, testMsg(i), nil, time.Time{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		msg := append(testMsg(i), raw...)
-		ms.Update(ctx, "alice", "append", func(w *Writer) error {
-			_, err := w.Append(inbox, msg, nil, time.Time{})
-			return err
-		})
+	checkReadByBlob(t, ms, inbox, "appended")
+	if _, err := st.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ms2, _ := Open(st, Options{})
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	checkReadByBlob(t, ms2, in2, "loaded")
+}
+
+func checkReadByBlob(t *testing.T, ms *Store, mb *Mailbox, how string) {
+	t.Helper()
+	ms.cache = newRawCache(-1)
+	v, _ := mb.Open(true)
+	defer v.Close()
+	for i, it := range v.Items(nil) {
+		if it.Msg.blob.IsZero() {
+			t.Errorf("%s: message %d has no blob hash", how, it.Msg.UID)
+		}
+		raw, err := ms.ReadRaw(mb, it.Msg)
+		if want := testMsg(i + 1); err != nil || string(raw) != string(want) {
+			t.Errorf("%s: message %d: got %q, %v; want %q", how, it.Msg.UID, raw, err, want)
+		}
 	}
 }
 
@@ -228,4 +250,75 @@ func TestGroupCommit(t *testing.T) {
 	if got := in2.Stats().Messages; got != n-1 {
 		t.Errorf("reloaded: %d messages, want %d", got, n-1)
 	}
+}
+
+// TestRecentAcrossRestart: \Recent survives a restart of the mailstore:
+// messages no read-write session has seen are \Recent to the first one
+// after it, and messages that one had are \Recent to nobody after it,
+// whether it took them at SELECT or as they arrived.
+func TestRecentAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	reopen := func() *Mailbox {
+		t.Helper()
+		ms.Close()
+		var err error
+		if ms, err = Open(st, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		u, err := ms.User(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, _ := u.Mailbox("INBOX")
+		return mb
+	}
+	add := func(mb *Mailbox, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if err := ms.Update(ctx, "alice", "append", func(w *Writer) error {
+				_, err := w.Append(mb, testMsg(i), nil, time.Time{})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// recent selects mb (or examines it), and closes the view unless
+	// keep is set.
+	recent := func(mb *Mailbox, readOnly, keep bool) uint32 {
+		v, si := mb.Open(readOnly)
+		if !keep {
+			v.Close()
+		}
+		return si.NumRecent
+	}
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	add(inbox, 2)
+	inbox = reopen()
+	if n := recent(inbox, true, false); n != 0 {
+		t.Errorf("EXAMINE after a restart: %d recent, want 0 (EXAMINE does not take them)", n)
+	}
+	if n := recent(inbox, false, false); n != 2 {
+		t.Errorf("first SELECT after a restart: %d recent, want 2", n)
+	}
+	inbox = reopen()
+	if n := recent(inbox, false, true); n != 0 {
+		t.Errorf("SELECT after the one that took them and a restart: %d recent, want 0", n)
+	}
+	add(inbox, 1) // arrives while selected: that session's \Recent
+	if got := inbox.Stats().Recent; got != 0 {
+		t.Errorf("after a live delivery: %d messages nobody took, want 0", got)
+	}
+	inbox = reopen()
+	if n := recent(inbox, false, false); n != 0 {
+		t.Errorf("after a live delivery and a restart: %d recent, want 0", n)
+	}
+	add(inbox, 3)
+	inbox = reopen()
+	if n := recent(inbox, false, false); n != 3 {
+		t.Errorf("after 3 deliveries and a restart: %d recent, want 3", n)
+	}
+	ms.Close()
 }

@@ -17,8 +17,9 @@ import (
 //   - Flags (chunks of them) merge per message and per flag: a flag in the
 //     base stays only if neither side removed it; a flag not in the base is
 //     kept if either side added it.
-//   - mailbox.json keeps the higher UIDNEXT and each side's own changes of
-//     name and subscription (theirs wins when both changed one).
+//   - mailbox.json keeps the higher UIDNEXT and \Recent mark, and each
+//     side's own changes of name and subscription (theirs wins when both
+//     changed one).
 //
 // Messages that the replicas added have distinct keys, so they never meet
 // here; two of them may share a UID, which the index fixes when it next
@@ -73,6 +74,9 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 	if t.UIDNext > m.UIDNext {
 		m.UIDNext = t.UIDNext
 	}
+	if t.RecentFrom > m.RecentFrom {
+		m.RecentFrom = t.RecentFrom
+	}
 	if t.Name != b.Name {
 		m.Name = t.Name
 	}
@@ -113,7 +117,7 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			return err
 		}
 		for _, m := range dups {
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, flags: mb.Flags(m)}
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: m.blob, flags: mb.Flags(m)}
 			i.UIDNext++
 			// The flags move to the new UID's chunk.
 			w.gone[m] = true

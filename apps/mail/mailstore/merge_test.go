@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -38,6 +39,12 @@ func TestMergeFlags(t *testing.T) {
 	}
 	if got, _ := Merge("mail/a/b/x/y/k.eml", []byte("m"), nil, []byte("m")); got != nil {
 		t.Errorf("a message deleted on one side: got %q, want deleted", got)
+	} // mailbox.json: the higher UIDNEXT and \Recent mark.
+	got, err := Merge("mail/a/b/mailbox.json", []byte(`{"name":"INBOX","uidnext":5,"recent_from":3}`),
+		[]byte(`{"name":"INBOX","uidnext":9,"recent_from":4}`), []byte(`{"name":"INBOX","uidnext":7,"recent_from":7}`))
+	var i MailboxInfo
+	if err != nil || json.Unmarshal(got, &i) != nil || i.UIDNext != 9 || i.RecentFrom != 7 {
+		t.Errorf("mailbox.json: got %s, %v; want uidnext 9, recent_from 7", got, err)
 	}
 }
 

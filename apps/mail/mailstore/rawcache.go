@@ -5,6 +5,17 @@ import (
 	"sync"
 )
 
+// DefaultRawCacheBytes is the raw cache's size unless Options say: an
+// eighth of the machine's memory, at least 8 MiB and at most 256 MiB (32 MiB
+// on a 256 MiB appliance, 8 MiB on a 64 MiB one). It plays the part that the
+// kernel's page cache plays for a server that keeps messages in files
+// (Dovecot's maildir): a message read from the repository is inflated, and
+// its deltas resolved, again on every read.
+func DefaultRawCacheBytes() int64 {
+	const lo, hi = 8 << 20, 256 << 20
+	return min(max(physicalMemory()/8, lo), hi)
+}
+
 // rawCache keeps recently read or written raw messages, up to a byte
 // budget, so that clients that fetch what just arrived (or fetch a message
 // twice) do not inflate it from the repository again.
@@ -39,7 +50,9 @@ func (c *rawCache) get(key string) []byte {
 	return nil
 }
 
-func (c *rawCache) put(key string, data []byte) {
+// put adds data under key; unless evict is set, only if it fits without
+// pushing anything out.
+func (c *rawCache) put(key string, data []byte, evict bool) {
 	if c.max <= 0 || int64(len(data)) > c.max/8 {
 		return
 	}
@@ -47,6 +60,9 @@ func (c *rawCache) put(key string, data []byte) {
 	defer c.mu.Unlock()
 	if e, ok := c.m[key]; ok {
 		c.ll.MoveToFront(e)
+		return
+	}
+	if !evict && c.size+int64(len(data)) > c.max {
 		return
 	}
 	c.m[key] = c.ll.PushFront(&rawEntry{key, data})

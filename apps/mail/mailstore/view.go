@@ -41,7 +41,10 @@ func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
 				v.recent[m.UID] = true
 			}
 		}
-		mb.recentFrom = mb.info.UIDNext
+		if mb.recentFrom != mb.info.UIDNext {
+			mb.recentFrom = mb.info.UIDNext
+			mb.user.s.goBackground(mb.persistRecent)
+		}
 	}
 	mb.views = append(mb.views, v)
 	si := SelectInfo{Info: mb.info, NumMessages: uint32(len(mb.msgs)), NumRecent: uint32(len(v.recent))}
@@ -62,6 +65,31 @@ func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
 	}
 	sort.Slice(si.Flags, func(i, j int) bool { return si.Flags[i] < si.Flags[j] })
 	return v, si
+}
+
+// persistRecent records in mailbox.json that the messages below recentFrom
+// have been some session's \Recent. It is written after SELECT answers, in
+// a commit of its own (a crash before it makes them \Recent once more, which
+// is the lesser harm), and also by any other commit that writes
+// mailbox.json.
+func (mb *Mailbox) persistRecent() {
+	s := mb.user.s
+	err := s.Update(s.ctx, mb.user.Name, "mail: recent in "+mb.Name(), func(w *Writer) error {
+		mb.user.mu.RLock()
+		live := mb.user.boxes[mb.ID] == mb
+		mb.user.mu.RUnlock()
+		if !live {
+			return nil // deleted meanwhile
+		}
+		i, err := w.info(mb) // with the current recentFrom
+		if err != nil {
+			return err
+		}
+		return w.putInfo(mb, i)
+	})
+	if err != nil {
+		s.log.Warn("mail: recording \\Recent", "mailbox", mb.Name(), "err", err)
+	}
 }
 
 // Close ends the view.

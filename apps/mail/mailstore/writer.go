@@ -102,7 +102,7 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 	}
 	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{},
 		tracker: imapserver.NewMailboxTracker(0)}
-	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true}
+	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
 	}
@@ -184,7 +184,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 		return 0, err
 	}
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
-	if err := w.tx.Put(base+".eml", raw); err != nil {
+	if msg.blob, err = w.tx.PutBlob(base+".eml", raw); err != nil {
 		return 0, err
 	}
 	if err := w.tx.Put(base+".meta", meta); err != nil {
@@ -193,14 +193,33 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if len(flags) > 0 {
 		w.markChunk(mb, chunkOf(msg.UID))
 	}
+	if mb.hasReadWriteView() {
+		// A session will have it as \Recent (addMessage): record that in
+		// the same commit.
+		i.RecentFrom = msg.UID + 1
+		if err := w.putInfo(mb, i); err != nil {
+			return 0, err
+		}
+	}
 	w.added[mb] = append(w.added[mb], msg)
 	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
 	// mailbox, and Expunge records it (the only way it could go back).
 	w.apply = append(w.apply, func() {
-		w.s.cache.put(msg.Key, raw)
+		w.s.cache.put(msg.Key, raw, true)
 		mb.addMessage(msg)
 	})
 	return msg.UID, nil
+}
+
+func (mb *Mailbox) hasReadWriteView() bool {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	for _, v := range mb.views {
+		if !v.readOnly {
+			return true
+		}
+	}
+	return false
 }
 
 func (mb *Mailbox) addMessage(msg *Message) {
@@ -451,7 +470,11 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		if err := json.Unmarshal(data, &m); err != nil {
 			return nil
 		}
-		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache})
+		e, err := sn.Stat(base + ".eml")
+		if err != nil && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: e.Hash})
 	}
 	return nil
 }

@@ -47,7 +47,8 @@ type Config struct {
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
 	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
-	// 64 MiB, negative: none.
+	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory,
+	// 8 to 256 MiB), negative: none.
 	BodyCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window.
@@ -180,7 +181,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		case "imap":
 			run(n.name, func() error { return imapSrv.Serve(ln) })
 		case "imaps":
-			run(n.name, func() error { return imapSrv.Serve(tls.NewListener(ln, tlsConfig)) })
+			run(n.name, func() error { return imapSrv.ServeTLS(ln, tlsConfig) })
 		case "smtp":
 			run(n.name, func() error { return inbound.Serve(ln) })
 		case "submission":

@@ -31,7 +31,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
 		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
-		cacheMiB  = fs.Int64("body-cache", 64, "MiB of message bodies kept in memory (0: none)")
+		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory, 8 to 256 MiB; negative: none)")
 		verbose   = fs.Bool("v", false, "debug logging")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -52,12 +52,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		TLS:             svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
 		InsecureAuth:    *insecure,
 		MaxMessageBytes: *maxSize,
-		BodyCacheBytes:  *cacheMiB << 20,
+		BodyCacheBytes:  *cacheMiB << 20, // zero and negative as Config says
 		Logger:          log,
 		Stdout:          stdout,
-	}
-	if *cacheMiB <= 0 {
-		cfg.BodyCacheBytes = -1
 	}
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")

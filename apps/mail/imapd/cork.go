@@ -1,0 +1,105 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+)
+
+const (
+	// corkMax is how much a corked connection holds before it writes.
+	corkMax = 64 << 10
+	// uncorkTimeout bounds the write of what was held back (imapserver's
+	// own bound on writing a response).
+	uncorkTimeout = 30 * time.Second
+)
+
+// corkConn holds back what is written to it while corked, so that the many
+// responses of one command go out in few large writes: imapserver flushes
+// after every response line, which for a FETCH of thousands of messages is
+// a system call (and a wake-up of the client) per message. Session corks it
+// around FETCH and STORE and uncorks (writes everything held) before the
+// command's tagged response. It sits beneath TLS, so TLS records are
+// coalesced too.
+type corkConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		return c.Conn.Write(p)
+	}
+	if len(c.buf)+len(p) > corkMax {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) >= corkMax {
+			return c.Conn.Write(p)
+		}
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+// cork starts holding writes back.
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was held back and stops holding writes. imapserver
+// sets a deadline around each response it writes; this write is outside
+// them, so it sets its own, as long as imapserver's.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	var err error
+	if len(c.buf) > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(uncorkTimeout))
+		err = c.flushLocked()
+		c.Conn.SetWriteDeadline(time.Time{})
+	}
+	if cap(c.buf) > corkMax {
+		c.buf = nil
+	}
+	return err
+}
+
+// corkListener hands out corkConns.
+type corkListener struct{ net.Listener }
+
+func (l corkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &corkConn{Conn: c}, nil
+}
+
+// corkOf finds the corkConn beneath a session's connection (beneath TLS,
+// for implicit TLS and after STARTTLS), or nil.
+func corkOf(c net.Conn) *corkConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	cc, _ := c.(*corkConn)
+	return cc
+}
