@@ -45,7 +45,7 @@ type packReader struct {
 }
 
 func openObjReader(repo string, trees *treeCache) (*objReader, error) {
-	o := &objReader{dir: filepath.Join(repo, "objects"), trees: trees, bases: newBaseCache(8 << 20)}
+	o := &objReader{dir: filepath.Join(repo, "objects"), trees: trees, bases: newBaseCache(16 << 20)}
 	idxs, err := filepath.Glob(filepath.Join(o.dir, "pack", "pack-*.idx"))
 	if err != nil {
 		return nil, err
@@ -282,25 +282,33 @@ type baseEntry struct {
 	data []byte
 }
 
-// baseCache holds decoded delta bases up to a total size; when full it
-// forgets everything (bases are cheap to decode again, and a bound matters
-// more on a 128 MiB appliance than a perfect hit rate).
+// baseCache holds decoded delta bases up to about max bytes, in two
+// generations: when the current one is full it becomes the old one (and
+// the old one is dropped), and a hit in the old one moves the base back. A
+// chain of deltas (git's default depth is 50) then finds its recent bases
+// however long the walk, with memory bounded on a 128 MiB appliance.
 type baseCache struct {
-	mu    sync.Mutex
-	max   int
-	size  int
-	items map[baseKey]baseEntry
+	mu       sync.Mutex
+	max      int
+	size     int
+	cur, old map[baseKey]baseEntry
 }
 
 func newBaseCache(max int) *baseCache {
-	return &baseCache{max: max, items: map[baseKey]baseEntry{}}
+	return &baseCache{max: max, cur: map[baseKey]baseEntry{}}
 }
 
 func (c *baseCache) get(k baseKey) (plumbing.ObjectType, []byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.items[k]
-	return e.t, e.data, ok
+	if e, ok := c.cur[k]; ok {
+		return e.t, e.data, true
+	}
+	if e, ok := c.old[k]; ok {
+		c.putLocked(k, e)
+		return e.t, e.data, true
+	}
+	return 0, nil, false
 }
 
 func (c *baseCache) put(k baseKey, t plumbing.ObjectType, b []byte) {
@@ -309,12 +317,15 @@ func (c *baseCache) put(k baseKey, t plumbing.ObjectType, b []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.size+len(b) > c.max {
-		clear(c.items)
-		c.size = 0
+	c.putLocked(k, baseEntry{t, b})
+}
+
+func (c *baseCache) putLocked(k baseKey, e baseEntry) {
+	if c.size+len(e.data) > c.max/2 {
+		c.old, c.cur, c.size = c.cur, map[baseKey]baseEntry{}, 0
 	}
-	c.items[k] = baseEntry{t, b}
-	c.size += len(b)
+	c.cur[k] = e
+	c.size += len(e.data)
 }
 
 // tree is a decoded tree object: its entries in git's order.
