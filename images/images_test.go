@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,9 +206,66 @@ func TestOutputs(t *testing.T) {
 					}
 				case boards.OutputXen:
 					checkXen(t, dir, m)
+				case boards.OutputSDCard:
+					checkSDCard(t, dir, m, b)
 				}
 			}
 		})
+	}
+}
+
+// checkSDCard checks a board's SD card image as the pipeline writes it:
+// U-Boot at 8 KiB is the package's file, a bootable FAT partition and a
+// Linux one, the boot partition holds the board's kernel, device tree and
+// the image's initramfs, and boot.scr boots them with the image's command
+// line; the initramfs has the board's modules.
+func checkSDCard(t *testing.T, dir string, m *Manifest, b boards.Board) {
+	t.Helper()
+	card := filepath.Join(dir, SDCardFile)
+	if _, ok := m.File(SDCardFile); !ok {
+		t.Fatalf("manifest has no %s", SDCardFile)
+	}
+	needUBoot(t, b.UBoot)
+	needTool(t, "sfdisk", "fdisk")
+	needTool(t, "mtype", "mtools")
+	img, err := os.ReadFile(card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, err := os.ReadFile(b.UBoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(img[8<<10:8<<10+len(ub)], ub) {
+		t.Errorf("U-Boot at 8 KiB differs from %s", b.UBoot)
+	}
+	dump := run(t, "sfdisk", "--dump", card)
+	for _, want := range []string{"label: dos", "start=        2048, size=      131072, type=e, bootable", "type=83"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("sfdisk --dump lacks %q:\n%s", want, dump)
+		}
+	}
+	boot := section(t, card, 1<<20, 64<<20)
+	list := run(t, "mdir", "-i", boot, "-b", "::")
+	for _, want := range []string{"zImage", b.DeviceTree, InitrdFile, "boot.scr", "uboot.env"} {
+		if !strings.Contains(list, "::/"+want) {
+			t.Errorf("boot partition lacks %s:\n%s", want, list)
+		}
+	}
+	scr, err := exec.Command("mtype", "-i", boot, "::boot.scr").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`setenv bootargs "` + m.Cmdline, " " + b.DeviceTree, "bootz "} {
+		if !bytes.Contains(scr, []byte(want)) {
+			t.Errorf("boot.scr lacks %q:\n%s", want, scr)
+		}
+	}
+	mods := strings.Join(m.InitramfsFiles, "\n")
+	for _, mod := range b.Modules {
+		if !strings.Contains(mods, "/"+mod+".ko") && !strings.Contains(mods, "/"+strings.ReplaceAll(mod, "_", "-")+".ko") && !strings.Contains(mods, "/"+strings.ReplaceAll(mod, "-", "_")+".ko") {
+			t.Errorf("initramfs lacks module %s", mod)
+		}
 	}
 }
 
