@@ -113,8 +113,15 @@ func initMain(svc Service, console io.Writer) haltAction {
 
 	loadModules(cfg, say)
 	steps.done("modules")
-	seedEntropy(cfg.seed, say)
-	steps.done("entropy")
+	// "entropy" is the time spent waiting for the kernel's pool; "seed"
+	// the rest of the random seed's refresh on boards that carry one
+	// (finding the partition, reading and rewriting it).
+	waited := seedEntropy(cfg.seed, say)
+	if cfg.seed != "" {
+		steps.doneSplit("entropy", waited, "seed")
+	} else {
+		steps.done("entropy")
+	}
 	setClock(log)
 	steps.done("clock")
 
@@ -207,6 +214,15 @@ func (s *steps) done(name string) {
 	s.last = now
 }
 
+// doneSplit ends a step of which part (the first name's share) is known:
+// the rest is the second name's.
+func (s *steps) doneSplit(name string, part time.Duration, rest string) {
+	now := time.Now()
+	s.parts = append(s.parts, fmt.Sprintf("%s %s", name, part.Round(100*time.Microsecond)),
+		fmt.Sprintf("%s %s", rest, (now.Sub(s.last)-part).Round(100*time.Microsecond)))
+	s.last = now
+}
+
 func (s *steps) String() string {
 	return fmt.Sprintf("init %s: %s", s.last.Sub(s.start).Round(100*time.Microsecond), strings.Join(s.parts, ", "))
 }
@@ -264,11 +280,12 @@ func loadModules(cfg bootConfig, say func(string, ...any)) {
 // the kernel gather jitter entropy (Linux 5.18 and later), which a
 // non-blocking poll would not; the boot timeline shows the wait as its
 // "entropy" step.
-func waitEntropy(say func(string, ...any)) {
+func waitEntropy(say func(string, ...any)) time.Duration {
 	buf := make([]byte, 1)
 	if _, err := unix.Getrandom(buf, unix.GRND_NONBLOCK); err != unix.EAGAIN {
-		return
+		return 0
 	}
+	start := time.Now()
 	say("waiting for the kernel's entropy pool (give the VM a virtio-rng device, or the board a seed)")
 	done := make(chan struct{})
 	go func() {
@@ -284,6 +301,7 @@ func waitEntropy(say func(string, ...any)) {
 	case <-time.After(30 * time.Second):
 		say("entropy pool still not ready after 30s; going on")
 	}
+	return time.Since(start)
 }
 
 // setClock sets the system clock from the RTC (the kernel does not when

@@ -24,21 +24,21 @@ import (
 //     once, synced to the card;
 //  3. if not, the old seed is erased first (synced), then the pool is
 //     waited for, then a fresh seed is written.
-func seedEntropy(dev string, say func(string, ...any)) {
+//
+// It returns how long it waited for the pool (the boot timeline's
+// "entropy"; the rest of its time is the seed's refresh).
+func seedEntropy(dev string, say func(string, ...any)) (waited time.Duration) {
 	if dev == "" {
-		waitEntropy(say)
-		return
+		return waitEntropy(say)
 	}
 	if !waitFor(dev, 3*time.Second) {
 		say("random seed: no boot partition %s; the next boot waits for entropy too", dev)
-		waitEntropy(say)
-		return
+		return waitEntropy(say)
 	}
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		say("random seed: %v", err)
-		waitEntropy(say)
-		return
+		return waitEntropy(say)
 	}
 	defer f.Close()
 	replace := func(seed []byte) ([]byte, error) {
@@ -65,24 +65,25 @@ func seedEntropy(dev string, say func(string, ...any)) {
 			say("random seed: erasing the seed on %s: %v (the next boot may reuse it)", dev, err)
 		}
 		mix(old)
-		waitEntropy(say)
+		waited = waitEntropy(say)
 		if !poolReady() {
 			say("random seed: the pool is not ready; no new seed written")
-			return
+			return waited
 		}
 	}
 	seed, err := fresh()
 	if err != nil {
 		say("random seed: getrandom: %v", err)
-		return
+		return waited
 	}
 	old, err := replace(seed)
 	if err != nil {
 		say("random seed: writing a new seed on %s: %v (the next boot may reuse the old one)", dev, err)
-		return
+		return waited
 	}
 	mix(old)
 	say("random seed on %s replaced for the next boot", dev)
+	return waited
 }
 
 // poolReady says whether getrandom would not block.

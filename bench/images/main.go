@@ -41,6 +41,7 @@ func main() {
 	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
 	dhcp := flag.Bool("dhcp", false, "with the netstack, configure by DHCP instead of QEMU's fixed user-network addresses")
 	set := flag.String("set", "", "comma-separated KEY=VALUE service options (nymote.KEY=VALUE)")
+	flag.BoolVar(&sdBoot, "sd", false, "boot the board's SD card image through U-Boot (cubieboard, QEMU 10) instead of the kernel directly")
 	flag.StringVar(&prebuilt, "prebuilt", "", "folder with APP/ (from nymote build) and APP.img (from nymote disk create) for each app: boot those instead of building (for a machine without Go)")
 	flag.Parse()
 	netArgs := []string{"nymote.net=" + *guestNet}
@@ -53,6 +54,9 @@ func main() {
 	}
 }
 
+// sdBoot boots SD card images (flag -sd).
+var sdBoot bool
+
 // boot is one measured boot, as times since QEMU was started.
 type boot struct {
 	// greeting is on the host's clock, since QEMU was started.
@@ -64,7 +68,10 @@ type boot struct {
 	// entropy is /init's wait for the kernel's entropy pool (guest
 	// clock, part of init).
 	entropy time.Duration
-	ready   string
+	// uboot is U-Boot's part of an SD card boot (SPL start to kernel
+	// start, host clock).
+	uboot time.Duration
+	ready string
 }
 
 func run(ctx context.Context, w io.Writer, apps []string, board string, runs int, kvm bool, mem int, memSearch string, netArgs []string, set string) error {
@@ -109,7 +116,14 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			if err != nil {
 				return err
 			}
-			m, err = images.Build(ctx, images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra, Outputs: images.QEMUOutputs(bd)})
+			opts := images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra, Outputs: images.QEMUOutputs(bd)}
+			if sdBoot {
+				// The card boots with the command line it carries.
+				opts.Outputs = []boards.Output{boards.OutputSDCard}
+				opts.Cmdline = append(opts.Cmdline, netArgs...)
+				opts.SDDataSize = 64 << 20
+			}
+			m, err = images.Build(ctx, opts)
 			if err != nil {
 				return err
 			}
@@ -133,7 +147,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		if bd, err := boards.Get(board); err == nil && bd.QEMU != nil && bd.QEMU.FixedMemoryMiB != 0 {
 			memSearch = "" // the machine takes one size only
 		}
-		if memSearch != "" {
+		if memSearch != "" && !sdBoot {
 			for _, s := range strings.Split(memSearch, ",") {
 				var mib int
 				fmt.Sscan(s, &mib)
@@ -156,8 +170,12 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		mem = bd.QEMU.FixedMemoryMiB // what QEMUCommand gives the machine
 	}
 	fmt.Fprintf(w, "### Boot timeline (%s, %s, -m %d, median of %d boots, %s)\n\n", board, accel, mem, runs, strings.Join(netArgs, " "))
-	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | kernel start → /init (guest clock) | /init → listening (guest clock) | of which entropy wait |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+	if sdBoot {
+		fmt.Fprintln(w, "SD card boot through U-Boot; U-Boot column: SPL start → kernel start (host clock).")
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | U-Boot | kernel start → /init (guest clock) | /init → listening (guest clock) | of which entropy wait |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
 	type medians struct{ greeting, init time.Duration }
 	meds := map[string]medians{}
 	for _, r := range results {
@@ -165,8 +183,9 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		k := median(r.boots, func(b boot) time.Duration { return b.kernel })
 		in := median(r.boots, func(b boot) time.Duration { return b.init })
 		en := median(r.boots, func(b boot) time.Duration { return b.entropy })
+		ub := median(r.boots, func(b boot) time.Duration { return b.uboot })
 		meds[r.app] = medians{gr, in}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.app, ms(gr), ms(k), ms(in), msFrac(en))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.app, ms(gr), ms(ub), ms(k), ms(in), msFrac(en))
 	}
 	fmt.Fprintln(w)
 	if h, ok := meds["hello"]; ok && h.greeting > 0 && h.init > 0 {
@@ -182,7 +201,10 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 	fmt.Fprintln(w, "| app | /init | initramfs (cpio) | initramfs (compressed) | kernel | smallest -m that serves |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
-		ird, _ := r.m.File(images.InitrdFile)
+		ird, ok := r.m.File(images.InitrdFile)
+		if !ok {
+			continue // an SD card image only
+		}
 		k, _ := r.m.File(images.KernelFile)
 		minMem := "not measured"
 		if r.minMem > 0 {
@@ -213,11 +235,16 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 	l.Close()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	vm, err := images.StartQEMU(ctx, m, images.QEMURun{
-		Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem,
-		Forwards:     []images.Forward{{Host: addr, Guest: m.Ports[0].Port}},
-		ExtraCmdline: netArgs,
-	}, nil)
+	var vm *images.VM
+	if sdBoot {
+		vm, err = startSD(ctx, dir, addr, m.Ports[0].Port)
+	} else {
+		vm, err = images.StartQEMU(ctx, m, images.QEMURun{
+			Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem,
+			Forwards:     []images.Forward{{Host: addr, Guest: m.Ports[0].Port}},
+			ExtraCmdline: netArgs,
+		}, nil)
+	}
 	if err != nil {
 		return boot{}, err
 	}
@@ -263,6 +290,20 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		d, _, _ := strings.Cut(rest, ",")
 		b.entropy, _ = time.ParseDuration(d)
 	}
+	if sdBoot {
+		var spl, kern time.Duration
+		for _, l := range vm.Lines() {
+			if strings.Contains(l.Text, "U-Boot SPL") && spl == 0 {
+				spl = l.At
+			}
+			if strings.Contains(l.Text, "Starting kernel") {
+				kern = l.At
+			}
+		}
+		b.uboot = kern - spl
+		vm.Kill() // no power button on the cubieboard
+		return b, nil
+	}
 	if bd, err := boards.Get(m.Board); err == nil && bd.QEMU.NoPowerButton {
 		// Nothing to press (cubieboard): cut the power.
 		vm.Kill()
@@ -279,6 +320,24 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		}
 	}
 	return b, nil
+}
+
+// startSD flashes the build's SD card image onto a fresh card file (with a
+// random seed, as nymote flash does), grows it as QEMU wants and boots it.
+func startSD(ctx context.Context, dir, addr string, port int) (*images.VM, error) {
+	q, err := images.FindSDQEMU(ctx)
+	if err != nil {
+		return nil, err
+	}
+	card := filepath.Join(dir, "card.img")
+	os.Remove(card)
+	if err := images.Flash(ctx, filepath.Join(dir, images.SDCardFile), card, images.FlashOptions{}); err != nil {
+		return nil, err
+	}
+	if err := images.PowerOfTwo(card); err != nil {
+		return nil, err
+	}
+	return images.StartSDCard(q, images.SDRun{Card: card, Forwards: []images.Forward{{Host: addr, Guest: port}}}, nil)
 }
 
 func tail(s string, n int) string {
