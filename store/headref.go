@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -44,3 +46,33 @@ func (s *Store) BranchHead(branch string) (Hash, error) {
 // password or access changes, so a server may keep a successful
 // Authenticate for as long as that hash stays the same.
 func UserRecordPath(name string) string { return userPath(name) }
+
+// SnapshotOf returns a view of commit h (zero: the empty store), without
+// resolving a revision: for callers that hold a commit hash from
+// BranchHead, Update or a Snapshot.
+func (s *Store) SnapshotOf(h Hash) (*Snapshot, error) { return s.snapshotAt(h) }
+
+// Authenticate is Store.Authenticate against the users of this snapshot:
+// a server that already holds a snapshot of the head checks a password
+// without resolving the head again. It shares the store's cache of
+// recent successes.
+func (sn *Snapshot) Authenticate(name, password string) (User, error) {
+	s := sn.s
+	rec, err := getUser(sn.Read, name)
+	if errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrNotExist) && ValidateUserName(name) == nil) {
+		return User{}, err
+	}
+	if err != nil {
+		checkPassword(dummyHash(), password)
+		return User{}, ErrAuthFailed
+	}
+	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + rec.Hash))
+	if s.authc.ok(name, key) {
+		return rec.User, nil
+	}
+	if !checkPassword(rec.Hash, password) {
+		return User{}, ErrAuthFailed
+	}
+	s.authc.remember(name, key)
+	return rec.User, nil
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -66,5 +67,48 @@ func TestUserRecordPath(t *testing.T) {
 	}
 	if e1.Hash == e2.Hash {
 		t.Error("the user record's hash did not change with the password")
+	}
+}
+
+func TestSnapshotAuthenticate(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.AddUser(ctx, "alice", "alice-password", GitNone); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := s.Snapshot("")
+	if err := s.SetPassword(ctx, "alice", "another-password"); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := s.Snapshot("")
+	for _, tc := range []struct {
+		name      string
+		sn        *Snapshot
+		user, pw  string
+		wantError error
+	}{
+		{"old password, old snapshot", old, "alice", "alice-password", nil},
+		{"new password, old snapshot", old, "alice", "another-password", ErrAuthFailed},
+		{"new password, now", now, "alice", "another-password", nil},
+		{"new password again (cached)", now, "alice", "another-password", nil},
+		{"old password, now", now, "alice", "alice-password", ErrAuthFailed},
+		{"no such user", now, "bob", "bob-password", ErrAuthFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := tc.sn.Authenticate(tc.user, tc.pw)
+			if !errors.Is(err, tc.wantError) {
+				t.Fatalf("got %v, want %v", err, tc.wantError)
+			}
+			if err == nil && u.Name != tc.user {
+				t.Errorf("got user %q, want %q", u.Name, tc.user)
+			}
+		})
+	}
+	sn, err := s.SnapshotOf(now.Commit())
+	if err != nil || sn.Commit() != now.Commit() {
+		t.Fatalf("SnapshotOf = %v, %v", sn, err)
+	}
+	if got, err := sn.Read(UserRecordPath("alice")); err != nil || len(got) == 0 {
+		t.Errorf("SnapshotOf: Read = %q, %v", got, err)
 	}
 }

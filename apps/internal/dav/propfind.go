@@ -223,10 +223,15 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 			return Text(c.Description), c.Description != "", nil
 		case h.kind.ColorProp():
 			return Text(c.Color), c.Color != "", nil
-		case Name(NSCS, "getctag"):
-			return Text(c.Tag.String()), true, nil
-		case Name(NSDAV, "getetag"):
-			return Text(`"` + c.Tag.String() + `"`), true, nil
+		case Name(NSCS, "getctag"), Name(NSDAV, "getetag"):
+			tag, err := h.repo.collectionTag(sn, c)
+			if err != nil {
+				return "", false, err
+			}
+			if n == Name(NSDAV, "getetag") {
+				return Text(`"` + tag.String() + `"`), true, nil
+			}
+			return Text(tag.String()), true, nil
 		case Name(NSDAV, "sync-token"):
 			return Text(SyncToken(sn.Commit())), true, nil
 		case Name(NSDAV, "owner"), Name(NSDAV, "current-user-principal"):
