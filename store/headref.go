@@ -31,10 +31,14 @@ func (s *Store) BranchHead(branch string) (Hash, error) {
 		return Hash{}, ErrClosed
 	}
 	ref := plumbing.NewBranchReferenceName(branch)
-	b, err := os.ReadFile(filepath.Join(s.path, filepath.FromSlash(ref.String())))
-	if err == nil {
-		b = bytes.TrimSpace(b)
-		if hex := string(b); plumbing.IsHash(hex) {
+	if f, err := os.Open(filepath.Join(s.path, filepath.FromSlash(ref.String()))); err == nil {
+		// A branch file is 41 bytes: one read (os.ReadFile would also
+		// stat the file and read again to see its end). Anything else
+		// is left to go-git.
+		var buf [64]byte
+		n, err := f.Read(buf[:])
+		f.Close()
+		if hex := string(bytes.TrimSpace(buf[:n])); err == nil && plumbing.IsHash(hex) {
 			return plumbing.NewHash(hex), nil
 		}
 	}

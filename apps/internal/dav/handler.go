@@ -260,6 +260,16 @@ func splitPath(p string) []string {
 
 // escapePath escapes each segment of a path for an href.
 func escapePath(p string) string {
+	clean := true
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return p // nothing url.PathEscape would change
+	}
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)

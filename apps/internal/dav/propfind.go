@@ -263,9 +263,11 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 	}, dead: func() (map[string]string, error) { return c.Dead, nil }}
 }
 
+// objectLive are an object's live properties.
+var objectLive = []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
+
 func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource {
-	live := []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
-	return &resource{href: o.Href, live: live, get: func(n xml.Name, req *Node) (string, bool, error) {
+	return &resource{href: o.Href, live: objectLive, get: func(n xml.Name, req *Node) (string, bool, error) {
 		switch n {
 		case Name(NSDAV, "getetag"):
 			return Text(o.ETagString()), true, nil
@@ -392,6 +394,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 			if err != nil {
 				return err
 			}
+			ms.grow(len(objs))
 			for _, o := range objs {
 				if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 					return err

@@ -100,12 +100,13 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection
 		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
 	}
 	tok := strings.TrimSpace(body.Child(Name(NSDAV, "sync-token")).textOr(""))
-	now, err := h.repo.listObjects(sn, c)
-	if err != nil {
-		return err
-	}
 	ms := newMultistatus()
 	if tok == "" {
+		now, err := h.repo.listObjects(sn, c)
+		if err != nil {
+			return err
+		}
+		ms.grow(len(now))
 		for _, o := range now {
 			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 				return err
