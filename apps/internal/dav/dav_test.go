@@ -235,9 +235,18 @@ func TestSyncCollection(t *testing.T) {
 	if n := strings.Count(r.Body, "<d:response>"); n != 3 {
 		t.Errorf("incremental sync: %d responses, want 3", n)
 	}
-	r = s.Do("alice", "REPORT", "/alice/default/", syncReport("urn:x-nymote:sync:1234567890123456789012345678901234567890"))
-	if r.Status != 403 || !strings.Contains(r.Body, "valid-sync-token") {
-		t.Errorf("bad token: got %d %s, want 403 valid-sync-token", r.Status, r.Body)
+	etag := strings.Trim(s.Do("alice", "GET", "/alice/default/1.vcf", "").Header.Get("ETag"), `"`)
+	for _, bad := range []string{
+		"urn:x-nymote:sync:1234567890123456789012345678901234567890", // no such commit
+		"urn:x-nymote:sync:" + etag,                                  // an object, not a commit
+		"urn:x-nymote:sync:" + strings.ToUpper(tok[18:]),             // not as we wrote it
+		"urn:x-nymote:sync:xyz",
+		"http://example.com/sync/1",
+	} {
+		r = s.Do("alice", "REPORT", "/alice/default/", syncReport(bad))
+		if r.Status != 403 || !strings.Contains(r.Body, "valid-sync-token") {
+			t.Errorf("bad token %s: got %d %s, want 403 valid-sync-token", bad, r.Status, r.Body)
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ type reader interface {
 var _ reader = (*store.Snapshot)(nil)
 
 // viewCache keeps one view of the store's head that requests share and
-// that follows new commits by their diff (store.DiffCommits follows the
+// that follows new commits by their diff (store.DiffUnder follows the
 // size of a change, not of the store). Reading through the store walks
 // trees object by object; the view answers most reads from memory:
 // collection listings (name → blob hash), directories, small files, and
@@ -112,7 +112,7 @@ func (vc *viewCache) at(h store.Hash) *view {
 	}
 	var nv *view
 	if cur != nil && !cur.commit.IsZero() {
-		if changes, err := vc.st.DiffCommits(cur.commit, h); err == nil && len(changes) <= maxDiff {
+		if changes, err := vc.st.DiffUnder(cur.commit, h, ""); err == nil && len(changes) <= maxDiff {
 			nv = cur.advance(h, changes)
 		}
 	}
