@@ -157,7 +157,7 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t 
 
 // checkObjectCopy checks that the object src may be stored as name in the
 // collection dst: valid there, and no other object with its UID.
-func (h *Handler) checkObjectCopy(base reader, src *target, dst *Collection, name string, move bool) error {
+func (h *Handler) checkObjectCopy(base *view, src *target, dst *Collection, name string, move bool) error {
 	if dst.Type == TypePlain {
 		return nil
 	}

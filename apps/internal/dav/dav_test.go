@@ -1,6 +1,7 @@
 package dav_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -57,6 +58,46 @@ func TestAuth(t *testing.T) {
 	}
 	if r := s.Do("", "OPTIONS", "/", ""); !strings.Contains(r.Header.Get("DAV"), "addressbook") {
 		t.Errorf("DAV header %q lacks addressbook", r.Header.Get("DAV"))
+	}
+
+	// Logins are remembered, but a changed password or a deleted user
+	// counts at once.
+	login := func(user, password string) int {
+		req, _ := http.NewRequest("PROPFIND", s.URL+"/"+user+"/", nil)
+		req.SetBasicAuth(user, password)
+		req.Header.Set("Depth", "0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ctx := context.Background()
+	steps := []struct {
+		name           string
+		change         func() error
+		user, password string
+		want           int
+	}{
+		{"remembered login", nil, "alice", davtest.Users["alice"], 207},
+		{"old password after a change", func() error { return s.Store.SetPassword(ctx, "alice", "a-new-password") }, "alice", davtest.Users["alice"], 401},
+		{"new password", nil, "alice", "a-new-password", 207},
+		{"new password again", nil, "alice", "a-new-password", 207},
+		{"deleted user", func() error { return s.Store.DeleteUser(ctx, "bob") }, "bob", davtest.Users["bob"], 401},
+	}
+	if got := login("bob", davtest.Users["bob"]); got != 207 {
+		t.Fatalf("bob: got %d, want 207", got)
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			if err := st.change(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := login(st.user, st.password); got != st.want {
+			t.Errorf("%s: got %d, want %d", st.name, got, st.want)
+		}
 	}
 }
 
@@ -194,9 +235,18 @@ func TestSyncCollection(t *testing.T) {
 	if n := strings.Count(r.Body, "<d:response>"); n != 3 {
 		t.Errorf("incremental sync: %d responses, want 3", n)
 	}
-	r = s.Do("alice", "REPORT", "/alice/default/", syncReport("urn:x-nymote:sync:1234567890123456789012345678901234567890"))
-	if r.Status != 403 || !strings.Contains(r.Body, "valid-sync-token") {
-		t.Errorf("bad token: got %d %s, want 403 valid-sync-token", r.Status, r.Body)
+	etag := strings.Trim(s.Do("alice", "GET", "/alice/default/1.vcf", "").Header.Get("ETag"), `"`)
+	for _, bad := range []string{
+		"urn:x-nymote:sync:1234567890123456789012345678901234567890", // no such commit
+		"urn:x-nymote:sync:" + etag,                                  // an object, not a commit
+		"urn:x-nymote:sync:" + strings.ToUpper(tok[18:]),             // not as we wrote it
+		"urn:x-nymote:sync:xyz",
+		"http://example.com/sync/1",
+	} {
+		r = s.Do("alice", "REPORT", "/alice/default/", syncReport(bad))
+		if r.Status != 403 || !strings.Contains(r.Body, "valid-sync-token") {
+			t.Errorf("bad token %s: got %d %s, want 403 valid-sync-token", bad, r.Status, r.Body)
+		}
 	}
 }
 

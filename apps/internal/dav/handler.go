@@ -44,6 +44,7 @@ type Handler struct {
 	repo  *repo
 	views *viewCache
 	homes sync.Map // users whose home is set up
+	auth  authCache
 }
 
 // NewHandler returns a Handler.
@@ -184,15 +185,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 	if !ok {
 		return "", &Error{Status: http.StatusUnauthorized, Message: "log in with your user name and password (HTTP basic authentication)"}
 	}
-	if _, err := h.st.Authenticate(name, pass); err != nil {
+	// A home known to be set up before the head is read is in it.
+	_, homeKnown := h.homes.Load(name)
+	sn, err := h.views.head()
+	if err != nil {
+		return "", err
+	}
+	if err := h.authenticate(sn, name, pass); err != nil {
 		if errors.Is(err, store.ErrAuthFailed) {
 			h.log.Info("authentication failed", "user", name, "remote", r.RemoteAddr)
 			return "", &Error{Status: http.StatusUnauthorized, Message: "wrong user name or password"}
 		}
 		return "", err
 	}
-	if err := h.ensureHome(r.Context(), name); err != nil {
-		return name, err
+	if !homeKnown {
+		if err := h.ensureHome(r.Context(), name); err != nil {
+			return name, err
+		}
+		if sn, err = h.views.head(); err != nil {
+			return name, err
+		}
 	}
 	segs := splitPath(p)
 	if len(segs) == 0 {
@@ -205,10 +217,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 		if !segOK(s) {
 			return name, Errorf(http.StatusBadRequest, Name("", ""), "invalid path segment %q", s)
 		}
-	}
-	sn, err := h.views.head()
-	if err != nil {
-		return name, err
 	}
 	t, err := h.resolve(sn, name, segs[1:])
 	if err != nil {
@@ -252,6 +260,16 @@ func splitPath(p string) []string {
 
 // escapePath escapes each segment of a path for an href.
 func escapePath(p string) string {
+	clean := true
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return p // nothing url.PathEscape would change
+	}
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)

@@ -152,18 +152,20 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	}
 	dir := h.repo.collDir(c.User, c.Path)
 	op := objPath(dir, name)
+	blob := h.views.blobs.putData(data)
 	var created bool
-	var oldTree store.Hash
+	var base *view
+	var oldList *listing
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
 	head, err := h.st.Update(r.Context(), h.commitOpts(t.user, "put "+c.Href()+name), func(tx *store.Tx) error {
-		if ok, err := tx.Exists(dir + "/props.json"); err != nil || !ok {
-			if err == nil {
+		base = h.views.at(tx.Base())
+		if _, err := base.Read(dir + "/props.json"); err != nil {
+			if errors.Is(err, store.ErrNotExist) {
 				err = Errorf(http.StatusConflict, errNoCond, "the collection %s was deleted", c.Href())
 			}
 			return err
 		}
-		base := h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, c, name)
 		if err != nil {
 			return err
@@ -177,7 +179,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 			if err != nil {
 				return err
 			}
-			oldTree = idx.tree
+			oldList = idx.list
 			if other, ok := idx.byUID[uid]; ok && other != name {
 				return &Error{Status: http.StatusConflict, Cond: h.typePrecond("no-uid-conflict"), CondInner: Href(c.Href() + other),
 					Message: fmt.Sprintf("UID %q is already used by %s%s", uid, c.Href(), other)}
@@ -188,10 +190,8 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	if err != nil {
 		return err
 	}
-	if c.Type != TypePlain {
-		h.afterWrite(head, c, oldTree, name, uid)
-	}
-	etag := `"` + h.views.blobs.putData(data).String() + `"`
+	h.afterWrite(base, head, c, oldList, []store.Change{{Path: op, To: blob}}, name, uid)
+	etag := `"` + blob.String() + `"`
 	w.Header().Set("ETag", etag)
 	if created {
 		w.Header().Set("Location", c.Href()+name)
@@ -202,14 +202,20 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	return nil
 }
 
-// afterWrite moves the UID index of c to the commit head.
-func (h *Handler) afterWrite(head store.Hash, c *Collection, oldTree store.Hash, name, uid string) {
-	tree, err := h.repo.objectsTree(h.views.at(head), c)
-	if err != nil {
-		h.repo.dropIndex(c)
+// afterWrite moves the view to the commit head that this server made from
+// the view base with changes, and the UID index of c with it (oldList is
+// the objects folder's version the index was checked against; nil when
+// the collection has none).
+func (h *Handler) afterWrite(base *view, head store.Hash, c *Collection, oldList *listing, changes []store.Change, name, uid string) {
+	nv := h.views.committed(base.commit, head, changes)
+	if c.Type == TypePlain || oldList == nil {
 		return
 	}
-	h.repo.updateIndex(c, oldTree, tree, name, uid)
+	l, err := nv.list(h.repo.collDir(c.User, c.Path) + "/o")
+	if err != nil {
+		l = nil
+	}
+	h.repo.updateIndex(c, oldList, l, name, uid)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) error {
@@ -247,9 +253,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) erro
 		return nil
 	}
 	name := t.name
-	var oldTree store.Hash
+	op, pp := objPath(dir, name), propsPath(dir, name)
+	var base *view
+	var oldList *listing
 	head, err := h.st.Update(r.Context(), h.commitOpts(t.user, "delete "+c.Href()+name), func(tx *store.Tx) error {
-		base := h.views.at(tx.Base())
+		base = h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, c, name)
 		if err != nil {
 			return err
@@ -260,20 +268,18 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) erro
 		if err := checkConditions(r, cur); err != nil {
 			return err
 		}
-		if oldTree, err = h.repo.objectsTree(base, c); err != nil {
+		if oldList, err = base.list(dir + "/o"); err != nil {
 			return err
 		}
-		if err := tx.Delete(objPath(dir, name)); err != nil {
+		if err := tx.Delete(op); err != nil {
 			return err
 		}
-		return tx.Delete(propsPath(dir, name))
+		return tx.Delete(pp)
 	})
 	if err != nil {
 		return err
 	}
-	if c.Type != TypePlain {
-		h.afterWrite(head, c, oldTree, name, "")
-	}
+	h.afterWrite(base, head, c, oldList, []store.Change{{Path: op}, {Path: pp}}, name, "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

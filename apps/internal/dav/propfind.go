@@ -223,10 +223,15 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 			return Text(c.Description), c.Description != "", nil
 		case h.kind.ColorProp():
 			return Text(c.Color), c.Color != "", nil
-		case Name(NSCS, "getctag"):
-			return Text(c.Tag.String()), true, nil
-		case Name(NSDAV, "getetag"):
-			return Text(`"` + c.Tag.String() + `"`), true, nil
+		case Name(NSCS, "getctag"), Name(NSDAV, "getetag"):
+			tag, err := h.repo.collectionTag(sn, c)
+			if err != nil {
+				return "", false, err
+			}
+			if n == Name(NSDAV, "getetag") {
+				return Text(`"` + tag.String() + `"`), true, nil
+			}
+			return Text(tag.String()), true, nil
 		case Name(NSDAV, "sync-token"):
 			return Text(SyncToken(sn.Commit())), true, nil
 		case Name(NSDAV, "owner"), Name(NSDAV, "current-user-principal"):
@@ -258,9 +263,11 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 	}, dead: func() (map[string]string, error) { return c.Dead, nil }}
 }
 
+// objectLive are an object's live properties.
+var objectLive = []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
+
 func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource {
-	live := []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
-	return &resource{href: o.Href, live: live, get: func(n xml.Name, req *Node) (string, bool, error) {
+	return &resource{href: o.Href, live: objectLive, get: func(n xml.Name, req *Node) (string, bool, error) {
 		switch n {
 		case Name(NSDAV, "getetag"):
 			return Text(o.ETagString()), true, nil
@@ -387,6 +394,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 			if err != nil {
 				return err
 			}
+			ms.grow(len(objs))
 			for _, o := range objs {
 				if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 					return err

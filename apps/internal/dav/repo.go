@@ -46,9 +46,6 @@ type Collection struct {
 	Created     time.Time `json:"created"`
 	// Dead holds dead properties: "{namespace}local" → inner XML.
 	Dead map[string]string `json:"dead,omitempty"`
-	// Tag changes whenever anything in the collection changes (its tree's
-	// hash): the CTag.
-	Tag store.Hash `json:"-"`
 }
 
 // Href is the collection's URL path, with a trailing slash.
@@ -66,9 +63,9 @@ type repo struct {
 }
 
 // uidIndex maps UIDs to object names in one collection, valid for the
-// collection's objects tree `tree`.
+// version `list` of the collection's objects folder.
 type uidIndex struct {
-	tree   store.Hash
+	list   *listing
 	byUID  map[string]string
 	byName map[string]string
 }
@@ -104,18 +101,17 @@ func (r *repo) loadCollection(sn reader, user, p string) (*Collection, error) {
 		return nil, fmt.Errorf("dav: collection %s: %w", dir, err)
 	}
 	c.User, c.Path = user, p
-	if parent, base := path.Split(dir); parent != "" {
-		ents, err := sn.ReadDir(strings.TrimSuffix(parent, "/"))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range ents {
-			if e.Dir && path.Base(e.Path) == base {
-				c.Tag = e.Hash
-			}
-		}
-	}
 	return c, nil
+}
+
+// collectionTag returns what changes whenever anything in the collection
+// changes (its folder's tree hash): the CTag.
+func (r *repo) collectionTag(sn reader, c *Collection) (store.Hash, error) {
+	e, err := sn.Stat(r.collDir(c.User, c.Path))
+	if errors.Is(err, store.ErrNotExist) {
+		return store.Hash{}, nil
+	}
+	return e.Hash, err
 }
 
 // listCollections lists the collections directly in parent ("" for the home).
@@ -153,17 +149,19 @@ func (r *repo) listCollections(sn reader, user, parent string) ([]*Collection, e
 
 // listObjects lists a collection's objects (without data), sorted by name.
 func (r *repo) listObjects(sn reader, c *Collection) ([]*Object, error) {
+	href := c.Href()
 	if v, ok := sn.(*view); ok {
 		l, err := v.list(r.collDir(c.User, c.Path) + "/o")
 		if err != nil {
 			return nil, err
 		}
-		out := make([]*Object, 0, len(l))
-		href := c.Href()
-		for name, h := range l {
-			out = append(out, &Object{Name: name, Href: href + name, ETag: h})
+		names := l.sortedNames()
+		out := make([]*Object, len(names))
+		objs := make([]Object, len(names))
+		for i, name := range names {
+			objs[i] = Object{Name: name, Href: href + name, ETag: l.m[name]}
+			out[i] = &objs[i]
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return out, nil
 	}
 	ents, err := sn.List(r.collDir(c.User, c.Path) + "/o")
@@ -173,7 +171,7 @@ func (r *repo) listObjects(sn reader, c *Collection) ([]*Object, error) {
 	out := make([]*Object, 0, len(ents))
 	for _, e := range ents {
 		name := store.Unshard(e.Path)
-		out = append(out, &Object{Name: name, Href: c.Href() + name, ETag: e.Hash})
+		out = append(out, &Object{Name: name, Href: href + name, ETag: e.Hash})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -203,48 +201,30 @@ func (r *repo) readObject(sn reader, c *Collection, o *Object) error {
 	return nil
 }
 
-// objectsTree returns the hash of a collection's objects folder (zero when
-// it has none).
-func (r *repo) objectsTree(sn reader, c *Collection) (store.Hash, error) {
-	ents, err := sn.ReadDir(r.collDir(c.User, c.Path))
-	if err != nil {
-		return store.Hash{}, err
-	}
-	for _, e := range ents {
-		if e.Dir && path.Base(e.Path) == "o" {
-			return e.Hash, nil
-		}
-	}
-	return store.Hash{}, nil
-}
-
-// uidIndexFor returns the UID index of a collection as of snapshot sn,
-// rebuilding it when the collection changed since it was built.
-// parse extracts a UID from an object's data.
-func (r *repo) uidIndexFor(sn reader, c *Collection, parse func([]byte) string) (*uidIndex, error) {
-	tree, err := r.objectsTree(sn, c)
+// uidIndexFor returns the UID index of a collection as of view v,
+// rebuilding it when the collection changed since it was built. parse
+// extracts a UID from an object's data.
+func (r *repo) uidIndexFor(v *view, c *Collection, parse func([]byte) string) (*uidIndex, error) {
+	dir := r.collDir(c.User, c.Path)
+	l, err := v.list(dir + "/o")
 	if err != nil {
 		return nil, err
 	}
-	dir := r.collDir(c.User, c.Path)
 	r.mu.Lock()
 	idx := r.uids[dir]
 	r.mu.Unlock()
-	if idx != nil && idx.tree == tree {
+	if idx != nil && idx.list == l {
 		return idx, nil
 	}
-	objs, err := r.listObjects(sn, c)
-	if err != nil {
-		return nil, err
-	}
-	idx = &uidIndex{tree: tree, byUID: make(map[string]string, len(objs)), byName: make(map[string]string, len(objs))}
-	for _, o := range objs {
-		if err := r.readObject(sn, c, o); err != nil {
+	idx = &uidIndex{list: l, byUID: make(map[string]string, len(l.m)), byName: make(map[string]string, len(l.m))}
+	for name := range l.m {
+		o := &Object{Name: name}
+		if err := r.readObject(v, c, o); err != nil {
 			return nil, err
 		}
 		if uid := parse(o.Data); uid != "" {
-			idx.byUID[uid] = o.Name
-			idx.byName[o.Name] = uid
+			idx.byUID[uid] = name
+			idx.byName[name] = uid
 		}
 	}
 	r.mu.Lock()
@@ -257,9 +237,10 @@ func (r *repo) uidIndexFor(sn reader, c *Collection, parse func([]byte) string) 
 }
 
 // updateIndex records a written (uid != "") or deleted (uid == "") object
-// in the index of a collection that is now at objects tree `tree`; old is
-// the tree the change was made on. An index that was not at old is dropped.
-func (r *repo) updateIndex(c *Collection, old, tree store.Hash, name, uid string) {
+// in the index of a collection whose objects folder is now at version l;
+// old is the version the change was made on. An index that was not at old
+// is dropped.
+func (r *repo) updateIndex(c *Collection, old, l *listing, name, uid string) {
 	dir := r.collDir(c.User, c.Path)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -267,12 +248,12 @@ func (r *repo) updateIndex(c *Collection, old, tree store.Hash, name, uid string
 	if idx == nil {
 		return
 	}
-	if idx.tree != old {
+	if idx.list != old || l == nil {
 		delete(r.uids, dir)
 		return
 	}
 	// Only writers use the index, and they hold repo.wmu.
-	idx.tree = tree
+	idx.list = l
 	if prev, ok := idx.byName[name]; ok {
 		delete(idx.byUID, prev)
 		delete(idx.byName, name)

@@ -1,6 +1,8 @@
 package dav
 
 import (
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -100,27 +102,25 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection
 		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
 	}
 	tok := strings.TrimSpace(body.Child(Name(NSDAV, "sync-token")).textOr(""))
-	now, err := h.repo.listObjects(sn, c)
-	if err != nil {
-		return err
-	}
 	ms := newMultistatus()
 	if tok == "" {
+		now, err := h.repo.listObjects(sn, c)
+		if err != nil {
+			return err
+		}
+		ms.grow(len(now))
 		for _, o := range now {
 			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 				return err
 			}
 		}
 	} else {
-		changes, err := h.changesSince(tok, sn.Commit())
+		prefix := h.repo.collDir(c.User, c.Path) + "/o"
+		changes, err := h.changesSince(tok, sn.Commit(), prefix)
 		if err != nil {
 			return err
 		}
-		prefix := h.repo.collDir(c.User, c.Path) + "/o/"
 		for _, ch := range changes {
-			if !strings.HasPrefix(ch.Path, prefix) {
-				continue
-			}
 			name := store.Unshard(ch.Path)
 			if ch.To.IsZero() {
 				ms.statusResponse(c.Href()+name, http.StatusNotFound)
@@ -136,29 +136,34 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection
 	return writeMultistatus(w, ms)
 }
 
-// changesSince lists what changed in the store between the commit a sync
-// token names and head (store.Diff follows the size of the change, not of
-// the collection). An unknown token is the DAV:valid-sync-token
-// precondition.
-func (h *Handler) changesSince(tok string, head store.Hash) ([]store.Change, error) {
+// changesSince lists what changed under the folder prefix between the
+// commit a sync token names and head (store.DiffUnder follows the size of
+// the change, not of the collection). An unknown token is the
+// DAV:valid-sync-token precondition.
+func (h *Handler) changesSince(tok string, head store.Hash, prefix string) ([]store.Change, error) {
 	bad := Errorf(http.StatusForbidden, Name(NSDAV, "valid-sync-token"), "unknown sync token %q: sync again from scratch", tok)
-	hex, ok := strings.CutPrefix(tok, syncTokenPrefix)
-	if !ok || len(hex) != 40 {
+	hx, ok := strings.CutPrefix(tok, syncTokenPrefix)
+	if !ok || strings.ToLower(hx) != hx {
 		return nil, bad
 	}
-	from := store.Hash{}
-	if strings.Trim(hex, "0") != "" {
-		h, err := h.st.Resolve(hex)
-		if err != nil || h.String() != hex {
-			return nil, bad
-		}
-		from = h
+	from, err := hexHash(hx)
+	if err != nil {
+		return nil, bad
 	}
-	changes, err := h.st.DiffCommits(from, head)
+	changes, err := h.st.DiffUnder(from, head, prefix)
 	if err != nil {
 		return nil, bad
 	}
 	return changes, nil
+}
+
+// hexHash parses a full hexadecimal commit hash.
+func hexHash(s string) (store.Hash, error) {
+	var h store.Hash
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil || len(s) != 2*len(h) {
+		return h, fmt.Errorf("bad hash %q", s)
+	}
+	return h, nil
 }
 
 func (n *Node) textOr(def string) string {

@@ -2,6 +2,7 @@ package dav
 
 import (
 	"errors"
+	"sort"
 	"strings"
 	"sync"
 
@@ -23,7 +24,7 @@ type reader interface {
 var _ reader = (*store.Snapshot)(nil)
 
 // viewCache keeps one view of the store's head that requests share and
-// that follows new commits by their diff (store.DiffCommits follows the
+// that follows new commits by their diff (store.DiffUnder follows the
 // size of a change, not of the store). Reading through the store walks
 // trees object by object; the view answers most reads from memory:
 // collection listings (name → blob hash), directories, small files, and
@@ -43,14 +44,49 @@ type view struct {
 	mu    sync.Mutex
 	sn    *store.Snapshot
 	files map[string]fileEntry
+	stats map[string]statEntry
 	dirs  map[string][]store.Entry
-	// lists holds the listings of objects folders ("…/o"): name → hash.
-	lists map[string]map[string]store.Hash
+	// lists holds the listings of objects and properties folders ("…/o",
+	// "…/p").
+	lists map[string]*listing
 }
 
 type fileEntry struct {
 	data []byte
 	err  error
+}
+
+type statEntry struct {
+	e   store.Entry
+	err error
+}
+
+// listing is the listing of an objects or properties folder: name → blob
+// hash. A listing never changes once made: a view that follows a commit
+// makes a new one for each folder the commit changed, so a listing's
+// address names one version of its folder (the UID index is kept per
+// listing).
+type listing struct {
+	m map[string]store.Hash
+
+	sortOnce sync.Once
+	sorted   []string
+}
+
+// sortedNames returns the names in the listing, sorted (made once).
+func (l *listing) sortedNames() []string {
+	l.sortOnce.Do(func() {
+		l.sorted = make([]string, 0, len(l.m))
+		for name := range l.m {
+			l.sorted = append(l.sorted, name)
+		}
+		sort.Strings(l.sorted)
+	})
+	return l.sorted
+}
+
+func newView(vc *viewCache, h store.Hash) *view {
+	return &view{vc: vc, commit: h, files: map[string]fileEntry{}, stats: map[string]statEntry{}, dirs: map[string][]store.Entry{}, lists: map[string]*listing{}}
 }
 
 // maxDiff is the largest change a view follows; beyond it a fresh view is
@@ -59,10 +95,7 @@ const maxDiff = 5000
 
 // head returns a view of the default branch's head.
 func (vc *viewCache) head() (*view, error) {
-	h, err := vc.st.Resolve("")
-	if errors.Is(err, store.ErrNotExist) {
-		h, err = store.Hash{}, nil
-	}
+	h, err := vc.st.BranchHead("")
 	if err != nil {
 		return nil, err
 	}
@@ -79,13 +112,35 @@ func (vc *viewCache) at(h store.Hash) *view {
 	}
 	var nv *view
 	if cur != nil && !cur.commit.IsZero() {
-		if changes, err := vc.st.DiffCommits(cur.commit, h); err == nil && len(changes) <= maxDiff {
+		if changes, err := vc.st.DiffUnder(cur.commit, h, ""); err == nil && len(changes) <= maxDiff {
 			nv = cur.advance(h, changes)
 		}
 	}
 	if nv == nil {
-		nv = &view{vc: vc, commit: h, files: map[string]fileEntry{}, dirs: map[string][]store.Entry{}, lists: map[string]map[string]store.Hash{}}
+		nv = newView(vc, h)
 	}
+	vc.mu.Lock()
+	if vc.cur == cur {
+		vc.cur = nv
+	}
+	vc.mu.Unlock()
+	return nv
+}
+
+// committed returns the view of commit head, which this server made from
+// commit base with exactly changes: when the current view is of base, it
+// follows them without diffing the commits.
+func (vc *viewCache) committed(base, head store.Hash, changes []store.Change) *view {
+	vc.mu.Lock()
+	cur := vc.cur
+	vc.mu.Unlock()
+	if cur == nil || cur.commit != base || base.IsZero() {
+		return vc.at(head)
+	}
+	if base == head {
+		return cur
+	}
+	nv := cur.advance(head, changes)
 	vc.mu.Lock()
 	if vc.cur == cur {
 		vc.cur = nv
@@ -98,9 +153,13 @@ func (vc *viewCache) at(h store.Hash) *view {
 func (v *view) advance(h store.Hash, changes []store.Change) *view {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	nv := &view{vc: v.vc, commit: h, files: make(map[string]fileEntry, len(v.files)), dirs: make(map[string][]store.Entry, len(v.dirs)), lists: make(map[string]map[string]store.Hash, len(v.lists))}
+	nv := &view{vc: v.vc, commit: h, files: make(map[string]fileEntry, len(v.files)), stats: make(map[string]statEntry, len(v.stats)),
+		dirs: make(map[string][]store.Entry, len(v.dirs)), lists: make(map[string]*listing, len(v.lists))}
 	for k, e := range v.files {
 		nv.files[k] = e
+	}
+	for k, e := range v.stats {
+		nv.stats[k] = e
 	}
 	for k, e := range v.dirs {
 		nv.dirs[k] = e
@@ -110,40 +169,44 @@ func (v *view) advance(h store.Hash, changes []store.Change) *view {
 	}
 	copied := map[string]bool{}
 	for _, ch := range changes {
-		p := ch.Path
-		delete(nv.files, p)
-		for d := p; ; {
+		// The path and every folder above it changed.
+		for d := ch.Path; ; {
+			delete(nv.files, d)
+			delete(nv.stats, d)
+			delete(nv.dirs, d)
 			i := strings.LastIndexByte(d, '/')
 			if i < 0 {
 				delete(nv.dirs, "")
 				break
 			}
 			d = d[:i]
-			delete(nv.dirs, d)
 		}
-		if dir, name, ok := splitObjectPath(p); ok {
+		if dir, name, ok := splitObjectPath(ch.Path); ok {
 			l, loaded := nv.lists[dir]
 			if !loaded {
 				continue
 			}
 			if !copied[dir] {
-				nl := make(map[string]store.Hash, len(l)+1)
-				for k, e := range l {
-					nl[k] = e
+				nl := &listing{m: make(map[string]store.Hash, len(l.m)+1)}
+				for k, e := range l.m {
+					nl.m[k] = e
 				}
 				nv.lists[dir], l, copied[dir] = nl, nl, true
 			}
 			if ch.To.IsZero() {
-				delete(l, name)
+				delete(l.m, name)
 			} else {
-				l[name] = ch.To
+				l.m[name] = ch.To
 			}
 		}
 	}
 	return nv
 }
 
-// splitObjectPath splits "…/o/xx/yy/name" into "…/o" and name.
+// splitObjectPath splits "…/o/xx/yy/name" into "…/o" and name (and
+// likewise a properties path, "…/p/xx/yy/name"). The shard folders are two
+// hexadecimal digits each, which no collection folder's path has in those
+// places (collections alternate with "c" folders).
 func splitObjectPath(p string) (dir, name string, ok bool) {
 	i := strings.LastIndexByte(p, '/')
 	if i < 0 {
@@ -153,15 +216,27 @@ func splitObjectPath(p string) (dir, name string, ok bool) {
 	rest := p[:i]
 	for range 2 { // the two shard levels
 		j := strings.LastIndexByte(rest, '/')
-		if j < 0 {
+		if j < 0 || !isShard(rest[j+1:]) {
 			return "", "", false
 		}
 		rest = rest[:j]
 	}
-	if !strings.HasSuffix(rest, "/o") {
+	if !strings.HasSuffix(rest, "/o") && !strings.HasSuffix(rest, "/p") {
 		return "", "", false
 	}
 	return rest, name, true
+}
+
+func isShard(s string) bool {
+	if len(s) != 2 {
+		return false
+	}
+	for i := range 2 {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *view) Commit() store.Hash { return v.commit }
@@ -173,10 +248,7 @@ func (v *view) snapshot() (*store.Snapshot, error) {
 	if sn != nil {
 		return sn, nil
 	}
-	sn, err := v.vc.st.Snapshot(v.commit.String())
-	if v.commit.IsZero() {
-		sn, err = v.vc.st.Snapshot("")
-	}
+	sn, err := v.vc.st.SnapshotOf(v.commit)
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +258,9 @@ func (v *view) snapshot() (*store.Snapshot, error) {
 	return sn, nil
 }
 
-// list returns the listing of an objects folder, loading it once.
-func (v *view) list(dir string) (map[string]store.Hash, error) {
+// list returns the listing of an objects or properties folder, loading it
+// once.
+func (v *view) list(dir string) (*listing, error) {
 	v.mu.Lock()
 	l, ok := v.lists[dir]
 	v.mu.Unlock()
@@ -202,12 +275,16 @@ func (v *view) list(dir string) (map[string]store.Hash, error) {
 	if err != nil {
 		return nil, err
 	}
-	l = make(map[string]store.Hash, len(ents))
+	l = &listing{m: make(map[string]store.Hash, len(ents))}
 	for _, e := range ents {
-		l[store.Unshard(e.Path)] = e.Hash
+		l.m[store.Unshard(e.Path)] = e.Hash
 	}
 	v.mu.Lock()
-	v.lists[dir] = l
+	if l2, ok := v.lists[dir]; ok {
+		l = l2 // loaded meanwhile: keep one version
+	} else {
+		v.lists[dir] = l
+	}
 	v.mu.Unlock()
 	return l, nil
 }
@@ -218,17 +295,29 @@ func (v *view) Stat(p string) (store.Entry, error) {
 		if err != nil {
 			return store.Entry{}, err
 		}
-		h, ok := l[name]
+		h, ok := l.m[name]
 		if !ok {
 			return store.Entry{}, store.ErrNotExist
 		}
 		return store.Entry{Path: p, Hash: h}, nil
 	}
+	v.mu.Lock()
+	st, ok := v.stats[p]
+	v.mu.Unlock()
+	if ok {
+		return st.e, st.err
+	}
 	sn, err := v.snapshot()
 	if err != nil {
 		return store.Entry{}, err
 	}
-	return sn.Stat(p)
+	e, err := sn.Stat(p)
+	if err == nil || errors.Is(err, store.ErrNotExist) {
+		v.mu.Lock()
+		v.stats[p] = statEntry{e, err}
+		v.mu.Unlock()
+	}
+	return e, err
 }
 
 func (v *view) Read(p string) ([]byte, error) {
@@ -240,11 +329,7 @@ func (v *view) Read(p string) ([]byte, error) {
 		if d, ok := v.vc.blobs.get(e.Hash); ok {
 			return d, nil
 		}
-		sn, err := v.snapshot()
-		if err != nil {
-			return nil, err
-		}
-		d, err := sn.Read(p)
+		d, err := v.vc.st.ReadBlob(e.Hash)
 		if err == nil {
 			v.vc.blobs.put(e.Hash, d)
 		}
@@ -291,13 +376,13 @@ func (v *view) ReadDir(dir string) ([]store.Entry, error) {
 }
 
 func (v *view) List(prefix string) ([]store.Entry, error) {
-	if strings.HasSuffix(prefix, "/o") {
+	if strings.HasSuffix(prefix, "/o") || strings.HasSuffix(prefix, "/p") {
 		l, err := v.list(prefix)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]store.Entry, 0, len(l))
-		for name, h := range l {
+		out := make([]store.Entry, 0, len(l.m))
+		for name, h := range l.m {
 			out = append(out, store.Entry{Path: prefix + "/" + store.Shard(name), Hash: h})
 		}
 		return out, nil

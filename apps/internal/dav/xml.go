@@ -228,38 +228,46 @@ func Elem(n xml.Name, inner string) string {
 // character reference (so CRLF line ends survive XML parsing), and what
 // XML cannot carry (other control characters, invalid UTF-8) as U+FFFD.
 func Text(s string) string {
-	clean := true
+	if textClean(s) {
+		return s
+	}
+	return string(appendText(make([]byte, 0, len(s)+len(s)/16), s))
+}
+
+func textClean(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '&' || c == '<' || c == '>' || (c < 0x20 && c != '\n' && c != '\t') || c >= 0x80 {
-			clean = false
-			break
+			return false
 		}
 	}
-	if clean {
-		return s
+	return true
+}
+
+// appendText appends s escaped as Text does.
+func appendText(b []byte, s string) []byte {
+	if textClean(s) {
+		return append(b, s...)
 	}
-	var b strings.Builder
-	b.Grow(len(s) + len(s)/16)
 	for _, r := range s {
 		switch {
 		case r == '&':
-			b.WriteString("&amp;")
+			b = append(b, "&amp;"...)
 		case r == '<':
-			b.WriteString("&lt;")
+			b = append(b, "&lt;"...)
 		case r == '>':
-			b.WriteString("&gt;")
+			b = append(b, "&gt;"...)
 		case r == '\r':
-			b.WriteString("&#13;")
+			b = append(b, "&#13;"...)
 		case r == '\n' || r == '\t':
-			b.WriteRune(r)
+			b = append(b, byte(r))
 		case r < 0x20 || r == utf8.RuneError || (r >= 0xD800 && r <= 0xDFFF) || r == 0xFFFE || r == 0xFFFF:
-			b.WriteRune('\uFFFD')
+			b = utf8.AppendRune(b, '\uFFFD')
 		default:
-			b.WriteRune(r)
+			b = utf8.AppendRune(b, r)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // Href renders a DAV:href.
@@ -271,19 +279,30 @@ type PropValue struct {
 	Inner string
 }
 
-// multistatus builds a DAV:multistatus body.
+// multistatus builds a DAV:multistatus body. It appends to one buffer,
+// element by element, without making a string per element: a listing of
+// thousands of objects is mostly this.
 type multistatus struct {
-	b strings.Builder
+	b []byte
 }
 
 func newMultistatus() *multistatus {
-	m := &multistatus{}
-	m.b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n<d:multistatus")
+	m := &multistatus{b: make([]byte, 0, 4096)}
+	m.b = append(m.b, `<?xml version="1.0" encoding="utf-8"?>`+"\n<d:multistatus"...)
 	for _, p := range prefixes {
-		fmt.Fprintf(&m.b, ` xmlns:%s="%s"`, p.prefix, p.ns)
+		m.b = append(m.b, ` xmlns:`+p.prefix+`="`+p.ns+`"`...)
 	}
-	m.b.WriteString(">")
+	m.b = append(m.b, '>')
 	return m
+}
+
+// grow makes room for about n more responses.
+func (m *multistatus) grow(n int) {
+	if need := len(m.b) + n*256; need > cap(m.b) {
+		nb := make([]byte, len(m.b), need)
+		copy(nb, m.b)
+		m.b = nb
+	}
 }
 
 // propstatGroup is a set of properties that share a status.
@@ -296,40 +315,82 @@ type propstatGroup struct {
 	desc string
 }
 
+// elem appends an element with already-serialised inner XML (as Elem).
+func (m *multistatus) elem(n xml.Name, inner string) {
+	p, ok := prefixOf(n.Space)
+	if !ok {
+		m.b = append(m.b, Elem(n, inner)...)
+		return
+	}
+	m.b = append(m.b, '<')
+	m.b = append(m.b, p...)
+	m.b = append(m.b, ':')
+	m.b = append(m.b, n.Local...)
+	if inner == "" {
+		m.b = append(m.b, "/>"...)
+		return
+	}
+	m.b = append(m.b, '>')
+	m.b = append(m.b, inner...)
+	m.b = append(m.b, "</"...)
+	m.b = append(m.b, p...)
+	m.b = append(m.b, ':')
+	m.b = append(m.b, n.Local...)
+	m.b = append(m.b, '>')
+}
+
+// href appends a DAV:href of URL path p (as Href).
+func (m *multistatus) href(p string) {
+	m.b = append(m.b, "<d:href>"...)
+	m.b = appendText(m.b, escapePath(p))
+	m.b = append(m.b, "</d:href>"...)
+}
+
+func (m *multistatus) status(code int) {
+	m.b = append(m.b, "<d:status>HTTP/1.1 "...)
+	m.b = strconv.AppendInt(m.b, int64(code), 10)
+	m.b = append(m.b, ' ')
+	m.b = append(m.b, statusText(code)...)
+	m.b = append(m.b, "</d:status>"...)
+}
+
 // response adds a response with propstats.
 func (m *multistatus) response(href string, groups ...propstatGroup) {
-	m.b.WriteString("<d:response>")
-	m.b.WriteString(Href(href))
+	m.b = append(m.b, "<d:response>"...)
+	m.href(href)
 	for _, g := range groups {
 		if len(g.props) == 0 {
 			continue
 		}
-		m.b.WriteString("<d:propstat><d:prop>")
+		m.b = append(m.b, "<d:propstat><d:prop>"...)
 		for _, p := range g.props {
-			m.b.WriteString(Elem(p.Name, p.Inner))
+			m.elem(p.Name, p.Inner)
 		}
-		m.b.WriteString("</d:prop>")
-		m.b.WriteString("<d:status>HTTP/1.1 " + strconv.Itoa(g.status) + " " + statusText(g.status) + "</d:status>")
+		m.b = append(m.b, "</d:prop>"...)
+		m.status(g.status)
 		if g.errXML != "" {
-			m.b.WriteString("<d:error>" + g.errXML + "</d:error>")
+			m.b = append(m.b, "<d:error>"+g.errXML+"</d:error>"...)
 		}
 		if g.desc != "" {
-			m.b.WriteString(Elem(Name(NSDAV, "responsedescription"), Text(g.desc)))
+			m.elem(Name(NSDAV, "responsedescription"), Text(g.desc))
 		}
-		m.b.WriteString("</d:propstat>")
+		m.b = append(m.b, "</d:propstat>"...)
 	}
-	m.b.WriteString("</d:response>")
+	m.b = append(m.b, "</d:response>"...)
 }
 
 // statusResponse adds a response with only a status.
 func (m *multistatus) statusResponse(href string, status int) {
-	fmt.Fprintf(&m.b, "<d:response>%s<d:status>HTTP/1.1 %d %s</d:status></d:response>", Href(href), status, statusText(status))
+	m.b = append(m.b, "<d:response>"...)
+	m.href(href)
+	m.status(status)
+	m.b = append(m.b, "</d:response>"...)
 }
 
-func (m *multistatus) raw(s string) { m.b.WriteString(s) }
+func (m *multistatus) raw(s string) { m.b = append(m.b, s...) }
 
 func (m *multistatus) bytes() []byte {
-	return []byte(m.b.String() + "</d:multistatus>\n")
+	return append(m.b, "</d:multistatus>\n"...)
 }
 
 func sortNames(ns []xml.Name) {

@@ -1,0 +1,121 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// DiffUnder is DiffCommits limited to the items under the folder prefix
+// ("" for everything): what changed there between commits a and b (a zero
+// hash is the empty tree), sorted by path. It reads with the store's own
+// object reader and its cache of decoded trees and skips equal subtrees,
+// so its cost follows the size of the change under prefix. A commit that
+// is not in the store is an error (ErrNotExist).
+func (s *Store) DiffUnder(a, b Hash, prefix string) ([]Change, error) {
+	prefix = trimSlash(prefix)
+	if err := validatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	var out []Change
+	err := s.readObjs(func(o *objReader) error {
+		var roots [2]Hash
+		for i, c := range []Hash{a, b} {
+			if c.IsZero() {
+				continue
+			}
+			t, err := o.commitTree(c)
+			if err != nil {
+				return fmt.Errorf("store: commit %s: %v: %w", c, err, ErrNotExist)
+			}
+			if roots[i], err = o.folder(t, prefix); err != nil {
+				return err
+			}
+		}
+		var err error
+		out, err = o.diffTrees(roots[0], roots[1], prefix, nil)
+		return err
+	})
+	return out, err
+}
+
+// folder returns the tree of folder p under root (zero when there is no
+// folder there).
+func (o *objReader) folder(root Hash, p string) (Hash, error) {
+	if p == "" {
+		return root, nil
+	}
+	e, ok, err := o.entry(root, p)
+	if err != nil || !ok || e.Mode != filemode.Dir {
+		return Hash{}, err
+	}
+	return e.Hash, nil
+}
+
+// diffTrees is the package's diffTrees (history.go) over decoded trees.
+func (o *objReader) diffTrees(ta, tb Hash, dir string, out []Change) ([]Change, error) {
+	if ta == tb {
+		return out, nil
+	}
+	load := func(h Hash) ([]object.TreeEntry, error) {
+		if h.IsZero() {
+			return nil, nil
+		}
+		t, err := o.tree(h)
+		if err != nil {
+			return nil, fmt.Errorf("store: tree %s at %q: %w", h, dir, err)
+		}
+		return t.entries, nil
+	}
+	ea, err := load(ta)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := load(tb)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string][2]object.TreeEntry, len(ea)+len(eb))
+	names := make([]string, 0, len(ea)+len(eb))
+	for side, es := range [][]object.TreeEntry{ea, eb} {
+		for _, e := range es {
+			pair, seen := byName[e.Name]
+			if !seen {
+				names = append(names, e.Name)
+			}
+			pair[side] = e
+			byName[e.Name] = pair
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pair := byName[n]
+		a, b := pair[0], pair[1]
+		if a.Hash == b.Hash && a.Mode == b.Mode {
+			continue
+		}
+		var trees, blobs [2]Hash
+		for i, e := range pair {
+			if e.Hash.IsZero() {
+				continue
+			}
+			if e.Mode == filemode.Dir {
+				trees[i] = e.Hash
+			} else {
+				blobs[i] = e.Hash
+			}
+		}
+		p := joinPath(dir, n)
+		if blobs[0] != blobs[1] {
+			out = append(out, Change{Path: p, From: blobs[0], To: blobs[1]})
+		}
+		if trees[0] != trees[1] {
+			if out, err = o.diffTrees(trees[0], trees[1], p, out); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
