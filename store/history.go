@@ -225,35 +225,35 @@ func (s *Store) Diff(from, to string) ([]Change, error) {
 // (a zero hash is the empty tree), sorted by path.
 func (s *Store) DiffCommits(a, b Hash) ([]Change, error) {
 	var out []Change
-	err := s.read(func(r *git.Repository) error {
-		ts, err := commitTrees(r, a, b)
+	err := s.readObjs(func(o *objReader) error {
+		ts, err := commitTrees(o, a, b)
 		if err != nil {
 			return err
 		}
-		out, err = diffTrees(r, ts[0], ts[1], "", nil)
+		out, err = diffTrees(o, ts[0], ts[1], "", nil)
 		return err
 	})
 	return out, err
 }
 
-func commitTrees(r *git.Repository, hs ...Hash) ([]Hash, error) {
+func commitTrees(o *objReader, hs ...Hash) ([]Hash, error) {
 	out := make([]Hash, len(hs))
 	for i, h := range hs {
 		if h.IsZero() {
 			continue
 		}
-		c, err := r.CommitObject(h)
+		t, err := o.commitTree(h)
 		if err != nil {
 			return nil, fmt.Errorf("store: commit %s: %w", h, err)
 		}
-		out[i] = c.TreeHash
+		out[i] = t
 	}
 	return out, nil
 }
 
 // diffTrees compares two trees (zero is empty), skipping equal subtrees, so
 // its cost follows the size of the change, not of the store.
-func diffTrees(r *git.Repository, ta, tb Hash, dir string, out []Change) ([]Change, error) {
+func diffTrees(o *objReader, ta, tb Hash, dir string, out []Change) ([]Change, error) {
 	if ta == tb {
 		return out, nil
 	}
@@ -262,11 +262,11 @@ func diffTrees(r *git.Repository, ta, tb Hash, dir string, out []Change) ([]Chan
 		if h.IsZero() {
 			return m, nil
 		}
-		t, err := r.TreeObject(h)
+		t, err := o.tree(h)
 		if err != nil {
 			return nil, fmt.Errorf("store: tree %s at %q: %w", h, dir, err)
 		}
-		for _, e := range t.Entries {
+		for _, e := range t.entries {
 			m[e.Name] = e
 		}
 		return m, nil
@@ -315,7 +315,7 @@ func diffTrees(r *git.Repository, ta, tb Hash, dir string, out []Change) ([]Chan
 			out = append(out, Change{Path: p, From: aBlob, To: bBlob})
 		}
 		if aTree != bTree {
-			if out, err = diffTrees(r, aTree, bTree, p, out); err != nil {
+			if out, err = diffTrees(o, aTree, bTree, p, out); err != nil {
 				return nil, err
 			}
 		}

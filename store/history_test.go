@@ -130,6 +130,7 @@ func TestBranches(t *testing.T) {
 		t.Errorf("DeleteBranch twice = %v", err)
 	}
 	fsck(t, s.Path())
+	s.Flush()
 	if out := runGit(t, s.Path(), "branch", "--list"); strings.TrimSpace(out) != "* main" {
 		t.Errorf("git branch: %q", out)
 	}

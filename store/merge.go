@@ -131,15 +131,21 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 		if len(bases) > 0 {
 			base = bases[0].Hash
 		}
-		if trees, err = commitTrees(r, base, ours, theirs); err != nil {
-			return err
-		}
-		if dOurs, err = diffTrees(r, trees[0], trees[1], "", nil); err != nil {
-			return err
-		}
-		dTheirs, err = diffTrees(r, trees[0], trees[2], "", nil)
-		return err
+		return nil
 	})
+	if err == nil {
+		err = s.readObjs(func(o *objReader) error {
+			var err error
+			if trees, err = commitTrees(o, base, ours, theirs); err != nil {
+				return err
+			}
+			if dOurs, err = diffTrees(o, trees[0], trees[1], "", nil); err != nil {
+				return err
+			}
+			dTheirs, err = diffTrees(o, trees[0], trees[2], "", nil)
+			return err
+		})
+	}
 	if err != nil {
 		return MergeResult{}, err
 	}

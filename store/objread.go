@@ -32,7 +32,8 @@ import (
 // An objReader sees the packs that existed when it was opened; the store
 // opens a new one after a repack (reload).
 type objReader struct {
-	dir   string // objects/
+	pend  *pending // logged objects not yet in the repository; may be nil
+	dir   string   // objects/
 	packs []*packReader
 	trees *treeCache
 	bases *baseCache
@@ -95,6 +96,12 @@ func errObjNotFound(h Hash) error {
 
 // read returns the type and content of object h.
 func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
+	if o.pend != nil {
+		if obj := o.pend.object(h); obj != nil {
+			data, err := readAll(obj)
+			return obj.Type(), data, err
+		}
+	}
 	for _, p := range o.packs {
 		off, err := p.idx.FindOffset(h)
 		if err != nil {

@@ -91,6 +91,11 @@ type Store struct {
 	// wal is the commit log (wal.go); nil when syncing is off. Guarded by
 	// the writer lock.
 	wal *wal
+	// pend holds logged commits being written into the repository in
+	// the background (pending.go); nil without a commit log.
+	pend     *pending
+	pendStop chan struct{}
+	pendDone chan struct{}
 
 	// mu guards st and repo: readers hold it shared, GC holds it exclusively
 	// while it deletes objects that are now in a pack.
@@ -229,6 +234,15 @@ func Open(path string, opts Options) (_ *Store, err error) {
 			s.lockFile.Close()
 			return nil, err
 		}
+		s.pend = newPending()
+		s.mu.Lock()
+		s.objs.pend = s.pend
+		s.mu.Unlock()
+		s.pendStop, s.pendDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(s.pendDone)
+			s.runPending(s.pendStop)
+		}()
 	}
 	s.cleanTmp()
 	return s, nil
@@ -262,7 +276,13 @@ func (s *Store) Close() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	var cerr error
-	if s.wal != nil && s.lockFile != nil {
+	if s.pend != nil && s.pendStop != nil {
+		cerr = s.pend.drain()
+		close(s.pendStop)
+		<-s.pendDone
+		s.pendStop = nil
+	}
+	if s.wal != nil && s.lockFile != nil && cerr == nil {
 		if cerr = flock(s.lockFile); cerr == nil {
 			cerr = s.checkpoint()
 			syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
@@ -303,6 +323,7 @@ func (s *Store) reload() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
 	}
+	objs.pend = s.pend
 	s.mu.Lock()
 	old := s.objs
 	s.st, s.repo, s.objs = st, repo, objs
@@ -404,6 +425,12 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	// go-git reads the repository's files: logged commits must be there.
+	if s.pend != nil {
+		if err := s.pend.drain(); err != nil {
+			return err
+		}
+	}
 	s.mu.RLock()
 	repo := s.repo
 	err := fn(repo)
@@ -417,6 +444,18 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 		s.mu.RUnlock()
 	}
 	return err
+}
+
+// readRefs runs fn with the go-git repository to read references only,
+// without waiting for pending commits (whose heads the caller has looked up
+// in s.pend first).
+func (s *Store) readRefs(fn func(r *git.Repository) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return fn(s.repo)
 }
 
 // readObjs runs fn with the store's object reader, as read does with the

@@ -93,6 +93,7 @@ func TestUpdateReadList(t *testing.T) {
 		t.Error("failed transaction left g behind")
 	}
 	fsck(t, s.Path())
+	s.Flush()
 	log := runGit(t, s.Path(), "log", "--format=%an <%ae> %s", "main")
 	if !strings.Contains(log, "Alice <alice@example.org> first") || strings.Count(log, "\n") != 2 {
 		t.Errorf("git log:\n%s", log)

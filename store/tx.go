@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -209,18 +208,8 @@ func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing
 	if err := s.wal.append(walRecord{branch: branch, old: head, new: c, objects: objects}); err != nil {
 		return Hash{}, err
 	}
-	w := s.newObjWriter()
-	w.lazy = true
-	for _, o := range objects {
-		w.write(o)
-	}
-	if err := w.wait(); err != nil {
-		return Hash{}, err
-	}
-	ref := plumbing.NewBranchReferenceName(branch)
-	if err := s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(ref.String())), []byte(c.String()+"\n"), false); err != nil {
-		return Hash{}, err
-	}
+	// Durable now; the repository's files follow in the background.
+	s.pend.add(pendingCommit{branch: branch, head: c, objects: objects})
 	s.notify(branch, head, c)
 	s.maybeGC()
 	if s.wal.full() {
@@ -238,8 +227,13 @@ func (s *Store) head(branch string) (Hash, error) {
 	if err := validateBranch(branch); err != nil {
 		return Hash{}, err
 	}
+	if s.pend != nil {
+		if h, ok := s.pend.head(branch); ok {
+			return h, nil
+		}
+	}
 	var h Hash
-	err := s.read(func(r *git.Repository) error {
+	err := s.readRefs(func(r *git.Repository) error {
 		ref, err := r.Storer.Reference(plumbing.NewBranchReferenceName(branch))
 		if errors.Is(err, plumbing.ErrReferenceNotFound) {
 			return nil

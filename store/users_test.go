@@ -61,6 +61,7 @@ func TestUsers(t *testing.T) {
 		t.Errorf("DeleteUser twice = %v", err)
 	}
 	// Passwords never reach the repository, only argon2id hashes.
+	s.Flush()
 	if all := runGit(t, s.Path(), "cat-file", "--batch-all-objects", "--batch"); strings.Contains(all, "battery staple") || strings.Contains(all, "correct horse") {
 		t.Error("a password is stored in the repository")
 	}

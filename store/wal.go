@@ -191,6 +191,11 @@ func (s *Store) checkpoint() error {
 	if s.wal == nil || s.wal.size == 0 {
 		return nil
 	}
+	if s.pend != nil {
+		if err := s.pend.drain(); err != nil {
+			return fmt.Errorf("store: checkpoint: %w", err)
+		}
+	}
 	d, err := os.Open(s.path)
 	if err != nil {
 		return fmt.Errorf("store: checkpoint: %w", err)
