@@ -54,7 +54,8 @@ func (o *objReader) folder(root Hash, p string) (Hash, error) {
 	return e.Hash, nil
 }
 
-// diffTrees is the package's diffTrees (history.go) over decoded trees.
+// diffTrees compares two trees (zero is empty), skipping equal subtrees, so
+// its cost follows the size of the change, not of the store.
 func (o *objReader) diffTrees(ta, tb Hash, dir string, out []Change) ([]Change, error) {
 	if ta == tb {
 		return out, nil

@@ -18,8 +18,9 @@ import (
 // references) is read the ordinary way.
 //
 // Branch files are replaced by renaming, and only after the commit they
-// name is durable (wal.go), so what this reads is always a whole, durable
-// commit.
+// name is durable (wal.go) and its objects are written (pending.go), so
+// what this reads is always a whole, durable commit; a commit whose files
+// are still being written is answered from memory.
 func (s *Store) BranchHead(branch string) (Hash, error) {
 	if branch == "" {
 		branch = DefaultBranch
@@ -29,6 +30,11 @@ func (s *Store) BranchHead(branch string) (Hash, error) {
 	}
 	if s.isClosed() {
 		return Hash{}, ErrClosed
+	}
+	if s.pend != nil {
+		if h, ok := s.pend.head(branch); ok {
+			return h, nil // logged, its branch file not written yet
+		}
 	}
 	ref := plumbing.NewBranchReferenceName(branch)
 	if f, err := os.Open(filepath.Join(s.path, filepath.FromSlash(ref.String()))); err == nil {

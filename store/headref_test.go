@@ -27,6 +27,7 @@ func TestBranchHead(t *testing.T) {
 		}
 	}
 	want, _ := s.Resolve("")
+	s.Flush() // the branch file is written
 	// A branch that is only in packed-refs is read the ordinary way.
 	ref := filepath.Join(s.path, "refs", "heads", DefaultBranch)
 	if err := os.Remove(ref); err != nil {

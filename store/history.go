@@ -11,7 +11,6 @@ import (
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
@@ -230,7 +229,7 @@ func (s *Store) DiffCommits(a, b Hash) ([]Change, error) {
 		if err != nil {
 			return err
 		}
-		out, err = diffTrees(o, ts[0], ts[1], "", nil)
+		out, err = o.diffTrees(ts[0], ts[1], "", nil)
 		return err
 	})
 	return out, err
@@ -251,77 +250,6 @@ func commitTrees(o *objReader, hs ...Hash) ([]Hash, error) {
 	return out, nil
 }
 
-// diffTrees compares two trees (zero is empty), skipping equal subtrees, so
-// its cost follows the size of the change, not of the store.
-func diffTrees(o *objReader, ta, tb Hash, dir string, out []Change) ([]Change, error) {
-	if ta == tb {
-		return out, nil
-	}
-	load := func(h Hash) (map[string]object.TreeEntry, error) {
-		m := map[string]object.TreeEntry{}
-		if h.IsZero() {
-			return m, nil
-		}
-		t, err := o.tree(h)
-		if err != nil {
-			return nil, fmt.Errorf("store: tree %s at %q: %w", h, dir, err)
-		}
-		for _, e := range t.entries {
-			m[e.Name] = e
-		}
-		return m, nil
-	}
-	ea, err := load(ta)
-	if err != nil {
-		return nil, err
-	}
-	eb, err := load(tb)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(ea)+len(eb))
-	for n := range ea {
-		names = append(names, n)
-	}
-	for n := range eb {
-		if _, ok := ea[n]; !ok {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		a, aok := ea[n]
-		b, bok := eb[n]
-		p := joinPath(dir, n)
-		if aok && bok && a.Hash == b.Hash && a.Mode == b.Mode {
-			continue
-		}
-		var aTree, bTree, aBlob, bBlob Hash
-		if aok {
-			if a.Mode == filemode.Dir {
-				aTree = a.Hash
-			} else {
-				aBlob = a.Hash
-			}
-		}
-		if bok {
-			if b.Mode == filemode.Dir {
-				bTree = b.Hash
-			} else {
-				bBlob = b.Hash
-			}
-		}
-		if aBlob != bBlob {
-			out = append(out, Change{Path: p, From: aBlob, To: bBlob})
-		}
-		if aTree != bTree {
-			if out, err = diffTrees(o, aTree, bTree, p, out); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
-}
 
 // Revert makes a new commit on opts.Branch that undoes the commit at rev
 // (against its first parent). Paths that changed again since then are a

@@ -139,10 +139,10 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 			if trees, err = commitTrees(o, base, ours, theirs); err != nil {
 				return err
 			}
-			if dOurs, err = diffTrees(o, trees[0], trees[1], "", nil); err != nil {
+			if dOurs, err = o.diffTrees(trees[0], trees[1], "", nil); err != nil {
 				return err
 			}
-			dTheirs, err = diffTrees(o, trees[0], trees[2], "", nil)
+			dTheirs, err = o.diffTrees(trees[0], trees[2], "", nil)
 			return err
 		})
 	}

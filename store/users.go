@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -287,23 +286,7 @@ func (s *Store) Authenticate(name, password string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	rec, err := getUser(sn.Read, name)
-	if errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrNotExist) && ValidateUserName(name) == nil) {
-		return User{}, err
-	}
-	if err != nil {
-		checkPassword(dummyHash(), password)
-		return User{}, ErrAuthFailed
-	}
-	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + rec.Hash))
-	if s.authc.ok(name, key) {
-		return rec.User, nil
-	}
-	if !checkPassword(rec.Hash, password) {
-		return User{}, ErrAuthFailed
-	}
-	s.authc.remember(name, key)
-	return rec.User, nil
+	return sn.Authenticate(name, password)
 }
 
 const authCacheTTL = 5 * time.Minute
