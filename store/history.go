@@ -250,7 +250,6 @@ func commitTrees(o *objReader, hs ...Hash) ([]Hash, error) {
 	return out, nil
 }
 
-
 // Revert makes a new commit on opts.Branch that undoes the commit at rev
 // (against its first parent). Paths that changed again since then are a
 // *ConflictError and nothing is written.
