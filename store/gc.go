@@ -83,8 +83,9 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		if len(hashes) == 0 {
 			return nil
 		}
-		newPack, err = s.writePack(ctx, func(f *os.File) (plumbing.Hash, error) {
-			return packfile.NewEncoder(f, r.Storer, false).Encode(hashes, packWindow)
+		newPack, err = s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
+			h, err := packfile.NewEncoder(f, r.Storer, false).Encode(hashes, packWindow)
+			return h, nil, err
 		})
 		return err
 	})
@@ -217,7 +218,10 @@ func (s *Store) refHashes() ([]plumbing.Hash, error) {
 // writePack writes a pack with encode into a temporary file, syncs it,
 // indexes it, and renames pack and index into objects/pack (the index last,
 // since git finds packs by their index). It returns the pack's file name.
-func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.Hash, error)) (name string, err error) {
+//
+// encode writes the pack and returns its checksum, and its index when it
+// has one (else the pack is parsed to index it).
+func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.Hash, *idxfile.MemoryIndex, error)) (name string, err error) {
 	tmp := filepath.Join(s.path, tmpDir)
 	pf, err := os.CreateTemp(tmp, "pack-")
 	if err != nil {
@@ -229,7 +233,7 @@ func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.H
 			os.Remove(pf.Name())
 		}
 	}()
-	sum, err := encode(pf)
+	sum, idx, err := encode(pf)
 	if err != nil {
 		return "", fmt.Errorf("store: write pack: %w", err)
 	}
@@ -241,20 +245,21 @@ func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.H
 			return "", fmt.Errorf("store: sync pack: %w", err)
 		}
 	}
-	if _, err := pf.Seek(0, 0); err != nil {
-		return "", err
-	}
-	iw := new(idxfile.Writer)
-	parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
-	if err != nil {
-		return "", fmt.Errorf("store: index pack: %w", err)
-	}
-	if _, err := parser.Parse(); err != nil {
-		return "", fmt.Errorf("store: index pack: %w", err)
-	}
-	idx, err := iw.Index()
-	if err != nil {
-		return "", fmt.Errorf("store: index pack: %w", err)
+	if idx == nil {
+		if _, err := pf.Seek(0, 0); err != nil {
+			return "", err
+		}
+		iw := new(idxfile.Writer)
+		parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
+		if err != nil {
+			return "", fmt.Errorf("store: index pack: %w", err)
+		}
+		if _, err := parser.Parse(); err != nil {
+			return "", fmt.Errorf("store: index pack: %w", err)
+		}
+		if idx, err = iw.Index(); err != nil {
+			return "", fmt.Errorf("store: index pack: %w", err)
+		}
 	}
 	xf, err := os.CreateTemp(tmp, "idx-")
 	if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,13 +233,21 @@ func TestPackLoose(t *testing.T) {
 	if st2.Objects >= st.Objects || st2.Objects < 10 {
 		t.Errorf("second PackLoose packed %d objects (first: %d)", st2.Objects, st.Objects)
 	}
-	if _, packs, _ := s.objectFiles(); len(packs) != 2 {
+	_, packs, _ = s.objectFiles()
+	if len(packs) != 2 {
 		t.Errorf("%d packs, want 2", len(packs))
 	}
 	if got := contents(t, s, "main~5"); got != want {
 		t.Error("contents changed across PackLoose")
 	}
 	fsck(t, s.Path())
+	// Stock git agrees with the packs and indexes PackLoose wrote itself
+	// (checksums, offsets, CRCs).
+	for _, p := range packs {
+		if strings.HasSuffix(p, ".pack") {
+			runGit(t, s.Path(), "verify-pack", strings.TrimSuffix(p, ".pack")+".idx")
+		}
+	}
 	if _, err := s.GC(ctx); err != nil {
 		t.Fatal(err)
 	}

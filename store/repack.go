@@ -10,7 +10,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 )
 
 // autoPackLimit is the number of packs above which the automatic repack
@@ -111,14 +111,20 @@ func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 				return fmt.Errorf("store: pack loose objects: %w", err)
 			}
 		}
-		if len(hashes) == 0 {
-			return nil
-		}
-		_, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, error) {
-			return packfile.NewEncoder(f, r.Storer, false).Encode(hashes, packWindow)
-		})
-		return err
+		return nil
 	})
+	if err == nil && len(hashes) > 0 {
+		// Without deltas (writeRawPack): an incremental pack is
+		// written while commits go on, and searching for deltas among
+		// new mail or vCards costs seconds of CPU for little; the full
+		// repack (GC, when packs pile up) deltifies everything.
+		err = s.readObjs(func(o *objReader) error {
+			_, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
+				return writeRawPack(f, o, hashes)
+			})
+			return err
+		})
+	}
 	if err != nil || len(hashes) == 0 {
 		return st, err
 	}
