@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -239,7 +240,13 @@ func New(opts Options) (_ *Stack, err error) {
 	}
 	st.guard = newSynGuard(st, st.ep)
 	st.ep = st.guard
-	if terr := st.s.CreateNICWithOptions(nicID, st.ep, stack.NICOptions{Name: opts.Link.Name()}); terr != nil {
+	// A FIFO queueing discipline, as gVisor's runsc uses: outgoing packets
+	// from all connections are queued and written by one goroutine in
+	// batches (one sendmmsg for several), instead of one system call per
+	// packet on the sending goroutine. +10 % connections/s, +13 % bulk
+	// sending on the veth benchmark (bench/README.md).
+	nicOpts := stack.NICOptions{Name: opts.Link.Name(), QDisc: fifo.New(st.ep, 1, 1000)}
+	if terr := st.s.CreateNICWithOptions(nicID, st.ep, nicOpts); terr != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", terr)
 	}
 
