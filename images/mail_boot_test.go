@@ -46,19 +46,7 @@ func TestBootMail(t *testing.T) {
 func bootMail(t *testing.T, board string, boots int) {
 	dir, m := build(t, "mail", board)
 	ctx := context.Background()
-	data := t.TempDir()
-	s, err := store.InitData(data, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(ctx, data, disk, 256<<20); err != nil {
-		t.Fatal(err)
-	}
+	disk := aliceDisk(t, 256<<20)
 	const subject = "survives a reboot"
 	for n := 1; n <= boots; n++ {
 		vm, addr := boot(t, dir, m, disk, 993)
@@ -105,6 +93,27 @@ func bootMail(t *testing.T, board string, boots int) {
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {
 		t.Errorf("git fsck on the exported store: %v\n%s", err, b)
 	}
+}
+
+// aliceDisk makes a data disk of size bytes whose store has the user
+// alice (password "correct horse"), as imapScript logs in.
+func aliceDisk(t *testing.T, size int64) string {
+	t.Helper()
+	ctx := context.Background()
+	data := t.TempDir()
+	s, err := store.InitData(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	disk := filepath.Join(t.TempDir(), "data.img")
+	if err := CreateDisk(ctx, data, disk, size); err != nil {
+		t.Fatal(err)
+	}
+	return disk
 }
 
 // imapScript is a real IMAP client session (Python's imaplib over TLS):

@@ -63,19 +63,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	needTool(t, "python3", "python3")
 	dir := t.TempDir()
 
-	data := t.TempDir()
-	st, err := store.InitData(data, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(ctx, data, disk, 64<<20); err != nil {
-		t.Fatal(err)
-	}
+	disk := aliceDisk(t, 64<<20)
 	if _, err := Build(ctx, Options{App: "mail", Board: "cubieboard", OutDir: dir, SourceDir: sourceRoot,
 		Outputs: []boards.Output{boards.OutputSDCard}, SDData: disk}); err != nil {
 		t.Fatal(err)
