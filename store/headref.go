@@ -1,52 +1,17 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
-	"os"
-	"path/filepath"
-
-	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // BranchHead returns the commit that branch ("" means DefaultBranch) points
-// at, zero when the branch does not exist. It is Resolve for a branch name
-// without going through go-git's reference storage: the branch file is
-// read directly (one open and read), which servers that look up the head
-// on every request need. A branch that is not a loose file (packed
-// references) is read the ordinary way.
-//
-// Branch files are replaced by renaming, and only after the commit they
-// name is durable (wal.go) and its objects are written (pending.go), so
-// what this reads is always a whole, durable commit; a commit whose files
-// are still being written is answered from memory.
+// at, zero when the branch does not exist: Resolve for a branch name
+// without going through go-git's reference storage, which servers that
+// look up the head on every request need (see head).
 func (s *Store) BranchHead(branch string) (Hash, error) {
 	if branch == "" {
 		branch = DefaultBranch
-	}
-	if err := validateBranch(branch); err != nil {
-		return Hash{}, err
-	}
-	if s.isClosed() {
-		return Hash{}, ErrClosed
-	}
-	if s.pend != nil {
-		if h, ok := s.pend.head(branch); ok {
-			return h, nil // logged, its branch file not written yet
-		}
-	}
-	ref := plumbing.NewBranchReferenceName(branch)
-	if f, err := os.Open(filepath.Join(s.path, filepath.FromSlash(ref.String()))); err == nil {
-		// A branch file is 41 bytes: one read (os.ReadFile would also
-		// stat the file and read again to see its end). Anything else
-		// is left to go-git.
-		var buf [64]byte
-		n, err := f.Read(buf[:])
-		f.Close()
-		if hex := string(bytes.TrimSpace(buf[:n])); err == nil && plumbing.IsHash(hex) {
-			return plumbing.NewHash(hex), nil
-		}
 	}
 	return s.head(branch)
 }

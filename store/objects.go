@@ -70,7 +70,7 @@ func (w *objWriter) write(obj plumbing.EncodedObject) {
 	w.sem <- struct{}{}
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
-		if err := w.s.stageLoose(obj, so, !w.lazy); err != nil {
+		if err := w.s.stageLoose(obj, so, true); err != nil {
 			w.mu.Lock()
 			if w.err == nil {
 				w.err = err

@@ -70,21 +70,8 @@ func (s *Store) Resolve(rev string) (Hash, error) {
 	if rev == "" {
 		rev = DefaultBranch
 	}
-	if s.pend != nil && validateBranch(rev) == nil {
-		if h, ok := s.pend.head(rev); ok {
-			return h, nil
-		}
-		// A branch with nothing pending: its file is current.
-		var h Hash
-		err := s.readRefs(func(r *git.Repository) error {
-			ref, err := r.Storer.Reference(plumbing.NewBranchReferenceName(rev))
-			if err != nil {
-				return err
-			}
-			h = ref.Hash()
-			return nil
-		})
-		if err == nil {
+	if validateBranch(rev) == nil {
+		if h, err := s.head(rev); err == nil && !h.IsZero() {
 			return h, nil
 		}
 	}

@@ -431,19 +431,7 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 			return err
 		}
 	}
-	s.mu.RLock()
-	repo := s.repo
-	err := fn(repo)
-	s.mu.RUnlock()
-	if errors.Is(err, plumbing.ErrObjectNotFound) {
-		if rerr := s.reload(); rerr != nil {
-			return rerr
-		}
-		s.mu.RLock()
-		err = fn(s.repo)
-		s.mu.RUnlock()
-	}
-	return err
+	return s.retryMissing(func() error { return fn(s.repo) })
 }
 
 // readRefs runs fn with the go-git repository to read references only,
@@ -464,15 +452,22 @@ func (s *Store) readObjs(fn func(o *objReader) error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	return s.retryMissing(func() error { return fn(s.objs) })
+}
+
+// retryMissing runs fn with s.mu held shared; if fn finds an object
+// missing, it reloads the storage and the object reader and runs fn once
+// more.
+func (s *Store) retryMissing(fn func() error) error {
 	s.mu.RLock()
-	err := fn(s.objs)
+	err := fn()
 	s.mu.RUnlock()
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		if rerr := s.reload(); rerr != nil {
 			return rerr
 		}
 		s.mu.RLock()
-		err = fn(s.objs)
+		err = fn()
 		s.mu.RUnlock()
 	}
 	return err

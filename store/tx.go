@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -223,13 +226,34 @@ func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing
 }
 
 // head returns the commit that branch points at, zero if it does not exist.
+// A commit whose files are still being written (pending.go) is answered
+// from memory; otherwise the branch file is read directly (one open and
+// read). Branch files are replaced by renaming, and only after the commit
+// they name is durable (wal.go) and its objects are written, so what this
+// reads is always a whole, durable commit. A branch that is not a loose
+// file (packed references) is read through go-git.
 func (s *Store) head(branch string) (Hash, error) {
 	if err := validateBranch(branch); err != nil {
 		return Hash{}, err
 	}
+	if s.isClosed() {
+		return Hash{}, ErrClosed
+	}
 	if s.pend != nil {
 		if h, ok := s.pend.head(branch); ok {
 			return h, nil
+		}
+	}
+	ref := plumbing.NewBranchReferenceName(branch)
+	if f, err := os.Open(filepath.Join(s.path, filepath.FromSlash(ref.String()))); err == nil {
+		// A branch file is 41 bytes: one read (os.ReadFile would also
+		// stat the file and read again to see its end). Anything else
+		// is left to go-git.
+		var buf [64]byte
+		n, err := f.Read(buf[:])
+		f.Close()
+		if hex := string(bytes.TrimSpace(buf[:n])); err == nil && plumbing.IsHash(hex) {
+			return plumbing.NewHash(hex), nil
 		}
 	}
 	var h Hash
