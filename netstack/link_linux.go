@@ -73,8 +73,13 @@ func (l *Link) quiesce() error {
 		// Only frames to 00:00:00:00:00:00, that is none.
 		return tapFilter(l.fd, make(net.HardwareAddr, 6), false)
 	}
+	return dropAll(l.fd)
+}
+
+// dropAll attaches a socket filter that drops every frame.
+func dropAll(fd int) error {
 	drop := []unix.SockFilter{{Code: 0x06, K: 0}} // BPF_RET|BPF_K 0
-	return unix.SetsockoptSockFprog(l.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]})
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]})
 }
 
 // OpenLink opens the link that spec names (see ParseSpec).

@@ -34,6 +34,14 @@ func echo(ln net.Listener) {
 
 func TestKernelReachesNetstackTCP(t *testing.T) {
 	p := newPair(t)
+	echoBoth(t, p, bytes.Repeat([]byte("nymote "), 100_000), 20*time.Second) // several windows
+}
+
+// echoBoth serves a TCP echo on the netstack's port 7 and, over IPv4 and
+// IPv6, has a kernel client send msg, half-close, and get back exactly msg
+// within timeout.
+func echoBoth(t *testing.T, p *pair, msg []byte, timeout time.Duration) {
+	t.Helper()
 	ln, err := p.st.Listen("tcp", ":7")
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +61,11 @@ func TestKernelReachesNetstackTCP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			msg := bytes.Repeat([]byte("nymote "), 100_000) // several windows
 			go func() {
 				c.Write(msg)
 				c.(*net.TCPConn).CloseWrite()
 			}()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c.SetDeadline(time.Now().Add(timeout))
 			got, err := io.ReadAll(c)
 			if err != nil {
 				t.Fatal(err)

@@ -59,7 +59,6 @@ type vnetReceiver struct {
 const (
 	vnetHdrLen        = 10
 	vnetNeedsCsum     = 1
-	vnetDataValid     = 2
 	vnetGSONone       = 0
 	vnetGSOTCPv4      = 1
 	vnetGSOTCPv6      = 4
@@ -92,8 +91,7 @@ func openTXSocket(ifindex int) (int, error) {
 	// It receives nothing: a filter drops every frame. (Bound with
 	// protocol 0 it would receive nothing either, but the kernel would
 	// then send our frames with protocol 0, and a peer drops them.)
-	drop := []unix.SockFilter{{Code: 0x06, K: 0}} // BPF_RET|BPF_K 0
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]}); err != nil {
+	if err := dropAll(fd); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("transmit socket: filter: %w", err)
 	}
