@@ -13,13 +13,11 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emersion/go-ical"
 
@@ -123,32 +121,16 @@ func invalidObject(format string, args ...any) error {
 }
 
 // Parse decodes exactly one VCALENDAR.
-func Parse(data []byte) (_ *ical.Calendar, err error) {
+func Parse(data []byte) (*ical.Calendar, error) {
 	// go-ical's decoder panics on some malformed lines ("0;0=", found by
-	// FuzzValidate); such input is malformed, not a server failure.
-	defer func() {
-		if p := recover(); p != nil {
-			err = invalid("malformed iCalendar (the parser gave up: %v)", p)
-		}
-	}()
-	if !utf8.Valid(data) {
-		return nil, invalid("the iCalendar object is not valid UTF-8")
-	}
-	dec := ical.NewDecoder(bytes.NewReader(data))
-	cal, err := dec.Decode()
-	if err == io.EOF {
-		return nil, invalid("the body holds no iCalendar object (BEGIN:VCALENDAR … END:VCALENDAR)")
-	}
-	if err != nil {
-		return nil, invalid("malformed iCalendar: %v", err)
-	}
-	if _, err := dec.Decode(); err != io.EOF {
-		if err == nil {
-			return nil, invalid("the body holds more than one VCALENDAR")
-		}
-		return nil, invalid("malformed data after the VCALENDAR: %v", err)
-	}
-	return cal, nil
+	// FuzzValidate); DecodeOne turns that into a refusal.
+	return dav.DecodeOne(data, icalFormat, ical.NewDecoder(bytes.NewReader(data)).Decode, invalid)
+}
+
+var icalFormat = dav.Format{
+	Name: "iCalendar", Object: "the iCalendar object", Outer: "the VCALENDAR",
+	None: "the body holds no iCalendar object (BEGIN:VCALENDAR … END:VCALENDAR)",
+	Many: "the body holds more than one VCALENDAR",
 }
 
 // Validate checks a calendar object resource (RFC 4791 section 4.1): one

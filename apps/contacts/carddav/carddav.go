@@ -8,12 +8,10 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/emersion/go-vcard"
 
@@ -88,32 +86,14 @@ func invalid(format string, args ...any) error {
 }
 
 // Parse decodes exactly one vCard.
-func Parse(data []byte) (_ vcard.Card, err error) {
-	// Malformed input must never take the request down with a panic in the
-	// parser (see the iCalendar side, where FuzzValidate found one).
-	defer func() {
-		if p := recover(); p != nil {
-			err = invalid("malformed vCard (the parser gave up: %v)", p)
-		}
-	}()
-	if !utf8.Valid(data) {
-		return nil, invalid("the vCard is not valid UTF-8")
-	}
-	dec := vcard.NewDecoder(bytes.NewReader(data))
-	card, err := dec.Decode()
-	if err == io.EOF {
-		return nil, invalid("the body holds no vCard (BEGIN:VCARD … END:VCARD)")
-	}
-	if err != nil {
-		return nil, invalid("malformed vCard: %v", err)
-	}
-	if _, err := dec.Decode(); err != io.EOF {
-		if err == nil {
-			return nil, invalid("the body holds more than one vCard; put each in its own resource")
-		}
-		return nil, invalid("malformed data after the vCard: %v", err)
-	}
-	return card, nil
+func Parse(data []byte) (vcard.Card, error) {
+	return dav.DecodeOne(data, vcardFormat, vcard.NewDecoder(bytes.NewReader(data)).Decode, invalid)
+}
+
+var vcardFormat = dav.Format{
+	Name: "vCard", Object: "the vCard", Outer: "the vCard",
+	None: "the body holds no vCard (BEGIN:VCARD … END:VCARD)",
+	Many: "the body holds more than one vCard; put each in its own resource",
 }
 
 // Validate checks that data is one vCard 3.0 or 4.0 with a UID and an FN.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/nymote/nymote/store"
 )
@@ -112,4 +114,44 @@ func statusText(code int) string {
 		return "Failed Dependency"
 	}
 	return http.StatusText(code)
+}
+
+// Format names a kind's object format in the messages of DecodeOne.
+type Format struct {
+	// Name is the format ("iCalendar"), Object one object of it ("the
+	// iCalendar object"), Outer its outermost component ("the VCALENDAR").
+	Name, Object, Outer string
+	// None and Many say that the body holds no object, or more than one.
+	None, Many string
+}
+
+// DecodeOne decodes the one object that data must hold, for a kind's
+// Parse: next is a decoder's Decode over data. Invalid UTF-8, no object, a
+// malformed object (also one the decoder panics on: such input is
+// malformed, not a server failure) and anything after the object are
+// refused through invalid, with messages in f's words.
+func DecodeOne[T any](data []byte, f Format, next func() (T, error), invalid func(string, ...any) error) (obj T, err error) {
+	var zero T
+	defer func() {
+		if p := recover(); p != nil {
+			obj, err = zero, invalid("malformed %s (the parser gave up: %v)", f.Name, p)
+		}
+	}()
+	if !utf8.Valid(data) {
+		return zero, invalid("%s is not valid UTF-8", f.Object)
+	}
+	obj, err = next()
+	if err == io.EOF {
+		return zero, invalid("%s", f.None)
+	}
+	if err != nil {
+		return zero, invalid("malformed %s: %v", f.Name, err)
+	}
+	if _, err := next(); err != io.EOF {
+		if err == nil {
+			return zero, invalid("%s", f.Many)
+		}
+		return zero, invalid("malformed data after %s: %v", f.Outer, err)
+	}
+	return obj, nil
 }
