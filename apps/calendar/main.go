@@ -7,15 +7,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	_ "time/tzdata" // appliances have no zoneinfo on disk
 
-	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/calendar/caldav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/dav/davapp"
@@ -29,14 +22,4 @@ var App = davapp.App{
 	DefaultDisplayName: "Calendar",
 }
 
-func main() {
-	if os.Getpid() == 1 {
-		appliance.Main(App.Appliance()) // as an appliance's init; does not return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := App.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "calendar:", err)
-		os.Exit(1)
-	}
-}
+func main() { App.Main() }

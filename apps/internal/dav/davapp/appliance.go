@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/internal/dav"
@@ -61,5 +64,20 @@ func (a App) Appliance() appliance.Service {
 			}
 			return err
 		},
+	}
+}
+
+// Main is the main function of a DAV appliance program: as PID 1 it runs
+// the appliance (and does not return); on a host it serves with the
+// command line's options until interrupted, and exits 1 on an error.
+func (a App) Main() {
+	if os.Getpid() == 1 {
+		appliance.Main(a.Appliance())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", a.Name, err)
+		os.Exit(1)
 	}
 }
