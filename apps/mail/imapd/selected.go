@@ -527,17 +527,7 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 
 func containsSeq(ss imap.SeqSet, seq, max uint32) bool {
 	for _, r := range ss {
-		a, b := r.Start, r.Stop
-		if a == 0 {
-			a = max
-		}
-		if b == 0 {
-			b = max
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if seq >= a && seq <= b {
+		if inRange(r.Start, r.Stop, seq, max) {
 			return true
 		}
 	}
@@ -546,21 +536,26 @@ func containsSeq(ss imap.SeqSet, seq, max uint32) bool {
 
 func containsUID(us imap.UIDSet, uid, max imap.UID) bool {
 	for _, r := range us {
-		a, b := r.Start, r.Stop
-		if a == 0 {
-			a = max
-		}
-		if b == 0 {
-			b = max
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if uid >= a && uid <= b {
+		if inRange(r.Start, r.Stop, uid, max) {
 			return true
 		}
 	}
 	return false
+}
+
+// inRange reports whether v is in the range a:b of a sequence or UID set,
+// where 0 (*) stands for max and the ends may come in either order.
+func inRange[T ~uint32](a, b, v, max T) bool {
+	if a == 0 {
+		a = max
+	}
+	if b == 0 {
+		b = max
+	}
+	if a > b {
+		a, b = b, a
+	}
+	return v >= a && v <= b
 }
 
 func matchValues(vals []string, pattern string) bool {
