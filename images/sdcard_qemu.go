@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // QEMU10Dir is where make test-deps extracts QEMU 10 from Debian's
@@ -146,4 +148,23 @@ func PowerOfTwo(path string) error {
 		n *= 2
 	}
 	return os.Truncate(path, n)
+}
+
+// UBootTime is how long U-Boot took in an SD card boot: from the SPL's
+// first console line to "Starting kernel", on the host's clock (zero if
+// the console has not shown both).
+func (vm *VM) UBootTime() time.Duration {
+	var spl, kern time.Duration
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "U-Boot SPL") && spl == 0 {
+			spl = l.At
+		}
+		if strings.Contains(l.Text, "Starting kernel") {
+			kern = l.At
+		}
+	}
+	if spl == 0 || kern == 0 {
+		return 0
+	}
+	return kern - spl
 }

@@ -291,16 +291,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		b.entropy, _ = time.ParseDuration(d)
 	}
 	if sdBoot {
-		var spl, kern time.Duration
-		for _, l := range vm.Lines() {
-			if strings.Contains(l.Text, "U-Boot SPL") && spl == 0 {
-				spl = l.At
-			}
-			if strings.Contains(l.Text, "Starting kernel") {
-				kern = l.At
-			}
-		}
-		b.uboot = kern - spl
+		b.uboot = vm.UBootTime()
 		vm.Kill() // no power button on the cubieboard
 		return b, nil
 	}
