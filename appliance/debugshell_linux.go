@@ -17,7 +17,7 @@ const debugShell = "/bbin/gosh"
 // startDebugShell runs the debug image's shell on the console, again each
 // time it exits, until ctx ends. It does nothing in other images.
 func startDebugShell(ctx context.Context, say func(string, ...any)) {
-	if _, err := os.Stat(debugShell); err != nil {
+	if !exists(debugShell) {
 		return
 	}
 	tty := consoleTTY()
@@ -41,14 +41,12 @@ func startDebugShell(ctx context.Context, say func(string, ...any)) {
 func consoleTTY() string {
 	b, err := os.ReadFile("/sys/class/tty/console/active")
 	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
-		if dev := filepath.Join("/dev", f[len(f)-1]); fileExists(dev) {
+		if dev := filepath.Join("/dev", f[len(f)-1]); exists(dev) {
 			return dev
 		}
 	}
 	return "/dev/console"
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // runShell runs one shell session in a new session with tty as its
 // controlling terminal.
