@@ -21,11 +21,18 @@ import (
 type pending struct {
 	mu    sync.Mutex
 	idle  *sync.Cond // broadcast when a queued commit is written
-	objs  map[Hash]plumbing.EncodedObject
+	objs  map[Hash]pendingObject
 	heads map[string]Hash // branch -> newest pending head
 	queue []pendingCommit
 	err   error // the first failed write; the commit log still holds it
 	wake  chan struct{}
+}
+
+// pendingObject is a logged object and the number of queued commits that
+// hold it (the same blob can come in two commits).
+type pendingObject struct {
+	obj  plumbing.EncodedObject
+	refs int
 }
 
 type pendingCommit struct {
@@ -35,7 +42,7 @@ type pendingCommit struct {
 }
 
 func newPending() *pending {
-	p := &pending{objs: map[Hash]plumbing.EncodedObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1)}
+	p := &pending{objs: map[Hash]pendingObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1)}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }
@@ -51,7 +58,9 @@ func (p *pending) add(c pendingCommit) {
 		p.idle.Wait()
 	}
 	for _, o := range c.objects {
-		p.objs[o.Hash()] = o
+		po := p.objs[o.Hash()]
+		po.obj, po.refs = o, po.refs+1
+		p.objs[o.Hash()] = po
 	}
 	p.heads[c.branch] = c.head
 	p.queue = append(p.queue, c)
@@ -66,7 +75,7 @@ func (p *pending) add(c pendingCommit) {
 func (p *pending) object(h Hash) plumbing.EncodedObject {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.objs[h]
+	return p.objs[h].obj
 }
 
 // head returns the pending head of branch, if any.
@@ -115,17 +124,15 @@ func (s *Store) runPending(stop <-chan struct{}) {
 		} else {
 			p.queue = p.queue[1:]
 			for _, o := range c.objects {
-				delete(p.objs, o.Hash())
+				if po := p.objs[o.Hash()]; po.refs > 1 {
+					po.refs--
+					p.objs[o.Hash()] = po
+				} else {
+					delete(p.objs, o.Hash())
+				}
 			}
 			if p.heads[c.branch] == c.head {
 				delete(p.heads, c.branch)
-			}
-			// Objects shared with a later queued commit stay: it
-			// re-adds nothing, so put them back.
-			for _, q := range p.queue {
-				for _, o := range q.objects {
-					p.objs[o.Hash()] = o
-				}
 			}
 		}
 		// Wake drain (queue empty) and add (room in the queue).
