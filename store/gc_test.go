@@ -82,7 +82,7 @@ func TestGC(t *testing.T) {
 	if _, packs, _ := s.objectFiles(); len(packs) != 1 {
 		t.Errorf("%d packs after the second GC", len(packs))
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 	// Another process's view: a store opened before GC still reads.
 	s2, err := Open(s.Path(), Options{})
 	if err != nil {
@@ -140,7 +140,7 @@ func TestConcurrentWriters(t *testing.T) {
 	if len(log) != writers*each {
 		t.Errorf("%d commits, want %d", len(log), writers*each)
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func TestGCKeepsYoungUnreachableObjects(t *testing.T) {
@@ -165,7 +165,7 @@ func TestGCKeepsYoungUnreachableObjects(t *testing.T) {
 	if b, err := sn.Read("b"); err != nil || string(b) != "only on tmp" {
 		t.Errorf("read from a snapshot of a deleted branch after GC: %q, %v", b, err)
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func TestGCWithConcurrentWriters(t *testing.T) {
@@ -199,7 +199,7 @@ func TestGCWithConcurrentWriters(t *testing.T) {
 			t.Errorf("%s after GC: %q, %v", p, b, err)
 		}
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func TestPackLoose(t *testing.T) {
@@ -240,7 +240,7 @@ func TestPackLoose(t *testing.T) {
 	if got := contents(t, s, "main~5"); got != want {
 		t.Error("contents changed across PackLoose")
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 	// Stock git agrees with the packs and indexes PackLoose wrote itself
 	// (checksums, offsets, CRCs).
 	for _, p := range packs {
@@ -254,5 +254,5 @@ func TestPackLoose(t *testing.T) {
 	if _, packs, _ := s.objectFiles(); len(packs) != 1 {
 		t.Errorf("%d packs after GC, want 1", len(packs))
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }

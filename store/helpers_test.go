@@ -47,6 +47,18 @@ func runGit(t testing.TB, dir string, args ...string) string {
 	return string(out)
 }
 
+// fsckOpen runs git fsck --strict on an open store's repository, once the
+// commits it returned are written into the repository's files (Flush):
+// stock git reads those files while the store's background writer may
+// still be adding to them.
+func fsckOpen(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, s.Path())
+}
+
 // fsck runs git fsck --strict on the store's repository.
 func fsck(t testing.TB, path string) {
 	t.Helper()

@@ -78,7 +78,7 @@ func TestLogShowRevert(t *testing.T) {
 	if h, _ := s.Resolve(""); h != r {
 		t.Error("a conflicting revert moved the branch")
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func TestBranches(t *testing.T) {
@@ -129,7 +129,7 @@ func TestBranches(t *testing.T) {
 	if err := s.DeleteBranch(ctx, "feature/one"); !errors.Is(err, ErrNotExist) {
 		t.Errorf("DeleteBranch twice = %v", err)
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 	s.Flush()
 	if out := runGit(t, s.Path(), "branch", "--list"); strings.TrimSpace(out) != "* main" {
 		t.Errorf("git branch: %q", out)

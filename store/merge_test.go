@@ -107,7 +107,7 @@ func TestMerge(t *testing.T) {
 			if len(info.Parents) != 2 || res.Head != info.Hash {
 				t.Errorf("merge commit %+v, result %+v", info, res)
 			}
-			fsck(t, s.Path())
+			fsckOpen(t, s)
 		})
 	}
 }
@@ -169,7 +169,7 @@ func TestMergeFunc(t *testing.T) {
 	if _, err := s.Merge(context.Background(), "other", CommitOptions{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("Merge = %v, want ErrConflict", err)
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func union(a, b map[string]bool) map[string]bool {

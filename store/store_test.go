@@ -92,7 +92,7 @@ func TestUpdateReadList(t *testing.T) {
 	if ok, _ := sn.s.mustSnap(t).Exists("g"); ok {
 		t.Error("failed transaction left g behind")
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 	s.Flush()
 	log := runGit(t, s.Path(), "log", "--format=%an <%ae> %s", "main")
 	if !strings.Contains(log, "Alice <alice@example.org> first") || strings.Count(log, "\n") != 2 {
@@ -148,7 +148,7 @@ func TestInvalidPaths(t *testing.T) {
 	if err != nil {
 		t.Fatalf("replace folder by item: %v", err)
 	}
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 }
 
 func TestOpenErrors(t *testing.T) {

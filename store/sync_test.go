@@ -60,8 +60,8 @@ func TestPullPushByPath(t *testing.T) {
 	if h, err := b.Resolve("origin/main"); err != nil || h.IsZero() {
 		t.Errorf("origin/main = %s, %v", h, err)
 	}
-	fsck(t, a.Path())
-	fsck(t, b.Path())
+	fsckOpen(t, a)
+	fsckOpen(t, b)
 }
 
 // gitServer serves s over HTTP with users alice (write), reader (read) and
@@ -148,7 +148,7 @@ func TestGitSmartHTTP(t *testing.T) {
 	gitFail(t, work, "could not read Username", "ls-remote", srv.URL+"/store.git")
 	gitFail(t, work, "Authentication failed", "ls-remote", strings.Replace(userURL(srv, "alice"), "alice-password", "wrong", 1))
 	gitFail(t, work, "403", "ls-remote", userURL(srv, "nobody"))
-	fsck(t, s.Path())
+	fsckOpen(t, s)
 
 	// Dumb HTTP and stray paths are refused.
 	for _, p := range []string{"/store.git/info/refs", "/store.git/HEAD", "/store.git/objects/info/packs"} {
@@ -198,6 +198,6 @@ func TestPullPushOverHTTP(t *testing.T) {
 	if _, err := b.Pull(ctx, bad, SyncOptions{}); err == nil || strings.Contains(err.Error(), bad.Password) {
 		t.Errorf("pull with a wrong password = %v (and must not show the password)", err)
 	}
-	fsck(t, a.Path())
-	fsck(t, b.Path())
+	fsckOpen(t, a)
+	fsckOpen(t, b)
 }
