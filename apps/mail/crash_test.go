@@ -157,6 +157,11 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d APPENDs acknowledged over 3 kills, %d messages after restart", len(acked), len(msgs))
+	// Stock git reads the repository's files: stop the server first (its
+	// store writes what the SELECT committed, then closes).
+	c.Logout().Wait()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
 	if git, err := exec.LookPath("git"); err == nil {
 		out, err := exec.Command(git, "-C", dir+"/"+store.RepoDir, "fsck", "--strict").CombinedOutput()
 		if err != nil {
