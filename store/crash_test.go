@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	gitplumbing "github.com/go-git/go-git/v5/plumbing"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -107,10 +106,17 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("kill %d: reopen: %v", k+1, err)
 		}
 		head, _ := s.Resolve("")
+		log, err := s.Log(LogOptions{})
+		if err != nil {
+			t.Fatalf("kill %d: history: %v", k+1, err)
+		}
+		history := map[string]bool{}
+		for _, c := range log {
+			history[c.Hash.String()] = true
+		}
 		for _, h := range reported {
-			ok, err := s.isAncestor(gitplumbing.NewHash(h), head)
-			if err != nil || !ok {
-				t.Fatalf("kill %d: reported commit %s is not in the history of %s: %v", k+1, h, head, err)
+			if !history[h] {
+				t.Fatalf("kill %d: reported commit %s is not in the history of %s", k+1, h, head)
 			}
 		}
 		s.Close()
