@@ -16,11 +16,14 @@
 // Durability: when Update (or any call that moves a branch) returns, the
 // commit survives a crash or power cut. Update appends the commit's new
 // objects and the branch move to a commit log (nymote-wal in the repository)
-// and syncs it, one fdatasync, before anyone can see the commit; the objects
-// and the branch file are then written into the repository without syncs,
-// and a checkpoint (syncfs) empties the log every thousand commits, before
-// any other kind of write, and on Close. Open replays what the log holds,
-// rewriting objects a power cut left missing or empty. Other writers (merge,
+// and syncs it, one fdatasync, before anyone can see the commit; a
+// background writer then writes batches of logged commits into the
+// repository, each batch's objects as one pack (synced before it is renamed
+// in) and the branch files without syncs, and a checkpoint (syncfs) empties
+// the log every thousand commits, before any other kind of write, and on
+// Close. Open replays what the log holds, rewriting objects a power cut left
+// missing or empty. Small packs are merged in the background (packmerge.go).
+// Other writers (merge,
 // revert, branches, pull, push, GC) sync every object file before renaming it
 // into place and replace references atomically after syncing their
 // directories. After a process crash git fsck accepts the repository, which

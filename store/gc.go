@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -32,7 +33,8 @@ type GCStats struct {
 	Objects int
 	// LooseBefore and PacksBefore count the loose objects and packs before.
 	LooseBefore, PacksBefore int
-	// Pruned counts unreachable loose objects removed.
+	// Pruned counts unreachable objects removed: loose ones, and those
+	// of packs that GC dropped.
 	Pruned int
 	// SizeBefore and SizeAfter are the bytes under objects/.
 	SizeBefore, SizeAfter int64
@@ -83,7 +85,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		if len(hashes) == 0 {
 			return nil
 		}
-		newPack, err = s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
+		newPack, _, err = s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
 			h, err := packfile.NewEncoder(f, r.Storer, false).Encode(hashes, packWindow)
 			return h, nil, err
 		})
@@ -117,11 +119,31 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("store: gc: listing new objects: %w", err)
 	}
+	// The packs as the object reader has them: which old pack holds
+	// what, and the packs that batches of commits added meanwhile.
+	old := map[string]bool{}
+	for _, p := range oldPacks {
+		old[filepath.Base(p)] = true
+	}
+	var readers []*packReader
+	s.mu.RLock()
+	readers = append(readers, s.objs.packs...)
+	s.mu.RUnlock()
+	inNewPack := func(h plumbing.Hash) bool {
+		for _, p := range readers {
+			if !old[p.name] {
+				if ok, _ := p.idx.Contains(h); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	keepPacks := false
 	keep := map[plumbing.Hash]bool{}
 	for _, h := range newer {
 		keep[h] = true
-		if _, isLoose := loose[h]; !isLoose && !packed[h] {
+		if _, isLoose := loose[h]; !isLoose && !packed[h] && !inNewPack(h) {
 			// Reachable again, and only in an old pack (a copy that found it
 			// there): the old packs stay until the next GC.
 			keepPacks = true
@@ -145,6 +167,18 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		if keepPacks || filepath.Base(p) == newPack {
 			continue
 		}
+		// A pack holding unreachable objects younger than PruneAfter
+		// stays (as such loose objects do) for a later GC.
+		unreachable, err := packUnreachable(p, func(h plumbing.Hash) bool { return packed[h] || keep[h] })
+		if err != nil {
+			return st, fmt.Errorf("store: gc: %w", err)
+		}
+		if unreachable > 0 {
+			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < s.opts.PruneAfter {
+				continue
+			}
+			st.Pruned += unreachable
+		}
 		base := strings.TrimSuffix(p, ".pack")
 		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap", ".keep"} {
 			remove = append(remove, base+ext)
@@ -166,6 +200,8 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 // deletions, so that its pack index knows only the packs that exist). Then
 // it syncs the directories that changed.
 func (s *Store) removeAndReload(paths []string) error {
+	s.packsMu.Lock()
+	defer s.packsMu.Unlock()
 	s.mu.Lock()
 	dirs := map[string]bool{}
 	for _, p := range paths {
@@ -181,6 +217,7 @@ func (s *Store) removeAndReload(paths []string) error {
 	newSt, newRepo, err := s.newStorage()
 	if err == nil {
 		s.st, s.repo = newSt, newRepo
+		s.gitStale.Store(false)
 	}
 	s.mu.Unlock()
 	if err != nil || s.opts.noSync {
@@ -194,6 +231,33 @@ func (s *Store) removeAndReload(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// packUnreachable counts the objects of the pack at path that reachable
+// does not claim.
+func packUnreachable(path string, reachable func(plumbing.Hash) bool) (int, error) {
+	idx := idxfile.NewMemoryIndex()
+	if err := readIdx(strings.TrimSuffix(path, ".pack")+".idx", idx); err != nil {
+		return 0, fmt.Errorf("pack index of %s: %w", filepath.Base(path), err)
+	}
+	it, err := idx.Entries()
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for {
+		e, err := it.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !reachable(e.Hash) {
+			n++
+		}
+	}
 }
 
 // refHashes lists what every reference points at.
@@ -216,16 +280,23 @@ func (s *Store) refHashes() ([]plumbing.Hash, error) {
 }
 
 // writePack writes a pack with encode into a temporary file, syncs it,
-// indexes it, and renames pack and index into objects/pack (the index last,
-// since git finds packs by their index). It returns the pack's file name.
+// indexes it, and renames index and pack into objects/pack (see below for
+// the order). It returns the pack's file name.
 //
 // encode writes the pack and returns its checksum, and its index when it
 // has one (else the pack is parsed to index it).
-func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.Hash, *idxfile.MemoryIndex, error)) (name string, err error) {
+func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.Hash, *idxfile.MemoryIndex, error)) (name string, idx *idxfile.MemoryIndex, err error) {
+	return s.writePackDir(ctx, true, encode)
+}
+
+// writePackDir is writePack; syncDir false leaves objects/pack unsynced,
+// for a pack whose objects the commit log holds: if the rename is lost,
+// replaying the log writes them again.
+func (s *Store) writePackDir(ctx context.Context, syncPackDir bool, encode func(*os.File) (plumbing.Hash, *idxfile.MemoryIndex, error)) (name string, idx *idxfile.MemoryIndex, err error) {
 	tmp := filepath.Join(s.path, tmpDir)
 	pf, err := os.CreateTemp(tmp, "pack-")
 	if err != nil {
-		return "", fmt.Errorf("store: write pack: %w", err)
+		return "", nil, fmt.Errorf("store: write pack: %w", err)
 	}
 	defer func() {
 		pf.Close()
@@ -235,35 +306,35 @@ func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.H
 	}()
 	sum, idx, err := encode(pf)
 	if err != nil {
-		return "", fmt.Errorf("store: write pack: %w", err)
+		return "", nil, fmt.Errorf("store: write pack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !s.opts.noSync {
 		if err := pf.Sync(); err != nil {
-			return "", fmt.Errorf("store: sync pack: %w", err)
+			return "", nil, fmt.Errorf("store: sync pack: %w", err)
 		}
 	}
 	if idx == nil {
 		if _, err := pf.Seek(0, 0); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		iw := new(idxfile.Writer)
 		parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
 		if err != nil {
-			return "", fmt.Errorf("store: index pack: %w", err)
+			return "", nil, fmt.Errorf("store: index pack: %w", err)
 		}
 		if _, err := parser.Parse(); err != nil {
-			return "", fmt.Errorf("store: index pack: %w", err)
+			return "", nil, fmt.Errorf("store: index pack: %w", err)
 		}
 		if idx, err = iw.Index(); err != nil {
-			return "", fmt.Errorf("store: index pack: %w", err)
+			return "", nil, fmt.Errorf("store: index pack: %w", err)
 		}
 	}
 	xf, err := os.CreateTemp(tmp, "idx-")
 	if err != nil {
-		return "", fmt.Errorf("store: write index: %w", err)
+		return "", nil, fmt.Errorf("store: write index: %w", err)
 	}
 	defer func() {
 		xf.Close()
@@ -272,32 +343,36 @@ func (s *Store) writePack(ctx context.Context, encode func(*os.File) (plumbing.H
 		}
 	}()
 	if _, err := idxfile.NewEncoder(xf).Encode(idx); err != nil {
-		return "", fmt.Errorf("store: write index: %w", err)
+		return "", nil, fmt.Errorf("store: write index: %w", err)
 	}
 	if !s.opts.noSync {
 		if err := xf.Sync(); err != nil {
-			return "", fmt.Errorf("store: sync index: %w", err)
+			return "", nil, fmt.Errorf("store: sync index: %w", err)
 		}
 	}
 	dir := filepath.Join(s.path, "objects", "pack")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	name = "pack-" + sum.String() + ".pack"
 	os.Chmod(pf.Name(), 0o444)
 	os.Chmod(xf.Name(), 0o444)
-	if err := os.Rename(pf.Name(), filepath.Join(dir, name)); err != nil {
-		return "", fmt.Errorf("store: write pack: %w", err)
-	}
+	// The index first: git finds packs by their index and skips an index
+	// without its pack, while go-git finds them by the pack and fails on a
+	// pack without its index. After a crash between the two renames, or a
+	// power cut (the journal keeps them in order), nobody sees the pack.
 	if err := os.Rename(xf.Name(), filepath.Join(dir, "pack-"+sum.String()+".idx")); err != nil {
-		return "", fmt.Errorf("store: write index: %w", err)
+		return "", nil, fmt.Errorf("store: write index: %w", err)
 	}
-	if !s.opts.noSync {
+	if err := os.Rename(pf.Name(), filepath.Join(dir, name)); err != nil {
+		return "", nil, fmt.Errorf("store: write pack: %w", err)
+	}
+	if !s.opts.noSync && syncPackDir {
 		if err := syncDir(dir); err != nil {
-			return "", fmt.Errorf("store: sync %s: %w", dir, err)
+			return "", nil, fmt.Errorf("store: sync %s: %w", dir, err)
 		}
 	}
-	return name, nil
+	return name, idx, nil
 }
 
 // objectFiles lists the loose object files and the packs.
@@ -359,7 +434,13 @@ func (s *Store) maybeGC() {
 	if err != nil || len(ents)*256 < s.opts.GCLooseObjects {
 		return
 	}
-	if !s.gcState.running.CompareAndSwap(false, true) {
+	s.startRepack("automatic repack", s.autoRepack)
+}
+
+// startRepack runs fn in the background unless a repack (GC, packing loose
+// objects, merging packs) is running already; Close cancels it and waits.
+func (s *Store) startRepack(what string, fn func(ctx context.Context) error) {
+	if s.isClosed() || !s.gcState.running.CompareAndSwap(false, true) {
 		return
 	}
 	s.bg.Add(1)
@@ -375,8 +456,8 @@ func (s *Store) maybeGC() {
 			case <-ctx.Done():
 			}
 		}()
-		if err := s.autoRepack(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("store: automatic repack failed", "err", err)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("store: "+what+" failed", "err", err)
 		}
 	}()
 }

@@ -1,29 +1,41 @@
 package store
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 )
 
 // pending holds the commits that are durable in the commit log (wal.go)
-// but whose objects and branch file a background goroutine is still
-// writing into the repository. Update returns once a commit is in the log
-// and here: the ~10 file creations of a commit are off its path.
+// but not yet in the repository's files. Update returns once a commit is in
+// the log and here; a background goroutine then writes queued commits in
+// batches: the objects of a batch as one pack (synced before it is renamed
+// into place, so that a pack in objects/pack is always whole), then the
+// branch files (unsynced, like every branch move the log covers). One pack
+// per batch instead of a loose file per object: creating ~10 files per
+// commit cost more kernel CPU than everything else a commit does.
 //
 // The store's own readers see pending commits at once: readObjs looks here
 // before the object reader, and the branch heads here before the branch
 // files. Everything that reads the repository through go-git (history,
 // merges, sync, the git server, GC) first waits until nothing is pending
-// (Store.read calls drain), as do checkpoints and Close. Other processes
-// see a commit once its branch file is written, after its objects.
+// (Store.read calls drain, which writes the queue at once), as do
+// checkpoints and Close. Other processes see a commit once its branch file
+// is written, after its pack.
 type pending struct {
 	mu    sync.Mutex
-	idle  *sync.Cond // broadcast when a queued commit is written
+	idle  *sync.Cond // broadcast when queued commits are written
 	objs  map[Hash]pendingObject
 	heads map[string]Hash // branch -> newest pending head
 	queue []pendingCommit
+	bytes int   // content bytes of the queued commits' objects
+	hurry int   // drain calls waiting: write the queue without delay
 	err   error // the first failed write; the commit log still holds it
 	wake  chan struct{}
 }
@@ -39,6 +51,8 @@ type pendingCommit struct {
 	branch  string
 	head    Hash
 	objects []plumbing.EncodedObject
+	size    int       // content bytes of objects
+	at      time.Time // when it was queued
 }
 
 func newPending() *pending {
@@ -47,14 +61,31 @@ func newPending() *pending {
 	return p
 }
 
-// maxPending bounds the queue: a writer that gets this far ahead of the
-// background waits, so that memory stays bounded on a small appliance.
-const maxPending = 64
+const (
+	// batchDelay is how long a queued commit may wait for others to share
+	// its pack. Readers in the process do not wait for it (they read
+	// pending commits from memory), nor do go-git's readers (they drain);
+	// only other processes see the commit that much later.
+	batchDelay = 500 * time.Millisecond
+	// batchCommits and batchBytes write a batch before batchDelay when
+	// this much is queued.
+	batchCommits = 256
+	batchBytes   = 4 << 20
+	// maxPending and maxPendingBytes bound the queue: a writer that gets
+	// this far ahead of the background waits, so that memory stays
+	// bounded on a small appliance.
+	maxPending      = 2 * batchCommits
+	maxPendingBytes = 4 * batchBytes
+)
 
 // add queues a commit that is durable in the log.
 func (p *pending) add(c pendingCommit) {
+	c.at = time.Now()
+	for _, o := range c.objects {
+		c.size += int(o.Size())
+	}
 	p.mu.Lock()
-	for len(p.queue) >= maxPending && p.err == nil {
+	for (len(p.queue) >= maxPending || p.bytes >= maxPendingBytes) && p.err == nil {
 		p.idle.Wait()
 	}
 	for _, o := range c.objects {
@@ -64,11 +95,28 @@ func (p *pending) add(c pendingCommit) {
 	}
 	p.heads[c.branch] = c.head
 	p.queue = append(p.queue, c)
+	p.bytes += c.size
+	// The writer needs waking when the queue starts (to time the batch)
+	// and when it is full enough to go at once.
+	wake := len(p.queue) == 1 || len(p.queue) >= batchCommits || p.bytes >= batchBytes
 	p.mu.Unlock()
+	if wake {
+		p.poke()
+	}
+}
+
+func (p *pending) poke() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// busy reports whether commits are queued, or left unwritten by an error.
+func (p *pending) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue) > 0
 }
 
 // object returns a pending object.
@@ -86,74 +134,169 @@ func (p *pending) head(branch string) (Hash, bool) {
 	return h, ok
 }
 
-// drain waits until every queued commit is written (or failed).
+// drain waits until every queued commit is written (or failed), asking the
+// writer not to wait for a fuller batch.
 func (p *pending) drain() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.queue) == 0 || p.err != nil {
+		return p.err
+	}
+	p.hurry++
+	p.poke()
 	for len(p.queue) > 0 && p.err == nil {
 		p.idle.Wait()
 	}
+	p.hurry--
 	return p.err
 }
 
-// run writes queued commits in order until stop is closed and the queue is
-// empty.
+// ready says how many queued commits to write now, or how long to wait
+// before the oldest has waited batchDelay. The caller holds p.mu.
+func (p *pending) ready(now time.Time) (n int, wait time.Duration) {
+	if len(p.queue) == 0 || p.err != nil {
+		return 0, -1
+	}
+	if p.hurry > 0 || len(p.queue) >= batchCommits || p.bytes >= batchBytes {
+		return len(p.queue), 0
+	}
+	if w := batchDelay - now.Sub(p.queue[0].at); w > 0 {
+		return 0, w
+	}
+	return len(p.queue), 0
+}
+
+// runPending writes queued commits in order, in batches, until stop is
+// closed (Close drains the queue first).
 func (s *Store) runPending(stop <-chan struct{}) {
 	p := s.pend
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		p.mu.Lock()
-		if len(p.queue) == 0 || p.err != nil {
-			p.idle.Broadcast()
+		n, wait := p.ready(time.Now())
+		if n == 0 {
+			if len(p.queue) == 0 || p.err != nil {
+				p.idle.Broadcast()
+			}
 			p.mu.Unlock()
+			if wait > 0 {
+				timer.Reset(wait)
+			}
 			select {
 			case <-p.wake:
-				continue
+			case <-timer.C:
 			case <-stop:
+				timer.Stop()
 				return
 			}
+			timer.Stop()
+			continue
 		}
-		c := p.queue[0]
+		batch := p.queue[:n:n]
 		p.mu.Unlock()
-		err := s.writePending(c)
+		err := s.writeBatch(batch)
 		p.mu.Lock()
 		if err != nil {
-			// The commit stays readable from memory and durable in the
-			// log; Open replays it. Nothing more is written until then.
+			// The commits stay readable from memory and durable in the
+			// log; Open replays them. Nothing more is written until then.
 			p.err = err
-			s.log.Error("store: writing a logged commit into the repository failed; it is kept in the commit log", "err", err)
+			s.log.Error("store: writing logged commits into the repository failed; they are kept in the commit log", "err", err)
 		} else {
-			p.queue = p.queue[1:]
-			for _, o := range c.objects {
-				if po := p.objs[o.Hash()]; po.refs > 1 {
-					po.refs--
-					p.objs[o.Hash()] = po
-				} else {
-					delete(p.objs, o.Hash())
+			p.queue = p.queue[n:]
+			for _, c := range batch {
+				p.bytes -= c.size
+				for _, o := range c.objects {
+					if po := p.objs[o.Hash()]; po.refs > 1 {
+						po.refs--
+						p.objs[o.Hash()] = po
+					} else {
+						delete(p.objs, o.Hash())
+					}
+				}
+				if p.heads[c.branch] == c.head {
+					delete(p.heads, c.branch)
 				}
 			}
-			if p.heads[c.branch] == c.head {
-				delete(p.heads, c.branch)
+			if len(p.queue) == 0 {
+				p.queue = nil // let the written batch go
 			}
 		}
 		// Wake drain (queue empty) and add (room in the queue).
 		p.idle.Broadcast()
 		p.mu.Unlock()
+		if err == nil {
+			s.releaseFlock(false)
+			s.maybeMergePacks()
+		}
 	}
 }
 
-// writePending writes one logged commit's objects, then its branch file,
-// without syncs (the commit log holds them until the next checkpoint).
-func (s *Store) writePending(c pendingCommit) error {
-	w := s.newObjWriter()
-	w.lazy = true
-	for _, o := range c.objects {
-		w.write(o)
+// writeBatch writes logged commits' objects as one pack, then each branch's
+// newest head into its branch file, without syncing the branch files (the
+// commit log holds the moves until the next checkpoint).
+func (s *Store) writeBatch(batch []pendingCommit) error {
+	seen := map[Hash]bool{}
+	var objs []plumbing.EncodedObject
+	for _, c := range batch {
+		for _, o := range c.objects {
+			if h := o.Hash(); !seen[h] {
+				seen[h] = true
+				objs = append(objs, o)
+			}
+		}
 	}
-	if err := w.wait(); err != nil {
+	next := func(i int) (Hash, plumbing.ObjectType, []byte, error) {
+		data, err := readAll(objs[i])
+		return objs[i].Hash(), objs[i].Type(), data, err
+	}
+	name, idx, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
+		return writeRawPack(f, len(objs), next)
+	})
+	if err != nil {
 		return err
 	}
-	ref := plumbing.NewBranchReferenceName(c.branch)
-	return s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(ref.String())), []byte(c.head.String()+"\n"), false)
+	if err := s.addPack(name, idx); err != nil {
+		return err
+	}
+	var order []string
+	heads := map[string]Hash{}
+	for _, c := range batch {
+		if _, ok := heads[c.branch]; !ok {
+			order = append(order, c.branch)
+		}
+		heads[c.branch] = c.head
+	}
+	for _, b := range order {
+		ref := plumbing.NewBranchReferenceName(b)
+		if err := s.writeFileAtomic(filepath.Join(s.path, filepath.FromSlash(ref.String())), []byte(heads[b].String()+"\n"), false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addPack makes a pack that was just written (and its index) readable by
+// the object reader at once, and marks go-git's storage for reloading
+// before its next use.
+func (s *Store) addPack(name string, idx *idxfile.MemoryIndex) error {
+	f, err := os.Open(filepath.Join(s.path, "objects", "pack", name))
+	if err != nil {
+		return fmt.Errorf("store: open new pack: %w", err)
+	}
+	s.packsMu.Lock()
+	defer s.packsMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gitStale.Store(true)
+	for _, p := range s.objs.packs {
+		if p.name == name { // a reload found it first
+			f.Close()
+			return nil
+		}
+	}
+	s.objs.packs = append(s.objs.packs, &packReader{name: name, f: f, idx: idx})
+	return nil
 }
 
 // Flush waits until every commit that Update has returned is written into

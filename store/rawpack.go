@@ -16,33 +16,23 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 )
 
-// writeRawPack writes the objects hashes (each readable through o) to f as
-// a version 2 pack without deltas, and returns its checksum and index.
-// Each object is read and compressed once, and the index comes from what
-// was written, where go-git's encoder reads every object again and the pack
-// must then be parsed back to index it: the incremental repack, which runs
-// while commits go on, costs a third of the CPU it did.
-func writeRawPack(f *os.File, o *objReader, hashes []Hash) (Hash, *idxfile.MemoryIndex, error) {
-	sum := sha1.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 256<<10)
-	var hdr [12]byte
-	copy(hdr[:], "PACK")
-	binary.BigEndian.PutUint32(hdr[4:], 2)
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(hashes)))
-	if _, err := bw.Write(hdr[:]); err != nil {
+// writeRawPack writes n objects, the i-th given by next, to f as a version 2
+// pack without deltas, and returns its checksum and index. Each object is
+// read and compressed once, and the index comes from what was written,
+// where go-git's encoder reads every object again and the pack must then be
+// parsed back to index it: the incremental repack, which runs while commits
+// go on, costs a third of the CPU it did.
+func writeRawPack(f *os.File, n int, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
+	pw, err := newPackWriter(f, n)
+	if err != nil {
 		return Hash{}, nil, err
 	}
-	iw := new(idxfile.Writer)
-	if err := iw.OnHeader(uint32(len(hashes))); err != nil {
-		return Hash{}, nil, err
-	}
-	off := int64(len(hdr))
 	crc := crc32.NewIEEE()
 	cw := &countWriter{}
 	zw := zlibWriters.Get().(*zlib.Writer)
 	defer zlibWriters.Put(zw)
-	for _, h := range hashes {
-		t, data, err := o.read(h)
+	for i := 0; i < n; i++ {
+		h, t, data, err := next(i)
 		if err != nil {
 			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
 		}
@@ -50,7 +40,7 @@ func writeRawPack(f *os.File, o *objReader, hashes []Hash) (Hash, *idxfile.Memor
 			return Hash{}, nil, fmt.Errorf("object %s: content hashes to %s: %w", h, got, ErrCorrupt)
 		}
 		crc.Reset()
-		cw.w, cw.n = io.MultiWriter(bw, crc), 0
+		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
 		if _, err := cw.Write(packEntryHeader(t, int64(len(data)))); err != nil {
 			return Hash{}, nil, err
 		}
@@ -61,23 +51,65 @@ func writeRawPack(f *os.File, o *objReader, hashes []Hash) (Hash, *idxfile.Memor
 		if err := zw.Close(); err != nil {
 			return Hash{}, nil, err
 		}
-		if err := iw.OnInflatedObjectContent(h, off, crc.Sum32(), nil); err != nil {
+		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
 			return Hash{}, nil, err
 		}
-		off += cw.n
 	}
-	if err := bw.Flush(); err != nil {
+	return pw.finish()
+}
+
+// packWriter writes a version 2 pack to a file and indexes it as it goes:
+// entries are written to bw, then announced with add.
+type packWriter struct {
+	f   *os.File
+	sum hash.Hash
+	bw  *bufio.Writer
+	iw  *idxfile.Writer
+	off int64
+}
+
+// newPackWriter writes the header of a pack of n objects.
+func newPackWriter(f *os.File, n int) (*packWriter, error) {
+	p := &packWriter{f: f, sum: sha1.New(), iw: new(idxfile.Writer)}
+	p.bw = bufio.NewWriterSize(io.MultiWriter(f, p.sum), 256<<10)
+	var hdr [12]byte
+	copy(hdr[:], "PACK")
+	binary.BigEndian.PutUint32(hdr[4:], 2)
+	binary.BigEndian.PutUint32(hdr[8:], uint32(n))
+	if _, err := p.bw.Write(hdr[:]); err != nil {
+		return nil, err
+	}
+	if err := p.iw.OnHeader(uint32(n)); err != nil {
+		return nil, err
+	}
+	p.off = int64(len(hdr))
+	return p, nil
+}
+
+// add indexes object h, whose entry of size bytes (CRC-32 crc) was just
+// written.
+func (p *packWriter) add(h Hash, size int64, crc uint32) error {
+	if err := p.iw.OnInflatedObjectContent(h, p.off, crc, nil); err != nil {
+		return err
+	}
+	p.off += size
+	return nil
+}
+
+// finish writes the pack's checksum and returns it with the index.
+func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
+	if err := p.bw.Flush(); err != nil {
 		return Hash{}, nil, err
 	}
 	var packSum Hash
-	copy(packSum[:], sum.Sum(nil))
-	if _, err := f.Write(packSum[:]); err != nil {
+	copy(packSum[:], p.sum.Sum(nil))
+	if _, err := p.f.Write(packSum[:]); err != nil {
 		return Hash{}, nil, err
 	}
-	if err := iw.OnFooter(packSum); err != nil {
+	if err := p.iw.OnFooter(packSum); err != nil {
 		return Hash{}, nil, err
 	}
-	idx, err := iw.Index()
+	idx, err := p.iw.Index()
 	return packSum, idx, err
 }
 
@@ -111,5 +143,3 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-var _ hash.Hash = sha1.New()

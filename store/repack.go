@@ -1,15 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 )
 
@@ -31,12 +30,13 @@ func (s *Store) autoRepack(ctx context.Context) error {
 	return err
 }
 
-// PackLoose packs the loose objects that the references reach into one new
-// pack and removes them, leaving older packs and unreachable objects (GC's
-// business) alone. It relies on packs being closed: everything a packed
-// object refers to is packed too, which GC and PackLoose both keep true, so
-// the walk stops at the first packed object and costs what was written since
-// the last repack.
+// PackLoose packs every loose object into one new pack and removes them,
+// leaving older packs alone (git's incremental `git repack -d`). Loose
+// objects come from writers other than Update's batches (merges, sync,
+// history edits) and from older versions of the store; unreachable ones
+// are packed too, and GC drops them once they are older than PruneAfter. A
+// loose file that does not read back as its object (left by a crash) is
+// left for GC.
 func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 	start := time.Now()
 	st := GCStats{}
@@ -44,12 +44,7 @@ func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	heads, err := s.refHashes()
-	var loose map[plumbing.Hash]string
-	var packs []string
-	if err == nil {
-		loose, packs, err = s.objectFiles()
-	}
+	loose, packs, err := s.objectFiles()
 	unlock()
 	if err != nil {
 		return st, err
@@ -62,80 +57,47 @@ func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 	st.SizeBefore = dirSize(objDir)
 
 	var hashes []plumbing.Hash
-	err = s.read(func(r *git.Repository) error {
-		hashes = hashes[:0]
-		seen := map[plumbing.Hash]bool{}
-		var walk func(h plumbing.Hash, t plumbing.ObjectType) error
-		walk = func(h plumbing.Hash, t plumbing.ObjectType) error {
-			if seen[h] {
-				return nil
+	for h := range loose {
+		hashes = append(hashes, h)
+	}
+	sort.Slice(hashes, func(i, j int) bool { return bytes.Compare(hashes[i][:], hashes[j][:]) < 0 })
+	var good []plumbing.Hash
+	err = s.readObjs(func(o *objReader) error {
+		good = good[:0]
+		for _, h := range hashes {
+			t, data, err := o.readLoose(h)
+			if err == nil && plumbing.ComputeHash(t, data) == h {
+				good = append(good, h)
+			} else {
+				s.log.Warn("store: pack loose objects: a damaged loose object is left for GC", "object", h, "err", err)
 			}
-			seen[h] = true
-			if _, isLoose := loose[h]; !isLoose {
-				return nil // packed, with all it refers to
-			}
-			hashes = append(hashes, h)
-			switch t {
-			case plumbing.CommitObject:
-				c, err := r.CommitObject(h)
-				if err != nil {
-					return err
-				}
-				if err := walk(c.TreeHash, plumbing.TreeObject); err != nil {
-					return err
-				}
-				for _, p := range c.ParentHashes {
-					if err := walk(p, plumbing.CommitObject); err != nil {
-						return err
-					}
-				}
-			case plumbing.TreeObject:
-				tr, err := r.TreeObject(h)
-				if err != nil {
-					return err
-				}
-				for _, e := range tr.Entries {
-					et := plumbing.BlobObject
-					if e.Mode == filemode.Dir {
-						et = plumbing.TreeObject
-					}
-					if err := walk(e.Hash, et); err != nil {
-						return err
-					}
-				}
-			}
+		}
+		if len(good) == 0 {
 			return nil
 		}
-		for _, h := range heads {
-			if err := walk(h, plumbing.CommitObject); err != nil {
-				return fmt.Errorf("store: pack loose objects: %w", err)
-			}
-		}
-		return nil
-	})
-	if err == nil && len(hashes) > 0 {
 		// Without deltas (writeRawPack): an incremental pack is
 		// written while commits go on, and searching for deltas among
 		// new mail or vCards costs seconds of CPU for little; the full
 		// repack (GC, when packs pile up) deltifies everything.
-		err = s.readObjs(func(o *objReader) error {
-			_, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
-				return writeRawPack(f, o, hashes)
+		_, _, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
+			return writeRawPack(f, len(good), func(i int) (Hash, plumbing.ObjectType, []byte, error) {
+				t, data, err := o.readLoose(good[i])
+				return good[i], t, data, err
 			})
-			return err
 		})
-	}
-	if err != nil || len(hashes) == 0 {
+		return err
+	})
+	if err != nil || len(good) == 0 {
 		return st, err
 	}
-	st.Objects = len(hashes)
+	st.Objects = len(good)
 	unlock, err = s.lock(ctx)
 	if err != nil {
 		return st, err
 	}
 	defer unlock()
-	remove := make([]string, 0, len(hashes))
-	for _, h := range hashes {
+	remove := make([]string, 0, len(good))
+	for _, h := range good {
 		remove = append(remove, loose[h])
 	}
 	if err := s.removeAndReload(remove); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,7 +66,8 @@ type Options struct {
 	Author Signature
 	// GCLooseObjects is the number of loose objects above which a commit
 	// triggers a background repack (as git's gc.auto). Zero means 6700,
-	// git's default; a negative value turns automatic repacking off.
+	// git's default; a negative value turns automatic repacking (and the
+	// merging of small packs) off.
 	GCLooseObjects int
 
 	// PruneAfter is how old an unreachable object must be before GC
@@ -88,6 +90,11 @@ type Store struct {
 	// processes.
 	wmu      sync.Mutex
 	lockFile *os.File
+	// flockMu guards flockHeld (this process holds the flock) and
+	// flockUsers (writers inside the lock); see holdFlock.
+	flockMu    sync.Mutex
+	flockHeld  bool
+	flockUsers int
 	// wal is the commit log (wal.go); nil when syncing is off. Guarded by
 	// the writer lock.
 	wal *wal
@@ -103,6 +110,12 @@ type Store struct {
 	st   *filesystem.Storage
 	repo *git.Repository
 	objs *objReader // the read paths' own object reader (objread.go)
+	// packsMu orders changes to the set of packs (a batch's new pack,
+	// deletions after a repack) against reloads that list them.
+	packsMu sync.Mutex
+	// gitStale is set when a pack was added without reopening go-git's
+	// storage, which then does not know it; read reopens it first.
+	gitStale atomic.Bool
 
 	trees *treeCache
 
@@ -272,20 +285,27 @@ func (s *Store) Close() error {
 		close(s.closed)
 		s.watch.closeAll()
 	})
-	s.bg.Wait()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	// The background writer first (it starts merges of packs), with
+	// writers held off so that nothing is queued after it stops.
 	var cerr error
+	s.wmu.Lock()
 	if s.pend != nil && s.pendStop != nil {
 		cerr = s.pend.drain()
 		close(s.pendStop)
 		<-s.pendDone
 		s.pendStop = nil
 	}
+	s.wmu.Unlock()
+	s.bg.Wait()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.wal != nil && s.lockFile != nil && cerr == nil {
 		if cerr = flock(s.lockFile); cerr == nil {
 			cerr = s.checkpoint()
+			s.flockMu.Lock()
 			syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
+			s.flockHeld = false
+			s.flockMu.Unlock()
 		}
 		s.wal.f.Close()
 		s.wal = nil
@@ -315,6 +335,9 @@ func (s *Store) isClosed() bool {
 // reload (re)creates the go-git storage, so that packs written by GC or by
 // another process are seen. Callers must not hold s.mu.
 func (s *Store) reload() error {
+	s.packsMu.Lock()
+	defer s.packsMu.Unlock()
+	s.gitStale.Store(false)
 	st, repo, err := s.newStorage()
 	if err != nil {
 		return err
@@ -331,6 +354,24 @@ func (s *Store) reload() error {
 	if old != nil {
 		old.close() // no reader holds it: they hold s.mu shared while reading
 	}
+	return nil
+}
+
+// reloadGit reopens go-git's storage only, after packs were added.
+func (s *Store) reloadGit() error {
+	s.packsMu.Lock()
+	defer s.packsMu.Unlock()
+	if !s.gitStale.Swap(false) {
+		return nil
+	}
+	st, repo, err := s.newStorage()
+	if err != nil {
+		s.gitStale.Store(true)
+		return err
+	}
+	s.mu.Lock()
+	s.st, s.repo = st, repo
+	s.mu.Unlock()
 	return nil
 }
 
@@ -390,13 +431,12 @@ func (s *Store) lockFor(ctx context.Context, checkpoint bool) (func(), error) {
 		s.wmu.Unlock()
 		return nil, err
 	}
-	if err := flock(s.lockFile); err != nil {
+	if err := s.holdFlock(); err != nil {
 		s.wmu.Unlock()
 		return nil, fmt.Errorf("store: lock %s: %w", s.path, err)
 	}
-	fd := int(s.lockFile.Fd())
 	unlock := func() {
-		syscall.Flock(fd, syscall.LOCK_UN)
+		s.releaseFlock(true)
 		s.wmu.Unlock()
 	}
 	if checkpoint {
@@ -406,6 +446,43 @@ func (s *Store) lockFor(ctx context.Context, checkpoint bool) (func(), error) {
 		}
 	}
 	return unlock, nil
+}
+
+// holdFlock takes the repository's flock for a writer, unless the store
+// holds it already: it keeps it while commits are pending (pending.go), so
+// that no other process writes, or replays the commit log, while this one
+// has commits that are durable in the log but not yet in the repository's
+// files. The caller holds wmu.
+func (s *Store) holdFlock() error {
+	s.flockMu.Lock()
+	defer s.flockMu.Unlock()
+	if !s.flockHeld {
+		if err := flock(s.lockFile); err != nil {
+			return err
+		}
+		s.flockHeld = true
+	}
+	s.flockUsers++
+	return nil
+}
+
+// releaseFlock gives the flock back once no writer holds it and no commit
+// is pending. A writer's unlock calls it with done set; the pending writer
+// calls it after each batch.
+func (s *Store) releaseFlock(done bool) {
+	s.flockMu.Lock()
+	defer s.flockMu.Unlock()
+	if done {
+		s.flockUsers--
+	}
+	if !s.flockHeld || s.flockUsers > 0 || s.lockFile == nil {
+		return
+	}
+	if s.pend != nil && s.pend.busy() {
+		return
+	}
+	syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
+	s.flockHeld = false
 }
 
 // flock takes f's exclusive flock, retrying when interrupted.
@@ -428,6 +505,11 @@ func (s *Store) read(fn func(r *git.Repository) error) error {
 	// go-git reads the repository's files: logged commits must be there.
 	if s.pend != nil {
 		if err := s.pend.drain(); err != nil {
+			return err
+		}
+	}
+	if s.gitStale.Load() {
+		if err := s.reloadGit(); err != nil {
 			return err
 		}
 	}

@@ -196,16 +196,23 @@ func (s *Store) checkpoint() error {
 			return fmt.Errorf("store: checkpoint: %w", err)
 		}
 	}
-	d, err := os.Open(s.path)
-	if err != nil {
+	if err := syncFS(s.path); err != nil {
 		return fmt.Errorf("store: checkpoint: %w", err)
 	}
-	err = unix.Syncfs(int(d.Fd()))
-	d.Close()
-	if err != nil {
-		return fmt.Errorf("store: checkpoint: syncfs: %w", err)
-	}
 	return s.wal.reset()
+}
+
+// syncFS flushes the file system that holds dir (syncfs(2)).
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
 }
 
 // replayWAL redoes the records of the commit log at Open (see the comment
@@ -274,6 +281,12 @@ func (s *Store) replayWAL() error {
 	}
 	if len(recs) > 0 {
 		s.log.Info("store: replayed the commit log", "records", len(recs), "objects_rewritten", rewritten, "branches_moved", moved)
+	}
+	// What the log's records found in place may have been written by a
+	// process that died before its checkpoint: in the page cache, not on
+	// disk. Make it durable before the log is emptied.
+	if err := syncFS(s.path); err != nil {
+		return fmt.Errorf("store: commit log replay: %w", err)
 	}
 	w, err := openWAL(s.path)
 	if err != nil {

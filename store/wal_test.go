@@ -12,6 +12,7 @@ import (
 // is checkpointed.
 func crashAbandon(t *testing.T, s *Store) {
 	t.Helper()
+	s.Flush() // what the background had written when the power went
 	s.wmu.Lock()
 	s.wal.f.Close()
 	s.wal = nil
@@ -30,8 +31,10 @@ func commitItems(t *testing.T, s *Store, n int) []Hash {
 }
 
 // TestWALPowerCut simulates a power cut after commits that are durable only
-// in the commit log: their loose objects are lost or left empty and the
-// branch file is empty. Open must replay the log and have every commit.
+// in the commit log: the packs their batches were written to are lost (their
+// renames into objects/pack were never synced), any loose object is lost or
+// left empty, and the branch file is empty. Open must replay the log and
+// have every commit.
 func TestWALPowerCut(t *testing.T) {
 	s := newStore(t)
 	path := s.Path()
@@ -45,6 +48,13 @@ func TestWALPowerCut(t *testing.T) {
 		t.Fatalf("commit log holds %d records (%d bytes dropped), want 20", len(recs), dropped)
 	}
 	crashAbandon(t, s)
+	packs, _ := filepath.Glob(filepath.Join(path, "objects", "pack", "pack-*"))
+	if len(packs) == 0 {
+		t.Fatal("no batch packs written")
+	}
+	for _, p := range packs {
+		os.Remove(p)
+	}
 	lost := 0
 	for i, rec := range recs {
 		for j, o := range rec.objects {
@@ -84,7 +94,7 @@ func TestWALPowerCut(t *testing.T) {
 	if n := len(runGit(t, path, "rev-list", "--all")); n == 0 {
 		t.Fatal("no commits")
 	}
-	t.Logf("replayed %d records, %d objects lost", len(recs), lost)
+	t.Logf("replayed %d records, %d objects lost, %d pack files lost", len(recs), lost, len(packs))
 }
 
 // TestWALTornTail: a record cut short by a crash (never acknowledged) is
