@@ -264,9 +264,14 @@ type Status struct {
 	Uptime      string    `json:"uptime,omitempty"`
 	LastQuery   time.Time `json:"last_query,omitzero"`
 	Connections int       `json:"connections"`
-	Boots       int       `json:"boots"`
-	Failures    int       `json:"failures,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
+	// Backends are the addresses (host:port) jitsu proxies each port to
+	// while the appliance runs: a QEMU port forward, a loopback port of
+	// a process, the guest's own address. For status displays and for
+	// measuring the appliance without jitsu's hop (bench/jitsu).
+	Backends  map[string]string `json:"backends,omitempty"`
+	Boots     int               `json:"boots"`
+	Failures  int               `json:"failures,omitempty"`
+	LastError string            `json:"last_error,omitempty"`
 }
 
 func (a *appliance) status() Status {
@@ -276,6 +281,10 @@ func (a *appliance) status() Status {
 		LastQuery: a.lastQuery, Connections: a.conns, Boots: a.boots, Failures: a.failures}
 	if a.state == Running {
 		st.Uptime = a.srv.now().Sub(a.since).Round(time.Millisecond).String()
+		st.Backends = map[string]string{}
+		for _, p := range a.cfg.Ports {
+			st.Backends[p.Name] = a.inst.Addr(p.Name)
+		}
 	}
 	if a.lastErr != nil {
 		st.LastError = a.lastErr.Error()

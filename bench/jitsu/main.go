@@ -55,8 +55,81 @@ func main() {
 }
 
 type result struct {
-	plain, coldAnswer, cold, warmAnswer, warm []time.Duration
-	refused, retrans, eager                   int
+	plain, coldAnswer, cold []time.Duration
+	warmRuns                []*warm
+	refused, retrans, eager int
+}
+
+// warm is the breakdown of the warm queries against one running
+// appliance: each query is answered, then a client connects to jitsu's
+// port and reads the greeting, then another connects straight to the
+// appliance's own address (Status.Backends: QEMU's port forward) and
+// reads its greeting, so that jitsu's share and the appliance's are told
+// apart in the same run.
+type warm struct {
+	label string
+	// answer: the DNS query's round trip; connect: the client's
+	// connect to jitsu's port; greet: from connected to the greeting
+	// line through jitsu; total: query sent to greeting read.
+	answer, connect, greet, total []time.Duration
+	// directConnect and directGreet: the same without jitsu, against
+	// the appliance's backend address.
+	directConnect, directGreet []time.Duration
+}
+
+// measureWarm runs n warm queries against the running appliance.
+func measureWarm(s *jitsu.Server, pub string, n int, res *result) (*warm, error) {
+	st := s.Status()[0]
+	backend := st.Backends["imap"]
+	if st.State != jitsu.Running || backend == "" {
+		return nil, fmt.Errorf("warm: the appliance is %s, backends %v", st.State, st.Backends)
+	}
+	w := &warm{}
+	for j := 0; j < n; j++ {
+		t0 := time.Now()
+		ans, err := lookup(s.DNSAddr(), 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		conn, greet, err := timedGreeting(pub, res)
+		if err != nil {
+			return nil, fmt.Errorf("warm greeting: %w", err)
+		}
+		w.total = append(w.total, time.Since(t0))
+		w.answer = append(w.answer, ans)
+		w.connect = append(w.connect, conn)
+		w.greet = append(w.greet, greet)
+		conn, greet, err = timedGreeting(backend, res)
+		if err != nil {
+			return nil, fmt.Errorf("direct greeting: %w", err)
+		}
+		w.directConnect = append(w.directConnect, conn)
+		w.directGreet = append(w.directGreet, greet)
+	}
+	return w, nil
+}
+
+// timedGreeting connects to addr and reads the greeting; it returns how
+// long the connect took and how long the greeting took after it.
+func timedGreeting(addr string, res *result) (connect, greet time.Duration, err error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			res.refused++
+		}
+		return 0, 0, err
+	}
+	defer c.Close()
+	connect = time.Since(t0)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	greet = time.Since(t0) - connect
+	res.retrans += retransmits(c)
+	if err != nil || !strings.HasPrefix(line, "* OK") {
+		return 0, 0, fmt.Errorf("greeting %q from %s: %v", line, addr, err)
+	}
+	return connect, greet, nil
 }
 
 func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
@@ -199,17 +272,12 @@ appliances:
 			return fmt.Errorf("eager client: %w", err)
 		}
 		if i == runs-1 {
-			for j := 0; j < warmRuns; j++ {
-				t0 := time.Now()
-				if _, err := lookup(s.DNSAddr(), 10*time.Second); err != nil {
-					return err
-				}
-				res.warmAnswer = append(res.warmAnswer, time.Since(t0))
-				if _, err := greeting(pub, &res); err != nil {
-					return err
-				}
-				res.warm = append(res.warm, time.Since(t0))
+			w, err := measureWarm(s, pub, warmRuns, &res)
+			if err != nil {
+				s.Close()
+				return err
 			}
+			res.warmRuns = append(res.warmRuns, w)
 		}
 		s.Close()
 		fmt.Fprintf(os.Stderr, "run %d: plain %v, cold answer %v, cold greeting %v\n", i+1,
@@ -316,7 +384,21 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }
+// pct is the p-th percentile (nearest rank).
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// ms prints milliseconds: two decimals below 100 ms, one above.
+func ms(d time.Duration) string {
+	prec := 2
+	if d >= 100*time.Millisecond {
+		prec = 1
+	}
+	return strconv.FormatFloat(float64(d)/1e6, 'f', prec, 64) + " ms"
+}
 
 func report(kind string, kvm bool, runs, warmRuns int, r *result) {
 	accel := ""
@@ -329,14 +411,34 @@ func report(kind string, kvm bool, runs, warmRuns int, r *result) {
 	p := median(r.plain)
 	fmt.Printf("| plain start (no jitsu) | | %s | 1.00× |\n", ms(p))
 	fmt.Printf("| cold (query boots it) | %s | %s | %.2f× |\n", ms(median(r.coldAnswer)), ms(median(r.cold)), float64(median(r.cold))/float64(p))
-	if len(r.warm) > 0 {
-		fmt.Printf("| warm (running) | %s | %s | |\n", ms(median(r.warmAnswer)), ms(median(r.warm)))
+	for _, w := range r.warmRuns {
+		fmt.Printf("| warm (running)%s | %s | %s | |\n", w.label, ms(median(w.answer)), ms(median(w.total)))
 	}
 	fmt.Printf("\nConnections refused: %d; TCP retransmissions: %d (over %d eager connections opened at the query, %d after the answers).\n",
-		r.refused, r.retrans, r.eager, runs+len(r.warm))
+		r.refused, r.retrans, r.eager, runs+2*warmRuns*len(r.warmRuns))
 	fmt.Printf("\nAll runs, plain / cold: ")
 	for i := range r.plain {
 		fmt.Printf("%s / %s; ", ms(r.plain[i]), ms(r.cold[i]))
 	}
 	fmt.Println()
+	for _, w := range r.warmRuns {
+		fmt.Printf("\nWarm breakdown%s (medians of %d; the direct client connects to the appliance's own address, without jitsu):\n\n", w.label, len(w.total))
+		fmt.Println("| step | median | 90th percentile |")
+		fmt.Println("| --- | ---: | ---: |")
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{
+			{"DNS answer", w.answer},
+			{"connect to jitsu's port", w.connect},
+			{"connected → greeting, through jitsu", w.greet},
+			{"**query → greeting, through jitsu**", w.total},
+			{"direct: connect to the appliance", w.directConnect},
+			{"direct: connected → greeting", w.directGreet},
+		} {
+			fmt.Printf("| %s | %s | %s |\n", row.name, ms(median(row.d)), ms(pct(row.d, 90)))
+		}
+		fmt.Printf("\njitsu's share of the greeting (through jitsu − direct, medians): %s.\n\n",
+			ms(median(w.connect)+median(w.greet)-median(w.directConnect)-median(w.directGreet)))
+	}
 }
