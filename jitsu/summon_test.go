@@ -257,7 +257,10 @@ func TestSuspend(t *testing.T) {
 	s, _ := startServer(t, Options{IdleCheck: 50 * time.Millisecond},
 		svcApp(t, "nap.home.test", port, "1s", "    idle: suspend\n"))
 	wantA(t, query(t, s.DNSAddr(), "udp", "nap.home.test", dns.TypeA), "127.0.0.1", 1)
-	waitState(t, s, "nap.home.test", Suspended, 5*time.Second)
+	if st := waitState(t, s, "nap.home.test", Suspended, 5*time.Second); st.Spares != 0 {
+		t.Errorf("suspended with %d spares", st.Spares)
+	}
+	noSparePools(t)
 	wantA(t, query(t, s.DNSAddr(), "udp", "nap.home.test", dns.TypeA), "127.0.0.1", 1)
 	waitState(t, s, "nap.home.test", Running, 0)
 	c, _, g := greet(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
