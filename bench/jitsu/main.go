@@ -5,8 +5,13 @@
 // counts connections refused or retransmitted during the boots: an eager
 // client connects to the appliance's address at the moment of the query
 // (before the answer) and the normal client right after the answer; each
-// socket's TCP_INFO retransmission count is read. It prints Markdown for
-// bench/README.md.
+// socket's TCP_INFO retransmission count is read. Warm queries are
+// measured twice in the same run, on the last boot (spare connections on,
+// jitsu's default) and on the one before it (spare: off), each broken
+// down into the DNS answer, the connect to jitsu's port, the greeting
+// through jitsu, and a direct connect and greeting against the
+// appliance's own address without jitsu (QEMU's port forward). It prints
+// Markdown for bench/README.md.
 //
 //	go run ./bench/jitsu -launcher process -runs 10
 //	go run ./bench/jitsu -launcher qemu -runs 5      # TCG unless -kvm
@@ -78,7 +83,7 @@ type warm struct {
 }
 
 // measureWarm runs n warm queries against the running appliance.
-func measureWarm(s *jitsu.Server, pub string, n int, res *result) (*warm, error) {
+func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares bool) (*warm, error) {
 	st := s.Status()[0]
 	backend := st.Backends["imap"]
 	if st.State != jitsu.Running || backend == "" {
@@ -86,6 +91,15 @@ func measureWarm(s *jitsu.Server, pub string, n int, res *result) (*warm, error)
 	}
 	w := &warm{}
 	for j := 0; j < n; j++ {
+		// A client that comes a little after the last one: with
+		// spares on, the spare taken by the last one has been
+		// replaced (the direct client below, the spare's dial and
+		// jitsu's idle state are otherwise all in the same few ms).
+		if spares {
+			if err := waitSpares(s); err != nil {
+				return nil, err
+			}
+		}
 		t0 := time.Now()
 		ans, err := lookup(s.DNSAddr(), 10*time.Second)
 		if err != nil {
@@ -107,6 +121,21 @@ func measureWarm(s *jitsu.Server, pub string, n int, res *result) (*warm, error)
 		w.directGreet = append(w.directGreet, greet)
 	}
 	return w, nil
+}
+
+// waitSpares waits until the appliance's spare connections are ready.
+func waitSpares(s *jitsu.Server) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Status()[0]
+		if st.Spares == len(st.Backends) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("spares not ready: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // timedGreeting connects to addr and reads the greeting; it returns how
@@ -220,11 +249,22 @@ appliances:
     idle: never
     boot_timeout: 3m
     data: %s
+    spare: %%s
     launcher: %s
 `, port, data, launcher)
-	cfg, err := jitsu.ParseConfig([]byte(y))
-	if err != nil {
-		return err
+	// The next-to-last run has spare connections off, as jitsu was
+	// before them; the others have them (the default). Warm queries are
+	// measured in both, so that the two are compared in the same run.
+	spareOff := -1
+	if runs >= 2 {
+		spareOff = runs - 2
+	}
+	configs := map[bool]*jitsu.Config{}
+	for _, off := range []bool{false, true} {
+		spare := map[bool]string{false: "10s", true: "off"}[off]
+		if configs[off], err = jitsu.ParseConfig([]byte(fmt.Sprintf(y, spare))); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if verbose {
@@ -244,7 +284,7 @@ appliances:
 		}
 		res.plain = append(res.plain, d)
 
-		s, err := jitsu.New(cfg, jitsu.Options{Log: log})
+		s, err := jitsu.New(configs[i == spareOff], jitsu.Options{Log: log})
 		if err != nil {
 			return err
 		}
@@ -271,11 +311,15 @@ appliances:
 			s.Close()
 			return fmt.Errorf("eager client: %w", err)
 		}
-		if i == runs-1 {
-			w, err := measureWarm(s, pub, warmRuns, &res)
+		if i == runs-1 || i == spareOff {
+			w, err := measureWarm(s, pub, warmRuns, &res, i != spareOff)
 			if err != nil {
 				s.Close()
 				return err
+			}
+			w.label = ", spare connections"
+			if i == spareOff {
+				w.label = ", spare: off (as before)"
 			}
 			res.warmRuns = append(res.warmRuns, w)
 		}
