@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 )
@@ -49,8 +50,9 @@ type appliance struct {
 	inst      Instance
 	since     time.Time // when it entered its state
 	lastQuery time.Time
-	lastUse   time.Time // last query, or last connection opened or closed
-	conns     int
+	lastUse   time.Time             // last query, or last connection opened or closed
+	conns     int                   // open client connections (spares are not)
+	spares    map[string]*sparePool // by port name, while running
 	boots     int
 	failures  int // consecutive failed boots and early crashes
 	retryAt   time.Time
@@ -123,6 +125,7 @@ func (a *appliance) boot(o *op) {
 	a.boots++
 	a.state, a.inst, a.since, a.lastUse = Running, inst, a.srv.now(), a.srv.now()
 	a.log.Info("running", "boot_time", time.Since(t0).Round(time.Millisecond), "boots", a.boots)
+	a.startSparesLocked()
 	a.srv.wg.Add(1)
 	go a.watch(inst)
 }
@@ -150,6 +153,7 @@ func (a *appliance) watch(inst Instance) {
 	if a.inst != inst || a.state == Stopping {
 		return // stopped by us
 	}
+	a.closeSparesLocked()
 	up := a.srv.now().Sub(a.since)
 	if up > time.Minute {
 		a.failures = 0 // a crash after a good run is not a crash loop
@@ -174,12 +178,14 @@ func (a *appliance) resume(o *op) {
 	}
 	a.state, a.since, a.lastUse = Running, a.srv.now(), a.srv.now()
 	a.log.Info("resumed")
+	a.startSparesLocked()
 }
 
 // stop powers the appliance off (from Running or Suspended); a.mu is held.
 func (a *appliance) stopLocked(reason string) {
 	inst := a.inst
 	a.log.Info("stopping", "reason", reason)
+	a.closeSparesLocked() // before the power-off: no connection of ours is left open
 	a.startOp(Stopping, func(o *op) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(a.srv.ctx), a.srv.opts.StopTimeout)
 		defer cancel()
@@ -211,6 +217,9 @@ func (a *appliance) idleCheck(now time.Time) {
 	}
 	if a.cfg.Idle == IdleSuspend {
 		if s, ok := a.inst.(Suspender); ok {
+			// A paused appliance answers nothing: its spares go, and
+			// the resume dials new ones.
+			a.closeSparesLocked()
 			// In the background: a QMP or API call may take a while,
 			// and queries and status must not wait on a.mu meanwhile.
 			a.startOp(Suspending, func(o *op) {
@@ -234,6 +243,48 @@ func (a *appliance) idleCheck(now time.Time) {
 		a.log.Warn("this launcher cannot suspend: stopping instead")
 	}
 	a.stopLocked(fmt.Sprintf("idle for %v", idle.Round(time.Millisecond)))
+}
+
+// startSparesLocked starts a pool of spare connections for each port of
+// the running instance (unless the configuration turns them off); a.mu
+// is held.
+func (a *appliance) startSparesLocked() {
+	if a.cfg.Spare == SpareOff {
+		return
+	}
+	age := time.Duration(a.cfg.Spare)
+	if age <= 0 { // a configuration not from ParseConfig
+		age = DefaultSpareAge
+	}
+	a.spares = map[string]*sparePool{}
+	for _, p := range a.cfg.Ports {
+		a.spares[p.Name] = startSparePool(a.srv.ctx, &a.srv.wg, a.log.With("port", p.Name), a.inst.Addr(p.Name), age)
+	}
+}
+
+// closeSparesLocked closes the spare connections and waits for their
+// pools' goroutines (which never take a.mu); a.mu is held.
+func (a *appliance) closeSparesLocked() {
+	for _, p := range a.spares {
+		p.close()
+	}
+	a.spares = nil
+}
+
+// takeSpare returns a spare connection to port of inst and what the
+// appliance sent on it so far, or nil when none is ready. It does not
+// count as a connection: the client's connection it serves already does.
+func (a *appliance) takeSpare(inst Instance, port string) (net.Conn, []byte) {
+	a.mu.Lock()
+	p := a.spares[port]
+	if a.inst != inst || a.state != Running {
+		p = nil
+	}
+	a.mu.Unlock()
+	if p == nil {
+		return nil, nil
+	}
+	return p.take()
 }
 
 // touch records a query (query true) or connection activity.
@@ -264,9 +315,17 @@ type Status struct {
 	Uptime      string    `json:"uptime,omitempty"`
 	LastQuery   time.Time `json:"last_query,omitzero"`
 	Connections int       `json:"connections"`
-	Boots       int       `json:"boots"`
-	Failures    int       `json:"failures,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
+	// Spares is the number of spare connections ready (one per port
+	// while running, unless turned off); they are not Connections.
+	Spares int `json:"spares"`
+	// Backends are the addresses (host:port) jitsu proxies each port to
+	// while the appliance runs: a QEMU port forward, a loopback port of
+	// a process, the guest's own address. For status displays and for
+	// measuring the appliance without jitsu's hop (bench/jitsu).
+	Backends  map[string]string `json:"backends,omitempty"`
+	Boots     int               `json:"boots"`
+	Failures  int               `json:"failures,omitempty"`
+	LastError string            `json:"last_error,omitempty"`
 }
 
 func (a *appliance) status() Status {
@@ -276,6 +335,13 @@ func (a *appliance) status() Status {
 		LastQuery: a.lastQuery, Connections: a.conns, Boots: a.boots, Failures: a.failures}
 	if a.state == Running {
 		st.Uptime = a.srv.now().Sub(a.since).Round(time.Millisecond).String()
+		for _, p := range a.spares {
+			st.Spares += p.readyCount()
+		}
+		st.Backends = map[string]string{}
+		for _, p := range a.cfg.Ports {
+			st.Backends[p.Name] = a.inst.Addr(p.Name)
+		}
 	}
 	if a.lastErr != nil {
 		st.LastError = a.lastErr.Error()

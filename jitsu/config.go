@@ -35,6 +35,7 @@ import (
 //	    idle: stop               # stop, suspend or never
 //	    boot_timeout: 60s
 //	    data: /srv/mail
+//	    spare: 10s               # a ready connection per port; or off
 //	    launcher:
 //	      kind: process
 //	      command: [nymote-mail, --data, "${data}", --port, "imap=0"]
@@ -86,6 +87,12 @@ type ApplianceConfig struct {
 	// Data is the appliance's data directory (process launcher) or data
 	// disk image (VM launchers).
 	Data string `yaml:"data"`
+	// Spare is how long a spare connection to each port of the running
+	// appliance (see the package documentation) is kept before it is
+	// replaced by a fresh one; "off" keeps none. Zero means
+	// DefaultSpareAge (10s). It must be shorter than the time the
+	// service gives a new connection to send its first command.
+	Spare SpareAge `yaml:"spare"`
 	// Launcher says how the appliance is started.
 	Launcher LauncherConfig `yaml:"launcher"`
 }
@@ -143,6 +150,27 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if *d < 0 {
 		return fmt.Errorf("line %d: %q: a duration must not be negative", n.Line, n.Value)
 	}
+	return nil
+}
+
+// SpareAge is the age at which a spare connection is replaced, or
+// SpareOff: written as a duration such as 10s, or off.
+type SpareAge Duration
+
+// SpareOff turns spare connections off.
+const SpareOff SpareAge = -1
+
+// UnmarshalYAML parses a duration or off.
+func (a *SpareAge) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && (n.Value == "off" || n.Value == "false") {
+		*a = SpareOff
+		return nil
+	}
+	var d Duration
+	if err := d.UnmarshalYAML(n); err != nil {
+		return fmt.Errorf("%w, or off", err)
+	}
+	*a = SpareAge(d)
 	return nil
 }
 
@@ -374,6 +402,12 @@ func (c *Config) check(root *yaml.Node) error {
 		}
 		if a.BootTimeout == 0 {
 			a.BootTimeout = Duration(DefaultBootTimeout)
+		}
+		if a.Spare == 0 {
+			a.Spare = SpareAge(DefaultSpareAge)
+		}
+		if a.Spare != SpareOff && time.Duration(a.Spare) < minSpareAge {
+			return errf(fmt.Sprintf("%v: want at least %v, or off", time.Duration(a.Spare), minSpareAge), "appliances", i, "spare")
 		}
 		l := &a.Launcher
 		switch l.Kind {

@@ -30,7 +30,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("zone defaults: %+v", z)
 	}
 	a := c.Appliances[0]
-	if a.Name != "mail.home.example." || time.Duration(a.TTL) != DefaultTTL || a.Idle != IdleStop || time.Duration(a.BootTimeout) != DefaultBootTimeout {
+	if a.Name != "mail.home.example." || time.Duration(a.TTL) != DefaultTTL || a.Idle != IdleStop || time.Duration(a.BootTimeout) != DefaultBootTimeout ||
+		time.Duration(a.Spare) != DefaultSpareAge {
 		t.Errorf("appliance defaults: %+v", a)
 	}
 	l := &ProcessLauncher{Command: a.Launcher.Command, Data: a.Data}
@@ -50,6 +51,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad ttl", "    data: /srv/mail", "    ttl: soon\n    data: /srv/mail", `line 9: "soon" is not a duration`},
 		{"negative ttl", "    data: /srv/mail", "    ttl: -5s\n    data: /srv/mail", "line 9: \"-5s\": a duration must not be negative"},
 		{"bad idle", "    data: /srv/mail", "    idle: hibernate\n    data: /srv/mail", `line 9: idle "hibernate": want stop, suspend or never`},
+		{"spare too young", "    data: /srv/mail", "    spare: 10ms\n    data: /srv/mail", "line 9: appliances[0].spare: 10ms: want at least 100ms, or off"},
+		{"bad spare", "    data: /srv/mail", "    spare: never\n    data: /srv/mail", `line 9: "never" is not a duration such as 30s, or off`},
 		{"no dns", "dns: 127.0.0.1:5353\n", "", "dns: required"},
 		{"bad dns", "127.0.0.1:5353", "localhost", `line 1: dns: "localhost": want HOST:PORT`},
 		{"control not loopback", "127.0.0.1:5380", "0.0.0.0:5380", "line 2: control:"},
@@ -78,6 +81,26 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := ParseConfig(nil); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty configuration: %v", err)
+	}
+}
+
+func TestConfigSpare(t *testing.T) {
+	for _, tc := range []struct {
+		spare string
+		want  SpareAge
+	}{
+		{"off", SpareOff},
+		{"false", SpareOff},
+		{"5s", SpareAge(5 * time.Second)},
+		{"0s", SpareAge(DefaultSpareAge)},
+	} {
+		c, err := ParseConfig([]byte(strings.Replace(goodConfig, "    data: /srv/mail", "    spare: "+tc.spare+"\n    data: /srv/mail", 1)))
+		if err != nil {
+			t.Fatalf("spare: %s: %v", tc.spare, err)
+		}
+		if got := c.Appliances[0].Spare; got != tc.want {
+			t.Errorf("spare: %s: got %v, want %v", tc.spare, time.Duration(got), time.Duration(tc.want))
+		}
 	}
 }
 

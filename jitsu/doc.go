@@ -49,6 +49,50 @@
 // network (user-mode QEMU, bridges, plain host processes) without kernel
 // tricks, and it counts open connections, which idle stop needs.
 //
+// # Spare connections
+//
+// Through jitsu, a client's connection to a running appliance would wait
+// for jitsu's own connection to the appliance: its handshake, the
+// service's accept and, for a server-first protocol (IMAP, SMTP), the
+// greeting. For a host process that is a tenth of a millisecond; for a
+// VM behind QEMU's user network under TCG it is most of the 5 to 8 ms a
+// warm greeting takes (bench/jitsu measures both legs in one run). So
+// while an appliance runs, jitsu keeps one spare connection per port,
+// opened ahead of any client, and reads what the service sends on it (a
+// greeting, buffered). A client's connection is spliced onto the spare
+// at once, the buffered bytes are written to it, and a new spare is
+// dialed in the background. For a client-first protocol (HTTP) the spare
+// has nothing buffered and the client's request goes to a connection the
+// service has already accepted. The rules:
+//
+//   - a spare is not a connection: it does not keep an appliance from its
+//     idle stop, and Status.Connections does not count it (Status.Spares
+//     does); the client connection it serves is counted as any other;
+//   - a spare the appliance closes (EOF or a reset while it waits) is
+//     noticed at once, dropped and replaced; quickly after a dial that
+//     failed or a spare closed within a second, with a doubling wait;
+//   - a spare is replaced after its age (spare: in the configuration,
+//     DefaultSpareAge) even when the appliance keeps it, so that jitsu
+//     closes it before the service's own timeout for a silent new
+//     connection would, and no client is handed a connection at the
+//     moment the service gives up on it;
+//   - spares exist only while the appliance runs: a boot's held
+//     connections are proxied as before; a stop or a suspend closes the
+//     spares (and waits for their goroutines) before the appliance is
+//     powered off or paused, a resume dials new ones; a crash drops them;
+//   - a service that sends more than 64 KiB on a connection before any
+//     client is not one spares suit: its port gets none (one log line).
+//
+// What it costs: one idle connection per port in each running appliance,
+// renewed every 10 s, and one goroutine per port in jitsu. The service
+// sees a connection accepted earlier than the client connected: a
+// service that measured a client from its accept, or greeted it with the
+// time, would see the spare's age. spare: off turns spares off for an
+// appliance.
+//
+// Both legs of a proxied connection have TCP_NODELAY (Go's default for
+// TCP), and bytes are spliced in the kernel: jitsu adds no Nagle delay.
+//
 // # Failures
 //
 // A boot that fails (missing program or image, exit before listening,

@@ -46,9 +46,16 @@ var testTmp string
 // testService counts its boots in DATA/boots and greets each connection on
 // its port with "hello from testsvc (boot N)"; then PUT TEXT appends a
 // line to DATA/notes (synced before the OK), GET returns the notes on one
-// line. SIGTERM is a clean power-off: it records the stop in
-// DATA/clean-stops and exits 0. --delay waits before listening, --crash
-// exits at once, --never never listens.
+// line, CONN returns the connection's number and when it was accepted
+// (Unix nanoseconds); DATA/accepted counts them. SIGTERM is a clean power-off: it records the stop
+// in DATA/clean-stops and exits 0. --delay waits before listening,
+// --crash exits at once, --never never listens. --client-first greets
+// only after HELLO (as a server of a client-first protocol such as HTTP
+// answers only a request). --idle-close closes a connection that has sent
+// no command for that long (as a server's timeout for a new connection's
+// first command). A connection that ends without any command is logged
+// in DATA/unused as "N idle" (closed by the service) or "N peer" (closed
+// by the client).
 func testService(args []string) error {
 	fs := flag.NewFlagSet("testsvc", flag.ContinueOnError)
 	data := fs.String("data", "", "data directory")
@@ -56,6 +63,8 @@ func testService(args []string) error {
 	delay := fs.Duration("delay", 0, "wait before listening")
 	crash := fs.Bool("crash", false, "exit 1 at once")
 	never := fs.Bool("never", false, "never listen")
+	clientFirst := fs.Bool("client-first", false, "greet only after HELLO")
+	idleClose := fs.Duration("idle-close", 0, "close a connection without a command after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,20 +89,51 @@ func testService(args []string) error {
 		return err
 	}
 	fmt.Printf("nymote: testsvc %s listening on %s\n", name, ln.Addr())
-	var mu sync.Mutex // one writer of notes at a time
+	var mu sync.Mutex // one writer of notes (and of unused) at a time
+	nconn := 0
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			accepted := time.Now()
+			nconn++
+			n := nconn
+			mu.Lock()
+			bump(filepath.Join(*data, "accepted"))
+			mu.Unlock()
 			go func() {
 				defer c.Close()
-				fmt.Fprintf(c, "hello from testsvc (boot %d)\r\n", boots)
+				if !*clientFirst {
+					fmt.Fprintf(c, "hello from testsvc (boot %d)\r\n", boots)
+				}
+				if *idleClose > 0 {
+					c.SetReadDeadline(accepted.Add(*idleClose))
+				}
 				sc := bufio.NewScanner(c)
+				commands := 0
+				defer func() {
+					if commands > 0 {
+						return
+					}
+					how := "peer"
+					if errors.Is(sc.Err(), os.ErrDeadlineExceeded) {
+						how = "idle"
+					}
+					mu.Lock()
+					appendSync(filepath.Join(*data, "unused"), fmt.Sprintf("%d %s\n", n, how))
+					mu.Unlock()
+				}()
 				for sc.Scan() {
+					commands++
+					c.SetReadDeadline(time.Time{})
 					cmd, arg, _ := strings.Cut(sc.Text(), " ")
 					switch cmd {
+					case "HELLO":
+						fmt.Fprintf(c, "hello from testsvc (boot %d)\r\n", boots)
+					case "CONN":
+						fmt.Fprintf(c, "%d %d\r\n", n, accepted.UnixNano())
 					case "PUT":
 						mu.Lock()
 						err := appendSync(filepath.Join(*data, "notes"), arg+"\n")

@@ -64,7 +64,7 @@ func TestQEMU(t *testing.T) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for boot := 1; boot <= 2; boot++ {
 		t0 := time.Now()
-		r := query(t, s.DNSAddr(), "udp", "hello.home.test", dns.TypeA)
+		r := queryWithin(t, s.DNSAddr(), "udp", "hello.home.test", dns.TypeA, 3*time.Minute)
 		wantA(t, r, "127.0.0.1", 2)
 		answered := time.Since(t0)
 		c, _, g := greet(t, addr)

@@ -432,9 +432,12 @@ func (s *Server) proxy(a *appliance, port string, c net.Conn) {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(a.cfg.BootTimeout)+time.Second)
 	inst, err := a.ensure(ctx)
 	var b net.Conn
+	var early []byte // what the appliance sent on a spare before this client came
 	if err == nil {
-		var d net.Dialer
-		b, err = d.DialContext(ctx, "tcp", inst.Addr(port))
+		if b, early = a.takeSpare(inst, port); b == nil {
+			var d net.Dialer
+			b, err = d.DialContext(ctx, "tcp", inst.Addr(port))
+		}
 	}
 	cancel()
 	if err != nil {
@@ -446,6 +449,11 @@ func (s *Server) proxy(a *appliance, port string, c net.Conn) {
 		return
 	}
 	defer b.Close()
+	if len(early) > 0 {
+		if _, err := c.Write(early); err != nil {
+			return
+		}
+	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		// TCPConn to TCPConn: io.Copy splices in the kernel on Linux.

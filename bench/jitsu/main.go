@@ -5,8 +5,13 @@
 // counts connections refused or retransmitted during the boots: an eager
 // client connects to the appliance's address at the moment of the query
 // (before the answer) and the normal client right after the answer; each
-// socket's TCP_INFO retransmission count is read. It prints Markdown for
-// bench/README.md.
+// socket's TCP_INFO retransmission count is read. Warm queries are
+// measured twice in the same run, on the last boot (spare connections on,
+// jitsu's default) and on the one before it (spare: off), each broken
+// down into the DNS answer, the connect to jitsu's port, the greeting
+// through jitsu, and a direct connect and greeting against the
+// appliance's own address without jitsu (QEMU's port forward). It prints
+// Markdown for bench/README.md.
 //
 //	go run ./bench/jitsu -launcher process -runs 10
 //	go run ./bench/jitsu -launcher qemu -runs 5      # TCG unless -kvm
@@ -55,8 +60,113 @@ func main() {
 }
 
 type result struct {
-	plain, coldAnswer, cold, warmAnswer, warm []time.Duration
-	refused, retrans, eager                   int
+	plain, coldAnswer, cold []time.Duration
+	warmRuns                []*warm
+	refused, retrans, eager int
+}
+
+// warm is the breakdown of the warm queries against one running
+// appliance: each query is answered, then a client connects to jitsu's
+// port and reads the greeting, then another connects straight to the
+// appliance's own address (Status.Backends: QEMU's port forward) and
+// reads its greeting, so that jitsu's share and the appliance's are told
+// apart in the same run.
+type warm struct {
+	label string
+	// answer: the DNS query's round trip; connect: the client's
+	// connect to jitsu's port; greet: from connected to the greeting
+	// line through jitsu; total: query sent to greeting read.
+	answer, connect, greet, total []time.Duration
+	// directConnect and directGreet: the same without jitsu, against
+	// the appliance's backend address.
+	directConnect, directGreet []time.Duration
+}
+
+// warmGap is the pause before each warm client.
+const warmGap = 50 * time.Millisecond
+
+// measureWarm runs n warm queries against the running appliance.
+func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares bool) (*warm, error) {
+	st := s.Status()[0]
+	backend := st.Backends["imap"]
+	if st.State != jitsu.Running || backend == "" {
+		return nil, fmt.Errorf("warm: the appliance is %s, backends %v", st.State, st.Backends)
+	}
+	w := &warm{}
+	for j := 0; j < n; j++ {
+		// Each client comes a while after the last one has gone, as
+		// clients do (seconds apart), so that it finds the guest idle:
+		// under TCG the guest's work for a connection (and for the
+		// spare dialed after one was taken) goes on for milliseconds
+		// after the greeting, and a client right behind it would
+		// measure that instead. The direct client first, so that the
+		// spare's dial after the client through jitsu is not in its way.
+		time.Sleep(warmGap)
+		conn, greet, err := timedGreeting(backend, res)
+		if err != nil {
+			return nil, fmt.Errorf("direct greeting: %w", err)
+		}
+		w.directConnect = append(w.directConnect, conn)
+		w.directGreet = append(w.directGreet, greet)
+		time.Sleep(warmGap)
+		if spares {
+			if err := waitSpares(s); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		ans, err := lookup(s.DNSAddr(), 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		conn, greet, err = timedGreeting(pub, res)
+		if err != nil {
+			return nil, fmt.Errorf("warm greeting: %w", err)
+		}
+		w.total = append(w.total, time.Since(t0))
+		w.answer = append(w.answer, ans)
+		w.connect = append(w.connect, conn)
+		w.greet = append(w.greet, greet)
+	}
+	return w, nil
+}
+
+// waitSpares waits until the appliance's spare connections are ready.
+func waitSpares(s *jitsu.Server) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Status()[0]
+		if st.Spares == len(st.Backends) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("spares not ready: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// timedGreeting connects to addr and reads the greeting; it returns how
+// long the connect took and how long the greeting took after it.
+func timedGreeting(addr string, res *result) (connect, greet time.Duration, err error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			res.refused++
+		}
+		return 0, 0, err
+	}
+	defer c.Close()
+	connect = time.Since(t0)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	greet = time.Since(t0) - connect
+	res.retrans += retransmits(c)
+	if err != nil || !strings.HasPrefix(line, "* OK") {
+		return 0, 0, fmt.Errorf("greeting %q from %s: %v", line, addr, err)
+	}
+	return connect, greet, nil
 }
 
 func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
@@ -147,11 +257,22 @@ appliances:
     idle: never
     boot_timeout: 3m
     data: %s
+    spare: %%s
     launcher: %s
 `, port, data, launcher)
-	cfg, err := jitsu.ParseConfig([]byte(y))
-	if err != nil {
-		return err
+	// The next-to-last run has spare connections off, as jitsu was
+	// before them; the others have them (the default). Warm queries are
+	// measured in both, so that the two are compared in the same run.
+	spareOff := -1
+	if runs >= 2 {
+		spareOff = runs - 2
+	}
+	configs := map[bool]*jitsu.Config{}
+	for _, off := range []bool{false, true} {
+		spare := map[bool]string{false: "10s", true: "off"}[off]
+		if configs[off], err = jitsu.ParseConfig([]byte(fmt.Sprintf(y, spare))); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if verbose {
@@ -171,7 +292,7 @@ appliances:
 		}
 		res.plain = append(res.plain, d)
 
-		s, err := jitsu.New(cfg, jitsu.Options{Log: log})
+		s, err := jitsu.New(configs[i == spareOff], jitsu.Options{Log: log})
 		if err != nil {
 			return err
 		}
@@ -198,18 +319,17 @@ appliances:
 			s.Close()
 			return fmt.Errorf("eager client: %w", err)
 		}
-		if i == runs-1 {
-			for j := 0; j < warmRuns; j++ {
-				t0 := time.Now()
-				if _, err := lookup(s.DNSAddr(), 10*time.Second); err != nil {
-					return err
-				}
-				res.warmAnswer = append(res.warmAnswer, time.Since(t0))
-				if _, err := greeting(pub, &res); err != nil {
-					return err
-				}
-				res.warm = append(res.warm, time.Since(t0))
+		if i == runs-1 || i == spareOff {
+			w, err := measureWarm(s, pub, warmRuns, &res, i != spareOff)
+			if err != nil {
+				s.Close()
+				return err
 			}
+			w.label = ", spare connections"
+			if i == spareOff {
+				w.label = ", spare: off (as before)"
+			}
+			res.warmRuns = append(res.warmRuns, w)
 		}
 		s.Close()
 		fmt.Fprintf(os.Stderr, "run %d: plain %v, cold answer %v, cold greeting %v\n", i+1,
@@ -316,7 +436,21 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }
+// pct is the p-th percentile (nearest rank).
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// ms prints milliseconds: two decimals below 100 ms, one above.
+func ms(d time.Duration) string {
+	prec := 2
+	if d >= 100*time.Millisecond {
+		prec = 1
+	}
+	return strconv.FormatFloat(float64(d)/1e6, 'f', prec, 64) + " ms"
+}
 
 func report(kind string, kvm bool, runs, warmRuns int, r *result) {
 	accel := ""
@@ -329,14 +463,34 @@ func report(kind string, kvm bool, runs, warmRuns int, r *result) {
 	p := median(r.plain)
 	fmt.Printf("| plain start (no jitsu) | | %s | 1.00× |\n", ms(p))
 	fmt.Printf("| cold (query boots it) | %s | %s | %.2f× |\n", ms(median(r.coldAnswer)), ms(median(r.cold)), float64(median(r.cold))/float64(p))
-	if len(r.warm) > 0 {
-		fmt.Printf("| warm (running) | %s | %s | |\n", ms(median(r.warmAnswer)), ms(median(r.warm)))
+	for _, w := range r.warmRuns {
+		fmt.Printf("| warm (running)%s | %s | %s | |\n", w.label, ms(median(w.answer)), ms(median(w.total)))
 	}
 	fmt.Printf("\nConnections refused: %d; TCP retransmissions: %d (over %d eager connections opened at the query, %d after the answers).\n",
-		r.refused, r.retrans, r.eager, runs+len(r.warm))
+		r.refused, r.retrans, r.eager, runs+2*warmRuns*len(r.warmRuns))
 	fmt.Printf("\nAll runs, plain / cold: ")
 	for i := range r.plain {
 		fmt.Printf("%s / %s; ", ms(r.plain[i]), ms(r.cold[i]))
 	}
 	fmt.Println()
+	for _, w := range r.warmRuns {
+		fmt.Printf("\nWarm breakdown%s (medians of %d; the direct client connects to the appliance's own address, without jitsu):\n\n", w.label, len(w.total))
+		fmt.Println("| step | median | 90th percentile |")
+		fmt.Println("| --- | ---: | ---: |")
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{
+			{"DNS answer", w.answer},
+			{"connect to jitsu's port", w.connect},
+			{"connected → greeting, through jitsu", w.greet},
+			{"**query → greeting, through jitsu**", w.total},
+			{"direct: connect to the appliance", w.directConnect},
+			{"direct: connected → greeting", w.directGreet},
+		} {
+			fmt.Printf("| %s | %s | %s |\n", row.name, ms(median(row.d)), ms(pct(row.d, 90)))
+		}
+		fmt.Printf("\nThrough jitsu − direct, connect and greeting (medians): %s.\n\n",
+			ms(median(w.connect)+median(w.greet)-median(w.directConnect)-median(w.directGreet)))
+	}
 }
