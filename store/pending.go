@@ -75,7 +75,7 @@ const (
 	// this far ahead of the background waits, so that memory stays
 	// bounded on a small appliance.
 	maxPending      = 2 * batchCommits
-	maxPendingBytes = 4 * batchBytes
+	maxPendingBytes = 2 * batchBytes
 )
 
 // add queues a commit that is durable in the log.
