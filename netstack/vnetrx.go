@@ -318,9 +318,12 @@ func (r *vnetReceiver) deliver(vh [vnetHdrLen]byte, frame []byte) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame[header.EthernetMinimumSize:])})
 	defer pkt.DecRef()
 	pkt.NetworkProtocolNumber = eth.Type()
-	if !groEligible(pkt.NetworkProtocolNumber, frame[header.EthernetMinimumSize:]) {
+	if vh[1] != vnetGSONone || !groEligible(pkt.NetworkProtocolNumber, frame[header.EthernetMinimumSize:]) {
 		// GRO would pass it on at once, ahead of segments it holds;
-		// keep the order of the wire.
+		// keep the order of the wire. An unsegmented TCP segment
+		// from a local peer is as big as GRO would make it: GRO would
+		// only check its checksum and groOut redo it, two more passes
+		// over 64 KiB.
 		r.gro.Flush()
 		r.gro.Dispatcher.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
 		return
@@ -384,6 +387,11 @@ func redoChecksums(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	var src, dst tcpip.Address
 	if proto == header.IPv4ProtocolNumber {
 		h := header.IPv4(b)
+		if h.IsChecksumValid() {
+			// GRO merged nothing into it: a merge changes the total
+			// length and leaves the header checksum wrong.
+			return
+		}
 		h.SetChecksum(0)
 		h.SetChecksum(^h.CalculateChecksum())
 		src, dst = h.SourceAddress(), h.DestinationAddress()
