@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,12 +74,33 @@ func (e *env) dial(b *testing.B, addr string) net.Conn {
 	return c
 }
 
+// cpuTime returns the CPU time (user and system) the process has used:
+// client and server alike, since both run here, and the kernel's
+// network processing done in their system calls.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time since start per unit of work
+// (n units). On a machine shared with other work the rates swing with the
+// neighbours' load; CPU time per unit swings much less, and the kernel
+// and netstack runs share the client's part of it.
+func reportCPU(b *testing.B, start time.Duration, n float64, unit string) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/n, unit)
+}
+
 func benchUpload(b *testing.B, e *env, addr string) {
 	c := e.dial(b, addr)
 	defer c.Close()
 	buf := make([]byte, chunk)
 	b.SetBytes(chunk)
 	b.ResetTimer()
+	cpu0 := cpuTime()
+	defer func() { reportCPU(b, cpu0, float64(b.N)*chunk/(1<<20), "cpu-µs/MiB") }()
 	if err := request(c, 'U', b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -97,6 +119,8 @@ func benchDownload(b *testing.B, e *env, addr string) {
 	defer c.Close()
 	b.SetBytes(chunk)
 	b.ResetTimer()
+	cpu0 := cpuTime()
+	defer func() { reportCPU(b, cpu0, float64(b.N)*chunk/(1<<20), "cpu-µs/MiB") }()
 	if err := request(c, 'D', b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -110,6 +134,7 @@ func benchDownload(b *testing.B, e *env, addr string) {
 func benchConnect(b *testing.B, e *env, addr string) {
 	b.SetParallelism(4) // 4 × GOMAXPROCS clients
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		var one [1]byte
 		for pb.Next() {
@@ -128,6 +153,7 @@ func benchConnect(b *testing.B, e *env, addr string) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+	reportCPU(b, cpu0, float64(b.N), "cpu-µs/conn")
 }
 
 var (
