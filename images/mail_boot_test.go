@@ -118,23 +118,28 @@ func aliceDisk(t *testing.T, size int64) string {
 
 // imapScript is a real IMAP client session (Python's imaplib over TLS):
 // log in, APPEND a message when asked, and check that INBOX holds exactly
-// one message with the subject.
+// one message with the subject, and that its 256 KiB body comes back whole
+// (the appliance then sends many frames at once: its batched writes on the
+// NIC are exercised on every board).
 const imapScript = `
 import imaplib, ssl, sys, time
 host, port, append, subject = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+body = "".join("line %05d of a long message, so that the body spans many frames\r\n" % i for i in range(4000))
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 m = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=60)
 m.login("alice", "correct horse")
 if append:
-    msg = "From: bob@example.org\r\nTo: alice@localhost\r\nSubject: %s\r\n\r\nhello\r\n" % subject
+    msg = "From: bob@example.org\r\nTo: alice@localhost\r\nSubject: %s\r\n\r\nhello\r\n" % subject + body
     typ, data = m.append("INBOX", None, imaplib.Time2Internaldate(time.time()), msg.encode())
     assert typ == "OK", (typ, data)
 typ, data = m.select("INBOX")
 assert typ == "OK" and data[0] == b"1", ("select", typ, data)
 typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
 assert typ == "OK" and subject.encode() in data[0][1], ("fetch", typ, data)
+typ, data = m.fetch("1", "(BODY.PEEK[TEXT])")
+assert typ == "OK" and data[0][1] == ("hello\r\n" + body).encode(), ("fetch body", typ, len(data[0][1]))
 m.logout()
 print("ok")
 `
