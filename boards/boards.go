@@ -138,8 +138,8 @@ var table = map[string]Board{
 		QEMU: &QEMU{
 			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
 			NIC: "virtio-net-pci", Disk: "virtio-blk-pci", RNG: "virtio-rng-pci",
-			// The gokrazy kernel decompresses to 54 MiB and keeps 61 MiB
-			// reserved at boot (its image is 43 MiB); mail serves at 88
+			// The gokrazy kernel decompresses to 54 MiB and keeps 60 MiB
+			// reserved at boot (its image is 42 MiB); mail serves at 88
 			// MiB, at 84 it unpacks the initramfs but cannot run /init.
 			MinMemoryMiB: 88,
 		},
@@ -264,7 +264,7 @@ var table = map[string]Board{
 			NIC: "virtio-net-pci", Disk: "virtio-blk-pci", RNG: "virtio-rng-pci",
 			Kernel: "vmlinux", Cmdline: []string{"console=ttyS0"},
 			// Debian's kernel keeps 48 MiB reserved at boot (its image
-			// is 33 MiB); at 80 MiB it runs out while unpacking the
+			// is 32 MiB); at 80 MiB it runs out while unpacking the
 			// initramfs, at 64 before.
 			MinMemoryMiB: 88,
 		},
