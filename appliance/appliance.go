@@ -10,8 +10,9 @@
 // As PID 1 (see init_linux.go) Main mounts /proc, /sys, /dev and /tmp,
 // loads the image's kernel modules, waits for the kernel's entropy pool,
 // sets the clock from the RTC, mounts the data disk (ext4) on /data and
-// refuses to serve without one, brings up the network, opens the service's
-// listeners and prints one console line per listener:
+// brings up the network at the same time (refusing to serve without a data
+// disk), opens the service's listeners and prints one console line per
+// listener:
 //
 //	nymote: hello hello listening on 10.0.2.15:7
 //

@@ -135,21 +135,45 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}()
 	watchPowerButton(func(dev string) { cancel(fmt.Errorf("power button (%s)", dev)) }, log)
 
-	unmount, err := mountData(cfg, say)
-	if err != nil {
-		say("%v: refusing to serve; powering off", err)
+	// The data disk and the network do not depend on each other: set
+	// them up at once, so that the one's waits (the disk's I/O, the
+	// NIC, DHCP) overlap the other's work. Without a data disk the
+	// network's set-up is cancelled and the appliance refuses to serve,
+	// as before.
+	netCtx, netCancel := context.WithCancelCause(ctx)
+	defer netCancel(nil)
+	type diskResult struct {
+		unmount func()
+		err     error
+		took    time.Duration
+	}
+	diskc := make(chan diskResult, 1)
+	go func() {
+		start := time.Now()
+		unmount, err := mountData(cfg, say)
+		if err != nil {
+			netCancel(err)
+		}
+		diskc <- diskResult{unmount, err, time.Since(start)}
+	}()
+	netStart := time.Now()
+	nw, addr, netErr := openNetwork(netCtx, cfg, log)
+	netTook := time.Since(netStart)
+	disk := <-diskc
+	if disk.err != nil {
+		if netErr == nil {
+			closeWithin(nw, 3*time.Second, say)
+		}
+		say("%v: refusing to serve; powering off", disk.err)
 		return powerOff
 	}
-	defer unmount()
-	steps.done("data disk")
-
-	nw, addr, err := openNetwork(ctx, cfg, log)
-	if err != nil {
-		say("network: %v; powering off", err)
+	defer disk.unmount()
+	if netErr != nil {
+		say("network: %v; powering off", netErr)
 		return crash
 	}
 	defer closeWithin(nw, 3*time.Second, say)
-	steps.done("network")
+	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
 	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) })
 	if err != nil {
 		say("%v", err)
@@ -220,6 +244,19 @@ func (s *steps) doneSplit(name string, part time.Duration, rest string) {
 	now := time.Now()
 	s.parts = append(s.parts, fmt.Sprintf("%s %s", name, part.Round(100*time.Microsecond)),
 		fmt.Sprintf("%s %s", rest, (now.Sub(s.last)-part).Round(100*time.Microsecond)))
+	s.last = now
+}
+
+// doneTogether ends a step made of parts that ran at the same time, with
+// each part's own time: "data disk + network 90ms (data disk 45ms,
+// network 88ms)".
+func (s *steps) doneTogether(names []string, took []time.Duration) {
+	now := time.Now()
+	var each []string
+	for i, n := range names {
+		each = append(each, fmt.Sprintf("%s %s", n, took[i].Round(100*time.Microsecond)))
+	}
+	s.parts = append(s.parts, fmt.Sprintf("%s %s (%s)", strings.Join(names, " + "), now.Sub(s.last).Round(100*time.Microsecond), strings.Join(each, ", ")))
 	s.last = now
 }
 

@@ -103,6 +103,15 @@ func TestInitramfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The kernel's decompressor allocates a workspace of the window's
+	// size while memory is scarcest (see compressZstd).
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		t.Fatal(err)
+	}
+	if h.WindowSize > zstdWindow {
+		t.Errorf("zstd window %d bytes, want at most %d", h.WindowSize, zstdWindow)
+	}
 	zr, err := zstd.NewReader(bytes.NewReader(z))
 	if err != nil {
 		t.Fatal(err)

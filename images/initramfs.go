@@ -114,14 +114,25 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 	return &ramdisk{cpio: buf.Bytes(), compressed: z, format: "zstd", files: names}, nil
 }
 
+// zstdWindow is the initramfs's zstd window size (see compressZstd).
+const zstdWindow = 1 << 20
+
 // compressZstd compresses b with zstd at its best level, with a checksum.
 // Of the formats the kernels unpack (CONFIG_RD_*), xz and zstd give the
 // smallest initramfs (for mail: xz 4.97 MB, zstd 4.99 MB, gzip -9 5.43 MB
 // of a 13.6 MB archive), and the kernel unpacks zstd several times faster:
 // 1.2 to 1.5 s less from kernel start to /init under TCG (bench/README.md).
+//
+// The window is 1 MiB instead of the encoder's 8 MiB: the kernel's
+// decompressor allocates a workspace of the frame's window size (plus
+// about 0.4 MiB) while it unpacks the initramfs, at the moment memory is
+// scarcest (the compressed and the unpacked archive are both held). The
+// smaller window costs 1 % in size (mail: 5.17 MB against 5.12 MB) and
+// saves 7 MiB there.
 func compressZstd(b []byte) ([]byte, error) {
 	var out bytes.Buffer
-	w, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
+	w, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(zstdWindow))
 	if err != nil {
 		return nil, fmt.Errorf("images: zstd: %w", err)
 	}

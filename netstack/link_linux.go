@@ -128,24 +128,15 @@ func OpenPacket(ifname string) (l *Link, err error) {
 	if err := checkIfName(ifname); err != nil {
 		return nil, fmt.Errorf("netstack: open packet link: %w", err)
 	}
-	ifc, err := net.InterfaceByName(ifname)
+	ifc, err := interfaceInfo(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("netstack: open packet link %s: %w", ifname, err)
-	}
-	if len(ifc.HardwareAddr) != 6 {
-		return nil, fmt.Errorf("netstack: open packet link %s: not an Ethernet interface (hardware address %q)", ifname, ifc.HardwareAddr)
 	}
 	// The netstack takes the interface over, sharing its MAC address: a
 	// kernel still using it (a host's own eth0) would answer for it too,
 	// and lose its IPv6 below.
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return nil, fmt.Errorf("netstack: open packet link %s: %w", ifname, err)
-	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
-			return nil, fmt.Errorf("netstack: open packet link %s: %w: the kernel has address %s on it", ifname, ErrInterfaceInUse, ipn)
-		}
+	if a, ok := kernelAddress(ifname); ok {
+		return nil, fmt.Errorf("netstack: open packet link %s: %w: the kernel has address %s on it", ifname, ErrInterfaceInUse, a)
 	}
 	// Best effort: a kernel built without IPv6 has no such file.
 	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/disable_ipv6", []byte("1\n"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -260,7 +251,7 @@ func OpenTAP(name string) (l *Link, err error) {
 	if err := setUp(name); err != nil {
 		return nil, fmt.Errorf("netstack: open tap %s: %w", name, err)
 	}
-	ifc, err := net.InterfaceByName(name)
+	ifc, err := interfaceInfo(name)
 	if err != nil {
 		return nil, fmt.Errorf("netstack: open tap %s: %w", name, err)
 	}

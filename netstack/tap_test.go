@@ -97,11 +97,14 @@ func TestOpenPacketErrors(t *testing.T) {
 	ns := netstacktest.NewNS(t)
 	netstacktest.Run(t, "ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
 	netstacktest.Run(t, "ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "d0")
+	netstacktest.Run(t, "ip", "-n", ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
+	netstacktest.Run(t, "ip", "-n", ns, "addr", "add", "2001:db8::1/64", "dev", "e0", "nodad")
 	tests := []struct {
 		name, ifname string
 		wantIs       error
 	}{
 		{"kernel has an address", "d0", netstack.ErrInterfaceInUse},
+		{"kernel has an IPv6 address", "e0", netstack.ErrInterfaceInUse},
 		{"no such interface", "nosuch0", nil},
 		{"bad name", "a/b", nil},
 		{"loopback (not Ethernet)", "lo", nil},
