@@ -28,6 +28,9 @@ import (
 	"github.com/nymote/nymote/images"
 )
 
+// cpus is the -cpus flag.
+var cpus int
+
 // prebuilt is the -prebuilt flag.
 var prebuilt string
 
@@ -37,6 +40,7 @@ func main() {
 	runs := flag.Int("runs", 3, "boots per app")
 	kvm := flag.Bool("kvm", false, "boot under KVM instead of TCG")
 	mem := flag.Int("m", 256, "guest memory in MiB for the timeline")
+	flag.IntVar(&cpus, "cpus", 1, "vCPUs of the guest")
 	memSearch := flag.String("mem-search", "64,80,96,128", "memory sizes (MiB) to try for the smallest that serves; empty skips")
 	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
 	dhcp := flag.Bool("dhcp", false, "with the netstack, configure by DHCP instead of QEMU's fixed user-network addresses")
@@ -240,7 +244,7 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 		vm, err = startSD(ctx, dir, addr, m.Ports[0].Port)
 	} else {
 		vm, err = images.StartQEMU(ctx, m, images.QEMURun{
-			Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem,
+			Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem, CPUs: cpus,
 			Forwards:     []images.Forward{{Host: addr, Guest: m.Ports[0].Port}},
 			ExtraCmdline: netArgs,
 		}, nil)
