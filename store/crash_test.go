@@ -15,8 +15,8 @@ import (
 )
 
 // TestCrashChild is the child process of TestCrash: it commits in a loop and
-// reports each commit that Update returned, and repacks (GC and PackLoose) now and then, until
-// it is killed.
+// reports each commit that Update returned, and repacks (GC, PackLoose,
+// merging the batches' packs) now and then, until it is killed.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv("NYMOTE_CRASH_DIR")
 	if dir == "" {
@@ -53,6 +53,18 @@ func TestCrashChild(t *testing.T) {
 			if _, err := s.PackLoose(context.Background()); err != nil {
 				fmt.Println("pack failed:", err)
 				os.Exit(6)
+			}
+		}
+		if i%10 == 9 {
+			// Batches of commits become packs; merging them is the
+			// repack that runs most often.
+			if err := s.Flush(); err != nil {
+				fmt.Println("flush failed:", err)
+				os.Exit(7)
+			}
+			if _, err := s.MergePacks(context.Background()); err != nil {
+				fmt.Println("merge failed:", err)
+				os.Exit(8)
 			}
 		}
 	}
