@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -179,10 +180,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			}
 			st.Pruned += unreachable
 		}
-		base := strings.TrimSuffix(p, ".pack")
-		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap", ".keep"} {
-			remove = append(remove, base+ext)
-		}
+		remove = append(remove, packFiles(p)...)
 	}
 	if err := s.removeAndReload(remove); err != nil {
 		return st, err
@@ -231,6 +229,34 @@ func (s *Store) removeAndReload(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// packFiles lists the files of the pack at path in the order to delete
+// them: the pack first. go-git finds packs by their .pack file and fails on
+// one without its index, which a crash between two deletions would leave
+// behind; git and the store's reader find packs by their index and skip
+// one without its pack.
+func packFiles(path string) []string {
+	base := strings.TrimSuffix(path, ".pack")
+	return []string{base + ".pack", base + ".idx", base + ".rev", base + ".bitmap", base + ".keep"}
+}
+
+// removeOrphanPacks deletes pack files that have no index: left by a crash
+// between deleting a pack's files in the other order, or between renaming
+// a new pack and its index into place (both done in the safe order since;
+// see packFiles and writePack). Such a pack was either being deleted (its
+// objects are in the pack that replaced it) or had not yet been indexed
+// (nothing was deleted yet, and its objects are where they were, or in the
+// commit log).
+func (s *Store) removeOrphanPacks() {
+	packs, _ := filepath.Glob(filepath.Join(s.path, "objects", "pack", "pack-*.pack"))
+	for _, p := range packs {
+		if _, err := os.Stat(strings.TrimSuffix(p, ".pack") + ".idx"); errors.Is(err, fs.ErrNotExist) {
+			if os.Remove(p) == nil {
+				s.log.Warn("store: removed a pack without its index (left by a crash)", "pack", filepath.Base(p))
+			}
+		}
+	}
 }
 
 // packUnreachable counts the objects of the pack at path that reachable

@@ -154,10 +154,7 @@ func (s *Store) mergePackFiles(ctx context.Context, chosen []string, st GCStats,
 		if filepath.Base(p) == name {
 			continue // the same objects as before: the same pack
 		}
-		base := strings.TrimSuffix(p, ".pack")
-		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap"} {
-			remove = append(remove, base+ext)
-		}
+		remove = append(remove, packFiles(p)...)
 	}
 	// Deleting a pack is safe for readers that still have it open (they
 	// keep reading it); reload then drops it from the object reader.

@@ -203,3 +203,39 @@ func waitIdle(t *testing.T, s *Store) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestOrphanPack: a pack without its index (a crash between deleting a
+// pack's files, or between writing them, by an older version) is removed at
+// Open instead of making the repository unreadable to go-git.
+func TestOrphanPack(t *testing.T) {
+	s := newStore(t)
+	commitItems(t, s, 5)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := packsOf(t, s)
+	if len(packs) == 0 {
+		t.Fatal("no packs")
+	}
+	data, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := filepath.Join(s.Path(), "objects", "pack", "pack-"+strings.Repeat("ab", 20)+".pack")
+	if err := os.WriteFile(orphan, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(s.Path(), Options{})
+	if err != nil {
+		t.Fatalf("Open with a pack without its index: %v", err)
+	}
+	defer s2.Close()
+	if _, err := os.Stat(orphan); err == nil {
+		t.Error("the pack without an index is still there")
+	}
+	if got := contents(t, s2, "main"); got == "" {
+		t.Error("store reads empty")
+	}
+	fsckOpen(t, s2)
+}

@@ -229,6 +229,7 @@ func Open(path string, opts Options) (_ *Store, err error) {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
 	}
+	s.removeOrphanPacks()
 	// Check before creating anything, so a damaged repository is left as
 	// it was found.
 	if err := s.reload(); err != nil {
