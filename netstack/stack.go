@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"gvisor.dev/gvisor/pkg/rawfile"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
@@ -77,6 +78,20 @@ func dispatchMode() fdbased.PacketDispatchMode {
 		return fdbased.Readv
 	}
 	return fdbased.RecvMMsg
+}
+
+// maxSyscallHeaderBytes keeps gVisor from batching sends with sendmmsg on
+// 32-bit platforms, where its mmsghdr has the wrong stride (see
+// dispatchMode): below the size of one header, every packet goes out with
+// writev. (With the wrong stride the kernel rejects a batch's second
+// header, so each sendmmsg sent one packet and failed the rest, which
+// gVisor then retried: correct by luck, not by design.) Zero, no limit,
+// elsewhere.
+func maxSyscallHeaderBytes() int {
+	if strconv.IntSize == 32 {
+		return int(rawfile.SizeofMMsgHdr) - 1
+	}
+	return 0
 }
 
 // gsoMaxSize returns the largest segment the stack may hand the link, or
@@ -222,8 +237,9 @@ func New(opts Options) (_ *Stack, err error) {
 		// a readv dispatcher that it then discards unused for sockets in
 		// RecvMMsg mode, and never stops them (a leak per Stack); on the
 		// small boards we target a second hand-off buys little anyway.
-		ProcessorsPerChannel: 1,
-		ClosedFunc:           st.linkClosed,
+		ProcessorsPerChannel:  1,
+		MaxSyscallHeaderBytes: maxSyscallHeaderBytes(),
+		ClosedFunc:            st.linkClosed,
 		// The link is set up already (OpenPacket, OpenTAP). Without this
 		// fdbased puts an AF_PACKET socket into a PACKET_FANOUT group,
 		// which is of no use with one socket, and fails where the
