@@ -453,7 +453,10 @@ func (s *Store) lockFor(ctx context.Context, checkpoint bool) (func(), error) {
 // holds it already: it keeps it while commits are pending (pending.go), so
 // that no other process writes, or replays the commit log, while this one
 // has commits that are durable in the log but not yet in the repository's
-// files. The caller holds wmu.
+// files. The lock is given back after a batch leaves the queue empty (at
+// most batchDelay after the last commit), so under a steady stream of
+// commits faster than the batches another process may wait until the
+// stream pauses. The caller holds wmu.
 func (s *Store) holdFlock() error {
 	s.flockMu.Lock()
 	defer s.flockMu.Unlock()
