@@ -31,9 +31,7 @@ const (
 // directories that gained entries. Callers queue an object's contents before
 // the object, so an object in the repository always has what it refers to.
 type objWriter struct {
-	s *Store
-	// lazy skips every sync: the objects are durable in the commit log.
-	lazy  bool
+	s     *Store
 	sem   chan struct{}
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -58,14 +56,6 @@ func (w *objWriter) write(obj plumbing.EncodedObject) {
 	w.mu.Lock()
 	w.files = append(w.files, so)
 	w.mu.Unlock()
-	if w.lazy {
-		// Without syncs there is nothing to overlap: writing here saves
-		// a goroutine hand-off per object.
-		if err := w.s.stageLoose(obj, so, false); err != nil && w.err == nil {
-			w.err = err
-		}
-		return
-	}
 	w.wg.Add(1)
 	w.sem <- struct{}{}
 	go func() {
@@ -106,7 +96,7 @@ func (w *objWriter) wait() error {
 		so.done = true
 		dirs[so.dir] = true
 	}
-	if w.s.opts.noSync || w.lazy {
+	if w.s.opts.noSync {
 		return nil
 	}
 	var wg sync.WaitGroup
