@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -82,6 +83,9 @@ func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 		_, _, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
 			return writeRawPack(f, len(good), func(i int) (Hash, plumbing.ObjectType, []byte, error) {
 				t, data, err := o.readLoose(good[i])
+				if got := plumbing.ComputeHash(t, data); err == nil && got != good[i] {
+					err = fmt.Errorf("content hashes to %s: %w", got, ErrCorrupt)
+				}
 				return good[i], t, data, err
 			})
 		})
