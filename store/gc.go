@@ -195,7 +195,8 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 
 // removeAndReload deletes files that a new pack has made redundant, with
 // readers paused, and replaces the go-git storage (opened after the
-// deletions, so that its pack index knows only the packs that exist). Then
+// deletions, so that its pack index knows only the packs that exist) and
+// the object reader (which would otherwise keep deleted packs open). Then
 // it syncs the directories that changed.
 func (s *Store) removeAndReload(paths []string) error {
 	s.packsMu.Lock()
@@ -218,6 +219,9 @@ func (s *Store) removeAndReload(paths []string) error {
 		s.gitStale.Store(false)
 	}
 	s.mu.Unlock()
+	if err == nil {
+		err = s.reopenObjs()
+	}
 	if err != nil || s.opts.noSync {
 		return err
 	}

@@ -157,11 +157,8 @@ func (s *Store) mergePackFiles(ctx context.Context, chosen []string, st GCStats,
 		remove = append(remove, packFiles(p)...)
 	}
 	// Deleting a pack is safe for readers that still have it open (they
-	// keep reading it); reload then drops it from the object reader.
+	// keep reading it until the object reader is replaced).
 	if err := s.removeAndReload(remove); err != nil {
-		return st, err
-	}
-	if err := s.reload(); err != nil {
 		return st, err
 	}
 	st.Objects = total

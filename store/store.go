@@ -333,8 +333,9 @@ func (s *Store) isClosed() bool {
 	}
 }
 
-// reload (re)creates the go-git storage, so that packs written by GC or by
-// another process are seen. Callers must not hold s.mu.
+// reload (re)creates the go-git storage and the object reader, so that
+// packs written by GC or by another process are seen. Callers must not hold
+// s.mu.
 func (s *Store) reload() error {
 	s.packsMu.Lock()
 	defer s.packsMu.Unlock()
@@ -343,6 +344,16 @@ func (s *Store) reload() error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.st, s.repo = st, repo
+	s.mu.Unlock()
+	return s.reopenObjs()
+}
+
+// reopenObjs replaces the object reader with one over the packs there are
+// now, closing the old one's files (which keep deleted packs on disk while
+// open). The caller holds packsMu, not s.mu.
+func (s *Store) reopenObjs() error {
 	objs, err := openObjReader(s.path, s.trees)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
@@ -350,7 +361,7 @@ func (s *Store) reload() error {
 	objs.pend = s.pend
 	s.mu.Lock()
 	old := s.objs
-	s.st, s.repo, s.objs = st, repo, objs
+	s.objs = objs
 	s.mu.Unlock()
 	if old != nil {
 		old.close() // no reader holds it: they hold s.mu shared while reading
