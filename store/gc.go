@@ -130,6 +130,10 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	s.mu.RLock()
 	readers = append(readers, s.objs.packs...)
 	s.mu.RUnlock()
+	indexes := map[string]*idxfile.MemoryIndex{}
+	for _, p := range readers {
+		indexes[p.name] = p.idx
+	}
 	inNewPack := func(h plumbing.Hash) bool {
 		for _, p := range readers {
 			if !old[p.name] {
@@ -170,7 +174,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		}
 		// A pack holding unreachable objects younger than PruneAfter
 		// stays (as such loose objects do) for a later GC.
-		unreachable, err := packUnreachable(p, func(h plumbing.Hash) bool { return packed[h] || keep[h] })
+		unreachable, err := packUnreachable(p, indexes[filepath.Base(p)], func(h plumbing.Hash) bool { return packed[h] || keep[h] })
 		if err != nil {
 			return st, fmt.Errorf("store: gc: %w", err)
 		}
@@ -264,11 +268,14 @@ func (s *Store) removeOrphanPacks() {
 }
 
 // packUnreachable counts the objects of the pack at path that reachable
-// does not claim.
-func packUnreachable(path string, reachable func(plumbing.Hash) bool) (int, error) {
-	idx := idxfile.NewMemoryIndex()
-	if err := readIdx(strings.TrimSuffix(path, ".pack")+".idx", idx); err != nil {
-		return 0, fmt.Errorf("pack index of %s: %w", filepath.Base(path), err)
+// does not claim. idx is the pack's index if the object reader has it in
+// memory, else nil: it is read from the file.
+func packUnreachable(path string, idx *idxfile.MemoryIndex, reachable func(plumbing.Hash) bool) (int, error) {
+	if idx == nil {
+		idx = idxfile.NewMemoryIndex()
+		if err := readIdx(strings.TrimSuffix(path, ".pack")+".idx", idx); err != nil {
+			return 0, fmt.Errorf("pack index of %s: %w", filepath.Base(path), err)
+		}
 	}
 	it, err := idx.Entries()
 	if err != nil {
