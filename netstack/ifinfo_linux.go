@@ -73,17 +73,8 @@ func interfaceInfo(name string) (ifInfo, error) {
 // (SIOCGIFADDR), or an IPv6 address of wider scope than the link
 // (/proc/net/if_inet6 of the calling thread's network namespace).
 func kernelAddress(name string) (netip.Addr, bool) {
-	if sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err == nil {
-		ifr, err := unix.NewIfreq(name)
-		if err == nil && unix.IoctlIfreq(sock, unix.SIOCGIFADDR, ifr) == nil {
-			if ip, err := ifr.Inet4Addr(); err == nil {
-				if a := netip.AddrFrom4([4]byte(ip)); !a.IsLinkLocalUnicast() {
-					unix.Close(sock)
-					return a, true
-				}
-			}
-		}
-		unix.Close(sock)
+	if a, ok := kernelIPv4(name); ok {
+		return a, true
 	}
 	// Lines of "ADDRESS IFINDEX PREFIXLEN SCOPE FLAGS NAME", in hex;
 	// no such file without IPv6.
@@ -110,4 +101,24 @@ func kernelAddress(name string) (netip.Addr, bool) {
 		return netip.AddrFrom16(a), true
 	}
 	return netip.Addr{}, false
+}
+
+// kernelIPv4 returns the interface's primary IPv4 address, unless it has
+// none or a link-local one.
+func kernelIPv4(name string) (netip.Addr, bool) {
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer unix.Close(sock)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil || unix.IoctlIfreq(sock, unix.SIOCGIFADDR, ifr) != nil {
+		return netip.Addr{}, false
+	}
+	ip, err := ifr.Inet4Addr()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := netip.AddrFrom4([4]byte(ip))
+	return a, !a.IsLinkLocalUnicast()
 }
