@@ -2,6 +2,7 @@ package dav
 
 import (
 	"errors"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -43,22 +44,42 @@ type view struct {
 
 	mu    sync.Mutex
 	sn    *store.Snapshot
-	files map[string]fileEntry
-	stats map[string]statEntry
+	files map[string]kept[[]byte]
+	stats map[string]kept[store.Entry]
 	dirs  map[string][]store.Entry
 	// lists holds the listings of objects and properties folders ("…/o",
 	// "…/p").
 	lists map[string]*listing
 }
 
-type fileEntry struct {
-	data []byte
-	err  error
+// kept is an answer a view keeps: what a read returned, a missing item's
+// error included.
+type kept[T any] struct {
+	v   T
+	err error
 }
 
-type statEntry struct {
-	e   store.Entry
-	err error
+// keep answers p from m, or reads it from the view's snapshot and keeps the
+// answer, unless the read failed for another reason than a missing item.
+func keep[T any](v *view, m map[string]kept[T], p string, read func(*store.Snapshot, string) (T, error)) (T, error) {
+	v.mu.Lock()
+	k, ok := m[p]
+	v.mu.Unlock()
+	if ok {
+		return k.v, k.err
+	}
+	sn, err := v.snapshot()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	x, err := read(sn, p)
+	if err == nil || errors.Is(err, store.ErrNotExist) {
+		v.mu.Lock()
+		m[p] = kept[T]{x, err}
+		v.mu.Unlock()
+	}
+	return x, err
 }
 
 // listing is the listing of an objects or properties folder: name → blob
@@ -86,7 +107,7 @@ func (l *listing) sortedNames() []string {
 }
 
 func newView(vc *viewCache, h store.Hash) *view {
-	return &view{vc: vc, commit: h, files: map[string]fileEntry{}, stats: map[string]statEntry{}, dirs: map[string][]store.Entry{}, lists: map[string]*listing{}}
+	return &view{vc: vc, commit: h, files: map[string]kept[[]byte]{}, stats: map[string]kept[store.Entry]{}, dirs: map[string][]store.Entry{}, lists: map[string]*listing{}}
 }
 
 // maxDiff is the largest change a view follows; beyond it a fresh view is
@@ -153,20 +174,8 @@ func (vc *viewCache) committed(base, head store.Hash, changes []store.Change) *v
 func (v *view) advance(h store.Hash, changes []store.Change) *view {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	nv := &view{vc: v.vc, commit: h, files: make(map[string]fileEntry, len(v.files)), stats: make(map[string]statEntry, len(v.stats)),
-		dirs: make(map[string][]store.Entry, len(v.dirs)), lists: make(map[string]*listing, len(v.lists))}
-	for k, e := range v.files {
-		nv.files[k] = e
-	}
-	for k, e := range v.stats {
-		nv.stats[k] = e
-	}
-	for k, e := range v.dirs {
-		nv.dirs[k] = e
-	}
-	for k, l := range v.lists {
-		nv.lists[k] = l
-	}
+	nv := &view{vc: v.vc, commit: h, files: maps.Clone(v.files), stats: maps.Clone(v.stats),
+		dirs: maps.Clone(v.dirs), lists: maps.Clone(v.lists)}
 	copied := map[string]bool{}
 	for _, ch := range changes {
 		// The path and every folder above it changed.
@@ -301,23 +310,7 @@ func (v *view) Stat(p string) (store.Entry, error) {
 		}
 		return store.Entry{Path: p, Hash: h}, nil
 	}
-	v.mu.Lock()
-	st, ok := v.stats[p]
-	v.mu.Unlock()
-	if ok {
-		return st.e, st.err
-	}
-	sn, err := v.snapshot()
-	if err != nil {
-		return store.Entry{}, err
-	}
-	e, err := sn.Stat(p)
-	if err == nil || errors.Is(err, store.ErrNotExist) {
-		v.mu.Lock()
-		v.stats[p] = statEntry{e, err}
-		v.mu.Unlock()
-	}
-	return e, err
+	return keep(v, v.stats, p, (*store.Snapshot).Stat)
 }
 
 func (v *view) Read(p string) ([]byte, error) {
@@ -335,23 +328,7 @@ func (v *view) Read(p string) ([]byte, error) {
 		}
 		return d, err
 	}
-	v.mu.Lock()
-	f, ok := v.files[p]
-	v.mu.Unlock()
-	if ok {
-		return f.data, f.err
-	}
-	sn, err := v.snapshot()
-	if err != nil {
-		return nil, err
-	}
-	d, err := sn.Read(p)
-	if err == nil || errors.Is(err, store.ErrNotExist) {
-		v.mu.Lock()
-		v.files[p] = fileEntry{d, err}
-		v.mu.Unlock()
-	}
-	return d, err
+	return keep(v, v.files, p, (*store.Snapshot).Read)
 }
 
 func (v *view) ReadDir(dir string) ([]store.Entry, error) {
