@@ -217,11 +217,35 @@ func tagFor(n xml.Name) (open, close string) {
 
 // Elem renders an element with already-serialised inner XML.
 func Elem(n xml.Name, inner string) string {
-	open, close := tagFor(n)
-	if inner == "" {
-		return open[:len(open)-1] + "/>"
+	return string(appendElem(make([]byte, 0, 2*len(n.Local)+len(inner)+8), n, inner))
+}
+
+// appendElem appends the element Elem renders. A name with a well-known
+// prefix (nearly every one in a multistatus) is written piece by piece,
+// without making its tags as strings first.
+func appendElem(b []byte, n xml.Name, inner string) []byte {
+	p, ok := prefixOf(n.Space)
+	if !ok {
+		open, close := tagFor(n)
+		if inner == "" {
+			return append(append(b, open[:len(open)-1]...), "/>"...)
+		}
+		return append(append(append(b, open...), inner...), close...)
 	}
-	return open + inner + close
+	b = append(b, '<')
+	b = append(b, p...)
+	b = append(b, ':')
+	b = append(b, n.Local...)
+	if inner == "" {
+		return append(b, "/>"...)
+	}
+	b = append(b, '>')
+	b = append(b, inner...)
+	b = append(b, "</"...)
+	b = append(b, p...)
+	b = append(b, ':')
+	b = append(b, n.Local...)
+	return append(b, '>')
 }
 
 // Text escapes s as XML character data: &, < and > as entities, CR as a
@@ -231,7 +255,7 @@ func Text(s string) string {
 	if textClean(s) {
 		return s
 	}
-	return string(appendText(make([]byte, 0, len(s)+len(s)/16), s))
+	return string(appendEscaped(make([]byte, 0, len(s)+len(s)/16), s))
 }
 
 func textClean(s string) bool {
@@ -249,6 +273,11 @@ func appendText(b []byte, s string) []byte {
 	if textClean(s) {
 		return append(b, s...)
 	}
+	return appendEscaped(b, s)
+}
+
+// appendEscaped appends s with what Text escapes escaped.
+func appendEscaped(b []byte, s string) []byte {
 	for _, r := range s {
 		switch {
 		case r == '&':
@@ -316,28 +345,7 @@ type propstatGroup struct {
 }
 
 // elem appends an element with already-serialised inner XML (as Elem).
-func (m *multistatus) elem(n xml.Name, inner string) {
-	p, ok := prefixOf(n.Space)
-	if !ok {
-		m.b = append(m.b, Elem(n, inner)...)
-		return
-	}
-	m.b = append(m.b, '<')
-	m.b = append(m.b, p...)
-	m.b = append(m.b, ':')
-	m.b = append(m.b, n.Local...)
-	if inner == "" {
-		m.b = append(m.b, "/>"...)
-		return
-	}
-	m.b = append(m.b, '>')
-	m.b = append(m.b, inner...)
-	m.b = append(m.b, "</"...)
-	m.b = append(m.b, p...)
-	m.b = append(m.b, ':')
-	m.b = append(m.b, n.Local...)
-	m.b = append(m.b, '>')
-}
+func (m *multistatus) elem(n xml.Name, inner string) { m.b = appendElem(m.b, n, inner) }
 
 // href appends a DAV:href of URL path p (as Href).
 func (m *multistatus) href(p string) {
