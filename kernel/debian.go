@@ -76,35 +76,22 @@ func fetchDebian(ctx context.Context, src Source, opts FetchOptions) (*Kernel, e
 	if k, ok := cachedDeb(cache, src, pin, true); ok {
 		return k, nil
 	}
-	info, err := aptShow(ctx, opts, pin.spec())
-	pinned := true
-	switch {
-	case errors.Is(err, errNotInIndex):
-		if opts.Strict {
-			return nil, fmt.Errorf("kernel: %s: the pinned package %s is no longer in the archive (and not in the cache %s); update the pin in package kernel", src.Name, pin.spec(), cache)
-		}
+	info, pinned, err := resolvePin(ctx, opts, src, pin, cache, func() (debInfo, error) {
 		meta, err := aptShow(ctx, opts, src.Series+":"+src.DebArch)
 		if err != nil {
-			return nil, fmt.Errorf("kernel: %s: the pinned package %s is gone and its series %s: %w", src.Name, pin.spec(), src.Series, err)
+			return debInfo{}, fmt.Errorf("kernel: %s: the pinned package %s is gone and its series %s: %w", src.Name, pin.spec(), src.Series, err)
 		}
 		dep, err := seriesPackage(meta, src)
 		if err != nil {
-			return nil, err
+			return debInfo{}, err
 		}
-		if info, err = aptShow(ctx, opts, dep); err != nil {
-			return nil, fmt.Errorf("kernel: %s: %w", src.Name, err)
-		}
-		pinned = false
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "kernel: the pinned %s is no longer in the archive; using the series' current %s (sha256 %s, recorded in the manifest)\n", pin.spec(), info.spec(), info.SHA256)
-		}
-		if k, ok := cachedDeb(cache, src, info, false); ok {
-			return k, nil
-		}
-	case err != nil:
-		return nil, fmt.Errorf("kernel: %s: %w", src.Name, err)
-	case info.SHA256 != pin.SHA256:
-		return nil, fmt.Errorf("kernel: %s: %w: the archive's index gives %s sha256 %s, pinned %s", src.Name, ErrMismatch, pin.spec(), info.SHA256, pin.SHA256)
+		return aptShow(ctx, opts, dep)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := cachedDeb(cache, src, info, pinned); ok {
+		return k, nil
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
@@ -114,18 +101,9 @@ func fetchDebian(ctx context.Context, src Source, opts FetchOptions) (*Kernel, e
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	// apt drops to the _apt user to download; it needs to write here.
-	os.Chmod(tmp, 0o777)
-	deb, err := aptDownload(ctx, opts, tmp, info)
+	deb, err := downloadDeb(ctx, opts, tmp, src, info)
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", src.Name, err)
-	}
-	sum, err := fileSHA256(deb)
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
-	}
-	if sum != info.SHA256 {
-		return nil, fmt.Errorf("kernel: %s: %w: downloaded %s has sha256 %s, want %s", src.Name, ErrMismatch, info.spec(), sum, info.SHA256)
+		return nil, err
 	}
 	if opts.Progress != nil {
 		fmt.Fprintf(opts.Progress, "kernel: unpacking %s\n", info.spec())
@@ -134,7 +112,7 @@ func fetchDebian(ctx context.Context, src Source, opts FetchOptions) (*Kernel, e
 	if err := unpackDeb(deb, unpacked); err != nil {
 		return nil, fmt.Errorf("kernel: unpacking %s: %w", info.spec(), err)
 	}
-	if err := os.WriteFile(filepath.Join(unpacked, cacheMarker), []byte(sum+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(unpacked, cacheMarker), []byte(info.SHA256+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	dir := debDir(cache, info)
@@ -147,6 +125,51 @@ func fetchDebian(ctx context.Context, src Source, opts FetchOptions) (*Kernel, e
 		return nil, fmt.Errorf("kernel: %s: %s has no kernel image %s", src.Name, info.spec(), k.ImagePath())
 	}
 	return k, nil
+}
+
+// downloadDeb downloads package d into dir (a fresh folder) with apt-get
+// download and checks it against d's sha256; it returns the .deb's path.
+func downloadDeb(ctx context.Context, opts FetchOptions, dir string, src Source, d debInfo) (string, error) {
+	// apt drops to the _apt user to download; it needs to write here.
+	os.Chmod(dir, 0o777)
+	deb, err := aptDownload(ctx, opts, dir, d)
+	if err != nil {
+		return "", fmt.Errorf("kernel: %s: %w", src.Name, err)
+	}
+	sum, err := fileSHA256(deb)
+	if err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	if sum != d.SHA256 {
+		return "", fmt.Errorf("kernel: %s: %w: downloaded %s has sha256 %s, want %s", src.Name, ErrMismatch, d.spec(), sum, d.SHA256)
+	}
+	return deb, nil
+}
+
+// resolvePin finds the pinned package in apt's index and checks its
+// sha256. When the pin has left the archive, it takes the package that
+// current names instead (unless opts.Strict), says so on opts.Progress
+// and returns pinned false.
+func resolvePin(ctx context.Context, opts FetchOptions, src Source, pin debInfo, cache string, current func() (debInfo, error)) (info debInfo, pinned bool, err error) {
+	info, err = aptShow(ctx, opts, pin.spec())
+	switch {
+	case errors.Is(err, errNotInIndex):
+		if opts.Strict {
+			return info, false, fmt.Errorf("kernel: %s: the pinned package %s is no longer in the archive (and not in the cache %s); update the pin in package kernel", src.Name, pin.spec(), cache)
+		}
+		if info, err = current(); err != nil {
+			return info, false, fmt.Errorf("kernel: %s: %w", src.Name, err)
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "kernel: the pinned %s is no longer in the archive; using the current %s (sha256 %s, recorded in the manifest)\n", pin.spec(), info.spec(), info.SHA256)
+		}
+		return info, false, nil
+	case err != nil:
+		return info, false, fmt.Errorf("kernel: %s: %w", src.Name, err)
+	case info.SHA256 != pin.SHA256:
+		return info, false, fmt.Errorf("kernel: %s: %w: the archive's index gives %s sha256 %s, pinned %s", src.Name, ErrMismatch, pin.spec(), info.SHA256, pin.SHA256)
+	}
+	return info, true, nil
 }
 
 func debDir(cache string, d debInfo) string {
@@ -284,6 +307,20 @@ var unpackPrefixes = []string{"boot/vmlinuz-", "boot/config-", "lib/modules/", "
 // .ko.gz) are written decompressed, as .ko, so that modinfo can read them
 // and the initramfs (compressed as a whole) holds them once.
 func unpackDeb(deb, dir string) error {
+	return unpackDebFiles(deb, func(name string) (string, bool) {
+		for _, p := range unpackPrefixes {
+			if strings.HasPrefix(name, p) || strings.HasPrefix(name+"/", p) {
+				return filepath.Join(dir, filepath.FromSlash(name)), true
+			}
+		}
+		return "", false
+	})
+}
+
+// unpackDebFiles unpacks the files of a .deb's data.tar that pick keeps:
+// pick gets each entry's clean slash-separated name and returns the path
+// to write it to.
+func unpackDebFiles(deb string, pick func(name string) (string, bool)) error {
 	f, err := os.Open(deb)
 	if err != nil {
 		return err
@@ -313,7 +350,7 @@ func unpackDeb(deb, dir string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			return untar(dec, dir)
+			return untar(dec, pick)
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil {
 			return err
@@ -344,8 +381,8 @@ func decompressor(ext string, r io.Reader) (io.Reader, error) {
 	return nil, fmt.Errorf("unknown compression %q", ext)
 }
 
-// untar writes the kernel's parts (unpackPrefixes) of a tar stream to dir.
-func untar(r io.Reader, dir string) error {
+// untar writes the entries of a tar stream that pick keeps where pick says.
+func untar(r io.Reader, pick func(name string) (string, bool)) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -359,14 +396,10 @@ func untar(r io.Reader, dir string) error {
 		if strings.HasPrefix(name, "..") || path.IsAbs(name) {
 			return fmt.Errorf("tar entry %q leaves the package", h.Name)
 		}
-		keep := false
-		for _, p := range unpackPrefixes {
-			keep = keep || strings.HasPrefix(name, p) || strings.HasPrefix(name+"/", p)
-		}
+		dst, keep := pick(name)
 		if !keep {
 			continue
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(dst, 0o755); err != nil {

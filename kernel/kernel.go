@@ -1,14 +1,14 @@
-// Package kernel finds the Linux kernel of a board: it fetches a pinned
-// kernel source (a Go module such as github.com/gokrazy/kernel.amd64,
-// downloaded with the go command into the module cache, or a Debian
-// linux-image package fetched with apt-get download and unpacked into the
-// user cache, see debian.go), checks it against the pinned sums, and picks the kernel modules an image needs with their
-// dependencies (read from each module's modinfo). It also turns an x86
-// bzImage into the uncompressed vmlinux ELF that Firecracker boots, and reads
-// a kernel's built-in configuration (CONFIG_IKCONFIG).
-//
-// The addenda folder holds kernel config options, one reason per option,
-// for building a smaller kernel of our own (see addenda/README.md).
+// Package kernel finds the Linux kernel of a board. It fetches a pinned
+// kernel source and checks it against the pinned sums: a Go module such
+// as github.com/gokrazy/kernel.amd64, downloaded with the go command into
+// the module cache, or a Debian linux-image package fetched with apt-get
+// download and unpacked into the user cache (debian.go). Or it builds our
+// own minimal kernel from Debian's linux-source package with the options
+// of the addenda folder, one reason per option (build.go,
+// addenda/README.md). It picks the kernel modules an image needs with
+// their dependencies (read from each module's modinfo), turns an x86
+// bzImage into the uncompressed vmlinux ELF that Firecracker boots, and
+// reads a kernel's built-in configuration (CONFIG_IKCONFIG).
 package kernel
 
 import (
@@ -54,6 +54,9 @@ const (
 	// DebianPackage is a linux-image package of Debian's archive, fetched
 	// with apt-get download.
 	DebianPackage Kind = "debian"
+	// Build is a kernel built on this machine from Debian's linux-source
+	// package with the options of the addenda folder (build.go).
+	Build Kind = "build"
 )
 
 // Source is a pinned kernel.
@@ -73,15 +76,20 @@ type Source struct {
 	// name (linux-image-6.1.0-50-armmp), Debian architecture and the
 	// pinned sha256 of its .deb; Series is the metapackage that names the
 	// current package of the series (linux-image-armmp), for when the pin
-	// has left the archive.
+	// has left the archive. For a Build source they are the source
+	// package's (linux-source-6.1, all) and Series is unused.
 	Package, DebArch, PackageSHA256, Series string
-	// Image is the kernel image's path in the module or package,
+	// Addenda are a Build source's files of the addenda folder, merged
+	// into tinyconfig in this order.
+	Addenda []string
+	// Image is the kernel image's path in the module or package (for a
+	// Build source: the make target, which is also its file name),
 	// ImageSHA256 its pinned sha256 (hex; Debian packages are pinned by
 	// PackageSHA256 instead) and ImageFormat its format.
 	Image, ImageSHA256 string
 	ImageFormat        Format
 	// Release is the kernel release (uname -r), the name of its
-	// lib/modules folder.
+	// lib/modules folder. A Build source's is read from its build.
 	Release string
 }
 
@@ -116,6 +124,16 @@ var sources = map[string]Source{
 		PackageSHA256: "efe19f605b6f54a8352e68d85a629abb2d30b72a085faef603a9152590baa791",
 		Series:        "linux-image-cloud-amd64",
 		Image:         "boot/vmlinuz-6.1.0-50-cloud-amd64", ImageFormat: BzImage, Release: "6.1.0-50-cloud-amd64",
+	},
+	// Our own minimal kernel (kernel/addenda): every driver an appliance
+	// needs built in, nothing else. Built from Debian bookworm's kernel
+	// source, the 6.1 LTS series of the Debian kernels above.
+	"nymote-amd64": {
+		Name: "nymote-amd64", Kind: Build, GOARCH: "amd64",
+		Package: "linux-source-6.1", Version: "6.1.192-2", DebArch: "all",
+		PackageSHA256: "ae95fe63d4c553f8d0e6c86cb1ab566f3894a43743eb19ab585cd97d82f26514",
+		Addenda:       []string{"appliance.config", "x86_64.config"},
+		Image:         "bzImage", ImageFormat: BzImage, Release: "6.1.192",
 	},
 }
 
@@ -166,8 +184,11 @@ func (k *Kernel) DTBPath(name string) string {
 // ConfigFile is the kernel's configuration file shipped beside it (Debian
 // packages: boot/config-RELEASE), or "" when it has none.
 func (k *Kernel) ConfigFile() string {
-	if k.Kind == DebianPackage {
+	switch k.Kind {
+	case DebianPackage:
 		return filepath.Join(k.Dir, "boot", "config-"+k.Release)
+	case Build:
+		return filepath.Join(k.Dir, "config")
 	}
 	return ""
 }
@@ -201,10 +222,14 @@ type FetchOptions struct {
 // Fetch downloads (or finds in the module cache) the kernel of src and
 // checks it against the pinned sums.
 func Fetch(ctx context.Context, src Source, opts FetchOptions) (*Kernel, error) {
-	if src.Kind == DebianPackage {
-		k, err := fetchDebian(ctx, src, opts)
+	if src.Kind == DebianPackage || src.Kind == Build {
+		fetch, how := fetchDebian, ""
+		if src.Kind == Build {
+			fetch, how = fetchBuild, "built from "
+		}
+		k, err := fetch(ctx, src, opts)
 		if err == nil && opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "kernel: %s %s ready (%s %s)\n", src.Name, k.Release, k.Package, k.Version)
+			fmt.Fprintf(opts.Progress, "kernel: %s %s ready (%s%s %s)\n", src.Name, k.Release, how, k.Package, k.Version)
 		}
 		return k, err
 	}

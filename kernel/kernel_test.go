@@ -82,8 +82,16 @@ func TestKernelConfig(t *testing.T) {
 	}{
 		{"gokrazy-amd64", []string{"CONFIG_ACPI_BUTTON", "CONFIG_RTC_DRV_CMOS", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_VIRTIO_MMIO"}},
 		{"gokrazy-arm64", []string{"CONFIG_KEYBOARD_GPIO", "CONFIG_GPIO_PL061", "CONFIG_RTC_DRV_PL031", "CONFIG_SERIAL_AMBA_PL011_CONSOLE", "CONFIG_PCI_HOST_GENERIC"}},
+		// Our own: also what Firecracker and QEMU's microvm need (virtio
+		// devices on the command line or in ACPI, the PVH entry), and
+		// the flock the store takes.
+		{"nymote-amd64", []string{"CONFIG_ACPI_BUTTON", "CONFIG_RTC_DRV_CMOS", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_VIRTIO_MMIO",
+			"CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", "CONFIG_PVH", "CONFIG_FILE_LOCKING"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if src, _ := Lookup(tc.name); src.Kind == Build {
+				needBuildTools(t)
+			}
 			k := fetch(t, tc.name)
 			img, err := os.ReadFile(k.ImagePath())
 			if err != nil {
@@ -104,7 +112,19 @@ func TestKernelConfig(t *testing.T) {
 					t.Errorf("%s=%q, want y (built in)", opt, cfg[opt])
 				}
 			}
-			if _, err := os.Stat(k.ModulesDir()); err != nil {
+			if k.Kind == Build {
+				// No modules; the build's config file is the one inside.
+				if cfg["CONFIG_MODULES"] != "" {
+					t.Errorf("CONFIG_MODULES=%q, want none", cfg["CONFIG_MODULES"])
+				}
+				b, err := os.ReadFile(k.ConfigFile())
+				if err != nil || !bytes.Contains(b, []byte("\nCONFIG_VIRTIO_MMIO=y\n")) {
+					t.Errorf("config file %s: %v", k.ConfigFile(), err)
+				}
+				if !strings.HasPrefix(k.Release, "6.1.") {
+					t.Errorf("release %q, want 6.1.*", k.Release)
+				}
+			} else if _, err := os.Stat(k.ModulesDir()); err != nil {
 				t.Errorf("modules folder: %v", err)
 			}
 		})
