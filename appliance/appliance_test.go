@@ -42,6 +42,12 @@ func TestParseCmdline(t *testing.T) {
 		{"bad dns", "nymote.dns=10.0.2.3,x", nil, "nymote.dns"},
 		{"bad net", "nymote.net=wifi", nil, "netstack or kernel"},
 		{"bad oncrash", "nymote.oncrash=explode", nil, "reboot or poweroff"},
+		{"poweroff by reset", "nymote.poweroff=reset", func(t *testing.T, c bootConfig) {
+			if !c.poweroffByReset {
+				t.Errorf("got %+v", c)
+			}
+		}, ""},
+		{"bad poweroff", "nymote.poweroff=later", nil, "nymote.poweroff=later: want off or reset"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

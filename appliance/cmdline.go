@@ -28,6 +28,10 @@ type bootConfig struct {
 	// poweroffOnCrash powers off instead of rebooting when the service
 	// fails (nymote.oncrash=poweroff).
 	poweroffOnCrash bool
+	// poweroffByReset powers off by a reset (nymote.poweroff=reset), for
+	// a VMM that ends the VM on a reset and has no power-off device
+	// (Firecracker, with reboot=k); nymote.poweroff=off is the default.
+	poweroffByReset bool
 	// debug logs at debug level (nymote.log=debug).
 	debug bool
 	// seed is the FAT boot partition holding the random seed file that
@@ -88,6 +92,15 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 				c.poweroffOnCrash = true
 			default:
 				err = fmt.Errorf("want reboot or poweroff")
+			}
+		case "poweroff":
+			switch v {
+			case "off":
+				c.poweroffByReset = false
+			case "reset":
+				c.poweroffByReset = true
+			default:
+				err = fmt.Errorf("want off or reset")
 			}
 		case "log":
 			c.debug = v == "debug"

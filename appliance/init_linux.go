@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,10 @@ const dataMount = "/data"
 // modulesFile lists (one per line) the kernel modules the image carries,
 // for /init to load.
 const modulesFile = "/etc/nymote/modules"
+
+// poweroffByReset is the command line's nymote.poweroff=reset: halt
+// powers off by a reset (for Firecracker, which ends the VM on one).
+var poweroffByReset atomic.Bool
 
 // haltAction is how PID 1 ends.
 type haltAction int
@@ -90,6 +95,12 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	steps := newSteps()
 	libinit.Create(base, false)
+	// Ctrl-Alt-Del (Firecracker's SendCtrlAltDel, a keyboard's) then
+	// sends PID 1 a SIGINT, a clean stop, instead of the kernel's
+	// immediate restart.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		say("disabling the kernel's Ctrl-Alt-Del restart: %v", err)
+	}
 	steps.done("mounts")
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
@@ -101,6 +112,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 		say("%v; powering off", err)
 		return powerOff
 	}
+	poweroffByReset.Store(cfg.poweroffByReset)
 	level := slog.LevelWarn
 	if cfg.debug {
 		level = slog.LevelDebug
@@ -284,8 +296,11 @@ func closeWithin(c io.Closer, d time.Duration, say func(string, ...any)) {
 func halt(console io.Writer, action haltAction) {
 	unix.Sync()
 	cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "powering off"
-	if action == reboot {
+	switch {
+	case action == reboot:
 		cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "rebooting"
+	case poweroffByReset.Load():
+		cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "powering off (by a reset, nymote.poweroff=reset)"
 	}
 	fmt.Fprintf(console, "nymote: %s at %s\n", what, uptime())
 	err := unix.Reboot(cmd)

@@ -108,6 +108,10 @@ type Board struct {
 	// Outputs are the artefacts a build writes for the board (at least
 	// one).
 	Outputs []Output
+	// PowerOffByReset says that the machine's VMM ends the VM on a reset
+	// and has no power-off device (Firecracker): the appliance powers off
+	// by rebooting (nymote.poweroff=reset on its command line).
+	PowerOffByReset bool
 	// QEMU is set for boards that QEMU can boot (for nymote run and the
 	// boot tests); nil for the others.
 	QEMU *QEMU
@@ -144,24 +148,47 @@ var table = map[string]Board{
 			MinMemoryMiB: 88,
 		},
 	},
-	// Not boot-tested here (no Firecracker on the development machine).
-	// Firecracker describes its virtio-mmio devices on the kernel command
-	// line (virtio_mmio.device=...), which needs
-	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: the gokrazy kernel lacks it, so
-	// this board needs a Firecracker that describes devices in ACPI, or
-	// the minimal kernel of kernel/addenda.
+	// QEMU's microvm machine, modelled on Firecracker: no PCI, virtio-mmio
+	// devices (described to the kernel in ACPI tables), a GED power
+	// button, and our own minimal kernel (kernel/addenda), built here on
+	// first use. The smallest and fastest-booting x86-64 board.
+	"microvm-x86_64": {
+		Name:        "microvm-x86_64",
+		Description: "x86-64 microVM under QEMU (microvm: virtio-mmio net, block and rng, ACPI power button; Nymote's minimal kernel)",
+		GOARCH:      "amd64",
+		Kernel:      "nymote-amd64",
+		Console:     "ttyS0",
+		// As qemu-x86_64, less pci=nommconf (no PCI).
+		Cmdline:    []string{"panic=-1", "quiet", "random.trust_cpu=on", "ipv6.disable=1"},
+		DataDevice: "/dev/vda",
+		NIC:        "eth0",
+		Outputs:    []Output{OutputQEMU},
+		QEMU: &QEMU{
+			// x-option-roms=off: no option ROM scan in the firmware.
+			Binary: "qemu-system-x86_64", Machine: "microvm,acpi=on,x-option-roms=off", CPU: "max",
+			NIC: "virtio-net-device", Disk: "virtio-blk-device", RNG: "virtio-rng-device",
+			MinMemoryMiB: 64,
+		},
+	},
+	// Not boot-tested here (no Firecracker and no KVM on the development
+	// machine); microvm-x86_64 boots the same kernel on the same kind of
+	// machine under QEMU. Firecracker describes its virtio-mmio devices
+	// on the kernel command line (virtio_mmio.device=...), which needs
+	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: gokrazy's kernel lacks it, our
+	// own has it.
 	"firecracker-x86_64": {
 		Name:        "firecracker-x86_64",
-		Description: "x86-64 Firecracker microVM (virtio-mmio net and block; power off with SendCtrlAltDel)",
+		Description: "x86-64 Firecracker microVM (virtio-mmio net and block; power off with SendCtrlAltDel; Nymote's minimal kernel)",
 		GOARCH:      "amd64",
-		Kernel:      "gokrazy-amd64",
+		Kernel:      "nymote-amd64",
 		Console:     "ttyS0",
 		// reboot=k: Firecracker ends the VM on a keyboard-controller
 		// reset, its documented way to stop; i8042.* skip probing.
-		Cmdline:    []string{"panic=-1", "quiet", "random.trust_cpu=on", "reboot=k", "pci=off", "i8042.noaux", "i8042.nomux", "i8042.dumbkbd"},
-		DataDevice: "/dev/vda",
-		NIC:        "eth0",
-		Outputs:    []Output{OutputFirecracker},
+		Cmdline:         []string{"panic=-1", "quiet", "random.trust_cpu=on", "reboot=k", "pci=off", "i8042.noaux", "i8042.nomux", "i8042.dumbkbd"},
+		DataDevice:      "/dev/vda",
+		NIC:             "eth0",
+		Outputs:         []Output{OutputFirecracker},
+		PowerOffByReset: true,
 	},
 	"qemu-arm64": {
 		Name:        "qemu-arm64",

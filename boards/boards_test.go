@@ -56,6 +56,8 @@ func TestTableInvariants(t *testing.T) {
 				t.Errorf("Kernel: %v", err)
 			} else if src.GOARCH != b.GOARCH {
 				t.Errorf("kernel %s is for %s, board is %s", b.Kernel, src.GOARCH, b.GOARCH)
+			} else if src.Kind == kernel.Build && len(b.Modules) > 0 {
+				t.Errorf("Modules %v: kernel %s is built without modules (CONFIG_MODULES=n)", b.Modules, b.Kernel)
 			}
 			for _, a := range b.Cmdline {
 				if strings.HasPrefix(a, "console=") || strings.HasPrefix(a, "nymote.") || strings.HasPrefix(a, "init=") {

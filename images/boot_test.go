@@ -38,12 +38,7 @@ func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmd
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		vm.Kill()
-		if t.Failed() {
-			t.Logf("console:\n%s", vm.Console())
-		}
-	})
+	killAtCleanup(t, vm)
 	return vm, addr
 }
 

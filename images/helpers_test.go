@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/kernel"
 )
 
 var (
@@ -45,6 +46,13 @@ func build(t *testing.T, app, board string, extra ...string) (string, *Manifest)
 	t.Helper()
 	if testing.Short() {
 		t.Skip("building images in -short mode")
+	}
+	if bd, err := boards.Get(board); err == nil {
+		if src, err := kernel.Lookup(bd.Kernel); err == nil && src.Kind == kernel.Build {
+			if err := kernel.CanBuild(); err != nil {
+				t.Skipf("board %s boots a kernel built here (%s), and this machine cannot build it: %v", board, bd.Kernel, err)
+			}
+		}
 	}
 	key := fmt.Sprint(app, board, extra)
 	buildsMu.Lock()
@@ -103,4 +111,15 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// killAtCleanup stops vm when the test ends, showing its console if the
+// test failed.
+func killAtCleanup(t *testing.T, vm *VM) {
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("console:\n%s", vm.Console())
+		}
+	})
 }

@@ -25,8 +25,9 @@ func needMailAppliance(t *testing.T) {
 // holding a user, logs in over the forwarded IMAPS port with a real IMAP
 // client, APPENDs a message, powers off through QMP, boots again from the
 // same disk and finds the message; the exported store passes git fsck. On
-// the other boards it boots once (login, APPEND, power off), to keep the
-// test time down: qemu-arm64; the 32-bit ARM boards with Debian's armmp
+// microvm-x86_64 (our own kernel) it does the same; on the other boards it
+// boots once (login, APPEND, power off), to keep the test time down:
+// qemu-arm64; the 32-bit ARM boards with Debian's armmp
 // kernel, qemu-armv7 (virt) and cubieboard (QEMU's Allwinner A10, direct
 // kernel boot with a seeded device tree, the disk in its SD card slot, no
 // power button: the power is cut); and the Xen PVH image, booted by QEMU
@@ -38,7 +39,7 @@ func TestBootMail(t *testing.T) {
 	for _, tc := range []struct {
 		board string
 		boots int
-	}{{"qemu-x86_64", 2}, {"qemu-arm64", 1}, {"qemu-armv7", 1}, {"cubieboard", 1}, {"xen-pvh-x86_64", 1}} {
+	}{{"qemu-x86_64", 2}, {"microvm-x86_64", 2}, {"qemu-arm64", 1}, {"qemu-armv7", 1}, {"cubieboard", 1}, {"xen-pvh-x86_64", 1}} {
 		t.Run(tc.board, func(t *testing.T) { bootMail(t, tc.board, tc.boots) })
 	}
 }

@@ -102,6 +102,9 @@ func prepare(ctx context.Context, opts Options) (*plan, error) {
 	if opts.Ephemeral {
 		cmdline = append(cmdline, "nymote.ephemeral=1")
 	}
+	if board.PowerOffByReset {
+		cmdline = append(cmdline, "nymote.poweroff=reset")
+	}
 	cmdline = append(cmdline, app.Cmdline...)
 	cmdline = append(cmdline, opts.Cmdline...)
 	return &plan{opts: opts, app: app, board: board, kernel: src, sourceDir: dir, goCmd: goCmd, cmdline: cmdline, outputs: outs}, nil

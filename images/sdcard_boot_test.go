@@ -85,12 +85,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		vm.Kill()
-		if t.Failed() {
-			t.Logf("console:\n%s", vm.Console())
-		}
-	})
+	killAtCleanup(t, vm)
 	wctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	if _, err := vm.WaitLine(wctx, "nymote: mail imaps listening on"); err != nil {

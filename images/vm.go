@@ -251,7 +251,8 @@ func (vm *VM) hasExited() bool {
 	return vm.exited
 }
 
-// QMP runs one QMP command without arguments.
+// QMP runs one QMP command: a command name without arguments, or a whole
+// request ({"execute": ..., "arguments": ...}).
 func (vm *VM) QMP(ctx context.Context, command string) error {
 	var d net.Dialer
 	var c net.Conn
@@ -276,7 +277,11 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 		return fmt.Errorf("images: QMP greeting: %w", err)
 	}
 	for _, cmd := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(c, "{\"execute\":%q}\n", cmd); err != nil {
+		req := fmt.Sprintf("{\"execute\":%q}", cmd)
+		if strings.HasPrefix(cmd, "{") {
+			req = cmd // a whole request, with arguments
+		}
+		if _, err := fmt.Fprintf(c, "%s\n", req); err != nil {
 			return fmt.Errorf("images: QMP %s: %w", cmd, err)
 		}
 		for {
