@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +74,53 @@ func uptime() string {
 		return "?"
 	}
 	return time.Duration(ts.Nano()).Round(time.Millisecond).String()
+}
+
+// execUptime is the time since the kernel started at which the kernel ran
+// /init, from the kernel's log ("Run /init as init process", in the log
+// buffer even when quiet keeps it off the console): what lies between it
+// and "init started at" is the Go runtime's start and the program's
+// package initialisation. (PID 1's start time in /proc is that of the
+// kernel thread that later runs /init, so it cannot say.)
+func execUptime() string {
+	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	buf := make([]byte, 8192)
+	for {
+		// One record per read; EAGAIN after the last.
+		n, err := f.Read(buf)
+		if err != nil {
+			if errors.Is(err, syscall.EPIPE) {
+				continue // records overwritten while reading
+			}
+			return "?"
+		}
+		if d, ok := runInitRecord(buf[:n]); ok {
+			return d.String()
+		}
+	}
+}
+
+// runInitRecord returns the time of a /dev/kmsg record
+// ("PRI,SEQ,USEC,FLAGS;MESSAGE") if it is the kernel's "Run PATH as init
+// process".
+func runInitRecord(rec []byte) (time.Duration, bool) {
+	head, msg, ok := bytes.Cut(rec, []byte(";"))
+	if !ok || !bytes.HasPrefix(msg, []byte("Run /")) || !bytes.Contains(msg, []byte(" as init process")) {
+		return 0, false
+	}
+	f := strings.Split(string(head), ",")
+	if len(f) < 3 {
+		return 0, false
+	}
+	us, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return (time.Duration(us) * time.Microsecond).Round(time.Millisecond), true
 }
 
 // base is the file system PID 1 sets up before anything else.
@@ -193,7 +242,8 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	svcConsole := announce(console, svc, ls)
 	steps.done("listeners")
-	say("%s ready at %s (%s)", svc.Name, uptime(), steps)
+	readyAt := uptime()
+	say("%s ready at %s (%s; /init started by the kernel at %s)", svc.Name, readyAt, steps, execUptime())
 	startDebugShell(ctx, say)
 
 	env := &Env{
