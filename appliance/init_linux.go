@@ -83,19 +83,23 @@ func uptime() string {
 // package initialisation. (PID 1's start time in /proc is that of the
 // kernel thread that later runs /init, so it cannot say.)
 func execUptime() string {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Raw reads: through an os.File, Go's poller would wait at the end
+	// of the log for the next record instead of returning EAGAIN.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "?"
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	buf := make([]byte, 8192)
 	for {
 		// One record per read; EAGAIN after the last.
-		n, err := f.Read(buf)
-		if err != nil {
-			if errors.Is(err, syscall.EPIPE) {
-				continue // records overwritten while reading
-			}
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == unix.EPIPE:
+			continue // records overwritten while reading
+		case err == unix.EINTR:
+			continue
+		case err != nil || n <= 0:
 			return "?"
 		}
 		if d, ok := runInitRecord(buf[:n]); ok {
