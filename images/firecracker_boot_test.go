@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/store"
 )
 
@@ -52,6 +53,9 @@ func TestBootFirecrackerLike(t *testing.T) {
 	// Firecracker gives the guest no DHCP server: the address is static,
 	// as a Firecracker user would set it in boot_args.
 	cmdline := cfg.BootSource.BootArgs + " nymote.net=" + guestNet + " nymote.ip=10.0.2.15/24 nymote.gw=10.0.2.2"
+	if b, err := boards.Get("firecracker-x86_64"); err == nil {
+		cmdline = strings.Join(append([]string{cmdline}, TCGCmdline(b, false)...), " ")
+	}
 	cmd := exec.Command("qemu-system-x86_64",
 		"-machine", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg", "-cpu", "max",
 		"-m", fmt.Sprint(cfg.MachineConfig.MemSizeMiB), "-smp", fmt.Sprint(cfg.MachineConfig.VCPUCount),
