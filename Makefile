@@ -43,12 +43,18 @@ build:
 	$(GO) build -o bin/nymote ./cmd/nymote
 
 # run boots the mail appliance under QEMU (KVM when it works, TCG otherwise)
-# with a demo data disk, created on first use with user "demo" and a random
+# on board $(BOARD) with a demo data disk, created on first use with user "demo" and a random
 # password (printed, and kept in $(DEMO)/password, mode 0600). IMAP is then
 # on 127.0.0.1:1143 (STARTTLS), IMAPS on 1993, submission on 1587. Ctrl-C
 # powers the appliance off cleanly.
 DEMO ?= $(CURDIR)/.nymote-demo
+# BOARD=microvm-x86_64 boots QEMU's microvm on our own kernel, which the
+# first run builds (about 6 minutes; it needs the build tools below).
+BOARD ?= qemu-x86_64
 RUN_PKGS := qemu-system-x86 e2fsprogs
+ifeq ($(BOARD),microvm-x86_64)
+RUN_PKGS += build-essential flex bison bc libelf-dev xz-utils
+endif
 
 run: build
 	@missing=""; for pkg in $(RUN_PKGS); do \
@@ -70,7 +76,7 @@ run: build
 		(umask 077; echo "$$pw" > "$(DEMO)/password"); \
 		echo "run: created a demo data disk: user demo, password $$pw (kept in $(DEMO)/password)"; \
 	fi
-	./bin/nymote run mail --board qemu-x86_64 --disk "$(DEMO)/data.img"
+	./bin/nymote run mail --board $(BOARD) --disk "$(DEMO)/data.img"
 
 # serve-store serves a store on the host over git smart HTTP (no VM).
 serve-store: build

@@ -65,8 +65,8 @@ var sdBoot bool
 type boot struct {
 	// greeting is on the host's clock, since QEMU was started.
 	greeting time.Duration
-	// exec is the guest's uptime when the kernel started /init (to the
-	// kernel's 10 ms tick); kernel when /init's main started (after the
+	// exec is the guest's uptime when the kernel ran /init (from its
+	// log, as the ready line reports it); kernel when /init's main started (after the
 	// Go runtime's start and the package inits); init the time main took
 	// to the listeners (the guest's clock: the console lines reach the
 	// host in bursts under TCG, so their arrival says little).
@@ -180,7 +180,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 		fmt.Fprintln(w, "SD card boot through U-Boot; U-Boot column: SPL start → kernel start (host clock).")
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "/init exec: when the kernel started /init (its 10 ms tick); main: when /init's main began, after the Go runtime's start and the package inits. Guest clock.")
+	fmt.Fprintln(w, "/init exec: when the kernel ran /init (its log record \"Run /init as init process\"); main: when /init's main began, after the Go runtime's start and the package inits. Guest clock.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| app | QEMU start → first greeting (host clock) | U-Boot | kernel start → /init exec | /init exec → main | main → listening | /init exec → listening | of which entropy wait |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
