@@ -23,17 +23,18 @@ TESTTIMEOUT ?= 25m
 #                      armhf architecture is added), fdisk (sfdisk), dosfstools,
 #                      mtools, u-boot-tools (mkimage, dumpimage),
 #                      libubootenv-tool (fw_printenv), device-tree-compiler
-#   our own kernel:    build-essential flex bison bc libelf-dev xz-utils (the
-#                      kernel package builds microvm-x86_64's and
-#                      firecracker-x86_64's kernel from Debian's linux-source
-#                      package, fetched with apt-get download, on first use)
+#   our own kernel:    build-essential flex bison bc libelf-dev xz-utils
+#                      gcc-aarch64-linux-gnu (the kernel package builds the
+#                      kernels of microvm-x86_64, firecracker-x86_64 and
+#                      qemu-arm64 from Debian's linux-source package, fetched
+#                      with apt-get download, on first use)
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	swaks libnet-ssleay-perl python3 curl isync \
 	vdirsyncer python3-caldav litmus \
 	qemu-system-x86 qemu-system-arm e2fsprogs \
 	bind9-dnsutils \
 	u-boot-sunxi:armhf fdisk dosfstools mtools u-boot-tools libubootenv-tool device-tree-compiler \
-	build-essential flex bison bc libelf-dev xz-utils
+	build-essential flex bison bc libelf-dev xz-utils gcc-aarch64-linux-gnu
 
 .PHONY: all build run serve-store test test-short test-deps vet bench clean
 

@@ -49,7 +49,7 @@ func build(t *testing.T, app, board string, extra ...string) (string, *Manifest)
 	}
 	if bd, err := boards.Get(board); err == nil {
 		if src, err := kernel.Lookup(bd.Kernel); err == nil && src.Kind == kernel.Build {
-			if err := kernel.CanBuild(); err != nil {
+			if err := kernel.CanBuild(src.GOARCH); err != nil {
 				t.Skipf("board %s boots a kernel built here (%s), and this machine cannot build it: %v", board, bd.Kernel, err)
 			}
 		}

@@ -27,7 +27,7 @@ func needMailAppliance(t *testing.T) {
 // same disk and finds the message; the exported store passes git fsck. On
 // microvm-x86_64 (our own kernel) it does the same; on the other boards it
 // boots once (login, APPEND, power off), to keep the test time down:
-// qemu-arm64; the 32-bit ARM boards with Debian's armmp
+// qemu-arm64 (our own arm64 kernel); the 32-bit ARM boards with Debian's armmp
 // kernel, qemu-armv7 (virt) and cubieboard (QEMU's Allwinner A10, direct
 // kernel boot with a seeded device tree, the disk in its SD card slot, no
 // power button: the power is cut); and the Xen PVH image, booted by QEMU

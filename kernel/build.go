@@ -50,7 +50,8 @@ var buildTools = [][2]string{
 	{"bc", "bc"}, {"perl", "perl"}, {"xz", "xz-utils"}, {"tar", "tar"},
 }
 
-// BuildPackages are the Debian packages a kernel build needs.
+// BuildPackages are the Debian packages a kernel build needs (and, to
+// build for another architecture, CrossPackage's).
 const BuildPackages = "build-essential flex bison bc libelf-dev xz-utils"
 
 // kernelArch is the ARCH= of the kernel's build for a Go architecture.
@@ -62,6 +63,44 @@ func kernelArch(goarch string) (string, error) {
 		return "arm64", nil
 	}
 	return "", fmt.Errorf("kernel: no kernel build for GOARCH %s", goarch)
+}
+
+// crossPrefix is the CROSS_COMPILE= of a build for goarch on this machine
+// ("" for its own architecture) and the Debian package of that compiler.
+func crossPrefix(goarch string) (prefix, pkg string) {
+	if goarch == runtime.GOARCH {
+		return "", ""
+	}
+	triplet := map[string]string{"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}[goarch]
+	return triplet + "-", "gcc-" + triplet
+}
+
+// CanBuild says what this machine lacks to build a kernel for goarch
+// (nil: nothing), and how to install it.
+func CanBuild(goarch string) error {
+	if _, err := kernelArch(goarch); err != nil {
+		return err
+	}
+	var missing []string
+	pkgs := BuildPackages
+	for _, t := range buildTools {
+		if _, err := exec.LookPath(t[0]); err != nil {
+			missing = append(missing, t[0])
+		}
+	}
+	if _, err := os.Stat("/usr/include/libelf.h"); err != nil {
+		missing = append(missing, "libelf.h")
+	}
+	if prefix, pkg := crossPrefix(goarch); prefix != "" {
+		if _, err := exec.LookPath(prefix + "gcc"); err != nil {
+			missing = append(missing, prefix+"gcc")
+		}
+		pkgs += " " + pkg
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s (apt-get install -y %s)", strings.Join(missing, ", "), pkgs)
+	}
+	return nil
 }
 
 // option is one CONFIG_ line of an addendum.
@@ -213,7 +252,7 @@ func fetchBuild(ctx context.Context, src Source, opts FetchOptions) (*Kernel, er
 	if k, ok := cachedBuild(cache, src, info, key, pinned); ok {
 		return k, nil
 	}
-	if err := CanBuild(); err != nil {
+	if err := CanBuild(src.GOARCH); err != nil {
 		return nil, fmt.Errorf("kernel: %s is built here from %s: %w", src.Name, info.spec(), err)
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -262,24 +301,6 @@ func fetchBuild(ctx context.Context, src Source, opts FetchOptions) (*Kernel, er
 		return nil, fmt.Errorf("kernel: %s: the build left no kernel image in %s", src.Name, dir)
 	}
 	return k, nil
-}
-
-// CanBuild says which of the programs a kernel build needs are
-// missing, and how to install them.
-func CanBuild() error {
-	var missing []string
-	for _, t := range buildTools {
-		if _, err := exec.LookPath(t[0]); err != nil {
-			missing = append(missing, t[0])
-		}
-	}
-	if _, err := os.Stat("/usr/include/libelf.h"); err != nil {
-		missing = append(missing, "libelf.h")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing %s (apt-get install -y %s)", strings.Join(missing, ", "), BuildPackages)
-	}
-	return nil
 }
 
 // lockFile takes an exclusive flock on path, saying on progress when it
@@ -334,8 +355,9 @@ func build(ctx context.Context, progress io.Writer, src Source, arch, deb, work,
 	if _, err := os.Stat(filepath.Join(tree, "Makefile")); err != nil {
 		return "", fmt.Errorf("%s has no kernel tree %s", filepath.Base(deb), filepath.Base(tree))
 	}
+	cross, _ := crossPrefix(src.GOARCH)
 	env := append(os.Environ(),
-		"ARCH="+arch,
+		"ARCH="+arch, "CROSS_COMPILE="+cross,
 		// Reproducible: no build time, user, host or build number.
 		"KBUILD_BUILD_TIMESTAMP=1970-01-01", "KBUILD_BUILD_USER=nymote", "KBUILD_BUILD_HOST=nymote", "KBUILD_BUILD_VERSION=1",
 		"LC_ALL=C",

@@ -13,9 +13,9 @@ import (
 
 // needBuildTools skips a test that builds a kernel on a machine without the
 // tools (make test-deps installs them).
-func needBuildTools(t *testing.T) {
+func needBuildTools(t *testing.T, goarch string) {
 	t.Helper()
-	if err := CanBuild(); err != nil {
+	if err := CanBuild(goarch); err != nil {
 		t.Skipf("no kernel build here: %v", err)
 	}
 }
@@ -45,10 +45,6 @@ func TestAddenda(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no build source")
-	}
-	// arm64.config is not used by a source yet; it must still parse.
-	if _, _, err := readAddenda([]string{"appliance.config", "arm64.config"}); err != nil {
-		t.Error(err)
 	}
 }
 

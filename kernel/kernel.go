@@ -135,6 +135,14 @@ var sources = map[string]Source{
 		Addenda:       []string{"appliance.config", "x86_64.config"},
 		Image:         "bzImage", ImageFormat: BzImage, Release: "6.1.192",
 	},
+	// The same for arm64 (QEMU virt), cross-compiled on an x86-64 host.
+	"nymote-arm64": {
+		Name: "nymote-arm64", Kind: Build, GOARCH: "arm64",
+		Package: "linux-source-6.1", Version: "6.1.192-2", DebArch: "all",
+		PackageSHA256: "ae95fe63d4c553f8d0e6c86cb1ab566f3894a43743eb19ab585cd97d82f26514",
+		Addenda:       []string{"appliance.config", "arm64.config"},
+		Image:         "Image", ImageFormat: ARM64Image, Release: "6.1.192",
+	},
 }
 
 // ErrUnknown is wrapped by Lookup's error for a source not in the table.

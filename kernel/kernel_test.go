@@ -87,10 +87,12 @@ func TestKernelConfig(t *testing.T) {
 		// the flock the store takes.
 		{"nymote-amd64", []string{"CONFIG_ACPI_BUTTON", "CONFIG_RTC_DRV_CMOS", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_VIRTIO_MMIO",
 			"CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", "CONFIG_PVH", "CONFIG_FILE_LOCKING"}},
+		{"nymote-arm64", []string{"CONFIG_KEYBOARD_GPIO", "CONFIG_GPIO_PL061", "CONFIG_RTC_DRV_PL031", "CONFIG_SERIAL_AMBA_PL011_CONSOLE",
+			"CONFIG_PCI_HOST_GENERIC", "CONFIG_FILE_LOCKING"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if src, _ := Lookup(tc.name); src.Kind == Build {
-				needBuildTools(t)
+				needBuildTools(t, src.GOARCH)
 			}
 			k := fetch(t, tc.name)
 			img, err := os.ReadFile(k.ImagePath())
