@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,6 +153,33 @@ func readAddendaFS(fsys fs.FS, names []string) ([]byte, []option, error) {
 		all.WriteByte('\n')
 	}
 	return all.Bytes(), opts, nil
+}
+
+// keepBuilds is how many builds of one kernel source the cache keeps (the
+// newest): enough to switch between a few versions of the addenda without
+// building again each time.
+const keepBuilds = 3
+
+// pruneBuilds removes all but the keep newest builds of source name from
+// the cache.
+func pruneBuilds(cache, name string, keep int) {
+	dirs, _ := filepath.Glob(filepath.Join(cache, name+"_*"))
+	type build struct {
+		dir string
+		at  time.Time
+	}
+	var bs []build
+	for _, d := range dirs {
+		fi, err := os.Stat(filepath.Join(d, cacheMarker))
+		if err != nil {
+			continue // not a finished build
+		}
+		bs = append(bs, build{d, fi.ModTime()})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].at.After(bs[j].at) })
+	for i := keep; i < len(bs); i++ {
+		os.RemoveAll(bs[i].dir)
+	}
 }
 
 // checkConfig returns an error naming every addenda option that the final
@@ -296,6 +324,7 @@ func fetchBuild(ctx context.Context, src Source, opts FetchOptions) (*Kernel, er
 	if err := os.Rename(out, dir); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	pruneBuilds(cache, src.Name, keepBuilds)
 	k, ok := cachedBuild(cache, src, info, key, pinned)
 	if !ok {
 		return nil, fmt.Errorf("kernel: %s: the build left no kernel image in %s", src.Name, dir)

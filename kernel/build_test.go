@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // needBuildTools skips a test that builds a kernel on a machine without the
@@ -172,5 +173,33 @@ func TestBuildPinGone(t *testing.T) {
 	bad.Version, bad.PackageSHA256 = cur.Version, strings.Repeat("0", 64)
 	if _, err := Fetch(ctx, bad, FetchOptions{CacheDir: t.TempDir()}); !errors.Is(err, ErrMismatch) {
 		t.Errorf("wrong sha256: got %v, want ErrMismatch", err)
+	}
+}
+
+// TestPruneBuilds keeps the newest finished builds of one source and
+// leaves other sources and unfinished folders alone.
+func TestPruneBuilds(t *testing.T) {
+	cache := t.TempDir()
+	mk := func(name string, age time.Duration, finished bool) string {
+		d := filepath.Join(cache, name)
+		os.MkdirAll(d, 0o755)
+		if finished {
+			m := filepath.Join(d, cacheMarker)
+			os.WriteFile(m, []byte("x\n"), 0o644)
+			at := time.Now().Add(-age)
+			os.Chtimes(m, at, at)
+		}
+		return d
+	}
+	newest := mk("nymote-amd64_v_a", time.Minute, true)
+	second := mk("nymote-amd64_v_b", time.Hour, true)
+	oldest := mk("nymote-amd64_v_c", 2*time.Hour, true)
+	partial := mk("nymote-amd64_v_d", 0, false)
+	other := mk("nymote-arm64_v_e", 3*time.Hour, true)
+	pruneBuilds(cache, "nymote-amd64", 2)
+	for d, want := range map[string]bool{newest: true, second: true, oldest: false, partial: true, other: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(d), err == nil, want)
+		}
 	}
 }
