@@ -168,6 +168,8 @@ func TestBuildPinGone(t *testing.T) {
 	other.Version = "5.10.1-1"
 	if _, err := Fetch(ctx, other, FetchOptions{CacheDir: cache}); err == nil || !strings.Contains(err.Error(), "another upstream series") {
 		t.Errorf("other series: got %v", err)
+	} else if strings.Count(err.Error(), "kernel: ") != 1 {
+		t.Errorf("other series: %q names the package kernel more than once", err)
 	}
 	bad := src
 	bad.Version, bad.PackageSHA256 = cur.Version, strings.Repeat("0", 64)

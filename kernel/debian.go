@@ -79,7 +79,7 @@ func fetchDebian(ctx context.Context, src Source, opts FetchOptions) (*Kernel, e
 	info, pinned, err := resolvePin(ctx, opts, src, pin, cache, func() (debInfo, error) {
 		meta, err := aptShow(ctx, opts, src.Series+":"+src.DebArch)
 		if err != nil {
-			return debInfo{}, fmt.Errorf("kernel: %s: the pinned package %s is gone and its series %s: %w", src.Name, pin.spec(), src.Series, err)
+			return debInfo{}, fmt.Errorf("the pinned package %s is gone and its series %s: %w", pin.spec(), src.Series, err)
 		}
 		dep, err := seriesPackage(meta, src)
 		if err != nil {
@@ -149,7 +149,8 @@ func downloadDeb(ctx context.Context, opts FetchOptions, dir string, src Source,
 // resolvePin finds the pinned package in apt's index and checks its
 // sha256. When the pin has left the archive, it takes the package that
 // current names instead (unless opts.Strict), says so on opts.Progress
-// and returns pinned false.
+// and returns pinned false. current's errors get the "kernel: NAME:"
+// prefix here.
 func resolvePin(ctx context.Context, opts FetchOptions, src Source, pin debInfo, cache string, current func() (debInfo, error)) (info debInfo, pinned bool, err error) {
 	info, err = aptShow(ctx, opts, pin.spec())
 	switch {
@@ -196,7 +197,8 @@ func cachedDeb(cache string, src Source, d debInfo, pinned bool) (*Kernel, bool)
 
 // seriesPackage returns the apt spec (PKG:ARCH=VER) of the kernel package
 // that the series metapackage meta depends on, if it is of the same
-// upstream series as the pin (6.1 for 6.1.0-50-armmp).
+// upstream series as the pin (6.1 for 6.1.0-50-armmp). Its errors are
+// wrapped by resolvePin, which names the source.
 func seriesPackage(meta debInfo, src Source) (string, error) {
 	for _, d := range strings.Split(meta.Depends, ",") {
 		d = strings.TrimSpace(d)
@@ -206,11 +208,11 @@ func seriesPackage(meta debInfo, src Source) (string, error) {
 		}
 		rel := strings.TrimPrefix(name, "linux-image-")
 		if upstream(rel) != upstream(src.Release) {
-			return "", fmt.Errorf("kernel: %s: the pinned %s is gone and the series %s now gives %s, another upstream series: update the pin in package kernel", src.Name, src.Package, src.Series, name)
+			return "", fmt.Errorf("the pinned %s is gone and the series %s now gives %s, another upstream series: update the pin in package kernel", src.Package, src.Series, name)
 		}
 		return name + ":" + src.DebArch + "=" + strings.TrimSuffix(ver, ")"), nil
 	}
-	return "", fmt.Errorf("kernel: %s: the series %s depends on no linux-image package (%q)", src.Name, src.Series, meta.Depends)
+	return "", fmt.Errorf("the series %s depends on no linux-image package (%q)", src.Series, meta.Depends)
 }
 
 // upstream returns the major.minor of a kernel release (6.1 of
