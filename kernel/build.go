@@ -44,15 +44,12 @@ var addendaFS embed.FS
 // that kernels cached by an older recipe are built again.
 const buildRecipe = "1"
 
-// buildTools are the programs a kernel build runs, with the Debian package
-// of each; libelf.h comes from libelf-dev (objtool, on x86-64).
-var buildTools = [][2]string{
-	{"gcc", "build-essential"}, {"make", "build-essential"}, {"flex", "flex"}, {"bison", "bison"},
-	{"bc", "bc"}, {"perl", "perl"}, {"xz", "xz-utils"}, {"tar", "tar"},
-}
+// buildTools are the programs a kernel build runs (BuildPackages has
+// them); libelf.h, which objtool needs on x86-64, comes from libelf-dev.
+var buildTools = []string{"gcc", "make", "flex", "bison", "bc", "perl", "xz", "tar"}
 
 // BuildPackages are the Debian packages a kernel build needs (and, to
-// build for another architecture, CrossPackage's).
+// build for another architecture, the cross compiler's: see CanBuild).
 const BuildPackages = "build-essential flex bison bc libelf-dev xz-utils"
 
 // kernelArch is the ARCH= of the kernel's build for a Go architecture.
@@ -85,8 +82,8 @@ func CanBuild(goarch string) error {
 	var missing []string
 	pkgs := BuildPackages
 	for _, t := range buildTools {
-		if _, err := exec.LookPath(t[0]); err != nil {
-			missing = append(missing, t[0])
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
 		}
 	}
 	if _, err := os.Stat("/usr/include/libelf.h"); err != nil {
@@ -453,7 +450,7 @@ func makeImage(ctx context.Context, progress io.Writer, tree string, env []strin
 		return err
 	}
 	var tail []string
-	scanned := make(chan int)
+	scanned := make(chan struct{})
 	go func() {
 		start, last, objects := time.Now(), time.Now(), 0
 		sc := bufio.NewScanner(pr)
@@ -473,7 +470,7 @@ func makeImage(ctx context.Context, progress io.Writer, tree string, env []strin
 			}
 		}
 		io.Copy(io.Discard, pr)
-		scanned <- objects
+		close(scanned)
 	}()
 	err := cmd.Wait()
 	pw.Close()
