@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,6 +128,26 @@ func runInitRecord(rec []byte) (time.Duration, bool) {
 	return (time.Duration(us) * time.Microsecond).Round(time.Millisecond), true
 }
 
+// setMemoryLimit sets the Go runtime's soft memory limit from the
+// machine's memory (see memoryLimit), so that the garbage collector works
+// harder before the appliance outgrows its VM, and says so on the console.
+func setMemoryLimit(say func(string, ...any)) {
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		say("memory limit not set: %v", err)
+		return
+	}
+	limit, why, err := memoryLimit(meminfo, os.Getenv("GOMEMLIMIT"))
+	if err != nil {
+		say("memory limit not set: %v", err)
+		return
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
+	say("memory limit %s (%s)", mib(debug.SetMemoryLimit(-1)), why)
+}
+
 // base is the file system PID 1 sets up before anything else.
 var base = []libinit.Creator{
 	libinit.Dir{Name: "/dev", Mode: 0o755},
@@ -155,6 +176,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 		say("disabling the kernel's Ctrl-Alt-Del restart: %v", err)
 	}
 	steps.done("mounts")
+	setMemoryLimit(say)
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		say("reading /proc/cmdline: %v (is /proc mounted?)", err)

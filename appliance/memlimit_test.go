@@ -1,0 +1,50 @@
+package appliance
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMemoryLimit(t *testing.T) {
+	// /proc/meminfo of a 256 MiB QEMU guest, shortened.
+	const vm256 = "MemTotal:         238452 kB\nMemFree:          201256 kB\nMemAvailable:     199100 kB\nBuffers:               0 kB\n"
+	tests := []struct {
+		name       string
+		meminfo    string
+		gomemlimit string
+		want       int64
+		wantWhy    string
+		wantErr    string
+	}{
+		{"256 MiB VM", vm256, "", 238452 << 10 / 100 * 70, "70% of MemTotal 232 MiB", ""},
+		{"64 MiB VM", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344 << 10 / 100 * 70, "70% of MemTotal 56 MiB", ""},
+		{"GOMEMLIMIT wins", vm256, "100MiB", 0, "GOMEMLIMIT=100MiB", ""},
+		{"no MemTotal", "MemFree: 1 kB\n", "", 0, "", "no MemTotal"},
+		{"bad unit", "MemTotal: 238452 MB\n", "", 0, "", "number of kB"},
+		{"not a number", "MemTotal: lots kB\n", "", 0, "", "positive number"},
+		{"zero", "MemTotal: 0 kB\n", "", 0, "", "positive number"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, why, err := memoryLimit([]byte(tc.meminfo), tc.gomemlimit)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want || !strings.Contains(why, tc.wantWhy) {
+				t.Errorf("got %d (%s), want %d (%s)", got, why, tc.want, tc.wantWhy)
+			}
+		})
+	}
+	// The figure for a 256 MiB VM leaves room for the kernel and the
+	// page cache, and is most of the machine.
+	got, _, _ := memoryLimit([]byte(vm256), "")
+	if got < 150<<20 || got > 180<<20 {
+		t.Errorf("256 MiB VM: limit %s, want between 150 and 180 MiB", mib(got))
+	}
+}
