@@ -29,8 +29,13 @@
 // The kernel command line configures the PID 1 runtime: nymote.ip=ADDR/LEN
 // and nymote.gw=ADDR for a static address (DHCP otherwise), nymote.net=KIND,
 // nymote.data=DEVICE, nymote.ephemeral=1 (serve from a tmpfs without a data
-// disk), nymote.oncrash=reboot|poweroff, nymote.log=debug, and any other
-// nymote.KEY=VALUE reaches the service in Env.Config.
+// disk), nymote.oncrash=reboot|poweroff, nymote.log=debug,
+// nymote.proxy=CIDR[,CIDR] (the networks of a proxy such as jitsu that
+// starts each connection with a PROXY protocol header: see ProxyListener),
+// and any other nymote.KEY=VALUE reaches the service in Env.Config.
+//
+// As PID 1 it also sets the Go runtime's soft memory limit to 70% of the
+// machine's memory, unless GOMEMLIMIT is set (see memoryLimit).
 package appliance
 
 import (
@@ -41,6 +46,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -126,8 +132,10 @@ func listenLine(svc, port string, addr net.Addr) string {
 }
 
 // openListeners opens svc's ports on nw, calling addr for each port's
-// address; on error it closes those already open.
-func openListeners(nw Network, svc Service, addr func(Port) string) (_ map[string]net.Listener, err error) {
+// address; on error it closes those already open. With proxy networks
+// each listener reads the PROXY header of connections from them (see
+// ProxyListener), so that every service sees its clients' addresses.
+func openListeners(nw Network, svc Service, addr func(Port) string, proxy []netip.Prefix, log *slog.Logger) (_ map[string]net.Listener, err error) {
 	ls := map[string]net.Listener{}
 	defer func() {
 		if err != nil {
@@ -144,7 +152,7 @@ func openListeners(nw Network, svc Service, addr func(Port) string) (_ map[strin
 		if err != nil {
 			return nil, fmt.Errorf("appliance: %s %s: %w", svc.Name, p.Name, err)
 		}
-		ls[p.Name] = l
+		ls[p.Name] = ProxyListener(l, proxy, log.With("port", p.Name))
 	}
 	return ls, nil
 }

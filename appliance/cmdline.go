@@ -38,6 +38,11 @@ type bootConfig struct {
 	// U-Boot hands to the kernel (nymote.seed=DEVICE, set by an SD card's
 	// boot.scr); the runtime replaces the seed at each boot. "": none.
 	seed string
+	// proxy are the networks a proxy in front of the appliance (jitsu)
+	// connects from; connections from them start with a PROXY protocol
+	// header giving the client's address (nymote.proxy=CIDR[,CIDR]; see
+	// ProxyListener). Empty: no header is read from anyone.
+	proxy []netip.Prefix
 	// modules are kernel modules to load (nymote.modules=a,b), in
 	// addition to the image's /etc/nymote/modules.
 	modules []string
@@ -104,6 +109,8 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			}
 		case "log":
 			c.debug = v == "debug"
+		case "proxy":
+			c.proxy, err = ParseProxyNetworks(v)
 		case "modules":
 			for _, m := range strings.Split(v, ",") {
 				if m != "" {

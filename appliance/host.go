@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,10 @@ func HostPort(p, offset int) int {
 //	--ip ADDR/LEN      the netstack's static IPv4 address (default: DHCP)
 //	--gw ADDR          the netstack's IPv4 default router
 //	--set KEY=VALUE    a service option, as nymote.KEY=VALUE in an appliance
+//	--proxy NETWORKS   networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose
+//	                   connections start with a PROXY protocol header giving
+//	                   the client's address (default: $NYMOTE_PROXY, which
+//	                   jitsu's process launcher sets; --set proxy= too)
 //	--log-level LEVEL  debug, info, warn or error (default info)
 //
 // It prints one line per listener to stdout and logs to stderr.
@@ -49,6 +54,7 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	offset := fs.Int("port-offset", 1000, "added to ports under 1024")
 	netSpec := fs.String("net", "host", "network: host (host sockets) or tap:NAME (a netstack on a TAP device)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	proxyFlag := fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy whose connections start with a PROXY protocol header (default $NYMOTE_PROXY)")
 	ports := map[string]int{}
 	fs.Func("port", "NAME=PORT: listen for NAME on PORT (repeatable)", func(s string) error {
 		name, v, ok := strings.Cut(s, "=")
@@ -70,6 +76,14 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	})
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if v, ok := config["proxy"]; ok { // a runtime option, as nymote.proxy is
+		*proxyFlag = v
+		delete(config, "proxy")
+	}
+	proxy, err := ParseProxyNetworks(*proxyFlag)
+	if err != nil {
+		return fmt.Errorf("--proxy: %w", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -112,9 +126,12 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 			port = HostPort(p.Port, *offset)
 		}
 		return net.JoinHostPort(*host, strconv.Itoa(port))
-	})
+	}, proxy, log)
 	if err != nil {
 		return err
+	}
+	if len(proxy) > 0 {
+		log.Info("reading a PROXY header on connections from a proxy", "networks", joinPrefixes(proxy))
 	}
 	console := announce(stdout, svc, ls)
 	env := &Env{

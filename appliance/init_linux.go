@@ -261,12 +261,15 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	defer closeWithin(nw, 3*time.Second, say)
 	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
-	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) })
+	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) }, cfg.proxy, log)
 	if err != nil {
 		say("%v", err)
 		return crash
 	}
 	svcConsole := announce(console, svc, ls)
+	if len(cfg.proxy) > 0 {
+		say("%s reads a PROXY header on connections from %s", svc.Name, joinPrefixes(cfg.proxy))
+	}
 	steps.done("listeners")
 	readyAt := uptime()
 	say("%s ready at %s (%s; /init started by the kernel at %s)", svc.Name, readyAt, steps, execUptime())

@@ -57,6 +57,63 @@ type appliance struct {
 	failures  int // consecutive failed boots and early crashes
 	retryAt   time.Time
 	lastErr   error
+
+	waiting   int            // queries waiting for a boot (parked or over TCP)
+	parked    []pendingQuery // UDP queries waiting, answered by answerPending
+	answering bool           // answerPending runs
+}
+
+// isRunning says whether the appliance is running (a query for it is
+// answered at once).
+func (a *appliance) isRunning() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state == Running
+}
+
+// answerPending boots (or resumes) the appliance, once however many
+// queries are parked, and answers the parked queries when it is up (or
+// SERVFAIL when the boot failed); it goes on while queries come, and ends
+// when none is left. It is the one goroutine that waits for a boot on
+// behalf of UDP queries.
+func (a *appliance) answerPending() {
+	s := a.srv
+	defer s.wg.Done()
+	for {
+		var err error
+		if s.ctx.Err() != nil || s.isClosed() {
+			err = errors.New("jitsu is shutting down")
+		} else {
+			// A little longer than a boot may take, so that the
+			// queries get the boot's own error.
+			ctx, cancel := context.WithTimeout(s.ctx, time.Duration(a.cfg.BootTimeout)+time.Second)
+			_, err = a.ensure(ctx)
+			cancel()
+		}
+		a.mu.Lock()
+		batch := a.parked
+		a.parked = nil
+		a.waiting -= len(batch)
+		if len(batch) == 0 {
+			a.answering = false
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		s.pending.Add(-int64(len(batch)))
+		if err != nil {
+			s.log.Error("SERVFAIL", "name", a.cfg.Name, "queries", len(batch), "err", err)
+		}
+		for _, q := range batch {
+			if err != nil {
+				servfail(q.m)
+			} else {
+				s.addressAnswer(a, q.m, nil)
+			}
+			s.reply(q.w, q.r, q.m)
+		}
+		a.log.Debug("answered queries that waited", "queries", len(batch), "err", err)
+	}
 }
 
 // ensure returns the running instance, booting or resuming it (once,

@@ -14,6 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 	"gopkg.in/yaml.v3"
+
+	nyappliance "github.com/nymote/nymote/appliance"
 )
 
 // Config is the configuration of a jitsu server, as read from jitsu.yaml
@@ -23,6 +25,7 @@ import (
 //	dns: 127.0.0.1:5353          # UDP and TCP
 //	control: 127.0.0.1:5380      # status over HTTP on loopback
 //	forward: ""                  # resolver for other names; "" refuses them
+//	forward_clients: [127.0.0.0/8, ::1/128] # who may use forward (the default)
 //	zones:
 //	  - name: home.example
 //	    ns: [ns1.home.example]   # default: ns.ZONE
@@ -36,6 +39,7 @@ import (
 //	    boot_timeout: 60s
 //	    data: /srv/mail
 //	    spare: 10s               # a ready connection per port; or off
+//	    proxy_protocol: false    # PROXY header with the client's address
 //	    launcher:
 //	      kind: process
 //	      command: [nymote-mail, --data, "${data}", --port, "imap=0"]
@@ -48,11 +52,23 @@ type Config struct {
 	// Forward is a resolver (host:port) that queries for names outside
 	// the zones are forwarded to; "" answers them REFUSED.
 	Forward string `yaml:"forward"`
+	// ForwardClients are the networks (CIDR, such as 192.168.1.0/24, or
+	// single addresses) whose queries for other names are forwarded;
+	// queries from elsewhere are REFUSED, so that jitsu is not an open
+	// resolver. Empty means loopback only (127.0.0.0/8 and ::1).
+	ForwardClients []string `yaml:"forward_clients"`
 	// Zones are the zones served authoritatively.
 	Zones []Zone `yaml:"zones"`
 	// Appliances are the names that summon appliances.
 	Appliances []ApplianceConfig `yaml:"appliances"`
+
+	// forwardClients are ForwardClients parsed (by ParseConfig).
+	forwardClients []netip.Prefix
 }
+
+// defaultForwardClients are the networks forwarding serves when
+// forward_clients is not given: the host itself.
+var defaultForwardClients = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 // Zone is one authoritative zone.
 type Zone struct {
@@ -93,6 +109,15 @@ type ApplianceConfig struct {
 	// DefaultSpareAge (10s). It must be shorter than the time the
 	// service gives a new connection to send its first command.
 	Spare SpareAge `yaml:"spare"`
+	// ProxyProtocol makes jitsu start each connection it proxies to the
+	// appliance with a PROXY protocol (version 2) header carrying the
+	// client's address, so that the appliance sees the client and not
+	// jitsu (see "Client addresses" in the package documentation). The
+	// appliance must expect it (nymote.proxy=NETWORKS on its kernel
+	// command line, --proxy on a host process) and then refuses
+	// connections from jitsu without one. Unset means on for the qemu
+	// launcher, which sets nymote.proxy itself, and off for the others.
+	ProxyProtocol *bool `yaml:"proxy_protocol"`
 	// Launcher says how the appliance is started.
 	Launcher LauncherConfig `yaml:"launcher"`
 }
@@ -324,6 +349,20 @@ func (c *Config) check(root *yaml.Node) error {
 			return errf(fmt.Sprintf("%q: want HOST:PORT of a resolver, or nothing to refuse other names", c.Forward), "forward")
 		}
 	}
+	c.forwardClients = nil
+	for j, v := range c.ForwardClients {
+		p, err := parseNetwork(v)
+		if err != nil {
+			return errf(fmt.Sprintf("%q: want a network such as 192.168.1.0/24 or an IP address", v), "forward_clients", j)
+		}
+		c.forwardClients = append(c.forwardClients, p)
+	}
+	if len(c.ForwardClients) > 0 && c.Forward == "" {
+		return errf("given without forward: set forward to a resolver, or remove forward_clients", "forward_clients")
+	}
+	if len(c.forwardClients) == 0 {
+		c.forwardClients = defaultForwardClients
+	}
 	if len(c.Zones) == 0 {
 		return errf("at least one zone is required", "zones")
 	}
@@ -409,6 +448,14 @@ func (c *Config) check(root *yaml.Node) error {
 		if a.Spare != SpareOff && time.Duration(a.Spare) < minSpareAge {
 			return errf(fmt.Sprintf("%v: want at least %v, or off", time.Duration(a.Spare), minSpareAge), "appliances", i, "spare")
 		}
+		if a.ProxyProtocol == nil {
+			on := a.Launcher.Kind == "qemu"
+			a.ProxyProtocol = &on
+		}
+		if *a.ProxyProtocol && a.Spare != SpareOff && time.Duration(a.Spare) >= nyappliance.ProxyHeaderTimeout {
+			return errf(fmt.Sprintf("%v: with proxy_protocol a spare must be replaced before the appliance's %v wait for the PROXY header ends: want less, or off",
+				time.Duration(a.Spare), nyappliance.ProxyHeaderTimeout), "appliances", i, "spare")
+		}
 		l := &a.Launcher
 		switch l.Kind {
 		case "process":
@@ -452,6 +499,47 @@ func (c *Config) check(root *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// parseNetwork parses a CIDR network or a single IP address (a /32 or
+// /128), in its canonical (masked, unmapped) form.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		ip = ip.Unmap()
+		return netip.PrefixFrom(ip, ip.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// forwardsFor says whether queries from addr may be forwarded.
+func (c *Config) forwardsFor(addr net.Addr) bool {
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip = a.AddrPort().Addr()
+	case *net.TCPAddr:
+		ip = a.AddrPort().Addr()
+	default:
+		return false
+	}
+	ip = ip.Unmap()
+	clients := c.forwardClients
+	if clients == nil { // a configuration not from ParseConfig
+		clients = defaultForwardClients
+	}
+	for _, p := range clients {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // zoneOf returns the zone that name (canonical) is in, the longest match.

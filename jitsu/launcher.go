@@ -54,7 +54,12 @@ func NewLauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
 	l := a.Launcher
 	switch l.Kind {
 	case "process":
-		return &ProcessLauncher{Command: l.Command, Env: l.Env, Data: a.Data, Ports: ports,
+		env := l.Env
+		if a.ProxyProtocol != nil && *a.ProxyProtocol {
+			// Before the configuration's own variables, which win.
+			env = append([]string{"NYMOTE_PROXY=" + processProxyNetworks}, env...)
+		}
+		return &ProcessLauncher{Command: l.Command, Env: env, Data: a.Data, Ports: ports,
 			Log: log.With("appliance", a.Name)}, nil
 	case "xl":
 		return &XLLauncher{Config: l.Config, Guest: l.Guest, Ports: a.Ports, Log: log.With("appliance", a.Name)}, nil

@@ -17,6 +17,12 @@ import (
 	"time"
 )
 
+// processProxyNetworks is where jitsu's connections to a host process
+// come from (it dials the loopback address the process printed): the
+// NYMOTE_PROXY the process launcher sets with proxy_protocol, which
+// the appliance runtime's --proxy takes as its default.
+const processProxyNetworks = "127.0.0.1/32,::1/128"
+
 // ProcessLauncher runs an appliance program as an ordinary host process on
 // host sockets (the Mirage "unix target"): the same program that is /init
 // in an image, e.g. nymote's mail appliance with --data DIR --port imap=0.

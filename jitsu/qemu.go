@@ -34,7 +34,12 @@ type QEMULauncher struct {
 	KVM string
 	// MemoryMiB is the guest's memory; zero means 256.
 	MemoryMiB int
-	Log       *slog.Logger
+	// ProxyProtocol tells the appliance (nymote.proxy=10.0.2.2/32) that
+	// connections through QEMU's port forwards, which the guest sees
+	// coming from the user network's host address, start with jitsu's
+	// PROXY header.
+	ProxyProtocol bool
+	Log           *slog.Logger
 
 	probeOnce sync.Once
 	kvm       bool
@@ -43,12 +48,18 @@ type QEMULauncher struct {
 var _ Launcher = (*QEMULauncher)(nil)
 
 func newQEMULauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
-	l := &QEMULauncher{Image: a.Launcher.Image, Disk: a.Data, KVM: a.Launcher.KVM, MemoryMiB: a.Launcher.MemoryMiB, Log: log}
+	l := &QEMULauncher{Image: a.Launcher.Image, Disk: a.Data, KVM: a.Launcher.KVM, MemoryMiB: a.Launcher.MemoryMiB, Log: log,
+		ProxyProtocol: a.ProxyProtocol != nil && *a.ProxyProtocol}
 	for _, p := range a.Ports {
 		l.Ports = append(l.Ports, p.Name)
 	}
 	return l, nil
 }
+
+// qemuProxyNetwork is where connections through QEMU's user-network port
+// forwards come from, as the guest sees them: the host's address on that
+// network.
+const qemuProxyNetwork = "10.0.2.2/32"
 
 // freeLoopbackPort returns a TCP port free on 127.0.0.1 at the moment.
 func freeLoopbackPort() (string, error) {
@@ -99,6 +110,9 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		// QEMU's user network has fixed addresses: a static
 		// configuration saves the DHCP exchange (as nymote run does).
 		extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}
+	}
+	if l.ProxyProtocol {
+		extra = append(extra, "nymote.proxy="+qemuProxyNetwork)
 	}
 	mem := l.MemoryMiB
 	if mem == 0 {

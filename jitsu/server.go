@@ -12,9 +12,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/pires/go-proxyproto"
 )
 
 // Options tune a Server. The zero value is usable.
@@ -35,7 +37,25 @@ type Options struct {
 	IdleCheck time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxPendingPerName bounds the queries for one appliance's name that
+	// wait for its boot (or resume); MaxPending bounds them over all
+	// names. A query beyond either bound gets SERVFAIL at once, counted
+	// in the log. A waiting query over UDP holds no goroutine: it is
+	// kept as its message and reply address and answered when the boot
+	// ends. Zero means 256 and 2048.
+	MaxPendingPerName, MaxPending int
+	// MaxForwarding bounds the queries being forwarded at once (see
+	// Config.Forward); beyond it a query gets SERVFAIL. Zero means 128.
+	MaxForwarding int
 }
+
+// Defaults of Options' bounds. A waiting UDP query costs its message and
+// its reply's address, a few hundred bytes: 2048 of them about 1 MB.
+const (
+	defaultMaxPendingPerName = 256
+	defaultMaxPending        = 2048
+	defaultMaxForwarding     = 128
+)
 
 // Server is a jitsu server: an authoritative DNS server for the
 // configured zones that summons appliances, plus the TCP listeners that
@@ -61,6 +81,13 @@ type Server struct {
 	control   *http.Server
 	controlLn net.Listener
 	closed    bool
+
+	// pending counts the queries waiting for boots (under mu of no
+	// one: atomically); refused counts those refused beyond the
+	// bounds since the last log line.
+	pending    atomic.Int64
+	refused    atomic.Int64
+	forwarding chan struct{} // a slot per query being forwarded
 }
 
 // New checks cfg and makes the launchers; it starts nothing.
@@ -83,7 +110,17 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Log, apps: map[string]*appliance{}}
+	if opts.MaxPendingPerName <= 0 {
+		opts.MaxPendingPerName = defaultMaxPendingPerName
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = defaultMaxPending
+	}
+	if opts.MaxForwarding <= 0 {
+		opts.MaxForwarding = defaultMaxForwarding
+	}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Log, apps: map[string]*appliance{},
+		forwarding: make(chan struct{}, opts.MaxForwarding)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	minTTL := time.Duration(0)
 	for _, ac := range cfg.Appliances {
@@ -211,6 +248,13 @@ func (s *Server) Status() []Status {
 	return st
 }
 
+// isClosed says whether Close has been called.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // Close stops serving, powers off the running appliances cleanly and
 // waits for everything it started.
 func (s *Server) Close() error {
@@ -263,16 +307,27 @@ func (s *Server) idleLoop() {
 			for _, a := range s.order {
 				a.idleCheck(now)
 			}
+			// One line per tick at most, however many were refused.
+			if n := s.refused.Swap(0); n > 0 {
+				s.log.Warn("DNS queries refused (SERVFAIL): too many waiting for boots or being forwarded", "count", n,
+					"max_pending_per_name", s.opts.MaxPendingPerName, "max_pending", s.opts.MaxPending,
+					"max_forwarding", s.opts.MaxForwarding)
+			}
 		}
 	}
 }
 
-// serveDNS answers one query.
+// serveDNS answers one query, or parks it until its appliance's boot
+// ends (then the appliance's answerPending answers it).
 func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := s.answer(r, w.RemoteAddr())
-	if m == nil {
-		return
+	if m := s.answer(w, r); m != nil {
+		s.reply(w, r, m)
 	}
+}
+
+// reply sends m, the answer to r, truncated to what the client can take
+// over UDP.
+func (s *Server) reply(w dns.ResponseWriter, r, m *dns.Msg) {
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := uint16(dns.MinMsgSize)
 		if o := r.IsEdns0(); o != nil {
@@ -285,7 +340,10 @@ func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-func (s *Server) answer(r *dns.Msg, from net.Addr) *dns.Msg {
+// answer returns the answer to r, or nil when the query was parked to be
+// answered when its appliance's boot ends.
+func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	from := w.RemoteAddr()
 	m := new(dns.Msg)
 	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
 		m.SetRcode(r, dns.RcodeNotImplemented)
@@ -313,26 +371,32 @@ func (s *Server) answer(r *dns.Msg, from net.Addr) *dns.Msg {
 			m.Ns = []dns.RR{soa} // NOERROR, no data
 			return m
 		}
+		if a.isRunning() {
+			s.addressAnswer(a, m, nil)
+			return m
+		}
+		if _, udp := from.(*net.UDPAddr); udp {
+			// No goroutine waits for the boot per query: the query
+			// is kept and answered when the boot ends.
+			if !s.park(a, w, r, m) {
+				s.refused.Add(1)
+				return servfail(m)
+			}
+			return nil
+		}
+		// Over TCP the connection's own goroutine (miekg/dns keeps
+		// one per connection) waits, within the same bounds.
+		if !s.reserve(a) {
+			s.refused.Add(1)
+			return servfail(m)
+		}
+		defer s.unreserve(a)
 		// A little longer than a boot may take, so that the query
 		// gets the boot's own error.
 		ctx, cancel := context.WithTimeout(s.ctx, time.Duration(a.cfg.BootTimeout)+time.Second)
 		defer cancel()
-		t0 := time.Now()
-		if _, err := a.ensure(ctx); err != nil {
-			s.log.Error("SERVFAIL", "name", name, "type", dns.TypeToString[q.Qtype], "from", from.String(), "err", err)
-			m.Answer, m.Ns = nil, nil
-			m.Rcode = dns.RcodeServerFailure
-			return m
-		}
-		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: uint32(time.Duration(a.cfg.TTL) / time.Second)}
-		if ip.Is4() {
-			hdr.Rrtype = dns.TypeA
-			m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: ip.AsSlice()}}
-		} else {
-			hdr.Rrtype = dns.TypeAAAA
-			m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()}}
-		}
-		s.log.Debug("answered", "name", name, "waited", time.Since(t0))
+		_, err := a.ensure(ctx)
+		s.addressAnswer(a, m, err)
 	case name == z.Name:
 		switch q.Qtype {
 		case dns.TypeSOA:
@@ -375,12 +439,103 @@ func (s *Server) soa(z *Zone) *dns.SOA {
 	}
 }
 
+// servfail turns m into a SERVFAIL answer and returns it.
+func servfail(m *dns.Msg) *dns.Msg {
+	m.Answer, m.Ns = nil, nil
+	m.Rcode = dns.RcodeServerFailure
+	return m
+}
+
+// addressAnswer fills m (a reply to a query for a's name, of type A, AAAA
+// or ANY) with a's address, or makes it SERVFAIL when ensureErr says the
+// appliance is not up.
+func (s *Server) addressAnswer(a *appliance, m *dns.Msg, ensureErr error) {
+	q := m.Question[0]
+	if ensureErr != nil {
+		s.log.Error("SERVFAIL", "name", a.cfg.Name, "type", dns.TypeToString[q.Qtype], "err", ensureErr)
+		servfail(m)
+		return
+	}
+	ip := netip.MustParseAddr(a.cfg.Address)
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: uint32(time.Duration(a.cfg.TTL) / time.Second)}
+	if ip.Is4() {
+		hdr.Rrtype = dns.TypeA
+		m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: ip.AsSlice()}}
+	} else {
+		hdr.Rrtype = dns.TypeAAAA
+		m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()}}
+	}
+}
+
+// pendingQuery is a UDP query waiting for its appliance's boot: the
+// writer to answer on, the query and its answer so far.
+type pendingQuery struct {
+	w dns.ResponseWriter
+	r *dns.Msg
+	m *dns.Msg
+}
+
+// reserve takes a place for a query waiting for a's boot, within the
+// bounds; unreserve gives it back.
+func (s *Server) reserve(a *appliance) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return s.reserveLocked(a)
+}
+
+func (s *Server) reserveLocked(a *appliance) bool {
+	if a.waiting >= s.opts.MaxPendingPerName {
+		return false
+	}
+	if s.pending.Add(1) > int64(s.opts.MaxPending) {
+		s.pending.Add(-1)
+		return false
+	}
+	a.waiting++
+	return true
+}
+
+func (s *Server) unreserve(a *appliance) {
+	a.mu.Lock()
+	a.waiting--
+	a.mu.Unlock()
+	s.pending.Add(-1)
+}
+
+// park keeps a UDP query for a's boot; false when the bounds are reached.
+// The first parked query starts the appliance's answerPending, which
+// boots it (once) and answers every parked query.
+func (s *Server) park(a *appliance, w dns.ResponseWriter, r, m *dns.Msg) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !s.reserveLocked(a) {
+		return false
+	}
+	a.parked = append(a.parked, pendingQuery{w: w, r: r, m: m})
+	if !a.answering {
+		a.answering = true
+		s.wg.Add(1)
+		go a.answerPending()
+	}
+	return true
+}
+
 // forward sends a query outside the zones to the configured resolver, or
-// refuses it.
+// refuses it: when there is none, or the client is not in
+// forward_clients.
 func (s *Server) forward(r *dns.Msg, from net.Addr) *dns.Msg {
-	if s.cfg.Forward == "" {
+	if s.cfg.Forward == "" || !s.cfg.forwardsFor(from) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
+		return m
+	}
+	select {
+	case s.forwarding <- struct{}{}:
+		defer func() { <-s.forwarding }()
+	default:
+		s.refused.Add(1)
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
 		return m
 	}
 	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
@@ -449,6 +604,18 @@ func (s *Server) proxy(a *appliance, port string, c net.Conn) {
 		return
 	}
 	defer b.Close()
+	if a.cfg.ProxyProtocol != nil && *a.cfg.ProxyProtocol {
+		// The first bytes jitsu sends on the connection, a spare's
+		// too: the appliance accepts a spare only once its header
+		// has come (see "Client addresses" in the package
+		// documentation).
+		h := proxyproto.HeaderProxyFromAddrs(2, c.RemoteAddr(), c.LocalAddr())
+		if _, err := h.WriteTo(b); err != nil {
+			s.log.Warn("connection dropped: sending the PROXY header", "appliance", a.cfg.Name, "port", port,
+				"from", c.RemoteAddr().String(), "err", err)
+			return
+		}
+	}
 	if len(early) > 0 {
 		if _, err := c.Write(early); err != nil {
 			return
