@@ -1,6 +1,7 @@
 package jitsu
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,13 @@ func TestConfigErrors(t *testing.T) {
 		{"qemu without image", "kind: process", "kind: qemu", "appliances[0].launcher.image: required"},
 		{"xl without guest", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg", "appliances[0].launcher.guest"},
 		{"tabs", "dns:", "\tdns:", "found character that cannot start any token"},
+		{"bad forward client", "control: 127.0.0.1:5380\n", "control: 127.0.0.1:5380\nforward: 127.0.0.1:53\nforward_clients:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n",
+			`line 6: forward_clients[1]: "10.0.0.0/33": want a network such as 192.168.1.0/24 or an IP address`},
+		{"forward clients without forward", "control: 127.0.0.1:5380\n", "control: 127.0.0.1:5380\nforward_clients: [10.0.0.0/8]\n",
+			"line 3: forward_clients: given without forward"},
+		{"proxy_protocol not a boolean", "    data: /srv/mail", "    proxy_protocol: maybe\n    data: /srv/mail", "line 9: cannot unmarshal !!str `maybe` into bool"},
+		{"spare outlives the PROXY header wait", "    data: /srv/mail", "    spare: 30s\n    proxy_protocol: true\n    data: /srv/mail",
+			"line 9: appliances[0].spare: 30s: with proxy_protocol a spare must be replaced before the appliance's 20s wait"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := strings.Replace(goodConfig, tc.old, tc.new, 1)
@@ -81,6 +89,36 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := ParseConfig(nil); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty configuration: %v", err)
+	}
+}
+
+// TestConfigProxyAndForward: proxy_protocol is on by default for the
+// qemu launcher only (it sets the appliance's side itself); forwarding
+// serves loopback unless forward_clients says otherwise.
+func TestConfigProxyAndForward(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new string
+		proxy          bool
+		clients        string
+	}{
+		{"process", "", "", false, "[127.0.0.0/8 ::1/128]"},
+		{"qemu", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: qemu\n      image: img", true, "[127.0.0.0/8 ::1/128]"},
+		{"qemu, off", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: qemu\n      image: img\n    proxy_protocol: false", false, "[127.0.0.0/8 ::1/128]"},
+		{"process, on", "    data: /srv/mail", "    proxy_protocol: true\n    data: /srv/mail", true, "[127.0.0.0/8 ::1/128]"},
+		{"forward clients", "control: 127.0.0.1:5380\n", "control: 127.0.0.1:5380\nforward: 127.0.0.1:53\nforward_clients: [192.168.1.7/24, 10.1.2.3, \"::ffff:10.0.0.0/104\"]\n", false, "[192.168.1.0/24 10.1.2.3/32 10.0.0.0/8]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(strings.Replace(goodConfig, tc.old, tc.new, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := *c.Appliances[0].ProxyProtocol; got != tc.proxy {
+				t.Errorf("proxy_protocol: got %v, want %v", got, tc.proxy)
+			}
+			if got := fmt.Sprint(c.forwardClients); got != tc.clients {
+				t.Errorf("forward clients: got %s, want %s", got, tc.clients)
+			}
+		})
 	}
 }
 
