@@ -222,7 +222,7 @@ func TestForwardClients(t *testing.T) {
 	upstream, _ := startServer(t, Options{})
 	for _, tc := range []struct {
 		name, clients, from string
-		want             int
+		want                int
 	}{
 		{"default, loopback", "", "127.0.0.1", dns.RcodeSuccess},
 		{"listed address", "forward_clients: [127.0.0.2]\n", "127.0.0.2", dns.RcodeSuccess},
