@@ -278,4 +278,6 @@ func TestParseProxyNetworks(t *testing.T) {
 	}
 }
 
-func fmtPrefixes(p []netip.Prefix) string { return "[" + strings.ReplaceAll(joinPrefixes(p), ",", " ") + "]" }
+func fmtPrefixes(p []netip.Prefix) string {
+	return "[" + strings.ReplaceAll(joinPrefixes(p), ",", " ") + "]"
+}
