@@ -2,6 +2,7 @@ package jitsu
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,12 +18,26 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	nyappliance "github.com/nymote/nymote/appliance"
 )
 
 // TestMain doubles as the test appliance: with JITSU_TESTSVC=1 in its
 // environment the test binary is a small service program run by the
 // process launcher, like an appliance program on host sockets.
 func TestMain(m *testing.M) {
+	if os.Getenv("JITSU_TESTSVC") == "appliance" {
+		// The appliance runtime as a host process, as an appliance
+		// program runs under jitsu's process launcher.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		err := nyappliance.RunHost(ctx, peerAppliance(), os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("JITSU_TESTSVC") == "1" {
 		if err := testService(os.Args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "testsvc:", err)
@@ -38,6 +53,40 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(testTmp)
 	os.Exit(code)
+}
+
+// peerAppliance is a service on the appliance runtime that greets each
+// connection with the client's address as the runtime's listener gives
+// it, "peer ADDR", then echoes lines as "echo LINE".
+func peerAppliance() nyappliance.Service {
+	return nyappliance.Service{
+		Name:  "peer",
+		Ports: []nyappliance.Port{{Name: "peer", Port: 0}},
+		Serve: func(ctx context.Context, env *nyappliance.Env) error {
+			l := env.Listeners["peer"]
+			go func() {
+				<-ctx.Done()
+				l.Close()
+			}()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				go func() {
+					defer c.Close()
+					fmt.Fprintf(c, "peer %s\r\n", c.RemoteAddr())
+					sc := bufio.NewScanner(c)
+					for sc.Scan() {
+						fmt.Fprintf(c, "echo %s\r\n", sc.Text())
+					}
+				}()
+			}
+		},
+	}
 }
 
 // testTmp is a folder for what tests share (built programs).
