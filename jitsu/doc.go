@@ -42,8 +42,9 @@
 // What it costs: every byte crosses jitsu once more (two copies through
 // the host kernel; Go splices TCP to TCP on Linux, so no user-space copy);
 // one extra connection and two goroutines per client connection; the
-// appliance sees jitsu's address, not the client's; and jitsu must stay up
-// for the services to be reachable. What it gains: no client ever sees a
+// appliance sees jitsu's address, not the client's, unless jitsu passes
+// it on (see "Client addresses"); and jitsu must stay up for the services
+// to be reachable. What it gains: no client ever sees a
 // refused connection or a SYN retransmit during a boot (the connection
 // simply waits, like a slow server), it works with any launcher and
 // network (user-mode QEMU, bridges, plain host processes) without kernel
@@ -89,6 +90,50 @@
 // service that measured a client from its accept, or greeted it with the
 // time, would see the spare's age. spare: off turns spares off for an
 // appliance.
+//
+// # Client addresses
+//
+// Behind the proxy every client of an appliance would share jitsu's
+// address, so a limit per address (failed logins) would shut out
+// everyone at once. With proxy_protocol jitsu starts each connection to
+// the appliance with a PROXY protocol version 2 header carrying the
+// client's address and the address it connected to; the appliance
+// runtime (package appliance) reads it on connections from the networks
+// its proxy setting trusts, so every service's conn.RemoteAddr() is the
+// client, and refuses such connections without a valid header. The
+// launchers set the appliance's side: qemu adds nymote.proxy=10.0.2.2/32
+// (where QEMU's port forwards come from, as the guest sees them) to the
+// kernel command line, and proxy_protocol is on by default for it;
+// process sets NYMOTE_PROXY=127.0.0.1/32,::1/128 in the program's
+// environment, which the runtime's --proxy takes as its default (off by
+// default: a program that is not on the runtime would read the header as
+// data); for xl and Firecracker the image must carry nymote.proxy with
+// the host's address on the bridge (nymote build --set proxy=ADDR) before
+// proxy_protocol is turned on.
+//
+// Spares and headers: a spare is opened before its client is known, so
+// its header cannot be sent then. jitsu sends it as the spare's first
+// bytes when a client takes the spare; the appliance's listener holds
+// the connection until its header comes (in the background: it keeps no
+// other connection waiting) and only then hands it to the service. So
+// with proxy_protocol a spare saves the connection's set-up (for a VM,
+// the trip through QEMU's user network) but not the greeting, which the
+// service sends once it knows its client. The appliance gives a header
+// 20 s (appliance.ProxyHeaderTimeout); a spare's age must be shorter,
+// which the configuration checks. A client's own PROXY header is data:
+// jitsu's comes first.
+//
+// # DNS resources
+//
+// A query for an appliance that is booting waits for the boot, but holds
+// nothing but its message and its reply address: UDP queries are parked
+// and answered, all at once, by one goroutine per booting appliance; a
+// TCP query waits on its connection's own goroutine. At most 256 queries
+// per name and 2048 in all wait (Options.MaxPendingPerName, MaxPending);
+// beyond, a query gets SERVFAIL at once and the log counts them, one line
+// per second at most. Forwarding (forward:) serves only the networks in
+// forward_clients (loopback by default), so that jitsu is no open
+// resolver, and at most 128 queries at once (Options.MaxForwarding).
 //
 // Both legs of a proxied connection have TCP_NODELAY (Go's default for
 // TCP), and bytes are spliced in the kernel: jitsu adds no Nagle delay.
