@@ -98,6 +98,14 @@ func v2Header(t *testing.T, src, dst string) []byte {
 	return b
 }
 
+func localHeader(t *testing.T) []byte {
+	b, err := (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestProxyProtocol: with --proxy (nymote.proxy in an appliance) the
 // runtime's listeners read the PROXY header of connections from the
 // trusted networks, and only of those; a connection from them without a
@@ -128,6 +136,7 @@ func TestProxyProtocol(t *testing.T) {
 		{"trusted, IPv6 client", "127.0.0.1", string(v2Header(t, "[2001:db8::7]:40000", "[2001:db8::1]:143")) + "hi\r\n",
 			"peer [2001:db8::7]:40000 local [2001:db8::1]:143", "echo hi"},
 		{"untrusted: the header is data", "127.0.0.2", v1, "", "echo " + strings.TrimSpace(v1)},
+		{"trusted, LOCAL (a proxy's own check)", "127.0.0.1", string(localHeader(t)) + "hi\r\n", "", "echo hi"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialFrom(t, tc.from, addr)

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/pires/go-proxyproto"
 	"golang.org/x/sys/unix"
 
 	nyappliance "github.com/nymote/nymote/appliance"
@@ -86,7 +87,7 @@ type warm struct {
 const warmGap = 50 * time.Millisecond
 
 // measureWarm runs n warm queries against the running appliance.
-func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares bool) (*warm, error) {
+func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares, proxied bool) (*warm, error) {
 	st := s.Status()[0]
 	backend := st.Backends["imap"]
 	if st.State != jitsu.Running || backend == "" {
@@ -102,7 +103,14 @@ func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares bool) (
 		// measure that instead. The direct client first, so that the
 		// spare's dial after the client through jitsu is not in its way.
 		time.Sleep(warmGap)
-		conn, greet, err := timedGreeting(backend, res)
+		var hdr []byte
+		if proxied {
+			// The appliance expects jitsu's PROXY header on connections
+			// from jitsu's side (proxy_protocol): a LOCAL one, as a
+			// proxy's own check sends.
+			hdr, _ = (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format()
+		}
+		conn, greet, err := timedGreeting(backend, res, hdr)
 		if err != nil {
 			return nil, fmt.Errorf("direct greeting: %w", err)
 		}
@@ -119,7 +127,7 @@ func measureWarm(s *jitsu.Server, pub string, n int, res *result, spares bool) (
 		if err != nil {
 			return nil, err
 		}
-		conn, greet, err = timedGreeting(pub, res)
+		conn, greet, err = timedGreeting(pub, res, nil)
 		if err != nil {
 			return nil, fmt.Errorf("warm greeting: %w", err)
 		}
@@ -148,7 +156,7 @@ func waitSpares(s *jitsu.Server) error {
 
 // timedGreeting connects to addr and reads the greeting; it returns how
 // long the connect took and how long the greeting took after it.
-func timedGreeting(addr string, res *result) (connect, greet time.Duration, err error) {
+func timedGreeting(addr string, res *result, hdr []byte) (connect, greet time.Duration, err error) {
 	t0 := time.Now()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -160,6 +168,9 @@ func timedGreeting(addr string, res *result) (connect, greet time.Duration, err 
 	defer c.Close()
 	connect = time.Since(t0)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(hdr); err != nil {
+		return 0, 0, err
+	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	greet = time.Since(t0) - connect
 	res.retrans += retransmits(c)
@@ -320,7 +331,7 @@ appliances:
 			return fmt.Errorf("eager client: %w", err)
 		}
 		if i == runs-1 || i == spareOff {
-			w, err := measureWarm(s, pub, warmRuns, &res, i != spareOff)
+			w, err := measureWarm(s, pub, warmRuns, &res, i != spareOff, *configs[false].Appliances[0].ProxyProtocol)
 			if err != nil {
 				s.Close()
 				return err
