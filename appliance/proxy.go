@@ -86,14 +86,22 @@ type proxyListener struct {
 	timeout time.Duration
 	max     int
 
-	conns chan net.Conn // ready for the service's Accept
+	conns chan accepted // for the service's Accept
 	done  chan struct{} // closed by Close
 	once  sync.Once
 	wg    sync.WaitGroup
 
 	mu      sync.Mutex
 	waiting map[net.Conn]bool // connections whose header is being read
-	err     error             // the inner listener's error, once it failed
+}
+
+// accepted is what Accept returns: a connection ready for the service,
+// or the inner listener's error (passed on as it is, so that a service
+// sees what it would see without the PROXY protocol, and retries or
+// stops as it would).
+type accepted struct {
+	c   net.Conn
+	err error
 }
 
 // ProxyListener returns a listener that accepts l's connections and reads
@@ -115,7 +123,7 @@ func newProxyListener(l net.Listener, trusted []netip.Prefix, log *slog.Logger, 
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	p := &proxyListener{inner: l, trusted: trusted, log: log, timeout: timeout, max: max,
-		conns: make(chan net.Conn), done: make(chan struct{}), waiting: map[net.Conn]bool{}}
+		conns: make(chan accepted), done: make(chan struct{}), waiting: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p
@@ -150,18 +158,17 @@ func (p *proxyListener) acceptLoop() {
 	for {
 		c, err := p.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// The service's Accept gets it; this loop goes on
+			// when the service asks for the next connection.
+			if !p.hand(accepted{err: err}) {
+				return
 			}
-			p.mu.Lock()
-			p.err = err
-			p.mu.Unlock()
-			p.once.Do(func() { close(p.done) })
-			return
+			continue
 		}
 		if !p.isTrusted(c.RemoteAddr()) {
-			p.hand(c)
+			if !p.hand(accepted{c: c}) {
+				return
+			}
 			continue
 		}
 		p.mu.Lock()
@@ -195,42 +202,34 @@ func (p *proxyListener) acceptLoop() {
 				c.Close()
 				return
 			}
-			p.hand(pc)
+			p.hand(accepted{c: pc})
 		}()
 	}
 }
 
-// hand gives c to the service's Accept, or closes it when the listener
-// is closed first.
-func (p *proxyListener) hand(c net.Conn) {
+// hand gives a to the service's Accept; false (and its connection
+// closed) when the listener is closed first.
+func (p *proxyListener) hand(a accepted) bool {
 	select {
-	case p.conns <- c:
+	case p.conns <- a:
+		return true
 	case <-p.done:
-		c.Close()
+		if a.c != nil {
+			a.c.Close()
+		}
+		return false
 	}
 }
 
 // Accept returns the next connection, its header read when it came from
-// a trusted proxy.
+// a trusted proxy, or the inner listener's error.
 func (p *proxyListener) Accept() (net.Conn, error) {
 	select {
-	case c := <-p.conns:
-		return c, nil
+	case a := <-p.conns:
+		return a.c, a.err
 	case <-p.done:
+		return nil, fmt.Errorf("appliance: accept on %s: %w", p.inner.Addr(), net.ErrClosed)
 	}
-	// A connection handed over just before the close still goes to the
-	// service, which closes it.
-	select {
-	case c := <-p.conns:
-		return c, nil
-	default:
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err != nil {
-		return nil, p.err
-	}
-	return nil, net.ErrClosed
 }
 
 // Close closes the listener and the connections waiting for their
