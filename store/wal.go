@@ -84,8 +84,9 @@ func openWAL(repo string) (*wal, error) {
 }
 
 // append writes rec to the log and syncs it. It returns rec's objects as
-// they are to be queued (pending.go): those larger than streamThreshold
-// are read back from the log instead of being held in memory.
+// they are to be queued (pending.go): those larger than streamThreshold,
+// and those read from a file, are read back from the log instead of being
+// held in memory.
 //
 // The record is streamed in two passes over the objects' content, one for
 // its length and CRC (the header comes first), one to write it, so that a
@@ -179,7 +180,9 @@ func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
 	out := make([]plumbing.EncodedObject, len(rec.objects))
 	for i, o := range rec.objects {
 		out[i] = o
-		if o.Size() > streamThreshold {
+		// Large objects, and every object read from a file (a Spool,
+		// which its owner closes once Update returns).
+		if _, fromFile := o.(*streamObject); fromFile || o.Size() > streamThreshold {
 			out[i] = &streamObject{t: o.Type(), h: o.Hash(), size: o.Size(), r: w.f, off: start + offs[i], gen: &w.gen, at: w.gen.Load()}
 		}
 	}
