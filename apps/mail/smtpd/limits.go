@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -22,6 +23,9 @@ func (l *capListener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := c.(*tls.Conn); ok {
+			return c, nil // see Server.Serve
 		}
 		select {
 		case l.conns <- struct{}{}:

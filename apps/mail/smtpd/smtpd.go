@@ -62,7 +62,7 @@ type Options struct {
 	MaxConnections int
 	// MaxTransfers caps the messages being received at once (DATA);
 	// further ones wait, up to MaxTransfers more of them, for a free slot
-	// (at most TransferWait), else get 451. Zero means 4.
+	// (at most TransferWait), else get 451. Zero means 8.
 	MaxTransfers int
 	// TransferWait bounds the wait for a transfer slot; zero means one
 	// minute.
@@ -94,7 +94,7 @@ func New(opts Options) *Server {
 		opts.MaxConnections = 100
 	}
 	if opts.MaxTransfers == 0 {
-		opts.MaxTransfers = 4
+		opts.MaxTransfers = 8
 	}
 	if opts.TransferWait == 0 {
 		opts.TransferWait = time.Minute
@@ -132,9 +132,15 @@ func (l printfLogger) Printf(format string, v ...any) {
 func (l printfLogger) Println(v ...any) { l.log.Warn("smtp: " + fmt.Sprint(v...)) }
 
 // Serve accepts connections on ln until Close, at most MaxConnections at
-// once.
+// once. For implicit TLS use ServeTLS (a listener that hands out TLS
+// connections is served without the cap: go-smtp must see *tls.Conn).
 func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(&capListener{Listener: ln, conns: s.conns, log: s.log})
+}
+
+// ServeTLS serves implicit TLS (port 465) on ln, with the connection cap.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.srv.Serve(tls.NewListener(&capListener{Listener: ln, conns: s.conns, log: s.log}, config))
 }
 
 // Close stops the server.
