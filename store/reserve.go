@@ -35,7 +35,7 @@ func reserveFor(opts Options, total uint64) uint64 {
 	case opts.Reserve > 0:
 		return uint64(opts.Reserve)
 	}
-	r := max(uint64(reserveMin), total/100*reservePercent)
+	r := max(uint64(reserveMin), total*reservePercent/100)
 	return min(r, total/reserveMaxShare)
 }
 
@@ -69,8 +69,12 @@ func (s *Store) CheckSpace(need int64) error {
 		need = 0
 	}
 	if avail < reserve || avail-reserve < uint64(need) {
-		return fmt.Errorf("%w: %d MiB free, %d MiB kept for the store's own records, %d MiB more wanted",
-			ErrNoSpace, avail>>20, reserve>>20, (uint64(need)+(1<<20)-1)>>20)
+		wanted := ""
+		if need > 0 {
+			wanted = fmt.Sprintf(", %d MiB more wanted", (uint64(need)+(1<<20)-1)>>20)
+		}
+		return fmt.Errorf("%w: %d MiB free, %d MiB kept for the store's own records%s",
+			ErrNoSpace, avail>>20, reserve>>20, wanted)
 	}
 	return nil
 }
