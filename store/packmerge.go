@@ -244,6 +244,7 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 	zw := zlibWriters.Get().(*zlib.Writer)
 	defer zlibWriters.Put(zw)
 	crc := crc32.NewIEEE()
+	buf := make([]byte, 64<<10)
 	for _, m := range srcs {
 		for _, e := range m.entries {
 			if err := ctx.Err(); err != nil {
@@ -289,7 +290,7 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 			// way; a mismatch fails the merge, and the new pack is
 			// removed.
 			crc.Reset()
-			n, err := io.Copy(io.MultiWriter(pw.bw, crc), io.NewSectionReader(m.f, e.off, size))
+			n, err := io.CopyBuffer(io.MultiWriter(pw.bw, crc), io.NewSectionReader(m.f, e.off, size), buf)
 			if err == nil && n != size {
 				err = io.ErrUnexpectedEOF
 			}
