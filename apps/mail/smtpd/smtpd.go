@@ -5,6 +5,15 @@
 //
 // Whatever a server accepts is one durable commit (local deliveries and
 // queue entries together) before it answers 250.
+//
+// Resources are bounded before any login: a message is spooled to the data
+// disk as it arrives and stored from there by streaming (store.Spool), so
+// that it costs a few buffers of memory whatever its size; at most
+// MaxTransfers messages are received at once (a few more wait, the rest
+// get 451) and MaxConnections connections are open (the rest get 421).
+// When the data disk is down to the store's reserve, mail is refused with
+// 452 (insufficient storage) until space is freed. On submission the
+// header From: must be one of the user's own addresses (550 5.7.1).
 package smtpd
 
 import (
