@@ -38,6 +38,17 @@
 // levels of 256 folders so that no tree object grows with the item count and
 // the cost of a commit stays flat as the store grows.
 //
+// Large blobs: a caller receives a large blob (a mail message) into a
+// Spool, a temporary file on the store's file system that is unlinked at
+// once, and puts it with Tx.PutBlobSpool, which hashes it from the file;
+// the commit log and the batch's pack are written by streaming from the
+// file and then from the log (spool.go), so a blob costs a few buffers of
+// memory whatever its size. Free space: data writes (Spool, PutBlobSpool,
+// and whatever callers check with CheckSpace) are refused with ErrNoSpace
+// while the free space on the file system is below a reserve
+// (Options.Reserve), so that the store can always commit its own records;
+// a commit log append that fails (a full disk) is cut off again.
+//
 // History (Log, Show, Revert), branches, 3-way merges with per-prefix merge
 // functions (SetMergeFunc), subscriptions to commits (Watch), replication to
 // and from other stores by path or over git smart HTTP (Pull, Push, Clone),

@@ -241,27 +241,23 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	var buf []byte
 	zw := zlibWriters.Get().(*zlib.Writer)
 	defer zlibWriters.Put(zw)
+	crc := crc32.NewIEEE()
+	buf := make([]byte, 64<<10)
 	for _, m := range srcs {
 		for _, e := range m.entries {
 			if err := ctx.Err(); err != nil {
 				return Hash{}, nil, err
 			}
 			size := e.end - e.off
-			if int64(cap(buf)) < size {
-				buf = make([]byte, size)
-			}
-			raw := buf[:size]
-			if _, err := m.f.ReadAt(raw, e.off); err != nil {
+			var first [1]byte
+			if _, err := m.f.ReadAt(first[:], e.off); err != nil {
 				return Hash{}, nil, fmt.Errorf("pack %s offset %d: %w", m.name, e.off, err)
 			}
-			if crc32.ChecksumIEEE(raw) != e.crc {
-				return Hash{}, nil, fmt.Errorf("pack %s offset %d (object %s): CRC mismatch: %w", m.name, e.off, e.h, ErrCorrupt)
-			}
-			crc := e.crc
-			if t := plumbing.ObjectType((raw[0] >> 4) & 7); t == plumbing.OFSDeltaObject || t == plumbing.REFDeltaObject {
+			if t := plumbing.ObjectType((first[0] >> 4) & 7); t == plumbing.OFSDeltaObject || t == plumbing.REFDeltaObject {
+				// A delta (from GC or a push) is resolved and written
+				// whole.
 				var (
 					ot   plumbing.ObjectType
 					data []byte
@@ -281,13 +277,30 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 				if err := zw.Close(); err != nil {
 					return Hash{}, nil, err
 				}
-				raw = eb.b
-				crc = crc32.ChecksumIEEE(raw)
+				if _, err := pw.bw.Write(eb.b); err != nil {
+					return Hash{}, nil, err
+				}
+				if err := pw.add(e.h, int64(len(eb.b)), crc32.ChecksumIEEE(eb.b)); err != nil {
+					return Hash{}, nil, err
+				}
+				continue
 			}
-			if _, err := pw.bw.Write(raw); err != nil {
-				return Hash{}, nil, err
+			// A whole object's entry is copied byte for byte, streamed
+			// (a blob can be tens of megabytes), its CRC checked on the
+			// way; a mismatch fails the merge, and the new pack is
+			// removed.
+			crc.Reset()
+			n, err := io.CopyBuffer(io.MultiWriter(pw.bw, crc), io.NewSectionReader(m.f, e.off, size), buf)
+			if err == nil && n != size {
+				err = io.ErrUnexpectedEOF
 			}
-			if err := pw.add(e.h, int64(len(raw)), crc); err != nil {
+			if err != nil {
+				return Hash{}, nil, fmt.Errorf("pack %s offset %d: %w", m.name, e.off, err)
+			}
+			if crc.Sum32() != e.crc {
+				return Hash{}, nil, fmt.Errorf("pack %s offset %d (object %s): CRC mismatch: %w", m.name, e.off, e.h, ErrCorrupt)
+			}
+			if err := pw.add(e.h, size, e.crc); err != nil {
 				return Hash{}, nil, err
 			}
 		}

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"compress/zlib"
 	"context"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -246,12 +249,8 @@ func (s *Store) writeBatch(batch []pendingCommit) error {
 			}
 		}
 	}
-	next := func(i int) (Hash, plumbing.ObjectType, []byte, error) {
-		data, err := readAll(objs[i])
-		return objs[i].Hash(), objs[i].Type(), data, err
-	}
 	name, idx, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
-		return writeRawPack(f, len(objs), next)
+		return writeObjectsPack(f, objs)
 	})
 	if err != nil {
 		return err
@@ -308,4 +307,47 @@ func (s *Store) Flush() error {
 		return nil
 	}
 	return s.pend.drain()
+}
+
+// writeObjectsPack writes objs to f as a pack without deltas, as
+// writeRawPack does, streaming each object's content from its reader into
+// the compressor: a large blob read back from the commit log (spool.go) is
+// never held in memory.
+func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile.MemoryIndex, error) {
+	pw, err := newPackWriter(f, len(objs))
+	if err != nil {
+		return Hash{}, nil, err
+	}
+	crc := crc32.NewIEEE()
+	cw := &countWriter{}
+	zw := zlibWriters.Get().(*zlib.Writer)
+	defer zlibWriters.Put(zw)
+	for _, o := range objs {
+		h := o.Hash()
+		crc.Reset()
+		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
+		if _, err := cw.Write(packEntryHeader(o.Type(), o.Size())); err != nil {
+			return Hash{}, nil, err
+		}
+		r, err := o.Reader()
+		if err != nil {
+			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
+		}
+		zw.Reset(cw)
+		n, err := io.Copy(zw, r)
+		r.Close()
+		if err == nil && n != o.Size() {
+			err = fmt.Errorf("%d of %d bytes", n, o.Size())
+		}
+		if err != nil {
+			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
+		}
+		if err := zw.Close(); err != nil {
+			return Hash{}, nil, err
+		}
+		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
+			return Hash{}, nil, err
+		}
+	}
+	return pw.finish()
 }

@@ -75,6 +75,16 @@ type Options struct {
 	// branch that was deleted or moved meanwhile. Zero means one hour.
 	PruneAfter time.Duration
 
+	// Reserve is the free space on the store's file system below which
+	// data writes are refused with ErrNoSpace (CheckSpace, Spool,
+	// Tx.PutBlobSpool), so that the store can always commit its own
+	// records. Zero means 5% of the file system, at least 64 MiB but at
+	// most a quarter of it; a negative value turns the reserve off.
+	Reserve int64
+
+	// statFS replaces statFS (tests of a full disk).
+	statFS func(path string) (avail, total uint64, err error)
+
 	// noSync skips fsync; only tests and benchmarks that fill a store set it.
 	noSync bool
 }

@@ -65,11 +65,13 @@ type Tx struct {
 }
 
 // change is a pending write: a blob (with its content if it is not stored
-// yet) or a deletion.
+// yet: in memory, or in obj when it is read from a file, see spool.go) or a
+// deletion.
 type change struct {
 	del  bool
 	hash Hash
 	data []byte
+	obj  plumbing.EncodedObject
 }
 
 // Base is the commit the transaction started from (zero in an empty store).
@@ -101,6 +103,9 @@ func (tx *Tx) Get(path string) ([]byte, error) {
 	if c, ok := tx.changes[path]; ok {
 		if c.del {
 			return nil, fmt.Errorf("store: %s: %w", path, ErrNotExist)
+		}
+		if c.obj != nil {
+			return readAll(c.obj)
 		}
 		if c.data == nil {
 			return tx.s.blob(c.hash)
@@ -208,7 +213,10 @@ func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing
 	}
 	objects = append(objects, commit)
 	c := commit.Hash()
-	if err := s.wal.append(walRecord{branch: branch, old: head, new: c, objects: objects}); err != nil {
+	// The log hands back the objects to queue: large ones are read back
+	// from the log, not kept in memory (spool.go).
+	objects, err = s.wal.append(walRecord{branch: branch, old: head, new: c, objects: objects})
+	if err != nil {
 		return Hash{}, err
 	}
 	// Durable now; the repository's files follow in the background.
@@ -460,7 +468,9 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 			continue
 		}
 		entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: c.hash}
-		if c.data != nil {
+		if c.obj != nil {
+			b.add(depth+1, c.obj)
+		} else if c.data != nil {
 			b.add(depth+1, memObject(plumbing.BlobObject, c.data))
 		}
 	}

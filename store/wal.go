@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/sys/unix"
@@ -52,6 +55,13 @@ type wal struct {
 	f       *os.File
 	size    int64
 	records int
+	// gen counts the times the log was emptied: objects read back from
+	// the log (streamObject) check that it is the one they were written
+	// to.
+	gen atomic.Uint64
+	// broken is set when a failed append could not be cut off again: a
+	// later record would follow garbage, and replay would drop it.
+	broken error
 }
 
 type walRecord struct {
@@ -73,37 +83,111 @@ func openWAL(repo string) (*wal, error) {
 	return &wal{f: f, size: fi.Size()}, nil
 }
 
-// append writes rec to the log and syncs it.
-func (w *wal) append(rec walRecord) error {
-	var p bytes.Buffer
-	binary.Write(&p, binary.BigEndian, uint16(len(rec.branch)))
-	p.WriteString(rec.branch)
-	p.Write(rec.old[:])
-	p.Write(rec.new[:])
-	binary.Write(&p, binary.BigEndian, uint32(len(rec.objects)))
-	for _, o := range rec.objects {
-		data, err := readAll(o)
-		if err != nil {
-			return fmt.Errorf("store: commit log: %w", err)
+// append writes rec to the log and syncs it. It returns rec's objects as
+// they are to be queued (pending.go): those larger than streamThreshold,
+// and those read from a file, are read back from the log instead of being
+// held in memory.
+//
+// The record is streamed in two passes over the objects' content, one for
+// its length and CRC (the header comes first), one to write it, so that a
+// blob read from a file (a Spool) is never held whole. A write that fails
+// half way (a full disk) is cut off again, so that the log still ends in a
+// whole record.
+func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
+	if w.broken != nil {
+		return nil, w.broken
+	}
+	// The payload's head: branch, moves and object count.
+	var head bytes.Buffer
+	binary.Write(&head, binary.BigEndian, uint16(len(rec.branch)))
+	head.WriteString(rec.branch)
+	head.Write(rec.old[:])
+	head.Write(rec.new[:])
+	binary.Write(&head, binary.BigEndian, uint32(len(rec.objects)))
+	// offs[i]: where object i's content starts in the payload.
+	offs := make([]int64, len(rec.objects))
+	payload := func(dst io.Writer) (int64, error) {
+		cw := &countWriter{w: dst}
+		if _, err := cw.Write(head.Bytes()); err != nil {
+			return cw.n, err
 		}
-		p.WriteByte(byte(o.Type()))
-		binary.Write(&p, binary.BigEndian, uint32(len(data)))
-		p.Write(data)
+		var oh [5]byte
+		for i, o := range rec.objects {
+			oh[0] = byte(o.Type())
+			binary.BigEndian.PutUint32(oh[1:], uint32(o.Size()))
+			if _, err := cw.Write(oh[:]); err != nil {
+				return cw.n, err
+			}
+			offs[i] = cw.n
+			r, err := o.Reader()
+			if err != nil {
+				return cw.n, err
+			}
+			n, err := io.Copy(cw, r)
+			r.Close()
+			if err == nil && n != o.Size() {
+				err = fmt.Errorf("object %s: %d of %d bytes", o.Hash(), n, o.Size())
+			}
+			if err != nil {
+				return cw.n, err
+			}
+		}
+		return cw.n, nil
 	}
-	buf := make([]byte, 12, 12+p.Len())
-	copy(buf, walMagic)
-	binary.BigEndian.PutUint32(buf[4:], uint32(p.Len()))
-	binary.BigEndian.PutUint32(buf[8:], crc32.Checksum(p.Bytes(), castagnoli))
-	buf = append(buf, p.Bytes()...)
-	if _, err := w.f.Write(buf); err != nil {
-		return fmt.Errorf("store: commit log: %w", err)
+	for _, o := range rec.objects {
+		if o.Size() > math.MaxUint32 {
+			return nil, fmt.Errorf("store: commit log: object %s: %d bytes is too large", o.Hash(), o.Size())
+		}
 	}
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-		return fmt.Errorf("store: commit log: sync: %w", err)
+	crc := crc32.New(castagnoli)
+	n, err := payload(crc)
+	if err != nil {
+		return nil, fmt.Errorf("store: commit log: %w", err)
 	}
-	w.size += int64(len(buf))
+	if n > math.MaxUint32 {
+		return nil, fmt.Errorf("store: commit log: a commit of %d bytes is too large", n)
+	}
+	var hdr [12]byte
+	copy(hdr[:], walMagic)
+	binary.BigEndian.PutUint32(hdr[4:], uint32(n))
+	binary.BigEndian.PutUint32(hdr[8:], crc.Sum32())
+	// A small record goes out in one write, a large one in 256 KiB ones.
+	bw := bufio.NewWriterSize(w.f, int(min(12+n, 256<<10)))
+	bw.Write(hdr[:])
+	crc2 := crc32.New(castagnoli)
+	n2, err := payload(io.MultiWriter(bw, crc2))
+	if err == nil && (n2 != n || crc2.Sum32() != crc.Sum32()) {
+		err = errors.New("an object's content changed while it was written")
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		if serr := unix.Fdatasync(int(w.f.Fd())); serr != nil {
+			err = fmt.Errorf("sync: %w", serr)
+		}
+	}
+	if err != nil {
+		// Cut the log back to its last whole record. Should that fail,
+		// no record may follow (replay stops at the first damaged one).
+		if terr := w.f.Truncate(w.size); terr != nil {
+			w.broken = fmt.Errorf("store: commit log: cutting off a failed record: %w (after: %v)", terr, err)
+		}
+		return nil, fmt.Errorf("store: commit log: %w", err)
+	}
+	start := w.size + 12
+	w.size += 12 + n
 	w.records++
-	return nil
+	out := make([]plumbing.EncodedObject, len(rec.objects))
+	for i, o := range rec.objects {
+		out[i] = o
+		// Large objects, and every object read from a file (a Spool,
+		// which its owner closes once Update returns).
+		if _, fromFile := o.(*streamObject); fromFile || o.Size() > streamThreshold {
+			out[i] = &streamObject{t: o.Type(), h: o.Hash(), size: o.Size(), r: w.f, off: start + offs[i], gen: &w.gen, at: w.gen.Load()}
+		}
+	}
+	return out, nil
 }
 
 func (w *wal) full() bool { return w.records >= walMaxRecords || w.size >= walMaxBytes }
@@ -111,77 +195,121 @@ func (w *wal) full() bool { return w.records >= walMaxRecords || w.size >= walMa
 // reset empties the log, durably. The caller has made everything the log
 // held durable in the repository first.
 func (w *wal) reset() error {
+	w.gen.Add(1)
 	if err := w.f.Truncate(0); err != nil {
 		return fmt.Errorf("store: commit log: %w", err)
 	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("store: commit log: sync: %w", err)
 	}
-	w.size, w.records = 0, 0
+	w.size, w.records, w.broken = 0, 0, nil
 	return nil
 }
 
-// readWAL decodes the records of a log. A damaged or cut-short record ends
-// the log: it and anything after it are reported as dropped bytes.
+// readWAL decodes the records of a log held in memory (see readWALAt).
 func readWAL(data []byte) (recs []walRecord, dropped int) {
-	for len(data) > 0 {
-		rec, n, ok := decodeWALRecord(data)
-		if !ok {
-			return recs, len(data)
-		}
-		recs = append(recs, rec)
-		data = data[n:]
+	recs, d, err := readWALAt(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return recs, len(data)
 	}
-	return recs, 0
+	return recs, int(d)
 }
 
-func decodeWALRecord(data []byte) (walRecord, int, bool) {
+// readWALAt decodes the records of a log of size bytes read through r. A
+// damaged or cut-short record ends the log: it and anything after it are
+// reported as dropped bytes. Objects larger than streamThreshold are not
+// read into memory: they read their content from r when asked, so r must
+// stay open while the records are used. An error is a failure to read r.
+func readWALAt(r io.ReaderAt, size int64) (recs []walRecord, dropped int64, err error) {
+	var off int64
+	for off < size {
+		rec, n, ok, err := decodeWALRecord(r, off, size)
+		if err != nil {
+			return recs, 0, err
+		}
+		if !ok {
+			return recs, size - off, nil
+		}
+		recs = append(recs, rec)
+		off += n
+	}
+	return recs, 0, nil
+}
+
+// decodeWALRecord decodes the record at off: first its CRC is checked by
+// streaming over the payload, then the payload is parsed.
+func decodeWALRecord(ra io.ReaderAt, off, size int64) (walRecord, int64, bool, error) {
 	var rec walRecord
-	if len(data) < 12 || string(data[:4]) != walMagic {
-		return rec, 0, false
+	var hdr [12]byte
+	if size-off < 12 {
+		return rec, 0, false, nil
 	}
-	n := int(binary.BigEndian.Uint32(data[4:]))
-	if len(data)-12 < n {
-		return rec, 0, false
+	if _, err := ra.ReadAt(hdr[:], off); err != nil {
+		return rec, 0, false, err
 	}
-	p := data[12 : 12+n]
-	if crc32.Checksum(p, castagnoli) != binary.BigEndian.Uint32(data[8:]) {
-		return rec, 0, false
+	if string(hdr[:4]) != walMagic {
+		return rec, 0, false, nil
 	}
-	r := bytes.NewReader(p)
+	n := int64(binary.BigEndian.Uint32(hdr[4:]))
+	if size-off-12 < n {
+		return rec, 0, false, nil
+	}
+	start := off + 12
+	crc := crc32.New(castagnoli)
+	if _, err := io.Copy(crc, io.NewSectionReader(ra, start, n)); err != nil {
+		return rec, 0, false, err
+	}
+	if crc.Sum32() != binary.BigEndian.Uint32(hdr[8:]) {
+		return rec, 0, false, nil
+	}
+	sr := io.NewSectionReader(ra, start, n)
+	r := bufio.NewReaderSize(sr, 64<<10)
+	pos := func() int64 { p, _ := sr.Seek(0, io.SeekCurrent); return p - int64(r.Buffered()) }
 	var bl uint16
 	if binary.Read(r, binary.BigEndian, &bl) != nil {
-		return rec, 0, false
+		return rec, 0, false, nil
 	}
 	b := make([]byte, bl)
 	var count uint32
 	if _, err := io.ReadFull(r, b); err != nil {
-		return rec, 0, false
+		return rec, 0, false, nil
 	}
 	rec.branch = string(b)
 	if _, err := io.ReadFull(r, rec.old[:]); err != nil {
-		return rec, 0, false
+		return rec, 0, false, nil
 	}
 	if _, err := io.ReadFull(r, rec.new[:]); err != nil {
-		return rec, 0, false
+		return rec, 0, false, nil
 	}
 	if binary.Read(r, binary.BigEndian, &count) != nil {
-		return rec, 0, false
+		return rec, 0, false, nil
 	}
 	for i := uint32(0); i < count; i++ {
 		t, err := r.ReadByte()
 		var l uint32
-		if err != nil || binary.Read(r, binary.BigEndian, &l) != nil || int64(l) > int64(r.Len()) {
-			return rec, 0, false
+		if err != nil || binary.Read(r, binary.BigEndian, &l) != nil || int64(l) > n-pos() {
+			return rec, 0, false, nil
 		}
-		content := make([]byte, l)
-		io.ReadFull(r, content)
-		rec.objects = append(rec.objects, memObject(plumbing.ObjectType(t), content))
+		ot := plumbing.ObjectType(t)
+		if int64(l) <= streamThreshold {
+			content := make([]byte, l)
+			if _, err := io.ReadFull(r, content); err != nil {
+				return rec, 0, false, nil
+			}
+			rec.objects = append(rec.objects, memObject(ot, content))
+			continue
+		}
+		at := start + pos()
+		hs := plumbing.NewHasher(ot, int64(l))
+		if _, err := io.CopyN(hs, r, int64(l)); err != nil {
+			return rec, 0, false, nil
+		}
+		rec.objects = append(rec.objects, &streamObject{t: ot, h: hs.Sum(), size: int64(l), r: ra, off: at})
 	}
-	if r.Len() != 0 {
-		return rec, 0, false
+	if pos() != n {
+		return rec, 0, false, nil
 	}
-	return rec, 12 + n, true
+	return rec, 12 + n, true, nil
 }
 
 // checkpoint makes everything written since the log was last emptied
@@ -219,14 +347,26 @@ func syncFS(dir string) error {
 // at the top of this file), then empties it. The caller holds the flock.
 func (s *Store) replayWAL() error {
 	p := filepath.Join(s.path, walName)
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(data) == 0) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit log: %w", err)
 	}
-	recs, dropped := readWAL(data)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("store: commit log: %w", err)
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	// Large objects are read from the log when they are needed, not held.
+	recs, dropped, err := readWALAt(f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("store: commit log: %w", err)
+	}
 	if dropped > 0 {
 		s.log.Warn("store: commit log ends in a record cut short by a crash (never acknowledged); dropped", "bytes", dropped)
 	}

@@ -535,22 +535,28 @@ func (sess *Session) Status(name string, options *imap.StatusOptions) (*imap.Sta
 }
 
 // Append stores a message; the OK goes out only after its commit is durable.
+// The literal is spooled to the data disk as it arrives and stored from
+// there (mailstore.Writer.AppendSpool), never held in memory.
 func (sess *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	raw := make([]byte, r.Size())
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, err
-	}
 	mb, err := sess.user.Mailbox(name)
 	if err != nil {
 		return nil, tryCreate(name)
 	}
-	if len(raw) == 0 {
+	if r.Size() == 0 {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message"}
+	}
+	sp, err := sess.s.opts.Mail.Backing().NewSpool()
+	if err != nil {
+		return nil, mapErr(mailstore.DiskFull(err))
+	}
+	defer sp.Close()
+	if _, err := io.Copy(sp, r); err != nil {
+		return nil, mapErr(mailstore.DiskFull(err))
 	}
 	var uid imap.UID
 	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: append to "+mb.Name(), func(w *mailstore.Writer) error {
 		var err error
-		uid, err = w.Append(mb, raw, options.Flags, options.Time)
+		uid, err = w.AppendSpool(mb, sp, options.Flags, options.Time)
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -26,6 +27,15 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c := Parse(raw)
+		// The streaming extraction gives what imapserver's (which holds
+		// every part) gives, below the nesting bound.
+		if lib, ok := libraryBodyStructure(raw); ok && bytes.Count(bytes.ToLower(raw), []byte("content-type")) < maxNesting {
+			if want := bodyToJSON(lib); !reflect.DeepEqual(c.Body, want) {
+				got, _ := json.Marshal(c.Body)
+				wantJSON, _ := json.Marshal(want)
+				t.Fatalf("body structure:\n got %s\nwant %s", got, wantJSON)
+			}
+		}
 		data, err := json.Marshal(c)
 		if err != nil {
 			t.Fatal(err)
@@ -63,4 +73,15 @@ func FuzzParse(f *testing.F) {
 		m.HeaderField("subject")
 		imapserver.ExtractBodySection(bytes.NewReader(raw), &imap.FetchItemBodySection{Part: []int{1}})
 	})
+}
+
+// libraryBodyStructure is imapserver's extraction; ok is false if it
+// panicked.
+func libraryBodyStructure(raw []byte) (bs imap.BodyStructure, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return imapserver.ExtractBodyStructure(bytes.NewReader(raw)), true
 }

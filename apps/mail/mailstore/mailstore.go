@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -267,7 +268,23 @@ func (s *Store) Update(ctx context.Context, user, message string, fn func(w *Wri
 	s.qmu.Unlock()
 	s.commitBatch(batch)
 	s.wmu.Unlock()
-	return <-r.done
+	return DiskFull(<-r.done)
+}
+
+// ErrDiskFull is returned by Update when the data disk is full: the store's
+// reserve refused new mail (store.ErrNoSpace), or the disk itself had no
+// room left (ENOSPC). It is IMAP's NO [OVERQUOTA] with a text that says
+// so, which imapserver answers as it is; SMTP answers 452.
+var ErrDiskFull = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota,
+	Text: "The data disk is full: delete mail, or try again later"}
+
+// DiskFull adds ErrDiskFull to the errors of a full disk (store.ErrNoSpace,
+// ENOSPC) and returns others as they are.
+func DiskFull(err error) error {
+	if err != nil && (errors.Is(err, store.ErrNoSpace) || errors.Is(err, syscall.ENOSPC)) && !errors.Is(err, ErrDiskFull) {
+		return fmt.Errorf("mailstore: %w (%w)", ErrDiskFull, err)
+	}
+	return err
 }
 
 type request struct {

@@ -48,17 +48,8 @@ func Parse(raw []byte) *Cache {
 	if c.Envelope == nil {
 		c.Envelope = &imap.Envelope{}
 	}
-	c.Body = bodyToJSON(safeBodyStructure(raw))
+	c.Body = bodyToJSON(safeBodyStructure(bytes.NewReader(raw), int64(len(raw))))
 	return c
-}
-
-func safeBodyStructure(raw []byte) (bs imap.BodyStructure) {
-	defer func() {
-		if recover() != nil {
-			bs = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Size: uint32(len(raw)), Text: &imap.BodyStructureText{}}
-		}
-	}()
-	return imapserver.ExtractBodyStructure(bytes.NewReader(raw))
 }
 
 // headerLen is the length of the header block of raw, blank line included.

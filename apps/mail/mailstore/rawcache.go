@@ -16,6 +16,11 @@ func DefaultRawCacheBytes() int64 {
 	return min(max(physicalMemory()/8, lo), hi)
 }
 
+// maxCachedRaw bounds one cached message: a large message is read from the
+// repository each time rather than pinning its size in memory (and
+// pushing out hundreds of small ones).
+const maxCachedRaw = 2 << 20
+
 // rawCache keeps recently read or written raw messages, up to a byte
 // budget, so that clients that fetch what just arrived (or fetch a message
 // twice) do not inflate it from the repository again.
@@ -53,7 +58,7 @@ func (c *rawCache) get(key string) []byte {
 // put adds data under key; unless evict is set, only if it fits without
 // pushing anything out.
 func (c *rawCache) put(key string, data []byte, evict bool) {
-	if c.max <= 0 || int64(len(data)) > c.max/8 {
+	if c.max <= 0 || int64(len(data)) > min(c.max/8, maxCachedRaw) {
 		return
 	}
 	c.mu.Lock()

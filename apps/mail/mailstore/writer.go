@@ -165,7 +165,33 @@ func (w *Writer) Append(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Ti
 	return w.appendCached(mb, raw, flags, date, nil)
 }
 
+// AppendSpool adds the message held in sp (a file on the data disk, see
+// store.Spool) to mb and returns its UID, without reading the message into
+// memory: it is parsed and stored by streaming from the file. sp must stay
+// open until Update returns.
+func (w *Writer) AppendSpool(mb *Mailbox, sp *store.Spool, flags []imap.Flag, date time.Time) (imap.UID, error) {
+	c := ParseReader(sp, sp.Size())
+	return w.appendMessage(mb, sp.Size(), flags, date, c, func(path string) (store.Hash, error) {
+		return w.tx.PutBlobSpool(path, sp)
+	}, nil)
+}
+
 func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time, c *Cache) (imap.UID, error) {
+	// New mail is data: it stops at the store's reserve.
+	if err := w.s.st.CheckSpace(int64(len(raw))); err != nil {
+		return 0, err
+	}
+	if c == nil {
+		c = Parse(raw)
+	}
+	return w.appendMessage(mb, int64(len(raw)), flags, date, c, func(path string) (store.Hash, error) {
+		return w.tx.PutBlob(path, raw)
+	}, raw)
+}
+
+// appendMessage writes a message of size bytes parsed as c, its content
+// put by put; raw, if not nil, is its content for the cache.
+func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date time.Time, c *Cache, put func(path string) (store.Hash, error), raw []byte) (imap.UID, error) {
 	i, err := w.info(mb)
 	if err != nil {
 		return 0, err
@@ -173,18 +199,15 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if date.IsZero() {
 		date = time.Now()
 	}
-	if c == nil {
-		c = Parse(raw)
-	}
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: int64(len(raw)), Cache: c, flags: flags}
+	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Cache: c, flags: flags}
 	i.UIDNext++
 	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Cache: c})
 	if err != nil {
 		return 0, err
 	}
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
-	if msg.blob, err = w.tx.PutBlob(base+".eml", raw); err != nil {
+	if msg.blob, err = put(base + ".eml"); err != nil {
 		return 0, err
 	}
 	if err := w.tx.Put(base+".meta", meta); err != nil {
@@ -205,7 +228,9 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
 	// mailbox, and Expunge records it (the only way it could go back).
 	w.apply = append(w.apply, func() {
-		w.s.cache.put(msg.Key, raw, true)
+		if raw != nil {
+			w.s.cache.put(msg.Key, raw, true)
+		}
 		mb.addMessage(msg)
 	})
 	return msg.UID, nil

@@ -7,7 +7,6 @@ package mailsvc
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -187,7 +186,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		case "submission":
 			run(n.name, func() error { return submission.Serve(ln) })
 		case "submissions":
-			run(n.name, func() error { return submission.Serve(tls.NewListener(ln, tlsConfig)) })
+			run(n.name, func() error { return submission.ServeTLS(ln, tlsConfig) })
 		case "git":
 			run(n.name, func() error {
 				if err := gitSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -5,6 +5,15 @@
 //
 // Whatever a server accepts is one durable commit (local deliveries and
 // queue entries together) before it answers 250.
+//
+// Resources are bounded before any login: a message is spooled to the data
+// disk as it arrives and stored from there by streaming (store.Spool), so
+// that it costs a few buffers of memory whatever its size; at most
+// MaxTransfers messages are received at once (a few more wait, the rest
+// get 451) and MaxConnections connections are open (the rest get 421).
+// When the data disk is down to the store's reserve, mail is refused with
+// 452 (insufficient storage) until space is freed. On submission the
+// header From: must be one of the user's own addresses (550 5.7.1).
 package smtpd
 
 import (
@@ -17,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -56,6 +66,16 @@ type Options struct {
 	MaxMessageBytes int64
 	// MaxRecipients limits the recipients of one message; zero means 100.
 	MaxRecipients int
+	// MaxConnections caps the open connections; beyond it a client is
+	// answered 421 and closed. Zero means 100.
+	MaxConnections int
+	// MaxTransfers caps the messages being received at once (DATA);
+	// further ones wait, up to MaxTransfers more of them, for a free slot
+	// (at most TransferWait), else get 451. Zero means 8.
+	MaxTransfers int
+	// TransferWait bounds the wait for a transfer slot; zero means one
+	// minute.
+	TransferWait time.Duration
 	// Limiter, if set, refuses AUTH from addresses with too many failures.
 	Limiter Limiter
 	// Logger receives logs; nil discards them.
@@ -64,9 +84,11 @@ type Options struct {
 
 // Server is an SMTP server.
 type Server struct {
-	opts Options
-	log  *slog.Logger
-	srv  *smtp.Server
+	opts      Options
+	log       *slog.Logger
+	srv       *smtp.Server
+	conns     chan struct{} // one token per open connection
+	transfers *slots
 }
 
 // New makes a server.
@@ -77,6 +99,15 @@ func New(opts Options) *Server {
 	if opts.MaxRecipients == 0 {
 		opts.MaxRecipients = 100
 	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = 100
+	}
+	if opts.MaxTransfers == 0 {
+		opts.MaxTransfers = 8
+	}
+	if opts.TransferWait == 0 {
+		opts.TransferWait = time.Minute
+	}
 	if opts.Hostname == "" && len(opts.Domains) > 0 {
 		opts.Hostname = opts.Domains[0]
 	}
@@ -84,7 +115,8 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log}
+	s := &Server{opts: opts, log: log, conns: make(chan struct{}, opts.MaxConnections),
+		transfers: newSlots(opts.MaxTransfers, opts.MaxTransfers, opts.TransferWait)}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, conn: c}, nil
 	}))
@@ -108,8 +140,17 @@ func (l printfLogger) Printf(format string, v ...any) {
 }
 func (l printfLogger) Println(v ...any) { l.log.Warn("smtp: " + fmt.Sprint(v...)) }
 
-// Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts connections on ln until Close, at most MaxConnections at
+// once. For implicit TLS use ServeTLS (a listener that hands out TLS
+// connections is served without the cap: go-smtp must see *tls.Conn).
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(&capListener{Listener: ln, conns: s.conns, log: s.log})
+}
+
+// ServeTLS serves implicit TLS (port 465) on ln, with the connection cap.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.srv.Serve(tls.NewListener(&capListener{Listener: ln, conns: s.conns, log: s.log}, config))
+}
 
 // Close stops the server.
 func (s *Server) Close() error { return s.srv.Close() }
@@ -214,11 +255,10 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt takes a recipient: a local user (user+tag too), or on submission
 // any remote address (for the queue); inbound never relays.
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	at := strings.LastIndexByte(to, '@')
-	if at <= 0 || at == len(to)-1 {
+	local, dom, ok := parseRecipient(to)
+	if !ok {
 		return errorf(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address")
 	}
-	local, dom := strings.ToLower(to[:at]), to[at+1:]
 	if !se.s.isLocal(dom) {
 		if !se.s.opts.Submission || se.s.opts.Queue == nil {
 			return errorf(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
@@ -226,10 +266,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		se.remote = append(se.remote, to)
 		return nil
 	}
-	// Subaddresses (alice+tag) go to alice.
-	if i := strings.IndexByte(local, '+'); i > 0 {
-		local = local[:i]
-	}
+	// Subaddresses (alice+tag) go to alice (parseRecipient).
 	if store.ValidateUserName(local) != nil {
 		return errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such user")
 	}
@@ -246,15 +283,30 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 // Data stores the message for every local recipient and queues it for the
-// remote ones, in one durable commit, before the 250.
+// remote ones, in one durable commit, before the 250. The message is
+// spooled to the data disk as it arrives and stored from there: a message
+// costs a few buffers of memory whatever its size (store.Spool).
 func (se *session) Data(r io.Reader) error {
 	if len(se.local) == 0 && len(se.remote) == 0 {
 		return errorf(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
 	}
-	var body bytes.Buffer
-	se.received(&body)
-	hdrLen := body.Len()
-	if _, err := body.ReadFrom(r); err != nil {
+	release, err := se.s.transfers.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	st := se.s.opts.Mail.Backing()
+	sp, err := st.NewSpool()
+	if err != nil {
+		return se.storeError("spooling a message", err)
+	}
+	defer sp.Close()
+	var hdr bytes.Buffer
+	se.received(&hdr)
+	if _, err := sp.Write(hdr.Bytes()); err != nil {
+		return se.storeError("spooling a message", err)
+	}
+	if _, err := io.Copy(sp, r); err != nil {
 		var se2 *smtp.SMTPError
 		if errors.As(err, &se2) {
 			return se2
@@ -262,12 +314,26 @@ func (se *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
 		}
-		return err
+		return se.storeError("spooling a message", err)
 	}
-	if body.Len() == hdrLen {
+	if sp.Size() == int64(hdr.Len()) {
 		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Empty message")
 	}
-	raw := body.Bytes()
+	if se.s.opts.Submission {
+		if err := CheckFrom(io.NewSectionReader(sp, int64(hdr.Len()), sp.Size()-int64(hdr.Len())), se.user, se.s.opts.Domains); err != nil {
+			return errorf(550, smtp.EnhancedCode{5, 7, 1}, "%s", err.Error())
+		}
+	}
+	var raw []byte
+	if len(se.remote) > 0 {
+		// The queue keeps a message as one item from memory
+		// (queue.Enqueue); only authenticated users send to remote
+		// addresses, within MaxMessageBytes.
+		raw = make([]byte, sp.Size())
+		if _, err := io.ReadFull(sp.Reader(), raw); err != nil {
+			return se.storeError("reading the spooled message", err)
+		}
+	}
 	ctx := context.Background()
 	users := make([]*mailstore.User, 0, len(se.local))
 	for _, name := range se.local {
@@ -278,17 +344,20 @@ func (se *session) Data(r io.Reader) error {
 		users = append(users, u)
 	}
 	author := se.user
-	err := se.s.opts.Mail.Update(ctx, author, fmt.Sprintf("mail: deliver to %d local, %d remote", len(users), len(se.remote)), func(w *mailstore.Writer) error {
+	err = se.s.opts.Mail.Update(ctx, author, fmt.Sprintf("mail: deliver to %d local, %d remote", len(users), len(se.remote)), func(w *mailstore.Writer) error {
 		for _, u := range users {
 			inbox, err := u.Mailbox("INBOX")
 			if err != nil {
 				return err
 			}
-			if _, err := w.Append(inbox, raw, nil, time.Time{}); err != nil {
+			if _, err := w.AppendSpool(inbox, sp, nil, time.Time{}); err != nil {
 				return err
 			}
 		}
 		if len(se.remote) > 0 {
+			if err := st.CheckSpace(int64(len(raw))); err != nil {
+				return err
+			}
 			if _, err := queue.Enqueue(w.Tx(), se.from, se.remote, raw); err != nil {
 				return err
 			}
@@ -296,14 +365,24 @@ func (se *session) Data(r io.Reader) error {
 		return nil
 	})
 	if err != nil {
-		se.s.log.Warn("smtp: storing a message", "err", err)
-		return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Could not store the message; try again")
+		return se.storeError("storing a message", err)
 	}
 	if len(se.remote) > 0 {
 		se.s.opts.Queue.Kick()
 	}
-	se.s.log.Debug("smtp: accepted", "local", len(users), "remote", len(se.remote), "bytes", len(raw))
+	se.s.log.Debug("smtp: accepted", "local", len(users), "remote", len(se.remote), "bytes", sp.Size())
 	return nil
+}
+
+// storeError answers a failure to store a message: 452 when the data disk
+// is full (RFC 3463 4.3.1), else 451.
+func (se *session) storeError(what string, err error) error {
+	if errors.Is(err, store.ErrNoSpace) || errors.Is(err, mailstore.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
+		se.s.log.Warn("smtp: "+what+": the data disk is full", "err", err)
+		return errorf(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage; try again later")
+	}
+	se.s.log.Warn("smtp: "+what, "err", err)
+	return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Could not store the message; try again")
 }
 
 // received writes the Received header (RFC 5321 4.4).
