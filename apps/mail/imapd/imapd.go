@@ -105,12 +105,12 @@ func New(opts Options) *Server {
 }
 
 // Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(corkListener{ln}) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(corkListener{Listener: ln}) }
 
 // ServeTLS accepts connections on ln with implicit TLS (port 993) until
 // Close.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.srv.Serve(tls.NewListener(corkListener{ln}, config))
+	return s.srv.Serve(tls.NewListener(corkListener{Listener: ln, tls: true}, config))
 }
 
 // Close stops the server and closes its connections.
