@@ -264,17 +264,25 @@ var conformanceCases = []conformanceCase{
 		a.ok("CREATE %s", box)
 		a.appendMsg(box, ``, plainMsg)
 		a.appendMsg(box, ``, "From: other@example.com\r\nSubject: x\r\n\r\nx\r\n")
+		// Bare LF line ends, a folded header, an encoded name.
+		a.appendMsg(box, ``, "Subject: lf\nFrom: =?utf-8?q?J=C3=BCrgen?=\n <user-from@domain.org>\nTo: =?iso-8859-1?q?Andr=E9?= <andre@domain.org>\n\nbody\n")
 		a.ok("SELECT %s", box)
-		for _, q := range []string{
-			"FROM user-from@domain.org", "FROM USER-FROM", `FROM "User From"`, "FROM domain.ORG",
-			"TO user-to@domain.org", "TO g2@domain.org", `TO "two, words"`, "TO <g2@",
-			"CC user-cc", "BCC user-bcc@domain.org",
-			"HEADER X-Label sky", `HEADER X-Label ""`, "HEADER Message-ID conf-1",
-			"OR FROM nobody@nowhere FROM user-from", "NOT FROM example.com",
+		for _, tc := range []struct{ q, want string }{
+			{"FROM user-from@domain.org", "1 3"}, {"FROM USER-FROM", "1 3"}, {`FROM "User From"`, "1"}, {"FROM domain.ORG", "1 3"},
+			{`FROM "jürgen"`, "3"}, {`TO "andré"`, "3"}, {"TO andre@", "3"},
+			{"TO user-to@domain.org", "1"}, {"TO g2@domain.org", "1"}, {`TO "two, words"`, "1"}, {"TO <g2@", "1"},
+			{"CC user-cc", "1"}, {"BCC user-bcc@domain.org", "1"},
+			{"HEADER X-Label sky", "1"}, {`HEADER X-Label ""`, "1"}, {"HEADER Message-ID conf-1", "1"},
+			{"OR FROM nobody@nowhere FROM user-from", "1 3"}, {"NOT FROM example.com", "1 3"},
 		} {
-			u := a.ok("SEARCH %s", q)
-			if !hasLine(u, `^\* SEARCH 1$`) {
-				t.Errorf("SEARCH %s: got %q, want * SEARCH 1", q, u)
+			q := tc.q
+			charset := ""
+			if strings.ContainsAny(q, "üé") {
+				charset = "CHARSET UTF-8 "
+			}
+			u := a.ok("SEARCH %s%s", charset, q)
+			if !hasLine(u, `^\* SEARCH `+tc.want+`$`) {
+				t.Errorf("SEARCH %s: got %q, want * SEARCH %s", q, u, tc.want)
 			}
 		}
 		u := a.ok("SEARCH FROM user-to")
