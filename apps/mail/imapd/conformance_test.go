@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -168,6 +169,42 @@ var conformanceCases = []conformanceCase{
 		checkFlagsAnnounced(t, "other session", b.all)
 		if !hasLine(b.all, `^\* 1 FETCH \(.*\$Fresh`) {
 			t.Errorf("FETCH after APPEND: $Fresh missing in %q", b.all)
+		}
+	}},
+	{name: "RFC3501 7.2.6 FLAGS announced before use across four sessions storing new keywords in turn", run: func(t *testing.T, tg imapTarget, box string) {
+		ss := []*rawSession{dialRaw(t, tg, "alice"), dialRaw(t, tg, "alice"), dialRaw(t, tg, "alice"), dialRaw(t, tg, "alice")}
+		ss[0].ok("CREATE %s", box)
+		for i := 0; i < 6; i++ {
+			ss[0].appendMsg(box, ``, plainMsg)
+		}
+		for _, s := range ss {
+			s.ok("SELECT %s", box)
+		}
+		watcher := dialRaw(t, tg, "alice")
+		watcher.ok("SELECT %s", box)
+		idle := watcher.idle()
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := 0; i < 60; i++ {
+			s := ss[r.IntN(len(ss))]
+			switch r.IntN(4) {
+			case 0:
+				s.ok("STORE %d +FLAGS ($kw%d)", 1+r.IntN(6), i)
+			case 1:
+				s.ok("STORE %d +FLAGS.SILENT ($kw%d \\Flagged)", 1+r.IntN(6), i)
+			case 2:
+				s.ok("FETCH 1:* (FLAGS)")
+			case 3:
+				s.appendMsg(box, fmt.Sprintf("$new%d", i), plainMsg)
+			}
+		}
+		for _, s := range ss {
+			s.ok("NOOP")
+		}
+		ss[0].ok("STORE 1 +FLAGS ($last)")
+		watcher.until(`FETCH .*\$last`)
+		watcher.done(idle)
+		for i, s := range append(ss, watcher) {
+			checkFlagsAnnounced(t, fmt.Sprintf("session %d", i), s.all)
 		}
 	}},
 	{name: "RFC3501 9 flag-keyword NIL is refused, never shown as NIL", onlyUs: "Dovecot stores the keyword NIL and writes FLAGS (NIL), which clients parse as nil", run: func(t *testing.T, tg imapTarget, box string) {
