@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,8 +131,14 @@ service stats {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
+		// SIGTERM lets the master stop its children; SIGKILL only if it hangs.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-exited
+		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(60 * time.Second) // only a hung start waits this long
