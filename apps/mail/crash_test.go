@@ -59,7 +59,7 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	select {
 	case a := <-addr:
 		return cmd, a
-	case <-time.After(20 * time.Second):
+	case <-time.After(hung):
 		cmd.Process.Kill()
 		t.Fatal("the child did not start")
 	}
@@ -68,7 +68,9 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 
 // TestCrash kills the mail program with SIGKILL during a burst of APPENDs
 // from four clients; after a restart every APPEND that got OK is there,
-// with the UID it was given, and git fsck accepts the repository.
+// with the UID it was given, and git fsck accepts the repository. The kill
+// comes after progress (a number of acknowledged APPENDs in the round), not
+// after a time, so that a loaded machine only makes the test slower.
 func TestCrash(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.InitData(dir, store.Options{})
@@ -84,6 +86,10 @@ func TestCrash(t *testing.T) {
 	var mu sync.Mutex
 	for round := 0; round < 3; round++ {
 		cmd, addr := startChild(t, dir)
+		// Kill after killAfter acknowledged APPENDs of this round (more in
+		// each round, so that kills land at different points).
+		killAfter := 20 + round*15
+		progress := make(chan struct{}, killAfter)
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
@@ -110,10 +116,21 @@ func TestCrash(t *testing.T) {
 					mu.Lock()
 					acked[id] = d.UID
 					mu.Unlock()
+					select {
+					case progress <- struct{}{}:
+					default:
+					}
 				}
 			}(w)
 		}
-		time.Sleep(time.Duration(1000+round*300) * time.Millisecond)
+		for n := 0; n < killAfter; n++ {
+			select {
+			case <-progress:
+			case <-time.After(hung):
+				cmd.Process.Kill()
+				t.Fatalf("round %d: %d APPENDs acknowledged, then none for %v", round, n, hung)
+			}
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		wg.Wait()

@@ -96,7 +96,7 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 	s := &server{t: t, st: st, addrs: addrs, cancel: cancel, done: make(chan error, 1), out: out}
 	go func() { s.done <- mailsvc.Serve(ctx, cfg, ls) }()
 	// Wait for the console lines.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hung)
 	for strings.Count(out.String(), "listening on") < 6 {
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not start: %s", out.String())
@@ -123,7 +123,7 @@ func (s *server) stop() {
 		if err != nil {
 			s.t.Errorf("serve: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hung):
 		s.t.Error("serve did not stop")
 	}
 }
@@ -164,8 +164,18 @@ func (s *server) messages(t *testing.T, user, mailbox string) []string {
 	return out
 }
 
+// hung is how long a test waits for an event before it calls the wait
+// hung: generous, so that only a hung program reaches it, never a slow
+// (loaded) machine.
+const hung = 2 * time.Minute
+
+// waitFor polls f until it holds; timeout is raised to hung if shorter,
+// since waits bound hangs, never durations.
 func waitFor(t *testing.T, what string, timeout time.Duration, f func() bool) {
 	t.Helper()
+	if timeout < hung {
+		timeout = hung
+	}
 	deadline := time.Now().Add(timeout)
 	for !f() {
 		if time.Now().After(deadline) {

@@ -121,7 +121,7 @@ func TestSMTPBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	conn.SetDeadline(time.Now().Add(hung))
 	r := bufio.NewReader(conn)
 	reply := func() string {
 		t.Helper()

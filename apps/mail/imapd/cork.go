@@ -25,9 +25,23 @@ const (
 type corkConn struct {
 	net.Conn
 
+	// track follows what the client sends, for quickAck (quickack.go);
+	// only the connection's reader uses it.
+	track cmdTracker
+
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+}
+
+// Read reads, then asks for an immediate ACK if the client is in the middle
+// of a command (see quickack.go).
+func (c *corkConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.track.feed(p[:n]) {
+		quickAck(c.Conn)
+	}
+	return n, err
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -83,15 +97,19 @@ func (c *corkConn) uncork() error {
 	return err
 }
 
-// corkListener hands out corkConns.
-type corkListener struct{ net.Listener }
+// corkListener hands out corkConns; tls says they carry TLS from the
+// first byte (implicit TLS).
+type corkListener struct {
+	net.Listener
+	tls bool
+}
 
 func (l corkListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &corkConn{Conn: c}, nil
+	return &corkConn{Conn: c, track: cmdTracker{tls: l.tls}}, nil
 }
 
 // corkOf finds the corkConn beneath a session's connection (beneath TLS,

@@ -82,7 +82,7 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			}
 			err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
 				for _, i := range unseen {
-					if err := w.SetFlags(mb, items[i].Msg, items[i].Flags, v); err != nil {
+					if err := w.SetFlags(mb, items[i].Msg, items[i].Flags, echoSource(v, items[i].Flags)); err != nil {
 						return err
 					}
 				}
@@ -139,11 +139,37 @@ const scanItems = 64
 // fetchOne writes one message's items; ra has its raw bytes next if a body
 // section is asked for.
 func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead, it mailstore.Item, options *imap.FetchOptions) error {
+	// The body is read, and BINARY decoded, before the response starts, so
+	// that a part that cannot be decoded is a tagged NO [UNKNOWN-CTE]
+	// rather than half a FETCH response.
+	var raw []byte
+	var bins [][]byte
+	var binSizes []uint32
+	if needsBody(options) {
+		var err error
+		if raw, err = ra.Next(); err != nil {
+			return err
+		}
+		for _, bs := range options.BinarySection {
+			b, err := binarySection(raw, bs)
+			if err != nil {
+				return err
+			}
+			bins = append(bins, b)
+		}
+		for _, bss := range options.BinarySectionSize {
+			b, err := binarySection(raw, &imap.FetchItemBinarySection{Part: bss.Part})
+			if err != nil {
+				return err
+			}
+			binSizes = append(binSizes, uint32(len(b)))
+		}
+	}
 	rw := w.CreateMessage(it.Seq)
 	m := it.Msg
 	rw.WriteUID(m.UID)
 	if options.Flags {
-		rw.WriteFlags(it.Flags)
+		rw.WriteFlags(sess.view.Visible(it.Flags))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.Date)
@@ -162,11 +188,6 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 		rw.WriteBodyStructure(m.Cache.Body.Structure())
 	}
 	if needsBody(options) {
-		raw, err := ra.Next()
-		if err != nil {
-			rw.Close()
-			return err
-		}
 		for _, bs := range options.BodySection {
 			var buf []byte
 			if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && bs.Partial == nil {
@@ -184,8 +205,8 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 				return cerr
 			}
 		}
-		for _, bs := range options.BinarySection {
-			buf := imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+		for i, bs := range options.BinarySection {
+			buf := bins[i]
 			wc := rw.WriteBinarySection(bs, int64(len(buf)))
 			_, werr := wc.Write(buf)
 			cerr := wc.Close()
@@ -196,8 +217,8 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 				return cerr
 			}
 		}
-		for _, bss := range options.BinarySectionSize {
-			rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss))
+		for i, bss := range options.BinarySectionSize {
+			rw.WriteBinarySectionSize(bss, binSizes[i])
 		}
 	}
 	return rw.Close()
@@ -219,6 +240,9 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	if v.ReadOnly() {
 		return readOnlyErr()
 	}
+	if err := checkKeywords(flags.Flags); err != nil {
+		return err
+	}
 	items := v.Items(numSet)
 	mb := v.Mailbox()
 	type change struct {
@@ -235,7 +259,7 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	if len(changes) > 0 {
 		err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: flags in "+mb.Name(), func(w *mailstore.Writer) error {
 			for _, c := range changes {
-				if err := w.SetFlags(mb, items[c.i].Msg, c.flags, v); err != nil {
+				if err := w.SetFlags(mb, items[c.i].Msg, c.flags, echoSource(v, c.flags)); err != nil {
 					return err
 				}
 			}
@@ -258,13 +282,38 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 			}
 			rw := w.CreateMessage(it.Seq)
 			rw.WriteUID(it.Msg.UID)
-			rw.WriteFlags(it.Flags)
+			rw.WriteFlags(v.Visible(it.Flags))
 			if err := rw.Close(); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// checkKeywords refuses the keyword NIL (in any case). RFC 3501's
+// flag-keyword is an atom, and NIL is one, but in a flag list a client
+// reads it as nil: a FLAGS (NIL) response is misread, so we never store it.
+// (Dovecot stores it and writes FLAGS (NIL).)
+func checkKeywords(flags []imap.Flag) error {
+	for _, f := range flags {
+		if strings.EqualFold(string(f), "NIL") {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "The keyword NIL is not allowed: clients read it as nil"}
+		}
+	}
+	return nil
+}
+
+// echoSource is the source to give SetFlags for a change the session
+// itself writes a FETCH for: v (the tracker does not echo it back), unless
+// the new flags hold a keyword v has not announced. Then the FETCH written
+// directly leaves that keyword out (View.Visible) and the tracker brings
+// the whole flags after the FLAGS that announces it.
+func echoSource(v *mailstore.View, flags []imap.Flag) *mailstore.View {
+	if v.Announced(flags) {
+		return v
+	}
+	return nil
 }
 
 // applyStore computes the flags after a STORE (\Recent is kept as it was:
@@ -347,11 +396,13 @@ func (sess *Session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*im
 	if err != nil {
 		return nil, 0, tryCreate(dest)
 	}
+	// The destination may be the source (RFC 6851 3.1, RFC 3501 6.4.7):
+	// the copies get new UIDs, and a MOVE expunges the originals.
 	src := v.Mailbox()
-	if dst == src {
-		return nil, 0, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
-	}
 	items := v.Items(numSet)
+	if len(items) == 0 {
+		return nil, 0, nil // OK, without COPYUID (RFC 4315 3)
+	}
 	var srcUIDs, dstUIDs imap.UIDSet
 	verb := "copy"
 	if move {

@@ -42,7 +42,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/nymote/nymote/store"
 )
@@ -402,6 +401,23 @@ type User struct {
 
 	mu    sync.RWMutex
 	boxes map[string]*Mailbox // by id
+	// uvHigh is the highest UIDVALIDITY this process gave a mailbox of the
+	// user, deleted ones included (see takeUIDValidity); guarded by mu.
+	uvHigh uint32
+}
+
+// takeUIDValidity returns the UIDVALIDITY for a new mailbox: uv, or above
+// every one given before by this process. A mailbox deleted and created
+// again within the same second (uv is the time) so never gets the
+// UIDVALIDITY it had, which RFC 3501 2.3.1.1 forbids when UIDs restart.
+func (u *User) takeUIDValidity(uv uint32) uint32 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if uv <= u.uvHigh {
+		uv = u.uvHigh + 1
+	}
+	u.uvHigh = uv
+	return uv
 }
 
 // MailboxInfo is what mailbox.json holds.
@@ -549,7 +565,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 		if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
 			mb.info.UIDNext = mb.msgs[n-1].UID + 1
 		}
-		mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.msgs)))
+		mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
 		mb.initRecent()
 	}
 	return u, nil
@@ -645,9 +661,10 @@ type Mailbox struct {
 	info       MailboxInfo
 	msgs       []*Message // sorted by UID
 	byKey      map[string]*Message
-	tracker    *imapserver.MailboxTracker
+	tracker    *tracker
 	views      []*View
-	recentFrom imap.UID // messages from this UID on are not yet anyone's \Recent
+	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
+	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
@@ -658,7 +675,7 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 	if mb.info.UIDNext == 0 {
 		mb.info.UIDNext = 1
 	}
-	mb.tracker = imapserver.NewMailboxTracker(0)
+	mb.tracker = newTracker(mb, 0)
 	mb.initRecent()
 	return mb, nil
 }

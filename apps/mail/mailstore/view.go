@@ -15,6 +15,10 @@ type View struct {
 	tracker  *imapserver.SessionTracker
 	readOnly bool
 	recent   map[imap.UID]bool // guarded by mb.mu
+	// announced are the flags the session was told in FLAGS (keywords.go);
+	// guarded by mb.mu.
+	announced map[imap.Flag]bool
+	wake      chan struct{}
 
 	// SearchRes is the saved result of SEARCH RETURN (SAVE).
 	SearchRes imap.UIDSet
@@ -34,7 +38,7 @@ type SelectInfo struct {
 func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}}
+	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1)}
 	if !readOnly {
 		for _, m := range mb.msgs {
 			if m.UID >= mb.recentFrom {
@@ -48,22 +52,18 @@ func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
 	}
 	mb.views = append(mb.views, v)
 	si := SelectInfo{Info: mb.info, NumMessages: uint32(len(mb.msgs)), NumRecent: uint32(len(v.recent))}
-	set := map[imap.Flag]bool{}
 	for i, m := range mb.msgs {
-		if si.FirstUnseen == 0 && !hasFlag(m.flags, imap.FlagSeen) {
+		if !hasFlag(m.flags, imap.FlagSeen) {
 			si.FirstUnseen = uint32(i + 1)
-		}
-		for _, f := range m.flags {
-			set[f] = true
+			break
 		}
 	}
-	for _, f := range []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft} {
-		set[f] = true
-	}
+	set := mb.flagSetLocked()
+	v.announced = make(map[imap.Flag]bool, len(set))
 	for f := range set {
-		si.Flags = append(si.Flags, f)
+		v.announced[f] = true
 	}
-	sort.Slice(si.Flags, func(i, j int) bool { return si.Flags[i] < si.Flags[j] })
+	si.Flags = sortedFlags(set)
 	return v, si
 }
 

@@ -100,8 +100,9 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 			uv = v + 1
 		}
 	}
-	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{},
-		tracker: imapserver.NewMailboxTracker(0)}
+	uv = u.takeUIDValidity(uv)
+	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}}
+	mb.tracker = newTracker(mb, 0)
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
@@ -254,6 +255,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 		return
 	}
 	mb.byKey[msg.Key] = msg
+	mb.noteFlagsLocked(msg.flags)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
 		mb.msgs = append(mb.msgs, msg)
