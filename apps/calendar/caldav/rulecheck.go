@@ -1,0 +1,373 @@
+package caldav
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/teambition/rrule-go"
+)
+
+// Recurrence rules are expanded by rrule-go, whose generator has loops that
+// no caller can bound: for FREQ=HOURLY, MINUTELY and SECONDLY it steps
+// until BYHOUR, BYMINUTE and BYSECOND match, forever when the step can
+// never reach them (FREQ=HOURLY;INTERVAL=24;BYHOUR=1 from 00:00), and for
+// every frequency it walks day by day (up to the year 9999) through days
+// that BYMONTH, BYMONTHDAY, BYYEARDAY or BYDAY reject. A goroutine stuck
+// in such a loop cannot be stopped, so checkRule keeps these rules from
+// ever reaching the library: it refuses a rule
+//
+//   - that RFC 5545 forbids (BYDAY with an ordinal outside MONTHLY and
+//     YEARLY, BYWEEKNO outside YEARLY, BYYEARDAY with DAILY, WEEKLY or
+//     MONTHLY, BYMONTHDAY with WEEKLY) or that the RFC does not define
+//     (BYEASTER), with an INTERVAL above maxInterval, or a BYSETPOS that
+//     no set of its frequency is large enough to hold;
+//   - whose time steps can never meet its BYHOUR, BYMINUTE and BYSECOND
+//     (the library's endless loop);
+//   - that has no occurrence on any day it visits in the 400 years (one
+//     Gregorian cycle) after DTSTART, or, for the sub-daily frequencies,
+//     whose occurrences are so sparse that the library would step more than
+//     maxRuleWork times between two of them.
+//
+// What passes costs the library a bounded amount of work per occurrence
+// (at most one Gregorian cycle of days for DAILY and above, maxRuleWork
+// steps below), and instances counts the occurrences it takes.
+const (
+	maxInterval = 1_000_000
+	cycleDays   = 146097 // days in 400 Gregorian years
+	maxRuleWork = 2_000_000
+	minRuleYear = 1
+	maxRuleYear = 9999
+)
+
+// errRule marks a rule that checkRule refuses; Validate answers it with
+// CALDAV:valid-calendar-object-resource.
+var errRule = errors.New("unsafe recurrence rule")
+
+// ruleError is checkRule's refusal of a rule: what is wrong, for the
+// client.
+type ruleError struct{ msg string }
+
+func (e *ruleError) Error() string { return e.msg }
+func (e *ruleError) Unwrap() error { return errRule }
+
+func refuse(value, format string, args ...any) error {
+	return &ruleError{fmt.Sprintf("RRULE %q: ", value) + fmt.Sprintf(format, args...)}
+}
+
+// ruleChecks caches checkRule's verdicts by rule and start, so that
+// queries over stored objects pay for the check once.
+var ruleChecks = struct {
+	sync.Mutex
+	m map[string]error
+}{m: map[string]error{}}
+
+// checkRule refuses the rules that rrule-go cannot expand in bounded time
+// (see above). opt is the parsed rule with Dtstart set to the wall-clock
+// start (a UTC time); value is the rule as written, for messages.
+func checkRule(value string, opt *rrule.ROption) error {
+	key := value + "\x00" + opt.Dtstart.Format(time.RFC3339)
+	ruleChecks.Lock()
+	err, ok := ruleChecks.m[key]
+	ruleChecks.Unlock()
+	if ok {
+		return err
+	}
+	err = checkRuleUncached(value, opt)
+	ruleChecks.Lock()
+	if len(ruleChecks.m) >= 10000 {
+		ruleChecks.m = map[string]error{}
+	}
+	ruleChecks.m[key] = err
+	ruleChecks.Unlock()
+	return err
+}
+
+func checkRuleUncached(value string, o *rrule.ROption) error {
+	start := o.Dtstart
+	if y := start.Year(); y < minRuleYear || y > maxRuleYear {
+		return refuse(value, "DTSTART in the year %d; recurring components must start in the years %d to %d", y, minRuleYear, maxRuleYear)
+	}
+	if !o.Until.IsZero() && (o.Until.Year() < minRuleYear || o.Until.Year() > maxRuleYear) {
+		return refuse(value, "UNTIL in the year %d; want the years %d to %d", o.Until.Year(), minRuleYear, maxRuleYear)
+	}
+	if o.Interval > maxInterval {
+		return refuse(value, "INTERVAL=%d; at most %d", o.Interval, maxInterval)
+	}
+	if len(o.Byeaster) > 0 {
+		return refuse(value, "BYEASTER is not part of iCalendar (RFC 5545)")
+	}
+	f := o.Freq
+	for _, w := range o.Byweekday {
+		if w.N() != 0 && f != rrule.MONTHLY && f != rrule.YEARLY {
+			return refuse(value, "BYDAY with an ordinal (such as 2MO) needs FREQ=MONTHLY or YEARLY (RFC 5545 section 3.3.10)")
+		}
+	}
+	if len(o.Byweekno) > 0 && f != rrule.YEARLY {
+		return refuse(value, "BYWEEKNO needs FREQ=YEARLY (RFC 5545 section 3.3.10)")
+	}
+	if len(o.Byyearday) > 0 && (f == rrule.DAILY || f == rrule.WEEKLY || f == rrule.MONTHLY) {
+		return refuse(value, "BYYEARDAY cannot be used with FREQ=%s (RFC 5545 section 3.3.10)", f)
+	}
+	if len(o.Bymonthday) > 0 && f == rrule.WEEKLY {
+		return refuse(value, "BYMONTHDAY cannot be used with FREQ=WEEKLY (RFC 5545 section 3.3.10)")
+	}
+	interval := max(o.Interval, 1)
+
+	// The library's defaults (python-dateutil's): a rule without day
+	// parts takes them from DTSTART; BYHOUR, BYMINUTE and BYSECOND default
+	// to DTSTART's above their frequency.
+	bymonth, bymonthday, byday := o.Bymonth, o.Bymonthday, weekdays(o.Byweekday)
+	if len(o.Byweekno) == 0 && len(o.Byyearday) == 0 && len(o.Bymonthday) == 0 && len(o.Byweekday) == 0 {
+		switch f {
+		case rrule.YEARLY:
+			if len(bymonth) == 0 {
+				bymonth = []int{int(start.Month())}
+			}
+			bymonthday = []int{start.Day()}
+		case rrule.MONTHLY:
+			bymonthday = []int{start.Day()}
+		case rrule.WEEKLY:
+			byday = []int{pyWeekday(start.Weekday())}
+		}
+	}
+	count := func(given []int) int { return max(len(given), 1) }
+	// The size of the set BYSETPOS picks from, at most.
+	perDay := count(o.Byhour) * count(o.Byminute) * count(o.Bysecond)
+	setSize := map[rrule.Frequency]int{
+		rrule.YEARLY:   366 * perDay,
+		rrule.MONTHLY:  31 * perDay,
+		rrule.WEEKLY:   7 * perDay,
+		rrule.DAILY:    perDay,
+		rrule.HOURLY:   count(o.Byminute) * count(o.Bysecond),
+		rrule.MINUTELY: count(o.Bysecond),
+		rrule.SECONDLY: 1,
+	}[f]
+	if len(o.Bysetpos) > 0 {
+		fits := false
+		for _, p := range o.Bysetpos {
+			fits = fits || (p <= setSize && p >= -setSize)
+		}
+		if !fits {
+			return refuse(value, "BYSETPOS picks beyond the %d occurrences a FREQ=%s period holds", setSize, f)
+		}
+	}
+
+	// Sub-daily rules step through the day by the interval (in seconds)
+	// from DTSTART's time; the reachable seconds of the day are those
+	// congruent to DTSTART's modulo gcd(step, 86400).
+	step := 0
+	switch f {
+	case rrule.HOURLY:
+		step = 3600 * interval
+	case rrule.MINUTELY:
+		step = 60 * interval
+	case rrule.SECONDLY:
+		step = interval
+	}
+	t0 := start.Hour()*3600 + start.Minute()*60 + start.Second()
+	var hit []bool // see stepHits
+	if step > 0 {
+		in := func(set []int, v int) bool { return len(set) == 0 || containsInt(set, v) }
+		match := make([]bool, 86400)
+		g := gcd(step, 86400)
+		reach := false
+		for s := range match {
+			h, m, sec := s/3600, s/60%60, s%60
+			ok := in(o.Byhour, h)
+			if f != rrule.HOURLY {
+				ok = ok && in(o.Byminute, m)
+			} else {
+				ok = ok && m == start.Minute() && sec == start.Second()
+			}
+			if f == rrule.SECONDLY {
+				ok = ok && in(o.Bysecond, sec)
+			} else {
+				ok = ok && sec == start.Second()
+			}
+			match[s] = ok
+			reach = reach || (ok && s%g == t0%g)
+		}
+		if !reach {
+			return refuse(value, "FREQ=%s;INTERVAL=%d from DTSTART at %s never reaches a time that BYHOUR, BYMINUTE and BYSECOND allow", f, interval, start.Format("15:04:05"))
+		}
+		hit = match
+		if step < 86400 {
+			// Whether a residue modulo step holds an allowed second.
+			hit = make([]bool, step)
+			for s, ok := range match {
+				hit[s%step] = hit[s%step] || ok
+			}
+		}
+	}
+	if len(bymonth) == 0 && len(bymonthday) == 0 && len(o.Byyearday) == 0 && len(byday) == 0 && step == 0 {
+		return nil // every visited day has occurrences
+	}
+
+	// Walk one Gregorian cycle of days from DTSTART: which days the rule
+	// visits (its FREQ and INTERVAL), which of them the day parts allow
+	// (BYWEEKNO, ordinals and BYSETPOS are not applied, so the walk finds
+	// at least the days the library finds), and for sub-daily rules which
+	// of them a step lands on at an allowed time.
+	d := newDay(start)
+	wkst := o.Wkst.Day()
+	weekIdx, monthIdx := 0, 0
+	first, last, gap := -1, -1, 0
+	for i := 0; i < cycleDays; i++ {
+		if i > 0 {
+			if d.next() {
+				monthIdx++
+			}
+			if d.wd == wkst {
+				weekIdx++
+			}
+		}
+		year := d.y
+		var visited bool
+		switch f {
+		case rrule.YEARLY:
+			visited = (year-start.Year())%interval == 0
+		case rrule.MONTHLY:
+			visited = monthIdx%interval == 0
+		case rrule.WEEKLY:
+			visited = weekIdx%interval == 0
+		case rrule.DAILY:
+			visited = i%interval == 0
+		default:
+			// A step lands on day i at second s when i*86400+s-t0 is a
+			// multiple of step (i = 0: at or after DTSTART).
+			visited = stepHits(hit, step, t0, i)
+		}
+		if !visited || !dayAllowed(d, bymonth, bymonthday, o.Byyearday, byday) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		} else if i-last > gap {
+			gap = i - last
+		}
+		last = i
+	}
+	if first < 0 {
+		return refuse(value, "no occurrence in the 400 years after DTSTART (%s): BYMONTH, BYMONTHDAY, BYYEARDAY and BYDAY never meet the days FREQ=%s;INTERVAL=%d visits", start.Format("2006-01-02"), f, interval)
+	}
+	if step > 0 {
+		perDay := 1
+		if step < 86400 {
+			perDay = (86400 + step - 1) / step
+		}
+		gap = max(gap, first, cycleDays-last)
+		if gap*perDay > maxRuleWork {
+			return refuse(value, "occurrences up to %d days apart at FREQ=%s;INTERVAL=%d take more than %d steps to find; use a coarser FREQ", gap, f, interval, maxRuleWork)
+		}
+	}
+	return nil
+}
+
+// stepHits reports whether a step of a sub-daily rule that starts at
+// second t0 of day 0 lands on day i at an allowed second: the seconds s of
+// day i it lands on are those with i*86400 + s - t0 a multiple of step.
+// For a step under a day, hit says which residues modulo step hold an
+// allowed second; for longer steps it is the allowed seconds of the day.
+func stepHits(hit []bool, step, t0, i int) bool {
+	r := (t0 - i*86400%step) % step
+	if r < 0 {
+		r += step
+	}
+	if step >= 86400 {
+		return r < 86400 && hit[r]
+	}
+	return hit[r]
+}
+
+// day is a civil date, stepped one day at a time without time.Time.
+type day struct {
+	y, m, d   int // year, month 1-12, day of the month
+	wd        int // weekday, Monday 0
+	yd        int // day of the year, from 1
+	dim, ylen int // days in the month and in the year
+}
+
+func newDay(t time.Time) day {
+	return day{y: t.Year(), m: int(t.Month()), d: t.Day(), wd: pyWeekday(t.Weekday()), yd: t.YearDay(),
+		dim: daysInMonthOf(t.Year(), t.Month()), ylen: yearLen(t.Year())}
+}
+
+// next moves to the following day; it reports a change of month.
+func (d *day) next() bool {
+	d.wd = (d.wd + 1) % 7
+	d.d++
+	d.yd++
+	if d.d <= d.dim {
+		return false
+	}
+	d.d = 1
+	if d.m++; d.m > 12 {
+		d.m, d.yd = 1, 1
+		d.y++
+		d.ylen = yearLen(d.y)
+	}
+	d.dim = daysInMonthOf(d.y, time.Month(d.m))
+	return true
+}
+
+func yearLen(y int) int {
+	if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		return 366
+	}
+	return 365
+}
+
+// dayAllowed applies BYMONTH, BYMONTHDAY, BYYEARDAY and (plain) BYDAY to a
+// day.
+func dayAllowed(d day, bymonth, bymonthday, byyearday, byday []int) bool {
+	if len(bymonth) > 0 && !containsInt(bymonth, d.m) {
+		return false
+	}
+	if len(bymonthday) > 0 && !containsInt(bymonthday, d.d) && !containsInt(bymonthday, d.d-d.dim-1) {
+		return false
+	}
+	if len(byyearday) > 0 && !containsInt(byyearday, d.yd) && !containsInt(byyearday, d.yd-d.ylen-1) {
+		return false
+	}
+	if len(byday) > 0 && !containsInt(byday, d.wd) {
+		return false
+	}
+	return true
+}
+
+func daysInMonthOf(y int, m time.Month) int {
+	if m == time.February {
+		return yearLen(y) - 337
+	}
+	return [...]int{31, 0, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
+}
+
+// weekdays lists the days of BYDAY as rrule-go numbers them (Monday 0).
+func weekdays(ws []rrule.Weekday) []int {
+	out := make([]int, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.Day())
+	}
+	return out
+}
+
+// pyWeekday numbers a weekday from Monday 0, as rrule-go does.
+func pyWeekday(w time.Weekday) int { return (int(w) + 6) % 7 }
+
+func containsInt(set []int, v int) bool {
+	for _, x := range set {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
