@@ -23,7 +23,7 @@ const (
 	maxFilterDepth = 8
 	// maxQueryWork bounds the work units of one REPORT: a filter element
 	// evaluated against a component, or an occurrence stepped through.
-	maxQueryWork = 10_000_000
+	maxQueryWork = 2_000_000
 	// ctxEvery is how many units pass between looks at the context.
 	ctxEvery = 1024
 )

@@ -85,6 +85,28 @@ func (k *Kind) query(ctx context.Context, r *dav.ReportRequest) error {
 			out = append(out, o)
 		}
 	}
+	// calendar-data with expand renders each object's occurrences after
+	// this (RenderData, which has no budget of its own): run the same
+	// expansions on the budget first, so that they cannot cost more.
+	dr, err := parseDataRequest(r.Body.Child(dav.Name(dav.NSDAV, "prop")).Child(dav.Name(dav.NSCalDAV, "calendar-data")))
+	if err != nil {
+		return err
+	}
+	if dr != nil && dr.expand != nil {
+		for _, o := range out {
+			c, err := k.calendar(o)
+			if err != nil {
+				continue
+			}
+			z := newZones(c, floating)
+			z.work = w
+			if _, err := expand(c, dr.expand[0], dr.expand[1], z); err != nil {
+				if err := w.failure(); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return r.Respond(out)
 }
 

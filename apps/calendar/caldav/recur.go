@@ -31,7 +31,7 @@ type Instance struct {
 // range (a rule every second from 1900 would never get there).
 const (
 	maxInstances = 20000
-	maxSteps     = 500_000
+	maxSteps     = 200_000
 )
 
 // dtValue is a DATE or DATE-TIME value: its wall-clock reading (as a UTC
