@@ -26,7 +26,10 @@ import (
 //   - whose time steps can never meet its BYHOUR, BYMINUTE and BYSECOND
 //     (the library's endless loop);
 //   - that has no occurrence on any day it visits in the 400 years (one
-//     Gregorian cycle) after DTSTART, or, for the sub-daily frequencies,
+//     Gregorian cycle) after DTSTART (BYWEEKNO is not applied: a rule that
+//     it alone empties costs the library a few thousand yearly steps), or
+//     whose BYSETPOS is beyond every period's set, or, for the sub-daily
+//     frequencies,
 //     whose occurrences are so sparse that the library would step more than
 //     maxRuleWork times between two of them.
 //
@@ -119,6 +122,9 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 	// parts takes them from DTSTART; BYHOUR, BYMINUTE and BYSECOND default
 	// to DTSTART's above their frequency.
 	bymonth, bymonthday, byday := o.Bymonth, o.Bymonthday, weekdays(o.Byweekday)
+	// Ordinals of BYDAY count within the month (MONTHLY, or YEARLY with
+	// BYMONTH) or the year.
+	nthInMonth := f == rrule.MONTHLY || len(bymonth) > 0
 	if len(o.Byweekno) == 0 && len(o.Byyearday) == 0 && len(o.Bymonthday) == 0 && len(o.Byweekday) == 0 {
 		switch f {
 		case rrule.YEARLY:
@@ -129,7 +135,7 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 		case rrule.MONTHLY:
 			bymonthday = []int{start.Day()}
 		case rrule.WEEKLY:
-			byday = []int{pyWeekday(start.Weekday())}
+			byday = []weekdayN{{wd: pyWeekday(start.Weekday())}}
 		}
 	}
 	count := func(given []int) int { return max(len(given), 1) }
@@ -201,7 +207,7 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 			}
 		}
 	}
-	if len(bymonth) == 0 && len(bymonthday) == 0 && len(o.Byyearday) == 0 && len(byday) == 0 && step == 0 {
+	if len(bymonth) == 0 && len(bymonthday) == 0 && len(o.Byyearday) == 0 && len(byday) == 0 && step == 0 && len(o.Bysetpos) == 0 {
 		return nil // every visited day has occurrences
 	}
 
@@ -214,6 +220,7 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 	wkst := o.Wkst.Day()
 	weekIdx, monthIdx := 0, 0
 	first, last, gap := -1, -1, 0
+	period, inPeriod, maxPeriod := 0, 0, 0 // for BYSETPOS: allowed days per period
 	for i := 0; i < cycleDays; i++ {
 		if i > 0 {
 			if d.next() {
@@ -225,13 +232,14 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 		}
 		year := d.y
 		var visited bool
+		p := i
 		switch f {
 		case rrule.YEARLY:
-			visited = (year-start.Year())%interval == 0
+			visited, p = (year-start.Year())%interval == 0, year
 		case rrule.MONTHLY:
-			visited = monthIdx%interval == 0
+			visited, p = monthIdx%interval == 0, monthIdx
 		case rrule.WEEKLY:
-			visited = weekIdx%interval == 0
+			visited, p = weekIdx%interval == 0, weekIdx
 		case rrule.DAILY:
 			visited = i%interval == 0
 		default:
@@ -239,15 +247,29 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 			// multiple of step (i = 0: at or after DTSTART).
 			visited = stepHits(hit, step, t0, i)
 		}
-		if !visited || !dayAllowed(d, bymonth, bymonthday, o.Byyearday, byday) {
+		if p != period {
+			period, inPeriod = p, 0
+		}
+		if !visited || !dayAllowed(d, bymonth, bymonthday, o.Byyearday, byday, nthInMonth) {
 			continue
 		}
+		inPeriod++
+		maxPeriod = max(maxPeriod, inPeriod)
 		if first < 0 {
 			first = i
 		} else if i-last > gap {
 			gap = i - last
 		}
 		last = i
+	}
+	if len(o.Bysetpos) > 0 && step == 0 && first >= 0 {
+		fits, size := false, maxPeriod*perDay
+		for _, p := range o.Bysetpos {
+			fits = fits || (p <= size && p >= -size)
+		}
+		if !fits {
+			return refuse(value, "BYSETPOS picks beyond the %d occurrences a FREQ=%s period holds", size, f)
+		}
 	}
 	if first < 0 {
 		return refuse(value, "no occurrence in the 400 years after DTSTART (%s): BYMONTH, BYMONTHDAY, BYYEARDAY and BYDAY never meet the days FREQ=%s;INTERVAL=%d visits", start.Format("2006-01-02"), f, interval)
@@ -319,9 +341,10 @@ func yearLen(y int) int {
 	return 365
 }
 
-// dayAllowed applies BYMONTH, BYMONTHDAY, BYYEARDAY and (plain) BYDAY to a
-// day.
-func dayAllowed(d day, bymonth, bymonthday, byyearday, byday []int) bool {
+// dayAllowed applies BYMONTH, BYMONTHDAY, BYYEARDAY and BYDAY to a day;
+// BYDAY's ordinals count within the month when nthInMonth, else within
+// the year.
+func dayAllowed(d day, bymonth, bymonthday, byyearday []int, byday []weekdayN, nthInMonth bool) bool {
 	if len(bymonth) > 0 && !containsInt(bymonth, d.m) {
 		return false
 	}
@@ -331,10 +354,19 @@ func dayAllowed(d day, bymonth, bymonthday, byyearday, byday []int) bool {
 	if len(byyearday) > 0 && !containsInt(byyearday, d.yd) && !containsInt(byyearday, d.yd-d.ylen-1) {
 		return false
 	}
-	if len(byday) > 0 && !containsInt(byday, d.wd) {
-		return false
+	if len(byday) == 0 {
+		return true
 	}
-	return true
+	pos, n := d.yd, d.ylen
+	if nthInMonth {
+		pos, n = d.d, d.dim
+	}
+	for _, w := range byday {
+		if w.wd == d.wd && (w.n == 0 || w.n == (pos-1)/7+1 || w.n == -((n-pos)/7+1)) {
+			return true
+		}
+	}
+	return false
 }
 
 func daysInMonthOf(y int, m time.Month) int {
@@ -344,11 +376,14 @@ func daysInMonthOf(y int, m time.Month) int {
 	return [...]int{31, 0, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
 }
 
-// weekdays lists the days of BYDAY as rrule-go numbers them (Monday 0).
-func weekdays(ws []rrule.Weekday) []int {
-	out := make([]int, 0, len(ws))
+// weekdayN is a BYDAY entry: a weekday (Monday 0, as rrule-go numbers
+// them) and its ordinal (0: every such day).
+type weekdayN struct{ wd, n int }
+
+func weekdays(ws []rrule.Weekday) []weekdayN {
+	out := make([]weekdayN, 0, len(ws))
 	for _, w := range ws {
-		out = append(out, w.Day())
+		out = append(out, weekdayN{w.Day(), w.N()})
 	}
 	return out
 }
