@@ -3,7 +3,9 @@ package carddav_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-vcard"
 
@@ -20,19 +22,37 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("BEGIN:VCARD\r\nVERSION:4.0\r\nitem1.X-ABLABEL;X=\"a;b\":c\\,d\r\nEND:VCARD\r\n"))
 	f.Add([]byte("BEGIN:VCARD\nBEGIN:VCARD\nEND:VCARD\nEND:VCARD\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		card, err := carddav.Parse(data)
-		if err != nil {
-			if de := (*dav.Error)(nil); !errors.As(err, &de) || de.Message == "" {
-				t.Fatalf("refusal without a status and message: %v", err)
+		done := make(chan error, 1)
+		go func() { done <- parseRoundTrip(data) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
 			}
-			return
-		}
-		var b bytes.Buffer
-		if err := vcard.NewEncoder(&b).Encode(card); err != nil {
-			return // the encoder refuses what it cannot write; no panic is what counts
-		}
-		if _, err := carddav.Parse(b.Bytes()); err != nil {
-			t.Fatalf("parsed, encoded as %q, does not parse again: %v", b.String(), err)
+		case <-time.After(parseBudget):
+			t.Fatalf("parsing %q still running after %v", data, parseBudget)
 		}
 	})
+}
+
+// parseBudget is how long parsing one fuzzed vCard may take before the
+// fuzz target reports it as a hang (it takes microseconds).
+const parseBudget = 20 * time.Second
+
+func parseRoundTrip(data []byte) error {
+	card, err := carddav.Parse(data)
+	if err != nil {
+		if de := (*dav.Error)(nil); !errors.As(err, &de) || de.Message == "" {
+			return fmt.Errorf("refusal without a status and message: %v", err)
+		}
+		return nil
+	}
+	var b bytes.Buffer
+	if err := vcard.NewEncoder(&b).Encode(card); err != nil {
+		return nil // the encoder refuses what it cannot write; no panic is what counts
+	}
+	if _, err := carddav.Parse(b.Bytes()); err != nil {
+		return fmt.Errorf("parsed, encoded as %q, does not parse again: %v", b.String(), err)
+	}
+	return nil
 }
