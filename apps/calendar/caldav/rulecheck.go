@@ -69,7 +69,27 @@ var ruleChecks = struct {
 // checkRule refuses the rules that rrule-go cannot expand in bounded time
 // (see above). opt is the parsed rule with Dtstart set to the wall-clock
 // start (a UTC time); value is the rule as written, for messages.
+//
+// It first drops repeated values from the BY parts (the library scans
+// them linearly for every day, and a long rule could repeat a value a
+// hundred thousand times), which leaves each list bounded by the range of
+// its values.
 func checkRule(value string, opt *rrule.ROption) error {
+	for _, l := range []*[]int{&opt.Bysetpos, &opt.Bymonth, &opt.Bymonthday, &opt.Byyearday, &opt.Byweekno, &opt.Byhour, &opt.Byminute, &opt.Bysecond, &opt.Byeaster} {
+		*l = uniq(*l)
+	}
+	seen := map[weekdayN]bool{}
+	days := opt.Byweekday[:0:0]
+	for _, w := range opt.Byweekday {
+		if k := (weekdayN{w.Day(), w.N()}); !seen[k] {
+			seen[k] = true
+			days = append(days, w)
+		}
+	}
+	opt.Byweekday = days
+	if len(value) > 512 {
+		return checkRuleUncached(value, opt) // not worth a place in the cache
+	}
 	key := value + "\x00" + opt.Dtstart.Format(time.RFC3339)
 	ruleChecks.Lock()
 	err, ok := ruleChecks.m[key]
@@ -216,6 +236,7 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 	// (BYWEEKNO, ordinals and BYSETPOS are not applied, so the walk finds
 	// at least the days the library finds), and for sub-daily rules which
 	// of them a step lands on at an allowed time.
+	filter := newDayFilter(bymonth, bymonthday, o.Byyearday, byday, nthInMonth)
 	d := newDay(start)
 	wkst := o.Wkst.Day()
 	weekIdx, monthIdx := 0, 0
@@ -250,7 +271,7 @@ func checkRuleUncached(value string, o *rrule.ROption) error {
 		if p != period {
 			period, inPeriod = p, 0
 		}
-		if !visited || !dayAllowed(d, bymonth, bymonthday, o.Byyearday, byday, nthInMonth) {
+		if !visited || !filter.allows(d) {
 			continue
 		}
 		inPeriod++
@@ -341,32 +362,67 @@ func yearLen(y int) int {
 	return 365
 }
 
-// dayAllowed applies BYMONTH, BYMONTHDAY, BYYEARDAY and BYDAY to a day;
-// BYDAY's ordinals count within the month when nthInMonth, else within
-// the year.
-func dayAllowed(d day, bymonth, bymonthday, byyearday []int, byday []weekdayN, nthInMonth bool) bool {
-	if len(bymonth) > 0 && !containsInt(bymonth, d.m) {
+// dayFilter is BYMONTH, BYMONTHDAY, BYYEARDAY and BYDAY as tables; a
+// nil table lets every day through. BYDAY's ordinals count within the
+// month when nthInMonth, else within the year.
+type dayFilter struct {
+	month      []bool // by month 1-12
+	monthday   []bool // by day of the month -31..31, offset 31
+	yearday    []bool // by day of the year -366..366, offset 366
+	weekday    []bool // by weekday*107 + ordinal+53 (ordinal 0: every)
+	nthInMonth bool
+}
+
+func newDayFilter(bymonth, bymonthday, byyearday []int, byday []weekdayN, nthInMonth bool) *dayFilter {
+	table := func(vals []int, size, offset int) []bool {
+		if len(vals) == 0 {
+			return nil
+		}
+		t := make([]bool, size)
+		for _, v := range vals {
+			if v+offset >= 0 && v+offset < size {
+				t[v+offset] = true
+			}
+		}
+		return t
+	}
+	f := &dayFilter{
+		month:      table(bymonth, 13, 0),
+		monthday:   table(bymonthday, 63, 31),
+		yearday:    table(byyearday, 733, 366),
+		nthInMonth: nthInMonth,
+	}
+	if len(byday) > 0 {
+		f.weekday = make([]bool, 7*107)
+		for _, w := range byday {
+			if w.wd >= 0 && w.wd < 7 && w.n >= -53 && w.n <= 53 {
+				f.weekday[w.wd*107+w.n+53] = true
+			}
+		}
+	}
+	return f
+}
+
+// allows applies the filter to a day.
+func (f *dayFilter) allows(d day) bool {
+	if f.month != nil && !f.month[d.m] {
 		return false
 	}
-	if len(bymonthday) > 0 && !containsInt(bymonthday, d.d) && !containsInt(bymonthday, d.d-d.dim-1) {
+	if f.monthday != nil && !f.monthday[d.d+31] && !f.monthday[d.d-d.dim-1+31] {
 		return false
 	}
-	if len(byyearday) > 0 && !containsInt(byyearday, d.yd) && !containsInt(byyearday, d.yd-d.ylen-1) {
+	if f.yearday != nil && !f.yearday[d.yd+366] && !f.yearday[d.yd-d.ylen-1+366] {
 		return false
 	}
-	if len(byday) == 0 {
+	if f.weekday == nil {
 		return true
 	}
 	pos, n := d.yd, d.ylen
-	if nthInMonth {
+	if f.nthInMonth {
 		pos, n = d.d, d.dim
 	}
-	for _, w := range byday {
-		if w.wd == d.wd && (w.n == 0 || w.n == (pos-1)/7+1 || w.n == -((n-pos)/7+1)) {
-			return true
-		}
-	}
-	return false
+	row := f.weekday[d.wd*107 : d.wd*107+107]
+	return row[53] || row[(pos-1)/7+1+53] || row[-((n-pos)/7+1)+53]
 }
 
 func daysInMonthOf(y int, m time.Month) int {
@@ -390,6 +446,19 @@ func weekdays(ws []rrule.Weekday) []weekdayN {
 
 // pyWeekday numbers a weekday from Monday 0, as rrule-go does.
 func pyWeekday(w time.Weekday) int { return (int(w) + 6) % 7 }
+
+// uniq drops repeated values, keeping the first of each.
+func uniq(xs []int) []int {
+	seen := map[int]bool{}
+	out := xs[:0:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
 
 func containsInt(set []int, v int) bool {
 	for _, x := range set {
