@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/teambition/rrule-go"
 )
 
 // TestCheckRule: the rules calendar clients write pass; the ones that make
@@ -70,5 +72,35 @@ func TestCheckRule(t *testing.T) {
 				t.Errorf("got %v, want a refusal saying %q", err, tc.refusal)
 			}
 		})
+	}
+}
+
+// TestRuleIterRecovers: a panic inside rrule-go (a weekly rule from the
+// year 0000 makes one, found by FuzzValidate) becomes the iterator's error
+// instead of taking the process down.
+func TestRuleIterRecovers(t *testing.T) {
+	opt, err := parseRule("FREQ=WEEKLY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Dtstart = time.Date(0, 1, 5, 0, 0, 0, 0, time.UTC)
+	it := &ruleIter{value: "FREQ=WEEKLY"}
+	it.guard(func() {
+		rule, err := rrule.NewRRule(*opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it.next = rule.Iterator()
+	})
+	for n := 0; n < 1000 && it.err == nil; n++ {
+		if _, ok := it.Next(); !ok {
+			break
+		}
+	}
+	if it.err == nil || !strings.Contains(it.err.Error(), "recurrence library failed") {
+		t.Fatalf("got %v, want the library's panic as an error", it.err)
+	}
+	if _, ok := it.Next(); ok {
+		t.Error("the iterator goes on after a failure")
 	}
 }
