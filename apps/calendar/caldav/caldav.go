@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -189,7 +190,9 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 	// around now expands a little of every rule.
 	if typ != ical.CompFreeBusy {
 		now := time.Now()
-		if _, err := Instances(cal, typ, now, now.AddDate(0, 0, 1), time.UTC); err != nil {
+		if _, err := Instances(cal, typ, now, now.AddDate(0, 0, 1), time.UTC); errors.Is(err, errRule) {
+			return "", invalidObject("%s %q: %v", typ, uid, err)
+		} else if err != nil {
 			return "", invalid("%s %q: %v", typ, uid, err)
 		}
 	}
@@ -235,9 +238,9 @@ func (k *Kind) calendar(o *dav.Object) (*ical.Calendar, error) {
 func (k *Kind) Report(ctx context.Context, r *dav.ReportRequest) (bool, error) {
 	switch r.Body.Name {
 	case dav.Name(dav.NSCalDAV, "calendar-query"):
-		return true, k.query(r)
+		return true, k.query(ctx, r)
 	case dav.Name(dav.NSCalDAV, "free-busy-query"):
-		return true, k.freeBusy(r)
+		return true, k.freeBusy(ctx, r)
 	}
 	return false, nil
 }

@@ -1,6 +1,7 @@
 package caldav
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -43,8 +44,11 @@ func timeRange(n *dav.Node) (start, end time.Time, err error) {
 	return
 }
 
-func (k *Kind) query(r *dav.ReportRequest) error {
+func (k *Kind) query(ctx context.Context, r *dav.ReportRequest) error {
 	filter := r.Body.Child(dav.Name(dav.NSCalDAV, "filter"))
+	if err := checkFilter(filter); err != nil {
+		return err
+	}
 	var top *dav.Node
 	if filter != nil {
 		top = filter.Child(dav.Name(dav.NSCalDAV, "comp-filter"))
@@ -63,18 +67,44 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 	if err != nil {
 		return err
 	}
+	w := newWork(ctx, maxQueryWork)
 	var out []*dav.Object
 	for _, o := range objs {
+		if err := w.spend(1); err != nil {
+			return err
+		}
 		c, err := k.calendar(o)
 		if err != nil {
 			continue
 		}
-		ok, err := MatchFilter(top, c, floating)
+		ok, err := matchFilter(top, c, floating, w)
 		if err != nil {
 			return err
 		}
 		if ok {
 			out = append(out, o)
+		}
+	}
+	// calendar-data with expand renders each object's occurrences after
+	// this (RenderData, which has no budget of its own): run the same
+	// expansions on the budget first, so that they cannot cost more.
+	dr, err := parseDataRequest(r.Body.Child(dav.Name(dav.NSDAV, "prop")).Child(dav.Name(dav.NSCalDAV, "calendar-data")))
+	if err != nil {
+		return err
+	}
+	if dr != nil && dr.expand != nil {
+		for _, o := range out {
+			c, err := k.calendar(o)
+			if err != nil {
+				continue
+			}
+			z := newZones(c, floating)
+			z.work = w
+			if _, err := expand(c, dr.expand[0], dr.expand[1], z); err != nil {
+				if err := w.failure(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return r.Respond(out)
@@ -84,18 +114,28 @@ func (k *Kind) query(r *dav.ReportRequest) error {
 // section 9.7) against a calendar object; nil matches everything. Floating
 // times are read in floating (the calendar's calendar-timezone; nil: UTC).
 func MatchFilter(top *dav.Node, c *ical.Calendar, floating *time.Location) (bool, error) {
+	return matchFilter(top, c, floating, nil)
+}
+
+// matchFilter is MatchFilter on a request's work budget.
+func matchFilter(top *dav.Node, c *ical.Calendar, floating *time.Location, w *work) (bool, error) {
 	if top == nil {
 		return true, nil
 	}
 	if !strings.EqualFold(top.AttrValue("name"), ical.CompCalendar) {
 		return top.Child(dav.Name(dav.NSCalDAV, "is-not-defined")) != nil, nil
 	}
-	return matchComp(top, c.Component, c, newZones(c, floating))
+	z := newZones(c, floating)
+	z.work = w
+	return matchComp(top, c.Component, c, z)
 }
 
 // matchComp checks the filters inside comp-filter f against comp.
 func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar, z *zones) (bool, error) {
 	for _, cf := range f.All(dav.Name(dav.NSCalDAV, "comp-filter")) {
+		if err := z.work.spend(1); err != nil {
+			return false, err
+		}
 		name := strings.ToUpper(cf.AttrValue("name"))
 		var cands []*ical.Component
 		for _, ch := range comp.Children {
@@ -122,7 +162,9 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar, z *zones)
 				// An object's occurrences, recurrence and overrides included.
 				inst, err := instances(root, name, rs, re, z)
 				if err != nil {
-					return false, nil
+					// A stored object that does not expand matches no
+					// time-range; a spent budget ends the query.
+					return false, z.work.failure()
 				}
 				cands = cands[:0]
 				seen := map[*ical.Component]bool{}
@@ -151,6 +193,9 @@ func matchComp(f *dav.Node, comp *ical.Component, root *ical.Calendar, z *zones)
 		}
 	}
 	for _, pf := range f.All(dav.Name(dav.NSCalDAV, "prop-filter")) {
+		if err := z.work.spend(1); err != nil {
+			return false, err
+		}
 		ok, err := matchProp(pf, comp, z)
 		if err != nil || !ok {
 			return false, err
@@ -319,7 +364,7 @@ type period struct {
 	typ        string
 }
 
-func (k *Kind) freeBusy(r *dav.ReportRequest) error {
+func (k *Kind) freeBusy(ctx context.Context, r *dav.ReportRequest) error {
 	tr := r.Body.Child(dav.Name(dav.NSCalDAV, "time-range"))
 	if tr == nil {
 		return dav.Errorf(http.StatusBadRequest, dav.Name(dav.NSCalDAV, "valid-filter"), "free-busy-query needs a time-range")
@@ -341,7 +386,7 @@ func (k *Kind) freeBusy(r *dav.ReportRequest) error {
 			cals = append(cals, c)
 		}
 	}
-	body, err := freeBusy(cals, rs, re, time.Now(), k.floatingZone(r.Collection))
+	body, err := freeBusy(cals, rs, re, time.Now(), k.floatingZone(r.Collection), newWork(ctx, maxQueryWork))
 	if err != nil {
 		return err
 	}
@@ -355,14 +400,22 @@ func (k *Kind) freeBusy(r *dav.ReportRequest) error {
 // opaque, not cancelled occurrence is busy (tentative ones BUSY-TENTATIVE),
 // clipped to the range, overlapping periods merged.
 func FreeBusy(cals []*ical.Calendar, rs, re, now time.Time) ([]byte, error) {
-	return freeBusy(cals, rs, re, now, time.UTC)
+	return freeBusy(cals, rs, re, now, time.UTC, nil)
 }
 
-func freeBusy(cals []*ical.Calendar, rs, re, now time.Time, floating *time.Location) ([]byte, error) {
+func freeBusy(cals []*ical.Calendar, rs, re, now time.Time, floating *time.Location, w *work) ([]byte, error) {
 	var ps []period
 	for _, c := range cals {
-		inst, err := Instances(c, ical.CompEvent, rs, re, floating)
+		if err := w.spend(1); err != nil {
+			return nil, err
+		}
+		z := newZones(c, floating)
+		z.work = w
+		inst, err := instances(c, ical.CompEvent, rs, re, z)
 		if err != nil {
+			if err := w.failure(); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		for _, in := range inst {

@@ -42,6 +42,8 @@ type zones struct {
 	cal      *ical.Calendar
 	floating *time.Location
 	memo     map[string]*time.Location
+	// work is the request's budget (nil: unbounded).
+	work *work
 }
 
 func newZones(cal *ical.Calendar, floating *time.Location) *zones {
@@ -269,13 +271,15 @@ func observanceOnsets(ob *ical.Component, from int) ([]time.Time, error) {
 		if err != nil {
 			return nil, err
 		}
-		it := rule.Iterator()
 		for n := 0; n < 10000; n++ {
-			t, more := it()
+			t, more := rule.Next()
 			if !more || t.Year() > maxTZYear {
 				break
 			}
 			out = append(out, t)
+		}
+		if rule.err != nil {
+			return nil, rule.err
 		}
 	}
 	for _, p := range ob.Props.Values(ical.PropRecurrenceDates) {
@@ -299,7 +303,7 @@ func shiftYearly(rule string, start time.Time) time.Time {
 	if start.Year() >= 1900 {
 		return start
 	}
-	opt, err := rrule.StrToROptionInLocation(rule, time.UTC)
+	opt, err := parseRule(rule)
 	if err != nil || opt.Freq != rrule.YEARLY || opt.Count != 0 {
 		return start
 	}
@@ -309,9 +313,12 @@ func shiftYearly(rule string, start time.Time) time.Time {
 }
 
 // wallRule makes an RRULE that runs on wall-clock readings (UTC times)
-// from start; a UTC UNTIL is turned into a reading in loc.
-func wallRule(value string, start time.Time, loc *time.Location) (*rrule.RRule, error) {
-	opt, err := rrule.StrToROptionInLocation(value, time.UTC)
+// from start; a UTC UNTIL is turned into a reading in loc. It refuses the
+// rules that the library cannot expand in bounded time (checkRule), and
+// its occurrences come through a guard that turns the library's panics
+// into an error.
+func wallRule(value string, start time.Time, loc *time.Location) (*ruleIter, error) {
+	opt, err := parseRule(value)
 	if err != nil {
 		return nil, fmt.Errorf("bad RRULE %q: %v", value, err)
 	}
@@ -319,11 +326,65 @@ func wallRule(value string, start time.Time, loc *time.Location) (*rrule.RRule, 
 	if !opt.Until.IsZero() && untilIsUTC(value) {
 		opt.Until = wallOf(opt.Until.In(loc))
 	}
-	rule, err := rrule.NewRRule(*opt)
+	if err := checkRule(value, opt); err != nil {
+		return nil, err
+	}
+	it := &ruleIter{value: value}
+	it.guard(func() {
+		var rule *rrule.RRule
+		if rule, err = rrule.NewRRule(*opt); err == nil {
+			it.next = rule.Iterator()
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bad RRULE %q: %v", value, err)
 	}
-	return rule, nil
+	if it.err != nil {
+		return nil, it.err
+	}
+	return it, nil
+}
+
+// parseRule parses an RRULE value, turning a panic of the library's
+// parser into an error.
+func parseRule(value string) (opt *rrule.ROption, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			opt, err = nil, fmt.Errorf("the recurrence library failed: %v", p)
+		}
+	}()
+	return rrule.StrToROptionInLocation(value, time.UTC)
+}
+
+// ruleIter steps through a checked rule's occurrences. A panic inside the
+// library ends them and is kept in err.
+type ruleIter struct {
+	value string
+	next  rrule.Next
+	err   error
+}
+
+// guard runs f, turning a panic into it.err.
+func (it *ruleIter) guard(f func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			it.err = fmt.Errorf("RRULE %q: the recurrence library failed: %v", it.value, p)
+		}
+	}()
+	f()
+}
+
+// Next returns the next occurrence; false at the end of the rule or after
+// a failure (see err).
+func (it *ruleIter) Next() (t time.Time, ok bool) {
+	if it.err != nil || it.next == nil {
+		return time.Time{}, false
+	}
+	it.guard(func() { t, ok = it.next() })
+	if it.err != nil {
+		return time.Time{}, false
+	}
+	return t, ok
 }
 
 func untilIsUTC(rule string) bool {
