@@ -307,7 +307,7 @@ func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource 
 func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, user string) error {
 	switch r.Method {
 	case "PROPFIND":
-		body, err := readXMLBody(r)
+		body, err := readXMLBody(w, r)
 		if err != nil {
 			return err
 		}
@@ -341,7 +341,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 	if t.missing {
 		return notFound(t)
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	if t.missing {
 		return notFound(t)
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
