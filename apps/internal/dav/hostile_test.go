@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -148,23 +150,36 @@ func TestHostileXML(t *testing.T) {
 		wantMsg  string
 		maxRSS   int64
 		maxAlloc uint64
+		chunked  bool // no Content-Length: the limit applies as the body is read
 	}{
 		// H4: a 70 KB body took 1.39 GB.
-		{"depth 10000", "PROPFIND", deepPropfind(10000), 400, "deeper than 64", 32 << 20, 32 << 20},
+		{"depth 10000", "PROPFIND", deepPropfind(10000), 400, "deeper than 64", 32 << 20, 32 << 20, false},
 		// H4: a 1.4 MB body grew the calendar program to 6.7 GB.
-		{"depth 200000", "PROPFIND", deepPropfind(200000), 400, "deeper than 64", 32 << 20, 32 << 20},
+		{"depth 200000", "PROPFIND", deepPropfind(200000), 400, "deeper than 64", 32 << 20, 32 << 20, false},
 		// Many elements, each shallow: refused at the element limit.
-		{"a million elements", "PROPFIND", `<propfind xmlns="DAV:"><prop>` + strings.Repeat("<a/>", 1000000) + `</prop></propfind>`, 400, "more than", 32 << 20, 48 << 20},
+		{"a million elements", "PROPFIND", `<propfind xmlns="DAV:"><prop>` + strings.Repeat("<a/>", 1000000) + `</prop></propfind>`, 400, "more than", 32 << 20, 48 << 20, false},
 		// M5: 1.6 MB of text in 200,000 pieces (split by comments).
-		{"text in pieces", "PROPFIND", `<propfind xmlns="DAV:"><prop><displayname>` + strings.Repeat("abc<!---->", 160000) + `</displayname></prop></propfind>`, 207, "", 32 << 20, 48 << 20},
+		{"text in pieces", "PROPFIND", `<propfind xmlns="DAV:"><prop><displayname>` + strings.Repeat("abc<!---->", 160000) + `</displayname></prop></propfind>`, 207, "", 32 << 20, 48 << 20, false},
 		// A body over the limit is refused, not read whole.
-		{"5 MB body", "PROPFIND", `<propfind xmlns="DAV:"><prop><displayname>` + strings.Repeat("x", 5<<20) + `</displayname></prop></propfind>`, 413, "larger than", 32 << 20, 48 << 20},
+		{"5 MB body", "PROPFIND", `<propfind xmlns="DAV:"><prop><displayname>` + strings.Repeat("x", 5<<20) + `</displayname></prop></propfind>`, 413, "larger than", 32 << 20, 48 << 20, false},
+		{"5 MB body, chunked", "PROPFIND", `<propfind xmlns="DAV:"><prop><displayname>` + strings.Repeat("x", 5<<20) + `</displayname></prop></propfind>`, 413, "larger than", 32 << 20, 48 << 20, true},
+		{"5 MB PUT, chunked", "PUT", vcf("big", strings.Repeat("x", 5<<20)), 413, "larger than", 32 << 20, 48 << 20, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r davtest.Response
 			budget(t, tc.maxRSS, tc.maxAlloc, func() {
-				legitimate(t, s, func() { r = s.Do("alice", tc.method, "/alice/default/", tc.body, "Depth", "0") })
+				legitimate(t, s, func() {
+					path := "/alice/default/"
+					if tc.method == "PUT" {
+						path += "big.vcf"
+					}
+					if tc.chunked {
+						r = doChunked(t, s, tc.method, path, tc.body)
+					} else {
+						r = s.Do("alice", tc.method, path, tc.body, "Depth", "0")
+					}
+				})
 			})
 			if r.Status != tc.want || !strings.Contains(r.Body, tc.wantMsg) {
 				t.Errorf("got %d %q, want %d saying %q", r.Status, cut(r.Body), tc.want, tc.wantMsg)
@@ -172,6 +187,26 @@ func TestHostileXML(t *testing.T) {
 		})
 	}
 	fsck(t, s)
+}
+
+// doChunked sends a request as alice with a body of unknown length.
+func doChunked(t *testing.T, s *davtest.Server, method, path, body string) davtest.Response {
+	req, err := http.NewRequest(method, s.URL+path, io.MultiReader(strings.NewReader(body)))
+	if err != nil {
+		t.Error(err)
+		return davtest.Response{}
+	}
+	req.SetBasicAuth("alice", davtest.Users["alice"])
+	req.Header.Set("Depth", "0")
+	req.Header.Set("Content-Type", vcardType)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Error(err)
+		return davtest.Response{}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return davtest.Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 }
 
 func cut(s string) string {

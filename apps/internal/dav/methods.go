@@ -128,12 +128,12 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	if r.ContentLength > max {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is %d bytes; the limit is %d", r.ContentLength, max)}
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is larger than the limit of %d bytes", max)}
+	}
 	if err != nil {
 		return Errorf(http.StatusBadRequest, errNoCond, "reading the body: %v", err)
-	}
-	if int64(len(data)) > max {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is larger than the limit of %d bytes", max)}
 	}
 	var uid string
 	if c.Type != TypePlain {
