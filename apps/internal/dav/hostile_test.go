@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/apps/contacts/carddav"
+	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/dav/davtest"
 	"github.com/nymote/nymote/store"
 )
@@ -86,7 +90,7 @@ func budget(t *testing.T, maxRSS int64, maxAlloc uint64, fn func()) {
 // legitimate runs a legitimate client's requests (bob lists his home and
 // stores a card) while hostile runs, and fails if bob is not served within
 // a bound that only a hung server misses.
-func legitimate(t *testing.T, s *davtest.Server, hostile func()) {
+func legitimate(t *testing.T, s *server, hostile func()) {
 	t.Helper()
 	done := make(chan string, 1)
 	var wg sync.WaitGroup
@@ -117,18 +121,93 @@ func legitimate(t *testing.T, s *davtest.Server, hostile func()) {
 	wg.Wait()
 }
 
-// fsck checks the store's repository with git.
-func fsck(t *testing.T, s *davtest.Server) {
+// server is a server of startChecked; Do sends requests as davtest's Do.
+type server struct {
+	URL   string
+	Store *store.Store
+	t     *testing.T
+}
+
+type response struct {
+	Status int
+	Body   string
+}
+
+// Do sends a request as user with headers as alternating names and
+// values; a failed round trip fails the test (not fatally: Do may run in
+// a goroutine).
+func (s *server) Do(user, method, path, body string, headers ...string) response {
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Error(err)
+		return response{}
+	}
+	req.SetBasicAuth(user, davtest.Users[user])
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return s.send(req)
+}
+
+func (s *server) send(req *http.Request) response {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		s.t.Error(err)
+		return response{}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Error(err)
+	}
+	return response{Status: resp.StatusCode, Body: string(b)}
+}
+
+// startChecked starts a contacts server (as davtest.Start does, object
+// limit 2048 bytes as in start) whose repository git fsck checks once the
+// server and its store are closed: no background repack is then moving
+// packs while git reads them.
+func startChecked(t *testing.T) *server {
 	t.Helper()
-	if err := s.Store.Flush(); err != nil {
+	dir := t.TempDir()
+	st, err := store.InitData(dir, store.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed (apt-get install -y git)")
+	ctx, cancel := context.WithCancel(context.Background())
+	for u, p := range davtest.Users {
+		if err := st.AddUser(ctx, u, p, store.GitNone); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if out, err := exec.Command("git", "-C", s.Store.Path(), "fsck", "--strict").CombinedOutput(); err != nil {
-		t.Errorf("git fsck: %v\n%s", err, out)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	o := dav.Options{Store: st, Kind: carddav.New(2048), MaxObjectSize: 2048, Logger: slog.New(slog.DiscardHandler)}
+	done := make(chan error, 1)
+	go func() { done <- dav.Serve(ctx, dav.Config{Options: o}, []dav.Listener{{Proto: "http", Listener: ln}}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("closing the store: %v", err)
+		}
+		if _, err := exec.LookPath("git"); err != nil {
+			t.Log("git is not installed (apt-get install -y git): no fsck")
+			return
+		}
+		if out, err := exec.Command("git", "-C", st.Path(), "fsck", "--strict").CombinedOutput(); err != nil {
+			t.Errorf("git fsck: %v\n%s", err, out)
+		}
+	})
+	s := &server{URL: "http://" + ln.Addr().String(), Store: st, t: t}
+	for _, u := range []string{"alice", "bob"} {
+		s.Do(u, "PROPFIND", "/"+u+"/", "", "Depth", "0")
+	}
+	return s
 }
 
 func deepPropfind(depth int) string {
@@ -138,10 +217,7 @@ func deepPropfind(depth int) string {
 // TestHostileXML replays H4 (nested XML), M5 (text in many pieces) and
 // oversized bodies.
 func TestHostileXML(t *testing.T) {
-	s := start(t)
-	for _, u := range []string{"alice", "bob"} {
-		s.Do(u, "PROPFIND", "/"+u+"/", "", "Depth", "0")
-	}
+	s := startChecked(t)
 	tests := []struct {
 		name     string
 		method   string
@@ -167,7 +243,7 @@ func TestHostileXML(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var r davtest.Response
+			var r response
 			budget(t, tc.maxRSS, tc.maxAlloc, func() {
 				legitimate(t, s, func() {
 					path := "/alice/default/"
@@ -186,27 +262,19 @@ func TestHostileXML(t *testing.T) {
 			}
 		})
 	}
-	fsck(t, s)
 }
 
 // doChunked sends a request as alice with a body of unknown length.
-func doChunked(t *testing.T, s *davtest.Server, method, path, body string) davtest.Response {
+func doChunked(t *testing.T, s *server, method, path, body string) response {
 	req, err := http.NewRequest(method, s.URL+path, io.MultiReader(strings.NewReader(body)))
 	if err != nil {
 		t.Error(err)
-		return davtest.Response{}
+		return response{}
 	}
 	req.SetBasicAuth("alice", davtest.Users["alice"])
 	req.Header.Set("Depth", "0")
 	req.Header.Set("Content-Type", vcardType)
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Error(err)
-		return davtest.Response{}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return davtest.Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	return s.send(req)
 }
 
 func cut(s string) string {
@@ -218,7 +286,7 @@ func cut(s string) string {
 
 // fillCollection writes a plain collection /alice/p/ holding an address
 // book /alice/p/a/ of n cards, in one commit straight into the store.
-func fillCollection(t *testing.T, s *davtest.Server, n int) {
+func fillCollection(t *testing.T, s *server, n int) {
 	t.Helper()
 	if r := s.Do("alice", "MKCOL", "/alice/p/", ""); r.Status != 201 {
 		t.Fatalf("MKCOL: %d %s", r.Status, r.Body)
@@ -241,7 +309,7 @@ func fillCollection(t *testing.T, s *davtest.Server, n int) {
 	}
 }
 
-func countObjects(t *testing.T, s *davtest.Server, coll string) int {
+func countObjects(t *testing.T, s *server, coll string) int {
 	t.Helper()
 	r := s.Do("alice", "PROPFIND", coll, `<propfind xmlns="DAV:"><prop><getetag/></prop></propfind>`, "Depth", "1")
 	if r.Status != 207 {
@@ -258,10 +326,7 @@ func TestHostileCopy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes thousands of objects")
 	}
-	s := start(t)
-	for _, u := range []string{"alice", "bob"} {
-		s.Do(u, "PROPFIND", "/"+u+"/", "", "Depth", "0")
-	}
+	s := startChecked(t)
 	const n = 3000
 	fillCollection(t, s, n)
 	refused := ""
@@ -291,7 +356,6 @@ func TestHostileCopy(t *testing.T) {
 	if got := countObjects(t, s, "/alice/p/a/"); got != n {
 		t.Errorf("the source address book holds %d cards, want %d", got, n)
 	}
-	fsck(t, s)
 }
 
 // TestHostileDeadProperties replays the Low finding: dead properties were
@@ -299,10 +363,7 @@ func TestHostileCopy(t *testing.T) {
 // limit, and one property too many, are refused with 507 and a message;
 // what was stored before stays.
 func TestHostileDeadProperties(t *testing.T) {
-	s := start(t)
-	for _, u := range []string{"alice", "bob"} {
-		s.Do(u, "PROPFIND", "/"+u+"/", "", "Depth", "0")
-	}
+	s := startChecked(t)
 	if r := s.Do("alice", "PUT", "/alice/default/x.vcf", vcf("x", "X"), "Content-Type", vcardType); r.Status != 201 {
 		t.Fatalf("PUT: %d %s", r.Status, r.Body)
 	}
@@ -325,7 +386,7 @@ func TestHostileDeadProperties(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var r davtest.Response
+			var r response
 			budget(t, 48<<20, 64<<20, func() {
 				legitimate(t, s, func() { r = s.Do("alice", "PROPPATCH", tc.path, tc.body) })
 			})
@@ -341,5 +402,60 @@ func TestHostileDeadProperties(t *testing.T) {
 	if !strings.Contains(r.Body, "kept") || strings.Contains(r.Body, "xxxx") {
 		t.Errorf("after the refusals: %s", cut(r.Body))
 	}
-	fsck(t, s)
+}
+
+// TestHostileResponses: responses are streamed, so a listing with every
+// object's data, or a multiget naming one object 40,000 times, costs the
+// server a bounded buffer, not the size of the response.
+func TestHostileResponses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes thousands of objects")
+	}
+	s := startChecked(t)
+	const n = 20000 // 2 KB each: a 45 MB listing
+	fillCollection(t, s, n)
+	listing := `<propfind xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><prop><getetag/><C:address-data/></prop></propfind>`
+	multiget := `<C:addressbook-multiget xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><prop><getetag/><C:address-data/></prop>` +
+		strings.Repeat("<href>/alice/p/a/c1.vcf</href>", 40000) + `</C:addressbook-multiget>`
+	tests := []struct {
+		name, method, body string
+		minBytes, maxBytes int64
+		maxRSS             int64
+	}{
+		// The heap churns (each object is read and escaped), but
+		// holds one object and a 256 KB buffer at a time.
+		{"listing with data", "PROPFIND", listing, n * 2000, 1 << 30, 48 << 20},
+		{"multiget of one object 40,000 times", "REPORT", multiget, 2000, 8000, 32 << 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var status int
+			var size int64
+			budget(t, tc.maxRSS, 600<<20, func() {
+				legitimate(t, s, func() {
+					req, err := http.NewRequest(tc.method, s.URL+"/alice/p/a/", strings.NewReader(tc.body))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					req.SetBasicAuth("alice", davtest.Users["alice"])
+					req.Header.Set("Depth", "1")
+					resp, err := http.DefaultTransport.RoundTrip(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer resp.Body.Close()
+					status = resp.StatusCode
+					size, err = io.Copy(io.Discard, resp.Body)
+					if err != nil {
+						t.Error(err)
+					}
+				})
+			})
+			if status != 207 || size < tc.minBytes || size > tc.maxBytes {
+				t.Errorf("got %d with %d bytes, want 207 with %d to %d bytes", status, size, tc.minBytes, tc.maxBytes)
+			}
+		})
+	}
 }

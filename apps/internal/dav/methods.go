@@ -663,8 +663,16 @@ func refuseSets(ups []propUpdate, failed map[int]bool, refused map[int]*Error, e
 	}
 }
 
+// writeMultistatus sends ms: whole, or the rest of a streaming one.
 func writeMultistatus(w http.ResponseWriter, ms *multistatus) error {
 	b := ms.bytes()
+	if ms.started {
+		if ms.err != nil {
+			return ms.err
+		}
+		_, err := w.Write(b)
+		return err
+	}
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusMultiStatus)

@@ -394,10 +394,22 @@ type PropValue struct {
 
 // multistatus builds a DAV:multistatus body. It appends to one buffer,
 // element by element, without making a string per element: a listing of
-// thousands of objects is mostly this.
+// thousands of objects is mostly this. A streaming one (w set) sends the
+// buffer to the client whenever it passes msFlushAt, so that a response of
+// any length (a listing with every object's data) holds at most about
+// msFlushAt and one object in memory.
 type multistatus struct {
 	b []byte
+	// w receives the body in pieces; nil keeps it whole.
+	w http.ResponseWriter
+	// started: the status line and a first piece are sent.
+	started bool
+	err     error // of writing to w
 }
+
+// msFlushAt is the size past which a streaming multistatus sends what it
+// holds.
+const msFlushAt = 256 << 10
 
 func newMultistatus() *multistatus {
 	m := &multistatus{b: make([]byte, 0, 4096)}
@@ -409,9 +421,47 @@ func newMultistatus() *multistatus {
 	return m
 }
 
+// newStreamingMultistatus returns a multistatus that streams to w. A
+// method that uses one must end with writeMultistatus, and must defer
+// abortIfStarted: an error after the first piece was sent cannot change
+// the status any more.
+func newStreamingMultistatus(w http.ResponseWriter) *multistatus {
+	m := newMultistatus()
+	m.w = w
+	return m
+}
+
+// flush sends what m holds once it passes msFlushAt (a streaming one).
+func (m *multistatus) flush() error {
+	if m.w == nil || m.err != nil || len(m.b) < msFlushAt {
+		return m.err
+	}
+	if !m.started {
+		m.w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+		m.w.WriteHeader(http.StatusMultiStatus)
+		m.started = true
+	}
+	_, m.err = m.w.Write(m.b)
+	m.b = m.b[:0]
+	return m.err
+}
+
+// abortIfStarted cuts the connection when the method failed (*err) after
+// the response began: the client sees a truncated body, never a
+// well-formed partial one, nor an error message inside the XML.
+func (m *multistatus) abortIfStarted(err *error) {
+	if *err != nil && m.started {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 // grow makes room for about n more responses.
 func (m *multistatus) grow(n int) {
-	if need := len(m.b) + n*256; need > cap(m.b) {
+	need := len(m.b) + n*256
+	if m.w != nil && need > msFlushAt+64<<10 {
+		need = msFlushAt + 64<<10
+	}
+	if need > cap(m.b) {
 		nb := make([]byte, len(m.b), need)
 		copy(nb, m.b)
 		m.b = nb
