@@ -63,6 +63,7 @@ type XMLLimitError struct {
 	Limit int64
 }
 
+// Error says which limit was passed, for the client.
 func (e *XMLLimitError) Error() string {
 	switch e.What {
 	case "nesting":
