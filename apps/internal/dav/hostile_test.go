@@ -353,6 +353,9 @@ func TestHostileCopy(t *testing.T) {
 	if !strings.Contains(refused, "limit") {
 		t.Errorf("the copies went on without a 507 naming the limit (last answer %q)", cut(refused))
 	}
+	if r := s.Do("alice", "MOVE", "/alice/p/", "", "Destination", s.URL+"/alice/moved/"); r.Status != 507 || !strings.Contains(r.Body, "limit") {
+		t.Errorf("MOVE of the grown collection: got %d %q, want 507 naming the limit", r.Status, cut(r.Body))
+	}
 	if got := countObjects(t, s, "/alice/p/a/"); got != n {
 		t.Errorf("the source address book holds %d cards, want %d", got, n)
 	}
