@@ -117,7 +117,19 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t 
 		if isColl {
 			from, to := h.repo.collDir(t.user, src.coll.Path), h.repo.collDir(t.user, strings.Join(dsegs, "/"))
 			touched = append(touched, from, to)
-			if err := copyTree(tx, base, from, to, deep); err != nil {
+			if deep {
+				n, err := countItems(base, from, MaxCopyItems)
+				if err != nil {
+					return err
+				}
+				if n > MaxCopyItems {
+					return Errorf(http.StatusInsufficientStorage, errNoCond, "%s holds more than %d items (objects, their properties and collections); the limit for one %s is %d: %s its collections one by one", t.coll.Href(), MaxCopyItems, verb, MaxCopyItems, verb)
+				}
+			}
+			if err := r.Context().Err(); err != nil {
+				return err
+			}
+			if err := copyTree(tx, from, to, deep); err != nil {
 				return err
 			}
 			if move {
@@ -130,11 +142,16 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t 
 			return err
 		}
 		sdir, ddir := h.repo.collDir(sc.User, sc.Path), h.repo.collDir(parent.User, parent.Path)
+		if dst.obj == nil && (sdir != ddir || !move) {
+			if err := checkCollectionSize(base, parent, ddir); err != nil {
+				return err
+			}
+		}
 		touched = append(touched, sdir, ddir)
-		if err := copyFile(tx, base, objPath(sdir, src.name), objPath(ddir, name)); err != nil {
+		if err := copyFile(tx, objPath(sdir, src.name), objPath(ddir, name)); err != nil {
 			return err
 		}
-		if err := copyFile(tx, base, propsPath(sdir, src.name), propsPath(ddir, name)); err != nil {
+		if err := copyFile(tx, propsPath(sdir, src.name), propsPath(ddir, name)); err != nil {
 			return err
 		}
 		if move {
@@ -245,34 +262,87 @@ func within(segs, dir []string) bool {
 	return true
 }
 
-// copyTree copies a collection folder: with deep, everything in it (members,
-// their properties, inner collections); otherwise only its properties.
-func copyTree(tx *store.Tx, base reader, from, to string, deep bool) error {
-	if !deep {
-		return copyFile(tx, base, from+"/props.json", to+"/props.json")
+// Limits of COPY and MOVE. A copy is one commit, made by blob hash (no
+// object is read), but it still costs an entry per item in memory and in
+// the new trees, and a copy of a copy doubles what a user holds: so one
+// COPY or MOVE of a collection takes at most MaxCopyItems items, and a
+// collection holds at most MaxCollectionObjects objects (PUT, COPY and
+// MOVE refuse more with 507).
+const (
+	// MaxCopyItems is how many store items (objects, their dead
+	// properties, collections) one COPY or MOVE of a collection may take.
+	MaxCopyItems = 10_000
+	// MaxCollectionObjects is how many objects a collection may hold.
+	MaxCollectionObjects = 100_000
+)
+
+// countItems counts the store items in the collection folder dir and the
+// collections inside it, stopping once the count passes limit.
+func countItems(v *view, dir string, limit int) (int, error) {
+	n := 1 // props.json
+	for _, sub := range []string{"/o", "/p"} {
+		l, err := v.list(dir + sub)
+		if err != nil {
+			return 0, err
+		}
+		n += len(l.m)
 	}
-	ents, err := tx.List(from)
+	ents, err := v.ReadDir(dir + "/c")
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return 0, err
+	}
+	for _, e := range ents {
+		if n > limit {
+			break
+		}
+		if !e.Dir {
+			continue
+		}
+		m, err := countItems(v, e.Path, limit-n)
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// checkCollectionSize refuses a new object in collection c (folder dir)
+// when it holds MaxCollectionObjects already.
+func checkCollectionSize(v *view, c *Collection, dir string) error {
+	l, err := v.list(dir + "/o")
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if err := copyFile(tx, base, e.Path, to+strings.TrimPrefix(e.Path, from)); err != nil {
-			return err
-		}
+	if len(l.m) >= MaxCollectionObjects {
+		return &Error{Status: http.StatusInsufficientStorage, Cond: Name(NSDAV, "quota-not-exceeded"),
+			Message: fmt.Sprintf("%s holds %d objects, the limit for a collection", c.Href(), len(l.m))}
 	}
 	return nil
 }
 
-// copyFile copies one store item (deleting the target when there is none).
-func copyFile(tx *store.Tx, base reader, from, to string) error {
-	data, err := base.Read(from)
-	if errors.Is(err, store.ErrNotExist) {
-		return tx.Delete(to)
+// copyTree copies a collection folder by blob hash: with deep, everything
+// in it (members, their properties, inner collections); otherwise only its
+// properties.
+func copyTree(tx *store.Tx, from, to string, deep bool) error {
+	if !deep {
+		return copyFile(tx, from+"/props.json", to+"/props.json")
 	}
+	_, err := tx.Copy(from, to)
+	return err
+}
+
+// copyFile copies one store item by blob hash (deleting the target when
+// there is none).
+func copyFile(tx *store.Tx, from, to string) error {
+	n, err := tx.Copy(from, to)
 	if err != nil {
 		return err
 	}
-	return tx.Put(to, data)
+	if n == 0 {
+		return tx.Delete(to)
+	}
+	return nil
 }
 
 // deleteTree deletes everything under dir.

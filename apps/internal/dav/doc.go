@@ -25,4 +25,13 @@
 // over the size limit 413 (max-resource-size), a failed If-Match or
 // If-None-Match 412; each with a DAV:error body that names the precondition
 // and a message. Nothing is stored on any of them.
+//
+// Every request is bounded, logged in or not: an XML body is read as a
+// stream of at most MaxXMLBody bytes (413 beyond), MaxXMLDepth levels and
+// MaxXMLElements elements (400 naming the limit); a resource keeps at
+// most MaxDeadProps dead properties in MaxPropBytes, and a collection
+// MaxCollectionObjects objects; a COPY or MOVE of a collection takes at
+// most MaxCopyItems items, copied by blob hash (507 beyond each, with a
+// message). Multistatus responses are streamed once they pass 256 KiB, so
+// a listing with every object's data holds one object at a time.
 package dav

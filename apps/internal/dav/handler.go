@@ -366,28 +366,3 @@ func mediaType(r *http.Request) (string, error) {
 	}
 	return strings.ToLower(t), nil
 }
-
-// readXMLBody parses a request's XML body; nil when the body is empty.
-// Clients label XML bodies carelessly, so only MKCOL (where a non-XML
-// body is a distinct error, RFC 5689) checks the Content-Type.
-func readXMLBody(r *http.Request) (*Node, error) {
-	t, err := mediaType(r)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil, nil
-	}
-	if (r.Method == "MKCOL" || r.Method == "MKCALENDAR") && t != "" && t != "application/xml" && t != "text/xml" {
-		return nil, Errorf(http.StatusUnsupportedMediaType, Name("", ""), "request body of type %s; want application/xml", t)
-	}
-	n, err := ParseXML(strings.NewReader(string(body)))
-	if err != nil {
-		return nil, Errorf(http.StatusBadRequest, Name("", ""), "%v", err)
-	}
-	return n, nil
-}

@@ -128,12 +128,12 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	if r.ContentLength > max {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is %d bytes; the limit is %d", r.ContentLength, max)}
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is larger than the limit of %d bytes", max)}
+	}
 	if err != nil {
 		return Errorf(http.StatusBadRequest, errNoCond, "reading the body: %v", err)
-	}
-	if int64(len(data)) > max {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Cond: h.typePrecond("max-resource-size"), Message: fmt.Sprintf("the object is larger than the limit of %d bytes", max)}
 	}
 	var uid string
 	if c.Type != TypePlain {
@@ -174,6 +174,11 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 			return err
 		}
 		created = cur == nil
+		if created {
+			if err := checkCollectionSize(base, c, dir); err != nil {
+				return err
+			}
+		}
 		if c.Type != TypePlain {
 			idx, err := h.repo.uidIndexFor(base, c, func(d []byte) string { u, _ := h.kind.Validate(d, c); return u })
 			if err != nil {
@@ -355,11 +360,62 @@ func (h *Handler) setCollectionProp(c *Collection, p *Node, remove, creating boo
 		delete(c.Dead, deadKey(p.Name))
 		return 0, nil
 	}
+	v, ok := p.InnerXML(MaxPropBytes)
+	if !ok {
+		return http.StatusInsufficientStorage, propTooLarge(p.Name)
+	}
 	if c.Dead == nil {
 		c.Dead = map[string]string{}
 	}
-	c.Dead[deadKey(p.Name)] = p.Raw
+	c.Dead[deadKey(p.Name)] = v
 	return 0, nil
+}
+
+// Limits of the properties clients set (PROPPATCH, MKCOL). Dead
+// properties are kept beside an object, or in its collection's props.json,
+// which every request on the collection reads; they are bounded as objects
+// are (MaxObjectSize), and far below.
+const (
+	// MaxDeadProps is how many dead properties one resource may have.
+	MaxDeadProps = 64
+	// MaxPropBytes bounds what clients set on one resource, in bytes: the
+	// names and values of its dead properties, and a collection's display
+	// name, description and colour.
+	MaxPropBytes = 64 << 10
+)
+
+func propTooLarge(n xml.Name) *Error {
+	return Errorf(http.StatusInsufficientStorage, errNoCond, "the value of %s is larger than the limit of %d bytes for the properties of a resource", n.Local, MaxPropBytes)
+}
+
+// propSize measures properties against the limits: their count and
+// their bytes (names and values).
+func propSize(dead map[string]string, text ...string) (count, size int) {
+	for k, v := range dead {
+		size += len(k) + len(v)
+	}
+	for _, t := range text {
+		size += len(t)
+	}
+	return len(dead), size
+}
+
+// collectionPropSize is propSize of a collection's client-set properties.
+func collectionPropSize(c *Collection) (count, size int) {
+	return propSize(c.Dead, c.DisplayName, c.Description, c.Color)
+}
+
+// checkPropLimits refuses a change of properties that leaves a resource
+// over a limit and larger than it was (count0, size0: before), so that a
+// resource over the limits can still shed properties.
+func checkPropLimits(href string, count0, size0, count, size int) *Error {
+	switch {
+	case count > MaxDeadProps && count > count0:
+		return Errorf(http.StatusInsufficientStorage, errNoCond, "%s would have %d dead properties; the limit is %d", href, count, MaxDeadProps)
+	case size > MaxPropBytes && size > size0:
+		return Errorf(http.StatusInsufficientStorage, errNoCond, "the properties of %s would take %d bytes; the limit is %d", href, size, MaxPropBytes)
+	}
+	return nil
 }
 
 func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error {
@@ -380,7 +436,7 @@ func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error
 	if calendar && h.kind.Capability() != "calendar-access" {
 		return Errorf(http.StatusMethodNotAllowed, errNoCond, "MKCALENDAR on a CardDAV server")
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
@@ -425,6 +481,10 @@ func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error
 			}
 		}
 	}
+	n, size := collectionPropSize(c)
+	if e := checkPropLimits(c.Href(), 0, 0, n, size); e != nil {
+		return e
+	}
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
 	dir := h.repo.collDir(c.User, c.Path)
@@ -458,7 +518,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 	if t.isHome() {
 		return Errorf(http.StatusForbidden, Name(NSDAV, "cannot-modify-protected-property"), "the home's properties cannot be changed")
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
@@ -498,6 +558,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 				return err
 			}
 			cur.User, cur.Path = c.User, c.Path
+			count0, size0 := collectionPropSize(cur)
 			for i, u := range ups {
 				if status, err := h.setCollectionProp(cur, u.p, u.remove, false); status != 0 {
 					failed[i] = true
@@ -505,6 +566,10 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 						refused[i] = de
 					}
 				}
+			}
+			if len(failed) == 0 {
+				count, size := collectionPropSize(cur)
+				refuseSets(ups, failed, refused, checkPropLimits(href, count0, size0, count, size))
 			}
 			if len(failed) > 0 {
 				return errPropPatchFailed
@@ -520,6 +585,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 		} else if !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
+		count0, size0 := propSize(dead)
 		for i, u := range ups {
 			if protectedProps[u.p.Name] || u.p.Name == h.kind.DataProp() {
 				failed[i] = true
@@ -527,9 +593,18 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 			}
 			if u.remove {
 				delete(dead, deadKey(u.p.Name))
-			} else {
-				dead[deadKey(u.p.Name)] = u.p.Raw
+				continue
 			}
+			v, ok := u.p.InnerXML(MaxPropBytes)
+			if !ok {
+				failed[i], refused[i] = true, propTooLarge(u.p.Name)
+				continue
+			}
+			dead[deadKey(u.p.Name)] = v
+		}
+		if len(failed) == 0 {
+			count, size := propSize(dead)
+			refuseSets(ups, failed, refused, checkPropLimits(href, count0, size0, count, size))
 		}
 		if len(failed) > 0 {
 			return errPropPatchFailed
@@ -575,8 +650,29 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 
 var errPropPatchFailed = errors.New("proppatch failed")
 
+// refuseSets marks every set of ups refused with err (when not nil): the
+// update as a whole passed a limit.
+func refuseSets(ups []propUpdate, failed map[int]bool, refused map[int]*Error, err *Error) {
+	if err == nil {
+		return
+	}
+	for i, u := range ups {
+		if !u.remove {
+			failed[i], refused[i] = true, err
+		}
+	}
+}
+
+// writeMultistatus sends ms: whole, or the rest of a streaming one.
 func writeMultistatus(w http.ResponseWriter, ms *multistatus) error {
 	b := ms.bytes()
+	if ms.started {
+		if ms.err != nil {
+			return ms.err
+		}
+		_, err := w.Write(b)
+		return err
+	}
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusMultiStatus)

@@ -133,7 +133,7 @@ func (res *resource) write(ms *multistatus, pr *propReq) error {
 		found.props = append(found.props, PropValue{Name: Name(NSDAV, "resourcetype"), Inner: ""})
 	}
 	ms.response(res.href, found, missing)
-	return nil
+	return ms.flush()
 }
 
 func containsName(ns []xml.Name, n xml.Name) bool {
@@ -307,7 +307,7 @@ func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource 
 func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, user string) error {
 	switch r.Method {
 	case "PROPFIND":
-		body, err := readXMLBody(r)
+		body, err := readXMLBody(w, r)
 		if err != nil {
 			return err
 		}
@@ -337,11 +337,11 @@ func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, user string)
 	return Errorf(http.StatusMethodNotAllowed, errNoCond, "%s not allowed on /", r.Method)
 }
 
-func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
+func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t *target) (err error) {
 	if t.missing {
 		return notFound(t)
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
@@ -352,7 +352,8 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 	// Depth infinity (or none) is answered as Depth 1: homes and
 	// collections are at most two levels deep for clients.
 	depth1 := r.Header.Get("Depth") != "0"
-	ms := newMultistatus()
+	ms := newStreamingMultistatus(w)
+	defer ms.abortIfStarted(&err)
 	switch {
 	case t.isHome():
 		if err := h.principalResource(t.user, false).write(ms, pr); err != nil {
@@ -396,9 +397,10 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 			}
 			ms.grow(len(objs))
 			for _, o := range objs {
-				if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+				if err := h.objectResource(scan(sn), c, o).write(ms, pr); err != nil {
 					return err
 				}
+				o.Data = nil // written: a listing holds one object at a time
 			}
 		}
 	}

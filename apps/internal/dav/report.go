@@ -9,11 +9,11 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *target) error {
+func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *target) (err error) {
 	if t.missing {
 		return notFound(t)
 	}
-	body, err := readXMLBody(r)
+	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
@@ -29,8 +29,9 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 		// No DAV:prop: the ETag is what clients need.
 		pr = &propReq{props: []*Node{{Name: Name(NSDAV, "getetag")}}}
 	}
+	ms := newStreamingMultistatus(w)
+	defer ms.abortIfStarted(&err)
 	respond := func(objs []*Object) error {
-		ms := newMultistatus()
 		for _, o := range objs {
 			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
 				return err
@@ -40,15 +41,24 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	}
 	switch body.Name {
 	case Name(NSDAV, "sync-collection"):
-		return h.syncCollection(w, sn, c, body, pr)
+		return h.syncCollection(w, ms, sn, c, body, pr)
 	case h.kind.MultigetReport():
-		ms := newMultistatus()
+		// Each object is answered once, however often it is asked for:
+		// the response is at most the collection.
+		seen := map[string]bool{}
 		for _, hr := range body.All(Name(NSDAV, "href")) {
+			if err := ms.flush(); err != nil {
+				return err
+			}
 			p, ok := hrefPath(hr.Text)
 			if !ok {
 				ms.statusResponse(hr.Text, http.StatusBadRequest)
 				continue
 			}
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
 			dir, name := p[:strings.LastIndexByte(p, '/')+1], p[strings.LastIndexByte(p, '/')+1:]
 			if dir != c.Href() || !segOK(name) {
 				ms.statusResponse(p, http.StatusNotFound)
@@ -97,12 +107,11 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 // syncCollection answers an RFC 6578 sync-collection REPORT. A sync token
 // names a store commit; the changes since then are the difference between
 // the collection's objects in that commit and now.
-func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection, body *Node, pr *propReq) error {
+func (h *Handler) syncCollection(w http.ResponseWriter, ms *multistatus, sn reader, c *Collection, body *Node, pr *propReq) error {
 	if lvl := strings.TrimSpace(body.Child(Name(NSDAV, "sync-level")).textOr("1")); lvl != "1" && lvl != "infinite" {
 		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
 	}
 	tok := strings.TrimSpace(body.Child(Name(NSDAV, "sync-token")).textOr(""))
-	ms := newMultistatus()
 	if tok == "" {
 		now, err := h.repo.listObjects(sn, c)
 		if err != nil {
@@ -110,9 +119,10 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection
 		}
 		ms.grow(len(now))
 		for _, o := range now {
-			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+			if err := h.objectResource(scan(sn), c, o).write(ms, pr); err != nil {
 				return err
 			}
+			o.Data = nil // written: a listing holds one object at a time
 		}
 	} else {
 		prefix := h.repo.collDir(c.User, c.Path) + "/o"
@@ -121,6 +131,9 @@ func (h *Handler) syncCollection(w http.ResponseWriter, sn reader, c *Collection
 			return err
 		}
 		for _, ch := range changes {
+			if err := ms.flush(); err != nil {
+				return err
+			}
 			name := store.Unshard(ch.Path)
 			if ch.To.IsZero() {
 				ms.statusResponse(c.Href()+name, http.StatusNotFound)

@@ -331,6 +331,34 @@ func (v *view) Read(p string) ([]byte, error) {
 	return keep(v, v.files, p, (*store.Snapshot).Read)
 }
 
+// scanView reads through a view for a listing that reads many objects
+// once: object contents it reads are not put into the blob cache, so that
+// one listing neither holds the cache's worth of memory nor pushes out
+// what other requests keep reading.
+type scanView struct{ *view }
+
+// scan returns a scanView of sn when it is a view.
+func scan(sn reader) reader {
+	if v, ok := sn.(*view); ok {
+		return scanView{v}
+	}
+	return sn
+}
+
+func (s scanView) Read(p string) ([]byte, error) {
+	if _, _, ok := splitObjectPath(p); !ok {
+		return s.view.Read(p)
+	}
+	e, err := s.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := s.vc.blobs.get(e.Hash); ok {
+		return d, nil
+	}
+	return s.vc.st.ReadBlob(e.Hash)
+}
+
 func (v *view) ReadDir(dir string) ([]store.Entry, error) {
 	v.mu.Lock()
 	ents, ok := v.dirs[dir]

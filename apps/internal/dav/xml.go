@@ -1,11 +1,13 @@
 package dav
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +41,39 @@ func prefixOf(ns string) (string, bool) {
 // Name is a shorthand for an xml.Name.
 func Name(ns, local string) xml.Name { return xml.Name{Space: ns, Local: local} }
 
+// Limits of a DAV request body. A request's XML is parsed into a tree
+// that lives for the request, so its size is bounded in bytes, in nesting
+// and in elements (attributes count as elements): a few KB of hostile XML
+// must not cost more than a few MB. Real clients' bodies are far inside:
+// a PROPFIND nests five deep, a calendar-query filter about ten, and a
+// multiget of 10,000 objects has 10,000 elements.
+const (
+	// MaxXMLBody is the largest XML request body, in bytes.
+	MaxXMLBody = 4 << 20
+	// MaxXMLDepth is how deep elements may nest.
+	MaxXMLDepth = 64
+	// MaxXMLElements is how many elements and attributes a body may hold.
+	MaxXMLElements = 50_000
+)
+
+// XMLLimitError says which limit of a request body was passed.
+type XMLLimitError struct {
+	// What was too large: "nesting", "elements" or "body".
+	What  string
+	Limit int64
+}
+
+// Error says which limit was passed, for the client.
+func (e *XMLLimitError) Error() string {
+	switch e.What {
+	case "nesting":
+		return fmt.Sprintf("XML body nested deeper than %d elements", e.Limit)
+	case "elements":
+		return fmt.Sprintf("XML body with more than %d elements and attributes", e.Limit)
+	}
+	return fmt.Sprintf("request body larger than %d bytes", e.Limit)
+}
+
 // Node is an element of a parsed XML request body, with namespaces resolved.
 type Node struct {
 	Name     xml.Name
@@ -46,9 +81,6 @@ type Node struct {
 	Children []*Node
 	// Text is the element's own character data, concatenated.
 	Text string
-	// Raw is the element's content re-serialised with explicit namespace
-	// declarations (so it can be stored and sent back as a dead property).
-	Raw string
 }
 
 // Child returns the first child named n, or nil.
@@ -94,22 +126,42 @@ func (n *Node) AttrValue(local string) string {
 // errEmptyBody says a request had no XML body.
 var errEmptyBody = errors.New("empty body")
 
-// ParseXML parses an XML document into a Node tree. An empty document gives
-// errEmptyBody.
+// ParseXML parses an XML document into a Node tree, within MaxXMLDepth and
+// MaxXMLElements (an *XMLLimitError otherwise). It reads r as a stream and
+// stops at the first limit passed, so it costs at most about the size of
+// what it read. An empty document gives errEmptyBody.
 func ParseXML(r io.Reader) (*Node, error) {
 	dec := xml.NewDecoder(r)
-	var stack []*Node
+	// stack holds the open elements and their text so far: text comes in
+	// pieces (between children, comments, CDATA sections) and is joined
+	// once, when the element ends.
+	type open struct {
+		n    *Node
+		text []byte
+	}
+	var stack []open
 	var root *Node
+	count := 0
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				return nil, &XMLLimitError{What: "body", Limit: mb.Limit}
+			}
 			return nil, fmt.Errorf("malformed XML: %v", err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
+			if len(stack) >= MaxXMLDepth {
+				return nil, &XMLLimitError{What: "nesting", Limit: MaxXMLDepth}
+			}
+			if count += 1 + len(t.Attr); count > MaxXMLElements {
+				return nil, &XMLLimitError{What: "elements", Limit: MaxXMLElements}
+			}
 			if t.Name.Space == "" && strings.Contains(t.Name.Local, ":") {
 				return nil, fmt.Errorf("malformed XML: undeclared namespace prefix in <%s>", t.Name.Local)
 			}
@@ -125,19 +177,22 @@ func ParseXML(r io.Reader) (*Node, error) {
 				n.Attr = append(n.Attr, a)
 			}
 			if len(stack) > 0 {
-				p := stack[len(stack)-1]
+				p := stack[len(stack)-1].n
 				p.Children = append(p.Children, n)
 			} else if root != nil {
 				return nil, errors.New("malformed XML: more than one root element")
 			} else {
 				root = n
 			}
-			stack = append(stack, n)
+			stack = append(stack, open{n: n})
 		case xml.EndElement:
+			top := &stack[len(stack)-1]
+			top.n.Text = string(top.text)
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if len(stack) > 0 {
-				stack[len(stack)-1].Text += string(t)
+				top := &stack[len(stack)-1]
+				top.text = append(top.text, t...)
 			} else if len(bytes.TrimSpace(t)) > 0 {
 				return nil, errors.New("malformed XML: text outside the root element")
 			}
@@ -149,23 +204,50 @@ func ParseXML(r io.Reader) (*Node, error) {
 	if len(stack) != 0 {
 		return nil, errors.New("malformed XML: unclosed element")
 	}
-	fillRaw(root)
 	return root, nil
 }
 
-// fillRaw sets Raw on every node.
-func fillRaw(n *Node) {
-	var b strings.Builder
-	writeContent(&b, n)
-	n.Raw = b.String()
-	for _, c := range n.Children {
-		fillRaw(c)
+// InnerXML returns the element's content (text and children) serialised
+// with explicit namespace declarations, as a dead property keeps it; ok is
+// false when that would be longer than max bytes (a namespace declared
+// once in the request is declared again on every element that uses it, so
+// the serialised form can be longer than the request). It writes once
+// through the subtree: the cost follows the size of the result.
+func (n *Node) InnerXML(max int) (s string, ok bool) {
+	w := &limitedBuilder{max: max}
+	writeContent(w, n)
+	if w.over {
+		return "", false
 	}
+	return w.b.String(), true
+}
+
+// limitedBuilder is a strings.Builder that stops growing past max bytes.
+type limitedBuilder struct {
+	b    strings.Builder
+	max  int
+	over bool
+}
+
+func (w *limitedBuilder) Write(p []byte) (int, error) {
+	if w.over || w.b.Len()+len(p) > w.max {
+		w.over = true
+		return len(p), nil
+	}
+	return w.b.Write(p)
+}
+
+func (w *limitedBuilder) WriteString(s string) (int, error) {
+	if w.over || w.b.Len()+len(s) > w.max {
+		w.over = true
+		return len(s), nil
+	}
+	return w.b.WriteString(s)
 }
 
 // writeContent writes n's content (text and children), children with
 // explicit namespace declarations.
-func writeContent(b *strings.Builder, n *Node) {
+func writeContent(b *limitedBuilder, n *Node) {
 	if len(n.Children) == 0 {
 		xml.EscapeText(b, []byte(n.Text))
 		return
@@ -175,11 +257,14 @@ func writeContent(b *strings.Builder, n *Node) {
 		xml.EscapeText(b, []byte(n.Text))
 	}
 	for _, c := range n.Children {
+		if b.over {
+			return
+		}
 		writeElement(b, c)
 	}
 }
 
-func writeElement(b *strings.Builder, n *Node) {
+func writeElement(b *limitedBuilder, n *Node) {
 	open, close := tagFor(n.Name)
 	b.WriteString(open[:len(open)-1])
 	for i, a := range n.Attr {
@@ -310,10 +395,22 @@ type PropValue struct {
 
 // multistatus builds a DAV:multistatus body. It appends to one buffer,
 // element by element, without making a string per element: a listing of
-// thousands of objects is mostly this.
+// thousands of objects is mostly this. A streaming one (w set) sends the
+// buffer to the client whenever it passes msFlushAt, so that a response of
+// any length (a listing with every object's data) holds at most about
+// msFlushAt and one object in memory.
 type multistatus struct {
 	b []byte
+	// w receives the body in pieces; nil keeps it whole.
+	w http.ResponseWriter
+	// started: the status line and a first piece are sent.
+	started bool
+	err     error // of writing to w
 }
+
+// msFlushAt is the size past which a streaming multistatus sends what it
+// holds.
+const msFlushAt = 256 << 10
 
 func newMultistatus() *multistatus {
 	m := &multistatus{b: make([]byte, 0, 4096)}
@@ -325,9 +422,47 @@ func newMultistatus() *multistatus {
 	return m
 }
 
+// newStreamingMultistatus returns a multistatus that streams to w. A
+// method that uses one must end with writeMultistatus, and must defer
+// abortIfStarted: an error after the first piece was sent cannot change
+// the status any more.
+func newStreamingMultistatus(w http.ResponseWriter) *multistatus {
+	m := newMultistatus()
+	m.w = w
+	return m
+}
+
+// flush sends what m holds once it passes msFlushAt (a streaming one).
+func (m *multistatus) flush() error {
+	if m.w == nil || m.err != nil || len(m.b) < msFlushAt {
+		return m.err
+	}
+	if !m.started {
+		m.w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+		m.w.WriteHeader(http.StatusMultiStatus)
+		m.started = true
+	}
+	_, m.err = m.w.Write(m.b)
+	m.b = m.b[:0]
+	return m.err
+}
+
+// abortIfStarted cuts the connection when the method failed (*err) after
+// the response began: the client sees a truncated body, never a
+// well-formed partial one, nor an error message inside the XML.
+func (m *multistatus) abortIfStarted(err *error) {
+	if *err != nil && m.started {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 // grow makes room for about n more responses.
 func (m *multistatus) grow(n int) {
-	if need := len(m.b) + n*256; need > cap(m.b) {
+	need := len(m.b) + n*256
+	if m.w != nil && need > msFlushAt+64<<10 {
+		need = msFlushAt + 64<<10
+	}
+	if need > cap(m.b) {
 		nb := make([]byte, len(m.b), need)
 		copy(nb, m.b)
 		m.b = nb
@@ -408,4 +543,57 @@ func sortNames(ns []xml.Name) {
 		}
 		return ns[i].Local < ns[j].Local
 	})
+}
+
+// readXMLBody parses a request's XML body as a stream of at most
+// MaxXMLBody bytes; nil when the body is empty. A body over a limit is
+// refused with 413 (bytes) or 400 (nesting, elements), saying which.
+// Clients label XML bodies carelessly, so only MKCOL (where a non-XML
+// body is a distinct error, RFC 5689) checks the Content-Type.
+func readXMLBody(w http.ResponseWriter, r *http.Request) (*Node, error) {
+	t, err := mediaType(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.ContentLength > MaxXMLBody {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, errNoCond, "%v", &XMLLimitError{What: "body", Limit: MaxXMLBody})
+	}
+	br := bufio.NewReader(http.MaxBytesReader(w, r.Body, MaxXMLBody))
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, bodyError(fmt.Errorf("reading the body: %w", err))
+		}
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			br.UnreadByte()
+			break
+		}
+	}
+	if (r.Method == "MKCOL" || r.Method == "MKCALENDAR") && t != "" && t != "application/xml" && t != "text/xml" {
+		return nil, Errorf(http.StatusUnsupportedMediaType, errNoCond, "request body of type %s; want application/xml", t)
+	}
+	n, err := ParseXML(br)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return n, nil
+}
+
+// bodyError is the answer to a request body that could not be read or
+// parsed.
+func bodyError(err error) error {
+	var le *XMLLimitError
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &le) && le.What == "body":
+		return Errorf(http.StatusRequestEntityTooLarge, errNoCond, "%v", le)
+	case errors.As(err, &mb):
+		return Errorf(http.StatusRequestEntityTooLarge, errNoCond, "%v", &XMLLimitError{What: "body", Limit: mb.Limit})
+	case errors.As(err, &le):
+		return Errorf(http.StatusBadRequest, errNoCond, "%v", le)
+	}
+	return Errorf(http.StatusBadRequest, errNoCond, "%v", err)
 }
