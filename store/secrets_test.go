@@ -1,0 +1,242 @@
+package store
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// untarLegacy unpacks testdata/legacy-store.tar.gz (a store written by the
+// version before secrets left the history; see make-legacy-store.sh) into
+// a new data directory.
+func untarLegacy(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open("testdata/legacy-store.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return data
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(data, filepath.FromSlash(h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, 0o700)
+		case tar.TypeReg:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if err := os.WriteFile(p, b, os.FileMode(h.Mode)&0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// commitMeta lists, per commit of every branch, everything but hashes:
+// author, committer, dates and message.
+func commitMeta(t *testing.T, repo string) string {
+	return runGit(t, repo, "log", "--branches", "--topo-order", "--format=%an <%ae> %ad | %cn <%ce> %cd | %B%x00")
+}
+
+func TestUpgradeMovesSecretsOutOfHistory(t *testing.T) {
+	data := untarLegacy(t)
+	repo := filepath.Join(data, RepoDir)
+	before := runGit(t, repo, "log", "-p", "--all")
+	for _, secret := range []string{"$argon2id$", "PRIVATE KEY"} {
+		if !strings.Contains(before, secret) {
+			t.Fatalf("the legacy store's history lacks %q: the fixture is not what this test needs", secret)
+		}
+	}
+	oldKey := runGit(t, repo, "show", "main:tls/key.pem")
+	oldCard := runGit(t, repo, "show", "main:contacts/alice/c/work/o/"+Shard("card-1.vcf"))
+	metaBefore := commitMeta(t, repo)
+	countBefore := runGit(t, repo, "rev-list", "--count", "--branches")
+
+	var logs bytes.Buffer
+	s, err := OpenData(data, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "moved secrets out of the history") {
+		t.Errorf("no log line says what the upgrade did:\n%s", logs.String())
+	}
+	fsckOpen(t, s)
+
+	after := runGit(t, repo, "log", "-p", "--branches")
+	for _, secret := range []string{"$argon2id$", "PRIVATE KEY", "tls/"} {
+		if strings.Contains(after, secret) {
+			t.Errorf("the history still shows %q after the upgrade", secret)
+		}
+	}
+	if got := commitMeta(t, repo); got != metaBefore {
+		t.Errorf("commits changed beyond their trees:\nbefore:\n%s\nafter:\n%s", metaBefore, got)
+	}
+	if got := runGit(t, repo, "rev-list", "--count", "--branches"); got != countBefore {
+		t.Errorf("%s commits after, %s before", got, countBefore)
+	}
+	if !strings.Contains(after, "user passwd alice") || !strings.Contains(after, `"password"`) {
+		t.Error("the history no longer shows that alice changed her password")
+	}
+	// Nothing on disk holds the old key or alice's first hash any more.
+	objects := runGit(t, repo, "cat-file", "--batch-all-objects", "--batch")
+	if strings.Contains(objects, "PRIVATE KEY") {
+		t.Error("an object still holds the TLS key")
+	}
+	if n := strings.Count(objects, "$argon2id$"); n != 2 {
+		t.Errorf("%d objects hold password hashes, want 2 (alice's and bob's current ones)", n)
+	}
+	// The key moved to the node folder, readable by its owner only.
+	key, err := s.ReadNodeFile("tls/key.pem")
+	if err != nil || string(key) != oldKey {
+		t.Errorf("node file tls/key.pem = %q, %v; want the key from the store", key, err)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "node", "tls", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("node key: %v, %v; want mode 0600", fi, err)
+	}
+	if got, _ := s.Read("", "contacts/alice/c/work/o/"+Shard("card-1.vcf")); string(got) != oldCard {
+		t.Errorf("the contact changed: %q", got)
+	}
+	for _, tc := range []struct {
+		user, pw string
+		want     error
+	}{
+		{"alice", "alice-password-2", nil},
+		{"alice", "alice-password-1", ErrAuthFailed},
+		{"bob", "bob-password-12", nil},
+	} {
+		if _, err := s.Authenticate(tc.user, tc.pw); !errors.Is(err, tc.want) {
+			t.Errorf("Authenticate(%s, %s) = %v, want %v", tc.user, tc.pw, err, tc.want)
+		}
+	}
+	heads, _ := s.Branches()
+	s.Close()
+
+	// Done once: opening again changes nothing; with the record lost (a
+	// crash before it was written), the upgrade finds nothing to rewrite.
+	for _, lose := range []bool{false, true} {
+		if lose {
+			os.Remove(filepath.Join(repo, upgradesName))
+		}
+		logs.Reset()
+		s, err = OpenData(data, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := s.Branches()
+		s.Close()
+		if len(again) != len(heads) || again[0] != heads[0] || again[1] != heads[1] {
+			t.Errorf("reopening moved the branches: %v, then %v", heads, again)
+		}
+		if strings.Contains(logs.String(), "rewritten") {
+			t.Errorf("reopening rewrote again:\n%s", logs.String())
+		}
+	}
+}
+
+// A clone over smart HTTP gets the branches, no secret, and cannot ask
+// for the credentials by hash.
+func TestCloneHasNoSecrets(t *testing.T) {
+	data := untarLegacy(t)
+	s, err := OpenData(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.SetPassword(ctx, "alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.GitHandler(nil))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	u.User = url.UserPassword("alice", "alice-password")
+	work := t.TempDir()
+	clone := filepath.Join(work, "clone")
+	runGit(t, work, "clone", "--quiet", "--mirror", u.String(), clone)
+	all := runGit(t, clone, "log", "-p", "--all")
+	for _, secret := range []string{"$argon2id$", "PRIVATE KEY"} {
+		if strings.Contains(all, secret) {
+			t.Errorf("the clone's history shows %q", secret)
+		}
+	}
+	if refs := runGit(t, work, "ls-remote", u.String()); strings.Contains(refs, "refs/nymote") {
+		t.Errorf("the credentials are advertised:\n%s", refs)
+	}
+	if objs := runGit(t, clone, "cat-file", "--batch-all-objects", "--batch"); strings.Contains(objs, "$argon2id$") {
+		t.Error("the clone holds a password hash")
+	}
+	creds, err := s.Resolve(CredentialsRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stock git asks only for advertised tips; a client that asks for
+	// the credentials' commit by hash is refused.
+	body := pktLine("want "+creds.String()+" ofs-delta\n") + "0000" + pktLine("done\n")
+	resp, err := srv.Client().Post(u.String()+"/git-upload-pack", "application/x-git-upload-pack-request", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "ERR want "+creds.String()+": not on any branch") || strings.Contains(string(b), "PACK") {
+		t.Errorf("upload-pack of the credentials' commit answered %q", b)
+	}
+	runGit(t, clone, "fsck", "--strict")
+}
+
+func pktLine(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
+
+func TestNodeFiles(t *testing.T) {
+	s := newStore(t)
+	if _, err := s.ReadNodeFile("tls/key.pem"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("a missing node file: %v, want ErrNotExist", err)
+	}
+	if err := s.WriteNodeFile("../escape", []byte("x")); !errors.Is(err, ErrInvalidPath) {
+		t.Errorf("WriteNodeFile(../escape) = %v, want ErrInvalidPath", err)
+	}
+	for _, content := range []string{"one", "two"} {
+		if err := s.WriteNodeFile("tls/key.pem", []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.ReadNodeFile("tls/key.pem"); err != nil || string(b) != content {
+			t.Errorf("ReadNodeFile = %q, %v; want %q", b, err, content)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(s.NodeDir(), "tls", "key.pem"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("node file mode: %v, %v", fi, err)
+	}
+	if di, err := os.Stat(filepath.Join(s.NodeDir(), "tls")); err != nil || di.Mode().Perm() != 0o700 {
+		t.Errorf("node folder mode: %v, %v", di, err)
+	}
+	if strings.HasPrefix(s.NodeDir(), s.Path()) {
+		t.Errorf("node folder %s is inside the repository %s", s.NodeDir(), s.Path())
+	}
+}
