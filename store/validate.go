@@ -104,7 +104,11 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	return fmt.Sprintf("%s (commit %s): %v", e.Path, short(e.Commit), e.Err)
+	p := e.Path
+	if len(p) > 120 {
+		p = p[:100] + "..."
+	}
+	return fmt.Sprintf("%s (commit %s): %v", p, short(e.Commit), e.Err)
 }
 
 func (e *ValidationError) Unwrap() error { return e.Err }
@@ -196,7 +200,7 @@ func newCommits(o *objReader, head Hash, old []Hash) ([]commitNode, error) {
 	if err := push(head, fromNew); err != nil {
 		return nil, err
 	}
-	var out []commitNode
+	var found []commitNode
 	listed := map[Hash]bool{}
 	for q.Len() > 0 {
 		onlyOld := true
@@ -213,12 +217,19 @@ func newCommits(o *objReader, head Hash, old []Hash) ([]commitNode, error) {
 		f := flags[e.c.hash]
 		if f == fromNew && !listed[e.c.hash] {
 			listed[e.c.hash] = true
-			out = append(out, e.c)
+			found = append(found, e.c)
 		}
 		for _, p := range e.c.parents {
 			if err := push(p, f); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// The old side may have reached some after they were listed.
+	var out []commitNode
+	for _, c := range found {
+		if flags[c.hash] == fromNew {
+			out = append(out, c)
 		}
 	}
 	return out, nil
@@ -231,10 +242,17 @@ type queued struct {
 
 type commitQueue []queued
 
-func (q commitQueue) Len() int           { return len(q) }
-func (q commitQueue) Less(i, j int) bool { return q[i].c.when > q[j].c.when }
-func (q commitQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *commitQueue) Push(x any)        { *q = append(*q, x.(queued)) }
+func (q commitQueue) Len() int { return len(q) }
+func (q commitQueue) Less(i, j int) bool {
+	if q[i].c.when != q[j].c.when {
+		return q[i].c.when > q[j].c.when
+	}
+	// Commits of one second (scripts, tests): the old side first, so
+	// that it reaches them before the new side lists them.
+	return q[i].flags > q[j].flags
+}
+func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *commitQueue) Push(x any)   { *q = append(*q, x.(queued)) }
 func (q *commitQueue) Pop() any {
 	old := *q
 	x := old[len(old)-1]
@@ -271,8 +289,8 @@ func (s *Store) validateTree(o *objReader, commit, a, b Hash, dir string, checke
 		if strings.Contains(e.Name, "/") || e.Name == "" {
 			return bad(p, fmt.Errorf("%w: tree entry name %q", ErrInvalidPath, e.Name))
 		}
-		if err := ValidatePath(p); err != nil {
-			return bad(p, err)
+		if why := pathProblem(p); why != "" {
+			return bad(p, fmt.Errorf("%w: %s", ErrInvalidPath, why))
 		}
 		switch e.Mode {
 		case filemode.Dir:
