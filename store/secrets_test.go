@@ -240,3 +240,59 @@ func TestNodeFiles(t *testing.T) {
 		t.Errorf("node folder %s is inside the repository %s", s.NodeDir(), s.Path())
 	}
 }
+
+// The upgrade stopped after any of its durable steps, as by a crash,
+// leaves a store that the next Open upgrades to the same branches as an
+// upgrade that ran through.
+func TestUpgradeSurvivesACrash(t *testing.T) {
+	clean := untarLegacy(t)
+	s, err := OpenData(clean, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := s.Branches()
+	s.Close()
+	for _, step := range []string{"rewritten", "moved main", "moved side", "pruned"} {
+		t.Run(step, func(t *testing.T) {
+			data := untarLegacy(t)
+			repo := filepath.Join(data, RepoDir)
+			old := runGit(t, repo, "show-ref", "--heads")
+			upgradeStep = func(s string) error {
+				if s == step {
+					return errors.New("crash at " + s)
+				}
+				return nil
+			}
+			_, err := OpenData(data, Options{})
+			upgradeStep = func(string) error { return nil }
+			if err == nil || !strings.Contains(err.Error(), "crash at "+step) {
+				t.Fatalf("Open with a crash at %s: %v", step, err)
+			}
+			if step == "rewritten" {
+				if got := runGit(t, repo, "show-ref", "--heads"); got != old {
+					t.Errorf("the branches moved before the commit point:\n%s\nwant\n%s", got, old)
+				}
+			}
+			s, err := OpenData(data, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got, _ := s.Branches()
+			if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+				t.Errorf("branches %v, want %v (as an upgrade without a crash)", got, want)
+			}
+			fsckOpen(t, s)
+			if log := runGit(t, repo, "log", "-p", "--branches"); strings.Contains(log, "$argon2id$") || strings.Contains(log, "PRIVATE KEY") {
+				t.Error("secrets are still in the history")
+			}
+			objects := runGit(t, repo, "cat-file", "--batch-all-objects", "--batch")
+			if strings.Contains(objects, "PRIVATE KEY") || strings.Count(objects, "$argon2id$") != 2 {
+				t.Error("old secrets are still on disk")
+			}
+			if _, err := s.Authenticate("alice", "alice-password-2"); err != nil {
+				t.Errorf("alice cannot log in: %v", err)
+			}
+		})
+	}
+}

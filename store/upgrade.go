@@ -37,8 +37,13 @@ const (
 	upgradePackBytes = 16 << 20
 )
 
+// upgradeStep is called after each durable step of the upgrade; tests set
+// it to stop there, as a crash would (nil in production).
+var upgradeStep = func(step string) error { return nil }
+
 // upgradeStats says what the secrets' upgrade did.
 type upgradeStats struct {
+	all                []Branch // the branches there were
 	commits, rewritten int
 	branches           []string
 	users, nodeFiles   int
@@ -82,11 +87,18 @@ func (s *Store) upgradeSecrets(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: moving secrets out of the history: %w", err)
 	}
-	if st.rewritten > 0 {
-		gst, err := s.gc(ctx, 0)
+	// Pruned whether this Open rewrote or a crashed one did: the old
+	// history may still be on disk.
+	var gst GCStats
+	if len(st.all) > 0 {
+		if gst, err = s.gc(ctx, 0); err == nil {
+			err = upgradeStep("pruned")
+		}
 		if err != nil {
 			return fmt.Errorf("store: moving secrets out of the history: pruning the old history: %w", err)
 		}
+	}
+	if st.rewritten > 0 || st.users > 0 || st.nodeFiles > 0 || gst.Pruned > 0 {
 		s.log.Warn("store: moved secrets out of the history (TLS key to the node folder, password hashes to "+CredentialsRef+")",
 			"commits", st.commits, "rewritten", st.rewritten, "branches", strings.Join(st.branches, ","),
 			"users", st.users, "node_files", st.nodeFiles, "node_dir", s.NodeDir(), "pruned_objects", gst.Pruned)
@@ -102,6 +114,7 @@ func (s *Store) rewriteSecrets() (upgradeStats, error) {
 	if err != nil {
 		return st, err
 	}
+	st.all = branches
 	rw := &rewriter{s: s, trees: map[Hash]Hash{}, blobs: map[Hash]Hash{}, commits: map[Hash]Hash{}, sink: memory.NewStorage()}
 	// Step 1, from the default branch's head: the node files, the hashes.
 	mainHead, err := s.head(DefaultBranch)
@@ -148,13 +161,23 @@ func (s *Store) rewriteSecrets() (upgradeStats, error) {
 	if err := s.reload(); err != nil {
 		return st, err
 	}
+	if err := upgradeStep("rewritten"); err != nil {
+		return st, err
+	}
 	// Step 3: the commit point, branch by branch.
-	for name, m := range moves {
-		if err := s.writeRef(plumbing.NewBranchReferenceName(name), m[1]); err != nil {
+	for _, b := range branches {
+		m, ok := moves[b.Name]
+		if !ok {
+			continue
+		}
+		if err := s.writeRef(plumbing.NewBranchReferenceName(b.Name), m[1]); err != nil {
 			return st, err
 		}
-		s.log.Info("store: branch rewritten without secrets", "branch", name, "old", m[0], "new", m[1])
-		st.branches = append(st.branches, name)
+		s.log.Info("store: branch rewritten without secrets", "branch", b.Name, "old", m[0], "new", m[1])
+		st.branches = append(st.branches, b.Name)
+		if err := upgradeStep("moved " + b.Name); err != nil {
+			return st, err
+		}
 	}
 	return st, nil
 }
