@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -43,7 +45,7 @@ var upgradeStep = func(step string) error { return nil }
 
 // upgradeStats says what the secrets' upgrade did.
 type upgradeStats struct {
-	all                []Branch // the branches there were
+	all                []Branch // the references there were (full names)
 	commits, rewritten int
 	branches           []string
 	users, nodeFiles   int
@@ -110,7 +112,7 @@ func (s *Store) upgradeSecrets(ctx context.Context) error {
 // held.
 func (s *Store) rewriteSecrets() (upgradeStats, error) {
 	var st upgradeStats
-	branches, err := s.Branches()
+	branches, err := s.historyRefs()
 	if err != nil {
 		return st, err
 	}
@@ -170,16 +172,47 @@ func (s *Store) rewriteSecrets() (upgradeStats, error) {
 		if !ok {
 			continue
 		}
-		if err := s.writeRef(plumbing.NewBranchReferenceName(b.Name), m[1]); err != nil {
+		if err := s.writeRef(plumbing.ReferenceName(b.Name), m[1]); err != nil {
 			return st, err
 		}
-		s.log.Info("store: branch rewritten without secrets", "branch", b.Name, "old", m[0], "new", m[1])
+		s.log.Info("store: reference rewritten without secrets", "ref", b.Name, "old", m[0], "new", m[1])
 		st.branches = append(st.branches, b.Name)
 		if err := upgradeStep("moved " + b.Name); err != nil {
 			return st, err
 		}
 	}
 	return st, nil
+}
+
+// historyRefs lists the references whose history the upgrade rewrites,
+// sorted by name: branches, remote-tracking branches (left by Pull) and
+// tags, all that point at commits; not CredentialsRef. Since the rewrite
+// is deterministic, a remote upgraded alike has the same commits.
+func (s *Store) historyRefs() ([]Branch, error) {
+	var out []Branch
+	err := s.read(func(r *git.Repository) error {
+		it, err := r.Storer.IterReferences()
+		if err != nil {
+			return err
+		}
+		return it.ForEach(func(ref *plumbing.Reference) error {
+			n := ref.Name().String()
+			if ref.Type() != plumbing.HashReference || isSecretRef(n) {
+				return nil
+			}
+			if !strings.HasPrefix(n, "refs/heads/") && !strings.HasPrefix(n, "refs/remotes/") && !strings.HasPrefix(n, "refs/tags/") {
+				return nil
+			}
+			if t, err := r.Storer.EncodedObject(plumbing.AnyObject, ref.Hash()); err != nil || t.Type() != plumbing.CommitObject {
+				s.log.Warn("store: upgrade: leaving a reference that does not name a commit", "ref", n)
+				return nil
+			}
+			out = append(out, Branch{Name: n, Head: ref.Hash()})
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
 }
 
 // moveOutSecrets copies the legacy node files of commit head to NodeDir
