@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -166,7 +166,16 @@ func (s *Store) credentialsHead() (Hash, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return Hash{}, fmt.Errorf("store: %s: %w", CredentialsRef, err)
 	}
-	return Hash{}, nil
+	// Not a loose file: packed (git pack-refs), or none.
+	var h Hash
+	err = s.readRefs(func(r *git.Repository) error {
+		ref, err := r.Storer.Reference(plumbing.ReferenceName(CredentialsRef))
+		if err == nil {
+			h = ref.Hash()
+		}
+		return nil
+	})
+	return h, err
 }
 
 // passwordHashes returns the current password hashes (not to be changed by
@@ -292,6 +301,3 @@ func (s *Store) encodeCredentials(hashes map[string]string, msg string) (plumbin
 // isSecretRef reports whether a reference holds secrets that the git
 // endpoint must neither advertise nor serve.
 func isSecretRef(name string) bool { return strings.HasPrefix(name, "refs/nymote/") }
-
-// trimNL drops one trailing newline.
-func trimNL(b []byte) []byte { return bytes.TrimSuffix(b, []byte("\n")) }

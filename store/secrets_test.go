@@ -298,3 +298,51 @@ func TestUpgradeSurvivesACrash(t *testing.T) {
 		})
 	}
 }
+
+// Passwords are found when git has packed the credentials' reference
+// (git pack-refs, as git gc does), and a password change is seen at once,
+// whatever was cached.
+func TestCredentialsRef(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.AddUser(ctx, "alice", "alice-password", GitNone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.Resolve(CredentialsRef)
+	if err := s.SetPassword(ctx, "alice", "other-password"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pw   string
+		want error
+	}{{"alice-password", ErrAuthFailed}, {"other-password", nil}} {
+		if _, err := s.Authenticate("alice", tc.pw); !errors.Is(err, tc.want) {
+			t.Errorf("Authenticate(alice, %s) = %v, want %v", tc.pw, err, tc.want)
+		}
+	}
+	// Each change is a new commit without parents: the old hash is
+	// unreachable.
+	if got := strings.TrimSpace(runGit(t, s.Path(), "rev-list", "--count", CredentialsRef)); got != "1" {
+		t.Errorf("%s reaches %s commits, want 1", CredentialsRef, got)
+	}
+	if s.Flush(); strings.Contains(runGit(t, s.Path(), "rev-list", "--objects", "--all"), first.String()) {
+		t.Error("the old credentials are still reachable")
+	}
+	runGit(t, s.Path(), "pack-refs", "--all")
+	if _, err := os.Stat(filepath.Join(s.Path(), filepath.FromSlash(CredentialsRef))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("git pack-refs left the reference loose: %v", err)
+	}
+	s.authc.forget("alice")
+	if _, err := s.Authenticate("alice", "other-password"); err != nil {
+		t.Errorf("with the reference packed: %v", err)
+	}
+	if err := s.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Read(CredentialsRef, "users/alice"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("a deleted user's hash is kept: %q, %v", b, err)
+	}
+}

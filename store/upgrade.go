@@ -281,7 +281,10 @@ type rewriter struct {
 	trees   map[Hash]Hash // root or users/ tree → its rewrite
 	blobs   map[Hash]Hash // user record → its rewrite
 	commits map[Hash]Hash
-	parsed  map[Hash]*object.Commit
+	// parents of the commits listed by topo and not yet rewritten: the
+	// commits themselves are read again when rewritten, so that memory
+	// stays at a few dozen bytes per commit of the history.
+	parents map[Hash][]Hash
 
 	rewritten int
 	sink      *memory.Storage
@@ -292,8 +295,8 @@ type rewriter struct {
 // topo lists the commits head reaches that are not rewritten yet, each
 // after its parents.
 func (rw *rewriter) topo(head Hash) ([]Hash, error) {
-	if rw.parsed == nil {
-		rw.parsed = map[Hash]*object.Commit{}
+	if rw.parents == nil {
+		rw.parents = map[Hash][]Hash{}
 	}
 	var out []Hash
 	type frame struct {
@@ -308,13 +311,18 @@ func (rw *rewriter) topo(head Hash) ([]Hash, error) {
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		c, err := rw.parse(f.h)
-		if err != nil {
-			return nil, err
+		ps, ok := rw.parents[f.h]
+		if !ok {
+			c, err := rw.parse(f.h)
+			if err != nil {
+				return nil, err
+			}
+			ps = c.ParentHashes
+			rw.parents[f.h] = ps
 		}
 		seen[f.h] = true
-		if f.next < len(c.ParentHashes) {
-			p := c.ParentHashes[f.next]
+		if f.next < len(ps) {
+			p := ps[f.next]
 			f.next++
 			if _, done := rw.commits[p]; !done && !seen[p] {
 				stack = append(stack, frame{h: p})
@@ -328,9 +336,6 @@ func (rw *rewriter) topo(head Hash) ([]Hash, error) {
 }
 
 func (rw *rewriter) parse(h Hash) (*object.Commit, error) {
-	if c := rw.parsed[h]; c != nil {
-		return c, nil
-	}
 	data, err := rw.o.readAs(h, plumbing.CommitObject)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", h, err)
@@ -339,7 +344,6 @@ func (rw *rewriter) parse(h Hash) (*object.Commit, error) {
 	if err := c.Decode(memObject(plumbing.CommitObject, data)); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", h, err)
 	}
-	rw.parsed[h] = c
 	return c, nil
 }
 
@@ -352,7 +356,7 @@ func (rw *rewriter) commit(h Hash) error {
 	if err != nil {
 		return err
 	}
-	delete(rw.parsed, h)
+	delete(rw.parents, h)
 	tree, err := rw.root(c.TreeHash)
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", h, err)

@@ -380,30 +380,54 @@ func looseSize(objDir string, h Hash) (n int64, ok bool, err error) {
 
 // checkWants accepts the commits a fetch asks for only if a branch reaches
 // them: the git endpoint serves the branches and nothing else (not
-// CredentialsRef, not history that no branch reaches any more).
+// CredentialsRef, not history that no branch reaches any more). Wants
+// that are not branch heads (a branch moved since the client listed them)
+// are looked for in one walk back from the heads, stopping when all are
+// found: at most the history's size once per request.
 func (s *Store) checkWants(wants []Hash) error {
 	branches, err := s.Branches()
 	if err != nil {
 		return err
 	}
-	heads := map[Hash]bool{}
+	var heads []Hash
+	isHead := map[Hash]bool{}
 	for _, b := range branches {
-		heads[b.Head] = true
+		heads = append(heads, b.Head)
+		isHead[b.Head] = true
 	}
-	for _, want := range wants {
-		if heads[want] {
-			continue
+	missing := map[Hash]bool{}
+	for _, w := range wants {
+		if !isHead[w] {
+			missing[w] = true
 		}
-		found := false
-		for _, b := range branches {
-			if ok, err := s.isAncestor(want, b.Head); err == nil && ok {
-				found = true
-				break
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	err = s.readObjs(func(o *objReader) error {
+		seen := map[Hash]bool{}
+		queue := heads
+		for len(queue) > 0 && len(missing) > 0 {
+			h := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			if seen[h] {
+				continue
 			}
+			seen[h] = true
+			delete(missing, h)
+			c, err := readCommit(o, h)
+			if err != nil {
+				return err
+			}
+			queue = append(queue, c.parents...)
 		}
-		if !found {
-			return fmt.Errorf("want %s: not on any branch", want)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for w := range missing {
+		return fmt.Errorf("want %s: not on any branch", w)
 	}
 	return nil
 }
