@@ -21,10 +21,12 @@ import (
 )
 
 // ValidateFunc checks one item that a commit from outside (a git push)
-// writes: its path and its whole content. An error refuses the commit; its
-// text is shown to the person pushing, so it should say what is wrong
-// ("vCard has no FN").
-type ValidateFunc func(path string, data []byte) error
+// writes: its path and its whole content. read reads another item of the
+// same commit (ErrNotExist if there is none), for what an item's meaning
+// depends on, such as the collection it is in. An error refuses the
+// commit; its text is shown to the person pushing, so it should say what
+// is wrong ("the vCard has no FN").
+type ValidateFunc func(path string, data []byte, read func(path string) ([]byte, error)) error
 
 // MaxPushItemBytes is the largest item a push may write.
 const MaxPushItemBytes = 64 << 20
@@ -71,7 +73,7 @@ func (s *Store) validateFunc(path string) ValidateFunc {
 
 // validateUserRecord accepts a user record (users/NAME) without a
 // password hash: hashes live in CredentialsRef only.
-func validateUserRecord(p string, data []byte) error {
+func validateUserRecord(p string, data []byte, _ func(string) ([]byte, error)) error {
 	name := strings.TrimPrefix(p, UsersPrefix+"/")
 	if err := ValidateUserName(name); err != nil {
 		return err
@@ -133,7 +135,7 @@ func (s *Store) validateNew(head Hash) error {
 		if err != nil {
 			return err
 		}
-		checked := map[Hash]bool{}
+		checked := map[string]bool{}
 		for _, c := range commits {
 			parent := Hash{}
 			if len(c.parents) > 0 {
@@ -141,7 +143,7 @@ func (s *Store) validateNew(head Hash) error {
 					return fmt.Errorf("commit %s: parent %s: %w", short(c.hash), short(c.parents[0]), err)
 				}
 			}
-			if err := s.validateTree(o, c.hash, parent, c.tree, "", checked); err != nil {
+			if err := s.validateTree(o, c, parent, c.tree, "", checked); err != nil {
 				return err
 			}
 		}
@@ -261,12 +263,14 @@ func (q *commitQueue) Pop() any {
 }
 
 // validateTree checks what tree b changes against tree a (zero: empty)
-// under dir. checked holds the trees already found valid as a whole.
-func (s *Store) validateTree(o *objReader, commit, a, b Hash, dir string, checked map[Hash]bool) error {
-	if a == b || b.IsZero() || checked[b] {
+// under dir. checked holds the trees already found valid as a whole at a
+// path (the same tree elsewhere means other things).
+func (s *Store) validateTree(o *objReader, c commitNode, a, b Hash, dir string, checked map[string]bool) error {
+	key := dir + "\x00" + b.String()
+	if a == b || b.IsZero() || checked[key] {
 		return nil
 	}
-	bad := func(p string, err error) error { return &ValidationError{Commit: commit, Path: p, Err: err} }
+	bad := func(p string, err error) error { return &ValidationError{Commit: c.hash, Path: p, Err: err} }
 	tb, err := o.tree(b)
 	if err != nil {
 		return bad(dir, err)
@@ -298,18 +302,18 @@ func (s *Store) validateTree(o *objReader, commit, a, b Hash, dir string, checke
 			if was.Mode == filemode.Dir {
 				from = was.Hash
 			}
-			if err := s.validateTree(o, commit, from, e.Hash, p, checked); err != nil {
+			if err := s.validateTree(o, c, from, e.Hash, p, checked); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			if err := s.validateItem(o, p, e.Hash); err != nil {
+			if err := s.validateItem(o, c.tree, p, e.Hash); err != nil {
 				return bad(p, err)
 			}
 		default:
 			return bad(p, fmt.Errorf("a %s; the store holds only files and folders", modeName(e.Mode)))
 		}
 	}
-	checked[b] = true
+	checked[key] = true
 	return nil
 }
 
@@ -327,7 +331,7 @@ func modeName(m filemode.FileMode) string {
 // receiving side unpacks pushes into loose objects), so its size is read
 // from its header before its content is; an object that is packed was in
 // the store already, within its limits.
-func (s *Store) validateItem(o *objReader, p string, h Hash) error {
+func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 	n, loose, err := looseSize(o.dir, h)
 	if err != nil {
 		return err
@@ -346,7 +350,22 @@ func (s *Store) validateItem(o *objReader, p string, h Hash) error {
 	if len(data) > MaxPushItemBytes {
 		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), MaxPushItemBytes)
 	}
-	return fn(p, data)
+	read := func(q string) ([]byte, error) {
+		e, ok, err := o.entry(root, q)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || e.Mode == filemode.Dir {
+			return nil, fmt.Errorf("store: %s: %w", q, ErrNotExist)
+		}
+		if n, loose, err := looseSize(o.dir, e.Hash); err != nil {
+			return nil, err
+		} else if loose && n > MaxPushItemBytes {
+			return nil, fmt.Errorf("store: %s: %d bytes, too large", q, n)
+		}
+		return o.readAs(e.Hash, plumbing.BlobObject)
+	}
+	return fn(p, data, read)
 }
 
 // looseSize reads the size in the header of loose object h, without

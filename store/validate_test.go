@@ -16,7 +16,7 @@ import (
 func TestPushValidation(t *testing.T) {
 	s := newStore(t)
 	put(t, s, "notes/"+Shard("a"), "note a")
-	s.SetValidateFunc("notes/", func(p string, data []byte) error {
+	s.SetValidateFunc("notes/", func(p string, data []byte, _ func(string) ([]byte, error)) error {
 		if !strings.HasPrefix(string(data), "note ") {
 			return errors.New("a note starts with \"note \"")
 		}

@@ -13,23 +13,26 @@ import (
 // ValidateFunc is the store.ValidateFunc for a kind's prefix (register it
 // with store.SetValidateFunc(k.Name()+"/", ValidateFunc(k, max)) beside
 // MergeFunc): it checks an item that a git push writes as a PUT, MKCOL or
-// PROPPATCH would have: objects must pass the kind's Validate (a vCard or
-// iCalendar object with its UID) within maxSize bytes (zero means
-// DefaultMaxObjectSize) at the shard of their name, and the collection and
-// home records must be the JSON the server writes (see repo.go's layout).
+// PROPPATCH would have: objects must be within maxSize bytes (zero means
+// DefaultMaxObjectSize), at the shard of their name, in a collection (its
+// props.json in the same commit), and, in an address book or calendar,
+// pass the kind's Validate for that collection (a vCard or iCalendar
+// object with its UID, of a component the calendar takes); the collection
+// and home records must be the JSON the server writes (see repo.go's
+// layout).
 func ValidateFunc(k Kind, maxSize int64) store.ValidateFunc {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxObjectSize
 	}
-	return func(p string, data []byte) error {
-		if err := validateItem(k, maxSize, p, data); err != nil {
+	return func(p string, data []byte, read func(string) ([]byte, error)) error {
+		if err := validateItem(k, maxSize, p, data, read); err != nil {
 			return fmt.Errorf("%s: %w", k.Name(), err)
 		}
 		return nil
 	}
 }
 
-func validateItem(k Kind, maxSize int64, p string, data []byte) error {
+func validateItem(k Kind, maxSize int64, p string, data []byte, read func(string) ([]byte, error)) error {
 	rest, ok := strings.CutPrefix(p, k.Name()+"/")
 	user, rest, ok2 := strings.Cut(rest, "/")
 	if !ok || !ok2 {
@@ -73,7 +76,21 @@ func validateItem(k Kind, maxSize int64, p string, data []byte) error {
 		if int64(len(data)) > maxSize {
 			return fmt.Errorf("%s: %d bytes; objects are at most %d bytes", name, len(data), maxSize)
 		}
-		if _, err := k.Validate(data, nil); err != nil {
+		// The collection says what its objects are: a plain WebDAV
+		// collection takes any file.
+		dir := k.Name() + "/" + user + "/" + strings.Join(segs[:i], "/")
+		b, err := read(dir + "/props.json")
+		if err != nil {
+			return fmt.Errorf("%s: the collection has no props.json: %w", name, err)
+		}
+		c := &Collection{User: user}
+		if err := jsonObject("props.json", b, c); err != nil {
+			return err
+		}
+		if c.Type == TypePlain {
+			return nil
+		}
+		if _, err := k.Validate(data, c); err != nil {
 			var de *Error
 			if errors.As(err, &de) && de.Message != "" {
 				return fmt.Errorf("%s: %s", name, de.Message)

@@ -13,6 +13,7 @@ import (
 	"github.com/nymote/nymote/apps/calendar/caldav"
 	"github.com/nymote/nymote/apps/contacts/carddav"
 	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/dav/davtest"
 	"github.com/nymote/nymote/store"
 )
 
@@ -123,5 +124,44 @@ func git(t *testing.T, dir string, out *string, args ...string) {
 	}
 	if err != nil {
 		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+}
+
+// Everything a DAV server writes passes its ValidateFunc: a clone pushed
+// back with the server's own writes in it is accepted.
+func TestValidateAcceptsWhatTheServerWrites(t *testing.T) {
+	card := "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:card-1\r\nFN:Carol\r\nEND:VCARD\r\n"
+	kind := carddav.New(0)
+	s := davtest.Start(t, kind)
+	for _, r := range []struct{ method, path, body string }{
+		{"MKCOL", "/alice/work/", ""},
+		{"MKCOL", "/alice/plain/", ""},
+		{"MKCOL", "/alice/plain/inner/", ""},
+		{"PUT", "/alice/work/card-1.vcf", card},
+		{"PUT", "/alice/plain/inner/note.txt", "a note"},
+		{"PROPPATCH", "/alice/work/card-1.vcf", `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><x:tag>t</x:tag></d:prop></d:set></d:propertyupdate>`},
+		{"PROPPATCH", "/alice/work/", `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>Work</d:displayname></d:prop></d:set></d:propertyupdate>`},
+	} {
+		if resp := s.Do("alice", r.method, r.path, r.body, "Content-Type", "text/vcard"); resp.Status >= 300 && resp.Status != 207 {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, resp.Status, resp.Body)
+		}
+	}
+	items, err := s.Store.List("", kind.Name())
+	if err != nil || len(items) < 5 {
+		t.Fatalf("listing %s/: %d items, %v", kind.Name(), len(items), err)
+	}
+	validate := dav.ValidateFunc(kind, 0)
+	sn, err := s.Store.Snapshot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range items {
+		data, err := s.Store.Read("", e.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate(e.Path, data, sn.Read); err != nil {
+			t.Errorf("ValidateFunc(%s) = %v", e.Path, err)
+		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 // with messages at the shard of their key (store.Shard).
 //   - xx/yy/KEY.eml: the raw message (any bytes, as APPEND takes them);
 //   - flags/HI/N: lines "UID KEY FLAG...".
-func Validate(p string, data []byte) error {
+func Validate(p string, data []byte, _ func(string) ([]byte, error)) error {
 	rest, ok := strings.CutPrefix(p, Prefix+"/")
 	user, rest, ok2 := strings.Cut(rest, "/")
 	if !ok || !ok2 {
