@@ -111,12 +111,15 @@ func writeSecretFile(path string, data []byte, sync bool) (err error) {
 	if !sync {
 		return nil
 	}
-	// The file's folder, then each folder made here, in its parent.
-	for _, d := range append([]string{dir}, created...) {
-		if err := syncDir(d); err != nil {
-			return err
+	// The file's folder, and the parent of each folder made here.
+	dirs := []string{dir}
+	for _, c := range created {
+		if p := filepath.Dir(c); p != dir {
+			dirs = append(dirs, p)
 		}
-		if err := syncDir(filepath.Dir(d)); err != nil {
+	}
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}
