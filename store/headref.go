@@ -48,11 +48,10 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 		return User{}, err
 	}
 	if hash == "" {
-		hash = rec.Hash // a record from before the upgrade (upgrade.go)
-	}
-	if hash == "" {
-		// A user without a password here (a replica that has not got
-		// the credentials): nobody logs in as them.
+		// A user without a password here (a clone or a replica that has
+		// not got the credentials): nobody logs in as them. A hash in
+		// the record itself (from a store of an earlier version) is
+		// not used: Open moves those out (upgrade.go).
 		checkPassword(dummyHash(), password)
 		return User{}, ErrAuthFailed
 	}

@@ -211,6 +211,22 @@ func TestCloneHasNoSecrets(t *testing.T) {
 		t.Errorf("upload-pack of the credentials' commit answered %q", b)
 	}
 	runGit(t, clone, "fsck", "--strict")
+
+	// A store cloned with go-git has the users, without passwords.
+	c, err := Clone(ctx, Remote{URL: srv.URL, Username: "alice", Password: "alice-password"}, filepath.Join(t.TempDir(), "c.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if users, err := c.Users(); err != nil || len(users) != 2 {
+		t.Errorf("the clone's users: %v, %v", users, err)
+	}
+	if _, err := c.Authenticate("alice", "alice-password"); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("a clone authenticates alice: %v", err)
+	}
+	if h, _ := c.Resolve(CredentialsRef); !h.IsZero() {
+		t.Errorf("the clone has credentials %s", h)
+	}
 }
 
 func pktLine(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
