@@ -49,9 +49,63 @@
 // (Options.Reserve), so that the store can always commit its own records;
 // a commit log append that fails (a full disk) is cut off again.
 //
+// Secrets: what replicates and what does not. A store's branches are
+// meant to be copied: to every clone over git smart HTTP, to a person's
+// other nodes (replicas), and forever into their history. So they hold
+// no secret:
+//
+//   - Node secrets, each node's own (the TLS key and certificate that
+//     services generate, later node keys and node credentials), are files
+//     in the data directory beside the repository (NodeDir: DATA/node/),
+//     written with WriteNodeFile (mode 0600, folders 0700, a temporary
+//     file synced, renamed into place, its folder synced) and read with
+//     ReadNodeFile. They are never committed, so nothing carries them.
+//   - Users replicate: users/NAME on the branches holds the name, git access,
+//     creation time and the id of the current password (a digest of the
+//     hash, which changes when the password does and says nothing of it),
+//     so a person's history shows "user passwd alice" without the hash.
+//     The password hashes are the tree of CredentialsRef
+//     (refs/nymote/credentials): a commit without parents, replaced on each
+//     change, so that an old hash is unreachable at once and GC prunes it.
+//     A user change writes the hash and the record under one writer lock
+//     (the hash first: a crash between them leaves the new password in
+//     force for a change that was not acknowledged, never a lost one).
+//     Authenticate reads the hash from there (cached until the reference
+//     moves) and its cache of successes is keyed by the hash, so a password
+//     change invalidates it; a snapshot's users are checked against the
+//     current hashes.
+//   - The git endpoint advertises refs/heads/ only, serves only commits that
+//     a branch reaches (a want of any other object is refused, so the
+//     credentials cannot be fetched by hash), and accepts pushes to
+//     refs/heads/ only. Pull, Push and Clone carry branches only. A clone
+//     therefore has the users without their passwords (set them with
+//     SetPassword). Replicas (issue 16) that are to share logins will fetch
+//     CredentialsRef with replication credentials, over a separate,
+//     authenticated path that this endpoint does not open.
+//
+// Stores written before this model kept tls/ and the hashes in their
+// history. Open upgrades such a store once (upgrade.go): it copies tls/ of
+// the default branch to NodeDir and the hashes to CredentialsRef, writes
+// every commit of every branch again with the same author, committer,
+// dates and message and without those secrets (commits from before any
+// secret keep their hash), moves the branches (the commit point; a crash
+// before leaves the old history, and the next Open starts over, reaching
+// the same commits), prunes the old objects at once, logs what it did and
+// records it in the repository's nymote-upgrades file.
+//
+// Pushed commits are checked as the protocols check their clients'
+// writes: every item that a pushed commit changes must have a valid path
+// (ValidatePath), be a plain file or folder, be at most MaxPushItemBytes,
+// and pass the validator that the app registered for its prefix
+// (SetValidateFunc, beside SetMergeFunc); users/ records must hold no hash.
+// A refused ref gets "ng REF refused: PATH (commit C): REASON" and stays
+// where it was; the objects the push brought are unreachable and GC
+// removes them.
+//
 // History (Log, Show, Revert), branches, 3-way merges with per-prefix merge
 // functions (SetMergeFunc), subscriptions to commits (Watch), replication to
 // and from other stores by path or over git smart HTTP (Pull, Push, Clone),
-// the smart HTTP server itself (GitHandler), repacking (GC) and the store's
-// users (AddUser, Authenticate) complete the package.
+// the smart HTTP server itself (GitHandler), repacking (GC), the store's
+// users (AddUser, Authenticate) and the node's secrets (WriteNodeFile)
+// complete the package.
 package store

@@ -53,6 +53,12 @@ type GCStats struct {
 // meanwhile stays loose for the next GC. Readers are paused only while files
 // are deleted, so no reader loses an object it is reading.
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
+	return s.gc(ctx, s.opts.PruneAfter)
+}
+
+// gc is GC, pruning unreachable objects older than pruneAfter (zero: all
+// of them, for the upgrade that removes secrets from the history).
+func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, error) {
 	start := time.Now()
 	st := GCStats{}
 	objDir := filepath.Join(s.path, "objects")
@@ -161,7 +167,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			continue
 		}
 		if !packed[h] {
-			if fi, err := os.Stat(path); err != nil || time.Since(fi.ModTime()) < s.opts.PruneAfter {
+			if fi, err := os.Stat(path); err != nil || time.Since(fi.ModTime()) < pruneAfter {
 				continue
 			}
 			st.Pruned++
@@ -179,7 +185,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			return st, fmt.Errorf("store: gc: %w", err)
 		}
 		if unreachable > 0 {
-			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < s.opts.PruneAfter {
+			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < pruneAfter {
 				continue
 			}
 			st.Pruned += unreachable

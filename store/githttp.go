@@ -205,10 +205,10 @@ func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader
 	if !done {
 		return nil
 	}
-	for _, want := range wants {
-		if !h.s.has(want) {
-			return fmt.Errorf("want %s: no such object", want)
-		}
+	// Only what the branches reach is served: not the credentials
+	// (CredentialsRef), nor objects that no branch reaches any more.
+	if err := h.s.checkWants(wants); err != nil {
+		return writeErrLine(w, err.Error())
 	}
 	return h.s.read(func(r *git.Repository) error {
 		var exclude []plumbing.Hash
@@ -228,6 +228,20 @@ func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader
 		}
 		return bw.Flush()
 	})
+}
+
+// oneLine makes msg fit a report-status line.
+func oneLine(msg string) string {
+	msg = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+	if len(msg) > 400 {
+		msg = msg[:400] + "..."
+	}
+	return msg
 }
 
 func writeErrLine(w io.Writer, msg string) error {
@@ -323,6 +337,11 @@ func (h *gitHandler) applyCommand(c *packp.Command) error {
 			if err != nil || !ok {
 				return errors.New("non-fast-forward (history cannot be rewritten; merge instead)")
 			}
+		}
+		// What the push brings is checked as the apps check what their
+		// clients write; a refused push leaves the branch as it was.
+		if err := h.s.validateNew(c.New); err != nil {
+			return fmt.Errorf("refused: %s", oneLine(err.Error()))
 		}
 		if err := h.s.moveBranch(branch, cur, c.New); err != nil {
 			return errors.New("cannot update the branch")

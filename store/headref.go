@@ -17,8 +17,9 @@ func (s *Store) BranchHead(branch string) (Hash, error) {
 }
 
 // UserRecordPath is the path of the item that holds a user's record (name,
-// git access and password hash). Its blob hash changes whenever the user's
-// password or access changes, so a server may keep a successful
+// git access and which password is current; the hash itself is in
+// CredentialsRef). Its blob hash changes whenever the user's password or
+// access changes, so a server may keep a successful
 // Authenticate for as long as that hash stays the same.
 func UserRecordPath(name string) string { return userPath(name) }
 
@@ -29,8 +30,9 @@ func (s *Store) SnapshotOf(h Hash) (*Snapshot, error) { return s.snapshotAt(h) }
 
 // Authenticate is Store.Authenticate against the users of this snapshot:
 // a server that already holds a snapshot of the head checks a password
-// without resolving the head again. It shares the store's cache of
-// recent successes.
+// without resolving the head again. The user must exist in the snapshot;
+// the password is checked against the current hash (CredentialsRef), since
+// the history holds none. It shares the store's cache of recent successes.
 func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 	s := sn.s
 	rec, err := getUser(sn.Read, name)
@@ -41,11 +43,23 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 		checkPassword(dummyHash(), password)
 		return User{}, ErrAuthFailed
 	}
-	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + rec.Hash))
+	hash, err := s.passwordHash(name)
+	if err != nil {
+		return User{}, err
+	}
+	if hash == "" {
+		// A user without a password here (a clone or a replica that has
+		// not got the credentials): nobody logs in as them. A hash in
+		// the record itself (from a store of an earlier version) is
+		// not used: Open moves those out (upgrade.go).
+		checkPassword(dummyHash(), password)
+		return User{}, ErrAuthFailed
+	}
+	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + hash))
 	if s.authc.ok(name, key) {
 		return rec.User, nil
 	}
-	if !checkPassword(rec.Hash, password) {
+	if !checkPassword(hash, password) {
 		return User{}, ErrAuthFailed
 	}
 	s.authc.remember(name, key)

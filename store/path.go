@@ -17,36 +17,41 @@ const MaxPathLen = 4096
 // most MaxPathLen bytes with segments of at most 255 bytes. The error names
 // what is wrong and wraps ErrInvalidPath.
 func ValidatePath(p string) error {
-	bad := func(why string) error {
+	if why := pathProblem(p); why != "" {
 		return fmt.Errorf("%w %q: %s", ErrInvalidPath, p, why)
 	}
+	return nil
+}
+
+// pathProblem says what is wrong with p for ValidatePath ("" if nothing).
+func pathProblem(p string) string {
 	switch {
 	case p == "":
-		return bad("empty")
+		return "empty"
 	case len(p) > MaxPathLen:
-		return bad(fmt.Sprintf("longer than %d bytes", MaxPathLen))
+		return fmt.Sprintf("longer than %d bytes", MaxPathLen)
 	case strings.HasPrefix(p, "/"):
-		return bad("absolute (starts with /)")
+		return "absolute (starts with /)"
 	case strings.HasSuffix(p, "/"):
-		return bad("ends with /")
+		return "ends with /"
 	case strings.IndexByte(p, 0) >= 0:
-		return bad("contains a NUL byte")
+		return "contains a NUL byte"
 	case !utf8.ValidString(p):
-		return bad("not valid UTF-8")
+		return "not valid UTF-8"
 	}
 	for i, seg := range strings.Split(p, "/") {
 		switch {
 		case seg == "":
-			return bad(fmt.Sprintf("segment %d is empty", i+1))
+			return fmt.Sprintf("segment %d is empty", i+1)
 		case seg == "." || seg == "..":
-			return bad(fmt.Sprintf("segment %d is %q", i+1, seg))
+			return fmt.Sprintf("segment %d is %q", i+1, seg)
 		case strings.EqualFold(seg, ".git"):
-			return bad(fmt.Sprintf("segment %d is %q, which git refuses", i+1, seg))
+			return fmt.Sprintf("segment %d is %q, which git refuses", i+1, seg)
 		case len(seg) > 255:
-			return bad(fmt.Sprintf("segment %d is longer than 255 bytes", i+1))
+			return fmt.Sprintf("segment %d is longer than 255 bytes", i+1)
 		}
 	}
-	return nil
+	return ""
 }
 
 // validatePrefix accepts "" (the whole store) or a valid path.

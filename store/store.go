@@ -129,10 +129,12 @@ type Store struct {
 
 	trees *treeCache
 
-	merges  mergeRegistry
-	watch   watchHub
-	authc   authCache
-	gcState gcState
+	merges     mergeRegistry
+	validators validatorRegistry
+	watch      watchHub
+	authc      authCache
+	creds      credentials
+	gcState    gcState
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -269,6 +271,11 @@ func Open(path string, opts Options) (_ *Store, err error) {
 		}()
 	}
 	s.cleanTmp()
+	// Stores of earlier versions kept secrets in their history.
+	if err := s.upgradeSecrets(context.Background()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	return s, nil
 }
 

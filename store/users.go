@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,9 +50,27 @@ type User struct {
 	Created time.Time `json:"created"`
 }
 
+// userRecord is a user's item on the branches (users/NAME). It holds no
+// secret: the password hash is in CredentialsRef, and Password only names
+// which hash is current (passwordID), so that the record, and the history,
+// change when the password does.
 type userRecord struct {
 	User
-	Hash string `json:"hash"`
+	Password string `json:"password,omitempty"`
+	// Hash is read from records written before the hashes left the
+	// branches (see upgrade.go), and never written.
+	Hash string `json:"hash,omitempty"`
+}
+
+// passwordID names a password hash without revealing anything about the
+// password: a digest of the whole encoded hash, whose random salt an
+// attacker would need to test a guess.
+func passwordID(hash string) string {
+	if hash == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("nymote password id\x00" + hash))
+	return hex.EncodeToString(sum[:8])
 }
 
 // ErrAuthFailed: wrong user name or password. It does not say which.
@@ -154,12 +174,22 @@ func (s *Store) AddUser(ctx context.Context, name, password string, access GitAc
 		} else if ok {
 			return fmt.Errorf("store: user %s: %w", name, ErrExists)
 		}
-		return putUser(tx, userRecord{User: User{Name: name, Git: access, Created: time.Now().UTC().Truncate(time.Second)}, Hash: hash})
+		rec := userRecord{User: User{Name: name, Git: access, Created: time.Now().UTC().Truncate(time.Second)}, Password: passwordID(hash)}
+		if err := putUser(tx, rec); err != nil {
+			return err
+		}
+		// The writer lock is held: the hash and the record change
+		// together for every other writer.
+		return s.setPasswordHashesLocked("credentials: user add "+name, func(m map[string]string) { m[name] = hash })
 	})
+	if err == nil {
+		s.authc.forget(name)
+	}
 	return err
 }
 
 func putUser(tx *Tx, u userRecord) error {
+	u.Hash = ""
 	b, err := json.MarshalIndent(u, "", "  ")
 	if err != nil {
 		return err
@@ -186,7 +216,9 @@ func getUser(get func(string) ([]byte, error), name string) (userRecord, error) 
 }
 
 // modifyUser changes a user's record in one commit.
-func (s *Store) modifyUser(ctx context.Context, name, msg string, fn func(*userRecord) error) error {
+// A new hash (not "") replaces the user's password hash in
+// CredentialsRef, in the same writer lock.
+func (s *Store) modifyUser(ctx context.Context, name, msg, hash string, fn func(*userRecord) error) error {
 	_, err := s.Update(ctx, CommitOptions{Message: msg}, func(tx *Tx) error {
 		u, err := getUser(tx.Get, name)
 		if err != nil {
@@ -195,7 +227,13 @@ func (s *Store) modifyUser(ctx context.Context, name, msg string, fn func(*userR
 		if err := fn(&u); err != nil {
 			return err
 		}
-		return putUser(tx, u)
+		if err := putUser(tx, u); err != nil {
+			return err
+		}
+		if hash == "" {
+			return nil
+		}
+		return s.setPasswordHashesLocked("credentials: "+msg, func(m map[string]string) { m[name] = hash })
 	})
 	if err == nil {
 		s.authc.forget(name)
@@ -212,8 +250,8 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	if err != nil {
 		return err
 	}
-	return s.modifyUser(ctx, name, "user passwd "+name, func(u *userRecord) error {
-		u.Hash = hash
+	return s.modifyUser(ctx, name, "user passwd "+name, hash, func(u *userRecord) error {
+		u.Password = passwordID(hash)
 		return nil
 	})
 }
@@ -223,7 +261,7 @@ func (s *Store) SetGitAccess(ctx context.Context, name string, access GitAccess)
 	if _, err := ParseGitAccess(string(access)); err != nil {
 		return err
 	}
-	return s.modifyUser(ctx, name, "user git "+name+" "+string(access), func(u *userRecord) error {
+	return s.modifyUser(ctx, name, "user git "+name+" "+string(access), "", func(u *userRecord) error {
 		u.Git = access
 		return nil
 	})
@@ -235,7 +273,10 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if _, err := getUser(tx.Get, name); err != nil {
 			return err
 		}
-		return tx.Delete(userPath(name))
+		if err := tx.Delete(userPath(name)); err != nil {
+			return err
+		}
+		return s.setPasswordHashesLocked("credentials: user del "+name, func(m map[string]string) { delete(m, name) })
 	})
 	if err == nil {
 		s.authc.forget(name)

@@ -65,8 +65,15 @@ func TestUsers(t *testing.T) {
 	if all := runGit(t, s.Path(), "cat-file", "--batch-all-objects", "--batch"); strings.Contains(all, "battery staple") || strings.Contains(all, "correct horse") {
 		t.Error("a password is stored in the repository")
 	}
+	// The record on the branch holds no hash; CredentialsRef does.
 	b, _ := s.Read("", "users/alice")
-	if !strings.Contains(string(b), "$argon2id$") {
+	if strings.Contains(string(b), "$argon2id$") || !strings.Contains(string(b), `"password"`) {
 		t.Errorf("user record %s", b)
+	}
+	if b, err := s.Read(CredentialsRef, "users/alice"); err != nil || !strings.HasPrefix(string(b), "$argon2id$") {
+		t.Errorf("credentials of alice: %q, %v", b, err)
+	}
+	if log := runGit(t, s.Path(), "log", "-p", "main"); strings.Contains(log, "$argon2id$") {
+		t.Errorf("a password hash is in the history of main:\n%s", log)
 	}
 }

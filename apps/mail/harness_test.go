@@ -104,7 +104,7 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 		time.Sleep(10 * time.Millisecond)
 	}
 	var err error
-	s.certPEM, err = st.Read("", svc.CertPath)
+	s.certPEM, err = st.ReadNodeFile(svc.CertPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package svc holds what every Nymote service program shares: opening (or
 // creating) the store of a data directory, and TLS configuration with a
-// self-signed certificate kept in the store when none is given.
+// self-signed certificate kept among the node's secrets (outside the
+// replicated store) when none is given.
 package svc
 
 import (
@@ -46,7 +47,12 @@ func OpenStore(dir string, log *slog.Logger) (*store.Store, error) {
 	return s, err
 }
 
-// Paths of the generated certificate and key in the store.
+// Names of the generated certificate and key among the node's secrets
+// (store.Store.ReadNodeFile): files in the data directory's node/ folder,
+// outside the store's repository, so that they are never committed, cloned
+// or replicated (each node has its own key). Stores of earlier versions
+// kept them in the store under the same paths; opening such a store moves
+// them here and out of its history.
 const (
 	CertPath = "tls/cert.pem"
 	KeyPath  = "tls/key.pem"
@@ -55,7 +61,8 @@ const (
 // TLSOptions say where the certificate comes from.
 type TLSOptions struct {
 	// CertFile and KeyFile are PEM files. If both are empty, a self-signed
-	// certificate is generated into the store on first use (and reused).
+	// certificate is generated into the node's secrets on first use (and
+	// reused).
 	CertFile, KeyFile string
 	// Hostnames go into a generated certificate (DNS names or IP
 	// addresses). Empty means "localhost".
@@ -77,7 +84,7 @@ func TLSConfig(ctx context.Context, s *store.Store, opts TLSOptions, log *slog.L
 	case opts.CertFile != "" || opts.KeyFile != "":
 		return nil, "", errors.New("tls: give both --tls-cert and --tls-key, or neither (for a generated certificate)")
 	default:
-		cert, err = storedCert(ctx, s, opts.Hostnames, log)
+		cert, err = storedCert(s, opts.Hostnames, log)
 		if err != nil {
 			return nil, "", err
 		}
@@ -96,39 +103,36 @@ func fingerprint(b []byte) string {
 	return strings.Join(parts, ":")
 }
 
-// storedCert loads the generated certificate from the store, generating it
-// on first use.
-func storedCert(ctx context.Context, s *store.Store, hosts []string, log *slog.Logger) (tls.Certificate, error) {
-	sn, err := s.Snapshot("")
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	certPEM, err1 := sn.Read(CertPath)
-	keyPEM, err2 := sn.Read(KeyPath)
+// storedCert loads the generated certificate from the node's secrets,
+// generating it on first use.
+func storedCert(s *store.Store, hosts []string, log *slog.Logger) (tls.Certificate, error) {
+	certPEM, err1 := s.ReadNodeFile(CertPath)
+	keyPEM, err2 := s.ReadNodeFile(KeyPath)
 	if err1 == nil && err2 == nil {
 		c, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("tls: the certificate in the store (%s, %s) is unusable: %w", CertPath, KeyPath, err)
+			return tls.Certificate{}, fmt.Errorf("tls: the node's certificate (%s, %s in %s) is unusable: %w", CertPath, KeyPath, s.NodeDir(), err)
 		}
 		return c, nil
 	}
-	if !errors.Is(err1, store.ErrNotExist) && err1 != nil {
-		return tls.Certificate{}, err1
-	}
-	certPEM, keyPEM, err = selfSigned(hosts)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	_, err = s.Update(ctx, store.CommitOptions{Message: "tls: generate a self-signed certificate"}, func(tx *store.Tx) error {
-		if err := tx.Put(CertPath, certPEM); err != nil {
-			return err
+	for _, err := range []error{err1, err2} {
+		if err != nil && !errors.Is(err, store.ErrNotExist) {
+			return tls.Certificate{}, err
 		}
-		return tx.Put(KeyPath, keyPEM)
-	})
+	}
+	certPEM, keyPEM, err := selfSigned(hosts)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	log.Info("tls: generated a self-signed certificate", "hosts", hosts)
+	// The key first: a crash between the two leaves no certificate, and
+	// the next start generates both again.
+	if err := s.WriteNodeFile(KeyPath, keyPEM); err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: %w", err)
+	}
+	if err := s.WriteNodeFile(CertPath, certPEM); err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: %w", err)
+	}
+	log.Info("tls: generated a self-signed certificate", "hosts", hosts, "dir", s.NodeDir())
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -26,6 +27,13 @@ func TestTLSConfigGeneratesOnceAndServes(t *testing.T) {
 	_, fp2, err := TLSConfig(ctx, s, TLSOptions{}, log)
 	if err != nil || fp1 != fp2 {
 		t.Fatalf("second TLSConfig: fingerprint %s, %v; want the stored %s", fp2, err, fp1)
+	}
+	// The key is the node's, outside the store and its history.
+	if fi, err := os.Stat(filepath.Join(dir, "node", filepath.FromSlash(KeyPath))); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("node key %v, %v; want a file of mode 0600", fi, err)
+	}
+	if head, err := s.BranchHead(""); err != nil || !head.IsZero() {
+		t.Errorf("generating the certificate committed %s (%v)", head, err)
 	}
 	if _, _, err := TLSConfig(ctx, s, TLSOptions{CertFile: "x.pem"}, log); err == nil {
 		t.Error("a certificate without a key was accepted")

@@ -133,6 +133,8 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	defer ms.Close()
 	// The mailbox merge function, for store sync between replicas.
 	st.SetMergeFunc(mailstore.Prefix+"/", mailstore.Merge)
+	// Pushed mailboxes are checked as IMAP would have written them.
+	st.SetValidateFunc(mailstore.Prefix+"/", mailstore.Validate)
 
 	maxMsg := cfg.MaxMessageBytes
 	if maxMsg == 0 {

@@ -46,6 +46,7 @@ func (a App) Appliance() appliance.Service {
 			if m, ok := cfg.Kind.(Merger); ok {
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 			}
+			st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
 			tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{Hostnames: hosts}, env.Log)
 			if err != nil {
 				return err

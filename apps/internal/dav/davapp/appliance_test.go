@@ -38,7 +38,9 @@ func TestApplianceService(t *testing.T) {
 	}()
 	var httpAddr string
 	deadline := time.Now().Add(20 * time.Second)
-	for httpAddr == "" && time.Now().Before(deadline) {
+	// The certificate's line comes once the service has its TLS
+	// configuration, after the runtime's listener lines.
+	for (httpAddr == "" || !strings.Contains(out.String(), "tls certificate sha256")) && time.Now().Before(deadline) {
 		for _, l := range strings.Split(out.String(), "\n") {
 			if i := strings.Index(l, "contacts http listening on "); i >= 0 {
 				httpAddr = strings.TrimSpace(l[i+len("contacts http listening on "):])

@@ -80,6 +80,7 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if m, ok := cfg.Kind.(Merger); ok {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}
+	st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
 	if *httpsAddr != "" {
 		tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{CertFile: *cert, KeyFile: *key, Hostnames: splitList(*hosts)}, log)
 		if err != nil {
