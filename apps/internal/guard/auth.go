@@ -15,7 +15,7 @@ import (
 )
 
 // ErrBusy is the error of an attempt refused without checking its
-// password: its host has too many attempts in flight, or the process has.
+// password: its host has too many attempts in flight.
 // Protocols answer it with their "try again later" (IMAP [UNAVAILABLE],
 // SMTP 454, HTTP 429).
 var ErrBusy = errors.New("guard: too many login attempts in progress; try again later")
@@ -37,8 +37,12 @@ type AuthOptions struct {
 	// MaxPendingPerHost is how many attempts one host may have waiting or
 	// being checked; more are refused with ErrBusy. Zero means 4.
 	MaxPendingPerHost int
-	// MaxPending is the same for the whole process; zero means 64.
-	MaxPending int
+	// MaxChecks is how many attempts of the whole process may have their
+	// passwords checked at once (the store hashes two at a time, the rest
+	// wait there); more wait their turn, in order of arrival, rather than
+	// be refused, so that the owner is served during an attack from many
+	// hosts. Zero means 8.
+	MaxChecks int
 	// MaxKeys bounds the hosts and the accounts remembered (each); the
 	// least recently seen are forgotten first. Zero means 10000.
 	MaxKeys int
@@ -57,10 +61,13 @@ type Auth struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	key   [32]byte // for fingerprints of remembered successes
 
+	checks chan struct{} // a place to check a password
+
 	mu       sync.Mutex
 	hosts    map[string]*score
 	accounts map[string]*score
 	pending  int
+	waiting  int                    // for a place in checks
 	good     map[[32]byte]time.Time // fingerprint → expiry
 }
 
@@ -87,8 +94,8 @@ func NewAuth(o AuthOptions) *Auth {
 	if o.MaxPendingPerHost == 0 {
 		o.MaxPendingPerHost = 4
 	}
-	if o.MaxPending == 0 {
-		o.MaxPending = 64
+	if o.MaxChecks == 0 {
+		o.MaxChecks = 8
 	}
 	if o.MaxKeys == 0 {
 		o.MaxKeys = 10000
@@ -97,7 +104,8 @@ func NewAuth(o AuthOptions) *Auth {
 		o.RememberSuccess = time.Hour
 	}
 	a := &Auth{o: o, now: time.Now, sleep: sleepCtx,
-		hosts: map[string]*score{}, accounts: map[string]*score{}, good: map[[32]byte]time.Time{}}
+		hosts: map[string]*score{}, accounts: map[string]*score{}, good: map[[32]byte]time.Time{},
+		checks: make(chan struct{}, o.MaxChecks)}
 	if _, err := rand.Read(a.key[:]); err != nil {
 		panic(fmt.Sprintf("guard: no randomness: %v", err))
 	}
@@ -157,7 +165,7 @@ func (a *Auth) Check(ctx context.Context, remote, account, password string, veri
 		}
 	}
 	hs, as := a.get(a.hosts, host, now), a.get(a.accounts, acct, now)
-	if !known && (hs.pending >= a.o.MaxPendingPerHost || a.pending >= a.o.MaxPending) {
+	if !known && hs.pending >= a.o.MaxPendingPerHost {
 		hs.failures++ // a refused attempt is a guess all the same
 		a.mu.Unlock()
 		return ErrBusy
@@ -177,7 +185,7 @@ func (a *Auth) Check(ctx context.Context, remote, account, password string, veri
 
 	err := a.sleep(ctx, delay)
 	if err == nil {
-		err = verify()
+		err = a.check(ctx, verify)
 	}
 
 	a.mu.Lock()
@@ -197,6 +205,31 @@ func (a *Auth) Check(ctx context.Context, remote, account, password string, veri
 	}
 	delete(a.good, fp)
 	return err
+}
+
+// check runs verify when a place among MaxChecks is free.
+func (a *Auth) check(ctx context.Context, verify func() error) error {
+	select {
+	case a.checks <- struct{}{}:
+	default:
+		a.mu.Lock()
+		a.waiting++
+		a.mu.Unlock()
+		var err error
+		select {
+		case a.checks <- struct{}{}:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		a.mu.Lock()
+		a.waiting--
+		a.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	defer func() { <-a.checks }()
+	return verify()
 }
 
 // delay is the wait that n recent failures earn.
@@ -285,13 +318,14 @@ func (a *Auth) fingerprint(account, password string) [32]byte {
 // Stats are an Auth's counts, for tests and a status page.
 type Stats struct {
 	// Hosts and Accounts are how many are remembered; Pending how many
-	// attempts are in flight.
-	Hosts, Accounts, Pending int
+	// attempts are in flight, Waiting how many of them wait for a place
+	// to be checked.
+	Hosts, Accounts, Pending, Waiting int
 }
 
 // Stats returns the current counts.
 func (a *Auth) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Stats{Hosts: len(a.hosts), Accounts: len(a.accounts), Pending: a.pending}
+	return Stats{Hosts: len(a.hosts), Accounts: len(a.accounts), Pending: a.pending, Waiting: a.waiting}
 }

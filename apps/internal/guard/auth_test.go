@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,7 +101,7 @@ func TestAuthSlowsDownNotOut(t *testing.T) {
 // delay, and a host's attempts over MaxPendingPerHost are refused without a
 // check.
 func TestAuthCountsBeforeChecking(t *testing.T) {
-	a, _ := fakeAuth(AuthOptions{FreeFailures: 2, MaxPendingPerHost: 3, MaxPending: 100})
+	a, _ := fakeAuth(AuthOptions{FreeFailures: 2, MaxPendingPerHost: 3})
 	release := make(chan struct{})
 	entered := make(chan struct{}, 10)
 	var wg sync.WaitGroup
@@ -141,9 +142,11 @@ func TestAuthCountsBeforeChecking(t *testing.T) {
 	}
 }
 
-// TestAuthGlobalPending: the process's attempts in flight are capped too.
-func TestAuthGlobalPending(t *testing.T) {
-	a, _ := fakeAuth(AuthOptions{MaxPending: 2})
+// TestAuthMaxChecks: no more than MaxChecks passwords are checked at once;
+// the next attempt waits its turn (it is not refused) and is checked once
+// a place is free.
+func TestAuthMaxChecks(t *testing.T) {
+	a, _ := fakeAuth(AuthOptions{MaxChecks: 2})
 	release := make(chan struct{})
 	entered := make(chan struct{}, 2)
 	var wg sync.WaitGroup
@@ -160,10 +163,25 @@ func TestAuthGlobalPending(t *testing.T) {
 	}
 	<-entered
 	<-entered
-	if err := a.Check(context.Background(), "192.0.2.9:1", "bob", "y", func() error { return nil }); !errors.Is(err, ErrBusy) {
-		t.Errorf("3rd attempt: %v, want ErrBusy", err)
+	var checked atomic.Bool
+	third := make(chan error, 1)
+	go func() {
+		third <- a.Check(context.Background(), "192.0.2.9:1", "bob", "y", func() error { checked.Store(true); return nil })
+	}()
+	deadline := time.Now().Add(bound)
+	for a.Stats().Waiting != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the third attempt never waited for a place")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if checked.Load() {
+		t.Fatal("a third password was checked while two were")
 	}
 	close(release)
+	if err := <-third; err != nil || !checked.Load() {
+		t.Errorf("third attempt: %v (checked %v), want checked and in", err, checked.Load())
+	}
 	wg.Wait()
 }
 
