@@ -15,7 +15,8 @@ import (
 )
 
 // ErrBusy is the error of an attempt refused without checking its
-// password: its host has too many attempts in flight.
+// password: its host has failed recently and has too many attempts in
+// flight.
 // Protocols answer it with their "try again later" (IMAP [UNAVAILABLE],
 // SMTP 454, HTTP 429).
 var ErrBusy = errors.New("guard: too many login attempts in progress; try again later")
@@ -34,8 +35,10 @@ type AuthOptions struct {
 	// Forgive is how long it takes to forget one failure; zero means one
 	// minute.
 	Forgive time.Duration
-	// MaxPendingPerHost is how many attempts one host may have waiting or
-	// being checked; more are refused with ErrBusy. Zero means 4.
+	// MaxPendingPerHost is how many attempts one host that has failed
+	// recently may have waiting or being checked; more are refused with
+	// ErrBusy. (A host without failures is not refused: a client's first
+	// parallel requests all get their answer.) Zero means 4.
 	MaxPendingPerHost int
 	// MaxChecks is how many attempts of the whole process may have their
 	// passwords checked at once (the store hashes two at a time, the rest
@@ -165,7 +168,7 @@ func (a *Auth) Check(ctx context.Context, remote, account, password string, veri
 		}
 	}
 	hs, as := a.get(a.hosts, host, now), a.get(a.accounts, acct, now)
-	if !known && hs.pending >= a.o.MaxPendingPerHost {
+	if !known && hs.pending >= a.o.MaxPendingPerHost && hs.failures-float64(hs.pending) >= 0.5 {
 		hs.failures++ // a refused attempt is a guess all the same
 		a.mu.Unlock()
 		return ErrBusy

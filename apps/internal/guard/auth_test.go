@@ -99,9 +99,10 @@ func TestAuthSlowsDownNotOut(t *testing.T) {
 // TestAuthCountsBeforeChecking replays H2's bypass: attempts in parallel
 // are counted before their passwords are checked, so they see each other's
 // delay, and a host's attempts over MaxPendingPerHost are refused without a
-// check.
+// check once it has failed.
 func TestAuthCountsBeforeChecking(t *testing.T) {
 	a, _ := fakeAuth(AuthOptions{FreeFailures: 2, MaxPendingPerHost: 3})
+	a.Check(context.Background(), "192.0.2.1:1", "alice", "x", func() error { return errWrong })
 	release := make(chan struct{})
 	entered := make(chan struct{}, 10)
 	var wg sync.WaitGroup
@@ -133,7 +134,7 @@ func TestAuthCountsBeforeChecking(t *testing.T) {
 	if s := a.Stats(); s.Pending != 0 {
 		t.Errorf("pending %d after all finished", s.Pending)
 	}
-	// 3 failures + 1 refusal counted: the next attempt waits.
+	// 4 failures + 1 refusal counted: the next attempt waits.
 	var waited time.Duration
 	a.sleep = func(ctx context.Context, d time.Duration) error { waited = d; return nil }
 	a.Check(context.Background(), "192.0.2.1:3", "carol", "z", func() error { return errWrong })

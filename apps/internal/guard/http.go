@@ -27,6 +27,9 @@ func Idle(h http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		if r.Body != nil && r.Body != http.NoBody {
+			// A copy: net/http looks at the original's Body to answer
+			// "Expect: 100-continue" and to drain what is left unread.
+			r = r.WithContext(r.Context())
 			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, d: d}
 		}
 		h.ServeHTTP(&idleWriter{ResponseWriter: w, rc: rc, d: d}, r)

@@ -62,3 +62,24 @@ func TestIdleBody(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(bound))
 	bufio.NewReader(c).ReadString('\n')
 }
+
+// TestIdleExpectContinue: a handler behind Idle that answers without
+// reading the body (a 401) still answers a client that waits for "100
+// Continue" before sending it (litmus's expect100).
+func TestIdleExpectContinue(t *testing.T) {
+	srv := httptest.NewServer(Idle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "log in", http.StatusUnauthorized)
+	}), time.Minute))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(bound))
+	io.WriteString(c, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if line != "HTTP/1.1 401 Unauthorized\r\n" {
+		t.Errorf("got %q, %v; want the 401 at once", line, err)
+	}
+}
