@@ -10,9 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/internal/guard"
+	"github.com/nymote/nymote/apps/internal/guard/guardtest"
 	"github.com/nymote/nymote/apps/mail/mailsvc"
 )
 
@@ -31,45 +29,7 @@ import (
 // to pass: bound only fails a hung test.
 const bound = 2 * time.Minute
 
-// rssMeter resets the process's peak resident size (VmHWM) and returns a
-// function giving how far the peak has risen above the resident size of
-// now, in bytes.
-func rssMeter(t *testing.T) func() int64 {
-	t.Helper()
-	runtime.GC()
-	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		t.Skipf("cannot reset the peak RSS (/proc/self/clear_refs: %v); skipping the memory budget", err)
-	}
-	base := procStatus(t, "VmRSS")
-	return func() int64 { return procStatus(t, "VmHWM") - base }
-}
-
-func procStatus(t *testing.T, field string) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no %s in /proc/self/status", field)
-	return 0
-}
-
-// dialFrom connects to addr from a loopback address of its own
-// (127.0.0.N), as a distinct client host would.
-func dialFrom(n int, addr string) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}, Timeout: bound}
-	return d.Dial("tcp", addr)
-}
+func dialFrom(n int, addr string) (net.Conn, error) { return guardtest.DialFrom(n, addr, bound) }
 
 // imapLogin logs in over a connection from 127.0.0.N (plain IMAP, the
 // server allows it) and returns the server's answer.
@@ -101,7 +61,7 @@ func TestHostileParallelLogins(t *testing.T) {
 	auth := guard.NewAuth(guard.AuthOptions{MaxDelay: time.Second})
 	s := startServer(t, st, mailsvc.Config{Domains: []string{"example.org"}, Auth: auth}, nil)
 	tlsc := &tls.Config{InsecureSkipVerify: true}
-	growth := rssMeter(t)
+	growth := guardtest.RSSMeter(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
