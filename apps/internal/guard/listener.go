@@ -158,12 +158,24 @@ func (l *Listener) wrap(nc net.Conn, key string) *Conn {
 
 // acceptTLS accepts connections and hands each, once handshaken, to Accept.
 func (l *Listener) acceptTLS() {
+	var backoff time.Duration
 	for {
 		c, err := l.accept()
+		if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-l.done:
+				err = net.ErrClosed
+			}
+		}
 		if err != nil {
 			l.errc <- err
 			return
 		}
+		backoff = 0
 		l.hs.Add(1)
 		go func() {
 			defer l.hs.Done()
