@@ -1,8 +1,11 @@
 // Package mailsvc is the mail appliance as a library: Serve runs IMAP, SMTP
 // (inbound and submission), the outbound queue and optionally the store's
 // git endpoint on listeners it is handed, so that the appliance runtime can
-// give it netstack listeners and a host process host sockets. Main is the
-// program's flag handling, for apps/mail's thin main.
+// give it netstack listeners and a host process host sockets. Every
+// listener goes through a guard.Listener (connection caps, handshake and
+// login deadlines), and IMAP, SMTP AUTH and git share one guard.Auth (login
+// rate limits). Main is the program's flag handling, for apps/mail's thin
+// main.
 package mailsvc
 
 import (
