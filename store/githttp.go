@@ -34,17 +34,47 @@ const maxPushBytes = 2 << 30
 // "read" or "write", pushing needs "write". Pushes may only fast-forward
 // branches (never rewrite history) and cannot delete the default branch;
 // received objects and references are written as durably as commits.
-// Logs go to log (nil discards).
-func (s *Store) GitHandler(log *slog.Logger) http.Handler {
+// Logs go to log (nil discards). Options add what the serving program
+// provides, such as WithGitAuthenticator.
+func (s *Store) GitHandler(log *slog.Logger, opts ...GitOption) http.Handler {
 	if log == nil {
 		log = s.log
 	}
-	return &gitHandler{s: s, log: log}
+	h := &gitHandler{s: s, log: log}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.auth == nil {
+		h.auth = func(_ *http.Request, name, password string) (User, error) { return s.Authenticate(name, password) }
+	}
+	return h
+}
+
+// A GitAuthenticator checks the user name and password of a git request,
+// as Store.Authenticate does, and may add what the program needs around
+// it (rate limits per client address). It returns an error matching
+// ErrAuthFailed for a wrong name or password and one matching ErrAuthBusy
+// for an attempt refused unchecked, which GitHandler answers with 401 and
+// 429.
+type GitAuthenticator func(r *http.Request, name, password string) (User, error)
+
+// ErrAuthBusy is what a GitAuthenticator returns (wrapped) for a login it
+// refuses without checking the password: try again later.
+var ErrAuthBusy = errors.New("store: too many login attempts; try again later")
+
+// A GitOption adds to a GitHandler.
+type GitOption func(*gitHandler)
+
+// WithGitAuthenticator makes a GitHandler check logins with a instead of
+// Store.Authenticate.
+func WithGitAuthenticator(a GitAuthenticator) GitOption {
+	return func(h *gitHandler) { h.auth = a }
 }
 
 type gitHandler struct {
-	s   *Store
-	log *slog.Logger
+	s    *Store
+	log  *slog.Logger
+	auth GitAuthenticator
 }
 
 func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -110,8 +140,17 @@ func (h *gitHandler) authorize(w http.ResponseWriter, r *http.Request, service s
 		http.Error(w, "authentication required", http.StatusUnauthorized)
 		return User{}, false
 	}
-	u, err := h.s.Authenticate(name, pw)
+	u, err := h.auth(r, name, pw)
 	if err != nil {
+		if errors.Is(err, ErrAuthBusy) {
+			h.log.Info("git: login refused: too many attempts", "user", name, "remote", r.RemoteAddr)
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many login attempts; try again later", http.StatusTooManyRequests)
+			return User{}, false
+		}
+		if r.Context().Err() != nil {
+			return User{}, false // the client went away while its login waited
+		}
 		if !errors.Is(err, ErrAuthFailed) {
 			h.log.Error("git: authentication error", "user", name, "err", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)

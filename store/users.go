@@ -123,6 +123,13 @@ func hashPassword(pw string) (string, error) {
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
+// hashing bounds the password checks that run at once in the process: each
+// holds argon2's 19 MiB, so parallel logins would otherwise grow the
+// process by 19 MiB each (H2 of issue 21: 50 wrong logins at once, 1 GB).
+// Callers queue for a place; the services bound how many may queue (see
+// apps/internal/guard).
+var hashing = make(chan struct{}, 2)
+
 func checkPassword(encoded, pw string) bool {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
@@ -133,13 +140,18 @@ func checkPassword(encoded, pw string) bool {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
 		return false
 	}
+	if m > 4*argonMemory || t > 4*argonTime || p > 4 {
+		return false // a record not written by hashPassword (a push) may not cost more
+	}
 	b64 := base64.RawStdEncoding
 	salt, err1 := b64.DecodeString(parts[4])
 	want, err2 := b64.DecodeString(parts[5])
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false
 	}
+	hashing <- struct{}{}
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	<-hashing
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 

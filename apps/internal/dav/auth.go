@@ -1,59 +1,31 @@
 package dav
 
 import (
-	"crypto/sha256"
-	"sync"
-	"time"
+	"context"
+	"errors"
 
-	"github.com/nymote/nymote/store"
+	"github.com/nymote/nymote/apps/internal/guard"
 )
 
-// authCache remembers successful logins for the version of the user's
-// record they were checked against, so that a request on a keep-alive
-// connection costs a hash and a map lookup, not an argon2 check or a read
-// of the record. A changed password or access, or a deleted user, changes
-// the record's blob hash, which misses the cache.
-type authCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]time.Time // key → expiry
-}
-
-// authTTL bounds how long a success is remembered, as the store's own
-// cache does.
-const authTTL = 5 * time.Minute
-
-func authKey(name, password string, record store.Hash) [32]byte {
-	return sha256.Sum256([]byte(name + "\x00" + password + "\x00" + record.String()))
-}
-
-// authenticate checks a user's password against the users of view v.
-func (h *Handler) authenticate(v *view, name, password string) error {
-	rec, err := v.Stat(store.UserRecordPath(name))
-	var key [32]byte
-	if err == nil && !rec.Dir {
-		key = authKey(name, password, rec.Hash)
-		h.auth.mu.Lock()
-		exp, ok := h.auth.m[key]
-		h.auth.mu.Unlock()
-		if ok && time.Now().Before(exp) {
-			return nil
-		}
-	}
+// authenticate checks a user's password against the users of view v,
+// through the rate limit of Options.Auth (see guard.Auth): failures from
+// the client's host and against the account delay later attempts, and a
+// host with too many attempts in flight is refused (ErrBusy, answered
+// 429). DAV clients send their password with every request: a login that
+// succeeded skips the delays, and the store remembers the success (by a
+// hash of name, password and the stored hash), so such a request costs no
+// argon2 check.
+func (h *Handler) authenticate(ctx context.Context, remote string, v *view, name, password string) error {
 	sn, err := v.snapshot()
 	if err != nil {
 		return err
 	}
-	if _, err := sn.Authenticate(name, password); err != nil {
+	err = h.guard.Check(ctx, remote, name, password, func() error {
+		_, err := sn.Authenticate(name, password)
 		return err
+	})
+	if errors.Is(err, guard.ErrBusy) {
+		return &Error{Status: 429, Message: "too many login attempts in progress; try again later"}
 	}
-	if rec.Hash.IsZero() {
-		return nil
-	}
-	h.auth.mu.Lock()
-	if h.auth.m == nil || len(h.auth.m) >= 1000 {
-		h.auth.m = map[[32]byte]time.Time{}
-	}
-	h.auth.m[key] = time.Now().Add(authTTL)
-	h.auth.mu.Unlock()
-	return nil
+	return err
 }

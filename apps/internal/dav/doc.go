@@ -10,7 +10,10 @@
 // A Kind (apps/contacts/carddav, apps/calendar/caldav) supplies what differs:
 // the collection type, the object media type and its validation, and the
 // query REPORTs. NewHandler makes the http.Handler; Serve runs it on
-// listeners it is handed.
+// listeners it is handed, over TLS: a plain HTTP listener only redirects to
+// https (Config.InsecureHTTP serves DAV there, for loopback tests), and
+// every listener and login goes through apps/internal/guard (connection
+// caps, handshake deadline, login rate limits).
 //
 // Why not go-webdav's server: its carddav and caldav Handlers keep the
 // WebDAV machinery in an internal package, so properties (getctag,

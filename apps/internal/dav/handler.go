@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/store"
 )
 
@@ -28,6 +29,9 @@ type Options struct {
 	// DefaultCollection is created (with DefaultDisplayName) in a user's
 	// home the first time the user is seen; "" means "default", "-" none.
 	DefaultCollection, DefaultDisplayName string
+	// Auth rate-limits logins per client host and per account; nil means
+	// one of the Handler's own with guard's defaults.
+	Auth *guard.Auth
 }
 
 // DefaultMaxObjectSize is the object size limit when Options names none.
@@ -44,7 +48,7 @@ type Handler struct {
 	repo  *repo
 	views *viewCache
 	homes sync.Map // users whose home is set up
-	auth  authCache
+	guard *guard.Auth
 }
 
 // NewHandler returns a Handler.
@@ -58,7 +62,10 @@ func NewHandler(opts Options) *Handler {
 	if opts.DefaultCollection == "" {
 		opts.DefaultCollection = "default"
 	}
-	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}, views: &viewCache{st: opts.Store}}
+	if opts.Auth == nil {
+		opts.Auth = guard.NewAuth(guard.AuthOptions{})
+	}
+	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}, views: &viewCache{st: opts.Store}, guard: opts.Auth}
 }
 
 // target is what a request's path names.
@@ -191,10 +198,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if err := h.authenticate(sn, name, pass); err != nil {
-		if errors.Is(err, store.ErrAuthFailed) {
+	if err := h.authenticate(r.Context(), r.RemoteAddr, sn, name, pass); err != nil {
+		var de *Error
+		switch {
+		case errors.Is(err, store.ErrAuthFailed):
 			h.log.Info("authentication failed", "user", name, "remote", r.RemoteAddr)
 			return "", &Error{Status: http.StatusUnauthorized, Message: "wrong user name or password"}
+		case errors.As(err, &de) && de.Status == http.StatusTooManyRequests:
+			h.log.Warn("authentication refused: too many attempts in flight", "user", name, "remote", r.RemoteAddr)
+			w.Header().Set("Retry-After", "10")
 		}
 		return "", err
 	}

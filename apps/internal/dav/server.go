@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/nymote/nymote/apps/internal/guard"
 )
 
 // Listener is a pre-opened listener and the protocol to serve on it:
@@ -23,38 +26,85 @@ type Config struct {
 	Options
 	// TLS is required when a listener's Proto is "https".
 	TLS *tls.Config
+	// InsecureHTTP serves DAV on "http" listeners, passwords in the clear
+	// (loopback tests only). Without it an "http" listener only redirects
+	// to https, so that no client sends its password unencrypted.
+	InsecureHTTP bool
+	// ACME, if set, answers ACME http-01 challenges
+	// (/.well-known/acme-challenge/) on the "http" listeners: the hook
+	// for certificates from Let's Encrypt.
+	ACME http.Handler
+	// Conns bounds the connections of every listener (see
+	// guard.ListenerOptions; zero values are guard's defaults). Serve sets
+	// TLS and Busy per listener.
+	Conns guard.ListenerOptions
 }
+
+// bodyIdle bounds each read of a request body and each write of a
+// response (see guard.Idle): a large PUT at a steady pace succeeds, a
+// stalled one is dropped.
+const bodyIdle = time.Minute
+
+const httpBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nToo many connections; try again later"
 
 // Serve serves a Handler for cfg on every listener until ctx is done, then
 // stops accepting and waits (up to 10 seconds) for requests in flight. It
 // never opens sockets itself, so an appliance runtime can hand it host
-// sockets or netstack listeners alike.
+// sockets or netstack listeners alike. Every listener is wrapped in a
+// guard.Listener.
 func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	if cfg.Store == nil || cfg.Kind == nil {
 		return errors.New("dav: Serve needs a store and a kind")
 	}
-	h := NewHandler(cfg.Options)
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 20 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	errc := make(chan error, len(lns))
-	var wg sync.WaitGroup
+	h := NewHandler(cfg.Options)
+	httpsPort := ""
 	for _, l := range lns {
-		ln := l.Listener
+		if l.Proto == "https" {
+			if _, p, err := net.SplitHostPort(l.Addr().String()); err == nil {
+				httpsPort = p
+			}
+		}
+	}
+	co := cfg.Conns
+	if co.Logger == nil {
+		co.Logger = log
+	}
+	var srvs []*http.Server
+	var glns []net.Listener
+	for _, l := range lns {
+		handler := guard.Idle(h, bodyIdle)
+		lo := co
 		switch l.Proto {
 		case "http":
+			lo.Busy = httpBusy
+			if !cfg.InsecureHTTP {
+				handler = guard.RedirectHTTPS(httpsPort, cfg.ACME)
+			}
 		case "https":
 			if cfg.TLS == nil {
-				return fmt.Errorf("dav: https listener %s without a TLS configuration", ln.Addr())
+				return fmt.Errorf("dav: https listener %s without a TLS configuration", l.Addr())
 			}
-			ln = tls.NewListener(ln, cfg.TLS)
+			lo.TLS = cfg.TLS
 		default:
 			return fmt.Errorf("dav: unknown protocol %q", l.Proto)
 		}
+		glns = append(glns, guard.NewListener(l.Listener, lo))
+		srvs = append(srvs, &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: guard.HTTPHeaderTimeout,
+			IdleTimeout:       guard.HTTPIdleTimeout,
+			MaxHeaderBytes:    guard.HTTPMaxHeader,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		})
+	}
+	errc := make(chan error, len(lns))
+	var wg sync.WaitGroup
+	for i, l := range lns {
+		srv, ln := srvs[i], glns[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -70,8 +120,10 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
-		err = serr
+	for _, srv := range srvs {
+		if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+			err = serr
+		}
 	}
 	wg.Wait()
 	return err

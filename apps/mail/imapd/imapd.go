@@ -25,12 +25,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/store"
 )
@@ -48,22 +47,22 @@ type Options struct {
 	InsecureAuth bool
 	// AppendLimit is the largest message APPEND accepts; zero means 50 MiB.
 	AppendLimit uint32
-	// MaxFailures is the number of failed logins from one address within
-	// FailureWindow after which logins from it are refused until the window
-	// passes. Zero means 10.
-	MaxFailures int
-	// FailureWindow: zero means 5 minutes.
-	FailureWindow time.Duration
+	// Auth rate-limits logins per remote host and per account (shared with
+	// SMTP AUTH and the other services of the process); nil means one of
+	// its own with guard's defaults.
+	Auth *guard.Auth
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 }
 
 // Server is an IMAP server.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	srv     *imapserver.Server
-	limiter *limiter
+	opts Options
+	log  *slog.Logger
+	srv  *imapserver.Server
+	// ctx ends with Close, for logins waiting on the rate limit.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by
@@ -81,17 +80,15 @@ func New(opts Options) *Server {
 	if opts.AppendLimit == 0 {
 		opts.AppendLimit = 50 << 20
 	}
-	if opts.MaxFailures == 0 {
-		opts.MaxFailures = 10
-	}
-	if opts.FailureWindow == 0 {
-		opts.FailureWindow = 5 * time.Minute
+	if opts.Auth == nil {
+		opts.Auth = guard.NewAuth(guard.AuthOptions{})
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, limiter: &limiter{m: map[string]*failures{}, max: opts.MaxFailures, window: opts.FailureWindow}}
+	s := &Server{opts: opts, log: log}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &Session{s: s, conn: c, cork: corkOf(c.NetConn())}, nil, nil
@@ -114,74 +111,15 @@ func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
 }
 
 // Close stops the server and closes its connections.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.cancel()
+	return s.srv.Close()
+}
 
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
 	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
-}
-
-// limiter counts failed logins per remote address.
-type limiter struct {
-	mu     sync.Mutex
-	m      map[string]*failures
-	max    int
-	window time.Duration
-}
-
-type failures struct {
-	n     int
-	first time.Time
-}
-
-func (l *limiter) blocked(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.m[addr]
-	if f == nil {
-		return false
-	}
-	if time.Since(f.first) > l.window {
-		delete(l.m, addr)
-		return false
-	}
-	return f.n >= l.max
-}
-
-func (l *limiter) fail(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.m[addr]
-	if f == nil || time.Since(f.first) > l.window {
-		f = &failures{first: time.Now()}
-		l.m[addr] = f
-	}
-	f.n++
-}
-
-// Limiter is the per-address failed-login counter that SMTP AUTH shares.
-func (s *Server) Limiter() interface {
-	Blocked(addr string) bool
-	Fail(addr string)
-} {
-	return limiterAPI{s.limiter}
-}
-
-type limiterAPI struct{ l *limiter }
-
-func (a limiterAPI) Blocked(addr string) bool { return a.l.blocked(addr) }
-func (a limiterAPI) Fail(addr string)         { a.l.fail(addr) }
-
-func remoteHost(c net.Conn) string {
-	if c == nil {
-		return ""
-	}
-	h, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		return c.RemoteAddr().String()
-	}
-	return h
 }
 
 // UserName turns a login name ("alice" or "alice@DOMAIN") into a store
@@ -266,31 +204,48 @@ func (sess *Session) Close() error {
 	return nil
 }
 
-// Login checks a user's password against the store's users.
+// Login checks a user's password against the store's users, through the
+// rate limit of Options.Auth: an attempt waits the delay that recent
+// failures from its host and against its account earn, and one over the
+// limit of attempts in flight is refused unchecked with [UNAVAILABLE].
 func (sess *Session) Login(username, password string) error {
-	addr := remoteHost(sess.conn.NetConn())
-	if sess.s.limiter.blocked(addr) {
-		sess.s.log.Warn("imap: login refused: too many failures", "remote", addr)
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins; try again later"}
-	}
+	nc := sess.conn.NetConn()
+	remote := nc.RemoteAddr().String()
 	name := UserName(username, sess.s.opts.Domains)
-	if name == "" || store.ValidateUserName(name) != nil {
-		sess.s.limiter.fail(addr)
-		return imapserver.ErrAuthFailed
+	account := name
+	if account == "" {
+		account = username
 	}
-	if _, err := sess.s.opts.Mail.Backing().Authenticate(name, password); err != nil {
-		sess.s.limiter.fail(addr)
-		sess.s.log.Info("imap: login failed", "user", name, "remote", addr)
+	err := sess.s.opts.Auth.Check(sess.s.ctx, remote, account, password, func() error {
+		if name == "" || store.ValidateUserName(name) != nil {
+			return store.ErrAuthFailed
+		}
+		_, err := sess.s.opts.Mail.Backing().Authenticate(name, password)
+		return err
+	})
+	switch {
+	case errors.Is(err, guard.ErrBusy):
+		sess.s.log.Warn("imap: login refused: too many attempts in flight", "user", account, "remote", remote)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many login attempts in progress; try again later"}
+	case errors.Is(err, store.ErrAuthFailed):
+		sess.s.log.Info("imap: login failed", "user", account, "remote", remote)
 		return imapserver.ErrAuthFailed
+	case err != nil:
+		sess.s.log.Error("imap: login", "user", account, "remote", remote, "err", err)
+		return err
 	}
 	u, err := sess.s.opts.Mail.User(sess.ctx(), name)
 	if err != nil {
 		return err
 	}
 	sess.user = u
-	sess.s.log.Debug("imap: login", "user", name, "remote", addr)
+	guard.LoggedIn(nc)
+	sess.s.log.Debug("imap: login", "user", name, "remote", remote)
 	return nil
 }
+
+// NetConn returns the connection beneath, for guard.LoggedIn.
+func (c *corkConn) NetConn() net.Conn { return c.Conn }
 
 // Unauthenticate ends the login (RFC 8437) without closing the connection.
 func (sess *Session) Unauthenticate() error {

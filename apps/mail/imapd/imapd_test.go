@@ -47,7 +47,7 @@ func start(t testing.TB, opts ...mailstore.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Mail: ms, Domains: []string{"example.org", "example.net"}, InsecureAuth: true, AppendLimit: 1 << 20, MaxFailures: 3, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	srv := New(Options{Mail: ms, Domains: []string{"example.org", "example.net"}, InsecureAuth: true, AppendLimit: 1 << 20, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -403,11 +403,11 @@ func TestBadInput(t *testing.T) {
 	if err := c.Login("alice@other.org", "password-alice").Wait(); err == nil {
 		t.Fatal("other domain: got OK")
 	}
-	// After three failures the address is refused, even with the right password.
-	if err := c.Login("alice", "password-alice").Wait(); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
-		t.Fatalf("rate limit: got %v", err)
+	// After three failures the right password still gets in: failures slow
+	// an address down, they do not shut it out (issue 21, M2).
+	if err := c.Login("alice", "password-alice").Wait(); err != nil {
+		t.Fatalf("right password after failures: %v", err)
 	}
-	// The server now refuses loopback: go on with a fresh one.
 	c2 := start(t).login(t, "alice", nil)
 	// Broken MIME and 8-bit headers are stored as they are and fetch.
 	for _, m := range []string{

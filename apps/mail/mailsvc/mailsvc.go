@@ -1,12 +1,16 @@
 // Package mailsvc is the mail appliance as a library: Serve runs IMAP, SMTP
 // (inbound and submission), the outbound queue and optionally the store's
 // git endpoint on listeners it is handed, so that the appliance runtime can
-// give it netstack listeners and a host process host sockets. Main is the
-// program's flag handling, for apps/mail's thin main.
+// give it netstack listeners and a host process host sockets. Every
+// listener goes through a guard.Listener (connection caps, handshake and
+// login deadlines), and IMAP, SMTP AUTH and git share one guard.Auth (login
+// rate limits). Main is the program's flag handling, for apps/mail's thin
+// main.
 package mailsvc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
@@ -41,8 +46,17 @@ type Config struct {
 	// TLS says where the certificate comes from (zero: a self-signed one
 	// generated into the store).
 	TLS svc.TLSOptions
-	// InsecureAuth allows logins without TLS (loopback tests only).
+	// InsecureAuth allows logins without TLS, and serves the git endpoint
+	// over plain HTTP (loopback tests only).
 	InsecureAuth bool
+	// Auth rate-limits logins of every protocol (see guard.Auth); nil
+	// means one with guard's defaults.
+	Auth *guard.Auth
+	// Conns bounds the connections of every listener (see
+	// guard.ListenerOptions; zero values are guard's defaults, and
+	// LoginTimeout zero is two minutes). Serve sets TLS and Busy per
+	// protocol, and LoginTimeout only where there is a login.
+	Conns guard.ListenerOptions
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
 	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
@@ -142,17 +156,28 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	q := queue.New(queue.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Resolver: cfg.Resolver,
 		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log})
+	auth := cfg.Auth
+	if auth == nil {
+		auth = guard.NewAuth(guard.AuthOptions{})
+	}
 	imapSrv := imapd.New(imapd.Options{Mail: ms, Domains: cfg.Domains, TLSConfig: tlsConfig,
-		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Logger: log})
+		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Auth: auth, Logger: log})
 	inbound := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, TLSConfig: tlsConfig,
 		MaxMessageBytes: maxMsg, Logger: log})
 	submission := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Submission: true,
 		Queue: q, TLSConfig: tlsConfig, InsecureAuth: cfg.InsecureAuth, MaxMessageBytes: maxMsg,
-		Limiter: imapSrv.Limiter(), Logger: log})
+		Auth: auth, Logger: log})
 	var gitSrv *http.Server
 	if ls.Git != nil {
-		gitSrv = &http.Server{Handler: st.GitHandler(log), ReadHeaderTimeout: 30 * time.Second}
+		gitSrv = &http.Server{
+			Handler:           guard.Idle(st.GitHandler(log, store.WithGitAuthenticator(gitAuth(auth, st))), 2*time.Minute),
+			ReadHeaderTimeout: guard.HTTPHeaderTimeout,
+			IdleTimeout:       guard.HTTPIdleTimeout,
+			MaxHeaderBytes:    guard.HTTPMaxHeader,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
 	}
+	ls = guarded(ls, cfg.Conns, tlsConfig, cfg.InsecureAuth, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -182,13 +207,15 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		case "imap":
 			run(n.name, func() error { return imapSrv.Serve(ln) })
 		case "imaps":
+			// imapd puts TLS on top itself (over its write coalescing);
+			// the guard's deadline bounds the handshake beneath.
 			run(n.name, func() error { return imapSrv.ServeTLS(ln, tlsConfig) })
 		case "smtp":
 			run(n.name, func() error { return inbound.Serve(ln) })
 		case "submission":
 			run(n.name, func() error { return submission.Serve(ln) })
 		case "submissions":
-			run(n.name, func() error { return submission.ServeTLS(ln, tlsConfig) })
+			run(n.name, func() error { return submission.Serve(ln) }) // TLS by the guard
 		case "git":
 			run(n.name, func() error {
 				if err := gitSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -221,6 +248,62 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	wg.Wait()
 	return err
+}
+
+// Busy answers for connections over the caps, on plain-text ports.
+const (
+	imapBusy = "* BYE Too many connections; try again later\r\n"
+	smtpBusy = "421 4.7.0 Too many connections; try again later\r\n"
+	httpBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nToo many connections; try again later"
+)
+
+// guarded wraps every listener in a guard.Listener: connection caps,
+// handshake deadline, and a login deadline where there is a login. TLS is
+// done by the guard for submissions and git (which serve *tls.Conn as
+// handed), by imapd for imaps.
+func guarded(ls Listeners, o guard.ListenerOptions, tlsConfig *tls.Config, insecureGit bool, log *slog.Logger) Listeners {
+	if o.LoginTimeout == 0 {
+		o.LoginTimeout = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = log
+	}
+	wrap := func(ln *net.Listener, busy string, login bool, withTLS bool) {
+		if *ln == nil {
+			return
+		}
+		lo := o
+		lo.Busy, lo.TLS = busy, nil
+		if !login {
+			lo.LoginTimeout = 0
+		}
+		if withTLS {
+			lo.Busy, lo.TLS = "", tlsConfig
+		}
+		*ln = guard.NewListener(*ln, lo)
+	}
+	wrap(&ls.IMAP, imapBusy, true, false)
+	wrap(&ls.IMAPS, "", true, false)
+	wrap(&ls.SMTP, smtpBusy, false, false)
+	wrap(&ls.Submission, smtpBusy, true, false)
+	wrap(&ls.Submissions, "", true, true)
+	wrap(&ls.Git, httpBusy, false, !insecureGit)
+	return ls
+}
+
+// gitAuth checks git's logins through the same rate limit as mail's.
+func gitAuth(auth *guard.Auth, st *store.Store) store.GitAuthenticator {
+	return func(r *http.Request, name, password string) (store.User, error) {
+		var u store.User
+		err := auth.Check(r.Context(), r.RemoteAddr, name, password, func() (err error) {
+			u, err = st.Authenticate(name, password)
+			return err
+		})
+		if errors.Is(err, guard.ErrBusy) {
+			return store.User{}, fmt.Errorf("%w: %w", store.ErrAuthBusy, err)
+		}
+		return u, err
+	}
 }
 
 // SplitDomains splits a comma-separated --domain value.

@@ -29,7 +29,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		gitAddr   = fs.String("git", "", "address of the store's git smart HTTP endpoint, e.g. 127.0.0.1:9418")
 		certFile  = fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept in the store")
 		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
-		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS (loopback tests only)")
+		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS and serve --git over plain HTTP (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
 		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory, 8 to 256 MiB; negative: none)")
 		verbose   = fs.Bool("v", false, "debug logging")

@@ -32,17 +32,12 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/store"
 )
-
-// Limiter counts failed logins per remote address (shared with IMAP).
-type Limiter interface {
-	Blocked(addr string) bool
-	Fail(addr string)
-}
 
 // Options configure a Server.
 type Options struct {
@@ -76,8 +71,9 @@ type Options struct {
 	// TransferWait bounds the wait for a transfer slot; zero means one
 	// minute.
 	TransferWait time.Duration
-	// Limiter, if set, refuses AUTH from addresses with too many failures.
-	Limiter Limiter
+	// Auth rate-limits AUTH per remote host and per account (share the
+	// one IMAP uses, so that guesses add up); nil means one of its own.
+	Auth *guard.Auth
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -89,6 +85,9 @@ type Server struct {
 	srv       *smtp.Server
 	conns     chan struct{} // one token per open connection
 	transfers *slots
+	// ctx ends with Close, for logins waiting on the rate limit.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // New makes a server.
@@ -115,8 +114,12 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Auth == nil {
+		opts.Auth = guard.NewAuth(guard.AuthOptions{})
+	}
 	s := &Server{opts: opts, log: log, conns: make(chan struct{}, opts.MaxConnections),
 		transfers: newSlots(opts.MaxTransfers, opts.MaxTransfers, opts.TransferWait)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, conn: c}, nil
 	}))
@@ -153,7 +156,10 @@ func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
 }
 
 // Close stops the server.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.cancel()
+	return s.srv.Close()
+}
 
 func (s *Server) isLocal(domain string) bool {
 	for _, d := range s.opts.Domains {
@@ -196,35 +202,43 @@ func (se *session) AuthMechanisms() []string {
 	return []string{sasl.Plain}
 }
 
-// Auth checks PLAIN credentials against the store's users, rate-limited
-// per remote address.
+// Auth checks PLAIN credentials against the store's users through the rate
+// limit of Options.Auth (see imapd's Login): a refusal unchecked is 454
+// 4.7.0, a wrong password 535.
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	if !se.s.opts.Submission || mech != sasl.Plain {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
-		addr := remoteHost(se.conn)
-		if l := se.s.opts.Limiter; l != nil && l.Blocked(addr) {
-			return errorf(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins; try again later")
-		}
-		name := userName(username, se.s.opts.Domains)
 		if identity != "" && identity != username {
 			return smtp.ErrAuthFailed
 		}
-		if name == "" || store.ValidateUserName(name) != nil {
-			if l := se.s.opts.Limiter; l != nil {
-				l.Fail(addr)
-			}
-			return smtp.ErrAuthFailed
+		remote := se.conn.Conn().RemoteAddr().String()
+		name := userName(username, se.s.opts.Domains)
+		account := name
+		if account == "" {
+			account = username
 		}
-		if _, err := se.s.opts.Mail.Backing().Authenticate(name, password); err != nil {
-			if l := se.s.opts.Limiter; l != nil {
-				l.Fail(addr)
+		err := se.s.opts.Auth.Check(se.s.ctx, remote, account, password, func() error {
+			if name == "" || store.ValidateUserName(name) != nil {
+				return store.ErrAuthFailed
 			}
-			se.s.log.Info("smtp: login failed", "user", name, "remote", addr)
+			_, err := se.s.opts.Mail.Backing().Authenticate(name, password)
+			return err
+		})
+		switch {
+		case errors.Is(err, guard.ErrBusy):
+			se.s.log.Warn("smtp: login refused: too many attempts in flight", "user", account, "remote", remote)
+			return errorf(454, smtp.EnhancedCode{4, 7, 0}, "Too many login attempts in progress; try again later")
+		case errors.Is(err, store.ErrAuthFailed):
+			se.s.log.Info("smtp: login failed", "user", account, "remote", remote)
 			return smtp.ErrAuthFailed
+		case err != nil:
+			se.s.log.Error("smtp: login", "user", account, "remote", remote, "err", err)
+			return errorf(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
 		}
 		se.user = name
+		guard.LoggedIn(se.conn.Conn())
 		return nil
 	}), nil
 }

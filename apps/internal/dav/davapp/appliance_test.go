@@ -2,6 +2,7 @@ package davapp
 
 import (
 	"context"
+	"crypto/tls"
 	"github.com/nymote/nymote/appliance/appliancetest"
 	"net/http"
 	"path/filepath"
@@ -36,34 +37,49 @@ func TestApplianceService(t *testing.T) {
 	go func() {
 		done <- appliance.RunHost(ctx, app.Appliance(), []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
 	}()
-	var httpAddr string
+	var httpAddr, httpsAddr string
 	deadline := time.Now().Add(20 * time.Second)
 	// The certificate's line comes once the service has its TLS
 	// configuration, after the runtime's listener lines.
-	for (httpAddr == "" || !strings.Contains(out.String(), "tls certificate sha256")) && time.Now().Before(deadline) {
+	for (httpAddr == "" || httpsAddr == "" || !strings.Contains(out.String(), "tls certificate sha256")) && time.Now().Before(deadline) {
 		for _, l := range strings.Split(out.String(), "\n") {
 			if i := strings.Index(l, "contacts http listening on "); i >= 0 {
 				httpAddr = strings.TrimSpace(l[i+len("contacts http listening on "):])
 			}
+			if i := strings.Index(l, "contacts https listening on "); i >= 0 {
+				httpsAddr = strings.TrimSpace(l[i+len("contacts https listening on "):])
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if httpAddr == "" {
+	if httpAddr == "" || httpsAddr == "" {
 		t.Fatalf("no listener line:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "contacts https listening on") || !strings.Contains(out.String(), "tls certificate sha256") {
 		t.Errorf("console:\n%s", out.String())
 	}
+	// Port 80 only redirects to https (issue 21, M3); DAV is on 443.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	req, _ := http.NewRequest("PROPFIND", "http://"+httpAddr+"/alice/", nil)
+	req.SetBasicAuth("alice", "alice-password")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || loc != "https://"+httpsAddr+"/alice/" {
+		t.Errorf("plain HTTP: %d to %q, want a redirect to https://%s/alice/", resp.StatusCode, loc, httpsAddr)
+	}
 	for _, tc := range []struct {
 		user, pw string
 		want     int
 	}{{"", "", http.StatusUnauthorized}, {"alice", "wrong", http.StatusUnauthorized}, {"alice", "alice-password", http.StatusMultiStatus}} {
-		req, _ := http.NewRequest("PROPFIND", "http://"+httpAddr+"/", strings.NewReader(`<propfind xmlns="DAV:"><prop><current-user-principal/></prop></propfind>`))
+		req, _ := http.NewRequest("PROPFIND", "https://"+httpsAddr+"/", strings.NewReader(`<propfind xmlns="DAV:"><prop><current-user-principal/></prop></propfind>`))
 		req.Header.Set("Depth", "0")
 		if tc.user != "" {
 			req.SetBasicAuth(tc.user, tc.pw)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := tr.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,7 +29,8 @@ type App struct {
 	// Name is the service name in console lines ("contacts").
 	Name string
 	// DefaultHTTP is the --http address when neither --http nor --https
-	// is given.
+	// is given; it must be a loopback address, as it serves DAV in plain
+	// HTTP (as with --insecure-http).
 	DefaultHTTP string
 	// NewKind makes the kind for an object size limit.
 	NewKind func(maxSize int64) dav.Kind
@@ -43,7 +44,8 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet(a.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "data directory holding the store (created on first use)")
-	httpAddr := fs.String("http", "", "address for plain HTTP, such as 127.0.0.1:8008")
+	httpAddr := fs.String("http", "", "address for plain HTTP, such as :80: it redirects to --https (unless --insecure-http)")
+	insecure := fs.Bool("insecure-http", false, "serve DAV on --http, passwords in the clear (loopback tests only)")
 	httpsAddr := fs.String("https", "", "address for HTTPS, such as :8443")
 	cert := fs.String("tls-cert", "", "PEM certificate for --https (default: a self-signed one kept in the store)")
 	key := fs.String("tls-key", "", "PEM key for --tls-cert")
@@ -62,7 +64,10 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	if *httpAddr == "" && *httpsAddr == "" {
-		*httpAddr = a.DefaultHTTP
+		if !isLoopback(a.DefaultHTTP) {
+			return fmt.Errorf("give --https ADDR (and --http ADDR to redirect to it)")
+		}
+		*httpAddr, *insecure = a.DefaultHTTP, true
 	}
 	st, err := svc.OpenStore(*data, log)
 	if err != nil {
@@ -75,7 +80,8 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			l.Close()
 		}
 	}()
-	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.DefaultDisplayName}}
+	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.DefaultDisplayName},
+		InsecureHTTP: *insecure}
 	cfg.Kind = a.NewKind(*maxSize)
 	if m, ok := cfg.Kind.(Merger); ok {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
@@ -107,6 +113,20 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		err = nil
 	}
 	return err
+}
+
+// isLoopback reports whether addr's host is a loopback address or
+// "localhost".
+func isLoopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {

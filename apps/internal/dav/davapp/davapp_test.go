@@ -66,8 +66,13 @@ func TestRun(t *testing.T) {
 			t.Fatalf("%s: %v", proto, err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 207 {
-			t.Errorf("%s PROPFIND: %d", proto, resp.StatusCode)
+		// Plain HTTP only redirects to https (issue 21, M3).
+		want, loc := 207, ""
+		if proto == "http" {
+			want, loc = 301, "https://"+addrs["https"]+"/alice/"
+		}
+		if resp.StatusCode != want || resp.Header.Get("Location") != loc {
+			t.Errorf("%s PROPFIND: %d %q, want %d %q", proto, resp.StatusCode, resp.Header.Get("Location"), want, loc)
 		}
 		if proto == "https" {
 			sum := sha256.Sum256(resp.TLS.PeerCertificates[0].Raw)

@@ -58,7 +58,9 @@ func Start(t testing.TB, kind dav.Kind, opts ...func(*dav.Options)) *Server {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- dav.Serve(sctx, dav.Config{Options: o}, []dav.Listener{{Proto: "http", Listener: ln}}) }()
+	go func() {
+		done <- dav.Serve(sctx, dav.Config{Options: o, InsecureHTTP: true}, []dav.Listener{{Proto: "http", Listener: ln}})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
