@@ -308,6 +308,10 @@ func (c *proxiedConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// NetConn is the connection beneath, as *tls.Conn has it (services find
+// the socket through it, to set socket options).
+func (c *proxiedConn) NetConn() net.Conn { return c.Conn }
+
 // RemoteAddr is the client's address, from the header.
 func (c *proxiedConn) RemoteAddr() net.Addr { return c.remote }
 

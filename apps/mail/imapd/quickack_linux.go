@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -12,6 +13,15 @@ func quickAck(c any) {
 	if q, ok := c.(quickAcker); ok {
 		q.quickAck()
 		return
+	}
+	// Find the socket beneath the wrappers of the connection guard and
+	// the PROXY protocol listener (each has NetConn, as *tls.Conn has).
+	for {
+		n, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = n.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
