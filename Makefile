@@ -1,8 +1,9 @@
 # Nymote: personal cloud appliances in Go. See README.md.
 #
 #   make run        boot the mail appliance under QEMU with a demo data disk
-#   make test       every test level that this machine can run
-#   make test-deps  install (with apt-get) what the tests need
+#   make test       install what the tests need, then every test level that this machine can run
+#   make test-deps  only install (with apt-get) what the tests need
+#   make fuzz       each fuzz target for FUZZTIME (default 10s)
 #   make bench      benchmarks; figures go into bench/README.md
 
 GO      ?= go
@@ -17,7 +18,7 @@ TESTTIMEOUT ?= 40m
 # Debian packages the tests drive; test-deps installs the missing ones.
 #   store, CLI:        git
 #   netstack:          iproute2 iputils-ping dnsmasq-base
-#   mail:              swaks python3 curl isync
+#   mail:              swaks python3 curl isync dovecot-imapd (IMAP conformance compared with Dovecot)
 #   contacts/calendar: vdirsyncer python3-caldav litmus
 #   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
 #     (and the armhf architecture in apt, for Debian's armmp kernel: see test-deps)
@@ -32,14 +33,14 @@ TESTTIMEOUT ?= 40m
 #                      qemu-arm64 from Debian's linux-source package, fetched
 #                      with apt-get download, on first use)
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
-	swaks libnet-ssleay-perl python3 curl isync \
+	swaks libnet-ssleay-perl python3 curl isync dovecot-imapd \
 	vdirsyncer python3-caldav litmus \
 	qemu-system-x86 qemu-system-arm e2fsprogs \
 	bind9-dnsutils \
 	u-boot-sunxi:armhf fdisk dosfstools mtools u-boot-tools libubootenv-tool device-tree-compiler \
 	build-essential flex bison bc libelf-dev xz-utils gcc-aarch64-linux-gnu
 
-.PHONY: all build run serve-store test test-short test-deps vet bench clean
+.PHONY: all build run serve-store test test-short test-deps vet fuzz bench clean
 
 all: build
 
@@ -121,8 +122,15 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 
-test: vet
+# test does its own set-up (test-deps installs only what is missing), then
+# runs every test, then each fuzz target for FUZZTIME past its seed corpus.
+FUZZTIME ?= 10s
+test: test-deps vet
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) ./...
+	GO=$(GO) FUZZTIME=$(FUZZTIME) sh scripts/fuzz-short.sh
+
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) sh scripts/fuzz-short.sh
 
 test-short:
 	$(GO) test -short ./...
