@@ -1,7 +1,10 @@
 // Command calendar is Nymote's calendar appliance: a CalDAV server over the
 // versioned store. On a host:
 //
-//	go run ./apps/calendar --data DIR --http 127.0.0.1:8009
+//	go run ./apps/calendar --data DIR --https 127.0.0.1:8444
+//
+// (--http ADDR then only redirects to HTTPS; with neither flag it serves
+// plain HTTP on 127.0.0.1:8009, for trying it out on loopback.)
 //
 // Users come from the store (nymote user add NAME --data DIR).
 package main

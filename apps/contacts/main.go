@@ -1,7 +1,10 @@
 // Command contacts is Nymote's contacts appliance: a CardDAV server over the
 // versioned store. On a host:
 //
-//	go run ./apps/contacts --data DIR --http 127.0.0.1:8008
+//	go run ./apps/contacts --data DIR --https 127.0.0.1:8443
+//
+// (--http ADDR then only redirects to HTTPS; with neither flag it serves
+// plain HTTP on 127.0.0.1:8008, for trying it out on loopback.)
 //
 // Users come from the store (nymote user add NAME --data DIR).
 package main
