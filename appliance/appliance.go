@@ -106,9 +106,20 @@ var (
 	ErrNoDataDisk = errors.New("no data disk")
 )
 
+// InImage reports whether this process is one that Main must run as the
+// image's runtime, whatever an app's own host-mode flags would say: the
+// appliance's init (PID 1), or its poweroff helper (/sbin/poweroff, a link
+// to /init that the kernel runs for an orderly power off, on Xen's xl
+// shutdown for one). An app program that has a host mode of its own
+// calls Main when InImage is true.
+func InImage() bool {
+	return filepath.Base(os.Args[0]) == poweroffHelper || os.Getpid() == 1
+}
+
 // Main runs svc: as the appliance's init when the process is PID 1 (it
-// never returns then), else as a host process with os.Args' flags, until
-// SIGINT or SIGTERM. It exits the process.
+// never returns then), as the poweroff helper when called poweroff, else
+// as a host process with os.Args' flags, until SIGINT or SIGTERM. It
+// exits the process.
 func Main(svc Service) {
 	if filepath.Base(os.Args[0]) == poweroffHelper {
 		runPoweroffHelper() // does not return

@@ -21,7 +21,7 @@ import (
 )
 
 func main() {
-	if os.Getpid() == 1 {
+	if appliance.InImage() { // init, or /sbin/poweroff
 		appliance.Main(mailsvc.Appliance()) // does not return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

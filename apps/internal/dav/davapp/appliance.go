@@ -68,11 +68,12 @@ func (a App) Appliance() appliance.Service {
 	}
 }
 
-// Main is the main function of a DAV appliance program: as PID 1 it runs
-// the appliance (and does not return); on a host it serves with the
+// Main is the main function of a DAV appliance program: as PID 1 (or as
+// the image's /sbin/poweroff) it runs the appliance runtime (and does not
+// return); on a host it serves with the
 // command line's options until interrupted, and exits 1 on an error.
 func (a App) Main() {
-	if os.Getpid() == 1 {
+	if appliance.InImage() {
 		appliance.Main(a.Appliance())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
