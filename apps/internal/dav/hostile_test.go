@@ -186,7 +186,9 @@ func startChecked(t *testing.T) *server {
 	}
 	o := dav.Options{Store: st, Kind: carddav.New(2048), MaxObjectSize: 2048, Logger: slog.New(slog.DiscardHandler)}
 	done := make(chan error, 1)
-	go func() { done <- dav.Serve(ctx, dav.Config{Options: o, InsecureHTTP: true}, []dav.Listener{{Proto: "http", Listener: ln}}) }()
+	go func() {
+		done <- dav.Serve(ctx, dav.Config{Options: o, InsecureHTTP: true}, []dav.Listener{{Proto: "http", Listener: ln}})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
