@@ -37,10 +37,38 @@ type work struct {
 	left int64
 	tick int
 	err  error
+	// render: the budget of a request's renderings (calendar-data), whose
+	// message says what to narrow.
+	render bool
 }
 
 func newWork(ctx context.Context, units int64) *work {
 	return &work{ctx: ctx, left: units}
+}
+
+// workKey is the context key of a request's rendering budget.
+type workKey struct{}
+
+// RenderContext returns ctx with a work budget for the renderings of one
+// request (dav.ContextRenderer): every calendar-data with expand of a
+// calendar-multiget, sync-collection, calendar-query or PROPFIND steps
+// through its occurrences on it, so that the request is bounded as a whole
+// (maxQueryWork units), and stops when ctx ends.
+func (k *Kind) RenderContext(ctx context.Context) context.Context {
+	w := newWork(ctx, maxQueryWork)
+	w.render = true
+	return context.WithValue(ctx, workKey{}, w)
+}
+
+// renderWork is ctx's rendering budget; a context without one (not from
+// RenderContext) gets a budget of its own.
+func renderWork(ctx context.Context) *work {
+	if w, ok := ctx.Value(workKey{}).(*work); ok {
+		return w
+	}
+	w := newWork(ctx, maxQueryWork)
+	w.render = true
+	return w
 }
 
 // spend takes n units; once the budget is spent or the context is done it
@@ -53,6 +81,11 @@ func (w *work) spend(n int64) error {
 		return w.err
 	}
 	w.left -= n
+	if w.left < 0 && w.render {
+		w.err = dav.Errorf(http.StatusInsufficientStorage, dav.Name(dav.NSDAV, "number-of-matches-within-limits"),
+			"the request needs more than %d units of work to expand the recurrences of its calendar-data (objects times occurrences stepped through); narrow the expand range or ask for fewer objects at a time", maxQueryWork)
+		return w.err
+	}
 	if w.left < 0 {
 		w.err = dav.Errorf(http.StatusInsufficientStorage, dav.Name(dav.NSDAV, "number-of-matches-within-limits"),
 			"the query needs more than %d units of work (filter elements times objects times occurrences); narrow its time-range or simplify its filter", maxQueryWork)

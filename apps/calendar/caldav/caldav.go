@@ -39,7 +39,10 @@ type Kind struct {
 	cals map[store.Hash]*ical.Calendar
 }
 
-var _ dav.Kind = (*Kind)(nil)
+var (
+	_ dav.Kind            = (*Kind)(nil)
+	_ dav.ContextRenderer = (*Kind)(nil)
+)
 
 // New returns the CalDAV kind; maxSize is the object size limit it
 // advertises (zero: dav.DefaultMaxObjectSize).

@@ -2,6 +2,7 @@ package caldav_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -238,4 +239,73 @@ func TestQueryCosts(t *testing.T) {
 		})
 	}
 	fsck(t, s)
+}
+
+// TestRenderBudget replays the last finding of issue 21 on calendar-data:
+// an expand inside calendar-multiget, sync-collection or PROPFIND renders
+// every object it names on one work budget for the whole request, so that
+// many hostile-but-accepted recurring objects (each one expansion of
+// 172,800 steps, about 0.2 s of CPU) are answered 507 with a message
+// instead of costing N times that; a multiget of a few is served.
+func TestRenderBudget(t *testing.T) {
+	s := davtest.Start(t, caldav.New(0))
+	const n = 16 // 16 x 172,800 steps: beyond the budget of 2,000,000
+	var hrefs strings.Builder
+	for i := range n {
+		// A second long every second: the expansion below yields one
+		// occurrence, a small response (none of it sent before the 507).
+		ev := ics(fmt.Sprintf("BEGIN:VEVENT\nUID:s%d\nDTSTAMP:20260101T000000Z\nDTSTART:20200101T000000Z\nDURATION:PT1S\nRRULE:FREQ=SECONDLY\nEND:VEVENT", i))
+		if r, err := send(s, "alice", "PUT", fmt.Sprintf("/alice/default/s%d.ics", i), ev, "Content-Type", "text/calendar"); err != nil || r.Status != 201 {
+			t.Fatalf("PUT: %v %d %s", err, r.Status, r.Body)
+		}
+		fmt.Fprintf(&hrefs, "<D:href>/alice/default/s%d.ics</D:href>", i)
+	}
+	// One occurrence each, two days of seconds stepped through to it.
+	const expand = `<D:prop><D:getetag/><C:calendar-data><C:expand start="20200103T000000Z" end="20200103T000001Z"/></C:calendar-data></D:prop>`
+	const ns = `xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"`
+	multiget := func(hrefs string) string {
+		return `<?xml version="1.0"?><C:calendar-multiget ` + ns + `>` + expand + hrefs + `</C:calendar-multiget>`
+	}
+	const budget = "units of work to expand"
+	for _, tc := range []struct {
+		name, method, body string
+		status             int
+		want               string
+	}{
+		{"multiget of two", "REPORT", multiget("<D:href>/alice/default/s0.ics</D:href><D:href>/alice/default/s1.ics</D:href>"), 207, "DTSTART:20200103T000000Z"},
+		{"multiget of all", "REPORT", multiget(hrefs.String()), 507, budget},
+		{"sync-collection", "REPORT", `<?xml version="1.0"?><D:sync-collection ` + ns + `><D:sync-token/><D:sync-level>1</D:sync-level>` + expand + `</D:sync-collection>`, 507, budget},
+		{"PROPFIND", "PROPFIND", `<?xml version="1.0"?><D:propfind ` + ns + `>` + expand + `</D:propfind>`, 507, budget},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := send(s, "alice", tc.method, "/alice/default/", tc.body, "Depth", "1", "Content-Type", "application/xml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tc.status || !strings.Contains(r.Body, tc.want) {
+				t.Errorf("got %d %.600s, want %d with %q", r.Status, r.Body, tc.status, tc.want)
+			}
+		})
+	}
+	fsck(t, s)
+}
+
+// TestRenderDataContextEnds: rendering stops once its context ends (the
+// client went away), with the context's error.
+func TestRenderDataContextEnds(t *testing.T) {
+	k := caldav.New(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, err := dav.ParseXML(strings.NewReader(`<C:calendar-data xmlns:C="urn:ietf:params:xml:ns:caldav"><C:expand start="20200103T000000Z" end="20200103T000001Z"/></C:calendar-data>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &dav.Object{Name: "s.ics", Data: []byte(ruleEvent("s", "20200101T000000Z", "FREQ=SECONDLY"))}
+	_, err = k.RenderDataContext(k.RenderContext(ctx), &dav.Collection{}, o, req)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("RenderDataContext in an ended context: %v, want context.Canceled", err)
+	}
+	if _, err := k.RenderDataContext(k.RenderContext(context.Background()), &dav.Collection{}, o, req); err != nil {
+		t.Errorf("RenderDataContext: %v", err)
+	}
 }

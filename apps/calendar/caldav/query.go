@@ -86,8 +86,10 @@ func (k *Kind) query(ctx context.Context, r *dav.ReportRequest) error {
 		}
 	}
 	// calendar-data with expand renders each object's occurrences after
-	// this (RenderData, which has no budget of its own): run the same
-	// expansions on the budget first, so that they cannot cost more.
+	// this, on the REPORT's rendering budget (RenderContext), which cuts
+	// the connection if it runs out once the response has begun: run the
+	// same expansions on the query's budget first, so that a query too
+	// costly is answered 507 before any of it is sent.
 	dr, err := parseDataRequest(r.Body.Child(dav.Name(dav.NSDAV, "prop")).Child(dav.Name(dav.NSCalDAV, "calendar-data")))
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package caldav
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -170,9 +171,10 @@ func (cr *compRequest) project(c *ical.Component) *ical.Component {
 // render applies a calendar-data request to an object: expand or
 // limit-recurrence-set, then limit-freebusy-set, then the comp selection.
 // Floating times are read in floating.
-func (dr *dataRequest) render(c *ical.Calendar, floating *time.Location) (*ical.Component, error) {
+func (dr *dataRequest) render(c *ical.Calendar, floating *time.Location, w *work) (*ical.Component, error) {
 	var err error
 	z := newZones(c, floating)
+	z.work = w
 	switch {
 	case dr.expand != nil:
 		if c, err = expand(c, dr.expand[0], dr.expand[1], z); err != nil {
@@ -197,8 +199,16 @@ func (dr *dataRequest) render(c *ical.Calendar, floating *time.Location) (*ical.
 // of an expand range as separate components in UTC, only the overridden
 // instances that a limit-recurrence-set range touches, or only the
 // FREEBUSY periods in a limit-freebusy-set range. Floating times are read
-// in the calendar's calendar-timezone.
+// in the calendar's calendar-timezone. An expansion runs on a budget of its
+// own; RenderDataContext shares one among a request's objects.
 func (k *Kind) RenderData(coll *dav.Collection, o *dav.Object, req *dav.Node) (string, error) {
+	return k.RenderDataContext(context.Background(), coll, o, req)
+}
+
+// RenderDataContext is RenderData on ctx's rendering budget (see
+// RenderContext): beyond it, or once ctx ends, it returns an error (a 507
+// *dav.Error for the budget).
+func (k *Kind) RenderDataContext(ctx context.Context, coll *dav.Collection, o *dav.Object, req *dav.Node) (string, error) {
 	dr, err := parseDataRequest(req)
 	if err != nil {
 		return "", err
@@ -210,8 +220,15 @@ func (k *Kind) RenderData(coll *dav.Collection, o *dav.Object, req *dav.Node) (s
 	if err != nil {
 		return "", err
 	}
-	out, err := dr.render(c, k.floatingZone(coll))
+	w := renderWork(ctx)
+	if err := w.failure(); err != nil {
+		return "", err
+	}
+	out, err := dr.render(c, k.floatingZone(coll), w)
 	if err != nil {
+		if werr := w.failure(); werr != nil {
+			return "", werr
+		}
 		return "", err
 	}
 	var b bytes.Buffer

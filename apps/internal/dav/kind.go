@@ -155,3 +155,37 @@ func DecodeOne[T any](data []byte, f Format, next func() (T, error), invalid fun
 	}
 	return obj, nil
 }
+
+// A ContextRenderer is a Kind whose rendering of DataProp can cost much
+// CPU (CalDAV's calendar-data with expand steps through recurrences). The
+// handler calls RenderContext once per request (a REPORT or PROPFIND) and
+// renders every object of that request with RenderDataContext in the
+// context it returned, so that the kind bounds the request's renderings as
+// a whole (beyond its budget it returns a *Error, such as 507, which the
+// handler answers if the response has not begun, and cuts the connection
+// otherwise) and stops them when the request's context ends (the client
+// went away). The same context is what Report is called with.
+type ContextRenderer interface {
+	// RenderContext returns ctx with the kind's budget for one request.
+	RenderContext(ctx context.Context) context.Context
+	// RenderDataContext is RenderData within a context from
+	// RenderContext.
+	RenderDataContext(ctx context.Context, c *Collection, o *Object, req *Node) (string, error)
+}
+
+// renderContext is the context of one request's renderings (see
+// ContextRenderer).
+func (h *Handler) renderContext(ctx context.Context) context.Context {
+	if cr, ok := h.kind.(ContextRenderer); ok {
+		return cr.RenderContext(ctx)
+	}
+	return ctx
+}
+
+// renderData renders DataProp for o within ctx (from renderContext).
+func (h *Handler) renderData(ctx context.Context, c *Collection, o *Object, req *Node) (string, error) {
+	if cr, ok := h.kind.(ContextRenderer); ok {
+		return cr.RenderDataContext(ctx, c, o, req)
+	}
+	return h.kind.RenderData(c, o, req)
+}

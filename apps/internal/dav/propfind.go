@@ -1,6 +1,7 @@
 package dav
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -266,7 +267,9 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 // objectLive are an object's live properties.
 var objectLive = []xml.Name{Name(NSDAV, "getetag"), Name(NSDAV, "getcontenttype"), Name(NSDAV, "resourcetype"), Name(NSDAV, "getcontentlength")}
 
-func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource {
+// objectResource is o as a resource whose DataProp is rendered within ctx
+// (from renderContext: the request's budget).
+func (h *Handler) objectResource(ctx context.Context, sn reader, c *Collection, o *Object) *resource {
 	return &resource{href: o.Href, live: objectLive, get: func(n xml.Name, req *Node) (string, bool, error) {
 		switch n {
 		case Name(NSDAV, "getetag"):
@@ -287,7 +290,7 @@ func (h *Handler) objectResource(sn reader, c *Collection, o *Object) *resource 
 			if err := h.repo.readObject(sn, c, o); err != nil {
 				return "", false, err
 			}
-			s, err := h.kind.RenderData(c, o, req)
+			s, err := h.renderData(ctx, c, o, req)
 			return s, err == nil, err
 		}
 		return "", false, nil
@@ -354,6 +357,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 	depth1 := r.Header.Get("Depth") != "0"
 	ms := newStreamingMultistatus(w)
 	defer ms.abortIfStarted(&err)
+	rctx := h.renderContext(r.Context()) // one budget for the renderings
 	switch {
 	case t.isHome():
 		if err := h.principalResource(t.user, false).write(ms, pr); err != nil {
@@ -371,7 +375,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 			}
 		}
 	case t.obj != nil:
-		if err := h.objectResource(sn, t.coll, t.obj).write(ms, pr); err != nil {
+		if err := h.objectResource(rctx, sn, t.coll, t.obj).write(ms, pr); err != nil {
 			return err
 		}
 	default:
@@ -397,7 +401,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 			}
 			ms.grow(len(objs))
 			for _, o := range objs {
-				if err := h.objectResource(scan(sn), c, o).write(ms, pr); err != nil {
+				if err := h.objectResource(rctx, scan(sn), c, o).write(ms, pr); err != nil {
 					return err
 				}
 				o.Data = nil // written: a listing holds one object at a time

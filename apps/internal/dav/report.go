@@ -1,6 +1,7 @@
 package dav
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -31,9 +32,12 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	}
 	ms := newStreamingMultistatus(w)
 	defer ms.abortIfStarted(&err)
+	// One budget for the whole REPORT's renderings (calendar-data with
+	// expand), ended with the request (see ContextRenderer).
+	rctx := h.renderContext(r.Context())
 	respond := func(objs []*Object) error {
 		for _, o := range objs {
-			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+			if err := h.objectResource(rctx, sn, c, o).write(ms, pr); err != nil {
 				return err
 			}
 		}
@@ -41,7 +45,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	}
 	switch body.Name {
 	case Name(NSDAV, "sync-collection"):
-		return h.syncCollection(w, ms, sn, c, body, pr)
+		return h.syncCollection(rctx, w, ms, sn, c, body, pr)
 	case h.kind.MultigetReport():
 		// Each object is answered once, however often it is asked for:
 		// the response is at most the collection.
@@ -72,14 +76,14 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 				ms.statusResponse(p, http.StatusNotFound)
 				continue
 			}
-			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+			if err := h.objectResource(rctx, sn, c, o).write(ms, pr); err != nil {
 				return err
 			}
 		}
 		return writeMultistatus(w, ms)
 	}
 	if c.Type != TypePlain {
-		handled, err := h.kind.Report(r.Context(), &ReportRequest{
+		handled, err := h.kind.Report(rctx, &ReportRequest{
 			Body:       body,
 			Collection: c,
 			Objects: func() ([]*Object, error) {
@@ -107,7 +111,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 // syncCollection answers an RFC 6578 sync-collection REPORT. A sync token
 // names a store commit; the changes since then are the difference between
 // the collection's objects in that commit and now.
-func (h *Handler) syncCollection(w http.ResponseWriter, ms *multistatus, sn reader, c *Collection, body *Node, pr *propReq) error {
+func (h *Handler) syncCollection(rctx context.Context, w http.ResponseWriter, ms *multistatus, sn reader, c *Collection, body *Node, pr *propReq) error {
 	if lvl := strings.TrimSpace(body.Child(Name(NSDAV, "sync-level")).textOr("1")); lvl != "1" && lvl != "infinite" {
 		return Errorf(http.StatusBadRequest, errNoCond, "sync-level %q; want 1", lvl)
 	}
@@ -119,7 +123,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, ms *multistatus, sn read
 		}
 		ms.grow(len(now))
 		for _, o := range now {
-			if err := h.objectResource(scan(sn), c, o).write(ms, pr); err != nil {
+			if err := h.objectResource(rctx, scan(sn), c, o).write(ms, pr); err != nil {
 				return err
 			}
 			o.Data = nil // written: a listing holds one object at a time
@@ -140,7 +144,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, ms *multistatus, sn read
 				continue
 			}
 			o := &Object{Name: name, Href: c.Href() + name, ETag: ch.To}
-			if err := h.objectResource(sn, c, o).write(ms, pr); err != nil {
+			if err := h.objectResource(rctx, sn, c, o).write(ms, pr); err != nil {
 				return err
 			}
 		}

@@ -16,11 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nymote/nymote/apps/gitsvc"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
@@ -167,17 +167,15 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	submission := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Submission: true,
 		Queue: q, TLSConfig: tlsConfig, InsecureAuth: cfg.InsecureAuth, MaxMessageBytes: maxMsg,
 		Auth: auth, Logger: log})
-	var gitSrv *http.Server
+	var gitSrv *gitsvc.Server
 	if ls.Git != nil {
-		gitSrv = &http.Server{
-			Handler:           guard.Idle(st.GitHandler(log, store.WithGitAuthenticator(gitAuth(auth, st))), 2*time.Minute),
-			ReadHeaderTimeout: guard.HTTPHeaderTimeout,
-			IdleTimeout:       guard.HTTPIdleTimeout,
-			MaxHeaderBytes:    guard.HTTPMaxHeader,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		gitTLS := tlsConfig
+		if cfg.InsecureAuth {
+			gitTLS = nil
 		}
+		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
 	}
-	ls = guarded(ls, cfg.Conns, tlsConfig, cfg.InsecureAuth, log)
+	ls = guarded(ls, cfg.Conns, tlsConfig, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -217,12 +215,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		case "submissions":
 			run(n.name, func() error { return submission.Serve(ln) }) // TLS by the guard
 		case "git":
-			run(n.name, func() error {
-				if err := gitSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-					return err
-				}
-				return nil
-			})
+			run(n.name, func() error { return gitSrv.Serve(ln) }) // guarded by gitsvc
 		}
 		if !cfg.ListenLinesPrinted {
 			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
@@ -254,14 +247,13 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 const (
 	imapBusy = "* BYE Too many connections; try again later\r\n"
 	smtpBusy = "421 4.7.0 Too many connections; try again later\r\n"
-	httpBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nToo many connections; try again later"
 )
 
-// guarded wraps every listener in a guard.Listener: connection caps,
-// handshake deadline, and a login deadline where there is a login. TLS is
-// done by the guard for submissions and git (which serve *tls.Conn as
-// handed), by imapd for imaps.
-func guarded(ls Listeners, o guard.ListenerOptions, tlsConfig *tls.Config, insecureGit bool, log *slog.Logger) Listeners {
+// guarded wraps every listener but git's (which gitsvc guards) in a
+// guard.Listener: connection caps, handshake deadline, and a login deadline
+// where there is a login. TLS is done by the guard for submissions (which
+// serves *tls.Conn as handed), by imapd for imaps.
+func guarded(ls Listeners, o guard.ListenerOptions, tlsConfig *tls.Config, log *slog.Logger) Listeners {
 	if o.LoginTimeout == 0 {
 		o.LoginTimeout = 2 * time.Minute
 	}
@@ -287,23 +279,7 @@ func guarded(ls Listeners, o guard.ListenerOptions, tlsConfig *tls.Config, insec
 	wrap(&ls.SMTP, smtpBusy, false, false)
 	wrap(&ls.Submission, smtpBusy, true, false)
 	wrap(&ls.Submissions, "", true, true)
-	wrap(&ls.Git, httpBusy, false, !insecureGit)
 	return ls
-}
-
-// gitAuth checks git's logins through the same rate limit as mail's.
-func gitAuth(auth *guard.Auth, st *store.Store) store.GitAuthenticator {
-	return func(r *http.Request, name, password string) (store.User, error) {
-		var u store.User
-		err := auth.Check(r.Context(), r.RemoteAddr, name, password, func() (err error) {
-			u, err = st.Authenticate(name, password)
-			return err
-		})
-		if errors.Is(err, guard.ErrBusy) {
-			return store.User{}, fmt.Errorf("%w: %w", store.ErrAuthBusy, err)
-		}
-		return u, err
-	}
 }
 
 // SplitDomains splits a comma-separated --domain value.

@@ -8,12 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 
+	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/internal/svc"
 )
 
 // Main is the mail program: it parses args (without the program name),
-// opens host listeners and runs Serve until ctx ends.
+// opens host listeners and runs Serve until ctx ends. With --proxy (or
+// $NYMOTE_PROXY) the listeners read a PROXY protocol header from
+// connections of those networks, as the appliance runtime's host mode does
+// (see appliance.ProxyListener).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("mail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -32,6 +37,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS and serve --git over plain HTTP (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
 		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory, 8 to 256 MiB; negative: none)")
+		proxyNets = fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose connections start with a PROXY protocol header carrying the client's address (default $NYMOTE_PROXY)")
 		verbose   = fs.Bool("v", false, "debug logging")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -39,6 +45,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	proxy, err := appliance.ParseProxyNetworks(*proxyNets)
+	if err != nil {
+		return fmt.Errorf("--proxy: %w", err)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -70,10 +80,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		}
 	}()
 	for _, l := range []struct {
-		addr string
-		ln   *net.Listener
-	}{{*imapAddr, &ls.IMAP}, {*imapsAddr, &ls.IMAPS}, {*smtpAddr, &ls.SMTP}, {*subAddr, &ls.Submission},
-		{*subsAddr, &ls.Submissions}, {*gitAddr, &ls.Git}} {
+		name, addr string
+		ln         *net.Listener
+	}{{"imap", *imapAddr, &ls.IMAP}, {"imaps", *imapsAddr, &ls.IMAPS}, {"smtp", *smtpAddr, &ls.SMTP},
+		{"submission", *subAddr, &ls.Submission}, {"submissions", *subsAddr, &ls.Submissions}, {"git", *gitAddr, &ls.Git}} {
 		if l.addr == "" {
 			continue
 		}
@@ -81,7 +91,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		if err != nil {
 			return err
 		}
-		*l.ln = ln
+		// As the appliance runtime's listeners: the PROXY header is read
+		// (beneath the guard, so that caps and rate limits key on the
+		// client) only from the trusted networks.
+		*l.ln = appliance.ProxyListener(ln, proxy, log.With("port", l.name))
+	}
+	if len(proxy) > 0 && ls != (Listeners{}) {
+		log.Info("reading a PROXY header on connections from a proxy", "networks", *proxyNets)
 	}
 	if ls == (Listeners{}) {
 		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions)")

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -138,6 +141,10 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestServe clones over git smart HTTPS, the certificate trusted from the
+// node file it prints (GIT_SSL_CAINFO, not skipping verification), and over plain HTTP with
+// --insecure-http; a wrong password is refused, and plain HTTP to the HTTPS
+// port gets no answer.
 func TestServe(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed (make test-deps installs it)")
@@ -150,30 +157,88 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name     string
+		insecure bool
+		password string
+		wantErr  string // in git's output; "" for a clone that succeeds
+	}{
+		{name: "https", password: "owner%20password"},
+		{name: "https wrong password", password: "guess", wantErr: "Authentication failed"},
+		{name: "insecure http", insecure: true, password: "owner%20password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			pr, pw := io.Pipe()
+			defer pr.Close()
+			go func() {
+				done <- serveGit(ctx, &globals{stdio: IO{Out: pw, Err: pw}, log: discardLog()}, s, ln, serveOptions{insecure: tc.insecure})
+				pw.Close()
+			}()
+			scheme := map[bool]string{false: "https", true: "http"}[tc.insecure]
+			// Wait for the line that says it serves: the certificate is
+			// written by then.
+			want := "store git listening on " + scheme + "://" + ln.Addr().String()
+			var out strings.Builder
+			sc := bufio.NewScanner(pr)
+			for !strings.Contains(out.String(), want) {
+				if !sc.Scan() {
+					t.Fatalf("serve printed %q, want %q in it", out.String(), want)
+				}
+				out.WriteString(sc.Text() + "\n")
+			}
+			go io.Copy(io.Discard, pr)
+			var env []string
+			if !tc.insecure {
+				cert := filepath.Join(data, "node", "tls", "cert.pem")
+				if !strings.Contains(out.String(), "GIT_SSL_CAINFO="+cert) {
+					t.Errorf("serve printed %q, want it to name the certificate %s", out.String(), cert)
+				}
+				env = []string{"GIT_SSL_CAINFO=" + cert}
+				// Plain HTTP to the HTTPS port: the handshake fails, no
+				// HTTP answer, no password read.
+				resp, err := http.Get("http://" + ln.Addr().String() + "/info/refs?service=git-upload-pack")
+				if err == nil {
+					resp.Body.Close()
+					t.Errorf("plain HTTP to the HTTPS port answered %s", resp.Status)
+				}
+			}
+			clone := filepath.Join(t.TempDir(), "c")
+			cmd := exec.Command("git", "clone", "--quiet", scheme+"://owner:"+tc.password+"@"+ln.Addr().String()+"/", clone)
+			cmd.Env = append(cmd.Environ(), append(env, "GIT_TERMINAL_PROMPT=0")...)
+			b, err := cmd.CombinedOutput()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("git clone: %v\n%s", err, b)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(string(b), tc.wantErr)):
+				t.Fatalf("git clone: %v\n%s\nwant an error saying %q", err, b, tc.wantErr)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve returned %v after cancel", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve did not stop")
+			}
+		})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var out bytes.Buffer
-	go func() { done <- serveGit(ctx, &globals{stdio: IO{Out: &out, Err: &out}, log: discardLog()}, s, ln) }()
-	clone := filepath.Join(t.TempDir(), "c")
-	cmd := exec.Command("git", "clone", "--quiet", "http://owner:owner%20password@"+ln.Addr().String()+"/", clone)
-	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git clone: %v\n%s", err, b)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v after cancel", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	if !strings.Contains(out.String(), "store git listening on http://"+ln.Addr().String()) {
-		t.Errorf("serve printed %q", out.String())
+}
+
+// TestServeInsecureHTTPLoopbackOnly: --insecure-http refuses a listen address
+// other than loopback, naming the flag.
+func TestServeInsecureHTTPLoopbackOnly(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	code, _, errs := run(t, "", "store", "serve", "--data", data, "--insecure-http", "--listen", "0.0.0.0:0")
+	if code == 0 || !strings.Contains(errs, "--insecure-http") || !strings.Contains(errs, "loopback") {
+		t.Errorf("store serve --insecure-http --listen 0.0.0.0:0: exit %d, stderr %q; want a refusal naming --insecure-http and loopback", code, errs)
 	}
 }

@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nymote/nymote/apps/gitsvc"
 	"github.com/nymote/nymote/store"
 )
 
@@ -323,30 +324,85 @@ func newStoreCmd(g *globals) *cobra.Command {
 	}
 	rf.register(cloneCmd)
 
-	var listen string
+	var so serveOptions
 	serveCmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the store over git smart HTTP (git clone/fetch/push), with its users' passwords",
-		Args:  exactArgs(),
+		Short: "Serve the store over git smart HTTPS (git clone/fetch/push), with its users' passwords",
+		Long: `Serve the store over git smart HTTPS (git clone/fetch/push), with its users'
+passwords. The certificate is --tls-cert and --tls-key, or else a self-signed
+one kept among the node's files (outside the store, never replicated), which
+clients can trust with GIT_SSL_CAINFO=FILE git clone ... (the file is printed).
+Connections are capped in total and per host, the TLS handshake and headers
+must come in time, and password guessing is slowed down per host and per
+account, as on the appliances.`,
+		Args: exactArgs(),
 		RunE: d.withStore(func(cmd *cobra.Command, s *store.Store, args []string) error {
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("--listen %s: %w", listen, err)
+			if so.insecure && !isLoopback(so.listen) {
+				return fmt.Errorf("--insecure-http sends passwords in the clear: only on a loopback --listen address (127.0.0.1, ::1), not %s", so.listen)
 			}
-			return serveGit(cmd.Context(), g, s, ln)
+			ln, err := net.Listen("tcp", so.listen)
+			if err != nil {
+				return fmt.Errorf("--listen %s: %w", so.listen, err)
+			}
+			return serveGit(cmd.Context(), g, s, ln, so)
 		}),
 	}
-	serveCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9418", "address to listen on")
+	serveCmd.Flags().StringVar(&so.listen, "listen", "127.0.0.1:9418", "address to listen on")
+	serveCmd.Flags().StringVar(&so.certFile, "tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept among the node's files")
+	serveCmd.Flags().StringVar(&so.keyFile, "tls-key", "", "TLS key (PEM)")
+	serveCmd.Flags().BoolVar(&so.insecure, "insecure-http", false, "serve plain HTTP, passwords in the clear (loopback tests only)")
 
 	cmd.AddCommand(initCmd, logCmd, showCmd, catCmd, lsCmd, revertCmd, newBranchCmd(d), mergeCmd, cloneCmd, pullCmd, pushCmd, gcCmd, serveCmd)
 	return cmd
 }
 
-// serveGit serves s's git endpoint on ln until ctx is done.
-func serveGit(ctx context.Context, g *globals, s *store.Store, ln net.Listener) error {
-	srv := &http.Server{Handler: s.GitHandler(g.log), ReadHeaderTimeout: 10 * time.Second}
+// serveOptions are the flags of store serve.
+type serveOptions struct {
+	listen            string
+	certFile, keyFile string
+	insecure          bool
+}
+
+// isLoopback reports whether addr (host:port) names a loopback address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serveGit serves s's git endpoint on ln until ctx is done, over HTTPS
+// unless o.insecure, guarded as the appliances' git endpoints are (gitsvc).
+func serveGit(ctx context.Context, g *globals, s *store.Store, ln net.Listener, o serveOptions) error {
+	defer ln.Close()
+	scheme := "http"
+	var tlsConfig *tls.Config
+	if !o.insecure {
+		hosts := []string{"localhost", "127.0.0.1", "::1"}
+		if h, _, err := net.SplitHostPort(ln.Addr().String()); err == nil && !net.ParseIP(h).IsUnspecified() && !net.ParseIP(h).IsLoopback() {
+			hosts = append([]string{h}, hosts...)
+		}
+		var fp string
+		var err error
+		tlsConfig, fp, err = gitsvc.TLSConfig(ctx, s, o.certFile, o.keyFile, hosts, g.log)
+		if err != nil {
+			return err
+		}
+		scheme = "https"
+		fmt.Fprintf(g.stdio.Out, "nymote: store git tls certificate sha256 %s\n", fp)
+		if o.certFile == "" {
+			fmt.Fprintf(g.stdio.Out, "nymote: the certificate is self-signed; trust it with: GIT_SSL_CAINFO=%s git clone ...\n", gitsvc.CertFile(s))
+		}
+	}
+	srv := gitsvc.New(gitsvc.Config{Store: s, TLS: tlsConfig, Logger: g.log})
 	users, _ := s.Users()
-	fmt.Fprintf(g.stdio.Out, "nymote: store git listening on http://%s/ (%d users; clone with: git clone http://USER@%s/ data)\n", ln.Addr(), len(users), ln.Addr())
+	fmt.Fprintf(g.stdio.Out, "nymote: store git listening on %s://%s/ (%d users; clone with: git clone %s://USER@%s/ data)\n",
+		scheme, ln.Addr(), len(users), scheme, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -355,7 +411,8 @@ func serveGit(ctx context.Context, g *globals, s *store.Store, ln net.Listener) 
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		srv.Shutdown(sctx)
+		return <-errc
 	}
 }
 
