@@ -32,6 +32,11 @@ type Writer struct {
 	flags map[*Message][]imap.Flag
 	added map[*Mailbox][]*Message
 	gone  map[*Message]bool
+
+	// What this commit adds to each user's usage, and the users' quotas
+	// as read once per commit (see quota.go).
+	usage  map[*User]Usage
+	quotas map[*User]store.Quota
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -134,6 +139,7 @@ func (w *Writer) Delete(mb *Mailbox) error {
 			return err
 		}
 	}
+	w.use(mb.user, mb.usage().neg())
 	w.apply = append(w.apply, func() {
 		mb.user.mu.Lock()
 		delete(mb.user.boxes, mb.ID)
@@ -200,6 +206,10 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	if date.IsZero() {
 		date = time.Now()
 	}
+	if err := w.checkQuota(mb.user, size); err != nil {
+		return 0, err
+	}
+	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
 	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Cache: c, flags: flags}
 	i.UIDNext++
@@ -255,6 +265,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 		return
 	}
 	mb.byKey[msg.Key] = msg
+	mb.bytes += msg.Size
 	mb.noteFlagsLocked(msg.flags)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
@@ -336,6 +347,7 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 		return err
 	}
 	w.gone[msg] = true
+	w.use(mb.user, Usage{Messages: -1, Bytes: -msg.Size})
 	w.markChunk(mb, chunkOf(msg.UID))
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
 	for _, ext := range []string{".eml", ".meta"} {
@@ -356,6 +368,7 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 	}
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
 	delete(mb.byKey, msg.Key)
+	mb.bytes -= msg.Size
 	mb.tracker.QueueExpunge(seq)
 }
 
