@@ -35,8 +35,9 @@ type Writer struct {
 
 	// What this commit adds to each user's usage, and the users' quotas
 	// as read once per commit (see quota.go).
-	usage  map[*User]Usage
-	quotas map[*User]store.Quota
+	usage   map[*User]Usage
+	quotas  map[*User]store.Quota
+	noQuota bool // set by AppendNotice
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -167,9 +168,20 @@ func (w *Writer) SetInfo(mb *Mailbox, fn func(i *MailboxInfo)) error {
 	return nil
 }
 
-// Append adds a message to mb and returns its UID.
+// Append adds a message to mb and returns its UID. A message over the
+// user's quota is refused with a QuotaError.
 func (w *Writer) Append(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time) (imap.UID, error) {
 	return w.appendCached(mb, raw, flags, date, nil)
+}
+
+// AppendNotice is Append without the quota check, for the mail system's
+// own small notices to a user (a bounce of the user's own mail, see the
+// queue), which must reach them even when their mailbox is full; it still
+// stops at the store's reserve of disk space.
+func (w *Writer) AppendNotice(mb *Mailbox, raw []byte) (imap.UID, error) {
+	w.noQuota = true
+	defer func() { w.noQuota = false }()
+	return w.appendCached(mb, raw, nil, time.Time{}, nil)
 }
 
 // AppendSpool adds the message held in sp (a file on the data disk, see
@@ -206,8 +218,10 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	if date.IsZero() {
 		date = time.Now()
 	}
-	if err := w.checkQuota(mb.user, size); err != nil {
-		return 0, err
+	if !w.noQuota {
+		if err := w.checkQuota(mb.user, size); err != nil {
+			return 0, err
+		}
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
