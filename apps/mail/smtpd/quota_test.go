@@ -138,6 +138,31 @@ func TestQuotaExpungeFrees(t *testing.T) {
 	}
 }
 
+// TestQuotaExactlyFull: at the STORAGE limit exactly (by bytes), RCPT
+// without SIZE refuses: no message fits.
+func TestQuotaExactlyFull(t *testing.T) {
+	ts := startServers(t, t.TempDir(), store.Options{}, Options{})
+	ctx := context.Background()
+	u, err := ts.ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, _ := u.Mailbox("INBOX")
+	h := "Subject: full\r\n\r\n"
+	if err := ts.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+		_, err := w.Append(inbox, []byte(h+strings.Repeat("z", 1024-len(h))), nil, time.Time{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.st.SetQuota(ctx, "alice", store.Quota{StorageKiB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := dialSMTP(t, ts.smtp)
+	c.expect(t, "MAIL FROM:<x@example.net>", "250")
+	c.expect(t, "RCPT TO:<alice@example.org>", "552 5.2.2")
+}
+
 type smtpConn struct {
 	*textproto.Conn
 }

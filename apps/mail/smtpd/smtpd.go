@@ -310,7 +310,9 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		if err != nil {
 			return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Mailbox unavailable")
 		}
-		if err := u.CheckQuota(se.size); err != nil {
+		// A message has at least one byte: at the STORAGE limit
+		// exactly, nothing fits.
+		if err := u.CheckQuota(max(se.size, 1)); err != nil {
 			return se.quotaError(local, err, true)
 		}
 	}
