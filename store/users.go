@@ -48,6 +48,35 @@ type User struct {
 	Name    string    `json:"name"`
 	Git     GitAccess `json:"git"`
 	Created time.Time `json:"created"`
+	// Quota are the limits the apps hold the user's data to; zero fields
+	// mean no limit. Records written before quotas existed have none.
+	Quota Quota `json:"quota,omitzero"`
+}
+
+// Quota is a user's limits, plain numbers that the store keeps and the
+// apps enforce (the mail app on its messages, RFC 9208's STORAGE and
+// MESSAGE resources). Zero means no limit.
+type Quota struct {
+	// StorageKiB bounds the size of the user's data, in units of 1024
+	// bytes.
+	StorageKiB uint64 `json:"storage_kib,omitempty"`
+	// Messages bounds the number of the user's items (for mail: messages).
+	Messages uint64 `json:"messages,omitempty"`
+}
+
+// MaxQuota bounds each quota limit, so that a limit in KiB times 1024
+// never overflows an int64 of bytes (2^53 bytes is 8 PiB).
+const MaxQuota = 1 << 43
+
+// Validate refuses limits above MaxQuota.
+func (q Quota) Validate() error {
+	if q.StorageKiB > MaxQuota {
+		return fmt.Errorf("store: quota: storage %d KiB: at most %d", q.StorageKiB, uint64(MaxQuota))
+	}
+	if q.Messages > MaxQuota {
+		return fmt.Errorf("store: quota: %d messages: at most %d", q.Messages, uint64(MaxQuota))
+	}
+	return nil
 }
 
 // userRecord is a user's item on the branches (users/NAME). It holds no
@@ -275,6 +304,18 @@ func (s *Store) SetGitAccess(ctx context.Context, name string, access GitAccess)
 	}
 	return s.modifyUser(ctx, name, "user git "+name+" "+string(access), "", func(u *userRecord) error {
 		u.Git = access
+		return nil
+	})
+}
+
+// SetQuota replaces a user's quota (zero fields: no limit).
+func (s *Store) SetQuota(ctx context.Context, name string, q Quota) error {
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("user quota %s storage=%dKiB messages=%d", name, q.StorageKiB, q.Messages)
+	return s.modifyUser(ctx, name, msg, "", func(u *userRecord) error {
+		u.Quota = q
 		return nil
 	})
 }

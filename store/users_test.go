@@ -77,3 +77,48 @@ func TestUsers(t *testing.T) {
 		t.Errorf("a password hash is in the history of main:\n%s", log)
 	}
 }
+
+func TestQuota(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.AddUser(ctx, "alice", "correct horse", GitNone); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := s.LookupUser("alice"); u.Quota != (Quota{}) {
+		t.Errorf("a new user has quota %+v, want none", u.Quota)
+	}
+	if b, _ := s.Read("", "users/alice"); strings.Contains(string(b), "quota") {
+		t.Errorf("a record without quota writes one: %s", b)
+	}
+	for _, tc := range []struct {
+		name string
+		q    Quota
+		why  string
+	}{
+		{"alice", Quota{StorageKiB: MaxQuota + 1}, "storage"},
+		{"alice", Quota{Messages: MaxQuota + 1}, "messages"},
+		{"nobody", Quota{Messages: 1}, "does not exist"},
+	} {
+		if err := s.SetQuota(ctx, tc.name, tc.q); err == nil || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("SetQuota(%s, %+v) = %v, want an error about %s", tc.name, tc.q, err, tc.why)
+		}
+	}
+	want := Quota{StorageKiB: 1024, Messages: 10}
+	if err := s.SetQuota(ctx, "alice", want); err != nil {
+		t.Fatal(err)
+	}
+	// The limits are on the branch (so they replicate), in the record.
+	if b, _ := s.Read("", "users/alice"); !strings.Contains(string(b), `"storage_kib": 1024`) || !strings.Contains(string(b), `"messages": 10`) {
+		t.Errorf("user record %s", b)
+	}
+	us, err := s.Users()
+	if err != nil || len(us) != 1 || us[0].Quota != want {
+		t.Errorf("Users = %+v, %v", us, err)
+	}
+	if err := s.SetQuota(ctx, "alice", Quota{}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := s.LookupUser("alice"); u.Quota != (Quota{}) {
+		t.Errorf("quota after removing it: %+v", u.Quota)
+	}
+}

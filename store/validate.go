@@ -95,7 +95,7 @@ func validateUserRecord(p string, data []byte, _ func(string) ([]byte, error)) e
 	if _, err := ParseGitAccess(string(u.Git)); err != nil {
 		return err
 	}
-	return nil
+	return u.Quota.Validate()
 }
 
 // ValidationError says which item of which commit a validation refused.

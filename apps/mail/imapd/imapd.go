@@ -14,6 +14,14 @@
 // BINARY[part]<offset.size> is answered without its <offset>; ENVELOPE
 // address lists have a space between addresses. Each is a one-line change
 // upstream.
+//
+// Quotas (RFC 9208): each user's STORAGE and MESSAGE limits (nymote user
+// quota) are enforced by the mailstore inside the commit of every APPEND,
+// COPY and MOVE, answered NO [OVERQUOTA] (RFC 9208 4.3, RFC 5530) with
+// nothing written (quota_test.go). The QUOTA capability is not announced:
+// imapserver has no GETQUOTA, GETQUOTAROOT or SETQUOTA, and no way to add
+// a command (its command dispatch is closed), so reporting quotas needs a
+// protocol layer of our own in front of it.
 package imapd
 
 import (
@@ -372,10 +380,12 @@ func (sess *Session) Rename(oldName, newName string, options *imap.RenameOptions
 			v, _ := mb.Open(true)
 			defer v.Close()
 			for _, it := range v.Items(nil) {
-				if _, err := w.Copy(mb, it.Msg, dst); err != nil {
+				// Expunge first: the copy takes the original's
+				// place in the quota.
+				if err := w.Expunge(mb, it.Msg); err != nil {
 					return err
 				}
-				if err := w.Expunge(mb, it.Msg); err != nil {
+				if _, err := w.Copy(mb, it.Msg, dst); err != nil {
 					return err
 				}
 			}

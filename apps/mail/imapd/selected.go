@@ -411,17 +411,20 @@ func (sess *Session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*im
 	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: "+verb+" from "+src.Name()+" to "+dst.Name(), func(w *mailstore.Writer) error {
 		srcUIDs, dstUIDs = nil, nil // this may run twice (group commit)
 		for _, it := range items {
+			// A MOVE expunges the original first, in the same
+			// commit, so that the copy fits in the quota the
+			// original used (mailstore's quota.go).
+			if move {
+				if err := w.Expunge(src, it.Msg); err != nil {
+					return err
+				}
+			}
 			uid, err := w.Copy(src, it.Msg, dst)
 			if err != nil {
 				return err
 			}
 			srcUIDs.AddNum(it.Msg.UID)
 			dstUIDs.AddNum(uid)
-			if move {
-				if err := w.Expunge(src, it.Msg); err != nil {
-					return err
-				}
-			}
 		}
 		return nil
 	})

@@ -372,7 +372,8 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 	var base store.Hash
 	head, err := s.st.Update(ctx, opts, func(tx *store.Tx) error {
 		w = &Writer{s: s, tx: tx, infos: map[*Mailbox]*MailboxInfo{}, flags: map[*Message][]imap.Flag{},
-			added: map[*Mailbox][]*Message{}, gone: map[*Message]bool{}}
+			added: map[*Mailbox][]*Message{}, gone: map[*Message]bool{},
+			usage: map[*User]Usage{}, quotas: map[*User]store.Quota{}}
 		base = tx.Base()
 		if err := fn(w); err != nil {
 			return err
@@ -549,6 +550,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: p.eml.Hash}
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
+			mb.bytes += msg.Size
 		}
 		for _, e := range chunks[id] {
 			data, err := sn.Read(e.Path)
@@ -665,6 +667,7 @@ type Mailbox struct {
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
+	bytes      int64              // sum of the sizes of msgs, for quota usage (quota.go)
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {

@@ -32,6 +32,12 @@ type Writer struct {
 	flags map[*Message][]imap.Flag
 	added map[*Mailbox][]*Message
 	gone  map[*Message]bool
+
+	// What this commit adds to each user's usage, and the users' quotas
+	// as read once per commit (see quota.go).
+	usage   map[*User]Usage
+	quotas  map[*User]store.Quota
+	noQuota bool // set by AppendNotice
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -134,6 +140,7 @@ func (w *Writer) Delete(mb *Mailbox) error {
 			return err
 		}
 	}
+	w.use(mb.user, mb.usage().neg())
 	w.apply = append(w.apply, func() {
 		mb.user.mu.Lock()
 		delete(mb.user.boxes, mb.ID)
@@ -161,9 +168,20 @@ func (w *Writer) SetInfo(mb *Mailbox, fn func(i *MailboxInfo)) error {
 	return nil
 }
 
-// Append adds a message to mb and returns its UID.
+// Append adds a message to mb and returns its UID. A message over the
+// user's quota is refused with a QuotaError.
 func (w *Writer) Append(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time) (imap.UID, error) {
 	return w.appendCached(mb, raw, flags, date, nil)
+}
+
+// AppendNotice is Append without the quota check, for the mail system's
+// own small notices to a user (a bounce of the user's own mail, see the
+// queue), which must reach them even when their mailbox is full; it still
+// stops at the store's reserve of disk space.
+func (w *Writer) AppendNotice(mb *Mailbox, raw []byte) (imap.UID, error) {
+	w.noQuota = true
+	defer func() { w.noQuota = false }()
+	return w.appendCached(mb, raw, nil, time.Time{}, nil)
 }
 
 // AppendSpool adds the message held in sp (a file on the data disk, see
@@ -200,6 +218,12 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	if date.IsZero() {
 		date = time.Now()
 	}
+	if !w.noQuota {
+		if err := w.checkQuota(mb.user, size); err != nil {
+			return 0, err
+		}
+	}
+	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
 	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Cache: c, flags: flags}
 	i.UIDNext++
@@ -255,6 +279,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 		return
 	}
 	mb.byKey[msg.Key] = msg
+	mb.bytes += msg.Size
 	mb.noteFlagsLocked(msg.flags)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
@@ -336,6 +361,7 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 		return err
 	}
 	w.gone[msg] = true
+	w.use(mb.user, Usage{Messages: -1, Bytes: -msg.Size})
 	w.markChunk(mb, chunkOf(msg.UID))
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
 	for _, ext := range []string{".eml", ".meta"} {
@@ -356,6 +382,7 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 	}
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
 	delete(mb.byKey, msg.Key)
+	mb.bytes -= msg.Size
 	mb.tracker.QueueExpunge(seq)
 }
 

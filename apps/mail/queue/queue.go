@@ -551,7 +551,7 @@ func (q *Queue) bounce(w *mailstore.Writer, e Entry, sender *mailstore.User, fai
 		if err != nil {
 			return err
 		}
-		_, err = w.Append(inbox, b.Bytes(), nil, time.Time{})
+		_, err = w.AppendNotice(inbox, b.Bytes()) // even over the sender's quota
 		return err
 	}
 	_, err := Enqueue(w.Tx(), "", []string{e.From}, b.Bytes())

@@ -76,16 +76,25 @@ func TestBounces(t *testing.T) {
 		mx     []*net.MX
 		window time.Duration
 		want   string
+		full   bool // the sender's mailbox is at its quota
 	}{
 		// Temporary failures past the retry window bounce.
-		{"retry window", []*net.MX{{Host: "mx.remote.test.", Pref: 10}}, time.Nanosecond, "connection refused"},
+		{"retry window", []*net.MX{{Host: "mx.remote.test.", Pref: 10}}, time.Nanosecond, "connection refused", false},
 		// A null MX (RFC 7505) fails at once.
-		{"null MX", []*net.MX{{Host: ".", Pref: 0}}, time.Hour, "null MX"},
+		{"null MX", []*net.MX{{Host: ".", Pref: 0}}, time.Hour, "null MX", false},
+		// The bounce reaches a sender whose mailbox is full (quota):
+		// it is the only word that the mail did not go.
+		{"sender over quota", []*net.MX{{Host: ".", Pref: 0}}, time.Hour, "null MX", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, ms := setup(t)
 			q := New(Options{Mail: ms, Domains: []string{"example.org"}, Resolver: fakeResolver{tc.mx}, Port: port,
 				Backoff: []time.Duration{time.Hour}, RetryWindow: tc.window})
+			before := 0
+			if tc.full {
+				fillToQuota(t, st, ms)
+				before = 1
+			}
 			enqueue(t, ms, "alice@example.org", "bob@remote.test")
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
@@ -94,9 +103,9 @@ func TestBounces(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				es, _ := List(st, nil)
-				if msgs := inbox(t, ms); len(es) == 0 && len(msgs) == 1 {
-					if !strings.Contains(msgs[0], "bob@remote.test") || !strings.Contains(msgs[0], tc.want) {
-						t.Errorf("bounce: %q", msgs[0])
+				if msgs := inbox(t, ms); len(es) == 0 && len(msgs) == before+1 {
+					if b := msgs[before]; !strings.Contains(b, "bob@remote.test") || !strings.Contains(b, tc.want) {
+						t.Errorf("bounce: %q", b)
 					}
 					return
 				}
@@ -139,5 +148,28 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("no attempt recorded: %+v", es)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fillToQuota gives alice one message and a quota of one message.
+func fillToQuota(t *testing.T, st *store.Store, ms *mailstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	u, err := ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := u.Mailbox("INBOX")
+	if err := ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+		_, err := w.Append(mb, []byte("Subject: old\r\n\r\nold\r\n"), nil, time.Time{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetQuota(ctx, "alice", store.Quota{Messages: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.CheckQuota(1); !mailstore.IsOverQuota(err) {
+		t.Fatalf("alice is not at her quota: %v", err)
 	}
 }

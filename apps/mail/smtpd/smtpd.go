@@ -14,6 +14,12 @@
 // When the data disk is down to the store's reserve, mail is refused with
 // 452 (insufficient storage) until space is freed. On submission the
 // header From: must be one of the user's own addresses (550 5.7.1).
+//
+// A local recipient over quota (the user's STORAGE and MESSAGE limits) is
+// refused with 552 5.2.2: at RCPT, that recipient alone, when the message
+// would not fit by its announced SIZE (or no message would); else at
+// DATA, when it is the only recipient. When others would get it, DATA
+// answers 452 4.2.2 for all (SMTP has one answer to DATA), see quotaError.
 package smtpd
 
 import (
@@ -176,6 +182,7 @@ type session struct {
 	user string // authenticated user, submission only
 
 	from   string
+	size   int64    // the size MAIL FROM announced (SIZE=), or 0
 	local  []string // local user names, deduplicated
 	remote []string // addresses for the queue
 }
@@ -263,6 +270,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
 	}
 	se.from = from
+	if opts != nil {
+		se.size = opts.Size
+	}
 	return nil
 }
 
@@ -284,12 +294,26 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if store.ValidateUserName(local) != nil {
 		return errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such user")
 	}
-	if _, err := se.s.opts.Mail.Backing().LookupUser(local); err != nil {
+	su, err := se.s.opts.Mail.Backing().LookupUser(local)
+	if err != nil {
 		return errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such user")
 	}
 	for _, l := range se.local {
 		if l == local {
 			return nil
+		}
+	}
+	if su.Quota != (store.Quota{}) {
+		// Refused here, this recipient only, when the message would
+		// not fit: its announced SIZE, or nothing more at all.
+		u, err := se.s.opts.Mail.User(context.Background(), local)
+		if err != nil {
+			return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Mailbox unavailable")
+		}
+		// A message has at least one byte: at the STORAGE limit
+		// exactly, nothing fits.
+		if err := u.CheckQuota(max(se.size, 1)); err != nil {
+			return se.quotaError(local, err, true)
 		}
 	}
 	se.local = append(se.local, local)
@@ -357,6 +381,20 @@ func (se *session) Data(r io.Reader) error {
 		}
 		users = append(users, u)
 	}
+	// A recipient whose quota the message would exceed (the size was not
+	// known at RCPT): refused alone when alone; with others, the whole
+	// message is refused for now (452), as SMTP has one answer to DATA
+	// for all recipients and none may be lost.
+	var over []string
+	var overErr error
+	for _, u := range users {
+		if err := u.CheckQuota(sp.Size()); mailstore.IsOverQuota(err) {
+			over, overErr = append(over, u.Name), err
+		}
+	}
+	if len(over) > 0 {
+		return se.quotaError(strings.Join(over, ", "), overErr, len(over) == len(users) && len(se.remote) == 0)
+	}
 	author := se.user
 	err = se.s.opts.Mail.Update(ctx, author, fmt.Sprintf("mail: deliver to %d local, %d remote", len(users), len(se.remote)), func(w *mailstore.Writer) error {
 		for _, u := range users {
@@ -388,9 +426,36 @@ func (se *session) Data(r io.Reader) error {
 	return nil
 }
 
+// quotaError answers a message that does not fit in a user's quota
+// (mailstore.QuotaError), when each of its recipients it refuses (all) or
+// when others would get it (a 452 for the whole message, to try again).
+//
+// 552 5.2.2 ("mailbox full"): RFC 5321 4.2.2 gives 552 for "exceeded
+// storage allocation", a user's own limit, as against 452 "insufficient
+// system storage" (the data disk full, which this server answers 452
+// 4.3.1); RFC 3463 allows X.2.2 as permanent or transient. Permanent, as
+// Dovecot and Postfix answer by default: the sender learns at once that
+// the mail did not arrive, rather than after days of retries that only
+// the user's deleting mail could end.
+func (se *session) quotaError(who string, err error, all bool) error {
+	if !mailstore.IsOverQuota(err) {
+		return se.storeError("checking a quota", err)
+	}
+	se.s.log.Info("smtp: over quota", "user", who, "err", err)
+	if !all {
+		return errorf(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full: %s over quota; try again later", who)
+	}
+	return errorf(552, smtp.EnhancedCode{5, 2, 2}, "Mailbox full: %s over quota", who)
+}
+
 // storeError answers a failure to store a message: 452 when the data disk
 // is full (RFC 3463 4.3.1), else 451.
 func (se *session) storeError(what string, err error) error {
+	if mailstore.IsOverQuota(err) {
+		// Another delivery took the room between the check and the
+		// commit: the mailbox may be full, or not, on the next try.
+		return errorf(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full; try again later")
+	}
 	if errors.Is(err, store.ErrNoSpace) || errors.Is(err, mailstore.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
 		se.s.log.Warn("smtp: "+what+": the data disk is full", "err", err)
 		return errorf(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage; try again later")
@@ -421,6 +486,7 @@ func (se *session) received(b *bytes.Buffer) {
 // Reset forgets the current transaction.
 func (se *session) Reset() {
 	se.from = ""
+	se.size = 0
 	se.local = nil
 	se.remote = nil
 }

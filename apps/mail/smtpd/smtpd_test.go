@@ -29,6 +29,7 @@ import (
 // server in this process, on loopback, over one store.
 type testServer struct {
 	st                   *store.Store
+	ms                   *mailstore.Store
 	smtp, submission, im string
 }
 
@@ -48,7 +49,7 @@ func startServers(t *testing.T, dataDir string, sopts store.Options, opts Option
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	ts := &testServer{st: st}
+	ts := &testServer{st: st, ms: ms}
 	serve := func(addr *string, serve func(net.Listener) error, closeFn func() error) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

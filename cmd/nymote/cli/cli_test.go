@@ -242,3 +242,46 @@ func TestServeInsecureHTTPLoopbackOnly(t *testing.T) {
 		t.Errorf("store serve --insecure-http --listen 0.0.0.0:0: exit %d, stderr %q; want a refusal naming --insecure-http and loopback", code, errs)
 	}
 }
+
+func TestUserQuota(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	mustRun(t, "correct horse\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	out := mustRun(t, "", "user", "list", "--data", data)
+	if !strings.Contains(out, "STORAGE  MESSAGES") || !strings.Contains(out, "alice  none  none     none") {
+		t.Errorf("user list without quota:\n%s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string // in user list
+	}{
+		{[]string{"--storage", "500M", "--messages", "1000"}, "alice  none  500M     1000"},
+		{[]string{"--messages", "20"}, "alice  none  500M     20"}, // storage stays
+		{[]string{"--storage", "2GiB"}, "alice  none  2G       20"},
+		{[]string{"--storage", "1536k"}, "alice  none  1536K    20"},
+		{[]string{"--storage", "none", "--messages", "0"}, "alice  none  none     none"},
+	} {
+		mustRun(t, "", append([]string{"user", "quota", "alice", "--data", data}, tc.args...)...)
+		if out := mustRun(t, "", "user", "list", "--data", data); !strings.Contains(out, tc.want) {
+			t.Errorf("after quota %v, user list:\n%s\nwant %q", tc.args, out, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"alice"}, "give --storage SIZE, --messages N or both"},
+		{[]string{"alice", "--storage", "500"}, "give a unit"},
+		{[]string{"alice", "--storage", "-5M"}, "whole number above 0"},
+		{[]string{"alice", "--storage", "lots"}, "give a unit"},
+		{[]string{"alice", "--storage", "99999999999T"}, "at most"},
+		{[]string{"alice", "--messages", "many"}, "whole number of messages"},
+		{[]string{"alice", "--messages", "-1"}, "whole number of messages"},
+		{[]string{"nobody", "--messages", "5"}, "user nobody"},
+	} {
+		code, _, errs := run(t, "", append([]string{"user", "quota", "--data", data}, tc.args...)...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("nymote user quota %v: exit %d, stderr %q; want an error saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+}

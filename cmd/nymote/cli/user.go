@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -61,9 +64,10 @@ argon2id hashes in the store; they are never logged.`,
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tGIT\tCREATED")
+			fmt.Fprintln(tw, "NAME\tGIT\tSTORAGE\tMESSAGES\tCREATED")
 			for _, u := range us {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Git, u.Created.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Git, formatStorage(u.Quota.StorageKiB),
+					formatLimit(u.Quota.Messages), u.Created.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		}),
@@ -108,6 +112,47 @@ argon2id hashes in the store; they are never logged.`,
 		}),
 	}
 
+	var storageFlag, messagesFlag string
+	quota := &cobra.Command{
+		Use:   "quota NAME [--storage SIZE] [--messages N]",
+		Short: "Set a user's quota (IMAP QUOTA's STORAGE and MESSAGE): none lifts a limit",
+		Long: `Set the limits a user's mail is held to (RFC 9208's STORAGE and MESSAGE
+resources): --storage as a size with a unit (500M, 2G, 1024K), --messages as
+a count; none (or 0) lifts a limit. A limit not given stays as it is. Mail
+over quota is refused: IMAP APPEND, COPY and MOVE answer NO [OVERQUOTA],
+SMTP answers 552 5.2.2. The limits are in the user's record, so they
+replicate with the store.`,
+		Args: exactArgs("NAME"),
+		RunE: d.withStore(func(cmd *cobra.Command, s *store.Store, args []string) error {
+			if !cmd.Flags().Changed("storage") && !cmd.Flags().Changed("messages") {
+				return usageError{errors.New("give --storage SIZE, --messages N or both")}
+			}
+			u, err := s.LookupUser(args[0])
+			if err != nil {
+				return err
+			}
+			q := u.Quota
+			if cmd.Flags().Changed("storage") {
+				if q.StorageKiB, err = parseStorage(storageFlag); err != nil {
+					return usageError{fmt.Errorf("--storage: %w", err)}
+				}
+			}
+			if cmd.Flags().Changed("messages") {
+				if q.Messages, err = parseMessages(messagesFlag); err != nil {
+					return usageError{fmt.Errorf("--messages: %w", err)}
+				}
+			}
+			if err := s.SetQuota(cmd.Context(), args[0], q); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now has quota: storage %s, messages %s\n", args[0],
+				formatStorage(q.StorageKiB), formatLimit(q.Messages))
+			return nil
+		}),
+	}
+	quota.Flags().StringVar(&storageFlag, "storage", "", "storage limit with a unit (K, M, G, T; e.g. 500M), or none")
+	quota.Flags().StringVar(&messagesFlag, "messages", "", "limit on the number of messages, or none")
+
 	del := &cobra.Command{
 		Use:     "del NAME",
 		Aliases: []string{"delete", "rm"},
@@ -121,6 +166,77 @@ argon2id hashes in the store; they are never logged.`,
 			return nil
 		}),
 	}
-	cmd.AddCommand(add, list, passwd, gitCmd, del)
+	cmd.AddCommand(add, list, passwd, gitCmd, quota, del)
 	return cmd
+}
+
+// parseStorage parses a storage limit into KiB: a whole number with a unit
+// K, M, G or T (KiB, MiB...; B and iB suffixes are accepted), or none or 0
+// for no limit. A bare number is refused: bytes or KiB would be a guess.
+func parseStorage(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	if t == "NONE" || t == "0" {
+		return 0, nil
+	}
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	var kib uint64
+	switch {
+	case strings.HasSuffix(t, "K"):
+		kib = 1
+	case strings.HasSuffix(t, "M"):
+		kib = 1 << 10
+	case strings.HasSuffix(t, "G"):
+		kib = 1 << 20
+	case strings.HasSuffix(t, "T"):
+		kib = 1 << 30
+	default:
+		return 0, fmt.Errorf("%q: give a unit, K, M, G or T (e.g. 500M), or none", s)
+	}
+	n, err := strconv.ParseUint(t[:len(t)-1], 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q: want a whole number above 0 with a unit K, M, G or T (e.g. 500M), or none", s)
+	}
+	if n > store.MaxQuota/kib {
+		return 0, fmt.Errorf("%q: at most %d KiB", s, uint64(store.MaxQuota))
+	}
+	return n * kib, nil
+}
+
+// parseMessages parses a message count limit, or none or 0 for no limit.
+func parseMessages(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	if strings.EqualFold(t, "none") {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a whole number of messages, or none", s)
+	}
+	if n > store.MaxQuota {
+		return 0, fmt.Errorf("%q: at most %d", s, uint64(store.MaxQuota))
+	}
+	return n, nil
+}
+
+// formatStorage writes a limit in KiB in the largest unit that divides it.
+func formatStorage(kib uint64) string {
+	if kib == 0 {
+		return "none"
+	}
+	for _, u := range []struct {
+		n    uint64
+		name string
+	}{{1 << 30, "T"}, {1 << 20, "G"}, {1 << 10, "M"}} {
+		if kib%u.n == 0 {
+			return fmt.Sprintf("%d%s", kib/u.n, u.name)
+		}
+	}
+	return fmt.Sprintf("%dK", kib)
+}
+
+func formatLimit(n uint64) string {
+	if n == 0 {
+		return "none"
+	}
+	return strconv.FormatUint(n, 10)
 }
