@@ -27,6 +27,10 @@ type Remote struct {
 	// Name names the remote-tracking branches, refs/remotes/NAME/BRANCH;
 	// "" means "origin".
 	Name string
+	// CABundle, PEM certificates, is trusted for an https remote besides
+	// the system's roots: the certificate of a store served with a
+	// self-signed one (nymote store serve prints its file).
+	CABundle []byte
 }
 
 func (r Remote) name() string {
@@ -108,7 +112,7 @@ func (s *Store) fetchLocked(ctx context.Context, remote Remote, branch string) (
 		d := &durableStorer{Storer: s.st, s: s}
 		rem := git.NewRemote(d, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, tracking))
-		err := rem.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags})
+		err := rem.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags, CABundle: remote.CABundle})
 		switch {
 		case errors.Is(err, git.NoErrAlreadyUpToDate):
 		case errors.Is(err, transport.ErrEmptyRemoteRepository), err != nil && strings.Contains(err.Error(), "couldn't find remote ref"):
@@ -163,7 +167,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 	if remote.isHTTP() {
 		rem := git.NewRemote(s.st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
-		err := rem.PushContext(ctx, &git.PushOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth()})
+		err := rem.PushContext(ctx, &git.PushOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 			return nil

@@ -219,6 +219,17 @@ func TestServe(t *testing.T) {
 			case tc.wantErr != "" && (err == nil || !strings.Contains(string(b), tc.wantErr)):
 				t.Fatalf("git clone: %v\n%s\nwant an error saying %q", err, b, tc.wantErr)
 			}
+			if !tc.insecure && tc.wantErr == "" {
+				// nymote's own clone trusts the served certificate by
+				// --ca-file, and refuses it without.
+				t.Setenv("NYMOTE_PASSWORD", "owner password")
+				url := "https://" + ln.Addr().String() + "/"
+				cert := filepath.Join(data, "node", "tls", "cert.pem")
+				if code, _, errs := run(t, "", "store", "clone", url, "--data", filepath.Join(t.TempDir(), "untrusted"), "--user", "owner"); code == 0 || !strings.Contains(errs, "certificate") {
+					t.Errorf("store clone without --ca-file: exit %d, stderr %q; want a certificate error", code, errs)
+				}
+				mustRun(t, "", "store", "clone", url, "--data", filepath.Join(t.TempDir(), "trusted"), "--user", "owner", "--ca-file", cert)
+			}
 			cancel()
 			select {
 			case err := <-done:

@@ -55,15 +55,27 @@ func (d *dataFlags) withStore(fn func(cmd *cobra.Command, s *store.Store, args [
 type remoteFlags struct {
 	user          string
 	passwordStdin bool
+	caFile        string
 }
 
 func (r *remoteFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.user, "user", "", "user name for an http(s) remote (the password comes from $NYMOTE_PASSWORD, --password-stdin or a prompt)")
 	cmd.Flags().BoolVar(&r.passwordStdin, "password-stdin", false, "read the remote's password from standard input")
+	cmd.Flags().StringVar(&r.caFile, "ca-file", "", "PEM certificate(s) to trust for an https remote (the certificate file nymote store serve prints, for its self-signed certificate)")
 }
 
 func (r *remoteFlags) remote(g *globals, url string) (store.Remote, error) {
 	rem := store.Remote{URL: url}
+	if r.caFile != "" {
+		b, err := os.ReadFile(r.caFile)
+		if err != nil {
+			return rem, fmt.Errorf("--ca-file: %w", err)
+		}
+		if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
+			return rem, fmt.Errorf("--ca-file %s: no PEM certificate in it", r.caFile)
+		}
+		rem.CABundle = b
+	}
 	if r.user == "" || !(strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://")) {
 		return rem, nil
 	}
@@ -396,7 +408,7 @@ func serveGit(ctx context.Context, g *globals, s *store.Store, ln net.Listener, 
 		scheme = "https"
 		fmt.Fprintf(g.stdio.Out, "nymote: store git tls certificate sha256 %s\n", fp)
 		if o.certFile == "" {
-			fmt.Fprintf(g.stdio.Out, "nymote: the certificate is self-signed; trust it with: GIT_SSL_CAINFO=%s git clone ...\n", gitsvc.CertFile(s))
+			fmt.Fprintf(g.stdio.Out, "nymote: the certificate is self-signed; trust it with: GIT_SSL_CAINFO=%[1]s git clone ... (or nymote store clone|pull|push --ca-file %[1]s)\n", gitsvc.CertFile(s))
 		}
 	}
 	srv := gitsvc.New(gitsvc.Config{Store: s, TLS: tlsConfig, Logger: g.log})
