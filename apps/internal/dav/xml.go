@@ -165,6 +165,12 @@ func ParseXML(r io.Reader) (*Node, error) {
 			if t.Name.Space == "" && strings.Contains(t.Name.Local, ":") {
 				return nil, fmt.Errorf("malformed XML: undeclared namespace prefix in <%s>", t.Name.Local)
 			}
+			if t.Name.Local == "" || strings.Contains(t.Name.Local, ":") {
+				// encoding/xml takes <:x> or <a::x> with a colon left in
+				// the local name; XML Namespaces 1.0 allows none (and a
+				// dead property named so could not be written back).
+				return nil, fmt.Errorf("malformed XML: element name %q is not a qualified name", t.Name.Local)
+			}
 			n := &Node{Name: t.Name}
 			for _, a := range t.Attr {
 				if a.Name.Space == "xmlns" && a.Value == "" {
@@ -173,6 +179,9 @@ func ParseXML(r io.Reader) (*Node, error) {
 				}
 				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 					continue
+				}
+				if a.Name.Local == "" || strings.Contains(a.Name.Local, ":") {
+					return nil, fmt.Errorf("malformed XML: attribute name %q in <%s> is not a qualified name", a.Name.Local, t.Name.Local)
 				}
 				n.Attr = append(n.Attr, a)
 			}
