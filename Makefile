@@ -12,7 +12,7 @@ LISTEN  ?= 127.0.0.1:9418
 # Time bound of each test package (go test -timeout). On a fresh machine
 # the boards and images packages wait for the first builds of our own
 # kernels: 12-15 minutes on 2 cores; the whole of make test then takes
-# about 18, and 4 once the kernels are cached.
+# about 35, and up to 20 once the kernels are cached.
 TESTTIMEOUT ?= 40m
 
 # Debian packages the tests drive; test-deps installs the missing ones.
