@@ -388,42 +388,35 @@ func (rw *rewriter) commit(h Hash) error {
 // root rewrites a commit's root tree: without tls/, with user records
 // without hashes.
 func (rw *rewriter) root(h Hash) (Hash, error) {
-	if nh, ok := rw.trees[h]; ok {
-		return nh, nil
-	}
-	t, err := rw.o.tree(h)
-	if err != nil {
-		return Hash{}, err
-	}
-	out := &object.Tree{}
-	changed := false
-	for _, e := range t.entries {
+	return rw.rewriteTree(h, func(e *object.TreeEntry) (bool, error) {
 		switch {
 		case e.Name == legacyNodePrefix:
-			changed = true
-			continue
+			return false, nil
 		case e.Name == UsersPrefix && e.Mode == filemode.Dir:
 			nh, err := rw.users(e.Hash)
-			if err != nil {
-				return Hash{}, err
-			}
-			changed = changed || nh != e.Hash
 			e.Hash = nh
+			return true, err
 		}
-		out.Entries = append(out.Entries, e)
-	}
-	nh := h
-	if changed {
-		if nh, err = rw.encodeTree(out); err != nil {
-			return Hash{}, err
-		}
-	}
-	rw.trees[h] = nh
-	return nh, nil
+		return true, nil
+	})
 }
 
 // users rewrites a users/ tree.
 func (rw *rewriter) users(h Hash) (Hash, error) {
+	return rw.rewriteTree(h, func(e *object.TreeEntry) (bool, error) {
+		if e.Mode.IsFile() {
+			nb, err := rw.userRecord(e.Hash)
+			e.Hash = nb
+			return true, err
+		}
+		return true, nil
+	})
+}
+
+// rewriteTree rewrites tree h once (the result is remembered in rw.trees):
+// fn may change an entry's hash or drop it (keep false); the tree is
+// written again only when something changed.
+func (rw *rewriter) rewriteTree(h Hash, fn func(e *object.TreeEntry) (keep bool, err error)) (Hash, error) {
 	if nh, ok := rw.trees[h]; ok {
 		return nh, nil
 	}
@@ -434,14 +427,16 @@ func (rw *rewriter) users(h Hash) (Hash, error) {
 	out := &object.Tree{}
 	changed := false
 	for _, e := range t.entries {
-		if e.Mode.IsFile() {
-			nb, err := rw.userRecord(e.Hash)
-			if err != nil {
-				return Hash{}, err
-			}
-			changed = changed || nb != e.Hash
-			e.Hash = nb
+		old := e.Hash
+		keep, err := fn(&e)
+		if err != nil {
+			return Hash{}, err
 		}
+		if !keep {
+			changed = true
+			continue
+		}
+		changed = changed || e.Hash != old
 		out.Entries = append(out.Entries, e)
 	}
 	nh := h
