@@ -150,15 +150,11 @@ func (l printfLogger) Printf(format string, v ...any) {
 func (l printfLogger) Println(v ...any) { l.log.Warn("smtp: " + fmt.Sprint(v...)) }
 
 // Serve accepts connections on ln until Close, at most MaxConnections at
-// once. For implicit TLS use ServeTLS (a listener that hands out TLS
-// connections is served without the cap: go-smtp must see *tls.Conn).
+// once. A listener that hands out TLS connections (implicit TLS, as the
+// connection guard does for port 465) is served without this cap: go-smtp
+// must see *tls.Conn, and the guard caps those connections itself.
 func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(&capListener{Listener: ln, conns: s.conns, log: s.log})
-}
-
-// ServeTLS serves implicit TLS (port 465) on ln, with the connection cap.
-func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.srv.Serve(tls.NewListener(&capListener{Listener: ln, conns: s.conns, log: s.log}, config))
 }
 
 // Close stops the server.
