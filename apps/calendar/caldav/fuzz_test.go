@@ -16,6 +16,8 @@ import (
 
 // FuzzParse feeds arbitrary bytes to the iCalendar parser: it must never
 // panic, and what it parses must encode and parse again.
+//
+// make test runs it for 800 inputs past its seeds (fuzz-short: 800x).
 func FuzzParse(f *testing.F) {
 	f.Add(ics(weekly))
 	f.Add(ics(OutlookZone + "\n" + event("W. Europe Standard Time", "20260329T023000", "RRULE:FREQ=WEEKLY;UNTIL=20261102T090000Z\n")))
@@ -47,6 +49,8 @@ const expansionBudget = 20 * time.Second
 // calendar-query time-range on a work budget: each must finish within
 // expansionBudget (the library has loops no caller can stop, which is
 // what checkRule keeps rules away from) and must not panic.
+//
+// make test runs it for 800 inputs past its seeds (fuzz-short: 800x).
 func FuzzExpand(f *testing.F) {
 	seeds := []struct {
 		start, rule string
@@ -146,6 +150,8 @@ func filterNode(t *testing.T, inner string) *dav.Node {
 // checks and evaluation over a few objects: no panic, every refusal a
 // *dav.Error with a message, and every evaluation within the work budget
 // and expansionBudget.
+//
+// make test runs it for 6000 inputs past its seeds (fuzz-short: 6000x).
 func FuzzQueryFilter(f *testing.F) {
 	for _, s := range []string{
 		`<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20260201T000000Z" end="20260301T000000Z"/></C:comp-filter></C:comp-filter>`,
