@@ -14,7 +14,7 @@ import (
 // FuzzValidatePath: ValidatePath never panics, and what it accepts is a
 // path a Tx can write and read back.
 //
-// make test runs it for 2500 inputs past its seeds (fuzz-short: 2500x).
+// make test runs it for 8000 inputs past its seeds (fuzz-short: 8000x).
 func FuzzValidatePath(f *testing.F) {
 	for _, p := range []string{"a", "a/b", "", "/a", "a/", "a//b", ".git", "a/.GIT/b", "..", "a/./b", "\x00", "\xff", strings.Repeat("x", 256)} {
 		f.Add(p)
@@ -51,7 +51,7 @@ func FuzzValidatePath(f *testing.F) {
 // git endpoint: it never panics, and a body that is not a valid push
 // leaves the branches where they were.
 //
-// make test runs it for 130 inputs past its seeds (fuzz-short: 130x).
+// make test runs it for 600 inputs past its seeds (fuzz-short: 600x).
 func FuzzReceivePack(f *testing.F) {
 	zero := strings.Repeat("0", 40)
 	seed := func(cmds ...string) []byte {
