@@ -38,6 +38,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/nymote/nymote/apps/internal/guard"
+	"github.com/nymote/nymote/apps/mail/mailauth"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/store"
 )
@@ -130,22 +131,6 @@ func (l slogPrintf) Printf(format string, args ...any) {
 	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
 }
 
-// UserName turns a login name ("alice" or "alice@DOMAIN") into a store
-// user name, or "" if it names a domain not in domains.
-func UserName(login string, domains []string) string {
-	login = strings.ToLower(login)
-	local, dom, ok := strings.Cut(login, "@")
-	if !ok {
-		return login
-	}
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return local
-		}
-	}
-	return ""
-}
-
 // Session is one IMAP connection.
 type Session struct {
 	s    *Server
@@ -213,24 +198,14 @@ func (sess *Session) Close() error {
 }
 
 // Login checks a user's password against the store's users, through the
-// rate limit of Options.Auth: an attempt waits the delay that recent
-// failures from its host and against its account earn, and one over the
-// limit of attempts in flight is refused unchecked with [UNAVAILABLE].
+// rate limit of Options.Auth (mailauth.Login): an attempt waits the delay
+// that recent failures from its host and against its account earn, and one
+// over the limit of attempts in flight is refused unchecked with
+// [UNAVAILABLE].
 func (sess *Session) Login(username, password string) error {
 	nc := sess.conn.NetConn()
 	remote := nc.RemoteAddr().String()
-	name := UserName(username, sess.s.opts.Domains)
-	account := name
-	if account == "" {
-		account = username
-	}
-	err := sess.s.opts.Auth.Check(sess.s.ctx, remote, account, password, func() error {
-		if name == "" || store.ValidateUserName(name) != nil {
-			return store.ErrAuthFailed
-		}
-		_, err := sess.s.opts.Mail.Backing().Authenticate(name, password)
-		return err
-	})
+	name, account, err := mailauth.Login(sess.s.ctx, sess.s.opts.Auth, sess.s.opts.Mail.Backing(), sess.s.opts.Domains, remote, username, password)
 	switch {
 	case errors.Is(err, guard.ErrBusy):
 		sess.s.log.Warn("imap: login refused: too many attempts in flight", "user", account, "remote", remote)

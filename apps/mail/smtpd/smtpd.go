@@ -39,7 +39,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/internal/guard"
-	"github.com/nymote/nymote/apps/mail/imapd"
+	"github.com/nymote/nymote/apps/mail/mailauth"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/store"
@@ -127,7 +127,8 @@ func New(opts Options) *Server {
 		transfers: newSlots(opts.MaxTransfers, opts.MaxTransfers, opts.TransferWait)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{s: s, conn: c}, nil
+		ctx, cancel := context.WithCancel(s.ctx)
+		return &session{s: s, conn: c, ctx: ctx, cancel: cancel}, nil
 	}))
 	srv.Domain = opts.Hostname
 	srv.TLSConfig = opts.TLSConfig
@@ -176,6 +177,10 @@ type session struct {
 	s    *Server
 	conn *smtp.Conn
 	user string // authenticated user, submission only
+	// ctx ends when the connection does (Logout) or the server closes:
+	// a login's wait and a delivery's commit stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	from   string
 	size   int64    // the size MAIL FROM announced (SIZE=), or 0
@@ -206,7 +211,7 @@ func (se *session) AuthMechanisms() []string {
 }
 
 // Auth checks PLAIN credentials against the store's users through the rate
-// limit of Options.Auth (see imapd's Login): a refusal unchecked is 454
+// limit of Options.Auth (mailauth.Login): a refusal unchecked is 454
 // 4.7.0, a wrong password 535.
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	if !se.s.opts.Submission || mech != sasl.Plain {
@@ -217,18 +222,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			return smtp.ErrAuthFailed
 		}
 		remote := se.conn.Conn().RemoteAddr().String()
-		name := userName(username, se.s.opts.Domains)
-		account := name
-		if account == "" {
-			account = username
-		}
-		err := se.s.opts.Auth.Check(se.s.ctx, remote, account, password, func() error {
-			if name == "" || store.ValidateUserName(name) != nil {
-				return store.ErrAuthFailed
-			}
-			_, err := se.s.opts.Mail.Backing().Authenticate(name, password)
-			return err
-		})
+		name, account, err := mailauth.Login(se.ctx, se.s.opts.Auth, se.s.opts.Mail.Backing(), se.s.opts.Domains, remote, username, password)
 		switch {
 		case errors.Is(err, guard.ErrBusy):
 			se.s.log.Warn("smtp: login refused: too many attempts in flight", "user", account, "remote", remote)
@@ -246,8 +240,6 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
-func userName(login string, domains []string) string { return imapd.UserName(login, domains) }
-
 // Mail takes the envelope sender: on submission the user's own address
 // only, after AUTH.
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -256,7 +248,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 			return smtp.ErrAuthRequired
 		}
 		// A user sends as themselves only.
-		if userName(from, se.s.opts.Domains) != se.user {
+		if mailauth.UserName(from, se.s.opts.Domains) != se.user {
 			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address not owned by %s", se.user)
 		}
 	} else if from != "" && !strings.Contains(from, "@") {
@@ -302,7 +294,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if su.Quota != (store.Quota{}) {
 		// Refused here, this recipient only, when the message would
 		// not fit: its announced SIZE, or nothing more at all.
-		u, err := se.s.opts.Mail.User(context.Background(), local)
+		u, err := se.s.opts.Mail.User(se.ctx, local)
 		if err != nil {
 			return errorf(451, smtp.EnhancedCode{4, 3, 0}, "Mailbox unavailable")
 		}
@@ -368,7 +360,7 @@ func (se *session) Data(r io.Reader) error {
 			return se.storeError("reading the spooled message", err)
 		}
 	}
-	ctx := context.Background()
+	ctx := se.ctx
 	users := make([]*mailstore.User, 0, len(se.local))
 	for _, name := range se.local {
 		u, err := se.s.opts.Mail.User(ctx, name)
@@ -488,4 +480,7 @@ func (se *session) Reset() {
 }
 
 // Logout ends the session.
-func (se *session) Logout() error { return nil }
+func (se *session) Logout() error {
+	se.cancel()
+	return nil
+}
