@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/appliance/appliancetest"
 	"net"
 	"strings"
@@ -16,8 +17,7 @@ import (
 // echoService greets with its data dir and a config value, then closes.
 func echoService(gotEnv chan<- *Env) Service {
 	return Service{
-		Name:  "echo",
-		Ports: []Port{{"a", 0}, {"b", 0}},
+		App: app.App{Name: "echo", Ports: []app.Port{{Name: "a"}, {Name: "b"}}},
 		Serve: func(ctx context.Context, env *Env) error {
 			gotEnv <- env
 			for name, l := range env.Listeners {
@@ -80,13 +80,13 @@ func TestRunHost(t *testing.T) {
 }
 
 func TestRunHostErrors(t *testing.T) {
-	failing := Service{Name: "f", Ports: []Port{{"p", 0}}, Serve: func(ctx context.Context, env *Env) error {
+	failing := Service{App: app.App{Name: "f", Ports: []app.Port{{Name: "p"}}}, Serve: func(ctx context.Context, env *Env) error {
 		return errors.New("boom")
 	}}
-	panicking := Service{Name: "p", Ports: []Port{{"p", 0}}, Serve: func(ctx context.Context, env *Env) error {
+	panicking := Service{App: app.App{Name: "p", Ports: []app.Port{{Name: "p"}}}, Serve: func(ctx context.Context, env *Env) error {
 		panic("oops")
 	}}
-	dup := Service{Name: "d", Ports: []Port{{"p", 0}, {"p", 0}}, Serve: failing.Serve}
+	dup := Service{App: app.App{Name: "d", Ports: []app.Port{{Name: "p"}, {Name: "p"}}}, Serve: failing.Serve}
 	tests := []struct {
 		name string
 		svc  Service
