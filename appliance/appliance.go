@@ -22,9 +22,16 @@
 // unmounts /data and calls reboot(POWER_OFF). When Serve fails or panics it
 // logs why and reboots (or powers off, with nymote.oncrash=poweroff).
 //
-// As a host process Main parses flags (see RunHost): the service listens on
-// host sockets, by default on 127.0.0.1 at its port plus 1000 for ports
-// under 1024.
+// As a host process Main runs the app's own host-mode program when it has
+// one (Service.Host, such as mail's --imap ADDR flags), else parses the
+// runtime's flags (see RunHost): the service listens on host sockets, by
+// default on 127.0.0.1 at its port plus 1000 for ports under 1024
+// (app.HostPort). Either way --net tap:NAME puts it on a netstack over a
+// TAP device instead (see Run).
+//
+// The app's descriptor (name, ports) is data in package appliance/app,
+// which programs that never run an appliance (the host tool, jitsu)
+// import instead of this package: this one links gVisor and u-root.
 //
 // The kernel command line configures the PID 1 runtime: nymote.ip=ADDR/LEN
 // and nymote.gw=ADDR for a static address (DHCP otherwise), nymote.net=KIND,
