@@ -57,8 +57,22 @@ func Run(ctx context.Context, svc Service, args []string, stdout, stderr io.Writ
 	if nf.net != "" && nf.net != "host" {
 		log.Info("serving on a netstack", "net", nf.net, "addr", addr)
 	}
-	return svc.Host(ctx, &HostEnv{Args: rest, Stdout: stdout, Stderr: stderr, Network: nw, Addr: addr})
+	err = svc.Host(ctx, &HostEnv{Args: rest, Stdout: stdout, Stderr: stderr, Network: nw, Addr: addr})
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, netFlagsUsage)
+	}
+	return err
 }
+
+// netFlagsUsage follows an app's own usage message.
+const netFlagsUsage = `The runtime's network flags, before or among the app's own:
+  -net host|tap:NAME
+    	host sockets (default), or a netstack on TAP device NAME
+  -ip ADDR/LEN
+    	with -net tap:NAME: the netstack's static IPv4 address (default: DHCP)
+  -gw ADDR
+    	with -net tap:NAME: the netstack's IPv4 default router
+`
 
 // netFlags are the runtime's network flags of a host process.
 type netFlags struct{ net, ip, gw string }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -163,6 +164,16 @@ func TestRunHostProgram(t *testing.T) {
 	}
 	if got == nil || fmt.Sprint(got.Args) != "[--own-flag x]" || got.Addr.String() != "127.0.0.1" {
 		t.Fatalf("host program got %+v, want args [--own-flag x] at 127.0.0.1", got)
+	}
+	help := Service{App: app.App{Name: "own"}, Host: func(ctx context.Context, h *HostEnv) error {
+		fs := flag.NewFlagSet("own", flag.ContinueOnError)
+		fs.SetOutput(h.Stderr)
+		fs.String("own-flag", "", "the app's own flag")
+		return fs.Parse(h.Args)
+	}}
+	var usage bytes.Buffer
+	if err := Run(context.Background(), help, []string{"-h"}, io.Discard, &usage); !errors.Is(err, flag.ErrHelp) || !strings.Contains(usage.String(), "-own-flag") || !strings.Contains(usage.String(), "-net host|tap:NAME") {
+		t.Errorf("Run -h: %v, usage:\n%s\nwant the app's flags and the runtime's", err, usage.String())
 	}
 	got = nil
 	for _, args := range [][]string{{"--ip", "10.0.0.2/24"}, {"--net", "wifi"}, {"--net", "tap:x", "--ip", "nope"}} {
