@@ -22,9 +22,16 @@
 // unmounts /data and calls reboot(POWER_OFF). When Serve fails or panics it
 // logs why and reboots (or powers off, with nymote.oncrash=poweroff).
 //
-// As a host process Main parses flags (see RunHost): the service listens on
-// host sockets, by default on 127.0.0.1 at its port plus 1000 for ports
-// under 1024.
+// As a host process Main runs the app's own host-mode program when it has
+// one (Service.Host, such as mail's --imap ADDR flags), else parses the
+// runtime's flags (see RunHost): the service listens on host sockets, by
+// default on 127.0.0.1 at its port plus 1000 for ports under 1024
+// (app.HostPort). Either way --net tap:NAME puts it on a netstack over a
+// TAP device instead (see Run).
+//
+// The app's descriptor (name, ports) is data in package appliance/app,
+// which programs that never run an appliance (the host tool, jitsu)
+// import instead of this package: this one links gVisor and u-root.
 //
 // The kernel command line configures the PID 1 runtime: nymote.ip=ADDR/LEN
 // and nymote.gw=ADDR for a static address (DHCP otherwise), nymote.net=KIND,
@@ -54,27 +61,44 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
-// Service is what an appliance runs.
+// Service is what an appliance runs: an app (its descriptor, declared in
+// package app) and the functions that serve it.
 type Service struct {
-	// Name names the appliance in console lines ("mail").
-	Name string
-	// Ports are the TCP ports the service serves on; each gets a listener
-	// in Env.Listeners under its Name.
-	Ports []Port
+	// App is the app's descriptor: Name names it in console lines
+	// ("mail"); each of its Ports gets a listener in Env.Listeners under
+	// the port's Name.
+	app.App
 	// Serve runs the service on env's listeners until ctx is done, then
 	// stops accepting, finishes in-flight writes, closes its store and
 	// returns nil. Any other return is a crash.
 	Serve func(ctx context.Context, env *Env) error
+	// Host, when set, is the app's own host-mode program, with flags of
+	// its own (mail's --imap ADDR): Main runs it on a host (see Run)
+	// instead of RunHost's generic flags. Nil: RunHost serves Serve.
+	Host func(ctx context.Context, h *HostEnv) error
 }
 
-// Port is one named TCP port of a service.
-type Port struct {
-	// Name is the port's service name, such as "imap".
-	Name string
-	// Port is the port number inside an appliance, such as 143.
-	Port int
+// HostEnv is what the runtime hands an app's own host-mode program
+// (Service.Host).
+type HostEnv struct {
+	// Args are the command line arguments, without the program name and
+	// without the runtime's network flags (--net, --ip, --gw).
+	Args []string
+	// Stdout takes console lines ("nymote: mail imap listening on ...");
+	// Stderr takes logs.
+	Stdout, Stderr io.Writer
+	// Network is where the program listens and dials: host sockets, or
+	// with --net tap:NAME a netstack on that TAP device. The runtime
+	// closes it when Host returns.
+	Network Network
+	// Addr is the network's own address: 127.0.0.1 on host sockets, the
+	// netstack's (--ip, or from DHCP) on a TAP device; the unspecified
+	// address when DHCP has given none yet.
+	Addr netip.Addr
 }
 
 // Env is what the runtime hands a service.
@@ -106,20 +130,20 @@ var (
 	ErrNoDataDisk = errors.New("no data disk")
 )
 
-// InImage reports whether this process is one that Main must run as the
+// InImage reports whether this process is one that Main runs as the
 // image's runtime, whatever an app's own host-mode flags would say: the
 // appliance's init (PID 1), or its poweroff helper (/sbin/poweroff, a link
 // to /init that the kernel runs for an orderly power off, on Xen's xl
-// shutdown for one). An app program that has a host mode of its own
-// calls Main when InImage is true.
+// shutdown for one).
 func InImage() bool {
 	return filepath.Base(os.Args[0]) == poweroffHelper || os.Getpid() == 1
 }
 
-// Main runs svc: as the appliance's init when the process is PID 1 (it
-// never returns then), as the poweroff helper when called poweroff, else
-// as a host process with os.Args' flags, until SIGINT or SIGTERM. It
-// exits the process.
+// Main is an app program's whole main function: the runtime decides what
+// the process is. It runs svc as the appliance's init when the process is
+// PID 1 (it never returns then), as the poweroff helper when called
+// poweroff (see InImage), else as a host process with os.Args' flags (see
+// Run) until SIGINT or SIGTERM. It exits the process.
 func Main(svc Service) {
 	if filepath.Base(os.Args[0]) == poweroffHelper {
 		runPoweroffHelper() // does not return
@@ -128,7 +152,7 @@ func Main(svc Service) {
 		runInit(svc) // does not return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := RunHost(ctx, svc, os.Args[1:], os.Stdout, os.Stderr)
+	err := Run(ctx, svc, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", svc.Name, err)
@@ -146,7 +170,7 @@ func listenLine(svc, port string, addr net.Addr) string {
 // address; on error it closes those already open. With proxy networks
 // each listener reads the PROXY header of connections from them (see
 // ProxyListener), so that every service sees its clients' addresses.
-func openListeners(nw Network, svc Service, addr func(Port) string, proxy []netip.Prefix, log *slog.Logger) (_ map[string]net.Listener, err error) {
+func openListeners(nw Network, svc Service, addr func(app.Port) string, proxy []netip.Prefix, log *slog.Logger) (_ map[string]net.Listener, err error) {
 	ls := map[string]net.Listener{}
 	defer func() {
 		if err != nil {

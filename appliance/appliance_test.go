@@ -66,14 +66,6 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
-func TestHostPort(t *testing.T) {
-	for _, tc := range []struct{ port, offset, want int }{{143, 1000, 1143}, {25, 1000, 1025}, {8080, 1000, 8080}, {143, 0, 143}} {
-		if got := HostPort(tc.port, tc.offset); got != tc.want {
-			t.Errorf("HostPort(%d, %d) = %d, want %d", tc.port, tc.offset, got, tc.want)
-		}
-	}
-}
-
 func TestDedupWriter(t *testing.T) {
 	var out bytes.Buffer
 	w := newDedupWriter(&out, []string{"nymote: mail imap listening on 10.0.2.15:143"})

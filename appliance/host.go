@@ -13,16 +13,103 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
-// HostPort is where a host process listens for port p by default: the same
-// port, or p+offset for ports under 1024 so that an unprivileged user can
-// bind it (mail's 143 becomes 1143).
-func HostPort(p, offset int) int {
-	if p < 1024 {
-		return p + offset
+// Run is what Main does on a host: it runs svc as a host process with
+// command line args (without the program name) until ctx is done. An app
+// with a host-mode program of its own (svc.Host) gets its flags, and the
+// runtime's network flags are taken out of args first:
+//
+//	--net host|tap:NAME  host sockets (default) or a netstack on a TAP device
+//	--ip ADDR/LEN        the netstack's static IPv4 address (default: DHCP)
+//	--gw ADDR            the netstack's IPv4 default router
+//
+// so that every app can serve on a TAP device (go run ./apps/mail --net
+// tap:tap0 --ip 192.0.2.10/24 --imap :143 ...). Without svc.Host, Run is
+// RunHost.
+func Run(ctx context.Context, svc Service, args []string, stdout, stderr io.Writer) error {
+	if svc.Host == nil {
+		return RunHost(ctx, svc, args, stdout, stderr)
 	}
-	return p
+	rest, nf, err := takeNetFlags(args)
+	if err != nil {
+		return err
+	}
+	var nc netstackConfig
+	if nf.ip != "" {
+		if nc.ip, err = netip.ParsePrefix(nf.ip); err != nil || !nc.ip.Addr().Is4() {
+			return fmt.Errorf("--ip %q: want an IPv4 address with its prefix length, such as 192.0.2.10/24", nf.ip)
+		}
+	}
+	if nf.gw != "" {
+		if nc.gw, err = netip.ParseAddr(nf.gw); err != nil {
+			return fmt.Errorf("--gw %q: %v", nf.gw, err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	nw, addr, err := openHostNetwork(ctx, nf.net, nc, log)
+	if err != nil {
+		return err
+	}
+	defer nw.Close()
+	if nf.net != "" && nf.net != "host" {
+		log.Info("serving on a netstack", "net", nf.net, "addr", addr)
+	}
+	err = svc.Host(ctx, &HostEnv{Args: rest, Stdout: stdout, Stderr: stderr, Network: nw, Addr: addr})
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, netFlagsUsage)
+	}
+	return err
+}
+
+// netFlagsUsage follows an app's own usage message.
+const netFlagsUsage = `The runtime's network flags, before or among the app's own:
+  -net host|tap:NAME
+    	host sockets (default), or a netstack on TAP device NAME
+  -ip ADDR/LEN
+    	with -net tap:NAME: the netstack's static IPv4 address (default: DHCP)
+  -gw ADDR
+    	with -net tap:NAME: the netstack's IPv4 default router
+`
+
+// netFlags are the runtime's network flags of a host process.
+type netFlags struct{ net, ip, gw string }
+
+// takeNetFlags takes --net, --ip and --gw (or -net, --net=VALUE, ...) out
+// of args, up to a "--" that ends the flags, and returns the rest.
+func takeNetFlags(args []string) (rest []string, nf netFlags, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nf, nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		var dst *string
+		switch {
+		case !strings.HasPrefix(a, "-"):
+		case name == "net":
+			dst = &nf.net
+		case name == "ip":
+			dst = &nf.ip
+		case name == "gw":
+			dst = &nf.gw
+		}
+		if dst == nil {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, nf, fmt.Errorf("flag needs an argument: -%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		*dst = value
+	}
+	return rest, nf, nil
 }
 
 // RunHost runs svc as a host process with command line args (without the
@@ -51,7 +138,7 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	host := fs.String("listen", "", "address to listen on (default 127.0.0.1 on host sockets, the netstack's address with --net tap:NAME)")
 	ipFlag := fs.String("ip", "", "with --net tap:NAME: the netstack's static IPv4 address, such as 192.0.2.10/24 (default: DHCP)")
 	gwFlag := fs.String("gw", "", "with --net tap:NAME: the netstack's IPv4 default router")
-	offset := fs.Int("port-offset", 1000, "added to ports under 1024")
+	offset := fs.Int("port-offset", app.HostPortOffset, "added to ports under 1024")
 	netSpec := fs.String("net", "host", "network: host (host sockets) or tap:NAME (a netstack on a TAP device)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	proxyFlag := fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy whose connections start with a PROXY protocol header (default $NYMOTE_PROXY)")
@@ -120,10 +207,10 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 	if *host == "" {
 		*host = addr.String()
 	}
-	ls, err := openListeners(nw, svc, func(p Port) string {
+	ls, err := openListeners(nw, svc, func(p app.Port) string {
 		port, ok := ports[p.Name]
 		if !ok {
-			port = HostPort(p.Port, *offset)
+			port = app.HostPort(p.Port, *offset)
 		}
 		return net.JoinHostPort(*host, strconv.Itoa(port))
 	}, proxy, log)

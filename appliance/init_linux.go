@@ -24,6 +24,8 @@ import (
 	"github.com/u-root/u-root/pkg/libinit"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // dataMount is where the data disk is mounted; it is the service's DataDir.
@@ -261,7 +263,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	defer closeWithin(nw, 3*time.Second, say)
 	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
-	ls, err := openListeners(nw, svc, func(p Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) }, cfg.proxy, log)
+	ls, err := openListeners(nw, svc, func(p app.Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) }, cfg.proxy, log)
 	if err != nil {
 		say("%v", err)
 		return crash

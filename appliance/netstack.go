@@ -22,10 +22,6 @@ type netstackConfig struct {
 	hostname string
 }
 
-// NetstackBuiltIn says whether this build has the gVisor netstack (the
-// default network of an appliance).
-const NetstackBuiltIn = true
-
 // The netstack is a Network; WaitIPv4 tells the runtime which address to
 // print.
 var (

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // The PROXY protocol (HAProxy's, versions 1 and 2): a proxy in front of
@@ -25,7 +27,7 @@ import (
 //   - a connection from one of them must start with a valid header: the
 //     service sees the header's source as the connection's RemoteAddr (and
 //     its destination as LocalAddr); a connection whose header is missing,
-//     malformed or late (ProxyHeaderTimeout) is closed with a log line and
+//     malformed or late (app.ProxyHeaderTimeout) is closed with a log line and
 //     never reaches the service; a LOCAL header (a proxy's health check)
 //     keeps the connection's own addresses;
 //   - a connection from anywhere else is handed to the service as it is:
@@ -37,11 +39,6 @@ import (
 // a trusted connection is closed), so a connection that is slow to send
 // its header (jitsu's spare connections send it only when a client comes)
 // keeps no other connection from being accepted.
-
-// ProxyHeaderTimeout is how long a connection from a trusted proxy may
-// take to send its PROXY header. jitsu's spare connections send theirs
-// when a client comes, so their age must stay below it.
-const ProxyHeaderTimeout = 20 * time.Second
 
 // maxPendingHeaders bounds the connections from trusted proxies waiting
 // for their header.
@@ -115,7 +112,7 @@ func ProxyListener(l net.Listener, trusted []netip.Prefix, log *slog.Logger) net
 	if len(trusted) == 0 {
 		return l
 	}
-	return newProxyListener(l, trusted, log, ProxyHeaderTimeout, maxPendingHeaders)
+	return newProxyListener(l, trusted, log, app.ProxyHeaderTimeout, maxPendingHeaders)
 }
 
 func newProxyListener(l net.Listener, trusted []netip.Prefix, log *slog.Logger, timeout time.Duration, max int) *proxyListener {

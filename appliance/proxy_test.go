@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/appliance/appliancetest"
 	"github.com/pires/go-proxyproto"
 )
@@ -20,8 +21,7 @@ import (
 // echoes one line: "peer REMOTE local LOCAL\r\n", "echo LINE\r\n".
 func peerService(ready chan<- *Env) Service {
 	return Service{
-		Name:  "peer",
-		Ports: []Port{{"peer", 0}},
+		App: app.App{Name: "peer", Ports: []app.Port{{Name: "peer"}}},
 		Serve: func(ctx context.Context, env *Env) error {
 			ready <- env
 			l := env.Listeners["peer"]
@@ -282,7 +282,7 @@ func TestParseProxyNetworks(t *testing.T) {
 	if err != nil || fmtPrefixes(c.proxy) != "[10.0.2.2/32]" || c.service["proxy"] != "" {
 		t.Errorf("nymote.proxy: got %v, %v, service options %v", c.proxy, err, c.service)
 	}
-	if err := RunHost(context.Background(), Service{Name: "x"}, []string{"--data", "d", "--proxy", "nowhere"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--proxy") {
+	if err := RunHost(context.Background(), Service{App: app.App{Name: "x"}}, []string{"--data", "d", "--proxy", "nowhere"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--proxy") {
 		t.Errorf("bad --proxy: got %v, want an error naming it", err)
 	}
 }

@@ -1,34 +1,25 @@
 package images
 
 import (
-	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/nymote/nymote/appliance"
-	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/appliance/app"
 )
 
-// TestAppPorts checks that the ports nymote run forwards are the ports
-// each app's service serves.
-func TestAppPorts(t *testing.T) {
-	for name, svc := range map[string]appliance.Service{"mail": mailsvc.Appliance()} {
-		app, err := LookupApp(name)
-		if err != nil {
-			t.Fatal(err)
+// TestApps: images builds exactly the apps declared in package app, and an
+// unknown one is named in the error with the known ones.
+func TestApps(t *testing.T) {
+	if got, want := Apps(), app.Names(); !slices.Equal(got, want) {
+		t.Errorf("Apps() = %v, want %v", got, want)
+	}
+	for _, name := range Apps() {
+		if a, err := LookupApp(name); err != nil || a.Name != name || a.Package == "" {
+			t.Errorf("LookupApp(%q) = %+v, %v", name, a, err)
 		}
-		var got, want []string
-		for _, p := range app.Ports {
-			got = append(got, fmt.Sprintf("%s:%d", p.Name, p.Port))
-		}
-		for _, p := range svc.Ports {
-			want = append(want, fmt.Sprintf("%s:%d", p.Name, p.Port))
-		}
-		sort.Strings(got)
-		sort.Strings(want)
-		if strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Errorf("%s: images forwards %v, the service serves %v", name, got, want)
-		}
+	}
+	if _, err := LookupApp("nope"); err == nil || !strings.Contains(err.Error(), `images: unknown app "nope" (known apps: `) {
+		t.Errorf("LookupApp(nope): %v", err)
 	}
 }

@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 )
 
 // guestNet is the network the boot tests give the appliance: the netstack
 // when it is part of the build, else the guest kernel's own stack (a
 // test-only path).
-var guestNet = map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn]
+var guestNet = map[bool]string{true: "netstack", false: "kernel"}[app.NetstackBuiltIn]
 
 // bootTimeout bounds one boot under TCG on a slow, shared machine.
 const bootTimeout = 3 * time.Minute

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/kernel"
 )
 
@@ -80,7 +81,7 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 			PackageSHA256: k.PackageSHA256, Unpinned: !k.Pinned},
 		Cmdline:  joinCmdline(p.cmdline),
 		InitSize: int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
-		InitramfsFiles: rd.files, Ports: p.app.Ports, Ephemeral: p.opts.Ephemeral,
+		InitramfsFiles: rd.files, Ports: manifestPorts(p.app.Ports), Ephemeral: p.opts.Ephemeral,
 		Debug: p.opts.Debug,
 	}
 	sort.Strings(files)
@@ -122,4 +123,19 @@ func ReadManifest(dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("images: %s: %w", filepath.Join(dir, ManifestFile), err)
 	}
 	return &m, nil
+}
+
+// AppPort is a named TCP port of the app in a manifest (app.Port's name
+// and number: what a launcher forwards).
+type AppPort struct {
+	Name string
+	Port int
+}
+
+func manifestPorts(ps []app.Port) []AppPort {
+	var out []AppPort
+	for _, p := range ps {
+		out = append(out, AppPort{Name: p.Name, Port: p.Port})
+	}
+	return out
 }

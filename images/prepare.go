@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
 )
@@ -24,7 +25,7 @@ const defaultDataDevice = "/dev/vda"
 // plan is the validated input of a build.
 type plan struct {
 	opts      Options
-	app       App
+	app       app.App
 	board     boards.Board
 	kernel    kernel.Source
 	sourceDir string

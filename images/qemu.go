@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 )
 
@@ -143,7 +144,7 @@ func qemuScript(p *plan) string {
 	m := &Manifest{Board: p.board.Name, Cmdline: joinCmdline(p.cmdline), Files: []File{{Name: KernelFile}, {Name: VmlinuxFile}}}
 	var fw []Forward
 	for _, port := range p.app.Ports {
-		fw = append(fw, Forward{Host: fmt.Sprintf("127.0.0.1:%d", port.Port+1000*boolInt(port.Port < 1024)), Guest: port.Port})
+		fw = append(fw, Forward{Host: fmt.Sprintf("127.0.0.1:%d", app.HostPort(port.Port, app.HostPortOffset)), Guest: port.Port})
 	}
 	args, err := QEMUCommand(m, QEMURun{Dir: "@DIR@", Disk: "@DISK@", Forwards: fw, MemoryMiB: 256})
 	if err != nil {
@@ -175,13 +176,6 @@ func qemuScript(p *plan) string {
 	}
 	b.WriteString(" \\\n  \"$@\"\n")
 	return b.String()
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func shellQuote(s string) string {

@@ -15,7 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"gopkg.in/yaml.v3"
 
-	nyappliance "github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // Config is the configuration of a jitsu server, as read from jitsu.yaml
@@ -452,9 +452,9 @@ func (c *Config) check(root *yaml.Node) error {
 			on := a.Launcher.Kind == "qemu"
 			a.ProxyProtocol = &on
 		}
-		if *a.ProxyProtocol && a.Spare != SpareOff && time.Duration(a.Spare) >= nyappliance.ProxyHeaderTimeout {
+		if *a.ProxyProtocol && a.Spare != SpareOff && time.Duration(a.Spare) >= app.ProxyHeaderTimeout {
 			return errf(fmt.Sprintf("%v: with proxy_protocol a spare must be replaced before the appliance's %v wait for the PROXY header ends: want less, or off",
-				time.Duration(a.Spare), nyappliance.ProxyHeaderTimeout), "appliances", i, "spare")
+				time.Duration(a.Spare), app.ProxyHeaderTimeout), "appliances", i, "spare")
 		}
 		l := &a.Launcher
 		switch l.Kind {

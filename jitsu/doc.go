@@ -119,7 +119,7 @@
 // with proxy_protocol a spare saves the connection's set-up (for a VM,
 // the trip through QEMU's user network) but not the greeting, which the
 // service sends once it knows its client. The appliance gives a header
-// 20 s (appliance.ProxyHeaderTimeout); a spare's age must be shorter,
+// 20 s (app.ProxyHeaderTimeout); a spare's age must be shorter,
 // which the configuration checks. A client's own PROXY header is data:
 // jitsu's comes first.
 //

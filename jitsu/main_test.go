@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	nyappliance "github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // TestMain doubles as the test appliance: with JITSU_TESTSVC=1 in its
@@ -60,8 +61,7 @@ func TestMain(m *testing.M) {
 // it, "peer ADDR", then echoes lines as "echo LINE".
 func peerAppliance() nyappliance.Service {
 	return nyappliance.Service{
-		Name:  "peer",
-		Ports: []nyappliance.Port{{Name: "peer", Port: 0}},
+		App: app.App{Name: "peer", Ports: []app.Port{{Name: "peer", Port: 0}}},
 		Serve: func(ctx context.Context, env *nyappliance.Env) error {
 			l := env.Listeners["peer"]
 			go func() {

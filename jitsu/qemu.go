@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	nyappliance "github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/images"
 )
 
@@ -106,7 +106,7 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		})
 	}
 	extra := []string{"nymote.net=kernel"}
-	if nyappliance.NetstackBuiltIn {
+	if app.NetstackBuiltIn {
 		// QEMU's user network has fixed addresses: a static
 		// configuration saves the DHCP exchange (as nymote run does).
 		extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}

@@ -24,6 +24,11 @@ import (
 // Hash names a git object (a commit, a tree or a blob).
 type Hash = plumbing.Hash
 
+// BlobHash returns the git object id that data has as a blob: the hash a
+// file of that content has in the store's trees (Entry.Hash). The DAV apps
+// use it as an object's ETag, computed from bytes they hold without a read.
+func BlobHash(data []byte) Hash { return plumbing.ComputeHash(plumbing.BlobObject, data) }
+
 // DefaultBranch is the branch that Init creates and that an empty revision
 // or branch name means.
 const DefaultBranch = "main"

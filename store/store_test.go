@@ -213,3 +213,16 @@ func TestShard(t *testing.T) {
 		t.Error("Shard is not deterministic")
 	}
 }
+
+// TestBlobHash: BlobHash is the id git gives the same content (git
+// hash-object), and the hash the store records for a file so written.
+func TestBlobHash(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{"", "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"},
+		{"hello\n", "ce013625030ba8dba906f756967f9e9ca394464a"},
+	} {
+		if got := BlobHash([]byte(tc.data)).String(); got != tc.want {
+			t.Errorf("BlobHash(%q) = %s, want %s", tc.data, got, tc.want)
+		}
+	}
+}

@@ -22,17 +22,14 @@ import (
 	"sync"
 
 	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 )
 
 func main() { appliance.Main(Service()) }
 
 // Service is the hello appliance.
 func Service() appliance.Service {
-	return appliance.Service{
-		Name:  "hello",
-		Ports: []appliance.Port{{Name: "hello", Port: 7}},
-		Serve: serve,
-	}
+	return appliance.Service{App: app.Hello, Serve: serve}
 }
 
 // countFile holds the number of boots, in the data directory.

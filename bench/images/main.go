@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 )
@@ -42,7 +42,7 @@ func main() {
 	mem := flag.Int("m", 256, "guest memory in MiB for the timeline")
 	flag.IntVar(&cpus, "cpus", 1, "vCPUs of the guest")
 	memSearch := flag.String("mem-search", "64,80,96,128", "memory sizes (MiB) to try for the smallest that serves; empty skips")
-	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[appliance.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
+	guestNet := flag.String("guest-net", map[bool]string{true: "netstack", false: "kernel"}[app.NetstackBuiltIn], "the appliance's network (kernel or netstack)")
 	dhcp := flag.Bool("dhcp", false, "with the netstack, configure by DHCP instead of QEMU's fixed user-network addresses")
 	set := flag.String("set", "", "comma-separated KEY=VALUE service options (nymote.KEY=VALUE)")
 	flag.BoolVar(&sdBoot, "sd", false, "boot the board's SD card image through U-Boot (cubieboard, QEMU 10) instead of the kernel directly")

@@ -39,7 +39,7 @@ import (
 	"github.com/pires/go-proxyproto"
 	"golang.org/x/sys/unix"
 
-	nyappliance "github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/jitsu"
 	"github.com/nymote/nymote/store"
@@ -235,7 +235,7 @@ func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
 		plain = func() (time.Duration, error) {
 			addr := freeAddr()
 			extra := []string{"nymote.net=kernel"}
-			if nyappliance.NetstackBuiltIn {
+			if app.NetstackBuiltIn {
 				extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}
 			}
 			t0 := time.Now()

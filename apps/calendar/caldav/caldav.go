@@ -22,8 +22,6 @@ import (
 
 	"github.com/emersion/go-ical"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/store"
 )
@@ -206,7 +204,7 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 // remember caches a validated object's parse under its ETag, so that the
 // first query after a PUT need not parse it again.
 func (k *Kind) remember(data []byte, c *ical.Calendar) {
-	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	h := store.BlobHash(data)
 	k.mu.Lock()
 	if len(k.cals) > 50000 {
 		k.cals = map[store.Hash]*ical.Calendar{}

@@ -15,8 +15,6 @@ import (
 
 	"github.com/emersion/go-vcard"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/store"
 )
@@ -118,7 +116,7 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 	}
 	// Cache the parse under the ETag: the first query after a PUT need not
 	// parse the card again.
-	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	h := store.BlobHash(data)
 	k.mu.Lock()
 	if len(k.cards) > 50000 {
 		k.cards = map[store.Hash]vcard.Card{}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/nymote/nymote/store"
 )
 
@@ -430,7 +428,7 @@ func (b *blobCache) put(h store.Hash, d []byte) {
 
 // putData caches data that was just written.
 func (b *blobCache) putData(d []byte) store.Hash {
-	h := plumbing.ComputeHash(plumbing.BlobObject, d)
+	h := store.BlobHash(d)
 	b.put(h, d)
 	return h
 }

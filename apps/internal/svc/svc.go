@@ -2,6 +2,14 @@
 // creating) the store of a data directory, and TLS configuration with a
 // self-signed certificate kept among the node's secrets (outside the
 // replicated store) when none is given.
+//
+// It is the one package of program glue. The rest has one place each: an
+// app's descriptor (name, ports, host defaults) is data in package
+// appliance/app; what makes a process PID 1, the poweroff helper or a host
+// process, the signals and the host network flags is the runtime's
+// (appliance.Main); an app's own service package (mailsvc, davapp for
+// contacts and calendar) gives its appliance.Service: Serve as PID 1 and
+// its host-mode flags.
 package svc
 
 import (

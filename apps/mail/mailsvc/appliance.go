@@ -4,20 +4,18 @@ import (
 	"context"
 
 	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 )
 
-// Appliance is the mail service as the appliance runtime runs it (as PID 1
-// on netstack listeners). Its options come from the kernel command line:
-// nymote.domain=DOMAIN[,DOMAIN...] (default "localhost") and
-// nymote.hostname=NAME.
-func Appliance() appliance.Service {
+// Service is the mail app (app.Mail) as the appliance runtime runs it.
+// As PID 1 it serves on netstack listeners, with options from the kernel
+// command line: nymote.domain=DOMAIN[,DOMAIN...] (default "localhost") and
+// nymote.hostname=NAME. On a host it is the mail program with its own
+// flags (see Main).
+func Service() appliance.Service {
 	return appliance.Service{
-		Name: "mail",
-		Ports: []appliance.Port{
-			{Name: "imap", Port: 143}, {Name: "smtp", Port: 25},
-			{Name: "submission", Port: 587}, {Name: "imaps", Port: 993},
-			{Name: "submissions", Port: 465},
-		},
+		App:  app.Mail,
+		Host: runHost,
 		Serve: func(ctx context.Context, env *appliance.Env) error {
 			domains := SplitDomains(env.Config["domain"])
 			if len(domains) == 0 {

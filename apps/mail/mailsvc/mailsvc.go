@@ -4,8 +4,9 @@
 // give it netstack listeners and a host process host sockets. Every
 // listener goes through a guard.Listener (connection caps, handshake and
 // login deadlines), and IMAP, SMTP AUTH and git share one guard.Auth (login
-// rate limits). Main is the program's flag handling, for apps/mail's thin
-// main.
+// rate limits). Service is the app as the appliance runtime runs it (its
+// descriptor is app.Mail; apps/mail's main is appliance.Main(Service())),
+// with the program's own host-mode flags (runHost; Main runs them).
 package mailsvc
 
 import (

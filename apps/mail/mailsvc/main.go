@@ -14,12 +14,21 @@ import (
 	"github.com/nymote/nymote/apps/internal/svc"
 )
 
-// Main is the mail program: it parses args (without the program name),
-// opens host listeners and runs Serve until ctx ends. With --proxy (or
-// $NYMOTE_PROXY) the listeners read a PROXY protocol header from
-// connections of those networks, as the appliance runtime's host mode does
-// (see appliance.ProxyListener).
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+// Main runs the mail program on a host as the app's front door does
+// (appliance.Main, through appliance.Run): args are its command line
+// without the program name; it serves until ctx ends.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return appliance.Run(ctx, Service(), args, stdout, stderr)
+}
+
+// runHost is the mail program's host mode (Service().Host): it parses its
+// flags, opens its listeners on h.Network (host sockets, or a netstack on
+// a TAP device with the runtime's --net tap:NAME) and runs Serve until ctx
+// ends. With --proxy (or $NYMOTE_PROXY) the listeners read a PROXY
+// protocol header from connections of those networks, as the appliance
+// runtime's host mode does (see appliance.ProxyListener).
+func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
+	args, stdout, stderr := h.Args, h.Stdout, h.Stderr
 	fs := flag.NewFlagSet("mail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -65,6 +74,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		BodyCacheBytes:  *cacheMiB << 20, // zero and negative as Config says
 		Logger:          log,
 		Stdout:          stdout,
+		Dial:            h.Network.DialContext,
+		Resolver:        h.Network.Resolver(),
 	}
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
@@ -87,7 +98,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		ln, err := h.Network.Listen("tcp", l.addr)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 )
@@ -158,7 +158,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			}
 			var fw []images.Forward
 			for _, p := range m.Ports {
-				host := fmt.Sprintf("127.0.0.1:%d", appliance.HostPort(p.Port, offset))
+				host := fmt.Sprintf("127.0.0.1:%d", app.HostPort(p.Port, offset))
 				fw = append(fw, images.Forward{Host: host, Guest: p.Port})
 				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
 			}
@@ -205,10 +205,10 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().StringVar(&disk, "disk", "", "data disk image (from nymote disk create)")
 	cmd.Flags().StringVar(&kvm, "kvm", "auto", "use KVM: auto (when a probe boot works), on or off")
 	cmd.Flags().IntVarP(&mem, "memory", "m", 256, "guest memory in MiB")
-	cmd.Flags().IntVar(&offset, "port-offset", 1000, "added to the service's ports under 1024 for the forwarded host ports")
+	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
 	defaultNet := "kernel"
-	if appliance.NetstackBuiltIn {
+	if app.NetstackBuiltIn {
 		defaultNet = "netstack"
 	}
 	cmd.Flags().StringVar(&guestNet, "guest-net", defaultNet, "the appliance's network: netstack, or kernel (the guest kernel's own stack, for tests)")

@@ -4,27 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
 )
 
-// Ports are the ports a DAV appliance serves inside its VM: plain HTTP and
-// HTTPS (with the certificate generated into the store).
-var Ports = []appliance.Port{{Name: "http", Port: 80}, {Name: "https", Port: 443}}
-
-// Appliance is the app as the appliance runtime runs it (as PID 1, on
-// netstack listeners). Options come from the kernel command line:
-// nymote.hostname=NAME[,NAME...] for the generated certificate (default
-// localhost) and nymote.max-object-size=BYTES.
-func (a App) Appliance() appliance.Service {
+// Service is the DAV app a (app.Contacts or app.Calendar: ports "http",
+// which redirects to "https") serving the objects of the kinds newKind
+// makes (for an object size limit), with a collection named displayName
+// made for every new user.
+//
+// As PID 1 it serves on netstack listeners, with options from the kernel
+// command line: nymote.hostname=NAME[,NAME...] for the generated
+// certificate (default localhost) and nymote.max-object-size=BYTES. On a
+// host it is the DAV program with its own flags (see runHost).
+func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string) appliance.Service {
+	d := davApp{App: a, newKind: newKind, displayName: displayName}
 	return appliance.Service{
-		Name:  a.Name,
-		Ports: Ports,
+		App:  a,
+		Host: d.runHost,
 		Serve: func(ctx context.Context, env *appliance.Env) error {
 			maxSize := int64(dav.DefaultMaxObjectSize)
 			if v := env.Config["max-object-size"]; v != "" {
@@ -41,8 +41,8 @@ func (a App) Appliance() appliance.Service {
 				return err
 			}
 			defer st.Close()
-			cfg := dav.Config{Options: dav.Options{Store: st, Logger: env.Log, MaxObjectSize: maxSize, DefaultDisplayName: a.DefaultDisplayName}}
-			cfg.Kind = a.NewKind(maxSize)
+			cfg := dav.Config{Options: dav.Options{Store: st, Logger: env.Log, MaxObjectSize: maxSize, DefaultDisplayName: displayName}}
+			cfg.Kind = newKind(maxSize)
 			if m, ok := cfg.Kind.(Merger); ok {
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 			}
@@ -54,7 +54,7 @@ func (a App) Appliance() appliance.Service {
 			cfg.TLS = tcfg
 			fmt.Fprintf(env.Console, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 			var lns []dav.Listener
-			for _, p := range Ports {
+			for _, p := range a.Ports {
 				if ln := env.Listeners[p.Name]; ln != nil {
 					lns = append(lns, dav.Listener{Proto: p.Name, Listener: ln})
 				}
@@ -65,21 +65,5 @@ func (a App) Appliance() appliance.Service {
 			}
 			return err
 		},
-	}
-}
-
-// Main is the main function of a DAV appliance program: as PID 1 (or as
-// the image's /sbin/poweroff) it runs the appliance runtime (and does not
-// return); on a host it serves with the
-// command line's options until interrupted, and exits 1 on an error.
-func (a App) Main() {
-	if appliance.InImage() {
-		appliance.Main(a.Appliance())
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := a.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", a.Name, err)
-		os.Exit(1)
 	}
 }

@@ -3,7 +3,6 @@ package davapp
 import (
 	"context"
 	"crypto/tls"
-	"github.com/nymote/nymote/appliance/appliancetest"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/appliance/appliancetest"
 	"github.com/nymote/nymote/apps/contacts/carddav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
@@ -29,13 +30,13 @@ func TestApplianceService(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	app := App{Name: "contacts", NewKind: func(max int64) dav.Kind { return carddav.New(max) }, DefaultDisplayName: "Contacts"}
+	contacts := Service(app.Contacts, func(max int64) dav.Kind { return carddav.New(max) }, "Contacts")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out appliancetest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- appliance.RunHost(ctx, app.Appliance(), []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
+		done <- appliance.RunHost(ctx, contacts, []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
 	}()
 	var httpAddr, httpsAddr string
 	deadline := time.Now().Add(20 * time.Second)

@@ -1,6 +1,10 @@
-// Package davapp is the program side that the contacts and calendar
-// appliances share: flags, opening the store, TLS, listeners, and the
-// "listening" console lines. Their main functions are one call to Run.
+// Package davapp is the service of the DAV apps, contacts and calendar
+// (their descriptors are app.Contacts and app.Calendar): Service gives the
+// appliance.Service whose Serve the runtime runs as PID 1, and whose Host
+// is the DAV program's host mode (flags, opening the store, TLS,
+// listeners, and the "listening" console lines). Their main functions are
+// appliance.Main(davapp.Service(...)). What all apps share (the store of a
+// data directory, TLS certificates) is in package svc.
 package davapp
 
 import (
@@ -8,11 +12,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
 
+	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/store"
@@ -24,23 +29,20 @@ type Merger interface {
 	MergeFunc() store.MergeFunc
 }
 
-// App describes one appliance.
-type App struct {
-	// Name is the service name in console lines ("contacts").
-	Name string
-	// DefaultHTTP is the --http address when neither --http nor --https
-	// is given; it must be a loopback address, as it serves DAV in plain
-	// HTTP (as with --insecure-http).
-	DefaultHTTP string
-	// NewKind makes the kind for an object size limit.
-	NewKind func(maxSize int64) dav.Kind
-	// DefaultDisplayName names the collection made for every new user.
-	DefaultDisplayName string
+// davApp is one DAV app: its descriptor and its kind of objects.
+type davApp struct {
+	app.App
+	newKind     func(maxSize int64) dav.Kind
+	displayName string
 }
 
-// Run parses args (without the program name), opens the store and serves
-// until ctx is done. Console lines go to stdout, logs to stderr.
-func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// runHost is the DAV program's host mode: it parses h.Args, opens the
+// store and serves on h.Network until ctx is done. Console lines go to
+// h.Stdout, logs to h.Stderr. With neither --http nor --https it serves
+// plain HTTP on the http port's host default (app.Port.HostDefault), on
+// host sockets only.
+func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
+	args, stdout, stderr := h.Args, h.Stdout, h.Stderr
 	fs := flag.NewFlagSet(a.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "data directory holding the store (created on first use)")
@@ -64,10 +66,11 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	if *httpAddr == "" && *httpsAddr == "" {
-		if !isLoopback(a.DefaultHTTP) {
+		p, _ := a.Port("http")
+		if !isLoopback(p.HostDefault) || !h.Addr.IsLoopback() {
 			return fmt.Errorf("give --https ADDR (and --http ADDR to redirect to it)")
 		}
-		*httpAddr, *insecure = a.DefaultHTTP, true
+		*httpAddr, *insecure = p.HostDefault, true
 	}
 	st, err := svc.OpenStore(*data, log)
 	if err != nil {
@@ -80,9 +83,9 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			l.Close()
 		}
 	}()
-	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.DefaultDisplayName},
+	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.displayName},
 		InsecureHTTP: *insecure}
-	cfg.Kind = a.NewKind(*maxSize)
+	cfg.Kind = a.newKind(*maxSize)
 	if m, ok := cfg.Kind.(Merger); ok {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}
@@ -99,7 +102,7 @@ func (a App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		ln, err := h.Network.Listen("tcp", l.addr)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nymote/nymote/appliance"
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/apps/contacts/carddav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/dav/davapp"
@@ -31,12 +33,12 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	app := davapp.App{Name: "contacts", NewKind: func(n int64) dav.Kind { return carddav.New(n) }}
+	contacts := davapp.Service(app.Contacts, func(n int64) dav.Kind { return carddav.New(n) }, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, []string{"--data", dir, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
+		done <- appliance.Run(ctx, contacts, []string{"--data", dir, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)

@@ -1,0 +1,159 @@
+// Package app describes Nymote's appliance programs as data: each app's
+// name, main package, ports (name, number, protocol, implicit TLS or not)
+// and host defaults are declared here once, in Apps, and read by everything
+// else: the app's service (appliance.Service carries its App), images (what
+// to compile, which ports a QEMU script forwards, the manifest), the host
+// tool (nymote run's forwards) and jitsu.
+//
+// It also holds the few facts about the appliance runtime that programs
+// which never run an appliance need: the host port rule (HostPort), whether
+// appliances are built with the netstack (NetstackBuiltIn) and how long a
+// proxy's PROXY header may take (ProxyHeaderTimeout). It imports only the
+// standard library, so the host tool and jitsu can use it without linking
+// the PID 1 runtime (package appliance: gVisor, u-root); the dependency
+// guard test in internal/deptest keeps it so.
+package app
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// App is one appliance program.
+type App struct {
+	// Name is the app's name on the command line and in console lines
+	// ("mail").
+	Name string
+	// Package is its main package, whose main is appliance.Main.
+	Package string
+	// Ports are the TCP ports it serves inside an appliance; the runtime
+	// opens one listener per port, and nymote run forwards each to the
+	// host at HostPort.
+	Ports []Port
+	// Cmdline are kernel command line options the app's image needs
+	// (nymote.*).
+	Cmdline []string
+}
+
+// Port is one named TCP port of an app.
+type Port struct {
+	// Name is the port's service name ("imap"), unique in its app.
+	Name string
+	// Port is the port number inside an appliance (143).
+	Port int
+	// Proto is the application protocol spoken on the port ("imap",
+	// "smtp", "http", "echo").
+	Proto string
+	// TLS is set when the port speaks TLS from the first byte (IMAPS,
+	// SMTP submissions, HTTPS); ports that offer STARTTLS are not.
+	TLS bool
+	// HostDefault, when set, is where the app's host mode serves this
+	// port (in plain text, for trying it out on loopback) when its
+	// command line names no listener at all.
+	HostDefault string
+}
+
+// HostPortOffset is what a host process (and nymote run's forwards) adds
+// to an app's ports under 1024 unless told otherwise (--port-offset), so
+// that an unprivileged user can bind them: mail's 143 becomes 1143.
+const HostPortOffset = 1000
+
+// HostPort is where a host process listens for port p by default, and
+// where nymote run forwards it: the same port, or p+offset for ports
+// under 1024 (see HostPortOffset).
+func HostPort(p, offset int) int {
+	if p < 1024 {
+		return p + offset
+	}
+	return p
+}
+
+// NetstackBuiltIn says whether appliance programs are built with the
+// gVisor netstack, the default network of an appliance (nymote.net=netstack);
+// without it they use the guest kernel's IP stack (nymote.net=kernel).
+const NetstackBuiltIn = true
+
+// ProxyHeaderTimeout is how long a connection from a trusted proxy may
+// take to send its PROXY protocol header before the appliance runtime
+// closes it (see appliance.ProxyListener). A proxy that holds connections
+// open before sending (jitsu's spares) must send sooner.
+const ProxyHeaderTimeout = 20 * time.Second
+
+// The apps, declared once.
+var (
+	// Hello is the smallest appliance, for boot tests and benchmarks: it
+	// greets and echoes on port 7.
+	Hello = App{
+		Name: "hello", Package: "github.com/nymote/nymote/appliance/hello",
+		Ports: []Port{{Name: "hello", Port: 7, Proto: "echo"}},
+	}
+	// Mail serves IMAP and SMTP. Its host mode has no default listeners:
+	// its command line names them.
+	Mail = App{
+		Name: "mail", Package: "github.com/nymote/nymote/apps/mail",
+		Ports: []Port{
+			{Name: "imap", Port: 143, Proto: "imap"},
+			{Name: "smtp", Port: 25, Proto: "smtp"},
+			{Name: "submission", Port: 587, Proto: "smtp"},
+			{Name: "imaps", Port: 993, Proto: "imap", TLS: true},
+			{Name: "submissions", Port: 465, Proto: "smtp", TLS: true},
+		},
+	}
+	// Contacts is a CardDAV server; on a host without listener flags it
+	// serves plain HTTP on loopback port 8008.
+	Contacts = App{
+		Name: "contacts", Package: "github.com/nymote/nymote/apps/contacts",
+		Ports: davPorts("127.0.0.1:8008"),
+	}
+	// Calendar is a CalDAV server; on a host without listener flags it
+	// serves plain HTTP on loopback port 8009.
+	Calendar = App{
+		Name: "calendar", Package: "github.com/nymote/nymote/apps/calendar",
+		Ports: davPorts("127.0.0.1:8009"),
+	}
+)
+
+// davPorts are a DAV app's ports: HTTP (which redirects to HTTPS) and
+// HTTPS.
+func davPorts(hostHTTP string) []Port {
+	return []Port{
+		{Name: "http", Port: 80, Proto: "http", HostDefault: hostHTTP},
+		{Name: "https", Port: 443, Proto: "http", TLS: true},
+	}
+}
+
+// Apps are the apps by name.
+var Apps = map[string]App{
+	Hello.Name: Hello, Mail.Name: Mail, Contacts.Name: Contacts, Calendar.Name: Calendar,
+}
+
+// Names returns the names of Apps, sorted.
+func Names() []string {
+	var names []string
+	for n := range Apps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Lookup returns the app called name.
+func Lookup(name string) (App, error) {
+	a, ok := Apps[name]
+	if !ok {
+		return App{}, fmt.Errorf("unknown app %q (known apps: %s)", name, strings.Join(Names(), ", "))
+	}
+	return a, nil
+}
+
+// Port returns a's port called name.
+func (a App) Port(name string) (Port, bool) {
+	for _, p := range a.Ports {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
