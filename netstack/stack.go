@@ -60,10 +60,6 @@ type Stack struct {
 	dnsNext int           // round-robin index for the resolver
 }
 
-// ErrClosed is returned by Stack methods after Close. It is net.ErrClosed,
-// so errors.Is(err, net.ErrClosed) holds.
-var ErrClosed = net.ErrClosed
-
 // dispatchMode picks how gVisor reads frames from an AF_PACKET socket.
 //
 // RecvMMsg reads up to 8 frames per system call and is the fastest mode
