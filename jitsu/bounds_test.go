@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // gateLauncher boots when the test opens its gate: queries meanwhile wait
@@ -141,7 +143,7 @@ func TestPendingQueriesBounded(t *testing.T) {
 		}}
 	log, lb := testLogBuf(t)
 	opts.Log = log
-	s, _ := startServer(t, opts, gateApp("a.home.test", freePort(t)), gateApp("b.home.test", freePort(t)))
+	s, _ := startServer(t, opts, gateApp("a.home.test", testutil.FreePort(t)), gateApp("b.home.test", testutil.FreePort(t)))
 
 	// wait sends n queries for name, 25 per socket, each batch once
 	// the previous one waits.

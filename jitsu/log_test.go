@@ -2,33 +2,15 @@ package jitsu
 
 import (
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
-// logBuf collects log output of a test and shows it with t.Log.
-type logBuf struct {
-	t  testing.TB
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Write(p)
-	return len(p), nil
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogBuf(t testing.TB) (*slog.Logger, *logBuf) {
-	lb := &logBuf{t: t}
+// testLogBuf returns a logger for a test and the buffer it writes to; the
+// test shows the buffer with t.Log if it fails.
+func testLogBuf(t testing.TB) (*slog.Logger, *testutil.Buffer) {
+	lb := &testutil.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log("log:\n" + lb.String())

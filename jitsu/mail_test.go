@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/miekg/dns"
 
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/store"
 )
 
@@ -90,7 +91,7 @@ func TestMail(t *testing.T) {
 	if testing.Short() {
 		t.Skip("building the mail appliance in -short mode")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{IdleCheck: 50 * time.Millisecond}, mailApp(t, "mail.home.test", port, "1s"))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 

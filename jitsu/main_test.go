@@ -249,17 +249,6 @@ func readCount(t *testing.T, file string) int {
 	return n
 }
 
-// freePort returns a TCP port free on 127.0.0.1 just now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // svcApp is the YAML of an appliance running the test service.
 func svcApp(t testing.TB, name string, port int, ttl, extra string, svcArgs ...string) string {
 	data := t.TempDir()

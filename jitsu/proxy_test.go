@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // peerApp is the YAML of an appliance running peerAppliance (the
@@ -70,7 +72,7 @@ func backend(t *testing.T, s *Server, name, port string) string {
 // cannot claim another address, through jitsu or around it; a
 // connection from jitsu's address without a valid header is refused.
 func TestProxyProtocol(t *testing.T) {
-	on, off := freePort(t), freePort(t)
+	on, off := testutil.FreePort(t), testutil.FreePort(t)
 	log, lb := testLogBuf(t)
 	s, _ := startServer(t, Options{Log: log},
 		peerApp(t, "on.home.test", on, "    proxy_protocol: true\n"),

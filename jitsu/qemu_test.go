@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // buildImage builds app for qemu-x86_64 into a temporary folder.
@@ -51,7 +52,7 @@ func TestQEMU(t *testing.T) {
 	if err := images.CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Skipf("no data disk (mkfs.ext4 from e2fsprogs?): %v", err)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{IdleCheck: 100 * time.Millisecond}, fmt.Sprintf(`
   - name: hello.home.test
     address: 127.0.0.1

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // waitSpares polls until the appliance has n spare connections ready.
@@ -104,7 +106,7 @@ func noSparePools(t testing.TB) {
 // dialed; the spare does not keep the appliance from its idle stop, and
 // the stop leaves no spare and no pool goroutine behind.
 func TestSpare(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, cfg := startServer(t, Options{IdleCheck: 50 * time.Millisecond},
 		svcApp(t, "warm.home.test", port, "1s", "", "--delay", "300ms"))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -180,7 +182,7 @@ func waitConns(t testing.TB, s *Server, name string, n int) {
 // spare; jitsu notices, dials a new one, and a client is served on a live
 // spare, not on one the service closed.
 func TestSpareClosedByAppliance(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, cfg := startServer(t, Options{}, svcApp(t, "strict.home.test", port, "30s", "", "--idle-close", "1500ms"))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	data := cfg.Appliances[0].Data
@@ -230,7 +232,7 @@ func TestSpareClosedByAppliance(t *testing.T) {
 // TestSpareAge: a spare nobody takes is closed by jitsu and replaced once
 // it reaches its age (spare: 200ms), before the service would close it.
 func TestSpareAge(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, cfg := startServer(t, Options{}, svcApp(t, "aged.home.test", port, "30s", "    spare: 200ms\n"))
 	data := cfg.Appliances[0].Data
 	wantA(t, query(t, s.DNSAddr(), "udp", "aged.home.test", dns.TypeA), "127.0.0.1", 30)
@@ -264,7 +266,7 @@ func TestSpareAge(t *testing.T) {
 // (HTTP-like) the spare has nothing buffered; the client's request goes
 // to it and the answer comes back.
 func TestSpareClientFirst(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{}, svcApp(t, "web.home.test", port, "30s", "", "--client-first"))
 	wantA(t, query(t, s.DNSAddr(), "udp", "web.home.test", dns.TypeA), "127.0.0.1", 30)
 	waitSpares(t, s, "web.home.test", 1, 5*time.Second)
@@ -287,7 +289,7 @@ func TestSpareClientFirst(t *testing.T) {
 
 // TestSpareOff: spare: off keeps none, and clients are served as before.
 func TestSpareOff(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{}, svcApp(t, "cold.home.test", port, "30s", "    spare: off\n"))
 	wantA(t, query(t, s.DNSAddr(), "udp", "cold.home.test", dns.TypeA), "127.0.0.1", 30)
 	direct := directNumber(t, s, "cold.home.test", "hello")
@@ -307,7 +309,7 @@ func TestSpareOff(t *testing.T) {
 // TestSpareClose: closing the server with spares open (and a client on a
 // spare) leaves no pool goroutine and stops the appliance cleanly.
 func TestSpareClose(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, cfg := startServer(t, Options{}, svcApp(t, "bye.home.test", port, "30s", ""))
 	wantA(t, query(t, s.DNSAddr(), "udp", "bye.home.test", dns.TypeA), "127.0.0.1", 30)
 	waitSpares(t, s, "bye.home.test", 1, 5*time.Second)

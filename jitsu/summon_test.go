@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // query asks the server for name and type over net (udp or tcp).
@@ -50,7 +52,7 @@ func wantA(t testing.TB, r *dns.Msg, ip string, ttl uint32) {
 // queries answer at once; after 2×TTL idle it is powered off cleanly, and
 // the next query boots it again with its data intact.
 func TestSummonAndIdleStop(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{IdleCheck: 50 * time.Millisecond},
 		svcApp(t, "mail.home.test", port, "1s", "", "--delay", "400ms"))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -108,7 +110,7 @@ func TestSummonAndIdleStop(t *testing.T) {
 // TestBurst: 20 concurrent queries for a stopped appliance boot it once
 // and all get the answer.
 func TestBurst(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, cfg := startServer(t, Options{}, svcApp(t, "burst.home.test", port, "30s", "", "--delay", "300ms"))
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
@@ -148,7 +150,7 @@ func TestBurst(t *testing.T) {
 // is accepted at once (no refusal, no SYN retransmit), boots it, and is
 // served once it is up.
 func TestConnectionDuringBoot(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{}, svcApp(t, "early.home.test", port, "30s", "", "--delay", "500ms"))
 	t0 := time.Now()
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 5*time.Second)
@@ -176,18 +178,18 @@ func TestConnectionDuringBoot(t *testing.T) {
 // server stays up and answers the others.
 func TestFailures(t *testing.T) {
 	log, lb := testLogBuf(t)
-	missing := strings.Replace(svcApp(t, "missing.home.test", freePort(t), "30s", ""), strconv.Quote(exePath()), `"/nonexistent/appliance"`, 1)
+	missing := strings.Replace(svcApp(t, "missing.home.test", testutil.FreePort(t), "30s", ""), strconv.Quote(exePath()), `"/nonexistent/appliance"`, 1)
 	s, _ := startServer(t, Options{Log: log, Backoff: 300 * time.Millisecond},
 		missing,
-		svcApp(t, "crash.home.test", freePort(t), "30s", "", "--crash"),
-		strings.Replace(svcApp(t, "never.home.test", freePort(t), "30s", "", "--never"), "boot_timeout: 5s", "boot_timeout: 700ms", 1),
-		svcApp(t, "good.home.test", freePort(t), "30s", ""),
+		svcApp(t, "crash.home.test", testutil.FreePort(t), "30s", "", "--crash"),
+		strings.Replace(svcApp(t, "never.home.test", testutil.FreePort(t), "30s", "", "--never"), "boot_timeout: 5s", "boot_timeout: 700ms", 1),
+		svcApp(t, "good.home.test", testutil.FreePort(t), "30s", ""),
 		fmt.Sprintf(`
   - name: noimage.home.test
     address: 127.0.0.1
     ports: [{name: imap, port: %d}]
     launcher: {kind: qemu, image: /nonexistent/image, kvm: off}
-`, freePort(t)),
+`, testutil.FreePort(t)),
 	)
 	for _, tc := range []struct{ name, log string }{
 		{"missing.home.test", "/nonexistent/appliance"},
@@ -230,7 +232,7 @@ func exePath() string { return testExe }
 // TestCrashAfterBoot: an appliance that dies while running is noticed;
 // the next query boots it again.
 func TestCrashAfterBoot(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{Backoff: time.Millisecond}, svcApp(t, "fragile.home.test", port, "30s", ""))
 	wantA(t, query(t, s.DNSAddr(), "udp", "fragile.home.test", dns.TypeA), "127.0.0.1", 30)
 	a := s.apps["fragile.home.test."]
@@ -253,7 +255,7 @@ func TestCrashAfterBoot(t *testing.T) {
 // TestSuspend: with idle: suspend the process is stopped (SIGSTOP) when
 // idle and continued by the next query, without a new boot.
 func TestSuspend(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{IdleCheck: 50 * time.Millisecond},
 		svcApp(t, "nap.home.test", port, "1s", "    idle: suspend\n"))
 	wantA(t, query(t, s.DNSAddr(), "udp", "nap.home.test", dns.TypeA), "127.0.0.1", 1)
@@ -273,7 +275,7 @@ func TestSuspend(t *testing.T) {
 // TestZone: SOA and NS at the apex, NXDOMAIN and NODATA, REFUSED outside
 // the zones, forwarding to another server when configured.
 func TestZone(t *testing.T) {
-	s, _ := startServer(t, Options{}, svcApp(t, "app.sub.home.test", freePort(t), "30s", ""))
+	s, _ := startServer(t, Options{}, svcApp(t, "app.sub.home.test", testutil.FreePort(t), "30s", ""))
 	for _, tc := range []struct {
 		name  string
 		qtype uint16
@@ -329,7 +331,7 @@ func TestDig(t *testing.T) {
 	if err != nil {
 		t.Skip("dig not installed: apt-get install -y bind9-dnsutils")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	s, _ := startServer(t, Options{}, svcApp(t, "dig.home.test", port, "30s", "", "--delay", "200ms"))
 	host, p, _ := net.SplitHostPort(s.DNSAddr())
 	for _, args := range [][]string{

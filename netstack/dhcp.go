@@ -23,19 +23,6 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
-// Lease is a DHCPv4 lease held by a Stack.
-type Lease struct {
-	Addr     netip.Prefix // the leased address and its subnet
-	Router   netip.Addr   // default router; zero if the server gave none
-	DNS      []netip.Addr // name servers; nil if none
-	Server   netip.Addr   // the DHCP server's identifier
-	Obtained time.Time    // when the lease was last obtained or renewed
-	Renew    time.Time    // T1: when renewal with Server starts
-	Rebind   time.Time    // T2: when rebinding with any server starts
-	Expiry   time.Time    // when the lease ends
-	Renewals int          // successful renewals since the lease was obtained
-}
-
 const (
 	dhcpClientPort = 68
 	dhcpServerPort = 67

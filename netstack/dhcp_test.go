@@ -15,27 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/netstack"
 	"github.com/nymote/nymote/netstack/netstacktest"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // startDnsmasq runs dnsmasq on ifname in namespace ns as DHCP server
 // (short T1 and T2 so that a renewal happens within seconds), DNS server
@@ -59,7 +42,7 @@ func startDnsmasq(t *testing.T, ns, ifname, leases string, extra ...string) (sto
 		"--dhcp-option=option:T2,4",
 	}, extra...)
 	cmd := netstacktest.CommandNS(ctx, ns, dnsmasq, args...)
-	var out lockedBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		cancel()

@@ -109,11 +109,6 @@ const socketRcvBuf = 4 << 20
 // (~200 KiB) fills within one burst of a bulk transfer.
 const socketSndBuf = 4 << 20
 
-// ErrInterfaceInUse is wrapped by the error OpenPacket returns for an
-// interface on which the kernel has an address other than IPv6
-// link-local.
-var ErrInterfaceInUse = errors.New("interface in use by the kernel")
-
 // OpenPacket brings the named interface up without giving the kernel an
 // address, disables the kernel's IPv6 on it (so the kernel neither claims
 // the link-local address the netstack will use nor answers neighbour

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -15,19 +14,11 @@ import (
 
 // This file lets programs that use the package build on other systems
 // (a developer's laptop): links cannot be opened there, so no Stack is
-// ever made. The types and methods mirror the Linux ones.
+// ever made. The data types and errors are shared with Linux (types.go);
+// the Link and Stack methods here mirror the Linux ones
+// (TestSameAPIEverywhere checks).
 
 var errUnsupported = fmt.Errorf("netstack: not supported on %s: %w", runtime.GOOS, errors.ErrUnsupported)
-
-// ErrClosed is returned by Stack methods after Close.
-var ErrClosed = net.ErrClosed
-
-// ErrNoDNS is returned by the Resolver when no DNS server is known.
-var ErrNoDNS = errors.New("netstack: no DNS server")
-
-// ErrInterfaceInUse is wrapped by the error OpenPacket returns for an
-// interface the kernel uses.
-var ErrInterfaceInUse = errors.New("interface in use by the kernel")
 
 // Link is an open network link; it cannot be opened on this system.
 type Link struct{}
@@ -60,32 +51,6 @@ func OpenPacket(string) (*Link, error) { return nil, errUnsupported }
 
 // OpenTAP fails: links are Linux only.
 func OpenTAP(string) (*Link, error) { return nil, errUnsupported }
-
-// Lease is a DHCPv4 lease held by a Stack.
-type Lease struct {
-	Addr     netip.Prefix
-	Router   netip.Addr
-	DNS      []netip.Addr
-	Server   netip.Addr
-	Obtained time.Time
-	Renew    time.Time
-	Rebind   time.Time
-	Expiry   time.Time
-	Renewals int
-}
-
-// Stats are counters of a Stack since it started.
-type Stats struct {
-	RxPackets, RxBytes, TxPackets, TxBytes uint64
-	Drops, Malformed                       uint64
-	TCPRetransmits, TCPActiveOpens         uint64
-	TCPPassiveOpens, TCPEstablished        uint64
-	TCPFailedConnect                       uint64
-	UDPRxPackets, UDPTxPackets             uint64
-}
-
-// LogValue implements slog.LogValuer.
-func (s Stats) LogValue() slog.Value { return slog.AnyValue(struct{}{}) }
 
 // Stack is a TCP/IP stack; none can be made on this system.
 type Stack struct{}

@@ -4,15 +4,10 @@ package netstack
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"strconv"
 )
-
-// ErrNoDNS is returned by the Resolver's lookups when the stack knows no
-// DNS server (none configured, none learned yet).
-var ErrNoDNS = errors.New("netstack: no DNS server")
 
 // DNSServers returns the name servers the Resolver uses, in order: those
 // in Options.DNS, then those from the DHCP lease, then those from router

@@ -60,10 +60,6 @@ type Stack struct {
 	dnsNext int           // round-robin index for the resolver
 }
 
-// ErrClosed is returned by Stack methods after Close. It is net.ErrClosed,
-// so errors.Is(err, net.ErrClosed) holds.
-var ErrClosed = net.ErrClosed
-
 // dispatchMode picks how gVisor reads frames from an AF_PACKET socket.
 //
 // RecvMMsg reads up to 8 frames per system call and is the fastest mode
@@ -230,7 +226,8 @@ func New(opts Options) (_ *Stack, err error) {
 		// Host GSO where the link carries virtio-net headers: TCP
 		// builds segments of up to 64 KiB and the kernel cuts them into
 		// frames. Sending bulk data costs a tenth of the CPU it does a
-		// frame at a time (see bench/README.md).
+		// frame at a time (bench/netstack, 2026-11-26; the run is in
+		// the git history of bench/README.md).
 		GSOMaxSize: gsoMaxSize(opts.Link),
 		// One processor: frames are handed to the stack on the reading
 		// goroutine. With more, fdbased starts processor goroutines for
@@ -260,7 +257,8 @@ func New(opts Options) (_ *Stack, err error) {
 	// from all connections are queued and written by one goroutine in
 	// batches (one sendmmsg for several), instead of one system call per
 	// packet on the sending goroutine. +10 % connections/s, +13 % bulk
-	// sending on the veth benchmark (bench/README.md).
+	// sending on the veth benchmark (bench/netstack, 2026-11-26; in
+	// the git history of bench/README.md).
 	nicOpts := stack.NICOptions{Name: opts.Link.Name(), QDisc: fifo.New(st.ep, 1, 1000)}
 	if terr := st.s.CreateNICWithOptions(nicID, st.ep, nicOpts); terr != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", terr)

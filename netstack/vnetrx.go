@@ -39,7 +39,8 @@ import (
 //
 // So a peer keeps its transmit checksum offload and TSO, which before had
 // to be off for the netstack to see correct checksums, and bulk receive
-// goes several times faster (bench/README.md).
+// goes several times faster (bench/netstack, 2026-11-26; in the git
+// history of bench/README.md).
 //
 // gVisor's fdbased endpoint keeps sending (with host GSO), on a second
 // AF_PACKET socket that receives nothing.
@@ -76,7 +77,8 @@ const (
 	// bulk receive from a peer without TSO the socket always has a
 	// backlog and every read fills: 32 frames per system call and per
 	// GRO batch instead of 8 cut the CPU time per MiB received by a
-	// quarter (bench/README.md). It costs 2 MiB of buffers, each big
+	// quarter (bench/netstack, 2026-11-26; in the git history of
+	// bench/README.md). It costs 2 MiB of buffers, each big
 	// enough for an unsegmented 64 KiB TCP segment.
 	vnetFramesPerRead = 32
 )
@@ -153,7 +155,8 @@ func (r *vnetReceiver) Attach(d stack.NetworkDispatcher) {
 // the poller costs the scheduler nothing, while a thread blocked in a
 // system call holds its P until the runtime's monitor hands the P to
 // another thread, and wakes to find no P free. On the connection-rate
-// benchmark that hand-off was a tenth of the CPU time (bench/README.md).
+// benchmark that hand-off was a tenth of the CPU time (bench/netstack,
+// 2026-11-26; in the git history of bench/README.md).
 //
 // The duplicate shares the socket (and its O_NONBLOCK flag, which no one
 // else minds: fdbased sends on a socket of its own) and is closed when the

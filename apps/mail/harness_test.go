@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"github.com/nymote/nymote/appliance/appliancetest"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/store"
 )
 
@@ -28,7 +28,7 @@ type server struct {
 	certPEM []byte
 	cancel  context.CancelFunc
 	done    chan error
-	out     *appliancetest.Buffer
+	out     *testutil.Buffer
 }
 
 const testPassword = "correct horse battery"
@@ -90,7 +90,7 @@ func startServer(t *testing.T, st *store.Store, cfg mailsvc.Config, fixed map[st
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	out := &appliancetest.Buffer{}
+	out := &testutil.Buffer{}
 	cfg.Stdout = out
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{t: t, st: st, addrs: addrs, cancel: cancel, done: make(chan error, 1), out: out}

@@ -7,30 +7,12 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/internal/testutil"
 )
-
-// syncBuffer is a strings.Builder safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestMainProxy: the mail program on a host honours --proxy and
 // $NYMOTE_PROXY as the appliance runtime does. A connection from a trusted
@@ -60,7 +42,7 @@ func TestMainProxy(t *testing.T) {
 			defer cancel()
 			pr, pw := io.Pipe()
 			defer pr.Close()
-			var logs syncBuffer
+			var logs testutil.Buffer
 			done := make(chan error, 1)
 			go func() {
 				done <- mailsvc.Main(ctx, args, pw, &logs)

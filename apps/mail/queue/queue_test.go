@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/store"
 )
 
@@ -68,9 +70,7 @@ func inbox(t *testing.T, ms *mailstore.Store) []string {
 
 func TestBounces(t *testing.T) {
 	// A port where nothing listens.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	port := strconv.Itoa(testutil.FreePort(t))
 	for _, tc := range []struct {
 		name   string
 		mx     []*net.MX
@@ -121,9 +121,7 @@ func TestBounces(t *testing.T) {
 // TestBackoff: a temporary failure within the window is retried later, not
 // bounced.
 func TestBackoff(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	port := strconv.Itoa(testutil.FreePort(t))
 	st, ms := setup(t)
 	q := New(Options{Mail: ms, Domains: []string{"example.org"}, Resolver: fakeResolver{[]*net.MX{{Host: "mx.remote.test", Pref: 1}}},
 		Port: port, Backoff: []time.Duration{time.Hour}})

@@ -1,51 +1,23 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
-
-// syncBuf is a bytes.Buffer safe for a command running in a goroutine.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestSummon runs nymote summon with an appliance whose program is
 // missing, asks summon status, and stops it with the context (Ctrl-C).
 func TestSummon(t *testing.T) {
 	dir := t.TempDir()
-	control, port := freeAddr(t), freeAddr(t)
+	control, port := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	_, p, _ := net.SplitHostPort(port)
 	cfgFile := filepath.Join(dir, "jitsu.yaml")
 	cfg := fmt.Sprintf(`dns: 127.0.0.1:0
@@ -62,7 +34,7 @@ appliances:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var errb syncBuf
+	var errb testutil.Buffer
 	done := make(chan int)
 	go func() {
 		done <- Main(ctx, []string{"summon", "--config", cfgFile}, IO{In: strings.NewReader(""), Out: &errb, Err: &errb})
@@ -105,7 +77,7 @@ appliances:
 	if code, _, e := run(t, "", "summon", "--config", cfgFile); code != 1 || !strings.Contains(e, "line 8: field dta not found") {
 		t.Errorf("broken configuration: exit %d, %q", code, e)
 	}
-	if code, _, e := run(t, "", "summon", "status", "--control", freeAddr(t)); code != 1 || !strings.Contains(e, "is nymote summon running?") {
+	if code, _, e := run(t, "", "summon", "status", "--control", testutil.FreeAddr(t)); code != 1 || !strings.Contains(e, "is nymote summon running?") {
 		t.Errorf("status without a summon: exit %d, %q", code, e)
 	}
 }

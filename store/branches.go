@@ -1,0 +1,194 @@
+package store
+
+// Branches: listing, creating, deleting and fast-forwarding the refs under
+// refs/heads. Reading history (Log, Show, Diff, Revert) is in history.go,
+// three-way merges in merge.go.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Branch is a branch and the commit it points at.
+type Branch struct {
+	Name string
+	Head Hash
+}
+
+// validateBranch applies git's rules for reference names to a branch name.
+func validateBranch(name string) error {
+	bad := func(why string) error { return fmt.Errorf("store: branch name %q: %s", name, why) }
+	if err := ValidatePath(name); err != nil {
+		return bad("not a valid path")
+	}
+	switch {
+	case strings.HasPrefix(name, "-"):
+		return bad("starts with -")
+	case strings.Contains(name, ".."), strings.Contains(name, "@{"):
+		return bad("contains .. or @{")
+	case strings.ContainsAny(name, " ~^:?*[\\\x7f"):
+		return bad("contains one of: space ~ ^ : ? * [ \\")
+	case strings.HasSuffix(name, ".lock"), strings.HasSuffix(name, "."):
+		return bad("ends with .lock or .")
+	case name == "HEAD":
+		return bad("HEAD is reserved")
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return bad("a segment starts with .")
+		}
+	}
+	for _, r := range name {
+		if r < 0x20 {
+			return bad("contains a control character")
+		}
+	}
+	return nil
+}
+
+// Branches lists the branches, sorted by name.
+func (s *Store) Branches() ([]Branch, error) {
+	var out []Branch
+	err := s.read(func(r *git.Repository) error {
+		out = out[:0]
+		it, err := r.Storer.IterReferences()
+		if err != nil {
+			return fmt.Errorf("store: branches: %w", err)
+		}
+		return it.ForEach(func(ref *plumbing.Reference) error {
+			if ref.Name().IsBranch() && ref.Type() == plumbing.HashReference {
+				out = append(out, Branch{Name: ref.Name().Short(), Head: ref.Hash()})
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// CreateBranch creates branch name at rev. It fails if the branch exists.
+func (s *Store) CreateBranch(ctx context.Context, name, rev string) (Hash, error) {
+	if err := validateBranch(name); err != nil {
+		return Hash{}, err
+	}
+	h, err := s.Resolve(rev)
+	if err != nil {
+		return Hash{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer unlock()
+	cur, err := s.head(name)
+	if err != nil {
+		return Hash{}, err
+	}
+	if !cur.IsZero() {
+		return Hash{}, fmt.Errorf("store: create branch %s: %w", name, ErrExists)
+	}
+	return h, s.moveBranch(name, Hash{}, h)
+}
+
+// DeleteBranch deletes a branch. The default branch cannot be deleted.
+func (s *Store) DeleteBranch(ctx context.Context, name string) error {
+	if err := validateBranch(name); err != nil {
+		return err
+	}
+	if name == DefaultBranch {
+		return fmt.Errorf("store: delete branch %s: the default branch cannot be deleted", name)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := s.head(name)
+	if err != nil {
+		return err
+	}
+	if cur.IsZero() {
+		return fmt.Errorf("store: delete branch %s: %w", name, ErrNotExist)
+	}
+	if err := s.removeRef(plumbing.NewBranchReferenceName(name)); err != nil {
+		return fmt.Errorf("store: delete branch %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeRef deletes a reference (loose and packed) durably.
+func (s *Store) removeRef(name plumbing.ReferenceName) error {
+	err := s.read(func(r *git.Repository) error { return r.Storer.RemoveReference(name) })
+	if err != nil || s.opts.noSync {
+		return err
+	}
+	if err := syncDir(s.path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(filepath.Join(s.path, filepath.FromSlash(name.String()))))
+}
+
+// FastForward moves branch to rev, which must contain the branch's head
+// (ErrNotFastForward otherwise). A branch that does not exist is created.
+func (s *Store) FastForward(ctx context.Context, branch, rev string) (Hash, error) {
+	if branch == "" {
+		branch = DefaultBranch
+	}
+	h, err := s.Resolve(rev)
+	if err != nil {
+		return Hash{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer unlock()
+	return h, s.fastForwardLocked(branch, h)
+}
+
+func (s *Store) fastForwardLocked(branch string, h Hash) error {
+	cur, err := s.head(branch)
+	if err != nil {
+		return err
+	}
+	if cur == h {
+		return nil
+	}
+	if !cur.IsZero() {
+		ok, err := s.isAncestor(cur, h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("store: %s is at %s, which %s does not contain: %w", branch, short(cur), short(h), ErrNotFastForward)
+		}
+	}
+	return s.moveBranch(branch, cur, h)
+}
+
+// isAncestor reports whether commit a is b or one of b's ancestors.
+func (s *Store) isAncestor(a, b Hash) (bool, error) {
+	if a == b {
+		return true, nil
+	}
+	var ok bool
+	err := s.read(func(r *git.Repository) error {
+		ca, err := r.CommitObject(a)
+		if err != nil {
+			return err
+		}
+		cb, err := r.CommitObject(b)
+		if err != nil {
+			return err
+		}
+		ok, err = ca.IsAncestor(cb)
+		return err
+	})
+	return ok, err
+}
