@@ -13,6 +13,7 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 )
 
 // guestNet is the network the boot tests give the appliance: the netstack
@@ -87,7 +88,7 @@ func TestBootHello(t *testing.T) {
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 64<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 64<<20); err != nil {
 		t.Fatal(err)
 	}
 	for n := 1; n <= 2; n++ {
@@ -116,7 +117,7 @@ func TestBootHello(t *testing.T) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(context.Background(), disk, out); err != nil {
+	if err := datadisk.Export(context.Background(), disk, out); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "hello-boots"))
@@ -160,7 +161,7 @@ func TestBootWithoutDataDisk(t *testing.T) {
 func TestBootCrash(t *testing.T) {
 	dir, m := build(t, "hello", "qemu-x86_64")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ oncrash, want string }{{"reboot", "rebooting"}, {"poweroff", "powering off"}} {
@@ -188,7 +189,7 @@ func TestBootARM64(t *testing.T) {
 	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Fatal(err)
 	}
 	vm, addr := boot(t, dir, m, disk, 7)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/store"
 )
 
@@ -97,7 +98,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 		}
 	}
 	// Stopped cleanly: e2fsck finds nothing to do.
-	e2fsck, err := lookTool("e2fsck")
+	e2fsck, err := datadisk.LookTool("e2fsck")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 		t.Errorf("e2fsck -fn after the stop: %v\n%s", err, out)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(context.Background(), disk, out); err != nil {
+	if err := datadisk.Export(context.Background(), disk, out); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/kernel"
 )
 
@@ -96,7 +97,7 @@ func implementedOutputs(t *testing.T, board string) []boards.Output {
 func needTool(t *testing.T, name, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		if _, err := lookTool(name); err != nil {
+		if _, err := datadisk.LookTool(name); err != nil {
 			t.Skipf("%s not installed: apt-get install %s", name, pkg)
 		}
 	}

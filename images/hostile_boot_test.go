@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/store"
 )
 
@@ -193,7 +194,7 @@ func TestBootMailHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	exported := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, disk, exported); err != nil {
+	if err := datadisk.Export(ctx, disk, exported); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(exported, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
 	"github.com/nymote/nymote/store"
@@ -144,7 +145,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	pf.Close()
-	e2fsck, err := lookTool("e2fsck")
+	e2fsck, err := datadisk.LookTool("e2fsck")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, part, out); err != nil {
+	if err := datadisk.Export(ctx, part, out); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

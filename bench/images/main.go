@@ -25,6 +25,7 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/images"
 )
 
@@ -137,7 +138,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			if err := os.MkdirAll(empty, 0o700); err != nil {
 				return err
 			}
-			if err := images.CreateDisk(ctx, empty, disk, 256<<20); err != nil {
+			if err := datadisk.Create(ctx, empty, disk, 256<<20); err != nil {
 				return err
 			}
 		}

@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	nyappliance "github.com/nymote/nymote/appliance"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/jitsu"
 	"github.com/nymote/nymote/store"
@@ -222,7 +223,7 @@ func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
 			return err
 		}
 		disk := filepath.Join(tmp, "data.img")
-		if err := images.CreateDisk(ctx, data, disk, 256<<20); err != nil {
+		if err := datadisk.Create(ctx, data, disk, 256<<20); err != nil {
 			return err
 		}
 		data = disk
