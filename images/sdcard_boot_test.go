@@ -15,6 +15,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
 	"github.com/nymote/nymote/store"
@@ -74,7 +75,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	// Flashed onto a file, as onto a card: with a seed.
 	card := filepath.Join(dir, "card.img")
 	seed := bytes.Repeat([]byte{0x17}, bootseed.SeedBytes)
-	if err := Flash(ctx, image, card, FlashOptions{Rand: bytes.NewReader(seed)}); err != nil {
+	if err := flash.Write(ctx, image, card, flash.Options{Rand: bytes.NewReader(seed)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := PowerOfTwo(card); err != nil {

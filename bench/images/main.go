@@ -26,6 +26,7 @@ import (
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/images"
 )
 
@@ -336,7 +337,7 @@ func startSD(ctx context.Context, dir, addr string, port int) (*images.VM, error
 	}
 	card := filepath.Join(dir, "card.img")
 	os.Remove(card)
-	if err := images.Flash(ctx, filepath.Join(dir, images.SDCardFile), card, images.FlashOptions{}); err != nil {
+	if err := flash.Write(ctx, filepath.Join(dir, images.SDCardFile), card, flash.Options{}); err != nil {
 		return nil, err
 	}
 	if err := images.PowerOfTwo(card); err != nil {
