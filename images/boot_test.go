@@ -14,6 +14,7 @@ import (
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/launch"
 )
 
 // guestNet is the network the boot tests give the appliance: the netstack
@@ -26,14 +27,14 @@ const bootTimeout = 3 * time.Minute
 
 // boot starts the image in dir with disk (may be "") and forwards a free
 // host port to guestPort; it returns the VM and the host address.
-func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmdline ...string) (*VM, string) {
+func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmdline ...string) (*launch.VM, string) {
 	t.Helper()
 	b, _ := boards.Get(m.Board)
 	needTool(t, b.QEMU.Binary, "qemu-system-x86 qemu-system-arm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	vm, err := StartQEMU(context.Background(), m, QEMURun{
-		Dir: dir, Disk: disk, MemoryMiB: 256,
-		Forwards:     []Forward{{Host: addr, Guest: guestPort}},
+	vm, err := launch.StartQEMU(context.Background(), qemuImage(t, dir, m), launch.QEMU{
+		Disk: disk, MemoryMiB: 256,
+		Forwards:     []launch.Forward{{Host: addr, Guest: guestPort}},
 		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, cmdline...),
 	}, nil)
 	if err != nil {
@@ -67,7 +68,7 @@ func greet(t *testing.T, addr string) string {
 }
 
 // timeline logs when the console lines of a boot arrived.
-func timeline(t *testing.T, vm *VM, marks ...string) {
+func timeline(t *testing.T, vm *launch.VM, marks ...string) {
 	t.Helper()
 	var parts []string
 	for _, l := range vm.Lines() {

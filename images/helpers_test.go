@@ -13,6 +13,7 @@ import (
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 var (
@@ -116,11 +117,25 @@ func freePort(t *testing.T) int {
 
 // killAtCleanup stops vm when the test ends, showing its console if the
 // test failed.
-func killAtCleanup(t *testing.T, vm *VM) {
+func killAtCleanup(t *testing.T, vm *launch.VM) {
 	t.Cleanup(func() {
 		vm.Kill()
 		if t.Failed() {
 			t.Logf("console:\n%s", vm.Console())
 		}
 	})
+}
+
+// qemuImage returns the image in dir that m describes, as QEMU boots it.
+func qemuImage(t *testing.T, dir string, m *Manifest) launch.Image {
+	t.Helper()
+	b, err := boards.Get(m.Board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := m.QEMUImage(dir, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

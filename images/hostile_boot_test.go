@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -160,9 +161,9 @@ func TestBootMailHostile(t *testing.T) {
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	imapsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	ctx := context.Background()
-	vm, err := StartQEMU(ctx, m, QEMURun{
-		Dir: dir, Disk: disk, MemoryMiB: 256,
-		Forwards:     []Forward{{Host: smtpAddr, Guest: 25}, {Host: imapsAddr, Guest: 993}},
+	vm, err := launch.StartQEMU(ctx, qemuImage(t, dir, m), launch.QEMU{
+		Disk: disk, MemoryMiB: 256,
+		Forwards:     []launch.Forward{{Host: smtpAddr, Guest: 25}, {Host: imapsAddr, Guest: 993}},
 		ExtraCmdline: []string{"nymote.net=" + guestNet},
 	}, nil)
 	if err != nil {

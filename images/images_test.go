@@ -19,6 +19,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 // TestReproducible builds the same image twice into different folders:
@@ -168,7 +169,7 @@ func TestOutputs(t *testing.T) {
 			for _, o := range b.Outputs {
 				switch o {
 				case boards.OutputQEMU:
-					args, err := QEMUCommand(m, QEMURun{Dir: dir, Disk: "d.img", Forwards: []Forward{{"127.0.0.1:1007", 7}}})
+					args, err := launch.QEMUCommand(qemuImage(t, dir, m), launch.QEMU{Disk: "d.img", Forwards: []launch.Forward{{Host: "127.0.0.1:1007", Guest: 7}}})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -18,6 +18,7 @@ import (
 	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -56,7 +57,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	}
 	needMailAppliance(t)
 	ctx := context.Background()
-	q, err := FindSDQEMU(ctx)
+	q, err := launch.FindSDQEMU(ctx)
 	if err != nil {
 		t.Skip(err)
 	}
@@ -78,12 +79,12 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	if err := flash.Write(ctx, image, card, flash.Options{Rand: bytes.NewReader(seed)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := PowerOfTwo(card); err != nil {
+	if err := launch.PowerOfTwo(card); err != nil {
 		t.Fatal(err)
 	}
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	vm, err := StartSDCard(q, SDRun{Card: card, Forwards: []Forward{{Host: addr, Guest: 993}}}, nil)
+	vm, err := launch.StartSDCard(q, launch.SDRun{Card: card, Forwards: []launch.Forward{{Host: addr, Guest: 993}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
