@@ -293,15 +293,15 @@ func checkXen(t *testing.T, dir string, m *Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseXLConfig(string(raw))
+	cfg, err := launch.ParseXLConfig(string(raw))
 	if err != nil {
 		t.Fatalf("%s: %v", XenConfigFile, err)
 	}
-	if cfg["type"].atom != "pvh" || cfg["extra"].atom != m.Cmdline || cfg["memory"].atom == "" {
-		t.Errorf("%s: type %q, extra %q, memory %q; want pvh, %q and a size", XenConfigFile, cfg["type"].atom, cfg["extra"].atom, cfg["memory"].atom, m.Cmdline)
+	if cfg["type"].Atom != "pvh" || cfg["extra"].Atom != m.Cmdline || cfg["memory"].Atom == "" {
+		t.Errorf("%s: type %q, extra %q, memory %q; want pvh, %q and a size", XenConfigFile, cfg["type"].Atom, cfg["extra"].Atom, cfg["memory"].Atom, m.Cmdline)
 	}
 	for _, key := range []string{"kernel", "ramdisk"} {
-		name := cfg[key].atom
+		name := cfg[key].Atom
 		if _, ok := m.File(name); !ok {
 			t.Errorf("%s: %s = %q is not a file of the image", XenConfigFile, key, name)
 		}
@@ -309,10 +309,10 @@ func checkXen(t *testing.T, dir string, m *Manifest) {
 			t.Errorf("%s: %s: %v", XenConfigFile, key, err)
 		}
 	}
-	if d := cfg["disk"].list; len(d) != 1 || !strings.Contains(d[0], "vdev=xvda") || !strings.HasSuffix(d[0], "target=data.img") {
+	if d := cfg["disk"].List; len(d) != 1 || !strings.Contains(d[0], "vdev=xvda") || !strings.HasSuffix(d[0], "target=data.img") {
 		t.Errorf("%s: disk = %q, want one xvda disk with target last", XenConfigFile, d)
 	}
-	if v := cfg["vif"].list; len(v) != 1 {
+	if v := cfg["vif"].List; len(v) != 1 {
 		t.Errorf("%s: vif = %q, want one", XenConfigFile, v)
 	}
 }
