@@ -111,7 +111,7 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		l.kvm = true
 	case launch.KVMAuto:
 		l.probeOnce.Do(func() {
-			l.kvm, _ = launch.UseKVM(ctx, img, launch.KVMAuto, 20*time.Second)
+			l.kvm = launch.ProbeKVM(ctx, img, 20*time.Second)
 			l.Log.Info("KVM probe", "kvm", l.kvm)
 		})
 	}
