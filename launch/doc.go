@@ -15,12 +15,15 @@
 //     fresh RNG seed in a copy of the device tree of a board without an
 //     RNG (SeedDeviceTree), the TSC frequency of an x86-64 guest under TCG
 //     (TCGCmdline), a check of an SD card slot's disk size;
-//   - the KVM probe, with TCG when KVM does not work (KVM, ProbeKVM);
+//   - the KVM probe, with TCG when KVM does not work (UseKVM, ProbeKVM);
 //   - a running VM (VM): its console lines, waiting for a line or for the
 //     exit, QMP commands, a clean power-off (QMP system_powerdown) and
 //     pulling the plug;
-//   - SD card boots under QEMU 10 (StartSDCard), and the xl and
-//     Firecracker command lines and API calls (XLCommands, Firecracker).
+//   - SD card boots under QEMU 10 (StartSDCard);
+//   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
+//     configuration grammar, ParseXLConfig, which images also checks its
+//     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command
+//     line and API calls).
 //
 // Errors start with "launch:".
 //
