@@ -13,6 +13,8 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/launch"
 )
 
 // guestNet is the network the boot tests give the appliance: the netstack
@@ -25,14 +27,14 @@ const bootTimeout = 3 * time.Minute
 
 // boot starts the image in dir with disk (may be "") and forwards a free
 // host port to guestPort; it returns the VM and the host address.
-func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmdline ...string) (*VM, string) {
+func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmdline ...string) (*launch.VM, string) {
 	t.Helper()
 	b, _ := boards.Get(m.Board)
 	needTool(t, b.QEMU.Binary, "qemu-system-x86 qemu-system-arm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	vm, err := StartQEMU(context.Background(), m, QEMURun{
-		Dir: dir, Disk: disk, MemoryMiB: 256,
-		Forwards:     []Forward{{Host: addr, Guest: guestPort}},
+	vm, err := launch.StartQEMU(context.Background(), qemuImage(t, dir, m), launch.QEMU{
+		Disk: disk, MemoryMiB: 256,
+		Forwards:     []launch.Forward{{Host: addr, Guest: guestPort}},
 		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, cmdline...),
 	}, nil)
 	if err != nil {
@@ -66,7 +68,7 @@ func greet(t *testing.T, addr string) string {
 }
 
 // timeline logs when the console lines of a boot arrived.
-func timeline(t *testing.T, vm *VM, marks ...string) {
+func timeline(t *testing.T, vm *launch.VM, marks ...string) {
 	t.Helper()
 	var parts []string
 	for _, l := range vm.Lines() {
@@ -87,7 +89,7 @@ func TestBootHello(t *testing.T) {
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 64<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 64<<20); err != nil {
 		t.Fatal(err)
 	}
 	for n := 1; n <= 2; n++ {
@@ -116,7 +118,7 @@ func TestBootHello(t *testing.T) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(context.Background(), disk, out); err != nil {
+	if err := datadisk.Export(context.Background(), disk, out); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "hello-boots"))
@@ -160,7 +162,7 @@ func TestBootWithoutDataDisk(t *testing.T) {
 func TestBootCrash(t *testing.T) {
 	dir, m := build(t, "hello", "qemu-x86_64")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ oncrash, want string }{{"reboot", "rebooting"}, {"poweroff", "powering off"}} {
@@ -188,7 +190,7 @@ func TestBootARM64(t *testing.T) {
 	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Fatal(err)
 	}
 	vm, addr := boot(t, dir, m, disk, 7)

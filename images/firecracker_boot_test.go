@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -54,9 +56,9 @@ func TestBootFirecrackerLike(t *testing.T) {
 	// as a Firecracker user would set it in boot_args.
 	cmdline := cfg.BootSource.BootArgs + " nymote.net=" + guestNet + " nymote.ip=10.0.2.15/24 nymote.gw=10.0.2.2"
 	if b, err := boards.Get("firecracker-x86_64"); err == nil {
-		cmdline = strings.Join(append([]string{cmdline}, TCGCmdline(b, false)...), " ")
+		cmdline = strings.Join(append([]string{cmdline}, launch.TCGCmdline(b, false)...), " ")
 	}
-	cmd := exec.Command("qemu-system-x86_64",
+	vm, err := launch.StartCommand([]string{"qemu-system-x86_64",
 		"-machine", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg", "-cpu", "max",
 		"-m", fmt.Sprint(cfg.MachineConfig.MemSizeMiB), "-smp", fmt.Sprint(cfg.MachineConfig.VCPUCount),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
@@ -64,10 +66,9 @@ func TestBootFirecrackerLike(t *testing.T) {
 		"-initrd", filepath.Join(dir, cfg.BootSource.InitrdPath),
 		"-append", cmdline,
 		"-device", "i8042",
-		"-netdev", "user,id=net0,hostfwd=tcp:"+addr+"-:993", "-device", "virtio-net-device,netdev=net0",
-		"-drive", "file="+disk+",format=raw,id=data,cache=writeback,if=none", "-device", "virtio-blk-device,drive=data",
-		"-qmp", "unix:"+qmp+",server=on,wait=off")
-	vm, err := startVM(cmd, qmp, "", nil)
+		"-netdev", "user,id=net0,hostfwd=tcp:" + addr + "-:993", "-device", "virtio-net-device,netdev=net0",
+		"-drive", "file=" + disk + ",format=raw,id=data,cache=writeback,if=none", "-device", "virtio-blk-device,drive=data",
+		"-qmp", "unix:" + qmp + ",server=on,wait=off"}, qmp, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
-	if err := vm.Wait(wctx); err != nil && !vm.hasExited() {
+	if err := vm.Wait(wctx); err != nil && !vm.Exited() {
 		t.Fatalf("the VM did not end after Ctrl-Alt-Del: %v", err)
 	}
 	for _, want := range []string{"power off requested by signal interrupt", "powering off (by a reset, nymote.poweroff=reset)"} {
@@ -97,7 +98,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 		}
 	}
 	// Stopped cleanly: e2fsck finds nothing to do.
-	e2fsck, err := lookTool("e2fsck")
+	e2fsck, err := datadisk.LookTool("e2fsck")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 		t.Errorf("e2fsck -fn after the stop: %v\n%s", err, out)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(context.Background(), disk, out); err != nil {
+	if err := datadisk.Export(context.Background(), disk, out); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 var (
@@ -96,7 +98,7 @@ func implementedOutputs(t *testing.T, board string) []boards.Output {
 func needTool(t *testing.T, name, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		if _, err := lookTool(name); err != nil {
+		if _, err := datadisk.LookTool(name); err != nil {
 			t.Skipf("%s not installed: apt-get install %s", name, pkg)
 		}
 	}
@@ -115,11 +117,25 @@ func freePort(t *testing.T) int {
 
 // killAtCleanup stops vm when the test ends, showing its console if the
 // test failed.
-func killAtCleanup(t *testing.T, vm *VM) {
+func killAtCleanup(t *testing.T, vm *launch.VM) {
 	t.Cleanup(func() {
 		vm.Kill()
 		if t.Failed() {
 			t.Logf("console:\n%s", vm.Console())
 		}
 	})
+}
+
+// qemuImage returns the image in dir that m describes, as QEMU boots it.
+func qemuImage(t *testing.T, dir string, m *Manifest) launch.Image {
+	t.Helper()
+	b, err := boards.Get(m.Board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := m.QEMUImage(dir, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -159,9 +161,9 @@ func TestBootMailHostile(t *testing.T) {
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	imapsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	ctx := context.Background()
-	vm, err := StartQEMU(ctx, m, QEMURun{
-		Dir: dir, Disk: disk, MemoryMiB: 256,
-		Forwards:     []Forward{{Host: smtpAddr, Guest: 25}, {Host: imapsAddr, Guest: 993}},
+	vm, err := launch.StartQEMU(ctx, qemuImage(t, dir, m), launch.QEMU{
+		Disk: disk, MemoryMiB: 256,
+		Forwards:     []launch.Forward{{Host: smtpAddr, Guest: 25}, {Host: imapsAddr, Guest: 993}},
 		ExtraCmdline: []string{"nymote.net=" + guestNet},
 	}, nil)
 	if err != nil {
@@ -193,7 +195,7 @@ func TestBootMailHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	exported := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, disk, exported); err != nil {
+	if err := datadisk.Export(ctx, disk, exported); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(exported, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

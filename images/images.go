@@ -8,6 +8,11 @@
 //
 // Build is a pipeline of phases, one file each: prepare (validate the app,
 // board and outputs before any work), compile, initramfs, outputs, manifest.
+//
+// This package only builds. Booting an image is package launch's (the
+// run-qemu.sh written here holds launch's QEMU command line, and
+// Manifest.QEMUImage hands a built image to it); data disks are package
+// disk's, and writing an SD card image onto a card is package flash's.
 package images
 
 import (

@@ -7,7 +7,6 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 // TestReproducible builds the same image twice into different folders:
@@ -169,7 +169,7 @@ func TestOutputs(t *testing.T) {
 			for _, o := range b.Outputs {
 				switch o {
 				case boards.OutputQEMU:
-					args, err := QEMUCommand(m, QEMURun{Dir: dir, Disk: "d.img", Forwards: []Forward{{"127.0.0.1:1007", 7}}})
+					args, err := launch.QEMUCommand(qemuImage(t, dir, m), launch.QEMU{Disk: "d.img", Forwards: []launch.Forward{{Host: "127.0.0.1:1007", Guest: 7}}})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -293,15 +293,15 @@ func checkXen(t *testing.T, dir string, m *Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseXLConfig(string(raw))
+	cfg, err := launch.ParseXLConfig(string(raw))
 	if err != nil {
 		t.Fatalf("%s: %v", XenConfigFile, err)
 	}
-	if cfg["type"].atom != "pvh" || cfg["extra"].atom != m.Cmdline || cfg["memory"].atom == "" {
-		t.Errorf("%s: type %q, extra %q, memory %q; want pvh, %q and a size", XenConfigFile, cfg["type"].atom, cfg["extra"].atom, cfg["memory"].atom, m.Cmdline)
+	if cfg["type"].Atom != "pvh" || cfg["extra"].Atom != m.Cmdline || cfg["memory"].Atom == "" {
+		t.Errorf("%s: type %q, extra %q, memory %q; want pvh, %q and a size", XenConfigFile, cfg["type"].Atom, cfg["extra"].Atom, cfg["memory"].Atom, m.Cmdline)
 	}
 	for _, key := range []string{"kernel", "ramdisk"} {
-		name := cfg[key].atom
+		name := cfg[key].Atom
 		if _, ok := m.File(name); !ok {
 			t.Errorf("%s: %s = %q is not a file of the image", XenConfigFile, key, name)
 		}
@@ -309,10 +309,10 @@ func checkXen(t *testing.T, dir string, m *Manifest) {
 			t.Errorf("%s: %s: %v", XenConfigFile, key, err)
 		}
 	}
-	if d := cfg["disk"].list; len(d) != 1 || !strings.Contains(d[0], "vdev=xvda") || !strings.HasSuffix(d[0], "target=data.img") {
+	if d := cfg["disk"].List; len(d) != 1 || !strings.Contains(d[0], "vdev=xvda") || !strings.HasSuffix(d[0], "target=data.img") {
 		t.Errorf("%s: disk = %q, want one xvda disk with target last", XenConfigFile, d)
 	}
-	if v := cfg["vif"].list; len(v) != 1 {
+	if v := cfg["vif"].List; len(v) != 1 {
 		t.Errorf("%s: vif = %q, want one", XenConfigFile, v)
 	}
 }
@@ -352,60 +352,4 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("got %v, want a download error", err)
 		}
 	})
-}
-
-func TestDisk(t *testing.T) {
-	needTool(t, "mkfs.ext4", "e2fsprogs")
-	ctx := context.Background()
-	src := t.TempDir()
-	os.MkdirAll(filepath.Join(src, "store.git", "objects"), 0o755)
-	os.WriteFile(filepath.Join(src, "store.git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "note"), []byte("hello"), 0o644)
-	img := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(ctx, src, img, 32<<20); err != nil {
-		t.Fatal(err)
-	}
-	if err := CreateDisk(ctx, src, img, 32<<20); err == nil || !strings.Contains(err.Error(), "exists") {
-		t.Errorf("creating over an existing disk: got %v, want an error", err)
-	}
-	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, img, out); err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string]string{"store.git/HEAD": "ref: refs/heads/main\n", "note": "hello"} {
-		b, err := os.ReadFile(filepath.Join(out, name))
-		if err != nil || string(b) != want {
-			t.Errorf("%s: got %q, %v; want %q", name, b, err, want)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(out, "lost+found")); err == nil {
-		t.Error("exported lost+found")
-	}
-	if err := ExportDisk(ctx, img, out); err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Errorf("exporting into a non-empty folder: got %v", err)
-	}
-
-	bad := filepath.Join(t.TempDir(), "bad.img")
-	os.WriteFile(bad, bytes.Repeat([]byte("garbage!"), 1<<17), 0o644)
-	if err := ExportDisk(ctx, bad, t.TempDir()+"/x"); !errors.Is(err, ErrBadDisk) {
-		t.Errorf("exporting garbage: got %v, want ErrBadDisk", err)
-	}
-	if err := ExportDisk(ctx, filepath.Join(t.TempDir(), "missing.img"), t.TempDir()+"/x"); err == nil {
-		t.Error("exporting a missing disk succeeded")
-	}
-	if err := CreateDisk(ctx, src, filepath.Join(t.TempDir(), "tiny.img"), 1<<20); err == nil {
-		t.Error("created a 1 MiB disk")
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-	}{{"1G", 1 << 30}, {"512M", 512 << 20}, {"512MiB", 512 << 20}, {"4096", 4096}, {"2g", 2 << 30}, {"x", 0}, {"-1G", 0}} {
-		got, err := ParseSize(tc.in)
-		if (err != nil) != (tc.want == 0) || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
 }

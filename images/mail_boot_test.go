@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/store"
 )
 
@@ -77,7 +78,7 @@ func bootMail(t *testing.T, board string, boots int) {
 		// After the power cut the journal needs replaying, as on a
 		// real board that lost power: e2fsck does it (exit status 1:
 		// it fixed something).
-		e2fsck, err := lookTool("e2fsck")
+		e2fsck, err := datadisk.LookTool("e2fsck")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func bootMail(t *testing.T, board string, boots int) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, disk, out); err != nil {
+	if err := datadisk.Export(ctx, disk, out); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {
@@ -111,7 +112,7 @@ func aliceDisk(t *testing.T, size int64) string {
 	}
 	s.Close()
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(ctx, data, disk, size); err != nil {
+	if err := datadisk.Create(ctx, data, disk, size); err != nil {
 		t.Fatal(err)
 	}
 	return disk

@@ -1,152 +1,49 @@
 package images
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/launch"
 )
 
-// Forward forwards a TCP port on the host to one in the appliance.
-type Forward struct {
-	// Host is the host address, such as 127.0.0.1:1143.
-	Host string
-	// Guest is the appliance's port, such as 143.
-	Guest int
-}
-
-// QEMURun configures a QEMU launch of a built image.
-type QEMURun struct {
-	// Dir is the folder of the image's artefacts.
-	Dir string
-	// Disk is the data disk image (raw, ext4); "" attaches none.
-	Disk string
-	// KVM uses hardware acceleration (-accel kvm -cpu host); false means
-	// TCG with the board's CPU model.
-	KVM bool
-	// MemoryMiB is the guest's memory; 0 means 256.
-	MemoryMiB int
-	// CPUs is the number of vCPUs; 0 means 1.
-	CPUs int
-	// Forwards are the port forwards of QEMU's user network.
-	Forwards []Forward
-	// QMP is a unix socket path for QMP (power off); "" means none.
-	QMP string
-	// ExtraCmdline are added to the image's kernel command line.
-	ExtraCmdline []string
-	// DeviceTree is the device tree QEMU hands the kernel, for boards
-	// that have one; "" means the image's. StartQEMU gives each boot a
-	// copy with a fresh /chosen/rng-seed.
-	DeviceTree string
-}
-
-// QEMUOutputs returns the outputs of board b that a QEMU boot needs (for
-// Options.Outputs): the qemu output, or the xen output for a board QEMU
-// boots through the PVH entry; nil when QEMU cannot boot the board.
-func QEMUOutputs(b boards.Board) []boards.Output {
-	switch {
-	case b.QEMU == nil:
-		return nil
-	case slices.Contains(b.Outputs, boards.OutputQEMU):
-		return []boards.Output{boards.OutputQEMU}
+// QEMUImage returns the image in dir that m describes as package launch
+// boots it under QEMU; b is the image's board, resolved by the caller (an
+// image of another board is refused).
+func (m *Manifest) QEMUImage(dir string, b boards.Board) (launch.Image, error) {
+	if m.Board != b.Name {
+		return launch.Image{}, fmt.Errorf("images: the image in %s is for board %s, not %s", dir, m.Board, b.Name)
 	}
-	return []boards.Output{boards.OutputXen}
-}
-
-// QEMUCommand returns the QEMU command line (program first) that boots the
-// image described by m with r. The console is on QEMU's standard output;
-// QEMU exits when the guest powers off or reboots (-no-reboot).
-func QEMUCommand(m *Manifest, r QEMURun) ([]string, error) {
-	b, err := boards.Get(m.Board)
-	if err != nil {
-		return nil, err
+	if b.QEMU == nil {
+		return launch.Image{}, fmt.Errorf("images: board %s does not boot under QEMU", b.Name)
 	}
-	q := b.QEMU
-	if q == nil {
-		return nil, fmt.Errorf("images: board %s does not boot under QEMU", b.Name)
-	}
-	kernelFile := KernelFile
-	if q.Kernel != "" {
-		kernelFile = q.Kernel
-	}
+	kernelFile := qemuKernel(b)
 	if _, ok := m.File(kernelFile); !ok {
-		return nil, errors.New("images: the image has no kernel for QEMU (" + kernelFile + ")")
+		return launch.Image{}, fmt.Errorf("images: the image in %s has no kernel for QEMU (%s; build it with the %s output)", dir, kernelFile, launch.QEMUOutputs(b)[0])
 	}
-	mem := r.MemoryMiB
-	if mem == 0 {
-		mem = 256
+	return launch.Image{Dir: dir, Board: b, Kernel: kernelFile, Initrd: InitrdFile, Cmdline: m.Cmdline}, nil
+}
+
+// qemuKernel is the artefact QEMU loads as the kernel of board b: the
+// compressed kernel, or the one the board's QEMU entry names (vmlinux, for
+// a board QEMU boots through the PVH entry).
+func qemuKernel(b boards.Board) string {
+	if b.QEMU != nil && b.QEMU.Kernel != "" {
+		return b.QEMU.Kernel
 	}
-	if q.FixedMemoryMiB != 0 {
-		mem = q.FixedMemoryMiB
-	}
-	cpus := r.CPUs
-	if cpus == 0 {
-		cpus = 1
-	}
-	args := []string{q.Binary, "-machine", q.Machine}
-	if r.KVM {
-		args = append(args, "-accel", "kvm", "-cpu", "host")
-	} else {
-		args = append(args, "-accel", "tcg")
-		if q.CPU != "" {
-			args = append(args, "-cpu", q.CPU)
-		}
-	}
-	cmdline := strings.Join(append(append([]string{m.Cmdline}, q.Cmdline...), r.ExtraCmdline...), " ")
-	args = append(args,
-		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-serial", "stdio",
-		"-kernel", filepath.Join(r.Dir, kernelFile),
-		"-initrd", filepath.Join(r.Dir, InitrdFile),
-		"-append", cmdline,
-	)
-	if b.DeviceTree != "" {
-		dtb := r.DeviceTree
-		if dtb == "" {
-			dtb = filepath.Join(r.Dir, b.DeviceTree)
-		}
-		args = append(args, "-dtb", dtb)
-	}
-	if q.RNG != "" {
-		args = append(args, "-device", q.RNG)
-	}
-	netdev := "user,id=net0"
-	for _, f := range r.Forwards {
-		netdev += fmt.Sprintf(",hostfwd=tcp:%s-:%d", f.Host, f.Guest)
-	}
-	if q.NIC != "" {
-		args = append(args, "-netdev", netdev, "-device", q.NIC+",netdev=net0")
-	} else {
-		// The machine's own network card.
-		args = append(args, "-nic", strings.Replace(netdev, ",id=net0", "", 1))
-	}
-	if r.Disk != "" {
-		drive := "file=" + r.Disk + ",format=raw,id=data,cache=writeback"
-		if q.DiskInterface != "" {
-			args = append(args, "-drive", drive+",if="+q.DiskInterface)
-		} else {
-			args = append(args, "-drive", drive+",if=none", "-device", q.Disk+",drive=data")
-		}
-	}
-	if r.QMP != "" {
-		args = append(args, "-qmp", "unix:"+r.QMP+",server=on,wait=off")
-	}
-	return args, nil
+	return KernelFile
 }
 
 // qemuScript is a shell script that boots the image from its folder.
 func qemuScript(p *plan) string {
-	m := &Manifest{Board: p.board.Name, Cmdline: joinCmdline(p.cmdline), Files: []File{{Name: KernelFile}, {Name: VmlinuxFile}}}
-	var fw []Forward
+	img := launch.Image{Dir: "@DIR@", Board: p.board, Kernel: qemuKernel(p.board), Initrd: InitrdFile, Cmdline: joinCmdline(p.cmdline)}
+	var fw []launch.Forward
 	for _, port := range p.app.Ports {
-		fw = append(fw, Forward{Host: fmt.Sprintf("127.0.0.1:%d", app.HostPort(port.Port, app.HostPortOffset)), Guest: port.Port})
+		fw = append(fw, launch.Forward{Host: fmt.Sprintf("127.0.0.1:%d", app.HostPort(port.Port, app.HostPortOffset)), Guest: port.Port})
 	}
-	args, err := QEMUCommand(m, QEMURun{Dir: "@DIR@", Disk: "@DISK@", Forwards: fw, MemoryMiB: 256})
+	args, err := launch.QEMUCommand(img, launch.QEMU{Disk: "@DISK@", Forwards: fw, MemoryMiB: 256})
 	if err != nil {
 		return "#!/bin/sh\necho " + shellQuote(err.Error()) + " >&2\nexit 1\n"
 	}

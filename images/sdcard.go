@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
 )
@@ -66,7 +67,7 @@ type SDCardInput struct {
 	// SeedDevice is the boot partition as the appliance sees it, where it
 	// refreshes the random seed; "" means SDCardSeedDevice.
 	SeedDevice string
-	// DataDisk is a data disk image (ext4, from CreateDisk) copied into
+	// DataDisk is a data disk image (ext4, from disk.Create) copied into
 	// the data partition; "" makes an empty one (ext4, labelled
 	// nymote-data) of DataSize bytes.
 	DataDisk string
@@ -148,7 +149,7 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	data := in.DataDisk
 	if data == "" {
 		data = filepath.Join(tmp, "data.img")
-		if err := createDisk(ctx, "", data, in.DataSize); err != nil {
+		if err := datadisk.CreateEmpty(ctx, data, in.DataSize); err != nil {
 			return l, fmt.Errorf("sdcard: empty data partition: %w", err)
 		}
 	}
@@ -205,7 +206,7 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 func checkExt4(r io.ReaderAt) error {
 	sb := make([]byte, 2)
 	if _, err := r.ReadAt(sb, 1024+0x38); err != nil || bin.LittleEndian.Uint16(sb) != 0xEF53 {
-		return fmt.Errorf("%w: no ext4 file system (make one with nymote disk create)", ErrBadDisk)
+		return fmt.Errorf("%w: no ext4 file system (make one with nymote disk create)", datadisk.ErrBadDisk)
 	}
 	return nil
 }

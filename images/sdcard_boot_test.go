@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -54,7 +57,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	}
 	needMailAppliance(t)
 	ctx := context.Background()
-	q, err := FindSDQEMU(ctx)
+	q, err := launch.FindSDQEMU(ctx)
 	if err != nil {
 		t.Skip(err)
 	}
@@ -73,15 +76,15 @@ func TestSDCardBootCubieboard(t *testing.T) {
 	// Flashed onto a file, as onto a card: with a seed.
 	card := filepath.Join(dir, "card.img")
 	seed := bytes.Repeat([]byte{0x17}, bootseed.SeedBytes)
-	if err := Flash(ctx, image, card, FlashOptions{Rand: bytes.NewReader(seed)}); err != nil {
+	if err := flash.Write(ctx, image, card, flash.Options{Rand: bytes.NewReader(seed)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := PowerOfTwo(card); err != nil {
+	if err := launch.PowerOfTwo(card); err != nil {
 		t.Fatal(err)
 	}
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	vm, err := StartSDCard(q, SDRun{Card: card, Forwards: []Forward{{Host: addr, Guest: 993}}}, nil)
+	vm, err := launch.StartSDCard(q, launch.SDRun{Card: card, Forwards: []launch.Forward{{Host: addr, Guest: 993}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +147,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	pf.Close()
-	e2fsck, err := lookTool("e2fsck")
+	e2fsck, err := datadisk.LookTool("e2fsck")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +157,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := ExportDisk(ctx, part, out); err != nil {
+	if err := datadisk.Export(ctx, part, out); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("git", "--git-dir", filepath.Join(out, store.RepoDir), "fsck", "--strict").CombinedOutput(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/bootseed"
 )
 
@@ -232,7 +233,7 @@ func TestSDCardReproducible(t *testing.T) {
 	}
 }
 
-// TestSDCardDataDisk puts a data disk made by CreateDisk on a card: the
+// TestSDCardDataDisk puts a data disk made by disk.Create on a card: the
 // data partition holds its bytes.
 func TestSDCardDataDisk(t *testing.T) {
 	needUBoot(t, ubootCubieboard)
@@ -241,7 +242,7 @@ func TestSDCardDataDisk(t *testing.T) {
 	dataDir := t.TempDir()
 	os.WriteFile(filepath.Join(dataDir, "hello-boots"), []byte("41\n"), 0o600)
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := CreateDisk(context.Background(), dataDir, disk, 20<<20+300); err != nil {
+	if err := datadisk.Create(context.Background(), dataDir, disk, 20<<20+300); err != nil {
 		t.Fatal(err)
 	}
 	card := filepath.Join(t.TempDir(), SDCardFile)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 // xenMemoryMiB is the guest memory the xl configuration asks for.
@@ -26,7 +27,7 @@ func writeXen(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]st
 		return nil, err
 	}
 	cfg := xlConfig(p)
-	if _, err := parseXLConfig(cfg); err != nil {
+	if _, err := launch.ParseXLConfig(cfg); err != nil {
 		return nil, fmt.Errorf("the generated %s does not parse: %w", XenConfigFile, err)
 	}
 	if err := writeFile(p.opts.OutDir, XenConfigFile, []byte(cfg), 0o644); err != nil {

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/launch"
 )
 
 // Config is the configuration of a jitsu server, as read from jitsu.yaml
@@ -479,11 +480,10 @@ func (c *Config) check(root *yaml.Node) error {
 					return errf(fmt.Sprintf("%q: want the guest's IP address", l.Guest), "appliances", i, "launcher", "guest")
 				}
 			}
-			switch l.KVM {
-			case "":
-				l.KVM = "auto"
-			case "auto", "on", "off":
-			default:
+			if l.KVM == "" {
+				l.KVM = launch.KVMAuto
+			}
+			if launch.CheckKVMMode(l.KVM) != nil {
 				return errf(fmt.Sprintf("%q: want auto, on or off", l.KVM), "appliances", i, "launcher", "kvm")
 			}
 			if l.MemoryMiB < 0 {

@@ -19,7 +19,7 @@
 // burst of queries during a boot all wait for that one boot. Launchers:
 // ProcessLauncher (the appliance program as a host process on host
 // sockets), QEMULauncher (an image from nymote build, through package
-// images: port forwards, QMP power-off, console listening lines),
+// launch: port forwards, QMP power-off, console listening lines),
 // XLLauncher (Xen: xl create, shutdown -w, pause) and FirecrackerLauncher
 // (firecracker --api-sock, Ctrl-Alt-Del to power off, PATCH /vm to
 // pause).

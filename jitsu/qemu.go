@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/launch"
 )
 
 // QEMULauncher boots an appliance image built by nymote build under QEMU
-// (package images: KVM when usable, TCG otherwise) with its data disk,
+// (package launch: KVM when usable, TCG otherwise) with its data disk,
 // each service port forwarded from a free loopback port (jitsu proxies the
 // appliance's public address to it). It is ready when the console has
 // printed "NAME listening on" for each port; Stop presses the power
@@ -32,7 +34,7 @@ type QEMULauncher struct {
 	// KVM is "on", "off" or "auto" (probed once, by a boot without
 	// disk, at the first Start).
 	KVM string
-	// MemoryMiB is the guest's memory; zero means 256.
+	// MemoryMiB is the guest's memory; zero means launch.DefaultMemoryMiB.
 	MemoryMiB int
 	// ProxyProtocol tells the appliance (nymote.proxy=10.0.2.2/32) that
 	// connections through QEMU's port forwards, which the guest sees
@@ -59,7 +61,7 @@ func newQEMULauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
 // qemuProxyNetwork is where connections through QEMU's user-network port
 // forwards come from, as the guest sees them: the host's address on that
 // network.
-const qemuProxyNetwork = "10.0.2.2/32"
+const qemuProxyNetwork = launch.UserNetHost + "/32"
 
 // freeLoopbackPort returns a TCP port free on 127.0.0.1 at the moment.
 func freeLoopbackPort() (string, error) {
@@ -77,8 +79,16 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", l.Image, err, l.Image)
 	}
+	b, err := boards.Get(m.Board)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: image %s: %w", l.Image, err)
+	}
+	img, err := m.QEMUImage(l.Image, b)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: %w", err)
+	}
 	q := &qemuVM{addrs: map[string]string{}, done: make(chan struct{})}
-	var fw []images.Forward
+	var fw []launch.Forward
 	for _, name := range l.Ports {
 		guest := 0
 		for _, p := range m.Ports {
@@ -94,32 +104,28 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 			return nil, err
 		}
 		q.addrs[name] = host
-		fw = append(fw, images.Forward{Host: host, Guest: guest})
+		fw = append(fw, launch.Forward{Host: host, Guest: guest})
 	}
 	switch l.KVM {
-	case "on":
+	case launch.KVMOn:
 		l.kvm = true
-	case "auto":
+	case launch.KVMAuto:
 		l.probeOnce.Do(func() {
-			l.kvm = images.ProbeKVM(ctx, m, l.Image, 20*time.Second)
+			l.kvm = launch.ProbeKVM(ctx, img, 20*time.Second)
 			l.Log.Info("KVM probe", "kvm", l.kvm)
 		})
 	}
-	extra := []string{"nymote.net=kernel"}
+	guestNet := "kernel"
 	if app.NetstackBuiltIn {
-		// QEMU's user network has fixed addresses: a static
-		// configuration saves the DHCP exchange (as nymote run does).
-		extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}
+		// Given the user network's fixed addresses (as nymote run does).
+		guestNet = "netstack"
 	}
+	var extra []string
 	if l.ProxyProtocol {
 		extra = append(extra, "nymote.proxy="+qemuProxyNetwork)
 	}
-	mem := l.MemoryMiB
-	if mem == 0 {
-		mem = 256
-	}
-	vm, err := images.StartQEMU(context.WithoutCancel(ctx), m, images.QEMURun{
-		Dir: l.Image, Disk: l.Disk, KVM: l.kvm, MemoryMiB: mem, Forwards: fw, ExtraCmdline: extra,
+	vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
+		Disk: l.Disk, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
 	}, &lineLog{log: l.Log})
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
@@ -159,7 +165,7 @@ func (w *lineLog) Write(p []byte) (int, error) {
 }
 
 type qemuVM struct {
-	vm      *images.VM
+	vm      *launch.VM
 	addrs   map[string]string
 	done    chan struct{}
 	exitErr error

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/internal/testutil"
 )
@@ -49,7 +50,7 @@ func TestQEMU(t *testing.T) {
 	}
 	img := buildImage(t, "hello")
 	disk := filepath.Join(t.TempDir(), "data.img")
-	if err := images.CreateDisk(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
 		t.Skipf("no data disk (mkfs.ext4 from e2fsprogs?): %v", err)
 	}
 	port := testutil.FreePort(t)

@@ -1,41 +1,22 @@
 package jitsu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/nymote/nymote/launch"
 )
 
-// Runner runs a command to completion and returns its combined output.
-// ExecRunner runs it for real; tests hand in one that records.
-type Runner func(ctx context.Context, args ...string) ([]byte, error)
-
-// ExecRunner runs args with os/exec.
-func ExecRunner(ctx context.Context, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return out, nil
-}
-
-// XLLauncher boots an appliance as a Xen guest with the xl toolstack, from
-// the xl configuration that nymote build writes for Xen boards. The guest
-// is on a bridge with its own address (Guest), so readiness is a TCP
-// connection to Guest:port.
+// XLLauncher boots an appliance as a Xen guest with the xl toolstack
+// (package launch), from the xl configuration that nymote build writes for
+// Xen boards. The guest is on a bridge with its own address (Guest), so
+// readiness is a TCP connection to Guest:port.
 type XLLauncher struct {
 	// Config is the xl configuration file; its name = "..." line names
 	// the domain.
@@ -44,70 +25,39 @@ type XLLauncher struct {
 	Guest string
 	// Ports are the service's ports on the guest.
 	Ports []PortConfig
-	// Run runs xl; nil means ExecRunner.
-	Run Runner
+	// Run runs xl; nil means launch.ExecRunner.
+	Run launch.Runner
 	// Poll is how often a running domain is checked; zero means 1s.
 	Poll time.Duration
 	Log  *slog.Logger
 }
 
-var nameRE = regexp.MustCompile(`(?m)^\s*name\s*=\s*["']([^"']+)["']`)
-
 // Domain reads the domain's name from the configuration.
 func (l *XLLauncher) Domain() (string, error) {
-	b, err := os.ReadFile(l.Config)
-	if err != nil {
-		return "", fmt.Errorf("jitsu: xl: %w", err)
-	}
-	m := nameRE.FindSubmatch(b)
-	if m == nil {
-		return "", fmt.Errorf("jitsu: xl: %s has no name = \"...\" line", l.Config)
-	}
-	return string(m[1]), nil
-}
-
-// XLCommands are the xl command lines for a domain: create, clean
-// shutdown (waiting), destroy, pause, unpause and the liveness check.
-func XLCommands(config, domain string) map[string][]string {
-	return map[string][]string{
-		"create":  {"xl", "create", "-q", config},
-		"stop":    {"xl", "shutdown", "-w", domain},
-		"kill":    {"xl", "destroy", domain},
-		"suspend": {"xl", "pause", domain},
-		"resume":  {"xl", "unpause", domain},
-		"alive":   {"xl", "domid", domain},
-	}
+	return launch.XLDomain(l.Config)
 }
 
 // Start creates the domain and waits for its ports.
 func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
-	run := l.Run
-	if run == nil {
-		run = ExecRunner
-	}
-	dom, err := l.Domain()
+	x, err := launch.CreateXL(ctx, l.Config, l.Run)
 	if err != nil {
-		return nil, err
-	}
-	cmds := XLCommands(l.Config, dom)
-	if _, err := run(ctx, cmds["create"]...); err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}
 	poll := l.Poll
 	if poll == 0 {
 		poll = time.Second
 	}
-	v := &toolVM{run: run, cmds: cmds, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
+	v := &toolVM{xl: x, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
 	go v.watch(poll)
 	defer func() {
 		if err != nil {
-			run(context.Background(), cmds["kill"]...)
+			x.Destroy(context.Background())
 			v.markDone(nil)
 		}
 	}()
 	for _, p := range l.Ports {
 		if err := waitAccept(ctx, v.Addr(p.Name), v.done); err != nil {
-			return nil, fmt.Errorf("jitsu: xl domain %s port %s: %w", dom, p.Name, err)
+			return nil, fmt.Errorf("jitsu: xl domain %s port %s: %w", x.Domain, p.Name, err)
 		}
 	}
 	return v, nil
@@ -115,8 +65,7 @@ func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
 
 // toolVM is a guest run by a toolstack command (xl).
 type toolVM struct {
-	run   Runner
-	cmds  map[string][]string
+	xl    *launch.XL
 	guest string
 	ports []PortConfig
 
@@ -134,7 +83,7 @@ func (v *toolVM) watch(poll time.Duration) {
 			return
 		case <-time.After(poll):
 		}
-		if _, err := v.run(context.Background(), v.cmds["alive"]...); err != nil {
+		if !v.xl.Alive(context.Background()) {
 			v.mu.Lock()
 			stopped := v.stopped
 			v.mu.Unlock()
@@ -157,26 +106,29 @@ func (v *toolVM) markDone(err error) {
 	})
 }
 
-func (v *toolVM) Addr(name string) string {
-	for _, p := range v.ports {
+func (v *toolVM) Addr(name string) string { return guestAddr(v.guest, v.ports, name) }
+
+// guestAddr is the address of the port called name on a guest with its
+// own address.
+func guestAddr(guest string, ports []PortConfig, name string) string {
+	for _, p := range ports {
 		if p.Name == name {
-			return net.JoinHostPort(v.guest, strconv.Itoa(p.Port))
+			return net.JoinHostPort(guest, strconv.Itoa(p.Port))
 		}
 	}
-	return net.JoinHostPort(v.guest, "0")
+	return net.JoinHostPort(guest, "0")
 }
 
 func (v *toolVM) Stop(ctx context.Context) error {
 	v.mu.Lock()
 	v.stopped = true
 	v.mu.Unlock()
-	_, err := v.run(ctx, v.cmds["stop"]...)
-	if err != nil {
-		v.run(context.Background(), v.cmds["kill"]...)
-		err = fmt.Errorf("jitsu: clean shutdown failed, destroyed: %w", err)
-	}
+	err := v.xl.Shutdown(ctx)
 	v.markDone(nil)
-	return err
+	if err != nil {
+		return fmt.Errorf("jitsu: %w", err)
+	}
+	return nil
 }
 
 func (v *toolVM) Done() <-chan struct{} { return v.done }
@@ -187,20 +139,13 @@ func (v *toolVM) Err() error {
 	return v.err
 }
 
-func (v *toolVM) Suspend(ctx context.Context) error {
-	_, err := v.run(ctx, v.cmds["suspend"]...)
-	return err
-}
+func (v *toolVM) Suspend(ctx context.Context) error { return v.xl.Pause(ctx) }
+func (v *toolVM) Resume(ctx context.Context) error  { return v.xl.Unpause(ctx) }
 
-func (v *toolVM) Resume(ctx context.Context) error {
-	_, err := v.run(ctx, v.cmds["resume"]...)
-	return err
-}
-
-// FirecrackerLauncher boots an appliance as a Firecracker microVM from the
-// Firecracker configuration that nymote build writes (kernel, initramfs,
-// data drive, TAP device). The guest has its own address (Guest) on the
-// TAP device.
+// FirecrackerLauncher boots an appliance as a Firecracker microVM (package
+// launch) from the Firecracker configuration that nymote build writes
+// (kernel, initramfs, data drive, TAP device). The guest has its own
+// address (Guest) on the TAP device.
 type FirecrackerLauncher struct {
 	// Config is the Firecracker configuration file (--config-file).
 	Config string
@@ -215,54 +160,28 @@ type FirecrackerLauncher struct {
 
 // Command is the command line Start runs with its API socket at sock.
 func (l *FirecrackerLauncher) Command(sock string) []string {
-	bin := l.Binary
-	if bin == "" {
-		bin = "firecracker"
-	}
-	return []string{bin, "--api-sock", sock, "--config-file", l.Config}
-}
-
-// FirecrackerRequest is a call on Firecracker's API socket.
-type FirecrackerRequest struct {
-	Method, Path, Body string
-}
-
-// FirecrackerRequests are the API calls for a clean power-off (Ctrl-Alt-Del:
-// the guest's init powers off), pause and resume.
-var FirecrackerRequests = map[string]FirecrackerRequest{
-	"stop":    {"PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`},
-	"suspend": {"PATCH", "/vm", `{"state":"Paused"}`},
-	"resume":  {"PATCH", "/vm", `{"state":"Resumed"}`},
+	return launch.FirecrackerCommand(l.Binary, l.Config, sock)
 }
 
 // Start runs Firecracker and waits for the guest's ports.
 func (l *FirecrackerLauncher) Start(ctx context.Context) (_ Instance, err error) {
-	dir, err := os.MkdirTemp("", "nymote-fc-")
+	fc, err := launch.StartFirecracker(l.Binary, l.Config)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("jitsu: %w", err)
 	}
-	sock := filepath.Join(dir, "api.sock")
-	args := l.Command(sock)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("jitsu: starting %s: %w", args[0], err)
-	}
-	v := &fcVM{cmd: cmd, sock: sock, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
+	v := &fcVM{fc: fc, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
 	go func() {
-		err := cmd.Wait()
-		os.RemoveAll(dir)
+		<-fc.Done()
 		v.mu.Lock()
 		if !v.stopped {
-			v.err = fmt.Errorf("firecracker exited: %v", err)
+			v.err = fmt.Errorf("firecracker exited: %v", fc.ExitErr())
 		}
 		v.mu.Unlock()
 		close(v.done)
 	}()
 	defer func() {
 		if err != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			fc.Kill()
 			<-v.done
 		}
 	}()
@@ -275,8 +194,7 @@ func (l *FirecrackerLauncher) Start(ctx context.Context) (_ Instance, err error)
 }
 
 type fcVM struct {
-	cmd   *exec.Cmd
-	sock  string
+	fc    *launch.Firecracker
 	guest string
 	ports []PortConfig
 	done  chan struct{}
@@ -286,53 +204,18 @@ type fcVM struct {
 	err     error
 }
 
-func (v *fcVM) api(ctx context.Context, name string) error {
-	r := FirecrackerRequests[name]
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", v.sock)
-	}}}
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://firecracker"+r.Path, strings.NewReader(r.Body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("jitsu: firecracker %s: %w", name, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("jitsu: firecracker %s: %s", name, resp.Status)
-	}
-	return nil
-}
-
-func (v *fcVM) Addr(name string) string {
-	for _, p := range v.ports {
-		if p.Name == name {
-			return net.JoinHostPort(v.guest, strconv.Itoa(p.Port))
-		}
-	}
-	return net.JoinHostPort(v.guest, "0")
-}
+func (v *fcVM) Addr(name string) string { return guestAddr(v.guest, v.ports, name) }
 
 func (v *fcVM) Stop(ctx context.Context) error {
 	v.mu.Lock()
 	v.stopped = true
 	v.mu.Unlock()
-	err := v.api(ctx, "stop")
-	if err == nil {
-		select {
-		case <-v.done:
-			return nil
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	err := v.fc.PowerOff(ctx)
 	<-v.done
-	return fmt.Errorf("jitsu: firecracker did not power off, killed: %w", err)
+	if err != nil {
+		return fmt.Errorf("jitsu: %w", err)
+	}
+	return nil
 }
 
 func (v *fcVM) Done() <-chan struct{} { return v.done }
@@ -343,8 +226,8 @@ func (v *fcVM) Err() error {
 	return v.err
 }
 
-func (v *fcVM) Suspend(ctx context.Context) error { return v.api(ctx, "suspend") }
-func (v *fcVM) Resume(ctx context.Context) error  { return v.api(ctx, "resume") }
+func (v *fcVM) Suspend(ctx context.Context) error { return v.fc.API(ctx, "suspend") }
+func (v *fcVM) Resume(ctx context.Context) error  { return v.fc.API(ctx, "resume") }
 
 var (
 	_ Suspender = (*toolVM)(nil)

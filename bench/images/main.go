@@ -25,7 +25,10 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/launch"
 )
 
 // cpus is the -cpus flag.
@@ -122,7 +125,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			if err != nil {
 				return err
 			}
-			opts := images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra, Outputs: images.QEMUOutputs(bd)}
+			opts := images.Options{App: app, Board: board, OutDir: dir, Cmdline: extra, Outputs: launch.QEMUOutputs(bd)}
 			if sdBoot {
 				// The card boots with the command line it carries.
 				opts.Outputs = []boards.Output{boards.OutputSDCard}
@@ -137,7 +140,7 @@ func run(ctx context.Context, w io.Writer, apps []string, board string, runs int
 			if err := os.MkdirAll(empty, 0o700); err != nil {
 				return err
 			}
-			if err := images.CreateDisk(ctx, empty, disk, 256<<20); err != nil {
+			if err := datadisk.Create(ctx, empty, disk, 256<<20); err != nil {
 				return err
 			}
 		}
@@ -245,13 +248,17 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 	l.Close()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	var vm *images.VM
+	var vm *launch.VM
 	if sdBoot {
 		vm, err = startSD(ctx, dir, addr, m.Ports[0].Port)
 	} else {
-		vm, err = images.StartQEMU(ctx, m, images.QEMURun{
-			Dir: dir, Disk: disk, KVM: kvm, MemoryMiB: mem, CPUs: cpus,
-			Forwards:     []images.Forward{{Host: addr, Guest: m.Ports[0].Port}},
+		var img launch.Image
+		if img, err = qemuImage(m, dir); err != nil {
+			return boot{}, err
+		}
+		vm, err = launch.StartQEMU(ctx, img, launch.QEMU{
+			Disk: disk, KVM: kvm, MemoryMiB: mem, CPUs: cpus,
+			Forwards:     []launch.Forward{{Host: addr, Guest: m.Ports[0].Port}},
 			ExtraCmdline: netArgs,
 		}, nil)
 	}
@@ -328,20 +335,29 @@ func measure(ctx context.Context, m *images.Manifest, dir, disk string, kvm bool
 
 // startSD flashes the build's SD card image onto a fresh card file (with a
 // random seed, as nymote flash does), grows it as QEMU wants and boots it.
-func startSD(ctx context.Context, dir, addr string, port int) (*images.VM, error) {
-	q, err := images.FindSDQEMU(ctx)
+func startSD(ctx context.Context, dir, addr string, port int) (*launch.VM, error) {
+	q, err := launch.FindSDQEMU(ctx)
 	if err != nil {
 		return nil, err
 	}
 	card := filepath.Join(dir, "card.img")
 	os.Remove(card)
-	if err := images.Flash(ctx, filepath.Join(dir, images.SDCardFile), card, images.FlashOptions{}); err != nil {
+	if err := flash.Write(ctx, filepath.Join(dir, images.SDCardFile), card, flash.Options{}); err != nil {
 		return nil, err
 	}
-	if err := images.PowerOfTwo(card); err != nil {
+	if err := launch.PowerOfTwo(card); err != nil {
 		return nil, err
 	}
-	return images.StartSDCard(q, images.SDRun{Card: card, Forwards: []images.Forward{{Host: addr, Guest: port}}}, nil)
+	return launch.StartSDCard(q, launch.SDRun{Card: card, Forwards: []launch.Forward{{Host: addr, Guest: port}}}, nil)
+}
+
+// qemuImage returns the image in dir that m describes, as QEMU boots it.
+func qemuImage(m *images.Manifest, dir string) (launch.Image, error) {
+	b, err := boards.Get(m.Board)
+	if err != nil {
+		return launch.Image{}, err
+	}
+	return m.QEMUImage(dir, b)
 }
 
 func tail(s string, n int) string {

@@ -40,8 +40,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/jitsu"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -222,7 +225,7 @@ func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
 			return err
 		}
 		disk := filepath.Join(tmp, "data.img")
-		if err := images.CreateDisk(ctx, data, disk, 256<<20); err != nil {
+		if err := datadisk.Create(ctx, data, disk, 256<<20); err != nil {
 			return err
 		}
 		data = disk
@@ -232,15 +235,23 @@ func run(kind string, runs, warmRuns int, kvm, verbose bool) error {
 		if err != nil {
 			return err
 		}
+		bd, err := boards.Get(m.Board)
+		if err != nil {
+			return err
+		}
+		qimg, err := m.QEMUImage(img, bd)
+		if err != nil {
+			return err
+		}
 		plain = func() (time.Duration, error) {
 			addr := freeAddr()
-			extra := []string{"nymote.net=kernel"}
+			guestNet := "kernel"
 			if app.NetstackBuiltIn {
-				extra = []string{"nymote.net=netstack", "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3"}
+				guestNet = "netstack"
 			}
 			t0 := time.Now()
-			vm, err := images.StartQEMU(ctx, m, images.QEMURun{Dir: img, Disk: disk, KVM: kvm, MemoryMiB: 256,
-				Forwards: []images.Forward{{Host: addr, Guest: 143}}, ExtraCmdline: extra}, nil)
+			vm, err := launch.StartQEMU(ctx, qimg, launch.QEMU{Disk: disk, KVM: kvm, MemoryMiB: 256,
+				Forwards: []launch.Forward{{Host: addr, Guest: 143}}, GuestNet: guestNet}, nil)
 			if err != nil {
 				return 0, err
 			}

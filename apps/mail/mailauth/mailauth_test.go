@@ -40,7 +40,7 @@ func TestLogin(t *testing.T) {
 	domains := []string{"example.org"}
 	for _, c := range []struct {
 		login, password, name, account string
-		err                             error
+		err                            error
 	}{
 		{"alice@example.org", pw, "alice", "alice", nil},
 		{"alice", pw, "alice", "alice", nil},

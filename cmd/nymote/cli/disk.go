@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/store"
 )
 
@@ -32,7 +32,7 @@ appliance's virtio-blk disk. Creating and exporting need e2fsprogs, not root.`,
 			if err := requireFlag(cmd, "output", out); err != nil {
 				return err
 			}
-			n, err := images.ParseSize(size)
+			n, err := disk.ParseSize(size)
 			if err != nil {
 				return usageError{fmt.Errorf("--size: %w", err)}
 			}
@@ -45,7 +45,7 @@ appliance's virtio-blk disk. Creating and exporting need e2fsprogs, not root.`,
 			}
 			users, _ := s.Users()
 			s.Close()
-			if err := images.CreateDisk(cmd.Context(), data, out, n); err != nil {
+			if err := disk.Create(cmd.Context(), data, out, n); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Created %s (%s, ext4) with the store of %s (%d users)\n", out, size, data, len(users))
@@ -61,7 +61,7 @@ appliance's virtio-blk disk. Creating and exporting need e2fsprogs, not root.`,
 		Short: "Copy the data directory on a data disk image (store and all) into DIR",
 		Args:  exactArgs("DISK", "DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := images.ExportDisk(cmd.Context(), args[0], args[1]); err != nil {
+			if err := disk.Export(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Exported %s into %s\n", args[0], args[1])

@@ -3,11 +3,11 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/flash"
 )
 
 func newFlashCmd(g *globals) *cobra.Command {
-	var opts images.FlashOptions
+	var opts flash.Options
 	cmd := &cobra.Command{
 		Use:   "flash IMAGE DEVICE",
 		Short: "Write an SD card image onto a card (or a file), verify it and give it a random seed",
@@ -24,7 +24,7 @@ does not wait for entropy (images carry no seed: they are shareable).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.In = g.stdio.In
 			opts.Out = cmd.OutOrStdout()
-			return images.Flash(cmd.Context(), args[0], args[1], opts)
+			return flash.Write(cmd.Context(), args[0], args[1], opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "write onto a disk that is not removable (never the system disk or a mounted one)")

@@ -11,7 +11,7 @@ import (
 )
 
 // TestFlashCommand writes an SD card image onto a file with nymote flash
-// (the refusals are tested in package images).
+// (the refusals are tested in package flash).
 func TestFlashCommand(t *testing.T) {
 	const uboot = "/usr/lib/u-boot/Cubieboard/u-boot-sunxi-with-spl.bin"
 	if _, err := os.Stat(uboot); err != nil {

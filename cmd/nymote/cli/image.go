@@ -14,6 +14,7 @@ import (
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/launch"
 )
 
 // imageFlags are the flags of build and run that say what to build.
@@ -122,7 +123,10 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
 			}
 			if len(opts.Outputs) == 0 {
-				opts.Outputs = images.QEMUOutputs(b) // only what QEMU boots
+				opts.Outputs = launch.QEMUOutputs(b) // only what QEMU boots
+			}
+			if err := launch.CheckKVMMode(kvm); err != nil {
+				return usageError{fmt.Errorf("--kvm %q: want auto, on or off", kvm)}
 			}
 			if disk == "" && !f.ephemeral {
 				return usageError{errors.New("--disk is required (create one with: nymote disk create --data DIR -o data.img), or build with --ephemeral")}
@@ -141,37 +145,31 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			if err != nil {
 				return err
 			}
-			useKVM := false
-			switch kvm {
-			case "on":
-				useKVM = true
-			case "auto":
+			// The board resolved above is the one the launcher uses.
+			img, err := m.QEMUImage(opts.OutDir, b)
+			if err != nil {
+				return err
+			}
+			if kvm == launch.KVMAuto {
 				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
-				useKVM = images.ProbeKVM(ctx, m, opts.OutDir, 10*time.Second)
-			case "off":
-			default:
-				return usageError{fmt.Errorf("--kvm %q: want auto, on or off", kvm)}
+			}
+			useKVM, err := launch.UseKVM(ctx, img, kvm, 10*time.Second)
+			if err != nil {
+				return err
 			}
 			accel := "TCG (no working KVM: slower)"
 			if useKVM {
 				accel = "KVM"
 			}
-			var fw []images.Forward
+			var fw []launch.Forward
 			for _, p := range m.Ports {
 				host := fmt.Sprintf("127.0.0.1:%d", app.HostPort(p.Port, offset))
-				fw = append(fw, images.Forward{Host: host, Guest: p.Port})
+				fw = append(fw, launch.Forward{Host: host, Guest: p.Port})
 				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
 			}
 			fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
-			extra := []string{"nymote.net=" + guestNet}
-			if guestNet == "netstack" {
-				// QEMU's user network has fixed addresses: a static
-				// configuration saves the DHCP exchange at boot.
-				extra = append(extra, "nymote.ip=10.0.2.15/24", "nymote.gw=10.0.2.2", "nymote.dns=10.0.2.3")
-			}
-			vm, err := images.StartQEMU(context.WithoutCancel(ctx), m, images.QEMURun{
-				Dir: opts.OutDir, Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw,
-				ExtraCmdline: extra,
+			vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
+				Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw, GuestNet: guestNet,
 			}, cmd.OutOrStdout())
 			if err != nil {
 				return err
@@ -193,7 +191,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				}
 				fmt.Fprintln(g.stdio.Err, "run: powered off")
 				return nil
-			case <-waitChan(vm):
+			case <-vm.Done():
 				if err := vm.Wait(context.Background()); err != nil {
 					return fmt.Errorf("QEMU: %w", err)
 				}
@@ -204,7 +202,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&disk, "disk", "", "data disk image (from nymote disk create)")
 	cmd.Flags().StringVar(&kvm, "kvm", "auto", "use KVM: auto (when a probe boot works), on or off")
-	cmd.Flags().IntVarP(&mem, "memory", "m", 256, "guest memory in MiB")
+	cmd.Flags().IntVarP(&mem, "memory", "m", launch.DefaultMemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
 	defaultNet := "kernel"
@@ -214,14 +212,4 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().StringVar(&guestNet, "guest-net", defaultNet, "the appliance's network: netstack, or kernel (the guest kernel's own stack, for tests)")
 	cmd.Flags().MarkHidden("guest-net")
 	return cmd
-}
-
-// waitChan is closed when vm's QEMU exits.
-func waitChan(vm *images.VM) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		vm.Wait(context.Background())
-		close(ch)
-	}()
-	return ch
 }

@@ -158,3 +158,24 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("stderr lacks the powered-off line:\n%s", errs.String())
 	}
 }
+
+// TestRunRefuses checks refusals of nymote run that come before any boot:
+// a --kvm value it does not know (before building anything), and with
+// --no-build an image built for another board than --board (the board
+// resolved from --board is the one the launcher is handed).
+func TestRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "data.img")
+	os.WriteFile(disk, nil, 0o600)
+	if code, _, errs := run(t, "", "run", "hello", "--disk", disk, "-o", dir, "--kvm", "maybe"); code != 2 || !strings.Contains(errs, `--kvm "maybe"`) {
+		t.Errorf("--kvm maybe: exit %d, %q; want a usage error", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
+		t.Error("built an image before refusing --kvm")
+	}
+	os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"app":"hello","board":"qemu-arm64","files":[{"name":"vmlinuz"}]}`), 0o644)
+	code, _, errs := run(t, "", "run", "hello", "--board", "qemu-x86_64", "--disk", disk, "-o", dir, "--no-build", "--kvm", "off")
+	if code != 1 || !strings.Contains(errs, "is for board qemu-arm64, not qemu-x86_64") {
+		t.Errorf("an image of another board: exit %d, %q", code, errs)
+	}
+}

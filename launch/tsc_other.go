@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package images
+package launch
 
 // TCGTSCkHz returns false on hosts that are not x86-64: the guest's TSC
 // frequency under TCG is not known here, and the guest kernel calibrates

@@ -1,4 +1,4 @@
-package images
+package launch
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func FindSDQEMU(ctx context.Context) (*SDQEMU, error) {
 		}
 		seen = append(seen, fmt.Sprintf("%s is %s", q.Binary, v))
 	}
-	return nil, fmt.Errorf("images: %w (%v; make test-deps extracts QEMU 10 from bookworm-backports into %s)", ErrNoSDQEMU, seen, QEMU10Dir)
+	return nil, fmt.Errorf("launch: %w (%v; make test-deps extracts QEMU 10 from bookworm-backports into %s)", ErrNoSDQEMU, seen, QEMU10Dir)
 }
 
 var qemuVersionRE = regexp.MustCompile(`version (\d+)\.(\d+)\.(\d+)`)
@@ -112,10 +112,10 @@ func StartSDCard(q *SDQEMU, r SDRun, console io.Writer) (*VM, error) {
 	}
 	fi, err := os.Stat(r.Card)
 	if err != nil {
-		return nil, fmt.Errorf("images: %w", err)
+		return nil, fmt.Errorf("launch: %w", err)
 	}
 	if n := fi.Size(); n&(n-1) != 0 {
-		return nil, fmt.Errorf("images: SD card image %s is %d bytes; QEMU wants a power of two (see PowerOfTwo)", r.Card, n)
+		return nil, fmt.Errorf("launch: SD card image %s is %d bytes; QEMU wants a power of two (see PowerOfTwo)", r.Card, n)
 	}
 	netdev := "user,id=net0"
 	for _, f := range r.Forwards {
@@ -133,7 +133,7 @@ func StartSDCard(q *SDQEMU, r SDRun, console io.Writer) (*VM, error) {
 	}
 	cmd := exec.Command(q.Binary, args...)
 	cmd.Env = append(os.Environ(), q.env()...)
-	return startVM(cmd, "", "", console)
+	return start(cmd, "", "", console)
 }
 
 // PowerOfTwo grows the file at path (sparse) to the next power of two, as
@@ -141,7 +141,7 @@ func StartSDCard(q *SDQEMU, r SDRun, console io.Writer) (*VM, error) {
 func PowerOfTwo(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("images: %w", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	n := int64(1)
 	for n < fi.Size() {

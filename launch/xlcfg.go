@@ -1,19 +1,19 @@
-package images
+package launch
 
 import (
 	"fmt"
 	"strings"
 )
 
-// xlValue is a setting of an xl configuration: an atom (a string or a
+// XLValue is a setting of an xl configuration: an atom (a string or a
 // number, kept as written) or a list of atoms.
-type xlValue struct {
-	atom   string
-	list   []string
-	isList bool
+type XLValue struct {
+	Atom   string
+	List   []string
+	IsList bool
 }
 
-// parseXLConfig parses an xl configuration file (xl.cfg(5)) with the
+// ParseXLConfig parses an xl configuration file (xl.cfg(5)) with the
 // grammar of Xen's libxlu (tools/libs/util/libxlu_cfg_{l.l,y.y}), so that
 // it rejects what xl rejects when it reads a file: settings are
 // IDENT = VALUE or IDENT += VALUE, ended by a newline or ';'; an IDENT is
@@ -22,12 +22,12 @@ type xlValue struct {
 // of those in brackets (no nesting; newlines and a trailing comma allowed
 // inside); '#' starts a comment. Later settings replace earlier ones; +=
 // appends to a list.
-func parseXLConfig(src string) (map[string]xlValue, error) {
+func ParseXLConfig(src string) (map[string]XLValue, error) {
 	toks, err := lexXL(src)
 	if err != nil {
 		return nil, err
 	}
-	cfg := map[string]xlValue{}
+	cfg := map[string]XLValue{}
 	i := 0
 	peek := func() xlToken { return toks[i] }
 	next := func() xlToken { t := toks[i]; i++; return t }
@@ -48,19 +48,19 @@ func parseXLConfig(src string) (map[string]xlValue, error) {
 		if op.kind != '=' && op.kind != '+' {
 			return nil, fmt.Errorf("line %d: want = or += after %s, got %s", op.line, t.text, op)
 		}
-		var v xlValue
+		var v XLValue
 		switch vt := next(); vt.kind {
 		case 's', 'n':
-			v.atom = vt.text
+			v.Atom = vt.text
 		case '[':
-			v.isList = true
+			v.IsList = true
 			skipNL()
 			for peek().kind != ']' {
 				a := next()
 				if a.kind != 's' && a.kind != 'n' {
 					return nil, fmt.Errorf("line %d: want a string or number in the list %s, got %s", a.line, t.text, a)
 				}
-				v.list = append(v.list, a.text)
+				v.List = append(v.List, a.text)
 				skipNL()
 				if peek().kind == ',' {
 					i++
@@ -78,10 +78,10 @@ func parseXLConfig(src string) (map[string]xlValue, error) {
 		}
 		if op.kind == '+' {
 			old, ok := cfg[t.text]
-			if ok && !old.isList || !v.isList {
+			if ok && !old.IsList || !v.IsList {
 				return nil, fmt.Errorf("line %d: += needs lists (%s)", op.line, t.text)
 			}
-			v.list = append(old.list, v.list...)
+			v.List = append(old.List, v.List...)
 		}
 		cfg[t.text] = v
 	}

@@ -1,4 +1,4 @@
-package images
+package launch
 
 import (
 	"bytes"
@@ -22,11 +22,11 @@ const rngSeedSize = 64
 func SeedDeviceTree(src, dst string) error {
 	tree, err := dt.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("images: device tree %s: %w", src, err)
+		return fmt.Errorf("launch: device tree %s: %w", src, err)
 	}
 	seed := make([]byte, rngSeedSize)
 	if _, err := rand.Read(seed); err != nil {
-		return fmt.Errorf("images: rng seed: %w", err)
+		return fmt.Errorf("launch: rng seed: %w", err)
 	}
 	chosen, ok := tree.RootNode.LookupChildByName("chosen")
 	if !ok {
@@ -36,10 +36,10 @@ func SeedDeviceTree(src, dst string) error {
 	chosen.UpdateProperty("rng-seed", seed) // adds it when missing
 	var b bytes.Buffer
 	if _, err := tree.Write(&b); err != nil {
-		return fmt.Errorf("images: device tree %s: %w", src, err)
+		return fmt.Errorf("launch: device tree %s: %w", src, err)
 	}
 	if err := os.WriteFile(dst, b.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("images: %w", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package images
+package launch
 
 import (
 	"bufio"
@@ -29,6 +29,7 @@ type VM struct {
 	mu      sync.Mutex
 	lines   []Line
 	changed chan struct{} // closed and replaced when a line arrives or QEMU exits
+	done    chan struct{} // closed when QEMU has exited
 	exited  bool
 	waitErr error
 }
@@ -43,20 +44,16 @@ type Line struct {
 // ErrExited is returned by WaitLine when QEMU has exited.
 var ErrExited = errors.New("QEMU exited")
 
-// StartQEMU boots the image in r.Dir under QEMU. Console lines are copied
-// to console (if not nil) and kept for WaitLine. QEMU runs in its own
-// process group, so a Ctrl-C on the terminal reaches the caller, which can
-// then PowerOff. A QMP socket is always set up (in a temporary folder when
-// r.QMP is empty).
+// StartQEMU boots img under QEMU. Console lines are copied to console (if
+// not nil) and kept for WaitLine. QEMU runs in its own process group, so a
+// Ctrl-C on the terminal reaches the caller, which can then PowerOff. A
+// QMP socket is always set up (in a temporary folder when r.QMP is empty).
 //
 // A board without an RNG (cubieboard) gets, at each start, a copy of its
 // device tree with a fresh seed (SeedDeviceTree), unless r.DeviceTree is
-// set.
-func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (vm *VM, err error) {
-	b, err := boards.Get(m.Board)
-	if err != nil {
-		return nil, err
-	}
+// set. An x86-64 guest under TCG is told the TSC's frequency (TCGCmdline).
+func StartQEMU(ctx context.Context, img Image, r QEMU, console io.Writer) (vm *VM, err error) {
+	b := img.Board
 	tmp, err := os.MkdirTemp("", "nymote-qemu-")
 	if err != nil {
 		return nil, err
@@ -71,7 +68,7 @@ func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (
 	}
 	if b.DeviceTree != "" && r.DeviceTree == "" {
 		r.DeviceTree = filepath.Join(tmp, b.DeviceTree)
-		if err := SeedDeviceTree(filepath.Join(r.Dir, b.DeviceTree), r.DeviceTree); err != nil {
+		if err := SeedDeviceTree(filepath.Join(img.Dir, b.DeviceTree), r.DeviceTree); err != nil {
 			return nil, err
 		}
 	}
@@ -79,14 +76,14 @@ func StartQEMU(ctx context.Context, m *Manifest, r QEMURun, console io.Writer) (
 		return nil, err
 	}
 	r.ExtraCmdline = append(TCGCmdline(b, r.KVM), r.ExtraCmdline...)
-	args, err := QEMUCommand(m, r)
+	args, err := QEMUCommand(img, r)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
-		return nil, fmt.Errorf("images: %s not found: install QEMU (apt-get install qemu-system-x86 qemu-system-arm)", args[0])
+		return nil, fmt.Errorf("launch: %s not found: install QEMU (apt-get install qemu-system-x86 qemu-system-arm)", args[0])
 	}
-	return startVM(exec.Command(args[0], args[1:]...), r.QMP, tmp, console)
+	return start(exec.Command(args[0], args[1:]...), r.QMP, tmp, console)
 }
 
 // TCGCmdline returns the kernel command line options that an x86-64 guest
@@ -107,9 +104,20 @@ func TCGCmdline(b boards.Board, kvm bool) []string {
 	return nil
 }
 
-// startVM starts a QEMU command whose QMP socket is qmp, keeping its
-// console lines; tmp (if not "") is removed when QEMU exits.
-func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
+// StartCommand starts a QEMU command line of the caller's (program first)
+// whose QMP socket is qmp ("" for none), keeping its console lines as
+// StartQEMU does: for boots that QEMUCommand does not describe (the boot
+// tests' Firecracker-like microvm).
+func StartCommand(args []string, qmp string, console io.Writer) (*VM, error) {
+	if len(args) == 0 {
+		return nil, errors.New("launch: no command to start")
+	}
+	return start(exec.Command(args[0], args[1:]...), qmp, "", console)
+}
+
+// start starts a QEMU command whose QMP socket is qmp, keeping its console
+// lines; tmp (if not "") is removed when QEMU exits.
+func start(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 	args := cmd.Args
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -121,11 +129,12 @@ func startVM(cmd *exec.Cmd, qmp, tmp string, console io.Writer) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{cmd: cmd, qmp: qmp, in: in, changed: make(chan struct{}), start: time.Now()}
+	vm := &VM{cmd: cmd, qmp: qmp, in: in, changed: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("images: starting %s: %w", args[0], err)
+		return nil, fmt.Errorf("launch: starting %s: %w", args[0], err)
 	}
 	go func() {
+		defer close(vm.done)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -164,10 +173,10 @@ func checkSDCardSize(b boards.Board, disk string) error {
 	}
 	fi, err := os.Stat(disk)
 	if err != nil {
-		return fmt.Errorf("images: data disk: %w", err)
+		return fmt.Errorf("launch: data disk: %w", err)
 	}
 	if n := fi.Size(); n <= 0 || n&(n-1) != 0 {
-		return fmt.Errorf("images: data disk %s: %d bytes; QEMU's %s SD card slot needs a power of two (nymote disk create --size 256M, 1G...)", disk, n, b.QEMU.Machine)
+		return fmt.Errorf("launch: data disk %s: %d bytes; QEMU's %s SD card slot needs a power of two (nymote disk create --size 256M, 1G...)", disk, n, b.QEMU.Machine)
 	}
 	return nil
 }
@@ -202,12 +211,12 @@ func (vm *VM) WaitLine(ctx context.Context, substr string) (Line, error) {
 		exited, ch := vm.exited, vm.changed
 		vm.mu.Unlock()
 		if exited {
-			return Line{}, fmt.Errorf("images: waiting for %q: %w", substr, ErrExited)
+			return Line{}, fmt.Errorf("launch: waiting for %q: %w", substr, ErrExited)
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Line{}, fmt.Errorf("images: waiting for %q: %w", substr, ctx.Err())
+			return Line{}, fmt.Errorf("launch: waiting for %q: %w", substr, ctx.Err())
 		}
 	}
 }
@@ -245,7 +254,7 @@ func (vm *VM) Kill() {
 func (vm *VM) PowerOff(ctx context.Context) error {
 	for {
 		if err := vm.QMP(ctx, "system_powerdown"); err != nil {
-			if vm.hasExited() {
+			if vm.Exited() {
 				return nil
 			}
 			vm.Kill()
@@ -254,17 +263,21 @@ func (vm *VM) PowerOff(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		vm.Wait(wctx) // an exit status other than 0 still means it stopped
 		cancel()
-		if vm.hasExited() {
+		if vm.Exited() {
 			return nil
 		}
 		if ctx.Err() != nil {
 			vm.Kill()
-			return fmt.Errorf("images: the appliance did not power off after system_powerdown: %w", ctx.Err())
+			return fmt.Errorf("launch: the appliance did not power off after system_powerdown: %w", ctx.Err())
 		}
 	}
 }
 
-func (vm *VM) hasExited() bool {
+// Done is closed when QEMU has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// Exited says whether QEMU has exited.
+func (vm *VM) Exited() bool {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return vm.exited
@@ -284,7 +297,7 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("images: QMP: %w", err)
+		return fmt.Errorf("launch: QMP: %w", err)
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -293,7 +306,7 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 	dec := json.NewDecoder(c)
 	var greeting map[string]any
 	if err := dec.Decode(&greeting); err != nil {
-		return fmt.Errorf("images: QMP greeting: %w", err)
+		return fmt.Errorf("launch: QMP greeting: %w", err)
 	}
 	for _, cmd := range []string{"qmp_capabilities", command} {
 		req := fmt.Sprintf("{\"execute\":%q}", cmd)
@@ -301,7 +314,7 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 			req = cmd // a whole request, with arguments
 		}
 		if _, err := fmt.Fprintf(c, "%s\n", req); err != nil {
-			return fmt.Errorf("images: QMP %s: %w", cmd, err)
+			return fmt.Errorf("launch: QMP %s: %w", cmd, err)
 		}
 		for {
 			var resp struct {
@@ -311,10 +324,10 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 				} `json:"error"`
 			}
 			if err := dec.Decode(&resp); err != nil {
-				return fmt.Errorf("images: QMP %s: %w", cmd, err)
+				return fmt.Errorf("launch: QMP %s: %w", cmd, err)
 			}
 			if resp.Error != nil {
-				return fmt.Errorf("images: QMP %s: %s", cmd, resp.Error.Desc)
+				return fmt.Errorf("launch: QMP %s: %s", cmd, resp.Error.Desc)
 			}
 			if resp.Return != nil {
 				break
@@ -325,11 +338,11 @@ func (vm *VM) QMP(ctx context.Context, command string) error {
 	return nil
 }
 
-// ProbeKVM says whether KVM works here for the image: it boots the image
+// ProbeKVM says whether KVM works here for img: it boots the image
 // without a data disk under KVM and waits up to timeout for /init to say it
 // started (the appliance then refuses to serve and powers off). Nested KVM
 // often exists as /dev/kvm but hangs; then ProbeKVM returns false.
-func ProbeKVM(ctx context.Context, m *Manifest, dir string, timeout time.Duration) bool {
+func ProbeKVM(ctx context.Context, img Image, timeout time.Duration) bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return false
@@ -337,11 +350,44 @@ func ProbeKVM(ctx context.Context, m *Manifest, dir string, timeout time.Duratio
 	f.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	vm, err := StartQEMU(ctx, m, QEMURun{Dir: dir, KVM: true, MemoryMiB: 128}, nil)
+	vm, err := StartQEMU(ctx, img, QEMU{KVM: true, MemoryMiB: 128}, nil)
 	if err != nil {
 		return false
 	}
 	defer vm.Kill()
 	_, err = vm.WaitLine(ctx, "init started")
 	return err == nil
+}
+
+// KVM modes: use KVM when a probe boot works (TCG otherwise), always, or
+// never.
+const (
+	KVMAuto = "auto"
+	KVMOn   = "on"
+	KVMOff  = "off"
+)
+
+// CheckKVMMode refuses a KVM mode other than auto, on and off.
+func CheckKVMMode(mode string) error {
+	switch mode {
+	case KVMAuto, KVMOn, KVMOff:
+		return nil
+	}
+	return fmt.Errorf("launch: KVM %q: want auto, on or off", mode)
+}
+
+// UseKVM says whether to boot img with KVM in mode (see CheckKVMMode):
+// auto probes (ProbeKVM, at most timeout), and falls back to TCG when the
+// probe fails.
+func UseKVM(ctx context.Context, img Image, mode string, timeout time.Duration) (bool, error) {
+	if err := CheckKVMMode(mode); err != nil {
+		return false, err
+	}
+	switch mode {
+	case KVMOn:
+		return true, nil
+	case KVMAuto:
+		return ProbeKVM(ctx, img, timeout), nil
+	}
+	return false, nil
 }

@@ -1,4 +1,4 @@
-package images
+package flash
 
 import (
 	"bytes"
@@ -10,19 +10,52 @@ import (
 	"strings"
 	"testing"
 
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
 )
 
+// ubootCubieboard is Debian's U-Boot for the Cubieboard (package
+// u-boot-sunxi:armhf).
+const ubootCubieboard = "/usr/lib/u-boot/Cubieboard/u-boot-sunxi-with-spl.bin"
+
+// fakeBootFiles writes stand-ins for a kernel, a device tree and an
+// initramfs (flashing does not boot them).
+func fakeBootFiles(t *testing.T) (kernel, dtb, initrd string) {
+	t.Helper()
+	dir := t.TempDir()
+	kernel = filepath.Join(dir, "vmlinuz")
+	dtb = filepath.Join(dir, "sun7i-a20-cubieboard2.dtb")
+	initrd = filepath.Join(dir, "initrd.img")
+	for _, f := range []struct {
+		path string
+		n    int
+	}{{kernel, 1 << 20}, {dtb, 30 << 10}, {initrd, 1<<20 + 17}} {
+		b := make([]byte, f.n)
+		for i := range b {
+			b[i] = byte(i*31 + len(f.path))
+		}
+		if err := os.WriteFile(f.path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kernel, dtb, initrd
+}
+
 // testCard writes a small SD card image (fake kernel, empty data
 // partition) and returns its path and layout.
-func testCard(t *testing.T) (string, SDCardLayout) {
+func testCard(t *testing.T) (string, images.SDCardLayout) {
 	t.Helper()
-	needUBoot(t, ubootCubieboard)
-	needTool(t, "mkfs.ext4", "e2fsprogs")
+	if _, err := os.Stat(ubootCubieboard); err != nil {
+		t.Skipf("%s missing: dpkg --add-architecture armhf; apt-get install u-boot-sunxi:armhf (make test-deps)", ubootCubieboard)
+	}
+	if _, err := datadisk.LookTool("mkfs.ext4"); err != nil {
+		t.Skip(err)
+	}
 	kernel, dtb, initrd := fakeBootFiles(t)
-	card := filepath.Join(t.TempDir(), SDCardFile)
-	l, err := WriteSDCard(context.Background(), card, SDCardInput{UBoot: ubootCubieboard, Kernel: kernel, DTB: dtb, Initrd: initrd, DataSize: 16 << 20, BootSize: 16 << 20})
+	card := filepath.Join(t.TempDir(), images.SDCardFile)
+	l, err := images.WriteSDCard(context.Background(), card, images.SDCardInput{UBoot: ubootCubieboard, Kernel: kernel, DTB: dtb, Initrd: initrd, DataSize: 16 << 20, BootSize: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +63,7 @@ func testCard(t *testing.T) (string, SDCardLayout) {
 }
 
 // checkFlashed checks that target holds the image with the seed given.
-func checkFlashed(t *testing.T, card, target string, l SDCardLayout, seed []byte) {
+func checkFlashed(t *testing.T, card, target string, l images.SDCardLayout, seed []byte) {
 	t.Helper()
 	want, err := os.ReadFile(card)
 	if err != nil {
@@ -65,7 +98,7 @@ func TestFlashFile(t *testing.T) {
 	seed := bytes.Repeat([]byte{0x5a}, bootseed.SeedBytes)
 	target := filepath.Join(t.TempDir(), "card-copy.img")
 	var out bytes.Buffer
-	if err := Flash(context.Background(), card, target, FlashOptions{Out: &out, Rand: bytes.NewReader(seed)}); err != nil {
+	if err := Write(context.Background(), card, target, Options{Out: &out, Rand: bytes.NewReader(seed)}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	checkFlashed(t, card, target, l, seed)
@@ -77,7 +110,7 @@ func TestFlashFile(t *testing.T) {
 
 	// An existing file is overwritten only when confirmed.
 	os.WriteFile(target, []byte("precious"), 0o644)
-	err := Flash(context.Background(), card, target, FlashOptions{In: strings.NewReader("n\n"), Rand: bytes.NewReader(seed)})
+	err := Write(context.Background(), card, target, Options{In: strings.NewReader("n\n"), Rand: bytes.NewReader(seed)})
 	if !errors.Is(err, ErrDeclined) {
 		t.Errorf("answer n: got %v, want ErrDeclined", err)
 	}
@@ -85,7 +118,7 @@ func TestFlashFile(t *testing.T) {
 		t.Errorf("declined, the file changed all the same")
 	}
 	seed2 := bytes.Repeat([]byte{0xa5}, bootseed.SeedBytes)
-	if err := Flash(context.Background(), card, target, FlashOptions{In: strings.NewReader("y\n"), Rand: bytes.NewReader(seed2)}); err != nil {
+	if err := Write(context.Background(), card, target, Options{In: strings.NewReader("y\n"), Rand: bytes.NewReader(seed2)}); err != nil {
 		t.Fatal(err)
 	}
 	checkFlashed(t, card, target, l, seed2)
@@ -133,7 +166,7 @@ func TestFlashRefuses(t *testing.T) {
 		{"character device", card, "/dev/null", nil, "neither a disk nor a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Flash(context.Background(), tc.image, tc.target, FlashOptions{In: strings.NewReader("no\n")})
+			err := Write(context.Background(), tc.image, tc.target, Options{In: strings.NewReader("no\n")})
 			if err == nil || tc.want != nil && !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("got %v, want %v with %q", err, tc.want, tc.wantText)
 			}
@@ -142,7 +175,7 @@ func TestFlashRefuses(t *testing.T) {
 	t.Run("system disk", func(t *testing.T) {
 		disk := systemDisk(t)
 		for _, force := range []bool{false, true} {
-			err := Flash(context.Background(), card, disk, FlashOptions{Force: force, In: strings.NewReader("no\n")})
+			err := Write(context.Background(), card, disk, Options{Force: force, In: strings.NewReader("no\n")})
 			if !errors.Is(err, ErrSystemDisk) {
 				t.Errorf("%s (force %v): got %v, want ErrSystemDisk", disk, force, err)
 			}
@@ -157,7 +190,9 @@ func loopDevice(t *testing.T, data []byte, size int64) string {
 	if os.Geteuid() != 0 {
 		t.Skip("loop devices need root")
 	}
-	needTool(t, "losetup", "mount")
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup not installed: apt-get install mount")
+	}
 	backing := filepath.Join(t.TempDir(), "backing.img")
 	if err := os.WriteFile(backing, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -188,7 +223,7 @@ func TestFlashLoop(t *testing.T) {
 
 	t.Run("too small", func(t *testing.T) {
 		dev := loopDevice(t, nil, 8<<20)
-		err := Flash(context.Background(), card, dev, FlashOptions{Force: true, Yes: true})
+		err := Write(context.Background(), card, dev, Options{Force: true, Yes: true})
 		if !errors.Is(err, ErrTooSmall) {
 			t.Errorf("got %v, want ErrTooSmall", err)
 		}
@@ -208,25 +243,25 @@ func TestFlashLoop(t *testing.T) {
 			t.Fatalf("mount %s: %v: %s", part, err, out)
 		}
 		defer exec.Command("umount", mnt).Run()
-		err := Flash(context.Background(), card, dev, FlashOptions{Force: true, Yes: true})
+		err := Write(context.Background(), card, dev, Options{Force: true, Yes: true})
 		if !errors.Is(err, ErrMounted) {
 			t.Errorf("got %v, want ErrMounted", err)
 		}
 	})
 	t.Run("not removable", func(t *testing.T) {
-		err := Flash(context.Background(), card, dev, FlashOptions{Yes: true})
+		err := Write(context.Background(), card, dev, Options{Yes: true})
 		if !errors.Is(err, ErrNotRemovable) {
 			t.Errorf("got %v, want ErrNotRemovable", err)
 		}
 	})
 	t.Run("not confirmed", func(t *testing.T) {
-		err := Flash(context.Background(), card, dev, FlashOptions{Force: true, In: strings.NewReader("\n")})
+		err := Write(context.Background(), card, dev, Options{Force: true, In: strings.NewReader("\n")})
 		if !errors.Is(err, ErrDeclined) {
 			t.Errorf("got %v, want ErrDeclined", err)
 		}
 	})
 	var out bytes.Buffer
-	if err := Flash(context.Background(), card, dev, FlashOptions{Force: true, Yes: true, Out: &out, Rand: bytes.NewReader(seed)}); err != nil {
+	if err := Write(context.Background(), card, dev, Options{Force: true, Yes: true, Out: &out, Rand: bytes.NewReader(seed)}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	t.Logf("nymote flash onto %s:\n%s", dev, out.String())

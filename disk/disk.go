@@ -1,8 +1,13 @@
-package images
+// Package disk creates and reads the data disks of Nymote appliances: a
+// raw image holding an ext4 file system (labelled nymote-data) with the
+// appliance's data directory (the store's bare git repository and the
+// rest), as the appliance's runtime mounts it. It runs e2fsprogs
+// (mkfs.ext4, debugfs, dumpe2fs) and needs no root. The host tool's
+// nymote disk commands and the image builder (the empty data partition of
+// an SD card image) use it; errors start with "disk:".
+package disk
 
 import (
-	"github.com/nymote/nymote/store"
-
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/nymote/nymote/store"
 )
 
 // ErrBadDisk is wrapped by the errors of a data disk that cannot be read.
@@ -39,16 +46,16 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// CreateDisk writes a data disk image of size bytes at path: an ext4 file
+// Create writes a data disk image of size bytes at path: an ext4 file
 // system (labelled nymote-data, with a journal so that it survives power
 // loss) holding the contents of dataDir (its store.git, as the appliance
 // mounts the disk as its data directory). It needs mkfs.ext4 (e2fsprogs),
 // not root. The image file is sparse.
-func CreateDisk(ctx context.Context, dataDir, path string, size int64) (err error) {
+func Create(ctx context.Context, dataDir, path string, size int64) (err error) {
 	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("disk: data directory %s: not a folder (%v)", dataDir, err)
 	}
-	return createDisk(ctx, dataDir, path, size)
+	return create(ctx, dataDir, path, size)
 }
 
 // Fixed identity of the empty data disks of SD card images, which are
@@ -60,13 +67,20 @@ const (
 	emptyDiskTime     = "315532800"
 )
 
-// createDisk is CreateDisk; with dataDir "" it writes an empty file system
-// with a fixed identity, so that the same size gives the same bytes.
-func createDisk(ctx context.Context, dataDir, path string, size int64) (err error) {
+// CreateEmpty writes a data disk image of size bytes at path holding an
+// empty file system with a fixed identity, so that the same size gives the
+// same bytes (the empty data partition of a reproducible SD card image);
+// the appliance fills it on first boot.
+func CreateEmpty(ctx context.Context, path string, size int64) error {
+	return create(ctx, "", path, size)
+}
+
+// create is Create; with dataDir "" it is CreateEmpty.
+func create(ctx context.Context, dataDir, path string, size int64) (err error) {
 	if size < 16<<20 {
 		return fmt.Errorf("disk: size %d bytes: want at least 16 MiB", size)
 	}
-	mkfs, err := lookTool("mkfs.ext4")
+	mkfs, err := LookTool("mkfs.ext4")
 	if err != nil {
 		return err
 	}
@@ -103,18 +117,18 @@ func createDisk(ctx context.Context, dataDir, path string, size int64) (err erro
 	return nil
 }
 
-// ExportDisk copies the files of data disk image path (the appliance's
+// Export copies the files of data disk image path (the appliance's
 // data directory: store.git and the rest) into dir, which must not exist or
 // be empty, without root (debugfs). The disk must have been cleanly
 // unmounted (the appliance powered off), or its journal replayed (e2fsck)
 // after a power cut; the store's own commit log is then replayed in the
 // copy.
-func ExportDisk(ctx context.Context, path, dir string) error {
-	debugfs, err := lookTool("debugfs")
+func Export(ctx context.Context, path, dir string) error {
+	debugfs, err := LookTool("debugfs")
 	if err != nil {
 		return err
 	}
-	dumpe2fs, err := lookTool("dumpe2fs")
+	dumpe2fs, err := LookTool("dumpe2fs")
 	if err != nil {
 		return err
 	}
@@ -194,9 +208,9 @@ func firstLine(s string) string {
 	return s
 }
 
-// lookTool finds an e2fsprogs program (in /sbin on Debian, which is not on
-// every user's $PATH).
-func lookTool(name string) (string, error) {
+// LookTool finds an e2fsprogs program such as e2fsck (in /sbin on Debian,
+// which is not on every user's $PATH).
+func LookTool(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}

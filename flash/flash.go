@@ -1,4 +1,9 @@
-package images
+// Package flash writes an SD card image made by nymote build (package
+// images) onto a card or a file: it refuses the system disk, mounted disks,
+// partitions and (unless forced) disks that are not removable, asks before
+// overwriting, verifies by reading back and gives the card a fresh random
+// seed. It is the host tool's nymote flash; errors start with "flash:".
+package flash
 
 import (
 	"bufio"
@@ -23,10 +28,10 @@ import (
 	"github.com/nymote/nymote/internal/fat"
 )
 
-// FlashOptions configure Flash. The zero value asks before overwriting
+// Options configure Write. The zero value asks before overwriting
 // (reading the answer from In), reports nothing and takes seeds from
 // crypto/rand.
-type FlashOptions struct {
+type Options struct {
 	// Force writes onto a disk that says it is not removable (an
 	// internal disk, a loop device). The system disk and mounted disks
 	// are refused all the same.
@@ -34,7 +39,7 @@ type FlashOptions struct {
 	// Yes writes without asking.
 	Yes bool
 	// In is where the answer to the question is read; nil means no
-	// answer (Flash then fails unless Yes is set).
+	// answer (Write then fails unless Yes is set).
 	In io.Reader
 	// Out receives what will be overwritten, the question and progress;
 	// nil means none.
@@ -44,7 +49,7 @@ type FlashOptions struct {
 	Rand io.Reader
 }
 
-// Errors of Flash that callers (and tests) tell apart.
+// Errors of Write that callers (and tests) tell apart.
 var (
 	ErrSystemDisk   = errors.New("holds the running system")
 	ErrMounted      = errors.New("is in use (mounted)")
@@ -54,14 +59,14 @@ var (
 	ErrDeclined     = errors.New("not confirmed")
 )
 
-// Flash writes the SD card image at image onto target, a whole disk (such
+// Write writes the SD card image at image onto target, a whole disk (such
 // as /dev/sdb or /dev/mmcblk0) or a regular file: it refuses the system
 // disk, mounted disks, partitions and, without Force, disks that are not
 // removable; it shows what it will overwrite and asks (unless Yes), shows
 // progress, syncs, verifies by reading back (sha256), and then writes a
 // fresh random seed onto the card's boot partition (images carry none; see
 // package internal/bootseed).
-func Flash(ctx context.Context, image, target string, opts FlashOptions) error {
+func Write(ctx context.Context, image, target string, opts Options) error {
 	out := opts.Out
 	if out == nil {
 		out = io.Discard
@@ -121,7 +126,7 @@ func Flash(ctx context.Context, image, target string, opts FlashOptions) error {
 	return nil
 }
 
-// sdBootStart checks that r is an SD card image of WriteSDCard (an MBR
+// sdBootStart checks that r is an SD card image of images.WriteSDCard (an MBR
 // whose first partition is a FAT boot partition with a seed file) and
 // returns the boot partition's offset.
 func sdBootStart(r io.ReaderAt) (int64, error) {
@@ -139,7 +144,7 @@ func sdBootStart(r io.ReaderAt) (int64, error) {
 	return start, nil
 }
 
-// target is what Flash writes onto.
+// target is what Write writes onto.
 type target struct {
 	path   string
 	fi     os.FileInfo // nil for a file that does not exist yet
@@ -495,4 +500,15 @@ func writeSeed(target string, bootStart int64, r io.Reader, dev bool) error {
 		unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0)
 	}
 	return f.Close()
+}
+
+// human formats a byte count.
+func human(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

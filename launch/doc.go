@@ -1,0 +1,33 @@
+// Package launch boots built Nymote images in virtual machines: it is the
+// one launcher behind nymote run, jitsu's VM launchers and the boot tests.
+//
+// Package images builds artefacts (kernel, initramfs, per-board outputs,
+// manifest.json) and says which of them a boot uses (images.QEMUImage);
+// this package takes them from there: it is handed a board resolved once
+// by its caller and resolves none itself. It owns
+//
+//   - the QEMU command line (QEMUCommand): machine, accelerator, memory
+//     (DefaultMemoryMiB unless set; fixed for boards that need it), kernel,
+//     initramfs and device tree, the data disk on the board's interface,
+//     QEMU's user network with its port forwards (Forward) and the static
+//     guest addresses on it (GuestNet), and a QMP socket;
+//   - starting QEMU (StartQEMU), with what a boot needs on this host: a
+//     fresh RNG seed in a copy of the device tree of a board without an
+//     RNG (SeedDeviceTree), the TSC frequency of an x86-64 guest under TCG
+//     (TCGCmdline), a check of an SD card slot's disk size;
+//   - the KVM probe, with TCG when KVM does not work (UseKVM, ProbeKVM);
+//   - a running VM (VM): its console lines, waiting for a line or for the
+//     exit, QMP commands, a clean power-off (QMP system_powerdown) and
+//     pulling the plug;
+//   - SD card boots under QEMU 10 (StartSDCard);
+//   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
+//     configuration grammar, ParseXLConfig, which images also checks its
+//     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command
+//     line and API calls).
+//
+// Errors start with "launch:".
+//
+// Layers: cmd/nymote and jitsu import launch and images; images imports
+// launch for the command line of its run-qemu.sh; launch imports boards
+// and nothing of images.
+package launch
