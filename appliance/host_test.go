@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance/app"
-	"github.com/nymote/nymote/appliance/appliancetest"
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // echoService greets with its data dir and a config value, then closes.
@@ -48,7 +48,7 @@ func TestRunHost(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	envs := make(chan *Env, 1)
-	var stdout, stderr appliancetest.Buffer
+	var stdout, stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- RunHost(ctx, echoService(envs), []string{"--data", "/srv/x", "--port", "a=0", "--port", "b=0", "--set", "greeting=hi"}, &stdout, &stderr)

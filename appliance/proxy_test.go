@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nymote/nymote/appliance/app"
-	"github.com/nymote/nymote/appliance/appliancetest"
 	"github.com/pires/go-proxyproto"
+
+	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // peerService answers each connection with the addresses it sees, then
@@ -50,11 +51,11 @@ func peerService(ready chan<- *Env) Service {
 
 // startPeer runs peerService as a host process (RunHost, in-process) with
 // args and returns its address and its log.
-func startPeer(t *testing.T, args ...string) (string, *appliancetest.Buffer) {
+func startPeer(t *testing.T, args ...string) (string, *testutil.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	envs := make(chan *Env, 1)
-	var stdout, stderr appliancetest.Buffer
+	var stdout, stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- RunHost(ctx, peerService(envs), append([]string{"--data", t.TempDir(), "--port", "peer=0", "--log-level", "debug"}, args...), &stdout, &stderr)
@@ -186,7 +187,7 @@ func TestProxyListenerWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log appliancetest.Buffer
+	var log testutil.Buffer
 	pl := newProxyListener(inner, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})), time.Hour, 2)
 	defer pl.Close()
@@ -242,7 +243,7 @@ func TestProxyHeaderTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log appliancetest.Buffer
+	var log testutil.Buffer
 	pl := newProxyListener(inner, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		slog.New(slog.NewTextHandler(&log, nil)), 50*time.Millisecond, 10)
 	defer pl.Close()

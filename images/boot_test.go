@@ -14,6 +14,7 @@ import (
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 )
 
@@ -31,7 +32,7 @@ func boot(t *testing.T, dir string, m *Manifest, disk string, guestPort int, cmd
 	t.Helper()
 	b, _ := boards.Get(m.Board)
 	needTool(t, b.QEMU.Binary, "qemu-system-x86 qemu-system-arm")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	vm, err := launch.StartQEMU(context.Background(), qemuImage(t, dir, m), launch.QEMU{
 		Disk: disk, MemoryMiB: 256,
 		Forwards:     []launch.Forward{{Host: addr, Guest: guestPort}},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
@@ -49,7 +50,7 @@ func TestBootFirecrackerLike(t *testing.T) {
 		}
 	}
 	disk := aliceDisk(t, 256<<20)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	tmp := t.TempDir()
 	qmp := filepath.Join(tmp, "qmp.sock")
 	// Firecracker gives the guest no DHCP server: the address is static,

@@ -3,7 +3,6 @@ package images
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,17 +101,6 @@ func needTool(t *testing.T, name, pkg string) {
 			t.Skipf("%s not installed: apt-get install %s", name, pkg)
 		}
 	}
-}
-
-// freePort returns a free TCP port on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // killAtCleanup stops vm when the test ends, showing its console if the

@@ -2,13 +2,13 @@ package images
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
@@ -158,8 +158,8 @@ func TestBootMailHostile(t *testing.T) {
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	dir, m := build(t, "mail", "qemu-x86_64")
 	disk := aliceDisk(t, 1<<30)
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	imapsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	smtpAddr := testutil.FreeAddr(t)
+	imapsAddr := testutil.FreeAddr(t)
 	ctx := context.Background()
 	vm, err := launch.StartQEMU(ctx, qemuImage(t, dir, m), launch.QEMU{
 		Disk: disk, MemoryMiB: 256,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	endian "encoding/binary"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/nymote/nymote/flash"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
@@ -83,7 +83,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	vm, err := launch.StartSDCard(q, launch.SDRun{Card: card, Forwards: []launch.Forward{{Host: addr, Guest: 993}}}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -11,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // TestDiskCommands puts a store with a user on a data disk and reads it
@@ -69,24 +69,6 @@ func TestDiskCommands(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that a command and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRunCommand builds the hello appliance, boots it with nymote run (TCG),
 // talks to it over the forwarded port and cancels the command as Ctrl-C
 // does: the appliance must power off cleanly.
@@ -105,15 +87,10 @@ func TestRunCommand(t *testing.T) {
 	mustRun(t, "", "store", "init", "--data", data)
 	img := filepath.Join(t.TempDir(), "data.img")
 	mustRun(t, "", "disk", "create", "--data", data, "-o", img, "--size", "64M")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testutil.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errs lockedBuffer
+	var out, errs testutil.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"run", "hello", "--disk", img, "-o", t.TempDir(), "--kvm", "off", "--port-offset", strconv.Itoa(port - 7)},

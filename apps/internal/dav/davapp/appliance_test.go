@@ -11,10 +11,10 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/appliance/app"
-	"github.com/nymote/nymote/appliance/appliancetest"
 	"github.com/nymote/nymote/apps/contacts/carddav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // TestApplianceService runs the contacts app through the appliance runtime's
@@ -33,7 +33,7 @@ func TestApplianceService(t *testing.T) {
 	contacts := Service(app.Contacts, func(max int64) dav.Kind { return carddav.New(max) }, "Contacts")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out appliancetest.Buffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- appliance.RunHost(ctx, contacts, []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
