@@ -715,6 +715,9 @@ func (mb *Mailbox) User() *User { return mb.user }
 type Stats struct {
 	Messages, Unseen, Deleted, Recent uint32
 	Size                              int64
+	// DeletedSize is the sum of the sizes of the messages flagged
+	// \Deleted (STATUS DELETED-STORAGE, RFC 9208 4.2).
+	DeletedSize int64
 }
 
 // Stats counts the mailbox's messages.
@@ -728,6 +731,7 @@ func (mb *Mailbox) Stats() Stats {
 		}
 		if hasFlag(m.flags, imap.FlagDeleted) {
 			st.Deleted++
+			st.DeletedSize += m.Size
 		}
 		if m.UID >= mb.recentFrom {
 			st.Recent++
