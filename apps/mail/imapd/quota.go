@@ -16,6 +16,10 @@ var intercepted = map[string]func(*proto, *command) error{
 	"GETQUOTA":     getQuota,
 	"GETQUOTAROOT": getQuotaRoot,
 	"SETQUOTA":     setQuota,
+	"SORT":         sortCmd,
+	"UID SORT":     sortCmd,
+	"THREAD":       threadCmd,
+	"UID THREAD":   threadCmd,
 }
 
 // quotaRoot is the name of each user's one quota root (RFC 9208 3): every
