@@ -43,6 +43,19 @@
 // the administrator's; QUOTASET is not announced); STATUS has DELETED and
 // DELETED-STORAGE. QUOTA, QUOTA=RES-STORAGE and QUOTA=RES-MESSAGE are
 // announced after login (layer_test.go).
+//
+// SORT with ESORT's RETURN options (RFC 5256, RFC 5267 3.2) and THREAD with
+// ORDEREDSUBJECT and REFERENCES (RFC 5256) are the layer's too (sort.go):
+// the search program is parsed by the layer (searchkey.go) and evaluated
+// by Session.Search, the keys read from the parse cache. sort_test.go
+// checks every answer against Dovecot's.
+//
+// Not yet: CONDSTORE and QRESYNC (RFC 7162). They need a MODSEQ per
+// message and a HIGHESTMODSEQ per mailbox kept in the mailstore, and
+// changes to responses imapserver writes itself (MODSEQ in every FETCH of
+// flags, VANISHED for EXPUNGE, HIGHESTMODSEQ in SELECT's), which the
+// layer can do as it already follows imapserver's output; they are not
+// announced.
 package imapd
 
 import (

@@ -81,7 +81,42 @@ func sortCmd(p *proto, cmd *command) error {
 	}
 	uid := strings.HasPrefix(cmd.name, "UID ")
 	var keys []sortKey
-	if !cmd.sp() || cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
+	if !cmd.sp() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want sort criteria")
+	}
+	// ESORT (RFC 5267 3.2): RETURN (MIN MAX COUNT ALL) before the
+	// criteria.
+	want := map[string]bool{}
+	esort := false
+	if save := cmd.pos; strings.EqualFold(cmd.atom(), "RETURN") {
+		esort = true
+		if !cmd.sp() || cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
+		}
+		cmd.pos++
+		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ')' {
+			o := strings.ToUpper(cmd.atom())
+			switch o {
+			case "MIN", "MAX", "COUNT", "ALL":
+				want[o] = true
+			default:
+				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: unknown RETURN option "+strconv.Quote(o))
+			}
+			if cmd.pos < len(cmd.args) && cmd.args[cmd.pos] == ' ' {
+				cmd.pos++
+			}
+		}
+		cmd.pos++
+		if len(want) == 0 {
+			want["ALL"] = true
+		}
+		if !cmd.sp() {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want sort criteria")
+		}
+	} else {
+		cmd.pos = save
+	}
+	if cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want sort criteria")
 	}
 	cmd.pos++
@@ -117,6 +152,17 @@ func sortCmd(p *proto, cmd *command) error {
 	}
 	sortItems(items, keys)
 	var b bytes.Buffer
+	if esort {
+		var ret []string // in Dovecot's order
+		for _, o := range []string{"MIN", "MAX", "ALL", "COUNT"} {
+			if want[o] {
+				ret = append(ret, o)
+			}
+		}
+		writeESort(&b, cmd.tag, items, ret, uid)
+		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
+		return p.writeOut(b.Bytes())
+	}
 	b.WriteString("* SORT")
 	for _, it := range items {
 		b.WriteByte(' ')
@@ -128,6 +174,49 @@ func sortCmd(p *proto, cmd *command) error {
 	}
 	b.WriteString("\r\n" + cmd.tag + " OK " + cmd.name + " completed\r\n")
 	return p.writeOut(b.Bytes())
+}
+
+// writeESort writes ESORT's ESEARCH response (RFC 5267 3.2): MIN and MAX
+// are the first and last in sort order, ALL the numbers in sort order.
+func writeESort(b *bytes.Buffer, tag string, items []mailstore.Item, ret []string, uid bool) {
+	num := func(it mailstore.Item) uint32 {
+		if uid {
+			return uint32(it.Msg.UID)
+		}
+		return it.Seq
+	}
+	b.WriteString("* ESEARCH (TAG " + quote(tag) + ")")
+	if uid {
+		b.WriteString(" UID")
+	}
+	for _, o := range ret {
+		switch {
+		case o == "COUNT":
+			b.WriteString(" COUNT " + strconv.Itoa(len(items)))
+		case len(items) == 0:
+		case o == "MIN":
+			b.WriteString(" MIN " + strconv.FormatUint(uint64(num(items[0])), 10))
+		case o == "MAX":
+			b.WriteString(" MAX " + strconv.FormatUint(uint64(num(items[len(items)-1])), 10))
+		case o == "ALL":
+			b.WriteString(" ALL ")
+			for i := 0; i < len(items); {
+				j := i
+				for j+1 < len(items) && num(items[j+1]) == num(items[j])+1 {
+					j++
+				}
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.FormatUint(uint64(num(items[i])), 10))
+				if j > i {
+					b.WriteString(":" + strconv.FormatUint(uint64(num(items[j])), 10))
+				}
+				i = j + 1
+			}
+		}
+	}
+	b.WriteString("\r\n")
 }
 
 // sortItems sorts items (in mailbox order) by keys; ties keep mailbox

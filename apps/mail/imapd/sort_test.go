@@ -44,7 +44,7 @@ func TestRFC5256(t *testing.T) {
 				}
 			}
 			u := s.ok("CAPABILITY")
-			for _, c := range []string{"SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"} {
+			for _, c := range []string{"SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"} {
 				if !strings.Contains(u[0]+" ", " "+c+" ") {
 					t.Errorf("CAPABILITY: %q, want %s", u, c)
 				}
@@ -71,8 +71,18 @@ func TestRFC5256(t *testing.T) {
 				{"THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (2 (1)(5))(7)(3 4)(8 6)"},
 				{"THREAD REFERENCES UTF-8 ALL", "* THREAD (2 1 5)(7)(3 4)(6 8)"},
 				{"UID THREAD REFERENCES UTF-8 NOT 1", "* THREAD (2 5)(7)(3 4)(6 8)"},
+				// ESORT (RFC 5267 3.2).
+				{"SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL", `* ESEARCH (TAG "%s") MIN 2 MAX 6 ALL 2,7,3,1,5,4,8,6 COUNT 8`},
+				{"SORT RETURN () (REVERSE ARRIVAL) UTF-8 2:5", `* ESEARCH (TAG "%s") ALL 5,4,3,2`},
+				{"UID SORT RETURN (COUNT MIN) (ARRIVAL) UTF-8 ALL", `* ESEARCH (TAG "%s") UID MIN 1 COUNT 8`},
+				{"UID SORT RETURN (ALL) (SIZE) UTF-8 ALL", `* ESEARCH (TAG "%s") UID ALL 1:8`},
+				{"SORT RETURN (MIN COUNT) (DATE) UTF-8 SUBJECT nothing", `* ESEARCH (TAG "%s") COUNT 0`},
 			} {
-				u, st := s.do("%s", c.cmd)
+				tag := s.send("%s", c.cmd)
+				u, st := s.wait(tag)
+				if strings.Contains(c.want, "%s") {
+					c.want = fmt.Sprintf(c.want, tag)
+				}
 				if !strings.HasPrefix(st, "OK") || len(u) != 1 || u[0] != c.want {
 					t.Errorf("%s: %s %q, want %q", c.cmd, st, u, c.want)
 				}
