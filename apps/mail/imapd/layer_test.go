@@ -385,3 +385,56 @@ func TestLayerTLS(t *testing.T) {
 		s.ok("NOOP")
 	})
 }
+
+// TestLayerPassThroughLiterals: commands the layer passes on, with
+// synchronizing literals that imapserver asks for (LOGIN, SEARCH), and a
+// command line longer than the layer's buffers, reach imapserver whole.
+func TestLayerPassThroughLiterals(t *testing.T) {
+	h := start(t)
+	s := dialRaw(t, imapTarget{name: "nymote", addr: h.addr}, "")
+	// LOGIN {5} alice {14} password-alice: two continuation requests.
+	tag := s.send("LOGIN {5}")
+	if l := s.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("LOGIN {5}: %q, want +", l)
+	}
+	fmt.Fprintf(s.c, "alice {14}\r\n")
+	if l := s.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("LOGIN's second literal: %q, want +", l)
+	}
+	fmt.Fprintf(s.c, "password-alice\r\n")
+	if _, st := s.wait(tag); !strings.HasPrefix(st, "OK") {
+		t.Fatalf("LOGIN with literals: %s", st)
+	}
+	s.appendOK("INBOX", "Subject: needle\r\n\r\nhay\r\n")
+	s.appendOK("INBOX", "Subject: other\r\n\r\nhay\r\n")
+	s.ok("SELECT INBOX")
+	tag = s.send("SEARCH SUBJECT {6}")
+	if l := s.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("SEARCH {6}: %q, want +", l)
+	}
+	fmt.Fprintf(s.c, "needle\r\n")
+	if u, st := s.wait(tag); !strings.HasPrefix(st, "OK") || len(u) != 1 || u[0] != "* SEARCH 1" {
+		t.Errorf("SEARCH with a literal: %s %q", st, u)
+	}
+	// A 20 KiB command line (a long sequence set), then one of ours.
+	var set []string
+	for i := 1; len(strings.Join(set, ",")) < 20<<10; i += 2 {
+		set = append(set, fmt.Sprint(i))
+	}
+	if _, err := fmt.Fprintf(s.c, "long FETCH %s (FLAGS)\r\nq GETQUOTAROOT INBOX\r\n", strings.Join(set, ",")); err != nil {
+		t.Fatal(err)
+	}
+	lines := s.readTagged("long", "q")
+	if !strings.HasPrefix(lines[len(lines)-1], "q OK") || index(lines, `^long OK`) < 0 || index(lines, `^\* QUOTAROOT INBOX$`) < index(lines, `^long OK`) {
+		t.Errorf("a long line, then GETQUOTAROOT: %q", lines)
+	}
+	// A non-synchronizing literal over the layer's bound for its own
+	// commands is not read: the connection ends.
+	s2 := dialRaw(t, imapTarget{name: "nymote", addr: h.addr, users: map[string]string{"alice": "password-alice"}}, "alice")
+	if _, err := fmt.Fprintf(s2.c, "big GETQUOTAROOT {100000+}\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l := s2.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("a literal of 100000 bytes for GETQUOTAROOT: %q, want BYE", l)
+	}
+}

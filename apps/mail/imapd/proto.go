@@ -623,14 +623,10 @@ func (p *proto) readCommand(tag, name string) (*command, error) {
 				// Refused: the client does not send it.
 				return nil, p.bad(tag, "Literal too large for "+name)
 			}
-			if _, err := io.CopyN(io.Discard, p.br, n); err != nil {
-				return nil, err
-			}
-			tooLong = true
-			if _, err := p.readLine(-1); err != nil {
-				return nil, err
-			}
-			break
+			// Already on its way: rather than read it all, end
+			// the connection.
+			p.respond("*", "BYE Literal too large for "+name)
+			return nil, errors.New("imapd: non-synchronizing literal too large for " + name)
 		}
 		if sync {
 			if err := p.writeOut([]byte("+ Ready for literal data\r\n")); err != nil {
