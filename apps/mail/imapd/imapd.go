@@ -66,6 +66,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -540,7 +541,15 @@ func (sess *Session) Unsubscribe(name string) error { return sess.subscribe(name
 func (sess *Session) subscribe(name string, on bool) error {
 	mb, err := sess.user.Mailbox(name)
 	if err != nil {
-		return noMailbox(name)
+		// A name that is no mailbox (any more) may still be subscribed:
+		// DELETE leaves the subscription (RFC 3501 6.3.6).
+		n := mailstore.NormName(name)
+		if on || !slices.Contains(sess.user.SubscribedOnly(), n) {
+			return noMailbox(name)
+		}
+		return mapErr(sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: unsubscribe "+n, func(w *mailstore.Writer) error {
+			return w.SubscribeName(sess.user, n, false)
+		}))
 	}
 	if mb.Info().Subscribed == on {
 		return nil
@@ -571,14 +580,28 @@ func (sess *Session) List(w *imapserver.ListWriter, ref string, patterns []strin
 	// subscribedBelow: the mailboxes with a subscribed descendant that the
 	// patterns do not match (RFC 5258 3.5: RECURSIVEMATCH returns them
 	// with CHILDINFO ("SUBSCRIBED"), and LSUB as \Noselect).
+	// Names subscribed that are no mailboxes (deleted since).
+	var subscribedOnly []string
+	if options.SelectSubscribed {
+		for _, n := range sess.user.SubscribedOnly() {
+			if !names[n] {
+				subscribedOnly = append(subscribedOnly, n)
+			}
+		}
+	}
 	subscribedBelow := map[string]bool{}
 	if options.SelectRecursiveMatch {
+		subscribed := slices.Clone(subscribedOnly)
 		for _, mb := range boxes {
-			info := mb.Info()
-			if !info.Subscribed || matches(info.Name) {
+			if info := mb.Info(); info.Subscribed {
+				subscribed = append(subscribed, info.Name)
+			}
+		}
+		for _, name := range subscribed {
+			if matches(name) {
 				continue
 			}
-			parts := strings.Split(info.Name, string(mailstore.Delim))
+			parts := strings.Split(name, string(mailstore.Delim))
 			for i := 1; i < len(parts); i++ {
 				subscribedBelow[strings.Join(parts[:i], string(mailstore.Delim))] = true
 			}
@@ -620,6 +643,18 @@ func (sess *Session) List(w *imapserver.ListWriter, ref string, patterns []strin
 		data.Attrs = append(data.Attrs, info.SpecialUse...)
 		if options.ReturnStatus != nil {
 			data.Status = statusData(mb, options.ReturnStatus)
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	for _, n := range subscribedOnly {
+		if !matches(n) {
+			continue
+		}
+		data := imap.ListData{Mailbox: n, Delim: mailstore.Delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNonExistent, imap.MailboxAttrSubscribed}}
+		if subscribedBelow[n] {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
 		}
 		if err := w.WriteList(&data); err != nil {
 			return err
