@@ -367,7 +367,7 @@ var conformanceCases = []conformanceCase{
 		a.ok("CREATE %s", box)
 		a.ok("SUBSCRIBE %s", box)
 		a.ok("DELETE %s", box)
-		if u := a.ok(`LSUB "" %s`, box); len(u) != 1 || !regexp.MustCompile(`^\* LSUB \(.*\) "/" "?` + box + `"?$`).MatchString(u[0]) {
+		if u := a.ok(`LSUB "" %s`, box); len(u) != 1 || !regexp.MustCompile(`^\* LSUB \(.*\) "/" "?`+box+`"?$`).MatchString(u[0]) {
 			t.Errorf("LSUB after DELETE: %q, want the name still subscribed", u)
 		}
 		if u := a.ok(`LIST (SUBSCRIBED) "" %s`, box); len(u) != 1 || !strings.Contains(u[0], `\NonExistent`) || !strings.Contains(u[0], `\Subscribed`) {
