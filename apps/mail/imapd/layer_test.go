@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/store"
 )
@@ -436,5 +438,48 @@ func TestLayerPassThroughLiterals(t *testing.T) {
 	}
 	if l := s2.line(); !strings.HasPrefix(l, "* BYE") {
 		t.Errorf("a literal of 100000 bytes for GETQUOTAROOT: %q, want BYE", l)
+	}
+}
+
+// TestLayerGuardLoggedIn: guard.LoggedIn finds the guarded connection
+// beneath imapserver's (the layer's innerConn, TLS after STARTTLS, the
+// corkConn), so that the connection guard's login timeout stops at login.
+func TestLayerGuardLoggedIn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := guard.NewListener(ln, guard.ListenerOptions{})
+	defer gl.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	gc, err := gl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	cc := &corkConn{Conn: gc}
+	for _, outer := range []net.Conn{cc, tls.Server(cc, selfSigned(t))} {
+		p := &proto{raw: cc, outer: outer}
+		var c net.Conn = &innerConn{p: p}
+		found := false
+		for c != nil && !found {
+			if _, ok := c.(*guard.Conn); ok {
+				found = true
+				break
+			}
+			u, ok := c.(interface{ NetConn() net.Conn })
+			if !ok {
+				break
+			}
+			c = u.NetConn()
+		}
+		if !found {
+			t.Errorf("from the innerConn over %T, no *guard.Conn beneath", outer)
+		}
 	}
 }
