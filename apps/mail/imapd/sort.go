@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"cmp"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,9 +60,14 @@ func (p *proto) matches(sess *Session, cmd *command, uid bool) ([]mailstore.Item
 		return nil, false, p.respond(cmd.tag, "NO "+err.Error())
 	}
 	set, _ := data.All.(imap.UIDSet)
+	uids, _ := set.Nums()
+	match := make(map[imap.UID]bool, len(uids))
+	for _, u := range uids {
+		match[u] = true
+	}
 	var items []mailstore.Item
 	for _, it := range sess.view.Items(nil) {
-		if (it.Seq != 0 || uid) && set.Contains(it.Msg.UID) {
+		if (it.Seq != 0 || uid) && match[it.Msg.UID] {
 			items = append(items, it)
 		}
 	}
@@ -220,13 +226,49 @@ func writeESort(b *bytes.Buffer, tag string, items []mailstore.Item, ret []strin
 }
 
 // sortItems sorts items (in mailbox order) by keys; ties keep mailbox
-// order (RFC 5256 3).
+// order (RFC 5256 3). Each message's keys are computed once.
 func sortItems(items []mailstore.Item, keys []sortKey) {
-	sort.SliceStable(items, func(i, j int) bool {
-		a, b := items[i].Msg, items[j].Msg
-		for _, k := range keys {
-			c := compareBy(k.key, a, b)
-			if k.reverse {
+	type row struct {
+		it    mailstore.Item
+		strs  []string
+		times []time.Time
+	}
+	rows := make([]row, len(items))
+	for i, it := range items {
+		r := row{it: it, strs: make([]string, len(keys)), times: make([]time.Time, len(keys))}
+		m, env := it.Msg, envelope(it.Msg)
+		for k, key := range keys {
+			switch key.key {
+			case "ARRIVAL":
+				r.times[k] = m.Date
+			case "DATE":
+				r.times[k] = sentDate(m)
+			case "SUBJECT":
+				s, _ := baseSubject(env.Subject)
+				r.strs[k] = asciiUpper(s)
+			case "FROM":
+				r.strs[k] = asciiUpper(firstMailbox(env.From))
+			case "TO":
+				r.strs[k] = asciiUpper(firstMailbox(env.To))
+			case "CC":
+				r.strs[k] = asciiUpper(firstMailbox(env.Cc))
+			}
+		}
+		rows[i] = r
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := &rows[i], &rows[j]
+		for k, key := range keys {
+			var c int
+			switch key.key {
+			case "ARRIVAL", "DATE":
+				c = a.times[k].Compare(b.times[k])
+			case "SIZE":
+				c = cmp.Compare(a.it.Msg.Size, b.it.Msg.Size)
+			default:
+				c = strings.Compare(a.strs[k], b.strs[k])
+			}
+			if key.reverse {
 				c = -c
 			}
 			if c != 0 {
@@ -235,34 +277,9 @@ func sortItems(items []mailstore.Item, keys []sortKey) {
 		}
 		return false
 	})
-}
-
-func compareBy(key string, a, b *mailstore.Message) int {
-	switch key {
-	case "ARRIVAL":
-		return a.Date.Compare(b.Date)
-	case "DATE":
-		return sentDate(a).Compare(sentDate(b))
-	case "SIZE":
-		switch {
-		case a.Size < b.Size:
-			return -1
-		case a.Size > b.Size:
-			return 1
-		}
-		return 0
-	case "SUBJECT":
-		sa, _ := baseSubject(envelope(a).Subject)
-		sb, _ := baseSubject(envelope(b).Subject)
-		return caseCompare(sa, sb)
-	case "FROM":
-		return caseCompare(firstMailbox(envelope(a).From), firstMailbox(envelope(b).From))
-	case "TO":
-		return caseCompare(firstMailbox(envelope(a).To), firstMailbox(envelope(b).To))
-	case "CC":
-		return caseCompare(firstMailbox(envelope(a).Cc), firstMailbox(envelope(b).Cc))
+	for i := range rows {
+		items[i] = rows[i].it
 	}
-	return 0
 }
 
 var emptyEnvelope imap.Envelope
@@ -291,11 +308,8 @@ func firstMailbox(l []imap.Address) string {
 	return l[0].Mailbox
 }
 
-// caseCompare is the i;ascii-casemap collation.
-func caseCompare(a, b string) int {
-	return strings.Compare(asciiUpper(a), asciiUpper(b))
-}
-
+// asciiUpper maps a-z to A-Z: keys compared as octets after it are in
+// the i;ascii-casemap collation (RFC 4790 9.2).
 func asciiUpper(s string) string {
 	for i := 0; i < len(s); i++ {
 		if 'a' <= s[i] && s[i] <= 'z' {
@@ -501,16 +515,19 @@ func sortByDate(ns []*threadNode) {
 // threads are in the order of their first messages.
 func orderedSubject(items []mailstore.Item) []*threadNode {
 	nodes := make([]*threadNode, len(items))
+	subjects := make(map[*threadNode]string, len(items))
+	dates := make(map[*threadNode]time.Time, len(items))
 	for i := range items {
-		nodes[i] = &threadNode{it: &items[i], order: i}
+		n := &threadNode{it: &items[i], order: i}
+		nodes[i] = n
+		s, _ := baseSubject(envelope(n.it.Msg).Subject)
+		subjects[n], dates[n] = asciiUpper(s), sentDate(n.it.Msg)
 	}
 	sort.SliceStable(nodes, func(i, j int) bool {
-		a, _ := baseSubject(envelope(nodes[i].it.Msg).Subject)
-		b, _ := baseSubject(envelope(nodes[j].it.Msg).Subject)
-		if c := caseCompare(a, b); c != 0 {
+		if c := strings.Compare(subjects[nodes[i]], subjects[nodes[j]]); c != 0 {
 			return c < 0
 		}
-		if c := sentDate(nodes[i].it.Msg).Compare(sentDate(nodes[j].it.Msg)); c != 0 {
+		if c := dates[nodes[i]].Compare(dates[nodes[j]]); c != 0 {
 			return c < 0
 		}
 		return nodes[i].order < nodes[j].order
@@ -518,8 +535,7 @@ func orderedSubject(items []mailstore.Item) []*threadNode {
 	var roots []*threadNode
 	var last string
 	for i, n := range nodes {
-		s, _ := baseSubject(envelope(n.it.Msg).Subject)
-		s = asciiUpper(s)
+		s := subjects[n]
 		if i > 0 && s == last {
 			r := roots[len(roots)-1]
 			r.children = append(r.children, n)
