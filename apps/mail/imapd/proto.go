@@ -101,9 +101,6 @@ func (c *innerConn) SetWriteDeadline(t time.Time) error { return c.p.raw.SetWrit
 // guard.LoggedIn and corkOf.
 func (c *innerConn) NetConn() net.Conn { return c.p.outer }
 
-// errHandover ends the plain imapserver connection after STARTTLS.
-var errHandover = errors.New("imapd: connection handed over after STARTTLS")
-
 // read hands imapserver the next bytes of the client's input.
 func (p *proto) read(c *innerConn, b []byte) (int, error) {
 	if c != p.inner || c.detached.Load() {
@@ -169,12 +166,13 @@ func (p *proto) forwardLine(b []byte) (int, error) {
 		buf = buf[:i+1]
 	}
 	n := copy(b, buf)
-	p.br.Discard(n)
 	if i < 0 {
 		p.keepTail(buf)
+		p.br.Discard(n)
 		return n, nil
 	}
 	p.keepTail(buf[:i])
+	p.br.Discard(n)
 	line := bytes.TrimSuffix(p.tail, []byte("\r"))
 	p.tail = p.tail[:0]
 	if p.mode == inRawLine {
