@@ -264,6 +264,15 @@ func TestLayerIdle(t *testing.T) {
 	b.appendOK("INBOX", "Subject: i\r\n\r\nidle\r\n")
 	a.until(`^\* 2 EXISTS$`)
 	a.done(idle)
+	// IDLE, DONE and one of ours in one write, DONE before the server's
+	// "+": DONE is still IDLE's, not a command.
+	if _, err := fmt.Fprintf(a.c, "i2 IDLE\r\nDONE\r\nq2 GETQUOTA \"\"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	lines = a.readTagged("i2", "q2")
+	if index(lines, `^\+`) < 0 || index(lines, `^\* QUOTA "" \(MESSAGE 2 100\)$`) != len(lines)-2 || !strings.HasPrefix(lines[len(lines)-1], "q2 OK") {
+		t.Errorf("IDLE, DONE and GETQUOTA in one write: %q", lines)
+	}
 }
 
 // selfSigned makes a certificate for 127.0.0.1.
