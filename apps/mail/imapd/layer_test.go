@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"regexp"
 	"strings"
@@ -489,6 +490,65 @@ func TestLayerGuardLoggedIn(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("from the innerConn over %T, no *guard.Conn beneath", outer)
+		}
+	}
+}
+
+// recordConn records what is written to it.
+type recordConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *recordConn) Write(b []byte) (int, error) {
+	c.buf = append(c.buf, b...)
+	return len(b), nil
+}
+
+// TestLayerOutputFraming: however imapserver's writes are split, the layer
+// passes its output unchanged but for the capability lists it extends,
+// skips literals (a "+" or "* CAPABILITY" inside one is data), and sees
+// each continuation request once.
+func TestLayerOutputFraming(t *testing.T) {
+	lit := "+ not a continuation\r\n* CAPABILITY NOT ONE\r\n{3}\r\n"
+	in := "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n" +
+		fmt.Sprintf("* 1 FETCH (UID 1 BODY[] {%d}\r\n%s)\r\n", len(lit), lit) +
+		"* 2 FETCH (UID 2 BINARY[] ~{5}\r\n+ \r\n* FLAGS (\\Seen))\r\n" +
+		"+ idling\r\n" +
+		"* " + strings.Repeat("LONG ", 40) + "\r\n" +
+		"* CAPABILITY IMAP4rev1 IDLE\r\n" +
+		"a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n" +
+		"* CAPABILITYX is not one\r\n"
+	want := strings.NewReplacer(
+		"IMAP4rev1 AUTH=PLAIN]", "IMAP4rev1 AUTH=PLAIN "+layerCaps+"]",
+		"* CAPABILITY IMAP4rev1 IDLE\r\n", "* CAPABILITY IMAP4rev1 IDLE "+layerCaps+"\r\n",
+		"IMAP4rev1 IDLE] Logged in", "IMAP4rev1 IDLE "+layerCaps+"] Logged in",
+	).Replace(in)
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	for round := range 500 {
+		rc := &recordConn{}
+		p := &proto{outer: rc}
+		p.sess.Store(&Session{user: &mailstore.User{Name: "alice"}})
+		c := &innerConn{p: p}
+		conts := 0
+		for rest := []byte(in); len(rest) > 0; {
+			n := 1 + rng.IntN(min(len(rest), 40))
+			if round == 0 {
+				n = len(rest) // one write
+			}
+			if _, err := p.write(c, rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			if p.cont.Swap(false) {
+				conts++
+			}
+			rest = rest[n:]
+		}
+		if string(rc.buf) != want {
+			t.Fatalf("round %d: output\n%q\nwant\n%q", round, rc.buf, want)
+		}
+		if conts != 1 {
+			t.Fatalf("round %d: %d continuation requests seen, want 1", round, conts)
 		}
 	}
 }
