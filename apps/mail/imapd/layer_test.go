@@ -552,3 +552,35 @@ func TestLayerOutputFraming(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerInputSplit: a pipelined stream of commands (passed on and the
+// layer's, with a non-synchronizing literal) sent a few bytes per write is
+// answered as when sent whole.
+func TestLayerInputSplit(t *testing.T) {
+	h := start(t)
+	if err := h.st.SetQuota(context.Background(), "alice", store.Quota{Messages: 100}); err != nil {
+		t.Fatal(err)
+	}
+	s := dialRaw(t, imapTarget{name: "nymote", addr: h.addr, users: map[string]string{"alice": "password-alice"}}, "alice")
+	msg := "Subject: split\r\n\r\nq GETQUOTA \"\"\r\n"
+	stream := fmt.Sprintf("a NOOP\r\nb GETQUOTAROOT {5+}\r\nINBOX\r\nc APPEND INBOX {%d+}\r\n%s\r\nd GETQUOTA \"\"\r\ne SELECT INBOX\r\nf UID SORT (SIZE) UTF-8 ALL\r\n", len(msg), msg)
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	go func() {
+		for rest := []byte(stream); len(rest) > 0; {
+			n := 1 + rng.IntN(min(len(rest), 7))
+			if _, err := s.c.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	lines := s.readTagged("a", "b", "c", "d", "e", "f")
+	for _, re := range []string{`^\* QUOTAROOT INBOX ""$`, `^\* QUOTA "" \(MESSAGE 1 100\)$`, `^\* SORT 1$`} {
+		if index(lines, re) < 0 {
+			t.Errorf("no %s in %q", re, lines)
+		}
+	}
+	if index(lines, `^q `) >= 0 {
+		t.Errorf("a literal's line answered as a command: %q", lines)
+	}
+}
