@@ -90,7 +90,7 @@ func sortCmd(p *proto, cmd *command) error {
 	if !cmd.sp() {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want sort criteria")
 	}
-	// ESORT (RFC 5267 3.2): RETURN (MIN MAX COUNT ALL) before the
+	// ESORT (RFC 5267 3.2): RETURN (MIN MAX COUNT ALL SAVE) before the
 	// criteria.
 	want := map[string]bool{}
 	esort := false
@@ -103,7 +103,7 @@ func sortCmd(p *proto, cmd *command) error {
 		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ')' {
 			o := strings.ToUpper(cmd.atom())
 			switch o {
-			case "MIN", "MAX", "COUNT", "ALL":
+			case "MIN", "MAX", "COUNT", "ALL", "SAVE":
 				want[o] = true
 			default:
 				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: unknown RETURN option "+strconv.Quote(o))
@@ -165,7 +165,28 @@ func sortCmd(p *proto, cmd *command) error {
 				ret = append(ret, o)
 			}
 		}
-		writeESort(&b, cmd.tag, items, ret, uid)
+		if want["SAVE"] {
+			// RFC 5182 2.1 (SEARCHRES), allowed in SORT by RFC 5267
+			// 3.2: with MIN or MAX alone, only those are saved.
+			saved := items
+			if !want["ALL"] && !want["COUNT"] && (want["MIN"] || want["MAX"]) && len(items) > 0 {
+				saved = nil
+				if want["MIN"] {
+					saved = append(saved, items[0])
+				}
+				if want["MAX"] {
+					saved = append(saved, items[len(items)-1])
+				}
+			}
+			var set imap.UIDSet
+			for _, it := range saved {
+				set.AddNum(it.Msg.UID)
+			}
+			sess.view.SearchRes = set
+		}
+		if len(ret) > 0 {
+			writeESort(&b, cmd.tag, items, ret, uid)
+		}
 		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
 		return p.writeOut(b.Bytes())
 	}

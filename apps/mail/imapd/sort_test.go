@@ -87,6 +87,21 @@ func TestRFC5256(t *testing.T) {
 					t.Errorf("%s: %s %q, want %q", c.cmd, st, u, c.want)
 				}
 			}
+			// SAVE (RFC 5182, allowed in SORT by RFC 5267 3.2): the
+			// result is $ for the commands after it.
+			for _, c := range []struct{ sort, want string }{
+				{"SORT RETURN (SAVE) (DATE) UTF-8 FROM bob", "* SEARCH 3 6"},
+				{"SORT RETURN (SAVE MIN) (REVERSE DATE) UTF-8 ALL", "* SEARCH 6"},
+				{"SORT RETURN (SAVE MAX COUNT) (SIZE) UTF-8 1:3", "* SEARCH 1 2 3"},
+			} {
+				u, st := s.do("%s", c.sort)
+				if !strings.HasPrefix(st, "OK") || (strings.Contains(c.sort, "(SAVE)") && len(u) != 0) {
+					t.Errorf("%s: %s %q", c.sort, st, u)
+				}
+				if u := s.ok("SEARCH $"); len(u) != 1 || u[0] != c.want {
+					t.Errorf("SEARCH $ after %s: %q, want %q", c.sort, u, c.want)
+				}
+			}
 			wantStatus(t, "unknown charset", second(s.do("SORT (DATE) X-NO-SUCH-CHARSET ALL")), "NO [BADCHARSET")
 			wantStatus(t, "unknown sort key", second(s.do("SORT (COLOR) UTF-8 ALL")), "BAD")
 			wantStatus(t, "unknown algorithm", second(s.do("THREAD WEAVE UTF-8 ALL")), "BAD")
