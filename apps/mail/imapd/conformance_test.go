@@ -362,6 +362,39 @@ var conformanceCases = []conformanceCase{
 			}
 		}
 	}},
+	{name: "RFC3501 6.3.4, 6.3.6 DELETE leaves the subscription", run: func(t *testing.T, tg imapTarget, box string) {
+		a := dialRaw(t, tg, "alice")
+		a.ok("CREATE %s", box)
+		a.ok("SUBSCRIBE %s", box)
+		a.ok("DELETE %s", box)
+		if u := a.ok(`LSUB "" %s`, box); len(u) != 1 || !regexp.MustCompile(`^\* LSUB \(.*\) "/" "?`+box+`"?$`).MatchString(u[0]) {
+			t.Errorf("LSUB after DELETE: %q, want the name still subscribed", u)
+		}
+		if u := a.ok(`LIST (SUBSCRIBED) "" %s`, box); len(u) != 1 || !strings.Contains(u[0], `\NonExistent`) || !strings.Contains(u[0], `\Subscribed`) {
+			t.Errorf("LIST (SUBSCRIBED) after DELETE: %q, want \\NonExistent \\Subscribed", u)
+		}
+		if u := a.ok(`LIST "" %s`, box); len(u) != 0 {
+			t.Errorf("LIST after DELETE: %q, want nothing", u)
+		}
+		// CREATE again: the mailbox is subscribed (the name was).
+		a.ok("CREATE %s", box)
+		if u := a.ok(`LIST (SUBSCRIBED) "" %s`, box); len(u) != 1 || strings.Contains(u[0], `\NonExistent`) || !strings.Contains(u[0], `\Subscribed`) {
+			t.Errorf("LIST (SUBSCRIBED) after CREATE again: %q", u)
+		}
+		a.ok("DELETE %s", box)
+		a.ok("UNSUBSCRIBE %s", box)
+		if u := a.ok(`LSUB "" %s`, box); len(u) != 0 {
+			t.Errorf("LSUB after UNSUBSCRIBE of a deleted mailbox: %q, want nothing", u)
+		}
+		// The subscription is kept in the store: a new session sees it.
+		a.ok("CREATE %s", box)
+		a.ok("SUBSCRIBE %s", box)
+		a.ok("DELETE %s", box)
+		b := dialRaw(t, tg, "alice")
+		if u := b.ok(`LSUB "" %s`, box); len(u) != 1 {
+			t.Errorf("LSUB in another session: %q", u)
+		}
+	}},
 	{name: "RFC5258 3.5 LIST (SUBSCRIBED RECURSIVEMATCH) reports CHILDINFO", run: func(t *testing.T, tg imapTarget, box string) {
 		a := dialRaw(t, tg, "alice")
 		a.ok("CREATE %s/a/b", box)

@@ -97,21 +97,6 @@ func (c *corkConn) uncork() error {
 	return err
 }
 
-// corkListener hands out corkConns; tls says they carry TLS from the
-// first byte (implicit TLS).
-type corkListener struct {
-	net.Listener
-	tls bool
-}
-
-func (l corkListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &corkConn{Conn: c, track: cmdTracker{tls: l.tls}}, nil
-}
-
 // corkOf finds the corkConn beneath a session's connection (beneath TLS,
 // for implicit TLS and after STARTTLS), or nil.
 func corkOf(c net.Conn) *corkConn {

@@ -15,13 +15,47 @@
 // address lists have a space between addresses. Each is a one-line change
 // upstream.
 //
+// Extensions beyond imapserver: a protocol layer of our own (proto.go).
+// imapserver's command dispatch is closed (an unknown command is answered
+// BAD, or BYE before login) and it has no hook for new commands, command
+// modifiers or response codes, so what go-imap's public API does not reach
+// is done by a layer between the client's connection and imapserver rather
+// than by a fork: it frames the client's input (lines and literals, passed
+// on as they stream, never held whole), answers the commands it implements
+// itself while imapserver is idle between commands (so pipelined
+// responses stay in order), passes every other byte on unchanged, and adds
+// the capabilities it implements to imapserver's capability lists. It owns
+// TLS: implicit TLS beneath it, and STARTTLS, after which the connection
+// is handed to a second imapserver.Server whose connections count as
+// secure. What imapserver writes is followed too (its continuation
+// requests say when the client's next bytes belong to the command in
+// progress: a literal, an AUTHENTICATE response, IDLE's DONE). The
+// connection guard and imapserver's own limits and timeouts still apply:
+// the layer reads through the guarded connection, under imapserver's
+// deadlines, and bounds what it reads of its own commands (64 KiB).
+//
 // Quotas (RFC 9208): each user's STORAGE and MESSAGE limits (nymote user
 // quota) are enforced by the mailstore inside the commit of every APPEND,
 // COPY and MOVE, answered NO [OVERQUOTA] (RFC 9208 4.3, RFC 5530) with
-// nothing written (quota_test.go). The QUOTA capability is not announced:
-// imapserver has no GETQUOTA, GETQUOTAROOT or SETQUOTA, and no way to add
-// a command (its command dispatch is closed), so reporting quotas needs a
-// protocol layer of our own in front of it.
+// nothing written (quota_test.go). The layer answers GETQUOTAROOT and
+// GETQUOTA (one quota root per user, named ""; only the resources with a
+// limit are listed; STORAGE in KiB) and SETQUOTA NO [NOPERM] (limits are
+// the administrator's; QUOTASET is not announced); STATUS has DELETED and
+// DELETED-STORAGE. QUOTA, QUOTA=RES-STORAGE and QUOTA=RES-MESSAGE are
+// announced after login (layer_test.go).
+//
+// SORT with ESORT's RETURN options (RFC 5256, RFC 5267 3.2) and THREAD with
+// ORDEREDSUBJECT and REFERENCES (RFC 5256) are the layer's too (sort.go):
+// the search program is parsed by the layer (searchkey.go) and evaluated
+// by Session.Search, the keys read from the parse cache. sort_test.go
+// checks every answer against Dovecot's.
+//
+// Not yet: CONDSTORE and QRESYNC (RFC 7162). They need a MODSEQ per
+// message and a HIGHESTMODSEQ per mailbox kept in the mailstore, and
+// changes to responses imapserver writes itself (MODSEQ in every FETCH of
+// flags, VANISHED for EXPUNGE, HIGHESTMODSEQ in SELECT's), which the
+// layer can do as it already follows imapserver's output; they are not
+// announced.
 package imapd
 
 import (
@@ -32,7 +66,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -68,7 +105,14 @@ type Options struct {
 type Server struct {
 	opts Options
 	log  *slog.Logger
-	srv  *imapserver.Server
+	// srv serves connections in clear text (before STARTTLS), secure
+	// those under TLS (implicit, or after STARTTLS): see proto.go.
+	srv, secure       *imapserver.Server
+	plainLn, secureLn *connListener
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closed    bool
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -96,33 +140,116 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log}
+	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	newSession := func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+		sess := &Session{s: s, conn: c}
+		if in, ok := c.NetConn().(*innerConn); ok {
+			sess.p = in.p
+			sess.cork = corkOf(in.p.outer)
+			in.p.sess.Store(sess)
+		} else {
+			sess.cork = corkOf(c.NetConn())
+		}
+		return sess, nil, nil
+	}
 	s.srv = imapserver.New(&imapserver.Options{
-		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &Session{s: s, conn: c, cork: corkOf(c.NetConn())}, nil, nil
-		},
+		NewSession:   newSession,
 		Caps:         Caps,
 		Logger:       slogPrintf{log},
 		TLSConfig:    opts.TLSConfig,
 		InsecureAuth: opts.InsecureAuth,
 	})
+	// The connections of secure are under TLS that the layer did: they
+	// may log in, and have no STARTTLS.
+	s.secure = imapserver.New(&imapserver.Options{
+		NewSession:   newSession,
+		Caps:         Caps,
+		Logger:       slogPrintf{log},
+		InsecureAuth: true,
+	})
+	s.plainLn, s.secureLn = newConnListener(), newConnListener()
+	go s.srv.Serve(s.plainLn)
+	go s.secure.Serve(s.secureLn)
+	// imapserver's Close must not run before its Serve began.
+	<-s.plainLn.started
+	<-s.secureLn.started
 	return s
 }
 
 // Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(corkListener{Listener: ln}) }
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, nil) }
 
 // ServeTLS accepts connections on ln with implicit TLS (port 993) until
 // Close.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.srv.Serve(tls.NewListener(corkListener{Listener: ln, tls: true}, config))
+	return s.serve(ln, config)
+}
+
+func (s *Server) serve(ln net.Listener, config *tls.Config) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// A transient failure (as imapserver's own loop did).
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("imap: accept", "err", err, "retry", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("imap: accept: %w", err)
+		}
+		delay = 0
+		cc := &corkConn{Conn: c, track: cmdTracker{tls: config != nil}}
+		var outer net.Conn = cc
+		if config != nil {
+			outer = tls.Server(cc, config)
+		}
+		s.serveConn(cc, outer, config != nil)
+	}
 }
 
 // Close stops the server and closes its connections.
 func (s *Server) Close() error {
 	s.cancel()
-	return s.srv.Close()
+	s.mu.Lock()
+	s.closed = true
+	var err error
+	for ln := range s.listeners {
+		if cerr := ln.Close(); err == nil {
+			err = cerr
+		}
+	}
+	s.mu.Unlock()
+	s.plainLn.Close()
+	s.secureLn.Close()
+	if cerr := s.srv.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.secure.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 type slogPrintf struct{ log *slog.Logger }
@@ -136,6 +263,7 @@ type Session struct {
 	s    *Server
 	conn *imapserver.Conn
 	cork *corkConn // nil if the connection is not one of ours
+	p    *proto    // the protocol layer beneath (proto.go)
 	user *mailstore.User
 	view *mailstore.View
 }
@@ -388,7 +516,15 @@ func (sess *Session) Unsubscribe(name string) error { return sess.subscribe(name
 func (sess *Session) subscribe(name string, on bool) error {
 	mb, err := sess.user.Mailbox(name)
 	if err != nil {
-		return noMailbox(name)
+		// A name that is no mailbox (any more) may still be subscribed:
+		// DELETE leaves the subscription (RFC 3501 6.3.6).
+		n := mailstore.NormName(name)
+		if on || !slices.Contains(sess.user.SubscribedOnly(), n) {
+			return noMailbox(name)
+		}
+		return mapErr(sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: unsubscribe "+n, func(w *mailstore.Writer) error {
+			return w.SubscribeName(sess.user, n, false)
+		}))
 	}
 	if mb.Info().Subscribed == on {
 		return nil
@@ -419,14 +555,28 @@ func (sess *Session) List(w *imapserver.ListWriter, ref string, patterns []strin
 	// subscribedBelow: the mailboxes with a subscribed descendant that the
 	// patterns do not match (RFC 5258 3.5: RECURSIVEMATCH returns them
 	// with CHILDINFO ("SUBSCRIBED"), and LSUB as \Noselect).
+	// Names subscribed that are no mailboxes (deleted since).
+	var subscribedOnly []string
+	if options.SelectSubscribed {
+		for _, n := range sess.user.SubscribedOnly() {
+			if !names[n] {
+				subscribedOnly = append(subscribedOnly, n)
+			}
+		}
+	}
 	subscribedBelow := map[string]bool{}
 	if options.SelectRecursiveMatch {
+		subscribed := slices.Clone(subscribedOnly)
 		for _, mb := range boxes {
-			info := mb.Info()
-			if !info.Subscribed || matches(info.Name) {
+			if info := mb.Info(); info.Subscribed {
+				subscribed = append(subscribed, info.Name)
+			}
+		}
+		for _, name := range subscribed {
+			if matches(name) {
 				continue
 			}
-			parts := strings.Split(info.Name, string(mailstore.Delim))
+			parts := strings.Split(name, string(mailstore.Delim))
 			for i := 1; i < len(parts); i++ {
 				subscribedBelow[strings.Join(parts[:i], string(mailstore.Delim))] = true
 			}
@@ -473,6 +623,18 @@ func (sess *Session) List(w *imapserver.ListWriter, ref string, patterns []strin
 			return err
 		}
 	}
+	for _, n := range subscribedOnly {
+		if !matches(n) {
+			continue
+		}
+		data := imap.ListData{Mailbox: n, Delim: mailstore.Delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNonExistent, imap.MailboxAttrSubscribed}}
+		if subscribedBelow[n] {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -500,6 +662,10 @@ func statusData(mb *mailstore.Mailbox, o *imap.StatusOptions) *imap.StatusData {
 	}
 	if o.NumRecent {
 		d.NumRecent = &st.Recent
+	}
+	if o.DeletedStorage {
+		kib := (st.DeletedSize + 1023) / 1024 // RFC 9208 4.2: in KiB
+		d.DeletedStorage = &kib
 	}
 	return d
 }

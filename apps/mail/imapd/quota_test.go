@@ -14,9 +14,8 @@ import (
 // user's record (nymote user quota), hold over all of the user's
 // mailboxes; what would exceed them answers NO [OVERQUOTA] (RFC 9208 4.3,
 // RFC 5530) and writes nothing; EXPUNGE and DELETE free usage; MOVE never
-// needs room for two copies. QUOTA itself is not announced: go-imap v2's
-// imapserver has no GETQUOTA/GETQUOTAROOT/SETQUOTA and no way to add
-// commands, so only the enforcement is ours (see the package doc).
+// needs room for two copies. GETQUOTA and GETQUOTAROOT are the protocol
+// layer's (layer_test.go).
 func TestQuota(t *testing.T) {
 	msg := func(n int) string { // a message of n bytes
 		h := "Subject: q\r\n\r\n"
@@ -103,13 +102,13 @@ func TestQuota(t *testing.T) {
 			b.appendOK("INBOX", small)
 			b.appendOK("INBOX", small)
 		}},
-		{"QUOTA is not announced, GETQUOTAROOT is not a command", store.Quota{Messages: 1}, func(t *testing.T, h *harness, s *rawSession) {
+		{"QUOTA is announced, GETQUOTAROOT reports the limit", store.Quota{Messages: 1}, func(t *testing.T, h *harness, s *rawSession) {
 			u := s.ok("CAPABILITY")
-			if len(u) != 1 || strings.Contains(u[0], "QUOTA") {
-				t.Errorf("CAPABILITY: %q, want no QUOTA (no GETQUOTA/GETQUOTAROOT here)", u)
+			if len(u) != 1 || !strings.Contains(u[0], " QUOTA ") {
+				t.Errorf("CAPABILITY: %q, want QUOTA", u)
 			}
-			if _, st := s.do("GETQUOTAROOT INBOX"); !strings.HasPrefix(st, "BAD") {
-				t.Errorf("GETQUOTAROOT: %s, want BAD", st)
+			if u := s.ok("GETQUOTAROOT INBOX"); len(u) != 2 || u[1] != `* QUOTA "" (MESSAGE 0 1)` {
+				t.Errorf("GETQUOTAROOT: %q", u)
 			}
 		}},
 	} {

@@ -10,6 +10,7 @@
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
 //	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
 //	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
+//	mail/USER/subscriptions               names subscribed that are not mailboxes
 //
 // UIDNEXT is one above the highest UID in the mailbox, or what mailbox.json
 // says if that is higher: an APPEND writes only the message's three items,
@@ -405,6 +406,9 @@ type User struct {
 	// uvHigh is the highest UIDVALIDITY this process gave a mailbox of the
 	// user, deleted ones included (see takeUIDValidity); guarded by mu.
 	uvHigh uint32
+	// subs are the names subscribed without a mailbox (subscriptions.go);
+	// guarded by mu.
+	subs map[string]bool
 }
 
 // takeUIDValidity returns the UIDVALIDITY for a new mailbox: uv, or above
@@ -491,6 +495,13 @@ func (s *Store) loadUser(name string) (*User, error) {
 		rest := strings.TrimPrefix(e.Path, userDir(name)+"/")
 		id, sub, ok := strings.Cut(rest, "/")
 		if !ok {
+			if rest == "subscriptions" {
+				data, err := sn.Read(e.Path)
+				if err != nil {
+					return nil, err
+				}
+				u.subs = parseSubs(data)
+			}
 			continue
 		}
 		if sub == "mailbox.json" {
@@ -715,6 +726,9 @@ func (mb *Mailbox) User() *User { return mb.user }
 type Stats struct {
 	Messages, Unseen, Deleted, Recent uint32
 	Size                              int64
+	// DeletedSize is the sum of the sizes of the messages flagged
+	// \Deleted (STATUS DELETED-STORAGE, RFC 9208 4.2).
+	DeletedSize int64
 }
 
 // Stats counts the mailbox's messages.
@@ -728,6 +742,7 @@ func (mb *Mailbox) Stats() Stats {
 		}
 		if hasFlag(m.flags, imap.FlagDeleted) {
 			st.Deleted++
+			st.DeletedSize += m.Size
 		}
 		if m.UID >= mb.recentFrom {
 			st.Recent++

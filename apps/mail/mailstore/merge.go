@@ -17,6 +17,7 @@ import (
 //   - Flags (chunks of them) merge per message and per flag: a flag in the
 //     base stays only if neither side removed it; a flag not in the base is
 //     kept if either side added it.
+//   - The names subscribed without a mailbox merge as a set.
 //   - mailbox.json keeps the higher UIDNEXT and \Recent mark, and each
 //     side's own changes of name and subscription (theirs wins when both
 //     changed one).
@@ -31,6 +32,9 @@ func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 			return out, nil
 		}
 		return nil, nil
+	}
+	if strings.HasSuffix(p, "/subscriptions") {
+		return mergeSubs(base, ours, theirs), nil
 	}
 	if ours == nil || theirs == nil {
 		return nil, nil

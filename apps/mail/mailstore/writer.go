@@ -38,6 +38,8 @@ type Writer struct {
 	usage   map[*User]Usage
 	quotas  map[*User]store.Quota
 	noQuota bool // set by AppendNotice
+
+	subs map[*User]map[string]bool // see subscriptions.go
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -117,6 +119,10 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 	if err := w.putInfo(mb, &mb.info); err != nil {
 		return nil, err
 	}
+	// A name subscribed without a mailbox is now this mailbox's.
+	if err := w.setSubscribedOnly(u, name, false); err != nil {
+		return nil, err
+	}
 	w.made = append(w.made, mb)
 	w.apply = append(w.apply, func() {
 		u.mu.Lock()
@@ -141,6 +147,14 @@ func (w *Writer) Delete(mb *Mailbox) error {
 		}
 	}
 	w.use(mb.user, mb.usage().neg())
+	// The subscription stays (RFC 3501 6.3.6).
+	if i, err := w.info(mb); err != nil {
+		return err
+	} else if i.Subscribed {
+		if err := w.setSubscribedOnly(mb.user, i.Name, true); err != nil {
+			return err
+		}
+	}
 	w.apply = append(w.apply, func() {
 		mb.user.mu.Lock()
 		delete(mb.user.boxes, mb.ID)
@@ -417,6 +431,22 @@ func (s *Store) resync(paths []string) error {
 	chunks := map[boxKey][]string{}
 	for _, p := range paths {
 		parts := strings.SplitN(p, "/", 4)
+		if len(parts) == 3 && parts[0] == Prefix && parts[2] == "subscriptions" {
+			s.mu.Lock()
+			u := s.users[parts[1]]
+			s.mu.Unlock()
+			if u == nil {
+				continue
+			}
+			data, err := sn.Read(p)
+			if err != nil && !errors.Is(err, store.ErrNotExist) {
+				return err
+			}
+			u.mu.Lock()
+			u.subs = parseSubs(data)
+			u.mu.Unlock()
+			continue
+		}
 		if len(parts) < 4 || parts[0] != Prefix {
 			continue
 		}
