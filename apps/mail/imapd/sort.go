@@ -306,10 +306,10 @@ func sortItems(items []mailstore.Item, keys []sortKey) {
 var emptyEnvelope imap.Envelope
 
 func envelope(m *mailstore.Message) *imap.Envelope {
-	if m.Cache == nil || m.Cache.Envelope == nil {
+	if m.Summary == nil || m.Summary.Envelope == nil {
 		return &emptyEnvelope
 	}
-	return m.Cache.Envelope
+	return m.Summary.Envelope
 }
 
 // sentDate is the Date header in UTC, or the internal date if there is

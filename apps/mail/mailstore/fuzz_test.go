@@ -42,7 +42,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var c2 Cache
+		var c2 Summary
 		if err := json.Unmarshal(data, &c2); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		check(c2.Body.Structure())
-		m := &Message{Cache: &c2}
+		m := &Message{Summary: &c2}
 		m.HeaderField("subject")
 		imapserver.ExtractBodySection(bytes.NewReader(raw), &imap.FetchItemBodySection{Part: []int{1}})
 	})

@@ -440,11 +440,11 @@ type MailboxInfo struct {
 
 // Message is one message of a mailbox, as the index holds it.
 type Message struct {
-	Key   string
-	UID   imap.UID
-	Date  time.Time
-	Size  int64
-	Cache *Cache
+	Key     string
+	UID     imap.UID
+	Date    time.Time
+	Size    int64
+	Summary *Summary
 
 	// blob is the hash of the raw message's blob (zero if unknown), so
 	// that reading it skips the trees on its path.
@@ -457,10 +457,10 @@ type Message struct {
 }
 
 type msgMeta struct {
-	UID   imap.UID  `json:"uid"`
-	Date  time.Time `json:"date"`
-	Size  int64     `json:"size"`
-	Cache *Cache    `json:"cache"`
+	UID     imap.UID  `json:"uid"`
+	Date    time.Time `json:"date"`
+	Size    int64     `json:"size"`
+	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
 }
 
 func userDir(user string) string         { return Prefix + "/" + user }
@@ -558,7 +558,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: p.eml.Hash}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: p.eml.Hash}
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 			mb.bytes += msg.Size

@@ -121,14 +121,14 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			return err
 		}
 		for _, m := range dups {
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: m.blob, flags: mb.Flags(m)}
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: m.blob, flags: mb.Flags(m)}
 			i.UIDNext++
 			// The flags move to the new UID's chunk.
 			w.gone[m] = true
 			w.added[mb] = append(w.added[mb], nm)
 			w.markChunk(mb, chunkOf(m.UID))
 			w.markChunk(mb, chunkOf(nm.UID))
-			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Cache: nm.Cache})
+			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: nm.Summary})
 			if err != nil {
 				return err
 			}

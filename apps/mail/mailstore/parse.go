@@ -11,10 +11,10 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// Cache is what parsing a message once gives: the envelope, the body
+// Summary is what parsing a message once gives: the envelope, the body
 // structure and the header, kept beside the message in the store so that
 // FETCH and SEARCH never parse a message again.
-type Cache struct {
+type Summary struct {
 	Envelope *imap.Envelope `json:"env,omitempty"`
 	Body     *BodyJSON      `json:"body,omitempty"`
 	// Header is the raw header block (the search fields: SEARCH FROM,
@@ -29,8 +29,8 @@ const maxCachedHeader = 64 << 10
 // Parse parses raw once. It never fails: a message that go-message cannot
 // read gets an empty envelope and a text/plain body structure, as IMAP
 // servers do for broken MIME.
-func Parse(raw []byte) *Cache {
-	c := &Cache{}
+func Parse(raw []byte) *Summary {
+	c := &Summary{}
 	br := bufio.NewReader(bytes.NewReader(raw))
 	h, err := textproto.ReadHeader(br)
 	hdr := raw[:headerLen(raw)]
@@ -74,7 +74,7 @@ func headerLen(raw []byte) int {
 
 // HeaderValues returns the decoded values of the header field key in the
 // cached header (or in raw, if the header was too long to cache).
-func (c *Cache) HeaderValues(key string, raw func() []byte) []string {
+func (c *Summary) HeaderValues(key string, raw func() []byte) []string {
 	var hdr []byte
 	if c.Header != "" {
 		hdr = []byte(c.Header)
@@ -217,12 +217,12 @@ func CanonicalFlag(f imap.Flag) imap.Flag {
 // (SEARCH FROM, SUBJECT, HEADER). ok is false when the header was too long
 // to cache, and the caller must look in the raw message.
 func (m *Message) HeaderField(key string) (values []string, ok bool) {
-	if m.Cache == nil || m.Cache.Header == "" {
+	if m.Summary == nil || m.Summary.Header == "" {
 		return nil, false
 	}
 	m.hdrOnce.Do(func() {
 		m.hdr = map[string][]string{}
-		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(m.Cache.Header)))
+		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(m.Summary.Header)))
 		if err != nil {
 			return
 		}

@@ -29,13 +29,13 @@ const maxNesting = 32
 // ParseReader parses a message of size bytes read through r once, as Parse
 // does, without holding it: only its header (when small enough to cache)
 // is kept.
-func ParseReader(r io.ReaderAt, size int64) *Cache {
+func ParseReader(r io.ReaderAt, size int64) *Summary {
 	if size <= parseInMemory {
 		raw := make([]byte, size)
 		n, _ := r.ReadAt(raw, 0)
 		return Parse(raw[:n])
 	}
-	c := &Cache{}
+	c := &Summary{}
 	// The header block, if it is small enough to keep.
 	prefix := make([]byte, min(size, maxCachedHeader+4))
 	n, _ := r.ReadAt(prefix, 0)

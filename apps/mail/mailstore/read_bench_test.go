@@ -39,7 +39,7 @@ func BenchmarkReadPacked(b *testing.B) {
 	byPath := make([]*Message, len(items)) // the same, without the blob hash
 	for i, it := range items {
 		m := it.Msg
-		byPath[i] = &Message{Key: m.Key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache}
+		byPath[i] = &Message{Key: m.Key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary}
 	}
 	for _, bc := range []struct {
 		name string

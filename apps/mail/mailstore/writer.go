@@ -209,7 +209,7 @@ func (w *Writer) AppendSpool(mb *Mailbox, sp *store.Spool, flags []imap.Flag, da
 	}, nil)
 }
 
-func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time, c *Cache) (imap.UID, error) {
+func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date time.Time, c *Summary) (imap.UID, error) {
 	// New mail is data: it stops at the store's reserve.
 	if err := w.s.st.CheckSpace(int64(len(raw))); err != nil {
 		return 0, err
@@ -224,7 +224,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 
 // appendMessage writes a message of size bytes parsed as c, its content
 // put by put; raw, if not nil, is its content for the cache.
-func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date time.Time, c *Cache, put func(path string) (store.Hash, error), raw []byte) (imap.UID, error) {
+func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date time.Time, c *Summary, put func(path string) (store.Hash, error), raw []byte) (imap.UID, error) {
 	i, err := w.info(mb)
 	if err != nil {
 		return 0, err
@@ -239,9 +239,9 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Cache: c, flags: flags}
+	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Summary: c, flags: flags}
 	i.UIDNext++
-	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Cache: c})
+	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c})
 	if err != nil {
 		return 0, err
 	}
@@ -401,13 +401,13 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 }
 
 // Copy appends a copy of msg (from src) to dst, with the same flags and
-// internal date, and returns its UID. The parse cache is reused.
+// internal date, and returns its UID. The parse summary is reused.
 func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error) {
 	raw, err := w.s.ReadRaw(src, msg)
 	if err != nil {
 		return 0, err
 	}
-	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Cache)
+	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary)
 }
 
 // Flags returns a copy of a message's flags.
@@ -558,7 +558,7 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
-		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Cache: m.Cache, blob: e.Hash})
+		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: e.Hash})
 	}
 	return nil
 }
