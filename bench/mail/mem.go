@@ -13,7 +13,8 @@ import (
 )
 
 // runMem (-mem 1000,5000,...) measures memory as a mailbox grows: four
-// clients APPEND 12 KB messages to one INBOX, and at each count the
+// clients APPEND 12 KB messages to one INBOX that a fifth holds selected,
+// and at each count the
 // server's resident memory is read from /proc: for Nymote the one process,
 // for Dovecot its whole process tree (master, auth, login and imap
 // processes), as the sum of RSS and the sum of PSS (shared pages counted
@@ -80,6 +81,17 @@ type memFigure struct{ rss, pss float64 } // MB
 // memory of pid's process tree there.
 func memPhases(addr string, pid int, at []int, mk func(int) []byte) ([]memFigure, error) {
 	const clients = 4
+	// A client holds INBOX selected throughout, as a mail client does;
+	// the memory is read after its NOOP has caught up with the APPENDs
+	// (Dovecot's imap process for it is in the sums).
+	obs, err := login(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer obs.Close()
+	if _, err := obs.Select("INBOX", nil).Wait(); err != nil {
+		return nil, err
+	}
 	var out []memFigure
 	done := 0
 	for _, n := range at {
@@ -111,6 +123,9 @@ func memPhases(addr string, pid int, at []int, mk func(int) []byte) ([]memFigure
 		wg.Wait()
 		close(errs)
 		if err := <-errs; err != nil {
+			return nil, err
+		}
+		if err := obs.Noop().Wait(); err != nil {
 			return nil, err
 		}
 		f := treeMemory(pid)
