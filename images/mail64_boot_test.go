@@ -16,14 +16,14 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-// mail64Script is eight IMAP clients at once (Python's imaplib over TLS,
+// mail64Script is IMAP clients at once (eight in the test) (Python's imaplib over TLS,
 // one thread each): each logs in, SELECTs INBOX (n messages), FETCHes the
 // FLAGS of all, reads 20 whole messages at random and checks each is the
 // one asked for, and runs two SEARCHes whose answers the test knows. It
 // prints a line per client and "ok".
 const mail64Script = `
 import imaplib, random, ssl, sys, threading, time
-host, port, n, zebra, unseen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+host, port, n, zebra, unseen, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -57,11 +57,11 @@ def client(k):
     except Exception as e:
         errors.append("client %d: %r" % (k, e))
 t0 = time.time()
-ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+ts = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
 for t in ts: t.start()
 for t in ts: t.join()
 for l in sorted(lines): print(l)
-print("8 clients in %.1f s" % (time.time() - t0))
+print("%d clients in %.1f s" % (clients, time.time() - t0))
 assert not errors, errors
 print("ok")
 `
@@ -76,7 +76,10 @@ print("ok")
 // off cleanly.
 //
 // It takes many CPU-minutes under TCG, so it runs only when
-// NYMOTE_MAIL64=1 (NYMOTE_MAIL64_N sets the count of messages).
+// NYMOTE_MAIL64=1 (NYMOTE_MAIL64_N sets the count of messages,
+// NYMOTE_MAIL64_CLIENTS the clients,
+// NYMOTE_MAIL64_CMDLINE adds to the kernel command line, e.g.
+// GOMEMLIMIT=24MiB, which the kernel hands to /init's environment).
 func TestBootMail64MiB(t *testing.T) {
 	if os.Getenv("NYMOTE_MAIL64") != "1" {
 		t.Skip("slow under TCG: set NYMOTE_MAIL64=1 to run")
@@ -85,11 +88,16 @@ func TestBootMail64MiB(t *testing.T) {
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	needTool(t, "python3", "python3")
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	n := 50000
-	if v := os.Getenv("NYMOTE_MAIL64_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("NYMOTE_MAIL64_N=%q: want a count of messages", v)
+	n, clients := 50000, 8
+	for _, e := range []struct {
+		name string
+		v    *int
+	}{{"NYMOTE_MAIL64_N", &n}, {"NYMOTE_MAIL64_CLIENTS", &clients}} {
+		if v := os.Getenv(e.name); v != "" {
+			var err error
+			if *e.v, err = strconv.Atoi(v); err != nil || *e.v < 1 {
+				t.Fatalf("%s=%q: want a positive count", e.name, v)
+			}
 		}
 	}
 	dir, m := build(t, "mail", "microvm-x86_64")
@@ -120,7 +128,7 @@ func TestBootMail64MiB(t *testing.T) {
 	vm, err := StartQEMU(ctx, m, QEMURun{
 		Dir: dir, Disk: disk, MemoryMiB: 64,
 		Forwards:     []Forward{{Host: imapsAddr, Guest: 993}},
-		ExtraCmdline: []string{"nymote.net=" + guestNet},
+		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, strings.Fields(os.Getenv("NYMOTE_MAIL64_CMDLINE"))...),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +141,7 @@ func TestBootMail64MiB(t *testing.T) {
 	}
 	t.Logf("serving %v after start", time.Since(start).Round(time.Second))
 	_, imapsPort, _ := strings.Cut(imapsAddr, ":")
-	out, err := exec.Command("python3", "-c", mail64Script, "127.0.0.1", imapsPort, strconv.Itoa(n), strconv.Itoa(zebra), strconv.Itoa(unseen)).CombinedOutput()
+	out, err := exec.Command("python3", "-c", mail64Script, "127.0.0.1", imapsPort, strconv.Itoa(n), strconv.Itoa(zebra), strconv.Itoa(unseen), strconv.Itoa(clients)).CombinedOutput()
 	t.Logf("clients:\n%s", out)
 	if err != nil {
 		t.Errorf("clients: %v", err)
