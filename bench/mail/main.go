@@ -56,7 +56,7 @@ func main() {
 	var err error
 	switch {
 	case *mem != "":
-		err = runMem(*mem, *keep, strings.Fields(*nymoteFlags))
+		err = runMem(*mem, *keep, *only, strings.Fields(*nymoteFlags))
 	case *scale > 0:
 		err = runScale(*scale, *keep, strings.Fields(*nymoteFlags))
 	default:

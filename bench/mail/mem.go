@@ -19,7 +19,10 @@ import (
 // for Dovecot its whole process tree (master, auth, login and imap
 // processes), as the sum of RSS and the sum of PSS (shared pages counted
 // once, split among the processes that map them).
-func runMem(counts string, keep bool, nymoteFlags []string) error {
+func runMem(counts string, keep bool, only string, nymoteFlags []string) error {
+	if only != "" && only != "nymote" && only != "dovecot" {
+		return fmt.Errorf("-only %q: want nymote or dovecot", only)
+	}
 	var at []int
 	for _, f := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -43,26 +46,30 @@ func runMem(counts string, keep bool, nymoteFlags []string) error {
 		return append(fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: bench@example.org\r\nSubject: memory %d\r\nMessage-ID: <%d.mem@example.net>\r\nContent-Type: text/plain\r\n\r\n", i%20, i, i), msg...)
 	}
 
-	dovecotAddr, stopDovecot, dovecotPID, err := startDovecot(filepath.Join(tmp, "dovecot"), nil)
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
+	dmem := make([]memFigure, len(at))
+	nmem := make([]memFigure, len(at))
+	if only != "nymote" {
+		dovecotAddr, stopDovecot, dovecotPID, err := startDovecot(filepath.Join(tmp, "dovecot"), nil)
+		if err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
+		defer stopDovecot()
+		fmt.Fprintln(os.Stderr, "dovecot ...")
+		if dmem, err = memPhases(dovecotAddr, dovecotPID, at, mk); err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
+		stopDovecot()
 	}
-	defer stopDovecot()
-	fmt.Fprintln(os.Stderr, "dovecot ...")
-	dmem, err := memPhases(dovecotAddr, dovecotPID, at, mk)
-	if err != nil {
-		return fmt.Errorf("dovecot: %w", err)
-	}
-	stopDovecot()
-	nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags, nil)
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
-	}
-	defer stopNymote()
-	fmt.Fprintf(os.Stderr, "nymote (pid %d) ...\n", nymotePID)
-	nmem, err := memPhases(nymoteAddr, nymotePID, at, mk)
-	if err != nil {
-		return fmt.Errorf("nymote: %w", err)
+	if only != "dovecot" {
+		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags, nil)
+		if err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
+		defer stopNymote()
+		fmt.Fprintf(os.Stderr, "nymote (pid %d) ...\n", nymotePID)
+		if nmem, err = memPhases(nymoteAddr, nymotePID, at, mk); err != nil {
+			return fmt.Errorf("nymote: %w", err)
+		}
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("memory after APPENDs of 12 KB messages (4 clients), %s, %s, %d CPUs, nymote flags %q\n\n", time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), strings.Join(nymoteFlags, " "))
