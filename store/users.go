@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -146,7 +147,10 @@ func hashPassword(pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
+	h := hashing()
+	h <- struct{}{}
 	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	<-h
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -156,8 +160,22 @@ func hashPassword(pw string) (string, error) {
 // holds argon2's 19 MiB, so parallel logins would otherwise grow the
 // process by 19 MiB each (H2 of issue 21: 50 wrong logins at once, 1 GB).
 // Callers queue for a place; the services bound how many may queue (see
-// apps/internal/guard).
-var hashing = make(chan struct{}, 2)
+// apps/internal/guard). Two run at once, or one where the Go memory limit
+// (the appliance sets it from the machine's memory) is under four hashes:
+// in a 64 MiB VM (a 37 MiB limit) two at once took the kernel down ("System
+// is deadlocked on memory", TestBootMail64MiB with 8 clients logging in).
+var hashing = sync.OnceValue(func() chan struct{} {
+	return make(chan struct{}, hashSlots(debug.SetMemoryLimit(-1)))
+})
+
+// hashSlots is how many password hashes may run at once under a Go memory
+// limit of limit bytes.
+func hashSlots(limit int64) int {
+	if limit < 4*argonMemory*1024 {
+		return 1
+	}
+	return 2
+}
 
 func checkPassword(encoded, pw string) bool {
 	parts := strings.Split(encoded, "$")
@@ -178,9 +196,10 @@ func checkPassword(encoded, pw string) bool {
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false
 	}
-	hashing <- struct{}{}
+	h := hashing()
+	h <- struct{}{}
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
-	<-hashing
+	<-h
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 

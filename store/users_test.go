@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -120,5 +121,22 @@ func TestQuota(t *testing.T) {
 	}
 	if u, _ := s.LookupUser("alice"); u.Quota != (Quota{}) {
 		t.Errorf("quota after removing it: %+v", u.Quota)
+	}
+}
+
+func TestHashSlots(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		want  int
+	}{
+		{37 << 20, 1},      // a 64 MiB VM: 70 % of 52 MiB
+		{75 << 20, 1},      // under four hashes of 19 MiB
+		{76 << 20, 2},      // four hashes
+		{170 << 20, 2},     // a 256 MiB VM
+		{math.MaxInt64, 2}, // no limit (a host process)
+	} {
+		if got := hashSlots(tc.limit); got != tc.want {
+			t.Errorf("hashSlots(%d MiB) = %d, want %d", tc.limit>>20, got, tc.want)
+		}
 	}
 }

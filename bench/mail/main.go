@@ -2,6 +2,8 @@
 // same IMAP client (go-imap v2), in one run, on loopback:
 //
 //	go run ./bench/mail [-n 5000] [-seed 1] [-only nymote|dovecot] [-nymote-flags "--body-cache 64"]
+//	go run ./bench/mail -mem 1000,5000,10000 [-nymote-flags ...]   (mem.go)
+//	go run ./bench/mail -scale 100000 [-nymote-flags ...]           (scale.go)
 //
 // It starts Dovecot (Debian's dovecot-imapd) with a private configuration
 // (maildir, fsync as shipped, plaintext auth on loopback) in a temporary
@@ -48,8 +50,19 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the temporary folder")
 	only := flag.String("only", "", `run one server only ("nymote" or "dovecot"), to profile it; no ratios`)
 	nymoteFlags := flag.String("nymote-flags", "", `more flags for the mail appliance, space-separated (e.g. "--body-cache 64")`)
+	mem := flag.String("mem", "", `instead of the phases: memory (RSS) after APPENDs of 12 KB messages, at these counts ("1000,5000,10000"; see mem.go)`)
+	scale := flag.Int("scale", 0, "instead of the phases: one mailbox of this many messages, written to both stores directly, then SELECT, FETCH FLAGS of all, SEARCH (see scale.go)")
 	flag.Parse()
-	if err := run(*n, *seed, *keep, *only, strings.Fields(*nymoteFlags)); err != nil {
+	var err error
+	switch {
+	case *mem != "":
+		err = runMem(*mem, *keep, *only, strings.Fields(*nymoteFlags))
+	case *scale > 0:
+		err = runScale(*scale, *keep, strings.Fields(*nymoteFlags))
+	default:
+		err = run(*n, *seed, *keep, *only, strings.Fields(*nymoteFlags))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -85,7 +98,7 @@ func run(n int, seed uint64, keep bool, only string, nymoteFlags []string) error
 
 	var dres, nres []result
 	if only != "nymote" {
-		dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"))
+		dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"), nil)
 		if err != nil {
 			return fmt.Errorf("dovecot: %w", err)
 		}
@@ -96,7 +109,7 @@ func run(n int, seed uint64, keep bool, only string, nymoteFlags []string) error
 		}
 	}
 	if only != "dovecot" {
-		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags)
+		nymoteAddr, stopNymote, nymotePID, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags, nil)
 		if err != nil {
 			return fmt.Errorf("nymote: %w", err)
 		}
@@ -429,8 +442,9 @@ func waitPort(addr string) error {
 
 // startDovecot runs Dovecot with a private configuration: maildir under
 // dir/home, one user "bench" in a passwd file, the IMAP login on a free
-// loopback port, everything else as shipped (fsync included).
-func startDovecot(dir string) (string, func(), int, error) {
+// loopback port, everything else as shipped (fsync included). fill, if not
+// nil, is called with bench's home folder before Dovecot starts.
+func startDovecot(dir string, fill func(home string) error) (string, func(), int, error) {
 	addr, err := freePort()
 	if err != nil {
 		return "", nil, 0, err
@@ -442,6 +456,11 @@ func startDovecot(dir string) (string, func(), int, error) {
 		}
 	}
 	os.Chmod(dir, 0o755)
+	if fill != nil {
+		if err := fill(filepath.Join(dir, "home/bench")); err != nil {
+			return "", nil, 0, err
+		}
+	}
 	if err := exec.Command("chown", "-R", "nobody:nogroup", filepath.Join(dir, "home")).Run(); err != nil {
 		return "", nil, 0, err
 	}
@@ -500,8 +519,9 @@ service imap-login {
 }
 
 // startNymote builds the mail appliance and runs it on a fresh data folder
-// with user "bench".
-func startNymote(dir string, flags []string) (string, func(), int, error) {
+// with user "bench". fill, if not nil, is called with the data folder
+// before the appliance starts.
+func startNymote(dir string, flags []string, fill func(data string) error) (string, func(), int, error) {
 	bin := filepath.Join(dir, "mail")
 	if out, err := exec.Command("go", "build", "-o", bin, "./apps/mail").CombinedOutput(); err != nil {
 		return "", nil, 0, fmt.Errorf("go build: %v\n%s", err, out)
@@ -514,6 +534,11 @@ func startNymote(dir string, flags []string) (string, func(), int, error) {
 	add.Stdin = strings.NewReader(password + "\n")
 	if out, err := add.CombinedOutput(); err != nil {
 		return "", nil, 0, fmt.Errorf("user add: %v\n%s", err, out)
+	}
+	if fill != nil {
+		if err := fill(data); err != nil {
+			return "", nil, 0, err
+		}
 	}
 	addr, err := freePort()
 	if err != nil {

@@ -726,7 +726,7 @@ func (sess *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
-	return sess.view.Tracker().Poll(w, allowExpunge)
+	return sess.view.Poll(w, allowExpunge)
 }
 
 // Idle writes updates as they come until stop is closed. It is Poll in a

@@ -77,12 +77,20 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 		if len(unseen) > 0 {
 			mb := v.Mailbox()
-			for _, i := range unseen {
-				items[i].Flags = append(items[i].Flags, imap.FlagSeen)
-			}
+			// \Seen is added to the flags as they are when the commit
+			// writes them, not as Items read them (see Store).
+			seen := make([][]imap.Flag, len(unseen))
 			err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
-				for _, i := range unseen {
-					if err := w.SetFlags(mb, items[i].Msg, items[i].Flags, echoSource(v, items[i].Flags)); err != nil {
+				for k, i := range unseen {
+					cur := w.Flags(mb, items[i].Msg)
+					if hasFlag(items[i].Flags, `\Recent`) {
+						cur = append(cur, `\Recent`)
+					}
+					if !hasFlag(cur, imap.FlagSeen) {
+						cur = append(cur, imap.FlagSeen)
+					}
+					seen[k] = cur
+					if err := w.SetFlags(mb, items[i].Msg, cur, echoSource(v, cur)); err != nil {
 						return err
 					}
 				}
@@ -90,6 +98,9 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			})
 			if err != nil {
 				return err
+			}
+			for k, i := range unseen {
+				items[i].Flags = seen[k]
 			}
 			options.Flags = true
 		}
@@ -257,9 +268,19 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 		}
 	}
 	if len(changes) > 0 {
+		// The flags are applied again to the flags as they are when the
+		// commit writes them: another session's change since Items must
+		// not be undone (a lost update of +FLAGS, found by
+		// TestModelConcurrentSessions).
 		err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: flags in "+mb.Name(), func(w *mailstore.Writer) error {
-			for _, c := range changes {
-				if err := w.SetFlags(mb, items[c.i].Msg, c.flags, echoSource(v, c.flags)); err != nil {
+			for k, c := range changes {
+				it := items[c.i]
+				cur := w.Flags(mb, it.Msg)
+				if hasFlag(it.Flags, `\Recent`) {
+					cur = append(cur, `\Recent`)
+				}
+				changes[k].flags = applyStore(cur, flags)
+				if err := w.SetFlags(mb, it.Msg, changes[k].flags, echoSource(v, changes[k].flags)); err != nil {
 					return err
 				}
 			}

@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,6 +134,21 @@ func (w *Writer) markChunk(mb *Mailbox, n uint32) {
 		w.dirty[mb] = map[uint32]bool{}
 	}
 	w.dirty[mb][n] = true
+}
+
+// Flags returns msg's flags as this commit sees them: as an earlier
+// SetFlags of the commit (or of its batch) left them, else as the index has
+// them. A change of some flags (STORE +FLAGS, \Seen by FETCH) must read the
+// flags here, inside Update, where no other write comes between the read
+// and the write; flags read before Update may be stale by the time it
+// commits, and writing them back would undo a concurrent change.
+func (w *Writer) Flags(mb *Mailbox, msg *Message) []imap.Flag {
+	if f, ok := w.flags[msg]; ok {
+		return slices.Clone(f)
+	}
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	return slices.Clone(msg.flags)
 }
 
 func (w *Writer) pendingFlags(msg *Message) ([]imap.Flag, bool) {

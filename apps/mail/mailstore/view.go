@@ -18,7 +18,10 @@ type View struct {
 	// announced are the flags the session was told in FLAGS (keywords.go);
 	// guarded by mb.mu.
 	announced map[imap.Flag]bool
-	wake      chan struct{}
+	// flagsQueued are the messages whose flag updates may wait in the
+	// tracker's queue (see Mailbox.setFlags); guarded by mb.mu.
+	flagsQueued map[*Message]bool
+	wake        chan struct{}
 
 	// SearchRes is the saved result of SEARCH RETURN (SAVE).
 	SearchRes imap.UIDSet
@@ -103,6 +106,18 @@ func (v *View) Close() {
 	}
 	v.mb.mu.Unlock()
 	v.tracker.Close()
+}
+
+// Poll writes the updates queued for the view, as the tracker's Poll, and
+// notes that no flag update waits any more once the whole queue went out
+// (allowExpunge).
+func (v *View) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if allowExpunge {
+		v.mb.mu.Lock()
+		clear(v.flagsQueued)
+		v.mb.mu.Unlock()
+	}
+	return v.tracker.Poll(w, allowExpunge)
 }
 
 // Mailbox is the viewed mailbox.

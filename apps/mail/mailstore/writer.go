@@ -355,9 +355,22 @@ func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, source *View) {
 	if seq == 0 {
 		return
 	}
+	// The source writes the new flags in its own response and is not sent
+	// them again, unless an update of msg from another commit waits in its
+	// queue: that older update would go out after the response and leave
+	// the client with stale flags (found by TestModelConcurrentSessions),
+	// so the new flags follow it through the queue too.
 	var st *imapserver.SessionTracker
-	if source != nil {
+	if source != nil && !source.flagsQueued[msg] {
 		st = source.tracker
+	}
+	for _, v := range mb.views {
+		if st == nil || v != source {
+			if v.flagsQueued == nil {
+				v.flagsQueued = map[*Message]bool{}
+			}
+			v.flagsQueued[msg] = true
+		}
 	}
 	mb.tracker.QueueMessageFlags(seq, msg.UID, flags, st)
 }

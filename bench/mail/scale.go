@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/store"
+)
+
+// runScale (-scale n) measures one mailbox of n small messages (about 2 KB,
+// a fifth \Seen): both stores are filled directly before their server
+// starts, Dovecot's as maildir files (it indexes them at the first SELECT),
+// ours through the mailstore package in commits of 2000 APPENDs, the same
+// code an IMAP APPEND runs. Then SELECT, FETCH 1:* (UID FLAGS), UID SEARCH
+// by a subject word, by FROM and UNSEEN, each run twice and the second
+// (warm) run reported, as in the phases.
+func runScale(n int, keep bool, nymoteFlags []string) error {
+	tmp, err := os.MkdirTemp("", "nymote-mail-scale-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(tmp)
+	} else {
+		fmt.Fprintln(os.Stderr, "keeping", tmp)
+	}
+	os.Chmod(tmp, 0o755)
+	msgs := smallMessages(n)
+	seen := func(i int) bool { return i%5 == 0 }
+
+	t0 := time.Now()
+	dovecotAddr, stopDovecot, _, err := startDovecot(filepath.Join(tmp, "dovecot"), func(home string) error {
+		for _, d := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(home, "Maildir", d), 0o755); err != nil {
+				return err
+			}
+		}
+		for i, m := range msgs {
+			info := ":2,"
+			if seen(i) {
+				info += "S"
+			}
+			name := fmt.Sprintf("%d.M%dP1.bench%s", 1700000000+i, i, info)
+			if err := os.WriteFile(filepath.Join(home, "Maildir", "cur", name), m, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dovecot: %w", err)
+	}
+	defer stopDovecot()
+	fmt.Fprintf(os.Stderr, "dovecot filled in %v\n", time.Since(t0).Round(time.Millisecond))
+	dres, err := scalePhases(dovecotAddr, n)
+	if err != nil {
+		return fmt.Errorf("dovecot: %w", err)
+	}
+	stopDovecot()
+
+	t0 = time.Now()
+	nymoteAddr, stopNymote, _, err := startNymote(filepath.Join(tmp, "nymote"), nymoteFlags, func(data string) error {
+		return fillNymote(data, msgs, seen)
+	})
+	if err != nil {
+		return fmt.Errorf("nymote: %w", err)
+	}
+	defer stopNymote()
+	fmt.Fprintf(os.Stderr, "nymote filled and started in %v\n", time.Since(t0).Round(time.Millisecond))
+	nres, err := scalePhases(nymoteAddr, n)
+	if err != nil {
+		return fmt.Errorf("nymote: %w", err)
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("one mailbox of %d messages (about 2 KB each), %s, %s, %d CPUs\n\n", n, time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU())
+	fmt.Println("| phase | Dovecot | Nymote | ratio (Dovecot time / Nymote time) |")
+	fmt.Println("| --- | --- | --- | --- |")
+	for i := range dres {
+		d, m := dres[i], nres[i]
+		fmt.Printf("| %s | %s | %s | %.2f× |\n", d.name, figure(d), figure(m), d.dur.Seconds()/m.dur.Seconds())
+	}
+	return nil
+}
+
+// smallMessages makes n plain messages of about 2 KB with subjects from a
+// small vocabulary and senders from 20.
+func smallMessages(n int) [][]byte {
+	r := rand.New(rand.NewPCG(1, 9))
+	words := []string{"meeting", "report", "invoice", "holiday", "zebra", "garden", "update", "lunch", "project", "release", "question", "photos"}
+	body := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 22)
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: bench@example.org\r\nSubject: %s %s #%d\r\nDate: %s\r\nMessage-ID: <%d.scale@example.net>\r\nContent-Type: text/plain\r\n\r\n%s",
+			r.IntN(20), words[r.IntN(len(words))], words[r.IntN(len(words))], i,
+			time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Minute).Format(time.RFC1123Z), i, body)
+	}
+	return out
+}
+
+// fillNymote appends msgs to bench's INBOX in the data folder, through the
+// mailstore as an IMAP APPEND does, many to a commit.
+func fillNymote(data string, msgs [][]byte, seen func(int) bool) (err error) {
+	ctx := context.Background()
+	st, err := store.OpenData(data, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := ms.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	u, err := ms.User(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	mb, err := u.Mailbox("INBOX")
+	if err != nil {
+		return err
+	}
+	const batch = 2000
+	for lo := 0; lo < len(msgs); lo += batch {
+		hi := min(lo+batch, len(msgs))
+		err := ms.Update(ctx, "bench", "bench: fill", func(w *mailstore.Writer) error {
+			for i := lo; i < hi; i++ {
+				var flags []imap.Flag
+				if seen(i) {
+					flags = []imap.Flag{imap.FlagSeen}
+				}
+				if _, err := w.Append(mb, msgs[i], flags, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("fill %d-%d: %w", lo, hi, err)
+		}
+	}
+	return nil
+}
+
+func scalePhases(addr string, n int) ([]result, error) {
+	c, err := login(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var res []result
+	add := func(r result, err error) error {
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "  %s: %s\n", r.name, figure(r))
+			res = append(res, r)
+		}
+		return err
+	}
+	if err := add(twice("SELECT", func() (int64, int, error) {
+		d, err := c.Select("INBOX", nil).Wait()
+		if err == nil && d.NumMessages != uint32(n) {
+			err = fmt.Errorf("SELECT: %d messages, want %d", d.NumMessages, n)
+		}
+		return 0, 0, err
+	})); err != nil {
+		return nil, err
+	}
+	if err := add(twice("FETCH 1:* (UID FLAGS)", func() (int64, int, error) {
+		var all imap.SeqSet
+		all.AddRange(1, 0)
+		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+		if err == nil && len(msgs) != n {
+			err = fmt.Errorf("FETCH: %d messages, want %d", len(msgs), n)
+		}
+		return 0, len(msgs), err
+	})); err != nil {
+		return nil, err
+	}
+	for _, s := range []struct {
+		name string
+		crit imap.SearchCriteria
+		want int // 0: any
+	}{
+		{"UID SEARCH SUBJECT zebra", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zebra"}}}, 0},
+		{"UID SEARCH FROM sender07", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "sender07"}}}, 0},
+		{"UID SEARCH UNSEEN", imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, n - (n+4)/5},
+	} {
+		if err := add(twice(s.name, func() (int64, int, error) {
+			d, err := c.UIDSearch(&s.crit, nil).Wait()
+			if err != nil {
+				return 0, 0, err
+			}
+			got := len(d.AllUIDs())
+			if got == 0 || (s.want != 0 && got != s.want) {
+				return 0, 0, fmt.Errorf("%s: %d found, want %d", s.name, got, s.want)
+			}
+			return 0, 0, nil
+		})); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}

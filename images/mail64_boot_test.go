@@ -1,0 +1,231 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/store"
+)
+
+// mail64Script is IMAP clients at once (eight in the test) (Python's imaplib over TLS,
+// one thread each): each logs in, SELECTs INBOX (n messages), FETCHes the
+// FLAGS of all, reads 20 whole messages at random and checks each is the
+// one asked for, and runs two SEARCHes whose answers the test knows. It
+// prints a line per client and "ok".
+const mail64Script = `
+import imaplib, random, ssl, sys, threading, time
+host, port, n, zebra, unseen, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+errors, lines = [], []
+def client(k):
+    try:
+        t0 = time.time()
+        m = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=1800)
+        m.login("alice", "correct horse")
+        typ, data = m.select("INBOX")
+        assert typ == "OK" and int(data[0]) == n, ("select", typ, data)
+        t1 = time.time()
+        typ, data = m.fetch("1:*", "(FLAGS)")
+        assert typ == "OK" and len(data) == n, ("fetch flags", typ, len(data))
+        t2 = time.time()
+        r = random.Random(k)
+        for _ in range(20):
+            i = r.randrange(n)
+            typ, data = m.fetch(str(i + 1), "(BODY.PEEK[])")
+            assert typ == "OK", ("fetch body", typ, data)
+            body = data[0][1]
+            assert (b"#%d\r\n" % i) in body and body.endswith(b"tempor.\r\n"), ("body of %d" % (i + 1), body[:200])
+        t3 = time.time()
+        typ, data = m.uid("SEARCH", None, "SUBJECT", "zebra")
+        assert typ == "OK" and len(data[0].split()) == zebra, ("search subject", typ, len(data[0].split()), zebra)
+        typ, data = m.search(None, "UNSEEN")
+        assert typ == "OK" and len(data[0].split()) == unseen, ("search unseen", typ, len(data[0].split()), unseen)
+        t4 = time.time()
+        m.logout()
+        lines.append("client %d: SELECT %.1f s, FETCH 1:* (FLAGS) %.1f s, 20 bodies %.1f s, 2 SEARCHes %.1f s" % (k, t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+    except Exception as e:
+        errors.append("client %d: %r" % (k, e))
+t0 = time.time()
+ts = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+for t in ts: t.start()
+for t in ts: t.join()
+for l in sorted(lines): print(l)
+print("%d clients in %.1f s" % (clients, time.time() - t0))
+assert not errors, errors
+print("ok")
+`
+
+// TestBootMail64MiB (issue 14) boots the mail appliance on microvm-x86_64
+// in a 64 MiB VM with a data disk whose INBOX holds 50,000 messages
+// (written on the host through the mailstore before the disk is made, as
+// APPEND would write them, since APPENDing them under TCG would take
+// hours), and has eight clients at once SELECT, FETCH the FLAGS of all,
+// read bodies and SEARCH. Every answer must be right and the appliance
+// must not run out of memory (no OOM line on the console), and must power
+// off cleanly.
+//
+// Not met yet (2026-12-05, /work/wt/_notes/imapstress.md): at 64 MiB
+// (MemTotal 52 MiB, 14 MiB of it the initramfs) the kernel panics "System
+// is deadlocked on memory" at the first login with 50,000 messages (the
+// mailstore holds about 1.3 KB of index per message in memory: 64 MiB of
+// heap for 50,000) and at the logins of 8 clients with 2,000 messages
+// (argon2id's 19 MiB per password check on top of the rest); 1 client
+// with 2,000 messages passes.
+//
+// It takes many CPU-minutes under TCG, so it runs only when
+// NYMOTE_MAIL64=1 (NYMOTE_MAIL64_N sets the count of messages,
+// NYMOTE_MAIL64_CLIENTS the clients,
+// NYMOTE_MAIL64_CMDLINE adds to the kernel command line, e.g.
+// GOMEMLIMIT=24MiB, which the kernel hands to /init's environment).
+func TestBootMail64MiB(t *testing.T) {
+	if os.Getenv("NYMOTE_MAIL64") != "1" {
+		t.Skip("slow under TCG: set NYMOTE_MAIL64=1 to run")
+	}
+	needMailAppliance(t)
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	needTool(t, "python3", "python3")
+	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	n, clients := 50000, 8
+	for _, e := range []struct {
+		name string
+		v    *int
+	}{{"NYMOTE_MAIL64_N", &n}, {"NYMOTE_MAIL64_CLIENTS", &clients}} {
+		if v := os.Getenv(e.name); v != "" {
+			var err error
+			if *e.v, err = strconv.Atoi(v); err != nil || *e.v < 1 {
+				t.Fatalf("%s=%q: want a positive count", e.name, v)
+			}
+		}
+	}
+	dir, m := build(t, "mail", "microvm-x86_64")
+	start := time.Now()
+	// Message i: subject word i%5 ("zebra" for 2), \Seen if i%4 == 0.
+	zebra, unseen := 0, 0
+	for i := range n {
+		if i%5 == 2 {
+			zebra++
+		}
+		if i%4 != 0 {
+			unseen++
+		}
+	}
+	disk := filledDisk(t, n, 2<<30, func(i int) ([]byte, []imap.Flag) {
+		subj := []string{"meeting", "report", "zebra", "garden", "lunch"}[i%5] + " " + []string{"alpha", "beta", "gamma"}[i%3]
+		var flags []imap.Flag
+		if i%4 == 0 {
+			flags = []imap.Flag{imap.FlagSeen}
+		}
+		return fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: alice@localhost\r\nSubject: %s #%d\r\nMessage-ID: <%d.mail64@example.net>\r\nContent-Type: text/plain\r\n\r\n%s",
+			i%20, subj, i, i, strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 20)), flags
+	})
+	t.Logf("%d messages written and the disk made in %v", n, time.Since(start).Round(time.Second))
+
+	imapsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctx := context.Background()
+	vm, err := StartQEMU(ctx, m, QEMURun{
+		Dir: dir, Disk: disk, MemoryMiB: 64,
+		Forwards:     []Forward{{Host: imapsAddr, Guest: 993}},
+		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, strings.Fields(os.Getenv("NYMOTE_MAIL64_CMDLINE"))...),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killAtCleanup(t, vm)
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // loading a 50k index under TCG
+	defer cancel()
+	if _, err := vm.WaitLine(bctx, "nymote: mail imaps listening on"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("serving %v after start", time.Since(start).Round(time.Second))
+	_, imapsPort, _ := strings.Cut(imapsAddr, ":")
+	out, err := exec.Command("python3", "-c", mail64Script, "127.0.0.1", imapsPort, strconv.Itoa(n), strconv.Itoa(zebra), strconv.Itoa(unseen), strconv.Itoa(clients)).CombinedOutput()
+	t.Logf("clients:\n%s", out)
+	if err != nil {
+		t.Errorf("clients: %v", err)
+	}
+	for _, bad := range []string{"Out of memory", "oom-kill", "Kernel panic", "panic:", "fatal error:"} {
+		if strings.Contains(vm.Console(), bad) {
+			t.Errorf("console shows %q", bad)
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, bootTimeout)
+	defer pcancel()
+	if err := vm.PowerOff(pctx); err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("console:\n%s", tail(vm.Console(), 40))
+}
+
+// filledDisk makes a data disk of size bytes whose user alice ("correct
+// horse") has n messages in INBOX, message i being msg(i), written through
+// the mailstore in commits of 2000.
+func filledDisk(t *testing.T, n int, size int64, msg func(i int) ([]byte, []imap.Flag)) string {
+	t.Helper()
+	ctx := context.Background()
+	data := t.TempDir()
+	st, err := store.InitData(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := u.Mailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for lo := 0; lo < n; lo += 2000 {
+		err := ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for i := lo; i < min(lo+2000, n); i++ {
+				raw, flags := msg(i)
+				if _, err := w.Append(mb, raw, flags, date); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("fill from %d: %v", lo, err)
+		}
+	}
+	if err := ms.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	disk := t.TempDir() + "/data.img"
+	if err := CreateDisk(ctx, data, disk, size); err != nil {
+		t.Fatal(err)
+	}
+	return disk
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	l := strings.Split(s, "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
