@@ -13,6 +13,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	datadisk "github.com/nymote/nymote/disk"
+	"github.com/nymote/nymote/internal/testutil"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/store"
 )
 
@@ -131,11 +134,11 @@ func TestBootMail64MiB(t *testing.T) {
 	})
 	t.Logf("%d messages written and the disk made in %v", n, time.Since(start).Round(time.Second))
 
-	imapsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	imapsAddr := testutil.FreeAddr(t)
 	ctx := context.Background()
-	vm, err := StartQEMU(ctx, m, QEMURun{
-		Dir: dir, Disk: disk, MemoryMiB: 64,
-		Forwards:     []Forward{{Host: imapsAddr, Guest: 993}},
+	vm, err := launch.StartQEMU(ctx, qemuImage(t, dir, m), launch.QEMU{
+		Disk: disk, MemoryMiB: 64,
+		Forwards:     []launch.Forward{{Host: imapsAddr, Guest: 993}},
 		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, strings.Fields(os.Getenv("NYMOTE_MAIL64_CMDLINE"))...),
 	}, nil)
 	if err != nil {
@@ -218,7 +221,7 @@ func filledDisk(t *testing.T, n int, size int64, msg func(i int) ([]byte, []imap
 		t.Fatal(err)
 	}
 	disk := t.TempDir() + "/data.img"
-	if err := CreateDisk(ctx, data, disk, size); err != nil {
+	if err := datadisk.Create(ctx, data, disk, size); err != nil {
 		t.Fatal(err)
 	}
 	return disk
