@@ -42,7 +42,8 @@
 // and any other nymote.KEY=VALUE reaches the service in Env.Config.
 //
 // As PID 1 it also sets the Go runtime's soft memory limit to 70% of the
-// machine's memory, unless GOMEMLIMIT is set (see memoryLimit).
+// machine's memory, or less where the initramfs leaves less available,
+// unless GOMEMLIMIT is set (see memoryLimit).
 package appliance
 
 import (

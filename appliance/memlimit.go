@@ -18,42 +18,67 @@ import (
 // (MemTotal about 240 MiB) the limit is about 168 MiB.
 const memoryShare = 70
 
+// availableReserve is the part of MemTotal kept back from what is
+// available when the appliance starts (MemAvailable), for the kernel's
+// allocations and the data disk's page cache. In a small VM the
+// initramfs, which stays in RAM, is a large part of the machine: at 64 MiB
+// (MemTotal about 52 MiB, 14 MiB of it the mail appliance's root file
+// system) memoryShare of MemTotal would be more than the process can ever
+// have, and the kernel would run out of memory before the Go runtime
+// collected.
+const availableReserve = 10
+
 // memoryLimit computes the soft memory limit for an appliance from the
 // contents of /proc/meminfo and the GOMEMLIMIT environment variable: when
 // GOMEMLIMIT is set the runtime has applied it already and memoryLimit
-// returns 0 (leave it), else memoryShare percent of MemTotal. why says
+// returns 0 (leave it), else memoryShare percent of MemTotal, or, when
+// less, MemAvailable less availableReserve percent of MemTotal. why says
 // where the figure comes from, for the console.
 func memoryLimit(meminfo []byte, gomemlimit string) (limit int64, why string, err error) {
 	if gomemlimit != "" {
 		return 0, "GOMEMLIMIT=" + gomemlimit + " from the environment", nil
 	}
-	total, err := memTotal(meminfo)
+	total, err := memInfo(meminfo, "MemTotal")
 	if err != nil {
 		return 0, "", err
 	}
 	limit = total / 100 * memoryShare
-	return limit, fmt.Sprintf("%d%% of MemTotal %s", memoryShare, mib(total)), nil
+	why = fmt.Sprintf("%d%% of MemTotal %s", memoryShare, mib(total))
+	avail, err := memInfo(meminfo, "MemAvailable")
+	if errors.Is(err, errNoLine) {
+		return limit, why, nil // a kernel before 3.14
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if a := avail - total/100*availableReserve; a < limit {
+		limit = max(a, total/100*10) // a floor: the runtime needs something
+		why = fmt.Sprintf("MemAvailable %s at start less %d%% of MemTotal %s", mib(avail), availableReserve, mib(total))
+	}
+	return limit, why, nil
 }
 
-// memTotal returns MemTotal from /proc/meminfo, in bytes.
-func memTotal(meminfo []byte) (int64, error) {
+var errNoLine = errors.New("no such line")
+
+// memInfo returns the value of key in /proc/meminfo, in bytes.
+func memInfo(meminfo []byte, key string) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(meminfo))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != "MemTotal" {
+		if !ok || k != key {
 			continue
 		}
 		f := strings.Fields(v)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("appliance: /proc/meminfo: MemTotal %q: want a number of kB", strings.TrimSpace(v))
+			return 0, fmt.Errorf("appliance: /proc/meminfo: %s %q: want a number of kB", key, strings.TrimSpace(v))
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil || kb <= 0 || kb > 1<<40 {
-			return 0, fmt.Errorf("appliance: /proc/meminfo: MemTotal %q: want a positive number of kB", f[0])
+			return 0, fmt.Errorf("appliance: /proc/meminfo: %s %q: want a positive number of kB", key, f[0])
 		}
 		return kb << 10, nil
 	}
-	return 0, errors.New("appliance: /proc/meminfo has no MemTotal line")
+	return 0, fmt.Errorf("appliance: /proc/meminfo has no %s line: %w", key, errNoLine)
 }
 
 // mib writes a number of bytes in MiB.

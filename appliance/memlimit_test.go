@@ -17,9 +17,13 @@ func TestMemoryLimit(t *testing.T) {
 		wantErr    string
 	}{
 		{"256 MiB VM", vm256, "", 238452 << 10 / 100 * 70, "70% of MemTotal 232 MiB", ""},
-		{"64 MiB VM", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344 << 10 / 100 * 70, "70% of MemTotal 56 MiB", ""},
+		{"64 MiB VM, no MemAvailable", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344 << 10 / 100 * 70, "70% of MemTotal 56 MiB", ""},
+		// The mail appliance at 64 MiB: its initramfs takes 14 MiB of RAM.
+		{"64 MiB VM, large initramfs", "MemTotal: 53248 kB\nMemAvailable: 34816 kB\n", "", 34816<<10 - 53248<<10/100*10, "MemAvailable 34 MiB at start less 10% of MemTotal 52 MiB", ""},
+		{"almost nothing available", "MemTotal: 53248 kB\nMemAvailable: 2048 kB\n", "", 53248 << 10 / 100 * 10, "MemAvailable 2 MiB", ""},
+		{"bad MemAvailable", "MemTotal: 53248 kB\nMemAvailable: x kB\n", "", 0, "", "MemAvailable"},
 		{"GOMEMLIMIT wins", vm256, "100MiB", 0, "GOMEMLIMIT=100MiB", ""},
-		{"no MemTotal", "MemFree: 1 kB\n", "", 0, "", "no MemTotal"},
+		{"no MemTotal", "MemFree: 1 kB\n", "", 0, "", "no MemTotal line"},
 		{"bad unit", "MemTotal: 238452 MB\n", "", 0, "", "number of kB"},
 		{"not a number", "MemTotal: lots kB\n", "", 0, "", "positive number"},
 		{"zero", "MemTotal: 0 kB\n", "", 0, "", "positive number"},
