@@ -59,9 +59,21 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 	if s.authc.ok(name, key) {
 		return rec.User, nil
 	}
-	if !checkPassword(hash, password) {
+	// Logins of the same user with the same password at once (a mail
+	// client opening its connections, eight DAV requests) share one
+	// check: each would hold argon2's 19 MiB.
+	ok, _, _ := s.authFlight.Do(string(key[:]), func() (any, error) {
+		if s.authc.ok(name, key) { // a flight that ended since
+			return true, nil
+		}
+		if !checkPassword(hash, password) {
+			return false, nil
+		}
+		s.authc.remember(name, key)
+		return true, nil
+	})
+	if !ok.(bool) {
 		return User{}, ErrAuthFailed
 	}
-	s.authc.remember(name, key)
 	return rec.User, nil
 }

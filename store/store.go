@@ -19,6 +19,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"golang.org/x/sync/singleflight"
 )
 
 // Hash names a git object (a commit, a tree or a blob).
@@ -138,6 +139,7 @@ type Store struct {
 	validators validatorRegistry
 	watch      watchHub
 	authc      authCache
+	authFlight singleflight.Group // concurrent checks of one name and password
 	creds      credentials
 	gcState    gcState
 

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -177,6 +178,9 @@ func hashSlots(limit int64) int {
 	return 2
 }
 
+// passwordChecks counts the argon2 computations of checkPassword.
+var passwordChecks atomic.Int64
+
 func checkPassword(encoded, pw string) bool {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
@@ -196,6 +200,7 @@ func checkPassword(encoded, pw string) bool {
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false
 	}
+	passwordChecks.Add(1)
 	h := hashing()
 	h <- struct{}{}
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))

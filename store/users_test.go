@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -138,5 +139,45 @@ func TestHashSlots(t *testing.T) {
 		if got := hashSlots(tc.limit); got != tc.want {
 			t.Errorf("hashSlots(%d MiB) = %d, want %d", tc.limit>>20, got, tc.want)
 		}
+	}
+}
+
+// TestAuthenticateTogether: logins of one user with one password at once
+// (a mail client opening its connections) cost one argon2 check, whatever
+// the order they run in; a wrong password among them is refused and costs
+// its own check.
+func TestAuthenticateTogether(t *testing.T) {
+	s := newStore(t)
+	if err := s.AddUser(context.Background(), "alice", "correct horse", GitNone); err != nil {
+		t.Fatal(err)
+	}
+	before := passwordChecks.Load()
+	const n = 8
+	errs := make(chan error, n+1)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			_, err := s.Authenticate("alice", "correct horse")
+			errs <- err
+		}()
+	}
+	go func() {
+		<-start
+		_, err := s.Authenticate("alice", "wrong horse")
+		if !errors.Is(err, ErrAuthFailed) {
+			errs <- fmt.Errorf("wrong password: %v, want ErrAuthFailed", err)
+			return
+		}
+		errs <- nil
+	}()
+	close(start)
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := passwordChecks.Load() - before; got != 2 {
+		t.Errorf("%d argon2 checks for %d logins with the right password and one with a wrong one, want 2", got, n)
 	}
 }
