@@ -100,7 +100,7 @@ func startNymote(ctx context.Context, bin, dir string) (*server, error) {
 			return nil, err
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := s.spawn(dir, filepath.Join(bin, app), "--data", data, "--http", addr, "--log-level", "warn"); err != nil {
+		if err := s.spawn(dir, filepath.Join(bin, app), "--data", data, "--http", addr, "--insecure-http", "--log-level", "warn"); err != nil {
 			s.stop()
 			return nil, err
 		}
