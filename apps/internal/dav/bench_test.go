@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/nymote/nymote/apps/internal/dav/davtest"
@@ -103,4 +104,24 @@ func BenchmarkPut(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkMultiget answers an addressbook-multiget of every object of a
+// 3000-object address book, with ETags and address data, as one REPORT
+// (what a client does after its first listing).
+func BenchmarkMultiget(b *testing.B) {
+	s := davtest.Start(b, carddavKind())
+	fill(b, s, 3000)
+	var body strings.Builder
+	body.WriteString(`<C:addressbook-multiget xmlns:d="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><d:prop><d:getetag/><C:address-data/></d:prop>`)
+	for i := range 3000 {
+		fmt.Fprintf(&body, "<d:href>/alice/default/%d.vcf</d:href>", i)
+	}
+	body.WriteString(`</C:addressbook-multiget>`)
+	b.ResetTimer()
+	for range b.N {
+		if r := s.Do("alice", "REPORT", "/alice/default/", body.String(), "Depth", "1"); r.Status != 207 {
+			b.Fatal(r.Status)
+		}
+	}
 }

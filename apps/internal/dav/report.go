@@ -46,7 +46,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	switch body.Name {
 	case Name(NSDAV, "sync-collection"):
 		return h.syncCollection(rctx, w, ms, sn, c, body, pr)
-	case h.kind.MultigetReport():
+	case h.prof.Multiget:
 		// Each object is answered once, however often it is asked for:
 		// the response is at most the collection.
 		seen := map[string]bool{}
