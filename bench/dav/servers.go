@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -181,4 +182,26 @@ func hasPrefixAny(s string, ps ...string) bool {
 		}
 	}
 	return false
+}
+
+// rss is the resident memory of each of the server's programs now, as
+// "name N MB" (from /proc; empty where that cannot be read).
+func (s *server) rss() []string {
+	var out []string
+	for _, c := range s.cmds {
+		if c.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Process.Pid))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				out = append(out, fmt.Sprintf("%s %.0f MB", filepath.Base(c.Path), float64(kb)/1024))
+			}
+		}
+	}
+	return out
 }
