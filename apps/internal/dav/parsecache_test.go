@@ -4,7 +4,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nymote/nymote/store"
@@ -90,5 +93,24 @@ func TestParseCache(t *testing.T) {
 	}
 	if _, err := c.Get(&Object{Data: nil}); err == nil {
 		t.Error("a failed parse was not returned")
+	}
+}
+
+// TestHrefPath: the shortcut for plain paths answers what url.Parse and
+// path.Clean do.
+func TestHrefPath(t *testing.T) {
+	for _, s := range []string{
+		"/alice/default/card-00001.vcf", "/alice/default/", "/alice//default/x", "/alice/./x", "/alice/../x",
+		"/a/b/..", "/a/.hidden", "/a/x.vcf/", "/a@b.example/c", "/a/b%20c", "/", "//host/x", "/a/b?c", "/a/b#c",
+		"relative/x", " /alice/default/x.vcf ", "/a/~b/c-d_e.f", "/a/..b", "/a/b..",
+	} {
+		got, ok := hrefPath(s)
+		want, wok := "", false
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.Path != "" {
+			want, wok = path.Clean(u.Path), true
+		}
+		if got != want || ok != wok {
+			t.Errorf("hrefPath(%q) = %q, %v; want %q, %v", s, got, ok, want, wok)
+		}
 	}
 }

@@ -413,6 +413,9 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 // hrefPath turns a DAV:href (a path or a full URL) into a clean URL path.
 func hrefPath(s string) (string, bool) {
 	s = strings.TrimSpace(s)
+	if plainPath(s) {
+		return s, true // what url.Parse and path.Clean would return
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", false
@@ -422,4 +425,29 @@ func hrefPath(s string) (string, bool) {
 		return "", false
 	}
 	return path.Clean(p), true
+}
+
+// plainPath reports whether s is an absolute URL path that url.Parse and
+// path.Clean leave as it is: letters, digits and -._~@ only, between
+// single slashes, no segment of dots, no trailing slash.
+func plainPath(s string) bool {
+	if len(s) < 2 || s[0] != '/' || s[len(s)-1] == '/' {
+		return false
+	}
+	seg := 0 // start of the current segment
+	for i := 1; i <= len(s); i++ {
+		if i == len(s) || s[i] == '/' {
+			switch s[seg+1 : i] {
+			case "", ".", "..":
+				return false
+			}
+			seg = i
+			continue
+		}
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '@') {
+			return false
+		}
+	}
+	return true
 }
