@@ -184,8 +184,9 @@ func hasPrefixAny(s string, ps ...string) bool {
 	return false
 }
 
-// rss is the resident memory of each of the server's programs now, as
-// "name N MB" (from /proc; empty where that cannot be read).
+// rss is the resident memory of each of the server's programs now and at
+// its peak, as "name N MB (peak M MB)" (from /proc; left out where that
+// cannot be read).
 func (s *server) rss() []string {
 	var out []string
 	for _, c := range s.cmds {
@@ -196,11 +197,14 @@ func (s *server) rss() []string {
 		if err != nil {
 			continue
 		}
+		kb := map[string]int{}
 		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.Atoi(f[1])
-				out = append(out, fmt.Sprintf("%s %.0f MB", filepath.Base(c.Path), float64(kb)/1024))
+			if f := strings.Fields(l); len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+				kb[f[0]], _ = strconv.Atoi(f[1])
 			}
+		}
+		if kb["VmRSS:"] > 0 {
+			out = append(out, fmt.Sprintf("%s %.0f MB (peak %.0f MB)", filepath.Base(c.Path), float64(kb["VmRSS:"])/1024, float64(kb["VmHWM:"])/1024))
 		}
 	}
 	return out
