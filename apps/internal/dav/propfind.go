@@ -194,10 +194,8 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 		case Name(NSDAV, "current-user-privilege-set"):
 			return privileges, true, nil
 		case h.prof.UserAddressSet:
-			if n.Local == "" {
-				return "", false, nil
-			}
-			return Href("mailto:" + user + "@localhost"), true, nil
+			// (Zero for a kind without one, which no request names.)
+			return Href("mailto:" + user + "@localhost"), n.Local != "", nil
 		case Name(NSDAV, "principal-collection-set"):
 			return Href("/"), true, nil
 		}
