@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nymote/nymote/apps/internal/dav/davtest"
 	"github.com/nymote/nymote/store"
@@ -118,10 +120,24 @@ func BenchmarkMultiget(b *testing.B) {
 		fmt.Fprintf(&body, "<d:href>/alice/default/%d.vcf</d:href>", i)
 	}
 	body.WriteString(`</C:addressbook-multiget>`)
+	if r := s.Do("alice", "REPORT", "/alice/default/", body.String(), "Depth", "1"); r.Status != 207 {
+		b.Fatal(r.Status) // and the view and blob cache are warm, as after PUTs
+	}
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for range b.N {
 		if r := s.Do("alice", "REPORT", "/alice/default/", body.String(), "Depth", "1"); r.Status != 207 {
 			b.Fatal(r.Status)
 		}
 	}
+	// CPU time (server and client in this process) is steadier than wall
+	// time on a shared machine.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
