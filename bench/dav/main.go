@@ -1,6 +1,7 @@
 // Command dav benchmarks Nymote's contacts and calendar appliances against
 // Radicale and Xandikos (Debian packages) on this machine, in one run,
-// with one client: PUT of vCards and events, PROPFIND listings, multiget,
+// with one client: PUT of vCards and events, PROPFIND listings, multiget
+// (also as a Python script using requests sees it),
 // a one-month calendar-query checked against Nymote's own expansion,
 // expand, free-busy, sync-collection, and 8 concurrent clients GETting.
 // Run it from the repository root:
@@ -73,6 +74,7 @@ func expect(events []item) (expected, error) {
 
 var phases = []string{
 	"PUT vCards (PUT/s)", "PUT events (PUT/s)", "PROPFIND Depth 1 listing with ETags (s)", "multiget of all (s)",
+	"multiget of all, Python client (s)",
 	"one-month calendar-query (s)", "calendar-data with expand (s)", "free-busy-query (s)",
 	"sync-collection, initial (s)", "sync-collection, after 10 changes (s)", "8 clients GET, keep-alive (GET/s)",
 }
@@ -110,6 +112,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	results := map[string][]measurement{}
+	rss := map[string][]string{}
 	var order []string
 	for _, name := range strings.Split(*servers, ",") {
 		c := newClient()
@@ -141,12 +144,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "%s: events %.1f PUT/s (%s) %s\n", name, m.value, m.note, m.failed)
 		ms = append(ms, propfindListing(c, s, len(cards), len(events)))
 		ms = append(ms, multiget(c, s, cards, events))
+		ms = append(ms, pythonMultiget(s, dir, cards, events))
 		ms = append(ms, monthQuery(c, s, want.objects))
 		ms = append(ms, expandQuery(c, s, want.instances))
 		ms = append(ms, freeBusy(c, s, want.busy))
 		a, b := syncPhases(c, s, cards)
 		ms = append(ms, a, b)
 		ms = append(ms, concurrentGets(c, s, cards, events, *gets))
+		rss[name] = s.rss()
+		fmt.Fprintf(os.Stderr, "%s: resident memory at the end: %s\n", name, strings.Join(rss[name], ", "))
 		s.stop()
 		for i, m := range ms {
 			fmt.Fprintf(os.Stderr, "%s: %s: %.3f %s %s\n", name, phases[i], m.value, m.note, m.failed)
@@ -155,6 +161,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		order = append(order, name)
 	}
 	report(stdout, order, results, *nCards, *nEvents)
+	fmt.Fprintln(stdout)
+	for _, n := range order {
+		fmt.Fprintf(stdout, "Resident memory at the end, %s: %s.\n", n, strings.Join(rss[n], ", "))
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -100,7 +101,7 @@ func startNymote(ctx context.Context, bin, dir string) (*server, error) {
 			return nil, err
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := s.spawn(dir, filepath.Join(bin, app), "--data", data, "--http", addr, "--log-level", "warn"); err != nil {
+		if err := s.spawn(dir, filepath.Join(bin, app), "--data", data, "--http", addr, "--insecure-http", "--log-level", "warn"); err != nil {
 			s.stop()
 			return nil, err
 		}
@@ -181,4 +182,30 @@ func hasPrefixAny(s string, ps ...string) bool {
 		}
 	}
 	return false
+}
+
+// rss is the resident memory of each of the server's programs now and at
+// its peak, as "name N MB (peak M MB)" (from /proc; left out where that
+// cannot be read).
+func (s *server) rss() []string {
+	var out []string
+	for _, c := range s.cmds {
+		if c.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Process.Pid))
+		if err != nil {
+			continue
+		}
+		kb := map[string]int{}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+				kb[f[0]], _ = strconv.Atoi(f[1])
+			}
+		}
+		if kb["VmRSS:"] > 0 {
+			out = append(out, fmt.Sprintf("%s %.0f MB (peak %.0f MB)", filepath.Base(c.Path), float64(kb["VmRSS:"])/1024, float64(kb["VmHWM:"])/1024))
+		}
+	}
+	return out
 }

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-ical"
@@ -33,8 +32,7 @@ const MediaType = "text/calendar"
 type Kind struct {
 	MaxObjectSize int64
 
-	mu   sync.Mutex
-	cals map[store.Hash]*ical.Calendar
+	cals *dav.ParseCache[*ical.Calendar]
 }
 
 var (
@@ -48,19 +46,36 @@ func New(maxSize int64) *Kind {
 	if maxSize == 0 {
 		maxSize = dav.DefaultMaxObjectSize
 	}
-	return &Kind{MaxObjectSize: maxSize, cals: map[store.Hash]*ical.Calendar{}}
+	return &Kind{MaxObjectSize: maxSize, cals: dav.NewParseCache(0, Parse)}
 }
 
-func (k *Kind) Name() string                   { return "calendar" }
-func (k *Kind) Capability() string             { return "calendar-access" }
-func (k *Kind) CollectionType() xml.Name       { return dav.Name(dav.NSCalDAV, "calendar") }
-func (k *Kind) HomeSet() xml.Name              { return dav.Name(dav.NSCalDAV, "calendar-home-set") }
-func (k *Kind) MediaType() string              { return MediaType }
-func (k *Kind) AcceptsMediaType(t string) bool { return t == MediaType }
-func (k *Kind) DataProp() xml.Name             { return dav.Name(dav.NSCalDAV, "calendar-data") }
-func (k *Kind) DescriptionProp() xml.Name      { return dav.Name(dav.NSCalDAV, "calendar-description") }
-func (k *Kind) ColorProp() xml.Name            { return dav.Name(dav.NSApple, "calendar-color") }
-func (k *Kind) MultigetReport() xml.Name       { return dav.Name(dav.NSCalDAV, "calendar-multiget") }
+// profile is what CalDAV is, as data.
+var profile = &dav.Profile{
+	Name:           "calendar",
+	Capability:     "calendar-access",
+	WellKnown:      "/.well-known/caldav",
+	CollectionType: dav.Name(dav.NSCalDAV, "calendar"),
+	StoredType:     dav.TypeCalendar,
+	MakeMethod:     "MKCALENDAR",
+	MakeBody:       dav.Name(dav.NSCalDAV, "mkcalendar"),
+	// What a calendar made without supported-calendar-component-set
+	// takes.
+	Components:           []string{ical.CompEvent, ical.CompToDo},
+	HomeSet:              dav.Name(dav.NSCalDAV, "calendar-home-set"),
+	UserAddressSet:       dav.Name(dav.NSCalDAV, "calendar-user-address-set"),
+	MediaType:            MediaType,
+	NS:                   dav.NSCalDAV,
+	CollectionLocationOK: "calendar-collection-location-ok",
+	SupportedData:        "supported-calendar-data",
+	DataProp:             dav.Name(dav.NSCalDAV, "calendar-data"),
+	DescriptionProp:      dav.Name(dav.NSCalDAV, "calendar-description"),
+	ColorProp:            dav.Name(dav.NSApple, "calendar-color"),
+	Multiget:             dav.Name(dav.NSCalDAV, "calendar-multiget"),
+	Reports:              []xml.Name{dav.Name(dav.NSCalDAV, "calendar-query"), dav.Name(dav.NSCalDAV, "free-busy-query")},
+}
+
+func (k *Kind) Profile() *dav.Profile { return profile }
+func (k *Kind) Name() string          { return profile.Name }
 
 // components are the object components a calendar may hold.
 var components = []string{ical.CompEvent, ical.CompToDo, ical.CompJournal, ical.CompFreeBusy}
@@ -205,35 +220,12 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 // first query after a PUT need not parse it again.
 func (k *Kind) remember(data []byte, c *ical.Calendar) {
 	h := store.BlobHash(data)
-	k.mu.Lock()
-	if len(k.cals) > 50000 {
-		k.cals = map[store.Hash]*ical.Calendar{}
-	}
-	k.cals[h] = c
-	k.mu.Unlock()
+	k.cals.Put(h, len(data), c)
 }
 
 // calendar returns the parsed object, cached by ETag. Callers must not
 // change it.
-func (k *Kind) calendar(o *dav.Object) (*ical.Calendar, error) {
-	k.mu.Lock()
-	c, ok := k.cals[o.ETag]
-	k.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	c, err := Parse(o.Data)
-	if err != nil {
-		return nil, err
-	}
-	k.mu.Lock()
-	if len(k.cals) > 50000 {
-		k.cals = map[store.Hash]*ical.Calendar{}
-	}
-	k.cals[o.ETag] = c
-	k.mu.Unlock()
-	return c, nil
-}
+func (k *Kind) calendar(o *dav.Object) (*ical.Calendar, error) { return k.cals.Get(o) }
 
 // Report answers calendar-query and free-busy-query.
 func (k *Kind) Report(ctx context.Context, r *dav.ReportRequest) (bool, error) {

@@ -168,6 +168,23 @@ func TestRawReports(t *testing.T) {
 	}
 }
 
+// TestUnsupportedCollation: a calendar-query naming a collation the server
+// lacks is 403 with CALDAV:supported-collation (RFC 4791 section 7.5.1), as
+// in CardDAV.
+func TestUnsupportedCollation(t *testing.T) {
+	s := davtest.Start(t, caldav.New(0))
+	put(t, s, "/alice/default/s.ics", ics(recurring))
+	filter := func(collation string) string {
+		return `<C:comp-filter name="VEVENT"><C:prop-filter name="UID"><C:text-match collation="` + collation + `">S</C:text-match></C:prop-filter></C:comp-filter>`
+	}
+	if r := query(s, "/alice/default/", "<D:getetag/>", filter("i;basic")); r.Status != 403 || !strings.Contains(r.Body, "supported-collation") {
+		t.Errorf("unsupported collation: %d %s; want 403 supported-collation", r.Status, r.Body)
+	}
+	if r := query(s, "/alice/default/", "<D:getetag/>", filter("i;ascii-casemap")); r.Status != 207 || !strings.Contains(r.Body, "s.ics") {
+		t.Errorf("i;ascii-casemap: %d %s", r.Status, r.Body)
+	}
+}
+
 const calQuery = `<?xml version="1.0"?><C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop>%s</D:prop>
 <C:filter><C:comp-filter name="VCALENDAR">%s</C:comp-filter></C:filter></C:calendar-query>`
 

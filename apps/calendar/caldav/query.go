@@ -278,22 +278,9 @@ func matchProp(pf *dav.Node, comp *ical.Component, z *zones) (bool, error) {
 	return false, nil
 }
 
-// textMatch is a CALDAV:text-match (i;ascii-casemap by default, substring).
-func textMatch(tm *dav.Node, value string) (bool, error) {
-	want := tm.Text
-	switch coll := tm.AttrValue("collation"); coll {
-	case "", "i;ascii-casemap", "i;unicode-casemap":
-		want, value = strings.ToLower(want), strings.ToLower(value)
-	case "i;octet":
-	default:
-		return false, dav.Errorf(http.StatusForbidden, dav.Name(dav.NSCalDAV, "supported-collation"), "unsupported collation %q", coll)
-	}
-	ok := strings.Contains(value, want)
-	if tm.AttrValue("negate-condition") == "yes" {
-		ok = !ok
-	}
-	return ok, nil
-}
+// textMatch is a CALDAV:text-match (dav.Profile.TextMatch: a substring
+// match, i;ascii-casemap by default).
+func textMatch(tm *dav.Node, value string) (bool, error) { return profile.TextMatch(tm, value) }
 
 const utcFormat = "20060102T150405Z"
 

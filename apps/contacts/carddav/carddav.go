@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/emersion/go-vcard"
 
@@ -30,8 +29,7 @@ type Kind struct {
 	// MaxObjectSize is advertised as max-resource-size.
 	MaxObjectSize int64
 
-	mu    sync.Mutex
-	cards map[store.Hash]vcard.Card
+	cards *dav.ParseCache[vcard.Card]
 }
 
 var _ dav.Kind = (*Kind)(nil)
@@ -42,25 +40,32 @@ func New(maxSize int64) *Kind {
 	if maxSize == 0 {
 		maxSize = dav.DefaultMaxObjectSize
 	}
-	return &Kind{MaxObjectSize: maxSize, cards: map[store.Hash]vcard.Card{}}
+	return &Kind{MaxObjectSize: maxSize, cards: dav.NewParseCache(0, Parse)}
 }
 
-func (k *Kind) Name() string             { return "contacts" }
-func (k *Kind) Capability() string       { return "addressbook" }
-func (k *Kind) CollectionType() xml.Name { return dav.Name(dav.NSCardDAV, "addressbook") }
-func (k *Kind) HomeSet() xml.Name        { return dav.Name(dav.NSCardDAV, "addressbook-home-set") }
-func (k *Kind) MediaType() string        { return MediaType }
-func (k *Kind) DataProp() xml.Name       { return dav.Name(dav.NSCardDAV, "address-data") }
-func (k *Kind) DescriptionProp() xml.Name {
-	return dav.Name(dav.NSCardDAV, "addressbook-description")
+// profile is what CardDAV is, as data.
+var profile = &dav.Profile{
+	Name:                 "contacts",
+	Capability:           "addressbook",
+	WellKnown:            "/.well-known/carddav",
+	CollectionType:       dav.Name(dav.NSCardDAV, "addressbook"),
+	StoredType:           dav.TypeAddressBook,
+	HomeSet:              dav.Name(dav.NSCardDAV, "addressbook-home-set"),
+	MediaType:            MediaType,
+	MediaTypes:           []string{"text/x-vcard"}, // the older name
+	NS:                   dav.NSCardDAV,
+	CollectionLocationOK: "addressbook-collection-location-ok",
+	SupportedData:        "supported-address-data",
+	DataProp:             dav.Name(dav.NSCardDAV, "address-data"),
+	DescriptionProp:      dav.Name(dav.NSCardDAV, "addressbook-description"),
+	ColorProp:            dav.Name(nsInf, "addressbook-color"),
+	Multiget:             dav.Name(dav.NSCardDAV, "addressbook-multiget"),
+	Reports:              []xml.Name{dav.Name(dav.NSCardDAV, "addressbook-query")},
+	MatchTypes:           true,
 }
-func (k *Kind) ColorProp() xml.Name      { return dav.Name(nsInf, "addressbook-color") }
-func (k *Kind) MultigetReport() xml.Name { return dav.Name(dav.NSCardDAV, "addressbook-multiget") }
 
-// AcceptsMediaType accepts text/vcard and the older text/x-vcard.
-func (k *Kind) AcceptsMediaType(t string) bool {
-	return t == MediaType || t == "text/x-vcard"
-}
+func (k *Kind) Profile() *dav.Profile { return profile }
+func (k *Kind) Name() string          { return profile.Name }
 
 func (k *Kind) MkcolProp(c *dav.Collection, p *dav.Node) (bool, error) { return false, nil }
 
@@ -117,35 +122,12 @@ func (k *Kind) Validate(data []byte, c *dav.Collection) (string, error) {
 	// Cache the parse under the ETag: the first query after a PUT need not
 	// parse the card again.
 	h := store.BlobHash(data)
-	k.mu.Lock()
-	if len(k.cards) > 50000 {
-		k.cards = map[store.Hash]vcard.Card{}
-	}
-	k.cards[h] = card
-	k.mu.Unlock()
+	k.cards.Put(h, len(data), card)
 	return uid, nil
 }
 
 // card returns the parsed vCard of an object, cached by ETag.
-func (k *Kind) card(o *dav.Object) (vcard.Card, error) {
-	k.mu.Lock()
-	c, ok := k.cards[o.ETag]
-	k.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	c, err := Parse(o.Data)
-	if err != nil {
-		return nil, err
-	}
-	k.mu.Lock()
-	if len(k.cards) > 50000 {
-		k.cards = map[store.Hash]vcard.Card{}
-	}
-	k.cards[o.ETag] = c
-	k.mu.Unlock()
-	return c, nil
-}
+func (k *Kind) card(o *dav.Object) (vcard.Card, error) { return k.cards.Get(o) }
 
 // RenderData returns the vCard; an address-data request naming properties
 // gets only those (and VERSION, UID).
@@ -301,33 +283,6 @@ func combine(rs []bool, allof bool) bool {
 	return allof
 }
 
-// TextMatch evaluates a text-match element (collations i;unicode-casemap,
-// i;ascii-casemap and i;octet; match types equals, contains, starts-with,
-// ends-with; negate-condition).
-func TextMatch(tm *dav.Node, value string) (bool, error) {
-	want := tm.Text
-	switch coll := tm.AttrValue("collation"); coll {
-	case "", "i;unicode-casemap", "i;ascii-casemap":
-		want, value = strings.ToLower(want), strings.ToLower(value)
-	case "i;octet":
-	default:
-		return false, &dav.Error{Status: http.StatusPreconditionFailed, Cond: dav.Name(dav.NSCardDAV, "supported-collation"), Message: "unsupported collation " + coll}
-	}
-	var ok bool
-	switch mt := tm.AttrValue("match-type"); mt {
-	case "", "contains":
-		ok = strings.Contains(value, want)
-	case "equals":
-		ok = value == want
-	case "starts-with":
-		ok = strings.HasPrefix(value, want)
-	case "ends-with":
-		ok = strings.HasSuffix(value, want)
-	default:
-		return false, &dav.Error{Status: http.StatusBadRequest, Message: "unknown match-type " + mt}
-	}
-	if tm.AttrValue("negate-condition") == "yes" {
-		ok = !ok
-	}
-	return ok, nil
-}
+// TextMatch evaluates a CARDDAV:text-match element (dav.Profile.TextMatch,
+// with match-type).
+func TextMatch(tm *dav.Node, value string) (bool, error) { return profile.TextMatch(tm, value) }

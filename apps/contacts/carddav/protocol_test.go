@@ -101,3 +101,23 @@ func TestGoWebDAVClient(t *testing.T) {
 		t.Fatalf("incremental sync: %+v, %v", sync2, err)
 	}
 }
+
+// TestUnsupportedCollation: an addressbook-query naming a collation the
+// server lacks is 403 with CARDDAV:supported-collation (RFC 6352 section
+// 8.3), as in CalDAV; the supported ones answer.
+func TestUnsupportedCollation(t *testing.T) {
+	s := davtest.Start(t, carddav.New(0))
+	if r := s.Do("alice", "PUT", "/alice/default/ann.vcf", "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:ann\r\nFN:Ann Archer\r\nEND:VCARD\r\n", "Content-Type", "text/vcard"); r.Status != 201 {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+	q := func(collation string) davtest.Response {
+		return s.Do("alice", "REPORT", "/alice/default/", `<?xml version="1.0"?><C:addressbook-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/></D:prop>
+<C:filter><C:prop-filter name="FN"><C:text-match collation="`+collation+`" match-type="starts-with">ann</C:text-match></C:prop-filter></C:filter></C:addressbook-query>`, "Depth", "1")
+	}
+	if r := q("i;basic"); r.Status != 403 || !strings.Contains(r.Body, "supported-collation") {
+		t.Errorf("unsupported collation: %d %s; want 403 supported-collation", r.Status, r.Body)
+	}
+	if r := q("i;unicode-casemap"); r.Status != 207 || !strings.Contains(r.Body, "ann.vcf") {
+		t.Errorf("i;unicode-casemap: %d %s", r.Status, r.Body)
+	}
+}

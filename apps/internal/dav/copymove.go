@@ -89,7 +89,7 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t 
 		case !isColl && parent == nil:
 			return Errorf(http.StatusConflict, errNoCond, "objects live in collections; %s is not in one", dpath)
 		case isColl && parent != nil && parent.Type != TypePlain:
-			return Errorf(http.StatusForbidden, h.typePrecond(h.dataWord()+"-collection-location-ok"), "collections cannot be made inside the %s %s", parent.Type, parent.Href())
+			return Errorf(http.StatusForbidden, h.typePrecond(h.prof.CollectionLocationOK), "collections cannot be made inside the %s %s", parent.Type, parent.Href())
 		}
 		dstIsColl := dst.isCollection()
 		exists := !dst.missing && (dst.obj != nil || dstIsColl)

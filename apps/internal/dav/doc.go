@@ -8,8 +8,13 @@
 // tokens that name store commits.
 //
 // A Kind (apps/contacts/carddav, apps/calendar/caldav) supplies what differs:
-// the collection type, the object media type and its validation, and the
-// query REPORTs. NewHandler makes the http.Handler; Serve runs it on
+// a Profile, the data (collection type, media type, DAV capability, the
+// method that makes its collections, property and REPORT names, the
+// namespace of its preconditions), and a little behaviour (validation,
+// rendering of the data property, its own properties and query REPORTs).
+// The engine reads the Profile and never asks which kind it serves. Kinds
+// share one ParseCache type for their parsed objects and one text-match
+// (Profile.TextMatch). NewHandler makes the http.Handler; Serve runs it on
 // listeners it is handed, over TLS: a plain HTTP listener only redirects to
 // https (Config.InsecureHTTP serves DAV there, for loopback tests), and
 // every listener and login goes through apps/internal/guard (connection

@@ -44,6 +44,7 @@ type Handler struct {
 	opts  Options
 	st    *store.Store
 	kind  Kind
+	prof  *Profile
 	log   *slog.Logger
 	repo  *repo
 	views *viewCache
@@ -65,7 +66,7 @@ func NewHandler(opts Options) *Handler {
 	if opts.Auth == nil {
 		opts.Auth = guard.NewAuth(guard.AuthOptions{})
 	}
-	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}, views: &viewCache{st: opts.Store}, guard: opts.Auth}
+	return &Handler{opts: opts, st: opts.Store, kind: opts.Kind, prof: opts.Kind.Profile(), log: opts.Logger, repo: &repo{kind: opts.Kind.Name()}, views: &viewCache{st: opts.Store}, guard: opts.Auth}
 }
 
 // target is what a request's path names.
@@ -165,8 +166,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 
 func (h *Handler) allow() string {
 	a := "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, REPORT, COPY, MOVE"
-	if h.kind.Capability() == "calendar-access" {
-		a += ", MKCALENDAR"
+	if h.prof.MakeMethod != "" {
+		a += ", " + h.prof.MakeMethod
 	}
 	return a
 }
@@ -174,14 +175,13 @@ func (h *Handler) allow() string {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) {
 	p := r.URL.Path
 	if strings.HasPrefix(p, "/.well-known/") {
-		if p == "/.well-known/carddav" && h.kind.Capability() == "addressbook" ||
-			p == "/.well-known/caldav" && h.kind.Capability() == "calendar-access" {
+		if p == h.prof.WellKnown {
 			http.Redirect(w, r, "/", http.StatusMovedPermanently)
 			return "", nil
 		}
 		return "", Errorf(http.StatusNotFound, Name("", ""), "nothing at %s", p)
 	}
-	w.Header().Set("DAV", "1, 3, extended-mkcol, access-control, "+h.kind.Capability())
+	w.Header().Set("DAV", "1, 3, extended-mkcol, access-control, "+h.prof.Capability)
 	if r.Method == http.MethodOptions {
 		w.Header().Set("Allow", h.allow())
 		w.Header().Set("Content-Length", "0")
@@ -241,7 +241,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 		return name, h.put(w, r, t)
 	case http.MethodDelete:
 		return name, h.delete(w, r, t)
-	case "MKCOL", "MKCALENDAR":
+	case "MKCOL", "MKCALENDAR": // MKCALENDAR is refused where the kind has no such method
 		return name, h.mkcol(w, r, t)
 	case "PROPFIND":
 		return name, h.propfind(w, r, sn, t)
@@ -342,10 +342,7 @@ func (h *Handler) ensureHome(ctx context.Context, user string) error {
 		if h.opts.DefaultCollection == "-" {
 			return nil
 		}
-		c := &Collection{User: user, Path: h.opts.DefaultCollection, Type: collTypeOf(h.kind), DisplayName: h.opts.DefaultDisplayName, Created: now}
-		if c.Type == TypeCalendar {
-			c.Components = []string{"VEVENT", "VTODO"}
-		}
+		c := &Collection{User: user, Path: h.opts.DefaultCollection, Type: h.prof.StoredType, DisplayName: h.opts.DefaultDisplayName, Created: now, Components: h.prof.newComponents()}
 		return h.putCollection(tx, c)
 	})
 	if err != nil {
@@ -353,13 +350,6 @@ func (h *Handler) ensureHome(ctx context.Context, user string) error {
 	}
 	h.homes.Store(user, true)
 	return nil
-}
-
-func collTypeOf(k Kind) string {
-	if k.Capability() == "calendar-access" {
-		return TypeCalendar
-	}
-	return TypeAddressBook
 }
 
 func (h *Handler) commitOpts(user, msg string) store.CommitOptions {

@@ -11,41 +11,96 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-// Kind is what makes a server a CardDAV or a CalDAV server: the type of its
-// collections, the media type of its objects, their validation, and the
-// REPORTs that query them. The generic WebDAV machinery (storage, auth,
-// PROPFIND, PROPPATCH, MKCOL, PUT, DELETE, multiget, sync-collection) lives
-// in this package; a Kind supplies the rest.
-type Kind interface {
+// Profile is what tells one kind of DAV collections from another, as
+// data: the generic engine reads it instead of asking which kind it serves.
+// A kind's Profile is fixed once the Handler is made.
+type Profile struct {
 	// Name is the store prefix and the service name ("contacts").
-	Name() string
+	Name string
 	// Capability is the DAV: header token ("addressbook", "calendar-access").
-	Capability() string
-	// CollectionType is the resourcetype element of the kind's collections.
-	CollectionType() xml.Name
-	// HomeSet is the home-set property of a principal.
-	HomeSet() xml.Name
-	// MediaType is the objects' media type ("text/vcard").
-	MediaType() string
-	// AcceptsMediaType reports whether a PUT's media type is acceptable.
-	AcceptsMediaType(t string) bool
+	Capability string
+	// WellKnown is the path that redirects to the root
+	// ("/.well-known/carddav", RFC 6764).
+	WellKnown string
+	// CollectionType is the resourcetype element of the kind's collections;
+	// StoredType is Collection.Type of them (TypeAddressBook, TypeCalendar).
+	CollectionType xml.Name
+	StoredType     string
+	// MakeMethod is the kind's own method that makes a collection of its
+	// type ("MKCALENDAR"; "": only extended MKCOL), and MakeBody the root
+	// element of that method's body.
+	MakeMethod string
+	MakeBody   xml.Name
+	// Components is the supported component set of a new collection that
+	// names none (nil: the kind has no components).
+	Components []string
+	// HomeSet is the home-set property of a principal; UserAddressSet a
+	// principal property the kind answers with the user's mailto: address
+	// (zero: none).
+	HomeSet, UserAddressSet xml.Name
+	// MediaType is the objects' media type ("text/vcard"); MediaTypes are
+	// the media types a PUT may name (MediaType and older aliases).
+	MediaType  string
+	MediaTypes []string
+	// NS is the namespace of the kind's preconditions (max-resource-size,
+	// supported-collation, ...).
+	NS string
+	// CollectionLocationOK is the precondition of a collection made
+	// inside one of the kind's collections, where none may be nested
+	// ("addressbook-collection-location-ok").
+	CollectionLocationOK string
+	// SupportedData is the precondition of a PUT whose media type the kind
+	// does not take ("supported-address-data").
+	SupportedData string
+	// DataProp is the property that carries an object's data in REPORTs
+	// (address-data, calendar-data).
+	DataProp xml.Name
+	// DescriptionProp and ColorProp name the collection description and
+	// colour properties.
+	DescriptionProp, ColorProp xml.Name
+	// Multiget names the kind's multiget REPORT, which the engine answers;
+	// Reports the kind's own REPORTs (answered by Kind.Report), in the
+	// order supported-report-set lists them.
+	Multiget xml.Name
+	Reports  []xml.Name
+	// MatchTypes: text-match takes a match-type attribute (RFC 6352
+	// section 10.5.4); without it, text-match is a substring match (RFC
+	// 4791 section 9.7.5).
+	MatchTypes bool
+}
+
+// precond is a precondition element in the kind's namespace.
+func (p *Profile) precond(local string) xml.Name { return Name(p.NS, local) }
+
+// acceptsMediaType reports whether a PUT's media type is acceptable.
+func (p *Profile) acceptsMediaType(t string) bool {
+	for _, m := range p.MediaTypes {
+		if m == t {
+			return true
+		}
+	}
+	return t == p.MediaType
+}
+
+// Kind is what makes a server a CardDAV or a CalDAV server: its Profile
+// (the data: names, types, media type, REPORTs) and the behaviour that data
+// cannot say (validation, rendering, the kind's own properties and
+// REPORTs). The generic WebDAV machinery (storage, auth, PROPFIND,
+// PROPPATCH, MKCOL, PUT, DELETE, multiget, sync-collection) lives in this
+// package.
+type Kind interface {
+	// Profile returns the kind's data; the same value on every call.
+	Profile() *Profile
+	// Name is Profile().Name.
+	Name() string
 	// Validate checks one object resource and returns its UID. Failures
 	// are *Error values saying what is wrong.
 	Validate(data []byte, c *Collection) (uid string, err error)
-	// DataProp is the property that carries an object's data in REPORTs
-	// (address-data, calendar-data).
-	DataProp() xml.Name
 	// RenderData renders DataProp's inner XML for an object of collection
 	// c, following the request element (nil or empty: the whole object).
 	RenderData(c *Collection, o *Object, req *Node) (string, error)
-	// DescriptionProp and ColorProp name the collection description and
-	// colour properties.
-	DescriptionProp() xml.Name
-	ColorProp() xml.Name
 	// CollectionProps returns the kind's live properties of a collection.
 	CollectionProps(c *Collection) []PropValue
-	// MultigetReport names the kind's multiget REPORT.
-	MultigetReport() xml.Name
 	// MkcolProp sets a property of a collection that the kind keeps
 	// itself (such as supported-calendar-component-set), on MKCOL,
 	// MKCALENDAR or PROPPATCH; ok is false for properties it does not
@@ -53,7 +108,7 @@ type Kind interface {
 	// such a property too (CalDAV's calendar-timezone must be a VTIMEZONE),
 	// with ok true and an error.
 	MkcolProp(c *Collection, p *Node) (ok bool, err error)
-	// Report answers the kind's own REPORTs (queries, free-busy); handled
+	// Report answers the kind's own REPORTs (Profile().Reports); handled
 	// is false for a REPORT it does not know.
 	Report(ctx context.Context, r *ReportRequest) (handled bool, err error)
 }
@@ -188,4 +243,13 @@ func (h *Handler) renderData(ctx context.Context, c *Collection, o *Object, req 
 		return cr.RenderDataContext(ctx, c, o, req)
 	}
 	return h.kind.RenderData(c, o, req)
+}
+
+// newComponents is the component set of a new collection of the kind (a
+// copy: collections own theirs).
+func (p *Profile) newComponents() []string {
+	if p.Components == nil {
+		return nil
+	}
+	return append([]string(nil), p.Components...)
 }

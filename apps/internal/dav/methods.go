@@ -93,7 +93,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, sn reader, t *targ
 
 func (h *Handler) contentType(c *Collection, name string) string {
 	if c.Type != TypePlain {
-		return h.kind.MediaType() + "; charset=utf-8"
+		return h.prof.MediaType + "; charset=utf-8"
 	}
 	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
 		return t
@@ -101,19 +101,7 @@ func (h *Handler) contentType(c *Collection, name string) string {
 	return "application/octet-stream"
 }
 
-func (h *Handler) typePrecond(suffix string) xml.Name {
-	if h.kind.Capability() == "calendar-access" {
-		return Name(NSCalDAV, suffix)
-	}
-	return Name(NSCardDAV, suffix)
-}
-
-func (h *Handler) dataWord() string {
-	if h.kind.Capability() == "calendar-access" {
-		return "calendar"
-	}
-	return "address"
-}
+func (h *Handler) typePrecond(suffix string) xml.Name { return h.prof.precond(suffix) }
 
 func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	if t.parentMissing || t.coll == nil {
@@ -141,9 +129,9 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 		if err != nil {
 			return err
 		}
-		if mt != "" && !h.kind.AcceptsMediaType(mt) {
-			return &Error{Status: http.StatusUnsupportedMediaType, Cond: h.typePrecond("supported-" + h.dataWord() + "-data"),
-				Message: fmt.Sprintf("this %s holds %s objects, not %s", c.Type, h.kind.MediaType(), mt)}
+		if mt != "" && !h.prof.acceptsMediaType(mt) {
+			return &Error{Status: http.StatusUnsupportedMediaType, Cond: h.typePrecond(h.prof.SupportedData),
+				Message: fmt.Sprintf("this %s holds %s objects, not %s", c.Type, h.prof.MediaType, mt)}
 		}
 		uid, err = h.kind.Validate(data, c)
 		if err != nil {
@@ -331,13 +319,13 @@ func (h *Handler) setCollectionProp(c *Collection, p *Node, remove, creating boo
 			c.DisplayName = strings.TrimSpace(p.Text)
 		}
 		return 0, nil
-	case h.kind.DescriptionProp():
+	case h.prof.DescriptionProp:
 		c.Description = ""
 		if !remove {
 			c.Description = p.Text
 		}
 		return 0, nil
-	case h.kind.ColorProp():
+	case h.prof.ColorProp:
 		c.Color = ""
 		if !remove {
 			c.Color = strings.TrimSpace(p.Text)
@@ -430,25 +418,28 @@ func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error
 		return Errorf(http.StatusConflict, errNoCond, "the parent of %s does not exist", r.URL.Path)
 	}
 	if t.coll != nil && t.coll.Type != TypePlain {
-		return Errorf(http.StatusForbidden, h.typePrecond(h.dataWord()+"-collection-location-ok"), "collections cannot be made inside the %s %s", t.coll.Type, t.coll.Href())
+		return Errorf(http.StatusForbidden, h.typePrecond(h.prof.CollectionLocationOK), "collections cannot be made inside the %s %s", t.coll.Type, t.coll.Href())
 	}
-	calendar := r.Method == "MKCALENDAR"
-	if calendar && h.kind.Capability() != "calendar-access" {
-		return Errorf(http.StatusMethodNotAllowed, errNoCond, "MKCALENDAR on a CardDAV server")
+	// own: the kind's own method (MKCALENDAR), which makes a collection
+	// of its type; MKCOL makes a plain one unless its body says otherwise.
+	own := r.Method != "MKCOL"
+	if own && r.Method != h.prof.MakeMethod {
+		w.Header().Set("Allow", h.allow())
+		return Errorf(http.StatusMethodNotAllowed, errNoCond, "%s on a %s server (it has no such method)", r.Method, h.prof.Name)
 	}
 	body, err := readXMLBody(w, r)
 	if err != nil {
 		return err
 	}
 	c := &Collection{User: t.user, Path: strings.Join(t.segs, "/"), Created: time.Now().UTC()}
-	if calendar {
-		c.Type = TypeCalendar
-		c.Components = []string{"VEVENT", "VTODO"}
+	if own {
+		c.Type = h.prof.StoredType
+		c.Components = h.prof.newComponents()
 	}
 	if body != nil {
 		want := Name(NSDAV, "mkcol")
-		if calendar {
-			want = Name(NSCalDAV, "mkcalendar")
+		if own {
+			want = h.prof.MakeBody
 		}
 		if body.Name != want {
 			return Errorf(http.StatusBadRequest, errNoCond, "request body <%s>; want <%s>", body.Name.Local, want.Local)
@@ -457,16 +448,16 @@ func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error
 			for _, prop := range set.All(Name(NSDAV, "prop")) {
 				for _, p := range prop.Children {
 					if p.Name == Name(NSDAV, "resourcetype") {
-						if !calendar {
+						if !own {
 							c.Type = TypePlain
 						}
 						for _, rt := range p.Children {
 							switch {
 							case rt.Name == Name(NSDAV, "collection"):
-							case rt.Name == h.kind.CollectionType():
-								c.Type = collTypeOf(h.kind)
-								if c.Type == TypeCalendar && c.Components == nil {
-									c.Components = []string{"VEVENT", "VTODO"}
+							case rt.Name == h.prof.CollectionType:
+								c.Type = h.prof.StoredType
+								if c.Components == nil {
+									c.Components = h.prof.newComponents()
 								}
 							default:
 								return Errorf(http.StatusForbidden, Name(NSDAV, "valid-resourcetype"), "cannot make a collection of type %s here", rt.Name.Local)
@@ -587,7 +578,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 		}
 		count0, size0 := propSize(dead)
 		for i, u := range ups {
-			if protectedProps[u.p.Name] || u.p.Name == h.kind.DataProp() {
+			if protectedProps[u.p.Name] || u.p.Name == h.prof.DataProp {
 				failed[i] = true
 				continue
 			}

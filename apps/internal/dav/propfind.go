@@ -168,7 +168,7 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 	}
 	live := []xml.Name{Name(NSDAV, "resourcetype"), Name(NSDAV, "current-user-principal"), Name(NSDAV, "displayname")}
 	if !root {
-		live = append(live, Name(NSDAV, "principal-URL"), h.kind.HomeSet(), Name(NSDAV, "owner"), Name(NSDAV, "current-user-privilege-set"))
+		live = append(live, Name(NSDAV, "principal-URL"), h.prof.HomeSet, Name(NSDAV, "owner"), Name(NSDAV, "current-user-privilege-set"))
 	}
 	return &resource{href: href, live: live, get: func(n xml.Name, req *Node) (string, bool, error) {
 		switch n {
@@ -181,7 +181,7 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 			return Href(home), true, nil
 		case Name(NSDAV, "displayname"):
 			if root {
-				return "nymote " + h.kind.Name(), true, nil
+				return "nymote " + h.prof.Name, true, nil
 			}
 			return Text(user), true, nil
 		}
@@ -189,12 +189,13 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 			return "", false, nil
 		}
 		switch n {
-		case Name(NSDAV, "principal-URL"), Name(NSDAV, "owner"), h.kind.HomeSet():
+		case Name(NSDAV, "principal-URL"), Name(NSDAV, "owner"), h.prof.HomeSet:
 			return Href(home), true, nil
 		case Name(NSDAV, "current-user-privilege-set"):
 			return privileges, true, nil
-		case Name(NSCalDAV, "calendar-user-address-set"):
-			return Href("mailto:" + user + "@localhost"), h.kind.Capability() == "calendar-access", nil
+		case h.prof.UserAddressSet:
+			// (Zero for a kind without one, which no request names.)
+			return Href("mailto:" + user + "@localhost"), n.Local != "", nil
 		case Name(NSDAV, "principal-collection-set"):
 			return Href("/"), true, nil
 		}
@@ -203,7 +204,7 @@ func (h *Handler) principalResource(user string, root bool) *resource {
 }
 
 func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
-	live := []xml.Name{Name(NSDAV, "resourcetype"), Name(NSDAV, "displayname"), h.kind.DescriptionProp(), h.kind.ColorProp(),
+	live := []xml.Name{Name(NSDAV, "resourcetype"), Name(NSDAV, "displayname"), h.prof.DescriptionProp, h.prof.ColorProp,
 		Name(NSCS, "getctag"), Name(NSDAV, "sync-token"), Name(NSDAV, "supported-report-set"), Name(NSDAV, "owner"),
 		Name(NSDAV, "current-user-privilege-set"), Name(NSDAV, "getetag")}
 	kprops := h.kind.CollectionProps(c)
@@ -215,14 +216,14 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 		case Name(NSDAV, "resourcetype"):
 			rt := Elem(Name(NSDAV, "collection"), "")
 			if c.Type != TypePlain {
-				rt += Elem(h.kind.CollectionType(), "")
+				rt += Elem(h.prof.CollectionType, "")
 			}
 			return rt, true, nil
 		case Name(NSDAV, "displayname"):
 			return Text(c.DisplayName), c.DisplayName != "", nil
-		case h.kind.DescriptionProp():
+		case h.prof.DescriptionProp:
 			return Text(c.Description), c.Description != "", nil
-		case h.kind.ColorProp():
+		case h.prof.ColorProp:
 			return Text(c.Color), c.Color != "", nil
 		case Name(NSCS, "getctag"), Name(NSDAV, "getetag"):
 			tag, err := h.repo.collectionTag(sn, c)
@@ -242,12 +243,8 @@ func (h *Handler) collectionResource(sn reader, c *Collection) *resource {
 		case Name(NSDAV, "supported-report-set"):
 			reports := []xml.Name{Name(NSDAV, "sync-collection")}
 			if c.Type != TypePlain {
-				reports = append(reports, h.kind.MultigetReport())
-				if h.kind.Capability() == "calendar-access" {
-					reports = append(reports, Name(NSCalDAV, "calendar-query"), Name(NSCalDAV, "free-busy-query"))
-				} else {
-					reports = append(reports, Name(NSCardDAV, "addressbook-query"))
-				}
+				reports = append(reports, h.prof.Multiget)
+				reports = append(reports, h.prof.Reports...)
 			}
 			var b strings.Builder
 			for _, r := range reports {
@@ -283,7 +280,7 @@ func (h *Handler) objectResource(ctx context.Context, sn reader, c *Collection, 
 				return "", false, err
 			}
 			return strconv.Itoa(len(o.Data)), true, nil
-		case h.kind.DataProp():
+		case h.prof.DataProp:
 			if c.Type == TypePlain {
 				return "", false, nil
 			}
@@ -332,7 +329,7 @@ func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, user string)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodGet {
-			w.Write([]byte("nymote " + h.kind.Name() + ": your collections are under /" + user + "/\n"))
+			w.Write([]byte("nymote " + h.prof.Name + ": your collections are under /" + user + "/\n"))
 		}
 		return nil
 	}
@@ -414,6 +411,9 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, sn reader, t 
 // hrefPath turns a DAV:href (a path or a full URL) into a clean URL path.
 func hrefPath(s string) (string, bool) {
 	s = strings.TrimSpace(s)
+	if plainPath(s) {
+		return s, true // what url.Parse and path.Clean would return
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", false
@@ -423,4 +423,29 @@ func hrefPath(s string) (string, bool) {
 		return "", false
 	}
 	return path.Clean(p), true
+}
+
+// plainPath reports whether s is an absolute URL path that url.Parse and
+// path.Clean leave as it is: letters, digits and -._~@ only, between
+// single slashes, no segment of dots, no trailing slash.
+func plainPath(s string) bool {
+	if len(s) < 2 || s[0] != '/' || s[len(s)-1] == '/' {
+		return false
+	}
+	seg := 0 // start of the current segment
+	for i := 1; i <= len(s); i++ {
+		if i == len(s) || s[i] == '/' {
+			switch s[seg+1 : i] {
+			case "", ".", "..":
+				return false
+			}
+			seg = i
+			continue
+		}
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '@') {
+			return false
+		}
+	}
+	return true
 }

@@ -189,8 +189,42 @@ func (r *repo) statObject(sn reader, c *Collection, name string) (*Object, error
 	return &Object{Name: name, Href: c.Href() + name, ETag: e.Hash}, nil
 }
 
+// statter returns statObject for many objects of c: on a view it looks
+// names up in the collection's listing, loaded once. href is the object's
+// href (c.Href() + name), which the caller has at hand.
+func (r *repo) statter(sn reader, c *Collection) func(name, href string) (*Object, error) {
+	v, ok := sn.(*view)
+	if !ok {
+		return func(name, _ string) (*Object, error) { return r.statObject(sn, c, name) }
+	}
+	var l *listing
+	return func(name, href string) (*Object, error) {
+		if l == nil {
+			var err error
+			if l, err = v.list(r.collDir(c.User, c.Path) + "/o"); err != nil {
+				return nil, err
+			}
+		}
+		h, ok := l.m[name]
+		if !ok {
+			return nil, nil
+		}
+		return &Object{Name: name, Href: href, ETag: h}, nil
+	}
+}
+
 func (r *repo) readObject(sn reader, c *Collection, o *Object) error {
 	if o.Data != nil {
+		return nil
+	}
+	if v, ok := sn.(*view); ok && !o.ETag.IsZero() {
+		// The ETag came from this view's listing: the contents are that
+		// blob, without building and splitting the object's path again.
+		d, err := v.blob(o.ETag)
+		if err != nil {
+			return err
+		}
+		o.Data = d
 		return nil
 	}
 	d, err := sn.Read(objPath(r.collDir(c.User, c.Path), o.Name))

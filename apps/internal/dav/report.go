@@ -46,11 +46,15 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 	switch body.Name {
 	case Name(NSDAV, "sync-collection"):
 		return h.syncCollection(rctx, w, ms, sn, c, body, pr)
-	case h.kind.MultigetReport():
+	case h.prof.Multiget:
 		// Each object is answered once, however often it is asked for:
 		// the response is at most the collection.
-		seen := map[string]bool{}
-		for _, hr := range body.All(Name(NSDAV, "href")) {
+		hrs := body.All(Name(NSDAV, "href"))
+		seen := make(map[string]bool, len(hrs))
+		stat := h.repo.statter(sn, c)
+		base := c.Href()
+		ms.grow(len(hrs))
+		for _, hr := range hrs {
 			if err := ms.flush(); err != nil {
 				return err
 			}
@@ -64,11 +68,11 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, sn reader, t *t
 			}
 			seen[p] = true
 			dir, name := p[:strings.LastIndexByte(p, '/')+1], p[strings.LastIndexByte(p, '/')+1:]
-			if dir != c.Href() || !segOK(name) {
+			if dir != base || !segOK(name) {
 				ms.statusResponse(p, http.StatusNotFound)
 				continue
 			}
-			o, err := h.repo.statObject(sn, c, name)
+			o, err := stat(name, p)
 			if err != nil {
 				return err
 			}

@@ -317,16 +317,22 @@ func (v *view) Read(p string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if d, ok := v.vc.blobs.get(e.Hash); ok {
-			return d, nil
-		}
-		d, err := v.vc.st.ReadBlob(e.Hash)
-		if err == nil {
-			v.vc.blobs.put(e.Hash, d)
-		}
-		return d, err
+		return v.blob(e.Hash)
 	}
 	return keep(v, v.files, p, (*store.Snapshot).Read)
+}
+
+// blob reads an object's contents by blob hash (an ETag from a listing of
+// this view), through the blob cache.
+func (v *view) blob(h store.Hash) ([]byte, error) {
+	if d, ok := v.vc.blobs.get(h); ok {
+		return d, nil
+	}
+	d, err := v.vc.st.ReadBlob(h)
+	if err == nil {
+		v.vc.blobs.put(h, d)
+	}
+	return d, err
 }
 
 // scanView reads through a view for a listing that reads many objects

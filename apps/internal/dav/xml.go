@@ -372,25 +372,43 @@ func appendText(b []byte, s string) []byte {
 
 // appendEscaped appends s with what Text escapes escaped.
 func appendEscaped(b []byte, s string) []byte {
-	for _, r := range s {
-		switch {
-		case r == '&':
-			b = append(b, "&amp;"...)
-		case r == '<':
-			b = append(b, "&lt;"...)
-		case r == '>':
-			b = append(b, "&gt;"...)
-		case r == '\r':
-			b = append(b, "&#13;"...)
-		case r == '\n' || r == '\t':
-			b = append(b, byte(r))
-		case r < 0x20 || r == utf8.RuneError || (r >= 0xD800 && r <= 0xDFFF) || r == 0xFFFE || r == 0xFFFF:
-			b = utf8.AppendRune(b, '\uFFFD')
-		default:
-			b = utf8.AppendRune(b, r)
+	// Runs of bytes that stay as they are are copied at once.
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		var esc string
+		n := 1
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '&':
+				esc = "&amp;"
+			case c == '<':
+				esc = "&lt;"
+			case c == '>':
+				esc = "&gt;"
+			case c == '\r':
+				esc = "&#13;"
+			case c >= 0x20 || c == '\n' || c == '\t':
+				i++
+				continue
+			default:
+				esc = "\uFFFD"
+			}
+		} else {
+			var r rune
+			r, n = utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError && r != 0xFFFE && r != 0xFFFF {
+				i += n
+				continue
+			}
+			esc = "\uFFFD" // invalid UTF-8 (a byte at a time), or a noncharacter
 		}
+		b = append(b, s[last:i]...)
+		b = append(b, esc...)
+		i += n
+		last = i
 	}
-	return b
+	return append(b, s[last:]...)
 }
 
 // Href renders a DAV:href.

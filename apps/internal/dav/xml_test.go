@@ -177,3 +177,25 @@ func FuzzParseXML(f *testing.F) {
 		}
 	})
 }
+
+// TestText: character data is escaped for XML 1.0: markup characters, CR
+// kept as a reference, other control characters, invalid UTF-8 and
+// noncharacters replaced; everything else, multi-byte runes included, as
+// it is.
+func TestText(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                "",
+		"plain text\n\twith tabs":         "plain text\n\twith tabs",
+		"BEGIN:VCARD\r\nFN:A & B <c>\r\n": "BEGIN:VCARD&#13;\nFN:A &amp; B &lt;c&gt;&#13;\n",
+		"Zoë 日本 😀":                        "Zoë 日本 😀",
+		"bell\x07 del\x7f":                "bell\uFFFD del\x7f",
+		"bad \xff\xfe utf8 \xe6\x97":      "bad \uFFFD\uFFFD utf8 \uFFFD\uFFFD",
+		"nonchar \uFFFE\uFFFF end":        "nonchar \uFFFD\uFFFD end",
+		"\uFFFD kept":                     "\uFFFD kept",
+		"x\u0085y":                        "x\u0085y",
+	} {
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
