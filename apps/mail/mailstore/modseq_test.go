@@ -1,0 +1,208 @@
+package mailstore
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/store"
+)
+
+// TestModSeq: APPEND, flag changes (clearing included) and EXPUNGE each
+// raise HIGHESTMODSEQ; a flag change raises only its messages' MODSEQ; all
+// of it survives a restart; and values keep rising when the clock goes back.
+func TestModSeq(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	if h := inbox.HighestModSeq(); h != 1 {
+		t.Fatalf("empty mailbox: HIGHESTMODSEQ %d, want 1", h)
+	}
+	var msgs []*Message
+	var last uint64
+	for i := 0; i < 4; i++ {
+		var flags []imap.Flag
+		if i == 3 {
+			flags = []imap.Flag{imap.FlagSeen}
+		}
+		if err := ms.Update(ctx, "alice", "a", func(w *Writer) error {
+			_, err := w.Append(inbox, testMsg(i), flags, time.Time{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		m := inbox.msgs[len(inbox.msgs)-1]
+		msgs = append(msgs, m)
+		if n := inbox.ModSeq(m); n <= last || inbox.HighestModSeq() != n {
+			t.Fatalf("append %d: MODSEQ %d after %d, HIGHESTMODSEQ %d", i, n, last, inbox.HighestModSeq())
+		}
+		last = inbox.ModSeq(m)
+	}
+	setFlags := func(m *Message, flags ...imap.Flag) {
+		t.Helper()
+		if err := ms.Update(ctx, "alice", "f", func(w *Writer) error { return w.SetFlags(inbox, m, flags, nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := inbox.ModSeq(msgs[1])
+	setFlags(msgs[0], imap.FlagFlagged)
+	if n := inbox.ModSeq(msgs[0]); n <= last || inbox.HighestModSeq() != n || inbox.ModSeq(msgs[1]) != before {
+		t.Fatalf("flag change: MODSEQ %d (was below %d), HIGHESTMODSEQ %d, other message %d (was %d)",
+			n, last, inbox.HighestModSeq(), inbox.ModSeq(msgs[1]), before)
+	}
+	setFlags(msgs[3]) // cleared: the MODSEQ must stay without flags
+	cleared := inbox.ModSeq(msgs[3])
+	if cleared <= inbox.ModSeq(msgs[0]) {
+		t.Fatalf("clearing flags: MODSEQ %d not above %d", cleared, inbox.ModSeq(msgs[0]))
+	}
+	// The clock goes back an hour: values still rise.
+	clock = func() time.Time { return time.Now().Add(-time.Hour) }
+	defer func() { clock = time.Now }()
+	setFlags(msgs[2], imap.FlagAnswered)
+	if n := inbox.ModSeq(msgs[2]); n != cleared+1 {
+		t.Fatalf("clock behind: MODSEQ %d, want %d", n, cleared+1)
+	}
+	clock = time.Now
+	if err := ms.Update(ctx, "alice", "x", func(w *Writer) error { return w.Expunge(inbox, msgs[2]) }); err != nil {
+		t.Fatal(err)
+	}
+	high := inbox.HighestModSeq()
+	if high <= cleared+1 {
+		t.Fatalf("expunge: HIGHESTMODSEQ %d, not above %d", high, cleared+1)
+	}
+	want := map[imap.UID]uint64{}
+	for _, m := range []*Message{msgs[0], msgs[1], msgs[3]} {
+		want[m.UID] = inbox.ModSeq(m)
+	}
+
+	// Restart.
+	ms2, err := Open(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	if h := in2.HighestModSeq(); h != high {
+		t.Errorf("after restart: HIGHESTMODSEQ %d, want %d", h, high)
+	}
+	for _, m := range in2.msgs {
+		if got := in2.ModSeq(m); got != want[m.UID] {
+			t.Errorf("after restart: MODSEQ of UID %d is %d, want %d", m.UID, got, want[m.UID])
+		}
+	}
+	// A change after the restart goes above.
+	if err := ms2.Update(ctx, "alice", "f", func(w *Writer) error { return w.SetFlags(in2, in2.msgs[1], []imap.Flag{"$x"}, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if n := in2.ModSeq(in2.msgs[1]); n <= high {
+		t.Errorf("after restart: new MODSEQ %d not above %d", n, high)
+	}
+	// The other index follows that commit, MODSEQ included.
+	deadline := time.Now().Add(10 * time.Second)
+	for inbox.ModSeq(msgs[1]) != in2.ModSeq(in2.msgs[1]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("following a commit: MODSEQ %d, want %d", inbox.ModSeq(msgs[1]), in2.ModSeq(in2.msgs[1]))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if inbox.HighestModSeq() != in2.HighestModSeq() {
+		t.Errorf("following a commit: HIGHESTMODSEQ %d, want %d", inbox.HighestModSeq(), in2.HighestModSeq())
+	}
+}
+
+func TestChunkModSeqFormat(t *testing.T) {
+	in := []chunkLine{{2, "b", 7, nil}, {1, "a", 5, []imap.Flag{`\Seen`}}, {3, "c", 0, []imap.Flag{"$x"}}, {4, "d", 0, nil}}
+	data := formatChunk(in)
+	if string(data) != "1 a %5 \\Seen\n2 b %7\n3 c $x\n" {
+		t.Fatalf("format: got %q", data)
+	}
+	got := parseChunk(data)
+	if len(got) != 3 || got[0].modseq != 5 || len(got[0].flags) != 1 || got[1].modseq != 7 || len(got[1].flags) != 0 || got[2].modseq != 0 {
+		t.Fatalf("parse: got %+v", got)
+	}
+}
+
+// TestMergeModSeq: a merged line that differs from a side's gets a fresh
+// MODSEQ above every value in the chunk, even with the clock behind; one
+// both sides agree on keeps the higher; a message expunged on a side loses
+// its line.
+func TestMergeModSeq(t *testing.T) {
+	future := uint64(time.Now().Add(time.Hour).UnixMicro())
+	base := []byte("1 a %10 \\Seen\n2 b %11 \\Seen\n3 c %12 \\Seen\n")
+	ours := []byte("1 a %20 \\Seen \\Flagged\n2 b %21 \\Seen $x\n3 c %12 \\Seen\n")
+	theirs := []byte("1 a %30 \\Seen\n2 b %" + itoa(future) + " \\Seen $x\n")
+	got := parseChunk(mergeChunk(base, ours, theirs))
+	if len(got) != 2 {
+		t.Fatalf("merged: got %+v, want 2 lines (3 was expunged on theirs)", got)
+	}
+	if got[0].modseq <= future {
+		t.Errorf("line changed by the merge: MODSEQ %d, want above %d", got[0].modseq, future)
+	}
+	if got[1].modseq != future {
+		t.Errorf("line both sides agree on: MODSEQ %d, want %d", got[1].modseq, future)
+	}
+}
+
+func itoa(n uint64) string {
+	var b []byte
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+// TestReplicaMergeModSeq: after two replicas change one message's flags
+// differently and merge, the message's MODSEQ is above both replicas'
+// HIGHESTMODSEQ, in the running index and in a fresh one.
+func TestReplicaMergeModSeq(t *testing.T) {
+	ctx := context.Background()
+	stA, msA := newStore(t)
+	stA.SetMergeFunc(Prefix+"/", Merge)
+	u, _ := msA.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	msA.Update(ctx, "alice", "a", func(w *Writer) error {
+		_, err := w.Append(inbox, testMsg(0), []imap.Flag{imap.FlagSeen}, time.Time{})
+		return err
+	})
+	first := inbox.msgs[0]
+	stB, err := store.Clone(ctx, store.Remote{URL: stA.Path()}, filepath.Join(t.TempDir(), "b.git"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	stB.SetMergeFunc(Prefix+"/", Merge)
+	msB, _ := Open(stB, Options{})
+	defer msB.Close()
+	uB, _ := msB.User(ctx, "alice")
+	inB, _ := uB.Mailbox("INBOX")
+	firstB := inB.msgs[0]
+	msA.Update(ctx, "alice", "a", func(w *Writer) error { return w.SetFlags(inbox, first, []imap.Flag{imap.FlagSeen, "$a"}, nil) })
+	msB.Update(ctx, "alice", "b", func(w *Writer) error { return w.SetFlags(inB, firstB, []imap.Flag{imap.FlagSeen, "$b"}, nil) })
+	high := max(inbox.HighestModSeq(), inB.HighestModSeq())
+	if _, err := stA.Pull(ctx, store.Remote{URL: stB.Path()}, store.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(inbox.Flags(first)) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the merge: flags %v", inbox.Flags(first))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := inbox.ModSeq(first); n <= high || inbox.HighestModSeq() < n {
+		t.Errorf("running index: MODSEQ %d, HIGHESTMODSEQ %d; want above %d", n, inbox.HighestModSeq(), high)
+	}
+	ms2, _ := Open(stA, Options{})
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	if n := in2.ModSeq(in2.msgs[0]); n != inbox.ModSeq(first) || in2.HighestModSeq() != inbox.HighestModSeq() {
+		t.Errorf("fresh index: MODSEQ %d, HIGHESTMODSEQ %d; want %d, %d", n, in2.HighestModSeq(), inbox.ModSeq(first), inbox.HighestModSeq())
+	}
+}
