@@ -695,7 +695,7 @@ type Mailbox struct {
 	// highestModSeq is the HIGHESTMODSEQ (see modseq.go), zero for a
 	// mailbox that has never had a message.
 	highestModSeq uint64
-	bytes      int64              // sum of the sizes of msgs, for quota usage (quota.go)
+	bytes         int64 // sum of the sizes of msgs, for quota usage (quota.go)
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
