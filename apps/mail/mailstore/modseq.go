@@ -104,3 +104,23 @@ func (m *Message) setMetaModSeq(n uint64) {
 	m.metaModSeq = max(n, 1)
 	m.modseq = m.metaModSeq
 }
+
+// ModSeq is a message's MODSEQ as this commit sees it: the commit's own
+// value if it changed the message's flags, else the index's. Read with
+// Flags inside Update, it makes a conditional STORE (RFC 7162 3.1.3
+// UNCHANGEDSINCE) atomic: no other commit comes between the check and the
+// write, and earlier updates of the same group commit are seen.
+func (w *Writer) ModSeq(mb *Mailbox, msg *Message) uint64 {
+	if _, ok := w.flags[msg]; ok {
+		return w.modseqs[mb]
+	}
+	return mb.ModSeq(msg)
+}
+
+// Flags is a message's flags as this commit sees them (see ModSeq).
+func (w *Writer) Flags(mb *Mailbox, msg *Message) []imap.Flag {
+	if f, ok := w.flags[msg]; ok {
+		return append([]imap.Flag(nil), f...)
+	}
+	return mb.Flags(msg)
+}

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -204,5 +205,45 @@ func TestReplicaMergeModSeq(t *testing.T) {
 	in2, _ := u2.Mailbox("INBOX")
 	if n := in2.ModSeq(in2.msgs[0]); n != inbox.ModSeq(first) || in2.HighestModSeq() != inbox.HighestModSeq() {
 		t.Errorf("fresh index: MODSEQ %d, HIGHESTMODSEQ %d; want %d, %d", n, in2.HighestModSeq(), inbox.ModSeq(first), inbox.HighestModSeq())
+	}
+}
+
+// TestWriterModSeq: inside one group commit, a later update sees an
+// earlier one's flags and MODSEQ (what STORE UNCHANGEDSINCE checks), and
+// Items reports MODSEQs.
+func TestWriterModSeq(t *testing.T) {
+	ctx := context.Background()
+	_, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	if err := ms.Update(ctx, "alice", "a", func(w *Writer) error {
+		_, err := w.Append(inbox, testMsg(1), nil, time.Time{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := inbox.msgs[0]
+	old := inbox.ModSeq(m)
+	var seen, seenFlags string
+	if err := ms.Update(ctx, "alice", "f", func(w *Writer) error {
+		if w.ModSeq(inbox, m) != old || len(w.Flags(inbox, m)) != 0 {
+			t.Errorf("before the change: MODSEQ %d, flags %v", w.ModSeq(inbox, m), w.Flags(inbox, m))
+		}
+		if err := w.SetFlags(inbox, m, []imap.Flag{imap.FlagSeen}, nil); err != nil {
+			return err
+		}
+		seen = itoa(w.ModSeq(inbox, m))
+		seenFlags = fmt.Sprint(w.Flags(inbox, m))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != itoa(inbox.ModSeq(m)) || seen == itoa(old) || seenFlags != `[\Seen]` {
+		t.Errorf("in the commit: MODSEQ %s, flags %s; after it %d (before %d)", seen, seenFlags, inbox.ModSeq(m), old)
+	}
+	v, _ := inbox.Open(true)
+	defer v.Close()
+	if its := v.Items(nil); len(its) != 1 || its[0].ModSeq != inbox.ModSeq(m) {
+		t.Errorf("Items: got %+v, want MODSEQ %d", its, inbox.ModSeq(m))
 	}
 }

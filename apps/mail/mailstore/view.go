@@ -119,6 +119,8 @@ type Item struct {
 	Seq   uint32 // as the client knows it; 0 if the client does not know it yet
 	Msg   *Message
 	Flags []imap.Flag // a copy, with \Recent if this session has it
+	// ModSeq is the message's MODSEQ (RFC 7162), read with Flags.
+	ModSeq uint64
 }
 
 // Items returns the messages in numSet (all messages for a nil numSet),
@@ -146,7 +148,7 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 		if v.recent[m.UID] {
 			flags = append(flags, `\Recent`)
 		}
-		out = append(out, Item{Seq: seq, Msg: m, Flags: flags})
+		out = append(out, Item{Seq: seq, Msg: m, Flags: flags, ModSeq: m.modseq})
 	}
 	// A UID set of a few ranges: find them by binary search rather than
 	// looking at every message.
