@@ -266,6 +266,9 @@ type Session struct {
 	p    *proto    // the protocol layer beneath (proto.go)
 	user *mailstore.User
 	view *mailstore.View
+	// selectModSeq is the selected mailbox's HIGHESTMODSEQ, read before
+	// it was opened (condstore.go).
+	selectModSeq uint64
 }
 
 // corked runs fn with the connection's writes held back (see corkConn), for
@@ -391,6 +394,9 @@ func (sess *Session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	if err != nil {
 		return nil, noMailbox(name)
 	}
+	// Read before the view opens: a change in between is reported again
+	// rather than missed.
+	sess.selectModSeq = mb.HighestModSeq()
 	v, si := mb.Open(options != nil && options.ReadOnly)
 	sess.view = v
 	perm := append([]imap.Flag(nil), si.Flags...)

@@ -176,6 +176,18 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 	return out
 }
 
+// ModSeqOfSeq is the MODSEQ of the message with sequence number seq as the
+// client knows it, or 0 if there is none.
+func (v *View) ModSeqOfSeq(seq uint32) uint64 {
+	v.mb.mu.RLock()
+	defer v.mb.mu.RUnlock()
+	i := v.tracker.DecodeSeqNum(seq)
+	if i == 0 || int(i) > len(v.mb.msgs) {
+		return 0
+	}
+	return v.mb.msgs[i-1].modseq
+}
+
 // staticNumSetLocked resolves "*" and the SEARCHRES marker "$".
 func (v *View) staticNumSetLocked(numSet imap.NumSet) imap.NumSet {
 	if imap.IsSearchRes(numSet) {

@@ -1,0 +1,557 @@
+package imapd
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+)
+
+// CONDSTORE (RFC 7162 3) in the layer, over the mailstore's MODSEQs (see
+// mailstore's modseq.go). imapserver knows nothing of it, so the layer
+// rewrites the commands that carry its syntax before imapserver reads them
+// (proto.input, literals sent on non-synchronizing) and edits what
+// imapserver writes back:
+//
+//   - ENABLE CONDSTORE: CONDSTORE is taken out of the command and added to
+//     imapserver's ENABLED response.
+//   - SELECT/EXAMINE mailbox (CONDSTORE): the parameter is taken out; once
+//     CONDSTORE is on, "* OK [HIGHESTMODSEQ n]" goes before the tagged OK
+//     of every SELECT and EXAMINE, n read before the mailbox was opened.
+//   - STATUS (HIGHESTMODSEQ): the item is taken out and added to
+//     imapserver's STATUS response (answered by the layer if it was the
+//     only item).
+//   - FETCH MODSEQ, FETCH (CHANGEDSINCE n): MODSEQ is taken out, the set is
+//     narrowed to the messages changed since n, and FLAGS added.
+//   - Every FETCH response once CONDSTORE is on (those of FETCH and STORE,
+//     and the unsolicited flag updates) gets MODSEQ as its first item.
+//
+// Each of these commands enables CONDSTORE for the session (RFC 7162
+// 3.1). A command line longer than the layer's input buffer (4 KiB) is
+// passed on as it is.
+//
+// Not yet (so CONDSTORE is not announced): STORE (UNCHANGEDSINCE n) and
+// SEARCH MODSEQ.
+
+// condCommands are the commands condCommand looks at.
+var condCommands = map[string]bool{
+	"ENABLE": true, "SELECT": true, "EXAMINE": true, "STATUS": true, "FETCH": true, "UID FETCH": true,
+}
+
+// condHook is what to do to the output of the command in progress.
+type condHook struct {
+	tag  string // "" for none
+	kind hookKind
+	mb   *mailstore.Mailbox // hookStatus
+}
+
+type hookKind int
+
+const (
+	hookSelect hookKind = iota + 1 // HIGHESTMODSEQ before the tagged OK
+	hookEnable                     // CONDSTORE into the ENABLED response
+	hookStatus                     // HIGHESTMODSEQ into the STATUS response
+)
+
+func (p *proto) setHook(h condHook) {
+	p.wmu.Lock()
+	p.hook = h
+	p.wmu.Unlock()
+}
+
+// peekLine returns the next line (with its LF) without consuming it, or nil
+// if it does not fit in the input buffer.
+func (p *proto) peekLine() []byte {
+	n := 1
+	for {
+		if _, err := p.br.Peek(n); err != nil {
+			return nil
+		}
+		buf, _ := p.br.Peek(p.br.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			return buf[:i+1]
+		}
+		if len(buf) >= p.br.Size() {
+			return nil
+		}
+		n = len(buf) + 1
+	}
+}
+
+// condCommand rewrites or answers a command that carries CONDSTORE syntax
+// (handled), or sets the hooks for one that does not and leaves it to
+// imapserver.
+func (p *proto) condCommand(tag, name string) (handled bool, err error) {
+	line := p.peekLine()
+	if line == nil {
+		return false, nil
+	}
+	up := string(bytes.ToUpper(line))
+	var relevant bool
+	switch name {
+	case "ENABLE", "SELECT", "EXAMINE":
+		relevant = strings.Contains(up, "CONDSTORE")
+	case "STATUS":
+		relevant = strings.Contains(up, "HIGHESTMODSEQ")
+	default:
+		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE")
+	}
+	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && name != "ENABLE" {
+		relevant = true // the rest is after the literal
+	}
+	if !relevant {
+		if (name == "SELECT" || name == "EXAMINE") && p.cond.Load() {
+			p.setHook(condHook{tag: tag, kind: hookSelect})
+		}
+		return false, nil
+	}
+	cmd, err := p.readCommand(tag, name)
+	if err != nil || cmd == nil {
+		return true, err
+	}
+	switch name {
+	case "ENABLE":
+		return true, enableCmd(p, cmd)
+	case "SELECT", "EXAMINE":
+		return true, selectCmd(p, cmd)
+	case "STATUS":
+		return true, statusCmd(p, cmd)
+	}
+	return true, fetchCmd(p, cmd)
+}
+
+// injString writes s for a rewritten command: an atom, a quoted string or
+// a non-synchronizing literal.
+func injString(s string) string {
+	q := astring(s)
+	if strings.HasPrefix(q, "{") {
+		return "{" + strconv.Itoa(len(s)) + "+}\r\n" + s
+	}
+	return q
+}
+
+// enableCmd takes CONDSTORE out of ENABLE (RFC 5161) and passes the rest
+// on; imapserver answers, and its ENABLED response gets CONDSTORE.
+func enableCmd(p *proto, cmd *command) error {
+	var rest []string
+	cond := false
+	for cmd.sp() {
+		c := cmd.atom()
+		if c == "" {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want capabilities")
+		}
+		if strings.EqualFold(c, "CONDSTORE") {
+			cond = true
+			continue
+		}
+		rest = append(rest, c)
+	}
+	if !cmd.end() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in ENABLE")
+	}
+	if cond {
+		p.setHook(condHook{tag: cmd.tag, kind: hookEnable})
+	}
+	line := cmd.tag + " ENABLE"
+	for _, c := range rest {
+		line += " " + c
+	}
+	p.input = []byte(line + "\r\n")
+	return nil
+}
+
+// selectCmd takes the (CONDSTORE) parameter out of SELECT and EXAMINE (RFC
+// 7162 3.1.8).
+func selectCmd(p *proto, cmd *command) error {
+	if !cmd.sp() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a mailbox")
+	}
+	mbox, ok := cmd.astring()
+	if !ok {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a mailbox")
+	}
+	cond := false
+	if cmd.sp() {
+		if cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want select parameters")
+		}
+		cmd.pos++
+		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ')' {
+			switch a := cmd.atom(); strings.ToUpper(a) {
+			case "CONDSTORE":
+				cond = true
+			default:
+				return p.bad(cmd.tag, "[CLIENTBUG] Unknown select parameter "+strconv.Quote(a))
+			}
+			if !cmd.sp() && (cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != ')') {
+				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in select parameters")
+			}
+		}
+		cmd.pos++
+	}
+	if !cmd.end() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in "+cmd.name)
+	}
+	if sess := p.sess.Load(); cond && sess != nil && sess.user != nil {
+		p.cond.Store(true)
+	}
+	if p.cond.Load() {
+		p.setHook(condHook{tag: cmd.tag, kind: hookSelect})
+	}
+	p.input = []byte(cmd.tag + " " + cmd.name + " " + injString(mbox) + "\r\n")
+	return nil
+}
+
+// statusCmd answers STATUS HIGHESTMODSEQ (RFC 7162 3.1.10): the item is
+// taken out of the command and added to imapserver's response, or answered
+// by the layer if it was the only one.
+func statusCmd(p *proto, cmd *command) error {
+	sess, err := p.authed(cmd)
+	if sess == nil {
+		return err
+	}
+	var mbox string
+	ok := cmd.sp()
+	if ok {
+		mbox, ok = cmd.astring()
+	}
+	if !ok || !cmd.sp() || cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a mailbox and status items")
+	}
+	cmd.pos++
+	var items []string
+	high := false
+	for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ')' {
+		a := cmd.atom()
+		if a == "" {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in status items")
+		}
+		if strings.EqualFold(a, "HIGHESTMODSEQ") {
+			high = true
+		} else {
+			items = append(items, a)
+		}
+		cmd.sp()
+	}
+	cmd.pos++
+	if !cmd.end() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in STATUS")
+	}
+	if !high {
+		p.input = []byte(cmd.tag + " STATUS " + injString(mbox) + " (" + strings.Join(items, " ") + ")\r\n")
+		return nil
+	}
+	p.cond.Store(true)
+	name, err := p.mailboxName(sess, mbox)
+	if err != nil {
+		return p.bad(cmd.tag, "[CLIENTBUG] "+err.Error())
+	}
+	mb, err := sess.user.Mailbox(name)
+	if err != nil {
+		return p.respond(cmd.tag, "NO [NONEXISTENT] No such mailbox")
+	}
+	if len(items) == 0 {
+		return p.writeOut([]byte("* STATUS " + astring(mbox) + " (HIGHESTMODSEQ " +
+			strconv.FormatUint(mb.HighestModSeq(), 10) + ")\r\n" + cmd.tag + " OK STATUS completed\r\n"))
+	}
+	p.setHook(condHook{tag: cmd.tag, kind: hookStatus, mb: mb})
+	p.input = []byte(cmd.tag + " STATUS " + injString(mbox) + " (" + strings.Join(items, " ") + ")\r\n")
+	return nil
+}
+
+// fetchAtts splits a FETCH attribute list (without its parentheses) at its
+// top-level spaces.
+func fetchAtts(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[', '(', '<':
+			depth++
+		case ']', ')', '>':
+			depth--
+		case ' ':
+			if depth == 0 {
+				if i > start {
+					out = append(out, s[start:i])
+				}
+				start = i + 1
+			}
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// balanced reads a parenthesized list at cmd.pos and returns what is
+// inside.
+func (c *command) balanced() (string, bool) {
+	if c.pos >= len(c.args) || c.args[c.pos] != '(' {
+		return "", false
+	}
+	depth := 0
+	for i := c.pos; i < len(c.args); i++ {
+		switch c.args[i] {
+		case '(', '[':
+			depth++
+		case ')', ']':
+			depth--
+			if depth == 0 {
+				s := string(c.args[c.pos+1 : i])
+				c.pos = i + 1
+				return s, true
+			}
+		case 0:
+			return "", false // a literal: not in FETCH
+		}
+	}
+	return "", false
+}
+
+// fetchCmd rewrites FETCH and UID FETCH with the MODSEQ item or the
+// CHANGEDSINCE modifier (RFC 7162 3.1.4, 3.1.5).
+func fetchCmd(p *proto, cmd *command) error {
+	sess, err := p.selected(cmd)
+	if sess == nil {
+		return err
+	}
+	uid := cmd.name == "UID FETCH"
+	var set string
+	ok := cmd.sp()
+	if ok {
+		start := cmd.pos
+		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ' ' {
+			cmd.pos++
+		}
+		set = string(cmd.args[start:cmd.pos])
+		ok = set != "" && cmd.sp()
+	}
+	if !ok {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a set and items")
+	}
+	var atts []string
+	if cmd.pos < len(cmd.args) && cmd.args[cmd.pos] == '(' {
+		s, ok := cmd.balanced()
+		if !ok {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in fetch items")
+		}
+		atts = fetchAtts(s)
+	} else {
+		start := cmd.pos
+		depth := 0
+		for cmd.pos < len(cmd.args) && (depth > 0 || cmd.args[cmd.pos] != ' ') {
+			switch cmd.args[cmd.pos] {
+			case '[', '<':
+				depth++
+			case ']', '>':
+				depth--
+			}
+			cmd.pos++
+		}
+		atts = []string{string(cmd.args[start:cmd.pos])}
+	}
+	var changedSince uint64
+	hasCS := false
+	if cmd.sp() {
+		mods, ok := cmd.balanced()
+		if !ok {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want fetch modifiers")
+		}
+		f := strings.Fields(mods)
+		for i := 0; i < len(f); i++ {
+			switch strings.ToUpper(f[i]) {
+			case "CHANGEDSINCE":
+				if i+1 >= len(f) {
+					return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: CHANGEDSINCE wants a mod-sequence")
+				}
+				n, err := strconv.ParseUint(f[i+1], 10, 63)
+				if err != nil {
+					return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: bad CHANGEDSINCE mod-sequence "+strconv.Quote(f[i+1]))
+				}
+				changedSince, hasCS = n, true
+				i++
+			default:
+				return p.bad(cmd.tag, "[CLIENTBUG] Unknown fetch modifier "+strconv.Quote(f[i]))
+			}
+		}
+	}
+	if !cmd.end() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in "+cmd.name)
+	}
+	p.cond.Store(true)
+	var out []string
+	hasFlags := false
+	for _, a := range atts {
+		switch strings.ToUpper(a) {
+		case "MODSEQ":
+			continue // added to every FETCH response (condLine)
+		case "FLAGS", "ALL", "FAST", "FULL":
+			hasFlags = true
+		}
+		out = append(out, a)
+	}
+	if hasCS && !hasFlags {
+		out = append(out, "FLAGS")
+	}
+	if len(out) == 0 {
+		out = append(out, "UID")
+	}
+	if hasCS {
+		var ns imap.NumSet
+		if set == "$" {
+			ns = imap.SearchRes()
+		} else if uid {
+			var us imap.UIDSet
+			if err := parseNumSet(set, func(a, b uint32) { us.AddRange(imap.UID(a), imap.UID(b)) }); err != nil {
+				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+			}
+			ns = us
+		} else {
+			var ss imap.SeqSet
+			if err := parseNumSet(set, func(a, b uint32) { ss.AddRange(a, b) }); err != nil {
+				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+			}
+			ns = ss
+		}
+		var narrow imap.SeqSet
+		for _, it := range sess.view.Items(ns) {
+			if it.Seq != 0 && it.ModSeq > changedSince {
+				if uid {
+					narrow.AddNum(uint32(it.Msg.UID))
+				} else {
+					narrow.AddNum(it.Seq)
+				}
+			}
+		}
+		if len(narrow) == 0 {
+			return p.respond(cmd.tag, "OK "+cmd.name+" completed")
+		}
+		set = narrow.String()
+	}
+	p.input = []byte(cmd.tag + " " + cmd.name + " " + set + " (" + strings.Join(out, " ") + ")\r\n")
+	return nil
+}
+
+// condHead looks at the start of a line imapserver writes: more if it may be
+// one that condLine changes but is too short to say, hold if it is one that
+// condHeld changes (held to its end). The caller holds wmu.
+func (p *proto) condHead(head []byte) (more, hold bool) {
+	h := p.hook
+	if h.tag == "" && !p.cond.Load() {
+		return false, false
+	}
+	if _, match, partial := fetchHead(head); partial && !match {
+		return true, false
+	}
+	if h.tag != "" {
+		for _, pre := range []string{h.tag + " ", "* ENABLED", "* STATUS "} {
+			if len(head) < len(pre) && strings.HasPrefix(pre, string(head)) {
+				return true, false
+			}
+		}
+		if h.kind == hookStatus && bytes.HasPrefix(head, []byte("* STATUS ")) {
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// fetchHead matches "* N FETCH (" at a line's start: match with N, or
+// partial if the line is too short to say.
+func fetchHead(head []byte) (seq uint32, match, partial bool) {
+	const pre = "* "
+	if len(head) < len(pre) {
+		return 0, false, strings.HasPrefix(pre, string(head))
+	}
+	if string(head[:2]) != pre {
+		return 0, false, false
+	}
+	i := 2
+	for i < len(head) && head[i] >= '0' && head[i] <= '9' {
+		i++
+	}
+	if i == 2 {
+		return 0, false, i == len(head)
+	}
+	const mid = " FETCH ("
+	rest := string(head[i:])
+	if len(rest) < len(mid) {
+		return 0, false, strings.HasPrefix(mid, rest)
+	}
+	if rest[:len(mid)] != mid {
+		return 0, false, false
+	}
+	n, err := strconv.ParseUint(string(head[2:i]), 10, 32)
+	if err != nil {
+		return 0, false, false
+	}
+	return uint32(n), true, false
+}
+
+// condLine changes the start of a line imapserver writes, or writes lines
+// before it (into o.obuf). The caller holds wmu.
+func (p *proto) condLine(o *outScan, head []byte) []byte {
+	h := p.hook
+	if h.tag == "" && !p.cond.Load() {
+		return head
+	}
+	if h.tag != "" && bytes.HasPrefix(head, []byte(h.tag+" ")) {
+		p.hook = condHook{}
+		rest := head[len(h.tag)+1:]
+		if h.kind == hookSelect && len(rest) >= 2 && strings.EqualFold(string(rest[:2]), "OK") {
+			if sess := p.sess.Load(); sess != nil {
+				o.obuf = append(o.obuf, "* OK [HIGHESTMODSEQ "+strconv.FormatUint(max(sess.selectModSeq, 1), 10)+"] Highest\r\n"...)
+			}
+		}
+		return head
+	}
+	if h.kind == hookEnable && bytes.HasPrefix(head, []byte("* ENABLED")) {
+		if !p.cond.Swap(true) {
+			out := append([]byte("* ENABLED CONDSTORE"), head[len("* ENABLED"):]...)
+			return out
+		}
+		return head
+	}
+	if !p.cond.Load() {
+		return head
+	}
+	seq, match, _ := fetchHead(head)
+	if !match {
+		return head
+	}
+	sess := p.sess.Load()
+	if sess == nil || sess.view == nil {
+		return head
+	}
+	ms := sess.view.ModSeqOfSeq(seq)
+	if ms == 0 {
+		return head
+	}
+	at := bytes.IndexByte(head, '(') + 1
+	out := append([]byte(nil), head[:at]...)
+	out = append(out, "MODSEQ ("+strconv.FormatUint(ms, 10)+")"...)
+	if at < len(head) && head[at] != ')' {
+		out = append(out, ' ')
+	}
+	return append(out, head[at:]...)
+}
+
+// condHeld changes a whole line held for it (STATUS). The caller holds wmu.
+func (p *proto) condHeld(line []byte) []byte {
+	h := p.hook
+	at := bytes.LastIndexByte(line, ')')
+	if h.kind != hookStatus || h.mb == nil || at < 0 {
+		return line
+	}
+	out := append([]byte(nil), line[:at]...)
+	if line[at-1] != '(' {
+		out = append(out, ' ')
+	}
+	out = append(out, "HIGHESTMODSEQ "+strconv.FormatUint(h.mb.HighestModSeq(), 10)...)
+	return append(out, line[at:]...)
+}

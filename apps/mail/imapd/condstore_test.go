@@ -1,0 +1,145 @@
+package imapd
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestRFC7162Condstore is the part of RFC 7162 3 (CONDSTORE) that the layer
+// implements, over raw protocol lines.
+func TestRFC7162Condstore(t *testing.T) {
+	tg := func(h *harness) imapTarget {
+		return imapTarget{name: "nymote", addr: h.addr, users: map[string]string{"alice": "password-alice"}}
+	}
+	highest := func(t *testing.T, lines []string) uint64 {
+		t.Helper()
+		re := regexp.MustCompile(`^\* OK \[HIGHESTMODSEQ (\d+)\]`)
+		for _, l := range lines {
+			if m := re.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.ParseUint(m[1], 10, 64)
+				return n
+			}
+		}
+		t.Fatalf("no HIGHESTMODSEQ in %q", lines)
+		return 0
+	}
+	modseqOf := func(t *testing.T, line string) uint64 {
+		t.Helper()
+		m := regexp.MustCompile(`^\* \d+ FETCH \(MODSEQ \((\d+)\)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("no MODSEQ first in %q", line)
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, s *rawSession, h *harness)
+	}{
+		{"3.1: no HIGHESTMODSEQ or MODSEQ before CONDSTORE is enabled", func(t *testing.T, s *rawSession, h *harness) {
+			u := s.ok("SELECT INBOX")
+			if index(u, `HIGHESTMODSEQ`) >= 0 {
+				t.Errorf("SELECT: %q, want no HIGHESTMODSEQ", u)
+			}
+			if u := s.ok("FETCH 1 (FLAGS)"); len(u) != 1 || strings.Contains(u[0], "MODSEQ") {
+				t.Errorf("FETCH: %q, want no MODSEQ", u)
+			}
+		}},
+		{"3.1.8: SELECT (CONDSTORE) enables it and reports HIGHESTMODSEQ; EXAMINE after it too", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			if n < 1 {
+				t.Errorf("HIGHESTMODSEQ %d", n)
+			}
+			if m := highest(t, s.ok("EXAMINE INBOX")); m != n {
+				t.Errorf("EXAMINE: HIGHESTMODSEQ %d, want %d", m, n)
+			}
+			if u := s.ok("FETCH 1 (FLAGS)"); len(u) != 1 || modseqOf(t, u[0]) > n {
+				t.Errorf("FETCH: %q, want MODSEQ at most %d", u, n)
+			}
+			wantStatus(t, "SELECT with an unknown parameter", second(s.do("SELECT INBOX (FOO)")), "BAD")
+		}},
+		{"3.1 (RFC 5161): ENABLE CONDSTORE", func(t *testing.T, s *rawSession, h *harness) {
+			if u := s.ok("ENABLE CONDSTORE"); len(u) != 1 || u[0] != "* ENABLED CONDSTORE" {
+				t.Errorf("ENABLE: %q", u)
+			}
+			highest(t, s.ok("SELECT INBOX"))
+		}},
+		{"3.1 (RFC 5161): ENABLE CONDSTORE with a capability imapserver enables", func(t *testing.T, s *rawSession, h *harness) {
+			if u := s.ok("ENABLE CONDSTORE UTF8=ACCEPT"); len(u) != 1 || u[0] != "* ENABLED CONDSTORE UTF8=ACCEPT" {
+				t.Errorf("ENABLE: %q", u)
+			}
+		}},
+		{"3.1.3, 3.1.4: STORE and FETCH MODSEQ; a change raises the MODSEQ of its message only", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			u := s.ok(`STORE 1 +FLAGS (\Seen)`)
+			if len(u) != 1 || !strings.Contains(u[0], `FLAGS (\Seen`) {
+				t.Fatalf("STORE: %q", u)
+			}
+			m := modseqOf(t, u[0])
+			if m <= n {
+				t.Errorf("STORE: MODSEQ %d, want above %d", m, n)
+			}
+			u = s.ok("FETCH 1:* (MODSEQ)")
+			if len(u) != 2 || modseqOf(t, u[0]) != m || modseqOf(t, u[1]) > n {
+				t.Errorf("FETCH MODSEQ: %q, want %d for 1, at most %d for 2", u, m, n)
+			}
+			u = s.ok("UID FETCH 2 MODSEQ")
+			if len(u) != 1 || !strings.Contains(u[0], "UID 2") {
+				t.Errorf("UID FETCH 2 MODSEQ: %q", u)
+			}
+			if h2 := highest(t, s.ok("SELECT INBOX")); h2 != m {
+				t.Errorf("SELECT again: HIGHESTMODSEQ %d, want %d", h2, m)
+			}
+		}},
+		{"3.1.4.1: FETCH (CHANGEDSINCE) returns only changed messages, with FLAGS", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			s.ok(`STORE 2 +FLAGS.SILENT ($x)`)
+			u := s.ok("FETCH 1:* (UID) (CHANGEDSINCE %d)", n)
+			if len(u) != 1 || !strings.HasPrefix(u[0], "* 2 FETCH (MODSEQ (") || !strings.Contains(u[0], "FLAGS ($x") || !strings.Contains(u[0], "UID 2") {
+				t.Errorf("FETCH CHANGEDSINCE: %q, want message 2 with FLAGS", u)
+			}
+			m := modseqOf(t, u[0])
+			if u := s.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", m); len(u) != 0 {
+				t.Errorf("UID FETCH CHANGEDSINCE the latest: %q, want nothing", u)
+			}
+			if u := s.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)"); len(u) != 2 {
+				t.Errorf("UID FETCH CHANGEDSINCE 1: %q, want both", u)
+			}
+			wantStatus(t, "CHANGEDSINCE without a value", second(s.do("FETCH 1 (FLAGS) (CHANGEDSINCE)")), "BAD")
+			wantStatus(t, "an unknown modifier", second(s.do("FETCH 1 (FLAGS) (FOO 1)")), "BAD")
+		}},
+		{"3.1.10: STATUS HIGHESTMODSEQ, alone and with other items", func(t *testing.T, s *rawSession, h *harness) {
+			u := s.ok("STATUS INBOX (HIGHESTMODSEQ)")
+			if len(u) != 1 || !regexp.MustCompile(`^\* STATUS INBOX \(HIGHESTMODSEQ \d+\)$`).MatchString(u[0]) {
+				t.Errorf("STATUS: %q", u)
+			}
+			u = s.ok("STATUS INBOX (MESSAGES HIGHESTMODSEQ UIDNEXT)")
+			if len(u) != 1 || !regexp.MustCompile(`^\* STATUS INBOX \(MESSAGES 2 UIDNEXT 3 HIGHESTMODSEQ \d+\)$`).MatchString(u[0]) {
+				t.Errorf("STATUS: %q", u)
+			}
+			wantStatus(t, "STATUS of no mailbox", second(s.do("STATUS nosuch (HIGHESTMODSEQ)")), "NO")
+			// STATUS enabled CONDSTORE (3.1).
+			highest(t, s.ok("SELECT INBOX"))
+		}},
+		{"3.1.4: unsolicited flag updates carry MODSEQ once enabled", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			o := dialRaw(t, tg(h), "alice")
+			o.ok("SELECT INBOX")
+			o.ok(`STORE 2 +FLAGS (\Flagged)`)
+			u := s.ok("NOOP")
+			if len(u) != 1 || !strings.HasPrefix(u[0], "* 2 FETCH (MODSEQ (") || modseqOf(t, u[0]) <= n {
+				t.Errorf("NOOP after another session's STORE: %q, want a FETCH with a MODSEQ above %d", u, n)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t)
+			s := dialRaw(t, tg(h), "alice")
+			s.appendOK("INBOX", "Subject: a\r\n\r\na\r\n")
+			s.appendOK("INBOX", "Subject: b\r\n\r\nb\r\n")
+			tc.run(t, s, h)
+		})
+	}
+}
