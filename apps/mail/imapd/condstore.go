@@ -33,12 +33,14 @@ import (
 // 3.1). A command line longer than the layer's input buffer (4 KiB) is
 // passed on as it is.
 //
-// Not yet (so CONDSTORE is not announced): STORE (UNCHANGEDSINCE n) and
-// SEARCH MODSEQ.
+//   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd).
+//
+// Not yet (so CONDSTORE is not announced): SEARCH MODSEQ.
 
 // condCommands are the commands condCommand looks at.
 var condCommands = map[string]bool{
 	"ENABLE": true, "SELECT": true, "EXAMINE": true, "STATUS": true, "FETCH": true, "UID FETCH": true,
+	"STORE": true, "UID STORE": true,
 }
 
 // condHook is what to do to the output of the command in progress.
@@ -96,10 +98,12 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		relevant = strings.Contains(up, "CONDSTORE")
 	case "STATUS":
 		relevant = strings.Contains(up, "HIGHESTMODSEQ")
+	case "STORE", "UID STORE":
+		relevant = strings.Contains(up, "UNCHANGEDSINCE")
 	default:
 		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE")
 	}
-	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && name != "ENABLE" {
+	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS") {
 		relevant = true // the rest is after the literal
 	}
 	if !relevant {
@@ -119,6 +123,8 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		return true, selectCmd(p, cmd)
 	case "STATUS":
 		return true, statusCmd(p, cmd)
+	case "STORE", "UID STORE":
+		return true, storeCmd(p, cmd)
 	}
 	return true, fetchCmd(p, cmd)
 }
@@ -288,6 +294,34 @@ func fetchAtts(s string) []string {
 	return out
 }
 
+// setArg reads " SET " (a sequence set, "$" included).
+func (c *command) setArg() (string, bool) {
+	if !c.sp() {
+		return "", false
+	}
+	start := c.pos
+	for c.pos < len(c.args) && c.args[c.pos] != ' ' {
+		c.pos++
+	}
+	set := string(c.args[start:c.pos])
+	return set, set != "" && c.sp()
+}
+
+// numSet parses a sequence set: sequence numbers, or UIDs, or "$".
+func numSet(set string, uid bool) (imap.NumSet, error) {
+	if set == "$" {
+		return imap.SearchRes(), nil
+	}
+	if uid {
+		var us imap.UIDSet
+		err := parseNumSet(set, func(a, b uint32) { us.AddRange(imap.UID(a), imap.UID(b)) })
+		return us, err
+	}
+	var ss imap.SeqSet
+	err := parseNumSet(set, func(a, b uint32) { ss.AddRange(a, b) })
+	return ss, err
+}
+
 // balanced reads a parenthesized list at cmd.pos and returns what is
 // inside.
 func (c *command) balanced() (string, bool) {
@@ -321,16 +355,7 @@ func fetchCmd(p *proto, cmd *command) error {
 		return err
 	}
 	uid := cmd.name == "UID FETCH"
-	var set string
-	ok := cmd.sp()
-	if ok {
-		start := cmd.pos
-		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ' ' {
-			cmd.pos++
-		}
-		set = string(cmd.args[start:cmd.pos])
-		ok = set != "" && cmd.sp()
-	}
+	set, ok := cmd.setArg()
 	if !ok {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a set and items")
 	}
@@ -402,21 +427,9 @@ func fetchCmd(p *proto, cmd *command) error {
 		out = append(out, "UID")
 	}
 	if hasCS {
-		var ns imap.NumSet
-		if set == "$" {
-			ns = imap.SearchRes()
-		} else if uid {
-			var us imap.UIDSet
-			if err := parseNumSet(set, func(a, b uint32) { us.AddRange(imap.UID(a), imap.UID(b)) }); err != nil {
-				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
-			}
-			ns = us
-		} else {
-			var ss imap.SeqSet
-			if err := parseNumSet(set, func(a, b uint32) { ss.AddRange(a, b) }); err != nil {
-				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
-			}
-			ns = ss
+		ns, err := numSet(set, uid)
+		if err != nil {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
 		}
 		var narrow imap.SeqSet
 		for _, it := range sess.view.Items(ns) {
@@ -554,4 +567,154 @@ func (p *proto) condHeld(line []byte) []byte {
 	}
 	out = append(out, "HIGHESTMODSEQ "+strconv.FormatUint(h.mb.HighestModSeq(), 10)...)
 	return append(out, line[at:]...)
+}
+
+// storeCmd answers STORE and UID STORE with the UNCHANGEDSINCE modifier
+// (RFC 7162 3.1.3): in one mailstore commit, each message whose MODSEQ is
+// above the given one is left alone (and listed in the tagged OK's
+// [MODIFIED set]), the others are changed. A message whose flags the STORE
+// does not change keeps its MODSEQ. The FETCH responses carry MODSEQ; with
+// .SILENT, those of the messages changed carry MODSEQ alone (with UID for
+// UID STORE), so that the client learns their new MODSEQ.
+func storeCmd(p *proto, cmd *command) error {
+	sess, err := p.selected(cmd)
+	if sess == nil {
+		return err
+	}
+	uid := cmd.name == "UID STORE"
+	set, ok := cmd.setArg()
+	if !ok {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a set")
+	}
+	ns, err := numSet(set, uid)
+	if err != nil {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+	}
+	mods, ok := cmd.balanced()
+	f := strings.Fields(mods)
+	if !ok || len(f) != 2 || !strings.EqualFold(f[0], "UNCHANGEDSINCE") || !cmd.sp() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want (UNCHANGEDSINCE mod-sequence)")
+	}
+	since, err := strconv.ParseUint(f[1], 10, 63)
+	if err != nil {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: bad UNCHANGEDSINCE mod-sequence "+strconv.Quote(f[1]))
+	}
+	item := strings.ToUpper(cmd.atom())
+	sf := &imap.StoreFlags{}
+	if strings.HasSuffix(item, ".SILENT") {
+		sf.Silent = true
+		item = strings.TrimSuffix(item, ".SILENT")
+	}
+	switch item {
+	case "FLAGS":
+		sf.Op = imap.StoreFlagsSet
+	case "+FLAGS":
+		sf.Op = imap.StoreFlagsAdd
+	case "-FLAGS":
+		sf.Op = imap.StoreFlagsDel
+	default:
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want FLAGS, +FLAGS or -FLAGS")
+	}
+	if !cmd.sp() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want flags")
+	}
+	rest := string(cmd.args[cmd.pos:])
+	if strings.HasPrefix(rest, "(") {
+		if !strings.HasSuffix(rest, ")") {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in the flag list")
+		}
+		rest = rest[1 : len(rest)-1]
+	}
+	for _, fl := range strings.Fields(rest) {
+		name := strings.TrimPrefix(fl, `\`)
+		if name == "" || strings.ContainsAny(name, `\()[]{"%*`) || bytes.IndexByte([]byte(name), 0) >= 0 {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: bad flag "+strconv.Quote(fl))
+		}
+		sf.Flags = append(sf.Flags, imap.Flag(fl))
+	}
+	p.cond.Store(true)
+	v := sess.view
+	if v.ReadOnly() {
+		return p.respond(cmd.tag, "NO Mailbox is read-only")
+	}
+	if err := checkKeywords(sf.Flags); err != nil {
+		return p.respond(cmd.tag, "NO [CANNOT] "+err.(*imap.Error).Text)
+	}
+	items := v.Items(ns)
+	if !uid {
+		k := 0
+		for _, it := range items {
+			if it.Seq != 0 {
+				items[k] = it
+				k++
+			}
+		}
+		items = items[:k]
+	}
+	mb := v.Mailbox()
+	var modified imap.SeqSet
+	changed := map[int]bool{}
+	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: flags in "+mb.Name(), func(w *mailstore.Writer) error {
+		modified, changed = nil, map[int]bool{} // it may run twice
+		for i, it := range items {
+			if w.ModSeq(mb, it.Msg) > since {
+				if uid {
+					modified.AddNum(uint32(it.Msg.UID))
+				} else {
+					modified.AddNum(it.Seq)
+				}
+				continue
+			}
+			cur := w.Flags(mb, it.Msg)
+			nf := applyStore(cur, sf)
+			if sameFlags(nf, cur) {
+				continue
+			}
+			if err := w.SetFlags(mb, it.Msg, nf, echoSource(v, nf)); err != nil {
+				return err
+			}
+			changed[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return p.respond(cmd.tag, "NO "+err.Error())
+	}
+	var b bytes.Buffer
+	skip := map[uint32]bool{}
+	if n, ok := modified.Nums(); ok {
+		for _, x := range n {
+			skip[x] = true
+		}
+	}
+	for i, it := range items {
+		if it.Seq == 0 || (sf.Silent && !changed[i]) {
+			continue
+		}
+		if uid && skip[uint32(it.Msg.UID)] || !uid && skip[it.Seq] {
+			continue
+		}
+		flags, ms := mb.FlagsModSeq(it.Msg)
+		b.WriteString("* " + strconv.FormatUint(uint64(it.Seq), 10) + " FETCH (MODSEQ (" + strconv.FormatUint(ms, 10) + ")")
+		if uid {
+			b.WriteString(" UID " + strconv.FormatUint(uint64(it.Msg.UID), 10))
+		}
+		if !sf.Silent {
+			if hasFlag(it.Flags, `\Recent`) {
+				flags = append(flags, `\Recent`)
+			}
+			var fs []string
+			for _, fl := range v.Visible(flags) {
+				fs = append(fs, string(fl))
+			}
+			b.WriteString(" FLAGS (" + strings.Join(fs, " ") + ")")
+		}
+		b.WriteString(")\r\n")
+	}
+	if len(modified) > 0 {
+		b.WriteString(cmd.tag + " OK [MODIFIED " + modified.String() + "] Conditional " + cmd.name + " failed\r\n")
+	} else {
+		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
+	}
+	return p.writeOut(b.Bytes())
 }

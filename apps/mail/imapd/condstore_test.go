@@ -110,6 +110,59 @@ func TestRFC7162Condstore(t *testing.T) {
 			wantStatus(t, "CHANGEDSINCE without a value", second(s.do("FETCH 1 (FLAGS) (CHANGEDSINCE)")), "BAD")
 			wantStatus(t, "an unknown modifier", second(s.do("FETCH 1 (FLAGS) (FOO 1)")), "BAD")
 		}},
+		{"3.1.3: STORE (UNCHANGEDSINCE): the check and the change in one commit, [MODIFIED set]", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			u, st := s.do(`STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\Seen)`, n)
+			if st != "OK STORE completed" || len(u) != 1 || !strings.Contains(u[0], `\Seen`) || modseqOf(t, u[0]) <= n {
+				t.Fatalf("STORE UNCHANGEDSINCE current: %q %s", u, st)
+			}
+			m := modseqOf(t, u[0])
+			u, st = s.do(`STORE 1:2 (UNCHANGEDSINCE %d) +FLAGS (\Flagged)`, n)
+			if st != "OK [MODIFIED 1] Conditional STORE failed" || len(u) != 1 || !strings.HasPrefix(u[0], "* 2 FETCH (MODSEQ (") || !strings.Contains(u[0], `\Flagged`) {
+				t.Errorf("STORE UNCHANGEDSINCE older than 1: %q %s, want [MODIFIED 1] and 2 changed", u, st)
+			}
+			u, st = s.do(`UID STORE 1:2 (UNCHANGEDSINCE 0) FLAGS ()`)
+			if st != "OK [MODIFIED 1:2] Conditional UID STORE failed" || len(u) != 0 {
+				t.Errorf("UID STORE UNCHANGEDSINCE 0: %q %s, want [MODIFIED 1:2] and nothing", u, st)
+			}
+			u, st = s.do(`UID STORE 1 (UNCHANGEDSINCE %d) -FLAGS.SILENT (\Seen)`, m)
+			if st != "OK UID STORE completed" || len(u) != 1 || !regexp.MustCompile(`^\* 1 FETCH \(MODSEQ \(\d+\) UID 1\)$`).MatchString(u[0]) || modseqOf(t, u[0]) <= m {
+				t.Errorf("UID STORE .SILENT: %q %s, want MODSEQ and UID only", u, st)
+			}
+			u = s.ok("FETCH 1:* (FLAGS)")
+			if len(u) != 2 || strings.Contains(u[0], `\Seen`) || strings.Contains(u[0], `\Flagged`) || !strings.Contains(u[1], `\Flagged`) {
+				t.Errorf("after: %q", u)
+			}
+			s.ok("EXAMINE INBOX")
+			wantStatus(t, "STORE UNCHANGEDSINCE in EXAMINE", second(s.do(`STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\Seen)`)), "NO")
+			wantStatus(t, "bad modifier value", second(s.do(`STORE 1 (UNCHANGEDSINCE x) +FLAGS (\Seen)`)), "BAD")
+		}},
+		{"3.1.3: two sessions' STORE (UNCHANGEDSINCE) of one message at once: exactly one wins", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			o := dialRaw(t, tg(h), "alice")
+			o.ok("SELECT INBOX (CONDSTORE)")
+			for i := 0; i < 5; i++ {
+				ta := s.send(`STORE 1 (UNCHANGEDSINCE %d) FLAGS.SILENT ($a%d)`, n, i)
+				tb := o.send(`STORE 1 (UNCHANGEDSINCE %d) FLAGS.SILENT ($b%d)`, n, i)
+				_, sa := s.wait(ta)
+				_, sb := o.wait(tb)
+				won := 0
+				for _, st := range []string{sa, sb} {
+					switch st {
+					case "OK STORE completed":
+						won++
+					case "OK [MODIFIED 1] Conditional STORE failed":
+					default:
+						t.Fatalf("round %d: %s", i, st)
+					}
+				}
+				if won != 1 {
+					t.Fatalf("round %d: %s and %s, want exactly one to win", i, sa, sb)
+				}
+				u := s.ok("FETCH 1 (MODSEQ)")
+				n = modseqOf(t, u[len(u)-1])
+			}
+		}},
 		{"3.1.10: STATUS HIGHESTMODSEQ, alone and with other items", func(t *testing.T, s *rawSession, h *harness) {
 			u := s.ok("STATUS INBOX (HIGHESTMODSEQ)")
 			if len(u) != 1 || !regexp.MustCompile(`^\* STATUS INBOX \(HIGHESTMODSEQ \d+\)$`).MatchString(u[0]) {
