@@ -33,14 +33,13 @@ import (
 // 3.1). A command line longer than the layer's input buffer (4 KiB) is
 // passed on as it is.
 //
-//   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd).
-//
-// Not yet (so CONDSTORE is not announced): SEARCH MODSEQ.
+//   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd), and
+//     so is SEARCH with a MODSEQ key (searchCmd).
 
 // condCommands are the commands condCommand looks at.
 var condCommands = map[string]bool{
 	"ENABLE": true, "SELECT": true, "EXAMINE": true, "STATUS": true, "FETCH": true, "UID FETCH": true,
-	"STORE": true, "UID STORE": true,
+	"STORE": true, "UID STORE": true, "SEARCH": true, "UID SEARCH": true,
 }
 
 // condHook is what to do to the output of the command in progress.
@@ -100,10 +99,12 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		relevant = strings.Contains(up, "HIGHESTMODSEQ")
 	case "STORE", "UID STORE":
 		relevant = strings.Contains(up, "UNCHANGEDSINCE")
+	case "SEARCH", "UID SEARCH":
+		relevant = strings.Contains(up, "MODSEQ")
 	default:
 		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE")
 	}
-	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS") {
+	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS" || name == "SEARCH" || name == "UID SEARCH") {
 		relevant = true // the rest is after the literal
 	}
 	if !relevant {
@@ -125,6 +126,8 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		return true, statusCmd(p, cmd)
 	case "STORE", "UID STORE":
 		return true, storeCmd(p, cmd)
+	case "SEARCH", "UID SEARCH":
+		return true, searchCmd(p, cmd)
 	}
 	return true, fetchCmd(p, cmd)
 }
@@ -716,5 +719,141 @@ func storeCmd(p *proto, cmd *command) error {
 	} else {
 		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
 	}
+	return p.writeOut(b.Bytes())
+}
+
+// rebuild writes the command back as the client sent it, its literals
+// non-synchronizing, for imapserver.
+func (c *command) rebuild() []byte {
+	out := []byte(c.tag + " " + c.name)
+	for i := 0; i < len(c.args); i++ {
+		if c.args[i] == 0 && i+2 < len(c.args) {
+			lit := c.lits[int(c.args[i+1])<<8|int(c.args[i+2])]
+			out = append(out, "{"+strconv.Itoa(len(lit))+"+}\r\n"...)
+			out = append(out, lit...)
+			i += 2
+			continue
+		}
+		out = append(out, c.args[i])
+	}
+	return append(out, "\r\n"...)
+}
+
+// searchCmd answers SEARCH and UID SEARCH with a MODSEQ key (RFC 7162
+// 3.1.5): the matches, and the highest MODSEQ among them, as "(MODSEQ n)"
+// at the end of the SEARCH response or as ESEARCH's MODSEQ (RFC 4731, with
+// RETURN). A SEARCH without MODSEQ (seen only once its literals were read)
+// goes to imapserver as it came.
+func searchCmd(p *proto, cmd *command) error {
+	if !bytes.Contains(bytes.ToUpper(cmd.args), []byte("MODSEQ")) {
+		p.input = cmd.rebuild()
+		return nil
+	}
+	sess, err := p.selected(cmd)
+	if sess == nil {
+		return err
+	}
+	uid := cmd.name == "UID SEARCH"
+	if !cmd.sp() {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want search keys")
+	}
+	want := map[string]bool{}
+	esearch := false
+	if save := cmd.pos; strings.EqualFold(cmd.atom(), "RETURN") {
+		esearch = true
+		if !cmd.sp() {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
+		}
+		opts, ok := cmd.balanced()
+		if !ok {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
+		}
+		for _, o := range strings.Fields(strings.ToUpper(opts)) {
+			switch o {
+			case "MIN", "MAX", "COUNT", "ALL", "SAVE":
+				want[o] = true
+			default:
+				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: unknown RETURN option "+strconv.Quote(o))
+			}
+		}
+		if len(want) == 0 {
+			want["ALL"] = true
+		}
+		if !cmd.sp() {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want search keys")
+		}
+	} else {
+		cmd.pos = save
+	}
+	if save := cmd.pos; strings.EqualFold(cmd.atom(), "CHARSET") {
+		if ok, err := p.charset(cmd); !ok {
+			return err
+		}
+	} else {
+		cmd.pos = save
+	}
+	start := cmd.pos
+	crit, err := cmd.searchProgram()
+	if err != nil {
+		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+	}
+	cmd.pos = start
+	items, ok, err := p.matches(sess, cmd, uid)
+	if !ok {
+		return err
+	}
+	p.cond.Store(true)
+	var high uint64
+	for _, it := range items {
+		high = max(high, it.ModSeq)
+	}
+	withModSeq := hasModSeq(crit) && len(items) > 0
+	var b bytes.Buffer
+	if esearch {
+		var ret []string
+		for _, o := range []string{"MIN", "MAX", "ALL", "COUNT"} {
+			if want[o] {
+				ret = append(ret, o)
+			}
+		}
+		if want["SAVE"] {
+			var set imap.UIDSet
+			saved := items
+			if !want["ALL"] && !want["COUNT"] && (want["MIN"] || want["MAX"]) && len(items) > 0 {
+				saved = nil
+				if want["MIN"] {
+					saved = append(saved, items[0])
+				}
+				if want["MAX"] {
+					saved = append(saved, items[len(items)-1])
+				}
+			}
+			for _, it := range saved {
+				set.AddNum(it.Msg.UID)
+			}
+			sess.view.SearchRes = set
+		}
+		if len(ret) > 0 {
+			writeESort(&b, cmd.tag, items, ret, uid)
+			if withModSeq {
+				b.Truncate(b.Len() - 2)
+				b.WriteString(" MODSEQ " + strconv.FormatUint(high, 10) + "\r\n")
+			}
+		}
+	} else {
+		b.WriteString("* SEARCH")
+		for _, it := range items {
+			n := uint64(it.Seq)
+			if uid {
+				n = uint64(it.Msg.UID)
+			}
+			b.WriteString(" " + strconv.FormatUint(n, 10))
+		}
+		if withModSeq {
+			b.WriteString(" (MODSEQ " + strconv.FormatUint(high, 10) + ")")
+		}
+		b.WriteString("\r\n")
+	}
+	b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
 	return p.writeOut(b.Bytes())
 }

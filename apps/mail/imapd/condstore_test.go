@@ -163,6 +163,31 @@ func TestRFC7162Condstore(t *testing.T) {
 				n = modseqOf(t, u[len(u)-1])
 			}
 		}},
+		{"3.1.5: SEARCH MODSEQ, with (MODSEQ n) of the matches; ESEARCH's MODSEQ", func(t *testing.T, s *rawSession, h *harness) {
+			s.ok("SELECT INBOX (CONDSTORE)")
+			u := s.ok(`STORE 2 +FLAGS (\Flagged)`)
+			m := modseqOf(t, u[0])
+			ms := strconv.FormatUint(m, 10)
+			for _, c := range []struct{ cmd, want string }{
+				{"SEARCH MODSEQ " + ms, "* SEARCH 2 (MODSEQ " + ms + ")"},
+				{"UID SEARCH MODSEQ 1", "* SEARCH 1 2 (MODSEQ " + ms + ")"},
+				{"SEARCH MODSEQ " + strconv.FormatUint(m+1, 10), "* SEARCH"},
+				{`SEARCH MODSEQ "/flags/\\flagged" all ` + ms, "* SEARCH 2 (MODSEQ " + ms + ")"},
+				{"SEARCH CHARSET UTF-8 OR MODSEQ " + ms + " SUBJECT a", "* SEARCH 1 2 (MODSEQ " + ms + ")"},
+				{"SEARCH NOT MODSEQ " + ms, "* SEARCH 1 (MODSEQ "},
+			} {
+				u, st := s.do("%s", c.cmd)
+				if st != "OK SEARCH completed" && st != "OK UID SEARCH completed" || len(u) != 1 || !strings.HasPrefix(u[0], c.want) {
+					t.Errorf("%s: %q %s, want %s", c.cmd, u, st, c.want)
+				}
+			}
+			tag := s.send("SEARCH RETURN (COUNT MIN) MODSEQ 1")
+			u, _ = s.wait(tag)
+			if want := `* ESEARCH (TAG "` + tag + `") MIN 1 COUNT 2 MODSEQ ` + ms; len(u) != 1 || u[0] != want {
+				t.Errorf("ESEARCH: %q, want %s", u, want)
+			}
+			wantStatus(t, "MODSEQ without a value", second(s.do("SEARCH MODSEQ")), "BAD")
+		}},
 		{"3.1.10: STATUS HIGHESTMODSEQ, alone and with other items", func(t *testing.T, s *rawSession, h *harness) {
 			u := s.ok("STATUS INBOX (HIGHESTMODSEQ)")
 			if len(u) != 1 || !regexp.MustCompile(`^\* STATUS INBOX \(HIGHESTMODSEQ \d+\)$`).MatchString(u[0]) {
