@@ -426,9 +426,6 @@ func fetchCmd(p *proto, cmd *command) error {
 	if hasCS && !hasFlags {
 		out = append(out, "FLAGS")
 	}
-	if len(out) == 0 {
-		out = append(out, "UID")
-	}
 	if hasCS {
 		ns, err := numSet(set, uid)
 		if err != nil {
@@ -448,6 +445,27 @@ func fetchCmd(p *proto, cmd *command) error {
 			return p.respond(cmd.tag, "OK "+cmd.name+" completed")
 		}
 		set = narrow.String()
+	}
+	if len(out) == 0 {
+		// MODSEQ alone: answered here, as imapserver has no item to
+		// fetch.
+		ns, err := numSet(set, uid)
+		if err != nil {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+		}
+		var b bytes.Buffer
+		for _, it := range sess.view.Items(ns) {
+			if it.Seq == 0 {
+				continue
+			}
+			b.WriteString("* " + strconv.FormatUint(uint64(it.Seq), 10) + " FETCH (MODSEQ (" + strconv.FormatUint(it.ModSeq, 10) + ")")
+			if uid {
+				b.WriteString(" UID " + strconv.FormatUint(uint64(it.Msg.UID), 10))
+			}
+			b.WriteString(")\r\n")
+		}
+		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
+		return p.writeOut(b.Bytes())
 	}
 	p.input = []byte(cmd.tag + " " + cmd.name + " " + set + " (" + strings.Join(out, " ") + ")\r\n")
 	return nil

@@ -50,12 +50,14 @@
 // by Session.Search, the keys read from the parse cache. sort_test.go
 // checks every answer against Dovecot's.
 //
-// Not yet: CONDSTORE and QRESYNC (RFC 7162). They need a MODSEQ per
-// message and a HIGHESTMODSEQ per mailbox kept in the mailstore, and
-// changes to responses imapserver writes itself (MODSEQ in every FETCH of
-// flags, VANISHED for EXPUNGE, HIGHESTMODSEQ in SELECT's), which the
-// layer can do as it already follows imapserver's output; they are not
-// announced.
+// CONDSTORE (RFC 7162 3) is the layer's too (condstore.go), over the
+// MODSEQ per message and HIGHESTMODSEQ per mailbox that the mailstore keeps
+// (durable, monotonic, kept across replica merges): ENABLE, SELECT/EXAMINE
+// (CONDSTORE) and HIGHESTMODSEQ, STATUS HIGHESTMODSEQ, FETCH MODSEQ and
+// CHANGEDSINCE, MODSEQ in every FETCH response once enabled, STORE
+// UNCHANGEDSINCE with [MODIFIED] (check and change in one commit), SEARCH
+// MODSEQ. condstore_test.go checks it per RFC section, and against Dovecot.
+// Not yet: QRESYNC (RFC 7162 3.2), not announced.
 package imapd
 
 import (

@@ -520,7 +520,7 @@ func (p *proto) extraCaps() string {
 }
 
 // layerCaps are announced after login.
-const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
+const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE"
 
 // serveConn begins serving a client's connection (tlsDone: under implicit
 // TLS, done by the caller).
