@@ -41,7 +41,7 @@ func TestRFC7162CondstoreDovecot(t *testing.T) {
 			}
 			code := ""
 			if i := strings.Index(st, "]"); strings.Contains(st, "[") && i > 0 && !strings.Contains(st, "[CLIENTBUG]") {
-				code = st[strings.Index(st, "["):i+1]
+				code = st[strings.Index(st, "[") : i+1]
 			}
 			out = append(out, strings.Fields(st)[0]+" "+code)
 			return u
