@@ -439,6 +439,11 @@ type MailboxInfo struct {
 	// HighestModSeq is the mailbox's HIGHESTMODSEQ when this was written
 	// (see modseq.go); EXPUNGE writes it, so that it never goes back.
 	HighestModSeq uint64 `json:"highestmodseq,omitempty"`
+	// Vanished are the UIDs expunged, with the MODSEQ of their expunge
+	// (QRESYNC, RFC 7162 3.2; see modseq.go). Those expunged at or
+	// before VanishedFloor have been forgotten.
+	Vanished      []VanishedRange `json:"vanished,omitempty"`
+	VanishedFloor uint64          `json:"vanished_floor,omitempty"`
 }
 
 // Message is one message of a mailbox, as the index holds it.
@@ -733,6 +738,7 @@ func (mb *Mailbox) Info() MailboxInfo {
 	defer mb.mu.RUnlock()
 	i := mb.info
 	i.SpecialUse = append([]imap.MailboxAttr(nil), i.SpecialUse...)
+	i.Vanished = append([]VanishedRange(nil), i.Vanished...)
 	i.RecentFrom = mb.recentFrom
 	i.HighestModSeq = mb.highestModSeq
 	return i

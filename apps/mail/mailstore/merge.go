@@ -85,6 +85,10 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 		m.RecentFrom = t.RecentFrom
 	}
 	m.HighestModSeq = max(m.HighestModSeq, t.HighestModSeq)
+	// Expunged UIDs: those of both sides (a UID is never reused).
+	m.VanishedFloor = max(m.VanishedFloor, t.VanishedFloor)
+	m.Vanished = append(m.Vanished, t.Vanished...)
+	m.normVanished()
 	if t.Name != b.Name {
 		m.Name = t.Name
 	}
@@ -129,6 +133,7 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			// A new message to clients (and its old UID expunged).
 			nm.setMetaModSeq(w.modSeq(mb))
 			i.HighestModSeq = nm.modseq
+			i.addVanished(m.UID, nm.modseq)
 			i.UIDNext++
 			// The flags move to the new UID's chunk.
 			w.gone[m] = true

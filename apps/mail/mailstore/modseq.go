@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"sort"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -123,4 +124,70 @@ func (w *Writer) Flags(mb *Mailbox, msg *Message) []imap.Flag {
 		return append([]imap.Flag(nil), f...)
 	}
 	return mb.Flags(msg)
+}
+
+// VanishedRange is a range of expunged UIDs and the MODSEQ of their
+// expunge.
+type VanishedRange struct {
+	Lo     imap.UID `json:"lo"`
+	Hi     imap.UID `json:"hi"`
+	ModSeq uint64   `json:"modseq"`
+}
+
+// maxVanished bounds the ranges kept in mailbox.json; older ones are
+// forgotten (VanishedFloor), after which a client that resyncs from before
+// them is told every UID it knows that is gone.
+const maxVanished = 1000
+
+// addVanished records that uid was expunged at modseq.
+func (i *MailboxInfo) addVanished(uid imap.UID, modseq uint64) {
+	if n := len(i.Vanished); n > 0 {
+		last := &i.Vanished[n-1]
+		if last.ModSeq == modseq && last.Hi+1 == uid {
+			last.Hi = uid
+			return
+		}
+	}
+	i.Vanished = append(i.Vanished, VanishedRange{uid, uid, modseq})
+	i.normVanished()
+}
+
+// normVanished sorts the ranges by MODSEQ, then UID, drops duplicates and
+// forgets the oldest beyond maxVanished.
+func (i *MailboxInfo) normVanished() {
+	v := i.Vanished
+	sort.Slice(v, func(a, b int) bool {
+		if v[a].ModSeq != v[b].ModSeq {
+			return v[a].ModSeq < v[b].ModSeq
+		}
+		return v[a].Lo < v[b].Lo
+	})
+	k := 0
+	for _, r := range v {
+		if r.ModSeq <= i.VanishedFloor || (k > 0 && v[k-1] == r) {
+			continue
+		}
+		v[k] = r
+		k++
+	}
+	v = v[:k]
+	if len(v) > maxVanished {
+		i.VanishedFloor = v[len(v)-maxVanished-1].ModSeq
+		v = append([]VanishedRange(nil), v[len(v)-maxVanished:]...)
+	}
+	i.Vanished = v
+}
+
+// VanishedSince returns the UIDs expunged after modseq. complete is false
+// when some of those may have been forgotten (modseq is below the floor):
+// then the caller must take every UID it cannot find as expunged.
+func (mb *Mailbox) VanishedSince(modseq uint64) (uids imap.UIDSet, complete bool) {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	for _, r := range mb.info.Vanished {
+		if r.ModSeq > modseq {
+			uids.AddRange(r.Lo, r.Hi)
+		}
+	}
+	return uids, modseq >= mb.info.VanishedFloor
 }

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -245,5 +246,79 @@ func TestWriterModSeq(t *testing.T) {
 	defer v.Close()
 	if its := v.Items(nil); len(its) != 1 || its[0].ModSeq != inbox.ModSeq(m) {
 		t.Errorf("Items: got %+v, want MODSEQ %d", its, inbox.ModSeq(m))
+	}
+}
+
+// TestVanished: expunged UIDs are kept with the MODSEQ of their expunge
+// (ranges within a commit), across a restart and a merge, and the oldest
+// are forgotten beyond maxVanished.
+func TestVanished(t *testing.T) {
+	ctx := context.Background()
+	st, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	for i := 0; i < 5; i++ {
+		if err := ms.Update(ctx, "alice", "a", func(w *Writer) error {
+			_, err := w.Append(inbox, testMsg(i), nil, time.Time{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := append([]*Message(nil), inbox.msgs...)
+	before := inbox.HighestModSeq()
+	expunge := func(ms2 ...*Message) {
+		t.Helper()
+		if err := ms.Update(ctx, "alice", "x", func(w *Writer) error {
+			for _, m := range ms2 {
+				if err := w.Expunge(inbox, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expunge(msgs[1], msgs[2])
+	mid := inbox.HighestModSeq()
+	expunge(msgs[4])
+	check := func(mb *Mailbox, since uint64, want string) {
+		t.Helper()
+		got, complete := mb.VanishedSince(since)
+		if got.String() != want || !complete {
+			t.Errorf("VanishedSince(%d): %v (complete %v), want %s", since, got, complete, want)
+		}
+	}
+	check(inbox, before, "2:3,5")
+	check(inbox, mid, "5")
+	check(inbox, inbox.HighestModSeq(), "")
+	if n := len(inbox.Info().Vanished); n != 2 {
+		t.Errorf("ranges: %d, want 2 (one per commit)", n)
+	}
+	ms2, err := Open(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms2.Close()
+	u2, _ := ms2.User(ctx, "alice")
+	in2, _ := u2.Mailbox("INBOX")
+	check(in2, before, "2:3,5")
+
+	// The oldest are forgotten.
+	var i MailboxInfo
+	for k := 1; k <= maxVanished+10; k++ {
+		i.addVanished(imap.UID(2*k), uint64(k))
+	}
+	if len(i.Vanished) != maxVanished || i.VanishedFloor != 10 || i.Vanished[0].Lo != 22 {
+		t.Errorf("bounded: %d ranges, floor %d, first %+v", len(i.Vanished), i.VanishedFloor, i.Vanished[0])
+	}
+	// A merge keeps both sides'.
+	got, err := Merge("mail/a/b/mailbox.json", []byte(`{"name":"INBOX","uidnext":5}`),
+		[]byte(`{"name":"INBOX","uidnext":5,"vanished":[{"lo":1,"hi":1,"modseq":7}]}`),
+		[]byte(`{"name":"INBOX","uidnext":5,"vanished":[{"lo":3,"hi":4,"modseq":5}]}`))
+	var mi MailboxInfo
+	if err != nil || json.Unmarshal(got, &mi) != nil || len(mi.Vanished) != 2 || mi.Vanished[0].Lo != 3 || mi.Vanished[1].Lo != 1 {
+		t.Errorf("merge: %s, %v", got, err)
 	}
 }

@@ -59,6 +59,7 @@ func (w *Writer) info(mb *Mailbox) (*MailboxInfo, error) {
 		if i.UIDNext > mbx.info.UIDNext {
 			mbx.info.UIDNext = i.UIDNext
 		}
+		mbx.info.Vanished, mbx.info.VanishedFloor = i.Vanished, i.VanishedFloor
 		mbx.mu.Unlock()
 	})
 	return &i, nil
@@ -381,6 +382,7 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 		i.UIDNext = msg.UID + 1
 	}
 	i.HighestModSeq = w.modSeq(mb)
+	i.addVanished(msg.UID, i.HighestModSeq)
 	if err := w.putInfo(mb, i); err != nil {
 		return err
 	}
