@@ -2,6 +2,8 @@ package imapd
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -47,6 +49,17 @@ type condHook struct {
 	tag  string // "" for none
 	kind hookKind
 	mb   *mailstore.Mailbox // hookStatus
+	// hookEnable: what the command asked for.
+	cond, qres bool
+	// hookSelect: SELECT (QRESYNC ...)'s parameters, if any.
+	qr *qresyncParams
+}
+
+// qresyncParams are SELECT's QRESYNC parameters (RFC 7162 3.2.5).
+type qresyncParams struct {
+	uidValidity uint32
+	modSeq      uint64
+	known       imap.UIDSet // nil: all
 }
 
 type hookKind int
@@ -94,7 +107,7 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 	var relevant bool
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE":
-		relevant = strings.Contains(up, "CONDSTORE")
+		relevant = strings.Contains(up, "CONDSTORE") || strings.Contains(up, "QRESYNC")
 	case "STATUS":
 		relevant = strings.Contains(up, "HIGHESTMODSEQ")
 	case "STORE", "UID STORE":
@@ -102,7 +115,7 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 	case "SEARCH", "UID SEARCH":
 		relevant = strings.Contains(up, "MODSEQ")
 	default:
-		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE")
+		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE") || strings.Contains(up, "VANISHED")
 	}
 	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS" || name == "SEARCH" || name == "UID SEARCH") {
 		relevant = true // the rest is after the literal
@@ -146,23 +159,26 @@ func injString(s string) string {
 // on; imapserver answers, and its ENABLED response gets CONDSTORE.
 func enableCmd(p *proto, cmd *command) error {
 	var rest []string
-	cond := false
+	cond, qres := false, false
 	for cmd.sp() {
 		c := cmd.atom()
 		if c == "" {
 			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want capabilities")
 		}
-		if strings.EqualFold(c, "CONDSTORE") {
+		switch strings.ToUpper(c) {
+		case "CONDSTORE":
 			cond = true
-			continue
+		case "QRESYNC":
+			qres = true
+		default:
+			rest = append(rest, c)
 		}
-		rest = append(rest, c)
 	}
 	if !cmd.end() {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in ENABLE")
 	}
-	if cond {
-		p.setHook(condHook{tag: cmd.tag, kind: hookEnable})
+	if cond || qres {
+		p.setHook(condHook{tag: cmd.tag, kind: hookEnable, cond: cond, qres: qres})
 	}
 	line := cmd.tag + " ENABLE"
 	for _, c := range rest {
@@ -183,6 +199,7 @@ func selectCmd(p *proto, cmd *command) error {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want a mailbox")
 	}
 	cond := false
+	var qr *qresyncParams
 	if cmd.sp() {
 		if cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
 			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want select parameters")
@@ -192,6 +209,14 @@ func selectCmd(p *proto, cmd *command) error {
 			switch a := cmd.atom(); strings.ToUpper(a) {
 			case "CONDSTORE":
 				cond = true
+			case "QRESYNC":
+				if !p.qres.Load() {
+					return p.bad(cmd.tag, "[CLIENTBUG] QRESYNC is not enabled")
+				}
+				var err error
+				if qr, err = cmd.qresyncParams(); err != nil {
+					return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in QRESYNC: "+err.Error())
+				}
 			default:
 				return p.bad(cmd.tag, "[CLIENTBUG] Unknown select parameter "+strconv.Quote(a))
 			}
@@ -208,7 +233,7 @@ func selectCmd(p *proto, cmd *command) error {
 		p.cond.Store(true)
 	}
 	if p.cond.Load() {
-		p.setHook(condHook{tag: cmd.tag, kind: hookSelect})
+		p.setHook(condHook{tag: cmd.tag, kind: hookSelect, qr: qr})
 	}
 	p.input = []byte(cmd.tag + " " + cmd.name + " " + injString(mbox) + "\r\n")
 	return nil
@@ -384,7 +409,7 @@ func fetchCmd(p *proto, cmd *command) error {
 		atts = []string{string(cmd.args[start:cmd.pos])}
 	}
 	var changedSince uint64
-	hasCS := false
+	hasCS, vanished := false, false
 	if cmd.sp() {
 		mods, ok := cmd.balanced()
 		if !ok {
@@ -403,6 +428,8 @@ func fetchCmd(p *proto, cmd *command) error {
 				}
 				changedSince, hasCS = n, true
 				i++
+			case "VANISHED":
+				vanished = true
 			default:
 				return p.bad(cmd.tag, "[CLIENTBUG] Unknown fetch modifier "+strconv.Quote(f[i]))
 			}
@@ -411,7 +438,22 @@ func fetchCmd(p *proto, cmd *command) error {
 	if !cmd.end() {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error in "+cmd.name)
 	}
+	if vanished && (!uid || !hasCS || !p.qres.Load()) {
+		// RFC 7162 3.2.6.
+		return p.bad(cmd.tag, "[CLIENTBUG] VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled")
+	}
 	p.cond.Store(true)
+	if vanished {
+		ns, err := numSet(set, true)
+		if err != nil {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
+		}
+		if gone := vanishedSince(sess.view.Mailbox(), changedSince, ns.(imap.UIDSet)); len(gone) > 0 {
+			if err := p.writeOut([]byte("* VANISHED (EARLIER) " + gone.String() + "\r\n")); err != nil {
+				return err
+			}
+		}
+	}
 	var out []string
 	hasFlags := false
 	for _, a := range atts {
@@ -482,6 +524,11 @@ func (p *proto) condHead(head []byte) (more, hold bool) {
 	if _, match, partial := fetchHead(head); partial && !match {
 		return true, false
 	}
+	if p.qres.Load() {
+		if _, _, partial := expungeHead(head); partial {
+			return true, false
+		}
+	}
 	if h.tag != "" {
 		for _, pre := range []string{h.tag + " ", "* ENABLED", "* STATUS "} {
 			if len(head) < len(pre) && strings.HasPrefix(pre, string(head)) {
@@ -540,19 +587,38 @@ func (p *proto) condLine(o *outScan, head []byte) []byte {
 		if h.kind == hookSelect && len(rest) >= 2 && strings.EqualFold(string(rest[:2]), "OK") {
 			if sess := p.sess.Load(); sess != nil {
 				o.obuf = append(o.obuf, "* OK [HIGHESTMODSEQ "+strconv.FormatUint(max(sess.selectModSeq, 1), 10)+"] Highest\r\n"...)
+				if h.qr != nil && sess.view != nil {
+					o.obuf = qresyncSelect(o.obuf, sess.view, h.qr)
+				}
 			}
 		}
 		return head
 	}
 	if h.kind == hookEnable && bytes.HasPrefix(head, []byte("* ENABLED")) {
-		if !p.cond.Swap(true) {
-			out := append([]byte("* ENABLED CONDSTORE"), head[len("* ENABLED"):]...)
-			return out
+		out := []byte("* ENABLED")
+		if h.cond && !p.cond.Swap(true) {
+			out = append(out, " CONDSTORE"...)
 		}
-		return head
+		if h.qres && !p.qres.Swap(true) {
+			// QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+			p.cond.Store(true)
+			out = append(out, " QRESYNC"...)
+		}
+		return append(out, head[len("* ENABLED"):]...)
 	}
 	if !p.cond.Load() {
 		return head
+	}
+	if p.qres.Load() {
+		if _, match, _ := expungeHead(head); match {
+			// RFC 7162 3.2.10: VANISHED instead of EXPUNGE.
+			if sess := p.sess.Load(); sess != nil && sess.view != nil {
+				if uid, ok := sess.view.PopExpunged(); ok {
+					return []byte("* VANISHED " + strconv.FormatUint(uint64(uid), 10) + "\r\n")
+				}
+			}
+			return head
+		}
 	}
 	seq, match, _ := fetchHead(head)
 	if !match {
@@ -874,4 +940,139 @@ func searchCmd(p *proto, cmd *command) error {
 	}
 	b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
 	return p.writeOut(b.Bytes())
+}
+
+// qresyncParams reads QRESYNC's "(uidvalidity modseq [known-uids
+// [(seq-match)]])" (the sequence match data is read and not used: it only
+// helps a server that cannot tell expunged UIDs apart, RFC 7162 3.2.5.2).
+func (c *command) qresyncParams() (*qresyncParams, error) {
+	if !c.sp() {
+		return nil, errors.New("want parameters")
+	}
+	s, ok := c.balanced()
+	if !ok {
+		return nil, errors.New("want a parenthesized list")
+	}
+	seqMatch := ""
+	if i := strings.IndexByte(s, '('); i >= 0 {
+		if !strings.HasSuffix(s, ")") {
+			return nil, errors.New("bad sequence match data")
+		}
+		s, seqMatch = strings.TrimSpace(s[:i]), s[i:]
+		if len(strings.Fields(strings.Trim(seqMatch, "()"))) != 2 {
+			return nil, errors.New("bad sequence match data")
+		}
+	}
+	f := strings.Fields(s)
+	if len(f) < 2 || len(f) > 3 || (seqMatch != "" && len(f) != 3) {
+		return nil, errors.New("want uidvalidity, mod-sequence and known UIDs")
+	}
+	uv, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil || uv == 0 {
+		return nil, fmt.Errorf("bad uidvalidity %q", f[0])
+	}
+	ms, err := strconv.ParseUint(f[1], 10, 63)
+	if err != nil || ms == 0 {
+		return nil, fmt.Errorf("bad mod-sequence %q", f[1])
+	}
+	qr := &qresyncParams{uidValidity: uint32(uv), modSeq: ms}
+	if len(f) == 3 {
+		if strings.Contains(f[2], "*") {
+			return nil, fmt.Errorf("bad known UIDs %q", f[2])
+		}
+		if err := parseNumSet(f[2], func(a, b uint32) { qr.known.AddRange(imap.UID(a), imap.UID(b)) }); err != nil {
+			return nil, err
+		}
+	}
+	return qr, nil
+}
+
+// vanishedSince is what VANISHED (EARLIER) reports of the UIDs in set (nil:
+// all) expunged after modseq: those the mailbox remembers, or, where it
+// has forgotten some, every UID of set below UIDNEXT that is not in it.
+func vanishedSince(mb *mailstore.Mailbox, modseq uint64, set imap.UIDSet) imap.UIDSet {
+	gone, complete := mb.VanishedSince(modseq)
+	var out imap.UIDSet
+	if complete {
+		nums, _ := gone.Nums()
+		for _, u := range nums {
+			if set == nil || set.Contains(u) {
+				out.AddNum(u)
+			}
+		}
+		return out
+	}
+	uidNext := mb.Info().UIDNext
+	present := map[imap.UID]bool{}
+	for _, u := range mb.UIDs() {
+		present[u] = true
+	}
+	for u := imap.UID(1); u < uidNext; u++ {
+		if !present[u] && (set == nil || set.Contains(u)) {
+			out.AddNum(u)
+		}
+	}
+	return out
+}
+
+// qresyncSelect appends SELECT (QRESYNC)'s responses (RFC 7162 3.2.5.1) to
+// b: if the UIDVALIDITY is the mailbox's, VANISHED (EARLIER) for the known
+// UIDs expunged since the client's mod-sequence, then a FETCH of each
+// known message changed since.
+func qresyncSelect(b []byte, v *mailstore.View, qr *qresyncParams) []byte {
+	mb := v.Mailbox()
+	if mb.Info().UIDValidity != qr.uidValidity {
+		return b
+	}
+	var known imap.UIDSet
+	if len(qr.known) > 0 {
+		known = qr.known
+	}
+	if gone := vanishedSince(mb, qr.modSeq, known); len(gone) > 0 {
+		b = append(b, "* VANISHED (EARLIER) "+gone.String()+"\r\n"...)
+	}
+	for _, it := range v.Items(nil) {
+		if it.Seq == 0 || it.ModSeq <= qr.modSeq || (known != nil && !known.Contains(it.Msg.UID)) {
+			continue
+		}
+		var fs []string
+		for _, f := range v.Visible(it.Flags) {
+			fs = append(fs, string(f))
+		}
+		b = append(b, "* "+strconv.FormatUint(uint64(it.Seq), 10)+" FETCH (MODSEQ ("+strconv.FormatUint(it.ModSeq, 10)+
+			") UID "+strconv.FormatUint(uint64(it.Msg.UID), 10)+" FLAGS ("+strings.Join(fs, " ")+"))\r\n"...)
+	}
+	return b
+}
+
+// expungeHead matches "* N EXPUNGE" (a whole line): match, or partial if
+// the line is too short to say.
+func expungeHead(head []byte) (seq uint32, match, partial bool) {
+	const pre = "* "
+	if len(head) < len(pre) {
+		return 0, false, strings.HasPrefix(pre, string(head))
+	}
+	if string(head[:2]) != pre {
+		return 0, false, false
+	}
+	i := 2
+	for i < len(head) && head[i] >= '0' && head[i] <= '9' {
+		i++
+	}
+	if i == 2 {
+		return 0, false, i == len(head)
+	}
+	const mid = " EXPUNGE\r\n"
+	rest := string(head[i:])
+	if len(rest) < len(mid) {
+		return 0, false, strings.HasPrefix(mid, rest)
+	}
+	if rest[:len(mid)] != mid {
+		return 0, false, false
+	}
+	n, err := strconv.ParseUint(string(head[2:i]), 10, 32)
+	if err != nil {
+		return 0, false, false
+	}
+	return uint32(n), true, false
 }

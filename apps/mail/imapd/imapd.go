@@ -399,7 +399,11 @@ func (sess *Session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	// Read before the view opens: a change in between is reported again
 	// rather than missed.
 	sess.selectModSeq = mb.HighestModSeq()
-	v, si := mb.Open(options != nil && options.ReadOnly)
+	open := mb.Open
+	if sess.p != nil && sess.p.qres.Load() {
+		open = mb.OpenTracked // for VANISHED (condstore.go)
+	}
+	v, si := open(options != nil && options.ReadOnly)
 	sess.view = v
 	perm := append([]imap.Flag(nil), si.Flags...)
 	perm = append(perm, imap.FlagWildcard)

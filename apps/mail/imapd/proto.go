@@ -60,6 +60,7 @@ type proto struct {
 	// CONDSTORE (condstore.go): enabled for the session, and what to do
 	// to the output of the command in progress (guarded by wmu).
 	cond  atomic.Bool
+	qres  atomic.Bool // QRESYNC enabled (implies cond)
 	hook  condHook
 	input []byte // a command rewritten by the layer, for imapserver to read
 }

@@ -191,3 +191,14 @@ func (mb *Mailbox) VanishedSince(modseq uint64) (uids imap.UIDSet, complete bool
 	}
 	return uids, modseq >= mb.info.VanishedFloor
 }
+
+// UIDs returns the UIDs of the mailbox's messages, in order.
+func (mb *Mailbox) UIDs() []imap.UID {
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	out := make([]imap.UID, len(mb.msgs))
+	for i, m := range mb.msgs {
+		out[i] = m.UID
+	}
+	return out
+}

@@ -22,6 +22,11 @@ type View struct {
 
 	// SearchRes is the saved result of SEARCH RETURN (SAVE).
 	SearchRes imap.UIDSet
+
+	// expunged are the UIDs of the expunges queued on tracker, oldest
+	// first, kept for a view opened by OpenTracked; guarded by mb.mu.
+	trackExpunged bool
+	expunged      []imap.UID
 }
 
 // SelectInfo is what SELECT reports.
@@ -36,9 +41,33 @@ type SelectInfo struct {
 // Open selects mb for a session. A read-write view (SELECT, not EXAMINE)
 // takes the messages that are nobody's \Recent yet.
 func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
+	return mb.open(readOnly, false)
+}
+
+// OpenTracked is Open for a session that reports expunges by UID (QRESYNC's
+// VANISHED): the view keeps the UID of each expunge its tracker queues, in
+// order, for PopExpunged.
+func (mb *Mailbox) OpenTracked(readOnly bool) (*View, SelectInfo) {
+	return mb.open(readOnly, true)
+}
+
+// PopExpunged returns the UID of the oldest expunge not yet popped: the one
+// the tracker's next EXPUNGE response is about.
+func (v *View) PopExpunged() (imap.UID, bool) {
+	v.mb.mu.Lock()
+	defer v.mb.mu.Unlock()
+	if len(v.expunged) == 0 {
+		return 0, false
+	}
+	uid := v.expunged[0]
+	v.expunged = v.expunged[1:]
+	return uid, true
+}
+
+func (mb *Mailbox) open(readOnly, track bool) (*View, SelectInfo) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1)}
+	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1), trackExpunged: track}
 	if !readOnly {
 		for _, m := range mb.msgs {
 			if m.UID >= mb.recentFrom {

@@ -409,6 +409,11 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
 	delete(mb.byKey, msg.Key)
 	mb.bytes -= msg.Size
+	for _, v := range mb.views {
+		if v.trackExpunged {
+			v.expunged = append(v.expunged, msg.UID)
+		}
+	}
 	mb.tracker.QueueExpunge(seq)
 }
 
