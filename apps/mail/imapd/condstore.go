@@ -32,7 +32,24 @@ import (
 //     and the unsolicited flag updates) gets MODSEQ as its first item.
 //
 // Each of these commands enables CONDSTORE for the session (RFC 7162
-// 3.1). A command line longer than the layer's input buffer (4 KiB) is
+// 3.1).
+//
+// QRESYNC (RFC 7162 3.2), once ENABLEd:
+//
+//   - SELECT/EXAMINE mailbox (QRESYNC (uidvalidity modseq [known-uids
+//     [seq-match]])): after HIGHESTMODSEQ, "* VANISHED (EARLIER)" of the
+//     known UIDs expunged since modseq, and a FETCH (MODSEQ UID FLAGS) of
+//     each known message changed since, if uidvalidity is the mailbox's.
+//   - "* n EXPUNGE" becomes "* VANISHED uid": a session that enabled
+//     QRESYNC opens its mailbox with OpenTracked, whose view keeps the UID
+//     of each expunge its tracker queues, in the order imapserver writes
+//     them. (A mailbox selected before ENABLE QRESYNC keeps EXPUNGE.)
+//   - UID FETCH (CHANGEDSINCE n VANISHED): "* VANISHED (EARLIER)" of the
+//     set's UIDs expunged since n, before the FETCH responses.
+//
+// Where mailbox.json has forgotten old expunges (mailstore's
+// VanishedFloor), VANISHED (EARLIER) lists every UID asked about that is
+// gone. A command line longer than the layer's input buffer (4 KiB) is
 // passed on as it is.
 //
 //   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd), and
@@ -111,6 +128,10 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 	case "STATUS":
 		relevant = strings.Contains(up, "HIGHESTMODSEQ")
 	case "STORE", "UID STORE":
+		// A plain STORE .SILENT stays imapserver's: no FETCH with the
+		// new MODSEQ (Dovecot sends one), but its poll at the end of
+		// the command delivers pending updates, new keywords' FLAGS
+		// included, which the layer cannot.
 		relevant = strings.Contains(up, "UNCHANGEDSINCE")
 	case "SEARCH", "UID SEARCH":
 		relevant = strings.Contains(up, "MODSEQ")
@@ -630,7 +651,10 @@ func (p *proto) condLine(o *outScan, head []byte) []byte {
 	}
 	ms := sess.view.ModSeqOfSeq(seq)
 	if ms == 0 {
-		return head
+		// A flag update of a message expunged since, its EXPUNGE
+		// still to come: its MODSEQ is gone, and the mailbox's
+		// HIGHESTMODSEQ is at least as high.
+		ms = sess.view.Mailbox().HighestModSeq()
 	}
 	at := bytes.IndexByte(head, '(') + 1
 	out := append([]byte(nil), head[:at]...)

@@ -56,8 +56,12 @@
 // (CONDSTORE) and HIGHESTMODSEQ, STATUS HIGHESTMODSEQ, FETCH MODSEQ and
 // CHANGEDSINCE, MODSEQ in every FETCH response once enabled, STORE
 // UNCHANGEDSINCE with [MODIFIED] (check and change in one commit), SEARCH
-// MODSEQ. condstore_test.go checks it per RFC section, and against Dovecot.
-// Not yet: QRESYNC (RFC 7162 3.2), not announced.
+// MODSEQ. QRESYNC (RFC 7162 3.2) too, over the expunged UIDs that
+// mailbox.json keeps with their MODSEQ: ENABLE QRESYNC, SELECT/EXAMINE
+// (QRESYNC (...)) with VANISHED (EARLIER) and the changed messages' FETCH,
+// VANISHED instead of EXPUNGE, UID FETCH (CHANGEDSINCE n VANISHED).
+// condstore_test.go and qresync_test.go check them per RFC section, and
+// against Dovecot.
 package imapd
 
 import (

@@ -521,7 +521,7 @@ func (p *proto) extraCaps() string {
 }
 
 // layerCaps are announced after login.
-const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE"
+const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC"
 
 // serveConn begins serving a client's connection (tlsDone: under implicit
 // TLS, done by the caller).
