@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -13,8 +16,9 @@ import (
 // The resync phases: a client that knows a mailbox of -resync-n small
 // messages reconnects after another client changed the flags of 100 of
 // them, and brings its copy up to date, with CONDSTORE (RFC 7162: SELECT
-// (CONDSTORE), then FETCH 1:* (FLAGS) (CHANGEDSINCE its HIGHESTMODSEQ)) and,
-// for comparison, without (SELECT, then FETCH 1:* (UID FLAGS)). The
+// (CONDSTORE), then FETCH 1:* (FLAGS) (CHANGEDSINCE its HIGHESTMODSEQ)),
+// with QRESYNC (ENABLE QRESYNC, then SELECT (QRESYNC (uidvalidity
+// modseq)), which sends the changes itself) and, for comparison, without (SELECT, then FETCH 1:* (UID FLAGS)). The
 // mailbox is filled (pipelined APPENDs, not timed) and changed once;
 // each resync runs twice and the second (warm) run is reported.
 var (
@@ -96,6 +100,15 @@ func resyncPhases(addr string, n int, seed uint64, settle func()) ([]result, err
 	})); err != nil {
 		return nil, err
 	}
+	if err := add(twice(fmt.Sprintf("resync %d msgs after %d flag changes: login, ENABLE QRESYNC, SELECT (QRESYNC (uidvalidity modseq))", n, resyncChanges), func() (int64, int, error) {
+		k, err := qresyncSelect(addr, box, sel.UIDValidity, known)
+		if err == nil && k != resyncChanges {
+			err = fmt.Errorf("SELECT (QRESYNC): %d FETCH responses, want %d", k, resyncChanges)
+		}
+		return 0, k, err
+	})); err != nil {
+		return nil, err
+	}
 	if err := add(twice(fmt.Sprintf("resync %d msgs without CONDSTORE: login, SELECT, FETCH 1:* (UID FLAGS)", n), func() (int64, int, error) {
 		cc, err := login(addr)
 		if err != nil {
@@ -114,4 +127,53 @@ func resyncPhases(addr string, n int, seed uint64, settle func()) ([]result, err
 		return nil, err
 	}
 	return res, nil
+}
+
+// qresyncSelect logs in, enables QRESYNC and selects box with QRESYNC
+// parameters, over raw protocol lines (go-imap's client has no QRESYNC),
+// and returns how many FETCH responses came.
+func qresyncSelect(addr, box string, uidValidity uint32, modSeq uint64) (int, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	read := func(tag string) ([]string, error) {
+		var lines []string
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			l = strings.TrimRight(l, "\r\n")
+			if strings.HasPrefix(l, tag+" ") {
+				if !strings.HasPrefix(l, tag+" OK") {
+					return nil, fmt.Errorf("%s", l)
+				}
+				return lines, nil
+			}
+			lines = append(lines, l)
+		}
+	}
+	if _, err := r.ReadString('\n'); err != nil { // greeting
+		return 0, err
+	}
+	fmt.Fprintf(c, "a LOGIN bench %q\r\nb ENABLE QRESYNC\r\nc EXAMINE %s (QRESYNC (%d %d))\r\n", password, box, uidValidity, modSeq)
+	for _, tag := range []string{"a", "b"} {
+		if _, err := read(tag); err != nil {
+			return 0, err
+		}
+	}
+	lines, err := read("c")
+	if err != nil {
+		return 0, err
+	}
+	k := 0
+	for _, l := range lines {
+		if strings.Contains(l, " FETCH (") {
+			k++
+		}
+	}
+	return k, nil
 }
