@@ -322,3 +322,49 @@ func TestVanished(t *testing.T) {
 		t.Errorf("merge: %s, %v", got, err)
 	}
 }
+
+// TestOpenTracked: a tracked view hands out the UIDs of the expunges queued
+// on its tracker, in order; an untracked one keeps none.
+func TestOpenTracked(t *testing.T) {
+	ctx := context.Background()
+	_, ms := newStore(t)
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	for i := 0; i < 4; i++ {
+		if err := ms.Update(ctx, "alice", "a", func(w *Writer) error {
+			_, err := w.Append(inbox, testMsg(i), nil, time.Time{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tv, _ := inbox.OpenTracked(true)
+	defer tv.Close()
+	pv, _ := inbox.Open(true)
+	defer pv.Close()
+	msgs := append([]*Message(nil), inbox.msgs...)
+	if err := ms.Update(ctx, "alice", "x", func(w *Writer) error {
+		for _, m := range []*Message{msgs[2], msgs[0]} {
+			if err := w.Expunge(inbox, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got []imap.UID
+	for {
+		uid, ok := tv.PopExpunged()
+		if !ok {
+			break
+		}
+		got = append(got, uid)
+	}
+	if fmt.Sprint(got) != "[3 1]" {
+		t.Errorf("tracked: %v, want [3 1] (expunge order)", got)
+	}
+	if _, ok := pv.PopExpunged(); ok {
+		t.Errorf("untracked view: got an expunged UID")
+	}
+}
