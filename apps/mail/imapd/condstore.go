@@ -50,7 +50,8 @@ import (
 // Where mailbox.json has forgotten old expunges (mailstore's
 // VanishedFloor), VANISHED (EARLIER) lists every UID asked about that is
 // gone. A command line longer than the layer's input buffer (4 KiB) is
-// passed on as it is.
+// passed on as it is, but for SELECT and EXAMINE (read up to 64 KiB, for
+// QRESYNC's known UIDs).
 //
 //   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd), and
 //     so is SEARCH with a MODSEQ key (searchCmd).
@@ -118,7 +119,12 @@ func (p *proto) peekLine() []byte {
 func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 	line := p.peekLine()
 	if line == nil {
-		return false, nil
+		if name != "SELECT" && name != "EXAMINE" {
+			return false, nil
+		}
+		// Longer than the input buffer: QRESYNC's known UIDs can be
+		// (selectCmd reads up to maxLayerCommand).
+		line = []byte{}
 	}
 	up := string(bytes.ToUpper(line))
 	var relevant bool
@@ -137,6 +143,9 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		relevant = strings.Contains(up, "MODSEQ")
 	default:
 		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE") || strings.Contains(up, "VANISHED")
+	}
+	if len(line) == 0 {
+		relevant = true
 	}
 	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS" || name == "SEARCH" || name == "UID SEARCH") {
 		relevant = true // the rest is after the literal

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,15 @@ func TestRFC7162Qresync(t *testing.T) {
 		_, _, u = sel(t, c, "EXAMINE INBOX (QRESYNC (1 "+h0+" 1:4))")
 		if index(u, `VANISHED`) >= 0 || index(u, `FETCH`) >= 0 {
 			t.Errorf("EXAMINE (QRESYNC) with another UIDVALIDITY: %q", u)
+		}
+		// Known UIDs longer than the layer's input buffer.
+		var known []string
+		for u := 1; u <= 2001; u += 2 {
+			known = append(known, strconv.Itoa(u))
+		}
+		_, _, u = sel(t, c, "EXAMINE INBOX (QRESYNC ("+uv+" "+h0+" "+strings.Join(known, ",")+"))")
+		if index(u, `^\* VANISHED \(EARLIER\) 3$`) < 0 || index(u, `FETCH`) >= 0 {
+			t.Errorf("EXAMINE (QRESYNC) with %d known UIDs: %q, want VANISHED 3 and no FETCH (2 not known)", len(known), u)
 		}
 		wantStatus(t, "QRESYNC without a mod-sequence", second(c.do("SELECT INBOX (QRESYNC ("+uv+"))")), "BAD")
 	})
