@@ -50,8 +50,8 @@ import (
 // Where mailbox.json has forgotten old expunges (mailstore's
 // VanishedFloor), VANISHED (EARLIER) lists every UID asked about that is
 // gone. A command line longer than the layer's input buffer (4 KiB) is
-// passed on as it is, but for SELECT and EXAMINE (read up to 64 KiB, for
-// QRESYNC's known UIDs).
+// read whole (up to 64 KiB, as Dovecot's limit) to be looked at, and given
+// back to imapserver as it came if it has none of this syntax.
 //
 //   - STORE (UNCHANGEDSINCE n) is answered by the layer (storeCmd), and
 //     so is SEARCH with a MODSEQ key (searchCmd).
@@ -118,47 +118,29 @@ func (p *proto) peekLine() []byte {
 // imapserver.
 func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 	line := p.peekLine()
-	if line == nil {
-		if name != "SELECT" && name != "EXAMINE" {
+	long := line == nil // longer than the input buffer: read whole to see
+	if !long {
+		relevant := condRelevant(name, line)
+		if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS" || name == "SEARCH" || name == "UID SEARCH") {
+			relevant = true // the rest is after the literal
+		}
+		if !relevant {
+			if (name == "SELECT" || name == "EXAMINE") && p.cond.Load() {
+				p.setHook(condHook{tag: tag, kind: hookSelect})
+			}
 			return false, nil
 		}
-		// Longer than the input buffer: QRESYNC's known UIDs can be
-		// (selectCmd reads up to maxLayerCommand).
-		line = []byte{}
-	}
-	up := string(bytes.ToUpper(line))
-	var relevant bool
-	switch name {
-	case "ENABLE", "SELECT", "EXAMINE":
-		relevant = strings.Contains(up, "CONDSTORE") || strings.Contains(up, "QRESYNC")
-	case "STATUS":
-		relevant = strings.Contains(up, "HIGHESTMODSEQ")
-	case "STORE", "UID STORE":
-		// A plain STORE .SILENT stays imapserver's: no FETCH with the
-		// new MODSEQ (Dovecot sends one), but its poll at the end of
-		// the command delivers pending updates, new keywords' FLAGS
-		// included, which the layer cannot.
-		relevant = strings.Contains(up, "UNCHANGEDSINCE")
-	case "SEARCH", "UID SEARCH":
-		relevant = strings.Contains(up, "MODSEQ")
-	default:
-		relevant = strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE") || strings.Contains(up, "VANISHED")
-	}
-	if len(line) == 0 {
-		relevant = true
-	}
-	if _, _, lit := literalAnnounced(bytes.TrimRight(line, "\r\n")); lit && (name == "SELECT" || name == "EXAMINE" || name == "STATUS" || name == "SEARCH" || name == "UID SEARCH") {
-		relevant = true // the rest is after the literal
-	}
-	if !relevant {
-		if (name == "SELECT" || name == "EXAMINE") && p.cond.Load() {
-			p.setHook(condHook{tag: tag, kind: hookSelect})
-		}
-		return false, nil
 	}
 	cmd, err := p.readCommand(tag, name)
 	if err != nil || cmd == nil {
 		return true, err
+	}
+	if long && !condRelevant(name, cmd.args) {
+		if (name == "SELECT" || name == "EXAMINE") && p.cond.Load() {
+			p.setHook(condHook{tag: tag, kind: hookSelect})
+		}
+		p.input = cmd.rebuild()
+		return true, nil
 	}
 	switch name {
 	case "ENABLE":
@@ -173,6 +155,27 @@ func (p *proto) condCommand(tag, name string) (handled bool, err error) {
 		return true, searchCmd(p, cmd)
 	}
 	return true, fetchCmd(p, cmd)
+}
+
+// condRelevant reports whether a command's text may carry CONDSTORE or
+// QRESYNC syntax.
+func condRelevant(name string, text []byte) bool {
+	up := string(bytes.ToUpper(text))
+	switch name {
+	case "ENABLE", "SELECT", "EXAMINE":
+		return strings.Contains(up, "CONDSTORE") || strings.Contains(up, "QRESYNC")
+	case "STATUS":
+		return strings.Contains(up, "HIGHESTMODSEQ")
+	case "STORE", "UID STORE":
+		// A plain STORE .SILENT stays imapserver's: no FETCH with the
+		// new MODSEQ (Dovecot sends one), but its poll at the end of
+		// the command delivers pending updates, new keywords' FLAGS
+		// included, which the layer cannot.
+		return strings.Contains(up, "UNCHANGEDSINCE")
+	case "SEARCH", "UID SEARCH":
+		return strings.Contains(up, "MODSEQ")
+	}
+	return strings.Contains(up, "MODSEQ") || strings.Contains(up, "CHANGEDSINCE") || strings.Contains(up, "VANISHED")
 }
 
 // injString writes s for a rewritten command: an atom, a quoted string or

@@ -188,6 +188,25 @@ func TestRFC7162Condstore(t *testing.T) {
 			}
 			wantStatus(t, "MODSEQ without a value", second(s.do("SEARCH MODSEQ")), "BAD")
 		}},
+		{"commands longer than the layer's input buffer", func(t *testing.T, s *rawSession, h *harness) {
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			s.ok(`STORE 2 +FLAGS (\Answered)`)
+			var set []string
+			for u := 2; u <= 3000; u += 2 {
+				set = append(set, strconv.Itoa(u))
+			}
+			u := s.ok("%s", "UID FETCH "+strings.Join(set, ",")+" (FLAGS) (CHANGEDSINCE "+strconv.FormatUint(n, 10)+")")
+			if len(u) != 1 || !strings.HasPrefix(u[0], "* 2 FETCH (MODSEQ (") {
+				t.Errorf("long UID FETCH CHANGEDSINCE: %q", u)
+			}
+			u = s.ok("%s", "UID FETCH "+strings.Join(set, ",")+" (FLAGS)")
+			if len(u) != 1 || !strings.HasPrefix(u[0], "* 2 FETCH (MODSEQ (") {
+				t.Errorf("long UID FETCH, given back to imapserver: %q", u)
+			}
+			if u := s.ok("%s", "UID SEARCH UID "+strings.Join(set, ",")); len(u) != 1 || u[0] != "* SEARCH 2" {
+				t.Errorf("long UID SEARCH, given back to imapserver: %q", u)
+			}
+		}},
 		{"3.1.10: STATUS HIGHESTMODSEQ, alone and with other items", func(t *testing.T, s *rawSession, h *harness) {
 			u := s.ok("STATUS INBOX (HIGHESTMODSEQ)")
 			if len(u) != 1 || !regexp.MustCompile(`^\* STATUS INBOX \(HIGHESTMODSEQ \d+\)$`).MatchString(u[0]) {
