@@ -1,7 +1,7 @@
 // Command mail benchmarks Nymote's mail appliance against Dovecot with the
 // same IMAP client (go-imap v2), in one run, on loopback:
 //
-//	go run ./bench/mail [-n 5000] [-seed 1] [-only nymote|dovecot] [-nymote-flags "--body-cache 64"]
+//	go run ./bench/mail [-n 5000] [-seed 1] [-only nymote|dovecot] [-nymote-flags "--body-cache 64"] [-resync-n 10000] [-only-resync]
 //	go run ./bench/mail -mem 1000,5000,10000 [-nymote-flags ...]   (mem.go)
 //	go run ./bench/mail -scale 100000 [-nymote-flags ...]           (scale.go)
 //
@@ -14,7 +14,8 @@
 // word and by FROM, STORE +FLAGS \Seen on all, 8 concurrent clients
 // fetching 200 random bodies each, and APPEND of 200 messages by a client
 // that behaves like Python's imaplib (Nagle on, the literal and its CRLF in
-// two writes: see appendLikeImaplib). Read phases run twice; the second (warm)
+// two writes: see appendLikeImaplib), then the resync phases (resync.go:
+// CONDSTORE against a full resync). Read phases run twice; the second (warm)
 // run is reported. It prints a Markdown table with each phase's ratio
 // (Dovecot's time divided by Nymote's: above 1.0 is faster than Dovecot).
 // Run it as root (Dovecot drops privileges to nobody).
@@ -222,6 +223,9 @@ func twice(name string, f func() (int64, int, error)) (result, error) {
 }
 
 func phases(addr string, msgs [][]byte, seed uint64, settle func()) ([]result, error) {
+	if *onlyResync {
+		return resyncPhases(addr, *resyncN, seed, settle)
+	}
 	c, err := login(addr)
 	if err != nil {
 		return nil, err
@@ -353,6 +357,13 @@ func phases(addr string, msgs [][]byte, seed uint64, settle func()) ([]result, e
 		return 0, k, appendLikeImaplib(addr, msgs[:k])
 	})); err != nil {
 		return nil, err
+	}
+	if *resyncN > 0 {
+		rs, err := resyncPhases(addr, *resyncN, seed, settle)
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, rs...)
 	}
 	return res, nil
 }

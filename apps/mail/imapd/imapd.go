@@ -50,12 +50,18 @@
 // by Session.Search, the keys read from the parse cache. sort_test.go
 // checks every answer against Dovecot's.
 //
-// Not yet: CONDSTORE and QRESYNC (RFC 7162). They need a MODSEQ per
-// message and a HIGHESTMODSEQ per mailbox kept in the mailstore, and
-// changes to responses imapserver writes itself (MODSEQ in every FETCH of
-// flags, VANISHED for EXPUNGE, HIGHESTMODSEQ in SELECT's), which the
-// layer can do as it already follows imapserver's output; they are not
-// announced.
+// CONDSTORE (RFC 7162 3) is the layer's too (condstore.go), over the
+// MODSEQ per message and HIGHESTMODSEQ per mailbox that the mailstore keeps
+// (durable, monotonic, kept across replica merges): ENABLE, SELECT/EXAMINE
+// (CONDSTORE) and HIGHESTMODSEQ, STATUS HIGHESTMODSEQ, FETCH MODSEQ and
+// CHANGEDSINCE, MODSEQ in every FETCH response once enabled, STORE
+// UNCHANGEDSINCE with [MODIFIED] (check and change in one commit), SEARCH
+// MODSEQ. QRESYNC (RFC 7162 3.2) too, over the expunged UIDs that
+// mailbox.json keeps with their MODSEQ: ENABLE QRESYNC, SELECT/EXAMINE
+// (QRESYNC (...)) with VANISHED (EARLIER) and the changed messages' FETCH,
+// VANISHED instead of EXPUNGE, UID FETCH (CHANGEDSINCE n VANISHED).
+// condstore_test.go and qresync_test.go check them per RFC section, and
+// against Dovecot.
 package imapd
 
 import (
@@ -266,6 +272,9 @@ type Session struct {
 	p    *proto    // the protocol layer beneath (proto.go)
 	user *mailstore.User
 	view *mailstore.View
+	// selectModSeq is the selected mailbox's HIGHESTMODSEQ, read before
+	// it was opened (condstore.go).
+	selectModSeq uint64
 }
 
 // corked runs fn with the connection's writes held back (see corkConn), for
@@ -391,7 +400,14 @@ func (sess *Session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	if err != nil {
 		return nil, noMailbox(name)
 	}
-	v, si := mb.Open(options != nil && options.ReadOnly)
+	// Read before the view opens: a change in between is reported again
+	// rather than missed.
+	sess.selectModSeq = mb.HighestModSeq()
+	open := mb.Open
+	if sess.p != nil && sess.p.qres.Load() {
+		open = mb.OpenTracked // for VANISHED (condstore.go)
+	}
+	v, si := open(options != nil && options.ReadOnly)
 	sess.view = v
 	perm := append([]imap.Flag(nil), si.Flags...)
 	perm = append(perm, imap.FlagWildcard)

@@ -56,6 +56,13 @@ type proto struct {
 
 	wmu sync.Mutex // writes to outer
 	out outScan
+
+	// CONDSTORE (condstore.go): enabled for the session, and what to do
+	// to the output of the command in progress (guarded by wmu).
+	cond  atomic.Bool
+	qres  atomic.Bool // QRESYNC enabled (implies cond)
+	hook  condHook
+	input []byte // a command rewritten by the layer, for imapserver to read
 }
 
 type inMode int
@@ -128,6 +135,9 @@ func (p *proto) read(c *innerConn, b []byte) (int, error) {
 				return 0, err
 			}
 			if handled {
+				if len(p.input) > 0 {
+					p.mode = inLine
+				}
 				continue
 			}
 			p.mode = inLine
@@ -152,6 +162,15 @@ func (p *proto) read(c *innerConn, b []byte) (int, error) {
 // forwardLine hands imapserver the command line (up to its LF) and, after
 // it, follows a literal's announcement.
 func (p *proto) forwardLine(b []byte) (int, error) {
+	if len(p.input) > 0 {
+		// A command the layer rewrote, literals non-synchronizing.
+		n := copy(b, p.input)
+		p.input = p.input[n:]
+		if len(p.input) == 0 {
+			p.mode = inIdle
+		}
+		return n, nil
+	}
 	if p.br.Buffered() == 0 {
 		if _, err := p.br.Peek(1); err != nil {
 			return 0, err
@@ -211,6 +230,11 @@ func (p *proto) command() (handled bool, err error) {
 		return false, err
 	}
 	tag, name := cmdName(head)
+	if condCommands[name] {
+		if handled, err := p.condCommand(tag, name); handled || err != nil {
+			return true, err
+		}
+	}
 	h := intercepted[name]
 	if h == nil {
 		return false, nil
@@ -306,6 +330,7 @@ type outScan struct {
 	tail  []byte
 	obuf  []byte
 	isCap bool
+	held  bool // the line held is for condHeld, not a capability list
 }
 
 // maxCapLine bounds a capability line held to be rewritten.
@@ -388,11 +413,19 @@ func (o *outScan) scan(p *proto, b []byte) error {
 				o.head = append(o.head, b[:take]...)
 				b = b[take:]
 				isCap, done := classify(o.head)
-				if !done && bytes.IndexByte(o.head, '\n') < 0 {
+				more, hold := false, false
+				if !isCap {
+					more, hold = p.condHead(o.head)
+				}
+				if (!done || more) && bytes.IndexByte(o.head, '\n') < 0 && len(o.head) <= maxCmdHead {
 					continue
 				}
+				if hold {
+					o.held = true
+					isCap = true
+				}
 				if !isCap {
-					h := o.head
+					h := p.condLine(o, o.head)
 					o.head = o.head[:0]
 					o.mid = true
 					o.plain(h)
@@ -408,14 +441,18 @@ func (o *outScan) scan(p *proto, b []byte) error {
 				if i < 0 {
 					if len(o.head) > maxCapLine { // not ours to rewrite
 						h := o.head
-						o.head, o.isCap, o.mid = o.head[:0], false, true
+						o.head, o.isCap, o.held, o.mid = o.head[:0], false, false, true
 						o.plain(h)
 					}
 					continue
 				}
 			}
-			o.obuf = append(o.obuf, addCaps(o.head, p.extraCaps())...)
-			o.head, o.isCap = o.head[:0], false
+			if o.held {
+				o.obuf = append(o.obuf, p.condHeld(o.head)...)
+			} else {
+				o.obuf = append(o.obuf, addCaps(o.head, p.extraCaps())...)
+			}
+			o.head, o.isCap, o.held = o.head[:0], false, false
 		default:
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
@@ -484,7 +521,7 @@ func (p *proto) extraCaps() string {
 }
 
 // layerCaps are announced after login.
-const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
+const layerCaps = "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC"
 
 // serveConn begins serving a client's connection (tlsDone: under implicit
 // TLS, done by the caller).

@@ -22,7 +22,7 @@ func (c *command) searchProgram() (*imap.SearchCriteria, error) {
 		if err != nil {
 			return nil, err
 		}
-		crit.And(k)
+		andCrit(crit, k)
 		if c.end() {
 			return crit, nil
 		}
@@ -58,7 +58,7 @@ func (c *command) searchKey() (*imap.SearchCriteria, error) {
 			if err != nil {
 				return nil, err
 			}
-			crit.And(k)
+			andCrit(crit, k)
 			if c.pos < len(c.args) && c.args[c.pos] == ')' {
 				c.pos++
 				return crit, nil
@@ -176,6 +176,30 @@ func (c *command) searchKey() (*imap.SearchCriteria, error) {
 		crit.Larger, err = number()
 	case "SMALLER":
 		crit.Smaller, err = number()
+	case "MODSEQ":
+		// RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence.
+		ms := &imap.SearchCriteriaModSeq{}
+		save := c.pos
+		if c.sp() && c.pos < len(c.args) && (c.args[c.pos] == '"' || c.args[c.pos] == 0) {
+			name, ok := c.astring()
+			typ := ""
+			if ok && c.sp() {
+				typ = strings.ToLower(c.atom())
+			}
+			switch typ {
+			case "priv", "shared", "all":
+			default:
+				return nil, fmt.Errorf("search key MODSEQ: bad entry %q %q", name, typ)
+			}
+			ms.MetadataName, ms.MetadataType = name, imap.SearchCriteriaMetadataType(typ)
+		} else {
+			c.pos = save
+		}
+		var n int64
+		if n, err = number(); err == nil {
+			ms.ModSeq = uint64(n)
+			crit.ModSeq = ms
+		}
 	case "NOT":
 		if !c.sp() {
 			return nil, fmt.Errorf("search key NOT: want a key")
@@ -253,4 +277,30 @@ func parseNumSet(s string, add func(a, b uint32)) error {
 		add(x, y)
 	}
 	return nil
+}
+
+// andCrit is crit.And(k), keeping the higher MODSEQ key (which And drops).
+func andCrit(crit, k *imap.SearchCriteria) {
+	crit.And(k)
+	if k.ModSeq != nil && (crit.ModSeq == nil || k.ModSeq.ModSeq > crit.ModSeq.ModSeq) {
+		crit.ModSeq = k.ModSeq
+	}
+}
+
+// hasModSeq reports whether a search program has a MODSEQ key anywhere.
+func hasModSeq(c *imap.SearchCriteria) bool {
+	if c.ModSeq != nil {
+		return true
+	}
+	for i := range c.Not {
+		if hasModSeq(&c.Not[i]) {
+			return true
+		}
+	}
+	for _, o := range c.Or {
+		if hasModSeq(&o[0]) || hasModSeq(&o[1]) {
+			return true
+		}
+	}
+	return false
 }

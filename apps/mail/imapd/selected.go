@@ -522,6 +522,11 @@ func (sc *searchCtx) raw(m *mailstore.Message) []byte {
 
 func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 	m := it.Msg
+	// RFC 7162 3.1.5: the message's MODSEQ is at least the key's (entry
+	// names are not told apart: every flag change sets the one MODSEQ).
+	if c.ModSeq != nil && it.ModSeq < c.ModSeq.ModSeq {
+		return false
+	}
 	for _, ss := range c.SeqNum {
 		if imap.IsSearchRes(ss) {
 			if !sc.searchRes.Contains(m.UID) {

@@ -15,8 +15,11 @@ import (
 //
 //	mail/USER/BOX/flags/HI/N     N = UID / chunkSize, HI = N / 256
 //
-// one line "UID KEY FLAG..." per message that has flags (a message without
-// flags has no line). So STORE on a whole mailbox writes a few dozen items
+// one line "UID KEY [%MODSEQ] FLAG..." per message that has flags or whose
+// flags changed since its append (a message without either has no line).
+// %MODSEQ is the message's MODSEQ (RFC 7162) as of its last flag change;
+// '%' is an atom-special, so no flag can start with it. A line without it
+// (written before MODSEQs were kept) leaves the message its append MODSEQ. So STORE on a whole mailbox writes a few dozen items
 // rather than one per message, and APPEND of a message without flags writes
 // no flags at all. A chunk stays under chunkSize lines, so the cost of a
 // write does not grow with the mailbox.
@@ -33,9 +36,10 @@ func chunkPath(user, id string, n uint32) string {
 func isChunkPath(sub string) bool { return strings.HasPrefix(sub, "flags/") }
 
 type chunkLine struct {
-	uid   imap.UID
-	key   string
-	flags []imap.Flag
+	uid    imap.UID
+	key    string
+	modseq uint64 // 0: none on the line
+	flags  []imap.Flag
 }
 
 func parseChunk(data []byte) []chunkLine {
@@ -50,10 +54,17 @@ func parseChunk(data []byte) []chunkLine {
 			continue
 		}
 		var flags []imap.Flag
+		var modseq uint64
 		for _, x := range f[2:] {
+			if strings.HasPrefix(x, "%") {
+				if n, err := strconv.ParseUint(x[1:], 10, 63); err == nil {
+					modseq = n
+				}
+				continue
+			}
 			flags = append(flags, imap.Flag(x))
 		}
-		out = append(out, chunkLine{imap.UID(uid), f[1], normFlags(flags)})
+		out = append(out, chunkLine{imap.UID(uid), f[1], modseq, normFlags(flags)})
 	}
 	return out
 }
@@ -67,21 +78,36 @@ func formatChunk(lines []chunkLine) []byte {
 	})
 	var b bytes.Buffer
 	for _, l := range lines {
-		if len(l.flags) == 0 {
-			continue
+		switch {
+		case l.modseq != 0:
+			fmt.Fprintf(&b, "%d %s %%%d", l.uid, l.key, l.modseq)
+			if len(l.flags) > 0 {
+				fmt.Fprintf(&b, " %s", formatFlags(l.flags))
+			}
+			b.WriteByte('\n')
+		case len(l.flags) > 0:
+			fmt.Fprintf(&b, "%d %s %s\n", l.uid, l.key, formatFlags(l.flags))
 		}
-		fmt.Fprintf(&b, "%d %s %s\n", l.uid, l.key, formatFlags(l.flags))
 	}
 	return b.Bytes()
 }
 
 // mergeChunk merges a flags chunk per message and per flag (see Merge).
 // A message missing from a side has no flags there.
+//
+// A message's MODSEQ is the higher of the two sides' when both sides have
+// the merged flags; otherwise the merge changed what (at least) one side's
+// clients saw, and the message gets a fresh value of the MODSEQ clock
+// (newModSeq), above both sides' values in the chunk and, clocks being
+// roughly in step, above everything either replica handed out, so that
+// CHANGEDSINCE finds the change on both.
 func mergeChunk(base, ours, theirs []byte) []byte {
 	type entry struct {
-		uid  imap.UID
-		b, o map[imap.Flag]bool
-		t    map[imap.Flag]bool
+		uid        imap.UID
+		b, o       map[imap.Flag]bool
+		t          map[imap.Flag]bool
+		oMod, tMod uint64
+		inO, inT   bool
 	}
 	m := map[string]*entry{}
 	get := func(l chunkLine) *entry {
@@ -92,8 +118,10 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 		}
 		return e
 	}
+	var high uint64
 	for _, l := range parseChunk(base) {
 		e := get(l)
+		high = max(high, l.modseq)
 		for _, f := range l.flags {
 			e.b[f] = true
 		}
@@ -101,25 +129,46 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	for _, l := range parseChunk(ours) {
 		e := get(l)
 		e.uid = l.uid
+		e.oMod, e.inO = l.modseq, true
+		high = max(high, l.modseq)
 		for _, f := range l.flags {
 			e.o[f] = true
 		}
 	}
 	for _, l := range parseChunk(theirs) {
 		e := get(l)
+		e.tMod, e.inT = l.modseq, true
+		high = max(high, l.modseq)
 		for _, f := range l.flags {
 			e.t[f] = true
 		}
 	}
+	var fresh uint64 // taken once, for all the lines the merge changed
 	var lines []chunkLine
 	for key, e := range m {
+		merged := map[imap.Flag]bool{}
 		var flags []imap.Flag
 		for f := range union(e.o, e.t) {
 			if !e.b[f] || (e.o[f] && e.t[f]) {
 				flags = append(flags, f)
+				merged[f] = true
 			}
 		}
-		lines = append(lines, chunkLine{e.uid, key, normFlags(flags)})
+		if len(flags) == 0 && (!e.inO || !e.inT) {
+			// Expunged on a side (a line with a MODSEQ stays when the
+			// flags are cleared), or without flags on both.
+			continue
+		}
+		modseq := max(e.oMod, e.tMod)
+		// Lines without a MODSEQ on either side (written before they were
+		// kept) stay without one.
+		if modseq != 0 && (!sameFlags(merged, e.o) || !sameFlags(merged, e.t)) {
+			if fresh == 0 {
+				fresh = newModSeq(high)
+			}
+			modseq = fresh
+		}
+		lines = append(lines, chunkLine{e.uid, key, modseq, normFlags(flags)})
 	}
 	return formatChunk(lines)
 }
@@ -163,26 +212,28 @@ func (w *Writer) flush() error {
 		for n := range chunks {
 			lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
 			var lines []chunkLine
-			add := func(m *Message, cur []imap.Flag) {
+			ms := w.modseqs[mb] // set by SetFlags if any flags changed
+			add := func(m *Message, cur []imap.Flag, modseq uint64) {
 				if w.gone[m] {
 					return
 				}
 				if f, ok := w.pendingFlags(m); ok {
 					cur = f
+					modseq = max(modseq, ms)
 				}
-				if len(cur) > 0 {
-					lines = append(lines, chunkLine{m.UID, m.Key, cur})
+				if len(cur) > 0 || modseq != m.metaModSeq {
+					lines = append(lines, chunkLine{m.UID, m.Key, modseq, cur})
 				}
 			}
 			mb.mu.RLock()
 			k := sort.Search(len(mb.msgs), func(i int) bool { return mb.msgs[i].UID >= lo })
 			for ; k < len(mb.msgs) && mb.msgs[k].UID < hi; k++ {
-				add(mb.msgs[k], mb.msgs[k].flags)
+				add(mb.msgs[k], mb.msgs[k].flags, mb.msgs[k].modseq)
 			}
 			mb.mu.RUnlock()
 			for _, m := range w.added[mb] {
 				if m.UID >= lo && m.UID < hi {
-					add(m, m.flags)
+					add(m, m.flags, m.modseq)
 				}
 			}
 			p := chunkPath(mb.user.Name, mb.ID, n)
@@ -198,4 +249,16 @@ func (w *Writer) flush() error {
 		}
 	}
 	return nil
+}
+
+func sameFlags(a, b map[imap.Flag]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for f := range a {
+		if !b[f] {
+			return false
+		}
+	}
+	return true
 }

@@ -6,9 +6,9 @@
 // rewrites one small item; KEY is a message's random key, so that replicas
 // that both add a message never write the same path):
 //
-//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark
+//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark, HIGHESTMODSEQ
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
-//	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache
+//	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache, append MODSEQ
 //	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
 //	mail/USER/subscriptions               names subscribed that are not mailboxes
 //
@@ -436,6 +436,14 @@ type MailboxInfo struct {
 	// \Recent yet, so that \Recent survives a restart. Zero (a mailbox
 	// written before it was kept) means UIDNext.
 	RecentFrom imap.UID `json:"recent_from,omitempty"`
+	// HighestModSeq is the mailbox's HIGHESTMODSEQ when this was written
+	// (see modseq.go); EXPUNGE writes it, so that it never goes back.
+	HighestModSeq uint64 `json:"highestmodseq,omitempty"`
+	// Vanished are the UIDs expunged, with the MODSEQ of their expunge
+	// (QRESYNC, RFC 7162 3.2; see modseq.go). Those expunged at or
+	// before VanishedFloor have been forgotten.
+	Vanished      []VanishedRange `json:"vanished,omitempty"`
+	VanishedFloor uint64          `json:"vanished_floor,omitempty"`
 }
 
 // Message is one message of a mailbox, as the index holds it.
@@ -452,6 +460,10 @@ type Message struct {
 
 	flags []imap.Flag // sorted; guarded by the mailbox's mu
 
+	// modseq is the message's MODSEQ, metaModSeq the one in its .meta
+	// (its append's); guarded by the mailbox's mu. See modseq.go.
+	modseq, metaModSeq uint64
+
 	hdrOnce sync.Once
 	hdr     map[string][]string
 }
@@ -461,6 +473,7 @@ type msgMeta struct {
 	Date    time.Time `json:"date"`
 	Size    int64     `json:"size"`
 	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
+	ModSeq  uint64    `json:"modseq,omitempty"`
 }
 
 func userDir(user string) string         { return Prefix + "/" + user }
@@ -559,6 +572,8 @@ func (s *Store) loadUser(name string) (*User, error) {
 				continue
 			}
 			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: p.eml.Hash}
+			msg.setMetaModSeq(m.ModSeq)
+			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 			mb.bytes += msg.Size
@@ -571,6 +586,10 @@ func (s *Store) loadUser(name string) (*User, error) {
 			for _, l := range parseChunk(data) {
 				if m := mb.byKey[l.key]; m != nil {
 					m.flags = l.flags
+					if l.modseq != 0 {
+						m.modseq = l.modseq
+						mb.noteModSeqLocked(l.modseq)
+					}
 				}
 			}
 		}
@@ -678,7 +697,10 @@ type Mailbox struct {
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
-	bytes      int64              // sum of the sizes of msgs, for quota usage (quota.go)
+	// highestModSeq is the HIGHESTMODSEQ (see modseq.go), zero for a
+	// mailbox that has never had a message.
+	highestModSeq uint64
+	bytes         int64 // sum of the sizes of msgs, for quota usage (quota.go)
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
@@ -689,6 +711,7 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 	if mb.info.UIDNext == 0 {
 		mb.info.UIDNext = 1
 	}
+	mb.highestModSeq = mb.info.HighestModSeq
 	mb.tracker = newTracker(mb, 0)
 	mb.initRecent()
 	return mb, nil
@@ -715,7 +738,9 @@ func (mb *Mailbox) Info() MailboxInfo {
 	defer mb.mu.RUnlock()
 	i := mb.info
 	i.SpecialUse = append([]imap.MailboxAttr(nil), i.SpecialUse...)
+	i.Vanished = append([]VanishedRange(nil), i.Vanished...)
 	i.RecentFrom = mb.recentFrom
+	i.HighestModSeq = mb.highestModSeq
 	return i
 }
 

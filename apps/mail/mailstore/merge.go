@@ -18,7 +18,10 @@ import (
 //     base stays only if neither side removed it; a flag not in the base is
 //     kept if either side added it.
 //   - The names subscribed without a mailbox merge as a set.
-//   - mailbox.json keeps the higher UIDNEXT and \Recent mark, and each
+//   - A message whose merged flags differ from a side's gets a fresh
+//     MODSEQ (see mergeChunk and modseq.go).
+//   - mailbox.json keeps the higher UIDNEXT, \Recent mark and
+//     HIGHESTMODSEQ, and each
 //     side's own changes of name and subscription (theirs wins when both
 //     changed one).
 //
@@ -81,6 +84,11 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 	if t.RecentFrom > m.RecentFrom {
 		m.RecentFrom = t.RecentFrom
 	}
+	m.HighestModSeq = max(m.HighestModSeq, t.HighestModSeq)
+	// Expunged UIDs: those of both sides (a UID is never reused).
+	m.VanishedFloor = max(m.VanishedFloor, t.VanishedFloor)
+	m.Vanished = append(m.Vanished, t.Vanished...)
+	m.normVanished()
 	if t.Name != b.Name {
 		m.Name = t.Name
 	}
@@ -122,13 +130,17 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 		}
 		for _, m := range dups {
 			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: m.blob, flags: mb.Flags(m)}
+			// A new message to clients (and its old UID expunged).
+			nm.setMetaModSeq(w.modSeq(mb))
+			i.HighestModSeq = nm.modseq
+			i.addVanished(m.UID, nm.modseq)
 			i.UIDNext++
 			// The flags move to the new UID's chunk.
 			w.gone[m] = true
 			w.added[mb] = append(w.added[mb], nm)
 			w.markChunk(mb, chunkOf(m.UID))
 			w.markChunk(mb, chunkOf(nm.UID))
-			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: nm.Summary})
+			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: nm.Summary, ModSeq: nm.modseq})
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,11 @@ type View struct {
 
 	// SearchRes is the saved result of SEARCH RETURN (SAVE).
 	SearchRes imap.UIDSet
+
+	// expunged are the UIDs of the expunges queued on tracker, oldest
+	// first, kept for a view opened by OpenTracked; guarded by mb.mu.
+	trackExpunged bool
+	expunged      []imap.UID
 }
 
 // SelectInfo is what SELECT reports.
@@ -39,9 +44,33 @@ type SelectInfo struct {
 // Open selects mb for a session. A read-write view (SELECT, not EXAMINE)
 // takes the messages that are nobody's \Recent yet.
 func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
+	return mb.open(readOnly, false)
+}
+
+// OpenTracked is Open for a session that reports expunges by UID (QRESYNC's
+// VANISHED): the view keeps the UID of each expunge its tracker queues, in
+// order, for PopExpunged.
+func (mb *Mailbox) OpenTracked(readOnly bool) (*View, SelectInfo) {
+	return mb.open(readOnly, true)
+}
+
+// PopExpunged returns the UID of the oldest expunge not yet popped: the one
+// the tracker's next EXPUNGE response is about.
+func (v *View) PopExpunged() (imap.UID, bool) {
+	v.mb.mu.Lock()
+	defer v.mb.mu.Unlock()
+	if len(v.expunged) == 0 {
+		return 0, false
+	}
+	uid := v.expunged[0]
+	v.expunged = v.expunged[1:]
+	return uid, true
+}
+
+func (mb *Mailbox) open(readOnly, track bool) (*View, SelectInfo) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1)}
+	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1), trackExpunged: track}
 	if !readOnly {
 		for _, m := range mb.msgs {
 			if m.UID >= mb.recentFrom {
@@ -134,6 +163,8 @@ type Item struct {
 	Seq   uint32 // as the client knows it; 0 if the client does not know it yet
 	Msg   *Message
 	Flags []imap.Flag // a copy, with \Recent if this session has it
+	// ModSeq is the message's MODSEQ (RFC 7162), read with Flags.
+	ModSeq uint64
 }
 
 // Items returns the messages in numSet (all messages for a nil numSet),
@@ -161,7 +192,7 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 		if v.recent[m.UID] {
 			flags = append(flags, `\Recent`)
 		}
-		out = append(out, Item{Seq: seq, Msg: m, Flags: flags})
+		out = append(out, Item{Seq: seq, Msg: m, Flags: flags, ModSeq: m.modseq})
 	}
 	// A UID set of a few ranges: find them by binary search rather than
 	// looking at every message.
@@ -187,6 +218,18 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 		add(i, m)
 	}
 	return out
+}
+
+// ModSeqOfSeq is the MODSEQ of the message with sequence number seq as the
+// client knows it, or 0 if there is none.
+func (v *View) ModSeqOfSeq(seq uint32) uint64 {
+	v.mb.mu.RLock()
+	defer v.mb.mu.RUnlock()
+	i := v.tracker.DecodeSeqNum(seq)
+	if i == 0 || int(i) > len(v.mb.msgs) {
+		return 0
+	}
+	return v.mb.msgs[i-1].modseq
 }
 
 // staticNumSetLocked resolves "*" and the SEARCHRES marker "$".

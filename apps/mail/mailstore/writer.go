@@ -40,6 +40,8 @@ type Writer struct {
 	noQuota bool // set by AppendNotice
 
 	subs map[*User]map[string]bool // see subscriptions.go
+
+	modseqs map[*Mailbox]uint64 // see modSeq
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -57,6 +59,7 @@ func (w *Writer) info(mb *Mailbox) (*MailboxInfo, error) {
 		if i.UIDNext > mbx.info.UIDNext {
 			mbx.info.UIDNext = i.UIDNext
 		}
+		mbx.info.Vanished, mbx.info.VanishedFloor = i.Vanished, i.VanishedFloor
 		mbx.mu.Unlock()
 	})
 	return &i, nil
@@ -240,8 +243,9 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
 	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Summary: c, flags: flags}
+	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
-	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c})
+	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
 	}
@@ -295,6 +299,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 	mb.byKey[msg.Key] = msg
 	mb.bytes += msg.Size
 	mb.noteFlagsLocked(msg.flags)
+	mb.noteModSeqLocked(msg.modseq)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
 		mb.msgs = append(mb.msgs, msg)
@@ -341,16 +346,21 @@ func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *
 	flags = normFlags(flags)
 	w.flags[msg] = flags
 	w.markChunk(mb, chunkOf(msg.UID))
+	modseq := w.modSeq(mb)
 	w.apply = append(w.apply, func() {
-		mb.setFlags(msg, flags, source)
+		mb.setFlags(msg, flags, modseq, source)
 	})
 	return nil
 }
 
-func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, source *View) {
+// setFlags sets a message's flags and MODSEQ (which never goes back) and
+// tells the sessions.
+func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, modseq uint64, source *View) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	msg.flags = flags
+	msg.modseq = max(msg.modseq, modseq)
+	mb.noteModSeqLocked(msg.modseq)
 	seq := mb.seqLocked(msg)
 	if seq == 0 {
 		return
@@ -384,6 +394,8 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 	if msg.UID >= i.UIDNext {
 		i.UIDNext = msg.UID + 1
 	}
+	i.HighestModSeq = w.modSeq(mb)
+	i.addVanished(msg.UID, i.HighestModSeq)
 	if err := w.putInfo(mb, i); err != nil {
 		return err
 	}
@@ -410,6 +422,11 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
 	delete(mb.byKey, msg.Key)
 	mb.bytes -= msg.Size
+	for _, v := range mb.views {
+		if v.trackExpunged {
+			v.expunged = append(v.expunged, msg.UID)
+		}
+	}
 	mb.tracker.QueueExpunge(seq)
 }
 
@@ -515,6 +532,7 @@ func (s *Store) resync(paths []string) error {
 				if uidNext > mb.info.UIDNext {
 					mb.info.UIDNext = uidNext
 				}
+				mb.noteModSeqLocked(i.HighestModSeq)
 				mb.mu.Unlock()
 			}
 		}
@@ -571,7 +589,9 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
-		mb.addMessage(&Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: e.Hash})
+		nm := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: e.Hash}
+		nm.setMetaModSeq(m.ModSeq)
+		mb.addMessage(nm)
 	}
 	return nil
 }
@@ -587,9 +607,9 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 	if _, err := fmt.Sscanf(path.Base(p), "%d", &n); err != nil {
 		return nil
 	}
-	want := map[string][]imap.Flag{}
+	want := map[string]chunkLine{}
 	for _, l := range parseChunk(data) {
-		want[l.key] = l.flags
+		want[l.key] = l
 	}
 	lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
 	mb.mu.RLock()
@@ -601,9 +621,10 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 	}
 	mb.mu.RUnlock()
 	for _, msg := range msgs {
-		flags := want[msg.Key]
-		if string(formatFlags(flags)) != string(formatFlags(mb.Flags(msg))) {
-			mb.setFlags(msg, flags, nil)
+		l := want[msg.Key]
+		flags, modseq := mb.FlagsModSeq(msg)
+		if string(formatFlags(l.flags)) != string(formatFlags(flags)) || l.modseq > modseq {
+			mb.setFlags(msg, l.flags, l.modseq, nil)
 		}
 	}
 	return nil
