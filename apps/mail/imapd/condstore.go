@@ -578,6 +578,12 @@ func (p *proto) condHead(head []byte) (more, hold bool) {
 // fetchHead matches "* N FETCH (" at a line's start: match with N, or
 // partial if the line is too short to say.
 func fetchHead(head []byte) (seq uint32, match, partial bool) {
+	return seqHead(head, " FETCH (")
+}
+
+// seqHead matches "* N" followed by rest at a line's start: match with N,
+// or partial if the line is too short to say.
+func seqHead(head []byte, rest string) (seq uint32, match, partial bool) {
 	const pre = "* "
 	if len(head) < len(pre) {
 		return 0, false, strings.HasPrefix(pre, string(head))
@@ -592,12 +598,11 @@ func fetchHead(head []byte) (seq uint32, match, partial bool) {
 	if i == 2 {
 		return 0, false, i == len(head)
 	}
-	const mid = " FETCH ("
-	rest := string(head[i:])
-	if len(rest) < len(mid) {
-		return 0, false, strings.HasPrefix(mid, rest)
+	tail := string(head[i:])
+	if len(tail) < len(rest) {
+		return 0, false, strings.HasPrefix(rest, tail)
 	}
-	if rest[:len(mid)] != mid {
+	if tail[:len(rest)] != rest {
 		return 0, false, false
 	}
 	n, err := strconv.ParseUint(string(head[2:i]), 10, 32)
@@ -1084,31 +1089,5 @@ func qresyncSelect(b []byte, v *mailstore.View, qr *qresyncParams) []byte {
 // expungeHead matches "* N EXPUNGE" (a whole line): match, or partial if
 // the line is too short to say.
 func expungeHead(head []byte) (seq uint32, match, partial bool) {
-	const pre = "* "
-	if len(head) < len(pre) {
-		return 0, false, strings.HasPrefix(pre, string(head))
-	}
-	if string(head[:2]) != pre {
-		return 0, false, false
-	}
-	i := 2
-	for i < len(head) && head[i] >= '0' && head[i] <= '9' {
-		i++
-	}
-	if i == 2 {
-		return 0, false, i == len(head)
-	}
-	const mid = " EXPUNGE\r\n"
-	rest := string(head[i:])
-	if len(rest) < len(mid) {
-		return 0, false, strings.HasPrefix(mid, rest)
-	}
-	if rest[:len(mid)] != mid {
-		return 0, false, false
-	}
-	n, err := strconv.ParseUint(string(head[2:i]), 10, 32)
-	if err != nil {
-		return 0, false, false
-	}
-	return uint32(n), true, false
+	return seqHead(head, " EXPUNGE\r\n")
 }
