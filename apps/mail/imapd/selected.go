@@ -189,14 +189,14 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		env := m.Summary.Envelope
+		env := m.Summary().Envelope
 		if env == nil {
 			env = &imap.Envelope{}
 		}
 		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(m.Summary.Body.Structure())
+		rw.WriteBodyStructure(m.Summary().Body.Structure())
 	}
 	if needsBody(options) {
 		for _, bs := range options.BodySection {
@@ -553,7 +553,7 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 		return false
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		if m.Summary.Envelope == nil || m.Summary.Envelope.Date.IsZero() || !matchDate(m.Summary.Envelope.Date, c.SentSince, c.SentBefore) {
+		if env := m.Summary().Envelope; env == nil || env.Date.IsZero() || !matchDate(env.Date, c.SentSince, c.SentBefore) {
 			return false
 		}
 	}

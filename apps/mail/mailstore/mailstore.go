@@ -94,6 +94,7 @@ type Store struct {
 	queue []*request
 
 	cache *rawCache
+	sums  *summaryCache
 
 	// Background writes (see goBackground); Close waits for them.
 	bgMu     sync.Mutex
@@ -113,6 +114,11 @@ type Options struct {
 	// read or written). Zero means DefaultRawCacheBytes(); negative turns
 	// it off.
 	RawCacheBytes int64
+	// SummaryCacheBytes bounds the in-memory cache of message summaries
+	// (envelopes, body structures, headers). Zero means
+	// DefaultSummaryCacheBytes(); negative turns it off (every FETCH of an
+	// envelope reads the message's .meta).
+	SummaryCacheBytes int64
 }
 
 // Open starts serving the mail in st. Close stops it (not st).
@@ -129,9 +135,13 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	if n == 0 {
 		n = DefaultRawCacheBytes()
 	}
+	sumBytes := opts.SummaryCacheBytes
+	if sumBytes == 0 {
+		sumBytes = DefaultSummaryCacheBytes()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
-		cache: newRawCache(n), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go s.watch(w)
 	return s, nil
 }
@@ -448,11 +458,16 @@ type MailboxInfo struct {
 
 // Message is one message of a mailbox, as the index holds it.
 type Message struct {
-	Key     string
-	UID     imap.UID
-	Date    time.Time
-	Size    int64
-	Summary *Summary
+	Key  string
+	UID  imap.UID
+	Date time.Time
+	Size int64
+
+	// s and meta read the summary (Summary); pinned is the summary of a
+	// message made outside a Store (tests).
+	s      *Store
+	meta   store.Hash
+	pinned *Summary
 
 	// blob is the hash of the raw message's blob (zero if unknown), so
 	// that reading it skips the trees on its path.
@@ -463,9 +478,6 @@ type Message struct {
 	// modseq is the message's MODSEQ, metaModSeq the one in its .meta
 	// (its append's); guarded by the mailbox's mu. See modseq.go.
 	modseq, metaModSeq uint64
-
-	hdrOnce sync.Once
-	hdr     map[string][]string
 }
 
 type msgMeta struct {
@@ -474,6 +486,15 @@ type msgMeta struct {
 	Size    int64     `json:"size"`
 	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
 	ModSeq  uint64    `json:"modseq,omitempty"`
+}
+
+// msgMetaIndex is what the index keeps of a .meta: its summary is read
+// when needed (Message.Summary).
+type msgMetaIndex struct {
+	UID    imap.UID  `json:"uid"`
+	Date   time.Time `json:"date"`
+	Size   int64     `json:"size"`
+	ModSeq uint64    `json:"modseq,omitempty"`
 }
 
 func userDir(user string) string         { return Prefix + "/" + user }
@@ -566,12 +587,12 @@ func (s *Store) loadUser(name string) (*User, error) {
 			if err != nil {
 				return nil, err
 			}
-			var m msgMeta
+			var m msgMetaIndex
 			if err := json.Unmarshal(data, &m); err != nil {
 				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: p.eml.Hash}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: p.meta.Hash, blob: p.eml.Hash}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)

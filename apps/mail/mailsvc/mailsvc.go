@@ -64,6 +64,11 @@ type Config struct {
 	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory,
 	// 8 to 256 MiB), negative: none.
 	BodyCacheBytes int64
+	// SummaryCacheBytes bounds the in-memory cache of message summaries
+	// (envelopes, body structures, headers); zero:
+	// mailstore.DefaultSummaryCacheBytes (a sixteenth of the machine's
+	// memory, 2 to 256 MiB), negative: none.
+	SummaryCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window.
 	Resolver    queue.Resolver
@@ -141,7 +146,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
 
-	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
+	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes, SummaryCacheBytes: cfg.SummaryCacheBytes})
 	if err != nil {
 		return err
 	}

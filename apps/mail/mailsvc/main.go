@@ -46,6 +46,7 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS and serve --git over plain HTTP (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
 		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory, 8 to 256 MiB; negative: none)")
+		sumMiB    = fs.Int64("summary-cache", 0, "MiB of message summaries (envelopes, structures, headers) kept in memory (0: a sixteenth of the machine's memory, 2 to 256 MiB; negative: none)")
 		proxyNets = fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose connections start with a PROXY protocol header carrying the client's address (default $NYMOTE_PROXY)")
 		verbose   = fs.Bool("v", false, "debug logging")
 	)
@@ -65,17 +66,18 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := Config{
-		DataDir:         *data,
-		Domains:         SplitDomains(*domain),
-		Hostname:        *hostname,
-		TLS:             svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
-		InsecureAuth:    *insecure,
-		MaxMessageBytes: *maxSize,
-		BodyCacheBytes:  *cacheMiB << 20, // zero and negative as Config says
-		Logger:          log,
-		Stdout:          stdout,
-		Dial:            h.Network.DialContext,
-		Resolver:        h.Network.Resolver(),
+		DataDir:           *data,
+		Domains:           SplitDomains(*domain),
+		Hostname:          *hostname,
+		TLS:               svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
+		InsecureAuth:      *insecure,
+		MaxMessageBytes:   *maxSize,
+		BodyCacheBytes:    *cacheMiB << 20, // zero and negative as Config says
+		SummaryCacheBytes: *sumMiB << 20,
+		Logger:            log,
+		Stdout:            stdout,
+		Dial:              h.Network.DialContext,
+		Resolver:          h.Network.Resolver(),
 	}
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
