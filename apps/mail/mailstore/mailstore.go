@@ -516,20 +516,13 @@ func (s *Store) loadUser(name string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := sn.List(userDir(name))
+	top, err := sn.ReadDir(userDir(name))
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
-	type pending struct {
-		meta, eml store.Entry
-	}
-	chunks := map[string][]store.Entry{}
-	byBox := map[string]map[string]*pending{}
-	for _, e := range entries {
-		rest := strings.TrimPrefix(e.Path, userDir(name)+"/")
-		id, sub, ok := strings.Cut(rest, "/")
-		if !ok {
-			if rest == "subscriptions" {
+	for _, e := range top {
+		if !e.Dir {
+			if path.Base(e.Path) == "subscriptions" {
 				data, err := sn.Read(e.Path)
 				if err != nil {
 					return nil, err
@@ -538,90 +531,125 @@ func (s *Store) loadUser(name string) (*User, error) {
 			}
 			continue
 		}
-		if sub == "mailbox.json" {
-			data, err := sn.Read(e.Path)
-			if err != nil {
-				return nil, err
-			}
-			mb, err := newMailbox(u, id, data)
-			if err != nil {
-				s.log.Warn("mail: skipping a damaged mailbox", "path", e.Path, "err", err)
-				continue
-			}
-			u.boxes[id] = mb
-			continue
-		}
-		if isChunkPath(sub) {
-			chunks[id] = append(chunks[id], e)
-			continue
-		}
-		key, ext := splitMsgPath(sub)
-		if key == "" {
-			continue
-		}
-		if byBox[id] == nil {
-			byBox[id] = map[string]*pending{}
-		}
-		p := byBox[id][key]
-		if p == nil {
-			p = &pending{}
-			byBox[id][key] = p
-		}
-		switch ext {
-		case ".meta":
-			p.meta = e
-		case ".eml":
-			p.eml = e
+		if err := s.loadMailbox(sn, u, e.Path); err != nil {
+			return nil, err
 		}
 	}
-	for id, msgs := range byBox {
-		mb := u.boxes[id]
-		if mb == nil {
-			continue
+	return u, nil
+}
+
+// loadMailbox adds the mailbox in folder dir to u's index, walking its
+// message shards one folder at a time (a listing of the whole mailbox
+// would hold every path of a 50,000-message mailbox at once).
+func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
+	entries, err := sn.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	id := path.Base(dir)
+	var mb *Mailbox
+	for _, e := range entries {
+		if !e.Dir && path.Base(e.Path) == "mailbox.json" {
+			data, err := sn.Read(e.Path)
+			if err != nil {
+				return err
+			}
+			if mb, err = newMailbox(u, id, data); err != nil {
+				s.log.Warn("mail: skipping a damaged mailbox", "path", e.Path, "err", err)
+				return nil
+			}
 		}
-		for key, p := range msgs {
-			if p.meta.Path == "" {
+	}
+	if mb == nil {
+		return nil
+	}
+	u.boxes[id] = mb
+	var chunks []store.Entry
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		entries, err := sn.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		metas := map[string]store.Entry{}
+		emls := map[string]store.Hash{}
+		for _, e := range entries {
+			if e.Dir {
+				if depth < 2 {
+					if err := walk(e.Path, depth+1); err != nil {
+						return err
+					}
+				}
 				continue
 			}
-			data, err := sn.Read(p.meta.Path)
+			if depth != 2 { // messages are in xx/yy/
+				continue
+			}
+			base := path.Base(e.Path)
+			ext := path.Ext(base)
+			key := strings.TrimSuffix(base, ext)
+			switch {
+			case key == "":
+			case ext == ".meta":
+				metas[key] = e
+			case ext == ".eml":
+				emls[key] = e.Hash
+			}
+		}
+		for key, e := range metas {
+			data, err := sn.Read(e.Path)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			var m msgMetaIndex
 			if err := json.Unmarshal(data, &m); err != nil {
-				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
+				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: p.meta.Hash, blob: p.eml.Hash}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 			mb.bytes += msg.Size
 		}
-		for _, e := range chunks[id] {
-			data, err := sn.Read(e.Path)
-			if err != nil {
-				return nil, err
+		return nil
+	}
+	for _, e := range entries {
+		switch {
+		case !e.Dir:
+		case path.Base(e.Path) == "flags":
+			if chunks, err = sn.List(e.Path); err != nil {
+				return err
 			}
-			for _, l := range parseChunk(data) {
-				if m := mb.byKey[l.key]; m != nil {
-					m.flags = l.flags
-					if l.modseq != 0 {
-						m.modseq = l.modseq
-						mb.noteModSeqLocked(l.modseq)
-					}
+		default:
+			if err := walk(e.Path, 1); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range chunks {
+		data, err := sn.Read(e.Path)
+		if err != nil {
+			return err
+		}
+		for _, l := range parseChunk(data) {
+			if m := mb.byKey[l.key]; m != nil {
+				m.flags = l.flags
+				if l.modseq != 0 {
+					m.modseq = l.modseq
+					mb.noteModSeqLocked(l.modseq)
 				}
 			}
 		}
-		sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
-		if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
-			mb.info.UIDNext = mb.msgs[n-1].UID + 1
-		}
-		mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
-		mb.initRecent()
 	}
-	return u, nil
+	sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
+	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
+		mb.info.UIDNext = mb.msgs[n-1].UID + 1
+	}
+	mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
+	mb.initRecent()
+	return nil
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
