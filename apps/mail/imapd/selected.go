@@ -550,7 +550,7 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 			return false
 		}
 	}
-	if !matchDate(m.Date, c.Since, c.Before) {
+	if (!c.Since.IsZero() || !c.Before.IsZero()) && !matchDate(m.Date, c.Since, c.Before) {
 		return false
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
