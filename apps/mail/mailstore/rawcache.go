@@ -2,18 +2,33 @@ package mailstore
 
 import (
 	"container/list"
+	"math"
+	"runtime/debug"
 	"sync"
 )
 
 // DefaultRawCacheBytes is the raw cache's size unless Options say: an
-// eighth of the machine's memory, at least 8 MiB and at most 256 MiB (32 MiB
-// on a 256 MiB appliance, 8 MiB on a 64 MiB one). It plays the part that the
-// kernel's page cache plays for a server that keeps messages in files
-// (Dovecot's maildir): a message read from the repository is inflated, and
-// its deltas resolved, again on every read.
+// eighth of the machine's memory or of the Go runtime's memory limit,
+// whichever is less, at least 2 MiB and at most 256 MiB (about 22 MiB on
+// a 256 MiB appliance, about 3 MiB on a 64 MiB one, whose limit is 25
+// MiB). It
+// plays the part that the kernel's page cache plays for a server that
+// keeps messages in files (Dovecot's maildir): a message read from the
+// repository is inflated, and its deltas resolved, again on every read.
 func DefaultRawCacheBytes() int64 {
-	const lo, hi = 8 << 20, 256 << 20
-	return min(max(physicalMemory()/8, lo), hi)
+	const lo, hi = 2 << 20, 256 << 20
+	return min(max(memoryBudget()/8, lo), hi)
+}
+
+// memoryBudget is the machine's memory, or the Go runtime's memory limit
+// if that is less (the appliance sets it from the VM's memory, less what
+// the initramfs holds).
+func memoryBudget() int64 {
+	m := physicalMemory()
+	if lim := debug.SetMemoryLimit(-1); lim < math.MaxInt64 && (m == 0 || lim < m) {
+		m = lim
+	}
+	return m
 }
 
 // maxCachedRaw bounds one cached message: a large message is read from the

@@ -11,12 +11,17 @@ import (
 )
 
 // DefaultSummaryCacheBytes is the summary cache's size unless Options say:
-// a sixteenth of the machine's memory, at least 2 MiB and at most 256 MiB
-// (4 MiB, about 3,000 summaries, on a 64 MiB appliance; every summary of a
-// mailbox of 100k messages on a host with 4 GiB or more).
+// a sixteenth of the machine's memory or an eighth of the Go memory limit,
+// whichever is less, at least 2 MiB and at most 256 MiB (about 3 MiB,
+// 2,500 summaries, on a 64 MiB appliance; every summary of a mailbox of
+// 100k messages on a host with 4 GiB or more).
 func DefaultSummaryCacheBytes() int64 {
 	const lo, hi = 2 << 20, 256 << 20
-	return min(max(physicalMemory()/16, lo), hi)
+	m := physicalMemory() / 16
+	if b := memoryBudget() / 8; b < m {
+		m = b
+	}
+	return min(max(m, lo), hi)
 }
 
 // Summary returns the message's summary (envelope, body structure,

@@ -61,13 +61,14 @@ type Config struct {
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
 	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
-	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory,
-	// 8 to 256 MiB), negative: none.
+	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory
+	// or of the Go memory limit, 2 to 256 MiB), negative: none.
 	BodyCacheBytes int64
 	// SummaryCacheBytes bounds the in-memory cache of message summaries
 	// (envelopes, body structures, headers); zero:
 	// mailstore.DefaultSummaryCacheBytes (a sixteenth of the machine's
-	// memory, 2 to 256 MiB), negative: none.
+	// memory or an eighth of the Go memory limit, 2 to 256 MiB), negative:
+	// none.
 	SummaryCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window.
