@@ -1,9 +1,7 @@
 package mailstore
 
 import (
-	"container/list"
 	"encoding/json"
-	"sync"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -71,52 +69,20 @@ func (s *Store) setSummary(m *Message, c *Summary, data []byte) {
 // they came from, up to a byte budget (the .meta's length stands for a
 // summary's size in memory: within a factor of two of it).
 type summaryCache struct {
-	max int64
-
-	mu   sync.Mutex
-	size int64
-	ll   *list.List
-	m    map[store.Hash]*list.Element
-}
-
-type summaryEntry struct {
-	h    store.Hash
-	c    *Summary
-	size int64
+	lru *byteLRU[store.Hash, *Summary]
 }
 
 func newSummaryCache(max int64) *summaryCache {
-	return &summaryCache{max: max, ll: list.New(), m: map[store.Hash]*list.Element{}}
+	return &summaryCache{newByteLRU[store.Hash, *Summary](max)}
 }
 
 func (c *summaryCache) get(h store.Hash) *Summary {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[h]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*summaryEntry).c
-	}
-	return nil
+	sum, _ := c.lru.get(h)
+	return sum
 }
 
 func (c *summaryCache) put(h store.Hash, sum *Summary, n int) {
-	size := int64(n) + 128
-	if c.max <= 0 || size > c.max/4 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[h]; ok {
-		c.ll.MoveToFront(e)
-		return
-	}
-	c.m[h] = c.ll.PushFront(&summaryEntry{h, sum, size})
-	c.size += size
-	for c.size > c.max {
-		e := c.ll.Back()
-		se := e.Value.(*summaryEntry)
-		c.ll.Remove(e)
-		delete(c.m, se.h)
-		c.size -= se.size
+	if size := int64(n) + 128; size <= c.lru.max/4 {
+		c.lru.put(h, sum, size, true)
 	}
 }

@@ -106,8 +106,8 @@ func TestSummaryCacheBound(t *testing.T) {
 		if i == 50 {
 			c.get(hs[45]) // used: kept longer than 46..50
 		}
-		if c.size > c.max {
-			t.Fatalf("after %d puts: %d bytes, budget %d", i+1, c.size, c.max)
+		if c.lru.size > c.lru.max {
+			t.Fatalf("after %d puts: %d bytes, budget %d", i+1, c.lru.size, c.lru.max)
 		}
 	}
 	if c.get(hs[99]) == nil {
@@ -116,7 +116,7 @@ func TestSummaryCacheBound(t *testing.T) {
 	if c.get(hs[0]) != nil {
 		t.Error("the oldest summary is still there")
 	}
-	if n := len(c.m); n != c.ll.Len() || int64(n)*1128 != c.size {
-		t.Errorf("%d entries, list %d, %d bytes", n, c.ll.Len(), c.size)
+	if n := len(c.lru.m); n != c.lru.ll.Len() || int64(n)*1128 != c.lru.size {
+		t.Errorf("%d entries, list %d, %d bytes", n, c.lru.ll.Len(), c.lru.size)
 	}
 }
