@@ -140,6 +140,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		return fmt.Errorf("mail: %w", err)
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
+	printAddresses(out, st, cfg.Domains)
 
 	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
 	if err != nil {
@@ -292,4 +293,33 @@ func SplitDomains(s string) []string {
 		}
 	}
 	return out
+}
+
+// maxAddressLines bounds the users printAddresses names on the console.
+const maxAddressLines = 10
+
+// printAddresses prints the users' full mail addresses on the console, so
+// that someone trying the appliance knows what to log in and send as
+// (user@DOMAIN, not a guessed domain).
+func printAddresses(out io.Writer, st *store.Store, domains []string) {
+	users, err := st.Users()
+	if err != nil {
+		fmt.Fprintf(out, "nymote: mail cannot list the users: %v\n", err)
+		return
+	}
+	if len(users) == 0 {
+		fmt.Fprintf(out, "nymote: mail has no users yet (add one with: nymote user add NAME --data DIR); addresses are NAME@%s\n", domains[0])
+		return
+	}
+	for i, u := range users {
+		if i == maxAddressLines {
+			fmt.Fprintf(out, "nymote: mail has %d more users (nymote user list)\n", len(users)-i)
+			break
+		}
+		addrs := make([]string, len(domains))
+		for j, d := range domains {
+			addrs[j] = u.Name + "@" + d
+		}
+		fmt.Fprintf(out, "nymote: mail user %s: address %s (log in as %s or %s)\n", u.Name, strings.Join(addrs, ", "), u.Name, addrs[0])
+	}
 }

@@ -249,7 +249,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		// A user sends as themselves only.
 		if mailauth.UserName(from, se.s.opts.Domains) != se.user {
-			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address not owned by %s", se.user)
+			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address %q not owned by %s (send as %s)", from, se.user, ownAddresses(se.user, se.s.opts.Domains))
 		}
 	} else if from != "" && !strings.Contains(from, "@") {
 		return errorf(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address")
