@@ -79,12 +79,18 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// Web, if set, is called with the HTTPS port's handler tree once the
+	// mail app has mounted its own handlers on it, to mount more (a web
+	// console). See Web.
+	Web func(*Web)
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
-// offered. IMAPS and Submissions are plain TCP listeners: Serve adds TLS.
+// offered. IMAPS, Submissions and HTTPS are plain TCP listeners: Serve adds
+// TLS. HTTP redirects to HTTPS but for ACME challenges and the paths
+// mounted plain (see Web).
 type Listeners struct {
-	IMAP, IMAPS, SMTP, Submission, Submissions, Git net.Listener
+	IMAP, IMAPS, SMTP, Submission, Submissions, Git, HTTP, HTTPS net.Listener
 }
 
 type named struct {
@@ -94,7 +100,8 @@ type named struct {
 
 func (ls Listeners) all() []named {
 	return []named{{"imap", ls.IMAP}, {"imaps", ls.IMAPS}, {"smtp", ls.SMTP},
-		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git}}
+		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git},
+		{"http", ls.HTTP}, {"https", ls.HTTPS}}
 }
 
 // Serve runs the mail service until ctx ends, then stops accepting, closes
@@ -177,6 +184,10 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		}
 		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
 	}
+	web := NewWeb()
+	if cfg.Web != nil {
+		cfg.Web(web)
+	}
 	ls = guarded(ls, cfg.Conns, tlsConfig, log)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -218,16 +229,25 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			run(n.name, func() error { return submission.Serve(ln) }) // TLS by the guard
 		case "git":
 			run(n.name, func() error { return gitSrv.Serve(ln) }) // guarded by gitsvc
+		case "http", "https":
+			// Below, both at once (guarded by startWeb).
 		}
 		if !cfg.ListenLinesPrinted {
 			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
 		}
+	}
+	var webSrv *webServers
+	if ls.HTTP != nil || ls.HTTPS != nil {
+		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, nil, cfg.Conns, log, errc)
 	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	cancel()
+	if webSrv != nil {
+		webSrv.Shutdown()
+	}
 	imapSrv.Close()
 	inbound.Close()
 	submission.Close()
