@@ -26,6 +26,7 @@ import (
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/msgauth"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/store"
@@ -65,7 +66,10 @@ type Config struct {
 	// 8 to 256 MiB), negative: none.
 	BodyCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
-	// port, dialer, backoff and retry window.
+	// port, dialer, backoff and retry window. The resolver also serves the
+	// checks of inbound mail (SPF, DKIM, DMARC) when it can look up TXT,
+	// MX, addresses and names (msgauth.Resolver: a *net.Resolver can);
+	// otherwise they use net.DefaultResolver.
 	Resolver    queue.Resolver
 	RemotePort  string
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -79,6 +83,9 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// NoInboundChecks turns off SPF, DKIM and DMARC on inbound SMTP
+	// (tests of other things only).
+	NoInboundChecks bool
 	// Web, if set, is called with the HTTPS port's handler tree once the
 	// mail app has mounted its own handlers on it, to mount more (a web
 	// console). See Web.
@@ -169,13 +176,27 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
+	// DKIM keys of every local domain, made on first use.
+	keyring := msgauth.NewKeyring(st, nil)
+	for _, d := range cfg.Domains {
+		if _, err := keyring.Keys(d); err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+	}
+	var checker *msgauth.Checker
+	if !cfg.NoInboundChecks {
+		checker = &msgauth.Checker{Domains: cfg.Domains, Keyring: keyring, Hostname: hostname}
+		if r, ok := cfg.Resolver.(msgauth.Resolver); ok {
+			checker.Resolver = r
+		}
+	}
 	imapSrv := imapd.New(imapd.Options{Mail: ms, Domains: cfg.Domains, TLSConfig: tlsConfig,
 		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Auth: auth, Logger: log})
 	inbound := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, TLSConfig: tlsConfig,
-		MaxMessageBytes: maxMsg, Logger: log})
+		MaxMessageBytes: maxMsg, Check: checker, Logger: log})
 	submission := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Submission: true,
 		Queue: q, TLSConfig: tlsConfig, InsecureAuth: cfg.InsecureAuth, MaxMessageBytes: maxMsg,
-		Auth: auth, Logger: log})
+		Auth: auth, DKIM: keyring, Logger: log})
 	var gitSrv *gitsvc.Server
 	if ls.Git != nil {
 		gitTLS := tlsConfig
