@@ -332,6 +332,7 @@ func foldHeader(f string) string {
 	var b strings.Builder
 	line := 0
 	for i, p := range parts {
+		p = strings.TrimSpace(p)
 		if i > 0 {
 			if line+len(p)+2 > 76 {
 				b.WriteString(";\r\n\t")
