@@ -253,7 +253,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Verdict {
 		}
 		if rec != nil || v.DMARC == "temperror" || local {
 			r := &authres.DMARCResult{Value: authres.ResultValue(v.DMARC), From: fromDomain}
-			if v.Policy != "" {
+			if v.Policy != "" && !pass {
 				r.Reason = "p=" + v.Policy
 			}
 			results = append(results, r)
