@@ -29,6 +29,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/msgauth"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
+	"github.com/nymote/nymote/apps/mail/wellknown"
 	"github.com/nymote/nymote/store"
 )
 
@@ -206,6 +207,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
 	}
 	web := NewWeb()
+	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)
 	if cfg.Web != nil {
 		cfg.Web(web)
 	}

@@ -122,3 +122,20 @@ func TestWebMount(t *testing.T) {
 		t.Fatal(httpAddr)
 	}
 }
+
+// TestWebWellKnown: the mail app serves its MTA-STS policy on HTTPS only
+// (HTTP redirects it), and Thunderbird's autoconfig on HTTP too.
+func TestWebWellKnown(t *testing.T) {
+	httpAddr, httpsAddr := serveWeb(t, mailsvc.Config{Domains: []string{"example.org"}, Hostname: "mx.example.org"}, mailsvc.Listeners{})
+	code, _, body := get(t, insecureClient(httpsAddr), "https://mta-sts.example.org/.well-known/mta-sts.txt")
+	if code != 200 || !strings.Contains(body, "mode: enforce\r\nmx: mx.example.org\r\n") {
+		t.Errorf("MTA-STS over HTTPS: %d %q", code, body)
+	}
+	if code, _, _ := get(t, insecureClient(httpAddr), "http://mta-sts.example.org/.well-known/mta-sts.txt"); code != http.StatusMovedPermanently {
+		t.Errorf("MTA-STS over HTTP: %d, want a redirect", code)
+	}
+	code, _, body = get(t, insecureClient(httpAddr), "http://autoconfig.example.org/mail/config-v1.1.xml")
+	if code != 200 || !strings.Contains(body, "<hostname>mx.example.org</hostname>") {
+		t.Errorf("autoconfig over HTTP: %d %q", code, body)
+	}
+}
