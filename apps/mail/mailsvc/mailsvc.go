@@ -17,11 +17,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nymote/nymote/apps/gitsvc"
+	"github.com/nymote/nymote/apps/internal/acmecert"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
@@ -49,6 +51,10 @@ type Config struct {
 	// TLS says where the certificate comes from (zero: a self-signed one
 	// generated into the store).
 	TLS svc.TLSOptions
+	// ACME, if set, has the certificate obtained and renewed from an ACME
+	// CA (the self-signed one serves until then, and whenever the CA
+	// fails).
+	ACME *ACME
 	// InsecureAuth allows logins without TLS, and serves the git endpoint
 	// over plain HTTP (loopback tests only).
 	InsecureAuth bool
@@ -91,6 +97,24 @@ type Config struct {
 	// mail app has mounted its own handlers on it, to mount more (a web
 	// console). See Web.
 	Web func(*Web)
+}
+
+// ACME configures certificates from an ACME CA (see package acmecert).
+type ACME struct {
+	// DirectoryURL is the CA's directory; "" or "letsencrypt" is Let's
+	// Encrypt's.
+	DirectoryURL string
+	// Email is the account's contact address.
+	Email string
+	// Names go on the certificate; empty: the hostname, and mta-sts.DOMAIN
+	// of each domain (the MTA-STS policy is fetched over HTTPS with a
+	// valid certificate).
+	Names []string
+	// HTTPClient talks to the CA (tests: one trusting a test CA); nil:
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// RetryMin is the first wait after a failed attempt; zero: a minute.
+	RetryMin time.Duration
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -155,6 +179,30 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		return fmt.Errorf("mail: %w", err)
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
+	var acmeMgr *acmecert.Manager
+	if cfg.ACME != nil {
+		names := cfg.ACME.Names
+		if len(names) == 0 {
+			names = []string{hostname}
+			for _, d := range cfg.Domains {
+				names = append(names, "mta-sts."+d)
+			}
+		}
+		dir := cfg.ACME.DirectoryURL
+		if dir == "" || dir == "letsencrypt" {
+			dir = acmecert.LetsEncrypt
+		}
+		acmeMgr, err = acmecert.New(acmecert.Options{DirectoryURL: dir, Email: cfg.ACME.Email, Names: names, Files: st,
+			HTTPClient: cfg.ACME.HTTPClient, Fallback: &tlsConfig.Certificates[0], Logger: log, Console: out,
+			Prefix: "nymote: mail ", RetryMin: cfg.ACME.RetryMin})
+		if err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+		if acmeMgr.Certificate() == nil {
+			fmt.Fprintf(out, "nymote: mail tls: asking %s for a certificate for %s; the self-signed one (above) serves until then\n", dir, strings.Join(names, ", "))
+		}
+		tlsConfig = acmeMgr.TLSConfig(tlsConfig)
+	}
 	printAddresses(out, st, cfg.Domains)
 
 	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
@@ -226,6 +274,14 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			}
 		}()
 	}
+	if acmeMgr != nil {
+		run("acme", func() error {
+			if err := acmeMgr.Run(ctx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
+	}
 	run("queue", func() error {
 		if err := q.Run(ctx); !errors.Is(err, context.Canceled) {
 			return err
@@ -261,7 +317,11 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	var webSrv *webServers
 	if ls.HTTP != nil || ls.HTTPS != nil {
-		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, nil, cfg.Conns, log, errc)
+		var acmeHTTP http.Handler
+		if acmeMgr != nil {
+			acmeHTTP = acmeMgr.HTTPHandler()
+		}
+		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, acmeHTTP, cfg.Conns, log, errc)
 	}
 	select {
 	case <-ctx.Done():
