@@ -52,14 +52,26 @@ func (z *zoneServer) start(t *testing.T) *net.Resolver {
 		z.mu.Lock()
 		for _, q := range r.Question {
 			exists := false
-			for _, rr := range z.rrs {
-				if !strings.EqualFold(rr.Header().Name, q.Name) {
-					continue
+			name := q.Name
+			for hops := 0; hops < 8; hops++ {
+				var cname string
+				for _, rr := range z.rrs {
+					if !strings.EqualFold(rr.Header().Name, name) {
+						continue
+					}
+					exists = true
+					if rr.Header().Rrtype == q.Qtype {
+						m.Answer = append(m.Answer, rr)
+					} else if c, ok := rr.(*dns.CNAME); ok {
+						// As a server does: the alias and its target's records.
+						m.Answer = append(m.Answer, rr)
+						cname = c.Target
+					}
 				}
-				exists = true
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
+				if cname == "" {
+					break
 				}
+				name = cname
 			}
 			if !exists {
 				m.Rcode = dns.RcodeNameError

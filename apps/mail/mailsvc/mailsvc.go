@@ -12,6 +12,7 @@ package mailsvc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/msgauth"
+	"github.com/nymote/nymote/apps/mail/mtasts"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/apps/mail/wellknown"
@@ -90,6 +92,12 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// TLSRoots verify the HTTPS of MTA-STS policy servers and, under an
+	// enforce policy, the certificates of MX hosts; nil: the system's
+	// (tests: a test CA). STSPort is the HTTPS port policies are fetched
+	// from; "": 443 (tests).
+	TLSRoots *x509.CertPool
+	STSPort  string
 	// NoInboundChecks turns off SPF, DKIM and DMARC on inbound SMTP
 	// (tests of other things only).
 	NoInboundChecks bool
@@ -219,8 +227,13 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if maxMsg == 0 {
 		maxMsg = 50 << 20
 	}
+	sts := &mtasts.Fetcher{Dial: cfg.Dial, RootCAs: cfg.TLSRoots, Port: cfg.STSPort}
+	if r, ok := cfg.Resolver.(mtasts.Resolver); ok {
+		sts.Resolver = r
+	}
 	q := queue.New(queue.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Resolver: cfg.Resolver,
-		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log})
+		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log,
+		STS: sts.Policy, STSRootCAs: cfg.TLSRoots})
 	auth := cfg.Auth
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
