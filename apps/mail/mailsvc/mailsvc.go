@@ -238,10 +238,12 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
-	// DKIM keys of every local domain, made on first use.
+	// DKIM keys of every local domain, made on first use (the first
+	// message signed, or nymote mail dns); those made are read now, for
+	// checking our own signatures without DNS.
 	keyring := msgauth.NewKeyring(st, nil)
 	for _, d := range cfg.Domains {
-		if _, err := keyring.Keys(d); err != nil {
+		if err := keyring.Load(d); err != nil {
 			return fmt.Errorf("mail: %w", err)
 		}
 	}
