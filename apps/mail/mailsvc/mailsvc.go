@@ -201,7 +201,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			dir = acmecert.LetsEncrypt
 		}
 		acmeMgr, err = acmecert.New(acmecert.Options{DirectoryURL: dir, Email: cfg.ACME.Email, Names: names, Files: st,
-			HTTPClient: cfg.ACME.HTTPClient, Fallback: &tlsConfig.Certificates[0], Logger: log, Console: out,
+			HTTPClient: acmeClient(cfg.ACME.HTTPClient, cfg.Dial), Fallback: &tlsConfig.Certificates[0], Logger: log, Console: out,
 			Prefix: "nymote: mail ", RetryMin: cfg.ACME.RetryMin})
 		if err != nil {
 			return fmt.Errorf("mail: %w", err)
@@ -440,4 +440,21 @@ func printAddresses(out io.Writer, st *store.Store, domains []string) {
 		}
 		fmt.Fprintf(out, "nymote: mail user %s: address %s (log in as %s or %s)\n", u.Name, strings.Join(addrs, ", "), u.Name, addrs[0])
 	}
+}
+
+// acmeClient is the HTTP client that talks to the ACME CA: hc (or a plain
+// one) dialing through dial (the appliance's network) when it is set.
+func acmeClient(hc *http.Client, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+	}
+	tr, ok := hc.Transport.(*http.Transport)
+	if dial == nil || !ok {
+		return hc
+	}
+	tr = tr.Clone()
+	tr.DialContext = dial
+	c := *hc
+	c.Transport = tr
+	return &c
 }
