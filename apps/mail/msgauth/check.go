@@ -27,11 +27,10 @@ const (
 	// p=quarantine failures).
 	Junk
 	// Reject at SMTP time with a 550 5.7.1 (DMARC p=reject failures,
-	// and mail claiming a local domain without passing).
+	// and mail claiming a local domain without passing). A DNS failure
+	// finding the policy (dmarc=temperror) delivers: mail is not held
+	// hostage to the receiver's DNS.
 	Reject
-	// TempFail: answer 451 4.7.0, the sender tries again (a DNS failure
-	// where the sender's policy says reject).
-	TempFail
 )
 
 // Checker checks inbound mail: SPF of the envelope sender (or HELO name),

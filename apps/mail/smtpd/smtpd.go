@@ -84,9 +84,8 @@ type Options struct {
 	// one IMAP uses, so that guesses add up); nil means one of its own.
 	Auth *guard.Auth
 	// Check, if set, checks inbound mail (SPF, DKIM, DMARC): the message
-	// gets its Authentication-Results header, and is refused (550 5.7.1,
-	// or 451 4.7.0 for a DNS failure), filed to Junk or delivered as the
-	// verdict says. Inbound only.
+	// gets its Authentication-Results header, and is refused (550 5.7.1),
+	// filed to Junk or delivered as the verdict says. Inbound only.
 	Check *msgauth.Checker
 	// DKIM, if set, signs mail for remote recipients with the keys of the
 	// domain of its From: header. Submission only.
@@ -364,8 +363,6 @@ func (se *session) Data(r io.Reader) error {
 		switch v.Action {
 		case msgauth.Reject:
 			return errorf(550, smtp.EnhancedCode{5, 7, 1}, "%s", v.Reason)
-		case msgauth.TempFail:
-			return errorf(451, smtp.EnhancedCode{4, 7, 0}, "%s", v.Reason)
 		case msgauth.Junk:
 			junk = true
 		}
