@@ -326,7 +326,17 @@ func (c *Checker) lookupDMARC(ctx context.Context, r Resolver, domain string) (*
 
 // foldHeader folds a header field at "; " to lines under 78 characters
 // where it can, and ends it with CRLF.
+//
+// Controls and non-ASCII bytes (from reasons that quote the message) are
+// replaced, so that nothing a sender wrote can end the field or start
+// another.
 func foldHeader(f string) string {
+	f = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, f)
 	parts := strings.Split(f, "; ")
 	var b strings.Builder
 	line := 0
