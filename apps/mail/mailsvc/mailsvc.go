@@ -12,22 +12,28 @@ package mailsvc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nymote/nymote/apps/gitsvc"
+	"github.com/nymote/nymote/apps/internal/acmecert"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/msgauth"
+	"github.com/nymote/nymote/apps/mail/mtasts"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
+	"github.com/nymote/nymote/apps/mail/wellknown"
 	"github.com/nymote/nymote/store"
 )
 
@@ -47,6 +53,10 @@ type Config struct {
 	// TLS says where the certificate comes from (zero: a self-signed one
 	// generated into the store).
 	TLS svc.TLSOptions
+	// ACME, if set, has the certificate obtained and renewed from an ACME
+	// CA (the self-signed one serves until then, and whenever the CA
+	// fails).
+	ACME *ACME
 	// InsecureAuth allows logins without TLS, and serves the git endpoint
 	// over plain HTTP (loopback tests only).
 	InsecureAuth bool
@@ -71,7 +81,10 @@ type Config struct {
 	// none.
 	SummaryCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
-	// port, dialer, backoff and retry window.
+	// port, dialer, backoff and retry window. The resolver also serves the
+	// checks of inbound mail (SPF, DKIM, DMARC) when it can look up TXT,
+	// MX, addresses and names (msgauth.Resolver: a *net.Resolver can);
+	// otherwise they use net.DefaultResolver.
 	Resolver    queue.Resolver
 	RemotePort  string
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -85,12 +98,45 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// TLSRoots verify the HTTPS of MTA-STS policy servers and, under an
+	// enforce policy, the certificates of MX hosts; nil: the system's
+	// (tests: a test CA). STSPort is the HTTPS port policies are fetched
+	// from; "": 443 (tests).
+	TLSRoots *x509.CertPool
+	STSPort  string
+	// NoInboundChecks turns off SPF, DKIM and DMARC on inbound SMTP
+	// (tests of other things only).
+	NoInboundChecks bool
+	// Web, if set, is called with the HTTPS port's handler tree once the
+	// mail app has mounted its own handlers on it, to mount more (a web
+	// console). See Web.
+	Web func(*Web)
+}
+
+// ACME configures certificates from an ACME CA (see package acmecert).
+type ACME struct {
+	// DirectoryURL is the CA's directory; "" or "letsencrypt" is Let's
+	// Encrypt's.
+	DirectoryURL string
+	// Email is the account's contact address.
+	Email string
+	// Names go on the certificate; empty: the hostname, and mta-sts.DOMAIN
+	// of each domain (the MTA-STS policy is fetched over HTTPS with a
+	// valid certificate).
+	Names []string
+	// HTTPClient talks to the CA (tests: one trusting a test CA); nil:
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// RetryMin is the first wait after a failed attempt; zero: a minute.
+	RetryMin time.Duration
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
-// offered. IMAPS and Submissions are plain TCP listeners: Serve adds TLS.
+// offered. IMAPS, Submissions and HTTPS are plain TCP listeners: Serve adds
+// TLS. HTTP redirects to HTTPS but for ACME challenges and the paths
+// mounted plain (see Web).
 type Listeners struct {
-	IMAP, IMAPS, SMTP, Submission, Submissions, Git net.Listener
+	IMAP, IMAPS, SMTP, Submission, Submissions, Git, HTTP, HTTPS net.Listener
 }
 
 type named struct {
@@ -100,7 +146,8 @@ type named struct {
 
 func (ls Listeners) all() []named {
 	return []named{{"imap", ls.IMAP}, {"imaps", ls.IMAPS}, {"smtp", ls.SMTP},
-		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git}}
+		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git},
+		{"http", ls.HTTP}, {"https", ls.HTTPS}}
 }
 
 // Serve runs the mail service until ctx ends, then stops accepting, closes
@@ -146,6 +193,31 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		return fmt.Errorf("mail: %w", err)
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
+	var acmeMgr *acmecert.Manager
+	if cfg.ACME != nil {
+		names := cfg.ACME.Names
+		if len(names) == 0 {
+			names = []string{hostname}
+			for _, d := range cfg.Domains {
+				names = append(names, "mta-sts."+d)
+			}
+		}
+		dir := cfg.ACME.DirectoryURL
+		if dir == "" || dir == "letsencrypt" {
+			dir = acmecert.LetsEncrypt
+		}
+		acmeMgr, err = acmecert.New(acmecert.Options{DirectoryURL: dir, Email: cfg.ACME.Email, Names: names, Files: st,
+			HTTPClient: acmeClient(cfg.ACME.HTTPClient, cfg.Dial), Fallback: &tlsConfig.Certificates[0], Logger: log, Console: out,
+			Prefix: "nymote: mail ", RetryMin: cfg.ACME.RetryMin})
+		if err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+		if acmeMgr.Certificate() == nil {
+			fmt.Fprintf(out, "nymote: mail tls: asking %s for a certificate for %s; the self-signed one (above) serves until then\n", dir, strings.Join(names, ", "))
+		}
+		tlsConfig = acmeMgr.TLSConfig(tlsConfig)
+	}
+	printAddresses(out, st, cfg.Domains)
 
 	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes, SummaryCacheBytes: cfg.SummaryCacheBytes})
 	if err != nil {
@@ -161,19 +233,40 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if maxMsg == 0 {
 		maxMsg = 50 << 20
 	}
+	sts := &mtasts.Fetcher{Dial: cfg.Dial, RootCAs: cfg.TLSRoots, Port: cfg.STSPort}
+	if r, ok := cfg.Resolver.(mtasts.Resolver); ok {
+		sts.Resolver = r
+	}
 	q := queue.New(queue.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Resolver: cfg.Resolver,
-		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log})
+		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log,
+		STS: sts.Policy, STSRootCAs: cfg.TLSRoots})
 	auth := cfg.Auth
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
+	// DKIM keys of every local domain, made on first use (the first
+	// message signed, or nymote mail dns); those made are read now, for
+	// checking our own signatures without DNS.
+	keyring := msgauth.NewKeyring(st, nil)
+	for _, d := range cfg.Domains {
+		if err := keyring.Load(d); err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+	}
+	var checker *msgauth.Checker
+	if !cfg.NoInboundChecks {
+		checker = &msgauth.Checker{Domains: cfg.Domains, Keyring: keyring, Hostname: hostname}
+		if r, ok := cfg.Resolver.(msgauth.Resolver); ok {
+			checker.Resolver = r
+		}
+	}
 	imapSrv := imapd.New(imapd.Options{Mail: ms, Domains: cfg.Domains, TLSConfig: tlsConfig,
 		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Auth: auth, Logger: log})
 	inbound := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, TLSConfig: tlsConfig,
-		MaxMessageBytes: maxMsg, Logger: log})
+		MaxMessageBytes: maxMsg, Check: checker, Logger: log})
 	submission := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Submission: true,
 		Queue: q, TLSConfig: tlsConfig, InsecureAuth: cfg.InsecureAuth, MaxMessageBytes: maxMsg,
-		Auth: auth, Logger: log})
+		Auth: auth, DKIM: keyring, Logger: log})
 	var gitSrv *gitsvc.Server
 	if ls.Git != nil {
 		gitTLS := tlsConfig
@@ -181,6 +274,11 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			gitTLS = nil
 		}
 		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
+	}
+	web := NewWeb()
+	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)
+	if cfg.Web != nil {
+		cfg.Web(web)
 	}
 	ls = guarded(ls, cfg.Conns, tlsConfig, log)
 
@@ -196,6 +294,14 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 				errc <- fmt.Errorf("mail %s: %w", name, err)
 			}
 		}()
+	}
+	if acmeMgr != nil {
+		run("acme", func() error {
+			if err := acmeMgr.Run(ctx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
 	}
 	run("queue", func() error {
 		if err := q.Run(ctx); !errors.Is(err, context.Canceled) {
@@ -223,16 +329,29 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			run(n.name, func() error { return submission.Serve(ln) }) // TLS by the guard
 		case "git":
 			run(n.name, func() error { return gitSrv.Serve(ln) }) // guarded by gitsvc
+		case "http", "https":
+			// Below, both at once (guarded by startWeb).
 		}
 		if !cfg.ListenLinesPrinted {
 			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
 		}
+	}
+	var webSrv *webServers
+	if ls.HTTP != nil || ls.HTTPS != nil {
+		var acmeHTTP http.Handler
+		if acmeMgr != nil {
+			acmeHTTP = acmeMgr.HTTPHandler()
+		}
+		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, acmeHTTP, cfg.Conns, log, errc)
 	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	cancel()
+	if webSrv != nil {
+		webSrv.Shutdown()
+	}
 	imapSrv.Close()
 	inbound.Close()
 	submission.Close()
@@ -298,4 +417,50 @@ func SplitDomains(s string) []string {
 		}
 	}
 	return out
+}
+
+// maxAddressLines bounds the users printAddresses names on the console.
+const maxAddressLines = 10
+
+// printAddresses prints the users' full mail addresses on the console, so
+// that someone trying the appliance knows what to log in and send as
+// (user@DOMAIN, not a guessed domain).
+func printAddresses(out io.Writer, st *store.Store, domains []string) {
+	users, err := st.Users()
+	if err != nil {
+		fmt.Fprintf(out, "nymote: mail cannot list the users: %v\n", err)
+		return
+	}
+	if len(users) == 0 {
+		fmt.Fprintf(out, "nymote: mail has no users yet (add one with: nymote user add NAME --data DIR); addresses are NAME@%s\n", domains[0])
+		return
+	}
+	for i, u := range users {
+		if i == maxAddressLines {
+			fmt.Fprintf(out, "nymote: mail has %d more users (nymote user list)\n", len(users)-i)
+			break
+		}
+		addrs := make([]string, len(domains))
+		for j, d := range domains {
+			addrs[j] = u.Name + "@" + d
+		}
+		fmt.Fprintf(out, "nymote: mail user %s: address %s (log in as %s or %s)\n", u.Name, strings.Join(addrs, ", "), u.Name, addrs[0])
+	}
+}
+
+// acmeClient is the HTTP client that talks to the ACME CA: hc (or a plain
+// one) dialing through dial (the appliance's network) when it is set.
+func acmeClient(hc *http.Client, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+	}
+	tr, ok := hc.Transport.(*http.Transport)
+	if dial == nil || !ok {
+		return hc
+	}
+	tr = tr.Clone()
+	tr.DialContext = dial
+	c := *hc
+	c.Transport = tr
+	return &c
 }

@@ -2,13 +2,17 @@ package mailsvc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/internal/svc"
@@ -40,9 +44,15 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		smtpAddr  = fs.String("smtp", "", "inbound SMTP address, e.g. :25")
 		subAddr   = fs.String("submission", "", "SMTP submission address (STARTTLS), e.g. :587")
 		subsAddr  = fs.String("submissions", "", "SMTP submission address with implicit TLS, e.g. :465")
+		httpAddr  = fs.String("http", "", "plain HTTP address, e.g. :80: ACME http-01 challenges and client autoconfiguration; the rest redirects to --https")
+		httpsAddr = fs.String("https", "", "HTTPS address, e.g. :443: the MTA-STS policy, client autoconfiguration")
 		gitAddr   = fs.String("git", "", "address of the store's git smart HTTP endpoint, e.g. 127.0.0.1:9418")
 		certFile  = fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept in the store")
 		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
+		acmeDir   = fs.String("acme", "", "ACME directory URL to obtain certificates from (\"letsencrypt\": Let's Encrypt's); default: none, the self-signed certificate")
+		acmeEmail = fs.String("acme-email", "", "contact address of the ACME account")
+		acmeNames = fs.String("acme-names", "", "names on the ACME certificate, comma-separated (default: the hostname and mta-sts.DOMAIN of each domain)")
+		acmeCA    = fs.String("acme-ca", "", "PEM file of the roots to trust for the ACME server's own HTTPS (test CAs such as Pebble); default: the system's")
 		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS and serve --git over plain HTTP (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
 		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory or of the Go memory limit, 2 to 256 MiB; negative: none)")
@@ -82,6 +92,22 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
 	}
+	if *acmeDir != "" {
+		cfg.ACME = &ACME{DirectoryURL: *acmeDir, Email: *acmeEmail, Names: SplitDomains(*acmeNames)}
+		if *acmeCA != "" {
+			pemBytes, err := os.ReadFile(*acmeCA)
+			if err != nil {
+				return fmt.Errorf("--acme-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pemBytes) {
+				return fmt.Errorf("--acme-ca: no certificate in %s", *acmeCA)
+			}
+			cfg.ACME.HTTPClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		}
+	} else if *acmeEmail != "" || *acmeNames != "" || *acmeCA != "" {
+		return errors.New("--acme-email, --acme-names and --acme-ca need --acme")
+	}
 	var ls Listeners
 	defer func() {
 		if err != nil {
@@ -96,7 +122,8 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		name, addr string
 		ln         *net.Listener
 	}{{"imap", *imapAddr, &ls.IMAP}, {"imaps", *imapsAddr, &ls.IMAPS}, {"smtp", *smtpAddr, &ls.SMTP},
-		{"submission", *subAddr, &ls.Submission}, {"submissions", *subsAddr, &ls.Submissions}, {"git", *gitAddr, &ls.Git}} {
+		{"submission", *subAddr, &ls.Submission}, {"submissions", *subsAddr, &ls.Submissions}, {"git", *gitAddr, &ls.Git},
+		{"http", *httpAddr, &ls.HTTP}, {"https", *httpsAddr, &ls.HTTPS}} {
 		if l.addr == "" {
 			continue
 		}
@@ -113,7 +140,7 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		log.Info("reading a PROXY header on connections from a proxy", "networks", *proxyNets)
 	}
 	if ls == (Listeners{}) {
-		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions)")
+		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions, --http, --https)")
 	}
 	return Serve(ctx, cfg, ls)
 }
