@@ -283,7 +283,20 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, svc, env) }()
+	// The good line: the service has kept serving for the settle time
+	// and the data disk is mounted read-write. A launcher test-booting
+	// a new image commits it on this line (package update).
+	settled := time.NewTimer(cfg.settle)
+	defer settled.Stop()
+wait:
 	select {
+	case <-settled.C:
+		if err := dataWritable(); err != nil {
+			say("not good: %v", err)
+		} else {
+			say("%s %s for %s, data disk mounted read-write", svc.Name, app.GoodMarker, cfg.settle)
+		}
+		goto wait
 	case err := <-done:
 		if ctx.Err() == nil {
 			if err == nil {
@@ -492,6 +505,19 @@ func mountData(cfg bootConfig, say func(string, ...any)) (func(), error) {
 			say("unmounting %s: %v; remounting read-only: %v", dataMount, err, rerr)
 		}
 	}, nil
+}
+
+// dataWritable says whether /data is mounted read-write (ext4 remounts
+// read-only on errors).
+func dataWritable() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dataMount, &st); err != nil {
+		return fmt.Errorf("%s: %w", dataMount, err)
+	}
+	if st.Flags&unix.ST_RDONLY != 0 {
+		return fmt.Errorf("%s is mounted read-only", dataMount)
+	}
+	return nil
 }
 
 // waitFor waits up to d for path to exist.
