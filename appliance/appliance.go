@@ -122,6 +122,12 @@ type Env struct {
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// Resolver resolves names over the appliance's network.
 	Resolver *net.Resolver
+	// SetUpdateAuth, when the runtime serves updates (app.UpdatePort),
+	// tells it who may send one: check returns nil for an
+	// administrator's name and password (the apps: a store user with git
+	// write access). Until it is called, updates are refused. Nil when
+	// the runtime serves no updates.
+	SetUpdateAuth func(check func(user, password string) error)
 }
 
 // Errors callers and tests branch on.

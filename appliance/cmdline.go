@@ -49,6 +49,10 @@ type bootConfig struct {
 	// modules are kernel modules to load (nymote.modules=a,b), in
 	// addition to the image's /etc/nymote/modules.
 	modules []string
+	// updateDisk is the update disk (nymote.updatedisk=DEVICE, or auto
+	// to find it by its header), set by a launcher that keeps image
+	// slots: the runtime then serves updates on app.UpdatePort. "": none.
+	updateDisk string
 	// settle is how long the service must keep serving before the runtime
 	// prints its good line (nymote.settle=DURATION; app.DefaultSettle).
 	settle time.Duration
@@ -91,6 +95,8 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			}
 		case "data":
 			c.data = v
+		case "updatedisk":
+			c.updateDisk = v
 		case "settle":
 			c.settle, err = time.ParseDuration(v)
 			if err == nil && c.settle <= 0 {

@@ -281,6 +281,20 @@ func initMain(svc Service, console io.Writer) haltAction {
 		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
+	// An update received: stop cleanly, then reboot into it.
+	var rebootAfterStop atomic.Bool
+	if cfg.updateDisk != "" {
+		up, err := startUpdatePort(nw, addr, cfg, func() {
+			rebootAfterStop.Store(true)
+			cancel(errors.New("an update was received"))
+		}, say, log)
+		if err != nil {
+			say("no updates: %v", err)
+		} else {
+			defer up.close()
+			env.SetUpdateAuth = up.setAuth
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, svc, env) }()
 	// The good line: the service has kept serving for the settle time
@@ -325,6 +339,9 @@ wait:
 		case <-time.After(20 * time.Second):
 			say("%s did not stop within 20s; powering off anyway", svc.Name)
 		}
+	}
+	if rebootAfterStop.Load() {
+		return reboot
 	}
 	return powerOff
 }

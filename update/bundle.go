@@ -333,3 +333,16 @@ func (s *Slots) PickUp(o InstallOptions) (string, error) {
 	}
 	return im.Version(), clearUpdateDisk(path)
 }
+
+// IsUpdateDisk says whether the device or file at path is an update disk
+// (CreateUpdateDisk's header).
+func IsUpdateDisk(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := make([]byte, len(updateDiskMagic))
+	_, err = f.ReadAt(h, 0)
+	return err == nil && string(h) == updateDiskMagic
+}

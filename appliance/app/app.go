@@ -96,6 +96,12 @@ const GoodMarker = "good: serving"
 // fails well within it.
 const DefaultSettle = 5 * time.Second
 
+// UpdatePort is the appliance runtime's own port, beside the app's: HTTPS,
+// taking signed images (nymote update; package update's Receiver). The
+// runtime opens it when the launcher has attached an update disk
+// (nymote.updatedisk) and the image trusts a signing key.
+var UpdatePort = Port{Name: "update", Port: 9443, Proto: "http", TLS: true}
+
 // The apps, declared once.
 var (
 	// Hello is the smallest appliance, for boot tests and benchmarks: it

@@ -30,6 +30,7 @@ func Service() appliance.Service {
 				Stdout:   env.Console,
 
 				ListenLinesPrinted: true,
+				SetUpdateAuth:      env.SetUpdateAuth,
 			}
 			if env.Resolver != nil {
 				cfg.Resolver = env.Resolver

@@ -79,6 +79,10 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// SetUpdateAuth, if set, is told who may update the appliance once
+	// the store is open: its users with git write access (see
+	// appliance.Env.SetUpdateAuth).
+	SetUpdateAuth func(check func(user, password string) error)
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -130,6 +134,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			return fmt.Errorf("mail: %w", err)
 		}
 		defer st.Close()
+	}
+	if cfg.SetUpdateAuth != nil {
+		cfg.SetUpdateAuth(svc.AdminCheck(st))
 	}
 	tlsOpts := cfg.TLS
 	if len(tlsOpts.Hostnames) == 0 {
