@@ -114,6 +114,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	var mem, offset int
 	var noBuild, slots bool
 	var testBound time.Duration
+	var updateHost string
 	cmd := &cobra.Command{
 		Use:   "run APP",
 		Short: "Build APP's appliance and boot it under QEMU with a data disk, ports forwarded to localhost",
@@ -161,7 +162,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				return err
 			}
 			if slots {
-				return runSlots(ctx, g, cmd, b, opts.OutDir, m, disk, kvm, slotRun{mem: mem, offset: offset, guestNet: guestNet, bound: testBound})
+				return runSlots(ctx, g, cmd, b, opts.OutDir, m, disk, kvm, slotRun{mem: mem, offset: offset, guestNet: guestNet, bound: testBound, updateHost: updateHost})
 			}
 			// The board resolved above is the one the launcher uses.
 			img, err := m.QEMUImage(opts.OutDir, b)
@@ -186,6 +187,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
 	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a newly built image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
+	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
 	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
 	defaultNet := "kernel"
 	if app.NetstackBuiltIn {
@@ -201,6 +203,8 @@ type slotRun struct {
 	mem, offset int
 	guestNet    string
 	bound       time.Duration
+	// updateHost is where the update port is forwarded to.
+	updateHost string
 }
 
 // chooseKVM decides KVM or TCG for img (see launch.UseKVM).
@@ -218,15 +222,15 @@ func startRun(ctx context.Context, g *globals, cmd *cobra.Command, m *images.Man
 	if useKVM {
 		accel = "KVM"
 	}
-	ports := m.Ports
-	if updateDisk != "" {
-		ports = append(ports[:len(ports):len(ports)], images.AppPort{Name: app.UpdatePort.Name, Port: app.UpdatePort.Port})
-	}
 	var fw []launch.Forward
-	for _, p := range ports {
+	for _, p := range m.Ports {
 		host := fmt.Sprintf("127.0.0.1:%d", app.HostPort(p.Port, r.offset))
 		fw = append(fw, launch.Forward{Host: host, Guest: p.Port})
 		fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
+	}
+	if updateDisk != "" {
+		fw = append(fw, launch.Forward{Host: r.updateHost, Guest: app.UpdatePort.Port})
+		fmt.Fprintf(g.stdio.Err, "run: updates (nymote update --to %s) on %s\n", r.updateHost, r.updateHost)
 	}
 	fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
 	return launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
