@@ -1,6 +1,7 @@
 package update
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -515,4 +516,27 @@ func (s *Slots) version(slot string) string {
 		return ""
 	}
 	return Version(mb)
+}
+
+// IsNew says whether the image in dir is neither the committed nor the
+// next image (compared by manifest): what a launcher handed an image folder
+// installs (Install) before it boots.
+func (s *Slots) IsNew(dir string) (bool, error) {
+	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return false, fmt.Errorf("update: image %s: %w", dir, err)
+	}
+	st, err := s.State()
+	if err != nil {
+		return false, err
+	}
+	for _, slot := range []string{st.Committed, st.Next} {
+		if slot == "" {
+			continue
+		}
+		if cur, err := os.ReadFile(filepath.Join(s.SlotDir(slot), ManifestFile)); err == nil && bytes.Equal(cur, mb) {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -284,7 +283,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		return err
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
-	if fresh, err := newToSlots(s, dir); err != nil {
+	if fresh, err := s.IsNew(dir); err != nil {
 		return err
 	} else if fresh {
 		slot, err := s.Install(dir, update.InstallOptions{AllowUnsigned: true})
@@ -363,26 +362,4 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		}
 		say("booting again")
 	}
-}
-
-// newToSlots says whether the image in dir is neither the committed nor
-// the next image of s.
-func newToSlots(s *update.Slots, dir string) (bool, error) {
-	mb, err := os.ReadFile(filepath.Join(dir, images.ManifestFile))
-	if err != nil {
-		return false, err
-	}
-	st, err := s.State()
-	if err != nil {
-		return false, err
-	}
-	for _, slot := range []string{st.Committed, st.Next} {
-		if slot == "" {
-			continue
-		}
-		if cur, err := os.ReadFile(filepath.Join(s.SlotDir(slot), images.ManifestFile)); err == nil && bytes.Equal(cur, mb) {
-			return false, nil
-		}
-	}
-	return true, nil
 }
