@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,34 +66,13 @@ func TestKeyCommands(t *testing.T) {
 // image by itself and serves it. Its data survive throughout (the boot
 // counter on the data disk counts on).
 func TestUpdateBoot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots VMs")
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				t.Skipf("%s not installed (apt-get install qemu-system-x86 e2fsprogs)", tool)
-			}
-		}
-	}
-	if _, err := os.Stat(filepath.Join(os.Getenv("HOME"), ".cache/nymote/kernels")); err != nil {
-		t.Skip("no kernel cache: the microvm kernel is built on first use (make test builds it)")
-	}
-	const board = "microvm-x86_64"
+	needBootTools(t)
 	tmp := t.TempDir()
 	key := filepath.Join(tmp, "nymote.key")
 	mustRun(t, "", "key", "create", key)
 	other := filepath.Join(tmp, "other.key")
 	mustRun(t, "", "key", "create", other)
-	build := func(name string, set ...string) string {
-		dir := filepath.Join(tmp, name)
-		args := []string{"build", "hello", "--board", board, "--sign", key, "-o", dir}
-		for _, s := range set {
-			args = append(args, "--set", s)
-		}
-		mustRun(t, "", args...)
-		return dir
-	}
+	build := func(name string, set ...string) string { return buildSigned(t, key, filepath.Join(tmp, name), set...) }
 	v1 := build("v1", "release=v1")
 	v2 := build("v2", "release=v2")
 	broken := build("v3", "release=v3", "crash=now")
@@ -107,11 +87,7 @@ func TestUpdateBoot(t *testing.T) {
 	tampered := copyDir(t, v2, filepath.Join(tmp, "tampered"))
 	os.WriteFile(filepath.Join(tampered, "cmdline.txt"), []byte("console=ttyS0 init=/bin/sh\n"), 0o644)
 
-	data := t.TempDir()
-	mustRun(t, "", "store", "init", "--data", data)
-	os.WriteFile(filepath.Join(data, "hello-admin"), []byte("admin sesame\n"), 0o600)
-	disk := filepath.Join(tmp, "data.img")
-	mustRun(t, "", "disk", "create", "--data", data, "-o", disk, "--size", "64M")
+	disk := helloDisk(t, tmp)
 
 	port := testutil.FreePort(t)
 	updateAddr := testutil.FreeAddr(t)
@@ -120,7 +96,7 @@ func TestUpdateBoot(t *testing.T) {
 	var out, errs testutil.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"run", "hello", "--board", board, "--no-build", "-o", v1, "--disk", disk, "--slots",
+		done <- Main(ctx, []string{"run", "hello", "--board", updateBoard, "--no-build", "-o", v1, "--disk", disk, "--slots",
 			"--kvm", "off", "--port-offset", strconv.Itoa(port - 7), "--update-port", updateAddr},
 			IO{In: strings.NewReader(""), Out: &out, Err: &errs})
 	}()
@@ -256,4 +232,195 @@ func copyDir(t *testing.T, src, dst string) string {
 		}
 	}
 	return dst
+}
+
+// updateBoard is the board of the update boot tests.
+const updateBoard = "microvm-x86_64"
+
+func needBootTools(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots VMs")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				t.Skipf("%s not installed (apt-get install qemu-system-x86 e2fsprogs)", tool)
+			}
+		}
+	}
+}
+
+// buildSigned builds hello for updateBoard signed with key into dir, with
+// --set options.
+func buildSigned(t *testing.T, key, dir string, set ...string) string {
+	t.Helper()
+	args := []string{"build", "hello", "--board", updateBoard, "--sign", key, "-o", dir}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	mustRun(t, "", args...)
+	return dir
+}
+
+// helloDisk makes a data disk in dir whose store has hello's update
+// administrator (admin, password sesame).
+func helloDisk(t *testing.T, dir string) string {
+	t.Helper()
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	os.WriteFile(filepath.Join(data, "hello-admin"), []byte("admin sesame\n"), 0o600)
+	disk := filepath.Join(dir, "data.img")
+	mustRun(t, "", "disk", "create", "--data", data, "-o", disk, "--size", "64M")
+	return disk
+}
+
+// runner is one nymote run --slots of hello in the background.
+type runner struct {
+	t          *testing.T
+	out, errs  testutil.Buffer
+	done       chan int
+	cancel     context.CancelFunc
+	port       int
+	updateAddr string
+	disk       string
+}
+
+func startRunner(t *testing.T, dir, disk string) *runner {
+	t.Helper()
+	r := &runner{t: t, done: make(chan int, 1), port: testutil.FreePort(t), updateAddr: testutil.FreeAddr(t), disk: disk}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() {
+		r.done <- Main(ctx, []string{"run", "hello", "--board", updateBoard, "--no-build", "-o", dir, "--disk", disk, "--slots",
+			"--kvm", "off", "--port-offset", strconv.Itoa(r.port - 7), "--update-port", r.updateAddr},
+			IO{In: strings.NewReader(""), Out: &r.out, Err: &r.errs})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if t.Failed() {
+			t.Logf("console:\n%s\nnymote run:\n%s", r.out.String(), r.errs.String())
+		}
+	})
+	return r
+}
+
+// waitFor waits until buf holds want n times; with exitOK an exit of
+// nymote run ends the wait (and returns false).
+func (r *runner) waitFor(buf *testutil.Buffer, want string, n int) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for strings.Count(buf.String(), want) < n {
+		select {
+		case code := <-r.done:
+			r.t.Fatalf("nymote run exited with %d while waiting for %q", code, want)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no %q (#%d) within 5 minutes", want, n)
+		}
+	}
+}
+
+// send sends the image in dir with nymote update, in the background.
+func (r *runner) send(dir string) chan string {
+	m := regexp.MustCompile(`certificate sha256 ([0-9a-f]{64})`).FindAllStringSubmatch(r.out.String(), -1)
+	if len(m) == 0 {
+		r.t.Fatal("no update port certificate on the console")
+	}
+	res := make(chan string, 1)
+	go func() {
+		var out, errs testutil.Buffer
+		code := Main(context.Background(), []string{"update", "hello", "--to", r.updateAddr, "--image", dir, "--user", "admin", "--password-stdin", "--fingerprint", m[len(m)-1][1]},
+			IO{In: strings.NewReader("sesame\n"), Out: &out, Err: &errs})
+		res <- fmt.Sprintf("exit %d: %s%s", code, out.String(), errs.String())
+	}()
+	return res
+}
+
+// cutPower kills the QEMU booting r's data disk, as pulling the plug.
+func (r *runner) cutPower() {
+	r.t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "qemu-system") || !strings.Contains(string(b), "file="+r.disk+",") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			return
+		}
+	}
+	r.t.Log("no QEMU to cut the power of (it had exited)")
+}
+
+// TestUpdatePowerCut (opt-in: NYMOTE_UPDATE_POWERCUT=1; about 2 minutes a
+// stage under TCG) cuts the power (kills QEMU) at each stage of an update
+// of hello on microvm-x86_64: while the image is sent and written, once it
+// is accepted (before the test boot), during the test boot, and after the
+// commit. Then the appliance is started again: it must come up serving
+// one of the two images, and its data disk must hold a clean store (git
+// fsck) and its boot counter.
+func TestUpdatePowerCut(t *testing.T) {
+	if os.Getenv("NYMOTE_UPDATE_POWERCUT") != "1" {
+		t.Skip("opt-in: NYMOTE_UPDATE_POWERCUT=1")
+	}
+	needBootTools(t)
+	tmp := t.TempDir()
+	key := filepath.Join(tmp, "nymote.key")
+	mustRun(t, "", "key", "create", key)
+	v1 := buildSigned(t, key, filepath.Join(tmp, "v1"), "release=v1")
+	v2 := buildSigned(t, key, filepath.Join(tmp, "v2"), "release=v2")
+	for _, stage := range []string{"sending", "accepted", "test boot", "committed"} {
+		t.Run(stage, func(t *testing.T) {
+			disk := helloDisk(t, t.TempDir())
+			r := startRunner(t, v1, disk)
+			r.waitFor(&r.out, "hello good: serving", 1)
+			res := r.send(v2)
+			switch stage {
+			case "sending":
+				r.cutPower()
+			case "accepted":
+				t.Log(<-res)
+				r.cutPower()
+			case "test boot":
+				<-res
+				r.waitFor(&r.errs, "test boot of the new image", 1)
+				r.cutPower()
+			case "committed":
+				<-res
+				r.waitFor(&r.errs, "reported good: committed", 1)
+				r.cutPower()
+			}
+			// nymote run ends when a committed image's VM dies, and boots
+			// again by itself after a cut test boot: stop it either way.
+			r.cancel()
+			select {
+			case <-r.done:
+			case <-time.After(3 * time.Minute):
+				t.Fatal("nymote run did not end")
+			}
+			// The host starts the appliance again.
+			r2 := startRunner(t, v1, disk)
+			r2.waitFor(&r2.out, "hello good: serving", 1)
+			g := greet(t, r2.port)
+			if !strings.HasPrefix(g, "hello from nymote v1") && !strings.HasPrefix(g, "hello from nymote v2") {
+				t.Errorf("after a cut at %s the appliance greets %q", stage, g)
+			}
+			if stage == "committed" && !strings.HasPrefix(g, "hello from nymote v2") {
+				t.Errorf("after a cut after the commit the appliance greets %q, want v2", g)
+			}
+			t.Logf("cut at %s: serves %q", stage, g)
+			r2.cancel()
+			if code := <-r2.done; code != 0 {
+				t.Errorf("nymote run: exit %d", code)
+			}
+			exported := filepath.Join(t.TempDir(), "export")
+			mustRun(t, "", "disk", "export", disk, exported)
+			if b, err := exec.Command("git", "--git-dir", filepath.Join(exported, "store.git"), "fsck", "--strict").CombinedOutput(); err != nil {
+				t.Errorf("git fsck after a cut at %s: %v\n%s", stage, err, b)
+			}
+		})
+	}
 }
