@@ -324,7 +324,11 @@ wait:
 			return crash
 		}
 	case <-ctx.Done():
-		say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		if rebootAfterStop.Load() {
+			say("%v: stopping %s, then rebooting into it", context.Cause(ctx), svc.Name)
+		} else {
+			say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		}
 		// Whatever hangs from here on, the machine goes off: sync and
 		// power off 45 s after the request.
 		time.AfterFunc(45*time.Second, func() {

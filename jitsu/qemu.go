@@ -43,7 +43,7 @@ type QEMULauncher struct {
 	// PROXY header.
 	ProxyProtocol bool
 	// Slots boots from the slots beside Disk (package update): Image is
-	// installed there when new, received updates are picked up, and a
+	// installed there when neither slot holds it, received updates are picked up, and a
 	// new image's test boot must report the appliance good within the
 	// boot's bound or the appliance is booted again from the committed
 	// slot. The update port is forwarded too (Addr("update")).

@@ -518,22 +518,17 @@ func (s *Slots) version(slot string) string {
 	return Version(mb)
 }
 
-// IsNew says whether the image in dir is neither the committed nor the
-// next image (compared by manifest): what a launcher handed an image folder
-// installs (Install) before it boots.
+// IsNew says whether neither slot holds the image in dir (compared by
+// manifest): a launcher handed an image folder installs it (Install) when
+// it is new, and boots the slots as they are otherwise, so that starting
+// an appliance again with the image it was first given does not undo the
+// updates it received since.
 func (s *Slots) IsNew(dir string) (bool, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
 		return false, fmt.Errorf("update: image %s: %w", dir, err)
 	}
-	st, err := s.State()
-	if err != nil {
-		return false, err
-	}
-	for _, slot := range []string{st.Committed, st.Next} {
-		if slot == "" {
-			continue
-		}
+	for _, slot := range []string{SlotA, SlotB} {
 		if cur, err := os.ReadFile(filepath.Join(s.SlotDir(slot), ManifestFile)); err == nil && bytes.Equal(cur, mb) {
 			return false, nil
 		}

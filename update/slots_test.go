@@ -253,3 +253,25 @@ func TestSlotsRollbackByHand(t *testing.T) {
 		t.Fatalf("boot after the rollback: %s, want v1", v)
 	}
 }
+
+func TestSlotsIsNew(t *testing.T) {
+	_, s := newKey(t, "k")
+	v1 := fakeImage(t, "v1", s)
+	sl, _ := OpenSlots(filepath.Join(t.TempDir(), "slots"))
+	if n, err := sl.IsNew(v1); err != nil || !n {
+		t.Fatalf("v1 into empty slots: new %v, %v", n, err)
+	}
+	sl.Install(v1, InstallOptions{})
+	v2 := fakeImage(t, "v2", s)
+	if n, _ := sl.IsNew(v2); !n {
+		t.Error("v2 is not new")
+	}
+	sl.Install(v2, InstallOptions{})
+	_, b := bootedVersion(t, sl.Dir)
+	sl.Commit(b.Slot)
+	// Started again with the image it was first given: not an update
+	// back to it.
+	if n, _ := sl.IsNew(v1); n {
+		t.Error("v1, still in slot a, is new again after v2's commit")
+	}
+}

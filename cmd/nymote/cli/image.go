@@ -185,7 +185,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().IntVarP(&mem, "memory", "m", launch.DefaultMemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
-	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a newly built image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
+	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): an image neither slot holds boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
 	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
 	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
 	defaultNet := "kernel"
@@ -264,9 +264,11 @@ func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) err
 	}
 }
 
-// runSlots is nymote run --slots: the image built in dir goes into the
-// data disk's slots (committed at once into empty slots, else as the next
-// image, for one test boot), then the appliance boots from its slots,
+// runSlots is nymote run --slots: the image in dir goes into the data
+// disk's slots when neither slot holds it (committed at once into empty
+// slots, else as the next image, for one test boot; an image already there
+// is not installed again, so a restart with the first image does not undo
+// the updates received since), then the appliance boots from its slots,
 // again after each reboot it asks for (a received update, a crash):
 // an update left on the update disk is installed first, a new image is
 // committed when the appliance reports good, and a test boot that does
