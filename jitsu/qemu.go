@@ -43,7 +43,7 @@ type QEMULauncher struct {
 	// PROXY header.
 	ProxyProtocol bool
 	// Slots boots from the slots beside Disk (package update): Image is
-	// installed there when neither slot holds it, received updates are picked up, and a
+	// installed there when it changes (update.Slots.Given), received updates are picked up, and a
 	// new image's test boot must report the appliance good within the
 	// boot's bound or the appliance is booted again from the committed
 	// slot. The update port is forwarded too (Addr("update")).
@@ -92,13 +92,9 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}
-	if fresh, err := s.IsNew(l.Image); err != nil {
+	if slot, err := s.Given(l.Image, update.InstallOptions{AllowUnsigned: true}); err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
-	} else if fresh {
-		slot, err := s.Install(l.Image, update.InstallOptions{AllowUnsigned: true})
-		if err != nil {
-			return nil, fmt.Errorf("jitsu: %w", err)
-		}
+	} else if slot != "" {
 		l.Log.Info("image installed in slot", "image", l.Image, "slot", slot)
 	}
 	if v, err := s.PickUp(update.InstallOptions{}); err != nil {

@@ -1,8 +1,9 @@
 package update
 
 import (
-	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type State struct {
 	Tried bool `json:"tried,omitempty"`
 	// RolledBack is the last rollback, for status.
 	RolledBack *Rollback `json:"rolled_back,omitempty"`
+	// Given is the sha256 of the manifest of the image the launcher's
+	// configuration last installed (see Given).
+	Given string `json:"given,omitempty"`
 }
 
 // Rollback records a return to the committed slot.
@@ -170,6 +174,8 @@ type InstallOptions struct {
 	// Hook, for tests, is called at each stage of the install (see
 	// Stage); an error stops the install there, as a power cut would.
 	Hook func(Stage) error
+
+	given string // Given's manifest hash, recorded with the install
 }
 
 // Stage is a point of an install or a boot where a power cut may fall.
@@ -282,6 +288,9 @@ func (s *Slots) Install(src string, o InstallOptions) (slot string, err error) {
 		st.Committed = slot
 	} else {
 		st.Next, st.Tried = slot, false
+	}
+	if o.given != "" {
+		st.Given = o.given
 	}
 	if err := s.setState(st); err != nil {
 		return "", err
@@ -518,20 +527,27 @@ func (s *Slots) version(slot string) string {
 	return Version(mb)
 }
 
-// IsNew says whether neither slot holds the image in dir (compared by
-// manifest): a launcher handed an image folder installs it (Install) when
-// it is new, and boots the slots as they are otherwise, so that starting
-// an appliance again with the image it was first given does not undo the
-// updates it received since.
-func (s *Slots) IsNew(dir string) (bool, error) {
+// Given installs the image in dir, the one a launcher is configured with,
+// unless it is the image the launcher last installed this way (State.Given,
+// by manifest hash): starting an appliance again with the same
+// configuration boots the slots as they are, so it never undoes the
+// updates received since; a configuration naming another image installs
+// that one once (a test boot, see Install). It returns the slot written,
+// "" when nothing was installed.
+func (s *Slots) Given(dir string, o InstallOptions) (string, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
-		return false, fmt.Errorf("update: image %s: %w", dir, err)
+		return "", fmt.Errorf("update: image %s: %w", dir, err)
 	}
-	for _, slot := range []string{SlotA, SlotB} {
-		if cur, err := os.ReadFile(filepath.Join(s.SlotDir(slot), ManifestFile)); err == nil && bytes.Equal(cur, mb) {
-			return false, nil
-		}
+	st, err := s.State()
+	if err != nil {
+		return "", err
 	}
-	return true, nil
+	sum := sha256.Sum256(mb)
+	h := hex.EncodeToString(sum[:])
+	if st.Given == h {
+		return "", nil
+	}
+	o.given = h
+	return s.Install(dir, o)
 }

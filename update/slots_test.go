@@ -254,24 +254,31 @@ func TestSlotsRollbackByHand(t *testing.T) {
 	}
 }
 
-func TestSlotsIsNew(t *testing.T) {
+func TestSlotsGiven(t *testing.T) {
 	_, s := newKey(t, "k")
 	v1 := fakeImage(t, "v1", s)
 	sl, _ := OpenSlots(filepath.Join(t.TempDir(), "slots"))
-	if n, err := sl.IsNew(v1); err != nil || !n {
-		t.Fatalf("v1 into empty slots: new %v, %v", n, err)
+	if slot, err := sl.Given(v1, InstallOptions{}); err != nil || slot != SlotA {
+		t.Fatalf("v1 into empty slots: %q, %v", slot, err)
 	}
-	sl.Install(v1, InstallOptions{})
-	v2 := fakeImage(t, "v2", s)
-	if n, _ := sl.IsNew(v2); !n {
-		t.Error("v2 is not new")
-	}
-	sl.Install(v2, InstallOptions{})
+	// Updates received since: v2 committed, then v3 in slot a, pending.
+	sl.Install(fakeImage(t, "v2", s), InstallOptions{})
 	_, b := bootedVersion(t, sl.Dir)
 	sl.Commit(b.Slot)
-	// Started again with the image it was first given: not an update
-	// back to it.
-	if n, _ := sl.IsNew(v1); n {
-		t.Error("v1, still in slot a, is new again after v2's commit")
+	sl.Install(fakeImage(t, "v3", s), InstallOptions{})
+	// Started again with the configuration's v1: nothing installed.
+	if slot, err := sl.Given(v1, InstallOptions{}); err != nil || slot != "" {
+		t.Fatalf("v1 given again: %q, %v; want nothing installed", slot, err)
+	}
+	if v, b := bootedVersion(t, sl.Dir); v != "v3" || !b.Test {
+		t.Errorf("boot: %s (test %v), want v3's test boot", v, b.Test)
+	}
+	// A configuration naming another image installs it once.
+	v4 := fakeImage(t, "v4", s)
+	if slot, err := sl.Given(v4, InstallOptions{}); err != nil || slot == "" {
+		t.Fatalf("v4 given: %q, %v", slot, err)
+	}
+	if slot, _ := sl.Given(v4, InstallOptions{}); slot != "" {
+		t.Error("v4 given twice was installed twice")
 	}
 }

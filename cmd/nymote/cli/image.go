@@ -185,7 +185,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().IntVarP(&mem, "memory", "m", launch.DefaultMemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
-	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): an image neither slot holds boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
+	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a new image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
 	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
 	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
 	defaultNet := "kernel"
@@ -265,10 +265,10 @@ func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) err
 }
 
 // runSlots is nymote run --slots: the image in dir goes into the data
-// disk's slots when neither slot holds it (committed at once into empty
-// slots, else as the next image, for one test boot; an image already there
-// is not installed again, so a restart with the first image does not undo
-// the updates received since), then the appliance boots from its slots,
+// disk's slots unless it is the one run last installed there (see
+// update.Slots.Given: committed at once into empty slots, else as the
+// next image, for one test boot; a restart with the same image does not
+// undo the updates received since), then the appliance boots from its slots,
 // again after each reboot it asks for (a received update, a crash):
 // an update left on the update disk is installed first, a new image is
 // committed when the appliance reports good, and a test boot that does
@@ -285,13 +285,9 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		return err
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
-	if fresh, err := s.IsNew(dir); err != nil {
+	if slot, err := s.Given(dir, update.InstallOptions{AllowUnsigned: true}); err != nil {
 		return err
-	} else if fresh {
-		slot, err := s.Install(dir, update.InstallOptions{AllowUnsigned: true})
-		if err != nil {
-			return err
-		}
+	} else if slot != "" {
 		say("installed the image of %s in slot %s", dir, slot)
 	}
 	var useKVM *bool
