@@ -3,6 +3,9 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -72,10 +75,9 @@ func TestUpdateBoot(t *testing.T) {
 	mustRun(t, "", "key", "create", key)
 	other := filepath.Join(tmp, "other.key")
 	mustRun(t, "", "key", "create", other)
-	build := func(name string, set ...string) string { return buildSigned(t, key, filepath.Join(tmp, name), set...) }
-	v1 := build("v1", "release=v1")
-	v2 := build("v2", "release=v2")
-	broken := build("v3", "release=v3", "crash=now")
+	v1 := buildSigned(t, key, filepath.Join(tmp, "v1"), "release=v1")
+	v2 := variant(t, v1, filepath.Join(tmp, "v2"), key, "nymote.release=v2")
+	broken := variant(t, v1, filepath.Join(tmp, "v3"), key, "nymote.release=v3", "nymote.crash=now")
 	// v2 signed by another key, and v2 with a file changed after signing.
 	otherSigned := copyDir(t, v2, filepath.Join(tmp, "other-signed"))
 	osg, err := update.LoadSigner(other)
@@ -263,6 +265,41 @@ func buildSigned(t *testing.T, key, dir string, set ...string) string {
 	return dir
 }
 
+// variant copies the signed image in src to dst with options added to its
+// kernel command line (manifest and cmdline.txt, which the launcher boots
+// with), and signs it again with key: another signed image without another
+// build.
+func variant(t *testing.T, src, dst, key string, opts ...string) string {
+	t.Helper()
+	copyDir(t, src, dst)
+	var m map[string]any
+	mb, err := os.ReadFile(filepath.Join(dst, update.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := m["cmdline"].(string) + " " + strings.Join(opts, " ")
+	m["cmdline"] = cmdline
+	txt := []byte(cmdline + "\n")
+	os.WriteFile(filepath.Join(dst, "cmdline.txt"), txt, 0o644)
+	sum := sha256.Sum256(txt)
+	for _, f := range m["files"].([]any) {
+		if f := f.(map[string]any); f["name"] == "cmdline.txt" {
+			f["size"], f["sha256"] = len(txt), hex.EncodeToString(sum[:])
+		}
+	}
+	mb, _ = json.MarshalIndent(m, "", "  ")
+	os.WriteFile(filepath.Join(dst, update.ManifestFile), append(mb, '\n'), 0o644)
+	sg, err := update.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dst, update.SignatureFile), sg.SignManifest(append(mb, '\n')), 0o644)
+	return dst
+}
+
 // helloDisk makes a data disk in dir whose store has hello's update
 // administrator (admin, password sesame).
 func helloDisk(t *testing.T, dir string) string {
@@ -371,7 +408,7 @@ func TestUpdatePowerCut(t *testing.T) {
 	key := filepath.Join(tmp, "nymote.key")
 	mustRun(t, "", "key", "create", key)
 	v1 := buildSigned(t, key, filepath.Join(tmp, "v1"), "release=v1")
-	v2 := buildSigned(t, key, filepath.Join(tmp, "v2"), "release=v2")
+	v2 := variant(t, v1, filepath.Join(tmp, "v2"), key, "nymote.release=v2")
 	for _, stage := range []string{"sending", "accepted", "test boot", "committed"} {
 		t.Run(stage, func(t *testing.T) {
 			disk := helloDisk(t, t.TempDir())
@@ -387,6 +424,7 @@ func TestUpdatePowerCut(t *testing.T) {
 			case "test boot":
 				<-res
 				r.waitFor(&r.errs, "test boot of the new image", 1)
+				r.waitFor(&r.out, "init started", 2) // the test boot's
 				r.cutPower()
 			case "committed":
 				<-res
@@ -410,6 +448,9 @@ func TestUpdatePowerCut(t *testing.T) {
 			}
 			if stage == "committed" && !strings.HasPrefix(g, "hello from nymote v2") {
 				t.Errorf("after a cut after the commit the appliance greets %q, want v2", g)
+			}
+			if stage == "test boot" && !strings.HasPrefix(g, "hello from nymote v1") {
+				t.Errorf("after a cut during the test boot the appliance greets %q, want v1 (rolled back)", g)
 			}
 			t.Logf("cut at %s: serves %q", stage, g)
 			r2.cancel()
