@@ -325,7 +325,7 @@ wait:
 		}
 	case <-ctx.Done():
 		if rebootAfterStop.Load() {
-			say("%v: stopping %s, then rebooting into it", context.Cause(ctx), svc.Name)
+			say("%s: stopping %s", app.UpdateRebootLine, svc.Name)
 		} else {
 			say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
 		}

@@ -23,7 +23,7 @@
 //   - boots from image slots (package update): an update disk beside the
 //     data disk (QEMU.UpdateDisk), the watch of a test boot that commits
 //     the new image on the appliance's good line (WatchTestBoot), and
-//     whether an exited appliance asked for a reboot (RebootRequested);
+//     whether an exited appliance rebooted into an update (UpdateReboot);
 //   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
 //     configuration grammar, ParseXLConfig, which images also checks its
 //     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command

@@ -40,18 +40,16 @@ func WatchTestBoot(ctx context.Context, vm *VM, s *update.Slots, b update.Boot, 
 	return nil
 }
 
-// RebootRequested says whether the appliance in vm, which has exited,
-// asked for a reboot (its runtime's last word was "rebooting": after a
-// received update, or a crash), which QEMU's -no-reboot turns into an exit.
-func RebootRequested(vm *VM) bool {
-	lines := vm.Lines()
-	for i := len(lines) - 1; i >= 0; i-- {
-		t := lines[i].Text
-		if strings.Contains(t, "nymote: rebooting at ") {
+// UpdateReboot says whether the appliance in vm, which has exited, stopped
+// to reboot into an update it received (the runtime's
+// app.UpdateRebootLine), which QEMU's -no-reboot turns into an exit: the
+// launcher then boots it again, the update first installed from the update
+// disk. A reboot after a crash is not one: the launcher stops there, as
+// without slots.
+func UpdateReboot(vm *VM) bool {
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) {
 			return true
-		}
-		if strings.Contains(t, "nymote: powering off") {
-			return false
 		}
 	}
 	return false

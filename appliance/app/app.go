@@ -102,6 +102,12 @@ const DefaultSettle = 5 * time.Second
 // (nymote.updatedisk) and the image trusts a signing key.
 var UpdatePort = Port{Name: "update", Port: 9443, Proto: "http", TLS: true}
 
+// UpdateRebootLine is in the console line the runtime prints when it stops
+// to reboot into an update it received (on its update port): a launcher
+// that sees it (and then the VM's exit) boots the appliance again, from
+// the slot the update went to.
+const UpdateRebootLine = "rebooting into a received update"
+
 // The apps, declared once.
 var (
 	// Hello is the smallest appliance, for boot tests and benchmarks: it

@@ -269,7 +269,7 @@ func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) err
 // update.Slots.Given: committed at once into empty slots, else as the
 // next image, for one test boot; a restart with the same image does not
 // undo the updates received since), then the appliance boots from its slots,
-// again after each reboot it asks for (a received update, a crash):
+// again after it reboots into a received update:
 // an update left on the update disk is installed first, a new image is
 // committed when the appliance reports good, and a test boot that does
 // not report good is followed by a boot of the committed image.
@@ -355,7 +355,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		case testFailed:
 		case werr != nil:
 			return werr
-		case !launch.RebootRequested(vm):
+		case !launch.UpdateReboot(vm):
 			return nil
 		}
 		say("booting again")
