@@ -32,6 +32,7 @@ func Service() appliance.Service {
 				Stdout:   env.Console,
 
 				ListenLinesPrinted: true,
+				SetUpdateAuth:      env.SetUpdateAuth,
 			}
 			if dir := env.Config["acme"]; dir != "" {
 				cfg.ACME = &ACME{DirectoryURL: dir, Email: env.Config["acme-email"], Names: SplitDomains(env.Config["acme-names"])}

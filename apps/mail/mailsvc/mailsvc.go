@@ -98,6 +98,10 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// SetUpdateAuth, if set, is told who may update the appliance once
+	// the store is open: its users with git write access (see
+	// appliance.Env.SetUpdateAuth).
+	SetUpdateAuth func(check func(user, password string) error)
 	// TLSRoots verify the HTTPS of MTA-STS policy servers and, under an
 	// enforce policy, the certificates of MX hosts; nil: the system's
 	// (tests: a test CA). STSPort is the HTTPS port policies are fetched
@@ -183,6 +187,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			return fmt.Errorf("mail: %w", err)
 		}
 		defer st.Close()
+	}
+	if cfg.SetUpdateAuth != nil {
+		cfg.SetUpdateAuth(svc.AdminCheck(st))
 	}
 	tlsOpts := cfg.TLS
 	if len(tlsOpts.Hostnames) == 0 {
