@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nymote/nymote/signpost"
+)
+
+// This file is Signpost's part of the host tool: `nymote id` (the node's
+// identity) and the subcommands of `nymote peer` that pair nodes
+// (invite, join); `peer del` revokes through signpost.Revoke.
+
+func newIDCmd(g *globals) *cobra.Command {
+	d := &dataFlags{g: g}
+	cmd := &cobra.Command{
+		Use:   "id",
+		Short: "Show this node's identity in its network (keys and tunnel addresses)",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
+		Long: `Every node (an appliance, or the host tool acting for a laptop) has a key
+pair made at first start and kept with its data (DIR/node/signpost, never
+committed): Curve25519 for its WireGuard tunnel, Ed25519 for signatures
+(invitations, capability tokens). Its tunnel addresses are derived from its
+key within its network.`,
+	}
+	d.register(cmd)
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the node's keys (public halves), network and tunnel addresses (keys are made if there are none)",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			if _, err := os.Stat(d.data); err != nil {
+				return fmt.Errorf("--data %s: %w", d.data, err)
+			}
+			id, err := signpost.LoadOrCreateIdentity(d.data)
+			if err != nil {
+				return err
+			}
+			st, err := signpost.ReadState(d.data)
+			if err != nil {
+				return err
+			}
+			v4, v6 := st.Addrs(id.WG)
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			name := st.Name
+			if name == "" {
+				name = "(founder of its network)"
+			}
+			fmt.Fprintf(w, "name\t%s\n", name)
+			fmt.Fprintf(w, "wireguard key\t%s\n", id.WG)
+			fmt.Fprintf(w, "ed25519 key\t%s\n", base64.StdEncoding.EncodeToString(id.EdPublic()))
+			fmt.Fprintf(w, "network\t%s (%s, %s)\n", st.Network, st.Network.Prefix6(), st.Network.Prefix4())
+			fmt.Fprintf(w, "tunnel addresses\t%s %s\n", v4, v6)
+			if st.Endpoint != "" {
+				fmt.Fprintf(w, "endpoint\t%s (hub)\n", st.Endpoint)
+			}
+			fmt.Fprintf(w, "peers\t%d\n", len(st.Peers))
+			return w.Flush()
+		},
+	}
+	cmd.AddCommand(show)
+	return cmd
+}
+
+// signpostPeerCmds returns the pairing subcommands of `nymote peer`:
+// invite and join. d is the peer command's data flag.
+func signpostPeerCmds(d *dataFlags) []*cobra.Command {
+	var endpoint string
+	var ttl time.Duration
+	invite := &cobra.Command{
+		Use:   "invite NAME",
+		Short: "Print a signed, single-use, expiring invitation for a new node to join this node's network as NAME",
+		Args:  exactArgs("NAME"),
+		Long: `invite prints an invitation (one line, about 200 characters) for a new
+node, to be given to 'nymote peer join' on it. It is signed by this node's
+key, names the new node and this node's public endpoint (--endpoint
+HOST:PORT: WireGuard over UDP, the join over TCP, on the same port), and
+expires after --ttl; the node accepts it once.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			text, err := signpost.Issue(d.data, args[0], endpoint, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), text)
+			return nil
+		},
+	}
+	invite.Flags().StringVar(&endpoint, "endpoint", "", "this node's public HOST:PORT (default: the one given before)")
+	invite.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the invitation is valid")
+
+	var wgQuick bool
+	var own string
+	join := &cobra.Command{
+		Use:   "join INVITATION",
+		Short: "Join the network of an invitation's issuer: exchange keys and addresses",
+		Args:  exactArgs("INVITATION"),
+		Long: `join sends this node's keys (made now if it has none) to the node that
+issued the invitation, checks its signed reply, and records the network and
+its nodes. With --wg-quick it prints a wg-quick configuration for this
+machine (a laptop with stock WireGuard tools): save it as
+/etc/wireguard/nymote.conf (mode 0600) and run 'wg-quick up nymote'.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(d.data, 0o700); err != nil {
+				return err
+			}
+			st, err := signpost.Join(cmd.Context(), d.data, args[0], own, nil)
+			if err != nil {
+				return err
+			}
+			if wgQuick {
+				conf, err := signpost.WGQuick(d.data)
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(cmd.OutOrStdout(), conf)
+				return nil
+			}
+			v4, v6 := st.Addrs(mustID(d.data).WG)
+			fmt.Fprintf(cmd.OutOrStdout(), "Joined network %s as %s (%s %s), %d peers\n", st.Network, st.Name, v4, v6, len(st.Peers))
+			return nil
+		},
+	}
+	join.Flags().BoolVar(&wgQuick, "wg-quick", false, "print a wg-quick configuration for this machine")
+	join.Flags().StringVar(&own, "endpoint", "", "this node's own public HOST:PORT, if it has one")
+	return []*cobra.Command{invite, join}
+}
+
+func mustID(dir string) *signpost.Identity {
+	id, err := signpost.LoadIdentity(dir)
+	if err != nil {
+		return &signpost.Identity{}
+	}
+	return id
+}
+
+// newSignpostPeerCmd is `nymote peer` with Signpost's subcommands and a
+// del that revokes. The replicas branch has its own `peer` (add, list,
+// del, status): on merge, invite and join join it (signpostPeerCmds) and
+// its del calls signpost.Revoke.
+func newSignpostPeerCmd(g *globals) *cobra.Command {
+	d := &dataFlags{g: g}
+	cmd := &cobra.Command{
+		Use:   "peer",
+		Short: "Pair this node with a person's other nodes, and revoke them",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
+	}
+	d.register(cmd)
+	cmd.AddCommand(signpostPeerCmds(d)...)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "del NAME",
+		Short: "Delete a node from the network and revoke its key: it can no longer connect or join",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			p, err := signpost.Revoke(d.data, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (key %s)\n", p.Name, p.WG)
+			return nil
+		},
+	})
+	return cmd
+}
