@@ -169,3 +169,14 @@ func Revoke(dir, name string) (Peer, error) {
 	})
 	return p, err
 }
+
+// StatePath returns the path of the node's state file in data directory
+// dir (a running node watches it for changes made by the host tool).
+func StatePath(dir string) string { return filepath.Join(dir, stateFile) }
+
+// KeepaliveSeconds is the persistent keepalive a node without a public
+// endpoint sends its hubs, to keep its NAT's mapping open.
+const KeepaliveSeconds = 25
+
+// DefaultPort is the WireGuard port (UDP) and the join port (TCP).
+const DefaultPort = 51820

@@ -1,4 +1,4 @@
-package signpost
+package tunnel
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package signpost
+package tunnel
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,19 +19,16 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/nymote/nymote/netstack"
+	"github.com/nymote/nymote/signpost"
 )
 
 // DefaultPort is the WireGuard port (UDP) and the join port (TCP).
-const DefaultPort = 51820
+const DefaultPort = signpost.DefaultPort
 
 // TunnelMTU is the MTU of the tunnel interface: WireGuard's default, for
 // an outer link of 1500 bytes (80 bytes of IPv6, UDP and WireGuard
 // headers).
 const TunnelMTU = 1420
-
-// KeepaliveSeconds is the persistent keepalive a node without a public
-// endpoint sends its hubs, to keep its NAT's mapping open.
-const KeepaliveSeconds = 25
 
 // Config configures a Node.
 type Config struct {
@@ -57,21 +53,21 @@ type Config struct {
 type Node struct {
 	cfg  Config
 	log  *slog.Logger
-	id   *Identity
+	id   *signpost.Identity
 	dev  *device.Device
 	tun  *tunDevice
 	join net.Listener
 	srv  *http.Server
 
 	v4, v6 netip.Addr
-	net    NetworkID
+	net    signpost.NetworkID
 
 	mu      sync.Mutex
-	state   *State
-	stamp   string        // the state file's size and time when last read
-	peers   map[Key]bool  // configured WireGuard peers
-	refused atomic.Uint64 // handshakes refused
-	hub     atomic.Bool   // this node relays
+	state   *signpost.State
+	stamp   string                // the state file's size and time when last read
+	peers   map[signpost.Key]bool // configured WireGuard peers
+	refused atomic.Uint64         // handshakes refused
+	hub     atomic.Bool           // this node relays
 	local   map[netip.Addr]bool
 
 	ctx    context.Context
@@ -96,16 +92,16 @@ func Start(cfg Config) (_ *Node, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	id, err := LoadOrCreateIdentity(cfg.Dir)
+	id, err := signpost.LoadOrCreateIdentity(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	st, err := readState(cfg.Dir, id)
+	st, err := signpost.ReadState(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, log: log.With("service", "signpost"), id: id, peers: map[Key]bool{}, ctx: ctx, cancel: cancel}
+	n := &Node{cfg: cfg, log: log.With("service", "signpost"), id: id, peers: map[signpost.Key]bool{}, ctx: ctx, cancel: cancel}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -136,7 +132,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("signpost: join listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(JoinPath, JoinHandler(cfg.Dir, func(p Peer) {
+	mux.Handle(signpost.JoinPath, signpost.JoinHandler(cfg.Dir, func(p signpost.Peer) {
 		n.log.Info("node joined", "name", p.Name, "key", p.WG.String())
 		if err := n.Reload(); err != nil {
 			n.log.Error("reload after join", "err", err)
@@ -161,20 +157,20 @@ func Start(cfg Config) (_ *Node, err error) {
 func (n *Node) Addrs() (v4, v6 netip.Addr) { return n.v4, n.v6 }
 
 // Identity returns the node's keys.
-func (n *Node) Identity() *Identity { return n.id }
+func (n *Node) Identity() *signpost.Identity { return n.id }
 
 // Refused returns how many handshakes from unknown or revoked keys the
 // node has refused.
 func (n *Node) Refused() uint64 { return n.refused.Load() }
 
 // HasPeer reports whether WireGuard has the peer with key k configured.
-func (n *Node) HasPeer(k Key) bool {
+func (n *Node) HasPeer(k signpost.Key) bool {
 	return n.dev.LookupPeer(device.NoisePublicKey(k)) != nil
 }
 
 // LastHandshake returns the time of the last handshake with the peer with
 // key k (zero if none).
-func (n *Node) LastHandshake(k Key) time.Time {
+func (n *Node) LastHandshake(k signpost.Key) time.Time {
 	var b bytes.Buffer
 	if err := n.dev.IpcGetOperation(&b); err != nil {
 		return time.Time{}
@@ -232,12 +228,12 @@ func (n *Node) wgLogger() *device.Logger {
 // tunnel addresses, a hub also with the network's prefixes when this node
 // is not a hub itself (it reaches the rest of the network through it), its
 // endpoint if it has one, and keepalives towards it from behind NAT.
-func (n *Node) apply(st *State) error {
+func (n *Node) apply(st *signpost.State) error {
 	if st.Network != n.net {
 		n.log.Warn("the node's network changed; restart it to take the new addresses", "was", n.net.String(), "now", st.Network.String())
 	}
 	n.hub.Store(st.IsHub())
-	want := map[Key]bool{}
+	want := map[signpost.Key]bool{}
 	var b strings.Builder
 	routedHub := false
 	for _, p := range st.Peers {
@@ -264,7 +260,7 @@ func (n *Node) apply(st *State) error {
 				fmt.Fprintf(&b, "endpoint=%s\n", ap)
 			}
 			if !st.IsHub() {
-				fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", KeepaliveSeconds)
+				fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", signpost.KeepaliveSeconds)
 			}
 		}
 	}
@@ -308,7 +304,7 @@ func (n *Node) Reload() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.stamp = stateStamp(n.cfg.Dir)
-	st, err := readState(n.cfg.Dir, n.id)
+	st, err := signpost.ReadState(n.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -316,7 +312,7 @@ func (n *Node) Reload() error {
 }
 
 func stateStamp(dir string) string {
-	fi, err := os.Stat(filepath.Join(dir, stateFile))
+	fi, err := os.Stat(signpost.StatePath(dir))
 	if err != nil {
 		return ""
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package signpost_test
+package tunnel_test
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 	"github.com/nymote/nymote/netstack"
 	"github.com/nymote/nymote/netstack/netstacktest"
 	"github.com/nymote/nymote/signpost"
+	"github.com/nymote/nymote/signpost/tunnel"
 )
 
 // testLogger writes to t.Log until the test ends.
@@ -173,7 +174,7 @@ func TestRelayThroughHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeA, err := signpost.Start(signpost.Config{Dir: dirA, Stack: stA, Logger: testLogger(t).With("node", "A"), Poll: 100 * time.Millisecond})
+	nodeA, err := tunnel.Start(tunnel.Config{Dir: dirA, Stack: stA, Logger: testLogger(t).With("node", "A"), Poll: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestRelayThroughHub(t *testing.T) {
 	if _, err := signpost.Join(ctx, dirB, invB, "", stB.DialContext); err != nil {
 		t.Fatal(err)
 	}
-	nodeB, err := signpost.Start(signpost.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B")})
+	nodeB, err := tunnel.Start(tunnel.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestRelayThroughHub(t *testing.T) {
 	// reach A.
 	nodeB.Close()
 	refused := nodeA.Refused()
-	nodeB, err = signpost.Start(signpost.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B")})
+	nodeB, err = tunnel.Start(tunnel.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B")})
 	if err != nil {
 		t.Fatal(err)
 	}
