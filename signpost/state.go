@@ -58,6 +58,9 @@ type State struct {
 	// Revoked are keys of peers deleted from the network: a join or a
 	// handshake with one is refused.
 	Revoked []Key `json:"revoked,omitempty"`
+	// RevokedTokens are the IDs of capability tokens this node minted and
+	// has revoked (package capability), with every token made from them.
+	RevokedTokens []string `json:"revoked_tokens,omitempty"`
 }
 
 // UsedInvite records an accepted invitation.

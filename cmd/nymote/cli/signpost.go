@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nymote/nymote/signpost"
+	"github.com/nymote/nymote/signpost/capability"
 )
 
 // This file is Signpost's part of the host tool: `nymote id` (the node's
@@ -178,5 +179,94 @@ func newSignpostPeerCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	})
+	return cmd
+}
+
+func newShareCmd(g *globals) *cobra.Command {
+	d := &dataFlags{g: g}
+	cmd := &cobra.Command{
+		Use:   "share",
+		Short: "Share one address book or calendar by a capability token; narrow and revoke tokens",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
+		Long: `A capability token gives whoever holds it the rights it names (read, or
+read,write) on one collection (/USER/COLLECTION/) of the contacts or
+calendar appliance whose data directory minted it, until it expires or is
+revoked. The holder's CalDAV or CardDAV client gives the token as its
+password (any user name) and the collection's URL as the address. Any
+holder can narrow a token (share narrow) before passing it on; no one can
+widen one.`,
+	}
+	d.register(cmd)
+	var rights string
+	var ttl time.Duration
+	mint := &cobra.Command{
+		Use:   "mint COLLECTION",
+		Short: "Print a token for COLLECTION (such as /alice/work/) of this node",
+		Args:  exactArgs("COLLECTION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			r, err := capability.ParseRights(rights)
+			if err != nil {
+				return usageError{err}
+			}
+			tok, err := capability.Mint(d.data, args[0], r, time.Now().Add(ttl))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	mint.Flags().StringVar(&rights, "rights", "read", "read, or read,write")
+	mint.Flags().DurationVar(&ttl, "ttl", 30*24*time.Hour, "how long the token is valid")
+	var nrights, ncol string
+	var nttl time.Duration
+	narrow := &cobra.Command{
+		Use:   "narrow TOKEN",
+		Short: "Print a narrower token (fewer rights, sooner expiry, a sub-collection); needs no key",
+		Args:  exactArgs("TOKEN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r capability.Rights
+			if nrights != "" {
+				var err error
+				if r, err = capability.ParseRights(nrights); err != nil {
+					return usageError{err}
+				}
+			}
+			var exp time.Time
+			if nttl > 0 {
+				exp = time.Now().Add(nttl)
+			}
+			tok, err := capability.Attenuate(args[0], r, exp, ncol)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	narrow.Flags().StringVar(&nrights, "rights", "", "limit to these rights (read)")
+	narrow.Flags().DurationVar(&nttl, "ttl", 0, "expire after this long")
+	narrow.Flags().StringVar(&ncol, "collection", "", "limit to this collection")
+	revoke := &cobra.Command{
+		Use:   "revoke TOKEN|ID",
+		Short: "Revoke a token minted by this node, and every token narrowed from it",
+		Args:  exactArgs("TOKEN|ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag(cmd, "data", d.data); err != nil {
+				return err
+			}
+			id, err := capability.Revoke(d.data, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked token %s\n", id)
+			return nil
+		},
+	}
+	cmd.AddCommand(mint, narrow, revoke)
 	return cmd
 }

@@ -42,6 +42,7 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			}
 			defer st.Close()
 			cfg := dav.Config{Options: dav.Options{Store: st, Logger: env.Log, MaxObjectSize: maxSize, DefaultDisplayName: displayName}}
+			cfg.Wrap = shareTokens(env.DataDir)
 			cfg.Kind = newKind(maxSize)
 			if m, ok := cfg.Kind.(Merger); ok {
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())

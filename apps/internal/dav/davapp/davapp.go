@@ -84,7 +84,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		}
 	}()
 	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.displayName},
-		InsecureHTTP: *insecure}
+		InsecureHTTP: *insecure, Wrap: shareTokens(*data)}
 	cfg.Kind = a.newKind(*maxSize)
 	if m, ok := cfg.Kind.(Merger); ok {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
