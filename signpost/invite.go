@@ -164,7 +164,11 @@ func checkEndpoint(ep string) error {
 // invitation. Issuing records the endpoint (the node becomes its network's
 // hub) but not the invitation: invitations are checked by their
 // signature, and remembered once used.
-func Issue(dir, name, endpoint string, ttl time.Duration) (string, error) {
+//
+// person, if not empty, names the person whose network it is, in DNS
+// names (NODE.PERSON.nymote); it can be set while the network has only its
+// founder.
+func Issue(dir, name, endpoint, person string, ttl time.Duration) (string, error) {
 	if err := checkName(name); err != nil {
 		return "", fmt.Errorf("signpost: %v", err)
 	}
@@ -184,6 +188,15 @@ func Issue(dir, name, endpoint string, ttl time.Duration) (string, error) {
 		}
 		if _, ok := s.Peer(name); ok || name == s.selfName() {
 			return fmt.Errorf("signpost: the network has a node called %q already", name)
+		}
+		if person != "" && person != s.Person {
+			if err := checkName(person); err != nil {
+				return fmt.Errorf("signpost: person: %v", err)
+			}
+			if len(s.Peers) > 0 || s.Name != "" {
+				return fmt.Errorf("signpost: the network's person is %q already: it is set by its founder before the first node joins", s.Zone())
+			}
+			s.Person = person
 		}
 		s.Endpoint = endpoint
 		inv := &Invite{Expiry: time.Now().Add(ttl).Truncate(time.Second), Issuer: id.EdPublic(), Name: name, Endpoint: endpoint}

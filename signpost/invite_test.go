@@ -24,7 +24,7 @@ import (
 func hub(t *testing.T, name string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	inv, err := Issue(dir, name, "198.51.100.2:51820", time.Hour)
+	inv, err := Issue(dir, name, "198.51.100.2:51820", "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestJoinRefused(t *testing.T) {
 		x.Expiry = time.Now().Add(-time.Minute).Truncate(time.Second)
 		return x.encode(id.Ed)
 	}()
-	fresh, err := Issue(dirA, "d", "", time.Hour)
+	fresh, err := Issue(dirA, "d", "", "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("after revoke: %+v", st)
 	}
 	// The revoked key cannot come back with a new invitation.
-	inv2, err := Issue(dirA, "b2", "", time.Hour)
+	inv2, err := Issue(dirA, "b2", "", "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,10 +244,10 @@ func TestIdentityStable(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("identity file: %v %v", fi.Mode(), err)
 	}
-	if _, err := Issue(dir, "Bad_Name", "h:1", time.Hour); err == nil {
+	if _, err := Issue(dir, "Bad_Name", "h:1", "", time.Hour); err == nil {
 		t.Fatal("a bad name was accepted")
 	}
-	if _, err := Issue(dir, "x", "", time.Hour); err == nil || !strings.Contains(err.Error(), "endpoint") {
+	if _, err := Issue(dir, "x", "", "", time.Hour); err == nil || !strings.Contains(err.Error(), "endpoint") {
 		t.Fatalf("no endpoint: %v", err)
 	}
 }

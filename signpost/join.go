@@ -54,7 +54,8 @@ type joinReply struct {
 
 type replyBody struct {
 	Network NetworkID `json:"network"`
-	Name    string    `json:"name"`  // the joiner's name
+	Name    string    `json:"name"` // the joiner's name
+	Person  string    `json:"person,omitempty"`
 	Peers   []Peer    `json:"peers"` // the issuer first
 }
 
@@ -118,7 +119,7 @@ func Accept(dir string, reqJSON []byte, now time.Time) (reply []byte, added Peer
 		s.Peers = append(s.Peers, added)
 		s.Used = append(s.Used, UsedInvite{Nonce: inv.Nonce[:], Expiry: inv.Expiry, By: inv.Name})
 		self := Peer{Name: s.selfName(), WG: id.WG, Ed: id.EdPublic(), Endpoint: s.Endpoint, Hub: s.IsHub()}
-		body, err := json.Marshal(replyBody{Network: s.Network, Name: inv.Name, Peers: append([]Peer{self}, s.Peers...)})
+		body, err := json.Marshal(replyBody{Network: s.Network, Name: inv.Name, Person: s.Person, Peers: append([]Peer{self}, s.Peers...)})
 		if err != nil {
 			return err
 		}
@@ -236,7 +237,7 @@ func Join(ctx context.Context, dir, invitation, endpoint string, dial DialFunc) 
 	}
 	var st *State
 	err = UpdateState(dir, func(id *Identity, s *State) error {
-		s.Network, s.Name = body.Network, body.Name
+		s.Network, s.Name, s.Person = body.Network, body.Name, body.Person
 		if endpoint != "" {
 			s.Endpoint = endpoint
 		}

@@ -47,6 +47,10 @@ type State struct {
 	// Name is the node's name in its network (given by the invitation it
 	// joined with); empty for a founder, which calls itself "self".
 	Name string `json:"name,omitempty"`
+	// Person names the person whose network it is, in the network's DNS
+	// names: NODE.PERSON.nymote (see Names). Set by the founder's first
+	// invitation (default DefaultPerson) and carried to joining nodes.
+	Person string `json:"person,omitempty"`
 	// Endpoint is this node's public WireGuard endpoint (host:port), if it
 	// has one: it is then a hub, relaying for its peers behind NAT, and
 	// its invitations name it.
@@ -183,3 +187,36 @@ const KeepaliveSeconds = 25
 
 // DefaultPort is the WireGuard port (UDP) and the join port (TCP).
 const DefaultPort = 51820
+
+// DefaultPerson is the person label of a network whose founder gave none.
+const DefaultPerson = "my"
+
+// Domain is the top-level label of the networks' DNS names.
+const Domain = "nymote"
+
+// Zone returns the network's DNS zone: PERSON.nymote.
+func (s *State) Zone() string {
+	p := s.Person
+	if p == "" {
+		p = DefaultPerson
+	}
+	return p + "." + Domain
+}
+
+// Names returns the DNS names of the network's nodes as this node knows
+// them, NODE.PERSON.nymote (lower case, no final dot), with their tunnel
+// addresses; self is this node's WireGuard key.
+func (s *State) Names(self Key) map[string][]netip.Addr {
+	m := map[string][]netip.Addr{}
+	add := func(name string, k Key) {
+		v4, v6 := s.Network.Addrs(k)
+		m[name+"."+s.Zone()] = []netip.Addr{v4, v6}
+	}
+	add(s.selfName(), self)
+	for _, p := range s.Peers {
+		if !s.IsRevoked(p.WG) {
+			add(p.Name, p.WG)
+		}
+	}
+	return m
+}

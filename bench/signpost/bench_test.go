@@ -63,7 +63,7 @@ func wgQuickUp(b *testing.B, ns, ifname, conf string) {
 // returns them.
 func pair(b *testing.B, endpoint string) (hub, laptop string) {
 	hub, laptop = b.TempDir(), b.TempDir()
-	inv, err := signpost.Issue(hub, "laptop", endpoint, time.Hour)
+	inv, err := signpost.Issue(hub, "laptop", endpoint, "", time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -166,11 +166,11 @@ func TestRelayThroughHub(t *testing.T) {
 
 	dirA, dirB, dirL := t.TempDir(), t.TempDir(), t.TempDir()
 	const endpointA = "198.51.100.2:51820"
-	invB, err := signpost.Issue(dirA, "b", endpointA, 10*time.Minute)
+	invB, err := signpost.Issue(dirA, "b", endpointA, "alice", 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invL, err := signpost.Issue(dirA, "laptop", "", 10*time.Minute)
+	invL, err := signpost.Issue(dirA, "laptop", "", "", 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,6 @@ func TestRelayThroughHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	b4, b6 := nodeB.Addrs()
-	a4, _ := nodeA.Addrs()
 	lnB, err := stB.Listen("tcp", ":143")
 	if err != nil {
 		t.Fatal(err)
@@ -233,10 +232,34 @@ func TestRelayThroughHub(t *testing.T) {
 			t.Logf("wg-quick down: %v\n%s", err, out)
 		}
 	})
-	dialB := func() (net.Conn, error) {
-		return netstacktest.Dial(nsL, "tcp", netip.AddrPortFrom(b4, 143).String(), 3*time.Second)
+	// L finds B by name: A answers for its network's names on its tunnel
+	// addresses (mail.b.alice.nymote: the service "mail" on node b of
+	// alice's network).
+	a4, _ := nodeA.Addrs()
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return netstacktest.Dial(nsL, network, netip.AddrPortFrom(a4, tunnel.DNSPort).String(), 3*time.Second)
+	}}
+	var named netip.Addr
+	waitFor(t, 30*time.Second, "L resolves mail.b.alice.nymote through the tunnel", func() error {
+		ips, err := res.LookupNetIP(ctx, "ip4", "mail.b.alice.nymote")
+		if err == nil {
+			named = ips[0].Unmap()
+		}
+		return err
+	})
+	if named != b4 {
+		t.Fatalf("mail.b.alice.nymote is %s, want B's tunnel address %s", named, b4)
 	}
-	waitFor(t, 30*time.Second, "L reaches B's service through A", func() error {
+	if ips, err := res.LookupNetIP(ctx, "ip6", "b.alice.nymote"); err != nil || len(ips) != 1 || ips[0] != b6 {
+		t.Fatalf("b.alice.nymote AAAA: %v %v, want %s", ips, err, b6)
+	}
+	if _, err := res.LookupNetIP(ctx, "ip4", "nobody.alice.nymote"); err == nil {
+		t.Fatal("an unknown node has an address")
+	}
+	dialB := func() (net.Conn, error) {
+		return netstacktest.Dial(nsL, "tcp", net.JoinHostPort(named.String(), "143"), 3*time.Second)
+	}
+	waitFor(t, 30*time.Second, "L reaches B's service by name through A", func() error {
 		line, err := readGreeting(dialB)
 		if err == nil && !strings.Contains(line, "B over the tunnel") {
 			return fmt.Errorf("greeting %q", line)
@@ -299,7 +322,7 @@ func TestRelayThroughHub(t *testing.T) {
 		t.Fatal("B still reaches A after it was revoked")
 	}
 	// And it cannot join again with a fresh invitation.
-	inv2, err := signpost.Issue(dirA, "b2", "", time.Minute)
+	inv2, err := signpost.Issue(dirA, "b2", "", "", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

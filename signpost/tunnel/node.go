@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/nymote/nymote/netstack"
@@ -58,6 +59,9 @@ type Node struct {
 	tun  *tunDevice
 	join net.Listener
 	srv  *http.Server
+
+	dnsServers []*dns.Server
+	dnsConns   []net.PacketConn
 
 	v4, v6 netip.Addr
 	net    signpost.NetworkID
@@ -131,6 +135,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("signpost: join listener: %w", err)
 	}
+	if err := n.serveDNS(); err != nil {
+		return nil, fmt.Errorf("signpost: name server: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle(signpost.JoinPath, signpost.JoinHandler(cfg.Dir, func(p signpost.Peer) {
 		n.log.Info("node joined", "name", p.Name, "key", p.WG.String())
@@ -148,7 +155,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		defer n.wg.Done()
 		n.watch()
 	}()
-	n.log.Info("signpost up", "network", st.Network.String(), "addr4", n.v4.String(), "addr6", n.v6.String(),
+	n.log.Info("signpost up", "network", st.Network.String(), "zone", st.Zone(), "addr4", n.v4.String(), "addr6", n.v6.String(),
 		"key", id.WG.String(), "port", cfg.Port, "peers", len(st.Peers), "hub", st.IsHub())
 	return n, nil
 }
@@ -349,6 +356,12 @@ func (n *Node) Close() error {
 	n.cancel()
 	if n.srv != nil {
 		n.srv.Close()
+	}
+	for _, s := range n.dnsServers {
+		s.Shutdown()
+	}
+	for _, pc := range n.dnsConns {
+		pc.Close() // a server not yet started when Shutdown came
 	}
 	n.wg.Wait()
 	if n.dev != nil {

@@ -75,7 +75,7 @@ key within its network.`,
 // signpostPeerCmds returns the pairing subcommands of `nymote peer`:
 // invite and join. d is the peer command's data flag.
 func signpostPeerCmds(d *dataFlags) []*cobra.Command {
-	var endpoint string
+	var endpoint, person string
 	var ttl time.Duration
 	invite := &cobra.Command{
 		Use:   "invite NAME",
@@ -90,7 +90,7 @@ expires after --ttl; the node accepts it once.`,
 			if err := requireFlag(cmd, "data", d.data); err != nil {
 				return err
 			}
-			text, err := signpost.Issue(d.data, args[0], endpoint, ttl)
+			text, err := signpost.Issue(d.data, args[0], endpoint, person, ttl)
 			if err != nil {
 				return err
 			}
@@ -100,6 +100,7 @@ expires after --ttl; the node accepts it once.`,
 	}
 	invite.Flags().StringVar(&endpoint, "endpoint", "", "this node's public HOST:PORT (default: the one given before)")
 	invite.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the invitation is valid")
+	invite.Flags().StringVar(&person, "person", "", "the person whose network it is, in its DNS names NODE.PERSON.nymote (the founder's first invitation; default \"my\")")
 
 	var wgQuick bool
 	var own string
