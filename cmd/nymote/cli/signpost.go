@@ -54,7 +54,7 @@ key within its network.`,
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			name := st.Name
 			if name == "" {
-				name = "(founder of its network)"
+				name = "hub (the founder of its network)"
 			}
 			fmt.Fprintf(w, "name\t%s\n", name)
 			fmt.Fprintf(w, "wireguard key\t%s\n", id.WG)
@@ -64,7 +64,22 @@ key within its network.`,
 			if st.Endpoint != "" {
 				fmt.Fprintf(w, "endpoint\t%s (hub)\n", st.Endpoint)
 			}
+			fmt.Fprintf(w, "dns zone\t%s\n", st.Zone())
 			fmt.Fprintf(w, "peers\t%d\n", len(st.Peers))
+			for _, p := range st.Peers {
+				p4, p6 := st.Addrs(p.WG)
+				where := p.Endpoint
+				if where == "" {
+					where = "behind NAT"
+				}
+				if p.Hub {
+					where += ", hub"
+				}
+				fmt.Fprintf(w, "  %s.%s\t%s %s (%s) %s\n", p.Name, st.Zone(), p4, p6, where, p.WG)
+			}
+			if len(st.Revoked) > 0 {
+				fmt.Fprintf(w, "revoked keys\t%d\n", len(st.Revoked))
+			}
 			return w.Flush()
 		},
 	}
