@@ -5,8 +5,8 @@ package tunnel_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/apps/mail/mailsvc"
 	"github.com/nymote/nymote/netstack"
 	"github.com/nymote/nymote/netstack/netstacktest"
 	"github.com/nymote/nymote/signpost"
 	"github.com/nymote/nymote/signpost/tunnel"
+	"github.com/nymote/nymote/store"
 )
 
 // testLogger writes to t.Log until the test ends.
@@ -266,6 +268,13 @@ func TestRelayThroughHub(t *testing.T) {
 		}
 		return err
 	})
+	// A real IMAP server on B (the mail service, IMAPS on B's netstack,
+	// every address): L logs in by name through the tunnel.
+	imapOnB(t, ctx, stB, dirB)
+	waitFor(t, 30*time.Second, "L logs in to B's IMAP at mail.b.alice.nymote", func() error {
+		return imapLogin(nsL, res, "mail.b.alice.nymote:993")
+	})
+	t.Log("L logged in to B's IMAP at mail.b.alice.nymote:993 through A")
 	// L reaches A itself, and by IPv6 B too.
 	if _, err := readGreeting(func() (net.Conn, error) {
 		return netstacktest.Dial(nsL, "tcp", netip.AddrPortFrom(b6, 143).String(), 5*time.Second)
@@ -299,6 +308,9 @@ func TestRelayThroughHub(t *testing.T) {
 	if _, err := readGreeting(dialB); err == nil {
 		t.Fatal("L still reaches B after B was revoked")
 	}
+	if err := imapLogin(nsL, res, "mail.b.alice.nymote:993"); err == nil {
+		t.Fatal("L still logs in to B's IMAP after B was revoked")
+	}
 	// B comes back (a restart): its handshake is refused, and it cannot
 	// reach A.
 	nodeB.Close()
@@ -330,5 +342,78 @@ func TestRelayThroughHub(t *testing.T) {
 	if _, err := signpost.Join(ctx, dirB, inv2, "", stB.DialContext); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("revoked B joins again: %v", err)
 	}
-	_ = io.Discard
+}
+
+// imapOnB serves the mail service's IMAPS on st (every address, so the
+// tunnel's too) from a store in dir with user demo.
+func imapOnB(t *testing.T, ctx context.Context, st *netstack.Stack, dir string) {
+	t.Helper()
+	s, err := store.InitData(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, "demo", "demo-password-1", store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	ln, err := st.Listen("tcp", ":993")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- mailsvc.Serve(sctx, mailsvc.Config{DataDir: dir, Domains: []string{"b.alice.nymote"}, Logger: testLogger(t)}, mailsvc.Listeners{IMAPS: ln})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mail: %v", err)
+		}
+	})
+}
+
+// imapLogin resolves addr's host with res, connects from namespace ns over
+// TLS and logs in as demo, selects INBOX and logs out.
+func imapLogin(ns string, res *net.Resolver, addr string) error {
+	host, port, _ := net.SplitHostPort(addr)
+	ips, err := res.LookupNetIP(context.Background(), "ip4", host)
+	if err != nil {
+		return err
+	}
+	raw, err := netstacktest.Dial(ns, "tcp", net.JoinHostPort(ips[0].String(), port), 3*time.Second)
+	if err != nil {
+		return err
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: host, InsecureSkipVerify: true})
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	expect := func(tag string) error {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(line, tag+" ") || tag == "*" {
+				if !strings.HasPrefix(line, tag+" OK") && !(tag == "*" && strings.HasPrefix(line, "* OK")) {
+					return fmt.Errorf("IMAP: %s", strings.TrimSpace(line))
+				}
+				return nil
+			}
+		}
+	}
+	if err := expect("*"); err != nil {
+		return err
+	}
+	fmt.Fprintf(c, "a LOGIN demo demo-password-1\r\n")
+	if err := expect("a"); err != nil {
+		return err
+	}
+	fmt.Fprintf(c, "b SELECT INBOX\r\n")
+	if err := expect("b"); err != nil {
+		return err
+	}
+	fmt.Fprintf(c, "c LOGOUT\r\n")
+	return nil
 }
