@@ -22,9 +22,9 @@ func (n *Node) serveDNS() error {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative = true
-		n.mu.Lock()
+		n.stateMu.Lock()
 		st := n.state
-		n.mu.Unlock()
+		n.stateMu.Unlock()
 		zone := st.Zone()
 		if len(req.Question) != 1 {
 			m.Rcode = dns.RcodeFormatError
@@ -72,9 +72,9 @@ func (n *Node) serveDNS() error {
 		srv := &dns.Server{PacketConn: pc, Handler: h}
 		n.dnsServers = append(n.dnsServers, srv)
 		n.dnsConns = append(n.dnsConns, pc)
-		n.wg.Add(1)
+		n.dnsWG.Add(1)
 		go func() {
-			defer n.wg.Done()
+			defer n.dnsWG.Done()
 			srv.ActivateAndServe()
 		}()
 	}

@@ -184,15 +184,27 @@ func TestRelayThroughHub(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// B joins through its own netstack, from behind its NAT.
+	// B runs its node (in a network of its own), then joins A's through
+	// its own netstack, from behind its NAT, as `nymote peer join` does on
+	// its data directory: the running node moves into A's network.
+	nodeB, err := tunnel.Start(tunnel.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B"), Poll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	joinStart := time.Now()
 	if _, err := signpost.Join(ctx, dirB, invB, "", stB.DialContext); err != nil {
 		t.Fatal(err)
 	}
-	nodeB, err := tunnel.Start(tunnel.Config{Dir: dirB, Stack: stB, Logger: testLogger(t).With("node", "B")})
+	stateA, err := signpost.ReadState(dirA)
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 30*time.Second, "B's running node moves into A's network", func() error {
+		if v4, _ := nodeB.Addrs(); !stateA.Network.Prefix4().Contains(v4) {
+			return fmt.Errorf("B's address %s is not in %s", v4, stateA.Network.Prefix4())
+		}
+		return nil
+	})
 	b4, b6 := nodeB.Addrs()
 	lnB, err := stB.Listen("tcp", ":143")
 	if err != nil {

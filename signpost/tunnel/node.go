@@ -62,11 +62,13 @@ type Node struct {
 
 	dnsServers []*dns.Server
 	dnsConns   []net.PacketConn
+	dnsWG      sync.WaitGroup
 
 	v4, v6 netip.Addr
 	net    signpost.NetworkID
 
-	mu      sync.Mutex
+	mu      sync.Mutex // held by Reload, Close, and readers of dev
+	stateMu sync.Mutex // guards state, for the name server
 	state   *signpost.State
 	stamp   string                // the state file's size and time when last read
 	peers   map[signpost.Key]bool // configured WireGuard peers
@@ -111,32 +113,12 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
-	n.net = st.Network
-	n.v4, n.v6 = st.Network.Addrs(id.WG)
-	n.local = map[netip.Addr]bool{n.v4: true, n.v6: true}
-	tunnel, err := cfg.Stack.AddTunnel("wg0", TunnelMTU, []netip.Addr{n.v4, n.v6}, []netip.Prefix{st.Network.Prefix4(), st.Network.Prefix6()})
-	if err != nil {
+	if err := n.up(st); err != nil {
 		return nil, err
-	}
-	n.tun = newTunDevice(tunnel, n.relays)
-	n.dev = device.NewDevice(n.tun, &stackBind{listen: cfg.Stack.ListenPacket}, n.wgLogger())
-	var b strings.Builder
-	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\n", hex.EncodeToString(id.WGPrivate[:]), cfg.Port)
-	if err := n.dev.IpcSet(b.String()); err != nil {
-		return nil, fmt.Errorf("signpost: configure WireGuard: %w", err)
-	}
-	if err := n.apply(st); err != nil {
-		return nil, err
-	}
-	if err := n.dev.Up(); err != nil {
-		return nil, fmt.Errorf("signpost: WireGuard up: %w", err)
 	}
 	n.join, err = cfg.Stack.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
 	if err != nil {
 		return nil, fmt.Errorf("signpost: join listener: %w", err)
-	}
-	if err := n.serveDNS(); err != nil {
-		return nil, fmt.Errorf("signpost: name server: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle(signpost.JoinPath, signpost.JoinHandler(cfg.Dir, func(p signpost.Peer) {
@@ -160,8 +142,60 @@ func Start(cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
+// up brings WireGuard up in st's network: the tunnel interface with the
+// node's addresses in it, the device with its peers, and the name server.
+func (n *Node) up(st *signpost.State) error {
+	n.net = st.Network
+	n.v4, n.v6 = st.Network.Addrs(n.id.WG)
+	n.local = map[netip.Addr]bool{n.v4: true, n.v6: true}
+	tunnel, err := n.cfg.Stack.AddTunnel("wg0", TunnelMTU, []netip.Addr{n.v4, n.v6}, []netip.Prefix{st.Network.Prefix4(), st.Network.Prefix6()})
+	if err != nil {
+		return err
+	}
+	n.tun = newTunDevice(tunnel, n.relays)
+	n.dev = device.NewDevice(n.tun, &stackBind{listen: n.cfg.Stack.ListenPacket}, n.wgLogger())
+	n.peers = map[signpost.Key]bool{}
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\n", hex.EncodeToString(n.id.WGPrivate[:]), n.cfg.Port)
+	if err := n.dev.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("signpost: configure WireGuard: %w", err)
+	}
+	if err := n.apply(st); err != nil {
+		return err
+	}
+	if err := n.dev.Up(); err != nil {
+		return fmt.Errorf("signpost: WireGuard up: %w", err)
+	}
+	if err := n.serveDNS(); err != nil {
+		return fmt.Errorf("signpost: name server: %w", err)
+	}
+	return nil
+}
+
+// down stops what up started.
+func (n *Node) down() {
+	for _, s := range n.dnsServers {
+		s.Shutdown()
+	}
+	for _, pc := range n.dnsConns {
+		pc.Close() // a server not yet started when Shutdown came
+	}
+	n.dnsWG.Wait()
+	n.dnsServers, n.dnsConns = nil, nil
+	if n.dev != nil {
+		n.dev.Close() // closes the tun device (and the tunnel) and the bind
+	} else if n.tun != nil {
+		n.tun.Close()
+	}
+	n.dev, n.tun = nil, nil
+}
+
 // Addrs returns the node's tunnel addresses.
-func (n *Node) Addrs() (v4, v6 netip.Addr) { return n.v4, n.v6 }
+func (n *Node) Addrs() (v4, v6 netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.v4, n.v6
+}
 
 // Identity returns the node's keys.
 func (n *Node) Identity() *signpost.Identity { return n.id }
@@ -172,14 +206,22 @@ func (n *Node) Refused() uint64 { return n.refused.Load() }
 
 // HasPeer reports whether WireGuard has the peer with key k configured.
 func (n *Node) HasPeer(k signpost.Key) bool {
-	return n.dev.LookupPeer(device.NoisePublicKey(k)) != nil
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.dev != nil && n.dev.LookupPeer(device.NoisePublicKey(k)) != nil
 }
 
 // LastHandshake returns the time of the last handshake with the peer with
 // key k (zero if none).
 func (n *Node) LastHandshake(k signpost.Key) time.Time {
 	var b bytes.Buffer
-	if err := n.dev.IpcGetOperation(&b); err != nil {
+	n.mu.Lock()
+	dev := n.dev
+	n.mu.Unlock()
+	if dev == nil {
+		return time.Time{}
+	}
+	if err := dev.IpcGetOperation(&b); err != nil {
 		return time.Time{}
 	}
 	cur := false
@@ -236,9 +278,6 @@ func (n *Node) wgLogger() *device.Logger {
 // is not a hub itself (it reaches the rest of the network through it), its
 // endpoint if it has one, and keepalives towards it from behind NAT.
 func (n *Node) apply(st *signpost.State) error {
-	if st.Network != n.net {
-		n.log.Warn("the node's network changed; restart it to take the new addresses", "was", n.net.String(), "now", st.Network.String())
-	}
 	n.hub.Store(st.IsHub())
 	want := map[signpost.Key]bool{}
 	var b strings.Builder
@@ -283,7 +322,9 @@ func (n *Node) apply(st *signpost.State) error {
 		}
 	}
 	n.peers = want
+	n.stateMu.Lock()
 	n.state = st
+	n.stateMu.Unlock()
 	return nil
 }
 
@@ -314,6 +355,17 @@ func (n *Node) Reload() error {
 	st, err := signpost.ReadState(n.cfg.Dir)
 	if err != nil {
 		return err
+	}
+	if st.Network != n.net {
+		// The node joined another network (peer join on its data
+		// directory): new addresses, so a new tunnel.
+		n.log.Info("the node's network changed: restarting its tunnel", "was", n.net.String(), "now", st.Network.String())
+		n.down()
+		if err := n.up(st); err != nil {
+			return err
+		}
+		n.log.Info("signpost up", "network", st.Network.String(), "zone", st.Zone(), "addr4", n.v4.String(), "addr6", n.v6.String(), "peers", len(st.Peers))
+		return nil
 	}
 	return n.apply(st)
 }
@@ -350,24 +402,16 @@ func (n *Node) watch() {
 	}
 }
 
-// Close stops the node: the join endpoint, WireGuard, and the tunnel
-// interface.
+// Close stops the node: the join endpoint, WireGuard, the name server and
+// the tunnel interface.
 func (n *Node) Close() error {
 	n.cancel()
 	if n.srv != nil {
 		n.srv.Close()
 	}
-	for _, s := range n.dnsServers {
-		s.Shutdown()
-	}
-	for _, pc := range n.dnsConns {
-		pc.Close() // a server not yet started when Shutdown came
-	}
 	n.wg.Wait()
-	if n.dev != nil {
-		n.dev.Close() // closes the tun device (and the tunnel) and the bind
-	} else if n.tun != nil {
-		n.tun.Close()
-	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down()
 	return nil
 }
