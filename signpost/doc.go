@@ -16,18 +16,20 @@
 // stable and need no allocation.
 //
 // Pairing. `nymote peer invite NAME` prints an invitation (Invite): about
-// 200 characters, signed by the issuer's Ed25519 key, naming the new node
-// and the issuer's endpoint, with an expiry and a random nonce. `nymote
-// peer join INVITATION` on the new node sends the issuer its keys over
-// TCP on the issuer's WireGuard port number (JoinPath), with an HMAC keyed
-// by the nonce (it holds the invitation) and its Ed25519 signature (it
-// holds its key); the issuer (Accept) checks the invitation was signed by
-// itself, has not expired and was not used, records the nonce until
-// expiry (single use), adds the peer and answers with the network and its
-// nodes, signed. Anything wrong is refused with the reason, and nothing is
-// changed. `nymote peer del NAME` (Revoke) removes a node and revokes its
-// key: a running node drops its tunnel at once and refuses its
-// handshakes and joins from then on.
+// 220 characters, signed by the issuer's Ed25519 key, naming the new node
+// and the issuer's endpoint, with an expiry, a random ID and a secret
+// derived from the issuer's key. `nymote peer join INVITATION` on the new
+// node sends the issuer, over TCP on the issuer's WireGuard port number
+// (JoinPath), its keys and the invitation without its secret, with an
+// HMAC keyed by the secret (it holds the invitation; an eavesdropper on
+// the request learns nothing it can use) and its Ed25519 signature (it
+// holds its key). The issuer (Accept) checks the invitation was signed by
+// itself, re-derives the secret, checks it has not expired and was not
+// used, records its ID until expiry (single use), adds the peer and
+// answers with the network and its nodes, signed. Anything wrong is
+// refused with the reason, and nothing is changed. `nymote peer del NAME`
+// (Revoke) removes a node and revokes its key: a running node drops its
+// tunnel at once and refuses its handshakes and joins from then on.
 //
 // Topology. A node with a public endpoint (given when it first invites)
 // is a hub. Nodes behind NAT keep a tunnel to their hub open (persistent

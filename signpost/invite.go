@@ -3,7 +3,9 @@ package signpost
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -26,19 +28,25 @@ const inviteVersion = 1
 //
 // Its text is InvitePrefix and, in unpadded base64url, the bytes:
 //
-//	version (1) | expiry (uint32, Unix seconds) | nonce (16) |
+//	version (1) | expiry (uint32, Unix seconds) | ID (16) |
 //	issuer's Ed25519 key (32) | len | name | len | endpoint |
-//	Ed25519 signature of all the bytes before it (64)
+//	Ed25519 signature of all the bytes before it (64) | secret (16)
 //
-// about 200 characters. The nonce is the invitation's secret: the joiner
-// proves with it that it holds the invitation (an HMAC over its keys),
-// and the issuer keeps it, once used, until the invitation expires.
+// about 220 characters. The secret is derived from the issuer's key and
+// the signed bytes (the issuer keeps no list of the invitations it
+// issued). The joiner proves with it that it holds the invitation (an
+// HMAC over its keys) and never sends it: the join request carries the
+// invitation without its secret (its ticket), so whoever sees the request
+// on the wire cannot use the invitation. The issuer keeps the ID of an
+// invitation once used, until it expires.
 type Invite struct {
 	Expiry   time.Time
-	Nonce    [16]byte
+	ID       [16]byte
 	Issuer   ed25519.PublicKey
 	Name     string // the name the new node gets in the network
 	Endpoint string // host:port of the issuer: WireGuard (UDP), join (TCP)
+	Secret   [16]byte
+	sig      []byte
 }
 
 // ErrBadInvite is wrapped by the errors for an invitation that cannot be
@@ -51,7 +59,7 @@ func (inv *Invite) body() []byte {
 	var b bytes.Buffer
 	b.WriteByte(inviteVersion)
 	binary.Write(&b, binary.BigEndian, uint32(inv.Expiry.Unix()))
-	b.Write(inv.Nonce[:])
+	b.Write(inv.ID[:])
 	b.Write(inv.Issuer)
 	b.WriteByte(byte(len(inv.Name)))
 	b.WriteString(inv.Name)
@@ -60,11 +68,29 @@ func (inv *Invite) body() []byte {
 	return b.Bytes()
 }
 
-// encode signs the invitation with key and returns its text.
+// inviteSecret derives an invitation's secret from the issuer's key and
+// the invitation's signed bytes.
+func inviteSecret(key ed25519.PrivateKey, body []byte) [16]byte {
+	m := hmac.New(sha256.New, key.Seed())
+	m.Write([]byte("nymote signpost invitation secret\x00"))
+	m.Write(body)
+	return [16]byte(m.Sum(nil))
+}
+
+// encode signs the invitation with key, derives its secret and returns
+// its text.
 func (inv *Invite) encode(key ed25519.PrivateKey) string {
 	body := inv.body()
-	sig := ed25519.Sign(key, append([]byte(inviteDomain), body...))
-	return InvitePrefix + base64.RawURLEncoding.EncodeToString(append(body, sig...))
+	inv.sig = ed25519.Sign(key, append([]byte(inviteDomain), body...))
+	inv.Secret = inviteSecret(key, body)
+	raw := append(append(body, inv.sig...), inv.Secret[:]...)
+	return InvitePrefix + base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// ticket returns the invitation without its secret, as a join request
+// carries it.
+func (inv *Invite) ticket() string {
+	return base64.RawURLEncoding.EncodeToString(append(inv.body(), inv.sig...))
 }
 
 // ParseInvite reads an invitation's text and checks its signature against
@@ -72,18 +98,43 @@ func (inv *Invite) encode(key ed25519.PrivateKey) string {
 // for the joiner to check against the reply, and the issuer's to check
 // against its own key). It does not check the expiry.
 func ParseInvite(s string) (*Invite, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("signpost: %w: %s", ErrBadInvite, fmt.Sprintf(format, args...))
-	}
 	s = strings.TrimSpace(s)
 	rest, ok := strings.CutPrefix(s, InvitePrefix)
 	if !ok {
-		return nil, bad("does not start with %q", InvitePrefix)
+		return nil, badInvite("does not start with %q", InvitePrefix)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(rest)
 	if err != nil {
-		return nil, bad("not base64url: %v", err)
+		return nil, badInvite("not base64url: %v", err)
 	}
+	if len(raw) < 16 {
+		return nil, badInvite("%d bytes, too short", len(raw))
+	}
+	inv, err := parseSigned(raw[:len(raw)-16])
+	if err != nil {
+		return nil, err
+	}
+	inv.Secret = [16]byte(raw[len(raw)-16:])
+	return inv, nil
+}
+
+func badInvite(format string, args ...any) error {
+	return fmt.Errorf("signpost: %w: %s", ErrBadInvite, fmt.Sprintf(format, args...))
+}
+
+// parseTicket reads a join request's ticket: an invitation without its
+// secret.
+func parseTicket(s string) (*Invite, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, badInvite("ticket not base64url: %v", err)
+	}
+	return parseSigned(raw)
+}
+
+// parseSigned reads the signed bytes of an invitation and their signature.
+func parseSigned(raw []byte) (*Invite, error) {
+	bad := badInvite
 	const fixed = 1 + 4 + 16 + 32
 	if len(raw) < fixed+2+ed25519.SignatureSize {
 		return nil, bad("%d bytes, too short", len(raw))
@@ -92,10 +143,10 @@ func ParseInvite(s string) (*Invite, error) {
 		return nil, bad("version %d, want %d", raw[0], inviteVersion)
 	}
 	inv := &Invite{Expiry: time.Unix(int64(binary.BigEndian.Uint32(raw[1:5])), 0)}
-	copy(inv.Nonce[:], raw[5:21])
+	copy(inv.ID[:], raw[5:21])
 	inv.Issuer = ed25519.PublicKey(bytes.Clone(raw[21:53]))
 	p := raw[53 : len(raw)-ed25519.SignatureSize]
-	field := func(what string) (string, bool) {
+	field := func() (string, bool) {
 		if len(p) < 1 || len(p) < 1+int(p[0]) {
 			return "", false
 		}
@@ -103,10 +154,11 @@ func ParseInvite(s string) (*Invite, error) {
 		p = p[1+int(p[0]):]
 		return v, true
 	}
-	if inv.Name, ok = field("name"); !ok {
+	var ok bool
+	if inv.Name, ok = field(); !ok {
 		return nil, bad("the name is cut short")
 	}
-	if inv.Endpoint, ok = field("endpoint"); !ok {
+	if inv.Endpoint, ok = field(); !ok {
 		return nil, bad("the endpoint is cut short")
 	}
 	if len(p) != 0 {
@@ -116,6 +168,7 @@ func ParseInvite(s string) (*Invite, error) {
 	if !ed25519.Verify(inv.Issuer, append([]byte(inviteDomain), body...), sig) {
 		return nil, bad("the signature does not match (altered or cut?)")
 	}
+	inv.sig = bytes.Clone(sig)
 	if err := checkName(inv.Name); err != nil {
 		return nil, bad("%v", err)
 	}
@@ -200,7 +253,7 @@ func Issue(dir, name, endpoint, person string, ttl time.Duration) (string, error
 		}
 		s.Endpoint = endpoint
 		inv := &Invite{Expiry: time.Now().Add(ttl).Truncate(time.Second), Issuer: id.EdPublic(), Name: name, Endpoint: endpoint}
-		rand.Read(inv.Nonce[:])
+		rand.Read(inv.ID[:])
 		text = inv.encode(id.Ed)
 		return nil
 	})

@@ -116,12 +116,16 @@ func TestJoinRefused(t *testing.T) {
 	tampered := InvitePrefix + base64.RawURLEncoding.EncodeToString(raw)
 	raw2, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(fresh, InvitePrefix))
 	renamed := bytes.Replace(raw2, []byte("\x01d"), []byte("\x01e"), 1) // another name, same signature
+	raw3, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(fresh, InvitePrefix))
+	raw3[len(raw3)-1] ^= 1 // the secret: not signed, but checked by the issuer
+	wrongSecret := InvitePrefix + base64.RawURLEncoding.EncodeToString(raw3)
 
 	cases := []struct{ name, inv, want string }{
 		{"replayed", inv, "used already"},
 		{"other issuer", otherInv, "not issued by this node"},
 		{"tampered", tampered, "signature does not match"},
 		{"renamed", InvitePrefix + base64.RawURLEncoding.EncodeToString(renamed), "signature does not match"},
+		{"wrong secret", wrongSecret, "secret is wrong"},
 		{"garbage", "nymote-invite:!!!", "not base64url"},
 		{"no prefix", "hello", "does not start with"},
 		{"short", InvitePrefix + "AAAA", "too short"},
@@ -188,8 +192,8 @@ func joinRequestFor(t *testing.T, inv string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := joinRequest{Invitation: inv, WG: id.WG, Ed: id.EdPublic()}
-	mac := hmac.New(sha256.New, parsed.Nonce[:])
+	r := joinRequest{Ticket: parsed.ticket(), WG: id.WG, Ed: id.EdPublic()}
+	mac := hmac.New(sha256.New, parsed.Secret[:])
 	mac.Write(r.proofMessage())
 	r.Proof = mac.Sum(nil)
 	r.Sig = ed25519.Sign(id.Ed, r.proofMessage())

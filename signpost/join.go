@@ -22,11 +22,12 @@ const JoinPath = "/signpost/join"
 
 // joinRequest is what a new node sends the issuer of its invitation.
 type joinRequest struct {
-	Invitation string `json:"invitation"`
-	WG         Key    `json:"wg_key"`
-	Ed         []byte `json:"ed25519_key"`
-	Endpoint   string `json:"endpoint,omitempty"`
-	// Proof is HMAC-SHA256 keyed with the invitation's nonce over
+	// Ticket is the invitation without its secret (Invite.ticket).
+	Ticket   string `json:"ticket"`
+	WG       Key    `json:"wg_key"`
+	Ed       []byte `json:"ed25519_key"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Proof is HMAC-SHA256 keyed with the invitation's secret over
 	// proofMessage: the sender holds the invitation.
 	Proof []byte `json:"proof"`
 	// Sig is the sender's Ed25519 signature of proofMessage: it holds the
@@ -37,7 +38,7 @@ type joinRequest struct {
 func (r *joinRequest) proofMessage() []byte {
 	var b bytes.Buffer
 	b.WriteString("nymote signpost join\x00")
-	b.WriteString(r.Invitation)
+	b.WriteString(r.Ticket)
 	b.WriteByte(0)
 	b.Write(r.WG[:])
 	b.Write(r.Ed)
@@ -76,17 +77,12 @@ func Accept(dir string, reqJSON []byte, now time.Time) (reply []byte, added Peer
 	if err := json.Unmarshal(reqJSON, &req); err != nil {
 		return nil, Peer{}, refuse("malformed request: %v", err)
 	}
-	inv, err := ParseInvite(req.Invitation)
+	inv, err := parseTicket(req.Ticket)
 	if err != nil {
 		return nil, Peer{}, refuse("%v", err)
 	}
 	if len(req.Ed) != ed25519.PublicKeySize || req.WG.IsZero() {
 		return nil, Peer{}, refuse("the request's keys are missing or of the wrong length")
-	}
-	mac := hmac.New(sha256.New, inv.Nonce[:])
-	mac.Write(req.proofMessage())
-	if !hmac.Equal(mac.Sum(nil), req.Proof) {
-		return nil, Peer{}, refuse("the proof does not match the invitation")
 	}
 	if !ed25519.Verify(req.Ed, req.proofMessage(), req.Sig) {
 		return nil, Peer{}, refuse("the request is not signed by the key it names")
@@ -100,10 +96,16 @@ func Accept(dir string, reqJSON []byte, now time.Time) (reply []byte, added Peer
 		if !bytes.Equal(inv.Issuer, id.EdPublic()) {
 			return refuse("the invitation was not issued by this node")
 		}
+		secret := inviteSecret(id.Ed, inv.body())
+		mac := hmac.New(sha256.New, secret[:])
+		mac.Write(req.proofMessage())
+		if !hmac.Equal(mac.Sum(nil), req.Proof) {
+			return refuse("the proof does not match the invitation (its secret is wrong)")
+		}
 		if now.After(inv.Expiry) {
 			return refuse("the invitation expired at %s", inv.Expiry.UTC().Format(time.RFC3339))
 		}
-		if slices.ContainsFunc(s.Used, func(u UsedInvite) bool { return bytes.Equal(u.Nonce, inv.Nonce[:]) }) {
+		if slices.ContainsFunc(s.Used, func(u UsedInvite) bool { return bytes.Equal(u.ID, inv.ID[:]) }) {
 			return refuse("the invitation has been used already")
 		}
 		if s.IsRevoked(req.WG) {
@@ -117,7 +119,7 @@ func Accept(dir string, reqJSON []byte, now time.Time) (reply []byte, added Peer
 		}
 		added = Peer{Name: inv.Name, WG: req.WG, Ed: req.Ed, Endpoint: req.Endpoint, Added: now.UTC().Truncate(time.Second)}
 		s.Peers = append(s.Peers, added)
-		s.Used = append(s.Used, UsedInvite{Nonce: inv.Nonce[:], Expiry: inv.Expiry, By: inv.Name})
+		s.Used = append(s.Used, UsedInvite{ID: inv.ID[:], Expiry: inv.Expiry, By: inv.Name})
 		self := Peer{Name: s.selfName(), WG: id.WG, Ed: id.EdPublic(), Endpoint: s.Endpoint, Hub: s.IsHub()}
 		body, err := json.Marshal(replyBody{Network: s.Network, Name: inv.Name, Person: s.Person, Peers: append([]Peer{self}, s.Peers...)})
 		if err != nil {
@@ -194,8 +196,8 @@ func Join(ctx context.Context, dir, invitation, endpoint string, dial DialFunc) 
 	} else if len(s.Peers) > 0 {
 		return nil, fmt.Errorf("signpost: this node is in network %s already, with %d peers", s.Network, len(s.Peers))
 	}
-	req := joinRequest{Invitation: invitation, WG: id.WG, Ed: id.EdPublic(), Endpoint: endpoint}
-	mac := hmac.New(sha256.New, inv.Nonce[:])
+	req := joinRequest{Ticket: inv.ticket(), WG: id.WG, Ed: id.EdPublic(), Endpoint: endpoint}
+	mac := hmac.New(sha256.New, inv.Secret[:])
 	mac.Write(req.proofMessage())
 	req.Proof = mac.Sum(nil)
 	req.Sig = ed25519.Sign(id.Ed, req.proofMessage())

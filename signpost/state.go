@@ -69,7 +69,7 @@ type State struct {
 
 // UsedInvite records an accepted invitation.
 type UsedInvite struct {
-	Nonce  []byte    `json:"nonce"`
+	ID     []byte    `json:"id"`
 	Expiry time.Time `json:"expiry"`
 	By     string    `json:"by"` // the name of the node that joined with it
 }
