@@ -96,7 +96,7 @@ func signpostPeerCmds(d *dataFlags) []*cobra.Command {
 		Use:   "invite NAME",
 		Short: "Print a signed, single-use, expiring invitation for a new node to join this node's network as NAME",
 		Args:  exactArgs("NAME"),
-		Long: `invite prints an invitation (one line, about 200 characters) for a new
+		Long: `invite prints an invitation (one line, about 220 characters) for a new
 node, to be given to 'nymote peer join' on it. It is signed by this node's
 key, names the new node and this node's public endpoint (--endpoint
 HOST:PORT: WireGuard over UDP, the join over TCP, on the same port), and
