@@ -23,12 +23,20 @@ import (
 // directory.
 func startShared(t *testing.T) (string, string) {
 	t.Helper()
+	url, dir, _ := startSharedAs(t, "alice")
+	return url, dir
+}
+
+// startSharedAs is startShared with user, and returns the DAV handler as
+// well (without the token check in front).
+func startSharedAs(t *testing.T, user string) (string, string, http.Handler) {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.InitData(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AddUser(context.Background(), "alice", davtest.Users["alice"], store.GitNone); err != nil {
+	if err := st.AddUser(context.Background(), user, davtest.Users[user], store.GitNone); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -37,8 +45,9 @@ func startShared(t *testing.T) (string, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	inner := make(chan http.Handler, 1)
 	cfg := dav.Config{Options: dav.Options{Store: st, Kind: caldav.New(0)}, InsecureHTTP: true,
-		Wrap: func(h http.Handler) http.Handler { return capability.Handler(dir, h, dav.WithUser) }}
+		Wrap: func(h http.Handler) http.Handler { inner <- h; return capability.Handler(dir, h, dav.WithUser) }}
 	go func() { done <- dav.Serve(ctx, cfg, []dav.Listener{{Proto: "http", Listener: ln}}) }()
 	t.Cleanup(func() {
 		cancel()
@@ -47,7 +56,7 @@ func startShared(t *testing.T) (string, string) {
 		}
 		st.Close()
 	})
-	return "http://" + ln.Addr().String(), dir
+	return "http://" + ln.Addr().String(), dir, <-inner
 }
 
 func event(uid, summary string) string {
@@ -209,5 +218,53 @@ func TestShareCalendar(t *testing.T) {
 	}
 	if code, _ := do(t, "GET", col+"review.ics", "alice", alice, ""); code != http.StatusOK {
 		t.Fatalf("alice's own GET: %d", code)
+	}
+}
+
+// TestSubscription: bob's calendar appliance keeps a copy of the calendar
+// alice shared with it (read-only token): alice's events appear in bob's
+// own store, where bob's client reads them with bob's password; alice's
+// edits and deletions follow at the next sync; a revoked token stops the
+// sync with the owner's reason.
+func TestSubscription(t *testing.T) {
+	aliceURL, aliceDir := startShared(t)
+	bobURL, _, bobHandler := startSharedAs(t, "bob")
+	alice := davtest.Users["alice"]
+	do(t, "MKCALENDAR", aliceURL+"/alice/work/", "alice", alice, "")
+	do(t, "PUT", aliceURL+"/alice/work/standup.ics", "alice", alice, event("standup", "standup"), "Content-Type", "text/calendar")
+	do(t, "PUT", aliceURL+"/alice/work/review.ics", "alice", alice, event("review", "review"), "Content-Type", "text/calendar")
+	tok, err := capability.Mint(aliceDir, "/alice/work/", capability.Read, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &dav.Subscription{Remote: aliceURL + "/alice/work/", Token: tok, Local: "/bob/alice-work/", Kind: caldav.New(0)}
+	ctx := context.Background()
+	sync := func(wantW, wantD int) {
+		t.Helper()
+		w, d, err := sub.Sync(ctx, bobHandler)
+		if err != nil || w != wantW || d != wantD {
+			t.Fatalf("Sync: wrote %d, deleted %d, %v; want %d, %d", w, d, err, wantW, wantD)
+		}
+	}
+	sync(2, 0)
+	sync(0, 0) // nothing changed: nothing fetched
+	bob := davtest.Users["bob"]
+	if code, body := do(t, "GET", bobURL+"/bob/alice-work/standup.ics", "bob", bob, ""); code != http.StatusOK || !strings.Contains(body, "SUMMARY:standup") {
+		t.Fatalf("bob's copy: %d %s", code, body)
+	}
+	do(t, "PUT", aliceURL+"/alice/work/standup.ics", "alice", alice, event("standup", "standup moved"), "Content-Type", "text/calendar")
+	do(t, "DELETE", aliceURL+"/alice/work/review.ics", "alice", alice, "")
+	sync(1, 1)
+	if code, body := do(t, "GET", bobURL+"/bob/alice-work/standup.ics", "bob", bob, ""); code != http.StatusOK || !strings.Contains(body, "standup moved") {
+		t.Fatalf("bob's copy after alice's edit: %d %s", code, body)
+	}
+	if code, _ := do(t, "GET", bobURL+"/bob/alice-work/review.ics", "bob", bob, ""); code != http.StatusNotFound {
+		t.Fatalf("a deleted event is still in bob's copy: %d", code)
+	}
+	if _, err := capability.Revoke(aliceDir, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sub.Sync(ctx, bobHandler); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("Sync with a revoked token: %v", err)
 	}
 }

@@ -1,7 +1,19 @@
 package davapp
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/signpost/capability"
@@ -13,4 +25,65 @@ import (
 // other request goes on to the handler's own password check.
 func shareTokens(dir string) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler { return capability.Handler(dir, h, dav.WithUser) }
+}
+
+// parseSubscriptions reads subscriptions to collections shared with this
+// appliance: a comma-separated list of LOCAL=URL#TOKEN[#SHA256], where
+// LOCAL is the local copy's path (/bob/alice-work/), URL the shared
+// collection, TOKEN the capability token, and SHA256 the fingerprint of
+// the remote's certificate (as its console prints it) for a self-signed
+// one (without it the system's roots are trusted).
+func parseSubscriptions(s string, kind dav.Kind) ([]*dav.Subscription, error) {
+	var subs []*dav.Subscription
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		local, rest, ok := strings.Cut(item, "=")
+		remote, tail, ok2 := strings.Cut(rest, "#")
+		token, pin, _ := strings.Cut(tail, "#")
+		segs := strings.Split(strings.Trim(local, "/"), "/")
+		u, err := url.Parse(remote)
+		if !ok || !ok2 || token == "" || len(segs) != 2 || !strings.HasPrefix(local, "/") || err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("subscription %q: want /USER/COLLECTION/=URL#TOKEN[#SHA256]", item)
+		}
+		sub := &dav.Subscription{Remote: remote, Token: token, Local: "/" + segs[0] + "/" + segs[1] + "/", Kind: kind}
+		if pin != "" {
+			want, err := hex.DecodeString(strings.ReplaceAll(pin, ":", ""))
+			if err != nil || len(want) != sha256.Size {
+				return nil, fmt.Errorf("subscription %q: the certificate fingerprint is not a SHA-256 in hex", item)
+			}
+			sub.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				InsecureSkipVerify: true, // checked by the pin below
+				VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+					if len(raw) == 0 {
+						return errors.New("no certificate")
+					}
+					if sum := sha256.Sum256(raw[0]); !bytes.Equal(sum[:], want) {
+						return fmt.Errorf("certificate fingerprint %X is not the subscription's", sum)
+					}
+					return nil
+				},
+			}}}
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// subscriptionInterval is how often subscriptions sync.
+const subscriptionInterval = time.Minute
+
+// withSubscriptions returns a Wrap that puts capability tokens in front of
+// the DAV handler (shareTokens) and starts the subscriptions' sync loops
+// on the handler until ctx ends.
+func withSubscriptions(ctx context.Context, dir string, subs []*dav.Subscription, log *slog.Logger) func(http.Handler) http.Handler {
+	tokens := shareTokens(dir)
+	return func(h http.Handler) http.Handler {
+		for _, s := range subs {
+			go s.Run(ctx, h, subscriptionInterval, log)
+		}
+		return tokens(h)
+	}
 }
