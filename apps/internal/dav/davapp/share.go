@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -84,6 +85,36 @@ func withSubscriptions(ctx context.Context, dir string, subs []*dav.Subscription
 		for _, s := range subs {
 			go s.Run(ctx, h, subscriptionInterval, log)
 		}
-		return tokens(h)
+		return readOnlyCopies(subs, tokens(h))
 	}
+}
+
+// readOnlyCopies refuses writes from clients into the subscriptions' local
+// copies (the sync writes to the handler directly, not through this):
+// the remote is the truth, and a local edit would be lost at the next
+// sync.
+func readOnlyCopies(subs []*dav.Subscription, next http.Handler) http.Handler {
+	if len(subs) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions, "PROPFIND", "REPORT":
+		default:
+			p := path.Clean("/"+r.URL.Path) + "/"
+			dest := ""
+			if d := r.Header.Get("Destination"); d != "" {
+				if u, err := url.Parse(d); err == nil {
+					dest = path.Clean("/"+u.Path) + "/"
+				}
+			}
+			for _, s := range subs {
+				if strings.HasPrefix(p, s.Local) || strings.HasPrefix(s.Local, p) || dest != "" && strings.HasPrefix(dest, s.Local) {
+					http.Error(w, fmt.Sprintf("%s is a copy of a collection shared with this appliance (%s): read-only", s.Local, s.Remote), http.StatusForbidden)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
