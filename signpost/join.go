@@ -206,7 +206,7 @@ func Join(ctx context.Context, dir, invitation, endpoint string, dial DialFunc) 
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	client := &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 30 * time.Second}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inv.Endpoint+JoinPath, bytes.NewReader(reqJSON))
 	if err != nil {
 		return nil, fmt.Errorf("signpost: %w", err)
