@@ -408,6 +408,8 @@ func (n *Node) Close() error {
 	n.cancel()
 	if n.srv != nil {
 		n.srv.Close()
+	} else if n.join != nil {
+		n.join.Close()
 	}
 	n.wg.Wait()
 	n.mu.Lock()
