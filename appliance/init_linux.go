@@ -263,7 +263,18 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	defer closeWithin(nw, 3*time.Second, say)
 	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
-	ls, err := openListeners(nw, svc, func(p app.Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) }, cfg.proxy, log)
+	sp, err := startSignpost(nw, dataMount, cfg.service, log)
+	if err != nil {
+		say("signpost: %v", err)
+		return crash
+	}
+	listenAddr := addr.String()
+	if sp != nil {
+		defer sp.Close()
+		listenAddr = "" // every address of the stack: the tunnel's too
+		steps.done("signpost")
+	}
+	ls, err := openListeners(nw, svc, func(p app.Port) string { return net.JoinHostPort(listenAddr, itoa(p.Port)) }, cfg.proxy, log)
 	if err != nil {
 		say("%v", err)
 		return crash

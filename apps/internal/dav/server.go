@@ -38,6 +38,9 @@ type Config struct {
 	// guard.ListenerOptions; zero values are guard's defaults). Serve sets
 	// TLS and Busy per listener.
 	Conns guard.ListenerOptions
+	// Wrap, if set, wraps the DAV handler: a check in front of it, such as
+	// capability tokens (signpost/capability.Handler with WithUser).
+	Wrap func(http.Handler) http.Handler
 }
 
 // bodyIdle bounds each read of a request body and each write of a
@@ -60,7 +63,10 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := NewHandler(cfg.Options)
+	var h http.Handler = NewHandler(cfg.Options)
+	if cfg.Wrap != nil {
+		h = cfg.Wrap(h)
+	}
 	httpsPort := ""
 	for _, l := range lns {
 		if l.Proto == "https" {

@@ -86,6 +86,7 @@ users, and syncs replicas over git.`,
 	root.AddCommand(newSummonCmd(g))
 	root.AddCommand(newMailCmd(g))
 	root.AddCommand(newKeyCmd(g), newUpdateCmd(g))
+	root.AddCommand(newIDCmd(g), newSignpostPeerCmd(g), newShareCmd(g))
 	return root
 }
 
