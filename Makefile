@@ -19,6 +19,10 @@ TESTTIMEOUT ?= 40m
 #   store, CLI:        git
 #   netstack:          iproute2 iputils-ping dnsmasq-base
 #   mail:              swaks python3 curl isync dovecot-imapd (IMAP conformance compared with Dovecot)
+#                      python3-dkim (dkimpy: an independent check of our DKIM signatures)
+#   signpost:          wireguard-go wireguard-tools nftables (a laptop's stock WireGuard
+#                      behind a NAT, in network namespaces)
+#   web console:       chromium (a real browser driven by chromedp)
 #   contacts/calendar: vdirsyncer python3-caldav litmus
 #   images (boot tests): qemu-system-x86 qemu-system-arm e2fsprogs
 #     (and the armhf architecture in apt, for Debian's armmp kernel: see test-deps)
@@ -33,7 +37,8 @@ TESTTIMEOUT ?= 40m
 #                      qemu-arm64 from Debian's linux-source package, fetched
 #                      with apt-get download, on first use)
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
-	swaks libnet-ssleay-perl python3 curl isync dovecot-imapd \
+	swaks libnet-ssleay-perl python3 curl isync dovecot-imapd python3-dkim \
+	wireguard-go wireguard-tools nftables chromium \
 	vdirsyncer python3-caldav litmus \
 	qemu-system-x86 qemu-system-arm e2fsprogs \
 	bind9-dnsutils \
@@ -79,7 +84,7 @@ run: build
 		./bin/nymote disk create --data "$(DEMO)/data" -o "$(DEMO)/data.img" --size 1G; \
 		rm -rf "$(DEMO)/data"; \
 		(umask 077; echo "$$pw" > "$(DEMO)/password"); \
-		echo "run: created a demo data disk: user demo, password $$pw (kept in $(DEMO)/password)"; \
+		echo "run: created a demo data disk: user demo (address demo@localhost), password $$pw (kept in $(DEMO)/password)"; \
 	fi
 	./bin/nymote run mail --board $(BOARD) --disk "$(DEMO)/data.img"
 
