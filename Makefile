@@ -55,8 +55,9 @@ build:
 # run boots the mail appliance under QEMU (KVM when it works, TCG otherwise)
 # on board $(BOARD) with a demo data disk, created on first use with user "demo" and a random
 # password (printed, and kept in $(DEMO)/password, mode 0600). IMAP is then
-# on 127.0.0.1:1143 (STARTTLS), IMAPS on 1993, submission on 1587. Ctrl-C
-# powers the appliance off cleanly.
+# on 127.0.0.1:1143 (STARTTLS), IMAPS on 1993, submission on 1587, HTTP on
+# 1080 and HTTPS on 1443; log in as demo (or demo@localhost) and send as
+# demo@localhost. Ctrl-C powers the appliance off cleanly.
 DEMO ?= $(CURDIR)/.nymote-demo
 # BOARD=microvm-x86_64 boots QEMU's microvm on our own kernel, which the
 # first run builds (about 6 minutes; it needs the build tools below).
