@@ -1,5 +1,12 @@
 package store
 
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
 // PutBlob stores data at path, as Put does, and returns the hash of its
 // blob: once the transaction has committed, ReadBlob reads the content back
 // by that hash without walking the trees on the path (callers that index
@@ -9,4 +16,47 @@ func (tx *Tx) PutBlob(path string, data []byte) (Hash, error) {
 		return Hash{}, err
 	}
 	return tx.changes[path].hash, nil
+}
+
+// PutHash stores at path the blob with hash h, which must already be in the
+// store (an Entry's Hash from any commit of its history, such as an item
+// that was deleted since): nothing is read or copied, so restoring an old
+// version of an item costs its path, not its bytes. A hash that names no
+// blob of the store is an error (ErrNotExist), and nothing is written.
+func (tx *Tx) PutHash(path string, h Hash) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	var ok bool
+	err := tx.s.readObjs(func(o *objReader) error {
+		var err error
+		ok, err = o.hasBlob(h)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: put %s: blob %s: %w", path, h, err)
+	}
+	if !ok {
+		return fmt.Errorf("store: put %s: no blob %s: %w", path, h, ErrNotExist)
+	}
+	tx.changes[path] = change{hash: h}
+	return nil
+}
+
+// hasBlob reports whether the store holds blob h, reading only its header
+// where it is packed (its type) and nothing where it is pending.
+func (o *objReader) hasBlob(h Hash) (bool, error) {
+	if o.pend != nil {
+		if obj := o.pend.object(h); obj != nil {
+			return obj.Type() == plumbing.BlobObject, nil
+		}
+	}
+	t, _, err := o.read(h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return t == plumbing.BlobObject, nil
 }
