@@ -57,7 +57,8 @@ func newEnv(t *testing.T, opts ...func(*Options)) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, st: st, ms: ms}
-	o := Options{Store: st, App: "test", Mail: ms}
+	// Failures are not delayed (TestLoginRateLimited has its own).
+	o := Options{Store: st, App: "test", Mail: ms, Auth: guard.NewAuth(guard.AuthOptions{BaseDelay: time.Microsecond, MaxDelay: time.Microsecond})}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -159,10 +160,10 @@ func vevent(uid, summary, start string) string {
 // client is an HTTPS client of the console with a cookie jar.
 func (e *env) client() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	c := e.srv.Client()
+	c := *e.srv.Client() // the same *Client each time: copied, so that each has its own jar
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return c
+	return &c
 }
 
 type resp struct {
@@ -708,4 +709,3 @@ func TestWatchHTTP(t *testing.T) {
 
 var _ = imap.FlagSeen
 var _ = tls.VersionTLS12
-var _ = guard.ErrBusy
