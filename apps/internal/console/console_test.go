@@ -611,7 +611,9 @@ func TestItemsAtRevision(t *testing.T) {
 	if len(l.Messages) != 2 {
 		t.Errorf("INBOX now: %+v", l.Messages)
 	}
-	var diff struct{ Changes []struct{ Path, Action string } }
+	var diff struct {
+		Changes []struct{ Path, Action string }
+	}
 	e.api("GET", "/api/v1/users/alice/diff?service=mail&from="+old, "alice", "").json(t, &diff)
 	if len(diff.Changes) < 2 {
 		t.Errorf("diff: %+v", diff)
