@@ -99,6 +99,12 @@ var (
 			{Name: "submission", Port: 587, Proto: "smtp"},
 			{Name: "imaps", Port: 993, Proto: "imap", TLS: true},
 			{Name: "submissions", Port: 465, Proto: "smtp", TLS: true},
+			// HTTP: ACME http-01 and client autoconfiguration, else a
+			// redirect to HTTPS; HTTPS: ACME tls-alpn-01, the MTA-STS
+			// policy, autoconfiguration (and what others mount on
+			// mailsvc.Web).
+			{Name: "http", Port: 80, Proto: "http"},
+			{Name: "https", Port: 443, Proto: "http", TLS: true},
 		},
 	}
 	// Contacts is a CardDAV server; on a host without listener flags it

@@ -67,7 +67,9 @@ func TestGitClone(t *testing.T) {
 	git := need(t, "git", "git")
 	st := newStore(t, "alice")
 	s := startServer(t, st, mailDefaults(), nil)
-	msg := testMessage("cloned", "in git")
+	// From another domain: inbound mail claiming example.org from
+	// outside is refused unless it passes DKIM or SPF.
+	msg := strings.Replace(testMessage("cloned", "in git"), "alice@example.org", "carol@elsewhere.test", 1)
 	sc, err := smtp.Dial(s.addrs["smtp"])
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ func Service() appliance.Service {
 			return Serve(ctx, cfg, Listeners{
 				IMAP: l["imap"], IMAPS: l["imaps"], SMTP: l["smtp"],
 				Submission: l["submission"], Submissions: l["submissions"],
+				HTTP: l["http"], HTTPS: l["https"],
 			})
 		},
 	}

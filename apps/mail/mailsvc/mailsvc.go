@@ -26,8 +26,10 @@ import (
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/msgauth"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
+	"github.com/nymote/nymote/apps/mail/wellknown"
 	"github.com/nymote/nymote/store"
 )
 
@@ -65,7 +67,10 @@ type Config struct {
 	// 8 to 256 MiB), negative: none.
 	BodyCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
-	// port, dialer, backoff and retry window.
+	// port, dialer, backoff and retry window. The resolver also serves the
+	// checks of inbound mail (SPF, DKIM, DMARC) when it can look up TXT,
+	// MX, addresses and names (msgauth.Resolver: a *net.Resolver can);
+	// otherwise they use net.DefaultResolver.
 	Resolver    queue.Resolver
 	RemotePort  string
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -79,12 +84,21 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// NoInboundChecks turns off SPF, DKIM and DMARC on inbound SMTP
+	// (tests of other things only).
+	NoInboundChecks bool
+	// Web, if set, is called with the HTTPS port's handler tree once the
+	// mail app has mounted its own handlers on it, to mount more (a web
+	// console). See Web.
+	Web func(*Web)
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
-// offered. IMAPS and Submissions are plain TCP listeners: Serve adds TLS.
+// offered. IMAPS, Submissions and HTTPS are plain TCP listeners: Serve adds
+// TLS. HTTP redirects to HTTPS but for ACME challenges and the paths
+// mounted plain (see Web).
 type Listeners struct {
-	IMAP, IMAPS, SMTP, Submission, Submissions, Git net.Listener
+	IMAP, IMAPS, SMTP, Submission, Submissions, Git, HTTP, HTTPS net.Listener
 }
 
 type named struct {
@@ -94,7 +108,8 @@ type named struct {
 
 func (ls Listeners) all() []named {
 	return []named{{"imap", ls.IMAP}, {"imaps", ls.IMAPS}, {"smtp", ls.SMTP},
-		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git}}
+		{"submission", ls.Submission}, {"submissions", ls.Submissions}, {"git", ls.Git},
+		{"http", ls.HTTP}, {"https", ls.HTTPS}}
 }
 
 // Serve runs the mail service until ctx ends, then stops accepting, closes
@@ -140,6 +155,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		return fmt.Errorf("mail: %w", err)
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
+	printAddresses(out, st, cfg.Domains)
 
 	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
 	if err != nil {
@@ -161,13 +177,27 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
+	// DKIM keys of every local domain, made on first use.
+	keyring := msgauth.NewKeyring(st, nil)
+	for _, d := range cfg.Domains {
+		if _, err := keyring.Keys(d); err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+	}
+	var checker *msgauth.Checker
+	if !cfg.NoInboundChecks {
+		checker = &msgauth.Checker{Domains: cfg.Domains, Keyring: keyring, Hostname: hostname}
+		if r, ok := cfg.Resolver.(msgauth.Resolver); ok {
+			checker.Resolver = r
+		}
+	}
 	imapSrv := imapd.New(imapd.Options{Mail: ms, Domains: cfg.Domains, TLSConfig: tlsConfig,
 		InsecureAuth: cfg.InsecureAuth, AppendLimit: uint32(maxMsg), Auth: auth, Logger: log})
 	inbound := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, TLSConfig: tlsConfig,
-		MaxMessageBytes: maxMsg, Logger: log})
+		MaxMessageBytes: maxMsg, Check: checker, Logger: log})
 	submission := smtpd.New(smtpd.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Submission: true,
 		Queue: q, TLSConfig: tlsConfig, InsecureAuth: cfg.InsecureAuth, MaxMessageBytes: maxMsg,
-		Auth: auth, Logger: log})
+		Auth: auth, DKIM: keyring, Logger: log})
 	var gitSrv *gitsvc.Server
 	if ls.Git != nil {
 		gitTLS := tlsConfig
@@ -175,6 +205,11 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			gitTLS = nil
 		}
 		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
+	}
+	web := NewWeb()
+	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)
+	if cfg.Web != nil {
+		cfg.Web(web)
 	}
 	ls = guarded(ls, cfg.Conns, tlsConfig, log)
 
@@ -217,16 +252,25 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			run(n.name, func() error { return submission.Serve(ln) }) // TLS by the guard
 		case "git":
 			run(n.name, func() error { return gitSrv.Serve(ln) }) // guarded by gitsvc
+		case "http", "https":
+			// Below, both at once (guarded by startWeb).
 		}
 		if !cfg.ListenLinesPrinted {
 			fmt.Fprintf(out, "nymote: mail %s listening on %s\n", n.name, ln.Addr())
 		}
+	}
+	var webSrv *webServers
+	if ls.HTTP != nil || ls.HTTPS != nil {
+		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, nil, cfg.Conns, log, errc)
 	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	cancel()
+	if webSrv != nil {
+		webSrv.Shutdown()
+	}
 	imapSrv.Close()
 	inbound.Close()
 	submission.Close()
@@ -292,4 +336,33 @@ func SplitDomains(s string) []string {
 		}
 	}
 	return out
+}
+
+// maxAddressLines bounds the users printAddresses names on the console.
+const maxAddressLines = 10
+
+// printAddresses prints the users' full mail addresses on the console, so
+// that someone trying the appliance knows what to log in and send as
+// (user@DOMAIN, not a guessed domain).
+func printAddresses(out io.Writer, st *store.Store, domains []string) {
+	users, err := st.Users()
+	if err != nil {
+		fmt.Fprintf(out, "nymote: mail cannot list the users: %v\n", err)
+		return
+	}
+	if len(users) == 0 {
+		fmt.Fprintf(out, "nymote: mail has no users yet (add one with: nymote user add NAME --data DIR); addresses are NAME@%s\n", domains[0])
+		return
+	}
+	for i, u := range users {
+		if i == maxAddressLines {
+			fmt.Fprintf(out, "nymote: mail has %d more users (nymote user list)\n", len(users)-i)
+			break
+		}
+		addrs := make([]string, len(domains))
+		for j, d := range domains {
+			addrs[j] = u.Name + "@" + d
+		}
+		fmt.Fprintf(out, "nymote: mail user %s: address %s (log in as %s or %s)\n", u.Name, strings.Join(addrs, ", "), u.Name, addrs[0])
+	}
 }

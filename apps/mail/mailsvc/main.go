@@ -40,6 +40,8 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		smtpAddr  = fs.String("smtp", "", "inbound SMTP address, e.g. :25")
 		subAddr   = fs.String("submission", "", "SMTP submission address (STARTTLS), e.g. :587")
 		subsAddr  = fs.String("submissions", "", "SMTP submission address with implicit TLS, e.g. :465")
+		httpAddr  = fs.String("http", "", "plain HTTP address, e.g. :80: ACME http-01 challenges and client autoconfiguration; the rest redirects to --https")
+		httpsAddr = fs.String("https", "", "HTTPS address, e.g. :443: the MTA-STS policy, client autoconfiguration")
 		gitAddr   = fs.String("git", "", "address of the store's git smart HTTP endpoint, e.g. 127.0.0.1:9418")
 		certFile  = fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept in the store")
 		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
@@ -94,7 +96,8 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		name, addr string
 		ln         *net.Listener
 	}{{"imap", *imapAddr, &ls.IMAP}, {"imaps", *imapsAddr, &ls.IMAPS}, {"smtp", *smtpAddr, &ls.SMTP},
-		{"submission", *subAddr, &ls.Submission}, {"submissions", *subsAddr, &ls.Submissions}, {"git", *gitAddr, &ls.Git}} {
+		{"submission", *subAddr, &ls.Submission}, {"submissions", *subsAddr, &ls.Submissions}, {"git", *gitAddr, &ls.Git},
+		{"http", *httpAddr, &ls.HTTP}, {"https", *httpsAddr, &ls.HTTPS}} {
 		if l.addr == "" {
 			continue
 		}
@@ -111,7 +114,7 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		log.Info("reading a PROXY header on connections from a proxy", "networks", *proxyNets)
 	}
 	if ls == (Listeners{}) {
-		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions)")
+		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions, --http, --https)")
 	}
 	return Serve(ctx, cfg, ls)
 }

@@ -35,12 +35,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailauth"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/msgauth"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/store"
 )
@@ -80,6 +82,14 @@ type Options struct {
 	// Auth rate-limits AUTH per remote host and per account (share the
 	// one IMAP uses, so that guesses add up); nil means one of its own.
 	Auth *guard.Auth
+	// Check, if set, checks inbound mail (SPF, DKIM, DMARC): the message
+	// gets its Authentication-Results header, and is refused (550 5.7.1,
+	// or 451 4.7.0 for a DNS failure), filed to Junk or delivered as the
+	// verdict says. Inbound only.
+	Check *msgauth.Checker
+	// DKIM, if set, signs mail for remote recipients with the keys of the
+	// domain of its From: header. Submission only.
+	DKIM *msgauth.Keyring
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -249,10 +259,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		// A user sends as themselves only.
 		if mailauth.UserName(from, se.s.opts.Domains) != se.user {
-			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address not owned by %s", se.user)
+			return errorf(553, smtp.EnhancedCode{5, 7, 1}, "Sender address %q not owned by %s (send as %s)", from, se.user, ownAddresses(se.user, se.s.opts.Domains))
 		}
-	} else if from != "" && !strings.Contains(from, "@") {
-		return errorf(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address")
+	} else if from != "" {
+		if err := checkPath(from); err != nil {
+			return errorf(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address: %v", err)
+		}
 	}
 	if opts != nil && opts.Size > se.s.opts.MaxMessageBytes {
 		return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
@@ -329,21 +341,52 @@ func (se *session) Data(r io.Reader) error {
 	defer sp.Close()
 	var hdr bytes.Buffer
 	se.received(&hdr)
-	if _, err := sp.Write(hdr.Bytes()); err != nil {
-		return se.storeError("spooling a message", err)
-	}
-	if _, err := io.Copy(sp, r); err != nil {
-		var se2 *smtp.SMTPError
-		if errors.As(err, &se2) {
-			return se2
+	check := se.s.opts.Check != nil && !se.s.opts.Submission
+	junk := false
+	if check {
+		// The message first, alone, to be checked; then the headers
+		// that say what was found, and the message again.
+		body, err := st.NewSpool()
+		if err != nil {
+			return se.storeError("spooling a message", err)
 		}
-		if errors.Is(err, smtp.ErrDataTooLarge) {
-			return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
+		defer body.Close()
+		if err := se.spool(body, r); err != nil {
+			return err
 		}
-		return se.storeError("spooling a message", err)
-	}
-	if sp.Size() == int64(hdr.Len()) {
-		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Empty message")
+		if body.Size() == 0 {
+			return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Empty message")
+		}
+		v := se.s.opts.Check.Check(se.ctx, msgauth.Input{IP: net.ParseIP(remoteHost(se.conn)), Helo: se.conn.Hostname(),
+			MailFrom: se.from, Message: body.Reader})
+		se.s.log.Info("smtp: checked", "remote", remoteHost(se.conn), "from", se.from, "spf", v.SPF, "dmarc", v.DMARC, "policy", v.Policy, "action", v.Action, "reason", v.Reason)
+		switch v.Action {
+		case msgauth.Reject:
+			return errorf(550, smtp.EnhancedCode{5, 7, 1}, "%s", v.Reason)
+		case msgauth.TempFail:
+			return errorf(451, smtp.EnhancedCode{4, 7, 0}, "%s", v.Reason)
+		case msgauth.Junk:
+			junk = true
+		}
+		if _, err := io.WriteString(sp, v.Header); err != nil {
+			return se.storeError("spooling a message", err)
+		}
+		if _, err := sp.Write(hdr.Bytes()); err != nil {
+			return se.storeError("spooling a message", err)
+		}
+		if _, err := io.Copy(sp, body.Reader()); err != nil {
+			return se.storeError("spooling a message", err)
+		}
+	} else {
+		if _, err := sp.Write(hdr.Bytes()); err != nil {
+			return se.storeError("spooling a message", err)
+		}
+		if err := se.spool(sp, r); err != nil {
+			return err
+		}
+		if sp.Size() == int64(hdr.Len()) {
+			return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Empty message")
+		}
 	}
 	if se.s.opts.Submission {
 		if err := CheckFrom(io.NewSectionReader(sp, int64(hdr.Len()), sp.Size()-int64(hdr.Len())), se.user, se.s.opts.Domains); err != nil {
@@ -358,6 +401,14 @@ func (se *session) Data(r io.Reader) error {
 		raw = make([]byte, sp.Size())
 		if _, err := io.ReadFull(sp.Reader(), raw); err != nil {
 			return se.storeError("reading the spooled message", err)
+		}
+		if se.s.opts.DKIM != nil && se.s.opts.Submission {
+			sig, err := se.s.opts.DKIM.Sign(raw, se.s.opts.Domains)
+			if err != nil {
+				se.s.log.Error("smtp: DKIM signing", "err", err)
+				return errorf(451, smtp.EnhancedCode{4, 7, 0}, "Cannot sign the message now; try again later")
+			}
+			raw = append(sig, raw...)
 		}
 	}
 	ctx := se.ctx
@@ -387,6 +438,9 @@ func (se *session) Data(r io.Reader) error {
 	err = se.s.opts.Mail.Update(ctx, author, fmt.Sprintf("mail: deliver to %d local, %d remote", len(users), len(se.remote)), func(w *mailstore.Writer) error {
 		for _, u := range users {
 			inbox, err := u.Mailbox("INBOX")
+			if junk {
+				inbox, err = junkBox(w, u)
+			}
 			if err != nil {
 				return err
 			}
@@ -411,6 +465,69 @@ func (se *session) Data(r io.Reader) error {
 		se.s.opts.Queue.Kick()
 	}
 	se.s.log.Debug("smtp: accepted", "local", len(users), "remote", len(se.remote), "bytes", sp.Size())
+	return nil
+}
+
+// spool copies the message r into sp, mapping what the SMTP layer says
+// (too big, a bad line) to its answers.
+func (se *session) spool(sp *store.Spool, r io.Reader) error {
+	if _, err := io.Copy(sp, r); err != nil {
+		var se2 *smtp.SMTPError
+		if errors.As(err, &se2) {
+			return se2
+		}
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return errorf(552, smtp.EnhancedCode{5, 3, 4}, "Message too big")
+		}
+		return se.storeError("spooling a message", err)
+	}
+	return nil
+}
+
+// junkBox is u's Junk mailbox, made if it is missing.
+func junkBox(w *mailstore.Writer, u *mailstore.User) (*mailstore.Mailbox, error) {
+	mb, err := u.Mailbox("Junk")
+	if errors.Is(err, mailstore.ErrNoMailbox) {
+		return w.Create(u, "Junk", imap.MailboxAttrJunk)
+	}
+	return mb, err
+}
+
+// checkPath checks the syntax of a reverse path (RFC 5321 4.1.2):
+// local@domain, with a domain name of letters, digits and hyphens in
+// labels (or an address literal), and a local part without controls or
+// spaces.
+func checkPath(p string) error {
+	at := strings.LastIndexByte(p, '@')
+	if at <= 0 || at == len(p)-1 {
+		return errors.New("not local@domain")
+	}
+	local, domain := p[:at], p[at+1:]
+	if len(local) > 64 || len(domain) > 255 {
+		return errors.New("too long")
+	}
+	for _, r := range local {
+		if r <= ' ' || r == 0x7f {
+			return errors.New("a space or control in the local part")
+		}
+	}
+	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
+		lit := strings.TrimPrefix(domain[1:len(domain)-1], "IPv6:")
+		if net.ParseIP(lit) == nil {
+			return fmt.Errorf("bad address literal %q", domain)
+		}
+		return nil
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(domain, "."), ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("bad domain %q", domain)
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c >= 0x80) {
+				return fmt.Errorf("bad domain %q", domain)
+			}
+		}
+	}
 	return nil
 }
 

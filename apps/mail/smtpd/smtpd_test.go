@@ -314,3 +314,14 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("git fsck --strict: %v\n%s", err, out)
 	}
 }
+
+// TestSubmissionSenderNamesAddress: MAIL FROM an address that is not the
+// user's is refused with a text naming the address to send as (a new user
+// guessing the domain wrong learns the right one).
+func TestSubmissionSenderNamesAddress(t *testing.T) {
+	ts := startServers(t, t.TempDir(), store.Options{}, Options{})
+	err := deliverMsg(t, ts.submission, "alice", "alice@wrong.example", "alice@example.org", []byte("From: alice@example.org\r\n\r\nhi\r\n"))
+	if smtpCode(err) != 553 || !strings.Contains(err.Error(), "alice@example.org") || !strings.Contains(err.Error(), "alice@wrong.example") {
+		t.Fatalf("MAIL FROM another domain: got %v, want 553 naming alice@wrong.example and alice@example.org", err)
+	}
+}

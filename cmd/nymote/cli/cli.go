@@ -84,6 +84,7 @@ users, and syncs replicas over git.`,
 	root.AddCommand(newStoreCmd(g), newUserCmd(g))
 	root.AddCommand(newBuildCmd(g), newRunCmd(g), newDiskCmd(g), newFlashCmd(g))
 	root.AddCommand(newSummonCmd(g))
+	root.AddCommand(newMailCmd(g))
 	return root
 }
 

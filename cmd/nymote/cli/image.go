@@ -167,6 +167,10 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 				fw = append(fw, launch.Forward{Host: host, Guest: p.Port})
 				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
 			}
+			if m.App == app.Mail.Name {
+				d := mailDomain(m.Cmdline)
+				fmt.Fprintf(g.stdio.Err, "run: mail addresses are USER@%s (user demo is demo@%s; the appliance console lists the disk's users)\n", d, d)
+			}
 			fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
 			vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
 				Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw, GuestNet: guestNet,
@@ -212,4 +216,18 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().StringVar(&guestNet, "guest-net", defaultNet, "the appliance's network: netstack, or kernel (the guest kernel's own stack, for tests)")
 	cmd.Flags().MarkHidden("guest-net")
 	return cmd
+}
+
+// mailDomain is the mail domain a kernel command line gives the mail app
+// (the first of nymote.domain=D[,D...]), or the app's default, localhost.
+func mailDomain(cmdline string) string {
+	d := "localhost"
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "nymote.domain="); ok {
+			if first, _, _ := strings.Cut(v, ","); first != "" {
+				d = strings.ToLower(first)
+			}
+		}
+	}
+	return d
 }

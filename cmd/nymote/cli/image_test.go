@@ -156,3 +156,18 @@ func TestRunRefuses(t *testing.T) {
 		t.Errorf("an image of another board: exit %d, %q", code, errs)
 	}
 }
+
+// TestMailDomain: nymote run names the mail domain of the image's command
+// line (its first), or the app's default.
+func TestMailDomain(t *testing.T) {
+	for cmdline, want := range map[string]string{
+		"console=ttyS0 quiet":                           "localhost",
+		"console=ttyS0 nymote.domain=Example.org quiet": "example.org",
+		"nymote.domain=a.example,b.example":             "a.example",
+		"nymote.domain=":                                "localhost",
+	} {
+		if got := mailDomain(cmdline); got != want {
+			t.Errorf("mailDomain(%q) = %q, want %q", cmdline, got, want)
+		}
+	}
+}
