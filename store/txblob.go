@@ -20,7 +20,8 @@ func (tx *Tx) PutBlob(path string, data []byte) (Hash, error) {
 
 // PutHash stores at path the blob with hash h, which must already be in the
 // store (an Entry's Hash from any commit of its history, such as an item
-// that was deleted since): nothing is read or copied, so restoring an old
+// that was deleted since; a packed object is taken to be the blob the
+// caller's tree entry said it is): nothing is read or copied, so restoring an old
 // version of an item costs its path, not its bytes. A hash that names no
 // blob of the store is an error (ErrNotExist), and nothing is written.
 func (tx *Tx) PutHash(path string, h Hash) error {
@@ -43,15 +44,22 @@ func (tx *Tx) PutHash(path string, h Hash) error {
 	return nil
 }
 
-// hasBlob reports whether the store holds blob h, reading only its header
-// where it is packed (its type) and nothing where it is pending.
+// hasBlob reports whether the store holds blob h. A packed object is
+// found by its pack's index alone (restores put back thousands of blobs,
+// and reading each would cost its inflation); a pending or loose one is
+// read and its type checked.
 func (o *objReader) hasBlob(h Hash) (bool, error) {
 	if o.pend != nil {
 		if obj := o.pend.object(h); obj != nil {
 			return obj.Type() == plumbing.BlobObject, nil
 		}
 	}
-	t, _, err := o.read(h)
+	for _, p := range o.packs {
+		if _, err := p.idx.FindOffset(h); err == nil {
+			return true, nil
+		}
+	}
+	t, _, err := o.readLoose(h)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return false, nil
 	}
