@@ -144,7 +144,24 @@ func benchStore(t *testing.T) (dir string, inbox map[string]string) {
 func TestBenchTimeline100k(t *testing.T) {
 	needBench(t)
 	const n = 100000
+	// NYMOTE_CONSOLE_BENCH_DIR keeps the built store for the next run.
+	keep := os.Getenv("NYMOTE_CONSOLE_BENCH_DIR")
+	if keep != "" {
+		if _, err := os.Stat(keep + "/built"); err == nil {
+			timelineFigures(t, keep, n)
+			return
+		}
+	}
 	dir, inbox := benchStore(t)
+	if keep != "" {
+		if err := os.RemoveAll(keep); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir, keep); err != nil {
+			t.Fatal(err)
+		}
+		dir = keep
+	}
 	st, err := store.OpenData(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +185,14 @@ func TestBenchTimeline100k(t *testing.T) {
 	im.close()
 	st.Close()
 	t.Logf("imported %d commits in %v", n, time.Since(start))
-	st, err = store.OpenData(dir, store.Options{})
+	if keep != "" {
+		os.WriteFile(keep+"/built", nil, 0o644)
+	}
+	timelineFigures(t, dir, n)
+}
+
+func timelineFigures(t *testing.T, dir string, n int) {
+	st, err := store.OpenData(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func (h *historian) storedMessage(at store.Hash, box, key string) mailstore.Stor
 	if at.IsZero() {
 		return m
 	}
-	data, err := h.st.Read(at.String(), mailstore.MessagePath(h.user, box, key, "meta"))
+	data, err := h.read(at, mailstore.MessagePath(h.user, box, key, "meta"))
 	if err != nil {
 		return m
 	}

@@ -205,8 +205,9 @@ func (h *historian) page(cursor string, limit int, f filter) (*Page, error) {
 	}
 	p := &Page{Entries: []Entry{}}
 	rev := cursor
-	const chunk = 32
+	chunk := limit + 8
 	for {
+		chunk = min(chunk*2, 1024)
 		infos, err := h.st.Log(store.LogOptions{Rev: rev, Limit: chunk + 1})
 		if err != nil {
 			return nil, err
@@ -255,9 +256,26 @@ func parentOf(c store.CommitInfo) store.Hash {
 }
 
 // changesOf lists what commit c changed under the scopes, by service.
+// With several scopes it diffs the whole trees once (the diff skips equal
+// folders, so it costs the size of the change) and sorts the changes out.
 func (h *historian) changesOf(c store.CommitInfo, scopes []scope) (map[string][]store.Change, error) {
 	out := map[string][]store.Change{}
 	parent := parentOf(c)
+	if len(scopes) > 1 {
+		all, err := h.st.DiffCommits(parent, c.Hash)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range all {
+			for _, s := range scopes {
+				if x.Path == s.prefix || strings.HasPrefix(x.Path, s.prefix+"/") {
+					out[s.service] = append(out[s.service], x)
+					break
+				}
+			}
+		}
+		return out, nil
+	}
 	for _, s := range scopes {
 		prefix := s.prefix
 		if s.service == ServiceAccount {
@@ -332,6 +350,15 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// read reads path at commit c.
+func (h *historian) read(c store.Hash, path string) ([]byte, error) {
+	sn, err := h.st.SnapshotOf(c)
+	if err != nil {
+		return nil, err
+	}
+	return sn.Read(path)
+}
+
 // boxName names mailbox id as of commit c (or its parent, for a mailbox
 // deleted there).
 func (h *historian) boxName(id string, at ...store.Hash) string {
@@ -342,7 +369,7 @@ func (h *historian) boxName(id string, at ...store.Hash) string {
 		if c.IsZero() {
 			continue
 		}
-		sn, err := h.st.Snapshot(c.String())
+		sn, err := h.st.SnapshotOf(c)
 		if err != nil {
 			continue
 		}
@@ -403,7 +430,7 @@ func (h *historian) subjectOf(at store.Hash, box, key string) string {
 	if at.IsZero() {
 		return ""
 	}
-	sn, err := h.st.Snapshot(at.String())
+	sn, err := h.st.SnapshotOf(at)
 	if err != nil {
 		return ""
 	}
@@ -688,7 +715,7 @@ func (h *historian) collName(service string, coll string, at ...store.Hash) stri
 		if c.IsZero() {
 			continue
 		}
-		data, err := h.st.Read(c.String(), davCollDir(service, h.user, coll)+"/props.json")
+		data, err := h.read(c, davCollDir(service, h.user, coll)+"/props.json")
 		if err != nil {
 			continue
 		}

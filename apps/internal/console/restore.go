@@ -230,7 +230,7 @@ func (r *restorer) undoMail(ctx context.Context, c store.CommitInfo, ch []store.
 // storedMessages reads messages (by key) of a mailbox at commit at, with
 // their flags there.
 func (r *restorer) storedMessages(at store.Hash, box string, keys []string) ([]mailstore.StoredMessage, error) {
-	sn, err := r.c.st.Snapshot(at.String())
+	sn, err := r.c.st.SnapshotOf(at)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func (r *restorer) restoreFolder(ctx context.Context, service, folder string, at
 		if err != nil {
 			return res, &httpError{404, fmt.Sprintf("no mailbox %q now (restore brings back the messages of a mailbox that exists)", folder)}
 		}
-		sn, err := r.c.st.Snapshot(at.Hash.String())
+		sn, err := r.c.st.SnapshotOf(at.Hash)
 		if err != nil {
 			return res, err
 		}
@@ -324,7 +324,7 @@ func (r *restorer) restoreFolder(ctx context.Context, service, folder string, at
 		res.MessagesAdded, res.MessagesExpunged, res.MessagesReflagged = mr.Added, mr.Expunged, mr.Reflagged
 	case ServiceContacts, ServiceCalendar:
 		dir := davCollDir(service, r.user, folder)
-		if ok, err := r.c.st.Snapshot(at.Hash.String()); err != nil {
+		if ok, err := r.c.st.SnapshotOf(at.Hash); err != nil {
 			return res, err
 		} else if e, err := ok.Stat(dir + "/props.json"); err != nil || e.Hash.IsZero() {
 			return res, &httpError{404, fmt.Sprintf("no %s collection %q at %s", service, folder, short(at.Hash))}
