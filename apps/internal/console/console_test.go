@@ -305,6 +305,10 @@ func TestTimelineInWords(t *testing.T) {
 	if p.Entries[0].Words[0] != "event “Dentist” moved to Tuesday 8 Dec 2026 10:00 UTC" {
 		t.Errorf("newest first: got %q", p.Entries[0].Words)
 	}
+	// DAV commits name their client (the User-Agent).
+	if c := p.Entries[0].Client; !strings.HasPrefix(c, "Go-http-client/") {
+		t.Errorf("the event's client: %q", c)
+	}
 	// Filters: a service, a folder, and pages that chain.
 	for q, n := range map[string]int{"service=mail": 2, "service=mail&folder=INBOX": 2, "service=account": 1, "service=contacts": 3, "service=calendar&folder=default": 3} {
 		if got := len(e.timeline("alice", q).Entries); got != n {
