@@ -715,3 +715,29 @@ func TestWatchHTTP(t *testing.T) {
 
 var _ = imap.FlagSeen
 var _ = tls.VersionTLS12
+
+// TestUndoConflict: undoing a change to a contact that was changed again
+// since is a conflict (409), and nothing is written.
+func TestUndoConflict(t *testing.T) {
+	e := newEnv(t)
+	e.davPut(e.contacts, "alice", "/alice/default/jane.vcf", "text/vcard", vcard("jane-1", "Jane Doe", "+1"))
+	e.davPut(e.contacts, "alice", "/alice/default/jane.vcf", "text/vcard", vcard("jane-1", "Jane Doe", "+2"))
+	first := e.timeline("alice", "service=contacts").Entries[0].Rev
+	e.davPut(e.contacts, "alice", "/alice/default/jane.vcf", "text/vcard", vcard("jane-1", "Jane Doe", "+3"))
+	head, _ := e.st.Resolve("")
+	r := e.api("POST", "/api/v1/users/alice/restore", "alice", `{"undo":"`+first+`"}`)
+	if r.status != 409 || !strings.Contains(r.body, "jane.vcf") && !strings.Contains(r.body, "contacts/alice") {
+		t.Errorf("undo of a change overwritten since: %d %s", r.status, r.body)
+	}
+	if now, _ := e.st.Resolve(""); now != head {
+		t.Error("a conflicting undo wrote a commit")
+	}
+	// Undoing the newest change works, and puts +2 back.
+	last := e.timeline("alice", "service=contacts").Entries[0].Rev
+	if r := e.api("POST", "/api/v1/users/alice/restore", "alice", `{"undo":"`+last+`"}`); r.status != 200 {
+		t.Fatalf("undo of the newest change: %d %s", r.status, r.body)
+	}
+	if got := e.get(e.contacts, "alice", "/alice/default/jane.vcf"); !strings.Contains(got, "TEL;TYPE=cell:+2") {
+		t.Errorf("after undo: %q", got)
+	}
+}

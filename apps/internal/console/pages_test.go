@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/apps/internal/guard"
+	"github.com/nymote/nymote/apps/mail/mailstore"
 )
 
 const (
@@ -26,15 +27,32 @@ func TestStoredXSS(t *testing.T) {
 	e.davPut(e.contacts, "alice", "/alice/default/x.vcf", "text/vcard", vcard("x-1", xssName, "+2"))
 	e.davPut(e.calendar, "alice", "/alice/default/x.ics", "text/calendar", vevent("x-2", xssTitle, "20261207T100000Z"))
 	e.expunge("alice", xssSubject)
+	// A mailbox named with markup (IMAP allows it).
+	u, _ := e.ms.User(context.Background(), "alice")
+	if err := e.ms.Update(context.Background(), "alice", "mail: create x", func(w *mailstore.Writer) error {
+		_, err := w.Create(u, `<script>alert("box")</script>`, "")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	c, _ := e.login("alice")
 	p := e.timeline("alice", "limit=100")
 	pages := []string{"/console/", "/console/?service=mail&folder=INBOX", "/console/storage", "/console/restore", "/console/account", "/console/users"}
 	for _, x := range p.Entries {
 		pages = append(pages, "/console/change/"+x.Rev)
 	}
+	var before string // the commit before the expunge
+	for _, x := range p.Entries {
+		if strings.Contains(x.Words[0], "deleted from INBOX") {
+			before = x.Parent
+		}
+	}
 	var l struct{ Messages []MessageView }
-	e.api("GET", "/api/v1/users/alice/items?service=mail&folder=INBOX&rev="+p.Entries[0].Parent, "alice", "").json(t, &l)
-	pages = append(pages, "/console/message?"+url.Values{"rev": {p.Entries[0].Parent}, "box": {"INBOX"}, "key": {l.Messages[0].Key}}.Encode())
+	e.api("GET", "/api/v1/users/alice/items?service=mail&folder=INBOX&rev="+before, "alice", "").json(t, &l)
+	if len(l.Messages) != 1 {
+		t.Fatalf("INBOX before the expunge: %+v", l)
+	}
+	pages = append(pages, "/console/message?"+url.Values{"rev": {before}, "box": {"INBOX"}, "key": {l.Messages[0].Key}}.Encode())
 	seen := map[string]bool{}
 	for _, pg := range pages {
 		r := do(t, c, mustReq("GET", e.srv.URL+pg, nil))
