@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -628,13 +629,14 @@ func TestItemsAtRevision(t *testing.T) {
 // read.
 type slowWriter struct {
 	gate chan struct{}
+	mu   sync.Mutex
 	buf  strings.Builder
-	n    int
 }
 
 func (w *slowWriter) Write(b []byte) (int, error) {
 	<-w.gate
-	w.n++
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.buf.Write(b)
 }
 
@@ -669,7 +671,7 @@ func TestWatchSlowReader(t *testing.T) {
 	}
 	cancel()
 	<-done
-	out := w.buf.String()
+	out := w.bufString()
 	if !strings.Contains(out, "event: resync") {
 		t.Errorf("no resync marker after a slow reader:\n%.2000s", out)
 	}
@@ -678,7 +680,11 @@ func TestWatchSlowReader(t *testing.T) {
 	}
 }
 
-func (w *slowWriter) bufString() string { return w.buf.String() }
+func (w *slowWriter) bufString() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
 
 // TestWatchHTTP: the SSE stream over HTTP gives the change in words.
 func TestWatchHTTP(t *testing.T) {
