@@ -149,7 +149,22 @@ func New(o Options) *Console {
 	}
 	c.mux = http.NewServeMux()
 	c.routes()
+	go warmHistory(c.st)
 	return c
+}
+
+// warmHistory reads the newest commits once, in the background, so that
+// the first timeline after the app starts does not pay for loading the
+// repository's pack indexes (about 0.8 s of CPU at 100k commits).
+func warmHistory(st *store.Store) {
+	infos, err := st.Log(store.LogOptions{Limit: 64})
+	if err != nil || len(infos) == 0 {
+		return
+	}
+	last := infos[len(infos)-1]
+	if len(last.Parents) > 0 {
+		st.DiffCommits(last.Parents[0], infos[0].Hash)
+	}
 }
 
 // ServeHTTP serves /console/, /api/ and /metrics.
