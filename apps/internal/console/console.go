@@ -294,7 +294,8 @@ func (c *Console) session(r *http.Request) *session {
 		delete(c.sessions, ck.Value)
 		return nil
 	}
-	// A user deleted since is signed out.
+	// (Callers check that the user still exists: a deleted user is
+	// signed out.)
 	return s
 }
 
@@ -323,10 +324,8 @@ func sameToken(a, b string) bool {
 	return a != "" && len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// errBusy and errWrong are a login's failures.
-var (
-	errWrongLogin = errors.New("wrong user name or password")
-)
+// errWrongLogin is what a failed login is told (not which of the two).
+var errWrongLogin = errors.New("wrong user name or password")
 
 // checkLogin checks a password through the rate limit.
 func (c *Console) checkLogin(ctx context.Context, remote, name, password string) error {

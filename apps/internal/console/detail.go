@@ -80,7 +80,7 @@ type Detail struct {
 // maxDetailItems bounds the messages and objects a detail lists.
 const maxDetailItems = 500
 
-// resolve finds a commit by revision; one that does not exist is a 404.
+// commit finds a commit by revision; one that does not exist is a 404.
 func (h *historian) commit(rev string) (store.CommitInfo, error) {
 	hash, err := h.st.Resolve(rev)
 	if err != nil {

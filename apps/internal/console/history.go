@@ -220,7 +220,7 @@ func (h *historian) page(cursor string, limit int, f filter) (*Page, error) {
 			rev = infos[chunk].Hash.String()
 			infos = infos[:chunk]
 		}
-		for i, c := range infos {
+		for _, c := range infos {
 			if len(p.Entries) >= limit || p.Scanned >= maxScan {
 				p.Next = c.Hash.String()
 				return p, nil
@@ -240,7 +240,6 @@ func (h *historian) page(cursor string, limit int, f filter) (*Page, error) {
 			if ok {
 				p.Entries = append(p.Entries, e)
 			}
-			_ = i
 		}
 		if !more {
 			return p, nil
