@@ -39,7 +39,17 @@
 // disk), nymote.oncrash=reboot|poweroff, nymote.log=debug,
 // nymote.proxy=CIDR[,CIDR] (the networks of a proxy such as jitsu that
 // starts each connection with a PROXY protocol header: see ProxyListener),
-// and any other nymote.KEY=VALUE reaches the service in Env.Config.
+// nymote.settle=DURATION (see below), nymote.updatedisk=DEVICE|auto (see
+// below), and any other nymote.KEY=VALUE reaches the service in Env.Config.
+//
+// Once the service has kept serving for the settle time (app.DefaultSettle)
+// with /data mounted read-write, the runtime prints the good line
+// (app.GoodMarker), on which a launcher test-booting a new image commits it
+// (package update). With an update disk attached by the launcher and an
+// image that trusts a signing key, the runtime serves updates on its own
+// port (app.UpdatePort: update.Receiver over HTTPS, administrators named by
+// the service through Env.SetUpdateAuth), and reboots into an update it
+// has written to the update disk.
 //
 // As PID 1 it also sets the Go runtime's soft memory limit to 70% of the
 // machine's memory, or less where the initramfs leaves less available,
@@ -122,6 +132,12 @@ type Env struct {
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// Resolver resolves names over the appliance's network.
 	Resolver *net.Resolver
+	// SetUpdateAuth, when the runtime serves updates (app.UpdatePort),
+	// tells it who may send one: check returns nil for an
+	// administrator's name and password (the apps: a store user with git
+	// write access). Until it is called, updates are refused. Nil when
+	// the runtime serves no updates.
+	SetUpdateAuth func(check func(user, password string) error)
 }
 
 // Errors callers and tests branch on.

@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -48,6 +51,18 @@ func TestParseCmdline(t *testing.T) {
 			}
 		}, ""},
 		{"bad poweroff", "nymote.poweroff=later", nil, "nymote.poweroff=later: want off or reset"},
+		{"updates", "nymote.updatedisk=auto nymote.settle=2s", func(t *testing.T, c bootConfig) {
+			if c.updateDisk != "auto" || c.settle != 2*time.Second || len(c.service) != 0 {
+				t.Errorf("got update disk %q, settle %v, service %v", c.updateDisk, c.settle, c.service)
+			}
+		}, ""},
+		{"default settle", "", func(t *testing.T, c bootConfig) {
+			if c.settle != app.DefaultSettle || c.updateDisk != "" {
+				t.Errorf("got settle %v, update disk %q", c.settle, c.updateDisk)
+			}
+		}, ""},
+		{"bad settle", "nymote.settle=soon", nil, "nymote.settle=soon"},
+		{"zero settle", "nymote.settle=0s", nil, "positive duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

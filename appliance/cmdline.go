@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // bootConfig is the runtime's configuration from the kernel command line.
@@ -46,13 +49,20 @@ type bootConfig struct {
 	// modules are kernel modules to load (nymote.modules=a,b), in
 	// addition to the image's /etc/nymote/modules.
 	modules []string
+	// updateDisk is the update disk (nymote.updatedisk=DEVICE, or auto
+	// to find it by its header), set by a launcher that keeps image
+	// slots: the runtime then serves updates on app.UpdatePort. "": none.
+	updateDisk string
+	// settle is how long the service must keep serving before the runtime
+	// prints its good line (nymote.settle=DURATION; app.DefaultSettle).
+	settle time.Duration
 	// service holds the other nymote.KEY=VALUE options.
 	service map[string]string
 }
 
 // parseCmdline reads the nymote.* options of a kernel command line.
 func parseCmdline(cmdline string) (bootConfig, error) {
-	c := bootConfig{net: "netstack", nic: "eth0", data: "/dev/vda", service: map[string]string{}}
+	c := bootConfig{net: "netstack", nic: "eth0", data: "/dev/vda", settle: app.DefaultSettle, service: map[string]string{}}
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		key, ok := strings.CutPrefix(k, "nymote.")
@@ -85,6 +95,13 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			}
 		case "data":
 			c.data = v
+		case "updatedisk":
+			c.updateDisk = v
+		case "settle":
+			c.settle, err = time.ParseDuration(v)
+			if err == nil && c.settle <= 0 {
+				err = fmt.Errorf("want a positive duration, such as 5s")
+			}
 		case "seed":
 			c.seed = v
 		case "ephemeral":

@@ -25,6 +25,8 @@ import (
 //	--net host|tap:NAME  host sockets (default) or a netstack on a TAP device
 //	--ip ADDR/LEN        the netstack's static IPv4 address (default: DHCP)
 //	--gw ADDR            the netstack's IPv4 default router
+//	--signpost DIR       the Signpost tunnel of the node with data directory
+//	                     DIR, on the netstack (see startSignpost)
 //
 // so that every app can serve on a TAP device (go run ./apps/mail --net
 // tap:tap0 --ip 192.0.2.10/24 --imap :143 ...). Without svc.Host, Run is
@@ -57,6 +59,13 @@ func Run(ctx context.Context, svc Service, args []string, stdout, stderr io.Writ
 	if nf.net != "" && nf.net != "host" {
 		log.Info("serving on a netstack", "net", nf.net, "addr", addr)
 	}
+	if nf.signpost != "" {
+		sp, err := startSignpost(nw, nf.signpost, map[string]string{signpostOption: "on"}, log)
+		if err != nil {
+			return err
+		}
+		defer sp.Close()
+	}
 	err = svc.Host(ctx, &HostEnv{Args: rest, Stdout: stdout, Stderr: stderr, Network: nw, Addr: addr})
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, netFlagsUsage)
@@ -72,12 +81,15 @@ const netFlagsUsage = `The runtime's network flags, before or among the app's ow
     	with -net tap:NAME: the netstack's static IPv4 address (default: DHCP)
   -gw ADDR
     	with -net tap:NAME: the netstack's IPv4 default router
+  -signpost DIR
+    	with -net tap:NAME: run the Signpost tunnel of the node whose data
+    	directory is DIR (the app's own --data); listen on :PORT to serve on it
 `
 
 // netFlags are the runtime's network flags of a host process.
-type netFlags struct{ net, ip, gw string }
+type netFlags struct{ net, ip, gw, signpost string }
 
-// takeNetFlags takes --net, --ip and --gw (or -net, --net=VALUE, ...) out
+// takeNetFlags takes --net, --ip, --gw and --signpost (or -net, --net=VALUE, ...) out
 // of args, up to a "--" that ends the flags, and returns the rest.
 func takeNetFlags(args []string) (rest []string, nf netFlags, err error) {
 	for i := 0; i < len(args); i++ {
@@ -95,6 +107,8 @@ func takeNetFlags(args []string) (rest []string, nf netFlags, err error) {
 			dst = &nf.ip
 		case name == "gw":
 			dst = &nf.gw
+		case name == "signpost":
+			dst = &nf.signpost
 		}
 		if dst == nil {
 			rest = append(rest, a)
@@ -204,9 +218,16 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 		return err
 	}
 	defer nw.Close()
-	if *host == "" {
-		*host = addr.String()
+	sp, err := startSignpost(nw, *data, config, log)
+	if err != nil {
+		return err
 	}
+	if sp != nil {
+		defer sp.Close()
+	}
+	if *host == "" && sp == nil {
+		*host = addr.String()
+	} // with a tunnel: every address of the netstack, the tunnel's too
 	ls, err := openListeners(nw, svc, func(p app.Port) string {
 		port, ok := ports[p.Name]
 		if !ok {

@@ -263,7 +263,18 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	defer closeWithin(nw, 3*time.Second, say)
 	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
-	ls, err := openListeners(nw, svc, func(p app.Port) string { return net.JoinHostPort(addr.String(), itoa(p.Port)) }, cfg.proxy, log)
+	sp, err := startSignpost(nw, dataMount, cfg.service, log)
+	if err != nil {
+		say("signpost: %v", err)
+		return crash
+	}
+	listenAddr := addr.String()
+	if sp != nil {
+		defer sp.Close()
+		listenAddr = "" // every address of the stack: the tunnel's too
+		steps.done("signpost")
+	}
+	ls, err := openListeners(nw, svc, func(p app.Port) string { return net.JoinHostPort(listenAddr, itoa(p.Port)) }, cfg.proxy, log)
 	if err != nil {
 		say("%v", err)
 		return crash
@@ -281,9 +292,36 @@ func initMain(svc Service, console io.Writer) haltAction {
 		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
+	// An update received: stop cleanly, then reboot into it.
+	var rebootAfterStop atomic.Bool
+	if cfg.updateDisk != "" {
+		up, err := startUpdatePort(nw, addr, cfg, func() {
+			rebootAfterStop.Store(true)
+			cancel(errors.New("an update was received"))
+		}, say, log)
+		if err != nil {
+			say("no updates: %v", err)
+		} else {
+			defer up.close()
+			env.SetUpdateAuth = up.setAuth
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, svc, env) }()
+	// The good line: the service has kept serving for the settle time
+	// and the data disk is mounted read-write. A launcher test-booting
+	// a new image commits it on this line (package update).
+	settled := time.NewTimer(cfg.settle)
+	defer settled.Stop()
+wait:
 	select {
+	case <-settled.C:
+		if err := dataWritable(); err != nil {
+			say("not good: %v", err)
+		} else {
+			say("%s %s for %s, data disk mounted read-write", svc.Name, app.GoodMarker, cfg.settle)
+		}
+		goto wait
 	case err := <-done:
 		if ctx.Err() == nil {
 			if err == nil {
@@ -297,7 +335,11 @@ func initMain(svc Service, console io.Writer) haltAction {
 			return crash
 		}
 	case <-ctx.Done():
-		say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		if rebootAfterStop.Load() {
+			say("%s: stopping %s", app.UpdateRebootLine, svc.Name)
+		} else {
+			say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
+		}
 		// Whatever hangs from here on, the machine goes off: sync and
 		// power off 45 s after the request.
 		time.AfterFunc(45*time.Second, func() {
@@ -312,6 +354,9 @@ func initMain(svc Service, console io.Writer) haltAction {
 		case <-time.After(20 * time.Second):
 			say("%s did not stop within 20s; powering off anyway", svc.Name)
 		}
+	}
+	if rebootAfterStop.Load() {
+		return reboot
 	}
 	return powerOff
 }
@@ -492,6 +537,19 @@ func mountData(cfg bootConfig, say func(string, ...any)) (func(), error) {
 			say("unmounting %s: %v; remounting read-only: %v", dataMount, err, rerr)
 		}
 	}, nil
+}
+
+// dataWritable says whether /data is mounted read-write (ext4 remounts
+// read-only on errors).
+func dataWritable() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dataMount, &st); err != nil {
+		return fmt.Errorf("%s: %w", dataMount, err)
+	}
+	if st.Flags&unix.ST_RDONLY != 0 {
+		return fmt.Errorf("%s is mounted read-only", dataMount)
+	}
+	return nil
 }
 
 // waitFor waits up to d for path to exist.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/update"
 )
 
 // Options configure Build.
@@ -67,6 +68,12 @@ type Options struct {
 	// KernelEnv is added to the environment of the kernel download (for
 	// tests).
 	KernelEnv []string
+	// Signer, when set, signs the image: its public key goes into the
+	// initramfs as the image's trusted key (update.TrustedKeysPath) and
+	// into the manifest (trusted_keys), and its signature over
+	// manifest.json into manifest.sig. Nil: an unsigned image (any
+	// manifest.sig of an earlier build in OutDir is removed).
+	Signer *update.Signer
 }
 
 // Build builds the appliance image described by opts into opts.OutDir and
@@ -110,6 +117,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	m, err := writeManifest(p, k, bin, ird, files)
 	if err != nil {
+		return nil, err
+	}
+	if err := signManifest(p); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(opts.Progress, "build: %s for %s in %s\n", p.app.Name, p.board.Name, opts.OutDir)

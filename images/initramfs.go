@@ -3,6 +3,7 @@ package images
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path"
@@ -14,6 +15,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/update"
 )
 
 // ramdisk is the image's one intermediate: the initramfs.
@@ -63,6 +65,9 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 	// stop cleanly.
 	dir("sbin", 0o755)
 	recs["sbin/poweroff"] = cpio.Symlink("sbin/poweroff", "../init")
+	if sg := p.opts.Signer; sg != nil {
+		file(update.TrustedKeysPath, update.TrustedKeysFile([]ed25519.PublicKey{sg.Public()}), 0o644)
+	}
 	file("etc/nymote/image", []byte(fmt.Sprintf("app=%s\nboard=%s\nversion=%s\n", p.app.Name, p.board.Name, bin.appVersion)), 0o644)
 
 	if len(p.board.Modules) > 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/update"
 )
 
 // Manifest describes a built image; Build writes it as manifest.json.
@@ -37,6 +38,10 @@ type Manifest struct {
 	// Debug images have u-root's shell and core commands (/bbin) and run
 	// the shell on the console.
 	Debug bool `json:"debug,omitempty"`
+	// TrustedKeys are the public keys (base64 Ed25519) the appliance
+	// accepts updates from: the key the image was signed with (see
+	// Options.Signer); none for an unsigned image.
+	TrustedKeys []string `json:"trusted_keys,omitempty"`
 	// Files are the artefacts, sorted by name.
 	Files []File `json:"files"`
 }
@@ -82,7 +87,7 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 		Cmdline:  joinCmdline(p.cmdline),
 		InitSize: int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
 		InitramfsFiles: rd.files, Ports: manifestPorts(p.app.Ports), Ephemeral: p.opts.Ephemeral,
-		Debug: p.opts.Debug,
+		Debug: p.opts.Debug, TrustedKeys: trustedKeys(p),
 	}
 	sort.Strings(files)
 	for _, name := range files {
@@ -138,4 +143,28 @@ func manifestPorts(ps []app.Port) []AppPort {
 		out = append(out, AppPort{Name: p.Name, Port: p.Port})
 	}
 	return out
+}
+
+// trustedKeys are the keys an image built by p trusts (base64).
+func trustedKeys(p *plan) []string {
+	if p.opts.Signer == nil {
+		return nil
+	}
+	return []string{update.EncodeKey(p.opts.Signer.Public())}
+}
+
+// signManifest writes manifest.sig, the signature over the manifest just
+// written, or removes a stale one when the image is not signed.
+func signManifest(p *plan) error {
+	if p.opts.Signer == nil {
+		if err := os.Remove(filepath.Join(p.opts.OutDir, update.SignatureFile)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("images: %w", err)
+		}
+		return nil
+	}
+	mb, err := os.ReadFile(filepath.Join(p.opts.OutDir, ManifestFile))
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return writeFile(p.opts.OutDir, update.SignatureFile, p.opts.Signer.SignManifest(mb), 0o644)
 }

@@ -154,6 +154,12 @@ type LauncherConfig struct {
 	// Guest is the appliance's own address for xl and Firecracker (it is
 	// on a bridge or TAP device, not behind port forwards).
 	Guest string `yaml:"guest"`
+	// Slots keeps two image slots beside the data disk (qemu; see
+	// package update): Image goes into them (a new one boots once for a
+	// test and is kept only if the appliance reports good), the
+	// appliance takes updates (nymote update) on its update port, and
+	// each boot follows the try-once rule.
+	Slots bool `yaml:"slots"`
 }
 
 // Duration is a time.Duration written as "30s" (or a number of seconds).
@@ -458,6 +464,9 @@ func (c *Config) check(root *yaml.Node) error {
 				time.Duration(a.Spare), app.ProxyHeaderTimeout), "appliances", i, "spare")
 		}
 		l := &a.Launcher
+		if l.Slots && (l.Kind != "qemu" || a.Data == "") {
+			return errf("slots are kept beside the data disk: the qemu launcher with data only", "appliances", i, "launcher", "slots")
+		}
 		switch l.Kind {
 		case "process":
 			if len(l.Command) == 0 {

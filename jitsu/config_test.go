@@ -66,6 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad kind", "kind: process", "kind: docker", `line 11: appliances[0].launcher.kind: "docker": want process, qemu, xl or firecracker`},
 		{"no command", "      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]\n", "", "appliances[0].launcher.command: required"},
 		{"qemu without image", "kind: process", "kind: qemu", "appliances[0].launcher.image: required"},
+		{"slots on xl", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg\n      guest: 10.0.0.2\n      slots: true", "appliances[0].launcher.slots: slots are kept beside the data disk"},
 		{"xl without guest", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg", "appliances[0].launcher.guest"},
 		{"tabs", "dns:", "\tdns:", "found character that cannot start any token"},
 		{"bad forward client", "control: 127.0.0.1:5380\n", "control: 127.0.0.1:5380\nforward: 127.0.0.1:53\nforward_clients:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n",

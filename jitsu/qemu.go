@@ -14,6 +14,7 @@ import (
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/update"
 )
 
 // QEMULauncher boots an appliance image built by nymote build under QEMU
@@ -41,7 +42,13 @@ type QEMULauncher struct {
 	// coming from the user network's host address, start with jitsu's
 	// PROXY header.
 	ProxyProtocol bool
-	Log           *slog.Logger
+	// Slots boots from the slots beside Disk (package update): Image is
+	// installed there when it changes (update.Slots.Given), received updates are picked up, and a
+	// new image's test boot must report the appliance good within the
+	// boot's bound or the appliance is booted again from the committed
+	// slot. The update port is forwarded too (Addr("update")).
+	Slots bool
+	Log   *slog.Logger
 
 	probeOnce sync.Once
 	kvm       bool
@@ -50,7 +57,7 @@ type QEMULauncher struct {
 var _ Launcher = (*QEMULauncher)(nil)
 
 func newQEMULauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
-	l := &QEMULauncher{Image: a.Launcher.Image, Disk: a.Data, KVM: a.Launcher.KVM, MemoryMiB: a.Launcher.MemoryMiB, Log: log,
+	l := &QEMULauncher{Image: a.Launcher.Image, Disk: a.Data, KVM: a.Launcher.KVM, MemoryMiB: a.Launcher.MemoryMiB, Log: log, Slots: a.Launcher.Slots,
 		ProxyProtocol: a.ProxyProtocol != nil && *a.ProxyProtocol}
 	for _, p := range a.Ports {
 		l.Ports = append(l.Ports, p.Name)
@@ -75,15 +82,64 @@ func freeLoopbackPort() (string, error) {
 
 // Start boots the image and waits for the console's listening lines.
 func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
-	m, err := images.ReadManifest(l.Image)
+	if !l.Slots {
+		return l.start(ctx, l.Image, "")
+	}
+	s, err := update.OpenSlots(update.SlotsDir(l.Disk))
 	if err != nil {
-		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", l.Image, err, l.Image)
+		return nil, fmt.Errorf("jitsu: %w", err)
+	}
+	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
+		return nil, fmt.Errorf("jitsu: %w", err)
+	}
+	if slot, err := s.Given(l.Image, update.InstallOptions{AllowUnsigned: true}); err != nil {
+		return nil, fmt.Errorf("jitsu: %w", err)
+	} else if slot != "" {
+		l.Log.Info("image installed in slot", "image", l.Image, "slot", slot)
+	}
+	if v, err := s.PickUp(update.InstallOptions{}); err != nil {
+		l.Log.Warn("the update the appliance received is refused", "err", err)
+	} else if v != "" {
+		l.Log.Info("received update installed", "version", v)
+	}
+	// At most two boots: a new image's test boot, and when it does not
+	// report good, the committed image.
+	for try := 0; ; try++ {
+		b, err := s.Boot()
+		if err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		if b.RolledBack != "" {
+			l.Log.Warn("a test boot did not report good: booting the committed slot", "left", b.RolledBack, "slot", b.Slot)
+		}
+		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
+		if err == nil && b.Test {
+			q := inst.(*qemuVM)
+			if err = launch.WatchTestBoot(ctx, q.vm, s, b, 0); err == nil {
+				l.Log.Info("new image committed", "slot", b.Slot)
+			}
+		}
+		if err == nil || !b.Test || try > 0 || ctx.Err() != nil {
+			return inst, err
+		}
+		if inst != nil {
+			inst.(*qemuVM).vm.Kill()
+		}
+		l.Log.Warn("test boot failed", "slot", b.Slot, "err", err)
+	}
+}
+
+// start boots the image in dir (with an update disk, if not "").
+func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string) (_ Instance, err error) {
+	m, err := images.ReadManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", dir, err, dir)
 	}
 	b, err := boards.Get(m.Board)
 	if err != nil {
-		return nil, fmt.Errorf("jitsu: image %s: %w", l.Image, err)
+		return nil, fmt.Errorf("jitsu: image %s: %w", dir, err)
 	}
-	img, err := m.QEMUImage(l.Image, b)
+	img, err := m.QEMUImage(dir, b)
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}
@@ -97,7 +153,7 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 			}
 		}
 		if guest == 0 {
-			return nil, fmt.Errorf("jitsu: image %s (%s) has no port called %s", l.Image, m.App, name)
+			return nil, fmt.Errorf("jitsu: image %s (%s) has no port called %s", dir, m.App, name)
 		}
 		host, err := freeLoopbackPort()
 		if err != nil {
@@ -105,6 +161,14 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		}
 		q.addrs[name] = host
 		fw = append(fw, launch.Forward{Host: host, Guest: guest})
+	}
+	if updateDisk != "" {
+		host, err := freeLoopbackPort()
+		if err != nil {
+			return nil, err
+		}
+		q.addrs[app.UpdatePort.Name] = host
+		fw = append(fw, launch.Forward{Host: host, Guest: app.UpdatePort.Port})
 	}
 	switch l.KVM {
 	case launch.KVMOn:
@@ -125,7 +189,7 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		extra = append(extra, "nymote.proxy="+qemuProxyNetwork)
 	}
 	vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
-		Disk: l.Disk, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
+		Disk: l.Disk, UpdateDisk: updateDisk, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
 	}, &lineLog{log: l.Log})
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)

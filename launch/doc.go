@@ -20,6 +20,10 @@
 //     exit, QMP commands, a clean power-off (QMP system_powerdown) and
 //     pulling the plug;
 //   - SD card boots under QEMU 10 (StartSDCard);
+//   - boots from image slots (package update): an update disk beside the
+//     data disk (QEMU.UpdateDisk), the watch of a test boot that commits
+//     the new image on the appliance's good line (WatchTestBoot), and
+//     whether an exited appliance rebooted into an update (UpdateReboot);
 //   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
 //     configuration grammar, ParseXLConfig, which images also checks its
 //     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command
@@ -28,6 +32,6 @@
 // Errors start with "launch:".
 //
 // Layers: cmd/nymote and jitsu import launch and images; images imports
-// launch for the command line of its run-qemu.sh; launch imports boards
-// and nothing of images.
+// launch for the command line of its run-qemu.sh; launch imports boards,
+// appliance/app and update (standard library only), and nothing of images.
 package launch

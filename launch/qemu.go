@@ -48,6 +48,12 @@ const (
 type QEMU struct {
 	// Disk is the data disk image (raw, ext4); "" attaches none.
 	Disk string
+	// UpdateDisk is an update disk (package update: the appliance writes
+	// a received image there; the host installs it into a slot) attached
+	// after the data disk, the runtime told to look for it
+	// (nymote.updatedisk=auto); "" attaches none. Boards whose data disk
+	// is an SD card slot have no second slot for it.
+	UpdateDisk string
 	// KVM uses hardware acceleration (-accel kvm -cpu host); false means
 	// TCG with the board's CPU model.
 	KVM bool
@@ -134,6 +140,9 @@ func QEMUCommand(img Image, r QEMU) ([]string, error) {
 	cmdline = append(cmdline, q.Cmdline...)
 	cmdline = append(cmdline, GuestNetCmdline(r.GuestNet)...)
 	cmdline = append(cmdline, r.ExtraCmdline...)
+	if r.UpdateDisk != "" {
+		cmdline = append(cmdline, "nymote.updatedisk=auto")
+	}
 	args = append(args,
 		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -166,6 +175,12 @@ func QEMUCommand(img Image, r QEMU) ([]string, error) {
 		} else {
 			args = append(args, "-drive", drive+",if=none", "-device", q.Disk+",drive=data")
 		}
+	}
+	if r.UpdateDisk != "" {
+		if q.DiskInterface != "" {
+			return nil, fmt.Errorf("launch: board %s has one disk slot (%s), taken by the data disk: no update disk", b.Name, q.DiskInterface)
+		}
+		args = append(args, "-drive", "file="+r.UpdateDisk+",format=raw,id=update,cache=writeback,if=none", "-device", q.Disk+",drive=update")
 	}
 	if r.QMP != "" {
 		args = append(args, "-qmp", "unix:"+r.QMP+",server=on,wait=off")

@@ -102,3 +102,26 @@ func (*Stack) Ping(context.Context, netip.Addr) (time.Duration, error) { return 
 
 // Stats returns zeros.
 func (*Stack) Stats() Stats { return Stats{} }
+
+// Tunnel is a stack's tunnel interface; none can be made on this system.
+type Tunnel struct{}
+
+// AddTunnel fails.
+func (*Stack) AddTunnel(string, int, []netip.Addr, []netip.Prefix) (*Tunnel, error) {
+	return nil, errUnsupported
+}
+
+// AddRoute fails.
+func (*Tunnel) AddRoute(netip.Prefix) error { return errUnsupported }
+
+// MTU returns 0.
+func (*Tunnel) MTU() int { return 0 }
+
+// ReadPacket fails.
+func (*Tunnel) ReadPacket(context.Context, []byte) (int, error) { return 0, errUnsupported }
+
+// WritePacket fails.
+func (*Tunnel) WritePacket([]byte) error { return errUnsupported }
+
+// Close does nothing.
+func (*Tunnel) Close() error { return nil }

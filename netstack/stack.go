@@ -44,6 +44,8 @@ type Stack struct {
 	// vnet reads the link on AF_PACKET with virtio-net headers (vnetrx.go);
 	// nil otherwise.
 	vnet *vnetReceiver
+	// tunnel is the stack's tunnel interface (AddTunnel), or nil.
+	tunnel atomic.Pointer[Tunnel]
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -332,6 +334,9 @@ func (st *Stack) Close() error {
 		st.cancel()
 		st.wg.Wait() // the DHCP client releases its lease before it returns
 		st.guard.shutdown()
+		if t := st.tunnel.Load(); t != nil {
+			t.Close()
+		}
 		if err := st.link.quiesce(); err != nil {
 			st.log.Warn("stop the link's input", "err", err)
 		}

@@ -2,6 +2,8 @@ package netstack
 
 import (
 	"fmt"
+	"math"
+	"runtime/debug"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -22,11 +24,37 @@ const (
 	keepAliveCount    = 9
 )
 
+// tcpBuffers are the TCP buffer sizes of a stack.
+type tcpBuffers struct{ def, maxRecv, maxSend int }
+
+// buffersFor sizes TCP buffers for a Go memory limit (the appliance sets
+// one from the VM's memory; a host process has none, math.MaxInt64). A
+// connection's send buffer starts, and stays, at the default: eight IMAP
+// clients fetching the flags of a 25,000-message mailbox each have a
+// megabyte of response queued on a slow path, which in a 64 MiB
+// appliance (a 25 MiB limit) was what ran the kernel out of memory. So
+// under a limit the default is a 128th of it (between 64 KiB and gVisor's
+// 1 MiB) and the maxima a sixteenth (at least 256 KiB); without one, or
+// from a limit of 128 MiB up, they are the sizes argued for below.
+func buffersFor(limit int64) tcpBuffers {
+	full := tcpBuffers{def: tcp.DefaultReceiveBufferSize, maxRecv: 8 << 20, maxSend: 6 << 20}
+	if limit == math.MaxInt64 {
+		return full
+	}
+	clamp := func(v int64, lo, hi int) int { return int(min(max(v, int64(lo)), int64(hi))) }
+	return tcpBuffers{
+		def:     clamp(limit/128, 64<<10, full.def),
+		maxRecv: clamp(limit/16, 256<<10, full.maxRecv),
+		maxSend: clamp(limit/16, 256<<10, full.maxSend),
+	}
+}
+
 // tune sets the stack-wide TCP options we depend on. Each one says why;
 // everything not set here keeps gVisor's default (notably RACK loss
 // detection, on; Nagle's algorithm, off, as the standard library leaves
 // it; TIME-WAIT 60 s; TTL 64; ICMP rate limit 1000/s).
 func tune(s *stack.Stack) error {
+	b := buffersFor(debug.SetMemoryLimit(-1))
 	opts := []struct {
 		name string
 		opt  tcpip.SettableTransportProtocolOption
@@ -44,11 +72,13 @@ func tune(s *stack.Stack) error {
 		// (gVisor's default) and let moderation (below) grow it to 8 MiB
 		// for the occasional big mailbox sync or git clone over a long
 		// path. The minimum stays at gVisor's 4 KiB.
-		{"receive buffer", &tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: 8 << 20}},
+		// Under a small memory limit (buffersFor) both start and end
+		// lower.
+		{"receive buffer", &tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: b.def, Max: b.maxRecv}},
 		// Send buffer: likewise up to 6 MiB (Linux's tcp_wmem maximum is
 		// 4 MiB; tailscale uses 6 MiB) so that a bulk sender is not
 		// limited by its buffer before the congestion window.
-		{"send buffer", &tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultSendBufferSize, Max: 6 << 20}},
+		{"send buffer", &tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: b.def, Max: b.maxSend}},
 		// Receive buffer auto-tuning (moderation): a buffer grows with
 		// the measured bandwidth-delay product instead of every
 		// connection reserving the maximum, which matters on a 512 MiB

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
@@ -108,4 +110,39 @@ func globOne(t *testing.T, pattern string) string {
 		t.Fatalf("no file matches %s", pattern)
 	}
 	return m[0]
+}
+
+// TestPackOffset: packOffset finds what go-git's FindOffset finds, 64-bit
+// offsets included, and nothing for a hash the index does not hold.
+func TestPackOffset(t *testing.T) {
+	w := new(idxfile.Writer)
+	want := map[Hash]int64{}
+	for i := 0; i < 3000; i++ {
+		h := BlobHash([]byte(fmt.Sprint(i)))
+		off := int64(12 + i*97)
+		if i%7 == 0 {
+			off += 1 << 32 // beyond 2 GiB: in the 64-bit table
+		}
+		w.Add(h, uint64(off), uint32(i))
+		want[h] = off
+	}
+	if err := w.OnFooter(Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := w.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, off := range want {
+		got, ok := packOffset(idx, h)
+		lib, err := idx.FindOffset(h)
+		if !ok || got != off || err != nil || lib != off {
+			t.Fatalf("%s: packOffset %d %v, FindOffset %d %v, want %d", h, got, ok, lib, err, off)
+		}
+	}
+	for i := 3000; i < 3100; i++ {
+		if off, ok := packOffset(idx, BlobHash([]byte(fmt.Sprint(i)))); ok {
+			t.Fatalf("a hash not in the index found at %d", off)
+		}
+	}
 }

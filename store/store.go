@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -226,9 +228,10 @@ func Open(path string, opts Options) (_ *Store, err error) {
 		log:    opts.Logger,
 		opts:   opts,
 		closed: make(chan struct{}),
-		// 64k tree entries: about 6 MiB, the trees of a few thousand
-		// recent lookups.
-		trees: newTreeCache(1 << 16),
+		// 64k tree entries a generation: up to about 10 MiB, the trees
+		// of a few thousand recent lookups; less under a small memory
+		// limit (see underMemoryLimit).
+		trees: newTreeCache(int(underMemoryLimit(1<<16, 4096, 2048))),
 	}
 	// A commit log left by a crash or power cut is replayed first: the
 	// repository may be missing what it holds.
@@ -411,9 +414,24 @@ func (s *Store) reloadGit() error {
 	return nil
 }
 
+// underMemoryLimit sizes a cache: full when the Go runtime has no memory
+// limit (a host process), else the limit divided by div, at least least.
+// The appliance sets the limit from the VM's memory before the store
+// opens, so that in a 64 MiB VM (a limit of about 25 MiB) the tree cache
+// holds 12k entries rather than 64k and go-git's object cache 1.5 MiB
+// rather than 32.
+func underMemoryLimit(full, least, div int64) int64 {
+	lim := debug.SetMemoryLimit(-1)
+	if lim == math.MaxInt64 {
+		return full
+	}
+	return max(least, min(full, lim/div))
+}
+
 // newStorage opens the repository with go-git.
 func (s *Store) newStorage() (*filesystem.Storage, *git.Repository, error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(32*cache.MiByte), filesystem.Options{})
+	lru := underMemoryLimit(32<<20, 1<<20, 16)
+	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(cache.FileSize(lru)), filesystem.Options{})
 	repo, err := git.Open(st, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -224,5 +226,23 @@ func TestBlobHash(t *testing.T) {
 		if got := BlobHash([]byte(tc.data)).String(); got != tc.want {
 			t.Errorf("BlobHash(%q) = %s, want %s", tc.data, got, tc.want)
 		}
+	}
+}
+
+// TestUnderMemoryLimit: caches keep their full size without a memory
+// limit and shrink with one, never below their floor.
+func TestUnderMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(math.MaxInt64)
+	defer debug.SetMemoryLimit(old)
+	if got := underMemoryLimit(1<<16, 4096, 2048); got != 1<<16 {
+		t.Errorf("no limit: %d entries, want %d", got, 1<<16)
+	}
+	debug.SetMemoryLimit(25 << 20)
+	if got := underMemoryLimit(1<<16, 4096, 2048); got != 12800 {
+		t.Errorf("25 MiB: %d entries, want 12800", got)
+	}
+	debug.SetMemoryLimit(4 << 20)
+	if got := underMemoryLimit(1<<16, 4096, 2048); got != 4096 {
+		t.Errorf("4 MiB: %d entries, want the floor 4096", got)
 	}
 }

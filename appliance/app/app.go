@@ -81,6 +81,33 @@ const NetstackBuiltIn = true
 // open before sending (jitsu's spares) must send sooner.
 const ProxyHeaderTimeout = 20 * time.Second
 
+// GoodMarker is in the console line the appliance runtime prints once the
+// appliance is good: its service has kept serving for the settle time
+// (nymote.settle, DefaultSettle) and its data disk is mounted read-write:
+//
+//	nymote: mail good: serving for 5s, data disk mounted read-write
+//
+// A launcher test-booting a new image (package update) commits the image
+// on this line, and returns to the previous image when it does not come.
+const GoodMarker = "good: serving"
+
+// DefaultSettle is how long a service must keep serving before the runtime
+// calls the appliance good (see GoodMarker): a service that fails at start
+// fails well within it.
+const DefaultSettle = 5 * time.Second
+
+// UpdatePort is the appliance runtime's own port, beside the app's: HTTPS,
+// taking signed images (nymote update; package update's Receiver). The
+// runtime opens it when the launcher has attached an update disk
+// (nymote.updatedisk) and the image trusts a signing key.
+var UpdatePort = Port{Name: "update", Port: 9443, Proto: "http", TLS: true}
+
+// UpdateRebootLine is in the console line the runtime prints when it stops
+// to reboot into an update it received (on its update port): a launcher
+// that sees it (and then the VM's exit) boots the appliance again, from
+// the slot the update went to.
+const UpdateRebootLine = "rebooting into a received update"
+
 // The apps, declared once.
 var (
 	// Hello is the smallest appliance, for boot tests and benchmarks: it

@@ -6,12 +6,17 @@
 //
 // then echoes each line it receives. Build it with nymote build hello.
 // With the option crash=now (nymote.crash=now on the kernel command line)
-// it fails at once, for tests of the runtime's crash handling.
+// it fails at once, for tests of the runtime's crash handling; with
+// release=R it says "hello from nymote R (boot N)", for update tests. Its
+// update administrator (appliance.Env.SetUpdateAuth) is the name and
+// password on the one line of hello-admin in the data directory, if that
+// file exists (hello has no store to keep users in).
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +40,9 @@ func Service() appliance.Service {
 // countFile holds the number of boots, in the data directory.
 const countFile = "hello-boots"
 
+// adminFile holds the update administrator's name and password.
+const adminFile = "hello-admin"
+
 func serve(ctx context.Context, env *appliance.Env) error {
 	ln := env.Listeners["hello"]
 	defer ln.Close()
@@ -44,6 +52,21 @@ func serve(ctx context.Context, env *appliance.Env) error {
 	n, err := countBoot(env.DataDir)
 	if err != nil {
 		return err
+	}
+	if env.SetUpdateAuth != nil {
+		if b, err := os.ReadFile(filepath.Join(env.DataDir, adminFile)); err == nil {
+			name, pw, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+			env.SetUpdateAuth(func(u, p string) error {
+				if subtle.ConstantTimeCompare([]byte(u+" "+p), []byte(name+" "+pw)) != 1 {
+					return errors.New("wrong name or password")
+				}
+				return nil
+			})
+		}
+	}
+	greeting := "hello from nymote"
+	if r := env.Config["release"]; r != "" {
+		greeting += " " + r
 	}
 	var wg sync.WaitGroup
 	conns := map[net.Conn]bool{}
@@ -78,7 +101,7 @@ func serve(ctx context.Context, env *appliance.Env) error {
 				mu.Unlock()
 				c.Close()
 			}()
-			fmt.Fprintf(c, "hello from nymote (boot %d)\r\n", n)
+			fmt.Fprintf(c, "%s (boot %d)\r\n", greeting, n)
 			sc := bufio.NewScanner(c)
 			for sc.Scan() {
 				fmt.Fprintf(c, "%s\r\n", sc.Text())

@@ -52,14 +52,26 @@ func (z *zoneServer) start(t *testing.T) *net.Resolver {
 		z.mu.Lock()
 		for _, q := range r.Question {
 			exists := false
-			for _, rr := range z.rrs {
-				if !strings.EqualFold(rr.Header().Name, q.Name) {
-					continue
+			name := q.Name
+			for hops := 0; hops < 8; hops++ {
+				var cname string
+				for _, rr := range z.rrs {
+					if !strings.EqualFold(rr.Header().Name, name) {
+						continue
+					}
+					exists = true
+					if rr.Header().Rrtype == q.Qtype {
+						m.Answer = append(m.Answer, rr)
+					} else if c, ok := rr.(*dns.CNAME); ok {
+						// As a server does: the alias and its target's records.
+						m.Answer = append(m.Answer, rr)
+						cname = c.Target
+					}
 				}
-				exists = true
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
+				if cname == "" {
+					break
 				}
+				name = cname
 			}
 			if !exists {
 				m.Rcode = dns.RcodeNameError
@@ -214,6 +226,8 @@ func TestAuthTwoServers(t *testing.T) {
 		fmt.Fprintf(&huge, "huge.test. 60 IN TXT \"%03d%s\"\n", i, strings.Repeat("x", 247))
 	}
 	huge.WriteString("huge.test. 60 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n_dmarc.huge.test. 60 IN TXT \"v=DMARC1; p=reject\"\n")
+	// A domain whose policy is quarantine.
+	huge.WriteString("q.test. 60 IN TXT \"v=spf1 -all\"\n_dmarc.q.test. 60 IN TXT \"v=DMARC1; p=quarantine\"\n")
 	zones.add(t, huge.String())
 	res := zones.start(t)
 
@@ -269,6 +283,12 @@ func TestAuthTwoServers(t *testing.T) {
 	if !strings.HasPrefix(r, "550 5.7.1") || !strings.Contains(r, "SPF fail") {
 		t.Errorf("mail from a domain with a huge TXT answer: %q, want 550 5.7.1 after SPF fail", r)
 	}
+	// Failing p=quarantine: accepted into Junk, and the forged
+	// Authentication-Results in it (claiming bob's server) is gone.
+	r = s.send("x@q.test", "bob@b.test", "Authentication-Results: mx.b.test; dmarc=pass header.from=q.test\r\nFrom: x@q.test\r\nTo: bob@b.test\r\nSubject: quarantined\r\n\r\nmaybe\r\n")
+	if !strings.HasPrefix(r, "250") {
+		t.Errorf("p=quarantine mail: %q, want 250 (into Junk)", r)
+	}
 	// A bad reverse path.
 	s.cmd("MAIL FROM:<no-domain@>", "5")
 	s.cmd("MAIL FROM:<a@bad_domain!.test>", "553")
@@ -284,6 +304,14 @@ func TestAuthTwoServers(t *testing.T) {
 		if strings.Contains(m, "forged") || strings.Contains(m, "Wire it now") {
 			t.Errorf("a forged message was delivered:\n%s", m)
 		}
+	}
+	junk := b.messages(t, "bob", "Junk")
+	if len(junk) != 1 || !strings.Contains(junk[0], "Subject: quarantined") {
+		t.Fatalf("bob's Junk: %q", junk)
+	}
+	jh, _, _ := strings.Cut(junk[0], "\r\n\r\n")
+	if n := strings.Count(jh, "Authentication-Results:"); n != 1 || !strings.Contains(unfold(jh, "Authentication-Results:"), "dmarc=fail") {
+		t.Errorf("the quarantined message's header (%d Authentication-Results, want ours only, dmarc=fail):\n%s", n, jh)
 	}
 	_ = a
 }

@@ -112,7 +112,7 @@ func (e *env) expunge(user, subject string) {
 	inbox, _ := u.Mailbox("INBOX")
 	if err := e.ms.Update(ctx, user, "mail: expunge from INBOX", func(w *mailstore.Writer) error {
 		for _, m := range inbox.Messages() {
-			if m.Summary.Envelope.Subject == subject {
+			if m.Summary().Envelope.Subject == subject {
 				return w.Expunge(inbox, m)
 			}
 		}
@@ -127,7 +127,7 @@ func (e *env) inboxSubjects(user string) []string {
 	inbox, _ := u.Mailbox("INBOX")
 	var out []string
 	for _, m := range inbox.Messages() {
-		out = append(out, m.Summary.Envelope.Subject)
+		out = append(out, m.Summary().Envelope.Subject)
 	}
 	return out
 }

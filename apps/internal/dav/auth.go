@@ -29,3 +29,21 @@ func (h *Handler) authenticate(ctx context.Context, remote string, v *view, name
 	}
 	return err
 }
+
+// userKey is the context key of WithUser.
+type userKey struct{}
+
+// WithUser returns a context that marks a request as authenticated as user
+// by a layer in front of the Handler (a capability token checked by
+// signpost/capability.Handler, which also confines the request to the
+// token's collection and rights): the Handler then serves it as that
+// user without a password. Only code in the server can set it; nothing a
+// client sends can.
+func WithUser(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, userKey{}, user)
+}
+
+func userFrom(ctx context.Context) (string, bool) {
+	u, ok := ctx.Value(userKey{}).(string)
+	return u, ok && u != ""
+}

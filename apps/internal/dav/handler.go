@@ -189,6 +189,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 		return "", nil
 	}
 	name, pass, ok := r.BasicAuth()
+	preauth := false
+	if u, ok2 := userFrom(r.Context()); ok2 {
+		name, ok, preauth = u, true, true
+	}
 	if !ok {
 		return "", &Error{Status: http.StatusUnauthorized, Message: "log in with your user name and password (HTTP basic authentication)"}
 	}
@@ -198,7 +202,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if err := h.authenticate(r.Context(), r.RemoteAddr, sn, name, pass); err != nil {
+	if preauth {
+		// Authenticated in front of the handler (WithUser).
+	} else if err := h.authenticate(r.Context(), r.RemoteAddr, sn, name, pass); err != nil {
 		var de *Error
 		switch {
 		case errors.Is(err, store.ErrAuthFailed):

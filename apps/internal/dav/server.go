@@ -44,6 +44,9 @@ type Config struct {
 	// guard.ListenerOptions; zero values are guard's defaults). Serve sets
 	// TLS and Busy per listener.
 	Conns guard.ListenerOptions
+	// Wrap, if set, wraps the DAV handler: a check in front of it, such as
+	// capability tokens (signpost/capability.Handler with WithUser).
+	Wrap func(http.Handler) http.Handler
 }
 
 // bodyIdle bounds each read of a request body and each write of a
@@ -67,7 +70,11 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var h http.Handler = NewHandler(cfg.Options)
+	if cfg.Wrap != nil {
+		h = cfg.Wrap(h)
+	}
 	if cfg.Console != nil {
+		// The console has its own sign-in: outside Wrap.
 		h = withConsole(h, cfg.Console)
 	}
 	httpsPort := ""

@@ -184,3 +184,19 @@ func selfSigned(hosts []string) (certPEM, keyPEM []byte, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }
+
+// AdminCheck checks the name and password of an administrator of store s:
+// a user with git write access (who can rewrite the whole store anyway).
+// It is what an appliance's update port asks (appliance.Env.SetUpdateAuth).
+func AdminCheck(s *store.Store) func(user, password string) error {
+	return func(user, password string) error {
+		u, err := s.Authenticate(user, password)
+		if err != nil {
+			return err
+		}
+		if u.Git != store.GitWrite {
+			return fmt.Errorf("%s is not an administrator of the store (git write access)", user)
+		}
+		return nil
+	}
+}

@@ -2,10 +2,10 @@ package imapd
 
 import (
 	"regexp"
-
-	"github.com/emersion/go-imap/v2"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // TestRFC7162QresyncDovecot runs one QRESYNC session against this server

@@ -189,14 +189,14 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		env := m.Summary.Envelope
+		env := m.Summary().Envelope
 		if env == nil {
 			env = &imap.Envelope{}
 		}
 		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(m.Summary.Body.Structure())
+		rw.WriteBodyStructure(m.Summary().Body.Structure())
 	}
 	if needsBody(options) {
 		for _, bs := range options.BodySection {
@@ -466,6 +466,7 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 		max = all[len(all)-1].Msg.UID
 	}
 	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: uint32(len(all)), maxUID: max, searchRes: v.SearchRes}
+	criteria = canonCriteria(criteria)
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -549,21 +550,21 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 			return false
 		}
 	}
-	if !matchDate(m.Date, c.Since, c.Before) {
+	if (!c.Since.IsZero() || !c.Before.IsZero()) && !matchDate(m.Date, c.Since, c.Before) {
 		return false
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		if m.Summary.Envelope == nil || m.Summary.Envelope.Date.IsZero() || !matchDate(m.Summary.Envelope.Date, c.SentSince, c.SentBefore) {
+		if env := m.Summary().Envelope; env == nil || env.Date.IsZero() || !matchDate(env.Date, c.SentSince, c.SentBefore) {
 			return false
 		}
 	}
 	for _, f := range c.Flag {
-		if !hasFlag(it.Flags, mailstore.CanonicalFlag(f)) {
+		if !hasFlag(it.Flags, f) {
 			return false
 		}
 	}
 	for _, f := range c.NotFlag {
-		if hasFlag(it.Flags, mailstore.CanonicalFlag(f)) {
+		if hasFlag(it.Flags, f) {
 			return false
 		}
 	}
@@ -638,13 +639,53 @@ func inRange[T ~uint32](a, b, v, max T) bool {
 	return v >= a && v <= b
 }
 
+// canonCriteria is c as match wants it, made once per SEARCH rather than
+// once per message: flags in their canonical spelling, header field names
+// and values lower-cased. c itself is left as it is.
+func canonCriteria(c *imap.SearchCriteria) *imap.SearchCriteria {
+	cc := *c
+	cc.Flag = canonFlags(c.Flag)
+	cc.NotFlag = canonFlags(c.NotFlag)
+	if len(c.Header) > 0 {
+		cc.Header = make([]imap.SearchCriteriaHeaderField, len(c.Header))
+		for i, h := range c.Header {
+			cc.Header[i] = imap.SearchCriteriaHeaderField{Key: strings.ToLower(h.Key), Value: strings.ToLower(h.Value)}
+		}
+	}
+	if len(c.Not) > 0 {
+		cc.Not = make([]imap.SearchCriteria, len(c.Not))
+		for i := range c.Not {
+			cc.Not[i] = *canonCriteria(&c.Not[i])
+		}
+	}
+	if len(c.Or) > 0 {
+		cc.Or = make([][2]imap.SearchCriteria, len(c.Or))
+		for i := range c.Or {
+			cc.Or[i] = [2]imap.SearchCriteria{*canonCriteria(&c.Or[i][0]), *canonCriteria(&c.Or[i][1])}
+		}
+	}
+	return &cc
+}
+
+func canonFlags(in []imap.Flag) []imap.Flag {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]imap.Flag, len(in))
+	for i, f := range in {
+		out[i] = mailstore.CanonicalFlag(f)
+	}
+	return out
+}
+
+// matchValues reports whether one of vals (lower-cased) contains pattern
+// (lower-cased by canonCriteria).
 func matchValues(vals []string, pattern string) bool {
 	if pattern == "" {
 		return len(vals) > 0
 	}
-	p := strings.ToLower(pattern)
 	for _, v := range vals {
-		if strings.Contains(v, p) {
+		if strings.Contains(v, pattern) {
 			return true
 		}
 	}

@@ -306,10 +306,11 @@ func sortItems(items []mailstore.Item, keys []sortKey) {
 var emptyEnvelope imap.Envelope
 
 func envelope(m *mailstore.Message) *imap.Envelope {
-	if m.Summary == nil || m.Summary.Envelope == nil {
+	c := m.Summary()
+	if c == nil || c.Envelope == nil {
 		return &emptyEnvelope
 	}
-	return m.Summary.Envelope
+	return c.Envelope
 }
 
 // sentDate is the Date header in UTC, or the internal date if there is

@@ -71,7 +71,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		check(c2.Body.Structure())
-		m := &Message{Summary: &c2}
+		m := &Message{pinned: &c2}
 		m.HeaderField("subject")
 		imapserver.ExtractBodySection(bytes.NewReader(raw), &imap.FetchItemBodySection{Part: []int{1}})
 	})

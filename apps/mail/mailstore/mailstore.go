@@ -94,6 +94,7 @@ type Store struct {
 	queue []*request
 
 	cache *rawCache
+	sums  *summaryCache
 
 	// Background writes (see goBackground); Close waits for them.
 	bgMu     sync.Mutex
@@ -113,6 +114,11 @@ type Options struct {
 	// read or written). Zero means DefaultRawCacheBytes(); negative turns
 	// it off.
 	RawCacheBytes int64
+	// SummaryCacheBytes bounds the in-memory cache of message summaries
+	// (envelopes, body structures, headers). Zero means
+	// DefaultSummaryCacheBytes(); negative turns it off (every FETCH of an
+	// envelope reads the message's .meta).
+	SummaryCacheBytes int64
 }
 
 // Open starts serving the mail in st. Close stops it (not st).
@@ -129,9 +135,13 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	if n == 0 {
 		n = DefaultRawCacheBytes()
 	}
+	sumBytes := opts.SummaryCacheBytes
+	if sumBytes == 0 {
+		sumBytes = DefaultSummaryCacheBytes()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
-		cache: newRawCache(n), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go s.watch(w)
 	return s, nil
 }
@@ -448,11 +458,16 @@ type MailboxInfo struct {
 
 // Message is one message of a mailbox, as the index holds it.
 type Message struct {
-	Key     string
-	UID     imap.UID
-	Date    time.Time
-	Size    int64
-	Summary *Summary
+	Key  string
+	UID  imap.UID
+	Date time.Time
+	Size int64
+
+	// s and meta read the summary (Summary); pinned is the summary of a
+	// message made outside a Store (tests).
+	s      *Store
+	meta   store.Hash
+	pinned *Summary
 
 	// blob is the hash of the raw message's blob (zero if unknown), so
 	// that reading it skips the trees on its path.
@@ -463,9 +478,6 @@ type Message struct {
 	// modseq is the message's MODSEQ, metaModSeq the one in its .meta
 	// (its append's); guarded by the mailbox's mu. See modseq.go.
 	modseq, metaModSeq uint64
-
-	hdrOnce sync.Once
-	hdr     map[string][]string
 }
 
 type msgMeta struct {
@@ -474,6 +486,15 @@ type msgMeta struct {
 	Size    int64     `json:"size"`
 	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
 	ModSeq  uint64    `json:"modseq,omitempty"`
+}
+
+// msgMetaIndex is what the index keeps of a .meta: its summary is read
+// when needed (Message.Summary).
+type msgMetaIndex struct {
+	UID    imap.UID  `json:"uid"`
+	Date   time.Time `json:"date"`
+	Size   int64     `json:"size"`
+	ModSeq uint64    `json:"modseq,omitempty"`
 }
 
 func userDir(user string) string         { return Prefix + "/" + user }
@@ -495,20 +516,13 @@ func (s *Store) loadUser(name string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := sn.List(userDir(name))
+	top, err := sn.ReadDir(userDir(name))
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
-	type pending struct {
-		meta, eml store.Entry
-	}
-	chunks := map[string][]store.Entry{}
-	byBox := map[string]map[string]*pending{}
-	for _, e := range entries {
-		rest := strings.TrimPrefix(e.Path, userDir(name)+"/")
-		id, sub, ok := strings.Cut(rest, "/")
-		if !ok {
-			if rest == "subscriptions" {
+	for _, e := range top {
+		if !e.Dir {
+			if path.Base(e.Path) == "subscriptions" {
 				data, err := sn.Read(e.Path)
 				if err != nil {
 					return nil, err
@@ -517,90 +531,125 @@ func (s *Store) loadUser(name string) (*User, error) {
 			}
 			continue
 		}
-		if sub == "mailbox.json" {
-			data, err := sn.Read(e.Path)
-			if err != nil {
-				return nil, err
-			}
-			mb, err := newMailbox(u, id, data)
-			if err != nil {
-				s.log.Warn("mail: skipping a damaged mailbox", "path", e.Path, "err", err)
-				continue
-			}
-			u.boxes[id] = mb
-			continue
-		}
-		if isChunkPath(sub) {
-			chunks[id] = append(chunks[id], e)
-			continue
-		}
-		key, ext := splitMsgPath(sub)
-		if key == "" {
-			continue
-		}
-		if byBox[id] == nil {
-			byBox[id] = map[string]*pending{}
-		}
-		p := byBox[id][key]
-		if p == nil {
-			p = &pending{}
-			byBox[id][key] = p
-		}
-		switch ext {
-		case ".meta":
-			p.meta = e
-		case ".eml":
-			p.eml = e
+		if err := s.loadMailbox(sn, u, e.Path); err != nil {
+			return nil, err
 		}
 	}
-	for id, msgs := range byBox {
-		mb := u.boxes[id]
-		if mb == nil {
-			continue
-		}
-		for key, p := range msgs {
-			if p.meta.Path == "" {
-				continue
-			}
-			data, err := sn.Read(p.meta.Path)
+	return u, nil
+}
+
+// loadMailbox adds the mailbox in folder dir to u's index, walking its
+// message shards one folder at a time (a listing of the whole mailbox
+// would hold every path of a 50,000-message mailbox at once).
+func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
+	entries, err := sn.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	id := path.Base(dir)
+	var mb *Mailbox
+	for _, e := range entries {
+		if !e.Dir && path.Base(e.Path) == "mailbox.json" {
+			data, err := sn.Read(e.Path)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			var m msgMeta
-			if err := json.Unmarshal(data, &m); err != nil {
-				s.log.Warn("mail: skipping a damaged message", "path", p.meta.Path, "err", err)
+			if mb, err = newMailbox(u, id, data); err != nil {
+				s.log.Warn("mail: skipping a damaged mailbox", "path", e.Path, "err", err)
+				return nil
+			}
+		}
+	}
+	if mb == nil {
+		return nil
+	}
+	u.boxes[id] = mb
+	var chunks []store.Entry
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		entries, err := sn.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		metas := map[string]store.Entry{}
+		emls := map[string]store.Hash{}
+		for _, e := range entries {
+			if e.Dir {
+				if depth < 2 {
+					if err := walk(e.Path, depth+1); err != nil {
+						return err
+					}
+				}
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: p.eml.Hash}
+			if depth != 2 { // messages are in xx/yy/
+				continue
+			}
+			base := path.Base(e.Path)
+			ext := path.Ext(base)
+			key := strings.TrimSuffix(base, ext)
+			switch {
+			case key == "":
+			case ext == ".meta":
+				metas[key] = e
+			case ext == ".eml":
+				emls[key] = e.Hash
+			}
+		}
+		for key, e := range metas {
+			data, err := sn.Read(e.Path)
+			if err != nil {
+				return err
+			}
+			var m msgMetaIndex
+			if err := json.Unmarshal(data, &m); err != nil {
+				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
+				continue
+			}
+			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
 			mb.byKey[key] = msg
 			mb.bytes += msg.Size
 		}
-		for _, e := range chunks[id] {
-			data, err := sn.Read(e.Path)
-			if err != nil {
-				return nil, err
+		return nil
+	}
+	for _, e := range entries {
+		switch {
+		case !e.Dir:
+		case path.Base(e.Path) == "flags":
+			if chunks, err = sn.List(e.Path); err != nil {
+				return err
 			}
-			for _, l := range parseChunk(data) {
-				if m := mb.byKey[l.key]; m != nil {
-					m.flags = l.flags
-					if l.modseq != 0 {
-						m.modseq = l.modseq
-						mb.noteModSeqLocked(l.modseq)
-					}
+		default:
+			if err := walk(e.Path, 1); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range chunks {
+		data, err := sn.Read(e.Path)
+		if err != nil {
+			return err
+		}
+		for _, l := range parseChunk(data) {
+			if m := mb.byKey[l.key]; m != nil {
+				m.flags = l.flags
+				if l.modseq != 0 {
+					m.modseq = l.modseq
+					mb.noteModSeqLocked(l.modseq)
 				}
 			}
 		}
-		sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
-		if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
-			mb.info.UIDNext = mb.msgs[n-1].UID + 1
-		}
-		mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
-		mb.initRecent()
 	}
-	return u, nil
+	sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
+	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
+		mb.info.UIDNext = mb.msgs[n-1].UID + 1
+	}
+	mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
+	mb.initRecent()
+	return nil
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".

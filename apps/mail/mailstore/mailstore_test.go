@@ -71,7 +71,7 @@ func TestAppendFlagsExpungeReload(t *testing.T) {
 		t.Fatalf("select: got %+v", si)
 	}
 	items := v.Items(imap.UIDSetNum(2, 4))
-	if len(items) != 2 || items[0].Msg.Summary.Envelope.Subject != "hello 2" {
+	if len(items) != 2 || items[0].Msg.Summary().Envelope.Subject != "hello 2" {
 		t.Fatalf("items: got %+v", items)
 	}
 	err = ms.Update(ctx, "alice", "expunge", func(w *Writer) error {

@@ -129,7 +129,8 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			return err
 		}
 		for _, m := range dups {
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: m.blob, flags: mb.Flags(m)}
+			sum := m.Summary()
+			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, blob: m.blob, flags: mb.Flags(m)}
 			// A new message to clients (and its old UID expunged).
 			nm.setMetaModSeq(w.modSeq(mb))
 			i.HighestModSeq = nm.modseq
@@ -140,10 +141,11 @@ func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
 			w.added[mb] = append(w.added[mb], nm)
 			w.markChunk(mb, chunkOf(m.UID))
 			w.markChunk(mb, chunkOf(nm.UID))
-			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: nm.Summary, ModSeq: nm.modseq})
+			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: sum, ModSeq: nm.modseq})
 			if err != nil {
 				return err
 			}
+			s.setSummary(nm, sum, meta)
 			if err := w.tx.Put(msgBase(mb.user.Name, mb.ID, m.Key)+".meta", meta); err != nil {
 				return err
 			}

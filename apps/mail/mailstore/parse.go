@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -20,6 +21,9 @@ type Summary struct {
 	// Header is the raw header block (the search fields: SEARCH FROM,
 	// SUBJECT and HEADER read it instead of the message).
 	Header string `json:"hdr,omitempty"`
+
+	hdrOnce sync.Once
+	hdr     map[string][]string // HeaderField's index, built on first use
 }
 
 // maxCachedHeader bounds the header kept in a cache; longer headers are
@@ -217,12 +221,13 @@ func CanonicalFlag(f imap.Flag) imap.Flag {
 // (SEARCH FROM, SUBJECT, HEADER). ok is false when the header was too long
 // to cache, and the caller must look in the raw message.
 func (m *Message) HeaderField(key string) (values []string, ok bool) {
-	if m.Summary == nil || m.Summary.Header == "" {
+	c := m.Summary()
+	if c == nil || c.Header == "" {
 		return nil, false
 	}
-	m.hdrOnce.Do(func() {
-		m.hdr = map[string][]string{}
-		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(m.Summary.Header)))
+	c.hdrOnce.Do(func() {
+		c.hdr = map[string][]string{}
+		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(c.Header)))
 		if err != nil {
 			return
 		}
@@ -234,8 +239,8 @@ func (m *Message) HeaderField(key string) (values []string, ok bool) {
 				v = fields.Value()
 			}
 			k := strings.ToLower(fields.Key())
-			m.hdr[k] = append(m.hdr[k], strings.ToLower(v))
+			c.hdr[k] = append(c.hdr[k], strings.ToLower(v))
 		}
 	})
-	return m.hdr[strings.ToLower(key)], true
+	return c.hdr[strings.ToLower(key)], true
 }

@@ -39,7 +39,7 @@ func BenchmarkReadPacked(b *testing.B) {
 	byPath := make([]*Message, len(items)) // the same, without the blob hash
 	for i, it := range items {
 		m := it.Msg
-		byPath[i] = &Message{Key: m.Key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary}
+		byPath[i] = &Message{Key: m.Key, UID: m.UID, Date: m.Date, Size: m.Size, s: m.s, meta: m.meta}
 	}
 	for _, bc := range []struct {
 		name string

@@ -73,8 +73,8 @@ func TestRestoreMailbox(t *testing.T) {
 		t.Fatalf("after restore: %d messages, want 4", len(now))
 	}
 	back := now[len(now)-1]
-	if back.UID <= 5 || back.Summary.Envelope.Subject != "hello 1" || !back.Date.Equal(msgs[0].Date) {
-		t.Errorf("restored message: uid %d subject %q date %v", back.UID, back.Summary.Envelope.Subject, back.Date)
+	if back.UID <= 5 || back.Summary().Envelope.Subject != "hello 1" || !back.Date.Equal(msgs[0].Date) {
+		t.Errorf("restored message: uid %d subject %q date %v", back.UID, back.Summary().Envelope.Subject, back.Date)
 	}
 	if f := inbox.Flags(back); len(f) != 1 || f[0] != imap.FlagSeen {
 		t.Errorf("restored flags: %v", f)

@@ -66,7 +66,7 @@ func TestAppendSpool(t *testing.T) {
 			if msg == nil {
 				t.Fatalf("UID %d is not in the index", uid)
 			}
-			got, _ := json.Marshal(msg.Summary)
+			got, _ := json.Marshal(msg.Summary())
 			want, _ := json.Marshal(Parse(tc.raw))
 			if !bytes.Equal(got, want) {
 				t.Errorf("parse cache from the spool:\n got %s\nwant %s", got, want)

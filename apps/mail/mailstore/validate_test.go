@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
 	"github.com/nymote/nymote/store"
 )
 

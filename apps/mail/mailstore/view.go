@@ -162,7 +162,7 @@ func (v *View) Tracker() *imapserver.SessionTracker { return v.tracker }
 type Item struct {
 	Seq   uint32 // as the client knows it; 0 if the client does not know it yet
 	Msg   *Message
-	Flags []imap.Flag // a copy, with \Recent if this session has it
+	Flags []imap.Flag // with \Recent if this session has it; read-only (it may be the index's own slice)
 	// ModSeq is the message's MODSEQ (RFC 7162), read with Flags.
 	ModSeq uint64
 }
@@ -176,6 +176,9 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 		numSet = v.staticNumSetLocked(numSet)
 	}
 	var out []Item
+	if numSet == nil {
+		out = make([]Item, 0, len(v.mb.msgs))
+	}
 	add := func(i int, m *Message) {
 		seq := v.tracker.EncodeSeqNum(uint32(i + 1))
 		switch ns := numSet.(type) {
@@ -188,9 +191,11 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 				return
 			}
 		}
-		flags := append(make([]imap.Flag, 0, len(m.flags)+1), m.flags...)
-		if v.recent[m.UID] {
-			flags = append(flags, `\Recent`)
+		// The index's flags are replaced, never changed in place: shared
+		// (capped, so that an append by the caller copies).
+		flags := m.flags[:len(m.flags):len(m.flags)]
+		if len(v.recent) > 0 && v.recent[m.UID] {
+			flags = append(append(make([]imap.Flag, 0, len(m.flags)+1), m.flags...), `\Recent`)
 		}
 		out = append(out, Item{Seq: seq, Msg: m, Flags: flags, ModSeq: m.modseq})
 	}

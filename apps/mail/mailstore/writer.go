@@ -242,13 +242,14 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, Summary: c, flags: flags}
+	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
 	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
 	}
+	w.s.setSummary(msg, c, meta)
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
 	if msg.blob, err = put(base + ".eml"); err != nil {
 		return 0, err
@@ -437,7 +438,7 @@ func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 	if err != nil {
 		return 0, err
 	}
-	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary)
+	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary())
 }
 
 // Flags returns a copy of a message's flags.
@@ -581,7 +582,7 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		return err
 	}
 	if msg == nil {
-		var m msgMeta
+		var m msgMetaIndex
 		if err := json.Unmarshal(data, &m); err != nil {
 			return nil
 		}
@@ -589,7 +590,8 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
-		nm := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, Summary: m.Summary, blob: e.Hash}
+		nm := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, blob: e.Hash}
+		s.setSummary(nm, nil, data)
 		nm.setMetaModSeq(m.ModSeq)
 		mb.addMessage(nm)
 	}

@@ -10,7 +10,9 @@ import (
 // Service is the mail app (app.Mail) as the appliance runtime runs it.
 // As PID 1 it serves on netstack listeners, with options from the kernel
 // command line: nymote.domain=DOMAIN[,DOMAIN...] (default "localhost") and
-// nymote.hostname=NAME. On a host it is the mail program with its own
+// nymote.hostname=NAME, and for certificates from an ACME CA
+// nymote.acme=URL (or "letsencrypt"), nymote.acme-email=ADDR and
+// nymote.acme-names=NAME[,NAME...]. On a host it is the mail program with its own
 // flags (see Main).
 func Service() appliance.Service {
 	return appliance.Service{
@@ -30,6 +32,10 @@ func Service() appliance.Service {
 				Stdout:   env.Console,
 
 				ListenLinesPrinted: true,
+				SetUpdateAuth:      env.SetUpdateAuth,
+			}
+			if dir := env.Config["acme"]; dir != "" {
+				cfg.ACME = &ACME{DirectoryURL: dir, Email: env.Config["acme-email"], Names: SplitDomains(env.Config["acme-names"])}
 			}
 			if env.Resolver != nil {
 				cfg.Resolver = env.Resolver

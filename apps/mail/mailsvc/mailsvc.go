@@ -12,11 +12,13 @@ package mailsvc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -24,12 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nymote/nymote/apps/gitsvc"
+	"github.com/nymote/nymote/apps/internal/acmecert"
 	"github.com/nymote/nymote/apps/internal/console"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/msgauth"
+	"github.com/nymote/nymote/apps/mail/mtasts"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/apps/mail/wellknown"
@@ -52,6 +56,10 @@ type Config struct {
 	// TLS says where the certificate comes from (zero: a self-signed one
 	// generated into the store).
 	TLS svc.TLSOptions
+	// ACME, if set, has the certificate obtained and renewed from an ACME
+	// CA (the self-signed one serves until then, and whenever the CA
+	// fails).
+	ACME *ACME
 	// InsecureAuth allows logins without TLS, and serves the git endpoint
 	// over plain HTTP (loopback tests only).
 	InsecureAuth bool
@@ -66,9 +74,15 @@ type Config struct {
 	// MaxMessageBytes limits SMTP messages and IMAP APPEND; zero: 50 MiB.
 	MaxMessageBytes int64
 	// BodyCacheBytes bounds the in-memory cache of message bodies; zero:
-	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory,
-	// 8 to 256 MiB), negative: none.
+	// mailstore.DefaultRawCacheBytes (an eighth of the machine's memory
+	// or of the Go memory limit, 2 to 256 MiB), negative: none.
 	BodyCacheBytes int64
+	// SummaryCacheBytes bounds the in-memory cache of message summaries
+	// (envelopes, body structures, headers); zero:
+	// mailstore.DefaultSummaryCacheBytes (a sixteenth of the machine's
+	// memory or an eighth of the Go memory limit, 2 to 256 MiB), negative:
+	// none.
+	SummaryCacheBytes int64
 	// Queue settings (see queue.Options): the resolver, the remote SMTP
 	// port, dialer, backoff and retry window. The resolver also serves the
 	// checks of inbound mail (SPF, DKIM, DMARC) when it can look up TXT,
@@ -87,6 +101,16 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// SetUpdateAuth, if set, is told who may update the appliance once
+	// the store is open: its users with git write access (see
+	// appliance.Env.SetUpdateAuth).
+	SetUpdateAuth func(check func(user, password string) error)
+	// TLSRoots verify the HTTPS of MTA-STS policy servers and, under an
+	// enforce policy, the certificates of MX hosts; nil: the system's
+	// (tests: a test CA). STSPort is the HTTPS port policies are fetched
+	// from; "": 443 (tests).
+	TLSRoots *x509.CertPool
+	STSPort  string
 	// NoInboundChecks turns off SPF, DKIM and DMARC on inbound SMTP
 	// (tests of other things only).
 	NoInboundChecks bool
@@ -94,6 +118,24 @@ type Config struct {
 	// mail app has mounted its own handlers on it, to mount more (a web
 	// console). See Web.
 	Web func(*Web)
+}
+
+// ACME configures certificates from an ACME CA (see package acmecert).
+type ACME struct {
+	// DirectoryURL is the CA's directory; "" or "letsencrypt" is Let's
+	// Encrypt's.
+	DirectoryURL string
+	// Email is the account's contact address.
+	Email string
+	// Names go on the certificate; empty: the hostname, and mta-sts.DOMAIN
+	// of each domain (the MTA-STS policy is fetched over HTTPS with a
+	// valid certificate).
+	Names []string
+	// HTTPClient talks to the CA (tests: one trusting a test CA); nil:
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// RetryMin is the first wait after a failed attempt; zero: a minute.
+	RetryMin time.Duration
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -149,6 +191,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		}
 		defer st.Close()
 	}
+	if cfg.SetUpdateAuth != nil {
+		cfg.SetUpdateAuth(svc.AdminCheck(st))
+	}
 	tlsOpts := cfg.TLS
 	if len(tlsOpts.Hostnames) == 0 {
 		tlsOpts.Hostnames = []string{hostname, "localhost", "127.0.0.1"}
@@ -158,9 +203,33 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		return fmt.Errorf("mail: %w", err)
 	}
 	fmt.Fprintf(out, "nymote: mail tls certificate sha256 %s\n", fp)
+	var acmeMgr *acmecert.Manager
+	if cfg.ACME != nil {
+		names := cfg.ACME.Names
+		if len(names) == 0 {
+			names = []string{hostname}
+			for _, d := range cfg.Domains {
+				names = append(names, "mta-sts."+d)
+			}
+		}
+		dir := cfg.ACME.DirectoryURL
+		if dir == "" || dir == "letsencrypt" {
+			dir = acmecert.LetsEncrypt
+		}
+		acmeMgr, err = acmecert.New(acmecert.Options{DirectoryURL: dir, Email: cfg.ACME.Email, Names: names, Files: st,
+			HTTPClient: acmeClient(cfg.ACME.HTTPClient, cfg.Dial), Fallback: &tlsConfig.Certificates[0], Logger: log, Console: out,
+			Prefix: "nymote: mail ", RetryMin: cfg.ACME.RetryMin})
+		if err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+		if acmeMgr.Certificate() == nil {
+			fmt.Fprintf(out, "nymote: mail tls: asking %s for a certificate for %s; the self-signed one (above) serves until then\n", dir, strings.Join(names, ", "))
+		}
+		tlsConfig = acmeMgr.TLSConfig(tlsConfig)
+	}
 	printAddresses(out, st, cfg.Domains)
 
-	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes})
+	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes, SummaryCacheBytes: cfg.SummaryCacheBytes})
 	if err != nil {
 		return err
 	}
@@ -174,16 +243,23 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if maxMsg == 0 {
 		maxMsg = 50 << 20
 	}
+	sts := &mtasts.Fetcher{Dial: cfg.Dial, RootCAs: cfg.TLSRoots, Port: cfg.STSPort}
+	if r, ok := cfg.Resolver.(mtasts.Resolver); ok {
+		sts.Resolver = r
+	}
 	q := queue.New(queue.Options{Mail: ms, Domains: cfg.Domains, Hostname: hostname, Resolver: cfg.Resolver,
-		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log})
+		Port: cfg.RemotePort, Dial: cfg.Dial, Backoff: cfg.Backoff, RetryWindow: cfg.RetryWindow, Logger: log,
+		STS: sts.Policy, STSRootCAs: cfg.TLSRoots})
 	auth := cfg.Auth
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
-	// DKIM keys of every local domain, made on first use.
+	// DKIM keys of every local domain, made on first use (the first
+	// message signed, or nymote mail dns); those made are read now, for
+	// checking our own signatures without DNS.
 	keyring := msgauth.NewKeyring(st, nil)
 	for _, d := range cfg.Domains {
-		if _, err := keyring.Keys(d); err != nil {
+		if err := keyring.Load(d); err != nil {
 			return fmt.Errorf("mail: %w", err)
 		}
 	}
@@ -244,6 +320,14 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			}
 		}()
 	}
+	if acmeMgr != nil {
+		run("acme", func() error {
+			if err := acmeMgr.Run(ctx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
+	}
 	run("queue", func() error {
 		if err := q.Run(ctx); !errors.Is(err, context.Canceled) {
 			return err
@@ -279,7 +363,11 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	var webSrv *webServers
 	if ls.HTTP != nil || ls.HTTPS != nil {
-		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, nil, cfg.Conns, log, errc)
+		var acmeHTTP http.Handler
+		if acmeMgr != nil {
+			acmeHTTP = acmeMgr.HTTPHandler()
+		}
+		webSrv = startWeb(web, ls.HTTP, ls.HTTPS, tlsConfig, acmeHTTP, cfg.Conns, log, errc)
 	}
 	select {
 	case <-ctx.Done():
@@ -383,4 +471,21 @@ func printAddresses(out io.Writer, st *store.Store, domains []string) {
 		}
 		fmt.Fprintf(out, "nymote: mail user %s: address %s (log in as %s or %s)\n", u.Name, strings.Join(addrs, ", "), u.Name, addrs[0])
 	}
+}
+
+// acmeClient is the HTTP client that talks to the ACME CA: hc (or a plain
+// one) dialing through dial (the appliance's network) when it is set.
+func acmeClient(hc *http.Client, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+	}
+	tr, ok := hc.Transport.(*http.Transport)
+	if dial == nil || !ok {
+		return hc
+	}
+	tr = tr.Clone()
+	tr.DialContext = dial
+	c := *hc
+	c.Transport = tr
+	return &c
 }

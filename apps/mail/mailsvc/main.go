@@ -2,13 +2,17 @@ package mailsvc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/internal/svc"
@@ -45,9 +49,14 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		gitAddr   = fs.String("git", "", "address of the store's git smart HTTP endpoint, e.g. 127.0.0.1:9418")
 		certFile  = fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one kept in the store")
 		keyFile   = fs.String("tls-key", "", "TLS key (PEM)")
+		acmeDir   = fs.String("acme", "", "ACME directory URL to obtain certificates from (\"letsencrypt\": Let's Encrypt's); default: none, the self-signed certificate")
+		acmeEmail = fs.String("acme-email", "", "contact address of the ACME account")
+		acmeNames = fs.String("acme-names", "", "names on the ACME certificate, comma-separated (default: the hostname and mta-sts.DOMAIN of each domain)")
+		acmeCA    = fs.String("acme-ca", "", "PEM file of the roots to trust for the ACME server's own HTTPS (test CAs such as Pebble); default: the system's")
 		insecure  = fs.Bool("insecure-auth", false, "allow logins without TLS and serve --git over plain HTTP (loopback tests only)")
 		maxSize   = fs.Int64("max-message-size", 50<<20, "largest message accepted, in bytes")
-		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory, 8 to 256 MiB; negative: none)")
+		cacheMiB  = fs.Int64("body-cache", 0, "MiB of message bodies kept in memory (0: an eighth of the machine's memory or of the Go memory limit, 2 to 256 MiB; negative: none)")
+		sumMiB    = fs.Int64("summary-cache", 0, "MiB of message summaries (envelopes, structures, headers) kept in memory (0: a sixteenth of the machine's memory or an eighth of the Go memory limit, 2 to 256 MiB; negative: none)")
 		proxyNets = fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose connections start with a PROXY protocol header carrying the client's address (default $NYMOTE_PROXY)")
 		verbose   = fs.Bool("v", false, "debug logging")
 	)
@@ -67,20 +76,37 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := Config{
-		DataDir:         *data,
-		Domains:         SplitDomains(*domain),
-		Hostname:        *hostname,
-		TLS:             svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
-		InsecureAuth:    *insecure,
-		MaxMessageBytes: *maxSize,
-		BodyCacheBytes:  *cacheMiB << 20, // zero and negative as Config says
-		Logger:          log,
-		Stdout:          stdout,
-		Dial:            h.Network.DialContext,
-		Resolver:        h.Network.Resolver(),
+		DataDir:           *data,
+		Domains:           SplitDomains(*domain),
+		Hostname:          *hostname,
+		TLS:               svc.TLSOptions{CertFile: *certFile, KeyFile: *keyFile},
+		InsecureAuth:      *insecure,
+		MaxMessageBytes:   *maxSize,
+		BodyCacheBytes:    *cacheMiB << 20, // zero and negative as Config says
+		SummaryCacheBytes: *sumMiB << 20,
+		Logger:            log,
+		Stdout:            stdout,
+		Dial:              h.Network.DialContext,
+		Resolver:          h.Network.Resolver(),
 	}
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
+	}
+	if *acmeDir != "" {
+		cfg.ACME = &ACME{DirectoryURL: *acmeDir, Email: *acmeEmail, Names: SplitDomains(*acmeNames)}
+		if *acmeCA != "" {
+			pemBytes, err := os.ReadFile(*acmeCA)
+			if err != nil {
+				return fmt.Errorf("--acme-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pemBytes) {
+				return fmt.Errorf("--acme-ca: no certificate in %s", *acmeCA)
+			}
+			cfg.ACME.HTTPClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		}
+	} else if *acmeEmail != "" || *acmeNames != "" || *acmeCA != "" {
+		return errors.New("--acme-email, --acme-names and --acme-ca need --acme")
 	}
 	var ls Listeners
 	defer func() {

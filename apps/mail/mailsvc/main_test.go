@@ -133,3 +133,21 @@ func TestMainProxyBadSetting(t *testing.T) {
 		t.Errorf("Main --proxy 10.0.0.0/99: %v, want an error naming --proxy", err)
 	}
 }
+
+// TestMainACMEFlags: the ACME flags are refused without --acme, and a
+// missing --acme-ca file is named.
+func TestMainACMEFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--acme-email", "a@example.org"}, "need --acme"},
+		{[]string{"--acme", "https://ca.invalid/dir", "--acme-ca", "/nonexistent.pem"}, "--acme-ca"},
+	} {
+		args := append([]string{"--data", t.TempDir(), "--domain", "example.org", "--https", "127.0.0.1:0"}, tc.args...)
+		err := mailsvc.Main(context.Background(), args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Main %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}

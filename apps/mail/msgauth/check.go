@@ -27,11 +27,10 @@ const (
 	// p=quarantine failures).
 	Junk
 	// Reject at SMTP time with a 550 5.7.1 (DMARC p=reject failures,
-	// and mail claiming a local domain without passing).
+	// and mail claiming a local domain without passing). A DNS failure
+	// finding the policy (dmarc=temperror) delivers: mail is not held
+	// hostage to the receiver's DNS.
 	Reject
-	// TempFail: answer 451 4.7.0, the sender tries again (a DNS failure
-	// where the sender's policy says reject).
-	TempFail
 )
 
 // Checker checks inbound mail: SPF of the envelope sender (or HELO name),
@@ -327,7 +326,17 @@ func (c *Checker) lookupDMARC(ctx context.Context, r Resolver, domain string) (*
 
 // foldHeader folds a header field at "; " to lines under 78 characters
 // where it can, and ends it with CRLF.
+//
+// Controls and non-ASCII bytes (from reasons that quote the message) are
+// replaced, so that nothing a sender wrote can end the field or start
+// another.
 func foldHeader(f string) string {
+	f = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, f)
 	parts := strings.Split(f, "; ")
 	var b strings.Builder
 	line := 0

@@ -122,15 +122,30 @@ func (kr *Keyring) Keys(domain string) ([]Key, error) {
 	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	return kr.keysLocked(domain)
+	return kr.keysLocked(domain, true)
 }
 
-func (kr *Keyring) keysLocked(domain string) ([]Key, error) {
+// Load reads domain's keys if it has any (for LookupTXT), making none.
+func (kr *Keyring) Load(domain string) error {
+	domain = strings.ToLower(domain)
+	if err := validDomain(domain); err != nil {
+		return err
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	_, err := kr.keysLocked(domain, false)
+	return err
+}
+
+func (kr *Keyring) keysLocked(domain string, create bool) ([]Key, error) {
 	if ks, ok := kr.keys[domain]; ok {
 		return ks, nil
 	}
 	b, err := kr.files.ReadNodeFile(indexPath(domain))
 	if errors.Is(err, store.ErrNotExist) {
+		if !create {
+			return nil, nil
+		}
 		ks, err := kr.generateLocked(domain, nil)
 		if err != nil {
 			return nil, err
@@ -226,7 +241,7 @@ func (kr *Keyring) Rotate(domain string) ([]Key, error) {
 	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	ks, err := kr.keysLocked(domain)
+	ks, err := kr.keysLocked(domain, true)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mtasts"
 	"github.com/nymote/nymote/store"
 )
 
@@ -59,6 +61,15 @@ type Options struct {
 	// TLSConfig is used for opportunistic STARTTLS; nil means one that
 	// does not verify (as MTAs do without DANE or MTA-STS).
 	TLSConfig *tls.Config
+	// STS, if set, finds the recipient domain's MTA-STS policy
+	// (mtasts.Fetcher.Policy). Under an enforce policy mail goes only to
+	// the MX hosts it names, over STARTTLS with a certificate valid for
+	// the host (verified against STSRootCAs), else it waits in the queue:
+	// never in the clear. A policy that cannot be found is no policy (RFC
+	// 8461 5.1), logged.
+	STS func(ctx context.Context, domain string) (*mtasts.Policy, error)
+	// STSRootCAs verify MX certificates under enforce; nil: the system's.
+	STSRootCAs *x509.CertPool
 	// Backoff is the wait after each failed attempt (the last repeats);
 	// nil means 1m, 5m, 15m, 30m, 1h, 2h, 4h.
 	Backoff []time.Duration
@@ -415,9 +426,31 @@ func (q *Queue) deliverDomain(ctx context.Context, domain, from string, rcpts []
 	if len(hosts) == 0 {
 		hosts = []string{domain}
 	}
+	enforce := false
+	if q.opts.STS != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		p, err := q.opts.STS(pctx, domain)
+		cancel()
+		if err != nil {
+			q.log.Info("mail queue: no MTA-STS policy to go by", "domain", domain, "err", err)
+		}
+		if p != nil && p.Mode == mtasts.Enforce {
+			enforce = true
+			var ok []string
+			for _, h := range hosts {
+				if p.Matches(h) {
+					ok = append(ok, h)
+				}
+			}
+			if len(ok) == 0 {
+				return fill(fmt.Errorf("no MX host of %s (%s) is in its MTA-STS policy (%s)", domain, strings.Join(hosts, ", "), strings.Join(p.MX, ", ")))
+			}
+			hosts = ok
+		}
+	}
 	var lastErr error
 	for _, h := range hosts {
-		res, err := q.deliverHost(ctx, h, from, rcpts, raw)
+		res, err := q.deliverHost(ctx, h, from, rcpts, raw, enforce)
 		if err == nil {
 			return res
 		}
@@ -432,7 +465,10 @@ func (q *Queue) deliverDomain(ctx context.Context, domain, from string, rcpts []
 
 // deliverHost makes one SMTP transaction. err is for the whole message
 // (connection, MAIL, DATA); per-recipient refusals are in res.
-func (q *Queue) deliverHost(ctx context.Context, host, from string, rcpts []string, raw []byte) (res []error, err error) {
+//
+// With requireTLS (an MTA-STS enforce policy) the transaction happens over
+// STARTTLS with a certificate valid for host, or not at all.
+func (q *Queue) deliverHost(ctx context.Context, host, from string, rcpts []string, raw []byte, requireTLS bool) (res []error, err error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	ips, err := q.opts.Resolver.LookupHost(dctx, host)
@@ -462,9 +498,16 @@ func (q *Queue) deliverHost(ctx context.Context, host, from string, rcpts []stri
 	}
 	cfg := q.opts.TLSConfig.Clone()
 	cfg.ServerName = host
+	if requireTLS {
+		cfg = &tls.Config{ServerName: host, RootCAs: q.opts.STSRootCAs, MinVersion: tls.VersionTLS12}
+	}
 	c, err := smtp.NewClientStartTLS(conn, cfg)
 	if err == nil {
 		err = c.Hello(q.opts.Hostname)
+	} else if requireTLS {
+		conn.Close()
+		q.log.Info("mail queue: MTA-STS enforce: no valid TLS, not sending in the clear", "host", host, "err", err)
+		return nil, fmt.Errorf("%s offers no valid TLS, which its domain's MTA-STS policy requires: %w", host, err)
 	} else {
 		q.log.Debug("mail queue: no TLS", "host", host, "err", err)
 		if conn, err = dial(); err != nil {

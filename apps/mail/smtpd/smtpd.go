@@ -23,6 +23,7 @@
 package smtpd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -83,9 +84,8 @@ type Options struct {
 	// one IMAP uses, so that guesses add up); nil means one of its own.
 	Auth *guard.Auth
 	// Check, if set, checks inbound mail (SPF, DKIM, DMARC): the message
-	// gets its Authentication-Results header, and is refused (550 5.7.1,
-	// or 451 4.7.0 for a DNS failure), filed to Junk or delivered as the
-	// verdict says. Inbound only.
+	// gets its Authentication-Results header, and is refused (550 5.7.1),
+	// filed to Junk or delivered as the verdict says. Inbound only.
 	Check *msgauth.Checker
 	// DKIM, if set, signs mail for remote recipients with the keys of the
 	// domain of its From: header. Submission only.
@@ -363,8 +363,6 @@ func (se *session) Data(r io.Reader) error {
 		switch v.Action {
 		case msgauth.Reject:
 			return errorf(550, smtp.EnhancedCode{5, 7, 1}, "%s", v.Reason)
-		case msgauth.TempFail:
-			return errorf(451, smtp.EnhancedCode{4, 7, 0}, "%s", v.Reason)
 		case msgauth.Junk:
 			junk = true
 		}
@@ -374,7 +372,9 @@ func (se *session) Data(r io.Reader) error {
 		if _, err := sp.Write(hdr.Bytes()); err != nil {
 			return se.storeError("spooling a message", err)
 		}
-		if _, err := io.Copy(sp, body.Reader()); err != nil {
+		// Authentication-Results fields in the message that claim to be
+		// ours are forgeries: removed (RFC 8601 5).
+		if err := copyWithoutAR(sp, body.Reader(), se.s.opts.Hostname); err != nil {
 			return se.storeError("spooling a message", err)
 		}
 	} else {
@@ -482,6 +482,60 @@ func (se *session) spool(sp *store.Spool, r io.Reader) error {
 		return se.storeError("spooling a message", err)
 	}
 	return nil
+}
+
+// copyWithoutAR copies the message src to dst without the
+// Authentication-Results header fields whose authserv-id is id. It reads
+// the header in chunks: a long line costs no more memory than a short one.
+func copyWithoutAR(dst io.Writer, src io.Reader, id string) error {
+	br := bufio.NewReaderSize(src, 8<<10)
+	dropping, lineStart := false, true
+	for {
+		chunk, err := br.ReadSlice('\n')
+		whole := err == nil
+		if err != nil && err != bufio.ErrBufferFull && err != io.EOF {
+			return err
+		}
+		if lineStart && len(chunk) > 0 {
+			switch {
+			case chunk[0] == ' ' || chunk[0] == '\t':
+				// A continuation: dropped with its field.
+			case len(bytes.TrimRight(chunk, "\r\n")) == 0:
+				// The end of the header: the body as it is.
+				if _, err := dst.Write(chunk); err != nil {
+					return err
+				}
+				_, err := io.Copy(dst, br)
+				return err
+			default:
+				dropping = isARFor(chunk, id)
+			}
+		}
+		if !dropping {
+			if _, err := dst.Write(chunk); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		lineStart = whole
+	}
+}
+
+// isARFor reports whether a header line is an Authentication-Results
+// field of authserv-id id.
+func isARFor(line []byte, id string) bool {
+	const name = "authentication-results:"
+	if len(line) < len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
+		return false
+	}
+	v := strings.TrimLeft(string(line[len(name):]), " \t")
+	end := strings.IndexAny(v, "; \t\r\n")
+	if end < 0 {
+		end = len(v)
+	}
+	return strings.EqualFold(v[:end], id)
 }
 
 // junkBox is u's Junk mailbox, made if it is missing.

@@ -325,3 +325,24 @@ func TestSubmissionSenderNamesAddress(t *testing.T) {
 		t.Fatalf("MAIL FROM another domain: got %v, want 553 naming alice@wrong.example and alice@example.org", err)
 	}
 }
+
+// TestCopyWithoutAR: Authentication-Results fields of our authserv-id are
+// dropped from the header (continuations too), others and the body kept.
+func TestCopyWithoutAR(t *testing.T) {
+	long := strings.Repeat("x", 20000)
+	in := "Authentication-Results: mx.example.org; dmarc=pass\r\n\theader.from=bank.example\r\n" +
+		"Subject: " + long + "\r\n" +
+		"authentication-results: MX.EXAMPLE.ORG;spf=pass\r\n" +
+		"Authentication-Results: other.example; dkim=pass\r\n" +
+		"From: a@b.example\r\n\r\n" +
+		"Authentication-Results: mx.example.org; in the body stays\r\n"
+	var out bytes.Buffer
+	if err := copyWithoutAR(&out, strings.NewReader(in), "mx.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	want := "Subject: " + long + "\r\nAuthentication-Results: other.example; dkim=pass\r\nFrom: a@b.example\r\n\r\n" +
+		"Authentication-Results: mx.example.org; in the body stays\r\n"
+	if out.String() != want {
+		t.Errorf("got %q,\nwant %q", out.String(), want)
+	}
+}

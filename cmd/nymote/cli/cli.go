@@ -85,6 +85,8 @@ users, and syncs replicas over git.`,
 	root.AddCommand(newBuildCmd(g), newRunCmd(g), newDiskCmd(g), newFlashCmd(g))
 	root.AddCommand(newSummonCmd(g))
 	root.AddCommand(newMailCmd(g))
+	root.AddCommand(newKeyCmd(g), newUpdateCmd(g))
+	root.AddCommand(newIDCmd(g), newSignpostPeerCmd(g), newShareCmd(g))
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/update"
 )
 
 // imageFlags are the flags of build and run that say what to build.
@@ -26,6 +27,7 @@ type imageFlags struct {
 	set       []string
 	formats   []string
 	sdData    string
+	sign      string
 }
 
 func (f *imageFlags) register(cmd *cobra.Command) {
@@ -35,6 +37,7 @@ func (f *imageFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.debug, "debug", false, "add u-root's shell (gosh) and core commands in /bbin; the shell runs on the console")
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "KEY=VALUE: a service option, passed as nymote.KEY=VALUE on the kernel command line (repeatable)")
 	cmd.Flags().StringVar(&f.sdData, "sd-data", "", "data disk image (nymote disk create) for the SD card's data partition (default: an empty 256 MiB one)")
+	cmd.Flags().StringVar(&f.sign, "sign", "", "signing key (nymote key create): sign the image (manifest.sig) and make it trust only this key's updates")
 	cmd.Flags().StringSliceVar(&f.formats, "format", nil, "outputs to write, of the board's (qemu, firecracker, sdcard, xen; default: all of the board's)")
 }
 
@@ -59,8 +62,15 @@ func (f *imageFlags) options(g *globals, app string) (images.Options, error) {
 	for _, o := range f.formats {
 		outs = append(outs, boards.Output(o))
 	}
+	var signer *update.Signer
+	if f.sign != "" {
+		var err error
+		if signer, err = update.LoadSigner(f.sign); err != nil {
+			return images.Options{}, err
+		}
+	}
 	return images.Options{App: app, Board: f.board, OutDir: out, Ephemeral: f.ephemeral, Debug: f.debug,
-		Cmdline: cmdline, Outputs: outs, SDData: f.sdData, Progress: g.stdio.Err}, nil
+		Cmdline: cmdline, Outputs: outs, SDData: f.sdData, Progress: g.stdio.Err, Signer: signer}, nil
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -87,6 +97,9 @@ commit are byte-identical. Run it inside the nymote source tree.`,
 			for _, file := range m.Files {
 				fmt.Fprintf(w, "  %-16s %10d  %s\n", file.Name, file.Size, file.SHA256[:16])
 			}
+			if opts.Signer != nil {
+				fmt.Fprintf(w, "Signed by key %s (%s); the image trusts its updates only\n", update.Fingerprint(opts.Signer.Public()), update.SignatureFile)
+			}
 			return nil
 		},
 	}
@@ -98,7 +111,9 @@ func newRunCmd(g *globals) *cobra.Command {
 	var f imageFlags
 	var disk, kvm, guestNet string
 	var mem, offset int
-	var noBuild bool
+	var noBuild, slots bool
+	var testBound time.Duration
+	var updateHost string
 	cmd := &cobra.Command{
 		Use:   "run APP",
 		Short: "Build APP's appliance and boot it under QEMU with a data disk, ports forwarded to localhost",
@@ -145,62 +160,23 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			if err != nil {
 				return err
 			}
+			if slots {
+				return runSlots(ctx, g, cmd, b, opts.OutDir, m, disk, kvm, slotRun{mem: mem, offset: offset, guestNet: guestNet, bound: testBound, updateHost: updateHost})
+			}
 			// The board resolved above is the one the launcher uses.
 			img, err := m.QEMUImage(opts.OutDir, b)
 			if err != nil {
 				return err
 			}
-			if kvm == launch.KVMAuto {
-				fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
-			}
-			useKVM, err := launch.UseKVM(ctx, img, kvm, 10*time.Second)
+			useKVM, err := chooseKVM(ctx, g, img, kvm)
 			if err != nil {
 				return err
 			}
-			accel := "TCG (no working KVM: slower)"
-			if useKVM {
-				accel = "KVM"
-			}
-			var fw []launch.Forward
-			for _, p := range m.Ports {
-				host := fmt.Sprintf("127.0.0.1:%d", app.HostPort(p.Port, offset))
-				fw = append(fw, launch.Forward{Host: host, Guest: p.Port})
-				fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
-			}
-			if m.App == app.Mail.Name {
-				d := mailDomain(m.Cmdline)
-				fmt.Fprintf(g.stdio.Err, "run: mail addresses are USER@%s (user demo is demo@%s; the appliance console lists the disk's users)\n", d, d)
-			}
-			fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
-			vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
-				Disk: disk, KVM: useKVM, MemoryMiB: mem, Forwards: fw, GuestNet: guestNet,
-			}, cmd.OutOrStdout())
+			vm, err := startRun(ctx, g, cmd, m, img, b, disk, "", useKVM, slotRun{mem: mem, offset: offset, guestNet: guestNet})
 			if err != nil {
 				return err
 			}
-			select {
-			case <-ctx.Done():
-				if b.QEMU.NoPowerButton {
-					// Acknowledged writes are synced and the journal
-					// keeps the file system consistent.
-					fmt.Fprintf(g.stdio.Err, "run: %s has no power button QEMU can press: cutting the power\n", b.Name)
-					vm.Kill()
-					return nil
-				}
-				fmt.Fprintln(g.stdio.Err, "run: pressing the power button; waiting for the appliance to stop cleanly")
-				pctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-				defer cancel()
-				if err := vm.PowerOff(pctx); err != nil {
-					return err
-				}
-				fmt.Fprintln(g.stdio.Err, "run: powered off")
-				return nil
-			case <-vm.Done():
-				if err := vm.Wait(context.Background()); err != nil {
-					return fmt.Errorf("QEMU: %w", err)
-				}
-				return nil
-			}
+			return waitRun(ctx, g, b, vm)
 		},
 	}
 	f.register(cmd)
@@ -209,6 +185,9 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().IntVarP(&mem, "memory", "m", launch.DefaultMemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&offset, "port-offset", app.HostPortOffset, "added to the service's ports under 1024 for the forwarded host ports")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "boot the image already in the output folder")
+	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a new image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
+	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
+	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
 	defaultNet := "kernel"
 	if app.NetstackBuiltIn {
 		defaultNet = "netstack"
@@ -230,4 +209,173 @@ func mailDomain(cmdline string) string {
 		}
 	}
 	return d
+}
+
+// slotRun are nymote run's VM settings.
+type slotRun struct {
+	mem, offset int
+	guestNet    string
+	bound       time.Duration
+	// updateHost is where the update port is forwarded to.
+	updateHost string
+}
+
+// chooseKVM decides KVM or TCG for img (see launch.UseKVM).
+func chooseKVM(ctx context.Context, g *globals, img launch.Image, kvm string) (bool, error) {
+	if kvm == launch.KVMAuto {
+		fmt.Fprintln(g.stdio.Err, "run: probing KVM (a boot without disk, at most 10s; --kvm off skips it)")
+	}
+	return launch.UseKVM(ctx, img, kvm, 10*time.Second)
+}
+
+// startRun boots img with the data disk (and an update disk, if not ""),
+// the app's ports forwarded (and the update port, with an update disk).
+func startRun(ctx context.Context, g *globals, cmd *cobra.Command, m *images.Manifest, img launch.Image, b boards.Board, disk, updateDisk string, useKVM bool, r slotRun) (*launch.VM, error) {
+	accel := "TCG (no working KVM: slower)"
+	if useKVM {
+		accel = "KVM"
+	}
+	var fw []launch.Forward
+	for _, p := range m.Ports {
+		host := fmt.Sprintf("127.0.0.1:%d", app.HostPort(p.Port, r.offset))
+		fw = append(fw, launch.Forward{Host: host, Guest: p.Port})
+		fmt.Fprintf(g.stdio.Err, "run: %s on %s\n", p.Name, host)
+	}
+	if m.App == app.Mail.Name {
+		d := mailDomain(m.Cmdline)
+		fmt.Fprintf(g.stdio.Err, "run: mail addresses are USER@%s (user demo is demo@%s; the appliance console lists the disk's users)\n", d, d)
+	}
+	if updateDisk != "" {
+		fw = append(fw, launch.Forward{Host: r.updateHost, Guest: app.UpdatePort.Port})
+		fmt.Fprintf(g.stdio.Err, "run: updates (nymote update --to %s) on %s\n", r.updateHost, r.updateHost)
+	}
+	fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
+	return launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
+		Disk: disk, UpdateDisk: updateDisk, KVM: useKVM, MemoryMiB: r.mem, Forwards: fw, GuestNet: r.guestNet,
+	}, cmd.OutOrStdout())
+}
+
+// waitRun waits for Ctrl-C (then powers the VM off) or for the VM's exit.
+func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) error {
+	select {
+	case <-ctx.Done():
+		if b.QEMU.NoPowerButton {
+			// Acknowledged writes are synced and the journal
+			// keeps the file system consistent.
+			fmt.Fprintf(g.stdio.Err, "run: %s has no power button QEMU can press: cutting the power\n", b.Name)
+			vm.Kill()
+			return nil
+		}
+		fmt.Fprintln(g.stdio.Err, "run: pressing the power button; waiting for the appliance to stop cleanly")
+		pctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := vm.PowerOff(pctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(g.stdio.Err, "run: powered off")
+		return nil
+	case <-vm.Done():
+		if err := vm.Wait(context.Background()); err != nil {
+			return fmt.Errorf("QEMU: %w", err)
+		}
+		return nil
+	}
+}
+
+// runSlots is nymote run --slots: the image in dir goes into the data
+// disk's slots unless it is the one run last installed there (see
+// update.Slots.Given: committed at once into empty slots, else as the
+// next image, for one test boot; a restart with the same image does not
+// undo the updates received since), then the appliance boots from its slots,
+// again after it reboots into a received update:
+// an update left on the update disk is installed first, a new image is
+// committed when the appliance reports good, and a test boot that does
+// not report good is followed by a boot of the committed image.
+func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Board, dir string, m *images.Manifest, disk, kvm string, r slotRun) error {
+	if disk == "" {
+		return usageError{errors.New("--slots keeps the slots beside the data disk: give --disk")}
+	}
+	s, err := update.OpenSlots(update.SlotsDir(disk))
+	if err != nil {
+		return err
+	}
+	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
+		return err
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
+	if slot, err := s.Given(dir, update.InstallOptions{AllowUnsigned: true}); err != nil {
+		return err
+	} else if slot != "" {
+		say("installed the image of %s in slot %s", dir, slot)
+	}
+	var useKVM *bool
+	for {
+		if v, err := s.PickUp(update.InstallOptions{}); err != nil {
+			say("the update the appliance received is refused: %v", err)
+		} else if v != "" {
+			say("installed the received update %s in the inactive slot", v)
+		}
+		bt, err := s.Boot()
+		if err != nil {
+			return err
+		}
+		if bt.RolledBack != "" {
+			say("the test boot of slot %s did not report good: back to slot %s", bt.RolledBack, bt.Slot)
+		}
+		if bt.Test {
+			say("test boot of the new image in slot %s (kept if the appliance reports good within %s)", bt.Slot, r.bound)
+		}
+		sm, err := images.ReadManifest(bt.Dir)
+		if err != nil {
+			return err
+		}
+		img, err := sm.QEMUImage(bt.Dir, b)
+		if err != nil {
+			return err
+		}
+		if useKVM == nil {
+			k, err := chooseKVM(ctx, g, img, kvm)
+			if err != nil {
+				return err
+			}
+			useKVM = &k
+		}
+		vm, err := startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+		if err != nil {
+			return err
+		}
+		watched := make(chan struct{})
+		if bt.Test {
+			go func() {
+				defer close(watched)
+				if err := launch.WatchTestBoot(context.WithoutCancel(ctx), vm, s, bt, r.bound); err != nil {
+					say("%v", err)
+				} else {
+					say("slot %s reported good: committed", bt.Slot)
+				}
+			}()
+		} else {
+			close(watched)
+		}
+		werr := waitRun(ctx, g, b, vm)
+		<-watched // the VM has exited: the watcher has committed or given up
+		if ctx.Err() != nil {
+			return werr
+		}
+		st, err := s.State()
+		if err != nil {
+			return err
+		}
+		// A test boot that ended without a commit (killed at its bound,
+		// crashed, powered off) is followed by the committed image.
+		testFailed := bt.Test && st.Next == bt.Slot
+		switch {
+		case testFailed:
+		case werr != nil:
+			return werr
+		case !launch.UpdateReboot(vm):
+			return nil
+		}
+		say("booting again")
+	}
 }

@@ -42,6 +42,11 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			}
 			defer st.Close()
 			cfg := dav.Config{Options: dav.Options{Store: st, Logger: env.Log, MaxObjectSize: maxSize, DefaultDisplayName: displayName}}
+			subs, err := parseSubscriptions(env.Config["subscribe"], newKind(maxSize))
+			if err != nil {
+				return fmt.Errorf("nymote.subscribe: %w", err)
+			}
+			cfg.Wrap = withSubscriptions(ctx, env.DataDir, subs, env.Log)
 			cfg.Kind = newKind(maxSize)
 			if m, ok := cfg.Kind.(Merger); ok {
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())

@@ -55,6 +55,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	key := fs.String("tls-key", "", "PEM key for --tls-cert")
 	hosts := fs.String("hostname", "localhost,127.0.0.1", "comma-separated names for a generated certificate")
 	maxSize := fs.Int64("max-object-size", dav.DefaultMaxObjectSize, "largest object accepted, in bytes")
+	subscribe := fs.String("subscribe", "", "keep copies of collections shared with this appliance: LOCAL=URL#TOKEN[#SHA256],... (LOCAL: /USER/COLLECTION/; TOKEN: a capability token; SHA256: the remote's certificate fingerprint)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,6 +89,11 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	cfg := dav.Config{Options: dav.Options{Store: st, Logger: log, MaxObjectSize: *maxSize, DefaultDisplayName: a.displayName},
 		InsecureHTTP: *insecure}
 	cfg.Kind = a.newKind(*maxSize)
+	subs, err := parseSubscriptions(*subscribe, cfg.Kind)
+	if err != nil {
+		return fmt.Errorf("--subscribe: %w", err)
+	}
+	cfg.Wrap = withSubscriptions(ctx, *data, subs, log)
 	if m, ok := cfg.Kind.(Merger); ok {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}

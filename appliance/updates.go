@@ -1,0 +1,145 @@
+package appliance
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/update"
+)
+
+// updatePort is the runtime's update port (app.UpdatePort): an HTTPS
+// server with update.Receiver, opened when the launcher attached an
+// update disk (nymote.updatedisk). Its certificate is made at each boot;
+// the console prints its fingerprint.
+type updatePort struct {
+	srv  *http.Server
+	mu   sync.Mutex
+	auth func(user, password string) error
+}
+
+// setAuth is Env.SetUpdateAuth.
+func (u *updatePort) setAuth(check func(user, password string) error) {
+	u.mu.Lock()
+	u.auth = check
+	u.mu.Unlock()
+}
+
+func (u *updatePort) check(user, password string) error {
+	u.mu.Lock()
+	check := u.auth
+	u.mu.Unlock()
+	if check == nil {
+		return errors.New("the service has not said who its administrators are")
+	}
+	return check(user, password)
+}
+
+// findUpdateDisk returns the update disk: dev, or with "auto" the first
+// block device with an update disk's header.
+func findUpdateDisk(dev string) (string, error) {
+	if dev != "auto" {
+		if !update.IsUpdateDisk(dev) {
+			return "", fmt.Errorf("%s is not an update disk", dev)
+		}
+		return dev, nil
+	}
+	names, _ := os.ReadDir("/sys/class/block")
+	for _, n := range names {
+		name := n.Name()
+		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/sys/class/block", name, "partition")); err == nil {
+			continue
+		}
+		if p := "/dev/" + name; update.IsUpdateDisk(p) {
+			return p, nil
+		}
+	}
+	return "", errors.New("no block device has an update disk's header")
+}
+
+// startUpdatePort serves updates on nw at addr's app.UpdatePort: verified
+// against the image's trusted keys, written to the update disk, then
+// reboot is called.
+func startUpdatePort(nw Network, addr netip.Addr, cfg bootConfig, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
+	disk, err := findUpdateDisk(cfg.updateDisk)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := os.ReadFile("/" + update.TrustedKeysPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errors.New("the image trusts no key (built without --sign): it takes no updates")
+	}
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := update.ParseTrustedKeys(kb)
+	if err != nil {
+		return nil, err
+	}
+	cert, fp, err := updateCert(addr)
+	if err != nil {
+		return nil, err
+	}
+	u := &updatePort{}
+	rc := &update.Receiver{Trusted: trusted, Authorize: update.BasicAuth(u.check), Log: log,
+		Sink:   func(im *update.Image) error { return update.WriteUpdateDisk(disk, im) },
+		Reboot: reboot}
+	l, err := nw.Listen("tcp", net.JoinHostPort(addr.String(), itoa(app.UpdatePort.Port)))
+	if err != nil {
+		return nil, err
+	}
+	u.srv = &http.Server{Handler: rc, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 20 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go u.srv.ServeTLS(l, "", "")
+	say("updates on %s (update disk %s), certificate sha256 %s", l.Addr(), disk, fp)
+	return u, nil
+}
+
+// updateCert makes the update port's self-signed certificate and returns
+// it with its sha256 fingerprint (hex).
+func updateCert(addr netip.Addr) (tls.Certificate, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nymote update"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
+		IPAddresses: []net.IP{addr.AsSlice()}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	sum := sha256.Sum256(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, hex.EncodeToString(sum[:]), nil
+}
+
+// close stops the update port.
+func (u *updatePort) close() {
+	if u != nil {
+		u.srv.Close()
+	}
+}

@@ -1,0 +1,72 @@
+package imapd
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+)
+
+// BenchmarkScale runs the phases of bench/mail -scale over one mailbox of
+// 20,000 small messages (every fourth \Seen, every fifth about a zebra),
+// through a real client: FETCH 1:* (UID FLAGS), UID SEARCH SUBJECT, UID
+// SEARCH UNSEEN. Profile the server's side with -cpuprofile.
+func BenchmarkScale(b *testing.B) {
+	h := start(b, mailstore.Options{})
+	ctx := context.Background()
+	u, _ := h.ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	const n = 20000
+	for i := 0; i < n; i += 1000 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for j := i; j < i+1000; j++ {
+				subj := []string{"meeting", "report", "zebra", "garden", "lunch"}[j%5]
+				m := fmt.Sprintf("From: Sender <sender%02d@example.net>\r\nTo: alice@example.org\r\nSubject: %s %d\r\nMessage-ID: <%d@example.net>\r\n\r\nbody %d\r\n", j%20, subj, j, j, j)
+				var flags []imap.Flag
+				if j%4 == 0 {
+					flags = []imap.Flag{imap.FlagSeen}
+				}
+				if _, err := w.Append(inbox, []byte(m), flags, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := h.login(b, "alice", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("fetch-flags", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, UID: true}).Collect()
+			if err != nil || len(ms) != n {
+				b.Fatalf("%d messages, %v", len(ms), err)
+			}
+		}
+	})
+	for _, s := range []struct {
+		name string
+		c    imap.SearchCriteria
+		want int
+	}{
+		{"search-subject", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zebra"}}}, n / 5},
+		{"search-unseen", imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, n - n/4},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				d, err := c.UIDSearch(&s.c, nil).Wait()
+				if err != nil || len(d.AllUIDs()) != s.want {
+					b.Fatalf("%d found, %v", len(d.AllUIDs()), err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,35 @@
+// Package update keeps appliances' images immutable and their updates
+// boring: signed images, two slots per appliance, a test boot and an
+// automatic rollback.
+//
+// Signing. A signing key (CreateKey: Ed25519, PKCS #8 PEM, mode 0600) stays
+// on the host; nymote build --sign KEY writes manifest.sig, the key's
+// signature over manifest.json, which lists the size and sha256 of every
+// artefact, so one signature covers the whole image. The image carries the
+// key's public half as the keys it trusts (TrustedKeysPath in the
+// initramfs, trusted_keys in the manifest). An update is accepted only if
+// VerifySignature finds its signer trusted, directly or through a chain of
+// endorsements (Rotate: the old key signs the new one; the new image then
+// trusts the new key), and every file matches the manifest: another key's
+// image (ErrUntrusted) and a tampered one (ErrTampered) are refused before
+// anything is written.
+//
+// Slots. A host-booted appliance (QEMU boards, microvm, Firecracker, Xen)
+// has two image folders beside its data disk (Slots, SlotsDir: DISK.slots/a
+// and b) and a state file. Install verifies an image, writes it to the
+// inactive slot and marks it next; Boot applies the try-once rule (the new
+// image is booted once, its try recorded before the boot); the launcher
+// calls Commit when the appliance reports itself good (the runtime's
+// console line app.GoodMarker: its service kept serving past the settle
+// time and its data disk is mounted read-write); a boot that finds a tried,
+// uncommitted image returns to the committed one. Every state change is
+// one atomic rename, so a power cut at any Stage leaves an appliance that
+// boots one of its two images. Data disks are never written by an update.
+//
+// Transport. Receiver is the http.Handler an appliance serves updates on:
+// it reads an image bundle (WriteBundle: manifest, signature, files, as a
+// tar stream), verifies it in memory against the running image's trusted
+// keys and only then hands it to a Sink: for host-booted VMs, the update
+// disk (a raw disk the launcher attaches beside the data disk), which the
+// host installs into the inactive slot at the next boot (PickUp).
+package update
