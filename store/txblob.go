@@ -1,5 +1,12 @@
 package store
 
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
 // PutBlob stores data at path, as Put does, and returns the hash of its
 // blob: once the transaction has committed, ReadBlob reads the content back
 // by that hash without walking the trees on the path (callers that index
@@ -9,4 +16,55 @@ func (tx *Tx) PutBlob(path string, data []byte) (Hash, error) {
 		return Hash{}, err
 	}
 	return tx.changes[path].hash, nil
+}
+
+// PutHash stores at path the blob with hash h, which must already be in the
+// store (an Entry's Hash from any commit of its history, such as an item
+// that was deleted since; a packed object is taken to be the blob the
+// caller's tree entry said it is): nothing is read or copied, so restoring an old
+// version of an item costs its path, not its bytes. A hash that names no
+// blob of the store is an error (ErrNotExist), and nothing is written.
+func (tx *Tx) PutHash(path string, h Hash) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	var ok bool
+	err := tx.s.readObjs(func(o *objReader) error {
+		var err error
+		ok, err = o.hasBlob(h)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: put %s: blob %s: %w", path, h, err)
+	}
+	if !ok {
+		return fmt.Errorf("store: put %s: no blob %s: %w", path, h, ErrNotExist)
+	}
+	tx.changes[path] = change{hash: h}
+	return nil
+}
+
+// hasBlob reports whether the store holds blob h. A packed object is
+// found by its pack's index alone (restores put back thousands of blobs,
+// and reading each would cost its inflation); a pending or loose one is
+// read and its type checked.
+func (o *objReader) hasBlob(h Hash) (bool, error) {
+	if o.pend != nil {
+		if obj := o.pend.object(h); obj != nil {
+			return obj.Type() == plumbing.BlobObject, nil
+		}
+	}
+	for _, p := range o.packs {
+		if _, err := p.idx.FindOffset(h); err == nil {
+			return true, nil
+		}
+	}
+	t, _, err := o.readLoose(h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return t == plumbing.BlobObject, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
 )
 
@@ -49,5 +50,45 @@ func TestPutBlob(t *testing.T) {
 		return err
 	}); err == nil {
 		t.Error("PutBlob accepted an invalid path")
+	}
+}
+
+// TestPutHash: an item deleted in one commit is put back by its blob hash
+// in a later one, and a hash the store does not hold is refused.
+func TestPutHash(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var h Hash
+	if _, err := s.Update(ctx, CommitOptions{Message: "put"}, func(tx *Tx) error {
+		var err error
+		h, err = tx.PutBlob("a/item", []byte("old content"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, CommitOptions{Message: "del"}, func(tx *Tx) error { return tx.Delete("a/item") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, CommitOptions{Message: "restore"}, func(tx *Tx) error { return tx.PutHash("b/item", h) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Read("", "b/item")
+	if err != nil || string(got) != "old content" {
+		t.Fatalf("restored item: %q, %v", got, err)
+	}
+	missing := BlobHash([]byte("never stored"))
+	_, err = s.Update(ctx, CommitOptions{Message: "bad"}, func(tx *Tx) error { return tx.PutHash("c/item", missing) })
+	if !errors.Is(err, ErrNotExist) {
+		t.Fatalf("PutHash of an unknown blob: %v, want ErrNotExist", err)
+	}
+	tree, err := s.Resolve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := func() error {
+		_, err := s.Update(ctx, CommitOptions{Message: "commit hash"}, func(tx *Tx) error { return tx.PutHash("d/item", tree) })
+		return err
+	}(); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("PutHash of a commit: %v, want ErrNotExist", err)
 	}
 }

@@ -57,7 +57,7 @@ func (h *Handler) copyMove(w http.ResponseWriter, r *http.Request, sn reader, t 
 	var touched []string // collection folders whose UID indexes are stale
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
-	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, fmt.Sprintf("%s /%s/%s to %s", verb, t.user, strings.Join(t.segs, "/"), dpath)), func(tx *store.Tx) error {
+	_, err = h.st.Update(r.Context(), h.requestOpts(r, t.user, fmt.Sprintf("%s /%s/%s to %s", verb, t.user, strings.Join(t.segs, "/"), dpath)), func(tx *store.Tx) error {
 		// Plan against the transaction's base, so that nothing that
 		// committed since the request began is overlooked.
 		base := h.views.at(tx.Base())

@@ -362,6 +362,31 @@ func (h *Handler) commitOpts(user, msg string) store.CommitOptions {
 	return store.CommitOptions{Author: store.Signature{Name: user, Email: user + "@" + h.kind.Name() + ".nymote"}, Message: h.kind.Name() + ": " + msg}
 }
 
+// requestOpts is commitOpts for a client's request: the commit names the
+// client (its User-Agent, in a "Client:" trailer) so that the history,
+// and the web console's timeline, can say which program made a change.
+func (h *Handler) requestOpts(r *http.Request, user, msg string) store.CommitOptions {
+	o := h.commitOpts(user, msg)
+	if ua := clientName(r.UserAgent()); ua != "" {
+		o.Message += "\n\nClient: " + ua + "\n"
+	}
+	return o
+}
+
+// clientName keeps a User-Agent printable and short.
+func clientName(ua string) string {
+	ua = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return -1
+		}
+		return c
+	}, ua)
+	if r := []rune(strings.TrimSpace(ua)); len(r) > 100 {
+		ua = string(r[:100])
+	}
+	return strings.TrimSpace(ua)
+}
+
 // mediaType returns the request's media type ("" when none was given).
 func mediaType(r *http.Request) (string, error) {
 	ct := r.Header.Get("Content-Type")

@@ -146,7 +146,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, t *target) error {
 	var oldList *listing
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
-	head, err := h.st.Update(r.Context(), h.commitOpts(t.user, "put "+c.Href()+name), func(tx *store.Tx) error {
+	head, err := h.st.Update(r.Context(), h.requestOpts(r, t.user, "put "+c.Href()+name), func(tx *store.Tx) error {
 		base = h.views.at(tx.Base())
 		if _, err := base.Read(dir + "/props.json"); err != nil {
 			if errors.Is(err, store.ErrNotExist) {
@@ -223,7 +223,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) erro
 	c := t.coll
 	dir := h.repo.collDir(c.User, c.Path)
 	if t.obj == nil {
-		_, err := h.st.Update(r.Context(), h.commitOpts(t.user, "delete collection "+c.Href()), func(tx *store.Tx) error {
+		_, err := h.st.Update(r.Context(), h.requestOpts(r, t.user, "delete collection "+c.Href()), func(tx *store.Tx) error {
 			ents, err := tx.List(dir)
 			if err != nil {
 				return err
@@ -249,7 +249,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, t *target) erro
 	op, pp := objPath(dir, name), propsPath(dir, name)
 	var base *view
 	var oldList *listing
-	head, err := h.st.Update(r.Context(), h.commitOpts(t.user, "delete "+c.Href()+name), func(tx *store.Tx) error {
+	head, err := h.st.Update(r.Context(), h.requestOpts(r, t.user, "delete "+c.Href()+name), func(tx *store.Tx) error {
 		base = h.views.at(tx.Base())
 		cur, err := h.repo.statObject(base, c, name)
 		if err != nil {
@@ -479,7 +479,7 @@ func (h *Handler) mkcol(w http.ResponseWriter, r *http.Request, t *target) error
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
 	dir := h.repo.collDir(c.User, c.Path)
-	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, "make collection "+c.Href()), func(tx *store.Tx) error {
+	_, err = h.st.Update(r.Context(), h.requestOpts(r, t.user, "make collection "+c.Href()), func(tx *store.Tx) error {
 		if ok, err := tx.Exists(dir + "/props.json"); err != nil || ok {
 			if err == nil {
 				err = Errorf(http.StatusMethodNotAllowed, errNoCond, "%s exists already", c.Href())
@@ -538,7 +538,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, r *http.Request, t *target) e
 	refused := map[int]*Error{} // failed for another reason than protection
 	h.repo.wmu.Lock()
 	defer h.repo.wmu.Unlock()
-	_, err = h.st.Update(r.Context(), h.commitOpts(t.user, "change properties of "+href), func(tx *store.Tx) error {
+	_, err = h.st.Update(r.Context(), h.requestOpts(r, t.user, "change properties of "+href), func(tx *store.Tx) error {
 		if t.obj == nil {
 			data, err := tx.Get(dir + "/props.json")
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,11 @@ type Config struct {
 	// (/.well-known/acme-challenge/) on the "http" listeners: the hook
 	// for certificates from Let's Encrypt.
 	ACME http.Handler
+	// Console, if set, serves the paths under /console/ and /api/, and
+	// /metrics, (the app's web console and HTTP API, see
+	// apps/internal/console) beside DAV, on the listeners that serve DAV.
+	// Those names are then not reachable as DAV homes.
+	Console http.Handler
 	// Conns bounds the connections of every listener (see
 	// guard.ListenerOptions; zero values are guard's defaults). Serve sets
 	// TLS and Busy per listener.
@@ -66,6 +72,10 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	var h http.Handler = NewHandler(cfg.Options)
 	if cfg.Wrap != nil {
 		h = cfg.Wrap(h)
+	}
+	if cfg.Console != nil {
+		// The console has its own sign-in: outside Wrap.
+		h = withConsole(h, cfg.Console)
 	}
 	httpsPort := ""
 	for _, l := range lns {
@@ -133,4 +143,16 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// withConsole sends the console's paths to console and the rest to dav.
+func withConsole(dav, console http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "/console" || p == "/metrics" || strings.HasPrefix(p, "/console/") || strings.HasPrefix(p, "/api/") {
+			console.ServeHTTP(w, r)
+			return
+		}
+		dav.ServeHTTP(w, r)
+	})
 }

@@ -23,8 +23,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nymote/nymote/apps/gitsvc"
 	"github.com/nymote/nymote/apps/internal/acmecert"
+	"github.com/nymote/nymote/apps/internal/console"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/apps/mail/imapd"
@@ -284,6 +287,21 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	web := NewWeb()
 	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)
+	// The web console and API (issue 19): mail's history, restores through
+	// the mailstore's index, logins limited with IMAP's and SMTP's.
+	queueLen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nymote_mail_queue_length", Help: "Messages waiting in the outbound queue."},
+		func() float64 {
+			es, err := q.Entries()
+			if err != nil {
+				return -1
+			}
+			return float64(len(es))
+		})
+	cons := console.New(console.Options{Store: st, App: "mail", Auth: auth, Mail: ms, TLS: tlsConfig, Logger: log,
+		Collectors: []prometheus.Collector{queueLen}})
+	for _, p := range []string{"/console", "/console/", "/api/", "/metrics"} {
+		web.Mount(p, cons)
+	}
 	if cfg.Web != nil {
 		cfg.Web(web)
 	}

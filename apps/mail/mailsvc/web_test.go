@@ -87,13 +87,14 @@ func get(t *testing.T, c *http.Client, url string) (int, http.Header, string) {
 	return resp.StatusCode, resp.Header, string(b)
 }
 
-// TestWebMount: handlers mounted through Config.Web are served on HTTPS;
+// TestWebMount: handlers mounted through Config.Web (the console is on
+// /console/ already) are served on HTTPS;
 // plain HTTP redirects them to HTTPS (same host and path, the HTTPS port),
 // but serves a path mounted plain.
 func TestWebMount(t *testing.T) {
 	cfg := mailsvc.Config{Web: func(w *mailsvc.Web) {
-		w.Mount("/console/", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			io.WriteString(rw, "console "+r.URL.Path)
+		w.Mount("/extra/", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			io.WriteString(rw, "extra "+r.URL.Path)
 		}))
 		w.MountPlain("/open/", "/open/", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			io.WriteString(rw, "open "+r.URL.Path)
@@ -102,13 +103,13 @@ func TestWebMount(t *testing.T) {
 	httpAddr, httpsAddr := serveWeb(t, cfg, mailsvc.Listeners{})
 	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
 
-	code, _, body := get(t, insecureClient(httpsAddr), "https://mail.example.org/console/x")
-	if code != 200 || body != "console /console/x" {
-		t.Errorf("HTTPS /console/x: %d %q", code, body)
+	code, _, body := get(t, insecureClient(httpsAddr), "https://mail.example.org/extra/x")
+	if code != 200 || body != "extra /extra/x" {
+		t.Errorf("HTTPS /extra/x: %d %q", code, body)
 	}
-	code, hdr, _ := get(t, insecureClient(httpAddr), "http://mail.example.org/console/x?a=b")
-	if want := "https://mail.example.org:" + httpsPort + "/console/x?a=b"; code != http.StatusMovedPermanently || hdr.Get("Location") != want {
-		t.Errorf("HTTP /console/x: %d to %q, want 301 to %q", code, hdr.Get("Location"), want)
+	code, hdr, _ := get(t, insecureClient(httpAddr), "http://mail.example.org/extra/x?a=b")
+	if want := "https://mail.example.org:" + httpsPort + "/extra/x?a=b"; code != http.StatusMovedPermanently || hdr.Get("Location") != want {
+		t.Errorf("HTTP /extra/x: %d to %q, want 301 to %q", code, hdr.Get("Location"), want)
 	}
 	code, _, body = get(t, insecureClient(httpAddr), "http://mail.example.org/open/y")
 	if code != 200 || body != "open /open/y" {

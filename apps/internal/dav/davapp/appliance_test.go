@@ -89,6 +89,25 @@ func TestApplianceService(t *testing.T) {
 			t.Errorf("PROPFIND as %q: %d, want %d", tc.user, resp.StatusCode, tc.want)
 		}
 	}
+	// The web console and API are on the same HTTPS port (issue 19).
+	for _, tc := range []struct {
+		path, user string
+		want       int
+	}{{"/console/login", "", http.StatusOK}, {"/api/v1/me", "", http.StatusUnauthorized}, {"/api/v1/me", "alice", http.StatusOK},
+		{"/api/v1/users/alice/timeline", "alice", http.StatusOK}, {"/metrics", "alice", http.StatusForbidden}} {
+		req, _ := http.NewRequest("GET", "https://"+httpsAddr+tc.path, nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, "alice-password")
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s as %q: %d, want %d", tc.path, tc.user, resp.StatusCode, tc.want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -18,7 +18,9 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/apps/internal/console"
 	"github.com/nymote/nymote/apps/internal/dav"
+	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/store"
 )
@@ -104,6 +106,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		cfg.TLS = tcfg
 		fmt.Fprintf(stdout, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 	}
+	addConsole(&cfg, a.Name, log)
 	for _, l := range []struct{ proto, addr string }{{"http", *httpAddr}, {"https", *httpsAddr}} {
 		if l.addr == "" {
 			continue
@@ -122,6 +125,15 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		err = nil
 	}
 	return err
+}
+
+// addConsole gives cfg the web console and API (apps/internal/console),
+// whose logins share the rate limits of DAV's.
+func addConsole(cfg *dav.Config, name string, log *slog.Logger) {
+	if cfg.Auth == nil {
+		cfg.Auth = guard.NewAuth(guard.AuthOptions{})
+	}
+	cfg.Console = console.New(console.Options{Store: cfg.Store, App: name, Auth: cfg.Auth, TLS: cfg.TLS, Logger: log})
 }
 
 // isLoopback reports whether addr's host is a loopback address or
