@@ -228,6 +228,9 @@ func token(st *store.Store, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// HasToken reports whether this node keeps a token for peer name.
+func HasToken(st *store.Store, name string) bool { return token(st, name) != "" }
+
 // checkToken reports whether tok is the token shared with peer name.
 func checkToken(st *store.Store, name, tok string) bool {
 	if ValidateName(name) != nil {
