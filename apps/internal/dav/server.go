@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type Config struct {
 	// guard.ListenerOptions; zero values are guard's defaults). Serve sets
 	// TLS and Busy per listener.
 	Conns guard.ListenerOptions
+	// Replica, if set, serves the paths under /replica/ (the store's
+	// replication endpoint, replica.Engine.Handler) where DAV is served.
+	Replica http.Handler
 }
 
 // bodyIdle bounds each read of a request body and each write of a
@@ -60,7 +64,17 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := NewHandler(cfg.Options)
+	var h http.Handler = NewHandler(cfg.Options)
+	if cfg.Replica != nil {
+		dh, rh := h, cfg.Replica
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/replica/") {
+				rh.ServeHTTP(w, r)
+				return
+			}
+			dh.ServeHTTP(w, r)
+		})
+	}
 	httpsPort := ""
 	for _, l := range lns {
 		if l.Proto == "https" {

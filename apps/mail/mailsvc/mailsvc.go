@@ -28,6 +28,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
+	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
 
@@ -79,6 +80,10 @@ type Config struct {
 	// ListenLinesPrinted: the caller (the appliance runtime) has printed
 	// the "listening on" lines already.
 	ListenLinesPrinted bool
+	// Replica configures the replication with the store's peers (see
+	// package replica): its endpoint is served under /replica/ on the git
+	// port. Logger and Stdout default to the service's.
+	Replica replica.Options
 }
 
 // Listeners are what Serve serves on; a nil listener is a service not
@@ -150,6 +155,19 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	st.SetMergeFunc(mailstore.Prefix+"/", mailstore.Merge)
 	// Pushed mailboxes are checked as IMAP would have written them.
 	st.SetValidateFunc(mailstore.Prefix+"/", mailstore.Validate)
+	// Live sync with the store's peers (none: it waits for some).
+	ropts := cfg.Replica
+	if ropts.Logger == nil {
+		ropts.Logger = log
+	}
+	if ropts.Stdout == nil {
+		ropts.Stdout = out
+	}
+	eng, err := replica.Start(st, ropts)
+	if err != nil {
+		return fmt.Errorf("mail: %w", err)
+	}
+	defer eng.Close()
 
 	maxMsg := cfg.MaxMessageBytes
 	if maxMsg == 0 {
@@ -174,7 +192,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		if cfg.InsecureAuth {
 			gitTLS = nil
 		}
-		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
+		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log, Replica: eng.Handler()})
 	}
 	ls = guarded(ls, cfg.Conns, tlsConfig, log)
 
