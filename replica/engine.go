@@ -213,6 +213,7 @@ func (e *Engine) rescan() {
 	want := map[string]Peer{}
 	for _, p := range ps {
 		if p.Name != self && token(e.st, p.Name) != "" {
+			p.URL = localURL(e.st, p)
 			want[p.Name] = p
 		}
 	}

@@ -31,6 +31,7 @@ const (
 
 func tokenFile(name string) string { return "replica/peers/" + name + ".token" }
 func caFile(name string) string    { return "replica/peers/" + name + ".ca.pem" }
+func urlFile(name string) string   { return "replica/peers/" + name + ".url" }
 
 // Peer is another node of the same person's store.
 type Peer struct {
@@ -207,7 +208,7 @@ func DelPeer(ctx context.Context, st *store.Store, name string) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{tokenFile(name), caFile(name)} {
+	for _, f := range []string{tokenFile(name), caFile(name), urlFile(name)} {
 		if err := os.Remove(nodePath(st, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -226,6 +227,49 @@ func token(st *store.Store, name string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// SetToken keeps the token shared with peer name (a node file): how a node
+// joins peers that another node recorded (the records replicate, tokens
+// do not).
+func SetToken(st *store.Store, name, tok string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n:") {
+		return errors.New("replica: a token is at least 16 characters without spaces or ':'")
+	}
+	return st.WriteNodeFile(tokenFile(name), []byte(tok+"\n"))
+}
+
+// SetLocalURL makes this node reach peer name at rawURL instead of the URL
+// of its record (a node file, not replicated): a peer reached from here by
+// another address, such as a LAN address or a tunnel. "" removes it.
+func SetLocalURL(st *store.Store, name, rawURL string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if rawURL == "" {
+		err := os.Remove(nodePath(st, urlFile(name)))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		return err
+	}
+	if err := ValidateURL(rawURL); err != nil {
+		return err
+	}
+	return st.WriteNodeFile(urlFile(name), []byte(rawURL+"\n"))
+}
+
+// localURL is the URL this node uses for peer p.
+func localURL(st *store.Store, p Peer) string {
+	if b, err := st.ReadNodeFile(urlFile(p.Name)); err == nil {
+		if u := strings.TrimSpace(string(b)); ValidateURL(u) == nil {
+			return u
+		}
+	}
+	return p.URL
 }
 
 // HasToken reports whether this node keeps a token for peer name.

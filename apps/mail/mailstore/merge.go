@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -142,22 +143,23 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 // a merge of replicas) a new UID above UIDNEXT, in one commit. The caller
 // holds s.wmu.
 func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
-	// Of the messages that share a UID, the one with the least key keeps
-	// it, the others get new ones: the same choice on every replica.
+	// Messages that share a UID all get new ones (in key order: the same
+	// choice on every replica), so that no client sees a UID it knows
+	// name another message; so does a message that arrives with a UID
+	// this mailbox expunged (never reused).
 	mb.mu.RLock()
 	var dups []*Message
 	for i := 0; i < len(mb.msgs); {
 		j := i + 1
-		least := mb.msgs[i]
 		for ; j < len(mb.msgs) && mb.msgs[j].UID == mb.msgs[i].UID; j++ {
-			if mb.msgs[j].Key < least.Key {
-				least = mb.msgs[j]
-			}
 		}
-		for _, m := range mb.msgs[i:j] {
-			if m != least {
-				dups = append(dups, m)
-			}
+		switch {
+		case j-i > 1:
+			group := append([]*Message(nil), mb.msgs[i:j]...)
+			sort.Slice(group, func(a, b int) bool { return group[a].Key < group[b].Key })
+			dups = append(dups, group...)
+		case mb.info.vanishedHas(mb.msgs[i].UID):
+			dups = append(dups, mb.msgs[i])
 		}
 		i = j
 	}
