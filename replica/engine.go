@@ -127,8 +127,9 @@ type peerSync struct {
 	status Status
 	line   string // last console line printed
 
-	kick   chan struct{} // sync now (pull and push)
-	dirty  chan struct{} // local commits to push
+	kick     chan struct{} // sync now (pull and push)
+	dirty    chan struct{} // local commits to push
+	incoming chan struct{} // the peer pushed to its branch here: merge it
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -247,13 +248,31 @@ func (e *Engine) rescan() {
 		}
 		ctx, cancel := context.WithCancel(e.ctx)
 		ps := &peerSync{e: e, name: name, url: p.URL, status: Status{Name: name, URL: p.URL},
-			kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+			kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), incoming: make(chan struct{}, 1),
+			cancel: cancel, done: make(chan struct{})}
+		w, err := e.st.Watch(FromBranch(name), "")
+		if err != nil {
+			e.log.Warn("replica: watching a peer's branch failed", "peer", name, "err", err)
+			cancel()
+			continue
+		}
 		e.peers[name] = ps
 		signal(ps.kick)
-		e.wg.Add(1)
+		signal(ps.incoming)
+		e.wg.Add(2)
 		go func() {
 			defer e.wg.Done()
 			ps.run(ctx)
+		}()
+		go func() {
+			defer e.wg.Done()
+			defer w.Close()
+			for {
+				if _, err := w.Next(ctx); err != nil {
+					return
+				}
+				signal(ps.incoming)
+			}
 		}()
 	}
 }
@@ -358,6 +377,12 @@ func (p *peerSync) run(ctx context.Context) {
 			return
 		case <-p.kick:
 			pull = true
+		case <-p.incoming:
+			t.Stop()
+			if err := p.mergeIncoming(ctx); err != nil && ctx.Err() == nil {
+				p.fail(err)
+			}
+			continue
 		case <-p.dirty:
 			// Batch what follows within Debounce.
 			select {
@@ -423,42 +448,58 @@ func (p *peerSync) remote() store.Remote {
 		Password: token(e.st, p.name), Name: "peer-" + p.name, CABundle: ca}
 }
 
-// sync pushes the local branch to the peer; if the peer has commits of its
-// own (or pull is set) it first pulls and merges them. The merge of a
-// conflict that the merge functions cannot resolve fails the sync and
-// changes nothing.
+// FromBranch is the branch of a node's store that peer name pushes its
+// main branch to: every node writes only its own main and its own branch
+// on its peers, so a push never races a peer's writes (it always
+// fast-forwards), and each node merges what its peers push locally.
+func FromBranch(name string) string { return "replica/" + name }
+
+// mergeIncoming merges the branch the peer pushes to into main.
+func (p *peerSync) mergeIncoming(ctx context.Context) error {
+	e := p.e
+	h, err := e.st.Resolve(FromBranch(p.name))
+	if err != nil || h.IsZero() {
+		return nil // nothing pushed yet
+	}
+	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Message: "replica: merge from " + p.name}); err != nil {
+		return err
+	}
+	p.contact(h)
+	return nil
+}
+
+func (p *peerSync) fail(err error) {
+	p.mu.Lock()
+	p.status.Failures++
+	p.status.LastError = err.Error()
+	p.status.ErrorAt = time.Now().UTC()
+	p.mu.Unlock()
+	p.e.log.Warn("replica: merge failed", "peer", p.name, "err", err)
+}
+
+// sync pushes the local branch to the peer's branch for this node; with
+// pull set it first fetches the peer's main and merges it (the periodic
+// fallback, and the first contact). A conflict that the merge functions
+// cannot resolve fails the sync and changes nothing.
 func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	e := p.e
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
 	rem := p.remote()
-	opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
 	var theirs store.Hash
-	for attempt := 0; ; attempt++ {
-		if pull {
-			res, err := e.st.Pull(ctx, rem, opts)
-			if err != nil {
-				return err
-			}
-			if res.Head.IsZero() {
-				return nil // both empty
-			}
-			theirs, _ = e.st.Resolve("refs/remotes/" + rem.Name + "/" + store.DefaultBranch)
-		}
-		err := e.st.Push(ctx, rem, store.SyncOptions{})
-		if err == nil {
-			head, _ := e.st.Resolve("")
-			theirs = head
-			break
-		}
-		if errors.Is(err, store.ErrNotExist) {
-			// Nothing here yet: only pull.
-			break
-		}
-		if !errors.Is(err, store.ErrNotFastForward) && !strings.Contains(err.Error(), "branch moved") || attempt >= 8 {
+	if pull {
+		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
+		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
-		pull = true // the peer has commits of its own (or moved meanwhile)
+		theirs, _ = e.st.Resolve("refs/remotes/" + rem.Name + "/" + store.DefaultBranch)
+	}
+	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	if in, _ := e.st.Resolve(FromBranch(p.name)); !in.IsZero() {
+		theirs = in
 	}
 	p.contact(theirs)
 	return nil
@@ -502,6 +543,13 @@ func (e *Engine) Handler() http.Handler {
 			}
 		}
 		return store.User{Name: "peer " + name, Git: store.GitWrite}, nil
+	}), store.WithGitPushFilter(func(u store.User, branch string) error {
+		name := strings.TrimPrefix(u.Name, "peer ")
+		if branch != FromBranch(name) {
+			e.log.Warn("replica: refused a peer's push to a branch not its own", "peer", name, "branch", branch)
+			return fmt.Errorf("peer %s may push to %s only", name, FromBranch(name))
+		}
+		return nil
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/git/") {

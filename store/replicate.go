@@ -1,6 +1,11 @@
 package store
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
 
 // CountNew counts the commits that head reaches and none of old reaches:
 // how far head is ahead of them (a replica's "ahead" and "behind"). It
@@ -31,3 +36,89 @@ func (s *Store) CountNew(head Hash, old []Hash, limit int) (int, error) {
 // reaches as a push of head would be checked (see GitHandler): a replica's
 // check of what it fetched before it merges it.
 func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
+
+// packObjects lists the objects that a client holding the commits haves
+// (and what they reach) lacks to have wants: the commits that the wants
+// reach and the haves do not, and in each commit's tree what differs from
+// its first parent's tree (all of it for a root commit). It reads through
+// the store's own object reader and never walks the history that the
+// haves reach, so a fetch of a few new commits costs what they changed,
+// however long the history. It may list an object the client has (a
+// blob that a merge brings from its second parent); never one less.
+func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
+	var out []Hash
+	err := s.readObjs(func(o *objReader) error {
+		seen := map[Hash]bool{}
+		add := func(h Hash) bool {
+			if seen[h] {
+				return false
+			}
+			seen[h] = true
+			out = append(out, h)
+			return true
+		}
+		var walk func(t, base Hash) error
+		walk = func(t, base Hash) error {
+			if t == base || !add(t) {
+				return nil
+			}
+			nt, err := o.tree(t)
+			if err != nil {
+				return err
+			}
+			var bt *tree
+			if !base.IsZero() {
+				if bt, err = o.tree(base); err != nil {
+					return err
+				}
+			}
+			for _, e := range nt.entries {
+				var be object.TreeEntry
+				ok := false
+				if bt != nil {
+					be, ok = bt.find(e.Name)
+				}
+				if ok && be.Hash == e.Hash {
+					continue
+				}
+				if e.Mode == filemode.Dir {
+					var b Hash
+					if ok && be.Mode == filemode.Dir {
+						b = be.Hash
+					}
+					if err := walk(e.Hash, b); err != nil {
+						return err
+					}
+					continue
+				}
+				if e.Mode == filemode.Submodule {
+					continue
+				}
+				add(e.Hash)
+			}
+			return nil
+		}
+		for _, w := range wants {
+			cs, err := newCommits(o, w, haves)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if !add(c.hash) {
+					continue
+				}
+				var base Hash
+				if len(c.parents) > 0 {
+					if base, err = o.commitTree(c.parents[0]); err != nil {
+						return err
+					}
+				}
+				if err := walk(c.tree, base); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -195,9 +195,19 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		rem := git.NewRemote(s.st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
-		err := rem.PushContext(ctx, &git.PushOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
+		// The logged commits written into the repository and go-git's
+		// view of its packs brought up to date first (read), so that
+		// go-git finds the commits it sends; but the push itself holds
+		// no lock while it waits for the network (a peer's answer may
+		// wait for this store's writes). Should a repack remove a pack
+		// meanwhile, the push fails and is tried again.
+		var st storage.Storer
+		if err := s.read(func(r *git.Repository) error { st = r.Storer; return nil }); err != nil {
+			return err
+		}
+		rem := git.NewRemote(st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
+		err := rem.PushContext(ctx, &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 			return nil
