@@ -130,8 +130,8 @@ type peerSync struct {
 	kick     chan struct{} // sync now (pull and push)
 	dirty    chan struct{} // local commits to push
 	incoming chan struct{} // the peer pushed to its branch here: merge it
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Start starts replicating st to and from the peers recorded in it. Close

@@ -51,7 +51,7 @@ type rnode struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	imapC   *imapclient.Client
-	uidVals map[string]uint32               // mailbox -> UIDVALIDITY first seen
+	uidVals map[string]uint32              // mailbox -> UIDVALIDITY first seen
 	seen    map[string]map[imap.UID]string // mailbox -> UID -> Message-ID
 }
 
@@ -212,8 +212,6 @@ func setupReplicas(t *testing.T, n int, seed uint64, ropts replica.Options) ([]*
 	}
 	return nodes, links
 }
-
-
 
 type respRecorder struct {
 	h    http.Header
