@@ -4,12 +4,14 @@
 //
 //   - latency: APPEND on node A until IMAP IDLE on node B reports it (p50,
 //     p99 of -samples);
+//
 //   - append: APPENDs a second from one client on a node with two peers
 //     against a node with none, same run;
+//
 //   - converge: three nodes cut apart, -writes commits on each, then the
 //     links healed: time until all three have one head.
 //
-//	go run ./bench/replica -samples 100 -appends 300 -writes 1000
+//     go run ./bench/replica -samples 100 -appends 300 -writes 1000
 package main
 
 import (
