@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,3 +209,54 @@ func indexOf(s, sub string) int {
 
 var _ = errors.Is
 var _ = fmt.Sprint
+
+// TestRefusals: wrong credentials, a push to a branch not the peer's own,
+// and a history that does not descend from what the peer pushed before are
+// refused, and the store is unchanged.
+func TestRefusals(t *testing.T) {
+	a, b := newNode(t, "a"), newNode(t, "b")
+	a.start(t, fastOpts())
+	b.start(t, fastOpts())
+	link(t, a, b, 7)
+	put(t, a.st, "notes/one", "from a")
+	waitFor(t, "b to see a's write", func() bool { return read(b.st, "notes/one") == "from a" })
+	before, _ := b.st.Resolve(FromBranch("a"))
+	ctx := context.Background()
+	url := "http://" + b.srv.Listener.Addr().String() + "/replica/git"
+
+	rogue := newNode(t, "rogue")
+	put(t, rogue.st, "notes/evil", "x")
+	for _, c := range []struct {
+		name string
+		rem  store.Remote
+		opts store.SyncOptions
+		want string
+	}{
+		{"wrong token", store.Remote{URL: url, Username: "a", Password: NewToken()}, store.SyncOptions{RemoteBranch: FromBranch("a")}, "authentication"},
+		{"unknown peer", store.Remote{URL: url, Username: "zed", Password: token(a.st, "b")}, store.SyncOptions{RemoteBranch: FromBranch("zed")}, "authentication"},
+		{"another branch", store.Remote{URL: url, Username: "a", Password: token(a.st, "b")}, store.SyncOptions{RemoteBranch: "replica/other"}, "may push to replica/a only"},
+		{"unrelated history", store.Remote{URL: url, Username: "a", Password: token(a.st, "b")}, store.SyncOptions{RemoteBranch: FromBranch("a")}, "fast-forward"},
+	} {
+		err := rogue.st.Push(ctx, c.rem, c.opts)
+		if err == nil || !contains(strings.ToLower(err.Error()), strings.ToLower(c.want)) {
+			t.Errorf("%s: push: %v, want an error with %q", c.name, err, c.want)
+		}
+	}
+	// (b's main may move meanwhile: a's own syncs.)
+	if read(b.st, "notes/evil") != "" {
+		t.Error("the rogue's item reached b")
+	}
+	if h, err := b.st.Resolve("replica/other"); err == nil && !h.IsZero() {
+		t.Error("the rogue made a branch on b")
+	}
+	if h, _ := b.st.Resolve(FromBranch("a")); h.IsZero() {
+		t.Error("a's branch on b is gone")
+	} else if ok, _ := isAncestorOf(b.st, before, h); !ok {
+		t.Errorf("a's branch on b does not descend from %s", before)
+	}
+}
+
+func isAncestorOf(st *store.Store, a, b store.Hash) (bool, error) {
+	n, err := st.CountNew(a, []store.Hash{b}, 0)
+	return n == 0, err
+}
