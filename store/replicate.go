@@ -41,10 +41,12 @@ func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
 // (and what they reach) lacks to have wants: the commits that the wants
 // reach and the haves do not, and in each commit's tree what differs from
 // its first parent's tree (all of it for a root commit). It reads through
-// the store's own object reader and never walks the history that the
-// haves reach, so a fetch of a few new commits costs what they changed,
-// however long the history. It may list an object the client has (a
-// blob that a merge brings from its second parent); never one less.
+// the store's own object reader and walks the commits the haves reach but
+// never their trees, so a fetch of a few new commits costs what they
+// changed plus one read per commit of history. It may list an object the
+// client has (a blob that a merge brings from its second parent); never
+// one less. (newCommits, which stops early on commit times, missed
+// commits made within one second of each other here.)
 func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 	var out []Hash
 	err := s.readObjs(func(o *objReader) error {
@@ -98,24 +100,54 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			}
 			return nil
 		}
-		for _, w := range wants {
-			cs, err := newCommits(o, w, haves)
+		// The commits the haves reach, exactly (commits only: cheap
+		// beside a walk of their trees), then those the wants reach
+		// beyond them.
+		old := map[Hash]bool{}
+		stack := append([]Hash(nil), haves...)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if h.IsZero() || old[h] {
+				continue
+			}
+			old[h] = true
+			c, err := readCommit(o, h)
 			if err != nil {
 				return err
 			}
-			for _, c := range cs {
-				if !add(c.hash) {
-					continue
-				}
-				var base Hash
-				if len(c.parents) > 0 {
-					if base, err = o.commitTree(c.parents[0]); err != nil {
-						return err
-					}
-				}
-				if err := walk(c.tree, base); err != nil {
+			stack = append(stack, c.parents...)
+		}
+		var cs []commitNode
+		inNew := map[Hash]bool{}
+		stack = append(stack[:0], wants...)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if h.IsZero() || old[h] || inNew[h] {
+				continue
+			}
+			inNew[h] = true
+			c, err := readCommit(o, h)
+			if err != nil {
+				return err
+			}
+			cs = append(cs, c)
+			stack = append(stack, c.parents...)
+		}
+		for _, c := range cs {
+			if !add(c.hash) {
+				continue
+			}
+			var base Hash
+			if len(c.parents) > 0 {
+				var err error
+				if base, err = o.commitTree(c.parents[0]); err != nil {
 					return err
 				}
+			}
+			if err := walk(c.tree, base); err != nil {
+				return err
 			}
 		}
 		return nil
