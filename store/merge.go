@@ -143,8 +143,10 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 	return MergeResult{Head: c, Resolved: resolved}, nil
 }
 
-// maxVirtualDepth bounds the recursion of virtual merge bases.
-const maxVirtualDepth = 8
+// maxVirtualDepth bounds the recursion of virtual merge bases: each level
+// costs a merge-base search per base (under the writer lock), and replicas
+// that merge each other make many; deeper bases use their first base.
+const maxVirtualDepth = 1
 
 // mergeBaseTree returns the tree to merge ours and theirs against: their
 // merge base's, or with several (criss-cross history, as replicas that
