@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -146,7 +145,7 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 // maxVirtualDepth bounds the recursion of virtual merge bases: each level
 // costs a merge-base search per base (under the writer lock), and replicas
 // that merge each other make many; deeper bases use their first base.
-const maxVirtualDepth = 1
+const maxVirtualDepth = 4
 
 // mergeBaseTree returns the tree to merge ours and theirs against: their
 // merge base's, or with several (criss-cross history, as replicas that
@@ -155,25 +154,10 @@ const maxVirtualDepth = 1
 // mistaken for what the other added. Paths in conflict within the virtual
 // base keep the first base's content. Zero for unrelated histories.
 func (s *Store) mergeBaseTree(ours, theirs Hash, depth int) (Hash, error) {
-	var bases []Hash
-	err := s.read(func(r *git.Repository) error {
-		co, err := r.CommitObject(ours)
-		if err != nil {
-			return err
-		}
-		ct, err := r.CommitObject(theirs)
-		if err != nil {
-			return err
-		}
-		bs, err := co.MergeBase(ct)
-		if err != nil {
-			return fmt.Errorf("store: merge base of %s and %s: %w", short(ours), short(theirs), err)
-		}
-		for _, b := range bs {
-			bases = append(bases, b.Hash)
-		}
-		return nil
-	})
+	bases, err := s.mergeBases(ours, theirs)
+	if err != nil {
+		return Hash{}, fmt.Errorf("store: merge base of %s and %s: %w", short(ours), short(theirs), err)
+	}
 	if err != nil || len(bases) == 0 {
 		return Hash{}, err
 	}

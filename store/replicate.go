@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -150,6 +151,95 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 				return err
 			}
 		}
+		return nil
+	})
+	return out, err
+}
+
+// mergeBases returns the best common ancestors of a and b (those that are
+// not ancestors of another common ancestor), read through the store's own
+// object reader: three walks of commits, no trees.
+func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
+	var out []Hash
+	err := s.readObjs(func(o *objReader) error {
+		parents := map[Hash][]Hash{}
+		par := func(h Hash) ([]Hash, error) {
+			if p, ok := parents[h]; ok {
+				return p, nil
+			}
+			c, err := readCommit(o, h)
+			if err != nil {
+				return nil, err
+			}
+			parents[h] = c.parents
+			return c.parents, nil
+		}
+		// Everything a reaches.
+		ofA := map[Hash]bool{}
+		stack := []Hash{a}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ofA[h] {
+				continue
+			}
+			ofA[h] = true
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		// From b, the first commits a reaches on each path.
+		var cands []Hash
+		seen := map[Hash]bool{}
+		stack = append(stack[:0], b)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			if ofA[h] {
+				cands = append(cands, h)
+				continue
+			}
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		// Drop candidates that another candidate reaches.
+		below := map[Hash]bool{}
+		stack = stack[:0]
+		for _, c := range cands {
+			ps, err := par(c)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if below[h] {
+				continue
+			}
+			below[h] = true
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		for _, c := range cands {
+			if !below[c] {
+				out = append(out, c)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 		return nil
 	})
 	return out, err

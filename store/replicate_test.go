@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sort"
+	"strings"
 	"testing"
 
 	git "github.com/go-git/go-git/v5"
@@ -48,6 +50,31 @@ func TestPackObjectsComplete(t *testing.T) {
 		h, _ := s.Resolve("main")
 		hb, _ := s.Resolve("b")
 		heads = append(heads, h, hb)
+	}
+	// mergeBases agrees with go-git's MergeBase.
+	for k := 0; k < 30; k++ {
+		a, b := heads[r.IntN(len(heads))], heads[r.IntN(len(heads))]
+		got, err := s.mergeBases(a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		err = s.read(func(rp *git.Repository) error {
+			ca, _ := rp.CommitObject(a)
+			cb, _ := rp.CommitObject(b)
+			bs, err := ca.MergeBase(cb)
+			for _, c := range bs {
+				want = append(want, c.Hash.String())
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(want)
+		if fmt.Sprint(got) != "["+strings.Join(want, " ")+"]" {
+			t.Errorf("merge bases of %s and %s: %v, go-git %v", short(a), short(b), got, want)
+		}
 	}
 	for k := 0; k < 30; k++ {
 		want := heads[len(heads)-1-r.IntN(6)]
