@@ -17,7 +17,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
-	"github.com/go-git/go-git/v5/plumbing/revlist"
 )
 
 // maxPushBytes bounds the body of one push.
@@ -72,9 +71,17 @@ func WithGitAuthenticator(a GitAuthenticator) GitOption {
 }
 
 type gitHandler struct {
-	s    *Store
-	log  *slog.Logger
-	auth GitAuthenticator
+	s          *Store
+	log        *slog.Logger
+	auth       GitAuthenticator
+	pushFilter func(u User, branch string) error
+}
+
+// WithGitPushFilter makes a GitHandler ask f before it moves a branch for
+// a push of user u; an error refuses that branch with the error's text
+// (a replica's peer may push only to its own branch).
+func WithGitPushFilter(f func(u User, branch string) error) GitOption {
+	return func(h *gitHandler) { h.pushFilter = f }
 }
 
 func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -249,18 +256,14 @@ func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader
 	if err := h.s.checkWants(wants); err != nil {
 		return writeErrLine(w, err.Error())
 	}
+	// The objects to send, from what the new commits changed (never a
+	// walk of all the history the haves reach: a replica fetching a few
+	// commits sends hundreds of haves).
+	objs, err := h.s.packObjects(wants, haves)
+	if err != nil {
+		return err
+	}
 	return h.s.read(func(r *git.Repository) error {
-		var exclude []plumbing.Hash
-		if len(haves) > 0 {
-			var err error
-			if exclude, err = revlist.Objects(r.Storer, haves, nil); err != nil {
-				return err
-			}
-		}
-		objs, err := revlist.Objects(r.Storer, wants, exclude)
-		if err != nil {
-			return err
-		}
 		bw := bufio.NewWriterSize(w, 64<<10)
 		if _, err := packfile.NewEncoder(bw, r.Storer, false).Encode(objs, packWindow); err != nil {
 			return err
@@ -322,7 +325,7 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 	}
 	for _, c := range req.Commands {
 		status := "ok"
-		if err := h.applyCommand(c); err != nil {
+		if err := h.applyCommand(c, user); err != nil {
 			status = err.Error()
 			log.Info("git: push refused", "ref", c.Name, "reason", status)
 		} else {
@@ -342,7 +345,7 @@ func (h *gitHandler) reportStatus(w io.Writer, req *packp.ReferenceUpdateRequest
 
 // applyCommand applies one reference update of a push; the writer lock is
 // held.
-func (h *gitHandler) applyCommand(c *packp.Command) error {
+func (h *gitHandler) applyCommand(c *packp.Command, user User) error {
 	name := c.Name
 	if !name.IsBranch() {
 		return errors.New("only branches (refs/heads/...) can be pushed")
@@ -350,6 +353,11 @@ func (h *gitHandler) applyCommand(c *packp.Command) error {
 	branch := name.Short()
 	if err := validateBranch(branch); err != nil {
 		return errors.New("invalid branch name")
+	}
+	if h.pushFilter != nil {
+		if err := h.pushFilter(user, branch); err != nil {
+			return errors.New(oneLine(err.Error()))
+		}
 	}
 	cur, err := h.s.head(branch)
 	if err != nil {

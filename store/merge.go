@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -109,51 +108,117 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 		return MergeResult{Head: theirs, FastForward: true}, s.moveBranch(into, ours, theirs)
 	}
 
-	var base Hash
-	var trees []Hash
-	var dOurs, dTheirs []Change
-	err = s.read(func(r *git.Repository) error {
-		co, err := r.CommitObject(ours)
-		if err != nil {
-			return err
-		}
-		ct, err := r.CommitObject(theirs)
-		if err != nil {
-			return err
-		}
-		bases, err := co.MergeBase(ct)
-		if err != nil {
-			return fmt.Errorf("store: merge base of %s and %s: %w", short(ours), short(theirs), err)
-		}
-		// With several merge bases (criss-cross history) the first is used;
-		// paths that differ because of that surface as conflicts or go to
-		// the merge functions, never silently.
-		if len(bases) > 0 {
-			base = bases[0].Hash
-		}
-		return nil
-	})
-	if err == nil {
-		err = s.readObjs(func(o *objReader) error {
-			var err error
-			if trees, err = commitTrees(o, base, ours, theirs); err != nil {
-				return err
-			}
-			if dOurs, err = o.diffTrees(trees[0], trees[1], "", nil); err != nil {
-				return err
-			}
-			dTheirs, err = o.diffTrees(trees[0], trees[2], "", nil)
-			return err
-		})
-	}
+	op := fmt.Sprintf("merge %s into %s", from, into)
+	baseTree, err := s.mergeBaseTree(ours, theirs, 0)
 	if err != nil {
 		return MergeResult{}, err
+	}
+	var trees []Hash
+	err = s.readObjs(func(o *objReader) error {
+		var err error
+		trees, err = commitTrees(o, ours, theirs)
+		return err
+	})
+	if err != nil {
+		return MergeResult{}, err
+	}
+	tree, levels, resolved, conflicts, err := s.mergeTrees(op, baseTree, trees[0], trees[1])
+	if err != nil {
+		return MergeResult{}, err
+	}
+	if len(conflicts) > 0 {
+		return MergeResult{}, &ConflictError{Op: op, Paths: conflicts}
+	}
+	if opts.Message == "" {
+		opts.Message = fmt.Sprintf("Merge %s into %s", from, into)
+	}
+	c, err := s.writeTreeAndCommit(tree, levels, []Hash{ours, theirs}, opts)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	if err := s.moveBranch(into, ours, c); err != nil {
+		return MergeResult{}, err
+	}
+	return MergeResult{Head: c, Resolved: resolved}, nil
+}
+
+// maxVirtualDepth bounds the recursion of virtual merge bases: each level
+// costs a merge-base search per base (under the writer lock), and replicas
+// that merge each other make many; deeper bases use their first base.
+const maxVirtualDepth = 4
+
+// mergeBaseTree returns the tree to merge ours and theirs against: their
+// merge base's, or with several (criss-cross history, as replicas that
+// merge each other make) a virtual one, the merge of those bases (as git's
+// recursive strategy does), so that what one side deleted since is not
+// mistaken for what the other added. Paths in conflict within the virtual
+// base keep the first base's content. Zero for unrelated histories.
+func (s *Store) mergeBaseTree(ours, theirs Hash, depth int) (Hash, error) {
+	bases, err := s.mergeBases(ours, theirs)
+	if err != nil {
+		return Hash{}, fmt.Errorf("store: merge base of %s and %s: %w", short(ours), short(theirs), err)
+	}
+	if err != nil || len(bases) == 0 {
+		return Hash{}, err
+	}
+	var tree Hash
+	err = s.readObjs(func(o *objReader) error {
+		var err error
+		tree, err = o.commitTree(bases[0])
+		return err
+	})
+	if err != nil || len(bases) == 1 || depth >= maxVirtualDepth {
+		return tree, err
+	}
+	acc := bases[0]
+	for _, b := range bases[1:] {
+		bt, err := s.mergeBaseTree(acc, b, depth+1)
+		if err != nil {
+			return Hash{}, err
+		}
+		var other Hash
+		if err := s.readObjs(func(o *objReader) error {
+			var err error
+			other, err = o.commitTree(b)
+			return err
+		}); err != nil {
+			return Hash{}, err
+		}
+		t, levels, _, _, err := s.mergeTrees("virtual merge base", bt, tree, other)
+		if err != nil {
+			return Hash{}, err
+		}
+		if _, err := s.writeObjects(nil, levels); err != nil {
+			return Hash{}, err
+		}
+		tree = t
+		// Further bases are merged against the first's history (an
+		// approximation that errs towards conflicts, never silence).
+	}
+	return tree, nil
+}
+
+// mergeTrees merges the trees ours and theirs against base: it returns the
+// merged tree and its new objects (deepest first), the paths merge
+// functions resolved, and the paths in conflict (whose ours content the
+// tree keeps).
+func (s *Store) mergeTrees(op string, base, ours, theirs Hash) (Hash, [][]plumbing.EncodedObject, []string, []string, error) {
+	var dOurs, dTheirs []Change
+	err := s.readObjs(func(o *objReader) error {
+		var err error
+		if dOurs, err = o.diffTrees(base, ours, "", nil); err != nil {
+			return err
+		}
+		dTheirs, err = o.diffTrees(base, theirs, "", nil)
+		return err
+	})
+	if err != nil {
+		return Hash{}, nil, nil, nil, err
 	}
 	ourChange := make(map[string]Change, len(dOurs))
 	for _, c := range dOurs {
 		ourChange[c.Path] = c
 	}
-	op := fmt.Sprintf("merge %s into %s", from, into)
 	changes := map[string]change{}
 	var conflicts, resolved []string
 	for _, tc := range dTheirs {
@@ -187,24 +252,11 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 			changes[tc.Path] = change{hash: plumbing.ComputeHash(plumbing.BlobObject, merged), data: merged}
 		}
 	}
-	if len(conflicts) > 0 {
-		return MergeResult{}, &ConflictError{Op: op, Paths: conflicts}
-	}
-	tree, levels, err := s.buildTree(trees[1], changes)
+	tree, levels, err := s.buildTree(ours, changes)
 	if err != nil {
-		return MergeResult{}, &ConflictError{Op: op + " (" + err.Error() + ")", Paths: changedPaths(changes)}
+		return Hash{}, nil, nil, nil, &ConflictError{Op: op + " (" + err.Error() + ")", Paths: changedPaths(changes)}
 	}
-	if opts.Message == "" {
-		opts.Message = fmt.Sprintf("Merge %s into %s", from, into)
-	}
-	c, err := s.writeTreeAndCommit(tree, levels, []Hash{ours, theirs}, opts)
-	if err != nil {
-		return MergeResult{}, err
-	}
-	if err := s.moveBranch(into, ours, c); err != nil {
-		return MergeResult{}, err
-	}
-	return MergeResult{Head: c, Resolved: resolved}, nil
+	return tree, levels, resolved, conflicts, nil
 }
 
 // callMerge reads the three versions and calls fn.

@@ -34,6 +34,10 @@ type Snapshot struct {
 // Commit is the commit the snapshot shows; zero for a store with no commits.
 func (sn *Snapshot) Commit() Hash { return sn.commit }
 
+// Tree is the hash of the snapshot's root tree; zero for an empty store.
+// Two replicas with the same Tree hold the same data.
+func (sn *Snapshot) Tree() Hash { return sn.tree }
+
 // Snapshot resolves rev (see Resolve) and returns a view of it. The default
 // branch of a store without commits gives an empty snapshot.
 func (s *Store) Snapshot(rev string) (*Snapshot, error) {

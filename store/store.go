@@ -108,6 +108,8 @@ type Store struct {
 	// processes.
 	wmu      sync.Mutex
 	lockFile *os.File
+	// fetchMu serialises Fetch (which takes no writer lock).
+	fetchMu sync.Mutex
 	// flockMu guards flockHeld (this process holds the flock) and
 	// flockUsers (writers inside the lock); see holdFlock.
 	flockMu    sync.Mutex

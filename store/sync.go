@@ -64,6 +64,11 @@ type SyncOptions struct {
 	// RemoteBranch is the remote's branch; "" means the same name as the
 	// local one.
 	RemoteBranch string
+	// Validate checks the fetched commits as a git push to this store is
+	// checked (paths, sizes, the apps' validators) before Pull merges
+	// them: a replica pulling from a peer. A refused history leaves the
+	// branch unchanged.
+	Validate bool
 }
 
 func (o SyncOptions) branches() (local, remote string) {
@@ -87,12 +92,10 @@ func (s *Store) Pull(ctx context.Context, remote Remote, opts SyncOptions) (Merg
 	if err := validateBranch(rbranch); err != nil {
 		return MergeResult{}, err
 	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return MergeResult{}, err
-	}
-	defer unlock()
-	theirs, err := s.fetchLocked(ctx, remote, rbranch)
+	// The fetch (the network) is done without the writer lock, so that a
+	// slow or unreachable remote never holds up local writes; only the
+	// merge takes it.
+	theirs, err := s.Fetch(ctx, remote, rbranch)
 	if err != nil {
 		return MergeResult{}, err
 	}
@@ -100,7 +103,34 @@ func (s *Store) Pull(ctx context.Context, remote Remote, opts SyncOptions) (Merg
 		h, err := s.head(local)
 		return MergeResult{Head: h, UpToDate: true}, err
 	}
+	if opts.Validate {
+		if err := s.validateNew(theirs); err != nil {
+			return MergeResult{}, fmt.Errorf("store: pull %s from %s: refused: %w", rbranch, remote, err)
+		}
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	defer unlock()
 	return s.mergeLocked(remote.name()+"/"+rbranch, theirs, opts.Commit)
+}
+
+// Fetch copies the remote's branch history into the store without merging
+// it, records it as refs/remotes/NAME/BRANCH and returns its head (zero if
+// the remote has no such branch). It does not take the writer lock: local
+// writes go on while it waits for the network. Fetches are serialized
+// among themselves.
+func (s *Store) Fetch(ctx context.Context, remote Remote, branch string) (Hash, error) {
+	if err := validateBranch(branch); err != nil {
+		return Hash{}, err
+	}
+	if s.isClosed() {
+		return Hash{}, ErrClosed
+	}
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	return s.fetchLocked(ctx, remote, branch)
 }
 
 // fetchLocked copies the remote branch's history into the store and records
@@ -165,9 +195,19 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		rem := git.NewRemote(s.st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
-		err := rem.PushContext(ctx, &git.PushOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
+		// The logged commits written into the repository and go-git's
+		// view of its packs brought up to date first (read), so that
+		// go-git finds the commits it sends; but the push itself holds
+		// no lock while it waits for the network (a peer's answer may
+		// wait for this store's writes). Should a repack remove a pack
+		// meanwhile, the push fails and is tried again.
+		var st storage.Storer
+		if err := s.read(func(r *git.Repository) error { st = r.Storer; return nil }); err != nil {
+			return err
+		}
+		rem := git.NewRemote(st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
+		err := rem.PushContext(ctx, &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 			return nil

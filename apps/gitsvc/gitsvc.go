@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nymote/nymote/apps/internal/guard"
@@ -58,6 +59,10 @@ type Config struct {
 	Conns guard.ListenerOptions
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// Replica, if set, serves the paths under /replica/ (the store's
+	// replication endpoint for its peers, replica.Engine.Handler, which
+	// authenticates peers by their own tokens).
+	Replica http.Handler
 }
 
 // Server is a store's guarded git endpoint.
@@ -77,7 +82,10 @@ func New(cfg Config) *Server {
 		auth = guard.NewAuth(guard.AuthOptions{})
 	}
 	st := cfg.Store
-	h := st.GitHandler(log, store.WithGitAuthenticator(Authenticator(auth, st)))
+	var h http.Handler = st.GitHandler(log, store.WithGitAuthenticator(Authenticator(auth, st)))
+	if cfg.Replica != nil {
+		h = withReplica(h, cfg.Replica)
+	}
 	conns := cfg.Conns
 	conns.LoginTimeout = 0
 	conns.TLS, conns.Busy = cfg.TLS, ""
@@ -154,4 +162,15 @@ func TLSConfig(ctx context.Context, st *store.Store, certFile, keyFile string, h
 // GIT_SSL_CAINFO=FILE git clone https://...
 func CertFile(st *store.Store) string {
 	return filepath.Join(st.NodeDir(), filepath.FromSlash(svc.CertPath))
+}
+
+// withReplica sends the requests under /replica/ to rh, the others to h.
+func withReplica(h, rh http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/replica/") {
+			rh.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

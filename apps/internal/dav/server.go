@@ -47,6 +47,9 @@ type Config struct {
 	// Wrap, if set, wraps the DAV handler: a check in front of it, such as
 	// capability tokens (signpost/capability.Handler with WithUser).
 	Wrap func(http.Handler) http.Handler
+	// Replica, if set, serves the paths under /replica/ (the store's
+	// replication endpoint, replica.Engine.Handler) where DAV is served.
+	Replica http.Handler
 }
 
 // bodyIdle bounds each read of a request body and each write of a
@@ -76,6 +79,17 @@ func Serve(ctx context.Context, cfg Config, lns []Listener) error {
 	if cfg.Console != nil {
 		// The console has its own sign-in: outside Wrap.
 		h = withConsole(h, cfg.Console)
+	}
+	if cfg.Replica != nil {
+		// Replication authenticates peers by their tokens: outside Wrap.
+		dh, rh := h, cfg.Replica
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/replica/") {
+				rh.ServeHTTP(w, r)
+				return
+			}
+			dh.ServeHTTP(w, r)
+		})
 	}
 	httpsPort := ""
 	for _, l := range lns {

@@ -25,6 +25,46 @@
 // brought up to date from store.Watch for commits made by others (git push,
 // merges). Sessions see changes through imapserver's MailboxTracker, which
 // gives IMAP IDLE its push.
+//
+// Replicas (package replica). A person's nodes each hold the whole mail
+// store and accept every write while cut off from each other; when they
+// meet, commits merge with Merge (the merge function of mail/). The model:
+//
+//   - Identity: a message is its KEY (random, made where it was
+//     appended), in a mailbox identified by BOX (random, made where the
+//     mailbox was created). Two nodes that append never write one path,
+//     so their messages never collide in the tree; the same message
+//     appended on both sides (one SMTP delivery retried to two nodes) is
+//     two messages (no content de-duplication).
+//   - UIDVALIDITY is chosen when a mailbox is created and never changed
+//     by a merge (mergeInfo keeps the higher if two creations of one BOX
+//     ever met, which random ids make a non-event).
+//   - UIDs are one per message in the tree (KEY.meta), the same on every
+//     node once merged. Each node assigns them ascending from its
+//     UIDNEXT. Two nodes that append while apart assign the same UIDs;
+//     after the merge (fixDuplicateUIDs, run by every node's index when it
+//     follows a merge, with the same choice everywhere) every message that
+//     shares a UID, and every message arriving with a UID that the mailbox
+//     had expunged, gets a new UID above UIDNEXT, in key order, and its
+//     old UID is recorded as expunged (VANISHED). So no UID ever names a
+//     second message and none is reused; but a message appended during a
+//     partition may be seen by a client under one UID and later under
+//     another (an expunge and a new message to that client). Nodes that
+//     renumbered differently agree on the higher UID (pickMeta).
+//   - Flags merge per message and per flag (three-way); a flag change and
+//     an expunge of the same message: the expunge wins (a deleted side
+//     deletes).
+//   - MOVE is a copy under a new key in the target mailbox and an expunge
+//     in the source: a concurrent flag change on another node is lost
+//     with the expunged source (the moved message keeps the flags it had
+//     when moved). Not yet the issue's "one moved, flagged message".
+//   - mailbox.json: UIDNEXT, HIGHESTMODSEQ and \Recent marks take the
+//     higher; expunged UIDs the union; a name or subscription changed on
+//     both sides the greater value (the same on every node).
+//   - Default mailboxes are created on a user's first use with random ids:
+//     two nodes that each saw the user first make two INBOXes. A node is
+//     therefore made as a clone of one that has the user (as `nymote store
+//     clone` and replica setup do), not set up afresh beside it.
 package mailstore
 
 import (

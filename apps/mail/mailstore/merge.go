@@ -1,8 +1,10 @@
 package mailstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -45,12 +47,38 @@ func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 	switch {
 	case strings.HasSuffix(p, "/mailbox.json"):
 		return mergeInfo(base, ours, theirs)
-	case strings.HasSuffix(p, ".meta"), strings.HasSuffix(p, ".eml"):
-		// Only a UID renumbering on one side changes these; either is a
-		// valid state, and duplicate UIDs are fixed later.
-		return ours, nil
+	case strings.HasSuffix(p, ".meta"):
+		// Only a UID renumbering changes a message's record: two nodes
+		// that renumbered it differently agree on the higher UID (the
+		// same choice on both sides, so that replicas converge).
+		return pickMeta(ours, theirs), nil
+	case strings.HasSuffix(p, ".eml"):
+		// Never changed once written; the greater content, were it ever.
+		return greater(ours, theirs), nil
 	}
 	return nil, fmt.Errorf("mailstore: no merge for %s", p)
+}
+
+// greater returns the greater of a and b: a choice that does not depend on
+// which side is ours, so that every replica makes it alike.
+func greater(a, b []byte) []byte {
+	if bytes.Compare(a, b) >= 0 {
+		return a
+	}
+	return b
+}
+
+// pickMeta returns the message record with the higher UID (the greater
+// content on a tie).
+func pickMeta(ours, theirs []byte) []byte {
+	var o, t msgMeta
+	if json.Unmarshal(ours, &o) != nil || json.Unmarshal(theirs, &t) != nil || o.UID == t.UID {
+		return greater(ours, theirs)
+	}
+	if o.UID > t.UID {
+		return ours
+	}
+	return theirs
 }
 
 func union(a, b map[imap.Flag]bool) map[imap.Flag]bool {
@@ -89,13 +117,16 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 	m.VanishedFloor = max(m.VanishedFloor, t.VanishedFloor)
 	m.Vanished = append(m.Vanished, t.Vanished...)
 	m.normVanished()
-	if t.Name != b.Name {
+	// A setting changed on one side takes that side's value; changed on
+	// both to different values, the greater one (the same on every
+	// replica, whichever side is ours).
+	if t.Name != b.Name && (o.Name == b.Name || t.Name > o.Name) {
 		m.Name = t.Name
 	}
-	if t.Subscribed != b.Subscribed {
+	if t.Subscribed != b.Subscribed && (o.Subscribed == b.Subscribed || t.Subscribed) {
 		m.Subscribed = t.Subscribed
 	}
-	if fmt.Sprint(t.SpecialUse) != fmt.Sprint(b.SpecialUse) {
+	if ts, os, bs := fmt.Sprint(t.SpecialUse), fmt.Sprint(o.SpecialUse), fmt.Sprint(b.SpecialUse); ts != bs && (os == bs || ts > os) {
 		m.SpecialUse = t.SpecialUse
 	}
 	if t.UIDValidity != o.UIDValidity {
@@ -112,12 +143,25 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 // a merge of replicas) a new UID above UIDNEXT, in one commit. The caller
 // holds s.wmu.
 func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
+	// Messages that share a UID all get new ones (in key order: the same
+	// choice on every replica), so that no client sees a UID it knows
+	// name another message; so does a message that arrives with a UID
+	// this mailbox expunged (never reused).
 	mb.mu.RLock()
 	var dups []*Message
-	for i := 1; i < len(mb.msgs); i++ {
-		if mb.msgs[i].UID == mb.msgs[i-1].UID {
+	for i := 0; i < len(mb.msgs); {
+		j := i + 1
+		for ; j < len(mb.msgs) && mb.msgs[j].UID == mb.msgs[i].UID; j++ {
+		}
+		switch {
+		case j-i > 1:
+			group := append([]*Message(nil), mb.msgs[i:j]...)
+			sort.Slice(group, func(a, b int) bool { return group[a].Key < group[b].Key })
+			dups = append(dups, group...)
+		case mb.info.vanishedHas(mb.msgs[i].UID):
 			dups = append(dups, mb.msgs[i])
 		}
+		i = j
 	}
 	mb.mu.RUnlock()
 	if len(dups) == 0 {

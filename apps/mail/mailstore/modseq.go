@@ -144,6 +144,16 @@ func (i *MailboxInfo) addVanished(uid imap.UID, modseq uint64) {
 	i.normVanished()
 }
 
+// vanishedHas reports whether uid is among the expunged UIDs kept.
+func (i *MailboxInfo) vanishedHas(uid imap.UID) bool {
+	for _, r := range i.Vanished {
+		if uid >= r.Lo && uid <= r.Hi {
+			return true
+		}
+	}
+	return false
+}
+
 // normVanished sorts the ranges by MODSEQ, then UID, drops duplicates and
 // forgets the oldest beyond maxVanished.
 func (i *MailboxInfo) normVanished() {

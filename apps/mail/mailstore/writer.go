@@ -581,6 +581,16 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error
 	if err != nil {
 		return err
 	}
+	if msg != nil {
+		// A replica gave the message a new UID (two messages had one):
+		// to this index's clients the old UID is expunged and the
+		// message is new.
+		var m msgMeta
+		if json.Unmarshal(data, &m) == nil && m.UID != msg.UID {
+			mb.removeMessage(msg)
+			msg = nil
+		}
+	}
 	if msg == nil {
 		var m msgMetaIndex
 		if err := json.Unmarshal(data, &m); err != nil {

@@ -37,6 +37,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/apps/mail/wellknown"
+	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
 
@@ -118,6 +119,10 @@ type Config struct {
 	// mail app has mounted its own handlers on it, to mount more (a web
 	// console). See Web.
 	Web func(*Web)
+	// Replica configures the replication with the store's peers (see
+	// package replica): its endpoint is served under /replica/ on the git
+	// port. Logger and Stdout default to the service's.
+	Replica replica.Options
 }
 
 // ACME configures certificates from an ACME CA (see package acmecert).
@@ -238,6 +243,19 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	st.SetMergeFunc(mailstore.Prefix+"/", mailstore.Merge)
 	// Pushed mailboxes are checked as IMAP would have written them.
 	st.SetValidateFunc(mailstore.Prefix+"/", mailstore.Validate)
+	// Live sync with the store's peers (none: it waits for some).
+	ropts := cfg.Replica
+	if ropts.Logger == nil {
+		ropts.Logger = log
+	}
+	if ropts.Stdout == nil {
+		ropts.Stdout = out
+	}
+	eng, err := replica.Start(st, ropts)
+	if err != nil {
+		return fmt.Errorf("mail: %w", err)
+	}
+	defer eng.Close()
 
 	maxMsg := cfg.MaxMessageBytes
 	if maxMsg == 0 {
@@ -283,7 +301,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		if cfg.InsecureAuth {
 			gitTLS = nil
 		}
-		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log})
+		gitSrv = gitsvc.New(gitsvc.Config{Store: st, TLS: gitTLS, Auth: auth, Conns: cfg.Conns, Logger: log, Replica: eng.Handler()})
 	}
 	web := NewWeb()
 	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)

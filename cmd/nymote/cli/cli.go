@@ -81,12 +81,12 @@ users, and syncs replicas over git.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())}
 	})
-	root.AddCommand(newStoreCmd(g), newUserCmd(g))
+	root.AddCommand(newStoreCmd(g), newUserCmd(g), newPeerCmd(g))
 	root.AddCommand(newBuildCmd(g), newRunCmd(g), newDiskCmd(g), newFlashCmd(g))
 	root.AddCommand(newSummonCmd(g))
 	root.AddCommand(newMailCmd(g))
 	root.AddCommand(newKeyCmd(g), newUpdateCmd(g))
-	root.AddCommand(newIDCmd(g), newSignpostPeerCmd(g), newShareCmd(g))
+	root.AddCommand(newIDCmd(g), newShareCmd(g))
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
+	"github.com/nymote/nymote/replica"
 )
 
 // Service is the DAV app a (app.Contacts or app.Calendar: ports "http",
@@ -52,6 +53,12 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 			}
 			st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
+			eng, err := replica.Start(st, replica.Options{Logger: env.Log, Stdout: env.Console})
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			cfg.Replica = eng.Handler()
 			tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{Hostnames: hosts}, env.Log)
 			if err != nil {
 				return err

@@ -22,6 +22,7 @@ import (
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
+	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
 
@@ -98,6 +99,12 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}
 	st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
+	eng, err := replica.Start(st, replica.Options{Logger: log, Stdout: stdout})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	cfg.Replica = eng.Handler()
 	if *httpsAddr != "" {
 		tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{CertFile: *cert, KeyFile: *key, Hostnames: splitList(*hosts)}, log)
 		if err != nil {

@@ -1,0 +1,278 @@
+// Command replica measures live sync between replicas, host processes on
+// loopback (every node in this process, each with its own store, mail
+// service and replication endpoint):
+//
+//   - latency: APPEND on node A until IMAP IDLE on node B reports it (p50,
+//     p99 of -samples);
+//
+//   - append: APPENDs a second from one client on a node with two peers
+//     against a node with none, same run;
+//
+//   - converge: three nodes cut apart, -writes commits on each, then the
+//     links healed: time until all three have one head.
+//
+//     go run ./bench/replica -samples 100 -appends 300 -writes 1000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/replica"
+	"github.com/nymote/nymote/store"
+)
+
+const password = "correct horse battery"
+
+type node struct {
+	name string
+	dir  string
+	st   *store.Store
+	imap string
+	git  net.Listener
+	ls   mailsvc.Listeners
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "replica bench:", err)
+		os.Exit(1)
+	}
+}
+
+// cluster makes n nodes of one store (alice's mailboxes made on the first,
+// then cloned), peers of each other through fault proxies, and serves them.
+func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProxy, func()) {
+	ctx := context.Background()
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nd := &node{name: fmt.Sprintf("%s%d", prefix, i), dir: filepath.Join(root, fmt.Sprintf("%s%d", prefix, i))}
+		imapLn, err := net.Listen("tcp", "127.0.0.1:0")
+		must(err)
+		gitLn, err := net.Listen("tcp", "127.0.0.1:0")
+		must(err)
+		nd.ls = mailsvc.Listeners{IMAP: imapLn, Git: gitLn}
+		nd.imap, nd.git = imapLn.Addr().String(), gitLn
+		nodes[i] = nd
+	}
+	st0, err := store.InitData(nodes[0].dir, store.Options{})
+	must(err)
+	must(st0.AddUser(ctx, "alice", password, store.GitNone))
+	if n > 1 {
+		for _, nd := range nodes {
+			_, err := replica.AddPeer(ctx, st0, nd.name, "http://"+nd.git.Addr().String()+"/replica", replica.AddOptions{})
+			must(err)
+		}
+	}
+	ms, err := mailstore.Open(st0, mailstore.Options{})
+	must(err)
+	_, err = ms.User(ctx, "alice")
+	must(err)
+	ms.Close()
+	src := st0.Path()
+	st0.Close()
+	for _, nd := range nodes[1:] {
+		st, err := store.Clone(ctx, store.Remote{URL: src}, filepath.Join(nd.dir, store.RepoDir), store.Options{})
+		must(err)
+		must(st.SetPassword(ctx, "alice", password))
+		nd.st = st
+	}
+	nodes[0].st, err = store.OpenData(nodes[0].dir, store.Options{})
+	must(err)
+	for _, nd := range nodes {
+		must(replica.SetSelf(nd.st, nd.name))
+	}
+	links := make([][]*replica.FaultProxy, n)
+	for i := range links {
+		links[i] = make([]*replica.FaultProxy, n)
+	}
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			tok := replica.NewToken()
+			for _, d := range [][2]int{{i, j}, {j, i}} {
+				a, b := nodes[d[0]], nodes[d[1]]
+				p, err := replica.NewFaultProxy(b.git.Addr().String(), uint64(d[0]*10+d[1]))
+				must(err)
+				links[d[0]][d[1]] = p
+				must(replica.SetToken(a.st, b.name, tok))
+				must(replica.SetLocalURL(a.st, b.name, "http://"+p.Addr()+"/replica"))
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, n)
+	log := slog.New(slog.DiscardHandler)
+	for _, nd := range nodes {
+		go func() {
+			err := mailsvc.Serve(ctx, mailsvc.Config{Store: nd.st, Domains: []string{"example.org"}, InsecureAuth: true, Logger: log,
+				Replica: replica.Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond}}, nd.ls)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, nd.name, err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	return nodes, links, func() {
+		cancel()
+		for range nodes {
+			<-done
+		}
+		for _, l := range links {
+			for _, p := range l {
+				if p != nil {
+					p.Close()
+				}
+			}
+		}
+		for _, nd := range nodes {
+			nd.st.Close()
+		}
+	}
+}
+
+func dial(addr string, opts *imapclient.Options) *imapclient.Client {
+	c, err := imapclient.DialInsecure(addr, opts)
+	must(err)
+	must(c.Login("alice", password).Wait())
+	return c
+}
+
+func appendMsg(c *imapclient.Client, id string) {
+	body := "From: a@example.org\r\nTo: alice@example.org\r\nSubject: " + id + "\r\nMessage-ID: <" + id + "@bench>\r\n\r\n" + id + "\r\n"
+	cmd := c.Append("INBOX", int64(len(body)), nil)
+	cmd.Write([]byte(body))
+	cmd.Close()
+	_, err := cmd.Wait()
+	must(err)
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+func main() {
+	samples := flag.Int("samples", 100, "latency samples")
+	appends := flag.Int("appends", 300, "APPENDs per rate run")
+	writes := flag.Int("writes", 1000, "commits per node while partitioned")
+	flag.Parse()
+	root, err := os.MkdirTemp("", "nymote-replica-bench-")
+	must(err)
+	defer os.RemoveAll(root)
+
+	// Latency: A appends, B idles.
+	nodes, links, stop := cluster(root, 3, "l")
+	exists := make(chan uint32, 16)
+	b := dial(nodes[1].imap, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		}}})
+	_, err = b.Select("INBOX", nil).Wait()
+	must(err)
+	a := dial(nodes[0].imap, nil)
+	var lat []time.Duration
+	for i := 0; i < *samples; i++ {
+		idle, err := b.Idle()
+		must(err)
+		t0 := time.Now()
+		appendMsg(a, fmt.Sprintf("lat%d", i))
+		select {
+		case <-exists:
+			lat = append(lat, time.Since(t0))
+		case <-time.After(time.Minute):
+			must(fmt.Errorf("sample %d: no EXISTS on B within a minute", i))
+		}
+		must(idle.Close())
+		must(idle.Wait())
+	drain:
+		for {
+			select {
+			case <-exists:
+			default:
+				break drain
+			}
+		}
+	}
+	fmt.Printf("latency APPEND on A -> IDLE EXISTS on B: n=%d p50=%v p99=%v max=%v\n", len(lat),
+		pct(lat, 0.5).Round(time.Millisecond), pct(lat, 0.99).Round(time.Millisecond), pct(lat, 1).Round(time.Millisecond))
+
+	// APPEND rate with two peers (node A of the cluster) against none.
+	rate := func(addr, tag string) float64 {
+		c := dial(addr, nil)
+		defer c.Logout()
+		t0 := time.Now()
+		for i := 0; i < *appends; i++ {
+			appendMsg(c, fmt.Sprintf("%s%d", tag, i))
+		}
+		return float64(*appends) / time.Since(t0).Seconds()
+	}
+	alone, _, stopAlone := cluster(root, 1, "s")
+	r0 := rate(alone[0].imap, "alone")
+	r2 := rate(nodes[0].imap, "peered")
+	r0b := rate(alone[0].imap, "alone2")
+	stopAlone()
+	fmt.Printf("APPEND rate: no peers %.0f/s (again after: %.0f/s), two peers %.0f/s, ratio %.2f\n", r0, r0b, r2, r2/((r0+r0b)/2))
+
+	// Convergence after a partition with -writes commits per node.
+	for i := range links {
+		for j := range links[i] {
+			if links[i][j] != nil {
+				links[i][j].SetCut(true)
+			}
+		}
+	}
+	ctx := context.Background()
+	for k, nd := range nodes {
+		for i := 0; i < *writes; i++ {
+			_, err := nd.st.Update(ctx, store.CommitOptions{Message: "bench"}, func(tx *store.Tx) error {
+				return tx.Put(fmt.Sprintf("bench/%s/%d", nd.name, i), []byte(strings.Repeat("x", 100)+fmt.Sprint(k, i)))
+			})
+			must(err)
+		}
+	}
+	t0 := time.Now()
+	for i := range links {
+		for j := range links[i] {
+			if links[i][j] != nil {
+				links[i][j].SetCut(false)
+			}
+		}
+	}
+	for {
+		h0, _ := nodes[0].st.Resolve("")
+		same := true
+		for _, nd := range nodes[1:] {
+			if h, _ := nd.st.Resolve(""); h != h0 {
+				same = false
+			}
+		}
+		if same {
+			break
+		}
+		if time.Since(t0) > 5*time.Minute {
+			fmt.Println("convergence: not within 5 minutes")
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Printf("convergence after a partition, 3 nodes x %d commits: %v\n", *writes, time.Since(t0).Round(time.Millisecond))
+	b.Close()
+	a.Close()
+	stop()
+	_ = imap.FlagSeen
+}

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPeerCommands(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	if code, _, errs := run(t, "", "peer", "add", "cloud", "https://cloud.example:9418/replica", "--data", data); code != 2 || !strings.Contains(errs, "--as NAME") {
+		t.Errorf("add without a node name: exit %d, %q", code, errs)
+	}
+	out := mustRun(t, "", "peer", "add", "cloud", "https://cloud.example:9418/replica", "--as", "home", "--data", data)
+	if !strings.Contains(out, "Added peer cloud") || !strings.Contains(out, "Token") {
+		t.Errorf("add:\n%s", out)
+	}
+	mustRun(t, "0123456789abcdef0123456789abcdef\n", "peer", "add", "laptop", "http://192.0.2.7:8080/replica", "--token-stdin", "--data", data)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cloud", "https://x/replica"}, "exists already"},
+		{[]string{"home", "https://x/replica"}, "own name"},
+		{[]string{"Bad_Name", "https://x/replica"}, "node name"},
+		{[]string{"vm", "ftp://x/"}, "http:// or https://"},
+		{[]string{"vm", "https://u:pw@x/"}, "no user name"},
+	} {
+		code, _, errs := run(t, "", append(append([]string{"peer", "add"}, c.args...), "--data", data)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("peer add %v: exit %d, %q; want an error with %q", c.args, code, errs, c.want)
+		}
+	}
+	out = mustRun(t, "", "peer", "list", "--data", data)
+	if !strings.Contains(out, "cloud") || !strings.Contains(out, "laptop") || !strings.Contains(out, "http://192.0.2.7:8080/replica") {
+		t.Errorf("list:\n%s", out)
+	}
+	out = mustRun(t, "", "peer", "status", "--data", data)
+	if !strings.Contains(out, "No status yet") || !strings.Contains(out, "never") {
+		t.Errorf("status:\n%s", out)
+	}
+	out = mustRun(t, "", "store", "log", "--data", data)
+	if !strings.Contains(out, "peer add cloud") || strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("log:\n%s", out)
+	}
+	mustRun(t, "", "peer", "del", "cloud", "--data", data)
+	if code, _, errs := run(t, "", "peer", "del", "cloud", "--data", data); code == 0 || !strings.Contains(errs, "no peer named") {
+		t.Errorf("second del: exit %d, %q", code, errs)
+	}
+}

@@ -1,0 +1,56 @@
+// Package replica keeps a person's nodes (a board at home, a VM in the
+// cloud) in live sync: every node serves alone while cut off, and all of
+// them converge when they meet again, through the typed merges the apps
+// register on the store (mail per flag and per message, contacts and
+// calendar per property).
+//
+// Peers. The records PeersPrefix/NAME.json (a name and the URL of the
+// peer's endpoint) are data like any other: they replicate, so every node
+// learns of the others. What must not replicate is a node file (see
+// store.WriteNodeFile): this node's name (replica/self), the token shared
+// with each peer (replica/peers/NAME.token: a random secret for
+// replication only, never a person's password), a CA to trust for a
+// peer's https endpoint, and a local URL override (SetLocalURL: a peer
+// reached from here by another address). A record without a token on this
+// node is listed but not synced.
+//
+// Protocol: git smart HTTP under BASE/git (Engine.Handler, mounted at
+// /replica/ on the mail service's git port and on the DAV services'
+// HTTP(S) listeners), basic authentication with this node's name and the
+// shared token. Each node writes only its own main branch, and pushes it
+// to its own branch on each peer, replica/SELF (a fast-forward always: a
+// push filter keeps a peer to that branch, and the store's checks of pushed
+// commits (paths, sizes, the apps' validators) apply). The receiver merges
+// that branch into its main locally, with the merge functions; its main
+// moves, and it pushes that on in turn. Pushes never race a peer's own
+// writes, and no merge waits for the network.
+//
+// Timing: a local commit is pushed to every peer after Debounce (50 ms;
+// the commits meanwhile go as one push); each peer is also pulled from
+// (fetch, then a local merge, the fetched commits checked as pushes are)
+// every Poll (30 s) and when it calls after being unreachable. A failed
+// sync is retried after Retry (500 ms), doubling up to Poll. Fetches and
+// pushes take no store lock while they wait for the network, so a peer
+// that is down or slow never holds up local writes.
+//
+// Partitions: both sides keep accepting every write. Per data type, on
+// heal:
+//
+//   - mail: see the mailstore package (messages are added under random keys
+//     and never collide; flags merge per flag; an expunge wins over a
+//     flag change; UIDs are renumbered where two nodes gave one UID);
+//   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
+//     two edits of one property keep one value in the object and the
+//     history shows both;
+//   - users: a record changed on both nodes (a password set on each: the
+//     record names the password's id, the hashes stay per node) takes the
+//     greater record; a deletion wins;
+//   - peer records: likewise.
+//
+// A conflict that no merge function resolves stops the merge with that
+// peer (nothing is written); the peer's status shows the error.
+//
+// Status: per peer the last contact, commits ahead and behind as of then,
+// and the last error (Engine.Status; the node file replica/status.json
+// for `nymote peer status`; a console line when it changes).
+package replica

@@ -1,0 +1,561 @@
+package replica
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nymote/nymote/store"
+)
+
+// Options configure Start. Zero values are the defaults named.
+type Options struct {
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// Stdout receives the console lines, one per peer whose state changes
+	// ("nymote: replica home: in sync"); nil discards them.
+	Stdout io.Writer
+	// Debounce is how long after a local commit the engine waits for more
+	// before it pushes them all: 50 ms.
+	Debounce time.Duration
+	// Poll is how often each peer is pulled from when nothing else made
+	// the engine talk to it: 30 s.
+	Poll time.Duration
+	// Retry is the first wait after a failed sync, doubled on each failure
+	// up to Poll: 500 ms.
+	Retry time.Duration
+	// Timeout bounds one sync with a peer: 60 s.
+	Timeout time.Duration
+	// Rescan is how often the peer records and tokens are read again (the
+	// host tool may change them from another process): 5 s.
+	Rescan time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 50 * time.Millisecond
+	}
+	if o.Poll <= 0 {
+		o.Poll = 30 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = 500 * time.Millisecond
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Minute
+	}
+	if o.Rescan <= 0 {
+		o.Rescan = 5 * time.Second
+	}
+}
+
+// Status is what a node knows of one peer.
+type Status struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// LastContact is the end of the last sync that reached the peer.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// Ahead counts the local commits the peer lacks, Behind the peer's
+	// commits this node lacks, as of the last contact (capped at
+	// countLimit).
+	Ahead  int `json:"ahead"`
+	Behind int `json:"behind"`
+	// LastError is the last sync's error, "" after a good one.
+	LastError string    `json:"last_error,omitempty"`
+	ErrorAt   time.Time `json:"error_at,omitzero"`
+	// Syncs and Failures count the syncs since the engine started.
+	Syncs    int `json:"syncs"`
+	Failures int `json:"failures"`
+}
+
+// Line is the status as one console line.
+func (s Status) Line() string {
+	switch {
+	case s.LastError != "" && s.LastContact.IsZero():
+		return fmt.Sprintf("replica %s: unreachable: %s", s.Name, s.LastError)
+	case s.LastError != "":
+		return fmt.Sprintf("replica %s: unreachable since %s (ahead %d): %s", s.Name, s.ErrorAt.Format(time.RFC3339), s.Ahead, s.LastError)
+	case s.LastContact.IsZero():
+		return fmt.Sprintf("replica %s: not contacted yet", s.Name)
+	case s.Ahead == 0 && s.Behind == 0:
+		return fmt.Sprintf("replica %s: in sync", s.Name)
+	}
+	return fmt.Sprintf("replica %s: ahead %d, behind %d", s.Name, s.Ahead, s.Behind)
+}
+
+const countLimit = 100000
+
+// Engine keeps a store in sync with its peers: it pushes local commits to
+// every peer shortly after they happen, pulls (and merges) when a push is
+// refused because the peer has commits of its own, when a peer that was
+// unreachable comes back, and every Poll.
+type Engine struct {
+	st   *store.Store
+	opts Options
+	log  *slog.Logger
+
+	rescanMu sync.Mutex // one rescan at a time
+	mu       sync.Mutex
+	peers    map[string]*peerSync
+	closed   bool
+	written  time.Time // last status file write
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type peerSync struct {
+	e    *Engine
+	name string
+
+	mu     sync.Mutex
+	url    string
+	status Status
+	line   string // last console line printed
+
+	kick     chan struct{} // sync now (pull and push)
+	dirty    chan struct{} // local commits to push
+	incoming chan struct{} // the peer pushed to its branch here: merge it
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// Start starts replicating st to and from the peers recorded in it. Close
+// stops it.
+func Start(st *store.Store, opts Options) (*Engine, error) {
+	opts.defaults()
+	Register(st)
+	w, err := st.Watch("", "")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{st: st, opts: opts, log: opts.Logger, peers: map[string]*peerSync{}, ctx: ctx, cancel: cancel}
+	e.rescan()
+	e.wg.Add(2)
+	go e.watch(w)
+	go e.rescanLoop()
+	return e, nil
+}
+
+// Close stops the engine and waits for syncs in flight to end.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+	e.writeStatus(true)
+}
+
+func (e *Engine) watch(w *store.Watcher) {
+	defer e.wg.Done()
+	defer w.Close()
+	for {
+		ev, err := w.Next(e.ctx)
+		if err != nil {
+			return
+		}
+		for _, p := range ev.Paths {
+			if strings.HasPrefix(p, PeersPrefix+"/") {
+				e.rescan()
+				break
+			}
+		}
+		e.mu.Lock()
+		for _, p := range e.peers {
+			signal(p.dirty)
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) rescanLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.opts.Rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+			e.rescan()
+		}
+	}
+}
+
+// rescan reads the peer records and starts or stops their syncs. A peer
+// without a token on this node, or this node itself, is not synced.
+func (e *Engine) rescan() {
+	ps, err := Peers(e.st)
+	if err != nil {
+		e.log.Warn("replica: reading the peers failed", "err", err)
+		return
+	}
+	self, _ := Self(e.st)
+	want := map[string]Peer{}
+	for _, p := range ps {
+		if p.Name != self && token(e.st, p.Name) != "" {
+			p.URL = localURL(e.st, p)
+			want[p.Name] = p
+		}
+	}
+	e.rescanMu.Lock()
+	defer e.rescanMu.Unlock()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	var stopped []*peerSync
+	for name, p := range e.peers {
+		if np, ok := want[name]; !ok || np.URL != p.url {
+			p.cancel()
+			stopped = append(stopped, p)
+			delete(e.peers, name)
+		}
+	}
+	e.mu.Unlock()
+	for _, p := range stopped {
+		<-p.done
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	for name, p := range want {
+		if _, ok := e.peers[name]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(e.ctx)
+		ps := &peerSync{e: e, name: name, url: p.URL, status: Status{Name: name, URL: p.URL},
+			kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), incoming: make(chan struct{}, 1),
+			cancel: cancel, done: make(chan struct{})}
+		w, err := e.st.Watch(FromBranch(name), "")
+		if err != nil {
+			e.log.Warn("replica: watching a peer's branch failed", "peer", name, "err", err)
+			cancel()
+			continue
+		}
+		e.peers[name] = ps
+		signal(ps.kick)
+		signal(ps.incoming)
+		e.wg.Add(2)
+		go func() {
+			defer e.wg.Done()
+			ps.run(ctx)
+		}()
+		go func() {
+			defer e.wg.Done()
+			defer w.Close()
+			for {
+				if _, err := w.Next(ctx); err != nil {
+					return
+				}
+				signal(ps.incoming)
+			}
+		}()
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Kick makes the engine sync with peer name now (all peers for "").
+func (e *Engine) Kick(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for n, p := range e.peers {
+		if name == "" || n == name {
+			signal(p.kick)
+		}
+	}
+}
+
+// Status returns the status of every peer, by name.
+func (e *Engine) Status() []Status {
+	e.mu.Lock()
+	ps := make([]*peerSync, 0, len(e.peers))
+	for _, p := range e.peers {
+		ps = append(ps, p)
+	}
+	e.mu.Unlock()
+	out := make([]Status, 0, len(ps))
+	for _, p := range ps {
+		p.mu.Lock()
+		out = append(out, p.status)
+		p.mu.Unlock()
+	}
+	sortStatus(out)
+	return out
+}
+
+func sortStatus(s []Status) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// writeStatus writes the status node file for `nymote peer status`, at
+// most once a second unless force is set.
+func (e *Engine) writeStatus(force bool) {
+	e.mu.Lock()
+	if !force && time.Since(e.written) < time.Second {
+		e.mu.Unlock()
+		return
+	}
+	e.written = time.Now()
+	e.mu.Unlock()
+	b, err := json.MarshalIndent(struct {
+		Written time.Time `json:"written"`
+		Peers   []Status  `json:"peers"`
+	}{time.Now().UTC(), e.Status()}, "", "  ")
+	if err == nil {
+		err = e.st.WriteNodeFile(statusFile, b)
+	}
+	if err != nil && !errors.Is(err, store.ErrClosed) {
+		e.log.Warn("replica: writing the status file failed", "err", err)
+	}
+}
+
+// ReadStatus reads the status that a running engine last wrote for st.
+func ReadStatus(st *store.Store) (written time.Time, peers []Status, err error) {
+	b, err := st.ReadNodeFile(statusFile)
+	if errors.Is(err, store.ErrNotExist) {
+		return time.Time{}, nil, nil
+	}
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	var f struct {
+		Written time.Time `json:"written"`
+		Peers   []Status  `json:"peers"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return time.Time{}, nil, fmt.Errorf("replica: %s: %w", statusFile, err)
+	}
+	return f.Written, f.Peers, nil
+}
+
+// run is one peer's loop: wait for local commits (pushed after Debounce),
+// a kick or the poll timer (pull, then push), then sync.
+func (p *peerSync) run(ctx context.Context) {
+	defer close(p.done)
+	e := p.e
+	wait := e.opts.Poll
+	for {
+		pull := false
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-p.kick:
+			pull = true
+		case <-p.incoming:
+			t.Stop()
+			if err := p.mergeIncoming(ctx); err != nil && ctx.Err() == nil {
+				p.fail(err)
+			}
+			continue
+		case <-p.dirty:
+			// Batch what follows within Debounce.
+			select {
+			case <-ctx.Done():
+			case <-time.After(e.opts.Debounce):
+			}
+			select {
+			case <-p.dirty:
+			default:
+			}
+		case <-t.C:
+			pull = true
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+		err := p.sync(ctx, pull)
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		if err != nil {
+			p.status.Failures++
+			p.status.LastError = err.Error()
+			p.status.ErrorAt = time.Now().UTC()
+			switch {
+			case wait >= e.opts.Poll || wait < e.opts.Retry:
+				wait = e.opts.Retry
+			default:
+				wait = min(2*wait, e.opts.Poll)
+			}
+		} else {
+			p.status.Syncs++
+			p.status.LastError = ""
+			p.status.ErrorAt = time.Time{}
+			wait = e.opts.Poll
+		}
+		line := p.status.Line()
+		changed := line != p.line
+		p.line = line
+		p.mu.Unlock()
+		if changed {
+			fmt.Fprintf(e.opts.Stdout, "nymote: %s\n", line)
+			if err != nil {
+				e.log.Warn("replica: sync failed", "peer", p.name, "err", err)
+			} else {
+				e.log.Info("replica: synced", "peer", p.name, "status", line)
+			}
+		}
+		e.writeStatus(false)
+	}
+}
+
+func (p *peerSync) remote() store.Remote {
+	e := p.e
+	self, _ := Self(e.st)
+	if self == "" {
+		self = "replica"
+	}
+	ca, _ := e.st.ReadNodeFile(caFile(p.name))
+	return store.Remote{URL: strings.TrimSuffix(p.url, "/") + "/git", Username: self,
+		Password: token(e.st, p.name), Name: "peer-" + p.name, CABundle: ca}
+}
+
+// FromBranch is the branch of a node's store that peer name pushes its
+// main branch to: every node writes only its own main and its own branch
+// on its peers, so a push never races a peer's writes (it always
+// fast-forwards), and each node merges what its peers push locally.
+func FromBranch(name string) string { return "replica/" + name }
+
+// mergeIncoming merges the branch the peer pushes to into main.
+func (p *peerSync) mergeIncoming(ctx context.Context) error {
+	e := p.e
+	h, err := e.st.Resolve(FromBranch(p.name))
+	if err != nil || h.IsZero() {
+		return nil // nothing pushed yet
+	}
+	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Message: "replica: merge from " + p.name}); err != nil {
+		return err
+	}
+	p.contact(h)
+	return nil
+}
+
+func (p *peerSync) fail(err error) {
+	p.mu.Lock()
+	p.status.Failures++
+	p.status.LastError = err.Error()
+	p.status.ErrorAt = time.Now().UTC()
+	p.mu.Unlock()
+	p.e.log.Warn("replica: merge failed", "peer", p.name, "err", err)
+}
+
+// sync pushes the local branch to the peer's branch for this node; with
+// pull set it first fetches the peer's main and merges it (the periodic
+// fallback, and the first contact). A conflict that the merge functions
+// cannot resolve fails the sync and changes nothing.
+func (p *peerSync) sync(ctx context.Context, pull bool) error {
+	e := p.e
+	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	defer cancel()
+	rem := p.remote()
+	var theirs store.Hash
+	if pull {
+		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
+		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
+			return err
+		}
+		theirs, _ = e.st.Resolve("refs/remotes/" + rem.Name + "/" + store.DefaultBranch)
+	}
+	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	if in, _ := e.st.Resolve(FromBranch(p.name)); !in.IsZero() {
+		theirs = in
+	}
+	p.contact(theirs)
+	return nil
+}
+
+// contact records a good sync and counts ahead and behind against the
+// peer's head as last seen.
+func (p *peerSync) contact(theirs store.Hash) {
+	ours, _ := p.e.st.Resolve("")
+	var ahead, behind int
+	if !ours.IsZero() && !theirs.IsZero() && ours != theirs {
+		ahead, _ = p.e.st.CountNew(ours, []store.Hash{theirs}, countLimit)
+		behind, _ = p.e.st.CountNew(theirs, []store.Hash{ours}, countLimit)
+	}
+	p.mu.Lock()
+	p.status.LastContact = time.Now().UTC()
+	p.status.Ahead, p.status.Behind = ahead, behind
+	p.mu.Unlock()
+}
+
+// Handler serves this node's replication endpoint: git smart HTTP (fetch
+// and push) under .../git for peers that present their name and the token
+// shared with this node (HTTP basic authentication), and nothing else.
+// Mount it under a prefix, such as /replica/. A peer that was unreachable
+// and calls again is synced with at once.
+func (e *Engine) Handler() http.Handler {
+	gh := e.st.GitHandler(e.log, store.WithGitAuthenticator(func(r *http.Request, name, password string) (store.User, error) {
+		if !checkToken(e.st, name, password) {
+			e.log.Warn("replica: refused a request with a wrong peer name or token", "peer", name, "remote", r.RemoteAddr)
+			return store.User{}, fmt.Errorf("replica: peer %q: %w", name, store.ErrAuthFailed)
+		}
+		e.mu.Lock()
+		p := e.peers[name]
+		e.mu.Unlock()
+		if p != nil {
+			p.mu.Lock()
+			down := p.status.LastError != ""
+			p.mu.Unlock()
+			if down {
+				signal(p.kick)
+			}
+		}
+		return store.User{Name: "peer " + name, Git: store.GitWrite}, nil
+	}), store.WithGitPushFilter(func(u store.User, branch string) error {
+		name := strings.TrimPrefix(u.Name, "peer ")
+		if branch != FromBranch(name) {
+			e.log.Warn("replica: refused a peer's push to a branch not its own", "peer", name, "branch", branch)
+			return fmt.Errorf("peer %s may push to %s only", name, FromBranch(name))
+		}
+		return nil
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/git/") {
+			http.NotFound(w, r)
+			return
+		}
+		gh.ServeHTTP(w, r)
+	})
+}

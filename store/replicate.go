@@ -1,0 +1,246 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// CountNew counts the commits that head reaches and none of old reaches:
+// how far head is ahead of them (a replica's "ahead" and "behind"). It
+// stops counting at limit (if positive) and returns limit then.
+func (s *Store) CountNew(head Hash, old []Hash, limit int) (int, error) {
+	if head.IsZero() {
+		return 0, nil
+	}
+	n := 0
+	err := s.readObjs(func(o *objReader) error {
+		cs, err := newCommits(o, head, old)
+		if err != nil {
+			return err
+		}
+		n = len(cs)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count commits of %s: %w", short(head), err)
+	}
+	if limit > 0 && n > limit {
+		n = limit
+	}
+	return n, nil
+}
+
+// ValidateHistory checks the commits that head reaches and no branch
+// reaches as a push of head would be checked (see GitHandler): a replica's
+// check of what it fetched before it merges it.
+func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
+
+// packObjects lists the objects that a client holding the commits haves
+// (and what they reach) lacks to have wants: the commits that the wants
+// reach and the haves do not, and in each commit's tree what differs from
+// its first parent's tree (all of it for a root commit). It reads through
+// the store's own object reader and walks the commits the haves reach but
+// never their trees, so a fetch of a few new commits costs what they
+// changed plus one read per commit of history. It may list an object the
+// client has (a blob that a merge brings from its second parent); never
+// one less. (newCommits, which stops early on commit times, missed
+// commits made within one second of each other here.)
+func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
+	var out []Hash
+	err := s.readObjs(func(o *objReader) error {
+		seen := map[Hash]bool{}
+		add := func(h Hash) bool {
+			if seen[h] {
+				return false
+			}
+			seen[h] = true
+			out = append(out, h)
+			return true
+		}
+		var walk func(t, base Hash) error
+		walk = func(t, base Hash) error {
+			if t == base || !add(t) {
+				return nil
+			}
+			nt, err := o.tree(t)
+			if err != nil {
+				return err
+			}
+			var bt *tree
+			if !base.IsZero() {
+				if bt, err = o.tree(base); err != nil {
+					return err
+				}
+			}
+			for _, e := range nt.entries {
+				var be object.TreeEntry
+				ok := false
+				if bt != nil {
+					be, ok = bt.find(e.Name)
+				}
+				if ok && be.Hash == e.Hash {
+					continue
+				}
+				if e.Mode == filemode.Dir {
+					var b Hash
+					if ok && be.Mode == filemode.Dir {
+						b = be.Hash
+					}
+					if err := walk(e.Hash, b); err != nil {
+						return err
+					}
+					continue
+				}
+				if e.Mode == filemode.Submodule {
+					continue
+				}
+				add(e.Hash)
+			}
+			return nil
+		}
+		// The commits the haves reach, exactly (commits only: cheap
+		// beside a walk of their trees), then those the wants reach
+		// beyond them.
+		old := map[Hash]bool{}
+		stack := append([]Hash(nil), haves...)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if h.IsZero() || old[h] {
+				continue
+			}
+			old[h] = true
+			c, err := readCommit(o, h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, c.parents...)
+		}
+		var cs []commitNode
+		inNew := map[Hash]bool{}
+		stack = append(stack[:0], wants...)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if h.IsZero() || old[h] || inNew[h] {
+				continue
+			}
+			inNew[h] = true
+			c, err := readCommit(o, h)
+			if err != nil {
+				return err
+			}
+			cs = append(cs, c)
+			stack = append(stack, c.parents...)
+		}
+		for _, c := range cs {
+			if !add(c.hash) {
+				continue
+			}
+			var base Hash
+			if len(c.parents) > 0 {
+				var err error
+				if base, err = o.commitTree(c.parents[0]); err != nil {
+					return err
+				}
+			}
+			if err := walk(c.tree, base); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// mergeBases returns the best common ancestors of a and b (those that are
+// not ancestors of another common ancestor), read through the store's own
+// object reader: three walks of commits, no trees.
+func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
+	var out []Hash
+	err := s.readObjs(func(o *objReader) error {
+		parents := map[Hash][]Hash{}
+		par := func(h Hash) ([]Hash, error) {
+			if p, ok := parents[h]; ok {
+				return p, nil
+			}
+			c, err := readCommit(o, h)
+			if err != nil {
+				return nil, err
+			}
+			parents[h] = c.parents
+			return c.parents, nil
+		}
+		// Everything a reaches.
+		ofA := map[Hash]bool{}
+		stack := []Hash{a}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ofA[h] {
+				continue
+			}
+			ofA[h] = true
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		// From b, the first commits a reaches on each path.
+		var cands []Hash
+		seen := map[Hash]bool{}
+		stack = append(stack[:0], b)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			if ofA[h] {
+				cands = append(cands, h)
+				continue
+			}
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		// Drop candidates that another candidate reaches.
+		below := map[Hash]bool{}
+		stack = stack[:0]
+		for _, c := range cands {
+			ps, err := par(c)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if below[h] {
+				continue
+			}
+			below[h] = true
+			ps, err := par(h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		for _, c := range cands {
+			if !below[c] {
+				out = append(out, c)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+		return nil
+	})
+	return out, err
+}
