@@ -165,39 +165,6 @@ func mustID(dir string) *signpost.Identity {
 	return id
 }
 
-// newSignpostPeerCmd is `nymote peer` with Signpost's subcommands and a
-// del that revokes. The replicas branch has its own `peer` (add, list,
-// del, status): on merge, invite and join join it (signpostPeerCmds) and
-// its del calls signpost.Revoke.
-func newSignpostPeerCmd(g *globals) *cobra.Command {
-	d := &dataFlags{g: g}
-	cmd := &cobra.Command{
-		Use:   "peer",
-		Short: "Pair this node with a person's other nodes, and revoke them",
-		Args:  cobra.ArbitraryArgs,
-		RunE:  groupRun,
-	}
-	d.register(cmd)
-	cmd.AddCommand(signpostPeerCmds(d)...)
-	cmd.AddCommand(&cobra.Command{
-		Use:   "del NAME",
-		Short: "Delete a node from the network and revoke its key: it can no longer connect or join",
-		Args:  exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlag(cmd, "data", d.data); err != nil {
-				return err
-			}
-			p, err := signpost.Revoke(d.data, args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (key %s)\n", p.Name, p.WG)
-			return nil
-		},
-	})
-	return cmd
-}
-
 func newShareCmd(g *globals) *cobra.Command {
 	d := &dataFlags{g: g}
 	cmd := &cobra.Command{
