@@ -56,6 +56,12 @@ func fsckOpen(t testing.TB, s *Store) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// The writer may start a pack merge after the flush, which deletes
+	// the packs it merged: git fsck must not list a pack that goes away
+	// before it reads it ("packfile index not opened", seen under load).
+	// Packs are only removed under packsMu.
+	s.packsMu.Lock()
+	defer s.packsMu.Unlock()
 	fsck(t, s.Path())
 }
 
