@@ -196,9 +196,6 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		}
 		defer st.Close()
 	}
-	if cfg.SetUpdateAuth != nil {
-		cfg.SetUpdateAuth(svc.AdminCheck(st))
-	}
 	tlsOpts := cfg.TLS
 	if len(tlsOpts.Hostnames) == 0 {
 		tlsOpts.Hostnames = []string{hostname, "localhost", "127.0.0.1"}
@@ -271,6 +268,16 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	auth := cfg.Auth
 	if auth == nil {
 		auth = guard.NewAuth(guard.AuthOptions{})
+	}
+	if cfg.SetUpdateAuth != nil {
+		// The update port's logins count against the same limiter as
+		// IMAP's and SMTP's (the runtime does not hand the client's
+		// address: they share one host key, "update port"), so that
+		// guessing an administrator's password there is slowed too.
+		admin := svc.AdminCheck(st)
+		cfg.SetUpdateAuth(func(user, password string) error {
+			return auth.Check(ctx, "update port", user, password, func() error { return admin(user, password) })
+		})
 	}
 	// DKIM keys of every local domain, made on first use (the first
 	// message signed, or nymote mail dns); those made are read now, for
