@@ -39,7 +39,7 @@ func TestApplianceService(t *testing.T) {
 		done <- appliance.RunHost(ctx, contacts, []string{"--data", data, "--port-offset", "0", "--listen", "127.0.0.1", "--port", "http=0", "--port", "https=0"}, &out, &out)
 	}()
 	var httpAddr, httpsAddr string
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // only a hung start fails it
 	// The certificate's line comes once the service has its TLS
 	// configuration, after the runtime's listener lines.
 	for (httpAddr == "" || httpsAddr == "" || !strings.Contains(out.String(), "tls certificate sha256")) && time.Now().Before(deadline) {
