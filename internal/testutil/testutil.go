@@ -1,7 +1,7 @@
 // Package testutil holds the small helpers that tests across the module
 // share: a Buffer that a process or logger writes while the test reads it,
-// and FreePort and FreeAddr for a loopback TCP port to hand to a server
-// that opens its own listener.
+// FreePort and FreeAddr for a loopback TCP port to hand to a server that
+// opens its own listener, and CA for a test certificate authority.
 //
 // Tests that can listen themselves should: net.Listen("tcp",
 // "127.0.0.1:0") and handing the listener over leaves no window in which

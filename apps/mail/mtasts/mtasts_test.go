@@ -2,13 +2,7 @@ package mtasts
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/apps/mail/msgauth"
+	"github.com/nymote/nymote/internal/testutil"
 )
 
 // TestParse: what msgauth serves parses back; bad policies are refused.
@@ -67,7 +62,7 @@ func TestFetch(t *testing.T) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte(policy))
 	})
-	pool, cert := testCA(t, "mta-sts.remote.test", "mta-sts.broken.test")
+	pool, cert := testutil.CA(t, "mta-sts.remote.test", "mta-sts.broken.test")
 	srv := httptest.NewUnstartedServer(handler)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
@@ -102,29 +97,4 @@ func TestFetch(t *testing.T) {
 	if _, err := f2.Policy(context.Background(), "broken.test"); err == nil {
 		t.Errorf("a policy server that answers 404 is no error")
 	}
-}
-
-// testCA makes a CA and a certificate it signs for names.
-func testCA(t *testing.T, names ...string) (*x509.CertPool, tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -2,14 +2,8 @@ package queue
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -19,32 +13,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/mail/mtasts"
+	"github.com/nymote/nymote/internal/testutil"
 )
-
-// testCA makes a CA and a certificate it signs for names.
-func testCA(t *testing.T, names ...string) (*x509.CertPool, tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // recorder is an SMTP backend that records the messages it gets and
 // whether each came over TLS.
@@ -88,9 +58,9 @@ func (r *recorder) got() ([]string, []bool) {
 // over TLS. Under testing mode, or an MX the policy does not name, as the
 // policy says.
 func TestMTASTS(t *testing.T) {
-	pool, good := testCA(t, "mx.remote.test")
-	_, wrongName := testCA(t, "other.test")
-	_, untrusted := testCA(t, "mx.remote.test")
+	pool, good := testutil.CA(t, "mx.remote.test")
+	_, wrongName := testutil.CA(t, "other.test")
+	_, untrusted := testutil.CA(t, "mx.remote.test")
 	for _, tc := range []struct {
 		name      string
 		cert      *tls.Certificate // nil: no STARTTLS
