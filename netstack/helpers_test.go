@@ -4,46 +4,20 @@ package netstack_test
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nymote/nymote/internal/testutil"
 
 	"github.com/nymote/nymote/netstack"
 	"github.com/nymote/nymote/netstack/netstacktest"
 )
 
 // testLogger returns a logger that writes to t.Log until the test ends.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.t = nil
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.t != nil {
-		w.t.Helper()
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*testWriter)(nil)
+func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t, slog.LevelDebug) }
 
 // pair is a netstack in one namespace and the kernel's stack in another,
 // joined by a veth pair.

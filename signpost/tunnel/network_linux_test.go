@@ -14,9 +14,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nymote/nymote/internal/testutil"
 
 	"github.com/nymote/nymote/apps/mail/mailsvc"
 	"github.com/nymote/nymote/netstack"
@@ -26,30 +27,8 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-// testLogger writes to t.Log until the test ends.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.t = nil
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.t != nil {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
+// testLogger returns a logger that writes to t.Log until the test ends.
+func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t, slog.LevelInfo) }
 
 // waitFor calls f until it succeeds, failing the test with f's last error
 // after limit (an upper bound for a hung test, not a timing assumption).
