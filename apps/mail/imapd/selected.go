@@ -188,15 +188,19 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 	if options.RFC822Size {
 		rw.WriteRFC822Size(m.Size)
 	}
+	var sum *mailstore.Summary // read once for both
+	if options.Envelope || options.BodyStructure != nil {
+		sum = m.Summary()
+	}
 	if options.Envelope {
-		env := m.Summary().Envelope
+		env := sum.Envelope
 		if env == nil {
-			env = &imap.Envelope{}
+			env = &emptyEnvelope
 		}
 		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(m.Summary().Body.Structure())
+		rw.WriteBodyStructure(sum.Body.Structure())
 	}
 	if needsBody(options) {
 		for _, bs := range options.BodySection {
