@@ -48,7 +48,10 @@ type packReader struct {
 }
 
 func openObjReader(repo string, trees *treeCache) (*objReader, error) {
-	o := &objReader{dir: filepath.Join(repo, "objects"), trees: trees, bases: newBaseCache(16 << 20)}
+	// Decoded delta bases: 16 MiB on a host, a sixteenth of the memory
+	// limit in an appliance (1.5 MiB in a 64 MiB VM, where 16 MiB was
+	// most of the heap).
+	o := &objReader{dir: filepath.Join(repo, "objects"), trees: trees, bases: newBaseCache(int(underMemoryLimit(16<<20, 1<<20, 16)))}
 	idxs, err := filepath.Glob(filepath.Join(o.dir, "pack", "pack-*.idx"))
 	if err != nil {
 		return nil, err
@@ -321,7 +324,7 @@ type baseEntry struct {
 // generations: when the current one is full it becomes the old one (and
 // the old one is dropped), and a hit in the old one moves the base back. A
 // chain of deltas (git's default depth is 50) then finds its recent bases
-// however long the walk, with memory bounded on a 128 MiB appliance.
+// however long the walk, with memory bounded (openObjReader sizes it from the memory limit).
 type baseCache struct {
 	mu       sync.Mutex
 	max      int

@@ -56,7 +56,6 @@ func (sess *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 // a body section without PEEK sets \Seen (one commit for the command).
 func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := sess.view
-	items := v.Items(numSet)
 	markSeen := false
 	if !v.ReadOnly() {
 		for _, bs := range options.BodySection {
@@ -68,44 +67,63 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			markSeen = true
 		}
 	}
-	if markSeen {
-		var unseen []int
-		for i, it := range items {
-			if !hasFlag(it.Flags, imap.FlagSeen) {
-				unseen = append(unseen, i)
-			}
-		}
-		if len(unseen) > 0 {
-			mb := v.Mailbox()
-			// \Seen is added to the flags as they are when the commit
-			// writes them, not as Items read them (see Store).
-			seen := make([][]imap.Flag, len(unseen))
-			err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
-				for k, i := range unseen {
-					cur := w.Flags(mb, items[i].Msg)
-					if hasFlag(items[i].Flags, `\Recent`) {
-						cur = append(cur, `\Recent`)
-					}
-					if !hasFlag(cur, imap.FlagSeen) {
-						cur = append(cur, imap.FlagSeen)
-					}
-					seen[k] = cur
-					if err := w.SetFlags(mb, items[i].Msg, cur, echoSource(v, cur)); err != nil {
-						return err
-					}
-				}
-				return nil
+	if !markSeen {
+		// Windows of messages, not one item per message of the set held
+		// for the whole response (FETCH 1:* of a large mailbox by many
+		// sessions at once ran a 64 MiB appliance out of memory).
+		return sess.corked(func() error {
+			return v.ItemsWindows(numSet, fetchWindow, func(items []mailstore.Item) error {
+				return sess.fetchItems(w, items, options)
 			})
-			if err != nil {
-				return err
-			}
-			for k, i := range unseen {
-				items[i].Flags = seen[k]
-			}
-			options.Flags = true
+		})
+	}
+	items := v.Items(numSet)
+	var unseen []int
+	for i, it := range items {
+		if !hasFlag(it.Flags, imap.FlagSeen) {
+			unseen = append(unseen, i)
 		}
 	}
-	mb := v.Mailbox()
+	if len(unseen) > 0 {
+		mb := v.Mailbox()
+		// \Seen is added to the flags as they are when the commit
+		// writes them, not as Items read them (see Store).
+		seen := make([][]imap.Flag, len(unseen))
+		err := sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: seen in "+mb.Name(), func(w *mailstore.Writer) error {
+			for k, i := range unseen {
+				cur := w.Flags(mb, items[i].Msg)
+				if hasFlag(items[i].Flags, `\Recent`) {
+					cur = append(cur, `\Recent`)
+				}
+				if !hasFlag(cur, imap.FlagSeen) {
+					cur = append(cur, imap.FlagSeen)
+				}
+				seen[k] = cur
+				if err := w.SetFlags(mb, items[i].Msg, cur, echoSource(v, cur)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for k, i := range unseen {
+			items[i].Flags = seen[k]
+		}
+		options.Flags = true
+	}
+	return sess.corked(func() error { return sess.fetchItems(w, items, options) })
+}
+
+// fetchWindow is how many messages a FETCH takes from the mailbox at a
+// time (View.ItemsWindows).
+const fetchWindow = 256
+
+// fetchItems writes the FETCH responses of items (those the client knows;
+// the others are skipped), reading bodies ahead when asked for. It runs
+// corked.
+func (sess *Session) fetchItems(w *imapserver.FetchWriter, items []mailstore.Item, options *imap.FetchOptions) error {
 	k := 0
 	for _, it := range items {
 		if it.Seq != 0 { // else not announced to this client yet
@@ -115,7 +133,7 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	}
 	items = items[:k]
 	var ra *mailstore.ReadAhead
-	if needsBody(options) {
+	if needsBody(options) && len(items) > 0 {
 		rd := sess.s.opts.Mail.NewReader()
 		if len(items) > scanItems {
 			rd = sess.s.opts.Mail.NewScanReader()
@@ -124,17 +142,15 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		for i, it := range items {
 			msgs[i] = it.Msg
 		}
-		ra = rd.ReadAhead(mb, msgs)
+		ra = rd.ReadAhead(sess.view.Mailbox(), msgs)
 		defer ra.Close()
 	}
-	return sess.corked(func() error {
-		for _, it := range items {
-			if err := sess.fetchOne(w, ra, it, options); err != nil {
-				return err
-			}
+	for _, it := range items {
+		if err := sess.fetchOne(w, ra, it, options); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // needsBody reports whether a FETCH asks for anything read from the raw

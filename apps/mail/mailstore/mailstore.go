@@ -627,7 +627,9 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 			}
 			base := path.Base(e.Path)
 			ext := path.Ext(base)
-			key := strings.TrimSuffix(base, ext)
+			// A copy: a substring would keep the whole path (about 80
+			// bytes) alive for as long as the message is in the index.
+			key := strings.Clone(strings.TrimSuffix(base, ext))
 			switch {
 			case key == "":
 			case ext == ".meta":

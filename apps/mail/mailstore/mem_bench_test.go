@@ -1,0 +1,131 @@
+package mailstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/store"
+)
+
+// BenchmarkIndexMemory measures the heap a mail user's index costs per
+// message once loaded: a store whose INBOX holds n messages (2000 a
+// commit, repacked, as a data disk that grew), opened afresh, the user
+// loaded and INBOX selected. It reports heap bytes a message (after a GC,
+// the mail caches off). NYMOTE_MEM_N sets n (default 5000);
+// NYMOTE_MEM_LIMIT a Go memory limit in MiB, as the appliance sets (the
+// store sizes its caches from it); NYMOTE_MEM_DIR
+// keeps the filled store there between runs; NYMOTE_MEM_PROFILE writes a
+// heap profile.
+func BenchmarkIndexMemory(b *testing.B) {
+	ctx := context.Background()
+	n := 5000
+	if v := os.Getenv("NYMOTE_MEM_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("NYMOTE_MEM_N=%q: want a positive count", v)
+		}
+	}
+	dir := os.Getenv("NYMOTE_MEM_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.RepoDir)); err != nil {
+		fillMemStore(b, dir, n)
+	}
+	if v := os.Getenv("NYMOTE_MEM_LIMIT"); v != "" {
+		lim, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || lim < 1 {
+			b.Fatalf("NYMOTE_MEM_LIMIT=%q: want a positive count of MiB", v)
+		}
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(lim << 20))
+	}
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st, err := store.OpenData(dir, store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ms, err := Open(st, Options{RawCacheBytes: -1, SummaryCacheBytes: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, err := ms.User(ctx, "alice")
+		if err != nil {
+			b.Fatal(err)
+		}
+		inbox, _ := u.Mailbox("INBOX")
+		v, _ := inbox.Open(false)
+		if got := len(v.Items(imap.SeqSet{{Start: 1, Stop: 0}})); got != n {
+			b.Fatalf("INBOX has %d messages, want %d (remove %s)", got, n, dir)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if p := os.Getenv("NYMOTE_MEM_PROFILE"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heapB/msg")
+		v.Close()
+		ms.Close()
+		st.Close()
+	}
+}
+
+func fillMemStore(b *testing.B, dir string, n int) {
+	ctx := context.Background()
+	st, err := store.InitData(dir, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.AddUser(ctx, "alice", "password1", store.GitNone); err != nil {
+		b.Fatal(err)
+	}
+	ms, err := Open(st, Options{RawCacheBytes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, _ := ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	text := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 20)
+	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for lo := 0; lo < n; lo += 2000 {
+		err := ms.Update(ctx, "alice", "fill", func(w *Writer) error {
+			for i := lo; i < min(lo+2000, n); i++ {
+				var flags []imap.Flag
+				if i%4 == 0 {
+					flags = []imap.Flag{imap.FlagSeen}
+				}
+				raw := fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: alice@localhost\r\nSubject: word%d #%d\r\nMessage-ID: <%d.mem@example.net>\r\n\r\n%s", i%20, i%5, i, i, text)
+				if _, err := w.Append(inbox, raw, flags, date); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := st.GC(ctx); err != nil {
+		b.Fatal(err)
+	}
+	ms.Close()
+	st.Close()
+}
