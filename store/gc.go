@@ -136,14 +136,10 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 	s.mu.RLock()
 	readers = append(readers, s.objs.packs...)
 	s.mu.RUnlock()
-	indexes := map[string]*idxfile.MemoryIndex{}
-	for _, p := range readers {
-		indexes[p.name] = p.idx
-	}
 	inNewPack := func(h plumbing.Hash) bool {
 		for _, p := range readers {
 			if !old[p.name] {
-				if ok, _ := p.idx.Contains(h); ok {
+				if p.idx.contains(h) {
 					return true
 				}
 			}
@@ -180,7 +176,7 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 		}
 		// A pack holding unreachable objects younger than PruneAfter
 		// stays (as such loose objects do) for a later GC.
-		unreachable, err := packUnreachable(p, indexes[filepath.Base(p)], func(h plumbing.Hash) bool { return packed[h] || keep[h] })
+		unreachable, err := packUnreachable(p, nil, func(h plumbing.Hash) bool { return packed[h] || keep[h] })
 		if err != nil {
 			return st, fmt.Errorf("store: gc: %w", err)
 		}

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,7 +42,7 @@ type objReader struct {
 type packReader struct {
 	name string
 	f    *os.File
-	idx  *idxfile.MemoryIndex
+	idx  *packIndex
 }
 
 func openObjReader(repo string, trees *treeCache) (*objReader, error) {
@@ -66,8 +64,8 @@ func openObjReader(repo string, trees *treeCache) (*objReader, error) {
 			o.close()
 			return nil, err
 		}
-		idx := idxfile.NewMemoryIndex()
-		if err := readIdx(ip, idx); err != nil {
+		idx, err := openPackIndex(ip)
+		if err != nil {
 			f.Close()
 			o.close()
 			return nil, fmt.Errorf("pack index %s: %w", filepath.Base(ip), err)
@@ -99,32 +97,6 @@ func errObjNotFound(h Hash) error {
 	return fmt.Errorf("object %s: %w", h, plumbing.ErrObjectNotFound)
 }
 
-// packOffset finds h's offset in a pack's index. go-git's FindOffset
-// would do, but it also remembers every hash it is asked, in a map of
-// offsets to hashes (for reverse lookups that we never make): some 50
-// bytes for every object ever read, kept as long as the pack is open.
-func packOffset(idx *idxfile.MemoryIndex, h Hash) (int64, bool) {
-	k := idx.FanoutMapping[h[0]]
-	if k < 0 || k >= len(idx.Names) || k >= len(idx.Offset32) {
-		return 0, false
-	}
-	names := idx.Names[k]
-	n := len(names) / len(h)
-	i := sort.Search(n, func(i int) bool { return bytes.Compare(names[i*len(h):(i+1)*len(h)], h[:]) >= 0 })
-	if i == n || !bytes.Equal(names[i*len(h):(i+1)*len(h)], h[:]) || len(idx.Offset32[k]) < (i+1)*4 {
-		return 0, false
-	}
-	off := binary.BigEndian.Uint32(idx.Offset32[k][i*4:])
-	if off&(1<<31) == 0 {
-		return int64(off), true
-	}
-	j := int(off&^(1<<31)) * 8
-	if j+8 > len(idx.Offset64) {
-		return 0, false
-	}
-	return int64(binary.BigEndian.Uint64(idx.Offset64[j:])), true
-}
-
 // read returns the type and content of object h.
 func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
 	if o.pend != nil {
@@ -134,7 +106,7 @@ func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
 		}
 	}
 	for _, p := range o.packs {
-		off, ok := packOffset(p.idx, h)
+		off, ok := p.idx.offset(h)
 		if !ok {
 			continue
 		}
@@ -267,7 +239,7 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 		if _, err := io.ReadFull(br, bh[:]); err != nil {
 			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
 		}
-		if boff, ok := packOffset(p.idx, bh); ok {
+		if boff, ok := p.idx.offset(bh); ok {
 			baseType, base, err = o.packedBase(p, boff, depth)
 			if err != nil {
 				return 0, nil, err

@@ -112,8 +112,9 @@ func globOne(t *testing.T, pattern string) string {
 	return m[0]
 }
 
-// TestPackOffset: packOffset finds what go-git's FindOffset finds, 64-bit
-// offsets included, and nothing for a hash the index does not hold.
+// TestPackOffset checks the object reader's lookups in a pack index
+// (packIndex, over the file's bytes) against go-git's, offsets beyond 2 GiB
+// included, and that damaged index files are refused.
 func TestPackOffset(t *testing.T) {
 	w := new(idxfile.Writer)
 	want := map[Hash]int64{}
@@ -133,16 +134,40 @@ func TestPackOffset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var file bytes.Buffer
+	if _, err := idxfile.NewEncoder(&file).Encode(idx); err != nil {
+		t.Fatal(err)
+	}
+	x, err := newPackIndex(file.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for h, off := range want {
-		got, ok := packOffset(idx, h)
+		got, ok := x.offset(h)
+		if x.contains(h) != ok {
+			t.Fatalf("%s: contains and offset disagree", h)
+		}
 		lib, err := idx.FindOffset(h)
 		if !ok || got != off || err != nil || lib != off {
 			t.Fatalf("%s: packOffset %d %v, FindOffset %d %v, want %d", h, got, ok, lib, err, off)
 		}
 	}
 	for i := 3000; i < 3100; i++ {
-		if off, ok := packOffset(idx, BlobHash([]byte(fmt.Sprint(i)))); ok {
+		if off, ok := x.offset(BlobHash([]byte(fmt.Sprint(i)))); ok {
 			t.Fatalf("a hash not in the index found at %d", off)
+		}
+	}
+	// Damaged files are refused, not read out of bounds.
+	good := file.Bytes()
+	bad := map[string][]byte{
+		"truncated":   good[:len(good)-100],
+		"short":       good[:500],
+		"version 3":   append([]byte{0xff, 't', 'O', 'c', 0, 0, 0, 3}, good[8:]...),
+		"fanout down": append(append(append([]byte{}, good[:8+4*10]...), 0, 0, 0, 0), good[8+4*11:]...),
+	}
+	for name, data := range bad {
+		if _, err := newPackIndex(data); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -249,13 +250,13 @@ func (s *Store) writeBatch(batch []pendingCommit) error {
 			}
 		}
 	}
-	name, idx, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
+	name, _, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
 		return writeObjectsPack(f, objs)
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.addPack(name, idx); err != nil {
+	if err := s.addPack(name); err != nil {
 		return err
 	}
 	var order []string
@@ -278,8 +279,13 @@ func (s *Store) writeBatch(batch []pendingCommit) error {
 // addPack makes a pack that was just written (and its index) readable by
 // the object reader at once, and marks go-git's storage for reloading
 // before its next use.
-func (s *Store) addPack(name string, idx *idxfile.MemoryIndex) error {
-	f, err := os.Open(filepath.Join(s.path, "objects", "pack", name))
+func (s *Store) addPack(name string) error {
+	path := filepath.Join(s.path, "objects", "pack", name)
+	idx, err := openPackIndex(strings.TrimSuffix(path, ".pack") + ".idx")
+	if err != nil {
+		return fmt.Errorf("store: open new pack's index: %w", err)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("store: open new pack: %w", err)
 	}

@@ -55,7 +55,7 @@ func (o *objReader) hasBlob(h Hash) (bool, error) {
 		}
 	}
 	for _, p := range o.packs {
-		if _, err := p.idx.FindOffset(h); err == nil {
+		if p.idx.contains(h) {
 			return true, nil
 		}
 	}
