@@ -88,7 +88,7 @@ print("ok")
 //
 // It takes many CPU-minutes under TCG, so it runs only when
 // NYMOTE_MAIL64=1 (NYMOTE_MAIL64_N sets the count of messages,
-// NYMOTE_MAIL64_CLIENTS the clients,
+// NYMOTE_MAIL64_CLIENTS the clients, NYMOTE_MAIL64_MIB the VM's memory,
 // NYMOTE_MAIL64_CMDLINE adds to the kernel command line, e.g.
 // GOMEMLIMIT=24MiB, which the kernel hands to /init's environment).
 func TestBootMail64MiB(t *testing.T) {
@@ -99,11 +99,11 @@ func TestBootMail64MiB(t *testing.T) {
 	needTool(t, "mkfs.ext4", "e2fsprogs")
 	needTool(t, "python3", "python3")
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	n, clients := 50000, 8
+	n, clients, mib := 50000, 8, 64
 	for _, e := range []struct {
 		name string
 		v    *int
-	}{{"NYMOTE_MAIL64_N", &n}, {"NYMOTE_MAIL64_CLIENTS", &clients}} {
+	}{{"NYMOTE_MAIL64_N", &n}, {"NYMOTE_MAIL64_CLIENTS", &clients}, {"NYMOTE_MAIL64_MIB", &mib}} {
 		if v := os.Getenv(e.name); v != "" {
 			var err error
 			if *e.v, err = strconv.Atoi(v); err != nil || *e.v < 1 {
@@ -137,7 +137,7 @@ func TestBootMail64MiB(t *testing.T) {
 	imapsAddr := testutil.FreeAddr(t)
 	ctx := context.Background()
 	vm, err := launch.StartQEMU(ctx, qemuImage(t, dir, m), launch.QEMU{
-		Disk: disk, MemoryMiB: 64,
+		Disk: disk, MemoryMiB: mib,
 		Forwards:     []launch.Forward{{Host: imapsAddr, Guest: 993}},
 		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, strings.Fields(os.Getenv("NYMOTE_MAIL64_CMDLINE"))...),
 	}, nil)

@@ -96,6 +96,11 @@ func prepare(ctx context.Context, opts Options) (*plan, error) {
 	}
 	cmdline := append([]string{}, board.Cmdline...)
 	cmdline = append(cmdline, "console="+board.Console)
+	// The kernel unpacks the initramfs into ramfs rather than tmpfs, whose
+	// default bound of half the memory refused the mail /init (26 MB) in a
+	// 64 MiB VM ("Initramfs unpacking failed: write error"). The runtime
+	// writes only to /tmp and /data, which it mounts on their own.
+	cmdline = append(cmdline, "rootfstype=ramfs")
 	if board.DataDevice != defaultDataDevice {
 		// The runtime's fallback when no disk is labelled nymote-data.
 		cmdline = append(cmdline, "nymote.data="+board.DataDevice)

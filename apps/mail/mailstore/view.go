@@ -233,6 +233,17 @@ func (v *View) itemLocked(numSet imap.NumSet, i int, m *Message) (Item, bool) {
 	return Item{Seq: seq, Msg: m, Flags: flags, ModSeq: m.modseq}, true
 }
 
+// Bounds returns the number of messages in the mailbox and the highest
+// UID among them (0 if empty), as Items(nil) would show them.
+func (v *View) Bounds() (n uint32, maxUID imap.UID) {
+	v.mb.mu.RLock()
+	defer v.mb.mu.RUnlock()
+	if k := len(v.mb.msgs); k > 0 {
+		return uint32(k), v.mb.msgs[k-1].UID
+	}
+	return 0, 0
+}
+
 // ModSeqOfSeq is the MODSEQ of the message with sequence number seq as the
 // client knows it, or 0 if there is none.
 func (v *View) ModSeqOfSeq(seq uint32) uint64 {
