@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -136,6 +135,10 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 	s.mu.RLock()
 	readers = append(readers, s.objs.packs...)
 	s.mu.RUnlock()
+	indexes := map[string]*packIndex{}
+	for _, p := range readers {
+		indexes[p.name] = p.idx
+	}
 	inNewPack := func(h plumbing.Hash) bool {
 		for _, p := range readers {
 			if !old[p.name] {
@@ -176,7 +179,7 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 		}
 		// A pack holding unreachable objects younger than PruneAfter
 		// stays (as such loose objects do) for a later GC.
-		unreachable, err := packUnreachable(p, nil, func(h plumbing.Hash) bool { return packed[h] || keep[h] })
+		unreachable, err := packUnreachable(p, indexes[filepath.Base(p)], func(h plumbing.Hash) bool { return packed[h] || keep[h] })
 		if err != nil {
 			return st, fmt.Errorf("store: gc: %w", err)
 		}
@@ -270,33 +273,26 @@ func (s *Store) removeOrphanPacks() {
 }
 
 // packUnreachable counts the objects of the pack at path that reachable
-// does not claim. idx is the pack's index if the object reader has it in
-// memory, else nil: it is read from the file.
-func packUnreachable(path string, idx *idxfile.MemoryIndex, reachable func(plumbing.Hash) bool) (int, error) {
+// does not claim. idx is the pack's index if the object reader has it
+// open, else nil: the index file is opened.
+func packUnreachable(path string, idx *packIndex, reachable func(plumbing.Hash) bool) (int, error) {
 	if idx == nil {
-		idx = idxfile.NewMemoryIndex()
-		if err := readIdx(strings.TrimSuffix(path, ".pack")+".idx", idx); err != nil {
+		var err error
+		idx, err = openPackIndex(strings.TrimSuffix(path, ".pack") + ".idx")
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil // merged into another meanwhile (packmerge.go)
+		}
+		if err != nil {
 			return 0, fmt.Errorf("pack index of %s: %w", filepath.Base(path), err)
 		}
 	}
-	it, err := idx.Entries()
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
 	n := 0
-	for {
-		e, err := it.Next()
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		if !reachable(e.Hash) {
+	for i := range idx.n {
+		if !reachable(idx.hash(i)) {
 			n++
 		}
 	}
+	return n, nil
 }
 
 // refHashes lists what every reference points at.

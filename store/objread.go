@@ -209,9 +209,12 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 		}
 		size |= int64(c&0x7f) << shift
 	}
+	// Where the base is, then the data (a delta is small), then the base:
+	// the reader's buffer is not held while the chain below is read
+	// (50 levels of 4 KiB each, for every read under way).
 	var (
-		baseType plumbing.ObjectType
-		base     []byte
+		baseOff int64 = -1
+		baseRef Hash
 	)
 	switch t {
 	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
@@ -230,22 +233,13 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 		if rel <= 0 || rel > off {
 			return 0, nil, fmt.Errorf("pack %s offset %d: bad delta base offset %d", p.name, off, rel)
 		}
-		baseType, base, err = o.packedBase(p, off-rel, depth)
-		if err != nil {
-			return 0, nil, err
-		}
+		baseOff = off - rel
 	case plumbing.REFDeltaObject:
-		var bh Hash
-		if _, err := io.ReadFull(br, bh[:]); err != nil {
+		if _, err := io.ReadFull(br, baseRef[:]); err != nil {
 			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
 		}
-		if boff, ok := p.idx.offset(bh); ok {
-			baseType, base, err = o.packedBase(p, boff, depth)
-			if err != nil {
-				return 0, nil, err
-			}
-		} else if baseType, base, err = o.read(bh); err != nil {
-			return 0, nil, err
+		if boff, ok := p.idx.offset(baseRef); ok {
+			baseOff = boff
 		}
 	default:
 		return 0, nil, fmt.Errorf("pack %s offset %d: bad object type %d", p.name, off, t)
@@ -253,6 +247,20 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 	data := make([]byte, size)
 	if err := inflate(br, data); err != nil {
 		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+	}
+	var (
+		baseType plumbing.ObjectType
+		base     []byte
+	)
+	switch {
+	case baseOff >= 0:
+		if baseType, base, err = o.packedBase(p, baseOff, depth); err != nil {
+			return 0, nil, err
+		}
+	case t == plumbing.REFDeltaObject:
+		if baseType, base, err = o.read(baseRef); err != nil {
+			return 0, nil, err
+		}
 	}
 	if base == nil && (t == plumbing.OFSDeltaObject || t == plumbing.REFDeltaObject) {
 		base = []byte{}

@@ -157,6 +157,19 @@ func TestPackOffset(t *testing.T) {
 			t.Fatalf("a hash not in the index found at %d", off)
 		}
 	}
+	if x.n != len(want) {
+		t.Fatalf("index of %d objects, want %d", x.n, len(want))
+	}
+	for i := range x.n {
+		h := x.hash(i)
+		var prev Hash
+		if i > 0 {
+			prev = x.hash(i - 1)
+		}
+		if _, ok := want[h]; !ok || (i > 0 && bytes.Compare(prev[:], h[:]) >= 0) {
+			t.Fatalf("hash %d (%s) not one of the index's, or out of order", i, h)
+		}
+	}
 	// Damaged files are refused, not read out of bounds.
 	good := file.Bytes()
 	bad := map[string][]byte{

@@ -92,6 +92,14 @@ func (x *packIndex) find(h Hash) (int, bool) {
 	return i, ok
 }
 
+// hash is the i-th hash of the index, in order.
+func (x *packIndex) hash(i int) Hash {
+	var h Hash
+	copy(h[:], x.data[x.names+i*20:])
+	runtime.KeepAlive(x)
+	return h
+}
+
 // contains reports whether the pack holds h.
 func (x *packIndex) contains(h Hash) bool {
 	_, ok := x.find(h)

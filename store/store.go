@@ -127,9 +127,12 @@ type Store struct {
 	// mu guards st and repo: readers hold it shared, GC holds it exclusively
 	// while it deletes objects that are now in a pack.
 	mu   sync.RWMutex
-	st   *filesystem.Storage
+	st   *gitStorage
 	repo *git.Repository
 	objs *objReader // the read paths' own object reader (objread.go)
+	// objsNow is objs, for go-git's reads through gitStorage, which may
+	// run without s.mu.
+	objsNow atomic.Pointer[objReader]
 	// packsMu orders changes to the set of packs (a batch's new pack,
 	// deletions after a repack) against reloads that list them.
 	packsMu sync.Mutex
@@ -391,6 +394,7 @@ func (s *Store) reopenObjs() error {
 	s.mu.Lock()
 	old := s.objs
 	s.objs = objs
+	s.objsNow.Store(objs)
 	s.mu.Unlock()
 	if old != nil {
 		old.close() // no reader holds it: they hold s.mu shared while reading
@@ -431,18 +435,13 @@ func underMemoryLimit(full, least, div int64) int64 {
 }
 
 // newStorage opens the repository with go-git.
-func (s *Store) newStorage() (*filesystem.Storage, *git.Repository, error) {
+// Its pack indexes load at the first use that needs them (gitStorage).
+func (s *Store) newStorage() (*gitStorage, *git.Repository, error) {
 	lru := underMemoryLimit(32<<20, 1<<20, 16)
-	st := filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(cache.FileSize(lru)), filesystem.Options{})
+	st := &gitStorage{Storage: filesystem.NewStorageWithOptions(osfs.New(s.path), cache.NewObjectLRU(cache.FileSize(lru)), filesystem.Options{}), s: s}
 	repo, err := git.Open(st, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: open %s: %v: %w", s.path, err, ErrCorrupt)
-	}
-	// go-git loads the pack indexes lazily, without a lock: a reader racing
-	// another could see a half-filled index and miss an object. Looking up
-	// a missing object loads them all now, before the storage is shared.
-	if _, err := st.EncodedObject(plumbing.AnyObject, plumbing.ZeroHash); err != nil && !errors.Is(err, plumbing.ErrObjectNotFound) {
-		return nil, nil, fmt.Errorf("store: open %s: reading pack indexes: %v: %w", s.path, err, ErrCorrupt)
 	}
 	return st, repo, nil
 }
