@@ -77,21 +77,39 @@ func (r *StateReader) State() (*State, error) {
 // node's key. A revoked node is dropped from WireGuard at once and is no
 // longer any address's owner here.
 type ReplicaTunnel struct {
-	r    *StateReader
+	dir  string
 	dial DialFunc
+
+	mu sync.Mutex
+	r  *StateReader // once the node has keys
 }
 
 // NewReplicaTunnel returns the tunnel of the node whose data directory is
-// dir, dialing with dial. It fails for a node without keys.
-func NewReplicaTunnel(dir string, dial DialFunc) (*ReplicaTunnel, error) {
-	r, err := NewStateReader(dir)
-	if err != nil {
-		return nil, err
-	}
+// dir, dialing with dial (nil: the host's sockets). A node that has no
+// keys yet knows no peers until it has (it joins a network while its
+// services run).
+func NewReplicaTunnel(dir string, dial DialFunc) *ReplicaTunnel {
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	return &ReplicaTunnel{r: r, dial: dial}, nil
+	return &ReplicaTunnel{dir: dir, dial: dial}
+}
+
+// state returns the node's state.
+func (t *ReplicaTunnel) state() (*State, Key, error) {
+	t.mu.Lock()
+	r := t.r
+	if r == nil {
+		var err error
+		if r, err = NewStateReader(t.dir); err != nil {
+			t.mu.Unlock()
+			return nil, Key{}, err
+		}
+		t.r = r
+	}
+	t.mu.Unlock()
+	st, err := r.State()
+	return st, r.Self(), err
 }
 
 // DialContext connects to address (host:port) through the tunnel: a host
@@ -103,7 +121,7 @@ func (t *ReplicaTunnel) DialContext(ctx context.Context, network, address string
 	if err != nil {
 		return nil, fmt.Errorf("signpost: dial %s: %w", address, err)
 	}
-	st, err := t.r.State()
+	st, self, err := t.state()
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +132,7 @@ func (t *ReplicaTunnel) DialContext(ctx context.Context, network, address string
 		}
 		return t.dial(ctx, network, address)
 	}
-	addrs, exists, inZone := st.Lookup(t.r.Self(), host)
+	addrs, exists, inZone := st.Lookup(self, host)
 	if !inZone {
 		return nil, fmt.Errorf("signpost: dial %s: not a name in %s", address, st.Zone())
 	}
@@ -136,10 +154,20 @@ func (t *ReplicaTunnel) DialContext(ctx context.Context, network, address string
 	return nil, last
 }
 
+// Stamp changes when the node's state does (a join, a revocation): the
+// replica engine polls it.
+func (t *ReplicaTunnel) Stamp() string {
+	fi, err := os.Stat(StatePath(t.dir))
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+}
+
 // PeerAt returns the name of the (not revoked) node whose tunnel address
 // addr is.
 func (t *ReplicaTunnel) PeerAt(addr netip.Addr) (string, bool) {
-	st, err := t.r.State()
+	st, _, err := t.state()
 	if err != nil {
 		return "", false
 	}
@@ -157,7 +185,7 @@ func (t *ReplicaTunnel) PeerAt(addr netip.Addr) (string, bool) {
 
 // Knows reports whether name is a node of the network, not revoked.
 func (t *ReplicaTunnel) Knows(name string) bool {
-	st, err := t.r.State()
+	st, _, err := t.state()
 	if err != nil {
 		return false
 	}
