@@ -31,6 +31,8 @@ import (
 //	  - name: home.example
 //	    ns: [ns1.home.example]   # default: ns.ZONE
 //	    hostmaster: hostmaster.home.example
+//	    mail: {appliance: mail.home.example} # its mail records (MailZone)
+//	signpost: {data: /srv/hub}   # NODE.PERSON.nymote (SignpostConfig)
 //	appliances:
 //	  - name: mail.home.example
 //	    address: 127.0.0.1       # answered in A/AAAA; jitsu holds its ports
