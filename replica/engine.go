@@ -53,12 +53,15 @@ type Tunnel interface {
 	// DialContext connects to a peer's endpoint through the tunnel: the
 	// host of its URL, a tunnel address or NODE.PERSON.nymote.
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
-	// PeerAt returns the name of the node whose tunnel address addr is:
-	// a request from it came through the tunnel, from that node's key
-	// (WireGuard admits a packet from a peer only with the source
-	// addresses of that peer's key). ok is false for an address that is
-	// no node's of the network, or a revoked node's.
-	PeerAt(addr netip.Addr) (name string, ok bool)
+	// PeerAt returns the name of the node whose tunnel address remote is,
+	// for a connection to local, this node's own tunnel address: it came
+	// through the tunnel, from that node's key (WireGuard admits a packet
+	// from a peer only with the source addresses of that peer's key, and
+	// the appliance's stack takes a packet for the tunnel address only on
+	// the tunnel). ok is false for an address that is no node's of the
+	// network, a revoked node's, or a local address not this node's on
+	// the tunnel.
+	PeerAt(local, remote netip.Addr) (name string, ok bool)
 	// Knows reports whether name is a node of the network, not revoked.
 	Knows(name string) bool
 	// A Tunnel may also have a method Stamp() string that changes when
@@ -586,7 +589,15 @@ func (e *Engine) tunnelPeer(r *http.Request, name string) bool {
 	if err != nil {
 		return false
 	}
-	from, ok := e.opts.Tunnel.PeerAt(ap.Addr().Unmap())
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lp, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return false
+	}
+	from, ok := e.opts.Tunnel.PeerAt(lp.Addr().Unmap(), ap.Addr().Unmap())
 	if !ok || from != name {
 		return false
 	}

@@ -43,9 +43,12 @@ func (v tunnelView) DialContext(ctx context.Context, network, address string) (n
 	return d.DialContext(ctx, network, target)
 }
 
-func (v tunnelView) PeerAt(addr netip.Addr) (string, bool) {
+func (v tunnelView) PeerAt(local, addr netip.Addr) (string, bool) {
 	v.n.mu.Lock()
 	defer v.n.mu.Unlock()
+	if local != netip.MustParseAddr("127.0.0.1") { // where the endpoints listen
+		return "", false
+	}
 	for name, a := range v.n.addr {
 		if a == addr && name != v.self && !v.n.revoked[name] {
 			return name, true

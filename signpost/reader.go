@@ -165,13 +165,18 @@ func (t *ReplicaTunnel) Stamp() string {
 }
 
 // PeerAt returns the name of the (not revoked) node whose tunnel address
-// addr is.
-func (t *ReplicaTunnel) PeerAt(addr netip.Addr) (string, bool) {
-	st, _, err := t.state()
+// remote is, for a connection to local, one of this node's own tunnel
+// addresses (on the appliance's netstack a packet for it is taken only
+// from the tunnel interface).
+func (t *ReplicaTunnel) PeerAt(local, remote netip.Addr) (string, bool) {
+	st, self, err := t.state()
 	if err != nil {
 		return "", false
 	}
-	addr = addr.Unmap()
+	if v4, v6 := st.Addrs(self); local.Unmap() != v4 && local.Unmap() != v6 {
+		return "", false
+	}
+	addr := remote.Unmap()
 	for _, p := range st.Peers {
 		if st.IsRevoked(p.WG) {
 			continue
