@@ -156,7 +156,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		for name := range s.apps {
 			skip[name] = true
 		}
-		s.mail[z.Name] = &mailRecords{cfg: z.Mail, skip: skip, now: opts.Now, log: opts.Log}
+		mr := &mailRecords{cfg: z.Mail, skip: skip, now: opts.Now, log: opts.Log}
+		mr.records() // built now, so that a problem shows in the log at once
+		s.mail[z.Name] = mr
 	}
 	if s.opts.IdleCheck == 0 {
 		s.opts.IdleCheck = min(minTTL/4, time.Second)
