@@ -31,7 +31,7 @@ type signpostNames struct {
 func newSignpostNames(cfg *SignpostConfig) (*signpostNames, error) {
 	r, err := signpost.NewStateReader(cfg.Data)
 	if err != nil {
-		return nil, fmt.Errorf("jitsu: signpost: %w", err)
+		return nil, fmt.Errorf("jitsu: signpost.data: %w", err)
 	}
 	return &signpostNames{cfg: cfg, r: r}, nil
 }

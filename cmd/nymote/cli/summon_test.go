@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/nymote/nymote/internal/testutil"
+	"github.com/nymote/nymote/signpost"
 )
 
 // TestSummon runs nymote summon with an appliance whose program is
@@ -232,4 +233,45 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// TestSummonSignpostFlag: --signpost names a node's data directory; one
+// without a node is refused, naming what is missing.
+func TestSummonSignpostFlag(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "jitsu.yaml")
+	if err := os.WriteFile(cfgFile, []byte("dns: 127.0.0.1:0\nzones: [{name: home.test}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run(t, "", "summon", "--config", cfgFile, "--signpost", dir)
+	if code == 0 || !strings.Contains(errs, "signpost.data") || !strings.Contains(errs, "no identity") {
+		t.Errorf("summon --signpost on a directory without a node: exit %d, %q", code, errs)
+	}
+	// A hub's directory: its own name answers, asked from loopback.
+	hub := t.TempDir()
+	if _, err := signpost.Issue(hub, "mail", "198.51.100.2:51820", "alice", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb testutil.Buffer
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, []string{"summon", "--config", cfgFile, "--signpost", hub}, IO{In: strings.NewReader(""), Out: &errb, Err: &errb})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var server string
+	for deadline := time.Now().Add(20 * time.Second); server == ""; time.Sleep(20 * time.Millisecond) {
+		if _, rest, ok := strings.Cut(errb.String(), "summon: DNS on "); ok {
+			server, _, _ = strings.Cut(rest, " ")
+		} else if time.Now().After(deadline) {
+			t.Fatalf("summon did not start:\n%s", errb.String())
+		}
+	}
+	r := exchange(t, server, "hub.alice.nymote", dns.TypeA)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("hub.alice.nymote from loopback: %v", r)
+	}
 }
