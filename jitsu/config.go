@@ -31,6 +31,8 @@ import (
 //	  - name: home.example
 //	    ns: [ns1.home.example]   # default: ns.ZONE
 //	    hostmaster: hostmaster.home.example
+//	    mail: {appliance: mail.home.example} # its mail records (MailZone)
+//	signpost: {data: /srv/hub}   # NODE.PERSON.nymote (SignpostConfig)
 //	appliances:
 //	  - name: mail.home.example
 //	    address: 127.0.0.1       # answered in A/AAAA; jitsu holds its ports
@@ -62,6 +64,9 @@ type Config struct {
 	Zones []Zone `yaml:"zones"`
 	// Appliances are the names that summon appliances.
 	Appliances []ApplianceConfig `yaml:"appliances"`
+	// Signpost, if set, makes jitsu answer for a person's network of
+	// nodes (package signpost) from a node's data directory on this host.
+	Signpost *SignpostConfig `yaml:"signpost"`
 
 	// forwardClients are ForwardClients parsed (by ParseConfig).
 	forwardClients []netip.Prefix
@@ -81,6 +86,65 @@ type Zone struct {
 	Hostmaster string `yaml:"hostmaster"`
 	// TTL of the SOA and NS records; zero means 1h.
 	TTL Duration `yaml:"ttl"`
+	// Mail, if set, makes jitsu serve the zone's mail records (those of
+	// nymote mail dns) from the mail appliance's data.
+	Mail *MailZone `yaml:"mail"`
+}
+
+// MailZone says where a zone's mail records come from: jitsu serves what
+// `nymote mail dns` prints (MX, A/AAAA, SPF, the DKIM keys published now,
+// DMARC, MTA-STS, TLS-RPT, the CNAMEs, SRV and CAA; built by the same code,
+// msgauth.Records), reading the DKIM keys from the appliance's data
+// directory again whenever they change (nymote mail dkim-rotate) and at
+// least every minute (keys leave the records at the end of a rotation's
+// overlap), so that nobody edits a zone by hand.
+type MailZone struct {
+	// Domain is the mail domain; empty means the zone's apex. It must be
+	// in the zone.
+	Domain string `yaml:"domain"`
+	// Appliance is the name of the mail appliance (one of appliances):
+	// the default of Hostname (its name), IPs (its address) and Data
+	// (its data directory).
+	Appliance string `yaml:"appliance"`
+	// Hostname is the mail server's name (MX and SRV target).
+	Hostname string `yaml:"hostname"`
+	// IPs are the server's addresses (A/AAAA of Hostname when it is not
+	// an appliance's name, which jitsu answers itself; SPF terms).
+	IPs []string `yaml:"ips"`
+	// Data is the mail appliance's data directory (its DKIM keys are
+	// node files there, node/dkim/DOMAIN).
+	Data string `yaml:"data"`
+	// DMARCPolicy is reject (the default), quarantine or none.
+	DMARCPolicy string `yaml:"dmarc_policy"`
+	// MTASTSMode is enforce (the default), testing or none.
+	MTASTSMode string `yaml:"mta_sts_mode"`
+	// CAA are the CAs that may issue the domain's certificates; not
+	// given means [letsencrypt.org], as nymote mail dns; [] means no CAA
+	// record.
+	CAA []string `yaml:"caa"`
+	// TTL of the records; zero means 1h.
+	TTL Duration `yaml:"ttl"`
+
+	ips []net.IP
+}
+
+// SignpostConfig makes jitsu answer for a person's network of nodes:
+// NODE.PERSON.nymote and SERVICE.NODE.PERSON.nymote are the node's tunnel
+// addresses (A and AAAA), as each node's own name server answers them,
+// from the signpost state of a node on this host (a hub's data directory,
+// or a laptop's that joined with nymote peer join --wg-quick). The state
+// is read again when it changes (a join, nymote peer del).
+type SignpostConfig struct {
+	// Data is the node's data directory (its keys and state are in
+	// DATA/node/signpost).
+	Data string `yaml:"data"`
+	// Clients are the networks (CIDR or single addresses) that may ask
+	// for the network's names, besides the network's own tunnel
+	// prefixes: the names of a person's devices are not for everyone.
+	// Not given means loopback (127.0.0.0/8, ::1).
+	Clients []string `yaml:"clients"`
+
+	clients []netip.Prefix
 }
 
 // ApplianceConfig is one summonable appliance.
@@ -370,8 +434,24 @@ func (c *Config) check(root *yaml.Node) error {
 	if len(c.forwardClients) == 0 {
 		c.forwardClients = defaultForwardClients
 	}
-	if len(c.Zones) == 0 {
-		return errf("at least one zone is required", "zones")
+	if len(c.Zones) == 0 && c.Signpost == nil {
+		return errf("at least one zone is required (or signpost)", "zones")
+	}
+	if sp := c.Signpost; sp != nil {
+		if sp.Data == "" {
+			return errf("required: the data directory of a signpost node on this host", "signpost", "data")
+		}
+		sp.clients = nil
+		for j, v := range sp.Clients {
+			p, err := parseNetwork(v)
+			if err != nil {
+				return errf(fmt.Sprintf("%q: want a network such as 192.168.1.0/24 or an IP address", v), "signpost", "clients", j)
+			}
+			sp.clients = append(sp.clients, p)
+		}
+		if sp.Clients == nil {
+			sp.clients = defaultForwardClients
+		}
 	}
 	seenZone := map[string]bool{}
 	for i := range c.Zones {
@@ -507,6 +587,95 @@ func (c *Config) check(root *yaml.Node) error {
 			return errf("only the process launcher takes a command", "appliances", i, "launcher", "command")
 		}
 	}
+	for i := range c.Zones {
+		if err := c.checkMail(&c.Zones[i], func(msg string, path ...any) error {
+			return errf(msg, append([]any{"zones", i, "mail"}, path...)...)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkMail checks a zone's mail: and fills in its defaults.
+func (c *Config) checkMail(z *Zone, errf func(string, ...any) error) error {
+	m := z.Mail
+	if m == nil {
+		return nil
+	}
+	if m.Domain == "" {
+		m.Domain = z.Name
+	}
+	if _, ok := dns.IsDomainName(m.Domain); !ok {
+		return errf(fmt.Sprintf("%q is not a domain name", m.Domain), "domain")
+	}
+	m.Domain = dns.CanonicalName(m.Domain)
+	if c.zoneOf(m.Domain) != z {
+		return errf(fmt.Sprintf("%s is not in zone %s", m.Domain, z.Name), "domain")
+	}
+	if m.Appliance != "" {
+		name := dns.CanonicalName(m.Appliance)
+		var a *ApplianceConfig
+		for k := range c.Appliances {
+			if c.Appliances[k].Name == name {
+				a = &c.Appliances[k]
+			}
+		}
+		if a == nil {
+			return errf(fmt.Sprintf("%s is none of the appliances", m.Appliance), "appliance")
+		}
+		m.Appliance = name
+		if m.Hostname == "" {
+			m.Hostname = a.Name
+		}
+		if m.IPs == nil {
+			m.IPs = []string{a.Address}
+		}
+		if m.Data == "" && a.Launcher.Kind == "process" {
+			m.Data = a.Data
+		}
+	}
+	if m.Hostname == "" {
+		return errf("required (or appliance): the mail server's name", "hostname")
+	}
+	if _, ok := dns.IsDomainName(m.Hostname); !ok {
+		return errf(fmt.Sprintf("%q is not a domain name", m.Hostname), "hostname")
+	}
+	m.Hostname = dns.CanonicalName(m.Hostname)
+	m.ips = nil
+	for j, v := range m.IPs {
+		ip := net.ParseIP(v)
+		if ip == nil {
+			return errf(fmt.Sprintf("%q is not an IP address", v), "ips", j)
+		}
+		m.ips = append(m.ips, ip)
+	}
+	if m.Data == "" {
+		return errf("required (or a process appliance): the mail appliance's data directory, where its DKIM keys are", "data")
+	}
+	if fi, err := os.Stat(m.Data); err == nil && !fi.IsDir() {
+		return errf(fmt.Sprintf("%s is not a directory: jitsu reads the DKIM keys from a data directory (a data disk is not read yet)", m.Data), "data")
+	}
+	switch m.DMARCPolicy {
+	case "":
+		m.DMARCPolicy = "reject"
+	case "reject", "quarantine", "none":
+	default:
+		return errf(fmt.Sprintf("%q: want reject, quarantine or none", m.DMARCPolicy), "dmarc_policy")
+	}
+	switch m.MTASTSMode {
+	case "":
+		m.MTASTSMode = "enforce"
+	case "enforce", "testing", "none":
+	default:
+		return errf(fmt.Sprintf("%q: want enforce, testing or none", m.MTASTSMode), "mta_sts_mode")
+	}
+	if m.CAA == nil {
+		m.CAA = []string{"letsencrypt.org"}
+	}
+	if m.TTL == 0 {
+		m.TTL = Duration(time.Hour)
+	}
 	return nil
 }
 
@@ -561,4 +730,15 @@ func (c *Config) zoneOf(name string) *Zone {
 		}
 	}
 	return best
+}
+
+// SetSignpost makes the server answer for the person's network of the
+// signpost node whose data directory is dir (as signpost: data: DIR in the
+// configuration; nymote summon --signpost DIR), asked from loopback or
+// from inside the network unless the configuration names other clients.
+func (c *Config) SetSignpost(dir string) {
+	if c.Signpost == nil {
+		c.Signpost = &SignpostConfig{clients: defaultForwardClients}
+	}
+	c.Signpost.Data = dir
 }

@@ -11,6 +11,19 @@
 // exactly that; nymote summon status reads Server.Status from the control
 // endpoint (HTTP on loopback).
 //
+// # Names and records that are not appliances
+//
+// With signpost: (nymote summon --signpost DIR) jitsu also answers for a
+// person's Signpost network from a node's data directory on the host:
+// NODE.PERSON.nymote and SERVICE.NODE.PERSON.nymote are the node's tunnel
+// addresses, as each node's own name server answers them
+// (signpost.State.Lookup), read again when the node's state changes; only
+// loopback (or signpost.clients) and the network itself may ask. A zone
+// with mail: serves the records nymote mail dns prints for the domain
+// (msgauth.Records: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, CAA and
+// the CNAMEs), with the DKIM keys read from the mail appliance's data
+// directory again after each rotation, so the zone follows the keys.
+//
 // # Launchers
 //
 // A Launcher boots one appliance and returns when its ports accept

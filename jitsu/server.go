@@ -69,6 +69,9 @@ type Server struct {
 	apps  map[string]*appliance // by canonical name
 	order []*appliance
 
+	names *signpostNames          // the person's network (Config.Signpost), or nil
+	mail  map[string]*mailRecords // by zone name (Zone.Mail)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -135,6 +138,27 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		if ttl := time.Duration(ac.TTL); minTTL == 0 || ttl < minTTL {
 			minTTL = ttl
 		}
+	}
+	if cfg.Signpost != nil {
+		n, err := newSignpostNames(cfg.Signpost)
+		if err != nil {
+			return nil, err
+		}
+		s.names = n
+	}
+	s.mail = map[string]*mailRecords{}
+	for i := range cfg.Zones {
+		z := &cfg.Zones[i]
+		if z.Mail == nil {
+			continue
+		}
+		skip := map[string]bool{}
+		for name := range s.apps {
+			skip[name] = true
+		}
+		mr := &mailRecords{cfg: z.Mail, skip: skip, now: opts.Now, log: opts.Log}
+		mr.records() // built now, so that a problem shows in the log at once
+		s.mail[z.Name] = mr
 	}
 	if s.opts.IdleCheck == 0 {
 		s.opts.IdleCheck = min(minTTL/4, time.Second)
@@ -350,6 +374,11 @@ func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		return m
 	}
 	q := r.Question[0]
+	if s.names != nil {
+		if m, ok := s.names.answer(r, from); ok {
+			return m
+		}
+	}
 	name := dns.CanonicalName(q.Name)
 	z := s.cfg.zoneOf(name)
 	if z == nil || q.Qclass != dns.ClassINET {
@@ -362,6 +391,7 @@ func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	}
 	soa := s.soa(z)
 	a, ok := s.apps[name]
+	mail := s.mail[z.Name]
 	switch {
 	case ok:
 		a.touch(true)
@@ -408,9 +438,21 @@ func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 			}
 			if q.Qtype == dns.TypeANY {
 				m.Answer = append(m.Answer, soa)
+				if mail != nil {
+					mail.answer(q, m)
+				}
 			}
 		default:
-			m.Ns = []dns.RR{soa}
+			if mail != nil {
+				mail.answer(q, m)
+			}
+			if len(m.Answer) == 0 {
+				m.Ns = []dns.RR{soa}
+			}
+		}
+	case mail != nil && mail.answer(q, m):
+		if len(m.Answer) == 0 {
+			m.Ns = []dns.RR{soa} // NOERROR, no data
 		}
 	default:
 		m.Rcode = dns.RcodeNameError

@@ -24,12 +24,23 @@ type Image struct {
 	Cmdline string
 }
 
-// Forward forwards a TCP port on the host to one in the appliance.
+// Forward forwards a TCP port on the host to one in the appliance (a
+// UDP port with UDP set).
 type Forward struct {
 	// Host is the host address, such as 127.0.0.1:1143.
 	Host string
 	// Guest is the appliance's port, such as 143.
 	Guest int
+	// UDP forwards UDP instead of TCP (Signpost's WireGuard port).
+	UDP bool
+}
+
+// proto is the hostfwd protocol of f.
+func (f Forward) proto() string {
+	if f.UDP {
+		return "udp"
+	}
+	return "tcp"
 }
 
 // DefaultMemoryMiB is the guest's memory when none is asked for.
@@ -192,7 +203,7 @@ func QEMUCommand(img Image, r QEMU) ([]string, error) {
 func hostForwards(fw []Forward) string {
 	var s strings.Builder
 	for _, f := range fw {
-		fmt.Fprintf(&s, ",hostfwd=tcp:%s-:%d", f.Host, f.Guest)
+		fmt.Fprintf(&s, ",hostfwd=%s:%s-:%d", f.proto(), f.Host, f.Guest)
 	}
 	return s.String()
 }

@@ -26,7 +26,7 @@ func argAfter(args []string, opt string) string {
 // forwards and the static addresses of the netstack, the data disk on the
 // board's interface, and QMP.
 func TestQEMUCommand(t *testing.T) {
-	fw := []Forward{{Host: "127.0.0.1:1143", Guest: 143}, {Host: "127.0.0.1:1025", Guest: 25}}
+	fw := []Forward{{Host: "127.0.0.1:1143", Guest: 143}, {Host: "127.0.0.1:1025", Guest: 25}, {Host: "127.0.0.1:51820", Guest: 51820, UDP: true}}
 	n := 0
 	for _, b := range boards.All() {
 		if b.QEMU == nil {
@@ -77,7 +77,7 @@ func TestQEMUCommand(t *testing.T) {
 				t.Errorf("-dtb %q for device tree %q", dtb, b.DeviceTree)
 			}
 			line := strings.Join(tcg, " ")
-			for _, want := range []string{"user,", "hostfwd=tcp:127.0.0.1:1143-:143,hostfwd=tcp:127.0.0.1:1025-:25", "file=/d/data.img,format=raw", "-qmp unix:/q/qmp.sock,server=on,wait=off"} {
+			for _, want := range []string{"user,", "hostfwd=tcp:127.0.0.1:1143-:143,hostfwd=tcp:127.0.0.1:1025-:25,hostfwd=udp:127.0.0.1:51820-:51820", "file=/d/data.img,format=raw", "-qmp unix:/q/qmp.sock,server=on,wait=off"} {
 				if !strings.Contains(line, want) {
 					t.Errorf("%q lacks %q", line, want)
 				}

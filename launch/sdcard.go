@@ -119,7 +119,7 @@ func StartSDCard(q *SDQEMU, r SDRun, console io.Writer) (*VM, error) {
 	}
 	netdev := "user,id=net0"
 	for _, f := range r.Forwards {
-		netdev += fmt.Sprintf(",hostfwd=tcp:%s-:%d", f.Host, f.Guest)
+		netdev += fmt.Sprintf(",hostfwd=%s:%s-:%d", f.proto(), f.Host, f.Guest)
 	}
 	args := []string{
 		"-machine", r.Machine, "-accel", "tcg",

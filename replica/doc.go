@@ -25,6 +25,19 @@
 // moves, and it pushes that on in turn. Pushes never race a peer's own
 // writes, and no merge waits for the network.
 //
+// Over the tunnel: where the node is in a Signpost network (package
+// signpost; Options.Tunnel, which the mail and DAV apps set from their data
+// directory), a peer that is a node of that network needs no token. Its
+// record names it in the network, http://NODE.PERSON.nymote:PORT/replica
+// (nymote peer add --tunnel), the engine dials it through the tunnel
+// (the appliance's netstack; the name is the node's tunnel address from
+// the signpost state, without DNS), and takes a request as that peer's
+// when it comes from the peer's tunnel address: WireGuard admits a packet
+// only with the source addresses of the key it came with, so the address
+// is the node's key. A revoked node loses its tunnel and its address at
+// once; a token, where one is kept, works as well. The engine notices a
+// join or a revocation within a quarter of a second.
+//
 // Timing: a local commit is pushed to every peer after Debounce (50 ms;
 // the commits meanwhile go as one push); each peer is also pulled from
 // (fetch, then a local merge, the fetched commits checked as pushes are)

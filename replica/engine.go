@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +39,39 @@ type Options struct {
 	// Rescan is how often the peer records and tokens are read again (the
 	// host tool may change them from another process): 5 s.
 	Rescan time.Duration
+	// Tunnel, if set, is Signpost's tunnel between the person's nodes
+	// (signpost.NewReplicaTunnel): a peer that is a node of the network is
+	// reached through it, and the tunnel's authentication of the node's
+	// key is its credential, so it needs no token (a token, where there is
+	// one, works as well). See "Over the tunnel" in the package
+	// documentation.
+	Tunnel Tunnel
+}
+
+// Tunnel is what the engine needs of Signpost's tunnel.
+type Tunnel interface {
+	// DialContext connects to a peer's endpoint through the tunnel: the
+	// host of its URL, a tunnel address or NODE.PERSON.nymote.
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	// PeerAt returns the name of the node whose tunnel address remote is,
+	// for a connection to local, this node's own tunnel address: it came
+	// through the tunnel, from that node's key (WireGuard admits a packet
+	// from a peer only with the source addresses of that peer's key, and
+	// the appliance's stack takes a packet for the tunnel address only on
+	// the tunnel). ok is false for an address that is no node's of the
+	// network, a revoked node's, or a local address not this node's on
+	// the tunnel.
+	PeerAt(local, remote netip.Addr) (name string, ok bool)
+	// Knows reports whether name is a node of the network, not revoked.
+	Knows(name string) bool
+	// A Tunnel may also have a method Stamp() string that changes when
+	// its network does: the engine asks it four times a second and
+	// rescans its peers at once on a change (a join, a revocation).
+}
+
+// viaTunnel reports whether peer name is reached through the tunnel.
+func (e *Engine) viaTunnel(name string) bool {
+	return e.opts.Tunnel != nil && e.opts.Tunnel.Knows(name)
 }
 
 func (o *Options) defaults() {
@@ -188,16 +224,35 @@ func (e *Engine) watch(w *store.Watcher) {
 	}
 }
 
+// tunnelCheck is how often the engine asks a Tunnel that has a Stamp
+// whether the network changed (a join, a revocation), to start or stop the
+// syncs of its nodes without waiting for the next rescan.
+const tunnelCheck = 250 * time.Millisecond
+
 func (e *Engine) rescanLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(e.opts.Rescan)
 	defer t.Stop()
+	var tc <-chan time.Time
+	stamper, _ := e.opts.Tunnel.(interface{ Stamp() string })
+	last := ""
+	if stamper != nil {
+		last = stamper.Stamp()
+		ticker := time.NewTicker(tunnelCheck)
+		defer ticker.Stop()
+		tc = ticker.C
+	}
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
 		case <-t.C:
 			e.rescan()
+		case <-tc:
+			if s := stamper.Stamp(); s != last {
+				last = s
+				e.rescan()
+			}
 		}
 	}
 }
@@ -213,7 +268,7 @@ func (e *Engine) rescan() {
 	self, _ := Self(e.st)
 	want := map[string]Peer{}
 	for _, p := range ps {
-		if p.Name != self && token(e.st, p.Name) != "" {
+		if p.Name != self && (token(e.st, p.Name) != "" || e.viaTunnel(p.Name)) {
 			p.URL = localURL(e.st, p)
 			want[p.Name] = p
 		}
@@ -444,8 +499,12 @@ func (p *peerSync) remote() store.Remote {
 		self = "replica"
 	}
 	ca, _ := e.st.ReadNodeFile(caFile(p.name))
-	return store.Remote{URL: strings.TrimSuffix(p.url, "/") + "/git", Username: self,
+	r := store.Remote{URL: strings.TrimSuffix(p.url, "/") + "/git", Username: self,
 		Password: token(e.st, p.name), Name: "peer-" + p.name, CABundle: ca}
+	if e.viaTunnel(p.name) {
+		r.Dial = e.opts.Tunnel.DialContext
+	}
+	return r
 }
 
 // FromBranch is the branch of a node's store that peer name pushes its
@@ -520,6 +579,35 @@ func (p *peerSync) contact(theirs store.Hash) {
 	p.mu.Unlock()
 }
 
+// tunnelPeer reports whether r came through the tunnel from the node
+// called name, a peer of this store: the tunnel has authenticated its key.
+func (e *Engine) tunnelPeer(r *http.Request, name string) bool {
+	if e.opts.Tunnel == nil || ValidateName(name) != nil {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lp, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return false
+	}
+	from, ok := e.opts.Tunnel.PeerAt(lp.Addr().Unmap(), ap.Addr().Unmap())
+	if !ok || from != name {
+		return false
+	}
+	ps, err := Peers(e.st)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(ps, func(p Peer) bool { return p.Name == name })
+}
+
 // Handler serves this node's replication endpoint: git smart HTTP (fetch
 // and push) under .../git for peers that present their name and the token
 // shared with this node (HTTP basic authentication), and nothing else.
@@ -527,7 +615,7 @@ func (p *peerSync) contact(theirs store.Hash) {
 // and calls again is synced with at once.
 func (e *Engine) Handler() http.Handler {
 	gh := e.st.GitHandler(e.log, store.WithGitAuthenticator(func(r *http.Request, name, password string) (store.User, error) {
-		if !checkToken(e.st, name, password) {
+		if !checkToken(e.st, name, password) && !e.tunnelPeer(r, name) {
 			e.log.Warn("replica: refused a request with a wrong peer name or token", "peer", name, "remote", r.RemoteAddr)
 			return store.User{}, fmt.Errorf("replica: peer %q: %w", name, store.ErrAuthFailed)
 		}

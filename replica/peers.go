@@ -141,6 +141,10 @@ type AddOptions struct {
 	// CA, PEM certificates, is trusted for the peer's https endpoint (its
 	// self-signed certificate).
 	CA []byte
+	// Tunnel records a peer that is a node of this node's Signpost
+	// network, reached through the tunnel and authenticated by its key
+	// (Options.Tunnel): no token is kept, and "" is returned.
+	Tunnel bool
 }
 
 // AddPeer records peer name at rawURL (a commit, so that it replicates) and
@@ -160,10 +164,13 @@ func AddPeer(ctx context.Context, st *store.Store, name, rawURL string, opts Add
 		return "", fmt.Errorf("replica: %q is this node's own name", name)
 	}
 	tok := opts.Token
-	if tok == "" {
+	if tok == "" && !opts.Tunnel {
 		tok = NewToken()
 	}
-	if len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n:") {
+	if opts.Tunnel && tok != "" {
+		return "", errors.New("replica: a peer over the tunnel needs no token (its node key is its credential)")
+	}
+	if !opts.Tunnel && len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n:") {
 		return "", errors.New("replica: a token is at least 16 characters without spaces or ':'")
 	}
 	if opts.CA != nil && !bytes.Contains(opts.CA, []byte("-----BEGIN CERTIFICATE-----")) {
@@ -184,8 +191,10 @@ func AddPeer(ctx context.Context, st *store.Store, name, rawURL string, opts Add
 	if err != nil {
 		return "", err
 	}
-	if err := st.WriteNodeFile(tokenFile(name), []byte(tok+"\n")); err != nil {
-		return "", err
+	if tok != "" {
+		if err := st.WriteNodeFile(tokenFile(name), []byte(tok+"\n")); err != nil {
+			return "", err
+		}
 	}
 	if opts.CA != nil {
 		if err := st.WriteNodeFile(caFile(name), opts.CA); err != nil {

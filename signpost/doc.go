@@ -39,6 +39,12 @@
 // hub. A laptop joins with stock tools: `nymote peer join --wg-quick`
 // prints a wg-quick configuration (WGQuick).
 //
+// Names and replicas from other processes: StateReader reads a node's
+// state again when it changes; jitsu answers the network's names from it,
+// and ReplicaTunnel gives a replica engine (package replica) the network's
+// nodes as peers, reached through the tunnel and authenticated by their
+// tunnel addresses.
+//
 // The tunnel itself, WireGuard (wireguard-go) on the appliance's own gVisor
 // netstack, is package tunnel: this package has no network stack of its
 // own, so the host tool can use it.

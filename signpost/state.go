@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -219,4 +220,33 @@ func (s *State) Names(self Key) map[string][]netip.Addr {
 		}
 	}
 	return m
+}
+
+// Lookup resolves name (any case, with or without its final dot) in the
+// network's zone as this node knows it; self is this node's WireGuard
+// key. NODE.PERSON.nymote are the node's tunnel addresses, and so is
+// SERVICE.NODE.PERSON.nymote (any first label before a node's name: a
+// service on that node, as jitsu names services). inZone is false for a
+// name outside PERSON.nymote; exists is false for a name in it that names
+// no node (the zone's apex exists, with no addresses). The name server of
+// each node (package tunnel) and jitsu answer with it.
+func (s *State) Lookup(self Key, name string) (addrs []netip.Addr, exists, inZone bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	zone := s.Zone()
+	if name == zone {
+		return nil, true, true
+	}
+	if !strings.HasSuffix(name, "."+zone) {
+		return nil, false, false
+	}
+	names := s.Names(self)
+	if a, ok := names[name]; ok {
+		return a, true, true
+	}
+	if _, rest, cut := strings.Cut(name, "."); cut {
+		if a, ok := names[rest]; ok {
+			return a, true, true
+		}
+	}
+	return nil, false, true
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage"
 )
@@ -31,6 +34,44 @@ type Remote struct {
 	// the system's roots: the certificate of a store served with a
 	// self-signed one (nymote store serve prints its file).
 	CABundle []byte
+	// Dial, if set, opens the connections to an http(s) remote instead
+	// of the host's sockets: through an appliance's own network stack, or
+	// a tunnel. Nil dials with net.Dialer. Idle connections are kept per
+	// host and port for the process, whatever dialed them: remotes that
+	// dial differently must name different hosts.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// dialKey is the context key of a Remote's Dial.
+type dialKey struct{}
+
+// installDialer makes go-git's http and https transports dial with the
+// Remote.Dial carried in each request's context (their transport is one
+// per process), and with net.Dialer when there is none. Idle connections
+// are kept per URL host and port whatever dialed them: remotes that dial
+// differently (two network stacks in one process) must be different hosts,
+// as the tunnel addresses of a person's nodes are.
+var installDialer = sync.OnceFunc(func() {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+		if dial, ok := ctx.Value(dialKey{}).(func(context.Context, string, string) (net.Conn, error)); ok && dial != nil {
+			return dial(ctx, network, address)
+		}
+		return d.DialContext(ctx, network, address)
+	}
+	c := githttp.NewClient(&http.Client{Transport: tr})
+	client.InstallProtocol("http", c)
+	client.InstallProtocol("https", c)
+})
+
+// context returns ctx carrying r's Dial for go-git's transport.
+func (r Remote) context(ctx context.Context) context.Context {
+	if r.Dial == nil || !r.isHTTP() {
+		return ctx
+	}
+	installDialer()
+	return context.WithValue(ctx, dialKey{}, r.Dial)
 }
 
 func (r Remote) name() string {
@@ -142,7 +183,7 @@ func (s *Store) fetchLocked(ctx context.Context, remote Remote, branch string) (
 		d := &durableStorer{Storer: s.st, s: s}
 		rem := git.NewRemote(d, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, tracking))
-		err := rem.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags, CABundle: remote.CABundle})
+		err := rem.FetchContext(remote.context(ctx), &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags, CABundle: remote.CABundle})
 		switch {
 		case errors.Is(err, git.NoErrAlreadyUpToDate):
 		case errors.Is(err, transport.ErrEmptyRemoteRepository), err != nil && strings.Contains(err.Error(), "couldn't find remote ref"):
@@ -207,7 +248,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 			return err
 		}
 		rem := git.NewRemote(st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
-		err := rem.PushContext(ctx, &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
+		err := rem.PushContext(remote.context(ctx), &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 			return nil

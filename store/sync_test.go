@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -200,4 +202,49 @@ func TestPullPushOverHTTP(t *testing.T) {
 	}
 	fsckOpen(t, a)
 	fsckOpen(t, b)
+}
+
+// TestRemoteDial: with Remote.Dial, fetches and pushes over HTTP open
+// their connections with it (a remote named by a host that the system
+// cannot resolve is reached through it), and a remote without Dial in
+// the same process still dials on its own.
+func TestRemoteDial(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	var dials atomic.Int32
+	rem := Remote{URL: "http://replica-a.invalid:8080/store.git", Username: "alice", Password: "alice-password",
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if address != "replica-a.invalid:8080" {
+				return nil, fmt.Errorf("dial %s: want replica-a.invalid:8080", address)
+			}
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+		}}
+	b := newStore(t)
+	if _, err := b.Pull(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "y/1", "b's")
+	if err := b.Push(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := contents(t, a, "main"); !strings.Contains(got, "y/1=b's") || dials.Load() == 0 {
+		t.Fatalf("through Dial (%d dials): a = %s", dials.Load(), got)
+	}
+	n := dials.Load()
+	direct := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
+	put(t, a, "x/2", "two")
+	if _, err := b.Pull(ctx, direct, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if dials.Load() != n {
+		t.Errorf("a remote without Dial used another remote's Dial")
+	}
+	noHost := rem
+	noHost.URL, noHost.Dial = "http://replica-b.invalid:8080/store.git", nil
+	if _, err := b.Pull(ctx, noHost, SyncOptions{}); err == nil {
+		t.Errorf("replica-b.invalid reached without Dial")
+	}
 }

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -25,28 +24,19 @@ func (n *Node) serveDNS() error {
 		n.stateMu.Lock()
 		st := n.state
 		n.stateMu.Unlock()
-		zone := st.Zone()
 		if len(req.Question) != 1 {
 			m.Rcode = dns.RcodeFormatError
 			w.WriteMsg(m)
 			return
 		}
 		q := req.Question[0]
-		name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
-		if name != zone && !strings.HasSuffix(name, "."+zone) {
+		addrs, exists, inZone := st.Lookup(n.id.WG, q.Name)
+		if !inZone {
 			m.Rcode = dns.RcodeRefused
 			w.WriteMsg(m)
 			return
 		}
-		names := st.Names(n.id.WG)
-		addrs, ok := names[name]
-		if !ok {
-			// SERVICE.NODE.PERSON.nymote: the node's addresses.
-			if _, rest, cut := strings.Cut(name, "."); cut {
-				addrs, ok = names[rest]
-			}
-		}
-		if !ok && name != zone {
+		if !exists {
 			m.Rcode = dns.RcodeNameError
 			w.WriteMsg(m)
 			return

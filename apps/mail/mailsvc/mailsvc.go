@@ -38,6 +38,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/apps/mail/wellknown"
 	"github.com/nymote/nymote/replica"
+	"github.com/nymote/nymote/signpost"
 	"github.com/nymote/nymote/store"
 )
 
@@ -121,7 +122,10 @@ type Config struct {
 	Web func(*Web)
 	// Replica configures the replication with the store's peers (see
 	// package replica): its endpoint is served under /replica/ on the git
-	// port. Logger and Stdout default to the service's.
+	// port. Logger and Stdout default to the service's; Tunnel defaults
+	// to the data directory's Signpost node, dialed with Dial (peers that
+	// are nodes of its network are reached over the tunnel, their node
+	// keys their credentials).
 	Replica replica.Options
 }
 
@@ -247,6 +251,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	if ropts.Stdout == nil {
 		ropts.Stdout = out
+	}
+	if ropts.Tunnel == nil && cfg.DataDir != "" {
+		ropts.Tunnel = signpost.NewReplicaTunnel(cfg.DataDir, cfg.Dial)
 	}
 	eng, err := replica.Start(st, ropts)
 	if err != nil {

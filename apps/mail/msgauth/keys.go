@@ -25,6 +25,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -294,6 +297,47 @@ func (kr *Keyring) Published(domain string) ([]Key, error) {
 	}
 	_, pub := state(ks, kr.now())
 	return pub, nil
+}
+
+// PublishedIfAny is Published for a reader that must make no key (jitsu
+// serving the records from another process's data): a domain without keys
+// gives none, and nothing is written.
+func (kr *Keyring) PublishedIfAny(domain string) ([]Key, error) {
+	domain = strings.ToLower(domain)
+	if err := validDomain(domain); err != nil {
+		return nil, err
+	}
+	kr.mu.Lock()
+	ks, err := kr.keysLocked(domain, false)
+	kr.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	_, pub := state(ks, kr.now())
+	return pub, nil
+}
+
+// ReadOnlyFiles are the node files of the data directory dataDir (its
+// node/ folder, store.Store.NodeDir) read without opening the store, for
+// a process that reads another one's keys: writes fail.
+type ReadOnlyFiles string
+
+// ReadNodeFile reads the node file name; one that does not exist gives
+// store.ErrNotExist.
+func (d ReadOnlyFiles) ReadNodeFile(name string) ([]byte, error) {
+	if err := store.ValidatePath(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(string(d), "node", filepath.FromSlash(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("node file %s of %s: %w", name, string(d), store.ErrNotExist)
+	}
+	return b, err
+}
+
+// WriteNodeFile fails: the files are read only.
+func (d ReadOnlyFiles) WriteNodeFile(name string, _ []byte) error {
+	return fmt.Errorf("node file %s of %s: read only here", name, string(d))
 }
 
 // Signing returns the keys domain's mail is signed with now.

@@ -32,10 +32,14 @@ The peer records (name and URL) are kept in the store and replicate; each
 peer's token, the secret both nodes share for replication only (not a
 person's password), is a node file of each node and is never committed.
 Give both nodes the same token: add the peer on one node (a token is made
-and printed), then on the other with --token-stdin.`,
+and printed), then on the other with --token-stdin. Nodes of one Signpost
+network need no token: add each as the other's peer with --tunnel and a
+URL naming it in the network (http://NODE.PERSON.nymote:PORT/replica); the
+running appliances reach each other through the tunnel and each takes the
+other's requests by its node key.`,
 	}
 	d.register(cmd)
-	var tokenStdin bool
+	var tokenStdin, viaTunnel bool
 	var caFile, self string
 	add := &cobra.Command{
 		Use:   "add NAME URL",
@@ -61,7 +65,10 @@ and printed), then on the other with --token-stdin.`,
 			if cur == "" {
 				return usageError{fmt.Errorf("%s: this node has no name yet: give it one with --as NAME (its peers know it by it)", cmd.CommandPath())}
 			}
-			var opts replica.AddOptions
+			opts := replica.AddOptions{Tunnel: viaTunnel}
+			if tokenStdin && viaTunnel {
+				return usageError{fmt.Errorf("--tunnel and --token-stdin: a peer over the tunnel needs no token")}
+			}
 			if tokenStdin {
 				tok, err := g.readPassword(true, false, "")
 				if err != nil {
@@ -82,13 +89,16 @@ and printed), then on the other with --token-stdin.`,
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Added peer %s at %s (this node is %s)\n", args[0], args[1], cur)
-			if !tokenStdin {
+			if viaTunnel {
+				fmt.Fprintf(out, "No token: %s is reached through the Signpost tunnel, its node key its credential\n", args[0])
+			} else if !tokenStdin {
 				fmt.Fprintf(out, "Token (give it to %s's `nymote peer add %s URL --token-stdin`):\n%s\n", args[0], cur, tok)
 			}
 			return nil
 		}),
 	}
 	add.Flags().BoolVar(&tokenStdin, "token-stdin", false, "read the token shared with the peer from standard input (default: make a new one and print it)")
+	add.Flags().BoolVar(&viaTunnel, "tunnel", false, "the peer is a node of this node's Signpost network: reached through the tunnel, no token")
 	add.Flags().StringVar(&caFile, "ca", "", "PEM file of the peer's certificate, trusted for its https endpoint")
 	add.Flags().StringVar(&self, "as", "", "this node's name, as its peers know it (set once)")
 
@@ -195,8 +205,8 @@ and printed), then on the other with --token-stdin.`,
 				if !ok {
 					errText = "(not synced yet)"
 				}
-				if !replica.HasToken(s, p.Name) {
-					errText = "no token on this node (nymote peer del, then add with --token-stdin)"
+				if !replica.HasToken(s, p.Name) && (!ok || st.LastContact.IsZero() && st.LastError == "") {
+					errText = "no token on this node (nymote peer del, then add with --token-stdin; or a node of the Signpost network, --tunnel, not reached yet)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.Name, contact, st.Ahead, st.Behind, errText)
 			}

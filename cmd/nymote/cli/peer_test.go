@@ -16,6 +16,12 @@ func TestPeerCommands(t *testing.T) {
 		t.Errorf("add:\n%s", out)
 	}
 	mustRun(t, "0123456789abcdef0123456789abcdef\n", "peer", "add", "laptop", "http://192.0.2.7:8080/replica", "--token-stdin", "--data", data)
+	if out := mustRun(t, "", "peer", "add", "mail", "http://mail.alice.nymote:9418/replica", "--tunnel", "--data", data); !strings.Contains(out, "No token") || strings.Contains(out, "Token (") {
+		t.Errorf("add --tunnel:\n%s", out)
+	}
+	if code, _, errs := run(t, "x\n", "peer", "add", "vm2", "http://vm2.alice.nymote/replica", "--tunnel", "--token-stdin", "--data", data); code != 2 || !strings.Contains(errs, "needs no token") {
+		t.Errorf("add --tunnel --token-stdin: exit %d, %q", code, errs)
+	}
 	for _, c := range []struct {
 		args []string
 		want string

@@ -16,7 +16,7 @@ import (
 )
 
 func newSummonCmd(g *globals) *cobra.Command {
-	var config string
+	var config, signpostDir string
 	cmd := &cobra.Command{
 		Use:   "summon",
 		Short: "Serve DNS for your zone and boot each appliance when its name is looked up (jitsu)",
@@ -27,6 +27,13 @@ has been idle for twice its TTL. jitsu holds the appliances' ports itself
 and proxies each connection once the appliance is up, so a client that
 connects right after the answer is never refused.
 
+With --signpost DIR (or signpost: in the configuration) it also answers
+for your network's nodes, NODE.PERSON.nymote and SERVICE.NODE.PERSON.nymote,
+with their tunnel addresses, from a signpost node's data directory on this
+host (a hub's, or a laptop's that joined with nymote peer join --wg-quick).
+A zone with mail: serves the records nymote mail dns prints, from the mail
+appliance's data directory, following its DKIM rotations.
+
 Ctrl-C powers the running appliances off cleanly and stops. See package
 jitsu for the configuration (jitsu.yaml). Logs go to standard error, at
 level info unless --log-level says otherwise.`,
@@ -35,6 +42,9 @@ level info unless --log-level says otherwise.`,
 			cfg, err := jitsu.LoadConfig(config)
 			if err != nil {
 				return err
+			}
+			if signpostDir != "" {
+				cfg.SetSignpost(signpostDir)
 			}
 			log := g.log
 			if !cmd.Root().PersistentFlags().Changed("log-level") {
@@ -58,6 +68,7 @@ level info unless --log-level says otherwise.`,
 		},
 	}
 	cmd.Flags().StringVarP(&config, "config", "c", "jitsu.yaml", "configuration file")
+	cmd.Flags().StringVar(&signpostDir, "signpost", "", "answer for your network's nodes (NODE.PERSON.nymote) from this signpost node's data directory")
 	cmd.AddCommand(newSummonStatusCmd(g))
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/replica"
+	"github.com/nymote/nymote/signpost"
 )
 
 // Service is the DAV app a (app.Contacts or app.Calendar: ports "http",
@@ -53,7 +54,8 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 			}
 			st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
-			eng, err := replica.Start(st, replica.Options{Logger: env.Log, Stdout: env.Console})
+			eng, err := replica.Start(st, replica.Options{Logger: env.Log, Stdout: env.Console,
+				Tunnel: signpost.NewReplicaTunnel(env.DataDir, env.Dial)})
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/internal/svc"
 	"github.com/nymote/nymote/replica"
+	"github.com/nymote/nymote/signpost"
 	"github.com/nymote/nymote/store"
 )
 
@@ -99,7 +100,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}
 	st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
-	eng, err := replica.Start(st, replica.Options{Logger: log, Stdout: stdout})
+	eng, err := replica.Start(st, replica.Options{Logger: log, Stdout: stdout, Tunnel: signpost.NewReplicaTunnel(*data, h.Network.DialContext)})
 	if err != nil {
 		return err
 	}
