@@ -228,6 +228,8 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/storage/growth.svg", c.page(c.growthSVG))
 	m.HandleFunc("GET /console/account", c.page(c.accountPage))
 	m.HandleFunc("POST /console/password", c.form(c.passwordForm))
+	m.HandleFunc("POST /console/app-passwords/add", c.form(c.appPasswordAddForm))
+	m.HandleFunc("POST /console/app-passwords/delete", c.form(c.appPasswordDeleteForm))
 	m.HandleFunc("GET /console/users", c.page(c.usersPage))
 	m.HandleFunc("POST /console/users/add", c.form(c.userAddForm))
 	m.HandleFunc("POST /console/users/password", c.form(c.userPasswordForm))
