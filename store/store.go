@@ -146,6 +146,9 @@ type Store struct {
 	authFlight singleflight.Group // concurrent checks of one name and password
 	creds      credentials
 	gcState    gcState
+	// commitObs, if set, is told how long each Update's commit took
+	// (SetCommitObserver).
+	commitObs atomic.Pointer[func(time.Duration)]
 
 	closeOnce sync.Once
 	closed    chan struct{}
