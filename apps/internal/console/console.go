@@ -167,19 +167,29 @@ func New(o Options) *Console {
 	return c
 }
 
-// warmHistory reads the newest commits once, in the background, so that
-// the first timeline after the app starts does not pay for loading the
-// repository's pack indexes (about 0.8 s of CPU at 100k commits).
+// warmHistory reads the newest commits once, in the background, as the
+// first timeline page will: each of them against its first parent, so
+// that the trees the page diffs (and the delta bases they are made from)
+// are in the store's caches before anyone asks. At 100k commits it takes
+// about 0.2 s of CPU, once per process; without it the first page after
+// the app starts took that much longer.
 func warmHistory(st *store.Store) {
-	infos, err := st.Log(store.LogOptions{Limit: 64})
-	if err != nil || len(infos) == 0 {
+	infos, err := st.Log(store.LogOptions{Limit: warmCommits})
+	if err != nil {
 		return
 	}
-	last := infos[len(infos)-1]
-	if len(last.Parents) > 0 {
-		st.DiffCommits(last.Parents[0], infos[0].Hash)
+	for _, c := range infos {
+		if len(c.Parents) > 0 {
+			if _, err := st.DiffCommits(c.Parents[0], c.Hash); err != nil {
+				return
+			}
+		}
 	}
 }
+
+// warmCommits is how many of the newest commits warmHistory reads: a first
+// page of defaultLimit entries, where other people's changes come between.
+const warmCommits = 4 * defaultLimit
 
 // ServeHTTP serves /console/, /api/ and /metrics.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
