@@ -590,6 +590,17 @@ func (s *Store) readRefs(fn func(r *git.Repository) error) error {
 	return fn(s.repo)
 }
 
+// readObjsOnce runs fn with the store's object reader, without reloading
+// when an object is missing.
+func (s *Store) readObjsOnce(fn func(o *objReader) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return fn(s.objs)
+}
+
 // readObjs runs fn with the store's object reader, as read does with the
 // go-git repository (reloading once if an object is missing).
 func (s *Store) readObjs(fn func(o *objReader) error) error {
