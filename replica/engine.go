@@ -109,6 +109,9 @@ type Status struct {
 	// countLimit).
 	Ahead  int `json:"ahead"`
 	Behind int `json:"behind"`
+	// InSync is the end of the last sync that found both nodes with the
+	// same commits (ahead and behind 0): the time since is the sync lag.
+	InSync time.Time `json:"in_sync,omitzero"`
 	// LastError is the last sync's error, "" after a good one.
 	LastError string    `json:"last_error,omitempty"`
 	ErrorAt   time.Time `json:"error_at,omitzero"`
@@ -576,6 +579,9 @@ func (p *peerSync) contact(theirs store.Hash) {
 	p.mu.Lock()
 	p.status.LastContact = time.Now().UTC()
 	p.status.Ahead, p.status.Behind = ahead, behind
+	if ahead == 0 && behind == 0 {
+		p.status.InSync = p.status.LastContact
+	}
 	p.mu.Unlock()
 }
 

@@ -73,7 +73,10 @@
 //     Authenticate reads the hash from there (cached until the reference
 //     moves) and its cache of successes is keyed by the hash, so a password
 //     change invalidates it; a snapshot's users are checked against the
-//     current hashes.
+//     current hashes. App passwords (AddAppPassword: one per client, made
+//     by the store and shown once) are listed in the user's record and
+//     hashed beside the user's password in CredentialsRef; the protocols'
+//     AuthenticateClient takes them, Authenticate (console, git) does not.
 //   - The git endpoint advertises refs/heads/ only, serves only commits that
 //     a branch reaches (a want of any other object is refused, so the
 //     credentials cannot be fetched by hash), and accepts pushes to

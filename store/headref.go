@@ -34,6 +34,16 @@ func (s *Store) SnapshotOf(h Hash) (*Snapshot, error) { return s.snapshotAt(h) }
 // the password is checked against the current hash (CredentialsRef), since
 // the history holds none. It shares the store's cache of recent successes.
 func (sn *Snapshot) Authenticate(name, password string) (User, error) {
+	return sn.authenticate(name, password, false)
+}
+
+// AuthenticateClient is Store.AuthenticateClient against the users of this
+// snapshot (see Snapshot.Authenticate).
+func (sn *Snapshot) AuthenticateClient(name, password string) (User, error) {
+	return sn.authenticate(name, password, true)
+}
+
+func (sn *Snapshot) authenticate(name, password string, apps bool) (User, error) {
 	s := sn.s
 	rec, err := getUser(sn.Read, name)
 	if errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrNotExist) && ValidateUserName(name) == nil) {
@@ -43,7 +53,20 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 		checkPassword(dummyHash(), password)
 		return User{}, ErrAuthFailed
 	}
-	hash, err := s.passwordHash(name)
+	key, app := name, ""
+	if apps {
+		// An app password names itself (its first group is its ID), so
+		// that a login costs one hash check however many app passwords
+		// the user has.
+		if id, ok := appPasswordID(password); ok {
+			for _, a := range rec.AppPasswords {
+				if a.ID == id {
+					key, app = appKey(name, id), a.Name
+				}
+			}
+		}
+	}
+	hash, err := s.passwordHash(key)
 	if err != nil {
 		return User{}, err
 	}
@@ -55,9 +78,20 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 		checkPassword(dummyHash(), password)
 		return User{}, ErrAuthFailed
 	}
+	if !s.checkCached(name, password, hash) {
+		return User{}, ErrAuthFailed
+	}
+	u := rec.User
+	u.AppPassword = app
+	return u, nil
+}
+
+// checkCached checks password against hash, remembering a success for
+// name in the store's cache (keyed by name, password and hash).
+func (s *Store) checkCached(name, password, hash string) bool {
 	key := sha256.Sum256([]byte(name + "\x00" + password + "\x00" + hash))
 	if s.authc.ok(name, key) {
-		return rec.User, nil
+		return true
 	}
 	// Logins of the same user with the same password at once (a mail
 	// client opening its connections, eight DAV requests) share one
@@ -72,8 +106,5 @@ func (sn *Snapshot) Authenticate(name, password string) (User, error) {
 		s.authc.remember(name, key)
 		return true, nil
 	})
-	if !ok.(bool) {
-		return User{}, ErrAuthFailed
-	}
-	return rec.User, nil
+	return ok.(bool)
 }

@@ -107,9 +107,11 @@ func (s *Store) Log(opts LogOptions) ([]CommitInfo, error) {
 		return nil, err
 	}
 	var out []CommitInfo
-	err = s.read(func(r *git.Repository) error {
+	// Through the store's own object reader (logread.go), not go-git's
+	// storage; the walk is go-git's (newest committer time first).
+	err = s.readObjs(func(o *objReader) error {
 		out = out[:0]
-		c, err := r.CommitObject(start)
+		c, err := o.commitObject(start)
 		if err != nil {
 			return fmt.Errorf("store: log: %w", err)
 		}
@@ -117,7 +119,7 @@ func (s *Store) Log(opts LogOptions) ([]CommitInfo, error) {
 		defer it.Close()
 		return it.ForEach(func(c *object.Commit) error {
 			if opts.Path != "" {
-				changed, err := changedPath(r, c, opts.Path)
+				changed, err := o.changedPath(c, opts.Path)
 				if err != nil {
 					return err
 				}
@@ -133,47 +135,6 @@ func (s *Store) Log(opts LogOptions) ([]CommitInfo, error) {
 		})
 	})
 	return out, err
-}
-
-// changedPath reports whether commit c changed path relative to every parent.
-func changedPath(r *git.Repository, c *object.Commit, path string) (bool, error) {
-	h, err := pathHash(r, c.TreeHash, path)
-	if err != nil {
-		return false, err
-	}
-	if c.NumParents() == 0 {
-		return !h.IsZero(), nil
-	}
-	for _, p := range c.ParentHashes {
-		pc, err := r.CommitObject(p)
-		if err != nil {
-			return false, err
-		}
-		ph, err := pathHash(r, pc.TreeHash, path)
-		if err != nil {
-			return false, err
-		}
-		if ph == h {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// pathHash returns the hash of the entry at path in tree, zero if absent.
-func pathHash(r *git.Repository, tree Hash, path string) (Hash, error) {
-	t, err := r.TreeObject(tree)
-	if err != nil {
-		return Hash{}, err
-	}
-	e, err := t.FindEntry(path)
-	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return Hash{}, nil
-	}
-	if err != nil {
-		return Hash{}, err
-	}
-	return e.Hash, nil
 }
 
 // Show describes the commit at rev and what it changed against its first

@@ -79,6 +79,27 @@ func (s *Store) Resolve(rev string) (Hash, error) {
 			return h, nil
 		}
 	}
+	if plumbing.IsHash(rev) {
+		// A commit's full hash (the history's cursors and links): read
+		// through the store's object reader, not go-git's storage, whose
+		// first packed read loads the whole pack index (logread.go). A
+		// hash not found there takes the way below, as before (no reload
+		// of the object reader for a hash that a client made up).
+		h := plumbing.NewHash(rev)
+		var t plumbing.ObjectType
+		err := s.readObjsOnce(func(o *objReader) (err error) {
+			t, _, err = o.read(h)
+			return err
+		})
+		switch {
+		case err == nil && t == plumbing.CommitObject:
+			return h, nil
+		case err == nil:
+			return Hash{}, fmt.Errorf("store: revision %q: not a commit: %w", rev, ErrNotExist)
+		case errors.Is(err, ErrClosed):
+			return Hash{}, err
+		}
+	}
 	var h Hash
 	err := s.read(func(r *git.Repository) error {
 		if ref, err := r.Storer.Reference(plumbing.NewBranchReferenceName(rev)); err == nil {

@@ -149,6 +149,9 @@ type Store struct {
 	authFlight singleflight.Group // concurrent checks of one name and password
 	creds      credentials
 	gcState    gcState
+	// commitObs, if set, is told how long each Update's commit took
+	// (SetCommitObserver).
+	commitObs atomic.Pointer[func(time.Duration)]
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -584,6 +587,17 @@ func (s *Store) readRefs(fn func(r *git.Repository) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return fn(s.repo)
+}
+
+// readObjsOnce runs fn with the store's object reader, without reloading
+// when an object is missing.
+func (s *Store) readObjsOnce(fn func(o *objReader) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return fn(s.objs)
 }
 
 // readObjs runs fn with the store's object reader, as read does with the

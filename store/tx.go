@@ -156,7 +156,15 @@ func (tx *Tx) List(prefix string) ([]Entry, error) {
 // error is returned. It returns the branch's new head; when fn changed
 // nothing, no commit is made and the current head is returned. When Update
 // returns, the commit is durable.
-func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) error) (Hash, error) {
+func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) error) (h Hash, err error) {
+	start := time.Now()
+	var fnTime time.Duration
+	committed := false
+	defer func() {
+		if obs := s.commitObs.Load(); obs != nil && committed && err == nil {
+			(*obs)(time.Since(start) - fnTime)
+		}
+	}()
 	unlock, err := s.lockFor(ctx, false)
 	if err != nil {
 		return Hash{}, err
@@ -172,9 +180,11 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 		return Hash{}, err
 	}
 	tx := &Tx{s: s, base: base, changes: map[string]change{}}
+	fnStart := time.Now()
 	if err := fn(tx); err != nil {
 		return Hash{}, err
 	}
+	fnTime = time.Since(fnStart)
 	if len(tx.changes) == 0 {
 		return head, nil
 	}
@@ -189,6 +199,7 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if !head.IsZero() {
 		parents = []Hash{head}
 	}
+	committed = true
 	if s.wal == nil {
 		c, err := s.writeTreeAndCommit(tree, levels, parents, opts)
 		if err != nil {
@@ -197,6 +208,21 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 		return c, s.moveBranch(branch, head, c)
 	}
 	return s.commitLogged(branch, head, tree, levels, parents, opts)
+}
+
+// SetCommitObserver has fn told, after each Update that made a commit, how
+// long the commit took: from the call to Update until the commit was
+// durable, less the time of Update's own fn (the caller's work), so the
+// wait for the writer lock, building the tree, writing and syncing. fn
+// runs on the writer's goroutine, after the lock is released, and must be
+// quick (a metrics histogram). One observer: a later call replaces it;
+// nil removes it.
+func (s *Store) SetCommitObserver(fn func(time.Duration)) {
+	if fn == nil {
+		s.commitObs.Store(nil)
+		return
+	}
+	s.commitObs.Store(&fn)
 }
 
 // commitLogged makes a commit durable through the commit log (wal.go): the

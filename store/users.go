@@ -53,6 +53,10 @@ type User struct {
 	// Quota are the limits the apps hold the user's data to; zero fields
 	// mean no limit. Records written before quotas existed have none.
 	Quota Quota `json:"quota,omitzero"`
+	// AppPassword is, on a User that AuthenticateClient returned, the name
+	// of the app password that logged in ("" for the user's own
+	// password). It is never stored.
+	AppPassword string `json:"-"`
 }
 
 // Quota is a user's limits, plain numbers that the store keeps and the
@@ -88,6 +92,9 @@ func (q Quota) Validate() error {
 type userRecord struct {
 	User
 	Password string `json:"password,omitempty"`
+	// AppPasswords are the user's app passwords (their hashes are in
+	// CredentialsRef, under appKey).
+	AppPasswords []AppPassword `json:"app_passwords,omitempty"`
 	// Hash is read from records written before the hashes left the
 	// branches (see upgrade.go), and never written.
 	Hash string `json:"hash,omitempty"`
@@ -353,7 +360,14 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if err := tx.Delete(userPath(name)); err != nil {
 			return err
 		}
-		return s.setPasswordHashesLocked("credentials: user del "+name, func(m map[string]string) { delete(m, name) })
+		return s.setPasswordHashesLocked("credentials: user del "+name, func(m map[string]string) {
+			delete(m, name)
+			for k := range m {
+				if strings.HasPrefix(k, name+appKeySep) {
+					delete(m, k)
+				}
+			}
+		})
 	})
 	if err == nil {
 		s.authc.forget(name)

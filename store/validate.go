@@ -95,6 +95,14 @@ func validateUserRecord(p string, data []byte, _ func(string) ([]byte, error)) e
 	if _, err := ParseGitAccess(string(u.Git)); err != nil {
 		return err
 	}
+	for _, a := range u.AppPasswords {
+		if err := ValidateAppPasswordName(a.Name); err != nil {
+			return err
+		}
+		if len(a.ID) != appIDLen || strings.Trim(a.ID, appAlphabet) != "" {
+			return fmt.Errorf("app password %q: ID %q is not one the store makes", a.Name, a.ID)
+		}
+	}
 	return u.Quota.Validate()
 }
 

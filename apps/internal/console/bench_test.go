@@ -199,8 +199,9 @@ func timelineFigures(t *testing.T, dir string, n int) {
 	defer st.Close()
 	if os.Getenv("NYMOTE_CONSOLE_BENCH_WARM") != "" {
 		start := time.Now()
+		cpu0 := cpuTime()
 		warmHistory(st)
-		t.Logf("warm-up (as New does in the background): %v", time.Since(start))
+		t.Logf("warm-up (as New does in the background): %v wall, %v CPU", time.Since(start), cpuTime()-cpu0)
 	}
 	for _, tc := range []struct {
 		name string

@@ -11,8 +11,9 @@ import (
 
 // TestBrowserContactChange: in a real browser (headless chromium), a
 // contact edited over CardDAV shows in the timeline in words, and opened,
-// the phone field before and after. The screenshots (timeline, change)
-// are the test's artefacts (NYMOTE_SCREENSHOTS=dir keeps them).
+// the phone field before and after; an app password made on the account
+// page works over CardDAV until revoked there. The screenshots (timeline,
+// change, storage, app password) are the test's artefacts (NYMOTE_SCREENSHOTS=dir keeps them).
 func TestBrowserContactChange(t *testing.T) {
 	ctx := browsertest.New(t)
 	e := newEnv(t)
@@ -39,4 +40,29 @@ func TestBrowserContactChange(t *testing.T) {
 	browsertest.Screenshot(t, ctx, "console-change")
 	browsertest.Do(t, ctx, "storage page", chromedp.Navigate(e.srv.URL+"/console/storage"), chromedp.WaitVisible(`img.plot`))
 	browsertest.Screenshot(t, ctx, "console-storage")
+
+	// An app password for a phone: made on the account page, shown once,
+	// taken by CardDAV, listed, revoked.
+	browsertest.Do(t, ctx, "make an app password",
+		chromedp.Navigate(e.srv.URL+"/console/account"),
+		chromedp.WaitVisible(`#app-passwords input[name=name]`),
+		chromedp.SendKeys(`#app-passwords input[name=name]`, "phone"),
+		chromedp.Click(`#app-passwords button[type=submit]`),
+		chromedp.WaitVisible(`#new-app-password`))
+	pw := browsertest.Text(t, ctx, `#new-app-password`)
+	browsertest.Screenshot(t, ctx, "console-app-password")
+	if st := e.davPutAs(e.contacts, "alice", pw, "/alice/default/bob.vcf", vcard("bob-1", "Bob", "+1 555 0111")); st != 201 {
+		t.Errorf("CardDAV with the app password the page showed (%q): %d", pw, st)
+	}
+	browsertest.Do(t, ctx, "revoke it",
+		chromedp.Navigate(e.srv.URL+"/console/account"),
+		chromedp.WaitVisible(`#app-passwords td.app-name`),
+		chromedp.Click(`#app-passwords button.danger`),
+		chromedp.WaitVisible(chromedp.Search(`//section[@id="app-passwords"]/p[.="None yet."]`)))
+	if aps, _ := e.st.AppPasswords("alice"); len(aps) != 0 {
+		t.Errorf("after Revoke: %+v", aps)
+	}
+	if st := e.davPutAs(e.contacts, "alice", pw, "/alice/default/bob.vcf", vcard("bob-1", "Bob", "+1 555 0112")); st != 401 {
+		t.Errorf("CardDAV with the revoked app password: %d, want 401", st)
+	}
 }

@@ -11,12 +11,16 @@
 //     change opened field by field, undo of a change and restore of a
 //     mailbox, address book or calendar to a chosen time (always as a new
 //     commit), storage per service and folder with a growth plot, the
-//     node's certificate, and user administration for admins.
+//     node's certificate, app passwords per client, and for admins user
+//     administration and the peers the store replicates with (their sync
+//     state).
 //   - /api/: the same as JSON (basic authentication, or the console's
 //     session cookie with an X-CSRF-Token header for writes), a
 //     Server-Sent Events watch stream, and its OpenAPI description at
 //     /api/openapi.json.
-//   - /metrics: Prometheus text format, for admins.
+//   - /metrics: Prometheus text format, for admins: requests, logins,
+//     restore and timeline times, commit latency, store size, sync lag per
+//     peer, and the app's own (the mail queue's length).
 //
 // Security: logins go through the app's guard.Auth (the same rate limits
 // as IMAP, SMTP and DAV logins); the session cookie is Secure, HttpOnly
@@ -48,6 +52,7 @@ import (
 
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
 
@@ -68,6 +73,10 @@ type Options struct {
 	// /metrics with the console's.
 	Collectors []prometheus.Collector
 	Logger     *slog.Logger
+	// Peers is the app's replica engine's status (replica.Engine.Status),
+	// for the peers page and the sync lag metrics. Nil: the status file
+	// that an engine of the store last wrote (replica.ReadStatus).
+	Peers func() []replica.Status
 	// SessionTTL is how long a sign-in lasts; zero means 12 hours.
 	SessionTTL time.Duration
 }
@@ -89,6 +98,7 @@ type Console struct {
 	restores prometheus.Histogram
 	timeline prometheus.Histogram
 	sse      prometheus.Gauge
+	commits  prometheus.Histogram
 
 	sizes sizeCache
 }
@@ -132,7 +142,11 @@ func New(o Options) *Console {
 	c.timeline = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nymote_console_timeline_seconds",
 		Help: "Time to build one page of a timeline.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
 	c.sse = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nymote_console_watch_streams", Help: "Open watch streams."})
-	c.reg.MustRegister(c.requests, c.logins, c.restores, c.timeline, c.sse,
+	c.commits = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nymote_store_commit_seconds",
+		Help:    "Time of the store's commits (waiting for the writer lock, building, writing and syncing; not the app's own work in the transaction).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
+	c.st.SetCommitObserver(func(d time.Duration) { c.commits.Observe(d.Seconds()) })
+	c.reg.MustRegister(c.requests, c.logins, c.restores, c.timeline, c.sse, c.commits, newSyncCollector(c),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nymote_store_bytes", Help: "Size of the store's repository on disk."},
 			func() float64 { return float64(c.sizes.diskBytes(c.st.Path())) }),
@@ -153,19 +167,29 @@ func New(o Options) *Console {
 	return c
 }
 
-// warmHistory reads the newest commits once, in the background, so that
-// the first timeline after the app starts does not pay for loading the
-// repository's pack indexes (about 0.8 s of CPU at 100k commits).
+// warmHistory reads the newest commits once, in the background, as the
+// first timeline page will: each of them against its first parent, so
+// that the trees the page diffs (and the delta bases they are made from)
+// are in the store's caches before anyone asks. At 100k commits it takes
+// about 0.2 s of CPU, once per process; without it the first page after
+// the app starts took that much longer.
 func warmHistory(st *store.Store) {
-	infos, err := st.Log(store.LogOptions{Limit: 64})
-	if err != nil || len(infos) == 0 {
+	infos, err := st.Log(store.LogOptions{Limit: warmCommits})
+	if err != nil {
 		return
 	}
-	last := infos[len(infos)-1]
-	if len(last.Parents) > 0 {
-		st.DiffCommits(last.Parents[0], infos[0].Hash)
+	for _, c := range infos {
+		if len(c.Parents) > 0 {
+			if _, err := st.DiffCommits(c.Parents[0], c.Hash); err != nil {
+				return
+			}
+		}
 	}
 }
+
+// warmCommits is how many of the newest commits warmHistory reads: a first
+// page of defaultLimit entries, where other people's changes come between.
+const warmCommits = 4 * defaultLimit
 
 // ServeHTTP serves /console/, /api/ and /metrics.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -228,6 +252,9 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/storage/growth.svg", c.page(c.growthSVG))
 	m.HandleFunc("GET /console/account", c.page(c.accountPage))
 	m.HandleFunc("POST /console/password", c.form(c.passwordForm))
+	m.HandleFunc("POST /console/app-passwords/add", c.form(c.appPasswordAddForm))
+	m.HandleFunc("POST /console/app-passwords/delete", c.form(c.appPasswordDeleteForm))
+	m.HandleFunc("GET /console/peers", c.page(c.peersPage))
 	m.HandleFunc("GET /console/users", c.page(c.usersPage))
 	m.HandleFunc("POST /console/users/add", c.form(c.userAddForm))
 	m.HandleFunc("POST /console/users/password", c.form(c.userPasswordForm))

@@ -491,10 +491,15 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return err
 	}
+	apps, err := c.st.AppPasswords(s.user)
+	if err != nil {
+		return err
+	}
 	c.render(w, 200, "account", s, "Account", struct {
-		User store.User
-		Cert *certInfo
-	}{u, c.cert()})
+		User         store.User
+		Cert         *certInfo
+		AppPasswords []store.AppPassword
+	}{u, c.cert(), apps})
 	return nil
 }
 

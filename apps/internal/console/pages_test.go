@@ -128,6 +128,8 @@ func TestCSRFAndCookies(t *testing.T) {
 		{"/console/users/add", url.Values{"name": {"mallory"}, "password": {"mallory-password"}}},
 		{"/console/users/password", url.Values{"name": {"bob"}, "password": {"bob-password-2"}}},
 		{"/console/users/delete", url.Values{"name": {"bob"}}},
+		{"/console/app-passwords/add", url.Values{"name": {"evil"}}},
+		{"/console/app-passwords/delete", url.Values{"id": {"aaaaaa"}}},
 		{"/console/logout", url.Values{}},
 	}
 	for _, f := range forms {
@@ -151,6 +153,9 @@ func TestCSRFAndCookies(t *testing.T) {
 	}
 	if _, err := e.st.LookupUser("bob"); err != nil {
 		t.Error("bob was deleted without a valid token")
+	}
+	if aps, _ := e.st.AppPasswords("alice"); len(aps) != 0 {
+		t.Errorf("app passwords made without a valid token: %+v", aps)
 	}
 	// The API: a cookie-authenticated write needs X-CSRF-Token.
 	c2, csrf2 := e.login("alice")

@@ -14,20 +14,35 @@ import (
 // 429). DAV clients send their password with every request: a login that
 // succeeded skips the delays, and the store remembers the success (by a
 // hash of name, password and the stored hash), so such a request costs no
-// argon2 check.
-func (h *Handler) authenticate(ctx context.Context, remote string, v *view, name, password string) error {
+// argon2 check. The password may be one of the user's app passwords
+// (store.AuthenticateClient): app is its name, "" for the user's own.
+func (h *Handler) authenticate(ctx context.Context, remote string, v *view, name, password string) (app string, err error) {
 	sn, err := v.snapshot()
 	if err != nil {
-		return err
+		return "", err
 	}
 	err = h.guard.Check(ctx, remote, name, password, func() error {
-		_, err := sn.Authenticate(name, password)
+		u, err := sn.AuthenticateClient(name, password)
+		app = u.AppPassword
 		return err
 	})
 	if errors.Is(err, guard.ErrBusy) {
-		return &Error{Status: 429, Message: "too many login attempts in progress; try again later"}
+		return "", &Error{Status: 429, Message: "too many login attempts in progress; try again later"}
 	}
-	return err
+	return app, err
+}
+
+// appPasswordKey is the context key of the app password a request logged
+// in with.
+type appPasswordKey struct{}
+
+func withAppPassword(ctx context.Context, app string) context.Context {
+	return context.WithValue(ctx, appPasswordKey{}, app)
+}
+
+func appPasswordFrom(ctx context.Context) string {
+	s, _ := ctx.Value(appPasswordKey{}).(string)
+	return s
 }
 
 // userKey is the context key of WithUser.

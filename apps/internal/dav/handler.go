@@ -204,7 +204,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 	}
 	if preauth {
 		// Authenticated in front of the handler (WithUser).
-	} else if err := h.authenticate(r.Context(), r.RemoteAddr, sn, name, pass); err != nil {
+	} else if app, err := h.authenticate(r.Context(), r.RemoteAddr, sn, name, pass); err != nil {
 		var de *Error
 		switch {
 		case errors.Is(err, store.ErrAuthFailed):
@@ -215,6 +215,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (string, error) 
 			w.Header().Set("Retry-After", "10")
 		}
 		return "", err
+	} else if app != "" {
+		r = r.WithContext(withAppPassword(r.Context(), app))
 	}
 	if !homeKnown {
 		if err := h.ensureHome(r.Context(), name); err != nil {
@@ -364,11 +366,17 @@ func (h *Handler) commitOpts(user, msg string) store.CommitOptions {
 
 // requestOpts is commitOpts for a client's request: the commit names the
 // client (its User-Agent, in a "Client:" trailer) so that the history,
-// and the web console's timeline, can say which program made a change.
+// and the web console's timeline, can say which program made a change;
+// a login with an app password adds its name ("DAVx5/4.4 (app password
+// phone)").
 func (h *Handler) requestOpts(r *http.Request, user, msg string) store.CommitOptions {
 	o := h.commitOpts(user, msg)
-	if ua := clientName(r.UserAgent()); ua != "" {
-		o.Message += "\n\nClient: " + ua + "\n"
+	client := clientName(r.UserAgent())
+	if app := appPasswordFrom(r.Context()); app != "" {
+		client = strings.TrimSpace(client + " (app password " + app + ")")
+	}
+	if client != "" {
+		o.Message += "\n\nClient: " + client + "\n"
 	}
 	return o
 }

@@ -30,8 +30,9 @@ func UserName(login string, domains []string) string {
 	return ""
 }
 
-// Login checks login and password, given from the client at remote (its
-// address), against st's users through auth's rate limit: the attempt
+// Login checks login and password (the user's own or one of the user's
+// app passwords: store.AuthenticateClient), given from the client at
+// remote (its address), against st's users through auth's rate limit: the attempt
 // waits the delay that recent failures from its host and against its
 // account earn (guard.Auth.Check). It returns the store user's name, and
 // the account the attempt counts against (the user's name, or the login
@@ -50,7 +51,7 @@ func Login(ctx context.Context, auth *guard.Auth, st *store.Store, domains []str
 		if name == "" || store.ValidateUserName(name) != nil {
 			return store.ErrAuthFailed
 		}
-		_, err := st.Authenticate(name, password)
+		_, err := st.AuthenticateClient(name, password)
 		return err
 	})
 	return name, account, err

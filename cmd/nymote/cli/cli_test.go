@@ -296,3 +296,46 @@ func TestUserQuota(t *testing.T) {
 		}
 	}
 }
+
+func TestUserAppPassword(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	mustRun(t, "correct horse\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	pw := strings.TrimSpace(mustRun(t, "", "user", "app-password", "add", "alice", "phone", "--data", data))
+	out := mustRun(t, "", "user", "app-password", "list", "alice", "--data", data)
+	if !strings.Contains(out, "phone") || strings.Contains(out, pw) || !strings.HasPrefix(pw, strings.Fields(strings.Split(out, "\n")[1])[0]+"-") {
+		t.Errorf("app-password add printed %q; list:\n%s", pw, out)
+	}
+	check := func(want error) {
+		t.Helper()
+		s, err := store.OpenData(data, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if u, err := s.AuthenticateClient("alice", pw); err != want || (err == nil && u.AppPassword != "phone") {
+			t.Errorf("AuthenticateClient with the printed password: %+v, %v; want %v", u, err, want)
+		}
+	}
+	check(nil)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"add", "alice", "phone"}, "already exists"},
+		{[]string{"add", "nobody", "phone"}, "user nobody"},
+		{[]string{"add", "alice", ""}, "app password name"},
+		{[]string{"del", "alice", "tablet"}, "tablet"},
+		{[]string{"add", "alice"}, "CLIENT"},
+	} {
+		code, _, errs := run(t, "", append([]string{"user", "app-password", "--data", data}, tc.args...)...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("nymote user app-password %v: exit %d, stderr %q; want an error saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+	mustRun(t, "", "user", "app-password", "del", "alice", "phone", "--data", data)
+	check(store.ErrAuthFailed)
+	if out := mustRun(t, "", "user", "app-password", "list", "alice", "--data", data); strings.Contains(out, "phone") {
+		t.Errorf("list after del:\n%s", out)
+	}
+}

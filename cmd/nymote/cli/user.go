@@ -22,7 +22,9 @@ func newUserCmd(g *globals) *cobra.Command {
 		RunE:  groupRun,
 		Long: `Users log in to the appliance's services (IMAP, SMTP, CardDAV, CalDAV)
 and, with git access, to the store's git endpoint. Passwords are stored as
-argon2id hashes in the store; they are never logged.`,
+argon2id hashes in the store; they are never logged. A user's mail and
+DAV clients may each have their own app password instead (nymote user
+app-password), revoked one at a time.`,
 	}
 	d.register(cmd)
 	var pwStdin bool
@@ -166,7 +168,7 @@ replicate with the store.`,
 			return nil
 		}),
 	}
-	cmd.AddCommand(add, list, passwd, gitCmd, quota, del)
+	cmd.AddCommand(add, list, passwd, gitCmd, quota, del, newAppPasswordCmd(d))
 	return cmd
 }
 

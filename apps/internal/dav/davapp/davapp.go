@@ -114,7 +114,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		cfg.TLS = tcfg
 		fmt.Fprintf(stdout, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 	}
-	addConsole(&cfg, a.Name, log)
+	addConsole(&cfg, a.Name, log, eng)
 	for _, l := range []struct{ proto, addr string }{{"http", *httpAddr}, {"https", *httpsAddr}} {
 		if l.addr == "" {
 			continue
@@ -136,12 +136,13 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 }
 
 // addConsole gives cfg the web console and API (apps/internal/console),
-// whose logins share the rate limits of DAV's.
-func addConsole(cfg *dav.Config, name string, log *slog.Logger) {
+// whose logins share the rate limits of DAV's, and which shows the peers
+// of eng.
+func addConsole(cfg *dav.Config, name string, log *slog.Logger, eng *replica.Engine) {
 	if cfg.Auth == nil {
 		cfg.Auth = guard.NewAuth(guard.AuthOptions{})
 	}
-	cfg.Console = console.New(console.Options{Store: cfg.Store, App: name, Auth: cfg.Auth, TLS: cfg.TLS, Logger: log})
+	cfg.Console = console.New(console.Options{Store: cfg.Store, App: name, Auth: cfg.Auth, TLS: cfg.TLS, Logger: log, Peers: eng.Status})
 }
 
 // isLoopback reports whether addr's host is a loopback address or
