@@ -227,7 +227,9 @@ func (m *Message) HeaderField(key string) (values []string, ok bool) {
 	}
 	c.hdrOnce.Do(func() {
 		c.hdr = map[string][]string{}
-		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(c.Header)))
+		// A buffer the header's size, not bufio's 4 KiB: a SEARCH builds
+		// this for every message it looks at.
+		h, err := textproto.ReadHeader(bufio.NewReaderSize(strings.NewReader(c.Header), min(len(c.Header)+1, 4096)))
 		if err != nil {
 			return
 		}
