@@ -284,6 +284,11 @@ func (b *sdBoard) boot() error {
 		return err
 	}
 	b.mu.Lock()
+	if b.stopped { // stop ran while this one started
+		b.mu.Unlock()
+		vm.Kill()
+		return nil
+	}
 	b.vms = append(b.vms, vm)
 	b.mu.Unlock()
 	go func() {
