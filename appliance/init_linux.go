@@ -219,7 +219,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 	// is a new image's test boot.
 	var sd *sdSlots
 	if cfg.sdSlot != "" {
-		if sd, err = openSDSlots(cfg); err != nil {
+		if sd, err = openSDSlots(cfg, say); err != nil {
 			say("SD card slots: %v (no updates, no commit)", err)
 			sd = nil
 		} else {

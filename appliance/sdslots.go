@@ -49,18 +49,41 @@ func (s *sdSlots) committed() string {
 }
 
 // openSDSlots reads the state of the card's slots.
-func openSDSlots(cfg bootConfig) (*sdSlots, error) {
+func openSDSlots(cfg bootConfig, say func(string, ...any)) (*sdSlots, error) {
 	if cfg.seed == "" {
 		return nil, fmt.Errorf("%s=%s without nymote.seed (the boot partition)", sdboot.CmdlineSlot, cfg.sdSlot)
 	}
 	if _, err := sdboot.Partition(cfg.sdSlot); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(cfg.seed)
+	f, err := os.OpenFile(cfg.seed, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	// A power cut while uboot.env was written: U-Boot booted with its
+	// built-in environment (slot a); restore the card's, with the
+	// running slot committed.
+	otherHasImage := false
+	n, _ := sdboot.Partition(sdboot.Other(cfg.sdSlot))
+	if dev, err := sdboot.PartitionDevice(cfg.seed, n); err == nil {
+		if o, err := os.Open(dev); err == nil {
+			otherHasImage = sdboot.ReadInfo(o, 0).App != ""
+			o.Close()
+		}
+	}
+	if st, err := sdboot.RepairEnv(f, 0, cfg.sdSlot, otherHasImage); err != nil {
+		return nil, err
+	} else if st != nil {
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
+		what := "committed"
+		if st.Next != "" {
+			what = "on trial: it commits once good, else the next boot is slot " + st.Committed
+		}
+		say("%s on %s was damaged (U-Boot booted with its built-in environment): restored from %s, slot %s %s", sdboot.EnvFile, cfg.seed, sdboot.DefaultEnvFile, cfg.sdSlot, what)
+	}
 	st, err := sdboot.ReadState(f, 0)
 	if err != nil {
 		return nil, err

@@ -259,7 +259,7 @@ func checkSDCard(t *testing.T, dir string, m *Manifest, b boards.Board) {
 	}
 	boot := section(t, card, 1<<20, 8<<20)
 	list := run(t, "mdir", "-i", boot, "-b", "::")
-	for _, want := range []string{"boot.scr", "uboot.env", "seed.txt"} {
+	for _, want := range []string{"boot.scr", "uboot.env", "uboot.def", "seed.txt"} {
 		if !strings.Contains(list, "::/"+want) {
 			t.Errorf("boot partition lacks %s:\n%s", want, list)
 		}

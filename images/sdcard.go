@@ -114,8 +114,8 @@ func SDSlotScript(dtb, cmdline, seedDev string) ([]byte, error) {
 // WriteSDCard writes an SD card image for a U-Boot board at out: an MBR,
 // U-Boot with its SPL at 8 KiB, a FAT16 boot partition from 1 MiB (flagged
 // bootable, where U-Boot finds uboot.env and boot.scr: the A/B try-once
-// script of package sdboot) holding boot.scr, uboot.env and an empty
-// random seed file (see package internal/bootseed; nymote flash writes a
+// script of package sdboot) holding boot.scr, uboot.env, a copy of it
+// (uboot.def, to repair a damaged one) and an empty random seed file (see package internal/bootseed; nymote flash writes a
 // seed), slot a (FAT16: the kernel, the device tree, the initramfs, the
 // slot script), slot b (empty until an update writes it), then the ext4
 // data partition. The same input gives the same bytes; an image holding a
@@ -170,6 +170,7 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	bootFiles := []fat.File{
 		{Name: sdScript, Data: sdboot.ScriptImage("nymote boot script", sdboot.BootScript())},
 		{Name: sdEnv, Data: env},
+		{Name: sdboot.DefaultEnvFile, Data: env},
 		{Name: bootseed.FileName, Data: bootseed.Empty()},
 	}
 

@@ -139,8 +139,8 @@ func TestSDCardLayout(t *testing.T) {
 	if lbl := run(t, "mlabel", "-i", boot, "-s", "::"); !strings.Contains(lbl, SDCardBootLabel) {
 		t.Errorf("boot partition label: got %q, want %s", lbl, SDCardBootLabel)
 	}
-	if ls := run(t, "mdir", "-b", "-i", boot, "::"); strings.Fields(ls) == nil || len(strings.Fields(ls)) != 3 {
-		t.Errorf("boot partition: want boot.scr, uboot.env and seed.txt only, got:\n%s", ls)
+	if ls := run(t, "mdir", "-b", "-i", boot, "::"); len(strings.Fields(ls)) != 4 {
+		t.Errorf("boot partition: want boot.scr, uboot.env, uboot.def and seed.txt only, got:\n%s", ls)
 	}
 	slotA := section(t, card, l.SlotStart[0], l.SlotSize)
 	run(t, "fsck.fat", "-n", slotA)

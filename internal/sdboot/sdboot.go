@@ -29,6 +29,7 @@ package sdboot
 
 import (
 	bin "encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -46,6 +47,10 @@ const (
 	EnvFile = "uboot.env"
 	// EnvSize is its size (CONFIG_ENV_SIZE of Debian's sunxi U-Boot).
 	EnvSize = 64 << 10
+	// DefaultEnvFile is a copy of the card's first uboot.env, never
+	// written after the build: what RepairEnv restores a damaged
+	// uboot.env from.
+	DefaultEnvFile = "uboot.def"
 	// BootScriptFile is the boot partition's script.
 	BootScriptFile = "boot.scr"
 	// SlotScriptFile is each slot's own script.
@@ -313,6 +318,54 @@ func SetState(dev Device, off int64, s State) error {
 		return fmt.Errorf("sdboot: writing %s: %w", EnvFile, err)
 	}
 	return nil
+}
+
+// RepairEnv rewrites a damaged uboot.env (a bad CRC: a power cut during a
+// write of it, after which U-Boot boots with its built-in environment, so
+// slot a, whichever was committed) from uboot.def, in place. Which slot was
+// committed is lost: when the other slot holds an image (otherHasImage),
+// the running slot is put on trial as if just test-booted (it commits on
+// its good line; otherwise the next boot returns to the other slot);
+// else the running slot is committed. It returns the state written, or
+// nil when uboot.env was good; the caller syncs.
+func RepairEnv(dev Device, off int64, booted string, otherHasImage bool) (*State, error) {
+	_, _, err := ReadEnv(dev, off)
+	if err == nil || !errors.Is(err, ubootenv.ErrBadCRC) {
+		return nil, err
+	}
+	at, size, err := fat.Locate(dev, off, EnvFile)
+	if err != nil {
+		return nil, fmt.Errorf("sdboot: %w", err)
+	}
+	dat, dsize, err := fat.Locate(dev, off, DefaultEnvFile)
+	if err != nil {
+		return nil, fmt.Errorf("sdboot: %s is damaged and there is no %s to repair it from: %w", EnvFile, DefaultEnvFile, err)
+	}
+	if dsize != size {
+		return nil, fmt.Errorf("sdboot: %s is %d bytes, %s %d", DefaultEnvFile, dsize, EnvFile, size)
+	}
+	b := make([]byte, size)
+	if _, err := dev.ReadAt(b, dat); err != nil {
+		return nil, fmt.Errorf("sdboot: reading %s: %w", DefaultEnvFile, err)
+	}
+	e, err := ubootenv.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("sdboot: %s: %w", DefaultEnvFile, err)
+	}
+	st := State{Committed: booted}
+	if otherHasImage {
+		st = State{Committed: Other(booted), Next: booted, Tried: booted}
+	}
+	if err := st.Apply(e); err != nil {
+		return nil, err
+	}
+	if b, err = e.Bytes(); err != nil {
+		return nil, err
+	}
+	if _, err := dev.WriteAt(b, at); err != nil {
+		return nil, fmt.Errorf("sdboot: writing %s: %w", EnvFile, err)
+	}
+	return &st, nil
 }
 
 // ReadState reads the try-once state on the boot partition at off of dev.

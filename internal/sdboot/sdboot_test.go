@@ -137,6 +137,7 @@ func newCard(t *testing.T) *card {
 	if err := fat.Write(f, bootOff, fat.Options{Size: 8 << 20, Label: "NYMOTE-BOOT"}, []fat.File{
 		{Name: BootScriptFile, Data: ScriptImage("nymote boot script", BootScript())},
 		{Name: EnvFile, Data: env},
+		{Name: DefaultEnvFile, Data: env},
 		{Name: "seed.txt", Data: make([]byte, 512)},
 	}); err != nil {
 		t.Fatal(err)
@@ -303,5 +304,48 @@ func fwPrintenv(t *testing.T, c *card, want map[string]string) {
 		if v == "" && has || v != "" && !strings.Contains("\n"+string(out), "\n"+k+"="+v+"\n") {
 			t.Errorf("fw_printenv: %s want %q:\n%s", k, v, out)
 		}
+	}
+}
+
+// TestRepairEnv: a torn uboot.env (bad CRC) is restored from uboot.def:
+// the running slot on trial when the other holds an image (as after a test
+// boot), committed when not; a good one is left alone.
+func TestRepairEnv(t *testing.T) {
+	c := newCard(t)
+	if err := SetState(c.f, bootOff, State{Committed: "b", Next: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := RepairEnv(c.f, bootOff, "b", true); err != nil || st != nil {
+		t.Fatalf("a good environment: repaired %v, %v", st, err)
+	}
+	at, _, err := fat.Locate(c.f, bootOff, EnvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tear := func() {
+		// Half of a new environment written over the old one.
+		c.f.WriteAt(bytes.Repeat([]byte{0x5a}, EnvSize/2), at+EnvSize/4)
+		if _, err := ReadState(c.f, bootOff); !errors.Is(err, ubootenv.ErrBadCRC) {
+			t.Fatalf("the torn environment reads: %v", err)
+		}
+	}
+	tear()
+	// U-Boot's own environment boots slot a.
+	if st, err := RepairEnv(c.f, bootOff, "a", true); err != nil || st == nil {
+		t.Fatalf("RepairEnv: %v, %v", st, err)
+	}
+	if s := c.state(t); s != (State{Committed: "b", Next: "a", Tried: "a"}) {
+		t.Errorf("after the repair with an image in slot b: %+v, want slot a on trial", s)
+	}
+	if boot, _, _ := Choose(c.state(t)); boot != "b" {
+		t.Errorf("a boot after slot a's trial ended without a commit: slot %s, want b", boot)
+	}
+	fwPrintenv(t, c, map[string]string{VarSlot: "b", VarNext: "a", VarTried: "a", "bootcmd": "run distro_bootcmd"})
+	tear()
+	if _, err := RepairEnv(c.f, bootOff, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.state(t); s != (State{Committed: "a"}) {
+		t.Errorf("after the repair with slot b empty: %+v, want slot a committed", s)
 	}
 }

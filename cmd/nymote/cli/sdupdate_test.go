@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/internal/fat"
 	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/update"
@@ -34,11 +36,14 @@ import (
 // nymote update status --card shows both slots; rollback --card makes
 // slot a committed again.
 //
-// With NYMOTE_SD_UPDATE=1 it goes on before the rollback (two more boots
-// under TCG, about a minute): an image whose service exits at start is
+// With NYMOTE_SD_UPDATE=1 it goes on before the rollback (four more boots
+// under TCG, about two minutes): an image whose service exits at start is
 // written into slot a and test-booted; the appliance reboots, boot.scr
 // finds slot a tried and not committed and boots slot b again, which
-// serves v2.
+// serves v2; then uboot.env is torn (as by a power cut while it was
+// written) with the board off: U-Boot boots slot a with its built-in
+// environment, the appliance restores uboot.env with slot a on trial, it
+// fails, and the board is back on v2 (two boots more).
 func TestSDCardUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots an SD card under QEMU")
@@ -92,7 +97,10 @@ func TestSDCardUpdate(t *testing.T) {
 			t.Logf("console:\n%s", board.console())
 		}
 	}()
-	wait := board.wait
+	wait := func(want string, n int) {
+		t.Helper()
+		board.wait(want, n)
+	}
 	fpRE := regexp.MustCompile(`certificate sha256 ([0-9a-f]{64})`)
 	send := func(dir string) (int, string) {
 		m := fpRE.FindAllStringSubmatch(board.console(), -1)
@@ -164,6 +172,32 @@ func TestSDCardUpdate(t *testing.T) {
 		}
 		if st := cardState(); !regexp.MustCompile(`slot b .* committed\n`).MatchString(st) {
 			t.Errorf("status after the failed test boot:\n%s", st)
+		}
+
+		// A power cut while uboot.env was written (torn): U-Boot boots
+		// with its built-in environment, so slot a (the broken image);
+		// the appliance restores uboot.env with slot a on trial, fails,
+		// and the next boot is slot b again.
+		board.stop()
+		f, err := os.OpenFile(card, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, _, err := fat.Locate(f, 1<<20, "uboot.env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Over the variables (the rest of the area is zeros already).
+		f.WriteAt(bytes.Repeat([]byte{0x5a}, 16<<10), at+1024)
+		f.Close()
+		board = startSDBoard(t, q, board.run)
+		wait("bad CRC", 1)
+		wait("was damaged (U-Boot booted with its built-in environment): restored from uboot.def, slot a on trial", 1)
+		wait("crashing as asked", 1)
+		wait("nymote: slot a was tried and not committed: back to slot b", 1)
+		wait("hello good: serving", 1)
+		if g := greet(t, port); !strings.HasPrefix(g, "hello from nymote v2") {
+			t.Errorf("after the torn environment the appliance greets %q, want v2", g)
 		}
 	}
 
