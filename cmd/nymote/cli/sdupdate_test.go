@@ -36,14 +36,17 @@ import (
 // nymote update status --card shows both slots; rollback --card makes
 // slot a committed again.
 //
-// With NYMOTE_SD_UPDATE=1 it goes on before the rollback (four more boots
-// under TCG, about two minutes): an image whose service exits at start is
+// With NYMOTE_SD_UPDATE=1 it goes on before the rollback (six more boots
+// under TCG, about four minutes): an image whose service exits at start is
 // written into slot a and test-booted; the appliance reboots, boot.scr
 // finds slot a tried and not committed and boots slot b again, which
-// serves v2; then uboot.env is torn (as by a power cut while it was
-// written) with the board off: U-Boot boots slot a with its built-in
-// environment, the appliance restores uboot.env with slot a on trial, it
-// fails, and the board is back on v2 (two boots more).
+// serves v2; then an image that serves but is not good within its test
+// boot's bound (nymote.testboot=20s, nymote.settle=10m): the appliance
+// reboots at the bound and the board is back on v2; then uboot.env is torn
+// (as by a power cut while it was written) with the board off: U-Boot
+// boots slot a with its built-in environment, the appliance restores
+// uboot.env with slot a on trial, it is not good within the bound, and the
+// board is back on v2.
 func TestSDCardUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots an SD card under QEMU")
@@ -174,10 +177,25 @@ func TestSDCardUpdate(t *testing.T) {
 			t.Errorf("status after the failed test boot:\n%s", st)
 		}
 
+		// An image that serves but is not good within the test boot's
+		// bound (its settle time is longer): the appliance reboots at
+		// the bound, and the next boot is slot b again.
+		slow := sdVariant(t, v1, filepath.Join(tmp, "v4"), key, "nymote.release=v4", "nymote.settle=10m", "nymote.testboot=20s")
+		if code, o := send(slow); code != 0 {
+			t.Fatalf("update to the slow image: exit %d, %q", code, o)
+		}
+		wait("nymote: test boot of slot a (committed: b)", 2)
+		wait("the test boot was not good within 20s: stopping hello, rebooting into the committed slot b", 1)
+		wait("nymote: slot a was tried and not committed: back to slot b", 2)
+		wait("hello good: serving", 4)
+		if g := greet(t, port); !strings.HasPrefix(g, "hello from nymote v2") {
+			t.Errorf("after the test boot's bound the appliance greets %q, want v2", g)
+		}
+
 		// A power cut while uboot.env was written (torn): U-Boot boots
-		// with its built-in environment, so slot a (the broken image);
-		// the appliance restores uboot.env with slot a on trial, fails,
-		// and the next boot is slot b again.
+		// with its built-in environment, so slot a (the slow image);
+		// the appliance restores uboot.env with slot a on trial, is not
+		// good within the bound, and the next boot is slot b again.
 		board.stop()
 		f, err := os.OpenFile(card, os.O_RDWR, 0)
 		if err != nil {
@@ -193,7 +211,7 @@ func TestSDCardUpdate(t *testing.T) {
 		board = startSDBoard(t, q, board.run)
 		wait("bad CRC", 1)
 		wait("was damaged (U-Boot booted with its built-in environment): restored from uboot.def, slot a on trial", 1)
-		wait("crashing as asked", 1)
+		wait("the test boot was not good within 20s", 1)
 		wait("nymote: slot a was tried and not committed: back to slot b", 1)
 		wait("hello good: serving", 1)
 		if g := greet(t, port); !strings.HasPrefix(g, "hello from nymote v2") {
