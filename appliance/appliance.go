@@ -39,8 +39,9 @@
 // disk), nymote.oncrash=reboot|poweroff, nymote.log=debug,
 // nymote.proxy=CIDR[,CIDR] (the networks of a proxy such as jitsu that
 // starts each connection with a PROXY protocol header: see ProxyListener),
-// nymote.settle=DURATION (see below), nymote.updatedisk=DEVICE|auto (see
-// below), and any other nymote.KEY=VALUE reaches the service in Env.Config.
+// nymote.settle=DURATION (see below), nymote.updatedisk=DEVICE|auto,
+// nymote.sdslot=a|b and nymote.testboot=DURATION (see below), and any other
+// nymote.KEY=VALUE reaches the service in Env.Config.
 //
 // Once the service has kept serving for the settle time (app.DefaultSettle)
 // with /data mounted read-write, the runtime prints the good line
@@ -49,7 +50,13 @@
 // image that trusts a signing key, the runtime serves updates on its own
 // port (app.UpdatePort: update.Receiver over HTTPS, administrators named by
 // the service through Env.SetUpdateAuth), and reboots into an update it
-// has written to the update disk.
+// has written to the update disk. On an SD card board with A/B slots
+// (nymote.sdslot, passed by the card's boot script; package
+// internal/sdboot) the runtime is its own launcher: it writes an update
+// into the card's other slot and marks it for a test boot in U-Boot's
+// environment, commits a test boot itself on its good line, and reboots a
+// test boot that is not good within nymote.testboot (5 minutes), after
+// which U-Boot boots the committed slot.
 //
 // As PID 1 it also sets the Go runtime's soft memory limit to 70% of the
 // machine's memory, or less where the initramfs leaves less available,

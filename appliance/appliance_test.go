@@ -20,7 +20,7 @@ func TestParseCmdline(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", "console=ttyS0 panic=-1 quiet", func(t *testing.T, c bootConfig) {
-			if c.net != "netstack" || c.nic != "eth0" || c.data != "/dev/vda" || c.ip.IsValid() || c.ephemeral || c.poweroffOnCrash {
+			if c.net != "netstack" || c.nic != "eth0" || c.data != "/dev/vda" || c.ip.IsValid() || c.ephemeral || c.poweroffOnCrash || c.sdSlot != "" || c.testBootBound != DefaultTestBootBound {
 				t.Errorf("got %+v, want the defaults", c)
 			}
 		}, ""},
@@ -40,6 +40,13 @@ func TestParseCmdline(t *testing.T) {
 				t.Errorf("got %+v", c)
 			}
 		}, ""},
+		{"sd slots", "nymote.seed=/dev/mmcblk0p1 nymote.sdslot=b nymote.testboot=2m", func(t *testing.T, c bootConfig) {
+			if c.sdSlot != "b" || c.testBootBound != 2*time.Minute || len(c.service) != 0 {
+				t.Errorf("got slot %q, test boot bound %s, service %v", c.sdSlot, c.testBootBound, c.service)
+			}
+		}, ""},
+		{"bad sd slot", "nymote.sdslot=c", nil, "want a or b"},
+		{"bad test boot bound", "nymote.testboot=-1s", nil, "positive duration"},
 		{"bad ip", "nymote.ip=10.0.2.15", nil, "nymote.ip"},
 		{"ipv6", "nymote.ip=fe80::1/64", nil, "IPv4"},
 		{"bad dns", "nymote.dns=10.0.2.3,x", nil, "nymote.dns"},

@@ -53,6 +53,15 @@ type bootConfig struct {
 	// to find it by its header), set by a launcher that keeps image
 	// slots: the runtime then serves updates on app.UpdatePort. "": none.
 	updateDisk string
+	// sdSlot is the booted slot of an SD card board with A/B slots
+	// (nymote.sdslot=a|b, set by the card's boot script; package
+	// sdboot): the runtime then serves updates on app.UpdatePort into the
+	// other slot, and commits a test boot on its good line. "": none.
+	sdSlot string
+	// testBootBound is how long a test boot of an SD card board may take
+	// to be good before the runtime reboots into the committed slot
+	// (nymote.testboot=DURATION; DefaultTestBootBound).
+	testBootBound time.Duration
 	// settle is how long the service must keep serving before the runtime
 	// prints its good line (nymote.settle=DURATION; app.DefaultSettle).
 	settle time.Duration
@@ -60,9 +69,13 @@ type bootConfig struct {
 	service map[string]string
 }
 
+// DefaultTestBootBound is how long an SD card board's test boot may take
+// to be good (nymote.testboot).
+const DefaultTestBootBound = 5 * time.Minute
+
 // parseCmdline reads the nymote.* options of a kernel command line.
 func parseCmdline(cmdline string) (bootConfig, error) {
-	c := bootConfig{net: "netstack", nic: "eth0", data: "/dev/vda", settle: app.DefaultSettle, service: map[string]string{}}
+	c := bootConfig{net: "netstack", nic: "eth0", data: "/dev/vda", settle: app.DefaultSettle, testBootBound: DefaultTestBootBound, service: map[string]string{}}
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		key, ok := strings.CutPrefix(k, "nymote.")
@@ -97,6 +110,16 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			c.data = v
 		case "updatedisk":
 			c.updateDisk = v
+		case "sdslot":
+			c.sdSlot = v
+			if v != "a" && v != "b" {
+				err = fmt.Errorf("want a or b")
+			}
+		case "testboot":
+			c.testBootBound, err = time.ParseDuration(v)
+			if err == nil && c.testBootBound <= 0 {
+				err = fmt.Errorf("want a positive duration, such as 5m")
+			}
 		case "settle":
 			c.settle, err = time.ParseDuration(v)
 			if err == nil && c.settle <= 0 {

@@ -26,6 +26,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/internal/sdboot"
+	"github.com/nymote/nymote/update"
 )
 
 // dataMount is where the data disk is mounted; it is the service's DataDir.
@@ -213,6 +215,17 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	setClock(log)
 	steps.done("clock")
+	// An SD card board with A/B slots: which slot runs, and whether this
+	// is a new image's test boot.
+	var sd *sdSlots
+	if cfg.sdSlot != "" {
+		if sd, err = openSDSlots(cfg, say); err != nil {
+			say("SD card slots: %v (no updates, no commit)", err)
+			sd = nil
+		} else {
+			say("booted from %s", sd.describe())
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -294,8 +307,19 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	// An update received: stop cleanly, then reboot into it.
 	var rebootAfterStop atomic.Bool
-	if cfg.updateDisk != "" {
-		up, err := startUpdatePort(nw, addr, cfg, func() {
+	var sink func(*update.Image) error
+	var where string
+	var sinkErr error
+	switch {
+	case cfg.updateDisk != "":
+		sink, where, sinkErr = updateDiskSink(cfg)
+	case sd != nil:
+		sink, where = sd.install, "into SD card slot "+sdboot.Other(sd.booted)
+	}
+	if sinkErr != nil {
+		say("no updates: %v", sinkErr)
+	} else if sink != nil {
+		up, err := startUpdatePort(nw, addr, sink, where, func() {
 			rebootAfterStop.Store(true)
 			cancel(errors.New("an update was received"))
 		}, say, log)
@@ -305,6 +329,18 @@ func initMain(svc Service, console io.Writer) haltAction {
 			defer up.close()
 			env.SetUpdateAuth = up.setAuth
 		}
+	}
+	// An SD card board's test boot that is not good within its bound
+	// reboots: boot.scr then returns to the committed slot.
+	var giveUp, good atomic.Bool
+	if sd != nil && sd.testBoot() {
+		bound := time.AfterFunc(cfg.testBootBound, func() {
+			if !good.Load() {
+				giveUp.Store(true)
+				cancel(fmt.Errorf("the test boot was not good within %s", cfg.testBootBound))
+			}
+		})
+		defer bound.Stop()
 	}
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, svc, env) }()
@@ -320,6 +356,14 @@ wait:
 			say("not good: %v", err)
 		} else {
 			say("%s %s for %s, data disk mounted read-write", svc.Name, app.GoodMarker, cfg.settle)
+			good.Store(true)
+			if sd != nil && sd.testBoot() {
+				if _, err := sd.commit(); err != nil {
+					say("committing slot %s: %v (the next boot returns to slot %s)", sd.booted, err, sd.committed())
+				} else {
+					say("slot %s committed: the new image boots from now on (slot %s keeps the previous one)", sd.booted, sdboot.Other(sd.booted))
+				}
+			}
 		}
 		goto wait
 	case err := <-done:
@@ -337,6 +381,8 @@ wait:
 	case <-ctx.Done():
 		if rebootAfterStop.Load() {
 			say("%s: stopping %s", app.UpdateRebootLine, svc.Name)
+		} else if giveUp.Load() {
+			say("%v: stopping %s, rebooting into the committed slot %s", context.Cause(ctx), svc.Name, sd.committed())
 		} else {
 			say("power off requested by %v: stopping %s", context.Cause(ctx), svc.Name)
 		}
@@ -355,7 +401,7 @@ wait:
 			say("%s did not stop within 20s; powering off anyway", svc.Name)
 		}
 	}
-	if rebootAfterStop.Load() {
+	if rebootAfterStop.Load() || giveUp.Load() {
 		return reboot
 	}
 	return powerOff

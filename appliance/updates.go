@@ -78,14 +78,20 @@ func findUpdateDisk(dev string) (string, error) {
 	return "", errors.New("no block device has an update disk's header")
 }
 
-// startUpdatePort serves updates on nw at addr's app.UpdatePort: verified
-// against the image's trusted keys, written to the update disk, then
-// reboot is called.
-func startUpdatePort(nw Network, addr netip.Addr, cfg bootConfig, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
+// updateDiskSink returns the sink of a host-booted appliance: the update
+// disk (nymote.updatedisk), and its description.
+func updateDiskSink(cfg bootConfig) (func(*update.Image) error, string, error) {
 	disk, err := findUpdateDisk(cfg.updateDisk)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	return func(im *update.Image) error { return update.WriteUpdateDisk(disk, im) }, "update disk " + disk, nil
+}
+
+// startUpdatePort serves updates on nw at addr's app.UpdatePort: verified
+// against the image's trusted keys, handed to sink (where, says where),
+// then reboot is called.
+func startUpdatePort(nw Network, addr netip.Addr, sink func(*update.Image) error, where string, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
 	kb, err := os.ReadFile("/" + update.TrustedKeysPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errors.New("the image trusts no key (built without --sign): it takes no updates")
@@ -103,7 +109,7 @@ func startUpdatePort(nw Network, addr netip.Addr, cfg bootConfig, reboot func(),
 	}
 	u := &updatePort{}
 	rc := &update.Receiver{Trusted: trusted, Authorize: update.BasicAuth(u.check), Log: log,
-		Sink:   func(im *update.Image) error { return update.WriteUpdateDisk(disk, im) },
+		Sink:   sink,
 		Reboot: reboot}
 	l, err := nw.Listen("tcp", net.JoinHostPort(addr.String(), itoa(app.UpdatePort.Port)))
 	if err != nil {
@@ -112,7 +118,7 @@ func startUpdatePort(nw Network, addr netip.Addr, cfg bootConfig, reboot func(),
 	u.srv = &http.Server{Handler: rc, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 20 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go u.srv.ServeTLS(l, "", "")
-	say("updates on %s (update disk %s), certificate sha256 %s", l.Addr(), disk, fp)
+	say("updates on %s (%s), certificate sha256 %s", l.Addr(), where, fp)
 	return u, nil
 }
 

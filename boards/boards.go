@@ -245,8 +245,10 @@ var table = map[string]Board{
 		UBoot:      "/usr/lib/u-boot/Cubieboard/u-boot-sunxi-with-spl.bin",
 		Console:    "ttyS0",
 		Cmdline:    []string{"panic=-1", "quiet"},
-		Modules:    []string{"libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "mdio-sun4i", "sun4i-emac", "sunxi-mmc", "crc32c_generic", "ext4"},
-		DataDevice: "/dev/mmcblk0p2",
+		Modules: []string{"libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "mdio-sun4i", "sun4i-emac", "sunxi-mmc", "crc32c_generic", "ext4",
+			// The SoC's watchdog: how Linux reboots the board.
+			"sunxi_wdt"},
+		DataDevice: "/dev/mmcblk0p4",
 		NIC:        "eth0",
 		Outputs:    []Output{OutputQEMU, OutputSDCard},
 		QEMU: &QEMU{
@@ -268,8 +270,8 @@ var table = map[string]Board{
 		Console:    "ttyS0",
 		Cmdline:    []string{"panic=-1", "quiet"},
 		Modules: []string{"libphy", "fwnode_mdio", "fixed_phy", "of_mdio", "phylink", "pcs_xpcs", "stmmac", "stmmac-platform", "dwmac-sunxi",
-			"sunxi-mmc", "crc32c_generic", "ext4"},
-		DataDevice: "/dev/mmcblk0p2",
+			"sunxi-mmc", "crc32c_generic", "ext4", "sunxi_wdt"},
+		DataDevice: "/dev/mmcblk0p4",
 		NIC:        "eth0",
 		Outputs:    []Output{OutputSDCard},
 	},

@@ -231,7 +231,7 @@ func TestFlashLoop(t *testing.T) {
 
 	dev := loopDevice(t, img, int64(len(img))+(4<<20))
 	t.Run("mounted", func(t *testing.T) {
-		part := dev + "p2"
+		part := dev + "p4" // the data partition (ext4)
 		if _, err := os.Stat(part); err != nil {
 			exec.Command("partx", "-a", dev).Run()
 		}

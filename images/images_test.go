@@ -224,15 +224,18 @@ func TestOutputs(t *testing.T) {
 }
 
 // checkSDCard checks a board's SD card image as the pipeline writes it:
-// U-Boot at 8 KiB is the package's file, a bootable FAT partition and a
-// Linux one, the boot partition holds the board's kernel, device tree and
-// the image's initramfs, and boot.scr boots them with the image's command
-// line; the initramfs has the board's modules.
+// U-Boot at 8 KiB is the package's file, a bootable FAT boot partition,
+// two FAT slots and a Linux partition; slot a holds the board's kernel,
+// device tree and the image's initramfs, and its nymote.scr boots them
+// with the image's command line; the same slot files are beside the card
+// (an update carries them); the initramfs has the board's modules.
 func checkSDCard(t *testing.T, dir string, m *Manifest, b boards.Board) {
 	t.Helper()
 	card := filepath.Join(dir, SDCardFile)
-	if _, ok := m.File(SDCardFile); !ok {
-		t.Fatalf("manifest has no %s", SDCardFile)
+	for _, f := range []string{SDCardFile, KernelFile, b.DeviceTree, InitrdFile, SDSlotScriptFile} {
+		if _, ok := m.File(f); !ok {
+			t.Errorf("manifest has no %s", f)
+		}
 	}
 	needUBoot(t, b.UBoot)
 	needTool(t, "sfdisk", "fdisk")
@@ -249,25 +252,39 @@ func checkSDCard(t *testing.T, dir string, m *Manifest, b boards.Board) {
 		t.Errorf("U-Boot at 8 KiB differs from %s", b.UBoot)
 	}
 	dump := run(t, "sfdisk", "--dump", card)
-	for _, want := range []string{"label: dos", "start=        2048, size=      131072, type=e, bootable", "type=83"} {
+	for _, want := range []string{"label: dos", "start=        2048, size=       16384, type=e, bootable", "start=       18432, size=      131072, type=e\n", "type=83"} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("sfdisk --dump lacks %q:\n%s", want, dump)
 		}
 	}
-	boot := section(t, card, 1<<20, 64<<20)
+	boot := section(t, card, 1<<20, 8<<20)
 	list := run(t, "mdir", "-i", boot, "-b", "::")
-	for _, want := range []string{"zImage", b.DeviceTree, InitrdFile, "boot.scr", "uboot.env"} {
+	for _, want := range []string{"boot.scr", "uboot.env", "uboot.def", "seed.txt"} {
 		if !strings.Contains(list, "::/"+want) {
 			t.Errorf("boot partition lacks %s:\n%s", want, list)
 		}
 	}
-	scr, err := exec.Command("mtype", "-i", boot, "::boot.scr").Output()
+	slot := section(t, card, 9<<20, 64<<20)
+	list = run(t, "mdir", "-i", slot, "-b", "::")
+	for _, want := range []string{KernelFile, b.DeviceTree, InitrdFile, SDSlotScriptFile, "nymote.txt"} {
+		if !strings.Contains(list, "::/"+want) {
+			t.Errorf("slot a lacks %s:\n%s", want, list)
+		}
+		if want == "nymote.txt" {
+			continue
+		}
+		got, _ := exec.Command("mtype", "-i", slot, "::"+want).Output()
+		if beside, _ := os.ReadFile(filepath.Join(dir, want)); !bytes.Equal(got, beside) {
+			t.Errorf("%s in slot a differs from the image's file", want)
+		}
+	}
+	scr, err := exec.Command("mtype", "-i", slot, "::"+SDSlotScriptFile).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`setenv bootargs "` + m.Cmdline, " " + b.DeviceTree, "bootz "} {
 		if !bytes.Contains(scr, []byte(want)) {
-			t.Errorf("boot.scr lacks %q:\n%s", want, scr)
+			t.Errorf("nymote.scr lacks %q:\n%s", want, scr)
 		}
 	}
 	mods := strings.Join(m.InitramfsFiles, "\n")

@@ -199,8 +199,12 @@ func outputNames(os []boards.Output) string {
 }
 
 // writeSDCardOutput writes the SD card image (sdcard.go) of a board that
-// boots from one: U-Boot, the boot partition with the kernel, the device
-// tree and the initramfs, and the data partition.
+// boots from one: U-Boot, the boot partition, slot a with the kernel, the
+// device tree, the initramfs and the slot script, and the data partition.
+// It also writes the slot's files beside the card (vmlinuz, the device
+// tree, initrd.cpio.zst, nymote.scr): the manifest lists them, and an
+// update of a running board carries them (not the card, see
+// update.BundleSkips).
 func writeSDCardOutput(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdisk) ([]string, error) {
 	tmp, err := os.MkdirTemp("", "nymote-sdcard-")
 	if err != nil {
@@ -215,12 +219,33 @@ func writeSDCardOutput(ctx context.Context, p *plan, k *kernel.Kernel, rd *ramdi
 	if size == 0 && p.opts.SDData == "" {
 		size = 256 << 20
 	}
+	cmdline := joinCmdline(p.cmdline)
 	_, err = WriteSDCard(ctx, filepath.Join(p.opts.OutDir, SDCardFile), SDCardInput{
 		UBoot: p.board.UBoot, Kernel: k.ImagePath(), DTB: k.DTBPath(p.board.DeviceTree), Initrd: initrd,
-		Cmdline: joinCmdline(p.cmdline), DataDisk: p.opts.SDData, DataSize: size,
+		Cmdline: cmdline, DataDisk: p.opts.SDData, DataSize: size, App: p.app.Name, Board: p.board.Name,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return []string{SDCardFile}, nil
+	img, err := os.ReadFile(k.ImagePath())
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, KernelFile, img, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, InitrdFile, rd.compressed, 0o644); err != nil {
+		return nil, err
+	}
+	if err := copyDTB(p, k); err != nil {
+		return nil, err
+	}
+	scr, err := SDSlotScript(p.board.DeviceTree, cmdline, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(p.opts.OutDir, SDSlotScriptFile, scr, 0o644); err != nil {
+		return nil, err
+	}
+	return []string{SDCardFile, KernelFile, p.board.DeviceTree, InitrdFile, SDSlotScriptFile}, nil
 }

@@ -9,14 +9,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
+	"github.com/nymote/nymote/internal/sdboot"
 )
 
-// SD card layout (Allwinner boards: the boot ROM loads the SPL from 8 KiB).
+// SD card layout (Allwinner boards: the boot ROM loads the SPL from 8 KiB;
+// the partitions are package sdboot's: boot, slot a, slot b, data).
 const (
 	// SDCardFile is the SD card image's name in the output folder.
 	SDCardFile = "sdcard.img"
@@ -24,10 +25,13 @@ const (
 	sdUBootOffset = 8 << 10
 	// sdPartStart is where the first partition starts.
 	sdPartStart = 1 << 20
-	// sdDefaultBootSize is the boot partition's size unless set.
-	sdDefaultBootSize = 64 << 20
+	// sdBootSize is the boot partition's size: boot.scr, uboot.env and
+	// seed.txt (FAT16 needs 4 MiB at least).
+	sdBootSize = 8 << 20
+	// sdDefaultSlotSize is each slot partition's size unless set.
+	sdDefaultSlotSize = 64 << 20
 	// sdDiskID is the MBR's disk signature (fixed: images are
-	// reproducible; the partitions are PARTUUID 6e796d6f-01 and -02).
+	// reproducible; the partitions are PARTUUID 6e796d6f-01 to -04).
 	sdDiskID = 0x6e796d6f
 	// sdBootVolumeID is the FAT volume serial of the boot partition.
 	sdBootVolumeID = 0x6e796d74
@@ -35,16 +39,19 @@ const (
 	SDCardBootLabel = "NYMOTE-BOOT"
 	// SDCardSeedDevice is the boot partition as the appliance's kernel
 	// names it on the Cubieboard family (the card in the first MMC slot),
-	// where the appliance refreshes the random seed.
+	// where the appliance refreshes the random seed and keeps the slots'
+	// state (uboot.env).
 	SDCardSeedDevice = "/dev/mmcblk0p1"
 )
 
-// Files on an SD card's boot partition.
+// Files on an SD card's partitions.
 const (
-	sdKernel = "zImage"
-	sdInitrd = InitrdFile
-	sdScript = "boot.scr"
-	sdEnv    = "uboot.env"
+	sdScript = sdboot.BootScriptFile
+	sdEnv    = sdboot.EnvFile
+	// SDSlotScriptFile is the slot script (sdboot.SlotScript) as an image
+	// file: the SD card output writes it beside the kernel, the device
+	// tree and the initramfs, so that an update carries a whole slot.
+	SDSlotScriptFile = sdboot.SlotScriptFile
 )
 
 // SDCardInput is what WriteSDCard puts on an SD card image.
@@ -61,12 +68,14 @@ type SDCardInput struct {
 	DTB string
 	// Initrd is the initramfs. Required.
 	Initrd string
-	// Cmdline is the kernel command line. WriteSDCard adds
-	// nymote.seed=SeedDevice.
+	// Cmdline is the kernel command line. The slot script adds
+	// nymote.seed=SeedDevice and nymote.sdslot=SLOT.
 	Cmdline string
 	// SeedDevice is the boot partition as the appliance sees it, where it
 	// refreshes the random seed; "" means SDCardSeedDevice.
 	SeedDevice string
+	// App and Board name the image in slot a's nymote.txt (status).
+	App, Board string
 	// DataDisk is a data disk image (ext4, from disk.Create) copied into
 	// the data partition; "" makes an empty one (ext4, labelled
 	// nymote-data) of DataSize bytes.
@@ -74,7 +83,7 @@ type SDCardInput struct {
 	// DataSize is the size of the empty data partition (when DataDisk is
 	// ""), at least 16 MiB.
 	DataSize int64
-	// BootSize is the boot partition's size, a whole number of MiB; 0
+	// BootSize is each slot partition's size, a whole number of MiB; 0
 	// means 64 MiB.
 	BootSize int64
 }
@@ -82,35 +91,51 @@ type SDCardInput struct {
 // SDCardLayout says where WriteSDCard put the partitions.
 type SDCardLayout struct {
 	// BootStart, BootSize, DataStart and DataSize are in bytes from the
-	// start of the image.
+	// start of the image; SlotStart are slot a's and b's starts, each
+	// SlotSize long.
 	BootStart, BootSize, DataStart, DataSize int64
+	SlotStart                                [2]int64
+	SlotSize                                 int64
+}
+
+// SDSlotScript returns the slot script image (nymote.scr) for a board's
+// device tree file name and kernel command line.
+func SDSlotScript(dtb, cmdline, seedDev string) ([]byte, error) {
+	if seedDev == "" {
+		seedDev = SDCardSeedDevice
+	}
+	src, err := sdboot.SlotScript(dtb, cmdline, seedDev)
+	if err != nil {
+		return nil, fmt.Errorf("sdcard: %w", err)
+	}
+	return sdboot.ScriptImage("nymote slot script", src), nil
 }
 
 // WriteSDCard writes an SD card image for a U-Boot board at out: an MBR,
 // U-Boot with its SPL at 8 KiB, a FAT16 boot partition from 1 MiB (flagged
-// bootable, where U-Boot finds uboot.env and boot.scr) holding the kernel,
-// the device tree, the initramfs, boot.scr, uboot.env and an empty random
-// seed file (see package internal/bootseed; nymote flash writes a seed),
-// then the ext4 data partition. The same input gives the same bytes; an
-// image holding a data disk is readable by its owner only. The
-// image file is sparse; QEMU wants an SD card whose size is a power of two
-// (truncate a copy), real cards take it as it is.
+// bootable, where U-Boot finds uboot.env and boot.scr: the A/B try-once
+// script of package sdboot) holding boot.scr, uboot.env, a copy of it
+// (uboot.def, to repair a damaged one) and an empty random seed file (see package internal/bootseed; nymote flash writes a
+// seed), slot a (FAT16: the kernel, the device tree, the initramfs, the
+// slot script), slot b (empty until an update writes it), then the ext4
+// data partition. The same input gives the same bytes; an image holding a
+// data disk is readable by its owner only. The image file is sparse; QEMU
+// wants an SD card whose size is a power of two (truncate a copy), real
+// cards take it as it is.
 func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayout, err error) {
 	for _, f := range []struct{ field, path string }{{"UBoot", in.UBoot}, {"Kernel", in.Kernel}, {"DTB", in.DTB}, {"Initrd", in.Initrd}} {
 		if f.path == "" {
 			return l, fmt.Errorf("sdcard: no %s file given", f.field)
 		}
 	}
-	for _, r := range in.Cmdline {
-		if r < 0x20 || r > 0x7e || strings.ContainsRune("\"\\$;", r) {
-			return l, fmt.Errorf("sdcard: kernel command line %q: only printable ASCII without quotes, backslashes, $ and ; can go into boot.scr", in.Cmdline)
-		}
+	if err := sdboot.CheckCmdline(in.Cmdline); err != nil {
+		return l, fmt.Errorf("sdcard: %w", err)
 	}
 	if in.BootSize == 0 {
-		in.BootSize = sdDefaultBootSize
+		in.BootSize = sdDefaultSlotSize
 	}
 	if in.BootSize%(1<<20) != 0 {
-		return l, fmt.Errorf("sdcard: boot partition size %d: want a whole number of MiB", in.BootSize)
+		return l, fmt.Errorf("sdcard: slot partition size %d: want a whole number of MiB", in.BootSize)
 	}
 	if in.SeedDevice == "" {
 		in.SeedDevice = SDCardSeedDevice
@@ -126,20 +151,28 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	if err != nil {
 		return l, fmt.Errorf("sdcard: %s: %w", in.UBoot, err)
 	}
-	var files []fat.File
-	for _, f := range []struct{ name, path string }{{sdKernel, in.Kernel}, {filepath.Base(in.DTB), in.DTB}, {sdInitrd, in.Initrd}} {
+	dtb := filepath.Base(in.DTB)
+	slotFiles := map[string][]byte{}
+	for _, f := range []struct{ name, path string }{{sdboot.KernelFile, in.Kernel}, {dtb, in.DTB}, {sdboot.InitrdFile, in.Initrd}} {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
 			return l, fmt.Errorf("sdcard: %w", err)
 		}
-		files = append(files, fat.File{Name: f.name, Data: b})
+		slotFiles[f.name] = b
 	}
-	cmdline := strings.TrimSpace(in.Cmdline + " nymote.seed=" + in.SeedDevice)
-	files = append(files,
-		fat.File{Name: sdScript, Data: scriptImage("nymote boot script", bootScript(filepath.Base(in.DTB), cmdline))},
-		fat.File{Name: sdEnv, Data: env},
-		fat.File{Name: bootseed.FileName, Data: bootseed.Empty()},
-	)
+	if slotFiles[sdboot.SlotScriptFile], err = SDSlotScript(dtb, in.Cmdline, in.SeedDevice); err != nil {
+		return l, err
+	}
+	slotA, err := sdboot.SlotFiles(slotFiles, dtb, sdboot.Info{App: in.App, Board: in.Board})
+	if err != nil {
+		return l, fmt.Errorf("sdcard: %w", err)
+	}
+	bootFiles := []fat.File{
+		{Name: sdScript, Data: sdboot.ScriptImage("nymote boot script", sdboot.BootScript())},
+		{Name: sdEnv, Data: env},
+		{Name: sdboot.DefaultEnvFile, Data: env},
+		{Name: bootseed.FileName, Data: bootseed.Empty()},
+	}
 
 	tmp, err := os.MkdirTemp(filepath.Dir(out), ".sdcard-")
 	if err != nil {
@@ -165,7 +198,10 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	if err := checkExt4(df); err != nil {
 		return l, fmt.Errorf("sdcard: data disk %s: %w", data, err)
 	}
-	l = SDCardLayout{BootStart: sdPartStart, BootSize: in.BootSize, DataStart: sdPartStart + in.BootSize, DataSize: (fi.Size() + 511) &^ 511}
+	l = SDCardLayout{BootStart: sdPartStart, BootSize: sdBootSize, SlotSize: in.BootSize}
+	l.SlotStart[0] = l.BootStart + l.BootSize
+	l.SlotStart[1] = l.SlotStart[0] + l.SlotSize
+	l.DataStart, l.DataSize = l.SlotStart[1]+l.SlotSize, (fi.Size()+511)&^511
 
 	img := filepath.Join(tmp, "sdcard.img")
 	// An image with a person's data disk is theirs alone.
@@ -187,8 +223,11 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	if _, err := f.WriteAt(uboot, sdUBootOffset); err != nil {
 		return l, fmt.Errorf("sdcard: %w", err)
 	}
-	if err := fat.Write(f, l.BootStart, fat.Options{Size: l.BootSize, Label: SDCardBootLabel, VolumeID: sdBootVolumeID, HiddenSectors: uint32(l.BootStart / 512)}, files); err != nil {
+	if err := fat.Write(f, l.BootStart, fat.Options{Size: l.BootSize, Label: SDCardBootLabel, VolumeID: sdBootVolumeID, HiddenSectors: uint32(l.BootStart / 512)}, bootFiles); err != nil {
 		return l, fmt.Errorf("sdcard: boot partition: %w", err)
+	}
+	if err := sdboot.WriteSlot(f, l.SlotStart[0], l.SlotSize, uint32(l.SlotStart[0]/512), "a", slotA); err != nil {
+		return l, fmt.Errorf("sdcard: slot a: %w", err)
 	}
 	if err := copySparse(ctx, f, l.DataStart, df); err != nil {
 		return l, fmt.Errorf("sdcard: data partition: %w", err)
@@ -212,7 +251,7 @@ func checkExt4(r io.ReaderAt) error {
 }
 
 // mbr returns the card's master boot record: partition 1 the bootable FAT16
-// boot partition, partition 2 the Linux data partition.
+// boot partition, 2 and 3 the FAT16 slots, 4 the Linux data partition.
 func mbr(l SDCardLayout) []byte {
 	b := make([]byte, 512)
 	le := bin.LittleEndian
@@ -230,7 +269,9 @@ func mbr(l SDCardLayout) []byte {
 		le.PutUint32(e[12:], uint32(size/512))
 	}
 	entry(0, true, 0x0E, l.BootStart, l.BootSize) // FAT16, LBA
-	entry(1, false, 0x83, l.DataStart, l.DataSize)
+	entry(1, false, 0x0E, l.SlotStart[0], l.SlotSize)
+	entry(2, false, 0x0E, l.SlotStart[1], l.SlotSize)
+	entry(3, false, 0x83, l.DataStart, l.DataSize)
 	b[510], b[511] = 0x55, 0xAA
 	return b
 }

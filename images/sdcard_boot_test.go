@@ -22,8 +22,8 @@ import (
 	"github.com/nymote/nymote/store"
 )
 
-// sdPartitions reads the start and size, in bytes, of the first two
-// primary partitions of an MBR disk image.
+// sdPartitions reads the start and size, in bytes, of the boot partition
+// (1) and the data partition (4) of an SD card image.
 func sdPartitions(t *testing.T, image string) (boot, data [2]int64) {
 	t.Helper()
 	f, err := os.Open(image)
@@ -39,7 +39,7 @@ func sdPartitions(t *testing.T, image string) (boot, data [2]int64) {
 		e := mbr[446+16*i:]
 		return [2]int64{int64(endian.LittleEndian.Uint32(e[8:])) * 512, int64(endian.LittleEndian.Uint32(e[12:])) * 512}
 	}
-	return part(0), part(1)
+	return part(0), part(3)
 }
 
 // TestSDCardBootCubieboard boots the mail appliance from the SD card image
@@ -101,7 +101,7 @@ func TestSDCardBootCubieboard(t *testing.T) {
 		t.Error(err)
 	}
 	console := vm.Console()
-	for _, want := range []string{"Loading Environment from FAT... OK", "nymote: random seed handed to the kernel", "Starting kernel"} {
+	for _, want := range []string{"Loading Environment from FAT... OK", "nymote: booting slot a (partition 2)", "nymote: random seed handed to the kernel", "Starting kernel", "booted from slot a (committed)"} {
 		if !strings.Contains(console, want) {
 			t.Errorf("console lacks %q", want)
 		}

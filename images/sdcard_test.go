@@ -87,8 +87,9 @@ func run(t *testing.T, name string, args ...string) string {
 
 // TestSDCardLayout writes a Cubieboard2 SD card image and checks it with
 // Debian's tools: the partition table (sfdisk), U-Boot at 8 KiB, the boot
-// partition (fsck.fat, mtools), boot.scr (dumpimage, and the same bytes as
-// mkimage), uboot.env (fw_printenv) and the data partition (e2fsck).
+// partition and slot a (fsck.fat, mtools), boot.scr and nymote.scr
+// (dumpimage, and the same bytes as mkimage), uboot.env (fw_printenv), an
+// empty slot b and the data partition (e2fsck).
 func TestSDCardLayout(t *testing.T) {
 	needUBoot(t, ubootCubieboard2)
 	for _, tool := range [][2]string{{"sfdisk", "fdisk"}, {"fsck.fat", "dosfstools"}, {"mtype", "mtools"}, {"dumpimage", "u-boot-tools"}, {"mkimage", "u-boot-tools"}, {"fw_printenv", "libubootenv-tool"}, {"e2fsck", "e2fsprogs"}, {"mkfs.ext4", "e2fsprogs"}} {
@@ -98,12 +99,12 @@ func TestSDCardLayout(t *testing.T) {
 	card := filepath.Join(t.TempDir(), SDCardFile)
 	l, err := WriteSDCard(context.Background(), card, SDCardInput{
 		UBoot: ubootCubieboard2, Kernel: kernel, DTB: dtb, Initrd: initrd,
-		Cmdline: "console=ttyS0,115200 panic=-1", DataSize: 32 << 20,
+		Cmdline: "console=ttyS0,115200 panic=-1", DataSize: 32 << 20, App: "mail", Board: "cubieboard2",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (SDCardLayout{BootStart: 1 << 20, BootSize: 64 << 20, DataStart: 65 << 20, DataSize: 32 << 20}); l != want {
+	if want := (SDCardLayout{BootStart: 1 << 20, BootSize: 8 << 20, SlotStart: [2]int64{9 << 20, 73 << 20}, SlotSize: 64 << 20, DataStart: 137 << 20, DataSize: 32 << 20}); l != want {
 		t.Errorf("layout: got %+v, want %+v", l, want)
 	}
 
@@ -111,8 +112,10 @@ func TestSDCardLayout(t *testing.T) {
 	for _, want := range []string{
 		"label: dos",
 		"label-id: 0x6e796d6f",
-		"start=        2048, size=      131072, type=e, bootable",
-		"start=      133120, size=       65536, type=83",
+		"start=        2048, size=       16384, type=e, bootable",
+		"start=       18432, size=      131072, type=e\n",
+		"start=      149504, size=      131072, type=e\n",
+		"start=      280576, size=       65536, type=83",
 	} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("sfdisk --dump lacks %q:\n%s", want, dump)
@@ -136,51 +139,75 @@ func TestSDCardLayout(t *testing.T) {
 	if lbl := run(t, "mlabel", "-i", boot, "-s", "::"); !strings.Contains(lbl, SDCardBootLabel) {
 		t.Errorf("boot partition label: got %q, want %s", lbl, SDCardBootLabel)
 	}
-	for name, src := range map[string]string{"zImage": kernel, "sun7i-a20-cubieboard2.dtb": dtb, InitrdFile: initrd} {
+	if ls := run(t, "mdir", "-b", "-i", boot, "::"); len(strings.Fields(ls)) != 4 {
+		t.Errorf("boot partition: want boot.scr, uboot.env, uboot.def and seed.txt only, got:\n%s", ls)
+	}
+	slotA := section(t, card, l.SlotStart[0], l.SlotSize)
+	run(t, "fsck.fat", "-n", slotA)
+	if lbl := run(t, "mlabel", "-i", slotA, "-s", "::"); !strings.Contains(lbl, "NYMOTE-A") {
+		t.Errorf("slot a's label: got %q, want NYMOTE-A", lbl)
+	}
+	for name, src := range map[string]string{"vmlinuz": kernel, "sun7i-a20-cubieboard2.dtb": dtb, InitrdFile: initrd} {
 		want, _ := os.ReadFile(src)
-		got, err := exec.Command("mtype", "-i", boot, "::"+name).Output()
+		got, err := exec.Command("mtype", "-i", slotA, "::"+name).Output()
 		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s on the boot partition: %d bytes (%v), want %d bytes of %s", name, len(got), err, len(want), src)
+			t.Errorf("%s in slot a: %d bytes (%v), want %d bytes of %s", name, len(got), err, len(want), src)
 		}
+	}
+	if info, _ := exec.Command("mtype", "-i", slotA, "::nymote.txt").Output(); !strings.HasPrefix(string(info), "app=mail\nboard=cubieboard2\ninitrd_sha256=") {
+		t.Errorf("slot a's nymote.txt: %q", info)
+	}
+	if b := img[l.SlotStart[1] : l.SlotStart[1]+l.SlotSize]; !bytes.Equal(b, make([]byte, len(b))) {
+		t.Error("slot b is not empty on a new card")
 	}
 	seed, _ := exec.Command("mtype", "-i", boot, "::"+bootseed.FileName).Output()
 	if s, err := bootseed.Parse(seed); err != nil || s != nil {
 		t.Errorf("the image's seed file: got seed %x, %v; want an empty seed file (images carry no seed)", s, err)
 	}
 
-	scr, err := exec.Command("mtype", "-i", boot, "::boot.scr").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	scrFile := filepath.Join(t.TempDir(), "boot.scr")
-	os.WriteFile(scrFile, scr, 0o644)
-	info := run(t, "dumpimage", "-l", scrFile)
-	if !strings.Contains(info, "ARM Linux Script") {
-		t.Errorf("dumpimage -l boot.scr: not an ARM Linux script:\n%s", info)
-	}
-	script := string(scr[72:])
-	for _, want := range []string{
-		`setenv bootargs "console=ttyS0,115200 panic=-1 nymote.seed=/dev/mmcblk0p1"`,
-		"load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr_r} sun7i-a20-cubieboard2.dtb",
-		"fdt set /chosen rng-seed ${nymote_seed}",
-		"bootz ${kernel_addr_r} ${ramdisk_addr_r}:${nymote_initrd_size} ${fdt_addr_r}",
-	} {
-		if !strings.Contains(script, want) {
-			t.Errorf("boot.scr lacks %q:\n%s", want, script)
+	checkScript := func(part, name, title string, wants []string) {
+		t.Helper()
+		scr, err := exec.Command("mtype", "-i", part, "::"+name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		scrFile := filepath.Join(t.TempDir(), name)
+		os.WriteFile(scrFile, scr, 0o644)
+		info := run(t, "dumpimage", "-l", scrFile)
+		if !strings.Contains(info, "ARM Linux Script") {
+			t.Errorf("dumpimage -l %s: not an ARM Linux script:\n%s", name, info)
+		}
+		script := string(scr[72:])
+		for _, want := range wants {
+			if !strings.Contains(script, want) {
+				t.Errorf("%s lacks %q:\n%s", name, want, script)
+			}
+		}
+		// The same bytes as mkimage writes from the same script.
+		src := filepath.Join(t.TempDir(), "boot.cmd")
+		os.WriteFile(src, []byte(script), 0o644)
+		mk := filepath.Join(t.TempDir(), "mk.scr")
+		cmd := exec.Command("mkimage", "-A", "arm", "-O", "linux", "-T", "script", "-C", "none", "-n", title, "-d", src, mk)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=315532800")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mkimage: %v\n%s", err, out)
+		}
+		if want, _ := os.ReadFile(mk); !bytes.Equal(scr, want) {
+			t.Errorf("%s differs from mkimage's:\n% x\n% x", name, scr[:72], want[:min(72, len(want))])
 		}
 	}
-	// The same bytes as mkimage writes from the same script.
-	src := filepath.Join(t.TempDir(), "boot.cmd")
-	os.WriteFile(src, []byte(script), 0o644)
-	mk := filepath.Join(t.TempDir(), "mk.scr")
-	cmd := exec.Command("mkimage", "-A", "arm", "-O", "linux", "-T", "script", "-C", "none", "-n", "nymote boot script", "-d", src, mk)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", scriptEpoch))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mkimage: %v\n%s", err, out)
-	}
-	if want, _ := os.ReadFile(mk); !bytes.Equal(scr, want) {
-		t.Errorf("boot.scr differs from mkimage's:\n% x\n% x", scr[:72], want[:min(72, len(want))])
-	}
+	checkScript(boot, "boot.scr", "nymote boot script", []string{
+		"setenv nymote_tried ${nymote_next}",
+		"if saveenv; then setenv nymote_boot ${nymote_next};",
+		"if load ${devtype} ${devnum}:${nymote_part} ${nymote_scr} nymote.scr; then source ${nymote_scr}; fi",
+	})
+	checkScript(slotA, "nymote.scr", "nymote slot script", []string{
+		`setenv bootargs "console=ttyS0,115200 panic=-1 nymote.seed=/dev/mmcblk0p1 nymote.sdslot=${nymote_boot}"`,
+		"load ${devtype} ${devnum}:${nymote_part} ${fdt_addr_r} sun7i-a20-cubieboard2.dtb",
+		"load ${devtype} ${devnum}:${distro_bootpart} ${pxefile_addr_r} seed.txt",
+		"fdt set /chosen rng-seed ${nymote_seed}",
+		"bootz ${kernel_addr_r} ${ramdisk_addr_r}:${nymote_initrd_size} ${fdt_addr_r}",
+	})
 
 	env, err := exec.Command("mtype", "-i", boot, "::uboot.env").Output()
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strings"
-
-	"github.com/nymote/nymote/internal/bootseed"
 )
 
 // ubootEnvSize is the size of U-Boot's environment in Debian's sunxi
@@ -28,10 +26,6 @@ var ubootEnvChanges = []struct{ name, value string }{
 	{"preboot", ""},
 	{"boot_targets", "fel mmc0"},
 }
-
-// scriptEpoch is the creation time written into boot.scr's header:
-// 1980-01-01, as on the FAT boot partition (images are reproducible).
-const scriptEpoch = 315532800
 
 // ubootEnv returns the card's uboot.env: U-Boot's built-in default
 // environment (found in the U-Boot binary) with ubootEnvChanges, as U-Boot
@@ -139,53 +133,4 @@ func defaultEnv(ub []byte) ([]string, error) {
 		return nil, errors.New("no default environment (with bootdelay and bootcmd) found in the U-Boot binary: is it U-Boot?")
 	}
 	return found, nil
-}
-
-// bootScript is the card's boot.scr source. U-Boot's distro boot sources
-// it from the boot partition with devtype, devnum and distro_bootpart set;
-// it loads the kernel, the device tree and the initramfs, hands the random
-// seed file (see package internal/bootseed) to the kernel as
-// /chosen/rng-seed when it holds one, and boots with bootz.
-func bootScript(dtb, cmdline string) string {
-	from := "${devtype} ${devnum}:${distro_bootpart}"
-	return strings.Join([]string{
-		"# Nymote boot script, written by nymote build. See README.md.",
-		`if test -z "${devtype}"; then setenv devtype mmc; setenv devnum 0; setenv distro_bootpart 1; fi`,
-		`echo "nymote: loading the appliance"`,
-		`setenv bootargs "` + cmdline + `"`,
-		fmt.Sprintf("load %s ${kernel_addr_r} %s", from, sdKernel),
-		fmt.Sprintf("load %s ${fdt_addr_r} %s", from, dtb),
-		fmt.Sprintf("load %s ${ramdisk_addr_r} %s", from, sdInitrd),
-		"setenv nymote_initrd_size ${filesize}",
-		"fdt addr ${fdt_addr_r}",
-		"fdt resize 1024",
-		"setenv " + bootseed.Variable,
-		fmt.Sprintf("if load %s ${pxefile_addr_r} %s; then env import -t ${pxefile_addr_r} ${filesize} %s; fi", from, bootseed.FileName, bootseed.Variable),
-		fmt.Sprintf(`if test -n "${%[1]s}"; then fdt set /chosen rng-seed ${%[1]s}; setenv %[1]s; echo "nymote: random seed handed to the kernel"; else echo "nymote: no random seed on the card (nymote flash writes one): the kernel gathers entropy itself, slowly"; fi`, bootseed.Variable),
-		"bootz ${kernel_addr_r} ${ramdisk_addr_r}:${nymote_initrd_size} ${fdt_addr_r}",
-		"",
-	}, "\n")
-}
-
-// scriptImage wraps a U-Boot script in a legacy image header, as mkimage
-// -A arm -O linux -T script -C none -n name does: a 64-byte big-endian
-// header with the CRCs of the header and of the data; the data are a
-// zero-terminated table of lengths, then the script.
-func scriptImage(name, script string) []byte {
-	be := bin.BigEndian
-	data := make([]byte, 8, 8+len(script))
-	be.PutUint32(data, uint32(len(script)))
-	data = append(data, script...)
-	h := make([]byte, 64)
-	be.PutUint32(h[0:], 0x27051956) // magic
-	be.PutUint32(h[8:], scriptEpoch)
-	be.PutUint32(h[12:], uint32(len(data)))
-	be.PutUint32(h[24:], crc32.ChecksumIEEE(data))
-	h[28] = 5 // IH_OS_LINUX
-	h[29] = 2 // IH_ARCH_ARM
-	h[30] = 6 // IH_TYPE_SCRIPT
-	h[31] = 0 // IH_COMP_NONE
-	copy(h[32:64], name)
-	be.PutUint32(h[4:], crc32.ChecksumIEEE(h))
-	return append(h, data...)
 }

@@ -101,6 +101,11 @@ type SDRun struct {
 	// Forwards are the port forwards of QEMU's user network, on the
 	// board's own NIC.
 	Forwards []Forward
+	// Reboot lets the board reboot as a real one does (the A10's
+	// watchdog resets it; the boot ROM loads U-Boot from the card
+	// again) instead of QEMU exiting when the guest reboots. Its console
+	// then holds every boot's lines (see WaitLineCount).
+	Reboot bool
 }
 
 // StartSDCard boots an SD card image under q: the SPL and U-Boot from the
@@ -123,10 +128,13 @@ func StartSDCard(q *SDQEMU, r SDRun, console io.Writer) (*VM, error) {
 	}
 	args := []string{
 		"-machine", r.Machine, "-accel", "tcg",
-		"-no-user-config", "-display", "none", "-audio", "none", "-no-reboot",
+		"-no-user-config", "-display", "none", "-audio", "none",
 		"-serial", "stdio",
 		"-drive", "file=" + r.Card + ",if=sd,format=raw,cache=writeback",
 		"-nic", netdev,
+	}
+	if !r.Reboot {
+		args = append(args, "-no-reboot")
 	}
 	if q.DataDir != "" {
 		args = append([]string{"-L", q.DataDir}, args...)

@@ -20,6 +20,22 @@ import (
 // manifest and its signature come first so that a receiver refuses another
 // key's image before it reads the rest.
 
+// BundleSkips are image files a bundle leaves out: an SD card board's
+// whole card image (sdcard.img, for flashing a new card; it holds a data
+// partition), whose boot files the bundle carries on their own. The
+// signature still covers them (the manifest lists them); a receiver gets
+// every other file.
+var BundleSkips = []string{"sdcard.img"}
+
+func skipped(name string) bool {
+	for _, s := range BundleSkips {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultMaxImageBytes bounds the files of a received image (it is held
 // in memory until verified).
 const DefaultMaxImageBytes = 96 << 20
@@ -28,7 +44,7 @@ const DefaultMaxImageBytes = 96 << 20
 type Image struct {
 	Manifest  []byte
 	Signature []byte
-	// Files are the manifest's files, in its order.
+	// Files are the manifest's files, in its order, less BundleSkips.
 	Files []ImageFile
 	// Parsed is the parsed manifest.
 	Parsed *Manifest
@@ -54,6 +70,9 @@ func WriteBundle(w io.Writer, dir string) error {
 	}
 	tw := tar.NewWriter(w)
 	for _, n := range names {
+		if skipped(n) {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {
 			return fmt.Errorf("update: %w", err)
@@ -113,12 +132,17 @@ func ReadBundle(r io.Reader, trusted []ed25519.PublicKey, max int64) (*Image, er
 	}
 	var total int64
 	for _, f := range im.Parsed.Files {
-		total += f.Size
+		if !skipped(f.Name) {
+			total += f.Size
+		}
 	}
 	if total > max {
 		return nil, fmt.Errorf("update: the image's files total %d bytes, more than the %d this appliance takes", total, max)
 	}
 	for _, f := range im.Parsed.Files {
+		if skipped(f.Name) {
+			continue
+		}
 		b, err := next(f.Name, f.Size)
 		if err != nil {
 			return nil, err

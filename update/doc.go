@@ -31,5 +31,8 @@
 // tar stream), verifies it in memory against the running image's trusted
 // keys and only then hands it to a Sink: for host-booted VMs, the update
 // disk (a raw disk the launcher attaches beside the data disk), which the
-// host installs into the inactive slot at the next boot (PickUp).
+// host installs into the inactive slot at the next boot (PickUp); for SD
+// card boards, the card's other slot partition, whose try-once state U-Boot
+// keeps (package internal/sdboot). Bundles leave out BundleSkips (the SD
+// card image, whose boot files travel on their own).
 package update

@@ -39,6 +39,10 @@ type Receiver struct {
 // credentials.
 var ErrUnauthorized = errors.New("update: not authorised")
 
+// ErrNotNow is wrapped by a Sink's error when the appliance cannot take
+// an update at this moment (an SD card board on its test boot): 409.
+var ErrNotNow = errors.New("update: not now")
+
 var _ http.Handler = (*Receiver)(nil)
 
 // ServeHTTP takes one update.
@@ -81,7 +85,11 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := rc.Sink(im); err != nil {
 		rc.log("writing the update", "err", err)
-		http.Error(w, "writing the update: "+err.Error(), http.StatusInternalServerError)
+		code := http.StatusInternalServerError
+		if errors.Is(err, ErrNotNow) {
+			code = http.StatusConflict
+		}
+		http.Error(w, "writing the update: "+err.Error(), code)
 		return
 	}
 	rc.log("update accepted", "version", im.Version())

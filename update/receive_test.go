@@ -3,7 +3,11 @@ package update
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -141,5 +145,48 @@ func TestReadBundleOrder(t *testing.T) {
 	}
 	if _, err := ReadBundle(bytes.NewReader(b.Bytes()), []ed25519.PublicKey{s.Public()}, 10); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("over the size bound: %v", err)
+	}
+}
+
+// TestBundleSkipsCard: an SD card board's image lists its card image
+// (signed with the rest) but a bundle leaves it out; a sink that cannot
+// take an update now (ErrNotNow) answers 409.
+func TestBundleSkipsCard(t *testing.T) {
+	_, s := newKey(t, "k")
+	dir := t.TempDir()
+	m := Manifest{App: "hello", AppVersion: "v2", Board: "cubieboard", TrustedKeys: []string{EncodeKey(s.Public())}}
+	for _, n := range []string{"initrd.cpio.zst", "sdcard.img", "vmlinuz"} {
+		b := []byte(n + " of v2\n")
+		os.WriteFile(filepath.Join(dir, n), b, 0o644)
+		sum := sha256.Sum256(b)
+		m.Files = append(m.Files, File{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+	}
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	os.WriteFile(filepath.Join(dir, ManifestFile), mb, 0o644)
+	os.WriteFile(filepath.Join(dir, SignatureFile), s.SignManifest(mb), 0o644)
+	// The card need not be there to send the image.
+	os.Remove(filepath.Join(dir, "sdcard.img"))
+	var b bytes.Buffer
+	if err := WriteBundle(&b, dir); err != nil {
+		t.Fatal(err)
+	}
+	im, err := ReadBundle(bytes.NewReader(b.Bytes()), []ed25519.PublicKey{s.Public()}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range im.Files {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, " ") != "initrd.cpio.zst vmlinuz" {
+		t.Errorf("bundle files %v, want the initramfs and the kernel without the card", names)
+	}
+
+	rc := &Receiver{Trusted: []ed25519.PublicKey{s.Public()}, Authorize: func(*http.Request) error { return nil },
+		Sink: func(*Image) error { return fmt.Errorf("%w: on its test boot", ErrNotNow) }}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	if code, body := send(t, srv.URL, dir, "admin", "x"); code != http.StatusConflict || !strings.Contains(body, "test boot") {
+		t.Errorf("a sink that cannot take it now: %d %q, want 409", code, body)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/internal/sdboot"
 	"github.com/nymote/nymote/update"
 )
 
@@ -72,11 +73,41 @@ image signed with NEW.`,
 }
 
 // slotFlags say where an appliance's slots are.
-type slotFlags struct{ disk, slots string }
+type slotFlags struct{ disk, slots, card string }
 
 func (f *slotFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.disk, "disk", "", "the appliance's data disk: its slots are DISK.slots beside it")
 	cmd.Flags().StringVar(&f.slots, "slots", "", "the slots folder (instead of --disk)")
+	cmd.Flags().StringVar(&f.card, "card", "", "an SD card board's card (the image file, or the card's device in a reader; the board powered off), instead of --disk")
+}
+
+// sdStatus prints an SD card's slots.
+func sdStatus(w io.Writer, path string) error {
+	c, err := sdboot.OpenCard(path, false)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	for _, s := range sdboot.Slots {
+		i := c.Info(s)
+		what := "empty"
+		switch {
+		case s == st.Committed:
+			what = "committed"
+		case s == st.Next && st.Tried == s:
+			what = "in its test boot (the next boot returns to the committed slot unless it reports good)"
+		case s == st.Next:
+			what = "next: boots once for a test"
+		case i.App != "":
+			what = "previous"
+		}
+		fmt.Fprintf(w, "slot %s  %-8s %-60s %s\n", s, orNone(i.App), i, what)
+	}
+	return nil
 }
 
 func (f *slotFlags) open(cmd *cobra.Command) (*update.Slots, error) {
@@ -175,9 +206,12 @@ printed on the appliance's console, with --fingerprint.`,
 	var sf slotFlags
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show a host-booted appliance's two slots: their images and which one is committed",
+		Short: "Show an appliance's two slots (host-booted: --disk; SD card board: --card): their images and which one is committed",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if sf.card != "" {
+				return sdStatus(cmd.OutOrStdout(), sf.card)
+			}
 			s, err := sf.open(cmd)
 			if err != nil {
 				return err
@@ -215,9 +249,22 @@ printed on the appliance's console, with --fingerprint.`,
 	var rf slotFlags
 	rollback := &cobra.Command{
 		Use:   "rollback",
-		Short: "Return a host-booted appliance to its other image at its next boot (cancels a pending update)",
+		Short: "Return an appliance (host-booted: --disk; SD card board: --card) to its other image at its next boot (cancels a pending update)",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rf.card != "" {
+				c, err := sdboot.OpenCard(rf.card, true)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				slot, err := c.Rollback()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "The next boot boots slot %s (committed)\n", slot)
+				return nil
+			}
 			s, err := rf.open(cmd)
 			if err != nil {
 				return err
@@ -240,6 +287,9 @@ printed on the appliance's console, with --fingerprint.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlag(cmd, "image", instImage); err != nil {
 				return err
+			}
+			if inf.card != "" {
+				return usageError{errors.New("update install: an SD card board takes an image while it runs (nymote update APP --to BOARD); a new card is flashed whole (nymote flash)")}
 			}
 			s, err := inf.open(cmd)
 			if err != nil {
