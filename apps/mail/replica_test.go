@@ -364,9 +364,9 @@ func partitionRun(t *testing.T, seed uint64) {
 				views = append(views, mailView(t, nd))
 			}
 			for i, v := range views[1:] {
-				if fmt.Sprint(v) != fmt.Sprint(views[0]) {
+				if fmt.Sprint(byBox(v)) != fmt.Sprint(byBox(views[0])) {
 					same = false
-					why = fmt.Sprintf("views differ: n0 %v, n%d %v", views[0], i+1, v)
+					why = fmt.Sprintf("views differ: n0 %v, n%d %v", byBox(views[0]), i+1, byBox(v))
 				}
 			}
 		}
@@ -498,8 +498,9 @@ func clientOp(t *testing.T, nd *rnode, idx int, r *rand.Rand, m *model, id strin
 				t.Errorf("%s: STORE: %v", nd.name, err)
 				return
 			}
-			if findUID(t, c, target) != uid {
-				return // the UID moved meanwhile; nothing to assert
+			if now := findUID(t, c, target); now != uid {
+				t.Errorf("%s: %s had UID %d, now %d", nd.name, target, uid, now)
+				return
 			}
 			m.mu.Lock()
 			m.mail[target].flags[flag] = true
@@ -514,10 +515,7 @@ func clientOp(t *testing.T, nd *rnode, idx int, r *rand.Rand, m *model, id strin
 				return
 			}
 			if now := findUID(t, c, target); now != 0 {
-				if now != uid {
-					return // a merge gave it a new UID meanwhile: the expunge missed it; nothing acknowledged
-				}
-				t.Errorf("%s: %s still there after its expunge", nd.name, target)
+				t.Errorf("%s: %s still there (UID %d, was %d) after its expunge", nd.name, target, now, uid)
 				return
 			}
 			m.mu.Lock()
@@ -528,8 +526,9 @@ func clientOp(t *testing.T, nd *rnode, idx int, r *rand.Rand, m *model, id strin
 				t.Errorf("%s: MOVE: %v", nd.name, err)
 				return
 			}
-			if findUID(t, c, target) != 0 {
-				return // a merge gave it a new UID meanwhile: the MOVE missed it; nothing acknowledged
+			if now := findUID(t, c, target); now != 0 {
+				t.Errorf("%s: %s still in INBOX (UID %d, was %d) after its MOVE", nd.name, target, now, uid)
+				return
 			}
 			m.mu.Lock()
 			m.mail[target].box, m.mail[target].moved = "Archive", true
@@ -584,10 +583,27 @@ func findUID(t *testing.T, c *imapclient.Client, msgID string) imap.UID {
 	return uids[0]
 }
 
+// byBox is a mail view's Message-IDs by mailbox, sorted: UIDs are each
+// node's own, what must be alike on every node is which messages each
+// mailbox holds.
+func byBox(v map[string]string) map[string][]string {
+	out := map[string][]string{}
+	for k, id := range v {
+		box, _, _ := strings.Cut(k, " ")
+		out[box] = append(out[box], id)
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
 // mailView is "MAILBOX UID" -> Message-ID of INBOX and Archive as node
 // nd's client sees them, checking the IMAP invariants against what the
 // node's clients saw before: UIDVALIDITY never changes, a UID never names
-// two messages.
+// two messages nor changes for a message, and a message seen for the first
+// time has a UID above every UID seen before in the mailbox (UIDs ascend
+// in arrival order on a node).
 func mailView(t *testing.T, nd *rnode) map[string]string {
 	t.Helper()
 	c := nd.imapC
@@ -611,6 +627,12 @@ func mailView(t *testing.T, nd *rnode) map[string]string {
 		if nd.seen[box] == nil {
 			nd.seen[box] = map[imap.UID]string{}
 		}
+		var top imap.UID
+		byID := map[string]imap.UID{}
+		for uid, id := range nd.seen[box] {
+			top = max(top, uid)
+			byID[id] = uid
+		}
 		for _, msg := range msgs {
 			id := ""
 			if msg.Envelope != nil {
@@ -618,6 +640,12 @@ func mailView(t *testing.T, nd *rnode) map[string]string {
 			}
 			if old, ok := nd.seen[box][msg.UID]; ok && old != id {
 				t.Errorf("%s: %s UID %d named %s, now %s", nd.name, box, msg.UID, old, id)
+			}
+			if old, ok := byID[id]; ok && old != msg.UID {
+				t.Errorf("%s: %s: %s had UID %d, now %d", nd.name, box, id, old, msg.UID)
+			}
+			if _, ok := byID[id]; !ok && msg.UID <= top {
+				t.Errorf("%s: %s: %s is new to this client with UID %d, not above %d seen before", nd.name, box, id, msg.UID, top)
 			}
 			nd.seen[box][msg.UID] = id
 			key := fmt.Sprintf("%s %d", box, msg.UID)

@@ -194,6 +194,15 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.cancel()
 	<-s.done
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		for _, mb := range u.Mailboxes() {
+			s.closeSpace(mb, false)
+		}
+	}
 	return nil
 }
 
@@ -263,11 +272,6 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	u, err := s.loadUser(name)
 	if err != nil {
 		return nil, err
-	}
-	for _, mb := range u.boxes {
-		if err := s.fixDuplicateUIDs(mb); err != nil {
-			return nil, err
-		}
 	}
 	if len(u.boxes) == 0 {
 		err := s.updateLocked(ctx, name, "mail: create the mailboxes of "+name, func(w *Writer) error {
@@ -429,7 +433,10 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 		if err := fn(w); err != nil {
 			return err
 		}
-		return w.flush()
+		if err := w.flush(); err != nil {
+			return err
+		}
+		return w.writeLocal()
 	})
 	if err != nil {
 		return err
@@ -468,6 +475,10 @@ type User struct {
 func (u *User) takeUIDValidity(uv uint32) uint32 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	return u.takeUIDValidityLocked(uv)
+}
+
+func (u *User) takeUIDValidityLocked(uv uint32) uint32 {
 	if uv <= u.uvHigh {
 		uv = u.uvHigh + 1
 	}
@@ -498,8 +509,12 @@ type MailboxInfo struct {
 
 // Message is one message of a mailbox, as the index holds it.
 type Message struct {
-	Key  string
+	Key string
+	// UID is the message's UID on this node; home is the one that the node
+	// that appended it gave it (in its .meta, where its flags line is
+	// kept: see flags.go).
 	UID  imap.UID
+	home imap.UID
 	Date time.Time
 	Size int64
 
@@ -522,6 +537,7 @@ type Message struct {
 
 type msgMeta struct {
 	UID     imap.UID  `json:"uid"`
+	Space   string    `json:"space,omitempty"` // the UID space of UID (local.go)
 	Date    time.Time `json:"date"`
 	Size    int64     `json:"size"`
 	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
@@ -532,6 +548,7 @@ type msgMeta struct {
 // when needed (Message.Summary).
 type msgMetaIndex struct {
 	UID    imap.UID  `json:"uid"`
+	Space  string    `json:"space,omitempty"`
 	Date   time.Time `json:"date"`
 	Size   int64     `json:"size"`
 	ModSeq uint64    `json:"modseq,omitempty"`
@@ -605,6 +622,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 	}
 	u.boxes[id] = mb
 	var chunks []store.Entry
+	spaces := map[string]string{}
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
 		entries, err := sn.ReadDir(dir)
@@ -646,7 +664,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
+			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
+			if m.Space != "" {
+				spaces[key] = m.Space
+			}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
@@ -683,13 +704,126 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 			}
 		}
 	}
-	sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
-	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
-		mb.info.UIDNext = mb.msgs[n-1].UID + 1
+	if err := s.loadUIDs(mb, spaces); err != nil {
+		return err
 	}
 	mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
 	mb.initRecent()
 	return nil
+}
+
+// loadUIDs gives the messages of mb (just read from the tree) their UIDs on
+// this node from its space file (local.go), new ones to those it has not
+// seen, in the order of their home UIDs, and sorts them by UID. spaces
+// are the messages' UID spaces by key. The space file is rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
+	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
+	if err != nil {
+		return err
+	}
+	i := &mb.info
+	i.Vanished, i.VanishedFloor, i.RecentFrom = nil, 0, 0
+	if sp == nil {
+		// New here (a clone, or a mailbox from before UIDs were a
+		// node's): UIDs start afresh, under a UIDVALIDITY of this node.
+		sp = newSpace(mb)
+		i.UIDValidity = freshUIDValidity(mb.user, mb.treeUV)
+		i.UIDNext = 1
+	} else {
+		i.UIDValidity, i.UIDNext = ss.uv, max(ss.next, 1)
+		i.Vanished, i.VanishedFloor, i.RecentFrom = ss.van, ss.floor, ss.recent
+		i.normVanished()
+	}
+	mb.loc = sp
+	high := max(mb.highestModSeq, i.VanishedFloor)
+	for _, r := range i.Vanished {
+		high = max(high, r.ModSeq)
+		i.UIDNext = max(i.UIDNext, r.Hi+1)
+	}
+	present := make(map[string]bool, len(mb.msgs))
+	live := make(map[imap.UID]bool, len(mb.msgs))
+	var pending []*Message
+	for _, m := range mb.msgs {
+		present[m.Key] = true
+		m.UID = sp.localUID(m.Key, spaces[m.Key], m.home)
+		live[m.UID] = true
+	}
+	// An expunge whose commit failed left its line: the UID is live.
+	van := i.Vanished[:0]
+	for _, r := range i.Vanished {
+		if r.Hi-r.Lo > 1<<16 || !anyLive(live, r.Lo, r.Hi) {
+			van = append(van, r)
+		}
+	}
+	i.Vanished = van
+	sort.Slice(mb.msgs, func(a, b int) bool {
+		x, y := mb.msgs[a], mb.msgs[b]
+		if x.UID != y.UID {
+			return x.UID < y.UID
+		}
+		return x.Key < y.Key
+	})
+	kept := mb.msgs[:0]
+	for k, m := range mb.msgs {
+		// Never two messages with one UID, nor a UID expunged here
+		// (neither can happen unless the files were damaged).
+		if m.UID == 0 || (k > 0 && mb.msgs[k-1].UID == m.UID) {
+			if m.UID != 0 {
+				delete(sp.uids, m.Key)
+			}
+			pending = append(pending, m)
+			continue
+		}
+		kept = append(kept, m)
+		i.UIDNext = max(i.UIDNext, m.UID+1)
+	}
+	mb.msgs = kept
+	// Messages gone since the node last saw them: expunged here now.
+	var goneKeys []string
+	for key := range sp.uids {
+		if !present[key] {
+			goneKeys = append(goneKeys, key)
+		}
+	}
+	sort.Strings(goneKeys)
+	if len(goneKeys) > 0 {
+		ms := newModSeq(high)
+		for _, key := range goneKeys {
+			i.addVanished(sp.uids[key], ms)
+			delete(sp.uids, key)
+		}
+		high = ms
+	}
+	mb.noteModSeqLocked(high)
+	sort.Slice(pending, func(a, b int) bool {
+		x, y := pending[a], pending[b]
+		if x.home != y.home {
+			return x.home < y.home
+		}
+		return x.Key < y.Key
+	})
+	next := i.UIDNext
+	mb.assignUIDs(pending)
+	mb.msgs = append(mb.msgs, pending...)
+	// \Recent: what no session had yet, and the messages new here (a
+	// space made afresh has nothing \Recent).
+	switch {
+	case ss == nil || i.RecentFrom == 0:
+		i.RecentFrom = i.UIDNext
+	case len(pending) > 0:
+		i.RecentFrom = min(i.RecentFrom, next)
+	}
+	mb.initRecent()
+	return s.compactSpace(mb)
+}
+
+func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {
+	for u := lo; u <= hi && u >= lo; u++ {
+		if live[u] {
+			return true
+		}
+	}
+	return false
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
@@ -786,6 +920,12 @@ type Mailbox struct {
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
+	// treeUV is the UIDVALIDITY in mailbox.json: the one the mailbox was
+	// created with; info.UIDValidity is this node's (local.go).
+	treeUV uint32
+	// loc is the mailbox's UIDs on this node (local.go); guarded by the
+	// Store's wmu.
+	loc *uidSpace
 	// highestModSeq is the HIGHESTMODSEQ (see modseq.go), zero for a
 	// mailbox that has never had a message.
 	highestModSeq uint64
@@ -801,6 +941,7 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 		mb.info.UIDNext = 1
 	}
 	mb.highestModSeq = mb.info.HighestModSeq
+	mb.treeUV = mb.info.UIDValidity
 	mb.tracker = newTracker(mb, 0)
 	mb.initRecent()
 	return mb, nil

@@ -28,7 +28,7 @@ type Writer struct {
 
 	// Flags chunks to write when fn returns, and what this commit did to
 	// the messages in them.
-	dirty map[*Mailbox]map[uint32]bool
+	dirty map[*Mailbox]map[uint32]map[*Message]bool
 	flags map[*Message][]imap.Flag
 	added map[*Mailbox][]*Message
 	gone  map[*Message]bool
@@ -42,6 +42,30 @@ type Writer struct {
 	subs map[*User]map[string]bool // see subscriptions.go
 
 	modseqs map[*Mailbox]uint64 // see modSeq
+
+	// Lines for the mailboxes' space files (local.go), written before the
+	// commit; sync is set if they must be durable by then.
+	local map[*Mailbox][]string
+	sync  bool
+}
+
+// logLocal notes a line for mb's space file.
+func (w *Writer) logLocal(mb *Mailbox, line string, sync bool) {
+	if w.local == nil {
+		w.local = map[*Mailbox][]string{}
+	}
+	w.local[mb] = append(w.local[mb], line)
+	w.sync = w.sync || sync
+}
+
+// writeLocal writes the lines noted for the space files.
+func (w *Writer) writeLocal() error {
+	for mb, lines := range w.local {
+		if err := w.s.logSpace(mb, lines, w.sync); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -65,8 +89,12 @@ func (w *Writer) info(mb *Mailbox) (*MailboxInfo, error) {
 	return &i, nil
 }
 
+// putInfo writes mailbox.json: what replicates of i (the UIDs are this
+// node's, in its space file).
 func (w *Writer) putInfo(mb *Mailbox, i *MailboxInfo) error {
-	data, err := json.Marshal(i)
+	t := *i
+	t.UIDValidity, t.UIDNext, t.RecentFrom, t.Vanished, t.VanishedFloor = mb.treeUV, 1, 0, nil, 0
+	data, err := json.Marshal(&t)
 	if err != nil {
 		return err
 	}
@@ -112,13 +140,17 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 		}
 	}
 	uv = u.takeUIDValidity(uv)
-	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}}
+	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}, treeUV: uv}
 	mb.tracker = newTracker(mb, 0)
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
 	}
 	mb.recentFrom = 1
+	mb.loc = newSpace(mb)
+	if err := w.s.compactSpace(mb); err != nil {
+		return nil, err
+	}
 	if err := w.putInfo(mb, &mb.info); err != nil {
 		return nil, err
 	}
@@ -162,6 +194,7 @@ func (w *Writer) Delete(mb *Mailbox) error {
 		mb.user.mu.Lock()
 		delete(mb.user.boxes, mb.ID)
 		mb.user.mu.Unlock()
+		w.s.closeSpace(mb, true)
 	})
 	return nil
 }
@@ -242,10 +275,10 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
+	msg := &Message{Key: newKey(), UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
-	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
+	meta, err := json.Marshal(msgMeta{UID: msg.UID, Space: mb.loc.space, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
 	}
@@ -258,19 +291,17 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 		return 0, err
 	}
 	if len(flags) > 0 {
-		w.markChunk(mb, chunkOf(msg.UID))
+		w.markChunk(mb, msg)
 	}
 	if mb.hasReadWriteView() {
-		// A session will have it as \Recent (addMessage): record that in
-		// the same commit.
+		// A session will have it as \Recent (addMessage): record that
+		// (not synced: a crash makes it \Recent once more at worst).
 		i.RecentFrom = msg.UID + 1
-		if err := w.putInfo(mb, i); err != nil {
-			return 0, err
-		}
+		w.logLocal(mb, fmt.Sprintf("r %d", i.RecentFrom), false)
 	}
 	w.added[mb] = append(w.added[mb], msg)
-	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
-	// mailbox, and Expunge records it (the only way it could go back).
+	// Nothing is written to the space file: the .meta holds the UID and
+	// this node's space.
 	w.apply = append(w.apply, func() {
 		if raw != nil {
 			w.s.cache.put(msg.Key, raw, true)
@@ -346,7 +377,7 @@ func (mb *Mailbox) seqLocked(msg *Message) uint32 {
 func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *View) error {
 	flags = normFlags(flags)
 	w.flags[msg] = flags
-	w.markChunk(mb, chunkOf(msg.UID))
+	w.markChunk(mb, msg)
 	modseq := w.modSeq(mb)
 	w.apply = append(w.apply, func() {
 		mb.setFlags(msg, flags, modseq, source)
@@ -397,12 +428,18 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 	}
 	i.HighestModSeq = w.modSeq(mb)
 	i.addVanished(msg.UID, i.HighestModSeq)
-	if err := w.putInfo(mb, i); err != nil {
-		return err
+	// UIDNEXT and the expunged UID are durable before the commit (a
+	// failed commit leaves a line that load ignores: the UID is live).
+	w.logLocal(mb, fmt.Sprintf("n %d", i.UIDNext), true)
+	w.logLocal(mb, fmt.Sprintf("v %d %d %d", msg.UID, msg.UID, i.HighestModSeq), true)
+	if mb.loc.uids[msg.Key] != 0 {
+		w.logLocal(mb, "d "+msg.Key, true)
+		key := msg.Key
+		w.apply = append(w.apply, func() { delete(mb.loc.uids, key) })
 	}
 	w.gone[msg] = true
 	w.use(mb.user, Usage{Messages: -1, Bytes: -msg.Size})
-	w.markChunk(mb, chunkOf(msg.UID))
+	w.markChunk(mb, msg)
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
 	for _, ext := range []string{".eml", ".meta"} {
 		if err := w.tx.Delete(base + ext); err != nil {
@@ -515,24 +552,32 @@ func (s *Store) resync(paths []string) error {
 		mb := u.boxes[bk.id]
 		switch {
 		case errors.Is(err, store.ErrNotExist):
-			delete(u.boxes, bk.id)
+			if mb != nil {
+				delete(u.boxes, bk.id)
+				s.closeSpace(mb, true)
+			}
 		case err != nil:
 			u.mu.Unlock()
 			return err
 		case mb == nil:
+			// New here: its UIDs start here, all its messages new.
 			if nmb, err := newMailbox(u, bk.id, data); err == nil {
-				nmb.recentFrom = 1
+				nmb.loc = newSpace(nmb)
+				nmb.info.UIDValidity = u.takeUIDValidityLocked(max(uint32(time.Now().Unix()), nmb.treeUV+1))
+				nmb.info.UIDNext, nmb.info.RecentFrom, nmb.recentFrom = 1, 1, 1
+				nmb.info.Vanished, nmb.info.VanishedFloor = nil, 0
+				if err := s.compactSpace(nmb); err != nil {
+					u.mu.Unlock()
+					return err
+				}
 				u.boxes[bk.id] = nmb
 			}
 		default:
+			// What replicates: name, subscription, special use.
 			var i MailboxInfo
 			if json.Unmarshal(data, &i) == nil {
 				mb.mu.Lock()
-				uidNext := mb.info.UIDNext
-				mb.info = i
-				if uidNext > mb.info.UIDNext {
-					mb.info.UIDNext = uidNext
-				}
+				mb.info.Name, mb.info.Subscribed, mb.info.SpecialUse = i.Name, i.Subscribed, i.SpecialUse
 				mb.noteModSeqLocked(i.HighestModSeq)
 				mb.mu.Unlock()
 			}
@@ -549,63 +594,118 @@ func (s *Store) resync(paths []string) error {
 		if mb == nil {
 			continue
 		}
-		for key := range keys {
-			if err := s.resyncMessage(sn, mb, key); err != nil {
-				return err
-			}
+		if err := s.resyncMessages(sn, mb, keys); err != nil {
+			return err
 		}
 		for _, p := range chunks[bk] {
 			if err := s.resyncChunk(sn, mb, p); err != nil {
 				return err
 			}
 		}
-		if err := s.fixDuplicateUIDs(mb); err != nil {
-			return err
-		}
 	}
 	return nil
 }
 
-func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error {
+// resyncMessages brings the messages keys of mb up to date with sn: those
+// new here get UIDs above UIDNEXT (recorded in the space file before any
+// session sees them), those gone are expunged here.
+func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) error {
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var added, gone []*Message
+	var lines []string
+	for _, key := range sorted {
+		nm, old, err := s.resyncMessage(sn, mb, key)
+		if err != nil {
+			return err
+		}
+		if nm != nil {
+			added = append(added, nm)
+		}
+		if old != nil {
+			gone = append(gone, old)
+		}
+	}
+	if len(gone) > 0 {
+		mb.mu.Lock()
+		ms := newModSeq(mb.highestModSeq)
+		mb.noteModSeqLocked(ms)
+		for _, m := range gone {
+			mb.info.addVanished(m.UID, ms)
+			lines = append(lines, fmt.Sprintf("v %d %d %d", m.UID, m.UID, ms))
+			if _, ok := mb.loc.uids[m.Key]; ok {
+				delete(mb.loc.uids, m.Key)
+				lines = append(lines, "d "+m.Key)
+			}
+		}
+		mb.mu.Unlock()
+	}
+	var pending []*Message
+	for _, m := range added {
+		if m.UID == 0 {
+			pending = append(pending, m)
+		}
+	}
+	sort.Slice(pending, func(a, b int) bool {
+		x, y := pending[a], pending[b]
+		if x.home != y.home {
+			return x.home < y.home
+		}
+		return x.Key < y.Key
+	})
+	lines = append(lines, mb.assignUIDs(pending)...)
+	if err := s.logSpace(mb, lines, true); err != nil {
+		return err
+	}
+	for _, m := range gone {
+		mb.removeMessage(m)
+	}
+	sort.Slice(added, func(a, b int) bool { return added[a].UID < added[b].UID })
+	for _, m := range added {
+		mb.addMessage(m)
+	}
+	return nil
+}
+
+// resyncMessage compares message key of mb in sn with the index: it
+// returns the message if it is new here (UID 0 if it needs one), or the
+// index's if it is gone.
+func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (added, gone *Message, err error) {
 	base := msgBase(mb.user.Name, mb.ID, key)
 	data, err := sn.Read(base + ".meta")
 	mb.mu.RLock()
 	msg := mb.byKey[key]
 	mb.mu.RUnlock()
 	if errors.Is(err, store.ErrNotExist) {
-		if msg != nil {
-			mb.removeMessage(msg)
-		}
-		return nil
+		return nil, msg, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	var m msgMetaIndex
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, nil, nil
 	}
 	if msg != nil {
-		// A replica gave the message a new UID (two messages had one):
-		// to this index's clients the old UID is expunged and the
-		// message is new.
-		var m msgMeta
-		if json.Unmarshal(data, &m) == nil && m.UID != msg.UID {
-			mb.removeMessage(msg)
-			msg = nil
-		}
+		return nil, nil, nil // its record never changes; its UID here neither
 	}
-	if msg == nil {
-		var m msgMetaIndex
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil
-		}
-		e, err := sn.Stat(base + ".eml")
-		if err != nil && !errors.Is(err, store.ErrNotExist) {
-			return err
-		}
-		nm := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, blob: e.Hash}
-		s.setSummary(nm, nil, data)
-		nm.setMetaModSeq(m.ModSeq)
-		mb.addMessage(nm)
+	e, err := sn.Stat(base + ".eml")
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return nil, nil, err
 	}
-	return nil
+	nm := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, blob: e.Hash}
+	nm.UID = mb.loc.localUID(key, m.Space, m.UID)
+	mb.mu.RLock()
+	if nm.UID != 0 && (nm.UID >= mb.info.UIDNext || mb.info.vanishedHas(nm.UID)) {
+		nm.UID = 0 // not a UID this node gave it (damaged files): a new one
+	}
+	mb.mu.RUnlock()
+	s.setSummary(nm, nil, data)
+	nm.setMetaModSeq(m.ModSeq)
+	return nm, nil, nil
 }
 
 // resyncChunk sets the flags of the messages of one flags chunk from the
@@ -623,15 +723,7 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
 	}
-	lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
-	mb.mu.RLock()
-	var msgs []*Message
-	for _, m := range mb.msgs {
-		if m.UID >= lo && m.UID < hi {
-			msgs = append(msgs, m)
-		}
-	}
-	mb.mu.RUnlock()
+	msgs := mb.byChunk(map[uint32]bool{n: true})[n]
 	for _, msg := range msgs {
 		l := want[msg.Key]
 		flags, modseq := mb.FlagsModSeq(msg)
