@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -374,6 +375,10 @@ func partitionRun(t *testing.T, seed uint64) {
 			break
 		}
 		if time.Now().After(deadline) {
+			if p := os.Getenv("NYMOTE_REPLICA_DUMP"); p != "" {
+				buf := make([]byte, 64<<20)
+				os.WriteFile(p, buf[:runtime.Stack(buf, true)], 0o644)
+			}
 			t.Fatalf("the replicas did not converge within %v: %s", hung, why)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -257,6 +257,15 @@ func (w *Writer) flush() error {
 					delete(lines, m.Key)
 				}
 			}
+			// Lines of messages that are gone (a merge of a flag change
+			// with an expunge can leave one) are dropped.
+			for key := range lines {
+				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
+					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
+						delete(lines, key)
+					}
+				}
+			}
 			mb.mu.RUnlock()
 			if len(lines) == 0 {
 				if err := w.tx.Delete(p); err != nil {
@@ -274,6 +283,15 @@ func (w *Writer) flush() error {
 		}
 	}
 	return nil
+}
+
+func (w *Writer) isAdded(mb *Mailbox, key string) bool {
+	for _, m := range w.added[mb] {
+		if m.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // applyFlagChange returns head's flags changed as from was changed to to.
