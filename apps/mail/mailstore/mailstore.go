@@ -6,15 +6,22 @@
 // rewrites one small item; KEY is a message's random key, so that replicas
 // that both add a message never write the same path):
 //
-//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark, HIGHESTMODSEQ
+//	mail/USER/BOX/mailbox.json            name, special use, subscription, HIGHESTMODSEQ, first UIDVALIDITY
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
-//	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache, append MODSEQ
-//	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
+//	mail/USER/BOX/xx/yy/KEY.meta          home UID and UID space, internal date, size, parse cache, append MODSEQ
+//	mail/USER/BOX/flags/HI/N              flags of home UIDs N*256 to N*256+255
 //	mail/USER/subscriptions               names subscribed that are not mailboxes
 //
-// UIDNEXT is one above the highest UID in the mailbox, or what mailbox.json
-// says if that is higher: an APPEND writes only the message's three items,
-// and EXPUNGE records UIDNEXT in mailbox.json so that it never goes back.
+// and beside the repository, in the node's own files (store.NodeDir, never
+// replicated; see local.go and "Replicas" below):
+//
+//	mail/USER/BOX.uids                    this node's UIDVALIDITY, UIDNEXT, \Recent mark,
+//	                                      expunged UIDs, UIDs of messages appended elsewhere
+//
+// UIDNEXT is one above the highest UID in the mailbox, or what the UID file
+// says if that is higher: an APPEND writes only the message's items (its
+// UID is in its .meta), and EXPUNGE records UIDNEXT so that it never goes
+// back.
 //
 // Messages are sharded (store.Shard) so that an APPEND writes a handful of
 // small trees whatever the mailbox's size; flags sit in chunks of 256 UIDs
@@ -32,35 +39,54 @@
 //
 //   - Identity: a message is its KEY (random, made where it was
 //     appended), in a mailbox identified by BOX (random, made where the
-//     mailbox was created). Two nodes that append never write one path,
-//     so their messages never collide in the tree; the same message
-//     appended on both sides (one SMTP delivery retried to two nodes) is
-//     two messages (no content de-duplication).
-//   - UIDVALIDITY is chosen when a mailbox is created and never changed
-//     by a merge (mergeInfo keeps the higher if two creations of one BOX
-//     ever met, which random ids make a non-event).
-//   - UIDs are one per message in the tree (KEY.meta), the same on every
-//     node once merged. Each node assigns them ascending from its
-//     UIDNEXT. Two nodes that append while apart assign the same UIDs;
-//     after the merge (fixDuplicateUIDs, run by every node's index when it
-//     follows a merge, with the same choice everywhere) every message that
-//     shares a UID, and every message arriving with a UID that the mailbox
-//     had expunged, gets a new UID above UIDNEXT, in key order, and its
-//     old UID is recorded as expunged (VANISHED). So no UID ever names a
-//     second message and none is reused; but a message appended during a
-//     partition may be seen by a client under one UID and later under
-//     another (an expunge and a new message to that client). Nodes that
-//     renumbered differently agree on the higher UID (pickMeta).
-//   - Flags merge per message and per flag (three-way); a flag change and
-//     an expunge of the same message: the expunge wins (a deleted side
-//     deletes).
+//     mailbox was created). The tree says nothing a node's clients see
+//     that another node could change: two nodes that append never write
+//     one path, and no merge rewrites a message's record.
+//   - UIDs are each node's own (local.go). A node keeps per mailbox a node
+//     file (never committed or replicated) with its UIDVALIDITY, its
+//     UIDNEXT, its expunged UIDs (QRESYNC's VANISHED) and the UIDs it gave
+//     messages that other nodes appended. A message appended on a node
+//     gets that node's UIDNEXT, recorded in its .meta with the node's UID
+//     space (a random id), in the commit of the APPEND; a message that a
+//     merge brings gets the node's UIDNEXT then (in key order within one
+//     merge, after the home UIDs that other nodes gave them), written
+//     and synced before any session sees it. So on every node UIDs are
+//     unique, ascend in the order the node learnt of the messages, are
+//     never reused (an expunged UID, and UIDNEXT, are synced before the
+//     EXPUNGE commits), and never change: merges renumber nothing. One
+//     message has different UIDs on different nodes, as the same message
+//     in two mailboxes does.
+//   - UIDVALIDITY is the node's, chosen when the mailbox first exists on
+//     the node (created there, or brought by a merge or a clone) and never
+//     changed by a merge. A clone starts its UIDs afresh under a
+//     UIDVALIDITY of its own, so that a client that moves from one node to
+//     another resynchronizes instead of mixing two nodes' UIDs. A node
+//     whose UID file is lost or damaged starts afresh too (a new
+//     UIDVALIDITY), as IMAP asks when UIDs are lost; so did every mailbox
+//     once when nodes moved to this model.
+//   - Flags sit in chunks by the message's home UID (the one its .meta
+//     holds, given by the appending node, never changed; see flags.go),
+//     one line per message KEY, so a message's flags are on one line on
+//     every node and merge per message and per flag (three-way: a flag in
+//     the base stays only if neither side removed it; one not in the base
+//     is kept if either side added it). A write of a chunk applies its
+//     changes to the chunk as the commit's base has it, not as the index
+//     has it, so that flags that a merge brought before the index followed
+//     it are not lost.
+//   - A flag change and an expunge of the same message: the expunge wins
+//     (a deleted side deletes; a flags line left for a message that is
+//     gone is ignored and dropped at the chunk's next write).
 //   - MOVE is a copy under a new key in the target mailbox and an expunge
 //     in the source: a concurrent flag change on another node is lost
 //     with the expunged source (the moved message keeps the flags it had
 //     when moved). Not yet the issue's "one moved, flagged message".
-//   - mailbox.json: UIDNEXT, HIGHESTMODSEQ and \Recent marks take the
-//     higher; expunged UIDs the union; a name or subscription changed on
-//     both sides the greater value (the same on every node).
+//   - The same message appended on two nodes apart (one SMTP delivery
+//     retried to two nodes) is two messages: keys are random, there is no
+//     content de-duplication yet.
+//   - mailbox.json holds what replicates: name, subscription, special use
+//     (changed on both sides: the greater value, the same on every node),
+//     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
+//     with (not the one clients see).
 //   - Default mailboxes are created on a user's first use with random ids:
 //     two nodes that each saw the user first make two INBOXes. A node is
 //     therefore made as a clone of one that has the user (as `nymote store
