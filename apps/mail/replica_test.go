@@ -290,7 +290,7 @@ type mailFact struct {
 	owner   int
 	box     string // INBOX or Archive
 	deleted bool
-	flags   map[imap.Flag]bool // flags acknowledged (on a message neither moved nor expunged by its owner... see check)
+	flags   map[imap.Flag]bool // flags acknowledged (they follow a MOVE)
 	moved   bool
 }
 
@@ -413,10 +413,11 @@ func partitionRun(t *testing.T, seed uint64) {
 				t.Errorf("%s: GET %s: %d, want it %s", nd.name, k, code, map[bool]string{true: "there", false: "deleted"}[want])
 			}
 		}
-		// Flags acknowledged on a message that stayed where it was.
+		// Flags acknowledged on a message, wherever it was moved (a MOVE
+		// keeps flags added elsewhere meanwhile).
 		flags := mailFlags(t, nd)
 		for id, f := range m.mail {
-			if f.deleted || f.moved {
+			if f.deleted {
 				continue
 			}
 			for fl := range f.flags {
@@ -666,24 +667,26 @@ func mailView(t *testing.T, nd *rnode) map[string]string {
 	return v
 }
 
-// mailFlags is Message-ID -> flags in INBOX.
+// mailFlags is Message-ID -> flags in INBOX and Archive.
 func mailFlags(t *testing.T, nd *rnode) map[string]map[imap.Flag]bool {
 	c := nd.imapC
 	out := map[string]map[imap.Flag]bool{}
-	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil || sel.NumMessages == 0 {
-		return out
-	}
-	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, Envelope: true}).Collect()
-	if err != nil {
-		t.Fatalf("%s: FETCH: %v", nd.name, err)
-	}
-	for _, msg := range msgs {
-		fs := map[imap.Flag]bool{}
-		for _, f := range msg.Flags {
-			fs[f] = true
+	for _, box := range []string{"INBOX", "Archive"} {
+		sel, err := c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil || sel.NumMessages == 0 {
+			continue
 		}
-		out["<"+msg.Envelope.MessageID+">"] = fs
+		msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, Envelope: true}).Collect()
+		if err != nil {
+			t.Fatalf("%s: FETCH: %v", nd.name, err)
+		}
+		for _, msg := range msgs {
+			fs := map[imap.Flag]bool{}
+			for _, f := range msg.Flags {
+				fs[f] = true
+			}
+			out["<"+msg.Envelope.MessageID+">"] = fs
+		}
 	}
 	return out
 }

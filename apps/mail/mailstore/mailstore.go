@@ -76,10 +76,18 @@
 //   - A flag change and an expunge of the same message: the expunge wins
 //     (a deleted side deletes; a flags line left for a message that is
 //     gone is ignored and dropped at the chunk's next write).
-//   - MOVE is a copy under a new key in the target mailbox and an expunge
-//     in the source: a concurrent flag change on another node is lost
-//     with the expunged source (the moved message keeps the flags it had
-//     when moved). Not yet the "one moved, flagged message".
+//   - MOVE (Writer.Move) expunges the message from the source and adds it
+//     to the target under the same KEY, so it keeps its identity. A flag
+//     that another node added meanwhile to the original leaves, when the
+//     nodes merge, a line for that key in the source's flags chunk (the
+//     merge keeps what one side added, and the message is gone there);
+//     the node that follows such a merge finds the key in another of the
+//     user's mailboxes and adds the flags there, in one commit that also
+//     drops the stray line (resyncStrays; every node that does it makes
+//     the same change). So MOVE on one node and a flag change on another
+//     give one moved, flagged message. A flag removed elsewhere meanwhile
+//     is not removed from the moved message. COPY makes a new key (a
+//     second message).
 //   - The same message appended on two nodes apart (one SMTP delivery
 //     retried to two nodes) is two messages: keys are random, there is no
 //     content de-duplication yet.

@@ -304,3 +304,66 @@ func TestReplicaExpungeWins(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaMoveAndFlag: a MOVE on one node and a flag change of the same
+// message on another give one moved message with the flag, on both.
+func TestReplicaMoveAndFlag(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	waitView(t, b, "INBOX", "1:0 2:1")
+	inA, arA, inB := a.box(t, "INBOX"), a.box(t, "Archive"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		if err := w.SetFlags(inA, a.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen}, nil); err != nil {
+			return err
+		}
+		_, err := w.Move(inA, a.msg(t, "INBOX", 0), arA)
+		return err
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagFlagged}, nil)
+	})
+	// The node that moved it learns of the flag at the merge and makes it
+	// follow; the other learns that at the next.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		merge(t, a, b)
+		ok := true
+		var why string
+		for name, n := range map[string]*node{"a": a, "b": b} {
+			in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
+			var flags []imap.Flag
+			if m := n.msg(t, "Archive", 0); m != nil {
+				flags = n.box(t, "Archive").Flags(m)
+			}
+			if strings.Contains(in, ":0") || !strings.HasSuffix(ar, ":0") || fmt.Sprint(flags) != `[\Flagged \Seen]` {
+				ok = false
+				why = fmt.Sprintf("%s: INBOX %q, Archive %q, flags of the moved message %v; want it in Archive only, flagged and seen", name, in, ar, flags)
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	grep := func(n *node, box string) string {
+		sn, err := n.st.Snapshot("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		entries, _ := sn.List(boxDir("alice", n.box(t, box).ID) + "/flags")
+		for _, e := range entries {
+			data, _ := sn.Read(e.Path)
+			out = append(out, string(data))
+		}
+		return strings.Join(out, "")
+	}
+	// No stray line stays in INBOX's chunks.
+	for _, n := range []*node{a, b} {
+		if s := grep(n, "INBOX"); strings.Contains(s, n.msg(t, "Archive", 0).Key) {
+			t.Errorf("INBOX's flags still have a line of the moved message: %q", s)
+		}
+	}
+}

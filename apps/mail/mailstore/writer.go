@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +48,8 @@ type Writer struct {
 	// commit; sync is set if they must be durable by then.
 	local map[*Mailbox][]string
 	sync  bool
+
+	key string // the key of the next append if not "" (Move)
 }
 
 // logLocal notes a line for mb's space file.
@@ -275,7 +278,12 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
+	key := w.key
+	w.key = ""
+	if key == "" {
+		key = newKey()
+	}
+	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
 	meta, err := json.Marshal(msgMeta{UID: msg.UID, Space: mb.loc.space, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
@@ -478,6 +486,26 @@ func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary())
 }
 
+// Move moves msg from src to dst (IMAP MOVE): an expunge from src and a
+// copy in dst, as Expunge and Copy, except that the copy keeps the
+// message's key (in another mailbox than src), so that a flag change that
+// another node made meanwhile on the original follows it there when the
+// nodes merge (see resyncStrays).
+func (w *Writer) Move(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error) {
+	if err := w.Expunge(src, msg); err != nil {
+		return 0, err
+	}
+	raw, err := w.s.ReadRaw(src, msg)
+	if err != nil {
+		return 0, err
+	}
+	if dst != src {
+		w.key = msg.Key
+	}
+	defer func() { w.key = "" }()
+	return w.appendCached(dst, raw, w.Flags(src, msg), msg.Date, msg.Summary())
+}
+
 // Flags returns a copy of a message's flags.
 func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 	mb.mu.RLock()
@@ -488,7 +516,7 @@ func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 // resync brings the index up to date with the head for the given changed
 // paths (from a commit this process did not make). It converges on the
 // head's content, so it is safe to repeat.
-func (s *Store) resync(paths []string) error {
+func (s *Store) resync(paths []string) (err error) {
 	sn, err := s.st.Snapshot("")
 	if err != nil {
 		return err
@@ -584,6 +612,12 @@ func (s *Store) resync(paths []string) error {
 		}
 		u.mu.Unlock()
 	}
+	var strays []stray
+	defer func() {
+		if err == nil && len(strays) > 0 {
+			err = s.resyncStrays(strays)
+		}
+	}()
 	for bk, keys := range msgs {
 		s.mu.Lock()
 		u := s.users[bk.user]
@@ -598,9 +632,11 @@ func (s *Store) resync(paths []string) error {
 			return err
 		}
 		for _, p := range chunks[bk] {
-			if err := s.resyncChunk(sn, mb, p); err != nil {
+			st, err := s.resyncChunk(sn, mb, p)
+			if err != nil {
 				return err
 			}
+			strays = append(strays, st...)
 		}
 	}
 	return nil
@@ -690,7 +726,13 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (adde
 		return nil, nil, nil
 	}
 	if msg != nil {
-		return nil, nil, nil // its record never changes; its UID here neither
+		// Its UID here never changes. Its record changes only if two
+		// nodes moved it to this mailbox apart (the merge keeps one):
+		// its flags line is where the record's home UID says.
+		mb.mu.Lock()
+		msg.home = m.UID
+		mb.mu.Unlock()
+		return nil, nil, nil
 	}
 	e, err := sn.Stat(base + ".eml")
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
@@ -710,18 +752,27 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (adde
 
 // resyncChunk sets the flags of the messages of one flags chunk from the
 // head.
-func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
+// It returns the lines with flags of messages that mb does not hold (see
+// resyncStrays).
+func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray, error) {
 	data, err := sn.Read(p)
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	var n uint32
 	if _, err := fmt.Sscanf(path.Base(p), "%d", &n); err != nil {
-		return nil
+		return nil, nil
 	}
 	want := map[string]chunkLine{}
+	var strays []stray
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
+		mb.mu.RLock()
+		held := mb.byKey[l.key] != nil
+		mb.mu.RUnlock()
+		if !held && len(l.flags) > 0 {
+			strays = append(strays, stray{mb, l})
+		}
 	}
 	msgs := mb.byChunk(map[uint32]bool{n: true})[n]
 	for _, msg := range msgs {
@@ -731,5 +782,61 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 			mb.setFlags(msg, l.flags, l.modseq, nil)
 		}
 	}
-	return nil
+	return strays, nil
+}
+
+// A stray is a flags line of mailbox mb for a message that mb does not
+// hold: a merge of a flag change with an expunge or a MOVE leaves one
+// (mergeChunk keeps the flags that the side that changed them added).
+type stray struct {
+	mb   *Mailbox
+	line chunkLine
+}
+
+// resyncStrays makes the flags that another node added to a message while
+// this one moved it (or the other way round) follow the message: a stray
+// line whose key the user has in another mailbox (Writer.Move keeps the
+// key) adds its flags there, in one commit that also drops the stray
+// lines. Additions follow a move; removals do not. Every node that follows
+// the merge makes the same change, so their commits merge cleanly. The
+// caller holds s.wmu.
+func (s *Store) resyncStrays(strays []stray) error {
+	type fix struct {
+		st  stray
+		dst *Mailbox
+		msg *Message
+	}
+	var fixes []fix
+	for _, st := range strays {
+		for _, mb := range st.mb.user.Mailboxes() {
+			if mb == st.mb {
+				continue
+			}
+			mb.mu.RLock()
+			msg := mb.byKey[st.line.key]
+			mb.mu.RUnlock()
+			if msg != nil {
+				fixes = append(fixes, fix{st, mb, msg})
+				break
+			}
+		}
+	}
+	if len(fixes) == 0 {
+		return nil
+	}
+	return s.updateLocked(s.ctx, "", "mail: flags set elsewhere follow moved messages", func(w *Writer) error {
+		for _, f := range fixes {
+			cur := w.Flags(f.dst, f.msg)
+			if next := normFlags(append(slices.Clone(cur), f.st.line.flags...)); !sameFlagList(next, cur) {
+				if err := w.SetFlags(f.dst, f.msg, next, nil); err != nil {
+					return err
+				}
+			}
+			// The stray line goes (flush drops a gone message's line).
+			gone := &Message{Key: f.st.line.key, home: f.st.line.uid}
+			w.gone[gone] = true
+			w.markChunk(f.st.mb, gone)
+		}
+		return nil
+	})
 }
