@@ -19,7 +19,7 @@ import (
 //	mail/USER/BOX/flags/HI/N     N = UID / chunkSize, HI = N / 256
 //
 // by a message's home UID (the one in its .meta, given by the node that
-// appended it, never changed; see local.go): a message's line stays in one
+// appended it; see local.go): a message's line stays in one
 // chunk on every node, so that replicas merge its flags line by line. Two
 // messages appended on two nodes may share a home UID, and so a chunk;
 // lines are by key. There is one line "UID KEY [%MODSEQ] FLAG..." per message that has flags or whose
@@ -260,6 +260,13 @@ func (w *Writer) flush() error {
 			// Lines of messages that are gone (a merge of a flag change
 			// with an expunge can leave one) are dropped.
 			for key := range lines {
+				if m := mb.byKey[key]; m != nil && chunkOf(m.home) != n {
+					// A line where another node's record of the
+					// same message (contentKey) put it: the
+					// message's line is in its home's chunk.
+					delete(lines, key)
+					continue
+				}
 				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
 					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
 						delete(lines, key)

@@ -3,8 +3,9 @@
 // dates, every change one durable commit.
 //
 // Layout under the store's root (BOX is a mailbox's stable id, so that RENAME
-// rewrites one small item; KEY is a message's random key, so that replicas
-// that both add a message never write the same path):
+// rewrites one small item; KEY is a message's key, made from its content,
+// so that replicas that add different messages never write the same path,
+// and replicas that add the same one write one):
 //
 //	mail/USER/BOX/mailbox.json            name, special use, subscription, HIGHESTMODSEQ, first UIDVALIDITY
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
@@ -37,11 +38,12 @@
 // store and accept every write while cut off from each other; when they
 // meet, commits merge with Merge (the merge function of mail/). The model:
 //
-//   - Identity: a message is its KEY (random, made where it was
-//     appended), in a mailbox identified by BOX (random, made where the
-//     mailbox was created). The tree says nothing a node's clients see
-//     that another node could change: two nodes that append never write
-//     one path, and no merge rewrites a message's record.
+//   - Identity: a message is its KEY (made from its content where it was
+//     appended, see below; kept by MOVE), in a mailbox identified by BOX
+//     (random, made where the mailbox was created). Nothing in the tree
+//     that a merge may choose between is what a node's clients see:
+//     different messages never share a path, and a merge that meets two
+//     records of one message keeps one without changing a node's UID.
 //   - UIDs are each node's own (local.go). A node keeps per mailbox a node
 //     file (never committed or replicated) with its UIDVALIDITY, its
 //     UIDNEXT, its expunged UIDs (QRESYNC's VANISHED) and the UIDs it gave
@@ -65,7 +67,7 @@
 //     UIDVALIDITY), as IMAP asks when UIDs are lost; so did every mailbox
 //     once when nodes moved to this model.
 //   - Flags sit in chunks by the message's home UID (the one its .meta
-//     holds, given by the appending node, never changed; see flags.go),
+//     holds, given by the appending node; see flags.go),
 //     one line per message KEY, so a message's flags are on one line on
 //     every node and merge per message and per flag (three-way: a flag in
 //     the base stays only if neither side removed it; one not in the base
@@ -88,9 +90,17 @@
 //     give one moved, flagged message. A flag removed elsewhere meanwhile
 //     is not removed from the moved message. COPY makes a new key (a
 //     second message).
-//   - The same message appended on two nodes apart (one SMTP delivery
-//     retried to two nodes) is two messages: keys are random, there is no
-//     content de-duplication yet.
+//   - The same message appended to one mailbox on two nodes apart (one
+//     SMTP delivery retried to both) is one message: a message's KEY is
+//     made from its content and the number of messages with that key the
+//     mailbox already holds (contentKey), so both nodes write one path.
+//     The merge keeps one of the two records (.meta: the higher home UID);
+//     each node keeps the UID it gave the message (the node whose record
+//     lost writes it into its UID file). Its flags merge per flag when
+//     both records put its flags line in one chunk (home UIDs within 256
+//     of each other); otherwise flags set on the node whose record lost,
+//     before the merge, are dropped. Appended twice on one node it is two
+//     messages (two keys).
 //   - mailbox.json holds what replicates: name, subscription, special use
 //     (changed on both sides: the greater value, the same on every node),
 //     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
@@ -111,6 +121,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -728,8 +739,13 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 		if err != nil {
 			return err
 		}
+		n, err := strconv.ParseUint(path.Base(e.Path), 10, 32)
+		if err != nil {
+			continue
+		}
 		for _, l := range parseChunk(data) {
-			if m := mb.byKey[l.key]; m != nil {
+			// (Only in the chunk of its home: see flush.)
+			if m := mb.byKey[l.key]; m != nil && chunkOf(m.home) == uint32(n) {
 				m.flags = l.flags
 				if l.modseq != 0 {
 					m.modseq = l.modseq

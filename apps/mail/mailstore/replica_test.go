@@ -367,3 +367,47 @@ func TestReplicaMoveAndFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaSameMessage: one message appended on two nodes apart (one
+// delivery retried to both) is one message once they merge, under the UID
+// each node gave it, also after a restart; appended twice on one node it is
+// two messages.
+func TestReplicaSameMessage(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	waitView(t, b, "INBOX", "1:0")
+	a.append(t, "INBOX", 1)
+	a.append(t, "INBOX", 7)
+	b.append(t, "INBOX", 7)
+	b.append(t, "INBOX", 8)
+	b.append(t, "INBOX", 8)
+	inB := b.box(t, "INBOX")
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen}, nil)
+	})
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "1:0 2:1 3:7 4:8 5:8")
+	waitView(t, b, "INBOX", "1:0 2:7 3:8 4:8 5:1")
+	// b's flag on it stays (both records put its line in one chunk).
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range []*node{a, b} {
+		for fmt.Sprint(n.box(t, "INBOX").Flags(n.msg(t, "INBOX", 7))) != `[\Seen]` {
+			if time.Now().After(deadline) {
+				t.Fatalf("flags of the message appended on both: %v", n.box(t, "INBOX").Flags(n.msg(t, "INBOX", 7)))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		want := n.view(t, "INBOX")
+		n.ms.Close()
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+		if got := n.view(t, "INBOX"); got != want {
+			t.Errorf("%s after a restart: %q, want %q", name, got, want)
+		}
+	}
+}

@@ -1,9 +1,12 @@
 package mailstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"sort"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/nymote/nymote/store"
 )
@@ -49,7 +53,38 @@ type Writer struct {
 	local map[*Mailbox][]string
 	sync  bool
 
-	key string // the key of the next append if not "" (Move)
+	key  string     // the key of the next append if not "" (Move)
+	blob store.Hash // the content's hash of the next append (contentKey)
+}
+
+// contentKey is the key of a message with content blob appended to mb:
+// made from the content and the number of messages with that key that mb
+// holds already, so that the same message appended to one mailbox on two
+// nodes apart has one key on both, and so is one message when they merge
+// (a second append of it on one node is a second message). A zero blob
+// gets a random key.
+func (w *Writer) contentKey(mb *Mailbox, blob store.Hash) string {
+	if blob.IsZero() {
+		return newKey()
+	}
+	for n := 0; ; n++ {
+		sum := sha256.Sum256(fmt.Appendf(blob[:len(blob):len(blob)], "/%d", n))
+		if key := hex.EncodeToString(sum[:10]); !w.holds(mb, key) {
+			return key
+		}
+	}
+}
+
+// holds reports whether mb has a message with key, in the index or added
+// by this commit (and not expunged by it).
+func (w *Writer) holds(mb *Mailbox, key string) bool {
+	mb.mu.RLock()
+	m := mb.byKey[key]
+	mb.mu.RUnlock()
+	if m != nil && !w.gone[m] {
+		return true
+	}
+	return w.isAdded(mb, key)
 }
 
 // logLocal notes a line for mb's space file.
@@ -242,6 +277,11 @@ func (w *Writer) AppendNotice(mb *Mailbox, raw []byte) (imap.UID, error) {
 // memory: it is parsed and stored by streaming from the file. sp must stay
 // open until Update returns.
 func (w *Writer) AppendSpool(mb *Mailbox, sp *store.Spool, flags []imap.Flag, date time.Time) (imap.UID, error) {
+	h := plumbing.NewHasher(plumbing.BlobObject, sp.Size())
+	if _, err := io.Copy(h, sp.Reader()); err != nil {
+		return 0, err
+	}
+	w.blob = h.Sum()
 	c := ParseReader(sp, sp.Size())
 	return w.appendMessage(mb, sp.Size(), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlobSpool(path, sp)
@@ -256,6 +296,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if c == nil {
 		c = Parse(raw)
 	}
+	w.blob = plumbing.ComputeHash(plumbing.BlobObject, raw)
 	return w.appendMessage(mb, int64(len(raw)), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlob(path, raw)
 	}, raw)
@@ -278,10 +319,10 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	key := w.key
-	w.key = ""
-	if key == "" {
-		key = newKey()
+	key, blob := w.key, w.blob
+	w.key, w.blob = "", store.Hash{}
+	if key == "" || w.holds(mb, key) {
+		key = w.contentKey(mb, blob)
 	}
 	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
@@ -499,9 +540,7 @@ func (w *Writer) Move(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 	if err != nil {
 		return 0, err
 	}
-	if dst != src {
-		w.key = msg.Key
-	}
+	w.key = msg.Key // (made afresh if dst holds it: a move within one mailbox)
 	defer func() { w.key = "" }()
 	return w.appendCached(dst, raw, w.Flags(src, msg), msg.Date, msg.Summary())
 }
@@ -732,6 +771,17 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (adde
 		mb.mu.Lock()
 		msg.home = m.UID
 		mb.mu.Unlock()
+		if m.Space != mb.loc.space {
+			if _, ok := mb.loc.uids[key]; !ok {
+				// The record of another node that appended the same
+				// message (contentKey) won the merge: this node's UID
+				// for it now lives in its space file.
+				mb.loc.uids[key] = msg.UID
+				if err := s.logSpace(mb, []string{fmt.Sprintf("a %s %d", key, msg.UID)}, true); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
 		return nil, nil, nil
 	}
 	e, err := sn.Stat(base + ".eml")
