@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -132,10 +133,15 @@ func newSpace(mb *Mailbox) *uidSpace {
 }
 
 // freshUIDValidity is a UIDVALIDITY for a mailbox whose UIDs start here:
-// the time, above the mailbox's UIDVALIDITY in the tree, and above every
-// one this process gave the user (takeUIDValidity).
+// the time plus a random offset (so that two nodes cloned from one in the
+// same second most likely differ), above the mailbox's UIDVALIDITY in the
+// tree, and above every one this process gave the user
+// (takeUIDValidityLocked; the caller holds u.mu).
 func freshUIDValidity(u *User, tree uint32) uint32 {
-	return u.takeUIDValidity(max(uint32(time.Now().Unix()), tree+1))
+	var b [2]byte
+	rand.Read(b[:])
+	off := 1 + (uint32(b[0])<<8 | uint32(b[1]))
+	return u.takeUIDValidityLocked(max(uint32(time.Now().Unix()), tree) + off)
 }
 
 // compactSpace rewrites mb's space file from the index, durably. The caller

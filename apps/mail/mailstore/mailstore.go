@@ -777,7 +777,9 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
 		// New here (a clone, or a mailbox from before UIDs were a
 		// node's): UIDs start afresh, under a UIDVALIDITY of this node.
 		sp = newSpace(mb)
+		mb.user.mu.Lock()
 		i.UIDValidity = freshUIDValidity(mb.user, mb.treeUV)
+		mb.user.mu.Unlock()
 		i.UIDNext = 1
 	} else {
 		i.UIDValidity, i.UIDNext = ss.uv, max(ss.next, 1)

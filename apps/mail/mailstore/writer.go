@@ -630,7 +630,7 @@ func (s *Store) resync(paths []string) (err error) {
 			// New here: its UIDs start here, all its messages new.
 			if nmb, err := newMailbox(u, bk.id, data); err == nil {
 				nmb.loc = newSpace(nmb)
-				nmb.info.UIDValidity = u.takeUIDValidityLocked(max(uint32(time.Now().Unix()), nmb.treeUV+1))
+				nmb.info.UIDValidity = freshUIDValidity(u, nmb.treeUV)
 				nmb.info.UIDNext, nmb.info.RecentFrom, nmb.recentFrom = 1, 1, 1
 				nmb.info.Vanished, nmb.info.VanishedFloor = nil, 0
 				if err := s.compactSpace(nmb); err != nil {
