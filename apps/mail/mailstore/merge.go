@@ -21,13 +21,15 @@ import (
 //   - The names subscribed without a mailbox merge as a set.
 //   - A message whose merged flags differ from a side's gets a fresh
 //     MODSEQ (see mergeChunk and modseq.go).
-//   - mailbox.json keeps the higher UIDNEXT, \Recent mark and
-//     HIGHESTMODSEQ, and each
-//     side's own changes of name and subscription (theirs wins when both
-//     changed one).
+//   - mailbox.json keeps the higher HIGHESTMODSEQ (and UIDNEXT and \Recent
+//     mark of stores from before UIDs were each node's), and each side's
+//     own changes of name, subscription and special use (the greater value
+//     when both changed one, the same on every node).
 //
-// Messages that the replicas added have distinct keys, so they never meet
-// here; their UIDs are each node's own (local.go), so a merge changes none.
+// Different messages have different keys, so they never meet here; the
+// same message appended on two nodes has one key (contentKey), and its two
+// records meet (.meta: the higher home UID). UIDs are each node's own
+// (local.go), so a merge changes none.
 func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 	if strings.Contains(p, "/flags/") {
 		// A missing chunk is a chunk without lines, not a deletion.
@@ -46,8 +48,9 @@ func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 	case strings.HasSuffix(p, "/mailbox.json"):
 		return mergeInfo(base, ours, theirs)
 	case strings.HasSuffix(p, ".meta"):
-		// Never changed once written (records written by nodes that
-		// renumbered UIDs at merges: the higher UID).
+		// Two nodes' records of one message (contentKey, or a MOVE to
+		// one mailbox on both): the higher home UID, the same choice on
+		// every node.
 		return pickMeta(ours, theirs), nil
 	case strings.HasSuffix(p, ".eml"):
 		// Never changed once written; the greater content, were it ever.
