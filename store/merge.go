@@ -109,7 +109,7 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 	}
 
 	op := fmt.Sprintf("merge %s into %s", from, into)
-	baseTree, err := s.mergeBaseTree(ours, theirs, 0)
+	baseTree, err := s.mergeBaseTree(ours, theirs, 0, map[[2]Hash]Hash{})
 	if err != nil {
 		return MergeResult{}, err
 	}
@@ -153,7 +153,21 @@ const maxVirtualDepth = 4
 // recursive strategy does), so that what one side deleted since is not
 // mistaken for what the other added. Paths in conflict within the virtual
 // base keep the first base's content. Zero for unrelated histories.
-func (s *Store) mergeBaseTree(ours, theirs Hash, depth int) (Hash, error) {
+//
+// memo holds the virtual bases already made in this merge, by pair: the
+// recursion meets the same pairs many times.
+func (s *Store) mergeBaseTree(ours, theirs Hash, depth int, memo map[[2]Hash]Hash) (Hash, error) {
+	if t, ok := memo[[2]Hash{ours, theirs}]; ok {
+		return t, nil
+	}
+	t, err := s.mergeBaseTreeMemo(ours, theirs, depth, memo)
+	if err == nil {
+		memo[[2]Hash{ours, theirs}] = t
+	}
+	return t, err
+}
+
+func (s *Store) mergeBaseTreeMemo(ours, theirs Hash, depth int, memo map[[2]Hash]Hash) (Hash, error) {
 	bases, err := s.mergeBases(ours, theirs)
 	if err != nil {
 		return Hash{}, fmt.Errorf("store: merge base of %s and %s: %w", short(ours), short(theirs), err)
@@ -172,7 +186,7 @@ func (s *Store) mergeBaseTree(ours, theirs Hash, depth int) (Hash, error) {
 	}
 	acc := bases[0]
 	for _, b := range bases[1:] {
-		bt, err := s.mergeBaseTree(acc, b, depth+1)
+		bt, err := s.mergeBaseTree(acc, b, depth+1, memo)
 		if err != nil {
 			return Hash{}, err
 		}

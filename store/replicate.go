@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -156,22 +157,51 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 	return out, err
 }
 
+// commitParents caches the parents of commits (which never change, and a
+// hash names one commit in every repository) for mergeBases: replicas that
+// merge each other search merge bases many times per merge (virtual bases,
+// mergeBaseTree), each a walk of the whole history.
+var commitParents = &parentCache{m: map[Hash][]Hash{}}
+
+type parentCache struct {
+	mu sync.Mutex
+	m  map[Hash][]Hash
+}
+
+// maxCachedParents bounds the cache (about 100 bytes an entry).
+const maxCachedParents = 1 << 20
+
+func (c *parentCache) get(h Hash) ([]Hash, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[h]
+	return p, ok
+}
+
+func (c *parentCache) put(h Hash, p []Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedParents {
+		clear(c.m)
+	}
+	c.m[h] = p
+}
+
 // mergeBases returns the best common ancestors of a and b (those that are
 // not ancestors of another common ancestor), read through the store's own
 // object reader: three walks of commits, no trees.
 func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 	var out []Hash
 	err := s.readObjs(func(o *objReader) error {
-		parents := map[Hash][]Hash{}
 		par := func(h Hash) ([]Hash, error) {
-			if p, ok := parents[h]; ok {
+			if p, ok := commitParents.get(h); ok {
 				return p, nil
 			}
 			c, err := readCommit(o, h)
 			if err != nil {
 				return nil, err
 			}
-			parents[h] = c.parents
+			commitParents.put(h, c.parents)
 			return c.parents, nil
 		}
 		// Everything a reaches.

@@ -452,15 +452,17 @@ func (sess *Session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*im
 	err = sess.s.opts.Mail.Update(sess.ctx(), sess.user.Name, "mail: "+verb+" from "+src.Name()+" to "+dst.Name(), func(w *mailstore.Writer) error {
 		srcUIDs, dstUIDs = nil, nil // this may run twice (group commit)
 		for _, it := range items {
-			// A MOVE expunges the original first, in the same
+			// A MOVE expunges the original (first, in the same
 			// commit, so that the copy fits in the quota the
-			// original used (mailstore's quota.go).
+			// original used: mailstore's quota.go) and keeps its
+			// identity across replicas (Writer.Move).
+			var uid imap.UID
+			var err error
 			if move {
-				if err := w.Expunge(src, it.Msg); err != nil {
-					return err
-				}
+				uid, err = w.Move(src, it.Msg, dst)
+			} else {
+				uid, err = w.Copy(src, it.Msg, dst)
 			}
-			uid, err := w.Copy(src, it.Msg, dst)
 			if err != nil {
 				return err
 			}

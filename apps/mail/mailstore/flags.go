@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,13 +10,19 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/store"
 )
 
 // Flags live in chunk items of up to chunkSize UIDs each,
 //
 //	mail/USER/BOX/flags/HI/N     N = UID / chunkSize, HI = N / 256
 //
-// one line "UID KEY [%MODSEQ] FLAG..." per message that has flags or whose
+// by a message's home UID (the one in its .meta, given by the node that
+// appended it; see local.go): a message's line stays in one
+// chunk on every node, so that replicas merge its flags line by line. Two
+// messages appended on two nodes may share a home UID, and so a chunk;
+// lines are by key. There is one line "UID KEY [%MODSEQ] FLAG..." per message that has flags or whose
 // flags changed since its append (a message without either has no line).
 // %MODSEQ is the message's MODSEQ (RFC 7162) as of its last flag change;
 // '%' is an atom-special, so no flag can start with it. A line without it
@@ -173,16 +180,20 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	return formatChunk(lines)
 }
 
-// markChunk notes that a chunk of mb must be written when the commit's
-// function returns.
-func (w *Writer) markChunk(mb *Mailbox, n uint32) {
+// markChunk notes that msg's line in mb's flags chunk must be written when
+// the commit's function returns.
+func (w *Writer) markChunk(mb *Mailbox, msg *Message) {
 	if w.dirty == nil {
-		w.dirty = map[*Mailbox]map[uint32]bool{}
+		w.dirty = map[*Mailbox]map[uint32]map[*Message]bool{}
 	}
+	n := chunkOf(msg.home)
 	if w.dirty[mb] == nil {
-		w.dirty[mb] = map[uint32]bool{}
+		w.dirty[mb] = map[uint32]map[*Message]bool{}
 	}
-	w.dirty[mb][n] = true
+	if w.dirty[mb][n] == nil {
+		w.dirty[mb][n] = map[*Message]bool{}
+	}
+	w.dirty[mb][n][msg] = true
 }
 
 // Flags returns msg's flags as this commit sees them: as an earlier
@@ -205,50 +216,124 @@ func (w *Writer) pendingFlags(msg *Message) ([]imap.Flag, bool) {
 	return f, ok
 }
 
-// flush writes the flags chunks that the commit changed, from the index
-// overlaid with this commit's appends, expunges and flag changes.
+// flush writes the flags chunks that the commit changed: each as the
+// transaction has it, with the lines of the messages that the commit
+// appended, expunged or reflagged changed. A message's new flags are
+// applied as a change to the index's (what the command saw): flags that
+// the transaction's head has and the index not yet (a merge that the index
+// has not followed yet) stay, so that no flag set elsewhere is lost.
 func (w *Writer) flush() error {
 	for mb, chunks := range w.dirty {
-		for n := range chunks {
-			lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
-			var lines []chunkLine
-			ms := w.modseqs[mb] // set by SetFlags if any flags changed
-			add := func(m *Message, cur []imap.Flag, modseq uint64) {
+		ms := w.modseqs[mb] // set by SetFlags if any flags changed
+		for n, msgs := range chunks {
+			p := chunkPath(mb.user.Name, mb.ID, n)
+			data, err := w.tx.Get(p)
+			if err != nil && !errors.Is(err, store.ErrNotExist) {
+				return err
+			}
+			lines := map[string]chunkLine{}
+			for _, l := range parseChunk(data) {
+				lines[l.key] = l
+			}
+			mb.mu.RLock()
+			for m := range msgs {
 				if w.gone[m] {
-					return
+					delete(lines, m.Key)
+					continue
 				}
+				idx, modseq := m.flags, m.modseq
+				cur := idx
 				if f, ok := w.pendingFlags(m); ok {
 					cur = f
 					modseq = max(modseq, ms)
+					if l, ok := lines[m.Key]; ok {
+						cur = applyFlagChange(l.flags, idx, f)
+						modseq = max(modseq, l.modseq)
+					}
 				}
 				if len(cur) > 0 || modseq != m.metaModSeq {
-					lines = append(lines, chunkLine{m.UID, m.Key, modseq, cur})
+					lines[m.Key] = chunkLine{m.home, m.Key, modseq, cur}
+				} else {
+					delete(lines, m.Key)
 				}
 			}
-			mb.mu.RLock()
-			k := sort.Search(len(mb.msgs), func(i int) bool { return mb.msgs[i].UID >= lo })
-			for ; k < len(mb.msgs) && mb.msgs[k].UID < hi; k++ {
-				add(mb.msgs[k], mb.msgs[k].flags, mb.msgs[k].modseq)
+			// Lines of messages that are gone (a merge of a flag change
+			// with an expunge can leave one) are dropped.
+			for key := range lines {
+				if m := mb.byKey[key]; m != nil && chunkOf(m.home) != n {
+					// A line where another node's record of the
+					// same message (contentKey) put it: the
+					// message's line is in its home's chunk.
+					delete(lines, key)
+					continue
+				}
+				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
+					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
+						delete(lines, key)
+					}
+				}
 			}
 			mb.mu.RUnlock()
-			for _, m := range w.added[mb] {
-				if m.UID >= lo && m.UID < hi {
-					add(m, m.flags, m.modseq)
-				}
-			}
-			p := chunkPath(mb.user.Name, mb.ID, n)
 			if len(lines) == 0 {
 				if err := w.tx.Delete(p); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := w.tx.Put(p, formatChunk(lines)); err != nil {
+			out := make([]chunkLine, 0, len(lines))
+			for _, l := range lines {
+				out = append(out, l)
+			}
+			if err := w.tx.Put(p, formatChunk(out)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+func (w *Writer) isAdded(mb *Mailbox, key string) bool {
+	for _, m := range w.added[mb] {
+		if m.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// applyFlagChange returns head's flags changed as from was changed to to.
+func applyFlagChange(head, from, to []imap.Flag) []imap.Flag {
+	set := map[imap.Flag]bool{}
+	for _, f := range head {
+		set[f] = true
+	}
+	for _, f := range from {
+		if !slices.Contains(to, f) {
+			delete(set, f)
+		}
+	}
+	for _, f := range to {
+		set[f] = true
+	}
+	out := make([]imap.Flag, 0, len(set))
+	for f := range set {
+		out = append(out, f)
+	}
+	return normFlags(out)
+}
+
+// byChunk returns the index's messages of mb whose flags lines are in the
+// given chunks (by their home UIDs), by chunk.
+func (mb *Mailbox) byChunk(chunks map[uint32]bool) map[uint32][]*Message {
+	out := map[uint32][]*Message{}
+	mb.mu.RLock()
+	defer mb.mu.RUnlock()
+	for _, m := range mb.msgs {
+		if n := chunkOf(m.home); chunks[n] {
+			out[n] = append(out[n], m)
+		}
+	}
+	return out
 }
 
 func sameFlags(a, b map[imap.Flag]bool) bool {

@@ -3,18 +3,26 @@
 // dates, every change one durable commit.
 //
 // Layout under the store's root (BOX is a mailbox's stable id, so that RENAME
-// rewrites one small item; KEY is a message's random key, so that replicas
-// that both add a message never write the same path):
+// rewrites one small item; KEY is a message's key, made from its content,
+// so that replicas that add different messages never write the same path,
+// and replicas that add the same one write one):
 //
-//	mail/USER/BOX/mailbox.json            name, UIDVALIDITY, UIDNEXT, special use, \Recent mark, HIGHESTMODSEQ
+//	mail/USER/BOX/mailbox.json            name, special use, subscription, HIGHESTMODSEQ, first UIDVALIDITY
 //	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
-//	mail/USER/BOX/xx/yy/KEY.meta          UID, internal date, size, parse cache, append MODSEQ
-//	mail/USER/BOX/flags/HI/N              flags of UIDs N*256 to N*256+255
+//	mail/USER/BOX/xx/yy/KEY.meta          home UID and UID space, internal date, size, parse cache, append MODSEQ
+//	mail/USER/BOX/flags/HI/N              flags of home UIDs N*256 to N*256+255
 //	mail/USER/subscriptions               names subscribed that are not mailboxes
 //
-// UIDNEXT is one above the highest UID in the mailbox, or what mailbox.json
-// says if that is higher: an APPEND writes only the message's three items,
-// and EXPUNGE records UIDNEXT in mailbox.json so that it never goes back.
+// and beside the repository, in the node's own files (store.NodeDir, never
+// replicated; see local.go and "Replicas" below):
+//
+//	mail/USER/BOX.uids                    this node's UIDVALIDITY, UIDNEXT, \Recent mark,
+//	                                      expunged UIDs, UIDs of messages appended elsewhere
+//
+// UIDNEXT is one above the highest UID in the mailbox, or what the UID file
+// says if that is higher: an APPEND writes only the message's items (its
+// UID is in its .meta), and EXPUNGE records UIDNEXT so that it never goes
+// back.
 //
 // Messages are sharded (store.Shard) so that an APPEND writes a handful of
 // small trees whatever the mailbox's size; flags sit in chunks of 256 UIDs
@@ -30,37 +38,73 @@
 // store and accept every write while cut off from each other; when they
 // meet, commits merge with Merge (the merge function of mail/). The model:
 //
-//   - Identity: a message is its KEY (random, made where it was
-//     appended), in a mailbox identified by BOX (random, made where the
-//     mailbox was created). Two nodes that append never write one path,
-//     so their messages never collide in the tree; the same message
-//     appended on both sides (one SMTP delivery retried to two nodes) is
-//     two messages (no content de-duplication).
-//   - UIDVALIDITY is chosen when a mailbox is created and never changed
-//     by a merge (mergeInfo keeps the higher if two creations of one BOX
-//     ever met, which random ids make a non-event).
-//   - UIDs are one per message in the tree (KEY.meta), the same on every
-//     node once merged. Each node assigns them ascending from its
-//     UIDNEXT. Two nodes that append while apart assign the same UIDs;
-//     after the merge (fixDuplicateUIDs, run by every node's index when it
-//     follows a merge, with the same choice everywhere) every message that
-//     shares a UID, and every message arriving with a UID that the mailbox
-//     had expunged, gets a new UID above UIDNEXT, in key order, and its
-//     old UID is recorded as expunged (VANISHED). So no UID ever names a
-//     second message and none is reused; but a message appended during a
-//     partition may be seen by a client under one UID and later under
-//     another (an expunge and a new message to that client). Nodes that
-//     renumbered differently agree on the higher UID (pickMeta).
-//   - Flags merge per message and per flag (three-way); a flag change and
-//     an expunge of the same message: the expunge wins (a deleted side
-//     deletes).
-//   - MOVE is a copy under a new key in the target mailbox and an expunge
-//     in the source: a concurrent flag change on another node is lost
-//     with the expunged source (the moved message keeps the flags it had
-//     when moved). Not yet the issue's "one moved, flagged message".
-//   - mailbox.json: UIDNEXT, HIGHESTMODSEQ and \Recent marks take the
-//     higher; expunged UIDs the union; a name or subscription changed on
-//     both sides the greater value (the same on every node).
+//   - Identity: a message is its KEY (made from its content where it was
+//     appended, see below; kept by MOVE), in a mailbox identified by BOX
+//     (random, made where the mailbox was created). Nothing in the tree
+//     that a merge may choose between is what a node's clients see:
+//     different messages never share a path, and a merge that meets two
+//     records of one message keeps one without changing a node's UID.
+//   - UIDs are each node's own (local.go). A node keeps per mailbox a node
+//     file (never committed or replicated) with its UIDVALIDITY, its
+//     UIDNEXT, its expunged UIDs (QRESYNC's VANISHED) and the UIDs it gave
+//     messages that other nodes appended. A message appended on a node
+//     gets that node's UIDNEXT, recorded in its .meta with the node's UID
+//     space (a random id), in the commit of the APPEND; a message that a
+//     merge brings gets the node's UIDNEXT then (in key order within one
+//     merge, after the home UIDs that other nodes gave them), written
+//     and synced before any session sees it. So on every node UIDs are
+//     unique, ascend in the order the node learnt of the messages, are
+//     never reused (an expunged UID, and UIDNEXT, are synced before the
+//     EXPUNGE commits), and never change: merges renumber nothing. One
+//     message has different UIDs on different nodes, as the same message
+//     in two mailboxes does.
+//   - UIDVALIDITY is the node's, chosen when the mailbox first exists on
+//     the node (created there, or brought by a merge or a clone) and never
+//     changed by a merge. A clone starts its UIDs afresh under a
+//     UIDVALIDITY of its own, so that a client that moves from one node to
+//     another resynchronizes instead of mixing two nodes' UIDs. A node
+//     whose UID file is lost or damaged starts afresh too (a new
+//     UIDVALIDITY), as IMAP asks when UIDs are lost; so did every mailbox
+//     once when nodes moved to this model.
+//   - Flags sit in chunks by the message's home UID (the one its .meta
+//     holds, given by the appending node; see flags.go),
+//     one line per message KEY, so a message's flags are on one line on
+//     every node and merge per message and per flag (three-way: a flag in
+//     the base stays only if neither side removed it; one not in the base
+//     is kept if either side added it). A write of a chunk applies its
+//     changes to the chunk as the commit's base has it, not as the index
+//     has it, so that flags that a merge brought before the index followed
+//     it are not lost.
+//   - A flag change and an expunge of the same message: the expunge wins
+//     (a deleted side deletes; a flags line left for a message that is
+//     gone is ignored and dropped at the chunk's next write).
+//   - MOVE (Writer.Move) expunges the message from the source and adds it
+//     to the target under the same KEY, so it keeps its identity. A flag
+//     that another node added meanwhile to the original leaves, when the
+//     nodes merge, a line for that key in the source's flags chunk (the
+//     merge keeps what one side added, and the message is gone there);
+//     the node that follows such a merge finds the key in another of the
+//     user's mailboxes and adds the flags there, in one commit that also
+//     drops the stray line (resyncStrays; every node that does it makes
+//     the same change). So MOVE on one node and a flag change on another
+//     give one moved, flagged message. A flag removed elsewhere meanwhile
+//     is not removed from the moved message. COPY makes a new key (a
+//     second message).
+//   - The same message appended to one mailbox on two nodes apart (one
+//     SMTP delivery retried to both) is one message: a message's KEY is
+//     made from its content and the number of messages with that key the
+//     mailbox already holds (contentKey), so both nodes write one path.
+//     The merge keeps one of the two records (.meta: the higher home UID);
+//     each node keeps the UID it gave the message (the node whose record
+//     lost writes it into its UID file). Its flags merge per flag when
+//     both records put its flags line in one chunk (home UIDs within 256
+//     of each other); otherwise flags set on the node whose record lost,
+//     before the merge, are dropped. Appended twice on one node it is two
+//     messages (two keys).
+//   - mailbox.json holds what replicates: name, subscription, special use
+//     (changed on both sides: the greater value, the same on every node),
+//     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
+//     with (not the one clients see).
 //   - Default mailboxes are created on a user's first use with random ids:
 //     two nodes that each saw the user first make two INBOXes. A node is
 //     therefore made as a clone of one that has the user (as `nymote store
@@ -77,6 +121,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,6 +239,15 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.cancel()
 	<-s.done
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		for _, mb := range u.Mailboxes() {
+			s.closeSpace(mb, false)
+		}
+	}
 	return nil
 }
 
@@ -263,11 +317,6 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	u, err := s.loadUser(name)
 	if err != nil {
 		return nil, err
-	}
-	for _, mb := range u.boxes {
-		if err := s.fixDuplicateUIDs(mb); err != nil {
-			return nil, err
-		}
 	}
 	if len(u.boxes) == 0 {
 		err := s.updateLocked(ctx, name, "mail: create the mailboxes of "+name, func(w *Writer) error {
@@ -429,7 +478,10 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 		if err := fn(w); err != nil {
 			return err
 		}
-		return w.flush()
+		if err := w.flush(); err != nil {
+			return err
+		}
+		return w.writeLocal()
 	})
 	if err != nil {
 		return err
@@ -468,6 +520,10 @@ type User struct {
 func (u *User) takeUIDValidity(uv uint32) uint32 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	return u.takeUIDValidityLocked(uv)
+}
+
+func (u *User) takeUIDValidityLocked(uv uint32) uint32 {
 	if uv <= u.uvHigh {
 		uv = u.uvHigh + 1
 	}
@@ -498,8 +554,12 @@ type MailboxInfo struct {
 
 // Message is one message of a mailbox, as the index holds it.
 type Message struct {
-	Key  string
+	Key string
+	// UID is the message's UID on this node; home is the one that the node
+	// that appended it gave it (in its .meta, where its flags line is
+	// kept: see flags.go).
 	UID  imap.UID
+	home imap.UID
 	Date time.Time
 	Size int64
 
@@ -522,6 +582,7 @@ type Message struct {
 
 type msgMeta struct {
 	UID     imap.UID  `json:"uid"`
+	Space   string    `json:"space,omitempty"` // the UID space of UID (local.go)
 	Date    time.Time `json:"date"`
 	Size    int64     `json:"size"`
 	Summary *Summary  `json:"cache"` // the on-disk name from before the rename
@@ -532,6 +593,7 @@ type msgMeta struct {
 // when needed (Message.Summary).
 type msgMetaIndex struct {
 	UID    imap.UID  `json:"uid"`
+	Space  string    `json:"space,omitempty"`
 	Date   time.Time `json:"date"`
 	Size   int64     `json:"size"`
 	ModSeq uint64    `json:"modseq,omitempty"`
@@ -605,6 +667,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 	}
 	u.boxes[id] = mb
 	var chunks []store.Entry
+	spaces := map[string]string{}
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
 		entries, err := sn.ReadDir(dir)
@@ -648,7 +711,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
+			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
+			if m.Space != "" {
+				spaces[key] = m.Space
+			}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
@@ -675,8 +741,13 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 		if err != nil {
 			return err
 		}
+		n, err := strconv.ParseUint(path.Base(e.Path), 10, 32)
+		if err != nil {
+			continue
+		}
 		for _, l := range parseChunk(data) {
-			if m := mb.byKey[l.key]; m != nil {
+			// (Only in the chunk of its home: see flush.)
+			if m := mb.byKey[l.key]; m != nil && chunkOf(m.home) == uint32(n) {
 				m.flags = l.flags
 				if l.modseq != 0 {
 					m.modseq = l.modseq
@@ -685,13 +756,128 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 			}
 		}
 	}
-	sort.Slice(mb.msgs, func(i, j int) bool { return mb.msgs[i].UID < mb.msgs[j].UID })
-	if n := len(mb.msgs); n > 0 && mb.msgs[n-1].UID >= mb.info.UIDNext {
-		mb.info.UIDNext = mb.msgs[n-1].UID + 1
+	if err := s.loadUIDs(mb, spaces); err != nil {
+		return err
 	}
 	mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
 	mb.initRecent()
 	return nil
+}
+
+// loadUIDs gives the messages of mb (just read from the tree) their UIDs on
+// this node from its space file (local.go), new ones to those it has not
+// seen, in the order of their home UIDs, and sorts them by UID. spaces
+// are the messages' UID spaces by key. The space file is rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
+	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
+	if err != nil {
+		return err
+	}
+	i := &mb.info
+	i.Vanished, i.VanishedFloor, i.RecentFrom = nil, 0, 0
+	if sp == nil {
+		// New here (a clone, or a mailbox from before UIDs were a
+		// node's): UIDs start afresh, under a UIDVALIDITY of this node.
+		sp = newSpace(mb)
+		mb.user.mu.Lock()
+		i.UIDValidity = freshUIDValidity(mb.user, mb.treeUV)
+		mb.user.mu.Unlock()
+		i.UIDNext = 1
+	} else {
+		i.UIDValidity, i.UIDNext = ss.uv, max(ss.next, 1)
+		i.Vanished, i.VanishedFloor, i.RecentFrom = ss.van, ss.floor, ss.recent
+		i.normVanished()
+	}
+	mb.loc = sp
+	high := max(mb.highestModSeq, i.VanishedFloor)
+	for _, r := range i.Vanished {
+		high = max(high, r.ModSeq)
+		i.UIDNext = max(i.UIDNext, r.Hi+1)
+	}
+	present := make(map[string]bool, len(mb.msgs))
+	live := make(map[imap.UID]bool, len(mb.msgs))
+	var pending []*Message
+	for _, m := range mb.msgs {
+		present[m.Key] = true
+		m.UID = sp.localUID(m.Key, spaces[m.Key], m.home)
+		live[m.UID] = true
+	}
+	// An expunge whose commit failed left its line: the UID is live.
+	van := i.Vanished[:0]
+	for _, r := range i.Vanished {
+		if r.Hi-r.Lo > 1<<16 || !anyLive(live, r.Lo, r.Hi) {
+			van = append(van, r)
+		}
+	}
+	i.Vanished = van
+	sort.Slice(mb.msgs, func(a, b int) bool {
+		x, y := mb.msgs[a], mb.msgs[b]
+		if x.UID != y.UID {
+			return x.UID < y.UID
+		}
+		return x.Key < y.Key
+	})
+	kept := mb.msgs[:0]
+	for k, m := range mb.msgs {
+		// Never two messages with one UID, nor a UID expunged here
+		// (neither can happen unless the files were damaged).
+		if m.UID == 0 || (k > 0 && mb.msgs[k-1].UID == m.UID) {
+			if m.UID != 0 {
+				delete(sp.uids, m.Key)
+			}
+			pending = append(pending, m)
+			continue
+		}
+		kept = append(kept, m)
+		i.UIDNext = max(i.UIDNext, m.UID+1)
+	}
+	mb.msgs = kept
+	// Messages gone since the node last saw them: expunged here now.
+	var goneKeys []string
+	for key := range sp.uids {
+		if !present[key] {
+			goneKeys = append(goneKeys, key)
+		}
+	}
+	sort.Strings(goneKeys)
+	if len(goneKeys) > 0 {
+		ms := newModSeq(high)
+		for _, key := range goneKeys {
+			i.addVanished(sp.uids[key], ms)
+			delete(sp.uids, key)
+		}
+		high = ms
+	}
+	mb.noteModSeqLocked(high)
+	sort.Slice(pending, func(a, b int) bool {
+		x, y := pending[a], pending[b]
+		if x.home != y.home {
+			return x.home < y.home
+		}
+		return x.Key < y.Key
+	})
+	next := i.UIDNext
+	mb.assignUIDs(pending)
+	mb.msgs = append(mb.msgs, pending...)
+	// \Recent: what no session had yet, and the messages new here (a
+	// space made afresh has nothing \Recent).
+	switch {
+	case ss == nil || i.RecentFrom == 0:
+		i.RecentFrom = i.UIDNext
+	case len(pending) > 0:
+		i.RecentFrom = min(i.RecentFrom, next)
+	}
+	mb.initRecent()
+	return s.compactSpace(mb)
+}
+
+func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {
+	for u := lo; u <= hi && u >= lo; u++ {
+		if live[u] {
+			return true
+		}
+	}
+	return false
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
@@ -788,6 +974,12 @@ type Mailbox struct {
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
+	// treeUV is the UIDVALIDITY in mailbox.json: the one the mailbox was
+	// created with; info.UIDValidity is this node's (local.go).
+	treeUV uint32
+	// loc is the mailbox's UIDs on this node (local.go); guarded by the
+	// Store's wmu.
+	loc *uidSpace
 	// highestModSeq is the HIGHESTMODSEQ (see modseq.go), zero for a
 	// mailbox that has never had a message.
 	highestModSeq uint64
@@ -803,6 +995,7 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 		mb.info.UIDNext = 1
 	}
 	mb.highestModSeq = mb.info.HighestModSeq
+	mb.treeUV = mb.info.UIDValidity
 	mb.tracker = newTracker(mb, 0)
 	mb.initRecent()
 	return mb, nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -22,14 +21,15 @@ import (
 //   - The names subscribed without a mailbox merge as a set.
 //   - A message whose merged flags differ from a side's gets a fresh
 //     MODSEQ (see mergeChunk and modseq.go).
-//   - mailbox.json keeps the higher UIDNEXT, \Recent mark and
-//     HIGHESTMODSEQ, and each
-//     side's own changes of name and subscription (theirs wins when both
-//     changed one).
+//   - mailbox.json keeps the higher HIGHESTMODSEQ (and UIDNEXT and \Recent
+//     mark of stores from before UIDs were each node's), and each side's
+//     own changes of name, subscription and special use (the greater value
+//     when both changed one, the same on every node).
 //
-// Messages that the replicas added have distinct keys, so they never meet
-// here; two of them may share a UID, which the index fixes when it next
-// loads or follows the merge (fixDuplicateUIDs), above UIDNEXT.
+// Different messages have different keys, so they never meet here; the
+// same message appended on two nodes has one key (contentKey), and its two
+// records meet (.meta: the higher home UID). UIDs are each node's own
+// (local.go), so a merge changes none.
 func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 	if strings.Contains(p, "/flags/") {
 		// A missing chunk is a chunk without lines, not a deletion.
@@ -48,9 +48,9 @@ func Merge(p string, base, ours, theirs []byte) ([]byte, error) {
 	case strings.HasSuffix(p, "/mailbox.json"):
 		return mergeInfo(base, ours, theirs)
 	case strings.HasSuffix(p, ".meta"):
-		// Only a UID renumbering changes a message's record: two nodes
-		// that renumbered it differently agree on the higher UID (the
-		// same choice on both sides, so that replicas converge).
+		// Two nodes' records of one message (contentKey, or a MOVE to
+		// one mailbox on both): the higher home UID, the same choice on
+		// every node.
 		return pickMeta(ours, theirs), nil
 	case strings.HasSuffix(p, ".eml"):
 		// Never changed once written; the greater content, were it ever.
@@ -137,68 +137,4 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 		}
 	}
 	return json.Marshal(m)
-}
-
-// fixDuplicateUIDs gives every message that shares a UID with another (after
-// a merge of replicas) a new UID above UIDNEXT, in one commit. The caller
-// holds s.wmu.
-func (s *Store) fixDuplicateUIDs(mb *Mailbox) error {
-	// Messages that share a UID all get new ones (in key order: the same
-	// choice on every replica), so that no client sees a UID it knows
-	// name another message; so does a message that arrives with a UID
-	// this mailbox expunged (never reused).
-	mb.mu.RLock()
-	var dups []*Message
-	for i := 0; i < len(mb.msgs); {
-		j := i + 1
-		for ; j < len(mb.msgs) && mb.msgs[j].UID == mb.msgs[i].UID; j++ {
-		}
-		switch {
-		case j-i > 1:
-			group := append([]*Message(nil), mb.msgs[i:j]...)
-			sort.Slice(group, func(a, b int) bool { return group[a].Key < group[b].Key })
-			dups = append(dups, group...)
-		case mb.info.vanishedHas(mb.msgs[i].UID):
-			dups = append(dups, mb.msgs[i])
-		}
-		i = j
-	}
-	mb.mu.RUnlock()
-	if len(dups) == 0 {
-		return nil
-	}
-	return s.updateLocked(s.ctx, "", "mail: new UIDs for messages that a merge gave one UID", func(w *Writer) error {
-		i, err := w.info(mb)
-		if err != nil {
-			return err
-		}
-		for _, m := range dups {
-			sum := m.Summary()
-			nm := &Message{Key: m.Key, UID: i.UIDNext, Date: m.Date, Size: m.Size, blob: m.blob, flags: mb.Flags(m)}
-			// A new message to clients (and its old UID expunged).
-			nm.setMetaModSeq(w.modSeq(mb))
-			i.HighestModSeq = nm.modseq
-			i.addVanished(m.UID, nm.modseq)
-			i.UIDNext++
-			// The flags move to the new UID's chunk.
-			w.gone[m] = true
-			w.added[mb] = append(w.added[mb], nm)
-			w.markChunk(mb, chunkOf(m.UID))
-			w.markChunk(mb, chunkOf(nm.UID))
-			meta, err := json.Marshal(msgMeta{UID: nm.UID, Date: nm.Date, Size: nm.Size, Summary: sum, ModSeq: nm.modseq})
-			if err != nil {
-				return err
-			}
-			s.setSummary(nm, sum, meta)
-			if err := w.tx.Put(msgBase(mb.user.Name, mb.ID, m.Key)+".meta", meta); err != nil {
-				return err
-			}
-			old := m
-			w.apply = append(w.apply, func() {
-				mb.removeMessage(old)
-				mb.addMessage(nm)
-			})
-		}
-		return w.putInfo(mb, i)
-	})
 }

@@ -267,6 +267,7 @@ func (w *Writer) AppendStored(mb *Mailbox, m StoredMessage) (imap.UID, error) {
 		}
 		c = Parse(raw)
 	}
+	w.blob = m.Blob
 	return w.appendMessage(mb, m.Size, m.Flags, m.Date, c, func(path string) (store.Hash, error) {
 		return m.Blob, w.tx.PutHash(path, m.Blob)
 	}, nil)

@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
@@ -99,27 +100,24 @@ func (mb *Mailbox) open(readOnly, track bool) (*View, SelectInfo) {
 	return v, si
 }
 
-// persistRecent records in mailbox.json that the messages below recentFrom
-// have been some session's \Recent. It is written after SELECT answers, in
-// a commit of its own (a crash before it makes them \Recent once more, which
-// is the lesser harm), and also by any other commit that writes
-// mailbox.json.
+// persistRecent records in the mailbox's space file (local.go) that the
+// messages below recentFrom have been some session's \Recent. It is
+// written after SELECT answers (a crash before it makes them \Recent once
+// more, which is the lesser harm).
 func (mb *Mailbox) persistRecent() {
 	s := mb.user.s
-	err := s.Update(s.ctx, mb.user.Name, "mail: recent in "+mb.Name(), func(w *Writer) error {
-		mb.user.mu.RLock()
-		live := mb.user.boxes[mb.ID] == mb
-		mb.user.mu.RUnlock()
-		if !live {
-			return nil // deleted meanwhile
-		}
-		i, err := w.info(mb) // with the current recentFrom
-		if err != nil {
-			return err
-		}
-		return w.putInfo(mb, i)
-	})
-	if err != nil {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	mb.user.mu.RLock()
+	live := mb.user.boxes[mb.ID] == mb
+	mb.user.mu.RUnlock()
+	if !live {
+		return // deleted meanwhile
+	}
+	mb.mu.RLock()
+	r := mb.recentFrom
+	mb.mu.RUnlock()
+	if err := s.logSpace(mb, []string{fmt.Sprintf("r %d", r)}, false); err != nil {
 		s.log.Warn("mail: recording \\Recent", "mailbox", mb.Name(), "err", err)
 	}
 }

@@ -1,10 +1,14 @@
 package mailstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/nymote/nymote/store"
 )
@@ -28,7 +33,7 @@ type Writer struct {
 
 	// Flags chunks to write when fn returns, and what this commit did to
 	// the messages in them.
-	dirty map[*Mailbox]map[uint32]bool
+	dirty map[*Mailbox]map[uint32]map[*Message]bool
 	flags map[*Message][]imap.Flag
 	added map[*Mailbox][]*Message
 	gone  map[*Message]bool
@@ -42,6 +47,63 @@ type Writer struct {
 	subs map[*User]map[string]bool // see subscriptions.go
 
 	modseqs map[*Mailbox]uint64 // see modSeq
+
+	// Lines for the mailboxes' space files (local.go), written before the
+	// commit; sync is set if they must be durable by then.
+	local map[*Mailbox][]string
+	sync  bool
+
+	key  string     // the key of the next append if not "" (Move)
+	blob store.Hash // the content's hash of the next append (contentKey)
+}
+
+// contentKey is the key of a message with content blob appended to mb:
+// made from the content and the number of messages with that key that mb
+// holds already, so that the same message appended to one mailbox on two
+// nodes apart has one key on both, and so is one message when they merge
+// (a second append of it on one node is a second message). A zero blob
+// gets a random key.
+func (w *Writer) contentKey(mb *Mailbox, blob store.Hash) string {
+	if blob.IsZero() {
+		return newKey()
+	}
+	for n := 0; ; n++ {
+		sum := sha256.Sum256(fmt.Appendf(blob[:len(blob):len(blob)], "/%d", n))
+		if key := hex.EncodeToString(sum[:10]); !w.holds(mb, key) {
+			return key
+		}
+	}
+}
+
+// holds reports whether mb has a message with key, in the index or added
+// by this commit (and not expunged by it).
+func (w *Writer) holds(mb *Mailbox, key string) bool {
+	mb.mu.RLock()
+	m := mb.byKey[key]
+	mb.mu.RUnlock()
+	if m != nil && !w.gone[m] {
+		return true
+	}
+	return w.isAdded(mb, key)
+}
+
+// logLocal notes a line for mb's space file.
+func (w *Writer) logLocal(mb *Mailbox, line string, sync bool) {
+	if w.local == nil {
+		w.local = map[*Mailbox][]string{}
+	}
+	w.local[mb] = append(w.local[mb], line)
+	w.sync = w.sync || sync
+}
+
+// writeLocal writes the lines noted for the space files.
+func (w *Writer) writeLocal() error {
+	for mb, lines := range w.local {
+		if err := w.s.logSpace(mb, lines, w.sync); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -65,8 +127,12 @@ func (w *Writer) info(mb *Mailbox) (*MailboxInfo, error) {
 	return &i, nil
 }
 
+// putInfo writes mailbox.json: what replicates of i (the UIDs are this
+// node's, in its space file).
 func (w *Writer) putInfo(mb *Mailbox, i *MailboxInfo) error {
-	data, err := json.Marshal(i)
+	t := *i
+	t.UIDValidity, t.UIDNext, t.RecentFrom, t.Vanished, t.VanishedFloor = mb.treeUV, 1, 0, nil, 0
+	data, err := json.Marshal(&t)
 	if err != nil {
 		return err
 	}
@@ -112,13 +178,17 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 		}
 	}
 	uv = u.takeUIDValidity(uv)
-	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}}
+	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}, treeUV: uv}
 	mb.tracker = newTracker(mb, 0)
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
 	}
 	mb.recentFrom = 1
+	mb.loc = newSpace(mb)
+	if err := w.s.compactSpace(mb); err != nil {
+		return nil, err
+	}
 	if err := w.putInfo(mb, &mb.info); err != nil {
 		return nil, err
 	}
@@ -162,6 +232,7 @@ func (w *Writer) Delete(mb *Mailbox) error {
 		mb.user.mu.Lock()
 		delete(mb.user.boxes, mb.ID)
 		mb.user.mu.Unlock()
+		w.s.closeSpace(mb, true)
 	})
 	return nil
 }
@@ -206,6 +277,11 @@ func (w *Writer) AppendNotice(mb *Mailbox, raw []byte) (imap.UID, error) {
 // memory: it is parsed and stored by streaming from the file. sp must stay
 // open until Update returns.
 func (w *Writer) AppendSpool(mb *Mailbox, sp *store.Spool, flags []imap.Flag, date time.Time) (imap.UID, error) {
+	h := plumbing.NewHasher(plumbing.BlobObject, sp.Size())
+	if _, err := io.Copy(h, sp.Reader()); err != nil {
+		return 0, err
+	}
+	w.blob = h.Sum()
 	c := ParseReader(sp, sp.Size())
 	return w.appendMessage(mb, sp.Size(), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlobSpool(path, sp)
@@ -220,6 +296,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if c == nil {
 		c = Parse(raw)
 	}
+	w.blob = plumbing.ComputeHash(plumbing.BlobObject, raw)
 	return w.appendMessage(mb, int64(len(raw)), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlob(path, raw)
 	}, raw)
@@ -242,10 +319,15 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	msg := &Message{Key: newKey(), UID: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
+	key, blob := w.key, w.blob
+	w.key, w.blob = "", store.Hash{}
+	if key == "" || w.holds(mb, key) {
+		key = w.contentKey(mb, blob)
+	}
+	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
-	meta, err := json.Marshal(msgMeta{UID: msg.UID, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
+	meta, err := json.Marshal(msgMeta{UID: msg.UID, Space: mb.loc.space, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
 	}
@@ -258,19 +340,17 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 		return 0, err
 	}
 	if len(flags) > 0 {
-		w.markChunk(mb, chunkOf(msg.UID))
+		w.markChunk(mb, msg)
 	}
 	if mb.hasReadWriteView() {
-		// A session will have it as \Recent (addMessage): record that in
-		// the same commit.
+		// A session will have it as \Recent (addMessage): record that
+		// (not synced: a crash makes it \Recent once more at worst).
 		i.RecentFrom = msg.UID + 1
-		if err := w.putInfo(mb, i); err != nil {
-			return 0, err
-		}
+		w.logLocal(mb, fmt.Sprintf("r %d", i.RecentFrom), false)
 	}
 	w.added[mb] = append(w.added[mb], msg)
-	// mailbox.json is not rewritten: UIDNEXT is above every UID in the
-	// mailbox, and Expunge records it (the only way it could go back).
+	// Nothing is written to the space file: the .meta holds the UID and
+	// this node's space.
 	w.apply = append(w.apply, func() {
 		if raw != nil {
 			w.s.cache.put(msg.Key, raw, true)
@@ -346,7 +426,7 @@ func (mb *Mailbox) seqLocked(msg *Message) uint32 {
 func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *View) error {
 	flags = normFlags(flags)
 	w.flags[msg] = flags
-	w.markChunk(mb, chunkOf(msg.UID))
+	w.markChunk(mb, msg)
 	modseq := w.modSeq(mb)
 	w.apply = append(w.apply, func() {
 		mb.setFlags(msg, flags, modseq, source)
@@ -397,12 +477,18 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 	}
 	i.HighestModSeq = w.modSeq(mb)
 	i.addVanished(msg.UID, i.HighestModSeq)
-	if err := w.putInfo(mb, i); err != nil {
-		return err
+	// UIDNEXT and the expunged UID are durable before the commit (a
+	// failed commit leaves a line that load ignores: the UID is live).
+	w.logLocal(mb, fmt.Sprintf("n %d", i.UIDNext), true)
+	w.logLocal(mb, fmt.Sprintf("v %d %d %d", msg.UID, msg.UID, i.HighestModSeq), true)
+	if mb.loc.uids[msg.Key] != 0 {
+		w.logLocal(mb, "d "+msg.Key, true)
+		key := msg.Key
+		w.apply = append(w.apply, func() { delete(mb.loc.uids, key) })
 	}
 	w.gone[msg] = true
 	w.use(mb.user, Usage{Messages: -1, Bytes: -msg.Size})
-	w.markChunk(mb, chunkOf(msg.UID))
+	w.markChunk(mb, msg)
 	base := msgBase(mb.user.Name, mb.ID, msg.Key)
 	for _, ext := range []string{".eml", ".meta"} {
 		if err := w.tx.Delete(base + ext); err != nil {
@@ -441,6 +527,24 @@ func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary())
 }
 
+// Move moves msg from src to dst (IMAP MOVE): an expunge from src and a
+// copy in dst, as Expunge and Copy, except that the copy keeps the
+// message's key (in another mailbox than src), so that a flag change that
+// another node made meanwhile on the original follows it there when the
+// nodes merge (see resyncStrays).
+func (w *Writer) Move(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error) {
+	if err := w.Expunge(src, msg); err != nil {
+		return 0, err
+	}
+	raw, err := w.s.ReadRaw(src, msg)
+	if err != nil {
+		return 0, err
+	}
+	w.key = msg.Key // (made afresh if dst holds it: a move within one mailbox)
+	defer func() { w.key = "" }()
+	return w.appendCached(dst, raw, w.Flags(src, msg), msg.Date, msg.Summary())
+}
+
 // Flags returns a copy of a message's flags.
 func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 	mb.mu.RLock()
@@ -451,7 +555,7 @@ func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 // resync brings the index up to date with the head for the given changed
 // paths (from a commit this process did not make). It converges on the
 // head's content, so it is safe to repeat.
-func (s *Store) resync(paths []string) error {
+func (s *Store) resync(paths []string) (err error) {
 	sn, err := s.st.Snapshot("")
 	if err != nil {
 		return err
@@ -515,30 +619,44 @@ func (s *Store) resync(paths []string) error {
 		mb := u.boxes[bk.id]
 		switch {
 		case errors.Is(err, store.ErrNotExist):
-			delete(u.boxes, bk.id)
+			if mb != nil {
+				delete(u.boxes, bk.id)
+				s.closeSpace(mb, true)
+			}
 		case err != nil:
 			u.mu.Unlock()
 			return err
 		case mb == nil:
+			// New here: its UIDs start here, all its messages new.
 			if nmb, err := newMailbox(u, bk.id, data); err == nil {
-				nmb.recentFrom = 1
+				nmb.loc = newSpace(nmb)
+				nmb.info.UIDValidity = freshUIDValidity(u, nmb.treeUV)
+				nmb.info.UIDNext, nmb.info.RecentFrom, nmb.recentFrom = 1, 1, 1
+				nmb.info.Vanished, nmb.info.VanishedFloor = nil, 0
+				if err := s.compactSpace(nmb); err != nil {
+					u.mu.Unlock()
+					return err
+				}
 				u.boxes[bk.id] = nmb
 			}
 		default:
+			// What replicates: name, subscription, special use.
 			var i MailboxInfo
 			if json.Unmarshal(data, &i) == nil {
 				mb.mu.Lock()
-				uidNext := mb.info.UIDNext
-				mb.info = i
-				if uidNext > mb.info.UIDNext {
-					mb.info.UIDNext = uidNext
-				}
+				mb.info.Name, mb.info.Subscribed, mb.info.SpecialUse = i.Name, i.Subscribed, i.SpecialUse
 				mb.noteModSeqLocked(i.HighestModSeq)
 				mb.mu.Unlock()
 			}
 		}
 		u.mu.Unlock()
 	}
+	var strays []stray
+	defer func() {
+		if err == nil && len(strays) > 0 {
+			err = s.resyncStrays(strays)
+		}
+	}()
 	for bk, keys := range msgs {
 		s.mu.Lock()
 		u := s.users[bk.user]
@@ -549,89 +667,164 @@ func (s *Store) resync(paths []string) error {
 		if mb == nil {
 			continue
 		}
-		for key := range keys {
-			if err := s.resyncMessage(sn, mb, key); err != nil {
-				return err
-			}
+		if err := s.resyncMessages(sn, mb, keys); err != nil {
+			return err
 		}
 		for _, p := range chunks[bk] {
-			if err := s.resyncChunk(sn, mb, p); err != nil {
+			st, err := s.resyncChunk(sn, mb, p)
+			if err != nil {
 				return err
 			}
-		}
-		if err := s.fixDuplicateUIDs(mb); err != nil {
-			return err
+			strays = append(strays, st...)
 		}
 	}
 	return nil
 }
 
-func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) error {
+// resyncMessages brings the messages keys of mb up to date with sn: those
+// new here get UIDs above UIDNEXT (recorded in the space file before any
+// session sees them), those gone are expunged here.
+func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) error {
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var added, gone []*Message
+	var lines []string
+	for _, key := range sorted {
+		nm, old, err := s.resyncMessage(sn, mb, key)
+		if err != nil {
+			return err
+		}
+		if nm != nil {
+			added = append(added, nm)
+		}
+		if old != nil {
+			gone = append(gone, old)
+		}
+	}
+	if len(gone) > 0 {
+		mb.mu.Lock()
+		ms := newModSeq(mb.highestModSeq)
+		mb.noteModSeqLocked(ms)
+		for _, m := range gone {
+			mb.info.addVanished(m.UID, ms)
+			lines = append(lines, fmt.Sprintf("v %d %d %d", m.UID, m.UID, ms))
+			if _, ok := mb.loc.uids[m.Key]; ok {
+				delete(mb.loc.uids, m.Key)
+				lines = append(lines, "d "+m.Key)
+			}
+		}
+		mb.mu.Unlock()
+	}
+	var pending []*Message
+	for _, m := range added {
+		if m.UID == 0 {
+			pending = append(pending, m)
+		}
+	}
+	sort.Slice(pending, func(a, b int) bool {
+		x, y := pending[a], pending[b]
+		if x.home != y.home {
+			return x.home < y.home
+		}
+		return x.Key < y.Key
+	})
+	lines = append(lines, mb.assignUIDs(pending)...)
+	if err := s.logSpace(mb, lines, true); err != nil {
+		return err
+	}
+	for _, m := range gone {
+		mb.removeMessage(m)
+	}
+	sort.Slice(added, func(a, b int) bool { return added[a].UID < added[b].UID })
+	for _, m := range added {
+		mb.addMessage(m)
+	}
+	return nil
+}
+
+// resyncMessage compares message key of mb in sn with the index: it
+// returns the message if it is new here (UID 0 if it needs one), or the
+// index's if it is gone.
+func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (added, gone *Message, err error) {
 	base := msgBase(mb.user.Name, mb.ID, key)
 	data, err := sn.Read(base + ".meta")
 	mb.mu.RLock()
 	msg := mb.byKey[key]
 	mb.mu.RUnlock()
 	if errors.Is(err, store.ErrNotExist) {
-		if msg != nil {
-			mb.removeMessage(msg)
-		}
-		return nil
+		return nil, msg, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	var m msgMetaIndex
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, nil, nil
 	}
 	if msg != nil {
-		// A replica gave the message a new UID (two messages had one):
-		// to this index's clients the old UID is expunged and the
-		// message is new.
-		var m msgMeta
-		if json.Unmarshal(data, &m) == nil && m.UID != msg.UID {
-			mb.removeMessage(msg)
-			msg = nil
+		// Its UID here never changes. Its record changes only if two
+		// nodes moved it to this mailbox apart (the merge keeps one):
+		// its flags line is where the record's home UID says.
+		mb.mu.Lock()
+		msg.home = m.UID
+		mb.mu.Unlock()
+		if m.Space != mb.loc.space {
+			if _, ok := mb.loc.uids[key]; !ok {
+				// The record of another node that appended the same
+				// message (contentKey) won the merge: this node's UID
+				// for it now lives in its space file.
+				mb.loc.uids[key] = msg.UID
+				if err := s.logSpace(mb, []string{fmt.Sprintf("a %s %d", key, msg.UID)}, true); err != nil {
+					return nil, nil, err
+				}
+			}
 		}
+		return nil, nil, nil
 	}
-	if msg == nil {
-		var m msgMetaIndex
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil
-		}
-		e, err := sn.Stat(base + ".eml")
-		if err != nil && !errors.Is(err, store.ErrNotExist) {
-			return err
-		}
-		nm := &Message{Key: key, UID: m.UID, Date: m.Date, Size: m.Size, blob: e.Hash}
-		s.setSummary(nm, nil, data)
-		nm.setMetaModSeq(m.ModSeq)
-		mb.addMessage(nm)
+	e, err := sn.Stat(base + ".eml")
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return nil, nil, err
 	}
-	return nil
+	nm := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, blob: e.Hash}
+	nm.UID = mb.loc.localUID(key, m.Space, m.UID)
+	mb.mu.RLock()
+	if nm.UID != 0 && (nm.UID >= mb.info.UIDNext || mb.info.vanishedHas(nm.UID)) {
+		nm.UID = 0 // not a UID this node gave it (damaged files): a new one
+	}
+	mb.mu.RUnlock()
+	s.setSummary(nm, nil, data)
+	nm.setMetaModSeq(m.ModSeq)
+	return nm, nil, nil
 }
 
 // resyncChunk sets the flags of the messages of one flags chunk from the
 // head.
-func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
+// It returns the lines with flags of messages that mb does not hold (see
+// resyncStrays).
+func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray, error) {
 	data, err := sn.Read(p)
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	var n uint32
 	if _, err := fmt.Sscanf(path.Base(p), "%d", &n); err != nil {
-		return nil
+		return nil, nil
 	}
 	want := map[string]chunkLine{}
+	var strays []stray
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
-	}
-	lo, hi := imap.UID(n*chunkSize), imap.UID((n+1)*chunkSize)
-	mb.mu.RLock()
-	var msgs []*Message
-	for _, m := range mb.msgs {
-		if m.UID >= lo && m.UID < hi {
-			msgs = append(msgs, m)
+		mb.mu.RLock()
+		held := mb.byKey[l.key] != nil
+		mb.mu.RUnlock()
+		if !held && len(l.flags) > 0 {
+			strays = append(strays, stray{mb, l})
 		}
 	}
-	mb.mu.RUnlock()
+	msgs := mb.byChunk(map[uint32]bool{n: true})[n]
 	for _, msg := range msgs {
 		l := want[msg.Key]
 		flags, modseq := mb.FlagsModSeq(msg)
@@ -639,5 +832,61 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) error {
 			mb.setFlags(msg, l.flags, l.modseq, nil)
 		}
 	}
-	return nil
+	return strays, nil
+}
+
+// A stray is a flags line of mailbox mb for a message that mb does not
+// hold: a merge of a flag change with an expunge or a MOVE leaves one
+// (mergeChunk keeps the flags that the side that changed them added).
+type stray struct {
+	mb   *Mailbox
+	line chunkLine
+}
+
+// resyncStrays makes the flags that another node added to a message while
+// this one moved it (or the other way round) follow the message: a stray
+// line whose key the user has in another mailbox (Writer.Move keeps the
+// key) adds its flags there, in one commit that also drops the stray
+// lines. Additions follow a move; removals do not. Every node that follows
+// the merge makes the same change, so their commits merge cleanly. The
+// caller holds s.wmu.
+func (s *Store) resyncStrays(strays []stray) error {
+	type fix struct {
+		st  stray
+		dst *Mailbox
+		msg *Message
+	}
+	var fixes []fix
+	for _, st := range strays {
+		for _, mb := range st.mb.user.Mailboxes() {
+			if mb == st.mb {
+				continue
+			}
+			mb.mu.RLock()
+			msg := mb.byKey[st.line.key]
+			mb.mu.RUnlock()
+			if msg != nil {
+				fixes = append(fixes, fix{st, mb, msg})
+				break
+			}
+		}
+	}
+	if len(fixes) == 0 {
+		return nil
+	}
+	return s.updateLocked(s.ctx, "", "mail: flags set elsewhere follow moved messages", func(w *Writer) error {
+		for _, f := range fixes {
+			cur := w.Flags(f.dst, f.msg)
+			if next := normFlags(append(slices.Clone(cur), f.st.line.flags...)); !sameFlagList(next, cur) {
+				if err := w.SetFlags(f.dst, f.msg, next, nil); err != nil {
+					return err
+				}
+			}
+			// The stray line goes (flush drops a gone message's line).
+			gone := &Message{Key: f.st.line.key, home: f.st.line.uid}
+			w.gone[gone] = true
+			w.markChunk(f.st.mb, gone)
+		}
+		return nil
+	})
 }

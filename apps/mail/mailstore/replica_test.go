@@ -1,0 +1,413 @@
+package mailstore
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/store"
+)
+
+// The IMAP invariants across replicas (see the package doc, "Replicas"),
+// each checked on two nodes that merge through the store's own merge
+// (Pull, with Merge registered), as package replica makes them merge.
+
+// node is one replica in these tests: its store and its mail.
+type node struct {
+	st *store.Store
+	ms *Store
+}
+
+// replicaPair makes node a (user alice, the messages given appended to
+// INBOX) and node b, a clone of a, each with its own data directory.
+func replicaPair(t *testing.T, msgs ...int) (a, b *node) {
+	t.Helper()
+	ctx := context.Background()
+	stA, msA := newStore(t)
+	stA.SetMergeFunc(Prefix+"/", Merge)
+	a = &node{stA, msA}
+	for _, i := range msgs {
+		a.append(t, "INBOX", i)
+	}
+	stB, err := store.Clone(ctx, store.Remote{URL: stA.Path()}, filepath.Join(t.TempDir(), "repo"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stB.SetMergeFunc(Prefix+"/", Merge)
+	msB, err := Open(stB, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { msB.Close(); stB.Close() })
+	return a, &node{stB, msB}
+}
+
+func (n *node) box(t *testing.T, name string) *Mailbox {
+	t.Helper()
+	u, err := n.ms.User(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := u.Mailbox(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mb
+}
+
+func (n *node) update(t *testing.T, fn func(w *Writer) error) {
+	t.Helper()
+	if err := n.ms.Update(context.Background(), "alice", "test", fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *node) append(t *testing.T, box string, i int) imap.UID {
+	t.Helper()
+	mb := n.box(t, box)
+	var uid imap.UID
+	n.update(t, func(w *Writer) error {
+		var err error
+		uid, err = w.Append(mb, testMsg(i), nil, time.Time{})
+		return err
+	})
+	return uid
+}
+
+// msg finds message i (testMsg(i)) in mailbox box.
+func (n *node) msg(t *testing.T, box string, i int) *Message {
+	t.Helper()
+	mb := n.box(t, box)
+	want := fmt.Sprintf("<%d@example.org>", i)
+	for _, m := range mb.Messages() {
+		if s := m.Summary(); s != nil && s.Envelope != nil && "<"+s.Envelope.MessageID+">" == want {
+			return m
+		}
+	}
+	return nil
+}
+
+// view is "UID:i" of each message of box, in UID order.
+func (n *node) view(t *testing.T, box string) string {
+	t.Helper()
+	var out []string
+	for _, m := range n.box(t, box).Messages() {
+		var i int
+		fmt.Sscanf(strings.Trim(m.Summary().Envelope.MessageID, "<>"), "%d@", &i)
+		out = append(out, fmt.Sprintf("%d:%d", m.UID, i))
+	}
+	return strings.Join(out, " ")
+}
+
+// merge has each node pull the other's head (a, then b), as replicas do.
+func merge(t *testing.T, a, b *node) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := a.st.Pull(ctx, store.Remote{URL: b.st.Path()}, store.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Pull(ctx, store.Remote{URL: a.st.Path()}, store.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitView waits (a bound only a hung index reaches) until the index of
+// n shows box as want.
+func waitView(t *testing.T, n *node, box, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := n.view(t, box)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: got %q, want %q", box, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReplicaUIDs: UIDs are each node's own. A clone gives the messages it
+// got UIDs of its own under a UIDVALIDITY of its own; messages appended on
+// two nodes apart get, on each, UIDs above every UID it had, in the order
+// it learns of them; a merge changes no UID a node gave and not its
+// UIDVALIDITY; an expunged UID is never given again; all of it survives a
+// restart.
+func TestReplicaUIDs(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	uvA, uvB := a.box(t, "INBOX").Info().UIDValidity, b.box(t, "INBOX").Info().UIDValidity
+	if uvA == uvB {
+		t.Errorf("the clone has the UIDVALIDITY of the node it was cloned from (%d)", uvA)
+	}
+	waitView(t, b, "INBOX", "1:0")
+	a.append(t, "INBOX", 1)
+	a.append(t, "INBOX", 2)
+	b.append(t, "INBOX", 3)
+	b.append(t, "INBOX", 4)
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "1:0 2:1 3:2 4:3 5:4")
+	waitView(t, b, "INBOX", "1:0 2:3 3:4 4:1 5:2")
+	for _, n := range []*node{a, b} {
+		i := n.box(t, "INBOX").Info()
+		if i.UIDNext != 6 {
+			t.Errorf("UIDNEXT %d, want 6", i.UIDNext)
+		}
+	}
+	if uv := a.box(t, "INBOX").Info().UIDValidity; uv != uvA {
+		t.Errorf("a: UIDVALIDITY %d after the merge, was %d", uv, uvA)
+	}
+	if uv := b.box(t, "INBOX").Info().UIDValidity; uv != uvB {
+		t.Errorf("b: UIDVALIDITY %d after the merge, was %d", uv, uvB)
+	}
+
+	// An expunge on a: message 1 is UID 2 there, UID 4 on b; neither UID
+	// names another message afterwards.
+	inA := a.box(t, "INBOX")
+	m1 := a.msg(t, "INBOX", 1)
+	a.update(t, func(w *Writer) error { return w.Expunge(inA, m1) })
+	a.append(t, "INBOX", 5)
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "1:0 3:2 4:3 5:4 6:5")
+	waitView(t, b, "INBOX", "1:0 2:3 3:4 5:2 6:5")
+	if gone, _ := b.box(t, "INBOX").VanishedSince(0); !gone.Contains(4) {
+		t.Errorf("b: VANISHED %v, want UID 4 in it", gone)
+	}
+	b.append(t, "INBOX", 6)
+	waitView(t, b, "INBOX", "1:0 2:3 3:4 5:2 6:5 7:6")
+
+	// A restart (a new index over the same store and node files) gives
+	// every message the UID it had, under the same UIDVALIDITY.
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		want := n.view(t, "INBOX")
+		before := n.box(t, "INBOX").Info()
+		n.ms.Close()
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+		if got := n.view(t, "INBOX"); got != want {
+			t.Errorf("%s after a restart: %q, want %q", name, got, want)
+		}
+		if got := n.box(t, "INBOX").Info(); got.UIDValidity != before.UIDValidity || got.UIDNext != before.UIDNext {
+			t.Errorf("%s after a restart: UIDVALIDITY %d, UIDNEXT %d; was %d, %d", name, got.UIDValidity, got.UIDNext, before.UIDValidity, before.UIDNext)
+		}
+	}
+	// And a UID expunged before the restart is not given again.
+	b.append(t, "INBOX", 7)
+	waitView(t, b, "INBOX", "1:0 2:3 3:4 5:2 6:5 7:6 8:7")
+}
+
+// TestReplicaFlags: flag changes merge per flag, whichever node made them,
+// on a message appended on either node.
+func TestReplicaFlags(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	inA := a.box(t, "INBOX")
+	m0 := a.msg(t, "INBOX", 0)
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, m0, []imap.Flag{imap.FlagSeen, "$x"}, nil)
+	})
+	b.append(t, "INBOX", 1)
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "1:0 2:1")
+	waitView(t, b, "INBOX", "1:0 2:1")
+	wait := func(n *node, i int, want string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			m := n.msg(t, "INBOX", i)
+			got := fmt.Sprint(n.box(t, "INBOX").Flags(m))
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d: flags %s, want %s", i, got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait(b, 0, `[$x \Seen]`)
+	// Apart: a drops $x and adds $a; b drops \Seen and adds $b, on
+	// message 0; on message 1 (b's), each adds one.
+	inB := b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		m1 := a.msg(t, "INBOX", 1)
+		if err := w.SetFlags(inA, m1, []imap.Flag{"$fromA"}, nil); err != nil {
+			return err
+		}
+		return w.SetFlags(inA, m0, []imap.Flag{imap.FlagSeen, "$a"}, nil)
+	})
+	b.update(t, func(w *Writer) error {
+		m1 := b.msg(t, "INBOX", 1)
+		if err := w.SetFlags(inB, m1, []imap.Flag{imap.FlagFlagged}, nil); err != nil {
+			return err
+		}
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{"$x", "$b"}, nil)
+	})
+	merge(t, a, b)
+	for _, n := range []*node{a, b} {
+		wait(n, 0, `[$a $b]`)
+		wait(n, 1, `[$fromA \Flagged]`)
+	}
+}
+
+// TestReplicaExpungeWins: a message expunged on one node while another
+// changed its flags is gone on both, and its UID is VANISHED on the other.
+func TestReplicaExpungeWins(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	waitView(t, b, "INBOX", "1:0 2:1")
+	inA, inB := a.box(t, "INBOX"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error { return w.Expunge(inA, a.msg(t, "INBOX", 0)) })
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagFlagged}, nil)
+	})
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "2:1")
+	waitView(t, b, "INBOX", "2:1")
+	gone, _ := inB.VanishedSince(0)
+	if !gone.Contains(1) {
+		t.Errorf("b: VANISHED %v, want UID 1 in it", gone)
+	}
+	// The merge may leave b's line for it in the flags chunk (a merge of
+	// one chunk cannot tell an expunge from no flags); the index ignores
+	// it, and the next write of the chunk drops it.
+	for _, n := range []*node{a, b} {
+		mb := n.box(t, "INBOX")
+		m1 := n.msg(t, "INBOX", 1)
+		n.update(t, func(w *Writer) error { return w.SetFlags(mb, m1, []imap.Flag{"$later"}, nil) })
+	}
+	merge(t, a, b)
+	for _, n := range []*node{a, b} {
+		sn, err := n.st.Snapshot("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := sn.List(boxDir("alice", inA.ID) + "/flags")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			data, _ := sn.Read(e.Path)
+			for _, l := range parseChunk(data) {
+				if slices.Contains(l.flags, imap.FlagFlagged) {
+					t.Errorf("%s: a flags line of the expunged message: %q", e.Path, data)
+				}
+			}
+		}
+	}
+}
+
+// TestReplicaMoveAndFlag: a MOVE on one node and a flag change of the same
+// message on another give one moved message with the flag, on both.
+func TestReplicaMoveAndFlag(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	waitView(t, b, "INBOX", "1:0 2:1")
+	inA, arA, inB := a.box(t, "INBOX"), a.box(t, "Archive"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		if err := w.SetFlags(inA, a.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen}, nil); err != nil {
+			return err
+		}
+		_, err := w.Move(inA, a.msg(t, "INBOX", 0), arA)
+		return err
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagFlagged}, nil)
+	})
+	// The node that moved it learns of the flag at the merge and makes it
+	// follow; the other learns that at the next.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		merge(t, a, b)
+		ok := true
+		var why string
+		for name, n := range map[string]*node{"a": a, "b": b} {
+			in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
+			var flags []imap.Flag
+			if m := n.msg(t, "Archive", 0); m != nil {
+				flags = n.box(t, "Archive").Flags(m)
+			}
+			if strings.Contains(in, ":0") || !strings.HasSuffix(ar, ":0") || fmt.Sprint(flags) != `[\Flagged \Seen]` {
+				ok = false
+				why = fmt.Sprintf("%s: INBOX %q, Archive %q, flags of the moved message %v; want it in Archive only, flagged and seen", name, in, ar, flags)
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	grep := func(n *node, box string) string {
+		sn, err := n.st.Snapshot("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		entries, _ := sn.List(boxDir("alice", n.box(t, box).ID) + "/flags")
+		for _, e := range entries {
+			data, _ := sn.Read(e.Path)
+			out = append(out, string(data))
+		}
+		return strings.Join(out, "")
+	}
+	// No stray line stays in INBOX's chunks.
+	for _, n := range []*node{a, b} {
+		if s := grep(n, "INBOX"); strings.Contains(s, n.msg(t, "Archive", 0).Key) {
+			t.Errorf("INBOX's flags still have a line of the moved message: %q", s)
+		}
+	}
+}
+
+// TestReplicaSameMessage: one message appended on two nodes apart (one
+// delivery retried to both) is one message once they merge, under the UID
+// each node gave it, also after a restart; appended twice on one node it is
+// two messages.
+func TestReplicaSameMessage(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	waitView(t, b, "INBOX", "1:0")
+	a.append(t, "INBOX", 1)
+	a.append(t, "INBOX", 7)
+	b.append(t, "INBOX", 7)
+	b.append(t, "INBOX", 8)
+	b.append(t, "INBOX", 8)
+	inB := b.box(t, "INBOX")
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen}, nil)
+	})
+	merge(t, a, b)
+	waitView(t, a, "INBOX", "1:0 2:1 3:7 4:8 5:8")
+	waitView(t, b, "INBOX", "1:0 2:7 3:8 4:8 5:1")
+	// b's flag on it stays (both records put its line in one chunk).
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range []*node{a, b} {
+		for fmt.Sprint(n.box(t, "INBOX").Flags(n.msg(t, "INBOX", 7))) != `[\Seen]` {
+			if time.Now().After(deadline) {
+				t.Fatalf("flags of the message appended on both: %v", n.box(t, "INBOX").Flags(n.msg(t, "INBOX", 7)))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		want := n.view(t, "INBOX")
+		n.ms.Close()
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+		if got := n.view(t, "INBOX"); got != want {
+			t.Errorf("%s after a restart: %q, want %q", name, got, want)
+		}
+	}
+}
