@@ -29,12 +29,8 @@ import (
 // the appliance by name through the appliance's own name server on its
 // tunnel address (dig), and logs in to its IMAPS by that address over the
 // tunnel with a real IMAP client (Python's imaplib), appending and reading
-// a message. Opt-in (one TCG boot, about a minute, and root):
-// NYMOTE_SIGNPOST_BOOT=1.
+// a message. One TCG boot (about a minute); needs root (skips without).
 func TestBootMailSignpost(t *testing.T) {
-	if os.Getenv("NYMOTE_SIGNPOST_BOOT") == "" {
-		t.Skip("opt-in (one QEMU boot, root): NYMOTE_SIGNPOST_BOOT=1")
-	}
 	needMailAppliance(t)
 	netstacktest.NeedRoot(t)
 	needTool(t, "mkfs.ext4", "e2fsprogs")
