@@ -188,10 +188,18 @@ func TestACMEPebble(t *testing.T) {
 		return &out, &logs, imaps
 	}
 
-	// Pebble's root, for the clients.
-	resp, err := pebbleClient.Get(fmt.Sprintf("https://localhost:%d/roots/0", mgmtPort))
-	if err != nil {
-		t.Fatal(err)
+	// Pebble's root, for the clients. Its management port may open a
+	// moment after its ACME port ("Listening on"): asked until it answers.
+	var resp *http.Response
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		if resp, err = pebbleClient.Get(fmt.Sprintf("https://localhost:%d/roots/0", mgmtPort)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pebble's management port: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	rootPEM, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
