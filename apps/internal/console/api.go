@@ -43,6 +43,7 @@ func (c *Console) apiRoutes() {
 	m.HandleFunc("PUT /api/v1/admin/users/{name}/password", c.admin(c.apiUserPassword))
 	m.HandleFunc("DELETE /api/v1/admin/users/{name}", c.admin(c.apiUserDelete))
 	m.HandleFunc("GET /api/v1/admin/peers", c.admin(c.apiPeers))
+	m.HandleFunc("POST /api/v1/admin/invitations", c.admin(c.apiInvite))
 	m.HandleFunc("GET /api/v1/certificate", c.api(c.apiCert))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		c.apiError(w, r, &httpError{404, "no such endpoint: see /api/openapi.json"})

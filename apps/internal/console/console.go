@@ -77,6 +77,10 @@ type Options struct {
 	// for the peers page and the sync lag metrics. Nil: the status file
 	// that an engine of the store last wrote (replica.ReadStatus).
 	Peers func() []replica.Status
+	// SignpostDir is the node's data directory, where its Signpost
+	// identity and state are: admins may then issue invitations (POST
+	// /api/v1/admin/invitations). Empty: not offered.
+	SignpostDir string
 	// SessionTTL is how long a sign-in lasts; zero means 12 hours.
 	SessionTTL time.Duration
 }

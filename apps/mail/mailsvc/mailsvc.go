@@ -330,7 +330,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			return float64(len(es))
 		})
 	cons := console.New(console.Options{Store: st, App: "mail", Auth: auth, Mail: ms, TLS: tlsConfig, Logger: log,
-		Collectors: []prometheus.Collector{queueLen}, Peers: eng.Status})
+		Collectors: []prometheus.Collector{queueLen}, Peers: eng.Status, SignpostDir: cfg.DataDir})
 	for _, p := range []string{"/console", "/console/", "/api/", "/metrics"} {
 		web.Mount(p, cons)
 	}

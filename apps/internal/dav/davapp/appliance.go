@@ -67,7 +67,7 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			}
 			cfg.TLS = tcfg
 			fmt.Fprintf(env.Console, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
-			addConsole(&cfg, a.Name, env.Log, eng)
+			addConsole(&cfg, a.Name, env.Log, eng, env.DataDir)
 			var lns []dav.Listener
 			for _, p := range a.Ports {
 				if ln := env.Listeners[p.Name]; ln != nil {

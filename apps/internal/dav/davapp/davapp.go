@@ -114,7 +114,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		cfg.TLS = tcfg
 		fmt.Fprintf(stdout, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 	}
-	addConsole(&cfg, a.Name, log, eng)
+	addConsole(&cfg, a.Name, log, eng, *data)
 	for _, l := range []struct{ proto, addr string }{{"http", *httpAddr}, {"https", *httpsAddr}} {
 		if l.addr == "" {
 			continue
@@ -138,11 +138,11 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 // addConsole gives cfg the web console and API (apps/internal/console),
 // whose logins share the rate limits of DAV's, and which shows the peers
 // of eng.
-func addConsole(cfg *dav.Config, name string, log *slog.Logger, eng *replica.Engine) {
+func addConsole(cfg *dav.Config, name string, log *slog.Logger, eng *replica.Engine, dataDir string) {
 	if cfg.Auth == nil {
 		cfg.Auth = guard.NewAuth(guard.AuthOptions{})
 	}
-	cfg.Console = console.New(console.Options{Store: cfg.Store, App: name, Auth: cfg.Auth, TLS: cfg.TLS, Logger: log, Peers: eng.Status})
+	cfg.Console = console.New(console.Options{Store: cfg.Store, App: name, Auth: cfg.Auth, TLS: cfg.TLS, Logger: log, Peers: eng.Status, SignpostDir: dataDir})
 }
 
 // isLoopback reports whether addr's host is a loopback address or
