@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,11 +32,17 @@ import (
 // network. Pebble's own HTTPS certificate is for 10.0.2.2 from a test CA
 // whose certificate is on the data disk, given by nymote.acme-ca. Pebble
 // resolves the appliance's names through its challenge test server to
-// 127.0.0.1 and validates on the host ports that QEMU forwards to the
-// appliance's 443 (tls-alpn-01) and 80 (http-01). The appliance obtains a
-// certificate through its own netstack; a client then verifies the chain
-// that IMAPS and HTTPS serve against Pebble's root, for the appliance's
-// names. One TCG boot; needs no root.
+// 127.0.0.1 and validates through two counting proxies on the host to the
+// ports that QEMU forwards to the appliance's 80 (http-01) and 443
+// (tls-alpn-01). The tls-alpn-01 proxy refuses at first, so the appliance
+// gets its first certificate by http-01, through its own netstack; a
+// client verifies the chain that IMAPS and HTTPS serve against Pebble's
+// root (from Pebble's management port) for the appliance's names. Pebble
+// issues 45-second certificates: with the tls-alpn-01 proxy now passing,
+// the appliance renews at two thirds of that by tls-alpn-01 without a
+// restart, IMAPS then serves the new certificate, and an IMAPS connection
+// opened before the renewal still works. One TCG boot, about 50 seconds
+// here; needs no root.
 func TestBootMailACME(t *testing.T) {
 	needMailAppliance(t)
 	needTool(t, "mkfs.ext4", "e2fsprogs")
@@ -53,6 +62,11 @@ func TestBootMailACME(t *testing.T) {
 		return n
 	}
 
+	// Pebble validates through counting proxies to those ports: http-01
+	// always passes; tls-alpn-01 is refused until the renewal.
+	httpProxy, tlsProxy := startProxy(t, httpAddr), startProxy(t, httpsAddr)
+	httpProxy.forward.Store(true)
+
 	// Pebble's HTTPS, for the appliance at 10.0.2.2 and for this test at
 	// 127.0.0.1.
 	dir := t.TempDir()
@@ -68,10 +82,11 @@ func TestBootMailACME(t *testing.T) {
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 		"certificate":             filepath.Join(dir, "cert.pem"),
 		"privateKey":              filepath.Join(dir, "key.pem"),
-		"httpPort":                port(httpAddr), "tlsPort": port(httpsAddr),
+		"httpPort":                port(httpProxy.addr), "tlsPort": port(tlsProxy.addr),
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
 		"retryAfter":   map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm": "ecdsa",
+		"profiles":     map[string]any{"default": map[string]any{"description": "short", "validityPeriod": 45}},
 	}}
 	b, _ := json.Marshal(conf)
 	cfgFile := filepath.Join(dir, "pebble.json")
@@ -82,7 +97,7 @@ func TestBootMailACME(t *testing.T) {
 	pebbletest.StartProc(t, &ctsOut, nil, filepath.Join(bin, "pebble-challtestsrv"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
 		"-management", fmt.Sprintf("127.0.0.1:%d", ctsMgmt), "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
-	pebbletest.StartProc(t, &pebbleOut, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, filepath.Join(bin, "pebble"),
+	pebbletest.StartProc(t, &pebbleOut, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}, filepath.Join(bin, "pebble"),
 		"-config", cfgFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 	pebbletest.WaitLine(t, "Pebble", &pebbleOut, "Listening on", time.Minute)
 
@@ -136,18 +151,110 @@ func TestBootMailACME(t *testing.T) {
 		t.Fatalf("Pebble's root: %q", rootPEM)
 	}
 
+	if tlsProxy.conns.Load() == 0 || httpProxy.conns.Load() == 0 {
+		t.Errorf("the first certificate after %d tls-alpn-01 connections (refused) and %d http-01 ones; want both tried", tlsProxy.conns.Load(), httpProxy.conns.Load())
+	}
+
 	// IMAPS and HTTPS serve the certificate: its chain verifies against
 	// Pebble's root for the appliance's names (tls.Dial checks both).
-	for _, c := range []struct{ addr, name string }{{imapsAddr, hostname}, {httpsAddr, hostname}, {httpsAddr, "mta-sts." + domain}} {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Minute}, "tcp", c.addr, &tls.Config{ServerName: c.name, RootCAs: roots})
+	dial := func(addr, name string) (*tls.Conn, *x509.Certificate) {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Minute}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
 		if err != nil {
-			t.Fatalf("TLS to %s as %s, verified against Pebble's root: %v", c.addr, c.name, err)
+			t.Fatalf("TLS to %s as %s, verified against Pebble's root: %v", addr, name, err)
 		}
 		leaf := conn.ConnectionState().PeerCertificates[0]
-		conn.Close()
-		if err := leaf.VerifyHostname(c.name); err != nil {
-			t.Errorf("%s: %v", c.addr, err)
+		if err := leaf.VerifyHostname(name); err != nil {
+			t.Errorf("%s: %v", addr, err)
 		}
-		t.Logf("%s as %s: %v, issued by %q", c.addr, c.name, leaf.DNSNames, leaf.Issuer.CommonName)
+		t.Logf("%s as %s: %v, serial %s, issued by %q", addr, name, leaf.DNSNames, leaf.SerialNumber, leaf.Issuer.CommonName)
+		return conn, leaf
 	}
+	imapConn, first := dial(imapsAddr, hostname)
+	defer imapConn.Close()
+	for _, name := range []string{hostname, "mta-sts." + domain} {
+		c, leaf := dial(httpsAddr, name)
+		c.Close()
+		if !leaf.Equal(first) {
+			t.Errorf("HTTPS as %s serves serial %s, IMAPS %s", name, leaf.SerialNumber, first.SerialNumber)
+		}
+	}
+	imapR := bufio.NewReader(imapConn)
+	imapConn.SetDeadline(time.Now().Add(3 * time.Minute))
+	if l, err := imapR.ReadString('\n'); err != nil || !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("IMAPS greeting: %q %v", l, err)
+	}
+
+	// Renewal, at two thirds of the 45 seconds, by tls-alpn-01 now; the
+	// IMAPS connection opened before it stays.
+	tlsProxy.forward.Store(true)
+	refused, httpConns := tlsProxy.conns.Load(), httpProxy.conns.Load()
+	if l, err = vm.WaitLine(ctx, "nymote: mail acme certificate renewed"); err != nil {
+		t.Fatalf("no renewal: %v", err)
+	}
+	t.Logf("after %s: %s", time.Since(started).Round(time.Millisecond), l.Text)
+	if tlsProxy.conns.Load() == refused || httpProxy.conns.Load() != httpConns {
+		t.Errorf("renewed after %d tls-alpn-01 connections and %d http-01 ones; want tls-alpn-01 only",
+			tlsProxy.conns.Load()-refused, httpProxy.conns.Load()-httpConns)
+	}
+	c, renewed := dial(imapsAddr, hostname)
+	c.Close()
+	if renewed.Equal(first) {
+		t.Errorf("after the renewal IMAPS still serves serial %s", first.SerialNumber)
+	}
+	fmt.Fprintf(imapConn, "a1 NOOP\r\n")
+	for {
+		l, err := imapR.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the IMAPS connection opened before the renewal: %v", err)
+		}
+		if strings.HasPrefix(l, "a1 ") {
+			if !strings.HasPrefix(l, "a1 OK") {
+				t.Errorf("NOOP after the renewal: %q", l)
+			}
+			break
+		}
+	}
+}
+
+// proxy is a TCP proxy on 127.0.0.1 that counts its connections, and
+// forwards them to to while forward is set (else closes them at once).
+type proxy struct {
+	addr    string
+	forward atomic.Bool
+	conns   atomic.Int64
+}
+
+func startProxy(t *testing.T, to string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &proxy{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.conns.Add(1)
+			if !p.forward.Load() {
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.DialTimeout("tcp", to, time.Minute)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+				io.Copy(c, u)
+			}()
+		}
+	}()
+	return p
 }
