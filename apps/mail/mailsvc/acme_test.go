@@ -12,55 +12,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/internal/pebbletest"
 	"github.com/nymote/nymote/internal/testutil"
 )
-
-// The Pebble version the ACME test builds (Let's Encrypt's test CA).
-const pebbleModule, pebbleVersion = "github.com/letsencrypt/pebble/v2", "v2.10.3"
-
-// pebbleBinaries builds pebble and pebble-challtestsrv from the Go module
-// proxy into the user's cache (once: later runs reuse them) and returns
-// their folder, and the module's source folder (its test certificates).
-func pebbleBinaries(t *testing.T) (bin, src string) {
-	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Skipf("no cache folder for the Pebble build: %v", err)
-	}
-	bin = filepath.Join(cache, "nymote-test", "pebble-"+pebbleVersion)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	goCmd := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = t.TempDir() // outside this module: the tools' own go.mod
-		cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=-buildvcs=false", "GOWORK=off")
-		return cmd.Output()
-	}
-	out, err := goCmd("mod", "download", "-json", pebbleModule+"@"+pebbleVersion)
-	if err != nil {
-		t.Skipf("Pebble %s is not available from the module proxy (offline?): %v", pebbleVersion, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download: %v %s", err, out)
-	}
-	_, e1 := os.Stat(filepath.Join(bin, "pebble"))
-	_, e2 := os.Stat(filepath.Join(bin, "pebble-challtestsrv"))
-	if e1 != nil || e2 != nil {
-		t.Logf("building Pebble %s into %s", pebbleVersion, bin)
-		if out, err := goCmd("install", pebbleModule+"/cmd/pebble@"+pebbleVersion, pebbleModule+"/cmd/pebble-challtestsrv@"+pebbleVersion); err != nil {
-			t.Fatalf("building Pebble: %v\n%s", err, out)
-		}
-	}
-	return bin, mod.Dir
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -82,37 +42,6 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// startProc runs a program until the test ends, its output in the test's
-// log on failure.
-func startProc(t *testing.T, out *testutil.Buffer, env []string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s:\n%s", filepath.Base(name), out.String())
-		}
-	})
-}
-
-// waitLine waits for a line containing s in buf.
-func waitLine(t *testing.T, what string, buf *testutil.Buffer, s string, wait time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !strings.Contains(buf.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%q); so far:\n%s", what, s, buf.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestACMEPebble: mail services get their certificates from Pebble, Let's
 // Encrypt's test CA. The first answers tls-alpn-01 on its HTTPS port; the
 // second's HTTPS is not where Pebble validates, so its tls-alpn-01
@@ -125,7 +54,7 @@ func TestACMEPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs Pebble")
 	}
-	bin, src := pebbleBinaries(t)
+	bin, src := pebbletest.Binaries(t)
 	dir := t.TempDir()
 	dnsPort, acmePort, mgmtPort, ctsMgmt := freeUDPPort(t), freePort(t), freePort(t), freePort(t)
 	// Service A's HTTPS listener is where Pebble validates tls-alpn-01,
@@ -148,12 +77,12 @@ func TestACMEPebble(t *testing.T) {
 	cfgFile := filepath.Join(dir, "pebble.json")
 	os.WriteFile(cfgFile, b, 0o600)
 	var ctsOut, pebbleOut testutil.Buffer
-	startProc(t, &ctsOut, nil, filepath.Join(bin, "pebble-challtestsrv"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
+	pebbletest.StartProc(t, &ctsOut, nil, filepath.Join(bin, "pebble-challtestsrv"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
 		"-management", fmt.Sprintf("127.0.0.1:%d", ctsMgmt), "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
-	startProc(t, &pebbleOut, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, filepath.Join(bin, "pebble"),
+	pebbletest.StartProc(t, &pebbleOut, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, filepath.Join(bin, "pebble"),
 		"-config", cfgFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
-	waitLine(t, "Pebble", &pebbleOut, "Listening on", time.Minute)
+	pebbletest.WaitLine(t, "Pebble", &pebbleOut, "Listening on", time.Minute)
 
 	// The client of Pebble's own HTTPS trusts its test CA.
 	minica, err := os.ReadFile(filepath.Join(src, "test/certs/pebble.minica.pem"))
@@ -220,7 +149,7 @@ func TestACMEPebble(t *testing.T) {
 	}
 
 	outA, logsA, imapsA := serve("a.test", httpA, httpsA)
-	waitLine(t, "A's certificate", outA, "acme certificate obtained", 2*time.Minute)
+	pebbletest.WaitLine(t, "A's certificate", outA, "acme certificate obtained", 2*time.Minute)
 	if !strings.Contains(outA.String(), "the self-signed one (above) serves until then") {
 		t.Errorf("the console does not say the self-signed certificate serves until then:\n%s", outA.String())
 	}
@@ -245,7 +174,7 @@ func TestACMEPebble(t *testing.T) {
 	}
 
 	outB, logsB, _ := serve("b.test", httpB, httpsB)
-	waitLine(t, "B's certificate", outB, "acme certificate obtained", 2*time.Minute)
+	pebbletest.WaitLine(t, "B's certificate", outB, "acme certificate obtained", 2*time.Minute)
 	if !strings.Contains(logsB.String(), "answering an http-01 validation") {
 		t.Errorf("B's certificate without an http-01 validation:\n%s", logsB.String())
 	}
@@ -253,7 +182,7 @@ func TestACMEPebble(t *testing.T) {
 	c.Close()
 
 	// Renewal: at 20 of the 30 seconds.
-	waitLine(t, "A's renewal", outA, "acme certificate renewed", 2*time.Minute)
+	pebbletest.WaitLine(t, "A's renewal", outA, "acme certificate renewed", 2*time.Minute)
 	c, serial2 := dialVerified(httpsA.Addr().String(), "mail.a.test")
 	c.Close()
 	if serial2 == serial {

@@ -2,6 +2,9 @@ package mailsvc
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/appliance/app"
@@ -12,7 +15,10 @@ import (
 // command line: nymote.domain=DOMAIN[,DOMAIN...] (default "localhost") and
 // nymote.hostname=NAME, and for certificates from an ACME CA
 // nymote.acme=URL (or "letsencrypt"), nymote.acme-email=ADDR and
-// nymote.acme-names=NAME[,NAME...]. On a host it is the mail program with its own
+// nymote.acme-names=NAME[,NAME...], and nymote.acme-ca=PATH, a PEM file of
+// the roots to trust for the ACME server's own HTTPS (test CAs such as
+// Pebble; a relative PATH is in the data directory, the data disk's root;
+// default: the system's). On a host it is the mail program with its own
 // flags (see Main).
 func Service() appliance.Service {
 	return appliance.Service{
@@ -34,9 +40,11 @@ func Service() appliance.Service {
 				ListenLinesPrinted: true,
 				SetUpdateAuth:      env.SetUpdateAuth,
 			}
-			if dir := env.Config["acme"]; dir != "" {
-				cfg.ACME = &ACME{DirectoryURL: dir, Email: env.Config["acme-email"], Names: SplitDomains(env.Config["acme-names"])}
+			acme, err := applianceACME(env.Config, env.DataDir)
+			if err != nil {
+				return err
 			}
+			cfg.ACME = acme
 			if env.Resolver != nil {
 				cfg.Resolver = env.Resolver
 			}
@@ -48,4 +56,29 @@ func Service() appliance.Service {
 			})
 		},
 	}
+}
+
+// applianceACME is the ACME configuration of the kernel command line's
+// options (config, without their "nymote." prefix): nil without
+// nymote.acme. A relative nymote.acme-ca is in dataDir.
+func applianceACME(config map[string]string, dataDir string) (*ACME, error) {
+	dir := config["acme"]
+	if dir == "" {
+		if config["acme-email"] != "" || config["acme-names"] != "" || config["acme-ca"] != "" {
+			return nil, errors.New("nymote.acme-email, nymote.acme-names and nymote.acme-ca need nymote.acme")
+		}
+		return nil, nil
+	}
+	a := &ACME{DirectoryURL: dir, Email: config["acme-email"], Names: SplitDomains(config["acme-names"])}
+	if ca := config["acme-ca"]; ca != "" {
+		if !filepath.IsAbs(ca) {
+			ca = filepath.Join(dataDir, ca)
+		}
+		hc, err := acmeCAClient(ca)
+		if err != nil {
+			return nil, fmt.Errorf("nymote.acme-ca: %w", err)
+		}
+		a.HTTPClient = hc
+	}
+	return a, nil
 }

@@ -95,15 +95,9 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	if *acmeDir != "" {
 		cfg.ACME = &ACME{DirectoryURL: *acmeDir, Email: *acmeEmail, Names: SplitDomains(*acmeNames)}
 		if *acmeCA != "" {
-			pemBytes, err := os.ReadFile(*acmeCA)
-			if err != nil {
+			if cfg.ACME.HTTPClient, err = acmeCAClient(*acmeCA); err != nil {
 				return fmt.Errorf("--acme-ca: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pemBytes) {
-				return fmt.Errorf("--acme-ca: no certificate in %s", *acmeCA)
-			}
-			cfg.ACME.HTTPClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 		}
 	} else if *acmeEmail != "" || *acmeNames != "" || *acmeCA != "" {
 		return errors.New("--acme-email, --acme-names and --acme-ca need --acme")
@@ -143,4 +137,18 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		return errors.New("no listener given (--imap, --imaps, --smtp, --submission, --submissions, --http, --https)")
 	}
 	return Serve(ctx, cfg, ls)
+}
+
+// acmeCAClient is an HTTP client for the ACME CA that trusts the roots in
+// the PEM file at path (a test CA such as Pebble) for the CA's own HTTPS.
+func acmeCAClient(path string) (*http.Client, error) {
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("no certificate in %s", path)
+	}
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
 }
