@@ -111,6 +111,16 @@ func (sp *Spool) ReadAt(p []byte, off int64) (int, error) {
 // reader).
 func (sp *Spool) Reader() io.Reader { return io.NewSectionReader(sp, 0, sp.n) }
 
+// BlobHash is the hash the spool's content has as a blob (BlobHash of it),
+// read from the file.
+func (sp *Spool) BlobHash() (Hash, error) {
+	hs := plumbing.NewHasher(plumbing.BlobObject, sp.n)
+	if _, err := io.Copy(hs, sp.Reader()); err != nil {
+		return Hash{}, fmt.Errorf("store: spool: %w", err)
+	}
+	return hs.Sum(), nil
+}
+
 // Close releases the spool's file (and its space on the disk).
 func (sp *Spool) Close() error {
 	if sp.f == nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"sort"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/nymote/nymote/store"
 )
@@ -277,11 +275,11 @@ func (w *Writer) AppendNotice(mb *Mailbox, raw []byte) (imap.UID, error) {
 // memory: it is parsed and stored by streaming from the file. sp must stay
 // open until Update returns.
 func (w *Writer) AppendSpool(mb *Mailbox, sp *store.Spool, flags []imap.Flag, date time.Time) (imap.UID, error) {
-	h := plumbing.NewHasher(plumbing.BlobObject, sp.Size())
-	if _, err := io.Copy(h, sp.Reader()); err != nil {
+	h, err := sp.BlobHash()
+	if err != nil {
 		return 0, err
 	}
-	w.blob = h.Sum()
+	w.blob = h
 	c := ParseReader(sp, sp.Size())
 	return w.appendMessage(mb, sp.Size(), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlobSpool(path, sp)
@@ -296,7 +294,7 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if c == nil {
 		c = Parse(raw)
 	}
-	w.blob = plumbing.ComputeHash(plumbing.BlobObject, raw)
+	w.blob = store.BlobHash(raw)
 	return w.appendMessage(mb, int64(len(raw)), flags, date, c, func(path string) (store.Hash, error) {
 		return w.tx.PutBlob(path, raw)
 	}, raw)
