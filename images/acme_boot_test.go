@@ -140,16 +140,7 @@ func TestBootMailACME(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("Pebble's root: %q", rootPEM)
-	}
+	roots := pebbletest.Roots(t, hc, fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
 
 	if tlsProxy.conns.Load() == 0 || httpProxy.conns.Load() == 0 {
 		t.Errorf("the first certificate after %d tls-alpn-01 connections (refused) and %d http-01 ones; want both tried", tlsProxy.conns.Load(), httpProxy.conns.Load())
@@ -202,19 +193,7 @@ func TestBootMailACME(t *testing.T) {
 	if renewed.Equal(first) {
 		t.Errorf("after the renewal IMAPS still serves serial %s", first.SerialNumber)
 	}
-	fmt.Fprintf(imapConn, "a1 NOOP\r\n")
-	for {
-		l, err := imapR.ReadString('\n')
-		if err != nil {
-			t.Fatalf("the IMAPS connection opened before the renewal: %v", err)
-		}
-		if strings.HasPrefix(l, "a1 ") {
-			if !strings.HasPrefix(l, "a1 OK") {
-				t.Errorf("NOOP after the renewal: %q", l)
-			}
-			break
-		}
-	}
+	pebbletest.NOOPAnswers(t, imapConn, imapR)
 }
 
 // proxy is a TCP proxy on 127.0.0.1 that counts its connections, and

@@ -5,8 +5,13 @@
 package pebbletest
 
 import (
+	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,5 +92,51 @@ func WaitLine(t testing.TB, what string, buf *testutil.Buffer, s string, wait ti
 			t.Fatalf("timed out waiting for %s (%q); so far:\n%s", what, s, buf.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Roots returns Pebble's root certificate, asked from its management
+// endpoint (url, ".../roots/0") with client until it answers: the
+// management port may open a moment after the ACME port. Only a hung
+// Pebble fails the bound.
+func Roots(t testing.TB, client *http.Client, url string) *x509.CertPool {
+	t.Helper()
+	var resp *http.Response
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		if resp, err = client.Get(url); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pebble's management port: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rootPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("Pebble's root: %q", rootPEM)
+	}
+	return roots
+}
+
+// NOOPAnswers sends NOOP on an IMAP connection (w, read through r) and
+// checks that it answers OK: a connection opened before a certificate's
+// renewal still works after it.
+func NOOPAnswers(t testing.TB, w io.Writer, r *bufio.Reader) {
+	t.Helper()
+	fmt.Fprintf(w, "a1 NOOP\r\n")
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the IMAPS connection opened before the renewal: %v", err)
+		}
+		if strings.HasPrefix(l, "a1 ") {
+			if !strings.HasPrefix(l, "a1 OK") {
+				t.Errorf("NOOP after the renewal: %q", l)
+			}
+			return
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,25 +116,8 @@ func TestACMEPebble(t *testing.T) {
 		return &out, &logs, imaps
 	}
 
-	// Pebble's root, for the clients. Its management port may open a
-	// moment after its ACME port ("Listening on"): asked until it answers.
-	var resp *http.Response
-	for deadline := time.Now().Add(time.Minute); ; {
-		var err error
-		if resp, err = pebbleClient.Get(fmt.Sprintf("https://localhost:%d/roots/0", mgmtPort)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Pebble's management port: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	rootPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("Pebble's root: %q", rootPEM)
-	}
+	// Pebble's root, for the clients.
+	roots := pebbletest.Roots(t, pebbleClient, fmt.Sprintf("https://localhost:%d/roots/0", mgmtPort))
 	// dialVerified connects with TLS to addr as name and verifies the
 	// chain against Pebble's root; it returns the connection and the
 	// leaf's serial.
@@ -188,17 +170,5 @@ func TestACMEPebble(t *testing.T) {
 	if serial2 == serial {
 		t.Errorf("after the renewal HTTPS still serves serial %s", serial)
 	}
-	fmt.Fprintf(imapConn, "a1 NOOP\r\n")
-	for {
-		l, err := imapR.ReadString('\n')
-		if err != nil {
-			t.Fatalf("the IMAPS connection opened before the renewal: %v", err)
-		}
-		if strings.HasPrefix(l, "a1 ") {
-			if !strings.HasPrefix(l, "a1 OK") {
-				t.Errorf("NOOP after the renewal: %q", l)
-			}
-			break
-		}
-	}
+	pebbletest.NOOPAnswers(t, imapConn, imapR)
 }
