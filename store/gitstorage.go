@@ -45,18 +45,11 @@ func (g *gitStorage) indexes() error {
 // EncodedObject reads object h with the store's reader.
 func (g *gitStorage) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
 	if o := g.s.objsNow.Load(); o != nil {
-		ot, data, err := o.read(h)
-		if err == nil {
-			if t != plumbing.AnyObject && ot != t {
-				return nil, plumbing.ErrObjectNotFound
-			}
-			obj := &plumbing.MemoryObject{}
-			obj.SetType(ot)
-			obj.SetSize(int64(len(data)))
-			if _, err := obj.Write(data); err != nil {
-				return nil, err
-			}
-			return obj, nil
+		// Found, or found of another type (the bare sentinel): the
+		// answer. Missing, or unreadable here: go-git's storage.
+		obj, err := o.encodedObject(t, h)
+		if err == nil || err == plumbing.ErrObjectNotFound {
+			return obj, err
 		}
 	}
 	if err := g.indexes(); err != nil {

@@ -27,7 +27,15 @@ func (s objStorer) SetEncodedObject(plumbing.EncodedObject) (plumbing.Hash, erro
 }
 
 func (s objStorer) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	ot, data, err := s.o.read(h)
+	return s.o.encodedObject(t, h)
+}
+
+// encodedObject reads object h as a go-git object, if it is of type t (any
+// type for AnyObject). An object of another type is plumbing's
+// ErrObjectNotFound itself, as go-git's storage answers (its callers
+// compare with ==); a missing one is that error wrapped (errObjNotFound).
+func (o *objReader) encodedObject(t plumbing.ObjectType, h Hash) (plumbing.EncodedObject, error) {
+	ot, data, err := o.read(h)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +44,7 @@ func (s objStorer) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbi
 	}
 	mo := &plumbing.MemoryObject{}
 	mo.SetType(ot)
-	mo.Write(data)
+	mo.Write(data) // appends to memory: no error
 	return mo, nil
 }
 
