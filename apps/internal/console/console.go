@@ -197,7 +197,7 @@ const warmCommits = 4 * defaultLimit
 
 // ServeHTTP serves /console/, /api/ and /metrics.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &guard.StatusWriter{ResponseWriter: w}
 	h := sw.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
@@ -212,33 +212,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/metrics":
 		area = "metrics"
 	}
-	if sw.status == 0 {
-		sw.status = 200
+	if sw.Status == 0 {
+		sw.Status = 200
 	}
-	c.requests.WithLabelValues(area, strconv.Itoa(sw.status)).Inc()
+	c.requests.WithLabelValues(area, strconv.Itoa(sw.Status)).Inc()
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = 200
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush and deadlines.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (c *Console) routes() {
 	m := c.mux

@@ -93,36 +93,16 @@ func (t *target) isCollection() bool {
 
 type ctxKey struct{}
 
-// statusWriter records the status for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = 200
-	}
-	return w.ResponseWriter.Write(b)
-}
-
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	w := &statusWriter{ResponseWriter: rw}
+	w := &guard.StatusWriter{ResponseWriter: rw}
 	user, err := h.serve(w, r)
 	if err != nil {
 		h.writeError(w, r, err)
 	}
 	if h.log.Enabled(r.Context(), slog.LevelDebug) {
-		h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "user", user, "status", w.status, "duration", time.Since(start))
+		h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "user", user, "status", w.Status, "duration", time.Since(start))
 	}
 }
 

@@ -99,3 +99,28 @@ func RedirectHTTPS(httpsPort string, acme http.Handler) http.Handler {
 }
 
 const acmePrefix = "/.well-known/acme-challenge/"
+
+// StatusWriter records the status a handler answers with, for request
+// logs and metrics: 0 until the handler writes a header or a body (200
+// for a body written without one).
+type StatusWriter struct {
+	http.ResponseWriter
+	Status int
+}
+
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.Status == 0 {
+		w.Status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.Status == 0 {
+		w.Status = 200
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
