@@ -3,9 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -22,7 +19,6 @@ import (
 	"github.com/nymote/nymote/internal/fat"
 	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
-	"github.com/nymote/nymote/update"
 )
 
 // TestSDCardUpdate updates the hello appliance on a Cubieboard SD card
@@ -254,36 +250,14 @@ func sdVariant(t *testing.T, src, dst, key string, opts ...string) string {
 			t.Fatal(err)
 		}
 	}
-	var m map[string]any
-	mb, err := os.ReadFile(filepath.Join(dst, update.ManifestFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(mb, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := readManifest(t, dst)
 	cmdline := m["cmdline"].(string) + " " + strings.Join(opts, " ")
 	m["cmdline"] = cmdline
 	scr, err := images.SDSlotScript("sun4i-a10-cubieboard.dtb", cmdline, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{images.CmdlineFile: []byte(cmdline + "\n"), images.SDSlotScriptFile: scr} {
-		os.WriteFile(filepath.Join(dst, name), b, 0o644)
-		sum := sha256.Sum256(b)
-		for _, f := range m["files"].([]any) {
-			if f := f.(map[string]any); f["name"] == name {
-				f["size"], f["sha256"] = len(b), hex.EncodeToString(sum[:])
-			}
-		}
-	}
-	mb, _ = json.MarshalIndent(m, "", "  ")
-	os.WriteFile(filepath.Join(dst, update.ManifestFile), append(mb, '\n'), 0o644)
-	sg, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dst, update.SignatureFile), sg.SignManifest(append(mb, '\n')), 0o644)
+	resign(t, dst, key, m, map[string][]byte{images.CmdlineFile: []byte(cmdline + "\n"), images.SDSlotScriptFile: scr})
 	return dst
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/update"
 )
@@ -272,32 +273,47 @@ func buildSigned(t *testing.T, key, dir string, set ...string) string {
 func variant(t *testing.T, src, dst, key string, opts ...string) string {
 	t.Helper()
 	copyDir(t, src, dst)
+	m := readManifest(t, dst)
+	cmdline := m["cmdline"].(string) + " " + strings.Join(opts, " ")
+	m["cmdline"] = cmdline
+	resign(t, dst, key, m, map[string][]byte{images.CmdlineFile: []byte(cmdline + "\n")})
+	return dst
+}
+
+// readManifest reads the manifest of the image in dir, as JSON to edit.
+func readManifest(t *testing.T, dir string) map[string]any {
+	t.Helper()
 	var m map[string]any
-	mb, err := os.ReadFile(filepath.Join(dst, update.ManifestFile))
+	mb, err := os.ReadFile(filepath.Join(dir, update.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(mb, &m); err != nil {
 		t.Fatal(err)
 	}
-	cmdline := m["cmdline"].(string) + " " + strings.Join(opts, " ")
-	m["cmdline"] = cmdline
-	txt := []byte(cmdline + "\n")
-	os.WriteFile(filepath.Join(dst, "cmdline.txt"), txt, 0o644)
-	sum := sha256.Sum256(txt)
-	for _, f := range m["files"].([]any) {
-		if f := f.(map[string]any); f["name"] == "cmdline.txt" {
-			f["size"], f["sha256"] = len(txt), hex.EncodeToString(sum[:])
+	return m
+}
+
+// resign writes files into the image in dir, records their sizes and
+// sums in its manifest m, writes m and signs it again with key.
+func resign(t *testing.T, dir, key string, m map[string]any, files map[string][]byte) {
+	t.Helper()
+	for name, b := range files {
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		sum := sha256.Sum256(b)
+		for _, f := range m["files"].([]any) {
+			if f := f.(map[string]any); f["name"] == name {
+				f["size"], f["sha256"] = len(b), hex.EncodeToString(sum[:])
+			}
 		}
 	}
-	mb, _ = json.MarshalIndent(m, "", "  ")
-	os.WriteFile(filepath.Join(dst, update.ManifestFile), append(mb, '\n'), 0o644)
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	os.WriteFile(filepath.Join(dir, update.ManifestFile), append(mb, '\n'), 0o644)
 	sg, err := update.LoadSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dst, update.SignatureFile), sg.SignManifest(append(mb, '\n')), 0o644)
-	return dst
+	os.WriteFile(filepath.Join(dir, update.SignatureFile), sg.SignManifest(append(mb, '\n')), 0o644)
 }
 
 // helloDisk makes a data disk in dir whose store has hello's update
