@@ -729,25 +729,19 @@ func (sess *Session) Append(name string, r imap.LiteralReader, options *imap.App
 	return &imap.AppendData{UID: uid, UIDValidity: mb.Info().UIDValidity}, nil
 }
 
-// Poll writes the selected mailbox's pending updates: first a FLAGS
-// response if the mailbox holds a flag this session was not told yet, then
-// what the tracker queued (RFC 3501 7.2.6: FLAGS before any FETCH that uses
-// a new keyword).
+// Poll writes the selected mailbox's pending updates, in the order they
+// were queued: a FLAGS response naming a new keyword is queued before any
+// FETCH or EXISTS that brings it (RFC 3501 7.2.6; mailstore/keywords.go).
 func (sess *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if sess.view == nil {
 		return nil
-	}
-	if flags, ok := sess.view.NewFlags(); ok {
-		if err := w.WriteMailboxFlags(flags); err != nil {
-			return err
-		}
 	}
 	return sess.view.Poll(w, allowExpunge)
 }
 
 // Idle writes updates as they come until stop is closed. It is Poll in a
-// loop woken by the mailbox (rather than the tracker's own Idle) so that a
-// new keyword's FLAGS goes out before the FETCH that uses it here too.
+// loop woken by the mailbox (rather than the tracker's own Idle) so that the
+// view notes the flags it announced here too.
 func (sess *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	v := sess.view
 	if v == nil {

@@ -19,7 +19,7 @@ func readOnlyErr() error {
 }
 
 // Expunge removes the messages flagged \Deleted (within uids, for UID
-// EXPUNGE). The EXPUNGE responses go out through the session's tracker.
+// EXPUNGE). The EXPUNGE responses go out through the session's queue.
 func (sess *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	v := sess.view
 	if v.ReadOnly() {
@@ -346,9 +346,9 @@ func checkKeywords(flags []imap.Flag) error {
 }
 
 // echoSource is the source to give SetFlags for a change the session
-// itself writes a FETCH for: v (the tracker does not echo it back), unless
+// itself writes a FETCH for: v (its queue does not echo it back), unless
 // the new flags hold a keyword v has not announced. Then the FETCH written
-// directly leaves that keyword out (View.Visible) and the tracker brings
+// directly leaves that keyword out (View.Visible) and the queue brings
 // the whole flags after the FLAGS that announces it.
 func echoSource(v *mailstore.View, flags []imap.Flag) *mailstore.View {
 	if v.Announced(flags) {
@@ -416,7 +416,7 @@ func (sess *Session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, erro
 }
 
 // Move moves messages in one commit; the EXPUNGEs follow through the
-// tracker when the command ends.
+// queue when the command ends.
 func (sess *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
 	data, n, err := sess.copyOrMove(numSet, dest, true)
 	if err != nil {

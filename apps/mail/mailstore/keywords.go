@@ -4,7 +4,6 @@ import (
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // The FLAGS a session was told (RFC 3501 7.2.6, RFC 9051 7.3.5): a client
@@ -13,48 +12,17 @@ import (
 // into a mailbox, every session that has it selected must get a new FLAGS
 // before any FETCH that uses the keyword.
 //
-// go-imap's tracker queues FETCH, EXISTS and EXPUNGE updates per session
-// but does not know which keywords a session was told. So each View keeps
-// the set it announced (at SELECT, then every FLAGS it wrote), the mailbox
-// keeps the set of flags it has ever held since it was loaded (it only
-// grows, as Dovecot's does), and the IMAP session, whenever it writes
-// updates (after each command, and during IDLE), first writes FLAGS if the
-// mailbox holds a flag the view has not announced. A FETCH written directly
-// by a command (not through the tracker) shows only announced keywords
-// (Visible): the tracker then delivers the rest after the FLAGS.
-
-// tracker is go-imap's mailbox tracker that wakes the mailbox's views
-// (their IDLE) whenever it queues an update, and notes the flags that
-// message updates carry. Its methods are called with the mailbox's lock
-// held.
-type tracker struct {
-	*imapserver.MailboxTracker
-	mb *Mailbox
-}
-
-func newTracker(mb *Mailbox, n uint32) *tracker {
-	return &tracker{MailboxTracker: imapserver.NewMailboxTracker(n), mb: mb}
-}
-
-// QueueNumMessages queues an EXISTS update and wakes the views.
-func (t *tracker) QueueNumMessages(n uint32) {
-	t.MailboxTracker.QueueNumMessages(n)
-	t.mb.wakeLocked()
-}
-
-// QueueExpunge queues an EXPUNGE update and wakes the views.
-func (t *tracker) QueueExpunge(seq uint32) {
-	t.MailboxTracker.QueueExpunge(seq)
-	t.mb.wakeLocked()
-}
-
-// QueueMessageFlags notes the flags, queues a FETCH FLAGS update and wakes
-// the views.
-func (t *tracker) QueueMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, source *imapserver.SessionTracker) {
-	t.mb.noteFlagsLocked(flags)
-	t.MailboxTracker.QueueMessageFlags(seq, uid, flags, source)
-	t.mb.wakeLocked()
-}
+// Each View has its own queue of the updates its client was not told yet
+// (updates.go), and keeps the set of flags it announced (at SELECT, then
+// every FLAGS it wrote); the mailbox keeps the set of flags it has ever held
+// since it was loaded (it only grows, as Dovecot's does). Whenever a view
+// writes its queue out (after each command, and during IDLE), it takes the
+// queue and compares the sets under the mailbox's lock, and writes a FLAGS
+// response first if the mailbox holds a flag it has not announced: every
+// keyword of the updates taken with it was noted in the set before they
+// were queued, under that lock, so the FLAGS names it. A FETCH written
+// directly by a command (not through the queue) shows only announced
+// keywords (Visible): the queue then delivers the rest after the FLAGS.
 
 // systemFlags are always in a mailbox's FLAGS.
 var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
@@ -107,17 +75,15 @@ func sortedFlags(set map[imap.Flag]bool) []imap.Flag {
 	return out
 }
 
-// Wake receives a value when updates may wait for the view (see tracker);
-// an IDLE waits on it, then writes NewFlags and polls the tracker.
+// Wake receives a value when updates may wait for the view; an IDLE waits
+// on it, then polls.
 func (v *View) Wake() <-chan struct{} { return v.wake }
 
-// NewFlags returns the mailbox's whole FLAGS list if it holds a flag that
-// this view has not announced yet, and records it as announced: the caller
-// must write it (as an untagged FLAGS response) before anything else it
-// writes for the view.
-func (v *View) NewFlags() ([]imap.Flag, bool) {
-	v.mb.mu.Lock()
-	defer v.mb.mu.Unlock()
+// newFlagsLocked returns the mailbox's whole FLAGS list if it holds a flag
+// that the view has not announced yet, and records it as announced: the
+// caller must write it (as an untagged FLAGS response) before anything else
+// it writes for the view. The caller holds mb.mu for writing.
+func (v *View) newFlagsLocked() ([]imap.Flag, bool) {
 	set := v.mb.flagSetLocked()
 	if len(set) == len(v.announced) {
 		return nil, false // the set only grows, and announced is a subset
@@ -130,8 +96,8 @@ func (v *View) NewFlags() ([]imap.Flag, bool) {
 }
 
 // Visible returns the flags of a FETCH response the session writes itself
-// (not through its tracker): the flags it announced, and \Recent. A keyword
-// it has not announced yet reaches the client later, through the tracker,
+// (not through its queue): the flags it announced, and \Recent. A keyword
+// it has not announced yet reaches the client later, through the queue,
 // after a FLAGS response.
 func (v *View) Visible(flags []imap.Flag) []imap.Flag {
 	v.mb.mu.RLock()

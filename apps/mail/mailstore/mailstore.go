@@ -759,7 +759,6 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 	if err := s.loadUIDs(mb, spaces); err != nil {
 		return err
 	}
-	mb.tracker = newTracker(mb, uint32(len(mb.msgs)))
 	mb.initRecent()
 	return nil
 }
@@ -970,7 +969,6 @@ type Mailbox struct {
 	info       MailboxInfo
 	msgs       []*Message // sorted by UID
 	byKey      map[string]*Message
-	tracker    *tracker
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
@@ -996,7 +994,6 @@ func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
 	}
 	mb.highestModSeq = mb.info.HighestModSeq
 	mb.treeUV = mb.info.UIDValidity
-	mb.tracker = newTracker(mb, 0)
 	mb.initRecent()
 	return mb, nil
 }

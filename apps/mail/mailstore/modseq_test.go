@@ -324,7 +324,7 @@ func TestVanished(t *testing.T) {
 }
 
 // TestOpenTracked: a tracked view hands out the UIDs of the expunges queued
-// on its tracker, in order; an untracked one keeps none.
+// on its queue, in order; an untracked one keeps none.
 func TestOpenTracked(t *testing.T) {
 	ctx := context.Background()
 	_, ms := newStore(t)

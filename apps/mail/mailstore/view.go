@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // View is one session's view of a selected mailbox: its own queue of
@@ -13,21 +12,21 @@ import (
 // messages.
 type View struct {
 	mb       *Mailbox
-	tracker  *imapserver.SessionTracker
+	queue    []update // guarded by mb.mu (updates.go)
 	readOnly bool
 	recent   map[imap.UID]bool // guarded by mb.mu
 	// announced are the flags the session was told in FLAGS (keywords.go);
 	// guarded by mb.mu.
 	announced map[imap.Flag]bool
 	// flagsQueued are the messages whose flag updates may wait in the
-	// tracker's queue (see Mailbox.setFlags); guarded by mb.mu.
+	// queue (see Mailbox.setFlags); guarded by mb.mu.
 	flagsQueued map[*Message]bool
 	wake        chan struct{}
 
 	// SearchRes is the saved result of SEARCH RETURN (SAVE).
 	SearchRes imap.UIDSet
 
-	// expunged are the UIDs of the expunges queued on tracker, oldest
+	// expunged are the UIDs of the expunges queued, oldest
 	// first, kept for a view opened by OpenTracked; guarded by mb.mu.
 	trackExpunged bool
 	expunged      []imap.UID
@@ -49,14 +48,14 @@ func (mb *Mailbox) Open(readOnly bool) (*View, SelectInfo) {
 }
 
 // OpenTracked is Open for a session that reports expunges by UID (QRESYNC's
-// VANISHED): the view keeps the UID of each expunge its tracker queues, in
+// VANISHED): the view keeps the UID of each expunge queued for it, in
 // order, for PopExpunged.
 func (mb *Mailbox) OpenTracked(readOnly bool) (*View, SelectInfo) {
 	return mb.open(readOnly, true)
 }
 
 // PopExpunged returns the UID of the oldest expunge not yet popped: the one
-// the tracker's next EXPUNGE response is about.
+// next EXPUNGE response written from its queue is about.
 func (v *View) PopExpunged() (imap.UID, bool) {
 	v.mb.mu.Lock()
 	defer v.mb.mu.Unlock()
@@ -71,7 +70,7 @@ func (v *View) PopExpunged() (imap.UID, bool) {
 func (mb *Mailbox) open(readOnly, track bool) (*View, SelectInfo) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	v := &View{mb: mb, tracker: mb.tracker.NewSession(), readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1), trackExpunged: track}
+	v := &View{mb: mb, readOnly: readOnly, recent: map[imap.UID]bool{}, wake: make(chan struct{}, 1), trackExpunged: track}
 	if !readOnly {
 		for _, m := range mb.msgs {
 			if m.UID >= mb.recentFrom {
@@ -132,19 +131,6 @@ func (v *View) Close() {
 		}
 	}
 	v.mb.mu.Unlock()
-	v.tracker.Close()
-}
-
-// Poll writes the updates queued for the view, as the tracker's Poll, and
-// notes that no flag update waits any more once the whole queue went out
-// (allowExpunge).
-func (v *View) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if allowExpunge {
-		v.mb.mu.Lock()
-		clear(v.flagsQueued)
-		v.mb.mu.Unlock()
-	}
-	return v.tracker.Poll(w, allowExpunge)
 }
 
 // Mailbox is the viewed mailbox.
@@ -152,9 +138,6 @@ func (v *View) Mailbox() *Mailbox { return v.mb }
 
 // ReadOnly reports whether the view came from EXAMINE.
 func (v *View) ReadOnly() bool { return v.readOnly }
-
-// Tracker is the view's queue of updates.
-func (v *View) Tracker() *imapserver.SessionTracker { return v.tracker }
 
 // Item is one message as a view sees it.
 type Item struct {
@@ -211,7 +194,7 @@ func (v *View) Items(numSet imap.NumSet) []Item {
 // itemLocked is message m, the i-th of the mailbox, as the view sees it, if
 // the (static) numSet holds it. The caller holds the mailbox's lock.
 func (v *View) itemLocked(numSet imap.NumSet, i int, m *Message) (Item, bool) {
-	seq := v.tracker.EncodeSeqNum(uint32(i + 1))
+	seq := v.clientSeqLocked(uint32(i + 1))
 	switch ns := numSet.(type) {
 	case imap.SeqSet:
 		if seq == 0 || !ns.Contains(seq) {
@@ -247,7 +230,7 @@ func (v *View) Bounds() (n uint32, maxUID imap.UID) {
 func (v *View) ModSeqOfSeq(seq uint32) uint64 {
 	v.mb.mu.RLock()
 	defer v.mb.mu.RUnlock()
-	i := v.tracker.DecodeSeqNum(seq)
+	i := v.mailboxSeqLocked(seq)
 	if i == 0 || int(i) > len(v.mb.msgs) {
 		return 0
 	}

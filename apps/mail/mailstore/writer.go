@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/nymote/nymote/store"
 )
@@ -177,7 +176,6 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 	}
 	uv = u.takeUIDValidity(uv)
 	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}, treeUV: uv}
-	mb.tracker = newTracker(mb, 0)
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
@@ -402,7 +400,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 			}
 		}
 	}
-	mb.tracker.QueueNumMessages(uint32(len(mb.msgs)))
+	mb.queueExistsLocked(uint32(len(mb.msgs)))
 }
 
 // seqLocked is the 1-based sequence number of msg, or 0.
@@ -420,7 +418,7 @@ func (mb *Mailbox) seqLocked(msg *Message) uint32 {
 }
 
 // SetFlags replaces a message's flags. source, if not nil, is the session
-// that asked (it is told by its own FETCH responses, not by the tracker).
+// that asked (it is told by its own FETCH responses, not by its queue).
 func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *View) error {
 	flags = normFlags(flags)
 	w.flags[msg] = flags
@@ -449,19 +447,19 @@ func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, modseq uint64, sour
 	// queue: that older update would go out after the response and leave
 	// the client with stale flags (found by TestModelConcurrentSessions),
 	// so the new flags follow it through the queue too.
-	var st *imapserver.SessionTracker
-	if source != nil && !source.flagsQueued[msg] {
-		st = source.tracker
+	skip := source
+	if source != nil && source.flagsQueued[msg] {
+		skip = nil
 	}
 	for _, v := range mb.views {
-		if st == nil || v != source {
+		if v != skip {
 			if v.flagsQueued == nil {
 				v.flagsQueued = map[*Message]bool{}
 			}
 			v.flagsQueued[msg] = true
 		}
 	}
-	mb.tracker.QueueMessageFlags(seq, msg.UID, flags, st)
+	mb.queueFlagsLocked(seq, msg.UID, flags, skip)
 }
 
 // Expunge removes a message.
@@ -507,12 +505,7 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
 	delete(mb.byKey, msg.Key)
 	mb.bytes -= msg.Size
-	for _, v := range mb.views {
-		if v.trackExpunged {
-			v.expunged = append(v.expunged, msg.UID)
-		}
-	}
-	mb.tracker.QueueExpunge(seq)
+	mb.queueExpungeLocked(seq, msg.UID)
 }
 
 // Copy appends a copy of msg (from src) to dst, with the same flags and
