@@ -308,13 +308,18 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 	for _, c := range req.Commands {
 		onlyDeletes = onlyDeletes && c.Action() == packp.Delete
 	}
+	// What a push brings is written beside the store's objects first and
+	// removed again if no branch takes it (a corrupt pack, a refused
+	// history), so that a refused push leaves the store as it was.
+	var d *durableStorer
 	if req.Packfile != nil && !onlyDeletes {
-		d := &durableStorer{Storer: h.s.st, s: h.s}
+		d = &durableStorer{Storer: h.s.st, s: h.s}
 		err := packfile.UpdateObjectStorage(d, req.Packfile)
 		if err == nil {
 			err = d.flush()
 		}
 		if err != nil {
+			d.discard()
 			rs.UnpackStatus = "unpack failed: " + err.Error()
 			for _, c := range req.Commands {
 				rs.CommandStatuses = append(rs.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: "unpacker error"})
@@ -323,15 +328,20 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 			return h.reportStatus(w, req, rs)
 		}
 	}
+	applied := 0
 	for _, c := range req.Commands {
 		status := "ok"
 		if err := h.applyCommand(c, user); err != nil {
 			status = err.Error()
 			log.Info("git: push refused", "ref", c.Name, "reason", status)
 		} else {
+			applied++
 			log.Info("git: push", "ref", c.Name, "old", c.Old, "new", c.New)
 		}
 		rs.CommandStatuses = append(rs.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: status})
+	}
+	if d != nil && applied == 0 {
+		d.discard()
 	}
 	return h.reportStatus(w, req, rs)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -436,16 +438,20 @@ type durableStorer struct {
 	storage.Storer
 	s *Store
 
-	mu   sync.Mutex
-	dirs map[string]bool
+	mu    sync.Mutex
+	dirs  map[string]bool
+	wrote []Hash // the loose objects it wrote, for discard
 }
 
 func (d *durableStorer) SetEncodedObject(o plumbing.EncodedObject) (Hash, error) {
-	dirs, _, err := d.s.writeLoose(o)
+	dirs, wrote, err := d.s.writeLoose(o)
 	if err != nil {
 		return Hash{}, err
 	}
 	d.mu.Lock()
+	if wrote {
+		d.wrote = append(d.wrote, o.Hash())
+	}
 	if d.dirs == nil {
 		d.dirs = map[string]bool{}
 	}
@@ -454,6 +460,36 @@ func (d *durableStorer) SetEncodedObject(o plumbing.EncodedObject) (Hash, error)
 	}
 	d.mu.Unlock()
 	return o.Hash(), nil
+}
+
+// discard removes the loose objects the storer wrote that the store holds
+// nowhere else (in a pack or its commit log): what a refused push brought,
+// or the part of a corrupt pack read before the fault. Nothing refers to
+// them: the caller holds the writer lock, and no branch took them.
+func (d *durableStorer) discard() {
+	d.mu.Lock()
+	wrote := d.wrote
+	d.wrote = nil
+	d.mu.Unlock()
+	if len(wrote) == 0 {
+		return
+	}
+	d.s.readObjs(func(o *objReader) error {
+		for _, h := range wrote {
+			if o.pend != nil && o.pend.object(h) != nil {
+				continue
+			}
+			packed := false
+			for _, p := range o.packs {
+				packed = packed || p.idx.contains(h)
+			}
+			if !packed {
+				x := h.String()
+				os.Remove(filepath.Join(d.s.path, "objects", x[:2], x[2:]))
+			}
+		}
+		return nil
+	})
 }
 
 // flush syncs the directories that gained objects.
