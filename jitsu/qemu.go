@@ -85,32 +85,17 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if !l.Slots {
 		return l.start(ctx, l.Image, "")
 	}
-	s, err := update.OpenSlots(update.SlotsDir(l.Disk))
+	s, b, err := slotBoot(l.Disk, l.Image, l.Log)
 	if err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	}
-	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	}
-	if slot, err := s.Given(l.Image, update.InstallOptions{AllowUnsigned: true}); err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	} else if slot != "" {
-		l.Log.Info("image installed in slot", "image", l.Image, "slot", slot)
-	}
-	if v, err := s.PickUp(update.InstallOptions{}); err != nil {
-		l.Log.Warn("the update the appliance received is refused", "err", err)
-	} else if v != "" {
-		l.Log.Info("received update installed", "version", v)
+		return nil, err
 	}
 	// At most two boots: a new image's test boot, and when it does not
 	// report good, the committed image.
 	for try := 0; ; try++ {
-		b, err := s.Boot()
-		if err != nil {
-			return nil, fmt.Errorf("jitsu: %w", err)
-		}
-		if b.RolledBack != "" {
-			l.Log.Warn("a test boot did not report good: booting the committed slot", "left", b.RolledBack, "slot", b.Slot)
+		if try > 0 {
+			if b, err = launch.NextBoot(s, slotLog(l.Log)); err != nil {
+				return nil, fmt.Errorf("jitsu: %w", err)
+			}
 		}
 		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
 		if err == nil && b.Test {
@@ -266,3 +251,24 @@ func (q *qemuVM) Err() error {
 
 func (q *qemuVM) Suspend(ctx context.Context) error { return q.vm.QMP(ctx, "stop") }
 func (q *qemuVM) Resume(ctx context.Context) error  { return q.vm.QMP(ctx, "cont") }
+
+// slotLog logs what the slots did (launch.DiskSlots, launch.NextBoot).
+func slotLog(log *slog.Logger) func(string, ...any) {
+	return func(format string, args ...any) { log.Info("slots: " + fmt.Sprintf(format, args...)) }
+}
+
+// slotBoot opens the slots beside the data disk, installs image there
+// when it changed (launch.DiskSlots), and returns the slot to boot first
+// (launch.NextBoot): the one path of every launcher with slots (qemu,
+// firecracker, xl).
+func slotBoot(disk, image string, log *slog.Logger) (*update.Slots, update.Boot, error) {
+	s, err := launch.DiskSlots(disk, image, slotLog(log))
+	if err != nil {
+		return nil, update.Boot{}, fmt.Errorf("jitsu: %w", err)
+	}
+	b, err := launch.NextBoot(s, slotLog(log))
+	if err != nil {
+		return nil, b, fmt.Errorf("jitsu: %w", err)
+	}
+	return s, b, nil
+}

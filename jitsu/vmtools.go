@@ -165,7 +165,7 @@ func (l *FirecrackerLauncher) Command(sock string) []string {
 
 // Start runs Firecracker and waits for the guest's ports.
 func (l *FirecrackerLauncher) Start(ctx context.Context) (_ Instance, err error) {
-	fc, err := launch.StartFirecracker(l.Binary, l.Config)
+	fc, err := launch.StartFirecracker(l.Binary, l.Config, nil)
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}

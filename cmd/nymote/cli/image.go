@@ -295,35 +295,19 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 	if disk == "" {
 		return usageError{errors.New("--slots keeps the slots beside the data disk: give --disk")}
 	}
-	s, err := update.OpenSlots(update.SlotsDir(disk))
+	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
+	s, err := launch.DiskSlots(disk, dir, say)
 	if err != nil {
 		return err
 	}
-	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
-		return err
-	}
-	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
-	if slot, err := s.Given(dir, update.InstallOptions{AllowUnsigned: true}); err != nil {
-		return err
-	} else if slot != "" {
-		say("installed the image of %s in slot %s", dir, slot)
-	}
 	var useKVM *bool
 	for {
-		if v, err := s.PickUp(update.InstallOptions{}); err != nil {
-			say("the update the appliance received is refused: %v", err)
-		} else if v != "" {
-			say("installed the received update %s in the inactive slot", v)
-		}
-		bt, err := s.Boot()
+		bt, err := launch.NextBoot(s, say)
 		if err != nil {
 			return err
 		}
-		if bt.RolledBack != "" {
-			say("the test boot of slot %s did not report good: back to slot %s", bt.RolledBack, bt.Slot)
-		}
 		if bt.Test {
-			say("test boot of the new image in slot %s (kept if the appliance reports good within %s)", bt.Slot, r.bound)
+			say("the new image is kept if the appliance reports good within %s", r.bound)
 		}
 		sm, err := images.ReadManifest(bt.Dir)
 		if err != nil {

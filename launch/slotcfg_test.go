@@ -1,0 +1,239 @@
+package launch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/update"
+)
+
+// slotImage writes a signed image folder as nymote build lays out a
+// Firecracker or Xen image: vmlinux and the initramfs (their content says
+// version), the Firecracker and xl configurations naming them with the
+// command line nymote.release=VERSION, and the manifest listing all of
+// them.
+func slotImage(t *testing.T, version string, s *update.Signer) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmdline := "panic=-1 quiet nymote.release=" + version
+	files := map[string]string{
+		"vmlinux":         "vmlinux of " + version + "\n",
+		"initrd.cpio.zst": "initramfs of " + version + "\n",
+		FirecrackerConfigFile: `{"boot-source": {"kernel_image_path": "vmlinux", "initrd_path": "initrd.cpio.zst", "boot_args": "` + cmdline + `"},
+ "drives": [{"drive_id": "data", "path_on_host": "data.img", "is_root_device": false, "is_read_only": false}],
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+ "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "nymote0"}]}
+`,
+		XLConfigFile: "# the image's own\nname = \"nymote-hello\"\ntype = \"pvh\"\nkernel = \"vmlinux\"\nramdisk = \"initrd.cpio.zst\"\nextra = \"" + cmdline +
+			"\"\nmemory = 256\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\ndisk = [ \"format=raw, vdev=xvda, access=rw, target=data.img\" ]\non_poweroff = \"destroy\"\n",
+	}
+	m := update.Manifest{App: "hello", AppVersion: version, Board: "firecracker-x86_64", TrustedKeys: []string{update.EncodeKey(s.Public())}}
+	for _, n := range []string{"vmlinux", "initrd.cpio.zst", FirecrackerConfigFile, XLConfigFile} {
+		b := []byte(files[n])
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		m.Files = append(m.Files, update.File{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+	}
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, update.ManifestFile), mb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, update.SignatureFile), s.SignManifest(mb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// receive does what a running appliance does with an update sent to it:
+// the bundle verified against the keys the running image trusts, then
+// handed to the host-booted appliance's sink, the update disk.
+func receive(t *testing.T, s *update.Slots, image string) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := update.WriteBundle(&buf, image); err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := s.Trusted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := update.ReadBundle(&buf, trusted, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := update.WriteUpdateDisk(s.UpdateDisk(), im); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// console starts a process whose console prints lines, for
+// WatchTestBoot: the appliance's good line, or a crash.
+func console(t *testing.T, lines ...string) *VM {
+	t.Helper()
+	vm, err := StartCommand([]string{"printf", "%s\\n", strings.Join(lines, "\n")}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+// TestSlotConfigs boots Firecracker and xl appliances from the slots
+// beside their data disk, as the launchers do (DiskSlots, NextBoot,
+// WatchTestBoot), through an update that commits and one whose test boot
+// fails: each boot's configuration names the kernel, the initramfs and
+// the command line of the slot the try-once rule chose, the data disk and
+// the update disk.
+func TestSlotConfigs(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "k")
+	if _, err := update.CreateKey(key); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := update.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2, v3 := slotImage(t, "v1", signer), slotImage(t, "v2", signer), slotImage(t, "v3", signer)
+	for _, kind := range []string{"firecracker", "xl"} {
+		t.Run(kind, func(t *testing.T) {
+			disk := filepath.Join(t.TempDir(), "data.img")
+			if err := os.WriteFile(disk, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := DiskSlots(disk, v1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// boot checks the configuration of the next boot and
+			// returns the slot it boots.
+			boot := func(wantSlot, wantVersion string, wantTest bool) update.Boot {
+				t.Helper()
+				b, err := NextBoot(s, t.Logf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.Slot != wantSlot || b.Test != wantTest {
+					t.Fatalf("boot: slot %s (test %v), want %s (test %v)", b.Slot, b.Test, wantSlot, wantTest)
+				}
+				dir := update.SlotsDir(disk)
+				var kernel, initrd, cmdline string
+				var disks []string
+				switch kind {
+				case "firecracker":
+					b, err := FirecrackerSlotConfig(nil, b, disk, s.UpdateDisk())
+					if err != nil {
+						t.Fatal(err)
+					}
+					var c struct {
+						Boot struct {
+							Kernel  string `json:"kernel_image_path"`
+							Initrd  string `json:"initrd_path"`
+							Cmdline string `json:"boot_args"`
+						} `json:"boot-source"`
+						Drives []struct {
+							ID   string `json:"drive_id"`
+							Path string `json:"path_on_host"`
+						} `json:"drives"`
+						Machine struct {
+							Mem int `json:"mem_size_mib"`
+						} `json:"machine-config"`
+						Net []struct {
+							Tap string `json:"host_dev_name"`
+						} `json:"network-interfaces"`
+					}
+					if err := json.Unmarshal(b, &c); err != nil {
+						t.Fatal(err)
+					}
+					kernel, initrd, cmdline = c.Boot.Kernel, c.Boot.Initrd, c.Boot.Cmdline
+					for _, d := range c.Drives {
+						disks = append(disks, d.ID+"="+d.Path)
+					}
+					if c.Machine.Mem != 128 || len(c.Net) != 1 || c.Net[0].Tap != "nymote0" {
+						t.Errorf("the image's other settings are lost: %s", b)
+					}
+				case "xl":
+					src, err := XLSlotConfig("", b, disk, s.UpdateDisk())
+					if err != nil {
+						t.Fatal(err)
+					}
+					c, err := ParseXLConfig(src)
+					if err != nil {
+						t.Fatalf("%v\n%s", err, src)
+					}
+					kernel, initrd, cmdline, disks = c["kernel"].Atom, c["ramdisk"].Atom, c["extra"].Atom, c["disk"].List
+					if c["name"].Atom != "nymote-hello" || c["memory"].Atom != "256" || c["type"].Atom != "pvh" || c["vif"].List[0] != "bridge=xenbr0" {
+						t.Errorf("the image's other settings are lost:\n%s", src)
+					}
+				}
+				if want := filepath.Join(dir, wantSlot, "vmlinux"); kernel != want {
+					t.Errorf("kernel %s, want %s", kernel, want)
+				}
+				if want := filepath.Join(dir, wantSlot, "initrd.cpio.zst"); initrd != want {
+					t.Errorf("initramfs %s, want %s", initrd, want)
+				}
+				for path, want := range map[string]string{kernel: "vmlinux of " + wantVersion, initrd: "initramfs of " + wantVersion} {
+					if got, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(got)) != want {
+						t.Errorf("%s: %q (%v), want %q", path, got, err, want)
+					}
+				}
+				if want := "panic=-1 quiet nymote.release=" + wantVersion + " " + UpdateDiskCmdline; cmdline != want {
+					t.Errorf("command line %q, want %q", cmdline, want)
+				}
+				wantDisks := []string{"data=" + disk, "update=" + s.UpdateDisk()}
+				if kind == "xl" {
+					wantDisks = []string{"format=raw, vdev=xvda, access=rw, target=" + disk, "format=raw, vdev=xvdb, access=rw, target=" + s.UpdateDisk()}
+				}
+				if strings.Join(disks, "|") != strings.Join(wantDisks, "|") {
+					t.Errorf("disks %q, want %q", disks, wantDisks)
+				}
+				return b
+			}
+			boot("a", "v1", false)
+			boot("a", "v1", false) // booting again changes nothing
+			// v2 is received: its test boot reports good and commits.
+			receive(t, s, v2)
+			b := boot("b", "v2", true)
+			if err := WatchTestBoot(context.Background(), console(t, "nymote: hello listening on :80", "nymote: hello "+app.GoodMarker+" for 5s"), s, b, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			boot("b", "v2", false)
+			// v3 is received: its service exits at start, the VM
+			// ends without the good line.
+			receive(t, s, v3)
+			b = boot("a", "v3", true)
+			if err := WatchTestBoot(context.Background(), console(t, "nymote: hello exited: crash"), s, b, time.Minute); !errors.Is(err, ErrNotGood) {
+				t.Fatalf("a test boot without the good line: %v, want ErrNotGood", err)
+			}
+			boot("b", "v2", false)
+			st, infos, err := s.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Committed != "b" || st.RolledBack == nil || st.RolledBack.Slot != "a" || !strings.HasPrefix(infos[0].Version, "v3 ") || !strings.HasPrefix(infos[1].Version, "v2 ") {
+				t.Errorf("status: %+v %+v", st, infos)
+			}
+			// Starting again with the first image does not undo the
+			// update.
+			if _, err := DiskSlots(disk, v1, nil); err != nil {
+				t.Fatal(err)
+			}
+			boot("b", "v2", false)
+			// Rollback by hand (nymote update rollback --disk).
+			if _, err := s.RollbackByHand(); err != nil {
+				t.Fatal(err)
+			}
+			boot("a", "v3", false)
+		})
+	}
+}
