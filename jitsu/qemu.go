@@ -272,3 +272,50 @@ func slotBoot(disk, image string, log *slog.Logger) (*update.Slots, update.Boot,
 	}
 	return s, b, nil
 }
+
+// slotInstance is a running appliance booted from a slot by a launcher
+// other than qemu (firecracker, xl): its console for the test boot's
+// watch, and how to pull its plug.
+type slotInstance interface {
+	Instance
+	booted() launch.Booted
+	kill()
+}
+
+// startSlots boots an appliance from the slots beside disk with boot (the
+// launcher's boot of one slot, which returns once its ports accept and
+// leaves nothing running when it fails), as
+// the qemu launcher does: image installed when it changed, a received
+// update picked up, the try-once rule; a test boot is watched for the
+// appliance's good line (launch.WatchTestBoot, within the default bound
+// and ctx), and when it fails the committed slot boots instead (at most
+// two boots).
+func startSlots(ctx context.Context, disk, image string, log *slog.Logger, boot func(*update.Slots, update.Boot) (slotInstance, error)) (Instance, error) {
+	s, b, err := slotBoot(disk, image, log)
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
+		if try > 0 {
+			if b, err = launch.NextBoot(s, slotLog(log)); err != nil {
+				return nil, fmt.Errorf("jitsu: %w", err)
+			}
+		}
+		inst, err := boot(s, b)
+		if err == nil && b.Test {
+			if err = launch.WatchTestBoot(ctx, inst.booted(), s, b, 0); err == nil {
+				log.Info("new image committed", "slot", b.Slot)
+			} else {
+				inst.kill()
+				err = fmt.Errorf("jitsu: %w", err)
+			}
+		}
+		if err == nil {
+			return inst, nil
+		}
+		if !b.Test || try > 0 || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("test boot failed", "slot", b.Slot, "err", err)
+	}
+}

@@ -21,6 +21,14 @@ const (
 // UpdateDiskCmdline tells the runtime to look for its update disk.
 const UpdateDiskCmdline = "nymote.updatedisk=auto"
 
+// The configurations a launcher writes for a boot from slots, in the
+// slots folder (update.SlotsDir): FirecrackerSlotConfig's and
+// XLSlotConfig's, rewritten at each boot.
+const (
+	SlotFirecrackerConfig = "boot.firecracker.json"
+	SlotXLConfig          = "boot.xl.cfg"
+)
+
 // slotFile is the absolute path of the file name, as an image's own
 // configuration names it, in the slot folder dir: a plain name (nymote
 // build writes no other), so that a slot boots nothing from outside it.
@@ -128,8 +136,10 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 // image's xl.cfg (the kernel and initramfs as absolute paths in the slot,
 // the command line with UpdateDiskCmdline), the target of its first disk
 // (the data disk) set to disk, and the update disk added after it on the
-// next virtual device (xvdb after xvda). Every other setting of template
-// (name, memory, vif...) is kept. The result parses as xl reads it
+// next virtual device (xvdb after xvda), and on_reboot = "destroy" (a
+// reboot into a received update ends the domain, and the launcher boots
+// it again from the slots, as QEMU's -no-reboot does). Every other
+// setting of template (name, memory, vif...) is kept. The result parses as xl reads it
 // (ParseXLConfig).
 func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (string, error) {
 	ownb, err := os.ReadFile(filepath.Join(b.Dir, XLConfigFile))
@@ -155,6 +165,9 @@ func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (stri
 		cfg[k] = XLValue{Atom: p}
 	}
 	cfg["extra"] = XLValue{Atom: strings.TrimSpace(own["extra"].Atom + " " + UpdateDiskCmdline)}
+	// A reboot (into a received update) ends the domain: the launcher
+	// installs the update and boots the slot the rule chooses.
+	cfg["on_reboot"] = XLValue{Atom: "destroy"}
 	disks := cfg["disk"]
 	if !disks.IsList || len(disks.List) == 0 {
 		return "", fmt.Errorf("launch: xl configuration: no disk = [ ... ] list for the data disk")

@@ -172,7 +172,7 @@ func TestSlotConfigs(t *testing.T) {
 						t.Fatalf("%v\n%s", err, src)
 					}
 					kernel, initrd, cmdline, disks = c["kernel"].Atom, c["ramdisk"].Atom, c["extra"].Atom, c["disk"].List
-					if c["name"].Atom != "nymote-hello" || c["memory"].Atom != "256" || c["type"].Atom != "pvh" || c["vif"].List[0] != "bridge=xenbr0" {
+					if c["name"].Atom != "nymote-hello" || c["memory"].Atom != "256" || c["type"].Atom != "pvh" || c["vif"].List[0] != "bridge=xenbr0" || c["on_reboot"].Atom != "destroy" {
 						t.Errorf("the image's other settings are lost:\n%s", src)
 					}
 				}
