@@ -85,33 +85,13 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if !l.Slots {
 		return l.start(ctx, l.Image, "")
 	}
-	s, b, err := slotBoot(l.Disk, l.Image, l.Log)
-	if err != nil {
-		return nil, err
-	}
-	// At most two boots: a new image's test boot, and when it does not
-	// report good, the committed image.
-	for try := 0; ; try++ {
-		if try > 0 {
-			if b, err = launch.NextBoot(s, slotLog(l.Log)); err != nil {
-				return nil, fmt.Errorf("jitsu: %w", err)
-			}
-		}
+	return startSlots(ctx, l.Disk, l.Image, l.Log, func(s *update.Slots, b update.Boot) (slotInstance, error) {
 		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
-		if err == nil && b.Test {
-			q := inst.(*qemuVM)
-			if err = launch.WatchTestBoot(ctx, q.vm, s, b, 0); err == nil {
-				l.Log.Info("new image committed", "slot", b.Slot)
-			}
+		if err != nil {
+			return nil, err
 		}
-		if err == nil || !b.Test || try > 0 || ctx.Err() != nil {
-			return inst, err
-		}
-		if inst != nil {
-			inst.(*qemuVM).vm.Kill()
-		}
-		l.Log.Warn("test boot failed", "slot", b.Slot, "err", err)
-	}
+		return inst.(*qemuVM), nil
+	})
 }
 
 // start boots the image in dir (with an update disk, if not "").
@@ -236,6 +216,15 @@ func (q *qemuVM) Stop(ctx context.Context) error {
 }
 
 func (q *qemuVM) Done() <-chan struct{} { return q.done }
+
+// booted is the VM as its test boot is watched.
+func (q *qemuVM) booted() launch.Booted { return q.vm }
+
+// kill pulls the VM's plug.
+func (q *qemuVM) kill() {
+	q.vm.Kill()
+	<-q.done
+}
 
 func (q *qemuVM) Err() error {
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -235,5 +236,73 @@ func TestSlotConfigs(t *testing.T) {
 			}
 			boot("a", "v3", false)
 		})
+	}
+}
+
+// TestXLSlotConfigLibxlu reads a slot boot's xl configuration with Xen's
+// own parser (libxlutil, the library xl create reads its file with;
+// testdata/xlucheck.c, built here with gcc): the kernel, initramfs,
+// command line, on_reboot and both disks are what XLSlotConfig meant.
+// It skips without gcc or libxen-dev (Debian: the headers, libxlutil and
+// libxenlight); xl itself does not run without Xen.
+func TestXLSlotConfigLibxlu(t *testing.T) {
+	if _, err := os.Stat("/usr/include/libxlutil.h"); err != nil {
+		t.Skip("no libxlutil.h: apt-get install libxen-dev")
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc")
+	}
+	tmp := t.TempDir()
+	check := filepath.Join(tmp, "xlucheck")
+	if out, err := exec.Command(gcc, "-o", check, "testdata/xlucheck.c", "-lxlutil", "-lxenlight").CombinedOutput(); err != nil {
+		t.Fatalf("building xlucheck: %v\n%s", err, out)
+	}
+	key := filepath.Join(tmp, "k")
+	if _, err := update.CreateKey(key); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := update.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(tmp, "data disk, 1.img") // a comma and a space: target= takes the rest
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := DiskSlots(disk, slotImage(t, "v1", signer), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NextBoot(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(src string) (string, error) {
+		f := filepath.Join(tmp, "boot.xl.cfg")
+		if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(check, f).CombinedOutput()
+		return string(out), err
+	}
+	src, err := XLSlotConfig("", b, disk, s.UpdateDisk())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := read(src)
+	if err != nil {
+		t.Fatalf("libxlutil refuses the configuration: %v\n%s\n%s", err, got, src)
+	}
+	slot := filepath.Join(update.SlotsDir(disk), "a")
+	want := "kernel " + filepath.Join(slot, "vmlinux") + "\nramdisk " + filepath.Join(slot, "initrd.cpio.zst") +
+		"\nextra panic=-1 quiet nymote.release=v1 " + UpdateDiskCmdline + "\non_reboot destroy\n" +
+		"disk xvda " + disk + " raw rw\ndisk xvdb " + s.UpdateDisk() + " raw rw\n"
+	if got != want {
+		t.Errorf("libxlutil reads:\n%s\nwant:\n%s", got, want)
+	}
+	// The checker does refuse what xl refuses.
+	if out, err := read("disk = [ \"format=raw, vdev=xvda, colour=blue, target=/d\" ]\n"); err == nil {
+		t.Errorf("a disk with an unknown parameter: accepted (%s)", out)
 	}
 }
