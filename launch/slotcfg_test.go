@@ -306,3 +306,66 @@ func TestXLSlotConfigLibxlu(t *testing.T) {
 		t.Errorf("a disk with an unknown parameter: accepted (%s)", out)
 	}
 }
+
+// TestSlotConfigErrors: configurations a slot boot cannot be made of are
+// refused, naming what is wrong.
+func TestSlotConfigErrors(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "k")
+	if _, err := update.CreateKey(key); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := update.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := slotImage(t, "v1", signer)
+	b := update.Boot{Slot: "a", Dir: dir}
+	for _, tc := range []struct {
+		name, template, want string
+	}{
+		{"not JSON", "{", "Firecracker configuration"},
+		{"drives not a list", `{"drives": 1}`, "drives: want a list"},
+		{"update drive taken", `{"drives": [{"drive_id": "update", "path_on_host": "x"}]}`, `the drive id "update" is the update disk's`},
+	} {
+		if _, err := FirecrackerSlotConfig([]byte(tc.template), b, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("firecracker, %s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name, template, want string
+	}{
+		{"no disk", "name = \"x\"\n", "no disk = [ ... ] list"},
+		{"no target", "disk = [ \"phy:/dev/vg/x,xvda,w\" ]\n", "has no target="},
+		{"not xvd", "disk = [ \"format=raw, vdev=hda, target=/x\" ]\n", "want vdev=xvdX"},
+		{"xvdb taken", "disk = [ \"format=raw, vdev=xvda, target=/x\", \"vdev=xvdb, target=/y\" ]\n", "the update disk's"},
+		{"does not parse", "disk = [ 'a' 'b' ]\n", "xl configuration"},
+	} {
+		if _, err := XLSlotConfig(tc.template, b, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("xl, %s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := XLSlotConfig("", b, "/d/data \"1\".img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), "quote") {
+		t.Errorf("xl, a data disk path with a quote: %v", err)
+	}
+	// An image whose own configuration names a kernel outside it.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, FirecrackerConfigFile), []byte(`{"boot-source": {"kernel_image_path": "/boot/vmlinuz", "initrd_path": "initrd.cpio.zst"}}`), 0o644)
+	os.WriteFile(filepath.Join(bad, XLConfigFile), []byte("kernel = \"../vmlinux\"\nramdisk = \"initrd.cpio.zst\"\ndisk = [ \"vdev=xvda, target=data.img\" ]\n"), 0o644)
+	bb := update.Boot{Slot: "b", Dir: bad}
+	if _, err := FirecrackerSlotConfig(nil, bb, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), `kernel "/boot/vmlinuz": want a file of the image`) {
+		t.Errorf("firecracker, a kernel outside the slot: %v", err)
+	}
+	if _, err := XLSlotConfig("", bb, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), `kernel "../vmlinux": want a file of the image`) {
+		t.Errorf("xl, a kernel outside the slot: %v", err)
+	}
+	empty := update.Boot{Slot: "a", Dir: t.TempDir()}
+	if _, err := FirecrackerSlotConfig(nil, empty, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), "firecracker output") {
+		t.Errorf("firecracker, an image without firecracker.json: %v", err)
+	}
+	if _, err := XLSlotConfig("", empty, "/d/data.img", "/d/u.img"); err == nil || !strings.Contains(err.Error(), "xen output") {
+		t.Errorf("xl, an image without xl.cfg: %v", err)
+	}
+	if _, err := DiskSlots("", dir, nil); err == nil || !strings.Contains(err.Error(), "beside the data disk") {
+		t.Errorf("DiskSlots without a disk: %v", err)
+	}
+}
