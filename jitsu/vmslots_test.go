@@ -3,9 +3,6 @@ package jitsu
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -17,48 +14,11 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance/app"
-	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/internal/slottest"
 	"github.com/nymote/nymote/update"
 )
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// vmSlotImage writes a signed image folder laid out as nymote build
-// writes a Firecracker or Xen image (vmlinux, the initramfs, both VM
-// configurations naming them, the manifest), the command line saying
-// release and, for a broken image, that its service exits at start.
-func vmSlotImage(t *testing.T, release string, broken bool, s *update.Signer) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmdline := "panic=-1 nymote.release=" + release
-	if broken {
-		cmdline += " nymote.crash=now"
-	}
-	files := map[string]string{
-		"vmlinux":         "vmlinux " + release,
-		"initrd.cpio.zst": "initramfs " + release,
-		launch.FirecrackerConfigFile: `{"boot-source": {"kernel_image_path": "vmlinux", "initrd_path": "initrd.cpio.zst", "boot_args": "` + cmdline + `"},
- "drives": [{"drive_id": "data", "path_on_host": "data.img", "is_root_device": false, "is_read_only": false}]}`,
-		launch.XLConfigFile: "name = \"nymote-hello\"\ntype = \"pvh\"\nkernel = \"vmlinux\"\nramdisk = \"initrd.cpio.zst\"\nextra = \"" + cmdline +
-			"\"\nmemory = 256\ndisk = [ \"format=raw, vdev=xvda, access=rw, target=data.img\" ]\non_reboot = \"restart\"\n",
-	}
-	m := update.Manifest{App: "hello", AppVersion: release, Board: "firecracker-x86_64", TrustedKeys: []string{update.EncodeKey(s.Public())}}
-	for _, n := range []string{"vmlinux", "initrd.cpio.zst", launch.FirecrackerConfigFile, launch.XLConfigFile} {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(files[n]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256([]byte(files[n]))
-		m.Files = append(m.Files, update.File{Name: n, Size: int64(len(files[n])), SHA256: hex.EncodeToString(sum[:])})
-	}
-	mb, _ := json.Marshal(m)
-	if err := os.WriteFile(filepath.Join(dir, update.ManifestFile), mb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, update.SignatureFile), s.SignManifest(mb), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // fakeVMM is a stand-in for firecracker and xl (neither runs here): a
 // guest "boots" the configuration it is given: it logs the kernel that
@@ -99,15 +59,8 @@ esac
 // first image boots slot b; nymote update rollback --disk (RollbackByHand)
 // makes the next start boot slot a.
 func TestVMLauncherSlots(t *testing.T) {
-	key := filepath.Join(t.TempDir(), "k")
-	if _, err := update.CreateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1, v2, v3 := vmSlotImage(t, "v1", false, signer), vmSlotImage(t, "v2", false, signer), vmSlotImage(t, "v3", true, signer)
+	signer := slottest.Signer(t)
+	v1, v2, v3 := slottest.Image(t, "v1", false, signer), slottest.Image(t, "v2", false, signer), slottest.Image(t, "v3", true, signer)
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // the guest's port
 	if err != nil {
 		t.Fatal(err)
@@ -187,32 +140,14 @@ func TestVMLauncherSlots(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			receive := func(image string) {
-				t.Helper()
-				var buf bytes.Buffer
-				if err := update.WriteBundle(&buf, image); err != nil {
-					t.Fatal(err)
-				}
-				trusted, err := s.Trusted()
-				if err != nil {
-					t.Fatal(err)
-				}
-				im, err := update.ReadBundle(&buf, trusted, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := update.WriteUpdateDisk(s.UpdateDisk(), im); err != nil {
-					t.Fatal(err)
-				}
-			}
 			start("a=v1")
 			start("a=v1")
-			receive(v2)
+			slottest.Receive(t, s, v2)
 			start("b=v2")
 			if st, _ := s.State(); st.Committed != "b" || st.Next != "" {
 				t.Errorf("after v2's test boot: %+v, want b committed", st)
 			}
-			receive(v3)
+			slottest.Receive(t, s, v3)
 			start("a=v3", "b=v2")
 			if st, _ := s.State(); st.Committed != "b" || st.RolledBack == nil || st.RolledBack.Slot != "a" {
 				t.Errorf("after v3's test boot: %+v, want b committed, a rolled back", st)

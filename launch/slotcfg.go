@@ -54,7 +54,9 @@ func slotFile(dir, what, name string) (string, error) {
 // slot, and its command line, with UpdateDiskCmdline), its drive "data"
 // at disk (added first if it has none) and the update disk added as
 // drive "update" after the others. Every other setting of template
-// (machine, network, logger...) is kept as it is.
+// (machine, network, logger...) is kept as it is. With updateDisk "" (a
+// boot of an image folder, not from slots: b.Dir is the folder) there is
+// no update disk.
 func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk string) ([]byte, error) {
 	own, err := os.ReadFile(filepath.Join(b.Dir, FirecrackerConfigFile))
 	if err != nil {
@@ -94,7 +96,10 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 	}
 	boot["kernel_image_path"] = kernel
 	boot["initrd_path"] = initrd
-	boot["boot_args"] = strings.TrimSpace(img.BootSource.Cmdline + " " + UpdateDiskCmdline)
+	boot["boot_args"] = img.BootSource.Cmdline
+	if updateDisk != "" {
+		boot["boot_args"] = strings.TrimSpace(img.BootSource.Cmdline + " " + UpdateDiskCmdline)
+	}
 	cfg["boot-source"] = boot
 	var drives []any
 	if d, ok := cfg["drives"]; ok && d != nil {
@@ -122,7 +127,10 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 	if !data {
 		drives = append([]any{drive("data", disk)}, drives...)
 	}
-	cfg["drives"] = append(drives, drive("update", updateDisk))
+	if updateDisk != "" {
+		drives = append(drives, drive("update", updateDisk))
+	}
+	cfg["drives"] = drives
 	out, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -139,7 +147,9 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 // next virtual device (xvdb after xvda), and on_reboot = "destroy" (a
 // reboot into a received update ends the domain, and the launcher boots
 // it again from the slots, as QEMU's -no-reboot does). Every other
-// setting of template (name, memory, vif...) is kept. The result parses as xl reads it
+// setting of template (name, memory, vif...) is kept. With updateDisk ""
+// (a boot of an image folder, not from slots: b.Dir is the folder) there
+// is no update disk and on_reboot is template's. The result parses as xl reads it
 // (ParseXLConfig).
 func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (string, error) {
 	ownb, err := os.ReadFile(filepath.Join(b.Dir, XLConfigFile))
@@ -164,10 +174,14 @@ func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (stri
 		}
 		cfg[k] = XLValue{Atom: p}
 	}
-	cfg["extra"] = XLValue{Atom: strings.TrimSpace(own["extra"].Atom + " " + UpdateDiskCmdline)}
-	// A reboot (into a received update) ends the domain: the launcher
-	// installs the update and boots the slot the rule chooses.
-	cfg["on_reboot"] = XLValue{Atom: "destroy"}
+	cfg["extra"] = own["extra"]
+	if updateDisk != "" {
+		cfg["extra"] = XLValue{Atom: strings.TrimSpace(own["extra"].Atom + " " + UpdateDiskCmdline)}
+		// A reboot (into a received update) ends the domain: the
+		// launcher installs the update and boots the slot the rule
+		// chooses.
+		cfg["on_reboot"] = XLValue{Atom: "destroy"}
+	}
 	disks := cfg["disk"]
 	if !disks.IsList || len(disks.List) == 0 {
 		return "", fmt.Errorf("launch: xl configuration: no disk = [ ... ] list for the data disk")
@@ -186,8 +200,11 @@ func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (stri
 			return "", fmt.Errorf("launch: xl configuration: disk %q is on %s, the update disk's", d, next)
 		}
 	}
-	upd := "format=raw, vdev=" + next + ", access=rw, target=" + updateDisk
-	cfg["disk"] = XLValue{IsList: true, List: append([]string{data, upd}, disks.List[1:]...)}
+	list := []string{data}
+	if updateDisk != "" {
+		list = append(list, "format=raw, vdev="+next+", access=rw, target="+updateDisk)
+	}
+	cfg["disk"] = XLValue{IsList: true, List: append(list, disks.List[1:]...)}
 	out, err := FormatXLConfig(cfg)
 	if err != nil {
 		return "", err

@@ -1,10 +1,7 @@
 package launch
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,69 +12,9 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/internal/slottest"
 	"github.com/nymote/nymote/update"
 )
-
-// slotImage writes a signed image folder as nymote build lays out a
-// Firecracker or Xen image: vmlinux and the initramfs (their content says
-// version), the Firecracker and xl configurations naming them with the
-// command line nymote.release=VERSION, and the manifest listing all of
-// them.
-func slotImage(t *testing.T, version string, s *update.Signer) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmdline := "panic=-1 quiet nymote.release=" + version
-	files := map[string]string{
-		"vmlinux":         "vmlinux of " + version + "\n",
-		"initrd.cpio.zst": "initramfs of " + version + "\n",
-		FirecrackerConfigFile: `{"boot-source": {"kernel_image_path": "vmlinux", "initrd_path": "initrd.cpio.zst", "boot_args": "` + cmdline + `"},
- "drives": [{"drive_id": "data", "path_on_host": "data.img", "is_root_device": false, "is_read_only": false}],
- "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
- "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "nymote0"}]}
-`,
-		XLConfigFile: "# the image's own\nname = \"nymote-hello\"\ntype = \"pvh\"\nkernel = \"vmlinux\"\nramdisk = \"initrd.cpio.zst\"\nextra = \"" + cmdline +
-			"\"\nmemory = 256\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\ndisk = [ \"format=raw, vdev=xvda, access=rw, target=data.img\" ]\non_poweroff = \"destroy\"\n",
-	}
-	m := update.Manifest{App: "hello", AppVersion: version, Board: "firecracker-x86_64", TrustedKeys: []string{update.EncodeKey(s.Public())}}
-	for _, n := range []string{"vmlinux", "initrd.cpio.zst", FirecrackerConfigFile, XLConfigFile} {
-		b := []byte(files[n])
-		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		m.Files = append(m.Files, update.File{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
-	}
-	mb, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, update.ManifestFile), mb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, update.SignatureFile), s.SignManifest(mb), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// receive does what a running appliance does with an update sent to it:
-// the bundle verified against the keys the running image trusts, then
-// handed to the host-booted appliance's sink, the update disk.
-func receive(t *testing.T, s *update.Slots, image string) {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := update.WriteBundle(&buf, image); err != nil {
-		t.Fatal(err)
-	}
-	trusted, err := s.Trusted()
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := update.ReadBundle(&buf, trusted, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := update.WriteUpdateDisk(s.UpdateDisk(), im); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // console starts a process whose console prints lines, for
 // WatchTestBoot: the appliance's good line, or a crash.
@@ -97,15 +34,8 @@ func console(t *testing.T, lines ...string) *VM {
 // the command line of the slot the try-once rule chose, the data disk and
 // the update disk.
 func TestSlotConfigs(t *testing.T) {
-	key := filepath.Join(t.TempDir(), "k")
-	if _, err := update.CreateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1, v2, v3 := slotImage(t, "v1", signer), slotImage(t, "v2", signer), slotImage(t, "v3", signer)
+	signer := slottest.Signer(t)
+	v1, v2, v3 := slottest.Image(t, "v1", false, signer), slottest.Image(t, "v2", false, signer), slottest.Image(t, "v3", false, signer)
 	for _, kind := range []string{"firecracker", "xl"} {
 		t.Run(kind, func(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "data.img")
@@ -183,7 +113,7 @@ func TestSlotConfigs(t *testing.T) {
 				if want := filepath.Join(dir, wantSlot, "initrd.cpio.zst"); initrd != want {
 					t.Errorf("initramfs %s, want %s", initrd, want)
 				}
-				for path, want := range map[string]string{kernel: "vmlinux of " + wantVersion, initrd: "initramfs of " + wantVersion} {
+				for path, want := range map[string]string{kernel: "vmlinux " + wantVersion, initrd: "initramfs " + wantVersion} {
 					if got, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(got)) != want {
 						t.Errorf("%s: %q (%v), want %q", path, got, err, want)
 					}
@@ -203,7 +133,7 @@ func TestSlotConfigs(t *testing.T) {
 			boot("a", "v1", false)
 			boot("a", "v1", false) // booting again changes nothing
 			// v2 is received: its test boot reports good and commits.
-			receive(t, s, v2)
+			slottest.Receive(t, s, v2)
 			b := boot("b", "v2", true)
 			if err := WatchTestBoot(context.Background(), console(t, "nymote: hello listening on :80", "nymote: hello "+app.GoodMarker+" for 5s"), s, b, time.Minute); err != nil {
 				t.Fatal(err)
@@ -211,7 +141,7 @@ func TestSlotConfigs(t *testing.T) {
 			boot("b", "v2", false)
 			// v3 is received: its service exits at start, the VM
 			// ends without the good line.
-			receive(t, s, v3)
+			slottest.Receive(t, s, v3)
 			b = boot("a", "v3", true)
 			if err := WatchTestBoot(context.Background(), console(t, "nymote: hello exited: crash"), s, b, time.Minute); !errors.Is(err, ErrNotGood) {
 				t.Fatalf("a test boot without the good line: %v, want ErrNotGood", err)
@@ -258,19 +188,12 @@ func TestXLSlotConfigLibxlu(t *testing.T) {
 	if out, err := exec.Command(gcc, "-o", check, "testdata/xlucheck.c", "-lxlutil", "-lxenlight").CombinedOutput(); err != nil {
 		t.Fatalf("building xlucheck: %v\n%s", err, out)
 	}
-	key := filepath.Join(tmp, "k")
-	if _, err := update.CreateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := slottest.Signer(t)
 	disk := filepath.Join(tmp, "data disk, 1.img") // a comma and a space: target= takes the rest
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := DiskSlots(disk, slotImage(t, "v1", signer), nil)
+	s, err := DiskSlots(disk, slottest.Image(t, "v1", false, signer), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,15 +233,8 @@ func TestXLSlotConfigLibxlu(t *testing.T) {
 // TestSlotConfigErrors: configurations a slot boot cannot be made of are
 // refused, naming what is wrong.
 func TestSlotConfigErrors(t *testing.T) {
-	key := filepath.Join(t.TempDir(), "k")
-	if _, err := update.CreateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := slotImage(t, "v1", signer)
+	signer := slottest.Signer(t)
+	dir := slottest.Image(t, "v1", false, signer)
 	b := update.Boot{Slot: "a", Dir: dir}
 	for _, tc := range []struct {
 		name, template, want string

@@ -108,13 +108,14 @@ func NextBoot(s *update.Slots, say func(format string, args ...any)) (update.Boo
 	return b, nil
 }
 
-// UpdateReboot says whether the appliance in vm, which has exited, stopped
+// UpdateReboot says whether the appliance in vm (QEMU, Firecracker, an xl
+// console), which has exited, stopped
 // to reboot into an update it received (the runtime's
 // app.UpdateRebootLine), which QEMU's -no-reboot turns into an exit: the
 // launcher then boots it again, the update first installed from the update
 // disk. A reboot after a crash is not one: the launcher stops there, as
 // without slots.
-func UpdateReboot(vm *VM) bool {
+func UpdateReboot(vm interface{ Lines() []Line }) bool {
 	for _, l := range vm.Lines() {
 		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) {
 			return true

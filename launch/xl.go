@@ -128,6 +128,14 @@ func (c *XLConsole) Kill() {
 	c.VM.Kill()
 }
 
+// PowerOff shuts the domain down cleanly (XL.Shutdown: destroyed when
+// that fails) and ends the console.
+func (c *XLConsole) PowerOff(ctx context.Context) error {
+	err := c.x.Shutdown(ctx)
+	c.Close()
+	return err
+}
+
 // Close ends the console, leaving the domain as it is.
 func (c *XLConsole) Close() { c.VM.Kill() }
 

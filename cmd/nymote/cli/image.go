@@ -176,7 +176,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			if err != nil {
 				return err
 			}
-			return waitRun(ctx, g, b, vm)
+			return waitRun(ctx, g, b.QEMU.NoPowerButton, vm)
 		},
 	}
 	f.register(cmd)
@@ -255,14 +255,15 @@ func startRun(ctx context.Context, g *globals, cmd *cobra.Command, m *images.Man
 	}, cmd.OutOrStdout())
 }
 
-// waitRun waits for Ctrl-C (then powers the VM off) or for the VM's exit.
-func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) error {
+// waitRun waits for Ctrl-C (then powers the VM off, or with
+// noPowerButton cuts its power) or for the VM's exit.
+func waitRun(ctx context.Context, g *globals, noPowerButton bool, vm runVM) error {
 	select {
 	case <-ctx.Done():
-		if b.QEMU.NoPowerButton {
+		if noPowerButton {
 			// Acknowledged writes are synced and the journal
 			// keeps the file system consistent.
-			fmt.Fprintf(g.stdio.Err, "run: %s has no power button QEMU can press: cutting the power\n", b.Name)
+			fmt.Fprintln(g.stdio.Err, "run: the board has no power button QEMU can press: cutting the power")
 			vm.Kill()
 			return nil
 		}
@@ -276,55 +277,77 @@ func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) err
 		return nil
 	case <-vm.Done():
 		if err := vm.Wait(context.Background()); err != nil {
-			return fmt.Errorf("QEMU: %w", err)
+			return fmt.Errorf("the VM: %w", err)
 		}
 		return nil
 	}
 }
 
-// runSlots is nymote run --slots: the image in dir goes into the data
-// disk's slots unless it is the one run last installed there (see
-// update.Slots.Given: committed at once into empty slots, else as the
-// next image, for one test boot; a restart with the same image does not
-// undo the updates received since), then the appliance boots from its slots,
-// again after it reboots into a received update:
-// an update left on the update disk is installed first, a new image is
-// committed when the appliance reports good, and a test boot that does
-// not report good is followed by a boot of the committed image.
+// runSlots is nymote run --slots under QEMU: the image in dir goes into
+// the data disk's slots unless it is the one run last installed there
+// (launch.DiskSlots), then the appliance boots from its slots (slotLoop).
 func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Board, dir string, m *images.Manifest, disk, kvm string, r slotRun) error {
 	if disk == "" {
 		return usageError{errors.New("--slots keeps the slots beside the data disk: give --disk")}
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
-	s, err := launch.DiskSlots(disk, dir, say)
+	s, err := launch.DiskSlots(disk, dir, runSay(g))
 	if err != nil {
 		return err
 	}
 	var useKVM *bool
+	return slotLoop(ctx, g, s, r.bound, b.QEMU.NoPowerButton, func(bt update.Boot) (runVM, error) {
+		sm, err := images.ReadManifest(bt.Dir)
+		if err != nil {
+			return nil, err
+		}
+		img, err := sm.QEMUImage(bt.Dir, b)
+		if err != nil {
+			return nil, err
+		}
+		if useKVM == nil {
+			k, err := chooseKVM(ctx, g, img, kvm)
+			if err != nil {
+				return nil, err
+			}
+			useKVM = &k
+		}
+		return startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+	})
+}
+
+// runSay reports on nymote run's standard error.
+func runSay(g *globals) func(string, ...any) {
+	return func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
+}
+
+// runVM is a VM nymote run boots: QEMU, Firecracker or an xl domain (its
+// console).
+type runVM interface {
+	launch.Booted
+	Done() <-chan struct{}
+	Wait(context.Context) error
+	PowerOff(context.Context) error
+	Lines() []launch.Line
+}
+
+// slotLoop boots the appliance from the slots s with boot, again after
+// it reboots into a received update: an update left on the update disk
+// is installed first and the slot chosen by the try-once rule
+// (launch.NextBoot), a new image is committed when the appliance reports
+// good within bound (launch.WatchTestBoot), and a test boot that does not
+// report good is followed by a boot of the committed image. Every VM
+// nymote run boots goes through it.
+func slotLoop(ctx context.Context, g *globals, s *update.Slots, bound time.Duration, noPowerButton bool, boot func(update.Boot) (runVM, error)) error {
+	say := runSay(g)
 	for {
 		bt, err := launch.NextBoot(s, say)
 		if err != nil {
 			return err
 		}
 		if bt.Test {
-			say("the new image is kept if the appliance reports good within %s", r.bound)
+			say("the new image is kept if the appliance reports good within %s", bound)
 		}
-		sm, err := images.ReadManifest(bt.Dir)
-		if err != nil {
-			return err
-		}
-		img, err := sm.QEMUImage(bt.Dir, b)
-		if err != nil {
-			return err
-		}
-		if useKVM == nil {
-			k, err := chooseKVM(ctx, g, img, kvm)
-			if err != nil {
-				return err
-			}
-			useKVM = &k
-		}
-		vm, err := startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+		vm, err := boot(bt)
 		if err != nil {
 			return err
 		}
@@ -332,7 +355,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		if bt.Test {
 			go func() {
 				defer close(watched)
-				if err := launch.WatchTestBoot(context.WithoutCancel(ctx), vm, s, bt, r.bound); err != nil {
+				if err := launch.WatchTestBoot(context.WithoutCancel(ctx), vm, s, bt, bound); err != nil {
 					say("%v", err)
 				} else {
 					say("slot %s reported good: committed", bt.Slot)
@@ -341,7 +364,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		} else {
 			close(watched)
 		}
-		werr := waitRun(ctx, g, b, vm)
+		werr := waitRun(ctx, g, noPowerButton, vm)
 		<-watched // the VM has exited: the watcher has committed or given up
 		if ctx.Err() != nil {
 			return werr
