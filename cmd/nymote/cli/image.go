@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	var mem, offset int
 	var noBuild, slots bool
 	var testBound time.Duration
-	var updateHost string
+	var updateHost, vmm, vmConfig string
 	cmd := &cobra.Command{
 		Use:   "run APP",
 		Short: "Build APP's appliance and boot it under QEMU with a data disk, ports forwarded to localhost",
@@ -122,7 +123,12 @@ a probe boot works, TCG otherwise) with the data disk attached, forwards the
 service's ports to 127.0.0.1 (port + 1000 for ports under 1024: IMAP on 1143,
 SMTP on 1025, submission on 1587, IMAPS on 1993, submissions on 1465) and
 streams the console.
-Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
+Ctrl-C presses the appliance's power button: it stops cleanly and powers off.
+With --vmm firecracker or xl it boots the board's Firecracker or Xen image
+(firecracker-x86_64, xen-pvh-x86_64) with firecracker or xl instead, from
+the image's own configuration (or --vm-config), the data disk at --disk;
+the appliance is then on its own address (the configuration's TAP device or
+vif), not behind forwarded ports.`,
 		Args: exactArgs("APP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -133,6 +139,12 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			b, err := boards.Get(f.board)
 			if err != nil {
 				return usageError{err}
+			}
+			if vmm != "qemu" {
+				return runVMM(ctx, g, cmd, opts, b, vmRun{vmm: vmm, config: vmConfig, disk: disk, noBuild: noBuild, slots: slots, bound: testBound})
+			}
+			if vmConfig != "" {
+				return usageError{errors.New("--vm-config is for --vmm firecracker or xl")}
 			}
 			if b.QEMU == nil {
 				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
@@ -188,6 +200,8 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a new image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
 	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
 	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
+	cmd.Flags().StringVar(&vmm, "vmm", "qemu", "what boots the image: qemu, firecracker (firecracker on $PATH) or xl (Xen's toolstack, in dom0)")
+	cmd.Flags().StringVar(&vmConfig, "vm-config", "", "with --vmm firecracker or xl: the configuration to boot with (default: the image's firecracker.json or xl.cfg); its kernel, initramfs, command line and data disk are the image's and --disk")
 	defaultNet := "kernel"
 	if app.NetstackBuiltIn {
 		defaultNet = "netstack"
@@ -385,4 +399,119 @@ func slotLoop(ctx context.Context, g *globals, s *update.Slots, bound time.Durat
 		}
 		say("booting again")
 	}
+}
+
+// vmRun are nymote run's settings for a VMM other than QEMU.
+type vmRun struct {
+	vmm, config, disk string
+	noBuild, slots    bool
+	bound             time.Duration
+}
+
+// vmmOutputs are the board outputs the VMMs other than QEMU boot.
+var vmmOutputs = map[string]boards.Output{"firecracker": boards.OutputFirecracker, "xl": boards.OutputXen}
+
+// runVMM is nymote run --vmm firecracker|xl: the board's Firecracker or
+// Xen image booted by firecracker or xl with the data disk, from its slots
+// with --slots (the same slot loop as under QEMU: launch.DiskSlots,
+// slotLoop), each boot's configuration made for the slot
+// (launch.FirecrackerSlotConfig, launch.XLSlotConfig) and written beside
+// the slots (a temporary folder without slots).
+func runVMM(ctx context.Context, g *globals, cmd *cobra.Command, opts images.Options, b boards.Board, r vmRun) error {
+	out, ok := vmmOutputs[r.vmm]
+	if !ok {
+		return usageError{fmt.Errorf("--vmm %q: want qemu, firecracker or xl", r.vmm)}
+	}
+	if !slices.Contains(b.Outputs, out) {
+		return usageError{fmt.Errorf("--vmm %s: board %s has no %s output", r.vmm, b.Name, out)}
+	}
+	if r.disk == "" {
+		return usageError{fmt.Errorf("--vmm %s: give --disk (create one with: nymote disk create --data DIR -o data.img)", r.vmm)}
+	}
+	disk, err := filepath.Abs(r.disk)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(disk); err != nil {
+		return fmt.Errorf("--disk: %w (create one with: nymote disk create --data DIR -o %s)", err, r.disk)
+	}
+	var template []byte
+	if r.config != "" {
+		if template, err = os.ReadFile(r.config); err != nil {
+			return fmt.Errorf("--vm-config: %w", err)
+		}
+	}
+	if len(opts.Outputs) == 0 {
+		opts.Outputs = []boards.Output{out}
+	}
+	if r.noBuild {
+		_, err = images.ReadManifest(opts.OutDir)
+	} else {
+		_, err = images.Build(ctx, opts)
+	}
+	if err != nil {
+		return err
+	}
+	say := runSay(g)
+	// boot boots bt (a slot, or the image folder) with the configuration
+	// written in dir.
+	boot := func(bt update.Boot, dir, updateDisk string) (runVM, error) {
+		say("booting %s under %s; the appliance is on its own address (the configuration's network); Ctrl-C powers it off", bt.Dir, r.vmm)
+		if updateDisk != "" {
+			say("updates (nymote update --to ADDRESS) on the appliance's address, port %d", app.UpdatePort.Port)
+		}
+		switch r.vmm {
+		case "firecracker":
+			cfg, err := launch.FirecrackerSlotConfig(template, bt, disk, updateDisk)
+			if err != nil {
+				return nil, err
+			}
+			path := filepath.Join(dir, launch.SlotFirecrackerConfig)
+			if err := os.WriteFile(path, cfg, 0o644); err != nil {
+				return nil, err
+			}
+			fc, err := launch.StartFirecracker("", path, cmd.OutOrStdout())
+			if err != nil {
+				return nil, err
+			}
+			return fc, nil
+		}
+		cfg, err := launch.XLSlotConfig(string(template), bt, disk, updateDisk)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, launch.SlotXLConfig)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		x, err := launch.CreateXL(context.WithoutCancel(ctx), path, nil)
+		if err != nil {
+			return nil, err
+		}
+		c, err := x.Console(cmd.OutOrStdout())
+		if err != nil {
+			x.Destroy(context.Background())
+			return nil, err
+		}
+		return c, nil
+	}
+	if !r.slots {
+		tmp, err := os.MkdirTemp("", "nymote-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		vm, err := boot(update.Boot{Dir: opts.OutDir}, tmp, "")
+		if err != nil {
+			return err
+		}
+		return waitRun(ctx, g, false, vm)
+	}
+	s, err := launch.DiskSlots(disk, opts.OutDir, say)
+	if err != nil {
+		return err
+	}
+	return slotLoop(ctx, g, s, r.bound, false, func(bt update.Boot) (runVM, error) {
+		return boot(bt, s.Dir, s.UpdateDisk())
+	})
 }
