@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,23 +170,16 @@ func TestSlotConfigs(t *testing.T) {
 
 // TestXLSlotConfigLibxlu reads a slot boot's xl configuration with Xen's
 // own parser (libxlutil, the library xl create reads its file with;
-// testdata/xlucheck.c, built here with gcc): the kernel, initramfs,
+// slottest.XLUCheck): the kernel, initramfs,
 // command line, on_reboot and both disks are what XLSlotConfig meant.
 // It skips without gcc or libxen-dev (Debian: the headers, libxlutil and
 // libxenlight); xl itself does not run without Xen.
 func TestXLSlotConfigLibxlu(t *testing.T) {
-	if _, err := os.Stat("/usr/include/libxlutil.h"); err != nil {
-		t.Skip("no libxlutil.h: apt-get install libxen-dev")
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("no gcc")
+	xlucheck, why := slottest.XLUCheck(t)
+	if xlucheck == nil {
+		t.Skip(why)
 	}
 	tmp := t.TempDir()
-	check := filepath.Join(tmp, "xlucheck")
-	if out, err := exec.Command(gcc, "-o", check, "testdata/xlucheck.c", "-lxlutil", "-lxenlight").CombinedOutput(); err != nil {
-		t.Fatalf("building xlucheck: %v\n%s", err, out)
-	}
 	signer := slottest.Signer(t)
 	disk := filepath.Join(tmp, "data disk, 1.img") // a comma and a space: target= takes the rest
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
@@ -206,8 +198,7 @@ func TestXLSlotConfigLibxlu(t *testing.T) {
 		if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command(check, f).CombinedOutput()
-		return string(out), err
+		return xlucheck(f)
 	}
 	src, err := XLSlotConfig("", b, disk, s.UpdateDisk())
 	if err != nil {

@@ -1,15 +1,18 @@
 // Package slottest makes, for tests of the launchers' boots from image
 // slots (launch, jitsu, cmd/nymote/cli), signed image folders laid out as
 // nymote build writes a Firecracker or Xen image, and hands them to the
-// slots as a running appliance does. It imports package update only.
+// slots as a running appliance does; and it reads xl configurations with
+// Xen's own parser (XLUCheck). It imports package update only.
 package slottest
 
 import (
 	"bytes"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -109,4 +112,37 @@ func Receive(t testing.TB, s *update.Slots, image string) {
 	if err := update.WriteUpdateDisk(s.UpdateDisk(), im); err != nil {
 		t.Fatal(err)
 	}
+}
+
+//go:embed xlucheck.c.txt
+var xlucheck []byte
+
+// XLUCheck builds xlucheck.c.txt, a C program, (with gcc, against Xen's
+// libxlutil and libxenlight from Debian's libxen-dev) and returns a
+// function that reads an xl configuration file with it, as xl create
+// does: its output lists kernel, ramdisk, extra, on_reboot and each disk
+// as Xen parses it ("disk VDEV TARGET FORMAT rw|ro"); an error means xl
+// would refuse the file. Without gcc or libxen-dev it returns nil and
+// why (xl itself does not run without Xen).
+func XLUCheck(t testing.TB) (check func(config string) (string, error), why string) {
+	t.Helper()
+	if _, err := os.Stat("/usr/include/libxlutil.h"); err != nil {
+		return nil, "no libxlutil.h: apt-get install libxen-dev"
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		return nil, "no gcc"
+	}
+	tmp := t.TempDir()
+	src, bin := filepath.Join(tmp, "xlucheck.c"), filepath.Join(tmp, "xlucheck")
+	if err := os.WriteFile(src, xlucheck, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(gcc, "-o", bin, src, "-lxlutil", "-lxenlight").CombinedOutput(); err != nil {
+		t.Fatalf("building xlucheck: %v\n%s", err, out)
+	}
+	return func(config string) (string, error) {
+		out, err := exec.Command(bin, config).CombinedOutput()
+		return string(out), err
+	}, ""
 }
