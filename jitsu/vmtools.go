@@ -29,7 +29,8 @@ type XLLauncher struct {
 	Guest string
 	// Ports are the service's ports on the guest.
 	Ports []PortConfig
-	// Run runs xl; nil means launch.ExecRunner.
+	// Run runs xl; nil means launch.ExecRunner. (With Slots, xl console
+	// runs as its own process: xl on $PATH.)
 	Run launch.Runner
 	// Poll is how often a running domain is checked; zero means 1s.
 	Poll time.Duration
