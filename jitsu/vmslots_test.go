@@ -15,6 +15,7 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/internal/slottest"
+	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/update"
 )
 
@@ -95,6 +96,11 @@ func TestVMLauncherSlots(t *testing.T) {
 				l = &FirecrackerLauncher{Guest: "127.0.0.1", Ports: ports, Log: discardLog(), Slots: true, Image: v1, Disk: disk}
 			case "xl":
 				l = &XLLauncher{Guest: "127.0.0.1", Ports: ports, Log: discardLog(), Slots: true, Image: v1, Disk: disk, Poll: 10 * time.Millisecond}
+			}
+			if fc, ok := l.(*FirecrackerLauncher); ok {
+				if got, want := strings.Join(fc.Command("/s"), " "), "firecracker --api-sock /s --config-file "+filepath.Join(slotsDir, launch.SlotFirecrackerConfig); got != want {
+					t.Errorf("command %q, want %q", got, want)
+				}
 			}
 			// start starts the appliance and checks the kernels
 			// booted since the last start, then stops it.

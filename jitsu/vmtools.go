@@ -232,8 +232,12 @@ type FirecrackerLauncher struct {
 	Image, Disk string
 }
 
-// Command is the command line Start runs with its API socket at sock.
+// Command is the command line Start runs with its API socket at sock
+// (with Slots, the configuration is the one written beside the slots).
 func (l *FirecrackerLauncher) Command(sock string) []string {
+	if l.Slots {
+		return launch.FirecrackerCommand(l.Binary, filepath.Join(update.SlotsDir(l.Disk), launch.SlotFirecrackerConfig), sock)
+	}
 	return launch.FirecrackerCommand(l.Binary, l.Config, sock)
 }
 
