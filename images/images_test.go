@@ -18,6 +18,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/internal/slottest"
 	"github.com/nymote/nymote/kernel"
 	"github.com/nymote/nymote/launch"
 )
@@ -331,6 +332,17 @@ func checkXen(t *testing.T, dir string, m *Manifest) {
 	}
 	if v := cfg["vif"].List; len(v) != 1 {
 		t.Errorf("%s: vif = %q, want one", XenConfigFile, v)
+	}
+	// Xen's own parser (libxlutil, as xl create reads the file).
+	xlucheck, why := slottest.XLUCheck(t)
+	if xlucheck == nil {
+		t.Logf("%s not read with libxlutil: %s", XenConfigFile, why)
+		return
+	}
+	out, err := xlucheck(filepath.Join(dir, XenConfigFile))
+	want := "kernel " + VmlinuxFile + "\nramdisk " + InitrdFile + "\nextra " + m.Cmdline + "\non_reboot restart\ndisk xvda data.img raw rw\n"
+	if err != nil || out != want {
+		t.Errorf("%s as libxlutil reads it: %v\n%s\nwant:\n%s", XenConfigFile, err, out, want)
 	}
 }
 

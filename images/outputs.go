@@ -10,6 +10,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/kernel"
+	"github.com/nymote/nymote/launch"
 )
 
 // Artefact file names.
@@ -19,8 +20,8 @@ const (
 	VmlinuxFile     = "vmlinux"
 	CmdlineFile     = "cmdline.txt"
 	QEMUScript      = "run-qemu.sh"
-	FirecrackerFile = "firecracker.json"
-	XenConfigFile   = "xl.cfg"
+	FirecrackerFile = launch.FirecrackerConfigFile
+	XenConfigFile   = launch.XLConfigFile
 	ManifestFile    = "manifest.json"
 )
 

@@ -206,8 +206,8 @@ type LauncherConfig struct {
 	Command []string `yaml:"command"`
 	// Env are extra KEY=VALUE environment variables (process).
 	Env []string `yaml:"env"`
-	// Image is the image folder built by nymote build (qemu, xl,
-	// firecracker).
+	// Image is the image folder built by nymote build (qemu; xl and
+	// firecracker with slots).
 	Image string `yaml:"image"`
 	// KVM is auto, on or off (qemu).
 	KVM string `yaml:"kvm"`
@@ -218,11 +218,16 @@ type LauncherConfig struct {
 	// Guest is the appliance's own address for xl and Firecracker (it is
 	// on a bridge or TAP device, not behind port forwards).
 	Guest string `yaml:"guest"`
-	// Slots keeps two image slots beside the data disk (qemu; see
-	// package update): Image goes into them (a new one boots once for a
-	// test and is kept only if the appliance reports good), the
-	// appliance takes updates (nymote update) on its update port, and
-	// each boot follows the try-once rule.
+	// Slots keeps two image slots beside the data disk (qemu,
+	// firecracker, xl; see package update): Image goes into them (a new
+	// one boots once for a test and is kept only if the appliance
+	// reports good), the appliance takes updates (nymote update) on its
+	// update port, and each boot follows the try-once rule. With
+	// firecracker and xl, Config is optional: each boot's configuration
+	// is Config (or, without one, the slot image's own) with the kernel,
+	// initramfs and command line of the slot booted, the data disk and
+	// the update disk (launch.FirecrackerSlotConfig,
+	// launch.XLSlotConfig).
 	Slots bool `yaml:"slots"`
 }
 
@@ -544,8 +549,8 @@ func (c *Config) check(root *yaml.Node) error {
 				time.Duration(a.Spare), app.ProxyHeaderTimeout), "appliances", i, "spare")
 		}
 		l := &a.Launcher
-		if l.Slots && (l.Kind != "qemu" || a.Data == "") {
-			return errf("slots are kept beside the data disk: the qemu launcher with data only", "appliances", i, "launcher", "slots")
+		if l.Slots && (l.Kind == "process" || a.Data == "") {
+			return errf("slots are kept beside the data disk: the qemu, firecracker or xl launcher with data only", "appliances", i, "launcher", "slots")
 		}
 		switch l.Kind {
 		case "process":
@@ -558,11 +563,11 @@ func (c *Config) check(root *yaml.Node) error {
 				}
 			}
 		case "qemu", "xl", "firecracker":
-			if l.Kind == "qemu" && l.Image == "" {
-				return errf("required for the qemu launcher: the image folder (nymote build -o DIR)", "appliances", i, "launcher", "image")
+			if (l.Kind == "qemu" || l.Slots) && l.Image == "" {
+				return errf("required for the qemu launcher and with slots: the image folder (nymote build -o DIR)", "appliances", i, "launcher", "image")
 			}
 			if l.Kind != "qemu" {
-				if l.Config == "" {
+				if l.Config == "" && !l.Slots {
 					return errf("required for the "+l.Kind+" launcher: its configuration file", "appliances", i, "launcher", "config")
 				}
 				if _, err := netip.ParseAddr(l.Guest); err != nil {

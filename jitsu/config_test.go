@@ -41,6 +41,35 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestConfigSlots: the firecracker and xl launchers keep slots beside
+// the data disk, from the image folder, their configuration optional.
+func TestConfigSlots(t *testing.T) {
+	for _, kind := range []string{"firecracker", "xl"} {
+		y := strings.Replace(goodConfig, "    data: /srv/mail\n    launcher:\n      kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]",
+			"    data: /srv/mail.img\n    launcher:\n      kind: "+kind+"\n      image: /srv/img\n      guest: 10.0.0.2\n      slots: true", 1)
+		c, err := ParseConfig([]byte(y))
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		l, err := NewLauncher(c.Appliances[0], discardLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch l := l.(type) {
+		case *FirecrackerLauncher:
+			if !l.Slots || l.Image != "/srv/img" || l.Disk != "/srv/mail.img" || l.Config != "" {
+				t.Errorf("firecracker launcher: %+v", l)
+			}
+		case *XLLauncher:
+			if !l.Slots || l.Image != "/srv/img" || l.Disk != "/srv/mail.img" || l.Config != "" {
+				t.Errorf("xl launcher: %+v", l)
+			}
+		default:
+			t.Errorf("%s: launcher %T", kind, l)
+		}
+	}
+}
+
 // TestConfigErrors: each broken configuration is refused with an error
 // that names the field and its line.
 func TestConfigErrors(t *testing.T) {
@@ -66,7 +95,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad kind", "kind: process", "kind: docker", `line 11: appliances[0].launcher.kind: "docker": want process, qemu, xl or firecracker`},
 		{"no command", "      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]\n", "", "appliances[0].launcher.command: required"},
 		{"qemu without image", "kind: process", "kind: qemu", "appliances[0].launcher.image: required"},
-		{"slots on xl", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg\n      guest: 10.0.0.2\n      slots: true", "appliances[0].launcher.slots: slots are kept beside the data disk"},
+		{"slots on xl without image", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg\n      guest: 10.0.0.2\n      slots: true", "appliances[0].launcher.image: required for the qemu launcher and with slots"},
+		{"slots on firecracker without data", "    data: /srv/mail\n    launcher:\n      kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]",
+			"    launcher:\n      kind: firecracker\n      image: /srv/img\n      guest: 10.0.0.2\n      slots: true", "appliances[0].launcher.slots: slots are kept beside the data disk"},
+		{"slots on process", "      command:", "      slots: true\n      command:", "appliances[0].launcher.slots: slots are kept beside the data disk: the qemu, firecracker or xl launcher"},
 		{"xl without guest", "kind: process\n      command: [nymote-mail, --data, \"${data}\", --port, \"imap=${port:imap}\"]", "kind: xl\n      config: mail.cfg", "appliances[0].launcher.guest"},
 		{"tabs", "dns:", "\tdns:", "found character that cannot start any token"},
 		{"bad forward client", "control: 127.0.0.1:5380\n", "control: 127.0.0.1:5380\nforward: 127.0.0.1:53\nforward_clients:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n",

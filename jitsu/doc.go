@@ -37,6 +37,21 @@
 // (firecracker --api-sock, Ctrl-Alt-Del to power off, PATCH /vm to
 // pause).
 //
+// With slots: true (qemu, xl and firecracker, with a data disk) a VM
+// launcher boots from the two image slots beside the data disk (package
+// update) by one path for all three (startSlots, over launch.DiskSlots and
+// launch.NextBoot): the configured image is installed when it changed, an
+// update the appliance received is installed from its update disk, the
+// try-once rule picks the slot, and a new image's test boot must print the
+// appliance's good line (read on QEMU's or Firecracker's console, or with
+// xl console) within Start or its VM is killed and the committed slot
+// boots instead. xl and Firecracker boot the slot through a configuration
+// written beside the slots at each boot: the launcher's config (or the
+// slot image's own) with the slot's kernel, initramfs and command line,
+// the data disk and the update disk (launch.XLSlotConfig,
+// launch.FirecrackerSlotConfig). nymote update status|rollback --disk
+// works on those slots whichever launcher boots them.
+//
 // # No lost first connection
 //
 // A client typically connects right after the DNS answer. If nothing

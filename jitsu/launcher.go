@@ -62,9 +62,11 @@ func NewLauncher(a ApplianceConfig, log *slog.Logger) (Launcher, error) {
 		return &ProcessLauncher{Command: l.Command, Env: env, Data: a.Data, Ports: ports,
 			Log: log.With("appliance", a.Name)}, nil
 	case "xl":
-		return &XLLauncher{Config: l.Config, Guest: l.Guest, Ports: a.Ports, Log: log.With("appliance", a.Name)}, nil
+		return &XLLauncher{Config: l.Config, Guest: l.Guest, Ports: a.Ports, Log: log.With("appliance", a.Name),
+			Slots: l.Slots, Image: l.Image, Disk: a.Data}, nil
 	case "firecracker":
-		return &FirecrackerLauncher{Config: l.Config, Guest: l.Guest, Ports: a.Ports, Log: log.With("appliance", a.Name)}, nil
+		return &FirecrackerLauncher{Config: l.Config, Guest: l.Guest, Ports: a.Ports, Log: log.With("appliance", a.Name),
+			Slots: l.Slots, Image: l.Image, Disk: a.Data}, nil
 	case "qemu":
 		return newQEMULauncher(a, log.With("appliance", a.Name))
 	}

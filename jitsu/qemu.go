@@ -85,48 +85,13 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if !l.Slots {
 		return l.start(ctx, l.Image, "")
 	}
-	s, err := update.OpenSlots(update.SlotsDir(l.Disk))
-	if err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	}
-	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	}
-	if slot, err := s.Given(l.Image, update.InstallOptions{AllowUnsigned: true}); err != nil {
-		return nil, fmt.Errorf("jitsu: %w", err)
-	} else if slot != "" {
-		l.Log.Info("image installed in slot", "image", l.Image, "slot", slot)
-	}
-	if v, err := s.PickUp(update.InstallOptions{}); err != nil {
-		l.Log.Warn("the update the appliance received is refused", "err", err)
-	} else if v != "" {
-		l.Log.Info("received update installed", "version", v)
-	}
-	// At most two boots: a new image's test boot, and when it does not
-	// report good, the committed image.
-	for try := 0; ; try++ {
-		b, err := s.Boot()
-		if err != nil {
-			return nil, fmt.Errorf("jitsu: %w", err)
-		}
-		if b.RolledBack != "" {
-			l.Log.Warn("a test boot did not report good: booting the committed slot", "left", b.RolledBack, "slot", b.Slot)
-		}
+	return startSlots(ctx, l.Disk, l.Image, l.Log, func(s *update.Slots, b update.Boot) (slotInstance, error) {
 		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
-		if err == nil && b.Test {
-			q := inst.(*qemuVM)
-			if err = launch.WatchTestBoot(ctx, q.vm, s, b, 0); err == nil {
-				l.Log.Info("new image committed", "slot", b.Slot)
-			}
+		if err != nil {
+			return nil, err
 		}
-		if err == nil || !b.Test || try > 0 || ctx.Err() != nil {
-			return inst, err
-		}
-		if inst != nil {
-			inst.(*qemuVM).vm.Kill()
-		}
-		l.Log.Warn("test boot failed", "slot", b.Slot, "err", err)
-	}
+		return inst.(*qemuVM), nil
+	})
 }
 
 // start boots the image in dir (with an update disk, if not "").
@@ -252,6 +217,15 @@ func (q *qemuVM) Stop(ctx context.Context) error {
 
 func (q *qemuVM) Done() <-chan struct{} { return q.done }
 
+// booted is the VM as its test boot is watched.
+func (q *qemuVM) booted() launch.Booted { return q.vm }
+
+// kill pulls the VM's plug.
+func (q *qemuVM) kill() {
+	q.vm.Kill()
+	<-q.done
+}
+
 func (q *qemuVM) Err() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -266,3 +240,71 @@ func (q *qemuVM) Err() error {
 
 func (q *qemuVM) Suspend(ctx context.Context) error { return q.vm.QMP(ctx, "stop") }
 func (q *qemuVM) Resume(ctx context.Context) error  { return q.vm.QMP(ctx, "cont") }
+
+// slotLog logs what the slots did (launch.DiskSlots, launch.NextBoot).
+func slotLog(log *slog.Logger) func(string, ...any) {
+	return func(format string, args ...any) { log.Info("slots: " + fmt.Sprintf(format, args...)) }
+}
+
+// slotBoot opens the slots beside the data disk, installs image there
+// when it changed (launch.DiskSlots), and returns the slot to boot first
+// (launch.NextBoot): the one path of every launcher with slots (qemu,
+// firecracker, xl).
+func slotBoot(disk, image string, log *slog.Logger) (*update.Slots, update.Boot, error) {
+	s, err := launch.DiskSlots(disk, image, slotLog(log))
+	if err != nil {
+		return nil, update.Boot{}, fmt.Errorf("jitsu: %w", err)
+	}
+	b, err := launch.NextBoot(s, slotLog(log))
+	if err != nil {
+		return nil, b, fmt.Errorf("jitsu: %w", err)
+	}
+	return s, b, nil
+}
+
+// slotInstance is a running appliance booted from a slot by a launcher
+// other than qemu (firecracker, xl): its console for the test boot's
+// watch, and how to pull its plug.
+type slotInstance interface {
+	Instance
+	booted() launch.Booted
+	kill()
+}
+
+// startSlots boots an appliance from the slots beside disk with boot (the
+// launcher's boot of one slot, which returns once its ports accept and
+// leaves nothing running when it fails), as
+// the qemu launcher does: image installed when it changed, a received
+// update picked up, the try-once rule; a test boot is watched for the
+// appliance's good line (launch.WatchTestBoot, within the default bound
+// and ctx), and when it fails the committed slot boots instead (at most
+// two boots).
+func startSlots(ctx context.Context, disk, image string, log *slog.Logger, boot func(*update.Slots, update.Boot) (slotInstance, error)) (Instance, error) {
+	s, b, err := slotBoot(disk, image, log)
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
+		if try > 0 {
+			if b, err = launch.NextBoot(s, slotLog(log)); err != nil {
+				return nil, fmt.Errorf("jitsu: %w", err)
+			}
+		}
+		inst, err := boot(s, b)
+		if err == nil && b.Test {
+			if err = launch.WatchTestBoot(ctx, inst.booted(), s, b, 0); err == nil {
+				log.Info("new image committed", "slot", b.Slot)
+			} else {
+				inst.kill()
+				err = fmt.Errorf("jitsu: %w", err)
+			}
+		}
+		if err == nil {
+			return inst, nil
+		}
+		if !b.Test || try > 0 || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("test boot failed", "slot", b.Slot, "err", err)
+	}
+}

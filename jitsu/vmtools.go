@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/update"
 )
 
 // XLLauncher boots an appliance as a Xen guest with the xl toolstack
@@ -25,11 +29,21 @@ type XLLauncher struct {
 	Guest string
 	// Ports are the service's ports on the guest.
 	Ports []PortConfig
-	// Run runs xl; nil means launch.ExecRunner.
+	// Run runs xl; nil means launch.ExecRunner. (With Slots, xl console
+	// runs as its own process: xl on $PATH.)
 	Run launch.Runner
 	// Poll is how often a running domain is checked; zero means 1s.
 	Poll time.Duration
 	Log  *slog.Logger
+	// Slots boots from the slots beside Disk, as the qemu launcher does
+	// (Image installed when it changes, received updates picked up, the
+	// try-once rule, a test boot committed on the appliance's good line
+	// read with xl console): each boot's configuration is Config (""
+	// means the slot image's xl.cfg) for the slot booted
+	// (launch.XLSlotConfig), written beside the slots
+	// (launch.SlotXLConfig). The update port is Addr("update").
+	Slots       bool
+	Image, Disk string
 }
 
 // Domain reads the domain's name from the configuration.
@@ -39,7 +53,38 @@ func (l *XLLauncher) Domain() (string, error) {
 
 // Start creates the domain and waits for its ports.
 func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
-	x, err := launch.CreateXL(ctx, l.Config, l.Run)
+	if !l.Slots {
+		return l.start(ctx, l.Config, false)
+	}
+	var template string
+	if l.Config != "" {
+		b, err := os.ReadFile(l.Config)
+		if err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		template = string(b)
+	}
+	return startSlots(ctx, l.Disk, l.Image, l.Log, func(s *update.Slots, b update.Boot) (slotInstance, error) {
+		cfg, err := launch.XLSlotConfig(template, b, l.Disk, s.UpdateDisk())
+		if err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		path := filepath.Join(s.Dir, launch.SlotXLConfig)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		inst, err := l.start(ctx, path, true)
+		if err != nil {
+			return nil, err
+		}
+		return inst.(*toolVM), nil
+	})
+}
+
+// start creates the domain of the configuration file config and waits
+// for its ports; with console, it reads the domain's console too.
+func (l *XLLauncher) start(ctx context.Context, config string, console bool) (_ Instance, err error) {
+	x, err := launch.CreateXL(ctx, config, l.Run)
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}
@@ -48,11 +93,17 @@ func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
 		poll = time.Second
 	}
 	v := &toolVM{xl: x, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
+	if console {
+		if v.console, err = x.Console(&lineLog{log: l.Log}); err != nil {
+			x.Destroy(context.Background())
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		v.ports = append(append([]PortConfig(nil), l.Ports...), PortConfig{Name: app.UpdatePort.Name, Port: app.UpdatePort.Port})
+	}
 	go v.watch(poll)
 	defer func() {
 		if err != nil {
-			x.Destroy(context.Background())
-			v.markDone(nil)
+			v.kill()
 		}
 	}()
 	for _, p := range l.Ports {
@@ -65,9 +116,10 @@ func (l *XLLauncher) Start(ctx context.Context) (_ Instance, err error) {
 
 // toolVM is a guest run by a toolstack command (xl).
 type toolVM struct {
-	xl    *launch.XL
-	guest string
-	ports []PortConfig
+	xl      *launch.XL
+	console *launch.XLConsole // with slots
+	guest   string
+	ports   []PortConfig
 
 	once    sync.Once
 	done    chan struct{}
@@ -99,12 +151,24 @@ func (v *toolVM) watch(poll time.Duration) {
 
 func (v *toolVM) markDone(err error) {
 	v.once.Do(func() {
+		if v.console != nil {
+			v.console.Close()
+		}
 		v.mu.Lock()
 		v.err = err
 		v.mu.Unlock()
 		close(v.done)
 	})
 }
+
+// kill destroys the domain.
+func (v *toolVM) kill() {
+	v.xl.Destroy(context.Background())
+	v.markDone(nil)
+}
+
+// booted is the domain as its test boot is watched: its console.
+func (v *toolVM) booted() launch.Booted { return v.console }
 
 func (v *toolVM) Addr(name string) string { return guestAddr(v.guest, v.ports, name) }
 
@@ -156,20 +220,66 @@ type FirecrackerLauncher struct {
 	// Binary is the firecracker program; "" means firecracker.
 	Binary string
 	Log    *slog.Logger
+	// Slots boots from the slots beside Disk, as the qemu launcher does
+	// (Image installed when it changes, received updates picked up, the
+	// try-once rule, a test boot committed on the appliance's good line
+	// on Firecracker's console): each boot's configuration is Config
+	// ("" means the slot image's firecracker.json) for the slot booted
+	// (launch.FirecrackerSlotConfig), written beside the slots
+	// (launch.SlotFirecrackerConfig). The update port is
+	// Addr("update").
+	Slots       bool
+	Image, Disk string
 }
 
-// Command is the command line Start runs with its API socket at sock.
+// Command is the command line Start runs with its API socket at sock
+// (with Slots, the configuration is the one written beside the slots).
 func (l *FirecrackerLauncher) Command(sock string) []string {
+	if l.Slots {
+		return launch.FirecrackerCommand(l.Binary, filepath.Join(update.SlotsDir(l.Disk), launch.SlotFirecrackerConfig), sock)
+	}
 	return launch.FirecrackerCommand(l.Binary, l.Config, sock)
 }
 
 // Start runs Firecracker and waits for the guest's ports.
 func (l *FirecrackerLauncher) Start(ctx context.Context) (_ Instance, err error) {
-	fc, err := launch.StartFirecracker(l.Binary, l.Config)
+	if !l.Slots {
+		return l.start(ctx, l.Config, false)
+	}
+	var template []byte
+	if l.Config != "" {
+		if template, err = os.ReadFile(l.Config); err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+	}
+	return startSlots(ctx, l.Disk, l.Image, l.Log, func(s *update.Slots, b update.Boot) (slotInstance, error) {
+		cfg, err := launch.FirecrackerSlotConfig(template, b, l.Disk, s.UpdateDisk())
+		if err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		path := filepath.Join(s.Dir, launch.SlotFirecrackerConfig)
+		if err := os.WriteFile(path, cfg, 0o644); err != nil {
+			return nil, fmt.Errorf("jitsu: %w", err)
+		}
+		inst, err := l.start(ctx, path, true)
+		if err != nil {
+			return nil, err
+		}
+		return inst.(*fcVM), nil
+	})
+}
+
+// start runs Firecracker with the configuration file config and waits
+// for the guest's ports (and with slots, the update port is one).
+func (l *FirecrackerLauncher) start(ctx context.Context, config string, slots bool) (_ Instance, err error) {
+	fc, err := launch.StartFirecracker(l.Binary, config, &lineLog{log: l.Log})
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)
 	}
 	v := &fcVM{fc: fc, guest: l.Guest, ports: l.Ports, done: make(chan struct{})}
+	if slots {
+		v.ports = append(append([]PortConfig(nil), l.Ports...), PortConfig{Name: app.UpdatePort.Name, Port: app.UpdatePort.Port})
+	}
 	go func() {
 		<-fc.Done()
 		v.mu.Lock()
@@ -219,6 +329,15 @@ func (v *fcVM) Stop(ctx context.Context) error {
 }
 
 func (v *fcVM) Done() <-chan struct{} { return v.done }
+
+// kill stops Firecracker at once.
+func (v *fcVM) kill() {
+	v.fc.Kill()
+	<-v.done
+}
+
+// booted is the microVM as its test boot is watched: its console.
+func (v *fcVM) booted() launch.Booted { return v.fc }
 
 func (v *fcVM) Err() error {
 	v.mu.Lock()

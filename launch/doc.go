@@ -20,14 +20,21 @@
 //     exit, QMP commands, a clean power-off (QMP system_powerdown) and
 //     pulling the plug;
 //   - SD card boots under QEMU 10 (StartSDCard);
-//   - boots from image slots (package update): an update disk beside the
-//     data disk (QEMU.UpdateDisk), the watch of a test boot that commits
-//     the new image on the appliance's good line (WatchTestBoot), and
-//     whether an exited appliance rebooted into an update (UpdateReboot);
-//   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
-//     configuration grammar, ParseXLConfig, which images also checks its
-//     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command
-//     line and API calls).
+//   - boots from image slots (package update), one path for every
+//     launcher: the slots beside the data disk with their update disk and
+//     the configured image installed when it changed (DiskSlots), the slot
+//     to boot by the try-once rule once a received update is installed
+//     (NextBoot), the watch of a test boot that commits the new image on
+//     the appliance's good line (WatchTestBoot, on any Booted: QEMU's or
+//     Firecracker's console, xl console), and whether an exited appliance
+//     rebooted into an update (UpdateReboot); QEMU attaches the update
+//     disk (QEMU.UpdateDisk), Firecracker and xl boot a configuration for
+//     the slot (FirecrackerSlotConfig, XLSlotConfig: the slot's kernel,
+//     initramfs and command line, the data disk, the update disk);
+//   - Xen guests with the xl toolstack (CreateXL, XLCommands, XL.Console;
+//     the xl configuration grammar, ParseXLConfig and FormatXLConfig,
+//     which images also checks its xl.cfg with) and Firecracker microVMs
+//     (StartFirecracker: its command line, console and API calls).
 //
 // Errors start with "launch:".
 //

@@ -3,14 +3,13 @@ package launch
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 )
 
 // FirecrackerCommand is the command line that runs Firecracker (binary;
@@ -38,59 +37,35 @@ var FirecrackerRequests = map[string]FirecrackerRequest{
 	"resume":  {"PATCH", "/vm", `{"state":"Resumed"}`},
 }
 
-// Firecracker is a running Firecracker microVM.
+// Firecracker is a running Firecracker microVM: its process (whose
+// standard output is the guest's serial console, kept as a VM's is) and
+// its API socket.
 type Firecracker struct {
-	cmd  *exec.Cmd
+	*VM
 	sock string
-	done chan struct{}
-
-	mu      sync.Mutex
-	waitErr error
 }
 
 // StartFirecracker runs Firecracker (binary, "" for firecracker on $PATH)
 // with the configuration file config, in its own process group, with its
-// API socket in a temporary folder removed when it exits.
-func StartFirecracker(binary, config string) (*Firecracker, error) {
+// API socket in a temporary folder removed when it exits. Console lines
+// are copied to console (if not nil) and kept for WaitLine.
+func StartFirecracker(binary, config string, console io.Writer) (*Firecracker, error) {
 	dir, err := os.MkdirTemp("", "nymote-fc-")
 	if err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "api.sock")
 	args := FirecrackerCommand(binary, config, sock)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	vm, err := start(exec.Command(args[0], args[1:]...), "", dir, console)
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("launch: starting %s: %w", args[0], err)
+		return nil, err
 	}
-	f := &Firecracker{cmd: cmd, sock: sock, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		os.RemoveAll(dir)
-		f.mu.Lock()
-		f.waitErr = err
-		f.mu.Unlock()
-		close(f.done)
-	}()
-	return f, nil
+	return &Firecracker{VM: vm, sock: sock}, nil
 }
-
-// Done is closed when Firecracker has exited.
-func (f *Firecracker) Done() <-chan struct{} { return f.done }
 
 // ExitErr is how Firecracker exited, once Done is closed.
-func (f *Firecracker) ExitErr() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.waitErr
-}
-
-// Kill stops Firecracker at once (like pulling the plug) and waits for it.
-func (f *Firecracker) Kill() {
-	syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
-	<-f.done
-}
+func (f *Firecracker) ExitErr() error { return f.Wait(context.Background()) }
 
 // PowerOff presses Ctrl-Alt-Del (the appliance stops cleanly and ends the
 // VM) and waits for Firecracker to exit. If it has not when ctx ends,
@@ -99,7 +74,7 @@ func (f *Firecracker) PowerOff(ctx context.Context) error {
 	err := f.API(ctx, "stop")
 	if err == nil {
 		select {
-		case <-f.done:
+		case <-f.Done():
 			return nil
 		case <-ctx.Done():
 			err = ctx.Err()

@@ -19,7 +19,9 @@ import (
 	"github.com/nymote/nymote/boards"
 )
 
-// VM is a running QEMU process booting an image.
+// VM is a running QEMU process booting an image, or another process whose
+// output is a guest's console (StartCommand: Firecracker, xl console),
+// with its console lines.
 type VM struct {
 	cmd   *exec.Cmd
 	qmp   string
@@ -41,8 +43,9 @@ type Line struct {
 	At time.Duration
 }
 
-// ErrExited is returned by WaitLine when QEMU has exited.
-var ErrExited = errors.New("QEMU exited")
+// ErrExited is returned by WaitLine when QEMU (or the process of
+// StartCommand) has exited.
+var ErrExited = errors.New("the VM exited")
 
 // StartQEMU boots img under QEMU. Console lines are copied to console (if
 // not nil) and kept for WaitLine. QEMU runs in its own process group, so a

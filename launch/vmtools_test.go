@@ -78,7 +78,7 @@ func TestFirecrackerAPI(t *testing.T) {
 	if err := f.API(context.Background(), "reboot"); err == nil || !strings.Contains(err.Error(), "reboot") {
 		t.Errorf("an unknown call: %v", err)
 	}
-	if _, err := StartFirecracker("/nonexistent/firecracker", "/srv/vm.json"); err == nil || !strings.Contains(err.Error(), "/nonexistent/firecracker") {
+	if _, err := StartFirecracker("/nonexistent/firecracker", "/srv/vm.json", nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/firecracker") {
 		t.Errorf("StartFirecracker without the binary: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -42,7 +43,8 @@ func XLDomain(config string) (string, error) {
 }
 
 // XLCommands are the xl command lines for a domain: create, clean
-// shutdown (waiting), destroy, pause, unpause and the liveness check.
+// shutdown (waiting), destroy, pause, unpause, the liveness check and the
+// console (xl console: the guest's console on its standard output).
 func XLCommands(config, domain string) map[string][]string {
 	return map[string][]string{
 		"create":  {"xl", "create", "-q", config},
@@ -51,6 +53,7 @@ func XLCommands(config, domain string) map[string][]string {
 		"suspend": {"xl", "pause", domain},
 		"resume":  {"xl", "unpause", domain},
 		"alive":   {"xl", "domid", domain},
+		"console": {"xl", "console", domain},
 	}
 }
 
@@ -98,6 +101,43 @@ func (x *XL) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// XLConsole is a domain's console, read by xl console (run as its own
+// process), as WatchTestBoot watches it: its Kill destroys the domain.
+type XLConsole struct {
+	*VM
+	x *XL
+}
+
+// Console starts xl console on the domain, keeping its lines (copied to
+// console, if not nil) as a VM's. What the guest printed before it
+// attached may be missing; the appliance's good line comes seconds after
+// its service started. End it with Close (or Kill, which destroys the
+// domain too).
+func (x *XL) Console(console io.Writer) (*XLConsole, error) {
+	vm, err := StartCommand(x.cmds["console"], "", console)
+	if err != nil {
+		return nil, err
+	}
+	return &XLConsole{VM: vm, x: x}, nil
+}
+
+// Kill destroys the domain and ends the console.
+func (c *XLConsole) Kill() {
+	c.x.Destroy(context.Background())
+	c.VM.Kill()
+}
+
+// PowerOff shuts the domain down cleanly (XL.Shutdown: destroyed when
+// that fails) and ends the console.
+func (c *XLConsole) PowerOff(ctx context.Context) error {
+	err := c.x.Shutdown(ctx)
+	c.Close()
+	return err
+}
+
+// Close ends the console, leaving the domain as it is.
+func (c *XLConsole) Close() { c.VM.Kill() }
 
 // Destroy stops the domain at once (like pulling the plug).
 func (x *XL) Destroy(ctx context.Context) error {

@@ -25,6 +25,10 @@
 // uncommitted image returns to the committed one. Every state change is
 // one atomic rename, so a power cut at any Stage leaves an appliance that
 // boots one of its two images. Data disks are never written by an update.
+// Every host launcher (nymote run --slots and jitsu's qemu, firecracker
+// and xl launchers) goes through the same calls, by way of package
+// launch (DiskSlots, NextBoot, WatchTestBoot); QEMU boots the slot's
+// folder, Firecracker and xl a configuration naming the slot's files.
 //
 // Transport. Receiver is the http.Handler an appliance serves updates on:
 // it reads an image bundle (WriteBundle: manifest, signature, files, as a

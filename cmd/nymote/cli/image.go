@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	var mem, offset int
 	var noBuild, slots bool
 	var testBound time.Duration
-	var updateHost string
+	var updateHost, vmm, vmConfig string
 	cmd := &cobra.Command{
 		Use:   "run APP",
 		Short: "Build APP's appliance and boot it under QEMU with a data disk, ports forwarded to localhost",
@@ -122,7 +123,12 @@ a probe boot works, TCG otherwise) with the data disk attached, forwards the
 service's ports to 127.0.0.1 (port + 1000 for ports under 1024: IMAP on 1143,
 SMTP on 1025, submission on 1587, IMAPS on 1993, submissions on 1465) and
 streams the console.
-Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
+Ctrl-C presses the appliance's power button: it stops cleanly and powers off.
+With --vmm firecracker or xl it boots the board's Firecracker or Xen image
+(firecracker-x86_64, xen-pvh-x86_64) with firecracker or xl instead, from
+the image's own configuration (or --vm-config), the data disk at --disk;
+the appliance is then on its own address (the configuration's TAP device or
+vif), not behind forwarded ports.`,
 		Args: exactArgs("APP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -133,6 +139,12 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			b, err := boards.Get(f.board)
 			if err != nil {
 				return usageError{err}
+			}
+			if vmm != "qemu" {
+				return runVMM(ctx, g, cmd, opts, b, vmRun{vmm: vmm, config: vmConfig, disk: disk, noBuild: noBuild, slots: slots, bound: testBound})
+			}
+			if vmConfig != "" {
+				return usageError{errors.New("--vm-config is for --vmm firecracker or xl")}
 			}
 			if b.QEMU == nil {
 				return usageError{fmt.Errorf("board %s does not boot under QEMU", b.Name)}
@@ -176,7 +188,7 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 			if err != nil {
 				return err
 			}
-			return waitRun(ctx, g, b, vm)
+			return waitRun(ctx, g, b.QEMU.NoPowerButton, vm)
 		},
 	}
 	f.register(cmd)
@@ -188,6 +200,8 @@ Ctrl-C presses the appliance's power button: it stops cleanly and powers off.`,
 	cmd.Flags().BoolVar(&slots, "slots", false, "keep two image slots beside the data disk (DISK.slots): a new image boots once for a test and is kept only if the appliance reports good; serves updates (nymote update)")
 	cmd.Flags().StringVar(&updateHost, "update-port", fmt.Sprintf("127.0.0.1:%d", app.UpdatePort.Port), "with --slots: the host address the appliance's update port is forwarded to")
 	cmd.Flags().DurationVar(&testBound, "test-boot-timeout", launch.DefaultTestBootBound, "with --slots: how long a new image's test boot may take to report good")
+	cmd.Flags().StringVar(&vmm, "vmm", "qemu", "what boots the image: qemu, firecracker (firecracker on $PATH) or xl (Xen's toolstack, in dom0)")
+	cmd.Flags().StringVar(&vmConfig, "vm-config", "", "with --vmm firecracker or xl: the configuration to boot with (default: the image's firecracker.json or xl.cfg); its kernel, initramfs, command line and data disk are the image's and --disk")
 	defaultNet := "kernel"
 	if app.NetstackBuiltIn {
 		defaultNet = "netstack"
@@ -255,14 +269,15 @@ func startRun(ctx context.Context, g *globals, cmd *cobra.Command, m *images.Man
 	}, cmd.OutOrStdout())
 }
 
-// waitRun waits for Ctrl-C (then powers the VM off) or for the VM's exit.
-func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) error {
+// waitRun waits for Ctrl-C (then powers the VM off, or with
+// noPowerButton cuts its power) or for the VM's exit.
+func waitRun(ctx context.Context, g *globals, noPowerButton bool, vm runVM) error {
 	select {
 	case <-ctx.Done():
-		if b.QEMU.NoPowerButton {
+		if noPowerButton {
 			// Acknowledged writes are synced and the journal
 			// keeps the file system consistent.
-			fmt.Fprintf(g.stdio.Err, "run: %s has no power button QEMU can press: cutting the power\n", b.Name)
+			fmt.Fprintln(g.stdio.Err, "run: the board has no power button QEMU can press: cutting the power")
 			vm.Kill()
 			return nil
 		}
@@ -276,71 +291,77 @@ func waitRun(ctx context.Context, g *globals, b boards.Board, vm *launch.VM) err
 		return nil
 	case <-vm.Done():
 		if err := vm.Wait(context.Background()); err != nil {
-			return fmt.Errorf("QEMU: %w", err)
+			return fmt.Errorf("the VM: %w", err)
 		}
 		return nil
 	}
 }
 
-// runSlots is nymote run --slots: the image in dir goes into the data
-// disk's slots unless it is the one run last installed there (see
-// update.Slots.Given: committed at once into empty slots, else as the
-// next image, for one test boot; a restart with the same image does not
-// undo the updates received since), then the appliance boots from its slots,
-// again after it reboots into a received update:
-// an update left on the update disk is installed first, a new image is
-// committed when the appliance reports good, and a test boot that does
-// not report good is followed by a boot of the committed image.
+// runSlots is nymote run --slots under QEMU: the image in dir goes into
+// the data disk's slots unless it is the one run last installed there
+// (launch.DiskSlots), then the appliance boots from its slots (slotLoop).
 func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Board, dir string, m *images.Manifest, disk, kvm string, r slotRun) error {
 	if disk == "" {
 		return usageError{errors.New("--slots keeps the slots beside the data disk: give --disk")}
 	}
-	s, err := update.OpenSlots(update.SlotsDir(disk))
+	s, err := launch.DiskSlots(disk, dir, runSay(g))
 	if err != nil {
 		return err
 	}
-	if err := update.CreateUpdateDisk(s.UpdateDisk()); err != nil {
-		return err
-	}
-	say := func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
-	if slot, err := s.Given(dir, update.InstallOptions{AllowUnsigned: true}); err != nil {
-		return err
-	} else if slot != "" {
-		say("installed the image of %s in slot %s", dir, slot)
-	}
 	var useKVM *bool
-	for {
-		if v, err := s.PickUp(update.InstallOptions{}); err != nil {
-			say("the update the appliance received is refused: %v", err)
-		} else if v != "" {
-			say("installed the received update %s in the inactive slot", v)
-		}
-		bt, err := s.Boot()
-		if err != nil {
-			return err
-		}
-		if bt.RolledBack != "" {
-			say("the test boot of slot %s did not report good: back to slot %s", bt.RolledBack, bt.Slot)
-		}
-		if bt.Test {
-			say("test boot of the new image in slot %s (kept if the appliance reports good within %s)", bt.Slot, r.bound)
-		}
+	return slotLoop(ctx, g, s, r.bound, b.QEMU.NoPowerButton, func(bt update.Boot) (runVM, error) {
 		sm, err := images.ReadManifest(bt.Dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		img, err := sm.QEMUImage(bt.Dir, b)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if useKVM == nil {
 			k, err := chooseKVM(ctx, g, img, kvm)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			useKVM = &k
 		}
-		vm, err := startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+		return startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+	})
+}
+
+// runSay reports on nymote run's standard error.
+func runSay(g *globals) func(string, ...any) {
+	return func(format string, args ...any) { fmt.Fprintf(g.stdio.Err, "run: "+format+"\n", args...) }
+}
+
+// runVM is a VM nymote run boots: QEMU, Firecracker or an xl domain (its
+// console).
+type runVM interface {
+	launch.Booted
+	Done() <-chan struct{}
+	Wait(context.Context) error
+	PowerOff(context.Context) error
+	Lines() []launch.Line
+}
+
+// slotLoop boots the appliance from the slots s with boot, again after
+// it reboots into a received update: an update left on the update disk
+// is installed first and the slot chosen by the try-once rule
+// (launch.NextBoot), a new image is committed when the appliance reports
+// good within bound (launch.WatchTestBoot), and a test boot that does not
+// report good is followed by a boot of the committed image. Every VM
+// nymote run boots goes through it.
+func slotLoop(ctx context.Context, g *globals, s *update.Slots, bound time.Duration, noPowerButton bool, boot func(update.Boot) (runVM, error)) error {
+	say := runSay(g)
+	for {
+		bt, err := launch.NextBoot(s, say)
+		if err != nil {
+			return err
+		}
+		if bt.Test {
+			say("the new image is kept if the appliance reports good within %s", bound)
+		}
+		vm, err := boot(bt)
 		if err != nil {
 			return err
 		}
@@ -348,7 +369,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		if bt.Test {
 			go func() {
 				defer close(watched)
-				if err := launch.WatchTestBoot(context.WithoutCancel(ctx), vm, s, bt, r.bound); err != nil {
+				if err := launch.WatchTestBoot(context.WithoutCancel(ctx), vm, s, bt, bound); err != nil {
 					say("%v", err)
 				} else {
 					say("slot %s reported good: committed", bt.Slot)
@@ -357,7 +378,7 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		} else {
 			close(watched)
 		}
-		werr := waitRun(ctx, g, b, vm)
+		werr := waitRun(ctx, g, noPowerButton, vm)
 		<-watched // the VM has exited: the watcher has committed or given up
 		if ctx.Err() != nil {
 			return werr
@@ -378,4 +399,119 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 		}
 		say("booting again")
 	}
+}
+
+// vmRun are nymote run's settings for a VMM other than QEMU.
+type vmRun struct {
+	vmm, config, disk string
+	noBuild, slots    bool
+	bound             time.Duration
+}
+
+// vmmOutputs are the board outputs the VMMs other than QEMU boot.
+var vmmOutputs = map[string]boards.Output{"firecracker": boards.OutputFirecracker, "xl": boards.OutputXen}
+
+// runVMM is nymote run --vmm firecracker|xl: the board's Firecracker or
+// Xen image booted by firecracker or xl with the data disk, from its slots
+// with --slots (the same slot loop as under QEMU: launch.DiskSlots,
+// slotLoop), each boot's configuration made for the slot
+// (launch.FirecrackerSlotConfig, launch.XLSlotConfig) and written beside
+// the slots (a temporary folder without slots).
+func runVMM(ctx context.Context, g *globals, cmd *cobra.Command, opts images.Options, b boards.Board, r vmRun) error {
+	out, ok := vmmOutputs[r.vmm]
+	if !ok {
+		return usageError{fmt.Errorf("--vmm %q: want qemu, firecracker or xl", r.vmm)}
+	}
+	if !slices.Contains(b.Outputs, out) {
+		return usageError{fmt.Errorf("--vmm %s: board %s has no %s output", r.vmm, b.Name, out)}
+	}
+	if r.disk == "" {
+		return usageError{fmt.Errorf("--vmm %s: give --disk (create one with: nymote disk create --data DIR -o data.img)", r.vmm)}
+	}
+	disk, err := filepath.Abs(r.disk)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(disk); err != nil {
+		return fmt.Errorf("--disk: %w (create one with: nymote disk create --data DIR -o %s)", err, r.disk)
+	}
+	var template []byte
+	if r.config != "" {
+		if template, err = os.ReadFile(r.config); err != nil {
+			return fmt.Errorf("--vm-config: %w", err)
+		}
+	}
+	if len(opts.Outputs) == 0 {
+		opts.Outputs = []boards.Output{out}
+	}
+	if r.noBuild {
+		_, err = images.ReadManifest(opts.OutDir)
+	} else {
+		_, err = images.Build(ctx, opts)
+	}
+	if err != nil {
+		return err
+	}
+	say := runSay(g)
+	// boot boots bt (a slot, or the image folder) with the configuration
+	// written in dir.
+	boot := func(bt update.Boot, dir, updateDisk string) (runVM, error) {
+		say("booting %s under %s; the appliance is on its own address (the configuration's network); Ctrl-C powers it off", bt.Dir, r.vmm)
+		if updateDisk != "" {
+			say("updates (nymote update --to ADDRESS) on the appliance's address, port %d", app.UpdatePort.Port)
+		}
+		switch r.vmm {
+		case "firecracker":
+			cfg, err := launch.FirecrackerSlotConfig(template, bt, disk, updateDisk)
+			if err != nil {
+				return nil, err
+			}
+			path := filepath.Join(dir, launch.SlotFirecrackerConfig)
+			if err := os.WriteFile(path, cfg, 0o644); err != nil {
+				return nil, err
+			}
+			fc, err := launch.StartFirecracker("", path, cmd.OutOrStdout())
+			if err != nil {
+				return nil, err
+			}
+			return fc, nil
+		}
+		cfg, err := launch.XLSlotConfig(string(template), bt, disk, updateDisk)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, launch.SlotXLConfig)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		x, err := launch.CreateXL(context.WithoutCancel(ctx), path, nil)
+		if err != nil {
+			return nil, err
+		}
+		c, err := x.Console(cmd.OutOrStdout())
+		if err != nil {
+			x.Destroy(context.Background())
+			return nil, err
+		}
+		return c, nil
+	}
+	if !r.slots {
+		tmp, err := os.MkdirTemp("", "nymote-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		vm, err := boot(update.Boot{Dir: opts.OutDir}, tmp, "")
+		if err != nil {
+			return err
+		}
+		return waitRun(ctx, g, false, vm)
+	}
+	s, err := launch.DiskSlots(disk, opts.OutDir, say)
+	if err != nil {
+		return err
+	}
+	return slotLoop(ctx, g, s, r.bound, false, func(bt update.Boot) (runVM, error) {
+		return boot(bt, s.Dir, s.UpdateDisk())
+	})
 }
