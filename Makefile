@@ -36,6 +36,8 @@ TESTTIMEOUT ?= 40m
 #                      kernels of microvm-x86_64, firecracker-x86_64 and
 #                      qemu-arm64 from Debian's linux-source package, fetched
 #                      with apt-get download, on first use)
+#   Xen launcher:      libxen-dev (Xen's own parser, libxlutil, reads the xl
+#                      configurations the launcher writes; built with gcc)
 TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	swaks libnet-ssleay-perl python3 curl isync dovecot-imapd python3-dkim \
 	wireguard-go wireguard-tools nftables chromium \
@@ -43,7 +45,8 @@ TEST_PKGS := git iproute2 iputils-ping dnsmasq-base \
 	qemu-system-x86 qemu-system-arm e2fsprogs \
 	bind9-dnsutils \
 	u-boot-sunxi:armhf fdisk dosfstools mtools u-boot-tools libubootenv-tool device-tree-compiler \
-	build-essential flex bison bc libelf-dev xz-utils gcc-aarch64-linux-gnu
+	build-essential flex bison bc libelf-dev xz-utils gcc-aarch64-linux-gnu \
+	libxen-dev
 
 .PHONY: all build run serve-store test test-short test-deps vet fuzz bench clean
 
