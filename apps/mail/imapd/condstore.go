@@ -167,10 +167,10 @@ func condRelevant(name string, text []byte) bool {
 	case "STATUS":
 		return strings.Contains(up, "HIGHESTMODSEQ")
 	case "STORE", "UID STORE":
-		// A plain STORE .SILENT stays imapserver's: no FETCH with the
-		// new MODSEQ (Dovecot sends one), but its poll at the end of
-		// the command delivers pending updates, new keywords' FLAGS
-		// included, which the layer cannot.
+		// A plain STORE stays imapserver's (its poll at the end of the
+		// command delivers pending updates, which the layer's cannot);
+		// with CONDSTORE on, Session.Store answers .SILENT with the
+		// changed messages' MODSEQ.
 		return strings.Contains(up, "UNCHANGEDSINCE")
 	case "SEARCH", "UID SEARCH":
 		return strings.Contains(up, "MODSEQ")

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -109,6 +110,29 @@ func TestRFC7162Condstore(t *testing.T) {
 			}
 			wantStatus(t, "CHANGEDSINCE without a value", second(s.do("FETCH 1 (FLAGS) (CHANGEDSINCE)")), "BAD")
 			wantStatus(t, "an unknown modifier", second(s.do("FETCH 1 (FLAGS) (FOO 1)")), "BAD")
+		}},
+		{"3.1.3: STORE .SILENT tells the new MODSEQ of each message it changed, once CONDSTORE is on", func(t *testing.T, s *rawSession, h *harness) {
+			s.ok("SELECT INBOX")
+			if u := s.ok(`STORE 1:2 +FLAGS.SILENT (\Flagged)`); len(u) != 0 {
+				t.Errorf("STORE .SILENT before CONDSTORE: %q, want nothing", u)
+			}
+			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))
+			u := s.ok(`STORE 1:2 +FLAGS.SILENT (\Answered)`)
+			if len(u) != 2 {
+				t.Fatalf("STORE .SILENT: %q, want a FETCH for each of 1 and 2", u)
+			}
+			for i, l := range u {
+				if !regexp.MustCompile(fmt.Sprintf(`^\* %d FETCH \(MODSEQ \(\d+\) UID %d\)$`, i+1, i+1)).MatchString(l) || modseqOf(t, l) <= n {
+					t.Errorf("STORE .SILENT: %q, want MODSEQ above %d and UID only", l, n)
+				}
+			}
+			if u := s.ok(`UID STORE 1:2 +FLAGS.SILENT (\Answered)`); len(u) != 0 {
+				t.Errorf("UID STORE .SILENT that changes nothing: %q, want nothing", u)
+			}
+			u = s.ok("FETCH 1:2 (FLAGS)")
+			if len(u) != 2 || !strings.Contains(u[0], `\Answered`) || !strings.Contains(u[1], `\Answered`) {
+				t.Errorf("after STORE .SILENT: %q", u)
+			}
 		}},
 		{"3.1.3: STORE (UNCHANGEDSINCE): the check and the change in one commit, [MODIFIED set]", func(t *testing.T, s *rawSession, h *harness) {
 			n := highest(t, s.ok("SELECT INBOX (CONDSTORE)"))

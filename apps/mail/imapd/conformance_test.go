@@ -477,11 +477,19 @@ var conformanceCases = []conformanceCase{
 	{name: "RFC3501 6.3.8 LIST with a pattern of unusual atom characters is not a server bug", run: func(t *testing.T, tg imapTarget, box string) {
 		a := dialRaw(t, tg, "alice")
 		// go-imap v2.0.0-beta.9 answers NO [SERVERBUG] to a pattern that is
-		// not modified UTF-7 ("&'+,-", "&Jjo") inside its parser, before
-		// our code sees the command: not yet fixed (see the package doc).
-		for _, p := range []string{"!#$$'+,-.0123456789:;<=>?@^_`|[}%*", "]%", `"&-"`, "%&-*"} {
+		// not modified UTF-7 ("&'+,-", "&Jjo"): the layer answers those
+		// BAD first (listcheck.go).
+		for _, p := range []string{"!#$$'+,-.0123456789:;<=>?@^_`|[}%*", "]%", `"&-"`, "%&-*", "&'+,-", `"&Jjo"`, `("INBOX" "&Jjo")`, `(SUBSCRIBED) "" &Jjo* RETURN (CHILDREN)`, "{4+}\r\n&Jjo"} {
 			_, st := a.do(`LIST "" %s`, p)
 			noServerBug(t, "LIST \"\" "+p, st)
+		}
+		// A pattern in good modified UTF-7 still lists its mailbox.
+		a.ok(`CREATE "%s-caf&AOk-"`, box)
+		for _, args := range []string{`"" "BOX-caf&AOk-"`, `"" BOX-*&AOk-`, `"" (NOSUCH "BOX-caf&AOk-") RETURN (CHILDREN)`} {
+			args = strings.Replace(args, "BOX", box, 1)
+			if u := a.ok("LIST %s", args); !hasLine(u, `^\* LIST .*-caf&AOk-"?$`) {
+				t.Errorf("LIST %s: %q, want the mailbox", args, u)
+			}
 		}
 		a.ok("NOOP")
 	}},

@@ -235,6 +235,11 @@ func (p *proto) command() (handled bool, err error) {
 			return true, err
 		}
 	}
+	if name == "LIST" || name == "LSUB" {
+		if handled, err := p.listCommand(tag, name); handled || err != nil {
+			return true, err
+		}
+	}
 	h := intercepted[name]
 	if h == nil {
 		return false, nil

@@ -45,9 +45,9 @@ func TestRFC7162QresyncDovecot(t *testing.T) {
 					parseNumSet(strings.TrimPrefix(l, "* VANISHED "), func(a, b uint32) { set.AddRange(imap.UID(a), imap.UID(b)) })
 					vanished = append(vanished, set...)
 				case strings.HasSuffix(cmd, "+FLAGS.SILENT (\\Deleted)") && regexp.MustCompile(`^\* \d+ FETCH \((UID \d+ )?MODSEQ \(\d+\)( UID \d+)?\)$`).MatchString(l):
-					// Dovecot tells the new MODSEQ of a plain
-					// STORE .SILENT; imapserver, which answers it
-					// here, does not (see condstore.go).
+					// Both tell the new MODSEQ of a plain STORE
+					// .SILENT (RFC 7162 3.1.3), with the items in
+					// another order.
 				case cmd == "NOOP" && strings.Contains(l, "FETCH"):
 					// We also send the flag update of a message that
 					// the same poll expunges; Dovecot leaves it out.

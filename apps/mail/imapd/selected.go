@@ -314,7 +314,27 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 		}
 	}
 	if flags.Silent {
-		return nil
+		// RFC 7162 3.1.3: once CONDSTORE is on, each message a STORE
+		// changed gets a FETCH with its new MODSEQ even with .SILENT (the
+		// layer puts MODSEQ in every FETCH response; the UID is there to
+		// have an item to put it beside).
+		if sess.p == nil || !sess.p.cond.Load() || len(changes) == 0 {
+			return nil
+		}
+		return sess.corked(func() error {
+			for _, c := range changes {
+				it := items[c.i]
+				if it.Seq == 0 {
+					continue
+				}
+				rw := w.CreateMessage(it.Seq)
+				rw.WriteUID(it.Msg.UID)
+				if err := rw.Close(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	return sess.corked(func() error {
 		for _, it := range items {
