@@ -81,6 +81,7 @@ import (
 	"syscall"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/update"
 )
 
 // Service is what an appliance runs: an app (its descriptor, declared in
@@ -98,6 +99,13 @@ type Service struct {
 	// its own (mail's --imap ADDR): Main runs it on a host (see Run)
 	// instead of RunHost's generic flags. Nil: RunHost serves Serve.
 	Host func(ctx context.Context, h *HostEnv) error
+	// Migrations are the code of the forward data migrations the app
+	// declares (App.Data.Migrations), by name: each takes the data
+	// directory from one format to the next, idempotently (see
+	// update.MigrationFunc). The runtime runs them at the first boot of
+	// a committed image whose format is newer than the data disk's,
+	// before Serve.
+	Migrations map[string]update.MigrationFunc
 }
 
 // HostEnv is what the runtime hands an app's own host-mode program

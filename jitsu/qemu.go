@@ -83,7 +83,7 @@ func freeLoopbackPort() (string, error) {
 // Start boots the image and waits for the console's listening lines.
 func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if !l.Slots {
-		return l.start(ctx, l.Image, "")
+		return l.start(ctx, l.Image, "", false)
 	}
 	s, err := update.OpenSlots(update.SlotsDir(l.Disk))
 	if err != nil {
@@ -112,7 +112,7 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 		if b.RolledBack != "" {
 			l.Log.Warn("a test boot did not report good: booting the committed slot", "left", b.RolledBack, "slot", b.Slot)
 		}
-		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
+		inst, err := l.start(ctx, b.Dir, s.UpdateDisk(), b.Test)
 		if err == nil && b.Test {
 			q := inst.(*qemuVM)
 			if err = launch.WatchTestBoot(ctx, q.vm, s, b, 0); err == nil {
@@ -129,8 +129,9 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	}
 }
 
-// start boots the image in dir (with an update disk, if not "").
-func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string) (_ Instance, err error) {
+// start boots the image in dir (with an update disk, if not ""; as a new
+// image's test boot, if testBoot).
+func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string, testBoot bool) (_ Instance, err error) {
 	m, err := images.ReadManifest(dir)
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", dir, err, dir)
@@ -189,7 +190,7 @@ func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string) (_ Ins
 		extra = append(extra, "nymote.proxy="+qemuProxyNetwork)
 	}
 	vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
-		Disk: l.Disk, UpdateDisk: updateDisk, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
+		Disk: l.Disk, UpdateDisk: updateDisk, TestBoot: testBoot, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
 	}, &lineLog{log: l.Log})
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)

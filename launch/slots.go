@@ -46,9 +46,14 @@ func WatchTestBoot(ctx context.Context, vm *VM, s *update.Slots, b update.Boot, 
 // launcher then boots it again, the update first installed from the update
 // disk. A reboot after a crash is not one: the launcher stops there, as
 // without slots.
+//
+// A reboot to migrate the data (app.MigrateRebootLine: after the good line
+// of a test boot whose image migrates the data, which the launcher has
+// committed) is one too: the next boot is the committed image, which
+// migrates the data before serving.
 func UpdateReboot(vm *VM) bool {
 	for _, l := range vm.Lines() {
-		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) {
+		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) || strings.Contains(l.Text, "nymote: "+app.MigrateRebootLine) {
 			return true
 		}
 	}

@@ -110,6 +110,24 @@ func sdStatus(w io.Writer, path string) error {
 	return nil
 }
 
+// diskFormat is the data disk's format (update.DiskFormatOf: the disk
+// given, or the one beside the slots folder), for the checks before a
+// rollback or an install.
+func (f *slotFlags) diskFormat() (int, error) {
+	disk := f.disk
+	if disk == "" {
+		disk = strings.TrimSuffix(f.slots, ".slots")
+		if _, err := os.Stat(disk); disk == f.slots || err != nil {
+			return 0, fmt.Errorf("the data disk of slots %s is not beside them: give --disk DATA.img, whose data format is checked first", f.slots)
+		}
+	}
+	df, err := update.DiskFormatOf(disk)
+	if err != nil {
+		return 0, err
+	}
+	return df.Format, nil
+}
+
 func (f *slotFlags) open(cmd *cobra.Command) (*update.Slots, error) {
 	dir := f.slots
 	if dir == "" {
@@ -237,7 +255,16 @@ printed on the appliance's console, with --fingerprint.`,
 				if v == "" {
 					v = "-"
 				}
-				fmt.Fprintf(w, "slot %s  %-8s %-40s %s\n", i.Slot, orNone(i.App), v, what)
+				format := "-"
+				if i.DataFormat > 0 {
+					format = fmt.Sprintf("format %d", i.DataFormat)
+				}
+				fmt.Fprintf(w, "slot %s  %-8s %-40s %-9s %s\n", i.Slot, orNone(i.App), v, format, what)
+			}
+			if sf.disk != "" {
+				if df, err := update.DiskFormatOf(sf.disk); err == nil {
+					fmt.Fprintf(w, "data disk %s: data format %d\n", sf.disk, df.Format)
+				}
 			}
 			if rb := st.RolledBack; rb != nil {
 				fmt.Fprintf(w, "last rollback: from slot %s (%s) at %s: %s\n", rb.Slot, rb.Version, rb.At.Format(time.RFC3339), rb.Why)
@@ -269,6 +296,13 @@ printed on the appliance's console, with --fingerprint.`,
 			if err != nil {
 				return err
 			}
+			df, err := rf.diskFormat()
+			if err != nil {
+				return err
+			}
+			if err := s.CheckRollback(df); err != nil {
+				return err
+			}
 			slot, err := s.RollbackByHand()
 			if err != nil {
 				return err
@@ -295,7 +329,11 @@ printed on the appliance's console, with --fingerprint.`,
 			if err != nil {
 				return err
 			}
-			slot, err := s.Install(instImage, update.InstallOptions{})
+			df, err := inf.diskFormat()
+			if err != nil {
+				return err
+			}
+			slot, err := s.Install(instImage, update.InstallOptions{DiskFormat: df})
 			if err != nil {
 				return err
 			}
