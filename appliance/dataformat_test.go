@@ -1,9 +1,11 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -218,5 +220,78 @@ func TestDataFormatDeclarations(t *testing.T) {
 	undeclared := Service{App: app.App{Name: "x"}, Migrations: map[string]update.MigrationFunc{"m": func(context.Context, string) error { return nil }}}
 	if _, err := checkDataFormat(context.Background(), t.TempDir(), undeclared, false, say); err == nil || !strings.Contains(err.Error(), "declares 0") {
 		t.Errorf("code without declaration: %v", err)
+	}
+}
+
+// TestRunHostDataFormat runs the data format rule through RunHost, the
+// runtime's host mode (no test boots there): v1 writes its store in format
+// 1; v2 finds the data migrated when its Serve starts; v1 then refuses to
+// start, naming both formats, and its Serve is never called.
+func TestRunHostDataFormat(t *testing.T) {
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git not installed")
+	}
+	dir := t.TempDir()
+	ports := []app.Port{{Name: "p"}}
+	args := []string{"--data", dir, "--port", "p=0"}
+	served := 0
+	v1 := Service{App: app.App{Name: "greeter", Ports: ports}, Serve: func(ctx context.Context, env *Env) error {
+		served++
+		for _, l := range env.Listeners {
+			l.Close()
+		}
+		s, err := store.OpenData(env.DataDir, store.Options{})
+		if errors.Is(err, store.ErrNotExist) {
+			s, err = store.InitData(env.DataDir, store.Options{})
+		}
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		_, err = s.Update(ctx, store.CommitOptions{Message: "greet"}, func(tx *store.Tx) error {
+			return tx.Put("greeting", []byte("world: hello"))
+		})
+		return err
+	}}
+	var name string
+	v2 := Service{
+		App: app.App{Name: "greeter", Ports: ports, Data: app.DataFormat{Version: 2, Reads: []int{1},
+			Migrations: []app.Migration{{From: 1, Name: "split-greeting"}}}},
+		Migrations: map[string]update.MigrationFunc{"split-greeting": greetingMigration(t, nil)},
+		Serve: func(ctx context.Context, env *Env) error {
+			for _, l := range env.Listeners {
+				l.Close()
+			}
+			s, err := store.OpenData(env.DataDir, store.Options{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			b, err := s.Read("", "greeting/name")
+			name = string(b)
+			return err
+		},
+	}
+	var errs bytes.Buffer
+	if err := RunHost(context.Background(), v1, args, io.Discard, &errs); err != nil {
+		t.Fatalf("v1: %v\n%s", err, errs.String())
+	}
+	if f, err := update.ReadDiskFormat(dir); err != nil || f.Format != 1 {
+		t.Fatalf("after v1: %+v, %v", f, err)
+	}
+	errs.Reset()
+	if err := RunHost(context.Background(), v2, args, io.Discard, &errs); err != nil || name != "world" {
+		t.Fatalf("v2: %v, greeting/name %q\n%s", err, name, errs.String())
+	}
+	if !strings.Contains(errs.String(), "data migration split-greeting done: the data is in format 2") {
+		t.Errorf("v2's log lacks the migration:\n%s", errs.String())
+	}
+	err = RunHost(context.Background(), v1, args, io.Discard, io.Discard)
+	if !errors.Is(err, ErrDataNewer) || !strings.Contains(err.Error(), "data format 2, greeter writes format 1") || served != 1 {
+		t.Errorf("v1 after the migration: %v (served %d times, want 1)", err, served)
+	}
+	if out, err := exec.Command(gitBin, "--git-dir", filepath.Join(dir, store.RepoDir), "fsck", "--strict", "--no-dangling").CombinedOutput(); err != nil {
+		t.Errorf("git fsck: %v\n%s", err, out)
 	}
 }
