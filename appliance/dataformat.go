@@ -67,9 +67,11 @@ func checkDataFormat(ctx context.Context, dir string, svc Service, trial bool, s
 		return false, fmt.Errorf("%w: the data disk is in data format %d, %s writes format %d: refusing to start %s (a migration is never undone: boot an image of format %d or later)", ErrDataNewer, disk.Format, svc.Name, cur, svc.Name, disk.Format)
 	case disk.Format == cur:
 		if disk.Implicit {
-			// Data from before formats were recorded: record it.
+			// Data from before formats were recorded: record it
+			// (if the disk takes no write now, the next boot
+			// tries again; the service says what is wrong).
 			if err := update.WriteDiskFormat(dir, update.DiskFormat{Format: cur}); err != nil {
-				return false, err
+				say("recording the data format: %v", err)
 			}
 		}
 		return false, nil

@@ -110,6 +110,30 @@ func sdStatus(w io.Writer, path string) error {
 	return nil
 }
 
+// checkCardRollback refuses, before anything is written, a rollback of
+// an SD card to a slot whose image writes an older data format than the
+// card's data partition is in (a migration committed since).
+func checkCardRollback(path string, c *sdboot.CardFile) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	to := sdboot.Other(st.Committed)
+	info := c.Info(to)
+	if info.App == "" {
+		return nil // Rollback says there is nothing to return to
+	}
+	df, err := update.DiskFormatOf(fmt.Sprintf("%s?offset=%d", path, c.DataPartition()))
+	if err != nil {
+		return err
+	}
+	format := max(info.DataFormat, 1)
+	if df.Format > format {
+		return fmt.Errorf("slot %s's image (%s) writes data format %d; the card's data partition is in format %d, written by a newer image: %w (a migration is never undone): refusing the rollback", to, info, format, df.Format, update.ErrOlderFormat)
+	}
+	return nil
+}
+
 // diskFormat is the data disk's format (update.DiskFormatOf: the disk
 // given, or the one beside the slots folder), for the checks before a
 // rollback or an install.
@@ -285,6 +309,9 @@ printed on the appliance's console, with --fingerprint.`,
 					return err
 				}
 				defer c.Close()
+				if err := checkCardRollback(rf.card, c); err != nil {
+					return err
+				}
 				slot, err := c.Rollback()
 				if err != nil {
 					return err
