@@ -22,8 +22,11 @@
 //   - SD card boots under QEMU 10 (StartSDCard);
 //   - boots from image slots (package update): an update disk beside the
 //     data disk (QEMU.UpdateDisk), the watch of a test boot that commits
-//     the new image on the appliance's good line (WatchTestBoot), and
-//     whether an exited appliance rebooted into an update (UpdateReboot);
+//     the new image on the appliance's good line (WatchTestBoot), the
+//     test boot told to the runtime (QEMU.TestBoot: nymote.trial=1, so
+//     that it serves the data as it is and migrates only after the
+//     commit), and whether an exited appliance rebooted into an update
+//     or to migrate its data (UpdateReboot);
 //   - Xen guests with the xl toolstack (CreateXL, XLCommands; the xl
 //     configuration grammar, ParseXLConfig, which images also checks its
 //     xl.cfg with) and Firecracker microVMs (StartFirecracker: its command
@@ -33,5 +36,6 @@
 //
 // Layers: cmd/nymote and jitsu import launch and images; images imports
 // launch for the command line of its run-qemu.sh; launch imports boards,
-// appliance/app and update (standard library only), and nothing of images.
+// appliance/app and update (which imports only the standard library and
+// appliance/app), and nothing of images.
 package launch
