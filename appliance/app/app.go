@@ -229,6 +229,11 @@ const UpdateRebootLine = "rebooting into a received update"
 // data before serving. A launcher treats it as UpdateRebootLine.
 const MigrateRebootLine = "rebooting to migrate the data"
 
+// HelloTestMigration names the data migration of hello built for tests
+// with the tag nymote_migrationtest (format 1 to 2: a commit in its store);
+// hello has none otherwise.
+const HelloTestMigration = "hello-test-note"
+
 // The apps, declared once.
 var (
 	// Hello is the smallest appliance, for boot tests and benchmarks: it
