@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/internal/sdboot"
 	"github.com/nymote/nymote/update"
 )
 
@@ -200,5 +202,67 @@ func TestUpdateMigrationBoot(t *testing.T) {
 	}
 	if b, err := exec.Command("git", "--git-dir", gitDir, "show", "HEAD:hello/format").Output(); err != nil || string(b) != "2\n" {
 		t.Errorf("hello/format %q, %v", b, err)
+	}
+}
+
+// TestUpdateRollbackCardDataFormat: on an SD card whose slot b (format 2)
+// is committed and whose data partition is in format 2, nymote update
+// rollback --card refuses to return to slot a (format 1, as flashed),
+// before anything is written.
+func TestUpdateRollbackCardDataFormat(t *testing.T) {
+	uboot := "/usr/lib/u-boot/Cubieboard/u-boot-sunxi-with-spl.bin"
+	if _, err := os.Stat(uboot); err != nil {
+		t.Skipf("no %s (u-boot-sunxi)", uboot)
+	}
+	if _, err := exec.LookPath("debugfs"); err != nil {
+		if _, serr := os.Stat("/sbin/debugfs"); serr != nil {
+			t.Skip("no debugfs (e2fsprogs)")
+		}
+	}
+	dir := t.TempDir()
+	bootFiles := map[string][]byte{sdboot.KernelFile: bytes.Repeat([]byte("k"), 64<<10), "board.dtb": []byte("dtb"),
+		sdboot.InitrdFile: bytes.Repeat([]byte("i"), 64<<10)}
+	for n, b := range bootFiles {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := filepath.Join(dir, "data.img")
+	dataDisk(t, disk, 2)
+	card := filepath.Join(dir, "sdcard.img")
+	l, err := images.WriteSDCard(context.Background(), card, images.SDCardInput{UBoot: uboot, Kernel: filepath.Join(dir, sdboot.KernelFile),
+		DTB: filepath.Join(dir, "board.dtb"), Initrd: filepath.Join(dir, sdboot.InitrdFile), Cmdline: "quiet", DataDisk: disk, App: "hello", Board: "cubieboard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Slot b: an image of format 2, installed and committed.
+	c, err := sdboot.OpenCard(card, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootFiles[sdboot.SlotScriptFile] = []byte("script")
+	files, err := sdboot.SlotFiles(bootFiles, "board.dtb", sdboot.Info{App: "hello", Board: "cubieboard", Version: "v2", DataFormat: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(card, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Card().Install("a", "b", f, l.SlotStart[1], l.SlotSize, uint32(l.SlotStart[1]/512), files); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := c.Card().Commit("b"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	before := mustRun(t, "", "update", "status", "--card", card)
+	code, _, errs := run(t, "", "update", "rollback", "--card", card)
+	if code != 1 || !strings.Contains(errs, "slot a's image (hello for cubieboard") || !strings.Contains(errs, "writes data format 1") || !strings.Contains(errs, "in format 2") || !strings.Contains(errs, "refusing the rollback") {
+		t.Errorf("rollback --card after the migration: exit %d, %q", code, errs)
+	}
+	if after := mustRun(t, "", "update", "status", "--card", card); after != before {
+		t.Errorf("status changed by the refusal:\n%s\nwas:\n%s", after, before)
 	}
 }
