@@ -63,6 +63,8 @@ func checkDataFormat(ctx context.Context, dir string, svc Service, trial bool, s
 		}
 		say("new data disk: data format %d", cur)
 		return false, nil
+	case disk.Format == cur && disk.Migrating != nil:
+		return false, fmt.Errorf("%w: the data disk's migration %s from data format %d to %d was interrupted, %s writes format %d: refusing to start %s (an image of format %d or later finishes it)", ErrDataNewer, disk.Migrating.Name, disk.Format, disk.Format+1, svc.Name, cur, svc.Name, disk.Format+1)
 	case disk.Format > cur:
 		return false, fmt.Errorf("%w: the data disk is in data format %d, %s writes format %d: refusing to start %s (a migration is never undone: boot an image of format %d or later)", ErrDataNewer, disk.Format, svc.Name, cur, svc.Name, disk.Format)
 	case disk.Format == cur:

@@ -159,6 +159,11 @@ func TestDataFormatBoots(t *testing.T) {
 	if _, err := checkDataFormat(ctx, dir, v2, true, say); !errors.Is(err, ErrDataUnreadable) || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("a test boot on an interrupted migration: %v", err)
 	}
+	// The previous image (format 1) would find the data half migrated:
+	// it refuses too.
+	if _, err := checkDataFormat(ctx, dir, v1, false, say); !errors.Is(err, ErrDataNewer) || !strings.Contains(err.Error(), "split-greeting from data format 1 to 2 was interrupted") {
+		t.Errorf("v1 on an interrupted migration: %v", err)
+	}
 	// The next boot resumes it: the step runs again and, the store
 	// already split, commits nothing more.
 	lines = nil

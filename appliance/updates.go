@@ -115,7 +115,7 @@ func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*upd
 		// (an older format, or one it cannot read) is refused.
 		DiskFormat: func() (int, error) {
 			f, err := update.ReadDiskFormat(dataDir)
-			return f.Format, err
+			return f.Least(), err
 		}}
 	l, err := nw.Listen("tcp", net.JoinHostPort(addr.String(), itoa(app.UpdatePort.Port)))
 	if err != nil {

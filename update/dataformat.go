@@ -54,6 +54,16 @@ type DiskFormat struct {
 	Implicit bool `json:"-"`
 }
 
+// Least is the oldest format an image must write to serve the data: the
+// record's format, or the next one while a migration to it is under way
+// (an image of the record's format would find the data half migrated).
+func (f DiskFormat) Least() int {
+	if f.Migrating != nil {
+		return f.Format + 1
+	}
+	return f.Format
+}
+
 // ReadDiskFormat reads the data directory's format record. A directory
 // without one is format 1 (data from before formats were recorded), or
 // Fresh when it holds nothing but lost+found.

@@ -128,8 +128,8 @@ func checkCardRollback(path string, c *sdboot.CardFile) error {
 		return err
 	}
 	format := max(info.DataFormat, 1)
-	if df.Format > format {
-		return fmt.Errorf("slot %s's image (%s) writes data format %d; the card's data partition is in format %d, written by a newer image: %w (a migration is never undone): refusing the rollback", to, info, format, df.Format, update.ErrOlderFormat)
+	if df.Least() > format {
+		return fmt.Errorf("slot %s's image (%s) writes data format %d; the card's data partition is in format %d, written by a newer image: %w (a migration is never undone): refusing the rollback", to, info, format, df.Least(), update.ErrOlderFormat)
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func (f *slotFlags) diskFormat() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return df.Format, nil
+	return df.Least(), nil
 }
 
 func (f *slotFlags) open(cmd *cobra.Command) (*update.Slots, error) {
@@ -287,7 +287,11 @@ printed on the appliance's console, with --fingerprint.`,
 			}
 			if sf.disk != "" {
 				if df, err := update.DiskFormatOf(sf.disk); err == nil {
-					fmt.Fprintf(w, "data disk %s: data format %d\n", sf.disk, df.Format)
+					what := ""
+					if df.Migrating != nil {
+						what = fmt.Sprintf(" (its migration %s to format %d was interrupted: the next boot of an image of format %d or later resumes it)", df.Migrating.Name, df.Format+1, df.Format+1)
+					}
+					fmt.Fprintf(w, "data disk %s: data format %d%s\n", sf.disk, df.Format, what)
 				}
 			}
 			if rb := st.RolledBack; rb != nil {
