@@ -40,8 +40,20 @@
 // nymote.proxy=CIDR[,CIDR] (the networks of a proxy such as jitsu that
 // starts each connection with a PROXY protocol header: see ProxyListener),
 // nymote.settle=DURATION (see below), nymote.updatedisk=DEVICE|auto,
-// nymote.sdslot=a|b and nymote.testboot=DURATION (see below), and any other
+// nymote.sdslot=a|b and nymote.testboot=DURATION (see below), nymote.trial=1
+// (a host-booted image's test boot, set by its launcher), and any other
 // nymote.KEY=VALUE reaches the service in Env.Config.
+//
+// Before the service starts, the runtime checks the data disk's format
+// (package update, "Data formats") against the app's (app.App.Data): a
+// fresh disk gets the app's format; an older format is served as it is
+// on a test boot (nymote.trial, or an SD card board's test boot), and
+// migrated forward, one logged step at a time with the service's
+// Service.Migrations, on any other boot; a newer format (written by a
+// newer image) makes the runtime refuse to serve, naming both formats.
+// After the good line of a test boot whose image migrates, the runtime
+// reboots (app.MigrateRebootLine) so that the committed image migrates at
+// its next boot. Host mode (RunHost) migrates at once.
 //
 // Once the service has kept serving for the settle time (app.DefaultSettle)
 // with /data mounted read-write, the runtime prints the good line
@@ -81,6 +93,7 @@ import (
 	"syscall"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/update"
 )
 
 // Service is what an appliance runs: an app (its descriptor, declared in
@@ -98,6 +111,13 @@ type Service struct {
 	// its own (mail's --imap ADDR): Main runs it on a host (see Run)
 	// instead of RunHost's generic flags. Nil: RunHost serves Serve.
 	Host func(ctx context.Context, h *HostEnv) error
+	// Migrations are the code of the forward data migrations the app
+	// declares (App.Data.Migrations), by name: each takes the data
+	// directory from one format to the next, idempotently (see
+	// update.MigrationFunc). The runtime runs them at the first boot of
+	// a committed image whose format is newer than the data disk's,
+	// before Serve.
+	Migrations map[string]update.MigrationFunc
 }
 
 // HostEnv is what the runtime hands an app's own host-mode program

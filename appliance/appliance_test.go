@@ -20,7 +20,7 @@ func TestParseCmdline(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", "console=ttyS0 panic=-1 quiet", func(t *testing.T, c bootConfig) {
-			if c.net != "netstack" || c.nic != "eth0" || c.data != "/dev/vda" || c.ip.IsValid() || c.ephemeral || c.poweroffOnCrash || c.sdSlot != "" || c.testBootBound != DefaultTestBootBound {
+			if c.net != "netstack" || c.nic != "eth0" || c.data != "/dev/vda" || c.ip.IsValid() || c.ephemeral || c.poweroffOnCrash || c.sdSlot != "" || c.testBootBound != DefaultTestBootBound || c.trial {
 				t.Errorf("got %+v, want the defaults", c)
 			}
 		}, ""},
@@ -45,6 +45,12 @@ func TestParseCmdline(t *testing.T) {
 				t.Errorf("got slot %q, test boot bound %s, service %v", c.sdSlot, c.testBootBound, c.service)
 			}
 		}, ""},
+		{"test boot of a host-booted image", "nymote.trial=1", func(t *testing.T, c bootConfig) {
+			if !c.trial || len(c.service) != 0 {
+				t.Errorf("got trial %v, service %v", c.trial, c.service)
+			}
+		}, ""},
+		{"bad trial", "nymote.trial=yes", nil, "want 1 or 0"},
 		{"bad sd slot", "nymote.sdslot=c", nil, "want a or b"},
 		{"bad test boot bound", "nymote.testboot=-1s", nil, "positive duration"},
 		{"bad ip", "nymote.ip=10.0.2.15", nil, "nymote.ip"},

@@ -58,6 +58,11 @@ type bootConfig struct {
 	// sdboot): the runtime then serves updates on app.UpdatePort into the
 	// other slot, and commits a test boot on its good line. "": none.
 	sdSlot string
+	// trial is set on a host-booted image's test boot (nymote.trial=1,
+	// added by a launcher that keeps slots, package update): its data
+	// format check serves the data as it is and migrates only after the
+	// commit (see checkDataFormat).
+	trial bool
 	// testBootBound is how long a test boot of an SD card board may take
 	// to be good before the runtime reboots into the committed slot
 	// (nymote.testboot=DURATION; DefaultTestBootBound).
@@ -114,6 +119,14 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 			c.sdSlot = v
 			if v != "a" && v != "b" {
 				err = fmt.Errorf("want a or b")
+			}
+		case "trial":
+			switch v {
+			case "1", "":
+				c.trial = true
+			case "0":
+			default:
+				err = fmt.Errorf("want 1 or 0")
 			}
 		case "testboot":
 			c.testBootBound, err = time.ParseDuration(v)

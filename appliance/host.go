@@ -213,6 +213,16 @@ func RunHost(ctx context.Context, svc Service, args []string, stdout, stderr io.
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	// The data format, as in an appliance (no test boots on a host: the
+	// data is migrated at once; an older program than its data refuses).
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	if _, err := checkDataFormat(ctx, *data, svc, false, func(format string, args ...any) {
+		log.Info(fmt.Sprintf(format, args...))
+	}); err != nil {
+		return fmt.Errorf("%s: %w", svc.Name, err)
+	}
 	nw, addr, err := openHostNetwork(ctx, *netSpec, nc, log)
 	if err != nil {
 		return err

@@ -50,8 +50,9 @@ func TestRunHost(t *testing.T) {
 	envs := make(chan *Env, 1)
 	var stdout, stderr testutil.Buffer
 	done := make(chan error, 1)
+	data := t.TempDir()
 	go func() {
-		done <- RunHost(ctx, echoService(envs), []string{"--data", "/srv/x", "--port", "a=0", "--port", "b=0", "--set", "greeting=hi"}, &stdout, &stderr)
+		done <- RunHost(ctx, echoService(envs), []string{"--data", data, "--port", "a=0", "--port", "b=0", "--set", "greeting=hi"}, &stdout, &stderr)
 	}()
 	var env *Env
 	select {
@@ -72,7 +73,7 @@ func TestRunHost(t *testing.T) {
 		}
 		line, _ := bufio.NewReader(c).ReadString('\n')
 		c.Close()
-		if want := name + " /srv/x hi\n"; line != want {
+		if want := name + " " + data + " hi\n"; line != want {
 			t.Errorf("port %s: got %q, want %q", name, line, want)
 		}
 	}
@@ -90,6 +91,7 @@ func TestRunHostErrors(t *testing.T) {
 		panic("oops")
 	}}
 	dup := Service{App: app.App{Name: "d", Ports: []app.Port{{Name: "p"}, {Name: "p"}}}, Serve: failing.Serve}
+	x := t.TempDir()
 	tests := []struct {
 		name string
 		svc  Service
@@ -97,15 +99,15 @@ func TestRunHostErrors(t *testing.T) {
 		want string
 	}{
 		{"no data", failing, nil, "--data"},
-		{"crash", failing, []string{"--data", "x", "--port", "p=0"}, "boom"},
-		{"panic", panicking, []string{"--data", "x", "--port", "p=0"}, "panic: oops"},
-		{"unknown port", failing, []string{"--data", "x", "--port", "q=1"}, `no port called "q"`},
-		{"bad port", failing, []string{"--data", "x", "--port", "p=http"}, "NAME=PORT"},
-		{"duplicate port", dup, []string{"--data", "x", "--port", "p=0"}, "used twice"},
-		{"bad ip", failing, []string{"--data", "x", "--ip", "10.0.0.1"}, "--ip"},
-		{"ip without netstack", failing, []string{"--data", "x", "--ip", "10.0.0.1/24"}, "--net tap:NAME"},
-		{"bad link", failing, []string{"--data", "x", "--net", "wifi"}, "netstack"},
-		{"bad log level", failing, []string{"--data", "x", "--log-level", "loud"}, "--log-level"},
+		{"crash", failing, []string{"--data", x, "--port", "p=0"}, "boom"},
+		{"panic", panicking, []string{"--data", x, "--port", "p=0"}, "panic: oops"},
+		{"unknown port", failing, []string{"--data", x, "--port", "q=1"}, `no port called "q"`},
+		{"bad port", failing, []string{"--data", x, "--port", "p=http"}, "NAME=PORT"},
+		{"duplicate port", dup, []string{"--data", x, "--port", "p=0"}, "used twice"},
+		{"bad ip", failing, []string{"--data", x, "--ip", "10.0.0.1"}, "--ip"},
+		{"ip without netstack", failing, []string{"--data", x, "--ip", "10.0.0.1/24"}, "--net tap:NAME"},
+		{"bad link", failing, []string{"--data", x, "--net", "wifi"}, "netstack"},
+		{"bad log level", failing, []string{"--data", x, "--log-level", "loud"}, "--log-level"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -276,6 +276,20 @@ func initMain(svc Service, console io.Writer) haltAction {
 	}
 	defer closeWithin(nw, 3*time.Second, say)
 	steps.doneTogether([]string{"data disk", "network"}, []time.Duration{disk.took, netTook})
+	// The data format (package update): a test boot serves the data as
+	// it is and migrates only after its commit; a committed image
+	// migrates here, before serving; an image older than the data
+	// refuses to serve.
+	trial := cfg.trial || (sd != nil && sd.testBoot())
+	migrateAfterCommit, err := checkDataFormat(ctx, dataMount, svc, trial, say)
+	if err != nil {
+		if trial {
+			say("%v: the test boot is not good; rebooting", err)
+			return reboot
+		}
+		say("%v; powering off", err)
+		return powerOff
+	}
 	sp, err := startSignpost(nw, dataMount, cfg.service, log)
 	if err != nil {
 		say("signpost: %v", err)
@@ -305,8 +319,10 @@ func initMain(svc Service, console io.Writer) haltAction {
 		DataDir: dataMount, Listeners: ls, Config: cfg.service, Log: log, Console: svcConsole,
 		Dial: nw.DialContext, Resolver: nw.Resolver(),
 	}
-	// An update received: stop cleanly, then reboot into it.
-	var rebootAfterStop atomic.Bool
+	// An update received: stop cleanly, then reboot into it. A test
+	// boot committed whose image migrates the data: stop cleanly, then
+	// reboot to migrate.
+	var rebootAfterStop, migrateReboot atomic.Bool
 	var sink func(*update.Image) error
 	var where string
 	var sinkErr error
@@ -319,7 +335,7 @@ func initMain(svc Service, console io.Writer) haltAction {
 	if sinkErr != nil {
 		say("no updates: %v", sinkErr)
 	} else if sink != nil {
-		up, err := startUpdatePort(nw, addr, sink, where, func() {
+		up, err := startUpdatePort(nw, addr, dataMount, sink, where, func() {
 			rebootAfterStop.Store(true)
 			cancel(errors.New("an update was received"))
 		}, say, log)
@@ -357,12 +373,22 @@ wait:
 		} else {
 			say("%s %s for %s, data disk mounted read-write", svc.Name, app.GoodMarker, cfg.settle)
 			good.Store(true)
+			committed := true
 			if sd != nil && sd.testBoot() {
 				if _, err := sd.commit(); err != nil {
+					committed = false
 					say("committing slot %s: %v (the next boot returns to slot %s)", sd.booted, err, sd.committed())
 				} else {
 					say("slot %s committed: the new image boots from now on (slot %s keeps the previous one)", sd.booted, sdboot.Other(sd.booted))
 				}
+			}
+			// On a host-booted VM the launcher commits on the good
+			// line: the next boot is the committed image, or, had
+			// it not committed, the previous one on the data as it
+			// is.
+			if migrateAfterCommit && committed {
+				migrateReboot.Store(true)
+				cancel(errors.New("the new image migrates the data at its next boot"))
 			}
 		}
 		goto wait
@@ -381,6 +407,8 @@ wait:
 	case <-ctx.Done():
 		if rebootAfterStop.Load() {
 			say("%s: stopping %s", app.UpdateRebootLine, svc.Name)
+		} else if migrateReboot.Load() {
+			say("%s: stopping %s", app.MigrateRebootLine, svc.Name)
 		} else if giveUp.Load() {
 			say("%v: stopping %s, rebooting into the committed slot %s", context.Cause(ctx), svc.Name, sd.committed())
 		} else {
@@ -401,7 +429,7 @@ wait:
 			say("%s did not stop within 20s; powering off anyway", svc.Name)
 		}
 	}
-	if rebootAfterStop.Load() || giveUp.Load() {
+	if rebootAfterStop.Load() || migrateReboot.Load() || giveUp.Load() {
 		return reboot
 	}
 	return powerOff

@@ -89,9 +89,9 @@ func updateDiskSink(cfg bootConfig) (func(*update.Image) error, string, error) {
 }
 
 // startUpdatePort serves updates on nw at addr's app.UpdatePort: verified
-// against the image's trusted keys, handed to sink (where, says where),
-// then reboot is called.
-func startUpdatePort(nw Network, addr netip.Addr, sink func(*update.Image) error, where string, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
+// against the image's trusted keys and the data format of dataDir, handed
+// to sink (where, says where), then reboot is called.
+func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*update.Image) error, where string, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
 	kb, err := os.ReadFile("/" + update.TrustedKeysPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errors.New("the image trusts no key (built without --sign): it takes no updates")
@@ -110,7 +110,13 @@ func startUpdatePort(nw Network, addr netip.Addr, sink func(*update.Image) error
 	u := &updatePort{}
 	rc := &update.Receiver{Trusted: trusted, Authorize: update.BasicAuth(u.check), Log: log,
 		Sink:   sink,
-		Reboot: reboot}
+		Reboot: reboot,
+		// An image that could not serve the data as it is now
+		// (an older format, or one it cannot read) is refused.
+		DiskFormat: func() (int, error) {
+			f, err := update.ReadDiskFormat(dataDir)
+			return f.Least(), err
+		}}
 	l, err := nw.Listen("tcp", net.JoinHostPort(addr.String(), itoa(app.UpdatePort.Port)))
 	if err != nil {
 		return nil, err

@@ -19,5 +19,8 @@ func LookupApp(name string) (app.App, error) {
 	if err != nil {
 		return app.App{}, fmt.Errorf("images: %w", err)
 	}
+	if err := a.Data.Check(); err != nil {
+		return app.App{}, fmt.Errorf("images: app %s: %w", name, err)
+	}
 	return a, nil
 }

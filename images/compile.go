@@ -31,8 +31,11 @@ func compile(ctx context.Context, p *plan) (*binary, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "init")
-	cmd := exec.CommandContext(ctx, p.goCmd, "build", "-trimpath", "-buildvcs=false",
-		"-ldflags=-s -w -buildid=", "-o", out, p.app.Package)
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="}
+	if len(p.opts.BuildTags) > 0 {
+		args = append(args, "-tags", strings.Join(p.opts.BuildTags, ","))
+	}
+	cmd := exec.CommandContext(ctx, p.goCmd, append(args, "-o", out, p.app.Package)...)
 	cmd.Dir = p.sourceDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+p.board.GOARCH, "GOARM="+p.board.GOARM, "GOFLAGS=", "GOWORK=off")
 	var stderr bytes.Buffer

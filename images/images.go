@@ -74,6 +74,9 @@ type Options struct {
 	// manifest.json into manifest.sig. Nil: an unsigned image (any
 	// manifest.sig of an earlier build in OutDir is removed).
 	Signer *update.Signer
+	// BuildTags are Go build tags for the app's compile (for tests: an
+	// image of hello with a test data migration, nymote_migrationtest).
+	BuildTags []string
 }
 
 // Build builds the appliance image described by opts into opts.OutDir and

@@ -44,6 +44,11 @@ type Manifest struct {
 	TrustedKeys []string `json:"trusted_keys,omitempty"`
 	// Files are the artefacts, sorted by name.
 	Files []File `json:"files"`
+	// DataFormat is the app's data format (app.App.Data): the version
+	// its code writes, the older ones it reads and the migrations it
+	// carries, signed with the rest (package update reads it before an
+	// update or a rollback).
+	DataFormat *app.DataFormat `json:"data_format,omitempty"`
 }
 
 // KernelRef names the kernel of an image: a Go module and its version, or
@@ -87,7 +92,7 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 		Cmdline:  joinCmdline(p.cmdline),
 		InitSize: int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
 		InitramfsFiles: rd.files, Ports: manifestPorts(p.app.Ports), Ephemeral: p.opts.Ephemeral,
-		Debug: p.opts.Debug, TrustedKeys: trustedKeys(p),
+		Debug: p.opts.Debug, TrustedKeys: trustedKeys(p), DataFormat: dataFormat(p.app.Data),
 	}
 	sort.Strings(files)
 	for _, name := range files {
@@ -167,4 +172,11 @@ func signManifest(p *plan) error {
 		return fmt.Errorf("images: %w", err)
 	}
 	return writeFile(p.opts.OutDir, update.SignatureFile, p.opts.Signer.SignManifest(mb), 0o644)
+}
+
+// dataFormat is the manifest's data_format: the app's declaration, with
+// its version spelled out.
+func dataFormat(f app.DataFormat) *app.DataFormat {
+	f.Version = f.Current()
+	return &f
 }

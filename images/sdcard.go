@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nymote/nymote/appliance/app"
 	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/bootseed"
 	"github.com/nymote/nymote/internal/fat"
@@ -163,7 +164,11 @@ func WriteSDCard(ctx context.Context, out string, in SDCardInput) (l SDCardLayou
 	if slotFiles[sdboot.SlotScriptFile], err = SDSlotScript(dtb, in.Cmdline, in.SeedDevice); err != nil {
 		return l, err
 	}
-	slotA, err := sdboot.SlotFiles(slotFiles, dtb, sdboot.Info{App: in.App, Board: in.Board})
+	info := sdboot.Info{App: in.App, Board: in.Board}
+	if a, err := app.Lookup(in.App); err == nil {
+		info.DataFormat = a.Data.Current()
+	}
+	slotA, err := sdboot.SlotFiles(slotFiles, dtb, info)
 	if err != nil {
 		return l, fmt.Errorf("sdcard: %w", err)
 	}

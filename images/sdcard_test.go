@@ -154,7 +154,7 @@ func TestSDCardLayout(t *testing.T) {
 			t.Errorf("%s in slot a: %d bytes (%v), want %d bytes of %s", name, len(got), err, len(want), src)
 		}
 	}
-	if info, _ := exec.Command("mtype", "-i", slotA, "::nymote.txt").Output(); !strings.HasPrefix(string(info), "app=mail\nboard=cubieboard2\ninitrd_sha256=") {
+	if info, _ := exec.Command("mtype", "-i", slotA, "::nymote.txt").Output(); !strings.HasPrefix(string(info), "app=mail\nboard=cubieboard2\ninitrd_sha256=") || !strings.Contains(string(info), "\ndata_format=1\n") {
 		t.Errorf("slot a's nymote.txt: %q", info)
 	}
 	if b := img[l.SlotStart[1] : l.SlotStart[1]+l.SlotSize]; !bytes.Equal(b, make([]byte, len(b))) {

@@ -83,10 +83,10 @@ func freeLoopbackPort() (string, error) {
 // Start boots the image and waits for the console's listening lines.
 func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	if !l.Slots {
-		return l.start(ctx, l.Image, "")
+		return l.start(ctx, l.Image, "", false)
 	}
 	return startSlots(ctx, l.Disk, l.Image, l.Log, func(s *update.Slots, b update.Boot) (slotInstance, error) {
-		inst, err := l.start(ctx, b.Dir, s.UpdateDisk())
+		inst, err := l.start(ctx, b.Dir, s.UpdateDisk(), b.Test)
 		if err != nil {
 			return nil, err
 		}
@@ -94,8 +94,9 @@ func (l *QEMULauncher) Start(ctx context.Context) (_ Instance, err error) {
 	})
 }
 
-// start boots the image in dir (with an update disk, if not "").
-func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string) (_ Instance, err error) {
+// start boots the image in dir (with an update disk, if not ""; as a new
+// image's test boot, if testBoot).
+func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string, testBoot bool) (_ Instance, err error) {
 	m, err := images.ReadManifest(dir)
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: image %s: %w (build it with nymote build -o %s APP)", dir, err, dir)
@@ -154,7 +155,7 @@ func (l *QEMULauncher) start(ctx context.Context, dir, updateDisk string) (_ Ins
 		extra = append(extra, "nymote.proxy="+qemuProxyNetwork)
 	}
 	vm, err := launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
-		Disk: l.Disk, UpdateDisk: updateDisk, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
+		Disk: l.Disk, UpdateDisk: updateDisk, TestBoot: testBoot, KVM: l.kvm, MemoryMiB: l.MemoryMiB, Forwards: fw, GuestNet: guestNet, ExtraCmdline: extra,
 	}, &lineLog{log: l.Log})
 	if err != nil {
 		return nil, fmt.Errorf("jitsu: %w", err)

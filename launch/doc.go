@@ -26,11 +26,15 @@
 //     to boot by the try-once rule once a received update is installed
 //     (NextBoot), the watch of a test boot that commits the new image on
 //     the appliance's good line (WatchTestBoot, on any Booted: QEMU's or
-//     Firecracker's console, xl console), and whether an exited appliance
-//     rebooted into an update (UpdateReboot); QEMU attaches the update
-//     disk (QEMU.UpdateDisk), Firecracker and xl boot a configuration for
-//     the slot (FirecrackerSlotConfig, XLSlotConfig: the slot's kernel,
-//     initramfs and command line, the data disk, the update disk);
+//     Firecracker's console, xl console), the test boot told to the
+//     runtime (nymote.trial=1, so that it serves the data as it is and
+//     migrates only after the commit: QEMU.TestBoot, and the slot
+//     configurations of Firecracker and xl), and whether an exited
+//     appliance rebooted into an update or to migrate its data
+//     (UpdateReboot); QEMU attaches the update disk (QEMU.UpdateDisk),
+//     Firecracker and xl boot a configuration for the slot
+//     (FirecrackerSlotConfig, XLSlotConfig: the slot's kernel, initramfs
+//     and command line, the data disk, the update disk);
 //   - Xen guests with the xl toolstack (CreateXL, XLCommands, XL.Console;
 //     the xl configuration grammar, ParseXLConfig and FormatXLConfig,
 //     which images also checks its xl.cfg with) and Firecracker microVMs
@@ -40,5 +44,6 @@
 //
 // Layers: cmd/nymote and jitsu import launch and images; images imports
 // launch for the command line of its run-qemu.sh; launch imports boards,
-// appliance/app and update (standard library only), and nothing of images.
+// appliance/app and update (which imports only the standard library and
+// appliance/app), and nothing of images.
 package launch

@@ -65,6 +65,10 @@ type QEMU struct {
 	// (nymote.updatedisk=auto); "" attaches none. Boards whose data disk
 	// is an SD card slot have no second slot for it.
 	UpdateDisk string
+	// TestBoot marks the boot as a new image's test boot (update.Boot's
+	// Test): the runtime is told so (nymote.trial=1) and serves the data
+	// as it is, migrating it only at a boot after the commit.
+	TestBoot bool
 	// KVM uses hardware acceleration (-accel kvm -cpu host); false means
 	// TCG with the board's CPU model.
 	KVM bool
@@ -153,6 +157,9 @@ func QEMUCommand(img Image, r QEMU) ([]string, error) {
 	cmdline = append(cmdline, r.ExtraCmdline...)
 	if r.UpdateDisk != "" {
 		cmdline = append(cmdline, "nymote.updatedisk=auto")
+	}
+	if r.TestBoot {
+		cmdline = append(cmdline, TestBootCmdline)
 	}
 	args = append(args,
 		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),

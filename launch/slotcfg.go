@@ -21,6 +21,18 @@ const (
 // UpdateDiskCmdline tells the runtime to look for its update disk.
 const UpdateDiskCmdline = "nymote.updatedisk=auto"
 
+// TestBootCmdline tells the runtime that the boot is a new image's test
+// boot: it serves the data as it is and migrates only after the commit.
+const TestBootCmdline = "nymote.trial=1"
+
+// slotCmdline is what a slot boot adds to the image's command line.
+func slotCmdline(b update.Boot) string {
+	if b.Test {
+		return UpdateDiskCmdline + " " + TestBootCmdline
+	}
+	return UpdateDiskCmdline
+}
+
 // The configurations a launcher writes for a boot from slots, in the
 // slots folder (update.SlotsDir): FirecrackerSlotConfig's and
 // XLSlotConfig's, rewritten at each boot.
@@ -51,7 +63,8 @@ func slotFile(dir, what, name string) (string, error) {
 // launcher's own configuration; nil means the slot image's
 // firecracker.json) with its boot source taken from the slot image's
 // firecracker.json (its kernel and initramfs, as absolute paths in the
-// slot, and its command line, with UpdateDiskCmdline), its drive "data"
+// slot, and its command line, with UpdateDiskCmdline, and TestBootCmdline
+// for a test boot), its drive "data"
 // at disk (added first if it has none) and the update disk added as
 // drive "update" after the others. Every other setting of template
 // (machine, network, logger...) is kept as it is. With updateDisk "" (a
@@ -98,7 +111,7 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 	boot["initrd_path"] = initrd
 	boot["boot_args"] = img.BootSource.Cmdline
 	if updateDisk != "" {
-		boot["boot_args"] = strings.TrimSpace(img.BootSource.Cmdline + " " + UpdateDiskCmdline)
+		boot["boot_args"] = strings.TrimSpace(img.BootSource.Cmdline + " " + slotCmdline(b))
 	}
 	cfg["boot-source"] = boot
 	var drives []any
@@ -142,7 +155,8 @@ func FirecrackerSlotConfig(template []byte, b update.Boot, disk, updateDisk stri
 // disk's slots: template (the launcher's own configuration; "" means the
 // slot image's xl.cfg) with kernel, ramdisk and extra taken from the slot
 // image's xl.cfg (the kernel and initramfs as absolute paths in the slot,
-// the command line with UpdateDiskCmdline), the target of its first disk
+// the command line with UpdateDiskCmdline, and TestBootCmdline for a test
+// boot), the target of its first disk
 // (the data disk) set to disk, and the update disk added after it on the
 // next virtual device (xvdb after xvda), and on_reboot = "destroy" (a
 // reboot into a received update ends the domain, and the launcher boots
@@ -176,7 +190,7 @@ func XLSlotConfig(template string, b update.Boot, disk, updateDisk string) (stri
 	}
 	cfg["extra"] = own["extra"]
 	if updateDisk != "" {
-		cfg["extra"] = XLValue{Atom: strings.TrimSpace(own["extra"].Atom + " " + UpdateDiskCmdline)}
+		cfg["extra"] = XLValue{Atom: strings.TrimSpace(own["extra"].Atom + " " + slotCmdline(b))}
 		// A reboot (into a received update) ends the domain: the
 		// launcher installs the update and boots the slot the rule
 		// chooses.

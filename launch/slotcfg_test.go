@@ -117,7 +117,11 @@ func TestSlotConfigs(t *testing.T) {
 						t.Errorf("%s: %q (%v), want %q", path, got, err, want)
 					}
 				}
-				if want := "panic=-1 quiet nymote.release=" + wantVersion + " " + UpdateDiskCmdline; cmdline != want {
+				want := "panic=-1 quiet nymote.release=" + wantVersion + " " + UpdateDiskCmdline
+				if b.Test {
+					want += " " + TestBootCmdline
+				}
+				if cmdline != want {
 					t.Errorf("command line %q, want %q", cmdline, want)
 				}
 				wantDisks := []string{"data=" + disk, "update=" + s.UpdateDisk()}

@@ -109,15 +109,20 @@ func NextBoot(s *update.Slots, say func(format string, args ...any)) (update.Boo
 }
 
 // UpdateReboot says whether the appliance in vm (QEMU, Firecracker, an xl
-// console), which has exited, stopped
-// to reboot into an update it received (the runtime's
-// app.UpdateRebootLine), which QEMU's -no-reboot turns into an exit: the
+// console), which has exited, stopped to reboot into an update it received
+// (the runtime's app.UpdateRebootLine), which QEMU's -no-reboot turns into
+// an exit: the
 // launcher then boots it again, the update first installed from the update
 // disk. A reboot after a crash is not one: the launcher stops there, as
 // without slots.
+//
+// A reboot to migrate the data (app.MigrateRebootLine: after the good line
+// of a test boot whose image migrates the data, which the launcher has
+// committed) is one too: the next boot is the committed image, which
+// migrates the data before serving.
 func UpdateReboot(vm interface{ Lines() []Line }) bool {
 	for _, l := range vm.Lines() {
-		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) {
+		if strings.Contains(l.Text, "nymote: "+app.UpdateRebootLine) || strings.Contains(l.Text, "nymote: "+app.MigrateRebootLine) {
 			return true
 		}
 	}

@@ -30,6 +30,31 @@
 // launch (DiskSlots, NextBoot, WatchTestBoot); QEMU boots the slot's
 // folder, Firecracker and xl a configuration naming the slot's files.
 //
+// Data formats. An app declares the format of the data its code writes
+// (app.App.Data: a number bumped when a migration is added), the older
+// formats it serves from as they are, and its forward migrations (each
+// from format N to N+1, by name; their code is the app's:
+// appliance.Service.Migrations, MigrationFunc). The build writes this into
+// the signed manifest (data_format). The data disk records the format it
+// is in (DataFormatFile, a node file beside the store, replaced
+// atomically and synced). At each boot the runtime compares: the same
+// format runs as it is; an image writing a newer format test-boots on the
+// data as it is, without migrating (it must read the disk's format, else
+// it refuses to serve, its test boot is not good and the slot logic
+// returns to the committed image); once committed (the launcher's commit
+// on the good line for a VM, the runtime's own on an SD card board) the
+// appliance reboots (app.MigrateRebootLine) and that boot, no longer a
+// test, migrates forward before serving (Migrate), logging each step by
+// name. The record is the journal: it names the step under way, so a
+// crash in a migration resumes it at the next boot; steps are idempotent
+// (they run again from the start on what the crash left). An image
+// writing an older format than the disk's (a rollback after a committed
+// migration) refuses to serve, naming both formats. CheckFormat applies
+// the rule before anything is written: the Receiver (DiskFormat) refuses
+// such an update, Slots.CheckRollback such a rollback and Install (with
+// InstallOptions.DiskFormat, from DiskFormatOf, which reads a disk image
+// with debugfs) such an install.
+//
 // Transport. Receiver is the http.Handler an appliance serves updates on:
 // it reads an image bundle (WriteBundle: manifest, signature, files, as a
 // tar stream), verifies it in memory against the running image's trusted

@@ -31,6 +31,11 @@ type Receiver struct {
 	MaxBytes int64
 	// Log, if set, gets one line per update.
 	Log *slog.Logger
+	// DiskFormat, when set, returns the format the data disk is in: an
+	// image that could not serve it (CheckFormat: one that writes an
+	// older format, or a newer one it neither reads nor migrates to) is
+	// refused with 409 before anything is written.
+	DiskFormat func() (int, error)
 
 	mu sync.Mutex // one update at a time
 }
@@ -82,6 +87,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.log("update refused", "err", err)
 		http.Error(w, "refused: "+err.Error(), code)
 		return
+	}
+	if rc.DiskFormat != nil {
+		disk, err := rc.DiskFormat()
+		if err == nil {
+			err = CheckFormat(disk, im.Parsed.DataFormat, im.Parsed.App+" "+im.Version())
+		}
+		if err != nil {
+			rc.log("update refused", "err", err)
+			http.Error(w, "refused: "+err.Error(), http.StatusConflict)
+			return
+		}
 	}
 	if err := rc.Sink(im); err != nil {
 		rc.log("writing the update", "err", err)

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // File names of a signed image and of a signing key.
@@ -307,6 +309,10 @@ type Manifest struct {
 	// TrustedKeys are the keys the image accepts updates from (base64).
 	TrustedKeys []string `json:"trusted_keys"`
 	Files       []File   `json:"files"`
+	// DataFormat is the data format the image's code writes, the older
+	// ones it reads and the migrations it carries (see CheckFormat); nil
+	// for an image from before formats: format 1.
+	DataFormat *app.DataFormat `json:"data_format,omitempty"`
 }
 
 // File is one artefact of an image.

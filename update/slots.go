@@ -174,6 +174,10 @@ type InstallOptions struct {
 	// Hook, for tests, is called at each stage of the install (see
 	// Stage); an error stops the install there, as a power cut would.
 	Hook func(Stage) error
+	// DiskFormat, when not 0, is the data disk's format (DiskFormatOf):
+	// an image that cannot serve it (CheckFormat) is refused before
+	// anything is written.
+	DiskFormat int
 
 	given string // Given's manifest hash, recorded with the install
 }
@@ -257,6 +261,19 @@ func (s *Slots) Install(src string, o InstallOptions) (slot string, err error) {
 			return "", fmt.Errorf("update: the committed image trusts no key (built without --sign): refusing the image in %s", src)
 		}
 		if err := checkUnsigned(src); err != nil {
+			return "", err
+		}
+	}
+	if o.DiskFormat > 0 {
+		mb, err := os.ReadFile(filepath.Join(src, ManifestFile))
+		if err != nil {
+			return "", fmt.Errorf("update: image %s: %w", src, err)
+		}
+		m, err := ParseManifest(mb)
+		if err != nil {
+			return "", err
+		}
+		if err := CheckFormat(o.DiskFormat, m.DataFormat, m.App+" "+Version(mb)); err != nil {
 			return "", err
 		}
 	}
@@ -463,6 +480,35 @@ func (s *Slots) Commit(slot string) error {
 	return s.setState(st)
 }
 
+// CheckRollback refuses, before anything is written, a RollbackByHand
+// whose image could not serve a data disk in format disk (CheckFormat):
+// after a migration committed, the previous image writes an older format.
+func (s *Slots) CheckRollback(disk int) error {
+	st, err := s.State()
+	if err != nil {
+		return err
+	}
+	if st.Committed == "" {
+		return fmt.Errorf("update: slots %s hold no image", s.Dir)
+	}
+	to := st.Committed
+	if st.Next == "" {
+		to = Other(st.Committed)
+	}
+	mb, err := os.ReadFile(filepath.Join(s.SlotDir(to), ManifestFile))
+	if err != nil {
+		return fmt.Errorf("update: no previous image to return to in slot %s: %w", to, err)
+	}
+	m, err := ParseManifest(mb)
+	if err != nil {
+		return err
+	}
+	if err := CheckFormat(disk, m.DataFormat, fmt.Sprintf("slot %s's image (%s %s)", to, m.App, Version(mb))); err != nil {
+		return fmt.Errorf("%w: refusing the rollback", err)
+	}
+	return nil
+}
+
 // RollbackByHand returns to the other image: it cancels a pending new
 // image, or, with none pending, makes the other slot's image the committed
 // one (it was committed before the last update). It returns the slot that
@@ -497,6 +543,9 @@ type SlotInfo struct {
 	Committed bool
 	Next      bool
 	Tried     bool
+	// DataFormat is the data format its image writes (1 for an image
+	// from before formats; 0 for an empty slot).
+	DataFormat int
 }
 
 // Status returns the state and both slots.
@@ -512,6 +561,10 @@ func (s *Slots) Status() (State, []SlotInfo, error) {
 			i.Version = Version(mb)
 			if m, err := ParseManifest(mb); err == nil {
 				i.App = m.App
+				i.DataFormat = 1
+				if m.DataFormat != nil {
+					i.DataFormat = m.DataFormat.Current()
+				}
 			}
 		}
 		out = append(out, i)

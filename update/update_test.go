@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nymote/nymote/appliance/app"
 )
 
 // newKey creates a signing key in a temporary folder and loads it.
@@ -31,8 +33,14 @@ func newKey(t *testing.T, name string) (string, *Signer) {
 // and, with a signer, its signature.
 func fakeImage(t *testing.T, version string, s *Signer) string {
 	t.Helper()
+	return fakeImageFormat(t, version, s, nil)
+}
+
+// fakeImageFormat is fakeImage with a data format in its manifest.
+func fakeImageFormat(t *testing.T, version string, s *Signer, f *app.DataFormat) string {
+	t.Helper()
 	dir := t.TempDir()
-	m := Manifest{App: "hello", AppVersion: version, Board: "microvm-x86_64"}
+	m := Manifest{App: "hello", AppVersion: version, Board: "microvm-x86_64", DataFormat: f}
 	for _, n := range []string{"vmlinux", "initrd.cpio.zst"} {
 		b := []byte(n + " of " + version + "\n")
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {

@@ -35,6 +35,120 @@ type App struct {
 	// Cmdline are kernel command line options the app's image needs
 	// (nymote.*).
 	Cmdline []string
+	// Data is the format of the data the app keeps on its data disk:
+	// the version its code writes, the older ones it can still serve
+	// from, and the forward migrations it carries. The zero value is
+	// format 1 with no migrations (every app today).
+	Data DataFormat
+}
+
+// DataFormat says which format of the data on its data disk an app's code
+// writes (Version), which older formats it can serve from as they are
+// (Reads: an image's test boot runs on the data as it is, before any
+// migration), and the forward migrations it carries (Migrations, each from
+// one format to the next). Adding a migration bumps Version; the
+// migration's code is the app's (appliance.Service.Migrations, by Name).
+// Images write it into their signed manifest (data_format), so an
+// appliance and the host tool know what an image does to a data disk
+// before they boot it (see package update).
+type DataFormat struct {
+	// Version is the format the app writes; 0 means 1.
+	Version int `json:"version"`
+	// Reads are the older formats the app serves from unchanged.
+	Reads []int `json:"reads,omitempty"`
+	// Migrations are the forward steps, each from From to From+1.
+	Migrations []Migration `json:"migrations,omitempty"`
+}
+
+// Migration names one forward step of an app's data, from format From to
+// From+1.
+type Migration struct {
+	From int    `json:"from"`
+	Name string `json:"name"`
+}
+
+// Current is the format the app writes (Version, or 1).
+func (f DataFormat) Current() int {
+	if f.Version <= 0 {
+		return 1
+	}
+	return f.Version
+}
+
+// CanRead says whether the app serves from data in format v as it is:
+// its own format or one of Reads.
+func (f DataFormat) CanRead(v int) bool {
+	if v == f.Current() {
+		return true
+	}
+	for _, r := range f.Reads {
+		if r == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Path returns the migrations that take data in format from to Current,
+// in order, or an error naming the first step the app does not carry.
+func (f DataFormat) Path(from int) ([]Migration, error) {
+	if from > f.Current() {
+		return nil, fmt.Errorf("data format %d is newer than format %d", from, f.Current())
+	}
+	var out []Migration
+	for v := from; v < f.Current(); v++ {
+		m, ok := f.step(v)
+		if !ok {
+			return nil, fmt.Errorf("no migration from data format %d to %d (format %d carries %s)", v, v+1, f.Current(), f.describeSteps())
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (f DataFormat) step(from int) (Migration, bool) {
+	for _, m := range f.Migrations {
+		if m.From == from {
+			return m, true
+		}
+	}
+	return Migration{}, false
+}
+
+func (f DataFormat) describeSteps() string {
+	if len(f.Migrations) == 0 {
+		return "no migrations"
+	}
+	var s []string
+	for _, m := range f.Migrations {
+		s = append(s, fmt.Sprintf("%d→%d %s", m.From, m.From+1, m.Name))
+	}
+	return strings.Join(s, ", ")
+}
+
+// Check checks the declaration: versions from 1, Reads older than
+// Version, each migration a step below Version with a unique name and
+// start.
+func (f DataFormat) Check() error {
+	if f.Version < 0 {
+		return fmt.Errorf("data format version %d", f.Version)
+	}
+	for _, r := range f.Reads {
+		if r < 1 || r >= f.Current() {
+			return fmt.Errorf("data format %d reads format %d: only older formats, from 1", f.Current(), r)
+		}
+	}
+	names, froms := map[string]bool{}, map[int]bool{}
+	for _, m := range f.Migrations {
+		if m.Name == "" || names[m.Name] {
+			return fmt.Errorf("data migration from format %d: name %q empty or used twice", m.From, m.Name)
+		}
+		if m.From < 1 || m.From >= f.Current() || froms[m.From] {
+			return fmt.Errorf("data migration %s: from format %d: not below format %d, or a second step from there", m.Name, m.From, f.Current())
+		}
+		names[m.Name], froms[m.From] = true, true
+	}
+	return nil
 }
 
 // Port is one named TCP port of an app.
@@ -107,6 +221,18 @@ var UpdatePort = Port{Name: "update", Port: 9443, Proto: "http", TLS: true}
 // that sees it (and then the VM's exit) boots the appliance again, from
 // the slot the update went to.
 const UpdateRebootLine = "rebooting into a received update"
+
+// MigrateRebootLine is in the console line the runtime prints when it
+// stops after the good line of a test boot whose image migrates the data
+// (see DataFormat): the launcher, which has committed the image on the
+// good line, boots it again, and that boot (no longer a test) migrates the
+// data before serving. A launcher treats it as UpdateRebootLine.
+const MigrateRebootLine = "rebooting to migrate the data"
+
+// HelloTestMigration names the data migration of hello built for tests
+// with the tag nymote_migrationtest (format 1 to 2: a commit in its store);
+// hello has none otherwise.
+const HelloTestMigration = "hello-test-note"
 
 // The apps, declared once.
 var (

@@ -59,3 +59,47 @@ func TestHostPort(t *testing.T) {
 		}
 	}
 }
+
+// TestDataFormat checks every app's data format declaration, and the
+// declaration's rules on examples.
+func TestDataFormat(t *testing.T) {
+	for _, a := range Apps {
+		if err := a.Data.Check(); err != nil {
+			t.Errorf("%s: %v", a.Name, err)
+		}
+	}
+	f := DataFormat{Version: 3, Reads: []int{2}, Migrations: []Migration{{From: 1, Name: "a"}, {From: 2, Name: "b"}}}
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if !f.CanRead(3) || !f.CanRead(2) || f.CanRead(1) {
+		t.Error("CanRead")
+	}
+	if p, err := f.Path(1); err != nil || len(p) != 2 || p[0].Name != "a" || p[1].Name != "b" {
+		t.Errorf("Path(1) = %v, %v", p, err)
+	}
+	if p, err := f.Path(3); err != nil || len(p) != 0 {
+		t.Errorf("Path(3) = %v, %v", p, err)
+	}
+	if _, err := f.Path(4); err == nil {
+		t.Error("Path(4): no error for a newer format")
+	}
+	if _, err := (DataFormat{Version: 3, Migrations: []Migration{{From: 2, Name: "b"}}}).Path(1); err == nil || !strings.Contains(err.Error(), "from data format 1 to 2") {
+		t.Errorf("Path over a missing step: %v", err)
+	}
+	if (DataFormat{}).Current() != 1 {
+		t.Error("the zero format is not 1")
+	}
+	for _, bad := range []DataFormat{
+		{Version: 2, Reads: []int{2}},
+		{Version: 2, Reads: []int{0}},
+		{Version: 2, Migrations: []Migration{{From: 2, Name: "x"}}},
+		{Version: 3, Migrations: []Migration{{From: 1, Name: "x"}, {From: 2, Name: "x"}}},
+		{Version: 3, Migrations: []Migration{{From: 1, Name: "x"}, {From: 1, Name: "y"}}},
+		{Version: 2, Migrations: []Migration{{From: 1}}},
+	} {
+		if err := bad.Check(); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+}

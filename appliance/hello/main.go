@@ -28,14 +28,19 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/update"
 )
 
 func main() { appliance.Main(Service()) }
 
 // Service is the hello appliance.
 func Service() appliance.Service {
-	return appliance.Service{App: app.Hello, Serve: serve}
+	return appliance.Service{App: app.Hello, Serve: serve, Migrations: migrations}
 }
+
+// migrations are hello's data migrations: none, except in images built
+// for tests with the tag nymote_migrationtest (migration_test_tag.go).
+var migrations map[string]update.MigrationFunc
 
 // countFile holds the number of boots, in the data directory.
 const countFile = "hello-boots"

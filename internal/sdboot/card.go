@@ -65,6 +65,9 @@ func (c *CardFile) Info(s string) Info {
 	return ReadInfo(c.f, c.parts[n-1][0])
 }
 
+// DataPartition is the data partition's (partition 4's) offset in bytes.
+func (c *CardFile) DataPartition() int64 { return c.parts[3][0] }
+
 // Rollback makes the other slot the committed one (see Card.Rollback).
 func (c *CardFile) Rollback() (string, error) {
 	return c.Card().Rollback(func(s string) bool { return c.Info(s).App != "" })

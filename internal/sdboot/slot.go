@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/nymote/nymote/internal/fat"
@@ -30,10 +31,17 @@ type Info struct {
 	// Version is the image's version (update.Version) when an update
 	// wrote the slot; "" for the slot a card was flashed with.
 	Version string
+	// DataFormat is the data format the image writes (its manifest's
+	// data_format; app.DataFormat); 0 when the slot does not say (an
+	// image from before formats: format 1).
+	DataFormat int
 }
 
 func (i Info) bytes() []byte {
 	s := fmt.Sprintf("app=%s\nboard=%s\ninitrd_sha256=%s\n", i.App, i.Board, i.InitrdSHA256)
+	if i.DataFormat > 0 {
+		s += fmt.Sprintf("data_format=%d\n", i.DataFormat)
+	}
 	if i.Version != "" {
 		s += "version=" + i.Version + "\n"
 	}
@@ -54,6 +62,8 @@ func ParseInfo(b []byte) Info {
 			i.InitrdSHA256 = v
 		case "version":
 			i.Version = v
+		case "data_format":
+			i.DataFormat, _ = strconv.Atoi(v)
 		}
 	}
 	return i
@@ -108,7 +118,11 @@ func ImageSlotFiles(im *update.Image) ([]fat.File, error) {
 	if len(dtbs) != 1 {
 		return nil, fmt.Errorf("sdboot: image of %s for %s has %d device trees (%s); an SD card slot takes one", im.Parsed.App, im.Parsed.Board, len(dtbs), strings.Join(dtbs, ", "))
 	}
-	return SlotFiles(files, dtbs[0], Info{App: im.Parsed.App, Board: im.Parsed.Board, Version: im.Version()})
+	format := 1
+	if im.Parsed.DataFormat != nil {
+		format = im.Parsed.DataFormat.Current()
+	}
+	return SlotFiles(files, dtbs[0], Info{App: im.Parsed.App, Board: im.Parsed.Board, Version: im.Version(), DataFormat: format})
 }
 
 // WriteSlot lays out slot s's FAT file system holding files in the

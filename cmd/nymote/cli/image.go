@@ -232,6 +232,8 @@ type slotRun struct {
 	bound       time.Duration
 	// updateHost is where the update port is forwarded to.
 	updateHost string
+	// testBoot marks a new image's test boot (launch.QEMU.TestBoot).
+	testBoot bool
 }
 
 // chooseKVM decides KVM or TCG for img (see launch.UseKVM).
@@ -265,7 +267,7 @@ func startRun(ctx context.Context, g *globals, cmd *cobra.Command, m *images.Man
 	}
 	fmt.Fprintf(g.stdio.Err, "run: booting %s on %s under %s; Ctrl-C powers it off\n", m.App, m.Board, accel)
 	return launch.StartQEMU(context.WithoutCancel(ctx), img, launch.QEMU{
-		Disk: disk, UpdateDisk: updateDisk, KVM: useKVM, MemoryMiB: r.mem, Forwards: fw, GuestNet: r.guestNet,
+		Disk: disk, UpdateDisk: updateDisk, TestBoot: r.testBoot, KVM: useKVM, MemoryMiB: r.mem, Forwards: fw, GuestNet: r.guestNet,
 	}, cmd.OutOrStdout())
 }
 
@@ -325,7 +327,9 @@ func runSlots(ctx context.Context, g *globals, cmd *cobra.Command, b boards.Boar
 			}
 			useKVM = &k
 		}
-		return startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, r)
+		rb := r
+		rb.testBoot = bt.Test
+		return startRun(ctx, g, cmd, sm, img, b, disk, s.UpdateDisk(), *useKVM, rb)
 	})
 }
 

@@ -110,6 +110,48 @@ func sdStatus(w io.Writer, path string) error {
 	return nil
 }
 
+// checkCardRollback refuses, before anything is written, a rollback of
+// an SD card to a slot whose image writes an older data format than the
+// card's data partition is in (a migration committed since).
+func checkCardRollback(path string, c *sdboot.CardFile) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	to := sdboot.Other(st.Committed)
+	info := c.Info(to)
+	if info.App == "" {
+		return nil // Rollback says there is nothing to return to
+	}
+	df, err := update.DiskFormatOf(fmt.Sprintf("%s?offset=%d", path, c.DataPartition()))
+	if err != nil {
+		return err
+	}
+	format := max(info.DataFormat, 1)
+	if df.Least() > format {
+		return fmt.Errorf("slot %s's image (%s) writes data format %d; the card's data partition is in format %d, written by a newer image: %w (a migration is never undone): refusing the rollback", to, info, format, df.Least(), update.ErrOlderFormat)
+	}
+	return nil
+}
+
+// diskFormat is the data disk's format (update.DiskFormatOf: the disk
+// given, or the one beside the slots folder), for the checks before a
+// rollback or an install.
+func (f *slotFlags) diskFormat() (int, error) {
+	disk := f.disk
+	if disk == "" {
+		disk = strings.TrimSuffix(f.slots, ".slots")
+		if _, err := os.Stat(disk); disk == f.slots || err != nil {
+			return 0, fmt.Errorf("the data disk of slots %s is not beside them: give --disk DATA.img, whose data format is checked first", f.slots)
+		}
+	}
+	df, err := update.DiskFormatOf(disk)
+	if err != nil {
+		return 0, err
+	}
+	return df.Least(), nil
+}
+
 func (f *slotFlags) open(cmd *cobra.Command) (*update.Slots, error) {
 	dir := f.slots
 	if dir == "" {
@@ -237,7 +279,20 @@ printed on the appliance's console, with --fingerprint.`,
 				if v == "" {
 					v = "-"
 				}
-				fmt.Fprintf(w, "slot %s  %-8s %-40s %s\n", i.Slot, orNone(i.App), v, what)
+				format := "-"
+				if i.DataFormat > 0 {
+					format = fmt.Sprintf("format %d", i.DataFormat)
+				}
+				fmt.Fprintf(w, "slot %s  %-8s %-40s %-9s %s\n", i.Slot, orNone(i.App), v, format, what)
+			}
+			if sf.disk != "" {
+				if df, err := update.DiskFormatOf(sf.disk); err == nil {
+					what := ""
+					if df.Migrating != nil {
+						what = fmt.Sprintf(" (its migration %s to format %d was interrupted: the next boot of an image of format %d or later resumes it)", df.Migrating.Name, df.Format+1, df.Format+1)
+					}
+					fmt.Fprintf(w, "data disk %s: data format %d%s\n", sf.disk, df.Format, what)
+				}
 			}
 			if rb := st.RolledBack; rb != nil {
 				fmt.Fprintf(w, "last rollback: from slot %s (%s) at %s: %s\n", rb.Slot, rb.Version, rb.At.Format(time.RFC3339), rb.Why)
@@ -258,6 +313,9 @@ printed on the appliance's console, with --fingerprint.`,
 					return err
 				}
 				defer c.Close()
+				if err := checkCardRollback(rf.card, c); err != nil {
+					return err
+				}
 				slot, err := c.Rollback()
 				if err != nil {
 					return err
@@ -267,6 +325,13 @@ printed on the appliance's console, with --fingerprint.`,
 			}
 			s, err := rf.open(cmd)
 			if err != nil {
+				return err
+			}
+			df, err := rf.diskFormat()
+			if err != nil {
+				return err
+			}
+			if err := s.CheckRollback(df); err != nil {
 				return err
 			}
 			slot, err := s.RollbackByHand()
@@ -295,7 +360,11 @@ printed on the appliance's console, with --fingerprint.`,
 			if err != nil {
 				return err
 			}
-			slot, err := s.Install(instImage, update.InstallOptions{})
+			df, err := inf.diskFormat()
+			if err != nil {
+				return err
+			}
+			slot, err := s.Install(instImage, update.InstallOptions{DiskFormat: df})
 			if err != nil {
 				return err
 			}
