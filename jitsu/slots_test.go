@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,15 +15,15 @@ import (
 	"github.com/nymote/nymote/update"
 )
 
-// TestQEMUSlots (opt-in: NYMOTE_UPDATE_JITSU=1; four TCG boots of hello on
-// microvm-x86_64) starts an appliance with launcher slots: its image goes
+// TestQEMUSlots (four TCG boots of hello on microvm-x86_64, about 1.5
+// minutes; skipped with -short) starts an appliance with launcher slots: its image goes
 // into slot a and boots; a newer signed image installed on the host
 // test-boots within Start, is committed and serves; an image whose service
 // exits at start test-boots, fails, and Start boots the committed image
 // again, which serves.
 func TestQEMUSlots(t *testing.T) {
-	if os.Getenv("NYMOTE_UPDATE_JITSU") != "1" {
-		t.Skip("opt-in: NYMOTE_UPDATE_JITSU=1")
+	if testing.Short() {
+		t.Skip("four QEMU boots: skipped with -short")
 	}
 	keyPath := filepath.Join(t.TempDir(), "k")
 	if _, err := update.CreateKey(keyPath); err != nil {
