@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -168,6 +169,7 @@ func main() {
 	samples := flag.Int("samples", 100, "latency samples")
 	appends := flag.Int("appends", 300, "APPENDs per rate run")
 	writes := flag.Int("writes", 1000, "commits per node while partitioned")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the convergence phase (from the heal until one head) to this file")
 	flag.Parse()
 	root, err := os.MkdirTemp("", "nymote-replica-bench-")
 	must(err)
@@ -245,6 +247,12 @@ func main() {
 			must(err)
 		}
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
 	t0 := time.Now()
 	for i := range links {
 		for j := range links[i] {
@@ -271,6 +279,9 @@ func main() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Printf("convergence after a partition, 3 nodes x %d commits: %v\n", *writes, time.Since(t0).Round(time.Millisecond))
+	if *cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	b.Close()
 	a.Close()
 	stop()
