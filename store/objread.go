@@ -349,14 +349,38 @@ func (c *baseCache) putLocked(k baseKey, e baseEntry) {
 // tree is a decoded tree object: its entries in git's order.
 type tree struct {
 	entries []object.TreeEntry
+
+	// byName indexes the entries of a large tree, made at its first
+	// find: diffs and validation look up every entry of one tree in
+	// another, which a scan made quadratic (a mailbox folder of
+	// thousands of messages, replicated commit by commit).
+	indexOnce sync.Once
+	byName    map[string]int
 }
+
+// findScan is the largest tree that find scans instead of indexing.
+const findScan = 16
 
 // find returns the entry called name.
 func (t *tree) find(name string) (object.TreeEntry, bool) {
-	for _, e := range t.entries {
-		if e.Name == name {
-			return e, true
+	if len(t.entries) <= findScan {
+		for _, e := range t.entries {
+			if e.Name == name {
+				return e, true
+			}
 		}
+		return object.TreeEntry{}, false
+	}
+	t.indexOnce.Do(func() {
+		t.byName = make(map[string]int, len(t.entries))
+		for i, e := range t.entries {
+			if _, dup := t.byName[e.Name]; !dup { // the first, as a scan finds
+				t.byName[e.Name] = i
+			}
+		}
+	})
+	if i, ok := t.byName[name]; ok {
+		return t.entries[i], true
 	}
 	return object.TreeEntry{}, false
 }
