@@ -172,23 +172,39 @@ func (s *Store) fastForwardLocked(branch string, h Hash) error {
 	return s.moveBranch(branch, cur, h)
 }
 
-// isAncestor reports whether commit a is b or one of b's ancestors.
+// isAncestor reports whether commit a is b or one of b's ancestors: a
+// walk of b's history through the store's object reader and the cache of
+// commit parents (go-git's walk decoded every commit of a replica's
+// history, under the writer lock, at every merge and push).
 func (s *Store) isAncestor(a, b Hash) (bool, error) {
 	if a == b {
 		return true, nil
 	}
-	var ok bool
-	err := s.read(func(r *git.Repository) error {
-		ca, err := r.CommitObject(a)
-		if err != nil {
+	ok := false
+	err := s.readObjs(func(o *objReader) error {
+		if _, err := readCommit(o, a); err != nil {
 			return err
 		}
-		cb, err := r.CommitObject(b)
-		if err != nil {
-			return err
+		seen := map[Hash]bool{}
+		stack := []Hash{b}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if h == a {
+				ok = true
+				return nil
+			}
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			ps, err := cachedParents(o, h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
 		}
-		ok, err = ca.IsAncestor(cb)
-		return err
+		return nil
 	})
 	return ok, err
 }

@@ -187,23 +187,26 @@ func (c *parentCache) put(h Hash, p []Hash) {
 	c.m[h] = p
 }
 
+// cachedParents returns commit h's parents, through commitParents.
+func cachedParents(o *objReader, h Hash) ([]Hash, error) {
+	if p, ok := commitParents.get(h); ok {
+		return p, nil
+	}
+	c, err := readCommit(o, h)
+	if err != nil {
+		return nil, err
+	}
+	commitParents.put(h, c.parents)
+	return c.parents, nil
+}
+
 // mergeBases returns the best common ancestors of a and b (those that are
 // not ancestors of another common ancestor), read through the store's own
 // object reader: three walks of commits, no trees.
 func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 	var out []Hash
 	err := s.readObjs(func(o *objReader) error {
-		par := func(h Hash) ([]Hash, error) {
-			if p, ok := commitParents.get(h); ok {
-				return p, nil
-			}
-			c, err := readCommit(o, h)
-			if err != nil {
-				return nil, err
-			}
-			commitParents.put(h, c.parents)
-			return c.parents, nil
-		}
+		par := func(h Hash) ([]Hash, error) { return cachedParents(o, h) }
 		// Everything a reaches.
 		ofA := map[Hash]bool{}
 		stack := []Hash{a}
