@@ -12,6 +12,9 @@
 //     links healed: time until all three have one head.
 //
 //     go run ./bench/replica -samples 100 -appends 300 -writes 1000
+//
+// -cpuprofile FILE writes a CPU profile of the convergence phase (from the
+// heal until one head) for `go tool pprof -top`.
 package main
 
 import (
