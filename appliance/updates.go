@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,7 +104,7 @@ func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*upd
 	if err != nil {
 		return nil, err
 	}
-	cert, fp, err := updateCert(addr)
+	cert, fp, err := loadUpdateCert(dataDir, addr, say)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +127,46 @@ func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*upd
 	go u.srv.ServeTLS(l, "", "")
 	say("updates on %s (%s), certificate sha256 %s", l.Addr(), where, fp)
 	return u, nil
+}
+
+// UpdateCertFile is the update port's key and certificate (PEM), a node
+// file on the data disk: kept out of the store's history and out of
+// images, and the same across boots and updates, so that the fingerprint a
+// person pins (nymote update --fingerprint) stays valid.
+const UpdateCertFile = "node/update-tls.pem"
+
+// loadUpdateCert returns the update port's certificate and its sha256
+// fingerprint: the one in dataDir's UpdateCertFile, or a new one written
+// there (a damaged file is replaced, and said). Without a data directory
+// the certificate is made for this boot only.
+func loadUpdateCert(dataDir string, addr netip.Addr, say func(string, ...any)) (tls.Certificate, string, error) {
+	if dataDir == "" {
+		return updateCert(addr)
+	}
+	path := filepath.Join(dataDir, filepath.FromSlash(UpdateCertFile))
+	if b, err := os.ReadFile(path); err == nil {
+		cert, err := tls.X509KeyPair(b, b)
+		if err == nil {
+			sum := sha256.Sum256(cert.Certificate[0])
+			return cert, hex.EncodeToString(sum[:]), nil
+		}
+		say("the update port's certificate in %s is damaged (%v): making a new one", UpdateCertFile, err)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return tls.Certificate{}, "", err
+	}
+	cert, fp, err := updateCert(addr)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	kd, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+	if err := update.WriteNodeFile(dataDir, UpdateCertFile, pemData); err != nil {
+		return tls.Certificate{}, "", err
+	}
+	return cert, fp, nil
 }
 
 // updateCert makes the update port's self-signed certificate and returns

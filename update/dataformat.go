@@ -107,17 +107,24 @@ func WriteDiskFormat(dataDir string, f DiskFormat) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(dataDir, filepath.Dir(filepath.FromSlash(DataFormatFile)))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := WriteNodeFile(dataDir, DataFormatFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("update: data format: %w", err)
+	}
+	return nil
+}
+
+// WriteNodeFile replaces the node file rel (a slash path under the data
+// directory, such as DataFormatFile) with b atomically: a temporary file of
+// mode 0600, synced, renamed, its folder (made 0700 if missing) synced.
+func WriteNodeFile(dataDir, rel string, b []byte) error {
+	dir := filepath.Join(dataDir, filepath.Dir(filepath.FromSlash(rel)))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
 	if err := syncDir(dataDir); err != nil {
 		return err
 	}
-	if err := writeAtomic(dir, filepath.Base(DataFormatFile), append(b, '\n')); err != nil {
-		return err
-	}
-	return os.Chmod(filepath.Join(dataDir, filepath.FromSlash(DataFormatFile)), 0o600)
+	return writeAtomicPerm(dir, filepath.Base(rel), b, 0o600)
 }
 
 // ErrOlderFormat is returned for an image that writes an older data format

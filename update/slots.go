@@ -130,8 +130,15 @@ func (s *Slots) setState(st State) error {
 // writeAtomic replaces dir/name with b so that a power cut leaves the old
 // or the new content.
 func writeAtomic(dir, name string, b []byte) error {
+	return writeAtomicPerm(dir, name, b, 0o644)
+}
+
+// writeAtomicPerm is writeAtomic for a file of mode perm (the temporary
+// file has it from its creation).
+func writeAtomicPerm(dir, name string, b []byte, perm os.FileMode) error {
 	tmp := filepath.Join(dir, "."+name+".tmp")
-	f, err := os.Create(tmp)
+	os.Remove(tmp) // a crash's leftover would keep its mode
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
 	if err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
