@@ -32,6 +32,64 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+
+	// The write deadline: imapserver sets one before each response and
+	// clears it after, two system calls per message of a FETCH. What is
+	// asked (want) goes on the socket (sock) at once when it is earlier
+	// than what the socket has (so that a deadline in the past still
+	// stops a write under way); a later one, or none, only right before
+	// bytes go to the socket, and not at all when the socket's is less
+	// than dlSlack earlier than the one asked.
+	dlMu       sync.Mutex
+	want, sock time.Time
+}
+
+// dlSlack is how much earlier than asked a write deadline may fall.
+const dlSlack = time.Second
+
+// SetWriteDeadline asks for a write deadline (see corkConn.want).
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.want = t
+	if !t.IsZero() && (c.sock.IsZero() || t.Before(c.sock)) {
+		c.sock = t
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// SetDeadline sets the read deadline and asks for the write deadline.
+func (c *corkConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// applyDeadline puts the write deadline asked on the socket, before bytes
+// go to it.
+func (c *corkConn) applyDeadline() error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	switch {
+	case c.want.IsZero():
+		if c.sock.IsZero() {
+			return nil
+		}
+	case !c.sock.IsZero() && !c.sock.After(c.want) && c.want.Sub(c.sock) < dlSlack:
+		return nil
+	}
+	c.sock = c.want
+	return c.Conn.SetWriteDeadline(c.want)
+}
+
+// write writes p to the socket under the deadline asked.
+func (c *corkConn) write(p []byte) (int, error) {
+	if err := c.applyDeadline(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 // Read reads, then asks for an immediate ACK if the client is in the middle
@@ -48,14 +106,14 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.corked {
-		return c.Conn.Write(p)
+		return c.write(p)
 	}
 	if len(c.buf)+len(p) > corkMax {
 		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}
 		if len(p) >= corkMax {
-			return c.Conn.Write(p)
+			return c.write(p)
 		}
 	}
 	c.buf = append(c.buf, p...)
@@ -66,7 +124,7 @@ func (c *corkConn) flushLocked() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	_, err := c.Conn.Write(c.buf)
+	_, err := c.write(c.buf)
 	c.buf = c.buf[:0]
 	return err
 }
@@ -87,9 +145,9 @@ func (c *corkConn) uncork() error {
 	c.corked = false
 	var err error
 	if len(c.buf) > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(uncorkTimeout))
+		c.SetWriteDeadline(time.Now().Add(uncorkTimeout))
 		err = c.flushLocked()
-		c.Conn.SetWriteDeadline(time.Time{})
+		c.SetWriteDeadline(time.Time{})
 	}
 	if cap(c.buf) > corkMax {
 		c.buf = nil
