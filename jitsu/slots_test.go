@@ -12,6 +12,7 @@ import (
 	"github.com/nymote/nymote/boards"
 	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/images"
+	"github.com/nymote/nymote/internal/slottest"
 	"github.com/nymote/nymote/update"
 )
 
@@ -25,14 +26,7 @@ func TestQEMUSlots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("four QEMU boots: skipped with -short")
 	}
-	keyPath := filepath.Join(t.TempDir(), "k")
-	if _, err := update.CreateKey(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := update.LoadSigner(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := slottest.Signer(t)
 	src, _ := filepath.Abs("..")
 	build := func(name string, cmdline ...string) string {
 		dir := filepath.Join(t.TempDir(), name)

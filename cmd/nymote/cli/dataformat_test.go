@@ -16,6 +16,7 @@ import (
 	"github.com/nymote/nymote/appliance/app"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/internal/sdboot"
+	"github.com/nymote/nymote/internal/slottest"
 	"github.com/nymote/nymote/update"
 )
 
@@ -68,14 +69,7 @@ func dataDisk(t *testing.T, path string, format int) {
 // install, before anything is written; status shows the formats; with the
 // disk still in format 1 the rollback goes ahead.
 func TestUpdateRollbackDataFormat(t *testing.T) {
-	key := filepath.Join(t.TempDir(), "k")
-	if _, err := update.CreateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	s, err := update.LoadSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := slottest.Signer(t)
 	disk := filepath.Join(t.TempDir(), "data.img")
 	sl, err := update.OpenSlots(update.SlotsDir(disk))
 	if err != nil {
