@@ -245,14 +245,11 @@ func (s *Slots) Install(src string, o InstallOptions) (slot string, err error) {
 		return "", err
 	}
 	first := st.Committed == ""
+	var mb []byte // the image's manifest, read once for the checks that need it
+	var m *Manifest
 	if first {
 		// Self-consistency: signed by a key the image itself trusts.
-		mb, err := os.ReadFile(filepath.Join(src, ManifestFile))
-		if err != nil {
-			return "", fmt.Errorf("update: image %s: %w", src, err)
-		}
-		m, err := ParseManifest(mb)
-		if err != nil {
+		if mb, m, err = readManifest(src); err != nil {
 			return "", err
 		}
 		if trusted, err = m.Trusted(); err != nil {
@@ -272,13 +269,10 @@ func (s *Slots) Install(src string, o InstallOptions) (slot string, err error) {
 		}
 	}
 	if o.DiskFormat > 0 {
-		mb, err := os.ReadFile(filepath.Join(src, ManifestFile))
-		if err != nil {
-			return "", fmt.Errorf("update: image %s: %w", src, err)
-		}
-		m, err := ParseManifest(mb)
-		if err != nil {
-			return "", err
+		if m == nil {
+			if mb, m, err = readManifest(src); err != nil {
+				return "", err
+			}
 		}
 		if err := CheckFormat(o.DiskFormat, m.DataFormat, m.App+" "+Version(mb)); err != nil {
 			return "", err
@@ -327,25 +321,30 @@ func (s *Slots) Install(src string, o InstallOptions) (slot string, err error) {
 
 // checkUnsigned checks an unsigned image against its manifest.
 func checkUnsigned(src string) error {
-	mb, err := os.ReadFile(filepath.Join(src, ManifestFile))
-	if err != nil {
-		return fmt.Errorf("update: image %s: %w", src, err)
-	}
-	m, err := ParseManifest(mb)
+	_, m, err := readManifest(src)
 	if err != nil {
 		return err
 	}
 	return checkFiles(src, m)
 }
 
+// readManifest reads and parses the manifest of the image in dir.
+func readManifest(dir string) ([]byte, *Manifest, error) {
+	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("update: image %s: %w", dir, err)
+	}
+	m, err := ParseManifest(mb)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mb, m, nil
+}
+
 // imageFiles are the files of the image in dir: the manifest, its
 // signature if any, and what the manifest lists.
 func imageFiles(dir string) ([]string, error) {
-	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if err != nil {
-		return nil, fmt.Errorf("update: image %s: %w", dir, err)
-	}
-	m, err := ParseManifest(mb)
+	_, m, err := readManifest(dir)
 	if err != nil {
 		return nil, err
 	}
