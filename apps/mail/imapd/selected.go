@@ -313,6 +313,7 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 			items[c.i].Flags = c.flags
 		}
 	}
+	answered := items
 	if flags.Silent {
 		// RFC 7162 3.1.3: once CONDSTORE is on, each message a STORE
 		// changed gets a FETCH with its new MODSEQ even with .SILENT (the
@@ -321,29 +322,21 @@ func (sess *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 		if sess.p == nil || !sess.p.cond.Load() || len(changes) == 0 {
 			return nil
 		}
-		return sess.corked(func() error {
-			for _, c := range changes {
-				it := items[c.i]
-				if it.Seq == 0 {
-					continue
-				}
-				rw := w.CreateMessage(it.Seq)
-				rw.WriteUID(it.Msg.UID)
-				if err := rw.Close(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		answered = make([]mailstore.Item, len(changes))
+		for k, c := range changes {
+			answered[k] = items[c.i]
+		}
 	}
 	return sess.corked(func() error {
-		for _, it := range items {
+		for _, it := range answered {
 			if it.Seq == 0 {
 				continue
 			}
 			rw := w.CreateMessage(it.Seq)
 			rw.WriteUID(it.Msg.UID)
-			rw.WriteFlags(v.Visible(it.Flags))
+			if !flags.Silent {
+				rw.WriteFlags(v.Visible(it.Flags))
+			}
 			if err := rw.Close(); err != nil {
 				return err
 			}
