@@ -54,17 +54,6 @@ func (mb *Mailbox) noteFlagsLocked(flags []imap.Flag) {
 	}
 }
 
-// wakeLocked tells every view's IDLE that updates wait. The caller holds
-// mb.mu.
-func (mb *Mailbox) wakeLocked() {
-	for _, v := range mb.views {
-		select {
-		case v.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // sortedFlags lists a flag set in a stable order.
 func sortedFlags(set map[imap.Flag]bool) []imap.Flag {
 	out := make([]imap.Flag, 0, len(set))

@@ -64,7 +64,7 @@ func (mb *Mailbox) queueExpungeLocked(seq uint32, uid imap.UID) {
 			v.expunged = append(v.expunged, uid)
 		}
 	}
-	mb.queueLocked(update{kind: updateExpunge, n: seq, uid: uid}, nil)
+	mb.queueLocked(update{kind: updateExpunge, n: seq}, nil)
 }
 
 // queueFlagsLocked notes the flags in the mailbox's set and tells every
