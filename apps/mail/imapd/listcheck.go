@@ -2,8 +2,6 @@ package imapd
 
 import (
 	"bytes"
-
-	"github.com/emersion/go-imap/v2"
 )
 
 // listCommand looks at a LIST or LSUB whose text holds "&" before
@@ -22,15 +20,12 @@ func (p *proto) listCommand(tag, name string) (handled bool, err error) {
 	if sess == nil || sess.user == nil {
 		return false, nil // imapserver refuses it before it parses names
 	}
-	if caps := sess.conn.EnabledCaps(); caps.Has(imap.CapIMAP4rev2) || caps.Has(imap.CapUTF8Accept) {
-		return false, nil // names are UTF-8
-	}
 	cmd, err := p.readCommand(tag, name)
 	if err != nil || cmd == nil {
 		return true, err
 	}
 	for _, n := range cmd.listNames() {
-		if _, err := decodeMUTF7(n); err != nil {
+		if _, err := p.mailboxName(sess, n); err != nil {
 			return true, p.bad(tag, "[CLIENTBUG] "+err.Error())
 		}
 	}
