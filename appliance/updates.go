@@ -1,19 +1,12 @@
 package appliance
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -24,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/internal/selfcert"
 	"github.com/nymote/nymote/update"
 )
 
@@ -136,58 +130,46 @@ func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*upd
 const UpdateCertFile = "node/update-tls.pem"
 
 // loadUpdateCert returns the update port's certificate and its sha256
-// fingerprint: the one in dataDir's UpdateCertFile, or a new one written
-// there (a damaged file is replaced, and said). Without a data directory
-// the certificate is made for this boot only.
+// fingerprint (hex): the one in dataDir's UpdateCertFile, or a new one
+// written there (a damaged file is replaced, and said). Without a data
+// directory the certificate is made for this boot only.
 func loadUpdateCert(dataDir string, addr netip.Addr, say func(string, ...any)) (tls.Certificate, string, error) {
-	if dataDir == "" {
-		return updateCert(addr)
+	var pemData []byte
+	if dataDir != "" {
+		b, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(UpdateCertFile)))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return tls.Certificate{}, "", err
+		}
+		pemData = b
 	}
-	path := filepath.Join(dataDir, filepath.FromSlash(UpdateCertFile))
-	if b, err := os.ReadFile(path); err == nil {
-		cert, err := tls.X509KeyPair(b, b)
+	if pemData != nil {
+		cert, err := tls.X509KeyPair(pemData, pemData)
 		if err == nil {
-			sum := sha256.Sum256(cert.Certificate[0])
-			return cert, hex.EncodeToString(sum[:]), nil
+			return cert, certFingerprint(cert), nil
 		}
 		say("the update port's certificate in %s is damaged (%v): making a new one", UpdateCertFile, err)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return tls.Certificate{}, "", err
 	}
-	cert, fp, err := updateCert(addr)
+	certPEM, keyPEM, err := selfcert.Make([]string{addr.String(), "localhost"})
 	if err != nil {
 		return tls.Certificate{}, "", err
 	}
-	kd, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if dataDir != "" {
+		if err := update.WriteNodeFile(dataDir, UpdateCertFile, append(keyPEM, certPEM...)); err != nil {
+			return tls.Certificate{}, "", err
+		}
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, "", err
 	}
-	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
-	if err := update.WriteNodeFile(dataDir, UpdateCertFile, pemData); err != nil {
-		return tls.Certificate{}, "", err
-	}
-	return cert, fp, nil
+	return cert, certFingerprint(cert), nil
 }
 
-// updateCert makes the update port's self-signed certificate and returns
-// it with its sha256 fingerprint (hex).
-func updateCert(addr netip.Addr) (tls.Certificate, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nymote update"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-		IPAddresses: []net.IP{addr.AsSlice()}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, "", err
-	}
-	sum := sha256.Sum256(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, hex.EncodeToString(sum[:]), nil
+// certFingerprint is the sha256 of cert's DER, in hex (what nymote update
+// --fingerprint pins).
+func certFingerprint(cert tls.Certificate) string {
+	sum := sha256.Sum256(cert.Certificate[0])
+	return hex.EncodeToString(sum[:])
 }
 
 // close stops the update port.

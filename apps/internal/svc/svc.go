@@ -14,24 +14,16 @@ package svc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"strings"
-	"time"
 
+	"github.com/nymote/nymote/internal/selfcert"
 	"github.com/nymote/nymote/store"
 )
 
@@ -128,7 +120,7 @@ func storedCert(s *store.Store, hosts []string, log *slog.Logger) (tls.Certifica
 			return tls.Certificate{}, err
 		}
 	}
-	certPEM, keyPEM, err := selfSigned(hosts)
+	certPEM, keyPEM, err := selfcert.Make(hosts)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -142,47 +134,6 @@ func storedCert(s *store.Store, hosts []string, log *slog.Logger) (tls.Certifica
 	}
 	log.Info("tls: generated a self-signed certificate", "hosts", hosts, "dir", s.NodeDir())
 	return tls.X509KeyPair(certPEM, keyPEM)
-}
-
-// selfSigned makes a 10-year ECDSA P-256 certificate for hosts.
-func selfSigned(hosts []string) (certPEM, keyPEM []byte, err error) {
-	if len(hosts) == 0 {
-		hosts = []string{"localhost"}
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{"Nymote appliance"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }
 
 // AdminCheck checks the name and password of an administrator of store s:
