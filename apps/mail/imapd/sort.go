@@ -322,12 +322,15 @@ func sentDate(m *mailstore.Message) time.Time {
 	return m.Date.UTC()
 }
 
-// firstMailbox is the addr-mailbox (local part) of a list's first address.
+// firstMailbox is the addr-mailbox (local part) of a list's first address
+// (a group's start and end markers are not addresses: they have no host).
 func firstMailbox(l []imap.Address) string {
-	if len(l) == 0 {
-		return ""
+	for _, a := range l {
+		if a.Host != "" {
+			return a.Mailbox
+		}
 	}
-	return l[0].Mailbox
+	return ""
 }
 
 // asciiUpper maps a-z to A-Z: keys compared as octets after it are in

@@ -45,6 +45,9 @@ func Parse(raw []byte) *Summary {
 	}
 	if err == nil {
 		c.Envelope = imapserver.ExtractEnvelope(h)
+		if c.Envelope != nil {
+			addGroups(h, c.Envelope)
+		}
 		if len(hdr) <= maxCachedHeader {
 			c.Header = string(hdr)
 		}
