@@ -551,7 +551,7 @@ func fetchCmd(p *proto, cmd *command) error {
 // condHeld changes (held to its end). The caller holds wmu.
 func (p *proto) condHead(head []byte) (more, hold bool) {
 	h := p.hook
-	if h.tag == "" && !p.cond.Load() {
+	if h.tag == "" && !p.cond.Load() && !p.fix.Load() {
 		return false, false
 	}
 	if _, match, partial := fetchHead(head); partial && !match {

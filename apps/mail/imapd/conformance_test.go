@@ -334,11 +334,28 @@ var conformanceCases = []conformanceCase{
 		a.ok("EXAMINE %s", box)
 		u := a.ok("FETCH 1 ENVELOPE")
 		want := `* 1 FETCH (ENVELOPE ("Mon, 02 Jan 2006 15:04:05 +0000" "conformance" (("User From" NIL "user-from" "Domain.org")) (("User From" NIL "user-from" "Domain.org")) (("User From" NIL "user-from" "Domain.org")) ((NIL NIL "user-to" "domain.org")("Two, Words" NIL "g2" "domain.org")) ((NIL NIL "user-cc" "domain.org")) (("Comment" NIL "user-bcc" "domain.org")) NIL "<conf-1@domain.org>"))`
-		// go-imap writes a space between the addresses of a list, which
-		// RFC 3501's grammar does not have ("(" 1*address ")"); Dovecot
-		// does not. Clients read both; the rest must be the same.
+		// No space between the addresses of a list: "(" 1*address ")".
 		if len(u) == 1 {
-			u[0] = strings.Replace(regexp.MustCompile(`([^)]\)) \(`).ReplaceAllString(u[0], "$1("), "UID 1 ", "", 1)
+			u[0] = strings.Replace(u[0], "UID 1 ", "", 1)
+		}
+		if len(u) != 1 || u[0] != want {
+			t.Errorf("FETCH ENVELOPE:\n got %q\nwant %q", u, want)
+		}
+	}},
+	{name: "RFC3501 7.4.2 FETCH ENVELOPE marks groups (RFC 5322 3.4)", run: func(t *testing.T, tg imapTarget, box string) {
+		a := dialRaw(t, tg, "alice")
+		a.ok("CREATE %s", box)
+		a.appendMsg(box, ``, "From: a@x.org\r\nTo: Team: one@x.org, \"Two\" <two@x.org>;, solo@x.org\r\n"+
+			"Cc: undisclosed-recipients:;\r\nBcc: \"Our, Group\": <three@x.org>;\r\nSubject: g\r\n\r\nx\r\n")
+		a.ok("EXAMINE %s", box)
+		u := a.ok("FETCH 1 ENVELOPE")
+		// A group starts with (NIL NIL "name" NIL) and ends with
+		// (NIL NIL NIL NIL); an empty group is the two alone.
+		want := `* 1 FETCH (ENVELOPE (NIL "g" ((NIL NIL "a" "x.org")) ((NIL NIL "a" "x.org")) ((NIL NIL "a" "x.org")) ` +
+			`((NIL NIL "Team" NIL)(NIL NIL "one" "x.org")("Two" NIL "two" "x.org")(NIL NIL NIL NIL)(NIL NIL "solo" "x.org")) ` +
+			`((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)) ((NIL NIL "Our, Group" NIL)(NIL NIL "three" "x.org")(NIL NIL NIL NIL)) NIL NIL))`
+		if len(u) == 1 {
+			u[0] = strings.Replace(u[0], "UID 1 ", "", 1)
 		}
 		if len(u) != 1 || u[0] != want {
 			t.Errorf("FETCH ENVELOPE:\n got %q\nwant %q", u, want)
@@ -354,12 +371,30 @@ var conformanceCases = []conformanceCase{
 			{"BINARY.SIZE[1]", "* 1 FETCH (BINARY.SIZE[1] 16)"},
 			{"BINARY.PEEK[2]", "* 1 FETCH (BINARY[2] ~{5}\x00\x01\x02\x03\xff)"},
 			{"BINARY.SIZE[2]", "* 1 FETCH (BINARY.SIZE[2] 5)"},
+			// A partial fetch names its origin octet (RFC 3516 4.2, 9).
+			{"BINARY.PEEK[1]<0.4>", "* 1 FETCH (BINARY[1]<0> {4}caf\xe9)"},
+			{"BINARY.PEEK[2]<2.10>", "* 1 FETCH (BINARY[2]<2> ~{3}\x02\x03\xff)"},
+			{"BINARY.PEEK[1]<4.3> BINARY.PEEK[2]<0.1>", "* 1 FETCH (BINARY[1]<4> {3} =  BINARY[2]<0> {1}\x00)"},
 		} {
 			u := a.ok("FETCH 1 (%s)", tc.item)
 			// A literal8 (~{n}) or a literal: both may carry 8-bit data.
 			if len(u) != 1 || strings.NewReplacer("UID 1 ", "", "~{", "{").Replace(u[0]) != strings.Replace(tc.want, "~{", "{", 1) {
 				t.Errorf("FETCH 1 (%s): got %q, want %q", tc.item, u, tc.want)
 			}
+		}
+	}},
+	{name: "RFC3516 4.2 BINARY sets \\Seen, BINARY.PEEK does not", run: func(t *testing.T, tg imapTarget, box string) {
+		a := dialRaw(t, tg, "alice")
+		a.ok("CREATE %s", box)
+		a.appendMsg(box, ``, mimeMsg)
+		a.ok("SELECT %s", box)
+		a.ok("FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[2])")
+		if u := a.ok("FETCH 1 FLAGS"); len(u) != 1 || strings.Contains(u[0], `\Seen`) {
+			t.Errorf("after BINARY.PEEK: %q, want no \\Seen", u)
+		}
+		a.ok("FETCH 1 (BINARY[1]<0.2>)")
+		if u := a.ok("FETCH 1 FLAGS"); len(u) != 1 || !strings.Contains(u[0], `\Seen`) {
+			t.Errorf("after BINARY: %q, want \\Seen", u)
 		}
 	}},
 	{name: "RFC3501 6.3.4, 6.3.6 DELETE leaves the subscription", run: func(t *testing.T, tg imapTarget, box string) {

@@ -6,13 +6,14 @@
 // implicit TLS on port 993); it never opens sockets itself.
 //
 // Conformance: conformance_test.go is the checklist of RFC rules, each run
-// over a real connection against this server and a private Dovecot. What
-// imapserver (go-imap v2.0.0-beta.9) does before our code sees a command,
-// and so is not fixed here yet: BINARY[part]<offset.size> is answered
-// without its <offset>; ENVELOPE address lists have a space between
-// addresses. Each is a one-line change upstream. (A LIST pattern that is
-// not modified UTF-7, which imapserver answers NO [SERVERBUG], is answered
-// BAD by the layer first: listcheck.go.)
+// over a real connection against this server and a private Dovecot. Where
+// imapserver (go-imap v2.0.0-beta.9) writes what the grammar does not have,
+// the layer below rewrites its output as it streams by (fetchfix.go): the
+// origin octet of a partial BINARY (BINARY[1]<0>), and no space between
+// the addresses of an ENVELOPE's address list; groups (RFC 5322 3.4),
+// which its envelope parser drops, are put back by the mailstore's parser.
+// A LIST pattern that is not modified UTF-7, which imapserver answers
+// NO [SERVERBUG], is answered BAD by the layer first (listcheck.go).
 //
 // Extensions beyond imapserver: a protocol layer of our own (proto.go).
 // imapserver's command dispatch is closed (an unknown command is answered

@@ -63,6 +63,12 @@ type proto struct {
 	qres  atomic.Bool // QRESYNC enabled (implies cond)
 	hook  condHook
 	input []byte // a command rewritten by the layer, for imapserver to read
+
+	// fix: the session has fetched what imapserver encodes unlike the
+	// grammar (fetchfix.go), whose FETCH responses are rewritten;
+	// partials are the origins of its partial BINARY sections.
+	fix      atomic.Bool
+	partials binaryPartials
 }
 
 type inMode int
@@ -335,7 +341,8 @@ type outScan struct {
 	tail  []byte
 	obuf  []byte
 	isCap bool
-	held  bool // the line held is for condHeld, not a capability list
+	held  bool     // the line held is for condHeld, not a capability list
+	fx    fetchFix // rewrites FETCH responses (fetchfix.go)
 }
 
 // maxCapLine bounds a capability line held to be rewritten.
@@ -433,6 +440,12 @@ func (o *outScan) scan(p *proto, b []byte) error {
 					h := p.condLine(o, o.head)
 					o.head = o.head[:0]
 					o.mid = true
+					if p.fix.Load() {
+						if _, match, _ := fetchHead(h); match {
+							o.fx.partial = &p.partials
+							o.fx.start()
+						}
+					}
 					o.plain(h)
 					continue
 				}
@@ -475,7 +488,11 @@ func (o *outScan) scan(p *proto, b []byte) error {
 // plain passes bytes of a line (up to its LF at most), seeing a literal
 // announced at its end.
 func (o *outScan) plain(b []byte) {
-	o.obuf = append(o.obuf, b...)
+	if o.fx.on {
+		o.obuf = o.fx.apply(o.obuf, b)
+	} else {
+		o.obuf = append(o.obuf, b...)
+	}
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		o.tail = append(o.tail, b...)
@@ -495,6 +512,7 @@ func (o *outScan) plain(b []byte) {
 		return // the line goes on after the literal
 	}
 	o.mid = false
+	o.fx.stop()
 }
 
 // addCaps adds caps to a capability list (a CAPABILITY response, or a

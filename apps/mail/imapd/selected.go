@@ -63,8 +63,16 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 				markSeen = true
 			}
 		}
-		if len(options.BinarySection) > 0 {
-			markSeen = true
+		for _, bs := range options.BinarySection {
+			if !bs.Peek {
+				markSeen = true
+			}
+		}
+	}
+	if p := sess.p; p != nil {
+		p.partials.reset() // what an earlier FETCH left, if it failed
+		if !p.fix.Load() && needsFix(options) {
+			p.fix.Store(true)
 		}
 	}
 	if !markSeen {
@@ -238,6 +246,9 @@ func (sess *Session) fetchOne(w *imapserver.FetchWriter, ra *mailstore.ReadAhead
 		}
 		for i, bs := range options.BinarySection {
 			buf := bins[i]
+			if bs.Partial != nil && sess.p != nil {
+				sess.p.partials.push(partName(bs.Part), bs.Partial.Offset)
+			}
 			wc := rw.WriteBinarySection(bs, int64(len(buf)))
 			_, werr := wc.Write(buf)
 			cerr := wc.Close()
