@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -215,5 +219,91 @@ func scalePhases(addr string, n int) ([]result, error) {
 			return nil, err
 		}
 	}
+	// The same reads by a client that only splits the response into
+	// lines: the go-imap client's parsing costs more than either server's
+	// answer at this scale, so the phases above measure mostly the client
+	// (the same for both servers); these measure what the server delivers.
+	r, err := dialRaw(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if _, err := r.cmd(`LOGIN bench "` + password + `"`); err != nil {
+		return nil, err
+	}
+	if _, err := r.cmd("SELECT INBOX"); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		name, cmd string
+		lines     int // untagged lines wanted (0: any)
+	}{
+		{"FETCH 1:* (UID FLAGS), raw client", "FETCH 1:* (UID FLAGS)", n},
+		{"UID SEARCH UNSEEN, raw client", "UID SEARCH UNSEEN", 1},
+	} {
+		if err := add(twice(p.name, func() (int64, int, error) {
+			st, err := r.cmd(p.cmd)
+			if err == nil && p.lines != 0 && st.lines != p.lines {
+				err = fmt.Errorf("%s: %d untagged lines, want %d", p.cmd, st.lines, p.lines)
+			}
+			return st.bytes, 0, err
+		})); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// rawClient sends commands and reads their responses as lines, nothing
+// more (no literals: the raw phases' responses have none).
+type rawClient struct {
+	net.Conn
+	br  *bufio.Reader
+	tag int
+}
+
+type rawStats struct {
+	bytes int64
+	lines int // untagged
+}
+
+func dialRaw(addr string) (*rawClient, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	r := &rawClient{Conn: c, br: bufio.NewReaderSize(c, 64<<10)}
+	if _, err := r.br.ReadSlice('\n'); err != nil { // greeting
+		c.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *rawClient) cmd(cmd string) (rawStats, error) {
+	r.tag++
+	tag := fmt.Sprintf("r%d ", r.tag)
+	var st rawStats
+	if _, err := io.WriteString(r, tag+cmd+"\r\n"); err != nil {
+		return st, err
+	}
+	for {
+		line, err := r.br.ReadSlice('\n')
+		st.bytes += int64(len(line))
+		if err == bufio.ErrBufferFull {
+			continue // a line longer than the buffer: its rest follows
+		}
+		if err != nil {
+			return st, err
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("* ")):
+			st.lines++
+		case bytes.HasPrefix(line, []byte(tag)):
+			if !bytes.HasPrefix(line[len(tag):], []byte("OK")) {
+				return st, fmt.Errorf("%s: %s", cmd, bytes.TrimSpace(line))
+			}
+			return st, nil
+		}
+	}
 }
