@@ -36,15 +36,6 @@ func addGroups(h textproto.Header, env *imap.Envelope) {
 // none). A mailbox that does not parse is left out, as ExtractEnvelope
 // leaves it out; a group without its ";" ends with the list.
 func groupList(v string) (l []imap.Address, ok bool) {
-	var (
-		depth      int  // comment nesting
-		quoted     bool // in a quoted string
-		esc        bool
-		angle      bool // in <...>
-		inGroup    bool
-		start      int // of the entry (mailbox or group) being read
-		groupStart int // of the group's members
-	)
 	mailbox := func(s string) {
 		if strings.TrimSpace(s) == "" {
 			return
@@ -71,27 +62,10 @@ func groupList(v string) (l []imap.Address, ok bool) {
 			mailbox(m)
 		}
 	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
+	inGroup := false
+	start, groupStart := 0, 0 // of the entry (mailbox or group) and of the group's members
+	eachTop(v, func(i int, c byte) {
 		switch {
-		case esc:
-			esc = false
-		case c == '\\' && (quoted || depth > 0):
-			esc = true
-		case quoted:
-			quoted = c != '"'
-		case c == '"':
-			quoted = true
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case depth > 0:
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case angle:
 		case c == ':' && !inGroup:
 			ok = true
 			name := groupName(v[start:i])
@@ -108,7 +82,7 @@ func groupList(v string) (l []imap.Address, ok bool) {
 			mailbox(v[start:i])
 			start = i + 1
 		}
-	}
+	})
 	if inGroup {
 		members(v[groupStart:])
 		l = append(l, imap.Address{})
@@ -118,10 +92,10 @@ func groupList(v string) (l []imap.Address, ok bool) {
 	return l, ok
 }
 
-// splitTop splits s at the commas outside quotes, comments and <...>.
-func splitTop(s string) []string {
-	var out []string
-	depth, quoted, esc, angle, start := 0, false, false, false, 0
+// eachTop calls fn for each byte of s outside quoted strings, comments
+// and <...> (RFC 5322 3.2.4, 3.2.2, 3.4).
+func eachTop(s string, fn func(i int, c byte)) {
+	depth, quoted, esc, angle := 0, false, false, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -142,11 +116,23 @@ func splitTop(s string) []string {
 			angle = true
 		case c == '>':
 			angle = false
-		case c == ',' && !angle:
+		case angle:
+		default:
+			fn(i, c)
+		}
+	}
+}
+
+// splitTop splits s at the commas outside quotes, comments and <...>.
+func splitTop(s string) []string {
+	var out []string
+	start := 0
+	eachTop(s, func(i int, c byte) {
+		if c == ',' {
 			out = append(out, s[start:i])
 			start = i + 1
 		}
-	}
+	})
 	return append(out, s[start:])
 }
 
