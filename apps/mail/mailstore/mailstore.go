@@ -114,6 +114,7 @@ package mailstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -321,7 +322,7 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	if len(u.boxes) == 0 {
 		err := s.updateLocked(ctx, name, "mail: create the mailboxes of "+name, func(w *Writer) error {
 			for _, d := range DefaultMailboxes {
-				if _, err := w.Create(u, d.Name, d.Use); err != nil {
+				if _, err := w.create(u, d.Name, d.Use, defaultBoxID(name, d.Name)); err != nil {
 					return err
 				}
 			}
@@ -604,6 +605,16 @@ func boxDir(user, id string) string      { return userDir(user) + "/" + id }
 func boxInfoPath(user, id string) string { return boxDir(user, id) + "/mailbox.json" }
 func msgBase(user, id, key string) string {
 	return boxDir(user, id) + "/" + path.Dir(store.Shard(key)) + "/" + key
+}
+
+// defaultBoxID is the id of a default mailbox: the same on every node, so
+// that two replicas that each made a user's mailboxes at its first use
+// (a node cloned before the user had any) make the same mailboxes, which
+// merge into one (mergeInfo), not two INBOXes. Any other mailbox gets a
+// random id (newKey) at its CREATE.
+func defaultBoxID(user, name string) string {
+	h := sha256.Sum256([]byte("nymote default mailbox\x00" + user + "\x00" + name))
+	return hex.EncodeToString(h[:6])
 }
 
 func newKey() string {

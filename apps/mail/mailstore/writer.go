@@ -159,6 +159,11 @@ func (w *Writer) findByName(u *User, name string) *Mailbox {
 
 // Create makes a mailbox with an optional special use.
 func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, error) {
+	return w.create(u, name, use, newKey()[:12])
+}
+
+// create makes mailbox name with the given id.
+func (w *Writer) create(u *User, name string, use imap.MailboxAttr, id string) (*Mailbox, error) {
 	name = NormName(name)
 	if err := ValidName(name); err != nil {
 		return nil, err
@@ -175,7 +180,7 @@ func (w *Writer) Create(u *User, name string, use imap.MailboxAttr) (*Mailbox, e
 		}
 	}
 	uv = u.takeUIDValidity(uv)
-	mb := &Mailbox{ID: newKey()[:12], user: u, byKey: map[string]*Message{}, treeUV: uv}
+	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}, treeUV: uv}
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
