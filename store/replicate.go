@@ -61,11 +61,22 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			out = append(out, h)
 			return true
 		}
+		// A tree is walked once against each base it meets, not once:
+		// what it shares with a base is skipped as the client's (or
+		// listed with that base), so a tree first met against one base
+		// and again against another (a folder changed and changed back,
+		// merges of criss-cross histories) must be compared with the
+		// second too. A blob z in trees X and Y, where commit B (X to Y)
+		// and C (Y back to X) skip z as unchanged, is listed only by the
+		// walk of X against the base of the commit that brought it.
+		walked := map[[2]Hash]bool{}
 		var walk func(t, base Hash) error
 		walk = func(t, base Hash) error {
-			if t == base || !add(t) {
+			if t == base || walked[[2]Hash{t, base}] {
 				return nil
 			}
+			walked[[2]Hash{t, base}] = true
+			add(t)
 			nt, err := o.tree(t)
 			if err != nil {
 				return err
