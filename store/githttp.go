@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strings"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
@@ -263,13 +262,13 @@ func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader
 	if err != nil {
 		return err
 	}
-	return h.s.read(func(r *git.Repository) error {
-		bw := bufio.NewWriterSize(w, 64<<10)
-		if _, err := packfile.NewEncoder(bw, r.Storer, false).Encode(objs, packWindow); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	// Without deltas, read through the store's object reader (see
+	// encodePack), streamed as it is made.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := h.s.encodePack(bw, objs); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // oneLine makes msg fit a report-status line.

@@ -6,10 +6,12 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,86 @@ type packReader struct {
 	name string
 	f    *os.File
 	idx  *packIndex
+
+	// ends: the offsets of the entries in order and the end of the last,
+	// made at the first rawEntry (where each entry ends).
+	endsOnce sync.Once
+	ends     []int64
+	endsErr  error
+}
+
+// entryEnd returns where the entry at off ends.
+func (p *packReader) entryEnd(off int64) (int64, error) {
+	p.endsOnce.Do(func() {
+		fi, err := p.f.Stat()
+		if err != nil {
+			p.endsErr = err
+			return
+		}
+		ends := make([]int64, 0, p.idx.n+1)
+		for i := range p.idx.n {
+			o, ok := p.idx.offsetAt(i)
+			if !ok {
+				p.endsErr = fmt.Errorf("pack %s: bad offset of entry %d", p.name, i)
+				return
+			}
+			ends = append(ends, o)
+		}
+		slices.Sort(ends)
+		p.ends = append(ends, fi.Size()-20)
+	})
+	if p.endsErr != nil {
+		return 0, p.endsErr
+	}
+	i, found := slices.BinarySearch(p.ends, off)
+	if !found || i+1 >= len(p.ends) || p.ends[i+1] <= off {
+		return 0, fmt.Errorf("pack %s: no entry at offset %d", p.name, off)
+	}
+	return p.ends[i+1], nil
+}
+
+// rawEntry returns the bytes of object h's entry in a pack (its header and
+// compressed content) when it is stored whole there, not as a delta, for a
+// pack sent to a replica to copy as they are: no inflating and deflating
+// again. The entry's CRC is checked. ok is false when h is not in a pack,
+// or is a delta.
+func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err error) {
+	if o.pend != nil && o.pend.object(h) != nil {
+		return nil, 0, false, nil
+	}
+	for _, p := range o.packs {
+		i, found := p.idx.find(h)
+		if !found {
+			continue
+		}
+		off, ok := p.idx.offsetAt(i)
+		if !ok {
+			return nil, 0, false, fmt.Errorf("pack %s: bad offset of %s", p.name, h)
+		}
+		var first [1]byte
+		if _, err := p.f.ReadAt(first[:], off); err != nil {
+			return nil, 0, false, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		switch plumbing.ObjectType((first[0] >> 4) & 7) {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+		default:
+			return nil, 0, false, nil
+		}
+		end, err := p.entryEnd(off)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		entry = make([]byte, end-off)
+		if _, err := p.f.ReadAt(entry, off); err != nil {
+			return nil, 0, false, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		crc = p.idx.crcAt(i)
+		if crc32.ChecksumIEEE(entry) != crc {
+			return nil, 0, false, fmt.Errorf("pack %s offset %d (object %s): CRC mismatch: %w", p.name, off, h, ErrCorrupt)
+		}
+		return entry, crc, true, nil
+	}
+	return nil, 0, false, nil
 }
 
 func openObjReader(repo string, trees *treeCache) (*objReader, error) {

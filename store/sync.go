@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
@@ -432,79 +436,249 @@ func (s *Store) rawObject(h Hash, t plumbing.ObjectType) (plumbing.EncodedObject
 
 // durableStorer wraps the go-git storage for fetches and pushes received over
 // the network: it hides the storage's PackfileWriter, so that go-git hands
-// over each object, which is then written durably as a loose object, and it
-// writes references atomically after syncing the objects' directories.
+// over each object (checked and hashed from its content), which it gathers
+// and writes as one pack of ours, synced (a push of a thousand commits was
+// four thousand synced loose files); and it writes references atomically
+// after the objects are durable. The objects gathered are readable through
+// it before they are written (the pack's deltas refer to them).
 type durableStorer struct {
 	storage.Storer
 	s *Store
 
 	mu    sync.Mutex
-	dirs  map[string]bool
-	wrote []Hash // the loose objects it wrote, for discard
+	objs  []plumbing.EncodedObject
+	byH   map[Hash]plumbing.EncodedObject
+	bytes int64
+	added []string // the packs it added, for discard
 }
 
+// PackfileWriter takes a fetched or pushed pack whole: it is kept as it
+// came and indexed (each object inflated and hashed once, not written
+// again), synced and made readable when the writer is closed. A thin pack
+// (deltas against objects of the store, as git push sends) cannot be
+// indexed alone; its objects are then resolved against the store and
+// written as SetEncodedObject does.
+func (d *durableStorer) PackfileWriter() (io.WriteCloser, error) {
+	f, err := os.CreateTemp(filepath.Join(d.s.path, tmpDir), "recv-")
+	if err != nil {
+		return nil, fmt.Errorf("store: receive pack: %w", err)
+	}
+	return &recvPack{d: d, f: f}, nil
+}
+
+type recvPack struct {
+	d *durableStorer
+	f *os.File
+}
+
+func (r *recvPack) Write(p []byte) (int, error) { return r.f.Write(p) }
+
+func (r *recvPack) Close() (err error) {
+	defer os.Remove(r.f.Name())
+	defer r.f.Close()
+	objects := 0
+	name, _, err := r.d.s.writePack(context.Background(), func(pf *os.File) (Hash, *idxfile.MemoryIndex, error) {
+		if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+			return Hash{}, nil, err
+		}
+		if _, err := io.Copy(pf, r.f); err != nil {
+			return Hash{}, nil, err
+		}
+		if sum, idx, ok, err := indexWholePack(pf); err != nil || ok {
+			if err == nil {
+				var n int64
+				n, err = idx.Count()
+				objects = int(n)
+			}
+			return sum, idx, err
+		}
+		if _, err := pf.Seek(0, io.SeekStart); err != nil {
+			return Hash{}, nil, err
+		}
+		iw := new(idxfile.Writer)
+		parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
+		if err != nil {
+			return Hash{}, nil, err
+		}
+		sum, err := parser.Parse()
+		if err != nil {
+			return Hash{}, nil, err
+		}
+		idx, err := iw.Index()
+		if err != nil {
+			return Hash{}, nil, err
+		}
+		n, err := idx.Count()
+		objects = int(n)
+		return sum, idx, err
+	})
+	if err == nil {
+		if objects == 0 {
+			return nil
+		}
+		return r.d.addPack(name)
+	}
+	if !errors.Is(err, packfile.ErrReferenceDeltaNotFound) {
+		return err
+	}
+	// A thin pack.
+	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	parser, err := packfile.NewParserWithStorage(packfile.NewScanner(r.f), r.d)
+	if err != nil {
+		return err
+	}
+	if _, err := parser.Parse(); err != nil {
+		return err
+	}
+	return r.d.flush()
+}
+
+// maxGathered is how many bytes of objects a fetch or push gathers before it
+// writes them as a pack: a large push becomes several packs.
+const maxGathered = 32 << 20
+
 func (d *durableStorer) SetEncodedObject(o plumbing.EncodedObject) (Hash, error) {
-	dirs, wrote, err := d.s.writeLoose(o)
+	data, err := readAll(o)
 	if err != nil {
 		return Hash{}, err
 	}
+	m := memObject(o.Type(), data)
+	h := m.Hash()
 	d.mu.Lock()
-	if wrote {
-		d.wrote = append(d.wrote, o.Hash())
+	defer d.mu.Unlock()
+	if d.byH == nil {
+		d.byH = map[Hash]plumbing.EncodedObject{}
 	}
-	if d.dirs == nil {
-		d.dirs = map[string]bool{}
+	if _, ok := d.byH[h]; ok {
+		return h, nil
 	}
-	for _, dir := range dirs {
-		d.dirs[dir] = true
-	}
-	d.mu.Unlock()
-	return o.Hash(), nil
-}
-
-// discard removes the loose objects the storer wrote that the store holds
-// nowhere else (in a pack or its commit log): what a refused push brought,
-// or the part of a corrupt pack read before the fault. Nothing refers to
-// them: the caller holds the writer lock, and no branch took them.
-func (d *durableStorer) discard() {
-	d.mu.Lock()
-	wrote := d.wrote
-	d.wrote = nil
-	d.mu.Unlock()
-	if len(wrote) == 0 {
-		return
-	}
-	d.s.readObjs(func(o *objReader) error {
-		for _, h := range wrote {
-			if o.pend != nil && o.pend.object(h) != nil {
-				continue
-			}
-			packed := false
-			for _, p := range o.packs {
-				packed = packed || p.idx.contains(h)
-			}
-			if !packed {
-				x := h.String()
-				os.Remove(filepath.Join(d.s.path, "objects", x[:2], x[2:]))
-			}
+	d.byH[h] = m
+	d.objs = append(d.objs, m)
+	d.bytes += int64(len(data))
+	if d.bytes >= maxGathered {
+		if err := d.flushLocked(); err != nil {
+			return Hash{}, err
 		}
-		return nil
-	})
+	}
+	return h, nil
 }
 
-// flush syncs the directories that gained objects.
+func (d *durableStorer) EncodedObject(t plumbing.ObjectType, h Hash) (plumbing.EncodedObject, error) {
+	d.mu.Lock()
+	o, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		if t != plumbing.AnyObject && o.Type() != t {
+			return nil, plumbing.ErrObjectNotFound
+		}
+		return o, nil
+	}
+	return d.Storer.EncodedObject(t, h)
+}
+
+func (d *durableStorer) HasEncodedObject(h Hash) error {
+	d.mu.Lock()
+	_, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		return nil
+	}
+	return d.Storer.HasEncodedObject(h)
+}
+
+func (d *durableStorer) EncodedObjectSize(h Hash) (int64, error) {
+	d.mu.Lock()
+	o, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		return o.Size(), nil
+	}
+	return d.Storer.EncodedObjectSize(h)
+}
+
+// flush writes the gathered objects as one synced pack and makes it
+// readable.
 func (d *durableStorer) flush() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.s.opts.noSync {
-		for dir := range d.dirs {
-			if err := syncDir(dir); err != nil {
-				return fmt.Errorf("store: sync %s: %w", dir, err)
-			}
-		}
+	return d.flushLocked()
+}
+
+func (d *durableStorer) flushLocked() error {
+	if len(d.objs) == 0 {
+		return nil
 	}
-	d.dirs = nil
+	objs := d.objs
+	name, _, err := d.s.writePack(context.Background(), func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
+		return writeObjectsPack(f, objs)
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.addPackLocked(name); err != nil {
+		return err
+	}
+	d.objs, d.byH, d.bytes = nil, nil, 0
 	return nil
+}
+
+// addPack makes a pack the storer wrote readable and records it for
+// discard.
+func (d *durableStorer) addPack(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addPackLocked(name)
+}
+
+func (d *durableStorer) addPackLocked(name string) error {
+	d.added = append(d.added, name)
+	return d.s.addPack(name)
+}
+
+// discard removes the packs the storer added when no reference reaches
+// into them: what a refused push brought, or the part of a corrupt pack
+// read before the fault, so that a refused push leaves the store as it
+// was. The caller holds the writer lock (receive-pack), so no branch moves
+// meanwhile; fetches, which take no writer lock, are waited for, and a
+// pack holding the commit a fetch recorded stays (go-git's fetch does not
+// ask for a commit the store already holds, wherever it lies).
+func (d *durableStorer) discard() {
+	d.mu.Lock()
+	added := d.added
+	d.added = nil
+	d.mu.Unlock()
+	if len(added) == 0 {
+		return
+	}
+	s := d.s
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	heads, err := s.refHashes()
+	if err != nil {
+		s.log.Warn("store: discard a refused push's objects", "err", err)
+		return
+	}
+	var remove []string
+	s.readObjsOnce(func(o *objReader) error {
+		for _, p := range o.packs {
+			if !slices.Contains(added, p.name) {
+				continue
+			}
+			if slices.ContainsFunc(heads, p.idx.contains) {
+				continue
+			}
+			remove = append(remove, packFiles(filepath.Join(s.path, "objects", "pack", p.name))...)
+		}
+		return nil
+	})
+	if len(remove) == 0 {
+		return
+	}
+	if err := s.removeAndReload(remove); err != nil {
+		s.log.Warn("store: discard a refused push's objects", "err", err)
+	}
 }
 
 func (d *durableStorer) SetReference(ref *plumbing.Reference) error {
