@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -242,26 +244,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
-		// The logged commits written into the repository and go-git's
-		// view of its packs brought up to date first (read), so that
-		// go-git finds the commits it sends; but the push itself holds
-		// no lock while it waits for the network (a peer's answer may
-		// wait for this store's writes). Should a repack remove a pack
-		// meanwhile, the push fails and is tried again.
-		var st storage.Storer
-		if err := s.read(func(r *git.Repository) error { st = r.Storer; return nil }); err != nil {
-			return err
-		}
-		rem := git.NewRemote(st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
-		err := rem.PushContext(remote.context(ctx), &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
-		switch {
-		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-			return nil
-		case strings.Contains(err.Error(), "non-fast-forward"), strings.Contains(err.Error(), "fast-forward"):
-			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
-		}
-		return fmt.Errorf("store: push %s to %s: %w", local, remote, err)
+		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, h)
 	}
 	dst, err := Open(remote.path(), Options{Logger: s.log})
 	if err != nil {
@@ -285,6 +268,102 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 	return nil
 }
 
+// pushHTTP sends head to the remote's branch rbranch over git smart HTTP,
+// a fast-forward only, with a pack of what the remote lacks: listed by
+// packObjects from the heads the remote advertises that this store holds
+// (go-git's push walked every tree of the history those heads reach, and
+// searched for deltas, per push: most of a replica's CPU after a
+// partition), without deltas, whole objects' pack entries copied as they
+// are (encodePack). The pack is written to a temporary file first, so that
+// no lock is held and no pack is held in memory while the network waits.
+func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch string, head Hash) error {
+	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
+	ep, err := transport.NewEndpoint(remote.URL)
+	if err != nil {
+		return fail(err)
+	}
+	ep.CaBundle = remote.CABundle
+	c, err := client.NewClient(ep)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := c.NewReceivePackSession(ep, remote.auth())
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	refs, err := ar.AllReferences()
+	if err != nil {
+		return fail(err)
+	}
+	name := plumbing.NewBranchReferenceName(rbranch)
+	var old Hash
+	var haves []Hash
+	for n, r := range refs {
+		if r.Type() != plumbing.HashReference {
+			continue
+		}
+		if n == name {
+			old = r.Hash()
+		}
+		if s.has(r.Hash()) {
+			haves = append(haves, r.Hash())
+		}
+	}
+	if old == head {
+		return nil
+	}
+	if !old.IsZero() {
+		ok := false
+		if s.has(old) {
+			if ok, err = s.isAncestor(old, head); err != nil {
+				return fail(err)
+			}
+		}
+		if !ok {
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+	}
+	objs, err := s.packObjects([]Hash{head}, haves)
+	if err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(filepath.Join(s.path, tmpDir), "push-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if err := s.encodePack(bw, objs); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
+	req.Commands = []*packp.Command{{Name: name, Old: old, New: head}}
+	req.Packfile = io.NopCloser(bufio.NewReaderSize(f, 64<<10))
+	rs, err := sess.ReceivePack(ctx, req)
+	if err == nil && rs != nil {
+		err = rs.Error()
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "fast-forward") || strings.Contains(err.Error(), "the branch moved") {
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+		return fail(err)
+	}
+	return nil
+}
+
 // Clone creates a new store at path holding the remote's default branch.
 func Clone(ctx context.Context, remote Remote, path string, opts Options) (*Store, error) {
 	s, err := Init(path, opts)
@@ -298,11 +377,26 @@ func Clone(ctx context.Context, remote Remote, path string, opts Options) (*Stor
 	return s, nil
 }
 
-// has reports whether the store holds object h (loose or packed).
+// has reports whether the store holds object h (loose, packed or in the
+// commit log), through the object reader: by the packs' indexes, without
+// reading the object (go-git's storage, which the store reopens after every
+// new pack, loaded every pack index at its first lookup).
 func (s *Store) has(h Hash) bool {
 	ok := false
-	s.read(func(r *git.Repository) error {
-		ok = r.Storer.HasEncodedObject(h) == nil
+	s.readObjsOnce(func(o *objReader) error {
+		if o.pend != nil && o.pend.object(h) != nil {
+			ok = true
+			return nil
+		}
+		for _, p := range o.packs {
+			if p.idx.contains(h) {
+				ok = true
+				return nil
+			}
+		}
+		x := h.String()
+		_, err := os.Stat(filepath.Join(o.dir, x[:2], x[2:]))
+		ok = err == nil
 		return nil
 	})
 	return ok
