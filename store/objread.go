@@ -507,6 +507,11 @@ func (o *objReader) tree(h Hash) (*tree, error) {
 
 // commitTree returns the tree of commit h.
 func (o *objReader) commitTree(h Hash) (Hash, error) {
+	if o.trees != nil {
+		if n, ok := o.trees.commits.get(h); ok {
+			return n.tree, nil
+		}
+	}
 	data, err := o.readAs(h, plumbing.CommitObject)
 	if err != nil {
 		return Hash{}, err
@@ -547,10 +552,55 @@ type treeCache struct {
 	cur, old   map[Hash]*tree
 	n          int
 	maxEntries int
+
+	commits *commitCache // decoded commits, beside the trees
 }
 
 func newTreeCache(maxEntries int) *treeCache {
-	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries}
+	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256))}
+}
+
+// commitCache keeps decoded commits (their tree, parents and time: about
+// 150 bytes each) in two generations of up to max, as treeCache does: the
+// walks of pushes, fetches, validation and ahead/behind counts read the
+// same recent commits again and again, each an inflate and a parse. It is
+// the store's own (a hash names one commit everywhere, but a store must
+// not take a commit for present because another store in the process has
+// it).
+type commitCache struct {
+	mu       sync.Mutex
+	cur, old map[Hash]commitNode
+	max      int
+}
+
+func newCommitCache(max int) *commitCache {
+	return &commitCache{cur: map[Hash]commitNode{}, max: max}
+}
+
+func (c *commitCache) get(h Hash) (commitNode, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.cur[h]; ok {
+		return n, true
+	}
+	if n, ok := c.old[h]; ok {
+		c.putLocked(h, n)
+		return n, true
+	}
+	return commitNode{}, false
+}
+
+func (c *commitCache) put(h Hash, n commitNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(h, n)
+}
+
+func (c *commitCache) putLocked(h Hash, n commitNode) {
+	if len(c.cur) >= c.max {
+		c.old, c.cur = c.cur, map[Hash]commitNode{}
+	}
+	c.cur[h] = n
 }
 
 func (c *treeCache) get(h Hash) *tree {

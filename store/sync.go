@@ -561,55 +561,46 @@ func (d *durableStorer) PackfileWriter() (io.WriteCloser, error) {
 }
 
 type recvPack struct {
-	d *durableStorer
-	f *os.File
+	d    *durableStorer
+	f    *os.File
+	kept bool // renamed into objects/pack
 }
 
 func (r *recvPack) Write(p []byte) (int, error) { return r.f.Write(p) }
 
 func (r *recvPack) Close() (err error) {
-	defer os.Remove(r.f.Name())
-	defer r.f.Close()
-	objects := 0
-	name, _, err := r.d.s.writePack(context.Background(), func(pf *os.File) (Hash, *idxfile.MemoryIndex, error) {
-		if _, err := r.f.Seek(0, io.SeekStart); err != nil {
-			return Hash{}, nil, err
+	defer func() {
+		r.f.Close()
+		if !r.kept {
+			os.Remove(r.f.Name())
 		}
-		if _, err := io.Copy(pf, r.f); err != nil {
-			return Hash{}, nil, err
-		}
-		if sum, idx, ok, err := indexWholePack(pf); err != nil || ok {
-			if err == nil {
-				var n int64
-				n, err = idx.Count()
-				objects = int(n)
+	}()
+	// The pack is indexed and moved into objects/pack where it was
+	// received, not copied.
+	objects := int64(0)
+	sum, idx, ok, err := indexWholePack(r.f)
+	if err == nil && !ok {
+		if _, err = r.f.Seek(0, io.SeekStart); err == nil {
+			iw := new(idxfile.Writer)
+			var parser *packfile.Parser
+			if parser, err = packfile.NewParser(packfile.NewScanner(r.f), iw); err == nil {
+				if sum, err = parser.Parse(); err == nil {
+					idx, err = iw.Index()
+				}
 			}
-			return sum, idx, err
 		}
-		if _, err := pf.Seek(0, io.SeekStart); err != nil {
-			return Hash{}, nil, err
-		}
-		iw := new(idxfile.Writer)
-		parser, err := packfile.NewParser(packfile.NewScanner(pf), iw)
-		if err != nil {
-			return Hash{}, nil, err
-		}
-		sum, err := parser.Parse()
-		if err != nil {
-			return Hash{}, nil, err
-		}
-		idx, err := iw.Index()
-		if err != nil {
-			return Hash{}, nil, err
-		}
-		n, err := idx.Count()
-		objects = int(n)
-		return sum, idx, err
-	})
+	}
 	if err == nil {
-		if objects == 0 {
+		if objects, err = idx.Count(); err == nil && objects == 0 {
 			return nil
 		}
+	}
+	if err == nil {
+		name, _, err := r.d.s.finishPack(context.Background(), r.f, true, sum, idx)
+		if err != nil {
+			return err
+		}
+		r.kept = true
 		return r.d.addPack(name)
 	}
 	if !errors.Is(err, packfile.ErrReferenceDeltaNotFound) {
