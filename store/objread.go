@@ -101,15 +101,6 @@ func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err err
 		if !ok {
 			return nil, 0, false, fmt.Errorf("pack %s: bad offset of %s", p.name, h)
 		}
-		var first [1]byte
-		if _, err := p.f.ReadAt(first[:], off); err != nil {
-			return nil, 0, false, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
-		}
-		switch plumbing.ObjectType((first[0] >> 4) & 7) {
-		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
-		default:
-			return nil, 0, false, nil
-		}
 		end, err := p.entryEnd(off)
 		if err != nil {
 			return nil, 0, false, err
@@ -117,6 +108,11 @@ func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err err
 		entry = make([]byte, end-off)
 		if _, err := p.f.ReadAt(entry, off); err != nil {
 			return nil, 0, false, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		switch plumbing.ObjectType((entry[0] >> 4) & 7) {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+		default:
+			return nil, 0, false, nil // a delta
 		}
 		crc = p.idx.crcAt(i)
 		if crc32.ChecksumIEEE(entry) != crc {
@@ -571,10 +567,41 @@ type commitCache struct {
 	mu       sync.Mutex
 	cur, old map[Hash]commitNode
 	max      int
+
+	// What each commit's tree has that its first parent's lacks
+	// (commitChanges), a few hashes a commit; up to max of them, in two
+	// generations too.
+	chCur, chOld map[Hash][]Hash
 }
 
 func newCommitCache(max int) *commitCache {
-	return &commitCache{cur: map[Hash]commitNode{}, max: max}
+	return &commitCache{cur: map[Hash]commitNode{}, chCur: map[Hash][]Hash{}, max: max}
+}
+
+func (c *commitCache) changes(h Hash) ([]Hash, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.chCur[h]; ok {
+		return ch, true
+	}
+	if ch, ok := c.chOld[h]; ok {
+		c.putChangesLocked(h, ch)
+		return ch, true
+	}
+	return nil, false
+}
+
+func (c *commitCache) putChanges(h Hash, ch []Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putChangesLocked(h, ch)
+}
+
+func (c *commitCache) putChangesLocked(h Hash, ch []Hash) {
+	if len(c.chCur) >= c.max {
+		c.chOld, c.chCur = c.chCur, map[Hash][]Hash{}
+	}
+	c.chCur[h] = ch
 }
 
 func (c *commitCache) get(h Hash) (commitNode, bool) {

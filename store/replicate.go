@@ -64,58 +64,6 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			out = append(out, h)
 			return true
 		}
-		// A tree is walked once against each base it meets, not once:
-		// what it shares with a base is skipped as the client's (or
-		// listed with that base), so a tree first met against one base
-		// and again against another (a folder changed and changed back,
-		// merges of criss-cross histories) must be compared with the
-		// second too. A blob z in trees X and Y, where commit B (X to Y)
-		// and C (Y back to X) skip z as unchanged, is listed only by the
-		// walk of X against the base of the commit that brought it.
-		walked := map[[2]Hash]bool{}
-		var walk func(t, base Hash) error
-		walk = func(t, base Hash) error {
-			if t == base || walked[[2]Hash{t, base}] {
-				return nil
-			}
-			walked[[2]Hash{t, base}] = true
-			add(t)
-			nt, err := o.tree(t)
-			if err != nil {
-				return err
-			}
-			var bt *tree
-			if !base.IsZero() {
-				if bt, err = o.tree(base); err != nil {
-					return err
-				}
-			}
-			for _, e := range nt.entries {
-				var be object.TreeEntry
-				ok := false
-				if bt != nil {
-					be, ok = bt.find(e.Name)
-				}
-				if ok && be.Hash == e.Hash {
-					continue
-				}
-				if e.Mode == filemode.Dir {
-					var b Hash
-					if ok && be.Mode == filemode.Dir {
-						b = be.Hash
-					}
-					if err := walk(e.Hash, b); err != nil {
-						return err
-					}
-					continue
-				}
-				if e.Mode == filemode.Submodule {
-					continue
-				}
-				add(e.Hash)
-			}
-			return nil
-		}
 		// The commits the haves reach, exactly (commits only: cheap
 		// beside a walk of their trees), then those the wants reach
 		// beyond them.
@@ -155,20 +103,97 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			if !add(c.hash) {
 				continue
 			}
-			var base Hash
-			if len(c.parents) > 0 {
-				var err error
-				if base, err = o.commitTree(c.parents[0]); err != nil {
-					return err
-				}
-			}
-			if err := walk(c.tree, base); err != nil {
+			ch, err := commitChanges(o, c)
+			if err != nil {
 				return err
+			}
+			for _, h := range ch {
+				add(h)
 			}
 		}
 		return nil
 	})
 	return out, err
+}
+
+// commitChanges lists the trees and blobs of commit c's tree that its first
+// parent's tree lacks (all of them for a root commit), through the store's
+// cache of such lists (a push to each peer, and each fetch, list the same
+// new commits again). A tree is walked once against each base it meets, not
+// once: what it shares with a base is skipped as the client's, so a tree met
+// against two bases (a folder changed and changed back) must be compared
+// with both (TestPackObjectsFolderChangedBack).
+func commitChanges(o *objReader, c commitNode) ([]Hash, error) {
+	if o.trees != nil {
+		if ch, ok := o.trees.commits.changes(c.hash); ok {
+			return ch, nil
+		}
+	}
+	var base Hash
+	if len(c.parents) > 0 {
+		var err error
+		if base, err = o.commitTree(c.parents[0]); err != nil {
+			return nil, err
+		}
+	}
+	var out []Hash
+	seen := map[Hash]bool{}
+	add := func(h Hash) {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	walked := map[[2]Hash]bool{}
+	var walk func(t, base Hash) error
+	walk = func(t, base Hash) error {
+		if t == base || walked[[2]Hash{t, base}] {
+			return nil
+		}
+		walked[[2]Hash{t, base}] = true
+		add(t)
+		nt, err := o.tree(t)
+		if err != nil {
+			return err
+		}
+		var bt *tree
+		if !base.IsZero() {
+			if bt, err = o.tree(base); err != nil {
+				return err
+			}
+		}
+		for _, e := range nt.entries {
+			var be object.TreeEntry
+			ok := false
+			if bt != nil {
+				be, ok = bt.find(e.Name)
+			}
+			if ok && be.Hash == e.Hash {
+				continue
+			}
+			switch e.Mode {
+			case filemode.Dir:
+				var b Hash
+				if ok && be.Mode == filemode.Dir {
+					b = be.Hash
+				}
+				if err := walk(e.Hash, b); err != nil {
+					return err
+				}
+			case filemode.Submodule:
+			default:
+				add(e.Hash)
+			}
+		}
+		return nil
+	}
+	if err := walk(c.tree, base); err != nil {
+		return nil, err
+	}
+	if o.trees != nil {
+		o.trees.commits.putChanges(c.hash, out)
+	}
+	return out, nil
 }
 
 // commitParents caches the parents of commits (which never change, and a
