@@ -45,7 +45,10 @@ func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
 // packObjects lists the objects that a client holding the commits haves
 // (and what they reach) lacks to have wants: the commits that the wants
 // reach and the haves do not, and in each commit's tree what differs from
-// its first parent's tree (all of it for a root commit). It reads through
+// its first parent's tree (all of it for a root commit; commitChanges,
+// cached per commit: a push to each peer lists the same commits). A
+// client pushing or fetching is taken to hold everything its haves reach.
+// It reads through
 // the store's own object reader and walks the commits the haves reach but
 // never their trees, so a fetch of a few new commits costs what they
 // changed plus one read per commit of history. It may list an object the
