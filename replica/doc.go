@@ -41,7 +41,10 @@
 // Timing: a local commit is pushed to every peer after Debounce (50 ms;
 // the commits meanwhile go as one push); each peer is also pulled from
 // (fetch, then a local merge, the fetched commits checked as pushes are)
-// every Poll (30 s) and when it calls after being unreachable. A failed
+// every Poll (30 s) and when it calls after being unreachable, after this
+// node's push and unless the peer pushed to this node meanwhile (its push
+// brought its commits: after a partition heals both sides sync at once,
+// and pulling as well sent every commit over each link twice). A failed
 // sync is retried after Retry (500 ms), doubling up to Poll. Fetches and
 // pushes take no store lock while they wait for the network, so a peer
 // that is down or slow never holds up local writes.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nymote/nymote/store"
@@ -171,6 +172,17 @@ type peerSync struct {
 	incoming chan struct{} // the peer pushed to its branch here: merge it
 	cancel   context.CancelFunc
 	done     chan struct{}
+
+	// pushesIn counts the peer's pushes to this node in flight, pushSeq
+	// every one that began (see sync: a peer that pushes is not pulled).
+	pushesIn atomic.Int32
+	pushSeq  atomic.Uint64
+}
+
+// pushing reports whether the peer has pushed to this node since seq (a
+// pushSeq read before), or is pushing now.
+func (p *peerSync) pushing(seq uint64) bool {
+	return p.pushesIn.Load() > 0 || p.pushSeq.Load() != seq
 }
 
 // Start starts replicating st to and from the peers recorded in it. Close
@@ -540,25 +552,33 @@ func (p *peerSync) fail(err error) {
 }
 
 // sync pushes the local branch to the peer's branch for this node; with
-// pull set it first fetches the peer's main and merges it (the periodic
+// pull set it then fetches the peer's main and merges it (the periodic
 // fallback, and the first contact). A conflict that the merge functions
 // cannot resolve fails the sync and changes nothing.
+//
+// The push goes first, and the pull is skipped when the peer pushed to this
+// node meanwhile (or is pushing): a peer that pushes brings its commits
+// itself, and pulling them too made every commit cross each link twice
+// after a partition healed, when both sides sync at once. The pull is for
+// a peer that cannot reach this node (or has not yet); the merge of what
+// the peer pushes moves main, which is pushed back in turn.
 func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	e := p.e
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
 	rem := p.remote()
+	seq := p.pushSeq.Load()
+	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
 	var theirs store.Hash
-	if pull {
+	if pull && !p.pushing(seq) {
 		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
 		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
 		theirs, _ = e.st.Resolve("refs/remotes/" + rem.Name + "/" + store.DefaultBranch)
-	}
-	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
 	}
 	if in, _ := e.st.Resolve(FromBranch(p.name)); !in.IsZero() {
 		theirs = in
@@ -629,6 +649,11 @@ func (e *Engine) Handler() http.Handler {
 		p := e.peers[name]
 		e.mu.Unlock()
 		if p != nil {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") {
+				p.pushSeq.Add(1)
+				p.pushesIn.Add(1)
+				context.AfterFunc(r.Context(), func() { p.pushesIn.Add(-1) })
+			}
 			p.mu.Lock()
 			down := p.status.LastError != ""
 			p.mu.Unlock()

@@ -343,6 +343,15 @@ func (s *Store) writePackDir(ctx context.Context, syncPackDir bool, encode func(
 	if err != nil {
 		return "", nil, fmt.Errorf("store: write pack: %w", err)
 	}
+	return s.finishPack(ctx, pf, syncPackDir, sum, idx)
+}
+
+// finishPack syncs pf, a pack written in the store's temporary folder,
+// indexes it (unless idx is given) and renames index and pack into
+// objects/pack (see below for the order). It returns the pack's file name.
+// On error the caller removes pf.
+func (s *Store) finishPack(ctx context.Context, pf *os.File, syncPackDir bool, sum plumbing.Hash, idx *idxfile.MemoryIndex) (name string, _ *idxfile.MemoryIndex, err error) {
+	tmp := filepath.Join(s.path, tmpDir)
 	if err := ctx.Err(); err != nil {
 		return "", nil, err
 	}

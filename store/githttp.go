@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strings"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
@@ -263,13 +262,13 @@ func (h *gitHandler) uploadPack(ctx context.Context, w io.Writer, body io.Reader
 	if err != nil {
 		return err
 	}
-	return h.s.read(func(r *git.Repository) error {
-		bw := bufio.NewWriterSize(w, 64<<10)
-		if _, err := packfile.NewEncoder(bw, r.Storer, false).Encode(objs, packWindow); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	// Without deltas, read through the store's object reader (see
+	// encodePack), streamed as it is made.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := h.s.encodePack(bw, objs); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // oneLine makes msg fit a report-status line.
@@ -299,11 +298,6 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 	}
 	rs := packp.NewReportStatus()
 	rs.UnpackStatus = "ok"
-	unlock, err := h.s.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	onlyDeletes := true
 	for _, c := range req.Commands {
 		onlyDeletes = onlyDeletes && c.Action() == packp.Delete
@@ -319,7 +313,10 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 			err = d.flush()
 		}
 		if err != nil {
-			d.discard()
+			if unlock, lerr := h.s.lock(ctx); lerr == nil {
+				d.discard()
+				unlock()
+			}
 			rs.UnpackStatus = "unpack failed: " + err.Error()
 			for _, c := range req.Commands {
 				rs.CommandStatuses = append(rs.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: "unpacker error"})
@@ -328,10 +325,34 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 			return h.reportStatus(w, req, rs)
 		}
 	}
+	// The pack is received and indexed, and what it brings checked (the
+	// costly part), without the writer lock, so that local writes and
+	// other pushes go on meanwhile; the commands are checked again and
+	// applied under it. Checking first can only check more than needed
+	// (a branch that moves meanwhile only reaches more).
+	pre := make([]error, len(req.Commands))
+	for i, c := range req.Commands {
+		pre[i] = h.checkCommand(c, user, true)
+	}
+	unlock, err := h.s.lock(ctx)
+	if err != nil {
+		if d != nil { // the pusher is gone: what it brought goes
+			if unlock, lerr := h.s.lock(context.Background()); lerr == nil {
+				d.discard()
+				unlock()
+			}
+		}
+		return err
+	}
+	defer unlock()
 	applied := 0
-	for _, c := range req.Commands {
+	for i, c := range req.Commands {
 		status := "ok"
-		if err := h.applyCommand(c, user); err != nil {
+		err := pre[i]
+		if err == nil {
+			err = h.applyCommand(c, user)
+		}
+		if err != nil {
 			status = err.Error()
 			log.Info("git: push refused", "ref", c.Name, "reason", status)
 		} else {
@@ -353,9 +374,30 @@ func (h *gitHandler) reportStatus(w io.Writer, req *packp.ReferenceUpdateRequest
 	return rs.Encode(w)
 }
 
-// applyCommand applies one reference update of a push; the writer lock is
-// held.
+// applyCommand applies one reference update of a push that checkCommand
+// has checked, validation included; the writer lock is held.
 func (h *gitHandler) applyCommand(c *packp.Command, user User) error {
+	if err := h.checkCommand(c, user, false); err != nil {
+		return err
+	}
+	if c.Action() == packp.Delete {
+		if err := h.s.removeRef(c.Name); err != nil {
+			return errors.New("cannot delete the branch")
+		}
+		return nil
+	}
+	if err := h.s.moveBranch(c.Name.Short(), c.Old, c.New); err != nil {
+		return errors.New("cannot update the branch")
+	}
+	return nil
+}
+
+// checkCommand checks one reference update of a push: the branch, the
+// push filter, that the branch is still at the command's old value, and a
+// fast-forward; with validate set, also what the pushed commits bring, as
+// the apps check what their clients write (a refused push leaves the
+// branch as it was).
+func (h *gitHandler) checkCommand(c *packp.Command, user User, validate bool) error {
 	name := c.Name
 	if !name.IsBranch() {
 		return errors.New("only branches (refs/heads/...) can be pushed")
@@ -381,9 +423,6 @@ func (h *gitHandler) applyCommand(c *packp.Command, user User) error {
 		if branch == DefaultBranch {
 			return errors.New("the default branch cannot be deleted")
 		}
-		if err := h.s.removeRef(name); err != nil {
-			return errors.New("cannot delete the branch")
-		}
 		return nil
 	case packp.Create, packp.Update:
 		if _, err := h.s.snapshotAt(c.New); err != nil {
@@ -395,13 +434,10 @@ func (h *gitHandler) applyCommand(c *packp.Command, user User) error {
 				return errors.New("non-fast-forward (history cannot be rewritten; merge instead)")
 			}
 		}
-		// What the push brings is checked as the apps check what their
-		// clients write; a refused push leaves the branch as it was.
-		if err := h.s.validateNew(c.New); err != nil {
-			return fmt.Errorf("refused: %s", oneLine(err.Error()))
-		}
-		if err := h.s.moveBranch(branch, cur, c.New); err != nil {
-			return errors.New("cannot update the branch")
+		if validate {
+			if err := h.s.validateNew(c.New); err != nil {
+				return fmt.Errorf("refused: %s", oneLine(err.Error()))
+			}
 		}
 		return nil
 	}

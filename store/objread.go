@@ -6,10 +6,12 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,82 @@ type packReader struct {
 	name string
 	f    *os.File
 	idx  *packIndex
+
+	// ends: the offsets of the entries in order and the end of the last,
+	// made at the first rawEntry (where each entry ends).
+	endsOnce sync.Once
+	ends     []int64
+	endsErr  error
+}
+
+// entryEnd returns where the entry at off ends.
+func (p *packReader) entryEnd(off int64) (int64, error) {
+	p.endsOnce.Do(func() {
+		fi, err := p.f.Stat()
+		if err != nil {
+			p.endsErr = err
+			return
+		}
+		ends := make([]int64, 0, p.idx.n+1)
+		for i := range p.idx.n {
+			o, ok := p.idx.offsetAt(i)
+			if !ok {
+				p.endsErr = fmt.Errorf("pack %s: bad offset of entry %d", p.name, i)
+				return
+			}
+			ends = append(ends, o)
+		}
+		slices.Sort(ends)
+		p.ends = append(ends, fi.Size()-20)
+	})
+	if p.endsErr != nil {
+		return 0, p.endsErr
+	}
+	i, found := slices.BinarySearch(p.ends, off)
+	if !found || i+1 >= len(p.ends) || p.ends[i+1] <= off {
+		return 0, fmt.Errorf("pack %s: no entry at offset %d", p.name, off)
+	}
+	return p.ends[i+1], nil
+}
+
+// rawEntry returns the bytes of object h's entry in a pack (its header and
+// compressed content) when it is stored whole there, not as a delta, for a
+// pack sent to a replica to copy as they are: no inflating and deflating
+// again. The entry's CRC is checked. ok is false when h is not in a pack,
+// or is a delta.
+func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err error) {
+	if o.pend != nil && o.pend.object(h) != nil {
+		return nil, 0, false, nil
+	}
+	for _, p := range o.packs {
+		i, found := p.idx.find(h)
+		if !found {
+			continue
+		}
+		off, ok := p.idx.offsetAt(i)
+		if !ok {
+			return nil, 0, false, fmt.Errorf("pack %s: bad offset of %s", p.name, h)
+		}
+		end, err := p.entryEnd(off)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		entry = make([]byte, end-off)
+		if _, err := p.f.ReadAt(entry, off); err != nil {
+			return nil, 0, false, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		switch plumbing.ObjectType((entry[0] >> 4) & 7) {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+		default:
+			return nil, 0, false, nil // a delta
+		}
+		crc = p.idx.crcAt(i)
+		if crc32.ChecksumIEEE(entry) != crc {
+			return nil, 0, false, fmt.Errorf("pack %s offset %d (object %s): CRC mismatch: %w", p.name, off, h, ErrCorrupt)
+		}
+		return entry, crc, true, nil
+	}
+	return nil, 0, false, nil
 }
 
 func openObjReader(repo string, trees *treeCache) (*objReader, error) {
@@ -425,6 +503,11 @@ func (o *objReader) tree(h Hash) (*tree, error) {
 
 // commitTree returns the tree of commit h.
 func (o *objReader) commitTree(h Hash) (Hash, error) {
+	if o.trees != nil {
+		if n, ok := o.trees.commits.get(h); ok {
+			return n.tree, nil
+		}
+	}
 	data, err := o.readAs(h, plumbing.CommitObject)
 	if err != nil {
 		return Hash{}, err
@@ -465,10 +548,86 @@ type treeCache struct {
 	cur, old   map[Hash]*tree
 	n          int
 	maxEntries int
+
+	commits *commitCache // decoded commits, beside the trees
 }
 
 func newTreeCache(maxEntries int) *treeCache {
-	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries}
+	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256))}
+}
+
+// commitCache keeps decoded commits (their tree, parents and time: about
+// 150 bytes each) in two generations of up to max, as treeCache does: the
+// walks of pushes, fetches, validation and ahead/behind counts read the
+// same recent commits again and again, each an inflate and a parse. It is
+// the store's own (a hash names one commit everywhere, but a store must
+// not take a commit for present because another store in the process has
+// it).
+type commitCache struct {
+	mu       sync.Mutex
+	cur, old map[Hash]commitNode
+	max      int
+
+	// What each commit's tree has that its first parent's lacks
+	// (commitChanges), a few hashes a commit; up to max of them, in two
+	// generations too.
+	chCur, chOld map[Hash][]Hash
+}
+
+func newCommitCache(max int) *commitCache {
+	return &commitCache{cur: map[Hash]commitNode{}, chCur: map[Hash][]Hash{}, max: max}
+}
+
+func (c *commitCache) changes(h Hash) ([]Hash, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.chCur[h]; ok {
+		return ch, true
+	}
+	if ch, ok := c.chOld[h]; ok {
+		c.putChangesLocked(h, ch)
+		return ch, true
+	}
+	return nil, false
+}
+
+func (c *commitCache) putChanges(h Hash, ch []Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putChangesLocked(h, ch)
+}
+
+func (c *commitCache) putChangesLocked(h Hash, ch []Hash) {
+	if len(c.chCur) >= c.max {
+		c.chOld, c.chCur = c.chCur, map[Hash][]Hash{}
+	}
+	c.chCur[h] = ch
+}
+
+func (c *commitCache) get(h Hash) (commitNode, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.cur[h]; ok {
+		return n, true
+	}
+	if n, ok := c.old[h]; ok {
+		c.putLocked(h, n)
+		return n, true
+	}
+	return commitNode{}, false
+}
+
+func (c *commitCache) put(h Hash, n commitNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(h, n)
+}
+
+func (c *commitCache) putLocked(h Hash, n commitNode) {
+	if len(c.cur) >= c.max {
+		c.old, c.cur = c.cur, map[Hash]commitNode{}
+	}
+	c.cur[h] = n
 }
 
 func (c *treeCache) get(h Hash) *tree {

@@ -112,6 +112,17 @@ func (x *packIndex) offset(h Hash) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
+	return x.offsetAt(i)
+}
+
+// crcAt is the CRC-32 of the i-th entry's bytes in the pack.
+func (x *packIndex) crcAt(i int) uint32 {
+	defer runtime.KeepAlive(x)
+	return binary.BigEndian.Uint32(x.data[x.names+x.n*20+i*4:])
+}
+
+// offsetAt returns where the i-th object starts in the pack.
+func (x *packIndex) offsetAt(i int) (int64, bool) {
 	defer runtime.KeepAlive(x)
 	off32 := x.names + x.n*20 + x.n*4 // after the names and the CRCs
 	off := binary.BigEndian.Uint32(x.data[off32+i*4:])

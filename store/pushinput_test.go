@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // lockedBuffer is a log sink the handler's goroutines and the test share.
@@ -171,4 +173,64 @@ func packNames(t *testing.T, s *Store) string {
 		names[i] = filepath.Base(n)
 	}
 	return strings.Join(names, " ")
+}
+
+// A refused push's pack is removed again, unless a fetch that ran
+// meanwhile recorded a commit in it: go-git's fetch does not ask for a
+// commit the store already holds, wherever it lies, so the fetch's
+// remote-tracking branch would point at a commit removed under it ("object
+// not found" in the merge after the fetch).
+func TestDiscardKeepsWhatAFetchRecorded(t *testing.T) {
+	ctx := context.Background()
+	src := newStore(t)
+	head, err := src.Update(ctx, CommitOptions{Message: "c"}, func(tx *Tx) error {
+		return tx.Put("d/x", []byte("x"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := src.packObjects([]Hash{head}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pack bytes.Buffer
+	if err := src.encodePack(&pack, objs); err != nil {
+		t.Fatal(err)
+	}
+	for _, fetched := range []bool{false, true} {
+		s := newStore(t)
+		d := &durableStorer{Storer: s.st, s: s}
+		w, err := d.PackfileWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(pack.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !s.has(head) {
+			t.Fatal("the received pack's commit is not readable")
+		}
+		if fetched {
+			if err := s.writeRef(plumbing.NewRemoteReferenceName("peer", "main"), head); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unlock, err := s.lock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.discard()
+		unlock()
+		if got := s.has(head); got != fetched {
+			t.Errorf("fetch recorded the commit: %v; the commit there after discard: %v", fetched, got)
+		}
+		if fetched {
+			if _, err := s.snapshotAt(head); err != nil {
+				t.Errorf("the fetched commit: %v", err)
+			}
+		}
+	}
 }

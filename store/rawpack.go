@@ -2,9 +2,11 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"compress/zlib"
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -16,7 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 )
 
-// writeRawPack writes n objects, the i-th given by next, to f as a version 2
+// writeRawPack writes n objects, the i-th given by next, to f (a file, or
+// a fetch's or push's stream) as a version 2
 // pack without deltas, and returns its checksum and index. next vouches
 // for the hashes (a batch's objects were hashed from their content when
 // they were made; PackLoose checks what it reads). Each object is read and
@@ -24,7 +27,7 @@ import (
 // where go-git's encoder reads every object again and the pack must then be
 // parsed back to index it: the incremental repack, which runs while commits
 // go on, costs a third of the CPU it did.
-func writeRawPack(f *os.File, n int, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
+func writeRawPack(f io.Writer, n int, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
 	pw, err := newPackWriter(f, n)
 	if err != nil {
 		return Hash{}, nil, err
@@ -60,7 +63,7 @@ func writeRawPack(f *os.File, n int, next func(i int) (Hash, plumbing.ObjectType
 // packWriter writes a version 2 pack to a file and indexes it as it goes:
 // entries are written to bw, then announced with add.
 type packWriter struct {
-	f   *os.File
+	f   io.Writer
 	sum hash.Hash
 	bw  *bufio.Writer
 	iw  *idxfile.Writer
@@ -68,7 +71,7 @@ type packWriter struct {
 }
 
 // newPackWriter writes the header of a pack of n objects.
-func newPackWriter(f *os.File, n int) (*packWriter, error) {
+func newPackWriter(f io.Writer, n int) (*packWriter, error) {
 	p := &packWriter{f: f, sum: sha1.New(), iw: new(idxfile.Writer)}
 	p.bw = bufio.NewWriterSize(io.MultiWriter(f, p.sum), 256<<10)
 	var hdr [12]byte
@@ -141,4 +144,133 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// indexWholePack indexes the pack in f when its entries are all whole
+// objects (no deltas), as the packs that replicas send are: each object is
+// inflated and hashed once (go-git's parser inflates each twice), and
+// the entries' CRCs and the pack's checksum are computed over the file's
+// bytes in bulk. ok is false, and f is to be parsed otherwise, at the
+// first delta.
+func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, err error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Hash{}, nil, false, err
+	}
+	sc := &countReader{r: bufio.NewReaderSize(f, 256<<10)}
+	var hdr [12]byte
+	if _, err := io.ReadFull(sc, hdr[:]); err != nil {
+		return Hash{}, nil, false, fmt.Errorf("pack header: %w", err)
+	}
+	if string(hdr[:4]) != "PACK" || binary.BigEndian.Uint32(hdr[4:]) != 2 {
+		return Hash{}, nil, false, fmt.Errorf("not a version 2 pack (header %x)", hdr[:8])
+	}
+	n := binary.BigEndian.Uint32(hdr[8:])
+	type ent struct {
+		h   Hash
+		off int64
+	}
+	ents := make([]ent, 0, n)
+	zr, err := zlib.NewReader(bytes.NewReader(emptyZlib))
+	if err != nil {
+		return Hash{}, nil, false, err
+	}
+	var one [1]byte
+	for i := uint32(0); i < n; i++ {
+		off := sc.n
+		c, err := sc.ReadByte()
+		if err != nil {
+			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+		}
+		t := plumbing.ObjectType((c >> 4) & 7)
+		size := int64(c & 0x0f)
+		for shift := 4; c&0x80 != 0; shift += 7 {
+			if shift > 56 {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: size too large", i)
+			}
+			if c, err = sc.ReadByte(); err != nil {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+			}
+			size |= int64(c&0x7f) << shift
+		}
+		switch t {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+		default:
+			return Hash{}, nil, false, nil
+		}
+		if err := zr.(zlib.Resetter).Reset(sc, nil); err != nil {
+			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+		}
+		hs := plumbing.NewHasher(t, size)
+		if _, err := io.CopyN(hs, zr, size); err != nil {
+			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+		}
+		// The stream ends here (its checksum is read and checked).
+		if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
+			return Hash{}, nil, false, fmt.Errorf("pack entry %d: more data than its size %d", i, size)
+		}
+		ents = append(ents, ent{hs.Sum(), off})
+	}
+	end := sc.n
+	var trailer Hash
+	if _, err := io.ReadFull(sc, trailer[:]); err != nil {
+		return Hash{}, nil, false, fmt.Errorf("pack checksum: %w", err)
+	}
+	if k, _ := sc.Read(one[:]); k != 0 {
+		return Hash{}, nil, false, errors.New("pack: data after the checksum")
+	}
+	// The checksum and the CRCs, over the file's bytes.
+	ps := sha1.New()
+	if _, err := io.Copy(ps, io.NewSectionReader(f, 0, end)); err != nil {
+		return Hash{}, nil, false, err
+	}
+	if !bytes.Equal(ps.Sum(nil), trailer[:]) {
+		return Hash{}, nil, false, fmt.Errorf("pack checksum mismatch: %w", ErrCorrupt)
+	}
+	iw := new(idxfile.Writer)
+	if err := iw.OnHeader(n); err != nil {
+		return Hash{}, nil, false, err
+	}
+	buf := make([]byte, 64<<10)
+	for i, e := range ents {
+		next := end
+		if i+1 < len(ents) {
+			next = ents[i+1].off
+		}
+		crc := crc32.NewIEEE()
+		if _, err := io.CopyBuffer(crc, io.NewSectionReader(f, e.off, next-e.off), buf); err != nil {
+			return Hash{}, nil, false, err
+		}
+		if err := iw.OnInflatedObjectContent(e.h, e.off, crc.Sum32(), nil); err != nil {
+			return Hash{}, nil, false, err
+		}
+	}
+	if err := iw.OnFooter(trailer); err != nil {
+		return Hash{}, nil, false, err
+	}
+	idx, err = iw.Index()
+	return trailer, idx, err == nil, err
+}
+
+// emptyZlib is a zlib stream of nothing, to make a reader to reset.
+var emptyZlib = []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01}
+
+// countReader counts the bytes read through it; as an io.ByteReader, it
+// lets a zlib reader read no further than its stream's end.
+type countReader struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
 }

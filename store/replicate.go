@@ -1,7 +1,10 @@
 package store
 
 import (
+	"compress/zlib"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"sort"
 	"sync"
 
@@ -42,7 +45,10 @@ func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
 // packObjects lists the objects that a client holding the commits haves
 // (and what they reach) lacks to have wants: the commits that the wants
 // reach and the haves do not, and in each commit's tree what differs from
-// its first parent's tree (all of it for a root commit). It reads through
+// its first parent's tree (all of it for a root commit; commitChanges,
+// cached per commit: a push to each peer lists the same commits). A
+// client pushing or fetching is taken to hold everything its haves reach.
+// It reads through
 // the store's own object reader and walks the commits the haves reach but
 // never their trees, so a fetch of a few new commits costs what they
 // changed plus one read per commit of history. It may list an object the
@@ -61,47 +67,6 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			out = append(out, h)
 			return true
 		}
-		var walk func(t, base Hash) error
-		walk = func(t, base Hash) error {
-			if t == base || !add(t) {
-				return nil
-			}
-			nt, err := o.tree(t)
-			if err != nil {
-				return err
-			}
-			var bt *tree
-			if !base.IsZero() {
-				if bt, err = o.tree(base); err != nil {
-					return err
-				}
-			}
-			for _, e := range nt.entries {
-				var be object.TreeEntry
-				ok := false
-				if bt != nil {
-					be, ok = bt.find(e.Name)
-				}
-				if ok && be.Hash == e.Hash {
-					continue
-				}
-				if e.Mode == filemode.Dir {
-					var b Hash
-					if ok && be.Mode == filemode.Dir {
-						b = be.Hash
-					}
-					if err := walk(e.Hash, b); err != nil {
-						return err
-					}
-					continue
-				}
-				if e.Mode == filemode.Submodule {
-					continue
-				}
-				add(e.Hash)
-			}
-			return nil
-		}
 		// The commits the haves reach, exactly (commits only: cheap
 		// beside a walk of their trees), then those the wants reach
 		// beyond them.
@@ -114,11 +79,11 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 				continue
 			}
 			old[h] = true
-			c, err := readCommit(o, h)
+			ps, err := cachedParents(o, h)
 			if err != nil {
 				return err
 			}
-			stack = append(stack, c.parents...)
+			stack = append(stack, ps...)
 		}
 		var cs []commitNode
 		inNew := map[Hash]bool{}
@@ -141,20 +106,97 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			if !add(c.hash) {
 				continue
 			}
-			var base Hash
-			if len(c.parents) > 0 {
-				var err error
-				if base, err = o.commitTree(c.parents[0]); err != nil {
-					return err
-				}
-			}
-			if err := walk(c.tree, base); err != nil {
+			ch, err := commitChanges(o, c)
+			if err != nil {
 				return err
+			}
+			for _, h := range ch {
+				add(h)
 			}
 		}
 		return nil
 	})
 	return out, err
+}
+
+// commitChanges lists the trees and blobs of commit c's tree that its first
+// parent's tree lacks (all of them for a root commit), through the store's
+// cache of such lists (a push to each peer, and each fetch, list the same
+// new commits again). A tree is walked once against each base it meets, not
+// once: what it shares with a base is skipped as the client's, so a tree met
+// against two bases (a folder changed and changed back) must be compared
+// with both (TestPackObjectsFolderChangedBack).
+func commitChanges(o *objReader, c commitNode) ([]Hash, error) {
+	if o.trees != nil {
+		if ch, ok := o.trees.commits.changes(c.hash); ok {
+			return ch, nil
+		}
+	}
+	var base Hash
+	if len(c.parents) > 0 {
+		var err error
+		if base, err = o.commitTree(c.parents[0]); err != nil {
+			return nil, err
+		}
+	}
+	var out []Hash
+	seen := map[Hash]bool{}
+	add := func(h Hash) {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	walked := map[[2]Hash]bool{}
+	var walk func(t, base Hash) error
+	walk = func(t, base Hash) error {
+		if t == base || walked[[2]Hash{t, base}] {
+			return nil
+		}
+		walked[[2]Hash{t, base}] = true
+		add(t)
+		nt, err := o.tree(t)
+		if err != nil {
+			return err
+		}
+		var bt *tree
+		if !base.IsZero() {
+			if bt, err = o.tree(base); err != nil {
+				return err
+			}
+		}
+		for _, e := range nt.entries {
+			var be object.TreeEntry
+			ok := false
+			if bt != nil {
+				be, ok = bt.find(e.Name)
+			}
+			if ok && be.Hash == e.Hash {
+				continue
+			}
+			switch e.Mode {
+			case filemode.Dir:
+				var b Hash
+				if ok && be.Mode == filemode.Dir {
+					b = be.Hash
+				}
+				if err := walk(e.Hash, b); err != nil {
+					return err
+				}
+			case filemode.Submodule:
+			default:
+				add(e.Hash)
+			}
+		}
+		return nil
+	}
+	if err := walk(c.tree, base); err != nil {
+		return nil, err
+	}
+	if o.trees != nil {
+		o.trees.commits.putChanges(c.hash, out)
+	}
+	return out, nil
 }
 
 // commitParents caches the parents of commits (which never change, and a
@@ -276,4 +318,60 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		return nil
 	})
 	return out, err
+}
+
+// encodePack writes the objects hs to w as a pack without deltas, read
+// through the store's object reader (pending commits included): an object
+// stored whole in a pack is copied as it is there (header and compressed
+// content), others are read and compressed. Replicas send what new commits
+// changed: deltas cost more CPU (a search on the sending side, base lookups
+// on the receiving one) than they save on the wire between a person's
+// nodes.
+func (s *Store) encodePack(w io.Writer, hs []Hash) error {
+	return s.readObjs(func(o *objReader) error {
+		pw, err := newPackWriter(w, len(hs))
+		if err != nil {
+			return err
+		}
+		crc := crc32.NewIEEE()
+		cw := &countWriter{}
+		zw := zlibWriters.Get().(*zlib.Writer)
+		defer zlibWriters.Put(zw)
+		for _, h := range hs {
+			entry, sum, ok, err := o.rawEntry(h)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if _, err := pw.bw.Write(entry); err != nil {
+					return err
+				}
+				if err := pw.add(h, int64(len(entry)), sum); err != nil {
+					return err
+				}
+				continue
+			}
+			t, data, err := o.read(h)
+			if err != nil {
+				return fmt.Errorf("object %s: %w", h, err)
+			}
+			crc.Reset()
+			cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
+			if _, err := cw.Write(packEntryHeader(t, int64(len(data)))); err != nil {
+				return err
+			}
+			zw.Reset(cw)
+			if _, err := zw.Write(data); err != nil {
+				return err
+			}
+			if err := zw.Close(); err != nil {
+				return err
+			}
+			if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
+				return err
+			}
+		}
+		_, _, err = pw.finish()
+		return err
+	})
 }

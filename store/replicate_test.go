@@ -111,3 +111,60 @@ func TestPackObjectsComplete(t *testing.T) {
 		}
 	}
 }
+
+// A folder changed and changed back: commit A brings d/z and d/x, B
+// changes d/x, C changes it back, so C's folder is A's again. Walking the
+// commits from the newest, C's folder was compared with B's and B's with
+// C's (d/z unchanged each time), and A's folder, already listed, was
+// skipped: d/z, which only A brought, was missing from the pack (a fetch
+// then lacked it: "object not found" in the merge that followed).
+func TestPackObjectsFolderChangedBack(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	put := func(files map[string]string) Hash {
+		t.Helper()
+		h, err := s.Update(ctx, CommitOptions{Message: "c"}, func(tx *Tx) error {
+			for p, v := range files {
+				if err := tx.Put(p, []byte(v)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	base := put(map[string]string{"d/a": "a"})
+	put(map[string]string{"d/z": "z", "d/x": "1"})
+	put(map[string]string{"d/x": "2"})
+	head := put(map[string]string{"d/x": "1"})
+	got, err := s.packObjects([]Hash{head}, []Hash{base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[Hash]bool{}
+	for _, h := range got {
+		listed[h] = true
+	}
+	err = s.read(func(rp *git.Repository) error {
+		ex, err := revlist.Objects(rp.Storer, []Hash{base}, nil)
+		if err != nil {
+			return err
+		}
+		need, err := revlist.Objects(rp.Storer, []Hash{head}, ex)
+		if err != nil {
+			return err
+		}
+		for _, h := range need {
+			if !listed[h] {
+				return fmt.Errorf("object %s missing from the list", h)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -15,7 +18,10 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -238,26 +244,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		spec := config.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", local, rbranch))
-		// The logged commits written into the repository and go-git's
-		// view of its packs brought up to date first (read), so that
-		// go-git finds the commits it sends; but the push itself holds
-		// no lock while it waits for the network (a peer's answer may
-		// wait for this store's writes). Should a repack remove a pack
-		// meanwhile, the push fails and is tried again.
-		var st storage.Storer
-		if err := s.read(func(r *git.Repository) error { st = r.Storer; return nil }); err != nil {
-			return err
-		}
-		rem := git.NewRemote(st, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
-		err := rem.PushContext(remote.context(ctx), &git.PushOptions{RemoteName: remote.name(), RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), CABundle: remote.CABundle})
-		switch {
-		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-			return nil
-		case strings.Contains(err.Error(), "non-fast-forward"), strings.Contains(err.Error(), "fast-forward"):
-			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
-		}
-		return fmt.Errorf("store: push %s to %s: %w", local, remote, err)
+		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, h)
 	}
 	dst, err := Open(remote.path(), Options{Logger: s.log})
 	if err != nil {
@@ -281,6 +268,102 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 	return nil
 }
 
+// pushHTTP sends head to the remote's branch rbranch over git smart HTTP,
+// a fast-forward only, with a pack of what the remote lacks: listed by
+// packObjects from the heads the remote advertises that this store holds
+// (go-git's push walked every tree of the history those heads reach, and
+// searched for deltas, per push: most of a replica's CPU after a
+// partition), without deltas, whole objects' pack entries copied as they
+// are (encodePack). The pack is written to a temporary file first, so that
+// no lock is held and no pack is held in memory while the network waits.
+func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch string, head Hash) error {
+	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
+	ep, err := transport.NewEndpoint(remote.URL)
+	if err != nil {
+		return fail(err)
+	}
+	ep.CaBundle = remote.CABundle
+	c, err := client.NewClient(ep)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := c.NewReceivePackSession(ep, remote.auth())
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	refs, err := ar.AllReferences()
+	if err != nil {
+		return fail(err)
+	}
+	name := plumbing.NewBranchReferenceName(rbranch)
+	var old Hash
+	var haves []Hash
+	for n, r := range refs {
+		if r.Type() != plumbing.HashReference {
+			continue
+		}
+		if n == name {
+			old = r.Hash()
+		}
+		if s.has(r.Hash()) {
+			haves = append(haves, r.Hash())
+		}
+	}
+	if old == head {
+		return nil
+	}
+	if !old.IsZero() {
+		ok := false
+		if s.has(old) {
+			if ok, err = s.isAncestor(old, head); err != nil {
+				return fail(err)
+			}
+		}
+		if !ok {
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+	}
+	objs, err := s.packObjects([]Hash{head}, haves)
+	if err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(filepath.Join(s.path, tmpDir), "push-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if err := s.encodePack(bw, objs); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
+	req.Commands = []*packp.Command{{Name: name, Old: old, New: head}}
+	req.Packfile = io.NopCloser(bufio.NewReaderSize(f, 64<<10))
+	rs, err := sess.ReceivePack(ctx, req)
+	if err == nil && rs != nil {
+		err = rs.Error()
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "fast-forward") || strings.Contains(err.Error(), "the branch moved") {
+			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
+		}
+		return fail(err)
+	}
+	return nil
+}
+
 // Clone creates a new store at path holding the remote's default branch.
 func Clone(ctx context.Context, remote Remote, path string, opts Options) (*Store, error) {
 	s, err := Init(path, opts)
@@ -294,11 +377,26 @@ func Clone(ctx context.Context, remote Remote, path string, opts Options) (*Stor
 	return s, nil
 }
 
-// has reports whether the store holds object h (loose or packed).
+// has reports whether the store holds object h (loose, packed or in the
+// commit log), through the object reader: by the packs' indexes, without
+// reading the object (go-git's storage, which the store reopens after every
+// new pack, loaded every pack index at its first lookup).
 func (s *Store) has(h Hash) bool {
 	ok := false
-	s.read(func(r *git.Repository) error {
-		ok = r.Storer.HasEncodedObject(h) == nil
+	s.readObjsOnce(func(o *objReader) error {
+		if o.pend != nil && o.pend.object(h) != nil {
+			ok = true
+			return nil
+		}
+		for _, p := range o.packs {
+			if p.idx.contains(h) {
+				ok = true
+				return nil
+			}
+		}
+		x := h.String()
+		_, err := os.Stat(filepath.Join(o.dir, x[:2], x[2:]))
+		ok = err == nil
 		return nil
 	})
 	return ok
@@ -432,79 +530,240 @@ func (s *Store) rawObject(h Hash, t plumbing.ObjectType) (plumbing.EncodedObject
 
 // durableStorer wraps the go-git storage for fetches and pushes received over
 // the network: it hides the storage's PackfileWriter, so that go-git hands
-// over each object, which is then written durably as a loose object, and it
-// writes references atomically after syncing the objects' directories.
+// over each object (checked and hashed from its content), which it gathers
+// and writes as one pack of ours, synced (a push of a thousand commits was
+// four thousand synced loose files); and it writes references atomically
+// after the objects are durable. The objects gathered are readable through
+// it before they are written (the pack's deltas refer to them).
 type durableStorer struct {
 	storage.Storer
 	s *Store
 
 	mu    sync.Mutex
-	dirs  map[string]bool
-	wrote []Hash // the loose objects it wrote, for discard
+	objs  []plumbing.EncodedObject
+	byH   map[Hash]plumbing.EncodedObject
+	bytes int64
+	added []string // the packs it added, for discard
 }
 
+// PackfileWriter takes a fetched or pushed pack whole: it is kept as it
+// came and indexed (each object inflated and hashed once, not written
+// again), synced and made readable when the writer is closed. A thin pack
+// (deltas against objects of the store, as git push sends) cannot be
+// indexed alone; its objects are then resolved against the store and
+// written as SetEncodedObject does.
+func (d *durableStorer) PackfileWriter() (io.WriteCloser, error) {
+	f, err := os.CreateTemp(filepath.Join(d.s.path, tmpDir), "recv-")
+	if err != nil {
+		return nil, fmt.Errorf("store: receive pack: %w", err)
+	}
+	return &recvPack{d: d, f: f}, nil
+}
+
+type recvPack struct {
+	d    *durableStorer
+	f    *os.File
+	kept bool // renamed into objects/pack
+}
+
+func (r *recvPack) Write(p []byte) (int, error) { return r.f.Write(p) }
+
+func (r *recvPack) Close() (err error) {
+	defer func() {
+		r.f.Close()
+		if !r.kept {
+			os.Remove(r.f.Name())
+		}
+	}()
+	// The pack is indexed and moved into objects/pack where it was
+	// received, not copied.
+	objects := int64(0)
+	sum, idx, ok, err := indexWholePack(r.f)
+	if err == nil && !ok {
+		if _, err = r.f.Seek(0, io.SeekStart); err == nil {
+			iw := new(idxfile.Writer)
+			var parser *packfile.Parser
+			if parser, err = packfile.NewParser(packfile.NewScanner(r.f), iw); err == nil {
+				if sum, err = parser.Parse(); err == nil {
+					idx, err = iw.Index()
+				}
+			}
+		}
+	}
+	if err == nil {
+		if objects, err = idx.Count(); err == nil && objects == 0 {
+			return nil
+		}
+	}
+	if err == nil {
+		name, _, err := r.d.s.finishPack(context.Background(), r.f, true, sum, idx)
+		if err != nil {
+			return err
+		}
+		r.kept = true
+		return r.d.addPack(name)
+	}
+	if !errors.Is(err, packfile.ErrReferenceDeltaNotFound) {
+		return err
+	}
+	// A thin pack.
+	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	parser, err := packfile.NewParserWithStorage(packfile.NewScanner(r.f), r.d)
+	if err != nil {
+		return err
+	}
+	if _, err := parser.Parse(); err != nil {
+		return err
+	}
+	return r.d.flush()
+}
+
+// maxGathered is how many bytes of objects a fetch or push gathers before it
+// writes them as a pack: a large push becomes several packs.
+const maxGathered = 32 << 20
+
 func (d *durableStorer) SetEncodedObject(o plumbing.EncodedObject) (Hash, error) {
-	dirs, wrote, err := d.s.writeLoose(o)
+	data, err := readAll(o)
 	if err != nil {
 		return Hash{}, err
 	}
+	m := memObject(o.Type(), data)
+	h := m.Hash()
 	d.mu.Lock()
-	if wrote {
-		d.wrote = append(d.wrote, o.Hash())
+	defer d.mu.Unlock()
+	if d.byH == nil {
+		d.byH = map[Hash]plumbing.EncodedObject{}
 	}
-	if d.dirs == nil {
-		d.dirs = map[string]bool{}
+	if _, ok := d.byH[h]; ok {
+		return h, nil
 	}
-	for _, dir := range dirs {
-		d.dirs[dir] = true
-	}
-	d.mu.Unlock()
-	return o.Hash(), nil
-}
-
-// discard removes the loose objects the storer wrote that the store holds
-// nowhere else (in a pack or its commit log): what a refused push brought,
-// or the part of a corrupt pack read before the fault. Nothing refers to
-// them: the caller holds the writer lock, and no branch took them.
-func (d *durableStorer) discard() {
-	d.mu.Lock()
-	wrote := d.wrote
-	d.wrote = nil
-	d.mu.Unlock()
-	if len(wrote) == 0 {
-		return
-	}
-	d.s.readObjs(func(o *objReader) error {
-		for _, h := range wrote {
-			if o.pend != nil && o.pend.object(h) != nil {
-				continue
-			}
-			packed := false
-			for _, p := range o.packs {
-				packed = packed || p.idx.contains(h)
-			}
-			if !packed {
-				x := h.String()
-				os.Remove(filepath.Join(d.s.path, "objects", x[:2], x[2:]))
-			}
+	d.byH[h] = m
+	d.objs = append(d.objs, m)
+	d.bytes += int64(len(data))
+	if d.bytes >= maxGathered {
+		if err := d.flushLocked(); err != nil {
+			return Hash{}, err
 		}
-		return nil
-	})
+	}
+	return h, nil
 }
 
-// flush syncs the directories that gained objects.
+func (d *durableStorer) EncodedObject(t plumbing.ObjectType, h Hash) (plumbing.EncodedObject, error) {
+	d.mu.Lock()
+	o, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		if t != plumbing.AnyObject && o.Type() != t {
+			return nil, plumbing.ErrObjectNotFound
+		}
+		return o, nil
+	}
+	return d.Storer.EncodedObject(t, h)
+}
+
+func (d *durableStorer) HasEncodedObject(h Hash) error {
+	d.mu.Lock()
+	_, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		return nil
+	}
+	return d.Storer.HasEncodedObject(h)
+}
+
+func (d *durableStorer) EncodedObjectSize(h Hash) (int64, error) {
+	d.mu.Lock()
+	o, ok := d.byH[h]
+	d.mu.Unlock()
+	if ok {
+		return o.Size(), nil
+	}
+	return d.Storer.EncodedObjectSize(h)
+}
+
+// flush writes the gathered objects as one synced pack and makes it
+// readable.
 func (d *durableStorer) flush() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.s.opts.noSync {
-		for dir := range d.dirs {
-			if err := syncDir(dir); err != nil {
-				return fmt.Errorf("store: sync %s: %w", dir, err)
-			}
-		}
+	return d.flushLocked()
+}
+
+func (d *durableStorer) flushLocked() error {
+	if len(d.objs) == 0 {
+		return nil
 	}
-	d.dirs = nil
+	objs := d.objs
+	name, _, err := d.s.writePack(context.Background(), func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
+		return writeObjectsPack(f, objs)
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.addPackLocked(name); err != nil {
+		return err
+	}
+	d.objs, d.byH, d.bytes = nil, nil, 0
 	return nil
+}
+
+// addPack makes a pack the storer wrote readable and records it for
+// discard.
+func (d *durableStorer) addPack(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addPackLocked(name)
+}
+
+func (d *durableStorer) addPackLocked(name string) error {
+	d.added = append(d.added, name)
+	return d.s.addPack(name)
+}
+
+// discard removes the packs the storer added when no reference reaches
+// into them: what a refused push brought, or the part of a corrupt pack
+// read before the fault, so that a refused push leaves the store as it
+// was. The caller holds the writer lock (receive-pack), so no branch moves
+// meanwhile; fetches, which take no writer lock, are waited for, and a
+// pack holding the commit a fetch recorded stays (go-git's fetch does not
+// ask for a commit the store already holds, wherever it lies).
+func (d *durableStorer) discard() {
+	d.mu.Lock()
+	added := d.added
+	d.added = nil
+	d.mu.Unlock()
+	if len(added) == 0 {
+		return
+	}
+	s := d.s
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	heads, err := s.refHashes()
+	if err != nil {
+		s.log.Warn("store: discard a refused push's objects", "err", err)
+		return
+	}
+	var remove []string
+	s.readObjsOnce(func(o *objReader) error {
+		for _, p := range o.packs {
+			if !slices.Contains(added, p.name) {
+				continue
+			}
+			if slices.ContainsFunc(heads, p.idx.contains) {
+				continue
+			}
+			remove = append(remove, packFiles(filepath.Join(s.path, "objects", "pack", p.name))...)
+		}
+		return nil
+	})
+	if len(remove) == 0 {
+		return
+	}
+	if err := s.removeAndReload(remove); err != nil {
+		s.log.Warn("store: discard a refused push's objects", "err", err)
+	}
 }
 
 func (d *durableStorer) SetReference(ref *plumbing.Reference) error {

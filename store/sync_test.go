@@ -141,6 +141,19 @@ func TestGitSmartHTTP(t *testing.T) {
 	if b, err := s.Read("", "pushed.txt"); err != nil || string(b) != "pushed by git\n" {
 		t.Errorf("after push: pushed.txt = %q, %v", b, err)
 	}
+	// A thin pack (git push sends a changed file as a delta against the
+	// version the store has) is resolved against the store.
+	big := strings.Repeat("a line of a larger file, the same in both versions\n", 200)
+	for i, content := range []string{big + "first\n", big + "second\n"} {
+		os.WriteFile(filepath.Join(clone, "big.txt"), []byte(content), 0o644)
+		runGit(t, clone, "add", "big.txt")
+		runGit(t, clone, "-c", "user.name=Carol", "-c", "user.email=carol@example.org", "commit", "--quiet", "-m", fmt.Sprint("big ", i))
+		runGit(t, clone, "push", "--quiet", userURL(srv, "alice"), "main")
+		if b, err := s.Read("", "big.txt"); err != nil || string(b) != content {
+			t.Fatalf("after push %d: big.txt = %d bytes, %v", i, len(b), err)
+		}
+	}
+	runGit(t, clone, "reset", "--quiet", "--hard", "HEAD~2")
 	// History cannot be rewritten.
 	runGit(t, clone, "reset", "--quiet", "--hard", "HEAD~2")
 	runGit(t, clone, "-c", "user.name=Carol", "-c", "user.email=carol@example.org", "commit", "--quiet", "--allow-empty", "-m", "rewrite")

@@ -166,6 +166,20 @@ type commitNode struct {
 }
 
 func readCommit(o *objReader, h Hash) (commitNode, error) {
+	if o.trees != nil {
+		if n, ok := o.trees.commits.get(h); ok {
+			return n, nil
+		}
+	}
+	n, err := decodeCommit(o, h)
+	if err == nil && o.trees != nil {
+		o.trees.commits.put(h, n)
+	}
+	return n, err
+}
+
+// decodeCommit reads and decodes commit h.
+func decodeCommit(o *objReader, h Hash) (commitNode, error) {
 	data, err := o.readAs(h, plumbing.CommitObject)
 	if err != nil {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)
