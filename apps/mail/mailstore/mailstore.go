@@ -86,21 +86,34 @@
 //     the node that follows such a merge finds the key in another of the
 //     user's mailboxes and adds the flags there, in one commit that also
 //     drops the stray line (resyncStrays; every node that does it makes
-//     the same change). So MOVE on one node and a flag change on another
-//     give one moved, flagged message. A flag removed elsewhere meanwhile
-//     is not removed from the moved message. COPY makes a new key (a
-//     second message).
+//     the same change). A flag removed meanwhile leaves an unset mark
+//     ("*FLAG") on that stray line (mergeChunk: the base had the line,
+//     one side lost it, the other dropped the flag), and the flag is
+//     removed from the moved message likewise. So MOVE on one node and a
+//     flag change (additions and removals, per flag) on another give one
+//     moved message with the change. A node that was not following (down,
+//     or the user not loaded) when it merged does this when it loads the
+//     user. COPY of a message to a mailbox that does not hold it gives the
+//     copy the same content KEY there (a second message, in another
+//     mailbox).
 //   - The same message appended to one mailbox on two nodes apart (one
 //     SMTP delivery retried to both) is one message: a message's KEY is
 //     made from its content and the number of messages with that key the
 //     mailbox already holds (contentKey), so both nodes write one path.
 //     The merge keeps one of the two records (.meta: the higher home UID);
 //     each node keeps the UID it gave the message (the node whose record
-//     lost writes it into its UID file). Its flags merge per flag when
-//     both records put its flags line in one chunk (home UIDs within 256
-//     of each other); otherwise flags set on the node whose record lost,
-//     before the merge, are dropped. Appended twice on one node it is two
-//     messages (two keys).
+//     lost writes it into its UID file). Its flags merge per flag
+//     wherever the two records put its flags line: in one chunk, by
+//     mergeChunk; in two (home UIDs in different 256-UID chunks), the
+//     node that follows the merge finds the line in the chunk of the
+//     record that lost (from the merged chunk, or from the old chunk of a
+//     message whose record changed) and folds it into the message's line
+//     in the chunk of the record that won, in one commit that drops the
+//     old line (resyncStrays; every node makes the same change, a node
+//     that was not following does it when it loads the user). The flags
+//     of both nodes' lines are kept (their base had no line), and a later
+//     removal on either node merges per flag as on any message.
+//     Appended twice on one node it is two messages (two keys).
 //   - mailbox.json holds what replicates: name, subscription, special use
 //     (changed on both sides: the greater value, the same on every node),
 //     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
@@ -335,6 +348,15 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	s.mu.Lock()
 	s.users[name] = u
 	s.mu.Unlock()
+	// Flags lines that a merge left where the index does not read them
+	// (this node was down, or had not loaded the user, when it merged)
+	// follow their messages now, as resync would have made them.
+	if strays := u.loadStrays; len(strays) > 0 {
+		u.loadStrays = nil
+		if err := s.resyncStrays(strays); err != nil {
+			s.log.Warn("mail: folding stray flags lines", "user", name, "err", err)
+		}
+	}
 	return u, nil
 }
 
@@ -511,6 +533,9 @@ type User struct {
 	// subs are the names subscribed without a mailbox (subscriptions.go);
 	// guarded by mu.
 	subs map[string]bool
+	// loadStrays are the stray flags lines found at load (see
+	// resyncStrays), folded in once the user is loaded.
+	loadStrays []stray
 }
 
 // takeUIDValidity returns the UIDVALIDITY for a new mailbox: uv, or above
@@ -747,12 +772,15 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 		}
 		for _, l := range parseChunk(data) {
 			// (Only in the chunk of its home: see flush.)
-			if m := mb.byKey[l.key]; m != nil && chunkOf(m.home) == uint32(n) {
+			m := mb.byKey[l.key]
+			if m != nil && chunkOf(m.home) == uint32(n) {
 				m.flags = l.flags
 				if l.modseq != 0 {
 					m.modseq = l.modseq
 					mb.noteModSeqLocked(l.modseq)
 				}
+			} else if len(l.flags) > 0 || len(l.unset) > 0 {
+				u.loadStrays = append(u.loadStrays, stray{mb, l})
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -410,4 +411,149 @@ func TestReplicaSameMessage(t *testing.T) {
 			t.Errorf("%s after a restart: %q, want %q", name, got, want)
 		}
 	}
+}
+
+// waitFlags waits (a bound only a hung index reaches) until message i of
+// box on n has the flags want, merging a and b each round (a node that
+// follows a merge may make a commit that the other must learn of).
+func waitFlags(t *testing.T, a, b *node, box string, i int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		merge(t, a, b)
+		ok, why := true, ""
+		for name, n := range map[string]*node{"a": a, "b": b} {
+			m := n.msg(t, box, i)
+			if m == nil {
+				ok, why = false, fmt.Sprintf("%s: message %d not in %s", name, i, box)
+				continue
+			}
+			if got := fmt.Sprint(n.box(t, box).Flags(m)); got != want {
+				ok, why = false, fmt.Sprintf("%s: message %d in %s has flags %s, want %s", name, i, box, got, want)
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReplicaMoveAndFlagRemoved: a flag removed on one node while another
+// MOVEd the message is removed from the moved message too (a removal is a
+// flag change), and one added meanwhile is added.
+func TestReplicaMoveAndFlagRemoved(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	inA := a.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen, imap.FlagFlagged, "$keep"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 0, `[$keep \Flagged \Seen]`)
+	arA, inB := a.box(t, "Archive"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		_, err := w.Move(inA, a.msg(t, "INBOX", 0), arA)
+		return err
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen, "$keep", "$new"}, nil)
+	})
+	waitFlags(t, a, b, "Archive", 0, `[$keep $new \Seen]`)
+	for _, n := range []*node{a, b} {
+		if m := n.msg(t, "INBOX", 0); m != nil {
+			t.Errorf("the moved message is still in INBOX (UID %d)", m.UID)
+		}
+	}
+	// A removal alone (nothing added) follows too, the other way round:
+	// b moves it back to INBOX while a removes \Seen.
+	arB := b.box(t, "Archive")
+	b.update(t, func(w *Writer) error {
+		_, err := w.Move(arB, b.msg(t, "Archive", 0), b.box(t, "INBOX"))
+		return err
+	})
+	arA = a.box(t, "Archive")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(arA, a.msg(t, "Archive", 0), []imap.Flag{"$keep", "$new"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 0, `[$keep $new]`)
+}
+
+// TestReplicaSameMessageFarChunks: one message appended on two nodes apart
+// whose home UIDs fall in different flags chunks keeps the flags set on
+// each node before the merge (per flag, whichever record the merge kept).
+func TestReplicaSameMessageFarChunks(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	waitView(t, b, "INBOX", "1:0")
+	// b's UIDs run 300 and up (as on a node that took many messages):
+	// its UID file says so before its index loads.
+	id := b.box(t, "INBOX").ID
+	b.ms.Close()
+	p := filepath.Join(b.st.NodeDir(), filepath.FromSlash(spaceFile("alice", id)))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "n 300\n")
+	f.Close()
+	ms, err := Open(b.st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	b.ms = ms
+	if uid := b.append(t, "INBOX", 7); chunkOf(uid) == chunkOf(2) {
+		t.Fatalf("b gave UID %d, want one in another chunk than 2", uid)
+	}
+	if uid := a.append(t, "INBOX", 7); uid != 2 {
+		t.Fatalf("a gave UID %d, want 2", uid)
+	}
+	inA, inB := a.box(t, "INBOX"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen, "$a"}, nil)
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 7), []imap.Flag{imap.FlagFlagged, "$b"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 7, `[$a $b \Flagged \Seen]`)
+	// Per flag afterwards too: a removal on one node reaches the other.
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen, "$b"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 7, `[$b \Seen]`)
+	// A node whose index was not running when it merged (down, or the
+	// user not loaded) folds the lines in when it loads the user.
+	b.append(t, "INBOX", 8)
+	a.append(t, "INBOX", 8)
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 8), []imap.Flag{"$a"}, nil)
+	})
+	inB = b.box(t, "INBOX")
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 8), []imap.Flag{"$b"}, nil)
+	})
+	a.ms.Close()
+	b.ms.Close()
+	merge(t, a, b)
+	for _, n := range []*node{a, b} {
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	waitFlags(t, a, b, "INBOX", 8, `[$a $b]`)
+	// And after a restart.
+	for _, n := range []*node{a, b} {
+		n.ms.Close()
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	waitFlags(t, a, b, "INBOX", 7, `[$b \Seen]`)
 }

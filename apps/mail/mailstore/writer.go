@@ -658,8 +658,16 @@ func (s *Store) resync(paths []string) (err error) {
 		if mb == nil {
 			continue
 		}
-		if err := s.resyncMessages(sn, mb, keys); err != nil {
+		moved, err := s.resyncMessages(sn, mb, keys)
+		if err != nil {
 			return err
+		}
+		// The chunks that held the lines of messages whose record moved
+		// them to another chunk: their lines there are folded in.
+		for _, p := range moved {
+			if !slices.Contains(chunks[bk], p) {
+				chunks[bk] = append(chunks[bk], p)
+			}
 		}
 		for _, p := range chunks[bk] {
 			st, err := s.resyncChunk(sn, mb, p)
@@ -674,8 +682,10 @@ func (s *Store) resync(paths []string) (err error) {
 
 // resyncMessages brings the messages keys of mb up to date with sn: those
 // new here get UIDs above UIDNEXT (recorded in the space file before any
-// session sees them), those gone are expunged here.
-func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) error {
+// session sees them), those gone are expunged here. It returns the flags
+// chunks that held the lines of messages whose home UID (record) changed
+// to one of another chunk.
+func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) (moved []string, err error) {
 	sorted := make([]string, 0, len(keys))
 	for k := range keys {
 		sorted = append(sorted, k)
@@ -684,10 +694,21 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	var added, gone []*Message
 	var lines []string
 	for _, key := range sorted {
+		mb.mu.RLock()
+		var was imap.UID
+		if m := mb.byKey[key]; m != nil {
+			was = m.home
+		}
+		mb.mu.RUnlock()
 		nm, old, err := s.resyncMessage(sn, mb, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		mb.mu.RLock()
+		if m := mb.byKey[key]; m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
+			moved = append(moved, chunkPath(mb.user.Name, mb.ID, chunkOf(was)))
+		}
+		mb.mu.RUnlock()
 		if nm != nil {
 			added = append(added, nm)
 		}
@@ -724,7 +745,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	})
 	lines = append(lines, mb.assignUIDs(pending)...)
 	if err := s.logSpace(mb, lines, true); err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range gone {
 		mb.removeMessage(m)
@@ -733,7 +754,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	for _, m := range added {
 		mb.addMessage(m)
 	}
-	return nil
+	return moved, nil
 }
 
 // resyncMessage compares message key of mb in sn with the index: it
@@ -809,9 +830,14 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray,
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
 		mb.mu.RLock()
-		held := mb.byKey[l.key] != nil
+		m := mb.byKey[l.key]
+		// Not held here (expunged or moved elsewhere), or held with its
+		// line in another chunk (another node's record of the same
+		// message won the merge): a stray whose flags are folded into
+		// the message's.
+		far := m == nil || chunkOf(m.home) != n
 		mb.mu.RUnlock()
-		if !held && len(l.flags) > 0 {
+		if far && (len(l.flags) > 0 || len(l.unset) > 0) {
 			strays = append(strays, stray{mb, l})
 		}
 	}
@@ -838,7 +864,7 @@ type stray struct {
 // this one moved it (or the other way round) follow the message: a stray
 // line whose key the user has in another mailbox (Writer.Move keeps the
 // key) adds its flags there, in one commit that also drops the stray
-// lines. Additions follow a move; removals do not. Every node that follows
+// lines. Additions and removals (the line's unset marks) follow a move. Every node that follows
 // the merge makes the same change, so their commits merge cleanly. The
 // caller holds s.wmu.
 func (s *Store) resyncStrays(strays []stray) error {
@@ -849,6 +875,15 @@ func (s *Store) resyncStrays(strays []stray) error {
 	}
 	var fixes []fix
 	for _, st := range strays {
+		st.mb.mu.RLock()
+		msg := st.mb.byKey[st.line.key]
+		st.mb.mu.RUnlock()
+		if msg != nil {
+			if chunkOf(msg.home) != chunkOf(st.line.uid) {
+				fixes = append(fixes, fix{st, st.mb, msg})
+			}
+			continue
+		}
 		for _, mb := range st.mb.user.Mailboxes() {
 			if mb == st.mb {
 				continue
@@ -868,7 +903,9 @@ func (s *Store) resyncStrays(strays []stray) error {
 	return s.updateLocked(s.ctx, "", "mail: flags set elsewhere follow moved messages", func(w *Writer) error {
 		for _, f := range fixes {
 			cur := w.Flags(f.dst, f.msg)
-			if next := normFlags(append(slices.Clone(cur), f.st.line.flags...)); !sameFlagList(next, cur) {
+			next := normFlags(append(slices.Clone(cur), f.st.line.flags...))
+			next = slices.DeleteFunc(next, func(fl imap.Flag) bool { return slices.Contains(f.st.line.unset, fl) })
+			if !sameFlagList(next, cur) {
 				if err := w.SetFlags(f.dst, f.msg, next, nil); err != nil {
 					return err
 				}
