@@ -199,6 +199,13 @@ type Store struct {
 	bgClosed bool
 	bg       sync.WaitGroup
 
+	// followed is the last commit the index followed, every commit before
+	// it included (zero if one could not be followed); guarded by wmu.
+	// The UID files of the mailboxes a followed commit changed record it
+	// (see uidSpace).
+	followed store.Hash
+	noted    map[store.Hash]bool // own commits that updateLocked noted
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -225,6 +232,12 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The head before the watch starts: the index follows from there (a
+	// commit between the two makes Close record nothing, which is safe).
+	head, err := st.BranchHead("")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: %w", err)
+	}
 	w, err := st.Watch("", Prefix+"/")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: watch: %w", err)
@@ -239,7 +252,8 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
-		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		followed: head, noted: map[store.Hash]bool{}}
 	go s.watch(w)
 	return s, nil
 }
@@ -291,16 +305,65 @@ func (s *Store) watch(w *store.Watcher) {
 			return
 		}
 		s.wmu.Lock()
-		if base, ok := s.own[ev.New]; ok && base == ev.Old {
+		ok, own := true, false
+		if base, mine := s.own[ev.New]; mine && base == ev.Old {
 			delete(s.own, ev.New)
-			s.wmu.Unlock()
-			continue
-		}
-		if err := s.resync(ev.Paths); err != nil {
+			own = true
+		} else if err := s.resync(ev.Paths); err != nil {
 			s.log.Warn("mail: following a commit", "commit", ev.New.String(), "err", err)
+			ok = false
+		}
+		switch {
+		case own && s.noted[ev.New]:
+			// updateLocked noted it.
+			delete(s.noted, ev.New)
+		case ok && !s.followed.IsZero() && s.followed == ev.Old:
+			s.followed = ev.New
+			s.noteFollowed(ev.New, s.boxesOf(ev.Paths))
+		default:
+			s.followed = store.Hash{}
 		}
 		s.wmu.Unlock()
 	}
+}
+
+// noteFollowed writes to the UID files of mailboxes (loaded ones that a
+// commit changed) that the index has followed them up to commit (not
+// synced: a line lost in a crash only makes the next load look for the
+// expunges it may have missed). The caller holds s.wmu.
+func (s *Store) noteFollowed(commit store.Hash, boxes map[*Mailbox]bool) {
+	for mb := range boxes {
+		if mb.loc == nil {
+			continue
+		}
+		if err := s.logSpace(mb, []string{"c " + commit.String()}, false); err != nil {
+			s.log.Warn("mail: UID file", "mailbox", mb.ID, "err", err)
+		}
+	}
+}
+
+// boxesOf returns the loaded mailboxes that hold paths.
+func (s *Store) boxesOf(paths []string) map[*Mailbox]bool {
+	done := map[*Mailbox]bool{}
+	for _, p := range paths {
+		parts := strings.SplitN(p, "/", 4)
+		if len(parts) < 4 || parts[0] != Prefix {
+			continue
+		}
+		s.mu.Lock()
+		u := s.users[parts[1]]
+		s.mu.Unlock()
+		if u == nil {
+			continue
+		}
+		u.mu.RLock()
+		mb := u.boxes[parts[2]]
+		u.mu.RUnlock()
+		if mb != nil {
+			done[mb] = true
+		}
+	}
+	return done
 }
 
 // User returns a user's mail, loading the index on first use and creating
@@ -517,6 +580,16 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 	for _, f := range w.apply {
 		f()
 	}
+	if head != base && s.followed == base && !base.IsZero() {
+		// Every commit before this one is followed: note it now (the
+		// watch skips it), so that a restart right after finds it.
+		s.followed = head
+		if len(s.noted) > 4096 {
+			clear(s.noted)
+		}
+		s.noted[head] = true
+		s.noteFollowed(head, w.touched())
+	}
 	return nil
 }
 
@@ -647,6 +720,36 @@ func (s *Store) loadUser(name string) (*User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
+	// The trees of the user's mailboxes at a commit that a UID file says
+	// the index followed (see uidSpace), by commit.
+	seen := map[string]map[string]store.Hash{}
+	at := func(commit string) map[string]store.Hash {
+		if m, ok := seen[commit]; ok {
+			return m
+		}
+		m := map[string]store.Hash{}
+		seen[commit] = m
+		var h store.Hash
+		if b, err := hex.DecodeString(commit); err != nil || len(b) != len(h) {
+			return m
+		} else {
+			copy(h[:], b)
+		}
+		csn, err := s.st.SnapshotOf(h)
+		if err != nil {
+			return m
+		}
+		ents, err := csn.ReadDir(userDir(name))
+		if err != nil {
+			return m
+		}
+		for _, e := range ents {
+			if e.Dir {
+				m[path.Base(e.Path)] = e.Hash
+			}
+		}
+		return m
+	}
 	for _, e := range top {
 		if !e.Dir {
 			if path.Base(e.Path) == "subscriptions" {
@@ -658,7 +761,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 			}
 			continue
 		}
-		if err := s.loadMailbox(sn, u, e.Path); err != nil {
+		if err := s.loadMailbox(sn, u, e.Path, e.Hash, at); err != nil {
 			return nil, err
 		}
 	}
@@ -668,7 +771,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 // loadMailbox adds the mailbox in folder dir to u's index, walking its
 // message shards one folder at a time (a listing of the whole mailbox
 // would hold every path of a 50,000-message mailbox at once).
-func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
+func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.Hash, at func(commit string) map[string]store.Hash) error {
 	entries, err := sn.ReadDir(dir)
 	if err != nil {
 		return err
@@ -784,7 +887,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 			}
 		}
 	}
-	if err := s.loadUIDs(mb, spaces); err != nil {
+	if err := s.loadUIDs(mb, spaces, sn.Commit(), tree, at); err != nil {
 		return err
 	}
 	mb.initRecent()
@@ -794,8 +897,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 // loadUIDs gives the messages of mb (just read from the tree) their UIDs on
 // this node from its space file (local.go), new ones to those it has not
 // seen, in the order of their home UIDs, and sorts them by UID. spaces
-// are the messages' UID spaces by key. The space file is rewritten.
-func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
+// are the messages' UID spaces by key; tree is the mailbox's tree in
+// commit, and at gives the trees of the user's mailboxes at another commit
+// (see uidSpace). The space file is rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
 	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
 	if err != nil {
 		return err
@@ -871,9 +976,30 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
 		ms := newModSeq(high)
 		for _, key := range goneKeys {
 			i.addVanished(sp.uids[key], ms)
+			i.UIDNext = max(i.UIDNext, sp.uids[key]+1)
 			delete(sp.uids, key)
 		}
 		high = ms
+	}
+	if ss != nil && (ss.clean == "" || at(ss.clean)[mb.ID] != tree) {
+		// Not closed cleanly where the tree now is: a merge may have
+		// expunged messages appended here that the index did not see
+		// go (see uidSpace).
+		i.UIDNext = max(i.UIDNext, sp.ceil)
+		uids := make([]imap.UID, len(mb.msgs))
+		for k, m := range mb.msgs {
+			uids[k] = m.UID
+		}
+		if gaps := vanishedGaps(uids, i.Vanished, i.UIDNext); len(gaps) > 0 {
+			ms := newModSeq(high)
+			for _, g := range gaps {
+				i.Vanished = append(i.Vanished, VanishedRange{g[0], g[1], ms})
+			}
+			i.normVanished()
+			high = ms
+			s.log.Info("mail: UIDs missing from a mailbox since it was last followed are reported expunged",
+				"user", mb.user.Name, "mailbox", mb.ID, "ranges", len(gaps))
+		}
 	}
 	mb.noteModSeqLocked(high)
 	sort.Slice(pending, func(a, b int) bool {
@@ -895,7 +1021,8 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
 		i.RecentFrom = min(i.RecentFrom, next)
 	}
 	mb.initRecent()
-	return s.compactSpace(mb)
+	// The index has the mailbox as of commit now.
+	return s.writeSpace(mb, commit.String())
 }
 
 func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {

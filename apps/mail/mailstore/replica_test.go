@@ -557,3 +557,86 @@ func TestReplicaSameMessageFarChunks(t *testing.T) {
 	}
 	waitFlags(t, a, b, "INBOX", 7, `[$b \Seen]`)
 }
+
+// TestReplicaVanishedAfterCrash: a merge that expunges a node's own
+// message while the node's index is not following it (the node crashed
+// after the merge commit, or was closed) still gives that UID in VANISHED
+// after the restart, and the UID is never given again.
+func TestReplicaVanishedAfterCrash(t *testing.T) {
+	a, b := replicaPair(t, 0, 1, 2, 3)
+	waitView(t, b, "INBOX", "1:0 2:1 3:2 4:3")
+	reopen := func(n *node) {
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	inB := b.box(t, "INBOX")
+	if got := a.view(t, "INBOX"); got != "1:0 2:1 3:2 4:3" {
+		t.Fatalf("a: %q", got)
+	}
+	// 1. a crashes: its index stops following before b's expunge of
+	// a's messages 3 (UID 4, the highest) and 1 (UID 2) merges.
+	a.ms.cancel()
+	<-a.ms.done
+	b.update(t, func(w *Writer) error {
+		if err := w.Expunge(inB, b.msg(t, "INBOX", 3)); err != nil {
+			return err
+		}
+		return w.Expunge(inB, b.msg(t, "INBOX", 1))
+	})
+	merge(t, a, b)
+	modseq := a.box(t, "INBOX").Info().HighestModSeq
+	reopen(a) // (the crashed index is dropped, not closed)
+	waitView(t, a, "INBOX", "1:0 3:2")
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); !gone.Contains(2) || !gone.Contains(4) {
+		t.Errorf("a after the crash: VANISHED (EARLIER) since %d is %v, want UIDs 2 and 4 in it", modseq, gone)
+	}
+	if uid := a.append(t, "INBOX", 4); uid <= 4 {
+		t.Errorf("a after the crash gave UID %d to a new message, want above 4", uid)
+	}
+	// 2. a is closed (cleanly) and b expunges another of a's messages
+	// meanwhile.
+	modseq = a.box(t, "INBOX").Info().HighestModSeq
+	a.ms.Close()
+	b.update(t, func(w *Writer) error { return w.Expunge(inB, b.msg(t, "INBOX", 2)) })
+	merge(t, a, b)
+	reopen(a)
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); !gone.Contains(3) {
+		t.Errorf("a after a restart: VANISHED (EARLIER) since %d is %v, want UID 3 in it", modseq, gone)
+	}
+	// 3. A clean restart with nothing changed meanwhile reports nothing
+	// new.
+	modseq = a.box(t, "INBOX").Info().HighestModSeq
+	want := a.view(t, "INBOX")
+	a.ms.Close()
+	reopen(a)
+	if got := a.view(t, "INBOX"); got != want {
+		t.Errorf("a after a clean restart: %q, want %q", got, want)
+	}
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); len(gone) != 0 {
+		t.Errorf("a after a clean restart: VANISHED (EARLIER) since %d is %v, want none", modseq, gone)
+	}
+}
+
+func TestVanishedGaps(t *testing.T) {
+	for _, c := range []struct {
+		live []imap.UID
+		van  []VanishedRange
+		next imap.UID
+		want string
+	}{
+		{nil, nil, 1, "[]"},
+		{nil, nil, 4, "[[1 3]]"},
+		{[]imap.UID{1, 2, 3}, nil, 4, "[]"},
+		{[]imap.UID{2, 5}, []VanishedRange{{3, 3, 9}}, 9, "[[1 1] [4 4] [6 8]]"},
+		{[]imap.UID{1}, []VanishedRange{{2, 10, 9}, {4, 6, 7}}, 8, "[]"},
+		{[]imap.UID{7}, nil, 5, "[[1 4]]"},
+	} {
+		if got := fmt.Sprint(vanishedGaps(c.live, c.van, c.next)); got != c.want {
+			t.Errorf("vanishedGaps(%v, %v, %d) = %s, want %s", c.live, c.van, c.next, got, c.want)
+		}
+	}
+}

@@ -49,6 +49,7 @@ type Writer struct {
 	// commit; sync is set if they must be durable by then.
 	local map[*Mailbox][]string
 	sync  bool
+	ceil  map[*Mailbox]imap.UID // UID ceilings written by this commit
 
 	key  string     // the key of the next append if not "" (Move)
 	blob store.Hash // the content's hash of the next append (contentKey)
@@ -101,6 +102,27 @@ func (w *Writer) writeLocal() error {
 		}
 	}
 	return nil
+}
+
+// touched returns the mailboxes whose trees the commit may have changed.
+func (w *Writer) touched() map[*Mailbox]bool {
+	m := map[*Mailbox]bool{}
+	for mb := range w.dirty {
+		m[mb] = true
+	}
+	for mb := range w.added {
+		m[mb] = true
+	}
+	for mb := range w.infos {
+		m[mb] = true
+	}
+	for mb := range w.local {
+		m[mb] = true
+	}
+	for _, mb := range w.made {
+		m[mb] = true
+	}
+	return m
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -323,6 +345,18 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
+	if ceil := max(mb.loc.ceil, w.ceil[mb]); i.UIDNext > ceil {
+		// The UID is only in the .meta: the space file says, durably
+		// before the commit, that UIDs up to a new ceiling may be given
+		// (see uidSpace).
+		if w.ceil == nil {
+			w.ceil = map[*Mailbox]imap.UID{}
+		}
+		next := i.UIDNext + ceilStep
+		w.ceil[mb] = next
+		w.logLocal(mb, fmt.Sprintf("u %d", next), true)
+		w.apply = append(w.apply, func() { mb.loc.ceil = max(mb.loc.ceil, next) })
+	}
 	meta, err := json.Marshal(msgMeta{UID: msg.UID, Space: mb.loc.space, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
