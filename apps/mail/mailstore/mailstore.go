@@ -305,17 +305,17 @@ func (s *Store) watch(w *store.Watcher) {
 			return
 		}
 		s.wmu.Lock()
-		ok, own := true, false
+		ok := true
 		if base, mine := s.own[ev.New]; mine && base == ev.Old {
 			delete(s.own, ev.New)
-			own = true
 		} else if err := s.resync(ev.Paths); err != nil {
 			s.log.Warn("mail: following a commit", "commit", ev.New.String(), "err", err)
 			ok = false
 		}
 		switch {
-		case own && s.noted[ev.New]:
-			// updateLocked noted it.
+		case ok && s.noted[ev.New]:
+			// Own commits (several, if the watch coalesced them) that
+			// updateLocked noted.
 			delete(s.noted, ev.New)
 		case ok && !s.followed.IsZero() && s.followed == ev.Old:
 			s.followed = ev.New
