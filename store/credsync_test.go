@@ -160,3 +160,38 @@ func TestMergeUserRecords(t *testing.T) {
 		t.Errorf("deleted on one side: %s, %v", out, err)
 	}
 }
+
+// TestPasswordChangeCrash: a crash after a password change wrote the new
+// hash and before its record committed leaves the old password, which the
+// record still names, in force (never a lock-out), and the next exchange
+// drops the hash that no record names.
+func TestPasswordChangeCrash(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.AddUser(ctx, "alice", "old password", GitNone); err != nil {
+		t.Fatal(err)
+	}
+	// What modifyUser writes before the record's commit.
+	newHash := mustHash(t, "new password")
+	if err := s.setPasswordHashes(ctx, "test", func(m map[string]string) {
+		m["alice"+prevSuffix] = m["alice"]
+		m["alice"] = newHash
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "old password"); err != nil {
+		t.Errorf("old password: %v, want it in force", err)
+	}
+	if _, err := s.Authenticate("alice", "new password"); err == nil {
+		t.Error("the new password works without its record")
+	}
+	if _, err := s.AcceptPeerCredentials(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := s.passwordHashes(); len(h) != 1 || passwordID(h["alice"]) == passwordID(newHash) {
+		t.Errorf("after the exchange: %d hashes, want the old one only", len(h))
+	}
+	if _, err := s.Authenticate("alice", "old password"); err != nil {
+		t.Errorf("old password after the exchange: %v", err)
+	}
+}
