@@ -17,7 +17,8 @@
 // replicated; see local.go and "Replicas" below):
 //
 //	mail/USER/BOX.uids                    this node's UIDVALIDITY, UIDNEXT, \Recent mark,
-//	                                      expunged UIDs, UIDs of messages appended elsewhere
+//	                                      expunged UIDs, UIDs of messages appended elsewhere,
+//	                                      UID ceiling, last commit the index followed
 //
 // UIDNEXT is one above the highest UID in the mailbox, or what the UID file
 // says if that is higher: an APPEND writes only the message's items (its
@@ -55,7 +56,11 @@
 //     and synced before any session sees it. So on every node UIDs are
 //     unique, ascend in the order the node learnt of the messages, are
 //     never reused (an expunged UID, and UIDNEXT, are synced before the
-//     EXPUNGE commits), and never change: merges renumber nothing. One
+//     EXPUNGE commits), and never change: merges renumber nothing. A
+//     merge that expunges a message appended here while the index is not
+//     following (a crash after the merge commit, the user not loaded) is
+//     found at the next load (local.go: UID ceiling, last followed commit),
+//     so its UID is in VANISHED and never given again. One
 //     message has different UIDs on different nodes, as the same message
 //     in two mailboxes does.
 //   - UIDVALIDITY is the node's, chosen when the mailbox first exists on
