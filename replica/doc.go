@@ -58,9 +58,11 @@
 //   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
 //     two edits of one property keep one value in the object and the
 //     history shows both;
-//   - users: a record changed on both nodes (a password set on each: the
-//     record names the password's id, the hashes stay per node) takes the
-//     greater record; a deletion wins;
+//   - users: a record changed on both nodes keeps the password set last,
+//     the app passwords of both sides but those revoked on either, and a
+//     deletion wins (store.MergeUserRecords); the records name the hashes
+//     by id, and the hashes travel beside the history over this endpoint
+//     (credentials.go), never in it;
 //   - peer records: likewise.
 //
 // A conflict that no merge function resolves stops the merge with that

@@ -197,9 +197,10 @@ func Start(st *store.Store, opts Options) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{st: st, opts: opts, log: opts.Logger, peers: map[string]*peerSync{}, ctx: ctx, cancel: cancel}
 	e.rescan()
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.watch(w)
 	go e.rescanLoop()
+	go e.credentialsLoop() // credentials.go
 	return e, nil
 }
 
@@ -671,6 +672,10 @@ func (e *Engine) Handler() http.Handler {
 		return nil
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, credentialsPath) {
+			e.serveCredentials(w, r) // credentials.go
+			return
+		}
 		if !strings.Contains(r.URL.Path, "/git/") {
 			http.NotFound(w, r)
 			return

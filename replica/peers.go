@@ -330,12 +330,12 @@ func mergeRecord(_ string, _, ours, theirs []byte) ([]byte, error) {
 // Register sets the merge and push-validation functions of replica/ on st
 // (Start does it too).
 //
-// A user's record (users/NAME) changed on two nodes, such as a password set
-// on each (the record names the password's id; the hashes stay on each
-// node), merges the same way: a deletion wins, otherwise the greater
-// record.
+// A user's record (users/NAME) changed on two nodes merges with
+// store.MergeUserRecords: a deletion wins, the password set last wins, app
+// passwords merge as a set (the hashes travel beside the history: see
+// credentials.go).
 func Register(st *store.Store) {
 	st.SetMergeFunc("replica/", mergeRecord)
-	st.SetMergeFunc(store.UsersPrefix+"/", mergeRecord)
+	st.SetMergeFunc(store.UsersPrefix+"/", store.MergeUserRecords)
 	st.SetValidateFunc("replica/", validateRecord)
 }

@@ -66,9 +66,27 @@ func (sn *Snapshot) authenticate(name, password string, apps bool) (User, error)
 			}
 		}
 	}
-	hash, err := s.passwordHash(key)
+	var hash string
+	hashes, err := s.passwordHashes()
 	if err != nil {
 		return User{}, err
+	}
+	if key == name {
+		// Only the hash the record names (see credsync.go): a password
+		// changed on another node stops working here when its record
+		// arrives.
+		hash = userHash(hashes, rec)
+		if hash == "" && rec.Password != "" {
+			// The snapshot may be older than the password (changed
+			// here since): the head's record decides.
+			if hsn, err := s.Snapshot(""); err == nil && hsn.Commit() != sn.Commit() {
+				if hrec, err := getUser(hsn.Read, name); err == nil {
+					hash = userHash(hashes, hrec)
+				}
+			}
+		}
+	} else {
+		hash = hashes[key]
 	}
 	if hash == "" {
 		// A user without a password here (a clone or a replica that has

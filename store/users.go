@@ -92,6 +92,9 @@ func (q Quota) Validate() error {
 type userRecord struct {
 	User
 	Password string `json:"password,omitempty"`
+	// PasswordSet is when Password was set: replicas keep the password
+	// set last (MergeUserRecords).
+	PasswordSet time.Time `json:"password_set,omitzero"`
 	// AppPasswords are the user's app passwords (their hashes are in
 	// CredentialsRef, under appKey).
 	AppPasswords []AppPassword `json:"app_passwords,omitempty"`
@@ -246,7 +249,7 @@ func (s *Store) AddUser(ctx context.Context, name, password string, access GitAc
 		} else if ok {
 			return fmt.Errorf("store: user %s: %w", name, ErrExists)
 		}
-		rec := userRecord{User: User{Name: name, Git: access, Created: time.Now().UTC().Truncate(time.Second)}, Password: passwordID(hash)}
+		rec := userRecord{User: User{Name: name, Git: access, Created: time.Now().UTC().Truncate(time.Second)}, Password: passwordID(hash), PasswordSet: passwordClock()}
 		if err := putUser(tx, rec); err != nil {
 			return err
 		}
@@ -290,12 +293,17 @@ func getUser(get func(string) ([]byte, error), name string) (userRecord, error) 
 // modifyUser changes a user's record in one commit.
 // A new hash (not "") replaces the user's password hash in
 // CredentialsRef, in the same writer lock.
+//
+// The previous hash, if the record named it, stays as NAME+prev until the
+// record is committed (see credsync.go): a login checks the hash that the
+// record names, so a crash between the two leaves the old password in force.
 func (s *Store) modifyUser(ctx context.Context, name, msg, hash string, fn func(*userRecord) error) error {
 	_, err := s.Update(ctx, CommitOptions{Message: msg}, func(tx *Tx) error {
 		u, err := getUser(tx.Get, name)
 		if err != nil {
 			return err
 		}
+		was := u.Password
 		if err := fn(&u); err != nil {
 			return err
 		}
@@ -305,10 +313,20 @@ func (s *Store) modifyUser(ctx context.Context, name, msg, hash string, fn func(
 		if hash == "" {
 			return nil
 		}
-		return s.setPasswordHashesLocked("credentials: "+msg, func(m map[string]string) { m[name] = hash })
+		return s.setPasswordHashesLocked("credentials: "+msg, func(m map[string]string) {
+			delete(m, name+prevSuffix)
+			if old := m[name]; old != "" && passwordID(old) == was {
+				m[name+prevSuffix] = old
+			}
+			m[name] = hash
+		})
 	})
 	if err == nil {
 		s.authc.forget(name)
+	}
+	if err == nil && hash != "" {
+		// The record is committed: the previous hash goes.
+		err = s.setPasswordHashes(ctx, "credentials: "+msg+" (committed)", func(m map[string]string) { delete(m, name+prevSuffix) })
 	}
 	return err
 }
@@ -324,6 +342,7 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	}
 	return s.modifyUser(ctx, name, "user passwd "+name, hash, func(u *userRecord) error {
 		u.Password = passwordID(hash)
+		u.PasswordSet = passwordClock()
 		return nil
 	})
 }
@@ -362,6 +381,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		}
 		return s.setPasswordHashesLocked("credentials: user del "+name, func(m map[string]string) {
 			delete(m, name)
+			delete(m, name+prevSuffix)
 			for k := range m {
 				if strings.HasPrefix(k, name+appKeySep) {
 					delete(m, k)

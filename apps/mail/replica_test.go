@@ -161,6 +161,12 @@ func setupReplicas(t *testing.T, n int, seed uint64, ropts replica.Options) ([]*
 		t.Fatal(err)
 	}
 	ms.Close()
+	// The hashes a new node gets from its peer at first sync (as the
+	// replica engine's credentials exchange gives them).
+	creds, err := st0.PeerCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Closed before it is cloned: a second Store on a repository that
 	// this process has open would empty its commit log under it.
 	src := st0.Path()
@@ -170,7 +176,7 @@ func setupReplicas(t *testing.T, n int, seed uint64, ropts replica.Options) ([]*
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.SetPassword(ctx, "alice", testPassword); err != nil {
+		if _, err := st.AcceptPeerCredentials(ctx, creds); err != nil {
 			t.Fatal(err)
 		}
 		nd.st = st

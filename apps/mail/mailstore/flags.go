@@ -47,6 +47,11 @@ type chunkLine struct {
 	key    string
 	modseq uint64 // 0: none on the line
 	flags  []imap.Flag
+	// unset are flags that a node removed from a message that another
+	// node expunged or moved meanwhile (only on a stray line: see
+	// mergeChunk), written "*FLAG" ('*' is a list-wildcard, which no flag
+	// holds).
+	unset []imap.Flag
 }
 
 func parseChunk(data []byte) []chunkLine {
@@ -60,18 +65,21 @@ func parseChunk(data []byte) []chunkLine {
 		if err != nil {
 			continue
 		}
-		var flags []imap.Flag
+		var flags, unset []imap.Flag
 		var modseq uint64
 		for _, x := range f[2:] {
-			if strings.HasPrefix(x, "%") {
+			switch {
+			case strings.HasPrefix(x, "%"):
 				if n, err := strconv.ParseUint(x[1:], 10, 63); err == nil {
 					modseq = n
 				}
-				continue
+			case strings.HasPrefix(x, "*"):
+				unset = append(unset, imap.Flag(x[1:]))
+			default:
+				flags = append(flags, imap.Flag(x))
 			}
-			flags = append(flags, imap.Flag(x))
 		}
-		out = append(out, chunkLine{imap.UID(uid), f[1], modseq, normFlags(flags)})
+		out = append(out, chunkLine{imap.UID(uid), f[1], modseq, normFlags(flags), normFlags(unset)})
 	}
 	return out
 }
@@ -85,22 +93,34 @@ func formatChunk(lines []chunkLine) []byte {
 	})
 	var b bytes.Buffer
 	for _, l := range lines {
-		switch {
-		case l.modseq != 0:
-			fmt.Fprintf(&b, "%d %s %%%d", l.uid, l.key, l.modseq)
-			if len(l.flags) > 0 {
-				fmt.Fprintf(&b, " %s", formatFlags(l.flags))
-			}
-			b.WriteByte('\n')
-		case len(l.flags) > 0:
-			fmt.Fprintf(&b, "%d %s %s\n", l.uid, l.key, formatFlags(l.flags))
+		if l.modseq == 0 && len(l.flags) == 0 && len(l.unset) == 0 {
+			continue
 		}
+		fmt.Fprintf(&b, "%d %s", l.uid, l.key)
+		if l.modseq != 0 {
+			fmt.Fprintf(&b, " %%%d", l.modseq)
+		}
+		if len(l.flags) > 0 {
+			fmt.Fprintf(&b, " %s", formatFlags(l.flags))
+		}
+		for _, f := range l.unset {
+			fmt.Fprintf(&b, " *%s", f)
+		}
+		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
 
 // mergeChunk merges a flags chunk per message and per flag (see Merge).
 // A message missing from a side has no flags there.
+//
+// A message whose line the base has and one side has not (expunged or
+// moved there; a line with a MODSEQ stays when its flags are cleared)
+// while the other side changed its flags keeps a stray line of that
+// change: the flags that side added, and those it removed as "*FLAG"
+// (unset). The node that follows the merge makes the change follow a
+// moved message (resyncStrays), and the line goes at the chunk's next
+// write. Unset marks of a stray line merge per mark, as flags do.
 //
 // A message's MODSEQ is the higher of the two sides' when both sides have
 // the merged flags; otherwise the merge changed what (at least) one side's
@@ -110,11 +130,20 @@ func formatChunk(lines []chunkLine) []byte {
 // CHANGEDSINCE finds the change on both.
 func mergeChunk(base, ours, theirs []byte) []byte {
 	type entry struct {
-		uid        imap.UID
-		b, o       map[imap.Flag]bool
-		t          map[imap.Flag]bool
-		oMod, tMod uint64
-		inO, inT   bool
+		uid           imap.UID
+		b, o          map[imap.Flag]bool
+		t             map[imap.Flag]bool
+		oMod, tMod    uint64
+		inB, inO, inT bool
+	}
+	// Flags and unset marks ("*FLAG") merge alike, as tokens.
+	tokens := func(l chunkLine, into map[imap.Flag]bool) {
+		for _, f := range l.flags {
+			into[f] = true
+		}
+		for _, f := range l.unset {
+			into["*"+f] = true
+		}
 	}
 	m := map[string]*entry{}
 	get := func(l chunkLine) *entry {
@@ -128,40 +157,54 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	var high uint64
 	for _, l := range parseChunk(base) {
 		e := get(l)
+		e.inB = true
 		high = max(high, l.modseq)
-		for _, f := range l.flags {
-			e.b[f] = true
-		}
+		tokens(l, e.b)
 	}
 	for _, l := range parseChunk(ours) {
 		e := get(l)
 		e.uid = l.uid
 		e.oMod, e.inO = l.modseq, true
 		high = max(high, l.modseq)
-		for _, f := range l.flags {
-			e.o[f] = true
-		}
+		tokens(l, e.o)
 	}
 	for _, l := range parseChunk(theirs) {
 		e := get(l)
 		e.tMod, e.inT = l.modseq, true
 		high = max(high, l.modseq)
-		for _, f := range l.flags {
-			e.t[f] = true
-		}
+		tokens(l, e.t)
 	}
 	var fresh uint64 // taken once, for all the lines the merge changed
 	var lines []chunkLine
 	for key, e := range m {
 		merged := map[imap.Flag]bool{}
-		var flags []imap.Flag
 		for f := range union(e.o, e.t) {
 			if !e.b[f] || (e.o[f] && e.t[f]) {
-				flags = append(flags, f)
 				merged[f] = true
 			}
 		}
-		if len(flags) == 0 && (!e.inO || !e.inT) {
+		if e.inB && e.inO != e.inT {
+			// Gone on one side: the other side's removals stay as
+			// unset marks of the stray line.
+			kept := e.o
+			if e.inT {
+				kept = e.t
+			}
+			for f := range e.b {
+				if !strings.HasPrefix(string(f), "*") && !kept[f] {
+					merged["*"+f] = true
+				}
+			}
+		}
+		var flags, unset []imap.Flag
+		for f := range merged {
+			if u, ok := strings.CutPrefix(string(f), "*"); ok {
+				unset = append(unset, imap.Flag(u))
+			} else {
+				flags = append(flags, f)
+			}
+		}
+		if len(flags) == 0 && len(unset) == 0 && (!e.inO || !e.inT) {
 			// Expunged on a side (a line with a MODSEQ stays when the
 			// flags are cleared), or without flags on both.
 			continue
@@ -175,7 +218,7 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 			}
 			modseq = fresh
 		}
-		lines = append(lines, chunkLine{e.uid, key, modseq, normFlags(flags)})
+		lines = append(lines, chunkLine{e.uid, key, modseq, normFlags(flags), normFlags(unset)})
 	}
 	return formatChunk(lines)
 }
@@ -252,7 +295,7 @@ func (w *Writer) flush() error {
 					}
 				}
 				if len(cur) > 0 || modseq != m.metaModSeq {
-					lines[m.Key] = chunkLine{m.home, m.Key, modseq, cur}
+					lines[m.Key] = chunkLine{uid: m.home, key: m.Key, modseq: modseq, flags: cur}
 				} else {
 					delete(lines, m.Key)
 				}

@@ -35,19 +35,44 @@ import (
 //	r UID                  the first UID no session has had as \Recent
 //	v LO HI MODSEQ         UIDs LO to HI were expunged at MODSEQ
 //	f MODSEQ               expunges at or before MODSEQ are forgotten
+//	u CEIL                 this node may have given UIDs below CEIL
+//	c COMMIT               the index has followed the mailbox up to
+//	                       COMMIT (the last such line counts)
 //
 // A message appended here records its UID and this node's space in its
 // .meta, in the commit of the APPEND, so an APPEND writes nothing here; a
 // UID given to a message that a merge brought is written here and synced
 // before any session sees it, and so are UIDNEXT and the expunged UID
 // before an EXPUNGE commits. No UID a session has seen is lost in a crash.
+//
+// A merge may expunge a message that this node appended (its UID is in its
+// .meta only) while the index is not following: the node is down or has
+// crashed after the merge commit, or the user is not loaded. So that
+// VANISHED (EARLIER) still names its UID and the UID is never given again,
+// an APPEND that reaches CEIL first writes (synced, in its commit) a new
+// CEIL 256 above (one synced write per 256 appends), and the index, once
+// it has followed a commit that changed the mailbox (every commit before
+// it followed too), writes a c line for it (not synced). A load whose file
+// has no c line, or whose mailbox tree differs from the one at the last
+// c line's commit (a mailbox's tree never comes back to an earlier one
+// once a message is gone: a new message has a new record), reports every UID below max(UIDNEXT, CEIL) that is
+// neither a message's nor known as expunged as expunged now (a fresh
+// MODSEQ): some may never have named a message, which VANISHED allows;
+// UIDNEXT goes above CEIL. Where many ranges are missing, the oldest are
+// forgotten (VanishedFloor) and VANISHED (EARLIER) lists every UID asked
+// about that is gone.
 type uidSpace struct {
 	name  string // node file name
 	space string
 	uids  map[string]imap.UID // keys of other spaces
+	ceil  imap.UID            // the last u line
 	f     *os.File
 	lines int // lines appended since the last compaction
 }
+
+// ceilStep is how far above UIDNEXT an APPEND that reaches the recorded
+// ceiling moves it.
+const ceilStep = 256
 
 func spaceFile(user, id string) string { return Prefix + "/" + user + "/" + id + ".uids" }
 
@@ -58,6 +83,7 @@ type spaceState struct {
 	recent imap.UID
 	van    []VanishedRange
 	floor  uint64
+	clean  string // the commit of the last c line
 }
 
 // readSpace reads mailbox id's space file; nil if there is none.
@@ -110,6 +136,11 @@ func (s *Store) readSpace(user, id string) (*uidSpace, *spaceState, error) {
 			ss.van = append(ss.van, VanishedRange{imap.UID(num(1)), imap.UID(num(2)), num(3)})
 		case "f":
 			ss.floor = max(ss.floor, num(1))
+		case "u":
+			sp.ceil = max(sp.ceil, imap.UID(num(1)))
+		}
+		if f[0] == "c" && len(f) > 1 {
+			ss.clean = f[1]
 		}
 		if err != nil {
 			break
@@ -146,11 +177,27 @@ func freshUIDValidity(u *User, tree uint32) uint32 {
 
 // compactSpace rewrites mb's space file from the index, durably. The caller
 // holds s.wmu (or has mb to itself).
+//
+// The c line it writes (the index has followed every commit up to
+// s.followed) stays true: the index is at least there.
 func (s *Store) compactSpace(mb *Mailbox) error {
+	c := ""
+	if !s.followed.IsZero() {
+		c = s.followed.String()
+	}
+	return s.writeSpace(mb, c)
+}
+
+// writeSpace is compactSpace, ending with a c line for tree if not "" (a
+// clean close that followed the mailbox up to tree).
+func (s *Store) writeSpace(mb *Mailbox, tree string) error {
 	sp := mb.loc
 	var b bytes.Buffer
 	mb.mu.RLock()
 	fmt.Fprintf(&b, "s %s %d\nn %d\nr %d\n", sp.space, mb.info.UIDValidity, mb.info.UIDNext, mb.recentFrom)
+	if sp.ceil != 0 {
+		fmt.Fprintf(&b, "u %d\n", sp.ceil)
+	}
 	if mb.info.VanishedFloor != 0 {
 		fmt.Fprintf(&b, "f %d\n", mb.info.VanishedFloor)
 	}
@@ -165,6 +212,9 @@ func (s *Store) compactSpace(mb *Mailbox) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "a %s %d\n", k, sp.uids[k])
+	}
+	if tree != "" {
+		fmt.Fprintf(&b, "c %s\n", tree)
 	}
 	if sp.f != nil {
 		sp.f.Close()
@@ -254,4 +304,38 @@ func (sp *uidSpace) localUID(key, space string, home imap.UID) imap.UID {
 		return home
 	}
 	return sp.uids[key]
+}
+
+// vanishedGaps returns the UIDs below next that are neither live (sorted)
+// nor in van, as ranges.
+func vanishedGaps(live []imap.UID, van []VanishedRange, next imap.UID) [][2]imap.UID {
+	type span struct{ lo, hi imap.UID }
+	cov := make([]span, 0, len(live)+len(van))
+	for _, u := range live {
+		cov = append(cov, span{u, u})
+	}
+	for _, r := range van {
+		cov = append(cov, span{r.Lo, r.Hi})
+	}
+	sort.Slice(cov, func(a, b int) bool { return cov[a].lo < cov[b].lo })
+	var out [][2]imap.UID
+	at := imap.UID(1) // the lowest UID not known to be covered
+	for _, c := range cov {
+		if at >= next {
+			break
+		}
+		if c.lo > at {
+			out = append(out, [2]imap.UID{at, min(c.lo-1, next-1)})
+		}
+		if c.hi >= at {
+			at = c.hi + 1
+			if at == 0 { // wrapped
+				return out
+			}
+		}
+	}
+	if at < next {
+		out = append(out, [2]imap.UID{at, next - 1})
+	}
+	return out
 }

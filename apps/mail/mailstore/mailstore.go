@@ -17,7 +17,8 @@
 // replicated; see local.go and "Replicas" below):
 //
 //	mail/USER/BOX.uids                    this node's UIDVALIDITY, UIDNEXT, \Recent mark,
-//	                                      expunged UIDs, UIDs of messages appended elsewhere
+//	                                      expunged UIDs, UIDs of messages appended elsewhere,
+//	                                      UID ceiling, last commit the index followed
 //
 // UIDNEXT is one above the highest UID in the mailbox, or what the UID file
 // says if that is higher: an APPEND writes only the message's items (its
@@ -55,7 +56,11 @@
 //     and synced before any session sees it. So on every node UIDs are
 //     unique, ascend in the order the node learnt of the messages, are
 //     never reused (an expunged UID, and UIDNEXT, are synced before the
-//     EXPUNGE commits), and never change: merges renumber nothing. One
+//     EXPUNGE commits), and never change: merges renumber nothing. A
+//     merge that expunges a message appended here while the index is not
+//     following (a crash after the merge commit, the user not loaded) is
+//     found at the next load (local.go: UID ceiling, last followed commit),
+//     so its UID is in VANISHED and never given again. One
 //     message has different UIDs on different nodes, as the same message
 //     in two mailboxes does.
 //   - UIDVALIDITY is the node's, chosen when the mailbox first exists on
@@ -86,21 +91,34 @@
 //     the node that follows such a merge finds the key in another of the
 //     user's mailboxes and adds the flags there, in one commit that also
 //     drops the stray line (resyncStrays; every node that does it makes
-//     the same change). So MOVE on one node and a flag change on another
-//     give one moved, flagged message. A flag removed elsewhere meanwhile
-//     is not removed from the moved message. COPY makes a new key (a
-//     second message).
+//     the same change). A flag removed meanwhile leaves an unset mark
+//     ("*FLAG") on that stray line (mergeChunk: the base had the line,
+//     one side lost it, the other dropped the flag), and the flag is
+//     removed from the moved message likewise. So MOVE on one node and a
+//     flag change (additions and removals, per flag) on another give one
+//     moved message with the change. A node that was not following (down,
+//     or the user not loaded) when it merged does this when it loads the
+//     user. COPY of a message to a mailbox that does not hold it gives the
+//     copy the same content KEY there (a second message, in another
+//     mailbox).
 //   - The same message appended to one mailbox on two nodes apart (one
 //     SMTP delivery retried to both) is one message: a message's KEY is
 //     made from its content and the number of messages with that key the
 //     mailbox already holds (contentKey), so both nodes write one path.
 //     The merge keeps one of the two records (.meta: the higher home UID);
 //     each node keeps the UID it gave the message (the node whose record
-//     lost writes it into its UID file). Its flags merge per flag when
-//     both records put its flags line in one chunk (home UIDs within 256
-//     of each other); otherwise flags set on the node whose record lost,
-//     before the merge, are dropped. Appended twice on one node it is two
-//     messages (two keys).
+//     lost writes it into its UID file). Its flags merge per flag
+//     wherever the two records put its flags line: in one chunk, by
+//     mergeChunk; in two (home UIDs in different 256-UID chunks), the
+//     node that follows the merge finds the line in the chunk of the
+//     record that lost (from the merged chunk, or from the old chunk of a
+//     message whose record changed) and folds it into the message's line
+//     in the chunk of the record that won, in one commit that drops the
+//     old line (resyncStrays; every node makes the same change, a node
+//     that was not following does it when it loads the user). The flags
+//     of both nodes' lines are kept (their base had no line), and a later
+//     removal on either node merges per flag as on any message.
+//     Appended twice on one node it is two messages (two keys).
 //   - mailbox.json holds what replicates: name, subscription, special use
 //     (changed on both sides: the greater value, the same on every node),
 //     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
@@ -187,6 +205,13 @@ type Store struct {
 	bgClosed bool
 	bg       sync.WaitGroup
 
+	// followed is the last commit the index followed, every commit before
+	// it included (zero if one could not be followed); guarded by wmu.
+	// The UID files of the mailboxes a followed commit changed record it
+	// (see uidSpace).
+	followed store.Hash
+	noted    map[store.Hash]bool // own commits that updateLocked noted
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -213,6 +238,12 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The head before the watch starts: the index follows from there (a
+	// commit between the two makes Close record nothing, which is safe).
+	head, err := st.BranchHead("")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: %w", err)
+	}
 	w, err := st.Watch("", Prefix+"/")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: watch: %w", err)
@@ -227,7 +258,8 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
-		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		followed: head, noted: map[store.Hash]bool{}}
 	go s.watch(w)
 	return s, nil
 }
@@ -279,16 +311,65 @@ func (s *Store) watch(w *store.Watcher) {
 			return
 		}
 		s.wmu.Lock()
-		if base, ok := s.own[ev.New]; ok && base == ev.Old {
+		ok := true
+		if base, mine := s.own[ev.New]; mine && base == ev.Old {
 			delete(s.own, ev.New)
-			s.wmu.Unlock()
-			continue
-		}
-		if err := s.resync(ev.Paths); err != nil {
+		} else if err := s.resync(ev.Paths); err != nil {
 			s.log.Warn("mail: following a commit", "commit", ev.New.String(), "err", err)
+			ok = false
+		}
+		switch {
+		case ok && s.noted[ev.New]:
+			// Own commits (several, if the watch coalesced them) that
+			// updateLocked noted.
+			delete(s.noted, ev.New)
+		case ok && !s.followed.IsZero() && s.followed == ev.Old:
+			s.followed = ev.New
+			s.noteFollowed(ev.New, s.boxesOf(ev.Paths))
+		default:
+			s.followed = store.Hash{}
 		}
 		s.wmu.Unlock()
 	}
+}
+
+// noteFollowed writes to the UID files of mailboxes (loaded ones that a
+// commit changed) that the index has followed them up to commit (not
+// synced: a line lost in a crash only makes the next load look for the
+// expunges it may have missed). The caller holds s.wmu.
+func (s *Store) noteFollowed(commit store.Hash, boxes map[*Mailbox]bool) {
+	for mb := range boxes {
+		if mb.loc == nil {
+			continue
+		}
+		if err := s.logSpace(mb, []string{"c " + commit.String()}, false); err != nil {
+			s.log.Warn("mail: UID file", "mailbox", mb.ID, "err", err)
+		}
+	}
+}
+
+// boxesOf returns the loaded mailboxes that hold paths.
+func (s *Store) boxesOf(paths []string) map[*Mailbox]bool {
+	done := map[*Mailbox]bool{}
+	for _, p := range paths {
+		parts := strings.SplitN(p, "/", 4)
+		if len(parts) < 4 || parts[0] != Prefix {
+			continue
+		}
+		s.mu.Lock()
+		u := s.users[parts[1]]
+		s.mu.Unlock()
+		if u == nil {
+			continue
+		}
+		u.mu.RLock()
+		mb := u.boxes[parts[2]]
+		u.mu.RUnlock()
+		if mb != nil {
+			done[mb] = true
+		}
+	}
+	return done
 }
 
 // User returns a user's mail, loading the index on first use and creating
@@ -336,6 +417,15 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 	s.mu.Lock()
 	s.users[name] = u
 	s.mu.Unlock()
+	// Flags lines that a merge left where the index does not read them
+	// (this node was down, or had not loaded the user, when it merged)
+	// follow their messages now, as resync would have made them.
+	if strays := u.loadStrays; len(strays) > 0 {
+		u.loadStrays = nil
+		if err := s.resyncStrays(strays); err != nil {
+			s.log.Warn("mail: folding stray flags lines", "user", name, "err", err)
+		}
+	}
 	return u, nil
 }
 
@@ -496,6 +586,16 @@ func (s *Store) updateLocked(ctx context.Context, user, message string, fn func(
 	for _, f := range w.apply {
 		f()
 	}
+	if head != base && s.followed == base && !base.IsZero() {
+		// Every commit before this one is followed: note it now (the
+		// watch skips it), so that a restart right after finds it.
+		s.followed = head
+		if len(s.noted) > 4096 {
+			clear(s.noted)
+		}
+		s.noted[head] = true
+		s.noteFollowed(head, w.touched())
+	}
 	return nil
 }
 
@@ -512,6 +612,9 @@ type User struct {
 	// subs are the names subscribed without a mailbox (subscriptions.go);
 	// guarded by mu.
 	subs map[string]bool
+	// loadStrays are the stray flags lines found at load (see
+	// resyncStrays), folded in once the user is loaded.
+	loadStrays []stray
 }
 
 // takeUIDValidity returns the UIDVALIDITY for a new mailbox: uv, or above
@@ -633,6 +736,36 @@ func (s *Store) loadUser(name string) (*User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list %s: %w", name, err)
 	}
+	// The trees of the user's mailboxes at a commit that a UID file says
+	// the index followed (see uidSpace), by commit.
+	seen := map[string]map[string]store.Hash{}
+	at := func(commit string) map[string]store.Hash {
+		if m, ok := seen[commit]; ok {
+			return m
+		}
+		m := map[string]store.Hash{}
+		seen[commit] = m
+		var h store.Hash
+		if b, err := hex.DecodeString(commit); err != nil || len(b) != len(h) {
+			return m
+		} else {
+			copy(h[:], b)
+		}
+		csn, err := s.st.SnapshotOf(h)
+		if err != nil {
+			return m
+		}
+		ents, err := csn.ReadDir(userDir(name))
+		if err != nil {
+			return m
+		}
+		for _, e := range ents {
+			if e.Dir {
+				m[path.Base(e.Path)] = e.Hash
+			}
+		}
+		return m
+	}
 	for _, e := range top {
 		if !e.Dir {
 			if path.Base(e.Path) == "subscriptions" {
@@ -644,7 +777,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 			}
 			continue
 		}
-		if err := s.loadMailbox(sn, u, e.Path); err != nil {
+		if err := s.loadMailbox(sn, u, e.Path, e.Hash, at); err != nil {
 			return nil, err
 		}
 	}
@@ -654,7 +787,7 @@ func (s *Store) loadUser(name string) (*User, error) {
 // loadMailbox adds the mailbox in folder dir to u's index, walking its
 // message shards one folder at a time (a listing of the whole mailbox
 // would hold every path of a 50,000-message mailbox at once).
-func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
+func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.Hash, at func(commit string) map[string]store.Hash) error {
 	entries, err := sn.ReadDir(dir)
 	if err != nil {
 		return err
@@ -758,16 +891,19 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 		}
 		for _, l := range parseChunk(data) {
 			// (Only in the chunk of its home: see flush.)
-			if m := mb.byKey[l.key]; m != nil && chunkOf(m.home) == uint32(n) {
+			m := mb.byKey[l.key]
+			if m != nil && chunkOf(m.home) == uint32(n) {
 				m.flags = l.flags
 				if l.modseq != 0 {
 					m.modseq = l.modseq
 					mb.noteModSeqLocked(l.modseq)
 				}
+			} else if len(l.flags) > 0 || len(l.unset) > 0 {
+				u.loadStrays = append(u.loadStrays, stray{mb, l})
 			}
 		}
 	}
-	if err := s.loadUIDs(mb, spaces); err != nil {
+	if err := s.loadUIDs(mb, spaces, sn.Commit(), tree, at); err != nil {
 		return err
 	}
 	mb.initRecent()
@@ -777,8 +913,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string) error {
 // loadUIDs gives the messages of mb (just read from the tree) their UIDs on
 // this node from its space file (local.go), new ones to those it has not
 // seen, in the order of their home UIDs, and sorts them by UID. spaces
-// are the messages' UID spaces by key. The space file is rewritten.
-func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
+// are the messages' UID spaces by key; tree is the mailbox's tree in
+// commit, and at gives the trees of the user's mailboxes at another commit
+// (see uidSpace). The space file is rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
 	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
 	if err != nil {
 		return err
@@ -854,9 +992,30 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
 		ms := newModSeq(high)
 		for _, key := range goneKeys {
 			i.addVanished(sp.uids[key], ms)
+			i.UIDNext = max(i.UIDNext, sp.uids[key]+1)
 			delete(sp.uids, key)
 		}
 		high = ms
+	}
+	if ss != nil && (ss.clean == "" || at(ss.clean)[mb.ID] != tree) {
+		// Not closed cleanly where the tree now is: a merge may have
+		// expunged messages appended here that the index did not see
+		// go (see uidSpace).
+		i.UIDNext = max(i.UIDNext, sp.ceil)
+		uids := make([]imap.UID, len(mb.msgs))
+		for k, m := range mb.msgs {
+			uids[k] = m.UID
+		}
+		if gaps := vanishedGaps(uids, i.Vanished, i.UIDNext); len(gaps) > 0 {
+			ms := newModSeq(high)
+			for _, g := range gaps {
+				i.Vanished = append(i.Vanished, VanishedRange{g[0], g[1], ms})
+			}
+			i.normVanished()
+			high = ms
+			s.log.Info("mail: UIDs missing from a mailbox since it was last followed are reported expunged",
+				"user", mb.user.Name, "mailbox", mb.ID, "ranges", len(gaps))
+		}
 	}
 	mb.noteModSeqLocked(high)
 	sort.Slice(pending, func(a, b int) bool {
@@ -878,7 +1037,8 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string) error {
 		i.RecentFrom = min(i.RecentFrom, next)
 	}
 	mb.initRecent()
-	return s.compactSpace(mb)
+	// The index has the mailbox as of commit now.
+	return s.writeSpace(mb, commit.String())
 }
 
 func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {

@@ -118,7 +118,7 @@ func TestModSeq(t *testing.T) {
 }
 
 func TestChunkModSeqFormat(t *testing.T) {
-	in := []chunkLine{{2, "b", 7, nil}, {1, "a", 5, []imap.Flag{`\Seen`}}, {3, "c", 0, []imap.Flag{"$x"}}, {4, "d", 0, nil}}
+	in := []chunkLine{{2, "b", 7, nil, nil}, {1, "a", 5, []imap.Flag{`\Seen`}, nil}, {3, "c", 0, []imap.Flag{"$x"}, nil}, {4, "d", 0, nil, nil}}
 	data := formatChunk(in)
 	if string(data) != "1 a %5 \\Seen\n2 b %7\n3 c $x\n" {
 		t.Fatalf("format: got %q", data)

@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -408,6 +409,234 @@ func TestReplicaSameMessage(t *testing.T) {
 		n.ms = ms
 		if got := n.view(t, "INBOX"); got != want {
 			t.Errorf("%s after a restart: %q, want %q", name, got, want)
+		}
+	}
+}
+
+// waitFlags waits (a bound only a hung index reaches) until message i of
+// box on n has the flags want, merging a and b each round (a node that
+// follows a merge may make a commit that the other must learn of).
+func waitFlags(t *testing.T, a, b *node, box string, i int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		merge(t, a, b)
+		ok, why := true, ""
+		for name, n := range map[string]*node{"a": a, "b": b} {
+			m := n.msg(t, box, i)
+			if m == nil {
+				ok, why = false, fmt.Sprintf("%s: message %d not in %s", name, i, box)
+				continue
+			}
+			if got := fmt.Sprint(n.box(t, box).Flags(m)); got != want {
+				ok, why = false, fmt.Sprintf("%s: message %d in %s has flags %s, want %s", name, i, box, got, want)
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReplicaMoveAndFlagRemoved: a flag removed on one node while another
+// MOVEd the message is removed from the moved message too (a removal is a
+// flag change), and one added meanwhile is added.
+func TestReplicaMoveAndFlagRemoved(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	inA := a.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen, imap.FlagFlagged, "$keep"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 0, `[$keep \Flagged \Seen]`)
+	arA, inB := a.box(t, "Archive"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		_, err := w.Move(inA, a.msg(t, "INBOX", 0), arA)
+		return err
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagSeen, "$keep", "$new"}, nil)
+	})
+	waitFlags(t, a, b, "Archive", 0, `[$keep $new \Seen]`)
+	for _, n := range []*node{a, b} {
+		if m := n.msg(t, "INBOX", 0); m != nil {
+			t.Errorf("the moved message is still in INBOX (UID %d)", m.UID)
+		}
+	}
+	// A removal alone (nothing added) follows too, the other way round:
+	// b moves it back to INBOX while a removes \Seen.
+	arB := b.box(t, "Archive")
+	b.update(t, func(w *Writer) error {
+		_, err := w.Move(arB, b.msg(t, "Archive", 0), b.box(t, "INBOX"))
+		return err
+	})
+	arA = a.box(t, "Archive")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(arA, a.msg(t, "Archive", 0), []imap.Flag{"$keep", "$new"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 0, `[$keep $new]`)
+}
+
+// TestReplicaSameMessageFarChunks: one message appended on two nodes apart
+// whose home UIDs fall in different flags chunks keeps the flags set on
+// each node before the merge (per flag, whichever record the merge kept).
+func TestReplicaSameMessageFarChunks(t *testing.T) {
+	a, b := replicaPair(t, 0)
+	waitView(t, b, "INBOX", "1:0")
+	// b's UIDs run 300 and up (as on a node that took many messages):
+	// its UID file says so before its index loads.
+	id := b.box(t, "INBOX").ID
+	b.ms.Close()
+	p := filepath.Join(b.st.NodeDir(), filepath.FromSlash(spaceFile("alice", id)))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "n 300\n")
+	f.Close()
+	ms, err := Open(b.st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	b.ms = ms
+	if uid := b.append(t, "INBOX", 7); chunkOf(uid) == chunkOf(2) {
+		t.Fatalf("b gave UID %d, want one in another chunk than 2", uid)
+	}
+	if uid := a.append(t, "INBOX", 7); uid != 2 {
+		t.Fatalf("a gave UID %d, want 2", uid)
+	}
+	inA, inB := a.box(t, "INBOX"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen, "$a"}, nil)
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 7), []imap.Flag{imap.FlagFlagged, "$b"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 7, `[$a $b \Flagged \Seen]`)
+	// Per flag afterwards too: a removal on one node reaches the other.
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 7), []imap.Flag{imap.FlagSeen, "$b"}, nil)
+	})
+	waitFlags(t, a, b, "INBOX", 7, `[$b \Seen]`)
+	// A node whose index was not running when it merged (down, or the
+	// user not loaded) folds the lines in when it loads the user.
+	b.append(t, "INBOX", 8)
+	a.append(t, "INBOX", 8)
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, a.msg(t, "INBOX", 8), []imap.Flag{"$a"}, nil)
+	})
+	inB = b.box(t, "INBOX")
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 8), []imap.Flag{"$b"}, nil)
+	})
+	a.ms.Close()
+	b.ms.Close()
+	merge(t, a, b)
+	for _, n := range []*node{a, b} {
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	waitFlags(t, a, b, "INBOX", 8, `[$a $b]`)
+	// And after a restart.
+	for _, n := range []*node{a, b} {
+		n.ms.Close()
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	waitFlags(t, a, b, "INBOX", 7, `[$b \Seen]`)
+}
+
+// TestReplicaVanishedAfterCrash: a merge that expunges a node's own
+// message while the node's index is not following it (the node crashed
+// after the merge commit, or was closed) still gives that UID in VANISHED
+// after the restart, and the UID is never given again.
+func TestReplicaVanishedAfterCrash(t *testing.T) {
+	a, b := replicaPair(t, 0, 1, 2, 3)
+	waitView(t, b, "INBOX", "1:0 2:1 3:2 4:3")
+	reopen := func(n *node) {
+		ms, err := Open(n.st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ms.Close() })
+		n.ms = ms
+	}
+	inB := b.box(t, "INBOX")
+	if got := a.view(t, "INBOX"); got != "1:0 2:1 3:2 4:3" {
+		t.Fatalf("a: %q", got)
+	}
+	// 1. a crashes: its index stops following before b's expunge of
+	// a's messages 3 (UID 4, the highest) and 1 (UID 2) merges.
+	a.ms.cancel()
+	<-a.ms.done
+	b.update(t, func(w *Writer) error {
+		if err := w.Expunge(inB, b.msg(t, "INBOX", 3)); err != nil {
+			return err
+		}
+		return w.Expunge(inB, b.msg(t, "INBOX", 1))
+	})
+	merge(t, a, b)
+	modseq := a.box(t, "INBOX").Info().HighestModSeq
+	reopen(a) // (the crashed index is dropped, not closed)
+	waitView(t, a, "INBOX", "1:0 3:2")
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); !gone.Contains(2) || !gone.Contains(4) {
+		t.Errorf("a after the crash: VANISHED (EARLIER) since %d is %v, want UIDs 2 and 4 in it", modseq, gone)
+	}
+	if uid := a.append(t, "INBOX", 4); uid <= 4 {
+		t.Errorf("a after the crash gave UID %d to a new message, want above 4", uid)
+	}
+	// 2. a is closed (cleanly) and b expunges another of a's messages
+	// meanwhile.
+	modseq = a.box(t, "INBOX").Info().HighestModSeq
+	a.ms.Close()
+	b.update(t, func(w *Writer) error { return w.Expunge(inB, b.msg(t, "INBOX", 2)) })
+	merge(t, a, b)
+	reopen(a)
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); !gone.Contains(3) {
+		t.Errorf("a after a restart: VANISHED (EARLIER) since %d is %v, want UID 3 in it", modseq, gone)
+	}
+	// 3. A clean restart with nothing changed meanwhile reports nothing
+	// new.
+	modseq = a.box(t, "INBOX").Info().HighestModSeq
+	want := a.view(t, "INBOX")
+	a.ms.Close()
+	reopen(a)
+	if got := a.view(t, "INBOX"); got != want {
+		t.Errorf("a after a clean restart: %q, want %q", got, want)
+	}
+	if gone, _ := a.box(t, "INBOX").VanishedSince(modseq); len(gone) != 0 {
+		t.Errorf("a after a clean restart: VANISHED (EARLIER) since %d is %v, want none", modseq, gone)
+	}
+}
+
+func TestVanishedGaps(t *testing.T) {
+	for _, c := range []struct {
+		live []imap.UID
+		van  []VanishedRange
+		next imap.UID
+		want string
+	}{
+		{nil, nil, 1, "[]"},
+		{nil, nil, 4, "[[1 3]]"},
+		{[]imap.UID{1, 2, 3}, nil, 4, "[]"},
+		{[]imap.UID{2, 5}, []VanishedRange{{3, 3, 9}}, 9, "[[1 1] [4 4] [6 8]]"},
+		{[]imap.UID{1}, []VanishedRange{{2, 10, 9}, {4, 6, 7}}, 8, "[]"},
+		{[]imap.UID{7}, nil, 5, "[[1 4]]"},
+	} {
+		if got := fmt.Sprint(vanishedGaps(c.live, c.van, c.next)); got != c.want {
+			t.Errorf("vanishedGaps(%v, %v, %d) = %s, want %s", c.live, c.van, c.next, got, c.want)
 		}
 	}
 }

@@ -49,6 +49,7 @@ type Writer struct {
 	// commit; sync is set if they must be durable by then.
 	local map[*Mailbox][]string
 	sync  bool
+	ceil  map[*Mailbox]imap.UID // UID ceilings written by this commit
 
 	key  string     // the key of the next append if not "" (Move)
 	blob store.Hash // the content's hash of the next append (contentKey)
@@ -101,6 +102,27 @@ func (w *Writer) writeLocal() error {
 		}
 	}
 	return nil
+}
+
+// touched returns the mailboxes whose trees the commit may have changed.
+func (w *Writer) touched() map[*Mailbox]bool {
+	m := map[*Mailbox]bool{}
+	for mb := range w.dirty {
+		m[mb] = true
+	}
+	for mb := range w.added {
+		m[mb] = true
+	}
+	for mb := range w.infos {
+		m[mb] = true
+	}
+	for mb := range w.local {
+		m[mb] = true
+	}
+	for _, mb := range w.made {
+		m[mb] = true
+	}
+	return m
 }
 
 // Tx is the underlying transaction, for writes outside mail/ (the queue).
@@ -328,6 +350,18 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
+	if ceil := max(mb.loc.ceil, w.ceil[mb]); i.UIDNext > ceil {
+		// The UID is only in the .meta: the space file says, durably
+		// before the commit, that UIDs up to a new ceiling may be given
+		// (see uidSpace).
+		if w.ceil == nil {
+			w.ceil = map[*Mailbox]imap.UID{}
+		}
+		next := i.UIDNext + ceilStep
+		w.ceil[mb] = next
+		w.logLocal(mb, fmt.Sprintf("u %d", next), true)
+		w.apply = append(w.apply, func() { mb.loc.ceil = max(mb.loc.ceil, next) })
+	}
 	meta, err := json.Marshal(msgMeta{UID: msg.UID, Space: mb.loc.space, Date: msg.Date, Size: msg.Size, Summary: c, ModSeq: msg.modseq})
 	if err != nil {
 		return 0, err
@@ -663,8 +697,16 @@ func (s *Store) resync(paths []string) (err error) {
 		if mb == nil {
 			continue
 		}
-		if err := s.resyncMessages(sn, mb, keys); err != nil {
+		moved, err := s.resyncMessages(sn, mb, keys)
+		if err != nil {
 			return err
+		}
+		// The chunks that held the lines of messages whose record moved
+		// them to another chunk: their lines there are folded in.
+		for _, p := range moved {
+			if !slices.Contains(chunks[bk], p) {
+				chunks[bk] = append(chunks[bk], p)
+			}
 		}
 		for _, p := range chunks[bk] {
 			st, err := s.resyncChunk(sn, mb, p)
@@ -679,8 +721,10 @@ func (s *Store) resync(paths []string) (err error) {
 
 // resyncMessages brings the messages keys of mb up to date with sn: those
 // new here get UIDs above UIDNEXT (recorded in the space file before any
-// session sees them), those gone are expunged here.
-func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) error {
+// session sees them), those gone are expunged here. It returns the flags
+// chunks that held the lines of messages whose home UID (record) changed
+// to one of another chunk.
+func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]bool) (moved []string, err error) {
 	sorted := make([]string, 0, len(keys))
 	for k := range keys {
 		sorted = append(sorted, k)
@@ -689,10 +733,21 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	var added, gone []*Message
 	var lines []string
 	for _, key := range sorted {
+		mb.mu.RLock()
+		var was imap.UID
+		if m := mb.byKey[key]; m != nil {
+			was = m.home
+		}
+		mb.mu.RUnlock()
 		nm, old, err := s.resyncMessage(sn, mb, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		mb.mu.RLock()
+		if m := mb.byKey[key]; m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
+			moved = append(moved, chunkPath(mb.user.Name, mb.ID, chunkOf(was)))
+		}
+		mb.mu.RUnlock()
 		if nm != nil {
 			added = append(added, nm)
 		}
@@ -729,7 +784,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	})
 	lines = append(lines, mb.assignUIDs(pending)...)
 	if err := s.logSpace(mb, lines, true); err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range gone {
 		mb.removeMessage(m)
@@ -738,7 +793,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	for _, m := range added {
 		mb.addMessage(m)
 	}
-	return nil
+	return moved, nil
 }
 
 // resyncMessage compares message key of mb in sn with the index: it
@@ -814,9 +869,14 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray,
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
 		mb.mu.RLock()
-		held := mb.byKey[l.key] != nil
+		m := mb.byKey[l.key]
+		// Not held here (expunged or moved elsewhere), or held with its
+		// line in another chunk (another node's record of the same
+		// message won the merge): a stray whose flags are folded into
+		// the message's.
+		far := m == nil || chunkOf(m.home) != n
 		mb.mu.RUnlock()
-		if !held && len(l.flags) > 0 {
+		if far && (len(l.flags) > 0 || len(l.unset) > 0) {
 			strays = append(strays, stray{mb, l})
 		}
 	}
@@ -843,7 +903,7 @@ type stray struct {
 // this one moved it (or the other way round) follow the message: a stray
 // line whose key the user has in another mailbox (Writer.Move keeps the
 // key) adds its flags there, in one commit that also drops the stray
-// lines. Additions follow a move; removals do not. Every node that follows
+// lines. Additions and removals (the line's unset marks) follow a move. Every node that follows
 // the merge makes the same change, so their commits merge cleanly. The
 // caller holds s.wmu.
 func (s *Store) resyncStrays(strays []stray) error {
@@ -854,6 +914,15 @@ func (s *Store) resyncStrays(strays []stray) error {
 	}
 	var fixes []fix
 	for _, st := range strays {
+		st.mb.mu.RLock()
+		msg := st.mb.byKey[st.line.key]
+		st.mb.mu.RUnlock()
+		if msg != nil {
+			if chunkOf(msg.home) != chunkOf(st.line.uid) {
+				fixes = append(fixes, fix{st, st.mb, msg})
+			}
+			continue
+		}
 		for _, mb := range st.mb.user.Mailboxes() {
 			if mb == st.mb {
 				continue
@@ -873,7 +942,9 @@ func (s *Store) resyncStrays(strays []stray) error {
 	return s.updateLocked(s.ctx, "", "mail: flags set elsewhere follow moved messages", func(w *Writer) error {
 		for _, f := range fixes {
 			cur := w.Flags(f.dst, f.msg)
-			if next := normFlags(append(slices.Clone(cur), f.st.line.flags...)); !sameFlagList(next, cur) {
+			next := normFlags(append(slices.Clone(cur), f.st.line.flags...))
+			next = slices.DeleteFunc(next, func(fl imap.Flag) bool { return slices.Contains(f.st.line.unset, fl) })
+			if !sameFlagList(next, cur) {
 				if err := w.SetFlags(f.dst, f.msg, next, nil); err != nil {
 					return err
 				}
