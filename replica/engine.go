@@ -496,16 +496,22 @@ func (p *peerSync) run(ctx context.Context) {
 }
 
 func (p *peerSync) remote() store.Remote {
-	e := p.e
-	self, _ := Self(e.st)
+	self, _ := Self(p.e.st)
+	return remoteFor(p.e.st, p.name, p.url, self, p.e.opts.Tunnel)
+}
+
+// remoteFor is peer name's endpoint at url, as this node (self) reaches
+// it: with the token and CA kept for it, or through the tunnel where name
+// is a node of the network.
+func remoteFor(st *store.Store, name, url, self string, tun Tunnel) store.Remote {
 	if self == "" {
 		self = "replica"
 	}
-	ca, _ := e.st.ReadNodeFile(caFile(p.name))
-	r := store.Remote{URL: strings.TrimSuffix(p.url, "/") + "/git", Username: self,
-		Password: token(e.st, p.name), Name: "peer-" + p.name, CABundle: ca}
-	if e.viaTunnel(p.name) {
-		r.Dial = e.opts.Tunnel.DialContext
+	ca, _ := st.ReadNodeFile(caFile(name))
+	r := store.Remote{URL: strings.TrimSuffix(url, "/") + "/git", Username: self,
+		Password: token(st, name), Name: "peer-" + name, CABundle: ca}
+	if tun != nil && tun.Knows(name) {
+		r.Dial = tun.DialContext
 	}
 	return r
 }
