@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,6 +170,7 @@ func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) erro
 		return nil
 	}
 	opts.defaults()
+	Register(st)
 	opt := b.opt
 	if opt == nil {
 		opt = func(k string) string { return k }
@@ -253,7 +255,7 @@ func clone(ctx context.Context, st *store.Store, peers []Peer, self string, opts
 		for _, p := range peers {
 			fmt.Fprintf(opts.Stdout, "nymote: replica: cloning this node's store from %s (%s)\n", p.Name, p.URL)
 			pctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-			res, err := st.Pull(pctx, remoteFor(st, p.Name, p.URL, self, opts.Tunnel),
+			res, err := st.Pull(pctx, remoteFor(st, p.Name, p.URL, self, opts),
 				store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: clone from " + p.Name}})
 			cancel()
 			if err == nil {
@@ -279,4 +281,36 @@ func clone(ctx context.Context, st *store.Store, peers []Peer, self string, opts
 		}
 		wait = min(2*wait, opts.Poll)
 	}
+}
+
+// BootFlags adds the boot options to a host program's flags (--peer,
+// repeatable or comma-separated, --peer-as, --peer-token, --peer-ca), and
+// returns a function that parses them once fs has parsed its arguments
+// (relative files: in the working directory).
+func BootFlags(fs *flag.FlagSet) func() (*BootPeers, error) {
+	vals := map[string]string{}
+	fs.Func(BootPeer, "NAME=URL: a peer (its replication endpoint, https://HOST:PORT/replica), repeatable or comma-separated; a store with no commit is cloned from it first", func(v string) error {
+		if p := vals[BootPeer]; p != "" {
+			v = p + "," + v
+		}
+		vals[BootPeer] = v
+		return nil
+	})
+	for k, usage := range map[string]string{
+		BootAs:    "this node's name, as its --peer peers know it (default: as kept in the data directory)",
+		BootToken: "file holding the token shared with the --peer peer (default: the node file that nymote peer add keeps)",
+		BootCA:    "PEM file of the --peer peer's certificate, trusted for its https endpoint",
+	} {
+		fs.Func(k, usage, func(v string) error { vals[k] = v; return nil })
+	}
+	return func() (*BootPeers, error) {
+		return ParseBoot(func(k string) string { return vals[k] }, func(k string) string { return "--" + k }, "")
+	}
+}
+
+// ParseBootConfig parses the boot options of an appliance's kernel command
+// line (config: its nymote.KEY=VALUE options without the prefix; files
+// relative to dataDir, the data disk's root).
+func ParseBootConfig(config map[string]string, dataDir string) (*BootPeers, error) {
+	return ParseBoot(func(k string) string { return config[k] }, func(k string) string { return "nymote." + k }, dataDir)
 }

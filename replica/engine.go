@@ -46,6 +46,9 @@ type Options struct {
 	// one, works as well). See "Over the tunnel" in the package
 	// documentation.
 	Tunnel Tunnel
+	// Dial, if set, connects to the peers not reached through the tunnel
+	// (an appliance's own network stack); nil: the host's sockets.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Tunnel is what the engine needs of Signpost's tunnel.
@@ -497,21 +500,21 @@ func (p *peerSync) run(ctx context.Context) {
 
 func (p *peerSync) remote() store.Remote {
 	self, _ := Self(p.e.st)
-	return remoteFor(p.e.st, p.name, p.url, self, p.e.opts.Tunnel)
+	return remoteFor(p.e.st, p.name, p.url, self, p.e.opts)
 }
 
 // remoteFor is peer name's endpoint at url, as this node (self) reaches
-// it: with the token and CA kept for it, or through the tunnel where name
-// is a node of the network.
-func remoteFor(st *store.Store, name, url, self string, tun Tunnel) store.Remote {
+// it: with the token and CA kept for it, dialed with opts.Dial, or through
+// the tunnel where name is a node of the network.
+func remoteFor(st *store.Store, name, url, self string, opts Options) store.Remote {
 	if self == "" {
 		self = "replica"
 	}
 	ca, _ := st.ReadNodeFile(caFile(name))
 	r := store.Remote{URL: strings.TrimSuffix(url, "/") + "/git", Username: self,
-		Password: token(st, name), Name: "peer-" + name, CABundle: ca}
-	if tun != nil && tun.Knows(name) {
-		r.Dial = tun.DialContext
+		Password: token(st, name), Name: "peer-" + name, CABundle: ca, Dial: opts.Dial}
+	if opts.Tunnel != nil && opts.Tunnel.Knows(name) {
+		r.Dial = opts.Tunnel.DialContext
 	}
 	return r
 }

@@ -50,8 +50,7 @@ func Service() appliance.Service {
 				return err
 			}
 			cfg.ACME = acme
-			peers, err := replica.ParseBoot(func(k string) string { return env.Config[k] },
-				func(k string) string { return "nymote." + k }, env.DataDir)
+			peers, err := replica.ParseBootConfig(env.Config, env.DataDir)
 			if err != nil {
 				return err
 			}

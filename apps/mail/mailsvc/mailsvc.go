@@ -122,7 +122,8 @@ type Config struct {
 	Web func(*Web)
 	// Replica configures the replication with the store's peers (see
 	// package replica): its endpoint is served under /replica/ on the git
-	// port. Logger and Stdout default to the service's; Tunnel defaults
+	// port and the HTTPS port. Logger, Stdout and Dial default to the
+	// service's; Tunnel defaults
 	// to the data directory's Signpost node, dialed with Dial (peers that
 	// are nodes of its network are reached over the tunnel, their node
 	// keys their credentials).
@@ -252,13 +253,15 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if ropts.Stdout == nil {
 		ropts.Stdout = out
 	}
+	if ropts.Dial == nil {
+		ropts.Dial = cfg.Dial
+	}
 	if ropts.Tunnel == nil && cfg.DataDir != "" {
 		ropts.Tunnel = signpost.NewReplicaTunnel(cfg.DataDir, cfg.Dial)
 	}
 	// Peers from the boot options: a new node's store is cloned from its
 	// peer before the mailstore writes anything.
 	if cfg.Peers != nil {
-		replica.Register(st)
 		if err := replica.Join(ctx, st, cfg.Peers, ropts); err != nil {
 			return fmt.Errorf("mail: %w", err)
 		}

@@ -60,22 +60,8 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		sumMiB    = fs.Int64("summary-cache", 0, "MiB of message summaries (envelopes, structures, headers) kept in memory (0: a sixteenth of the machine's memory or an eighth of the Go memory limit, 2 to 256 MiB; negative: none)")
 		proxyNets = fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose connections start with a PROXY protocol header carrying the client's address (default $NYMOTE_PROXY)")
 		verbose   = fs.Bool("v", false, "debug logging")
-		peerOpts  = map[string]string{}
 	)
-	fs.Func("peer", "NAME=URL: a peer (its replication endpoint, https://HOST:PORT/replica), repeatable or comma-separated; an empty store is cloned from it first", func(v string) error {
-		if p := peerOpts[replica.BootPeer]; p != "" {
-			v = p + "," + v
-		}
-		peerOpts[replica.BootPeer] = v
-		return nil
-	})
-	for k, usage := range map[string]string{
-		replica.BootAs:    "this node's name, as its --peer peers know it (default: as kept in the data directory)",
-		replica.BootToken: "file holding the token shared with the --peer peer (default: the node file that nymote peer add keeps)",
-		replica.BootCA:    "PEM file of the --peer peer's certificate, trusted for its https endpoint",
-	} {
-		fs.Func(k, usage, func(v string) error { peerOpts[k] = v; return nil })
-	}
+	peerFlags := replica.BootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,8 +94,7 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
 	}
-	if cfg.Peers, err = replica.ParseBoot(func(k string) string { return peerOpts[k] },
-		func(k string) string { return "--" + k }, ""); err != nil {
+	if cfg.Peers, err = peerFlags(); err != nil {
 		return err
 	}
 	if *acmeDir != "" {
