@@ -236,6 +236,10 @@ func TestBootReplicas(t *testing.T) {
 	waitSubjects(t, a, password, all)
 	waitSubjects(t, b, password, all)
 	t.Logf("converged after the heal: %v", time.Since(t3).Round(100*time.Millisecond))
+	// The clone gives UIDs of its own, under a UIDVALIDITY of its own.
+	if va, vb := uidValidityAt(t, a, password), uidValidityAt(t, b, password); va == vb {
+		t.Errorf("INBOX UIDVALIDITY %d on both nodes: want the clone's own", va)
+	}
 	// And live again.
 	t4 := time.Now()
 	deliverTo(t, a, "delivered to a after the heal")
@@ -309,4 +313,22 @@ func waitSubjects(t *testing.T, n *replicaNode, password string, want []string) 
 		err = errors.New("different messages")
 	}
 	t.Fatalf("%s: INBOX %q (%v), want %q\nconsole:\n%s", n.name, got, err, want, tail(n.vm.Console(), 40))
+}
+
+// uidValidityAt is the UIDVALIDITY of alice's INBOX on n.
+func uidValidityAt(t *testing.T, n *replicaNode, password string) uint32 {
+	t.Helper()
+	c, err := imapclient.DialTLS(n.imaps, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", password).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sel.UIDValidity
 }
