@@ -14,9 +14,16 @@
 // reached from here by another address). A record without a token on this
 // node is listed but not synced.
 //
+// A new node: boot options (ParseBoot: nymote.peer=NAME=URL, peer-as,
+// peer-token=FILE, peer-ca=FILE on an appliance's kernel command line,
+// --peer ... on a host program; secrets are files on the data disk, never
+// options) name its peers; Join, run before the app writes, clones the
+// peer's store into a store without commits, then records the peer, and
+// the engine syncs from there as with any peer.
+//
 // Protocol: git smart HTTP under BASE/git (Engine.Handler, mounted at
-// /replica/ on the mail service's git port and on the DAV services'
-// HTTP(S) listeners), basic authentication with this node's name and the
+// /replica/ on the mail service's git and HTTPS ports and on the DAV
+// services' HTTP(S) listeners), basic authentication with this node's name and the
 // shared token. Each node writes only its own main branch, and pushes it
 // to its own branch on each peer, replica/SELF (a fast-forward always: a
 // push filter keeps a peer to that branch, and the store's checks of pushed

@@ -47,6 +47,9 @@ type Options struct {
 	// one, works as well). See "Over the tunnel" in the package
 	// documentation.
 	Tunnel Tunnel
+	// Dial, if set, connects to the peers not reached through the tunnel
+	// (an appliance's own network stack); nil: the host's sockets.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Tunnel is what the engine needs of Signpost's tunnel.
@@ -509,16 +512,22 @@ func (p *peerSync) run(ctx context.Context) {
 }
 
 func (p *peerSync) remote() store.Remote {
-	e := p.e
-	self, _ := Self(e.st)
+	self, _ := Self(p.e.st)
+	return remoteFor(p.e.st, p.name, p.url, self, p.e.opts)
+}
+
+// remoteFor is peer name's endpoint at url, as this node (self) reaches
+// it: with the token and CA kept for it, dialed with opts.Dial, or through
+// the tunnel where name is a node of the network.
+func remoteFor(st *store.Store, name, url, self string, opts Options) store.Remote {
 	if self == "" {
 		self = "replica"
 	}
-	ca, _ := e.st.ReadNodeFile(caFile(p.name))
-	r := store.Remote{URL: strings.TrimSuffix(p.url, "/") + "/git", Username: self,
-		Password: token(e.st, p.name), Name: "peer-" + p.name, CABundle: ca}
-	if e.viaTunnel(p.name) {
-		r.Dial = e.opts.Tunnel.DialContext
+	ca, _ := st.ReadNodeFile(caFile(name))
+	r := store.Remote{URL: strings.TrimSuffix(url, "/") + "/git", Username: self,
+		Password: token(st, name), Name: "peer-" + name, CABundle: ca, Dial: opts.Dial}
+	if opts.Tunnel != nil && opts.Tunnel.Knows(name) {
+		r.Dial = opts.Tunnel.DialContext
 	}
 	return r
 }

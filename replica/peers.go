@@ -254,6 +254,18 @@ func SetToken(st *store.Store, name, tok string) error {
 	return st.WriteNodeFile(tokenFile(name), []byte(tok+"\n"))
 }
 
+// SetCA keeps the PEM certificate(s) trusted for peer name's https
+// endpoint (a node file).
+func SetCA(st *store.Store, name string, ca []byte) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if !bytes.Contains(ca, []byte("-----BEGIN CERTIFICATE-----")) {
+		return errors.New("replica: the CA file holds no PEM certificate")
+	}
+	return st.WriteNodeFile(caFile(name), ca)
+}
+
 // SetLocalURL makes this node reach peer name at rawURL instead of the URL
 // of its record (a node file, not replicated): a peer reached from here by
 // another address, such as a LAN address or a tunnel. "" removes it.

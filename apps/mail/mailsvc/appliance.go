@@ -8,6 +8,7 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/appliance/app"
+	"github.com/nymote/nymote/replica"
 )
 
 // Service is the mail app (app.Mail) as the appliance runtime runs it.
@@ -18,8 +19,12 @@ import (
 // nymote.acme-names=NAME[,NAME...], and nymote.acme-ca=PATH, a PEM file of
 // the roots to trust for the ACME server's own HTTPS (test CAs such as
 // Pebble; a relative PATH is in the data directory, the data disk's root;
-// default: the system's). On a host it is the mail program with its own
-// flags (see Main).
+// default: the system's). Peers from boot (see replica.ParseBoot):
+// nymote.peer=NAME=URL[,NAME=URL...], nymote.peer-as=NAME,
+// nymote.peer-token=FILE and nymote.peer-ca=FILE (files on the data disk,
+// relative to its root): a data disk with no store yet is cloned from the
+// peer at the first boot. On a host it is the mail program with its own
+// flags (see Main; --peer, --peer-as, --peer-token, --peer-ca alike).
 func Service() appliance.Service {
 	return appliance.Service{
 		App:  app.Mail,
@@ -45,6 +50,11 @@ func Service() appliance.Service {
 				return err
 			}
 			cfg.ACME = acme
+			peers, err := replica.ParseBootConfig(env.Config, env.DataDir)
+			if err != nil {
+				return err
+			}
+			cfg.Peers = peers
 			if env.Resolver != nil {
 				cfg.Resolver = env.Resolver
 			}

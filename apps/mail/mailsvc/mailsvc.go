@@ -122,11 +122,17 @@ type Config struct {
 	Web func(*Web)
 	// Replica configures the replication with the store's peers (see
 	// package replica): its endpoint is served under /replica/ on the git
-	// port. Logger and Stdout default to the service's; Tunnel defaults
+	// port and the HTTPS port. Logger, Stdout and Dial default to the
+	// service's; Tunnel defaults
 	// to the data directory's Signpost node, dialed with Dial (peers that
 	// are nodes of its network are reached over the tunnel, their node
 	// keys their credentials).
 	Replica replica.Options
+	// Peers, if set, are peers from the boot options (nymote.peer=...,
+	// --peer; see replica.ParseBoot): joined before the service starts,
+	// and a store with no commit yet is cloned from them first (see
+	// replica.Join).
+	Peers *replica.BootPeers
 }
 
 // ACME configures certificates from an ACME CA (see package acmecert).
@@ -235,16 +241,11 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	}
 	printAddresses(out, st, cfg.Domains)
 
-	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes, SummaryCacheBytes: cfg.SummaryCacheBytes})
-	if err != nil {
-		return err
-	}
-	defer ms.Close()
 	// The mailbox merge function, for store sync between replicas.
 	st.SetMergeFunc(mailstore.Prefix+"/", mailstore.Merge)
-	// Pushed mailboxes are checked as IMAP would have written them.
+	// Pushed (and pulled) mailboxes are checked as IMAP would have
+	// written them.
 	st.SetValidateFunc(mailstore.Prefix+"/", mailstore.Validate)
-	// Live sync with the store's peers (none: it waits for some).
 	ropts := cfg.Replica
 	if ropts.Logger == nil {
 		ropts.Logger = log
@@ -252,9 +253,25 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	if ropts.Stdout == nil {
 		ropts.Stdout = out
 	}
+	if ropts.Dial == nil {
+		ropts.Dial = cfg.Dial
+	}
 	if ropts.Tunnel == nil && cfg.DataDir != "" {
 		ropts.Tunnel = signpost.NewReplicaTunnel(cfg.DataDir, cfg.Dial)
 	}
+	// Peers from the boot options: a new node's store is cloned from its
+	// peer before the mailstore writes anything.
+	if cfg.Peers != nil {
+		if err := replica.Join(ctx, st, cfg.Peers, ropts); err != nil {
+			return fmt.Errorf("mail: %w", err)
+		}
+	}
+	ms, err := mailstore.Open(st, mailstore.Options{Logger: log, RawCacheBytes: cfg.BodyCacheBytes, SummaryCacheBytes: cfg.SummaryCacheBytes})
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	// Live sync with the store's peers (none: it waits for some).
 	eng, err := replica.Start(st, ropts)
 	if err != nil {
 		return fmt.Errorf("mail: %w", err)
@@ -329,6 +346,9 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			}
 			return float64(len(es))
 		})
+	// The replication endpoint on HTTPS too (the appliance has no git
+	// port): peers authenticate with their own tokens.
+	web.Mount("/replica/", eng.Handler())
 	cons := console.New(console.Options{Store: st, App: "mail", Auth: auth, Mail: ms, TLS: tlsConfig, Logger: log,
 		Collectors: []prometheus.Collector{queueLen}, Peers: eng.Status, SignpostDir: cfg.DataDir})
 	for _, p := range []string{"/console", "/console/", "/api/", "/metrics"} {

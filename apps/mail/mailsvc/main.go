@@ -16,6 +16,7 @@ import (
 
 	"github.com/nymote/nymote/appliance"
 	"github.com/nymote/nymote/apps/internal/svc"
+	"github.com/nymote/nymote/replica"
 )
 
 // Main runs the mail program on a host as the app's front door does
@@ -60,6 +61,7 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 		proxyNets = fs.String("proxy", os.Getenv("NYMOTE_PROXY"), "networks (CIDR[,CIDR]) of a proxy, such as jitsu, whose connections start with a PROXY protocol header carrying the client's address (default $NYMOTE_PROXY)")
 		verbose   = fs.Bool("v", false, "debug logging")
 	)
+	peerFlags := replica.BootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,6 +93,9 @@ func runHost(ctx context.Context, h *appliance.HostEnv) (err error) {
 	}
 	if cfg.DataDir == "" {
 		return errors.New("no data directory given (--data)")
+	}
+	if cfg.Peers, err = peerFlags(); err != nil {
+		return err
 	}
 	if *acmeDir != "" {
 		cfg.ACME = &ACME{DirectoryURL: *acmeDir, Email: *acmeEmail, Names: SplitDomains(*acmeNames)}

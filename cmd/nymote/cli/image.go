@@ -16,6 +16,7 @@ import (
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/images"
 	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/update"
 )
 
@@ -58,6 +59,9 @@ func (f *imageFlags) options(g *globals, app string) (images.Options, error) {
 			return images.Options{}, usageError{fmt.Errorf("--set %q: want KEY=VALUE", kv)}
 		}
 		cmdline = append(cmdline, "nymote."+k+"="+v)
+	}
+	if err := checkPeerSet(f.set); err != nil {
+		return images.Options{}, usageError{err}
 	}
 	var outs []boards.Output
 	for _, o := range f.formats {
@@ -518,4 +522,27 @@ func runVMM(ctx context.Context, g *globals, cmd *cobra.Command, opts images.Opt
 	return slotLoop(ctx, g, s, r.bound, false, func(bt update.Boot) (runVM, error) {
 		return boot(bt, s.Dir, s.UpdateDisk())
 	})
+}
+
+// checkPeerSet checks the peer options among --set's (see
+// replica.ParseBoot) as far as a build can: the peers' names and URLs and
+// this node's name; the token and CA files are on the data disk, read at
+// boot. Secrets have no place on the kernel command line: a token is a
+// file's name there, never a token.
+func checkPeerSet(set []string) error {
+	vals := map[string]string{}
+	for _, kv := range set {
+		k, v, _ := strings.Cut(kv, "=")
+		vals[k] = v
+	}
+	_, err := replica.ParseBoot(func(k string) string {
+		if k == replica.BootToken || k == replica.BootCA {
+			return "" // on the data disk
+		}
+		return vals[k]
+	}, func(k string) string { return "--set " + k }, "")
+	if err == nil && vals[replica.BootPeer] == "" && (vals[replica.BootToken] != "" || vals[replica.BootCA] != "") {
+		err = fmt.Errorf("--set %s and --set %s need --set %s=NAME=URL", replica.BootToken, replica.BootCA, replica.BootPeer)
+	}
+	return err
 }

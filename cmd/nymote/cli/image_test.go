@@ -171,3 +171,35 @@ func TestMailDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildPeerSet: build refuses bad peer options before it builds,
+// naming the option (the token and CA files are read at boot).
+func TestBuildPeerSet(t *testing.T) {
+	for _, tc := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"peer=home"}, "--set peer=home: want NAME=URL"},
+		{[]string{"peer=home=ftp://x/replica"}, "--set peer=home=ftp://x/replica: replica: peer URL"},
+		{[]string{"peer=home=https://alice:secret@x/replica"}, "no user name or password"},
+		{[]string{"peer-as=b"}, "--set peer-as needs --set peer=NAME=URL"},
+		{[]string{"peer-token=tok"}, "--set peer-token and --set peer-ca need --set peer=NAME=URL"},
+		{[]string{"peer=a=https://x/replica", "peer-as=a"}, "--set peer-as=a: this node's own name"},
+	} {
+		dir := t.TempDir()
+		args := []string{"build", "mail", "-o", dir}
+		for _, s := range tc.set {
+			args = append(args, "--set", s)
+		}
+		code, _, errs := run(t, "", args...)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, %q; want a usage error with %q", tc.set, code, errs, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
+			t.Errorf("%v: built an image before refusing", tc.set)
+		}
+	}
+	if err := checkPeerSet([]string{"peer=a=https://home.example.org:443/replica", "peer-as=b", "peer-token=a.token", "peer-ca=a.pem"}); err != nil {
+		t.Errorf("good peer options refused: %v", err)
+	}
+}

@@ -39,7 +39,7 @@ running appliances reach each other through the tunnel and each takes the
 other's requests by its node key.`,
 	}
 	d.register(cmd)
-	var tokenStdin, viaTunnel bool
+	var tokenStdin, viaTunnel, tokenOnly bool
 	var caFile, self string
 	add := &cobra.Command{
 		Use:   "add NAME URL",
@@ -83,11 +83,36 @@ other's requests by its node key.`,
 				}
 				opts.CA = b
 			}
+			out := cmd.OutOrStdout()
+			if tokenOnly {
+				// A new node: its store must stay without commits, so
+				// that its first boot clones the peer's (replica.Join
+				// records the peer then).
+				if viaTunnel {
+					return usageError{errors.New("--token-only and --tunnel: a peer over the tunnel needs no token")}
+				}
+				if opts.Token == "" {
+					opts.Token = replica.NewToken()
+				}
+				if err := replica.SetToken(s, args[0], opts.Token); err != nil {
+					return err
+				}
+				if opts.CA != nil {
+					if err := replica.SetCA(s, args[0], opts.CA); err != nil {
+						return fmt.Errorf("--ca: %w", err)
+					}
+				}
+				fmt.Fprintf(out, "Kept the token for peer %s (this node is %s); nothing recorded: boot with --set peer=%s=%s --set peer-as=%s, and the first boot clones %s's store\n",
+					args[0], cur, args[0], args[1], cur, args[0])
+				if !tokenStdin {
+					fmt.Fprintf(out, "Token (give it to %s's `nymote peer add %s URL --token-stdin`):\n%s\n", args[0], cur, opts.Token)
+				}
+				return nil
+			}
 			tok, err := replica.AddPeer(cmd.Context(), s, args[0], args[1], opts)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Added peer %s at %s (this node is %s)\n", args[0], args[1], cur)
 			if viaTunnel {
 				fmt.Fprintf(out, "No token: %s is reached through the Signpost tunnel, its node key its credential\n", args[0])
@@ -101,6 +126,7 @@ other's requests by its node key.`,
 	add.Flags().BoolVar(&viaTunnel, "tunnel", false, "the peer is a node of this node's Signpost network: reached through the tunnel, no token")
 	add.Flags().StringVar(&caFile, "ca", "", "PEM file of the peer's certificate, trusted for its https endpoint")
 	add.Flags().StringVar(&self, "as", "", "this node's name, as its peers know it (set once)")
+	add.Flags().BoolVar(&tokenOnly, "token-only", false, "keep the token (and --ca, --as) as node files and record nothing: for a new node whose first boot (--set peer=NAME=URL) clones the peer's store")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nymote/nymote/replica"
+	"github.com/nymote/nymote/store"
 )
 
 func TestPeerCommands(t *testing.T) {
@@ -52,5 +57,37 @@ func TestPeerCommands(t *testing.T) {
 	mustRun(t, "", "peer", "del", "cloud", "--data", data)
 	if code, _, errs := run(t, "", "peer", "del", "cloud", "--data", data); code == 0 || !strings.Contains(errs, "no peer named") {
 		t.Errorf("second del: exit %d, %q", code, errs)
+	}
+}
+
+// TestPeerAddTokenOnly: for a new node, peer add --token-only keeps the
+// token (and the node's name) as node files and makes no commit, so that
+// the store stays empty and its first boot with --set peer=... clones the
+// peer's.
+func TestPeerAddTokenOnly(t *testing.T) {
+	data := t.TempDir()
+	mustRun(t, "", "store", "init", "--data", data)
+	out := mustRun(t, "0123456789abcdef0123456789abcdef\n", "peer", "add", "home", "https://home.example:443/replica",
+		"--as", "cloud", "--token-stdin", "--token-only", "--data", data)
+	if !strings.Contains(out, "boot with --set peer=home=https://home.example:443/replica --set peer-as=cloud") || strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("add --token-only:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(data, "node", "replica", "peers", "home.token"))
+	if err != nil || strings.TrimSpace(string(b)) != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("token node file: %q, %v", b, err)
+	}
+	s, err := store.OpenData(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if h, err := s.Resolve(""); err == nil && !h.IsZero() {
+		t.Errorf("add --token-only made a commit (%s): the store must stay empty to be cloned", h)
+	}
+	if self, _ := replica.Self(s); self != "cloud" {
+		t.Errorf("node name %q", self)
+	}
+	if code, _, errs := run(t, "", "peer", "add", "vm", "http://vm.alice.nymote/replica", "--tunnel", "--token-only", "--as", "cloud", "--data", data); code != 2 || !strings.Contains(errs, "needs no token") {
+		t.Errorf("--token-only --tunnel: exit %d, %q", code, errs)
 	}
 }

@@ -20,8 +20,11 @@ import (
 //
 // As PID 1 it serves on netstack listeners, with options from the kernel
 // command line: nymote.hostname=NAME[,NAME...] for the generated
-// certificate (default localhost) and nymote.max-object-size=BYTES. On a
-// host it is the DAV program with its own flags (see runHost).
+// certificate (default localhost) and nymote.max-object-size=BYTES, and
+// peers (nymote.peer=NAME=URL,..., peer-as, peer-token, peer-ca: see
+// replica.ParseBoot; a data disk with no store yet is cloned from the peer
+// at the first boot). On a host it is the DAV program with its own flags
+// (see runHost; --peer, ... alike).
 func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string) appliance.Service {
 	d := davApp{App: a, newKind: newKind, displayName: displayName}
 	return appliance.Service{
@@ -37,6 +40,10 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			hosts := splitList(env.Config["hostname"])
 			if len(hosts) == 0 {
 				hosts = []string{"localhost"}
+			}
+			peers, err := replica.ParseBootConfig(env.Config, env.DataDir)
+			if err != nil {
+				return err
 			}
 			st, err := svc.OpenStore(env.DataDir, env.Log)
 			if err != nil {
@@ -54,8 +61,14 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 				st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 			}
 			st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
-			eng, err := replica.Start(st, replica.Options{Logger: env.Log, Stdout: env.Console,
-				Tunnel: signpost.NewReplicaTunnel(env.DataDir, env.Dial)})
+			ropts := replica.Options{Logger: env.Log, Stdout: env.Console, Dial: env.Dial,
+				Tunnel: signpost.NewReplicaTunnel(env.DataDir, env.Dial)}
+			// Peers from the boot options: a new node's store is cloned
+			// from its peer before the service writes.
+			if err := replica.Join(ctx, st, peers, ropts); err != nil {
+				return err
+			}
+			eng, err := replica.Start(st, ropts)
 			if err != nil {
 				return err
 			}

@@ -59,11 +59,16 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	maxSize := fs.Int64("max-object-size", dav.DefaultMaxObjectSize, "largest object accepted, in bytes")
 	subscribe := fs.String("subscribe", "", "keep copies of collections shared with this appliance: LOCAL=URL#TOKEN[#SHA256],... (LOCAL: /USER/COLLECTION/; TOKEN: a capability token; SHA256: the remote's certificate fingerprint)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	peerFlags := replica.BootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	peers, err := peerFlags()
+	if err != nil {
+		return err
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -100,7 +105,11 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		st.SetMergeFunc(cfg.Kind.Name()+"/", m.MergeFunc())
 	}
 	st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
-	eng, err := replica.Start(st, replica.Options{Logger: log, Stdout: stdout, Tunnel: signpost.NewReplicaTunnel(*data, h.Network.DialContext)})
+	ropts := replica.Options{Logger: log, Stdout: stdout, Dial: h.Network.DialContext, Tunnel: signpost.NewReplicaTunnel(*data, h.Network.DialContext)}
+	if err := replica.Join(ctx, st, peers, ropts); err != nil {
+		return err
+	}
+	eng, err := replica.Start(st, ropts)
 	if err != nil {
 		return err
 	}
