@@ -618,11 +618,7 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 		return false
 	}
 	for _, h := range c.Header {
-		vals, ok := m.HeaderField(h.Key)
-		if !ok {
-			vals = rawHeaderField(sc.raw(m), h.Key)
-		}
-		if !matchValues(vals, h.Value) {
+		if !sc.matchHeader(m, h.Key, h.Value) {
 			return false
 		}
 	}
