@@ -74,6 +74,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -104,6 +105,11 @@ type Options struct {
 	Auth *guard.Auth
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// HeavySearches is how many SEARCHes that read messages (header
+	// fields, TEXT, BODY, sent dates) run at once; others wait their turn
+	// (search.go). Zero means one per 16 MiB of the Go memory limit, from
+	// one to GOMAXPROCS (GOMAXPROCS if there is no limit).
+	HeavySearches int
 }
 
 // Server is an IMAP server.
@@ -118,6 +124,10 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closed    bool
+	// heavy holds a token for each heavy SEARCH under way (search.go);
+	// heavyWaiting counts those waiting for one.
+	heavy        chan struct{}
+	heavyWaiting atomic.Int32
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -145,7 +155,7 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}}
+	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}, heavy: make(chan struct{}, heavySearches(opts.HeavySearches))}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	newSession := func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 		sess := &Session{s: s, conn: c}

@@ -1,10 +1,18 @@
 package imapd
 
 import (
+	"context"
+	"net"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/store"
 )
 
 // TestMayContain checks SEARCH's header prefilter against the parse it
@@ -50,5 +58,98 @@ func TestMayContain(t *testing.T) {
 	}
 	if !mayContain("Subject: x\r\n\r\n", "") || mayContain("Subject: x\r\n\r\n", "zebra") || !mayContain(strings.Repeat("a", 10)+"Zebra", "zebra") {
 		t.Error("mayContain: plain cases wrong")
+	}
+}
+
+// TestHeavySearchesWait: while every turn for a heavy SEARCH is taken, a
+// SEARCH SUBJECT waits (and is answered, rightly, once a turn is free)
+// and a SEARCH UNSEEN, which the index answers, does not.
+func TestHeavySearchesWait(t *testing.T) {
+	st, err := store.InitData(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(context.Background(), "alice", "password-alice", store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := mailstore.Open(st, mailstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Options{Mail: ms, InsecureAuth: true, HeavySearches: 1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); ms.Close(); st.Close() })
+	h := &harness{addr: ln.Addr().String(), ms: ms, st: st}
+	c := h.login(t, "alice", nil)
+	for i, subj := range []string{"zebra crossing", "lunch", "a Zebra"} {
+		appendMsg(t, c, "INBOX", msg(i, subj))
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !srv.acquireHeavy() { // the one turn, held by the test
+		t.Fatal("no turn")
+	}
+	cmd := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zebra"}}}, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.heavyWaiting.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the SEARCH SUBJECT never waited for a turn")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Commands on one connection are answered in order: UNSEEN from a
+	// second session.
+	c2 := h.login(t, "alice", nil)
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c2.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait()
+	if err != nil || len(d.AllUIDs()) != 3 {
+		t.Fatalf("SEARCH UNSEEN while the turn is held: %v, %v", d, err)
+	}
+	if srv.heavyWaiting.Load() != 1 {
+		t.Fatal("the SEARCH SUBJECT ran without a turn")
+	}
+	srv.releaseHeavy()
+	d, err = cmd.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.AllUIDs(); len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Fatalf("SEARCH SUBJECT zebra = %v, want 1 and 3", got)
+	}
+}
+
+func TestHeavyCriteria(t *testing.T) {
+	for _, c := range []struct {
+		c    imap.SearchCriteria
+		want bool
+	}{
+		{imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, false},
+		{imap.SearchCriteria{Since: time.Now(), Larger: 10, UID: []imap.UIDSet{{{Start: 1, Stop: 0}}}}, false},
+		{imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "x"}}}, true},
+		{imap.SearchCriteria{Body: []string{"x"}}, true},
+		{imap.SearchCriteria{SentBefore: time.Now()}, true},
+		{imap.SearchCriteria{Not: []imap.SearchCriteria{{Text: []string{"x"}}}}, true},
+		{imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{{Flag: []imap.Flag{imap.FlagSeen}}, {Text: []string{"x"}}}}}, true},
+	} {
+		if got := heavyCriteria(&c.c); got != c.want {
+			t.Errorf("heavyCriteria(%+v) = %v", c.c, got)
+		}
+	}
+	if n := heavySearches(0); n < 1 || n > runtime.GOMAXPROCS(0) {
+		t.Errorf("heavySearches(0) = %d", n)
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(41 << 20))
+	if n := heavySearches(0); n != min(2, runtime.GOMAXPROCS(0)) {
+		t.Errorf("heavySearches(0) under a 41 MiB limit = %d, want 2", n)
+	}
+	if n := heavySearches(5); n != 5 {
+		t.Errorf("heavySearches(5) = %d", n)
 	}
 }

@@ -498,6 +498,12 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	n, max := v.Bounds()
 	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: n, maxUID: max, searchRes: v.SearchRes}
 	criteria = canonCriteria(criteria)
+	if heavyCriteria(criteria) {
+		if !sess.s.acquireHeavy() {
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "The server is closing"}
+		}
+		defer sess.s.releaseHeavy()
+	}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
