@@ -1,12 +1,16 @@
 package imapd
 
 import (
+	"bufio"
+	"bytes"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
 )
@@ -146,4 +150,101 @@ func containsFoldASCII(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// lowerAll is ss lower-cased (a new slice).
+func lowerAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, v := range ss {
+		out[i] = strings.ToLower(v)
+	}
+	return out
+}
+
+// maxKeptText bounds the buffer of decoded text that a SEARCH keeps from
+// one message to the next.
+const maxKeptText = 1 << 20
+
+// matchEntity reports whether pattern (lower case) is in the text of raw
+// (in its header fields too if includeHeader: TEXT rather than BODY),
+// ignoring case: in every text part (text/*, message/*, or no type),
+// transfer encoding and charset decoded (by go-message), or in raw itself
+// if it cannot be parsed. One reader and one text buffer serve every
+// message of the SEARCH.
+func (sc *searchCtx) matchEntity(raw []byte, pattern string, includeHeader bool) bool {
+	if pattern == "" {
+		return true
+	}
+	if raw == nil {
+		return false
+	}
+	if sc.br == nil {
+		sc.br = bufio.NewReaderSize(nil, 4096)
+	}
+	// gomessage.Read, but through the SEARCH's own reader (Read makes
+	// one, 4 KiB, for every message); the header is bounded by raw.
+	sc.br.Reset(bytes.NewReader(raw))
+	var e *gomessage.Entity
+	if h, err := textproto.ReadHeader(sc.br); err == nil {
+		e, _ = gomessage.New(gomessage.Header{Header: h}, sc.br)
+	}
+	if e == nil {
+		return bytes.Contains(bytes.ToLower(raw), []byte(pattern))
+	}
+	return sc.matchPart(e, pattern, includeHeader)
+}
+
+func (sc *searchCtx) matchPart(e *gomessage.Entity, pattern string, includeHeader bool) bool {
+	if includeHeader {
+		fields := e.Header.Fields()
+		for fields.Next() {
+			v, _ := fields.Text()
+			if strings.Contains(strings.ToLower(v), pattern) {
+				return true
+			}
+		}
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if sc.matchPart(part, pattern, includeHeader) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	buf := bytes.NewBuffer(sc.text[:0])
+	_, err := buf.ReadFrom(e.Body)
+	text := buf.Bytes()
+	if cap(text) <= maxKeptText {
+		sc.text = text[:0]
+	}
+	if err != nil && len(text) == 0 {
+		return false
+	}
+	return bytes.Contains(lowerText(text), []byte(pattern))
+}
+
+// lowerText lower-cases text: in place if it is ASCII, else a copy.
+func lowerText(text []byte) []byte {
+	for _, c := range text {
+		if c >= 0x80 {
+			return bytes.ToLower(text)
+		}
+	}
+	for i, c := range text {
+		if 'A' <= c && c <= 'Z' {
+			text[i] = c + 'a' - 'A'
+		}
+	}
+	return text
 }

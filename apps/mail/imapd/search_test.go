@@ -153,3 +153,44 @@ func TestHeavyCriteria(t *testing.T) {
 		t.Errorf("heavySearches(5) = %d", n)
 	}
 }
+
+// TestMatchEntity: SEARCH TEXT and BODY decode transfer encodings and
+// charsets in every text part, skip other parts, ignore case, and one
+// SEARCH's reused buffers carry nothing from one message to the next.
+func TestMatchEntity(t *testing.T) {
+	multi := "From: a@b\r\nSubject: Mixed\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n" +
+		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nWmVicmEgY3Jvc3Npbmc=\r\n" + // "Zebra crossing"
+		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCAF=C3=89 au lait\r\n" +
+		"--XX\r\nContent-Type: application/octet-stream\r\n\r\nsecret giraffe\r\n--XX--\r\n"
+	long := "Subject: long\r\n\r\n" + strings.Repeat("okapi ", 2000) + "\r\n"
+	short := "Subject: short\r\n\r\nlion\r\n"
+	for _, c := range []struct {
+		raw, pattern string
+		text, body   bool
+	}{
+		{multi, "zebra", true, true},
+		{multi, "CROSSING", true, true},
+		{multi, "café", true, true},
+		{multi, "giraffe", false, false},
+		{multi, "mixed", true, false},
+		{multi, "WmVicmE", false, false},
+		{long, "okapi okapi", true, true},
+		{short, "okapi", false, false},
+		{short, "lion", true, true},
+		{short, "short", true, false},
+		{"not a message", "", true, true},
+	} {
+		sc := &searchCtx{}
+		// The long message first, so that its text is in the buffer.
+		sc.matchEntity([]byte(long), "x", false)
+		for _, includeHeader := range []bool{true, false} {
+			want := c.body
+			if includeHeader {
+				want = c.text
+			}
+			if got := sc.matchEntity([]byte(c.raw), strings.ToLower(c.pattern), includeHeader); got != want {
+				t.Errorf("%.20q: %q (header %v) = %v, want %v", c.raw, c.pattern, includeHeader, got, want)
+			}
+		}
+	}
+}
