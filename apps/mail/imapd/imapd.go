@@ -70,11 +70,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -105,11 +106,13 @@ type Options struct {
 	Auth *guard.Auth
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
-	// HeavySearches is how many SEARCHes that read messages (header
-	// fields, TEXT, BODY, sent dates) run at once; others wait their turn
-	// (search.go). Zero means one per 16 MiB of the Go memory limit, from
-	// one to GOMAXPROCS (GOMAXPROCS if there is no limit).
-	HeavySearches int
+	// BodySearches is how many SEARCHes that read whole messages (TEXT,
+	// BODY) run at once, HeaderSearches how many that read headers
+	// (header fields, sent dates); others wait their turn (search.go).
+	// Zero means one per 16 MiB of the Go memory limit, from one to
+	// GOMAXPROCS (GOMAXPROCS if there is no limit), and one per 4 MiB, at
+	// least two (64 if there is no limit).
+	BodySearches, HeaderSearches int
 }
 
 // Server is an IMAP server.
@@ -124,10 +127,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closed    bool
-	// heavy holds a token for each heavy SEARCH under way (search.go);
-	// heavyWaiting counts those waiting for one.
-	heavy        chan struct{}
-	heavyWaiting atomic.Int32
+	// Turns for SEARCHes that read messages (search.go).
+	bodySearches, headerSearches *turns
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -155,7 +156,9 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}, heavy: make(chan struct{}, heavySearches(opts.HeavySearches))}
+	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}}
+	s.bodySearches = newTurns(opts.BodySearches, 16<<20, 1, runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0))
+	s.headerSearches = newTurns(opts.HeaderSearches, 4<<20, 2, math.MaxInt, 64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	newSession := func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 		sess := &Session{s: s, conn: c}

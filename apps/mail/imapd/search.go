@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"math"
-	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
@@ -15,70 +15,101 @@ import (
 	"github.com/nymote/nymote/apps/mail/mailstore"
 )
 
-// Heavy SEARCHes. A SEARCH that reads messages (header fields, TEXT, BODY,
-// sent dates) reads every message of the mailbox it looks at: on a large
-// mailbox it allocates at the rate it can read, and holds what it is
-// reading (for TEXT and BODY, a whole message, which may be large). So
-// that sessions searching at once cannot push the program past its memory
-// (eight clients searching a 50,000-message mailbox at once ran a 96 MiB
-// appliance out of memory), only Options.HeavySearches of them run at
-// once, sized from the Go memory limit (one per 16 MiB: two in a 96 MiB
-// appliance, one in a 64 MiB one); the others wait for a turn, in no
-// particular order. A SEARCH that the index answers (flags, UIDs,
-// sequence numbers, dates, sizes, MODSEQ) never waits.
+// Heavy SEARCHes. A SEARCH that reads messages reads every message of
+// the mailbox it looks at: on a large mailbox it allocates at the rate it
+// can read, and holds what it is reading. So that sessions searching at
+// once cannot push the program past its memory (eight clients searching a
+// 50,000-message mailbox at once ran a 96 MiB appliance out of memory),
+// they take turns, sized from the Go memory limit, and the others wait,
+// in no particular order:
+//
+//   - TEXT and BODY hold a whole message (which may be large) and its
+//     decoded text: Options.BodySearches at once, one per 16 MiB of the
+//     limit (two in a 96 MiB appliance, one in a 64 MiB one).
+//   - Header fields (FROM, SUBJECT, HEADER) and sent dates hold a header
+//     at a time: Options.HeaderSearches at once, one per 4 MiB (ten in a
+//     96 MiB appliance). Sessions that search at once share what they
+//     read through the header cache (mailstore's SearchHeader), so that
+//     fewer turns would mean more reads, not less memory.
+//
+// A SEARCH that the index answers (flags, UIDs, sequence numbers, dates,
+// sizes, MODSEQ) never waits.
 
-// heavySearches is the count of heavy SEARCHes that run at once: n if
-// positive, else one per 16 MiB of the memory limit, from 1 to GOMAXPROCS.
-func heavySearches(n int) int {
-	if n > 0 {
-		return n
-	}
-	procs := runtime.GOMAXPROCS(0)
-	lim := debug.SetMemoryLimit(-1)
-	if lim == math.MaxInt64 {
-		return procs
-	}
-	return min(max(int(lim/(16<<20)), 1), procs)
+// turns is a bounded count of SEARCHes under way.
+type turns struct {
+	ch      chan struct{}
+	waiting atomic.Int32 // how many wait for a turn
 }
 
-// heavyCriteria reports whether c reads messages (their .meta or raw
-// form) rather than the index alone.
-func heavyCriteria(c *imap.SearchCriteria) bool {
-	if len(c.Header) > 0 || len(c.Text) > 0 || len(c.Body) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		return true
-	}
-	for i := range c.Not {
-		if heavyCriteria(&c.Not[i]) {
-			return true
+// newTurns makes n turns if n is positive, else one per per bytes of the
+// Go memory limit, from lo to hi, or none if there is no limit.
+func newTurns(n int, per int64, lo, hi, none int) *turns {
+	if n <= 0 {
+		n = none
+		if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+			n = int(min(max(lim/per, int64(lo)), int64(hi)))
 		}
 	}
-	for i := range c.Or {
-		if heavyCriteria(&c.Or[i][0]) || heavyCriteria(&c.Or[i][1]) {
-			return true
-		}
-	}
-	return false
+	return &turns{ch: make(chan struct{}, max(n, 1))}
 }
 
-// acquireHeavy waits for a turn to run a heavy SEARCH (false if the server
-// closed meanwhile); release it with releaseHeavy.
-func (s *Server) acquireHeavy() bool {
+// acquire waits for a turn (false if done is closed first); give it back
+// with release.
+func (t *turns) acquire(done <-chan struct{}) bool {
 	select {
-	case s.heavy <- struct{}{}:
+	case t.ch <- struct{}{}:
 		return true
 	default:
 	}
-	s.heavyWaiting.Add(1)
-	defer s.heavyWaiting.Add(-1)
+	t.waiting.Add(1)
+	defer t.waiting.Add(-1)
 	select {
-	case s.heavy <- struct{}{}:
+	case t.ch <- struct{}{}:
 		return true
-	case <-s.ctx.Done():
+	case <-done:
 		return false
 	}
 }
 
-func (s *Server) releaseHeavy() { <-s.heavy }
+func (t *turns) release() { <-t.ch }
+
+// searchTurns is what SEARCH c waits for: the body turns if it reads
+// whole messages, the header turns if it reads headers, nil if the index
+// answers it.
+func (s *Server) searchTurns(c *imap.SearchCriteria) *turns {
+	switch searchReads(c) {
+	case readsBodies:
+		return s.bodySearches
+	case readsHeaders:
+		return s.headerSearches
+	}
+	return nil
+}
+
+const (
+	readsIndex = iota
+	readsHeaders
+	readsBodies
+)
+
+// searchReads is what c reads beside the index: readsHeaders (the .meta's
+// header or envelope), readsBodies (raw messages) or readsIndex.
+func searchReads(c *imap.SearchCriteria) int {
+	r := readsIndex
+	if len(c.Text) > 0 || len(c.Body) > 0 {
+		return readsBodies
+	}
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		r = readsHeaders
+	}
+	for i := range c.Not {
+		r = max(r, searchReads(&c.Not[i]))
+	}
+	for i := range c.Or {
+		r = max(r, searchReads(&c.Or[i][0]), searchReads(&c.Or[i][1]))
+	}
+	return r
+}
 
 // matchHeader reports whether message m has a header field key (lower
 // case) whose decoded value contains pattern (lower case; any value if

@@ -2,14 +2,17 @@ package imapd
 
 import (
 	"context"
+	"math"
 	"net"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/store"
@@ -61,10 +64,11 @@ func TestMayContain(t *testing.T) {
 	}
 }
 
-// TestHeavySearchesWait: while every turn for a heavy SEARCH is taken, a
-// SEARCH SUBJECT waits (and is answered, rightly, once a turn is free)
-// and a SEARCH UNSEEN, which the index answers, does not.
-func TestHeavySearchesWait(t *testing.T) {
+// TestSearchTurns: while every turn for SEARCHes that read messages is
+// taken, a SEARCH SUBJECT and a SEARCH BODY wait (and are answered,
+// rightly, once turns are free) and a SEARCH UNSEEN, which the index
+// answers, does not.
+func TestSearchTurns(t *testing.T) {
 	st, err := store.InitData(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +80,7 @@ func TestHeavySearchesWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Mail: ms, InsecureAuth: true, HeavySearches: 1})
+	srv := New(Options{Mail: ms, InsecureAuth: true, BodySearches: 1, HeaderSearches: 1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,69 +92,92 @@ func TestHeavySearchesWait(t *testing.T) {
 	for i, subj := range []string{"zebra crossing", "lunch", "a Zebra"} {
 		appendMsg(t, c, "INBOX", msg(i, subj))
 	}
+	for _, tr := range []*turns{srv.bodySearches, srv.headerSearches} {
+		if !tr.acquire(nil) { // the one turn, held by the test
+			t.Fatal("no turn")
+		}
+	}
+	sessions := map[string]*imapclient.Client{}
+	cmds := map[string]*imapclient.SearchCommand{}
+	for _, k := range []struct {
+		name string
+		tr   *turns
+		c    imap.SearchCriteria
+	}{
+		{"SUBJECT", srv.headerSearches, imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zebra"}}}},
+		{"BODY", srv.bodySearches, imap.SearchCriteria{Body: []string{"NUMBER 2"}}},
+	} {
+		// Commands on one connection are answered in order: a session each.
+		sessions[k.name] = h.login(t, "alice", nil)
+		if _, err := sessions[k.name].Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[k.name] = sessions[k.name].UIDSearch(&k.c, nil)
+		deadline := time.Now().Add(30 * time.Second)
+		for k.tr.waiting.Load() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the SEARCH %s never waited for a turn", k.name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if !srv.acquireHeavy() { // the one turn, held by the test
-		t.Fatal("no turn")
-	}
-	cmd := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zebra"}}}, nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for srv.heavyWaiting.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the SEARCH SUBJECT never waited for a turn")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Commands on one connection are answered in order: UNSEEN from a
-	// second session.
-	c2 := h.login(t, "alice", nil)
-	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := c2.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait()
+	d, err := c.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait()
 	if err != nil || len(d.AllUIDs()) != 3 {
-		t.Fatalf("SEARCH UNSEEN while the turn is held: %v, %v", d, err)
+		t.Fatalf("SEARCH UNSEEN while the turns are held: %v, %v", d, err)
 	}
-	if srv.heavyWaiting.Load() != 1 {
-		t.Fatal("the SEARCH SUBJECT ran without a turn")
+	if srv.bodySearches.waiting.Load() != 1 || srv.headerSearches.waiting.Load() != 1 {
+		t.Fatal("a SEARCH ran without a turn")
 	}
-	srv.releaseHeavy()
-	d, err = cmd.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := d.AllUIDs(); len(got) != 2 || got[0] != 1 || got[1] != 3 {
-		t.Fatalf("SEARCH SUBJECT zebra = %v, want 1 and 3", got)
+	srv.headerSearches.release()
+	srv.bodySearches.release()
+	for name, want := range map[string][]imap.UID{"SUBJECT": {1, 3}, "BODY": {3}} {
+		d, err := cmds[name].Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.AllUIDs(); !slices.Equal(got, want) {
+			t.Errorf("SEARCH %s = %v, want %v", name, got, want)
+		}
 	}
 }
 
-func TestHeavyCriteria(t *testing.T) {
+func TestSearchReads(t *testing.T) {
 	for _, c := range []struct {
 		c    imap.SearchCriteria
-		want bool
+		want int
 	}{
-		{imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, false},
-		{imap.SearchCriteria{Since: time.Now(), Larger: 10, UID: []imap.UIDSet{{{Start: 1, Stop: 0}}}}, false},
-		{imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "x"}}}, true},
-		{imap.SearchCriteria{Body: []string{"x"}}, true},
-		{imap.SearchCriteria{SentBefore: time.Now()}, true},
-		{imap.SearchCriteria{Not: []imap.SearchCriteria{{Text: []string{"x"}}}}, true},
-		{imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{{Flag: []imap.Flag{imap.FlagSeen}}, {Text: []string{"x"}}}}}, true},
+		{imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, readsIndex},
+		{imap.SearchCriteria{Since: time.Now(), Larger: 10, UID: []imap.UIDSet{{{Start: 1, Stop: 0}}}}, readsIndex},
+		{imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "x"}}}, readsHeaders},
+		{imap.SearchCriteria{SentBefore: time.Now()}, readsHeaders},
+		{imap.SearchCriteria{Body: []string{"x"}}, readsBodies},
+		{imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "x"}}, Not: []imap.SearchCriteria{{Text: []string{"x"}}}}, readsBodies},
+		{imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{{Flag: []imap.Flag{imap.FlagSeen}}, {SentSince: time.Now()}}}}, readsHeaders},
 	} {
-		if got := heavyCriteria(&c.c); got != c.want {
-			t.Errorf("heavyCriteria(%+v) = %v", c.c, got)
+		if got := searchReads(&c.c); got != c.want {
+			t.Errorf("searchReads(%+v) = %v, want %v", c.c, got, c.want)
 		}
 	}
-	if n := heavySearches(0); n < 1 || n > runtime.GOMAXPROCS(0) {
-		t.Errorf("heavySearches(0) = %d", n)
-	}
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(41 << 20))
-	if n := heavySearches(0); n != min(2, runtime.GOMAXPROCS(0)) {
-		t.Errorf("heavySearches(0) under a 41 MiB limit = %d, want 2", n)
-	}
-	if n := heavySearches(5); n != 5 {
-		t.Errorf("heavySearches(5) = %d", n)
+	for _, c := range []struct {
+		limit         int64
+		n, body, hdrs int
+	}{
+		{math.MaxInt64, 0, runtime.GOMAXPROCS(0), 64},
+		{41 << 20, 0, min(2, runtime.GOMAXPROCS(0)), 10},
+		{13 << 20, 0, 1, 3},
+		{4 << 20, 0, 1, 2},
+		{13 << 20, 5, 5, 5},
+	} {
+		old := debug.SetMemoryLimit(c.limit)
+		body := cap(newTurns(c.n, 16<<20, 1, runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0)).ch)
+		hdrs := cap(newTurns(c.n, 4<<20, 2, math.MaxInt, 64).ch)
+		debug.SetMemoryLimit(old)
+		if body != c.body || hdrs != c.hdrs {
+			t.Errorf("limit %d MiB, n %d: %d body and %d header turns, want %d and %d", c.limit>>20, c.n, body, hdrs, c.body, c.hdrs)
+		}
 	}
 }
 

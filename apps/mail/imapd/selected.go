@@ -498,11 +498,11 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	n, max := v.Bounds()
 	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: n, maxUID: max, searchRes: v.SearchRes}
 	criteria = canonCriteria(criteria)
-	if heavyCriteria(criteria) {
-		if !sess.s.acquireHeavy() {
+	if t := sess.s.searchTurns(criteria); t != nil {
+		if !t.acquire(sess.s.ctx.Done()) {
 			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "The server is closing"}
 		}
-		defer sess.s.releaseHeavy()
+		defer t.release()
 	}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
