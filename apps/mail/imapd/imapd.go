@@ -366,12 +366,17 @@ func (sess *Session) Login(username, password string) error {
 		sess.s.log.Error("imap: login", "user", account, "remote", remote, "err", err)
 		return err
 	}
+	// Logged in for the guard (its login timeout stops) once the
+	// password is right, before the user's index loads: that takes
+	// minutes for a large mailbox on a slow machine (50,000 messages
+	// under TCG), and the eight clients that waited for it were cut off
+	// at the two-minute login timeout.
+	guard.LoggedIn(nc)
 	u, err := sess.s.opts.Mail.User(sess.ctx(), name)
 	if err != nil {
 		return err
 	}
 	sess.user = u
-	guard.LoggedIn(nc)
 	sess.s.log.Debug("imap: login", "user", name, "remote", remote)
 	return nil
 }
