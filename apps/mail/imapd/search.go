@@ -113,9 +113,14 @@ func searchReads(c *imap.SearchCriteria) int {
 
 // matchHeader reports whether message m has a header field key (lower
 // case) whose decoded value contains pattern (lower case; any value if
-// empty), reading the header alone (mailstore.Message.SearchHeader) and
-// parsing it only when the pattern may be there (mayContain).
+// empty): from the index of header fields kept with the message's summary
+// if the summary cache has it (on a host, or for a small mailbox), else
+// from the header alone (mailstore.Message.SearchHeader), parsed only
+// when the pattern may be there (mayContain).
 func (sc *searchCtx) matchHeader(m *mailstore.Message, key, pattern string) bool {
+	if vals, ok := m.CachedHeaderField(key); ok {
+		return matchValues(vals, pattern)
+	}
 	hdr, ok := m.SearchHeader()
 	if !ok {
 		return matchValues(rawHeaderField(sc.raw(m), key), pattern)

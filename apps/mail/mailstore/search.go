@@ -24,6 +24,21 @@ import (
 // that search at once share: without it, each read every .meta, seven
 // times the reads.
 
+// CachedHeaderField is HeaderField if the message's summary is in the
+// summary cache, with its index of header fields (built once, kept with
+// the summary); ok is false, and nothing is read, if it is not.
+func (m *Message) CachedHeaderField(key string) (values []string, ok bool) {
+	s := m.s
+	if s == nil {
+		return m.HeaderField(key)
+	}
+	c := s.sums.get(m.meta)
+	if c == nil || c.Header == "" {
+		return nil, false
+	}
+	return c.headerField(key), true
+}
+
 // SearchHeader returns the message's header block (blank line included)
 // for SEARCH, reading as little as it can (see above). ok is false when
 // the header was too long to keep with the summary, or the summary cannot
