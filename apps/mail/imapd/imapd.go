@@ -71,7 +71,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -105,6 +107,13 @@ type Options struct {
 	Auth *guard.Auth
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// BodySearches is how many SEARCHes that read whole messages (TEXT,
+	// BODY) run at once, HeaderSearches how many that read headers
+	// (header fields, sent dates); others wait their turn (search.go).
+	// Zero means one per 16 MiB of the Go memory limit, from one to
+	// GOMAXPROCS (GOMAXPROCS if there is no limit), and one per 4 MiB, at
+	// least two (64 if there is no limit).
+	BodySearches, HeaderSearches int
 }
 
 // Server is an IMAP server.
@@ -119,6 +128,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closed    bool
+	// Turns for SEARCHes that read messages (search.go).
+	bodySearches, headerSearches *turns
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -147,6 +158,8 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log, listeners: map[net.Listener]struct{}{}}
+	s.bodySearches = newTurns(opts.BodySearches, 16<<20, 1, runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0))
+	s.headerSearches = newTurns(opts.HeaderSearches, 4<<20, 2, math.MaxInt, 64)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	newSession := func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 		sess := &Session{s: s, conn: c}
@@ -354,12 +367,17 @@ func (sess *Session) Login(username, password string) error {
 		sess.s.log.Error("imap: login", "user", account, "remote", remote, "err", err)
 		return err
 	}
+	// Logged in for the guard (its login timeout stops) once the
+	// password is right, before the user's index loads: that takes
+	// minutes for a large mailbox on a slow machine (50,000 messages
+	// under TCG), and the eight clients that waited for it were cut off
+	// at the two-minute login timeout.
+	guard.LoggedIn(nc)
 	u, err := sess.s.opts.Mail.User(sess.ctx(), name)
 	if err != nil {
 		return err
 	}
 	sess.user = u
-	guard.LoggedIn(nc)
 	sess.s.log.Debug("imap: login", "user", name, "remote", remote)
 	return nil
 }

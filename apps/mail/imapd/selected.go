@@ -1,8 +1,8 @@
 package imapd
 
 import (
+	"bufio"
 	"bytes"
-	"io"
 	"strings"
 	"time"
 
@@ -509,6 +509,12 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	n, max := v.Bounds()
 	sc := &searchCtx{sess: sess, rd: sess.s.opts.Mail.NewReader(), mb: v.Mailbox(), numMessages: n, maxUID: max, searchRes: v.SearchRes}
 	criteria = canonCriteria(criteria)
+	if t := sess.s.searchTurns(criteria); t != nil {
+		if !t.acquire(sess.s.ctx.Done()) {
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "The server is closing"}
+		}
+		defer t.release()
+	}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -561,6 +567,8 @@ const searchWindow = 1024
 type searchCtx struct {
 	sess        *Session
 	rd          *mailstore.Reader
+	br          *bufio.Reader // TEXT and BODY: reused for every message
+	text        []byte        // TEXT and BODY: a part's decoded text
 	mb          *mailstore.Mailbox
 	numMessages uint32
 	maxUID      imap.UID
@@ -629,21 +637,17 @@ func (sc *searchCtx) match(it mailstore.Item, c *imap.SearchCriteria) bool {
 		return false
 	}
 	for _, h := range c.Header {
-		vals, ok := m.HeaderField(h.Key)
-		if !ok {
-			vals = rawHeaderField(sc.raw(m), h.Key)
-		}
-		if !matchValues(vals, h.Value) {
+		if !sc.matchHeader(m, h.Key, h.Value) {
 			return false
 		}
 	}
 	for _, t := range c.Text {
-		if !matchEntity(sc.raw(m), t, true) {
+		if !sc.matchEntity(sc.raw(m), t, true) {
 			return false
 		}
 	}
 	for _, t := range c.Body {
-		if !matchEntity(sc.raw(m), t, false) {
+		if !sc.matchEntity(sc.raw(m), t, false) {
 			return false
 		}
 	}
@@ -706,6 +710,8 @@ func canonCriteria(c *imap.SearchCriteria) *imap.SearchCriteria {
 			cc.Header[i] = imap.SearchCriteriaHeaderField{Key: strings.ToLower(h.Key), Value: strings.ToLower(h.Value)}
 		}
 	}
+	cc.Text = lowerAll(c.Text)
+	cc.Body = lowerAll(c.Body)
 	if len(c.Not) > 0 {
 		cc.Not = make([]imap.SearchCriteria, len(c.Not))
 		for i := range c.Not {
@@ -775,55 +781,4 @@ func matchDate(t, since, before time.Time) bool {
 		return false
 	}
 	return true
-}
-
-// matchEntity looks for pattern in the text parts of a message (and its
-// headers for TEXT), decoding transfer encodings and charsets as go-message
-// does. After go-imap's imapmemserver.
-func matchEntity(raw []byte, pattern string, includeHeader bool) bool {
-	if pattern == "" {
-		return true
-	}
-	if raw == nil {
-		return false
-	}
-	e, _ := gomessage.Read(bytes.NewReader(raw))
-	if e == nil {
-		return bytes.Contains(bytes.ToLower(raw), bytes.ToLower([]byte(pattern)))
-	}
-	return matchPart(e, strings.ToLower(pattern), includeHeader)
-}
-
-func matchPart(e *gomessage.Entity, pattern string, includeHeader bool) bool {
-	if includeHeader {
-		fields := e.Header.Fields()
-		for fields.Next() {
-			v, _ := fields.Text()
-			if strings.Contains(strings.ToLower(v), pattern) {
-				return true
-			}
-		}
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				return false
-			} else if err != nil {
-				return false
-			}
-			if matchPart(part, pattern, includeHeader) {
-				return true
-			}
-		}
-	}
-	t, _, _ := e.Header.ContentType()
-	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
-		return false
-	}
-	buf, err := io.ReadAll(e.Body)
-	if err != nil && len(buf) == 0 {
-		return false
-	}
-	return bytes.Contains(bytes.ToLower(buf), []byte(pattern))
 }

@@ -199,6 +199,7 @@ type Store struct {
 
 	cache *rawCache
 	sums  *summaryCache
+	hdrs  *byteLRU[store.Hash, string] // headers for SEARCH (search.go)
 
 	// Background writes (see goBackground); Close waits for them.
 	bgMu     sync.Mutex
@@ -228,7 +229,8 @@ type Options struct {
 	// SummaryCacheBytes bounds the in-memory cache of message summaries
 	// (envelopes, body structures, headers). Zero means
 	// DefaultSummaryCacheBytes(); negative turns it off (every FETCH of an
-	// envelope reads the message's .meta).
+	// envelope reads the message's .meta). A quarter of it more bounds
+	// the cache of headers that SEARCH reads (search.go).
 	SummaryCacheBytes int64
 }
 
@@ -258,7 +260,7 @@ func Open(st *store.Store, opts Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{st: st, log: log, users: map[string]*User{}, own: map[store.Hash]store.Hash{},
-		cache: newRawCache(n), sums: newSummaryCache(sumBytes), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		cache: newRawCache(n), sums: newSummaryCache(sumBytes), hdrs: newByteLRU[store.Hash, string](sumBytes / 4), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		followed: head, noted: map[store.Hash]bool{}}
 	go s.watch(w)
 	return s, nil

@@ -228,6 +228,12 @@ func (m *Message) HeaderField(key string) (values []string, ok bool) {
 	if c == nil || c.Header == "" {
 		return nil, false
 	}
+	return c.headerField(key), true
+}
+
+// headerField is HeaderField of the message whose summary is c (c.Header
+// not empty).
+func (c *Summary) headerField(key string) []string {
 	c.hdrOnce.Do(func() {
 		c.hdr = map[string][]string{}
 		// A buffer the header's size, not bufio's 4 KiB: a SEARCH builds
@@ -247,5 +253,5 @@ func (m *Message) HeaderField(key string) (values []string, ok bool) {
 			c.hdr[k] = append(c.hdr[k], strings.ToLower(v))
 		}
 	})
-	return c.hdr[strings.ToLower(key)], true
+	return c.hdr[strings.ToLower(key)]
 }
