@@ -266,6 +266,18 @@ func newZlibReader(r io.Reader) (io.ReadCloser, error) {
 	return zlib.NewReader(r)
 }
 
+// packBufs recycles readPacked's readers: one of 4 KiB for every object
+// and every delta base read otherwise, most of what a SEARCH of a large
+// mailbox allocated.
+var packBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func putPackBuf(br *bufio.Reader) {
+	if br != nil {
+		br.Reset(nil)
+		packBufs.Put(br)
+	}
+}
+
 // maxDeltaDepth bounds delta chains (git's default --depth is 50).
 const maxDeltaDepth = 1000
 
@@ -274,7 +286,9 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 	if depth > maxDeltaDepth {
 		return 0, nil, fmt.Errorf("pack %s: delta chain deeper than %d at offset %d", p.name, maxDeltaDepth, off)
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(p.f, off, 1<<62), 4096)
+	br := packBufs.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(p.f, off, 1<<62))
+	defer func() { putPackBuf(br) }() // a no-op if given back already
 	c, err := br.ReadByte()
 	if err != nil {
 		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
@@ -326,6 +340,8 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 	if err := inflate(br, data); err != nil {
 		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
 	}
+	putPackBuf(br) // not held while the chain below is read
+	br = nil
 	var (
 		baseType plumbing.ObjectType
 		base     []byte
