@@ -97,12 +97,17 @@ func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProx
 	_, err = ms.User(ctx, "alice")
 	must(err)
 	ms.Close()
+	// The clones get the password's hash as the replicas' credentials
+	// exchange gives it (the user record names one hash, made on node 0).
+	creds, err := st0.PeerCredentials()
+	must(err)
 	src := st0.Path()
 	st0.Close()
 	for _, nd := range nodes[1:] {
 		st, err := store.Clone(ctx, store.Remote{URL: src}, filepath.Join(nd.dir, store.RepoDir), store.Options{})
 		must(err)
-		must(st.SetPassword(ctx, "alice", password))
+		_, err = st.AcceptPeerCredentials(ctx, creds)
+		must(err)
 		nd.st = st
 	}
 	nodes[0].st, err = store.OpenData(nodes[0].dir, store.Options{})
