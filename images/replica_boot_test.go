@@ -81,8 +81,7 @@ func (n *replicaNode) powerOff(t *testing.T) {
 // Mail delivered by SMTP to b is fetched by IMAP from a. Then b is
 // powered off (after alice logged in on b with the password set on a,
 // whose hash replicated) and a takes a message meanwhile; the link is cut,
-// b boots again
-// and takes a message of its own; the link heals and both converge: IMAP
+// b boots again and takes a message of its own; the link heals and both converge: IMAP
 // on each shows the same three messages, and a message delivered to a
 // afterwards reaches b live. Three boots under TCG, two of them at once:
 // about 45 s of wall time here besides the two builds that TestBootMail
