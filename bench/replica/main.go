@@ -135,6 +135,9 @@ func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProx
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, n)
 	log := slog.New(slog.DiscardHandler)
+	if *logs {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	for _, nd := range nodes {
 		go func() {
 			err := mailsvc.Serve(ctx, mailsvc.Config{Store: nd.st, Domains: []string{"example.org"}, InsecureAuth: true, Logger: log,
@@ -307,3 +310,5 @@ func main() {
 	stop()
 	_ = imap.FlagSeen
 }
+
+var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stderr")
