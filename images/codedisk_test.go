@@ -1,0 +1,174 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/nymote/nymote/boards"
+	"github.com/nymote/nymote/launch"
+)
+
+// TestCodeDisk builds hello for microvm-x86_64, a board whose program goes
+// on a code disk: the initramfs holds the stub as /init and not the
+// program; the code disk is ext4 labelled nymote-code holding the program
+// as /init, whose SHA-256 the manifest and the stub carry; QEMU attaches
+// it read-only; and a second build gives the same code disk and stub.
+// Built with InitramfsProgram, the same board keeps the program in the
+// initramfs and has no code disk.
+func TestCodeDisk(t *testing.T) {
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	needTool(t, "debugfs", "e2fsprogs")
+	dir, m := build(t, "hello", "microvm-x86_64")
+	if m.CodeDisk != CodeDiskFile || len(m.ProgramSHA256) != 64 || m.StubSize == 0 {
+		t.Fatalf("manifest: code disk %q, program sha256 %q, stub %d bytes", m.CodeDisk, m.ProgramSHA256, m.StubSize)
+	}
+	if _, ok := m.File(CodeDiskFile); !ok {
+		t.Fatalf("manifest files %v: no %s", fileNames(m), CodeDiskFile)
+	}
+	recs := initramfsRecords(t, dir)
+	init, ok := recs["init"]
+	if !ok || int64(init.FileSize) != m.StubSize || init.FileSize >= 4<<20 {
+		t.Fatalf("initramfs /init: %d bytes, want the stub (%d bytes, under 4 MiB)", init.FileSize, m.StubSize)
+	}
+	stub, _ := io.ReadAll(io.NewSectionReader(init, 0, int64(init.FileSize)))
+	if !bytes.Contains(stub, []byte(m.ProgramSHA256)) {
+		t.Error("the stub does not carry the program's SHA-256")
+	}
+	if _, ok := recs["code"]; !ok {
+		t.Error("initramfs has no /code mount point")
+	}
+	if p := recs["sbin/poweroff"]; p.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+		t.Errorf("sbin/poweroff: mode %o, want a link to /code/init", p.Mode)
+	} else if target, _ := io.ReadAll(io.NewSectionReader(p, 0, int64(p.FileSize))); string(target) != "/code/init" {
+		t.Errorf("sbin/poweroff links to %q, want /code/init", target)
+	}
+
+	img := filepath.Join(dir, CodeDiskFile)
+	if got := ext4LabelOf(t, img); got != CodeDiskLabel {
+		t.Errorf("code disk label %q, want %q", got, CodeDiskLabel)
+	}
+	prog := filepath.Join(t.TempDir(), "init")
+	if out, err := exec.Command("debugfs", "-R", "dump -p /init "+prog, img).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != m.ProgramSHA256 || int64(len(b)) != m.InitSize {
+		t.Errorf("the code disk's /init: %d bytes sha256 %x, manifest says %d bytes %s", len(b), sum, m.InitSize, m.ProgramSHA256)
+	}
+	if fi, _ := os.Stat(prog); fi.Mode()&0o111 == 0 {
+		t.Errorf("the code disk's /init has mode %v, want executable", fi.Mode())
+	}
+
+	bd, _ := boards.Get("microvm-x86_64")
+	qi, err := m.QEMUImage(dir, bd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := launch.QEMUCommand(qi, launch.QEMU{Disk: "d.img"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "file=" + img + ",format=raw,id=code,readonly=on,if=none"; !slices.Contains(args, want) {
+		t.Errorf("QEMU command %q: no read-only code disk %q", args, want)
+	}
+
+	// Reproducible: the same program gives the same code disk and stub.
+	dir2 := t.TempDir()
+	if _, err := Build(context.Background(), Options{App: "hello", Board: "microvm-x86_64", OutDir: dir2, SourceDir: sourceRoot}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CodeDiskFile, InitrdFile, ManifestFile} {
+		a, _ := os.ReadFile(filepath.Join(dir, name))
+		b, _ := os.ReadFile(filepath.Join(dir2, name))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two builds (%d and %d bytes)", name, len(a), len(b))
+		}
+	}
+
+	// Kept in the initramfs on request; a code disk of an earlier
+	// build in the folder goes.
+	m3, err := Build(context.Background(), Options{App: "hello", Board: "microvm-x86_64", OutDir: dir2, SourceDir: sourceRoot, InitramfsProgram: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3.CodeDisk != "" || m3.StubSize != 0 {
+		t.Errorf("InitramfsProgram: manifest code disk %q, stub %d bytes", m3.CodeDisk, m3.StubSize)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, CodeDiskFile)); !os.IsNotExist(err) {
+		t.Errorf("InitramfsProgram: %s left in the folder (%v)", CodeDiskFile, err)
+	}
+	if init := initramfsRecords(t, dir2)["init"]; int64(init.FileSize) != m3.InitSize {
+		t.Errorf("InitramfsProgram: /init is %d bytes, want the program's %d", init.FileSize, m3.InitSize)
+	}
+}
+
+// TestCodeDiskSize: the code disk leaves room for the file system's own
+// blocks and is a whole number of MiB.
+func TestCodeDiskSize(t *testing.T) {
+	for _, n := range []int64{0, 1, 1 << 20, 25<<20 + 12345, 100 << 20} {
+		s := codeDiskSize(n)
+		if s%(1<<20) != 0 || s < n+n/10+1<<20 || s > n+n/10+2<<20 {
+			t.Errorf("codeDiskSize(%d) = %d", n, s)
+		}
+	}
+}
+
+// initramfsRecords reads the image's initramfs.
+func initramfsRecords(t *testing.T, dir string) map[string]cpio.Record {
+	t.Helper()
+	z, err := os.ReadFile(filepath.Join(dir, InitrdFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := map[string]cpio.Record{}
+	for _, r := range rs {
+		recs[strings.TrimPrefix(r.Name, "/")] = r
+	}
+	return recs
+}
+
+// ext4LabelOf reads the label of the ext4 file system in img.
+func ext4LabelOf(t *testing.T, img string) string {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sb := make([]byte, 0x88)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if sb[0x38] != 0x53 || sb[0x39] != 0xef {
+		return ""
+	}
+	return string(bytes.TrimRight(sb[0x78:0x88], "\x00"))
+}
