@@ -54,6 +54,8 @@ func memoryLimit(meminfo []byte, gomemlimit string) (limit int64, why string, er
 	if a := avail - total/100*availableReserve; a < limit {
 		limit = max(a, total/100*10) // a floor: the runtime needs something
 		why = fmt.Sprintf("MemAvailable %s at start less %d%% of MemTotal %s", mib(avail), availableReserve, mib(total))
+	} else {
+		why += fmt.Sprintf("; MemAvailable %s at start", mib(avail))
 	}
 	return limit, why, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nymote/nymote/boards"
 	"github.com/nymote/nymote/launch"
+	"github.com/nymote/nymote/update"
 )
 
 // TestCodeDisk builds hello for microvm-x86_64, a board whose program goes
@@ -171,4 +172,77 @@ func ext4LabelOf(t *testing.T, img string) string {
 		return ""
 	}
 	return string(bytes.TrimRight(sb[0x78:0x88], "\x00"))
+}
+
+// TestCodeDiskSlots: the update slots beside a data disk carry each
+// image's code disk with its initramfs, so that a test boot runs the new
+// image's program under the new image's stub, and a rollback the old
+// program under the old stub. The new image is hello built with another
+// program (the build tag of its test data migration).
+func TestCodeDiskSlots(t *testing.T) {
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	v1, m1 := build(t, "hello", "microvm-x86_64")
+	v2 := t.TempDir()
+	m2, err := Build(context.Background(), Options{App: "hello", Board: "microvm-x86_64", OutDir: v2, SourceDir: sourceRoot, BuildTags: []string{"nymote_migrationtest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.ProgramSHA256 == m2.ProgramSHA256 {
+		t.Fatal("the two images have the same program")
+	}
+	s, err := update.OpenSlots(filepath.Join(t.TempDir(), "data.img.slots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{v1, v2} {
+		if _, err := s.Given(dir, update.InstallOptions{AllowUnsigned: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bd, _ := boards.Get("microvm-x86_64")
+	// The test boot of v2, then (not committed) the rollback to v1.
+	for i, want := range []*Manifest{m2, m1} {
+		bt, err := s.Boot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bt.Test != (i == 0) {
+			t.Fatalf("boot %d: test %v", i, bt.Test)
+		}
+		sm, err := ReadManifest(bt.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := sm.QEMUImage(bt.Dir, bd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args, err := launch.QEMUCommand(img, launch.QEMU{Disk: "data.img"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := filepath.Join(bt.Dir, CodeDiskFile)
+		if !slices.Contains(args, "file="+code+",format=raw,id=code,readonly=on,if=none") {
+			t.Errorf("boot %d (slot %s): QEMU attaches no code disk from the slot: %q", i, bt.Slot, args)
+		}
+		wf, _ := want.File(CodeDiskFile)
+		if got := fileSHA256(t, code); got != wf.SHA256 {
+			t.Errorf("boot %d (slot %s): code disk sha256 %s, want the image's %s", i, bt.Slot, got, wf.SHA256)
+		}
+		stub := initramfsRecords(t, bt.Dir)["init"]
+		b, _ := io.ReadAll(io.NewSectionReader(stub, 0, int64(stub.FileSize)))
+		if !bytes.Contains(b, []byte(want.ProgramSHA256)) {
+			t.Errorf("boot %d (slot %s): the stub does not carry the program's SHA-256 %s", i, bt.Slot, want.ProgramSHA256)
+		}
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -96,7 +97,8 @@ func boot() error {
 	if err := syscall.Mount(dev, mountPoint, "ext4", syscall.MS_RDONLY|syscall.MS_NOATIME|syscall.MS_NODEV|syscall.MS_NOSUID, ""); err != nil {
 		return errors.New("mounting " + dev + " (ext4, read-only) on " + mountPoint + ": " + err.Error())
 	}
-	sum, err := fileSum(program)
+	start := time.Now()
+	sum, n, err := fileSum(program)
 	if err != nil {
 		return errors.New("reading the program on " + dev + ": " + err.Error())
 	}
@@ -104,6 +106,7 @@ func boot() error {
 		return errors.New("the code disk " + dev + " holds a program with SHA-256 " + sum + ", this image was built with " + programSum +
 			": refusing to run it (attach the code.img built with this image's initramfs)")
 	}
+	say(dev + ": " + program + " checked (SHA-256 of " + mib(n) + " in " + time.Since(start).Round(time.Millisecond).String() + ")")
 	// The program mounts /dev and /sys itself, as an /init does.
 	for _, d := range []string{"/sys", "/dev"} {
 		syscall.Unmount(d, syscall.MNT_DETACH)
@@ -172,16 +175,23 @@ func ext4Label(dev string) string {
 	return string(name)
 }
 
-// fileSum is the hex SHA-256 of the file at path.
-func fileSum(path string) (string, error) {
+// fileSum is the hex SHA-256 of the file at path and its size.
+func fileSum(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 256<<10)); err != nil {
-		return "", err
+	n, err := io.CopyBuffer(h, f, make([]byte, 256<<10))
+	if err != nil {
+		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// mib formats a byte count in MiB with one decimal.
+func mib(n int64) string {
+	tenths := (n*10 + 1<<19) >> 20
+	return strconv.FormatInt(tenths/10, 10) + "." + strconv.FormatInt(tenths%10, 10) + " MiB"
 }
