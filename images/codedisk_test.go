@@ -17,6 +17,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/nymote/nymote/boards"
+	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/update"
 )
@@ -245,4 +246,66 @@ func fileSHA256(t *testing.T, path string) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestBootCodeDisk boots hello on microvm-x86_64 (TCG, three short boots)
+// where its code disk is wrong or missing: a code disk holding another
+// program is refused by the stub, which says so and powers off; without a
+// code disk the stub says what to attach and powers off; with its code
+// disk and no data disk, the program runs and refuses to take the code
+// disk (the board's /dev/vda then) for a data disk. The boots with a
+// right code disk and a data disk are TestBootMail's and the slot tests'.
+func TestBootCodeDisk(t *testing.T) {
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	dir, m := build(t, "hello", "microvm-x86_64")
+	swapped := t.TempDir()
+	for _, f := range []string{KernelFile, InitrdFile} {
+		if err := os.Symlink(filepath.Join(dir, f), filepath.Join(swapped, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeCodeDisk(context.Background(), &plan{opts: Options{OutDir: swapped}}, []byte("#!/bin/sh\necho not the program\n")); err != nil {
+		t.Fatal(err)
+	}
+	img := qemuImage(t, dir, m)
+	noCode := img
+	noCode.CodeDisk = ""
+	other := img
+	other.Dir = swapped
+	disk := filepath.Join(t.TempDir(), "data.img")
+	if err := datadisk.Create(context.Background(), t.TempDir(), disk, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		img  launch.Image
+		disk string
+		want string
+	}{
+		{"swapped", other, disk, "nymote: code disk: the code disk /dev/vd"},
+		{"missing", noCode, disk, "nymote: code disk: no block device holds the code disk"},
+		{"no data disk", img, "", "is the image's code disk (attach a data disk"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+			vm, err := launch.StartQEMU(context.Background(), tc.img, launch.QEMU{Disk: tc.disk, MemoryMiB: 128, ExtraCmdline: []string{"nymote.net=" + guestNet}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			killAtCleanup(t, vm)
+			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+			defer cancel()
+			l, err := vm.WaitLine(ctx, tc.want)
+			if err != nil {
+				t.Fatalf("%v\nconsole:\n%s", err, vm.Console())
+			}
+			t.Log(strings.TrimSpace(l.Text))
+			if err := vm.Wait(ctx); err != nil {
+				t.Fatalf("QEMU did not exit after the refusal: %v", err)
+			}
+			if c := vm.Console(); strings.Contains(c, "listening on") {
+				t.Errorf("the appliance served:\n%s", c)
+			}
+		})
+	}
 }
