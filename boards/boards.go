@@ -219,6 +219,7 @@ var table = map[string]Board{
 			// 96); with ours, see bench/README.md.
 			MinMemoryMiB: 64,
 		},
+		CodeDisk: true,
 	},
 	// Debian's armmp kernel is built for ARMv7 with many boards' drivers
 	// as modules: each 32-bit ARM board lists those it needs, ext4 (a
