@@ -14,16 +14,22 @@ import (
 // it).
 const dataLabel = "nymote-data"
 
+// codeLabel is the ext4 label of an image's code disk (package images),
+// which holds the program, never data: it is read-only, and when no data
+// disk is attached it may be the board's data device (/dev/vda).
+const codeLabel = "nymote-code"
+
 // findDataDisk returns the block device holding the ext4 file system
 // labelled nymote-data: a whole disk (virtio-blk, xen-blkfront, an SD card
 // under QEMU) or a partition (an SD card's data partition). It scans
 // /sys/class/block until one appears, or until fallback exists and no
 // device has the label, or until wait has passed; then it returns
 // fallback (the board's data device, nymote.data) and whether it exists.
+// A fallback that is the image's code disk is not there.
 func findDataDisk(fallback string, wait time.Duration) (string, bool) {
 	deadline := time.Now().Add(wait)
 	for {
-		fallbackThere := exists(fallback)
+		fallbackThere := exists(fallback) && ext4Label(fallback) != codeLabel
 		if dev := labelledDisk(dataLabel); dev != "" {
 			return dev, true
 		}

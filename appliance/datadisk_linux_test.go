@@ -17,7 +17,7 @@ func TestExt4Label(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	for _, tc := range []struct{ label, want string }{{"nymote-data", "nymote-data"}, {"", ""}, {"sixteen-chars-ab", "sixteen-chars-ab"}} {
+	for _, tc := range []struct{ label, want string }{{"nymote-data", "nymote-data"}, {"", ""}, {"sixteen-chars-ab", "sixteen-chars-ab"}, {codeLabel, codeLabel}} {
 		img := filepath.Join(dir, "fs-"+tc.label+".img")
 		if err := os.WriteFile(img, make([]byte, 8<<20), 0o600); err != nil {
 			t.Fatal(err)
@@ -43,5 +43,10 @@ func TestExt4Label(t *testing.T) {
 	}
 	if _, ok := findDataDisk(filepath.Join(dir, "missing"), 0); ok {
 		t.Error("findDataDisk found a missing fallback")
+	}
+	// An image's code disk as the board's data device (no data disk
+	// attached) is not a data disk.
+	if dev, ok := findDataDisk(filepath.Join(dir, "fs-"+codeLabel+".img"), 0); ok {
+		t.Errorf("findDataDisk took the code disk %s for a data disk", dev)
 	}
 }

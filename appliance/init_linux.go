@@ -591,6 +591,9 @@ func mountData(cfg bootConfig, say func(string, ...any)) (func(), error) {
 		}
 		return func() {}, nil
 	}
+	if !found && exists(dev) {
+		return nil, fmt.Errorf("%w: %s is the image's code disk (attach a data disk made with: nymote disk create)", ErrNoDataDisk, dev)
+	}
 	if !found {
 		return nil, fmt.Errorf("%w: %s does not exist (attach one made with: nymote disk create)", ErrNoDataDisk, dev)
 	}

@@ -12,7 +12,8 @@ import (
 // memoryShare is the part of the machine's memory (MemTotal) the Go
 // runtime's soft memory limit is set to in an appliance. The rest is for
 // what the Go heap does not count and the kernel needs: the initramfs
-// (the root file system lives in RAM), the page cache of the data disk
+// (the root file system lives in RAM), the page cache of the program on
+// a code disk (the pages of its code in use) and of the data disk
 // (git objects are read through it), the netstack's buffers outside the
 // heap, goroutine stacks, and the kernel's own allocations. With 256 MiB
 // (MemTotal about 240 MiB) the limit is about 168 MiB.
@@ -20,12 +21,14 @@ const memoryShare = 70
 
 // availableReserve is the part of MemTotal kept back from what is
 // available when the appliance starts (MemAvailable), for the kernel's
-// allocations and the data disk's page cache. In a small VM the
-// initramfs, which stays in RAM, is a large part of the machine: at 64 MiB
-// (MemTotal about 52 MiB, 14 MiB of it the mail appliance's root file
-// system) memoryShare of MemTotal would be more than the process can ever
-// have, and the kernel would run out of memory before the Go runtime
-// collected.
+// allocations and the data disk's page cache. In a small VM an
+// initramfs holding the program, which stays in RAM, is a large part of
+// the machine: at 64 MiB (MemTotal about 52 MiB, 26 MiB of it the mail
+// program in the root file system) memoryShare of MemTotal would be more
+// than the process can ever have, and the kernel would run out of memory
+// before the Go runtime collected. Boards whose program is on a code disk
+// (package images) have it in the page cache instead, which MemAvailable
+// counts: there memoryShare applies (37 MiB of 52).
 const availableReserve = 10
 
 // memoryLimit computes the soft memory limit for an appliance from the
@@ -54,6 +57,8 @@ func memoryLimit(meminfo []byte, gomemlimit string) (limit int64, why string, er
 	if a := avail - total/100*availableReserve; a < limit {
 		limit = max(a, total/100*10) // a floor: the runtime needs something
 		why = fmt.Sprintf("MemAvailable %s at start less %d%% of MemTotal %s", mib(avail), availableReserve, mib(total))
+	} else {
+		why += fmt.Sprintf("; MemAvailable %s at start", mib(avail))
 	}
 	return limit, why, nil
 }

@@ -16,7 +16,7 @@ func TestMemoryLimit(t *testing.T) {
 		wantWhy    string
 		wantErr    string
 	}{
-		{"256 MiB VM", vm256, "", 238452 << 10 / 100 * 70, "70% of MemTotal 232 MiB", ""},
+		{"256 MiB VM", vm256, "", 238452 << 10 / 100 * 70, "70% of MemTotal 232 MiB; MemAvailable 194 MiB at start", ""},
 		{"64 MiB VM, no MemAvailable", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344 << 10 / 100 * 70, "70% of MemTotal 56 MiB", ""},
 		// The mail appliance at 64 MiB: its initramfs takes 14 MiB of RAM.
 		{"64 MiB VM, large initramfs", "MemTotal: 53248 kB\nMemAvailable: 34816 kB\n", "", 34816<<10 - 53248<<10/100*10, "MemAvailable 34 MiB at start less 10% of MemTotal 52 MiB", ""},

@@ -115,6 +115,15 @@ type Board struct {
 	// QEMU is set for boards that QEMU can boot (for nymote run and the
 	// boot tests); nil for the others.
 	QEMU *QEMU
+	// CodeDisk puts the appliance's program on a read-only code disk
+	// (code.img: ext4, labelled nymote-code) that the launcher attaches
+	// as a second virtio disk, with a small stub as the initramfs's
+	// /init that checks and execs it: the program's pages are then page
+	// cache the kernel can evict, not initramfs memory it never can.
+	// Only for boards whose kernel has virtio-blk and ext4 built in (the
+	// stub loads no modules) and whose launcher attaches the disk (QEMU,
+	// QEMU.Disk set); the others keep the program in the initramfs.
+	CodeDisk bool
 }
 
 // String returns the board's name.
@@ -169,6 +178,7 @@ var table = map[string]Board{
 			NIC: "virtio-net-device", Disk: "virtio-blk-device", RNG: "virtio-rng-device",
 			MinMemoryMiB: 64,
 		},
+		CodeDisk: true,
 	},
 	// Not boot-tested here (no Firecracker and no KVM on the development
 	// machine); microvm-x86_64 boots the same kernel on the same kind of
@@ -209,6 +219,7 @@ var table = map[string]Board{
 			// 96); with ours, see bench/README.md.
 			MinMemoryMiB: 64,
 		},
+		CodeDisk: true,
 	},
 	// Debian's armmp kernel is built for ARMv7 with many boards' drivers
 	// as modules: each 32-bit ARM board lists those it needs, ext4 (a

@@ -73,6 +73,17 @@ func TestTableInvariants(t *testing.T) {
 			if len(b.Outputs) == 0 {
 				t.Error("no Outputs")
 			}
+			if b.CodeDisk {
+				if b.QEMU == nil || b.QEMU.Disk == "" || b.QEMU.DiskInterface != "" {
+					t.Error("CodeDisk: the code disk is a second virtio disk that QEMU attaches; the board has none")
+				}
+				if len(b.Modules) > 0 {
+					t.Errorf("CodeDisk with Modules %v: the stub that mounts the code disk loads no modules", b.Modules)
+				}
+				if len(b.Outputs) != 1 || b.Outputs[0] != boards.OutputQEMU {
+					t.Errorf("CodeDisk with outputs %v: only QEMU's launch attaches a code disk so far", b.Outputs)
+				}
+			}
 			seen := map[boards.Output]bool{}
 			for _, o := range b.Outputs {
 				if !known[o] {

@@ -77,6 +77,10 @@ type Options struct {
 	// BuildTags are Go build tags for the app's compile (for tests: an
 	// image of hello with a test data migration, nymote_migrationtest).
 	BuildTags []string
+	// InitramfsProgram keeps the program in the initramfs (as /init)
+	// on a board whose images put it on a code disk
+	// (boards.Board.CodeDisk; see CodeDiskFile), for comparisons.
+	InitramfsProgram bool
 }
 
 // Build builds the appliance image described by opts into opts.OutDir and
@@ -101,6 +105,15 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.codeDisk() {
+		fmt.Fprintf(opts.Progress, "build: %s is %s; writing the code disk and compiling its stub\n", p.app.Package, human(int64(len(bin.init))))
+		if err := writeCodeDisk(ctx, p, bin.init); err != nil {
+			return nil, err
+		}
+		if bin.stub, err = buildStub(ctx, p, bin.init); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Debug {
 		fmt.Fprintf(opts.Progress, "build: compiling the debug shell (u-root's gosh and core commands) for %s/%s\n", p.board.GOARCH, orDash(p.board.GOARM))
 		if bin.debug, bin.debugNames, err = buildDebugShell(ctx, p); err != nil {
@@ -108,7 +121,11 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		}
 		fmt.Fprintf(opts.Progress, "build: debug shell is %s (%d commands)\n", human(int64(len(bin.debug))), len(bin.debugNames))
 	}
-	fmt.Fprintf(opts.Progress, "build: /init is %s; writing the initramfs\n", human(int64(len(bin.init))))
+	if bin.stub != nil {
+		fmt.Fprintf(opts.Progress, "build: /init is the code disk's stub, %s; writing the initramfs\n", human(int64(len(bin.stub))))
+	} else {
+		fmt.Fprintf(opts.Progress, "build: /init is %s; writing the initramfs\n", human(int64(len(bin.init))))
+	}
 	ird, err := initramfs(ctx, p, k, bin)
 	if err != nil {
 		return nil, err
@@ -117,6 +134,11 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	files, err := writeOutputs(ctx, p, k, ird)
 	if err != nil {
 		return nil, err
+	}
+	if bin.stub != nil {
+		files = append(files, CodeDiskFile)
+	} else if err := os.Remove(filepath.Join(opts.OutDir, CodeDiskFile)); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("images: %w", err)
 	}
 	m, err := writeManifest(p, k, bin, ird, files)
 	if err != nil {

@@ -26,7 +26,8 @@ type ramdisk struct {
 	files      []string
 }
 
-// initramfs writes the image's initramfs: /init, /dev/console (so that
+// initramfs writes the image's initramfs: /init (the program, or the
+// stub that execs it from the code disk, mounted on /code), /dev/console (so that
 // /init has a console before it mounts devtmpfs), /sbin/poweroff (a link
 // to /init), the mount points the runtime uses, and the board's kernel modules with a modules.dep. Every
 // record has mtime 0, owner root and a fixed inode number, in sorted order,
@@ -53,7 +54,13 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 	}
 	dir("data", 0o700)
 	recs["dev/console"] = cpio.CharDev("dev/console", 0o600, 5, 1)
-	file("init", bin.init, 0o755)
+	if bin.stub != nil {
+		// The program is on the code disk, mounted on /code by the stub.
+		file("init", bin.stub, 0o755)
+		dir("code", 0o755)
+	} else {
+		file("init", bin.init, 0o755)
+	}
 	if bin.debug != nil {
 		file("bbin/bb", bin.debug, 0o755)
 		for _, n := range bin.debugNames {
@@ -61,10 +68,15 @@ func initramfs(ctx context.Context, p *plan, k *kernel.Kernel, bin *binary) (*ra
 		}
 	}
 	// The kernel's poweroff_cmd: run for an orderly power off asked from
-	// outside (Xen's xl shutdown), it is /init, which then asks PID 1 to
+	// outside (Xen's xl shutdown), it is the program (/init, or the code
+	// disk's, since the stub removes itself), which then asks PID 1 to
 	// stop cleanly.
 	dir("sbin", 0o755)
-	recs["sbin/poweroff"] = cpio.Symlink("sbin/poweroff", "../init")
+	if bin.stub != nil {
+		recs["sbin/poweroff"] = cpio.Symlink("sbin/poweroff", "/code/init")
+	} else {
+		recs["sbin/poweroff"] = cpio.Symlink("sbin/poweroff", "../init")
+	}
 	if sg := p.opts.Signer; sg != nil {
 		file(update.TrustedKeysPath, update.TrustedKeysFile([]ed25519.PublicKey{sg.Public()}), 0o644)
 	}

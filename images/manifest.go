@@ -24,8 +24,8 @@ type Manifest struct {
 	Kernel     KernelRef `json:"kernel"`
 	// Cmdline is the kernel command line the image boots with.
 	Cmdline string `json:"cmdline"`
-	// InitSize is the size of /init; InitramfsSize that of the
-	// uncompressed cpio archive.
+	// InitSize is the size of the program (/init, or /init on the code
+	// disk); InitramfsSize that of the uncompressed cpio archive.
 	InitSize      int64  `json:"init_size"`
 	InitramfsSize int64  `json:"initramfs_size"`
 	Compression   string `json:"compression"`
@@ -42,6 +42,14 @@ type Manifest struct {
 	// accepts updates from: the key the image was signed with (see
 	// Options.Signer); none for an unsigned image.
 	TrustedKeys []string `json:"trusted_keys,omitempty"`
+	// CodeDisk is the code disk among Files (CodeDiskFile) of an image
+	// whose program is on one, "" when the program is /init in the
+	// initramfs; ProgramSHA256 is then the program's SHA-256, baked into
+	// the initramfs's stub (/init, StubSize bytes), which refuses a code
+	// disk holding another program.
+	CodeDisk      string `json:"code_disk,omitempty"`
+	ProgramSHA256 string `json:"program_sha256,omitempty"`
+	StubSize      int64  `json:"stub_size,omitempty"`
 	// Files are the artefacts, sorted by name.
 	Files []File `json:"files"`
 	// DataFormat is the app's data format (app.App.Data): the version
@@ -93,6 +101,9 @@ func writeManifest(p *plan, k *kernel.Kernel, bin *binary, rd *ramdisk, files []
 		InitSize: int64(len(bin.init)), InitramfsSize: int64(len(rd.cpio)), Compression: rd.format,
 		InitramfsFiles: rd.files, Ports: manifestPorts(p.app.Ports), Ephemeral: p.opts.Ephemeral,
 		Debug: p.opts.Debug, TrustedKeys: trustedKeys(p), DataFormat: dataFormat(p.app.Data),
+	}
+	if bin.stub != nil {
+		m.CodeDisk, m.ProgramSHA256, m.StubSize = CodeDiskFile, programSum(bin.init), int64(len(bin.stub))
 	}
 	sort.Strings(files)
 	for _, name := range files {

@@ -23,7 +23,14 @@ func (m *Manifest) QEMUImage(dir string, b boards.Board) (launch.Image, error) {
 	if _, ok := m.File(kernelFile); !ok {
 		return launch.Image{}, fmt.Errorf("images: the image in %s has no kernel for QEMU (%s; build it with the %s output)", dir, kernelFile, launch.QEMUOutputs(b)[0])
 	}
-	return launch.Image{Dir: dir, Board: b, Kernel: kernelFile, Initrd: InitrdFile, Cmdline: m.Cmdline}, nil
+	img := launch.Image{Dir: dir, Board: b, Kernel: kernelFile, Initrd: InitrdFile, Cmdline: m.Cmdline}
+	if m.CodeDisk != "" {
+		if _, ok := m.File(m.CodeDisk); !ok {
+			return launch.Image{}, fmt.Errorf("images: the image in %s names code disk %s, which its files do not list", dir, m.CodeDisk)
+		}
+		img.CodeDisk = m.CodeDisk
+	}
+	return img, nil
 }
 
 // qemuKernel is the artefact QEMU loads as the kernel of board b: the
@@ -39,6 +46,9 @@ func qemuKernel(b boards.Board) string {
 // qemuScript is a shell script that boots the image from its folder.
 func qemuScript(p *plan) string {
 	img := launch.Image{Dir: "@DIR@", Board: p.board, Kernel: qemuKernel(p.board), Initrd: InitrdFile, Cmdline: joinCmdline(p.cmdline)}
+	if p.codeDisk() {
+		img.CodeDisk = CodeDiskFile
+	}
 	var fw []launch.Forward
 	for _, port := range p.app.Ports {
 		fw = append(fw, launch.Forward{Host: fmt.Sprintf("127.0.0.1:%d", app.HostPort(port.Port, app.HostPortOffset)), Guest: port.Port})

@@ -22,6 +22,10 @@ type Image struct {
 	Kernel, Initrd string
 	// Cmdline is the image's kernel command line.
 	Cmdline string
+	// CodeDisk is the image's code disk (a file name in Dir), which
+	// holds its program: QEMU attaches it read-only after the data and
+	// update disks; "" when the program is in the initramfs.
+	CodeDisk string
 }
 
 // Forward forwards a TCP port on the host to one in the appliance (a
@@ -199,6 +203,12 @@ func QEMUCommand(img Image, r QEMU) ([]string, error) {
 			return nil, fmt.Errorf("launch: board %s has one disk slot (%s), taken by the data disk: no update disk", b.Name, q.DiskInterface)
 		}
 		args = append(args, "-drive", "file="+r.UpdateDisk+",format=raw,id=update,cache=writeback,if=none", "-device", q.Disk+",drive=update")
+	}
+	if img.CodeDisk != "" {
+		if q.DiskInterface != "" || q.Disk == "" {
+			return nil, fmt.Errorf("launch: board %s attaches no second disk: no code disk (the image's program must be in its initramfs)", b.Name)
+		}
+		args = append(args, "-drive", "file="+filepath.Join(img.Dir, img.CodeDisk)+",format=raw,id=code,readonly=on,if=none", "-device", q.Disk+",drive=code")
 	}
 	if r.QMP != "" {
 		args = append(args, "-qmp", "unix:"+r.QMP+",server=on,wait=off")
