@@ -287,14 +287,17 @@ func (r *rawClient) cmd(cmd string) (rawStats, error) {
 	if _, err := io.WriteString(r, tag+cmd+"\r\n"); err != nil {
 		return st, err
 	}
+	mid := false // in a line longer than the buffer
 	for {
 		line, err := r.br.ReadSlice('\n')
 		st.bytes += int64(len(line))
-		if err == bufio.ErrBufferFull {
-			continue // a line longer than the buffer: its rest follows
-		}
-		if err != nil {
+		if err != nil && err != bufio.ErrBufferFull {
 			return st, err
+		}
+		start := !mid
+		mid = err == bufio.ErrBufferFull // the line's rest follows
+		if !start {
+			continue
 		}
 		switch {
 		case bytes.HasPrefix(line, []byte("* ")):

@@ -128,7 +128,64 @@ func (sc *searchCtx) matchHeader(m *mailstore.Message, key, pattern string) bool
 	if !mayContain(hdr, pattern) {
 		return false
 	}
+	if simpleMatch(hdr, pattern) {
+		return fieldContainsASCII(hdr, key, pattern)
+	}
 	return matchValues(mailstore.HeaderFieldValues(hdr, key), pattern)
+}
+
+// simpleMatch reports whether a header field's value in hdr contains
+// pattern exactly when one of its raw lines does, ignoring ASCII case:
+// when hdr is ASCII without encoded words (decoding changes nothing) and
+// pattern is ASCII without white space (it cannot span a folded line).
+func simpleMatch(hdr, pattern string) bool {
+	if pattern == "" || strings.Contains(hdr, "=?") {
+		return false
+	}
+	for i := 0; i < len(pattern); i++ {
+		if c := pattern[i]; c >= 0x80 || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	for i := 0; i < len(hdr); i++ {
+		if hdr[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldContainsASCII reports whether a field key (lower case) of hdr has
+// pattern (lower case) in its value, ignoring ASCII case, line by line
+// without parsing the header (see simpleMatch for when that is exact).
+func fieldContainsASCII(hdr, key, pattern string) bool {
+	in := false
+	for len(hdr) > 0 {
+		line := hdr
+		if i := strings.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = ""
+		}
+		line = strings.TrimSuffix(line, "\r")
+		switch {
+		case line == "":
+			return false // the end of the header
+		case line[0] == ' ' || line[0] == '\t':
+			// A continuation of the field before.
+		default:
+			in = false
+			if len(line) > len(key) && strings.EqualFold(line[:len(key)], key) {
+				if rest := strings.TrimLeft(line[len(key):], " \t"); rest != "" && rest[0] == ':' {
+					in, line = true, rest[1:]
+				}
+			}
+		}
+		if in && containsFoldASCII(line, pattern) {
+			return true
+		}
+	}
+	return false
 }
 
 // mayContain reports whether a header field's decoded, lower-cased value
@@ -140,18 +197,8 @@ func (sc *searchCtx) matchHeader(m *mailstore.Message, key, pattern string) bool
 // not contain the pattern, ignoring ASCII case. Most messages of a SEARCH
 // FROM or SUBJECT are ruled out so.
 func mayContain(hdr, pattern string) bool {
-	if pattern == "" || strings.Contains(hdr, "=?") {
+	if !simpleMatch(hdr, pattern) {
 		return true
-	}
-	for i := 0; i < len(pattern); i++ {
-		if c := pattern[i]; c >= 0x80 || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-			return true
-		}
-	}
-	for i := 0; i < len(hdr); i++ {
-		if hdr[i] >= 0x80 {
-			return true
-		}
 	}
 	return containsFoldASCII(hdr, pattern)
 }
