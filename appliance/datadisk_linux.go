@@ -1,13 +1,13 @@
 package appliance
 
 import (
-	"bytes"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nymote/nymote/internal/ext4label"
 )
 
 // dataLabel is the ext4 label of a data disk (nymote disk create writes
@@ -29,7 +29,7 @@ const codeLabel = "nymote-code"
 func findDataDisk(fallback string, wait time.Duration) (string, bool) {
 	deadline := time.Now().Add(wait)
 	for {
-		fallbackThere := exists(fallback) && ext4Label(fallback) != codeLabel
+		fallbackThere := exists(fallback) && ext4label.Read(fallback) != codeLabel
 		if dev := labelledDisk(dataLabel); dev != "" {
 			return dev, true
 		}
@@ -62,37 +62,9 @@ func labelledDisk(label string) string {
 	}
 	sort.Strings(devs)
 	for _, dev := range devs {
-		if ext4Label(dev) == label {
+		if ext4label.Read(dev) == label {
 			return dev
 		}
 	}
 	return ""
-}
-
-// ext4Label reads the volume label of the ext2/3/4 file system on dev, or
-// "" when it has none or is not one.
-func ext4Label(dev string) string {
-	f, err := os.Open(dev)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sb := make([]byte, 1024)
-	if _, err := f.ReadAt(sb, 1024); err != nil {
-		return ""
-	}
-	return superblockLabel(sb)
-}
-
-// superblockLabel returns the label of an ext2/3/4 superblock: s_magic
-// 0xEF53 at offset 0x38, s_volume_name (16 bytes) at 0x78.
-func superblockLabel(sb []byte) string {
-	if len(sb) < 0x88 || binary.LittleEndian.Uint16(sb[0x38:]) != 0xef53 {
-		return ""
-	}
-	name := sb[0x78:0x88]
-	if i := bytes.IndexByte(name, 0); i >= 0 {
-		name = name[:i]
-	}
-	return string(name)
 }

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/nymote/nymote/internal/ext4label"
 )
 
 // TestExt4Label reads the label of file systems made by mkfs.ext4, as
@@ -29,13 +31,13 @@ func TestExt4Label(t *testing.T) {
 		if out, err := exec.Command(mkfs, args...).CombinedOutput(); err != nil {
 			t.Fatalf("mkfs.ext4: %v: %s", err, out)
 		}
-		if got := ext4Label(img); got != tc.want {
+		if got := ext4label.Read(img); got != tc.want {
 			t.Errorf("label %q: got %q, want %q", tc.label, got, tc.want)
 		}
 	}
 	garbage := filepath.Join(dir, "garbage.img")
 	os.WriteFile(garbage, make([]byte, 4096), 0o600)
-	if got := ext4Label(garbage); got != "" {
+	if got := ext4label.Read(garbage); got != "" {
 		t.Errorf("zeros: got label %q", got)
 	}
 	if dev, ok := findDataDisk(garbage, 0); dev != garbage || !ok {

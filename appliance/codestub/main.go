@@ -25,9 +25,7 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -38,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nymote/nymote/internal/ext4label"
 )
 
 // programSum is the hex SHA-256 of the program on the image's code disk,
@@ -205,31 +205,11 @@ func labelled() string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if ext4Label("/dev/"+n) == label {
+		if ext4label.Read("/dev/"+n) == label {
 			return "/dev/" + n
 		}
 	}
 	return ""
-}
-
-// ext4Label reads the volume label of the ext2/3/4 file system on dev
-// (s_magic 0xEF53 at 0x38 of the superblock at 1024, s_volume_name at
-// 0x78), or "".
-func ext4Label(dev string) string {
-	f, err := os.Open(dev)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sb := make([]byte, 0x88)
-	if _, err := f.ReadAt(sb, 1024); err != nil || binary.LittleEndian.Uint16(sb[0x38:]) != 0xef53 {
-		return ""
-	}
-	name := sb[0x78:0x88]
-	if i := bytes.IndexByte(name, 0); i >= 0 {
-		name = name[:i]
-	}
-	return string(name)
 }
 
 // fileSum is the hex SHA-256 of the file at path and its size.
