@@ -32,6 +32,15 @@
 // moves, and it pushes that on in turn. Pushes never race a peer's own
 // writes, and no merge waits for the network.
 //
+// Merge commits are deterministic (store.CommitOptions.Deterministic):
+// parents sorted by hash, the author "nymote replica", the message "Merge
+// replicas", the later of the parents' times, no trace of the node. Two
+// nodes that merge the same two heads make the same commit, and each
+// fast-forwards to the other's at once; merges that named the node and the
+// time differed, and were merged again, back and forth, until timing let
+// one side fast-forward. A merge's first parent is therefore not always
+// this node's previous head.
+//
 // Over the tunnel: where the node is in a Signpost network (package
 // signpost; Options.Tunnel, which the mail and DAV apps set from their data
 // directory), a peer that is a node of that network needs no token. Its

@@ -538,14 +538,15 @@ func remoteFor(st *store.Store, name, url, self string, opts Options) store.Remo
 // fast-forwards), and each node merges what its peers push locally.
 func FromBranch(name string) string { return "replica/" + name }
 
-// mergeIncoming merges the branch the peer pushes to into main.
+// mergeIncoming merges the branch the peer pushes to into main, with a
+// deterministic merge commit (see the package doc).
 func (p *peerSync) mergeIncoming(ctx context.Context) error {
 	e := p.e
 	h, err := e.st.Resolve(FromBranch(p.name))
 	if err != nil || h.IsZero() {
 		return nil // nothing pushed yet
 	}
-	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Message: "replica: merge from " + p.name}); err != nil {
+	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Deterministic: true}); err != nil {
 		return err
 	}
 	p.contact(h)
@@ -584,7 +585,7 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	}
 	var theirs store.Hash
 	if pull && !p.pushing(seq) {
-		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
+		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Deterministic: true}}
 		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
