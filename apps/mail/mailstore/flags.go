@@ -130,7 +130,8 @@ func formatChunk(lines []chunkLine) []byte {
 // CHANGEDSINCE finds the change on both.
 func mergeChunk(base, ours, theirs []byte) []byte {
 	type entry struct {
-		uid           imap.UID
+		uid, oUID     imap.UID
+		tUID          imap.UID
 		b, o          map[imap.Flag]bool
 		t             map[imap.Flag]bool
 		oMod, tMod    uint64
@@ -163,13 +164,14 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	}
 	for _, l := range parseChunk(ours) {
 		e := get(l)
-		e.uid = l.uid
+		e.oUID = l.uid
 		e.oMod, e.inO = l.modseq, true
 		high = max(high, l.modseq)
 		tokens(l, e.o)
 	}
 	for _, l := range parseChunk(theirs) {
 		e := get(l)
+		e.tUID = l.uid
 		e.tMod, e.inT = l.modseq, true
 		high = max(high, l.modseq)
 		tokens(l, e.t)
@@ -177,6 +179,17 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	var fresh uint64 // taken once, for all the lines the merge changed
 	var lines []chunkLine
 	for key, e := range m {
+		// The line's home UID: a side's over the base's, the higher of
+		// the two sides' where both have the line (as pickMeta picks the
+		// .meta), the same whichever side is ours.
+		switch {
+		case e.inO && e.inT:
+			e.uid = max(e.oUID, e.tUID)
+		case e.inO:
+			e.uid = e.oUID
+		case e.inT:
+			e.uid = e.tUID
+		}
 		merged := map[imap.Flag]bool{}
 		for f := range union(e.o, e.t) {
 			if !e.b[f] || (e.o[f] && e.t[f]) {
