@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -314,22 +315,44 @@ func (w *Writer) flush() error {
 				}
 			}
 			// Lines of messages that are gone (a merge of a flag change
-			// with an expunge can leave one) are dropped.
-			for key := range lines {
+			// with an expunge can leave one) are dropped. A stray line
+			// with flags to fold into the message elsewhere (a MOVE
+			// here, a flag change there; or another node's record of
+			// the same message) stays for resyncStrays, which folds it
+			// in and drops it: this write may come before the index
+			// follows the merge that brought the line.
+			var strays []string
+			for key, l := range lines {
+				carries := len(l.flags) > 0 || len(l.unset) > 0
 				if m := mb.byKey[key]; m != nil && chunkOf(m.home) != n {
 					// A line where another node's record of the
 					// same message (contentKey) put it: the
 					// message's line is in its home's chunk.
-					delete(lines, key)
+					if !carries {
+						delete(lines, key)
+					}
 					continue
 				}
 				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
 					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
-						delete(lines, key)
+						if carries {
+							strays = append(strays, key)
+						} else {
+							delete(lines, key)
+						}
 					}
 				}
 			}
 			mb.mu.RUnlock()
+			for _, key := range strays {
+				held, err := w.heldElsewhere(mb, key)
+				if err != nil {
+					return err
+				}
+				if !held {
+					delete(lines, key) // expunged: the expunge wins
+				}
+			}
 			if len(lines) == 0 {
 				if err := w.tx.Delete(p); err != nil {
 					return err
@@ -346,6 +369,40 @@ func (w *Writer) flush() error {
 		}
 	}
 	return nil
+}
+
+// heldElsewhere reports whether another mailbox of mb's user holds a
+// message with key (a MOVE keeps the key) as the transaction sees it,
+// also a mailbox that the index does not know yet (a merge brought it).
+func (w *Writer) heldElsewhere(mb *Mailbox, key string) (bool, error) {
+	sn, err := w.s.st.SnapshotOf(w.tx.Base())
+	if err != nil {
+		return false, err
+	}
+	ids := map[string]bool{}
+	entries, err := sn.ReadDir(userDir(mb.user.Name))
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Dir {
+			ids[path.Base(e.Path)] = true
+		}
+	}
+	for _, o := range mb.user.Mailboxes() {
+		ids[o.ID] = true // (also one this transaction created)
+	}
+	delete(ids, mb.ID)
+	for id := range ids {
+		ok, err := w.tx.Exists(msgBase(mb.user.Name, id, key) + ".meta")
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (w *Writer) isAdded(mb *Mailbox, key string) bool {
