@@ -168,7 +168,8 @@ type peerSync struct {
 	mu     sync.Mutex
 	url    string
 	status Status
-	line   string // last console line printed
+	line   string     // last console line printed
+	pushed store.Hash // the head last pushed to the peer (it holds it)
 
 	kick     chan struct{} // sync now (pull and push)
 	dirty    chan struct{} // local commits to push
@@ -579,9 +580,27 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	defer cancel()
 	rem := p.remote()
 	seq := p.pushSeq.Load()
-	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
+	ours, _ := e.st.Resolve("")
+	in, _ := e.st.Resolve(FromBranch(p.name))
+	p.mu.Lock()
+	pushed := p.pushed
+	p.mu.Unlock()
+	// A head that the peer pushed here (main moved to it by a
+	// fast-forward) or that it took from us already is not pushed again:
+	// such echoes were a third of a node's sync work while a client
+	// wrote to one node, and they took the writer lock of the node that
+	// the client was writing to. The poll pushes what the peer took
+	// before again (a peer restored from a backup lacks it).
+	if ours.IsZero() || (ours != in && (pull || ours != pushed)) {
+		err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
+		if err != nil && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+		if err == nil {
+			p.mu.Lock()
+			p.pushed = ours // (at least: a later head may have gone)
+			p.mu.Unlock()
+		}
 	}
 	var theirs store.Hash
 	if pull && !p.pushing(seq) {
@@ -599,12 +618,19 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 }
 
 // contact records a good sync and counts ahead and behind against the
-// peer's head as last seen.
+// peer's head as last seen (theirs), and what the peer last took from
+// this node (p.pushed).
 func (p *peerSync) contact(theirs store.Hash) {
 	ours, _ := p.e.st.Resolve("")
+	p.mu.Lock()
+	known := []store.Hash{theirs}
+	if !p.pushed.IsZero() {
+		known = append(known, p.pushed)
+	}
+	p.mu.Unlock()
 	var ahead, behind int
 	if !ours.IsZero() && !theirs.IsZero() && ours != theirs {
-		ahead, _ = p.e.st.CountNew(ours, []store.Hash{theirs}, countLimit)
+		ahead, _ = p.e.st.CountNew(ours, known, countLimit)
 		behind, _ = p.e.st.CountNew(theirs, []store.Hash{ours}, countLimit)
 	}
 	p.mu.Lock()
