@@ -72,7 +72,7 @@
 //
 //   - mail: see the mailstore package (messages are added under random keys
 //     and never collide; flags merge per flag; an expunge wins over a
-//     flag change; UIDs are renumbered where two nodes gave one UID);
+//     flag change; UIDs are each node's own and never renumbered);
 //   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
 //     two edits of one property keep one value in the object and the
 //     history shows both;
