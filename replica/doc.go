@@ -70,8 +70,9 @@
 // Partitions: both sides keep accepting every write. Per data type, on
 // heal:
 //
-//   - mail: see the mailstore package (messages are added under random keys
-//     and never collide; flags merge per flag; an expunge wins over a
+//   - mail: see the mailstore package (messages are added under keys made
+//     from their content, so one message delivered to two nodes is one;
+//     flags merge per flag; an expunge wins over a
 //     flag change; UIDs are each node's own and never renumbered);
 //   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
 //     two edits of one property keep one value in the object and the
