@@ -189,6 +189,16 @@ func TestMatchEntity(t *testing.T) {
 		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nWmVicmEgY3Jvc3Npbmc=\r\n" + // "Zebra crossing"
 		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCAF=C3=89 au lait\r\n" +
 		"--XX\r\nContent-Type: application/octet-stream\r\n\r\nsecret giraffe\r\n--XX--\r\n"
+	// Single-byte charsets (package charset): a Windows-1252 body, a
+	// Windows-1251 subject and a KOI8-R body, and an ISO-8859-2 part after one in a charset that
+	// is not decoded (Shift_JIS: searched as raw bytes, and the parts
+	// after it still searched).
+	latin := "From: a@b\r\nSubject: menu\r\nContent-Type: text/plain; charset=windows-1252\r\n" +
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9 cr=E8me br=FBl=E9e\r\n"
+	cyr := "From: a@b\r\nSubject: =?windows-1251?B?zvjo4erg?=\r\nContent-Type: text/plain; charset=KOI8-R\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4, \xcd\xc9\xd2\r\n"
+	mixed := "From: a@b\r\nSubject: places\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=YY\r\n\r\n" +
+		"--YY\r\nContent-Type: text/plain; charset=shift_jis\r\n\r\n\x82\xb1 tokyo\r\n" +
+		"--YY\r\nContent-Type: text/plain; charset=iso-8859-2\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=A3=F3d=BC\r\n--YY--\r\n"
 	long := "Subject: long\r\n\r\n" + strings.Repeat("okapi ", 2000) + "\r\n"
 	short := "Subject: short\r\n\r\nlion\r\n"
 	for _, c := range []struct {
@@ -206,6 +216,14 @@ func TestMatchEntity(t *testing.T) {
 		{short, "lion", true, true},
 		{short, "short", true, false},
 		{"not a message", "", true, true},
+		{latin, "CAFÉ CRÈME", true, true},
+		{latin, "brûlée", true, true},
+		{latin, "caf=e9", false, false},
+		{cyr, "ошибка", true, false},
+		{cyr, "привет", true, true},
+		{cyr, "ПРИВЕТ, МИР", true, true},
+		{mixed, "tokyo", true, true},
+		{mixed, "łódź", true, true},
 	} {
 		sc := &searchCtx{}
 		// The long message first, so that its text is in the buffer.
