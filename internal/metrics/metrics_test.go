@@ -376,3 +376,44 @@ func TestProcessCollector(t *testing.T) {
 		}
 	}
 }
+
+// FuzzExposition: whatever a label value or help text holds, the
+// Prometheus text parser reads back what was recorded (invalid UTF-8 as
+// U+FFFD; a help text's leading blanks are lost, as the format has the
+// blanks after the name end where the text begins).
+//
+// make test runs it for 3000 inputs past its seeds.
+// (fuzz-short: 3000x)
+func FuzzExposition(f *testing.F) {
+	for _, s := range []string{"", "plain", `a"b\c` + "\nd", "\\n", "{x=\"y\"}", "\xff\xfe", "# HELP", "é\u2028\t"} {
+		f.Add(s, s, 1.5)
+	}
+	f.Add("nan", "nan", math.NaN())
+	f.Add("inf", "inf", math.Inf(-1))
+	f.Fuzz(func(t *testing.T, value, help string, v float64) {
+		r := NewRegistry()
+		c := NewCounterVec("f_total", help, "k")
+		if !math.IsNaN(v) {
+			c.WithLabelValues(value).Add(math.Abs(v))
+		} else {
+			c.WithLabelValues(value).Inc()
+		}
+		g := NewGauge("g", help)
+		g.Set(v)
+		r.MustRegister(c, g)
+		fams := parse(t, text(t, r))
+		want := strings.ToValidUTF8(value, "\uFFFD")
+		wantHelp := strings.TrimLeft(strings.ToValidUTF8(help, "\uFFFD"), " \t")
+		m := fams["f_total"].Metric[0]
+		if got := m.Label[0].GetValue(); got != want {
+			t.Errorf("label value read back as %q, want %q", got, want)
+		}
+		if got := fams["g"].GetHelp(); got != wantHelp {
+			t.Errorf("help read back as %q, want %q", got, wantHelp)
+		}
+		got := fams["g"].Metric[0].Gauge.GetValue()
+		if got != v && !(math.IsNaN(got) && math.IsNaN(v)) {
+			t.Errorf("value read back as %v, want %v", got, v)
+		}
+	})
+}
