@@ -102,7 +102,9 @@ type Quantile struct {
 }
 
 // A Collector produces metric families on each scrape, by calling emit for
-// each (emit copies nothing: the family must not change afterwards).
+// each, from Collect's own goroutine and before Collect returns (emit
+// keeps the family's slices: they must not change afterwards). Collect
+// may be called by several scrapes at once.
 type Collector interface {
 	Collect(emit func(Family))
 }
