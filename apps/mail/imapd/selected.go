@@ -75,6 +75,11 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			p.fix.Store(true)
 		}
 	}
+	if !markSeen && sess.p != nil && !sess.s.generalFetch && flagsOnly(options) {
+		// Flags and UIDs alone: written here rather than through
+		// imapserver's FetchWriter (fetchflags.go).
+		return sess.corked(func() error { return sess.fetchFlags(w, numSet, options) })
+	}
 	if !markSeen {
 		// Windows of messages, not one item per message of the set held
 		// for the whole response (FETCH 1:* of a large mailbox by many
