@@ -83,7 +83,7 @@ type flagsExchange struct{ cmd, out string }
 func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	t.Helper()
 	h := start(t)
-	h.srv.generalFetch = general
+	h.srv.generalFetch.Store(general)
 	r := mrand.New(mrand.NewPCG(seed, 0xf1a9))
 	ctx := context.Background()
 	u, err := h.ms.User(ctx, "alice")

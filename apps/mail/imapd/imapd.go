@@ -93,6 +93,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -151,7 +152,7 @@ type Server struct {
 	cancel context.CancelFunc
 	// generalFetch turns the fast path of FETCH FLAGS off (fetchflags.go),
 	// for tests that compare it with imapserver's.
-	generalFetch bool
+	generalFetch atomic.Bool
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by

@@ -56,44 +56,25 @@ func BenchmarkScale(b *testing.B) {
 		}
 	})
 	// The same FETCH read as lines by a raw connection: the server's
-	// side alone (the go-imap client's parsing dominates fetch-flags).
-	b.Run("fetch-flags-raw", func(b *testing.B) {
-		conn, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		br := bufio.NewReaderSize(conn, 64<<10)
-		tag := 0
-		cmd := func(c string) int {
-			tag++
-			t := fmt.Sprintf("x%d ", tag)
-			fmt.Fprintf(conn, "%s%s\r\n", t, c)
-			lines := 0
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					b.Fatal(err)
-				}
-				if bytes.HasPrefix(line, []byte(t)) {
-					if !bytes.HasPrefix(line[len(t):], []byte("OK")) {
-						b.Fatalf("%s: %s", c, line)
-					}
-					return lines
-				}
-				lines++
+	// side alone (the go-imap client's parsing dominates fetch-flags),
+	// and UID FETCH 1:* (FLAGS); each by the fast path (fetchflags.go)
+	// and by imapserver's FetchWriter ("general").
+	for _, bc := range []struct{ name, cmd string }{
+		{"fetch-flags-raw", "FETCH 1:* (UID FLAGS)"},
+		{"uid-fetch-flags-raw", "UID FETCH 1:* (FLAGS)"},
+	} {
+		for _, general := range []bool{false, true} {
+			name := bc.name
+			if general {
+				name += "-general"
 			}
+			b.Run(name, func(b *testing.B) {
+				h.srv.generalFetch.Store(general)
+				defer h.srv.generalFetch.Store(false)
+				fetchRaw(b, h.addr, bc.cmd, n)
+			})
 		}
-		br.ReadSlice('\n')
-		cmd("LOGIN alice password-alice")
-		cmd("SELECT INBOX")
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if got := cmd("FETCH 1:* (UID FLAGS)"); got != n {
-				b.Fatalf("%d lines", got)
-			}
-		}
-	})
+	}
 	for _, s := range []struct {
 		name string
 		c    imap.SearchCriteria
@@ -110,5 +91,45 @@ func BenchmarkScale(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// fetchRaw sends cmd over a raw connection b.N times, reading the answers
+// as lines; each must have n untagged lines.
+func fetchRaw(b *testing.B, addr, cmd string, n int) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReaderSize(conn, 64<<10)
+	tag := 0
+	do := func(c string) int {
+		tag++
+		t := fmt.Sprintf("x%d ", tag)
+		fmt.Fprintf(conn, "%s%s\r\n", t, c)
+		lines := 0
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bytes.HasPrefix(line, []byte(t)) {
+				if !bytes.HasPrefix(line[len(t):], []byte("OK")) {
+					b.Fatalf("%s: %s", c, line)
+				}
+				return lines
+			}
+			lines++
+		}
+	}
+	br.ReadSlice('\n')
+	do("LOGIN alice password-alice")
+	do("SELECT INBOX")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := do(cmd); got != n {
+			b.Fatalf("%d lines", got)
+		}
 	}
 }

@@ -75,7 +75,7 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			p.fix.Store(true)
 		}
 	}
-	if !markSeen && sess.p != nil && !sess.s.generalFetch && flagsOnly(options) {
+	if !markSeen && sess.p != nil && !sess.s.generalFetch.Load() && flagsOnly(options) {
 		// Flags and UIDs alone: written here rather than through
 		// imapserver's FetchWriter (fetchflags.go).
 		return sess.corked(func() error { return sess.fetchFlags(w, numSet, options) })
