@@ -61,9 +61,10 @@ const (
 
 var flagsBufs = sync.Pool{New: func() any { b := make([]byte, 0, flagsFlush+1024); return &b }}
 
-// fetchFlags writes the FETCH responses of a flagsOnly FETCH (see above).
-// It runs corked.
-func (sess *Session) fetchFlags(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+// fetchFlags writes the FETCH responses of a flagsOnly FETCH (see above),
+// of the messages changed since since (CHANGEDSINCE; 0 for all). It runs
+// corked.
+func (sess *Session) fetchFlags(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions, since uint64) error {
 	p, v := sess.p, sess.view
 	cond := p.cond.Load()
 	bp := flagsBufs.Get().(*[]byte)
@@ -91,8 +92,8 @@ func (sess *Session) fetchFlags(w *imapserver.FetchWriter, numSet imap.NumSet, o
 	valid, haveLast := true, false
 	err := v.ItemsWindows(numSet, flagsWindow, func(items []mailstore.Item) error {
 		for _, it := range items {
-			if it.Seq == 0 {
-				continue // not announced to this client yet
+			if it.Seq == 0 || (since != 0 && it.ModSeq <= since) {
+				continue // not announced to this client yet, or not changed
 			}
 			if options.Flags && (!haveLast || !equalFlags(it.Flags, last)) {
 				last, haveLast = it.Flags, true

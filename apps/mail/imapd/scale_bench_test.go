@@ -94,6 +94,55 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
+// BenchmarkChangedSinceScattered is a CONDSTORE resync after every other
+// message of 20,000 changed: UID FETCH 1:* (FLAGS) (CHANGEDSINCE m), whose
+// set the layer narrows to the 10,000 changed UIDs (10,000 ranges).
+func BenchmarkChangedSinceScattered(b *testing.B) {
+	h := start(b, mailstore.Options{})
+	ctx := context.Background()
+	u, _ := h.ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	const n = 20000
+	for i := 0; i < n; i += 1000 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for j := i; j < i+1000; j++ {
+				if _, err := w.Append(inbox, []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", j)), nil, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	since := inbox.HighestModSeq()
+	err := h.ms.Update(ctx, "alice", "flag", func(w *mailstore.Writer) error {
+		for i, m := range inbox.Messages() {
+			if i%2 == 0 {
+				if err := w.SetFlags(inbox, m, []imap.Flag{imap.FlagFlagged}, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, general := range []bool{false, true} {
+		name := "fast"
+		if general {
+			name = "general"
+		}
+		b.Run(name, func(b *testing.B) {
+			h.srv.generalFetch.Store(general)
+			defer h.srv.generalFetch.Store(false)
+			fetchRaw(b, h.addr, fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", since), n/2)
+		})
+	}
+}
+
 // fetchRaw sends cmd over a raw connection b.N times, reading the answers
 // as lines; each must have n untagged lines.
 func fetchRaw(b *testing.B, addr, cmd string, n int) {
