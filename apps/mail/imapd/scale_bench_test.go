@@ -47,14 +47,22 @@ func BenchmarkScale(b *testing.B) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("fetch-flags", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, UID: true}).Collect()
-			if err != nil || len(ms) != n {
-				b.Fatalf("%d messages, %v", len(ms), err)
-			}
+	for _, general := range []bool{false, true} {
+		name := "fetch-flags"
+		if general {
+			name += "-general" // imapserver's FetchWriter, not fetchflags.go
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			h.srv.generalFetch.Store(general)
+			defer h.srv.generalFetch.Store(false)
+			for i := 0; i < b.N; i++ {
+				ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, UID: true}).Collect()
+				if err != nil || len(ms) != n {
+					b.Fatalf("%d messages, %v", len(ms), err)
+				}
+			}
+		})
+	}
 	// The same FETCH read as lines by a raw connection: the server's
 	// side alone (the go-imap client's parsing dominates fetch-flags),
 	// and UID FETCH 1:* (FLAGS); each by the fast path (fetchflags.go)
