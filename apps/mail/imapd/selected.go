@@ -69,11 +69,19 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			}
 		}
 	}
+	// CHANGEDSINCE (condstore.go): only the messages changed since.
+	var since uint64
 	if p := sess.p; p != nil {
 		p.partials.reset() // what an earlier FETCH left, if it failed
 		if !p.fix.Load() && needsFix(options) {
 			p.fix.Store(true)
 		}
+		since, p.changedSince = p.changedSince, 0
+	}
+	if !markSeen && sess.p != nil && !sess.s.generalFetch.Load() && flagsOnly(options) {
+		// Flags and UIDs alone: written here rather than through
+		// imapserver's FetchWriter (fetchflags.go).
+		return sess.corked(func() error { return sess.fetchFlags(w, numSet, options, since) })
 	}
 	if !markSeen {
 		// Windows of messages, not one item per message of the set held
@@ -81,11 +89,14 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		// sessions at once ran a 64 MiB appliance out of memory).
 		return sess.corked(func() error {
 			return v.ItemsWindows(numSet, fetchWindow, func(items []mailstore.Item) error {
-				return sess.fetchItems(w, items, options)
+				return sess.fetchItems(w, changedSince(items, since), options)
 			})
 		})
 	}
 	items := v.Items(numSet)
+	if since != 0 {
+		items = changedSince(items, since)
+	}
 	var unseen []int
 	for i, it := range items {
 		if !hasFlag(it.Flags, imap.FlagSeen) {
@@ -122,6 +133,22 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		options.Flags = true
 	}
 	return sess.corked(func() error { return sess.fetchItems(w, items, options) })
+}
+
+// changedSince keeps the items the client knows whose MODSEQ is above
+// since (all of them if since is 0), in place.
+func changedSince(items []mailstore.Item, since uint64) []mailstore.Item {
+	if since == 0 {
+		return items
+	}
+	k := 0
+	for _, it := range items {
+		if it.Seq != 0 && it.ModSeq > since {
+			items[k] = it
+			k++
+		}
+	}
+	return items[:k]
 }
 
 // fetchWindow is how many messages a FETCH takes from the mailbox at a
