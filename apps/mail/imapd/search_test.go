@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"runtime/debug"
@@ -236,6 +237,31 @@ func TestMatchEntity(t *testing.T) {
 			if got := sc.matchEntity([]byte(c.raw), strings.ToLower(c.pattern), includeHeader); got != want {
 				t.Errorf("%.20q: %q (header %v) = %v, want %v", c.raw, c.pattern, includeHeader, got, want)
 			}
+		}
+	}
+}
+
+// TestAppendNums: appendUID and appendSeq give the set AddNum gives, in
+// order or not.
+func TestAppendNums(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 200; trial++ {
+		var a, b imap.UIDSet
+		var c, d imap.SeqSet
+		n := uint32(1)
+		for i := 0; i < 50; i++ {
+			if trial%3 == 0 {
+				n = 1 + r.Uint32N(80) // any order, repeats
+			} else {
+				n += 1 + r.Uint32N(2)*r.Uint32N(4) // ascending, runs
+			}
+			a = appendUID(a, imap.UID(n))
+			b.AddNum(imap.UID(n))
+			c = appendSeq(c, n)
+			d.AddNum(n)
+		}
+		if a.String() != b.String() || c.String() != d.String() {
+			t.Fatalf("trial %d: %s / %s, want %s / %s", trial, a, c, b, d)
 		}
 	}
 }
