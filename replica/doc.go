@@ -30,8 +30,9 @@
 // commits (paths, sizes, the apps' validators) apply). The receiver merges
 // that branch into its main locally, with the merge functions; its main
 // moves, and it pushes that on in turn, except to a peer that holds that
-// head already (it pushed it here, or took it from this node before; its
-// status still counts it in sync). Pushes never race a peer's own
+// head already (it pushed it here, or took it from this node before, or
+// its main is at it: store.SyncOptions.SkipIfAt; its status still counts
+// it in sync). Pushes never race a peer's own
 // writes, and no merge waits for the network.
 //
 // Merge commits are deterministic (store.CommitOptions.Deterministic):

@@ -592,7 +592,7 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	// the client was writing to. The poll pushes what the peer took
 	// before again (a peer restored from a backup lacks it).
 	if ours.IsZero() || (ours != in && (pull || ours != pushed)) {
-		err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
+		err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username), SkipIfAt: store.DefaultBranch})
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}

@@ -246,11 +246,15 @@ func main() {
 	// fall on both alike; the ratio is of the medians.
 	alone, _, stopAlone := cluster(root, 1, "s")
 	ca, cp := dial(alone[0].imap, nil), dial(nodes[0].imap, nil)
+	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
 	block := func(c *imapclient.Client, tag string) float64 {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		for i := 0; i < *appends; i++ {
 			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
 		}
+		// The peers' work on the last pushes falls in the next block:
+		// as many blocks of each kind follow one another, it evens out.
+		cpuPer[c] += cpuTime() - c0
 		return float64(*appends) / time.Since(t0).Seconds()
 	}
 	if *rateprofile != "" {
@@ -261,6 +265,7 @@ func main() {
 	}
 	block(ca, "warm-alone")
 	block(cp, "warm-peered")
+	clear(cpuPer)
 	var r0, r2 []float64
 	for r := 0; r < *rounds; r++ {
 		if r%2 == 0 {
@@ -294,6 +299,9 @@ func main() {
 	}
 	fmt.Printf("APPEND rate (%d rounds of %d): no peers median %.0f/s [%s], two peers median %.0f/s [%s], ratio %.2f\n",
 		*rounds, *appends, med(r0), fmtRates(r0), med(r2), fmtRates(r2), med(r2)/med(r0))
+	n := time.Duration(*rounds * *appends)
+	fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
+		(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
 
 	// Convergence after a partition with -writes commits per node.
 	for i := range links {
