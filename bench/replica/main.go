@@ -143,7 +143,7 @@ func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProx
 	for _, nd := range nodes {
 		go func() {
 			err := mailsvc.Serve(ctx, mailsvc.Config{Store: nd.st, Domains: []string{"example.org"}, InsecureAuth: true, Logger: log,
-				Replica: replica.Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond}}, nd.ls)
+				Replica: replica.Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond, Debounce: *debounce}}, nd.ls)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, nd.name, err)
 			}
@@ -363,3 +363,5 @@ func main() {
 }
 
 var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stderr")
+
+var debounce = flag.Duration("debounce", 0, "the replica engine's Debounce (0: its default, 50 ms)")
