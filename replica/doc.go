@@ -64,7 +64,9 @@
 // node's push and unless the peer pushed to this node meanwhile (its push
 // brought its commits: after a partition heals both sides sync at once,
 // and pulling as well sent every commit over each link twice). A failed
-// sync is retried after Retry (500 ms), doubling up to Poll. Fetches and
+// sync is retried after Retry (500 ms), doubling up to MaxRetry (8 s): nodes find
+// each other within about 8 s of a partition's end, and a connection to
+// a peer that is cut off fails in 10 s. Fetches and
 // pushes take no store lock while they wait for the network, so a peer
 // that is down or slow never holds up local writes.
 //

@@ -33,8 +33,13 @@ type Options struct {
 	// the engine talk to it: 30 s.
 	Poll time.Duration
 	// Retry is the first wait after a failed sync, doubled on each failure
-	// up to Poll: 500 ms.
+	// up to MaxRetry: 500 ms.
 	Retry time.Duration
+	// MaxRetry bounds the wait between tries of a peer that is down, so
+	// that nodes find each other within about that long after a
+	// partition heals (a try costs a connection attempt): the smaller of
+	// Poll and 8 s.
+	MaxRetry time.Duration
 	// Timeout bounds one sync with a peer: 60 s.
 	Timeout time.Duration
 	// Rescan is how often the peer records and tokens are read again (the
@@ -93,6 +98,9 @@ func (o *Options) defaults() {
 	}
 	if o.Retry <= 0 {
 		o.Retry = 500 * time.Millisecond
+	}
+	if o.MaxRetry <= 0 || o.MaxRetry > o.Poll {
+		o.MaxRetry = min(o.Poll, 8*time.Second)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Minute
@@ -437,12 +445,23 @@ func ReadStatus(st *store.Store) (written time.Time, peers []Status, err error) 
 	return f.Written, f.Peers, nil
 }
 
+// retryAfter is the wait after the nth failed sync in a row: Retry,
+// doubled after each further failure, up to MaxRetry.
+func (o *Options) retryAfter(n int) time.Duration {
+	w := o.Retry
+	for i := 1; i < n && w < o.MaxRetry; i++ {
+		w *= 2
+	}
+	return min(w, o.MaxRetry)
+}
+
 // run is one peer's loop: wait for local commits (pushed after Debounce),
 // a kick or the poll timer (pull, then push), then sync.
 func (p *peerSync) run(ctx context.Context) {
 	defer close(p.done)
 	e := p.e
 	wait := e.opts.Poll
+	failed := 0 // failed syncs in a row
 	for {
 		pull := false
 		t := time.NewTimer(wait)
@@ -484,17 +503,13 @@ func (p *peerSync) run(ctx context.Context) {
 			p.status.Failures++
 			p.status.LastError = err.Error()
 			p.status.ErrorAt = time.Now().UTC()
-			switch {
-			case wait >= e.opts.Poll || wait < e.opts.Retry:
-				wait = e.opts.Retry
-			default:
-				wait = min(2*wait, e.opts.Poll)
-			}
+			failed++
+			wait = e.opts.retryAfter(failed)
 		} else {
 			p.status.Syncs++
 			p.status.LastError = ""
 			p.status.ErrorAt = time.Time{}
-			wait = e.opts.Poll
+			wait, failed = e.opts.Poll, 0
 		}
 		line := p.status.Line()
 		changed := line != p.line

@@ -316,3 +316,24 @@ func TestNoEcho(t *testing.T) {
 		return len(st) == 1 && st[0].Ahead == 0 && st[0].Behind == 0 && !st[0].LastContact.IsZero() && st[0].InSync.Equal(st[0].LastContact)
 	})
 }
+
+// TestRetryAfter: a peer that is down is tried again after Retry, then
+// twice as long each time up to MaxRetry (the smaller of Poll and 8 s by
+// default), never more: nodes find each other within MaxRetry of a heal.
+func TestRetryAfter(t *testing.T) {
+	o := Options{Poll: 30 * time.Second}
+	o.defaults()
+	var got []time.Duration
+	for n := 1; n <= 8; n++ {
+		got = append(got, o.retryAfter(n))
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("waits %v, want %v", got, want)
+	}
+	o = Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond}
+	o.defaults()
+	if o.MaxRetry != 2*time.Second || o.retryAfter(1) != 100*time.Millisecond || o.retryAfter(9) != 2*time.Second {
+		t.Errorf("Poll 2 s: MaxRetry %v, waits %v .. %v", o.MaxRetry, o.retryAfter(1), o.retryAfter(9))
+	}
+}

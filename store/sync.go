@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -61,7 +62,12 @@ type dialKey struct{}
 // as the tunnel addresses of a person's nodes are.
 var installDialer = sync.OnceFunc(func() {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	var d net.Dialer
+	// A remote that is cut off (a replica's peer behind a partition)
+	// fails a connection in 10 s, not the sync's whole timeout, and a
+	// connection left idle across a partition is not taken up again
+	// after 30 s (a NAT may have forgotten it meanwhile).
+	d := net.Dialer{Timeout: 10 * time.Second}
+	tr.IdleConnTimeout = 30 * time.Second
 	tr.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
 		if dial, ok := ctx.Value(dialKey{}).(func(context.Context, string, string) (net.Conn, error)); ok && dial != nil {
 			return dial(ctx, network, address)
