@@ -44,6 +44,16 @@
 // one side fast-forward. A merge's first parent is therefore not always
 // this node's previous head.
 //
+// Peers share their history: a node becomes a replica by beginning as a
+// clone of a peer's store (Join, at its first boot). A peer's push, even
+// the first into its branch (no fast-forward of anything), and a pull of
+// its main are refused when their history shares no commit with this
+// node's main (store.ErrUnrelatedHistory; a WARN line "git: push refused:
+// its history shares no commit ...", the peer's status shows the error,
+// nothing is written), unless this node's main has no commit yet: two
+// stores begun apart (two people's, or a node set up alone and then
+// paired) would otherwise be merged into one without a common base.
+//
 // Over the tunnel: where the node is in a Signpost network (package
 // signpost; Options.Tunnel, which the mail and DAV apps set from their data
 // directory), a peer that is a node of that network needs no token. Its

@@ -604,7 +604,7 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	}
 	var theirs store.Hash
 	if pull && !p.pushing(seq) {
-		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Deterministic: true}}
+		opts := store.SyncOptions{Validate: true, SharedHistory: true, Commit: store.CommitOptions{Deterministic: true}}
 		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
@@ -706,7 +706,7 @@ func (e *Engine) Handler() http.Handler {
 			return fmt.Errorf("peer %s may push to %s only", name, FromBranch(name))
 		}
 		return nil
-	}))
+	}), store.WithGitSharedHistory())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, credentialsPath) {
 			e.serveCredentials(w, r) // credentials.go
