@@ -19,7 +19,10 @@
 // --peer ... on a host program; secrets are files on the data disk, never
 // options) name its peers; Join, run before the app writes, clones the
 // peer's store into a store without commits, then records the peer, and
-// the engine syncs from there as with any peer.
+// the engine syncs from there as with any peer. A store that holds only
+// peer records (a plain `nymote peer add` on the new node's data
+// directory) counts as new: it takes its peer's history by a merge, the
+// records kept.
 //
 // Protocol: git smart HTTP under BASE/git (Engine.Handler, mounted at
 // /replica/ on the mail service's git and HTTPS ports and on the DAV

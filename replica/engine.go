@@ -575,6 +575,16 @@ func (p *peerSync) fail(err error) {
 // a peer that cannot reach this node (or has not yet); the merge of what
 // the peer pushes moves main, which is pushed back in turn.
 func (p *peerSync) sync(ctx context.Context, pull bool) error {
+	err := p.syncOnce(ctx, pull)
+	if err != nil && strings.Contains(err.Error(), "unrelated history") {
+		// Refused by the peer (push) or here (pull): say what to do.
+		err = fmt.Errorf("%w (this node and %s were begun apart: make one of them anew as a clone of the other, a node whose store is empty or holds only peer records, booted with nymote.peer=%s=URL or --peer %s=URL)",
+			err, p.name, p.name, p.name)
+	}
+	return err
+}
+
+func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	e := p.e
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
