@@ -214,18 +214,12 @@ func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) erro
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
-	fresh := head.IsZero()
-	if !fresh {
-		// A plain `nymote peer add` on a new node's data directory commits
-		// the peer's record: a store that holds nothing else is new too
-		// (cloned by merging the peer's history, the records kept), or
-		// it would stay apart from its peer's (and be refused as unrelated).
-		if fresh, err = onlyPeerRecords(st); err != nil {
-			return err
-		}
-		if fresh {
-			fmt.Fprintf(opts.Stdout, "nymote: replica: this node's store holds only peer records (nymote peer add): it takes its peer's store\n")
-		}
+	fresh, err := Fresh(st)
+	if err != nil {
+		return err
+	}
+	if fresh && !head.IsZero() {
+		fmt.Fprintf(opts.Stdout, "nymote: replica: this node's store holds only peer records (nymote peer add): it takes its peer's store\n")
 	}
 	if fresh {
 		if err := clone(ctx, st, b.Peers, self, opts); err != nil {
@@ -261,6 +255,22 @@ func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) erro
 		}
 	}
 	return nil
+}
+
+// Fresh reports whether st is a new node's store, which Join clones from
+// a peer given in the boot options: one with no commit, or whose tree holds
+// only peer records (a plain `nymote peer add` on a new node's data
+// directory commits the peer's record; without the clone its history would
+// stay apart from its peer's, and be refused as unrelated).
+func Fresh(st *store.Store) (bool, error) {
+	head, err := st.Resolve("")
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return false, err
+	}
+	if head.IsZero() {
+		return true, nil
+	}
+	return onlyPeerRecords(st)
 }
 
 // onlyPeerRecords reports whether the tree of st's main holds nothing but

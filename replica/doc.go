@@ -22,7 +22,10 @@
 // the engine syncs from there as with any peer. A store that holds only
 // peer records (a plain `nymote peer add` on the new node's data
 // directory) counts as new: it takes its peer's history by a merge, the
-// records kept.
+// records kept. Join retries until a peer answers (Retry doubling up to
+// Poll, a console line per attempt); meanwhile the mail service keeps its
+// ports open and answers with a temporary refusal that says why (IMAP BYE
+// [UNAVAILABLE], SMTP 421, HTTP 503: Fresh tells it to).
 //
 // Protocol: git smart HTTP under BASE/git (Engine.Handler, mounted at
 // /replica/ on the mail service's git and HTTPS ports and on the DAV
