@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 
 	"github.com/nymote/nymote/apps/mail/mailsvc"
@@ -76,7 +78,11 @@ func TestPeerBootClone(t *testing.T) {
 	deliver(t, a, "delivered to a")
 	want := []string{"before the clone", "delivered to a", "delivered to b"}
 	for _, s := range []*server{a, b} {
-		waitFor(t, "all three messages on both nodes", hung, func() bool { return slices.Equal(subjects(t, s), want) })
+		// The password set on b works on a once a has its hash (the
+		// record may arrive a moment before it: the credentials exchange).
+		waitFor(t, "all three messages on both nodes", hung, func() bool {
+			return canLogin(s, "alice") && slices.Equal(subjects(t, s), want)
+		})
 	}
 	if va, vb := uidValidity(t, a), uidValidity(t, b); va == vb {
 		t.Errorf("INBOX UIDVALIDITY %d on both nodes: want the clone's own", va)
@@ -133,6 +139,16 @@ func deliver(t *testing.T, s *server, subject string) {
 	if err := c.SendMail("bob@elsewhere.test", []string{"alice@example.org"}, strings.NewReader(testMessage(subject, "hello"))); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// canLogin reports whether user logs in over IMAPS with testPassword.
+func canLogin(s *server, user string) bool {
+	c, err := imapclient.DialTLS(s.addrs["imaps"], &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	return c.Login(user, testPassword).Wait() == nil
 }
 
 // subjects lists the subjects of alice's INBOX, sorted.
