@@ -125,7 +125,8 @@ func TestPeerBootServesWhileCloning(t *testing.T) {
 	// The peer answers: b clones it and serves.
 	px.SetCut(false)
 	waitFor(t, "b to clone a and listen", hung, func() bool {
-		return strings.Contains(out.String(), "cloned from a") && strings.Count(out.String(), "listening on") >= 6
+		return strings.Contains(out.String(), "cloned from a") && strings.Contains(out.String(), "nymote: mail: done copying the store; serving") &&
+			strings.Count(out.String(), "listening on") >= 6
 	})
 	c, err := net.Dial("tcp", addrs["imap"])
 	if err != nil {

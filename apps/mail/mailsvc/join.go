@@ -54,5 +54,6 @@ func holdWhileCloning(ls *Listeners, tlsConfig *tls.Config, insecureGit bool, ou
 		for _, h := range held {
 			h.Release()
 		}
+		fmt.Fprintf(out, "nymote: mail: done copying the store; serving\n")
 	}
 }

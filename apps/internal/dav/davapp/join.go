@@ -44,6 +44,7 @@ func join(ctx context.Context, st *store.Store, peers *replica.BootPeers, ropts 
 			for _, h := range held {
 				h.Release()
 			}
+			fmt.Fprintf(out, "nymote: %s: done copying the store; serving\n", app)
 		}()
 	}
 	return replica.Join(ctx, st, peers, ropts)
