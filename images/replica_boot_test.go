@@ -184,6 +184,9 @@ func TestBootReplicas(t *testing.T) {
 	a.wait(t, bctx, "nymote: mail imaps listening on")
 	b.wait(t, bctx, "nymote: replica: cloned from a: head ")
 	b.wait(t, bctx, "nymote: mail smtp listening on")
+	// While it cloned, b's ports answered with a temporary refusal; it
+	// serves from this line on.
+	b.wait(t, bctx, "nymote: mail: done copying the store; serving")
 	t.Logf("both booted, b cloned from a: %v", time.Since(t0).Round(time.Second))
 
 	t1 := time.Now()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -150,19 +151,21 @@ func checkTokenText(tok string) error {
 // Join makes the boot options' peers this node's: it names the node
 // (peer-as), keeps the token and certificate given as node files, and
 // checks that every peer has a token here (or is a node of the Signpost
-// network, opts.Tunnel). A node whose store has no commit yet is then
-// cloned: its main becomes the first reachable peer's (in the order
-// given), tried again (Retry, doubling up to Poll) until one answers or ctx
-// ends, with a console line on opts.Stdout per attempt that fails; the
-// pulled history is checked as pushes are (the apps' validators must be
-// registered on st first). A peer whose main has no commit either leaves
+// network, opts.Tunnel). A node whose store has no commit yet, or holds
+// only peer records (a plain `nymote peer add` on its data directory), is
+// then cloned: its main becomes the first reachable peer's (in the order
+// given; merged with the records, kept, in the second case), tried again
+// (Retry, doubling up to Poll) until one answers or ctx ends, with a
+// console line on opts.Stdout per attempt that fails; the pulled history
+// is checked as pushes are (the apps' validators must be registered on st
+// first). A peer whose main has no commit either leaves
 // the store empty. Last, a peer without a record gets one (a commit,
 // which replicates), and a peer recorded with another URL is reached at
 // the boot option's (SetLocalURL). A node with data just adds its peers.
 //
 // Join runs before the apps write anything, so that a new node's first
 // commit is its peer's history: two stores begun apart do not merge (their
-// histories are unrelated). The engine (Start) then syncs as with any
+// histories are unrelated: peers refuse each other's pushes and pulls). The engine (Start) then syncs as with any
 // peer. The clone has none of the peer's node files (UID files: the mail
 // app gives it UIDs and a UIDVALIDITY of its own; credentials; TLS keys).
 func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) error {
@@ -211,7 +214,14 @@ func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) erro
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
-	if head.IsZero() {
+	fresh, err := Fresh(st)
+	if err != nil {
+		return err
+	}
+	if fresh && !head.IsZero() {
+		fmt.Fprintf(opts.Stdout, "nymote: replica: this node's store holds only peer records (nymote peer add): it takes its peer's store\n")
+	}
+	if fresh {
 		if err := clone(ctx, st, b.Peers, self, opts); err != nil {
 			return err
 		}
@@ -247,7 +257,46 @@ func Join(ctx context.Context, st *store.Store, b *BootPeers, opts Options) erro
 	return nil
 }
 
-// clone pulls the first reachable peer's main into st's empty main.
+// Fresh reports whether st is a new node's store, which Join clones from
+// a peer given in the boot options: one with no commit, or whose tree holds
+// only peer records (a plain `nymote peer add` on a new node's data
+// directory commits the peer's record; without the clone its history would
+// stay apart from its peer's, and be refused as unrelated).
+func Fresh(st *store.Store) (bool, error) {
+	head, err := st.Resolve("")
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return false, err
+	}
+	if head.IsZero() {
+		return true, nil
+	}
+	return onlyPeerRecords(st)
+}
+
+// onlyPeerRecords reports whether the tree of st's main holds nothing but
+// peer records (and something).
+func onlyPeerRecords(st *store.Store) (bool, error) {
+	sn, err := st.Snapshot("")
+	if err != nil {
+		return false, err
+	}
+	dir := ""
+	for _, name := range strings.Split(PeersPrefix, "/") {
+		es, err := sn.ReadDir(dir)
+		if err != nil {
+			return false, err
+		}
+		if len(es) != 1 || !es[0].Dir || es[0].Path != path.Join(dir, name) {
+			return false, nil
+		}
+		dir = es[0].Path
+	}
+	return true, nil
+}
+
+// clone pulls the first reachable peer's main into st's main, empty or
+// holding only peer records (merged then: the histories are unrelated,
+// which only this merge takes).
 func clone(ctx context.Context, st *store.Store, peers []Peer, self string, opts Options) error {
 	wait := opts.Retry
 	for {

@@ -178,6 +178,86 @@ func TestJoinClone(t *testing.T) {
 	}
 }
 
+// TestJoinPeerRecordsOnly: a new node whose data directory got a plain
+// `nymote peer add` (a commit of the peer's record, the token a node file)
+// is still cloned at its first boot: it takes the peer's history (merged
+// with its record), so that the two share history and sync; a store with
+// data besides is not.
+func TestJoinPeerRecordsOnly(t *testing.T) {
+	ctx := context.Background()
+	a := newNode(t, "a")
+	put(t, a.st, "data/x", "from a")
+	if _, err := AddPeer(ctx, a.st, "b", "http://127.0.0.1:9/replica", AddOptions{Token: testToken}); err != nil {
+		t.Fatal(err)
+	}
+	a.start(t, Options{Poll: time.Hour, Retry: time.Hour})
+	aHead, _ := a.st.Resolve("")
+	url := a.srv.URL + "/replica"
+
+	for _, withData := range []bool{false, true} {
+		st, err := store.InitData(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if err := SetSelf(st, "b"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := AddPeer(ctx, st, "a", url, AddOptions{Token: testToken}); err != nil {
+			t.Fatal(err)
+		}
+		if withData {
+			put(t, st, "data/own", "b's own")
+		}
+		before, _ := st.Resolve("")
+		b, err := ParseBoot(bootGet(map[string]string{"peer": "a=" + url}), bootOpt, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		cctx, cancel := context.WithTimeout(ctx, time.Minute) // only a hung test
+		err = Join(cctx, st, b, Options{Stdout: &out, Retry: 10 * time.Millisecond})
+		cancel()
+		if err != nil {
+			t.Fatalf("Join: %v\n%s", err, out.String())
+		}
+		head, _ := st.Resolve("")
+		if withData {
+			if head != before || strings.Contains(out.String(), "clon") {
+				t.Errorf("a store with data: head %s → %s, console %q; want nothing done", before, head, out.String())
+			}
+			continue
+		}
+		if !strings.Contains(out.String(), "holds only peer records") || !strings.Contains(out.String(), "cloned from a") {
+			t.Errorf("console:\n%s\nwant the peer-records line and the clone", out.String())
+		}
+		if ok, _ := isAncestorOf(st, aHead, head); !ok {
+			t.Errorf("b's main %s does not hold a's head %s", head, aHead)
+		}
+		if ok, _ := isAncestorOf(st, before, head); !ok {
+			t.Errorf("b's main %s dropped its own record commit %s", head, before)
+		}
+		if read(st, "data/x") != "from a" {
+			t.Error("b lacks a's data")
+		}
+		if ps, _ := Peers(st); len(ps) != 2 {
+			t.Errorf("peers %+v, want a and b", ps)
+		}
+		// a takes b's push now (shared history).
+		if err := st.Push(ctx, store.Remote{URL: url + "/git", Username: "b", Password: testToken}, store.SyncOptions{RemoteBranch: FromBranch("b")}); err != nil {
+			t.Errorf("b's push to a after the clone: %v", err)
+		}
+		// A second boot does nothing.
+		out.Reset()
+		if err := Join(ctx, st, b, Options{Stdout: &out}); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := st.Resolve(""); h != head || strings.Contains(out.String(), "clon") {
+			t.Errorf("second Join: head %s → %s, console %q; want nothing done", head, h, out.String())
+		}
+	}
+}
+
 // TestJoinRefusals: no name for this node, a peer without a token, a peer
 // that is this node: refused before anything is written, naming the option.
 func TestJoinRefusals(t *testing.T) {

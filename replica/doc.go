@@ -19,7 +19,13 @@
 // --peer ... on a host program; secrets are files on the data disk, never
 // options) name its peers; Join, run before the app writes, clones the
 // peer's store into a store without commits, then records the peer, and
-// the engine syncs from there as with any peer.
+// the engine syncs from there as with any peer. A store that holds only
+// peer records (a plain `nymote peer add` on the new node's data
+// directory) counts as new: it takes its peer's history by a merge, the
+// records kept. Join retries until a peer answers (Retry doubling up to
+// Poll, a console line per attempt); meanwhile the mail service keeps its
+// ports open and answers with a temporary refusal that says why (IMAP BYE
+// [UNAVAILABLE], SMTP 421, HTTP 503: Fresh tells it to).
 //
 // Protocol: git smart HTTP under BASE/git (Engine.Handler, mounted at
 // /replica/ on the mail service's git and HTTPS ports and on the DAV
@@ -43,6 +49,16 @@
 // time differed, and were merged again, back and forth, until timing let
 // one side fast-forward. A merge's first parent is therefore not always
 // this node's previous head.
+//
+// Peers share their history: a node becomes a replica by beginning as a
+// clone of a peer's store (Join, at its first boot). A peer's push, even
+// the first into its branch (no fast-forward of anything), and a pull of
+// its main are refused when their history shares no commit with this
+// node's main (store.ErrUnrelatedHistory; a WARN line "git: push refused:
+// its history shares no commit ...", the peer's status shows the error,
+// nothing is written), unless this node's main has no commit yet: two
+// stores begun apart (two people's, or a node set up alone and then
+// paired) would otherwise be merged into one without a common base.
 //
 // Over the tunnel: where the node is in a Signpost network (package
 // signpost; Options.Tunnel, which the mail and DAV apps set from their data

@@ -590,6 +590,16 @@ func (p *peerSync) fail(err error) {
 // a peer that cannot reach this node (or has not yet); the merge of what
 // the peer pushes moves main, which is pushed back in turn.
 func (p *peerSync) sync(ctx context.Context, pull bool) error {
+	err := p.syncOnce(ctx, pull)
+	if err != nil && strings.Contains(err.Error(), "unrelated history") {
+		// Refused by the peer (push) or here (pull): say what to do.
+		err = fmt.Errorf("%w (this node and %s were begun apart: make one of them anew as a clone of the other, a node whose store is empty or holds only peer records, booted with nymote.peer=%s=URL or --peer %s=URL)",
+			err, p.name, p.name, p.name)
+	}
+	return err
+}
+
+func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	e := p.e
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
@@ -619,7 +629,7 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	}
 	var theirs store.Hash
 	if pull && !p.pushing(seq) {
-		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Deterministic: true}}
+		opts := store.SyncOptions{Validate: true, SharedHistory: true, Commit: store.CommitOptions{Deterministic: true}}
 		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
@@ -721,7 +731,7 @@ func (e *Engine) Handler() http.Handler {
 			return fmt.Errorf("peer %s may push to %s only", name, FromBranch(name))
 		}
 		return nil
-	}))
+	}), store.WithGitSharedHistory())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, credentialsPath) {
 			e.serveCredentials(w, r) // credentials.go

@@ -87,10 +87,23 @@ func link(t testing.TB, a, b *node, seed uint64) (ab, ba *FaultProxy) {
 	if _, err := AddPeer(ctx, a.st, b.name, "http://"+ab.Addr()+"/replica", AddOptions{Token: tok}); err != nil {
 		t.Fatal(err)
 	}
+	share(t, a, b)
 	if _, err := AddPeer(ctx, b.st, a.name, "http://"+ba.Addr()+"/replica", AddOptions{Token: tok}); err != nil {
 		t.Fatal(err)
 	}
 	return ab, ba
+}
+
+// share makes b's store, if it has no commit yet, a clone of a's (as Join
+// does for a new node): peers' histories must share a commit.
+func share(t testing.TB, a, b *node) {
+	t.Helper()
+	if h, _ := b.st.Resolve(""); !h.IsZero() {
+		return
+	}
+	if _, err := b.st.Pull(context.Background(), store.Remote{URL: a.st.Path()}, store.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func put(t testing.TB, st *store.Store, path, val string) {
@@ -261,6 +274,47 @@ func TestRefusals(t *testing.T) {
 	} else if ok, _ := isAncestorOf(b.st, before, h); !ok {
 		t.Errorf("a's branch on b does not descend from %s", before)
 	}
+
+	// A peer of b's (its token is good) whose store was begun apart from
+	// b's: its first push to its own branch is no fast-forward of anything,
+	// but its history shares no commit with b's, so it is refused; and b's
+	// pull of its main (the rogue's endpoint takes b's push) is refused too.
+	tok := NewToken()
+	rsrv := httptest.NewServer(http.StripPrefix("/replica", rogue.st.GitHandler(nil, store.WithGitAuthenticator(func(*http.Request, string, string) (store.User, error) {
+		return store.User{Name: "anyone", Git: store.GitWrite}, nil
+	}))))
+	t.Cleanup(rsrv.Close)
+	if _, err := AddPeer(ctx, b.st, "rogue", rsrv.URL+"/replica", AddOptions{Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	mainBefore, _ := b.st.Resolve("")
+	err := rogue.st.Push(ctx, store.Remote{URL: url, Username: "rogue", Password: tok}, store.SyncOptions{RemoteBranch: FromBranch("rogue")})
+	if err == nil || !contains(err.Error(), "unrelated history") {
+		t.Errorf("a peer's first push of an unrelated history: %v, want refused as unrelated", err)
+	}
+	if h, err := b.st.Resolve(FromBranch("rogue")); err == nil && !h.IsZero() {
+		t.Errorf("b took the unrelated history as %s", FromBranch("rogue"))
+	}
+	waitFor(t, "b's pull from the rogue to be refused", func() bool {
+		b.e.Kick("rogue")
+		for _, s := range b.e.Status() {
+			if s.Name == "rogue" && contains(s.LastError, "unrelated history") {
+				return true
+			}
+		}
+		return false
+	})
+	if read(b.st, "notes/evil") != "" {
+		t.Error("the rogue's item reached b")
+	}
+	if ok, _ := isAncestorOf(b.st, mainBefore, mustResolve(b.st, "")); !ok {
+		t.Error("b's main does not descend from what it was")
+	}
+}
+
+func mustResolve(st *store.Store, rev string) store.Hash {
+	h, _ := st.Resolve(rev)
+	return h
 }
 
 func isAncestorOf(st *store.Store, a, b store.Hash) (bool, error) {

@@ -82,6 +82,7 @@ func TestOverTunnel(t *testing.T) {
 	if tok, err := AddPeer(ctx, a.st, "b", "http://b.alice.nymote/replica", AddOptions{Tunnel: true}); err != nil || tok != "" {
 		t.Fatalf("AddPeer over the tunnel: %q %v", tok, err)
 	}
+	share(t, a, b)
 	if _, err := AddPeer(ctx, b.st, "a", "http://a.alice.nymote/replica", AddOptions{Tunnel: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -191,6 +192,76 @@ func (s *Store) isAncestor(a, b Hash) (bool, error) {
 			h := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			if h == a {
+				ok = true
+				return nil
+			}
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			ps, err := cachedParents(o, h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// ErrUnrelatedHistory refuses a replica's push or pull whose history
+// shares no commit with this store's DefaultBranch (see
+// WithGitSharedHistory and SyncOptions.SharedHistory).
+var ErrUnrelatedHistory = errors.New("unrelated history: it shares no commit with this store's " + DefaultBranch + " (a replica must begin as a clone of its peer's store)")
+
+// checkSharedHistory returns ErrUnrelatedHistory unless commit h's history
+// shares a commit with DefaultBranch's, or DefaultBranch has no commit.
+func (s *Store) checkSharedHistory(h Hash) error {
+	main, err := s.head(DefaultBranch)
+	if err != nil {
+		return err
+	}
+	if main.IsZero() {
+		return nil
+	}
+	ok, err := s.sharesHistory(h, main)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrUnrelatedHistory
+	}
+	return nil
+}
+
+// sharesHistory reports whether the histories of commits a and b have a
+// commit in common: b's is walked whole, then a's until it meets one of
+// b's (at once for a descendant of b, or of a commit merged into b).
+func (s *Store) sharesHistory(a, b Hash) (bool, error) {
+	ok := false
+	err := s.readObjs(func(o *objReader) error {
+		ofB := map[Hash]bool{}
+		stack := []Hash{b}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ofB[h] {
+				continue
+			}
+			ofB[h] = true
+			ps, err := cachedParents(o, h)
+			if err != nil {
+				return err
+			}
+			stack = append(stack, ps...)
+		}
+		seen := map[Hash]bool{}
+		stack = append(stack[:0], a)
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ofB[h] {
 				ok = true
 				return nil
 			}

@@ -74,6 +74,7 @@ type gitHandler struct {
 	log        *slog.Logger
 	auth       GitAuthenticator
 	pushFilter func(u User, branch string) error
+	shared     bool
 }
 
 // WithGitPushFilter makes a GitHandler ask f before it moves a branch for
@@ -81,6 +82,17 @@ type gitHandler struct {
 // (a replica's peer may push only to its own branch).
 func WithGitPushFilter(f func(u User, branch string) error) GitOption {
 	return func(h *gitHandler) { h.pushFilter = f }
+}
+
+// WithGitSharedHistory makes a GitHandler refuse a push to a branch other
+// than DefaultBranch whose history shares no commit with DefaultBranch's
+// (ErrUnrelatedHistory), unless DefaultBranch has no commit yet: a
+// replica's peer pushes to a branch of its own, whose first push is no
+// fast-forward of anything, and a history begun apart from this store's
+// (another node's store, not a clone of this one) must not be merged
+// into it.
+func WithGitSharedHistory() GitOption {
+	return func(h *gitHandler) { h.shared = true }
 }
 
 func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -354,7 +366,12 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 		}
 		if err != nil {
 			status = err.Error()
-			log.Info("git: push refused", "ref", c.Name, "reason", status)
+			if errors.Is(err, ErrUnrelatedHistory) {
+				log.Warn("git: push refused: its history shares no commit with this store's "+DefaultBranch+" (a replica must begin as a clone of its peer's store); the store is unchanged",
+					"ref", c.Name, "new", c.New)
+			} else {
+				log.Info("git: push refused", "ref", c.Name, "reason", status)
+			}
 		} else {
 			applied++
 			log.Info("git: push", "ref", c.Name, "old", c.Old, "new", c.New)
@@ -432,6 +449,13 @@ func (h *gitHandler) checkCommand(c *packp.Command, user User, validate bool) er
 			ok, err := h.s.isAncestor(cur, c.New)
 			if err != nil || !ok {
 				return errors.New("non-fast-forward (history cannot be rewritten; merge instead)")
+			}
+		}
+		if validate && h.shared && branch != DefaultBranch {
+			// Checked once, before the writer lock: a default branch with
+			// commits keeps them (its history only grows).
+			if err := h.s.checkSharedHistory(c.New); err != nil {
+				return err
 			}
 		}
 		if validate {

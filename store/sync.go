@@ -130,6 +130,11 @@ type SyncOptions struct {
 	// head that reached every node from the one that made it is not
 	// passed around again).
 	SkipIfAt string
+	// SharedHistory refuses (ErrUnrelatedHistory, nothing changed) a
+	// fetched head whose history shares no commit with DefaultBranch's,
+	// unless that has no commit yet: a replica pulling from a peer whose
+	// store was not begun as a clone of this one (or this one of it).
+	SharedHistory bool
 }
 
 func (o SyncOptions) branches() (local, remote string) {
@@ -163,6 +168,11 @@ func (s *Store) Pull(ctx context.Context, remote Remote, opts SyncOptions) (Merg
 	if theirs.IsZero() {
 		h, err := s.head(local)
 		return MergeResult{Head: h, UpToDate: true}, err
+	}
+	if opts.SharedHistory {
+		if err := s.checkSharedHistory(theirs); err != nil {
+			return MergeResult{}, fmt.Errorf("store: pull %s from %s: %w", rbranch, remote, err)
+		}
 	}
 	if opts.Validate {
 		if err := s.validateNew(theirs); err != nil {

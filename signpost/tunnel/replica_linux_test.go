@@ -61,11 +61,15 @@ func replicaNode(t *testing.T, dir, self, peer string, st *netstack.Stack) (*sto
 
 // mailNode runs the mail service on st's netstack with its replication
 // endpoint on the git port (:9418, plain HTTP) and no replica Tunnel given:
-// the service takes its data directory's Signpost node itself.
-func mailNode(t *testing.T, dir, self, peer string, st *netstack.Stack) *store.Store {
+// the service takes its data directory's Signpost node itself. Its store
+// begins as a clone of from's (peers' histories must share a commit).
+func mailNode(t *testing.T, dir, self, peer string, st *netstack.Stack, from *store.Store) *store.Store {
 	t.Helper()
 	s, err := store.InitData(dir, store.Options{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(context.Background(), store.Remote{URL: from.Path()}, store.SyncOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := replica.SetSelf(s, self); err != nil {
@@ -167,7 +171,7 @@ func TestReplicaOverTunnel(t *testing.T) {
 	// not synced yet). B is a mail service, which takes the tunnel from
 	// its data directory itself.
 	sA, eA := replicaNode(t, dirA, "hub", "b", stA)
-	sB := mailNode(t, dirB, "b", "hub", stB)
+	sB := mailNode(t, dirB, "b", "hub", stB, sA)
 	putItem(t, sA, "notes/one", "from the hub")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

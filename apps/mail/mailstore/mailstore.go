@@ -125,10 +125,18 @@
 //     (changed on both sides: the greater value, the same on every node),
 //     HIGHESTMODSEQ (the higher), the UIDVALIDITY the mailbox was created
 //     with (not the one clients see).
-//   - Default mailboxes are created on a user's first use with random ids:
-//     two nodes that each saw the user first make two INBOXes. A node is
-//     therefore made as a clone of one that has the user (as `nymote store
-//     clone` and replica setup do), not set up afresh beside it.
+//   - Default mailboxes (INBOX, Drafts, Sent, ...) are created on a
+//     user's first use with ids made from the user and the name
+//     (defaultBoxID): two nodes that each saw the user first make the same
+//     mailboxes, which merge into one each. Any other mailbox has a random
+//     id, so one CREATEd under the same name on two nodes apart (or two
+//     RENAMEd to one name) is two mailboxes after the merge. The node that
+//     follows the merge (or loads the user after it) renames all but the
+//     one with the lowest id to NAME-ID (the id's first 8 characters, the
+//     whole id if that name is taken) in a commit of its own, as Dovecot's
+//     dsync does (samename.go): a function of the merged tree alone, so
+//     every node makes the same commit and those merge cleanly. Each keeps
+//     its messages, UIDs and UIDVALIDITY; nothing moves between them.
 package mailstore
 
 import (
@@ -429,6 +437,11 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 		if err := s.resyncStrays(strays); err != nil {
 			s.log.Warn("mail: folding stray flags lines", "user", name, "err", err)
 		}
+	}
+	// Mailboxes made under one name on two nodes, merged while the user
+	// was not loaded here (samename.go).
+	if err := s.renameSameNames(u); err != nil {
+		s.log.Warn("mail: renaming mailboxes of one name", "user", name, "err", err)
 	}
 	return u, nil
 }
@@ -1108,7 +1121,10 @@ func (u *User) Mailboxes() []*Mailbox {
 	for _, mb := range u.boxes {
 		out = append(out, mb)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Name(), out[j].Name()
+		return a < b || a == b && out[i].ID < out[j].ID
+	})
 	return out
 }
 
@@ -1127,10 +1143,16 @@ func (u *User) Mailbox(name string) (*Mailbox, error) {
 	name = NormName(name)
 	u.mu.RLock()
 	defer u.mu.RUnlock()
+	var found *Mailbox
 	for _, mb := range u.boxes {
-		if mb.Name() == name {
-			return mb, nil
+		// Two of one name (until samename.go renames one): the lower id,
+		// the one that keeps the name.
+		if mb.Name() == name && (found == nil || mb.ID < found.ID) {
+			found = mb
 		}
+	}
+	if found != nil {
+		return found, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrNoMailbox, name)
 }

@@ -640,10 +640,19 @@ func (s *Store) resync(paths []string) (err error) {
 			msgs[bk][key] = true
 		}
 	}
+	named := map[*User]bool{} // users whose mailboxes' names may now clash
+	defer func() {
+		for u := range named {
+			if err == nil {
+				err = s.renameSameNames(u)
+			}
+		}
+	}()
 	for bk := range infos {
 		s.mu.Lock()
 		u := s.users[bk.user]
 		s.mu.Unlock()
+		named[u] = true
 		data, err := sn.Read(boxInfoPath(bk.user, bk.id))
 		u.mu.Lock()
 		mb := u.boxes[bk.id]

@@ -259,9 +259,21 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 		ropts.Tunnel = signpost.NewReplicaTunnel(cfg.DataDir, cfg.Dial)
 	}
 	// Peers from the boot options: a new node's store is cloned from its
-	// peer before the mailstore writes anything.
+	// peer before the mailstore writes anything; the ports answer with a
+	// temporary refusal meanwhile (join.go).
 	if cfg.Peers != nil {
-		if err := replica.Join(ctx, st, cfg.Peers, ropts); err != nil {
+		release := func() {}
+		if fresh, err := replica.Fresh(st); err != nil {
+			return fmt.Errorf("mail: %w", err)
+		} else if fresh {
+			release = holdWhileCloning(&ls, tlsConfig, cfg.InsecureAuth, out)
+		}
+		err := replica.Join(ctx, st, cfg.Peers, ropts)
+		release()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("mail: %w", err)
 		}
 	}

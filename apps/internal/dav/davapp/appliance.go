@@ -63,9 +63,22 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
 			ropts := replica.Options{Logger: env.Log, Stdout: env.Console, Dial: env.Dial,
 				Tunnel: signpost.NewReplicaTunnel(env.DataDir, env.Dial)}
+			tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{Hostnames: hosts}, env.Log)
+			if err != nil {
+				return err
+			}
+			cfg.TLS = tcfg
+			fmt.Fprintf(env.Console, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
+			var lns []dav.Listener
+			for _, p := range a.Ports {
+				if ln := env.Listeners[p.Name]; ln != nil {
+					lns = append(lns, dav.Listener{Proto: p.Name, Listener: ln})
+				}
+			}
 			// Peers from the boot options: a new node's store is cloned
-			// from its peer before the service writes.
-			if err := replica.Join(ctx, st, peers, ropts); err != nil {
+			// from its peer before the service writes (its ports answer
+			// 503 meanwhile).
+			if err := join(ctx, st, peers, ropts, lns, tcfg, a.Name, env.Console); err != nil {
 				return err
 			}
 			eng, err := replica.Start(st, ropts)
@@ -74,19 +87,7 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			}
 			defer eng.Close()
 			cfg.Replica = eng.Handler()
-			tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{Hostnames: hosts}, env.Log)
-			if err != nil {
-				return err
-			}
-			cfg.TLS = tcfg
-			fmt.Fprintf(env.Console, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 			addConsole(&cfg, a.Name, env.Log, eng, env.DataDir)
-			var lns []dav.Listener
-			for _, p := range a.Ports {
-				if ln := env.Listeners[p.Name]; ln != nil {
-					lns = append(lns, dav.Listener{Proto: p.Name, Listener: ln})
-				}
-			}
 			err = dav.Serve(ctx, cfg, lns)
 			if errors.Is(err, context.Canceled) {
 				err = nil

@@ -106,15 +106,6 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	}
 	st.SetValidateFunc(cfg.Kind.Name()+"/", dav.ValidateFunc(cfg.Kind, cfg.MaxObjectSize))
 	ropts := replica.Options{Logger: log, Stdout: stdout, Dial: h.Network.DialContext, Tunnel: signpost.NewReplicaTunnel(*data, h.Network.DialContext)}
-	if err := replica.Join(ctx, st, peers, ropts); err != nil {
-		return err
-	}
-	eng, err := replica.Start(st, ropts)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	cfg.Replica = eng.Handler()
 	if *httpsAddr != "" {
 		tcfg, fp, err := svc.TLSConfig(ctx, st, svc.TLSOptions{CertFile: *cert, KeyFile: *key, Hostnames: splitList(*hosts)}, log)
 		if err != nil {
@@ -123,7 +114,6 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 		cfg.TLS = tcfg
 		fmt.Fprintf(stdout, "nymote: %s tls certificate sha256 %s\n", a.Name, fp)
 	}
-	addConsole(&cfg, a.Name, log, eng, *data)
 	for _, l := range []struct{ proto, addr string }{{"http", *httpAddr}, {"https", *httpsAddr}} {
 		if l.addr == "" {
 			continue
@@ -137,6 +127,16 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	for _, l := range lns {
 		fmt.Fprintf(stdout, "nymote: %s %s listening on %s\n", a.Name, l.Proto, l.Addr())
 	}
+	if err := join(ctx, st, peers, ropts, lns, cfg.TLS, a.Name, stdout); err != nil {
+		return err
+	}
+	eng, err := replica.Start(st, ropts)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	cfg.Replica = eng.Handler()
+	addConsole(&cfg, a.Name, log, eng, *data)
 	err = dav.Serve(ctx, cfg, lns)
 	if errors.Is(err, context.Canceled) {
 		err = nil
