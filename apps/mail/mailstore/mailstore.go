@@ -812,16 +812,23 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		return nil
 	}
 	u.boxes[id] = mb
+	// The UID file first, so that each message gets its UID here as it
+	// is read (rather than a map of every message's UID space, kept until
+	// all are read).
+	sp, ss, err := s.readSpace(u.Name, id)
+	if err != nil {
+		return err
+	}
 	var chunks []store.Entry
-	spaces := map[string]string{}
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
 		entries, err := sn.ReadDir(dir)
 		if err != nil {
 			return err
 		}
-		metas := map[string]store.Entry{}
-		emls := map[string]store.Hash{}
+		// A shard folder holds a few messages: a .meta and an .eml
+		// each, in name order.
+		var emls []store.Entry
 		for _, e := range entries {
 			if e.Dir {
 				if depth < 2 {
@@ -831,35 +838,43 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 				}
 				continue
 			}
-			if depth != 2 { // messages are in xx/yy/
-				continue
-			}
-			base := path.Base(e.Path)
-			ext := path.Ext(base)
-			// A copy: a substring would keep the whole path (about 80
-			// bytes) alive for as long as the message is in the index.
-			key := strings.Clone(strings.TrimSuffix(base, ext))
-			switch {
-			case key == "":
-			case ext == ".meta":
-				metas[key] = e
-			case ext == ".eml":
-				emls[key] = e.Hash
+			if depth == 2 && strings.HasSuffix(e.Path, ".eml") { // messages are in xx/yy/
+				emls = append(emls, e)
 			}
 		}
-		for key, e := range metas {
+		if depth != 2 {
+			return nil
+		}
+		for _, e := range entries {
+			base := path.Base(e.Path)
+			if e.Dir || path.Ext(base) != ".meta" {
+				continue
+			}
+			name := strings.TrimSuffix(base, ".meta")
+			if name == "" {
+				continue
+			}
 			data, err := sn.Read(e.Path)
 			if err != nil {
 				return err
 			}
-			var m msgMetaIndex
-			if err := json.Unmarshal(data, &m); err != nil {
+			m, err := decodeMetaIndex(data)
+			if err != nil {
 				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
-			if m.Space != "" {
-				spaces[key] = m.Space
+			// A copy: a substring would keep the whole path (about 80
+			// bytes) alive for as long as the message is in the index.
+			key := strings.Clone(name)
+			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash}
+			for _, x := range emls {
+				if strings.TrimSuffix(path.Base(x.Path), ".eml") == key {
+					msg.blob = x.Hash
+					break
+				}
+			}
+			if sp != nil {
+				msg.UID = sp.localUID(key, m.Space, m.UID)
 			}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
@@ -882,6 +897,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			}
 		}
 	}
+	// Flag sets are few (most messages have none, \Seen, or \Seen
+	// \Answered): the messages share one slice per set (no one changes
+	// a message's flags in place: they are replaced, see setFlags).
+	sets := map[string][]imap.Flag{}
 	for _, e := range chunks {
 		data, err := sn.Read(e.Path)
 		if err != nil {
@@ -895,7 +914,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			// (Only in the chunk of its home: see flush.)
 			m := mb.byKey[l.key]
 			if m != nil && chunkOf(m.home) == uint32(n) {
-				m.flags = l.flags
+				m.flags = internFlags(sets, l.flags)
 				if l.modseq != 0 {
 					m.modseq = l.modseq
 					mb.noteModSeqLocked(l.modseq)
@@ -905,7 +924,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			}
 		}
 	}
-	if err := s.loadUIDs(mb, spaces, sn.Commit(), tree, at); err != nil {
+	if err := s.loadUIDs(mb, sp, ss, sn.Commit(), tree, at); err != nil {
 		return err
 	}
 	mb.initRecent()
@@ -913,16 +932,13 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 }
 
 // loadUIDs gives the messages of mb (just read from the tree) their UIDs on
-// this node from its space file (local.go), new ones to those it has not
-// seen, in the order of their home UIDs, and sorts them by UID. spaces
-// are the messages' UID spaces by key; tree is the mailbox's tree in
-// commit, and at gives the trees of the user's mailboxes at another commit
-// (see uidSpace). The space file is rewritten.
-func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
-	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
-	if err != nil {
-		return err
-	}
+// this node, new ones to those it has not seen (UID zero: the caller gave
+// each message its UID from sp, the mailbox's space file read with ss, nil
+// if it has none), in the order of their home UIDs, and sorts them by UID.
+// tree is the mailbox's tree in commit, and at gives the trees of the
+// user's mailboxes at another commit (see uidSpace). The space file is
+// rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, sp *uidSpace, ss *spaceState, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
 	i := &mb.info
 	i.Vanished, i.VanishedFloor, i.RecentFrom = nil, 0, 0
 	if sp == nil {
@@ -933,6 +949,9 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		i.UIDValidity = freshUIDValidity(mb.user, mb.treeUV)
 		mb.user.mu.Unlock()
 		i.UIDNext = 1
+		for _, m := range mb.msgs {
+			m.UID = 0
+		}
 	} else {
 		i.UIDValidity, i.UIDNext = ss.uv, max(ss.next, 1)
 		i.Vanished, i.VanishedFloor, i.RecentFrom = ss.van, ss.floor, ss.recent
@@ -944,22 +963,7 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		high = max(high, r.ModSeq)
 		i.UIDNext = max(i.UIDNext, r.Hi+1)
 	}
-	present := make(map[string]bool, len(mb.msgs))
-	live := make(map[imap.UID]bool, len(mb.msgs))
 	var pending []*Message
-	for _, m := range mb.msgs {
-		present[m.Key] = true
-		m.UID = sp.localUID(m.Key, spaces[m.Key], m.home)
-		live[m.UID] = true
-	}
-	// An expunge whose commit failed left its line: the UID is live.
-	van := i.Vanished[:0]
-	for _, r := range i.Vanished {
-		if r.Hi-r.Lo > 1<<16 || !anyLive(live, r.Lo, r.Hi) {
-			van = append(van, r)
-		}
-	}
-	i.Vanished = van
 	sort.Slice(mb.msgs, func(a, b int) bool {
 		x, y := mb.msgs[a], mb.msgs[b]
 		if x.UID != y.UID {
@@ -967,6 +971,14 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		}
 		return x.Key < y.Key
 	})
+	// An expunge whose commit failed left its line: the UID is live.
+	van := i.Vanished[:0]
+	for _, r := range i.Vanished {
+		if r.Hi-r.Lo > 1<<16 || !anyLive(mb.msgs, r.Lo, r.Hi) {
+			van = append(van, r)
+		}
+	}
+	i.Vanished = van
 	kept := mb.msgs[:0]
 	for k, m := range mb.msgs {
 		// Never two messages with one UID, nor a UID expunged here
@@ -985,7 +997,7 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 	// Messages gone since the node last saw them: expunged here now.
 	var goneKeys []string
 	for key := range sp.uids {
-		if !present[key] {
+		if mb.byKey[key] == nil {
 			goneKeys = append(goneKeys, key)
 		}
 	}
@@ -1043,13 +1055,38 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 	return s.writeSpace(mb, commit.String())
 }
 
-func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {
-	for u := lo; u <= hi && u >= lo; u++ {
-		if live[u] {
-			return true
-		}
+// anyLive says whether one of msgs (sorted by UID) has a UID from lo to hi.
+func anyLive(msgs []*Message, lo, hi imap.UID) bool {
+	k := sort.Search(len(msgs), func(k int) bool { return msgs[k].UID >= lo })
+	return k < len(msgs) && msgs[k].UID <= hi
+}
+
+// internFlags returns the slice of sets that holds flags, adding a copy
+// of flags (its keywords copied too, so that they do not keep the text
+// they were parsed from) if none does. The slice returned is shared: it
+// must not be changed.
+func internFlags(sets map[string][]imap.Flag, flags []imap.Flag) []imap.Flag {
+	if len(flags) == 0 {
+		return nil
 	}
-	return false
+	name := string(flags[0])
+	if len(flags) > 1 {
+		var b strings.Builder
+		for _, f := range flags {
+			b.WriteString(string(f))
+			b.WriteByte(' ')
+		}
+		name = b.String()
+	}
+	if set, ok := sets[name]; ok {
+		return set
+	}
+	set := make([]imap.Flag, len(flags))
+	for k, f := range flags {
+		set[k] = imap.Flag(strings.Clone(string(f)))
+	}
+	sets[strings.Clone(name)] = set
+	return set
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
