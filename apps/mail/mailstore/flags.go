@@ -251,7 +251,7 @@ func (w *Writer) Flags(mb *Mailbox, msg *Message) []imap.Flag {
 	}
 	mb.mu.RLock()
 	defer mb.mu.RUnlock()
-	return slices.Clone(msg.flags)
+	return slices.Clone(msg.flags.list())
 }
 
 func (w *Writer) pendingFlags(msg *Message) ([]imap.Flag, bool) {
@@ -284,7 +284,7 @@ func (w *Writer) flush() error {
 					delete(lines, m.Key)
 					continue
 				}
-				idx, modseq := m.flags, m.modseq
+				idx, modseq := m.flags.list(), m.modseq
 				cur := idx
 				if f, ok := w.pendingFlags(m); ok {
 					cur = f

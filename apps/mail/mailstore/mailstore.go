@@ -669,17 +669,16 @@ type Message struct {
 	Date time.Time
 	Size int64
 
-	// s and meta read the summary (Summary); pinned is the summary of a
-	// message made outside a Store (tests).
-	s      *Store
-	meta   store.Hash
-	pinned *Summary
-
-	// blob is the hash of the raw message's blob (zero if unknown), so
-	// that reading it skips the trees on its path.
+	// s and meta read the summary (Summary); blob is the hash of the raw
+	// message's blob (zero if unknown), so that reading it skips the
+	// trees on its path. (A Message is about 144 bytes, a few of them
+	// for each message of every mailbox loaded: a field more is 50,000
+	// times more in a 50,000-message mailbox.)
+	s    *Store
+	meta store.Hash
 	blob store.Hash
 
-	flags []imap.Flag // sorted; guarded by the mailbox's mu
+	flags flagList // sorted; guarded by the mailbox's mu
 
 	// modseq is the message's MODSEQ, metaModSeq the one in its .meta
 	// (its append's); guarded by the mailbox's mu. See modseq.go.
@@ -900,7 +899,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 	// Flag sets are few (most messages have none, \Seen, or \Seen
 	// \Answered): the messages share one slice per set (no one changes
 	// a message's flags in place: they are replaced, see setFlags).
-	sets := map[string][]imap.Flag{}
+	sets := map[string]flagList{}
 	for _, e := range chunks {
 		data, err := sn.Read(e.Path)
 		if err != nil {
@@ -1061,13 +1060,32 @@ func anyLive(msgs []*Message, lo, hi imap.UID) bool {
 	return k < len(msgs) && msgs[k].UID <= hi
 }
 
-// internFlags returns the slice of sets that holds flags, adding a copy
-// of flags (its keywords copied too, so that they do not keep the text
-// they were parsed from) if none does. The slice returned is shared: it
-// must not be changed.
-func internFlags(sets map[string][]imap.Flag, flags []imap.Flag) []imap.Flag {
+// flagList is a message's flags: a pointer to a sorted list, 8 bytes in
+// every Message where a slice would take 24. A list is never changed:
+// a message's flags are replaced (setFlags), so messages may share one.
+type flagList struct{ p *[]imap.Flag }
+
+func makeFlagList(flags []imap.Flag) flagList {
 	if len(flags) == 0 {
+		return flagList{}
+	}
+	return flagList{&flags}
+}
+
+// list returns the flags; the caller must not change them.
+func (f flagList) list() []imap.Flag {
+	if f.p == nil {
 		return nil
+	}
+	return *f.p
+}
+
+// internFlags returns the list of sets that holds flags, adding a copy
+// of flags (its keywords copied too, so that they do not keep the text
+// they were parsed from) if none does.
+func internFlags(sets map[string]flagList, flags []imap.Flag) flagList {
+	if len(flags) == 0 {
+		return flagList{}
 	}
 	name := string(flags[0])
 	if len(flags) > 1 {
@@ -1081,10 +1099,11 @@ func internFlags(sets map[string][]imap.Flag, flags []imap.Flag) []imap.Flag {
 	if set, ok := sets[name]; ok {
 		return set
 	}
-	set := make([]imap.Flag, len(flags))
+	list := make([]imap.Flag, len(flags))
 	for k, f := range flags {
-		set[k] = imap.Flag(strings.Clone(string(f)))
+		list[k] = imap.Flag(strings.Clone(string(f)))
 	}
+	set := makeFlagList(list)
 	sets[strings.Clone(name)] = set
 	return set
 }
@@ -1253,10 +1272,10 @@ func (mb *Mailbox) Stats() Stats {
 	defer mb.mu.RUnlock()
 	st := Stats{Messages: uint32(len(mb.msgs))}
 	for _, m := range mb.msgs {
-		if !hasFlag(m.flags, imap.FlagSeen) {
+		if !hasFlag(m.flags.list(), imap.FlagSeen) {
 			st.Unseen++
 		}
-		if hasFlag(m.flags, imap.FlagDeleted) {
+		if hasFlag(m.flags.list(), imap.FlagDeleted) {
 			st.Deleted++
 			st.DeletedSize += m.Size
 		}

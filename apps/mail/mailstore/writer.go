@@ -347,7 +347,7 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	if key == "" || w.holds(mb, key) {
 		key = w.contentKey(mb, blob)
 	}
-	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
+	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: makeFlagList(flags)}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
 	if ceil := max(mb.loc.ceil, w.ceil[mb]); i.UIDNext > ceil {
@@ -414,7 +414,7 @@ func (mb *Mailbox) addMessage(msg *Message) {
 	}
 	mb.byKey[msg.Key] = msg
 	mb.bytes += msg.Size
-	mb.noteFlagsLocked(msg.flags)
+	mb.noteFlagsLocked(msg.flags.list())
 	mb.noteModSeqLocked(msg.modseq)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
@@ -474,7 +474,7 @@ func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *
 func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, modseq uint64, source *View) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	msg.flags = flags
+	msg.flags = makeFlagList(flags)
 	msg.modseq = max(msg.modseq, modseq)
 	mb.noteModSeqLocked(msg.modseq)
 	seq := mb.seqLocked(msg)
@@ -579,7 +579,7 @@ func (w *Writer) Move(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 	mb.mu.RLock()
 	defer mb.mu.RUnlock()
-	return append([]imap.Flag(nil), msg.flags...)
+	return append([]imap.Flag(nil), msg.flags.list()...)
 }
 
 // resync brings the index up to date with the head for the given changed
