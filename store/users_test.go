@@ -131,7 +131,8 @@ func TestHashSlots(t *testing.T) {
 		limit int64
 		want  int
 	}{
-		{37 << 20, 1},      // a 64 MiB VM: 70 % of 52 MiB
+		{28 << 20, 1},      // a 64 MiB VM: MemTotal 52 MiB less 24 MiB
+		{37 << 20, 1},      // 70 % of a 64 MiB VM's 52 MiB
 		{75 << 20, 1},      // under four hashes of 19 MiB
 		{76 << 20, 2},      // four hashes
 		{170 << 20, 2},     // a 256 MiB VM
