@@ -303,14 +303,14 @@ func (w *Writer) flush() error {
 			// Lines of messages that are gone (a merge of a flag change
 			// with an expunge can leave one) are dropped.
 			for key := range lines {
-				if m := mb.byKey[key]; m != nil && chunkOf(m.home) != n {
+				if m := mb.byKey.get(key); m != nil && chunkOf(m.home) != n {
 					// A line where another node's record of the
 					// same message (contentKey) put it: the
 					// message's line is in its home's chunk.
 					delete(lines, key)
 					continue
 				}
-				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
+				if mb.byKey.get(key) == nil && !w.isAdded(mb, key) {
 					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
 						delete(lines, key)
 					}

@@ -878,7 +878,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
-			mb.byKey[key] = msg
+			mb.byKey.put(msg)
 			mb.bytes += msg.Size
 		}
 		return nil
@@ -911,7 +911,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		}
 		for _, l := range parseChunk(data) {
 			// (Only in the chunk of its home: see flush.)
-			m := mb.byKey[l.key]
+			m := mb.byKey.get(l.key)
 			if m != nil && chunkOf(m.home) == uint32(n) {
 				m.flags = internFlags(sets, l.flags)
 				if l.modseq != 0 {
@@ -996,7 +996,7 @@ func (s *Store) loadUIDs(mb *Mailbox, sp *uidSpace, ss *spaceState, commit, tree
 	// Messages gone since the node last saw them: expunged here now.
 	var goneKeys []string
 	for key := range sp.uids {
-		if mb.byKey[key] == nil {
+		if mb.byKey.get(key) == nil {
 			goneKeys = append(goneKeys, key)
 		}
 	}
@@ -1197,7 +1197,7 @@ type Mailbox struct {
 	mu         sync.RWMutex
 	info       MailboxInfo
 	msgs       []*Message // sorted by UID
-	byKey      map[string]*Message
+	byKey      keyIndex
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
@@ -1214,7 +1214,7 @@ type Mailbox struct {
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
-	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}}
+	mb := &Mailbox{ID: id, user: u}
 	if err := json.Unmarshal(data, &mb.info); err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func (w *Writer) contentKey(mb *Mailbox, blob store.Hash) string {
 // by this commit (and not expunged by it).
 func (w *Writer) holds(mb *Mailbox, key string) bool {
 	mb.mu.RLock()
-	m := mb.byKey[key]
+	m := mb.byKey.get(key)
 	mb.mu.RUnlock()
 	if m != nil && !w.gone[m] {
 		return true
@@ -202,7 +202,7 @@ func (w *Writer) create(u *User, name string, use imap.MailboxAttr, id string) (
 		}
 	}
 	uv = u.takeUIDValidity(uv)
-	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}, treeUV: uv}
+	mb := &Mailbox{ID: id, user: u, treeUV: uv}
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
@@ -409,10 +409,10 @@ func (mb *Mailbox) hasReadWriteView() bool {
 func (mb *Mailbox) addMessage(msg *Message) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	if _, ok := mb.byKey[msg.Key]; ok {
+	if mb.byKey.get(msg.Key) != nil {
 		return
 	}
-	mb.byKey[msg.Key] = msg
+	mb.byKey.put(msg)
 	mb.bytes += msg.Size
 	mb.noteFlagsLocked(msg.flags.list())
 	mb.noteModSeqLocked(msg.modseq)
@@ -542,7 +542,7 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 		return
 	}
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
-	delete(mb.byKey, msg.Key)
+	mb.byKey.del(msg.Key)
 	mb.bytes -= msg.Size
 	mb.queueExpungeLocked(seq, msg.UID)
 }
@@ -735,7 +735,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	for _, key := range sorted {
 		mb.mu.RLock()
 		var was imap.UID
-		if m := mb.byKey[key]; m != nil {
+		if m := mb.byKey.get(key); m != nil {
 			was = m.home
 		}
 		mb.mu.RUnlock()
@@ -744,7 +744,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 			return nil, err
 		}
 		mb.mu.RLock()
-		if m := mb.byKey[key]; m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
+		if m := mb.byKey.get(key); m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
 			moved = append(moved, chunkPath(mb.user.Name, mb.ID, chunkOf(was)))
 		}
 		mb.mu.RUnlock()
@@ -803,7 +803,7 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (adde
 	base := msgBase(mb.user.Name, mb.ID, key)
 	data, err := sn.Read(base + ".meta")
 	mb.mu.RLock()
-	msg := mb.byKey[key]
+	msg := mb.byKey.get(key)
 	mb.mu.RUnlock()
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, msg, nil
@@ -869,7 +869,7 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray,
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
 		mb.mu.RLock()
-		m := mb.byKey[l.key]
+		m := mb.byKey.get(l.key)
 		// Not held here (expunged or moved elsewhere), or held with its
 		// line in another chunk (another node's record of the same
 		// message won the merge): a stray whose flags are folded into
@@ -915,7 +915,7 @@ func (s *Store) resyncStrays(strays []stray) error {
 	var fixes []fix
 	for _, st := range strays {
 		st.mb.mu.RLock()
-		msg := st.mb.byKey[st.line.key]
+		msg := st.mb.byKey.get(st.line.key)
 		st.mb.mu.RUnlock()
 		if msg != nil {
 			if chunkOf(msg.home) != chunkOf(st.line.uid) {
@@ -928,7 +928,7 @@ func (s *Store) resyncStrays(strays []stray) error {
 				continue
 			}
 			mb.mu.RLock()
-			msg := mb.byKey[st.line.key]
+			msg := mb.byKey.get(st.line.key)
 			mb.mu.RUnlock()
 			if msg != nil {
 				fixes = append(fixes, fix{st, mb, msg})
