@@ -90,6 +90,26 @@ func TestLightPackagesDeps(t *testing.T) {
 	}
 }
 
+// TestAppsLinkNoMetricsLibrary: the appliance programs (those of app.Apps)
+// link neither the Prometheus client nor protocol buffers: /metrics is
+// written by internal/metrics, and those libraries were about 1 MB of each
+// program, code the page cache of a 64 MiB appliance has to hold. (Tests
+// may use Prometheus's text parser to check the exposition.)
+func TestAppsLinkNoMetricsLibrary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	var mains []string
+	for _, a := range app.Apps {
+		mains = append(mains, a.Package)
+	}
+	for _, p := range deptest.List(t, ".", linuxEnv, false, mains...) {
+		if got := deptest.Matching(p.Deps, "github.com/prometheus/...", "google.golang.org/protobuf/..."); len(got) > 0 {
+			t.Errorf("%s links %s: the apps serve /metrics with internal/metrics", p.ImportPath, strings.Join(got, ", "))
+		}
+	}
+}
+
 // TestFrontDoor: every app's main function is one call of appliance.Main,
 // so that the runtime, not the app, decides whether the process is PID 1,
 // the poweroff helper or a host process. The apps are those of app.Apps.

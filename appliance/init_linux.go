@@ -324,18 +324,19 @@ func initMain(svc Service, console io.Writer) haltAction {
 	// reboot to migrate.
 	var rebootAfterStop, migrateReboot atomic.Bool
 	var sink func(*update.Image) error
+	var stream func(*update.Image) (update.BundleSink, error)
 	var where string
 	var sinkErr error
 	switch {
 	case cfg.updateDisk != "":
-		sink, where, sinkErr = updateDiskSink(cfg)
+		stream, where, sinkErr = updateDiskSink(cfg)
 	case sd != nil:
 		sink, where = sd.install, "into SD card slot "+sdboot.Other(sd.booted)
 	}
 	if sinkErr != nil {
 		say("no updates: %v", sinkErr)
-	} else if sink != nil {
-		up, err := startUpdatePort(nw, addr, dataMount, sink, where, func() {
+	} else if sink != nil || stream != nil {
+		up, err := startUpdatePort(nw, addr, dataMount, sink, stream, where, func() {
 			rebootAfterStop.Store(true)
 			cancel(errors.New("an update was received"))
 		}, say, log)

@@ -74,19 +74,22 @@ func findUpdateDisk(dev string) (string, error) {
 }
 
 // updateDiskSink returns the sink of a host-booted appliance: the update
-// disk (nymote.updatedisk), and its description.
-func updateDiskSink(cfg bootConfig) (func(*update.Image) error, string, error) {
+// disk (nymote.updatedisk), written as the bundle arrives (an image of the
+// mail app is about 32 MiB, more than a 64 MiB appliance can hold beside
+// its heap), and its description.
+func updateDiskSink(cfg bootConfig) (func(*update.Image) (update.BundleSink, error), string, error) {
 	disk, err := findUpdateDisk(cfg.updateDisk)
 	if err != nil {
 		return nil, "", err
 	}
-	return func(im *update.Image) error { return update.WriteUpdateDisk(disk, im) }, "update disk " + disk, nil
+	return func(*update.Image) (update.BundleSink, error) { return update.OpenUpdateDisk(disk) }, "update disk " + disk, nil
 }
 
 // startUpdatePort serves updates on nw at addr's app.UpdatePort: verified
 // against the image's trusted keys and the data format of dataDir, handed
-// to sink (where, says where), then reboot is called.
-func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*update.Image) error, where string, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
+// to stream as they arrive or, when it is nil, to sink once verified
+// (where, says where), then reboot is called.
+func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*update.Image) error, stream func(*update.Image) (update.BundleSink, error), where string, reboot func(), say func(string, ...any), log *slog.Logger) (*updatePort, error) {
 	kb, err := os.ReadFile("/" + update.TrustedKeysPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errors.New("the image trusts no key (built without --sign): it takes no updates")
@@ -105,6 +108,7 @@ func startUpdatePort(nw Network, addr netip.Addr, dataDir string, sink func(*upd
 	u := &updatePort{}
 	rc := &update.Receiver{Trusted: trusted, Authorize: update.BasicAuth(u.check), Log: log,
 		Sink:   sink,
+		Stream: stream,
 		Reboot: reboot,
 		// An image that could not serve the data as it is now
 		// (an older format, or one it cannot read) is refused.

@@ -29,8 +29,20 @@
 // push filter keeps a peer to that branch, and the store's checks of pushed
 // commits (paths, sizes, the apps' validators) apply). The receiver merges
 // that branch into its main locally, with the merge functions; its main
-// moves, and it pushes that on in turn. Pushes never race a peer's own
+// moves, and it pushes that on in turn, except to a peer that holds that
+// head already (it pushed it here, or took it from this node before, or
+// its main is at it: store.SyncOptions.SkipIfAt; its status still counts
+// it in sync). Pushes never race a peer's own
 // writes, and no merge waits for the network.
+//
+// Merge commits are deterministic (store.CommitOptions.Deterministic):
+// parents sorted by hash, the author "nymote replica", the message "Merge
+// replicas", the later of the parents' times, no trace of the node. Two
+// nodes that merge the same two heads make the same commit, and each
+// fast-forwards to the other's at once; merges that named the node and the
+// time differed, and were merged again, back and forth, until timing let
+// one side fast-forward. A merge's first parent is therefore not always
+// this node's previous head.
 //
 // Over the tunnel: where the node is in a Signpost network (package
 // signpost; Options.Tunnel, which the mail and DAV apps set from their data
@@ -59,9 +71,10 @@
 // Partitions: both sides keep accepting every write. Per data type, on
 // heal:
 //
-//   - mail: see the mailstore package (messages are added under random keys
-//     and never collide; flags merge per flag; an expunge wins over a
-//     flag change; UIDs are renumbered where two nodes gave one UID);
+//   - mail: see the mailstore package (messages are added under keys made
+//     from their content, so one message delivered to two nodes is one;
+//     flags merge per flag; an expunge wins over a
+//     flag change; UIDs are each node's own and never renumbered);
 //   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
 //     two edits of one property keep one value in the object and the
 //     history shows both;

@@ -168,7 +168,8 @@ type peerSync struct {
 	mu     sync.Mutex
 	url    string
 	status Status
-	line   string // last console line printed
+	line   string     // last console line printed
+	pushed store.Hash // the head last pushed to the peer (it holds it)
 
 	kick     chan struct{} // sync now (pull and push)
 	dirty    chan struct{} // local commits to push
@@ -538,14 +539,15 @@ func remoteFor(st *store.Store, name, url, self string, opts Options) store.Remo
 // fast-forwards), and each node merges what its peers push locally.
 func FromBranch(name string) string { return "replica/" + name }
 
-// mergeIncoming merges the branch the peer pushes to into main.
+// mergeIncoming merges the branch the peer pushes to into main, with a
+// deterministic merge commit (see the package doc).
 func (p *peerSync) mergeIncoming(ctx context.Context) error {
 	e := p.e
 	h, err := e.st.Resolve(FromBranch(p.name))
 	if err != nil || h.IsZero() {
 		return nil // nothing pushed yet
 	}
-	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Message: "replica: merge from " + p.name}); err != nil {
+	if _, err := e.st.Merge(ctx, FromBranch(p.name), store.CommitOptions{Deterministic: true}); err != nil {
 		return err
 	}
 	p.contact(h)
@@ -578,13 +580,31 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 	defer cancel()
 	rem := p.remote()
 	seq := p.pushSeq.Load()
-	err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username)})
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
+	ours, _ := e.st.Resolve("")
+	in, _ := e.st.Resolve(FromBranch(p.name))
+	p.mu.Lock()
+	pushed := p.pushed
+	p.mu.Unlock()
+	// A head that the peer pushed here (main moved to it by a
+	// fast-forward) or that it took from us already is not pushed again:
+	// such echoes were a third of a node's sync work while a client
+	// wrote to one node, and they took the writer lock of the node that
+	// the client was writing to. The poll pushes what the peer took
+	// before again (a peer restored from a backup lacks it).
+	if ours.IsZero() || (ours != in && (pull || ours != pushed)) {
+		err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username), SkipIfAt: store.DefaultBranch})
+		if err != nil && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+		if err == nil {
+			p.mu.Lock()
+			p.pushed = ours // (at least: a later head may have gone)
+			p.mu.Unlock()
+		}
 	}
 	var theirs store.Hash
 	if pull && !p.pushing(seq) {
-		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Message: "replica: merge from " + p.name}}
+		opts := store.SyncOptions{Validate: true, Commit: store.CommitOptions{Deterministic: true}}
 		if _, err := e.st.Pull(ctx, rem, opts); err != nil {
 			return err
 		}
@@ -598,12 +618,19 @@ func (p *peerSync) sync(ctx context.Context, pull bool) error {
 }
 
 // contact records a good sync and counts ahead and behind against the
-// peer's head as last seen.
+// peer's head as last seen (theirs), and what the peer last took from
+// this node (p.pushed).
 func (p *peerSync) contact(theirs store.Hash) {
 	ours, _ := p.e.st.Resolve("")
+	p.mu.Lock()
+	known := []store.Hash{theirs}
+	if !p.pushed.IsZero() {
+		known = append(known, p.pushed)
+	}
+	p.mu.Unlock()
 	var ahead, behind int
 	if !ours.IsZero() && !theirs.IsZero() && ours != theirs {
-		ahead, _ = p.e.st.CountNew(ours, []store.Hash{theirs}, countLimit)
+		ahead, _ = p.e.st.CountNew(ours, known, countLimit)
 		behind, _ = p.e.st.CountNew(theirs, []store.Hash{ours}, countLimit)
 	}
 	p.mu.Lock()

@@ -267,3 +267,52 @@ func isAncestorOf(st *store.Store, a, b store.Hash) (bool, error) {
 	n, err := st.CountNew(a, []store.Hash{b}, 0)
 	return n == 0, err
 }
+
+// TestNoEcho: a node whose main moved to the head a peer pushed to it does
+// not push that head back (the peer has it), and the peer, whose push was
+// taken, counts itself in sync.
+func TestNoEcho(t *testing.T) {
+	a, b := newNode(t, "a"), newNode(t, "b")
+	opts := fastOpts()
+	opts.Poll = time.Hour // only commits and pushes make them talk
+	a.start(t, opts)
+	b.start(t, opts)
+	link(t, a, b, 1)
+	put(t, a.st, "notes/one", "from a")
+	head := func(n *node, rev string) store.Hash { h, _ := n.st.Resolve(rev); return h }
+	// Quiet: one head, which each node took from the other or gave it.
+	gave := func(n *node, peer string) store.Hash {
+		n.e.mu.Lock()
+		p := n.e.peers[peer]
+		n.e.mu.Unlock()
+		if p == nil {
+			return store.Hash{}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.pushed
+	}
+	waitFor(t, "the first exchange", func() bool {
+		h := head(a, "")
+		return read(b.st, "notes/one") == "from a" && head(b, "") == h &&
+			(head(a, FromBranch("b")) == h || gave(a, "b") == h) && (head(b, FromBranch("a")) == h || gave(b, "a") == h)
+	})
+	syncs := func(n *node) int {
+		st := n.e.Status()
+		if len(st) != 1 {
+			t.Fatalf("%s: status %+v", n.name, st)
+		}
+		return st[0].Syncs
+	}
+	was, b0 := head(a, FromBranch("b")), syncs(b)
+	put(t, a.st, "notes/two", "from a")
+	h2 := head(a, "")
+	waitFor(t, "b to move to a's head and sync", func() bool { return head(b, "") == h2 && syncs(b) > b0 })
+	if got := head(a, FromBranch("b")); got != was {
+		t.Errorf("b pushed a's own head back to it: a's %s is %s, was %s", FromBranch("b"), got, was)
+	}
+	waitFor(t, "a to count b in sync", func() bool {
+		st := a.e.Status()
+		return len(st) == 1 && st[0].Ahead == 0 && st[0].Behind == 0 && !st[0].LastContact.IsZero() && st[0].InSync.Equal(st[0].LastContact)
+	})
+}

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -109,6 +111,15 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 	}
 
 	op := fmt.Sprintf("merge %s into %s", from, into)
+	parents := []Hash{ours, theirs}
+	if opts.Deterministic {
+		if err := s.deterministic(&opts, parents); err != nil {
+			return MergeResult{}, err
+		}
+	}
+	// The branch moves from ours, whatever order the merge took.
+	branchWas := ours
+	ours, theirs = parents[0], parents[1]
 	baseTree, err := s.mergeBaseTree(ours, theirs, 0, map[[2]Hash]Hash{})
 	if err != nil {
 		return MergeResult{}, err
@@ -132,14 +143,41 @@ func (s *Store) mergeLocked(from string, theirs Hash, opts CommitOptions) (Merge
 	if opts.Message == "" {
 		opts.Message = fmt.Sprintf("Merge %s into %s", from, into)
 	}
-	c, err := s.writeTreeAndCommit(tree, levels, []Hash{ours, theirs}, opts)
+	c, err := s.writeTreeAndCommit(tree, levels, parents, opts)
 	if err != nil {
 		return MergeResult{}, err
 	}
-	if err := s.moveBranch(into, ours, c); err != nil {
+	if err := s.moveBranch(into, branchWas, c); err != nil {
 		return MergeResult{}, err
 	}
 	return MergeResult{Head: c, Resolved: resolved}, nil
+}
+
+// deterministic makes opts and parents those of a deterministic merge
+// (see CommitOptions.Deterministic): parents sorted by hash, the fixed
+// author and message, and the later of the parents' committer times.
+func (s *Store) deterministic(opts *CommitOptions, parents []Hash) error {
+	if bytes.Compare(parents[0][:], parents[1][:]) > 0 {
+		parents[0], parents[1] = parents[1], parents[0]
+	}
+	var when int64
+	err := s.readObjs(func(o *objReader) error {
+		for _, p := range parents {
+			c, err := readCommit(o, p)
+			if err != nil {
+				return err
+			}
+			when = max(when, c.when)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	opts.Author = ReplicaAuthor
+	opts.Message = ReplicaMergeMessage
+	opts.When = time.Unix(when, 0).UTC()
+	return nil
 }
 
 // maxVirtualDepth bounds the recursion of virtual merge bases: each level

@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // forked makes a store with base content and a branch "other" at the same
@@ -181,4 +183,72 @@ func union(a, b map[string]bool) map[string]bool {
 		m[k] = true
 	}
 	return m
+}
+
+// TestMergeDeterministic: two nodes that merge the same two heads, each
+// into its own (in opposite orders, with their own messages), make one
+// commit, so that each then finds the other's merge already merged.
+func TestMergeDeterministic(t *testing.T) {
+	ctx := context.Background()
+	s := forked(t, map[string]string{"a": "1", "b": "1", "cat/x": "base"})
+	// Asymmetric on purpose: ours first. The merge must still not
+	// depend on which head is the branch's.
+	s.SetMergeFunc("cat", func(_ string, _, ours, theirs []byte) ([]byte, error) {
+		return append(append([]byte{}, ours...), theirs...), nil
+	})
+	t1 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	t2 := t1.Add(time.Hour)
+	for _, w := range []struct {
+		branch string
+		when   time.Time
+		m      map[string]string
+	}{{"main", t2, map[string]string{"a": "2", "cat/x": "main"}}, {"other", t1, map[string]string{"b": "2", "cat/x": "other"}}} {
+		_, err := s.Update(ctx, CommitOptions{Branch: w.branch, When: w.when, Message: "edit"}, func(tx *Tx) error {
+			for p, v := range w.m {
+				tx.Put(p, []byte(v))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range [][2]string{{"x", "main"}, {"y", "other"}} {
+		if _, err := s.CreateBranch(ctx, b[0], b[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rx, err := s.Merge(ctx, "other", CommitOptions{Branch: "x", Deterministic: true, Message: "merge from node1", Author: Signature{Name: "n1", Email: "n1@x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ry, err := s.Merge(ctx, "main", CommitOptions{Branch: "y", Deterministic: true, Message: "merge from node0", When: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rx.Head != ry.Head || rx.Head.IsZero() {
+		t.Fatalf("merges in opposite orders made %s and %s, want one commit", rx.Head, ry.Head)
+	}
+	if got := contents(t, s, "x"); !strings.HasPrefix(got, "a=2 b=2 cat/x=") {
+		t.Errorf("merged = %s", got)
+	}
+	info, _, err := s.Show("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Parents) != 2 || bytes.Compare(info.Parents[0][:], info.Parents[1][:]) >= 0 {
+		t.Errorf("parents %v, want two sorted by hash", info.Parents)
+	}
+	if !info.When.Equal(t2) || info.Author != ReplicaAuthor || info.Subject() != ReplicaMergeMessage {
+		t.Errorf("merge commit %v by %v: %q, want %v by %v: %q", info.When, info.Author, info.Subject(), t2, ReplicaAuthor, ReplicaMergeMessage)
+	}
+	// Each node now takes the other's merge as its own.
+	if r, err := s.Merge(ctx, "y", CommitOptions{Branch: "x", Deterministic: true}); err != nil || !r.UpToDate {
+		t.Errorf("merging the other node's merge = %+v, %v; want up to date", r, err)
+	}
+	// A commit that is not a merge refuses the option.
+	if _, err := s.Update(ctx, CommitOptions{Deterministic: true}, func(tx *Tx) error { return tx.Put("c", []byte("1")) }); err == nil || !strings.Contains(err.Error(), "deterministic") {
+		t.Errorf("Update with Deterministic = %v, want an error", err)
+	}
+	fsckOpen(t, s)
 }

@@ -118,6 +118,12 @@ type SyncOptions struct {
 	// them: a replica pulling from a peer. A refused history leaves the
 	// branch unchanged.
 	Validate bool
+	// SkipIfAt, for Push: when the remote's branch of this name already
+	// points at the head, nothing is pushed, not even the ref update (a
+	// replica's peer whose main is this node's head lacks nothing: a
+	// head that reached every node from the one that made it is not
+	// passed around again).
+	SkipIfAt string
 }
 
 func (o SyncOptions) branches() (local, remote string) {
@@ -244,7 +250,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, h)
+		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, opts.SkipIfAt, h)
 	}
 	dst, err := Open(remote.path(), Options{Logger: s.log})
 	if err != nil {
@@ -256,6 +262,11 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return err
 	}
 	defer unlock()
+	if opts.SkipIfAt != "" {
+		if at, err := dst.head(opts.SkipIfAt); err == nil && at == h {
+			return nil
+		}
+	}
 	if err := dst.copyFrom(ctx, s, h); err != nil {
 		return fmt.Errorf("store: push %s to %s: %w", local, remote, err)
 	}
@@ -276,7 +287,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 // partition), without deltas, whole objects' pack entries copied as they
 // are (encodePack). The pack is written to a temporary file first, so that
 // no lock is held and no pack is held in memory while the network waits.
-func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch string, head Hash) error {
+func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, skipIfAt string, head Hash) error {
 	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
 	ep, err := transport.NewEndpoint(remote.URL)
 	if err != nil {
@@ -309,6 +320,9 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch stri
 		}
 		if n == name {
 			old = r.Hash()
+		}
+		if skipIfAt != "" && n == plumbing.NewBranchReferenceName(skipIfAt) && r.Hash() == head {
+			return nil
 		}
 		if s.has(r.Hash()) {
 			haves = append(haves, r.Hash())

@@ -261,3 +261,38 @@ func TestRemoteDial(t *testing.T) {
 		t.Errorf("replica-b.invalid reached without Dial")
 	}
 }
+
+// TestPushSkipIfAt: a push with SkipIfAt sends nothing, not even the ref
+// update, when the remote's branch of that name is at the head already
+// (over HTTP and by path); otherwise it pushes as ever.
+func TestPushSkipIfAt(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	for _, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
+		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		opts := SyncOptions{RemoteBranch: "mirror", SkipIfAt: DefaultBranch}
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := a.Resolve("mirror"); err == nil && !h.IsZero() {
+			t.Errorf("%s: the push with the remote's main at the head made branch mirror (%s)", rem.URL, h)
+		}
+		put(t, b, "y/1", "b's")
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		hb, _ := b.Resolve("")
+		if h, err := a.Resolve("mirror"); err != nil || h != hb {
+			t.Errorf("%s: mirror = %s, %v; want b's head %s", rem.URL, h, err, hb)
+		}
+		if err := a.DeleteBranch(ctx, "mirror"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -45,7 +45,27 @@ type CommitOptions struct {
 	Message string
 	// When is the commit time; zero means now.
 	When time.Time
+	// Deterministic, for merges only (Merge, Pull), makes a merge commit
+	// that depends on nothing but the two heads merged: the same commit,
+	// hash included, whichever node makes it and whichever head is its
+	// branch's. Its parents are sorted by hash and the tree is merged with
+	// the lower hash as ours; author and committer are ReplicaAuthor, the
+	// message is ReplicaMergeMessage, and the time is the later of the
+	// parents' committer times (so that it is never before either);
+	// Author, Message and When are ignored. Replicas use it: two nodes that
+	// merge each other's heads then make one commit, and each fast-forwards
+	// to the other's at once, where merges that name the node or the time
+	// differed and were merged again, back and forth. A commit that is not
+	// a merge refuses it.
+	Deterministic bool
 }
+
+// ReplicaAuthor is the author and committer of deterministic merges (see
+// CommitOptions.Deterministic).
+var ReplicaAuthor = Signature{Name: "nymote replica", Email: "replica@nymote.invalid"}
+
+// ReplicaMergeMessage is the message of deterministic merges.
+const ReplicaMergeMessage = "Merge replicas"
 
 func (o CommitOptions) branch() string {
 	if o.Branch == "" {
@@ -331,6 +351,9 @@ func (s *Store) writeTreeAndCommit(tree Hash, levels [][]plumbing.EncodedObject,
 // encodeCommit encodes the commit of tree; levels gain the empty tree if
 // tree is zero.
 func (s *Store) encodeCommit(tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (plumbing.EncodedObject, [][]plumbing.EncodedObject, error) {
+	if opts.Deterministic && len(parents) < 2 {
+		return nil, nil, errors.New("store: a deterministic commit must be a merge (CommitOptions.Deterministic is for Merge and Pull)")
+	}
 	author := opts.Author
 	if author.Name == "" {
 		author = s.opts.Author

@@ -40,7 +40,8 @@ type watchHub struct {
 }
 
 // Watch subscribes to commits on branch ("" means DefaultBranch) that change
-// a path under prefix ("" means everything), from now on, whatever makes them
+// a path under prefix ("" means everything, and every move of the branch,
+// one that changes no path included: an event with no paths), from now on, whatever makes them
 // through this Store: Update, merges, pulls, pushes received over HTTP,
 // reverts. (Commits made by another process on the same repository are not
 // seen.) Close the watcher when done.
@@ -177,7 +178,10 @@ func (s *Store) notify(branch string, old, h Hash) {
 				paths = append(paths, c.Path)
 			}
 		}
-		if len(paths) == 0 && err == nil {
+		// A watcher of the whole branch hears of every move, one that
+		// changes no path too (a merge whose tree is the branch's own:
+		// replicas must push it on, or their peers wait for their poll).
+		if len(paths) == 0 && err == nil && w.prefix != "" {
 			continue
 		}
 		w.push(Event{Branch: branch, Old: old, New: h, Paths: paths})

@@ -66,3 +66,36 @@ func TestWatch(t *testing.T) {
 		t.Errorf("Next after store Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestWatchMoveWithoutChanges: a merge whose tree is the branch's own (the
+// other side made the same change) moves the branch without changing a
+// path; a watcher of the whole branch hears of it (replicas push it on),
+// one of a prefix does not.
+func TestWatchMoveWithoutChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := forked(t, map[string]string{"a/x": "1"})
+	write(t, s, "main", map[string]string{"a/x": "2"})
+	write(t, s, "other", map[string]string{"a/x": "2"})
+	all, err := s.Watch("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	under, err := s.Watch("", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer under.Close()
+	res, err := s.Merge(ctx, "other", CommitOptions{Deterministic: true})
+	if err != nil || res.UpToDate || res.FastForward {
+		t.Fatalf("Merge = %+v, %v; want a merge commit", res, err)
+	}
+	if ev, err := all.Next(ctx); err != nil || ev.New != res.Head || len(ev.Paths) != 0 {
+		t.Errorf("whole-branch watcher: %+v, %v; want the merge %s without paths", ev, err, res.Head)
+	}
+	c := put(t, s, "a/y", "1")
+	if ev, err := under.Next(ctx); err != nil || ev.New != c {
+		t.Errorf("prefix watcher: %+v, %v; want the next change %s, not the merge", ev, err, c)
+	}
+}

@@ -172,8 +172,14 @@ func TestMigrateResume(t *testing.T) {
 
 // TestReceiverRefusesFormat: an image of an older data format than the
 // disk's, or one that cannot read it, is refused with 409 before the sink
-// is called.
+// is called (or, streaming, opened).
 func TestReceiverRefusesFormat(t *testing.T) {
+	for _, mode := range []string{"stream", "sink"} {
+		t.Run(mode, func(t *testing.T) { testReceiverRefusesFormat(t, mode == "stream") })
+	}
+}
+
+func testReceiverRefusesFormat(t *testing.T, stream bool) {
 	_, s := newKey(t, "k")
 	disk := 2
 	var sunk []string
@@ -182,6 +188,12 @@ func TestReceiverRefusesFormat(t *testing.T) {
 		Authorize:  BasicAuth(func(u, p string) error { return nil }),
 		Sink:       func(im *Image) error { sunk = append(sunk, im.Parsed.AppVersion); return nil },
 		DiskFormat: func() (int, error) { return disk, nil },
+	}
+	if stream {
+		rc.Stream = func(im *Image) (BundleSink, error) {
+			sunk = append(sunk, im.Parsed.AppVersion)
+			return OpenUpdateDisk(filepath.Join(t.TempDir(), "none")) // never reached by a refused image
+		}
 	}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
@@ -196,6 +208,14 @@ func TestReceiverRefusesFormat(t *testing.T) {
 	}
 	if len(sunk) != 0 {
 		t.Errorf("refused images reached the sink: %v", sunk)
+	}
+	if stream {
+		// The next image passes the format check: the sink is opened
+		// (here it fails, as a missing update disk would: 500).
+		if code, body := send(t, srv.URL, fakeImageFormat(t, "v2", s, &format2), "admin", "x"); code != http.StatusInternalServerError || len(sunk) != 1 {
+			t.Errorf("an image of format 2 reading format 1, no update disk: %d %q (sink opened for %v), want 500 after opening", code, body, sunk)
+		}
+		return
 	}
 	if code, body := send(t, srv.URL, fakeImageFormat(t, "v2", s, &format2), "admin", "x"); code != http.StatusAccepted {
 		t.Errorf("an image of format 2 reading format 1: %d %q, want 202", code, body)

@@ -57,11 +57,16 @@
 //
 // Transport. Receiver is the http.Handler an appliance serves updates on:
 // it reads an image bundle (WriteBundle: manifest, signature, files, as a
-// tar stream), verifies it in memory against the running image's trusted
-// keys and only then hands it to a Sink: for host-booted VMs, the update
-// disk (a raw disk the launcher attaches beside the data disk), which the
-// host installs into the inactive slot at the next boot (PickUp); for SD
-// card boards, the card's other slot partition, whose try-once state U-Boot
-// keeps (package internal/sdboot). Bundles leave out BundleSkips (the SD
-// card image, whose boot files travel on their own).
+// tar stream) and verifies it against the running image's trusted keys.
+// For host-booted VMs the bundle streams onto the update disk (a raw disk
+// the launcher attaches beside the data disk) as it arrives, each file
+// hashed on the way through a bounded buffer (VerifyBundle), so a 64 MiB
+// appliance takes a 32 MiB image: the disk is marked empty once the
+// signature is verified, and its header, written last, makes the bundle
+// visible only once every file matched (UpdateDiskWriter); the host
+// installs it into the inactive slot at the next boot (PickUp). SD card
+// boards verify the image in memory (ReadBundle) and only then write it
+// into the card's other slot partition, whose try-once state U-Boot keeps
+// (package internal/sdboot). Bundles leave out BundleSkips (the SD card
+// image, whose boot files travel on their own).
 package update

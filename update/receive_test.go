@@ -40,6 +40,15 @@ func send(t *testing.T, url, dir, user, pw string) (int, string) {
 // slot at the next boot and test-boots it. Another key's, a tampered and
 // an unauthenticated update are refused with nothing written.
 func TestReceiveAndPickUp(t *testing.T) {
+	for _, mode := range []string{"stream", "sink"} {
+		t.Run(mode, func(t *testing.T) { testReceiveAndPickUp(t, mode == "stream") })
+	}
+}
+
+// testReceiveAndPickUp is TestReceiveAndPickUp with the update disk
+// written as the bundle arrives (stream: Receiver.Stream, as the
+// appliance does) or after it was verified in memory (Receiver.Sink).
+func testReceiveAndPickUp(t *testing.T, stream bool) {
 	_, s := newKey(t, "k")
 	_, other := newKey(t, "other")
 	sl := installed(t, s)
@@ -68,6 +77,9 @@ func TestReceiveAndPickUp(t *testing.T) {
 		}),
 		Sink:   func(im *Image) error { return WriteUpdateDisk(sl.UpdateDisk(), im) },
 		Reboot: func() { rebooted <- struct{}{} },
+	}
+	if stream {
+		rc.Stream = func(*Image) (BundleSink, error) { return OpenUpdateDisk(sl.UpdateDisk()) }
 	}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()

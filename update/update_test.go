@@ -15,7 +15,7 @@ import (
 )
 
 // newKey creates a signing key in a temporary folder and loads it.
-func newKey(t *testing.T, name string) (string, *Signer) {
+func newKey(t testing.TB, name string) (string, *Signer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if _, err := CreateKey(path); err != nil {
@@ -31,13 +31,13 @@ func newKey(t *testing.T, name string) (string, *Signer) {
 // fakeImage writes an image folder: two artefacts whose content says
 // version, a manifest listing them (trusting the signer's key, if any)
 // and, with a signer, its signature.
-func fakeImage(t *testing.T, version string, s *Signer) string {
+func fakeImage(t testing.TB, version string, s *Signer) string {
 	t.Helper()
 	return fakeImageFormat(t, version, s, nil)
 }
 
 // fakeImageFormat is fakeImage with a data format in its manifest.
-func fakeImageFormat(t *testing.T, version string, s *Signer, f *app.DataFormat) string {
+func fakeImageFormat(t testing.TB, version string, s *Signer, f *app.DataFormat) string {
 	t.Helper()
 	dir := t.TempDir()
 	m := Manifest{App: "hello", AppVersion: version, Board: "microvm-x86_64", DataFormat: f}

@@ -42,7 +42,8 @@ import (
 // must hold in each client's view, and git fsck --strict must pass.
 // Seeded: seeds 1 and 2 run by default (about 10 to 20 s of CPU each);
 // NYMOTE_REPLICA_PARTITION=1 runs seeds 1 to 3, NYMOTE_REPLICA_SEED=N seed
-// N only. NYMOTE_REPLICA_DUMP=FILE writes every goroutine's stack to FILE
+// N only. NYMOTE_REPLICA_KEEP=DIR copies a failed run's nodes' data
+// folders to DIR/seedN/NODE. NYMOTE_REPLICA_DUMP=FILE writes every goroutine's stack to FILE
 // if the replicas do not converge.
 
 type rnode struct {
@@ -438,6 +439,17 @@ func partitionRun(t *testing.T, seed uint64) {
 	}
 	for _, nd := range nodes {
 		t.Logf("%s: %d messages; replica status %v", nd.name, len(views[0]), peerLines(nd))
+	}
+	if keep := os.Getenv("NYMOTE_REPLICA_KEEP"); keep != "" && t.Failed() {
+		for _, nd := range nodes {
+			dst := filepath.Join(keep, fmt.Sprintf("seed%d", seed), nd.name)
+			os.MkdirAll(filepath.Dir(dst), 0o755)
+			if out, err := exec.Command("cp", "-a", nd.dir, dst).CombinedOutput(); err != nil {
+				t.Logf("keeping %s: %v %s", nd.dir, err, out)
+			} else {
+				t.Logf("%s's data kept in %s", nd.name, dst)
+			}
+		}
 	}
 }
 

@@ -6,12 +6,13 @@
 //     p99 of -samples);
 //
 //   - append: APPENDs a second from one client on a node with two peers
-//     against a node with none, same run;
+//     against a node with none, same run: -rounds blocks of -appends on
+//     each, alternating, the ratio of their medians;
 //
 //   - converge: three nodes cut apart, -writes commits on each, then the
 //     links healed: time until all three have one head.
 //
-//     go run ./bench/replica -samples 100 -appends 300 -writes 1000
+//     go run ./bench/replica -samples 100 -appends 100 -rounds 5 -writes 1000
 //
 // The convergence line gives the process's CPU time (user and system) over
 // the phase besides its wall time: less noisy on a shared machine.
@@ -29,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -189,9 +191,11 @@ func pct(ds []time.Duration, p float64) time.Duration {
 
 func main() {
 	samples := flag.Int("samples", 100, "latency samples")
-	appends := flag.Int("appends", 300, "APPENDs per rate run")
+	appends := flag.Int("appends", 300, "APPENDs per rate block")
+	rounds := flag.Int("rounds", 5, "rate blocks on each side (alternating)")
 	writes := flag.Int("writes", 1000, "commits per node while partitioned")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the convergence phase (from the heal until one head) to this file")
+	rateprofile := flag.String("rateprofile", "", "write a CPU profile of the APPEND rate phase (both sides) to this file")
 	flag.Parse()
 	root, err := os.MkdirTemp("", "nymote-replica-bench-")
 	must(err)
@@ -235,22 +239,69 @@ func main() {
 	fmt.Printf("latency APPEND on A -> IDLE EXISTS on B: n=%d p50=%v p99=%v max=%v\n", len(lat),
 		pct(lat, 0.5).Round(time.Millisecond), pct(lat, 0.99).Round(time.Millisecond), pct(lat, 1).Round(time.Millisecond))
 
-	// APPEND rate with two peers (node A of the cluster) against none.
-	rate := func(addr, tag string) float64 {
-		c := dial(addr, nil)
-		defer c.Logout()
-		t0 := time.Now()
+	// APPEND rate with two peers (node A of the cluster) against none:
+	// blocks of -appends on each, alternating (the order flipped each
+	// round) over -rounds rounds after one warm-up block each, so that
+	// the machine's swings (GC, the page cache's writeback, other load)
+	// fall on both alike; the ratio is of the medians.
+	alone, _, stopAlone := cluster(root, 1, "s")
+	ca, cp := dial(alone[0].imap, nil), dial(nodes[0].imap, nil)
+	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
+	block := func(c *imapclient.Client, tag string) float64 {
+		t0, c0 := time.Now(), cpuTime()
 		for i := 0; i < *appends; i++ {
-			appendMsg(c, fmt.Sprintf("%s%d", tag, i))
+			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
 		}
+		// The peers' work on the last pushes falls in the next block:
+		// as many blocks of each kind follow one another, it evens out.
+		cpuPer[c] += cpuTime() - c0
 		return float64(*appends) / time.Since(t0).Seconds()
 	}
-	alone, _, stopAlone := cluster(root, 1, "s")
-	r0 := rate(alone[0].imap, "alone")
-	r2 := rate(nodes[0].imap, "peered")
-	r0b := rate(alone[0].imap, "alone2")
+	if *rateprofile != "" {
+		f, err := os.Create(*rateprofile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
+	block(ca, "warm-alone")
+	block(cp, "warm-peered")
+	clear(cpuPer)
+	var r0, r2 []float64
+	for r := 0; r < *rounds; r++ {
+		if r%2 == 0 {
+			r0 = append(r0, block(ca, fmt.Sprintf("alone%d", r)))
+			r2 = append(r2, block(cp, fmt.Sprintf("peered%d", r)))
+		} else {
+			r2 = append(r2, block(cp, fmt.Sprintf("peered%d", r)))
+			r0 = append(r0, block(ca, fmt.Sprintf("alone%d", r)))
+		}
+	}
+	if *rateprofile != "" {
+		pprof.StopCPUProfile()
+	}
+	ca.Logout()
+	cp.Logout()
 	stopAlone()
-	fmt.Printf("APPEND rate: no peers %.0f/s (again after: %.0f/s), two peers %.0f/s, ratio %.2f\n", r0, r0b, r2, r2/((r0+r0b)/2))
+	med := func(v []float64) float64 {
+		v = slices.Clone(v)
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	fmtRates := func(v []float64) string {
+		var out []string
+		for _, x := range v {
+			out = append(out, fmt.Sprintf("%.0f", x))
+		}
+		return strings.Join(out, " ")
+	}
+	fmt.Printf("APPEND rate (%d rounds of %d): no peers median %.0f/s [%s], two peers median %.0f/s [%s], ratio %.2f\n",
+		*rounds, *appends, med(r0), fmtRates(r0), med(r2), fmtRates(r2), med(r2)/med(r0))
+	n := time.Duration(*rounds * *appends)
+	fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
+		(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
 
 	// Convergence after a partition with -writes commits per node.
 	for i := range links {

@@ -46,12 +46,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/internal/metrics"
 	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
@@ -71,7 +68,7 @@ type Options struct {
 	TLS *tls.Config
 	// Collectors are the app's own metrics (queue length...), served on
 	// /metrics with the console's.
-	Collectors []prometheus.Collector
+	Collectors []metrics.Collector
 	Logger     *slog.Logger
 	// Peers is the app's replica engine's status (replica.Engine.Status),
 	// for the peers page and the sync lag metrics. Nil: the status file
@@ -96,13 +93,13 @@ type Console struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	logins   *prometheus.CounterVec
-	restores prometheus.Histogram
-	timeline prometheus.Histogram
-	sse      prometheus.Gauge
-	commits  prometheus.Histogram
+	reg      *metrics.Registry
+	requests *metrics.CounterVec
+	logins   *metrics.CounterVec
+	restores *metrics.Histogram
+	timeline *metrics.Histogram
+	sse      *metrics.Gauge
+	commits  *metrics.Histogram
 
 	sizes sizeCache
 }
@@ -136,25 +133,24 @@ func New(o Options) *Console {
 	if o.App == "" {
 		o.App = "nymote"
 	}
-	c := &Console{opts: o, st: o.Store, log: o.Logger, auth: o.Auth, sessions: map[string]*session{}, reg: prometheus.NewRegistry()}
-	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nymote_console_requests_total",
-		Help: "Requests to the web console and API, by area and status code."}, []string{"area", "code"})
-	c.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nymote_console_logins_total",
-		Help: "Console and API logins, by result."}, []string{"result"})
-	c.restores = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nymote_console_restore_seconds",
-		Help: "Time of undo and restore commits.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
-	c.timeline = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nymote_console_timeline_seconds",
-		Help: "Time to build one page of a timeline.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
-	c.sse = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nymote_console_watch_streams", Help: "Open watch streams."})
-	c.commits = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nymote_store_commit_seconds",
-		Help:    "Time of the store's commits (waiting for the writer lock, building, writing and syncing; not the app's own work in the transaction).",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
+	c := &Console{opts: o, st: o.Store, log: o.Logger, auth: o.Auth, sessions: map[string]*session{}, reg: metrics.NewRegistry()}
+	c.requests = metrics.NewCounterVec("nymote_console_requests_total",
+		"Requests to the web console and API, by area and status code.", "area", "code")
+	c.logins = metrics.NewCounterVec("nymote_console_logins_total", "Console and API logins, by result.", "result")
+	c.restores = metrics.NewHistogram("nymote_console_restore_seconds",
+		"Time of undo and restore commits.", metrics.ExponentialBuckets(0.005, 2, 14))
+	c.timeline = metrics.NewHistogram("nymote_console_timeline_seconds",
+		"Time to build one page of a timeline.", metrics.ExponentialBuckets(0.001, 2, 14))
+	c.sse = metrics.NewGauge("nymote_console_watch_streams", "Open watch streams.")
+	c.commits = metrics.NewHistogram("nymote_store_commit_seconds",
+		"Time of the store's commits (waiting for the writer lock, building, writing and syncing; not the app's own work in the transaction).",
+		metrics.ExponentialBuckets(0.0005, 2, 16))
 	c.st.SetCommitObserver(func(d time.Duration) { c.commits.Observe(d.Seconds()) })
 	c.reg.MustRegister(c.requests, c.logins, c.restores, c.timeline, c.sse, c.commits, newSyncCollector(c),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nymote_store_bytes", Help: "Size of the store's repository on disk."},
+		metrics.NewGoCollector(), metrics.NewProcessCollector(),
+		metrics.NewGaugeFunc("nymote_store_bytes", "Size of the store's repository on disk.",
 			func() float64 { return float64(c.sizes.diskBytes(c.st.Path())) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nymote_store_head_age_seconds", Help: "Time since the newest commit of the default branch."},
+		metrics.NewGaugeFunc("nymote_store_head_age_seconds", "Time since the newest commit of the default branch.",
 			func() float64 {
 				infos, err := c.st.Log(store.LogOptions{Limit: 1})
 				if err != nil || len(infos) == 0 {
@@ -413,5 +409,5 @@ func (c *Console) metrics(w http.ResponseWriter, r *http.Request) {
 		c.apiError(w, r, &httpError{403, "metrics are for admins"})
 		return
 	}
-	promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	c.reg.ServeHTTP(w, r)
 }

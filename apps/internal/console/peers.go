@@ -4,8 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/nymote/nymote/internal/metrics"
 	"github.com/nymote/nymote/replica"
 )
 
@@ -117,39 +116,35 @@ func (c *Console) peersPage(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 // syncCollector exports each peer's sync state on every scrape.
-type syncCollector struct {
-	c                                    *Console
-	ahead, behind, lag, contact, failure *prometheus.Desc
-}
+type syncCollector struct{ c *Console }
 
-func newSyncCollector(c *Console) *syncCollector {
-	l := []string{"peer"}
-	return &syncCollector{c: c,
-		ahead:   prometheus.NewDesc("nymote_replica_ahead_commits", "Local commits the peer lacked at the last contact.", l, nil),
-		behind:  prometheus.NewDesc("nymote_replica_behind_commits", "The peer's commits this node lacked at the last contact.", l, nil),
-		lag:     prometheus.NewDesc("nymote_replica_sync_lag_seconds", "Time since this node and the peer were last seen in sync (no series until they have been).", l, nil),
-		contact: prometheus.NewDesc("nymote_replica_last_contact_age_seconds", "Time since the last sync that reached the peer (no series until one has).", l, nil),
-		failure: prometheus.NewDesc("nymote_replica_sync_failures_total", "Failed syncs with the peer since the app started.", l, nil),
+func newSyncCollector(c *Console) *syncCollector { return &syncCollector{c: c} }
+
+func (sc *syncCollector) Collect(emit func(metrics.Family)) {
+	fam := func(name, help string, t metrics.Type) metrics.Family {
+		return metrics.Family{Name: name, Help: help, Type: t, Labels: []string{"peer"}}
 	}
-}
-
-func (sc *syncCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sc.ahead, sc.behind, sc.lag, sc.contact, sc.failure} {
-		ch <- d
+	ahead := fam("nymote_replica_ahead_commits", "Local commits the peer lacked at the last contact.", metrics.TypeGauge)
+	behind := fam("nymote_replica_behind_commits", "The peer's commits this node lacked at the last contact.", metrics.TypeGauge)
+	lag := fam("nymote_replica_sync_lag_seconds", "Time since this node and the peer were last seen in sync (no series until they have been).", metrics.TypeGauge)
+	contact := fam("nymote_replica_last_contact_age_seconds", "Time since the last sync that reached the peer (no series until one has).", metrics.TypeGauge)
+	failure := fam("nymote_replica_sync_failures_total", "Failed syncs with the peer since the app started.", metrics.TypeCounter)
+	add := func(f *metrics.Family, peer string, v float64) {
+		f.Metrics = append(f.Metrics, metrics.Metric{LabelValues: []string{peer}, Value: v})
 	}
-}
-
-func (sc *syncCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	for _, s := range sc.c.peerStatus() {
-		ch <- prometheus.MustNewConstMetric(sc.ahead, prometheus.GaugeValue, float64(s.Ahead), s.Name)
-		ch <- prometheus.MustNewConstMetric(sc.behind, prometheus.GaugeValue, float64(s.Behind), s.Name)
-		ch <- prometheus.MustNewConstMetric(sc.failure, prometheus.CounterValue, float64(s.Failures), s.Name)
+		add(&ahead, s.Name, float64(s.Ahead))
+		add(&behind, s.Name, float64(s.Behind))
+		add(&failure, s.Name, float64(s.Failures))
 		if !s.InSync.IsZero() {
-			ch <- prometheus.MustNewConstMetric(sc.lag, prometheus.GaugeValue, now.Sub(s.InSync).Seconds(), s.Name)
+			add(&lag, s.Name, now.Sub(s.InSync).Seconds())
 		}
 		if !s.LastContact.IsZero() {
-			ch <- prometheus.MustNewConstMetric(sc.contact, prometheus.GaugeValue, now.Sub(s.LastContact).Seconds(), s.Name)
+			add(&contact, s.Name, now.Sub(s.LastContact).Seconds())
 		}
+	}
+	for _, f := range []metrics.Family{ahead, behind, lag, contact, failure} {
+		emit(f) // no series (no peers): the family is left out
 	}
 }

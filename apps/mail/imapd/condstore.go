@@ -26,8 +26,10 @@ import (
 //   - STATUS (HIGHESTMODSEQ): the item is taken out and added to
 //     imapserver's STATUS response (answered by the layer if it was the
 //     only item).
-//   - FETCH MODSEQ, FETCH (CHANGEDSINCE n): MODSEQ is taken out, the set is
-//     narrowed to the messages changed since n, and FLAGS added.
+//   - FETCH MODSEQ, FETCH (CHANGEDSINCE n): MODSEQ is taken out, FLAGS
+//     added, and n handed to Session.Fetch (proto.changedSince), which
+//     leaves out the messages not changed since n; if there is none, the
+//     layer answers OK.
 //   - Every FETCH response once CONDSTORE is on (those of FETCH and STORE,
 //     and the unsolicited flag updates) gets MODSEQ as its first item.
 //
@@ -506,20 +508,16 @@ func fetchCmd(p *proto, cmd *command) error {
 		if err != nil {
 			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+err.Error())
 		}
-		var narrow imap.SeqSet
-		for _, it := range sess.view.Items(ns) {
-			if it.Seq != 0 && it.ModSeq > changedSince {
-				if uid {
-					narrow.AddNum(uint32(it.Msg.UID))
-				} else {
-					narrow.AddNum(it.Seq)
-				}
-			}
-		}
-		if len(narrow) == 0 {
+		if !anyChangedSince(sess.view, ns, changedSince) {
 			return p.respond(cmd.tag, "OK "+cmd.name+" completed")
 		}
-		set = narrow.String()
+		// The set stays as the client sent it and Session.Fetch
+		// leaves out the messages not changed since: a set narrowed
+		// here, written into the command, could be longer than
+		// imapserver reads (every other message of a large mailbox
+		// changed: NO [SERVERBUG], and the rest of the line read as a
+		// command).
+		p.changedSince = changedSince
 	}
 	if len(out) == 0 {
 		// MODSEQ alone: answered here, as imapserver has no item to
@@ -545,6 +543,24 @@ func fetchCmd(p *proto, cmd *command) error {
 	p.input = []byte(cmd.tag + " " + cmd.name + " " + set + " (" + strings.Join(out, " ") + ")\r\n")
 	return nil
 }
+
+// anyChangedSince reports whether a message of ns that the client knows has
+// a MODSEQ above since.
+func anyChangedSince(v *mailstore.View, ns imap.NumSet, since uint64) bool {
+	found := false
+	v.ItemsWindows(ns, fetchWindow, func(items []mailstore.Item) error {
+		for _, it := range items {
+			if it.Seq != 0 && it.ModSeq > since {
+				found = true
+				return errFound
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+var errFound = errors.New("imapd: found")
 
 // condHead looks at the start of a line imapserver writes: more if it may be
 // one that condLine changes but is too short to say, hold if it is one that

@@ -62,6 +62,22 @@
 // VANISHED instead of EXPUNGE, UID FETCH (CHANGEDSINCE n VANISHED).
 // condstore_test.go and qresync_test.go check them per RFC section, and
 // against Dovecot.
+//
+// A FETCH of flags alone (FLAGS and UID, with MODSEQ and CHANGEDSINCE once
+// the layer has taken them out: the flag resync of every client, "UID
+// FETCH 1:* (FLAGS)") is written by a fast path (fetchflags.go): the
+// responses go from the view's windows of items into one buffer, written
+// to the connection 64 KiB at a time, instead of one imapserver
+// FetchResponseWriter a message (about 0.9 µs each, through the layer's
+// output scan: half of Dovecot's speed at 100,000 messages). It sits in
+// Session.Fetch, after imapserver has parsed the command, rather than in
+// the layer as a command of its own: the command's syntax, its BAD and NO
+// answers, the sequence and UID sets ("*", "$", empty mailboxes), the
+// updates the session is owed after it (FLAGS before a new keyword,
+// EXISTS, flag FETCHes; EXPUNGE waits, as for every FETCH) and the tagged
+// OK all stay imapserver's, byte for byte; only the writing of the
+// responses themselves is ours. fetchflags_test.go plays random scripts
+// with the fast path off and on and compares every byte the client gets.
 package imapd
 
 import (
@@ -77,6 +93,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -133,6 +150,9 @@ type Server struct {
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// generalFetch turns the fast path of FETCH FLAGS off (fetchflags.go),
+	// for tests that compare it with imapserver's.
+	generalFetch atomic.Bool
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by

@@ -20,6 +20,7 @@ import (
 )
 
 type harness struct {
+	srv    *Server
 	addr   string
 	ms     *mailstore.Store
 	st     *store.Store
@@ -55,7 +56,7 @@ func start(t testing.TB, opts ...mailstore.Options) *harness {
 	writes := &countingListener{Listener: ln}
 	go srv.Serve(writes)
 	t.Cleanup(func() { srv.Close(); ms.Close(); st.Close() })
-	return &harness{addr: ln.Addr().String(), ms: ms, st: st, writes: writes}
+	return &harness{srv: srv, addr: ln.Addr().String(), ms: ms, st: st, writes: writes}
 }
 
 // countingListener counts the writes to the connections it accepts.

@@ -16,9 +16,12 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/nymote/nymote/apps/internal/guard"
 	"github.com/nymote/nymote/apps/mail/mailstore"
@@ -309,6 +312,23 @@ func TestLayerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Enough messages for the responses of a FETCH of flags to go out in
+	// several writes of the fast path (fetchflags.go), each in several
+	// TLS records.
+	const n = 3000
+	u, _ := ms.User(context.Background(), "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	err = ms.Update(context.Background(), "alice", "fill", func(w *mailstore.Writer) error {
+		for i := range n {
+			if _, err := w.Append(inbox, []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i)), []imap.Flag{imap.FlagSeen}, time.Time{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := selfSigned(t)
 	srv := New(Options{Mail: ms, TLSConfig: cfg, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -338,6 +358,16 @@ func TestLayerTLS(t *testing.T) {
 			t.Errorf("GETQUOTAROOT under TLS: %q", u)
 		}
 		s.ok("SELECT INBOX")
+		u = s.ok("FETCH 1:* (FLAGS)")
+		re := regexp.MustCompile(`^\* (\d+) FETCH \(UID (\d+) FLAGS \(\\Seen( \\Recent)?\)\)$`)
+		if len(u) != n {
+			t.Fatalf("FETCH 1:* (FLAGS) under TLS: %d responses, want %d", len(u), n)
+		}
+		for i, l := range u {
+			if m := re.FindStringSubmatch(l); m == nil || m[1] != strconv.Itoa(i+1) || m[2] != m[1] {
+				t.Fatalf("FETCH 1:* (FLAGS) under TLS: response %d is %q", i, l)
+			}
+		}
 		s.ok("LOGOUT")
 	}
 

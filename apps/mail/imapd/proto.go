@@ -63,6 +63,10 @@ type proto struct {
 	qres  atomic.Bool // QRESYNC enabled (implies cond)
 	hook  condHook
 	input []byte // a command rewritten by the layer, for imapserver to read
+	// changedSince is the CHANGEDSINCE of the FETCH being handed to
+	// imapserver (fetchCmd), for Session.Fetch; 0 for none. Only the
+	// goroutine that reads (imapserver's) uses it.
+	changedSince uint64
 
 	// fix: the session has fetched what imapserver encodes unlike the
 	// grammar (fetchfix.go), whose FETCH responses are rewritten;
@@ -231,6 +235,7 @@ const maxCmdHead = 64
 // command looks at the next command: one the layer answers is read and
 // answered (handled); any other is left to imapserver.
 func (p *proto) command() (handled bool, err error) {
+	p.changedSince = 0 // the command before's, if imapserver refused it
 	head, err := p.peekHead()
 	if err != nil {
 		return false, err

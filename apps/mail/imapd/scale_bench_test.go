@@ -47,53 +47,44 @@ func BenchmarkScale(b *testing.B) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("fetch-flags", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, UID: true}).Collect()
-			if err != nil || len(ms) != n {
-				b.Fatalf("%d messages, %v", len(ms), err)
-			}
+	for _, general := range []bool{false, true} {
+		name := "fetch-flags"
+		if general {
+			name += "-general" // imapserver's FetchWriter, not fetchflags.go
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			h.srv.generalFetch.Store(general)
+			defer h.srv.generalFetch.Store(false)
+			for i := 0; i < b.N; i++ {
+				ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, UID: true}).Collect()
+				if err != nil || len(ms) != n {
+					b.Fatalf("%d messages, %v", len(ms), err)
+				}
+			}
+		})
+	}
 	// The same FETCH read as lines by a raw connection: the server's
-	// side alone (the go-imap client's parsing dominates fetch-flags).
-	b.Run("fetch-flags-raw", func(b *testing.B) {
-		conn, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		br := bufio.NewReaderSize(conn, 64<<10)
-		tag := 0
-		cmd := func(c string) int {
-			tag++
-			t := fmt.Sprintf("x%d ", tag)
-			fmt.Fprintf(conn, "%s%s\r\n", t, c)
-			lines := 0
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					b.Fatal(err)
-				}
-				if bytes.HasPrefix(line, []byte(t)) {
-					if !bytes.HasPrefix(line[len(t):], []byte("OK")) {
-						b.Fatalf("%s: %s", c, line)
-					}
-					return lines
-				}
-				lines++
+	// side alone (the go-imap client's parsing dominates fetch-flags),
+	// and UID FETCH 1:* (FLAGS); each by the fast path (fetchflags.go)
+	// and by imapserver's FetchWriter ("general").
+	for _, bc := range []struct{ name, cmd string }{
+		{"fetch-flags-raw", "FETCH 1:* (UID FLAGS)"},
+		{"uid-fetch-flags-raw", "UID FETCH 1:* (FLAGS)"},
+	} {
+		for _, general := range []bool{false, true} {
+			name := bc.name
+			if general {
+				name += "-general"
 			}
+			b.Run(name, func(b *testing.B) {
+				h.srv.generalFetch.Store(general)
+				defer h.srv.generalFetch.Store(false)
+				fetchRaw(b, h.addr, bc.cmd, n)
+			})
 		}
-		br.ReadSlice('\n')
-		cmd("LOGIN alice password-alice")
-		cmd("SELECT INBOX")
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if got := cmd("FETCH 1:* (UID FLAGS)"); got != n {
-				b.Fatalf("%d lines", got)
-			}
-		}
-	})
+	}
+	// UID SEARCH UNSEEN read raw: one line of 15,000 UIDs.
+	b.Run("search-unseen-raw", func(b *testing.B) { fetchRaw(b, h.addr, "UID SEARCH UNSEEN", 1) })
 	for _, s := range []struct {
 		name string
 		c    imap.SearchCriteria
@@ -110,5 +101,102 @@ func BenchmarkScale(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkChangedSinceScattered is a CONDSTORE resync after every other
+// message of 20,000 changed: UID FETCH 1:* (FLAGS) (CHANGEDSINCE m), whose
+// set the layer narrows to the 10,000 changed UIDs (10,000 ranges).
+func BenchmarkChangedSinceScattered(b *testing.B) {
+	h := start(b, mailstore.Options{})
+	ctx := context.Background()
+	u, _ := h.ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	const n = 20000
+	for i := 0; i < n; i += 1000 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for j := i; j < i+1000; j++ {
+				if _, err := w.Append(inbox, []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", j)), nil, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	since := inbox.HighestModSeq()
+	err := h.ms.Update(ctx, "alice", "flag", func(w *mailstore.Writer) error {
+		for i, m := range inbox.Messages() {
+			if i%2 == 0 {
+				if err := w.SetFlags(inbox, m, []imap.Flag{imap.FlagFlagged}, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, general := range []bool{false, true} {
+		name := "fast"
+		if general {
+			name = "general"
+		}
+		b.Run(name, func(b *testing.B) {
+			h.srv.generalFetch.Store(general)
+			defer h.srv.generalFetch.Store(false)
+			fetchRaw(b, h.addr, fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", since), n/2)
+		})
+	}
+}
+
+// fetchRaw sends cmd over a raw connection b.N times, reading the answers
+// as lines; each must have n untagged lines.
+func fetchRaw(b *testing.B, addr, cmd string, n int) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReaderSize(conn, 64<<10)
+	tag := 0
+	do := func(c string) int {
+		tag++
+		t := fmt.Sprintf("x%d ", tag)
+		fmt.Fprintf(conn, "%s%s\r\n", t, c)
+		lines := 0
+		for {
+			line, err := br.ReadSlice('\n')
+			if err == bufio.ErrBufferFull {
+				// A line longer than the buffer (SEARCH's): its start
+				// is enough.
+				line = append([]byte(nil), line[:len(t)]...)
+				for err == bufio.ErrBufferFull {
+					_, err = br.ReadSlice('\n')
+				}
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bytes.HasPrefix(line, []byte(t)) {
+				if !bytes.HasPrefix(line[len(t):], []byte("OK")) {
+					b.Fatalf("%s: %s", c, line)
+				}
+				return lines
+			}
+			lines++
+		}
+	}
+	br.ReadSlice('\n')
+	do("LOGIN alice password-alice")
+	do("SELECT INBOX")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := do(cmd); got != n {
+			b.Fatalf("%d lines", got)
+		}
 	}
 }

@@ -293,7 +293,7 @@ func (sc *searchCtx) matchPart(e *gomessage.Entity, pattern string, includeHeade
 	if mr := e.MultipartReader(); mr != nil {
 		for {
 			part, err := mr.NextPart()
-			if err != nil {
+			if err != nil && (part == nil || !gomessage.IsUnknownCharset(err)) {
 				return false
 			}
 			if sc.matchPart(part, pattern, includeHeader) {

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"runtime/debug"
@@ -189,6 +190,16 @@ func TestMatchEntity(t *testing.T) {
 		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nWmVicmEgY3Jvc3Npbmc=\r\n" + // "Zebra crossing"
 		"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCAF=C3=89 au lait\r\n" +
 		"--XX\r\nContent-Type: application/octet-stream\r\n\r\nsecret giraffe\r\n--XX--\r\n"
+	// Single-byte charsets (package charset): a Windows-1252 body, a
+	// Windows-1251 subject and a KOI8-R body, and an ISO-8859-2 part after one in a charset that
+	// is not decoded (Shift_JIS: searched as raw bytes, and the parts
+	// after it still searched).
+	latin := "From: a@b\r\nSubject: menu\r\nContent-Type: text/plain; charset=windows-1252\r\n" +
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9 cr=E8me br=FBl=E9e\r\n"
+	cyr := "From: a@b\r\nSubject: =?windows-1251?B?zvjo4erg?=\r\nContent-Type: text/plain; charset=KOI8-R\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4, \xcd\xc9\xd2\r\n"
+	mixed := "From: a@b\r\nSubject: places\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=YY\r\n\r\n" +
+		"--YY\r\nContent-Type: text/plain; charset=shift_jis\r\n\r\n\x82\xb1 tokyo\r\n" +
+		"--YY\r\nContent-Type: text/plain; charset=iso-8859-2\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=A3=F3d=BC\r\n--YY--\r\n"
 	long := "Subject: long\r\n\r\n" + strings.Repeat("okapi ", 2000) + "\r\n"
 	short := "Subject: short\r\n\r\nlion\r\n"
 	for _, c := range []struct {
@@ -206,6 +217,14 @@ func TestMatchEntity(t *testing.T) {
 		{short, "lion", true, true},
 		{short, "short", true, false},
 		{"not a message", "", true, true},
+		{latin, "CAFÉ CRÈME", true, true},
+		{latin, "brûlée", true, true},
+		{latin, "caf=e9", false, false},
+		{cyr, "ошибка", true, false},
+		{cyr, "привет", true, true},
+		{cyr, "ПРИВЕТ, МИР", true, true},
+		{mixed, "tokyo", true, true},
+		{mixed, "łódź", true, true},
 	} {
 		sc := &searchCtx{}
 		// The long message first, so that its text is in the buffer.
@@ -218,6 +237,31 @@ func TestMatchEntity(t *testing.T) {
 			if got := sc.matchEntity([]byte(c.raw), strings.ToLower(c.pattern), includeHeader); got != want {
 				t.Errorf("%.20q: %q (header %v) = %v, want %v", c.raw, c.pattern, includeHeader, got, want)
 			}
+		}
+	}
+}
+
+// TestAppendNums: appendUID and appendSeq give the set AddNum gives, in
+// order or not.
+func TestAppendNums(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 200; trial++ {
+		var a, b imap.UIDSet
+		var c, d imap.SeqSet
+		n := uint32(1)
+		for i := 0; i < 50; i++ {
+			if trial%3 == 0 {
+				n = 1 + r.Uint32N(80) // any order, repeats
+			} else {
+				n += 1 + r.Uint32N(2)*r.Uint32N(4) // ascending, runs
+			}
+			a = appendUID(a, imap.UID(n))
+			b.AddNum(imap.UID(n))
+			c = appendSeq(c, n)
+			d.AddNum(n)
+		}
+		if a.String() != b.String() || c.String() != d.String() {
+			t.Fatalf("trial %d: %s / %s, want %s / %s", trial, a, c, b, d)
 		}
 	}
 }

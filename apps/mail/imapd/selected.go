@@ -69,11 +69,19 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			}
 		}
 	}
+	// CHANGEDSINCE (condstore.go): only the messages changed since.
+	var since uint64
 	if p := sess.p; p != nil {
 		p.partials.reset() // what an earlier FETCH left, if it failed
 		if !p.fix.Load() && needsFix(options) {
 			p.fix.Store(true)
 		}
+		since, p.changedSince = p.changedSince, 0
+	}
+	if !markSeen && sess.p != nil && !sess.s.generalFetch.Load() && flagsOnly(options) {
+		// Flags and UIDs alone: written here rather than through
+		// imapserver's FetchWriter (fetchflags.go).
+		return sess.corked(func() error { return sess.fetchFlags(w, numSet, options, since) })
 	}
 	if !markSeen {
 		// Windows of messages, not one item per message of the set held
@@ -81,11 +89,14 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		// sessions at once ran a 64 MiB appliance out of memory).
 		return sess.corked(func() error {
 			return v.ItemsWindows(numSet, fetchWindow, func(items []mailstore.Item) error {
-				return sess.fetchItems(w, items, options)
+				return sess.fetchItems(w, changedSince(items, since), options)
 			})
 		})
 	}
 	items := v.Items(numSet)
+	if since != 0 {
+		items = changedSince(items, since)
+	}
 	var unseen []int
 	for i, it := range items {
 		if !hasFlag(it.Flags, imap.FlagSeen) {
@@ -122,6 +133,22 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		options.Flags = true
 	}
 	return sess.corked(func() error { return sess.fetchItems(w, items, options) })
+}
+
+// changedSince keeps the items the client knows whose MODSEQ is above
+// since (all of them if since is 0), in place.
+func changedSince(items []mailstore.Item, since uint64) []mailstore.Item {
+	if since == 0 {
+		return items
+	}
+	k := 0
+	for _, it := range items {
+		if it.Seq != 0 && it.ModSeq > since {
+			items[k] = it
+			k++
+		}
+	}
+	return items[:k]
 }
 
 // fetchWindow is how many messages a FETCH takes from the mailbox at a
@@ -525,13 +552,13 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 			if !sc.match(it, criteria) {
 				continue
 			}
-			uids.AddNum(it.Msg.UID)
+			uids = appendUID(uids, it.Msg.UID)
 			var n uint32
 			if kind == imapserver.NumKindSeq {
 				if it.Seq == 0 {
 					continue
 				}
-				seqs.AddNum(it.Seq)
+				seqs = appendSeq(seqs, it.Seq)
 				n = it.Seq
 			} else {
 				n = uint32(it.Msg.UID)
@@ -558,6 +585,33 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 		v.SearchRes = uids
 	}
 	return data, nil
+}
+
+// appendUID adds n to s: at the end, as a new range or by extending the
+// last, when n is above all of s (SEARCH finds the messages in UID order),
+// else through AddNum. AddNum's search and insert per number were a third
+// of a SEARCH UNSEEN of a large mailbox.
+func appendUID(s imap.UIDSet, n imap.UID) imap.UIDSet {
+	if k := len(s); k > 0 && s[k-1].Stop != 0 && n <= s[k-1].Stop {
+		s.AddNum(n)
+		return s
+	} else if k > 0 && s[k-1].Stop+1 == n {
+		s[k-1].Stop = n
+		return s
+	}
+	return append(s, imap.UIDRange{Start: n, Stop: n})
+}
+
+// appendSeq is appendUID for sequence numbers.
+func appendSeq(s imap.SeqSet, n uint32) imap.SeqSet {
+	if k := len(s); k > 0 && s[k-1].Stop != 0 && n <= s[k-1].Stop {
+		s.AddNum(n)
+		return s
+	} else if k > 0 && s[k-1].Stop+1 == n {
+		s[k-1].Stop = n
+		return s
+	}
+	return append(s, imap.SeqRange{Start: n, Stop: n})
 }
 
 // searchWindow is how many messages SEARCH takes from the mailbox at a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -130,7 +131,8 @@ func formatChunk(lines []chunkLine) []byte {
 // CHANGEDSINCE finds the change on both.
 func mergeChunk(base, ours, theirs []byte) []byte {
 	type entry struct {
-		uid           imap.UID
+		uid, oUID     imap.UID
+		tUID          imap.UID
 		b, o          map[imap.Flag]bool
 		t             map[imap.Flag]bool
 		oMod, tMod    uint64
@@ -163,13 +165,14 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	}
 	for _, l := range parseChunk(ours) {
 		e := get(l)
-		e.uid = l.uid
+		e.oUID = l.uid
 		e.oMod, e.inO = l.modseq, true
 		high = max(high, l.modseq)
 		tokens(l, e.o)
 	}
 	for _, l := range parseChunk(theirs) {
 		e := get(l)
+		e.tUID = l.uid
 		e.tMod, e.inT = l.modseq, true
 		high = max(high, l.modseq)
 		tokens(l, e.t)
@@ -177,6 +180,17 @@ func mergeChunk(base, ours, theirs []byte) []byte {
 	var fresh uint64 // taken once, for all the lines the merge changed
 	var lines []chunkLine
 	for key, e := range m {
+		// The line's home UID: a side's over the base's, the higher of
+		// the two sides' where both have the line (as pickMeta picks the
+		// .meta), the same whichever side is ours.
+		switch {
+		case e.inO && e.inT:
+			e.uid = max(e.oUID, e.tUID)
+		case e.inO:
+			e.uid = e.oUID
+		case e.inT:
+			e.uid = e.tUID
+		}
 		merged := map[imap.Flag]bool{}
 		for f := range union(e.o, e.t) {
 			if !e.b[f] || (e.o[f] && e.t[f]) {
@@ -301,22 +315,44 @@ func (w *Writer) flush() error {
 				}
 			}
 			// Lines of messages that are gone (a merge of a flag change
-			// with an expunge can leave one) are dropped.
-			for key := range lines {
+			// with an expunge can leave one) are dropped. A stray line
+			// with flags to fold into the message elsewhere (a MOVE
+			// here, a flag change there; or another node's record of
+			// the same message) stays for resyncStrays, which folds it
+			// in and drops it: this write may come before the index
+			// follows the merge that brought the line.
+			var strays []string
+			for key, l := range lines {
+				carries := len(l.flags) > 0 || len(l.unset) > 0
 				if m := mb.byKey.get(key); m != nil && chunkOf(m.home) != n {
 					// A line where another node's record of the
 					// same message (contentKey) put it: the
 					// message's line is in its home's chunk.
-					delete(lines, key)
+					if !carries {
+						delete(lines, key)
+					}
 					continue
 				}
 				if mb.byKey.get(key) == nil && !w.isAdded(mb, key) {
 					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
-						delete(lines, key)
+						if carries {
+							strays = append(strays, key)
+						} else {
+							delete(lines, key)
+						}
 					}
 				}
 			}
 			mb.mu.RUnlock()
+			for _, key := range strays {
+				held, err := w.heldElsewhere(mb, key)
+				if err != nil {
+					return err
+				}
+				if !held {
+					delete(lines, key) // expunged: the expunge wins
+				}
+			}
 			if len(lines) == 0 {
 				if err := w.tx.Delete(p); err != nil {
 					return err
@@ -333,6 +369,40 @@ func (w *Writer) flush() error {
 		}
 	}
 	return nil
+}
+
+// heldElsewhere reports whether another mailbox of mb's user holds a
+// message with key (a MOVE keeps the key) as the transaction sees it,
+// also a mailbox that the index does not know yet (a merge brought it).
+func (w *Writer) heldElsewhere(mb *Mailbox, key string) (bool, error) {
+	sn, err := w.s.st.SnapshotOf(w.tx.Base())
+	if err != nil {
+		return false, err
+	}
+	ids := map[string]bool{}
+	entries, err := sn.ReadDir(userDir(mb.user.Name))
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Dir {
+			ids[path.Base(e.Path)] = true
+		}
+	}
+	for _, o := range mb.user.Mailboxes() {
+		ids[o.ID] = true // (also one this transaction created)
+	}
+	delete(ids, mb.ID)
+	for id := range ids {
+		ok, err := w.tx.Exists(msgBase(mb.user.Name, id, key) + ".meta")
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (w *Writer) isAdded(mb *Mailbox, key string) bool {

@@ -82,7 +82,8 @@
 //     it are not lost.
 //   - A flag change and an expunge of the same message: the expunge wins
 //     (a deleted side deletes; a flags line left for a message that is
-//     gone is ignored and dropped at the chunk's next write).
+//     gone is ignored and dropped at the chunk's next write, unless
+//     another of the user's mailboxes holds its key: a MOVE's, below).
 //   - MOVE (Writer.Move) expunges the message from the source and adds it
 //     to the target under the same KEY, so it keeps its identity. A flag
 //     that another node added meanwhile to the original leaves, when the
@@ -91,7 +92,8 @@
 //     the node that follows such a merge finds the key in another of the
 //     user's mailboxes and adds the flags there, in one commit that also
 //     drops the stray line (resyncStrays; every node that does it makes
-//     the same change). A flag removed meanwhile leaves an unset mark
+//     the same change; a write to that chunk before the index follows the
+//     merge keeps the line for it). A flag removed meanwhile leaves an unset mark
 //     ("*FLAG") on that stray line (mergeChunk: the base had the line,
 //     one side lost it, the other dropped the flag), and the flag is
 //     removed from the moved message likewise. So MOVE on one node and a

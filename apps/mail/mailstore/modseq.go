@@ -162,7 +162,12 @@ func (i *MailboxInfo) normVanished() {
 		if v[a].ModSeq != v[b].ModSeq {
 			return v[a].ModSeq < v[b].ModSeq
 		}
-		return v[a].Lo < v[b].Lo
+		if v[a].Lo != v[b].Lo {
+			return v[a].Lo < v[b].Lo
+		}
+		// A total order: the same list whatever order the ranges came
+		// in (a merge's sides).
+		return v[a].Hi < v[b].Hi
 	})
 	k := 0
 	for _, r := range v {

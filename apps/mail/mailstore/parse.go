@@ -10,7 +10,17 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/nymote/nymote/internal/charset"
 )
+
+// go-message decodes UTF-8 and US-ASCII alone unless it is given a
+// charset reader (and Go's mime package ISO-8859-1 besides): text in the
+// single-byte sets that much mail still comes in (Windows-1252, KOI8-R,
+// ISO-8859-2, ...) was searched as raw bytes, and encoded words in them
+// kept undecoded. The program's mail parsing (SEARCH, header fields, the
+// envelope's decoded names) decodes them through package charset.
+func init() { gomessage.CharsetReader = charset.Reader }
 
 // Summary is what parsing a message once gives: the envelope, the body
 // structure and the header, kept beside the message in the store so that

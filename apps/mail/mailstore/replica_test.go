@@ -640,3 +640,40 @@ func TestVanishedGaps(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaStrayBeforeFollow: a merge leaves a stray flags line (a flag
+// added on b to a message that a moved) and a writes to the same chunk
+// before its index follows the merge (the write won the race for the
+// index, or the index had stopped: a crash after the merge commit). The
+// write keeps the stray line, so the flag still follows the moved message
+// when a's index catches up (here: at its next load).
+func TestReplicaStrayBeforeFollow(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	waitView(t, b, "INBOX", "1:0 2:1")
+	inA, arA, inB := a.box(t, "INBOX"), a.box(t, "Archive"), b.box(t, "INBOX")
+	a.update(t, func(w *Writer) error {
+		_, err := w.Move(inA, a.msg(t, "INBOX", 0), arA)
+		return err
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagFlagged}, nil)
+	})
+	other := a.msg(t, "INBOX", 1) // in the same chunk as the stray line
+	a.ms.cancel()
+	<-a.ms.done
+	ctx := context.Background()
+	if _, err := a.st.Pull(ctx, store.Remote{URL: b.st.Path()}, store.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a.update(t, func(w *Writer) error {
+		return w.SetFlags(inA, other, []imap.Flag{imap.FlagSeen}, nil)
+	})
+	ms, err := Open(a.st, Options{}) // (the stopped index is dropped, not closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	a.ms = ms
+	waitFlags(t, a, b, "Archive", 0, `[\Flagged]`)
+	waitFlags(t, a, b, "INBOX", 1, `[\Seen]`)
+}

@@ -120,3 +120,19 @@ func TestSummaryCacheBound(t *testing.T) {
 		t.Errorf("%d entries, list %d, %d bytes", n, c.lru.ll.Len(), c.lru.size)
 	}
 }
+
+// TestHeaderCharsets: header fields in the single-byte charsets that
+// package charset decodes are searched decoded (SEARCH SUBJECT, FROM).
+func TestHeaderCharsets(t *testing.T) {
+	hdr := "From: =?koi8-r?Q?=F0=D2=C9=D7=C5=D4?= <a@example.org>\r\nSubject: =?windows-1251?B?zvjo4erg?= =?iso-8859-2?Q?=A3=F3d=BC?=\r\n\r\n"
+	if got := HeaderFieldValues(hdr, "subject"); len(got) != 1 || got[0] != "ошибкаłódź" {
+		t.Errorf("subject: %q", got)
+	}
+	if got := HeaderFieldValues(hdr, "from"); len(got) != 1 || got[0] != "привет <a@example.org>" {
+		t.Errorf("from: %q", got)
+	}
+	sum := Parse([]byte(hdr + "body\r\n"))
+	if got := sum.headerField("Subject"); len(got) != 1 || got[0] != "ошибкаłódź" {
+		t.Errorf("summary's subject: %q", got)
+	}
+}

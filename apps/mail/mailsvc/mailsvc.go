@@ -23,8 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/nymote/nymote/apps/gitsvc"
 	"github.com/nymote/nymote/apps/internal/acmecert"
 	"github.com/nymote/nymote/apps/internal/console"
@@ -37,6 +35,7 @@ import (
 	"github.com/nymote/nymote/apps/mail/queue"
 	"github.com/nymote/nymote/apps/mail/smtpd"
 	"github.com/nymote/nymote/apps/mail/wellknown"
+	"github.com/nymote/nymote/internal/metrics"
 	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/signpost"
 	"github.com/nymote/nymote/store"
@@ -338,7 +337,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	wellknown.Config{Domains: cfg.Domains, Hostname: hostname}.Mount(web)
 	// The web console and API (issue 19): mail's history, restores through
 	// the mailstore's index, logins limited with IMAP's and SMTP's.
-	queueLen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nymote_mail_queue_length", Help: "Messages waiting in the outbound queue."},
+	queueLen := metrics.NewGaugeFunc("nymote_mail_queue_length", "Messages waiting in the outbound queue.",
 		func() float64 {
 			es, err := q.Entries()
 			if err != nil {
@@ -350,7 +349,7 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 	// port): peers authenticate with their own tokens.
 	web.Mount("/replica/", eng.Handler())
 	cons := console.New(console.Options{Store: st, App: "mail", Auth: auth, Mail: ms, TLS: tlsConfig, Logger: log,
-		Collectors: []prometheus.Collector{queueLen}, Peers: eng.Status, SignpostDir: cfg.DataDir})
+		Collectors: []metrics.Collector{queueLen}, Peers: eng.Status, SignpostDir: cfg.DataDir})
 	for _, p := range []string{"/console", "/console/", "/api/", "/metrics"} {
 		web.Mount(p, cons)
 	}
