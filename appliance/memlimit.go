@@ -19,6 +19,18 @@ import (
 // (MemTotal about 240 MiB) the limit is about 168 MiB.
 const memoryShare = 70
 
+// smallReserve is the memory kept out of the limit at the least: at small
+// sizes memoryShare leaves too little for what the heap does not count. A
+// program on a code disk (package images) is 25 MiB of page cache that
+// MemAvailable counts as free, but the pages of its code in use must stay
+// in memory: a 64 MiB VM (MemTotal 52 MiB) at 70% (a 37 MiB limit) served
+// a 50,000-message mailbox with the heap at its limit and the kernel
+// evicting the program's code and reading it back from the code disk
+// again and again, the clients getting no answer (TestBootMail64MiB).
+// MemTotal less smallReserve is the lower figure below MemTotal 80 MiB
+// (a VM of about 92 MiB): 28 MiB at 64 MiB.
+const smallReserve = 24 << 20
+
 // availableReserve is the part of MemTotal kept back from what is
 // available when the appliance starts (MemAvailable), for the kernel's
 // allocations and the data disk's page cache. In a small VM an
@@ -28,15 +40,16 @@ const memoryShare = 70
 // than the process can ever have, and the kernel would run out of memory
 // before the Go runtime collected. Boards whose program is on a code disk
 // (package images) have it in the page cache instead, which MemAvailable
-// counts: there memoryShare applies (37 MiB of 52).
+// counts: there memoryShare or smallReserve applies (28 MiB of 52).
 const availableReserve = 10
 
 // memoryLimit computes the soft memory limit for an appliance from the
 // contents of /proc/meminfo and the GOMEMLIMIT environment variable: when
 // GOMEMLIMIT is set the runtime has applied it already and memoryLimit
 // returns 0 (leave it), else memoryShare percent of MemTotal, or, when
-// less, MemAvailable less availableReserve percent of MemTotal. why says
-// where the figure comes from, for the console.
+// less, MemTotal less smallReserve, or MemAvailable less availableReserve
+// percent of MemTotal. why says where the figure comes from, for the
+// console.
 func memoryLimit(meminfo []byte, gomemlimit string) (limit int64, why string, err error) {
 	if gomemlimit != "" {
 		return 0, "GOMEMLIMIT=" + gomemlimit + " from the environment", nil
@@ -47,6 +60,10 @@ func memoryLimit(meminfo []byte, gomemlimit string) (limit int64, why string, er
 	}
 	limit = total / 100 * memoryShare
 	why = fmt.Sprintf("%d%% of MemTotal %s", memoryShare, mib(total))
+	if r := total - smallReserve; r < limit {
+		limit = max(r, total/100*10) // a floor: the runtime needs something
+		why = fmt.Sprintf("MemTotal %s less %s", mib(total), mib(smallReserve))
+	}
 	avail, err := memInfo(meminfo, "MemAvailable")
 	if errors.Is(err, errNoLine) {
 		return limit, why, nil // a kernel before 3.14

@@ -17,9 +17,15 @@ func TestMemoryLimit(t *testing.T) {
 		wantErr    string
 	}{
 		{"256 MiB VM", vm256, "", 238452 << 10 / 100 * 70, "70% of MemTotal 232 MiB; MemAvailable 194 MiB at start", ""},
-		{"64 MiB VM, no MemAvailable", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344 << 10 / 100 * 70, "70% of MemTotal 56 MiB", ""},
+		{"64 MiB VM, no MemAvailable", "MemFree: 1 kB\nMemTotal: 57344 kB\n", "", 57344<<10 - 24<<20, "MemTotal 56 MiB less 24 MiB", ""},
+		// The mail appliance at 64 MiB with its program on a code disk:
+		// 70% (37 MiB) left too little for the program's code in use.
+		{"64 MiB VM, code disk", "MemTotal: 53248 kB\nMemAvailable: 43008 kB\n", "", 53248<<10 - 24<<20, "MemTotal 52 MiB less 24 MiB; MemAvailable 42 MiB at start", ""},
+		{"96 MiB VM", "MemTotal: 86016 kB\nMemAvailable: 75776 kB\n", "", 86016 << 10 / 100 * 70, "70% of MemTotal 84 MiB; MemAvailable 74 MiB", ""},
+		{"tiny VM", "MemTotal: 20480 kB\n", "", 20480 << 10 / 100 * 10, "MemTotal 20 MiB less 24 MiB", ""},
 		// The mail appliance at 64 MiB: its initramfs takes 14 MiB of RAM.
-		{"64 MiB VM, large initramfs", "MemTotal: 53248 kB\nMemAvailable: 34816 kB\n", "", 34816<<10 - 53248<<10/100*10, "MemAvailable 34 MiB at start less 10% of MemTotal 52 MiB", ""},
+		{"64 MiB VM, large initramfs", "MemTotal: 53248 kB\nMemAvailable: 34816 kB\n", "", 53248<<10 - 24<<20, "MemTotal 52 MiB less 24 MiB; MemAvailable 34 MiB", ""},
+		{"64 MiB VM, larger initramfs", "MemTotal: 53248 kB\nMemAvailable: 30720 kB\n", "", 30720<<10 - 53248<<10/100*10, "MemAvailable 30 MiB at start less 10% of MemTotal 52 MiB", ""},
 		{"almost nothing available", "MemTotal: 53248 kB\nMemAvailable: 2048 kB\n", "", 53248 << 10 / 100 * 10, "MemAvailable 2 MiB", ""},
 		{"bad MemAvailable", "MemTotal: 53248 kB\nMemAvailable: x kB\n", "", 0, "", "MemAvailable"},
 		{"GOMEMLIMIT wins", vm256, "100MiB", 0, "GOMEMLIMIT=100MiB", ""},

@@ -119,13 +119,24 @@ var ErrAuthFailed = errors.New("store: authentication failed")
 
 // Password hashing with argon2id, at the parameters OWASP recommends as a
 // minimum (19 MiB, 2 passes, 1 thread): small enough for a 512 MiB board.
+// Where the Go memory limit is under four such hashes (a VM under about
+// 110 MiB: the appliance sets the limit from the machine's memory), new
+// hashes take OWASP's equivalent of less memory and more passes (7 MiB, 5
+// passes): a 64 MiB VM has a 28 MiB limit, and a 19 MiB check beside a
+// loaded mailbox index went past it. A hash keeps its parameters (they
+// are in it): one made elsewhere is checked at its own cost. Checks are
+// few besides: one at a time in a small VM (hashing), one for the logins
+// of a user with one password at once, and a success is remembered for a
+// while (Store.checkCached).
 const (
-	argonTime    = 2
-	argonMemory  = 19 * 1024
-	argonThreads = 1
-	argonKeyLen  = 32
-	minPassword  = 8
-	maxPassword  = 1024
+	argonTime        = 2
+	argonMemory      = 19 * 1024
+	argonTimeSmall   = 5
+	argonMemorySmall = 7 * 1024
+	argonThreads     = 1
+	argonKeyLen      = 32
+	minPassword      = 8
+	maxPassword      = 1024
 )
 
 var userNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -158,13 +169,23 @@ func hashPassword(pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
+	t, m := argonParams(debug.SetMemoryLimit(-1))
 	h := hashing()
 	h <- struct{}{}
-	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	key := argon2.IDKey([]byte(pw), salt, t, m, argonThreads, argonKeyLen)
 	<-h
 	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, m, t, argonThreads,
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// argonParams returns the passes and the memory (KiB) of a new hash under
+// a Go memory limit of limit bytes.
+func argonParams(limit int64) (t, m uint32) {
+	if limit < 4*argonMemory*1024 {
+		return argonTimeSmall, argonMemorySmall
+	}
+	return argonTime, argonMemory
 }
 
 // hashing bounds the password checks that run at once in the process: each

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -130,7 +131,8 @@ func TestHashSlots(t *testing.T) {
 		limit int64
 		want  int
 	}{
-		{37 << 20, 1},      // a 64 MiB VM: 70 % of 52 MiB
+		{28 << 20, 1},      // a 64 MiB VM: MemTotal 52 MiB less 24 MiB
+		{37 << 20, 1},      // 70 % of a 64 MiB VM's 52 MiB
 		{75 << 20, 1},      // under four hashes of 19 MiB
 		{76 << 20, 2},      // four hashes
 		{170 << 20, 2},     // a 256 MiB VM
@@ -138,6 +140,46 @@ func TestHashSlots(t *testing.T) {
 	} {
 		if got := hashSlots(tc.limit); got != tc.want {
 			t.Errorf("hashSlots(%d MiB) = %d, want %d", tc.limit>>20, got, tc.want)
+		}
+	}
+}
+
+// TestArgonParams: under a small memory limit new hashes take OWASP's
+// 7 MiB, 5-pass equivalent of 19 MiB, 2 passes; hashes made at either
+// are checked at their own parameters whatever the limit.
+func TestArgonParams(t *testing.T) {
+	for _, tc := range []struct {
+		limit        int64
+		wantT, wantM uint32
+	}{
+		{28 << 20, 5, 7168},       // a 64 MiB VM
+		{75 << 20, 5, 7168},       // under four hashes of 19 MiB
+		{76 << 20, 2, 19456},      // four hashes
+		{math.MaxInt64, 2, 19456}, // no limit (a host process)
+	} {
+		if gt, gm := argonParams(tc.limit); gt != tc.wantT || gm != tc.wantM {
+			t.Errorf("argonParams(%d MiB) = t=%d m=%d, want t=%d m=%d", tc.limit>>20, gt, gm, tc.wantT, tc.wantM)
+		}
+	}
+	big, err := hashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := debug.SetMemoryLimit(28 << 20)
+	small, err := hashPassword("correct horse")
+	debug.SetMemoryLimit(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(small, "$m=7168,t=5,p=1$") || !strings.Contains(big, "$m=19456,t=2,p=1$") {
+		t.Fatalf("hashes %q (28 MiB limit) and %q (none): want m=7168,t=5 and m=19456,t=2", small, big)
+	}
+	for _, h := range []string{small, big} {
+		if !checkPassword(h, "correct horse") || checkPassword(h, "correct horsf") {
+			t.Errorf("%s: the right password must pass and only it", h)
+		}
+		if !validHash(h) {
+			t.Errorf("%s: not a valid hash for a replica", h)
 		}
 	}
 }

@@ -265,7 +265,7 @@ func (w *Writer) Flags(mb *Mailbox, msg *Message) []imap.Flag {
 	}
 	mb.mu.RLock()
 	defer mb.mu.RUnlock()
-	return slices.Clone(msg.flags)
+	return slices.Clone(msg.flags.list())
 }
 
 func (w *Writer) pendingFlags(msg *Message) ([]imap.Flag, bool) {
@@ -298,7 +298,7 @@ func (w *Writer) flush() error {
 					delete(lines, m.Key)
 					continue
 				}
-				idx, modseq := m.flags, m.modseq
+				idx, modseq := m.flags.list(), m.modseq
 				cur := idx
 				if f, ok := w.pendingFlags(m); ok {
 					cur = f
@@ -324,7 +324,7 @@ func (w *Writer) flush() error {
 			var strays []string
 			for key, l := range lines {
 				carries := len(l.flags) > 0 || len(l.unset) > 0
-				if m := mb.byKey[key]; m != nil && chunkOf(m.home) != n {
+				if m := mb.byKey.get(key); m != nil && chunkOf(m.home) != n {
 					// A line where another node's record of the
 					// same message (contentKey) put it: the
 					// message's line is in its home's chunk.
@@ -333,7 +333,7 @@ func (w *Writer) flush() error {
 					}
 					continue
 				}
-				if mb.byKey[key] == nil && !w.isAdded(mb, key) {
+				if mb.byKey.get(key) == nil && !w.isAdded(mb, key) {
 					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
 						if carries {
 							strays = append(strays, key)

@@ -37,7 +37,7 @@ func (mb *Mailbox) flagSetLocked() map[imap.Flag]bool {
 			mb.flagSet[f] = true
 		}
 		for _, m := range mb.msgs {
-			for _, f := range m.flags {
+			for _, f := range m.flags.list() {
 				mb.flagSet[f] = true
 			}
 		}

@@ -684,17 +684,16 @@ type Message struct {
 	Date time.Time
 	Size int64
 
-	// s and meta read the summary (Summary); pinned is the summary of a
-	// message made outside a Store (tests).
-	s      *Store
-	meta   store.Hash
-	pinned *Summary
-
-	// blob is the hash of the raw message's blob (zero if unknown), so
-	// that reading it skips the trees on its path.
+	// s and meta read the summary (Summary); blob is the hash of the raw
+	// message's blob (zero if unknown), so that reading it skips the
+	// trees on its path. (A Message is about 144 bytes, a few of them
+	// for each message of every mailbox loaded: a field more is 50,000
+	// times more in a 50,000-message mailbox.)
+	s    *Store
+	meta store.Hash
 	blob store.Hash
 
-	flags []imap.Flag // sorted; guarded by the mailbox's mu
+	flags flagList // sorted; guarded by the mailbox's mu
 
 	// modseq is the message's MODSEQ, metaModSeq the one in its .meta
 	// (its append's); guarded by the mailbox's mu. See modseq.go.
@@ -827,16 +826,23 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		return nil
 	}
 	u.boxes[id] = mb
+	// The UID file first, so that each message gets its UID here as it
+	// is read (rather than a map of every message's UID space, kept until
+	// all are read).
+	sp, ss, err := s.readSpace(u.Name, id)
+	if err != nil {
+		return err
+	}
 	var chunks []store.Entry
-	spaces := map[string]string{}
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
 		entries, err := sn.ReadDir(dir)
 		if err != nil {
 			return err
 		}
-		metas := map[string]store.Entry{}
-		emls := map[string]store.Hash{}
+		// A shard folder holds a few messages: a .meta and an .eml
+		// each, in name order.
+		var emls []store.Entry
 		for _, e := range entries {
 			if e.Dir {
 				if depth < 2 {
@@ -846,40 +852,48 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 				}
 				continue
 			}
-			if depth != 2 { // messages are in xx/yy/
-				continue
-			}
-			base := path.Base(e.Path)
-			ext := path.Ext(base)
-			// A copy: a substring would keep the whole path (about 80
-			// bytes) alive for as long as the message is in the index.
-			key := strings.Clone(strings.TrimSuffix(base, ext))
-			switch {
-			case key == "":
-			case ext == ".meta":
-				metas[key] = e
-			case ext == ".eml":
-				emls[key] = e.Hash
+			if depth == 2 && strings.HasSuffix(e.Path, ".eml") { // messages are in xx/yy/
+				emls = append(emls, e)
 			}
 		}
-		for key, e := range metas {
+		if depth != 2 {
+			return nil
+		}
+		for _, e := range entries {
+			base := path.Base(e.Path)
+			if e.Dir || path.Ext(base) != ".meta" {
+				continue
+			}
+			name := strings.TrimSuffix(base, ".meta")
+			if name == "" {
+				continue
+			}
 			data, err := sn.Read(e.Path)
 			if err != nil {
 				return err
 			}
-			var m msgMetaIndex
-			if err := json.Unmarshal(data, &m); err != nil {
+			m, err := decodeMetaIndex(data)
+			if err != nil {
 				s.log.Warn("mail: skipping a damaged message", "path", e.Path, "err", err)
 				continue
 			}
-			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash, blob: emls[key]}
-			if m.Space != "" {
-				spaces[key] = m.Space
+			// A copy: a substring would keep the whole path (about 80
+			// bytes) alive for as long as the message is in the index.
+			key := strings.Clone(name)
+			msg := &Message{Key: key, home: m.UID, Date: m.Date, Size: m.Size, s: s, meta: e.Hash}
+			for _, x := range emls {
+				if strings.TrimSuffix(path.Base(x.Path), ".eml") == key {
+					msg.blob = x.Hash
+					break
+				}
+			}
+			if sp != nil {
+				msg.UID = sp.localUID(key, m.Space, m.UID)
 			}
 			msg.setMetaModSeq(m.ModSeq)
 			mb.noteModSeqLocked(msg.modseq)
 			mb.msgs = append(mb.msgs, msg)
-			mb.byKey[key] = msg
+			mb.byKey.put(msg)
 			mb.bytes += msg.Size
 		}
 		return nil
@@ -897,6 +911,10 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			}
 		}
 	}
+	// Flag sets are few (most messages have none, \Seen, or \Seen
+	// \Answered): the messages share one slice per set (no one changes
+	// a message's flags in place: they are replaced, see setFlags).
+	sets := map[string]flagList{}
 	for _, e := range chunks {
 		data, err := sn.Read(e.Path)
 		if err != nil {
@@ -908,9 +926,9 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		}
 		for _, l := range parseChunk(data) {
 			// (Only in the chunk of its home: see flush.)
-			m := mb.byKey[l.key]
+			m := mb.byKey.get(l.key)
 			if m != nil && chunkOf(m.home) == uint32(n) {
-				m.flags = l.flags
+				m.flags = internFlags(sets, l.flags)
 				if l.modseq != 0 {
 					m.modseq = l.modseq
 					mb.noteModSeqLocked(l.modseq)
@@ -920,7 +938,7 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 			}
 		}
 	}
-	if err := s.loadUIDs(mb, spaces, sn.Commit(), tree, at); err != nil {
+	if err := s.loadUIDs(mb, sp, ss, sn.Commit(), tree, at); err != nil {
 		return err
 	}
 	mb.initRecent()
@@ -928,16 +946,13 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 }
 
 // loadUIDs gives the messages of mb (just read from the tree) their UIDs on
-// this node from its space file (local.go), new ones to those it has not
-// seen, in the order of their home UIDs, and sorts them by UID. spaces
-// are the messages' UID spaces by key; tree is the mailbox's tree in
-// commit, and at gives the trees of the user's mailboxes at another commit
-// (see uidSpace). The space file is rewritten.
-func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
-	sp, ss, err := s.readSpace(mb.user.Name, mb.ID)
-	if err != nil {
-		return err
-	}
+// this node, new ones to those it has not seen (UID zero: the caller gave
+// each message its UID from sp, the mailbox's space file read with ss, nil
+// if it has none), in the order of their home UIDs, and sorts them by UID.
+// tree is the mailbox's tree in commit, and at gives the trees of the
+// user's mailboxes at another commit (see uidSpace). The space file is
+// rewritten.
+func (s *Store) loadUIDs(mb *Mailbox, sp *uidSpace, ss *spaceState, commit, tree store.Hash, at func(string) map[string]store.Hash) error {
 	i := &mb.info
 	i.Vanished, i.VanishedFloor, i.RecentFrom = nil, 0, 0
 	if sp == nil {
@@ -948,6 +963,9 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		i.UIDValidity = freshUIDValidity(mb.user, mb.treeUV)
 		mb.user.mu.Unlock()
 		i.UIDNext = 1
+		for _, m := range mb.msgs {
+			m.UID = 0
+		}
 	} else {
 		i.UIDValidity, i.UIDNext = ss.uv, max(ss.next, 1)
 		i.Vanished, i.VanishedFloor, i.RecentFrom = ss.van, ss.floor, ss.recent
@@ -959,22 +977,7 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		high = max(high, r.ModSeq)
 		i.UIDNext = max(i.UIDNext, r.Hi+1)
 	}
-	present := make(map[string]bool, len(mb.msgs))
-	live := make(map[imap.UID]bool, len(mb.msgs))
 	var pending []*Message
-	for _, m := range mb.msgs {
-		present[m.Key] = true
-		m.UID = sp.localUID(m.Key, spaces[m.Key], m.home)
-		live[m.UID] = true
-	}
-	// An expunge whose commit failed left its line: the UID is live.
-	van := i.Vanished[:0]
-	for _, r := range i.Vanished {
-		if r.Hi-r.Lo > 1<<16 || !anyLive(live, r.Lo, r.Hi) {
-			van = append(van, r)
-		}
-	}
-	i.Vanished = van
 	sort.Slice(mb.msgs, func(a, b int) bool {
 		x, y := mb.msgs[a], mb.msgs[b]
 		if x.UID != y.UID {
@@ -982,6 +985,14 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 		}
 		return x.Key < y.Key
 	})
+	// An expunge whose commit failed left its line: the UID is live.
+	van := i.Vanished[:0]
+	for _, r := range i.Vanished {
+		if r.Hi-r.Lo > 1<<16 || !anyLive(mb.msgs, r.Lo, r.Hi) {
+			van = append(van, r)
+		}
+	}
+	i.Vanished = van
 	kept := mb.msgs[:0]
 	for k, m := range mb.msgs {
 		// Never two messages with one UID, nor a UID expunged here
@@ -1000,7 +1011,7 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 	// Messages gone since the node last saw them: expunged here now.
 	var goneKeys []string
 	for key := range sp.uids {
-		if !present[key] {
+		if mb.byKey.get(key) == nil {
 			goneKeys = append(goneKeys, key)
 		}
 	}
@@ -1058,13 +1069,58 @@ func (s *Store) loadUIDs(mb *Mailbox, spaces map[string]string, commit, tree sto
 	return s.writeSpace(mb, commit.String())
 }
 
-func anyLive(live map[imap.UID]bool, lo, hi imap.UID) bool {
-	for u := lo; u <= hi && u >= lo; u++ {
-		if live[u] {
-			return true
-		}
+// anyLive says whether one of msgs (sorted by UID) has a UID from lo to hi.
+func anyLive(msgs []*Message, lo, hi imap.UID) bool {
+	k := sort.Search(len(msgs), func(k int) bool { return msgs[k].UID >= lo })
+	return k < len(msgs) && msgs[k].UID <= hi
+}
+
+// flagList is a message's flags: a pointer to a sorted list, 8 bytes in
+// every Message where a slice would take 24. A list is never changed:
+// a message's flags are replaced (setFlags), so messages may share one.
+type flagList struct{ p *[]imap.Flag }
+
+func makeFlagList(flags []imap.Flag) flagList {
+	if len(flags) == 0 {
+		return flagList{}
 	}
-	return false
+	return flagList{&flags}
+}
+
+// list returns the flags; the caller must not change them.
+func (f flagList) list() []imap.Flag {
+	if f.p == nil {
+		return nil
+	}
+	return *f.p
+}
+
+// internFlags returns the list of sets that holds flags, adding a copy
+// of flags (its keywords copied too, so that they do not keep the text
+// they were parsed from) if none does.
+func internFlags(sets map[string]flagList, flags []imap.Flag) flagList {
+	if len(flags) == 0 {
+		return flagList{}
+	}
+	name := string(flags[0])
+	if len(flags) > 1 {
+		var b strings.Builder
+		for _, f := range flags {
+			b.WriteString(string(f))
+			b.WriteByte(' ')
+		}
+		name = b.String()
+	}
+	if set, ok := sets[name]; ok {
+		return set
+	}
+	list := make([]imap.Flag, len(flags))
+	for k, f := range flags {
+		list[k] = imap.Flag(strings.Clone(string(f)))
+	}
+	set := makeFlagList(list)
+	sets[strings.Clone(name)] = set
+	return set
 }
 
 // splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
@@ -1165,7 +1221,7 @@ type Mailbox struct {
 	mu         sync.RWMutex
 	info       MailboxInfo
 	msgs       []*Message // sorted by UID
-	byKey      map[string]*Message
+	byKey      keyIndex
 	views      []*View
 	flagSet    map[imap.Flag]bool // see keywords.go; nil until first used
 	recentFrom imap.UID           // messages from this UID on are not yet anyone's \Recent
@@ -1182,7 +1238,7 @@ type Mailbox struct {
 }
 
 func newMailbox(u *User, id string, data []byte) (*Mailbox, error) {
-	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}}
+	mb := &Mailbox{ID: id, user: u}
 	if err := json.Unmarshal(data, &mb.info); err != nil {
 		return nil, err
 	}
@@ -1240,10 +1296,10 @@ func (mb *Mailbox) Stats() Stats {
 	defer mb.mu.RUnlock()
 	st := Stats{Messages: uint32(len(mb.msgs))}
 	for _, m := range mb.msgs {
-		if !hasFlag(m.flags, imap.FlagSeen) {
+		if !hasFlag(m.flags.list(), imap.FlagSeen) {
 			st.Unseen++
 		}
-		if hasFlag(m.flags, imap.FlagDeleted) {
+		if hasFlag(m.flags.list(), imap.FlagDeleted) {
 			st.Deleted++
 			st.DeletedSize += m.Size
 		}

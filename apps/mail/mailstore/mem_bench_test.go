@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +25,13 @@ import (
 // message once loaded: a store whose INBOX holds n messages (2000 a
 // commit, repacked, as a data disk that grew), opened afresh, the user
 // loaded and INBOX selected. It reports heap bytes a message (after a GC,
-// the mail caches off). NYMOTE_MEM_N sets n (default 5000);
+// the mail caches off), and the peaks while the index loads: of the live
+// heap (heap/live after each GC, sampled every 2 ms) and of the heap's
+// objects (live or not yet swept), in MiB. Under a memory limit the GC
+// runs often enough for the live peak to be close to what is held. It
+// reports too the process's CPU time (user and system) to open the store,
+// load the index and select INBOX, less noisy than the wall time on a
+// loaded machine. NYMOTE_MEM_N sets n (default 5000);
 // NYMOTE_MEM_LIMIT a Go memory limit in MiB, as the appliance sets (the
 // store sizes its caches from it); NYMOTE_MEM_DIR
 // keeps the filled store there between runs; NYMOTE_MEM_PROFILE writes a
@@ -54,6 +63,23 @@ func BenchmarkIndexMemory(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+		var peakHeap, peakLive uint64
+		read := func() {
+			metrics.Read(samples)
+			peakHeap = max(peakHeap, samples[0].Value.Uint64())
+			peakLive = max(peakLive, samples[1].Value.Uint64())
+		}
+		cpu0 := cpuTime()
+		var stop atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for !stop.Load() {
+				read()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
 		st, err := store.OpenData(dir, store.Options{})
 		if err != nil {
 			b.Fatal(err)
@@ -71,7 +97,11 @@ func BenchmarkIndexMemory(b *testing.B) {
 		if got := len(v.Items(imap.SeqSet{{Start: 1, Stop: 0}})); got != n {
 			b.Fatalf("INBOX has %d messages, want %d (remove %s)", got, n, dir)
 		}
+		cpu := cpuTime() - cpu0
+		stop.Store(true)
+		<-done
 		runtime.GC()
+		read()
 		runtime.ReadMemStats(&after)
 		if p := os.Getenv("NYMOTE_MEM_PROFILE"); p != "" {
 			f, err := os.Create(p)
@@ -82,10 +112,20 @@ func BenchmarkIndexMemory(b *testing.B) {
 			f.Close()
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heapB/msg")
+		b.ReportMetric(float64(peakLive-before.HeapAlloc)/(1<<20), "peakLiveMiB")
+		b.ReportMetric(float64(peakHeap-before.HeapAlloc)/(1<<20), "peakHeapMiB")
+		b.ReportMetric(cpu.Seconds(), "cpu-s")
 		v.Close()
 		ms.Close()
 		st.Close()
 	}
+}
+
+// cpuTime is the process's CPU time so far (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fillMemStore(b *testing.B, dir string, n int) {

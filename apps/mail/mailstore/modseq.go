@@ -61,7 +61,7 @@ func (mb *Mailbox) ModSeq(msg *Message) uint64 {
 func (mb *Mailbox) FlagsModSeq(msg *Message) ([]imap.Flag, uint64) {
 	mb.mu.RLock()
 	defer mb.mu.RUnlock()
-	return append([]imap.Flag(nil), msg.flags...), msg.modseq
+	return append([]imap.Flag(nil), msg.flags.list()...), msg.modseq
 }
 
 // noteModSeqLocked raises the mailbox's HIGHESTMODSEQ to n; the caller

@@ -46,10 +46,7 @@ func (m *Message) CachedHeaderField(key string) (values []string, ok bool) {
 func (m *Message) SearchHeader() (hdr string, ok bool) {
 	s := m.s
 	if s == nil {
-		if m.pinned == nil {
-			return "", false
-		}
-		return m.pinned.Header, m.pinned.Header != ""
+		return "", false // a Message made outside a Store
 	}
 	if c := s.sums.get(m.meta); c != nil {
 		return c.Header, c.Header != ""

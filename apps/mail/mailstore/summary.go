@@ -34,7 +34,7 @@ func DefaultSummaryCacheBytes() int64 {
 func (m *Message) Summary() *Summary {
 	s := m.s
 	if s == nil {
-		return m.pinned
+		return nil // a Message made outside a Store
 	}
 	if c := s.sums.get(m.meta); c != nil {
 		return c

@@ -85,7 +85,7 @@ func (mb *Mailbox) open(readOnly, track bool) (*View, SelectInfo) {
 	mb.views = append(mb.views, v)
 	si := SelectInfo{Info: mb.info, NumMessages: uint32(len(mb.msgs)), NumRecent: uint32(len(v.recent))}
 	for i, m := range mb.msgs {
-		if !hasFlag(m.flags, imap.FlagSeen) {
+		if !hasFlag(m.flags.list(), imap.FlagSeen) {
 			si.FirstUnseen = uint32(i + 1)
 			break
 		}
@@ -207,9 +207,10 @@ func (v *View) itemLocked(numSet imap.NumSet, i int, m *Message) (Item, bool) {
 	}
 	// The index's flags are replaced, never changed in place: shared
 	// (capped, so that an append by the caller copies).
-	flags := m.flags[:len(m.flags):len(m.flags)]
+	flags := m.flags.list()
+	flags = flags[:len(flags):len(flags)]
 	if len(v.recent) > 0 && v.recent[m.UID] {
-		flags = append(append(make([]imap.Flag, 0, len(m.flags)+1), m.flags...), `\Recent`)
+		flags = append(append(make([]imap.Flag, 0, len(flags)+1), flags...), `\Recent`)
 	}
 	return Item{Seq: seq, Msg: m, Flags: flags, ModSeq: m.modseq}, true
 }

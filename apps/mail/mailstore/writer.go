@@ -77,7 +77,7 @@ func (w *Writer) contentKey(mb *Mailbox, blob store.Hash) string {
 // by this commit (and not expunged by it).
 func (w *Writer) holds(mb *Mailbox, key string) bool {
 	mb.mu.RLock()
-	m := mb.byKey[key]
+	m := mb.byKey.get(key)
 	mb.mu.RUnlock()
 	if m != nil && !w.gone[m] {
 		return true
@@ -202,7 +202,7 @@ func (w *Writer) create(u *User, name string, use imap.MailboxAttr, id string) (
 		}
 	}
 	uv = u.takeUIDValidity(uv)
-	mb := &Mailbox{ID: id, user: u, byKey: map[string]*Message{}, treeUV: uv}
+	mb := &Mailbox{ID: id, user: u, treeUV: uv}
 	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
@@ -347,7 +347,7 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	if key == "" || w.holds(mb, key) {
 		key = w.contentKey(mb, blob)
 	}
-	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: flags}
+	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: makeFlagList(flags)}
 	msg.setMetaModSeq(w.modSeq(mb))
 	i.UIDNext++
 	if ceil := max(mb.loc.ceil, w.ceil[mb]); i.UIDNext > ceil {
@@ -409,12 +409,12 @@ func (mb *Mailbox) hasReadWriteView() bool {
 func (mb *Mailbox) addMessage(msg *Message) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	if _, ok := mb.byKey[msg.Key]; ok {
+	if mb.byKey.get(msg.Key) != nil {
 		return
 	}
-	mb.byKey[msg.Key] = msg
+	mb.byKey.put(msg)
 	mb.bytes += msg.Size
-	mb.noteFlagsLocked(msg.flags)
+	mb.noteFlagsLocked(msg.flags.list())
 	mb.noteModSeqLocked(msg.modseq)
 	n := len(mb.msgs)
 	if n == 0 || mb.msgs[n-1].UID < msg.UID {
@@ -474,7 +474,7 @@ func (w *Writer) SetFlags(mb *Mailbox, msg *Message, flags []imap.Flag, source *
 func (mb *Mailbox) setFlags(msg *Message, flags []imap.Flag, modseq uint64, source *View) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	msg.flags = flags
+	msg.flags = makeFlagList(flags)
 	msg.modseq = max(msg.modseq, modseq)
 	mb.noteModSeqLocked(msg.modseq)
 	seq := mb.seqLocked(msg)
@@ -542,7 +542,7 @@ func (mb *Mailbox) removeMessage(msg *Message) {
 		return
 	}
 	mb.msgs = append(mb.msgs[:seq-1], mb.msgs[seq:]...)
-	delete(mb.byKey, msg.Key)
+	mb.byKey.del(msg.Key)
 	mb.bytes -= msg.Size
 	mb.queueExpungeLocked(seq, msg.UID)
 }
@@ -579,7 +579,7 @@ func (w *Writer) Move(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 func (mb *Mailbox) Flags(msg *Message) []imap.Flag {
 	mb.mu.RLock()
 	defer mb.mu.RUnlock()
-	return append([]imap.Flag(nil), msg.flags...)
+	return append([]imap.Flag(nil), msg.flags.list()...)
 }
 
 // resync brings the index up to date with the head for the given changed
@@ -744,7 +744,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 	for _, key := range sorted {
 		mb.mu.RLock()
 		var was imap.UID
-		if m := mb.byKey[key]; m != nil {
+		if m := mb.byKey.get(key); m != nil {
 			was = m.home
 		}
 		mb.mu.RUnlock()
@@ -753,7 +753,7 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 			return nil, err
 		}
 		mb.mu.RLock()
-		if m := mb.byKey[key]; m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
+		if m := mb.byKey.get(key); m != nil && was != 0 && chunkOf(m.home) != chunkOf(was) {
 			moved = append(moved, chunkPath(mb.user.Name, mb.ID, chunkOf(was)))
 		}
 		mb.mu.RUnlock()
@@ -812,7 +812,7 @@ func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (adde
 	base := msgBase(mb.user.Name, mb.ID, key)
 	data, err := sn.Read(base + ".meta")
 	mb.mu.RLock()
-	msg := mb.byKey[key]
+	msg := mb.byKey.get(key)
 	mb.mu.RUnlock()
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, msg, nil
@@ -878,7 +878,7 @@ func (s *Store) resyncChunk(sn *store.Snapshot, mb *Mailbox, p string) ([]stray,
 	for _, l := range parseChunk(data) {
 		want[l.key] = l
 		mb.mu.RLock()
-		m := mb.byKey[l.key]
+		m := mb.byKey.get(l.key)
 		// Not held here (expunged or moved elsewhere), or held with its
 		// line in another chunk (another node's record of the same
 		// message won the merge): a stray whose flags are folded into
@@ -924,7 +924,7 @@ func (s *Store) resyncStrays(strays []stray) error {
 	var fixes []fix
 	for _, st := range strays {
 		st.mb.mu.RLock()
-		msg := st.mb.byKey[st.line.key]
+		msg := st.mb.byKey.get(st.line.key)
 		st.mb.mu.RUnlock()
 		if msg != nil {
 			if chunkOf(msg.home) != chunkOf(st.line.uid) {
@@ -937,7 +937,7 @@ func (s *Store) resyncStrays(strays []stray) error {
 				continue
 			}
 			mb.mu.RLock()
-			msg := mb.byKey[st.line.key]
+			msg := mb.byKey.get(st.line.key)
 			mb.mu.RUnlock()
 			if msg != nil {
 				fixes = append(fixes, fix{st, mb, msg})
