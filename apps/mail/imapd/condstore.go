@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -477,7 +478,11 @@ func fetchCmd(p *proto, cmd *command) error {
 		// RFC 7162 3.2.6.
 		return p.bad(cmd.tag, "[CLIENTBUG] VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled")
 	}
-	p.cond.Store(true)
+	if hasCS || slices.ContainsFunc(atts, func(a string) bool { return strings.EqualFold(a, "MODSEQ") }) {
+		if err := p.condOn(sess); err != nil {
+			return err
+		}
+	}
 	if vanished {
 		ns, err := numSet(set, true)
 		if err != nil {
@@ -628,6 +633,18 @@ func seqHead(head []byte, rest string) (seq uint32, match, partial bool) {
 	return uint32(n), true, false
 }
 
+// condOn turns CONDSTORE on for the session (a CONDSTORE-enabling
+// command: FETCH MODSEQ or CHANGEDSINCE, STORE UNCHANGEDSINCE, SEARCH
+// MODSEQ) and, the first time, with the mailbox selected, tells the client
+// its HIGHESTMODSEQ in an untagged OK before the command's answers (RFC
+// 7162 3.1; Dovecot does the same).
+func (p *proto) condOn(sess *Session) error {
+	if p.cond.Swap(true) || sess == nil || sess.view == nil {
+		return nil
+	}
+	return p.writeOut([]byte("* OK [HIGHESTMODSEQ " + strconv.FormatUint(max(sess.view.Mailbox().HighestModSeq(), 1), 10) + "] Highest\r\n"))
+}
+
 // condLine changes the start of a line imapserver writes, or writes lines
 // before it (into o.obuf). The caller holds wmu.
 func (p *proto) condLine(o *outScan, head []byte) []byte {
@@ -776,7 +793,9 @@ func storeCmd(p *proto, cmd *command) error {
 		}
 		sf.Flags = append(sf.Flags, imap.Flag(fl))
 	}
-	p.cond.Store(true)
+	if err := p.condOn(sess); err != nil {
+		return err
+	}
 	v := sess.view
 	if v.ReadOnly() {
 		return p.respond(cmd.tag, "NO Mailbox is read-only")
@@ -943,7 +962,9 @@ func searchCmd(p *proto, cmd *command) error {
 	if !ok {
 		return err
 	}
-	p.cond.Store(true)
+	if err := p.condOn(sess); err != nil {
+		return err
+	}
 	var high uint64
 	for _, it := range items {
 		high = max(high, it.ModSeq)

@@ -120,3 +120,38 @@ func normCond(cmd, l string) string {
 	sort.Strings(items)
 	return m[1] + "(" + strings.Join(items, " ") + ")"
 }
+
+// TestRFC7162ImplicitEnableDovecot: a CONDSTORE-enabling command other
+// than ENABLE and SELECT (CONDSTORE), issued with a mailbox selected,
+// gets "* OK [HIGHESTMODSEQ n]" before its answers the first time (RFC
+// 7162 3.1), and not again; the same on both servers for FETCH MODSEQ,
+// FETCH (CHANGEDSINCE), STORE (UNCHANGEDSINCE) and SEARCH MODSEQ.
+func TestRFC7162ImplicitEnableDovecot(t *testing.T) {
+	dv := dovecotTarget(t)
+	run := func(tg imapTarget) []string {
+		var out []string
+		for i, first := range []string{"FETCH 1 (MODSEQ)", "FETCH 1:* (FLAGS) (CHANGEDSINCE 1)", `STORE 1 (UNCHANGEDSINCE 9000000000000000000) +FLAGS (\Seen)`, "SEARCH MODSEQ 1"} {
+			s := dialRaw(t, tg, "alice")
+			if i == 0 {
+				s.appendOK("INBOX", "Subject: a\r\n\r\na\r\n")
+			}
+			s.ok("SELECT INBOX")
+			for _, cmd := range []string{first, "FETCH 1 (MODSEQ)"} {
+				u, st := s.do("%s", cmd)
+				out = append(out, "> "+cmd)
+				for _, l := range u {
+					if n := normCond(cmd, l); n != "" {
+						out = append(out, n)
+					}
+				}
+				out = append(out, strings.Fields(st)[0])
+			}
+		}
+		return out
+	}
+	ours := run(nymoteTarget(t))
+	theirs := run(dv)
+	if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+		t.Errorf("transcripts differ\n--- nymote\n%s\n--- dovecot\n%s", strings.Join(ours, "\n"), strings.Join(theirs, "\n"))
+	}
+}
