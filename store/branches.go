@@ -186,28 +186,35 @@ func (s *Store) isAncestor(a, b Hash) (bool, error) {
 		if _, err := readCommit(o, a); err != nil {
 			return err
 		}
-		seen := map[Hash]bool{}
-		stack := []Hash{b}
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if h == a {
-				ok = true
-				return nil
-			}
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			ps, err := cachedParents(o, h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
-		}
-		return nil
+		var err error
+		ok, err = walkHistory(o, b, func(h Hash) bool { return h == a })
+		return err
 	})
 	return ok, err
+}
+
+// walkHistory visits commit start and its ancestors, each once, until
+// visit returns true (then it reports true) or the history ends.
+func walkHistory(o *objReader, start Hash, visit func(Hash) bool) (bool, error) {
+	seen := map[Hash]bool{}
+	stack := []Hash{start}
+	for len(stack) > 0 {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if visit(h) {
+			return true, nil
+		}
+		ps, err := cachedParents(o, h)
+		if err != nil {
+			return false, err
+		}
+		stack = append(stack, ps...)
+	}
+	return false, nil
 }
 
 // ErrUnrelatedHistory refuses a replica's push or pull whose history
@@ -242,40 +249,12 @@ func (s *Store) sharesHistory(a, b Hash) (bool, error) {
 	ok := false
 	err := s.readObjs(func(o *objReader) error {
 		ofB := map[Hash]bool{}
-		stack := []Hash{b}
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if ofB[h] {
-				continue
-			}
-			ofB[h] = true
-			ps, err := cachedParents(o, h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
+		if _, err := walkHistory(o, b, func(h Hash) bool { ofB[h] = true; return false }); err != nil {
+			return err
 		}
-		seen := map[Hash]bool{}
-		stack = append(stack[:0], a)
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if ofB[h] {
-				ok = true
-				return nil
-			}
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			ps, err := cachedParents(o, h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
-		}
-		return nil
+		var err error
+		ok, err = walkHistory(o, a, func(h Hash) bool { return ofB[h] })
+		return err
 	})
 	return ok, err
 }

@@ -451,9 +451,12 @@ func (h *gitHandler) checkCommand(c *packp.Command, user User, validate bool) er
 				return errors.New("non-fast-forward (history cannot be rewritten; merge instead)")
 			}
 		}
-		if validate && h.shared && branch != DefaultBranch {
+		if validate && h.shared && branch != DefaultBranch && cur.IsZero() {
 			// Checked once, before the writer lock: a default branch with
-			// commits keeps them (its history only grows).
+			// commits keeps them (its history only grows). Only a
+			// branch's first push: a later one fast-forwards a history
+			// that was checked (a walk of the default branch's whole
+			// history for every push cost replicas more as it grew).
 			if err := h.s.checkSharedHistory(c.New); err != nil {
 				return err
 			}
