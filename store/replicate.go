@@ -251,24 +251,13 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		par := func(h Hash) ([]Hash, error) { return cachedParents(o, h) }
 		// Everything a reaches.
 		ofA := map[Hash]bool{}
-		stack := []Hash{a}
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if ofA[h] {
-				continue
-			}
-			ofA[h] = true
-			ps, err := par(h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
+		if _, err := walkHistory(o, a, func(h Hash) bool { ofA[h] = true; return false }); err != nil {
+			return err
 		}
 		// From b, the first commits a reaches on each path.
 		var cands []Hash
 		seen := map[Hash]bool{}
-		stack = append(stack[:0], b)
+		stack := []Hash{b}
 		for len(stack) > 0 {
 			h := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
