@@ -104,19 +104,29 @@ func (h *Held) Addr() net.Addr { return h.ln.Addr() }
 // holdTimeout bounds one refusal's conversation.
 const holdTimeout = 10 * time.Second
 
+// holdConn bounds a refusal's conversation on c and does the TLS
+// handshake first if tlsConfig is set; ok is false if that fails.
+func holdConn(c net.Conn, tlsConfig *tls.Config) (_ net.Conn, ok bool) {
+	c.SetDeadline(time.Now().Add(holdTimeout))
+	if tlsConfig == nil {
+		return c, true
+	}
+	tc := tls.Server(c, tlsConfig)
+	if tc.Handshake() != nil {
+		return c, false
+	}
+	return tc, true
+}
+
 // RefuseLine answers a connection with line (a protocol's temporary
 // refusal, such as an IMAP greeting "* BYE [UNAVAILABLE] ..." or SMTP's
 // "421 ..."; CRLF added), over TLS first if tlsConfig is set.
 func RefuseLine(line string, tlsConfig *tls.Config) func(net.Conn) {
 	return func(c net.Conn) {
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(holdTimeout))
-		if tlsConfig != nil {
-			tc := tls.Server(c, tlsConfig)
-			if tc.Handshake() != nil {
-				return
-			}
-			c = tc
+		c, ok := holdConn(c, tlsConfig)
+		if !ok {
+			return
 		}
 		io.WriteString(c, line+"\r\n")
 		if tc, ok := c.(*tls.Conn); ok {
@@ -136,13 +146,9 @@ func RefuseHTTP(msg string, retryAfter time.Duration, tlsConfig *tls.Config) fun
 	body := msg + "\n"
 	return func(c net.Conn) {
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(holdTimeout))
-		if tlsConfig != nil {
-			tc := tls.Server(c, tlsConfig)
-			if tc.Handshake() != nil {
-				return
-			}
-			c = tc
+		c, ok := holdConn(c, tlsConfig)
+		if !ok {
+			return
 		}
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
