@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"unicode"
@@ -95,7 +96,7 @@ func (sess *Session) fetchFlags(w *imapserver.FetchWriter, numSet imap.NumSet, o
 			if it.Seq == 0 || (since != 0 && it.ModSeq <= since) {
 				continue // not announced to this client yet, or not changed
 			}
-			if options.Flags && (!haveLast || !equalFlags(it.Flags, last)) {
+			if options.Flags && (!haveLast || !slices.Equal(it.Flags, last)) {
 				last, haveLast = it.Flags, true
 				enc, valid = appendFlagList(enc[:0], v.Visible(it.Flags))
 			}
@@ -142,18 +143,6 @@ func (sess *Session) fetchFlags(w *imapserver.FetchWriter, numSet imap.NumSet, o
 		return err
 	}
 	return flush()
-}
-
-func equalFlags(a, b []imap.Flag) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // appendFlagList appends flags separated by spaces, as imapserver's encoder

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -317,7 +318,7 @@ func (w *Writer) RestoreMailbox(mb *Mailbox, old []StoredMessage) (RestoreResult
 			continue
 		}
 		keep[m] = true
-		if !sameFlagList(normFlags(o.Flags), mb.Flags(m)) {
+		if !slices.Equal(normFlags(o.Flags), mb.Flags(m)) {
 			if err := w.SetFlags(mb, m, o.Flags, nil); err != nil {
 				return res, err
 			}
@@ -339,16 +340,4 @@ func (w *Writer) RestoreMailbox(mb *Mailbox, old []StoredMessage) (RestoreResult
 		res.Added++
 	}
 	return res, nil
-}
-
-func sameFlagList(a, b []imap.Flag) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -953,7 +953,7 @@ func (s *Store) resyncStrays(strays []stray) error {
 			cur := w.Flags(f.dst, f.msg)
 			next := normFlags(append(slices.Clone(cur), f.st.line.flags...))
 			next = slices.DeleteFunc(next, func(fl imap.Flag) bool { return slices.Contains(f.st.line.unset, fl) })
-			if !sameFlagList(next, cur) {
+			if !slices.Equal(next, cur) {
 				if err := w.SetFlags(f.dst, f.msg, next, nil); err != nil {
 					return err
 				}
