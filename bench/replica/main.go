@@ -18,7 +18,12 @@
 // the phase besides its wall time: less noisy on a shared machine.
 //
 // -cpuprofile FILE writes a CPU profile of the convergence phase (from the
-// heal until one head) for `go tool pprof -top`.
+// heal until one head) for `go tool pprof -top`; -rateprofile FILE one of
+// each APPEND block (FILE.alone0, FILE.peered0, ...).
+//
+// -apart runs the rate phase's two peers in a child process pinned to the
+// last CPU and everything else on the other CPUs (apart.go): what syncing
+// costs the appending node itself, as when its peers are other machines.
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -73,6 +79,28 @@ func must(err error) {
 // cluster makes n nodes of one store (alice's mailboxes made on the first,
 // then cloned), peers of each other through fault proxies, and serves them.
 func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProxy, func()) {
+	nodes, links := build(root, n, prefix, true)
+	stop := serve(nodes)
+	return nodes, links, func() {
+		stop()
+		for _, l := range links {
+			for _, p := range l {
+				if p != nil {
+					p.Close()
+				}
+			}
+		}
+		for _, nd := range nodes {
+			nd.st.Close()
+		}
+	}
+}
+
+// build makes n nodes of one store (alice's mailboxes made on the first,
+// then cloned), each with its listeners, peers of each other (through
+// fault proxies if proxies is set, straight otherwise), and leaves their
+// stores open.
+func build(root string, n int, prefix string, proxies bool) ([]*node, [][]*replica.FaultProxy) {
 	ctx := context.Background()
 	nodes := make([]*node, n)
 	for i := range nodes {
@@ -126,16 +154,26 @@ func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProx
 			tok := replica.NewToken()
 			for _, d := range [][2]int{{i, j}, {j, i}} {
 				a, b := nodes[d[0]], nodes[d[1]]
-				p, err := replica.NewFaultProxy(b.git.Addr().String(), uint64(d[0]*10+d[1]))
-				must(err)
-				links[d[0]][d[1]] = p
+				addr := b.git.Addr().String()
+				if proxies {
+					p, err := replica.NewFaultProxy(addr, uint64(d[0]*10+d[1]))
+					must(err)
+					links[d[0]][d[1]] = p
+					addr = p.Addr()
+				}
 				must(replica.SetToken(a.st, b.name, tok))
-				must(replica.SetLocalURL(a.st, b.name, "http://"+p.Addr()+"/replica"))
+				must(replica.SetLocalURL(a.st, b.name, "http://"+addr+"/replica"))
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, n)
+	return nodes, links
+}
+
+// serve runs the nodes' mail services (stores open) until the function
+// it returns is called, which stops them and waits.
+func serve(nodes []*node) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, len(nodes))
 	log := slog.New(slog.DiscardHandler)
 	if *logs {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -150,20 +188,10 @@ func cluster(root string, n int, prefix string) ([]*node, [][]*replica.FaultProx
 			done <- struct{}{}
 		}()
 	}
-	return nodes, links, func() {
+	return func() {
 		cancel()
 		for range nodes {
 			<-done
-		}
-		for _, l := range links {
-			for _, p := range l {
-				if p != nil {
-					p.Close()
-				}
-			}
-		}
-		for _, nd := range nodes {
-			nd.st.Close()
 		}
 	}
 }
@@ -195,8 +223,15 @@ func main() {
 	rounds := flag.Int("rounds", 5, "rate blocks on each side (alternating)")
 	writes := flag.Int("writes", 1000, "commits per node while partitioned")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the convergence phase (from the heal until one head) to this file")
-	rateprofile := flag.String("rateprofile", "", "write a CPU profile of the APPEND rate phase (both sides) to this file")
+	rateprofile := flag.String("rateprofile", "", "write CPU profiles of the APPEND rate phase's blocks to FILE.aloneN and FILE.peeredN (and the warm-up blocks')")
 	flag.Parse()
+	if spec := os.Getenv(childEnv); spec != "" {
+		child(spec)
+		return
+	}
+	if *apart && runtime.NumCPU() < 2 {
+		must(fmt.Errorf("-apart needs two CPUs or more, this machine has %d", runtime.NumCPU()))
+	}
 	root, err := os.MkdirTemp("", "nymote-replica-bench-")
 	must(err)
 	defer os.RemoveAll(root)
@@ -244,24 +279,50 @@ func main() {
 	// round) over -rounds rounds after one warm-up block each, so that
 	// the machine's swings (GC, the page cache's writeback, other load)
 	// fall on both alike; the ratio is of the medians.
+	peered, stopPeered := nodes[0], func() {}
+	peersCPU := func() time.Duration { return 0 }
+	if *apart {
+		must(pin(cores(0, runtime.NumCPU()-1)...))
+		rn, _ := build(root, 3, "r", false)
+		for _, nd := range rn[1:] {
+			nd.st.Close()
+		}
+		stopPeers, cpu := peersApart(rn[1:])
+		stopA := serve(rn[:1])
+		peered, peersCPU = rn[0], cpu
+		stopPeered = func() {
+			stopA()
+			rn[0].st.Close()
+			stopPeers()
+		}
+	}
 	alone, _, stopAlone := cluster(root, 1, "s")
-	ca, cp := dial(alone[0].imap, nil), dial(nodes[0].imap, nil)
+	ca, cp := dial(alone[0].imap, nil), dial(peered.imap, nil)
 	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
+	var cpuPeers time.Duration                       // the peers' process's, in the peered blocks (-apart)
 	block := func(c *imapclient.Client, tag string) float64 {
-		t0, c0 := time.Now(), cpuTime()
+		if *rateprofile != "" {
+			// A profile of each block: FILE.aloneN and FILE.peeredN
+			// (`go tool pprof -top BIN FILE.peered*` adds them up).
+			f, err := os.Create(*rateprofile + "." + tag)
+			must(err)
+			must(pprof.StartCPUProfile(f))
+			defer func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			}()
+		}
+		t0, c0, p0 := time.Now(), cpuTime(), peersCPU()
 		for i := 0; i < *appends; i++ {
 			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
 		}
 		// The peers' work on the last pushes falls in the next block:
 		// as many blocks of each kind follow one another, it evens out.
 		cpuPer[c] += cpuTime() - c0
+		if c == cp {
+			cpuPeers += peersCPU() - p0
+		}
 		return float64(*appends) / time.Since(t0).Seconds()
-	}
-	if *rateprofile != "" {
-		f, err := os.Create(*rateprofile)
-		must(err)
-		must(pprof.StartCPUProfile(f))
-		defer f.Close()
 	}
 	block(ca, "warm-alone")
 	block(cp, "warm-peered")
@@ -276,12 +337,13 @@ func main() {
 			r0 = append(r0, block(ca, fmt.Sprintf("alone%d", r)))
 		}
 	}
-	if *rateprofile != "" {
-		pprof.StopCPUProfile()
-	}
 	ca.Logout()
 	cp.Logout()
 	stopAlone()
+	stopPeered()
+	if *apart {
+		must(pin(cores(0, runtime.NumCPU())...))
+	}
 	med := func(v []float64) float64 {
 		v = slices.Clone(v)
 		slices.Sort(v)
@@ -300,8 +362,14 @@ func main() {
 	fmt.Printf("APPEND rate (%d rounds of %d): no peers median %.0f/s [%s], two peers median %.0f/s [%s], ratio %.2f\n",
 		*rounds, *appends, med(r0), fmtRates(r0), med(r2), fmtRates(r2), med(r2)/med(r0))
 	n := time.Duration(*rounds * *appends)
-	fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
-		(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
+	if *apart {
+		fmt.Printf("CPU per APPEND (the node and the client, on CPUs 0-%d): no peers %v, two peers %v; the peers' process (CPU %d) %v\n",
+			runtime.NumCPU()-2, (cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond),
+			runtime.NumCPU()-1, (cpuPeers / n).Round(10*time.Microsecond))
+	} else {
+		fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
+			(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
+	}
 
 	// Convergence after a partition with -writes commits per node.
 	for i := range links {
@@ -363,5 +431,7 @@ func main() {
 }
 
 var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stderr")
+
+var apart = flag.Bool("apart", false, "run the rate phase's two peers in a process of their own on the last CPU, the rest on the others (as if the peers were other machines)")
 
 var debounce = flag.Duration("debounce", 0, "the replica engine's Debounce (0: its default, 50 ms)")

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nymote/nymote/apps/mail/mailsvc"
+	"github.com/nymote/nymote/store"
+)
+
+// With -apart, the rate phase's two peers run in a child process (this
+// program again) pinned to the machine's last core, and this process (the
+// node they sync with, the node without peers and the client) to the
+// others: as when the peers are a person's other machines, their work of
+// receiving does not take the appending node's CPU, and what the ratio
+// measures is what syncing costs the node itself (its pushes). Both sides
+// of the ratio run on the same cores.
+
+// childEnv names the nodes a child serves: name=dir pairs, comma
+// separated; its listeners are its files 3 and up, IMAP and git of each.
+const childEnv = "NYMOTE_REPLICA_BENCH_PEERS"
+
+// pin sets the CPU affinity of every thread of this process to cpus
+// (threads made later inherit it from the thread that makes them; the
+// pass is repeated until no new thread showed up during one).
+func pin(cpus ...int) error {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	done := map[int]bool{}
+	for {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("pinning thread %d to CPUs %v: %w", tid, cpus, err)
+			}
+			done[tid] = true
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// cores lists CPUs lo..hi-1.
+func cores(lo, hi int) []int {
+	var c []int
+	for i := lo; i < hi; i++ {
+		c = append(c, i)
+	}
+	return c
+}
+
+// peersApart serves nodes (stores closed by the caller after build) in a
+// child process pinned to the last core; the function it returns stops
+// the child, and cpu reads the child's CPU time so far.
+func peersApart(nodes []*node) (stop func(), cpu func() time.Duration) {
+	var pairs []string
+	var files []*os.File
+	for _, nd := range nodes {
+		pairs = append(pairs, nd.name+"="+nd.dir)
+		for _, ln := range []net.Listener{nd.ls.IMAP, nd.ls.Git} {
+			f, err := ln.(*net.TCPListener).File()
+			must(err)
+			files = append(files, f)
+			ln.Close()
+		}
+	}
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(pairs, ","))
+	cmd.ExtraFiles = files
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	must(err)
+	out, err := cmd.StdoutPipe()
+	must(err)
+	must(cmd.Start())
+	for _, f := range files {
+		f.Close()
+	}
+	// The child says "serving" once its stores are open.
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "serving\n" {
+		must(fmt.Errorf("peers' process: %q, %v", line, err))
+	}
+	go io.Copy(os.Stderr, out)
+	pid := cmd.Process.Pid
+	return func() {
+			in.Close()
+			must(cmd.Wait())
+		}, func() time.Duration {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			must(err)
+			// Fields after the command's closing parenthesis: utime
+			// and stime are the 12th and 13th, in clock ticks (100 Hz).
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			return time.Duration(u+s) * 10 * time.Millisecond
+		}
+}
+
+// child serves the nodes childEnv names until its standard input closes.
+func child(spec string) {
+	must(pin(runtime.NumCPU() - 1))
+	var nodes []*node
+	fd := uintptr(3)
+	for _, pair := range strings.Split(spec, ",") {
+		name, dir, _ := strings.Cut(pair, "=")
+		nd := &node{name: name, dir: dir}
+		var lns [2]net.Listener
+		for i := range lns {
+			ln, err := net.FileListener(os.NewFile(fd, name))
+			must(err)
+			lns[i] = ln
+			fd++
+		}
+		nd.ls = mailsvc.Listeners{IMAP: lns[0], Git: lns[1]}
+		st, err := store.OpenData(dir, store.Options{})
+		must(err)
+		nd.st = st
+		nodes = append(nodes, nd)
+	}
+	stop := serve(nodes)
+	fmt.Println("serving")
+	io.Copy(io.Discard, os.Stdin)
+	stop()
+	for _, nd := range nodes {
+		nd.st.Close()
+	}
+}
