@@ -48,10 +48,13 @@ func TestPutBlobSpool(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		size int
-	}{{"small", 100}, {"at the threshold", streamThreshold}, {"large", 3 << 20}} {
+	}{{"small", 100}, {"in memory at most", spoolMem}, {"spilled to its file", spoolMem + 1}, {"at the threshold", streamThreshold}, {"large", 3 << 20}} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := noise(tc.size, uint64(tc.size))
 			sp := spoolOf(t, s, data)
+			if inMem := tc.size <= spoolMem; (sp.f == nil) != inMem {
+				t.Errorf("%d bytes: spool in memory %v, want %v", tc.size, sp.f == nil, inMem)
+			}
 			if ents, _ := os.ReadDir(filepath.Join(s.Path(), tmpDir)); len(ents) != 0 {
 				t.Errorf("the spool left %d files in %s", len(ents), tmpDir)
 			}
@@ -86,6 +89,41 @@ func TestPutBlobSpool(t *testing.T) {
 		})
 	}
 	fsckOpen(t, s)
+}
+
+// TestSpoolSpill: content written in pieces of odd sizes across the
+// point where the spool moves it from memory to its file reads back
+// whole, at every offset.
+func TestSpoolSpill(t *testing.T) {
+	s := newStore(t)
+	data := noise(3*spoolMem+7, 3)
+	sp, err := s.NewSpool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	for rest, n := data, 1; len(rest) > 0; n = n*3 + 1 {
+		k := min(n, len(rest))
+		if _, err := sp.Write(rest[:k]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[k:]
+	}
+	if sp.f == nil || sp.mem != nil {
+		t.Fatalf("%d bytes: spool not moved to its file", len(data))
+	}
+	for _, off := range []int{0, 1, spoolMem - 1, spoolMem, spoolMem + 1, len(data) - 1} {
+		got, err := io.ReadAll(io.NewSectionReader(sp, int64(off), int64(len(data))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data[off:]) {
+			t.Fatalf("from %d: read %d bytes that differ from the %d written", off, len(got), len(data)-off)
+		}
+	}
+	if h, err := sp.BlobHash(); err != nil || h != BlobHash(data) {
+		t.Fatalf("BlobHash: %v, %v; want %v", h, err, BlobHash(data))
+	}
 }
 
 // TestPutBlobSpoolMemory: putting a 32 MiB blob from a spool allocates a
