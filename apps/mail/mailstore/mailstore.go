@@ -100,9 +100,9 @@
 //     flag change (additions and removals, per flag) on another give one
 //     moved message with the change. A node that was not following (down,
 //     or the user not loaded) when it merged does this when it loads the
-//     user. COPY of a message to a mailbox that does not hold it gives the
-//     copy the same content KEY there (a second message, in another
-//     mailbox).
+//     user. COPY gives the copy a key of its own (contentKey), so
+//     that a change to the original (a flag set on it on another node
+//     while this one expunged it) never lands on the copy.
 //   - The same message appended to one mailbox on two nodes apart (one
 //     SMTP delivery retried to both) is one message: a message's KEY is
 //     made from its content and the number of messages with that key the

@@ -348,25 +348,94 @@ func TestReplicaMoveAndFlag(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	grep := func(n *node, box string) string {
-		sn, err := n.st.Snapshot("")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		entries, _ := sn.List(boxDir("alice", n.box(t, box).ID) + "/flags")
-		for _, e := range entries {
-			data, _ := sn.Read(e.Path)
-			out = append(out, string(data))
-		}
-		return strings.Join(out, "")
-	}
 	// No stray line stays in INBOX's chunks.
 	for _, n := range []*node{a, b} {
-		if s := grep(n, "INBOX"); strings.Contains(s, n.msg(t, "Archive", 0).Key) {
+		if s := flagLines(t, n, "INBOX"); strings.Contains(s, n.msg(t, "Archive", 0).Key) {
 			t.Errorf("INBOX's flags still have a line of the moved message: %q", s)
 		}
 	}
+}
+
+// TestReplicaCopyExpungeAndFlag: a COPY of a message and an EXPUNGE of
+// the original on one node, a flag change of the original on another: the
+// expunge wins, and the flag does not land on the copy (a copy is another
+// message; only a MOVE carries the original's changes along).
+func TestReplicaCopyExpungeAndFlag(t *testing.T) {
+	a, b := replicaPair(t, 0, 1)
+	waitView(t, b, "INBOX", "1:0 2:1")
+	inA, arA, inB := a.box(t, "INBOX"), a.box(t, "Archive"), b.box(t, "INBOX")
+	key := a.msg(t, "INBOX", 0).Key
+	a.update(t, func(w *Writer) error {
+		if _, err := w.Copy(inA, a.msg(t, "INBOX", 0), arA); err != nil {
+			return err
+		}
+		return w.Expunge(inA, a.msg(t, "INBOX", 0))
+	})
+	b.update(t, func(w *Writer) error {
+		return w.SetFlags(inB, b.msg(t, "INBOX", 0), []imap.Flag{imap.FlagFlagged}, nil)
+	})
+	// Until both hold one head and follow it; then a write of INBOX's
+	// flags on each drops a line of the original that the merge left
+	// there (TestReplicaExpungeWins), and they merge again, until no such
+	// line is left (a stray line a node folds into a message elsewhere
+	// goes too, at the commit that folds it in).
+	converged := func(clean bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			merge(t, a, b)
+			ha, _ := a.st.Resolve("")
+			hb, _ := b.st.Resolve("")
+			ok := ha == hb
+			var why string
+			for name, n := range map[string]*node{"a": a, "b": b} {
+				in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
+				if in != "2:1" || !strings.HasSuffix(ar, ":0") || clean && strings.Contains(flagLines(t, n, "INBOX"), key) {
+					ok = false
+					why = fmt.Sprintf("%s: INBOX %q, Archive %q, INBOX's flags %q", name, in, ar, flagLines(t, n, "INBOX"))
+				}
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(why)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	converged(false)
+	for _, n := range []*node{a, b} {
+		mb := n.box(t, "INBOX")
+		m1 := n.msg(t, "INBOX", 1)
+		n.update(t, func(w *Writer) error { return w.SetFlags(mb, m1, []imap.Flag{"$later"}, nil) })
+	}
+	converged(true)
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		m := n.msg(t, "Archive", 0)
+		if f := n.box(t, "Archive").Flags(m); slices.Contains(f, imap.FlagFlagged) {
+			t.Errorf("%s: the copy has the flag set on the expunged original: %v", name, f)
+		}
+		if m.Key == key {
+			t.Errorf("%s: the copy has the original's key %s", name, key)
+		}
+	}
+}
+
+// flagLines is the content of a mailbox's flags chunks on n's head.
+func flagLines(t *testing.T, n *node, box string) string {
+	t.Helper()
+	sn, err := n.st.Snapshot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	entries, _ := sn.List(boxDir("alice", n.box(t, box).ID) + "/flags")
+	for _, e := range entries {
+		data, _ := sn.Read(e.Path)
+		out = append(out, string(data))
+	}
+	return strings.Join(out, "")
 }
 
 // TestReplicaSameMessage: one message appended on two nodes apart (one

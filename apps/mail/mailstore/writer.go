@@ -53,20 +53,30 @@ type Writer struct {
 
 	key  string     // the key of the next append if not "" (Move)
 	blob store.Hash // the content's hash of the next append (contentKey)
+	copy bool       // the next append is a COPY (contentKey)
 }
 
 // contentKey is the key of a message with content blob appended to mb:
 // made from the content and the number of messages with that key that mb
 // holds already, so that the same message appended to one mailbox on two
 // nodes apart has one key on both, and so is one message when they merge
-// (a second append of it on one node is a second message). A zero blob
-// gets a random key.
-func (w *Writer) contentKey(mb *Mailbox, blob store.Hash) string {
+// (a second append of it on one node is a second message). A COPY's key
+// is made apart from an append's ("/copy/n"): a copy is another message
+// than the original, and a flags line of the original that a merge leaves
+// stray (the original expunged here, flagged on another node) must not
+// reach it (resyncStrays folds a stray line into the message that holds
+// its key elsewhere, which only a MOVE's copy does); the same COPY on two
+// nodes apart is still one message. A zero blob gets a random key.
+func (w *Writer) contentKey(mb *Mailbox, blob store.Hash, copied bool) string {
 	if blob.IsZero() {
 		return newKey()
 	}
+	format := "/%d"
+	if copied {
+		format = "/copy/%d"
+	}
 	for n := 0; ; n++ {
-		sum := sha256.Sum256(fmt.Appendf(blob[:len(blob):len(blob)], "/%d", n))
+		sum := sha256.Sum256(fmt.Appendf(blob[:len(blob):len(blob)], format, n))
 		if key := hex.EncodeToString(sum[:10]); !w.holds(mb, key) {
 			return key
 		}
@@ -342,10 +352,10 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 	}
 	w.use(mb.user, Usage{Messages: 1, Bytes: size})
 	flags = normFlags(flags)
-	key, blob := w.key, w.blob
-	w.key, w.blob = "", store.Hash{}
+	key, blob, copied := w.key, w.blob, w.copy
+	w.key, w.blob, w.copy = "", store.Hash{}, false
 	if key == "" || w.holds(mb, key) {
-		key = w.contentKey(mb, blob)
+		key = w.contentKey(mb, blob, copied)
 	}
 	msg := &Message{Key: key, UID: i.UIDNext, home: i.UIDNext, Date: date.Round(time.Second), Size: size, flags: makeFlagList(flags)}
 	msg.setMetaModSeq(w.modSeq(mb))
@@ -554,6 +564,8 @@ func (w *Writer) Copy(src *Mailbox, msg *Message, dst *Mailbox) (imap.UID, error
 	if err != nil {
 		return 0, err
 	}
+	w.copy = true
+	defer func() { w.copy = false }()
 	return w.appendCached(dst, raw, src.Flags(msg), msg.Date, msg.Summary())
 }
 
