@@ -1,7 +1,6 @@
 package store
 
 import (
-	"compress/zlib"
 	"context"
 	"fmt"
 	"hash/crc32"
@@ -326,8 +325,6 @@ func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile
 	}
 	crc := crc32.NewIEEE()
 	cw := &countWriter{}
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
 	for _, o := range objs {
 		h := o.Hash()
 		crc.Reset()
@@ -339,17 +336,19 @@ func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile
 		if err != nil {
 			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
 		}
+		zw, done := deflater(o.Type(), o.Size())
 		zw.Reset(cw)
 		n, err := io.Copy(zw, r)
 		r.Close()
 		if err == nil && n != o.Size() {
 			err = fmt.Errorf("%d of %d bytes", n, o.Size())
 		}
+		if err == nil {
+			err = zw.Close()
+		}
+		done()
 		if err != nil {
 			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
-		}
-		if err := zw.Close(); err != nil {
-			return Hash{}, nil, err
 		}
 		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
 			return Hash{}, nil, err
