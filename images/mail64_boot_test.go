@@ -2,7 +2,6 @@ package images
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -10,13 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-
-	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
 	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
-	"github.com/nymote/nymote/store"
 )
 
 // mail64Script is IMAP clients at once (eight in the test) (Python's imaplib over TLS,
@@ -147,15 +143,7 @@ func TestBootMail64MiB(t *testing.T) {
 			unseen++
 		}
 	}
-	disk := filledDisk(t, n, 2<<30, func(i int) ([]byte, []imap.Flag) {
-		subj := []string{"meeting", "report", "zebra", "garden", "lunch"}[i%5] + " " + []string{"alpha", "beta", "gamma"}[i%3]
-		var flags []imap.Flag
-		if i%4 == 0 {
-			flags = []imap.Flag{imap.FlagSeen}
-		}
-		return fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: alice@localhost\r\nSubject: %s #%d\r\nMessage-ID: <%d.mail64@example.net>\r\nContent-Type: text/plain\r\n\r\n%s",
-			i%20, subj, i, i, strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 20)), flags
-	})
+	disk := filledDisk(t, n, 2<<30)
 	t.Logf("%d messages written and the disk made in %v", n, time.Since(start).Round(time.Second))
 
 	imapsAddr := testutil.FreeAddr(t)
@@ -203,50 +191,16 @@ func TestBootMail64MiB(t *testing.T) {
 }
 
 // filledDisk makes a data disk of size bytes whose user alice ("correct
-// horse") has n messages in INBOX, message i being msg(i), written through
-// the mailstore in commits of 2000.
-func filledDisk(t *testing.T, n int, size int64, msg func(i int) ([]byte, []imap.Flag)) string {
+// horse") has n messages in INBOX (mailfill.Message).
+func filledDisk(t *testing.T, n int, size int64) string {
 	t.Helper()
 	ctx := context.Background()
 	data := t.TempDir()
-	st, err := store.InitData(data, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := ms.User(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, err := u.Mailbox("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	for lo := 0; lo < n; lo += 2000 {
-		err := ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
-			for i := lo; i < min(lo+2000, n); i++ {
-				raw, flags := msg(i)
-				if _, err := w.Append(mb, raw, flags, date); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("fill from %d: %v", lo, err)
+	if err := mailfill.Fill(ctx, data, n, false, func(done int) {
+		if done%10000 == 0 {
+			t.Logf("%d of %d messages written", done, n)
 		}
-	}
-	if err := ms.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Close(); err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	disk := t.TempDir() + "/data.img"

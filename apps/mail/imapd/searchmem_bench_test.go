@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
 	"github.com/nymote/nymote/store"
 )
 
@@ -56,7 +57,9 @@ func BenchmarkSessionsMemory(b *testing.B) {
 		dir = b.TempDir()
 	}
 	if _, err := os.Stat(filepath.Join(dir, store.RepoDir)); err != nil {
-		fillMail64(b, dir, n)
+		if err := mailfill.Fill(context.Background(), dir, n, true, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(limit) << 20))
 	ctx := context.Background()
@@ -284,50 +287,4 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive count", name, v)
 	}
 	return n
-}
-
-// fillMail64 makes in dir a store whose user alice ("correct horse") has
-// n messages in INBOX, TestBootMail64MiB's, 2000 a commit, repacked.
-func fillMail64(b *testing.B, dir string, n int) {
-	ctx := context.Background()
-	st, err := store.InitData(dir, store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", "correct horse", store.GitNone); err != nil {
-		b.Fatal(err)
-	}
-	ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, _ := ms.User(ctx, "alice")
-	inbox, _ := u.Mailbox("INBOX")
-	text := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 20)
-	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	for lo := 0; lo < n; lo += 2000 {
-		err := ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
-			for i := lo; i < min(lo+2000, n); i++ {
-				subj := []string{"meeting", "report", "zebra", "garden", "lunch"}[i%5] + " " + []string{"alpha", "beta", "gamma"}[i%3]
-				var flags []imap.Flag
-				if i%4 == 0 {
-					flags = []imap.Flag{imap.FlagSeen}
-				}
-				raw := fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: alice@localhost\r\nSubject: %s #%d\r\nMessage-ID: <%d.mail64@example.net>\r\nContent-Type: text/plain\r\n\r\n%s",
-					i%20, subj, i, i, text)
-				if _, err := w.Append(inbox, raw, flags, date); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := st.GC(ctx); err != nil {
-		b.Fatal(err)
-	}
-	ms.Close()
-	st.Close()
 }

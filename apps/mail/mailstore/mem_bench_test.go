@@ -1,8 +1,7 @@
-package mailstore
+package mailstore_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,7 +9,6 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -18,6 +16,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
 	"github.com/nymote/nymote/store"
 )
 
@@ -50,7 +50,9 @@ func BenchmarkIndexMemory(b *testing.B) {
 		dir = b.TempDir()
 	}
 	if _, err := os.Stat(filepath.Join(dir, store.RepoDir)); err != nil {
-		fillMemStore(b, dir, n)
+		if err := mailfill.Fill(ctx, dir, n, true, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if v := os.Getenv("NYMOTE_MEM_LIMIT"); v != "" {
 		lim, err := strconv.ParseInt(v, 10, 64)
@@ -84,7 +86,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ms, err := Open(st, Options{RawCacheBytes: -1, SummaryCacheBytes: -1})
+		ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1, SummaryCacheBytes: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -126,46 +128,4 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func fillMemStore(b *testing.B, dir string, n int) {
-	ctx := context.Background()
-	st, err := store.InitData(dir, store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", "password1", store.GitNone); err != nil {
-		b.Fatal(err)
-	}
-	ms, err := Open(st, Options{RawCacheBytes: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, _ := ms.User(ctx, "alice")
-	inbox, _ := u.Mailbox("INBOX")
-	text := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n", 20)
-	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	for lo := 0; lo < n; lo += 2000 {
-		err := ms.Update(ctx, "alice", "fill", func(w *Writer) error {
-			for i := lo; i < min(lo+2000, n); i++ {
-				var flags []imap.Flag
-				if i%4 == 0 {
-					flags = []imap.Flag{imap.FlagSeen}
-				}
-				raw := fmt.Appendf(nil, "From: Sender <sender%02d@example.net>\r\nTo: alice@localhost\r\nSubject: word%d #%d\r\nMessage-ID: <%d.mem@example.net>\r\n\r\n%s", i%20, i%5, i, i, text)
-				if _, err := w.Append(inbox, raw, flags, date); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := st.GC(ctx); err != nil {
-		b.Fatal(err)
-	}
-	ms.Close()
-	st.Close()
 }
