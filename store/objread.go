@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -450,6 +451,28 @@ type tree struct {
 	// thousands of messages, replicated commit by commit).
 	indexOnce sync.Once
 	byName    map[string]int
+
+	// plain: the names are in strictly increasing byte order, made at
+	// the first namesSorted.
+	plainOnce sync.Once
+	plain     bool
+}
+
+// namesSorted reports whether t's names are strictly increasing: the
+// order of git's trees but where a folder's name is followed in it by a
+// name that sorts before "/" after it ("a" as a folder, then "a.txt"), and
+// no name twice.
+func (t *tree) namesSorted() bool {
+	t.plainOnce.Do(func() {
+		t.plain = true
+		for i := 1; i < len(t.entries); i++ {
+			if t.entries[i-1].Name >= t.entries[i].Name {
+				t.plain = false
+				break
+			}
+		}
+	})
+	return t.plain
 }
 
 // findScan is the largest tree that find scans instead of indexing.
@@ -505,6 +528,7 @@ func (o *objReader) tree(h Hash) (*tree, error) {
 	if t := o.trees.get(h); t != nil {
 		return t, nil
 	}
+	o.trees.reads.Add(1)
 	data, err := o.readAs(h, plumbing.TreeObject)
 	if err != nil {
 		return nil, err
@@ -566,6 +590,8 @@ type treeCache struct {
 	maxEntries int
 
 	commits *commitCache // decoded commits, beside the trees
+
+	reads atomic.Int64 // trees read and decoded (not found here)
 }
 
 func newTreeCache(maxEntries int) *treeCache {
@@ -663,6 +689,28 @@ func (c *treeCache) put(h Hash, t *tree) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.putLocked(h, t)
+}
+
+// forget drops what the caches hold of the objects idx lists: the objects
+// of a pack being removed (a refused push's), which must not be taken for
+// present after.
+func (c *treeCache) forget(idx *packIndex) {
+	c.mu.Lock()
+	for i := range idx.n {
+		h := idx.hash(i)
+		delete(c.cur, h)
+		delete(c.old, h)
+	}
+	c.mu.Unlock()
+	c.commits.mu.Lock()
+	defer c.commits.mu.Unlock()
+	for i := range idx.n {
+		h := idx.hash(i)
+		delete(c.commits.cur, h)
+		delete(c.commits.old, h)
+		delete(c.commits.chCur, h)
+		delete(c.commits.chOld, h)
+	}
 }
 
 func (c *treeCache) putLocked(h Hash, t *tree) {

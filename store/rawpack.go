@@ -152,7 +152,15 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // the entries' CRCs and the pack's checksum are computed over the file's
 // bytes in bulk. ok is false, and f is to be parsed otherwise, at the
 // first delta.
-func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, err error) {
+//
+// keep, if not nil, is asked about each object (its type and size) and
+// returns a function to hand its content to, or nil: the receiving store
+// decodes the trees and commits a push brings as they go by, which it
+// would otherwise read and inflate again at once to check them. The
+// content is lent: it is overwritten after the function returns. Objects
+// are handed over before the pack's checksum is checked: what is kept
+// must wait for indexWholePack to succeed.
+func indexWholePack(f *os.File, keep func(t plumbing.ObjectType, size int64) func(h Hash, data []byte)) (sum Hash, idx *idxfile.MemoryIndex, ok bool, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Hash{}, nil, false, err
 	}
@@ -174,7 +182,10 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 	if err != nil {
 		return Hash{}, nil, false, err
 	}
-	var one [1]byte
+	var (
+		one     [1]byte
+		content []byte // what keep asked for, the buffer reused
+	)
 	for i := uint32(0); i < n; i++ {
 		off := sc.n
 		c, err := sc.ReadByte()
@@ -200,15 +211,34 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 		if err := zr.(zlib.Resetter).Reset(sc, nil); err != nil {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
 		}
+		var got func(Hash, []byte)
+		if keep != nil {
+			got = keep(t, size)
+		}
 		hs := plumbing.NewHasher(t, size)
-		if _, err := io.CopyN(hs, zr, size); err != nil {
-			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+		if got == nil {
+			if _, err := io.CopyN(hs, zr, size); err != nil {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+			}
+		} else {
+			if int64(cap(content)) < size {
+				content = make([]byte, size)
+			}
+			content = content[:size]
+			if _, err := io.ReadFull(zr, content); err != nil {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+			}
+			hs.Write(content)
 		}
 		// The stream ends here (its checksum is read and checked).
 		if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: more data than its size %d", i, size)
 		}
-		ents = append(ents, ent{hs.Sum(), off})
+		h := hs.Sum()
+		if got != nil {
+			got(h, content)
+		}
+		ents = append(ents, ent{h, off})
 	}
 	end := sc.n
 	var trailer Hash

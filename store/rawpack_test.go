@@ -32,7 +32,7 @@ func TestIndexWholePack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, idx, ok, err := indexWholePack(f)
+	sum, idx, ok, err := indexWholePack(f, nil)
 	if err != nil || !ok || sum != wantSum {
 		t.Fatalf("indexWholePack = %s, %v, %v; want %s", sum, ok, err, wantSum)
 	}
@@ -77,7 +77,7 @@ func TestIndexWholePack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, ok, err := indexWholePack(bf)
+		_, _, ok, err := indexWholePack(bf, nil)
 		bf.Close()
 		if err == nil {
 			t.Errorf("byte %d of %d flipped: indexed (ok %v)", at, len(data), ok)

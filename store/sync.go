@@ -608,7 +608,8 @@ func (r *recvPack) Close() (err error) {
 	// The pack is indexed and moved into objects/pack where it was
 	// received, not copied.
 	objects := int64(0)
-	sum, idx, ok, err := indexWholePack(r.f)
+	dec := newRecvDecoded(r.d.s.trees)
+	sum, idx, ok, err := indexWholePack(r.f, dec.keep)
 	if err == nil && !ok {
 		if _, err = r.f.Seek(0, io.SeekStart); err == nil {
 			iw := new(idxfile.Writer)
@@ -631,7 +632,11 @@ func (r *recvPack) Close() (err error) {
 			return err
 		}
 		r.kept = true
-		return r.d.addPack(name)
+		if err := r.d.addPack(name); err != nil {
+			return err
+		}
+		dec.into(r.d.s.trees) // readable now
+		return nil
 	}
 	if !errors.Is(err, packfile.ErrReferenceDeltaNotFound) {
 		return err
@@ -785,6 +790,9 @@ func (d *durableStorer) discard() {
 				continue
 			}
 			remove = append(remove, packFiles(filepath.Join(s.path, "objects", "pack", p.name))...)
+			if o.trees != nil {
+				o.trees.forget(p.idx)
+			}
 		}
 		return nil
 	})

@@ -184,6 +184,11 @@ func decodeCommit(o *objReader, h Hash) (commitNode, error) {
 	if err != nil {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)
 	}
+	return parseCommit(h, data)
+}
+
+// parseCommit decodes the content of commit h.
+func parseCommit(h Hash, data []byte) (commitNode, error) {
 	c := &object.Commit{}
 	if err := c.Decode(memObject(plumbing.CommitObject, data)); err != nil {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// recvDecoded gathers the trees and commits of a pack a push or fetch
+// brings, decoded as indexWholePack inflates and hashes them, for the
+// store's caches once the pack is durable and readable: validation
+// (validateNew), the watchers' diffs (DiffCommits) and the forwarding to
+// other replicas then read them at once, each an inflate and a parse of
+// what was just inflated. Bounded: at most half a generation of the tree
+// cache and of the commit cache, so that a large fetch does not push out
+// everything else; the rest is read as before.
+type recvDecoded struct {
+	trees   []decodedTree
+	commits []commitNode
+
+	entries, maxEntries int // tree entries kept, and the bound
+	bytes, maxBytes     int64
+	maxCommits          int
+}
+
+type decodedTree struct {
+	h Hash
+	t *tree
+}
+
+// maxKeptObject is the largest tree or commit kept: a tree of ten
+// thousand items is about 600 KiB.
+const maxKeptObject = 1 << 20
+
+func newRecvDecoded(c *treeCache) *recvDecoded {
+	if c == nil {
+		return nil
+	}
+	// A tree entry is about 60 bytes encoded.
+	return &recvDecoded{maxEntries: c.maxEntries / 2, maxBytes: int64(c.maxEntries) / 2 * 64, maxCommits: c.commits.max / 2}
+}
+
+// keep is indexWholePack's keep.
+func (r *recvDecoded) keep(t plumbing.ObjectType, size int64) func(Hash, []byte) {
+	if r == nil || size > maxKeptObject {
+		return nil
+	}
+	switch t {
+	case plumbing.TreeObject:
+		if r.entries >= r.maxEntries || r.bytes+size > r.maxBytes {
+			return nil
+		}
+		r.bytes += size
+		return func(h Hash, data []byte) {
+			t, err := parseTree(h, data)
+			if err != nil {
+				return // read, and refused, where it is used
+			}
+			r.entries += len(t.entries)
+			r.trees = append(r.trees, decodedTree{h, t})
+		}
+	case plumbing.CommitObject:
+		if len(r.commits) >= r.maxCommits {
+			return nil
+		}
+		return func(h Hash, data []byte) {
+			if c, err := parseCommit(h, data); err == nil {
+				r.commits = append(r.commits, c)
+			}
+		}
+	}
+	return nil
+}
+
+// into puts what r holds into c; the objects must be readable in the
+// store now (the tree cache stands for the store's objects).
+func (r *recvDecoded) into(c *treeCache) {
+	if r == nil {
+		return
+	}
+	for _, d := range r.trees {
+		c.put(d.h, d.t)
+	}
+	for _, n := range r.commits {
+		c.commits.put(n.hash, n)
+	}
+	r.trees, r.commits = nil, nil
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A commit puts the trees it writes into the tree cache: the next commit
+// in the same folder, and the diff that watchers get, read no tree again
+// (each read is an inflate and a parse of what the store just encoded).
+func TestCommitReadsNoTreeItWrote(t *testing.T) {
+	s := newStore(t)
+	put(t, s, "mail/inbox/cur/1", "one")
+	prev := put(t, s, "mail/inbox/cur/2", "two")
+	reads := s.trees.reads.Load()
+	for i := 3; i < 10; i++ {
+		h := put(t, s, fmt.Sprint("mail/inbox/cur/", i), "more")
+		ch, err := s.DiffCommits(prev, h)
+		if err != nil || len(ch) != 1 {
+			t.Fatalf("DiffCommits = %v, %v", ch, err)
+		}
+		prev = h
+	}
+	if n := s.trees.reads.Load() - reads; n != 0 {
+		t.Errorf("seven commits in one folder and their diffs read %d trees, want 0", n)
+	}
+}
+
+// A push received whole (as replicas send them) puts the trees and commits
+// it brings into the receiver's caches once its pack is readable:
+// validating the push and the diff its watchers get read no tree.
+func TestPushedTreesNeedNoRead(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "mail/inbox/cur/1", "one")
+	srv := gitServer(t, a)
+	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
+	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	w, err := a.Watch(DefaultBranch, "") // its diffs read the pushed trees
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := 2; i < 6; i++ {
+		put(t, b, fmt.Sprint("mail/inbox/cur/", i), "more")
+		reads := a.trees.reads.Load()
+		if err := b.Push(ctx, rem, SyncOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := a.trees.reads.Load() - reads; n != 0 {
+			t.Errorf("push %d: the receiver read %d trees, want 0 (those the push brought are cached)", i, n)
+		}
+	}
+	if got, want := contents(t, a, "main"), contents(t, b, "main"); got != want {
+		t.Errorf("after the pushes: a = %s, b = %s", got, want)
+	}
+	fsckOpen(t, a)
+}
+
+// Trees built by merging changes into the base's entries are those git
+// makes: random puts and deletes on names that sort differently as files
+// and as folders ("a" as a folder sorts after "a.txt"), items becoming
+// folders and back; git fsck checks the order and the store's listing the
+// content, and DiffCommits matches a comparison of the listings.
+func TestTreeBuildOrder(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	names := []string{"a", "a.txt", "a-b", "a0", "b", "a!"}
+	want := map[string]string{}
+	var prev Hash
+	made := 0
+	for i := 0; i < 300; i++ {
+		var p string
+		for d := r.IntN(3); d >= 0; d-- {
+			p = joinPath(p, names[r.IntN(len(names))])
+		}
+		before := listing(t, s)
+		h, err := s.Update(ctx, CommitOptions{Message: "c"}, func(tx *Tx) error {
+			if _, ok := want[p]; ok && r.IntN(2) == 0 {
+				return tx.Delete(p)
+			}
+			return tx.Put(p, []byte(fmt.Sprint(i)))
+		})
+		if err != nil {
+			continue // an item where a folder is, or the reverse
+		}
+		want = listing(t, s)
+		if h == prev {
+			continue
+		}
+		made++
+		ch, err := s.DiffCommits(prev, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, exp []string
+		for _, c := range ch {
+			got = append(got, c.Path)
+		}
+		for p, v := range want {
+			if before[p] != v {
+				exp = append(exp, p)
+			}
+		}
+		for p := range before {
+			if _, ok := want[p]; !ok {
+				exp = append(exp, p)
+			}
+		}
+		slices.SortFunc(exp, func(x, y string) int { return slices.Compare(strings.Split(x, "/"), strings.Split(y, "/")) })
+		if !slices.Equal(got, exp) {
+			t.Fatalf("commit %d: DiffCommits paths %q, want %q", i, got, exp)
+		}
+		prev = h
+	}
+	if made < 100 || len(want) < 5 {
+		t.Fatalf("%d commits made, %d items at the end", made, len(want))
+	}
+	fsckOpen(t, s)
+}
+
+// listing reads every item of main.
+func listing(t *testing.T, s *Store) map[string]string {
+	t.Helper()
+	es, err := s.List("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, e := range es {
+		data, err := s.Read("", e.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Path] = string(data)
+	}
+	return m
+}
+
+// The trees and commits of a refused push leave the caches with its pack:
+// a later push must not find them present (a push that refers to them
+// without bringing them is refused as before).
+func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	a.SetValidateFunc("bad", func(string, []byte, func(string) ([]byte, error)) error {
+		return fmt.Errorf("not here")
+	})
+	srv := gitServer(t, a)
+	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
+	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	h := put(t, b, "bad/deep/1", "refused")
+	if err := b.Push(ctx, rem, SyncOptions{}); err == nil {
+		t.Fatal("push of a refused item succeeded")
+	}
+	var trees []Hash
+	if err := b.readObjs(func(o *objReader) error {
+		root, err := o.commitTree(h)
+		if err != nil {
+			return err
+		}
+		trees = append(trees, root)
+		for _, p := range []string{"bad", "bad/deep"} {
+			e, ok, err := o.entry(root, p)
+			if err != nil || !ok {
+				return fmt.Errorf("%s: %v, %v", p, ok, err)
+			}
+			trees = append(trees, e.Hash)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, th := range trees {
+		if a.trees.get(th) != nil {
+			t.Errorf("tree %s of the refused push is in the receiver's cache", short(th))
+		}
+	}
+	if _, ok := a.trees.commits.get(h); ok {
+		t.Errorf("commit %s of the refused push is in the receiver's cache", short(h))
+	}
+	if a.has(h) {
+		t.Errorf("the refused commit is in the receiver")
+	}
+}
