@@ -445,17 +445,34 @@ func (c *baseCache) putLocked(k baseKey, e baseEntry) {
 type tree struct {
 	entries []object.TreeEntry
 
-	// byName indexes the entries of a large tree, made at its first
-	// find: diffs and validation look up every entry of one tree in
-	// another, which a scan made quadratic (a mailbox folder of
-	// thousands of messages, replicated commit by commit).
+	// byName indexes the entries of a large tree that is not in git's
+	// order (not one git or the store wrote), made at its first find:
+	// diffs and validation look up every entry of one tree in another,
+	// which a scan made quadratic (a mailbox folder of thousands of
+	// messages, replicated commit by commit). A tree in order is
+	// searched by halves instead, without a map for each tree.
 	indexOnce sync.Once
 	byName    map[string]int
 
-	// plain: the names are in strictly increasing byte order, made at
-	// the first namesSorted.
-	plainOnce sync.Once
-	plain     bool
+	// How the entries are ordered, found at the first look.
+	orderOnce sync.Once
+	plain     bool // the names strictly increasing, byte by byte
+	inOrder   bool // in git's order (treeEntryCmp), no name twice
+}
+
+func (t *tree) order() {
+	t.orderOnce.Do(func() {
+		t.plain, t.inOrder = true, true
+		for i := 1; i < len(t.entries); i++ {
+			a, b := t.entries[i-1], t.entries[i]
+			if a.Name >= b.Name {
+				t.plain = false
+			}
+			if treeEntryCmp(a, b) >= 0 {
+				t.inOrder = false
+			}
+		}
+	})
 }
 
 // namesSorted reports whether t's names are strictly increasing: the
@@ -463,27 +480,29 @@ type tree struct {
 // name that sorts before "/" after it ("a" as a folder, then "a.txt"), and
 // no name twice.
 func (t *tree) namesSorted() bool {
-	t.plainOnce.Do(func() {
-		t.plain = true
-		for i := 1; i < len(t.entries); i++ {
-			if t.entries[i-1].Name >= t.entries[i].Name {
-				t.plain = false
-				break
-			}
-		}
-	})
+	t.order()
 	return t.plain
 }
 
-// findScan is the largest tree that find scans instead of indexing.
+// findScan is the largest tree that find scans instead of searching.
 const findScan = 16
 
-// find returns the entry called name.
+// find returns the entry called name (the first, in a tree that has it
+// twice).
 func (t *tree) find(name string) (object.TreeEntry, bool) {
 	if len(t.entries) <= findScan {
 		for _, e := range t.entries {
 			if e.Name == name {
 				return e, true
+			}
+		}
+		return object.TreeEntry{}, false
+	}
+	if t.order(); t.inOrder {
+		// An item sorts before a folder of the same name.
+		for _, m := range [2]filemode.FileMode{filemode.Regular, filemode.Dir} {
+			if i, ok := slices.BinarySearchFunc(t.entries, object.TreeEntry{Name: name, Mode: m}, treeEntryCmp); ok {
+				return t.entries[i], true
 			}
 		}
 		return object.TreeEntry{}, false
@@ -502,25 +521,52 @@ func (t *tree) find(name string) (object.TreeEntry, bool) {
 	return object.TreeEntry{}, false
 }
 
-// parseTree decodes a tree object's content.
+// parseTree decodes a tree object's content. The entries are counted
+// first and made at once, and the names are parts of one string: one
+// allocation for each rather than one for each entry and a growing slice
+// (trees are decoded for every commit made or received).
 func parseTree(h Hash, data []byte) (*tree, error) {
-	t := &tree{}
-	for len(data) > 0 {
-		sp := bytes.IndexByte(data, ' ')
-		nul := bytes.IndexByte(data, 0)
-		if sp < 0 || nul < sp || len(data) < nul+1+20 {
+	n := 0
+	for rest := data; len(rest) > 0; n++ {
+		nul := bytes.IndexByte(rest, 0)
+		if nul < 0 || len(rest) < nul+1+20 {
 			return nil, fmt.Errorf("tree %s: malformed entry", h)
 		}
-		mode, err := filemode.New(string(data[:sp]))
+		rest = rest[nul+21:]
+	}
+	all := string(data)
+	t := &tree{entries: make([]object.TreeEntry, 0, n)}
+	for off := 0; off < len(data); {
+		d := data[off:]
+		sp := bytes.IndexByte(d, ' ')
+		nul := bytes.IndexByte(d, 0)
+		if sp < 0 || nul < sp || len(d) < nul+1+20 {
+			return nil, fmt.Errorf("tree %s: malformed entry", h)
+		}
+		mode, err := parseMode(d[:sp])
 		if err != nil {
 			return nil, fmt.Errorf("tree %s: %w", h, err)
 		}
 		var eh Hash
-		copy(eh[:], data[nul+1:nul+21])
-		t.entries = append(t.entries, object.TreeEntry{Name: string(data[sp+1 : nul]), Mode: mode, Hash: eh})
-		data = data[nul+21:]
+		copy(eh[:], d[nul+1:nul+21])
+		t.entries = append(t.entries, object.TreeEntry{Name: all[off+sp+1 : off+nul], Mode: mode, Hash: eh})
+		off += nul + 21
 	}
 	return t, nil
+}
+
+// parseMode parses a tree entry's mode: the usual ones without making a
+// string of each.
+func parseMode(b []byte) (filemode.FileMode, error) {
+	switch string(b) {
+	case "100644":
+		return filemode.Regular, nil
+	case "40000":
+		return filemode.Dir, nil
+	case "100755":
+		return filemode.Executable, nil
+	}
+	return filemode.New(string(b))
 }
 
 // tree returns the decoded tree h.

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // A commit puts the trees it writes into the tree cache: the next commit
@@ -196,5 +199,48 @@ func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
 	}
 	if a.has(h) {
 		t.Errorf("the refused commit is in the receiver")
+	}
+}
+
+// find answers as a scan does, in a tree in git's order (searched by
+// halves: "a" as an item, "a.txt", then "a" as a folder) and in one out of
+// order or naming an entry twice (indexed).
+func TestTreeFind(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	alphabet := []string{"a", "a.txt", "a-b", "a0", "b", "a!", "ab", "a.", "c", "b.d"}
+	for round := 0; round < 200; round++ {
+		var es []object.TreeEntry
+		seen := map[string]bool{}
+		for _, n := range alphabet {
+			for _, m := range []filemode.FileMode{filemode.Regular, filemode.Dir, filemode.Executable} {
+				if r.IntN(3) == 0 && (!seen[n] || round%3 == 0) {
+					seen[n] = true
+					var h Hash
+					h[0], h[1] = byte(round), byte(len(es))
+					es = append(es, object.TreeEntry{Name: n, Mode: m, Hash: h})
+				}
+			}
+		}
+		for len(es) <= findScan { // long enough not to be scanned
+			es = append(es, object.TreeEntry{Name: fmt.Sprint("z", len(es)), Mode: filemode.Regular})
+		}
+		if round%2 == 0 {
+			sortTreeEntries(es)
+		} else {
+			r.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+		}
+		tr := &tree{entries: es}
+		for _, n := range append(alphabet, "z3", "zz", "") {
+			want, wantOK := object.TreeEntry{}, false
+			for _, e := range es {
+				if e.Name == n {
+					want, wantOK = e, true
+					break
+				}
+			}
+			if got, ok := tr.find(n); ok != wantOK || got != want {
+				t.Fatalf("round %d (in order: %v): find(%q) = %v, %v; want %v, %v", round, tr.inOrder, n, got, ok, want, wantOK)
+			}
+		}
 	}
 }

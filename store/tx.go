@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -620,6 +621,9 @@ func mergeTreeEntries(bt *tree, over map[string]*object.TreeEntry) []object.Tree
 	return out
 }
 
+// treeBufs recycles encodeTree's buffers (the object copies what it holds).
+var treeBufs sync.Pool
+
 // encodeTree encodes a tree of entries in git's order, as go-git's
 // Tree.Encode does (without formatting each entry through fmt).
 func encodeTree(es []object.TreeEntry) (*plumbing.MemoryObject, error) {
@@ -627,7 +631,13 @@ func encodeTree(es []object.TreeEntry) (*plumbing.MemoryObject, error) {
 	for _, e := range es {
 		n += 7 + 1 + len(e.Name) + 1 + len(e.Hash)
 	}
-	data := make([]byte, 0, n)
+	var data []byte
+	if b, ok := treeBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		data = (*b)[:0]
+	} else {
+		data = make([]byte, 0, n)
+	}
+	defer func() { treeBufs.Put(&data) }()
 	for _, e := range es {
 		if strings.IndexByte(e.Name, 0) >= 0 {
 			return nil, fmt.Errorf("malformed filename %q", e.Name)
