@@ -445,19 +445,21 @@ func (c *baseCache) putLocked(k baseKey, e baseEntry) {
 type tree struct {
 	entries []object.TreeEntry
 
-	// byName indexes the entries of a large tree that is not in git's
-	// order (not one git or the store wrote), made at its first find:
-	// diffs and validation look up every entry of one tree in another,
-	// which a scan made quadratic (a mailbox folder of thousands of
-	// messages, replicated commit by commit). A tree in order is
-	// searched by halves instead, without a map for each tree.
+	// byName indexes the entries of a large tree, made when find is
+	// asked about it many times (or at once if the tree is out of
+	// order): diffs and validation look up every entry of one tree in
+	// another, which a scan made quadratic (a mailbox folder of
+	// thousands of messages, replicated commit by commit). The first
+	// lookups search by halves, without the map: a commit looks up one
+	// name or two in each tree on its path, a new tree every time.
 	indexOnce sync.Once
 	byName    map[string]int
+	lookups   atomic.Int32
 
 	// How the entries are ordered, found at the first look.
 	orderOnce sync.Once
 	plain     bool // the names strictly increasing, byte by byte
-	inOrder   bool // in git's order (treeEntryCmp), no name twice
+	inOrder   bool // in git's order (treeEntryCmp), no entry twice
 }
 
 func (t *tree) order() {
@@ -484,8 +486,10 @@ func (t *tree) namesSorted() bool {
 	return t.plain
 }
 
-// findScan is the largest tree that find scans instead of searching.
-const findScan = 16
+const (
+	findScan     = 16 // the largest tree that find scans
+	findSearches = 16 // lookups of a tree searched by halves before it is indexed
+)
 
 // find returns the entry called name (the first, in a tree that has it
 // twice).
@@ -498,14 +502,24 @@ func (t *tree) find(name string) (object.TreeEntry, bool) {
 		}
 		return object.TreeEntry{}, false
 	}
-	if t.order(); t.inOrder {
-		// An item sorts before a folder of the same name.
-		for _, m := range [2]filemode.FileMode{filemode.Regular, filemode.Dir} {
-			if i, ok := slices.BinarySearchFunc(t.entries, object.TreeEntry{Name: name, Mode: m}, treeEntryCmp); ok {
+	if t.lookups.Load() < findSearches {
+		t.lookups.Add(1)
+		if t.order(); t.plain {
+			i, ok := slices.BinarySearchFunc(t.entries, name, func(e object.TreeEntry, name string) int { return strings.Compare(e.Name, name) })
+			if ok {
 				return t.entries[i], true
 			}
+			return object.TreeEntry{}, false
 		}
-		return object.TreeEntry{}, false
+		if t.inOrder {
+			// An item sorts before a folder of the same name.
+			for _, m := range [2]filemode.FileMode{filemode.Regular, filemode.Dir} {
+				if i, ok := slices.BinarySearchFunc(t.entries, object.TreeEntry{Name: name, Mode: m}, treeEntryCmp); ok {
+					return t.entries[i], true
+				}
+			}
+			return object.TreeEntry{}, false
+		}
 	}
 	t.indexOnce.Do(func() {
 		t.byName = make(map[string]int, len(t.entries))

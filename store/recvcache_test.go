@@ -203,8 +203,9 @@ func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
 }
 
 // find answers as a scan does, in a tree in git's order (searched by
-// halves: "a" as an item, "a.txt", then "a" as a folder) and in one out of
-// order or naming an entry twice (indexed).
+// halves: "a" as an item, "a.txt", then "a" as a folder; indexed after
+// findSearches lookups) and in one out of order or naming an entry twice
+// (indexed).
 func TestTreeFind(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	alphabet := []string{"a", "a.txt", "a-b", "a0", "b", "a!", "ab", "a.", "c", "b.d"}
@@ -230,7 +231,9 @@ func TestTreeFind(t *testing.T) {
 			r.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
 		}
 		tr := &tree{entries: es}
-		for _, n := range append(alphabet, "z3", "zz", "") {
+		names := append(alphabet, "z3", "zz", "")
+		for _, n := range append(names, names...) { // searched, then indexed
+
 			want, wantOK := object.TreeEntry{}, false
 			for _, e := range es {
 				if e.Name == n {

@@ -681,7 +681,11 @@ func treeEntryCmp(a, b object.TreeEntry) int {
 	if ca, cb := at(a), at(b); ca != cb {
 		return ca - cb
 	}
-	return strings.Compare(treeEntryKey(a), treeEntryKey(b))
+	if len(a.Name) == len(b.Name) {
+		return 0 // one name, both folders or both not
+	}
+	return strings.Compare(treeEntryKey(a), treeEntryKey(b)) // a name with "/" in it
+
 }
 
 func treeEntryKey(e object.TreeEntry) string {

@@ -308,9 +308,21 @@ func (s *Store) validateTree(o *objReader, c commitNode, a, b Hash, dir string, 
 			return bad(dir, err)
 		}
 	}
+	// Trees with their names in order (as the store's are) are walked
+	// side by side; others are looked up by name.
+	walk := ta != nil && ta.namesSorted() && tb.namesSorted()
+	j := 0
 	for _, e := range tb.entries {
 		var was object.TreeEntry
-		if ta != nil {
+		switch {
+		case walk:
+			for j < len(ta.entries) && ta.entries[j].Name < e.Name {
+				j++
+			}
+			if j < len(ta.entries) && ta.entries[j].Name == e.Name {
+				was = ta.entries[j]
+			}
+		case ta != nil:
 			was, _ = ta.find(e.Name)
 		}
 		if was.Hash == e.Hash && was.Mode == e.Mode {
