@@ -38,36 +38,39 @@ func newRecvDecoded(c *treeCache) *recvDecoded {
 	return &recvDecoded{maxEntries: c.maxEntries / 2, maxBytes: int64(c.maxEntries) / 2 * 64, maxCommits: c.commits.max / 2}
 }
 
-// keep is indexWholePack's keep.
-func (r *recvDecoded) keep(t plumbing.ObjectType, size int64) func(Hash, []byte) {
+// wants is packKeeper's.
+func (r *recvDecoded) wants(t plumbing.ObjectType, size int64) bool {
 	if r == nil || size > maxKeptObject {
-		return nil
+		return false
 	}
 	switch t {
 	case plumbing.TreeObject:
 		if r.entries >= r.maxEntries || r.bytes+size > r.maxBytes {
-			return nil
+			return false
 		}
 		r.bytes += size
-		return func(h Hash, data []byte) {
-			t, err := parseTree(h, data)
-			if err != nil {
-				return // read, and refused, where it is used
-			}
-			r.entries += len(t.entries)
-			r.trees = append(r.trees, decodedTree{h, t})
-		}
+		return true
 	case plumbing.CommitObject:
-		if len(r.commits) >= r.maxCommits {
-			return nil
+		return len(r.commits) < r.maxCommits
+	}
+	return false
+}
+
+// got is packKeeper's.
+func (r *recvDecoded) got(h Hash, t plumbing.ObjectType, data []byte) {
+	switch t {
+	case plumbing.TreeObject:
+		tr, err := parseTree(h, data)
+		if err != nil {
+			return // read, and refused, where it is used
 		}
-		return func(h Hash, data []byte) {
-			if c, err := parseCommit(h, data); err == nil {
-				r.commits = append(r.commits, c)
-			}
+		r.entries += len(tr.entries)
+		r.trees = append(r.trees, decodedTree{h, tr})
+	case plumbing.CommitObject:
+		if c, err := parseCommit(h, data); err == nil {
+			r.commits = append(r.commits, c)
 		}
 	}
-	return nil
 }
 
 // into puts what r holds into c; the objects must be readable in the

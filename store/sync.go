@@ -609,7 +609,7 @@ func (r *recvPack) Close() (err error) {
 	// received, not copied.
 	objects := int64(0)
 	dec := newRecvDecoded(r.d.s.trees)
-	sum, idx, ok, err := indexWholePack(r.f, dec.keep)
+	sum, idx, ok, err := indexWholePack(r.f, dec)
 	if err == nil && !ok {
 		if _, err = r.f.Seek(0, io.SeekStart); err == nil {
 			iw := new(idxfile.Writer)
