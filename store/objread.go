@@ -650,12 +650,14 @@ type treeCache struct {
 	maxEntries int
 
 	commits *commitCache // decoded commits, beside the trees
+	fresh   *freshBlobs  // blobs just received, until validated
 
 	reads atomic.Int64 // trees read and decoded (not found here)
 }
 
 func newTreeCache(maxEntries int) *treeCache {
-	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256))}
+	// Fresh blobs: 4 MiB for 64k tree entries, 256 KiB in a small VM.
+	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256)), fresh: newFreshBlobs(maxEntries * 64)}
 }
 
 // commitCache keeps decoded commits (their tree, parents and time: about
@@ -762,6 +764,9 @@ func (c *treeCache) forget(idx *packIndex) {
 		delete(c.old, h)
 	}
 	c.mu.Unlock()
+	for i := range idx.n {
+		c.fresh.forget(idx.hash(i))
+	}
 	c.commits.mu.Lock()
 	defer c.commits.mu.Unlock()
 	for i := range idx.n {

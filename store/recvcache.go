@@ -1,6 +1,9 @@
 package store
 
 import (
+	"bytes"
+	"sync"
+
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -15,10 +18,17 @@ import (
 type recvDecoded struct {
 	trees   []decodedTree
 	commits []commitNode
+	blobs   []keptBlob // for validation (freshBlobs)
 
 	entries, maxEntries int // tree entries kept, and the bound
 	bytes, maxBytes     int64
 	maxCommits          int
+	blobBytes, maxBlobs int64
+}
+
+type keptBlob struct {
+	h    Hash
+	data []byte
 }
 
 type decodedTree struct {
@@ -35,7 +45,7 @@ func newRecvDecoded(c *treeCache) *recvDecoded {
 		return nil
 	}
 	// A tree entry is about 60 bytes encoded.
-	return &recvDecoded{maxEntries: c.maxEntries / 2, maxBytes: int64(c.maxEntries) / 2 * 64, maxCommits: c.commits.max / 2}
+	return &recvDecoded{maxEntries: c.maxEntries / 2, maxBytes: int64(c.maxEntries) / 2 * 64, maxCommits: c.commits.max / 2, maxBlobs: int64(c.fresh.max / 2)}
 }
 
 // wants is packKeeper's.
@@ -52,6 +62,12 @@ func (r *recvDecoded) wants(t plumbing.ObjectType, size int64) bool {
 		return true
 	case plumbing.CommitObject:
 		return len(r.commits) < r.maxCommits
+	case plumbing.BlobObject:
+		if size > r.maxBlobs/4 || r.blobBytes+size > r.maxBlobs {
+			return false
+		}
+		r.blobBytes += size
+		return true
 	}
 	return false
 }
@@ -70,6 +86,8 @@ func (r *recvDecoded) got(h Hash, t plumbing.ObjectType, data []byte) {
 		if c, err := parseCommit(h, data); err == nil {
 			r.commits = append(r.commits, c)
 		}
+	case plumbing.BlobObject:
+		r.blobs = append(r.blobs, keptBlob{h, bytes.Clone(data)})
 	}
 }
 
@@ -85,5 +103,55 @@ func (r *recvDecoded) into(c *treeCache) {
 	for _, n := range r.commits {
 		c.commits.put(n.hash, n)
 	}
-	r.trees, r.commits = nil, nil
+	for _, b := range r.blobs {
+		c.fresh.put(b.h, b.data)
+	}
+	r.trees, r.commits, r.blobs = nil, nil, nil
+}
+
+// freshBlobs holds the content of blobs a push just brought, until
+// validateNew checks them (take): each would otherwise be inflated again,
+// just after indexWholePack inflated it to hash it. Bounded, in two
+// generations as the other caches: what no validation takes is dropped
+// in time.
+type freshBlobs struct {
+	mu       sync.Mutex
+	cur, old map[Hash][]byte
+	size     int
+	max      int
+}
+
+func newFreshBlobs(max int) *freshBlobs {
+	return &freshBlobs{cur: map[Hash][]byte{}, max: max}
+}
+
+func (b *freshBlobs) put(h Hash, data []byte) {
+	if len(data) > b.max/4 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.size+len(data) > b.max/2 {
+		b.old, b.cur, b.size = b.cur, map[Hash][]byte{}, 0
+	}
+	b.cur[h] = data
+	b.size += len(data)
+}
+
+// take returns blob h's content, and drops it.
+func (b *freshBlobs) take(h Hash) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if data, ok := b.cur[h]; ok {
+		delete(b.cur, h)
+		b.size -= len(data)
+		return data, true
+	}
+	data, ok := b.old[h]
+	delete(b.old, h)
+	return data, ok
+}
+
+func (b *freshBlobs) forget(h Hash) {
+	b.take(h)
 }

@@ -53,14 +53,29 @@ func TestPushedTreesNeedNoRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	var validated []string
+	a.SetValidateFunc("mail", func(p string, data []byte, _ func(string) ([]byte, error)) error {
+		validated = append(validated, p+"="+string(data))
+		return nil
+	})
 	for i := 2; i < 6; i++ {
-		put(t, b, fmt.Sprint("mail/inbox/cur/", i), "more")
+		p := fmt.Sprint("mail/inbox/cur/", i)
+		put(t, b, p, fmt.Sprint("message ", i))
 		reads := a.trees.reads.Load()
+		validated = nil
 		if err := b.Push(ctx, rem, SyncOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := a.trees.reads.Load() - reads; n != 0 {
 			t.Errorf("push %d: the receiver read %d trees, want 0 (those the push brought are cached)", i, n)
+		}
+		// The message was validated as the push brought it, not read
+		// again: none is left waiting.
+		if want := fmt.Sprint(p, "=message ", i); len(validated) != 1 || validated[0] != want {
+			t.Errorf("push %d: validated %q, want [%s]", i, validated, want)
+		}
+		if n := len(a.trees.fresh.cur) + len(a.trees.fresh.old); n != 0 {
+			t.Errorf("push %d: %d received blobs left unread by validation", i, n)
 		}
 	}
 	if got, want := contents(t, a, "main"), contents(t, b, "main"); got != want {
@@ -167,7 +182,15 @@ func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	h := put(t, b, "bad/deep/1", "refused")
+	h, err := b.Update(ctx, CommitOptions{Message: "refused"}, func(tx *Tx) error {
+		if err := tx.Put("other/1", []byte("not validated")); err != nil {
+			return err
+		}
+		return tx.Put("bad/deep/1", []byte("refused"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Push(ctx, rem, SyncOptions{}); err == nil {
 		t.Fatal("push of a refused item succeeded")
 	}
@@ -196,6 +219,9 @@ func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
 	}
 	if _, ok := a.trees.commits.get(h); ok {
 		t.Errorf("commit %s of the refused push is in the receiver's cache", short(h))
+	}
+	if _, ok := a.trees.fresh.take(BlobHash([]byte("not validated"))); ok {
+		t.Errorf("a blob of the refused push is kept for validation")
 	}
 	if a.has(h) {
 		t.Errorf("the refused commit is in the receiver")

@@ -382,9 +382,11 @@ func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 	if fn == nil {
 		return nil
 	}
-	data, err := o.readAs(h, plumbing.BlobObject)
-	if err != nil {
-		return err
+	data, fresh := o.trees.fresh.take(h) // as the push brought it
+	if !fresh {
+		if data, err = o.readAs(h, plumbing.BlobObject); err != nil {
+			return err
+		}
 	}
 	if len(data) > MaxPushItemBytes {
 		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), MaxPushItemBytes)
