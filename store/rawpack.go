@@ -180,8 +180,12 @@ func indexWholePack(f *os.File, keep packKeeper) (sum Hash, idx *idxfile.MemoryI
 	// The file is read through br, whose position (what was taken from
 	// it) is where each entry starts; the zlib reader reads br byte by
 	// byte, so no further than its stream's end.
+	bufSize := int64(256 << 10)
+	if fi, err := f.Stat(); err == nil {
+		bufSize = min(max(fi.Size(), 4096), bufSize) // a push's pack is often smaller
+	}
 	fc := &countReader{r: f}
-	sc := bufio.NewReaderSize(fc, 256<<10)
+	sc := bufio.NewReaderSize(fc, int(bufSize))
 	pos := func() int64 { return fc.n - int64(sc.Buffered()) }
 	var hdr [12]byte
 	if _, err := io.ReadFull(sc, hdr[:]); err != nil {
