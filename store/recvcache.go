@@ -12,9 +12,11 @@ import (
 // store's caches once the pack is durable and readable: validation
 // (validateNew), the watchers' diffs (DiffCommits) and the forwarding to
 // other replicas then read them at once, each an inflate and a parse of
-// what was just inflated. Bounded: at most half a generation of the tree
-// cache and of the commit cache, so that a large fetch does not push out
-// everything else; the rest is read as before.
+// what was just inflated. Bounded: at most a generation of the tree cache
+// (a push of a hundred commits of a mailbox, six trees each, is about half
+// of one on a host), so that all it puts there stays in the cache's two
+// generations, and half the commit cache; the rest is read as before. Its
+// blobs wait for validation in freshBlobs.
 type recvDecoded struct {
 	trees   []decodedTree
 	commits []commitNode
@@ -45,7 +47,7 @@ func newRecvDecoded(c *treeCache) *recvDecoded {
 		return nil
 	}
 	// A tree entry is about 60 bytes encoded.
-	return &recvDecoded{maxEntries: c.maxEntries / 2, maxBytes: int64(c.maxEntries) / 2 * 64, maxCommits: c.commits.max / 2, maxBlobs: int64(c.fresh.max / 2)}
+	return &recvDecoded{maxEntries: c.maxEntries, maxBytes: int64(c.maxEntries) * 64, maxCommits: c.commits.max / 2, maxBlobs: int64(c.fresh.max / 2)}
 }
 
 // wants is packKeeper's.
