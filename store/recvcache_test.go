@@ -41,13 +41,7 @@ func TestPushedTreesNeedNoRead(t *testing.T) {
 	ctx := context.Background()
 	a := newStore(t)
 	put(t, a, "mail/inbox/cur/1", "one")
-	srv := gitServer(t, a)
-	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
-	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	rem, b := cloneOverHTTP(t, a)
 	w, err := a.Watch(DefaultBranch, "") // its diffs read the pushed trees
 	if err != nil {
 		t.Fatal(err)
@@ -175,13 +169,7 @@ func TestRefusedPushLeavesNoCachedTrees(t *testing.T) {
 	a.SetValidateFunc("bad", func(string, []byte, func(string) ([]byte, error)) error {
 		return fmt.Errorf("not here")
 	})
-	srv := gitServer(t, a)
-	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
-	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	rem, b := cloneOverHTTP(t, a)
 	h, err := b.Update(ctx, CommitOptions{Message: "refused"}, func(tx *Tx) error {
 		if err := tx.Put("other/1", []byte("not validated")); err != nil {
 			return err
@@ -272,4 +260,18 @@ func TestTreeFind(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cloneOverHTTP serves a over git's smart HTTP (gitServer) and clones it
+// into a new store.
+func cloneOverHTTP(t *testing.T, a *Store) (Remote, *Store) {
+	t.Helper()
+	srv := gitServer(t, a)
+	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
+	b, err := Clone(context.Background(), rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return rem, b
 }
