@@ -210,7 +210,7 @@ func (s *Store) Fetch(ctx context.Context, remote Remote, branch string) (Hash, 
 func (s *Store) fetchLocked(ctx context.Context, remote Remote, branch string) (Hash, error) {
 	tracking := plumbing.NewRemoteReferenceName(remote.name(), branch)
 	if remote.isHTTP() {
-		d := &durableStorer{Storer: s.st, s: s}
+		d := s.newDurableStorer()
 		rem := git.NewRemote(d, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, tracking))
 		err := rem.FetchContext(remote.context(ctx), &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags, CABundle: remote.CABundle})
@@ -574,6 +574,14 @@ type durableStorer struct {
 	byH   map[Hash]plumbing.EncodedObject
 	bytes int64
 	added []string // the packs it added, for discard
+}
+
+// newDurableStorer returns a durableStorer over the store's go-git
+// storage, read under s.mu (a reload replaces it).
+func (s *Store) newDurableStorer() *durableStorer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &durableStorer{Storer: s.st, s: s}
 }
 
 // PackfileWriter takes a fetched or pushed pack whole: it is kept as it
