@@ -60,23 +60,50 @@ func (o *objReader) diffTrees(ta, tb Hash, dir string, out []Change) ([]Change, 
 	if ta == tb {
 		return out, nil
 	}
-	load := func(h Hash) ([]object.TreeEntry, error) {
+	load := func(h Hash) (*tree, error) {
 		if h.IsZero() {
-			return nil, nil
+			return &tree{}, nil
 		}
 		t, err := o.tree(h)
 		if err != nil {
 			return nil, fmt.Errorf("store: tree %s at %q: %w", h, dir, err)
 		}
-		return t.entries, nil
+		return t, nil
 	}
-	ea, err := load(ta)
+	ta2, err := load(ta)
 	if err != nil {
 		return nil, err
 	}
-	eb, err := load(tb)
+	tb2, err := load(tb)
 	if err != nil {
 		return nil, err
+	}
+	ea, eb := ta2.entries, tb2.entries
+	if ta2.namesSorted() && tb2.namesSorted() {
+		// Both in name order (no folder sorts elsewhere as git orders
+		// it, no name twice): one pass over both, no map (a mailbox
+		// folder of thousands of messages, one of them new).
+		i, j := 0, 0
+		for i < len(ea) || j < len(eb) {
+			var pair [2]object.TreeEntry
+			var name string
+			switch {
+			case j == len(eb) || (i < len(ea) && ea[i].Name < eb[j].Name):
+				pair[0], name = ea[i], ea[i].Name
+				i++
+			case i == len(ea) || eb[j].Name < ea[i].Name:
+				pair[1], name = eb[j], eb[j].Name
+				j++
+			default:
+				pair[0], pair[1], name = ea[i], eb[j], ea[i].Name
+				i++
+				j++
+			}
+			if out, err = o.diffEntries(name, pair, dir, out); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	}
 	byName := make(map[string][2]object.TreeEntry, len(ea)+len(eb))
 	names := make([]string, 0, len(ea)+len(eb))
@@ -92,31 +119,37 @@ func (o *objReader) diffTrees(ta, tb Hash, dir string, out []Change) ([]Change, 
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		pair := byName[n]
-		a, b := pair[0], pair[1]
-		if a.Hash == b.Hash && a.Mode == b.Mode {
+		if out, err = o.diffEntries(n, byName[n], dir, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// diffEntries compares the entries called name in two trees (a zero entry
+// where a tree has none).
+func (o *objReader) diffEntries(name string, pair [2]object.TreeEntry, dir string, out []Change) ([]Change, error) {
+	a, b := pair[0], pair[1]
+	if a.Hash == b.Hash && a.Mode == b.Mode {
+		return out, nil
+	}
+	var trees, blobs [2]Hash
+	for i, e := range pair {
+		if e.Hash.IsZero() {
 			continue
 		}
-		var trees, blobs [2]Hash
-		for i, e := range pair {
-			if e.Hash.IsZero() {
-				continue
-			}
-			if e.Mode == filemode.Dir {
-				trees[i] = e.Hash
-			} else {
-				blobs[i] = e.Hash
-			}
+		if e.Mode == filemode.Dir {
+			trees[i] = e.Hash
+		} else {
+			blobs[i] = e.Hash
 		}
-		p := joinPath(dir, n)
-		if blobs[0] != blobs[1] {
-			out = append(out, Change{Path: p, From: blobs[0], To: blobs[1]})
-		}
-		if trees[0] != trees[1] {
-			if out, err = o.diffTrees(trees[0], trees[1], p, out); err != nil {
-				return nil, err
-			}
-		}
+	}
+	p := joinPath(dir, name)
+	if blobs[0] != blobs[1] {
+		out = append(out, Change{Path: p, From: blobs[0], To: blobs[1]})
+	}
+	if trees[0] != trees[1] {
+		return o.diffTrees(trees[0], trees[1], p, out)
 	}
 	return out, nil
 }

@@ -319,7 +319,7 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 	// history), so that a refused push leaves the store as it was.
 	var d *durableStorer
 	if req.Packfile != nil && !onlyDeletes {
-		d = &durableStorer{Storer: h.s.st, s: h.s}
+		d = h.s.newDurableStorer()
 		err := packfile.UpdateObjectStorage(d, req.Packfile)
 		if err == nil {
 			err = d.flush()

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -444,18 +445,54 @@ func (c *baseCache) putLocked(k baseKey, e baseEntry) {
 type tree struct {
 	entries []object.TreeEntry
 
-	// byName indexes the entries of a large tree, made at its first
-	// find: diffs and validation look up every entry of one tree in
+	// byName indexes the entries of a large tree, made when find is
+	// asked about it many times (or at once if the tree is out of
+	// order): diffs and validation look up every entry of one tree in
 	// another, which a scan made quadratic (a mailbox folder of
-	// thousands of messages, replicated commit by commit).
+	// thousands of messages, replicated commit by commit). The first
+	// lookups search by halves, without the map: a commit looks up one
+	// name or two in each tree on its path, a new tree every time.
 	indexOnce sync.Once
 	byName    map[string]int
+	lookups   atomic.Int32
+
+	// How the entries are ordered, found at the first look.
+	orderOnce sync.Once
+	plain     bool // the names strictly increasing, byte by byte
+	inOrder   bool // in git's order (treeEntryCmp), no entry twice
 }
 
-// findScan is the largest tree that find scans instead of indexing.
-const findScan = 16
+func (t *tree) order() {
+	t.orderOnce.Do(func() {
+		t.plain, t.inOrder = true, true
+		for i := 1; i < len(t.entries); i++ {
+			a, b := t.entries[i-1], t.entries[i]
+			if a.Name >= b.Name {
+				t.plain = false
+			}
+			if treeEntryCmp(a, b) >= 0 {
+				t.inOrder = false
+			}
+		}
+	})
+}
 
-// find returns the entry called name.
+// namesSorted reports whether t's names are strictly increasing: the
+// order of git's trees but where a folder's name is followed in it by a
+// name that sorts before "/" after it ("a" as a folder, then "a.txt"), and
+// no name twice.
+func (t *tree) namesSorted() bool {
+	t.order()
+	return t.plain
+}
+
+const (
+	findScan     = 16 // the largest tree that find scans
+	findSearches = 16 // lookups of a tree searched by halves before it is indexed
+)
+
+// find returns the entry called name (the first, in a tree that has it
+// twice).
 func (t *tree) find(name string) (object.TreeEntry, bool) {
 	if len(t.entries) <= findScan {
 		for _, e := range t.entries {
@@ -464,6 +501,25 @@ func (t *tree) find(name string) (object.TreeEntry, bool) {
 			}
 		}
 		return object.TreeEntry{}, false
+	}
+	if t.lookups.Load() < findSearches {
+		t.lookups.Add(1)
+		if t.order(); t.plain {
+			i, ok := slices.BinarySearchFunc(t.entries, name, func(e object.TreeEntry, name string) int { return strings.Compare(e.Name, name) })
+			if ok {
+				return t.entries[i], true
+			}
+			return object.TreeEntry{}, false
+		}
+		if t.inOrder {
+			// An item sorts before a folder of the same name.
+			for _, m := range [2]filemode.FileMode{filemode.Regular, filemode.Dir} {
+				if i, ok := slices.BinarySearchFunc(t.entries, object.TreeEntry{Name: name, Mode: m}, treeEntryCmp); ok {
+					return t.entries[i], true
+				}
+			}
+			return object.TreeEntry{}, false
+		}
 	}
 	t.indexOnce.Do(func() {
 		t.byName = make(map[string]int, len(t.entries))
@@ -479,25 +535,52 @@ func (t *tree) find(name string) (object.TreeEntry, bool) {
 	return object.TreeEntry{}, false
 }
 
-// parseTree decodes a tree object's content.
+// parseTree decodes a tree object's content. The entries are counted
+// first and made at once, and the names are parts of one string: one
+// allocation for each rather than one for each entry and a growing slice
+// (trees are decoded for every commit made or received).
 func parseTree(h Hash, data []byte) (*tree, error) {
-	t := &tree{}
-	for len(data) > 0 {
-		sp := bytes.IndexByte(data, ' ')
-		nul := bytes.IndexByte(data, 0)
-		if sp < 0 || nul < sp || len(data) < nul+1+20 {
+	n := 0
+	for rest := data; len(rest) > 0; n++ {
+		nul := bytes.IndexByte(rest, 0)
+		if nul < 0 || len(rest) < nul+1+20 {
 			return nil, fmt.Errorf("tree %s: malformed entry", h)
 		}
-		mode, err := filemode.New(string(data[:sp]))
+		rest = rest[nul+21:]
+	}
+	all := string(data)
+	t := &tree{entries: make([]object.TreeEntry, 0, n)}
+	for off := 0; off < len(data); {
+		d := data[off:]
+		sp := bytes.IndexByte(d, ' ')
+		nul := bytes.IndexByte(d, 0)
+		if sp < 0 || nul < sp || len(d) < nul+1+20 {
+			return nil, fmt.Errorf("tree %s: malformed entry", h)
+		}
+		mode, err := parseMode(d[:sp])
 		if err != nil {
 			return nil, fmt.Errorf("tree %s: %w", h, err)
 		}
 		var eh Hash
-		copy(eh[:], data[nul+1:nul+21])
-		t.entries = append(t.entries, object.TreeEntry{Name: string(data[sp+1 : nul]), Mode: mode, Hash: eh})
-		data = data[nul+21:]
+		copy(eh[:], d[nul+1:nul+21])
+		t.entries = append(t.entries, object.TreeEntry{Name: all[off+sp+1 : off+nul], Mode: mode, Hash: eh})
+		off += nul + 21
 	}
 	return t, nil
+}
+
+// parseMode parses a tree entry's mode: the usual ones without making a
+// string of each.
+func parseMode(b []byte) (filemode.FileMode, error) {
+	switch string(b) {
+	case "100644":
+		return filemode.Regular, nil
+	case "40000":
+		return filemode.Dir, nil
+	case "100755":
+		return filemode.Executable, nil
+	}
+	return filemode.New(string(b))
 }
 
 // tree returns the decoded tree h.
@@ -505,6 +588,7 @@ func (o *objReader) tree(h Hash) (*tree, error) {
 	if t := o.trees.get(h); t != nil {
 		return t, nil
 	}
+	o.trees.reads.Add(1)
 	data, err := o.readAs(h, plumbing.TreeObject)
 	if err != nil {
 		return nil, err
@@ -566,10 +650,14 @@ type treeCache struct {
 	maxEntries int
 
 	commits *commitCache // decoded commits, beside the trees
+	fresh   *freshBlobs  // blobs just received, until validated
+
+	reads atomic.Int64 // trees read and decoded (not found here)
 }
 
 func newTreeCache(maxEntries int) *treeCache {
-	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256))}
+	// Fresh blobs: 4 MiB for 64k tree entries, 256 KiB in a small VM.
+	return &treeCache{cur: map[Hash]*tree{}, maxEntries: maxEntries, commits: newCommitCache(max(maxEntries/4, 256)), fresh: newFreshBlobs(maxEntries * 64)}
 }
 
 // commitCache keeps decoded commits (their tree, parents and time: about
@@ -663,6 +751,31 @@ func (c *treeCache) put(h Hash, t *tree) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.putLocked(h, t)
+}
+
+// forget drops what the caches hold of the objects idx lists: the objects
+// of a pack being removed (a refused push's), which must not be taken for
+// present after.
+func (c *treeCache) forget(idx *packIndex) {
+	c.mu.Lock()
+	for i := range idx.n {
+		h := idx.hash(i)
+		delete(c.cur, h)
+		delete(c.old, h)
+	}
+	c.mu.Unlock()
+	for i := range idx.n {
+		c.fresh.forget(idx.hash(i))
+	}
+	c.commits.mu.Lock()
+	defer c.commits.mu.Unlock()
+	for i := range idx.n {
+		h := idx.hash(i)
+		delete(c.commits.cur, h)
+		delete(c.commits.old, h)
+		delete(c.commits.chCur, h)
+		delete(c.commits.chOld, h)
+	}
 }
 
 func (c *treeCache) putLocked(h Hash, t *tree) {

@@ -338,7 +338,7 @@ func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile
 		}
 		zw, done := deflater(o.Type(), o.Size())
 		zw.Reset(cw)
-		n, err := io.Copy(zw, r)
+		n, err := copyBuffered(zw, r)
 		r.Close()
 		if err == nil && n != o.Size() {
 			err = fmt.Errorf("%d of %d bytes", n, o.Size())

@@ -12,6 +12,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -174,17 +175,46 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// packKeeper is told of the objects indexWholePack reads: the receiving
+// store decodes the trees and commits a push brings as they go by, which it
+// would otherwise read and inflate again at once to check them.
+type packKeeper interface {
+	// wants reports whether it wants the content of an object of type t
+	// and size bytes (it must bound what it takes).
+	wants(t plumbing.ObjectType, size int64) bool
+	// got hands over the content of object h, lent: it is overwritten
+	// after got returns.
+	got(h Hash, t plumbing.ObjectType, data []byte)
+}
+
+// maxInflated is the largest object indexWholePack inflates into memory
+// to hash it; a larger one is hashed as it is inflated.
+const maxInflated = 1 << 20
+
 // indexWholePack indexes the pack in f when its entries are all whole
 // objects (no deltas), as the packs that replicas send are: each object is
 // inflated and hashed once (go-git's parser inflates each twice), and
-// the entries' CRCs and the pack's checksum are computed over the file's
-// bytes in bulk. ok is false, and f is to be parsed otherwise, at the
+// the entries' CRCs and the pack's checksum are computed in one pass over
+// the file's bytes. ok is false, and f is to be parsed otherwise, at the
 // first delta.
-func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, err error) {
+//
+// keep, if not nil, is handed the objects it wants as they are read,
+// before the pack's checksum is checked: what it keeps must wait for
+// indexWholePack to succeed.
+func indexWholePack(f *os.File, keep packKeeper) (sum Hash, idx *idxfile.MemoryIndex, ok bool, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Hash{}, nil, false, err
 	}
-	sc := &countReader{r: bufio.NewReaderSize(f, 256<<10)}
+	// The file is read through br, whose position (what was taken from
+	// it) is where each entry starts; the zlib reader reads br byte by
+	// byte, so no further than its stream's end.
+	bufSize := int64(256 << 10)
+	if fi, err := f.Stat(); err == nil {
+		bufSize = min(max(fi.Size(), 4096), bufSize) // a push's pack is often smaller
+	}
+	fc := &countReader{r: f}
+	sc := bufio.NewReaderSize(fc, int(bufSize))
+	pos := func() int64 { return fc.n - int64(sc.Buffered()) }
 	var hdr [12]byte
 	if _, err := io.ReadFull(sc, hdr[:]); err != nil {
 		return Hash{}, nil, false, fmt.Errorf("pack header: %w", err)
@@ -197,14 +227,21 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 		h   Hash
 		off int64
 	}
-	ents := make([]ent, 0, n)
+	ents := make([]ent, 0, min(n, 1<<16)) // n is the sender's word
 	zr, err := zlib.NewReader(bytes.NewReader(emptyZlib))
 	if err != nil {
 		return Hash{}, nil, false, err
 	}
-	var one [1]byte
+	var (
+		one     [1]byte
+		content []byte // the object's content, the buffer reused
+		buf     []byte // for copying, made when needed
+		ohdr    []byte // the object's header, hashed before its content
+		sumBuf  = make([]byte, 0, 20)
+	)
+	hs := plumbing.NewHasher(plumbing.BlobObject, 0) // reset for each object
 	for i := uint32(0); i < n; i++ {
-		off := sc.n
+		off := pos()
 		c, err := sc.ReadByte()
 		if err != nil {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
@@ -228,17 +265,45 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 		if err := zr.(zlib.Resetter).Reset(sc, nil); err != nil {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
 		}
-		hs := plumbing.NewHasher(t, size)
-		if _, err := io.CopyN(hs, zr, size); err != nil {
-			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+		// The object's hash: of "type size\0" and the content (as
+		// plumbing.NewHasher makes it).
+		hs.Reset()
+		ohdr = append(append(append(append(ohdr[:0], t.String()...), ' '), strconv.FormatInt(size, 10)...), 0)
+		hs.Write(ohdr)
+		want := keep != nil && keep.wants(t, size)
+		if want || size <= maxInflated {
+			if int64(cap(content)) < size {
+				content = make([]byte, size)
+			}
+			content = content[:size]
+			if _, err := io.ReadFull(zr, content); err != nil {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+			}
+			hs.Write(content)
+		} else {
+			if buf == nil {
+				buf = make([]byte, 64<<10)
+			}
+			m, err := io.CopyBuffer(hs, io.LimitReader(zr, size), buf)
+			if err == nil && m < size {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
+			}
 		}
 		// The stream ends here (its checksum is read and checked).
 		if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: more data than its size %d", i, size)
 		}
-		ents = append(ents, ent{hs.Sum(), off})
+		var h Hash
+		copy(h[:], hs.Hash.Sum(sumBuf[:0]))
+		if want {
+			keep.got(h, t, content)
+		}
+		ents = append(ents, ent{h, off})
 	}
-	end := sc.n
+	end := pos()
 	var trailer Hash
 	if _, err := io.ReadFull(sc, trailer[:]); err != nil {
 		return Hash{}, nil, false, fmt.Errorf("pack checksum: %w", err)
@@ -246,10 +311,33 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 	if k, _ := sc.Read(one[:]); k != 0 {
 		return Hash{}, nil, false, errors.New("pack: data after the checksum")
 	}
-	// The checksum and the CRCs, over the file's bytes.
+	// The checksum and the CRCs, in one pass over the file's bytes.
+	if buf == nil {
+		buf = make([]byte, 64<<10)
+	}
 	ps := sha1.New()
-	if _, err := io.Copy(ps, io.NewSectionReader(f, 0, end)); err != nil {
-		return Hash{}, nil, false, err
+	crcs := make([]uint32, len(ents))
+	k := -1 // the entry being read (-1: the pack's header)
+	for pos := int64(0); pos < end; {
+		m := int(min(int64(len(buf)), end-pos))
+		if _, err := f.ReadAt(buf[:m], pos); err != nil {
+			return Hash{}, nil, false, err
+		}
+		ps.Write(buf[:m])
+		for chunk := buf[:m]; len(chunk) > 0; {
+			next := end
+			if k+1 < len(ents) {
+				next = ents[k+1].off
+			}
+			take := min(int64(len(chunk)), next-pos)
+			if k >= 0 {
+				crcs[k] = crc32.Update(crcs[k], crc32.IEEETable, chunk[:take])
+			}
+			chunk, pos = chunk[take:], pos+take
+			if pos == next && k+1 < len(ents) {
+				k++
+			}
+		}
 	}
 	if !bytes.Equal(ps.Sum(nil), trailer[:]) {
 		return Hash{}, nil, false, fmt.Errorf("pack checksum mismatch: %w", ErrCorrupt)
@@ -258,17 +346,8 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 	if err := iw.OnHeader(n); err != nil {
 		return Hash{}, nil, false, err
 	}
-	buf := make([]byte, 64<<10)
 	for i, e := range ents {
-		next := end
-		if i+1 < len(ents) {
-			next = ents[i+1].off
-		}
-		crc := crc32.NewIEEE()
-		if _, err := io.CopyBuffer(crc, io.NewSectionReader(f, e.off, next-e.off), buf); err != nil {
-			return Hash{}, nil, false, err
-		}
-		if err := iw.OnInflatedObjectContent(e.h, e.off, crc.Sum32(), nil); err != nil {
+		if err := iw.OnInflatedObjectContent(e.h, e.off, crcs[i], nil); err != nil {
 			return Hash{}, nil, false, err
 		}
 	}
@@ -282,10 +361,9 @@ func indexWholePack(f *os.File) (sum Hash, idx *idxfile.MemoryIndex, ok bool, er
 // emptyZlib is a zlib stream of nothing, to make a reader to reset.
 var emptyZlib = []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01}
 
-// countReader counts the bytes read through it; as an io.ByteReader, it
-// lets a zlib reader read no further than its stream's end.
+// countReader counts the bytes read through it.
 type countReader struct {
-	r *bufio.Reader
+	r io.Reader
 	n int64
 }
 
@@ -293,12 +371,4 @@ func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func (c *countReader) ReadByte() (byte, error) {
-	b, err := c.r.ReadByte()
-	if err == nil {
-		c.n++
-	}
-	return b, err
 }

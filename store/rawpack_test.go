@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // indexWholePack indexes a pack without deltas as go-git's parser does, and
@@ -32,7 +34,7 @@ func TestIndexWholePack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, idx, ok, err := indexWholePack(f)
+	sum, idx, ok, err := indexWholePack(f, nil)
 	if err != nil || !ok || sum != wantSum {
 		t.Fatalf("indexWholePack = %s, %v, %v; want %s", sum, ok, err, wantSum)
 	}
@@ -77,12 +79,43 @@ func TestIndexWholePack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, ok, err := indexWholePack(bf)
+		_, _, ok, err := indexWholePack(bf, nil)
 		bf.Close()
 		if err == nil {
 			t.Errorf("byte %d of %d flipped: indexed (ok %v)", at, len(data), ok)
 		} else if at == len(data)-1 && !errors.Is(err, ErrCorrupt) {
 			t.Errorf("checksum flipped: %v, want ErrCorrupt", err)
+		}
+	}
+}
+
+// BenchmarkIndexWholePack indexes a pack as a replica receives them: a
+// hundred commits' trees (six each, of 37 items) and messages, the trees
+// kept decoded for the caches.
+func BenchmarkIndexWholePack(b *testing.B) {
+	var objs []plumbing.EncodedObject
+	for i := range 600 {
+		var es []object.TreeEntry
+		for j := range 37 {
+			var h Hash
+			h[0], h[1], h[2] = byte(i), byte(j), byte(i*j)
+			es = append(es, object.TreeEntry{Name: fmt.Sprintf("%016x", j*7919+i), Mode: filemode.Regular, Hash: h})
+		}
+		sortTreeEntries(es)
+		o, _ := encodeTree(es)
+		objs = append(objs, o)
+		if i%6 == 0 {
+			objs = append(objs, memObject(plumbing.BlobObject, []byte(fmt.Sprintf("From: x\r\nSubject: %d\r\n\r\n%0400d\r\n", i, i))))
+		}
+	}
+	f, _ := os.Create(filepath.Join(b.TempDir(), "p.pack"))
+	defer f.Close()
+	writeObjectsPack(f, objs)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dec := newRecvDecoded(newTreeCache(1 << 16))
+		if _, _, ok, err := indexWholePack(f, dec); !ok || err != nil {
+			b.Fatal(ok, err)
 		}
 	}
 }

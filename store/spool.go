@@ -159,7 +159,7 @@ func (sp *Spool) Reader() io.Reader { return io.NewSectionReader(sp, 0, sp.n) }
 // read from the file.
 func (sp *Spool) BlobHash() (Hash, error) {
 	hs := plumbing.NewHasher(plumbing.BlobObject, sp.n)
-	if _, err := io.Copy(hs, sp.Reader()); err != nil {
+	if _, err := copyBuffered(hs, sp.Reader()); err != nil {
 		return Hash{}, fmt.Errorf("store: spool: %w", err)
 	}
 	return hs.Sum(), nil
@@ -205,7 +205,7 @@ func (tx *Tx) PutBlobSpool(path string, sp *Spool) (Hash, error) {
 	}
 	sp.sealed = true
 	hs := plumbing.NewHasher(plumbing.BlobObject, sp.n)
-	if _, err := io.Copy(hs, sp.Reader()); err != nil {
+	if _, err := copyBuffered(hs, sp.Reader()); err != nil {
 		return Hash{}, fmt.Errorf("store: spool: %w", err)
 	}
 	h := hs.Sum()

@@ -210,7 +210,7 @@ func (s *Store) Fetch(ctx context.Context, remote Remote, branch string) (Hash, 
 func (s *Store) fetchLocked(ctx context.Context, remote Remote, branch string) (Hash, error) {
 	tracking := plumbing.NewRemoteReferenceName(remote.name(), branch)
 	if remote.isHTTP() {
-		d := &durableStorer{Storer: s.st, s: s}
+		d := s.newDurableStorer()
 		rem := git.NewRemote(d, &config.RemoteConfig{Name: remote.name(), URLs: []string{remote.URL}})
 		spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, tracking))
 		err := rem.FetchContext(remote.context(ctx), &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: remote.auth(), Tags: git.NoTags, CABundle: remote.CABundle})
@@ -576,6 +576,14 @@ type durableStorer struct {
 	added []string // the packs it added, for discard
 }
 
+// newDurableStorer returns a durableStorer over the store's go-git
+// storage, read under s.mu (a reload replaces it).
+func (s *Store) newDurableStorer() *durableStorer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &durableStorer{Storer: s.st, s: s}
+}
+
 // PackfileWriter takes a fetched or pushed pack whole: it is kept as it
 // came and indexed (each object inflated and hashed once, not written
 // again), synced and made readable when the writer is closed. A thin pack
@@ -608,7 +616,8 @@ func (r *recvPack) Close() (err error) {
 	// The pack is indexed and moved into objects/pack where it was
 	// received, not copied.
 	objects := int64(0)
-	sum, idx, ok, err := indexWholePack(r.f)
+	dec := newRecvDecoded(r.d.s.trees)
+	sum, idx, ok, err := indexWholePack(r.f, dec)
 	if err == nil && !ok {
 		if _, err = r.f.Seek(0, io.SeekStart); err == nil {
 			iw := new(idxfile.Writer)
@@ -631,7 +640,11 @@ func (r *recvPack) Close() (err error) {
 			return err
 		}
 		r.kept = true
-		return r.d.addPack(name)
+		if err := r.d.addPack(name); err != nil {
+			return err
+		}
+		dec.into(r.d.s.trees) // readable now
+		return nil
 	}
 	if !errors.Is(err, packfile.ErrReferenceDeltaNotFound) {
 		return err
@@ -785,6 +798,9 @@ func (d *durableStorer) discard() {
 				continue
 			}
 			remove = append(remove, packFiles(filepath.Join(s.path, "objects", "pack", p.name))...)
+			if o.trees != nil {
+				o.trees.forget(p.idx)
+			}
 		}
 		return nil
 	})

@@ -184,13 +184,7 @@ func TestPullPushOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	a := newStore(t)
 	put(t, a, "x/1", "one")
-	srv := gitServer(t, a)
-	rem := Remote{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}
-	b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	rem, b := cloneOverHTTP(t, a)
 	if got, _ := b.Read("", "x/1"); string(got) != "one" {
 		t.Fatalf("clone over HTTP: x/1 = %q", got)
 	}

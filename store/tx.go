@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -208,7 +211,7 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if len(tx.changes) == 0 {
 		return head, nil
 	}
-	tree, levels, err := s.buildTree(base.tree, tx.changes)
+	tree, levels, trees, err := s.buildTree(base.tree, tx.changes)
 	if err != nil {
 		return Hash{}, err
 	}
@@ -225,9 +228,19 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 		if err != nil {
 			return Hash{}, err
 		}
+		s.cacheTrees(trees)
 		return c, s.moveBranch(branch, head, c)
 	}
-	return s.commitLogged(branch, head, tree, levels, parents, opts)
+	return s.commitLogged(branch, head, tree, levels, trees, parents, opts)
+}
+
+// cacheTrees puts the trees a commit wrote into the tree cache: the next
+// commit builds on them, and the watchers' diffs and the pushes to
+// replicas read them at once.
+func (s *Store) cacheTrees(trees []decodedTree) {
+	for _, t := range trees {
+		s.trees.put(t.h, t.t)
+	}
 }
 
 // SetCommitObserver has fn told, after each Update that made a commit, how
@@ -248,7 +261,7 @@ func (s *Store) SetCommitObserver(fn func(time.Duration)) {
 // commitLogged makes a commit durable through the commit log (wal.go): the
 // new objects and the branch move are appended to the log and synced, then
 // written into the repository without syncs.
-func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing.EncodedObject, parents []Hash, opts CommitOptions) (Hash, error) {
+func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing.EncodedObject, trees []decodedTree, parents []Hash, opts CommitOptions) (Hash, error) {
 	commit, levels, err := s.encodeCommit(tree, levels, parents, opts)
 	if err != nil {
 		return Hash{}, err
@@ -267,6 +280,7 @@ func (s *Store) commitLogged(branch string, head, tree Hash, levels [][]plumbing
 	}
 	// Durable now; the repository's files follow in the background.
 	s.pend.add(pendingCommit{branch: branch, head: c, objects: objects})
+	s.cacheTrees(trees)
 	s.notify(branch, head, c)
 	s.maybeGC()
 	if s.wal.full() {
@@ -417,18 +431,21 @@ func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.En
 // buildTree applies changes to the tree base in memory. It returns the new
 // root tree (zero if the result is empty) and the new objects in the order
 // they must be written: deepest first (blobs, then trees bottom-up).
-func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, error) {
+//
+// It returns the new trees decoded too, for the tree cache once the commit
+// is made.
+func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, []decodedTree, error) {
 	b := &treeBuilder{s: s}
 	var root Hash
 	err := s.readObjs(func(o *objReader) error {
 		b.o = o
-		b.levels = nil
+		b.levels, b.trees = nil, nil
 		var err error
 		root, err = b.build(base, "", changes, 0)
 		return err
 	})
 	if err != nil {
-		return Hash{}, nil, err
+		return Hash{}, nil, nil, err
 	}
 	levels := make([][]plumbing.EncodedObject, 0, len(b.levels))
 	for i := len(b.levels) - 1; i >= 0; i-- {
@@ -436,13 +453,14 @@ func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumb
 			levels = append(levels, b.levels[i])
 		}
 	}
-	return root, levels, nil
+	return root, levels, b.trees, nil
 }
 
 type treeBuilder struct {
 	s      *Store
 	o      *objReader
 	levels [][]plumbing.EncodedObject // by depth; blobs at depth+1
+	trees  []decodedTree              // the new trees, decoded
 }
 
 func (b *treeBuilder) add(depth int, o plumbing.EncodedObject) {
@@ -453,15 +471,30 @@ func (b *treeBuilder) add(depth int, o plumbing.EncodedObject) {
 }
 
 func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, depth int) (Hash, error) {
-	entries := map[string]object.TreeEntry{}
+	// The base tree's entries stay as they are, in order; what changes
+	// is noted in over (nil: removed) and merged in, so that a folder of
+	// thousands of items, one of them added, is not put in a map and
+	// sorted again for every commit.
+	var bt *tree
 	if !base.IsZero() {
 		t, err := b.o.tree(base)
 		if err != nil {
 			return Hash{}, fmt.Errorf("store: tree %s at %q: %w", base, dir, err)
 		}
-		for _, e := range t.entries {
-			entries[e.Name] = e
+		bt = t
+	}
+	over := map[string]*object.TreeEntry{}
+	get := func(name string) (object.TreeEntry, bool) {
+		if e, ok := over[name]; ok {
+			if e == nil {
+				return object.TreeEntry{}, false
+			}
+			return *e, true
 		}
+		if bt == nil {
+			return object.TreeEntry{}, false
+		}
+		return bt.find(name)
 	}
 	sub := map[string]map[string]change{}
 	leaves := map[string]change{}
@@ -481,7 +514,7 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 	for name, m := range sub {
 		full := joinPath(dir, name)
 		var subBase Hash
-		if e, ok := entries[name]; ok && e.Mode == filemode.Dir {
+		if e, ok := get(name); ok && e.Mode == filemode.Dir {
 			subBase = e.Hash
 		} else if ok {
 			if c, isLeaf := leaves[name]; !isLeaf || !c.del {
@@ -493,19 +526,19 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 			return Hash{}, err
 		}
 		if h.IsZero() {
-			if e, ok := entries[name]; ok && e.Mode == filemode.Dir {
-				delete(entries, name)
+			if e, ok := get(name); ok && e.Mode == filemode.Dir {
+				over[name] = nil
 			}
 		} else {
 			if _, isLeaf := leaves[name]; isLeaf && !leaves[name].del {
 				return Hash{}, fmt.Errorf("%w %q: written both as an item and as a folder", ErrInvalidPath, full)
 			}
-			entries[name] = object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h}
+			over[name] = &object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h}
 		}
 	}
 	for name, c := range leaves {
 		full := joinPath(dir, name)
-		e, exists := entries[name]
+		e, exists := get(name)
 		if exists && e.Mode == filemode.Dir {
 			if _, isSub := sub[name]; isSub && c.del {
 				continue // a folder that replaced the deleted item
@@ -513,43 +546,151 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 			return Hash{}, fmt.Errorf("%w %q: is a folder", ErrInvalidPath, full)
 		}
 		if c.del {
-			delete(entries, name)
+			over[name] = nil
 			continue
 		}
-		entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: c.hash}
+		over[name] = &object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: c.hash}
 		if c.obj != nil {
 			b.add(depth+1, c.obj)
 		} else if c.data != nil {
 			b.add(depth+1, memObject(plumbing.BlobObject, c.data))
 		}
 	}
+	entries := mergeTreeEntries(bt, over)
 	if len(entries) == 0 {
 		return Hash{}, nil
 	}
-	t := &object.Tree{Entries: make([]object.TreeEntry, 0, len(entries))}
-	for _, e := range entries {
-		t.Entries = append(t.Entries, e)
-	}
-	sortTreeEntries(t.Entries)
-	o := &plumbing.MemoryObject{}
-	if err := t.Encode(o); err != nil {
+	o, err := encodeTree(entries)
+	if err != nil {
 		return Hash{}, fmt.Errorf("store: encode tree %q: %w", dir, err)
 	}
-	if o.Hash() == base {
+	h := o.Hash()
+	if h == base {
 		return base, nil
 	}
 	b.add(depth, o)
-	return o.Hash(), nil
+	b.trees = append(b.trees, decodedTree{h, &tree{entries: entries}})
+	return h, nil
+}
+
+// mergeTreeEntries returns the entries of tree bt (nil: none) with the
+// changes of over applied: an entry replaced, removed (nil) or added. An
+// entry that becomes a folder or stops being one moves (a folder sorts as
+// if its name ended in "/").
+func mergeTreeEntries(bt *tree, over map[string]*object.TreeEntry) []object.TreeEntry {
+	var old []object.TreeEntry
+	if bt != nil {
+		old = bt.entries
+	}
+	var added []object.TreeEntry
+	for name, e := range over {
+		if e == nil {
+			continue
+		}
+		var was object.TreeEntry
+		found := false
+		if bt != nil {
+			was, found = bt.find(name)
+		}
+		if !found || (was.Mode == filemode.Dir) != (e.Mode == filemode.Dir) {
+			added = append(added, *e)
+		}
+	}
+	sortTreeEntries(added)
+	out := make([]object.TreeEntry, 0, len(old)+len(added))
+	i := 0
+	for _, e := range old {
+		if ne, ok := over[e.Name]; ok {
+			if ne == nil || (ne.Mode == filemode.Dir) != (e.Mode == filemode.Dir) {
+				continue // removed, or moved
+			}
+			e = *ne
+		}
+		for i < len(added) && treeEntryLess(added[i], e) {
+			out = append(out, added[i])
+			i++
+		}
+		out = append(out, e)
+	}
+	out = append(out, added[i:]...)
+	// A base out of order (not one this store wrote) is sorted, as
+	// git requires.
+	if !slices.IsSortedFunc(out, treeEntryCmp) {
+		sortTreeEntries(out)
+	}
+	return out
+}
+
+// treeBufs recycles encodeTree's buffers (the object copies what it holds).
+var treeBufs sync.Pool
+
+// encodeTree encodes a tree of entries in git's order, as go-git's
+// Tree.Encode does (without formatting each entry through fmt).
+func encodeTree(es []object.TreeEntry) (*plumbing.MemoryObject, error) {
+	n := 0
+	for _, e := range es {
+		n += 7 + 1 + len(e.Name) + 1 + len(e.Hash)
+	}
+	var data []byte
+	if b, ok := treeBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		data = (*b)[:0]
+	} else {
+		data = make([]byte, 0, n)
+	}
+	defer func() { treeBufs.Put(&data) }()
+	for _, e := range es {
+		if strings.IndexByte(e.Name, 0) >= 0 {
+			return nil, fmt.Errorf("malformed filename %q", e.Name)
+		}
+		data = strconv.AppendUint(data, uint64(e.Mode), 8)
+		data = append(data, ' ')
+		data = append(data, e.Name...)
+		data = append(data, 0)
+		data = append(data, e.Hash[:]...)
+	}
+	return memObject(plumbing.TreeObject, data), nil
 }
 
 // sortTreeEntries sorts entries as git does: by name, with a folder's name
 // compared as if it ended in "/".
 func sortTreeEntries(es []object.TreeEntry) {
-	key := func(e object.TreeEntry) string {
-		if e.Mode == filemode.Dir {
-			return e.Name + "/"
-		}
-		return e.Name
+	slices.SortFunc(es, treeEntryCmp)
+}
+
+// treeEntryLess reports whether a sorts before b in a tree.
+func treeEntryLess(a, b object.TreeEntry) bool { return treeEntryCmp(a, b) < 0 }
+
+// treeEntryCmp compares entries as git orders a tree: by name, a folder's
+// as if it ended in "/"; without making those names.
+func treeEntryCmp(a, b object.TreeEntry) int {
+	n := min(len(a.Name), len(b.Name))
+	if c := strings.Compare(a.Name[:n], b.Name[:n]); c != 0 {
+		return c
 	}
-	sort.Slice(es, func(i, j int) bool { return key(es[i]) < key(es[j]) })
+	// One name is the other's start: the next byte of each key decides,
+	// where it differs.
+	at := func(e object.TreeEntry) int {
+		switch {
+		case n < len(e.Name):
+			return int(e.Name[n])
+		case e.Mode == filemode.Dir:
+			return '/'
+		}
+		return -1
+	}
+	if ca, cb := at(a), at(b); ca != cb {
+		return ca - cb
+	}
+	if len(a.Name) == len(b.Name) {
+		return 0 // one name, both folders or both not
+	}
+	return strings.Compare(treeEntryKey(a), treeEntryKey(b)) // a name with "/" in it
+
+}
+
+func treeEntryKey(e object.TreeEntry) string {
+	if e.Mode == filemode.Dir {
+		return e.Name + "/"
+	}
+	return e.Name
 }

@@ -184,6 +184,11 @@ func decodeCommit(o *objReader, h Hash) (commitNode, error) {
 	if err != nil {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)
 	}
+	return parseCommit(h, data)
+}
+
+// parseCommit decodes the content of commit h.
+func parseCommit(h Hash, data []byte) (commitNode, error) {
 	c := &object.Commit{}
 	if err := c.Decode(memObject(plumbing.CommitObject, data)); err != nil {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)
@@ -303,9 +308,21 @@ func (s *Store) validateTree(o *objReader, c commitNode, a, b Hash, dir string, 
 			return bad(dir, err)
 		}
 	}
+	// Trees with their names in order (as the store's are) are walked
+	// side by side; others are looked up by name.
+	walk := ta != nil && ta.namesSorted() && tb.namesSorted()
+	j := 0
 	for _, e := range tb.entries {
 		var was object.TreeEntry
-		if ta != nil {
+		switch {
+		case walk:
+			for j < len(ta.entries) && ta.entries[j].Name < e.Name {
+				j++
+			}
+			if j < len(ta.entries) && ta.entries[j].Name == e.Name {
+				was = ta.entries[j]
+			}
+		case ta != nil:
 			was, _ = ta.find(e.Name)
 		}
 		if was.Hash == e.Hash && was.Mode == e.Mode {
@@ -365,9 +382,11 @@ func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 	if fn == nil {
 		return nil
 	}
-	data, err := o.readAs(h, plumbing.BlobObject)
-	if err != nil {
-		return err
+	data, fresh := o.trees.fresh.take(h) // as the push brought it
+	if !fresh {
+		if data, err = o.readAs(h, plumbing.BlobObject); err != nil {
+			return err
+		}
 	}
 	if len(data) > MaxPushItemBytes {
 		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), MaxPushItemBytes)

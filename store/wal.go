@@ -123,7 +123,7 @@ func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
 			if err != nil {
 				return cw.n, err
 			}
-			n, err := io.Copy(cw, r)
+			n, err := copyBuffered(cw, r)
 			r.Close()
 			if err == nil && n != o.Size() {
 				err = fmt.Errorf("object %s: %d of %d bytes", o.Hash(), n, o.Size())
