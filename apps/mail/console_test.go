@@ -166,7 +166,8 @@ func TestBrowserMail(t *testing.T) {
 		chromedp.Click(chromedp.Search(`//a[contains(., "deleted from INBOX")]`)),
 		chromedp.WaitVisible(`li.removed`),
 		chromedp.Click(`//button[contains(., "Undo this change")]`),
-		chromedp.WaitVisible(`main p`))
+		// The result's page, not the change's (which has paragraphs too).
+		chromedp.WaitVisible(chromedp.Search(`//h1[contains(., "Undone")]`)))
 	if done := browsertest.Text(t, ctx, `main`); !strings.Contains(done, "1 message back") {
 		t.Errorf("after undo: %q", done)
 	}
