@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"regexp"
@@ -238,7 +239,12 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
 	record("UID FETCH 1:* (UID FLAGS)")
 	record("NOOP")
-	// MODSEQs by rank.
+	return rankModSeqs(out)
+}
+
+// rankModSeqs replaces each MODSEQ value in the answers by its rank among
+// all of them: MODSEQs come from a clock, different in each run.
+func rankModSeqs(out []flagsExchange) []flagsExchange {
 	modseqRe := regexp.MustCompile(`MODSEQ[ (]+(\d+)`)
 	var vals []uint64
 	for _, e := range out {
@@ -288,8 +294,14 @@ func dialBytes(t *testing.T, addr string) *byteSession {
 func (s *byteSession) do(t *testing.T, format string, args ...any) string {
 	t.Helper()
 	s.n++
-	tag := "b" + strconv.Itoa(s.n) + " "
-	if _, err := fmt.Fprintf(s.c, tag+format+"\r\n", args...); err != nil {
+	return s.doTag(t, "b"+strconv.Itoa(s.n), fmt.Sprintf(format, args...))
+}
+
+// doTag is do with the command's tag.
+func (s *byteSession) doTag(t *testing.T, tag, cmd string) string {
+	t.Helper()
+	tag += " "
+	if _, err := io.WriteString(s.c, tag+cmd+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
@@ -297,7 +309,7 @@ func (s *byteSession) do(t *testing.T, format string, args ...any) string {
 		l, err := s.r.ReadString('\n')
 		b.WriteString(l)
 		if err != nil {
-			t.Fatalf("%s: %v (read %q)", fmt.Sprintf(format, args...), err, clip(b.String()))
+			t.Fatalf("%s: %v (read %q)", cmd, err, clip(b.String()))
 		}
 		if strings.HasPrefix(l, tag) {
 			return b.String()

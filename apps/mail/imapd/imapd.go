@@ -153,6 +153,12 @@ type Server struct {
 	// generalFetch turns the fast path of FETCH FLAGS off (fetchflags.go),
 	// for tests that compare it with imapserver's.
 	generalFetch atomic.Bool
+	// generalSearch turns the fast path of SEARCH answers off
+	// (searchwrite.go), for tests that compare it with imapserver's.
+	generalSearch atomic.Bool
+	// fastSearches counts the SEARCH answers the fast path wrote (for
+	// tests).
+	fastSearches atomic.Int64
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by

@@ -1,0 +1,238 @@
+package imapd
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// The fast path of a SEARCH's answer (see the package doc). imapserver
+// writes a SEARCH response ("* SEARCH 1 2 3", IMAP4rev1 without RETURN)
+// number by number through its encoder, each number a string and two
+// buffered writes, and then the layer's output scan copies the line: for
+// "UID SEARCH UNSEEN" of 100,000 messages (80,000 numbers, a line of 550
+// KB) that was half the server's time. ESEARCH's "ALL" set is one string,
+// but a copy more, and scanned too. Here Session.Search renders the whole
+// untagged line itself, in one buffer, and returns imapserver an empty
+// result: imapserver still parses the command (its BAD and NO answers,
+// CHARSET, the state, RETURN's options) and, after Search, writes an empty
+// response, which the layer replaces with the line rendered, whole, in one
+// write; then imapserver writes the updates the session is owed (Poll; no
+// EXPUNGE after a SEARCH) and the tagged OK, as before. The replacement is
+// exact: the layer expects the very bytes imapserver writes for the empty
+// result (one write: each of imapserver's responses is flushed whole, in
+// one write when shorter than its 4 KiB buffer, and nothing of it is
+// buffered when Search returns), and lets anything else by untouched.
+//
+// Which form imapserver writes, SEARCH or ESEARCH, depends on the command
+// (RETURN) and on IMAP4rev2 being enabled; what the layer saw of the
+// command line (searchForm, set as the command goes to imapserver) says
+// the first, Conn.EnabledCaps the second. The bytes are imapserver's
+// (searchwrite_test.go plays random scripts with the fast path off and on
+// and compares every byte the client gets): "* SEARCH" and " n" for each
+// number of the set in order; "* ESEARCH (TAG "tag")", " UID" for UID
+// SEARCH, " ALL set" if asked and not empty, " MIN n" and " MAX n" if
+// asked and not empty, " COUNT n" if asked. RETURN (SAVE) still saves
+// the matches ($, RFC 5182), Session.Search doing it on both paths.
+// SEARCH with a MODSEQ key is the layer's (condstore.go), and the
+// SEARCHes that SORT and THREAD run (sort.go) are the layer's calls, not
+// imapserver's: neither is seen here. A tag the layer would not copy
+// exactly as imapserver quotes it (see searchFormOf) takes the general
+// path.
+
+// searchForm is what the layer saw of the SEARCH command it hands to
+// imapserver: ok if the fast path may answer it, ext if it has RETURN
+// options (an ESEARCH answer).
+type searchForm struct {
+	ok  bool
+	ext bool
+	tag string
+}
+
+// maxFastTag bounds the tag of a SEARCH answered by the fast path, so that
+// imapserver's empty ESEARCH response (which quotes the tag) is written
+// in one write.
+const maxFastTag = 256
+
+// searchFormOf reads a SEARCH or UID SEARCH command's start (head, as
+// peekHead returns it; name as cmdName's): whether RETURN follows the
+// name, if head says.
+func searchFormOf(head []byte, tag, name string) searchForm {
+	if len(tag) == 0 || len(tag) > maxFastTag {
+		return searchForm{}
+	}
+	for i := 0; i < len(tag); i++ {
+		// imapserver reads the tag as an atom and quotes it in
+		// ESEARCH: printable ASCII, no quote or backslash (which an
+		// atom cannot hold anyway) copies as it is.
+		if c := tag[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return searchForm{}
+		}
+	}
+	at := len(tag) + 1 + len(name)
+	if len(head) <= at || head[at] != ' ' {
+		return searchForm{}
+	}
+	rest := head[at+1:]
+	complete := false
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		rest, complete = rest[:i], true
+	}
+	const ret = "RETURN "
+	switch {
+	case len(rest) >= len(ret):
+		return searchForm{ok: true, ext: bytes.EqualFold(rest[:len(ret)], []byte(ret)), tag: tag}
+	case complete:
+		return searchForm{ok: true, tag: tag}
+	}
+	return searchForm{} // too long a tag to see what follows
+}
+
+// searchSub is an untagged SEARCH answer waiting for the empty one that
+// imapserver writes in its place.
+type searchSub struct {
+	empty []byte // what imapserver writes
+	line  *[]byte
+}
+
+var searchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxKeptSearch bounds a buffer that searchBufs keeps.
+const maxKeptSearch = 1 << 20
+
+// fastSearch renders the answer to a SEARCH (data, as Session.Search found
+// it) for the layer to write in place of imapserver's empty one, and
+// returns the empty result for imapserver. ok is false if the fast path
+// does not apply (the layer's own SEARCHes, or off for tests).
+func (sess *Session) fastSearch(kind imapserver.NumKind, options *imap.SearchOptions, data *imap.SearchData) (*imap.SearchData, bool) {
+	p := sess.p
+	if p == nil || options == nil {
+		return nil, false
+	}
+	form := p.search
+	p.search = searchForm{} // one Search per command
+	if !form.ok || sess.s.generalSearch.Load() {
+		return nil, false
+	}
+	ext := form.ext || sess.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
+	bp := searchBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	empty := imap.SearchData{All: imap.SeqSet(nil)}
+	if kind == imapserver.NumKindUID {
+		empty.All = imap.UIDSet(nil)
+	}
+	var e []byte
+	if !ext {
+		b = append(b, "* SEARCH"...)
+		b = appendNums(b, data.All)
+		e = []byte("* SEARCH\r\n")
+	} else {
+		b = append(b, `* ESEARCH (TAG "`...)
+		b = append(b, form.tag...)
+		b = append(b, `")`...)
+		if kind == imapserver.NumKindUID {
+			b = append(b, " UID"...)
+		}
+		e = append([]byte(nil), b...)
+		if options.ReturnAll && numRanges(data.All) > 0 {
+			b = append(b, " ALL "...)
+			b = appendNumSet(b, data.All)
+		}
+		if options.ReturnMin && data.Min > 0 {
+			b = strconv.AppendUint(append(b, " MIN "...), uint64(data.Min), 10)
+		}
+		if options.ReturnMax && data.Max > 0 {
+			b = strconv.AppendUint(append(b, " MAX "...), uint64(data.Max), 10)
+		}
+		if options.ReturnCount {
+			b = strconv.AppendUint(append(b, " COUNT "...), uint64(data.Count), 10)
+			e = append(e, " COUNT 0"...)
+		}
+		e = append(e, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	*bp = b
+	p.wmu.Lock()
+	p.searchSub = &searchSub{empty: e, line: bp}
+	p.wmu.Unlock()
+	return &empty, true
+}
+
+// numRanges is the number of ranges of a SeqSet or UIDSet.
+func numRanges(s imap.NumSet) int {
+	switch s := s.(type) {
+	case imap.SeqSet:
+		return len(s)
+	case imap.UIDSet:
+		return len(s)
+	}
+	return 0
+}
+
+// forRanges calls fn with each range of a SeqSet or UIDSet, in order.
+func forRanges(s imap.NumSet, fn func(start, stop uint32)) {
+	switch s := s.(type) {
+	case imap.SeqSet:
+		for _, r := range s {
+			fn(r.Start, r.Stop)
+		}
+	case imap.UIDSet:
+		for _, r := range s {
+			fn(uint32(r.Start), uint32(r.Stop))
+		}
+	}
+}
+
+// appendNums appends " n" for each number of s, as Nums lists them (the
+// sets of Session.Search have neither "*" nor "$").
+func appendNums(b []byte, s imap.NumSet) []byte {
+	forRanges(s, func(start, stop uint32) {
+		for n := uint64(start); n <= uint64(stop); n++ {
+			b = strconv.AppendUint(append(b, ' '), n, 10)
+		}
+	})
+	return b
+}
+
+// appendNumSet appends s as its String method writes it.
+func appendNumSet(b []byte, s imap.NumSet) []byte {
+	first := true
+	forRanges(s, func(start, stop uint32) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = strconv.AppendUint(b, uint64(start), 10)
+		if start != stop {
+			b = strconv.AppendUint(append(b, ':'), uint64(stop), 10)
+		}
+	})
+	return b
+}
+
+// substSearch writes the answer of the fast path of SEARCH in place of
+// b, if b is the empty answer that imapserver writes for it (handled).
+// The caller holds wmu.
+func (p *proto) substSearch(b []byte) (handled bool, err error) {
+	sub := p.searchSub
+	if sub == nil {
+		return false, nil
+	}
+	p.searchSub = nil
+	defer func() {
+		if cap(*sub.line) <= maxKeptSearch {
+			*sub.line = (*sub.line)[:0]
+			searchBufs.Put(sub.line)
+		}
+	}()
+	o := &p.out
+	if !bytes.Equal(b, sub.empty) || o.mid || o.lit > 0 || len(o.head) > 0 {
+		return false, nil
+	}
+	p.s.fastSearches.Add(1)
+	_, err = p.outer.Write(*sub.line)
+	return true, err
+}

@@ -1,0 +1,246 @@
+package imapd
+
+import (
+	"context"
+	mrand "math/rand/v2"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
+)
+
+// TestSearchFastPath checks that the fast path of SEARCH answers
+// (searchwrite.go) answers byte for byte as imapserver and the layer do.
+// Each trial plays one random script twice, on two fresh stores: once
+// with the fast path off, once on. The script fills a mailbox (empty in
+// some trials) with random flags, then a writer session APPENDs, STOREs
+// and EXPUNGEs while a reader session, selected first, sends SEARCH and
+// UID SEARCH: random keys (flags, sets, UID sets, "$", OR, a literal, bad
+// ones), with and without RETURN options (ESEARCH: MIN, MAX, COUNT, ALL,
+// SAVE, none, bad ones), CHARSET (good and refused), MODSEQ (the layer's),
+// under IMAP4rev1, CONDSTORE or IMAP4rev2 (ESEARCH for every SEARCH),
+// with odd and long tags, outside the selected state, and FETCHes of the
+// saved result. Every byte the reader receives must be the same in both
+// runs, the updates it is owed after each SEARCH included (EXISTS, FLAGS,
+// flag FETCHes; EXPUNGE waits). MODSEQs are compared by rank.
+func TestSearchFastPath(t *testing.T) {
+	trials := 9
+	if testing.Short() {
+		trials = 3
+	}
+	for trial := range trials {
+		seed := uint64(trial + 1)
+		general, _ := searchScript(t, seed, true)
+		fast, n := searchScript(t, seed, false)
+		if len(general) != len(fast) {
+			t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
+		}
+		for i := range general {
+			g, f := general[i], fast[i]
+			if g.cmd != f.cmd {
+				t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
+			}
+			if g.out != f.out {
+				t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
+			}
+		}
+		all := ""
+		for _, e := range general {
+			all += e.out
+		}
+		t.Logf("trial %d: %d exchanges, %d answered by the fast path; SEARCH %d, ESEARCH %d, ALL %d, MIN %d, COUNT %d, EXISTS %d, FETCH %d, MODSEQ %d, BAD %d, NO %d", trial, len(general), n,
+			strings.Count(all, "* SEARCH"), strings.Count(all, "* ESEARCH"), strings.Count(all, " ALL "), strings.Count(all, " MIN "), strings.Count(all, " COUNT "),
+			strings.Count(all, "EXISTS"), strings.Count(all, " FETCH ("), strings.Count(all, "MODSEQ"), strings.Count(all, " BAD "), strings.Count(all, " NO "))
+		if n < 10 {
+			t.Fatalf("trial %d: the fast path answered %d SEARCHes", trial, n)
+		}
+	}
+}
+
+// searchScript plays the script of seed (see TestSearchFastPath) and
+// returns what the reader was answered, MODSEQs replaced by their ranks,
+// and how many SEARCHes the fast path answered.
+func searchScript(t *testing.T, seed uint64, general bool) ([]flagsExchange, int64) {
+	t.Helper()
+	h := start(t)
+	h.srv.generalSearch.Store(general)
+	r := mrand.New(mrand.NewPCG(seed, 0x5ea7c4))
+	ctx := context.Background()
+	u, err := h.ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := u.Mailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := func() string {
+		var fs []string
+		for _, f := range []string{`\Seen`, `\Flagged`, `\Answered`, `\Deleted`, "work"} {
+			if r.IntN(3) == 0 {
+				fs = append(fs, f)
+			}
+		}
+		return strings.Join(fs, " ")
+	}
+	n := 0
+	if seed%4 != 0 {
+		n = 1 + r.IntN(400)
+	}
+	if n > 0 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for i := range n {
+				var fl []imap.Flag
+				for _, f := range strings.Fields(flags()) {
+					fl = append(fl, imap.Flag(f))
+				}
+				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mode := seed % 3 // 0: IMAP4rev1, 1: CONDSTORE, 2: IMAP4rev2
+	rd := dialBytes(t, h.addr)
+	rd.do(t, "LOGIN alice password-alice")
+	switch mode {
+	case 1:
+		rd.do(t, "ENABLE CONDSTORE")
+	case 2:
+		rd.do(t, "ENABLE IMAP4rev2")
+	}
+	rd.do(t, "SELECT INBOX")
+	wr := dialBytes(t, h.addr)
+	wr.do(t, "LOGIN alice password-alice")
+	wr.do(t, "SELECT INBOX")
+
+	count := func() int { return len(inbox.Messages()) }
+	maxUID := func() int { return int(inbox.Info().UIDNext) }
+	num := func(max int) string {
+		if r.IntN(6) == 0 {
+			return "*"
+		}
+		return strconv.Itoa(1 + r.IntN(max+2))
+	}
+	set := func(uid bool) string {
+		max := count()
+		if uid {
+			max = maxUID()
+		}
+		switch r.IntN(6) {
+		case 0:
+			return "1:*"
+		case 1:
+			return num(max) + ":" + num(max)
+		case 2:
+			return num(max) + "," + num(max) + ":" + num(max)
+		default:
+			return num(max)
+		}
+	}
+	key := func() string {
+		switch k := r.IntN(16); k {
+		case 0:
+			return set(false)
+		case 1:
+			return "UID " + set(true)
+		case 2:
+			return "$"
+		case 3:
+			return "OR FLAGGED SEEN"
+		case 4:
+			return "NOT DELETED"
+		case 5:
+			return "SUBJECT {4+}\r\nfill"
+		case 6:
+			return []string{"FOO", "UID x", "(UNSEEN", ""}[r.IntN(4)] // BAD
+		case 7:
+			if mode != 0 {
+				// The layer's (condstore.go), and CONDSTORE on.
+				return "MODSEQ " + strconv.FormatUint(max(inbox.HighestModSeq(), 2)-uint64(r.IntN(2)), 10)
+			}
+			return "ALL"
+		case 8:
+			return "SUBJECT new UNSEEN"
+		}
+		return []string{"UNSEEN", "SEEN", "FLAGGED", "ALL", "KEYWORD work", "DELETED", "UNFLAGGED"}[r.IntN(7)]
+	}
+	ret := func() string {
+		if r.IntN(2) == 0 {
+			return ""
+		}
+		return []string{"()", "(ALL)", "(MIN)", "(MAX)", "(COUNT)", "(MIN MAX)", "(MIN MAX COUNT ALL)", "(SAVE)", "(SAVE MIN)", "(ALL SAVE)", "(count min)", "(BOGUS)"}[r.IntN(12)]
+	}
+	tags := []string{"A1", "z.9", "t-" + strings.Repeat("x", 70), "u" + strings.Repeat("z", 44), "v" + strings.Repeat("w", 50), "t" + strings.Repeat("y", 300), "x+1", "!#$&'-9"}
+
+	var out []flagsExchange
+	modseqRe := regexp.MustCompile(`MODSEQ \d+`)
+	record := func(tag, cmd string) {
+		// The command as compared: a mod-sequence is this run's.
+		c := modseqRe.ReplaceAllString(cmd, "MODSEQ m")
+		var o string
+		if tag == "" {
+			o = rd.do(t, "%s", cmd)
+		} else {
+			o = rd.doTag(t, tag, cmd)
+		}
+		out = append(out, flagsExchange{c, o})
+	}
+	for range 60 {
+		switch k := r.IntN(20); {
+		case k < 3:
+			wr.do(t, "APPEND INBOX (%s) {%d+}\r\n%s", flags(), len(msg(0, "new")), msg(0, "new"))
+		case k < 5:
+			op := []string{"+FLAGS", "-FLAGS", "FLAGS", "+FLAGS.SILENT"}[r.IntN(4)]
+			wr.do(t, "UID STORE %s %s (%s)", set(true), op, flags())
+		case k < 6:
+			wr.do(t, `UID STORE %s +FLAGS.SILENT (\Deleted)`, set(true))
+			wr.do(t, "EXPUNGE")
+		case k < 7:
+			record("", "NOOP")
+		case k < 8:
+			record("", "UID FETCH $ (FLAGS)")
+		case k < 9:
+			// Not selected: imapserver's BAD, after the command is read.
+			rd.do(t, "UNSELECT")
+			record("", "SEARCH ALL")
+			rd.do(t, "SELECT INBOX")
+		default:
+			cmd := "SEARCH"
+			if r.IntN(2) == 0 {
+				cmd = "UID SEARCH"
+			}
+			if rt := ret(); rt != "" {
+				if r.IntN(4) == 0 {
+					cmd += " return " + rt
+				} else {
+					cmd += " RETURN " + rt
+				}
+			}
+			if r.IntN(8) == 0 {
+				cmd += " CHARSET " + []string{"UTF-8", "us-ascii", "KOI8-R"}[r.IntN(3)]
+			}
+			cmd += " " + key()
+			if r.IntN(3) == 0 {
+				cmd += " " + key()
+			}
+			tag := ""
+			if r.IntN(5) == 0 {
+				tag = tags[r.IntN(len(tags))]
+			}
+			record(tag, cmd)
+		}
+	}
+	record("", "UID SEARCH UNSEEN")
+	record("", "NOOP")
+	return rankModSeqs(out), h.srv.fastSearches.Load()
+}
