@@ -244,6 +244,7 @@ const maxCmdHead = 64
 func (p *proto) command() (handled bool, err error) {
 	p.changedSince = 0 // the command before's, if imapserver refused it
 	p.search = searchForm{}
+	p.dropSearch() // the command before's, if imapserver did not write it
 	head, err := p.peekHead()
 	if err != nil {
 		return false, err

@@ -83,8 +83,25 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	// UID SEARCH UNSEEN read raw: one line of 15,000 UIDs.
-	b.Run("search-unseen-raw", func(b *testing.B) { fetchRaw(b, h.addr, "UID SEARCH UNSEEN", 1) })
+	// UID SEARCH UNSEEN read raw: one line of 15,000 UIDs, by the fast
+	// path (searchwrite.go) and by imapserver's encoder ("general"); and
+	// its ESEARCH form.
+	for _, bc := range []struct{ name, cmd string }{
+		{"search-unseen-raw", "UID SEARCH UNSEEN"},
+		{"esearch-unseen-raw", "UID SEARCH RETURN (ALL) UNSEEN"},
+	} {
+		for _, general := range []bool{false, true} {
+			name := bc.name
+			if general {
+				name += "-general"
+			}
+			b.Run(name, func(b *testing.B) {
+				h.srv.generalSearch.Store(general)
+				defer h.srv.generalSearch.Store(false)
+				fetchRaw(b, h.addr, bc.cmd, 1)
+			})
+		}
+	}
 	for _, s := range []struct {
 		name string
 		c    imap.SearchCriteria

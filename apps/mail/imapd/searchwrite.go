@@ -25,7 +25,8 @@ import (
 // exact: the layer expects the very bytes imapserver writes for the empty
 // result (one write: each of imapserver's responses is flushed whole, in
 // one write when shorter than its 4 KiB buffer, and nothing of it is
-// buffered when Search returns), and lets anything else by untouched.
+// buffered when Search returns), and lets anything else by untouched; an
+// answer not written by the command's end is forgotten.
 //
 // Which form imapserver writes, SEARCH or ESEARCH, depends on the command
 // (RETURN) and on IMAP4rev2 being enabled; what the layer saw of the
@@ -218,21 +219,31 @@ func appendNumSet(b []byte, s imap.NumSet) []byte {
 // The caller holds wmu.
 func (p *proto) substSearch(b []byte) (handled bool, err error) {
 	sub := p.searchSub
-	if sub == nil {
+	o := &p.out
+	if sub == nil || !bytes.Equal(b, sub.empty) || o.mid || o.lit > 0 || len(o.head) > 0 {
 		return false, nil
 	}
 	p.searchSub = nil
-	defer func() {
-		if cap(*sub.line) <= maxKeptSearch {
-			*sub.line = (*sub.line)[:0]
-			searchBufs.Put(sub.line)
-		}
-	}()
-	o := &p.out
-	if !bytes.Equal(b, sub.empty) || o.mid || o.lit > 0 || len(o.head) > 0 {
-		return false, nil
-	}
+	defer sub.release()
 	p.s.fastSearches.Add(1)
 	_, err = p.outer.Write(*sub.line)
 	return true, err
+}
+
+// dropSearch forgets an answer that was not written (imapserver failed to
+// write the command's answers), so that it cannot stand for a later one.
+func (p *proto) dropSearch() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.searchSub != nil {
+		p.searchSub.release()
+		p.searchSub = nil
+	}
+}
+
+func (sub *searchSub) release() {
+	if cap(*sub.line) <= maxKeptSearch {
+		*sub.line = (*sub.line)[:0]
+		searchBufs.Put(sub.line)
+	}
 }
