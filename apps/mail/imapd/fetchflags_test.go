@@ -86,15 +86,6 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	h := start(t)
 	h.srv.generalFetch.Store(general)
 	r := mrand.New(mrand.NewPCG(seed, 0xf1a9))
-	ctx := context.Background()
-	u, err := h.ms.User(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := u.Mailbox("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
 	newKw := 0
 	flags := func() string {
 		var fs []string
@@ -113,69 +104,10 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	if seed%4 != 0 {
 		n = 1 + r.IntN(300)
 	}
-	if n > 0 {
-		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
-			for i := range n {
-				var fl []imap.Flag
-				for _, f := range strings.Fields(flags()) {
-					fl = append(fl, imap.Flag(f))
-				}
-				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	enable := []string{"", "ENABLE CONDSTORE", "ENABLE QRESYNC"}[seed%3]
+	sc := newScript(t, h, r, n, flags, enable)
 	mode := seed % 3 // 0: plain, 1: CONDSTORE, 2: QRESYNC
-	rd := dialBytes(t, h.addr)
-	rd.do(t, "LOGIN alice password-alice")
-	switch mode {
-	case 1:
-		rd.do(t, "ENABLE CONDSTORE")
-	case 2:
-		rd.do(t, "ENABLE QRESYNC")
-	}
-	rd.do(t, "SELECT INBOX")
-	wr := dialBytes(t, h.addr)
-	wr.do(t, "LOGIN alice password-alice")
-	wr.do(t, "SELECT INBOX")
-
-	count := func() int { return len(inbox.Messages()) }
-	maxUID := func() int { return int(inbox.Info().UIDNext) }
-	num := func(max int) string {
-		if r.IntN(6) == 0 {
-			return "*"
-		}
-		return strconv.Itoa(1 + r.IntN(max+2))
-	}
-	set := func(uid bool) string {
-		max := count()
-		if uid {
-			max = maxUID()
-		}
-		switch r.IntN(12) {
-		case 0:
-			return "1:*"
-		case 1:
-			return "*"
-		case 2:
-			return num(max) + ":" + num(max)
-		case 3:
-			return num(max) + "," + num(max) + ":" + num(max) + "," + num(max)
-		case 4:
-			return "$"
-		case 5:
-			return []string{"0", "1:0", "x", "1,,2", "-1", "4294967296"}[r.IntN(6)]
-		case 6:
-			return strconv.Itoa(max + 5)
-		default:
-			return num(max)
-		}
-	}
+	inbox, rd, wr, set := sc.inbox, sc.rd, sc.wr, sc.set
 	modseq := func() string {
 		msgs := inbox.Messages()
 		if len(msgs) == 0 || r.IntN(4) == 0 {
@@ -240,6 +172,92 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	record("UID FETCH 1:* (UID FLAGS)")
 	record("NOOP")
 	return rankModSeqs(out)
+}
+
+// script is the stage of a random script (TestFetchFlagsFastPath,
+// TestSearchFastPath): INBOX filled with n messages, flags from flags; a
+// reader session (rd) that sent enable (if any) before SELECT, and a
+// writer session (wr), both selected.
+type script struct {
+	r      *mrand.Rand
+	inbox  *mailstore.Mailbox
+	rd, wr *byteSession
+}
+
+func newScript(t *testing.T, h *harness, r *mrand.Rand, n int, flags func() string, enable string) *script {
+	t.Helper()
+	ctx := context.Background()
+	u, err := h.ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := u.Mailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 0 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for i := range n {
+				var fl []imap.Flag
+				for _, f := range strings.Fields(flags()) {
+					fl = append(fl, imap.Flag(f))
+				}
+				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := dialBytes(t, h.addr)
+	rd.do(t, "LOGIN alice password-alice")
+	if enable != "" {
+		rd.do(t, "%s", enable)
+	}
+	rd.do(t, "SELECT INBOX")
+	wr := dialBytes(t, h.addr)
+	wr.do(t, "LOGIN alice password-alice")
+	wr.do(t, "SELECT INBOX")
+	return &script{r: r, inbox: inbox, rd: rd, wr: wr}
+}
+
+// num is a random message number up to max+2, or "*".
+func (s *script) num(max int) string {
+	if s.r.IntN(6) == 0 {
+		return "*"
+	}
+	return strconv.Itoa(1 + s.r.IntN(max+2))
+}
+
+// set is a random sequence set (a UID set if uid): "*", "$", ranges
+// either way round, sets out of range and bad ones.
+func (s *script) set(uid bool) string {
+	max := len(s.inbox.Messages())
+	if uid {
+		max = int(s.inbox.Info().UIDNext)
+	}
+	num := s.num
+	switch s.r.IntN(12) {
+	case 0:
+		return "1:*"
+	case 1:
+		return "*"
+	case 2:
+		return num(max) + ":" + num(max)
+	case 3:
+		return num(max) + "," + num(max) + ":" + num(max) + "," + num(max)
+	case 4:
+		return "$"
+	case 5:
+		return []string{"0", "1:0", "x", "1,,2", "-1", "4294967296"}[s.r.IntN(6)]
+	case 6:
+		return strconv.Itoa(max + 5)
+	default:
+		return num(max)
+	}
 }
 
 // rankModSeqs replaces each MODSEQ value in the answers by its rank among

@@ -1,17 +1,11 @@
 package imapd
 
 import (
-	"context"
 	mrand "math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/emersion/go-imap/v2"
-
-	"github.com/nymote/nymote/apps/mail/mailstore"
 )
 
 // TestSearchFastPath checks that the fast path of SEARCH answers
@@ -70,15 +64,6 @@ func searchScript(t *testing.T, seed uint64, general bool) ([]flagsExchange, int
 	h := start(t)
 	h.srv.generalSearch.Store(general)
 	r := mrand.New(mrand.NewPCG(seed, 0x5ea7c4))
-	ctx := context.Background()
-	u, err := h.ms.User(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := u.Mailbox("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
 	flags := func() string {
 		var fs []string
 		for _, f := range []string{`\Seen`, `\Flagged`, `\Answered`, `\Deleted`, "work"} {
@@ -92,61 +77,9 @@ func searchScript(t *testing.T, seed uint64, general bool) ([]flagsExchange, int
 	if seed%4 != 0 {
 		n = 1 + r.IntN(400)
 	}
-	if n > 0 {
-		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
-			for i := range n {
-				var fl []imap.Flag
-				for _, f := range strings.Fields(flags()) {
-					fl = append(fl, imap.Flag(f))
-				}
-				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	mode := seed % 3 // 0: IMAP4rev1, 1: CONDSTORE, 2: IMAP4rev2
-	rd := dialBytes(t, h.addr)
-	rd.do(t, "LOGIN alice password-alice")
-	switch mode {
-	case 1:
-		rd.do(t, "ENABLE CONDSTORE")
-	case 2:
-		rd.do(t, "ENABLE IMAP4rev2")
-	}
-	rd.do(t, "SELECT INBOX")
-	wr := dialBytes(t, h.addr)
-	wr.do(t, "LOGIN alice password-alice")
-	wr.do(t, "SELECT INBOX")
-
-	count := func() int { return len(inbox.Messages()) }
-	maxUID := func() int { return int(inbox.Info().UIDNext) }
-	num := func(max int) string {
-		if r.IntN(6) == 0 {
-			return "*"
-		}
-		return strconv.Itoa(1 + r.IntN(max+2))
-	}
-	set := func(uid bool) string {
-		max := count()
-		if uid {
-			max = maxUID()
-		}
-		switch r.IntN(6) {
-		case 0:
-			return "1:*"
-		case 1:
-			return num(max) + ":" + num(max)
-		case 2:
-			return num(max) + "," + num(max) + ":" + num(max)
-		default:
-			return num(max)
-		}
-	}
+	sc := newScript(t, h, r, n, flags, []string{"", "ENABLE CONDSTORE", "ENABLE IMAP4rev2"}[mode])
+	inbox, rd, wr, set := sc.inbox, sc.rd, sc.wr, sc.set
 	key := func() string {
 		switch k := r.IntN(16); k {
 		case 0:
