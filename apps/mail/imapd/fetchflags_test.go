@@ -41,26 +41,12 @@ func TestFetchFlagsFastPath(t *testing.T) {
 	for trial := range trials {
 		seed := uint64(trial + 1)
 		general := flagsScript(t, seed, true)
-		fast := flagsScript(t, seed, false)
-		if len(general) != len(fast) {
-			t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
-		}
+		all := sameAnswers(t, trial, general, flagsScript(t, seed, false))
 		fetches := 0
-		for i := range general {
-			g, f := general[i], fast[i]
-			if g.cmd != f.cmd {
-				t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
-			}
-			if g.out != f.out {
-				t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
-			}
+		for _, g := range general {
 			if strings.Contains(g.out, " FETCH (") {
 				fetches++
 			}
-		}
-		all := ""
-		for _, e := range general {
-			all += e.out
 		}
 		t.Logf("trial %d: %d exchanges, %d with FETCH responses; \\Recent %d, FLAGS %d, EXISTS %d, EXPUNGE %d, VANISHED %d, MODSEQ %d, BAD %d, NO %d", trial, len(general), fetches,
 			strings.Count(all, `\Recent`), strings.Count(all, "* FLAGS"), strings.Count(all, "EXISTS"), strings.Count(all, "EXPUNGE\r"), strings.Count(all, "VANISHED"), strings.Count(all, "MODSEQ ("), strings.Count(all, " BAD "), strings.Count(all, " NO "))
@@ -68,6 +54,28 @@ func TestFetchFlagsFastPath(t *testing.T) {
 			t.Fatalf("trial %d: no FETCH response in %d exchanges", trial, len(general))
 		}
 	}
+}
+
+// sameAnswers fails the test unless the two runs of a script (the general
+// path's, the fast path's) were answered byte for byte the same; it
+// returns all the answers.
+func sameAnswers(t *testing.T, trial int, general, fast []flagsExchange) string {
+	t.Helper()
+	if len(general) != len(fast) {
+		t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
+	}
+	var all strings.Builder
+	for i := range general {
+		g, f := general[i], fast[i]
+		if g.cmd != f.cmd {
+			t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
+		}
+		if g.out != f.out {
+			t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
+		}
+		all.WriteString(g.out)
+	}
+	return all.String()
 }
 
 func clip(s string) string {

@@ -31,22 +31,7 @@ func TestSearchFastPath(t *testing.T) {
 		seed := uint64(trial + 1)
 		general, _ := searchScript(t, seed, true)
 		fast, n := searchScript(t, seed, false)
-		if len(general) != len(fast) {
-			t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
-		}
-		for i := range general {
-			g, f := general[i], fast[i]
-			if g.cmd != f.cmd {
-				t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
-			}
-			if g.out != f.out {
-				t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
-			}
-		}
-		all := ""
-		for _, e := range general {
-			all += e.out
-		}
+		all := sameAnswers(t, trial, general, fast)
 		t.Logf("trial %d: %d exchanges, %d answered by the fast path; SEARCH %d, ESEARCH %d, ALL %d, MIN %d, COUNT %d, EXISTS %d, FETCH %d, MODSEQ %d, BAD %d, NO %d", trial, len(general), n,
 			strings.Count(all, "* SEARCH"), strings.Count(all, "* ESEARCH"), strings.Count(all, " ALL "), strings.Count(all, " MIN "), strings.Count(all, " COUNT "),
 			strings.Count(all, "EXISTS"), strings.Count(all, " FETCH ("), strings.Count(all, "MODSEQ"), strings.Count(all, " BAD "), strings.Count(all, " NO "))
