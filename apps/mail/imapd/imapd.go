@@ -82,12 +82,12 @@
 // SEARCH answers have a fast path of the same kind (searchwrite.go): the
 // untagged SEARCH or ESEARCH line ("* SEARCH" and 80,000 numbers for a
 // UID SEARCH UNSEEN of 100,000 messages, which imapserver's encoder writes
-// number by number, half the server's time) is rendered by Session.Search
-// into one buffer, and imapserver is handed an empty result; the layer
-// writes the line rendered in place of the empty response imapserver
-// writes for it, whole. Parsing, BAD and NO answers, the updates after
-// the answer and the tagged OK stay imapserver's; searchwrite_test.go
-// compares the two paths byte for byte.
+// number by number, half the server's time) is not imapserver's:
+// Session.Search hands it an empty result, and the layer writes the
+// answer in place of the empty response imapserver writes for it,
+// rendered from the set's ranges 64 KiB at a time. Parsing, BAD and NO
+// answers, the updates after the answer and the tagged OK stay
+// imapserver's; searchwrite_test.go compares the two paths byte for byte.
 package imapd
 
 import (

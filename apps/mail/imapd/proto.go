@@ -70,7 +70,7 @@ type proto struct {
 	// search is what the layer saw of the SEARCH being handed to
 	// imapserver, for Session.Search (searchwrite.go); only the
 	// goroutine that reads (imapserver's) uses it. searchSub is the
-	// answer that Session.Search rendered, to be written in place of
+	// answer that Session.Search made ready, to be written in place of
 	// imapserver's (guarded by wmu).
 	search    searchForm
 	searchSub *searchSub

@@ -3,7 +3,6 @@ package imapd
 import (
 	"bytes"
 	"strconv"
-	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -15,25 +14,28 @@ import (
 // buffered writes, and then the layer's output scan copies the line: for
 // "UID SEARCH UNSEEN" of 100,000 messages (80,000 numbers, a line of 550
 // KB) that was half the server's time. ESEARCH's "ALL" set is one string,
-// but a copy more, and scanned too. Here Session.Search renders the whole
-// untagged line itself, in one buffer, and returns imapserver an empty
-// result: imapserver still parses the command (its BAD and NO answers,
-// CHARSET, the state, RETURN's options) and, after Search, writes an empty
-// response, which the layer replaces with the line rendered, whole, in one
-// write; then imapserver writes the updates the session is owed (Poll; no
-// EXPUNGE after a SEARCH) and the tagged OK, as before. The replacement is
-// exact: the layer expects the very bytes imapserver writes for the empty
-// result (one write: each of imapserver's responses is flushed whole, in
-// one write when shorter than its 4 KiB buffer, and nothing of it is
-// buffered when Search returns), and lets anything else by untouched; an
-// answer not written by the command's end is forgotten.
+// but a copy more, and scanned too. Here Session.Search keeps what the
+// answer needs (searchSub: the set, MIN, MAX, COUNT) and returns
+// imapserver an empty result: imapserver still parses the command (its
+// BAD and NO answers, CHARSET, the state, RETURN's options) and, after
+// Search, writes an empty response, in place of which the layer renders
+// the answer, straight from the set's ranges into a buffer written to the
+// client's connection 64 KiB at a time (as fetchflags.go does, beneath
+// imapserver, under its write deadline); then imapserver writes the
+// updates the session is owed (Poll; no EXPUNGE after a SEARCH) and the
+// tagged OK, as before. The replacement is exact: the layer expects the
+// very bytes imapserver writes for the empty result (one write: each of
+// imapserver's responses is flushed whole, in one write when shorter
+// than its 4 KiB buffer, and nothing of it is buffered when Search
+// returns), and lets anything else by untouched; an answer not written by
+// the command's end is forgotten.
 //
 // Which form imapserver writes, SEARCH or ESEARCH, depends on the command
 // (RETURN) and on IMAP4rev2 being enabled; what the layer saw of the
 // command line (searchForm, set as the command goes to imapserver) says
 // the first, Conn.EnabledCaps the second. The bytes are imapserver's
 // (searchwrite_test.go plays random scripts with the fast path off and on
-// and compares every byte the client gets): "* SEARCH" and " n" for each
+// and compares every byte the client gets, and answers of several writes): "* SEARCH" and " n" for each
 // number of the set in order; "* ESEARCH (TAG "tag")", " UID" for UID
 // SEARCH, " ALL set" if asked and not empty, " MIN n" and " MAX n" if
 // asked and not empty, " COUNT n" if asked. RETURN (SAVE) still saves
@@ -96,18 +98,17 @@ func searchFormOf(head []byte, tag, name string) searchForm {
 // imapserver writes in its place.
 type searchSub struct {
 	empty []byte // what imapserver writes
-	line  *[]byte
+	// The answer: head, then the numbers of all (each after a space), or
+	// else " ALL" and the set if all is not nil; then tail and CRLF.
+	head, tail []byte
+	all        imap.NumSet
+	nums       bool
 }
 
-var searchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// maxKeptSearch bounds a buffer that searchBufs keeps.
-const maxKeptSearch = 1 << 20
-
-// fastSearch renders the answer to a SEARCH (data, as Session.Search found
-// it) for the layer to write in place of imapserver's empty one, and
-// returns the empty result for imapserver. ok is false if the fast path
-// does not apply (the layer's own SEARCHes, or off for tests).
+// fastSearch makes ready the answer to a SEARCH (data, as Session.Search
+// found it), for the layer to write in place of imapserver's empty one,
+// and returns the empty result for imapserver. ok is false if the fast
+// path does not apply (the layer's own SEARCHes, or off for tests).
 func (sess *Session) fastSearch(kind imapserver.NumKind, options *imap.SearchOptions, data *imap.SearchData) (*imap.SearchData, bool) {
 	p := sess.p
 	if p == nil || options == nil {
@@ -118,46 +119,41 @@ func (sess *Session) fastSearch(kind imapserver.NumKind, options *imap.SearchOpt
 	if !form.ok || sess.s.generalSearch.Load() {
 		return nil, false
 	}
-	ext := form.ext || sess.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
-	bp := searchBufs.Get().(*[]byte)
-	b := (*bp)[:0]
 	empty := imap.SearchData{All: imap.SeqSet(nil)}
 	if kind == imapserver.NumKindUID {
 		empty.All = imap.UIDSet(nil)
 	}
-	var e []byte
-	if !ext {
-		b = append(b, "* SEARCH"...)
-		b = appendNums(b, data.All)
-		e = []byte("* SEARCH\r\n")
+	sub := &searchSub{}
+	if !form.ext && !sess.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		sub.head = []byte("* SEARCH")
+		sub.all, sub.nums = data.All, true
+		sub.empty = []byte("* SEARCH\r\n")
 	} else {
-		b = append(b, `* ESEARCH (TAG "`...)
-		b = append(b, form.tag...)
-		b = append(b, `")`...)
+		h := append([]byte(`* ESEARCH (TAG "`), form.tag...)
+		h = append(h, `")`...)
 		if kind == imapserver.NumKindUID {
-			b = append(b, " UID"...)
+			h = append(h, " UID"...)
 		}
-		e = append([]byte(nil), b...)
+		sub.head = h
 		if options.ReturnAll && numRanges(data.All) > 0 {
-			b = append(b, " ALL "...)
-			b = appendNumSet(b, data.All)
+			sub.all = data.All
 		}
+		var t []byte
 		if options.ReturnMin && data.Min > 0 {
-			b = strconv.AppendUint(append(b, " MIN "...), uint64(data.Min), 10)
+			t = strconv.AppendUint(append(t, " MIN "...), uint64(data.Min), 10)
 		}
 		if options.ReturnMax && data.Max > 0 {
-			b = strconv.AppendUint(append(b, " MAX "...), uint64(data.Max), 10)
+			t = strconv.AppendUint(append(t, " MAX "...), uint64(data.Max), 10)
 		}
+		e := append([]byte(nil), h...)
 		if options.ReturnCount {
-			b = strconv.AppendUint(append(b, " COUNT "...), uint64(data.Count), 10)
+			t = strconv.AppendUint(append(t, " COUNT "...), uint64(data.Count), 10)
 			e = append(e, " COUNT 0"...)
 		}
-		e = append(e, "\r\n"...)
+		sub.tail, sub.empty = t, append(e, "\r\n"...)
 	}
-	b = append(b, "\r\n"...)
-	*bp = b
 	p.wmu.Lock()
-	p.searchSub = &searchSub{empty: e, line: bp}
+	p.searchSub = sub
 	p.wmu.Unlock()
 	return &empty, true
 }
@@ -187,36 +183,10 @@ func forRanges(s imap.NumSet, fn func(start, stop uint32)) {
 	}
 }
 
-// appendNums appends " n" for each number of s, as Nums lists them (the
-// sets of Session.Search have neither "*" nor "$").
-func appendNums(b []byte, s imap.NumSet) []byte {
-	forRanges(s, func(start, stop uint32) {
-		for n := uint64(start); n <= uint64(stop); n++ {
-			b = strconv.AppendUint(append(b, ' '), n, 10)
-		}
-	})
-	return b
-}
-
-// appendNumSet appends s as its String method writes it.
-func appendNumSet(b []byte, s imap.NumSet) []byte {
-	first := true
-	forRanges(s, func(start, stop uint32) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = strconv.AppendUint(b, uint64(start), 10)
-		if start != stop {
-			b = strconv.AppendUint(append(b, ':'), uint64(stop), 10)
-		}
-	})
-	return b
-}
-
 // substSearch writes the answer of the fast path of SEARCH in place of
-// b, if b is the empty answer that imapserver writes for it (handled).
-// The caller holds wmu.
+// b, if b is the empty answer that imapserver writes for it (handled): the
+// line rendered into a buffer written every searchFlush bytes. The caller
+// holds wmu.
 func (p *proto) substSearch(b []byte) (handled bool, err error) {
 	sub := p.searchSub
 	o := &p.out
@@ -224,9 +194,49 @@ func (p *proto) substSearch(b []byte) (handled bool, err error) {
 		return false, nil
 	}
 	p.searchSub = nil
-	defer sub.release()
 	p.s.fastSearches.Add(1)
-	_, err = p.outer.Write(*sub.line)
+	bp := flagsBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], sub.head...)
+	defer func() {
+		*bp = buf[:0]
+		flagsBufs.Put(bp)
+	}()
+	flush := func() {
+		if err == nil && len(buf) >= flagsFlush {
+			_, err = p.outer.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	if sub.nums {
+		// " n" for each number, as Nums lists them (the sets of
+		// Session.Search have neither "*" nor "$").
+		forRanges(sub.all, func(start, stop uint32) {
+			for n := uint64(start); n <= uint64(stop) && err == nil; n++ {
+				buf = strconv.AppendUint(append(buf, ' '), n, 10)
+				flush()
+			}
+		})
+	} else if sub.all != nil {
+		// " ALL " and the set, as its String method writes it.
+		buf = append(buf, " ALL "...)
+		first := true
+		forRanges(sub.all, func(start, stop uint32) {
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			buf = strconv.AppendUint(buf, uint64(start), 10)
+			if start != stop {
+				buf = strconv.AppendUint(append(buf, ':'), uint64(stop), 10)
+			}
+			flush()
+		})
+	}
+	if err != nil {
+		return true, err
+	}
+	buf = append(append(buf, sub.tail...), "\r\n"...)
+	_, err = p.outer.Write(buf)
 	return true, err
 }
 
@@ -234,16 +244,6 @@ func (p *proto) substSearch(b []byte) (handled bool, err error) {
 // write the command's answers), so that it cannot stand for a later one.
 func (p *proto) dropSearch() {
 	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	if p.searchSub != nil {
-		p.searchSub.release()
-		p.searchSub = nil
-	}
-}
-
-func (sub *searchSub) release() {
-	if cap(*sub.line) <= maxKeptSearch {
-		*sub.line = (*sub.line)[:0]
-		searchBufs.Put(sub.line)
-	}
+	p.searchSub = nil
+	p.wmu.Unlock()
 }

@@ -1,11 +1,17 @@
 package imapd
 
 import (
+	"context"
 	mrand "math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/nymote/nymote/apps/mail/mailstore"
 )
 
 // TestSearchFastPath checks that the fast path of SEARCH answers
@@ -161,4 +167,58 @@ func searchScript(t *testing.T, seed uint64, general bool) ([]flagsExchange, int
 	record("", "UID SEARCH UNSEEN")
 	record("", "NOOP")
 	return rankModSeqs(out), h.srv.fastSearches.Load()
+}
+
+// TestSearchFastPathLarge compares the two paths on answers longer than
+// the fast path's buffer (written in several writes): 30,000 messages,
+// every other one \Flagged, every third \Seen, the SEARCH and ESEARCH
+// forms of sets of many numbers and many ranges, on one connection, the
+// fast path off and on in turn.
+func TestSearchFastPathLarge(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	u, _ := h.ms.User(ctx, "alice")
+	inbox, _ := u.Mailbox("INBOX")
+	const n = 30000
+	err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+		for i := range n {
+			var flags []imap.Flag
+			if i%2 == 1 {
+				flags = append(flags, imap.FlagFlagged)
+			}
+			if i%3 == 0 {
+				flags = append(flags, imap.FlagSeen)
+			}
+			if _, err := w.Append(inbox, []byte("Subject: "+strconv.Itoa(i)+"\r\n\r\nbody\r\n"), flags, time.Time{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialBytes(t, h.addr)
+	s.do(t, "LOGIN alice password-alice")
+	s.do(t, "SELECT INBOX")
+	for _, cmd := range []string{
+		"UID SEARCH UNSEEN", "SEARCH ALL", "SEARCH FLAGGED",
+		"UID SEARCH RETURN (ALL) FLAGGED", "SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN", "UID SEARCH RETURN (SAVE ALL) UNFLAGGED",
+	} {
+		var outs [2]string
+		for i, general := range []bool{true, false} {
+			h.srv.generalSearch.Store(general)
+			before := h.srv.fastSearches.Load()
+			outs[i] = s.doTag(t, "L1", cmd) // the same tag: ESEARCH has it
+			if used := h.srv.fastSearches.Load() > before; used == general {
+				t.Fatalf("%s: fast path used %v, want %v", cmd, used, !general)
+			}
+		}
+		if len(outs[0]) <= flagsFlush {
+			t.Fatalf("%s: answer of %d bytes, want one longer than %d", cmd, len(outs[0]), flagsFlush)
+		}
+		if outs[0] != outs[1] {
+			t.Fatalf("%s:\ngeneral path:\n%s\nfast path:\n%s", cmd, clip(outs[0]), clip(outs[1]))
+		}
+	}
 }
