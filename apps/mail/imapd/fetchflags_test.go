@@ -34,11 +34,7 @@ import (
 // keyword, flag FETCHes, EXPUNGE or VANISHED). MODSEQs come from a clock,
 // so they are compared by their rank among the run's values.
 func TestFetchFlagsFastPath(t *testing.T) {
-	trials := 9
-	if testing.Short() {
-		trials = 3
-	}
-	for trial := range trials {
+	for trial := range scriptTrials() {
 		seed := uint64(trial + 1)
 		general := flagsScript(t, seed, true)
 		all := sameAnswers(t, trial, general, flagsScript(t, seed, false))
@@ -54,6 +50,14 @@ func TestFetchFlagsFastPath(t *testing.T) {
 			t.Fatalf("trial %d: no FETCH response in %d exchanges", trial, len(general))
 		}
 	}
+}
+
+// scriptTrials is how many random scripts a fast-path test plays.
+func scriptTrials() int {
+	if testing.Short() {
+		return 3
+	}
+	return 9
 }
 
 // sameAnswers fails the test unless the two runs of a script (the general

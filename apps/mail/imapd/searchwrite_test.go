@@ -29,11 +29,7 @@ import (
 // runs, the updates it is owed after each SEARCH included (EXISTS, FLAGS,
 // flag FETCHes; EXPUNGE waits). MODSEQs are compared by rank.
 func TestSearchFastPath(t *testing.T) {
-	trials := 9
-	if testing.Short() {
-		trials = 3
-	}
-	for trial := range trials {
+	for trial := range scriptTrials() {
 		seed := uint64(trial + 1)
 		general, _ := searchScript(t, seed, true)
 		fast, n := searchScript(t, seed, false)
