@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"regexp"
@@ -33,33 +34,15 @@ import (
 // keyword, flag FETCHes, EXPUNGE or VANISHED). MODSEQs come from a clock,
 // so they are compared by their rank among the run's values.
 func TestFetchFlagsFastPath(t *testing.T) {
-	trials := 9
-	if testing.Short() {
-		trials = 3
-	}
-	for trial := range trials {
+	for trial := range scriptTrials() {
 		seed := uint64(trial + 1)
 		general := flagsScript(t, seed, true)
-		fast := flagsScript(t, seed, false)
-		if len(general) != len(fast) {
-			t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
-		}
+		all := sameAnswers(t, trial, general, flagsScript(t, seed, false))
 		fetches := 0
-		for i := range general {
-			g, f := general[i], fast[i]
-			if g.cmd != f.cmd {
-				t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
-			}
-			if g.out != f.out {
-				t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
-			}
+		for _, g := range general {
 			if strings.Contains(g.out, " FETCH (") {
 				fetches++
 			}
-		}
-		all := ""
-		for _, e := range general {
-			all += e.out
 		}
 		t.Logf("trial %d: %d exchanges, %d with FETCH responses; \\Recent %d, FLAGS %d, EXISTS %d, EXPUNGE %d, VANISHED %d, MODSEQ %d, BAD %d, NO %d", trial, len(general), fetches,
 			strings.Count(all, `\Recent`), strings.Count(all, "* FLAGS"), strings.Count(all, "EXISTS"), strings.Count(all, "EXPUNGE\r"), strings.Count(all, "VANISHED"), strings.Count(all, "MODSEQ ("), strings.Count(all, " BAD "), strings.Count(all, " NO "))
@@ -67,6 +50,36 @@ func TestFetchFlagsFastPath(t *testing.T) {
 			t.Fatalf("trial %d: no FETCH response in %d exchanges", trial, len(general))
 		}
 	}
+}
+
+// scriptTrials is how many random scripts a fast-path test plays.
+func scriptTrials() int {
+	if testing.Short() {
+		return 3
+	}
+	return 9
+}
+
+// sameAnswers fails the test unless the two runs of a script (the general
+// path's, the fast path's) were answered byte for byte the same; it
+// returns all the answers.
+func sameAnswers(t *testing.T, trial int, general, fast []flagsExchange) string {
+	t.Helper()
+	if len(general) != len(fast) {
+		t.Fatalf("trial %d: %d exchanges against %d", trial, len(general), len(fast))
+	}
+	var all strings.Builder
+	for i := range general {
+		g, f := general[i], fast[i]
+		if g.cmd != f.cmd {
+			t.Fatalf("trial %d: scripts differ at %d: %q, %q", trial, i, g.cmd, f.cmd)
+		}
+		if g.out != f.out {
+			t.Fatalf("trial %d, command %d %q:\ngeneral path:\n%s\nfast path:\n%s", trial, i, g.cmd, clip(g.out), clip(f.out))
+		}
+		all.WriteString(g.out)
+	}
+	return all.String()
 }
 
 func clip(s string) string {
@@ -85,15 +98,6 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	h := start(t)
 	h.srv.generalFetch.Store(general)
 	r := mrand.New(mrand.NewPCG(seed, 0xf1a9))
-	ctx := context.Background()
-	u, err := h.ms.User(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := u.Mailbox("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
 	newKw := 0
 	flags := func() string {
 		var fs []string
@@ -112,69 +116,10 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	if seed%4 != 0 {
 		n = 1 + r.IntN(300)
 	}
-	if n > 0 {
-		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
-			for i := range n {
-				var fl []imap.Flag
-				for _, f := range strings.Fields(flags()) {
-					fl = append(fl, imap.Flag(f))
-				}
-				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	enable := []string{"", "ENABLE CONDSTORE", "ENABLE QRESYNC"}[seed%3]
+	sc := newScript(t, h, r, n, flags, enable)
 	mode := seed % 3 // 0: plain, 1: CONDSTORE, 2: QRESYNC
-	rd := dialBytes(t, h.addr)
-	rd.do(t, "LOGIN alice password-alice")
-	switch mode {
-	case 1:
-		rd.do(t, "ENABLE CONDSTORE")
-	case 2:
-		rd.do(t, "ENABLE QRESYNC")
-	}
-	rd.do(t, "SELECT INBOX")
-	wr := dialBytes(t, h.addr)
-	wr.do(t, "LOGIN alice password-alice")
-	wr.do(t, "SELECT INBOX")
-
-	count := func() int { return len(inbox.Messages()) }
-	maxUID := func() int { return int(inbox.Info().UIDNext) }
-	num := func(max int) string {
-		if r.IntN(6) == 0 {
-			return "*"
-		}
-		return strconv.Itoa(1 + r.IntN(max+2))
-	}
-	set := func(uid bool) string {
-		max := count()
-		if uid {
-			max = maxUID()
-		}
-		switch r.IntN(12) {
-		case 0:
-			return "1:*"
-		case 1:
-			return "*"
-		case 2:
-			return num(max) + ":" + num(max)
-		case 3:
-			return num(max) + "," + num(max) + ":" + num(max) + "," + num(max)
-		case 4:
-			return "$"
-		case 5:
-			return []string{"0", "1:0", "x", "1,,2", "-1", "4294967296"}[r.IntN(6)]
-		case 6:
-			return strconv.Itoa(max + 5)
-		default:
-			return num(max)
-		}
-	}
+	inbox, rd, wr, set := sc.inbox, sc.rd, sc.wr, sc.set
 	modseq := func() string {
 		msgs := inbox.Messages()
 		if len(msgs) == 0 || r.IntN(4) == 0 {
@@ -238,7 +183,98 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
 	record("UID FETCH 1:* (UID FLAGS)")
 	record("NOOP")
-	// MODSEQs by rank.
+	return rankModSeqs(out)
+}
+
+// script is the stage of a random script (TestFetchFlagsFastPath,
+// TestSearchFastPath): INBOX filled with n messages, flags from flags; a
+// reader session (rd) that sent enable (if any) before SELECT, and a
+// writer session (wr), both selected.
+type script struct {
+	r      *mrand.Rand
+	inbox  *mailstore.Mailbox
+	rd, wr *byteSession
+}
+
+func newScript(t *testing.T, h *harness, r *mrand.Rand, n int, flags func() string, enable string) *script {
+	t.Helper()
+	ctx := context.Background()
+	u, err := h.ms.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := u.Mailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 0 {
+		err := h.ms.Update(ctx, "alice", "fill", func(w *mailstore.Writer) error {
+			for i := range n {
+				var fl []imap.Flag
+				for _, f := range strings.Fields(flags()) {
+					fl = append(fl, imap.Flag(f))
+				}
+				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := dialBytes(t, h.addr)
+	rd.do(t, "LOGIN alice password-alice")
+	if enable != "" {
+		rd.do(t, "%s", enable)
+	}
+	rd.do(t, "SELECT INBOX")
+	wr := dialBytes(t, h.addr)
+	wr.do(t, "LOGIN alice password-alice")
+	wr.do(t, "SELECT INBOX")
+	return &script{r: r, inbox: inbox, rd: rd, wr: wr}
+}
+
+// num is a random message number up to max+2, or "*".
+func (s *script) num(max int) string {
+	if s.r.IntN(6) == 0 {
+		return "*"
+	}
+	return strconv.Itoa(1 + s.r.IntN(max+2))
+}
+
+// set is a random sequence set (a UID set if uid): "*", "$", ranges
+// either way round, sets out of range and bad ones.
+func (s *script) set(uid bool) string {
+	max := len(s.inbox.Messages())
+	if uid {
+		max = int(s.inbox.Info().UIDNext)
+	}
+	num := s.num
+	switch s.r.IntN(12) {
+	case 0:
+		return "1:*"
+	case 1:
+		return "*"
+	case 2:
+		return num(max) + ":" + num(max)
+	case 3:
+		return num(max) + "," + num(max) + ":" + num(max) + "," + num(max)
+	case 4:
+		return "$"
+	case 5:
+		return []string{"0", "1:0", "x", "1,,2", "-1", "4294967296"}[s.r.IntN(6)]
+	case 6:
+		return strconv.Itoa(max + 5)
+	default:
+		return num(max)
+	}
+}
+
+// rankModSeqs replaces each MODSEQ value in the answers by its rank among
+// all of them: MODSEQs come from a clock, different in each run.
+func rankModSeqs(out []flagsExchange) []flagsExchange {
 	modseqRe := regexp.MustCompile(`MODSEQ[ (]+(\d+)`)
 	var vals []uint64
 	for _, e := range out {
@@ -288,8 +324,14 @@ func dialBytes(t *testing.T, addr string) *byteSession {
 func (s *byteSession) do(t *testing.T, format string, args ...any) string {
 	t.Helper()
 	s.n++
-	tag := "b" + strconv.Itoa(s.n) + " "
-	if _, err := fmt.Fprintf(s.c, tag+format+"\r\n", args...); err != nil {
+	return s.doTag(t, "b"+strconv.Itoa(s.n), fmt.Sprintf(format, args...))
+}
+
+// doTag is do with the command's tag.
+func (s *byteSession) doTag(t *testing.T, tag, cmd string) string {
+	t.Helper()
+	tag += " "
+	if _, err := io.WriteString(s.c, tag+cmd+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
@@ -297,7 +339,7 @@ func (s *byteSession) do(t *testing.T, format string, args ...any) string {
 		l, err := s.r.ReadString('\n')
 		b.WriteString(l)
 		if err != nil {
-			t.Fatalf("%s: %v (read %q)", fmt.Sprintf(format, args...), err, clip(b.String()))
+			t.Fatalf("%s: %v (read %q)", cmd, err, clip(b.String()))
 		}
 		if strings.HasPrefix(l, tag) {
 			return b.String()

@@ -78,6 +78,16 @@
 // OK all stay imapserver's, byte for byte; only the writing of the
 // responses themselves is ours. fetchflags_test.go plays random scripts
 // with the fast path off and on and compares every byte the client gets.
+//
+// SEARCH answers have a fast path of the same kind (searchwrite.go): the
+// untagged SEARCH or ESEARCH line ("* SEARCH" and 80,000 numbers for a
+// UID SEARCH UNSEEN of 100,000 messages, which imapserver's encoder writes
+// number by number, half the server's time) is not imapserver's:
+// Session.Search hands it an empty result, and the layer writes the
+// answer in place of the empty response imapserver writes for it,
+// rendered from the set's ranges 64 KiB at a time. Parsing, BAD and NO
+// answers, the updates after the answer and the tagged OK stay
+// imapserver's; searchwrite_test.go compares the two paths byte for byte.
 package imapd
 
 import (
@@ -153,6 +163,12 @@ type Server struct {
 	// generalFetch turns the fast path of FETCH FLAGS off (fetchflags.go),
 	// for tests that compare it with imapserver's.
 	generalFetch atomic.Bool
+	// generalSearch turns the fast path of SEARCH answers off
+	// (searchwrite.go), for tests that compare it with imapserver's.
+	generalSearch atomic.Bool
+	// fastSearches counts the SEARCH answers the fast path wrote (for
+	// tests).
+	fastSearches atomic.Int64
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by

@@ -67,6 +67,13 @@ type proto struct {
 	// imapserver (fetchCmd), for Session.Fetch; 0 for none. Only the
 	// goroutine that reads (imapserver's) uses it.
 	changedSince uint64
+	// search is what the layer saw of the SEARCH being handed to
+	// imapserver, for Session.Search (searchwrite.go); only the
+	// goroutine that reads (imapserver's) uses it. searchSub is the
+	// answer that Session.Search made ready, to be written in place of
+	// imapserver's (guarded by wmu).
+	search    searchForm
+	searchSub *searchSub
 
 	// fix: the session has fetched what imapserver encodes unlike the
 	// grammar (fetchfix.go), whose FETCH responses are rewritten;
@@ -236,16 +243,27 @@ const maxCmdHead = 64
 // answered (handled); any other is left to imapserver.
 func (p *proto) command() (handled bool, err error) {
 	p.changedSince = 0 // the command before's, if imapserver refused it
+	p.search = searchForm{}
+	p.dropSearch() // the command before's, if imapserver did not write it
 	head, err := p.peekHead()
 	if err != nil {
 		return false, err
 	}
 	tag, name := cmdName(head)
+	var search searchForm
+	if name == "SEARCH" || name == "UID SEARCH" {
+		search = searchFormOf(head, tag, name) // before head is read past
+	}
 	if condCommands[name] {
 		if handled, err := p.condCommand(tag, name); handled || err != nil {
+			if err == nil && len(p.input) > 0 {
+				// Rewritten (or read whole) for imapserver.
+				p.search = search
+			}
 			return true, err
 		}
 	}
+	p.search = search
 	if name == "LIST" || name == "LSUB" {
 		if handled, err := p.listCommand(tag, name); handled || err != nil {
 			return true, err
@@ -321,6 +339,12 @@ func (p *proto) write(c *innerConn, b []byte) (int, error) {
 		}
 		c.dropLine = false
 		b = b[i+1:]
+	}
+	if handled, err := p.substSearch(b); handled || err != nil {
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	if err := p.out.scan(p, b); err != nil {
 		return 0, err

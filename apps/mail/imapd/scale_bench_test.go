@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,10 +67,18 @@ func BenchmarkScale(b *testing.B) {
 	// The same FETCH read as lines by a raw connection: the server's
 	// side alone (the go-imap client's parsing dominates fetch-flags),
 	// and UID FETCH 1:* (FLAGS); each by the fast path (fetchflags.go)
-	// and by imapserver's FetchWriter ("general").
-	for _, bc := range []struct{ name, cmd string }{
-		{"fetch-flags-raw", "FETCH 1:* (UID FLAGS)"},
-		{"uid-fetch-flags-raw", "UID FETCH 1:* (FLAGS)"},
+	// and by imapserver's FetchWriter ("general"). Then UID SEARCH
+	// UNSEEN read raw (one line of 15,000 UIDs) and its ESEARCH form, by
+	// the fast path (searchwrite.go) and by imapserver's encoder.
+	for _, bc := range []struct {
+		name, cmd string
+		lines     int
+		general   *atomic.Bool
+	}{
+		{"fetch-flags-raw", "FETCH 1:* (UID FLAGS)", n, &h.srv.generalFetch},
+		{"uid-fetch-flags-raw", "UID FETCH 1:* (FLAGS)", n, &h.srv.generalFetch},
+		{"search-unseen-raw", "UID SEARCH UNSEEN", 1, &h.srv.generalSearch},
+		{"esearch-unseen-raw", "UID SEARCH RETURN (ALL) UNSEEN", 1, &h.srv.generalSearch},
 	} {
 		for _, general := range []bool{false, true} {
 			name := bc.name
@@ -77,14 +86,12 @@ func BenchmarkScale(b *testing.B) {
 				name += "-general"
 			}
 			b.Run(name, func(b *testing.B) {
-				h.srv.generalFetch.Store(general)
-				defer h.srv.generalFetch.Store(false)
-				fetchRaw(b, h.addr, bc.cmd, n)
+				bc.general.Store(general)
+				defer bc.general.Store(false)
+				fetchRaw(b, h.addr, bc.cmd, bc.lines)
 			})
 		}
 	}
-	// UID SEARCH UNSEEN read raw: one line of 15,000 UIDs.
-	b.Run("search-unseen-raw", func(b *testing.B) { fetchRaw(b, h.addr, "UID SEARCH UNSEEN", 1) })
 	for _, s := range []struct {
 		name string
 		c    imap.SearchCriteria

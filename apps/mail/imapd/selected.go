@@ -584,6 +584,11 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	if options != nil && options.ReturnSave {
 		v.SearchRes = uids
 	}
+	if empty, ok := sess.fastSearch(kind, options, data); ok {
+		// The answer is rendered: the layer writes it in place of
+		// imapserver's, which is empty (searchwrite.go).
+		return empty, nil
+	}
 	return data, nil
 }
 
