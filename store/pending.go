@@ -1,11 +1,8 @@
 package store
 
 import (
-	"compress/zlib"
 	"context"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +39,8 @@ type pending struct {
 	hurry int   // drain calls waiting: write the queue without delay
 	err   error // the first failed write; the commit log still holds it
 	wake  chan struct{}
+	// entryBytes is what the objects' kept pack entries hold (entry.go).
+	entryBytes int
 }
 
 // pendingObject is a logged object and the number of queued commits that
@@ -49,6 +48,9 @@ type pending struct {
 type pendingObject struct {
 	obj  plumbing.EncodedObject
 	refs int
+	// entry is the object's pack entry once a push or the batch writer
+	// has compressed it (entry.go), for the others to copy.
+	entry packEntry
 }
 
 type pendingCommit struct {
@@ -215,6 +217,7 @@ func (s *Store) runPending(stop <-chan struct{}) {
 						po.refs--
 						p.objs[o.Hash()] = po
 					} else {
+						p.entryBytes -= len(po.entry.data)
 						delete(p.objs, o.Hash())
 					}
 				}
@@ -251,7 +254,7 @@ func (s *Store) writeBatch(batch []pendingCommit) error {
 		}
 	}
 	name, _, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
-		return writeObjectsPack(f, objs)
+		return writeEntriesPack(f, objs, s.pend.entry)
 	})
 	if err != nil {
 		return err
@@ -320,40 +323,5 @@ func (s *Store) Flush() error {
 // the compressor: a large blob read back from the commit log (spool.go) is
 // never held in memory.
 func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile.MemoryIndex, error) {
-	pw, err := newPackWriter(f, len(objs))
-	if err != nil {
-		return Hash{}, nil, err
-	}
-	crc := crc32.NewIEEE()
-	cw := &countWriter{}
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
-	for _, o := range objs {
-		h := o.Hash()
-		crc.Reset()
-		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
-		if _, err := cw.Write(packEntryHeader(o.Type(), o.Size())); err != nil {
-			return Hash{}, nil, err
-		}
-		r, err := o.Reader()
-		if err != nil {
-			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
-		}
-		zw.Reset(cw)
-		n, err := io.Copy(zw, r)
-		r.Close()
-		if err == nil && n != o.Size() {
-			err = fmt.Errorf("%d of %d bytes", n, o.Size())
-		}
-		if err != nil {
-			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
-		}
-		if err := zw.Close(); err != nil {
-			return Hash{}, nil, err
-		}
-		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
-			return Hash{}, nil, err
-		}
-	}
-	return pw.finish()
+	return writeEntriesPack(f, objs, nil)
 }

@@ -32,8 +32,6 @@ func writeRawPack(f io.Writer, n int, next func(i int) (Hash, plumbing.ObjectTyp
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	crc := crc32.NewIEEE()
-	cw := &countWriter{}
 	zw := zlibWriters.Get().(*zlib.Writer)
 	defer zlibWriters.Put(zw)
 	for i := 0; i < n; i++ {
@@ -41,19 +39,7 @@ func writeRawPack(f io.Writer, n int, next func(i int) (Hash, plumbing.ObjectTyp
 		if err != nil {
 			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
 		}
-		crc.Reset()
-		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
-		if _, err := cw.Write(packEntryHeader(t, int64(len(data)))); err != nil {
-			return Hash{}, nil, err
-		}
-		zw.Reset(cw)
-		if _, err := zw.Write(data); err != nil {
-			return Hash{}, nil, err
-		}
-		if err := zw.Close(); err != nil {
-			return Hash{}, nil, err
-		}
-		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
+		if _, err := pw.compress(zw, h, t, int64(len(data)), bytes.NewReader(data), nil); err != nil {
 			return Hash{}, nil, err
 		}
 	}

@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// holdPending stops s's background writer, so that the commits made next
+// stay pending (in memory, not in a pack) until resume starts it again.
+func holdPending(t *testing.T, s *Store) (resume func()) {
+	t.Helper()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.pendStop == nil {
+		t.Fatal("the store has no background writer")
+	}
+	close(s.pendStop)
+	<-s.pendDone
+	s.pendStop = nil
+	return func() {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		s.pendStop, s.pendDone = make(chan struct{}), make(chan struct{})
+		stop, done := s.pendStop, s.pendDone
+		go func() {
+			defer close(done)
+			s.runPending(stop)
+		}()
+	}
+}
+
+// peers makes n clones of a, served over HTTP (to anyone, with write
+// access), and returns their remotes.
+func peers(t *testing.T, a *Store, n int) ([]*Store, []Remote) {
+	t.Helper()
+	anyone := WithGitAuthenticator(func(r *http.Request, name, password string) (User, error) {
+		return User{Name: name, Git: GitWrite}, nil
+	})
+	var stores []*Store
+	var rems []Remote
+	for i := range n {
+		b, err := Clone(context.Background(), Remote{URL: a.Path()}, filepath.Join(t.TempDir(), fmt.Sprintf("peer%d.git", i)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		srv := httptest.NewServer(b.GitHandler(nil, anyone))
+		t.Cleanup(srv.Close)
+		stores = append(stores, b)
+		rems = append(rems, Remote{URL: srv.URL + "/store.git", Username: "peer", Password: "peer"})
+	}
+	return stores, rems
+}
+
+// TestPushCompressesOnce: a commit pushed to two peers while it is pending
+// (not yet in a pack) has each object compressed once, by the first push;
+// the second push and the pack the background writer makes copy that
+// entry. Both peers and the pushing store pass git fsck.
+func TestPushCompressesOnce(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	bs, rems := peers(t, a, 2)
+	resume := holdPending(t, a)
+	defer resume()
+	before := entriesCompressed.Load()
+	head, err := a.Update(ctx, CommitOptions{Message: "three items"}, func(tx *Tx) error {
+		for i := range 3 {
+			if err := tx.Put(fmt.Sprintf("y/%d", i), fmt.Appendf(nil, "item %d of a commit that two peers get", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := bs[0].Resolve("")
+	objs, err := a.packObjects([]Hash{head}, []Hash{old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rem := range rems {
+		if err := a.Push(ctx, rem, SyncOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range objs {
+		if _, ok := a.pend.entry(h); !ok {
+			t.Errorf("object %s: no entry kept while pending", h)
+		}
+	}
+	resume()
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// y/0..2, the trees y and the root, the commit.
+	if got := entriesCompressed.Load() - before; got != int64(len(objs)) || len(objs) != 6 {
+		t.Errorf("%d objects compressed %d times, want once each", len(objs), got)
+	}
+	for i, b := range bs {
+		if h, _ := b.Resolve(""); h != head {
+			t.Errorf("peer %d at %s, want %s", i, h, head)
+		}
+		if got, _ := b.Read("", "y/2"); string(got) != "item 2 of a commit that two peers get" {
+			t.Errorf("peer %d: y/2 = %q", i, got)
+		}
+		fsckOpen(t, b)
+	}
+	fsckOpen(t, a)
+	a.pend.mu.Lock()
+	kept := a.pend.entryBytes
+	a.pend.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d bytes of entries kept after the batch was written", kept)
+	}
+}
+
+// TestPushCorruptEntry: a pack entry whose bytes no longer match their
+// CRC (the pack index's for a stored object, the one taken when a pending
+// object's entry was kept) fails the push with ErrCorrupt before anything
+// reaches the peer.
+func TestPushCorruptEntry(t *testing.T) {
+	ctx := context.Background()
+	t.Run("stored", func(t *testing.T) {
+		a := newStore(t)
+		put(t, a, "x/1", "one")
+		bs, rems := peers(t, a, 1)
+		old, _ := bs[0].Resolve("")
+		put(t, a, "y/1", "a blob stored in a pack, then damaged on disk")
+		if err := a.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		blob := hashOf(t, a, "y/1")
+		var pack string
+		var off int64
+		a.readObjsOnce(func(o *objReader) error {
+			for _, p := range o.packs {
+				if i, ok := p.idx.find(blob); ok {
+					pack = filepath.Join(a.Path(), "objects", "pack", p.name)
+					off, _ = p.idx.offsetAt(i)
+				}
+			}
+			return nil
+		})
+		if pack == "" {
+			t.Fatal("y/1 is not in a pack")
+		}
+		flipByte(t, pack, off+4) // in the zlib stream
+		err := a.Push(ctx, rems[0], SyncOptions{})
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("push of a damaged entry = %v, want ErrCorrupt", err)
+		}
+		if h, _ := bs[0].Resolve(""); h != old {
+			t.Errorf("peer moved to %s", h)
+		}
+	})
+	t.Run("pending", func(t *testing.T) {
+		a := newStore(t)
+		put(t, a, "x/1", "one")
+		bs, rems := peers(t, a, 2)
+		resume := holdPending(t, a)
+		defer resume()
+		old, _ := bs[1].Resolve("")
+		put(t, a, "y/1", "a pending blob whose kept entry is damaged")
+		if err := a.Push(ctx, rems[0], SyncOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e, ok := a.pend.entry(hashOf(t, a, "y/1"))
+		if !ok {
+			t.Fatal("no entry kept")
+		}
+		e.data[len(e.data)/2] ^= 0x40
+		err := a.Push(ctx, rems[1], SyncOptions{})
+		e.data[len(e.data)/2] ^= 0x40 // for the batch writer
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("push of a damaged kept entry = %v, want ErrCorrupt", err)
+		}
+		if h, _ := bs[1].Resolve(""); h != old {
+			t.Errorf("peer moved to %s", h)
+		}
+	})
+}
+
+// hashOf is the hash of the blob at path on s's main branch.
+func hashOf(t *testing.T, s *Store, path string) Hash {
+	t.Helper()
+	var h Hash
+	err := s.readObjs(func(o *objReader) error {
+		head, err := s.head(DefaultBranch)
+		if err != nil {
+			return err
+		}
+		root, err := o.commitTree(head)
+		if err != nil {
+			return err
+		}
+		e, ok, err := o.entry(root, path)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s: no such path", path)
+		}
+		h = e.Hash
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// flipByte changes one bit of the byte at off in the file at path.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
