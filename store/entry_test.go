@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // holdPending stops s's background writer, so that the commits made next
@@ -232,5 +235,48 @@ func flipByte(t *testing.T, path string, off int64) {
 	b[0] ^= 0x40
 	if _, err := f.WriteAt(b[:], off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainQueuedBefore: drain waits for the commits queued when it was
+// called, not for an empty queue: commits that keep coming (a client
+// writing while a replica's push drains) do not hold it up.
+func TestDrainQueuedBefore(t *testing.T) {
+	p := newPending()
+	commit := func(i int) pendingCommit {
+		o := memObject(plumbing.BlobObject, fmt.Appendf(nil, "blob %d", i))
+		return pendingCommit{branch: DefaultBranch, head: o.Hash(), objects: []plumbing.EncodedObject{o}}
+	}
+	p.add(commit(1))
+	drained := make(chan error, 1)
+	go func() { drained <- p.drain() }()
+	// The writer's part, once drain asks for haste: the first commit is
+	// written while a second comes.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		hurry := p.hurry
+		p.mu.Unlock()
+		if hurry == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("drain did not ask for haste")
+		}
+	}
+	p.add(commit(2))
+	p.mu.Lock()
+	p.done(p.queue[:1:1])
+	p.idle.Broadcast()
+	p.mu.Unlock()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("drain still waits, for a commit queued after it was called")
+	}
+	if !p.busy() {
+		t.Error("the second commit is no longer queued")
 	}
 }

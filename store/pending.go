@@ -41,6 +41,8 @@ type pending struct {
 	wake  chan struct{}
 	// entryBytes is what the objects' kept pack entries hold (entry.go).
 	entryBytes int
+	// added counts the commits queued, written those written (in order).
+	added, written uint64
 }
 
 // pendingObject is a logged object and the number of queued commits that
@@ -54,6 +56,7 @@ type pendingObject struct {
 }
 
 type pendingCommit struct {
+	seq     uint64 // its place in the queue's order (pending.added)
 	branch  string
 	head    Hash
 	objects []plumbing.EncodedObject
@@ -100,6 +103,8 @@ func (p *pending) add(c pendingCommit) {
 		p.objs[o.Hash()] = po
 	}
 	p.heads[c.branch] = c.head
+	p.added++
+	c.seq = p.added
 	p.queue = append(p.queue, c)
 	p.bytes += c.size
 	// The writer needs waking when the queue starts (to time the batch)
@@ -140,17 +145,22 @@ func (p *pending) head(branch string) (Hash, bool) {
 	return h, ok
 }
 
-// drain waits until every queued commit is written (or failed), asking the
-// writer not to wait for a fuller batch.
+// drain waits until every commit queued when it is called is written (or
+// failed), asking the writer not to wait for a fuller batch. Commits
+// queued meanwhile are not waited for: under a steady stream of commits,
+// a reader that waited for an empty queue (a replica's push arriving
+// while a client writes) waited for the stream to pause, and had the
+// writer make a pack per commit or two all that time.
 func (p *pending) drain() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.queue) == 0 || p.err != nil {
 		return p.err
 	}
+	target := p.added
 	p.hurry++
 	p.poke()
-	for len(p.queue) > 0 && p.err == nil {
+	for p.written < target && p.err == nil {
 		p.idle.Wait()
 	}
 	p.hurry--
@@ -209,33 +219,41 @@ func (s *Store) runPending(stop <-chan struct{}) {
 			p.err = err
 			s.log.Error("store: writing logged commits into the repository failed; they are kept in the commit log", "err", err)
 		} else {
-			p.queue = p.queue[n:]
-			for _, c := range batch {
-				p.bytes -= c.size
-				for _, o := range c.objects {
-					if po := p.objs[o.Hash()]; po.refs > 1 {
-						po.refs--
-						p.objs[o.Hash()] = po
-					} else {
-						p.entryBytes -= len(po.entry.data)
-						delete(p.objs, o.Hash())
-					}
-				}
-				if p.heads[c.branch] == c.head {
-					delete(p.heads, c.branch)
-				}
-			}
-			if len(p.queue) == 0 {
-				p.queue = nil // let the written batch go
-			}
+			p.done(batch)
 		}
-		// Wake drain (queue empty) and add (room in the queue).
+		// Wake drain (its commits written) and add (room in the queue).
 		p.idle.Broadcast()
 		p.mu.Unlock()
 		if err == nil {
 			s.releaseFlock(false)
 			s.maybeMergePacks()
 		}
+	}
+}
+
+// done takes the batch of the first queued commits, just written, off the
+// queue. The caller holds p.mu.
+func (p *pending) done(batch []pendingCommit) {
+	n := len(batch)
+	p.queue = p.queue[n:]
+	p.written = batch[n-1].seq
+	for _, c := range batch {
+		p.bytes -= c.size
+		for _, o := range c.objects {
+			if po := p.objs[o.Hash()]; po.refs > 1 {
+				po.refs--
+				p.objs[o.Hash()] = po
+			} else {
+				p.entryBytes -= len(po.entry.data)
+				delete(p.objs, o.Hash())
+			}
+		}
+		if p.heads[c.branch] == c.head {
+			delete(p.heads, c.branch)
+		}
+	}
+	if len(p.queue) == 0 {
+		p.queue = nil // let the written batch go
 	}
 }
 
