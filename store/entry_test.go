@@ -180,6 +180,7 @@ func TestPushCorruptEntry(t *testing.T) {
 			t.Fatal("no entry kept")
 		}
 		e.data[len(e.data)/2] ^= 0x40
+		a.pushPacks.body = nil // the pack built before the damage would go
 		err := a.Push(ctx, rems[1], SyncOptions{})
 		e.data[len(e.data)/2] ^= 0x40 // for the batch writer
 		if !errors.Is(err, ErrCorrupt) {
@@ -278,5 +279,61 @@ func TestDrainQueuedBefore(t *testing.T) {
 	}
 	if !p.busy() {
 		t.Error("the second commit is no longer queued")
+	}
+}
+
+// TestPushPackShared: a push of the same objects to a second peer sends
+// the pack built for the first (kept in memory when small); a pack larger
+// than maxSharedPack goes through a temporary file, is not kept, and the
+// file is removed after the push. Every peer passes git fsck.
+func TestPushPackShared(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	bs, rems := peers(t, a, 4)
+	h1 := put(t, a, "y/1", "small")
+	if err := a.Push(ctx, rems[0], SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kept := a.pushPacks.body
+	if kept == nil {
+		t.Fatal("the small pack was not kept")
+	}
+	before := entriesCompressed.Load()
+	if err := a.Push(ctx, rems[1], SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := entriesCompressed.Load() - before; got != 0 || &a.pushPacks.body[0] != &kept[0] {
+		t.Errorf("the second push built its pack again (%d entries compressed)", got)
+	}
+	// A large pack: spilled, not kept.
+	defer func(m int) { maxSharedPack = m }(maxSharedPack)
+	maxSharedPack = 1 << 10
+	big := make([]byte, 64<<10)
+	for i := range big {
+		big[i] = byte(i * 7919 >> 3)
+	}
+	put(t, a, "z/1", string(big))
+	for _, rem := range rems[2:] {
+		if err := a.Push(ctx, rem, SyncOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if a.pushPacks.body != nil {
+			t.Errorf("a pack of more than %d bytes was kept", maxSharedPack)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(a.Path(), tmpDir, "push-*")); len(left) != 0 {
+		t.Errorf("left in %s: %v", tmpDir, left)
+	}
+	head, _ := a.Resolve("")
+	for i, b := range bs {
+		want := head
+		if i < 2 {
+			want = h1
+		}
+		if h, _ := b.Resolve(""); h != want {
+			t.Errorf("peer %d at %s, want %s", i, h, want)
+		}
+		fsckOpen(t, b)
 	}
 }
