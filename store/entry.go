@@ -38,12 +38,16 @@ func (e packEntry) check(h Hash) error {
 	return nil
 }
 
-// maxEntryBytes bounds the bytes of the entries kept with pending objects
-// (4 MiB on a host, a thirty-second of the memory limit in an appliance);
-// past it, a push compresses what it sends as before. Only objects of up
-// to streamThreshold bytes, which pending holds in memory anyway, have
-// their entries kept.
-var maxEntryBytes = int(underMemoryLimit(4<<20, 256<<10, 32))
+// maxEntryBytes bounds the bytes of the entries kept with pending objects:
+// 4 MiB on a host, a thirty-second of the memory limit in an appliance (at
+// least 256 KiB; see entryLimit); past it, a push compresses what it sends
+// as before. Only objects of up to streamThreshold bytes, which pending
+// holds in memory anyway, have their entries kept.
+var maxEntryBytes = 4 << 20
+
+// entryLimit is maxEntryBytes under the memory limit, read when the store
+// opens (an appliance sets its limit at boot, after package init).
+func entryLimit() int { return int(underMemoryLimit(int64(maxEntryBytes), 256<<10, 32)) }
 
 // entry returns pending object h's kept pack entry.
 func (p *pending) entry(h Hash) (packEntry, bool) {
@@ -60,7 +64,7 @@ func (p *pending) keepEntry(h Hash, e packEntry) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	po, ok := p.objs[h]
-	if !ok || po.entry.data != nil || p.entryBytes+len(e.data) > maxEntryBytes {
+	if !ok || po.entry.data != nil || p.entryBytes+len(e.data) > p.entryLimit {
 		return
 	}
 	po.entry = e

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,24 +40,31 @@ func holdPending(t *testing.T, s *Store) (resume func()) {
 }
 
 // peers makes n clones of a, served over HTTP (to anyone, with write
-// access), and returns their remotes.
+// access), and returns their remotes. They clone a over HTTP too: a clone
+// by path opens a's folder a second time in this process, and that
+// store's Close empties the commit log that a still appends to, after
+// which a reads its pending large blobs back wrong from the log.
 func peers(t *testing.T, a *Store, n int) ([]*Store, []Remote) {
 	t.Helper()
 	anyone := WithGitAuthenticator(func(r *http.Request, name, password string) (User, error) {
 		return User{Name: name, Git: GitWrite}, nil
 	})
+	serve := func(s *Store) Remote {
+		srv := httptest.NewServer(s.GitHandler(nil, anyone))
+		t.Cleanup(srv.Close)
+		return Remote{URL: srv.URL + "/store.git", Username: "peer", Password: "peer"}
+	}
+	origin := serve(a)
 	var stores []*Store
 	var rems []Remote
 	for i := range n {
-		b, err := Clone(context.Background(), Remote{URL: a.Path()}, filepath.Join(t.TempDir(), fmt.Sprintf("peer%d.git", i)), Options{})
+		b, err := Clone(context.Background(), origin, filepath.Join(t.TempDir(), fmt.Sprintf("peer%d.git", i)), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { b.Close() })
-		srv := httptest.NewServer(b.GitHandler(nil, anyone))
-		t.Cleanup(srv.Close)
 		stores = append(stores, b)
-		rems = append(rems, Remote{URL: srv.URL + "/store.git", Username: "peer", Password: "peer"})
+		rems = append(rems, serve(b))
 	}
 	return stores, rems
 }
@@ -309,9 +317,10 @@ func TestPushPackShared(t *testing.T) {
 	// A large pack: spilled, not kept.
 	defer func(m int) { maxSharedPack = m }(maxSharedPack)
 	maxSharedPack = 1 << 10
-	big := make([]byte, 64<<10)
+	big := make([]byte, 128<<10) // more than the least limit, compressed
+	r := rand.New(rand.NewPCG(1, 2))
 	for i := range big {
-		big[i] = byte(i * 7919 >> 3)
+		big[i] = byte(r.Uint32())
 	}
 	put(t, a, "z/1", string(big))
 	for _, rem := range rems[2:] {
@@ -335,5 +344,37 @@ func TestPushPackShared(t *testing.T) {
 			t.Errorf("peer %d at %s, want %s", i, h, want)
 		}
 		fsckOpen(t, b)
+	}
+}
+
+// TestKeepEntryBounded: a pending object's entry is kept only while the
+// kept entries stay within the limit, and only for an object still
+// pending; the bytes are counted back when its batch is written.
+func TestKeepEntryBounded(t *testing.T) {
+	p := newPending()
+	p.entryLimit = 100
+	var hs []Hash
+	for i := range 3 {
+		o := memObject(plumbing.BlobObject, fmt.Appendf(nil, "blob %d", i))
+		p.add(pendingCommit{branch: DefaultBranch, head: o.Hash(), objects: []plumbing.EncodedObject{o}})
+		hs = append(hs, o.Hash())
+	}
+	p.keepEntry(hs[0], packEntry{data: make([]byte, 60)})
+	p.keepEntry(hs[1], packEntry{data: make([]byte, 60)})   // over the limit
+	p.keepEntry(Hash{1}, packEntry{data: make([]byte, 10)}) // not pending
+	if _, ok := p.entry(hs[0]); !ok {
+		t.Error("the first entry was not kept")
+	}
+	if _, ok := p.entry(hs[1]); ok {
+		t.Error("an entry past the limit was kept")
+	}
+	if _, ok := p.entry(Hash{1}); ok || p.entryBytes != 60 {
+		t.Errorf("kept %d bytes, want 60", p.entryBytes)
+	}
+	p.mu.Lock()
+	p.done(p.queue)
+	p.mu.Unlock()
+	if p.entryBytes != 0 {
+		t.Errorf("%d bytes kept after the batch was written", p.entryBytes)
 	}
 }

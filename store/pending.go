@@ -39,8 +39,9 @@ type pending struct {
 	hurry int   // drain calls waiting: write the queue without delay
 	err   error // the first failed write; the commit log still holds it
 	wake  chan struct{}
-	// entryBytes is what the objects' kept pack entries hold (entry.go).
-	entryBytes int
+	// entryBytes is what the objects' kept pack entries hold (entry.go),
+	// up to entryLimit.
+	entryBytes, entryLimit int
 	// added counts the commits queued, written those written (in order).
 	added, written uint64
 }
@@ -65,7 +66,7 @@ type pendingCommit struct {
 }
 
 func newPending() *pending {
-	p := &pending{objs: map[Hash]pendingObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1)}
+	p := &pending{objs: map[Hash]pendingObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1), entryLimit: entryLimit()}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }

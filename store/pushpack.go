@@ -13,9 +13,10 @@ import (
 // maxSharedPack is the largest push pack kept in memory, for the next peer
 // that lacks the same objects (a replica pushes each new head to every
 // peer): 256 KiB on a host, a two-hundred-fifty-sixth of the memory limit
-// in an appliance (at least 64 KiB). A larger pack is written to a
-// temporary file, used once and removed.
-var maxSharedPack = int(underMemoryLimit(256<<10, 64<<10, 256))
+// in an appliance (at least 64 KiB; read at each push, as an appliance
+// sets its limit at boot). A larger pack is written to a temporary file,
+// used once and removed.
+var maxSharedPack = 256 << 10
 
 // pushPacks holds the last pack built for a push, by the objects it holds:
 // a push to each peer of the same new head lists the same objects, and the
@@ -52,7 +53,7 @@ func (s *Store) pushPack(hs []Hash) (io.ReadCloser, error) {
 	if pp.body != nil && pp.key == key {
 		return io.NopCloser(bytes.NewReader(pp.body)), nil
 	}
-	sw := &spillWriter{dir: filepath.Join(s.path, tmpDir), max: maxSharedPack}
+	sw := &spillWriter{dir: filepath.Join(s.path, tmpDir), max: int(underMemoryLimit(int64(maxSharedPack), 64<<10, 256))}
 	bw := bufio.NewWriterSize(sw, 64<<10)
 	err := s.encodePack(bw, hs)
 	if err == nil {
