@@ -23,7 +23,8 @@ import (
 // first push, or the batch writer, that compresses a pending object keeps
 // its entry with it, and the others copy that: an object is compressed
 // once, not once per peer and once more for its pack (zlib's Huffman
-// tables, built per small object, were most of a pushing node's CPU).
+// tables, built anew for each small object, topped a pushing node's
+// profile).
 type packEntry struct {
 	data []byte
 	crc  uint32

@@ -54,12 +54,8 @@ func (s *Store) pushPack(hs []Hash) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(pp.body)), nil
 	}
 	sw := &spillWriter{dir: filepath.Join(s.path, tmpDir), max: int(underMemoryLimit(int64(maxSharedPack), 64<<10, 256))}
-	bw := bufio.NewWriterSize(sw, 64<<10)
-	err := s.encodePack(bw, hs)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
+	// (encodePack's packWriter buffers what it writes.)
+	if err := s.encodePack(sw, hs); err != nil {
 		sw.discard()
 		return nil, err
 	}
