@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 )
 
 // holdPending stops s's background writer, so that the commits made next
-// stay pending (in memory, not in a pack) until resume starts it again.
+// stay pending (in memory, not in a pack) until resume starts it again
+// (once: later calls do nothing).
 func holdPending(t *testing.T, s *Store) (resume func()) {
 	t.Helper()
 	s.wmu.Lock()
@@ -27,7 +29,7 @@ func holdPending(t *testing.T, s *Store) (resume func()) {
 	close(s.pendStop)
 	<-s.pendDone
 	s.pendStop = nil
-	return func() {
+	return sync.OnceFunc(func() {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		s.pendStop, s.pendDone = make(chan struct{}), make(chan struct{})
@@ -36,7 +38,7 @@ func holdPending(t *testing.T, s *Store) (resume func()) {
 			defer close(done)
 			s.runPending(stop)
 		}()
-	}
+	})
 }
 
 // peers makes n clones of a, served over HTTP (to anyone, with write
