@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -84,10 +85,29 @@ func (p *packWriter) writeEntry(h Hash, e packEntry) error {
 	return p.add(h, int64(len(e.data)), e.crc)
 }
 
+// storedTreeMax: trees smaller than this are written in stored (not
+// compressed) zlib blocks. A small tree is mostly binary hashes and short
+// names: deflate saved nothing on a mail store's (its output was larger,
+// by the dynamic block's header), and cost 5-10 us each in Huffman table
+// building, the most frequent object a commit writes.
+const storedTreeMax = 1 << 10
+
+// storedWriters write zlib streams of stored blocks.
+var storedWriters = sync.Pool{New: func() any {
+	w, _ := zlib.NewWriterLevel(io.Discard, zlib.NoCompression)
+	return w
+}}
+
 // compress writes object h (type t, size bytes read from r) as a whole
-// entry compressed with zw, and returns the entry's CRC. If keep is not
-// nil, the entry's bytes are also written there.
+// entry compressed with zw (a small tree: stored, see storedTreeMax), and
+// returns the entry's CRC. If keep is not nil, the entry's bytes are also
+// written there.
 func (p *packWriter) compress(zw *zlib.Writer, h Hash, t plumbing.ObjectType, size int64, r io.Reader, keep io.Writer) (uint32, error) {
+	if t == plumbing.TreeObject && size < storedTreeMax {
+		sw := storedWriters.Get().(*zlib.Writer)
+		defer storedWriters.Put(sw)
+		zw = sw
+	}
 	crc := crc32.NewIEEE()
 	cw := &countWriter{w: io.MultiWriter(p.bw, crc)}
 	if keep != nil {

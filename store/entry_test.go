@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // holdPending stops s's background writer, so that the commits made next
@@ -378,5 +381,62 @@ func TestKeepEntryBounded(t *testing.T) {
 	p.mu.Unlock()
 	if p.entryBytes != 0 {
 		t.Errorf("%d bytes kept after the batch was written", p.entryBytes)
+	}
+}
+
+// TestSmallTreeStored: a tree under storedTreeMax is written in stored
+// zlib blocks (no Huffman tables built), a larger one and a blob are
+// compressed; the pack indexes and reads back (go-git's parser too).
+func TestSmallTreeStored(t *testing.T) {
+	tree := func(n int) plumbing.EncodedObject {
+		var b bytes.Buffer
+		for i := range n {
+			fmt.Fprintf(&b, "100644 message-%04d\x00", i)
+			b.Write(bytes.Repeat([]byte{byte(i)}, 20))
+		}
+		return memObject(plumbing.TreeObject, b.Bytes())
+	}
+	small, large := tree(8), tree(200)
+	blob := memObject(plumbing.BlobObject, bytes.Repeat([]byte("a line of a message\n"), 20))
+	objs := []plumbing.EncodedObject{small, large, blob}
+	f, err := os.Create(filepath.Join(t.TempDir(), "p.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, _, err := writeObjectsPack(f, objs); err != nil {
+		t.Fatal(err)
+	}
+	_, idx, ok, err := indexWholePack(f)
+	if err != nil || !ok {
+		t.Fatalf("indexWholePack: %v, %v", ok, err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	p, err := packfile.NewParser(packfile.NewScanner(f), new(idxfile.Writer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		off, err := idx.FindOffset(o.Hash())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b [16]byte
+		if _, err := f.ReadAt(b[:], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		i := 1
+		for b[i-1]&0x80 != 0 { // the entry's type and size
+			i++
+		}
+		stored := (b[i+2]>>1)&3 == 0 // after zlib's 2-byte header: BTYPE
+		if want := o == small; stored != want {
+			t.Errorf("%s of %d bytes: stored %v, want %v", o.Type(), o.Size(), stored, want)
+		}
 	}
 }
