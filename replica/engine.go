@@ -558,7 +558,7 @@ func FromBranch(name string) string { return "replica/" + name }
 // deterministic merge commit (see the package doc).
 func (p *peerSync) mergeIncoming(ctx context.Context) error {
 	e := p.e
-	h, err := e.st.Resolve(FromBranch(p.name))
+	h, err := e.st.BranchHead(FromBranch(p.name))
 	if err != nil || h.IsZero() {
 		return nil // nothing pushed yet
 	}
@@ -605,8 +605,14 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	defer cancel()
 	rem := p.remote()
 	seq := p.pushSeq.Load()
-	ours, _ := e.st.Resolve("")
-	in, _ := e.st.Resolve(FromBranch(p.name))
+	// Branch heads by BranchHead, not Resolve: Resolve takes a branch
+	// that does not exist (the peer's, before it first pushes here) to
+	// go-git's storage, which first waits until every pending commit is
+	// written into the repository's files; under a steady stream of
+	// commits the sync waited there for the stream to pause, and forced
+	// a pack per commit or two meanwhile.
+	ours, _ := e.st.BranchHead("")
+	in, _ := e.st.BranchHead(FromBranch(p.name))
 	p.mu.Lock()
 	pushed := p.pushed
 	p.mu.Unlock()
@@ -635,7 +641,7 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 		}
 		theirs, _ = e.st.Resolve("refs/remotes/" + rem.Name + "/" + store.DefaultBranch)
 	}
-	if in, _ := e.st.Resolve(FromBranch(p.name)); !in.IsZero() {
+	if in, _ := e.st.BranchHead(FromBranch(p.name)); !in.IsZero() {
 		theirs = in
 	}
 	p.contact(theirs)
@@ -646,7 +652,7 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 // peer's head as last seen (theirs), and what the peer last took from
 // this node (p.pushed).
 func (p *peerSync) contact(theirs store.Hash) {
-	ours, _ := p.e.st.Resolve("")
+	ours, _ := p.e.st.BranchHead("")
 	p.mu.Lock()
 	known := []store.Hash{theirs}
 	if !p.pushed.IsZero() {

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +39,11 @@ type pending struct {
 	hurry int   // drain calls waiting: write the queue without delay
 	err   error // the first failed write; the commit log still holds it
 	wake  chan struct{}
+	// entryBytes is what the objects' kept pack entries hold (entry.go),
+	// up to entryLimit.
+	entryBytes, entryLimit int
+	// added counts the commits queued, written those written (in order).
+	added, written uint64
 }
 
 // pendingObject is a logged object and the number of queued commits that
@@ -48,9 +51,13 @@ type pending struct {
 type pendingObject struct {
 	obj  plumbing.EncodedObject
 	refs int
+	// entry is the object's pack entry once a push or the batch writer
+	// has compressed it (entry.go), for the others to copy.
+	entry packEntry
 }
 
 type pendingCommit struct {
+	seq     uint64 // its place in the queue's order (pending.added)
 	branch  string
 	head    Hash
 	objects []plumbing.EncodedObject
@@ -59,7 +66,7 @@ type pendingCommit struct {
 }
 
 func newPending() *pending {
-	p := &pending{objs: map[Hash]pendingObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1)}
+	p := &pending{objs: map[Hash]pendingObject{}, heads: map[string]Hash{}, wake: make(chan struct{}, 1), entryLimit: entryLimit()}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }
@@ -97,6 +104,8 @@ func (p *pending) add(c pendingCommit) {
 		p.objs[o.Hash()] = po
 	}
 	p.heads[c.branch] = c.head
+	p.added++
+	c.seq = p.added
 	p.queue = append(p.queue, c)
 	p.bytes += c.size
 	// The writer needs waking when the queue starts (to time the batch)
@@ -137,17 +146,22 @@ func (p *pending) head(branch string) (Hash, bool) {
 	return h, ok
 }
 
-// drain waits until every queued commit is written (or failed), asking the
-// writer not to wait for a fuller batch.
+// drain waits until every commit queued when it is called is written (or
+// failed), asking the writer not to wait for a fuller batch. Commits
+// queued meanwhile are not waited for: under a steady stream of commits,
+// a reader that waited for an empty queue (a replica's push arriving
+// while a client writes) waited for the stream to pause, and had the
+// writer make a pack per commit or two all that time.
 func (p *pending) drain() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.queue) == 0 || p.err != nil {
 		return p.err
 	}
+	target := p.added
 	p.hurry++
 	p.poke()
-	for len(p.queue) > 0 && p.err == nil {
+	for p.written < target && p.err == nil {
 		p.idle.Wait()
 	}
 	p.hurry--
@@ -206,32 +220,41 @@ func (s *Store) runPending(stop <-chan struct{}) {
 			p.err = err
 			s.log.Error("store: writing logged commits into the repository failed; they are kept in the commit log", "err", err)
 		} else {
-			p.queue = p.queue[n:]
-			for _, c := range batch {
-				p.bytes -= c.size
-				for _, o := range c.objects {
-					if po := p.objs[o.Hash()]; po.refs > 1 {
-						po.refs--
-						p.objs[o.Hash()] = po
-					} else {
-						delete(p.objs, o.Hash())
-					}
-				}
-				if p.heads[c.branch] == c.head {
-					delete(p.heads, c.branch)
-				}
-			}
-			if len(p.queue) == 0 {
-				p.queue = nil // let the written batch go
-			}
+			p.done(batch)
 		}
-		// Wake drain (queue empty) and add (room in the queue).
+		// Wake drain (its commits written) and add (room in the queue).
 		p.idle.Broadcast()
 		p.mu.Unlock()
 		if err == nil {
 			s.releaseFlock(false)
 			s.maybeMergePacks()
 		}
+	}
+}
+
+// done takes the batch of the first queued commits, just written, off the
+// queue. The caller holds p.mu.
+func (p *pending) done(batch []pendingCommit) {
+	n := len(batch)
+	p.queue = p.queue[n:]
+	p.written = batch[n-1].seq
+	for _, c := range batch {
+		p.bytes -= c.size
+		for _, o := range c.objects {
+			if po := p.objs[o.Hash()]; po.refs > 1 {
+				po.refs--
+				p.objs[o.Hash()] = po
+			} else {
+				p.entryBytes -= len(po.entry.data)
+				delete(p.objs, o.Hash())
+			}
+		}
+		if p.heads[c.branch] == c.head {
+			delete(p.heads, c.branch)
+		}
+	}
+	if len(p.queue) == 0 {
+		p.queue = nil // let the written batch go
 	}
 }
 
@@ -250,7 +273,7 @@ func (s *Store) writeBatch(batch []pendingCommit) error {
 		}
 	}
 	name, _, err := s.writePackDir(context.Background(), false, func(f *os.File) (Hash, *idxfile.MemoryIndex, error) {
-		return writeObjectsPack(f, objs)
+		return writeEntriesPack(f, objs, s.pend.entry)
 	})
 	if err != nil {
 		return err
@@ -319,40 +342,5 @@ func (s *Store) Flush() error {
 // the compressor: a large blob read back from the commit log (spool.go) is
 // never held in memory.
 func writeObjectsPack(f *os.File, objs []plumbing.EncodedObject) (Hash, *idxfile.MemoryIndex, error) {
-	pw, err := newPackWriter(f, len(objs))
-	if err != nil {
-		return Hash{}, nil, err
-	}
-	crc := crc32.NewIEEE()
-	cw := &countWriter{}
-	for _, o := range objs {
-		h := o.Hash()
-		crc.Reset()
-		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
-		if _, err := cw.Write(packEntryHeader(o.Type(), o.Size())); err != nil {
-			return Hash{}, nil, err
-		}
-		r, err := o.Reader()
-		if err != nil {
-			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
-		}
-		zw, done := deflater(o.Type(), o.Size())
-		zw.Reset(cw)
-		n, err := copyBuffered(zw, r)
-		r.Close()
-		if err == nil && n != o.Size() {
-			err = fmt.Errorf("%d of %d bytes", n, o.Size())
-		}
-		if err == nil {
-			err = zw.Close()
-		}
-		done()
-		if err != nil {
-			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
-		}
-		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
-			return Hash{}, nil, err
-		}
-	}
-	return pw.finish()
+	return writeEntriesPack(f, objs, nil)
 }

@@ -33,29 +33,14 @@ func writeRawPack(f io.Writer, n int, next func(i int) (Hash, plumbing.ObjectTyp
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	crc := crc32.NewIEEE()
-	cw := &countWriter{}
+	zw := zlibWriters.Get().(*zlib.Writer)
+	defer zlibWriters.Put(zw)
 	for i := 0; i < n; i++ {
 		h, t, data, err := next(i)
 		if err != nil {
 			return Hash{}, nil, fmt.Errorf("object %s: %w", h, err)
 		}
-		crc.Reset()
-		cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
-		if _, err := cw.Write(packEntryHeader(t, int64(len(data)))); err != nil {
-			return Hash{}, nil, err
-		}
-		zw, done := deflater(t, int64(len(data)))
-		zw.Reset(cw)
-		_, err = zw.Write(data)
-		if err == nil {
-			err = zw.Close()
-		}
-		done()
-		if err != nil {
-			return Hash{}, nil, err
-		}
-		if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
+		if _, err := pw.compress(zw, h, t, int64(len(data)), bytes.NewReader(data), nil); err != nil {
 			return Hash{}, nil, err
 		}
 	}
@@ -123,33 +108,6 @@ var zlibWriters = sync.Pool{New: func() any {
 	w, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
 	return w
 }}
-
-// zlibStored write zlib streams of stored (uncompressed) blocks.
-var zlibStored = sync.Pool{New: func() any {
-	w, _ := zlib.NewWriterLevel(io.Discard, zlib.NoCompression)
-	return w
-}}
-
-// storeWhole is the size below which an object is written to an
-// incremental pack without compression.
-const storeWhole = 1 << 10
-
-// deflater returns a zlib writer for an object of type t and size bytes
-// in an incremental pack, and a function that gives it back. Trees, and
-// objects under storeWhole bytes, are written in stored blocks: a tree is
-// mostly hashes, which level 1 shrinks by a quarter at 40 times the CPU
-// of copying it (and inflating it again costs 15 times more than reading
-// stored blocks, at every read of a tree a commit changes, a peer checks,
-// an index follows); a small object hardly shrinks at all. GC's repack
-// compresses them, with deltas.
-func deflater(t plumbing.ObjectType, size int64) (*zlib.Writer, func()) {
-	pool := &zlibWriters
-	if t == plumbing.TreeObject || size < storeWhole {
-		pool = &zlibStored
-	}
-	zw := pool.Get().(*zlib.Writer)
-	return zw, func() { pool.Put(zw) }
-}
 
 // packEntryHeader is a pack entry's type and size: 3 bits of type and 4
 // of size, then 7 bits of size per byte.

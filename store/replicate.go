@@ -1,10 +1,7 @@
 package store
 
 import (
-	"compress/zlib"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"sort"
 	"sync"
 
@@ -307,60 +304,4 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		return nil
 	})
 	return out, err
-}
-
-// encodePack writes the objects hs to w as a pack without deltas, read
-// through the store's object reader (pending commits included): an object
-// stored whole in a pack is copied as it is there (header and compressed
-// content), others are read and compressed. Replicas send what new commits
-// changed: deltas cost more CPU (a search on the sending side, base lookups
-// on the receiving one) than they save on the wire between a person's
-// nodes.
-func (s *Store) encodePack(w io.Writer, hs []Hash) error {
-	return s.readObjs(func(o *objReader) error {
-		pw, err := newPackWriter(w, len(hs))
-		if err != nil {
-			return err
-		}
-		crc := crc32.NewIEEE()
-		cw := &countWriter{}
-		zw := zlibWriters.Get().(*zlib.Writer)
-		defer zlibWriters.Put(zw)
-		for _, h := range hs {
-			entry, sum, ok, err := o.rawEntry(h)
-			if err != nil {
-				return err
-			}
-			if ok {
-				if _, err := pw.bw.Write(entry); err != nil {
-					return err
-				}
-				if err := pw.add(h, int64(len(entry)), sum); err != nil {
-					return err
-				}
-				continue
-			}
-			t, data, err := o.read(h)
-			if err != nil {
-				return fmt.Errorf("object %s: %w", h, err)
-			}
-			crc.Reset()
-			cw.w, cw.n = io.MultiWriter(pw.bw, crc), 0
-			if _, err := cw.Write(packEntryHeader(t, int64(len(data)))); err != nil {
-				return err
-			}
-			zw.Reset(cw)
-			if _, err := zw.Write(data); err != nil {
-				return err
-			}
-			if err := zw.Close(); err != nil {
-				return err
-			}
-			if err := pw.add(h, cw.n, crc.Sum32()); err != nil {
-				return err
-			}
-		}
-		_, _, err = pw.finish()
-		return err
-	})
 }

@@ -123,6 +123,8 @@ type Store struct {
 	pend     *pending
 	pendStop chan struct{}
 	pendDone chan struct{}
+	// pushPacks keeps the last pack pushed, for the next peer (pushpack.go).
+	pushPacks pushPacks
 
 	// mu guards st and repo: readers hold it shared, GC holds it exclusively
 	// while it deletes objects that are now in a pack.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -301,8 +300,9 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 // (go-git's push walked every tree of the history those heads reach, and
 // searched for deltas, per push: most of a replica's CPU after a
 // partition), without deltas, whole objects' pack entries copied as they
-// are (encodePack). The pack is written to a temporary file first, so that
-// no lock is held and no pack is held in memory while the network waits.
+// are (encodePack). The pack is built before the network is used, so that
+// no lock is held while it waits, and shared with the next push of the
+// same objects (pushPack: the same head to another peer).
 func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, skipIfAt string, head Hash) error {
 	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
 	ep, err := transport.NewEndpoint(remote.URL)
@@ -362,25 +362,14 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, ski
 	if err != nil {
 		return fail(err)
 	}
-	f, err := os.CreateTemp(filepath.Join(s.path, tmpDir), "push-")
+	body, err := s.pushPack(objs)
 	if err != nil {
 		return fail(err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 64<<10)
-	if err := s.encodePack(bw, objs); err != nil {
-		return fail(err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fail(err)
-	}
+	defer body.Close()
 	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
 	req.Commands = []*packp.Command{{Name: name, Old: old, New: head}}
-	req.Packfile = io.NopCloser(bufio.NewReaderSize(f, 64<<10))
+	req.Packfile = body
 	rs, err := sess.ReceivePack(ctx, req)
 	if err == nil && rs != nil {
 		err = rs.Error()
