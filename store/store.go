@@ -523,6 +523,14 @@ func (s *Store) holdFlock() error {
 		if err := flock(s.lockFile); err != nil {
 			return err
 		}
+		if s.wal != nil {
+			// Another Store on this repository may have written
+			// while this one did not hold the lock.
+			if err := s.wal.follow(); err != nil {
+				syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
+				return err
+			}
+		}
 		s.flockHeld = true
 	}
 	s.flockUsers++

@@ -190,6 +190,29 @@ func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
 	return out, nil
 }
 
+// follow takes the log as it is on disk, once this Store holds the flock
+// again: another Store on the repository (another process, or a pull,
+// push or clone by path in this one) may have taken the lock meanwhile,
+// replayed the log and emptied it, or appended records of its own (which
+// it wrote into the repository before it gave the lock back). Records
+// are appended at the file's end (O_APPEND), and a large object is read
+// back from where its record says it is: from the real end, not from
+// where this Store last left it. Objects read back from the log before
+// are in the repository by then (the lock is given back only once the
+// pending commits are written), and the log's generation moves on so that
+// they are read there.
+func (w *wal) follow() error {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return fmt.Errorf("store: commit log: %w", err)
+	}
+	if fi.Size() != w.size {
+		w.gen.Add(1)
+		w.size, w.records = fi.Size(), 0
+	}
+	return nil
+}
+
 func (w *wal) full() bool { return w.records >= walMaxRecords || w.size >= walMaxBytes }
 
 // reset empties the log, durably. The caller has made everything the log

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -171,4 +172,59 @@ func TestWALCheckpoint(t *testing.T) {
 	if s.wal.size != 0 {
 		t.Fatalf("commit log holds %d bytes after another kind of write", s.wal.size)
 	}
+}
+
+// TestWALSharedWithAnotherOpen: a second Store on the same repository
+// (another process, or a pull, push or clone by path in this one) takes
+// the flock while the first is idle, replays the commit log and empties it
+// as it closes. The first then appends at the log's real end: a blob it
+// reads back from the log (larger than streamThreshold) is read from
+// where it was written, not from where the log ended before, and reaches
+// the repository whole.
+func TestWALSharedWithAnotherOpen(t *testing.T) {
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(a.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "x/2", "two")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	big := noise(3*streamThreshold, 7)
+	var h Hash
+	_, err = a.Update(context.Background(), CommitOptions{Message: "big"}, func(tx *Tx) error {
+		var err error
+		h, err = tx.PutBlob("x/big", big)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, when := range []string{"pending", "written"} {
+		got, err := a.ReadBlob(h)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if !bytes.Equal(got, big) {
+			t.Fatalf("%s: the blob read back differs from the one put", when)
+		}
+		if err := a.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sn, err := a.Snapshot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"x/1": "one", "x/2": "two"} {
+		if got, err := sn.Read(p); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", p, got, err, want)
+		}
+	}
+	fsckOpen(t, a)
 }
