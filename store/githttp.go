@@ -343,10 +343,12 @@ func (h *gitHandler) receivePack(ctx context.Context, w io.Writer, body io.Reade
 	// applied under it. Checking first can only check more than needed
 	// (a branch that moves meanwhile only reaches more).
 	pre := make([]error, len(req.Commands))
+	var branches []string
 	for i, c := range req.Commands {
 		pre[i] = h.checkCommand(c, user, true)
+		branches = append(branches, c.Name.Short())
 	}
-	unlock, err := h.s.lock(ctx)
+	unlock, err := h.s.lockBranches(ctx, branches)
 	if err != nil {
 		if d != nil { // the pusher is gone: what it brought goes
 			if unlock, lerr := h.s.lock(context.Background()); lerr == nil {

@@ -508,6 +508,29 @@ func (s *Store) lockFor(ctx context.Context, checkpoint bool) (func(), error) {
 	return unlock, nil
 }
 
+// lockBranches is lock for a writer that moves only branches (a push's
+// commands): the commit log is emptied first only if it may hold a
+// record that moves one of them. A replica's push to its branch here
+// (replica/PEER), which no local commit moves, then costs no checkpoint
+// (draining the pending commits and syncing the whole file system) under
+// the writer lock, where local commits wait.
+func (s *Store) lockBranches(ctx context.Context, branches []string) (func(), error) {
+	unlock, err := s.lockFor(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range branches {
+		if s.wal != nil && s.wal.holds(b) {
+			if err := s.checkpoint(); err != nil {
+				unlock()
+				return nil, err
+			}
+			break
+		}
+	}
+	return unlock, nil
+}
+
 // holdFlock takes the repository's flock for a writer, unless the store
 // holds it already: it keeps it while commits are pending (pending.go), so
 // that no other process writes, or replays the commit log, while this one

@@ -55,6 +55,10 @@ type wal struct {
 	f       *os.File
 	size    int64
 	records int
+	// branches are those the log's records move (unknown: records
+	// another Store appended, see follow), for holds.
+	branches map[string]bool
+	unknown  bool
 	// gen counts the times the log was emptied: objects read back from
 	// the log (streamObject) check that it is the one they were written
 	// to.
@@ -178,6 +182,10 @@ func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
 	start := w.size + 12
 	w.size += 12 + n
 	w.records++
+	if w.branches == nil {
+		w.branches = map[string]bool{}
+	}
+	w.branches[rec.branch] = true
 	out := make([]plumbing.EncodedObject, len(rec.objects))
 	for i, o := range rec.objects {
 		out[i] = o
@@ -209,6 +217,7 @@ func (w *wal) follow() error {
 	if fi.Size() != w.size {
 		w.gen.Add(1)
 		w.size, w.records = fi.Size(), 0
+		w.unknown = w.size > 0
 	}
 	return nil
 }
@@ -226,7 +235,17 @@ func (w *wal) reset() error {
 		return fmt.Errorf("store: commit log: sync: %w", err)
 	}
 	w.size, w.records, w.broken = 0, 0, nil
+	clear(w.branches)
+	w.unknown = false
 	return nil
+}
+
+// holds reports whether the log may hold a record that moves branch: a
+// writer that moves it other than through the log must checkpoint first
+// (a replayed record would not move the branch from where the writer
+// left it, but the pending writer would, and replay might).
+func (w *wal) holds(branch string) bool {
+	return w.unknown || w.branches[branch]
 }
 
 // readWAL decodes the records of a log held in memory (see readWALAt).

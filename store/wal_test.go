@@ -228,3 +228,55 @@ func TestWALSharedWithAnotherOpen(t *testing.T) {
 	}
 	fsckOpen(t, a)
 }
+
+// TestPushToOtherBranchNoCheckpoint: a push to a branch that no record
+// of the commit log moves (a replica's push to replica/PEER) leaves the
+// log as it is (no checkpoint under the writer lock, where local commits
+// wait); one to a branch the log moves (main, here) empties it first.
+func TestPushToOtherBranchNoCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	rem, b := cloneOverHTTP(t, a)
+	put(t, b, "y/1", "from b")
+	put(t, a, "x/2", "two") // a record of main in a's log
+	logSize := func() int64 {
+		a.wmu.Lock()
+		defer a.wmu.Unlock()
+		return a.wal.size
+	}
+	if logSize() == 0 {
+		t.Fatal("a's commit log is empty after a commit")
+	}
+	if err := b.Push(ctx, rem, SyncOptions{RemoteBranch: "replica/b"}); err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := b.Resolve("")
+	if h, err := a.Resolve("replica/b"); err != nil || h != hb {
+		t.Fatalf("a's replica/b: %v, %v; want %v", h, err, hb)
+	}
+	if logSize() == 0 {
+		t.Error("a push to replica/b emptied the commit log (a checkpoint)")
+	}
+	// b's main fast-forwards a's after a pull: a push of it to main must
+	// come after the log's record of x/2.
+	if _, err := b.Pull(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx, rem, SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if logSize() != 0 {
+		t.Error("a push to main did not empty the commit log first")
+	}
+	sn, err := a.Snapshot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"x/1": "one", "x/2": "two", "y/1": "from b"} {
+		if got, err := sn.Read(p); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", p, got, err, want)
+		}
+	}
+	fsckOpen(t, a)
+}
