@@ -581,8 +581,20 @@ func (sess *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	} else {
 		data.All = uids
 	}
-	if options != nil && options.ReturnSave {
+	if o := options; o != nil && o.ReturnSave {
 		v.SearchRes = uids
+		// RFC 5182 2.4: with MIN and/or MAX and no other result
+		// option, only those are saved (as SORT does, sort.go).
+		if (o.ReturnMin || o.ReturnMax) && !o.ReturnAll && !o.ReturnCount && len(uids) > 0 {
+			var saved imap.UIDSet
+			if o.ReturnMin {
+				saved.AddNum(uids[0].Start)
+			}
+			if o.ReturnMax {
+				saved.AddNum(uids[len(uids)-1].Stop)
+			}
+			v.SearchRes = saved
+		}
 	}
 	if empty, ok := sess.fastSearch(kind, options, data); ok {
 		// The answer is rendered: the layer writes it in place of

@@ -93,6 +93,13 @@ func TestRFC5256(t *testing.T) {
 				{"SORT RETURN (SAVE) (DATE) UTF-8 FROM bob", "* SEARCH 3 6"},
 				{"SORT RETURN (SAVE MIN) (REVERSE DATE) UTF-8 ALL", "* SEARCH 6"},
 				{"SORT RETURN (SAVE MAX COUNT) (SIZE) UTF-8 1:3", "* SEARCH 1 2 3"},
+				// SEARCH alike (RFC 5182 2.4): MIN and/or MAX
+				// alone save only those.
+				{"SEARCH RETURN (SAVE MIN) FROM bob", "* SEARCH 3"},
+				{"SEARCH RETURN (SAVE MAX) FROM bob", "* SEARCH 6"},
+				{"UID SEARCH RETURN (SAVE MIN MAX) ALL", "* SEARCH 1 8"},
+				{"SEARCH RETURN (SAVE MIN COUNT) FROM bob", "* SEARCH 3 6"},
+				{"SEARCH RETURN (SAVE MAX ALL) 2:4", "* SEARCH 2 3 4"},
 			} {
 				u, st := s.do("%s", c.sort)
 				if !strings.HasPrefix(st, "OK") || (strings.Contains(c.sort, "(SAVE)") && len(u) != 0) {
