@@ -172,24 +172,39 @@ func New(o Options) *Console {
 // that the trees the page diffs (and the delta bases they are made from)
 // are in the store's caches before anyone asks. At 100k commits it takes
 // about 0.2 s of CPU, once per process; without it the first page after
-// the app starts took that much longer.
+// the app starts took that much longer. It stops after warmChanges
+// changed paths: commits of thousands of messages each (a mailbox
+// imported or restored in bulk) took seconds of CPU at every start, just
+// when the first clients log in, for a page that shows each of them as
+// one line anyway.
 func warmHistory(st *store.Store) {
 	infos, err := st.Log(store.LogOptions{Limit: warmCommits})
 	if err != nil {
 		return
 	}
+	changes := 0
 	for _, c := range infos {
 		if len(c.Parents) > 0 {
-			if _, err := st.DiffCommits(c.Parents[0], c.Hash); err != nil {
+			ch, err := st.DiffCommits(c.Parents[0], c.Hash)
+			if err != nil {
+				return
+			}
+			if changes += len(ch); changes >= warmChanges {
 				return
 			}
 		}
 	}
 }
 
-// warmCommits is how many of the newest commits warmHistory reads: a first
-// page of defaultLimit entries, where other people's changes come between.
-const warmCommits = 4 * defaultLimit
+const (
+	// warmCommits is how many of the newest commits warmHistory reads:
+	// a first page of defaultLimit entries, where other people's
+	// changes come between.
+	warmCommits = 4 * defaultLimit
+	// warmChanges is how many changed paths warmHistory lists at most:
+	// a few for each of warmCommits commits of one message or event.
+	warmChanges = 16 * warmCommits
+)
 
 // ServeHTTP serves /console/, /api/ and /metrics.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
