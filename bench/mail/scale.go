@@ -26,8 +26,8 @@ import (
 // ours through the mailstore package in commits of 2000 APPENDs, the same
 // code an IMAP APPEND runs; ours is let finish its work after the start
 // (waitIdle). Then SELECT, FETCH 1:* (UID FLAGS), UID SEARCH
-// by a subject word, by FROM and UNSEEN, each run twice and the second
-// (warm) run reported, as in the phases; then the FETCH, UNSEEN, UID FETCH
+// by a subject word, by FROM and UNSEEN, each run once to warm up, then
+// five times, the median run reported, as in the phases; then the FETCH, UNSEEN, UID FETCH
 // 1:* (FLAGS) and the same with MODSEQ (CONDSTORE) read by a raw client.
 func runScale(n int, keep bool, nymoteFlags []string) error {
 	tmp, err := os.MkdirTemp("", "nymote-mail-scale-")
@@ -196,7 +196,7 @@ func scalePhases(addr string, n int) ([]result, error) {
 		}
 		return err
 	}
-	if err := add(twice("SELECT", func() (int64, int, error) {
+	if err := add(warmMedian("SELECT", func() (int64, int, error) {
 		d, err := c.Select("INBOX", nil).Wait()
 		if err == nil && d.NumMessages != uint32(n) {
 			err = fmt.Errorf("SELECT: %d messages, want %d", d.NumMessages, n)
@@ -205,7 +205,7 @@ func scalePhases(addr string, n int) ([]result, error) {
 	})); err != nil {
 		return nil, err
 	}
-	if err := add(twice("FETCH 1:* (UID FLAGS)", func() (int64, int, error) {
+	if err := add(warmMedian("FETCH 1:* (UID FLAGS)", func() (int64, int, error) {
 		var all imap.SeqSet
 		all.AddRange(1, 0)
 		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true}).Collect()
@@ -225,7 +225,7 @@ func scalePhases(addr string, n int) ([]result, error) {
 		{"UID SEARCH FROM sender07", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "sender07"}}}, 0},
 		{"UID SEARCH UNSEEN", imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, n - (n+4)/5},
 	} {
-		if err := add(twice(s.name, func() (int64, int, error) {
+		if err := add(warmMedian(s.name, func() (int64, int, error) {
 			d, err := c.UIDSearch(&s.crit, nil).Wait()
 			if err != nil {
 				return 0, 0, err
@@ -266,7 +266,7 @@ func scalePhases(addr string, n int) ([]result, error) {
 		// which Dovecot writes an untagged OK [HIGHESTMODSEQ] too.
 		{"UID FETCH 1:* (FLAGS MODSEQ), raw client", "UID FETCH 1:* (FLAGS MODSEQ)", n, 1},
 	} {
-		if err := add(twice(p.name, func() (int64, int, error) {
+		if err := add(warmMedian(p.name, func() (int64, int, error) {
 			st, err := r.cmd(p.cmd)
 			if err == nil && p.lines != 0 && (st.lines < p.lines || st.lines > p.lines+p.extra) {
 				err = fmt.Errorf("%s: %d untagged lines, want %d", p.cmd, st.lines, p.lines)
