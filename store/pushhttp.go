@@ -156,11 +156,11 @@ func statusError(resp *http.Response) error {
 	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("%w: the remote refused the user name or password (HTTP %s)", transport.ErrAuthorizationFailed, status)
+		return &httpError{"authentication failed: the remote refused the user name or password (HTTP " + status + ")", transport.ErrAuthenticationRequired}
 	case http.StatusForbidden:
-		return fmt.Errorf("%w: the remote refused the push (HTTP %s)", transport.ErrAuthorizationFailed, status)
+		return &httpError{"the remote refused access (HTTP " + status + ")", transport.ErrAuthorizationFailed}
 	case http.StatusNotFound:
-		return fmt.Errorf("%w: no git repository at this URL (HTTP %s)", transport.ErrRepositoryNotFound, status)
+		return &httpError{"no git repository at this URL (HTTP " + status + ")", transport.ErrRepositoryNotFound}
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		// Any failed push is tried again later (the replica engine
 		// retries, waiting longer after each failure).
@@ -171,6 +171,16 @@ func statusError(resp *http.Response) error {
 	}
 	return fmt.Errorf("HTTP %s", status)
 }
+
+// httpError is a refusal by an HTTP remote, that is go-git's error
+// (errors.Is) as its push returned.
+type httpError struct {
+	msg string
+	err error
+}
+
+func (e *httpError) Error() string { return e.msg }
+func (e *httpError) Unwrap() error { return e.err }
 
 // advertised reads the remote's reference advertisement for a push.
 func (p *pushConn) advertised(ctx context.Context) (*packp.AdvRefs, error) {
