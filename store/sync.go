@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -21,7 +20,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -60,20 +58,7 @@ type dialKey struct{}
 // differently (two network stacks in one process) must be different hosts,
 // as the tunnel addresses of a person's nodes are.
 var installDialer = sync.OnceFunc(func() {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// A remote that is cut off (a replica's peer behind a partition)
-	// fails a connection in 10 s, not the sync's whole timeout, and a
-	// connection left idle across a partition is not taken up again
-	// after 30 s (a NAT may have forgotten it meanwhile).
-	d := net.Dialer{Timeout: 10 * time.Second}
-	tr.IdleConnTimeout = 30 * time.Second
-	tr.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
-		if dial, ok := ctx.Value(dialKey{}).(func(context.Context, string, string) (net.Conn, error)); ok && dial != nil {
-			return dial(ctx, network, address)
-		}
-		return d.DialContext(ctx, network, address)
-	}
-	c := githttp.NewClient(&http.Client{Transport: tr})
+	c := githttp.NewClient(&http.Client{Transport: dialTransport()})
 	client.InstallProtocol("http", c)
 	client.InstallProtocol("https", c)
 })
@@ -108,7 +93,7 @@ func (r Remote) auth() transport.AuthMethod {
 }
 
 // String is the remote's URL, never its password.
-func (r Remote) String() string { return r.URL }
+func (r Remote) String() string { return r.redacted() }
 
 // SyncOptions configure Pull and Push.
 type SyncOptions struct {
@@ -302,24 +287,16 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 // partition), without deltas, whole objects' pack entries copied as they
 // are (encodePack). The pack is built before the network is used, so that
 // no lock is held while it waits, and shared with the next push of the
-// same objects (pushPack: the same head to another peer).
+// same objects (pushPack: the same head to another peer), and streamed
+// from there to the connection by our own client (pushConn), not copied
+// into memory whole as go-git's does.
 func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, skipIfAt string, head Hash) error {
 	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
-	ep, err := transport.NewEndpoint(remote.URL)
+	pc, err := newPushConn(remote)
 	if err != nil {
 		return fail(err)
 	}
-	ep.CaBundle = remote.CABundle
-	c, err := client.NewClient(ep)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := c.NewReceivePackSession(ep, remote.auth())
-	if err != nil {
-		return fail(err)
-	}
-	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
+	ar, err := pc.advertised(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -367,13 +344,7 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, ski
 		return fail(err)
 	}
 	defer body.Close()
-	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
-	req.Commands = []*packp.Command{{Name: name, Old: old, New: head}}
-	req.Packfile = body
-	rs, err := sess.ReceivePack(ctx, req)
-	if err == nil && rs != nil {
-		err = rs.Error()
-	}
+	err = pc.receivePack(ctx, ar.Capabilities, name, old, head, body)
 	if err != nil {
 		if strings.Contains(err.Error(), "fast-forward") || strings.Contains(err.Error(), "the branch moved") {
 			return fmt.Errorf("store: push %s to %s: the remote has commits that %s lacks; pull first: %w", local, remote, local, ErrNotFastForward)
