@@ -296,6 +296,10 @@ func main() {
 			stopPeers()
 		}
 	}
+	if *blockprofile != "" {
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+		runtime.SetMutexProfileFraction(1)
+	}
 	alone, _, stopAlone := cluster(root, 1, "s")
 	ca, cp := dial(alone[0].imap, nil), dial(peered.imap, nil)
 	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
@@ -336,6 +340,16 @@ func main() {
 			r2 = append(r2, block(cp, fmt.Sprintf("peered%d", r)))
 			r0 = append(r0, block(ca, fmt.Sprintf("alone%d", r)))
 		}
+	}
+	if *blockprofile != "" {
+		for _, k := range []string{"block", "mutex"} {
+			f, err := os.Create(*blockprofile + "." + k)
+			must(err)
+			must(pprof.Lookup(k).WriteTo(f, 0))
+			f.Close()
+		}
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
 	}
 	ca.Logout()
 	cp.Logout()
@@ -431,6 +445,8 @@ func main() {
 }
 
 var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stderr")
+
+var blockprofile = flag.String("blockprofile", "", "write the rate phase's blocking and mutex contention profiles (this process) to FILE.block and FILE.mutex")
 
 var apart = flag.Bool("apart", false, "run the rate phase's two peers in a process of their own on the last CPU, the rest on the others (as if the peers were other machines)")
 
