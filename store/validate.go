@@ -31,6 +31,9 @@ type ValidateFunc func(path string, data []byte, read func(path string) ([]byte,
 // MaxPushItemBytes is the largest item a push may write.
 const MaxPushItemBytes = 64 << 20
 
+// maxPushItem is MaxPushItemBytes, lowered by tests.
+var maxPushItem int64 = MaxPushItemBytes
+
 type validatorRegistry struct {
 	mu  sync.RWMutex
 	fns map[string]ValidateFunc
@@ -371,12 +374,15 @@ func modeName(m filemode.FileMode) string {
 // from its header before its content is; an object that is packed was in
 // the store already, within its limits.
 func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
-	n, loose, err := looseSize(o.dir, h)
+	// Its size from the object's header (a pushed pack's entry, or a
+	// loose object), whatever the prefix: a validator reads the item
+	// whole, but an item under another prefix is never read here.
+	n, ok, err := o.size(h)
 	if err != nil {
 		return err
 	}
-	if loose && n > MaxPushItemBytes {
-		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", n, MaxPushItemBytes)
+	if ok && n > maxPushItem {
+		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", n, maxPushItem)
 	}
 	fn := s.validateFunc(p)
 	if fn == nil {
@@ -388,8 +394,8 @@ func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 			return err
 		}
 	}
-	if len(data) > MaxPushItemBytes {
-		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), MaxPushItemBytes)
+	if int64(len(data)) > maxPushItem {
+		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), maxPushItem)
 	}
 	read := func(q string) ([]byte, error) {
 		e, ok, err := o.entry(root, q)
@@ -399,9 +405,9 @@ func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 		if !ok || e.Mode == filemode.Dir {
 			return nil, fmt.Errorf("store: %s: %w", q, ErrNotExist)
 		}
-		if n, loose, err := looseSize(o.dir, e.Hash); err != nil {
+		if n, ok, err := o.size(e.Hash); err != nil {
 			return nil, err
-		} else if loose && n > MaxPushItemBytes {
+		} else if ok && n > maxPushItem {
 			return nil, fmt.Errorf("store: %s: %d bytes, too large", q, n)
 		}
 		return o.readAs(e.Hash, plumbing.BlobObject)
