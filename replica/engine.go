@@ -455,6 +455,18 @@ func (o *Options) retryAfter(n int) time.Duration {
 	return min(w, o.MaxRetry)
 }
 
+// waitAfter is the wait after the nth failed sync in a row, which failed
+// with err: retryAfter(n), or longer if the peer asked for it (a push
+// answered 503 with Retry-After, by a peer still copying its store), up
+// to Poll.
+func (o *Options) waitAfter(err error, n int) time.Duration {
+	w := o.retryAfter(n)
+	if busy, ok := errors.AsType[*store.BusyError](err); ok {
+		w = max(w, min(busy.After, o.Poll))
+	}
+	return w
+}
+
 // run is one peer's loop: wait for local commits (pushed after Debounce),
 // a kick or the poll timer (pull, then push), then sync.
 func (p *peerSync) run(ctx context.Context) {
@@ -504,7 +516,7 @@ func (p *peerSync) run(ctx context.Context) {
 			p.status.LastError = err.Error()
 			p.status.ErrorAt = time.Now().UTC()
 			failed++
-			wait = e.opts.retryAfter(failed)
+			wait = e.opts.waitAfter(err, failed)
 		} else {
 			p.status.Syncs++
 			p.status.LastError = ""

@@ -385,6 +385,21 @@ func TestRetryAfter(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("waits %v, want %v", got, want)
 	}
+	// A peer that asks for a longer wait (503 with Retry-After) gets
+	// it, up to Poll; a shorter one changes nothing.
+	for _, c := range []struct {
+		after time.Duration
+		n     int
+		want  time.Duration
+	}{{5 * time.Second, 1, 5 * time.Second}, {5 * time.Second, 5, 8 * time.Second}, {time.Hour, 1, 30 * time.Second}, {0, 2, time.Second}} {
+		err := fmt.Errorf("push: %w", &store.BusyError{After: c.after})
+		if got := o.waitAfter(err, c.n); got != c.want {
+			t.Errorf("Retry-After %v, failure %d: wait %v, want %v", c.after, c.n, got, c.want)
+		}
+	}
+	if got := o.waitAfter(errors.New("refused"), 3); got != 2*time.Second {
+		t.Errorf("another error, failure 3: wait %v, want 2s", got)
+	}
 	o = Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond}
 	o.defaults()
 	if o.MaxRetry != 2*time.Second || o.retryAfter(1) != 100*time.Millisecond || o.retryAfter(9) != 2*time.Second {

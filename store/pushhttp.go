@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -165,12 +166,26 @@ func statusError(resp *http.Response) error {
 		// Any failed push is tried again later (the replica engine
 		// retries, waiting longer after each failure).
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			return fmt.Errorf("the remote is busy, try again after %s s (HTTP %s)", oneLine(ra), status)
+			e := &BusyError{msg: fmt.Sprintf("the remote is busy, try again after %s s (HTTP %s)", oneLine(ra), status)}
+			if n, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && n > 0 {
+				e.After = time.Duration(n) * time.Second
+			}
+			return e
 		}
-		return fmt.Errorf("the remote is busy, try again later (HTTP %s)", status)
+		return &BusyError{msg: fmt.Sprintf("the remote is busy, try again later (HTTP %s)", status)}
 	}
 	return fmt.Errorf("HTTP %s", status)
 }
+
+// BusyError is a push an HTTP remote turned away for now (503 or 429):
+// a node that is still copying its store, say. After is the wait the
+// remote asked for (Retry-After, in seconds), zero if it named none.
+type BusyError struct {
+	After time.Duration
+	msg   string
+}
+
+func (e *BusyError) Error() string { return e.msg }
 
 // httpError is a refusal by an HTTP remote, that is go-git's error
 // (errors.Is) as its push returned.
