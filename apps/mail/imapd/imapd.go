@@ -160,7 +160,7 @@ type Server struct {
 	// ctx ends with Close, for logins waiting on the rate limit.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// generalFetch turns the fast path of FETCH FLAGS off (fetchflags.go),
+	// generalFetch turns the fast path of FETCH off (fetchflags.go),
 	// for tests that compare it with imapserver's.
 	generalFetch atomic.Bool
 	// generalSearch turns the fast path of SEARCH answers off
