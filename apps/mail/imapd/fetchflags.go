@@ -82,7 +82,7 @@ var flagsBufs = sync.Pool{New: func() any { b := make([]byte, 0, flagsFlush+1024
 func (sess *Session) fetchIndexed(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions, since uint64) error {
 	p, v := sess.p, sess.view
 	cond := p.cond.Load()
-	utf8 := false
+	utf8, envelopes := false, int64(0)
 	if options.Envelope {
 		caps := sess.conn.EnabledCaps()
 		utf8 = caps.Has(imap.CapIMAP4rev2) || caps.Has(imap.CapUTF8Accept)
@@ -166,6 +166,7 @@ func (sess *Session) fetchIndexed(w *imapserver.FetchWriter, numSet imap.NumSet,
 				}
 				b = append(b, " ENVELOPE "...)
 				b = appendEnvelope(b, env, utf8)
+				envelopes++
 			}
 			b = append(b, ")\r\n"...)
 			if len(b) >= flagsFlush {
@@ -176,6 +177,9 @@ func (sess *Session) fetchIndexed(w *imapserver.FetchWriter, numSet imap.NumSet,
 		}
 		return nil
 	})
+	if envelopes > 0 {
+		sess.s.fastEnvelopes.Add(envelopes)
+	}
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,12 @@ func TestFetchEnvelopeFastPath(t *testing.T) {
 func testFetchFastPath(t *testing.T, env bool) {
 	for trial := range scriptTrials() {
 		seed := uint64(trial + 1)
-		general := flagsScript(t, seed, true, env)
-		all := sameAnswers(t, trial, general, flagsScript(t, seed, false, env))
+		general, genEnv := flagsScript(t, seed, true, env)
+		fast, fastEnv := flagsScript(t, seed, false, env)
+		all := sameAnswers(t, trial, general, fast)
+		if genEnv != 0 || (fastEnv == 0) != (strings.Count(all, "ENVELOPE (") == 0) {
+			t.Fatalf("trial %d: the fast path wrote %d ENVELOPEs with the general path on, %d with it off, of %d", trial, genEnv, fastEnv, strings.Count(all, "ENVELOPE ("))
+		}
 		fetches := 0
 		for _, g := range general {
 			if strings.Contains(g.out, " FETCH (") {
@@ -111,7 +115,8 @@ type flagsExchange struct{ cmd, out string }
 // returns what the reader was answered, MODSEQs replaced by their ranks;
 // with env, of trickyMsg's messages, with envelopes and the other items of
 // the fast path among those fetched (TestFetchEnvelopeFastPath).
-func flagsScript(t *testing.T, seed uint64, general, env bool) []flagsExchange {
+// It also returns how many ENVELOPEs the fast path wrote.
+func flagsScript(t *testing.T, seed uint64, general, env bool) ([]flagsExchange, int64) {
 	t.Helper()
 	h := start(t)
 	h.srv.generalFetch.Store(general)
@@ -146,6 +151,14 @@ func flagsScript(t *testing.T, seed uint64, general, env bool) []flagsExchange {
 			}
 		}
 	}
+	// The internal date of an APPEND: the clock's unless given, and
+	// INTERNALDATE is fetched with envelopes.
+	date := func() string { return "" }
+	if env {
+		date = func() string {
+			return pick(r, `"01-Jan-2024 00:00:00 +0000" `, `" 7-Mar-2025 23:59:59 +0530" `, `"31-Dec-1999 12:00:00 -1200" `)
+		}
+	}
 	sc := newScriptMsgs(t, h, r, n, flags, enable, mail)
 	mode := seed % 3 // 0: plain, 1: CONDSTORE, 2: QRESYNC
 	inbox, rd, wr, set := sc.inbox, sc.rd, sc.wr, sc.set
@@ -167,7 +180,7 @@ func flagsScript(t *testing.T, seed uint64, general, env bool) []flagsExchange {
 		switch k := r.IntN(20); {
 		case k < 3:
 			m := mail(0)
-			wr.do(t, "APPEND INBOX (%s) {%d+}\r\n%s", flags(), len(m), m)
+			wr.do(t, "APPEND INBOX (%s) %s{%d+}\r\n%s", flags(), date(), len(m), m)
 		case k < 6:
 			op := []string{"+FLAGS", "-FLAGS", "FLAGS", "+FLAGS.SILENT"}[r.IntN(4)]
 			wr.do(t, "UID STORE %s %s (%s)", set(true), op, flags())
@@ -213,7 +226,7 @@ func flagsScript(t *testing.T, seed uint64, general, env bool) []flagsExchange {
 	newKw++
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
 	m := mail(0)
-	wr.do(t, "APPEND INBOX (kw%d \\Flagged) {%d+}\r\n%s", newKw+1, len(m), m)
+	wr.do(t, "APPEND INBOX (kw%d \\Flagged) %s{%d+}\r\n%s", newKw+1, date(), len(m), m)
 	last := []string{"(FLAGS)", "(UID FLAGS)"}
 	if env {
 		last = []string{"ALL", "(UID FLAGS RFC822.SIZE ENVELOPE)"}
@@ -221,11 +234,11 @@ func flagsScript(t *testing.T, seed uint64, general, env bool) []flagsExchange {
 	record("FETCH 1:* " + last[0])
 	newKw += 2
 	m = mail(0)
-	wr.do(t, "APPEND INBOX (kw%d) {%d+}\r\n%s", newKw, len(m), m)
+	wr.do(t, "APPEND INBOX (kw%d) %s{%d+}\r\n%s", newKw, date(), len(m), m)
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
 	record("UID FETCH 1:* " + last[1])
 	record("NOOP")
-	return rankModSeqs(out)
+	return rankModSeqs(out), h.srv.fastEnvelopes.Load()
 }
 
 // envItems are the FETCH items of the fast path's (alone and with others)
@@ -239,7 +252,7 @@ var envItems = []string{"(FLAGS UID RFC822.SIZE ENVELOPE)", "ENVELOPE", "ALL", "
 // subjects (literals), several addresses, 8-bit addresses, CR and LF in
 // encoded-words, missing and bad dates.
 func trickyMsg(r *mrand.Rand, i int) string {
-	pick := func(l ...string) string { return l[r.IntN(len(l))] }
+	pick := func(l ...string) string { return pick(r, l...) }
 	addr := func() string {
 		return pick("bob@example.org", "Bob Example <bob@example.org>", `"Doe, \"J\" \\ Jr" <jd@example.net>`,
 			"=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <jm@example.de>", "Jörg Müller <jm@example.de>", "jörg@exämple.de",
@@ -286,6 +299,9 @@ func trickyMsg(r *mrand.Rand, i int) string {
 	h.WriteString("Content-Type: text/plain\r\n\r\nbody " + strconv.Itoa(i) + "\r\n")
 	return h.String()
 }
+
+// pick is one of l, at random.
+func pick(r *mrand.Rand, l ...string) string { return l[r.IntN(len(l))] }
 
 // script is the stage of a random script (TestFetchFlagsFastPath,
 // TestSearchFastPath): INBOX filled with n messages, flags from flags; a

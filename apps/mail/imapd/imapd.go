@@ -169,6 +169,9 @@ type Server struct {
 	// fastSearches counts the SEARCH answers the fast path wrote (for
 	// tests).
 	fastSearches atomic.Int64
+	// fastEnvelopes counts the ENVELOPEs the fast path of FETCH wrote
+	// (for tests).
+	fastEnvelopes atomic.Int64
 }
 
 // Caps are the capabilities advertised beyond those that imapserver adds by
