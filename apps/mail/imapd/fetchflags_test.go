@@ -34,18 +34,38 @@ import (
 // keyword, flag FETCHes, EXPUNGE or VANISHED). MODSEQs come from a clock,
 // so they are compared by their rank among the run's values.
 func TestFetchFlagsFastPath(t *testing.T) {
+	testFetchFastPath(t, false)
+}
+
+// TestFetchEnvelopeFastPath is TestFetchFlagsFastPath with ENVELOPE,
+// INTERNALDATE and RFC822.SIZE among the items fetched, of messages with
+// headers of every kind (trickyMsg), and IMAP4rev2 (raw UTF-8 in quoted
+// strings) enabled in some trials.
+func TestFetchEnvelopeFastPath(t *testing.T) {
+	testFetchFastPath(t, true)
+}
+
+func testFetchFastPath(t *testing.T, env bool) {
 	for trial := range scriptTrials() {
 		seed := uint64(trial + 1)
-		general := flagsScript(t, seed, true)
-		all := sameAnswers(t, trial, general, flagsScript(t, seed, false))
+		general, genEnv := flagsScript(t, seed, true, env)
+		fast, fastEnv := flagsScript(t, seed, false, env)
+		all := sameAnswers(t, trial, general, fast)
+		if genEnv != 0 || (fastEnv == 0) != (strings.Count(all, "ENVELOPE (") == 0) {
+			t.Fatalf("trial %d: the fast path wrote %d ENVELOPEs with the general path on, %d with it off, of %d", trial, genEnv, fastEnv, strings.Count(all, "ENVELOPE ("))
+		}
 		fetches := 0
 		for _, g := range general {
 			if strings.Contains(g.out, " FETCH (") {
 				fetches++
 			}
 		}
-		t.Logf("trial %d: %d exchanges, %d with FETCH responses; \\Recent %d, FLAGS %d, EXISTS %d, EXPUNGE %d, VANISHED %d, MODSEQ %d, BAD %d, NO %d", trial, len(general), fetches,
-			strings.Count(all, `\Recent`), strings.Count(all, "* FLAGS"), strings.Count(all, "EXISTS"), strings.Count(all, "EXPUNGE\r"), strings.Count(all, "VANISHED"), strings.Count(all, "MODSEQ ("), strings.Count(all, " BAD "), strings.Count(all, " NO "))
+		t.Logf("trial %d: %d exchanges, %d with FETCH responses; \\Recent %d, FLAGS %d, EXISTS %d, EXPUNGE %d, VANISHED %d, MODSEQ %d, BAD %d, NO %d; ENVELOPE %d, INTERNALDATE %d, RFC822.SIZE %d, literals %d", trial, len(general), fetches,
+			strings.Count(all, `\Recent`), strings.Count(all, "* FLAGS"), strings.Count(all, "EXISTS"), strings.Count(all, "EXPUNGE\r"), strings.Count(all, "VANISHED"), strings.Count(all, "MODSEQ ("), strings.Count(all, " BAD "), strings.Count(all, " NO "),
+			strings.Count(all, "ENVELOPE ("), strings.Count(all, "INTERNALDATE "), strings.Count(all, "RFC822.SIZE "), strings.Count(all, "}\r\n"))
+		if env && !strings.Contains(all, "ENVELOPE (") && seed%4 != 0 {
+			t.Fatalf("trial %d: no ENVELOPE", trial)
+		}
 		if fetches == 0 {
 			t.Fatalf("trial %d: no FETCH response in %d exchanges", trial, len(general))
 		}
@@ -92,8 +112,11 @@ func clip(s string) string {
 type flagsExchange struct{ cmd, out string }
 
 // flagsScript plays the script of seed (see TestFetchFlagsFastPath) and
-// returns what the reader was answered, MODSEQs replaced by their ranks.
-func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
+// returns what the reader was answered, MODSEQs replaced by their ranks;
+// with env, of trickyMsg's messages, with envelopes and the other items of
+// the fast path among those fetched (TestFetchEnvelopeFastPath).
+// It also returns how many ENVELOPEs the fast path wrote.
+func flagsScript(t *testing.T, seed uint64, general, env bool) ([]flagsExchange, int64) {
 	t.Helper()
 	h := start(t)
 	h.srv.generalFetch.Store(general)
@@ -117,7 +140,26 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 		n = 1 + r.IntN(300)
 	}
 	enable := []string{"", "ENABLE CONDSTORE", "ENABLE QRESYNC"}[seed%3]
-	sc := newScript(t, h, r, n, flags, enable)
+	mail := func(i int) string { return msg(i, "new") }
+	if env {
+		mail = func(i int) string { return trickyMsg(r, i) }
+		if seed%2 == 0 {
+			// Raw UTF-8 in quoted strings (RFC 9051 4.3).
+			enable = strings.TrimSpace(enable + " IMAP4rev2")
+			if !strings.HasPrefix(enable, "ENABLE") {
+				enable = "ENABLE " + enable
+			}
+		}
+	}
+	// The internal date of an APPEND: the clock's unless given, and
+	// INTERNALDATE is fetched with envelopes.
+	date := func() string { return "" }
+	if env {
+		date = func() string {
+			return pick(r, `"01-Jan-2024 00:00:00 +0000" `, `" 7-Mar-2025 23:59:59 +0530" `, `"31-Dec-1999 12:00:00 -1200" `)
+		}
+	}
+	sc := newScriptMsgs(t, h, r, n, flags, enable, mail)
 	mode := seed % 3 // 0: plain, 1: CONDSTORE, 2: QRESYNC
 	inbox, rd, wr, set := sc.inbox, sc.rd, sc.wr, sc.set
 	modseq := func() string {
@@ -137,7 +179,8 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	for range 45 {
 		switch k := r.IntN(20); {
 		case k < 3:
-			wr.do(t, "APPEND INBOX (%s) {%d+}\r\n%s", flags(), len(msg(0, "new")), msg(0, "new"))
+			m := mail(0)
+			wr.do(t, "APPEND INBOX (%s) %s{%d+}\r\n%s", flags(), date(), len(m), m)
 		case k < 6:
 			op := []string{"+FLAGS", "-FLAGS", "FLAGS", "+FLAGS.SILENT"}[r.IntN(4)]
 			wr.do(t, "UID STORE %s %s (%s)", set(true), op, flags())
@@ -157,10 +200,13 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 				name = "UID FETCH "
 			}
 			items := []string{"(FLAGS)", "(UID FLAGS)", "(FLAGS MODSEQ)", "(MODSEQ)", "(UID)"}[r.IntN(5)]
+			if env {
+				items = envItems[r.IntN(len(envItems))]
+			}
 			record(name + set(uid) + " " + items + " (CHANGEDSINCE " + modseq() + ")")
 		case k < 12:
 			// Not the fast path: the general one's answers around it.
-			record("FETCH " + set(false) + " (FLAGS RFC822.SIZE)")
+			record("FETCH " + set(false) + " (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
 		default:
 			uid := r.IntN(2) == 0
 			name := "FETCH "
@@ -168,6 +214,9 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 				name = "UID FETCH "
 			}
 			items := []string{"(FLAGS)", "(UID FLAGS)", "FLAGS", "UID", "(UID)", "(FLAGS UID)", "(MODSEQ FLAGS)", "(FLAGS MODSEQ UID)"}[r.IntN(8)]
+			if env && r.IntN(4) != 0 {
+				items = envItems[r.IntN(len(envItems))]
+			}
 			record(name + set(uid) + " " + items)
 		}
 	}
@@ -176,15 +225,83 @@ func flagsScript(t *testing.T, seed uint64, general bool) []flagsExchange {
 	// FLAGS that the FETCH's updates bring (RFC 3501 7.2.6).
 	newKw++
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
-	wr.do(t, "APPEND INBOX (kw%d \\Flagged) {%d+}\r\n%s", newKw+1, len(msg(0, "new")), msg(0, "new"))
-	record("FETCH 1:* (FLAGS)")
+	m := mail(0)
+	wr.do(t, "APPEND INBOX (kw%d \\Flagged) %s{%d+}\r\n%s", newKw+1, date(), len(m), m)
+	last := []string{"(FLAGS)", "(UID FLAGS)"}
+	if env {
+		last = []string{"ALL", "(UID FLAGS RFC822.SIZE ENVELOPE)"}
+	}
+	record("FETCH 1:* " + last[0])
 	newKw += 2
-	wr.do(t, "APPEND INBOX (kw%d) {%d+}\r\n%s", newKw, len(msg(0, "new")), msg(0, "new"))
+	m = mail(0)
+	wr.do(t, "APPEND INBOX (kw%d) %s{%d+}\r\n%s", newKw, date(), len(m), m)
 	wr.do(t, "UID STORE 1:* +FLAGS (kw%d)", newKw)
-	record("UID FETCH 1:* (UID FLAGS)")
+	record("UID FETCH 1:* " + last[1])
 	record("NOOP")
-	return rankModSeqs(out)
+	return rankModSeqs(out), h.srv.fastEnvelopes.Load()
 }
+
+// envItems are the FETCH items of the fast path's (alone and with others)
+// that TestFetchEnvelopeFastPath asks for.
+var envItems = []string{"(FLAGS UID RFC822.SIZE ENVELOPE)", "ENVELOPE", "ALL", "FAST", "(ENVELOPE FLAGS)", "(INTERNALDATE UID)",
+	"RFC822.SIZE", "(ENVELOPE MODSEQ)", "(UID ENVELOPE INTERNALDATE RFC822.SIZE FLAGS MODSEQ)", "(RFC822.SIZE INTERNALDATE)"}
+
+// trickyMsg is a random message whose header has what an ENVELOPE must
+// write with care: subjects in encoded-words and in raw UTF-8, quotes and
+// backslashes, empty and missing fields, groups (empty ones too), long
+// subjects (literals), several addresses, 8-bit addresses, CR and LF in
+// encoded-words, missing and bad dates.
+func trickyMsg(r *mrand.Rand, i int) string {
+	pick := func(l ...string) string { return pick(r, l...) }
+	addr := func() string {
+		return pick("bob@example.org", "Bob Example <bob@example.org>", `"Doe, \"J\" \\ Jr" <jd@example.net>`,
+			"=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <jm@example.de>", "Jörg Müller <jm@example.de>", "jörg@exämple.de",
+			"=?utf-8?b?Q1IKTEY=?= <crlf@example.com>", "<only@example.com>", "x@[192.0.2.1]", "a\\b <odd@example.com>")
+	}
+	list := func() string {
+		switch r.IntN(6) {
+		case 0:
+			return "undisclosed-recipients:;"
+		case 1:
+			return "Team: " + addr() + ", " + addr() + ";, " + addr()
+		case 2:
+			return addr() + ", " + addr() + ", " + addr()
+		case 3:
+			return ""
+		default:
+			return addr()
+		}
+	}
+	var h strings.Builder
+	field := func(name, v string) {
+		if r.IntN(5) != 0 {
+			h.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	field("Date", pick("Mon, 02 Jan 2006 15:04:05 +0000", "Tue, 3 Feb 2026 01:02:03 +0530", "garbage", "", "Fri, 31 Dec 1999 23:59:59 -1200"))
+	field("Subject", pick("plain "+strconv.Itoa(i), "=?utf-8?q?caf=C3=A9_au_lait?=", "Grüße aus Köln 日本", `say "hi" \ back`, "",
+		strings.Repeat("long subject ", 400), strings.Repeat("längeres Thema ", 300), "tab\there", "folded\r\n line", "=?utf-8?b?bGluZQ0KYnJlYWs=?=",
+		`=?utf-8?q?quote_=22_and_=5C?=`, strings.Repeat("x", 4090)))
+	field("From", list())
+	if r.IntN(3) == 0 {
+		field("Sender", list())
+	}
+	if r.IntN(3) == 0 {
+		field("Reply-To", list())
+	}
+	field("To", list())
+	field("Cc", list())
+	if r.IntN(3) == 0 {
+		field("Bcc", list())
+	}
+	field("Message-ID", pick("<"+strconv.Itoa(i)+"@example.org>", `<q"uote\@example.org>`, "no-brackets@example.org", "<mïd@example.org>", ""))
+	field("In-Reply-To", pick("<a@example.org>", "<a@example.org> <b@example.org>", "junk", ""))
+	h.WriteString("Content-Type: text/plain\r\n\r\nbody " + strconv.Itoa(i) + "\r\n")
+	return h.String()
+}
+
+// pick is one of l, at random.
+func pick(r *mrand.Rand, l ...string) string { return l[r.IntN(len(l))] }
 
 // script is the stage of a random script (TestFetchFlagsFastPath,
 // TestSearchFastPath): INBOX filled with n messages, flags from flags; a
@@ -197,6 +314,12 @@ type script struct {
 }
 
 func newScript(t *testing.T, h *harness, r *mrand.Rand, n int, flags func() string, enable string) *script {
+	t.Helper()
+	return newScriptMsgs(t, h, r, n, flags, enable, func(i int) string { return msg(i, "fill") })
+}
+
+// newScriptMsgs is newScript with the messages from mail.
+func newScriptMsgs(t *testing.T, h *harness, r *mrand.Rand, n int, flags func() string, enable string, mail func(int) string) *script {
 	t.Helper()
 	ctx := context.Background()
 	u, err := h.ms.User(ctx, "alice")
@@ -214,7 +337,7 @@ func newScript(t *testing.T, h *harness, r *mrand.Rand, n int, flags func() stri
 				for _, f := range strings.Fields(flags()) {
 					fl = append(fl, imap.Flag(f))
 				}
-				if _, err := w.Append(inbox, []byte(msg(i, "fill")), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+				if _, err := w.Append(inbox, []byte(mail(i)), fl, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 					return err
 				}
 			}

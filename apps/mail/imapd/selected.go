@@ -78,10 +78,10 @@ func (sess *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 		since, p.changedSince = p.changedSince, 0
 	}
-	if !markSeen && sess.p != nil && !sess.s.generalFetch.Load() && flagsOnly(options) {
-		// Flags and UIDs alone: written here rather than through
-		// imapserver's FetchWriter (fetchflags.go).
-		return sess.corked(func() error { return sess.fetchFlags(w, numSet, options, since) })
+	if !markSeen && sess.p != nil && !sess.s.generalFetch.Load() && indexOnly(options) {
+		// Items from the index and the summaries alone: written here
+		// rather than through imapserver's FetchWriter (fetchflags.go).
+		return sess.corked(func() error { return sess.fetchIndexed(w, numSet, options, since) })
 	}
 	if !markSeen {
 		// Windows of messages, not one item per message of the set held
