@@ -278,6 +278,28 @@ func (s *Store) cleanTmp() {
 	}
 }
 
+// dataObject is an object held in memory whose hash is known (computed
+// once, when it was put): a MemoryObject would hash its content again.
+type dataObject struct {
+	t    plumbing.ObjectType
+	h    Hash
+	data []byte
+}
+
+var _ plumbing.EncodedObject = (*dataObject)(nil)
+
+func (o *dataObject) Hash() Hash                  { return o.h }
+func (o *dataObject) Type() plumbing.ObjectType   { return o.t }
+func (o *dataObject) SetType(plumbing.ObjectType) {}
+func (o *dataObject) Size() int64                 { return int64(len(o.data)) }
+func (o *dataObject) SetSize(int64)               {}
+func (o *dataObject) Reader() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o.data)), nil
+}
+func (o *dataObject) Writer() (io.WriteCloser, error) {
+	return nil, errors.New("store: object is read-only")
+}
+
 // memObject builds an in-memory object of type t holding data.
 func memObject(t plumbing.ObjectType, data []byte) *plumbing.MemoryObject {
 	o := &plumbing.MemoryObject{}

@@ -46,6 +46,7 @@ type Spool struct {
 	mem     []byte   // the content while it is at most spoolMem
 	f       *os.File // the content once it is larger (mem nil then)
 	closed  bool
+	sum     *Hash // the content's blob hash, once BlobHash computed it
 	n       int64
 	checked int64 // n at the last check of the free space
 	sealed  bool
@@ -103,6 +104,7 @@ func (sp *Spool) Write(p []byte) (int, error) {
 	if sp.closed {
 		return 0, errors.New("store: spool: closed")
 	}
+	sp.sum = nil
 	if sp.f == nil {
 		if sp.n+int64(len(p)) <= spoolMem {
 			sp.mem = append(sp.mem, p...)
@@ -158,11 +160,16 @@ func (sp *Spool) Reader() io.Reader { return io.NewSectionReader(sp, 0, sp.n) }
 // BlobHash is the hash the spool's content has as a blob (BlobHash of it),
 // read from the file.
 func (sp *Spool) BlobHash() (Hash, error) {
+	if sp.sum != nil {
+		return *sp.sum, nil
+	}
 	hs := plumbing.NewHasher(plumbing.BlobObject, sp.n)
 	if _, err := copyBuffered(hs, sp.Reader()); err != nil {
 		return Hash{}, fmt.Errorf("store: spool: %w", err)
 	}
-	return hs.Sum(), nil
+	h := hs.Sum()
+	sp.sum = &h
+	return h, nil
 }
 
 // Close releases the spool's file (and its space on the disk).
@@ -199,16 +206,18 @@ func (tx *Tx) PutBlobSpool(path string, sp *Spool) (Hash, error) {
 		// Held in memory: a blob like any other (its bytes are the
 		// transaction's now).
 		sp.sealed = true
-		h := plumbing.ComputeHash(plumbing.BlobObject, sp.mem)
+		h, err := sp.BlobHash() // (once: the caller may have asked for it)
+		if err != nil {
+			return Hash{}, err
+		}
 		tx.changes[path] = change{hash: h, data: sp.mem}
 		return h, nil
 	}
 	sp.sealed = true
-	hs := plumbing.NewHasher(plumbing.BlobObject, sp.n)
-	if _, err := copyBuffered(hs, sp.Reader()); err != nil {
-		return Hash{}, fmt.Errorf("store: spool: %w", err)
+	h, err := sp.BlobHash()
+	if err != nil {
+		return Hash{}, err
 	}
-	h := hs.Sum()
 	tx.changes[path] = change{hash: h, obj: &streamObject{t: plumbing.BlobObject, h: h, size: sp.n, r: sp}}
 	return h, nil
 }

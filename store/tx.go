@@ -553,7 +553,7 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 		if c.obj != nil {
 			b.add(depth+1, c.obj)
 		} else if c.data != nil {
-			b.add(depth+1, memObject(plumbing.BlobObject, c.data))
+			b.add(depth+1, &dataObject{t: plumbing.BlobObject, h: c.hash, data: c.data})
 		}
 	}
 	entries := mergeTreeEntries(bt, over)

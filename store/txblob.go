@@ -18,6 +18,36 @@ func (tx *Tx) PutBlob(path string, data []byte) (Hash, error) {
 	return tx.changes[path].hash, nil
 }
 
+// Blob is content whose blob hash was computed once (NewBlob), for a
+// caller that needs the hash before it knows where to put the content (a
+// mail message's key is made from it): PutBlobOf does not hash it again.
+type Blob struct {
+	data []byte
+	h    Hash
+}
+
+// NewBlob copies data and hashes it as a blob.
+func NewBlob(data []byte) Blob {
+	data = append([]byte(nil), data...)
+	return Blob{data: data, h: plumbing.ComputeHash(plumbing.BlobObject, data)}
+}
+
+// Hash is the blob's hash (BlobHash of its content).
+func (b Blob) Hash() Hash { return b.h }
+
+// PutBlobOf stores b at path, as PutBlob stores its content, and returns
+// its hash.
+func (tx *Tx) PutBlobOf(path string, b Blob) (Hash, error) {
+	if err := ValidatePath(path); err != nil {
+		return Hash{}, err
+	}
+	if b.data == nil && b.h.IsZero() {
+		return Hash{}, errors.New("store: put " + path + ": a Blob not made by NewBlob")
+	}
+	tx.changes[path] = change{hash: b.h, data: b.data}
+	return b.h, nil
+}
+
 // PutHash stores at path the blob with hash h, which must already be in the
 // store (an Entry's Hash from any commit of its history, such as an item
 // that was deleted since; a packed object is taken to be the blob the

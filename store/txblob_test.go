@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -91,4 +93,44 @@ func TestPutHash(t *testing.T) {
 	}(); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("PutHash of a commit: %v, want ErrNotExist", err)
 	}
+}
+
+// TestPutBlobOf: a Blob hashed once by NewBlob is stored by PutBlobOf as
+// PutBlob stores its content (read back by path and by hash, git fsck
+// clean); NewBlob copies the content, and a Blob it did not make is
+// refused.
+func TestPutBlobOf(t *testing.T) {
+	s := newStore(t)
+	data := []byte(strings.Repeat("a message body\r\n", 2000))
+	b := NewBlob(data)
+	if b.Hash() != BlobHash(data) {
+		t.Fatalf("NewBlob's hash %s, want %s", b.Hash(), BlobHash(data))
+	}
+	data[0] = 'X' // the caller's slice is its own again
+	var got Hash
+	_, err := s.Update(context.Background(), CommitOptions{}, func(tx *Tx) error {
+		var err error
+		if got, err = tx.PutBlobOf("m/1.eml", b); err != nil {
+			return err
+		}
+		if _, err := tx.PutBlobOf("m/2.eml", Blob{}); err == nil {
+			return errors.New("a zero Blob was taken")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte(strings.Repeat("a message body\r\n", 2000))
+	sn, err := s.Snapshot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byPath, err := sn.Read("m/1.eml"); err != nil || !bytes.Equal(byPath, want) {
+		t.Fatalf("read by path: %d bytes, %v", len(byPath), err)
+	}
+	if byHash, err := s.ReadBlob(got); err != nil || !bytes.Equal(byHash, want) {
+		t.Fatalf("read by hash %s: %d bytes, %v", got, len(byHash), err)
+	}
+	fsckOpen(t, s)
 }

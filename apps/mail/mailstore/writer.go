@@ -329,9 +329,10 @@ func (w *Writer) appendCached(mb *Mailbox, raw []byte, flags []imap.Flag, date t
 	if c == nil {
 		c = Parse(raw)
 	}
-	w.blob = store.BlobHash(raw)
+	b := store.NewBlob(raw) // hashed once, for the key and the store
+	w.blob = b.Hash()
 	return w.appendMessage(mb, int64(len(raw)), flags, date, c, func(path string) (store.Hash, error) {
-		return w.tx.PutBlob(path, raw)
+		return w.tx.PutBlobOf(path, b)
 	}, raw)
 }
 
