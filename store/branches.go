@@ -196,8 +196,28 @@ func (s *Store) isAncestor(a, b Hash) (bool, error) {
 // walkHistory visits commit start and its ancestors, each once, until
 // visit returns true (then it reports true) or the history ends.
 func walkHistory(o *objReader, start Hash, visit func(Hash) bool) (bool, error) {
+	return walkCommits(o, []Hash{start}, func(h Hash) walkStep {
+		if visit(h) {
+			return walkStop
+		}
+		return walkOn
+	})
+}
+
+// walkStep is what walkCommits does after visiting a commit.
+type walkStep int
+
+const (
+	walkOn   walkStep = iota // go on to its parents
+	walkSkip                 // not to its parents (others still)
+	walkStop                 // stop the walk
+)
+
+// walkCommits visits the commits starts and their ancestors, each once,
+// as visit says after each; it reports whether visit stopped it.
+func walkCommits(o *objReader, starts []Hash, visit func(Hash) walkStep) (bool, error) {
 	seen := map[Hash]bool{}
-	stack := []Hash{start}
+	stack := append([]Hash(nil), starts...)
 	for len(stack) > 0 {
 		h := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -205,8 +225,11 @@ func walkHistory(o *objReader, start Hash, visit func(Hash) bool) (bool, error) 
 			continue
 		}
 		seen[h] = true
-		if visit(h) {
+		switch visit(h) {
+		case walkStop:
 			return true, nil
+		case walkSkip:
+			continue
 		}
 		ps, err := cachedParents(o, h)
 		if err != nil {

@@ -245,7 +245,6 @@ func cachedParents(o *objReader, h Hash) ([]Hash, error) {
 func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 	var out []Hash
 	err := s.readObjs(func(o *objReader) error {
-		par := func(h Hash) ([]Hash, error) { return cachedParents(o, h) }
 		// Everything a reaches.
 		ofA := map[Hash]bool{}
 		if _, err := walkHistory(o, a, func(h Hash) bool { ofA[h] = true; return false }); err != nil {
@@ -253,47 +252,27 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		}
 		// From b, the first commits a reaches on each path.
 		var cands []Hash
-		seen := map[Hash]bool{}
-		stack := []Hash{b}
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
+		if _, err := walkCommits(o, []Hash{b}, func(h Hash) walkStep {
 			if ofA[h] {
 				cands = append(cands, h)
-				continue
+				return walkSkip
 			}
-			ps, err := par(h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
+			return walkOn
+		}); err != nil {
+			return err
 		}
 		// Drop candidates that another candidate reaches.
-		below := map[Hash]bool{}
-		stack = stack[:0]
+		var parents []Hash
 		for _, c := range cands {
-			ps, err := par(c)
+			ps, err := cachedParents(o, c)
 			if err != nil {
 				return err
 			}
-			stack = append(stack, ps...)
+			parents = append(parents, ps...)
 		}
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if below[h] {
-				continue
-			}
-			below[h] = true
-			ps, err := par(h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
+		below := map[Hash]bool{}
+		if _, err := walkCommits(o, parents, func(h Hash) walkStep { below[h] = true; return walkOn }); err != nil {
+			return err
 		}
 		for _, c := range cands {
 			if !below[c] {
