@@ -2,7 +2,6 @@ package davapp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nymote/nymote/appliance"
@@ -78,21 +77,7 @@ func Service(a app.App, newKind func(maxSize int64) dav.Kind, displayName string
 			// Peers from the boot options: a new node's store is cloned
 			// from its peer before the service writes (its ports answer
 			// 503 meanwhile).
-			if err := join(ctx, st, peers, ropts, lns, tcfg, a.Name, env.Console); err != nil {
-				return err
-			}
-			eng, err := replica.Start(st, ropts)
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
-			cfg.Replica = eng.Handler()
-			addConsole(&cfg, a.Name, env.Log, eng, env.DataDir)
-			err = dav.Serve(ctx, cfg, lns)
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
-			return err
+			return serveReplicated(ctx, st, cfg, lns, peers, ropts, a.Name, env.Console, env.Log, env.DataDir)
 		},
 	}
 }

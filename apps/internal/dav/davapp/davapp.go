@@ -9,7 +9,6 @@ package davapp
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -127,21 +126,7 @@ func (a davApp) runHost(ctx context.Context, h *appliance.HostEnv) error {
 	for _, l := range lns {
 		fmt.Fprintf(stdout, "nymote: %s %s listening on %s\n", a.Name, l.Proto, l.Addr())
 	}
-	if err := join(ctx, st, peers, ropts, lns, cfg.TLS, a.Name, stdout); err != nil {
-		return err
-	}
-	eng, err := replica.Start(st, ropts)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	cfg.Replica = eng.Handler()
-	addConsole(&cfg, a.Name, log, eng, *data)
-	err = dav.Serve(ctx, cfg, lns)
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return err
+	return serveReplicated(ctx, st, cfg, lns, peers, ropts, a.Name, stdout, log, *data)
 }
 
 // addConsole gives cfg the web console and API (apps/internal/console),

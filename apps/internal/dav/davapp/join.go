@@ -3,8 +3,10 @@ package davapp
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/nymote/nymote/apps/internal/dav"
@@ -12,6 +14,29 @@ import (
 	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
 )
+
+// serveReplicated serves cfg on lns until ctx ends, as a replica: the
+// boot options' peers joined first (join), the replication engine's
+// endpoint and the console (which shows its peers) added to cfg. Both the
+// appliance and the host program end here.
+func serveReplicated(ctx context.Context, st *store.Store, cfg dav.Config, lns []dav.Listener, peers *replica.BootPeers,
+	ropts replica.Options, app string, out io.Writer, log *slog.Logger, dataDir string) error {
+	if err := join(ctx, st, peers, ropts, lns, cfg.TLS, app, out); err != nil {
+		return err
+	}
+	eng, err := replica.Start(st, ropts)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	cfg.Replica = eng.Handler()
+	addConsole(&cfg, app, log, eng, dataDir)
+	err = dav.Serve(ctx, cfg, lns)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
 
 // join runs replica.Join for the boot options' peers. While a new node
 // copies its store from a peer (Join retries until one answers), its
