@@ -374,12 +374,16 @@ func modeName(m filemode.FileMode) string {
 // from its header before its content is; an object that is packed was in
 // the store already, within its limits.
 func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
-	// Its size from the object's header (a pushed pack's entry, or a
-	// loose object), whatever the prefix: a validator reads the item
-	// whole, but an item under another prefix is never read here.
-	n, ok, err := o.size(h)
-	if err != nil {
-		return err
+	// Its size, whatever the prefix: as the push brought it, or from
+	// the object's header (a pushed pack's entry, or a loose object)
+	// without reading the content, which only a validator needs.
+	data, fresh := o.trees.fresh.take(h)
+	n, ok := int64(len(data)), fresh
+	if !fresh {
+		var err error
+		if n, ok, err = o.size(h); err != nil {
+			return err
+		}
 	}
 	if ok && n > maxPushItem {
 		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", n, maxPushItem)
@@ -388,14 +392,11 @@ func (s *Store) validateItem(o *objReader, root Hash, p string, h Hash) error {
 	if fn == nil {
 		return nil
 	}
-	data, fresh := o.trees.fresh.take(h) // as the push brought it
 	if !fresh {
+		var err error
 		if data, err = o.readAs(h, plumbing.BlobObject); err != nil {
 			return err
 		}
-	}
-	if int64(len(data)) > maxPushItem {
-		return fmt.Errorf("%d bytes; the store takes items of at most %d bytes", len(data), maxPushItem)
 	}
 	read := func(q string) ([]byte, error) {
 		e, ok, err := o.entry(root, q)
