@@ -324,30 +324,17 @@ func TestReplicaMoveAndFlag(t *testing.T) {
 	})
 	// The node that moved it learns of the flag at the merge and makes it
 	// follow; the other learns that at the next.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		merge(t, a, b)
-		ok := true
-		var why string
-		for name, n := range map[string]*node{"a": a, "b": b} {
-			in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
-			var flags []imap.Flag
-			if m := n.msg(t, "Archive", 0); m != nil {
-				flags = n.box(t, "Archive").Flags(m)
-			}
-			if strings.Contains(in, ":0") || !strings.HasSuffix(ar, ":0") || fmt.Sprint(flags) != `[\Flagged \Seen]` {
-				ok = false
-				why = fmt.Sprintf("%s: INBOX %q, Archive %q, flags of the moved message %v; want it in Archive only, flagged and seen", name, in, ar, flags)
-			}
+	mergeUntil(t, a, b, func(n *node) string {
+		in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
+		var flags []imap.Flag
+		if m := n.msg(t, "Archive", 0); m != nil {
+			flags = n.box(t, "Archive").Flags(m)
 		}
-		if ok {
-			break
+		if strings.Contains(in, ":0") || !strings.HasSuffix(ar, ":0") || fmt.Sprint(flags) != `[\Flagged \Seen]` {
+			return fmt.Sprintf("INBOX %q, Archive %q, flags of the moved message %v; want it in Archive only, flagged and seen", in, ar, flags)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal(why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	// No stray line stays in INBOX's chunks.
 	for _, n := range []*node{a, b} {
 		if s := flagLines(t, n, "INBOX"); strings.Contains(s, n.msg(t, "Archive", 0).Key) {
@@ -381,28 +368,15 @@ func TestReplicaCopyExpungeAndFlag(t *testing.T) {
 	// goes too, at the commit that folds it in).
 	converged := func(clean bool) {
 		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for {
-			merge(t, a, b)
+		mergeUntil(t, a, b, func(n *node) string {
 			ha, _ := a.st.Resolve("")
 			hb, _ := b.st.Resolve("")
-			ok := ha == hb
-			var why string
-			for name, n := range map[string]*node{"a": a, "b": b} {
-				in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
-				if in != "2:1" || !strings.HasSuffix(ar, ":0") || clean && strings.Contains(flagLines(t, n, "INBOX"), key) {
-					ok = false
-					why = fmt.Sprintf("%s: INBOX %q, Archive %q, INBOX's flags %q", name, in, ar, flagLines(t, n, "INBOX"))
-				}
+			in, ar := n.view(t, "INBOX"), n.view(t, "Archive")
+			if ha != hb || in != "2:1" || !strings.HasSuffix(ar, ":0") || clean && strings.Contains(flagLines(t, n, "INBOX"), key) {
+				return fmt.Sprintf("heads %s and %s, INBOX %q, Archive %q, INBOX's flags %q", ha, hb, in, ar, flagLines(t, n, "INBOX"))
 			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal(why)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return ""
+		})
 	}
 	converged(false)
 	for _, n := range []*node{a, b} {
@@ -482,26 +456,21 @@ func TestReplicaSameMessage(t *testing.T) {
 	}
 }
 
-// waitFlags waits (a bound only a hung index reaches) until message i of
-// box on n has the flags want, merging a and b each round (a node that
-// follows a merge may make a commit that the other must learn of).
-func waitFlags(t *testing.T, a, b *node, box string, i int, want string) {
+// mergeUntil merges a and b (merge) until check, asked of each node,
+// finds nothing wrong with either ("" from both); the bound (a minute)
+// only fails a hung index, with what check last said.
+func mergeUntil(t *testing.T, a, b *node, check func(n *node) string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		merge(t, a, b)
-		ok, why := true, ""
+		why := ""
 		for name, n := range map[string]*node{"a": a, "b": b} {
-			m := n.msg(t, box, i)
-			if m == nil {
-				ok, why = false, fmt.Sprintf("%s: message %d not in %s", name, i, box)
-				continue
-			}
-			if got := fmt.Sprint(n.box(t, box).Flags(m)); got != want {
-				ok, why = false, fmt.Sprintf("%s: message %d in %s has flags %s, want %s", name, i, box, got, want)
+			if w := check(n); w != "" {
+				why = name + ": " + w
 			}
 		}
-		if ok {
+		if why == "" {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -509,6 +478,23 @@ func waitFlags(t *testing.T, a, b *node, box string, i int, want string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitFlags waits (a bound only a hung index reaches) until message i of
+// box on n has the flags want, merging a and b each round (a node that
+// follows a merge may make a commit that the other must learn of).
+func waitFlags(t *testing.T, a, b *node, box string, i int, want string) {
+	t.Helper()
+	mergeUntil(t, a, b, func(n *node) string {
+		m := n.msg(t, box, i)
+		if m == nil {
+			return fmt.Sprintf("message %d not in %s", i, box)
+		}
+		if got := fmt.Sprint(n.box(t, box).Flags(m)); got != want {
+			return fmt.Sprintf("message %d in %s has flags %s, want %s", i, box, got, want)
+		}
+		return ""
+	})
 }
 
 // TestReplicaMoveAndFlagRemoved: a flag removed on one node while another
