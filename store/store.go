@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -519,13 +520,10 @@ func (s *Store) lockBranches(ctx context.Context, branches []string) (func(), er
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range branches {
-		if s.wal != nil && s.wal.holds(b) {
-			if err := s.checkpoint(); err != nil {
-				unlock()
-				return nil, err
-			}
-			break
+	if s.wal != nil && slices.ContainsFunc(branches, s.wal.holds) {
+		if err := s.checkpoint(); err != nil {
+			unlock()
+			return nil, err
 		}
 	}
 	return unlock, nil
