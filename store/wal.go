@@ -84,7 +84,9 @@ func openWAL(repo string) (*wal, error) {
 		f.Close()
 		return nil, fmt.Errorf("store: commit log: %w", err)
 	}
-	return &wal{f: f, size: fi.Size()}, nil
+	// (Empty after replay, unless another Store appended since: its
+	// records are of branches unknown here.)
+	return &wal{f: f, size: fi.Size(), unknown: fi.Size() > 0}, nil
 }
 
 // append writes rec to the log and syncs it. It returns rec's objects as
