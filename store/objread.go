@@ -290,17 +290,9 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 	br := packBufs.Get().(*bufio.Reader)
 	br.Reset(io.NewSectionReader(p.f, off, 1<<62))
 	defer func() { putPackBuf(br) }() // a no-op if given back already
-	c, err := br.ReadByte()
+	t, size, err := readEntryHeader(br)
 	if err != nil {
 		return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
-	}
-	t := plumbing.ObjectType((c >> 4) & 7)
-	size := int64(c & 0x0f)
-	for shift := 4; c&0x80 != 0; shift += 7 {
-		if c, err = br.ReadByte(); err != nil {
-			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
-		}
-		size |= int64(c&0x7f) << shift
 	}
 	// Where the base is, then the data (a delta is small), then the base:
 	// the reader's buffer is not held while the chain below is read

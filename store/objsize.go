@@ -39,21 +39,11 @@ func (p *packReader) entrySize(off int64) (int64, error) {
 	fail := func(err error) (int64, error) {
 		return 0, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
 	}
-	c, err := br.ReadByte()
+	t, size, err := readEntryHeader(br)
 	if err != nil {
 		return fail(err)
 	}
-	t := plumbing.ObjectType((c >> 4) & 7)
-	size := int64(c & 0x0f)
-	for shift := 4; c&0x80 != 0; shift += 7 {
-		if shift > 56 {
-			return fail(errors.New("bad entry size"))
-		}
-		if c, err = br.ReadByte(); err != nil {
-			return fail(err)
-		}
-		size |= int64(c&0x7f) << shift
-	}
+	var c byte
 	switch t {
 	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
 		return size, nil
@@ -101,4 +91,25 @@ func (p *packReader) entrySize(off int64) (int64, error) {
 		}
 	}
 	return 0, nil // not reached
+}
+
+// readEntryHeader reads a pack entry's header: 3 bits of type and 4 of
+// size, then 7 bits of size a byte while the high bit is set.
+func readEntryHeader(r io.ByteReader) (plumbing.ObjectType, int64, error) {
+	c, err := r.ReadByte()
+	if err != nil {
+		return 0, 0, err
+	}
+	t := plumbing.ObjectType((c >> 4) & 7)
+	size := int64(c & 0x0f)
+	for shift := 4; c&0x80 != 0; shift += 7 {
+		if shift > 56 {
+			return 0, 0, errors.New("entry size too large")
+		}
+		if c, err = r.ReadByte(); err != nil {
+			return 0, 0, err
+		}
+		size |= int64(c&0x7f) << shift
+	}
+	return t, size, nil
 }

@@ -200,20 +200,9 @@ func indexWholePack(f *os.File, keep packKeeper) (sum Hash, idx *idxfile.MemoryI
 	hs := plumbing.NewHasher(plumbing.BlobObject, 0) // reset for each object
 	for i := uint32(0); i < n; i++ {
 		off := pos()
-		c, err := sc.ReadByte()
+		t, size, err := readEntryHeader(sc)
 		if err != nil {
 			return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
-		}
-		t := plumbing.ObjectType((c >> 4) & 7)
-		size := int64(c & 0x0f)
-		for shift := 4; c&0x80 != 0; shift += 7 {
-			if shift > 56 {
-				return Hash{}, nil, false, fmt.Errorf("pack entry %d: size too large", i)
-			}
-			if c, err = sc.ReadByte(); err != nil {
-				return Hash{}, nil, false, fmt.Errorf("pack entry %d: %w", i, err)
-			}
-			size |= int64(c&0x7f) << shift
 		}
 		switch t {
 		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
