@@ -31,15 +31,7 @@ const bootToken = "peerboot-token-0123456789abcdef"
 func TestPeerBootClone(t *testing.T) {
 	ctx := context.Background()
 	ropts := replica.Options{Debounce: 20 * time.Millisecond, Poll: time.Hour, Retry: 100 * time.Millisecond, Rescan: 200 * time.Millisecond}
-	stA := newStore(t, "alice")
-	if err := replica.SetSelf(stA, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SetToken(stA, "b", bootToken); err != nil {
-		t.Fatal(err)
-	}
-	a := startServer(t, stA, mailsvc.Config{InsecureAuth: true, NoInboundChecks: true, Replica: ropts}, nil)
-	deliver(t, a, "before the clone")
+	stA, a := bootSource(t, ropts)
 	headA, _ := stA.Resolve("")
 
 	// The new node: an empty data directory but for the token file.
@@ -127,6 +119,23 @@ func mustLog(t *testing.T, st *store.Store) []store.CommitInfo {
 		t.Fatalf("log: %v", err)
 	}
 	return l
+}
+
+// bootSource starts node a, alice's store with one message delivered
+// ("before the clone"), that takes a new node b's pushes with bootToken:
+// the peer a new node is cloned from.
+func bootSource(t *testing.T, ropts replica.Options) (*store.Store, *server) {
+	t.Helper()
+	st := newStore(t, "alice")
+	if err := replica.SetSelf(st, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.SetToken(st, "b", bootToken); err != nil {
+		t.Fatal(err)
+	}
+	a := startServer(t, st, mailsvc.Config{InsecureAuth: true, NoInboundChecks: true, Replica: ropts}, nil)
+	deliver(t, a, "before the clone")
+	return st, a
 }
 
 // deliver sends a message with subject to alice by SMTP.

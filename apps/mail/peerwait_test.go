@@ -28,15 +28,7 @@ import (
 func TestPeerBootServesWhileCloning(t *testing.T) {
 	ctx := context.Background()
 	ropts := replica.Options{Debounce: 20 * time.Millisecond, Poll: 2 * time.Second, Retry: 50 * time.Millisecond, Rescan: 200 * time.Millisecond}
-	stA := newStore(t, "alice")
-	if err := replica.SetSelf(stA, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SetToken(stA, "b", bootToken); err != nil {
-		t.Fatal(err)
-	}
-	a := startServer(t, stA, mailsvc.Config{InsecureAuth: true, NoInboundChecks: true, Replica: ropts}, nil)
-	deliver(t, a, "before the clone")
+	stA, a := bootSource(t, ropts)
 	px, err := replica.NewFaultProxy(a.addrs["git"], 1)
 	if err != nil {
 		t.Fatal(err)
