@@ -173,26 +173,6 @@ func (s *Store) fastForwardLocked(branch string, h Hash) error {
 	return s.moveBranch(branch, cur, h)
 }
 
-// isAncestor reports whether commit a is b or one of b's ancestors: a
-// walk of b's history through the store's object reader and the cache of
-// commit parents (go-git's walk decoded every commit of a replica's
-// history, under the writer lock, at every merge and push).
-func (s *Store) isAncestor(a, b Hash) (bool, error) {
-	if a == b {
-		return true, nil
-	}
-	ok := false
-	err := s.readObjs(func(o *objReader) error {
-		if _, err := readCommit(o, a); err != nil {
-			return err
-		}
-		var err error
-		ok, err = walkHistory(o, b, func(h Hash) bool { return h == a })
-		return err
-	})
-	return ok, err
-}
-
 // walkHistory visits commit start and its ancestors, each once, until
 // visit returns true (then it reports true) or the history ends.
 func walkHistory(o *objReader, start Hash, visit func(Hash) bool) (bool, error) {

@@ -304,7 +304,7 @@ func (s *Store) mergeTrees(op string, base, ours, theirs Hash) (Hash, [][]plumbi
 			changes[tc.Path] = change{hash: plumbing.ComputeHash(plumbing.BlobObject, merged), data: merged}
 		}
 	}
-	tree, levels, _, err := s.buildTree(ours, changes)
+	tree, levels, _, _, err := s.buildTree(ours, changes)
 	if err != nil {
 		return Hash{}, nil, nil, nil, &ConflictError{Op: op + " (" + err.Error() + ")", Paths: changedPaths(changes)}
 	}

@@ -2,7 +2,7 @@ package store
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -32,6 +32,72 @@ func (s *Store) CountNew(head Hash, old []Hash, limit int) (int, error) {
 		n = limit
 	}
 	return n, nil
+}
+
+// reachedBy reports whether one of heads reaches commit h (is h, or has
+// it in its history), looking at the commits numbered above h (see
+// generation.go) and at no more than reachBudget of them: false when it
+// cannot tell (what a caller then does, a push, is never wrong, only
+// perhaps not needed). A walk that lists every commit one side has
+// and the other lacks (CountNew) cost a replica's sync a walk of a
+// partition's commits, at every sync after it healed.
+func (s *Store) reachedBy(h Hash, heads []Hash) (bool, error) {
+	if len(heads) == 0 || h.IsZero() {
+		return false, nil
+	}
+	if slices.Contains(heads, h) {
+		return true, nil
+	}
+	var found bool
+	err := s.readObjs(func(o *objReader) error {
+		gh, err := generation(o, h)
+		if err != nil {
+			return err
+		}
+		n := 0
+		var gerr error
+		found, err = walkCommits(o, heads, func(c Hash) walkStep {
+			if c == h {
+				return walkStop
+			}
+			if n++; n > reachBudget {
+				return walkStop
+			}
+			g, err := generation(o, c)
+			if err != nil {
+				gerr = err
+				return walkStop
+			}
+			if g <= gh {
+				return walkSkip // h is not below it (generation.go)
+			}
+			return walkOn
+		})
+		if err == nil {
+			err = gerr
+		}
+		found = found && err == nil && n <= reachBudget
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: history of %s: %w", short(h), err)
+	}
+	return found, nil
+}
+
+// reachBudget bounds reachedBy's walk.
+const reachBudget = 4096
+
+// Reaches reports whether commit from has commit h in its history (or is
+// h). It looks at a bounded number of commits and answers false when it
+// cannot tell: a replica's check whether a peer holds a head already,
+// where a wrong false costs only a push.
+func (s *Store) Reaches(from, h Hash) bool {
+	if from.IsZero() {
+		return false
+	}
+	ok, err := s.reachedBy(h, []Hash{from})
+	return err == nil && ok
 }
 
 // ValidateHistory checks the commits that head reaches and no branch
@@ -237,50 +303,4 @@ func cachedParents(o *objReader, h Hash) ([]Hash, error) {
 	}
 	commitParents.put(h, c.parents)
 	return c.parents, nil
-}
-
-// mergeBases returns the best common ancestors of a and b (those that are
-// not ancestors of another common ancestor), read through the store's own
-// object reader: three walks of commits, no trees.
-func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
-	var out []Hash
-	err := s.readObjs(func(o *objReader) error {
-		// Everything a reaches.
-		ofA := map[Hash]bool{}
-		if _, err := walkHistory(o, a, func(h Hash) bool { ofA[h] = true; return false }); err != nil {
-			return err
-		}
-		// From b, the first commits a reaches on each path.
-		var cands []Hash
-		if _, err := walkCommits(o, []Hash{b}, func(h Hash) walkStep {
-			if ofA[h] {
-				cands = append(cands, h)
-				return walkSkip
-			}
-			return walkOn
-		}); err != nil {
-			return err
-		}
-		// Drop candidates that another candidate reaches.
-		var parents []Hash
-		for _, c := range cands {
-			ps, err := cachedParents(o, c)
-			if err != nil {
-				return err
-			}
-			parents = append(parents, ps...)
-		}
-		below := map[Hash]bool{}
-		if _, err := walkCommits(o, parents, func(h Hash) walkStep { below[h] = true; return walkOn }); err != nil {
-			return err
-		}
-		for _, c := range cands {
-			if !below[c] {
-				out = append(out, c)
-			}
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-		return nil
-	})
-	return out, err
 }

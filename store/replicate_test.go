@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -51,8 +52,9 @@ func TestPackObjectsComplete(t *testing.T) {
 		hb, _ := s.Resolve("b")
 		heads = append(heads, h, hb)
 	}
-	// mergeBases agrees with go-git's MergeBase.
-	for k := 0; k < 30; k++ {
+	// mergeBases agrees with go-git's MergeBase, and isAncestor and
+	// Reaches with its IsAncestor (generation.go).
+	for k := 0; k < 150; k++ {
 		a, b := heads[r.IntN(len(heads))], heads[r.IntN(len(heads))]
 		got, err := s.mergeBases(a, b)
 		if err != nil {
@@ -74,6 +76,27 @@ func TestPackObjectsComplete(t *testing.T) {
 		sort.Strings(want)
 		if fmt.Sprint(got) != "["+strings.Join(want, " ")+"]" {
 			t.Errorf("merge bases of %s and %s: %v, go-git %v", short(a), short(b), got, want)
+		}
+		anc, err := s.isAncestor(a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantAnc bool
+		err = s.read(func(rp *git.Repository) error {
+			ca, _ := rp.CommitObject(a)
+			cb, _ := rp.CommitObject(b)
+			var err error
+			wantAnc, err = ca.IsAncestor(cb)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if anc != wantAnc {
+			t.Errorf("isAncestor(%s, %s) = %v, go-git %v", short(a), short(b), anc, wantAnc)
+		}
+		if got := s.Reaches(b, a); got != wantAnc {
+			t.Errorf("Reaches(%s, %s) = %v, go-git %v", short(b), short(a), got, wantAnc)
 		}
 	}
 	for k := 0; k < 30; k++ {
@@ -166,5 +189,97 @@ func TestPackObjectsFolderChangedBack(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCommitChangesCached: what a commit notes at once as new in its tree
+// (cacheChanges, for the pushes to replicas) holds everything the walk of
+// its tree against its parent's finds (commitChanges, uncached), over
+// random commits: items put, changed back, removed, moved between item
+// and folder, put by hash from a branch the pushes would not send (the
+// case where a blob is not among the objects the commit wrote), deep and
+// sharded paths.
+func TestCommitChangesCached(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 11))
+	// A blob only another branch holds.
+	if _, err := s.Update(ctx, CommitOptions{Message: "other", Branch: "other"}, func(tx *Tx) error {
+		return tx.Put("elsewhere", []byte("a blob of another branch"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := s.Snapshot("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := sn.List("")
+	if err != nil || len(es) != 1 {
+		t.Fatalf("other branch: %v, %v", es, err)
+	}
+	otherBlob := es[0].Hash
+	paths := []string{"a", "d/x", "d/y", "d/e/f", "d/e", Shard("k1"), Shard("k2"), "m/" + Shard("k3"), "z"}
+	var commits []Hash
+	for i := 0; i < 200; i++ {
+		c, err := s.Update(ctx, CommitOptions{Message: fmt.Sprint(i)}, func(tx *Tx) error {
+			for n := 1 + r.IntN(3); n > 0; n-- {
+				p := paths[r.IntN(len(paths))]
+				var err error
+				switch r.IntN(5) {
+				case 0:
+					err = tx.Delete(p)
+				case 1:
+					err = tx.PutHash(p, otherBlob)
+				default:
+					err = tx.Put(p, []byte(fmt.Sprint(r.IntN(3))))
+				}
+				if err != nil && !errors.Is(err, ErrInvalidPath) && !errors.Is(err, ErrNotExist) {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrInvalidPath) {
+			t.Fatal(err)
+		}
+		if err == nil && (len(commits) == 0 || commits[len(commits)-1] != c) {
+			commits = append(commits, c)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := openObjReader(s.path, newTreeCache(1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	checked := 0
+	for _, c := range commits {
+		cached, ok := s.trees.commits.changes(c)
+		if !ok {
+			t.Fatalf("commit %s noted no changes", c)
+		}
+		has := map[Hash]bool{}
+		for _, h := range cached {
+			has[h] = true
+		}
+		n, err := readCommit(o, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		walked, err := commitChanges(o, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range walked {
+			if !has[h] {
+				t.Fatalf("commit %s: %s is new in its tree but was not noted (noted %d, walked %d)", c, h, len(cached), len(walked))
+			}
+		}
+		checked++
+	}
+	if checked < 100 {
+		t.Fatalf("only %d commits checked", checked)
 	}
 }

@@ -114,6 +114,21 @@ type SyncOptions struct {
 	// head that reached every node from the one that made it is not
 	// passed around again).
 	SkipIfAt string
+	// SkipIfHeld, for Push: when one of the remote's branches (that this
+	// store has) already reaches the head, nothing is pushed, not even
+	// the ref update: the remote holds every object of it. A replica's
+	// peer that took this node's head from a third node (or that pushed
+	// a later one here) needs none of it; the push carried its own
+	// commits back to it, to be received and indexed again, after every
+	// batch of a client's writes.
+	SkipIfHeld bool
+	// Haves, for Push over HTTP: commits the remote is known to hold
+	// besides those its branches point at (a replica's branch of what the
+	// peer pushed here: a peer whose own branch here went stale, its main
+	// far ahead, was sent again every commit it had pushed itself since).
+	// A remote that lost them refuses the push (objects missing); push
+	// again without.
+	Haves []Hash
 	// SharedHistory refuses (ErrUnrelatedHistory, nothing changed) a
 	// fetched head whose history shares no commit with DefaultBranch's,
 	// unless that has no commit yet: a replica pulling from a peer whose
@@ -250,7 +265,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 		return fmt.Errorf("store: push %s: no commits: %w", local, ErrNotExist)
 	}
 	if remote.isHTTP() {
-		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, opts.SkipIfAt, h)
+		return s.pushHTTP(remote.context(ctx), remote, local, rbranch, opts, h)
 	}
 	dst, err := Open(remote.path(), Options{Logger: s.log})
 	if err != nil {
@@ -265,6 +280,21 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 	if opts.SkipIfAt != "" {
 		if at, err := dst.head(opts.SkipIfAt); err == nil && at == h {
 			return nil
+		}
+	}
+	if opts.SkipIfHeld {
+		bs, err := dst.Branches()
+		if err != nil {
+			return err
+		}
+		var heads []Hash
+		for _, b := range bs {
+			if s.has(b.Head) {
+				heads = append(heads, b.Head)
+			}
+		}
+		if held, err := s.reachedBy(h, heads); err != nil || held {
+			return err
 		}
 	}
 	if err := dst.copyFrom(ctx, s, h); err != nil {
@@ -290,7 +320,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 // same objects (pushPack: the same head to another peer), and streamed
 // from there to the connection by our own client (pushConn), not copied
 // into memory whole as go-git's does.
-func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, skipIfAt string, head Hash) error {
+func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch string, opts SyncOptions, head Hash) error {
 	fail := func(err error) error { return fmt.Errorf("store: push %s to %s: %w", local, remote, err) }
 	pc, err := newPushConn(remote)
 	if err != nil {
@@ -314,7 +344,7 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, ski
 		if n == name {
 			old = r.Hash()
 		}
-		if skipIfAt != "" && n == plumbing.NewBranchReferenceName(skipIfAt) && r.Hash() == head {
+		if opts.SkipIfAt != "" && n == plumbing.NewBranchReferenceName(opts.SkipIfAt) && r.Hash() == head {
 			return nil
 		}
 		if s.has(r.Hash()) {
@@ -323,6 +353,18 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch, ski
 	}
 	if old == head {
 		return nil
+	}
+	for _, h := range opts.Haves {
+		if !h.IsZero() && s.has(h) {
+			haves = append(haves, h)
+		}
+	}
+	if opts.SkipIfHeld {
+		if held, err := s.reachedBy(head, haves); err != nil {
+			return fail(err)
+		} else if held {
+			return nil
+		}
 	}
 	if !old.IsZero() {
 		ok := false

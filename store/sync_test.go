@@ -290,3 +290,56 @@ func TestPushSkipIfAt(t *testing.T) {
 		}
 	}
 }
+
+// TestPushSkipIfHeld: a push with SkipIfHeld sends nothing, not even the
+// ref update, when one of the remote's branches reaches the head (the
+// remote moved on past it: a replica's peer that pushed a later head, or
+// took this one from a third node); otherwise it pushes as ever (over
+// HTTP and by path).
+func TestPushSkipIfHeld(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	for i, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
+		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		// a moves on, and b learns of it without moving its main: b's
+		// head is behind a's main, not at it (SkipIfAt alone would
+		// push).
+		put(t, a, fmt.Sprintf("x/%d", i+2), "a's")
+		if _, err := b.Fetch(ctx, rem, DefaultBranch); err != nil {
+			t.Fatal(err)
+		}
+		opts := SyncOptions{RemoteBranch: "mirror", SkipIfAt: DefaultBranch, SkipIfHeld: true}
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := a.Resolve("mirror"); err == nil && !h.IsZero() {
+			t.Errorf("%s: the push of a head that a's main reaches made branch mirror (%s)", rem.URL, h)
+		}
+		// Without SkipIfHeld the same push moves the branch.
+		if err := b.Push(ctx, rem, SyncOptions{RemoteBranch: "mirror", SkipIfAt: DefaultBranch}); err != nil {
+			t.Fatal(err)
+		}
+		hb, _ := b.Resolve("")
+		if h, err := a.Resolve("mirror"); err != nil || h != hb {
+			t.Errorf("%s: without SkipIfHeld, mirror = %s, %v; want b's head %s", rem.URL, h, err, hb)
+		}
+		// A head the remote lacks is pushed.
+		put(t, b, fmt.Sprintf("y/%d", i), "b's")
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		hb, _ = b.Resolve("")
+		if h, err := a.Resolve("mirror"); err != nil || h != hb {
+			t.Errorf("%s: mirror = %s, %v; want b's new head %s", rem.URL, h, err, hb)
+		}
+		if err := a.DeleteBranch(ctx, "mirror"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -211,7 +211,7 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 	if len(tx.changes) == 0 {
 		return head, nil
 	}
-	tree, levels, trees, err := s.buildTree(base.tree, tx.changes)
+	tree, levels, trees, leaves, err := s.buildTree(base.tree, tx.changes)
 	if err != nil {
 		return Hash{}, err
 	}
@@ -229,9 +229,30 @@ func (s *Store) Update(ctx context.Context, opts CommitOptions, fn func(tx *Tx) 
 			return Hash{}, err
 		}
 		s.cacheTrees(trees)
+		s.cacheChanges(c, trees, leaves)
 		return c, s.moveBranch(branch, head, c)
 	}
-	return s.commitLogged(branch, head, tree, levels, trees, parents, opts)
+	c, err := s.commitLogged(branch, head, tree, levels, trees, parents, opts)
+	if err == nil {
+		s.cacheChanges(c, trees, leaves)
+	}
+	return c, err
+}
+
+// cacheChanges notes what commit c's tree has that its parent's lacks,
+// as commitChanges would find it by comparing the two trees: the trees
+// the commit built and the items it set (a superset where an item was
+// set to what it was). A push of the commit to each replica lists them
+// from there, not by a walk of both trees (a mailbox's folders of 256
+// shards each, compared entry by entry for every commit pushed).
+func (s *Store) cacheChanges(c Hash, trees []decodedTree, leaves []Hash) {
+	ch := make([]Hash, 0, len(trees)+len(leaves))
+	// The root tree last built, first listed (as the walk lists it).
+	for i := len(trees) - 1; i >= 0; i-- {
+		ch = append(ch, trees[i].h)
+	}
+	ch = append(ch, leaves...)
+	s.trees.commits.putChanges(c, ch)
 }
 
 // cacheTrees puts the trees a commit wrote into the tree cache: the next
@@ -434,18 +455,18 @@ func (s *Store) writeObjects(last plumbing.EncodedObject, levels [][]plumbing.En
 //
 // It returns the new trees decoded too, for the tree cache once the commit
 // is made.
-func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, []decodedTree, error) {
+func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumbing.EncodedObject, []decodedTree, []Hash, error) {
 	b := &treeBuilder{s: s}
 	var root Hash
 	err := s.readObjs(func(o *objReader) error {
 		b.o = o
-		b.levels, b.trees = nil, nil
+		b.levels, b.trees, b.leaves = nil, nil, nil
 		var err error
 		root, err = b.build(base, "", changes, 0)
 		return err
 	})
 	if err != nil {
-		return Hash{}, nil, nil, err
+		return Hash{}, nil, nil, nil, err
 	}
 	levels := make([][]plumbing.EncodedObject, 0, len(b.levels))
 	for i := len(b.levels) - 1; i >= 0; i-- {
@@ -453,7 +474,7 @@ func (s *Store) buildTree(base Hash, changes map[string]change) (Hash, [][]plumb
 			levels = append(levels, b.levels[i])
 		}
 	}
-	return root, levels, b.trees, nil
+	return root, levels, b.trees, b.leaves, nil
 }
 
 type treeBuilder struct {
@@ -461,6 +482,7 @@ type treeBuilder struct {
 	o      *objReader
 	levels [][]plumbing.EncodedObject // by depth; blobs at depth+1
 	trees  []decodedTree              // the new trees, decoded
+	leaves []Hash                     // the items set (not removed)
 }
 
 func (b *treeBuilder) add(depth int, o plumbing.EncodedObject) {
@@ -550,6 +572,7 @@ func (b *treeBuilder) build(base Hash, dir string, changes map[string]change, de
 			continue
 		}
 		over[name] = &object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: c.hash}
+		b.leaves = append(b.leaves, c.hash)
 		if c.obj != nil {
 			b.add(depth+1, c.obj)
 		} else if c.data != nil {
