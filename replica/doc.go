@@ -37,8 +37,12 @@
 // that branch into its main locally, with the merge functions; its main
 // moves, and it pushes that on in turn, except to a peer that holds that
 // head already (it pushed it here, or took it from this node before, or
-// its main is at it: store.SyncOptions.SkipIfAt; its status still counts
-// it in sync). Pushes never race a peer's own
+// its main is at it: store.SyncOptions.SkipIfAt, or one of its branches
+// reaches it: SkipIfHeld; its status still counts it in sync). A head
+// that another peer pushed here is passed on only after Options.Relay
+// (1 s), at most once per Relay: its maker pushes it to every peer it
+// reaches itself, and by then the peer holds it; the relay is for a peer
+// that only this node reaches. Pushes never race a peer's own
 // writes, and no merge waits for the network.
 //
 // Merge commits are deterministic (store.CommitOptions.Deterministic):

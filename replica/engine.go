@@ -29,6 +29,17 @@ type Options struct {
 	// Debounce is how long after a local commit the engine waits for more
 	// before it pushes them all: 50 ms.
 	Debounce time.Duration
+	// Relay is how long a node waits before it passes on to a peer a head
+	// that another peer pushed here (commits it did not make): the node
+	// that made them pushes them to each of its peers itself, and a relay
+	// in the meantime sent most of them twice (the peer's answer to the
+	// relay's first request still lacked the push in flight from their
+	// maker), to be received and indexed twice. After Relay the head is
+	// pushed unless the peer holds it by then (store.SyncOptions.
+	// SkipIfHeld); relays go out at most once per Relay while commits
+	// keep coming, so that a peer that only this node reaches still gets
+	// them: 1 s (at most Poll).
+	Relay time.Duration
 	// Poll is how often each peer is pulled from when nothing else made
 	// the engine talk to it: 30 s.
 	Poll time.Duration
@@ -98,6 +109,9 @@ func (o *Options) defaults() {
 	}
 	if o.Retry <= 0 {
 		o.Retry = 500 * time.Millisecond
+	}
+	if o.Relay <= 0 || o.Relay > o.Poll {
+		o.Relay = min(time.Second, o.Poll)
 	}
 	if o.MaxRetry <= 0 || o.MaxRetry > o.Poll {
 		o.MaxRetry = min(o.Poll, 8*time.Second)
@@ -178,6 +192,10 @@ type peerSync struct {
 	status Status
 	line   string     // last console line printed
 	pushed store.Hash // the head last pushed to the peer (it holds it)
+	// relayTimer, while set, fires when a relay held back is due
+	// (Options.Relay); relayDue says it fired.
+	relayTimer *time.Timer
+	relayDue   bool
 
 	kick     chan struct{} // sync now (pull and push)
 	dirty    chan struct{} // local commits to push
@@ -634,8 +652,27 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	// wrote to one node, and they took the writer lock of the node that
 	// the client was writing to. The poll pushes what the peer took
 	// before again (a peer restored from a backup lacks it).
-	if ours.IsZero() || (ours != in && (pull || ours != pushed)) {
-		err := e.st.Push(ctx, rem, store.SyncOptions{RemoteBranch: FromBranch(rem.Username), SkipIfAt: store.DefaultBranch})
+	//
+	// Nor is a head that the peer's later push here reaches: the peer
+	// pushed again while this node merged its previous push, and the
+	// push of that merged head carried the peer's own commits back to
+	// it, after every batch of a client's writes on the peer (as much
+	// sync work on the writing node as on each of its peers). What the
+	// peer holds otherwise (a head it took from a third node) its
+	// advertised branches say: store.SyncOptions.SkipIfHeld.
+	push := ours.IsZero() || (ours != in && (pull || (ours != pushed && !e.st.Reaches(in, ours))))
+	if due := p.takeRelayDue(); push && !pull && !due && e.heldByOther(p, ours) {
+		p.relayLater(e.opts.Relay)
+		push = false
+	}
+	if push {
+		opts := store.SyncOptions{RemoteBranch: FromBranch(rem.Username), SkipIfAt: store.DefaultBranch, SkipIfHeld: true}
+		if !pull {
+			// What the peer pushed here it holds (the poll does not
+			// count on it: a peer restored from a backup lacks it).
+			opts.Haves = []store.Hash{in}
+		}
+		err := e.st.Push(ctx, rem, opts)
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
@@ -658,6 +695,50 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	}
 	p.contact(theirs)
 	return nil
+}
+
+// heldByOther reports whether a peer other than p pushed here a head that
+// reaches h: h is that peer's, relayed (see Options.Relay).
+func (e *Engine) heldByOther(p *peerSync, h store.Hash) bool {
+	e.mu.Lock()
+	var others []string
+	for name := range e.peers {
+		if name != p.name {
+			others = append(others, name)
+		}
+	}
+	e.mu.Unlock()
+	for _, name := range others {
+		if in, _ := e.st.BranchHead(FromBranch(name)); in == h || e.st.Reaches(in, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayLater has the peer's loop sync again after d, with the relay held
+// back now then due; a relay held back already is not put off further.
+func (p *peerSync) relayLater(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.relayTimer != nil {
+		return
+	}
+	p.relayTimer = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		p.relayTimer, p.relayDue = nil, true
+		p.mu.Unlock()
+		signal(p.dirty)
+	})
+}
+
+// takeRelayDue reports whether a relay held back is due, and clears it.
+func (p *peerSync) takeRelayDue() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	due := p.relayDue
+	p.relayDue = false
+	return due
 }
 
 // contact records a good sync and counts ahead and behind against the
