@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +122,7 @@ func peersApart(nodes []*node) (stop func(), cpu func() time.Duration) {
 }
 
 // child serves the nodes childEnv names until its standard input closes.
-func child(spec string) {
+func child(spec, profile string) {
 	must(pin(runtime.NumCPU() - 1))
 	var nodes []*node
 	fd := uintptr(3)
@@ -142,6 +143,14 @@ func child(spec string) {
 		nodes = append(nodes, nd)
 	}
 	stop := serve(nodes)
+	if profile != "" {
+		// The peers' side of the rate phase (warm-up included).
+		f, err := os.Create(profile + ".peers")
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Println("serving")
 	io.Copy(io.Discard, os.Stdin)
 	stop()

@@ -180,8 +180,8 @@ func serve(nodes []*node) func() {
 	}
 	for _, nd := range nodes {
 		go func() {
-			err := mailsvc.Serve(ctx, mailsvc.Config{Store: nd.st, Domains: []string{"example.org"}, InsecureAuth: true, Logger: log,
-				Replica: replica.Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond, Debounce: *debounce}}, nd.ls)
+			err := mailsvc.Serve(ctx, mailsvc.Config{Store: nd.st, Domains: []string{"example.org"}, InsecureAuth: true, Logger: log.With("node", nd.name),
+				Replica: replica.Options{Poll: 2 * time.Second, Retry: 100 * time.Millisecond, Debounce: *debounce, Relay: *relay}}, nd.ls)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, nd.name, err)
 			}
@@ -223,10 +223,10 @@ func main() {
 	rounds := flag.Int("rounds", 5, "rate blocks on each side (alternating)")
 	writes := flag.Int("writes", 1000, "commits per node while partitioned")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the convergence phase (from the heal until one head) to this file")
-	rateprofile := flag.String("rateprofile", "", "write CPU profiles of the APPEND rate phase's blocks to FILE.aloneN and FILE.peeredN (and the warm-up blocks')")
+	rateprofile := flag.String("rateprofile", "", "write CPU profiles of the APPEND rate phase's blocks to FILE.aloneN and FILE.peeredN (and the warm-up blocks'), and with -apart one of the peers' process to FILE.peers")
 	flag.Parse()
 	if spec := os.Getenv(childEnv); spec != "" {
-		child(spec)
+		child(spec, *rateprofile)
 		return
 	}
 	if *apart && runtime.NumCPU() < 2 {
@@ -451,3 +451,5 @@ var blockprofile = flag.String("blockprofile", "", "write the rate phase's block
 var apart = flag.Bool("apart", false, "run the rate phase's two peers in a process of their own on the last CPU, the rest on the others (as if the peers were other machines)")
 
 var debounce = flag.Duration("debounce", 0, "the replica engine's Debounce (0: its default, 50 ms)")
+
+var relay = flag.Duration("relay", 0, "the replica engine's Relay (0: its default, 1 s)")
