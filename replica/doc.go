@@ -78,7 +78,8 @@
 // join or a revocation within a quarter of a second.
 //
 // Timing: a local commit is pushed to every peer after Debounce (50 ms;
-// the commits meanwhile go as one push); each peer is also pulled from
+// the commits meanwhile go as one push), a peer's commits passed on to
+// the other peers after Relay (1 s, see above); each peer is also pulled from
 // (fetch, then a local merge, the fetched commits checked as pushes are)
 // every Poll (30 s) and when it calls after being unreachable, after this
 // node's push and unless the peer pushed to this node meanwhile (its push
