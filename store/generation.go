@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"container/heap"
 	"sort"
 	"sync"
@@ -90,28 +91,18 @@ func generation(o *objReader, h Hash) (uint32, error) {
 	return local[h], nil
 }
 
-// genQueue takes commits highest generation first.
 type genItem struct {
 	h Hash
 	g uint32
 }
 
-type genQueue []genItem
-
-func (q genQueue) Len() int { return len(q) }
-func (q genQueue) Less(i, j int) bool {
-	if q[i].g != q[j].g {
-		return q[i].g > q[j].g
+// byGeneration takes commits highest generation first (then by hash, so
+// that a walk is the same every time).
+func byGeneration(a, b genItem) bool {
+	if a.g != b.g {
+		return a.g > b.g
 	}
-	return q[i].h.String() < q[j].h.String()
-}
-func (q genQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *genQueue) Push(x any)   { *q = append(*q, x.(genItem)) }
-func (q *genQueue) Pop() any {
-	old := *q
-	x := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return x
+	return bytes.Compare(a.h[:], b.h[:]) < 0
 }
 
 // mergeBases returns the best common ancestors of a and b (those that are
@@ -129,7 +120,7 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		const fromA, fromB, stale = 1, 2, 4
 		flags := map[Hash]int{}
 		done := map[Hash]int{} // the flags a commit was taken with
-		q := &genQueue{}
+		q := &pqueue[genItem]{less: byGeneration}
 		mark := func(h Hash, f int) error {
 			nf := flags[h] | f
 			if _, seen := flags[h]; seen && nf == flags[h] {
@@ -151,7 +142,7 @@ func (s *Store) mergeBases(a, b Hash) ([]Hash, error) {
 		}
 		for q.Len() > 0 {
 			live := false
-			for _, it := range *q {
+			for _, it := range q.items {
 				if flags[it.h]&stale == 0 {
 					live = true
 					break
@@ -202,30 +193,45 @@ func (s *Store) isAncestor(a, b Hash) (bool, error) {
 		if _, err := readCommit(o, a); err != nil {
 			return err
 		}
-		ga, err := generation(o, a)
-		if err != nil {
-			return err
-		}
-		var gerr error
-		found, err := walkCommits(o, []Hash{b}, func(h Hash) walkStep {
-			if h == a {
-				return walkStop
-			}
-			g, err := generation(o, h)
-			if err != nil {
-				gerr = err
-				return walkStop
-			}
-			if g <= ga {
-				return walkSkip // a is not below it
-			}
-			return walkOn
-		})
-		if err == nil {
-			err = gerr
-		}
-		ok = found && err == nil
+		var err error
+		ok, err = reachesWithin(o, []Hash{b}, a, 0)
 		return err
 	})
 	return ok, err
+}
+
+// reachesWithin reports whether one of heads reaches commit h, walking
+// the commits numbered above h, and no more than budget of them if budget
+// is positive (false then: it cannot tell).
+func reachesWithin(o *objReader, heads []Hash, h Hash, budget int) (bool, error) {
+	gh, err := generation(o, h)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	var gerr error
+	found, err := walkCommits(o, heads, func(c Hash) walkStep {
+		if c == h {
+			return walkStop
+		}
+		if n++; budget > 0 && n > budget {
+			return walkStop
+		}
+		g, err := generation(o, c)
+		if err != nil {
+			gerr = err
+			return walkStop
+		}
+		if g <= gh {
+			return walkSkip // h is not below it
+		}
+		return walkOn
+	})
+	if err == nil {
+		err = gerr
+	}
+	if err != nil {
+		return false, err
+	}
+	return found && (budget <= 0 || n <= budget), nil
 }

@@ -50,33 +50,8 @@ func (s *Store) reachedBy(h Hash, heads []Hash) (bool, error) {
 	}
 	var found bool
 	err := s.readObjs(func(o *objReader) error {
-		gh, err := generation(o, h)
-		if err != nil {
-			return err
-		}
-		n := 0
-		var gerr error
-		found, err = walkCommits(o, heads, func(c Hash) walkStep {
-			if c == h {
-				return walkStop
-			}
-			if n++; n > reachBudget {
-				return walkStop
-			}
-			g, err := generation(o, c)
-			if err != nil {
-				gerr = err
-				return walkStop
-			}
-			if g <= gh {
-				return walkSkip // h is not below it (generation.go)
-			}
-			return walkOn
-		})
-		if err == nil {
-			err = gerr
-		}
-		found = found && err == nil && n <= reachBudget
+		var err error
+		found, err = reachesWithin(o, heads, h, reachBudget)
 		return err
 	})
 	if err != nil {

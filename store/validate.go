@@ -205,7 +205,7 @@ func parseCommit(h Hash, data []byte) (commitNode, error) {
 func newCommits(o *objReader, head Hash, old []Hash) ([]commitNode, error) {
 	const fromNew, fromOld = 1, 2
 	flags := map[Hash]int{}
-	q := &commitQueue{}
+	q := &pqueue[queued]{less: byTime}
 	push := func(h Hash, f int) error {
 		if flags[h]&f == f {
 			return nil
@@ -236,7 +236,7 @@ func newCommits(o *objReader, head Hash, old []Hash) ([]commitNode, error) {
 	listed := map[Hash]bool{}
 	for q.Len() > 0 {
 		onlyOld := true
-		for _, e := range *q {
+		for _, e := range q.items {
 			if flags[e.c.hash] == fromNew {
 				onlyOld = false
 				break
@@ -272,23 +272,29 @@ type queued struct {
 	flags int
 }
 
-type commitQueue []queued
-
-func (q commitQueue) Len() int { return len(q) }
-func (q commitQueue) Less(i, j int) bool {
-	if q[i].c.when != q[j].c.when {
-		return q[i].c.when > q[j].c.when
+// byTime takes commits latest first; commits of one second (scripts,
+// tests): the old side first, so that it reaches them before the new
+// side lists them.
+func byTime(a, b queued) bool {
+	if a.c.when != b.c.when {
+		return a.c.when > b.c.when
 	}
-	// Commits of one second (scripts, tests): the old side first, so
-	// that it reaches them before the new side lists them.
-	return q[i].flags > q[j].flags
+	return a.flags > b.flags
 }
-func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *commitQueue) Push(x any)   { *q = append(*q, x.(queued)) }
-func (q *commitQueue) Pop() any {
-	old := *q
-	x := old[len(old)-1]
-	*q = old[:len(old)-1]
+
+// pqueue is a priority queue for container/heap: the least by less first.
+type pqueue[T any] struct {
+	items []T
+	less  func(a, b T) bool
+}
+
+func (q *pqueue[T]) Len() int           { return len(q.items) }
+func (q *pqueue[T]) Less(i, j int) bool { return q.less(q.items[i], q.items[j]) }
+func (q *pqueue[T]) Swap(i, j int)      { q.items[i], q.items[j] = q.items[j], q.items[i] }
+func (q *pqueue[T]) Push(x any)         { q.items = append(q.items, x.(T)) }
+func (q *pqueue[T]) Pop() any {
+	x := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
 	return x
 }
 
