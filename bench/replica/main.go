@@ -24,6 +24,9 @@
 // -apart runs the rate phase's two peers in a child process pinned to the
 // last CPU and everything else on the other CPUs (apart.go): what syncing
 // costs the appending node itself, as when its peers are other machines.
+// -peersdir DIR (with -apart) keeps the peers' stores under DIR, on
+// another file system (/dev/shm), so that their writes do not share the
+// node's disk either.
 package main
 
 import (
@@ -33,6 +36,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -286,6 +290,18 @@ func main() {
 		rn, _ := build(root, 3, "r", false)
 		for _, nd := range rn[1:] {
 			nd.st.Close()
+			if *peersdir != "" {
+				// The peers' stores on a file system of their own
+				// (their own disks, as other machines have).
+				dir, err := os.MkdirTemp(*peersdir, "nymote-replica-peer-")
+				must(err)
+				defer os.RemoveAll(dir)
+				if out, err := exec.Command("cp", "-a", nd.dir+"/.", dir).CombinedOutput(); err != nil {
+					must(fmt.Errorf("copying %s to %s: %v: %s", nd.dir, dir, err, out))
+				}
+				must(os.RemoveAll(nd.dir))
+				nd.dir = dir
+			}
 		}
 		stopPeers, cpu := peersApart(rn[1:])
 		stopA := serve(rn[:1])
@@ -449,6 +465,8 @@ var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stder
 var blockprofile = flag.String("blockprofile", "", "write the rate phase's blocking and mutex contention profiles (this process) to FILE.block and FILE.mutex")
 
 var apart = flag.Bool("apart", false, "run the rate phase's two peers in a process of their own on the last CPU, the rest on the others (as if the peers were other machines)")
+
+var peersdir = flag.String("peersdir", "", "with -apart, keep the peers' stores under this folder (another file system: /dev/shm, as if the peers had disks of their own)")
 
 var debounce = flag.Duration("debounce", 0, "the replica engine's Debounce (0: its default, 50 ms)")
 
