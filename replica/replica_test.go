@@ -406,3 +406,116 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("Poll 2 s: MaxRetry %v, waits %v .. %v", o.MaxRetry, o.retryAfter(1), o.retryAfter(9))
 	}
 }
+
+// relayNodes starts a, b and c, each a peer of the other two, with opts,
+// and waits until all three hold a first write of a's. It returns a's
+// links to c (a to c, c to a).
+func relayNodes(t *testing.T, opts Options) (a, b, c *node, ac, ca *FaultProxy) {
+	t.Helper()
+	a, b, c = newNode(t, "a"), newNode(t, "b"), newNode(t, "c")
+	nodes := []*node{a, b, c}
+	for _, n := range nodes {
+		n.start(t, opts)
+	}
+	// The peer records are made on a and b, and b and c begin as clones
+	// (records replicate; tokens and URLs are each node's own).
+	ctx := context.Background()
+	addPeer := func(on, n *node) {
+		t.Helper()
+		if _, err := AddPeer(ctx, on.st, n.name, "http://"+n.srv.Listener.Addr().String()+"/replica", AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addPeer(a, b)
+	addPeer(a, c)
+	share(t, a, b)
+	addPeer(b, a) // (a's own name, refused on a)
+	share(t, b, c)
+	proxies := map[[2]string]*FaultProxy{}
+	for i, x := range nodes {
+		for j, y := range nodes {
+			if i == j {
+				continue
+			}
+			p, err := NewFaultProxy(y.srv.Listener.Addr().String(), uint64(10*i+j))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			proxies[[2]string{x.name, y.name}] = p
+			if err := SetLocalURL(x.st, y.name, "http://"+p.Addr()+"/replica"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, x := range nodes {
+		for _, y := range nodes[i+1:] {
+			tok := NewToken()
+			if err := SetToken(x.st, y.name, tok); err != nil {
+				t.Fatal(err)
+			}
+			if err := SetToken(y.st, x.name, tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ac, ca = proxies[[2]string{"a", "c"}], proxies[[2]string{"c", "a"}]
+	put(t, a.st, "notes/zero", "first")
+	waitFor(t, "every node to hold a's first write", func() bool {
+		return read(b.st, "notes/zero") == "first" && read(c.st, "notes/zero") == "first"
+	})
+	return a, b, c, ac, ca
+}
+
+func syncsWith(t *testing.T, n *node, peer string) int {
+	t.Helper()
+	for _, s := range n.e.Status() {
+		if s.Name == peer {
+			return s.Syncs
+		}
+	}
+	t.Fatalf("%s has no peer %s", n.name, peer)
+	return 0
+}
+
+// TestRelayHeldBack: a head that another peer pushed here is passed on
+// only after Options.Relay: the node that made it pushes it to every peer
+// itself. With a's link to c slow, b, which has a's commit first, does
+// not send it on to c (it sent it all a second time, before a's own push
+// landed); with a's link to c cut, b passes it on after Relay.
+func TestRelayHeldBack(t *testing.T) {
+	head := func(n *node, rev string) store.Hash { h, _ := n.st.Resolve(rev); return h }
+	t.Run("held", func(t *testing.T) {
+		opts := fastOpts()
+		opts.Poll, opts.Relay = time.Hour, time.Hour // (the poll pushes whatever)
+		a, b, c, ac, _ := relayNodes(t, opts)
+		ac.SetDelay(300 * time.Millisecond)
+		s0 := syncsWith(t, b, "c")
+		put(t, a.st, "notes/one", "from a")
+		h := head(a, "")
+		waitFor(t, "b to take a's head and sync with c", func() bool { return head(b, "") == h && syncsWith(t, b, "c") > s0 })
+		waitFor(t, "c to get a's write from a", func() bool { return read(c.st, "notes/one") == "from a" })
+		if got := head(c, FromBranch("b")); got == h {
+			t.Errorf("b relayed a's head %s to c before Relay", short(h))
+		}
+		if got := head(c, FromBranch("a")); got != h {
+			t.Errorf("c's %s = %s, want a's head %s", FromBranch("a"), short(got), short(h))
+		}
+	})
+	t.Run("relayed", func(t *testing.T) {
+		opts := fastOpts()
+		opts.Poll, opts.Relay = time.Hour, 50*time.Millisecond
+		a, b, c, ac, ca := relayNodes(t, opts)
+		ac.SetCut(true)
+		ca.SetCut(true)
+		for i := 0; i < 5; i++ {
+			put(t, a.st, fmt.Sprintf("notes/cut%d", i), "from a")
+		}
+		h := head(a, "")
+		waitFor(t, "c to get a's writes through b", func() bool {
+			return head(b, "") == h && read(c.st, "notes/cut4") == "from a" && tree(c.st) == tree(a.st)
+		})
+	})
+}
+
+func short(h store.Hash) string { return h.String()[:7] }
