@@ -13,12 +13,10 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +25,7 @@ import (
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/store"
 )
 
@@ -228,32 +227,13 @@ type memFigures struct {
 func measure(fn func() error) memFigures {
 	runtime.GC()
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // resets VmHWM
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	var f memFigures
-	read := func() {
-		metrics.Read(samples)
-		f.peakHeap = max(f.peakHeap, samples[0].Value.Uint64())
-		f.peakLive = max(f.peakLive, samples[1].Value.Uint64())
-	}
-	read()
-	alloc0 := samples[2].Value.Uint64()
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for !stop.Load() {
-			read()
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
-	t0 := time.Now()
-	f.err = fn()
-	f.wall = time.Since(t0)
-	stop.Store(true)
-	<-done
-	runtime.GC()
-	read()
-	f.alloc = samples[2].Value.Uint64() - alloc0
+	p := testutil.SampleHeap(func() {
+		t0 := time.Now()
+		f.err = fn()
+		f.wall = time.Since(t0)
+	})
+	f.peakHeap, f.peakLive, f.alloc = p.Heap, p.Live, p.Alloc
 	f.peakRSS = vmHWM()
 	return f
 }

@@ -6,10 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/nymote/nymote/apps/mail/mailstore"
 	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
+	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/store"
 )
 
@@ -65,45 +64,33 @@ func BenchmarkIndexMemory(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
-		var peakHeap, peakLive uint64
-		read := func() {
-			metrics.Read(samples)
-			peakHeap = max(peakHeap, samples[0].Value.Uint64())
-			peakLive = max(peakLive, samples[1].Value.Uint64())
-		}
-		cpu0 := cpuTime()
-		var stop atomic.Bool
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for !stop.Load() {
-				read()
-				time.Sleep(2 * time.Millisecond)
+		var st *store.Store
+		var ms *mailstore.Store
+		var v *mailstore.View
+		var cpu time.Duration
+		peaks := testutil.SampleHeap(func() {
+			cpu0 := cpuTime()
+			var err error
+			st, err = store.OpenData(dir, store.Options{})
+			if err != nil {
+				b.Fatal(err)
 			}
-		}()
-		st, err := store.OpenData(dir, store.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1, SummaryCacheBytes: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		u, err := ms.User(ctx, "alice")
-		if err != nil {
-			b.Fatal(err)
-		}
-		inbox, _ := u.Mailbox("INBOX")
-		v, _ := inbox.Open(false)
-		if got := len(v.Items(imap.SeqSet{{Start: 1, Stop: 0}})); got != n {
-			b.Fatalf("INBOX has %d messages, want %d (remove %s)", got, n, dir)
-		}
-		cpu := cpuTime() - cpu0
-		stop.Store(true)
-		<-done
-		runtime.GC()
-		read()
+			ms, err = mailstore.Open(st, mailstore.Options{RawCacheBytes: -1, SummaryCacheBytes: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			u, err := ms.User(ctx, "alice")
+			if err != nil {
+				b.Fatal(err)
+			}
+			inbox, _ := u.Mailbox("INBOX")
+			v, _ = inbox.Open(false)
+			if got := len(v.Items(imap.SeqSet{{Start: 1, Stop: 0}})); got != n {
+				b.Fatalf("INBOX has %d messages, want %d (remove %s)", got, n, dir)
+			}
+			cpu = cpuTime() - cpu0
+		})
+		peakHeap, peakLive := peaks.Heap, peaks.Live
 		runtime.ReadMemStats(&after)
 		if p := os.Getenv("NYMOTE_MEM_PROFILE"); p != "" {
 			f, err := os.Create(p)
