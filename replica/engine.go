@@ -709,7 +709,7 @@ func (e *Engine) heldByOther(p *peerSync, h store.Hash) bool {
 	}
 	e.mu.Unlock()
 	for _, name := range others {
-		if in, _ := e.st.BranchHead(FromBranch(name)); in == h || e.st.Reaches(in, h) {
+		if in, _ := e.st.BranchHead(FromBranch(name)); e.st.Reaches(in, h) {
 			return true
 		}
 	}
