@@ -452,12 +452,21 @@ func TestUpdatePowerCut(t *testing.T) {
 	mustRun(t, "", "key", "create", key)
 	v1 := buildSigned(t, key, filepath.Join(tmp, "v1"), "release=v1")
 	v2 := variant(t, v1, filepath.Join(tmp, "v2"), key, "nymote.release=v2")
+	// For the cut during the test boot, a v2 that takes an hour to call
+	// itself good: the cut must come before the commit, and on a loaded
+	// machine the test came to it after the 5 s settle had passed (the
+	// test boot had committed, and its VM was gone).
+	v2slow := variant(t, v1, filepath.Join(tmp, "v2slow"), key, "nymote.release=v2", "nymote.settle=1h")
 	for _, stage := range []string{"sending", "accepted", "test boot", "committed"} {
 		t.Run(stage, func(t *testing.T) {
 			disk := helloDisk(t, t.TempDir())
 			r := startRunner(t, v1, disk)
 			r.waitFor(&r.out, "hello good: serving", 1)
-			res := r.send(v2)
+			img := v2
+			if stage == "test boot" {
+				img = v2slow
+			}
+			res := r.send(img)
 			switch stage {
 			case "sending":
 				r.cutPower()
