@@ -7,7 +7,10 @@
 //
 //   - append: APPENDs a second from one client on a node with two peers
 //     against a node with none, same run: -rounds blocks of -appends on
-//     each, alternating, the ratio of their medians;
+//     each, alternating, the ratio of their medians; each block with
+//     peers ends when both peers hold its messages (its CPU and a second
+//     rate count until then), so that no block runs beside the peers'
+//     work on an earlier one;
 //
 //   - converge: three nodes cut apart, -writes commits on each, then the
 //     links healed: time until all three have one head.
@@ -19,7 +22,9 @@
 //
 // -cpuprofile FILE writes a CPU profile of the convergence phase (from the
 // heal until one head) for `go tool pprof -top`; -rateprofile FILE one of
-// each APPEND block (FILE.alone0, FILE.peered0, ...).
+// each APPEND block (FILE.alone0, FILE.peered0, ...); -ratetrace FILE an
+// execution trace of the rate phase (`go tool trace -pprof=syscall FILE`
+// gives where its goroutines waited in system calls).
 //
 // -apart runs the rate phase's two peers in a child process pinned to the
 // last CPU and everything else on the other CPUs (apart.go): what syncing
@@ -40,6 +45,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sort"
 	"strings"
@@ -284,6 +290,7 @@ func main() {
 	// the machine's swings (GC, the page cache's writeback, other load)
 	// fall on both alike; the ratio is of the medians.
 	peered, stopPeered := nodes[0], func() {}
+	peerIMAP := []string{nodes[1].imap, nodes[2].imap}
 	peersCPU := func() time.Duration { return 0 }
 	if *apart {
 		must(pin(cores(0, runtime.NumCPU()-1)...))
@@ -306,6 +313,7 @@ func main() {
 		stopPeers, cpu := peersApart(rn[1:])
 		stopA := serve(rn[:1])
 		peered, peersCPU = rn[0], cpu
+		peerIMAP = []string{rn[1].imap, rn[2].imap}
 		stopPeered = func() {
 			stopA()
 			rn[0].st.Close()
@@ -318,8 +326,38 @@ func main() {
 	}
 	alone, _, stopAlone := cluster(root, 1, "s")
 	ca, cp := dial(alone[0].imap, nil), dial(peered.imap, nil)
+	var pcs []*imapclient.Client
+	for _, addr := range peerIMAP {
+		pcs = append(pcs, dial(addr, nil))
+	}
+	// held waits until both peers hold every message of the peered node's
+	// INBOX (their IMAP STATUS says as many as its own), so that no block
+	// starts while the peers still work on an earlier one.
+	held := func() {
+		count := func(c *imapclient.Client) uint32 {
+			d, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
+			must(err)
+			return *d.NumMessages
+		}
+		want := count(cp)
+		for t0 := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+			ok := true
+			for _, c := range pcs {
+				if count(c) < want {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+			if time.Since(t0) > 5*time.Minute {
+				must(fmt.Errorf("the peers do not hold %d messages after 5 minutes", want))
+			}
+		}
+	}
 	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
 	var cpuPeers time.Duration                       // the peers' process's, in the peered blocks (-apart)
+	var held2 []float64                              // peered blocks' rates counted until both peers hold them
 	block := func(c *imapclient.Client, tag string) float64 {
 		if *rateprofile != "" {
 			// A profile of each block: FILE.aloneN and FILE.peeredN
@@ -336,17 +374,32 @@ func main() {
 		for i := 0; i < *appends; i++ {
 			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
 		}
-		// The peers' work on the last pushes falls in the next block:
-		// as many blocks of each kind follow one another, it evens out.
-		cpuPer[c] += cpuTime() - c0
+		rate := float64(*appends) / time.Since(t0).Seconds()
 		if c == cp {
+			// The peers' work on the last pushes is this block's: it
+			// ends when both peers hold every message (not counted in
+			// the APPEND rate, which is what the client sees, but in
+			// its CPU and in the rate until held).
+			held()
+			held2 = append(held2, float64(*appends)/time.Since(t0).Seconds())
 			cpuPeers += peersCPU() - p0
 		}
-		return float64(*appends) / time.Since(t0).Seconds()
+		cpuPer[c] += cpuTime() - c0
+		return rate
+	}
+	if *ratetrace != "" {
+		f, err := os.Create(*ratetrace)
+		must(err)
+		must(trace.Start(f))
+		defer func() {
+			trace.Stop()
+			f.Close()
+		}()
 	}
 	block(ca, "warm-alone")
 	block(cp, "warm-peered")
 	clear(cpuPer)
+	held2, cpuPeers = nil, 0
 	var r0, r2 []float64
 	for r := 0; r < *rounds; r++ {
 		if r%2 == 0 {
@@ -369,6 +422,9 @@ func main() {
 	}
 	ca.Logout()
 	cp.Logout()
+	for _, c := range pcs {
+		c.Logout()
+	}
 	stopAlone()
 	stopPeered()
 	if *apart {
@@ -391,6 +447,8 @@ func main() {
 	}
 	fmt.Printf("APPEND rate (%d rounds of %d): no peers median %.0f/s [%s], two peers median %.0f/s [%s], ratio %.2f\n",
 		*rounds, *appends, med(r0), fmtRates(r0), med(r2), fmtRates(r2), med(r2)/med(r0))
+	fmt.Printf("APPEND rate with two peers counted until both peers hold each block: median %.0f/s [%s], ratio %.2f\n",
+		med(held2), fmtRates(held2), med(held2)/med(r0))
 	n := time.Duration(*rounds * *appends)
 	if *apart {
 		fmt.Printf("CPU per APPEND (the node and the client, on CPUs 0-%d): no peers %v, two peers %v; the peers' process (CPU %d) %v\n",
@@ -459,6 +517,8 @@ func main() {
 	stop()
 	_ = imap.FlagSeen
 }
+
+var ratetrace = flag.String("ratetrace", "", "write an execution trace of the rate phase (this process) to FILE, for go tool trace")
 
 var logs = flag.Bool("log", false, "write the nodes' logs (debug level) to stderr")
 
