@@ -277,7 +277,7 @@ func itemPath(sn *store.Snapshot, user, service, folder, item string) (string, e
 	}
 	if service == ServiceMail {
 		id := dir[strings.LastIndexByte(dir, '/')+1:]
-		return mailstore.MessagePath(user, id, item, "eml"), nil
+		return mailstore.MessagePath(sn, user, id, item, "eml"), nil
 	}
 	return dir + "/o/" + store.Shard(item), nil
 }

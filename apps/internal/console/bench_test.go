@@ -178,8 +178,8 @@ func TestBenchTimeline100k(t *testing.T) {
 		raw, meta := benchMessage(uids[u], time.Now())
 		key := newKey()
 		im.commit(u, "mail: deliver to 1 local, 0 remote\n", map[string][]byte{
-			mailstore.MessagePath(u, inbox[u], key, "eml"):  raw,
-			mailstore.MessagePath(u, inbox[u], key, "meta"): meta,
+			mailstore.LayoutPath(mailstore.Layout16, u, inbox[u], key, "eml"):  raw,
+			mailstore.LayoutPath(mailstore.Layout16, u, inbox[u], key, "meta"): meta,
 		})
 	}
 	im.close()
@@ -238,8 +238,8 @@ func TestBenchRestore10k(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		raw, meta := benchMessage(i, time.Now())
 		key := newKey()
-		files[mailstore.MessagePath("alice", inbox["alice"], key, "eml")] = raw
-		files[mailstore.MessagePath("alice", inbox["alice"], key, "meta")] = meta
+		files[mailstore.LayoutPath(mailstore.Layout16, "alice", inbox["alice"], key, "eml")] = raw
+		files[mailstore.LayoutPath(mailstore.Layout16, "alice", inbox["alice"], key, "meta")] = meta
 	}
 	im.commit("alice", "mail: deliver 10000 messages\n", files)
 	im.close()

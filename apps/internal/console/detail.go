@@ -144,7 +144,11 @@ func (h *historian) storedMessage(at store.Hash, box, key string) mailstore.Stor
 	if at.IsZero() {
 		return m
 	}
-	data, err := h.read(at, mailstore.MessagePath(h.user, box, key, "meta"))
+	sn, err := h.st.SnapshotOf(at)
+	if err != nil {
+		return m
+	}
+	data, err := sn.Read(mailstore.MessagePath(sn, h.user, box, key, "meta"))
 	if err != nil {
 		return m
 	}

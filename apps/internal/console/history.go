@@ -433,7 +433,7 @@ func (h *historian) subjectOf(at store.Hash, box, key string) string {
 	if err != nil {
 		return ""
 	}
-	data, err := sn.Read(mailstore.MessagePath(h.user, box, key, "meta"))
+	data, err := sn.Read(mailstore.MessagePath(sn, h.user, box, key, "meta"))
 	if err != nil {
 		return ""
 	}

@@ -391,7 +391,7 @@ func (c *Console) readMessage(user, rev, box, key string) (MessageView, []byte, 
 	} else if _, err := mailstore.ReadMailboxInfo(sn, user, box); err != nil {
 		return MessageView{}, nil, "", &httpError{404, fmt.Sprintf("no mailbox %q at %s", box, rev)}
 	}
-	meta, err := sn.Read(mailstore.MessagePath(user, id, key, "meta"))
+	meta, err := sn.Read(mailstore.MessagePath(sn, user, id, key, "meta"))
 	if err != nil {
 		return MessageView{}, nil, "", &httpError{404, fmt.Sprintf("no message %q in %s at %s", key, box, rev)}
 	}
@@ -400,7 +400,7 @@ func (c *Console) readMessage(user, rev, box, key string) (MessageView, []byte, 
 		return MessageView{}, nil, "", err
 	}
 	sm.Key = key
-	raw, err := sn.Read(mailstore.MessagePath(user, id, key, "eml"))
+	raw, err := sn.Read(mailstore.MessagePath(sn, user, id, key, "eml"))
 	if err != nil {
 		return MessageView{}, nil, "", err
 	}

@@ -253,7 +253,7 @@ func (r *restorer) storedMessages(at store.Hash, box string, keys []string) ([]m
 	}
 	var out []mailstore.StoredMessage
 	for _, k := range keys {
-		data, err := sn.Read(mailstore.MessagePath(r.user, box, k, "meta"))
+		data, err := sn.Read(mailstore.MessagePath(sn, r.user, box, k, "meta"))
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +262,7 @@ func (r *restorer) storedMessages(at store.Hash, box string, keys []string) ([]m
 			return nil, err
 		}
 		m.Key = k
-		e, err := sn.Stat(mailstore.MessagePath(r.user, box, k, "eml"))
+		e, err := sn.Stat(mailstore.MessagePath(sn, r.user, box, k, "eml"))
 		if err != nil {
 			return nil, err
 		}

@@ -334,7 +334,7 @@ func (w *Writer) flush() error {
 					continue
 				}
 				if mb.byKey.get(key) == nil && !w.isAdded(mb, key) {
-					if ok, err := w.tx.Exists(msgBase(mb.user.Name, mb.ID, key) + ".meta"); err == nil && !ok {
+					if _, ok, err := findMsg(w.tx.Exists, mb.user.Name, mb.ID, mb.info.layout(), key, ".meta"); err == nil && !ok { // (mb.mu held)
 						if carries {
 							strays = append(strays, key)
 						} else {
@@ -394,7 +394,7 @@ func (w *Writer) heldElsewhere(mb *Mailbox, key string) (bool, error) {
 	}
 	delete(ids, mb.ID)
 	for id := range ids {
-		ok, err := w.tx.Exists(msgBase(mb.user.Name, id, key) + ".meta")
+		_, ok, err := findMsg(w.tx.Exists, mb.user.Name, id, Layout16, key, ".meta")
 		if err != nil {
 			return false, err
 		}

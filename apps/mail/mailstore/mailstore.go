@@ -7,9 +7,9 @@
 // so that replicas that add different messages never write the same path,
 // and replicas that add the same one write one):
 //
-//	mail/USER/BOX/mailbox.json            name, special use, subscription, HIGHESTMODSEQ, first UIDVALIDITY
-//	mail/USER/BOX/xx/yy/KEY.eml           the raw message, never changed
-//	mail/USER/BOX/xx/yy/KEY.meta          home UID and UID space, internal date, size, parse cache, append MODSEQ
+//	mail/USER/BOX/mailbox.json            name, special use, subscription, HIGHESTMODSEQ, first UIDVALIDITY, layout
+//	mail/USER/BOX/a/b/c/d/KEY.eml         the raw message, never changed
+//	mail/USER/BOX/a/b/c/d/KEY.meta        home UID and UID space, internal date, size, parse cache, append MODSEQ
 //	mail/USER/BOX/flags/HI/N              flags of home UIDs N*256 to N*256+255
 //	mail/USER/subscriptions               names subscribed that are not mailboxes
 //
@@ -25,9 +25,12 @@
 // UID is in its .meta), and EXPUNGE records UIDNEXT so that it never goes
 // back.
 //
-// Messages are sharded (store.Shard) so that an APPEND writes a handful of
-// small trees whatever the mailbox's size; flags sit in chunks of 256 UIDs
-// (see flags.go) so that STORE on many messages writes few items.
+// Messages are sharded by the SHA-256 of their key, four levels of 16
+// folders (Layout16; mailboxes made before it have two levels of 256,
+// xx/yy/, Layout256, until Relayout rewrites them: see layout.go), so that
+// an APPEND writes a handful of small trees whatever the mailbox's size;
+// flags sit in chunks of 256 UIDs (see flags.go) so that STORE on many
+// messages writes few items.
 //
 // A Store keeps an in-memory index of each user's mailboxes, loaded on the
 // user's first use, changed by this process's writes after their commit, and
@@ -671,6 +674,9 @@ type MailboxInfo struct {
 	// before VanishedFloor have been forgotten.
 	Vanished      []VanishedRange `json:"vanished,omitempty"`
 	VanishedFloor uint64          `json:"vanished_floor,omitempty"`
+	// Layout is where the mailbox writes its messages' items: Layout16,
+	// or (zero) Layout256.
+	Layout int `json:"layout,omitempty"`
 }
 
 // Message is one message of a mailbox, as the index holds it.
@@ -722,9 +728,6 @@ type msgMetaIndex struct {
 func userDir(user string) string         { return Prefix + "/" + user }
 func boxDir(user, id string) string      { return userDir(user) + "/" + id }
 func boxInfoPath(user, id string) string { return boxDir(user, id) + "/mailbox.json" }
-func msgBase(user, id, key string) string {
-	return boxDir(user, id) + "/" + path.Dir(store.Shard(key)) + "/" + key
-}
 
 // defaultBoxID is the id of a default mailbox: the same on every node, so
 // that two replicas that each made a user's mailboxes at its first use
@@ -834,8 +837,11 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		return err
 	}
 	var chunks []store.Entry
-	var walk func(dir string, depth int) error
-	walk = func(dir string, depth int) error {
+	// walk reads the messages under dir, depth folders below the
+	// mailbox's; they are in its leaves, at depth deep (see Layout256
+	// and Layout16).
+	var walk func(dir string, depth, deep int) error
+	walk = func(dir string, depth, deep int) error {
 		entries, err := sn.ReadDir(dir)
 		if err != nil {
 			return err
@@ -845,18 +851,18 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 		var emls []store.Entry
 		for _, e := range entries {
 			if e.Dir {
-				if depth < 2 {
-					if err := walk(e.Path, depth+1); err != nil {
+				if depth < deep {
+					if err := walk(e.Path, depth+1, deep); err != nil {
 						return err
 					}
 				}
 				continue
 			}
-			if depth == 2 && strings.HasSuffix(e.Path, ".eml") { // messages are in xx/yy/
+			if depth == deep && strings.HasSuffix(e.Path, ".eml") {
 				emls = append(emls, e)
 			}
 		}
-		if depth != 2 {
+		if depth != deep {
 			return nil
 		}
 		for _, e := range entries {
@@ -906,7 +912,12 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 				return err
 			}
 		default:
-			if err := walk(e.Path, 1); err != nil {
+			// xx/ (Layout256) or a/ (Layout16).
+			deep := map[int]int{2: 2, 1: 4}[len(path.Base(e.Path))]
+			if deep == 0 {
+				continue
+			}
+			if err := walk(e.Path, 1, deep); err != nil {
 				return err
 			}
 		}
@@ -1121,16 +1132,6 @@ func internFlags(sets map[string]flagList, flags []imap.Flag) flagList {
 	set := makeFlagList(list)
 	sets[strings.Clone(name)] = set
 	return set
-}
-
-// splitMsgPath splits "xx/yy/KEY.ext" into KEY and ".ext".
-func splitMsgPath(sub string) (key, ext string) {
-	if strings.Count(sub, "/") != 2 {
-		return "", ""
-	}
-	base := path.Base(sub)
-	ext = path.Ext(base)
-	return strings.TrimSuffix(base, ext), ext
 }
 
 func parseFlags(data []byte) []imap.Flag {
@@ -1379,7 +1380,11 @@ func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := sn.Read(msgBase(mb.user.Name, mb.ID, msg.Key) + ".eml")
+	base, _, err := findMsg(sn.Exists, mb.user.Name, mb.ID, mb.layout(), msg.Key, ".eml")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
+	}
+	b, err := sn.Read(base + ".eml")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 	}

@@ -129,6 +129,8 @@ func mergeInfo(base, ours, theirs []byte) ([]byte, error) {
 	if ts, os, bs := fmt.Sprint(t.SpecialUse), fmt.Sprint(o.SpecialUse), fmt.Sprint(b.SpecialUse); ts != bs && (os == bs || ts > os) {
 		m.SpecialUse = t.SpecialUse
 	}
+	// A mailbox rewritten into Layout16 (Relayout) on one side stays so.
+	m.Layout = max(o.Layout, t.Layout)
 	if t.UIDValidity != o.UIDValidity {
 		// Replicas never change UIDVALIDITY; if they differ the mailbox was
 		// made twice, and the higher one is safe for clients of both.

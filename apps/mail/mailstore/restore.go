@@ -74,9 +74,17 @@ func BoxDir(user, id string) string { return boxDir(user, id) }
 func UserDir(user string) string { return userDir(user) }
 
 // MessagePath is the store path of a message's raw content ("eml") or
-// record ("meta").
-func MessagePath(user, box, key, kind string) string {
-	return msgBase(user, box, key) + "." + kind
+// record ("meta") in snapshot sn, in either layout (Layout16's path when
+// sn holds neither).
+func MessagePath(sn *store.Snapshot, user, box, key, kind string) string {
+	base, _, _ := findMsg(sn.Exists, user, box, Layout16, key, "."+kind)
+	return base + "." + kind
+}
+
+// LayoutPath is the store path of a message's raw content ("eml") or
+// record ("meta") in layout l (Layout16 or Layout256).
+func LayoutPath(l int, user, box, key, kind string) string {
+	return msgBase(user, box, l, key) + "." + kind
 }
 
 // StoredMessage is a message as a commit holds it.

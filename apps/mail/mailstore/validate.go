@@ -18,12 +18,16 @@ import (
 // written it, so that a push cannot leave a mailbox that the index skips or
 // misreads:
 //
-//   - mailbox.json: a MailboxInfo with a name and a UIDVALIDITY;
-//   - xx/yy/KEY.meta: a message's UID (not zero) and size;
-//
-// with messages at the shard of their key (store.Shard).
-//   - xx/yy/KEY.eml: the raw message (any bytes, as APPEND takes them);
+//   - mailbox.json: a MailboxInfo with a name, a UIDVALIDITY and a known
+//     layout;
+//   - a/b/c/d/KEY.meta (Layout16) or xx/yy/KEY.meta (Layout256): a
+//     message's UID (not zero) and size;
+//   - a/b/c/d/KEY.eml or xx/yy/KEY.eml: the raw message (any bytes, as
+//     APPEND takes them);
 //   - flags/HI/N: lines "UID KEY FLAG...".
+//
+// Messages must be in the folders of their key (shardDir), in either
+// layout: a mailbox's items may be in both (see Layout256).
 func Validate(p string, data []byte, _ func(string) ([]byte, error)) error {
 	rest, ok := strings.CutPrefix(p, Prefix+"/")
 	user, rest, ok2 := strings.Cut(rest, "/")
@@ -49,6 +53,9 @@ func Validate(p string, data []byte, _ func(string) ([]byte, error)) error {
 		if info.UIDValidity == 0 {
 			return errors.New("mail: mailbox.json: UIDVALIDITY is zero")
 		}
+		if info.Layout != 0 && info.Layout != Layout256 && info.Layout != Layout16 {
+			return fmt.Errorf("mail: mailbox.json: layout %d is not one this version knows (%d or %d)", info.Layout, Layout256, Layout16)
+		}
 		return nil
 	case isChunkPath(sub):
 		for i, line := range strings.Split(string(data), "\n") {
@@ -63,7 +70,7 @@ func Validate(p string, data []byte, _ func(string) ([]byte, error)) error {
 		return nil
 	}
 	key, ext := splitMsgPath(sub)
-	if key == "" || path.Dir(store.Shard(key)) != path.Dir(sub) {
+	if key == "" || shardDir(itemLayout(sub), key) != path.Dir(sub) {
 		return fmt.Errorf("mail: %s: not a mailbox item (mailbox.json, flags/..., or a message at its key's shard)", sub)
 	}
 	switch ext {

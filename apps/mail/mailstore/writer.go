@@ -213,7 +213,7 @@ func (w *Writer) create(u *User, name string, use imap.MailboxAttr, id string) (
 	}
 	uv = u.takeUIDValidity(uv)
 	mb := &Mailbox{ID: id, user: u, treeUV: uv}
-	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1}
+	mb.info = MailboxInfo{Name: name, UIDValidity: uv, UIDNext: 1, Subscribed: true, RecentFrom: 1, Layout: Layout16}
 	if use != "" {
 		mb.info.SpecialUse = []imap.MailboxAttr{use}
 	}
@@ -378,7 +378,7 @@ func (w *Writer) appendMessage(mb *Mailbox, size int64, flags []imap.Flag, date 
 		return 0, err
 	}
 	w.s.setSummary(msg, c, meta)
-	base := msgBase(mb.user.Name, mb.ID, msg.Key)
+	base := msgBase(mb.user.Name, mb.ID, mb.layout(), msg.Key)
 	if msg.blob, err = put(base + ".eml"); err != nil {
 		return 0, err
 	}
@@ -535,7 +535,10 @@ func (w *Writer) Expunge(mb *Mailbox, msg *Message) error {
 	w.gone[msg] = true
 	w.use(mb.user, Usage{Messages: -1, Bytes: -msg.Size})
 	w.markChunk(mb, msg)
-	base := msgBase(mb.user.Name, mb.ID, msg.Key)
+	base, _, err := findMsg(w.tx.Exists, mb.user.Name, mb.ID, mb.layout(), msg.Key, ".meta")
+	if err != nil {
+		return err
+	}
 	for _, ext := range []string{".eml", ".meta"} {
 		if err := w.tx.Delete(base + ext); err != nil {
 			return err
@@ -697,6 +700,7 @@ func (s *Store) resync(paths []string) (err error) {
 			if json.Unmarshal(data, &i) == nil {
 				mb.mu.Lock()
 				mb.info.Name, mb.info.Subscribed, mb.info.SpecialUse = i.Name, i.Subscribed, i.SpecialUse
+				mb.info.Layout = max(mb.info.Layout, i.Layout)
 				mb.noteModSeqLocked(i.HighestModSeq)
 				mb.mu.Unlock()
 			}
@@ -822,14 +826,17 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 // returns the message if it is new here (UID 0 if it needs one), or the
 // index's if it is gone.
 func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (added, gone *Message, err error) {
-	base := msgBase(mb.user.Name, mb.ID, key)
-	data, err := sn.Read(base + ".meta")
+	base, found, err := findMsg(sn.Exists, mb.user.Name, mb.ID, mb.layout(), key, ".meta")
+	if err != nil {
+		return nil, nil, err
+	}
 	mb.mu.RLock()
 	msg := mb.byKey.get(key)
 	mb.mu.RUnlock()
-	if errors.Is(err, store.ErrNotExist) {
+	if !found {
 		return nil, msg, nil
 	}
+	data, err := sn.Read(base + ".meta")
 	if err != nil {
 		return nil, nil, err
 	}

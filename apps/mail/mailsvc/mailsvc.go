@@ -391,6 +391,40 @@ func Serve(ctx context.Context, cfg Config, ls Listeners) (err error) {
 			return nil
 		})
 	}
+	// Mailboxes that an earlier version wrote move to the 16-way layout
+	// (mailstore.Relayout), on a node without peers only.
+	run("relayout", func() error {
+		peerless := func() bool {
+			ps, err := replica.Peers(st)
+			return err == nil && len(ps) == 0 && (cfg.Peers == nil || len(cfg.Peers.Peers) == 0)
+		}
+		users, err := st.Users()
+		if err != nil {
+			return nil
+		}
+		if !peerless() {
+			for _, u := range users {
+				if need, _ := ms.NeedsRelayout(u.Name); need {
+					log.Info("mail: mailboxes of an earlier version keep their layout: this node has peers, and moving their messages could undo an expunge made on a peer meanwhile", "user", u.Name)
+					break
+				}
+			}
+			return nil
+		}
+		for _, u := range users {
+			n, err := ms.Relayout(ctx, u.Name, peerless)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("mail: moving messages to the 16-way layout failed; the mailbox stays as it is", "user", u.Name, "err", err)
+				}
+				return nil
+			}
+			if n > 0 {
+				log.Info("mail: messages moved to the 16-way layout", "user", u.Name, "messages", n)
+			}
+		}
+		return nil
+	})
 	run("queue", func() error {
 		if err := q.Run(ctx); !errors.Is(err, context.Canceled) {
 			return err

@@ -7,7 +7,9 @@ package mailfill
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -104,4 +106,90 @@ func appendAll(ctx context.Context, ms *mailstore.Store, n int, progress func(do
 		}
 	}
 	return nil
+}
+
+// ItemsByLayout counts the message items of mailbox id of user at the
+// store's head by the layout whose paths they have (mailstore.Layout16,
+// mailstore.Layout256).
+func ItemsByLayout(st *store.Store, user, id string) (map[int]int, error) {
+	sn, err := st.Snapshot("")
+	if err != nil {
+		return nil, err
+	}
+	ents, err := sn.List(mailstore.BoxDir(user, id))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int{}
+	for _, e := range ents {
+		if l := itemLayout(user, id, e.Path); l != 0 {
+			out[l]++
+		}
+	}
+	return out, nil
+}
+
+// itemLayout is the layout of a message item's path p, 0 if p is not one.
+func itemLayout(user, id, p string) int {
+	base := path.Base(p)
+	ext := path.Ext(base)
+	if ext == "" {
+		return 0
+	}
+	key := strings.TrimSuffix(base, ext)
+	for _, l := range []int{mailstore.Layout16, mailstore.Layout256} {
+		if p == mailstore.LayoutPath(l, user, id, key, ext[1:]) {
+			return l
+		}
+	}
+	return 0
+}
+
+// ToLayout256 rewrites mailbox id of user as versions before
+// mailstore.Layout16 wrote it (message items in xx/yy/, no layout in its
+// mailbox.json), in one commit: for the tests of what reads such stores
+// and moves them.
+func ToLayout256(ctx context.Context, st *store.Store, user, id string) error {
+	sn, err := st.Snapshot("")
+	if err != nil {
+		return err
+	}
+	ents, err := sn.List(mailstore.BoxDir(user, id))
+	if err != nil {
+		return err
+	}
+	_, err = st.Update(ctx, store.CommitOptions{Message: "as an earlier version wrote it"}, func(tx *store.Tx) error {
+		for _, e := range ents {
+			if path.Base(e.Path) == "mailbox.json" {
+				data, err := sn.Read(e.Path)
+				if err != nil {
+					return err
+				}
+				var m map[string]any
+				if err := json.Unmarshal(data, &m); err != nil {
+					return err
+				}
+				delete(m, "layout")
+				data, _ = json.Marshal(m)
+				if err := tx.Put(e.Path, data); err != nil {
+					return err
+				}
+				continue
+			}
+			if itemLayout(user, id, e.Path) != mailstore.Layout16 {
+				continue
+			}
+			base := path.Base(e.Path)
+			ext := path.Ext(base)
+			to := mailstore.LayoutPath(mailstore.Layout256, user, id, strings.TrimSuffix(base, ext), ext[1:])
+			if err := tx.PutHash(to, e.Hash); err != nil {
+				return err
+			}
+			if err := tx.Delete(e.Path); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
 }
