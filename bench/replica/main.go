@@ -48,6 +48,7 @@ import (
 	"runtime/trace"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -73,6 +74,23 @@ type node struct {
 }
 
 // cpuTime is the CPU time (user and system) the process has used.
+// written is what the process has had written to disk (write_bytes of
+// /proc/self/io: what it sent to the block layer, or dirtied for it);
+// -1 where that file is not.
+func written() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
@@ -356,6 +374,7 @@ func main() {
 		}
 	}
 	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
+	wrPer := map[*imapclient.Client]int64{}          // and what it wrote to disk
 	var cpuPeers time.Duration                       // the peers' process's, in the peered blocks (-apart)
 	var held2 []float64                              // peered blocks' rates counted until both peers hold them
 	block := func(c *imapclient.Client, tag string) float64 {
@@ -370,7 +389,7 @@ func main() {
 				f.Close()
 			}()
 		}
-		t0, c0, p0 := time.Now(), cpuTime(), peersCPU()
+		t0, c0, p0, w0 := time.Now(), cpuTime(), peersCPU(), written()
 		for i := 0; i < *appends; i++ {
 			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
 		}
@@ -385,6 +404,7 @@ func main() {
 			cpuPeers += peersCPU() - p0
 		}
 		cpuPer[c] += cpuTime() - c0
+		wrPer[c] += written() - w0
 		return rate
 	}
 	if *ratetrace != "" {
@@ -399,6 +419,7 @@ func main() {
 	block(ca, "warm-alone")
 	block(cp, "warm-peered")
 	clear(cpuPer)
+	clear(wrPer)
 	held2, cpuPeers = nil, 0
 	var r0, r2 []float64
 	for r := 0; r < *rounds; r++ {
@@ -457,6 +478,10 @@ func main() {
 	} else {
 		fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
 			(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
+	}
+	if written() >= 0 {
+		fmt.Printf("written to disk per APPEND (this process, /proc/self/io): no peers %.1f KB, two peers %.1f KB\n",
+			float64(wrPer[ca])/float64(n)/1000, float64(wrPer[cp])/float64(n)/1000)
 	}
 
 	// Convergence after a partition with -writes commits per node.
