@@ -26,6 +26,7 @@ import (
 	"github.com/nymote/nymote/apps/contacts/carddav"
 	"github.com/nymote/nymote/apps/internal/dav"
 	"github.com/nymote/nymote/apps/mail/mailstore"
+	"github.com/nymote/nymote/apps/mail/mailstore/mailfill"
 	"github.com/nymote/nymote/apps/mail/mailsvc"
 	"github.com/nymote/nymote/replica"
 	"github.com/nymote/nymote/store"
@@ -86,7 +87,8 @@ func registerDAV(st *store.Store) {
 	}
 }
 
-// TestReplicaPartition runs the partition test (above) for several seeds.
+// TestReplicaPartition runs the partition test (above) for several seeds
+// (even ones with INBOX in the layout of earlier versions: setupReplicas).
 func TestReplicaPartition(t *testing.T) {
 	seeds := []uint64{1, 2}
 	if os.Getenv("NYMOTE_REPLICA_PARTITION") != "" {
@@ -158,10 +160,21 @@ func setupReplicas(t *testing.T, n int, seed uint64, ropts replica.Options) ([]*
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ms.User(ctx, "alice"); err != nil {
+	u, err := ms.User(ctx, "alice")
+	if err != nil {
 		t.Fatal(err)
 	}
+	inbox, _ := u.Mailbox("INBOX")
 	ms.Close()
+	if seed%2 == 0 {
+		// Even seeds: INBOX as an earlier version made it (messages in
+		// two levels of 256 folders, mailstore.Layout256), which nodes
+		// with peers keep; its messages MOVE to Archive (Layout16), so
+		// that merges, moves, flags and expunges meet both layouts.
+		if err := mailfill.ToLayout256(ctx, st0, "alice", inbox.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The hashes a new node gets from its peer at first sync (as the
 	// replica engine's credentials exchange gives them).
 	creds, err := st0.PeerCredentials()
@@ -435,6 +448,30 @@ func partitionRun(t *testing.T, seed uint64) {
 		out, err := exec.Command("git", "-C", nd.st.Path(), "fsck", "--strict", "--no-progress").CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: git fsck --strict: %v\n%s", nd.name, err, out)
+		}
+		// Where the messages are: INBOX keeps its layout on nodes with
+		// peers (even seeds: Layout256), Archive is in Layout16.
+		sn, err := nd.st.Snapshot("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, box := range []string{"INBOX", "Archive"} {
+			b, err := mailstore.FindStoredMailbox(sn, "alice", box)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := mailfill.ItemsByLayout(nd.st, "alice", b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := mailstore.Layout256
+			if box == "INBOX" && seed%2 == 0 {
+				other = mailstore.Layout16
+			}
+			if n[other] != 0 {
+				t.Errorf("%s: %s: %d items in layout %d (%v)", nd.name, box, n[other], other, n)
+			}
+			t.Logf("%s: %s: items by layout %v", nd.name, box, n)
 		}
 	}
 	for _, nd := range nodes {
