@@ -771,9 +771,17 @@ func (c *treeCache) forget(idx *packIndex) {
 }
 
 func (c *treeCache) putLocked(h Hash, t *tree) {
-	if c.n+len(t.entries) > c.maxEntries {
+	n := len(t.entries) + treeFixedEntries
+	if c.n+n > c.maxEntries {
 		c.old, c.cur, c.n = c.cur, map[Hash]*tree{}, 0
 	}
 	c.cur[h] = t
-	c.n += len(t.entries)
+	c.n += n
 }
+
+// treeFixedEntries is what a cached tree costs beside its entries (its
+// struct, its slice's allocation, its place in the map: about 100 bytes),
+// in entries (about 60 bytes each, with the name): a cache of many small
+// trees (a mailbox's folders of 16) must not hold twice the memory of one
+// of few large ones.
+const treeFixedEntries = 2
