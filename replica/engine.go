@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,7 @@ type peerSync struct {
 	// (Options.Relay); relayDue says it fired.
 	relayTimer *time.Timer
 	relayDue   bool
+	relayHead  store.Hash // the head held back when relayTimer was set
 
 	kick     chan struct{} // sync now (pull and push)
 	dirty    chan struct{} // local commits to push
@@ -661,9 +663,17 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	// peer holds otherwise (a head it took from a third node) its
 	// advertised branches say: store.SyncOptions.SkipIfHeld.
 	push := ours.IsZero() || (ours != in && (pull || (ours != pushed && !e.st.Reaches(in, ours))))
-	if due := p.takeRelayDue(); push && !pull && !due && e.heldByOther(p, ours) {
-		p.relayLater(e.opts.Relay)
-		push = false
+	var from string         // the peer that pushed here the head relayed
+	var heldBack store.Hash // the head held back a Relay ago
+	if due, held := p.takeRelayDue(); push && !pull {
+		from = e.heldByOther(p, ours)
+		if !due && from != "" {
+			p.relayLater(e.opts.Relay, ours)
+			push = false
+		}
+		if due {
+			heldBack = held
+		}
 	}
 	if push {
 		opts := store.SyncOptions{RemoteBranch: FromBranch(rem.Username), SkipIfAt: store.DefaultBranch, SkipIfHeld: true}
@@ -671,6 +681,16 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 			// What the peer pushed here it holds (the poll does not
 			// count on it: a peer restored from a backup lacks it).
 			opts.Haves = []store.Hash{in}
+		}
+		if from != "" {
+			// A relay: not to a peer that the head's pusher reached
+			// after us, nor to one that got the head held back
+			// meanwhile (store.SyncOptions.SkipIfNewer, SkipIfHas):
+			// its maker reaches it, and brings it the rest too.
+			opts.SkipIfNewer = FromBranch(from)
+			if !heldBack.IsZero() {
+				opts.SkipIfHas = []store.Hash{heldBack}
+			}
 		}
 		err := e.st.Push(ctx, rem, opts)
 		if err != nil && !errors.Is(err, store.ErrNotExist) {
@@ -697,9 +717,9 @@ func (p *peerSync) syncOnce(ctx context.Context, pull bool) error {
 	return nil
 }
 
-// heldByOther reports whether a peer other than p pushed here a head that
-// reaches h: h is that peer's, relayed (see Options.Relay).
-func (e *Engine) heldByOther(p *peerSync, h store.Hash) bool {
+// heldByOther names a peer other than p that pushed here a head that
+// reaches h ("" if none): h is that peer's, relayed (see Options.Relay).
+func (e *Engine) heldByOther(p *peerSync, h store.Hash) string {
 	e.mu.Lock()
 	var others []string
 	for name := range e.peers {
@@ -708,22 +728,24 @@ func (e *Engine) heldByOther(p *peerSync, h store.Hash) bool {
 		}
 	}
 	e.mu.Unlock()
+	sort.Strings(others)
 	for _, name := range others {
 		if in, _ := e.st.BranchHead(FromBranch(name)); e.st.Reaches(in, h) {
-			return true
+			return name
 		}
 	}
-	return false
+	return ""
 }
 
 // relayLater has the peer's loop sync again after d, with the relay held
 // back now then due; a relay held back already is not put off further.
-func (p *peerSync) relayLater(d time.Duration) {
+func (p *peerSync) relayLater(d time.Duration, head store.Hash) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.relayTimer != nil {
 		return
 	}
+	p.relayHead = head
 	p.relayTimer = time.AfterFunc(d, func() {
 		p.mu.Lock()
 		p.relayTimer, p.relayDue = nil, true
@@ -732,13 +754,17 @@ func (p *peerSync) relayLater(d time.Duration) {
 	})
 }
 
-// takeRelayDue reports whether a relay held back is due, and clears it.
-func (p *peerSync) takeRelayDue() bool {
+// takeRelayDue reports whether a relay held back is due, and the head held
+// back then, and clears it.
+func (p *peerSync) takeRelayDue() (bool, store.Hash) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	due := p.relayDue
+	due, head := p.relayDue, p.relayHead
 	p.relayDue = false
-	return due
+	if due {
+		p.relayHead = store.Hash{}
+	}
+	return due, head
 }
 
 // contact records a good sync and counts ahead and behind against the

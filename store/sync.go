@@ -122,6 +122,22 @@ type SyncOptions struct {
 	// commits back to it, to be received and indexed again, after every
 	// batch of a client's writes.
 	SkipIfHeld bool
+	// SkipIfNewer, for Push: when the remote's branch of this name points
+	// at a commit that this store lacks, nothing is pushed: the branch's
+	// writer reached the remote after it last pushed here. A replica that
+	// relays a head a peer pushed to it (replica.Options.Relay) names the
+	// branch that peer pushes to: the peer, which reaches the remote
+	// itself, brings the head there with its next push (its main only
+	// moves forward), and a relay raced it to the remote (half a block
+	// of a client's writes, received and indexed twice).
+	SkipIfNewer string
+	// SkipIfHas, for Push: when one of the remote's branches (that this
+	// store has) reaches one of these commits, nothing is pushed. A
+	// replica that relays a peer's head names the head it held back a
+	// Relay ago: a remote that got it meanwhile got it from elsewhere
+	// (its maker reaches it), and the head now, newer, is on its way
+	// there too.
+	SkipIfHas []Hash
 	// Haves, for Push over HTTP: commits the remote is known to hold
 	// besides those its branches point at (a replica's branch of what the
 	// peer pushed here: a peer whose own branch here went stale, its main
@@ -282,7 +298,12 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 			return nil
 		}
 	}
-	if opts.SkipIfHeld {
+	if opts.SkipIfNewer != "" {
+		if at, err := dst.head(opts.SkipIfNewer); err == nil && !at.IsZero() && !s.has(at) {
+			return nil
+		}
+	}
+	if opts.SkipIfHeld || len(opts.SkipIfHas) > 0 {
 		bs, err := dst.Branches()
 		if err != nil {
 			return err
@@ -293,8 +314,15 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 				heads = append(heads, b.Head)
 			}
 		}
-		if held, err := s.reachedBy(h, heads); err != nil || held {
-			return err
+		for _, x := range opts.SkipIfHas {
+			if held, err := s.reachedBy(x, heads); err != nil || held {
+				return err
+			}
+		}
+		if opts.SkipIfHeld {
+			if held, err := s.reachedBy(h, heads); err != nil || held {
+				return err
+			}
 		}
 	}
 	if err := dst.copyFrom(ctx, s, h); err != nil {
@@ -347,6 +375,9 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch stri
 		if opts.SkipIfAt != "" && n == plumbing.NewBranchReferenceName(opts.SkipIfAt) && r.Hash() == head {
 			return nil
 		}
+		if opts.SkipIfNewer != "" && n == plumbing.NewBranchReferenceName(opts.SkipIfNewer) && !s.has(r.Hash()) {
+			return nil
+		}
 		if s.has(r.Hash()) {
 			haves = append(haves, r.Hash())
 		}
@@ -357,6 +388,13 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch stri
 	for _, h := range opts.Haves {
 		if !h.IsZero() && s.has(h) {
 			haves = append(haves, h)
+		}
+	}
+	for _, x := range opts.SkipIfHas {
+		if held, err := s.reachedBy(x, haves); err != nil {
+			return fail(err)
+		} else if held {
+			return nil
 		}
 	}
 	if opts.SkipIfHeld {

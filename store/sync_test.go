@@ -343,3 +343,81 @@ func TestPushSkipIfHeld(t *testing.T) {
 		}
 	}
 }
+
+// SkipIfNewer: a push is skipped when the remote's branch of that name is
+// at a commit this store lacks (another writer reached the remote after
+// it last pushed here), and goes out when the store has that commit, or
+// the branch is not there. SkipIfHas: skipped when a remote branch
+// reaches the commit named.
+func TestPushSkipIfNewerOrHas(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	for i, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
+		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		put(t, b, fmt.Sprintf("y/%d", i), "b's")
+		hb, _ := b.Resolve("")
+		opts := SyncOptions{RemoteBranch: "relayed", SkipIfNewer: "from-c"}
+		// No branch from-c on a: pushed.
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := a.Resolve("relayed"); err != nil || h != hb {
+			t.Fatalf("%s: without from-c on the remote, relayed = %s, %v; want %s", rem.URL, h, err, hb)
+		}
+		// from-c at a commit b has: pushed.
+		if _, err := a.CreateBranch(ctx, "from-c", DefaultBranch); err != nil {
+			t.Fatal(err)
+		}
+		put(t, b, fmt.Sprintf("y/%d", i+10), "b's again")
+		hb, _ = b.Resolve("")
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := a.Resolve("relayed"); h != hb {
+			t.Fatalf("%s: with from-c at a commit b has, relayed = %s; want %s", rem.URL, h, hb)
+		}
+		// from-c at a commit b lacks: skipped.
+		put(t, a, fmt.Sprintf("z/%d", i), "c's, through a")
+		if err := a.DeleteBranch(ctx, "from-c"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.CreateBranch(ctx, "from-c", DefaultBranch); err != nil {
+			t.Fatal(err)
+		}
+		put(t, b, fmt.Sprintf("y/%d", i+20), "b's once more")
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := a.Resolve("relayed"); h != hb {
+			t.Errorf("%s: with from-c at a commit b lacks, relayed moved to %s; want it left at %s", rem.URL, h, hb)
+		}
+		// SkipIfHas: pushed when no branch of a's reaches the commit
+		// named, skipped when one does.
+		old, _ := b.Resolve("") // pushed nowhere yet (skipped above)
+		opts = SyncOptions{RemoteBranch: "relayed", SkipIfHas: []Hash{old}}
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := a.Resolve("relayed"); h != old {
+			t.Fatalf("%s: with SkipIfHas naming a commit a lacks, relayed = %s; want b's head %s", rem.URL, h, old)
+		}
+		put(t, b, fmt.Sprintf("y/%d", i+30), "b's last")
+		if err := b.Push(ctx, rem, opts); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := a.Resolve("relayed"); h != old {
+			t.Errorf("%s: with SkipIfHas naming a commit that a's relayed reaches, relayed moved to %s; want it left at %s", rem.URL, h, old)
+		}
+		for _, br := range []string{"relayed", "from-c"} {
+			if err := a.DeleteBranch(ctx, br); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
