@@ -42,7 +42,11 @@
 // that another peer pushed here is passed on only after Options.Relay
 // (1 s), at most once per Relay: its maker pushes it to every peer it
 // reaches itself, and by then the peer holds it; the relay is for a peer
-// that only this node reaches. Pushes never race a peer's own
+// that only this node reaches. A relay is not sent to a peer whose branch
+// of the head's pusher is at a commit this node lacks (the pusher reached
+// it later than this node: SkipIfNewer), nor to one that holds the head
+// held back a Relay ago (SkipIfHas): a later head sent then raced the
+// maker's own push there. Pushes never race a peer's own
 // writes, and no merge waits for the network.
 //
 // Merge commits are deterministic (store.CommitOptions.Deterministic):

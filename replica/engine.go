@@ -37,7 +37,9 @@ type Options struct {
 	// relay's first request still lacked the push in flight from their
 	// maker), to be received and indexed twice. After Relay the head is
 	// pushed unless the peer holds it by then (store.SyncOptions.
-	// SkipIfHeld); relays go out at most once per Relay while commits
+	// SkipIfHeld), holds the head held back then, or has newer commits
+	// from the head's pusher (SkipIfHas, SkipIfNewer: that pusher
+	// reaches it, and brings it the rest); relays go out at most once per Relay while commits
 	// keep coming, so that a peer that only this node reaches still gets
 	// them: 1 s (at most Poll).
 	Relay time.Duration
