@@ -261,15 +261,7 @@ func TestRemoteDial(t *testing.T) {
 // (over HTTP and by path); otherwise it pushes as ever.
 func TestPushSkipIfAt(t *testing.T) {
 	ctx := context.Background()
-	a := newStore(t)
-	put(t, a, "x/1", "one")
-	srv := gitServer(t, a)
-	for _, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
-		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+	forPushRemotes(t, func(_ int, a, b *Store, rem Remote) {
 		opts := SyncOptions{RemoteBranch: "mirror", SkipIfAt: DefaultBranch}
 		if err := b.Push(ctx, rem, opts); err != nil {
 			t.Fatal(err)
@@ -288,7 +280,7 @@ func TestPushSkipIfAt(t *testing.T) {
 		if err := a.DeleteBranch(ctx, "mirror"); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 }
 
 // TestPushSkipIfHeld: a push with SkipIfHeld sends nothing, not even the
@@ -298,15 +290,7 @@ func TestPushSkipIfAt(t *testing.T) {
 // HTTP and by path).
 func TestPushSkipIfHeld(t *testing.T) {
 	ctx := context.Background()
-	a := newStore(t)
-	put(t, a, "x/1", "one")
-	srv := gitServer(t, a)
-	for i, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
-		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+	forPushRemotes(t, func(i int, a, b *Store, rem Remote) {
 		// a moves on, and b learns of it without moving its main: b's
 		// head is behind a's main, not at it (SkipIfAt alone would
 		// push).
@@ -341,7 +325,7 @@ func TestPushSkipIfHeld(t *testing.T) {
 		if err := a.DeleteBranch(ctx, "mirror"); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 }
 
 // SkipIfNewer: a push is skipped when the remote's branch of that name is
@@ -351,15 +335,7 @@ func TestPushSkipIfHeld(t *testing.T) {
 // reaches the commit named.
 func TestPushSkipIfNewerOrHas(t *testing.T) {
 	ctx := context.Background()
-	a := newStore(t)
-	put(t, a, "x/1", "one")
-	srv := gitServer(t, a)
-	for i, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
-		b, err := Clone(ctx, rem, filepath.Join(t.TempDir(), "b.git"), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+	forPushRemotes(t, func(i int, a, b *Store, rem Remote) {
 		put(t, b, fmt.Sprintf("y/%d", i), "b's")
 		hb, _ := b.Resolve("")
 		opts := SyncOptions{RemoteBranch: "relayed", SkipIfNewer: "from-c"}
@@ -419,5 +395,22 @@ func TestPushSkipIfNewerOrHas(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	})
+}
+
+// forPushRemotes runs f twice, over HTTP and by path: a is a store with one
+// commit (served over HTTP), b a clone of it through rem.
+func forPushRemotes(t *testing.T, f func(i int, a, b *Store, rem Remote)) {
+	t.Helper()
+	a := newStore(t)
+	put(t, a, "x/1", "one")
+	srv := gitServer(t, a)
+	for i, rem := range []Remote{{URL: srv.URL + "/store.git", Username: "alice", Password: "alice-password"}, {URL: a.Path()}} {
+		b, err := Clone(context.Background(), rem, filepath.Join(t.TempDir(), "b.git"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		f(i, a, b, rem)
 	}
 }
