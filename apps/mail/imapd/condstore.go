@@ -917,27 +917,13 @@ func searchCmd(p *proto, cmd *command) error {
 	if !cmd.sp() {
 		return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want search keys")
 	}
-	want := map[string]bool{}
+	var want map[string]bool
 	esearch := false
 	if save := cmd.pos; strings.EqualFold(cmd.atom(), "RETURN") {
 		esearch = true
-		if !cmd.sp() {
-			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
-		}
-		opts, ok := cmd.balanced()
-		if !ok {
-			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
-		}
-		for _, o := range strings.Fields(strings.ToUpper(opts)) {
-			switch o {
-			case "MIN", "MAX", "COUNT", "ALL", "SAVE":
-				want[o] = true
-			default:
-				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: unknown RETURN option "+strconv.Quote(o))
-			}
-		}
-		if len(want) == 0 {
-			want["ALL"] = true
+		var bad string
+		if want, bad = cmd.returnOptions(); bad != "" {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+bad)
 		}
 		if !cmd.sp() {
 			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want search keys")
@@ -972,30 +958,7 @@ func searchCmd(p *proto, cmd *command) error {
 	withModSeq := hasModSeq(crit) && len(items) > 0
 	var b bytes.Buffer
 	if esearch {
-		var ret []string
-		for _, o := range []string{"MIN", "MAX", "ALL", "COUNT"} {
-			if want[o] {
-				ret = append(ret, o)
-			}
-		}
-		if want["SAVE"] {
-			var set imap.UIDSet
-			saved := items
-			if !want["ALL"] && !want["COUNT"] && (want["MIN"] || want["MAX"]) && len(items) > 0 {
-				saved = nil
-				if want["MIN"] {
-					saved = append(saved, items[0])
-				}
-				if want["MAX"] {
-					saved = append(saved, items[len(items)-1])
-				}
-			}
-			for _, it := range saved {
-				set.AddNum(it.Msg.UID)
-			}
-			sess.view.SearchRes = set
-		}
-		if len(ret) > 0 {
+		if ret := returned(sess, want, items); len(ret) > 0 {
 			writeESort(&b, cmd.tag, items, ret, uid)
 			if withModSeq {
 				b.Truncate(b.Len() - 2)
@@ -1018,6 +981,62 @@ func searchCmd(p *proto, cmd *command) error {
 	}
 	b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
 	return p.writeOut(b.Bytes())
+}
+
+// returnOptions reads RETURN's options of ESEARCH and ESORT, "(MIN MAX
+// COUNT ALL SAVE)" in any order and case (RFC 4731 3.1, RFC 5267 3.2, RFC
+// 5182 2): none means ALL. bad is the syntax error to answer, if any.
+func (c *command) returnOptions() (want map[string]bool, bad string) {
+	if !c.sp() {
+		return nil, "want RETURN options"
+	}
+	opts, ok := c.balanced()
+	if !ok {
+		return nil, "want RETURN options"
+	}
+	want = map[string]bool{}
+	for _, o := range strings.Fields(strings.ToUpper(opts)) {
+		switch o {
+		case "MIN", "MAX", "COUNT", "ALL", "SAVE":
+			want[o] = true
+		default:
+			return nil, "unknown RETURN option " + strconv.Quote(o)
+		}
+	}
+	if len(want) == 0 {
+		want["ALL"] = true
+	}
+	return want, ""
+}
+
+// returned saves the result for SEARCHRES if want asks (RFC 5182 2.1, in
+// SORT too by RFC 5267 3.2: with MIN or MAX alone, only those), and lists
+// the options the ESEARCH answer holds, in Dovecot's order. items are in
+// the order MIN and MAX refer to: UIDs for SEARCH, the sort for SORT.
+func returned(sess *Session, want map[string]bool, items []mailstore.Item) (ret []string) {
+	for _, o := range []string{"MIN", "MAX", "ALL", "COUNT"} {
+		if want[o] {
+			ret = append(ret, o)
+		}
+	}
+	if want["SAVE"] {
+		saved := items
+		if !want["ALL"] && !want["COUNT"] && (want["MIN"] || want["MAX"]) && len(items) > 0 {
+			saved = nil
+			if want["MIN"] {
+				saved = append(saved, items[0])
+			}
+			if want["MAX"] {
+				saved = append(saved, items[len(items)-1])
+			}
+		}
+		var set imap.UIDSet
+		for _, it := range saved {
+			set.AddNum(it.Msg.UID)
+		}
+		sess.view.SearchRes = set
+	}
+	return ret
 }
 
 // qresyncParams reads QRESYNC's "(uidvalidity modseq [known-uids

@@ -92,29 +92,13 @@ func sortCmd(p *proto, cmd *command) error {
 	}
 	// ESORT (RFC 5267 3.2): RETURN (MIN MAX COUNT ALL SAVE) before the
 	// criteria.
-	want := map[string]bool{}
+	var want map[string]bool
 	esort := false
 	if save := cmd.pos; strings.EqualFold(cmd.atom(), "RETURN") {
 		esort = true
-		if !cmd.sp() || cmd.pos >= len(cmd.args) || cmd.args[cmd.pos] != '(' {
-			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want RETURN options")
-		}
-		cmd.pos++
-		for cmd.pos < len(cmd.args) && cmd.args[cmd.pos] != ')' {
-			o := strings.ToUpper(cmd.atom())
-			switch o {
-			case "MIN", "MAX", "COUNT", "ALL", "SAVE":
-				want[o] = true
-			default:
-				return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: unknown RETURN option "+strconv.Quote(o))
-			}
-			if cmd.pos < len(cmd.args) && cmd.args[cmd.pos] == ' ' {
-				cmd.pos++
-			}
-		}
-		cmd.pos++
-		if len(want) == 0 {
-			want["ALL"] = true
+		var bad string
+		if want, bad = cmd.returnOptions(); bad != "" {
+			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: "+bad)
 		}
 		if !cmd.sp() {
 			return p.bad(cmd.tag, "[CLIENTBUG] Syntax error: want sort criteria")
@@ -159,32 +143,7 @@ func sortCmd(p *proto, cmd *command) error {
 	sortItems(items, keys)
 	var b bytes.Buffer
 	if esort {
-		var ret []string // in Dovecot's order
-		for _, o := range []string{"MIN", "MAX", "ALL", "COUNT"} {
-			if want[o] {
-				ret = append(ret, o)
-			}
-		}
-		if want["SAVE"] {
-			// RFC 5182 2.1 (SEARCHRES), allowed in SORT by RFC 5267
-			// 3.2: with MIN or MAX alone, only those are saved.
-			saved := items
-			if !want["ALL"] && !want["COUNT"] && (want["MIN"] || want["MAX"]) && len(items) > 0 {
-				saved = nil
-				if want["MIN"] {
-					saved = append(saved, items[0])
-				}
-				if want["MAX"] {
-					saved = append(saved, items[len(items)-1])
-				}
-			}
-			var set imap.UIDSet
-			for _, it := range saved {
-				set.AddNum(it.Msg.UID)
-			}
-			sess.view.SearchRes = set
-		}
-		if len(ret) > 0 {
+		if ret := returned(sess, want, items); len(ret) > 0 {
 			writeESort(&b, cmd.tag, items, ret, uid)
 		}
 		b.WriteString(cmd.tag + " OK " + cmd.name + " completed\r\n")
