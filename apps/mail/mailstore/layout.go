@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/nymote/nymote/store"
 )
 
 // Layouts of a mailbox's message items (MailboxInfo.Layout). A mailbox is
@@ -70,18 +73,44 @@ func otherLayout(l int) int {
 	return Layout16
 }
 
-// findMsg finds where message key's items are in mailbox id of user, as
-// exists (a snapshot's or a transaction's) sees it: in layout l first,
-// then the other. found is false (and base l's) when neither holds ext.
-func findMsg(exists func(string) (bool, error), user, id string, l int, key, ext string) (base string, found bool, err error) {
+// inLayouts calls try with message key's base path in mailbox id of user
+// in layout l, then in the other, until it finds the message there or
+// fails: base is where it stopped (l's when neither holds it).
+func inLayouts(user, id string, l int, key string, try func(base string) (bool, error)) (base string, found bool, err error) {
 	for _, k := range [2]int{l, otherLayout(l)} {
 		b := msgBase(user, id, k, key)
-		ok, err := exists(b + ext)
+		ok, err := try(b)
 		if err != nil || ok {
 			return b, ok, err
 		}
 	}
 	return msgBase(user, id, l, key), false, nil
+}
+
+// findMsg finds where message key's item ext is in mailbox id of user, as
+// exists (a snapshot's or a transaction's) sees it: in layout l first,
+// then the other. found is false (and base l's) when neither holds it.
+func findMsg(exists func(string) (bool, error), user, id string, l int, key, ext string) (base string, found bool, err error) {
+	return inLayouts(user, id, l, key, func(b string) (bool, error) { return exists(b + ext) })
+}
+
+// readMsg reads message key's item ext in mailbox id of user, in layout l
+// first, then the other (one read where it is in l, not a lookup and a
+// read), and says where its items are: store.ErrNotExist when neither
+// layout holds it.
+func readMsg(read func(string) ([]byte, error), user, id string, l int, key, ext string) (base string, data []byte, err error) {
+	base, found, err := inLayouts(user, id, l, key, func(b string) (bool, error) {
+		d, err := read(b + ext)
+		if errors.Is(err, store.ErrNotExist) {
+			return false, nil
+		}
+		data = d
+		return err == nil, err
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("mailstore: message %s of mailbox %s: %w", key, id, store.ErrNotExist)
+	}
+	return base, data, err
 }
 
 // splitMsgPath splits the path of a message's item under its mailbox's
@@ -182,10 +211,10 @@ func (s *Store) Relayout(ctx context.Context, user string, ok func() bool) (move
 				}
 				for _, it := range items {
 					sub := strings.TrimPrefix(it.Path, dir+"/")
-					key, ext := splitMsgPath(sub)
-					if key == "" || itemLayout(sub) != Layout256 {
+					if itemLayout(sub) != Layout256 {
 						continue
 					}
+					key, ext := splitMsgPath(sub)
 					if err := w.tx.PutHash(msgBase(user, mb.ID, Layout16, key)+ext, it.Hash); err != nil {
 						return err
 					}

@@ -912,9 +912,15 @@ func (s *Store) loadMailbox(sn *store.Snapshot, u *User, dir string, tree store.
 				return err
 			}
 		default:
-			// xx/ (Layout256) or a/ (Layout16).
-			deep := map[int]int{2: 2, 1: 4}[len(path.Base(e.Path))]
-			if deep == 0 {
+			// xx/ (Layout256: messages two folders down) or a/
+			// (Layout16: four).
+			var deep int
+			switch len(path.Base(e.Path)) {
+			case 2:
+				deep = 2
+			case 1:
+				deep = 4
+			default:
 				continue
 			}
 			if err := walk(e.Path, 1, deep); err != nil {
@@ -1380,11 +1386,7 @@ func (r *Reader) ReadRaw(mb *Mailbox, msg *Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, _, err := findMsg(sn.Exists, mb.user.Name, mb.ID, mb.layout(), msg.Key, ".eml")
-	if err != nil {
-		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
-	}
-	b, err := sn.Read(base + ".eml")
+	_, b, err := readMsg(sn.Read, mb.user.Name, mb.ID, mb.layout(), msg.Key, ".eml")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: read message %d of %s: %w", msg.UID, mb.Name(), err)
 	}

@@ -826,17 +826,13 @@ func (s *Store) resyncMessages(sn *store.Snapshot, mb *Mailbox, keys map[string]
 // returns the message if it is new here (UID 0 if it needs one), or the
 // index's if it is gone.
 func (s *Store) resyncMessage(sn *store.Snapshot, mb *Mailbox, key string) (added, gone *Message, err error) {
-	base, found, err := findMsg(sn.Exists, mb.user.Name, mb.ID, mb.layout(), key, ".meta")
-	if err != nil {
-		return nil, nil, err
-	}
+	base, data, err := readMsg(sn.Read, mb.user.Name, mb.ID, mb.layout(), key, ".meta")
 	mb.mu.RLock()
 	msg := mb.byKey.get(key)
 	mb.mu.RUnlock()
-	if !found {
+	if errors.Is(err, store.ErrNotExist) {
 		return nil, msg, nil
 	}
-	data, err := sn.Read(base + ".meta")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -122,27 +122,26 @@ func ItemsByLayout(st *store.Store, user, id string) (map[int]int, error) {
 	}
 	out := map[int]int{}
 	for _, e := range ents {
-		if l := itemLayout(user, id, e.Path); l != 0 {
+		if l, _ := itemLayout(e.Path); l != 0 {
 			out[l]++
 		}
 	}
 	return out, nil
 }
 
-// itemLayout is the layout of a message item's path p, 0 if p is not one.
-func itemLayout(user, id, p string) int {
-	base := path.Base(p)
-	ext := path.Ext(base)
-	if ext == "" {
-		return 0
+// itemLayout is the layout of message item p (its key and kind), 0 if p
+// is not one.
+func itemLayout(p string) (l int, pi mailstore.PathInfo) {
+	pi, ok := mailstore.ParsePath(p)
+	if !ok || pi.Key == "" {
+		return 0, pi
 	}
-	key := strings.TrimSuffix(base, ext)
 	for _, l := range []int{mailstore.Layout16, mailstore.Layout256} {
-		if p == mailstore.LayoutPath(l, user, id, key, ext[1:]) {
-			return l
+		if p == mailstore.LayoutPath(l, pi.User, pi.Box, pi.Key, pi.Kind) {
+			return l, pi
 		}
 	}
-	return 0
+	return 0, pi
 }
 
 // ToLayout256 rewrites mailbox id of user as versions before
@@ -176,12 +175,11 @@ func ToLayout256(ctx context.Context, st *store.Store, user, id string) error {
 				}
 				continue
 			}
-			if itemLayout(user, id, e.Path) != mailstore.Layout16 {
+			l, pi := itemLayout(e.Path)
+			if l != mailstore.Layout16 {
 				continue
 			}
-			base := path.Base(e.Path)
-			ext := path.Ext(base)
-			to := mailstore.LayoutPath(mailstore.Layout256, user, id, strings.TrimSuffix(base, ext), ext[1:])
+			to := mailstore.LayoutPath(mailstore.Layout256, user, id, pi.Key, pi.Kind)
 			if err := tx.PutHash(to, e.Hash); err != nil {
 				return err
 			}
