@@ -303,7 +303,7 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 			return nil
 		}
 	}
-	if opts.SkipIfHeld || len(opts.SkipIfHas) > 0 {
+	if targets := opts.held(h); len(targets) > 0 {
 		bs, err := dst.Branches()
 		if err != nil {
 			return err
@@ -314,15 +314,8 @@ func (s *Store) Push(ctx context.Context, remote Remote, opts SyncOptions) error
 				heads = append(heads, b.Head)
 			}
 		}
-		for _, x := range opts.SkipIfHas {
-			if held, err := s.reachedBy(x, heads); err != nil || held {
-				return err
-			}
-		}
-		if opts.SkipIfHeld {
-			if held, err := s.reachedBy(h, heads); err != nil || held {
-				return err
-			}
+		if held, err := s.holdsAny(heads, targets); err != nil || held {
+			return err
 		}
 	}
 	if err := dst.copyFrom(ctx, s, h); err != nil {
@@ -390,19 +383,10 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch stri
 			haves = append(haves, h)
 		}
 	}
-	for _, x := range opts.SkipIfHas {
-		if held, err := s.reachedBy(x, haves); err != nil {
-			return fail(err)
-		} else if held {
-			return nil
-		}
-	}
-	if opts.SkipIfHeld {
-		if held, err := s.reachedBy(head, haves); err != nil {
-			return fail(err)
-		} else if held {
-			return nil
-		}
+	if held, err := s.holdsAny(haves, opts.held(head)); err != nil {
+		return fail(err)
+	} else if held {
+		return nil
 	}
 	if !old.IsZero() {
 		ok := false
@@ -432,6 +416,26 @@ func (s *Store) pushHTTP(ctx context.Context, remote Remote, local, rbranch stri
 		return fail(err)
 	}
 	return nil
+}
+
+// held lists the commits that a push of head skips when one of the
+// remote's branches reaches one of them: SkipIfHas, and head itself with
+// SkipIfHeld.
+func (o SyncOptions) held(head Hash) []Hash {
+	if o.SkipIfHeld {
+		return append(slices.Clip(o.SkipIfHas), head)
+	}
+	return o.SkipIfHas
+}
+
+// holdsAny reports whether one of heads reaches one of targets (reachedBy).
+func (s *Store) holdsAny(heads, targets []Hash) (bool, error) {
+	for _, t := range targets {
+		if held, err := s.reachedBy(t, heads); err != nil || held {
+			return held, err
+		}
+	}
+	return false, nil
 }
 
 // Clone creates a new store at path holding the remote's default branch.
