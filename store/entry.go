@@ -183,7 +183,7 @@ func writeEntriesPack(f *os.File, objs []plumbing.EncodedObject, reuse func(Hash
 // receiving one) than they save on the wire between a person's nodes.
 func (s *Store) encodePack(w io.Writer, hs []Hash) error {
 	return s.readObjs(func(o *objReader) error {
-		pw, err := newPackWriter(w, len(hs))
+		pw, err := newStreamPackWriter(w, len(hs))
 		if err != nil {
 			return err
 		}

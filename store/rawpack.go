@@ -53,14 +53,27 @@ type packWriter struct {
 	f   io.Writer
 	sum hash.Hash
 	bw  *bufio.Writer
-	iw  *idxfile.Writer
+	iw  *idxfile.Writer // nil: a pack sent to a peer, not indexed
 	off int64
 }
 
-// newPackWriter writes the header of a pack of n objects.
+// newPackWriter writes the header of a pack of n objects, to be indexed.
 func newPackWriter(f io.Writer, n int) (*packWriter, error) {
-	p := &packWriter{f: f, sum: sha1.New(), iw: new(idxfile.Writer)}
-	p.bw = bufio.NewWriterSize(io.MultiWriter(f, p.sum), 256<<10)
+	return startPack(f, n, new(idxfile.Writer))
+}
+
+// newStreamPackWriter is newPackWriter for a pack that goes to a peer:
+// the receiver indexes it, so no index is built here (a sorted map of
+// every object, which cost a push a sixth of its CPU); finish returns a
+// nil index.
+func newStreamPackWriter(f io.Writer, n int) (*packWriter, error) {
+	return startPack(f, n, nil)
+}
+
+func startPack(f io.Writer, n int, iw *idxfile.Writer) (*packWriter, error) {
+	p := &packWriter{f: f, sum: sha1.New(), iw: iw}
+	p.bw = packWriteBufs.Get().(*bufio.Writer)
+	p.bw.Reset(io.MultiWriter(f, p.sum))
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
 	binary.BigEndian.PutUint32(hdr[4:], 2)
@@ -68,8 +81,10 @@ func newPackWriter(f io.Writer, n int) (*packWriter, error) {
 	if _, err := p.bw.Write(hdr[:]); err != nil {
 		return nil, err
 	}
-	if err := p.iw.OnHeader(uint32(n)); err != nil {
-		return nil, err
+	if p.iw != nil {
+		if err := p.iw.OnHeader(uint32(n)); err != nil {
+			return nil, err
+		}
 	}
 	p.off = int64(len(hdr))
 	return p, nil
@@ -78,8 +93,10 @@ func newPackWriter(f io.Writer, n int) (*packWriter, error) {
 // add indexes object h, whose entry of size bytes (CRC-32 crc) was just
 // written.
 func (p *packWriter) add(h Hash, size int64, crc uint32) error {
-	if err := p.iw.OnInflatedObjectContent(h, p.off, crc, nil); err != nil {
-		return err
+	if p.iw != nil {
+		if err := p.iw.OnInflatedObjectContent(h, p.off, crc, nil); err != nil {
+			return err
+		}
 	}
 	p.off += size
 	return nil
@@ -90,10 +107,16 @@ func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
 	if err := p.bw.Flush(); err != nil {
 		return Hash{}, nil, err
 	}
+	p.bw.Reset(nil)
+	packWriteBufs.Put(p.bw)
+	p.bw = nil
 	var packSum Hash
 	copy(packSum[:], p.sum.Sum(nil))
 	if _, err := p.f.Write(packSum[:]); err != nil {
 		return Hash{}, nil, err
+	}
+	if p.iw == nil {
+		return packSum, nil, nil
 	}
 	if err := p.iw.OnFooter(packSum); err != nil {
 		return Hash{}, nil, err
@@ -101,6 +124,10 @@ func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
 	idx, err := p.iw.Index()
 	return packSum, idx, err
 }
+
+// packWriteBufs are packWriters' buffers, 256 KiB each: a node with peers
+// writes a pack per push and per batch, several a second.
+var packWriteBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // zlibWriters compress at zlib's fastest level: incremental packs are
 // written while commits go on, and the full repack rewrites them anyway.
