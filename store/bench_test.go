@@ -157,3 +157,18 @@ func BenchmarkMerge(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkPackObjectsLongHistory lists what a peer holding all but the
+// last commit of a history of 5000 lacks: what each push does.
+func BenchmarkPackObjectsLongHistory(b *testing.B) {
+	s := newStore(b)
+	var prev, head Hash
+	for i := 0; i < 5000; i++ {
+		prev, head = head, put(b, s, fmt.Sprintf("d/%d", i%100), fmt.Sprint(i))
+	}
+	for b.Loop() {
+		if _, err := s.packObjects([]Hash{head}, []Hash{prev}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"container/heap"
 	"fmt"
 	"slices"
 	"sync"
@@ -105,40 +106,9 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			out = append(out, h)
 			return true
 		}
-		// The commits the haves reach, exactly (commits only: cheap
-		// beside a walk of their trees), then those the wants reach
-		// beyond them.
-		old := map[Hash]bool{}
-		stack := append([]Hash(nil), haves...)
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if h.IsZero() || old[h] {
-				continue
-			}
-			old[h] = true
-			ps, err := cachedParents(o, h)
-			if err != nil {
-				return err
-			}
-			stack = append(stack, ps...)
-		}
-		var cs []commitNode
-		inNew := map[Hash]bool{}
-		stack = append(stack[:0], wants...)
-		for len(stack) > 0 {
-			h := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if h.IsZero() || old[h] || inNew[h] {
-				continue
-			}
-			inNew[h] = true
-			c, err := readCommit(o, h)
-			if err != nil {
-				return err
-			}
-			cs = append(cs, c)
-			stack = append(stack, c.parents...)
+		cs, _, err := newCommitsSince(o, wants, haves)
+		if err != nil {
+			return err
 		}
 		for _, c := range cs {
 			if !add(c.hash) {
@@ -155,6 +125,88 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 		return nil
 	})
 	return out, err
+}
+
+// newCommitsSince returns the commits that wants reach and haves do not,
+// highest generation first (generation.go). Commits are taken highest
+// generation first, each marked as reached from a have or not; a commit's
+// children all come before it, so its mark is final when it is taken. The
+// walk ends once every commit queued is reached from a have: what those
+// reach is the client's too. It walks the new commits and those numbered
+// above the lowest have, where a walk of everything the haves reach (what
+// this did before) read a peer's whole history at every push: 20,000
+// commits, a tenth of a node's CPU while its clients appended.
+// It also returns how many commits it took from the queue, new or not.
+func newCommitsSince(o *objReader, wants, haves []Hash) ([]commitNode, int, error) {
+	const queued, taken, old = 1, 2, 4
+	state := map[Hash]uint8{}
+	q := &pqueue[genItem]{less: byGeneration}
+	live := 0 // commits queued that no have reaches
+	mark := func(h Hash, isOld bool) error {
+		if h.IsZero() {
+			return nil
+		}
+		st, seen := state[h]
+		if !seen {
+			g, err := generation(o, h)
+			if err != nil {
+				return err
+			}
+			st = queued
+			if isOld {
+				st |= old
+			} else {
+				live++
+			}
+			state[h] = st
+			heap.Push(q, genItem{h, g})
+			return nil
+		}
+		if isOld && st&old == 0 && st&taken == 0 {
+			state[h] = st | old
+			live--
+		}
+		return nil
+	}
+	for _, h := range haves {
+		if err := mark(h, true); err != nil {
+			return nil, 0, err
+		}
+	}
+	for _, h := range wants {
+		if err := mark(h, false); err != nil {
+			return nil, 0, err
+		}
+	}
+	var out []commitNode
+	n := 0
+	for ; live > 0; n++ {
+		it := heap.Pop(q).(genItem)
+		st := state[it.h]
+		state[it.h] = st | taken
+		isOld := st&old != 0
+		var ps []Hash
+		if isOld {
+			var err error
+			if ps, err = cachedParents(o, it.h); err != nil {
+				return nil, 0, err
+			}
+		} else {
+			live--
+			c, err := readCommit(o, it.h)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, c)
+			ps = c.parents
+		}
+		for _, p := range ps {
+			if err := mark(p, isOld); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return out, n, nil
 }
 
 // commitChanges lists the trees and blobs of commit c's tree that its first

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 )
 
@@ -109,6 +110,54 @@ func TestPackObjectsComplete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The commits listed are exactly those want reaches and no have
+		// does.
+		var cs []commitNode
+		if err := s.readObjs(func(o *objReader) error {
+			cs, _, err = newCommitsSince(o, []Hash{want}, haves)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var gotCommits []string
+		for _, c := range cs {
+			gotCommits = append(gotCommits, c.hash.String())
+		}
+		sort.Strings(gotCommits)
+		var wantCommits []string
+		err = s.read(func(rp *git.Repository) error {
+			old := map[Hash]bool{}
+			for _, h := range haves {
+				c, err := rp.CommitObject(h)
+				if err != nil {
+					return err
+				}
+				old[h] = true
+				if err := object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
+					old[c.Hash] = true
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			c, err := rp.CommitObject(want)
+			if err != nil {
+				return err
+			}
+			return object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
+				if !old[c.Hash] {
+					wantCommits = append(wantCommits, c.Hash.String())
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(wantCommits)
+		if fmt.Sprint(gotCommits) != fmt.Sprint(wantCommits) {
+			t.Errorf("want %s haves %v: new commits %v, go-git %v", short(want), haves, gotCommits, wantCommits)
+		}
 		have := map[Hash]bool{}
 		for _, h := range got {
 			have[h] = true
@@ -132,6 +181,46 @@ func TestPackObjectsComplete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Listing what a peer lacks walks the new commits, not the history the
+// peer holds (a push used to read all of it, each time).
+func TestNewCommitsSinceWalksNewOnly(t *testing.T) {
+	s := newStore(t)
+	var heads []Hash
+	for i := 0; i < 300; i++ {
+		heads = append(heads, put(t, s, "f", fmt.Sprint(i)))
+	}
+	err := s.readObjs(func(o *objReader) error {
+		for _, k := range []int{0, 1, 5} {
+			cs, walked, err := newCommitsSince(o, []Hash{heads[len(heads)-1]}, []Hash{heads[len(heads)-1-k]})
+			if err != nil {
+				return err
+			}
+			if len(cs) != k || walked > k+1 {
+				t.Errorf("%d new commits: listed %d, walked %d of 300", k, len(cs), walked)
+			}
+		}
+		// Haves far back, and one the wants do not reach.
+		cs, _, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10], heads[250]})
+		if err != nil {
+			return err
+		}
+		if len(cs) != 0 {
+			t.Errorf("a want below a have: listed %d commits", len(cs))
+		}
+		cs, walked, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10]})
+		if err != nil {
+			return err
+		}
+		if len(cs) != 190 || walked > 191 {
+			t.Errorf("190 new commits: listed %d, walked %d", len(cs), walked)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
