@@ -19,7 +19,7 @@ func (s *Store) CountNew(head Hash, old []Hash, limit int) (int, error) {
 	}
 	n := 0
 	err := s.readObjs(func(o *objReader) error {
-		cs, err := newCommits(o, head, old)
+		cs, _, err := newCommitsSince(o, []Hash{head}, old, limit)
 		if err != nil {
 			return err
 		}
@@ -92,8 +92,9 @@ func (s *Store) ValidateHistory(head Hash) error { return s.validateNew(head) }
 // never their trees, so a fetch of a few new commits costs what they
 // changed plus one read per commit of history. It may list an object the
 // client has (a blob that a merge brings from its second parent); never
-// one less. (newCommits, which stops early on commit times, missed
-// commits made within one second of each other here.)
+// one less. (A walk that stopped early on commit times missed commits
+// made within one second of each other here; newCommitsSince stops on
+// generation numbers, which are exact.)
 func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 	var out []Hash
 	err := s.readObjs(func(o *objReader) error {
@@ -106,7 +107,7 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 			out = append(out, h)
 			return true
 		}
-		cs, _, err := newCommitsSince(o, wants, haves)
+		cs, _, err := newCommitsSince(o, wants, haves, 0)
 		if err != nil {
 			return err
 		}
@@ -136,8 +137,9 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 // above the lowest have, where a walk of everything the haves reach (what
 // this did before) read a peer's whole history at every push: 20,000
 // commits, a tenth of a node's CPU while its clients appended.
-// It also returns how many commits it took from the queue, new or not.
-func newCommitsSince(o *objReader, wants, haves []Hash) ([]commitNode, int, error) {
+// It also returns how many commits it took from the queue, new or not. It
+// stops at limit new commits, if limit is positive.
+func newCommitsSince(o *objReader, wants, haves []Hash, limit int) ([]commitNode, int, error) {
 	const queued, taken, old = 1, 2, 4
 	state := map[Hash]uint8{}
 	q := &pqueue[genItem]{less: byGeneration}
@@ -180,7 +182,7 @@ func newCommitsSince(o *objReader, wants, haves []Hash) ([]commitNode, int, erro
 	}
 	var out []commitNode
 	n := 0
-	for ; live > 0; n++ {
+	for ; live > 0 && (limit <= 0 || len(out) < limit); n++ {
 		it := heap.Pop(q).(genItem)
 		st := state[it.h]
 		state[it.h] = st | taken

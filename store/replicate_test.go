@@ -114,7 +114,7 @@ func TestPackObjectsComplete(t *testing.T) {
 		// does.
 		var cs []commitNode
 		if err := s.readObjs(func(o *objReader) error {
-			cs, _, err = newCommitsSince(o, []Hash{want}, haves)
+			cs, _, err = newCommitsSince(o, []Hash{want}, haves, 0)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -194,7 +194,7 @@ func TestNewCommitsSinceWalksNewOnly(t *testing.T) {
 	}
 	err := s.readObjs(func(o *objReader) error {
 		for _, k := range []int{0, 1, 5} {
-			cs, walked, err := newCommitsSince(o, []Hash{heads[len(heads)-1]}, []Hash{heads[len(heads)-1-k]})
+			cs, walked, err := newCommitsSince(o, []Hash{heads[len(heads)-1]}, []Hash{heads[len(heads)-1-k]}, 0)
 			if err != nil {
 				return err
 			}
@@ -203,19 +203,27 @@ func TestNewCommitsSinceWalksNewOnly(t *testing.T) {
 			}
 		}
 		// Haves far back, and one the wants do not reach.
-		cs, _, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10], heads[250]})
+		cs, _, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10], heads[250]}, 0)
 		if err != nil {
 			return err
 		}
 		if len(cs) != 0 {
 			t.Errorf("a want below a have: listed %d commits", len(cs))
 		}
-		cs, walked, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10]})
+		cs, walked, err := newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10]}, 0)
 		if err != nil {
 			return err
 		}
 		if len(cs) != 190 || walked > 191 {
 			t.Errorf("190 new commits: listed %d, walked %d", len(cs), walked)
+		}
+		// A count that stops at a limit walks no further.
+		cs, walked, err = newCommitsSince(o, []Hash{heads[200]}, []Hash{heads[10]}, 20)
+		if err != nil {
+			return err
+		}
+		if len(cs) != 20 || walked > 21 {
+			t.Errorf("limit 20: listed %d, walked %d", len(cs), walked)
 		}
 		return nil
 	})

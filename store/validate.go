@@ -3,7 +3,6 @@ package store
 import (
 	"bufio"
 	"compress/zlib"
-	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,7 +141,7 @@ func (s *Store) validateNew(head Hash) error {
 		old = append(old, b.Head)
 	}
 	return s.readObjs(func(o *objReader) error {
-		commits, err := newCommits(o, head, old)
+		commits, _, err := newCommitsSince(o, []Hash{head}, old, 0)
 		if err != nil {
 			return err
 		}
@@ -197,89 +196,6 @@ func parseCommit(h Hash, data []byte) (commitNode, error) {
 		return commitNode{}, fmt.Errorf("commit %s: %w", h, err)
 	}
 	return commitNode{hash: h, tree: c.TreeHash, parents: c.ParentHashes, when: c.Committer.When.Unix()}, nil
-}
-
-// newCommits lists the commits that head reaches and old do not, walking
-// both by commit time as git's merge-base does. Clock skew can only make it
-// list more (commits that old reaches too), never fewer.
-func newCommits(o *objReader, head Hash, old []Hash) ([]commitNode, error) {
-	const fromNew, fromOld = 1, 2
-	flags := map[Hash]int{}
-	q := &pqueue[queued]{less: byTime}
-	push := func(h Hash, f int) error {
-		if flags[h]&f == f {
-			return nil
-		}
-		first := flags[h] == 0
-		flags[h] |= f
-		if !first && f == fromNew {
-			return nil
-		}
-		c, err := readCommit(o, h)
-		if err != nil {
-			return err
-		}
-		heap.Push(q, queued{c, flags[h]})
-		return nil
-	}
-	for _, h := range old {
-		if !h.IsZero() {
-			if err := push(h, fromOld); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := push(head, fromNew); err != nil {
-		return nil, err
-	}
-	var found []commitNode
-	listed := map[Hash]bool{}
-	for q.Len() > 0 {
-		onlyOld := true
-		for _, e := range q.items {
-			if flags[e.c.hash] == fromNew {
-				onlyOld = false
-				break
-			}
-		}
-		if onlyOld {
-			break
-		}
-		e := heap.Pop(q).(queued)
-		f := flags[e.c.hash]
-		if f == fromNew && !listed[e.c.hash] {
-			listed[e.c.hash] = true
-			found = append(found, e.c)
-		}
-		for _, p := range e.c.parents {
-			if err := push(p, f); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// The old side may have reached some after they were listed.
-	var out []commitNode
-	for _, c := range found {
-		if flags[c.hash] == fromNew {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-type queued struct {
-	c     commitNode
-	flags int
-}
-
-// byTime takes commits latest first; commits of one second (scripts,
-// tests): the old side first, so that it reaches them before the new
-// side lists them.
-func byTime(a, b queued) bool {
-	if a.c.when != b.c.when {
-		return a.c.when > b.c.when
-	}
-	return a.flags > b.flags
 }
 
 // pqueue is a priority queue for container/heap: the least by less first.

@@ -125,7 +125,7 @@ func TestNewCommits(t *testing.T) {
 			{"none new", a, []Hash{c}, 0},
 			{"two heads", c, []Hash{a, b}, 1},
 		} {
-			got, err := newCommits(o, tc.head, tc.old)
+			got, _, err := newCommitsSince(o, []Hash{tc.head}, tc.old, 0)
 			if err != nil {
 				return err
 			}
