@@ -20,7 +20,8 @@
 // background writer then writes batches of logged commits into the
 // repository, each batch's objects as one pack (synced before it is renamed
 // in) and the branch files without syncs, and a checkpoint (syncfs) empties
-// the log every thousand commits, before any other kind of write, and on
+// the log once it is half full (every 500-600 commits, in the background
+// after a batch), when it is full, before any other kind of write, and on
 // Close. Open replays what the log holds, rewriting objects a power cut left
 // missing or empty. Small packs are merged in the background (packmerge.go).
 // Other writers (merge,

@@ -210,26 +210,36 @@ func (s *Store) runPending(stop <-chan struct{}) {
 			timer.Stop()
 			continue
 		}
-		batch := p.queue[:n:n]
 		p.mu.Unlock()
-		err := s.writeBatch(batch)
-		p.mu.Lock()
-		if err != nil {
-			// The commits stay readable from memory and durable in the
-			// log; Open replays them. Nothing more is written until then.
-			p.err = err
-			s.log.Error("store: writing logged commits into the repository failed; they are kept in the commit log", "err", err)
-		} else {
-			p.done(batch)
-		}
-		// Wake drain (its commits written) and add (room in the queue).
-		p.idle.Broadcast()
-		p.mu.Unlock()
-		if err == nil {
+		if err := s.writeQueued(n); err == nil {
+			s.maybeCheckpoint()
 			s.releaseFlock(false)
 			s.maybeMergePacks()
 		}
 	}
+}
+
+// writeQueued writes the first n queued commits into the repository (the
+// batch writer's step). A failure stops the queue (pending.err).
+func (s *Store) writeQueued(n int) error {
+	p := s.pend
+	p.mu.Lock()
+	batch := p.queue[:n:n]
+	p.mu.Unlock()
+	err := s.writeBatch(batch)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		// The commits stay readable from memory and durable in the
+		// log; Open replays them. Nothing more is written until then.
+		p.err = err
+		s.log.Error("store: writing logged commits into the repository failed; they are kept in the commit log", "err", err)
+	} else {
+		p.done(batch)
+	}
+	// Wake drain (its commits written) and add (room in the queue).
+	p.idle.Broadcast()
+	return err
 }
 
 // done takes the batch of the first queued commits, just written, off the

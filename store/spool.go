@@ -275,6 +275,12 @@ type streamReader struct {
 func (r *streamReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.n += int64(n)
+	if err != nil && err != io.EOF {
+		// The log's old file, closed after a checkpoint (wal.reset).
+		if serr := r.o.stale(); serr != nil {
+			return n, serr
+		}
+	}
 	if err == io.EOF {
 		if serr := r.o.stale(); serr != nil {
 			return n, serr

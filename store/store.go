@@ -159,6 +159,8 @@ type Store struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	bg        sync.WaitGroup
+	// ckptRunning is set while an early checkpoint runs (maybeCheckpoint).
+	ckptRunning atomic.Bool
 }
 
 // Init creates a new bare repository at path (creating the directory) with

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // crashAbandon drops s as a crash would: its files are closed but nothing
@@ -174,6 +175,55 @@ func TestWALCheckpoint(t *testing.T) {
 	}
 }
 
+// TestWALEarlyCheckpoint: once the log is half full, the batch writer
+// empties it after a batch, so that no client's commit waits for the
+// queue to be written and the file system synced (the checkpoint a full
+// log forces); the log is a new file, and the commits are all there
+// after a reopen.
+func TestWALEarlyCheckpoint(t *testing.T) {
+	s := newStore(t)
+	before, err := os.Stat(filepath.Join(s.Path(), walName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := commitItems(t, s, walMaxRecords/2+1)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The batch writer checkpoints after the batch Flush waited for.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		s.wmu.Lock()
+		size, recs := s.wal.size, s.wal.records
+		s.wmu.Unlock()
+		if size == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the commit log still holds %d records (%d bytes) a minute after the batch", recs, size)
+		}
+	}
+	after, err := os.Stat(filepath.Join(s.Path(), walName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(before, after) {
+		t.Error("the emptied log is the same file: truncated in place under the writer lock")
+	}
+	hs = append(hs, put(t, s, "items/last", "after the checkpoint"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(s.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if head, _ := s2.Resolve(DefaultBranch); head != hs[len(hs)-1] {
+		t.Fatalf("head after reopen %s, want %s", short(head), short(hs[len(hs)-1]))
+	}
+	fsckOpen(t, s2)
+}
+
 // TestWALSharedWithAnotherOpen: a second Store on the same repository
 // (another process, or a pull, push or clone by path in this one) takes
 // the flock while the first is idle, replays the commit log and empties it
@@ -204,6 +254,11 @@ func TestWALSharedWithAnotherOpen(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// b's checkpoint put a new file in the log's place: a's record is
+	// there, not in the file a had open before.
+	if fi, err := os.Stat(filepath.Join(a.Path(), walName)); err != nil || fi.Size() == 0 {
+		t.Fatalf("the commit log holds nothing after a's commit (%v): it went to the old file", err)
 	}
 	for _, when := range []string{"pending", "written"} {
 		got, err := a.ReadBlob(h)
