@@ -439,7 +439,7 @@ func (s *Store) checkpoint() error {
 // (The batch writer cannot take the writer lock itself: a writer holding
 // it may be waiting in drain for the batch writer.)
 func (s *Store) maybeCheckpoint() {
-	if s.wal == nil || !s.wal.half.Load() || s.isClosed() || !s.ckptRunning.CompareAndSwap(false, true) {
+	if w := s.wal; w == nil || !w.half.Load() || s.isClosed() || !s.ckptRunning.CompareAndSwap(false, true) {
 		return
 	}
 	s.bg.Add(1)
