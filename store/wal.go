@@ -280,12 +280,8 @@ func (w *wal) reset() error {
 		f.Close()
 		return fmt.Errorf("store: commit log: %w", err)
 	}
-	// Records appended from now on go to the new file: its name must be
-	// durable before the first of them is acknowledged.
-	if err := syncDir(w.repo); err != nil {
-		f.Close()
-		return fmt.Errorf("store: commit log: sync: %w", err)
-	}
+	// From here on the log is the new file: records must not go to the
+	// old one, which no name reaches any more.
 	w.gen.Add(1)
 	old := w.f
 	w.f = f
@@ -294,6 +290,12 @@ func (w *wal) reset() error {
 	w.half.Store(false)
 	clear(w.branches)
 	w.unknown = false
+	// The new file's name must be durable before a record in it is
+	// acknowledged; if it cannot be made so, no record is taken.
+	if err := syncDir(w.repo); err != nil {
+		w.broken = fmt.Errorf("store: commit log: syncing the new log's folder: %w", err)
+		return w.broken
+	}
 	return nil
 }
 
