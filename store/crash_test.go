@@ -16,12 +16,16 @@ import (
 
 // TestCrashChild is the child process of TestCrash: it commits in a loop and
 // reports each commit that Update returned, and repacks (GC, PackLoose,
-// merging the batches' packs) now and then, until it is killed.
+// merging the batches' packs) now and then, until it is killed. The commit
+// log is emptied in the background every few records (maybeCheckpoint),
+// so that kills also land in those checkpoints and the replacement of the
+// log's file.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv("NYMOTE_CRASH_DIR")
 	if dir == "" {
 		t.Skip("only run as TestCrash's child")
 	}
+	walEarlyRecords = 3
 	s, err := Open(dir, Options{GCLooseObjects: -1})
 	if err != nil {
 		fmt.Println("open failed:", err)

@@ -258,8 +258,12 @@ func (w *wal) full() bool { return w.records >= walMaxRecords || w.size >= walMa
 // the same, set after each append for the batch writer, which does not
 // hold the writer lock.
 func (w *wal) halfFull() bool {
-	return w.records >= walMaxRecords/2 || w.size >= walMaxBytes/2
+	return w.records >= walEarlyRecords || w.size >= walMaxBytes/2
 }
+
+// walEarlyRecords is the number of records at which the log may be
+// emptied early (a variable: the crash test checkpoints every few).
+var walEarlyRecords = walMaxRecords / 2
 
 // reset empties the log, durably. The caller has made everything the log
 // held durable in the repository first. A new empty file takes the log's
