@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 func TestGC(t *testing.T) {
@@ -263,5 +265,76 @@ func TestPackLoose(t *testing.T) {
 	if _, packs, _ := s.objectFiles(); len(packs) != 1 || gst.Pruned == 0 {
 		t.Errorf("after GC: %d packs, %d pruned; want 1 pack and the unreachable object pruned", len(packs), gst.Pruned)
 	}
+	fsckOpen(t, s)
+}
+
+// TestGCKeepsLargeBlobsWhole: GC stores blobs larger than gcWholeAbove
+// whole, however alike (reading one then resolves no chain of deltas),
+// and the rest (trees, small blobs) with deltas; git reads both packs,
+// and every item reads back.
+func TestGCKeepsLargeBlobsWhole(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	body := strings.Repeat("Dear reader, this week's news is much like last week's.\n", 100)
+	want := map[string]string{}
+	for i := 0; i < 30; i++ {
+		large := body + fmt.Sprint("issue ", i)
+		small := fmt.Sprintf("flags of %d: seen", i)
+		if _, err := s.Update(ctx, CommitOptions{}, func(tx *Tx) error {
+			if err := tx.Put(fmt.Sprintf("box/%d.eml", i), []byte(large)); err != nil {
+				return err
+			}
+			return tx.Put(fmt.Sprintf("box/%d.meta", i), []byte(small))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want[fmt.Sprintf("box/%d.eml", i)] = large
+		want[fmt.Sprintf("box/%d.meta", i)] = small
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var largeDeltas, largeWhole, treeDeltas int
+	err := s.readObjs(func(o *objReader) error {
+		for _, p := range o.packs {
+			for i := 0; i < p.idx.n; i++ {
+				off, _ := p.idx.offsetAt(i)
+				var b [1]byte
+				if _, err := p.f.ReadAt(b[:], off); err != nil {
+					return err
+				}
+				et := plumbing.ObjectType((b[0] >> 4) & 7)
+				isDelta := et == plumbing.OFSDeltaObject || et == plumbing.REFDeltaObject
+				typ, n, err := o.kind(p.idx.hash(i))
+				if err != nil {
+					return err
+				}
+				switch {
+				case typ == plumbing.BlobObject && n > gcWholeAbove && isDelta:
+					largeDeltas++
+				case typ == plumbing.BlobObject && n > gcWholeAbove:
+					largeWhole++
+				case typ == plumbing.TreeObject && isDelta:
+					treeDeltas++
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if largeDeltas != 0 || largeWhole != 30 {
+		t.Errorf("after GC: %d large blobs stored as deltas, %d whole; want 0 and 30", largeDeltas, largeWhole)
+	}
+	if treeDeltas == 0 {
+		t.Error("after GC: no tree stored as a delta")
+	}
+	for p, w := range want {
+		if got, err := s.Read("", p); err != nil || string(got) != w {
+			t.Errorf("%s after GC: %v", p, err)
+		}
+	}
+	verifyPacks(t, s)
 	fsckOpen(t, s)
 }

@@ -304,16 +304,9 @@ func (o *objReader) readPacked(p *packReader, off int64, depth int) (plumbing.Ob
 	switch t {
 	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
 	case plumbing.OFSDeltaObject:
-		c, err := br.ReadByte()
+		rel, err := readOFSOffset(br)
 		if err != nil {
 			return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
-		}
-		rel := int64(c & 0x7f)
-		for c&0x80 != 0 {
-			if c, err = br.ReadByte(); err != nil {
-				return 0, nil, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
-			}
-			rel = ((rel + 1) << 7) | int64(c&0x7f)
 		}
 		if rel <= 0 || rel > off {
 			return 0, nil, fmt.Errorf("pack %s offset %d: bad delta base offset %d", p.name, off, rel)

@@ -113,3 +113,83 @@ func readEntryHeader(r io.ByteReader) (plumbing.ObjectType, int64, error) {
 	}
 	return t, size, nil
 }
+
+// kind returns object h's type and size without reading its content: a
+// delta's type is its chain's first object's, found from the entries'
+// headers (the base's offset, or its hash for a delta by reference). GC
+// uses it to choose which objects may be stored as deltas.
+func (o *objReader) kind(h Hash) (plumbing.ObjectType, int64, error) {
+	if o.pend != nil {
+		if obj := o.pend.object(h); obj != nil {
+			return obj.Type(), obj.Size(), nil
+		}
+	}
+	for _, p := range o.packs {
+		off, found := p.idx.offset(h)
+		if !found {
+			continue
+		}
+		n, err := p.entrySize(off)
+		if err != nil {
+			return 0, 0, err
+		}
+		t, err := o.entryType(p, off)
+		return t, n, err
+	}
+	t, data, err := o.readLoose(h)
+	return t, int64(len(data)), err
+}
+
+// entryType follows the chain of delta bases from the entry at off to an
+// entry that is not a delta, and returns its type.
+func (o *objReader) entryType(p *packReader, off int64) (plumbing.ObjectType, error) {
+	br := packBufs.Get().(*bufio.Reader)
+	defer putPackBuf(br)
+	for depth := 0; depth <= maxDeltaDepth; depth++ {
+		br.Reset(io.NewSectionReader(p.f, off, 1<<62))
+		t, _, err := readEntryHeader(br)
+		if err != nil {
+			return 0, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+		}
+		switch t {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+			return t, nil
+		case plumbing.OFSDeltaObject:
+			rel, err := readOFSOffset(br)
+			if err != nil || rel <= 0 || rel > off {
+				return 0, fmt.Errorf("pack %s offset %d: bad delta base offset", p.name, off)
+			}
+			off -= rel
+		case plumbing.REFDeltaObject:
+			var base Hash
+			if _, err := io.ReadFull(br, base[:]); err != nil {
+				return 0, fmt.Errorf("pack %s offset %d: %w", p.name, off, err)
+			}
+			boff, ok := p.idx.offset(base)
+			if !ok {
+				t, _, err := o.kind(base)
+				return t, err
+			}
+			off = boff
+		default:
+			return 0, fmt.Errorf("pack %s offset %d: bad object type %d", p.name, off, t)
+		}
+	}
+	return 0, fmt.Errorf("pack %s: delta chain deeper than %d", p.name, maxDeltaDepth)
+}
+
+// readOFSOffset reads an offset delta's distance back to its base.
+func readOFSOffset(br io.ByteReader) (int64, error) {
+	c, err := br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	rel := int64(c & 0x7f)
+	for c&0x80 != 0 {
+		if c, err = br.ReadByte(); err != nil {
+			return 0, err
+		}
+		rel = ((rel + 1) << 7) | int64(c&0x7f)
+	}
+	return rel, nil
+}

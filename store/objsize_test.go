@@ -17,8 +17,9 @@ func TestObjectSize(t *testing.T) {
 	s := newStore(t)
 	want := map[Hash]int{}
 	for i := range 12 {
-		// Similar blobs, so that GC stores most as deltas.
-		data := strings.Repeat(fmt.Sprintf("line %d of a long enough item\n", i%3), 200+i)
+		// Similar blobs, so that GC stores most as deltas (small
+		// enough for that: gcWholeAbove).
+		data := strings.Repeat(fmt.Sprintf("line %d of a long enough item\n", i%3), 40+i)
 		h, err := s.Update(ctx, CommitOptions{}, func(tx *Tx) error {
 			_, err := tx.PutBlob(fmt.Sprintf("items/%d", i), []byte(data))
 			return err

@@ -28,13 +28,13 @@ import (
 // where go-git's encoder reads every object again and the pack must then be
 // parsed back to index it: the incremental repack, which runs while commits
 // go on, costs a third of the CPU it did.
-func writeRawPack(f io.Writer, n int, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
+func writeRawPack(f io.Writer, n int, writers *sync.Pool, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
 	pw, err := newPackWriter(f, n)
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
+	zw := writers.Get().(*zlib.Writer)
+	defer writers.Put(zw)
 	for i := 0; i < n; i++ {
 		h, t, data, err := next(i)
 		if err != nil {
@@ -131,8 +131,15 @@ var packWriteBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 
 
 // zlibWriters compress at zlib's fastest level: incremental packs are
 // written while commits go on, and the full repack rewrites them anyway.
+// gcWriters compress at zlib's default level, as git does, for what the
+// full repack keeps whole (gc.go).
 var zlibWriters = sync.Pool{New: func() any {
 	w, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
+	return w
+}}
+
+var gcWriters = sync.Pool{New: func() any {
+	w, _ := zlib.NewWriterLevel(io.Discard, zlib.DefaultCompression)
 	return w
 }}
 
