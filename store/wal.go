@@ -30,11 +30,12 @@ import (
 // the file system (syncfs) and empties the log (a new file takes its
 // name): in the background once the log is half full (maybeCheckpoint),
 // in the writer that fills it (walMaxRecords records or walMaxBytes
-// bytes), before any other kind of write, and on Close. Open replays a log that is not empty: every object of every record is
-// checked and rewritten if it is missing or damaged (a power cut can leave
-// unsynced files empty), and the branch moves are redone where the branch
-// still points at the old commit or cannot be read. Replaying twice does no
-// harm. A record cut short by a crash was never acknowledged; it is dropped.
+// bytes), before any other kind of write, and on Close. Open replays a
+// log that is not empty: every object of every record is checked and
+// rewritten if it is missing or damaged (a power cut can leave unsynced
+// files empty), and the branch moves are redone where the branch still
+// points at the old commit or cannot be read. Replaying twice does no harm.
+// A record cut short by a crash was never acknowledged; it is dropped.
 //
 // Record: "nyw1", payload length (uint32), CRC-32C of the payload (uint32),
 // payload: branch length (uint16), branch, old commit (20 bytes), new commit
