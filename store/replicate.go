@@ -135,8 +135,9 @@ func (s *Store) packObjects(wants, haves []Hash) ([]Hash, error) {
 // walk ends once every commit queued is reached from a have: what those
 // reach is the client's too. It walks the new commits and those numbered
 // above the lowest have, where a walk of everything the haves reach (what
-// this did before) read a peer's whole history at every push: 20,000
-// commits, a tenth of a node's CPU while its clients appended.
+// packObjects did before) read a peer's whole history at every push (667
+// µs at 5000 commits, growing with them; 12 µs now), and a walk by commit
+// time (what CountNew did) could not stop among commits of one second.
 // It also returns how many commits it took from the queue, new or not. It
 // stops at limit new commits, if limit is positive.
 func newCommitsSince(o *objReader, wants, haves []Hash, limit int) ([]commitNode, int, error) {
