@@ -53,22 +53,59 @@ func validateBranch(name string) error {
 	return nil
 }
 
-// Branches lists the branches, sorted by name.
+// Branches lists the branches, sorted by name. It does not wait for
+// pending commits to be written (it read through go-git, which did): a
+// branch's pending head comes from memory, over what its file says. A
+// replica receiving a push listed them twice, and each time wrote its
+// queued commits at once (a pack and its syncs per push, where the batch
+// writer waits up to batchDelay to gather them).
 func (s *Store) Branches() ([]Branch, error) {
-	var out []Branch
-	err := s.read(func(r *git.Repository) error {
-		out = out[:0]
-		it, err := r.Storer.IterReferences()
-		if err != nil {
-			return fmt.Errorf("store: branches: %w", err)
+	var (
+		heads map[string]Hash
+		err   error
+	)
+	// The files and the pending heads as of one moment: again if a batch
+	// was written meanwhile (its heads leave the pending ones once their
+	// files are written).
+	for {
+		var before uint64
+		if s.pend != nil {
+			s.pend.mu.Lock()
+			before = s.pend.written
+			s.pend.mu.Unlock()
 		}
-		return it.ForEach(func(ref *plumbing.Reference) error {
-			if ref.Name().IsBranch() && ref.Type() == plumbing.HashReference {
-				out = append(out, Branch{Name: ref.Name().Short(), Head: ref.Hash()})
+		heads = map[string]Hash{}
+		err = s.readRefs(func(r *git.Repository) error {
+			it, err := r.Storer.IterReferences()
+			if err != nil {
+				return fmt.Errorf("store: branches: %w", err)
 			}
-			return nil
+			return it.ForEach(func(ref *plumbing.Reference) error {
+				if ref.Name().IsBranch() && ref.Type() == plumbing.HashReference {
+					heads[ref.Name().Short()] = ref.Hash()
+				}
+				return nil
+			})
 		})
-	})
+		if err != nil || s.pend == nil {
+			break
+		}
+		s.pend.mu.Lock()
+		same := s.pend.written == before
+		if same {
+			for b, h := range s.pend.heads {
+				heads[b] = h
+			}
+		}
+		s.pend.mu.Unlock()
+		if same {
+			break
+		}
+	}
+	out := make([]Branch, 0, len(heads))
+	for b, h := range heads {
+		out = append(out, Branch{Name: b, Head: h})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, err
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,38 @@ func TestBranches(t *testing.T) {
 	s.Flush()
 	if out := runGit(t, s.Path(), "branch", "--list"); strings.TrimSpace(out) != "* main" {
 		t.Errorf("git branch: %q", out)
+	}
+}
+
+// TestBranchesPending: Branches answers pending commits' heads from memory
+// (a branch's file is written with its batch), also a branch that only a
+// pending commit made, whether or not the batch is written meanwhile.
+func TestBranchesPending(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		h := put(t, s, "x", fmt.Sprint(i))
+		side, err := s.Update(ctx, CommitOptions{Branch: "side"}, func(tx *Tx) error {
+			return tx.Put("y", []byte(fmt.Sprint(i)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := s.Branches()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]Hash{}
+		for _, b := range bs {
+			got[b.Name] = b.Head
+		}
+		if got[DefaultBranch] != h || got["side"] != side || len(bs) != 2 {
+			t.Fatalf("commit %d: branches %v; want main at %s, side at %s", i, bs, short(h), short(side))
+		}
+		if i%5 == 4 {
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
