@@ -105,10 +105,25 @@ func TestCrash(t *testing.T) {
 			}
 			close(lines)
 		}()
-		delay := time.Duration(50+rng.IntN(400)) * time.Millisecond
-		time.Sleep(delay)
+		// Killed at a random moment after its first commit (not after a
+		// fixed time: on a loaded machine the child may take longer than
+		// that to open the store).
+		var got []string
+		select {
+		case l, ok := <-lines:
+			if ok {
+				got = append(got, l)
+			}
+		case <-time.After(2 * time.Minute):
+			cmd.Process.Kill()
+			t.Fatalf("kill %d: the child reported no commit in two minutes", k+1)
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		for l := range lines {
+			got = append(got, l)
+		}
+		for _, l := range got {
 			f := strings.Fields(l)
 			if len(f) != 2 || len(f[0]) != 40 {
 				t.Fatalf("child said %q", l)
