@@ -29,6 +29,9 @@ type PathInfo struct {
 	Kind string
 	// Key is the message's key for "eml" and "meta".
 	Key string
+	// Layout is the layout whose folders an "eml" or "meta" item's path
+	// has (Layout16 or Layout256).
+	Layout int
 }
 
 // ParsePath says what a store path under Prefix names; ok is false for a
@@ -62,7 +65,7 @@ func ParsePath(p string) (pi PathInfo, ok bool) {
 		if key == "" || (ext != ".eml" && ext != ".meta") {
 			return pi, false
 		}
-		pi.Key, pi.Kind = key, ext[1:]
+		pi.Key, pi.Kind, pi.Layout = key, ext[1:], itemLayout(sub)
 	}
 	return pi, true
 }

@@ -130,18 +130,13 @@ func ItemsByLayout(st *store.Store, user, id string) (map[int]int, error) {
 }
 
 // itemLayout is the layout of message item p (its key and kind), 0 if p
-// is not one.
+// is not one or is not in its key's folders.
 func itemLayout(p string) (l int, pi mailstore.PathInfo) {
 	pi, ok := mailstore.ParsePath(p)
-	if !ok || pi.Key == "" {
+	if !ok || pi.Key == "" || p != mailstore.LayoutPath(pi.Layout, pi.User, pi.Box, pi.Key, pi.Kind) {
 		return 0, pi
 	}
-	for _, l := range []int{mailstore.Layout16, mailstore.Layout256} {
-		if p == mailstore.LayoutPath(l, pi.User, pi.Box, pi.Key, pi.Kind) {
-			return l, pi
-		}
-	}
-	return 0, pi
+	return pi.Layout, pi
 }
 
 // ToLayout256 rewrites mailbox id of user as versions before
