@@ -39,9 +39,9 @@ type Options struct {
 	// pushed unless the peer holds it by then (store.SyncOptions.
 	// SkipIfHeld), holds the head held back then, or has newer commits
 	// from the head's pusher (SkipIfHas, SkipIfNewer: that pusher
-	// reaches it, and brings it the rest); relays go out at most once per Relay while commits
-	// keep coming, so that a peer that only this node reaches still gets
-	// them: 1 s (at most Poll).
+	// reaches it, and brings it the rest); relays go out at most once per
+	// Relay while commits keep coming, so that a peer that only this node
+	// reaches still gets them: 1 s (at most Poll).
 	Relay time.Duration
 	// Poll is how often each peer is pulled from when nothing else made
 	// the engine talk to it: 30 s.
