@@ -38,8 +38,33 @@ type objReader struct {
 	pend  *pending // logged objects not yet in the repository; may be nil
 	dir   string   // objects/
 	packs []*packReader
+	last  atomic.Int32 // which of packs the last object found was in (locate)
 	trees *treeCache
 	bases *baseCache
+}
+
+// locate returns the pack that holds h and h's position in its index.
+// It tries first the pack where the last object was found, as git does:
+// objects read together were mostly written together (a commit's trees
+// and items, a push's objects), and a lookup that misses costs a search
+// of an index.
+func (o *objReader) locate(h Hash) (*packReader, int, bool) {
+	k := int(o.last.Load())
+	if k < len(o.packs) {
+		if i, ok := o.packs[k].idx.find(h); ok {
+			return o.packs[k], i, true
+		}
+	}
+	for j, p := range o.packs {
+		if j == k {
+			continue
+		}
+		if i, ok := p.idx.find(h); ok {
+			o.last.Store(int32(j))
+			return p, i, true
+		}
+	}
+	return nil, 0, false
 }
 
 type packReader struct {
@@ -93,11 +118,7 @@ func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err err
 	if o.pend != nil && o.pend.object(h) != nil {
 		return nil, 0, false, nil
 	}
-	for _, p := range o.packs {
-		i, found := p.idx.find(h)
-		if !found {
-			continue
-		}
+	if p, i, found := o.locate(h); found {
 		off, ok := p.idx.offsetAt(i)
 		if !ok {
 			return nil, 0, false, fmt.Errorf("pack %s: bad offset of %s", p.name, h)
@@ -184,10 +205,10 @@ func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
 			return obj.Type(), data, err
 		}
 	}
-	for _, p := range o.packs {
-		off, ok := p.idx.offset(h)
+	if p, i, ok := o.locate(h); ok {
+		off, ok := p.idx.offsetAt(i)
 		if !ok {
-			continue
+			return 0, nil, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
 		}
 		return o.readPacked(p, off, 0)
 	}

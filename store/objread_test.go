@@ -127,6 +127,19 @@ func TestPackOffset(t *testing.T) {
 		w.Add(h, uint64(off), uint32(i))
 		want[h] = off
 	}
+	// Names alike in their first eight bytes (the search's first
+	// comparison), every other one in the index.
+	var alike []Hash
+	for j := range 40 {
+		h := Hash{0xab, 1, 2, 3, 4, 5, 6, 7}
+		h[8+j%12] = byte(j + 1)
+		h[19] = byte(j)
+		alike = append(alike, h)
+		if j%2 == 0 {
+			w.Add(h, uint64(5+j), 0)
+			want[h] = int64(5 + j)
+		}
+	}
 	if err := w.OnFooter(Hash{}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +163,11 @@ func TestPackOffset(t *testing.T) {
 		lib, err := idx.FindOffset(h)
 		if !ok || got != off || err != nil || lib != off {
 			t.Fatalf("%s: packOffset %d %v, FindOffset %d %v, want %d", h, got, ok, lib, err, off)
+		}
+	}
+	for j, h := range alike {
+		if _, ok := x.offset(h); ok != (j%2 == 0) {
+			t.Fatalf("%s (alike in its first eight bytes): found %v, want %v", h, ok, j%2 == 0)
 		}
 	}
 	for i := 3000; i < 3100; i++ {

@@ -20,10 +20,10 @@ func (o *objReader) size(h Hash) (n int64, ok bool, err error) {
 			return obj.Size(), true, nil
 		}
 	}
-	for _, p := range o.packs {
-		off, found := p.idx.offset(h)
-		if !found {
-			continue
+	if p, i, found := o.locate(h); found {
+		off, ok := p.idx.offsetAt(i)
+		if !ok {
+			return 0, false, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
 		}
 		n, err := p.entrySize(off)
 		return n, err == nil, err
@@ -124,10 +124,10 @@ func (o *objReader) kind(h Hash) (plumbing.ObjectType, int64, error) {
 			return obj.Type(), obj.Size(), nil
 		}
 	}
-	for _, p := range o.packs {
-		off, found := p.idx.offset(h)
-		if !found {
-			continue
+	if p, i, found := o.locate(h); found {
+		off, ok := p.idx.offsetAt(i)
+		if !ok {
+			return 0, 0, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
 		}
 		n, err := p.entrySize(off)
 		if err != nil {

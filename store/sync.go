@@ -462,11 +462,8 @@ func (s *Store) has(h Hash) bool {
 			ok = true
 			return nil
 		}
-		for _, p := range o.packs {
-			if p.idx.contains(h) {
-				ok = true
-				return nil
-			}
+		if _, _, ok = o.locate(h); ok {
+			return nil
 		}
 		x := h.String()
 		_, err := os.Stat(filepath.Join(o.dir, x[:2], x[2:]))

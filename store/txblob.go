@@ -84,10 +84,8 @@ func (o *objReader) hasBlob(h Hash) (bool, error) {
 			return obj.Type() == plumbing.BlobObject, nil
 		}
 	}
-	for _, p := range o.packs {
-		if p.idx.contains(h) {
-			return true, nil
-		}
+	if _, _, ok := o.locate(h); ok {
+		return true, nil
 	}
 	t, _, err := o.readLoose(h)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
