@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -448,7 +449,13 @@ func (s *Store) finishPack(ctx context.Context, pf *os.File, syncPackDir bool, s
 			os.Remove(xf.Name())
 		}
 	}()
-	if _, err := idxfile.NewEncoder(xf).Encode(idx); err != nil {
+	// The encoder writes the index a field at a time: a write call for
+	// each fanout entry, hash, CRC and offset without a buffer.
+	bw := bufio.NewWriterSize(xf, 64<<10)
+	if _, err := idxfile.NewEncoder(bw).Encode(idx); err != nil {
+		return "", nil, fmt.Errorf("store: write index: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
 		return "", nil, fmt.Errorf("store: write index: %w", err)
 	}
 	if !s.opts.noSync {
