@@ -12,11 +12,14 @@ import (
 
 // maxSharedPack is the largest push pack kept in memory, for the next peer
 // that lacks the same objects (a replica pushes each new head to every
-// peer): 256 KiB on a host, a two-hundred-fifty-sixth of the memory limit
-// in an appliance (at least 64 KiB; read at each push, as an appliance
-// sets its limit at boot). A larger pack is written to a temporary file,
-// used once and removed.
-var maxSharedPack = 256 << 10
+// peer): 4 MiB on a host, a thirty-second of the memory limit in an
+// appliance (at least 64 KiB; read at each push, as an appliance sets its
+// limit at boot: 800 KiB in a 64 MiB VM). A larger pack is written to a
+// temporary file, used once and removed. A node taking a steady stream
+// of APPENDs pushes a few hundred KB every 50–100 ms: with 256 KiB here,
+// most of them went through files (4–5 KB written to disk per APPEND of
+// 150 bytes, a fifth of what the node wrote).
+var maxSharedPack = 4 << 20
 
 // pushPacks holds the last pack built for a push, by the objects it holds:
 // a push to each peer of the same new head lists the same objects, and the
@@ -53,7 +56,7 @@ func (s *Store) pushPack(hs []Hash) (io.ReadCloser, error) {
 	if pp.body != nil && pp.key == key {
 		return io.NopCloser(bytes.NewReader(pp.body)), nil
 	}
-	sw := &spillWriter{dir: filepath.Join(s.path, tmpDir), max: int(underMemoryLimit(int64(maxSharedPack), 64<<10, 256))}
+	sw := &spillWriter{dir: filepath.Join(s.path, tmpDir), max: int(underMemoryLimit(int64(maxSharedPack), 64<<10, 32))}
 	// (encodePack's packWriter buffers what it writes.)
 	if err := s.encodePack(sw, hs); err != nil {
 		sw.discard()
