@@ -26,12 +26,12 @@
 // execution trace of the rate phase (`go tool trace -pprof=syscall FILE`
 // gives where its goroutines waited in system calls).
 //
-// -apart runs the rate phase's two peers in a child process pinned to the
-// last CPU and everything else on the other CPUs (apart.go): what syncing
-// costs the appending node itself, as when its peers are other machines.
-// -peersdir DIR (with -apart) keeps the peers' stores under DIR, on
-// another file system (/dev/shm), so that their writes do not share the
-// node's disk either.
+// -apart runs the rate phase's two peers in a child process pinned to one
+// CPU, one that does not take the interrupts of the node's disk, and
+// everything else on the other CPUs (apart.go): what syncing costs the
+// appending node itself, as when its peers are other machines. The peers'
+// stores are then under -peersdir (default /dev/shm: another file
+// system, so that their writes do not share the node's disk either).
 package main
 
 import (
@@ -310,8 +310,11 @@ func main() {
 	peered, stopPeered := nodes[0], func() {}
 	peerIMAP := []string{nodes[1].imap, nodes[2].imap}
 	peersCPU := func() time.Duration { return 0 }
+	var nodeCores []int
+	peersCore, diskCore := -1, -1
 	if *apart {
-		must(pin(cores(0, runtime.NumCPU()-1)...))
+		nodeCores, peersCore, diskCore = placeCores(root)
+		must(pin(nodeCores...))
 		rn, _ := build(root, 3, "r", false)
 		for _, nd := range rn[1:] {
 			nd.st.Close()
@@ -328,7 +331,7 @@ func main() {
 				nd.dir = dir
 			}
 		}
-		stopPeers, cpu := peersApart(rn[1:])
+		stopPeers, cpu := peersApart(rn[1:], peersCore)
 		stopA := serve(rn[:1])
 		peered, peersCPU = rn[0], cpu
 		peerIMAP = []string{rn[1].imap, rn[2].imap}
@@ -373,10 +376,11 @@ func main() {
 			}
 		}
 	}
-	cpuPer := map[*imapclient.Client]time.Duration{} // the process's CPU time in each side's blocks
-	wrPer := map[*imapclient.Client]int64{}          // and what it wrote to disk
-	var cpuPeers time.Duration                       // the peers' process's, in the peered blocks (-apart)
-	var held2 []float64                              // peered blocks' rates counted until both peers hold them
+	cpuPer := map[*imapclient.Client]time.Duration{}   // the process's CPU time in each side's blocks
+	wrPer := map[*imapclient.Client]int64{}            // and what it wrote to disk
+	latPer := map[*imapclient.Client][]time.Duration{} // each APPEND's time, client side
+	var cpuPeers time.Duration                         // the peers' process's, in the peered blocks (-apart)
+	var held2 []float64                                // peered blocks' rates counted until both peers hold them
 	block := func(c *imapclient.Client, tag string) float64 {
 		if *rateprofile != "" {
 			// A profile of each block: FILE.aloneN and FILE.peeredN
@@ -391,7 +395,12 @@ func main() {
 		}
 		t0, c0, p0, w0 := time.Now(), cpuTime(), peersCPU(), written()
 		for i := 0; i < *appends; i++ {
-			appendMsg(c, fmt.Sprintf("%s-%d", tag, i))
+			ta := time.Now()
+			// A region per APPEND in -ratetrace's trace, to find what
+			// ran while slow ones waited.
+			trace.WithRegion(context.Background(), "append-"+strings.TrimRight(strings.TrimPrefix(tag, "warm-"), "0123456789"),
+				func() { appendMsg(c, fmt.Sprintf("%s-%d", tag, i)) })
+			latPer[c] = append(latPer[c], time.Since(ta))
 		}
 		rate := float64(*appends) / time.Since(t0).Seconds()
 		if c == cp {
@@ -420,6 +429,7 @@ func main() {
 	block(cp, "warm-peered")
 	clear(cpuPer)
 	clear(wrPer)
+	clear(latPer)
 	held2, cpuPeers = nil, 0
 	var r0, r2 []float64
 	for r := 0; r < *rounds; r++ {
@@ -472,13 +482,29 @@ func main() {
 		med(held2), fmtRates(held2), med(held2)/med(r0))
 	n := time.Duration(*rounds * *appends)
 	if *apart {
-		fmt.Printf("CPU per APPEND (the node and the client, on CPUs 0-%d): no peers %v, two peers %v; the peers' process (CPU %d) %v\n",
-			runtime.NumCPU()-2, (cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond),
-			runtime.NumCPU()-1, (cpuPeers / n).Round(10*time.Microsecond))
+		disk := "unknown"
+		if diskCore >= 0 {
+			disk = fmt.Sprint(diskCore)
+		}
+		fmt.Printf("CPU per APPEND (the node and the client, on CPUs %v): no peers %v, two peers %v; the peers' process (CPU %d) %v; the disk's interrupts on CPU %s\n",
+			nodeCores, (cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond),
+			peersCore, (cpuPeers / n).Round(10*time.Microsecond), disk)
 	} else {
 		fmt.Printf("CPU per APPEND (all nodes of the process): no peers %v, two peers %v\n",
 			(cpuPer[ca] / n).Round(10*time.Microsecond), (cpuPer[cp] / n).Round(10*time.Microsecond))
 	}
+	// Where the rates differ: one client's APPENDs wait in turn, so a
+	// mean well above the median is a tail of slow ones (a sync that
+	// took long, a burst of other work ahead of the APPEND).
+	latLine := func(ds []time.Duration) string {
+		var sum time.Duration
+		for _, d := range ds {
+			sum += d
+		}
+		return fmt.Sprintf("mean %v, p50 %v, p90 %v, p99 %v", (sum / time.Duration(len(ds))).Round(time.Microsecond),
+			pct(ds, 0.5).Round(time.Microsecond), pct(ds, 0.9).Round(time.Microsecond), pct(ds, 0.99).Round(time.Microsecond))
+	}
+	fmt.Printf("APPEND latency, client side: no peers %s; two peers %s\n", latLine(latPer[ca]), latLine(latPer[cp]))
 	if written() >= 0 {
 		fmt.Printf("written to disk per APPEND (this process, /proc/self/io): no peers %.1f KB, two peers %.1f KB\n",
 			float64(wrPer[ca])/float64(n)/1000, float64(wrPer[cp])/float64(n)/1000)
@@ -551,7 +577,7 @@ var blockprofile = flag.String("blockprofile", "", "write the rate phase's block
 
 var apart = flag.Bool("apart", false, "run the rate phase's two peers in a process of their own on the last CPU, the rest on the others (as if the peers were other machines)")
 
-var peersdir = flag.String("peersdir", "", "with -apart, keep the peers' stores under this folder (another file system: /dev/shm, as if the peers had disks of their own)")
+var peersdir = flag.String("peersdir", "/dev/shm", "with -apart, keep the peers' stores under this folder, on another file system than the node's (as if the peers had disks of their own); \"\" keeps them beside the node's")
 
 var debounce = flag.Duration("debounce", 0, "the replica engine's Debounce (0: its default, 50 ms)")
 
