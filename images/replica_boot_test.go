@@ -32,6 +32,9 @@ type replicaNode struct {
 	cmdline     []string
 	// Host ends of the forwards: smtp (25), imaps (993), https (443).
 	smtp, imaps, https string
+	// forwards, when set, replace those three (an appliance other than
+	// mail's).
+	forwards []launch.Forward
 	// in is the fault proxy that the other node reaches this one's
 	// replication endpoint through (10.0.2.2:PORT in the guest).
 	in *replica.FaultProxy
@@ -40,9 +43,13 @@ type replicaNode struct {
 
 func (n *replicaNode) boot(t *testing.T) {
 	t.Helper()
+	fw := n.forwards
+	if fw == nil {
+		fw = []launch.Forward{{Host: n.smtp, Guest: 25}, {Host: n.imaps, Guest: 993}, {Host: n.https, Guest: 443}}
+	}
 	vm, err := launch.StartQEMU(context.Background(), qemuImage(t, n.dir, n.m), launch.QEMU{
 		Disk: n.disk, MemoryMiB: 256,
-		Forwards:     []launch.Forward{{Host: n.smtp, Guest: 25}, {Host: n.imaps, Guest: 993}, {Host: n.https, Guest: 443}},
+		Forwards:     fw,
 		ExtraCmdline: append([]string{"nymote.net=" + guestNet}, n.cmdline...),
 	}, nil)
 	if err != nil {
