@@ -29,11 +29,11 @@ import (
 // on the same cores.
 //
 // The peers' core is one that does not take the interrupts of the disk
-// under the nodes' stores (placeCores): on a VM whose disk interrupts
-// all go to one vCPU, a busy process there delays the completion of every
-// fdatasync the node waits for (with the peers there, 0.59–0.83 in three
-// runs; on the other core, 0.80–0.97 in three runs alternating with
-// those), which peers on machines of their own would not do.
+// under the nodes' stores (placeCores): on this VM, whose disk interrupts
+// all go to one vCPU, the node's fdatasyncs took longer while the peers
+// ran there (ratio 0.59–0.83 in three runs; with the peers on the other
+// core, 0.80–0.97 in three runs alternating with those), which peers on
+// machines of their own would not do.
 
 // childEnv names the nodes a child serves: name=dir pairs, comma
 // separated; its listeners are its files 3 and up, IMAP and git of each.
