@@ -103,8 +103,9 @@
 //     flags merge per flag; an expunge wins over a
 //     flag change; UIDs are each node's own and never renumbered);
 //   - contacts and calendar: per-property merges (dav.Kind's MergeFunc);
-//     two edits of one property keep one value in the object and the
-//     history shows both;
+//     two edits of one property keep one value in the object (the later
+//     REV's, the higher SEQUENCE's) and write the other into its NOTE or
+//     DESCRIPTION, where a person sees it; the history shows both;
 //   - users: a record changed on both nodes keeps the password set last,
 //     the app passwords of both sides but those revoked on either, and a
 //     deletion wins (store.MergeUserRecords); the records name the hashes

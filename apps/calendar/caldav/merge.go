@@ -2,6 +2,8 @@ package caldav
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,7 +62,9 @@ func newer(a, b *ical.Component) bool {
 
 // MergeICal merges two edits of an iCalendar object 3-way, per component
 // and RECURRENCE-ID instance: an instance one side changed takes that side;
-// one both changed takes the higher SEQUENCE, then the later DTSTAMP; an
+// one both changed takes the higher SEQUENCE, then the later DTSTAMP, and
+// what the other side's version had differently is kept in the instance's
+// DESCRIPTION (withConflictNote), where every calendar app shows it; an
 // instance one side added is kept; one side's deletion applies unless the
 // other side edited the instance (an edit beats a delete, for whole objects
 // too).
@@ -122,9 +126,9 @@ func MergeICal(base, ours, theirs []byte) ([]byte, error) {
 		case tc == nil:
 			res = oc
 		case newer(tc, oc):
-			res = tc
+			res = withConflictNote(tc, oc)
 		default:
-			res = oc
+			res = withConflictNote(oc, tc)
 		}
 		if res != nil {
 			out.Children = append(out.Children, res)
@@ -151,6 +155,94 @@ func MergeICal(base, ours, theirs []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	encodeLenient(&buf, out.Component)
 	return buf.Bytes(), nil
+}
+
+// conflictSkip are the properties a conflict note leaves out: those that
+// every edit changes, and the instance's identity.
+var conflictSkip = map[string]bool{
+	ical.PropDateTimeStamp: true, ical.PropSequence: true, ical.PropLastModified: true,
+	ical.PropCreated: true, ical.PropUID: true, ical.PropRecurrenceID: true,
+}
+
+// conflictText are the properties whose values a note shows as text.
+var conflictText = map[string]bool{
+	ical.PropSummary: true, ical.PropLocation: true, ical.PropDescription: true, ical.PropComment: true,
+}
+
+// withConflictNote returns win, the instance a merge keeps where both sides
+// changed it, with what lose had differently appended to its DESCRIPTION:
+// each property whose values differ, with lose's values (or "no NAME"),
+// values too long or binary to read there named only (the object's history
+// holds them), and its alarms if they differ. Nothing is added when only
+// the properties every edit changes differ.
+func withConflictNote(win, lose *ical.Component) *ical.Component {
+	names := map[string]bool{}
+	for _, c := range []*ical.Component{win, lose} {
+		for n := range c.Props {
+			if !conflictSkip[n] {
+				names[n] = true
+			}
+		}
+	}
+	lines := func(c *ical.Component, n string) string {
+		var b bytes.Buffer
+		encodeLenient(&b, &ical.Component{Name: "X", Props: ical.Props{n: c.Props[n]}})
+		return b.String()
+	}
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		if lines(win, n) == lines(lose, n) {
+			continue
+		}
+		ps := lose.Props[n]
+		if len(ps) == 0 {
+			parts = append(parts, "no "+n)
+			continue
+		}
+		var vals []string
+		for i := range ps {
+			v := ps[i].Value
+			if conflictText[n] {
+				// (Joined: a comma that a client left unescaped splits
+				// the value.)
+				if l, err := ps[i].TextList(); err == nil {
+					v = strings.Join(l, ",")
+				}
+			}
+			if tz := ps[i].Params.Get(ical.ParamTimezoneID); tz != "" {
+				v += " (" + tz + ")"
+			}
+			if len(v) > 200 || n == ical.PropAttach || ps[i].Params.Get(ical.ParamEncoding) != "" {
+				vals = nil
+				break
+			}
+			vals = append(vals, "“"+v+"”")
+		}
+		if vals == nil {
+			parts = append(parts, n+" changed (the other value is in the history)")
+			continue
+		}
+		parts = append(parts, n+" "+strings.Join(vals, ", "))
+	}
+	var wa, la []string
+	for _, ch := range win.Children {
+		wa = append(wa, encodeComp(ch))
+	}
+	for _, ch := range lose.Children {
+		la = append(la, encodeComp(ch))
+	}
+	if !slices.Equal(wa, la) {
+		parts = append(parts, "its alarms differed (the other ones are in the history)")
+	}
+	if len(parts) == 0 {
+		return win
+	}
+	note := "Changed on two devices at once. The other device's version, not kept: " + strings.Join(parts, "; ") + "."
+	if d, err := win.Props.Text(ical.PropDescription); err == nil && d != "" {
+		note = d + "\n\n" + note
+	}
+	win.Props.SetText(ical.PropDescription, note)
+	return win
 }
 
 // encodeLenient writes a calendar as iCalendar text without go-ical's

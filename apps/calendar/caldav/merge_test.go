@@ -75,6 +75,65 @@ func TestMergeICal(t *testing.T) {
 	}
 }
 
+// TestMergeICalConflictNote: where both sides changed one instance, what
+// the losing version had differently is kept in the winner's DESCRIPTION
+// (after a description it has), the same whichever side is ours; nothing
+// is added when the versions differ only in what every edit changes.
+func TestMergeICalConflictNote(t *testing.T) {
+	const d1, d2, d3 = "20260101T000000Z", "20260102T000000Z", "20260103T000000Z"
+	base := ev("20260112T090000Z", "0", d1, "Dentist")
+	// theirs wins (higher SEQUENCE): moved and located; ours renamed it,
+	// with a description, an alarm, and DTSTART in a time zone.
+	ours := strings.Replace(ev("20260112T090000Z", "1", d2, "Dentist, bring the card"), "DTSTART:20260105T090000Z",
+		"DTSTART;TZID=Europe/Paris:20260105T110000\nDESCRIPTION:Dr. Lee\\, room 4", 1)
+	ours = strings.Replace(ours, "END:VEVENT", "BEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nDESCRIPTION:x\nEND:VALARM\nEND:VEVENT", 1)
+	theirs := strings.Replace(ev("20260112T090000Z", "2", d3, "Dentist"), "DTSTART:20260105T090000Z",
+		"DTSTART:20260105T120000Z\nLOCATION:Clinic", 1)
+	got, err := MergeICal(ics(base), ics(ours), ics(theirs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := MergeICal(ics(base), ics(theirs), ics(ours))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(rev) {
+		t.Errorf("not symmetric:\n%s\nvs\n%s", got, rev)
+	}
+	cal, err := Parse(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc string
+	for _, c := range cal.Children {
+		if c.Name == ical.CompEvent {
+			if desc, err = c.Props.Text(ical.PropDescription); err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := c.Props.Text(ical.PropSummary); s != "Dentist" {
+				t.Errorf("SUMMARY %q: the higher SEQUENCE's should win", s)
+			}
+		}
+	}
+	want := "Changed on two devices at once. The other device's version, not kept: DESCRIPTION “Dr. Lee, room 4”; " +
+		"DTSTART “20260105T110000 (Europe/Paris)”; no LOCATION; SUMMARY “Dentist, bring the card”; " +
+		"its alarms differed (the other ones are in the history)."
+	if desc != want {
+		t.Errorf("DESCRIPTION %q\nwant        %q", desc, want)
+	}
+	if _, err := New(0).Validate(got, nil); err != nil {
+		t.Errorf("merged object is invalid: %v", err)
+	}
+	// Versions that differ only in DTSTAMP and SEQUENCE: no note.
+	got, err = MergeICal(ics(base), ics(ev("20260112T090000Z", "1", d2, "Dentist")), ics(ev("20260112T090000Z", "2", d3, "Dentist")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(got), "DESCRIPTION") {
+		t.Errorf("a note where only DTSTAMP and SEQUENCE differ:\n%s", got)
+	}
+}
+
 // FuzzValidate feeds arbitrary bytes to the PUT ingestion path: it must
 // never panic, and what it accepts must expand, answer free-busy and merge.
 //

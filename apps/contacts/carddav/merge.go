@@ -2,6 +2,8 @@ package carddav
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,7 +27,9 @@ func (k *Kind) MergeFunc() store.MergeFunc { return dav.MergeFunc(MergeVCard) }
 // CATEGORIES and ADR are sets (each side's additions and removals apply);
 // where both sides changed the same single-valued property, the card with
 // the later REV wins (and, for equal REVs, the greater value, so that every
-// replica picks the same). An edit beats a delete.
+// replica picks the same), and the other side's value is kept in the
+// card's NOTE (conflictNote), where every contacts app shows it. An edit
+// beats a delete.
 func MergeVCard(base, ours, theirs []byte) ([]byte, error) {
 	if ours == nil || theirs == nil {
 		if ours == nil {
@@ -50,6 +54,7 @@ func MergeVCard(base, ours, theirs []byte) ([]byte, error) {
 	oRev, tRev := o.Value(vcard.FieldRevision), t.Value(vcard.FieldRevision)
 	theirsWins := tRev > oRev || (tRev == oRev && bytes.Compare(theirs, ours) > 0)
 	out := vcard.Card{}
+	lost := map[string][]*vcard.Field{} // a conflict's losing side, by property
 	names := map[string]bool{}
 	for _, c := range []vcard.Card{b, o, t} {
 		for n := range c {
@@ -70,12 +75,20 @@ func MergeVCard(base, ours, theirs []byte) ([]byte, error) {
 		case sameFields(of, bf):
 			res = tf
 		case theirsWins:
-			res = tf
+			res, lost[n] = tf, of
 		default:
-			res = of
+			res, lost[n] = of, tf
 		}
 		if len(res) > 0 {
 			out[n] = res
+		}
+	}
+	if len(lost) > 0 {
+		note := conflictNote(lost)
+		if f := out.Get(vcard.FieldNote); f != nil && f.Value != "" {
+			f.Value += "\n\n" + note
+		} else {
+			out.SetValue(vcard.FieldNote, note)
 		}
 	}
 	rev := oRev
@@ -90,6 +103,37 @@ func MergeVCard(base, ours, theirs []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// conflictNote says what a merge dropped where both sides changed one
+// property (lost: the losing side's values by property name; none where
+// that side removed the property, said "no NAME"), for the card's NOTE.
+// Values too long or binary to read there (a photo, a key) are named
+// only: the card's history holds them.
+func conflictNote(lost map[string][]*vcard.Field) string {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(lost)) {
+		fs := lost[n]
+		if len(fs) == 0 {
+			parts = append(parts, "no "+n)
+			continue
+		}
+		var vals []string
+		for _, f := range fs {
+			v := strings.TrimSpace(strings.Join(strings.FieldsFunc(f.Value, func(r rune) bool { return r == ';' }), " "))
+			if len(v) > 200 || f.Params.Get("ENCODING") != "" || strings.HasPrefix(f.Value, "data:") {
+				vals = nil
+				break
+			}
+			vals = append(vals, "“"+v+"”")
+		}
+		if vals == nil {
+			parts = append(parts, n+" changed (the other value is in the history)")
+			continue
+		}
+		parts = append(parts, n+" "+strings.Join(vals, ", "))
+	}
+	return "Changed on two devices at once. The other device's version, not kept: " + strings.Join(parts, "; ") + "."
 }
 
 // fieldKey identifies a property value for set merges: its value and its

@@ -67,6 +67,74 @@ func TestMergeVCard(t *testing.T) {
 	}
 }
 
+// TestMergeVCardConflictNote: where both sides changed one property, the
+// losing side's value is kept in the card's NOTE (appended to a note the
+// card has), a property the losing side removed is said missing, and a
+// photo is named, not copied; the merge is the same whichever side is
+// ours.
+func TestMergeVCardConflictNote(t *testing.T) {
+	base := vc("FN:Ann", "TITLE:Engineer", "ORG:Acme", "REV:20260101T000000Z")
+	tests := []struct {
+		name         string
+		base         []byte
+		ours, theirs []byte
+		note         string
+	}{
+		{"one property", base,
+			vc("FN:Ann Archer", "TITLE:Engineer", "ORG:Acme", "REV:20260105T000000Z"),
+			vc("FN:Ann B.", "TITLE:Engineer", "ORG:Acme", "REV:20260104T000000Z"),
+			"Changed on two devices at once. The other device's version, not kept: FN “Ann B.”."},
+		{"a removal loses, and a note kept", vc("FN:Ann", "TITLE:Engineer", "NOTE:met at work", "REV:20260101T000000Z"),
+			vc("FN:Ann", "TITLE:Lead", "NOTE:met at work", "REV:20260105T000000Z"),
+			vc("FN:Ann", "NOTE:met at work", "REV:20260104T000000Z"),
+			"met at work\n\nChanged on two devices at once. The other device's version, not kept: no TITLE."},
+		{"structured value and a photo", vc("FN:Ann", "N:Archer;Ann;;;", "PHOTO;ENCODING=b;TYPE=JPEG:AAAA", "REV:20260101T000000Z"),
+			vc("FN:Ann", "N:Archer-Smith;Ann;;;", "PHOTO;ENCODING=b;TYPE=JPEG:BBBB", "REV:20260103T000000Z"),
+			vc("FN:Ann", "N:Bowman;Ann;;;", "PHOTO;ENCODING=b;TYPE=JPEG:CCCC", "REV:20260103T000000Z"),
+			"Changed on two devices at once. The other device's version, not kept: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := carddav.MergeVCard(tc.base, tc.ours, tc.theirs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev, err := carddav.MergeVCard(tc.base, tc.theirs, tc.ours)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(rev) {
+				t.Errorf("not symmetric:\n%s\nvs\n%s", got, rev)
+			}
+			card, err := carddav.Parse(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			note := card.Value("NOTE")
+			if !strings.HasPrefix(note, strings.ReplaceAll(tc.note, `\n`, "\n")) {
+				t.Errorf("NOTE %q, want it to start %q\n%s", note, tc.note, got)
+			}
+			if tc.name == "structured value and a photo" {
+				// Equal REVs: the greater card wins, whichever it is; the
+				// other's N is in the note, its components joined.
+				kept := card.Value("N")
+				other := map[string]string{"Archer-Smith;Ann;;;": "N “Bowman Ann”", "Bowman;Ann;;;": "N “Archer-Smith Ann”"}[kept]
+				if other == "" {
+					t.Fatalf("merged N %q is neither side's", kept)
+				}
+				for _, want := range []string{other, "PHOTO changed (the other value is in the history)"} {
+					if !strings.Contains(note, want) {
+						t.Errorf("NOTE %q lacks %q", note, want)
+					}
+				}
+				if strings.Contains(note, "BBBB") || strings.Contains(note, "CCCC") {
+					t.Errorf("NOTE %q copies a photo", note)
+				}
+			}
+		})
+	}
+}
+
 // TestReplicaMerge edits one card on two replicas and pulls: the store's
 // merge uses the function the appliance registers.
 func TestReplicaMerge(t *testing.T) {
