@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	datadisk "github.com/nymote/nymote/disk"
 	"github.com/nymote/nymote/internal/testutil"
 	"github.com/nymote/nymote/launch"
 	"github.com/nymote/nymote/replica"
-	"github.com/nymote/nymote/store"
 )
 
 // TestBootDAVReplicas (issue 16): the contacts and the calendar
@@ -72,56 +68,7 @@ func testBootDAVReplica(t *testing.T, app, ext, ctype string, body func(uid stri
 		t.Cleanup(n.in.Close)
 	}
 	t.Logf("%s images built in %v", app, time.Since(start).Round(time.Second))
-	peerURL := func(n *replicaNode) string {
-		_, port, _ := strings.Cut(n.in.Addr(), ":")
-		return "https://10.0.2.2:" + port + "/replica"
-	}
-	// Each node's certificate is for the address its peer dials
-	// (10.0.2.2) and the one this test reaches it at (127.0.0.1), signed
-	// by a CA of its own, which the peer and this test trust.
-	caA, certA, keyA := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
-	caB, certB, keyB := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
-
-	dataA := t.TempDir()
-	st, err := store.InitData(dataA, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", password, store.GitNone); err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SetSelf(st, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replica.AddPeer(ctx, st, "b", peerURL(b), replica.AddOptions{Token: token, CA: caB}); err != nil {
-		t.Fatal(err)
-	}
-	for f, b := range map[string][]byte{"tls/cert.pem": certA, "tls/key.pem": keyA} {
-		if err := st.WriteNodeFile(f, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st.Close()
-	a.disk = filepath.Join(t.TempDir(), "a.img")
-	if err := datadisk.Create(ctx, dataA, a.disk, 128<<20); err != nil {
-		t.Fatal(err)
-	}
-
-	dataB := t.TempDir()
-	for f, b := range map[string][]byte{"node/tls/cert.pem": certB, "node/tls/key.pem": keyB, "peer-a.token": []byte(token + "\n"), "peer-a.ca.pem": caA} {
-		p := filepath.Join(dataB, filepath.FromSlash(f))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.disk = filepath.Join(t.TempDir(), "b.img")
-	if err := datadisk.Create(ctx, dataB, b.disk, 128<<20); err != nil {
-		t.Fatal(err)
-	}
-	b.cmdline = []string{"nymote.peer=a=" + peerURL(a), "nymote.peer-as=b", "nymote.peer-token=peer-a.token", "nymote.peer-ca=peer-a.ca.pem"}
+	caA, caB := replicaPair(t, a, b, token, password, 128<<20, nil)
 
 	t0 := time.Now()
 	a.boot(t)

@@ -75,6 +75,72 @@ func (n *replicaNode) powerOff(t *testing.T) {
 	}
 }
 
+// peerURL is n's replication endpoint as its peer reaches it from the
+// guest: the host (10.0.2.2) at n's fault proxy.
+func (n *replicaNode) peerURL() string {
+	_, port, _ := strings.Cut(n.in.Addr(), ":")
+	return "https://10.0.2.2:" + port + "/replica"
+}
+
+// replicaPair makes the data disks (of size bytes) of two appliances that
+// are peers: a's store holds alice (password) and b as its peer, with
+// prepare's additions (if any) and a's TLS certificate; b's disk holds
+// only its certificate, the token shared with a and a's CA, and b boots
+// with the options that make it clone a at its first boot. Each
+// certificate is for the address its peer dials (10.0.2.2) and the one
+// the test reaches it at (127.0.0.1), signed by a CA of the node's own:
+// those are returned, a's and b's.
+func replicaPair(t *testing.T, a, b *replicaNode, token, password string, size int64, prepare func(*store.Store)) (caA, caB []byte) {
+	t.Helper()
+	ctx := context.Background()
+	caA, certA, keyA := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
+	caB, certB, keyB := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
+	dataA := t.TempDir()
+	st, err := store.InitData(dataA, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, "alice", password, store.GitNone); err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(st)
+	}
+	if err := replica.SetSelf(st, a.name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replica.AddPeer(ctx, st, b.name, b.peerURL(), replica.AddOptions{Token: token, CA: caB}); err != nil {
+		t.Fatal(err)
+	}
+	for f, b := range map[string][]byte{"tls/cert.pem": certA, "tls/key.pem": keyA} {
+		if err := st.WriteNodeFile(f, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	a.disk = filepath.Join(t.TempDir(), a.name+".img")
+	if err := datadisk.Create(ctx, dataA, a.disk, size); err != nil {
+		t.Fatal(err)
+	}
+	dataB := t.TempDir()
+	peer := "peer-" + a.name
+	for f, b := range map[string][]byte{"node/tls/cert.pem": certB, "node/tls/key.pem": keyB, peer + ".token": []byte(token + "\n"), peer + ".ca.pem": caA} {
+		p := filepath.Join(dataB, filepath.FromSlash(f))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.disk = filepath.Join(t.TempDir(), b.name+".img")
+	if err := datadisk.Create(ctx, dataB, b.disk, size); err != nil {
+		t.Fatal(err)
+	}
+	b.cmdline = []string{"nymote.peer=" + a.name + "=" + a.peerURL(), "nymote.peer-as=" + b.name, "nymote.peer-token=" + peer + ".token", "nymote.peer-ca=" + peer + ".ca.pem"}
+	return caA, caB
+}
+
 // TestBootReplicas (issue 16): two mail appliances under QEMU (TCG), on
 // two boards, kept in sync as peers. Node a (qemu-arm64) has a data disk
 // with the user alice (her mailboxes made) and b recorded as its peer (as
@@ -115,72 +181,24 @@ func TestBootReplicas(t *testing.T) {
 		t.Cleanup(n.in.Close)
 	}
 	t.Logf("images built in %v", time.Since(start).Round(time.Second))
-	peerURL := func(n *replicaNode) string {
-		_, port, _ := strings.Cut(n.in.Addr(), ":")
-		return "https://10.0.2.2:" + port + "/replica"
-	}
-	// Each node's certificate is for the address its peer dials
-	// (10.0.2.2) and is signed by a CA of its own, which the peer trusts.
-	caA, certA, keyA := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
-	caB, certB, keyB := testutil.CAFiles(t, "10.0.2.2", "127.0.0.1", "localhost")
-
-	// a: alice, and b as its peer.
-	dataA := t.TempDir()
-	st, err := store.InitData(dataA, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", password, store.GitNone); err != nil {
-		t.Fatal(err)
-	}
-	// alice has used a already: her mailboxes exist (default mailboxes
-	// are made at a user's first use, with ids of their own: two nodes
-	// that each saw her first would make two INBOXes; see mailstore).
-	ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u, err := ms.User(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	} else if _, err := u.Mailbox("INBOX"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ms.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SetSelf(st, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replica.AddPeer(ctx, st, "b", peerURL(b), replica.AddOptions{Token: token, CA: caB}); err != nil {
-		t.Fatal(err)
-	}
-	for f, b := range map[string][]byte{"tls/cert.pem": certA, "tls/key.pem": keyA} {
-		if err := st.WriteNodeFile(f, b); err != nil {
+	replicaPair(t, a, b, token, password, 256<<20, func(st *store.Store) {
+		// alice has used a already: her mailboxes exist (default
+		// mailboxes are made at a user's first use, with ids of their
+		// own: two nodes that each saw her first would make two
+		// INBOXes; see mailstore).
+		ms, err := mailstore.Open(st, mailstore.Options{RawCacheBytes: -1})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	st.Close()
-	a.disk = filepath.Join(t.TempDir(), "a.img")
-	if err := datadisk.Create(ctx, dataA, a.disk, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-
-	// b: no store; its certificate, the token and a's CA as files.
-	dataB := t.TempDir()
-	for f, b := range map[string][]byte{"node/tls/cert.pem": certB, "node/tls/key.pem": keyB, "peer-a.token": []byte(token + "\n"), "peer-a.ca.pem": caA} {
-		p := filepath.Join(dataB, filepath.FromSlash(f))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		if u, err := ms.User(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		} else if _, err := u.Mailbox("INBOX"); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
+		if err := ms.Close(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	b.disk = filepath.Join(t.TempDir(), "b.img")
-	if err := datadisk.Create(ctx, dataB, b.disk, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	b.cmdline = []string{"nymote.peer=a=" + peerURL(a), "nymote.peer-as=b", "nymote.peer-token=peer-a.token", "nymote.peer-ca=peer-a.ca.pem"}
+	})
 
 	// Both at once: b's clone is tried again until a serves.
 	t0 := time.Now()

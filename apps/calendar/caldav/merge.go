@@ -170,11 +170,10 @@ var conflictText = map[string]bool{
 }
 
 // withConflictNote returns win, the instance a merge keeps where both sides
-// changed it, with what lose had differently appended to its DESCRIPTION:
-// each property whose values differ, with lose's values (or "no NAME"),
-// values too long or binary to read there named only (the object's history
-// holds them), and its alarms if they differ. Nothing is added when only
-// the properties every edit changes differ.
+// changed it, with what lose had differently appended to its DESCRIPTION
+// (dav.ConflictNote): each property whose values differ, with lose's, and
+// its alarms if they differ (named only). Nothing is added when only the
+// properties that every edit changes differ.
 func withConflictNote(win, lose *ical.Component) *ical.Component {
 	names := map[string]bool{}
 	for _, c := range []*ical.Component{win, lose} {
@@ -189,40 +188,31 @@ func withConflictNote(win, lose *ical.Component) *ical.Component {
 		encodeLenient(&b, &ical.Component{Name: "X", Props: ical.Props{n: c.Props[n]}})
 		return b.String()
 	}
-	var parts []string
+	var props []dav.ConflictProp
 	for _, n := range slices.Sorted(maps.Keys(names)) {
 		if lines(win, n) == lines(lose, n) {
 			continue
 		}
-		ps := lose.Props[n]
-		if len(ps) == 0 {
-			parts = append(parts, "no "+n)
-			continue
-		}
-		var vals []string
-		for i := range ps {
-			v := ps[i].Value
+		p := dav.ConflictProp{Name: n, Opaque: n == ical.PropAttach}
+		for i := range lose.Props[n] {
+			q := &lose.Props[n][i]
+			v := q.Value
 			if conflictText[n] {
 				// (Joined: a comma that a client left unescaped splits
 				// the value.)
-				if l, err := ps[i].TextList(); err == nil {
+				if l, err := q.TextList(); err == nil {
 					v = strings.Join(l, ",")
 				}
 			}
-			if tz := ps[i].Params.Get(ical.ParamTimezoneID); tz != "" {
+			if tz := q.Params.Get(ical.ParamTimezoneID); tz != "" {
 				v += " (" + tz + ")"
 			}
-			if len(v) > 200 || n == ical.PropAttach || ps[i].Params.Get(ical.ParamEncoding) != "" {
-				vals = nil
-				break
+			if q.Params.Get(ical.ParamEncoding) != "" {
+				p.Opaque = true
 			}
-			vals = append(vals, "“"+v+"”")
+			p.Values = append(p.Values, v)
 		}
-		if vals == nil {
-			parts = append(parts, n+" changed (the other value is in the history)")
-			continue
-		}
-		parts = append(parts, n+" "+strings.Join(vals, ", "))
+		props = append(props, p)
 	}
 	var wa, la []string
 	for _, ch := range win.Children {
@@ -232,12 +222,12 @@ func withConflictNote(win, lose *ical.Component) *ical.Component {
 		la = append(la, encodeComp(ch))
 	}
 	if !slices.Equal(wa, la) {
-		parts = append(parts, "its alarms differed (the other ones are in the history)")
+		props = append(props, dav.ConflictProp{Name: ical.CompAlarm, Opaque: true})
 	}
-	if len(parts) == 0 {
+	if len(props) == 0 {
 		return win
 	}
-	note := "Changed on two devices at once. The other device's version, not kept: " + strings.Join(parts, "; ") + "."
+	note := dav.ConflictNote(props)
 	if d, err := win.Props.Text(ical.PropDescription); err == nil && d != "" {
 		note = d + "\n\n" + note
 	}

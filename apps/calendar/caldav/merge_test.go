@@ -117,7 +117,7 @@ func TestMergeICalConflictNote(t *testing.T) {
 	}
 	want := "Changed on two devices at once. The other device's version, not kept: DESCRIPTION “Dr. Lee, room 4”; " +
 		"DTSTART “20260105T110000 (Europe/Paris)”; no LOCATION; SUMMARY “Dentist, bring the card”; " +
-		"its alarms differed (the other ones are in the history)."
+		"VALARM changed (the other value is in the history)."
 	if desc != want {
 		t.Errorf("DESCRIPTION %q\nwant        %q", desc, want)
 	}

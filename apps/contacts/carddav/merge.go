@@ -107,33 +107,22 @@ func MergeVCard(base, ours, theirs []byte) ([]byte, error) {
 
 // conflictNote says what a merge dropped where both sides changed one
 // property (lost: the losing side's values by property name; none where
-// that side removed the property, said "no NAME"), for the card's NOTE.
-// Values too long or binary to read there (a photo, a key) are named
-// only: the card's history holds them.
+// that side removed the property), for the card's NOTE (dav.ConflictNote).
+// A photo, a key or a sound is named, not copied.
 func conflictNote(lost map[string][]*vcard.Field) string {
-	var parts []string
+	var props []dav.ConflictProp
 	for _, n := range slices.Sorted(maps.Keys(lost)) {
-		fs := lost[n]
-		if len(fs) == 0 {
-			parts = append(parts, "no "+n)
-			continue
-		}
-		var vals []string
-		for _, f := range fs {
-			v := strings.TrimSpace(strings.Join(strings.FieldsFunc(f.Value, func(r rune) bool { return r == ';' }), " "))
-			if len(v) > 200 || f.Params.Get("ENCODING") != "" || strings.HasPrefix(f.Value, "data:") {
-				vals = nil
-				break
+		p := dav.ConflictProp{Name: n}
+		for _, f := range lost[n] {
+			if f.Params.Get("ENCODING") != "" || strings.HasPrefix(f.Value, "data:") {
+				p.Opaque = true
 			}
-			vals = append(vals, "“"+v+"”")
+			// A structured value's components, as words.
+			p.Values = append(p.Values, strings.Join(strings.FieldsFunc(f.Value, func(r rune) bool { return r == ';' }), " "))
 		}
-		if vals == nil {
-			parts = append(parts, n+" changed (the other value is in the history)")
-			continue
-		}
-		parts = append(parts, n+" "+strings.Join(vals, ", "))
+		props = append(props, p)
 	}
-	return "Changed on two devices at once. The other device's version, not kept: " + strings.Join(parts, "; ") + "."
+	return dav.ConflictNote(props)
 }
 
 // fieldKey identifies a property value for set merges: its value and its

@@ -91,3 +91,44 @@ func mergeJSON(base, ours, theirs []byte) ([]byte, error) {
 	data, err := json.MarshalIndent(out, "", "  ")
 	return append(data, '\n'), err
 }
+
+// ConflictProp is one property of the version that a kind's merge did not
+// keep, for ConflictNote: its values as text (none: that version had no
+// such property); Opaque where they are not text to read (a photo, an
+// attachment, alarms).
+type ConflictProp struct {
+	Name   string
+	Values []string
+	Opaque bool
+}
+
+// ConflictNote is the text that a kind's merge adds to the object it keeps
+// where both sides changed the same property (a contact's NOTE, an event's
+// DESCRIPTION), so that a person sees the other side's version, not kept:
+// each property with its values quoted, "no NAME" where that version had
+// none, and values too long or opaque to read there named only (the
+// object's history holds them).
+func ConflictNote(props []ConflictProp) string {
+	parts := make([]string, 0, len(props))
+	for _, p := range props {
+		readable := !p.Opaque
+		for _, v := range p.Values {
+			if len(v) > 200 {
+				readable = false
+			}
+		}
+		switch {
+		case len(p.Values) == 0 && !p.Opaque:
+			parts = append(parts, "no "+p.Name)
+		case !readable:
+			parts = append(parts, p.Name+" changed (the other value is in the history)")
+		default:
+			q := make([]string, len(p.Values))
+			for i, v := range p.Values {
+				q[i] = "“" + v + "”"
+			}
+			parts = append(parts, p.Name+" "+strings.Join(q, ", "))
+		}
+	}
+	return "Changed on two devices at once. The other device's version, not kept: " + strings.Join(parts, "; ") + "."
+}
