@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/xml"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymote/nymote/apps/internal/dav/davtest"
 	"github.com/nymote/nymote/replica"
 )
 
@@ -230,31 +230,10 @@ func vdirsyncerSwitch(t *testing.T, nodes []*rnode, k davKind, have davListing) 
 	}
 	dir := t.TempDir()
 	local := filepath.Join(dir, "local")
-	cfg := filepath.Join(dir, "config")
+	cfg := filepath.Join(dir, "config") // VdirsyncerConfig's
 	storage := map[string]string{"contacts": "carddav", "calendar": "caldav"}[k.name]
 	point := func(nd *rnode) {
-		c := fmt.Sprintf(`[general]
-status_path = %q
-
-[pair p]
-a = "local"
-b = "remote"
-collections = ["from b"]
-
-[storage local]
-type = "filesystem"
-path = %q
-fileext = %q
-
-[storage remote]
-type = %q
-url = %q
-username = "alice"
-password = %q
-`, filepath.Join(dir, "status"), local, k.ext, storage, "http://"+nd.addrs[k.name]+"/", testPassword)
-		if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		davtest.VdirsyncerConfig(t, dir, storage, "http://"+nd.addrs[k.name]+"/", k.ext, testPassword, "")
 	}
 	run := func(args ...string) string {
 		t.Helper()

@@ -1,7 +1,6 @@
 package dav_test
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,31 +46,7 @@ func testVdirsyncer(t *testing.T, bin string, tc vdirsyncerCase) {
 	dir := t.TempDir()
 	local := filepath.Join(dir, "local")
 	conf := func(resolution string) string {
-		c := fmt.Sprintf(`[general]
-status_path = %q
-
-[pair p]
-a = "local"
-b = "remote"
-collections = ["from b"]
-%s
-
-[storage local]
-type = "filesystem"
-path = %q
-fileext = %q
-
-[storage remote]
-type = %q
-url = %q
-username = "alice"
-password = %q
-`, filepath.Join(dir, "status"), resolution, local, tc.ext, tc.storage, s.URL+"/", davtest.Users["alice"])
-		p := filepath.Join(dir, "config")
-		if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return davtest.VdirsyncerConfig(t, dir, tc.storage, s.URL+"/", tc.ext, davtest.Users["alice"], resolution)
 	}
 	cfg := conf("")
 	run := func(wantOK bool, args ...string) string {

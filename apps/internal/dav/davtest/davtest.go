@@ -4,6 +4,7 @@ package davtest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -124,3 +125,37 @@ func (b BasicAuth) Do(req *http.Request) (*http.Response, error) {
 
 // Client returns a go-webdav HTTPClient logged in as user.
 func Client(user string) BasicAuth { return BasicAuth{User: user, Password: Users[user]} }
+
+// VdirsyncerConfig writes a vdirsyncer configuration into dir/config and
+// returns its path: pair p of the folder dir/local (files ending ext) and
+// the collections of the server at url (storage carddav or caldav), as
+// alice with password; extra (such as a conflict_resolution line) goes
+// into the pair's section. vdirsyncer keeps its status in dir/status.
+func VdirsyncerConfig(t testing.TB, dir, storage, url, ext, password, extra string) string {
+	t.Helper()
+	c := fmt.Sprintf(`[general]
+status_path = %q
+
+[pair p]
+a = "local"
+b = "remote"
+collections = ["from b"]
+%s
+
+[storage local]
+type = "filesystem"
+path = %q
+fileext = %q
+
+[storage remote]
+type = %q
+url = %q
+username = "alice"
+password = %q
+`, filepath.Join(dir, "status"), extra, filepath.Join(dir, "local"), ext, storage, url, password)
+	p := filepath.Join(dir, "config")
+	if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
