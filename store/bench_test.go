@@ -172,3 +172,54 @@ func BenchmarkPackObjectsLongHistory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMergePacks merges 16 packs of 100 commits each (an item of 150
+// bytes per commit in a sharded folder: its blob, the trees above it and
+// the commit, as a mail APPEND writes), the background merge that follows
+// a node's batches. Each iteration merges a fresh copy of the repository.
+func BenchmarkMergePacks(b *testing.B) {
+	src := filepath.Join(b.TempDir(), "r.git")
+	s, err := Init(src, Options{GCLooseObjects: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.opts.noSync = true
+	n := 0
+	for p := 0; p < 16; p++ {
+		for c := 0; c < 100; c++ {
+			if _, err := s.Update(context.Background(), CommitOptions{Message: "append"}, func(tx *Tx) error {
+				return tx.Put("mail/u/box/"+Shard(fmt.Sprintf("%08d", n)), []byte(fmt.Sprintf("message %d: %0140d", n, n)))
+			}); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if err := s.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	objects := 0
+	for b.Loop() {
+		b.StopTimer()
+		dir := filepath.Join(b.TempDir(), "r.git")
+		if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+			b.Fatal(err)
+		}
+		s, err := Open(dir, Options{GCLooseObjects: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.opts.noSync = true
+		b.StartTimer()
+		st, err := s.MergePacks(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		objects = st.Objects
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(objects), "objects")
+}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bufio"
+	"cmp"
 	"compress/zlib"
 	"context"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -185,8 +188,8 @@ type mergeEntry struct {
 }
 
 func openMergeSource(path string, seen map[Hash]bool) (*mergeSource, error) {
-	idx := idxfile.NewMemoryIndex()
-	if err := readIdx(strings.TrimSuffix(path, ".pack")+".idx", idx); err != nil {
+	idx, err := openPackIndex(strings.TrimSuffix(path, ".pack") + ".idx")
+	if err != nil {
 		return nil, fmt.Errorf("pack index of %s: %w", filepath.Base(path), err)
 	}
 	f, err := os.Open(path)
@@ -198,24 +201,17 @@ func openMergeSource(path string, seen map[Hash]bool) (*mergeSource, error) {
 		f.Close()
 		return nil, err
 	}
-	it, err := idx.EntriesByOffset()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
 	m := &mergeSource{name: filepath.Base(path), f: f}
-	var all []mergeEntry
-	for {
-		e, err := it.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+	all := make([]mergeEntry, idx.n)
+	for i := range all {
+		off, ok := idx.offsetAt(i)
+		if !ok {
 			f.Close()
-			return nil, err
+			return nil, fmt.Errorf("pack index of %s: bad offset of entry %d: %w", m.name, i, ErrCorrupt)
 		}
-		all = append(all, mergeEntry{h: e.Hash, off: int64(e.Offset), crc: e.CRC32})
+		all[i] = mergeEntry{h: idx.hash(i), off: off, crc: idx.crcAt(i)}
 	}
+	slices.SortFunc(all, func(a, b mergeEntry) int { return cmp.Compare(a.off, b.off) })
 	for i := range all {
 		if i+1 < len(all) {
 			all[i].end = all[i+1].off
@@ -245,17 +241,33 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 	defer zlibWriters.Put(zw)
 	crc := crc32.NewIEEE()
 	buf := make([]byte, 64<<10)
+	// Each source is read through once, in order (its entries are in pack
+	// order), not an entry at a time: most entries are a few hundred
+	// bytes, and a read call for each was a third of a merge's time.
+	br := bufio.NewReaderSize(nil, 256<<10)
 	for _, m := range srcs {
+		br.Reset(io.NewSectionReader(m.f, 0, 1<<62))
+		pos := int64(0)
 		for _, e := range m.entries {
 			if err := ctx.Err(); err != nil {
 				return Hash{}, nil, err
 			}
+			if e.off > pos { // entries an earlier source had, or the header
+				if _, err := br.Discard(int(e.off - pos)); err != nil {
+					return Hash{}, nil, fmt.Errorf("pack %s offset %d: %w", m.name, pos, err)
+				}
+				pos = e.off
+			}
 			size := e.end - e.off
-			var first [1]byte
-			if _, err := m.f.ReadAt(first[:], e.off); err != nil {
+			first, err := br.Peek(1)
+			if err != nil {
 				return Hash{}, nil, fmt.Errorf("pack %s offset %d: %w", m.name, e.off, err)
 			}
 			if t := plumbing.ObjectType((first[0] >> 4) & 7); t == plumbing.OFSDeltaObject || t == plumbing.REFDeltaObject {
+				if _, err := br.Discard(int(size)); err != nil {
+					return Hash{}, nil, fmt.Errorf("pack %s offset %d: %w", m.name, e.off, err)
+				}
+				pos += size
 				// A delta (from GC or a push) is resolved and written
 				// whole.
 				var (
@@ -290,7 +302,8 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 			// way; a mismatch fails the merge, and the new pack is
 			// removed.
 			crc.Reset()
-			n, err := io.CopyBuffer(io.MultiWriter(pw.bw, crc), io.NewSectionReader(m.f, e.off, size), buf)
+			n, err := io.CopyBuffer(io.MultiWriter(pw.bw, crc), io.LimitReader(br, size), buf)
+			pos += n
 			if err == nil && n != size {
 				err = io.ErrUnexpectedEOF
 			}
