@@ -53,13 +53,13 @@ type packWriter struct {
 	f   io.Writer
 	sum hash.Hash
 	bw  *bufio.Writer
-	iw  *idxfile.Writer // nil: a pack sent to a peer, not indexed
+	iw  *idxBuilder // nil: a pack sent to a peer, not indexed
 	off int64
 }
 
 // newPackWriter writes the header of a pack of n objects, to be indexed.
 func newPackWriter(f io.Writer, n int) (*packWriter, error) {
-	return startPack(f, n, new(idxfile.Writer))
+	return startPack(f, n, &idxBuilder{ents: make([]idxfile.Entry, 0, n)})
 }
 
 // newStreamPackWriter is newPackWriter for a pack that goes to a peer:
@@ -70,7 +70,7 @@ func newStreamPackWriter(f io.Writer, n int) (*packWriter, error) {
 	return startPack(f, n, nil)
 }
 
-func startPack(f io.Writer, n int, iw *idxfile.Writer) (*packWriter, error) {
+func startPack(f io.Writer, n int, iw *idxBuilder) (*packWriter, error) {
 	p := &packWriter{f: f, sum: sha1.New(), iw: iw}
 	p.bw = packWriteBufs.Get().(*bufio.Writer)
 	p.bw.Reset(io.MultiWriter(f, p.sum))
@@ -81,11 +81,6 @@ func startPack(f io.Writer, n int, iw *idxfile.Writer) (*packWriter, error) {
 	if _, err := p.bw.Write(hdr[:]); err != nil {
 		return nil, err
 	}
-	if p.iw != nil {
-		if err := p.iw.OnHeader(uint32(n)); err != nil {
-			return nil, err
-		}
-	}
 	p.off = int64(len(hdr))
 	return p, nil
 }
@@ -94,9 +89,7 @@ func startPack(f io.Writer, n int, iw *idxfile.Writer) (*packWriter, error) {
 // written.
 func (p *packWriter) add(h Hash, size int64, crc uint32) error {
 	if p.iw != nil {
-		if err := p.iw.OnInflatedObjectContent(h, p.off, crc, nil); err != nil {
-			return err
-		}
+		p.iw.add(h, p.off, crc)
 	}
 	p.off += size
 	return nil
@@ -118,11 +111,7 @@ func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
 	if p.iw == nil {
 		return packSum, nil, nil
 	}
-	if err := p.iw.OnFooter(packSum); err != nil {
-		return Hash{}, nil, err
-	}
-	idx, err := p.iw.Index()
-	return packSum, idx, err
+	return packSum, p.iw.index(packSum), nil
 }
 
 // packWriteBufs are packWriters' buffers, 256 KiB each: a node with peers
@@ -323,20 +312,11 @@ func indexWholePack(f *os.File, keep packKeeper) (sum Hash, idx *idxfile.MemoryI
 	if !bytes.Equal(ps.Sum(nil), trailer[:]) {
 		return Hash{}, nil, false, fmt.Errorf("pack checksum mismatch: %w", ErrCorrupt)
 	}
-	iw := new(idxfile.Writer)
-	if err := iw.OnHeader(n); err != nil {
-		return Hash{}, nil, false, err
-	}
+	b := idxBuilder{ents: make([]idxfile.Entry, 0, len(ents))}
 	for i, e := range ents {
-		if err := iw.OnInflatedObjectContent(e.h, e.off, crcs[i], nil); err != nil {
-			return Hash{}, nil, false, err
-		}
+		b.add(e.h, e.off, crcs[i])
 	}
-	if err := iw.OnFooter(trailer); err != nil {
-		return Hash{}, nil, false, err
-	}
-	idx, err = iw.Index()
-	return trailer, idx, err == nil, err
+	return trailer, b.index(trailer), true, nil
 }
 
 // emptyZlib is a zlib stream of nothing, to make a reader to reset.
