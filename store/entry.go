@@ -145,8 +145,8 @@ func writeEntriesPack(f *os.File, objs []plumbing.EncodedObject, reuse func(Hash
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
+	zw := zlibWriters.get()
+	defer zlibWriters.put(zw)
 	for _, o := range objs {
 		h := o.Hash()
 		if reuse != nil {
@@ -187,8 +187,8 @@ func (s *Store) encodePack(w io.Writer, hs []Hash) error {
 		if err != nil {
 			return err
 		}
-		zw := zlibWriters.Get().(*zlib.Writer)
-		defer zlibWriters.Put(zw)
+		zw := zlibWriters.get()
+		defer zlibWriters.put(zw)
 		var kept bytes.Buffer
 		for _, h := range hs {
 			entry, sum, ok, err := o.rawEntry(h)

@@ -145,7 +145,7 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 		sort.Slice(whole, func(i, j int) bool { return bytes.Compare(whole[i][:], whole[j][:]) < 0 })
 		err = s.readObjs(func(o *objReader) error {
 			name, _, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
-				return writeRawPack(f, len(whole), &gcWriters, func(i int) (Hash, plumbing.ObjectType, []byte, error) {
+				return writeRawPack(f, len(whole), gcWriters, func(i int) (Hash, plumbing.ObjectType, []byte, error) {
 					if err := ctx.Err(); err != nil {
 						return whole[i], 0, nil, err
 					}

@@ -3,7 +3,6 @@ package store
 import (
 	"bufio"
 	"cmp"
-	"compress/zlib"
 	"context"
 	"fmt"
 	"hash/crc32"
@@ -237,8 +236,8 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
+	zw := zlibWriters.get()
+	defer zlibWriters.put(zw)
 	crc := crc32.NewIEEE()
 	buf := make([]byte, 64<<10)
 	// Each source is read through once, in order (its entries are in pack

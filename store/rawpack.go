@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -28,13 +27,13 @@ import (
 // where go-git's encoder reads every object again and the pack must then be
 // parsed back to index it: the incremental repack, which runs while commits
 // go on, costs a third of the CPU it did.
-func writeRawPack(f io.Writer, n int, writers *sync.Pool, next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
+func writeRawPack(f io.Writer, n int, writers *freeList[*zlib.Writer], next func(i int) (Hash, plumbing.ObjectType, []byte, error)) (Hash, *idxfile.MemoryIndex, error) {
 	pw, err := newPackWriter(f, n)
 	if err != nil {
 		return Hash{}, nil, err
 	}
-	zw := writers.Get().(*zlib.Writer)
-	defer writers.Put(zw)
+	zw := writers.get()
+	defer writers.put(zw)
 	for i := 0; i < n; i++ {
 		h, t, data, err := next(i)
 		if err != nil {
@@ -72,7 +71,7 @@ func newStreamPackWriter(f io.Writer, n int) (*packWriter, error) {
 
 func startPack(f io.Writer, n int, iw *idxBuilder) (*packWriter, error) {
 	p := &packWriter{f: f, sum: sha1.New(), iw: iw}
-	p.bw = packWriteBufs.Get().(*bufio.Writer)
+	p.bw = packWriteBufs.get()
 	p.bw.Reset(io.MultiWriter(f, p.sum))
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
@@ -101,7 +100,7 @@ func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
 		return Hash{}, nil, err
 	}
 	p.bw.Reset(nil)
-	packWriteBufs.Put(p.bw)
+	packWriteBufs.put(p.bw)
 	p.bw = nil
 	var packSum Hash
 	copy(packSum[:], p.sum.Sum(nil))
@@ -116,21 +115,21 @@ func (p *packWriter) finish() (Hash, *idxfile.MemoryIndex, error) {
 
 // packWriteBufs are packWriters' buffers, 256 KiB each: a node with peers
 // writes a pack per push and per batch, several a second.
-var packWriteBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+var packWriteBufs = newFreeList(2, func() *bufio.Writer { return bufio.NewWriterSize(nil, 256<<10) })
 
 // zlibWriters compress at zlib's fastest level: incremental packs are
 // written while commits go on, and the full repack rewrites them anyway.
 // gcWriters compress at zlib's default level, as git does, for what the
 // full repack keeps whole (gc.go).
-var zlibWriters = sync.Pool{New: func() any {
+var zlibWriters = newFreeList(2, func() *zlib.Writer {
 	w, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
 	return w
-}}
+})
 
-var gcWriters = sync.Pool{New: func() any {
+var gcWriters = newFreeList(1, func() *zlib.Writer {
 	w, _ := zlib.NewWriterLevel(io.Discard, zlib.DefaultCompression)
 	return w
-}}
+})
 
 // packEntryHeader is a pack entry's type and size: 3 bits of type and 4
 // of size, then 7 bits of size per byte.

@@ -81,7 +81,7 @@ func (s *Store) PackLoose(ctx context.Context) (GCStats, error) {
 		// new mail or vCards costs seconds of CPU for little; the full
 		// repack (GC) stores trees and small objects as deltas.
 		_, _, err := s.writePack(ctx, func(f *os.File) (plumbing.Hash, *idxfile.MemoryIndex, error) {
-			return writeRawPack(f, len(good), &zlibWriters, func(i int) (Hash, plumbing.ObjectType, []byte, error) {
+			return writeRawPack(f, len(good), zlibWriters, func(i int) (Hash, plumbing.ObjectType, []byte, error) {
 				t, data, err := o.readLoose(good[i])
 				if got := plumbing.ComputeHash(t, data); err == nil && got != good[i] {
 					err = fmt.Errorf("content hashes to %s: %w", got, ErrCorrupt)

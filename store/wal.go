@@ -162,8 +162,15 @@ func (w *wal) append(rec walRecord) ([]plumbing.EncodedObject, error) {
 	copy(hdr[:], walMagic)
 	binary.BigEndian.PutUint32(hdr[4:], uint32(n))
 	binary.BigEndian.PutUint32(hdr[8:], crc.Sum32())
-	// A small record goes out in one write, a large one in 256 KiB ones.
-	bw := bufio.NewWriterSize(w.f, int(min(12+n, 256<<10)))
+	// A small record goes out in one write, a large one in 256 KiB ones
+	// (a pack writer's buffer, kept between uses: one made for each
+	// record was a fifth of what an APPEND allocated).
+	bw := packWriteBufs.get()
+	bw.Reset(w.f)
+	defer func() {
+		bw.Reset(nil)
+		packWriteBufs.put(bw)
+	}()
 	bw.Write(hdr[:])
 	crc2 := crc32.New(castagnoli)
 	n2, err := payload(io.MultiWriter(bw, crc2))
