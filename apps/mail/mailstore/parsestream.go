@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -114,7 +115,9 @@ func extractBodyStructure(rawHeader textproto.Header, r io.Reader, depth int) im
 			NumLines:      lc.lines,
 		}
 	} else {
-		io.Copy(lc, r)
+		b := countBufs.Get().(*[16 << 10]byte)
+		io.CopyBuffer(lc, r, b[:])
+		countBufs.Put(b)
 	}
 	bs.Size = uint32(lc.n)
 	if primaryType == "text" {
@@ -158,3 +161,7 @@ func contentLanguage(header gomessage.Header) []string {
 	}
 	return l
 }
+
+// countBufs are the buffers parts are counted through: io.Copy made one
+// of 32 KiB for each part of each message appended.
+var countBufs = sync.Pool{New: func() any { return new([16 << 10]byte) }}
