@@ -3,7 +3,7 @@ package store
 // freeList keeps up to a few values for reuse, across garbage
 // collections: a sync.Pool is emptied by every collection, which a node
 // under a steady stream of APPENDs runs every few tens of milliseconds,
-// and its zlib writers (about 700 KB each, most of it the compressor's
+// and its zlib writers (1.2 MB each at the fastest level, most of it the compressor's
 // tables, made at the first write) and 256 KiB pack write buffers were
 // made again after each: 12 KB of garbage per APPEND in BenchmarkAppend
 // for the writers alone, which brought the next collection closer.
