@@ -126,7 +126,7 @@ var zlibWriters = newFreeList(2, func() *zlib.Writer {
 	return w
 })
 
-var gcWriters = newFreeList(1, func() *zlib.Writer {
+var gcWriters = newFreeList(0, func() *zlib.Writer { // (GC is rare: none kept)
 	w, _ := zlib.NewWriterLevel(io.Discard, zlib.DefaultCompression)
 	return w
 })
