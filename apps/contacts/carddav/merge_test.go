@@ -15,6 +15,24 @@ func vc(lines ...string) []byte {
 	return []byte("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:u\r\n" + strings.Join(lines, "\r\n") + "\r\nEND:VCARD\r\n")
 }
 
+// mergeBoth merges ours and theirs both ways round and checks that the
+// cards are the same (every replica must reach the same card).
+func mergeBoth(t *testing.T, base, ours, theirs []byte) []byte {
+	t.Helper()
+	got, err := carddav.MergeVCard(base, ours, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := carddav.MergeVCard(base, theirs, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(rev) {
+		t.Errorf("not symmetric:\n%s\nvs\n%s", got, rev)
+	}
+	return got
+}
+
 func TestMergeVCard(t *testing.T) {
 	base := vc("FN:Ann", "EMAIL:a@x", "TEL:1", "REV:20260101T000000Z")
 	tests := []struct {
@@ -41,18 +59,7 @@ func TestMergeVCard(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := carddav.MergeVCard(tc.base, tc.ours, tc.theirs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Every replica must reach the same card.
-			rev, err := carddav.MergeVCard(tc.base, tc.theirs, tc.ours)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != string(rev) {
-				t.Errorf("not symmetric:\n%s\nvs\n%s", got, rev)
-			}
+			got := mergeBoth(t, tc.base, tc.ours, tc.theirs)
 			for _, h := range tc.has {
 				if !strings.Contains(string(got), h+"\r\n") {
 					t.Errorf("merged card lacks %s:\n%s", h, got)
@@ -95,17 +102,7 @@ func TestMergeVCardConflictNote(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := carddav.MergeVCard(tc.base, tc.ours, tc.theirs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rev, err := carddav.MergeVCard(tc.base, tc.theirs, tc.ours)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != string(rev) {
-				t.Errorf("not symmetric:\n%s\nvs\n%s", got, rev)
-			}
+			got := mergeBoth(t, tc.base, tc.ours, tc.theirs)
 			card, err := carddav.Parse(got)
 			if err != nil {
 				t.Fatal(err)
