@@ -242,7 +242,7 @@ func (s *Store) writeMergedPack(ctx context.Context, f *os.File, srcs []*mergeSo
 	buf := make([]byte, 64<<10)
 	// Each source is read through once, in order (its entries are in pack
 	// order), not an entry at a time: most entries are a few hundred
-	// bytes, and a read call for each was a third of a merge's time.
+	// bytes, and a read call for each was a quarter of a merge's time.
 	br := bufio.NewReaderSize(nil, 256<<10)
 	for _, m := range srcs {
 		br.Reset(io.NewSectionReader(m.f, 0, 1<<62))
