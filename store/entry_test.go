@@ -157,7 +157,7 @@ func TestPushCorruptEntry(t *testing.T) {
 		var pack string
 		var off int64
 		a.readObjsOnce(func(o *objReader) error {
-			for _, p := range o.packs {
+			for _, p := range o.packList() {
 				if i, ok := p.idx.find(blob); ok {
 					pack = filepath.Join(a.Path(), "objects", "pack", p.name)
 					off, _ = p.idx.offsetAt(i)

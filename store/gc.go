@@ -196,7 +196,7 @@ func (s *Store) gc(ctx context.Context, pruneAfter time.Duration) (GCStats, erro
 	}
 	var readers []*packReader
 	s.mu.RLock()
-	readers = append(readers, s.objs.packs...)
+	readers = append(readers, s.objs.packList()...)
 	s.mu.RUnlock()
 	indexes := map[string]*packIndex{}
 	for _, p := range readers {

@@ -296,7 +296,7 @@ func TestGCKeepsLargeBlobsWhole(t *testing.T) {
 	}
 	var largeDeltas, largeWhole, treeDeltas int
 	err := s.readObjs(func(o *objReader) error {
-		for _, p := range o.packs {
+		for _, p := range o.packList() {
 			for i := 0; i < p.idx.n; i++ {
 				off, _ := p.idx.offsetAt(i)
 				var b [1]byte

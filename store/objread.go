@@ -35,9 +35,11 @@ import (
 // An objReader sees the packs that existed when it was opened; the store
 // opens a new one after a repack (reload).
 type objReader struct {
-	pend  *pending // logged objects not yet in the repository; may be nil
-	dir   string   // objects/
-	packs []*packReader
+	pend *pending // logged objects not yet in the repository; may be nil
+	dir  string   // objects/
+	// packs is the list of packs, replaced whole (packList, addPack):
+	// go-git's reads through gitStorage use the reader without s.mu.
+	packs atomic.Pointer[[]*packReader]
 	last  atomic.Int32 // which of packs the last object found was in (locate)
 	trees *treeCache
 	bases *baseCache
@@ -49,13 +51,14 @@ type objReader struct {
 // and items, a push's objects), and a lookup that misses costs a search
 // of an index.
 func (o *objReader) locate(h Hash) (*packReader, int, bool) {
+	packs := o.packList()
 	k := int(o.last.Load())
-	if k < len(o.packs) {
-		if i, ok := o.packs[k].idx.find(h); ok {
-			return o.packs[k], i, true
+	if k < len(packs) {
+		if i, ok := packs[k].idx.find(h); ok {
+			return packs[k], i, true
 		}
 	}
-	for j, p := range o.packs {
+	for j, p := range packs {
 		if j == k {
 			continue
 		}
@@ -170,9 +173,19 @@ func openObjReader(repo string, trees *treeCache) (*objReader, error) {
 			o.close()
 			return nil, fmt.Errorf("pack index %s: %w", filepath.Base(ip), err)
 		}
-		o.packs = append(o.packs, &packReader{name: filepath.Base(pp), f: f, idx: idx})
+		packs := append(o.packList(), &packReader{name: filepath.Base(pp), f: f, idx: idx})
+		o.packs.Store(&packs)
 	}
 	return o, nil
+}
+
+// packList is the reader's packs as of now; the list is never changed in
+// place, so it may be read while packs are added.
+func (o *objReader) packList() []*packReader {
+	if p := o.packs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func readIdx(path string, idx *idxfile.MemoryIndex) error {
@@ -185,10 +198,10 @@ func readIdx(path string, idx *idxfile.MemoryIndex) error {
 }
 
 func (o *objReader) close() {
-	for _, p := range o.packs {
+	for _, p := range o.packList() {
 		p.f.Close()
 	}
-	o.packs = nil
+	o.packs.Store(nil)
 }
 
 // errObjNotFound wraps plumbing.ErrObjectNotFound, so that Store.read

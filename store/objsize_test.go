@@ -38,7 +38,7 @@ func TestObjectSize(t *testing.T) {
 				if err != nil || !ok || got != int64(n) {
 					t.Errorf("%s: size of %s: %d, %v, %v; want %d", when, h, got, ok, err, n)
 				}
-				for _, p := range o.packs {
+				for _, p := range o.packList() {
 					if off, found := p.idx.offset(h); found {
 						var b [1]byte
 						p.f.ReadAt(b[:], off)

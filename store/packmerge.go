@@ -44,7 +44,7 @@ func (s *Store) maybeMergePacks() {
 		return
 	}
 	s.mu.RLock()
-	n := len(s.objs.packs)
+	n := len(s.objs.packList())
 	s.mu.RUnlock()
 	if n <= mergeAbove {
 		return
@@ -96,7 +96,7 @@ func (s *Store) MergePacks(ctx context.Context) (GCStats, error) {
 	// once it is whole and its writer is done with it (addPack).
 	s.mu.RLock()
 	var names []string
-	for _, p := range s.objs.packs {
+	for _, p := range s.objs.packList() {
 		names = append(names, p.name)
 	}
 	s.mu.RUnlock()

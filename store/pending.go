@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -326,13 +327,16 @@ func (s *Store) addPack(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gitStale.Store(true)
-	for _, p := range s.objs.packs {
+	packs := s.objs.packList()
+	for _, p := range packs {
 		if p.name == name { // a reload found it first
 			f.Close()
 			return nil
 		}
 	}
-	s.objs.packs = append(s.objs.packs, &packReader{name: name, f: f, idx: idx})
+	// A new list (readers without s.mu may hold the old one).
+	packs = append(slices.Clip(packs), &packReader{name: name, f: f, idx: idx})
+	s.objs.packs.Store(&packs)
 	return nil
 }
 

@@ -831,7 +831,7 @@ func (d *durableStorer) discard() {
 	}
 	var remove []string
 	s.readObjsOnce(func(o *objReader) error {
-		for _, p := range o.packs {
+		for _, p := range o.packList() {
 			if !slices.Contains(added, p.name) {
 				continue
 			}
