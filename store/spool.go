@@ -275,16 +275,14 @@ type streamReader struct {
 func (r *streamReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.n += int64(n)
-	if err != nil && err != io.EOF {
-		// The log's old file, closed after a checkpoint (wal.reset).
+	if err != nil {
+		// The log emptied meanwhile (its old file closed after a
+		// checkpoint, wal.reset, or cut short).
 		if serr := r.o.stale(); serr != nil {
 			return n, serr
 		}
 	}
 	if err == io.EOF {
-		if serr := r.o.stale(); serr != nil {
-			return n, serr
-		}
 		if r.n != r.o.size {
 			return n, fmt.Errorf("object %s: %d of %d bytes: %w", r.o.h, r.n, r.o.size, io.ErrUnexpectedEOF)
 		}
