@@ -70,6 +70,21 @@ func (o *objReader) locate(h Hash) (*packReader, int, bool) {
 	return nil, 0, false
 }
 
+// entryAt returns the pack that holds h (locate), h's position in its
+// index and where its entry starts in the pack; p is nil when no pack
+// holds h.
+func (o *objReader) entryAt(h Hash) (p *packReader, i int, off int64, err error) {
+	p, i, found := o.locate(h)
+	if !found {
+		return nil, 0, 0, nil
+	}
+	off, ok := p.idx.offsetAt(i)
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
+	}
+	return p, i, off, nil
+}
+
 type packReader struct {
 	name string
 	f    *os.File
@@ -121,11 +136,11 @@ func (o *objReader) rawEntry(h Hash) (entry []byte, crc uint32, ok bool, err err
 	if o.pend != nil && o.pend.object(h) != nil {
 		return nil, 0, false, nil
 	}
-	if p, i, found := o.locate(h); found {
-		off, ok := p.idx.offsetAt(i)
-		if !ok {
-			return nil, 0, false, fmt.Errorf("pack %s: bad offset of %s", p.name, h)
-		}
+	p, i, off, err := o.entryAt(h)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if p != nil {
 		end, err := p.entryEnd(off)
 		if err != nil {
 			return nil, 0, false, err
@@ -218,11 +233,11 @@ func (o *objReader) read(h Hash) (plumbing.ObjectType, []byte, error) {
 			return obj.Type(), data, err
 		}
 	}
-	if p, i, ok := o.locate(h); ok {
-		off, ok := p.idx.offsetAt(i)
-		if !ok {
-			return 0, nil, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
-		}
+	p, _, off, err := o.entryAt(h)
+	if err != nil {
+		return 0, nil, err
+	}
+	if p != nil {
 		return o.readPacked(p, off, 0)
 	}
 	return o.readLoose(h)

@@ -20,11 +20,11 @@ func (o *objReader) size(h Hash) (n int64, ok bool, err error) {
 			return obj.Size(), true, nil
 		}
 	}
-	if p, i, found := o.locate(h); found {
-		off, ok := p.idx.offsetAt(i)
-		if !ok {
-			return 0, false, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
-		}
+	p, _, off, err := o.entryAt(h)
+	if err != nil {
+		return 0, false, err
+	}
+	if p != nil {
 		n, err := p.entrySize(off)
 		return n, err == nil, err
 	}
@@ -124,11 +124,11 @@ func (o *objReader) kind(h Hash) (plumbing.ObjectType, int64, error) {
 			return obj.Type(), obj.Size(), nil
 		}
 	}
-	if p, i, found := o.locate(h); found {
-		off, ok := p.idx.offsetAt(i)
-		if !ok {
-			return 0, 0, fmt.Errorf("pack %s: bad offset of %s: %w", p.name, h, ErrCorrupt)
-		}
+	p, _, off, err := o.entryAt(h)
+	if err != nil {
+		return 0, 0, err
+	}
+	if p != nil {
 		n, err := p.entrySize(off)
 		if err != nil {
 			return 0, 0, err
