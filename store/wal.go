@@ -231,9 +231,12 @@ func (w *wal) follow() error {
 	}
 	// Another Store's checkpoint put a new file in the log's place
 	// (reset): records must go there, not to the old file.
-	if cur, err := os.Stat(filepath.Join(w.repo, walName)); err != nil {
+	cur, err := os.Stat(filepath.Join(w.repo, walName))
+	if err != nil {
 		return fmt.Errorf("store: commit log: %w", err)
-	} else if !os.SameFile(fi, cur) {
+	}
+	changed, old := fi.Size() != w.size, (*os.File)(nil)
+	if !os.SameFile(fi, cur) {
 		f, err := os.OpenFile(filepath.Join(w.repo, walName), os.O_RDWR|os.O_APPEND, 0o600)
 		if err != nil {
 			return fmt.Errorf("store: commit log: %w", err)
@@ -242,20 +245,16 @@ func (w *wal) follow() error {
 			f.Close()
 			return fmt.Errorf("store: commit log: %w", err)
 		}
-		w.gen.Add(1)
-		go w.f.Close()
-		w.f = f
-		w.size, w.records = fi.Size(), 0
-		w.half.Store(w.halfFull())
-		w.unknown = w.size > 0
-		w.broken = nil
-		return nil
+		changed, old, w.f, w.broken = true, w.f, f, nil
 	}
-	if fi.Size() != w.size {
+	if changed {
 		w.gen.Add(1)
 		w.size, w.records = fi.Size(), 0
 		w.half.Store(w.halfFull())
 		w.unknown = w.size > 0
+	}
+	if old != nil {
+		go old.Close() // after the generation moved on: readers of it see why it fails
 	}
 	return nil
 }
