@@ -137,9 +137,6 @@ vet:
 FUZZTIME ?= 1m
 test: test-deps vet
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) ./...
-	@# The replication engine and the store under the race detector: their
-	@# reads and pushes run beside each other (a race there was found so).
-	$(GO) test -count=1 -race -timeout $(TESTTIMEOUT) ./replica
 	GO=$(GO) sh scripts/fuzz-short.sh
 
 fuzz:
